@@ -1,0 +1,306 @@
+//! The runtime dictionary: applications, AVPs and command grammars loaded from the TOML
+//! files in `dictionaries/` (embedded) and any files an operator adds.
+//!
+//! Lookups on the hot path (AVP by key, command by code and application, grammar rule by
+//! AVP) are single hash-map probes on integer keys.
+
+mod grammar;
+mod load;
+
+pub use grammar::{GrammarItem, RuleKind, parse_item};
+pub use load::{DictError, DictionaryBuilder};
+
+pub use crate::generated::*;
+
+use crate::avp::AvpKey;
+use crate::header::Header;
+use crate::types::DataType;
+use rustc_hash::FxHashMap;
+use std::sync::OnceLock;
+
+/// A flag rule from the dictionary (RFC 6733 §4.5 "AVP Flag rules" columns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagRule {
+    /// MUST be set.
+    Must,
+    /// MAY be set (also used where sources disagree).
+    May,
+    /// MUST NOT be set.
+    MustNot,
+}
+
+impl FlagRule {
+    /// Whether `set` satisfies this rule.
+    pub fn allows(self, set: bool) -> bool {
+        match self {
+            Self::Must => set,
+            Self::May => true,
+            Self::MustNot => !set,
+        }
+    }
+    pub(crate) fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "must" => Some(Self::Must),
+            "may" => Some(Self::May),
+            "mustnot" => Some(Self::MustNot),
+            _ => None,
+        }
+    }
+}
+
+/// A vendor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VendorDef {
+    /// IANA Private Enterprise Number.
+    pub id: u32,
+    /// Name.
+    pub name: String,
+}
+
+/// Application kind, as advertised in CER/CEA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppKind {
+    /// Auth-Application-Id.
+    Auth,
+    /// Acct-Application-Id.
+    Acct,
+    /// The relay application (0xffffffff).
+    Relay,
+}
+
+/// An application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplicationDef {
+    /// Application-Id.
+    pub id: u32,
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: AppKind,
+    /// Vendor-Id for Vendor-Specific-Application-Id, 0 for IETF applications.
+    pub vendor: u32,
+    /// Specification reference.
+    pub spec: String,
+    /// The dictionary file it came from.
+    pub source: String,
+}
+
+/// An AVP definition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AvpDef {
+    /// Name.
+    pub name: String,
+    /// (code, vendor).
+    pub key: AvpKey,
+    /// Data type.
+    pub data_type: DataType,
+    /// M-bit rule.
+    pub m: FlagRule,
+    /// V-bit rule.
+    pub v: FlagRule,
+    /// Whether we set M when sending.
+    pub m_send: bool,
+    /// Enumerated values, sorted by value.
+    pub values: Vec<(i32, String)>,
+    /// Whether values outside `values` are accepted.
+    pub open: bool,
+    /// Grammar of a Grouped AVP.
+    pub grammar: Option<Grammar>,
+    /// Specification reference.
+    pub spec: String,
+    /// The dictionary file it came from.
+    pub source: String,
+}
+
+impl AvpDef {
+    /// The name of an enumerated value.
+    pub fn value_name(&self, v: i32) -> Option<&str> {
+        self.values.binary_search_by_key(&v, |(k, _)| *k).ok().map(|i| self.values[i].1.as_str())
+    }
+}
+
+/// A resolved grammar rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    /// The AVP.
+    pub key: AvpKey,
+    /// Index of the AVP in [`Dictionary::avps`].
+    pub avp: u32,
+    /// Bracket kind.
+    pub kind: RuleKind,
+    /// Fewest occurrences.
+    pub min: u32,
+    /// Most occurrences.
+    pub max: u32,
+}
+
+/// A resolved grammar (command request/answer or Grouped AVP).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Grammar {
+    /// The rules; fixed rules first, in position order.
+    pub rules: Vec<Rule>,
+    /// Number of leading fixed rules.
+    pub fixed: usize,
+    /// `*[AVP]`: other AVPs are allowed.
+    pub any: bool,
+    index: FxHashMap<u64, u16>,
+}
+
+impl Grammar {
+    /// A grammar that accepts any AVPs (for unknown grouped AVPs and error answers).
+    pub const fn any_avp() -> Self {
+        Self { rules: Vec::new(), fixed: 0, any: true, index: FxHashMap::with_hasher(rustc_hash::FxBuildHasher) }
+    }
+
+    /// The index of the rule for `key`.
+    #[inline]
+    pub fn rule_index(&self, key: AvpKey) -> Option<usize> {
+        self.index.get(&key.packed()).map(|&i| i as usize)
+    }
+}
+
+/// A command definition for one application.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandDef {
+    /// Name ("Credit-Control").
+    pub name: String,
+    /// Request abbreviation ("CCR").
+    pub request_abbrev: String,
+    /// Answer abbreviation ("CCA").
+    pub answer_abbrev: String,
+    /// Command Code.
+    pub code: u32,
+    /// Application-Id.
+    pub application: u32,
+    /// Whether requests carry the P bit.
+    pub proxiable: bool,
+    /// Request grammar.
+    pub request: Grammar,
+    /// Answer grammar.
+    pub answer: Grammar,
+    /// Specification reference.
+    pub spec: String,
+    /// The dictionary file it came from.
+    pub source: String,
+}
+
+/// The dictionary.
+#[derive(Debug, Clone, Default)]
+pub struct Dictionary {
+    vendors: Vec<VendorDef>,
+    applications: Vec<ApplicationDef>,
+    avps: Vec<AvpDef>,
+    commands: Vec<CommandDef>,
+    avp_index: FxHashMap<u64, u32>,
+    avp_names: FxHashMap<String, u32>,
+    command_index: FxHashMap<u64, u32>,
+    command_codes: FxHashMap<u32, u32>,
+}
+
+/// The dictionary files compiled into the crate, in load order.
+pub const EMBEDDED_FILES: &[(&str, &str)] = &[
+    ("base_rfc6733.toml", include_str!("../../../dictionaries/base_rfc6733.toml")),
+    ("nasreq_rfc7155.toml", include_str!("../../../dictionaries/nasreq_rfc7155.toml")),
+    ("dcca_rfc4006.toml", include_str!("../../../dictionaries/dcca_rfc4006.toml")),
+    ("tgpp_29061.toml", include_str!("../../../dictionaries/tgpp_29061.toml")),
+    ("tgpp_29229.toml", include_str!("../../../dictionaries/tgpp_29229.toml")),
+    ("tgpp_gy_32299.toml", include_str!("../../../dictionaries/tgpp_gy_32299.toml")),
+    ("tgpp_gx_29212.toml", include_str!("../../../dictionaries/tgpp_gx_29212.toml")),
+    ("tgpp_rx_29214.toml", include_str!("../../../dictionaries/tgpp_rx_29214.toml")),
+    ("tgpp_s9_29215.toml", include_str!("../../../dictionaries/tgpp_s9_29215.toml")),
+    ("roaming_vendor.toml", include_str!("../../../dictionaries/roaming_vendor.toml")),
+];
+
+impl Dictionary {
+    /// The embedded dictionaries, loaded once per process.
+    ///
+    /// # Panics
+    /// Only if the embedded files are inconsistent, which the crate's own tests rule out.
+    pub fn embedded() -> &'static Self {
+        static DICT: OnceLock<Dictionary> = OnceLock::new();
+        DICT.get_or_init(|| {
+            DictionaryBuilder::with_embedded().build().unwrap_or_else(|e| panic!("embedded dictionary: {e}"))
+        })
+    }
+
+    /// A builder starting empty.
+    pub fn builder() -> DictionaryBuilder {
+        DictionaryBuilder::default()
+    }
+
+    /// The AVP with this (code, vendor).
+    #[inline]
+    pub fn avp(&self, key: AvpKey) -> Option<&AvpDef> {
+        self.avp_index.get(&key.packed()).map(|&i| &self.avps[i as usize])
+    }
+
+    /// The AVP with this name.
+    pub fn avp_by_name(&self, name: &str) -> Option<&AvpDef> {
+        self.avp_names.get(name).map(|&i| &self.avps[i as usize])
+    }
+
+    /// The AVP at an index (as in [`Rule::avp`]).
+    pub fn avp_at(&self, i: u32) -> &AvpDef {
+        &self.avps[i as usize]
+    }
+
+    /// Every AVP.
+    pub fn avps(&self) -> &[AvpDef] {
+        &self.avps
+    }
+
+    /// Every command definition.
+    pub fn commands(&self) -> &[CommandDef] {
+        &self.commands
+    }
+
+    /// Every application.
+    pub fn applications(&self) -> &[ApplicationDef] {
+        &self.applications
+    }
+
+    /// Every vendor.
+    pub fn vendors(&self) -> &[VendorDef] {
+        &self.vendors
+    }
+
+    /// The command for (code, application), falling back to the base definition
+    /// (application 0) for commands such as RAR that applications reuse unchanged.
+    #[inline]
+    pub fn command(&self, code: u32, application: u32) -> Option<&CommandDef> {
+        let k = (u64::from(application) << 32) | u64::from(code);
+        self.command_index
+            .get(&k)
+            .or_else(|| self.command_index.get(&u64::from(code)))
+            .map(|&i| &self.commands[i as usize])
+    }
+
+    /// Whether any application defines this command code.
+    pub fn knows_command_code(&self, code: u32) -> bool {
+        self.command_codes.contains_key(&code)
+    }
+
+    /// Any definition of this command code (for names).
+    pub fn any_command(&self, code: u32) -> Option<&CommandDef> {
+        self.command_codes.get(&code).map(|&i| &self.commands[i as usize])
+    }
+
+    /// The application with this id.
+    pub fn application(&self, id: u32) -> Option<&ApplicationDef> {
+        self.applications.iter().find(|a| a.id == id)
+    }
+
+    /// The name of a vendor.
+    pub fn vendor_name(&self, id: u32) -> Option<&str> {
+        self.vendors.iter().find(|v| v.id == id).map(|v| v.name.as_str())
+    }
+
+    /// "CCR", "CEA", … for a header, or "cmd-NNN-R/A" for unknown commands.
+    pub fn command_label(&self, h: &Header) -> String {
+        match self.command(h.command_code, h.application_id).or_else(|| self.any_command(h.command_code)) {
+            Some(c) if h.is_request() => c.request_abbrev.clone(),
+            Some(c) => c.answer_abbrev.clone(),
+            None => format!("cmd-{}-{}", h.command_code, if h.is_request() { "R" } else { "A" }),
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! Building and encoding messages. A message is built as a small owned tree, then encoded in
+//! two passes: sizes first, then one write into a buffer reserved to the exact size.
+
+use crate::avp::{AvpFlags, AvpKey, AvpRef};
+use crate::header::{CommandFlags, HEADER_LEN, Header};
+use crate::message::Message;
+use crate::result_code::ResultCode;
+use crate::types::encode_ip;
+use bytes::{BufMut, Bytes, BytesMut};
+use std::net::IpAddr;
+
+/// An AVP value ready to encode.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AvpValue {
+    /// Raw payload bytes (OctetString and every string-like type).
+    Bytes(Bytes),
+    /// Integer32 / Enumerated.
+    I32(i32),
+    /// Integer64.
+    I64(i64),
+    /// Unsigned32 / Time.
+    U32(u32),
+    /// Unsigned64.
+    U64(u64),
+    /// Float32.
+    F32(f32),
+    /// Float64.
+    F64(f64),
+    /// Address of family 1 or 2.
+    Address(IpAddr),
+    /// Grouped.
+    Grouped(Vec<OwnedAvp>),
+    /// A whole AVP kept byte-exact as received (header, payload and padding), so relays
+    /// forward AVPs they do not understand untouched. The code, flags and vendor fields of
+    /// the enclosing [`OwnedAvp`] are informative only.
+    Verbatim(Bytes),
+}
+
+impl AvpValue {
+    fn payload_len(&self) -> usize {
+        match self {
+            Self::Bytes(b) => b.len(),
+            Self::I32(_) | Self::U32(_) | Self::F32(_) => 4,
+            Self::I64(_) | Self::U64(_) | Self::F64(_) => 8,
+            Self::Address(IpAddr::V4(_)) => 6,
+            Self::Address(IpAddr::V6(_)) => 18,
+            Self::Grouped(children) => children.iter().map(OwnedAvp::encoded_len).sum(),
+            Self::Verbatim(b) => b.len(),
+        }
+    }
+}
+
+/// An owned AVP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnedAvp {
+    /// AVP Code.
+    pub code: u32,
+    /// Flags; the V bit is set on encode when `vendor != 0`.
+    pub flags: AvpFlags,
+    /// Vendor-Id, 0 for none.
+    pub vendor: u32,
+    /// The value.
+    pub value: AvpValue,
+}
+
+impl OwnedAvp {
+    /// An AVP with explicit code, vendor, flags and value.
+    pub fn new(code: u32, vendor: u32, flags: u8, value: AvpValue) -> Self {
+        Self { code, flags: AvpFlags(flags), vendor, value }
+    }
+
+    /// A byte-exact copy of a received AVP; zero-copy when `msg` is the message it came from.
+    pub fn verbatim(msg: &Message, avp: &AvpRef<'_>) -> Self {
+        let start = avp.raw.as_ptr() as usize - msg.as_bytes().as_ptr() as usize;
+        let padded = ((avp.raw.len() + 3) & !3).min(msg.as_bytes().len() - start);
+        Self {
+            code: avp.code,
+            flags: avp.flags,
+            vendor: avp.vendor,
+            value: AvpValue::Verbatim(msg.as_bytes().slice(start..start + padded)),
+        }
+    }
+
+    /// A copy of a received AVP with its payload (not its padding) kept as raw bytes.
+    pub fn from_ref(avp: &AvpRef<'_>) -> Self {
+        Self { code: avp.code, flags: avp.flags, vendor: avp.vendor, value: AvpValue::Bytes(Bytes::copy_from_slice(avp.data)) }
+    }
+
+    /// (code, vendor).
+    pub fn key(&self) -> AvpKey {
+        AvpKey::new(self.code, self.vendor)
+    }
+
+    fn header_len(&self) -> usize {
+        if self.vendor != 0 { 12 } else { 8 }
+    }
+
+    /// The AVP Length field: header and payload, without padding (RFC 6733 §4.1).
+    pub fn avp_length(&self) -> usize {
+        match &self.value {
+            AvpValue::Verbatim(b) => b.len(),
+            v => self.header_len() + v.payload_len(),
+        }
+    }
+
+    /// Bytes this AVP takes on the wire, padding included.
+    pub fn encoded_len(&self) -> usize {
+        (self.avp_length() + 3) & !3
+    }
+
+    /// Writes the AVP, padded to 4 bytes. `out` must have room (see [`Self::encoded_len`]).
+    pub fn encode(&self, out: &mut BytesMut) {
+        if let AvpValue::Verbatim(b) = &self.value {
+            out.put_slice(b);
+            out.put_bytes(0, self.encoded_len() - b.len());
+            return;
+        }
+        let len = self.avp_length();
+        out.put_u32(self.code);
+        let mut flags = self.flags.0 & !AvpFlags::VENDOR;
+        if self.vendor != 0 {
+            flags |= AvpFlags::VENDOR;
+        }
+        out.put_u32((u32::from(flags) << 24) | len as u32);
+        if self.vendor != 0 {
+            out.put_u32(self.vendor);
+        }
+        match &self.value {
+            AvpValue::Bytes(b) => out.put_slice(b),
+            AvpValue::I32(v) => out.put_i32(*v),
+            AvpValue::I64(v) => out.put_i64(*v),
+            AvpValue::U32(v) => out.put_u32(*v),
+            AvpValue::U64(v) => out.put_u64(*v),
+            AvpValue::F32(v) => out.put_f32(*v),
+            AvpValue::F64(v) => out.put_f64(*v),
+            AvpValue::Address(ip) => {
+                let mut tmp = Vec::with_capacity(18);
+                encode_ip(*ip, &mut tmp);
+                out.put_slice(&tmp);
+            }
+            AvpValue::Grouped(children) => children.iter().for_each(|c| c.encode(out)),
+            AvpValue::Verbatim(_) => unreachable!("handled above"),
+        }
+        out.put_bytes(0, self.encoded_len() - len);
+    }
+
+    /// The children of a Grouped value.
+    pub fn children(&self) -> &[OwnedAvp] {
+        match &self.value {
+            AvpValue::Grouped(c) => c,
+            _ => &[],
+        }
+    }
+}
+
+/// Who we are, for the Origin-* AVPs of the messages we build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalIdentity {
+    /// Origin-Host.
+    pub host: String,
+    /// Origin-Realm.
+    pub realm: String,
+}
+
+impl LocalIdentity {
+    /// An identity.
+    pub fn new(host: impl Into<String>, realm: impl Into<String>) -> Self {
+        Self { host: host.into(), realm: realm.into() }
+    }
+}
+
+/// A message under construction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageBuilder {
+    /// Command Flags.
+    pub flags: CommandFlags,
+    /// Command Code.
+    pub command_code: u32,
+    /// Application-ID.
+    pub application_id: u32,
+    /// Hop-by-Hop Identifier.
+    pub hop_by_hop: u32,
+    /// End-to-End Identifier.
+    pub end_to_end: u32,
+    /// The AVPs, in order.
+    pub avps: Vec<OwnedAvp>,
+}
+
+const SESSION_ID: u32 = 263;
+const ORIGIN_HOST: u32 = 264;
+const ORIGIN_REALM: u32 = 296;
+const RESULT_CODE: u32 = 268;
+const FAILED_AVP: u32 = 279;
+const ERROR_MESSAGE: u32 = 281;
+const ERROR_REPORTING_HOST: u32 = 294;
+const PROXY_INFO: u32 = 284;
+
+fn text(code: u32, flags: u8, s: &str) -> OwnedAvp {
+    OwnedAvp::new(code, 0, flags, AvpValue::Bytes(Bytes::copy_from_slice(s.as_bytes())))
+}
+
+impl MessageBuilder {
+    /// A request. Identifiers are 0 until set (the node assigns Hop-by-Hop and End-to-End).
+    pub fn request(command_code: u32, application_id: u32, proxiable: bool) -> Self {
+        let mut flags = CommandFlags(CommandFlags::REQUEST);
+        flags = flags.with(CommandFlags::PROXIABLE, proxiable);
+        Self { flags, command_code, application_id, hop_by_hop: 0, end_to_end: 0, avps: Vec::with_capacity(16) }
+    }
+
+    /// The answer to `req` (RFC 6733 §6.2): same command, application, identifiers and P bit,
+    /// R cleared; Session-Id copied first when present, then our Origin-Host and
+    /// Origin-Realm. The caller adds Result-Code and the rest, then calls
+    /// [`MessageBuilder::copy_proxy_info`] (or uses [`MessageBuilder::finish_answer`]).
+    pub fn answer_to(req: &Message, me: &LocalIdentity) -> Self {
+        Self::answer_to_header(req.header(), req.find(AvpKey::new(SESSION_ID, 0)).map(|a| req.slice(a.data)), me)
+    }
+
+    /// As [`MessageBuilder::answer_to`] from a header alone (for messages that did not decode).
+    pub fn answer_to_header(h: &Header, session_id: Option<Bytes>, me: &LocalIdentity) -> Self {
+        let flags = CommandFlags(h.flags.0 & CommandFlags::PROXIABLE);
+        let mut b = Self {
+            flags,
+            command_code: h.command_code,
+            application_id: h.application_id,
+            hop_by_hop: h.hop_by_hop,
+            end_to_end: h.end_to_end,
+            avps: Vec::with_capacity(16),
+        };
+        if let Some(sid) = session_id {
+            b.avps.push(OwnedAvp::new(SESSION_ID, 0, AvpFlags::MANDATORY, AvpValue::Bytes(sid)));
+        }
+        b.avps.push(text(ORIGIN_HOST, AvpFlags::MANDATORY, &me.host));
+        b.avps.push(text(ORIGIN_REALM, AvpFlags::MANDATORY, &me.realm));
+        b
+    }
+
+    /// Adds Result-Code.
+    pub fn result_code(&mut self, rc: ResultCode) -> &mut Self {
+        self.push(OwnedAvp::new(RESULT_CODE, 0, AvpFlags::MANDATORY, AvpValue::U32(rc.0)))
+    }
+
+    /// RFC 6733 §6.2 item 4: "…the answer MUST contain the Proxy-Info AVPs … in the same
+    /// order they were present in the request". Copies them byte-exact.
+    pub fn copy_proxy_info(&mut self, req: &Message) -> &mut Self {
+        for pi in req.find_all(AvpKey::new(PROXY_INFO, 0)) {
+            self.avps.push(OwnedAvp::verbatim(req, &pi));
+        }
+        self
+    }
+
+    /// An error answer (RFC 6733 §7.2): Result-Code, E bit for protocol errors (3xxx, §7.1.3),
+    /// Error-Message, Error-Reporting-Host (ours; §7.3 says it is added when the reporter
+    /// is not the Origin-Host, so only relays set `reporting_host`), Failed-AVP, Proxy-Info.
+    pub fn error_answer(req: &Message, me: &LocalIdentity, err: &ErrorReport) -> Self {
+        let mut b = Self::answer_to(req, me);
+        b.add_error(err);
+        b.copy_proxy_info(req);
+        b
+    }
+
+    /// An error answer to a message that did not decode: only its header is known.
+    pub fn error_answer_to_header(h: &Header, me: &LocalIdentity, err: &ErrorReport) -> Self {
+        let mut b = Self::answer_to_header(h, None, me);
+        b.add_error(err);
+        b
+    }
+
+    fn add_error(&mut self, err: &ErrorReport) {
+        self.flags = self.flags.with(CommandFlags::ERROR, err.result_code.is_protocol_error());
+        self.result_code(err.result_code);
+        if let Some(m) = &err.message {
+            self.push(text(ERROR_MESSAGE, 0, m));
+        }
+        if let Some(h) = &err.reporting_host {
+            self.push(text(ERROR_REPORTING_HOST, 0, h));
+        }
+        if let Some(f) = &err.failed_avp {
+            self.push(OwnedAvp::new(FAILED_AVP, 0, AvpFlags::MANDATORY, AvpValue::Grouped(vec![f.clone()])));
+        }
+    }
+
+    /// Completes an answer: copies the request's Proxy-Info.
+    pub fn finish_answer(mut self, req: &Message) -> Self {
+        self.copy_proxy_info(req);
+        self
+    }
+
+    /// Adds an AVP.
+    pub fn push(&mut self, avp: OwnedAvp) -> &mut Self {
+        self.avps.push(avp);
+        self
+    }
+
+    /// Adds an AVP (by value, for chaining).
+    #[must_use]
+    pub fn with(mut self, avp: OwnedAvp) -> Self {
+        self.avps.push(avp);
+        self
+    }
+
+    /// Sets the identifiers.
+    #[must_use]
+    pub fn ids(mut self, hop_by_hop: u32, end_to_end: u32) -> Self {
+        self.hop_by_hop = hop_by_hop;
+        self.end_to_end = end_to_end;
+        self
+    }
+
+    /// Message Length of the encoded message.
+    pub fn encoded_len(&self) -> usize {
+        HEADER_LEN + self.avps.iter().map(OwnedAvp::encoded_len).sum::<usize>()
+    }
+
+    /// Encodes into `out`, reserving exactly the space needed once.
+    pub fn encode(&self, out: &mut BytesMut) {
+        let len = self.encoded_len();
+        out.reserve(len);
+        let h = Header {
+            version: 1,
+            length: len as u32,
+            flags: self.flags,
+            command_code: self.command_code,
+            application_id: self.application_id,
+            hop_by_hop: self.hop_by_hop,
+            end_to_end: self.end_to_end,
+        };
+        let mut hb = [0u8; HEADER_LEN];
+        h.write(&mut hb);
+        out.put_slice(&hb);
+        for a in &self.avps {
+            a.encode(out);
+        }
+    }
+
+    /// Encodes into a new buffer.
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.encoded_len());
+        self.encode(&mut out);
+        out.freeze()
+    }
+
+    /// Encodes and decodes back into a [`Message`] with default limits.
+    pub fn build(&self) -> Result<Message, crate::DecodeError> {
+        Message::from_bytes(self.to_bytes())
+    }
+}
+
+/// What an error answer reports: the Result-Code, the offending AVP, a text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorReport {
+    /// Result-Code.
+    pub result_code: ResultCode,
+    /// The AVP that goes inside Failed-AVP (already wrapped in its parents for nested
+    /// errors, RFC 6733 §7.5).
+    pub failed_avp: Option<OwnedAvp>,
+    /// Error-Message text.
+    pub message: Option<String>,
+    /// Error-Reporting-Host, set by agents reporting on behalf of others.
+    pub reporting_host: Option<String>,
+}
+
+impl ErrorReport {
+    /// A report with a code only.
+    pub fn new(result_code: ResultCode) -> Self {
+        Self { result_code, failed_avp: None, message: None, reporting_host: None }
+    }
+}

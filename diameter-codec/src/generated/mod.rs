@@ -1,0 +1,1 @@
+//! Generated constants (empty until diameter-dictgen runs).

@@ -1,0 +1,171 @@
+//! A decoded message: the header plus its AVPs, borrowed from the `Bytes` it was read from.
+
+use crate::avp::{AvpIter, AvpKey, AvpRef};
+use crate::error::{AvpError, AvpErrorKind, FrameError};
+use crate::header::{HEADER_LEN, Header};
+use crate::types::{AvpType, TypedAvp};
+use bytes::Bytes;
+
+/// Bounds on what a decoder accepts, so that no input makes it loop, recurse or allocate
+/// beyond a small constant times its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest Message Length accepted (checked before a frame is buffered).
+    pub max_message_len: u32,
+    /// Deepest nesting of Grouped AVPs (a top-level AVP is depth 1).
+    pub max_depth: usize,
+    /// Most AVPs in one message, nested ones included.
+    pub max_avps: usize,
+}
+
+impl Limits {
+    /// 64 KiB − 4 bytes, 16 levels, 4096 AVPs: generous for Gx/Gy/Rx/S9 traffic and small
+    /// enough that a peer cannot make us hold much.
+    pub const DEFAULT: Self = Self { max_message_len: 65_532, max_depth: 16, max_avps: 4096 };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Why `Message::decode` refused its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The header or the length it announces.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// A top-level AVP cannot be framed; the header is kept so the caller can answer.
+    #[error("{error}")]
+    Avp {
+        /// The message header.
+        header: Header,
+        /// What went wrong and where.
+        error: AvpError,
+    },
+}
+
+impl DecodeError {
+    /// The header, where it could be read.
+    pub fn header(&self) -> Option<&Header> {
+        match self {
+            Self::Avp { header, .. } => Some(header),
+            Self::Frame(_) => None,
+        }
+    }
+
+    /// The Result-Code an answer would carry.
+    pub fn result_code(&self) -> crate::ResultCode {
+        match self {
+            Self::Frame(e) => e.result_code(),
+            Self::Avp { error, .. } => match error.kind {
+                AvpErrorKind::TooManyAvps | AvpErrorKind::TooDeep => {
+                    crate::ResultCode::DIAMETER_UNABLE_TO_COMPLY
+                }
+                _ => crate::ResultCode::DIAMETER_INVALID_AVP_LENGTH,
+            },
+        }
+    }
+}
+
+/// A decoded Diameter message. Cheap to clone (it holds a reference-counted buffer).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Message {
+    header: Header,
+    bytes: Bytes,
+}
+
+impl Message {
+    /// Decodes one whole message: checks the header, that `bytes` is exactly as long as it
+    /// announces, and the framing of every top-level AVP. Nothing is copied; grouped AVPs
+    /// are framed when they are read or validated.
+    pub fn decode(bytes: Bytes, limits: &Limits) -> Result<Self, DecodeError> {
+        let header = Header::parse(&bytes, limits.max_message_len)?;
+        if header.length as usize != bytes.len() {
+            return Err(FrameError::LengthMismatch { announced: header.length, actual: bytes.len() }.into());
+        }
+        let mut count = 0usize;
+        for avp in AvpIter::with_base(&bytes[HEADER_LEN..], HEADER_LEN) {
+            let avp = avp.map_err(|error| DecodeError::Avp { header, error })?;
+            count += 1;
+            if count > limits.max_avps {
+                let error = AvpError {
+                    kind: AvpErrorKind::TooManyAvps,
+                    offset: avp.offset,
+                    code: avp.code,
+                    flags: avp.flags.0,
+                    vendor: avp.vendor,
+                };
+                return Err(DecodeError::Avp { header, error });
+            }
+        }
+        Ok(Self { header, bytes })
+    }
+
+    /// Decodes with [`Limits::DEFAULT`].
+    pub fn from_bytes(bytes: impl Into<Bytes>) -> Result<Self, DecodeError> {
+        Self::decode(bytes.into(), &Limits::DEFAULT)
+    }
+
+    /// The header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The whole message as received.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The message body (everything after the header).
+    pub fn body(&self) -> &[u8] {
+        &self.bytes[HEADER_LEN..]
+    }
+
+    /// The top-level AVPs. Framing was checked by `decode`, so this yields no errors.
+    pub fn avps(&self) -> AvpIter<'_> {
+        AvpIter::with_base(self.body(), HEADER_LEN)
+    }
+
+    /// The first top-level AVP with this key.
+    pub fn find(&self, key: AvpKey) -> Option<AvpRef<'_>> {
+        self.avps().flatten().find(|a| a.key() == key)
+    }
+
+    /// Every top-level AVP with this key.
+    pub fn find_all(&self, key: AvpKey) -> impl Iterator<Item = AvpRef<'_>> {
+        self.avps().flatten().filter(move |a| a.key() == key)
+    }
+
+    /// The typed value of the first top-level AVP `def`, if present.
+    pub fn get<'a, T: AvpType>(&'a self, def: TypedAvp<T>) -> Option<Result<T::Value<'a>, crate::ValueError>> {
+        self.find(def.key()).map(|a| T::decode(a.data))
+    }
+
+    /// A zero-copy `Bytes` for a slice of this message (for example an AVP's `data`).
+    ///
+    /// # Panics
+    /// If `sub` is not a slice of this message's buffer.
+    pub fn slice(&self, sub: &[u8]) -> Bytes {
+        self.bytes.slice_ref(sub)
+    }
+
+    /// The Session-Id, when the message has one.
+    pub fn session_id(&self) -> Option<&str> {
+        let a = self.find(AvpKey::new(263, 0))?;
+        std::str::from_utf8(a.data).ok()
+    }
+
+    /// Command name for display ("CCR", "CEA", …) from the embedded dictionary, or the code.
+    pub fn command_label(&self) -> String {
+        crate::dict::Dictionary::embedded().command_label(&self.header)
+    }
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message").field("header", &self.header).field("len", &self.bytes.len()).finish()
+    }
+}

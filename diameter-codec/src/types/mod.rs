@@ -1,0 +1,403 @@
+//! The RFC 6733 §4.2 basic and §4.3 derived AVP data types: a runtime [`DataType`], value
+//! checks, parsed value types, and the typed markers behind generated accessors.
+
+mod address;
+mod ipfilter;
+mod time;
+mod uri;
+
+pub use address::{Address, encode_ip, family};
+pub use ipfilter::{FilterAction, FilterAddress, FilterDirection, FilterEndpoint, IpFilterRule};
+pub use time::{DiameterTime, NTP_UNIX_OFFSET};
+pub use uri::{DiameterUri, UriProtocol, UriTransport};
+
+use crate::avp::{AvpFlags, AvpIter, AvpKey};
+use crate::encode::{AvpValue, OwnedAvp};
+use crate::error::ValueError;
+use bytes::Bytes;
+use std::marker::PhantomData;
+
+/// An AVP data type, as named in the dictionaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DataType {
+    /// RFC 6733 §4.2
+    OctetString,
+    /// RFC 6733 §4.2
+    Integer32,
+    /// RFC 6733 §4.2
+    Integer64,
+    /// RFC 6733 §4.2
+    Unsigned32,
+    /// RFC 6733 §4.2
+    Unsigned64,
+    /// RFC 6733 §4.2
+    Float32,
+    /// RFC 6733 §4.2
+    Float64,
+    /// RFC 6733 §4.4
+    Grouped,
+    /// RFC 6733 §4.3.1
+    Address,
+    /// RFC 6733 §4.3.1
+    Time,
+    /// RFC 6733 §4.3.1
+    UTF8String,
+    /// RFC 6733 §4.3.1
+    DiameterIdentity,
+    /// RFC 6733 §4.3.1
+    DiameterURI,
+    /// RFC 6733 §4.3.1
+    Enumerated,
+    /// RFC 6733 §4.3.1
+    IPFilterRule,
+}
+
+impl DataType {
+    /// Every type, in dictionary spelling.
+    pub const ALL: [Self; 15] = [
+        Self::OctetString,
+        Self::Integer32,
+        Self::Integer64,
+        Self::Unsigned32,
+        Self::Unsigned64,
+        Self::Float32,
+        Self::Float64,
+        Self::Grouped,
+        Self::Address,
+        Self::Time,
+        Self::UTF8String,
+        Self::DiameterIdentity,
+        Self::DiameterURI,
+        Self::Enumerated,
+        Self::IPFilterRule,
+    ];
+
+    /// The name used in the dictionaries and in the RFC.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::OctetString => "OctetString",
+            Self::Integer32 => "Integer32",
+            Self::Integer64 => "Integer64",
+            Self::Unsigned32 => "Unsigned32",
+            Self::Unsigned64 => "Unsigned64",
+            Self::Float32 => "Float32",
+            Self::Float64 => "Float64",
+            Self::Grouped => "Grouped",
+            Self::Address => "Address",
+            Self::Time => "Time",
+            Self::UTF8String => "UTF8String",
+            Self::DiameterIdentity => "DiameterIdentity",
+            Self::DiameterURI => "DiameterURI",
+            Self::Enumerated => "Enumerated",
+            Self::IPFilterRule => "IPFilterRule",
+        }
+    }
+
+    /// Parses a dictionary type name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == s)
+    }
+
+    /// The payload size of fixed-size types.
+    pub fn fixed_len(self) -> Option<usize> {
+        match self {
+            Self::Integer32 | Self::Unsigned32 | Self::Float32 | Self::Enumerated | Self::Time => Some(4),
+            Self::Integer64 | Self::Unsigned64 | Self::Float64 => Some(8),
+            _ => None,
+        }
+    }
+
+    /// The smallest valid payload: what a Failed-AVP for a missing or mis-sized AVP carries
+    /// (RFC 6733 §7.5: "zero filled payload of the minimum required length").
+    pub fn min_len(self) -> usize {
+        match self {
+            Self::Address => 6,
+            t => t.fixed_len().unwrap_or(0),
+        }
+    }
+
+    /// Checks a payload against this type. Grouped payloads are checked by the validator,
+    /// which walks them with the dictionary.
+    pub fn check(self, data: &[u8]) -> Result<(), ValueError> {
+        if let Some(n) = self.fixed_len() {
+            return if data.len() == n { Ok(()) } else { Err(ValueError::WrongLength { expected: n, actual: data.len() }) };
+        }
+        match self {
+            Self::UTF8String => std::str::from_utf8(data).map(|_| ()).map_err(|_| ValueError::Invalid("invalid UTF-8")),
+            Self::DiameterIdentity => check_identity(data),
+            Self::Address => Address::parse(data).map(|_| ()),
+            Self::DiameterURI => DiameterUri::parse(data).map(|_| ()),
+            Self::IPFilterRule => IpFilterRule::parse(data).map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// RFC 6733 §4.3.1: a DiameterIdentity is an FQDN or realm in ASCII (internationalised names
+/// are carried in their ASCII form). An empty identity is invalid (bad-inputs 21).
+fn check_identity(data: &[u8]) -> Result<(), ValueError> {
+    if data.is_empty() {
+        return Err(ValueError::Invalid("empty DiameterIdentity"));
+    }
+    if !data.iter().all(|c| c.is_ascii_graphic()) {
+        return Err(ValueError::Invalid("DiameterIdentity must be printable ASCII"));
+    }
+    Ok(())
+}
+
+/// A data type known at compile time: how to read its payload and how to build one.
+pub trait AvpType {
+    /// The decoded value, borrowing from the message.
+    type Value<'a>;
+    /// What a builder takes.
+    type Input;
+    /// The runtime type.
+    const DATA_TYPE: DataType;
+    /// Reads a payload.
+    fn decode(data: &[u8]) -> Result<Self::Value<'_>, ValueError>;
+    /// Turns an input into an owned value for encoding.
+    fn encode(input: Self::Input) -> AvpValue;
+}
+
+/// Text input for string-like types: anything that converts into `Bytes` as UTF-8.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text(pub Bytes);
+
+impl From<&'static str> for Text {
+    fn from(s: &'static str) -> Self {
+        Self(Bytes::from_static(s.as_bytes()))
+    }
+}
+impl From<String> for Text {
+    fn from(s: String) -> Self {
+        Self(Bytes::from(s))
+    }
+}
+impl From<&String> for Text {
+    fn from(s: &String) -> Self {
+        Self(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+/// Typed markers, one per data type; generated constants name them as `ty::Unsigned32` etc.
+pub mod ty {
+    use super::*;
+
+    macro_rules! int_type {
+        ($name:ident, $t:ty, $dt:ident, $variant:ident) => {
+            #[doc = concat!("Marker for ", stringify!($dt), ".")]
+            #[derive(Debug, Clone, Copy)]
+            pub struct $name;
+            impl AvpType for $name {
+                type Value<'a> = $t;
+                type Input = $t;
+                const DATA_TYPE: DataType = DataType::$dt;
+                fn decode(data: &[u8]) -> Result<$t, ValueError> {
+                    data.try_into()
+                        .map(<$t>::from_be_bytes)
+                        .map_err(|_| ValueError::WrongLength { expected: size_of::<$t>(), actual: data.len() })
+                }
+                fn encode(v: $t) -> AvpValue {
+                    AvpValue::$variant(v)
+                }
+            }
+        };
+    }
+    int_type!(Integer32, i32, Integer32, I32);
+    int_type!(Integer64, i64, Integer64, I64);
+    int_type!(Unsigned32, u32, Unsigned32, U32);
+    int_type!(Unsigned64, u64, Unsigned64, U64);
+    int_type!(Float32, f32, Float32, F32);
+    int_type!(Float64, f64, Float64, F64);
+
+    macro_rules! text_type {
+        ($name:ident, $dt:ident, $value:ty, $parse:expr) => {
+            #[doc = concat!("Marker for ", stringify!($dt), ".")]
+            #[derive(Debug, Clone, Copy)]
+            pub struct $name;
+            impl AvpType for $name {
+                type Value<'a> = $value;
+                type Input = Text;
+                const DATA_TYPE: DataType = DataType::$dt;
+                fn decode(data: &[u8]) -> Result<Self::Value<'_>, ValueError> {
+                    DataType::$dt.check(data)?;
+                    Ok($parse(data))
+                }
+                fn encode(v: Text) -> AvpValue {
+                    AvpValue::Bytes(v.0)
+                }
+            }
+        };
+    }
+    fn as_str(d: &[u8]) -> &str {
+        std::str::from_utf8(d).unwrap_or_default()
+    }
+    text_type!(Utf8String, UTF8String, &'a str, as_str);
+    text_type!(DiameterIdentity, DiameterIdentity, &'a str, as_str);
+
+    /// Marker for OctetString.
+    #[derive(Debug, Clone, Copy)]
+    pub struct OctetString;
+    impl AvpType for OctetString {
+        type Value<'a> = &'a [u8];
+        type Input = Bytes;
+        const DATA_TYPE: DataType = DataType::OctetString;
+        fn decode(data: &[u8]) -> Result<&[u8], ValueError> {
+            Ok(data)
+        }
+        fn encode(v: Bytes) -> AvpValue {
+            AvpValue::Bytes(v)
+        }
+    }
+
+    /// Marker for DiameterURI.
+    #[derive(Debug, Clone, Copy)]
+    pub struct DiameterUri;
+    impl AvpType for DiameterUri {
+        type Value<'a> = super::DiameterUri<'a>;
+        type Input = Text;
+        const DATA_TYPE: DataType = DataType::DiameterURI;
+        fn decode(data: &[u8]) -> Result<Self::Value<'_>, ValueError> {
+            super::DiameterUri::parse(data)
+        }
+        fn encode(v: Text) -> AvpValue {
+            AvpValue::Bytes(v.0)
+        }
+    }
+
+    /// Marker for IPFilterRule.
+    #[derive(Debug, Clone, Copy)]
+    pub struct IpFilterRule;
+    impl AvpType for IpFilterRule {
+        type Value<'a> = super::IpFilterRule<'a>;
+        type Input = Text;
+        const DATA_TYPE: DataType = DataType::IPFilterRule;
+        fn decode(data: &[u8]) -> Result<Self::Value<'_>, ValueError> {
+            super::IpFilterRule::parse(data)
+        }
+        fn encode(v: Text) -> AvpValue {
+            AvpValue::Bytes(v.0)
+        }
+    }
+
+    /// Marker for Address.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Address;
+    impl AvpType for Address {
+        type Value<'a> = super::Address<'a>;
+        type Input = std::net::IpAddr;
+        const DATA_TYPE: DataType = DataType::Address;
+        fn decode(data: &[u8]) -> Result<Self::Value<'_>, ValueError> {
+            super::Address::parse(data)
+        }
+        fn encode(v: std::net::IpAddr) -> AvpValue {
+            AvpValue::Address(v)
+        }
+    }
+
+    /// Marker for Time.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Time;
+    impl AvpType for Time {
+        type Value<'a> = DiameterTime;
+        type Input = DiameterTime;
+        const DATA_TYPE: DataType = DataType::Time;
+        fn decode(data: &[u8]) -> Result<DiameterTime, ValueError> {
+            DiameterTime::parse(data)
+        }
+        fn encode(v: DiameterTime) -> AvpValue {
+            AvpValue::U32(v.0)
+        }
+    }
+
+    /// Marker for Grouped: the value is an iterator over the children.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Grouped;
+    impl AvpType for Grouped {
+        type Value<'a> = AvpIter<'a>;
+        type Input = Vec<OwnedAvp>;
+        const DATA_TYPE: DataType = DataType::Grouped;
+        fn decode(data: &[u8]) -> Result<AvpIter<'_>, ValueError> {
+            Ok(AvpIter::new(data))
+        }
+        fn encode(v: Vec<OwnedAvp>) -> AvpValue {
+            AvpValue::Grouped(v)
+        }
+    }
+
+    /// Marker for an Enumerated AVP whose values are the open newtype `E`.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Enumerated<E>(PhantomData<fn() -> E>);
+    impl<E: From<i32> + Into<i32>> AvpType for Enumerated<E> {
+        type Value<'a> = E;
+        type Input = E;
+        const DATA_TYPE: DataType = DataType::Enumerated;
+        fn decode(data: &[u8]) -> Result<E, ValueError> {
+            Integer32::decode(data).map(E::from)
+        }
+        fn encode(v: E) -> AvpValue {
+            AvpValue::I32(v.into())
+        }
+    }
+}
+
+/// A dictionary AVP known at compile time: its key, the flags it is sent with, and its type.
+/// Generated constants (`diameter_codec::dict::base::ORIGIN_HOST`, …) are of this type.
+pub struct TypedAvp<T> {
+    code: u32,
+    vendor: u32,
+    flags: u8,
+    name: &'static str,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for TypedAvp<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for TypedAvp<T> {}
+impl<T> std::fmt::Debug for TypedAvp<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}/{})", self.name, self.code, self.vendor)
+    }
+}
+
+impl<T: AvpType> TypedAvp<T> {
+    /// A definition; `flags` are the flags the AVP is sent with (V is derived from vendor).
+    pub const fn new(name: &'static str, code: u32, vendor: u32, mandatory: bool) -> Self {
+        let mut flags = if mandatory { AvpFlags::MANDATORY } else { 0 };
+        if vendor != 0 {
+            flags |= AvpFlags::VENDOR;
+        }
+        Self { code, vendor, flags, name, _t: PhantomData }
+    }
+    /// (code, vendor).
+    pub const fn key(&self) -> AvpKey {
+        AvpKey::new(self.code, self.vendor)
+    }
+    /// AVP Code.
+    pub const fn code(&self) -> u32 {
+        self.code
+    }
+    /// Vendor-Id (0 for none).
+    pub const fn vendor(&self) -> u32 {
+        self.vendor
+    }
+    /// Dictionary name.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+    /// Flags it is sent with.
+    pub const fn flags(&self) -> AvpFlags {
+        AvpFlags(self.flags)
+    }
+    /// Reads this AVP's value from a payload.
+    pub fn decode<'a>(&self, data: &'a [u8]) -> Result<T::Value<'a>, ValueError> {
+        T::decode(data)
+    }
+    /// An AVP carrying `v`, with this definition's code, vendor and flags.
+    pub fn with(&self, v: impl Into<T::Input>) -> OwnedAvp {
+        OwnedAvp { code: self.code, flags: AvpFlags(self.flags), vendor: self.vendor, value: T::encode(v.into()) }
+    }
+}

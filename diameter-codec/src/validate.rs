@@ -1,0 +1,251 @@
+//! Validation of a decoded message against the dictionary: header bits, command and
+//! application, AVP flags, values, and the command grammar. Separate from decoding so a
+//! relay can skip it (RFC 6733 §6.1.9: relays MUST NOT reject messages for unknown AVPs).
+//!
+//! The first error found is reported, as the [`ErrorReport`] an answer carries: Result-Code,
+//! Failed-AVP shaped per RFC 6733 §7.5, and a short Error-Message.
+//!
+//! Choices where the RFC leaves one (bad-inputs.md):
+//! - V bit set with Vendor-Id 0 on an AVP that has no vendor: 3009 (flags inconsistent with
+//!   the definition); on an unknown code it is an unknown AVP (5001 when M is set).
+//! - A fixed-position AVP (`<Session-Id>`) present but not in its place: 5004.
+//! - Grouped nesting beyond [`Limits::max_depth`] or more than [`Limits::max_avps`] AVPs:
+//!   5012 DIAMETER_UNABLE_TO_COMPLY.
+//! - Enumerated values outside the dictionary's list (unless it is marked open): 5004.
+
+use crate::avp::{AvpFlags, AvpIter, AvpRef};
+use crate::dict::{AvpDef, Dictionary, Grammar, RuleKind};
+use crate::encode::{AvpValue, ErrorReport, OwnedAvp};
+use crate::error::{AvpError, AvpErrorKind};
+use crate::header::CommandFlags;
+use crate::message::{Limits, Message};
+use crate::result_code::ResultCode;
+use crate::types::DataType;
+use bytes::Bytes;
+
+/// Validation options.
+#[derive(Debug, Clone, Copy)]
+pub struct ValidateOptions {
+    /// Bounds on nesting and AVP count.
+    pub limits: Limits,
+    /// Answer 5013 DIAMETER_INVALID_BIT_IN_HEADER for reserved header bits (RFC 6733 §3
+    /// says they "MUST be set to zero"; by default they are ignored, as bad-inputs 33 allows).
+    pub strict_reserved_bits: bool,
+}
+
+impl Default for ValidateOptions {
+    fn default() -> Self {
+        Self { limits: Limits::DEFAULT, strict_reserved_bits: false }
+    }
+}
+
+/// The chain of Grouped AVPs enclosing the one being checked, kept on the stack so the
+/// walk allocates nothing; used to wrap a Failed-AVP in its parents (RFC 6733 §7.5).
+#[derive(Clone, Copy)]
+struct Path<'p> {
+    parent: Option<&'p Path<'p>>,
+    code: u32,
+    flags: AvpFlags,
+    vendor: u32,
+}
+
+fn wrap(path: Option<&Path<'_>>, avp: OwnedAvp) -> OwnedAvp {
+    match path {
+        None => avp,
+        Some(p) => wrap(p.parent, OwnedAvp { code: p.code, flags: p.flags, vendor: p.vendor, value: AvpValue::Grouped(vec![avp]) }),
+    }
+}
+
+fn report(rc: ResultCode, path: Option<&Path<'_>>, failed: Option<OwnedAvp>, message: &str) -> ErrorReport {
+    ErrorReport {
+        result_code: rc,
+        failed_avp: failed.map(|f| wrap(path, f)),
+        message: Some(message.to_string()),
+        reporting_host: None,
+    }
+}
+
+fn copy(avp: &AvpRef<'_>) -> OwnedAvp {
+    OwnedAvp::from_ref(avp)
+}
+
+/// An AVP with the given header and a zeroed payload of the type's minimum length.
+fn zeroed(dict: &Dictionary, code: u32, flags: AvpFlags, vendor: u32) -> OwnedAvp {
+    let len = dict.avp(crate::AvpKey::new(code, vendor)).map_or(0, |d| d.data_type.min_len());
+    OwnedAvp { code, flags, vendor, value: AvpValue::Bytes(Bytes::from(vec![0u8; len])) }
+}
+
+/// The example of a missing AVP that 5005 carries: "complete with the Vendor-Id if
+/// applicable. The value field of the missing AVP should be of correct minimum length and
+/// contain zeroes" (RFC 6733 §7.1.5).
+fn missing(def: &AvpDef) -> OwnedAvp {
+    let flags = if def.m_send { AvpFlags::MANDATORY } else { 0 };
+    OwnedAvp {
+        code: def.key.code,
+        flags: AvpFlags(flags),
+        vendor: def.key.vendor,
+        value: AvpValue::Bytes(Bytes::from(vec![0u8; def.data_type.min_len()])),
+    }
+}
+
+/// RFC 6733 §7.1.5 DIAMETER_INVALID_AVP_LENGTH: "In cases where the erroneous AVP length
+/// value exceeds the message length or is less than the minimum AVP header length, it is
+/// sufficient to include the offending AVP header and a zero filled payload of the minimum
+/// required length for the payloads data type."
+fn length_error(dict: &Dictionary, path: Option<&Path<'_>>, e: &AvpError) -> ErrorReport {
+    let (rc, msg) = match e.kind {
+        AvpErrorKind::TooManyAvps => (ResultCode::DIAMETER_UNABLE_TO_COMPLY, "too many AVPs"),
+        AvpErrorKind::TooDeep => (ResultCode::DIAMETER_UNABLE_TO_COMPLY, "grouped AVPs nested too deep"),
+        _ => (ResultCode::DIAMETER_INVALID_AVP_LENGTH, "invalid AVP length"),
+    };
+    report(rc, path, Some(zeroed(dict, e.code, AvpFlags(e.flags), e.vendor)), msg)
+}
+
+/// A dictionary-driven validator.
+#[derive(Debug, Clone, Copy)]
+pub struct Validator<'d> {
+    dict: &'d Dictionary,
+    opts: ValidateOptions,
+}
+
+impl<'d> Validator<'d> {
+    /// A validator over `dict`.
+    pub fn new(dict: &'d Dictionary, opts: ValidateOptions) -> Self {
+        Self { dict, opts }
+    }
+
+    /// Validates a whole message.
+    pub fn validate(&self, msg: &Message) -> Result<(), ErrorReport> {
+        let h = msg.header();
+        // RFC 6733 §3: "E(rror) – If set, the message contains a protocol error" – only
+        // answers carry it; a request with E is answered 3008 (bad-inputs 33).
+        if h.is_request() && h.flags.is_error() {
+            return Err(report(ResultCode::DIAMETER_INVALID_HDR_BITS, None, None, "E bit set in a request"));
+        }
+        if self.opts.strict_reserved_bits && h.flags.has_reserved() {
+            return Err(report(ResultCode::DIAMETER_INVALID_BIT_IN_HEADER, None, None, "reserved header bit set"));
+        }
+        let Some(cmd) = self.dict.command(h.command_code, h.application_id) else {
+            // RFC 6733 §7.1.3: 3007 when the application is not supported, else 3001.
+            let rc = if h.application_id != 0 && self.dict.application(h.application_id).is_none() {
+                ResultCode::DIAMETER_APPLICATION_UNSUPPORTED
+            } else {
+                ResultCode::DIAMETER_COMMAND_UNSUPPORTED
+            };
+            return Err(report(rc, None, None, "command not supported"));
+        };
+        // RFC 6733 §5.3.1, §5.4.1, §5.5.1: CER, DPR and DWR are sent with the P bit clear.
+        if h.is_request() && h.flags.0 & CommandFlags::PROXIABLE != 0 && !cmd.proxiable {
+            return Err(report(ResultCode::DIAMETER_INVALID_HDR_BITS, None, None, "P bit set on a non-proxiable command"));
+        }
+        let grammar = if h.is_request() {
+            &cmd.request
+        } else if h.flags.is_error() {
+            // RFC 6733 §7.2: an error answer follows the generic answer-message grammar,
+            // not the command's; its AVPs are still checked one by one.
+            &ANY
+        } else {
+            &cmd.answer
+        };
+        let mut count = 0;
+        self.check_seq(msg.avps(), grammar, 1, None, &mut count)
+    }
+
+    fn check_seq(
+        &self,
+        avps: AvpIter<'_>,
+        grammar: &Grammar,
+        depth: usize,
+        path: Option<&Path<'_>>,
+        count: &mut usize,
+    ) -> Result<(), ErrorReport> {
+        let dict = self.dict;
+        let mut small = [0u32; 64];
+        let mut big = Vec::new();
+        let counts: &mut [u32] = if grammar.rules.len() <= small.len() {
+            &mut small[..grammar.rules.len()]
+        } else {
+            big.resize(grammar.rules.len(), 0);
+            &mut big
+        };
+        for (pos, avp) in avps.enumerate() {
+            let avp = avp.map_err(|e| length_error(dict, path, &e))?;
+            *count += 1;
+            if *count > self.opts.limits.max_avps {
+                return Err(report(ResultCode::DIAMETER_UNABLE_TO_COMPLY, path, Some(copy(&avp)), "too many AVPs"));
+            }
+            let key = avp.key();
+            let rule = grammar.rule_index(key);
+            // RFC 6733 §3.2: fixed AVPs ("<AVP>") "MUST appear in the position specified".
+            if pos < grammar.fixed && rule != Some(pos) {
+                let expected = dict.avp_at(grammar.rules[pos].avp);
+                return Err(match rule {
+                    Some(_) => report(ResultCode::DIAMETER_INVALID_AVP_VALUE, path, Some(copy(&avp)), "fixed AVP out of position"),
+                    None => report(ResultCode::DIAMETER_MISSING_AVP, path, Some(missing(expected)), "missing fixed AVP"),
+                });
+            }
+            let Some(def) = dict.avp(key) else {
+                // RFC 6733 §4.1: "If an AVP with the 'M' bit set is received by a Diameter
+                // client, server, proxy, or translation agent and either the AVP or its
+                // value is unrecognized, the message MUST be rejected." Unknown AVPs with M
+                // clear are ignored (and kept for relaying by whoever forwards the message).
+                if avp.flags.mandatory() {
+                    return Err(report(ResultCode::DIAMETER_AVP_UNSUPPORTED, path, Some(copy(&avp)), "unsupported AVP"));
+                }
+                continue;
+            };
+            // RFC 6733 §7.1.3 DIAMETER_INVALID_AVP_BITS: "flag bits … inconsistent with the
+            // AVP's definition". The P bit and reserved bits are not checked (§4.1).
+            if !def.m.allows(avp.flags.mandatory()) || !def.v.allows(avp.flags.vendor()) {
+                return Err(report(ResultCode::DIAMETER_INVALID_AVP_BITS, path, Some(copy(&avp)), "AVP flags inconsistent with its definition"));
+            }
+            if def.data_type == DataType::Grouped {
+                if depth >= self.opts.limits.max_depth {
+                    return Err(report(ResultCode::DIAMETER_UNABLE_TO_COMPLY, path, Some(copy(&avp)), "grouped AVPs nested too deep"));
+                }
+                let here = Path { parent: path, code: avp.code, flags: avp.flags, vendor: avp.vendor };
+                let g = def.grammar.as_ref().unwrap_or(&ANY);
+                self.check_seq(avp.children(), g, depth + 1, Some(&here), count)?;
+            } else {
+                if let Err(e) = def.data_type.check(avp.data) {
+                    return Err(report(e.result_code(), path, Some(copy(&avp)), "invalid AVP value"));
+                }
+                if def.data_type == DataType::Enumerated && !def.open && !def.values.is_empty() {
+                    let v = i32::from_be_bytes([avp.data[0], avp.data[1], avp.data[2], avp.data[3]]);
+                    if def.value_name(v).is_none() {
+                        return Err(report(ResultCode::DIAMETER_INVALID_AVP_VALUE, path, Some(copy(&avp)), "enumerated value not defined"));
+                    }
+                }
+            }
+            match rule {
+                Some(i) => {
+                    counts[i] += 1;
+                    // RFC 6733 §7.1.5 5009: Failed-AVP carries "the first instance of the
+                    // offending AVP that exceeded the maximum number of occurrences".
+                    if counts[i] > grammar.rules[i].max {
+                        return Err(report(ResultCode::DIAMETER_AVP_OCCURS_TOO_MANY_TIMES, path, Some(copy(&avp)), "AVP occurs too many times"));
+                    }
+                }
+                None if !grammar.any => {
+                    return Err(report(ResultCode::DIAMETER_AVP_NOT_ALLOWED, path, Some(copy(&avp)), "AVP not allowed here"));
+                }
+                None => {}
+            }
+        }
+        for (i, r) in grammar.rules.iter().enumerate() {
+            if counts[i] < r.min {
+                let def = dict.avp_at(r.avp);
+                let msg = if r.kind == RuleKind::Fixed { "missing fixed AVP" } else { "missing AVP" };
+                return Err(report(ResultCode::DIAMETER_MISSING_AVP, path, Some(missing(def)), msg));
+            }
+        }
+        Ok(())
+    }
+}
+
+static ANY: Grammar = Grammar::any_avp();
+
+/// Validates `msg` against the embedded dictionary with default options.
+pub fn validate(msg: &Message) -> Result<(), ErrorReport> {
+    Validator::new(Dictionary::embedded(), ValidateOptions::default()).validate(msg)
+}

@@ -1,0 +1,4 @@
+//! Diameter Routing Agent: redirect and proxy modes with PCRF bindings.
+//!
+//! Not built yet: this crate is a placeholder in the workspace so the layout of
+//! DESIGN.md is in place. Its issue comes after the codec and the node.

@@ -1,0 +1,4 @@
+//! PCRF (home and visited roles): Gx, Rx and S9 policy decisions.
+//!
+//! Not built yet: this crate is a placeholder in the workspace so the layout of
+//! DESIGN.md is in place. Its issue comes after the codec and the node.
