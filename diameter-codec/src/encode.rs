@@ -306,6 +306,22 @@ impl MessageBuilder {
         self
     }
 
+    /// An owned, editable copy of a received message (for proxies that rewrite messages,
+    /// such as a visited OCS). Grouped AVPs known to `dict` become trees; every other
+    /// payload is a zero-copy slice of `msg`. Grouped AVPs nested beyond `Limits::DEFAULT`
+    /// depth, or whose children do not frame, are kept as raw payloads.
+    pub fn from_message(msg: &Message, dict: &crate::Dictionary) -> Self {
+        let h = msg.header();
+        Self {
+            flags: h.flags,
+            command_code: h.command_code,
+            application_id: h.application_id,
+            hop_by_hop: h.hop_by_hop,
+            end_to_end: h.end_to_end,
+            avps: owned_seq(msg, dict, msg.avps(), 1),
+        }
+    }
+
     /// Message Length of the encoded message.
     pub fn encoded_len(&self) -> usize {
         HEADER_LEN + self.avps.iter().map(OwnedAvp::encoded_len).sum::<usize>()
@@ -343,6 +359,22 @@ impl MessageBuilder {
     pub fn build(&self) -> Result<Message, crate::DecodeError> {
         Message::from_bytes(self.to_bytes())
     }
+}
+
+fn owned_seq(msg: &Message, dict: &crate::Dictionary, avps: crate::AvpIter<'_>, depth: usize) -> Vec<OwnedAvp> {
+    let mut out = Vec::new();
+    for a in avps.flatten() {
+        let grouped = depth < crate::Limits::DEFAULT.max_depth
+            && dict.avp(a.key()).is_some_and(|d| d.data_type == crate::DataType::Grouped)
+            && a.children().all(|c| c.is_ok());
+        let value = if grouped {
+            AvpValue::Grouped(owned_seq(msg, dict, a.children(), depth + 1))
+        } else {
+            AvpValue::Bytes(msg.slice(a.data))
+        };
+        out.push(OwnedAvp { code: a.code, flags: a.flags, vendor: a.vendor, value });
+    }
+    out
 }
 
 /// What an error answer reports: the Result-Code, the offending AVP, a text.
