@@ -160,9 +160,11 @@ impl<'d> Validator<'d> {
         count: &mut usize,
     ) -> Result<(), ErrorReport> {
         let dict = self.dict;
-        let mut small = [0u32; 64];
+        // Occurrence counts per grammar rule, on the stack for every grammar we ship (the
+        // largest, Gx CCR, has about 70 rules); saturating, so no count can overflow.
+        let mut small = [0u16; 128];
         let mut big = Vec::new();
-        let counts: &mut [u32] = if grammar.rules.len() <= small.len() {
+        let counts: &mut [u16] = if grammar.rules.len() <= small.len() {
             &mut small[..grammar.rules.len()]
         } else {
             big.resize(grammar.rules.len(), 0);
@@ -219,10 +221,10 @@ impl<'d> Validator<'d> {
             }
             match rule {
                 Some(i) => {
-                    counts[i] += 1;
+                    counts[i] = counts[i].saturating_add(1);
                     // RFC 6733 §7.1.5 5009: Failed-AVP carries "the first instance of the
                     // offending AVP that exceeded the maximum number of occurrences".
-                    if counts[i] > grammar.rules[i].max {
+                    if u32::from(counts[i]) > grammar.rules[i].max {
                         return Err(report(ResultCode::DIAMETER_AVP_OCCURS_TOO_MANY_TIMES, path, Some(copy(&avp)), "AVP occurs too many times"));
                     }
                 }
@@ -233,7 +235,7 @@ impl<'d> Validator<'d> {
             }
         }
         for (i, r) in grammar.rules.iter().enumerate() {
-            if counts[i] < r.min {
+            if u32::from(counts[i]) < r.min {
                 let def = dict.avp_at(r.avp);
                 let msg = if r.kind == RuleKind::Fixed { "missing fixed AVP" } else { "missing AVP" };
                 return Err(report(ResultCode::DIAMETER_MISSING_AVP, path, Some(missing(def)), msg));

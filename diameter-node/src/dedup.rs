@@ -1,0 +1,186 @@
+//! Duplicate detection on the receiving side (RFC 6733 §5.5.4 and §6.1.2 T bit): a request
+//! is identified by (Origin-Host, End-to-End Identifier). A retransmission that arrives while
+//! the original is being handled waits for its answer; one that arrives afterwards gets the
+//! stored answer. Either way the handler runs once (faults.md I2, bad-inputs 38).
+//!
+//! The cache is bounded in entries and in time, so a peer cannot grow it without limit.
+
+use bytes::{Bytes, BytesMut};
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// The key of a request: RFC 6733 §3: "The combination of the Origin-Host and this field
+/// [End-to-End Identifier] is used to detect duplicates."
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DupKey {
+    /// Origin-Host of the request, lower-cased (identities compare case-insensitively).
+    pub origin_host: String,
+    /// End-to-End Identifier.
+    pub end_to_end: u32,
+}
+
+impl DupKey {
+    /// A key.
+    pub fn new(origin_host: &str, end_to_end: u32) -> Self {
+        Self { origin_host: origin_host.to_ascii_lowercase(), end_to_end }
+    }
+}
+
+enum Entry<W> {
+    InFlight(Vec<W>),
+    Done(Bytes),
+}
+
+/// What to do with an incoming request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// First sight: run the handler, then call [`DupCache::complete`].
+    New,
+    /// The original is still being handled: the waiter was queued.
+    Waiting,
+    /// Already answered: send this answer again (with the new Hop-by-Hop Identifier).
+    Answered(Bytes),
+}
+
+/// A bounded duplicate cache; `W` is whatever the caller needs to answer a waiting
+/// duplicate later (a reply channel, a connection id and Hop-by-Hop id…).
+pub struct DupCache<W> {
+    entries: HashMap<DupKey, Entry<W>>,
+    order: VecDeque<(Instant, DupKey)>,
+    window: Duration,
+    capacity: usize,
+}
+
+impl<W> DupCache<W> {
+    /// A cache remembering answers for `window`, holding at most `capacity` requests.
+    pub fn new(window: Duration, capacity: usize) -> Self {
+        Self { entries: HashMap::new(), order: VecDeque::new(), window, capacity: capacity.max(1) }
+    }
+
+    /// Registers a request. `waiter` is kept only when the original is still in flight.
+    pub fn check(&mut self, key: DupKey, now: Instant, waiter: W) -> Seen {
+        self.expire(now);
+        match self.entries.get_mut(&key) {
+            Some(Entry::InFlight(ws)) => {
+                ws.push(waiter);
+                Seen::Waiting
+            }
+            Some(Entry::Done(a)) => Seen::Answered(a.clone()),
+            None => {
+                if self.entries.len() >= self.capacity {
+                    self.evict_oldest();
+                }
+                self.entries.insert(key.clone(), Entry::InFlight(Vec::new()));
+                self.order.push_back((now, key));
+                Seen::New
+            }
+        }
+    }
+
+    /// Stores the answer to a request registered as [`Seen::New`] and returns the
+    /// duplicates that waited for it.
+    pub fn complete(&mut self, key: &DupKey, answer: Bytes) -> Vec<W> {
+        match self.entries.get_mut(key) {
+            Some(e) => match std::mem::replace(e, Entry::Done(answer)) {
+                Entry::InFlight(ws) => ws,
+                Entry::Done(_) => Vec::new(),
+            },
+            None => Vec::new(),
+        }
+    }
+
+    /// Forgets a request whose handling failed without an answer, returning its waiters.
+    pub fn abandon(&mut self, key: &DupKey) -> Vec<W> {
+        match self.entries.remove(key) {
+            Some(Entry::InFlight(ws)) => ws,
+            _ => Vec::new(),
+        }
+    }
+
+    /// Number of requests remembered.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some((t, _)) = self.order.front() {
+            if now.duration_since(*t) < self.window {
+                break;
+            }
+            let (_, key) = self.order.pop_front().expect("front exists");
+            // Entries still in flight stay: their handler will complete them.
+            if matches!(self.entries.get(&key), Some(Entry::Done(_))) {
+                self.entries.remove(&key);
+            } else if self.entries.contains_key(&key) {
+                self.order.push_back((now, key));
+                break;
+            }
+        }
+    }
+
+    fn evict_oldest(&mut self) {
+        let mut tries = self.order.len();
+        while let Some((t, key)) = self.order.pop_front() {
+            if matches!(self.entries.get(&key), Some(Entry::Done(_))) || tries == 0 {
+                self.entries.remove(&key);
+                return;
+            }
+            tries -= 1;
+            self.order.push_back((t, key));
+        }
+    }
+}
+
+/// A copy of an encoded message with another Hop-by-Hop Identifier: the stored answer to a
+/// duplicate goes back on the duplicate's hop (RFC 6733 §6.2: the answer carries the
+/// request's Hop-by-Hop Identifier).
+pub fn with_hop_by_hop(msg: &Bytes, hop_by_hop: u32) -> Bytes {
+    if msg.len() < 20 {
+        return msg.clone();
+    }
+    let mut b = BytesMut::from(&msg[..]);
+    b[12..16].copy_from_slice(&hop_by_hop.to_be_bytes());
+    b.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_then_answered_then_expired() {
+        let t0 = Instant::now();
+        let mut c: DupCache<u32> = DupCache::new(Duration::from_secs(10), 100);
+        let k = DupKey::new("PCEF.example", 7);
+        assert_eq!(c.check(k.clone(), t0, 1), Seen::New);
+        assert_eq!(c.check(DupKey::new("pcef.example", 7), t0, 2), Seen::Waiting);
+        assert_eq!(c.complete(&k, Bytes::from_static(b"answer")), vec![2]);
+        assert_eq!(c.check(k.clone(), t0 + Duration::from_secs(5), 3), Seen::Answered(Bytes::from_static(b"answer")));
+        assert_eq!(c.check(k, t0 + Duration::from_secs(11), 4), Seen::New);
+    }
+
+    #[test]
+    fn bounded() {
+        let t0 = Instant::now();
+        let mut c: DupCache<()> = DupCache::new(Duration::from_secs(10), 3);
+        for i in 0..10 {
+            let k = DupKey::new("h", i);
+            c.check(k.clone(), t0, ());
+            c.complete(&k, Bytes::new());
+        }
+        assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn hop_by_hop_rewritten() {
+        let mut m = vec![0u8; 20];
+        m[0] = 1;
+        let b = with_hop_by_hop(&Bytes::from(m), 0x01020304);
+        assert_eq!(&b[12..16], &[1, 2, 3, 4]);
+    }
+}
