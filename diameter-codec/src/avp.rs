@@ -130,10 +130,22 @@ impl<'a> AvpIter<'a> {
         Self { buf, pos: 0, base }
     }
 
-    fn fail(&mut self, kind: AvpErrorKind, code: u32, flags: u8, vendor: u32) -> Option<Result<AvpRef<'a>, AvpError>> {
+    fn fail(
+        &mut self,
+        kind: AvpErrorKind,
+        code: u32,
+        flags: u8,
+        vendor: u32,
+    ) -> Option<Result<AvpRef<'a>, AvpError>> {
         let offset = self.base + self.pos;
         self.pos = self.buf.len();
-        Some(Err(AvpError { kind, offset, code, flags, vendor }))
+        Some(Err(AvpError {
+            kind,
+            offset,
+            code,
+            flags,
+            vendor,
+        }))
     }
 }
 

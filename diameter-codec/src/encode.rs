@@ -66,7 +66,12 @@ pub struct OwnedAvp {
 impl OwnedAvp {
     /// An AVP with explicit code, vendor, flags and value.
     pub fn new(code: u32, vendor: u32, flags: u8, value: AvpValue) -> Self {
-        Self { code, flags: AvpFlags(flags), vendor, value }
+        Self {
+            code,
+            flags: AvpFlags(flags),
+            vendor,
+            value,
+        }
     }
 
     /// A byte-exact copy of a received AVP; zero-copy when `msg` is the message it came from.
@@ -83,7 +88,12 @@ impl OwnedAvp {
 
     /// A copy of a received AVP with its payload (not its padding) kept as raw bytes.
     pub fn from_ref(avp: &AvpRef<'_>) -> Self {
-        Self { code: avp.code, flags: avp.flags, vendor: avp.vendor, value: AvpValue::Bytes(Bytes::copy_from_slice(avp.data)) }
+        Self {
+            code: avp.code,
+            flags: avp.flags,
+            vendor: avp.vendor,
+            value: AvpValue::Bytes(Bytes::copy_from_slice(avp.data)),
+        }
     }
 
     /// (code, vendor).
@@ -139,13 +149,14 @@ impl OwnedAvp {
                 out.put_slice(&tmp);
             }
             AvpValue::Grouped(children) => children.iter().for_each(|c| c.encode(out)),
-            AvpValue::Verbatim(_) => unreachable!("handled above"),
+            // Written whole above, header included.
+            AvpValue::Verbatim(_) => {}
         }
         out.put_bytes(0, self.encoded_len() - len);
     }
 
     /// The children of a Grouped value.
-    pub fn children(&self) -> &[OwnedAvp] {
+    pub fn children(&self) -> &[Self] {
         match &self.value {
             AvpValue::Grouped(c) => c,
             _ => &[],
@@ -165,7 +176,10 @@ pub struct LocalIdentity {
 impl LocalIdentity {
     /// An identity.
     pub fn new(host: impl Into<String>, realm: impl Into<String>) -> Self {
-        Self { host: host.into(), realm: realm.into() }
+        Self {
+            host: host.into(),
+            realm: realm.into(),
+        }
     }
 }
 
@@ -196,7 +210,12 @@ const ERROR_REPORTING_HOST: u32 = 294;
 const PROXY_INFO: u32 = 284;
 
 fn text(code: u32, flags: u8, s: &str) -> OwnedAvp {
-    OwnedAvp::new(code, 0, flags, AvpValue::Bytes(Bytes::copy_from_slice(s.as_bytes())))
+    OwnedAvp::new(
+        code,
+        0,
+        flags,
+        AvpValue::Bytes(Bytes::copy_from_slice(s.as_bytes())),
+    )
 }
 
 impl MessageBuilder {
@@ -204,7 +223,14 @@ impl MessageBuilder {
     pub fn request(command_code: u32, application_id: u32, proxiable: bool) -> Self {
         let mut flags = CommandFlags(CommandFlags::REQUEST);
         flags = flags.with(CommandFlags::PROXIABLE, proxiable);
-        Self { flags, command_code, application_id, hop_by_hop: 0, end_to_end: 0, avps: Vec::with_capacity(16) }
+        Self {
+            flags,
+            command_code,
+            application_id,
+            hop_by_hop: 0,
+            end_to_end: 0,
+            avps: Vec::with_capacity(16),
+        }
     }
 
     /// The answer to `req` (RFC 6733 §6.2): same command, application, identifiers and P bit,
@@ -212,7 +238,12 @@ impl MessageBuilder {
     /// Origin-Realm. The caller adds Result-Code and the rest, then calls
     /// [`MessageBuilder::copy_proxy_info`] (or uses [`MessageBuilder::finish_answer`]).
     pub fn answer_to(req: &Message, me: &LocalIdentity) -> Self {
-        Self::answer_to_header(req.header(), req.find(AvpKey::new(SESSION_ID, 0)).map(|a| req.slice(a.data)), me)
+        Self::answer_to_header(
+            req.header(),
+            req.find(AvpKey::new(SESSION_ID, 0))
+                .map(|a| req.slice(a.data)),
+            me,
+        )
     }
 
     /// As [`MessageBuilder::answer_to`] from a header alone (for messages that did not decode).
@@ -227,16 +258,28 @@ impl MessageBuilder {
             avps: Vec::with_capacity(16),
         };
         if let Some(sid) = session_id {
-            b.avps.push(OwnedAvp::new(SESSION_ID, 0, AvpFlags::MANDATORY, AvpValue::Bytes(sid)));
+            b.avps.push(OwnedAvp::new(
+                SESSION_ID,
+                0,
+                AvpFlags::MANDATORY,
+                AvpValue::Bytes(sid),
+            ));
         }
-        b.avps.push(text(ORIGIN_HOST, AvpFlags::MANDATORY, &me.host));
-        b.avps.push(text(ORIGIN_REALM, AvpFlags::MANDATORY, &me.realm));
+        b.avps
+            .push(text(ORIGIN_HOST, AvpFlags::MANDATORY, &me.host));
+        b.avps
+            .push(text(ORIGIN_REALM, AvpFlags::MANDATORY, &me.realm));
         b
     }
 
     /// Adds Result-Code.
     pub fn result_code(&mut self, rc: ResultCode) -> &mut Self {
-        self.push(OwnedAvp::new(RESULT_CODE, 0, AvpFlags::MANDATORY, AvpValue::U32(rc.0)))
+        self.push(OwnedAvp::new(
+            RESULT_CODE,
+            0,
+            AvpFlags::MANDATORY,
+            AvpValue::U32(rc.0),
+        ))
     }
 
     /// RFC 6733 §6.2 item 4: "…the answer MUST contain the Proxy-Info AVPs … in the same
@@ -266,7 +309,9 @@ impl MessageBuilder {
     }
 
     fn add_error(&mut self, err: &ErrorReport) {
-        self.flags = self.flags.with(CommandFlags::ERROR, err.result_code.is_protocol_error());
+        self.flags = self
+            .flags
+            .with(CommandFlags::ERROR, err.result_code.is_protocol_error());
         self.result_code(err.result_code);
         if let Some(m) = &err.message {
             self.push(text(ERROR_MESSAGE, 0, m));
@@ -275,7 +320,12 @@ impl MessageBuilder {
             self.push(text(ERROR_REPORTING_HOST, 0, h));
         }
         if let Some(f) = &err.failed_avp {
-            self.push(OwnedAvp::new(FAILED_AVP, 0, AvpFlags::MANDATORY, AvpValue::Grouped(vec![f.clone()])));
+            self.push(OwnedAvp::new(
+                FAILED_AVP,
+                0,
+                AvpFlags::MANDATORY,
+                AvpValue::Grouped(vec![f.clone()]),
+            ));
         }
     }
 
@@ -361,18 +411,30 @@ impl MessageBuilder {
     }
 }
 
-fn owned_seq(msg: &Message, dict: &crate::Dictionary, avps: crate::AvpIter<'_>, depth: usize) -> Vec<OwnedAvp> {
+fn owned_seq(
+    msg: &Message,
+    dict: &crate::Dictionary,
+    avps: crate::AvpIter<'_>,
+    depth: usize,
+) -> Vec<OwnedAvp> {
     let mut out = Vec::new();
     for a in avps.flatten() {
         let grouped = depth < crate::Limits::DEFAULT.max_depth
-            && dict.avp(a.key()).is_some_and(|d| d.data_type == crate::DataType::Grouped)
+            && dict
+                .avp(a.key())
+                .is_some_and(|d| d.data_type == crate::DataType::Grouped)
             && a.children().all(|c| c.is_ok());
         let value = if grouped {
             AvpValue::Grouped(owned_seq(msg, dict, a.children(), depth + 1))
         } else {
             AvpValue::Bytes(msg.slice(a.data))
         };
-        out.push(OwnedAvp { code: a.code, flags: a.flags, vendor: a.vendor, value });
+        out.push(OwnedAvp {
+            code: a.code,
+            flags: a.flags,
+            vendor: a.vendor,
+            value,
+        });
     }
     out
 }
@@ -394,6 +456,11 @@ pub struct ErrorReport {
 impl ErrorReport {
     /// A report with a code only.
     pub fn new(result_code: ResultCode) -> Self {
-        Self { result_code, failed_avp: None, message: None, reporting_host: None }
+        Self {
+            result_code,
+            failed_avp: None,
+            message: None,
+            reporting_host: None,
+        }
     }
 }

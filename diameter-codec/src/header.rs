@@ -45,7 +45,11 @@ impl CommandFlags {
     /// These flags with `bit` set or cleared.
     #[must_use]
     pub fn with(self, bit: u8, on: bool) -> Self {
-        if on { Self(self.0 | bit) } else { Self(self.0 & !bit) }
+        if on {
+            Self(self.0 | bit)
+        } else {
+            Self(self.0 & !bit)
+        }
     }
 }
 
@@ -144,7 +148,10 @@ fn check_length(length: u32, max_len: u32) -> Result<(), FrameError> {
         return Err(FrameError::InvalidLength(length));
     }
     if length > max_len {
-        return Err(FrameError::TooLong { length, max: max_len });
+        return Err(FrameError::TooLong {
+            length,
+            max: max_len,
+        });
     }
     Ok(())
 }

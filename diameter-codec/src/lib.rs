@@ -62,7 +62,9 @@ pub use validate::{ValidateOptions, Validator, validate};
 /// Entry points shared by the fuzz targets (`fuzz/`) and the tests that replay their corpus.
 #[doc(hidden)]
 pub mod fuzzing {
-    use crate::{AvpIter, Dictionary, Limits, Message, MessageBuilder, Renderer, ValidateOptions, Validator};
+    use crate::{
+        AvpIter, Dictionary, Limits, Message, MessageBuilder, Renderer, ValidateOptions, Validator,
+    };
     use bytes::Bytes;
 
     fn walk(avps: AvpIter<'_>, depth: usize) -> usize {
@@ -98,10 +100,21 @@ pub mod fuzzing {
         };
         let once = MessageBuilder::from_message(&msg, dict).to_bytes();
         // Padding restored inside groups may make the copy a few bytes longer than the original.
-        let roomy = Limits { max_message_len: 0x00ff_fffc, ..Limits::DEFAULT };
+        let roomy = Limits {
+            max_message_len: 0x00ff_fffc,
+            ..Limits::DEFAULT
+        };
         let again = Message::decode(once.clone(), &roomy).expect("re-encoded message decodes");
         let r = Renderer::new(dict);
-        assert_eq!(r.json(&msg)["avps"], r.json(&again)["avps"], "round trip changed the AVPs");
-        assert_eq!(MessageBuilder::from_message(&again, dict).to_bytes(), once, "encode is not stable");
+        assert_eq!(
+            r.json(&msg)["avps"],
+            r.json(&again)["avps"],
+            "round trip changed the AVPs"
+        );
+        assert_eq!(
+            MessageBuilder::from_message(&again, dict).to_bytes(),
+            once,
+            "encode is not stable"
+        );
     }
 }

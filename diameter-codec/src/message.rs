@@ -21,7 +21,11 @@ pub struct Limits {
 impl Limits {
     /// 64 KiB − 4 bytes, 16 levels, 4096 AVPs: generous for Gx/Gy/Rx/S9 traffic and small
     /// enough that a peer cannot make us hold much.
-    pub const DEFAULT: Self = Self { max_message_len: 65_532, max_depth: 16, max_avps: 4096 };
+    pub const DEFAULT: Self = Self {
+        max_message_len: 65_532,
+        max_depth: 16,
+        max_avps: 4096,
+    };
 }
 
 impl Default for Limits {
@@ -84,7 +88,11 @@ impl Message {
     pub fn decode(bytes: Bytes, limits: &Limits) -> Result<Self, DecodeError> {
         let header = Header::parse(&bytes, limits.max_message_len)?;
         if header.length as usize != bytes.len() {
-            return Err(FrameError::LengthMismatch { announced: header.length, actual: bytes.len() }.into());
+            return Err(FrameError::LengthMismatch {
+                announced: header.length,
+                actual: bytes.len(),
+            }
+            .into());
         }
         let mut count = 0usize;
         for avp in AvpIter::with_base(&bytes[HEADER_LEN..], HEADER_LEN) {
@@ -140,7 +148,10 @@ impl Message {
     }
 
     /// The typed value of the first top-level AVP `def`, if present.
-    pub fn get<'a, T: AvpType>(&'a self, def: TypedAvp<T>) -> Option<Result<T::Value<'a>, crate::ValueError>> {
+    pub fn get<'a, T: AvpType>(
+        &'a self,
+        def: TypedAvp<T>,
+    ) -> Option<Result<T::Value<'a>, crate::ValueError>> {
         self.find(def.key()).map(|a| T::decode(a.data))
     }
 
@@ -166,6 +177,9 @@ impl Message {
 
 impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Message").field("header", &self.header).field("len", &self.bytes.len()).finish()
+        f.debug_struct("Message")
+            .field("header", &self.header)
+            .field("len", &self.bytes.len())
+            .finish()
     }
 }

@@ -4,7 +4,7 @@
 use crate::avp::{AvpIter, AvpRef};
 use crate::dict::{AvpDef, Dictionary};
 use crate::message::{Limits, Message};
-use crate::types::{Address, DataType, DiameterTime, DiameterUri, IpFilterRule, ty, AvpType};
+use crate::types::{Address, AvpType, DataType, DiameterTime, DiameterUri, IpFilterRule, ty};
 use serde_json::{Value, json};
 use std::fmt::Write;
 
@@ -43,7 +43,11 @@ fn safe_text(s: &str) -> String {
             out.push('…');
             break;
         }
-        if c.is_control() { out.extend(c.escape_default()) } else { out.push(c) }
+        if c.is_control() {
+            out.extend(c.escape_default())
+        } else {
+            out.push(c)
+        }
     }
     out
 }
@@ -80,7 +84,10 @@ fn show(def: &AvpDef, data: &[u8]) -> Result<Shown, String> {
 impl<'d> Renderer<'d> {
     /// A renderer over `dict`.
     pub fn new(dict: &'d Dictionary) -> Self {
-        Self { dict, max_depth: Limits::DEFAULT.max_depth }
+        Self {
+            dict,
+            max_depth: Limits::DEFAULT.max_depth,
+        }
     }
 
     /// The embedded dictionary.
@@ -91,7 +98,10 @@ impl<'d> Renderer<'d> {
     /// Multi-line text: the header, then one line per AVP, indented by nesting.
     pub fn text(&self, msg: &Message) -> String {
         let h = msg.header();
-        let app = self.dict.application(h.application_id).map_or("", |a| a.name.as_str());
+        let app = self
+            .dict
+            .application(h.application_id)
+            .map_or("", |a| a.name.as_str());
         let mut out = format!(
             "{} ({}) flags={:?} app={} ({}) hbh={:#010x} e2e={:#010x} len={}\n",
             self.dict.command_label(h),
@@ -119,7 +129,11 @@ impl<'d> Renderer<'d> {
             };
             let def = self.dict.avp(avp.key());
             let name = def.map_or("Unknown", |d| d.name.as_str());
-            let vendor = if avp.vendor != 0 { format!("/{}", avp.vendor) } else { String::new() };
+            let vendor = if avp.vendor != 0 {
+                format!("/{}", avp.vendor)
+            } else {
+                String::new()
+            };
             let _ = write!(out, "{pad}{name} ({}{vendor}) {:?}", avp.code, avp.flags);
             match def {
                 Some(d) if d.data_type == DataType::Grouped && depth < self.max_depth => {
@@ -204,7 +218,10 @@ impl<'d> Renderer<'d> {
             json!({ "vendor": avp.flags.vendor(), "mandatory": avp.flags.mandatory(), "protected": avp.flags.protected() }),
         );
         o.insert("name".into(), def.map_or(Value::Null, |d| json!(d.name)));
-        o.insert("type".into(), def.map_or(Value::Null, |d| json!(d.data_type.name())));
+        o.insert(
+            "type".into(),
+            def.map_or(Value::Null, |d| json!(d.data_type.name())),
+        );
         match def {
             Some(d) if d.data_type == DataType::Grouped && depth < self.max_depth => {
                 o.insert("avps".into(), self.json_seq(avp.children(), depth + 1));
@@ -244,7 +261,9 @@ impl<'d> Renderer<'d> {
 
 fn printable_suffix(data: &[u8]) -> String {
     match std::str::from_utf8(data) {
-        Ok(s) if !s.is_empty() && s.chars().all(|c| !c.is_control()) => format!(" ({:?})", safe_text(s)),
+        Ok(s) if !s.is_empty() && s.chars().all(|c| !c.is_control()) => {
+            format!(" ({:?})", safe_text(s))
+        }
         _ => String::new(),
     }
 }

@@ -35,7 +35,10 @@ pub struct ValidateOptions {
 
 impl Default for ValidateOptions {
     fn default() -> Self {
-        Self { limits: Limits::DEFAULT, strict_reserved_bits: false }
+        Self {
+            limits: Limits::DEFAULT,
+            strict_reserved_bits: false,
+        }
     }
 }
 
@@ -43,7 +46,7 @@ impl Default for ValidateOptions {
 /// walk allocates nothing; used to wrap a Failed-AVP in its parents (RFC 6733 §7.5).
 #[derive(Clone, Copy)]
 struct Path<'p> {
-    parent: Option<&'p Path<'p>>,
+    parent: Option<&'p Self>,
     code: u32,
     flags: AvpFlags,
     vendor: u32,
@@ -52,11 +55,24 @@ struct Path<'p> {
 fn wrap(path: Option<&Path<'_>>, avp: OwnedAvp) -> OwnedAvp {
     match path {
         None => avp,
-        Some(p) => wrap(p.parent, OwnedAvp { code: p.code, flags: p.flags, vendor: p.vendor, value: AvpValue::Grouped(vec![avp]) }),
+        Some(p) => wrap(
+            p.parent,
+            OwnedAvp {
+                code: p.code,
+                flags: p.flags,
+                vendor: p.vendor,
+                value: AvpValue::Grouped(vec![avp]),
+            },
+        ),
     }
 }
 
-fn report(rc: ResultCode, path: Option<&Path<'_>>, failed: Option<OwnedAvp>, message: &str) -> ErrorReport {
+fn report(
+    rc: ResultCode,
+    path: Option<&Path<'_>>,
+    failed: Option<OwnedAvp>,
+    message: &str,
+) -> ErrorReport {
     ErrorReport {
         result_code: rc,
         failed_avp: failed.map(|f| wrap(path, f)),
@@ -71,8 +87,15 @@ fn copy(avp: &AvpRef<'_>) -> OwnedAvp {
 
 /// An AVP with the given header and a zeroed payload of the type's minimum length.
 fn zeroed(dict: &Dictionary, code: u32, flags: AvpFlags, vendor: u32) -> OwnedAvp {
-    let len = dict.avp(crate::AvpKey::new(code, vendor)).map_or(0, |d| d.data_type.min_len());
-    OwnedAvp { code, flags, vendor, value: AvpValue::Bytes(Bytes::from(vec![0u8; len])) }
+    let len = dict
+        .avp(crate::AvpKey::new(code, vendor))
+        .map_or(0, |d| d.data_type.min_len());
+    OwnedAvp {
+        code,
+        flags,
+        vendor,
+        value: AvpValue::Bytes(Bytes::from(vec![0u8; len])),
+    }
 }
 
 /// The example of a missing AVP that 5005 carries: "complete with the Vendor-Id if
@@ -95,10 +118,21 @@ fn missing(def: &AvpDef) -> OwnedAvp {
 fn length_error(dict: &Dictionary, path: Option<&Path<'_>>, e: &AvpError) -> ErrorReport {
     let (rc, msg) = match e.kind {
         AvpErrorKind::TooManyAvps => (ResultCode::DIAMETER_UNABLE_TO_COMPLY, "too many AVPs"),
-        AvpErrorKind::TooDeep => (ResultCode::DIAMETER_UNABLE_TO_COMPLY, "grouped AVPs nested too deep"),
-        _ => (ResultCode::DIAMETER_INVALID_AVP_LENGTH, "invalid AVP length"),
+        AvpErrorKind::TooDeep => (
+            ResultCode::DIAMETER_UNABLE_TO_COMPLY,
+            "grouped AVPs nested too deep",
+        ),
+        _ => (
+            ResultCode::DIAMETER_INVALID_AVP_LENGTH,
+            "invalid AVP length",
+        ),
     };
-    report(rc, path, Some(zeroed(dict, e.code, AvpFlags(e.flags), e.vendor)), msg)
+    report(
+        rc,
+        path,
+        Some(zeroed(dict, e.code, AvpFlags(e.flags), e.vendor)),
+        msg,
+    )
 }
 
 /// A dictionary-driven validator.
@@ -120,10 +154,20 @@ impl<'d> Validator<'d> {
         // RFC 6733 §3: "E(rror) – If set, the message contains a protocol error" – only
         // answers carry it; a request with E is answered 3008 (bad-inputs 33).
         if h.is_request() && h.flags.is_error() {
-            return Err(report(ResultCode::DIAMETER_INVALID_HDR_BITS, None, None, "E bit set in a request"));
+            return Err(report(
+                ResultCode::DIAMETER_INVALID_HDR_BITS,
+                None,
+                None,
+                "E bit set in a request",
+            ));
         }
         if self.opts.strict_reserved_bits && h.flags.has_reserved() {
-            return Err(report(ResultCode::DIAMETER_INVALID_BIT_IN_HEADER, None, None, "reserved header bit set"));
+            return Err(report(
+                ResultCode::DIAMETER_INVALID_BIT_IN_HEADER,
+                None,
+                None,
+                "reserved header bit set",
+            ));
         }
         let Some(cmd) = self.dict.command(h.command_code, h.application_id) else {
             // RFC 6733 §7.1.3: 3007 when the application is not supported, else 3001.
@@ -136,7 +180,12 @@ impl<'d> Validator<'d> {
         };
         // RFC 6733 §5.3.1, §5.4.1, §5.5.1: CER, DPR and DWR are sent with the P bit clear.
         if h.is_request() && h.flags.0 & CommandFlags::PROXIABLE != 0 && !cmd.proxiable {
-            return Err(report(ResultCode::DIAMETER_INVALID_HDR_BITS, None, None, "P bit set on a non-proxiable command"));
+            return Err(report(
+                ResultCode::DIAMETER_INVALID_HDR_BITS,
+                None,
+                None,
+                "P bit set on a non-proxiable command",
+            ));
         }
         let grammar = if h.is_request() {
             &cmd.request
@@ -174,7 +223,12 @@ impl<'d> Validator<'d> {
             let avp = avp.map_err(|e| length_error(dict, path, &e))?;
             *count += 1;
             if *count > self.opts.limits.max_avps {
-                return Err(report(ResultCode::DIAMETER_UNABLE_TO_COMPLY, path, Some(copy(&avp)), "too many AVPs"));
+                return Err(report(
+                    ResultCode::DIAMETER_UNABLE_TO_COMPLY,
+                    path,
+                    Some(copy(&avp)),
+                    "too many AVPs",
+                ));
             }
             let key = avp.key();
             let rule = grammar.rule_index(key);
@@ -182,8 +236,18 @@ impl<'d> Validator<'d> {
             if pos < grammar.fixed && rule != Some(pos) {
                 let expected = dict.avp_at(grammar.rules[pos].avp);
                 return Err(match rule {
-                    Some(_) => report(ResultCode::DIAMETER_INVALID_AVP_VALUE, path, Some(copy(&avp)), "fixed AVP out of position"),
-                    None => report(ResultCode::DIAMETER_MISSING_AVP, path, Some(missing(expected)), "missing fixed AVP"),
+                    Some(_) => report(
+                        ResultCode::DIAMETER_INVALID_AVP_VALUE,
+                        path,
+                        Some(copy(&avp)),
+                        "fixed AVP out of position",
+                    ),
+                    None => report(
+                        ResultCode::DIAMETER_MISSING_AVP,
+                        path,
+                        Some(missing(expected)),
+                        "missing fixed AVP",
+                    ),
                 });
             }
             let Some(def) = dict.avp(key) else {
@@ -192,30 +256,61 @@ impl<'d> Validator<'d> {
                 // value is unrecognized, the message MUST be rejected." Unknown AVPs with M
                 // clear are ignored (and kept for relaying by whoever forwards the message).
                 if avp.flags.mandatory() {
-                    return Err(report(ResultCode::DIAMETER_AVP_UNSUPPORTED, path, Some(copy(&avp)), "unsupported AVP"));
+                    return Err(report(
+                        ResultCode::DIAMETER_AVP_UNSUPPORTED,
+                        path,
+                        Some(copy(&avp)),
+                        "unsupported AVP",
+                    ));
                 }
                 continue;
             };
             // RFC 6733 §7.1.3 DIAMETER_INVALID_AVP_BITS: "flag bits … inconsistent with the
             // AVP's definition". The P bit and reserved bits are not checked (§4.1).
             if !def.m.allows(avp.flags.mandatory()) || !def.v.allows(avp.flags.vendor()) {
-                return Err(report(ResultCode::DIAMETER_INVALID_AVP_BITS, path, Some(copy(&avp)), "AVP flags inconsistent with its definition"));
+                return Err(report(
+                    ResultCode::DIAMETER_INVALID_AVP_BITS,
+                    path,
+                    Some(copy(&avp)),
+                    "AVP flags inconsistent with its definition",
+                ));
             }
             if def.data_type == DataType::Grouped {
                 if depth >= self.opts.limits.max_depth {
-                    return Err(report(ResultCode::DIAMETER_UNABLE_TO_COMPLY, path, Some(copy(&avp)), "grouped AVPs nested too deep"));
+                    return Err(report(
+                        ResultCode::DIAMETER_UNABLE_TO_COMPLY,
+                        path,
+                        Some(copy(&avp)),
+                        "grouped AVPs nested too deep",
+                    ));
                 }
-                let here = Path { parent: path, code: avp.code, flags: avp.flags, vendor: avp.vendor };
+                let here = Path {
+                    parent: path,
+                    code: avp.code,
+                    flags: avp.flags,
+                    vendor: avp.vendor,
+                };
                 let g = def.grammar.as_ref().unwrap_or(&ANY);
                 self.check_seq(avp.children(), g, depth + 1, Some(&here), count)?;
             } else {
                 if let Err(e) = def.data_type.check(avp.data) {
-                    return Err(report(e.result_code(), path, Some(copy(&avp)), "invalid AVP value"));
+                    return Err(report(
+                        e.result_code(),
+                        path,
+                        Some(copy(&avp)),
+                        "invalid AVP value",
+                    ));
                 }
                 if def.data_type == DataType::Enumerated && !def.open && !def.values.is_empty() {
-                    let v = i32::from_be_bytes([avp.data[0], avp.data[1], avp.data[2], avp.data[3]]);
+                    let v =
+                        i32::from_be_bytes([avp.data[0], avp.data[1], avp.data[2], avp.data[3]]);
                     if def.value_name(v).is_none() {
-                        return Err(report(ResultCode::DIAMETER_INVALID_AVP_VALUE, path, Some(copy(&avp)), "enumerated value not defined"));
+                        return Err(report(
+                            ResultCode::DIAMETER_INVALID_AVP_VALUE,
+                            path,
+                            Some(copy(&avp)),
+                            "enumerated value not defined",
+                        ));
                     }
                 }
             }
@@ -225,11 +320,21 @@ impl<'d> Validator<'d> {
                     // RFC 6733 §7.1.5 5009: Failed-AVP carries "the first instance of the
                     // offending AVP that exceeded the maximum number of occurrences".
                     if u32::from(counts[i]) > grammar.rules[i].max {
-                        return Err(report(ResultCode::DIAMETER_AVP_OCCURS_TOO_MANY_TIMES, path, Some(copy(&avp)), "AVP occurs too many times"));
+                        return Err(report(
+                            ResultCode::DIAMETER_AVP_OCCURS_TOO_MANY_TIMES,
+                            path,
+                            Some(copy(&avp)),
+                            "AVP occurs too many times",
+                        ));
                     }
                 }
                 None if !grammar.any => {
-                    return Err(report(ResultCode::DIAMETER_AVP_NOT_ALLOWED, path, Some(copy(&avp)), "AVP not allowed here"));
+                    return Err(report(
+                        ResultCode::DIAMETER_AVP_NOT_ALLOWED,
+                        path,
+                        Some(copy(&avp)),
+                        "AVP not allowed here",
+                    ));
                 }
                 None => {}
             }
@@ -237,8 +342,17 @@ impl<'d> Validator<'d> {
         for (i, r) in grammar.rules.iter().enumerate() {
             if u32::from(counts[i]) < r.min {
                 let def = dict.avp_at(r.avp);
-                let msg = if r.kind == RuleKind::Fixed { "missing fixed AVP" } else { "missing AVP" };
-                return Err(report(ResultCode::DIAMETER_MISSING_AVP, path, Some(missing(def)), msg));
+                let msg = if r.kind == RuleKind::Fixed {
+                    "missing fixed AVP"
+                } else {
+                    "missing AVP"
+                };
+                return Err(report(
+                    ResultCode::DIAMETER_MISSING_AVP,
+                    path,
+                    Some(missing(def)),
+                    msg,
+                ));
             }
         }
         Ok(())

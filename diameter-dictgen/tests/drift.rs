@@ -12,7 +12,10 @@ fn generated_code_matches_dictionaries() {
             stale.push(name);
         }
     }
-    assert!(stale.is_empty(), "generated code is stale ({stale:?}): run `cargo run -p diameter-dictgen` and commit");
+    assert!(
+        stale.is_empty(),
+        "generated code is stale ({stale:?}): run `cargo run -p diameter-dictgen` and commit"
+    );
 }
 
 #[test]
@@ -22,7 +25,10 @@ fn every_constant_matches_the_dictionary() {
     for (name, key) in [
         ("Origin-Host", base::ORIGIN_HOST.key()),
         ("Session-Id", base::SESSION_ID.key()),
-        ("Multiple-Services-Credit-Control", dcca::MULTIPLE_SERVICES_CREDIT_CONTROL.key()),
+        (
+            "Multiple-Services-Credit-Control",
+            dcca::MULTIPLE_SERVICES_CREDIT_CONTROL.key(),
+        ),
         ("Event-Trigger", gx::EVENT_TRIGGER.key()),
     ] {
         assert_eq!(d.avp_by_name(name).map(|a| a.key), Some(key), "{name}");

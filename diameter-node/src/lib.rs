@@ -1,1 +1,16 @@
-//! placeholder
+//! # diameter-node
+//!
+//! A Diameter node on tokio: transport (TCP, TLS), the RFC 6733 peer state machine with
+//! the RFC 3539 watchdog, request/answer matching, routing, failover, duplicate detection,
+//! capture and metrics.
+//!
+//! The protocol logic is sans-IO (it takes `now` and events and returns actions) so it is
+//! tested under a virtual clock; thin tokio drivers own the sockets and timers.
+
+pub mod dedup;
+pub mod routing;
+pub mod framing;
+pub mod transport;
+pub mod capture;
+pub mod metrics;
+pub mod peer;

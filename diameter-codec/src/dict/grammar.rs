@@ -64,7 +64,12 @@ pub fn parse_item(s: &str) -> Result<GrammarItem, String> {
     if kind == RuleKind::Required && min == 0 {
         return Err(format!("required item with min 0 in {s:?}"));
     }
-    Ok(GrammarItem { kind, min, max, name: name.to_string() })
+    Ok(GrammarItem {
+        kind,
+        min,
+        max,
+        name: name.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -77,13 +82,31 @@ mod tests {
             let i = parse_item(s).unwrap();
             (i.kind, i.min, i.max, i.name)
         };
-        assert_eq!(p("<Session-Id>"), (RuleKind::Fixed, 1, 1, "Session-Id".into()));
-        assert_eq!(p("{Origin-Host}"), (RuleKind::Required, 1, 1, "Origin-Host".into()));
-        assert_eq!(p("[Destination-Host]"), (RuleKind::Optional, 0, 1, "Destination-Host".into()));
-        assert_eq!(p("*[Proxy-Info]"), (RuleKind::Optional, 0, u32::MAX, "Proxy-Info".into()));
-        assert_eq!(p("1*{Host-IP-Address}"), (RuleKind::Required, 1, u32::MAX, "Host-IP-Address".into()));
+        assert_eq!(
+            p("<Session-Id>"),
+            (RuleKind::Fixed, 1, 1, "Session-Id".into())
+        );
+        assert_eq!(
+            p("{Origin-Host}"),
+            (RuleKind::Required, 1, 1, "Origin-Host".into())
+        );
+        assert_eq!(
+            p("[Destination-Host]"),
+            (RuleKind::Optional, 0, 1, "Destination-Host".into())
+        );
+        assert_eq!(
+            p("*[Proxy-Info]"),
+            (RuleKind::Optional, 0, u32::MAX, "Proxy-Info".into())
+        );
+        assert_eq!(
+            p("1*{Host-IP-Address}"),
+            (RuleKind::Required, 1, u32::MAX, "Host-IP-Address".into())
+        );
         assert_eq!(p("*{X}"), (RuleKind::Required, 1, u32::MAX, "X".into()));
-        assert_eq!(p("0*2[AN-GW-Address]"), (RuleKind::Optional, 0, 2, "AN-GW-Address".into()));
+        assert_eq!(
+            p("0*2[AN-GW-Address]"),
+            (RuleKind::Optional, 0, 2, "AN-GW-Address".into())
+        );
         assert_eq!(p("*[AVP]"), (RuleKind::Optional, 0, u32::MAX, "AVP".into()));
         for bad in ["", "X", "{X]", "2*1[X]", "0*{X}", "*0[X]", "[X] y"] {
             assert!(parse_item(bad).is_err(), "{bad}");

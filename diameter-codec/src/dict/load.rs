@@ -2,7 +2,8 @@
 
 use super::grammar::{GrammarItem, RuleKind, parse_item};
 use super::{
-    AppKind, ApplicationDef, AvpDef, CommandDef, Dictionary, EMBEDDED_FILES, FlagRule, Grammar, Rule, VendorDef,
+    AppKind, ApplicationDef, AvpDef, CommandDef, Dictionary, EMBEDDED_FILES, FlagRule, Grammar,
+    Rule, VendorDef,
 };
 use crate::avp::AvpKey;
 use crate::types::DataType;
@@ -148,7 +149,10 @@ impl DictionaryBuilder {
     pub fn add_toml(mut self, source_name: &str, text: &str) -> Self {
         match toml::from_str::<FileToml>(text) {
             Ok(f) => self.files.push((source_name.to_string(), f)),
-            Err(e) => self.errors.push(DictError { source_name: source_name.to_string(), message: e.to_string() }),
+            Err(e) => self.errors.push(DictError {
+                source_name: source_name.to_string(),
+                message: e.to_string(),
+            }),
         }
         self
     }
@@ -159,7 +163,10 @@ impl DictionaryBuilder {
             return Err(e);
         }
         let mut d = Dictionary::default();
-        let err = |src: &str, message: String| DictError { source_name: src.to_string(), message };
+        let err = |src: &str, message: String| DictError {
+            source_name: src.to_string(),
+            message,
+        };
 
         // Pass 1: vendors, applications, AVP headers.
         let mut grammars: Vec<(String, Vec<String>)> = Vec::new(); // per AVP index
@@ -167,10 +174,16 @@ impl DictionaryBuilder {
             for v in &f.vendor {
                 match d.vendors.iter().find(|x| x.id == v.id) {
                     Some(x) if x.name != v.name => {
-                        return Err(err(src, format!("vendor {} named both {:?} and {:?}", v.id, x.name, v.name)));
+                        return Err(err(
+                            src,
+                            format!("vendor {} named both {:?} and {:?}", v.id, x.name, v.name),
+                        ));
                     }
                     Some(_) => {}
-                    None => d.vendors.push(VendorDef { id: v.id, name: v.name.clone() }),
+                    None => d.vendors.push(VendorDef {
+                        id: v.id,
+                        name: v.name.clone(),
+                    }),
                 }
             }
             for a in &f.application {
@@ -178,7 +191,12 @@ impl DictionaryBuilder {
                     "auth" => AppKind::Auth,
                     "acct" => AppKind::Acct,
                     "relay" => AppKind::Relay,
-                    k => return Err(err(src, format!("application {}: unknown kind {k:?}", a.name))),
+                    k => {
+                        return Err(err(
+                            src,
+                            format!("application {}: unknown kind {k:?}", a.name),
+                        ));
+                    }
                 };
                 if d.applications.iter().any(|x| x.id == a.id) {
                     return Err(err(src, format!("application {} defined twice", a.id)));
@@ -193,10 +211,15 @@ impl DictionaryBuilder {
                 });
             }
             for a in &f.avp {
-                let data_type = DataType::from_name(&a.data_type)
-                    .ok_or_else(|| err(src, format!("AVP {}: unknown type {:?}", a.name, a.data_type)))?;
+                let data_type = DataType::from_name(&a.data_type).ok_or_else(|| {
+                    err(
+                        src,
+                        format!("AVP {}: unknown type {:?}", a.name, a.data_type),
+                    )
+                })?;
                 let rule = |s: &str| {
-                    FlagRule::from_name(s).ok_or_else(|| err(src, format!("AVP {}: bad flag rule {s:?}", a.name)))
+                    FlagRule::from_name(s)
+                        .ok_or_else(|| err(src, format!("AVP {}: bad flag rule {s:?}", a.name)))
                 };
                 let m = rule(&a.m)?;
                 let v = match &a.v {
@@ -205,33 +228,56 @@ impl DictionaryBuilder {
                     None => FlagRule::MustNot,
                 };
                 if a.vendor == 0 && v == FlagRule::Must {
-                    return Err(err(src, format!("AVP {}: V must be set but there is no vendor", a.name)));
+                    return Err(err(
+                        src,
+                        format!("AVP {}: V must be set but there is no vendor", a.name),
+                    ));
                 }
                 let mut values = Vec::new();
                 if let Some(vals) = &a.values {
                     if data_type != DataType::Enumerated {
-                        return Err(err(src, format!("AVP {}: values on a non-Enumerated AVP", a.name)));
+                        return Err(err(
+                            src,
+                            format!("AVP {}: values on a non-Enumerated AVP", a.name),
+                        ));
                     }
                     for (name, &v) in vals {
                         // Enumerated is Integer32 on the wire; values written as unsigned
                         // 32-bit numbers (Media-Type OTHER = 0xFFFFFFFF) keep their bits.
                         let v = i32::try_from(v)
                             .or_else(|_| u32::try_from(v).map(|u| u as i32))
-                            .map_err(|_| err(src, format!("AVP {}: value {name} = {v} out of range", a.name)))?;
+                            .map_err(|_| {
+                                err(
+                                    src,
+                                    format!("AVP {}: value {name} = {v} out of range", a.name),
+                                )
+                            })?;
                         values.push((v, name.clone()));
                     }
                     values.sort();
                     if let Some(w) = values.windows(2).find(|w| w[0].0 == w[1].0) {
-                        return Err(err(src, format!("AVP {}: value {} used twice", a.name, w[0].0)));
+                        return Err(err(
+                            src,
+                            format!("AVP {}: value {} used twice", a.name, w[0].0),
+                        ));
                     }
                 }
                 if (data_type == DataType::Grouped) != a.grammar.is_some() {
-                    return Err(err(src, format!("AVP {}: Grouped AVPs, and only they, have a grammar", a.name)));
+                    return Err(err(
+                        src,
+                        format!(
+                            "AVP {}: Grouped AVPs, and only they, have a grammar",
+                            a.name
+                        ),
+                    ));
                 }
                 let key = AvpKey::new(a.code, a.vendor);
                 let idx = d.avps.len() as u32;
                 if d.avp_index.insert(key.packed(), idx).is_some() {
-                    return Err(err(src, format!("AVP {} ({}/{}) defined twice", a.name, a.code, a.vendor)));
+                    return Err(err(
+                        src,
+                        format!("AVP {} ({}/{}) defined twice", a.name, a.code, a.vendor),
+                    ));
                 }
                 if d.avp_names.insert(a.name.clone(), idx).is_some() {
                     return Err(err(src, format!("AVP name {} defined twice", a.name)));
@@ -256,7 +302,10 @@ impl DictionaryBuilder {
         // Pass 2: extensions of grouped AVPs.
         for (src, f) in &self.files {
             for x in &f.extend_avp {
-                let &i = d.avp_names.get(&x.name).ok_or_else(|| err(src, format!("extend_avp: no AVP {}", x.name)))?;
+                let &i = d
+                    .avp_names
+                    .get(&x.name)
+                    .ok_or_else(|| err(src, format!("extend_avp: no AVP {}", x.name)))?;
                 if d.avps[i as usize].data_type != DataType::Grouped {
                     return Err(err(src, format!("extend_avp: {} is not Grouped", x.name)));
                 }
@@ -265,7 +314,8 @@ impl DictionaryBuilder {
         }
         for (i, (src, items)) in grammars.iter().enumerate() {
             if d.avps[i].data_type == DataType::Grouped {
-                let g = resolve(&d, items).map_err(|m| err(src, format!("AVP {}: {m}", d.avps[i].name)))?;
+                let g = resolve(&d, items)
+                    .map_err(|m| err(src, format!("AVP {}: {m}", d.avps[i].name)))?;
                 d.avps[i].grammar = Some(g);
             }
         }
@@ -277,7 +327,13 @@ impl DictionaryBuilder {
                 let k = (u64::from(c.application) << 32) | u64::from(c.code);
                 let idx = d.commands.len() as u32;
                 if d.command_index.insert(k, idx).is_some() {
-                    return Err(err(src, format!("command {} ({}) defined twice for application {}", c.name, c.code, c.application)));
+                    return Err(err(
+                        src,
+                        format!(
+                            "command {} ({}) defined twice for application {}",
+                            c.name, c.code, c.application
+                        ),
+                    ));
                 }
                 d.command_codes.entry(c.code).or_insert(idx);
                 d.commands.push(CommandDef {
@@ -301,7 +357,15 @@ impl DictionaryBuilder {
                     .commands
                     .iter()
                     .position(|c| c.name == x.name && c.application == x.application)
-                    .ok_or_else(|| err(src, format!("extend_command: no {} for application {}", x.name, x.application)))?;
+                    .ok_or_else(|| {
+                        err(
+                            src,
+                            format!(
+                                "extend_command: no {} for application {}",
+                                x.name, x.application
+                            ),
+                        )
+                    })?;
                 cmd_items[i].1.extend(x.request.iter().cloned());
                 cmd_items[i].2.extend(x.answer.iter().cloned());
             }
@@ -321,12 +385,20 @@ fn resolve(d: &Dictionary, items: &[String]) -> Result<Grammar, String> {
     let mut g = Grammar::default();
     let mut fixed_done = false;
     for s in items {
-        let GrammarItem { kind, min, max, name } = parse_item(s)?;
+        let GrammarItem {
+            kind,
+            min,
+            max,
+            name,
+        } = parse_item(s)?;
         if name == "AVP" {
             g.any = true;
             continue;
         }
-        let &avp = d.avp_names.get(&name).ok_or_else(|| format!("unknown AVP {name}"))?;
+        let &avp = d
+            .avp_names
+            .get(&name)
+            .ok_or_else(|| format!("unknown AVP {name}"))?;
         let key = d.avps[avp as usize].key;
         if kind == RuleKind::Fixed {
             // Only leading fixed AVPs are supported (every Diameter command puts them first).
@@ -340,7 +412,13 @@ fn resolve(d: &Dictionary, items: &[String]) -> Result<Grammar, String> {
         if g.index.insert(key.packed(), g.rules.len() as u16).is_some() {
             return Err(format!("{name} listed twice"));
         }
-        g.rules.push(Rule { key, avp, kind, min, max });
+        g.rules.push(Rule {
+            key,
+            avp,
+            kind,
+            min,
+            max,
+        });
     }
     Ok(g)
 }

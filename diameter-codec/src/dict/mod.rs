@@ -115,7 +115,10 @@ pub struct AvpDef {
 impl AvpDef {
     /// The name of an enumerated value.
     pub fn value_name(&self, v: i32) -> Option<&str> {
-        self.values.binary_search_by_key(&v, |(k, _)| *k).ok().map(|i| self.values[i].1.as_str())
+        self.values
+            .binary_search_by_key(&v, |(k, _)| *k)
+            .ok()
+            .map(|i| self.values[i].1.as_str())
     }
 }
 
@@ -149,7 +152,12 @@ pub struct Grammar {
 impl Grammar {
     /// A grammar that accepts any AVPs (for unknown grouped AVPs and error answers).
     pub const fn any_avp() -> Self {
-        Self { rules: Vec::new(), fixed: 0, any: true, index: FxHashMap::with_hasher(rustc_hash::FxBuildHasher) }
+        Self {
+            rules: Vec::new(),
+            fixed: 0,
+            any: true,
+            index: FxHashMap::with_hasher(rustc_hash::FxBuildHasher),
+        }
     }
 
     /// The index of the rule for `key`.
@@ -199,16 +207,46 @@ pub struct Dictionary {
 
 /// The dictionary files compiled into the crate, in load order.
 pub const EMBEDDED_FILES: &[(&str, &str)] = &[
-    ("base_rfc6733.toml", include_str!("../../../dictionaries/base_rfc6733.toml")),
-    ("nasreq_rfc7155.toml", include_str!("../../../dictionaries/nasreq_rfc7155.toml")),
-    ("dcca_rfc4006.toml", include_str!("../../../dictionaries/dcca_rfc4006.toml")),
-    ("tgpp_29061.toml", include_str!("../../../dictionaries/tgpp_29061.toml")),
-    ("tgpp_29229.toml", include_str!("../../../dictionaries/tgpp_29229.toml")),
-    ("tgpp_gy_32299.toml", include_str!("../../../dictionaries/tgpp_gy_32299.toml")),
-    ("tgpp_gx_29212.toml", include_str!("../../../dictionaries/tgpp_gx_29212.toml")),
-    ("tgpp_rx_29214.toml", include_str!("../../../dictionaries/tgpp_rx_29214.toml")),
-    ("tgpp_s9_29215.toml", include_str!("../../../dictionaries/tgpp_s9_29215.toml")),
-    ("roaming_vendor.toml", include_str!("../../../dictionaries/roaming_vendor.toml")),
+    (
+        "base_rfc6733.toml",
+        include_str!("../../../dictionaries/base_rfc6733.toml"),
+    ),
+    (
+        "nasreq_rfc7155.toml",
+        include_str!("../../../dictionaries/nasreq_rfc7155.toml"),
+    ),
+    (
+        "dcca_rfc4006.toml",
+        include_str!("../../../dictionaries/dcca_rfc4006.toml"),
+    ),
+    (
+        "tgpp_29061.toml",
+        include_str!("../../../dictionaries/tgpp_29061.toml"),
+    ),
+    (
+        "tgpp_29229.toml",
+        include_str!("../../../dictionaries/tgpp_29229.toml"),
+    ),
+    (
+        "tgpp_gy_32299.toml",
+        include_str!("../../../dictionaries/tgpp_gy_32299.toml"),
+    ),
+    (
+        "tgpp_gx_29212.toml",
+        include_str!("../../../dictionaries/tgpp_gx_29212.toml"),
+    ),
+    (
+        "tgpp_rx_29214.toml",
+        include_str!("../../../dictionaries/tgpp_rx_29214.toml"),
+    ),
+    (
+        "tgpp_s9_29215.toml",
+        include_str!("../../../dictionaries/tgpp_s9_29215.toml"),
+    ),
+    (
+        "roaming_vendor.toml",
+        include_str!("../../../dictionaries/roaming_vendor.toml"),
+    ),
 ];
 
 impl Dictionary {
@@ -219,7 +257,9 @@ impl Dictionary {
     pub fn embedded() -> &'static Self {
         static DICT: OnceLock<Dictionary> = OnceLock::new();
         DICT.get_or_init(|| {
-            DictionaryBuilder::with_embedded().build().unwrap_or_else(|e| panic!("embedded dictionary: {e}"))
+            DictionaryBuilder::with_embedded()
+                .build()
+                .unwrap_or_else(|e| panic!("embedded dictionary: {e}"))
         })
     }
 
@@ -231,7 +271,9 @@ impl Dictionary {
     /// The AVP with this (code, vendor).
     #[inline]
     pub fn avp(&self, key: AvpKey) -> Option<&AvpDef> {
-        self.avp_index.get(&key.packed()).map(|&i| &self.avps[i as usize])
+        self.avp_index
+            .get(&key.packed())
+            .map(|&i| &self.avps[i as usize])
     }
 
     /// The AVP with this name.
@@ -282,7 +324,9 @@ impl Dictionary {
 
     /// Any definition of this command code (for names).
     pub fn any_command(&self, code: u32) -> Option<&CommandDef> {
-        self.command_codes.get(&code).map(|&i| &self.commands[i as usize])
+        self.command_codes
+            .get(&code)
+            .map(|&i| &self.commands[i as usize])
     }
 
     /// The application with this id.
@@ -292,15 +336,25 @@ impl Dictionary {
 
     /// The name of a vendor.
     pub fn vendor_name(&self, id: u32) -> Option<&str> {
-        self.vendors.iter().find(|v| v.id == id).map(|v| v.name.as_str())
+        self.vendors
+            .iter()
+            .find(|v| v.id == id)
+            .map(|v| v.name.as_str())
     }
 
     /// "CCR", "CEA", … for a header, or "cmd-NNN-R/A" for unknown commands.
     pub fn command_label(&self, h: &Header) -> String {
-        match self.command(h.command_code, h.application_id).or_else(|| self.any_command(h.command_code)) {
+        match self
+            .command(h.command_code, h.application_id)
+            .or_else(|| self.any_command(h.command_code))
+        {
             Some(c) if h.is_request() => c.request_abbrev.clone(),
             Some(c) => c.answer_abbrev.clone(),
-            None => format!("cmd-{}-{}", h.command_code, if h.is_request() { "R" } else { "A" }),
+            None => format!(
+                "cmd-{}-{}",
+                h.command_code,
+                if h.is_request() { "R" } else { "A" }
+            ),
         }
     }
 }

@@ -109,7 +109,7 @@ impl From<i32> for RedirectHostUsage {
 }
 
 impl From<RedirectHostUsage> for i32 {
-    fn from(v: RedirectHostUsage) -> i32 {
+    fn from(v: RedirectHostUsage) -> Self {
         v.0
     }
 }
@@ -176,7 +176,7 @@ impl From<i32> for SessionServerFailover {
 }
 
 impl From<SessionServerFailover> for i32 {
-    fn from(v: SessionServerFailover) -> i32 {
+    fn from(v: SessionServerFailover) -> Self {
         v.0
     }
 }
@@ -216,7 +216,7 @@ impl From<i32> for DisconnectCause {
 }
 
 impl From<DisconnectCause> for i32 {
-    fn from(v: DisconnectCause) -> i32 {
+    fn from(v: DisconnectCause) -> Self {
         v.0
     }
 }
@@ -253,7 +253,7 @@ impl From<i32> for AuthRequestType {
 }
 
 impl From<AuthRequestType> for i32 {
-    fn from(v: AuthRequestType) -> i32 {
+    fn from(v: AuthRequestType) -> Self {
         v.0
     }
 }
@@ -290,7 +290,7 @@ impl From<i32> for AuthSessionState {
 }
 
 impl From<AuthSessionState> for i32 {
-    fn from(v: AuthSessionState) -> i32 {
+    fn from(v: AuthSessionState) -> Self {
         v.0
     }
 }
@@ -345,7 +345,7 @@ impl From<i32> for ReAuthRequestType {
 }
 
 impl From<ReAuthRequestType> for i32 {
-    fn from(v: ReAuthRequestType) -> i32 {
+    fn from(v: ReAuthRequestType) -> Self {
         v.0
     }
 }
@@ -412,7 +412,7 @@ impl From<i32> for TerminationCause {
 }
 
 impl From<TerminationCause> for i32 {
-    fn from(v: TerminationCause) -> i32 {
+    fn from(v: TerminationCause) -> Self {
         v.0
     }
 }
@@ -467,7 +467,7 @@ impl From<i32> for AccountingRecordType {
 }
 
 impl From<AccountingRecordType> for i32 {
-    fn from(v: AccountingRecordType) -> i32 {
+    fn from(v: AccountingRecordType) -> Self {
         v.0
     }
 }
@@ -504,7 +504,7 @@ impl From<i32> for AccountingRealtimeRequired {
 }
 
 impl From<AccountingRealtimeRequired> for i32 {
-    fn from(v: AccountingRealtimeRequired) -> i32 {
+    fn from(v: AccountingRealtimeRequired) -> Self {
         v.0
     }
 }

@@ -58,7 +58,7 @@ impl From<i32> for CcRequestType {
 }
 
 impl From<CcRequestType> for i32 {
-    fn from(v: CcRequestType) -> i32 {
+    fn from(v: CcRequestType) -> Self {
         v.0
     }
 }
@@ -95,7 +95,7 @@ impl From<i32> for CcSessionFailover {
 }
 
 impl From<CcSessionFailover> for i32 {
-    fn from(v: CcSessionFailover) -> i32 {
+    fn from(v: CcSessionFailover) -> Self {
         v.0
     }
 }
@@ -138,7 +138,7 @@ impl From<i32> for CheckBalanceResult {
 }
 
 impl From<CheckBalanceResult> for i32 {
-    fn from(v: CheckBalanceResult) -> i32 {
+    fn from(v: CheckBalanceResult) -> Self {
         v.0
     }
 }
@@ -181,7 +181,7 @@ impl From<i32> for CreditControl {
 }
 
 impl From<CreditControl> for i32 {
-    fn from(v: CreditControl) -> i32 {
+    fn from(v: CreditControl) -> Self {
         v.0
     }
 }
@@ -218,7 +218,7 @@ impl From<i32> for CreditControlFailureHandling {
 }
 
 impl From<CreditControlFailureHandling> for i32 {
-    fn from(v: CreditControlFailureHandling) -> i32 {
+    fn from(v: CreditControlFailureHandling) -> Self {
         v.0
     }
 }
@@ -252,7 +252,7 @@ impl From<i32> for DirectDebitingFailureHandling {
 }
 
 impl From<DirectDebitingFailureHandling> for i32 {
-    fn from(v: DirectDebitingFailureHandling) -> i32 {
+    fn from(v: DirectDebitingFailureHandling) -> Self {
         v.0
     }
 }
@@ -304,7 +304,7 @@ impl From<i32> for RedirectAddressType {
 }
 
 impl From<RedirectAddressType> for i32 {
-    fn from(v: RedirectAddressType) -> i32 {
+    fn from(v: RedirectAddressType) -> Self {
         v.0
     }
 }
@@ -350,7 +350,7 @@ impl From<i32> for RequestedAction {
 }
 
 impl From<RequestedAction> for i32 {
-    fn from(v: RequestedAction) -> i32 {
+    fn from(v: RequestedAction) -> Self {
         v.0
     }
 }
@@ -423,7 +423,7 @@ impl From<i32> for FinalUnitAction {
 }
 
 impl From<FinalUnitAction> for i32 {
-    fn from(v: FinalUnitAction) -> i32 {
+    fn from(v: FinalUnitAction) -> Self {
         v.0
     }
 }
@@ -466,7 +466,7 @@ impl From<i32> for SubscriptionIdType {
 }
 
 impl From<SubscriptionIdType> for i32 {
-    fn from(v: SubscriptionIdType) -> i32 {
+    fn from(v: SubscriptionIdType) -> Self {
         v.0
     }
 }
@@ -506,7 +506,7 @@ impl From<i32> for TariffChangeUsage {
 }
 
 impl From<TariffChangeUsage> for i32 {
-    fn from(v: TariffChangeUsage) -> i32 {
+    fn from(v: TariffChangeUsage) -> Self {
         v.0
     }
 }
@@ -555,7 +555,7 @@ impl From<i32> for CcUnitType {
 }
 
 impl From<CcUnitType> for i32 {
-    fn from(v: CcUnitType) -> i32 {
+    fn from(v: CcUnitType) -> Self {
         v.0
     }
 }
@@ -589,7 +589,7 @@ impl From<i32> for MultipleServicesIndicator {
 }
 
 impl From<MultipleServicesIndicator> for i32 {
-    fn from(v: MultipleServicesIndicator) -> i32 {
+    fn from(v: MultipleServicesIndicator) -> Self {
         v.0
     }
 }
@@ -638,7 +638,7 @@ impl From<i32> for UserEquipmentInfoType {
 }
 
 impl From<UserEquipmentInfoType> for i32 {
-    fn from(v: UserEquipmentInfoType) -> i32 {
+    fn from(v: UserEquipmentInfoType) -> Self {
         v.0
     }
 }

@@ -43,7 +43,7 @@ impl From<i32> for TgppPdpType {
 }
 
 impl From<TgppPdpType> for i32 {
-    fn from(v: TgppPdpType) -> i32 {
+    fn from(v: TgppPdpType) -> Self {
         v.0
     }
 }

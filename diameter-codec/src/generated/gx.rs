@@ -43,7 +43,7 @@ impl From<i32> for BearerUsage {
 }
 
 impl From<BearerUsage> for i32 {
-    fn from(v: BearerUsage) -> i32 {
+    fn from(v: BearerUsage) -> Self {
         v.0
     }
 }
@@ -239,7 +239,7 @@ impl From<i32> for EventTrigger {
 }
 
 impl From<EventTrigger> for i32 {
-    fn from(v: EventTrigger) -> i32 {
+    fn from(v: EventTrigger) -> Self {
         v.0
     }
 }
@@ -279,7 +279,7 @@ impl From<i32> for MeteringMethod {
 }
 
 impl From<MeteringMethod> for i32 {
-    fn from(v: MeteringMethod) -> i32 {
+    fn from(v: MeteringMethod) -> Self {
         v.0
     }
 }
@@ -313,7 +313,7 @@ impl From<i32> for Offline {
 }
 
 impl From<Offline> for i32 {
-    fn from(v: Offline) -> i32 {
+    fn from(v: Offline) -> Self {
         v.0
     }
 }
@@ -347,7 +347,7 @@ impl From<i32> for Online {
 }
 
 impl From<Online> for i32 {
-    fn from(v: Online) -> i32 {
+    fn from(v: Online) -> Self {
         v.0
     }
 }
@@ -387,7 +387,7 @@ impl From<i32> for ReportingLevel {
 }
 
 impl From<ReportingLevel> for i32 {
-    fn from(v: ReportingLevel) -> i32 {
+    fn from(v: ReportingLevel) -> Self {
         v.0
     }
 }
@@ -439,7 +439,7 @@ impl From<i32> for PccRuleStatus {
 }
 
 impl From<PccRuleStatus> for i32 {
-    fn from(v: PccRuleStatus) -> i32 {
+    fn from(v: PccRuleStatus) -> Self {
         v.0
     }
 }
@@ -479,7 +479,7 @@ impl From<i32> for BearerOperation {
 }
 
 impl From<BearerOperation> for i32 {
-    fn from(v: BearerOperation) -> i32 {
+    fn from(v: BearerOperation) -> Self {
         v.0
     }
 }
@@ -519,7 +519,7 @@ impl From<i32> for BearerControlMode {
 }
 
 impl From<BearerControlMode> for i32 {
-    fn from(v: BearerControlMode) -> i32 {
+    fn from(v: BearerControlMode) -> Self {
         v.0
     }
 }
@@ -553,7 +553,7 @@ impl From<i32> for NetworkRequestSupport {
 }
 
 impl From<NetworkRequestSupport> for i32 {
-    fn from(v: NetworkRequestSupport) -> i32 {
+    fn from(v: NetworkRequestSupport) -> Self {
         v.0
     }
 }
@@ -617,7 +617,7 @@ impl From<i32> for IpCanType {
 }
 
 impl From<IpCanType> for i32 {
-    fn from(v: IpCanType) -> i32 {
+    fn from(v: IpCanType) -> Self {
         v.0
     }
 }
@@ -723,7 +723,7 @@ impl From<i32> for QosClassIdentifier {
 }
 
 impl From<QosClassIdentifier> for i32 {
-    fn from(v: QosClassIdentifier) -> i32 {
+    fn from(v: QosClassIdentifier) -> Self {
         v.0
     }
 }
@@ -757,7 +757,7 @@ impl From<i32> for QosNegotiation {
 }
 
 impl From<QosNegotiation> for i32 {
-    fn from(v: QosNegotiation) -> i32 {
+    fn from(v: QosNegotiation) -> Self {
         v.0
     }
 }
@@ -791,7 +791,7 @@ impl From<i32> for QosUpgrade {
 }
 
 impl From<QosUpgrade> for i32 {
-    fn from(v: QosUpgrade) -> i32 {
+    fn from(v: QosUpgrade) -> Self {
         v.0
     }
 }
@@ -906,7 +906,7 @@ impl From<i32> for RuleFailureCode {
 }
 
 impl From<RuleFailureCode> for i32 {
-    fn from(v: RuleFailureCode) -> i32 {
+    fn from(v: RuleFailureCode) -> Self {
         v.0
     }
 }
@@ -991,7 +991,7 @@ impl From<i32> for RatType {
 }
 
 impl From<RatType> for i32 {
-    fn from(v: RatType) -> i32 {
+    fn from(v: RatType) -> Self {
         v.0
     }
 }
@@ -1070,7 +1070,7 @@ impl From<i32> for SessionReleaseCause {
 }
 
 impl From<SessionReleaseCause> for i32 {
-    fn from(v: SessionReleaseCause) -> i32 {
+    fn from(v: SessionReleaseCause) -> Self {
         v.0
     }
 }
@@ -1107,7 +1107,7 @@ impl From<i32> for PreEmptionCapability {
 }
 
 impl From<PreEmptionCapability> for i32 {
-    fn from(v: PreEmptionCapability) -> i32 {
+    fn from(v: PreEmptionCapability) -> Self {
         v.0
     }
 }
@@ -1141,7 +1141,7 @@ impl From<i32> for PreEmptionVulnerability {
 }
 
 impl From<PreEmptionVulnerability> for i32 {
-    fn from(v: PreEmptionVulnerability) -> i32 {
+    fn from(v: PreEmptionVulnerability) -> Self {
         v.0
     }
 }
@@ -1202,7 +1202,7 @@ impl From<i32> for PacketFilterOperation {
 }
 
 impl From<PacketFilterOperation> for i32 {
-    fn from(v: PacketFilterOperation) -> i32 {
+    fn from(v: PacketFilterOperation) -> Self {
         v.0
     }
 }
@@ -1233,7 +1233,7 @@ impl From<i32> for ResourceAllocationNotification {
 }
 
 impl From<ResourceAllocationNotification> for i32 {
-    fn from(v: ResourceAllocationNotification) -> i32 {
+    fn from(v: ResourceAllocationNotification) -> Self {
         v.0
     }
 }
@@ -1279,7 +1279,7 @@ impl From<i32> for UsageMonitoringLevel {
 }
 
 impl From<UsageMonitoringLevel> for i32 {
-    fn from(v: UsageMonitoringLevel) -> i32 {
+    fn from(v: UsageMonitoringLevel) -> Self {
         v.0
     }
 }
@@ -1310,7 +1310,7 @@ impl From<i32> for UsageMonitoringReport {
 }
 
 impl From<UsageMonitoringReport> for i32 {
-    fn from(v: UsageMonitoringReport) -> i32 {
+    fn from(v: UsageMonitoringReport) -> Self {
         v.0
     }
 }
@@ -1341,7 +1341,7 @@ impl From<i32> for UsageMonitoringSupport {
 }
 
 impl From<UsageMonitoringSupport> for i32 {
-    fn from(v: UsageMonitoringSupport) -> i32 {
+    fn from(v: UsageMonitoringSupport) -> Self {
         v.0
     }
 }
@@ -1378,7 +1378,7 @@ impl From<i32> for CsgInformationReporting {
 }
 
 impl From<CsgInformationReporting> for i32 {
-    fn from(v: CsgInformationReporting) -> i32 {
+    fn from(v: CsgInformationReporting) -> Self {
         v.0
     }
 }
@@ -1409,7 +1409,7 @@ impl From<i32> for PacketFilterUsage {
 }
 
 impl From<PacketFilterUsage> for i32 {
-    fn from(v: PacketFilterUsage) -> i32 {
+    fn from(v: PacketFilterUsage) -> Self {
         v.0
     }
 }
@@ -1440,7 +1440,7 @@ impl From<i32> for ChargingCorrelationIndicator {
 }
 
 impl From<ChargingCorrelationIndicator> for i32 {
-    fn from(v: ChargingCorrelationIndicator) -> i32 {
+    fn from(v: ChargingCorrelationIndicator) -> Self {
         v.0
     }
 }
@@ -1495,7 +1495,7 @@ impl From<i32> for FlowDirection {
 }
 
 impl From<FlowDirection> for i32 {
-    fn from(v: FlowDirection) -> i32 {
+    fn from(v: FlowDirection) -> Self {
         v.0
     }
 }
@@ -1538,7 +1538,7 @@ impl From<i32> for RedirectSupport {
 }
 
 impl From<RedirectSupport> for i32 {
-    fn from(v: RedirectSupport) -> i32 {
+    fn from(v: RedirectSupport) -> Self {
         v.0
     }
 }
@@ -1587,7 +1587,7 @@ impl From<i32> for PsToCsSessionContinuity {
 }
 
 impl From<PsToCsSessionContinuity> for i32 {
-    fn from(v: PsToCsSessionContinuity) -> i32 {
+    fn from(v: PsToCsSessionContinuity) -> Self {
         v.0
     }
 }
@@ -1630,7 +1630,7 @@ impl From<i32> for MuteNotification {
 }
 
 impl From<MuteNotification> for i32 {
-    fn from(v: MuteNotification) -> i32 {
+    fn from(v: MuteNotification) -> Self {
         v.0
     }
 }
@@ -1664,7 +1664,7 @@ impl From<i32> for AnGwStatus {
 }
 
 impl From<AnGwStatus> for i32 {
-    fn from(v: AnGwStatus) -> i32 {
+    fn from(v: AnGwStatus) -> Self {
         v.0
     }
 }
@@ -1728,7 +1728,7 @@ impl From<i32> for IpCanSessionChargingScope {
 }
 
 impl From<IpCanSessionChargingScope> for i32 {
-    fn from(v: IpCanSessionChargingScope) -> i32 {
+    fn from(v: IpCanSessionChargingScope) -> Self {
         v.0
     }
 }
@@ -1789,7 +1789,7 @@ impl From<i32> for DefaultAccess {
 }
 
 impl From<DefaultAccess> for i32 {
-    fn from(v: DefaultAccess) -> i32 {
+    fn from(v: DefaultAccess) -> Self {
         v.0
     }
 }
@@ -1823,7 +1823,7 @@ impl From<i32> for NbifomMode {
 }
 
 impl From<NbifomMode> for i32 {
-    fn from(v: NbifomMode) -> i32 {
+    fn from(v: NbifomMode) -> Self {
         v.0
     }
 }
@@ -1857,7 +1857,7 @@ impl From<i32> for NbifomSupport {
 }
 
 impl From<NbifomSupport> for i32 {
-    fn from(v: NbifomSupport) -> i32 {
+    fn from(v: NbifomSupport) -> Self {
         v.0
     }
 }
@@ -1906,7 +1906,7 @@ impl From<i32> for ResourceReleaseNotification {
 }
 
 impl From<ResourceReleaseNotification> for i32 {
-    fn from(v: ResourceReleaseNotification) -> i32 {
+    fn from(v: ResourceReleaseNotification) -> Self {
         v.0
     }
 }
@@ -1937,7 +1937,7 @@ impl From<i32> for RemovalOfAccess {
 }
 
 impl From<RemovalOfAccess> for i32 {
-    fn from(v: RemovalOfAccess) -> i32 {
+    fn from(v: RemovalOfAccess) -> Self {
         v.0
     }
 }
@@ -1974,7 +1974,7 @@ impl From<i32> for DefaultBearerIndication {
 }
 
 impl From<DefaultBearerIndication> for i32 {
-    fn from(v: DefaultBearerIndication) -> i32 {
+    fn from(v: DefaultBearerIndication) -> Self {
         v.0
     }
 }
@@ -2008,7 +2008,7 @@ impl From<i32> for TgppPsDataOffStatus {
 }
 
 impl From<TgppPsDataOffStatus> for i32 {
-    fn from(v: TgppPsDataOffStatus) -> i32 {
+    fn from(v: TgppPsDataOffStatus) -> Self {
         v.0
     }
 }
@@ -2078,7 +2078,7 @@ impl From<i32> for SessionLinkingIndicator {
 }
 
 impl From<SessionLinkingIndicator> for i32 {
-    fn from(v: SessionLinkingIndicator) -> i32 {
+    fn from(v: SessionLinkingIndicator) -> Self {
         v.0
     }
 }
@@ -2115,7 +2115,7 @@ impl From<i32> for AnTrusted {
 }
 
 impl From<AnTrusted> for i32 {
-    fn from(v: AnTrusted) -> i32 {
+    fn from(v: AnTrusted) -> Self {
         v.0
     }
 }
@@ -2152,7 +2152,7 @@ impl From<i32> for CsgAccessMode {
 }
 
 impl From<CsgAccessMode> for i32 {
-    fn from(v: CsgAccessMode) -> i32 {
+    fn from(v: CsgAccessMode) -> Self {
         v.0
     }
 }
@@ -2186,7 +2186,7 @@ impl From<i32> for CsgMembershipIndication {
 }
 
 impl From<CsgMembershipIndication> for i32 {
-    fn from(v: CsgMembershipIndication) -> i32 {
+    fn from(v: CsgMembershipIndication) -> Self {
         v.0
     }
 }
@@ -2241,7 +2241,7 @@ impl From<i32> for TraceDepth {
 }
 
 impl From<TraceDepth> for i32 {
-    fn from(v: TraceDepth) -> i32 {
+    fn from(v: TraceDepth) -> Self {
         v.0
     }
 }

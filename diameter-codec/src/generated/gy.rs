@@ -145,7 +145,7 @@ impl From<i32> for TriggerType {
 }
 
 impl From<TriggerType> for i32 {
-    fn from(v: TriggerType) -> i32 {
+    fn from(v: TriggerType) -> Self {
         v.0
     }
 }
@@ -209,7 +209,7 @@ impl From<i32> for ReportingReason {
 }
 
 impl From<ReportingReason> for i32 {
-    fn from(v: ReportingReason) -> i32 {
+    fn from(v: ReportingReason) -> Self {
         v.0
     }
 }
@@ -279,7 +279,7 @@ impl From<i32> for EnvelopeReporting {
 }
 
 impl From<EnvelopeReporting> for i32 {
-    fn from(v: EnvelopeReporting) -> i32 {
+    fn from(v: EnvelopeReporting) -> Self {
         v.0
     }
 }
@@ -316,7 +316,7 @@ impl From<i32> for TimeQuotaType {
 }
 
 impl From<TimeQuotaType> for i32 {
-    fn from(v: TimeQuotaType) -> i32 {
+    fn from(v: TimeQuotaType) -> Self {
         v.0
     }
 }
@@ -359,7 +359,7 @@ impl From<i32> for PsAppendFreeFormatData {
 }
 
 impl From<PsAppendFreeFormatData> for i32 {
-    fn from(v: PsAppendFreeFormatData) -> i32 {
+    fn from(v: PsAppendFreeFormatData) -> Self {
         v.0
     }
 }
@@ -432,7 +432,7 @@ impl From<i32> for QuotaIndicator {
 }
 
 impl From<QuotaIndicator> for i32 {
-    fn from(v: QuotaIndicator) -> i32 {
+    fn from(v: QuotaIndicator) -> Self {
         v.0
     }
 }
@@ -466,7 +466,7 @@ impl From<i32> for PlayAlternative {
 }
 
 impl From<PlayAlternative> for i32 {
-    fn from(v: PlayAlternative) -> i32 {
+    fn from(v: PlayAlternative) -> Self {
         v.0
     }
 }
@@ -503,7 +503,7 @@ impl From<i32> for PrivacyIndicator {
 }
 
 impl From<PrivacyIndicator> for i32 {
-    fn from(v: PrivacyIndicator) -> i32 {
+    fn from(v: PrivacyIndicator) -> Self {
         v.0
     }
 }
@@ -537,7 +537,7 @@ impl From<i32> for LowBalanceIndication {
 }
 
 impl From<LowBalanceIndication> for i32 {
-    fn from(v: LowBalanceIndication) -> i32 {
+    fn from(v: LowBalanceIndication) -> Self {
         v.0
     }
 }
@@ -580,7 +580,7 @@ impl From<i32> for AocRequestType {
 }
 
 impl From<AocRequestType> for i32 {
-    fn from(v: AocRequestType) -> i32 {
+    fn from(v: AocRequestType) -> Self {
         v.0
     }
 }
@@ -632,7 +632,7 @@ impl From<i32> for DynamicAddressFlag {
 }
 
 impl From<DynamicAddressFlag> for i32 {
-    fn from(v: DynamicAddressFlag) -> i32 {
+    fn from(v: DynamicAddressFlag) -> Self {
         v.0
     }
 }
@@ -666,7 +666,7 @@ impl From<i32> for DynamicAddressFlagExtension {
 }
 
 impl From<DynamicAddressFlagExtension> for i32 {
-    fn from(v: DynamicAddressFlagExtension) -> i32 {
+    fn from(v: DynamicAddressFlagExtension) -> Self {
         v.0
     }
 }
@@ -727,7 +727,7 @@ impl From<i32> for ServingNodeType {
 }
 
 impl From<ServingNodeType> for i32 {
-    fn from(v: ServingNodeType) -> i32 {
+    fn from(v: ServingNodeType) -> Self {
         v.0
     }
 }
@@ -761,7 +761,7 @@ impl From<i32> for SgwChange {
 }
 
 impl From<SgwChange> for i32 {
-    fn from(v: SgwChange) -> i32 {
+    fn from(v: SgwChange) -> Self {
         v.0
     }
 }
@@ -795,7 +795,7 @@ impl From<i32> for ImsiUnauthenticatedFlag {
 }
 
 impl From<ImsiUnauthenticatedFlag> for i32 {
-    fn from(v: ImsiUnauthenticatedFlag) -> i32 {
+    fn from(v: ImsiUnauthenticatedFlag) -> Self {
         v.0
     }
 }
@@ -841,7 +841,7 @@ impl From<i32> for ChargingCharacteristicsSelectionMode {
 }
 
 impl From<ChargingCharacteristicsSelectionMode> for i32 {
-    fn from(v: ChargingCharacteristicsSelectionMode) -> i32 {
+    fn from(v: ChargingCharacteristicsSelectionMode) -> Self {
         v.0
     }
 }
@@ -875,7 +875,7 @@ impl From<i32> for PdpContextType {
 }
 
 impl From<PdpContextType> for i32 {
-    fn from(v: PdpContextType) -> i32 {
+    fn from(v: PdpContextType) -> Self {
         v.0
     }
 }
@@ -921,7 +921,7 @@ impl From<i32> for LowPriorityIndicator {
 }
 
 impl From<LowPriorityIndicator> for i32 {
-    fn from(v: LowPriorityIndicator) -> i32 {
+    fn from(v: LowPriorityIndicator) -> Self {
         v.0
     }
 }

@@ -100,7 +100,7 @@ impl From<i32> for NasPortType {
 }
 
 impl From<NasPortType> for i32 {
-    fn from(v: NasPortType) -> i32 {
+    fn from(v: NasPortType) -> Self {
         v.0
     }
 }

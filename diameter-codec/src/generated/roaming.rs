@@ -31,7 +31,7 @@ impl From<i32> for LboIndicator {
 }
 
 impl From<LboIndicator> for i32 {
-    fn from(v: LboIndicator) -> i32 {
+    fn from(v: LboIndicator) -> Self {
         v.0
     }
 }

@@ -55,7 +55,7 @@ impl From<i32> for AbortCause {
 }
 
 impl From<AbortCause> for i32 {
-    fn from(v: AbortCause) -> i32 {
+    fn from(v: AbortCause) -> Self {
         v.0
     }
 }
@@ -122,7 +122,7 @@ impl From<i32> for FlowStatus {
 }
 
 impl From<FlowStatus> for i32 {
-    fn from(v: FlowStatus) -> i32 {
+    fn from(v: FlowStatus) -> Self {
         v.0
     }
 }
@@ -159,7 +159,7 @@ impl From<i32> for FlowUsage {
 }
 
 impl From<FlowUsage> for i32 {
-    fn from(v: FlowUsage) -> i32 {
+    fn from(v: FlowUsage) -> Self {
         v.0
     }
 }
@@ -244,7 +244,7 @@ impl From<i32> for SpecificAction {
 }
 
 impl From<SpecificAction> for i32 {
-    fn from(v: SpecificAction) -> i32 {
+    fn from(v: SpecificAction) -> Self {
         v.0
     }
 }
@@ -311,7 +311,7 @@ impl From<i32> for MediaType {
 }
 
 impl From<MediaType> for i32 {
-    fn from(v: MediaType) -> i32 {
+    fn from(v: MediaType) -> Self {
         v.0
     }
 }
@@ -351,7 +351,7 @@ impl From<i32> for SipForkingIndication {
 }
 
 impl From<SipForkingIndication> for i32 {
-    fn from(v: SipForkingIndication) -> i32 {
+    fn from(v: SipForkingIndication) -> Self {
         v.0
     }
 }
@@ -394,7 +394,7 @@ impl From<i32> for ServiceInfoStatus {
 }
 
 impl From<ServiceInfoStatus> for i32 {
-    fn from(v: ServiceInfoStatus) -> i32 {
+    fn from(v: ServiceInfoStatus) -> Self {
         v.0
     }
 }
@@ -431,7 +431,7 @@ impl From<i32> for AfSignallingProtocol {
 }
 
 impl From<AfSignallingProtocol> for i32 {
-    fn from(v: AfSignallingProtocol) -> i32 {
+    fn from(v: AfSignallingProtocol) -> Self {
         v.0
     }
 }
@@ -477,7 +477,7 @@ impl From<i32> for RxRequestType {
 }
 
 impl From<RxRequestType> for i32 {
-    fn from(v: RxRequestType) -> i32 {
+    fn from(v: RxRequestType) -> Self {
         v.0
     }
 }
@@ -517,7 +517,7 @@ impl From<i32> for RequiredAccessInfo {
 }
 
 impl From<RequiredAccessInfo> for i32 {
-    fn from(v: RequiredAccessInfo) -> i32 {
+    fn from(v: RequiredAccessInfo) -> Self {
         v.0
     }
 }
@@ -566,7 +566,7 @@ impl From<i32> for SponsoringAction {
 }
 
 impl From<SponsoringAction> for i32 {
-    fn from(v: SponsoringAction) -> i32 {
+    fn from(v: SponsoringAction) -> Self {
         v.0
     }
 }
@@ -621,7 +621,7 @@ impl From<i32> for PrioritySharingIndicator {
 }
 
 impl From<PrioritySharingIndicator> for i32 {
-    fn from(v: PrioritySharingIndicator) -> i32 {
+    fn from(v: PrioritySharingIndicator) -> Self {
         v.0
     }
 }

@@ -55,7 +55,7 @@ impl From<i32> for SubsessionOperation {
 }
 
 impl From<SubsessionOperation> for i32 {
-    fn from(v: SubsessionOperation) -> i32 {
+    fn from(v: SubsessionOperation) -> Self {
         v.0
     }
 }
@@ -89,7 +89,7 @@ impl From<i32> for MultipleBberfAction {
 }
 
 impl From<MultipleBberfAction> for i32 {
-    fn from(v: MultipleBberfAction) -> i32 {
+    fn from(v: MultipleBberfAction) -> Self {
         v.0
     }
 }
@@ -123,7 +123,7 @@ impl From<i32> for DraDeployment {
 }
 
 impl From<DraDeployment> for i32 {
-    fn from(v: DraDeployment) -> i32 {
+    fn from(v: DraDeployment) -> Self {
         v.0
     }
 }
@@ -157,7 +157,7 @@ impl From<i32> for DraBinding {
 }
 
 impl From<DraBinding> for i32 {
-    fn from(v: DraBinding) -> i32 {
+    fn from(v: DraBinding) -> Self {
         v.0
     }
 }

@@ -48,7 +48,9 @@ impl<'a> Address<'a> {
                 .map(|b| Self::V6(Ipv6Addr::from(b)))
                 .map_err(|_| ValueError::Invalid("IPv6 Address must have 16 octets")),
             family::E164 => match std::str::from_utf8(value) {
-                Ok(s) if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) => Ok(Self::E164(s)),
+                Ok(s) if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) => {
+                    Ok(Self::E164(s))
+                }
                 _ => Err(ValueError::Invalid("E.164 Address must be ASCII digits")),
             },
             0 | 0xffff => Err(ValueError::Invalid("reserved address family")),

@@ -61,7 +61,10 @@ pub struct FilterEndpoint<'a> {
 impl FilterEndpoint<'_> {
     /// Port ranges (a single port is `(p, p)`).
     pub fn port_ranges(&self) -> impl Iterator<Item = (u16, u16)> + '_ {
-        self.ports.split(',').filter(|s| !s.is_empty()).filter_map(|p| parse_port_range(p).ok())
+        self.ports
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .filter_map(|p| parse_port_range(p).ok())
     }
 }
 
@@ -87,7 +90,8 @@ const BAD: ValueError = ValueError::Invalid("not an IPFilterRule (RFC 6733 §4.3
 impl<'a> IpFilterRule<'a> {
     /// Parses an IPFilterRule payload.
     pub fn parse(data: &'a [u8]) -> Result<Self, ValueError> {
-        let s = std::str::from_utf8(data).map_err(|_| ValueError::Invalid("IPFilterRule is not UTF-8"))?;
+        let s = std::str::from_utf8(data)
+            .map_err(|_| ValueError::Invalid("IPFilterRule is not UTF-8"))?;
         Self::parse_str(s)
     }
 
@@ -97,12 +101,20 @@ impl<'a> IpFilterRule<'a> {
         let action = match toks.next().ok_or(BAD)? {
             "permit" => FilterAction::Permit,
             "deny" => FilterAction::Deny,
-            _ => return Err(ValueError::Invalid("IPFilterRule action must be permit or deny")),
+            _ => {
+                return Err(ValueError::Invalid(
+                    "IPFilterRule action must be permit or deny",
+                ));
+            }
         };
         let direction = match toks.next().ok_or(BAD)? {
             "in" => FilterDirection::In,
             "out" => FilterDirection::Out,
-            _ => return Err(ValueError::Invalid("IPFilterRule direction must be in or out")),
+            _ => {
+                return Err(ValueError::Invalid(
+                    "IPFilterRule direction must be in or out",
+                ));
+            }
         };
         let protocol = match toks.next().ok_or(BAD)? {
             "ip" => None,
@@ -110,7 +122,10 @@ impl<'a> IpFilterRule<'a> {
             "tcp" => Some(6),
             "udp" => Some(17),
             "icmp" => Some(1),
-            n => Some(n.parse::<u8>().map_err(|_| ValueError::Invalid("IPFilterRule protocol out of range"))?),
+            n => Some(
+                n.parse::<u8>()
+                    .map_err(|_| ValueError::Invalid("IPFilterRule protocol out of range"))?,
+            ),
         };
         if toks.next() != Some("from") {
             return Err(BAD);
@@ -121,7 +136,14 @@ impl<'a> IpFilterRule<'a> {
         }
         let dst = endpoint(&mut toks)?;
         let options = toks.rest();
-        Ok(Self { action, direction, protocol, src, dst, options })
+        Ok(Self {
+            action,
+            direction,
+            protocol,
+            src,
+            dst,
+            options,
+        })
     }
 }
 
@@ -169,7 +191,9 @@ fn endpoint<'a>(toks: &mut Tokens<'a>) -> Result<FilterEndpoint<'a>, ValueError>
                 Some((ip, m)) => (ip, Some(m)),
                 None => (t, None),
             };
-            let ip: IpAddr = ip.parse().map_err(|_| ValueError::Invalid("IPFilterRule address"))?;
+            let ip: IpAddr = ip
+                .parse()
+                .map_err(|_| ValueError::Invalid("IPFilterRule address"))?;
             let max = if ip.is_ipv4() { 32 } else { 128 };
             let prefix = match mask {
                 None => max,
@@ -191,13 +215,20 @@ fn endpoint<'a>(toks: &mut Tokens<'a>) -> Result<FilterEndpoint<'a>, ValueError>
         }
         _ => "",
     };
-    Ok(FilterEndpoint { negated, address, ports })
+    Ok(FilterEndpoint {
+        negated,
+        address,
+        ports,
+    })
 }
 
 fn parse_port_range(r: &str) -> Result<(u16, u16), ValueError> {
     let bad = ValueError::Invalid("IPFilterRule port");
     let (lo, hi) = match r.split_once('-') {
-        Some((a, b)) => (a.parse::<u16>().map_err(|_| bad)?, b.parse::<u16>().map_err(|_| bad)?),
+        Some((a, b)) => (
+            a.parse::<u16>().map_err(|_| bad)?,
+            b.parse::<u16>().map_err(|_| bad)?,
+        ),
         None => {
             let p = r.parse::<u16>().map_err(|_| bad)?;
             (p, p)
@@ -219,7 +250,11 @@ impl fmt::Display for FilterEndpoint<'_> {
             FilterAddress::Assigned => f.write_str("assigned")?,
             FilterAddress::Net { ip, prefix } => {
                 let full = if ip.is_ipv4() { 32 } else { 128 };
-                if prefix == full { write!(f, "{ip}")? } else { write!(f, "{ip}/{prefix}")? }
+                if prefix == full {
+                    write!(f, "{ip}")?
+                } else {
+                    write!(f, "{ip}/{prefix}")?
+                }
             }
         }
         if !self.ports.is_empty() {
@@ -231,8 +266,16 @@ impl fmt::Display for FilterEndpoint<'_> {
 
 impl fmt::Display for IpFilterRule<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let a = if self.action == FilterAction::Permit { "permit" } else { "deny" };
-        let d = if self.direction == FilterDirection::In { "in" } else { "out" };
+        let a = if self.action == FilterAction::Permit {
+            "permit"
+        } else {
+            "deny"
+        };
+        let d = if self.direction == FilterDirection::In {
+            "in"
+        } else {
+            "out"
+        };
         write!(f, "{a} {d} ")?;
         match self.protocol {
             None => f.write_str("ip")?,
@@ -252,19 +295,34 @@ mod tests {
 
     #[test]
     fn flow_descriptions() {
-        let r = IpFilterRule::parse_str("permit out 17 from 192.0.2.10/32 5060-5070 to 10.1.2.3 49152").unwrap();
+        let r =
+            IpFilterRule::parse_str("permit out 17 from 192.0.2.10/32 5060-5070 to 10.1.2.3 49152")
+                .unwrap();
         assert_eq!(r.action, FilterAction::Permit);
         assert_eq!(r.direction, FilterDirection::Out);
         assert_eq!(r.protocol, Some(17));
         assert_eq!(r.src.port_ranges().collect::<Vec<_>>(), vec![(5060, 5070)]);
-        assert_eq!(r.dst.port_ranges().collect::<Vec<_>>(), vec![(49152, 49152)]);
-        assert_eq!(r.to_string(), "permit out 17 from 192.0.2.10 5060-5070 to 10.1.2.3 49152");
-        let r = IpFilterRule::parse_str("deny in ip from !any to assigned 80,443 established").unwrap();
+        assert_eq!(
+            r.dst.port_ranges().collect::<Vec<_>>(),
+            vec![(49152, 49152)]
+        );
+        assert_eq!(
+            r.to_string(),
+            "permit out 17 from 192.0.2.10 5060-5070 to 10.1.2.3 49152"
+        );
+        let r =
+            IpFilterRule::parse_str("deny in ip from !any to assigned 80,443 established").unwrap();
         assert!(r.src.negated);
         assert_eq!(r.dst.address, FilterAddress::Assigned);
         assert_eq!(r.options, "established");
         let r = IpFilterRule::parse_str("permit out ip from 2001:db8::/32 to any").unwrap();
-        assert_eq!(r.src.address, FilterAddress::Net { ip: "2001:db8::".parse().unwrap(), prefix: 32 });
+        assert_eq!(
+            r.src.address,
+            FilterAddress::Net {
+                ip: "2001:db8::".parse().unwrap(),
+                prefix: 32
+            }
+        );
         for bad in [
             "",
             "allow out ip from any to any",

@@ -101,7 +101,9 @@ impl DataType {
     /// The payload size of fixed-size types.
     pub fn fixed_len(self) -> Option<usize> {
         match self {
-            Self::Integer32 | Self::Unsigned32 | Self::Float32 | Self::Enumerated | Self::Time => Some(4),
+            Self::Integer32 | Self::Unsigned32 | Self::Float32 | Self::Enumerated | Self::Time => {
+                Some(4)
+            }
             Self::Integer64 | Self::Unsigned64 | Self::Float64 => Some(8),
             _ => None,
         }
@@ -120,10 +122,19 @@ impl DataType {
     /// which walks them with the dictionary.
     pub fn check(self, data: &[u8]) -> Result<(), ValueError> {
         if let Some(n) = self.fixed_len() {
-            return if data.len() == n { Ok(()) } else { Err(ValueError::WrongLength { expected: n, actual: data.len() }) };
+            return if data.len() == n {
+                Ok(())
+            } else {
+                Err(ValueError::WrongLength {
+                    expected: n,
+                    actual: data.len(),
+                })
+            };
         }
         match self {
-            Self::UTF8String => std::str::from_utf8(data).map(|_| ()).map_err(|_| ValueError::Invalid("invalid UTF-8")),
+            Self::UTF8String => std::str::from_utf8(data)
+                .map(|_| ())
+                .map_err(|_| ValueError::Invalid("invalid UTF-8")),
             Self::DiameterIdentity => check_identity(data),
             Self::Address => Address::parse(data).map(|_| ()),
             Self::DiameterURI => DiameterUri::parse(data).map(|_| ()),
@@ -140,7 +151,9 @@ fn check_identity(data: &[u8]) -> Result<(), ValueError> {
         return Err(ValueError::Invalid("empty DiameterIdentity"));
     }
     if !data.iter().all(|c| c.is_ascii_graphic()) {
-        return Err(ValueError::Invalid("DiameterIdentity must be printable ASCII"));
+        return Err(ValueError::Invalid(
+            "DiameterIdentity must be printable ASCII",
+        ));
     }
     Ok(())
 }
@@ -195,7 +208,10 @@ pub mod ty {
                 fn decode(data: &[u8]) -> Result<$t, ValueError> {
                     data.try_into()
                         .map(<$t>::from_be_bytes)
-                        .map_err(|_| ValueError::WrongLength { expected: size_of::<$t>(), actual: data.len() })
+                        .map_err(|_| ValueError::WrongLength {
+                            expected: size_of::<$t>(),
+                            actual: data.len(),
+                        })
                 }
                 fn encode(v: $t) -> AvpValue {
                     AvpValue::$variant(v)
@@ -370,7 +386,13 @@ impl<T: AvpType> TypedAvp<T> {
         if vendor != 0 {
             flags |= AvpFlags::VENDOR;
         }
-        Self { code, vendor, flags, name, _t: PhantomData }
+        Self {
+            code,
+            vendor,
+            flags,
+            name,
+            _t: PhantomData,
+        }
     }
     /// (code, vendor).
     pub const fn key(&self) -> AvpKey {
@@ -398,6 +420,11 @@ impl<T: AvpType> TypedAvp<T> {
     }
     /// An AVP carrying `v`, with this definition's code, vendor and flags.
     pub fn with(&self, v: impl Into<T::Input>) -> OwnedAvp {
-        OwnedAvp { code: self.code, flags: AvpFlags(self.flags), vendor: self.vendor, value: T::encode(v.into()) }
+        OwnedAvp {
+            code: self.code,
+            flags: AvpFlags(self.flags),
+            vendor: self.vendor,
+            value: T::encode(v.into()),
+        }
     }
 }

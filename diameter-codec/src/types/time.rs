@@ -17,14 +17,21 @@ impl DiameterTime {
     pub fn parse(data: &[u8]) -> Result<Self, ValueError> {
         <[u8; 4]>::try_from(data)
             .map(|b| Self(u32::from_be_bytes(b)))
-            .map_err(|_| ValueError::WrongLength { expected: 4, actual: data.len() })
+            .map_err(|_| ValueError::WrongLength {
+                expected: 4,
+                actual: data.len(),
+            })
     }
 
     /// Seconds since the Unix epoch, applying the 2036 wrap: values with the top bit clear
     /// are in 2036–2104.
     pub fn to_unix(self) -> i64 {
         let ntp = i64::from(self.0);
-        if self.0 & 0x8000_0000 != 0 { ntp - NTP_UNIX_OFFSET } else { ntp + (1i64 << 32) - NTP_UNIX_OFFSET }
+        if self.0 & 0x8000_0000 != 0 {
+            ntp - NTP_UNIX_OFFSET
+        } else {
+            ntp + (1i64 << 32) - NTP_UNIX_OFFSET
+        }
     }
 
     /// The wire value for a Unix time; `None` outside the representable range
@@ -47,7 +54,13 @@ impl fmt::Display for DiameterTime {
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
-        write!(f, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        )
     }
 }
 
@@ -75,7 +88,10 @@ mod tests {
         let last = DiameterTime(0xffff_ffff);
         assert_eq!(last.to_string(), "2036-02-07T06:28:15Z");
         assert_eq!(DiameterTime(0).to_string(), "2036-02-07T06:28:16Z");
-        assert_eq!(DiameterTime::from_unix(DiameterTime(0).to_unix()), Some(DiameterTime(0)));
+        assert_eq!(
+            DiameterTime::from_unix(DiameterTime(0).to_unix()),
+            Some(DiameterTime(0))
+        );
         // 2000-01-01T00:00:00Z
         let t = DiameterTime::from_unix(946_684_800).unwrap();
         assert_eq!(t.0, 3_155_673_600);

@@ -58,13 +58,17 @@ pub struct DiameterUri<'a> {
 impl<'a> DiameterUri<'a> {
     /// Parses a DiameterURI payload.
     pub fn parse(data: &'a [u8]) -> Result<Self, ValueError> {
-        let s = std::str::from_utf8(data).map_err(|_| ValueError::Invalid("DiameterURI is not UTF-8"))?;
+        let s = std::str::from_utf8(data)
+            .map_err(|_| ValueError::Invalid("DiameterURI is not UTF-8"))?;
         Self::parse_str(s)
     }
 
     /// Parses a DiameterURI string.
     pub fn parse_str(s: &'a str) -> Result<Self, ValueError> {
-        let scheme = alt((value(true, tag_no_case("aaas://")), value(false, tag_no_case("aaa://"))));
+        let scheme = alt((
+            value(true, tag_no_case("aaas://")),
+            value(false, tag_no_case("aaa://")),
+        ));
         let fqdn = take_while1(|c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
         let port = preceded(tag(":"), map_res(digit1, str::parse::<u16>));
         let transport = preceded(
@@ -101,7 +105,12 @@ impl<'a> DiameterUri<'a> {
 
 impl fmt::Display for DiameterUri<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}", if self.secure { "aaas" } else { "aaa" }, self.fqdn)?;
+        write!(
+            f,
+            "{}://{}",
+            if self.secure { "aaas" } else { "aaa" },
+            self.fqdn
+        )?;
         if self.explicit_port {
             write!(f, ":{}", self.port)?;
         }
@@ -131,14 +140,29 @@ mod tests {
 
     #[test]
     fn parses_rfc_forms() {
-        let u = DiameterUri::parse_str("aaa://host.example.com:6666;transport=tcp;protocol=diameter").unwrap();
-        assert_eq!((u.secure, u.fqdn, u.port), (false, "host.example.com", 6666));
+        let u =
+            DiameterUri::parse_str("aaa://host.example.com:6666;transport=tcp;protocol=diameter")
+                .unwrap();
+        assert_eq!(
+            (u.secure, u.fqdn, u.port),
+            (false, "host.example.com", 6666)
+        );
         assert_eq!(u.transport, Some(UriTransport::Tcp));
         assert_eq!(u.protocol, Some(UriProtocol::Diameter));
-        assert_eq!(u.to_string(), "aaa://host.example.com:6666;transport=tcp;protocol=diameter");
+        assert_eq!(
+            u.to_string(),
+            "aaa://host.example.com:6666;transport=tcp;protocol=diameter"
+        );
         let u = DiameterUri::parse_str("aaas://pcrf.example").unwrap();
         assert_eq!((u.secure, u.port, u.explicit_port), (true, 5658, false));
-        for bad in ["", "aaa://", "http://x", "aaa://x:99999", "aaa://x;transport=quic", "aaa://x y"] {
+        for bad in [
+            "",
+            "aaa://",
+            "http://x",
+            "aaa://x:99999",
+            "aaa://x;transport=quic",
+            "aaa://x y",
+        ] {
             assert!(DiameterUri::parse_str(bad).is_err(), "{bad}");
         }
     }
