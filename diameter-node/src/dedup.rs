@@ -22,7 +22,10 @@ pub struct DupKey {
 impl DupKey {
     /// A key.
     pub fn new(origin_host: &str, end_to_end: u32) -> Self {
-        Self { origin_host: origin_host.to_ascii_lowercase(), end_to_end }
+        Self {
+            origin_host: origin_host.to_ascii_lowercase(),
+            end_to_end,
+        }
     }
 }
 
@@ -54,7 +57,12 @@ pub struct DupCache<W> {
 impl<W> DupCache<W> {
     /// A cache remembering answers for `window`, holding at most `capacity` requests.
     pub fn new(window: Duration, capacity: usize) -> Self {
-        Self { entries: HashMap::new(), order: VecDeque::new(), window, capacity: capacity.max(1) }
+        Self {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            window,
+            capacity: capacity.max(1),
+        }
     }
 
     /// Registers a request. `waiter` is kept only when the original is still in flight.
@@ -70,7 +78,8 @@ impl<W> DupCache<W> {
                 if self.entries.len() >= self.capacity {
                     self.evict_oldest();
                 }
-                self.entries.insert(key.clone(), Entry::InFlight(Vec::new()));
+                self.entries
+                    .insert(key.clone(), Entry::InFlight(Vec::new()));
                 self.order.push_back((now, key));
                 Seen::New
             }
@@ -158,9 +167,15 @@ mod tests {
         let mut c: DupCache<u32> = DupCache::new(Duration::from_secs(10), 100);
         let k = DupKey::new("PCEF.example", 7);
         assert_eq!(c.check(k.clone(), t0, 1), Seen::New);
-        assert_eq!(c.check(DupKey::new("pcef.example", 7), t0, 2), Seen::Waiting);
+        assert_eq!(
+            c.check(DupKey::new("pcef.example", 7), t0, 2),
+            Seen::Waiting
+        );
         assert_eq!(c.complete(&k, Bytes::from_static(b"answer")), vec![2]);
-        assert_eq!(c.check(k.clone(), t0 + Duration::from_secs(5), 3), Seen::Answered(Bytes::from_static(b"answer")));
+        assert_eq!(
+            c.check(k.clone(), t0 + Duration::from_secs(5), 3),
+            Seen::Answered(Bytes::from_static(b"answer"))
+        );
         assert_eq!(c.check(k, t0 + Duration::from_secs(11), 4), Seen::New);
     }
 

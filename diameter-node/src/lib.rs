@@ -7,10 +7,11 @@
 //! The protocol logic is sans-IO (it takes `now` and events and returns actions) so it is
 //! tested under a virtual clock; thin tokio drivers own the sockets and timers.
 
-pub mod dedup;
-pub mod routing;
-pub mod framing;
-pub mod transport;
 pub mod capture;
+pub mod dedup;
+pub mod framing;
 pub mod metrics;
+pub mod node;
 pub mod peer;
+pub mod routing;
+pub mod transport;

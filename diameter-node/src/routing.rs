@@ -187,15 +187,31 @@ impl Router {
 
     /// The route that applies to (realm, application).
     pub fn find_route(&self, realm: &str, app: u32) -> Option<&Route> {
-        let exact = self.routes.iter().find(|r| eq_ident(&r.realm, realm) && r.application == Some(app));
-        let realm_any = || self.routes.iter().find(|r| eq_ident(&r.realm, realm) && r.application.is_none());
-        let default = || self.routes.iter().find(|r| r.realm == "*" && r.application.is_none_or(|a| a == app));
+        let exact = self
+            .routes
+            .iter()
+            .find(|r| eq_ident(&r.realm, realm) && r.application == Some(app));
+        let realm_any = || {
+            self.routes
+                .iter()
+                .find(|r| eq_ident(&r.realm, realm) && r.application.is_none())
+        };
+        let default = || {
+            self.routes
+                .iter()
+                .find(|r| r.realm == "*" && r.application.is_none_or(|a| a == app))
+        };
         exact.or_else(realm_any).or_else(default)
     }
 
     /// Decides where a request goes. `is_open(host)` says whether a peer connection to
     /// `host` is open; `is_known(host)` whether `host` is a configured peer at all.
-    pub fn decide(&self, req: &RequestInfo<'_>, is_open: impl Fn(&str) -> bool, is_known: impl Fn(&str) -> bool) -> Decision {
+    pub fn decide(
+        &self,
+        req: &RequestInfo<'_>,
+        is_open: impl Fn(&str) -> bool,
+        is_known: impl Fn(&str) -> bool,
+    ) -> Decision {
         // bad-inputs 37: Destination-Host without Destination-Realm cannot be routed.
         if req.destination_host.is_some() && req.destination_realm.is_none() {
             return Decision::Error(ResultCode::DIAMETER_UNABLE_TO_DELIVER);
@@ -207,7 +223,10 @@ impl Router {
             }
             // §6.1.5: a Destination-Host that is one of our open peers gets it directly.
             if is_open(h) {
-                return Decision::Forward { peer: h.to_string(), action: RouteAction::Relay };
+                return Decision::Forward {
+                    peer: h.to_string(),
+                    action: RouteAction::Relay,
+                };
             }
             // A configured peer that is down: the request is pinned to it (faults.md: 3002).
             if is_known(h) {
@@ -215,7 +234,10 @@ impl Router {
             }
         }
         let realm = req.destination_realm.unwrap_or(&self.realm);
-        if req.destination_host.is_none() && eq_ident(realm, &self.realm) && self.local_applications.contains(&req.application_id) {
+        if req.destination_host.is_none()
+            && eq_ident(realm, &self.realm)
+            && self.local_applications.contains(&req.application_id)
+        {
             return Decision::Local;
         }
         let Some(route) = self.find_route(realm, req.application_id) else {
@@ -250,8 +272,15 @@ impl Router {
 
     /// Picks an open peer: the lowest priority value, then weighted round robin.
     pub fn pick(&self, peers: &[RoutePeer], is_open: &impl Fn(&str) -> bool) -> Option<String> {
-        let best = peers.iter().filter(|p| is_open(&p.host)).map(|p| p.priority).min()?;
-        let tier: Vec<&RoutePeer> = peers.iter().filter(|p| p.priority == best && is_open(&p.host)).collect();
+        let best = peers
+            .iter()
+            .filter(|p| is_open(&p.host))
+            .map(|p| p.priority)
+            .min()?;
+        let tier: Vec<&RoutePeer> = peers
+            .iter()
+            .filter(|p| p.priority == best && is_open(&p.host))
+            .collect();
         let total: u64 = tier.iter().map(|p| u64::from(p.weight.max(1))).sum();
         let n = self.rr.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut slot = n % total;
@@ -266,7 +295,12 @@ impl Router {
     }
 
     /// Alternates for failover: open peers of the request's route other than `failed`.
-    pub fn alternates(&self, req: &RequestInfo<'_>, failed: &str, is_open: impl Fn(&str) -> bool) -> Option<String> {
+    pub fn alternates(
+        &self,
+        req: &RequestInfo<'_>,
+        failed: &str,
+        is_open: impl Fn(&str) -> bool,
+    ) -> Option<String> {
         let realm = req.destination_realm.unwrap_or(&self.realm);
         let route = self.find_route(realm, req.application_id)?;
         if !matches!(route.action, RouteAction::Relay | RouteAction::Proxy) {
@@ -299,7 +333,9 @@ fn cache_key(usage: RedirectUsage, req: &RequestInfo<'_>) -> Option<String> {
         RedirectUsage::DontCache => None,
         RedirectUsage::AllSession => req.session_id.map(str::to_string),
         RedirectUsage::AllRealm => req.destination_realm.map(str::to_ascii_lowercase),
-        RedirectUsage::RealmAndApplication => req.destination_realm.map(|r| format!("{}|{}", r.to_ascii_lowercase(), req.application_id)),
+        RedirectUsage::RealmAndApplication => req
+            .destination_realm
+            .map(|r| format!("{}|{}", r.to_ascii_lowercase(), req.application_id)),
         RedirectUsage::AllApplication => Some(req.application_id.to_string()),
         RedirectUsage::AllHost => req.destination_host.map(str::to_ascii_lowercase),
         RedirectUsage::AllUser => req.user_name.map(str::to_string),
@@ -309,13 +345,25 @@ fn cache_key(usage: RedirectUsage, req: &RequestInfo<'_>) -> Option<String> {
 impl RedirectCache {
     /// A cache of at most `capacity` entries.
     pub fn new(capacity: usize) -> Self {
-        Self { entries: HashMap::new(), capacity: capacity.max(1) }
+        Self {
+            entries: HashMap::new(),
+            capacity: capacity.max(1),
+        }
     }
 
     /// Remembers a redirect answer for the request that got it. DONT_CACHE and a cache
     /// time of 0 store nothing.
-    pub fn insert(&mut self, req: &RequestInfo<'_>, usage: RedirectUsage, hosts: Vec<String>, cache_time: Duration, now: Instant) {
-        let Some(k) = cache_key(usage, req) else { return };
+    pub fn insert(
+        &mut self,
+        req: &RequestInfo<'_>,
+        usage: RedirectUsage,
+        hosts: Vec<String>,
+        cache_time: Duration,
+        now: Instant,
+    ) {
+        let Some(k) = cache_key(usage, req) else {
+            return;
+        };
         if cache_time.is_zero() || hosts.is_empty() {
             return;
         }
@@ -323,12 +371,19 @@ impl RedirectCache {
             self.entries.retain(|_, (_, exp)| *exp > now);
             if self.entries.len() >= self.capacity {
                 // Still full: drop the entry closest to expiry.
-                if let Some(k) = self.entries.iter().min_by_key(|(_, (_, e))| *e).map(|(k, _)| k.clone()) {
+                if let Some(k) = self
+                    .entries
+                    .iter()
+                    .min_by_key(|(_, (_, e))| *e)
+                    .map(|(k, _)| k.clone())
+                {
                     self.entries.remove(&k);
                 }
             }
         }
-        let expiry = now.checked_add(cache_time).unwrap_or(now + Duration::from_secs(u32::MAX.into()));
+        let expiry = now
+            .checked_add(cache_time)
+            .unwrap_or(now + Duration::from_secs(u32::MAX.into()));
         self.entries.insert((usage, k), (hosts, expiry));
     }
 
@@ -359,7 +414,11 @@ mod tests {
     use super::*;
 
     fn peer(h: &str, priority: u32, weight: u32) -> RoutePeer {
-        RoutePeer { host: h.into(), priority, weight }
+        RoutePeer {
+            host: h.into(),
+            priority,
+            weight,
+        }
     }
 
     fn router() -> Router {
@@ -369,7 +428,10 @@ mod tests {
             realm: "home.example".into(),
             application: Some(16777238),
             action: RouteAction::Relay,
-            peers: vec![peer("pcrf1.home.example", 1, 1), peer("pcrf2.home.example", 2, 1)],
+            peers: vec![
+                peer("pcrf1.home.example", 1, 1),
+                peer("pcrf2.home.example", 2, 1),
+            ],
             redirect_usage: RedirectUsage::DontCache,
             redirect_cache_time: Duration::ZERO,
         });
@@ -387,26 +449,69 @@ mod tests {
     #[test]
     fn realm_priority_and_failover() {
         let r = router();
-        let req = RequestInfo { destination_realm: Some("HOME.example"), application_id: 16777238, ..Default::default() };
+        let req = RequestInfo {
+            destination_realm: Some("HOME.example"),
+            application_id: 16777238,
+            ..Default::default()
+        };
         let all = |_: &str| true;
-        assert_eq!(r.decide(&req, all, all), Decision::Forward { peer: "pcrf1.home.example".into(), action: RouteAction::Relay });
+        assert_eq!(
+            r.decide(&req, all, all),
+            Decision::Forward {
+                peer: "pcrf1.home.example".into(),
+                action: RouteAction::Relay
+            }
+        );
         let only2 = |h: &str| h == "pcrf2.home.example";
-        assert_eq!(r.decide(&req, only2, all), Decision::Forward { peer: "pcrf2.home.example".into(), action: RouteAction::Relay });
-        assert_eq!(r.alternates(&req, "pcrf1.home.example", all), Some("pcrf2.home.example".into()));
+        assert_eq!(
+            r.decide(&req, only2, all),
+            Decision::Forward {
+                peer: "pcrf2.home.example".into(),
+                action: RouteAction::Relay
+            }
+        );
+        assert_eq!(
+            r.alternates(&req, "pcrf1.home.example", all),
+            Some("pcrf2.home.example".into())
+        );
         let none = |_: &str| false;
-        assert_eq!(r.decide(&req, none, all), Decision::Error(ResultCode::DIAMETER_UNABLE_TO_DELIVER));
+        assert_eq!(
+            r.decide(&req, none, all),
+            Decision::Error(ResultCode::DIAMETER_UNABLE_TO_DELIVER)
+        );
     }
 
     #[test]
     fn errors() {
         let r = router();
         let all = |_: &str| true;
-        let unknown = RequestInfo { destination_realm: Some("nowhere.example"), application_id: 4, ..Default::default() };
-        assert_eq!(r.decide(&unknown, all, all), Decision::Error(ResultCode::DIAMETER_REALM_NOT_SERVED));
-        let host_only = RequestInfo { destination_host: Some("x"), ..Default::default() };
-        assert_eq!(r.decide(&host_only, all, all), Decision::Error(ResultCode::DIAMETER_UNABLE_TO_DELIVER));
-        let pinned = RequestInfo { destination_host: Some("pcrf1.home.example"), destination_realm: Some("home.example"), application_id: 16777238, ..Default::default() };
-        assert_eq!(r.decide(&pinned, |_| false, all), Decision::Error(ResultCode::DIAMETER_UNABLE_TO_DELIVER));
+        let unknown = RequestInfo {
+            destination_realm: Some("nowhere.example"),
+            application_id: 4,
+            ..Default::default()
+        };
+        assert_eq!(
+            r.decide(&unknown, all, all),
+            Decision::Error(ResultCode::DIAMETER_REALM_NOT_SERVED)
+        );
+        let host_only = RequestInfo {
+            destination_host: Some("x"),
+            ..Default::default()
+        };
+        assert_eq!(
+            r.decide(&host_only, all, all),
+            Decision::Error(ResultCode::DIAMETER_UNABLE_TO_DELIVER)
+        );
+        let pinned = RequestInfo {
+            destination_host: Some("pcrf1.home.example"),
+            destination_realm: Some("home.example"),
+            application_id: 16777238,
+            ..Default::default()
+        };
+        assert_eq!(
+            r.decide(&pinned, |_| false, all),
+            Decision::Error(ResultCode::DIAMETER_UNABLE_TO_DELIVER)
+        );
         assert!(r.is_loop(["a.example", "DRA.example"]));
         assert!(!r.is_loop(["a.example"]));
     }
@@ -415,25 +520,54 @@ mod tests {
     fn weights() {
         let r = Router::new("c", "r");
         let peers = [peer("a", 1, 3), peer("b", 1, 1)];
-        let picks: Vec<String> = (0..8).filter_map(|_| r.pick(&peers, &|_: &str| true)).collect();
+        let picks: Vec<String> = (0..8)
+            .filter_map(|_| r.pick(&peers, &|_: &str| true))
+            .collect();
         assert_eq!(picks.iter().filter(|p| *p == "a").count(), 6);
     }
 
     #[test]
     fn redirect_and_cache() {
         let r = router();
-        let req = RequestInfo { destination_realm: Some("redir.example"), session_id: Some("s1"), application_id: 4, ..Default::default() };
+        let req = RequestInfo {
+            destination_realm: Some("redir.example"),
+            session_id: Some("s1"),
+            application_id: 4,
+            ..Default::default()
+        };
         let all = |_: &str| true;
-        let Decision::Redirect { hosts, usage, cache_time } = r.decide(&req, all, all) else { panic!() };
+        let Decision::Redirect {
+            hosts,
+            usage,
+            cache_time,
+        } = r.decide(&req, all, all)
+        else {
+            panic!()
+        };
         let now = Instant::now();
         let mut c = RedirectCache::new(2);
         c.insert(&req, usage, hosts.clone(), cache_time, now);
         assert_eq!(c.lookup(&req, now), Some(hosts.as_slice()));
         assert_eq!(c.lookup(&req, now + Duration::from_secs(61)), None);
-        c.insert(&req, RedirectUsage::AllRealm, hosts.clone(), Duration::ZERO, now);
-        c.insert(&req, RedirectUsage::DontCache, hosts.clone(), Duration::from_secs(5), now);
+        c.insert(
+            &req,
+            RedirectUsage::AllRealm,
+            hosts.clone(),
+            Duration::ZERO,
+            now,
+        );
+        c.insert(
+            &req,
+            RedirectUsage::DontCache,
+            hosts.clone(),
+            Duration::from_secs(5),
+            now,
+        );
         assert_eq!(c.len(), 1);
-        let other = RequestInfo { session_id: Some("s2"), ..req };
+        let other = RequestInfo {
+            session_id: Some("s2"),
+            ..req
+        };
         assert_eq!(c.lookup(&other, now), None);
     }
 }

@@ -1,0 +1,689 @@
+//! Diameter framing over a byte stream (TCP, TLS): a [`tokio_util::codec`] decoder and
+//! encoder, and a read helper with a per-frame deadline.
+//!
+//! # Policy for bad frame headers (bad-inputs 1–6)
+//!
+//! RFC 6733 §3 fixes the first four bytes of every message: "Version: This Version field MUST
+//! be set to 1" and "Message Length: … the length of the Diameter message including the header
+//! fields and the padded AVPs. Thus, this field is always a multiple of 4." On a stream the
+//! Message Length is the only thing that delimits frames, so a header that breaks either rule
+//! leaves no safe way to find the next message. The decoder therefore checks the version and
+//! the length **from the first four bytes, before it reserves any space** (through
+//! [`diameter_codec::frame_length`]), and fails with [`FramingError::Frame`]:
+//!
+//! | input | error | what the driver does |
+//! |---|---|---|
+//! | Version ≠ 1 (0, 2, 0xFF) | [`FrameError::UnsupportedVersion`] | close the connection |
+//! | Length < 20 (0, 1, 3, 4, 19) | [`FrameError::InvalidLength`] | close |
+//! | Length not a multiple of 4 (21, 22, 23) | [`FrameError::InvalidLength`] | close |
+//! | Length > `Limits::max_message_len` (65 536, 0xFFFFFF) | [`FrameError::TooLong`] | close; nothing was allocated |
+//! | Length announced, bytes never come | [`FramingError::ReadTimeout`] from [`read_frame`] | close |
+//! | EOF in the middle of a frame | [`FramingError::TruncatedAtEof`] | close |
+//!
+//! We close rather than answer 5011/5015 (which bad-inputs 1/3 allow when the header is
+//! "otherwise readable"): the frame boundary is unknown, any answer would be built from bytes
+//! that may belong to another message, and freeDiameter makes the same choice. The codec's
+//! [`FrameError::result_code`] is still available for logging and metrics.
+//!
+//! A frame whose header is valid but whose top-level AVPs do not frame (bad-inputs 9–10)
+//! is **not** a stream error: the frame boundary is known, so the decoder yields
+//! [`Inbound::Malformed`] with the header and the codec's [`DecodeError`], and the driver
+//! answers a request with `DecodeError::result_code()` (5014 or 5012-class) and the E bit
+//! as RFC 6733 §7 requires, then carries on reading.
+//!
+//! Errors other than [`FramingError::Io`] are returned once; `tokio_util`'s `FramedRead`
+//! ends the stream after a decoder error, which is what "close" needs.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use diameter_codec::{
+    DecodeError, FrameError, HEADER_LEN, Header, Limits, Message, MessageBuilder, frame_length,
+};
+use futures::Stream;
+use tokio::time::{Instant, Sleep};
+use tokio_util::codec::{Decoder, Encoder, Framed, FramedRead};
+
+/// One frame read from the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    /// A message whose header and top-level AVPs frame correctly (grammar validation is a
+    /// later, separate step).
+    Message(Message),
+    /// A correctly delimited frame whose AVPs do not frame (RFC 6733 §7.1.5, e.g.
+    /// DIAMETER_INVALID_AVP_LENGTH). The stream is still in sync: answer a request with
+    /// `error.result_code()` and keep the connection.
+    Malformed {
+        /// The frame's header (its length matched the bytes delimited).
+        header: Header,
+        /// The whole frame as received.
+        bytes: Bytes,
+        /// What the codec refused.
+        error: DecodeError,
+    },
+}
+
+/// Why the stream cannot be read or written any more. Every variant means: close the
+/// connection (RFC 6733 §5.6.4 / §2.1: a transport failure takes the peer to Closed).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FramingError {
+    /// The first four bytes of a frame are not a valid Diameter header (version ≠ 1, length
+    /// below 20, not a multiple of 4, or above the limit). See the module documentation.
+    #[error("invalid frame header from peer: {0}")]
+    Frame(FrameError),
+    /// The peer closed the stream in the middle of a frame.
+    #[error(
+        "connection closed in the middle of a frame ({buffered} bytes of {announced:?} buffered)"
+    )]
+    TruncatedAtEof {
+        /// Bytes buffered when the stream ended.
+        buffered: usize,
+        /// The frame length announced, when four bytes had arrived.
+        announced: Option<usize>,
+    },
+    /// A frame was started but not completed within the read deadline (bad-inputs 5).
+    #[error("frame not completed within {0:?}")]
+    ReadTimeout(Duration),
+    /// We were asked to send bytes that are not one well-formed Diameter frame (a local bug).
+    #[error("refusing to send an invalid frame: {0}")]
+    InvalidOutgoing(FrameError),
+    /// The underlying transport failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl FramingError {
+    /// The codec's frame error, when the peer sent a bad header.
+    pub fn frame_error(&self) -> Option<FrameError> {
+        match self {
+            Self::Frame(e) => Some(*e),
+            _ => None,
+        }
+    }
+
+    /// True when the peer, not the transport or this node, is at fault.
+    pub fn is_protocol_violation(&self) -> bool {
+        matches!(
+            self,
+            Self::Frame(_) | Self::TruncatedAtEof { .. } | Self::ReadTimeout(_)
+        )
+    }
+}
+
+/// Decoder and encoder of Diameter frames for `tokio_util::codec::{Framed, FramedRead,
+/// FramedWrite}`.
+///
+/// Decoding splits each frame off the read buffer without copying (`BytesMut::split_to` +
+/// `freeze`); the [`Message`] shares the buffer's allocation.
+#[derive(Debug, Clone)]
+pub struct DiameterCodec {
+    limits: Limits,
+    /// When the frame now being buffered started to arrive (for [`read_frame`]).
+    partial_since: Option<Instant>,
+}
+
+impl Default for DiameterCodec {
+    fn default() -> Self {
+        Self::new(Limits::DEFAULT)
+    }
+}
+
+impl DiameterCodec {
+    /// A codec that enforces `limits` (the maximum Message Length is checked before any
+    /// buffering).
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            partial_since: None,
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// When the first bytes of the frame now being buffered were seen by the decoder, if a
+    /// frame is incomplete. Uses `tokio::time::Instant`, so paused test clocks apply.
+    pub fn partial_since(&self) -> Option<Instant> {
+        self.partial_since
+    }
+}
+
+impl Decoder for DiameterCodec {
+    type Item = Inbound;
+    type Error = FramingError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Inbound>, FramingError> {
+        // RFC 6733 §3: version and Message Length are checked from the first 4 bytes, before
+        // anything is reserved, so an announced 16 MiB costs nothing (bad-inputs 4).
+        let Some(len) =
+            frame_length(src, self.limits.max_message_len).map_err(FramingError::Frame)?
+        else {
+            self.mark_partial(src);
+            return Ok(None);
+        };
+        if src.len() < len {
+            // Bounded by `max_message_len`: reserve once for the rest of this frame.
+            src.reserve(len - src.len());
+            self.mark_partial(src);
+            return Ok(None);
+        }
+        let frame = src.split_to(len).freeze();
+        // Any bytes left over are marked when a later call finds them incomplete, which
+        // keeps the clock read off the path of back-to-back complete frames.
+        self.partial_since = None;
+        Ok(Some(match Message::decode(frame.clone(), &self.limits) {
+            Ok(m) => Inbound::Message(m),
+            Err(error) => match error.header() {
+                Some(h) => Inbound::Malformed {
+                    header: *h,
+                    bytes: frame,
+                    error,
+                },
+                // `frame_length` accepted the header and the buffer is exactly `len` long,
+                // so only an AVP error is possible; be safe anyway.
+                None => {
+                    return Err(match error {
+                        DecodeError::Frame(f) => FramingError::Frame(f),
+                        _ => FramingError::Frame(FrameError::TruncatedHeader(len)),
+                    });
+                }
+            },
+        }))
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, FramingError> {
+        match self.decode(buf)? {
+            Some(frame) => Ok(Some(frame)),
+            None if buf.is_empty() => Ok(None),
+            None => Err(FramingError::TruncatedAtEof {
+                buffered: buf.len(),
+                announced: frame_length(buf, self.limits.max_message_len)
+                    .ok()
+                    .flatten(),
+            }),
+        }
+    }
+}
+
+impl DiameterCodec {
+    fn mark_partial(&mut self, src: &BytesMut) {
+        if src.is_empty() {
+            self.partial_since = None;
+        } else if self.partial_since.is_none() {
+            self.partial_since = Some(Instant::now());
+        }
+    }
+}
+
+/// Checks that `bytes` is exactly one frame acceptable under `max_len`.
+fn check_outgoing(bytes: &[u8], max_len: u32) -> Result<(), FramingError> {
+    match frame_length(bytes, max_len) {
+        Ok(Some(n)) if n == bytes.len() => Ok(()),
+        Ok(Some(n)) => Err(FramingError::InvalidOutgoing(FrameError::LengthMismatch {
+            announced: n as u32,
+            actual: bytes.len(),
+        })),
+        Ok(None) => Err(FramingError::InvalidOutgoing(FrameError::TruncatedHeader(
+            bytes.len(),
+        ))),
+        Err(e) => Err(FramingError::InvalidOutgoing(e)),
+    }
+}
+
+/// Outgoing limit: a peer may accept larger messages than we do, so only the protocol's
+/// own bound (24-bit length) applies when sending.
+const MAX_OUTGOING: u32 = 0x00ff_fffc;
+
+impl Encoder<Bytes> for DiameterCodec {
+    type Error = FramingError;
+
+    /// Appends an already encoded frame (checked to be one whole frame).
+    fn encode(&mut self, item: Bytes, dst: &mut BytesMut) -> Result<(), FramingError> {
+        check_outgoing(&item, MAX_OUTGOING)?;
+        dst.extend_from_slice(&item);
+        Ok(())
+    }
+}
+
+impl Encoder<Message> for DiameterCodec {
+    type Error = FramingError;
+
+    fn encode(&mut self, item: Message, dst: &mut BytesMut) -> Result<(), FramingError> {
+        // A decoded Message is a frame by construction.
+        dst.extend_from_slice(item.as_bytes());
+        Ok(())
+    }
+}
+
+impl Encoder<&Message> for DiameterCodec {
+    type Error = FramingError;
+
+    fn encode(&mut self, item: &Message, dst: &mut BytesMut) -> Result<(), FramingError> {
+        dst.extend_from_slice(item.as_bytes());
+        Ok(())
+    }
+}
+
+impl Encoder<&MessageBuilder> for DiameterCodec {
+    type Error = FramingError;
+
+    /// Encodes straight into the write buffer (no intermediate allocation).
+    fn encode(&mut self, item: &MessageBuilder, dst: &mut BytesMut) -> Result<(), FramingError> {
+        let len = item.encoded_len();
+        if len > MAX_OUTGOING as usize {
+            return Err(FramingError::InvalidOutgoing(FrameError::TooLong {
+                length: u32::try_from(len).unwrap_or(u32::MAX),
+                max: MAX_OUTGOING,
+            }));
+        }
+        debug_assert!(len >= HEADER_LEN);
+        item.encode(dst);
+        Ok(())
+    }
+}
+
+/// A framed stream that [`read_frame`] can read with a deadline: `Framed` and `FramedRead`
+/// over [`DiameterCodec`].
+pub trait FrameSource: Stream<Item = Result<Inbound, FramingError>> + Unpin {
+    /// The codec, to learn whether a frame is half-read.
+    fn diameter_codec(&self) -> &DiameterCodec;
+}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> FrameSource
+    for Framed<T, DiameterCodec>
+{
+    fn diameter_codec(&self) -> &DiameterCodec {
+        self.codec()
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> FrameSource for FramedRead<T, DiameterCodec> {
+    fn diameter_codec(&self) -> &DiameterCodec {
+        self.decoder()
+    }
+}
+
+/// Reads the next frame. `Ok(None)` is a clean end of stream (EOF between frames).
+///
+/// `frame_deadline` bounds how long a *started* frame may take to complete, counted from its
+/// first byte (bad-inputs 5: "Message Length larger than bytes actually sent, then idle →
+/// per-connection read deadline; no memory held forever"). An idle connection with nothing
+/// buffered never times out here: that is the watchdog's job (RFC 3539, DWR/DWA). The
+/// start time lives in the codec, so cancelling and re-calling this function (as a driver's
+/// `select!` loop does) does not reset it.
+pub async fn read_frame<S: FrameSource>(
+    framed: &mut S,
+    frame_deadline: Duration,
+) -> Result<Option<Inbound>, FramingError> {
+    let mut sleep: Option<Pin<Box<Sleep>>> = None;
+    poll_fn(|cx| {
+        if let Poll::Ready(item) = Pin::new(&mut *framed).poll_next(cx) {
+            return Poll::Ready(item.transpose());
+        }
+        // Pending: the decoder has seen every byte read so far.
+        let Some(since) = framed.diameter_codec().partial_since() else {
+            sleep = None;
+            return Poll::Pending;
+        };
+        let deadline = since + frame_deadline;
+        match &mut sleep {
+            Some(s) if s.deadline() == deadline => {}
+            _ => sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+        match sleep.as_mut().map(|s| s.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Err(FramingError::ReadTimeout(frame_deadline))),
+            _ => Poll::Pending,
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diameter_codec::dict::base;
+    use futures::{SinkExt, StreamExt};
+    use tokio::io::AsyncWriteExt;
+
+    fn msg(hbh: u32) -> Bytes {
+        MessageBuilder::request(280, 0, false)
+            .ids(hbh, hbh)
+            .with(base::ORIGIN_HOST.with("a.example"))
+            .with(base::ORIGIN_REALM.with("example"))
+            .to_bytes()
+    }
+
+    fn expect_msg(item: Option<Inbound>) -> Message {
+        match item {
+            Some(Inbound::Message(m)) => m,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    fn header(version: u8, len: u32) -> Vec<u8> {
+        let mut h = vec![
+            version,
+            (len >> 16) as u8,
+            (len >> 8) as u8,
+            len as u8,
+            0x80,
+            0,
+            1,
+            24,
+        ];
+        h.resize(20, 0);
+        h
+    }
+
+    #[test]
+    fn two_messages_in_one_buffer() {
+        let (a, b) = (msg(1), msg(2));
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&a);
+        buf.extend_from_slice(&b);
+        let mut c = DiameterCodec::default();
+        let m1 = expect_msg(c.decode(&mut buf).unwrap());
+        let m2 = expect_msg(c.decode(&mut buf).unwrap());
+        assert_eq!(m1.as_bytes(), &a);
+        assert_eq!(m2.header().hop_by_hop, 2);
+        assert!(c.decode(&mut buf).unwrap().is_none());
+        assert!(c.decode_eof(&mut buf).unwrap().is_none());
+        assert!(c.partial_since().is_none());
+    }
+
+    #[tokio::test]
+    async fn one_message_in_one_byte_chunks() {
+        let a = msg(7);
+        let mut c = DiameterCodec::default();
+        let mut buf = BytesMut::new();
+        for (i, b) in a.iter().enumerate() {
+            buf.extend_from_slice(&[*b]);
+            let out = c.decode(&mut buf).unwrap();
+            if i + 1 < a.len() {
+                assert!(out.is_none(), "frame yielded early at byte {i}");
+                assert!(c.partial_since().is_some());
+            } else {
+                assert_eq!(expect_msg(out).as_bytes(), &a);
+            }
+        }
+        assert!(buf.is_empty());
+        assert!(c.partial_since().is_none());
+    }
+
+    #[tokio::test]
+    async fn header_split_at_every_offset() {
+        let a = msg(9);
+        for split in 0..HEADER_LEN {
+            let mut c = DiameterCodec::default();
+            let mut buf = BytesMut::from(&a[..split]);
+            assert!(c.decode(&mut buf).unwrap().is_none(), "split {split}");
+            buf.extend_from_slice(&a[split..]);
+            assert_eq!(
+                expect_msg(c.decode(&mut buf).unwrap()).as_bytes(),
+                &a,
+                "split {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_lengths_are_rejected_from_four_bytes() {
+        for len in [0u32, 1, 3, 4, 19, 21, 22, 23] {
+            let mut c = DiameterCodec::default();
+            // Only the first 4 bytes: the check must not wait for the rest.
+            let mut buf = BytesMut::from(&header(1, len)[..4]);
+            match c.decode(&mut buf) {
+                Err(FramingError::Frame(FrameError::InvalidLength(l))) => assert_eq!(l, len),
+                other => panic!("length {len}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_lengths_never_allocate() {
+        for len in [65_536u32, 1_048_577, 0x00ff_fffc, 0x00ff_ffff] {
+            let mut c = DiameterCodec::default();
+            let mut buf = BytesMut::from(&header(1, len)[..]);
+            let cap = buf.capacity();
+            let err = c.decode(&mut buf).unwrap_err();
+            assert!(
+                matches!(
+                    err.frame_error(),
+                    Some(FrameError::TooLong { .. } | FrameError::InvalidLength(_))
+                ),
+                "length {len}: {err:?}"
+            );
+            assert_eq!(
+                buf.capacity(),
+                cap,
+                "length {len}: the decoder reserved space"
+            );
+            assert!(err.is_protocol_violation());
+        }
+    }
+
+    #[test]
+    fn bad_versions_are_rejected() {
+        for v in [0u8, 2, 0xFF] {
+            let mut c = DiameterCodec::default();
+            let mut buf = BytesMut::from(&header(v, 20)[..4]);
+            assert!(matches!(
+                c.decode(&mut buf),
+                Err(FramingError::Frame(FrameError::UnsupportedVersion(x))) if x == v
+            ));
+        }
+    }
+
+    #[test]
+    fn valid_length_reserves_only_the_frame() {
+        let mut c = DiameterCodec::default();
+        let mut buf = BytesMut::from(&header(1, 1024)[..]);
+        assert!(c.decode(&mut buf).unwrap().is_none());
+        assert!(buf.capacity() >= 1024);
+        assert!(buf.capacity() <= 4096);
+    }
+
+    #[test]
+    fn malformed_avps_keep_the_stream_in_sync() {
+        // Header OK (length 28) but the AVP claims 0 bytes: 5014, stream stays in sync.
+        let mut bad = header(1, 28);
+        bad.extend_from_slice(&[0, 0, 1, 8, 0x40, 0, 0, 0]);
+        let good = msg(3);
+        let mut buf = BytesMut::from(&bad[..]);
+        buf.extend_from_slice(&good);
+        let mut c = DiameterCodec::default();
+        match c.decode(&mut buf).unwrap() {
+            Some(Inbound::Malformed {
+                header,
+                bytes,
+                error,
+            }) => {
+                assert_eq!(header.length, 28);
+                assert_eq!(bytes.len(), 28);
+                assert_eq!(error.result_code().0, 5014);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(expect_msg(c.decode(&mut buf).unwrap()).as_bytes(), &good);
+    }
+
+    #[test]
+    fn eof_mid_frame_is_an_error() {
+        let a = msg(1);
+        let mut c = DiameterCodec::default();
+        let mut buf = BytesMut::from(&a[..a.len() - 4]);
+        match c.decode_eof(&mut buf) {
+            Err(FramingError::TruncatedAtEof {
+                buffered,
+                announced,
+            }) => {
+                assert_eq!(buffered, a.len() - 4);
+                assert_eq!(announced, Some(a.len()));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn hundred_thousand_minimal_messages_back_to_back() {
+        // bad-inputs 8: 10^5 header-only messages in one buffer; O(1) work per frame.
+        let one = MessageBuilder::request(280, 0, false).ids(1, 1).to_bytes();
+        assert_eq!(one.len(), HEADER_LEN);
+        let mut buf = BytesMut::with_capacity(100_000 * HEADER_LEN);
+        for _ in 0..100_000 {
+            buf.extend_from_slice(&one);
+        }
+        let mut c = DiameterCodec::default();
+        let mut n = 0;
+        while let Some(item) = c.decode(&mut buf).unwrap() {
+            assert!(matches!(item, Inbound::Message(_)));
+            n += 1;
+        }
+        assert_eq!(n, 100_000);
+        assert!(buf.is_empty());
+        assert!(c.partial_since().is_none());
+    }
+
+    #[test]
+    fn encoder_checks_outgoing_frames() {
+        let mut c = DiameterCodec::default();
+        let mut dst = BytesMut::new();
+        let a = msg(1);
+        c.encode(a.clone(), &mut dst).unwrap();
+        c.encode(&Message::from_bytes(a.clone()).unwrap(), &mut dst)
+            .unwrap();
+        let b = MessageBuilder::request(280, 0, false).ids(5, 5);
+        c.encode(&b, &mut dst).unwrap();
+        assert_eq!(dst.len(), 2 * a.len() + 20);
+        assert!(c.encode(a.slice(..a.len() - 4), &mut dst).is_err());
+        assert!(
+            c.encode(Bytes::from_static(&[2, 0, 0, 20]), &mut dst)
+                .is_err()
+        );
+        // What we encoded decodes back.
+        let mut d = DiameterCodec::default();
+        for hbh in [1, 1, 5] {
+            assert_eq!(
+                expect_msg(d.decode(&mut dst).unwrap()).header().hop_by_hop,
+                hbh
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn framed_over_a_stream_in_small_writes() {
+        let (client, server) = tokio::io::duplex(64);
+        let mut reader = FramedRead::new(server, DiameterCodec::default());
+        let frames: Vec<Bytes> = (0..50).map(msg).collect();
+        let expect = frames.clone();
+        let writer = tokio::spawn(async move {
+            let mut client = client;
+            let all: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
+            for chunk in all.chunks(7) {
+                client.write_all(chunk).await.unwrap();
+            }
+        });
+        for e in &expect {
+            let m = expect_msg(
+                read_frame(&mut reader, Duration::from_secs(5))
+                    .await
+                    .unwrap(),
+            );
+            assert_eq!(m.as_bytes(), e);
+        }
+        writer.await.unwrap();
+        assert!(
+            read_frame(&mut reader, Duration::from_secs(5))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn framed_sink_round_trip() {
+        let (a, b) = tokio::io::duplex(4096);
+        let mut fa = Framed::new(a, DiameterCodec::default());
+        let mut fb = Framed::new(b, DiameterCodec::default());
+        fa.send(msg(42)).await.unwrap();
+        let m = expect_msg(fb.next().await.transpose().unwrap());
+        assert_eq!(m.header().hop_by_hop, 42);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stalled_frame_times_out() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let mut reader = FramedRead::new(server, DiameterCodec::default());
+        // Length 1024 announced, 30 bytes sent, then silence.
+        let mut partial = header(1, 1024);
+        partial.extend_from_slice(&[0; 10]);
+        client.write_all(&partial).await.unwrap();
+        let start = Instant::now();
+        let err = read_frame(&mut reader, Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FramingError::ReadTimeout(_)), "{err:?}");
+        assert!(start.elapsed() >= Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadline_survives_cancellation() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let mut reader = FramedRead::new(server, DiameterCodec::default());
+        client.write_all(&header(1, 1024)).await.unwrap();
+        // A driver loop that keeps getting interrupted after 3 s must still time out at 10 s.
+        let start = Instant::now();
+        loop {
+            tokio::select! {
+                r = read_frame(&mut reader, Duration::from_secs(10)) => {
+                    assert!(matches!(r, Err(FramingError::ReadTimeout(_))));
+                    break;
+                }
+                _ = tokio::time::sleep(Duration::from_secs(3)) => {}
+            }
+        }
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_secs(10) && waited < Duration::from_secs(13),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_connection_does_not_time_out() {
+        let (_client, server) = tokio::io::duplex(4096);
+        let mut reader = FramedRead::new(server, DiameterCodec::default());
+        let r = tokio::time::timeout(
+            Duration::from_secs(60),
+            read_frame(&mut reader, Duration::from_secs(1)),
+        )
+        .await;
+        assert!(r.is_err(), "idle read returned {r:?}");
+    }
+
+    #[tokio::test]
+    async fn oversized_announcement_closes_the_stream() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let mut reader = FramedRead::new(server, DiameterCodec::default());
+        client.write_all(&[1, 0xff, 0xff, 0xfc]).await.unwrap();
+        let err = read_frame(&mut reader, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err.frame_error(),
+            Some(FrameError::TooLong {
+                length: 0x00ff_fffc,
+                ..
+            })
+        ));
+        // FramedRead ends after a decoder error.
+        assert!(reader.next().await.is_none());
+    }
+}

@@ -1,0 +1,364 @@
+//! Prometheus metrics: names, labels and helpers, and an HTTP exposition endpoint.
+//!
+//! Every name starts with `diameter_`; counters end in `_total`, durations are in seconds.
+//! Labels hold numbers as decimal strings (`application="4"`, `command="272"`,
+//! `result_code="2001"`) so that cardinality is bounded by the protocol, not by input.
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | [`PEERS`] `diameter_peers` | gauge (1 for the peer's current state, 0 for the others) | `peer`, `state` |
+//! | [`REQUESTS`] `diameter_requests_total` | counter | `direction`, `application`, `command` |
+//! | [`ANSWERS`] `diameter_answers_total` | counter | `direction`, `application`, `command`, `result_code` |
+//! | [`REQUEST_DURATION`] `diameter_request_duration_seconds` | histogram | `application`, `command` |
+//! | [`PENDING_REQUESTS`] `diameter_pending_requests` | gauge | `peer` |
+//! | [`UNKNOWN_ANSWERS`] `diameter_unknown_answers_discarded_total` | counter | `peer` |
+//! | [`TOO_BUSY`] `diameter_too_busy_total` | counter | `direction` |
+//!
+//! The helpers record through the `metrics` facade, so they cost nothing measurable when no
+//! recorder is installed, and tests can capture them with `metrics::with_local_recorder`.
+//! On hot paths, keep the returned handles (`Counter`, `Histogram`) instead of looking
+//! them up per message.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ::metrics::{
+    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
+use metrics_exporter_prometheus::{
+    BuildError, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+/// Peers by state: 1 for the state a peer is in, 0 for every other (RFC 6733 §5.6).
+pub const PEERS: &str = "diameter_peers";
+/// Requests sent and received.
+pub const REQUESTS: &str = "diameter_requests_total";
+/// Answers sent and received, by Result-Code (or Experimental-Result-Code).
+pub const ANSWERS: &str = "diameter_answers_total";
+/// Time from sending a request to receiving its answer.
+pub const REQUEST_DURATION: &str = "diameter_request_duration_seconds";
+/// Requests sent and not yet answered.
+pub const PENDING_REQUESTS: &str = "diameter_pending_requests";
+/// Answers whose Hop-by-Hop Identifier matched no pending request, discarded (RFC 6733 §3:
+/// "…the answer message … MUST be discarded" / §6.2.1).
+pub const UNKNOWN_ANSWERS: &str = "diameter_unknown_answers_discarded_total";
+/// DIAMETER_TOO_BUSY (3004, RFC 6733 §7.1.3) answers sent (load shedding) or received.
+pub const TOO_BUSY: &str = "diameter_too_busy_total";
+
+/// The peer states of RFC 6733 §5.6, as the `state` label spells them.
+pub const PEER_STATES: [&str; 8] = [
+    "Closed",
+    "Wait-Conn-Ack",
+    "Wait-I-CEA",
+    "Wait-Conn-Ack/Elect",
+    "Wait-Returns",
+    "R-Open",
+    "I-Open",
+    "Closing",
+];
+
+/// Histogram buckets for [`REQUEST_DURATION`], in seconds: 50 µs to 30 s (Tx timers are
+/// typically a few seconds).
+pub const DURATION_BUCKETS: [f64; 16] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 5.0, 30.0,
+];
+
+/// Which way a message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Sent by this node.
+    Sent,
+    /// Received by this node.
+    Received,
+}
+
+impl Direction {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Received => "received",
+        }
+    }
+}
+
+/// Registers help texts and units with the installed recorder. Called by [`install`]; call
+/// it yourself after installing another recorder.
+pub fn describe() {
+    describe_gauge!(
+        PEERS,
+        "Diameter peers by state (1 = the peer is in this state), RFC 6733 section 5.6"
+    );
+    describe_counter!(
+        REQUESTS,
+        "Diameter requests by direction, application and command code"
+    );
+    describe_counter!(
+        ANSWERS,
+        "Diameter answers by direction, application, command code and result code"
+    );
+    describe_histogram!(
+        REQUEST_DURATION,
+        ::metrics::Unit::Seconds,
+        "Time from sending a request to receiving its answer"
+    );
+    describe_gauge!(PENDING_REQUESTS, "Requests sent and not yet answered");
+    describe_counter!(
+        UNKNOWN_ANSWERS,
+        "Answers with an unknown Hop-by-Hop Identifier, discarded"
+    );
+    describe_counter!(
+        TOO_BUSY,
+        "DIAMETER_TOO_BUSY (3004) answers sent or received"
+    );
+}
+
+/// Sets `peer`'s state: 1 for `state`, 0 for every other state in [`PEER_STATES`].
+pub fn set_peer_state(peer: &str, state: &str) {
+    for s in PEER_STATES {
+        gauge!(PEERS, "peer" => peer.to_owned(), "state" => s).set(if s == state {
+            1.0
+        } else {
+            0.0
+        });
+    }
+    if !PEER_STATES.contains(&state) {
+        gauge!(PEERS, "peer" => peer.to_owned(), "state" => state.to_owned()).set(1.0);
+    }
+}
+
+/// The request counter for one (direction, application, command).
+pub fn requests(direction: Direction, application: u32, command: u32) -> Counter {
+    counter!(REQUESTS, "direction" => direction.as_str(), "application" => application.to_string(), "command" => command.to_string())
+}
+
+/// Counts one request.
+pub fn record_request(direction: Direction, application: u32, command: u32) {
+    requests(direction, application, command).increment(1);
+}
+
+/// The answer counter for one (direction, application, command, result code).
+pub fn answers(direction: Direction, application: u32, command: u32, result_code: u32) -> Counter {
+    counter!(
+        ANSWERS,
+        "direction" => direction.as_str(),
+        "application" => application.to_string(),
+        "command" => command.to_string(),
+        "result_code" => result_code.to_string()
+    )
+}
+
+/// Counts one answer; a 3004 also counts in [`TOO_BUSY`].
+pub fn record_answer(direction: Direction, application: u32, command: u32, result_code: u32) {
+    answers(direction, application, command, result_code).increment(1);
+    if result_code == 3004 {
+        too_busy(direction).increment(1);
+    }
+}
+
+/// The latency histogram for one (application, command).
+pub fn request_duration(application: u32, command: u32) -> Histogram {
+    histogram!(REQUEST_DURATION, "application" => application.to_string(), "command" => command.to_string())
+}
+
+/// Records how long a request waited for its answer.
+pub fn record_request_duration(application: u32, command: u32, elapsed: Duration) {
+    request_duration(application, command).record(elapsed.as_secs_f64());
+}
+
+/// The pending-requests gauge of one peer (increment on send, decrement on answer or
+/// timeout, set to 0 when the peer's pending requests are failed over).
+pub fn pending_requests(peer: &str) -> Gauge {
+    gauge!(PENDING_REQUESTS, "peer" => peer.to_owned())
+}
+
+/// Counts an answer discarded for an unknown Hop-by-Hop Identifier (bad-inputs 35).
+pub fn record_unknown_answer(peer: &str) {
+    counter!(UNKNOWN_ANSWERS, "peer" => peer.to_owned()).increment(1);
+}
+
+/// The 3004 counter for one direction.
+pub fn too_busy(direction: Direction) -> Counter {
+    counter!(TOO_BUSY, "direction" => direction.as_str())
+}
+
+/// Why the exporter could not be installed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetricsError {
+    /// The listen address could not be bound, or a recorder is already installed.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// Port 0 was asked for and no free port could be found.
+    #[error("choosing a free port: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A builder with this crate's histogram buckets.
+pub fn builder() -> PrometheusBuilder {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(REQUEST_DURATION.to_owned()),
+            &DURATION_BUCKETS,
+        )
+        .expect("bucket list is not empty")
+}
+
+/// A recorder that is not installed globally (for `metrics::with_local_recorder` in tests,
+/// or to combine with other recorders).
+pub fn recorder() -> PrometheusRecorder {
+    builder().build_recorder()
+}
+
+/// The installed exporter.
+#[derive(Debug)]
+pub struct MetricsHandle {
+    addr: SocketAddr,
+    prometheus: PrometheusHandle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MetricsHandle {
+    /// Where `GET /metrics` (any path, in fact) is served.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The exposition text, as served.
+    pub fn render(&self) -> String {
+        self.prometheus.render()
+    }
+
+    /// The underlying handle.
+    pub fn prometheus(&self) -> &PrometheusHandle {
+        &self.prometheus
+    }
+}
+
+impl Drop for MetricsHandle {
+    /// Stops serving HTTP. The global recorder stays installed (the `metrics` facade cannot
+    /// uninstall it), so recording keeps working.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Installs the Prometheus recorder as the process's global `metrics` recorder and serves
+/// the exposition format over HTTP on `addr`. Must be called inside a tokio runtime; once
+/// per process (a second call fails with `BuildError::FailedToSetGlobalRecorder`).
+///
+/// Port 0 picks a free port (probed just before binding: tests only, there is a small
+/// race); [`MetricsHandle::local_addr`] tells which.
+pub fn install(addr: SocketAddr) -> Result<MetricsHandle, MetricsError> {
+    let addr = if addr.port() == 0 {
+        let probe = std::net::TcpListener::bind(addr)?;
+        probe.local_addr()?
+    } else {
+        addr
+    };
+    let (recorder, exporter) = builder().with_http_listener(addr).build()?;
+    let prometheus = recorder.handle();
+    ::metrics::set_global_recorder(recorder).map_err(BuildError::from)?;
+    describe();
+    let task = tokio::spawn(async move {
+        if let Err(e) = exporter.await {
+            tracing::error!(error = ?e, "metrics exporter stopped");
+        }
+    });
+    Ok(MetricsHandle {
+        addr,
+        prometheus,
+        task,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn record_sample() {
+        set_peer_state("pcrf.example.net", "I-Open");
+        set_peer_state("pcrf.example.net", "R-Open");
+        record_request(Direction::Sent, 16_777_238, 272);
+        record_answer(Direction::Received, 16_777_238, 272, 2001);
+        record_answer(Direction::Received, 16_777_238, 272, 3004);
+        record_request_duration(16_777_238, 272, Duration::from_micros(420));
+        pending_requests("pcrf.example.net").set(3.0);
+        record_unknown_answer("pcrf.example.net");
+        too_busy(Direction::Sent).increment(1);
+    }
+
+    #[test]
+    fn local_recorder_sees_every_name() {
+        let rec = recorder();
+        let handle = rec.handle();
+        ::metrics::with_local_recorder(&rec, record_sample);
+        let text = handle.render();
+        for name in [
+            PEERS,
+            REQUESTS,
+            ANSWERS,
+            PENDING_REQUESTS,
+            UNKNOWN_ANSWERS,
+            TOO_BUSY,
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+        assert!(
+            text.contains(&format!("{REQUEST_DURATION}_bucket")),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"diameter_peers{peer="pcrf.example.net",state="R-Open"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"diameter_peers{peer="pcrf.example.net",state="I-Open"} 0"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"result_code="3004""#), "{text}");
+        // The 3004 answer received plus the one we sent.
+        assert!(
+            text.contains(r#"diameter_too_busy_total{direction="received"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"diameter_too_busy_total{direction="sent"} 1"#),
+            "{text}"
+        );
+    }
+
+    /// The only test that installs the global recorder (once per process).
+    #[tokio::test]
+    async fn http_endpoint_serves_the_names() {
+        let handle = install("127.0.0.1:0".parse().unwrap()).unwrap();
+        record_sample();
+        let mut s = tokio::net::TcpStream::connect(handle.local_addr())
+            .await
+            .unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).await.unwrap();
+        assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+        for name in [
+            PEERS,
+            REQUESTS,
+            ANSWERS,
+            REQUEST_DURATION,
+            PENDING_REQUESTS,
+            UNKNOWN_ANSWERS,
+            TOO_BUSY,
+        ] {
+            assert!(body.contains(name), "{name} missing from:\n{body}");
+        }
+        assert!(body.contains("# HELP diameter_requests_total"), "{body}");
+        assert!(body.contains(r#"diameter_request_duration_seconds_bucket{application="16777238",command="272",le="0.0005"} 1"#), "{body}");
+        // A second install fails cleanly.
+        assert!(install("127.0.0.1:0".parse().unwrap()).is_err());
+    }
+}

@@ -1,0 +1,283 @@
+//! The tokio driver of one peer: owns the sans-IO [`Peer`], its connections and its timer,
+//! and turns the peer's events into node work (requests, answers, failover).
+
+use super::Shared;
+use super::conn::{self, ConnEvent, ConnHandle, WriteCmd};
+use crate::capture::CaptureConn;
+use crate::framing::DiameterCodec;
+use crate::peer::{ConnId, DisconnectCause, Peer, PeerAction, PeerEvent, PeerState};
+use crate::transport::{self, Stream, Transport};
+use bytes::Bytes;
+use diameter_codec::Message;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::FramedRead;
+
+/// Commands from the node to a peer task.
+pub(crate) enum PeerCmd {
+    /// Send an encoded application message on the open connection.
+    Send(Bytes),
+    /// A connection the peer opened, with its CER already read by the acceptor.
+    Incoming(Box<IncomingConn>),
+    /// Disconnect with DPR and end the task; `done` fires when the peer is closed.
+    Stop(DisconnectCause, oneshot::Sender<()>),
+}
+
+/// An accepted connection and the CER read from it.
+pub(crate) struct IncomingConn {
+    pub(crate) rd: FramedRead<ReadHalf<Stream>, DiameterCodec>,
+    pub(crate) wr: WriteHalf<Stream>,
+    pub(crate) cap: Option<CaptureConn>,
+    pub(crate) cer: Message,
+}
+
+/// The node's handle on a peer task.
+#[derive(Clone)]
+pub(crate) struct PeerHandle {
+    /// Commands.
+    pub(crate) cmd: mpsc::Sender<PeerCmd>,
+    /// Open with watchdog OKAY: takes new requests.
+    pub(crate) available: Arc<AtomicBool>,
+}
+
+/// Where and how to reach a peer we connect to.
+pub(crate) struct Dial {
+    pub(crate) addr: SocketAddr,
+    pub(crate) transport: Transport,
+}
+
+fn state_name(s: PeerState) -> &'static str {
+    match s {
+        PeerState::Closed => "closed",
+        PeerState::WaitConnAck => "wait_conn_ack",
+        PeerState::WaitICea => "wait_i_cea",
+        PeerState::WaitConnAckElect => "wait_conn_ack_elect",
+        PeerState::WaitReturns => "wait_returns",
+        PeerState::ROpen => "r_open",
+        PeerState::IOpen => "i_open",
+        PeerState::Closing => "closing",
+    }
+}
+
+struct Driver {
+    shared: Arc<Shared>,
+    host: String,
+    peer: Peer,
+    conns: HashMap<ConnId, ConnHandle>,
+    dial: Option<Dial>,
+    conn_events: mpsc::Sender<ConnEvent>,
+    connects: mpsc::Sender<Result<Stream, transport::TransportError>>,
+    available: Arc<AtomicBool>,
+    stopping: Vec<oneshot::Sender<()>>,
+}
+
+/// Runs a peer until it is stopped (or the node is dropped).
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    host: String,
+    mut peer: Peer,
+    dial: Option<Dial>,
+    mut cmds: mpsc::Receiver<PeerCmd>,
+    available: Arc<AtomicBool>,
+) {
+    let (conn_events, mut conn_rx) = mpsc::channel(1024);
+    let (connects, mut connect_rx) = mpsc::channel(1);
+    if dial.is_some() {
+        peer.start(Instant::now());
+    }
+    let mut d = Driver {
+        shared,
+        host,
+        peer,
+        conns: HashMap::new(),
+        dial,
+        conn_events,
+        connects,
+        available,
+        stopping: Vec::new(),
+    };
+    loop {
+        d.drain();
+        if !d.stopping.is_empty() && d.peer.state() == PeerState::Closed {
+            break;
+        }
+        let deadline = d.peer.poll_timeout();
+        tokio::select! {
+            biased;
+            ev = conn_rx.recv() => {
+                let Some(ev) = ev else { break };
+                d.on_conn_event(ev);
+                // Take what else is ready before draining: fewer wake-ups under load.
+                for _ in 0..64 {
+                    match conn_rx.try_recv() {
+                        Ok(ev) => d.on_conn_event(ev),
+                        Err(_) => break,
+                    }
+                }
+            }
+            r = connect_rx.recv() => {
+                let now = Instant::now();
+                match r {
+                    Some(Ok(stream)) => {
+                        let id = d.shared.next_conn_id();
+                        let h = conn::spawn(&d.shared, id, stream, false, d.conn_events.clone());
+                        d.conns.insert(id, h);
+                        d.peer.handle_connected(now, id);
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(peer = %d.host, error = %e, "connect failed");
+                        d.peer.handle_connect_failed(now);
+                    }
+                    None => break,
+                }
+            }
+            cmd = cmds.recv() => {
+                let Some(cmd) = cmd else {
+                    d.peer.stop(Instant::now(), DisconnectCause::Rebooting);
+                    d.drain();
+                    break;
+                };
+                d.on_cmd(cmd);
+                for _ in 0..256 {
+                    match cmds.try_recv() {
+                        Ok(cmd) => d.on_cmd(cmd),
+                        Err(_) => break,
+                    }
+                }
+            }
+            () = sleep_until(deadline) => d.peer.handle_timeout(Instant::now()),
+        }
+    }
+    d.available.store(false, Ordering::Release);
+    d.shared.failover(&d.host);
+    for h in d.conns.values() {
+        let _ = h.writer.send(WriteCmd::Close);
+    }
+    for s in d.stopping.drain(..) {
+        let _ = s.send(());
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Driver {
+    fn on_conn_event(&mut self, ev: ConnEvent) {
+        let now = Instant::now();
+        match ev {
+            ConnEvent::Message(c, m) => self.peer.handle_message(now, c, m),
+            ConnEvent::Closed(c) => {
+                self.conns.remove(&c);
+                self.peer.handle_closed(now, c);
+            }
+        }
+    }
+
+    fn on_cmd(&mut self, cmd: PeerCmd) {
+        let now = Instant::now();
+        match cmd {
+            PeerCmd::Send(bytes) => {
+                if self.peer.send(bytes.clone()).is_err() {
+                    // The peer closed between routing and sending: fail over at once.
+                    if let Some(hbh) = super::edit::hop_by_hop(&bytes) {
+                        self.shared.reroute(&self.host, hbh);
+                    }
+                }
+            }
+            PeerCmd::Incoming(inc) => {
+                let IncomingConn { rd, wr, cap, cer } = *inc;
+                let id = self.shared.next_conn_id();
+                let h = conn::spawn_split(&self.shared, id, rd, wr, cap, self.conn_events.clone());
+                self.conns.insert(id, h);
+                self.peer.handle_incoming(now, id, cer);
+            }
+            PeerCmd::Stop(cause, done) => {
+                self.stopping.push(done);
+                self.peer.stop(now, cause);
+            }
+        }
+    }
+
+    /// Carries out everything the state machine wants, until it wants nothing more.
+    fn drain(&mut self) {
+        loop {
+            let mut progressed = false;
+            while let Some(t) = self.peer.poll_transmit() {
+                progressed = true;
+                if let Some(h) = self.conns.get(&t.conn) {
+                    let _ = h.writer.send(WriteCmd::Data(t.bytes));
+                }
+            }
+            while let Some(a) = self.peer.poll_action() {
+                progressed = true;
+                match a {
+                    PeerAction::Connect => self.connect(),
+                    PeerAction::Disconnect(c) | PeerAction::Reject(c) => {
+                        if let Some(h) = self.conns.remove(&c) {
+                            let _ = h.writer.send(WriteCmd::Close);
+                        }
+                    }
+                }
+            }
+            self.available
+                .store(self.peer.is_available(), Ordering::Release);
+            while let Some(e) = self.peer.poll_event() {
+                progressed = true;
+                self.on_event(e);
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn connect(&mut self) {
+        let Some(dial) = &self.dial else {
+            // A peer we only accept: the state machine is configured not to connect.
+            self.peer.handle_connect_failed(Instant::now());
+            return;
+        };
+        let (addr, transport, host) = (dial.addr, dial.transport.clone(), self.host.clone());
+        let timeout = self.shared.cfg.handshake_timeout;
+        let tx = self.connects.clone();
+        tokio::spawn(async move {
+            let r = transport::connect(addr, &transport, &host, timeout).await;
+            let _ = tx.send(r).await;
+        });
+    }
+
+    fn on_event(&mut self, e: PeerEvent) {
+        match e {
+            PeerEvent::StateChanged { to, .. } => {
+                crate::metrics::set_peer_state(&self.host, state_name(to));
+                tracing::debug!(peer = %self.host, state = state_name(to), "peer state");
+            }
+            PeerEvent::Open { info, .. } => {
+                tracing::info!(peer = %self.host, origin_host = %info.origin_host, "peer open");
+            }
+            PeerEvent::Failover { reason } => {
+                tracing::info!(peer = %self.host, ?reason, "failover");
+                self.shared.failover(&self.host);
+            }
+            PeerEvent::Down { reason } => {
+                tracing::info!(peer = %self.host, ?reason, "peer down");
+                self.shared.failover(&self.host);
+            }
+            PeerEvent::Request { msg, .. } => self.shared.on_request(&self.host, msg),
+            PeerEvent::Answer { msg, .. } => self.shared.on_answer(&self.host, msg),
+            PeerEvent::Restarted { previous, current } => {
+                tracing::info!(peer = %self.host, previous, current, "peer restarted (Origin-State-Id)");
+            }
+            other => tracing::debug!(peer = %self.host, event = ?other, "peer event"),
+        }
+    }
+}
