@@ -101,8 +101,14 @@ impl OwnedAvp {
         AvpKey::new(self.code, self.vendor)
     }
 
+    /// Whether the Vendor-ID field is written: a vendor, or a V bit kept as received even
+    /// with Vendor-Id 0 (so an error answer shows the flags that were wrong).
+    fn has_vendor_field(&self) -> bool {
+        self.vendor != 0 || self.flags.vendor()
+    }
+
     fn header_len(&self) -> usize {
-        if self.vendor != 0 { 12 } else { 8 }
+        if self.has_vendor_field() { 12 } else { 8 }
     }
 
     /// The AVP Length field: header and payload, without padding (RFC 6733 §4.1).
@@ -128,11 +134,11 @@ impl OwnedAvp {
         let len = self.avp_length();
         out.put_u32(self.code);
         let mut flags = self.flags.0 & !AvpFlags::VENDOR;
-        if self.vendor != 0 {
+        if self.has_vendor_field() {
             flags |= AvpFlags::VENDOR;
         }
         out.put_u32((u32::from(flags) << 24) | len as u32);
-        if self.vendor != 0 {
+        if self.has_vendor_field() {
             out.put_u32(self.vendor);
         }
         match &self.value {

@@ -60,6 +60,16 @@ impl DecodeError {
         }
     }
 
+    /// What an answer reports for a top-level AVP that does not frame: Result-Code and a
+    /// Failed-AVP per RFC 6733 §7.1.5 (the AVP header, zero payload of the minimum length
+    /// for its type in `dict`). `None` for frame errors, which get no answer.
+    pub fn error_report(&self, dict: &crate::Dictionary) -> Option<crate::ErrorReport> {
+        match self {
+            Self::Avp { error, .. } => Some(crate::validate::length_error(dict, None, error)),
+            Self::Frame(_) => None,
+        }
+    }
+
     /// The Result-Code an answer would carry.
     pub fn result_code(&self) -> crate::ResultCode {
         match self {

@@ -45,7 +45,7 @@ impl Default for ValidateOptions {
 /// The chain of Grouped AVPs enclosing the one being checked, kept on the stack so the
 /// walk allocates nothing; used to wrap a Failed-AVP in its parents (RFC 6733 §7.5).
 #[derive(Clone, Copy)]
-struct Path<'p> {
+pub(crate) struct Path<'p> {
     parent: Option<&'p Self>,
     code: u32,
     flags: AvpFlags,
@@ -115,7 +115,11 @@ fn missing(def: &AvpDef) -> OwnedAvp {
 /// value exceeds the message length or is less than the minimum AVP header length, it is
 /// sufficient to include the offending AVP header and a zero filled payload of the minimum
 /// required length for the payloads data type."
-fn length_error(dict: &Dictionary, path: Option<&Path<'_>>, e: &AvpError) -> ErrorReport {
+pub(crate) fn length_error(
+    dict: &Dictionary,
+    path: Option<&Path<'_>>,
+    e: &AvpError,
+) -> ErrorReport {
     let (rc, msg) = match e.kind {
         AvpErrorKind::TooManyAvps => (ResultCode::DIAMETER_UNABLE_TO_COMPLY, "too many AVPs"),
         AvpErrorKind::TooDeep => (
@@ -197,7 +201,7 @@ impl<'d> Validator<'d> {
             &cmd.answer
         };
         let mut count = 0;
-        self.check_seq(msg.avps(), grammar, 1, None, &mut count)
+        self.check_seq(msg.avps(), grammar, 1, None, &mut count, h.is_request())
     }
 
     fn check_seq(
@@ -207,6 +211,7 @@ impl<'d> Validator<'d> {
         depth: usize,
         path: Option<&Path<'_>>,
         count: &mut usize,
+        request: bool,
     ) -> Result<(), ErrorReport> {
         let dict = self.dict;
         // Occurrence counts per grammar rule, on the stack for every grammar we ship (the
@@ -219,6 +224,7 @@ impl<'d> Validator<'d> {
             big.resize(grammar.rules.len(), 0);
             &mut big
         };
+        let all = avps.clone();
         for (pos, avp) in avps.enumerate() {
             let avp = avp.map_err(|e| length_error(dict, path, &e))?;
             *count += 1;
@@ -233,22 +239,25 @@ impl<'d> Validator<'d> {
             let key = avp.key();
             let rule = grammar.rule_index(key);
             // RFC 6733 §3.2: fixed AVPs ("<AVP>") "MUST appear in the position specified".
+            // Present elsewhere: 5004 with that AVP; absent: 5005 with an example of it.
             if pos < grammar.fixed && rule != Some(pos) {
-                let expected = dict.avp_at(grammar.rules[pos].avp);
-                return Err(match rule {
-                    Some(_) => report(
-                        ResultCode::DIAMETER_INVALID_AVP_VALUE,
-                        path,
-                        Some(copy(&avp)),
-                        "fixed AVP out of position",
-                    ),
-                    None => report(
-                        ResultCode::DIAMETER_MISSING_AVP,
-                        path,
-                        Some(missing(expected)),
-                        "missing fixed AVP",
-                    ),
-                });
+                let expected = &grammar.rules[pos];
+                return Err(
+                    match all.clone().flatten().find(|a| a.key() == expected.key) {
+                        Some(misplaced) => report(
+                            ResultCode::DIAMETER_INVALID_AVP_VALUE,
+                            path,
+                            Some(copy(&misplaced)),
+                            "fixed AVP out of position",
+                        ),
+                        None => report(
+                            ResultCode::DIAMETER_MISSING_AVP,
+                            path,
+                            Some(missing(dict.avp_at(expected.avp))),
+                            "missing fixed AVP",
+                        ),
+                    },
+                );
             }
             let Some(def) = dict.avp(key) else {
                 // RFC 6733 §4.1: "If an AVP with the 'M' bit set is received by a Diameter
@@ -275,7 +284,13 @@ impl<'d> Validator<'d> {
                     "AVP flags inconsistent with its definition",
                 ));
             }
-            if def.data_type == DataType::Grouped {
+            if key == FAILED_AVP {
+                // A Failed-AVP carries copies of what someone else found wrong (zeroed
+                // examples, invalid values): frame and count its children and bound the
+                // nesting of Failed-AVP in Failed-AVP (bad-inputs 14), judge nothing else
+                // inside (RFC 6733 §7.5).
+                self.walk_failed(&avp, depth, path, count, request)?;
+            } else if def.data_type == DataType::Grouped {
                 if depth >= self.opts.limits.max_depth {
                     return Err(report(
                         ResultCode::DIAMETER_UNABLE_TO_COMPLY,
@@ -291,9 +306,13 @@ impl<'d> Validator<'d> {
                     vendor: avp.vendor,
                 };
                 let g = def.grammar.as_ref().unwrap_or(&ANY);
-                self.check_seq(avp.children(), g, depth + 1, Some(&here), count)?;
+                self.check_seq(avp.children(), g, depth + 1, Some(&here), count, request)?;
             } else {
-                if let Err(e) = def.data_type.check(avp.data) {
+                if let Err(e) = def
+                    .data_type
+                    .check(avp.data)
+                    .and_then(|()| check_specific(key, avp.data))
+                {
                     return Err(report(
                         e.result_code(),
                         path,
@@ -359,7 +378,76 @@ impl<'d> Validator<'d> {
     }
 }
 
+impl Validator<'_> {
+    /// Failed-AVP in Failed-AVP: a request nesting them beyond the limit is refused
+    /// (bad-inputs 14); in an answer the content beyond the limit is left unread, since an
+    /// error answer about deep nesting carries that nesting (plus its own Failed-AVP level).
+    fn walk_failed(
+        &self,
+        avp: &AvpRef<'_>,
+        depth: usize,
+        path: Option<&Path<'_>>,
+        count: &mut usize,
+        request: bool,
+    ) -> Result<(), ErrorReport> {
+        if depth >= self.opts.limits.max_depth {
+            if !request {
+                return Ok(());
+            }
+            return Err(report(
+                ResultCode::DIAMETER_UNABLE_TO_COMPLY,
+                path,
+                Some(copy(avp)),
+                "grouped AVPs nested too deep",
+            ));
+        }
+        let here = Path {
+            parent: path,
+            code: avp.code,
+            flags: avp.flags,
+            vendor: avp.vendor,
+        };
+        for child in avp.children() {
+            let child = child.map_err(|e| length_error(self.dict, Some(&here), &e))?;
+            *count += 1;
+            if *count > self.opts.limits.max_avps {
+                return Err(report(
+                    ResultCode::DIAMETER_UNABLE_TO_COMPLY,
+                    Some(&here),
+                    Some(copy(&child)),
+                    "too many AVPs",
+                ));
+            }
+            if child.key() == FAILED_AVP {
+                self.walk_failed(&child, depth + 1, Some(&here), count, request)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 static ANY: Grammar = Grammar::any_avp();
+
+const FAILED_AVP: crate::AvpKey = crate::AvpKey::new(279, 0);
+const FRAMED_IPV6_PREFIX: crate::AvpKey = crate::AvpKey::new(97, 0);
+
+/// Checks of AVPs whose OctetString payload has an inner structure with lengths of its own
+/// (bad-inputs 24).
+fn check_specific(key: crate::AvpKey, data: &[u8]) -> Result<(), crate::ValueError> {
+    if key == FRAMED_IPV6_PREFIX {
+        // RFC 3162 §2.3 (RFC 7155 §4.4.10.6.3): Reserved (1), Prefix-Length (1, ≤ 128),
+        // Prefix (up to 16 octets, enough for Prefix-Length bits).
+        let bad =
+            crate::ValueError::Invalid("Framed-IPv6-Prefix inconsistent with its Prefix-Length");
+        let [_, plen, prefix @ ..] = data else {
+            return Err(bad);
+        };
+        if *plen > 128 || prefix.len() > 16 || prefix.len() * 8 < usize::from(*plen) {
+            return Err(bad);
+        }
+    }
+    Ok(())
+}
 
 /// Validates `msg` against the embedded dictionary with default options.
 pub fn validate(msg: &Message) -> Result<(), ErrorReport> {

@@ -296,7 +296,11 @@ impl Shape {
             },
             _ => {
                 let w = wire(a);
-                let hdr = if a.vendor != 0 { 12 } else { 8 };
+                let hdr = if a.vendor != 0 || a.flags.0 & V != 0 {
+                    12
+                } else {
+                    8
+                };
                 Body::Data(w[hdr..a.avp_length()].to_vec())
             }
         };
@@ -411,24 +415,9 @@ fn reject(rc: ResultCode, failed: Shape) -> Expect {
     }
 }
 
-/// CODEC-FIX-1: stands in for the missing `DecodeError::error_report`; it builds what
-/// validate.rs `length_error` builds for the same error inside a group.
+/// The error report for a top-level AVP that does not frame.
 fn decode_error_report(e: &DecodeError) -> Option<ErrorReport> {
-    let DecodeError::Avp { error, .. } = e else {
-        return None;
-    };
-    let min = dict()
-        .avp(AvpKey::new(error.code, error.vendor))
-        .map_or(0, |d| d.data_type.min_len());
-    let mut r = ErrorReport::new(e.result_code());
-    r.failed_avp = Some(OwnedAvp::new(
-        error.code,
-        error.vendor,
-        error.flags,
-        AvpValue::Bytes(Bytes::from(vec![0u8; min])),
-    ));
-    r.message = Some("invalid AVP length".into());
-    Some(r)
+    e.error_report(dict())
 }
 
 /// Checks an error answer: E bit for 3xxx only, Result-Code, Failed-AVP bytes; and that the
@@ -1979,6 +1968,12 @@ fn sample(def: &AvpDef, i: u32, depth: usize) -> OwnedAvp {
         flags |= V;
     }
     let value = match def.data_type {
+        // Framed-IPv6-Prefix has an inner structure (RFC 3162 §2.3): reserved, /64, 8 octets.
+        DataType::OctetString if def.key == AvpKey::new(97, 0) => {
+            AvpValue::Bytes(Bytes::from(vec![
+                0, 64, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, i as u8,
+            ]))
+        }
         DataType::OctetString => AvpValue::Bytes(Bytes::from(format!("o{i}"))),
         DataType::Integer32 => AvpValue::I32(i as i32),
         DataType::Integer64 => AvpValue::I64(i64::from(i)),

@@ -2,7 +2,9 @@
 //! dictionary names, as text or JSON, together with what validation says of each.
 
 use bytes::Bytes;
-use diameter_codec::{Dictionary, Limits, Message, Renderer, ValidateOptions, Validator, frame_length};
+use diameter_codec::{
+    Dictionary, Limits, Message, Renderer, ValidateOptions, Validator, frame_length,
+};
 use serde_json::{Value, json};
 
 /// Output format.
@@ -26,8 +28,14 @@ pub fn input_bytes(input: &[u8]) -> Vec<u8> {
         .flat_map(|l| l.split_whitespace())
         .map(|w| w.trim_start_matches("0x"))
         .collect();
-    if !cleaned.is_empty() && cleaned.len() % 2 == 0 && cleaned.bytes().all(|c| c.is_ascii_hexdigit()) {
-        (0..cleaned.len()).step_by(2).filter_map(|i| u8::from_str_radix(&cleaned[i..i + 2], 16).ok()).collect()
+    if !cleaned.is_empty()
+        && cleaned.len() % 2 == 0
+        && cleaned.bytes().all(|c| c.is_ascii_hexdigit())
+    {
+        (0..cleaned.len())
+            .step_by(2)
+            .filter_map(|i| u8::from_str_radix(&cleaned[i..i + 2], 16).ok())
+            .collect()
     } else {
         input.to_vec()
     }
@@ -57,17 +65,26 @@ pub fn split_messages(data: Vec<u8>, limits: &Limits) -> Vec<Decoded> {
         let len = match frame_length(rest, limits.max_message_len) {
             Ok(Some(n)) if n <= rest.len() => n,
             Ok(_) => {
-                out.push(Decoded::Error { offset: pos, error: format!("truncated: {} bytes left", rest.len()) });
+                out.push(Decoded::Error {
+                    offset: pos,
+                    error: format!("truncated: {} bytes left", rest.len()),
+                });
                 break;
             }
             Err(e) => {
-                out.push(Decoded::Error { offset: pos, error: e.to_string() });
+                out.push(Decoded::Error {
+                    offset: pos,
+                    error: e.to_string(),
+                });
                 break;
             }
         };
         match Message::decode(data.slice(pos..pos + len), limits) {
             Ok(m) => out.push(Decoded::Message(m)),
-            Err(e) => out.push(Decoded::Error { offset: pos, error: e.to_string() }),
+            Err(e) => out.push(Decoded::Error {
+                offset: pos,
+                error: e.to_string(),
+            }),
         }
         pos += len;
     }
@@ -96,7 +113,9 @@ pub fn render(input: &[u8], format: Format) -> String {
                             )),
                         }
                     }
-                    Decoded::Error { offset, error } => s.push_str(&format!("!! at byte {offset}: {error}\n")),
+                    Decoded::Error { offset, error } => {
+                        s.push_str(&format!("!! at byte {offset}: {error}\n"))
+                    }
                 }
                 s.push('\n');
             }

@@ -44,8 +44,12 @@ fn main() -> anyhow::Result<()> {
         Command::Decode { format, file } => {
             let mut input = Vec::new();
             match file.as_deref() {
-                None => std::io::stdin().read_to_end(&mut input).context("reading standard input")?,
-                Some(p) if p.as_os_str() == "-" => std::io::stdin().read_to_end(&mut input).context("reading standard input")?,
+                None => std::io::stdin()
+                    .read_to_end(&mut input)
+                    .context("reading standard input")?,
+                Some(p) if p.as_os_str() == "-" => std::io::stdin()
+                    .read_to_end(&mut input)
+                    .context("reading standard input")?,
                 Some(p) => {
                     input = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
                     input.len()

@@ -6,7 +6,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 fn cer() -> Vec<u8> {
-    let mut b = MessageBuilder::request(base::CMD_CAPABILITIES_EXCHANGE, 0, false).ids(0x1234, 0x5678);
+    let mut b =
+        MessageBuilder::request(base::CMD_CAPABILITIES_EXCHANGE, 0, false).ids(0x1234, 0x5678);
     b.push(base::ORIGIN_HOST.with("pcef.example.net"));
     b.push(base::ORIGIN_REALM.with("example.net"));
     b.push(base::HOST_IP_ADDRESS.with(std::net::IpAddr::from([192, 0, 2, 1])));
@@ -25,7 +26,10 @@ fn run(args: &[&str], stdin: &[u8]) -> (bool, String) {
         .expect("spawn pcef-sim");
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     let out = child.wait_with_output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 fn to_hex(b: &[u8]) -> String {
@@ -40,8 +44,14 @@ fn decodes_hex_from_a_file_as_text() {
     let (ok, out) = run(&["decode", path.to_str().unwrap()], b"");
     assert!(ok);
     assert!(out.starts_with("CER (257)"), "{out}");
-    assert!(out.contains("Origin-Host (264) -M- = \"pcef.example.net\""), "{out}");
-    assert!(out.contains("Host-IP-Address (257) -M- = \"192.0.2.1\""), "{out}");
+    assert!(
+        out.contains("Origin-Host (264) -M- = \"pcef.example.net\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("Host-IP-Address (257) -M- = \"192.0.2.1\""),
+        "{out}"
+    );
     assert!(out.contains("=> valid"), "{out}");
 }
 
@@ -69,7 +79,10 @@ fn reports_invalid_messages_and_garbage() {
     // Drop Product-Name: the CER misses a required AVP (5005).
     let mut b = MessageBuilder::request(base::CMD_CAPABILITIES_EXCHANGE, 0, false);
     b.push(base::ORIGIN_HOST.with("pcef.example.net"));
-    let (ok, out) = run(&["decode", "--format", "json"], to_hex(&b.to_bytes()).as_bytes());
+    let (ok, out) = run(
+        &["decode", "--format", "json"],
+        to_hex(&b.to_bytes()).as_bytes(),
+    );
     assert!(ok);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v[0]["validation"]["result_code"], 5005);
