@@ -30,8 +30,8 @@ use crate::capture::{Capture, CaptureConn, Direction};
 use crate::dedup::{DupCache, DupKey, Seen, with_hop_by_hop};
 use crate::framing::{DiameterCodec, Inbound, read_frame};
 use crate::peer::{
-    DisconnectCause, FirstMessage, LocalConfig, Peer, PeerConfig, Timers, UnknownPeerPolicy,
-    screen_first_message, unknown_peer_answer,
+    DisconnectCause, FirstMessage, LocalConfig, Peer, PeerConfig, RELAY_APPLICATION_ID, Timers,
+    UnknownPeerPolicy, screen_first_message, unknown_peer_answer,
 };
 use crate::routing::{
     Decision, RedirectCache, RedirectUsage, RequestInfo, Route, RouteAction, Router,
@@ -382,7 +382,8 @@ impl Node {
         &self.shared.identity
     }
 
-    /// Registers the handler of an application.
+    /// Registers the handler of an application. A handler registered for the relay
+    /// application id (0xffffffff) serves every application that has none of its own.
     pub fn register(&self, application_id: u32, handler: Arc<dyn Handler>) {
         self.shared
             .handlers
@@ -988,11 +989,9 @@ impl Shared {
 
     /// For a non-agent node: requests are ours when the application is registered.
     fn local_decision(&self, info: &RequestInfo<'_>) -> Decision {
-        if self
-            .handlers
-            .read()
-            .expect("handlers lock")
-            .contains_key(&info.application_id)
+        let handlers = self.handlers.read().expect("handlers lock");
+        if handlers.contains_key(&info.application_id)
+            || handlers.contains_key(&RELAY_APPLICATION_ID)
         {
             Decision::Local
         } else {
@@ -1056,13 +1055,14 @@ impl Shared {
                 return self.finish_local(peer, &key, b);
             }
         }
-        let Some(handler) = self
-            .handlers
-            .read()
-            .expect("handlers lock")
-            .get(&h.application_id)
-            .cloned()
-        else {
+        let handler = {
+            let handlers = self.handlers.read().expect("handlers lock");
+            handlers
+                .get(&h.application_id)
+                .or_else(|| handlers.get(&RELAY_APPLICATION_ID))
+                .cloned()
+        };
+        let Some(handler) = handler else {
             let b = MessageBuilder::error_answer(
                 &msg,
                 &self.identity,

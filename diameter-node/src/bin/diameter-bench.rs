@@ -1,0 +1,441 @@
+//! `diameter-bench`: a Diameter echo server, relay agent and load client built on
+//! diameter-node, for benchmarks and interoperability runs.
+//!
+//! ```text
+//! diameter-bench echo  --listen 127.0.0.1:3868
+//! diameter-bench relay --listen 127.0.0.1:3869 --to 127.0.0.1:3868
+//! diameter-bench load  --to 127.0.0.1:3869 --to-host relay.bench --in-flight 64 --duration 10
+//! ```
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use diameter_codec::dict::{base, dcca};
+use diameter_codec::{MessageBuilder, ResultCode};
+use diameter_node::capture::Capture;
+use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn};
+use diameter_node::peer::{Application, RELAY_APPLICATION_ID, Timers, UnknownPeerPolicy};
+use diameter_node::routing::{RedirectUsage, Route, RouteAction, RoutePeer};
+use hdrhistogram::Histogram;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Diameter echo server, relay agent and load client.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// A node that accepts any peer and answers every request with 2001 DIAMETER_SUCCESS.
+    ///
+    /// Runs until interrupted (SIGINT or SIGTERM), then disconnects its peers with DPR.
+    Echo {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:3868")]
+        listen: SocketAddr,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// A relay agent (RFC 6733 §2.8.1): accepts any peer and relays every request to the
+    /// node at --to, appending Route-Record.
+    Relay {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:3869")]
+        listen: SocketAddr,
+        /// Address of the next hop.
+        #[arg(long)]
+        to: SocketAddr,
+        /// Origin-Host of the next hop.
+        #[arg(long, default_value = "echo.bench")]
+        to_host: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// A load client: keeps N credit-control requests in flight for a while, then reports
+    /// throughput, latency percentiles (HdrHistogram) and CPU per transaction.
+    Load {
+        /// Address of the node to load.
+        #[arg(long)]
+        to: SocketAddr,
+        /// Origin-Host of that node.
+        #[arg(long, default_value = "echo.bench")]
+        to_host: String,
+        /// Requests kept in flight.
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+        /// Measured duration in seconds.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Warm-up before measuring, in seconds.
+        #[arg(long, default_value_t = 1.0)]
+        warmup: f64,
+        /// PIDs of server processes whose CPU time per transaction to report.
+        #[arg(long = "server-pid")]
+        server_pids: Vec<u32>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Our Origin-Host.
+    #[arg(long)]
+    host: Option<String>,
+    /// Our Origin-Realm.
+    #[arg(long, default_value = "bench")]
+    realm: String,
+    /// Write every message sent and received to this pcapng file.
+    #[arg(long)]
+    capture: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (GET /metrics).
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+    /// Watchdog interval Tw in seconds (at least 6).
+    #[arg(long, default_value_t = 30)]
+    tw: u64,
+}
+
+impl Common {
+    fn config(&self, default_host: &str) -> anyhow::Result<NodeConfig> {
+        let mut cfg = NodeConfig::new(
+            self.host
+                .clone()
+                .unwrap_or_else(|| default_host.to_string()),
+            self.realm.clone(),
+        );
+        cfg.local.product_name = "diameter-bench".into();
+        if let Some(p) = &self.capture {
+            cfg.capture = Some(Arc::new(
+                Capture::create(p).with_context(|| format!("creating {}", p.display()))?,
+            ));
+        }
+        Ok(cfg)
+    }
+
+    fn timers(&self) -> Timers {
+        Timers {
+            tw: Duration::from_secs(self.tw),
+            tc: Duration::from_secs(1),
+            ..Timers::default()
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(cli))
+}
+
+fn install_metrics(
+    common: &Common,
+) -> anyhow::Result<Option<diameter_node::metrics::MetricsHandle>> {
+    match common.metrics {
+        Some(addr) => Ok(Some(
+            diameter_node::metrics::install(addr).context("starting the metrics endpoint")?,
+        )),
+        None => Ok(None),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Echo { listen, common } => {
+            let _metrics = install_metrics(&common)?;
+            let mut cfg = common.config("echo.bench")?;
+            cfg.local.applications.push(Application::relay());
+            cfg.local.unknown_peer = UnknownPeerPolicy::Accept;
+            cfg.listen.push(listen.into());
+            let node = Node::start(cfg).await?;
+            node.register(
+                RELAY_APPLICATION_ID,
+                handler_fn(|req| async move {
+                    let mut a = MessageBuilder::answer_to(&req.msg, req.node.identity());
+                    a.result_code(ResultCode::DIAMETER_SUCCESS);
+                    a
+                }),
+            );
+            eprintln!(
+                "echo: {} listening on {}",
+                node.identity().host,
+                node.listen_addrs()[0]
+            );
+            serve_until_signal(node).await
+        }
+        Command::Relay {
+            listen,
+            to,
+            to_host,
+            common,
+        } => {
+            let _metrics = install_metrics(&common)?;
+            let mut cfg = common.config("relay.bench")?;
+            cfg.local.applications.push(Application::relay());
+            cfg.local.unknown_peer = UnknownPeerPolicy::Accept;
+            cfg.agent = true;
+            cfg.listen.push(listen.into());
+            let mut peer = PeerSpec::connect_tcp(to_host.clone(), to);
+            peer.timers = common.timers();
+            cfg.peers.push(peer);
+            cfg.routes.push(default_route(&to_host));
+            let node = Node::start(cfg).await?;
+            eprintln!(
+                "relay: {} listening on {}, relaying to {to_host} at {to}",
+                node.identity().host,
+                node.listen_addrs()[0]
+            );
+            serve_until_signal(node).await
+        }
+        Command::Load {
+            to,
+            to_host,
+            in_flight,
+            duration,
+            warmup,
+            server_pids,
+            json,
+            common,
+        } => {
+            let _metrics = install_metrics(&common)?;
+            let mut cfg = common.config("load.bench")?;
+            cfg.local.applications.push(Application::auth(4));
+            let mut peer = PeerSpec::connect_tcp(to_host.clone(), to);
+            peer.timers = common.timers();
+            cfg.peers.push(peer);
+            cfg.routes.push(default_route(&to_host));
+            let node = Node::start(cfg).await?;
+            if !node.wait_peer(&to_host, Duration::from_secs(10)).await {
+                bail!("no capabilities exchange with {to_host} at {to} within 10 s");
+            }
+            let report = load(
+                &node,
+                in_flight.max(1),
+                Duration::from_secs_f64(warmup),
+                Duration::from_secs_f64(duration),
+                &server_pids,
+            )
+            .await;
+            node.shutdown(Duration::from_secs(2)).await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_report(&report);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn default_route(host: &str) -> Route {
+    Route {
+        realm: "*".into(),
+        application: None,
+        action: RouteAction::Relay,
+        peers: vec![RoutePeer {
+            host: host.to_string(),
+            priority: 0,
+            weight: 1,
+        }],
+        redirect_usage: RedirectUsage::DontCache,
+        redirect_cache_time: Duration::ZERO,
+    }
+}
+
+async fn serve_until_signal(node: Node) -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    node.shutdown(Duration::from_secs(2)).await;
+    Ok(())
+}
+
+/// CPU time of a process, all its threads, in nanoseconds (from /proc/PID/task/*/schedstat).
+fn cpu_ns(pid: &str) -> Option<u64> {
+    let mut total = 0u64;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let p = t.ok()?.path().join("schedstat");
+        let s = std::fs::read_to_string(p).unwrap_or_default();
+        total += s
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(total)
+}
+
+fn request(i: u64) -> MessageBuilder {
+    let mut b = MessageBuilder::request(dcca::CMD_CREDIT_CONTROL, 4, true);
+    b.push(base::SESSION_ID.with(format!("load.bench;{};1", i / 16)));
+    b.push(base::ORIGIN_HOST.with("load.bench"));
+    b.push(base::ORIGIN_REALM.with("bench"));
+    b.push(base::DESTINATION_REALM.with("bench"));
+    b.push(base::AUTH_APPLICATION_ID.with(4u32));
+    b.push(dcca::SERVICE_CONTEXT_ID.with("32251@3gpp.org"));
+    b.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType::UPDATE_REQUEST));
+    b.push(dcca::CC_REQUEST_NUMBER.with((i % 16) as u32));
+    b.push(dcca::MULTIPLE_SERVICES_CREDIT_CONTROL.with(vec![
+        dcca::RATING_GROUP.with(100u32),
+        dcca::REQUESTED_SERVICE_UNIT.with(vec![dcca::CC_TOTAL_OCTETS.with(1_000_000u64)]),
+        dcca::USED_SERVICE_UNIT.with(vec![
+            dcca::CC_TOTAL_OCTETS.with(123_456u64),
+            dcca::CC_TIME.with(30u32),
+        ]),
+    ]));
+    b
+}
+
+#[derive(serde::Serialize)]
+struct Report {
+    in_flight: usize,
+    duration_s: f64,
+    answers: u64,
+    errors: u64,
+    non_success: u64,
+    tps: f64,
+    latency_us: Percentiles,
+    client_cpu_us_per_txn: Option<f64>,
+    server_cpu_us_per_txn: Vec<(u32, Option<f64>)>,
+}
+
+#[derive(serde::Serialize)]
+struct Percentiles {
+    p50: u64,
+    p90: u64,
+    p99: u64,
+    p999: u64,
+    max: u64,
+}
+
+async fn load(
+    node: &Node,
+    in_flight: usize,
+    warmup: Duration,
+    duration: Duration,
+    servers: &[u32],
+) -> Report {
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + duration;
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..in_flight {
+        let node = node.clone();
+        let counter = counter.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut h =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let (mut ok, mut err, mut bad) = (0u64, 0u64, 0u64);
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                let r = node.request(request(i)).await;
+                let t1 = Instant::now();
+                if t0 < measure_from {
+                    continue;
+                }
+                match r {
+                    Ok(a) => {
+                        ok += 1;
+                        if a.get(base::RESULT_CODE).and_then(Result::ok) != Some(2001) {
+                            bad += 1;
+                        }
+                        let _ = h.record((t1 - t0).as_micros().max(1) as u64);
+                    }
+                    Err(_) => err += 1,
+                }
+            }
+            (h, ok, err, bad)
+        }));
+    }
+    // CPU is sampled over the measured window only.
+    tokio::time::sleep_until(measure_from.into()).await;
+    let self_pid = std::process::id().to_string();
+    let cpu0 = cpu_ns(&self_pid);
+    let srv0: Vec<Option<u64>> = servers.iter().map(|p| cpu_ns(&p.to_string())).collect();
+    let t0 = Instant::now();
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let (mut answers, mut errors, mut non_success) = (0, 0, 0);
+    let mut first_done: Option<Instant> = None;
+    for t in tasks {
+        if let Ok((h, ok, err, bad)) = t.await {
+            first_done.get_or_insert_with(Instant::now);
+            let _ = hist.add(&h);
+            answers += ok;
+            errors += err;
+            non_success += bad;
+        }
+    }
+    let elapsed = first_done
+        .unwrap_or_else(Instant::now)
+        .saturating_duration_since(t0)
+        .max(Duration::from_millis(1));
+    let cpu1 = cpu_ns(&self_pid);
+    let srv1: Vec<Option<u64>> = servers.iter().map(|p| cpu_ns(&p.to_string())).collect();
+    let txns = answers.max(1) as f64;
+    let per = |a: Option<u64>, b: Option<u64>| Some((b? - a?) as f64 / 1000.0 / txns);
+    Report {
+        in_flight,
+        duration_s: elapsed.as_secs_f64(),
+        answers,
+        errors,
+        non_success,
+        tps: answers as f64 / elapsed.as_secs_f64(),
+        latency_us: Percentiles {
+            p50: hist.value_at_quantile(0.5),
+            p90: hist.value_at_quantile(0.9),
+            p99: hist.value_at_quantile(0.99),
+            p999: hist.value_at_quantile(0.999),
+            max: hist.max(),
+        },
+        client_cpu_us_per_txn: per(cpu0, cpu1),
+        server_cpu_us_per_txn: servers
+            .iter()
+            .zip(srv0.into_iter().zip(srv1))
+            .map(|(p, (a, b))| (*p, per(a, b)))
+            .collect(),
+    }
+}
+
+fn print_report(r: &Report) {
+    println!(
+        "in-flight {}  duration {:.2} s  answers {}  errors {}  non-2001 {}",
+        r.in_flight, r.duration_s, r.answers, r.errors, r.non_success
+    );
+    println!("TPS {:.0}", r.tps);
+    let l = &r.latency_us;
+    println!(
+        "latency µs  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+        l.p50, l.p90, l.p99, l.p999, l.max
+    );
+    if let Some(c) = r.client_cpu_us_per_txn {
+        println!("client CPU µs/txn {c:.2}");
+    }
+    for (pid, c) in &r.server_cpu_us_per_txn {
+        match c {
+            Some(c) => println!("server pid {pid} CPU µs/txn {c:.2}"),
+            None => println!("server pid {pid}: CPU time unavailable"),
+        }
+    }
+}
