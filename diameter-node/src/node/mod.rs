@@ -452,6 +452,35 @@ impl Node {
         let session = find(base::SESSION_ID.code());
         let user = find(base::USER_NAME.code());
         let deadline = Instant::now() + timeout;
+        crate::metrics::record_request(
+            crate::metrics::Direction::Sent,
+            req.application_id,
+            req.command_code,
+        );
+        let span = tracing::debug_span!(
+            "send",
+            session = session.as_deref().unwrap_or(""),
+            command = req.command_code,
+            application = req.application_id,
+            e2e = req.end_to_end,
+        );
+        let routed = self.route_and_wait(
+            req,
+            deadline,
+            timeout,
+            [dest_host, dest_realm, session, user],
+        );
+        tracing::Instrument::instrument(routed, span).await
+    }
+
+    async fn route_and_wait(
+        &self,
+        mut req: MessageBuilder,
+        deadline: Instant,
+        timeout: Duration,
+        [dest_host, dest_realm, session, user]: [Option<String>; 4],
+    ) -> Result<Message, RequestError> {
+        let s = &self.shared;
         let mut tried: Vec<String> = Vec::new();
         let mut target: Option<String> = None;
         for _ in 0..4 {
@@ -918,6 +947,20 @@ impl Shared {
             session_id: msg.session_id(),
             user_name: msg.get(base::USER_NAME).and_then(Result::ok),
         };
+        // bad-inputs 40: a request without Route-Record was originated by the peer itself,
+        // so its Origin-Host must be the identity the peer proved in CER (and, over TLS,
+        // with its certificate). Anything else is spoofing or a relay that dropped its
+        // Route-Record: refused with 5003 DIAMETER_AUTHORIZATION_REJECTED (our choice; the
+        // RFC names no code) and logged.
+        if msg.find(base::ROUTE_RECORD.key()).is_none() && !origin.eq_ignore_ascii_case(peer) {
+            tracing::warn!(peer, origin_host = %origin, "direct request with a foreign Origin-Host refused");
+            return self.answer_error(
+                peer,
+                &msg,
+                ResultCode::DIAMETER_AUTHORIZATION_REJECTED,
+                false,
+            );
+        }
         // RFC 6733 §6.1.3: a request that already went through us is looped.
         if self.cfg.agent
             && self.router.is_loop(
@@ -1094,8 +1137,17 @@ impl Shared {
             peer: peer.to_string(),
             node,
         };
+        // One span per request, carrying what an operator greps for.
+        let span = tracing::debug_span!(
+            "request",
+            session = msg.session_id().unwrap_or(""),
+            peer,
+            command = h.command_code,
+            application = h.application_id,
+            hbh = h.hop_by_hop,
+        );
         let peer = peer.to_string();
-        tokio::spawn(async move {
+        let fut = async move {
             let mut answer = handler.handle(req).await;
             answer.hop_by_hop = h.hop_by_hop;
             answer.end_to_end = h.end_to_end;
@@ -1109,7 +1161,8 @@ impl Shared {
             }
             drop(permit);
             shared.finish_local(&peer, &key, answer.to_bytes());
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(fut, span));
     }
 
     fn finish_local(&self, peer: &str, key: &DupKey, answer: Bytes) {
