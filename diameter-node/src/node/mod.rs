@@ -718,12 +718,11 @@ impl Shared {
                 AvpValue::Bytes(b) => Some(b.clone()),
                 _ => None,
             });
+        // Origin-Host is ours, so no Error-Reporting-Host (RFC 6733 §7.3: only when the
+        // reporter differs from the Origin-Host).
         let mut b = MessageBuilder::answer_to_header(&h, session, &self.identity);
-        let mut report = ErrorReport::new(rc);
-        report.reporting_host = Some(self.identity.host.clone());
         b.flags = b.flags.with(CommandFlags::ERROR, rc.is_protocol_error());
         b.result_code(rc);
-        b.push(base::ERROR_REPORTING_HOST.with(self.identity.host.clone()));
         let answer = b.build().unwrap_or_else(|_| {
             Message::from_bytes(
                 MessageBuilder::answer_to_header(&h, None, &self.identity).to_bytes(),
@@ -793,8 +792,7 @@ impl Shared {
             },
         )
         .ok()?;
-        let mut report = ErrorReport::new(rc);
-        report.reporting_host = Some(self.identity.host.clone());
+        let report = ErrorReport::new(rc);
         MessageBuilder::error_answer(&msg, &self.identity, &report)
             .build()
             .ok()
@@ -808,10 +806,7 @@ impl Shared {
             }
             Reply::Relay { peer, hop_by_hop } => {
                 if let Ok(answer) = outcome {
-                    let bytes = with_hop_by_hop(answer.as_bytes(), hop_by_hop);
-                    if let Some(h) = self.peer(&peer) {
-                        let _ = h.cmd.try_send(PeerCmd::Send(bytes));
-                    }
+                    self.send_answer(&peer, with_hop_by_hop(answer.as_bytes(), hop_by_hop));
                 }
             }
         }
@@ -954,12 +949,7 @@ impl Shared {
         // RFC names no code) and logged.
         if msg.find(base::ROUTE_RECORD.key()).is_none() && !origin.eq_ignore_ascii_case(peer) {
             tracing::warn!(peer, origin_host = %origin, "direct request with a foreign Origin-Host refused");
-            return self.answer_error(
-                peer,
-                &msg,
-                ResultCode::DIAMETER_AUTHORIZATION_REJECTED,
-                false,
-            );
+            return self.answer_error(peer, &msg, ResultCode::DIAMETER_AUTHORIZATION_REJECTED);
         }
         // RFC 6733 §6.1.3: a request that already went through us is looped.
         if self.cfg.agent
@@ -968,7 +958,7 @@ impl Shared {
                     .filter_map(|a| std::str::from_utf8(a.data).ok()),
             )
         {
-            return self.answer_error(peer, &msg, ResultCode::DIAMETER_LOOP_DETECTED, true);
+            return self.answer_error(peer, &msg, ResultCode::DIAMETER_LOOP_DETECTED);
         }
         let decision = if self.cfg.agent {
             self.decide(&info)
@@ -1026,7 +1016,7 @@ impl Shared {
                 b.copy_proxy_info(&msg);
                 self.send_answer(peer, b.to_bytes());
             }
-            Decision::Error(rc) => self.answer_error(peer, &msg, rc, true),
+            Decision::Error(rc) => self.answer_error(peer, &msg, rc),
         }
     }
 
@@ -1042,11 +1032,8 @@ impl Shared {
         }
     }
 
-    fn answer_error(&self, peer: &str, msg: &Message, rc: ResultCode, reporting: bool) {
-        let mut report = ErrorReport::new(rc);
-        if reporting {
-            report.reporting_host = None;
-        }
+    fn answer_error(&self, peer: &str, msg: &Message, rc: ResultCode) {
+        let report = ErrorReport::new(rc);
         let b = MessageBuilder::error_answer(msg, &self.identity, &report);
         crate::metrics::record_answer(
             crate::metrics::Direction::Sent,
