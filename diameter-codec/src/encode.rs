@@ -149,11 +149,7 @@ impl OwnedAvp {
             AvpValue::U64(v) => out.put_u64(*v),
             AvpValue::F32(v) => out.put_f32(*v),
             AvpValue::F64(v) => out.put_f64(*v),
-            AvpValue::Address(ip) => {
-                let mut tmp = Vec::with_capacity(18);
-                encode_ip(*ip, &mut tmp);
-                out.put_slice(&tmp);
-            }
+            AvpValue::Address(ip) => encode_ip(*ip, out),
             AvpValue::Grouped(children) => children.iter().for_each(|c| c.encode(out)),
             // Written whole above, header included.
             AvpValue::Verbatim(_) => {}

@@ -83,15 +83,15 @@ impl fmt::Display for Address<'_> {
 }
 
 /// Encodes an IP address as an Address payload.
-pub fn encode_ip(ip: IpAddr, out: &mut Vec<u8>) {
+pub fn encode_ip(ip: IpAddr, out: &mut impl bytes::BufMut) {
     match ip {
         IpAddr::V4(a) => {
-            out.extend_from_slice(&family::IPV4.to_be_bytes());
-            out.extend_from_slice(&a.octets());
+            out.put_u16(family::IPV4);
+            out.put_slice(&a.octets());
         }
         IpAddr::V6(a) => {
-            out.extend_from_slice(&family::IPV6.to_be_bytes());
-            out.extend_from_slice(&a.octets());
+            out.put_u16(family::IPV6);
+            out.put_slice(&a.octets());
         }
     }
 }
