@@ -1,1 +1,203 @@
-fn main() {}
+//! Codec benchmarks: decode, decode+validate and encode of a Gy CCR-U with three MSCC, a Gx
+//! CCA installing five PCC rules, and a CER, read from the golden vectors in `tests/vectors/`.
+//!
+//! `cargo bench -p diameter-codec --bench codec` (figures and the comparison with
+//! freeDiameter and the `diameter` crate: BENCHMARKS.md at the workspace root). Before the
+//! criterion groups the binary counts heap allocations per message with a counting global
+//! allocator and asserts that decode+validate of every vector and encode into a reused
+//! buffer of the CCR-U allocate nothing.
+
+use bytes::{Bytes, BytesMut};
+use criterion::{BenchmarkId, Criterion, Throughput, black_box};
+use diameter_codec::{
+    AvpIter, AvpValue, DataType, Dictionary, Limits, Message, MessageBuilder, OwnedAvp,
+    ValidateOptions, Validator,
+};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use std::alloc::System;
+use std::time::Duration;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// The benchmark messages: (group name, golden vector). The vectors are hex text; whitespace
+/// and comments (`#` or `//` to the end of the line) are ignored.
+const VECTORS: [(&str, &str); 3] = [
+    (
+        "gy_ccr_u_3mscc",
+        include_str!("../tests/vectors/gy_ccr_u.hex"),
+    ),
+    (
+        "gx_cca_5_rules",
+        include_str!("../tests/vectors/gx_cca_5_rules.hex"),
+    ),
+    ("cer", include_str!("../tests/vectors/cer.hex")),
+];
+
+struct Vector {
+    name: &'static str,
+    bytes: Bytes,
+}
+
+fn parse_hex(text: &str) -> Vec<u8> {
+    let mut digits = String::with_capacity(text.len());
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or_default();
+        let line = line.split("//").next().unwrap_or_default();
+        digits.extend(line.chars().filter(|c| !c.is_whitespace()));
+    }
+    hex::decode(digits).expect("vector is hex")
+}
+
+fn vectors() -> Vec<Vector> {
+    VECTORS
+        .iter()
+        .map(|&(name, text)| Vector {
+            name,
+            bytes: Bytes::from(parse_hex(text)),
+        })
+        .collect()
+}
+
+/// A received message as the owned tree an application would build to send it: Grouped AVPs
+/// (per the dictionary) become trees, integers and times typed values, everything else raw
+/// bytes (zero-copy slices of `msg`).
+fn owned_tree(msg: &Message, dict: &Dictionary) -> MessageBuilder {
+    fn seq(msg: &Message, dict: &Dictionary, avps: AvpIter<'_>) -> Vec<OwnedAvp> {
+        avps.flatten()
+            .map(|a| {
+                let d = a.data;
+                let be4 = || [d[0], d[1], d[2], d[3]];
+                let be8 = || [d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]];
+                let value = match dict.avp(a.key()).map(|def| def.data_type) {
+                    Some(DataType::Grouped) => AvpValue::Grouped(seq(msg, dict, a.children())),
+                    Some(DataType::Integer32 | DataType::Enumerated) if d.len() == 4 => {
+                        AvpValue::I32(i32::from_be_bytes(be4()))
+                    }
+                    Some(DataType::Unsigned32 | DataType::Time) if d.len() == 4 => {
+                        AvpValue::U32(u32::from_be_bytes(be4()))
+                    }
+                    Some(DataType::Integer64) if d.len() == 8 => {
+                        AvpValue::I64(i64::from_be_bytes(be8()))
+                    }
+                    Some(DataType::Unsigned64) if d.len() == 8 => {
+                        AvpValue::U64(u64::from_be_bytes(be8()))
+                    }
+                    _ => AvpValue::Bytes(msg.slice(d)),
+                };
+                OwnedAvp::new(a.code, a.vendor, a.flags.0, value)
+            })
+            .collect()
+    }
+    let h = msg.header();
+    let mut b = MessageBuilder::request(h.command_code, h.application_id, false)
+        .ids(h.hop_by_hop, h.end_to_end);
+    b.flags = h.flags;
+    b.avps = seq(msg, dict, msg.avps());
+    b
+}
+
+fn decode(bytes: &Bytes) -> Message {
+    Message::decode(bytes.clone(), &Limits::DEFAULT).expect("vector decodes")
+}
+
+fn decode_validate(bytes: &Bytes, v: &Validator<'_>) -> bool {
+    v.validate(&decode(bytes)).is_ok()
+}
+
+/// Heap allocations (and reallocations) per call of `f`, averaged over `n` calls.
+fn allocations_per_call(n: u32, mut f: impl FnMut()) -> (f64, f64) {
+    let region = Region::new(GLOBAL);
+    for _ in 0..n {
+        f();
+    }
+    let s = region.change();
+    (
+        (s.allocations + s.reallocations) as f64 / f64::from(n),
+        s.bytes_allocated as f64 / f64::from(n),
+    )
+}
+
+/// Prints allocations per message for decode+validate and encode, and asserts zero for
+/// decode+validate of every vector and for encoding the CCR-U into a reused buffer.
+fn check_allocations(vectors: &[Vector], builders: &[MessageBuilder], v: &Validator<'_>) {
+    for (vec, builder) in vectors.iter().zip(builders) {
+        let (dv, dv_bytes) = allocations_per_call(1000, || {
+            black_box(decode_validate(black_box(&vec.bytes), v));
+        });
+        let mut buf = BytesMut::with_capacity(builder.encoded_len());
+        let (enc, enc_bytes) = allocations_per_call(1000, || {
+            buf.clear();
+            builder.encode(black_box(&mut buf));
+        });
+        println!(
+            "{}: decode+validate {dv} allocations ({dv_bytes} bytes) per message; encode into a reused buffer {enc} allocations ({enc_bytes} bytes) per message",
+            vec.name
+        );
+        assert_eq!(dv, 0.0, "{}: decode+validate allocates", vec.name);
+        if vec.name == "gy_ccr_u_3mscc" {
+            assert_eq!(
+                enc, 0.0,
+                "{}: encode into a reused buffer allocates",
+                vec.name
+            );
+        }
+    }
+    println!("0 allocations per message for the CCR-U decode+validate");
+}
+
+fn main() {
+    let dict = Dictionary::embedded();
+    let validator = Validator::new(dict, ValidateOptions::default());
+    let vectors = vectors();
+    let builders: Vec<MessageBuilder> = vectors
+        .iter()
+        .map(|vec| {
+            let msg = decode(&vec.bytes);
+            if let Err(e) = validator.validate(&msg) {
+                panic!("{}: vector does not validate: {e:?}", vec.name);
+            }
+            let builder = owned_tree(&msg, dict);
+            let mut out = BytesMut::new();
+            builder.encode(&mut out);
+            assert_eq!(
+                &out[..],
+                &vec.bytes[..],
+                "{}: encode does not reproduce the vector",
+                vec.name
+            );
+            assert_eq!(builder.encoded_len(), vec.bytes.len());
+            builder
+        })
+        .collect();
+    check_allocations(&vectors, &builders, &validator);
+
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .configure_from_args();
+    for (vec, builder) in vectors.iter().zip(&builders) {
+        let mut g = c.benchmark_group(format!("codec/{}", vec.name));
+        g.throughput(Throughput::Bytes(vec.bytes.len() as u64));
+        g.bench_function(BenchmarkId::from_parameter("decode"), |b| {
+            b.iter(|| decode(black_box(&vec.bytes)))
+        });
+        g.bench_function(BenchmarkId::from_parameter("decode+validate"), |b| {
+            b.iter(|| decode_validate(black_box(&vec.bytes), &validator));
+        });
+        let msg = decode(&vec.bytes);
+        g.bench_function(BenchmarkId::from_parameter("validate"), |b| {
+            b.iter(|| validator.validate(black_box(&msg)).is_ok())
+        });
+        let mut buf = BytesMut::with_capacity(builder.encoded_len());
+        g.bench_function(BenchmarkId::from_parameter("encode"), |b| {
+            b.iter(|| {
+                buf.clear();
+                black_box(builder).encode(&mut buf);
+                black_box(buf.len())
+            });
+        });
+        g.finish();
+    }
+    c.final_summary();
+}
