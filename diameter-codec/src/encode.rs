@@ -124,20 +124,21 @@ impl OwnedAvp {
         (self.avp_length() + 3) & !3
     }
 
-    /// Writes the AVP, padded to 4 bytes. `out` must have room (see [`Self::encoded_len`]).
+    /// Writes the AVP, padded to 4 bytes, in one pass: the AVP Length is patched in once
+    /// the payload is written, so nested groups are never measured twice.
     pub fn encode(&self, out: &mut BytesMut) {
         if let AvpValue::Verbatim(b) = &self.value {
             out.put_slice(b);
-            out.put_bytes(0, self.encoded_len() - b.len());
+            pad(out, b.len());
             return;
         }
-        let len = self.avp_length();
+        let start = out.len();
         out.put_u32(self.code);
         let mut flags = self.flags.0 & !AvpFlags::VENDOR;
         if self.has_vendor_field() {
             flags |= AvpFlags::VENDOR;
         }
-        out.put_u32((u32::from(flags) << 24) | len as u32);
+        out.put_u32(u32::from(flags) << 24);
         if self.has_vendor_field() {
             out.put_u32(self.vendor);
         }
@@ -154,7 +155,10 @@ impl OwnedAvp {
             // Written whole above, header included.
             AvpValue::Verbatim(_) => {}
         }
-        out.put_bytes(0, self.encoded_len() - len);
+        // RFC 6733 §4.1: AVP Length counts header and data, not the padding.
+        let len = out.len() - start;
+        out[start + 5..start + 8].copy_from_slice(&(len as u32).to_be_bytes()[1..]);
+        pad(out, len);
     }
 
     /// The children of a Grouped value.
@@ -210,6 +214,12 @@ const FAILED_AVP: u32 = 279;
 const ERROR_MESSAGE: u32 = 281;
 const ERROR_REPORTING_HOST: u32 = 294;
 const PROXY_INFO: u32 = 284;
+
+/// Zero padding up to the next multiple of 4.
+fn pad(out: &mut BytesMut, len: usize) {
+    let n = (4 - len % 4) % 4;
+    out.put_slice(&[0u8; 3][..n]);
+}
 
 fn text(code: u32, flags: u8, s: &str) -> OwnedAvp {
     OwnedAvp::new(
@@ -379,13 +389,13 @@ impl MessageBuilder {
         HEADER_LEN + self.avps.iter().map(OwnedAvp::encoded_len).sum::<usize>()
     }
 
-    /// Encodes into `out`, reserving exactly the space needed once.
+    /// Encodes into `out` in one pass (lengths are patched in as each group and the
+    /// message complete). With a reused buffer nothing is allocated.
     pub fn encode(&self, out: &mut BytesMut) {
-        let len = self.encoded_len();
-        out.reserve(len);
+        let start = out.len();
         let h = Header {
             version: 1,
-            length: len as u32,
+            length: 0,
             flags: self.flags,
             command_code: self.command_code,
             application_id: self.application_id,
@@ -398,9 +408,11 @@ impl MessageBuilder {
         for a in &self.avps {
             a.encode(out);
         }
+        let len = out.len() - start;
+        out[start + 1..start + 4].copy_from_slice(&(len as u32).to_be_bytes()[1..]);
     }
 
-    /// Encodes into a new buffer.
+    /// Encodes into a new buffer, sized first so it is allocated exactly once.
     pub fn to_bytes(&self) -> Bytes {
         let mut out = BytesMut::with_capacity(self.encoded_len());
         self.encode(&mut out);

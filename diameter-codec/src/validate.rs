@@ -201,7 +201,19 @@ impl<'d> Validator<'d> {
             &cmd.answer
         };
         let mut count = 0;
-        self.check_seq(msg.avps(), grammar, 1, None, &mut count, h.is_request())
+        // Occurrence counters for every grammar on the path from the message to the AVP
+        // being checked, on the stack: each level takes the slice it needs and zeroes only
+        // that, so nothing is allocated for any grammar we ship.
+        let mut scratch = [0u16; 384];
+        self.check_seq(
+            msg.avps(),
+            grammar,
+            1,
+            None,
+            &mut count,
+            h.is_request(),
+            &mut scratch,
+        )
     }
 
     fn check_seq(
@@ -212,17 +224,20 @@ impl<'d> Validator<'d> {
         path: Option<&Path<'_>>,
         count: &mut usize,
         request: bool,
+        scratch: &mut [u16],
     ) -> Result<(), ErrorReport> {
         let dict = self.dict;
-        // Occurrence counts per grammar rule, on the stack for every grammar we ship (the
-        // largest, Gx CCR, has about 70 rules); saturating, so no count can overflow.
-        let mut small = [0u16; 128];
+        // Occurrence counts per grammar rule (saturating, so none can overflow); from the
+        // caller's scratch space, or the heap for the rare grammar that does not fit.
+        let n = grammar.rules.len();
         let mut big = Vec::new();
-        let counts: &mut [u16] = if grammar.rules.len() <= small.len() {
-            &mut small[..grammar.rules.len()]
+        let (counts, rest): (&mut [u16], &mut [u16]) = if n <= scratch.len() {
+            let (c, r) = scratch.split_at_mut(n);
+            c.fill(0);
+            (c, r)
         } else {
-            big.resize(grammar.rules.len(), 0);
-            &mut big
+            big.resize(n, 0);
+            (&mut big, scratch)
         };
         let all = avps.clone();
         for (pos, avp) in avps.enumerate() {
@@ -259,7 +274,12 @@ impl<'d> Validator<'d> {
                     },
                 );
             }
-            let Some(def) = dict.avp(key) else {
+            // One hash probe: a grammar rule already names its AVP's index.
+            let idx = match rule {
+                Some(i) => Some(grammar.rules[i].avp),
+                None => dict.avp_index(key),
+            };
+            let Some(idx) = idx else {
                 // RFC 6733 §4.1: "If an AVP with the 'M' bit set is received by a Diameter
                 // client, server, proxy, or translation agent and either the AVP or its
                 // value is unrecognized, the message MUST be rejected." Unknown AVPs with M
@@ -276,7 +296,8 @@ impl<'d> Validator<'d> {
             };
             // RFC 6733 §7.1.3 DIAMETER_INVALID_AVP_BITS: "flag bits … inconsistent with the
             // AVP's definition". The P bit and reserved bits are not checked (§4.1).
-            if !def.m.allows(avp.flags.mandatory()) || !def.v.allows(avp.flags.vendor()) {
+            let chk = dict.check_at(idx);
+            if !chk.m.allows(avp.flags.mandatory()) || !chk.v.allows(avp.flags.vendor()) {
                 return Err(report(
                     ResultCode::DIAMETER_INVALID_AVP_BITS,
                     path,
@@ -290,7 +311,7 @@ impl<'d> Validator<'d> {
                 // nesting of Failed-AVP in Failed-AVP (bad-inputs 14), judge nothing else
                 // inside (RFC 6733 §7.5).
                 self.walk_failed(&avp, depth, path, count, request)?;
-            } else if def.data_type == DataType::Grouped {
+            } else if chk.data_type == DataType::Grouped {
                 if depth >= self.opts.limits.max_depth {
                     return Err(report(
                         ResultCode::DIAMETER_UNABLE_TO_COMPLY,
@@ -305,10 +326,18 @@ impl<'d> Validator<'d> {
                     flags: avp.flags,
                     vendor: avp.vendor,
                 };
-                let g = def.grammar.as_ref().unwrap_or(&ANY);
-                self.check_seq(avp.children(), g, depth + 1, Some(&here), count, request)?;
+                let g = dict.avp_at(idx).grammar.as_ref().unwrap_or(&ANY);
+                self.check_seq(
+                    avp.children(),
+                    g,
+                    depth + 1,
+                    Some(&here),
+                    count,
+                    request,
+                    rest,
+                )?;
             } else {
-                if let Err(e) = def
+                if let Err(e) = chk
                     .data_type
                     .check(avp.data)
                     .and_then(|()| check_specific(key, avp.data))
@@ -320,10 +349,10 @@ impl<'d> Validator<'d> {
                         "invalid AVP value",
                     ));
                 }
-                if def.data_type == DataType::Enumerated && !def.open && !def.values.is_empty() {
+                if chk.closed_enum {
                     let v =
                         i32::from_be_bytes([avp.data[0], avp.data[1], avp.data[2], avp.data[3]]);
-                    if def.value_name(v).is_none() {
+                    if dict.avp_at(idx).value_name(v).is_none() {
                         return Err(report(
                             ResultCode::DIAMETER_INVALID_AVP_VALUE,
                             path,
@@ -358,7 +387,8 @@ impl<'d> Validator<'d> {
                 None => {}
             }
         }
-        for (i, r) in grammar.rules.iter().enumerate() {
+        for &i in &grammar.required {
+            let (i, r) = (usize::from(i), &grammar.rules[usize::from(i)]);
             if u32::from(counts[i]) < r.min {
                 let def = dict.avp_at(r.avp);
                 let msg = if r.kind == RuleKind::Fixed {

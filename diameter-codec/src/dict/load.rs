@@ -377,6 +377,16 @@ impl DictionaryBuilder {
             d.commands[i].request = request;
             d.commands[i].answer = answer;
         }
+        d.checks = d
+            .avps
+            .iter()
+            .map(|a| super::AvpCheck {
+                data_type: a.data_type,
+                m: a.m,
+                v: a.v,
+                closed_enum: a.data_type == DataType::Enumerated && !a.open && !a.values.is_empty(),
+            })
+            .collect();
         Ok(d)
     }
 }
@@ -411,6 +421,9 @@ fn resolve(d: &Dictionary, items: &[String]) -> Result<Grammar, String> {
         }
         if g.index.insert(key.packed(), g.rules.len() as u16).is_some() {
             return Err(format!("{name} listed twice"));
+        }
+        if min > 0 {
+            g.required.push(g.rules.len() as u16);
         }
         g.rules.push(Rule {
             key,

@@ -122,6 +122,20 @@ impl AvpDef {
     }
 }
 
+/// What validation reads of an AVP on its hot path, packed small so that checking an AVP
+/// touches a few bytes instead of the whole definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AvpCheck {
+    /// Data type.
+    pub data_type: DataType,
+    /// M-bit rule.
+    pub m: FlagRule,
+    /// V-bit rule.
+    pub v: FlagRule,
+    /// Enumerated with a closed list of values.
+    pub closed_enum: bool,
+}
+
 /// A resolved grammar rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rule {
@@ -146,6 +160,8 @@ pub struct Grammar {
     pub fixed: usize,
     /// `*[AVP]`: other AVPs are allowed.
     pub any: bool,
+    /// Indices of the rules with a minimum (fixed and required ones), checked after a walk.
+    pub required: Vec<u16>,
     index: FxHashMap<u64, u16>,
 }
 
@@ -156,6 +172,7 @@ impl Grammar {
             rules: Vec::new(),
             fixed: 0,
             any: true,
+            required: Vec::new(),
             index: FxHashMap::with_hasher(rustc_hash::FxBuildHasher),
         }
     }
@@ -200,6 +217,7 @@ pub struct Dictionary {
     avps: Vec<AvpDef>,
     commands: Vec<CommandDef>,
     avp_index: FxHashMap<u64, u32>,
+    checks: Vec<AvpCheck>,
     avp_names: FxHashMap<String, u32>,
     command_index: FxHashMap<u64, u32>,
     command_codes: FxHashMap<u32, u32>,
@@ -274,6 +292,18 @@ impl Dictionary {
         self.avp_index
             .get(&key.packed())
             .map(|&i| &self.avps[i as usize])
+    }
+
+    /// The index of the AVP with this key (as in [`Rule::avp`]).
+    #[inline]
+    pub fn avp_index(&self, key: AvpKey) -> Option<u32> {
+        self.avp_index.get(&key.packed()).copied()
+    }
+
+    /// The hot-path summary of the AVP at an index.
+    #[inline]
+    pub fn check_at(&self, i: u32) -> AvpCheck {
+        self.checks[i as usize]
     }
 
     /// The AVP with this name.
