@@ -139,6 +139,14 @@ pub(crate) fn length_error(
     )
 }
 
+/// What a walk over one message carries along.
+struct Walk {
+    /// AVPs seen so far, nested ones included.
+    count: usize,
+    /// Whether the message is a request.
+    request: bool,
+}
+
 /// A dictionary-driven validator.
 #[derive(Debug, Clone, Copy)]
 pub struct Validator<'d> {
@@ -200,20 +208,15 @@ impl<'d> Validator<'d> {
         } else {
             &cmd.answer
         };
-        let mut count = 0;
         // Occurrence counters for every grammar on the path from the message to the AVP
         // being checked, on the stack: each level takes the slice it needs and zeroes only
         // that, so nothing is allocated for any grammar we ship.
         let mut scratch = [0u16; 384];
-        self.check_seq(
-            msg.avps(),
-            grammar,
-            1,
-            None,
-            &mut count,
-            h.is_request(),
-            &mut scratch,
-        )
+        let mut walk = Walk {
+            count: 0,
+            request: h.is_request(),
+        };
+        self.check_seq(msg.avps(), grammar, 1, None, &mut walk, &mut scratch)
     }
 
     fn check_seq(
@@ -222,8 +225,7 @@ impl<'d> Validator<'d> {
         grammar: &Grammar,
         depth: usize,
         path: Option<&Path<'_>>,
-        count: &mut usize,
-        request: bool,
+        walk: &mut Walk,
         scratch: &mut [u16],
     ) -> Result<(), ErrorReport> {
         let dict = self.dict;
@@ -242,8 +244,8 @@ impl<'d> Validator<'d> {
         let all = avps.clone();
         for (pos, avp) in avps.enumerate() {
             let avp = avp.map_err(|e| length_error(dict, path, &e))?;
-            *count += 1;
-            if *count > self.opts.limits.max_avps {
+            walk.count += 1;
+            if walk.count > self.opts.limits.max_avps {
                 return Err(report(
                     ResultCode::DIAMETER_UNABLE_TO_COMPLY,
                     path,
@@ -310,7 +312,7 @@ impl<'d> Validator<'d> {
                 // examples, invalid values): frame and count its children and bound the
                 // nesting of Failed-AVP in Failed-AVP (bad-inputs 14), judge nothing else
                 // inside (RFC 6733 §7.5).
-                self.walk_failed(&avp, depth, path, count, request)?;
+                self.walk_failed(&avp, depth, path, walk)?;
             } else if chk.data_type == DataType::Grouped {
                 if depth >= self.opts.limits.max_depth {
                     return Err(report(
@@ -327,15 +329,7 @@ impl<'d> Validator<'d> {
                     vendor: avp.vendor,
                 };
                 let g = dict.avp_at(idx).grammar.as_ref().unwrap_or(&ANY);
-                self.check_seq(
-                    avp.children(),
-                    g,
-                    depth + 1,
-                    Some(&here),
-                    count,
-                    request,
-                    rest,
-                )?;
+                self.check_seq(avp.children(), g, depth + 1, Some(&here), walk, rest)?;
             } else {
                 if let Err(e) = chk
                     .data_type
@@ -417,11 +411,10 @@ impl Validator<'_> {
         avp: &AvpRef<'_>,
         depth: usize,
         path: Option<&Path<'_>>,
-        count: &mut usize,
-        request: bool,
+        walk: &mut Walk,
     ) -> Result<(), ErrorReport> {
         if depth >= self.opts.limits.max_depth {
-            if !request {
+            if !walk.request {
                 return Ok(());
             }
             return Err(report(
@@ -439,8 +432,8 @@ impl Validator<'_> {
         };
         for child in avp.children() {
             let child = child.map_err(|e| length_error(self.dict, Some(&here), &e))?;
-            *count += 1;
-            if *count > self.opts.limits.max_avps {
+            walk.count += 1;
+            if walk.count > self.opts.limits.max_avps {
                 return Err(report(
                     ResultCode::DIAMETER_UNABLE_TO_COMPLY,
                     Some(&here),
@@ -449,7 +442,7 @@ impl Validator<'_> {
                 ));
             }
             if child.key() == FAILED_AVP {
-                self.walk_failed(&child, depth + 1, Some(&here), count, request)?;
+                self.walk_failed(&child, depth + 1, Some(&here), walk)?;
             }
         }
         Ok(())
