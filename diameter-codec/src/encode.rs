@@ -6,7 +6,7 @@ use crate::header::{CommandFlags, HEADER_LEN, Header};
 use crate::message::Message;
 use crate::result_code::ResultCode;
 use crate::types::encode_ip;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use std::net::IpAddr;
 
 /// An AVP value ready to encode.
@@ -124,41 +124,58 @@ impl OwnedAvp {
         (self.avp_length() + 3) & !3
     }
 
-    /// Writes the AVP, padded to 4 bytes, in one pass: the AVP Length is patched in once
-    /// the payload is written, so nested groups are never measured twice.
+    /// Appends the AVP, padded to 4 bytes: sized first, then written once into space
+    /// reserved (and zeroed, which is the padding) for it.
     pub fn encode(&self, out: &mut BytesMut) {
+        let start = out.len();
+        out.resize(start + self.encoded_len(), 0);
+        self.write(&mut Cursor {
+            buf: &mut out[start..],
+            pos: 0,
+        });
+    }
+
+    /// Writes into zeroed space of exactly [`Self::encoded_len`] bytes. Group lengths are
+    /// patched in once their children are written, so nothing is measured twice.
+    fn write(&self, c: &mut Cursor<'_>) {
+        let start = c.pos;
         if let AvpValue::Verbatim(b) = &self.value {
-            out.put_slice(b);
-            pad(out, b.len());
+            c.put(b);
+            c.pos = start + self.encoded_len();
             return;
         }
-        let start = out.len();
-        out.put_u32(self.code);
+        c.put(&self.code.to_be_bytes());
         let mut flags = self.flags.0 & !AvpFlags::VENDOR;
         if self.has_vendor_field() {
             flags |= AvpFlags::VENDOR;
         }
-        out.put_u32(u32::from(flags) << 24);
+        c.put(&(u32::from(flags) << 24).to_be_bytes());
         if self.has_vendor_field() {
-            out.put_u32(self.vendor);
+            c.put(&self.vendor.to_be_bytes());
         }
         match &self.value {
-            AvpValue::Bytes(b) => out.put_slice(b),
-            AvpValue::I32(v) => out.put_i32(*v),
-            AvpValue::I64(v) => out.put_i64(*v),
-            AvpValue::U32(v) => out.put_u32(*v),
-            AvpValue::U64(v) => out.put_u64(*v),
-            AvpValue::F32(v) => out.put_f32(*v),
-            AvpValue::F64(v) => out.put_f64(*v),
-            AvpValue::Address(ip) => encode_ip(*ip, out),
-            AvpValue::Grouped(children) => children.iter().for_each(|c| c.encode(out)),
+            AvpValue::Bytes(b) => c.put(b),
+            AvpValue::I32(v) => c.put(&v.to_be_bytes()),
+            AvpValue::I64(v) => c.put(&v.to_be_bytes()),
+            AvpValue::U32(v) => c.put(&v.to_be_bytes()),
+            AvpValue::U64(v) => c.put(&v.to_be_bytes()),
+            AvpValue::F32(v) => c.put(&v.to_be_bytes()),
+            AvpValue::F64(v) => c.put(&v.to_be_bytes()),
+            AvpValue::Address(ip) => {
+                let mut tmp = [0u8; 18];
+                let mut w = &mut tmp[..];
+                encode_ip(*ip, &mut w);
+                let n = 18 - w.len();
+                c.put(&tmp[..n]);
+            }
+            AvpValue::Grouped(children) => children.iter().for_each(|ch| ch.write(c)),
             // Written whole above, header included.
             AvpValue::Verbatim(_) => {}
         }
-        // RFC 6733 §4.1: AVP Length counts header and data, not the padding.
-        let len = out.len() - start;
-        out[start + 5..start + 8].copy_from_slice(&(len as u32).to_be_bytes()[1..]);
-        pad(out, len);
+        // RFC 6733 §4.1: AVP Length counts header and data, not the padding (already zero).
+        let len = c.pos - start;
+        c.buf[start + 5..start + 8].copy_from_slice(&(len as u32).to_be_bytes()[1..]);
+        c.pos = start + ((len + 3) & !3);
     }
 
     /// The children of a Grouped value.
@@ -215,10 +232,18 @@ const ERROR_MESSAGE: u32 = 281;
 const ERROR_REPORTING_HOST: u32 = 294;
 const PROXY_INFO: u32 = 284;
 
-/// Zero padding up to the next multiple of 4.
-fn pad(out: &mut BytesMut, len: usize) {
-    let n = (4 - len % 4) % 4;
-    out.put_slice(&[0u8; 3][..n]);
+/// A write position in zeroed space sized beforehand.
+struct Cursor<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    #[inline]
+    fn put(&mut self, b: &[u8]) {
+        self.buf[self.pos..self.pos + b.len()].copy_from_slice(b);
+        self.pos += b.len();
+    }
 }
 
 fn text(code: u32, flags: u8, s: &str) -> OwnedAvp {
@@ -389,27 +414,33 @@ impl MessageBuilder {
         HEADER_LEN + self.avps.iter().map(OwnedAvp::encoded_len).sum::<usize>()
     }
 
-    /// Encodes into `out` in one pass (lengths are patched in as each group and the
-    /// message complete). With a reused buffer nothing is allocated.
+    /// Appends the encoded message to `out`: the size is computed first, the space
+    /// reserved once, and every byte written once. With a reused buffer nothing is
+    /// allocated.
     pub fn encode(&self, out: &mut BytesMut) {
+        let len = self.encoded_len();
         let start = out.len();
+        out.resize(start + len, 0);
         let h = Header {
             version: 1,
-            length: 0,
+            length: len as u32,
             flags: self.flags,
             command_code: self.command_code,
             application_id: self.application_id,
             hop_by_hop: self.hop_by_hop,
             end_to_end: self.end_to_end,
         };
+        let mut c = Cursor {
+            buf: &mut out[start..],
+            pos: 0,
+        };
         let mut hb = [0u8; HEADER_LEN];
         h.write(&mut hb);
-        out.put_slice(&hb);
+        c.put(&hb);
         for a in &self.avps {
-            a.encode(out);
+            a.write(&mut c);
         }
-        let len = out.len() - start;
-        out[start + 1..start + 4].copy_from_slice(&(len as u32).to_be_bytes()[1..]);
+        debug_assert_eq!(c.pos, len);
     }
 
     /// Encodes into a new buffer, sized first so it is allocated exactly once.
