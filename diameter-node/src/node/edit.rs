@@ -23,12 +23,13 @@ pub(crate) fn retarget(msg: &Bytes, hop_by_hop: u32, set_t: bool) -> Bytes {
     b.freeze()
 }
 
-/// A copy of a request being relayed: new Hop-by-Hop Identifier and a Route-Record AVP with
-/// our identity appended (RFC 6733 §6.1.9: "…the relay or proxy agent MUST append a
-/// Route-Record AVP to all requests forwarded").
-pub(crate) fn for_relay(msg: &Message, hop_by_hop: u32, our_host: &str) -> Bytes {
+/// A copy of a request being relayed: new Hop-by-Hop Identifier and a Route-Record AVP
+/// appended (RFC 6733 §6.7.1: relay and proxy agents "MUST append a Route-Record AVP to all
+/// requests forwarded. The AVP contains the identity of the peer from which the request was
+/// received").
+pub(crate) fn for_relay(msg: &Message, hop_by_hop: u32, received_from: &str) -> Bytes {
     let src = msg.as_bytes();
-    let avp_len = 8 + our_host.len();
+    let avp_len = 8 + received_from.len();
     let padded = (avp_len + 3) & !3;
     let total = src.len() + padded;
     let mut b = BytesMut::with_capacity(total);
@@ -37,7 +38,7 @@ pub(crate) fn for_relay(msg: &Message, hop_by_hop: u32, our_host: &str) -> Bytes
     b[12..16].copy_from_slice(&hop_by_hop.to_be_bytes());
     b.put_u32(282); // Route-Record
     b.put_u32((u32::from(AvpFlags::MANDATORY) << 24) | avp_len as u32);
-    b.put_slice(our_host.as_bytes());
+    b.put_slice(received_from.as_bytes());
     b.put_bytes(0, padded - avp_len);
     b.freeze()
 }
@@ -53,14 +54,14 @@ mod tests {
         let mut b = MessageBuilder::request(272, 4, true).ids(1, 2);
         b.push(base::SESSION_ID.with("s;1"));
         let msg = b.build().unwrap();
-        let out = Message::from_bytes(for_relay(&msg, 99, "dra.example")).unwrap();
+        let out = Message::from_bytes(for_relay(&msg, 99, "pcef.example")).unwrap();
         assert_eq!(out.header().hop_by_hop, 99);
         assert_eq!(out.header().end_to_end, 2);
         let rr: Vec<_> = out
             .find_all(base::ROUTE_RECORD.key())
             .map(|a| a.data.to_vec())
             .collect();
-        assert_eq!(rr, vec![b"dra.example".to_vec()]);
+        assert_eq!(rr, vec![b"pcef.example".to_vec()]);
         let t = retarget(out.as_bytes(), 5, true);
         let t = Message::from_bytes(t).unwrap();
         assert!(t.header().flags.is_retransmit());

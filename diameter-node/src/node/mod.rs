@@ -11,7 +11,7 @@
 //!
 //! let mut cfg = NodeConfig::new("server.example", "example");
 //! cfg.local.applications.push(Application::auth(4));
-//! cfg.listen.push("127.0.0.1:3868".parse()?);
+//! cfg.listen.push("127.0.0.1:3868".parse::<std::net::SocketAddr>()?.into());
 //! cfg.peers.push(PeerSpec::accept_only("client.example"));
 //! let node = Node::start(cfg).await?;
 //! node.register(4, handler_fn(|req| async move {
@@ -312,6 +312,13 @@ impl Node {
             cfg.local.origin_realm.clone(),
         );
         router.is_agent = cfg.agent;
+        router.local_applications = cfg
+            .local
+            .applications
+            .iter()
+            .map(|a| a.id)
+            .filter(|&id| id != RELAY_APPLICATION_ID)
+            .collect();
         for r in &cfg.routes {
             router.add_route(r.clone());
         }
@@ -658,9 +665,11 @@ impl Shared {
             ^ (self.conn_ids.fetch_add(1, Ordering::Relaxed) << 32);
         let (tx, rx) = mpsc::channel(self.cfg.peer_queue);
         let available = Arc::new(AtomicBool::new(false));
+        let relay = Arc::new(AtomicBool::new(false));
         let handle = PeerHandle {
             cmd: tx,
             available: available.clone(),
+            relay: relay.clone(),
         };
         self.peers
             .write()
@@ -673,6 +682,7 @@ impl Shared {
             dial,
             rx,
             available,
+            relay,
         ));
         handle
     }
@@ -683,6 +693,11 @@ impl Shared {
             .expect("peers lock")
             .get(&host.to_ascii_lowercase())
             .cloned()
+    }
+
+    fn peer_is_relay(&self, host: &str) -> bool {
+        self.peer(host)
+            .is_some_and(|p| p.relay.load(Ordering::Acquire))
     }
 
     fn is_available(&self, host: &str) -> bool {
@@ -942,12 +957,14 @@ impl Shared {
             session_id: msg.session_id(),
             user_name: msg.get(base::USER_NAME).and_then(Result::ok),
         };
-        // bad-inputs 40: a request without Route-Record was originated by the peer itself,
-        // so its Origin-Host must be the identity the peer proved in CER (and, over TLS,
+        // bad-inputs 40: a request without Route-Record, or from a peer that did not
+        // advertise the Relay application (and so forwards nothing), was originated by the
+        // peer itself, so its Origin-Host must be the identity the peer proved in CER (and, over TLS,
         // with its certificate). Anything else is spoofing or a relay that dropped its
         // Route-Record: refused with 5003 DIAMETER_AUTHORIZATION_REJECTED (our choice; the
         // RFC names no code) and logged.
-        if msg.find(base::ROUTE_RECORD.key()).is_none() && !origin.eq_ignore_ascii_case(peer) {
+        let forwarded = msg.find(base::ROUTE_RECORD.key()).is_some() && self.peer_is_relay(peer);
+        if !forwarded && !origin.eq_ignore_ascii_case(peer) {
             tracing::warn!(peer, origin_host = %origin, "direct request with a foreign Origin-Host refused");
             return self.answer_error(peer, &msg, ResultCode::DIAMETER_AUTHORIZATION_REJECTED);
         }
@@ -970,7 +987,7 @@ impl Shared {
             Decision::Forward { peer: next, action } => {
                 let _ = action; // relay and proxy forward alike here; proxies edit in handlers
                 let hbh = self.next_hop_by_hop();
-                let bytes = edit::for_relay(&msg, hbh, &self.identity.host);
+                let bytes = edit::for_relay(&msg, hbh, peer);
                 self.send_pending(
                     hbh,
                     Pending {
@@ -1190,7 +1207,8 @@ impl Shared {
         for p in expired {
             match p.reply {
                 Reply::Local(_) => {
-                    self.complete(p, Err(RequestError::Timeout(self.cfg.request_timeout)))
+                    let asked = p.deadline.saturating_duration_since(p.sent);
+                    self.complete(p, Err(RequestError::Timeout(asked)))
                 }
                 Reply::Relay { .. } => self.fail(p, ResultCode::DIAMETER_UNABLE_TO_DELIVER),
             }

@@ -43,6 +43,8 @@ pub(crate) struct PeerHandle {
     pub(crate) cmd: mpsc::Sender<PeerCmd>,
     /// Open with watchdog OKAY: takes new requests.
     pub(crate) available: Arc<AtomicBool>,
+    /// The peer advertised the Relay application: it may forward others' requests.
+    pub(crate) relay: Arc<AtomicBool>,
 }
 
 /// Where and how to reach a peer we connect to.
@@ -73,6 +75,7 @@ struct Driver {
     conn_events: mpsc::Sender<ConnEvent>,
     connects: mpsc::Sender<Result<Stream, transport::TransportError>>,
     available: Arc<AtomicBool>,
+    relay: Arc<AtomicBool>,
     stopping: Vec<oneshot::Sender<()>>,
 }
 
@@ -84,6 +87,7 @@ pub(crate) async fn run(
     dial: Option<Dial>,
     mut cmds: mpsc::Receiver<PeerCmd>,
     available: Arc<AtomicBool>,
+    relay: Arc<AtomicBool>,
 ) {
     let (conn_events, mut conn_rx) = mpsc::channel(1024);
     let (connects, mut connect_rx) = mpsc::channel(1);
@@ -99,6 +103,7 @@ pub(crate) async fn run(
         conn_events,
         connects,
         available,
+        relay,
         stopping: Vec::new(),
     };
     loop {
@@ -262,6 +267,7 @@ impl Driver {
                 tracing::debug!(peer = %self.host, state = state_name(to), "peer state");
             }
             PeerEvent::Open { info, .. } => {
+                self.relay.store(info.negotiated.relay, Ordering::Release);
                 tracing::info!(peer = %self.host, origin_host = %info.origin_host, "peer open");
             }
             PeerEvent::Failover { reason } => {
