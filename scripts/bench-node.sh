@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# Node benchmarks over loopback, end to end:
+#   - loopback TCP round trip (100-byte ping-pong, 1 in flight; examples/loopback_rtt.rs)
+#   - node echo:  diameter-bench load -> diameter-bench echo
+#   - relay:      diameter-bench load -> diameter-bench relay -> diameter-bench echo
+#                 diameter-bench load -> freeDiameterd (relay) -> diameter-bench echo
+# at 1/8/64/256 requests in flight, REPS repetitions each (interleaved, so the three
+# scenarios see the same machine conditions), medians printed as a table.
+#
+# Usage: scripts/bench-node.sh            (env: DURATION=5 WARMUP=1 REPS=3 INFLIGHT="1 8 64 256"
+#                                                 OUT=dir  SKIP_BUILD=1  SKIP_FD=1)
+# Needs: cargo, python3, freeDiameterd (Debian package freediameterd) unless SKIP_FD=1.
+# Everything started here is stopped by PID on exit (trap), whatever the exit path.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DURATION="${DURATION:-5}"
+WARMUP="${WARMUP:-1}"
+REPS="${REPS:-3}"
+INFLIGHT="${INFLIGHT:-1 8 64 256}"
+OUT="${OUT:-$(mktemp -d /tmp/bench-node.XXXXXX)}"
+mkdir -p "$OUT"
+BENCH="$ROOT/target/release/diameter-bench"
+RTT="$ROOT/target/release/examples/loopback_rtt"
+FD_EXT=/usr/lib/freeDiameter
+
+PIDS=()   # long-running servers
+CHILD=""  # the current foreground measurement, run in the background so a signal is seen at once
+cleanup() {
+    local pid
+    if [[ -n "$CHILD" ]]; then
+        kill -TERM "$CHILD" 2>/dev/null || true
+        wait "$CHILD" 2>/dev/null || true
+        CHILD=""
+    fi
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        # Wait up to 5 s for each, then SIGKILL that PID.
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    PIDS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "[bench-node] $*" >&2; }
+
+# Run a command as a tracked child and wait for it (so INT/TERM interrupt the wait).
+run_fg() {
+    local rc=0
+    "$@" &
+    CHILD=$!
+    wait "$CHILD" || rc=$?
+    CHILD=""
+    return "$rc"
+}
+
+if [[ -z "${SKIP_BUILD:-}" ]]; then
+    log "building release binaries"
+    (cd "$ROOT" && cargo build --release -p diameter-node --bin diameter-bench --example loopback_rtt)
+fi
+
+HAVE_FD=1
+if [[ -n "${SKIP_FD:-}" ]] || ! command -v freeDiameterd >/dev/null; then
+    HAVE_FD=0
+    log "freeDiameterd not run (SKIP_FD set or not installed)"
+fi
+
+# Free TCP ports (bound on 0.0.0.0: the Debian freeDiameterd listens on all addresses).
+read -r P_ECHO P_RELAY P_FD < <(python3 - <<'EOF'
+import socket
+ss = [socket.socket() for _ in range(3)]
+for s in ss:
+    s.bind(("0.0.0.0", 0))
+print(*[s.getsockname()[1] for s in ss])
+for s in ss:
+    s.close()
+EOF
+)
+
+# Realms/identities. The load client's requests carry Origin-Host "load.bench",
+# Origin-Realm "bench" and Destination-Realm "bench" (fixed in diameter-bench), and the
+# node refuses direct requests whose Origin-Host differs from the peer's CER identity, so
+# the client is load.bench (realm client.net in its CER); the echo server owns realm
+# "bench" (the Destination-Realm); each relay has a realm of its own.
+CLIENT=(--host load.bench --realm client.net)
+
+wait_for() { # file pattern timeout_s
+    local i
+    for i in $(seq $(($3 * 10))); do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    log "timeout waiting for '$2' in $1"; cat "$1" >&2 || true
+    return 1
+}
+
+"$BENCH" echo --listen "127.0.0.1:$P_ECHO" --host echo.server.net --realm bench \
+    >"$OUT/echo.log" 2>&1 &
+ECHO_PID=$!; PIDS+=("$ECHO_PID")
+wait_for "$OUT/echo.log" "listening on" 10
+
+"$BENCH" relay --listen "127.0.0.1:$P_RELAY" --to "127.0.0.1:$P_ECHO" --to-host echo.server.net \
+    --host dra.ours.net --realm ours.net >"$OUT/relay.log" 2>&1 &
+RELAY_PID=$!; PIDS+=("$RELAY_PID")
+wait_for "$OUT/relay.log" "listening on" 10
+
+if [[ $HAVE_FD == 1 ]]; then
+    echo 'ALLOW_IPSEC load.bench' >"$OUT/acl_wl.conf"
+    # freeDiameter 1.2.1 (Debian) has no IncomingQueueLimit/OutgoingQueueLimit/
+    # LocalQueueLimit keywords (its parser rejects them); its queue sizes are built in.
+    cat >"$OUT/freeDiameter.conf" <<EOF
+Identity = "dra.relay.net";
+Realm    = "relay.net";
+Port = $P_FD;
+SecPort = 0;
+No_SCTP;
+No_IPv6;
+AppServThreads = 4;
+LoadExtension = "$FD_EXT/dict_nasreq.fdx";
+LoadExtension = "$FD_EXT/dict_dcca.fdx";
+LoadExtension = "$FD_EXT/dict_dcca_3gpp.fdx";
+LoadExtension = "$FD_EXT/acl_wl.fdx" : "$OUT/acl_wl.conf";
+ConnectPeer = "echo.server.net" { ConnectTo = "127.0.0.1"; Port = $P_ECHO; No_TLS; No_SCTP; };
+EOF
+    freeDiameterd -c "$OUT/freeDiameter.conf" >"$OUT/freediameterd.log" 2>&1 &
+    FD_PID=$!; PIDS+=("$FD_PID")
+    wait_for "$OUT/freediameterd.log" "'STATE_OPEN'.*'echo.server.net'" 15
+fi
+# Our relay connects to the echo server on its own; give it its CER round.
+sleep 1
+
+MACHINE="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(nproc) CPUs, $(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r)"
+log "machine: $MACHINE"
+log "ports: echo $P_ECHO, our relay $P_RELAY, freeDiameterd $P_FD; output in $OUT"
+
+# Loopback RTT, REPS runs.
+for r in $(seq "$REPS"); do
+    echo "loadavg $(cut -d' ' -f1-3 /proc/loadavg)" >"$OUT/rtt-$r.txt"
+    run_fg "$RTT" 100000 >>"$OUT/rtt-$r.txt"
+    log "rtt rep $r: $(tr '\n' ' ' <"$OUT/rtt-$r.txt")"
+done
+
+run_load() { # name to to_host in_flight rep server_pids...
+    local name=$1 to=$2 host=$3 n=$4 rep=$5; shift 5
+    local args=() p f="$OUT/$name-$n-$rep.json"
+    for p in "$@"; do args+=(--server-pid "$p"); done
+    local la; la="$(cut -d' ' -f1-3 /proc/loadavg)"
+    run_fg "$BENCH" load --to "$to" --to-host "$host" "${CLIENT[@]}" --in-flight "$n" \
+        --duration "$DURATION" --warmup "$WARMUP" "${args[@]}" --json >"$f.tmp" 2>"$OUT/$name-$n-$rep.err"
+    python3 - "$f.tmp" "$la" "$name" >"$f" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1])); d["loadavg"] = sys.argv[2]; d["scenario"] = sys.argv[3]
+print(json.dumps(d))
+EOF
+    rm -f "$f.tmp"
+    log "$(python3 - "$f" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1])); l = d["latency_us"]
+srv = " ".join(f"{c:.2f}" if c is not None else "n/a" for _, c in d["server_cpu_us_per_txn"])
+print(f"{d['scenario']:4} n={d['in_flight']:<3} tps={d['tps']:.0f} p50={l['p50']} p99={l['p99']} "
+      f"p99.9={l['p999']} err={d['errors']} non2001={d['non_success']} srv_cpu_us={srv} "
+      f"cli_cpu_us={d['client_cpu_us_per_txn']:.2f} loadavg={d['loadavg']}")
+EOF
+)"
+}
+
+for rep in $(seq "$REPS"); do
+    for n in $INFLIGHT; do
+        run_load echo "127.0.0.1:$P_ECHO" echo.server.net "$n" "$rep" "$ECHO_PID"
+        run_load ours "127.0.0.1:$P_RELAY" dra.ours.net "$n" "$rep" "$RELAY_PID" "$ECHO_PID"
+        if [[ $HAVE_FD == 1 ]]; then
+            run_load fd "127.0.0.1:$P_FD" dra.relay.net "$n" "$rep" "$FD_PID" "$ECHO_PID"
+        fi
+    done
+done
+
+cleanup
+
+python3 - "$OUT" "$MACHINE" "$DURATION" "$REPS" <<'EOF'
+import glob, json, os, re, statistics, sys
+out, machine, duration, reps = sys.argv[1:5]
+med = statistics.median
+print(f"\nMachine: {machine}; {reps} repetitions of {duration} s each, medians; raw results in {out}")
+rtt = {"std": [], "tokio": []}
+for f in sorted(glob.glob(os.path.join(out, "rtt-*.txt"))):
+    for line in open(f):
+        m = re.match(r"(std|tokio)\s+n \d+\s+p50 ([\d.]+)", line)
+        if m:
+            rtt[m.group(1)].append(float(m.group(2)))
+for k, v in rtt.items():
+    if v:
+        print(f"Loopback TCP RTT ({k}, 100 B, 1 in flight): p50 median {med(v):.1f} µs (runs: {', '.join(f'{x:.1f}' for x in v)})")
+runs = {}
+for f in glob.glob(os.path.join(out, "*-*-*.json")):
+    d = json.load(open(f))
+    runs.setdefault((d["scenario"], d["in_flight"]), []).append(d)
+def stat(rs, key):
+    return med([key(r) for r in rs])
+def srv(i):
+    return lambda r: (r["server_cpu_us_per_txn"][i][1] or float("nan"))
+def summary(s, n):
+    rs = runs.get((s, n))
+    if not rs:
+        return None
+    return {
+        "tps": stat(rs, lambda r: r["tps"]),
+        "p50": stat(rs, lambda r: r["latency_us"]["p50"]),
+        "p99": stat(rs, lambda r: r["latency_us"]["p99"]),
+        "p999": stat(rs, lambda r: r["latency_us"]["p999"]),
+        "cpu": stat(rs, srv(0)),
+        "cpu2": stat(rs, srv(1)) if len(rs[0]["server_cpu_us_per_txn"]) > 1 else None,
+        "cli": stat(rs, lambda r: r["client_cpu_us_per_txn"] or float("nan")),
+        "err": sum(r["errors"] + r["non_success"] for r in rs),
+        "load": " / ".join(r["loadavg"].split()[0] for r in rs),
+    }
+ns = sorted({n for (_, n) in runs})
+print("\nEcho (load -> echo)")
+print("| in flight | TPS | p50 µs | p99 µs | p99.9 µs | echo CPU µs/txn | client CPU µs/txn | errors | loadavg (1 min) |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+for n in ns:
+    e = summary("echo", n)
+    if e:
+        print(f"| {n} | {e['tps']:,.0f} | {e['p50']:.0f} | {e['p99']:.0f} | {e['p999']:.0f} | {e['cpu']:.2f} | {e['cli']:.2f} | {e['err']} | {e['load']} |")
+print("\nRelay (load -> relay -> echo)")
+print("| in flight | relay | TPS | p50 µs | p99 µs | p99.9 µs | relay CPU µs/txn | echo CPU µs/txn | errors | loadavg (1 min) |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
+for n in ns:
+    for s, label in (("ours", "ours"), ("fd", "freeDiameterd")):
+        e = summary(s, n)
+        if e:
+            print(f"| {n} | {label} | {e['tps']:,.0f} | {e['p50']:.0f} | {e['p99']:.0f} | {e['p999']:.0f} | {e['cpu']:.2f} | {e['cpu2']:.2f} | {e['err']} | {e['load']} |")
+if any(s == "fd" for (s, _) in runs):
+    print("\nRatios ours / freeDiameterd (medians)")
+    print("| in flight | TPS | p50 | p99 | p99.9 | relay CPU/txn |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for n in ns:
+        o, f = summary("ours", n), summary("fd", n)
+        if o and f:
+            print(f"| {n} | {o['tps']/f['tps']:.2f}× | {o['p50']/f['p50']:.2f} | {o['p99']/f['p99']:.2f} | {o['p999']/f['p999']:.2f} | {o['cpu']/f['cpu']:.2f} |")
+EOF
