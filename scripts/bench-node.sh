@@ -85,11 +85,9 @@ for s in ss:
 EOF
 )
 
-# Realms/identities. The load client's requests carry Origin-Host "load.bench",
-# Origin-Realm "bench" and Destination-Realm "bench" (fixed in diameter-bench), and the
-# node refuses direct requests whose Origin-Host differs from the peer's CER identity, so
-# the client is load.bench (realm client.net in its CER); the echo server owns realm
-# "bench" (the Destination-Realm); each relay has a realm of its own.
+# Realms/identities: the load client is load.bench in realm client.net (its requests carry
+# that Origin-Host and Origin-Realm) and sends to Destination-Realm "bench", which the
+# echo server owns; each relay has a realm of its own.
 CLIENT=(--host load.bench --realm client.net)
 
 wait_for() { # file pattern timeout_s

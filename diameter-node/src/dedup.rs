@@ -6,7 +6,8 @@
 //! The cache is bounded in entries and in time, so a peer cannot grow it without limit.
 
 use bytes::{Bytes, BytesMut};
-use std::collections::{HashMap, VecDeque};
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// The key of a request: RFC 6733 §3: "The combination of the Origin-Host and this field
@@ -48,7 +49,9 @@ pub enum Seen {
 /// A bounded duplicate cache; `W` is whatever the caller needs to answer a waiting
 /// duplicate later (a reply channel, a connection id and Hop-by-Hop id…).
 pub struct DupCache<W> {
-    entries: HashMap<DupKey, Entry<W>>,
+    // FxHash rather than SipHash: the cache is on every request's path, and its keys come
+    // only from peers that passed the capabilities exchange (and, across realms, TLS).
+    entries: FxHashMap<DupKey, Entry<W>>,
     order: VecDeque<(Instant, DupKey)>,
     window: Duration,
     capacity: usize,
@@ -58,7 +61,7 @@ impl<W> DupCache<W> {
     /// A cache remembering answers for `window`, holding at most `capacity` requests.
     pub fn new(window: Duration, capacity: usize) -> Self {
         Self {
-            entries: HashMap::new(),
+            entries: FxHashMap::default(),
             order: VecDeque::new(),
             window,
             capacity: capacity.max(1),

@@ -75,6 +75,9 @@ enum Command {
         /// Warm-up before measuring, in seconds.
         #[arg(long, default_value_t = 1.0)]
         warmup: f64,
+        /// Destination-Realm of the requests.
+        #[arg(long, default_value = "bench")]
+        dest_realm: String,
         /// PIDs of server processes whose CPU time per transaction to report.
         #[arg(long = "server-pid")]
         server_pids: Vec<u32>,
@@ -208,6 +211,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             in_flight,
             duration,
             warmup,
+            dest_realm,
             server_pids,
             json,
             common,
@@ -223,8 +227,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if !node.wait_peer(&to_host, Duration::from_secs(10)).await {
                 bail!("no capabilities exchange with {to_host} at {to} within 10 s");
             }
+            let addressing = Addressing {
+                origin_host: node.identity().host.clone(),
+                origin_realm: node.identity().realm.clone(),
+                destination_realm: dest_realm,
+            };
             let report = load(
                 &node,
+                addressing,
                 in_flight.max(1),
                 Duration::from_secs_f64(warmup),
                 Duration::from_secs_f64(duration),
@@ -282,12 +292,20 @@ fn cpu_ns(pid: &str) -> Option<u64> {
     Some(total)
 }
 
-fn request(i: u64) -> MessageBuilder {
+/// Who the load client is and where its requests go.
+#[derive(Clone)]
+struct Addressing {
+    origin_host: String,
+    origin_realm: String,
+    destination_realm: String,
+}
+
+fn request(i: u64, a: &Addressing) -> MessageBuilder {
     let mut b = MessageBuilder::request(dcca::CMD_CREDIT_CONTROL, 4, true);
-    b.push(base::SESSION_ID.with(format!("load.bench;{};1", i / 16)));
-    b.push(base::ORIGIN_HOST.with("load.bench"));
-    b.push(base::ORIGIN_REALM.with("bench"));
-    b.push(base::DESTINATION_REALM.with("bench"));
+    b.push(base::SESSION_ID.with(format!("{};{};1", a.origin_host, i / 16)));
+    b.push(base::ORIGIN_HOST.with(a.origin_host.clone()));
+    b.push(base::ORIGIN_REALM.with(a.origin_realm.clone()));
+    b.push(base::DESTINATION_REALM.with(a.destination_realm.clone()));
     b.push(base::AUTH_APPLICATION_ID.with(4u32));
     b.push(dcca::SERVICE_CONTEXT_ID.with("32251@3gpp.org"));
     b.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType::UPDATE_REQUEST));
@@ -327,6 +345,7 @@ struct Percentiles {
 
 async fn load(
     node: &Node,
+    addressing: Addressing,
     in_flight: usize,
     warmup: Duration,
     duration: Duration,
@@ -340,6 +359,7 @@ async fn load(
     for _ in 0..in_flight {
         let node = node.clone();
         let counter = counter.clone();
+        let addressing = addressing.clone();
         tasks.push(tokio::spawn(async move {
             let mut h =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
@@ -350,7 +370,7 @@ async fn load(
                     break;
                 }
                 let i = counter.fetch_add(1, Ordering::Relaxed);
-                let r = node.request(request(i)).await;
+                let r = node.request(request(i, &addressing)).await;
                 let t1 = Instant::now();
                 if t0 < measure_from {
                     continue;
