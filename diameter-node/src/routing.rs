@@ -212,6 +212,34 @@ impl Router {
         is_open: impl Fn(&str) -> bool,
         is_known: impl Fn(&str) -> bool,
     ) -> Decision {
+        self.decide_for(req, true, is_open, is_known)
+    }
+
+    /// Where a request this node originates goes: never to itself, so its own realm is
+    /// routed by the table like any other (a PCEF and its PCRF often share a realm).
+    pub fn decide_outgoing(
+        &self,
+        req: &RequestInfo<'_>,
+        is_open: impl Fn(&str) -> bool,
+        is_known: impl Fn(&str) -> bool,
+    ) -> Decision {
+        self.decide_for(req, false, is_open, is_known)
+    }
+
+    fn decide_for(
+        &self,
+        req: &RequestInfo<'_>,
+        local_ok: bool,
+        is_open: impl Fn(&str) -> bool,
+        is_known: impl Fn(&str) -> bool,
+    ) -> Decision {
+        let local = |app| {
+            if local_ok {
+                self.local_or_unsupported(app)
+            } else {
+                Decision::Error(ResultCode::DIAMETER_UNABLE_TO_DELIVER)
+            }
+        };
         // bad-inputs 37: Destination-Host without Destination-Realm cannot be routed.
         if req.destination_host.is_some() && req.destination_realm.is_none() {
             return Decision::Error(ResultCode::DIAMETER_UNABLE_TO_DELIVER);
@@ -219,7 +247,7 @@ impl Router {
         // §6.1.4: a request for us is processed locally.
         if let Some(h) = req.destination_host {
             if eq_ident(h, &self.host) {
-                return self.local_or_unsupported(req.application_id);
+                return local(req.application_id);
             }
             // §6.1.5: a Destination-Host that is one of our open peers gets it directly.
             if is_open(h) {
@@ -234,7 +262,8 @@ impl Router {
             }
         }
         let realm = req.destination_realm.unwrap_or(&self.realm);
-        if req.destination_host.is_none()
+        if local_ok
+            && req.destination_host.is_none()
             && eq_ident(realm, &self.realm)
             && self.local_applications.contains(&req.application_id)
         {
@@ -242,14 +271,14 @@ impl Router {
         }
         let Some(route) = self.find_route(realm, req.application_id) else {
             // §6.1.6 / §7.1.3: 3003 DIAMETER_REALM_NOT_SERVED.
-            return if eq_ident(realm, &self.realm) {
+            return if local_ok && eq_ident(realm, &self.realm) {
                 self.local_or_unsupported(req.application_id)
             } else {
                 Decision::Error(ResultCode::DIAMETER_REALM_NOT_SERVED)
             };
         };
         match route.action {
-            RouteAction::Local => self.local_or_unsupported(req.application_id),
+            RouteAction::Local => local(req.application_id),
             RouteAction::Redirect => Decision::Redirect {
                 hosts: route.peers.iter().map(|p| p.host.clone()).collect(),
                 usage: route.redirect_usage,
@@ -514,6 +543,39 @@ mod tests {
         );
         assert!(r.is_loop(["a.example", "DRA.example"]));
         assert!(!r.is_loop(["a.example"]));
+    }
+
+    #[test]
+    fn own_realm_outgoing_goes_by_the_table() {
+        // A PCEF and its PCRF in one realm: the PCEF's own requests are never "local".
+        let mut r = Router::new("pcef.example", "home.example");
+        r.local_applications.push(16777238);
+        let all = |_: &str| true;
+        let req = RequestInfo {
+            destination_realm: Some("home.example"),
+            application_id: 16777238,
+            ..Default::default()
+        };
+        assert_eq!(r.decide(&req, all, all), Decision::Local);
+        assert_eq!(
+            r.decide_outgoing(&req, all, all),
+            Decision::Error(ResultCode::DIAMETER_REALM_NOT_SERVED)
+        );
+        r.add_route(Route {
+            realm: "home.example".into(),
+            application: None,
+            action: RouteAction::Relay,
+            peers: vec![peer("pcrf.home.example", 1, 1)],
+            redirect_usage: RedirectUsage::DontCache,
+            redirect_cache_time: Duration::ZERO,
+        });
+        assert_eq!(
+            r.decide_outgoing(&req, all, all),
+            Decision::Forward {
+                peer: "pcrf.home.example".into(),
+                action: RouteAction::Relay
+            }
+        );
     }
 
     #[test]

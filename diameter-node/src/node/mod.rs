@@ -509,7 +509,7 @@ impl Node {
                 .or_else(|| cached.and_then(|hosts| s.first_available(&hosts)))
             {
                 Some(p) => p,
-                None => match s.decide(&info) {
+                None => match s.decide_outgoing(&info) {
                     Decision::Forward { peer, .. } => peer,
                     Decision::Local => {
                         return Err(s.local_error(&req, ResultCode::DIAMETER_UNABLE_TO_DELIVER));
@@ -712,6 +712,11 @@ impl Shared {
     fn decide(&self, info: &RequestInfo<'_>) -> Decision {
         let known = |h: &str| self.configured.contains_key(&h.to_ascii_lowercase());
         self.router.decide(info, |h| self.is_available(h), known)
+    }
+    fn decide_outgoing(&self, info: &RequestInfo<'_>) -> Decision {
+        let known = |h: &str| self.configured.contains_key(&h.to_ascii_lowercase());
+        self.router
+            .decide_outgoing(info, |h| self.is_available(h), known)
     }
 
     /// An error answer built here, as an agent on the path would have sent it.
