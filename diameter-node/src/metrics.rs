@@ -129,9 +129,32 @@ pub fn set_peer_state(peer: &str, state: &str) {
     }
 }
 
+/// A number as a label value without allocating each time: the first 4096 distinct values
+/// are kept (commands, applications and result codes are far fewer), the rest are "other",
+/// which also bounds the label cardinality a peer can cause.
+fn num_label(v: u32) -> metrics::SharedString {
+    use std::collections::HashMap;
+    use std::sync::{OnceLock, RwLock};
+    static CACHE: OnceLock<RwLock<HashMap<u32, &'static str>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(s) = cache.read().ok().and_then(|c| c.get(&v).copied()) {
+        return metrics::SharedString::const_str(s);
+    }
+    let Ok(mut c) = cache.write() else {
+        return metrics::SharedString::const_str("other");
+    };
+    if c.len() >= 4096 {
+        return metrics::SharedString::const_str("other");
+    }
+    let s: &'static str = c
+        .entry(v)
+        .or_insert_with(|| Box::leak(v.to_string().into_boxed_str()));
+    metrics::SharedString::const_str(s)
+}
+
 /// The request counter for one (direction, application, command).
 pub fn requests(direction: Direction, application: u32, command: u32) -> Counter {
-    counter!(REQUESTS, "direction" => direction.as_str(), "application" => application.to_string(), "command" => command.to_string())
+    counter!(REQUESTS, "direction" => direction.as_str(), "application" => num_label(application), "command" => num_label(command))
 }
 
 /// Counts one request.
@@ -144,9 +167,9 @@ pub fn answers(direction: Direction, application: u32, command: u32, result_code
     counter!(
         ANSWERS,
         "direction" => direction.as_str(),
-        "application" => application.to_string(),
-        "command" => command.to_string(),
-        "result_code" => result_code.to_string()
+        "application" => num_label(application),
+        "command" => num_label(command),
+        "result_code" => num_label(result_code)
     )
 }
 
@@ -160,7 +183,7 @@ pub fn record_answer(direction: Direction, application: u32, command: u32, resul
 
 /// The latency histogram for one (application, command).
 pub fn request_duration(application: u32, command: u32) -> Histogram {
-    histogram!(REQUEST_DURATION, "application" => application.to_string(), "command" => command.to_string())
+    histogram!(REQUEST_DURATION, "application" => num_label(application), "command" => num_label(command))
 }
 
 /// Records how long a request waited for its answer.

@@ -688,11 +688,13 @@ impl Shared {
     }
 
     fn peer(&self, host: &str) -> Option<PeerHandle> {
-        self.peers
-            .read()
-            .expect("peers lock")
-            .get(&host.to_ascii_lowercase())
-            .cloned()
+        let peers = self.peers.read().expect("peers lock");
+        // Keys are lower-case; most identities already are, so skip the copy for them.
+        if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            peers.get(&host.to_ascii_lowercase()).cloned()
+        } else {
+            peers.get(host).cloned()
+        }
     }
 
     fn peer_is_relay(&self, host: &str) -> bool {
@@ -1103,8 +1105,8 @@ impl Shared {
             )
             .validate(&msg)
             {
-                let b = MessageBuilder::error_answer(&msg, &self.identity, &report).to_bytes();
-                return self.finish_local(peer, &key, b);
+                let b = MessageBuilder::error_answer(&msg, &self.identity, &report);
+                return self.finish_local(peer, &key, &b);
             }
         }
         let handler = {
@@ -1119,9 +1121,8 @@ impl Shared {
                 &msg,
                 &self.identity,
                 &ErrorReport::new(ResultCode::DIAMETER_APPLICATION_UNSUPPORTED),
-            )
-            .to_bytes();
-            return self.finish_local(peer, &key, b);
+            );
+            return self.finish_local(peer, &key, &b);
         };
         // Bounded handler concurrency: beyond it, 3004 DIAMETER_TOO_BUSY (RFC 6733 §7.1.3).
         let Ok(permit) = self.handler_slots.clone().try_acquire_owned() else {
@@ -1169,21 +1170,28 @@ impl Shared {
                 answer.copy_proxy_info(&msg);
             }
             drop(permit);
-            shared.finish_local(&peer, &key, answer.to_bytes());
+            shared.finish_local(&peer, &key, &answer);
         };
         tokio::spawn(tracing::Instrument::instrument(fut, span));
     }
 
-    fn finish_local(&self, peer: &str, key: &DupKey, answer: Bytes) {
-        if let Ok(m) = Message::from_bytes(answer.clone()) {
-            let rc = m.get(base::RESULT_CODE).and_then(Result::ok).unwrap_or(0);
-            crate::metrics::record_answer(
-                crate::metrics::Direction::Sent,
-                m.header().application_id,
-                m.header().command_code,
-                rc,
-            );
-        }
+    fn finish_local(&self, peer: &str, key: &DupKey, answer: &MessageBuilder) {
+        let rc = answer
+            .avps
+            .iter()
+            .find(|a| a.code == base::RESULT_CODE.code() && a.vendor == 0)
+            .and_then(|a| match a.value {
+                AvpValue::U32(v) => Some(v),
+                _ => None,
+            })
+            .unwrap_or(0);
+        crate::metrics::record_answer(
+            crate::metrics::Direction::Sent,
+            answer.application_id,
+            answer.command_code,
+            rc,
+        );
+        let answer = answer.to_bytes();
         let waiters = self
             .dedup
             .lock()
