@@ -52,6 +52,28 @@ pub(crate) struct Path<'p> {
     vendor: u32,
 }
 
+impl<'p> Path<'p> {
+    /// The path one level down, into `avp`.
+    fn of(parent: Option<&'p Self>, avp: &AvpRef<'_>) -> Self {
+        Self {
+            parent,
+            code: avp.code,
+            flags: avp.flags,
+            vendor: avp.vendor,
+        }
+    }
+}
+
+/// 5012 for a Grouped AVP nested deeper than the limit (bad-inputs 14).
+fn too_deep(path: Option<&Path<'_>>, avp: &AvpRef<'_>) -> ErrorReport {
+    report(
+        ResultCode::DIAMETER_UNABLE_TO_COMPLY,
+        path,
+        Some(copy(avp)),
+        "grouped AVPs nested too deep",
+    )
+}
+
 fn wrap(path: Option<&Path<'_>>, avp: OwnedAvp) -> OwnedAvp {
     match path {
         None => avp,
@@ -315,19 +337,9 @@ impl<'d> Validator<'d> {
                 self.walk_failed(&avp, depth, path, walk)?;
             } else if chk.data_type == DataType::Grouped {
                 if depth >= self.opts.limits.max_depth {
-                    return Err(report(
-                        ResultCode::DIAMETER_UNABLE_TO_COMPLY,
-                        path,
-                        Some(copy(&avp)),
-                        "grouped AVPs nested too deep",
-                    ));
+                    return Err(too_deep(path, &avp));
                 }
-                let here = Path {
-                    parent: path,
-                    code: avp.code,
-                    flags: avp.flags,
-                    vendor: avp.vendor,
-                };
+                let here = Path::of(path, &avp);
                 let g = dict.avp_at(idx).grammar.as_ref().unwrap_or(&ANY);
                 self.check_seq(avp.children(), g, depth + 1, Some(&here), walk, rest)?;
             } else {
@@ -417,19 +429,9 @@ impl Validator<'_> {
             if !walk.request {
                 return Ok(());
             }
-            return Err(report(
-                ResultCode::DIAMETER_UNABLE_TO_COMPLY,
-                path,
-                Some(copy(avp)),
-                "grouped AVPs nested too deep",
-            ));
+            return Err(too_deep(path, avp));
         }
-        let here = Path {
-            parent: path,
-            code: avp.code,
-            flags: avp.flags,
-            vendor: avp.vendor,
-        };
+        let here = Path::of(path, avp);
         for child in avp.children() {
             let child = child.map_err(|e| length_error(self.dict, Some(&here), &e))?;
             walk.count += 1;
