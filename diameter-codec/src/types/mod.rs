@@ -120,6 +120,7 @@ impl DataType {
 
     /// Checks a payload against this type. Grouped payloads are checked by the validator,
     /// which walks them with the dictionary.
+    #[inline]
     pub fn check(self, data: &[u8]) -> Result<(), ValueError> {
         if let Some(n) = self.fixed_len() {
             return if data.len() == n {
