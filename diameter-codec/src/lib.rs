@@ -31,6 +31,7 @@
 //!   generated constants (`dict::base::ORIGIN_HOST`, `dict::gx::EventTrigger`, …).
 //! - [`validate`](mod@validate): grammar and value validation yielding Result-Code and Failed-AVP.
 //! - [`encode`]: owned AVPs, [`MessageBuilder`], answers and error answers.
+//! - [`writer`]: [`MessageWriter`], which encodes AVPs as they are added (no tree).
 //! - [`render`]: text and JSON with dictionary names.
 
 #![warn(missing_docs)]
@@ -47,6 +48,7 @@ pub mod render;
 pub mod result_code;
 pub mod types;
 pub mod validate;
+pub mod writer;
 
 pub use avp::{AvpFlags, AvpIter, AvpKey, AvpRef};
 pub use dict::Dictionary;
@@ -58,6 +60,7 @@ pub use render::Renderer;
 pub use result_code::ResultCode;
 pub use types::{AvpType, DataType, TypedAvp};
 pub use validate::{ValidateOptions, Validator, validate};
+pub use writer::{MessageWriter, WriteError};
 
 /// Entry points shared by the fuzz targets (`fuzz/`) and the tests that replay their corpus.
 #[doc(hidden)]
