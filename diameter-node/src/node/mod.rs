@@ -1172,7 +1172,15 @@ impl Shared {
             drop(permit);
             shared.finish_local(&peer, &key, &answer);
         };
-        tokio::spawn(tracing::Instrument::instrument(fut, span));
+        let mut fut: Pin<Box<dyn Future<Output = ()> + Send>> =
+            Box::pin(tracing::Instrument::instrument(fut, span));
+        // A handler that answers at once (most do) finishes here, on the peer's task: one
+        // task hand-off and wake-up fewer per request. One that waits goes on in a task of
+        // its own, which polls it again with a real waker.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if fut.as_mut().poll(&mut cx).is_pending() {
+            tokio::spawn(fut);
+        }
     }
 
     fn finish_local(&self, peer: &str, key: &DupKey, answer: &MessageBuilder) {
