@@ -23,7 +23,7 @@
 //!
 //! RFC 6733 §2.1 lets nodes use SCTP as well as TCP. This machine's kernel has no SCTP
 //! (`socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP)` fails with EPROTONOSUPPORT), so it is not
-//! implemented. It would plug in as a [`Transport::Sctp`]-style variant producing a
+//! implemented. It would plug in as a `Transport::Sctp`-style variant producing a
 //! `Stream::Sctp` (one-to-one style socket, one stream per association is enough for
 //! Diameter's ordered delivery); everything above [`Stream`] — [`crate::framing`], the peer
 //! driver, capture — is transport-agnostic and would not change. DTLS/SCTP likewise.
