@@ -232,6 +232,23 @@ const ERROR_MESSAGE: u32 = 281;
 const ERROR_REPORTING_HOST: u32 = 294;
 const PROXY_INFO: u32 = 284;
 
+/// Appends a value's payload (children encoded for a Grouped value, header and padding
+/// included for a verbatim one).
+pub(crate) fn put_payload(value: &AvpValue, out: &mut BytesMut) {
+    use bytes::BufMut;
+    match value {
+        AvpValue::Bytes(b) | AvpValue::Verbatim(b) => out.put_slice(b),
+        AvpValue::I32(v) => out.put_i32(*v),
+        AvpValue::I64(v) => out.put_i64(*v),
+        AvpValue::U32(v) => out.put_u32(*v),
+        AvpValue::U64(v) => out.put_u64(*v),
+        AvpValue::F32(v) => out.put_f32(*v),
+        AvpValue::F64(v) => out.put_f64(*v),
+        AvpValue::Address(ip) => encode_ip(*ip, out),
+        AvpValue::Grouped(children) => children.iter().for_each(|c| c.encode(out)),
+    }
+}
+
 /// A write position in zeroed space sized beforehand.
 struct Cursor<'a> {
     buf: &'a mut [u8],

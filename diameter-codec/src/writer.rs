@@ -22,7 +22,7 @@
 use crate::avp::AvpFlags;
 use crate::encode::AvpValue;
 use crate::header::{CommandFlags, HEADER_LEN, Header};
-use crate::types::{AvpType, TypedAvp, encode_ip, ty};
+use crate::types::{AvpType, TypedAvp, ty};
 use bytes::{BufMut, BytesMut};
 
 /// Deepest nesting of Grouped AVPs the writer tracks.
@@ -47,7 +47,8 @@ pub enum WriteError {
 pub struct MessageWriter<'b> {
     out: &'b mut BytesMut,
     start: usize,
-    open: [usize; MAX_OPEN],
+    /// Where each open group starts, relative to `start` (a message is under 16 MiB).
+    open: [u32; MAX_OPEN],
     depth: usize,
     error: Option<WriteError>,
 }
@@ -85,21 +86,32 @@ impl<'b> MessageWriter<'b> {
         }
     }
 
+    #[inline]
     fn header(&mut self, code: u32, flags: AvpFlags, vendor: u32, len: usize) {
-        self.out.put_u32(code);
+        // One copy for the whole header: each `put` on the buffer checks its capacity.
+        let mut h = [0u8; 12];
+        h[..4].copy_from_slice(&code.to_be_bytes());
         let v = if vendor != 0 { AvpFlags::VENDOR } else { 0 };
-        self.out.put_u32(
-            (u32::from((flags.0 & !AvpFlags::VENDOR) | v) << 24) | (len as u32 & 0x00ff_ffff),
-        );
+        let word =
+            (u32::from((flags.0 & !AvpFlags::VENDOR) | v) << 24) | (len as u32 & 0x00ff_ffff);
+        h[4..8].copy_from_slice(&word.to_be_bytes());
+        h[8..].copy_from_slice(&vendor.to_be_bytes());
+        // Constant lengths, so each copy is a couple of moves rather than a memcpy call.
         if vendor != 0 {
-            self.out.put_u32(vendor);
+            self.out.put_slice(&h);
+        } else {
+            self.out.put_slice(&h[..8]);
         }
     }
 
-    /// Adds a leaf AVP with its definition's code, vendor and flags.
+    /// Adds a leaf AVP with its definition's code, vendor and flags. The value goes
+    /// straight into the buffer; the AVP Length is patched in after it.
+    #[inline]
     pub fn avp<T: AvpType>(&mut self, def: TypedAvp<T>, v: impl Into<T::Input>) -> &mut Self {
-        let value = T::encode(v.into());
-        self.value(def.code(), def.flags(), def.vendor(), &value)
+        let at = self.out.len();
+        self.header(def.code(), def.flags(), def.vendor(), 0);
+        T::put_value(v.into(), self.out);
+        self.close_at(at)
     }
 
     /// Adds a leaf AVP from an [`AvpValue`] (a Grouped value is written with its children).
@@ -110,64 +122,36 @@ impl<'b> MessageWriter<'b> {
         vendor: u32,
         value: &AvpValue,
     ) -> &mut Self {
-        let hdr = if vendor != 0 { 12 } else { 8 };
-        let payload = match value {
-            AvpValue::Bytes(b) => b.len(),
-            AvpValue::I32(_) | AvpValue::U32(_) | AvpValue::F32(_) => 4,
-            AvpValue::I64(_) | AvpValue::U64(_) | AvpValue::F64(_) => 8,
-            AvpValue::Address(std::net::IpAddr::V4(_)) => 6,
-            AvpValue::Address(std::net::IpAddr::V6(_)) => 18,
-            AvpValue::Grouped(_) | AvpValue::Verbatim(_) => {
-                let avp = crate::OwnedAvp {
-                    code,
-                    flags,
-                    vendor,
-                    value: value.clone(),
-                };
-                avp.encode(self.out);
-                return self;
-            }
-        };
-        let len = hdr + payload;
+        if matches!(value, AvpValue::Verbatim(_)) {
+            crate::encode::put_payload(value, self.out);
+            return self;
+        }
+        let at = self.out.len();
+        self.header(code, flags, vendor, 0);
+        crate::encode::put_payload(value, self.out);
+        self.close_at(at)
+    }
+
+    /// Patches the AVP Length of the AVP that starts at `at` and pads it.
+    #[inline]
+    fn close_at(&mut self, at: usize) -> &mut Self {
+        let len = self.out.len() - at;
         if len > 0x00ff_ffff {
             self.error = Some(WriteError::TooLong);
             return self;
         }
-        // Header, fixed-size value and padding go out in one copy.
-        let mut b = [0u8; 32];
-        b[..4].copy_from_slice(&code.to_be_bytes());
-        let v = if vendor != 0 { AvpFlags::VENDOR } else { 0 };
-        b[4] = (flags.0 & !AvpFlags::VENDOR) | v;
-        b[5..8].copy_from_slice(&(len as u32).to_be_bytes()[1..]);
-        b[8..12].copy_from_slice(&vendor.to_be_bytes());
-        let fixed =
-            |b: &mut [u8; 32], bytes: &[u8]| b[hdr..hdr + bytes.len()].copy_from_slice(bytes);
-        match value {
-            AvpValue::Bytes(data) => {
-                self.out.put_slice(&b[..hdr]);
-                self.out.put_slice(data);
-                self.pad(len);
-                return self;
-            }
-            AvpValue::I32(x) => fixed(&mut b, &x.to_be_bytes()),
-            AvpValue::U32(x) => fixed(&mut b, &x.to_be_bytes()),
-            AvpValue::F32(x) => fixed(&mut b, &x.to_be_bytes()),
-            AvpValue::I64(x) => fixed(&mut b, &x.to_be_bytes()),
-            AvpValue::U64(x) => fixed(&mut b, &x.to_be_bytes()),
-            AvpValue::F64(x) => fixed(&mut b, &x.to_be_bytes()),
-            AvpValue::Address(ip) => {
-                let mut rest = &mut b[hdr..];
-                encode_ip(*ip, &mut rest);
-            }
-            AvpValue::Grouped(_) | AvpValue::Verbatim(_) => {}
-        }
-        self.out.put_slice(&b[..(len + 3) & !3]);
+        // RFC 6733 §4.1: AVP Length excludes padding.
+        self.out[at + 5..at + 8].copy_from_slice(&(len as u32).to_be_bytes()[1..]);
+        self.pad(len);
         self
     }
 
+    #[inline]
     fn pad(&mut self, len: usize) {
         let n = (4 - len % 4) % 4;
-        self.out.put_slice(&[0u8; 3][..n]);
+        if n != 0 {
+            self.out.put_slice(&[0u8; 3][..n]);
+        }
     }
 
     /// Opens a Grouped AVP; the AVPs added until the matching [`Self::end`] are its children.
@@ -176,7 +160,7 @@ impl<'b> MessageWriter<'b> {
             self.error = Some(WriteError::TooDeep);
             return self;
         }
-        self.open[self.depth] = self.out.len();
+        self.open[self.depth] = (self.out.len() - self.start) as u32;
         self.depth += 1;
         self.header(def.code(), def.flags(), def.vendor(), 0);
         self
@@ -189,7 +173,7 @@ impl<'b> MessageWriter<'b> {
             return self;
         }
         self.depth -= 1;
-        let at = self.open[self.depth];
+        let at = self.start + self.open[self.depth] as usize;
         let len = self.out.len() - at;
         if len > 0x00ff_ffff {
             self.error = Some(WriteError::TooLong);
@@ -248,6 +232,21 @@ mod tests {
         let len = w.finish().unwrap();
         assert_eq!(&buf[..len], &b.to_bytes()[..]);
         assert!(Message::from_bytes(buf.freeze()).is_ok());
+    }
+
+    #[test]
+    fn owned_values_and_groups() {
+        let rsu = dcca::REQUESTED_SERVICE_UNIT.with(vec![dcca::CC_TIME.with(60u32)]);
+        let mut b = MessageBuilder::request(272, 4, true).ids(1, 2);
+        b.push(rsu.clone());
+        b.push(base::ORIGIN_HOST.with("h"));
+        let mut buf = BytesMut::new();
+        let mut w = MessageWriter::new(&mut buf, b.flags, 272, 4, 1, 2);
+        w.value(rsu.code, rsu.flags, rsu.vendor, &rsu.value);
+        let oh = base::ORIGIN_HOST.with("h");
+        w.value(oh.code, oh.flags, oh.vendor, &oh.value);
+        let len = w.finish().unwrap();
+        assert_eq!(&buf[..len], &b.to_bytes()[..]);
     }
 
     #[test]

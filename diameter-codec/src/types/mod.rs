@@ -171,6 +171,13 @@ pub trait AvpType {
     fn decode(data: &[u8]) -> Result<Self::Value<'_>, ValueError>;
     /// Turns an input into an owned value for encoding.
     fn encode(input: Self::Input) -> AvpValue;
+    /// Appends the payload of an input to `out` (no header, no padding) and returns its
+    /// length: what [`crate::MessageWriter`] uses to skip the owned value.
+    fn put_value(input: Self::Input, out: &mut bytes::BytesMut) -> usize {
+        let start = out.len();
+        crate::encode::put_payload(&Self::encode(input), out);
+        out.len() - start
+    }
 }
 
 /// Text input for string-like types: anything that converts into `Bytes` as UTF-8.
@@ -217,6 +224,11 @@ pub mod ty {
                 fn encode(v: $t) -> AvpValue {
                     AvpValue::$variant(v)
                 }
+                #[inline]
+                fn put_value(v: $t, out: &mut bytes::BytesMut) -> usize {
+                    bytes::BufMut::put_slice(out, &v.to_be_bytes());
+                    size_of::<$t>()
+                }
             }
         };
     }
@@ -243,6 +255,11 @@ pub mod ty {
                 fn encode(v: Text) -> AvpValue {
                     AvpValue::Bytes(v.0)
                 }
+                #[inline]
+                fn put_value(v: Text, out: &mut bytes::BytesMut) -> usize {
+                    bytes::BufMut::put_slice(out, &v.0);
+                    v.0.len()
+                }
             }
         };
     }
@@ -265,6 +282,11 @@ pub mod ty {
         fn encode(v: Bytes) -> AvpValue {
             AvpValue::Bytes(v)
         }
+        #[inline]
+        fn put_value(v: Bytes, out: &mut bytes::BytesMut) -> usize {
+            bytes::BufMut::put_slice(out, &v);
+            v.len()
+        }
     }
 
     /// Marker for DiameterURI.
@@ -280,6 +302,11 @@ pub mod ty {
         fn encode(v: Text) -> AvpValue {
             AvpValue::Bytes(v.0)
         }
+        #[inline]
+        fn put_value(v: Text, out: &mut bytes::BytesMut) -> usize {
+            bytes::BufMut::put_slice(out, &v.0);
+            v.0.len()
+        }
     }
 
     /// Marker for IPFilterRule.
@@ -294,6 +321,11 @@ pub mod ty {
         }
         fn encode(v: Text) -> AvpValue {
             AvpValue::Bytes(v.0)
+        }
+        #[inline]
+        fn put_value(v: Text, out: &mut bytes::BytesMut) -> usize {
+            bytes::BufMut::put_slice(out, &v.0);
+            v.0.len()
         }
     }
 
@@ -325,6 +357,11 @@ pub mod ty {
         fn encode(v: DiameterTime) -> AvpValue {
             AvpValue::U32(v.0)
         }
+        #[inline]
+        fn put_value(v: DiameterTime, out: &mut bytes::BytesMut) -> usize {
+            bytes::BufMut::put_u32(out, v.0);
+            4
+        }
     }
 
     /// Marker for Grouped: the value is an iterator over the children.
@@ -354,6 +391,11 @@ pub mod ty {
         }
         fn encode(v: E) -> AvpValue {
             AvpValue::I32(v.into())
+        }
+        #[inline]
+        fn put_value(v: E, out: &mut bytes::BytesMut) -> usize {
+            bytes::BufMut::put_i32(out, v.into());
+            4
         }
     }
 }
