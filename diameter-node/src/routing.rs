@@ -418,6 +418,10 @@ impl RedirectCache {
 
     /// The cached redirect hosts that apply to a request, by §6.13 precedence.
     pub fn lookup(&self, req: &RequestInfo<'_>, now: Instant) -> Option<&[String]> {
+        // Most nodes never see a redirect: skip building the keys.
+        if self.entries.is_empty() {
+            return None;
+        }
         PRECEDENCE.iter().find_map(|&u| {
             let k = cache_key(u, req)?;
             match self.entries.get(&(u, k)) {
