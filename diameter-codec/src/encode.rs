@@ -101,6 +101,22 @@ impl OwnedAvp {
         AvpKey::new(self.code, self.vendor)
     }
 
+    /// The payload of a string or OctetString value.
+    pub fn as_bytes(&self) -> Option<&Bytes> {
+        match &self.value {
+            AvpValue::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The value of an Unsigned32 (or Time) AVP.
+    pub fn as_u32(&self) -> Option<u32> {
+        match self.value {
+            AvpValue::U32(v) => Some(v),
+            _ => None,
+        }
+    }
+
     /// Whether the Vendor-ID field is written: a vendor, or a V bit kept as received even
     /// with Vendor-Id 0 (so an error answer shows the flags that were wrong).
     fn has_vendor_field(&self) -> bool {
@@ -154,23 +170,8 @@ impl OwnedAvp {
             c.put(&self.vendor.to_be_bytes());
         }
         match &self.value {
-            AvpValue::Bytes(b) => c.put(b),
-            AvpValue::I32(v) => c.put(&v.to_be_bytes()),
-            AvpValue::I64(v) => c.put(&v.to_be_bytes()),
-            AvpValue::U32(v) => c.put(&v.to_be_bytes()),
-            AvpValue::U64(v) => c.put(&v.to_be_bytes()),
-            AvpValue::F32(v) => c.put(&v.to_be_bytes()),
-            AvpValue::F64(v) => c.put(&v.to_be_bytes()),
-            AvpValue::Address(ip) => {
-                let mut tmp = [0u8; 18];
-                let mut w = &mut tmp[..];
-                encode_ip(*ip, &mut w);
-                let n = 18 - w.len();
-                c.put(&tmp[..n]);
-            }
             AvpValue::Grouped(children) => children.iter().for_each(|ch| ch.write(c)),
-            // Written whole above, header included.
-            AvpValue::Verbatim(_) => {}
+            leaf => c.leaf(leaf),
         }
         // RFC 6733 §4.1: AVP Length counts header and data, not the padding (already zero).
         let len = c.pos - start;
@@ -235,7 +236,15 @@ const PROXY_INFO: u32 = 284;
 /// Appends a value's payload (children encoded for a Grouped value, header and padding
 /// included for a verbatim one).
 pub(crate) fn put_payload(value: &AvpValue, out: &mut BytesMut) {
-    use bytes::BufMut;
+    match value {
+        AvpValue::Grouped(children) => children.iter().for_each(|c| c.encode(out)),
+        leaf => put_leaf(leaf, out),
+    }
+}
+
+/// Appends the payload of any value but a Grouped one (whose children each caller encodes
+/// its own way).
+fn put_leaf(value: &AvpValue, out: &mut impl bytes::BufMut) {
     match value {
         AvpValue::Bytes(b) | AvpValue::Verbatim(b) => out.put_slice(b),
         AvpValue::I32(v) => out.put_i32(*v),
@@ -245,7 +254,7 @@ pub(crate) fn put_payload(value: &AvpValue, out: &mut BytesMut) {
         AvpValue::F32(v) => out.put_f32(*v),
         AvpValue::F64(v) => out.put_f64(*v),
         AvpValue::Address(ip) => encode_ip(*ip, out),
-        AvpValue::Grouped(children) => children.iter().for_each(|c| c.encode(out)),
+        AvpValue::Grouped(_) => {}
     }
 }
 
@@ -260,6 +269,15 @@ impl Cursor<'_> {
     fn put(&mut self, b: &[u8]) {
         self.buf[self.pos..self.pos + b.len()].copy_from_slice(b);
         self.pos += b.len();
+    }
+
+    /// A leaf value's payload, through the one writer of leaf payloads.
+    #[inline]
+    fn leaf(&mut self, value: &AvpValue) {
+        let mut rest = &mut self.buf[self.pos..];
+        let room = rest.len();
+        put_leaf(value, &mut rest);
+        self.pos += room - rest.len();
     }
 }
 
@@ -387,6 +405,11 @@ impl MessageBuilder {
     pub fn finish_answer(mut self, req: &Message) -> Self {
         self.copy_proxy_info(req);
         self
+    }
+
+    /// The first top-level AVP with this key.
+    pub fn find(&self, key: AvpKey) -> Option<&OwnedAvp> {
+        self.avps.iter().find(|a| a.key() == key)
     }
 
     /// Adds an AVP.
