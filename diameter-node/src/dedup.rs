@@ -5,7 +5,7 @@
 //!
 //! The cache is bounded in entries and in time, so a peer cannot grow it without limit.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -148,18 +148,6 @@ impl<W> DupCache<W> {
     }
 }
 
-/// A copy of an encoded message with another Hop-by-Hop Identifier: the stored answer to a
-/// duplicate goes back on the duplicate's hop (RFC 6733 §6.2: the answer carries the
-/// request's Hop-by-Hop Identifier).
-pub fn with_hop_by_hop(msg: &Bytes, hop_by_hop: u32) -> Bytes {
-    if msg.len() < 20 {
-        return msg.clone();
-    }
-    let mut b = BytesMut::from(&msg[..]);
-    b[12..16].copy_from_slice(&hop_by_hop.to_be_bytes());
-    b.freeze()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,13 +180,5 @@ mod tests {
             c.complete(&k, Bytes::new());
         }
         assert_eq!(c.len(), 3);
-    }
-
-    #[test]
-    fn hop_by_hop_rewritten() {
-        let mut m = vec![0u8; 20];
-        m[0] = 1;
-        let b = with_hop_by_hop(&Bytes::from(m), 0x01020304);
-        assert_eq!(&b[12..16], &[1, 2, 3, 4]);
     }
 }

@@ -11,7 +11,9 @@ pub(crate) fn hop_by_hop(msg: &[u8]) -> Option<u32> {
 }
 
 /// A copy with another Hop-by-Hop Identifier and, optionally, the T bit set (RFC 6733
-/// §5.5.4: a request re-sent after failover "MUST set the T flag").
+/// §5.5.4: a request re-sent after failover "MUST set the T flag"). Also how a stored answer
+/// goes back on a duplicate's hop, and a relayed answer on the request's original hop (RFC
+/// 6733 §6.2: the answer carries the request's Hop-by-Hop Identifier).
 pub(crate) fn retarget(msg: &Bytes, hop_by_hop: u32, set_t: bool) -> Bytes {
     let mut b = BytesMut::from(&msg[..]);
     if b.len() >= 20 {
@@ -67,5 +69,10 @@ mod tests {
         assert!(t.header().flags.is_retransmit());
         assert_eq!(t.header().hop_by_hop, 5);
         assert_eq!(hop_by_hop(t.as_bytes()), Some(5));
+        // An answer sent back on another hop: only the identifier changes.
+        let a = retarget(out.as_bytes(), 0x0102_0304, false);
+        assert_eq!(&a[12..16], &[1, 2, 3, 4]);
+        assert_eq!(a[4], out.as_bytes()[4]);
+        assert_eq!(a[16..], out.as_bytes()[16..]);
     }
 }

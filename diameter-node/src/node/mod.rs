@@ -27,7 +27,7 @@ mod edit;
 mod peer_task;
 
 use crate::capture::{Capture, CaptureConn, Direction};
-use crate::dedup::{DupCache, DupKey, Seen, with_hop_by_hop};
+use crate::dedup::{DupCache, DupKey, Seen};
 use crate::framing::{DiameterCodec, Inbound, read_frame};
 use crate::peer::{
     DisconnectCause, FirstMessage, LocalConfig, Peer, PeerConfig, RELAY_APPLICATION_ID, Timers,
@@ -40,8 +40,8 @@ use crate::transport::{Listener, Transport};
 use bytes::Bytes;
 use diameter_codec::dict::base;
 use diameter_codec::{
-    AvpKey, AvpValue, CommandFlags, Dictionary, ErrorReport, Limits, LocalIdentity, Message,
-    MessageBuilder, OwnedAvp, ResultCode, ValidateOptions, Validator,
+    CommandFlags, Dictionary, ErrorReport, Limits, LocalIdentity, Message, MessageBuilder,
+    OwnedAvp, ResultCode, ValidateOptions, Validator,
 };
 use peer_task::{Dial, IncomingConn, PeerCmd, PeerHandle};
 use std::collections::HashMap;
@@ -298,10 +298,9 @@ pub struct Node {
 }
 
 fn text_avp(avp: &OwnedAvp) -> Option<String> {
-    match &avp.value {
-        AvpValue::Bytes(b) => std::str::from_utf8(b).ok().map(str::to_string),
-        _ => None,
-    }
+    avp.as_bytes()
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .map(str::to_string)
 }
 
 impl Node {
@@ -448,16 +447,11 @@ impl Node {
         if req.end_to_end == 0 {
             req.end_to_end = self.next_end_to_end();
         }
-        let find = |code: u32| {
-            req.avps
-                .iter()
-                .find(|a| a.code == code && a.vendor == 0)
-                .and_then(text_avp)
-        };
-        let dest_host = find(base::DESTINATION_HOST.code());
-        let dest_realm = find(base::DESTINATION_REALM.code());
-        let session = find(base::SESSION_ID.code());
-        let user = find(base::USER_NAME.code());
+        let find = |key| req.find(key).and_then(text_avp);
+        let dest_host = find(base::DESTINATION_HOST.key());
+        let dest_realm = find(base::DESTINATION_REALM.key());
+        let session = find(base::SESSION_ID.key());
+        let user = find(base::USER_NAME.key());
         let deadline = Instant::now() + timeout;
         crate::metrics::record_request(
             crate::metrics::Direction::Sent,
@@ -509,7 +503,7 @@ impl Node {
                 .or_else(|| cached.and_then(|hosts| s.first_available(&hosts)))
             {
                 Some(p) => p,
-                None => match s.decide_outgoing(&info) {
+                None => match s.decide(&info, true) {
                     Decision::Forward { peer, .. } => peer,
                     Decision::Local => {
                         return Err(s.local_error(&req, ResultCode::DIAMETER_UNABLE_TO_DELIVER));
@@ -711,14 +705,28 @@ impl Shared {
         hosts.iter().find(|h| self.is_available(h)).cloned()
     }
 
-    fn decide(&self, info: &RequestInfo<'_>) -> Decision {
+    /// Routes a request: one received here (which may be for us) or one we originate.
+    fn decide(&self, info: &RequestInfo<'_>, outgoing: bool) -> Decision {
         let known = |h: &str| self.configured.contains_key(&h.to_ascii_lowercase());
-        self.router.decide(info, |h| self.is_available(h), known)
+        let open = |h: &str| self.is_available(h);
+        if outgoing {
+            self.router.decide_outgoing(info, open, known)
+        } else {
+            self.router.decide(info, open, known)
+        }
     }
-    fn decide_outgoing(&self, info: &RequestInfo<'_>) -> Decision {
-        let known = |h: &str| self.configured.contains_key(&h.to_ascii_lowercase());
-        self.router
-            .decide_outgoing(info, |h| self.is_available(h), known)
+
+    /// Removes and returns the pending requests that match.
+    fn take_pending(&self, pred: impl Fn(&Pending) -> bool) -> Vec<Pending> {
+        let mut pending = self.pending.lock().expect("pending lock");
+        let keys: Vec<u32> = pending
+            .iter()
+            .filter(|(_, p)| pred(p))
+            .map(|(k, _)| *k)
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| pending.remove(&k))
+            .collect()
     }
 
     /// An error answer built here, as an agent on the path would have sent it.
@@ -733,13 +741,9 @@ impl Shared {
             end_to_end: req.end_to_end,
         };
         let session = req
-            .avps
-            .iter()
-            .find(|a| a.code == base::SESSION_ID.code())
-            .and_then(|a| match &a.value {
-                AvpValue::Bytes(b) => Some(b.clone()),
-                _ => None,
-            });
+            .find(base::SESSION_ID.key())
+            .and_then(OwnedAvp::as_bytes)
+            .cloned();
         // Origin-Host is ours, so no Error-Reporting-Host (RFC 6733 §7.3: only when the
         // reporter differs from the Origin-Host).
         let mut b = MessageBuilder::answer_to_header(&h, session, &self.identity);
@@ -828,7 +832,7 @@ impl Shared {
             }
             Reply::Relay { peer, hop_by_hop } => {
                 if let Ok(answer) = outcome {
-                    self.send_answer(&peer, with_hop_by_hop(answer.as_bytes(), hop_by_hop));
+                    self.send_answer(&peer, edit::retarget(answer.as_bytes(), hop_by_hop, false));
                 }
             }
         }
@@ -852,17 +856,7 @@ impl Shared {
     /// sent to an alternate peer with the T bit; requests pinned to it by Destination-Host
     /// get 3002 (faults.md). CER/DWR/DPR never reach this map, so they are never re-sent.
     pub(crate) fn failover(&self, peer: &str) {
-        let moved: Vec<Pending> = {
-            let mut pending = self.pending.lock().expect("pending lock");
-            let keys: Vec<u32> = pending
-                .iter()
-                .filter(|(_, p)| p.peer.eq_ignore_ascii_case(peer))
-                .map(|(k, _)| *k)
-                .collect();
-            keys.into_iter()
-                .filter_map(|k| pending.remove(&k))
-                .collect()
-        };
+        let moved = self.take_pending(|p| p.peer.eq_ignore_ascii_case(peer));
         for p in moved {
             self.retry_elsewhere(p);
         }
@@ -985,7 +979,7 @@ impl Shared {
             return self.answer_error(peer, &msg, ResultCode::DIAMETER_LOOP_DETECTED);
         }
         let decision = if self.cfg.agent {
-            self.decide(&info)
+            self.decide(&info, false)
         } else {
             self.local_decision(&info)
         };
@@ -1093,7 +1087,9 @@ impl Shared {
         match seen {
             Seen::New => {}
             Seen::Waiting => return,
-            Seen::Answered(a) => return self.send_answer(peer, with_hop_by_hop(&a, h.hop_by_hop)),
+            Seen::Answered(a) => {
+                return self.send_answer(peer, edit::retarget(&a, h.hop_by_hop, false));
+            }
         }
         if self.cfg.validate {
             if let Err(report) = Validator::new(
@@ -1162,11 +1158,7 @@ impl Shared {
             answer.hop_by_hop = h.hop_by_hop;
             answer.end_to_end = h.end_to_end;
             answer.flags = answer.flags.with(CommandFlags::REQUEST, false);
-            if !answer
-                .avps
-                .iter()
-                .any(|a| a.code == base::PROXY_INFO.code())
-            {
+            if answer.find(base::PROXY_INFO.key()).is_none() {
                 answer.copy_proxy_info(&msg);
             }
             drop(permit);
@@ -1185,13 +1177,8 @@ impl Shared {
 
     fn finish_local(&self, peer: &str, key: &DupKey, answer: &MessageBuilder) {
         let rc = answer
-            .avps
-            .iter()
-            .find(|a| a.code == base::RESULT_CODE.code() && a.vendor == 0)
-            .and_then(|a| match a.value {
-                AvpValue::U32(v) => Some(v),
-                _ => None,
-            })
+            .find(base::RESULT_CODE.key())
+            .and_then(OwnedAvp::as_u32)
             .unwrap_or(0);
         crate::metrics::record_answer(
             crate::metrics::Direction::Sent,
@@ -1207,24 +1194,14 @@ impl Shared {
             .complete(key, answer.clone());
         self.send_answer(peer, answer.clone());
         for (p, hbh) in waiters {
-            self.send_answer(&p, with_hop_by_hop(&answer, hbh));
+            self.send_answer(&p, edit::retarget(&answer, hbh, false));
         }
     }
 
     /// Relayed requests whose deadline passed get 3002; local ones time out in `request`.
     fn sweep(&self) {
         let now = Instant::now();
-        let expired: Vec<Pending> = {
-            let mut pending = self.pending.lock().expect("pending lock");
-            let keys: Vec<u32> = pending
-                .iter()
-                .filter(|(_, p)| p.deadline <= now)
-                .map(|(k, _)| *k)
-                .collect();
-            keys.into_iter()
-                .filter_map(|k| pending.remove(&k))
-                .collect()
-        };
+        let expired = self.take_pending(|p| p.deadline <= now);
         for p in expired {
             match p.reply {
                 Reply::Local(_) => {
@@ -1354,9 +1331,8 @@ pub fn relay_route(realm: &str, application: Option<u32>, peers: &[&str]) -> Rou
     }
 }
 
-#[allow(dead_code)]
-fn _assert_send_sync() {
-    fn f<T: Send + Sync>() {}
-    f::<Node>();
-    let _ = AvpKey::new(0, 0);
-}
+// A Node is shared by every task of the node and by handlers.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Node>();
+};
