@@ -2,6 +2,7 @@
 //! task, and a writer task that batches queued messages into few writes.
 
 use super::Shared;
+use super::express::ExpressLane;
 use crate::capture::{CaptureConn, Direction};
 use crate::framing::{DiameterCodec, Inbound, read_frame};
 use crate::peer::ConnId;
@@ -38,18 +39,26 @@ pub(crate) struct ConnHandle {
     pub(crate) writer: mpsc::UnboundedSender<WriteCmd>,
 }
 
-/// Splits `stream` and starts its reader and writer tasks. Frames go to `events`.
+/// Whose connection it is: the peer's host name, its task's event queue and its express lane.
+#[derive(Clone)]
+pub(crate) struct Owner {
+    pub(crate) host: Arc<str>,
+    pub(crate) events: mpsc::Sender<ConnEvent>,
+    pub(crate) lane: Arc<ExpressLane>,
+}
+
+/// Splits `stream` and starts its reader and writer tasks. Frames go to the owner.
 pub(crate) fn spawn(
     shared: &Arc<Shared>,
     id: ConnId,
     stream: Stream,
     local_is_server: bool,
-    events: mpsc::Sender<ConnEvent>,
+    owner: Owner,
 ) -> ConnHandle {
     let cap = capture_conn(shared, &stream, local_is_server);
     let (r, w) = tokio::io::split(stream);
     let rd = FramedRead::new(r, DiameterCodec::new(shared.cfg.limits));
-    spawn_split(shared, id, rd, w, cap, events)
+    spawn_split(shared, id, rd, w, cap, owner)
 }
 
 /// The capture description of a connection, when capture is on.
@@ -72,11 +81,11 @@ pub(crate) fn spawn_split(
     rd: FramedRead<ReadHalf<Stream>, DiameterCodec>,
     wr: WriteHalf<Stream>,
     cap: Option<CaptureConn>,
-    events: mpsc::Sender<ConnEvent>,
+    owner: Owner,
 ) -> ConnHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(write_loop(shared.clone(), wr, rx, cap));
-    tokio::spawn(read_loop(shared.clone(), id, rd, events, tx.clone(), cap));
+    tokio::spawn(read_loop(shared.clone(), id, rd, owner, tx.clone(), cap));
     ConnHandle { writer: tx }
 }
 
@@ -84,15 +93,23 @@ async fn read_loop(
     shared: Arc<Shared>,
     id: ConnId,
     mut rd: FramedRead<ReadHalf<Stream>, DiameterCodec>,
-    events: mpsc::Sender<ConnEvent>,
+    owner: Owner,
     writer: mpsc::UnboundedSender<WriteCmd>,
     cap: Option<CaptureConn>,
 ) {
+    let Owner { host, events, lane } = owner;
     loop {
         match read_frame(&mut rd, shared.cfg.frame_timeout).await {
             Ok(Some(Inbound::Message(m))) => {
                 shared.record(cap.as_ref(), Direction::Received, m.as_bytes());
-                if events.send(ConnEvent::Message(id, m)).await.is_err() {
+                if lane.admit(id, &m) {
+                    // Straight to the node, on this task (see `express`).
+                    if m.header().is_request() {
+                        shared.on_request(&host, m);
+                    } else {
+                        shared.on_answer(&host, m);
+                    }
+                } else if events.send(ConnEvent::Message(id, m)).await.is_err() {
                     break;
                 }
             }

@@ -24,6 +24,7 @@
 
 mod conn;
 mod edit;
+mod express;
 mod peer_task;
 
 use crate::capture::{Capture, CaptureConn, Direction};
@@ -658,13 +659,7 @@ impl Shared {
         pc.seed = u64::from(self.hop_by_hop.load(Ordering::Relaxed))
             ^ (self.conn_ids.fetch_add(1, Ordering::Relaxed) << 32);
         let (tx, rx) = mpsc::channel(self.cfg.peer_queue);
-        let available = Arc::new(AtomicBool::new(false));
-        let relay = Arc::new(AtomicBool::new(false));
-        let handle = PeerHandle {
-            cmd: tx,
-            available: available.clone(),
-            relay: relay.clone(),
-        };
+        let handle = PeerHandle::new(tx);
         self.peers
             .write()
             .expect("peers lock")
@@ -675,8 +670,7 @@ impl Shared {
             Peer::new(pc),
             dial,
             rx,
-            available,
-            relay,
+            handle.clone(),
         ));
         handle
     }
@@ -775,9 +769,10 @@ impl Shared {
             }
             pending.insert(hbh, p);
         }
-        let sent = self
-            .peer(&peer)
-            .map(|h| h.cmd.try_send(PeerCmd::Send(bytes)));
+        let sent = self.peer(&peer).map(|h| match h.lane.send(bytes) {
+            Ok(()) => Ok(()),
+            Err(bytes) => h.cmd.try_send(PeerCmd::Send(bytes)),
+        });
         match sent {
             Some(Ok(())) => {}
             Some(Err(mpsc::error::TrySendError::Full(_))) => {
@@ -1064,6 +1059,9 @@ impl Shared {
 
     fn send_answer(&self, peer: &str, bytes: Bytes) {
         if let Some(h) = self.peer(peer) {
+            let Err(bytes) = h.lane.send(bytes) else {
+                return;
+            };
             if let Err(mpsc::error::TrySendError::Full(PeerCmd::Send(b))) =
                 h.cmd.try_send(PeerCmd::Send(bytes))
             {

@@ -2,7 +2,8 @@
 //! and turns the peer's events into node work (requests, answers, failover).
 
 use super::Shared;
-use super::conn::{self, ConnEvent, ConnHandle, WriteCmd};
+use super::conn::{self, ConnEvent, ConnHandle, Owner, WriteCmd};
+use super::express::ExpressLane;
 use crate::capture::CaptureConn;
 use crate::framing::DiameterCodec;
 use crate::peer::{ConnId, DisconnectCause, Peer, PeerAction, PeerEvent, PeerState};
@@ -45,6 +46,19 @@ pub(crate) struct PeerHandle {
     pub(crate) available: Arc<AtomicBool>,
     /// The peer advertised the Relay application: it may forward others' requests.
     pub(crate) relay: Arc<AtomicBool>,
+    /// Application messages while the peer is open and OKAY, without the peer task.
+    pub(crate) lane: Arc<ExpressLane>,
+}
+
+impl PeerHandle {
+    pub(crate) fn new(cmd: mpsc::Sender<PeerCmd>) -> Self {
+        Self {
+            cmd,
+            available: Arc::new(AtomicBool::new(false)),
+            relay: Arc::new(AtomicBool::new(false)),
+            lane: Arc::new(ExpressLane::new()),
+        }
+    }
 }
 
 /// Where and how to reach a peer we connect to.
@@ -72,10 +86,11 @@ struct Driver {
     peer: Peer,
     conns: HashMap<ConnId, ConnHandle>,
     dial: Option<Dial>,
-    conn_events: mpsc::Sender<ConnEvent>,
+    owner: Owner,
     connects: mpsc::Sender<Result<Stream, transport::TransportError>>,
-    available: Arc<AtomicBool>,
-    relay: Arc<AtomicBool>,
+    handle: PeerHandle,
+    /// The connection the express lane carries, as last set.
+    express: Option<ConnId>,
     stopping: Vec<oneshot::Sender<()>>,
 }
 
@@ -86,24 +101,28 @@ pub(crate) async fn run(
     mut peer: Peer,
     dial: Option<Dial>,
     mut cmds: mpsc::Receiver<PeerCmd>,
-    available: Arc<AtomicBool>,
-    relay: Arc<AtomicBool>,
+    handle: PeerHandle,
 ) {
     let (conn_events, mut conn_rx) = mpsc::channel(1024);
     let (connects, mut connect_rx) = mpsc::channel(1);
     if dial.is_some() {
         peer.start(Instant::now());
     }
+    let owner = Owner {
+        host: host.as_str().into(),
+        events: conn_events,
+        lane: handle.lane.clone(),
+    };
     let mut d = Driver {
         shared,
         host,
         peer,
         conns: HashMap::new(),
         dial,
-        conn_events,
+        owner,
         connects,
-        available,
-        relay,
+        handle,
+        express: None,
         stopping: Vec::new(),
     };
     loop {
@@ -130,7 +149,7 @@ pub(crate) async fn run(
                 match r {
                     Some(Ok(stream)) => {
                         let id = d.shared.next_conn_id();
-                        let h = conn::spawn(&d.shared, id, stream, false, d.conn_events.clone());
+                        let h = conn::spawn(&d.shared, id, stream, false, d.owner.clone());
                         d.conns.insert(id, h);
                         d.peer.handle_connected(now, id);
                     }
@@ -155,10 +174,18 @@ pub(crate) async fn run(
                     }
                 }
             }
-            () = sleep_until(deadline) => d.peer.handle_timeout(Instant::now()),
+            () = sleep_until(deadline) => {
+                let now = Instant::now();
+                // Liveness first: traffic on the express lane re-arms the watchdog.
+                if let Some(at) = d.handle.lane.last_rx() {
+                    d.peer.handle_traffic(now, at);
+                }
+                d.peer.handle_timeout(now);
+            }
         }
     }
-    d.available.store(false, Ordering::Release);
+    d.handle.lane.close();
+    d.handle.available.store(false, Ordering::Release);
     d.shared.failover(&d.host);
     for h in d.conns.values() {
         let _ = h.writer.send(WriteCmd::Close);
@@ -201,7 +228,7 @@ impl Driver {
             PeerCmd::Incoming(inc) => {
                 let IncomingConn { rd, wr, cap, cer } = *inc;
                 let id = self.shared.next_conn_id();
-                let h = conn::spawn_split(&self.shared, id, rd, wr, cap, self.conn_events.clone());
+                let h = conn::spawn_split(&self.shared, id, rd, wr, cap, self.owner.clone());
                 self.conns.insert(id, h);
                 self.peer.handle_incoming(now, id, cer);
             }
@@ -233,14 +260,34 @@ impl Driver {
                     }
                 }
             }
-            self.available
+            self.handle
+                .available
                 .store(self.peer.is_available(), Ordering::Release);
+            self.update_express();
             while let Some(e) = self.peer.poll_event() {
                 progressed = true;
                 self.on_event(e);
             }
             if !progressed {
                 break;
+            }
+        }
+    }
+
+    /// Opens or closes the express lane as the state machine allows.
+    fn update_express(&mut self) {
+        let want = self.peer.express_conn();
+        if want == self.express {
+            return;
+        }
+        match want.and_then(|c| self.conns.get(&c).map(|h| (c, h.writer.clone()))) {
+            Some((c, w)) => {
+                self.handle.lane.open(c, w);
+                self.express = Some(c);
+            }
+            None => {
+                self.handle.lane.close();
+                self.express = None;
             }
         }
     }
@@ -267,7 +314,9 @@ impl Driver {
                 tracing::debug!(peer = %self.host, state = state_name(to), "peer state");
             }
             PeerEvent::Open { info, .. } => {
-                self.relay.store(info.negotiated.relay, Ordering::Release);
+                self.handle
+                    .relay
+                    .store(info.negotiated.relay, Ordering::Release);
                 tracing::info!(peer = %self.host, origin_host = %info.origin_host, "peer open");
             }
             PeerEvent::Failover { reason } => {

@@ -353,6 +353,35 @@ impl Peer {
         }
     }
 
+    /// Application messages on the open connection were delivered by the driver without this
+    /// state machine (see [`Peer::express_conn`]), the latest at `at`: liveness for the
+    /// watchdog, as if they had passed through [`Peer::handle_message`]. Call it before
+    /// [`Peer::handle_timeout`].
+    pub fn handle_traffic(&mut self, now: Instant, at: Instant) {
+        if !self.state.is_open() {
+            return;
+        }
+        let before = self.wd.state();
+        let action = self.wd.on_traffic(at.min(now));
+        self.watchdog_changed(before);
+        if let Some(a) = action {
+            self.watchdog_action(now, a);
+        }
+    }
+
+    /// The connection whose application messages (everything but CER, DWR, DPR and their
+    /// answers) the driver may deliver and send without this state machine: the open
+    /// connection while the peer is open with its watchdog OKAY. In every other state each
+    /// message must come through [`Peer::handle_message`] and [`Peer::send`].
+    pub fn express_conn(&self) -> Option<ConnId> {
+        let open = matches!(self.state, PeerState::IOpen | PeerState::ROpen);
+        if open && self.available && self.wd.state() == WatchdogState::Okay {
+            self.open_conn()
+        } else {
+            None
+        }
+    }
+
     /// `conn` was closed by the peer or failed (I-Peer-Disc / R-Peer-Disc).
     pub fn handle_closed(&mut self, now: Instant, conn: ConnId) {
         let on_i = self.i_conn == Some(conn);

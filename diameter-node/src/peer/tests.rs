@@ -869,6 +869,50 @@ fn traffic_counts_as_liveness_no_dwr() {
 }
 
 #[test]
+fn express_traffic_counts_as_liveness_and_stale_traffic_does_not() {
+    let mut p = open_pair();
+    let t0 = p.now;
+    for s in &p.sides {
+        assert!(
+            s.peer.express_conn().is_some(),
+            "open and OKAY: express lane allowed"
+        );
+    }
+    // Application traffic delivered beside the state machine, reported every 10 s: no DWR.
+    for _ in 0..30 {
+        p.run(Duration::from_secs(10));
+        let now = p.now;
+        for s in &mut p.sides {
+            s.peer.handle_traffic(now, now);
+        }
+    }
+    assert_eq!(p.sides[0].count_sent(280, true), 0);
+    assert_eq!(p.sides[1].count_sent(280, true), 0);
+    // Reports of traffic older than the last timer setting change nothing: DWRs resume.
+    for _ in 0..6 {
+        p.run(Duration::from_secs(10));
+        let now = p.now;
+        for s in &mut p.sides {
+            s.peer.handle_traffic(now, t0);
+        }
+    }
+    // (Whichever side's timer fires first sends the DWR; receiving it re-arms the other.)
+    assert!(p.sides[0].count_sent(280, true) + p.sides[1].count_sent(280, true) >= 1);
+    assert_eq!(p.a().peer.watchdog_state(), WatchdogState::Okay);
+}
+
+#[test]
+fn express_lane_closes_when_the_watchdog_suspects() {
+    let mut p = open_pair();
+    assert!(p.a().peer.express_conn().is_some());
+    p.blackhole = true;
+    // Tw of silence → DWR; another Tw without DWA → SUSPECT: everything through the PSM again.
+    p.run(Duration::from_secs(70));
+    assert_ne!(p.a().peer.watchdog_state(), WatchdogState::Okay);
+    assert_eq!(p.a().peer.express_conn(), None);
+}
+
+#[test]
 fn lost_dwas_do_not_fail_over_while_traffic_flows() {
     let mut p = open_pair();
     // Drop every DWA; B alone sends requests, every 20 s: A hears traffic, B hears only answers.

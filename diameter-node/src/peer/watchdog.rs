@@ -64,6 +64,8 @@ pub(crate) struct Watchdog {
     /// DWAs received in REOPEN; −1 after one silent Tw.
     num_dwa: i8,
     deadline: Option<Instant>,
+    /// When the timer was last set: traffic older than this is already accounted for.
+    set_at: Option<Instant>,
     tw: Duration,
     rng: SplitMix64,
 }
@@ -76,6 +78,7 @@ impl Watchdog {
             pending: false,
             num_dwa: 0,
             deadline: None,
+            set_at: None,
             tw,
             rng: SplitMix64::new(seed),
         }
@@ -91,6 +94,7 @@ impl Watchdog {
 
     /// SetWatchdog(): Tw ± 2 s from now.
     fn set_watchdog(&mut self, now: Instant) {
+        self.set_at = Some(now);
         let j = self.rng.next_u64() % (2 * JITTER_MS + 1);
         let t = self.tw + Duration::from_millis(j);
         // `tw` ≥ 6 s, so subtracting 2 s never underflows.
@@ -115,6 +119,17 @@ impl Watchdog {
                 self.state = WatchdogState::Okay;
                 Some(WdAction::Failback)
             }
+        }
+    }
+
+    /// Application messages arrived on the open connection without passing through the state
+    /// machine (the driver's express lane), the latest at `at`. Counts as a non-DWA receive
+    /// unless the timer was set since.
+    pub(crate) fn on_traffic(&mut self, at: Instant) -> Option<WdAction> {
+        let fresh = self.set_at.is_none_or(|s| at > s);
+        match self.state {
+            WatchdogState::Okay | WatchdogState::Suspect if fresh => self.on_receive(at, false),
+            _ => None,
         }
     }
 
