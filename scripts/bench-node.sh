@@ -8,7 +8,9 @@
 # scenarios see the same machine conditions), medians printed as a table.
 #
 # Usage: scripts/bench-node.sh            (env: DURATION=5 WARMUP=1 REPS=3 INFLIGHT="1 8 64 256"
-#                                                 OUT=dir  SKIP_BUILD=1  SKIP_FD=1)
+#                                                 THREADS=1 OUT=dir  SKIP_BUILD=1  SKIP_FD=1)
+# THREADS is diameter-bench's --threads for our client, relay and echo server (1: one runtime
+# thread each, the tool's default; 0: one worker per CPU).
 # Needs: cargo, python3, freeDiameterd (Debian package freediameterd) unless SKIP_FD=1.
 # Everything started here is stopped by PID on exit (trap), whatever the exit path.
 set -euo pipefail
@@ -18,6 +20,7 @@ DURATION="${DURATION:-5}"
 WARMUP="${WARMUP:-1}"
 REPS="${REPS:-3}"
 INFLIGHT="${INFLIGHT:-1 8 64 256}"
+THREADS="${THREADS:-1}"
 OUT="${OUT:-$(mktemp -d /tmp/bench-node.XXXXXX)}"
 mkdir -p "$OUT"
 BENCH="$ROOT/target/release/diameter-bench"
@@ -88,7 +91,7 @@ EOF
 # Realms/identities: the load client is load.bench in realm client.net (its requests carry
 # that Origin-Host and Origin-Realm) and sends to Destination-Realm "bench", which the
 # echo server owns; each relay has a realm of its own.
-CLIENT=(--host load.bench --realm client.net)
+CLIENT=(--host load.bench --realm client.net --threads "$THREADS")
 
 wait_for() { # file pattern timeout_s
     local i
@@ -100,13 +103,13 @@ wait_for() { # file pattern timeout_s
     return 1
 }
 
-"$BENCH" echo --listen "127.0.0.1:$P_ECHO" --host echo.server.net --realm bench \
+"$BENCH" echo --listen "127.0.0.1:$P_ECHO" --host echo.server.net --realm bench --threads "$THREADS" \
     >"$OUT/echo.log" 2>&1 &
 ECHO_PID=$!; PIDS+=("$ECHO_PID")
 wait_for "$OUT/echo.log" "listening on" 10
 
 "$BENCH" relay --listen "127.0.0.1:$P_RELAY" --to "127.0.0.1:$P_ECHO" --to-host echo.server.net \
-    --host dra.ours.net --realm ours.net >"$OUT/relay.log" 2>&1 &
+    --host dra.ours.net --realm ours.net --threads "$THREADS" >"$OUT/relay.log" 2>&1 &
 RELAY_PID=$!; PIDS+=("$RELAY_PID")
 wait_for "$OUT/relay.log" "listening on" 10
 

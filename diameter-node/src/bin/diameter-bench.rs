@@ -106,6 +106,11 @@ struct Common {
     /// Watchdog interval Tw in seconds (at least 6).
     #[arg(long, default_value_t = 30)]
     tw: u64,
+    /// Runtime threads. 1 (the default) runs the node on one thread: no task ever wakes
+    /// another thread, which on a small machine shared by client, agents and server costs
+    /// more than the work itself (BENCHMARKS.md). 0 means one worker per CPU.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 impl Common {
@@ -140,9 +145,23 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let common = match &cli.command {
+        Command::Echo { common, .. }
+        | Command::Relay { common, .. }
+        | Command::Load { common, .. } => common,
+    };
+    let rt = match common.threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        0 => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+    };
     rt.block_on(run(cli))
 }
 

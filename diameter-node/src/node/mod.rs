@@ -45,6 +45,7 @@ use diameter_codec::{
     OwnedAvp, ResultCode, ValidateOptions, Validator,
 };
 use peer_task::{Dial, IncomingConn, PeerCmd, PeerHandle};
+use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -275,9 +276,12 @@ pub(crate) struct Shared {
     identity: LocalIdentity,
     router: Router,
     dict: &'static Dictionary,
-    peers: RwLock<HashMap<String, PeerHandle>>,
-    configured: HashMap<String, ()>,
-    pending: Mutex<HashMap<u32, Pending>>,
+    /// Keyed by lower-case host. FxHash: keys are configured or CER-proven identities and our
+    /// own Hop-by-Hop Identifiers, never attacker-chosen in bulk, and these maps are on every
+    /// message's path.
+    peers: RwLock<FxHashMap<String, Arc<PeerHandle>>>,
+    configured: FxHashMap<String, ()>,
+    pending: Mutex<FxHashMap<u32, Pending>>,
     handlers: RwLock<HashMap<u32, Arc<dyn Handler>>>,
     dedup: Mutex<DupCache<Waiter>>,
     redirects: Mutex<RedirectCache>,
@@ -336,13 +340,13 @@ impl Node {
             ),
             router,
             dict: Dictionary::embedded(),
-            peers: RwLock::new(HashMap::new()),
+            peers: RwLock::new(FxHashMap::default()),
             configured: cfg
                 .peers
                 .iter()
                 .map(|p| (p.host.to_ascii_lowercase(), ()))
                 .collect(),
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(FxHashMap::default()),
             handlers: RwLock::new(HashMap::new()),
             dedup: Mutex::new(DupCache::new(cfg.dedup_window, cfg.dedup_capacity)),
             redirects: Mutex::new(RedirectCache::new(10_000)),
@@ -591,7 +595,7 @@ impl Node {
     pub async fn shutdown(&self, timeout: Duration) {
         let s = &self.shared;
         s.stopped.store(true, Ordering::Release);
-        let peers: Vec<PeerHandle> = s
+        let peers: Vec<Arc<PeerHandle>> = s
             .peers
             .read()
             .expect("peers lock")
@@ -621,6 +625,53 @@ impl Node {
 }
 
 /// The Diameter identities in Redirect-Host URIs.
+/// The top-level AVPs a request is checked and routed by, read in one pass over the message
+/// (each the first of its kind, as [`Message::get`] would find it).
+#[derive(Default)]
+struct RoutingAvps<'a> {
+    origin_host: Option<&'a str>,
+    destination_host: Option<&'a str>,
+    destination_realm: Option<&'a str>,
+    session_id: Option<&'a str>,
+    user_name: Option<&'a str>,
+    route_record: bool,
+}
+
+impl<'a> RoutingAvps<'a> {
+    fn read(msg: &'a Message) -> Self {
+        fn first<'a>(slot: &mut Option<&'a str>, data: &'a [u8]) {
+            if slot.is_none() {
+                *slot = std::str::from_utf8(data).ok();
+            }
+        }
+        let mut r = Self::default();
+        for a in msg.avps().flatten() {
+            match a.key() {
+                k if k == base::ORIGIN_HOST.key() => first(&mut r.origin_host, a.data),
+                k if k == base::DESTINATION_HOST.key() => first(&mut r.destination_host, a.data),
+                k if k == base::DESTINATION_REALM.key() => {
+                    first(&mut r.destination_realm, a.data);
+                }
+                k if k == base::SESSION_ID.key() => first(&mut r.session_id, a.data),
+                k if k == base::USER_NAME.key() => first(&mut r.user_name, a.data),
+                k if k == base::ROUTE_RECORD.key() => r.route_record = true,
+                _ => {}
+            }
+        }
+        r
+    }
+}
+
+/// Looks up a host in a map keyed by lower-case host. Most identities already are lower-case,
+/// so the copy is skipped for them (DiameterIdentity compares case-insensitively).
+fn by_host<'m, V>(map: &'m FxHashMap<String, V>, host: &str) -> Option<&'m V> {
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        map.get(&host.to_ascii_lowercase())
+    } else {
+        map.get(host)
+    }
+}
+
 fn redirect_hosts(answer: &Message) -> Vec<String> {
     answer
         .find_all(base::REDIRECT_HOST.key())
@@ -651,7 +702,7 @@ impl Shared {
         }
     }
 
-    fn spawn_peer(&self, host: &str, dial: Option<Dial>, timers: Timers) -> PeerHandle {
+    fn spawn_peer(&self, host: &str, dial: Option<Dial>, timers: Timers) -> Arc<PeerHandle> {
         let mut pc = PeerConfig::new(self.local.clone(), Some(host.to_string()));
         pc.connect = dial.is_some();
         pc.timers = timers;
@@ -659,7 +710,7 @@ impl Shared {
         pc.seed = u64::from(self.hop_by_hop.load(Ordering::Relaxed))
             ^ (self.conn_ids.fetch_add(1, Ordering::Relaxed) << 32);
         let (tx, rx) = mpsc::channel(self.cfg.peer_queue);
-        let handle = PeerHandle::new(tx);
+        let handle = Arc::new(PeerHandle::new(tx));
         self.peers
             .write()
             .expect("peers lock")
@@ -675,14 +726,8 @@ impl Shared {
         handle
     }
 
-    fn peer(&self, host: &str) -> Option<PeerHandle> {
-        let peers = self.peers.read().expect("peers lock");
-        // Keys are lower-case; most identities already are, so skip the copy for them.
-        if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            peers.get(&host.to_ascii_lowercase()).cloned()
-        } else {
-            peers.get(host).cloned()
-        }
+    fn peer(&self, host: &str) -> Option<Arc<PeerHandle>> {
+        by_host(&self.peers.read().expect("peers lock"), host).cloned()
     }
 
     fn peer_is_relay(&self, host: &str) -> bool {
@@ -701,7 +746,7 @@ impl Shared {
 
     /// Routes a request: one received here (which may be for us) or one we originate.
     fn decide(&self, info: &RequestInfo<'_>, outgoing: bool) -> Decision {
-        let known = |h: &str| self.configured.contains_key(&h.to_ascii_lowercase());
+        let known = |h: &str| by_host(&self.configured, h).is_some();
         let open = |h: &str| self.is_available(h);
         if outgoing {
             self.router.decide_outgoing(info, open, known)
@@ -939,19 +984,15 @@ impl Shared {
             h.application_id,
             h.command_code,
         );
-        let origin = msg
-            .get(base::ORIGIN_HOST)
-            .and_then(Result::ok)
-            .unwrap_or(peer)
-            .to_string();
-        let dest_host = msg.get(base::DESTINATION_HOST).and_then(Result::ok);
-        let dest_realm = msg.get(base::DESTINATION_REALM).and_then(Result::ok);
+        let avps = RoutingAvps::read(&msg);
+        let origin = avps.origin_host.unwrap_or(peer);
+        let (dest_host, dest_realm) = (avps.destination_host, avps.destination_realm);
         let info = RequestInfo {
             destination_host: dest_host,
             destination_realm: dest_realm,
             application_id: h.application_id,
-            session_id: msg.session_id(),
-            user_name: msg.get(base::USER_NAME).and_then(Result::ok),
+            session_id: avps.session_id,
+            user_name: avps.user_name,
         };
         // bad-inputs 40: a request without Route-Record, or from a peer that did not
         // advertise the Relay application (and so forwards nothing), was originated by the
@@ -959,13 +1000,14 @@ impl Shared {
         // with its certificate). Anything else is spoofing or a relay that dropped its
         // Route-Record: refused with 5003 DIAMETER_AUTHORIZATION_REJECTED (our choice; the
         // RFC names no code) and logged.
-        let forwarded = msg.find(base::ROUTE_RECORD.key()).is_some() && self.peer_is_relay(peer);
+        let forwarded = avps.route_record && self.peer_is_relay(peer);
         if !forwarded && !origin.eq_ignore_ascii_case(peer) {
             tracing::warn!(peer, origin_host = %origin, "direct request with a foreign Origin-Host refused");
             return self.answer_error(peer, &msg, ResultCode::DIAMETER_AUTHORIZATION_REJECTED);
         }
         // RFC 6733 §6.1.3: a request that already went through us is looped.
         if self.cfg.agent
+            && avps.route_record
             && self.router.is_loop(
                 msg.find_all(base::ROUTE_RECORD.key())
                     .filter_map(|a| std::str::from_utf8(a.data).ok()),
@@ -979,7 +1021,10 @@ impl Shared {
             self.local_decision(&info)
         };
         match decision {
-            Decision::Local => self.dispatch_local(peer, origin, msg),
+            Decision::Local => {
+                let key = DupKey::new(origin, h.end_to_end);
+                self.dispatch_local(peer, key, msg);
+            }
             Decision::Forward { peer: next, action } => {
                 let _ = action; // relay and proxy forward alike here; proxies edit in handlers
                 let hbh = self.next_hop_by_hop();
@@ -1073,10 +1118,10 @@ impl Shared {
         }
     }
 
-    fn dispatch_local(&self, peer: &str, origin: String, msg: Message) {
+    /// Runs a request addressed to us. `key` identifies it for duplicate detection
+    /// (RFC 6733 §5.5.4: Origin-Host and End-to-End Identifier).
+    fn dispatch_local(&self, peer: &str, key: DupKey, msg: Message) {
         let h = *msg.header();
-        // Duplicate detection (RFC 6733 §5.5.4): (Origin-Host, End-to-End).
-        let key = DupKey::new(&origin, h.end_to_end);
         let seen = self.dedup.lock().expect("dedup lock").check(
             key.clone(),
             Instant::now(),

@@ -88,7 +88,7 @@ struct Driver {
     dial: Option<Dial>,
     owner: Owner,
     connects: mpsc::Sender<Result<Stream, transport::TransportError>>,
-    handle: PeerHandle,
+    handle: Arc<PeerHandle>,
     /// The connection the express lane carries, as last set.
     express: Option<ConnId>,
     stopping: Vec<oneshot::Sender<()>>,
@@ -101,7 +101,7 @@ pub(crate) async fn run(
     mut peer: Peer,
     dial: Option<Dial>,
     mut cmds: mpsc::Receiver<PeerCmd>,
-    handle: PeerHandle,
+    handle: Arc<PeerHandle>,
 ) {
     let (conn_events, mut conn_rx) = mpsc::channel(1024);
     let (connects, mut connect_rx) = mpsc::channel(1);
