@@ -22,11 +22,14 @@
 use crate::avp::AvpFlags;
 use crate::encode::AvpValue;
 use crate::header::{CommandFlags, HEADER_LEN, Header};
-use crate::types::{AvpType, TypedAvp, ty};
+use crate::types::{AvpType, Payload, TypedAvp, ty};
 use bytes::{BufMut, BytesMut};
 
 /// Deepest nesting of Grouped AVPs the writer tracks.
 const MAX_OPEN: usize = 16;
+
+/// Largest AVP Length or Message Length: the fields are 24 bits (RFC 6733 §3, §4.1).
+const MAX_LEN: usize = 0x00ff_ffff;
 
 /// Why [`MessageWriter::finish`] refused the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -88,15 +91,20 @@ impl<'b> MessageWriter<'b> {
 
     #[inline]
     fn header(&mut self, code: u32, flags: AvpFlags, vendor: u32, len: usize) {
-        // One copy for the whole header: each `put` on the buffer checks its capacity.
-        let mut h = [0u8; 12];
-        h[..4].copy_from_slice(&code.to_be_bytes());
         let v = if vendor != 0 { AvpFlags::VENDOR } else { 0 };
-        let word =
-            (u32::from((flags.0 & !AvpFlags::VENDOR) | v) << 24) | (len as u32 & 0x00ff_ffff);
-        h[4..8].copy_from_slice(&word.to_be_bytes());
+        let flags = (flags.0 & !AvpFlags::VENDOR) | v;
+        let head = (u64::from(code) << 32) | (u64::from(flags) << 24);
+        self.head(head, vendor, len);
+    }
+
+    /// Writes an AVP header: `head` is code and flags as [`TypedAvp::head`] packs them.
+    #[inline(always)]
+    fn head(&mut self, head: u64, vendor: u32, len: usize) {
+        // One copy for the whole header (each `put` on the buffer checks its capacity), of
+        // constant length so it is a couple of moves rather than a memcpy call.
+        let mut h = [0u8; 12];
+        h[..8].copy_from_slice(&(head | (len as u64 & 0x00ff_ffff)).to_be_bytes());
         h[8..].copy_from_slice(&vendor.to_be_bytes());
-        // Constant lengths, so each copy is a couple of moves rather than a memcpy call.
         if vendor != 0 {
             self.out.put_slice(&h);
         } else {
@@ -105,12 +113,57 @@ impl<'b> MessageWriter<'b> {
     }
 
     /// Adds a leaf AVP with its definition's code, vendor and flags. The value goes
-    /// straight into the buffer; the AVP Length is patched in after it.
-    #[inline]
+    /// straight into the buffer: fixed-size values and byte strings with their header
+    /// complete, other values (Address, Grouped) with the AVP Length patched in after.
+    #[inline(always)]
     pub fn avp<T: AvpType>(&mut self, def: TypedAvp<T>, v: impl Into<T::Input>) -> &mut Self {
+        let v = v.into();
+        match T::payload(&v) {
+            Payload::Four(b) => self.fixed(def.head(), def.vendor(), b),
+            Payload::Eight(b) => self.fixed(def.head(), def.vendor(), b),
+            Payload::Bytes(b) => self.bytes(def.head(), def.vendor(), b),
+            Payload::Encoded => self.encoded(def, v),
+        }
+    }
+
+    /// A fixed-size payload: header and value in one store of a length known from the
+    /// type. 4- and 8-byte payloads end on a 32-bit boundary, so there is no padding.
+    #[inline(always)]
+    fn fixed<const N: usize>(&mut self, head: u64, vendor: u32, value: [u8; N]) -> &mut Self {
+        let mut a = [0u8; 20];
+        if vendor == 0 {
+            a[..8].copy_from_slice(&(head | (8 + N) as u64).to_be_bytes());
+            a[8..8 + N].copy_from_slice(&value);
+            self.out.put_slice(&a[..8 + N]);
+        } else {
+            a[..8].copy_from_slice(&(head | (12 + N) as u64).to_be_bytes());
+            a[8..12].copy_from_slice(&vendor.to_be_bytes());
+            a[12..12 + N].copy_from_slice(&value);
+            self.out.put_slice(&a[..12 + N]);
+        }
+        self
+    }
+
+    /// A byte-string payload: its length is known, so the header is written complete.
+    #[inline(always)]
+    fn bytes(&mut self, head: u64, vendor: u32, b: &[u8]) -> &mut Self {
+        let len = if vendor != 0 { 12 } else { 8 } + b.len();
+        if len > MAX_LEN {
+            self.error = Some(WriteError::TooLong);
+            return self;
+        }
+        self.head(head, vendor, len);
+        self.out.put_slice(b);
+        self.pad(b.len());
+        self
+    }
+
+    /// A value only its type can encode: header first, AVP Length patched in after.
+    #[inline(never)]
+    fn encoded<T: AvpType>(&mut self, def: TypedAvp<T>, v: T::Input) -> &mut Self {
         let at = self.out.len();
-        self.header(def.code(), def.flags(), def.vendor(), 0);
-        T::put_value(v.into(), self.out);
+        self.head(def.head(), def.vendor(), 0);
+        T::put_value(v, self.out);
         self.close_at(at)
     }
 
@@ -136,7 +189,7 @@ impl<'b> MessageWriter<'b> {
     #[inline]
     fn close_at(&mut self, at: usize) -> &mut Self {
         let len = self.out.len() - at;
-        if len > 0x00ff_ffff {
+        if len > MAX_LEN {
             self.error = Some(WriteError::TooLong);
             return self;
         }
@@ -146,15 +199,18 @@ impl<'b> MessageWriter<'b> {
         self
     }
 
-    #[inline]
+    /// RFC 6733 §4.1: pads a payload of `len` bytes (just written) with zeros to a 32-bit
+    /// boundary. Headers are 8 or 12 bytes, so the payload length alone decides.
+    #[inline(always)]
     fn pad(&mut self, len: usize) {
-        let n = (4 - len % 4) % 4;
-        if n != 0 {
-            self.out.put_slice(&[0u8; 3][..n]);
-        }
+        // A whole zero word is one constant store; the bytes past the boundary are cut off.
+        let end = self.out.len() + (len.wrapping_neg() & 3);
+        self.out.put_u32(0);
+        self.out.truncate(end);
     }
 
     /// Opens a Grouped AVP; the AVPs added until the matching [`Self::end`] are its children.
+    #[inline]
     pub fn begin(&mut self, def: TypedAvp<ty::Grouped>) -> &mut Self {
         if self.depth == MAX_OPEN {
             self.error = Some(WriteError::TooDeep);
@@ -162,11 +218,12 @@ impl<'b> MessageWriter<'b> {
         }
         self.open[self.depth] = (self.out.len() - self.start) as u32;
         self.depth += 1;
-        self.header(def.code(), def.flags(), def.vendor(), 0);
+        self.head(def.head(), def.vendor(), 0);
         self
     }
 
     /// Closes the innermost open Grouped AVP, writing its length.
+    #[inline]
     pub fn end(&mut self) -> &mut Self {
         if self.depth == 0 {
             self.error = Some(WriteError::Unbalanced);
@@ -175,7 +232,7 @@ impl<'b> MessageWriter<'b> {
         self.depth -= 1;
         let at = self.start + self.open[self.depth] as usize;
         let len = self.out.len() - at;
-        if len > 0x00ff_ffff {
+        if len > MAX_LEN {
             self.error = Some(WriteError::TooLong);
             return self;
         }
@@ -193,7 +250,7 @@ impl<'b> MessageWriter<'b> {
             return Err(WriteError::Unbalanced);
         }
         let len = self.out.len() - self.start;
-        if len > 0x00ff_ffff {
+        if len > MAX_LEN {
             return Err(WriteError::TooLong);
         }
         self.out[self.start + 1..self.start + 4].copy_from_slice(&(len as u32).to_be_bytes()[1..]);
@@ -247,6 +304,62 @@ mod tests {
         w.value(oh.code, oh.flags, oh.vendor, &oh.value);
         let len = w.finish().unwrap();
         assert_eq!(&buf[..len], &b.to_bytes()[..]);
+    }
+
+    /// Each way `avp` lays out a value (fixed-size word, byte string with each padding,
+    /// encoded), with and without a Vendor-Id, gives the builder's bytes.
+    #[test]
+    fn every_payload_kind_matches_the_builder() {
+        use crate::dict::{gx, rx};
+        use crate::types::DiameterTime;
+        use bytes::Bytes;
+        const F64: TypedAvp<ty::Float64> = TypedAvp::new("Test-F64", 0x00ff_fe02, 10415, true);
+        const I64: TypedAvp<ty::Integer64> = TypedAvp::new("Test-I64", 0x00ff_fe03, 0, false);
+        let mut b = MessageBuilder::request(272, 4, true).ids(3, 4);
+        let mut buf = BytesMut::from(&b"kept"[..]);
+        let mut w = MessageWriter::new(&mut buf, b.flags, 272, 4, 3, 4);
+        for (i, s) in ["", "a", "ab", "abc", "abcd", "abcde"]
+            .into_iter()
+            .enumerate()
+        {
+            b.push(base::SESSION_ID.with(s));
+            w.avp(base::SESSION_ID, s);
+            let raw = Bytes::copy_from_slice(&s.as_bytes()[..i.min(s.len())]);
+            b.push(crate::dict::gi::TGPP_CG_ADDRESS.with(raw.clone()));
+            w.avp(crate::dict::gi::TGPP_CG_ADDRESS, raw);
+        }
+        b.push(dcca::CC_REQUEST_NUMBER.with(7u32));
+        w.avp(dcca::CC_REQUEST_NUMBER, 7u32);
+        b.push(rx::CONTENT_VERSION.with(u64::MAX - 1));
+        w.avp(rx::CONTENT_VERSION, u64::MAX - 1);
+        b.push(I64.with(-5i64));
+        w.avp(I64, -5i64);
+        b.push(F64.with(1.5f64));
+        w.avp(F64, 1.5f64);
+        b.push(gx::MAX_PLR_DL.with(0.25f32));
+        w.avp(gx::MAX_PLR_DL, 0.25f32);
+        b.push(gx::REVALIDATION_TIME.with(DiameterTime(0xdead_beef)));
+        w.avp(gx::REVALIDATION_TIME, DiameterTime(0xdead_beef));
+        b.push(crate::dict::gy::CHANGE_CONDITION.with(-1i32));
+        w.avp(crate::dict::gy::CHANGE_CONDITION, -1i32);
+        b.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType::TERMINATION_REQUEST));
+        w.avp(
+            dcca::CC_REQUEST_TYPE,
+            dcca::CcRequestType::TERMINATION_REQUEST,
+        );
+        let v6 = std::net::IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]);
+        b.push(gx::COA_IP_ADDRESS.with(v6));
+        w.avp(gx::COA_IP_ADDRESS, v6);
+        let rsu = vec![dcca::CC_TIME.with(60u32)];
+        b.push(dcca::REQUESTED_SERVICE_UNIT.with(rsu.clone()));
+        w.avp(dcca::REQUESTED_SERVICE_UNIT, rsu);
+        b.push(rx::FLOW_DESCRIPTION.with("permit out ip from any to any"));
+        w.avp(rx::FLOW_DESCRIPTION, "permit out ip from any to any");
+        let len = w.finish().unwrap();
+        assert_eq!(&buf[..4], b"kept");
+        assert_eq!(buf.len(), 4 + len);
+        assert_eq!(&buf[4..], &b.to_bytes()[..]);
+        assert!(Message::from_bytes(buf.split_off(4).freeze()).is_ok());
     }
 
     #[test]
