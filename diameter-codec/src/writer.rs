@@ -23,7 +23,7 @@ use crate::avp::AvpFlags;
 use crate::encode::AvpValue;
 use crate::header::{CommandFlags, HEADER_LEN, Header};
 use crate::types::{AvpType, Payload, TypedAvp, ty};
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 
 /// Deepest nesting of Grouped AVPs the writer tracks.
 const MAX_OPEN: usize = 16;
@@ -50,10 +50,25 @@ pub enum WriteError {
 pub struct MessageWriter<'b> {
     out: &'b mut BytesMut,
     start: usize,
+    /// End of what is written. `out` may run further: zeroed room laid out ahead of the
+    /// writes, so most AVPs are plain stores at `pos` with no buffer bookkeeping. The room
+    /// is cut off by [`Self::finish`], or on drop.
+    pos: usize,
     /// Where each open group starts, relative to `start` (a message is under 16 MiB).
     open: [u32; MAX_OPEN],
     depth: usize,
     error: Option<WriteError>,
+}
+
+/// Least room laid out at a time.
+const MIN_ROOM: usize = 512;
+
+/// Lays out zeroed room for at least `n` bytes at `pos`: as much as is written so far
+/// (so a message grows its room a few times at most), never less than [`MIN_ROOM`].
+#[cold]
+#[inline(never)]
+fn grow(out: &mut BytesMut, start: usize, pos: usize, n: usize) {
+    out.resize(pos + n.max(pos - start).max(MIN_ROOM), 0);
 }
 
 impl<'b> MessageWriter<'b> {
@@ -79,16 +94,36 @@ impl<'b> MessageWriter<'b> {
         };
         let mut hb = [0u8; HEADER_LEN];
         h.write(&mut hb);
-        out.put_slice(&hb);
-        Self {
+        let mut w = Self {
             out,
             start,
+            pos: start,
             open: [0; MAX_OPEN],
             depth: 0,
             error: None,
-        }
+        };
+        w.put(&hb);
+        w
     }
 
+    /// Makes room for `n` bytes at `pos` and returns `pos`.
+    #[inline(always)]
+    fn room(&mut self, n: usize) -> usize {
+        if self.out.len() - self.pos < n {
+            grow(self.out, self.start, self.pos, n);
+        }
+        self.pos
+    }
+
+    /// Writes `b` at `pos`; of constant length, this is a few moves rather than a memcpy.
+    #[inline(always)]
+    fn put(&mut self, b: &[u8]) {
+        let at = self.room(b.len());
+        self.out[at..at + b.len()].copy_from_slice(b);
+        self.pos = at + b.len();
+    }
+
+    /// Writes an AVP header from code and flags, the V bit set from `vendor`.
     #[inline]
     fn header(&mut self, code: u32, flags: AvpFlags, vendor: u32, len: usize) {
         let v = if vendor != 0 { AvpFlags::VENDOR } else { 0 };
@@ -100,15 +135,13 @@ impl<'b> MessageWriter<'b> {
     /// Writes an AVP header: `head` is code and flags as [`TypedAvp::head`] packs them.
     #[inline(always)]
     fn head(&mut self, head: u64, vendor: u32, len: usize) {
-        // One copy for the whole header (each `put` on the buffer checks its capacity), of
-        // constant length so it is a couple of moves rather than a memcpy call.
         let mut h = [0u8; 12];
         h[..8].copy_from_slice(&(head | (len as u64 & 0x00ff_ffff)).to_be_bytes());
         h[8..].copy_from_slice(&vendor.to_be_bytes());
         if vendor != 0 {
-            self.out.put_slice(&h);
+            self.put(&h);
         } else {
-            self.out.put_slice(&h[..8]);
+            self.put(&h[..8]);
         }
     }
 
@@ -126,7 +159,7 @@ impl<'b> MessageWriter<'b> {
         }
     }
 
-    /// A fixed-size payload: header and value in one store of a length known from the
+    /// A fixed-size payload: header and value in one write of a length known from the
     /// type. 4- and 8-byte payloads end on a 32-bit boundary, so there is no padding.
     #[inline(always)]
     fn fixed<const N: usize>(&mut self, head: u64, vendor: u32, value: [u8; N]) -> &mut Self {
@@ -134,12 +167,12 @@ impl<'b> MessageWriter<'b> {
         if vendor == 0 {
             a[..8].copy_from_slice(&(head | (8 + N) as u64).to_be_bytes());
             a[8..8 + N].copy_from_slice(&value);
-            self.out.put_slice(&a[..8 + N]);
+            self.put(&a[..8 + N]);
         } else {
             a[..8].copy_from_slice(&(head | (12 + N) as u64).to_be_bytes());
             a[8..12].copy_from_slice(&vendor.to_be_bytes());
             a[12..12 + N].copy_from_slice(&value);
-            self.out.put_slice(&a[..12 + N]);
+            self.put(&a[..12 + N]);
         }
         self
     }
@@ -147,23 +180,46 @@ impl<'b> MessageWriter<'b> {
     /// A byte-string payload: its length is known, so the header is written complete.
     #[inline(always)]
     fn bytes(&mut self, head: u64, vendor: u32, b: &[u8]) -> &mut Self {
-        let len = if vendor != 0 { 12 } else { 8 } + b.len();
+        let hl = if vendor != 0 { 12 } else { 8 };
+        let len = hl + b.len();
         if len > MAX_LEN {
             self.error = Some(WriteError::TooLong);
             return self;
         }
-        self.head(head, vendor, len);
-        self.out.put_slice(b);
-        self.pad(b.len());
+        // RFC 6733 §4.1: the AVP is padded with zeros to a 32-bit boundary, and the AVP
+        // Length does not count the padding.
+        let padded = (len + 3) & !3;
+        let at = self.room(padded);
+        let avp = &mut self.out[at..at + padded];
+        // The last word zeroed first, as one store: header and value then overwrite
+        // whatever part of it is not padding.
+        avp[padded - 4..].copy_from_slice(&[0; 4]);
+        avp[..8].copy_from_slice(&(head | len as u64).to_be_bytes());
+        if vendor != 0 {
+            avp[8..12].copy_from_slice(&vendor.to_be_bytes());
+        }
+        avp[hl..len].copy_from_slice(b);
+        self.pos = at + padded;
         self
+    }
+
+    /// Hands the buffer to code that appends to it: the room ahead is cut off first and
+    /// `pos` follows what was appended.
+    #[inline]
+    fn append(&mut self, f: impl FnOnce(&mut BytesMut)) {
+        self.out.truncate(self.pos);
+        f(self.out);
+        self.pos = self.out.len();
     }
 
     /// A value only its type can encode: header first, AVP Length patched in after.
     #[inline(never)]
     fn encoded<T: AvpType>(&mut self, def: TypedAvp<T>, v: T::Input) -> &mut Self {
-        let at = self.out.len();
+        let at = self.pos;
         self.head(def.head(), def.vendor(), 0);
-        T::put_value(v, self.out);
+        self.append(|out| {
+            T::put_value(v, out);
+        });
         self.close_at(at)
     }
 
@@ -176,54 +232,46 @@ impl<'b> MessageWriter<'b> {
         value: &AvpValue,
     ) -> &mut Self {
         if matches!(value, AvpValue::Verbatim(_)) {
-            crate::encode::put_payload(value, self.out);
+            self.append(|out| crate::encode::put_payload(value, out));
             return self;
         }
-        let at = self.out.len();
+        let at = self.pos;
         self.header(code, flags, vendor, 0);
-        crate::encode::put_payload(value, self.out);
+        self.append(|out| crate::encode::put_payload(value, out));
         self.close_at(at)
     }
 
     /// Patches the AVP Length of the AVP that starts at `at` and pads it.
-    #[inline]
     fn close_at(&mut self, at: usize) -> &mut Self {
-        let len = self.out.len() - at;
+        let len = self.pos - at;
         if len > MAX_LEN {
             self.error = Some(WriteError::TooLong);
             return self;
         }
-        // RFC 6733 §4.1: AVP Length excludes padding.
+        // RFC 6733 §4.1: AVP Length excludes padding; the padding is zeros to a 32-bit
+        // boundary.
         self.out[at + 5..at + 8].copy_from_slice(&(len as u32).to_be_bytes()[1..]);
-        self.pad(len);
+        let end = self.pos + (len.wrapping_neg() & 3);
+        self.put(&[0; 4]);
+        self.pos = end;
         self
     }
 
-    /// RFC 6733 §4.1: pads a payload of `len` bytes (just written) with zeros to a 32-bit
-    /// boundary. Headers are 8 or 12 bytes, so the payload length alone decides.
-    #[inline(always)]
-    fn pad(&mut self, len: usize) {
-        // A whole zero word is one constant store; the bytes past the boundary are cut off.
-        let end = self.out.len() + (len.wrapping_neg() & 3);
-        self.out.put_u32(0);
-        self.out.truncate(end);
-    }
-
     /// Opens a Grouped AVP; the AVPs added until the matching [`Self::end`] are its children.
-    #[inline]
+    #[inline(always)]
     pub fn begin(&mut self, def: TypedAvp<ty::Grouped>) -> &mut Self {
         if self.depth == MAX_OPEN {
             self.error = Some(WriteError::TooDeep);
             return self;
         }
-        self.open[self.depth] = (self.out.len() - self.start) as u32;
+        self.open[self.depth] = (self.pos - self.start) as u32;
         self.depth += 1;
         self.head(def.head(), def.vendor(), 0);
         self
     }
 
     /// Closes the innermost open Grouped AVP, writing its length.
-    #[inline]
+    #[inline(always)]
     pub fn end(&mut self) -> &mut Self {
         if self.depth == 0 {
             self.error = Some(WriteError::Unbalanced);
@@ -231,7 +279,7 @@ impl<'b> MessageWriter<'b> {
         }
         self.depth -= 1;
         let at = self.start + self.open[self.depth] as usize;
-        let len = self.out.len() - at;
+        let len = self.pos - at;
         if len > MAX_LEN {
             self.error = Some(WriteError::TooLong);
             return self;
@@ -242,19 +290,29 @@ impl<'b> MessageWriter<'b> {
     }
 
     /// Writes the Message Length and returns it. Refuses unbalanced groups.
+    #[inline]
     pub fn finish(self) -> Result<usize, WriteError> {
+        self.out.truncate(self.pos);
         if let Some(e) = self.error {
             return Err(e);
         }
         if self.depth != 0 {
             return Err(WriteError::Unbalanced);
         }
-        let len = self.out.len() - self.start;
+        let len = self.pos - self.start;
         if len > MAX_LEN {
             return Err(WriteError::TooLong);
         }
         self.out[self.start + 1..self.start + 4].copy_from_slice(&(len as u32).to_be_bytes()[1..]);
         Ok(len)
+    }
+}
+
+impl Drop for MessageWriter<'_> {
+    /// A writer dropped without [`MessageWriter::finish`] leaves what it wrote, not the
+    /// room it laid out ahead.
+    fn drop(&mut self) {
+        self.out.truncate(self.pos);
     }
 }
 
@@ -328,6 +386,10 @@ mod tests {
             b.push(crate::dict::gi::TGPP_CG_ADDRESS.with(raw.clone()));
             w.avp(crate::dict::gi::TGPP_CG_ADDRESS, raw);
         }
+        // Longer than the room laid out at a time.
+        let long = "x".repeat(3 * MIN_ROOM + 1);
+        b.push(base::ERROR_MESSAGE.with(long.clone()));
+        w.avp(base::ERROR_MESSAGE, long);
         b.push(dcca::CC_REQUEST_NUMBER.with(7u32));
         w.avp(dcca::CC_REQUEST_NUMBER, 7u32);
         b.push(rx::CONTENT_VERSION.with(u64::MAX - 1));
@@ -360,6 +422,21 @@ mod tests {
         assert_eq!(buf.len(), 4 + len);
         assert_eq!(&buf[4..], &b.to_bytes()[..]);
         assert!(Message::from_bytes(buf.split_off(4).freeze()).is_ok());
+    }
+
+    /// The zeroed room laid out ahead of the writes never stays in the buffer.
+    #[test]
+    fn no_room_left_behind() {
+        let mut buf = BytesMut::new();
+        {
+            let mut w = MessageWriter::new(&mut buf, CommandFlags(0x80), 272, 4, 1, 1);
+            w.avp(base::SESSION_ID, "s;1");
+        }
+        assert_eq!(buf.len(), HEADER_LEN + 12);
+        let mut w = MessageWriter::new(&mut buf, CommandFlags(0x80), 272, 4, 1, 1);
+        w.begin(dcca::MULTIPLE_SERVICES_CREDIT_CONTROL);
+        assert_eq!(w.finish(), Err(WriteError::Unbalanced));
+        assert_eq!(buf.len(), 2 * HEADER_LEN + 12 + 8);
     }
 
     #[test]
