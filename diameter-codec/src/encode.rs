@@ -151,32 +151,50 @@ impl OwnedAvp {
         });
     }
 
-    /// Writes into zeroed space of exactly [`Self::encoded_len`] bytes. Group lengths are
-    /// patched in once their children are written, so nothing is measured twice.
+    /// Writes into zeroed space of exactly [`Self::encoded_len`] bytes. A leaf's length is
+    /// known before it is written; a group's is patched in once its children are written, so
+    /// nothing is measured twice.
     fn write(&self, c: &mut Cursor<'_>) {
         let start = c.pos;
-        if let AvpValue::Verbatim(b) = &self.value {
-            c.put(b);
-            c.pos = start + self.encoded_len();
-            return;
-        }
-        c.put(&self.code.to_be_bytes());
         let mut flags = self.flags.0 & !AvpFlags::VENDOR;
         if self.has_vendor_field() {
             flags |= AvpFlags::VENDOR;
         }
-        c.put(&(u32::from(flags) << 24).to_be_bytes());
-        if self.has_vendor_field() {
-            c.put(&self.vendor.to_be_bytes());
-        }
+        let head = (u64::from(self.code) << 32) | (u64::from(flags) << 24);
         match &self.value {
-            AvpValue::Grouped(children) => children.iter().for_each(|ch| ch.write(c)),
-            leaf => c.leaf(leaf),
+            AvpValue::Verbatim(b) => {
+                c.put(b);
+                c.pos = start + self.encoded_len();
+            }
+            AvpValue::Grouped(children) => {
+                self.header(c, head, 0);
+                children.iter().for_each(|ch| ch.write(c));
+                // RFC 6733 §4.1: AVP Length counts header and data; the children are
+                // padded already.
+                let len = c.pos - start;
+                c.buf[start + 5..start + 8].copy_from_slice(&(len as u32).to_be_bytes()[1..]);
+            }
+            leaf => {
+                let len = self.avp_length();
+                self.header(c, head, len);
+                c.leaf(leaf);
+                // RFC 6733 §4.1: AVP Length excludes the padding (already zero).
+                c.pos = start + ((len + 3) & !3);
+            }
         }
-        // RFC 6733 §4.1: AVP Length counts header and data, not the padding (already zero).
-        let len = c.pos - start;
-        c.buf[start + 5..start + 8].copy_from_slice(&(len as u32).to_be_bytes()[1..]);
-        c.pos = start + ((len + 3) & !3);
+    }
+
+    /// The header in one copy of constant length (a couple of moves, not a memcpy call).
+    #[inline]
+    fn header(&self, c: &mut Cursor<'_>, head: u64, len: usize) {
+        let mut h = [0u8; 12];
+        h[..8].copy_from_slice(&(head | (len as u64 & 0x00ff_ffff)).to_be_bytes());
+        h[8..].copy_from_slice(&self.vendor.to_be_bytes());
+        if self.has_vendor_field() {
+            c.put(&h);
+        } else {
+            c.put(&h[..8]);
+        }
     }
 
     /// The children of a Grouped value.

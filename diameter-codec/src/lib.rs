@@ -58,7 +58,7 @@ pub use header::{CommandFlags, HEADER_LEN, Header, frame_length};
 pub use message::{DecodeError, Limits, Message};
 pub use render::Renderer;
 pub use result_code::ResultCode;
-pub use types::{AvpType, DataType, TypedAvp};
+pub use types::{AvpType, DataType, Payload, TypedAvp};
 pub use validate::{ValidateOptions, Validator, validate};
 pub use writer::{MessageWriter, WriteError};
 

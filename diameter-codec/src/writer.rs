@@ -22,11 +22,14 @@
 use crate::avp::AvpFlags;
 use crate::encode::AvpValue;
 use crate::header::{CommandFlags, HEADER_LEN, Header};
-use crate::types::{AvpType, TypedAvp, ty};
-use bytes::{BufMut, BytesMut};
+use crate::types::{AvpType, Payload, TypedAvp, ty};
+use bytes::BytesMut;
 
 /// Deepest nesting of Grouped AVPs the writer tracks.
 const MAX_OPEN: usize = 16;
+
+/// Largest AVP Length or Message Length: the fields are 24 bits (RFC 6733 §3, §4.1).
+const MAX_LEN: usize = 0x00ff_ffff;
 
 /// Why [`MessageWriter::finish`] refused the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -47,10 +50,25 @@ pub enum WriteError {
 pub struct MessageWriter<'b> {
     out: &'b mut BytesMut,
     start: usize,
+    /// End of what is written. `out` may run further: zeroed room laid out ahead of the
+    /// writes, so most AVPs are plain stores at `pos` with no buffer bookkeeping. The room
+    /// is cut off by [`Self::finish`], or on drop.
+    pos: usize,
     /// Where each open group starts, relative to `start` (a message is under 16 MiB).
     open: [u32; MAX_OPEN],
     depth: usize,
     error: Option<WriteError>,
+}
+
+/// Least room laid out at a time.
+const MIN_ROOM: usize = 512;
+
+/// Lays out zeroed room for at least `n` bytes at `pos`: as much as is written so far
+/// (so a message grows its room a few times at most), never less than [`MIN_ROOM`].
+#[cold]
+#[inline(never)]
+fn grow(out: &mut BytesMut, start: usize, pos: usize, n: usize) {
+    out.resize(pos + n.max(pos - start).max(MIN_ROOM), 0);
 }
 
 impl<'b> MessageWriter<'b> {
@@ -76,41 +94,132 @@ impl<'b> MessageWriter<'b> {
         };
         let mut hb = [0u8; HEADER_LEN];
         h.write(&mut hb);
-        out.put_slice(&hb);
-        Self {
+        let mut w = Self {
             out,
             start,
+            pos: start,
             open: [0; MAX_OPEN],
             depth: 0,
             error: None,
-        }
+        };
+        w.put(&hb);
+        w
     }
 
+    /// Makes room for `n` bytes at `pos` and returns `pos`.
+    #[inline(always)]
+    fn room(&mut self, n: usize) -> usize {
+        if self.out.len() - self.pos < n {
+            grow(self.out, self.start, self.pos, n);
+        }
+        self.pos
+    }
+
+    /// Writes `b` at `pos`; of constant length, this is a few moves rather than a memcpy.
+    #[inline(always)]
+    fn put(&mut self, b: &[u8]) {
+        let at = self.room(b.len());
+        self.out[at..at + b.len()].copy_from_slice(b);
+        self.pos = at + b.len();
+    }
+
+    /// Writes an AVP header from code and flags, the V bit set from `vendor`.
     #[inline]
     fn header(&mut self, code: u32, flags: AvpFlags, vendor: u32, len: usize) {
-        // One copy for the whole header: each `put` on the buffer checks its capacity.
-        let mut h = [0u8; 12];
-        h[..4].copy_from_slice(&code.to_be_bytes());
         let v = if vendor != 0 { AvpFlags::VENDOR } else { 0 };
-        let word =
-            (u32::from((flags.0 & !AvpFlags::VENDOR) | v) << 24) | (len as u32 & 0x00ff_ffff);
-        h[4..8].copy_from_slice(&word.to_be_bytes());
+        let flags = (flags.0 & !AvpFlags::VENDOR) | v;
+        let head = (u64::from(code) << 32) | (u64::from(flags) << 24);
+        self.head(head, vendor, len);
+    }
+
+    /// Writes an AVP header: `head` is code and flags as [`TypedAvp::head`] packs them.
+    #[inline(always)]
+    fn head(&mut self, head: u64, vendor: u32, len: usize) {
+        let mut h = [0u8; 12];
+        h[..8].copy_from_slice(&(head | (len as u64 & 0x00ff_ffff)).to_be_bytes());
         h[8..].copy_from_slice(&vendor.to_be_bytes());
-        // Constant lengths, so each copy is a couple of moves rather than a memcpy call.
         if vendor != 0 {
-            self.out.put_slice(&h);
+            self.put(&h);
         } else {
-            self.out.put_slice(&h[..8]);
+            self.put(&h[..8]);
         }
     }
 
     /// Adds a leaf AVP with its definition's code, vendor and flags. The value goes
-    /// straight into the buffer; the AVP Length is patched in after it.
-    #[inline]
+    /// straight into the buffer: fixed-size values and byte strings with their header
+    /// complete, other values (Address, Grouped) with the AVP Length patched in after.
+    #[inline(always)]
     pub fn avp<T: AvpType>(&mut self, def: TypedAvp<T>, v: impl Into<T::Input>) -> &mut Self {
-        let at = self.out.len();
-        self.header(def.code(), def.flags(), def.vendor(), 0);
-        T::put_value(v.into(), self.out);
+        let v = v.into();
+        match T::payload(&v) {
+            Payload::Four(b) => self.fixed(def.head(), def.vendor(), b),
+            Payload::Eight(b) => self.fixed(def.head(), def.vendor(), b),
+            Payload::Bytes(b) => self.bytes(def.head(), def.vendor(), b),
+            Payload::Encoded => self.encoded(def, v),
+        }
+    }
+
+    /// A fixed-size payload: header and value in one write of a length known from the
+    /// type. 4- and 8-byte payloads end on a 32-bit boundary, so there is no padding.
+    #[inline(always)]
+    fn fixed<const N: usize>(&mut self, head: u64, vendor: u32, value: [u8; N]) -> &mut Self {
+        let mut a = [0u8; 20];
+        if vendor == 0 {
+            a[..8].copy_from_slice(&(head | (8 + N) as u64).to_be_bytes());
+            a[8..8 + N].copy_from_slice(&value);
+            self.put(&a[..8 + N]);
+        } else {
+            a[..8].copy_from_slice(&(head | (12 + N) as u64).to_be_bytes());
+            a[8..12].copy_from_slice(&vendor.to_be_bytes());
+            a[12..12 + N].copy_from_slice(&value);
+            self.put(&a[..12 + N]);
+        }
+        self
+    }
+
+    /// A byte-string payload: its length is known, so the header is written complete.
+    #[inline(always)]
+    fn bytes(&mut self, head: u64, vendor: u32, b: &[u8]) -> &mut Self {
+        let hl = if vendor != 0 { 12 } else { 8 };
+        let len = hl + b.len();
+        if len > MAX_LEN {
+            self.error = Some(WriteError::TooLong);
+            return self;
+        }
+        // RFC 6733 §4.1: the AVP is padded with zeros to a 32-bit boundary, and the AVP
+        // Length does not count the padding.
+        let padded = (len + 3) & !3;
+        let at = self.room(padded);
+        let avp = &mut self.out[at..at + padded];
+        // The last word zeroed first, as one store: header and value then overwrite
+        // whatever part of it is not padding.
+        avp[padded - 4..].copy_from_slice(&[0; 4]);
+        avp[..8].copy_from_slice(&(head | len as u64).to_be_bytes());
+        if vendor != 0 {
+            avp[8..12].copy_from_slice(&vendor.to_be_bytes());
+        }
+        avp[hl..len].copy_from_slice(b);
+        self.pos = at + padded;
+        self
+    }
+
+    /// Hands the buffer to code that appends to it: the room ahead is cut off first and
+    /// `pos` follows what was appended.
+    #[inline]
+    fn append(&mut self, f: impl FnOnce(&mut BytesMut)) {
+        self.out.truncate(self.pos);
+        f(self.out);
+        self.pos = self.out.len();
+    }
+
+    /// A value only its type can encode: header first, AVP Length patched in after.
+    #[inline(never)]
+    fn encoded<T: AvpType>(&mut self, def: TypedAvp<T>, v: T::Input) -> &mut Self {
+        let at = self.pos;
+        self.head(def.head(), def.vendor(), 0);
+        self.append(|out| {
+            T::put_value(v, out);
+        });
         self.close_at(at)
     }
 
@@ -123,50 +232,46 @@ impl<'b> MessageWriter<'b> {
         value: &AvpValue,
     ) -> &mut Self {
         if matches!(value, AvpValue::Verbatim(_)) {
-            crate::encode::put_payload(value, self.out);
+            self.append(|out| crate::encode::put_payload(value, out));
             return self;
         }
-        let at = self.out.len();
+        let at = self.pos;
         self.header(code, flags, vendor, 0);
-        crate::encode::put_payload(value, self.out);
+        self.append(|out| crate::encode::put_payload(value, out));
         self.close_at(at)
     }
 
     /// Patches the AVP Length of the AVP that starts at `at` and pads it.
-    #[inline]
     fn close_at(&mut self, at: usize) -> &mut Self {
-        let len = self.out.len() - at;
-        if len > 0x00ff_ffff {
+        let len = self.pos - at;
+        if len > MAX_LEN {
             self.error = Some(WriteError::TooLong);
             return self;
         }
-        // RFC 6733 §4.1: AVP Length excludes padding.
+        // RFC 6733 §4.1: AVP Length excludes padding; the padding is zeros to a 32-bit
+        // boundary.
         self.out[at + 5..at + 8].copy_from_slice(&(len as u32).to_be_bytes()[1..]);
-        self.pad(len);
+        let end = self.pos + (len.wrapping_neg() & 3);
+        self.put(&[0; 4]);
+        self.pos = end;
         self
     }
 
-    #[inline]
-    fn pad(&mut self, len: usize) {
-        let n = (4 - len % 4) % 4;
-        if n != 0 {
-            self.out.put_slice(&[0u8; 3][..n]);
-        }
-    }
-
     /// Opens a Grouped AVP; the AVPs added until the matching [`Self::end`] are its children.
+    #[inline(always)]
     pub fn begin(&mut self, def: TypedAvp<ty::Grouped>) -> &mut Self {
         if self.depth == MAX_OPEN {
             self.error = Some(WriteError::TooDeep);
             return self;
         }
-        self.open[self.depth] = (self.out.len() - self.start) as u32;
+        self.open[self.depth] = (self.pos - self.start) as u32;
         self.depth += 1;
-        self.header(def.code(), def.flags(), def.vendor(), 0);
+        self.head(def.head(), def.vendor(), 0);
         self
     }
 
     /// Closes the innermost open Grouped AVP, writing its length.
+    #[inline(always)]
     pub fn end(&mut self) -> &mut Self {
         if self.depth == 0 {
             self.error = Some(WriteError::Unbalanced);
@@ -174,8 +279,8 @@ impl<'b> MessageWriter<'b> {
         }
         self.depth -= 1;
         let at = self.start + self.open[self.depth] as usize;
-        let len = self.out.len() - at;
-        if len > 0x00ff_ffff {
+        let len = self.pos - at;
+        if len > MAX_LEN {
             self.error = Some(WriteError::TooLong);
             return self;
         }
@@ -185,19 +290,29 @@ impl<'b> MessageWriter<'b> {
     }
 
     /// Writes the Message Length and returns it. Refuses unbalanced groups.
+    #[inline]
     pub fn finish(self) -> Result<usize, WriteError> {
+        self.out.truncate(self.pos);
         if let Some(e) = self.error {
             return Err(e);
         }
         if self.depth != 0 {
             return Err(WriteError::Unbalanced);
         }
-        let len = self.out.len() - self.start;
-        if len > 0x00ff_ffff {
+        let len = self.pos - self.start;
+        if len > MAX_LEN {
             return Err(WriteError::TooLong);
         }
         self.out[self.start + 1..self.start + 4].copy_from_slice(&(len as u32).to_be_bytes()[1..]);
         Ok(len)
+    }
+}
+
+impl Drop for MessageWriter<'_> {
+    /// A writer dropped without [`MessageWriter::finish`] leaves what it wrote, not the
+    /// room it laid out ahead.
+    fn drop(&mut self) {
+        self.out.truncate(self.pos);
     }
 }
 
@@ -247,6 +362,81 @@ mod tests {
         w.value(oh.code, oh.flags, oh.vendor, &oh.value);
         let len = w.finish().unwrap();
         assert_eq!(&buf[..len], &b.to_bytes()[..]);
+    }
+
+    /// Each way `avp` lays out a value (fixed-size word, byte string with each padding,
+    /// encoded), with and without a Vendor-Id, gives the builder's bytes.
+    #[test]
+    fn every_payload_kind_matches_the_builder() {
+        use crate::dict::{gx, rx};
+        use crate::types::DiameterTime;
+        use bytes::Bytes;
+        const F64: TypedAvp<ty::Float64> = TypedAvp::new("Test-F64", 0x00ff_fe02, 10415, true);
+        const I64: TypedAvp<ty::Integer64> = TypedAvp::new("Test-I64", 0x00ff_fe03, 0, false);
+        let mut b = MessageBuilder::request(272, 4, true).ids(3, 4);
+        let mut buf = BytesMut::from(&b"kept"[..]);
+        let mut w = MessageWriter::new(&mut buf, b.flags, 272, 4, 3, 4);
+        for (i, s) in ["", "a", "ab", "abc", "abcd", "abcde"]
+            .into_iter()
+            .enumerate()
+        {
+            b.push(base::SESSION_ID.with(s));
+            w.avp(base::SESSION_ID, s);
+            let raw = Bytes::copy_from_slice(&s.as_bytes()[..i.min(s.len())]);
+            b.push(crate::dict::gi::TGPP_CG_ADDRESS.with(raw.clone()));
+            w.avp(crate::dict::gi::TGPP_CG_ADDRESS, raw);
+        }
+        // Longer than the room laid out at a time.
+        let long = "x".repeat(3 * MIN_ROOM + 1);
+        b.push(base::ERROR_MESSAGE.with(long.clone()));
+        w.avp(base::ERROR_MESSAGE, long);
+        b.push(dcca::CC_REQUEST_NUMBER.with(7u32));
+        w.avp(dcca::CC_REQUEST_NUMBER, 7u32);
+        b.push(rx::CONTENT_VERSION.with(u64::MAX - 1));
+        w.avp(rx::CONTENT_VERSION, u64::MAX - 1);
+        b.push(I64.with(-5i64));
+        w.avp(I64, -5i64);
+        b.push(F64.with(1.5f64));
+        w.avp(F64, 1.5f64);
+        b.push(gx::MAX_PLR_DL.with(0.25f32));
+        w.avp(gx::MAX_PLR_DL, 0.25f32);
+        b.push(gx::REVALIDATION_TIME.with(DiameterTime(0xdead_beef)));
+        w.avp(gx::REVALIDATION_TIME, DiameterTime(0xdead_beef));
+        b.push(crate::dict::gy::CHANGE_CONDITION.with(-1i32));
+        w.avp(crate::dict::gy::CHANGE_CONDITION, -1i32);
+        b.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType::TERMINATION_REQUEST));
+        w.avp(
+            dcca::CC_REQUEST_TYPE,
+            dcca::CcRequestType::TERMINATION_REQUEST,
+        );
+        let v6 = std::net::IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]);
+        b.push(gx::COA_IP_ADDRESS.with(v6));
+        w.avp(gx::COA_IP_ADDRESS, v6);
+        let rsu = vec![dcca::CC_TIME.with(60u32)];
+        b.push(dcca::REQUESTED_SERVICE_UNIT.with(rsu.clone()));
+        w.avp(dcca::REQUESTED_SERVICE_UNIT, rsu);
+        b.push(rx::FLOW_DESCRIPTION.with("permit out ip from any to any"));
+        w.avp(rx::FLOW_DESCRIPTION, "permit out ip from any to any");
+        let len = w.finish().unwrap();
+        assert_eq!(&buf[..4], b"kept");
+        assert_eq!(buf.len(), 4 + len);
+        assert_eq!(&buf[4..], &b.to_bytes()[..]);
+        assert!(Message::from_bytes(buf.split_off(4).freeze()).is_ok());
+    }
+
+    /// The zeroed room laid out ahead of the writes never stays in the buffer.
+    #[test]
+    fn no_room_left_behind() {
+        let mut buf = BytesMut::new();
+        {
+            let mut w = MessageWriter::new(&mut buf, CommandFlags(0x80), 272, 4, 1, 1);
+            w.avp(base::SESSION_ID, "s;1");
+        }
+        assert_eq!(buf.len(), HEADER_LEN + 12);
+        let mut w = MessageWriter::new(&mut buf, CommandFlags(0x80), 272, 4, 1, 1);
+        w.begin(dcca::MULTIPLE_SERVICES_CREDIT_CONTROL);
+        assert_eq!(w.finish(), Err(WriteError::Unbalanced));
+        assert_eq!(buf.len(), 2 * HEADER_LEN + 12 + 8);
     }
 
     #[test]

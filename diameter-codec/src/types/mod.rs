@@ -178,6 +178,26 @@ pub trait AvpType {
         crate::encode::put_payload(&Self::encode(input), out);
         out.len() - start
     }
+    /// The payload of an input when it can be had without encoding: a fixed-size word or a
+    /// byte string, so [`crate::MessageWriter`] knows the AVP Length before it writes the
+    /// header. [`Payload::Encoded`] (the default) sends the writer to [`Self::put_value`].
+    #[inline]
+    fn payload(_input: &Self::Input) -> Payload<'_> {
+        Payload::Encoded
+    }
+}
+
+/// What [`AvpType::payload`] says of an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload<'a> {
+    /// A 4-byte payload (Integer32, Unsigned32, Float32, Enumerated, Time), big-endian.
+    Four([u8; 4]),
+    /// An 8-byte payload (Integer64, Unsigned64, Float64), big-endian.
+    Eight([u8; 8]),
+    /// These bytes as they are (OctetString and the string-like types).
+    Bytes(&'a [u8]),
+    /// Only [`AvpType::put_value`] knows (Address, Grouped).
+    Encoded,
 }
 
 /// Text input for string-like types: anything that converts into `Bytes` as UTF-8.
@@ -205,7 +225,7 @@ pub mod ty {
     use super::*;
 
     macro_rules! int_type {
-        ($name:ident, $t:ty, $dt:ident, $variant:ident) => {
+        ($name:ident, $t:ty, $dt:ident, $variant:ident, $size:ident) => {
             #[doc = concat!("Marker for ", stringify!($dt), ".")]
             #[derive(Debug, Clone, Copy)]
             pub struct $name;
@@ -229,15 +249,19 @@ pub mod ty {
                     bytes::BufMut::put_slice(out, &v.to_be_bytes());
                     size_of::<$t>()
                 }
+                #[inline]
+                fn payload(v: &$t) -> Payload<'_> {
+                    Payload::$size(v.to_be_bytes())
+                }
             }
         };
     }
-    int_type!(Integer32, i32, Integer32, I32);
-    int_type!(Integer64, i64, Integer64, I64);
-    int_type!(Unsigned32, u32, Unsigned32, U32);
-    int_type!(Unsigned64, u64, Unsigned64, U64);
-    int_type!(Float32, f32, Float32, F32);
-    int_type!(Float64, f64, Float64, F64);
+    int_type!(Integer32, i32, Integer32, I32, Four);
+    int_type!(Integer64, i64, Integer64, I64, Eight);
+    int_type!(Unsigned32, u32, Unsigned32, U32, Four);
+    int_type!(Unsigned64, u64, Unsigned64, U64, Eight);
+    int_type!(Float32, f32, Float32, F32, Four);
+    int_type!(Float64, f64, Float64, F64, Eight);
 
     macro_rules! text_type {
         ($name:ident, $dt:ident, $value:ty, $parse:expr) => {
@@ -259,6 +283,10 @@ pub mod ty {
                 fn put_value(v: Text, out: &mut bytes::BytesMut) -> usize {
                     bytes::BufMut::put_slice(out, &v.0);
                     v.0.len()
+                }
+                #[inline]
+                fn payload(v: &Text) -> Payload<'_> {
+                    Payload::Bytes(&v.0)
                 }
             }
         };
@@ -287,6 +315,10 @@ pub mod ty {
             bytes::BufMut::put_slice(out, &v);
             v.len()
         }
+        #[inline]
+        fn payload(v: &Bytes) -> Payload<'_> {
+            Payload::Bytes(v)
+        }
     }
 
     /// Marker for DiameterURI.
@@ -307,6 +339,10 @@ pub mod ty {
             bytes::BufMut::put_slice(out, &v.0);
             v.0.len()
         }
+        #[inline]
+        fn payload(v: &Text) -> Payload<'_> {
+            Payload::Bytes(&v.0)
+        }
     }
 
     /// Marker for IPFilterRule.
@@ -326,6 +362,10 @@ pub mod ty {
         fn put_value(v: Text, out: &mut bytes::BytesMut) -> usize {
             bytes::BufMut::put_slice(out, &v.0);
             v.0.len()
+        }
+        #[inline]
+        fn payload(v: &Text) -> Payload<'_> {
+            Payload::Bytes(&v.0)
         }
     }
 
@@ -362,6 +402,10 @@ pub mod ty {
             bytes::BufMut::put_u32(out, v.0);
             4
         }
+        #[inline]
+        fn payload(v: &DiameterTime) -> Payload<'_> {
+            Payload::Four(v.0.to_be_bytes())
+        }
     }
 
     /// Marker for Grouped: the value is an iterator over the children.
@@ -379,10 +423,11 @@ pub mod ty {
         }
     }
 
-    /// Marker for an Enumerated AVP whose values are the open newtype `E`.
+    /// Marker for an Enumerated AVP whose values are the open newtype `E` (generated
+    /// newtypes are `Copy`, which lets a writer read the value without taking it).
     #[derive(Debug, Clone, Copy)]
     pub struct Enumerated<E>(PhantomData<fn() -> E>);
-    impl<E: From<i32> + Into<i32>> AvpType for Enumerated<E> {
+    impl<E: From<i32> + Into<i32> + Copy> AvpType for Enumerated<E> {
         type Value<'a> = E;
         type Input = E;
         const DATA_TYPE: DataType = DataType::Enumerated;
@@ -396,6 +441,10 @@ pub mod ty {
         fn put_value(v: E, out: &mut bytes::BytesMut) -> usize {
             bytes::BufMut::put_i32(out, v.into());
             4
+        }
+        #[inline]
+        fn payload(v: &E) -> Payload<'_> {
+            Payload::Four((*v).into().to_be_bytes())
         }
     }
 }
@@ -456,6 +505,12 @@ impl<T: AvpType> TypedAvp<T> {
     /// Flags it is sent with.
     pub const fn flags(&self) -> AvpFlags {
         AvpFlags(self.flags)
+    }
+    /// The first 8 header bytes (code, flags with V, AVP Length 0) as one big-endian word,
+    /// so a writer adds the length and stores the header at once.
+    #[inline]
+    pub(crate) const fn head(&self) -> u64 {
+        ((self.code as u64) << 32) | ((self.flags as u64) << 24)
     }
     /// Reads this AVP's value from a payload.
     pub fn decode<'a>(&self, data: &'a [u8]) -> Result<T::Value<'a>, ValueError> {
