@@ -159,6 +159,24 @@ impl<'b> MessageWriter<'b> {
         }
     }
 
+    /// Adds a string-like AVP (UTF8String, DiameterIdentity, DiameterURI, IPFilterRule)
+    /// from borrowed text, without the copy into [`Text`](crate::types::Text) that
+    /// [`Self::avp`] makes of a non-static string.
+    #[inline]
+    pub fn text<T: AvpType<Input = crate::types::Text>>(
+        &mut self,
+        def: TypedAvp<T>,
+        s: &str,
+    ) -> &mut Self {
+        self.bytes(def.head(), def.vendor(), s.as_bytes())
+    }
+
+    /// Adds an OctetString AVP from borrowed bytes.
+    #[inline]
+    pub fn octets(&mut self, def: TypedAvp<ty::OctetString>, b: &[u8]) -> &mut Self {
+        self.bytes(def.head(), def.vendor(), b)
+    }
+
     /// A fixed-size payload: header and value in one write of a length known from the
     /// type. 4- and 8-byte payloads end on a 32-bit boundary, so there is no padding.
     #[inline(always)]
@@ -321,6 +339,24 @@ mod tests {
     use super::*;
     use crate::dict::{base, dcca};
     use crate::{Message, MessageBuilder};
+
+    #[test]
+    fn borrowed_text_and_octets_match_owned_values() {
+        let host = String::from("pcef.example");
+        let mut a = BytesMut::new();
+        let mut w = MessageWriter::new(&mut a, CommandFlags(0x80), 272, 4, 1, 2);
+        w.text(base::ORIGIN_HOST, &host)
+            .text(base::SESSION_ID, "s;1")
+            .octets(base::CLASS, b"abcde");
+        let la = w.finish().unwrap();
+        let mut b = BytesMut::new();
+        let mut w = MessageWriter::new(&mut b, CommandFlags(0x80), 272, 4, 1, 2);
+        w.avp(base::ORIGIN_HOST, host.clone())
+            .avp(base::SESSION_ID, "s;1")
+            .avp(base::CLASS, bytes::Bytes::from_static(b"abcde"));
+        let lb = w.finish().unwrap();
+        assert_eq!(&a[..la], &b[..lb]);
+    }
 
     #[test]
     fn same_bytes_as_the_builder() {

@@ -2,7 +2,7 @@
 //! routing errors, failover and duplicate detection.
 
 use diameter_codec::dict::{base, dcca};
-use diameter_codec::{CommandFlags, Message, MessageBuilder, ResultCode};
+use diameter_codec::{CommandFlags, Message, MessageBuilder, MessageWriter, ResultCode};
 use diameter_node::node::{Node, NodeConfig, PeerSpec, RequestError, handler_fn, relay_route};
 use diameter_node::peer::{Application, Timers};
 use std::net::SocketAddr;
@@ -107,6 +107,52 @@ async fn request_answer_over_tcp() {
         }
         other => panic!("{other:?}"),
     }
+    cli.shutdown(Duration::from_secs(2)).await;
+    srv.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn encoded_requests_keep_their_end_to_end_and_answers_are_refused() {
+    let n = Arc::new(AtomicUsize::new(0));
+    let srv = server("srv5.example", &["client.example"], n.clone()).await;
+    let mut p = PeerSpec::connect_tcp("srv5.example", srv.listen_addrs()[0]);
+    p.timers = fast_timers();
+    let cli = client(vec![p], "server.example", &["srv5.example"]).await;
+    assert!(cli.wait_peer("srv5.example", Duration::from_secs(5)).await);
+    for i in 0..20u32 {
+        let mut buf = bytes::BytesMut::new();
+        let flags = CommandFlags(CommandFlags::REQUEST | CommandFlags::PROXIABLE);
+        let mut w =
+            MessageWriter::new(&mut buf, flags, dcca::CMD_CREDIT_CONTROL, DCCA, 0, 7000 + i);
+        let session = format!("enc;{i}");
+        w.text(base::SESSION_ID, &session)
+            .text(base::ORIGIN_HOST, "client.example")
+            .text(base::ORIGIN_REALM, "client.example")
+            .text(base::DESTINATION_REALM, "server.example")
+            .avp(base::AUTH_APPLICATION_ID, DCCA)
+            .avp(dcca::SERVICE_CONTEXT_ID, "32251@3gpp.org")
+            .avp(dcca::CC_REQUEST_TYPE, dcca::CcRequestType::EVENT_REQUEST)
+            .avp(dcca::CC_REQUEST_NUMBER, 0u32);
+        let len = w.finish().unwrap();
+        let req = Message::from_bytes(buf.split_to(len).freeze()).unwrap();
+        let a = cli
+            .request_encoded(req, Duration::from_secs(3))
+            .await
+            .unwrap();
+        assert_eq!(a.get(base::RESULT_CODE).unwrap().unwrap(), 2001);
+        assert_eq!(a.header().end_to_end, 7000 + i);
+        assert_eq!(a.session_id(), Some(session.as_str()));
+    }
+    assert_eq!(n.load(Ordering::SeqCst), 20);
+    // An answer is not a request.
+    let mut ans =
+        MessageBuilder::answer_to(&ccr("x", "server.example").build().unwrap(), cli.identity());
+    ans.result_code(ResultCode::DIAMETER_SUCCESS);
+    let r = cli
+        .request_encoded(ans.build().unwrap(), Duration::from_secs(1))
+        .await;
+    assert!(matches!(r, Err(RequestError::NotARequest)), "{r:?}");
+    assert_eq!(cli.pending(), 0);
     cli.shutdown(Duration::from_secs(2)).await;
     srv.shutdown(Duration::from_secs(2)).await;
 }

@@ -243,6 +243,12 @@ pub enum RequestError {
     /// Redirected more times than allowed, or in a loop.
     #[error("redirect loop")]
     RedirectLoop,
+    /// The request does not encode into a message the node's limits accept.
+    #[error("request not well-formed: {0}")]
+    Malformed(diameter_codec::DecodeError),
+    /// [`Node::request_encoded`] was given an answer.
+    #[error("not a request (R bit clear)")]
+    NotARequest,
     /// The node is shutting down.
     #[error("node stopped")]
     Stopped,
@@ -300,12 +306,6 @@ pub(crate) struct Shared {
 pub struct Node {
     shared: Arc<Shared>,
     listen_addrs: Arc<Vec<SocketAddr>>,
-}
-
-fn text_avp(avp: &OwnedAvp) -> Option<String> {
-    avp.as_bytes()
-        .and_then(|b| std::str::from_utf8(b).ok())
-        .map(str::to_string)
 }
 
 impl Node {
@@ -444,59 +444,71 @@ impl Node {
         mut req: MessageBuilder,
         timeout: Duration,
     ) -> Result<Message, RequestError> {
-        let s = &self.shared;
-        if s.stopped.load(Ordering::Acquire) {
-            return Err(RequestError::Stopped);
-        }
         req.flags = req.flags.with(CommandFlags::REQUEST, true);
         if req.end_to_end == 0 {
             req.end_to_end = self.next_end_to_end();
         }
-        let find = |key| req.find(key).and_then(text_avp);
-        let dest_host = find(base::DESTINATION_HOST.key());
-        let dest_realm = find(base::DESTINATION_REALM.key());
-        let session = find(base::SESSION_ID.key());
-        let user = find(base::USER_NAME.key());
+        // Encoded once: each attempt (failover, redirect) only rewrites the Hop-by-Hop
+        // Identifier. The node's own limits apply, not the codec's defaults.
+        let msg = Message::decode(req.to_bytes(), &self.shared.cfg.limits)
+            .map_err(RequestError::Malformed)?;
+        self.request_encoded(msg, timeout).await
+    }
+
+    /// As [`Self::request_with_timeout`] for a request already encoded (built with
+    /// [`diameter_codec::MessageWriter`], or captured and replayed). Its End-to-End
+    /// Identifier is sent as it is (RFC 6733 §3: the sender's to choose, unique per request);
+    /// its Hop-by-Hop Identifier is replaced by ours.
+    pub async fn request_encoded(
+        &self,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<Message, RequestError> {
+        let s = &self.shared;
+        if s.stopped.load(Ordering::Acquire) {
+            return Err(RequestError::Stopped);
+        }
+        let h = *msg.header();
+        if !h.is_request() {
+            return Err(RequestError::NotARequest);
+        }
         let deadline = Instant::now() + timeout;
         crate::metrics::record_request(
             crate::metrics::Direction::Sent,
-            req.application_id,
-            req.command_code,
+            h.application_id,
+            h.command_code,
         );
         let span = tracing::debug_span!(
             "send",
-            session = session.as_deref().unwrap_or(""),
-            command = req.command_code,
-            application = req.application_id,
-            e2e = req.end_to_end,
+            session = msg.session_id().unwrap_or(""),
+            command = h.command_code,
+            application = h.application_id,
+            e2e = h.end_to_end,
         );
-        let routed = self.route_and_wait(
-            req,
-            deadline,
-            timeout,
-            [dest_host, dest_realm, session, user],
-        );
+        let routed = self.route_and_wait(&msg, deadline, timeout);
         tracing::Instrument::instrument(routed, span).await
     }
 
     async fn route_and_wait(
         &self,
-        mut req: MessageBuilder,
+        msg: &Message,
         deadline: Instant,
         timeout: Duration,
-        [dest_host, dest_realm, session, user]: [Option<String>; 4],
     ) -> Result<Message, RequestError> {
         let s = &self.shared;
+        let h = *msg.header();
+        let avps = RoutingAvps::read(msg);
+        let info = RequestInfo {
+            destination_host: avps.destination_host,
+            destination_realm: avps.destination_realm,
+            application_id: h.application_id,
+            session_id: avps.session_id,
+            user_name: avps.user_name,
+        };
+        // Hosts already asked, filled only when a redirect is followed.
         let mut tried: Vec<String> = Vec::new();
         let mut target: Option<String> = None;
         for _ in 0..4 {
-            let info = RequestInfo {
-                destination_host: dest_host.as_deref(),
-                destination_realm: dest_realm.as_deref(),
-                application_id: req.application_id,
-                session_id: session.as_deref(),
-                user_name: user.as_deref(),
-            };
             let cached = s
                 .redirects
                 .lock()
@@ -510,30 +522,24 @@ impl Node {
                 Some(p) => p,
                 None => match s.decide(&info, true) {
                     Decision::Forward { peer, .. } => peer,
-                    Decision::Local => {
-                        return Err(s.local_error(&req, ResultCode::DIAMETER_UNABLE_TO_DELIVER));
+                    Decision::Local | Decision::Redirect { .. } => {
+                        return Err(s.local_error(msg, ResultCode::DIAMETER_UNABLE_TO_DELIVER));
                     }
-                    Decision::Redirect { .. } => {
-                        return Err(s.local_error(&req, ResultCode::DIAMETER_UNABLE_TO_DELIVER));
-                    }
-                    Decision::Error(rc) => return Err(s.local_error(&req, rc)),
+                    Decision::Error(rc) => return Err(s.local_error(msg, rc)),
                 },
             };
-            tried.push(peer.to_ascii_lowercase());
             let (tx, rx) = oneshot::channel();
             let hbh = s.next_hop_by_hop();
-            req.hop_by_hop = hbh;
-            let bytes = req.to_bytes();
             s.send_pending(
                 hbh,
                 Pending {
                     reply: Reply::Local(tx),
                     peer: peer.clone(),
-                    bytes,
-                    dest_host: dest_host.clone(),
-                    dest_realm: dest_realm.clone(),
-                    application_id: req.application_id,
-                    command_code: req.command_code,
+                    bytes: edit::retarget(msg.as_bytes(), hbh, false),
+                    dest_host: avps.destination_host.map(str::to_string),
+                    dest_realm: avps.destination_realm.map(str::to_string),
+                    application_id: h.application_id,
+                    command_code: h.command_code,
                     sent: Instant::now(),
                     deadline,
                 },
@@ -571,6 +577,7 @@ impl Node {
                         Instant::now(),
                     );
                 }
+                tried.push(peer.to_ascii_lowercase());
                 let next = hosts.iter().find(|h| {
                     !tried.contains(&h.to_ascii_lowercase())
                         && !h.eq_ignore_ascii_case(&s.identity.host)
@@ -769,20 +776,9 @@ impl Shared {
     }
 
     /// An error answer built here, as an agent on the path would have sent it.
-    fn local_error(&self, req: &MessageBuilder, rc: ResultCode) -> RequestError {
-        let h = diameter_codec::Header {
-            version: 1,
-            length: 0,
-            flags: req.flags,
-            command_code: req.command_code,
-            application_id: req.application_id,
-            hop_by_hop: req.hop_by_hop,
-            end_to_end: req.end_to_end,
-        };
-        let session = req
-            .find(base::SESSION_ID.key())
-            .and_then(OwnedAvp::as_bytes)
-            .cloned();
+    fn local_error(&self, req: &Message, rc: ResultCode) -> RequestError {
+        let h = *req.header();
+        let session = req.find(base::SESSION_ID.key()).map(|a| req.slice(a.data));
         // Origin-Host is ours, so no Error-Reporting-Host (RFC 6733 §7.3: only when the
         // reporter differs from the Origin-Host).
         let mut b = MessageBuilder::answer_to_header(&h, session, &self.identity);
