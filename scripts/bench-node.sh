@@ -175,6 +175,11 @@ EOF
 
 for rep in $(seq "$REPS"); do
     for n in $INFLIGHT; do
+        if [[ $n == 1 ]]; then
+            # The round trip right before the 1-in-flight echo run, for a paired comparison
+            # (the host's loopback latency drifts within minutes).
+            run_fg "$RTT" 20000 >"$OUT/rttpair-$rep.txt"
+        fi
         run_load echo "127.0.0.1:$P_ECHO" echo.server.net "$n" "$rep" "$ECHO_PID"
         run_load ours "127.0.0.1:$P_RELAY" dra.ours.net "$n" "$rep" "$RELAY_PID" "$ECHO_PID"
         if [[ $HAVE_FD == 1 ]]; then
@@ -223,6 +228,20 @@ def summary(s, n):
         "load": " / ".join(r["loadavg"].split()[0] for r in rs),
     }
 ns = sorted({n for (_, n) in runs})
+pairs = []
+for f in sorted(glob.glob(os.path.join(out, "rttpair-*.txt"))):
+    rep = re.search(r"rttpair-(\d+)", f).group(1)
+    e = os.path.join(out, f"echo-1-{rep}.json")
+    t = [float(m.group(1)) for m in (re.match(r"tokio\s+n \d+\s+p50 ([\d.]+)", l) for l in open(f)) if m]
+    if t and os.path.exists(e):
+        pairs.append((t[0], json.load(open(e))["latency_us"]["p50"]))
+if pairs:
+    print("\nOne in flight against the loopback round trip measured just before (tokio ping-pong, p50 µs):")
+    print("| rep | RTT p50 | echo p50 | echo − RTT |")
+    print("|---:|---:|---:|---:|")
+    for i, (t, e) in enumerate(pairs, 1):
+        print(f"| {i} | {t:.1f} | {e} | {e - t:+.1f} |")
+    print(f"median excess: {med([e - t for t, e in pairs]):+.1f} µs")
 print("\nEcho (load -> echo)")
 print("| in flight | TPS | p50 µs | p99 µs | p99.9 µs | echo CPU µs/txn | client CPU µs/txn | errors | loadavg (1 min) |")
 print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")

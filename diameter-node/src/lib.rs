@@ -23,6 +23,17 @@
 //! - [`capture`]: pcapng capture of every message sent and received.
 //! - [`metrics`]: Prometheus names, recording helpers and the HTTP endpoint.
 //!
+//! # How a message travels
+//!
+//! Each connection has a reader task (framing) and a writer task (several queued messages per
+//! write). Each peer has a driver task that owns its state machine. While the peer is open
+//! with its watchdog OKAY, application messages take the peer's *express lane*: the reader
+//! hands them straight to the node (handlers that answer at once run right there) and
+//! answers and requests go straight to the writer, so a request costs no hand-off between
+//! tasks on the receiving side and one on the sending side. CER, DWR, DPR and their
+//! answers, and every message in any other state, go through the state machine; the
+//! driver tells the watchdog about express traffic before it looks at its timers.
+//!
 //! The `diameter-bench` binary (echo server, relay agent, load client) is built on it.
 
 pub mod capture;
