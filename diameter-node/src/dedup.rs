@@ -6,16 +6,21 @@
 //! The cache is bounded in entries and in time, so a peer cannot grow it without limit.
 
 use bytes::Bytes;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Distinct Origin-Hosts whose keys share one string. Beyond this (a relay forwarding for
+/// very many clients) keys get a string of their own, so the set stays bounded.
+const MAX_INTERNED_HOSTS: usize = 4096;
 
 /// The key of a request: RFC 6733 §3: "The combination of the Origin-Host and this field
 /// [End-to-End Identifier] is used to detect duplicates."
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DupKey {
     /// Origin-Host of the request, lower-cased (identities compare case-insensitively).
-    pub origin_host: String,
+    pub origin_host: Arc<str>,
     /// End-to-End Identifier.
     pub end_to_end: u32,
 }
@@ -24,7 +29,7 @@ impl DupKey {
     /// A key.
     pub fn new(origin_host: &str, end_to_end: u32) -> Self {
         Self {
-            origin_host: origin_host.to_ascii_lowercase(),
+            origin_host: origin_host.to_ascii_lowercase().into(),
             end_to_end,
         }
     }
@@ -53,6 +58,8 @@ pub struct DupCache<W> {
     // only from peers that passed the capabilities exchange (and, across realms, TLS).
     entries: FxHashMap<DupKey, Entry<W>>,
     order: VecDeque<(Instant, DupKey)>,
+    /// Origin-Hosts seen, so that a key costs no allocation (see [`Self::key`]).
+    hosts: FxHashSet<Arc<str>>,
     window: Duration,
     capacity: usize,
 }
@@ -63,17 +70,45 @@ impl<W> DupCache<W> {
         Self {
             entries: FxHashMap::default(),
             order: VecDeque::new(),
+            hosts: FxHashSet::default(),
             window,
             capacity: capacity.max(1),
         }
     }
 
-    /// Registers a request. `waiter` is kept only when the original is still in flight.
-    pub fn check(&mut self, key: DupKey, now: Instant, waiter: W) -> Seen {
+    /// The key of a request, as [`DupKey::new`] but sharing the Origin-Host string with
+    /// earlier keys of the same host.
+    pub fn key(&mut self, origin_host: &str, end_to_end: u32) -> DupKey {
+        let lower;
+        let host = if origin_host.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = origin_host.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            origin_host
+        };
+        let origin_host = match self.hosts.get(host) {
+            Some(h) => h.clone(),
+            None => {
+                let h: Arc<str> = host.into();
+                if self.hosts.len() < MAX_INTERNED_HOSTS {
+                    self.hosts.insert(h.clone());
+                }
+                h
+            }
+        };
+        DupKey {
+            origin_host,
+            end_to_end,
+        }
+    }
+
+    /// Registers a request. `waiter` is called, and what it returns kept, only when the
+    /// original is still in flight.
+    pub fn check(&mut self, key: DupKey, now: Instant, waiter: impl FnOnce() -> W) -> Seen {
         self.expire(now);
         match self.entries.get_mut(&key) {
             Some(Entry::InFlight(ws)) => {
-                ws.push(waiter);
+                ws.push(waiter());
                 Seen::Waiting
             }
             Some(Entry::Done(a)) => Seen::Answered(a.clone()),
@@ -157,17 +192,16 @@ mod tests {
         let t0 = Instant::now();
         let mut c: DupCache<u32> = DupCache::new(Duration::from_secs(10), 100);
         let k = DupKey::new("PCEF.example", 7);
-        assert_eq!(c.check(k.clone(), t0, 1), Seen::New);
-        assert_eq!(
-            c.check(DupKey::new("pcef.example", 7), t0, 2),
-            Seen::Waiting
-        );
+        assert_eq!(c.check(k.clone(), t0, || 1), Seen::New);
+        let interned = c.key("pcef.EXAMPLE", 7);
+        assert_eq!(interned, k);
+        assert_eq!(c.check(interned, t0, || 2), Seen::Waiting);
         assert_eq!(c.complete(&k, Bytes::from_static(b"answer")), vec![2]);
         assert_eq!(
-            c.check(k.clone(), t0 + Duration::from_secs(5), 3),
+            c.check(k.clone(), t0 + Duration::from_secs(5), || 3),
             Seen::Answered(Bytes::from_static(b"answer"))
         );
-        assert_eq!(c.check(k, t0 + Duration::from_secs(11), 4), Seen::New);
+        assert_eq!(c.check(k, t0 + Duration::from_secs(11), || 4), Seen::New);
     }
 
     #[test]
@@ -176,9 +210,23 @@ mod tests {
         let mut c: DupCache<()> = DupCache::new(Duration::from_secs(10), 3);
         for i in 0..10 {
             let k = DupKey::new("h", i);
-            c.check(k.clone(), t0, ());
+            c.check(k.clone(), t0, || ());
             c.complete(&k, Bytes::new());
         }
         assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn keys_share_the_host_string_and_the_set_is_bounded() {
+        let mut c: DupCache<()> = DupCache::new(Duration::from_secs(10), 10);
+        let a = c.key("Client.Example", 1);
+        let b = c.key("client.example", 2);
+        assert!(Arc::ptr_eq(&a.origin_host, &b.origin_host));
+        assert_eq!(&*a.origin_host, "client.example");
+        for i in 0..(MAX_INTERNED_HOSTS + 10) {
+            let _ = c.key(&format!("h{i}.example"), 0);
+        }
+        assert_eq!(c.hosts.len(), MAX_INTERNED_HOSTS);
+        assert_eq!(&*c.key("late.example", 3).origin_host, "late.example");
     }
 }

@@ -1018,7 +1018,11 @@ impl Shared {
         };
         match decision {
             Decision::Local => {
-                let key = DupKey::new(origin, h.end_to_end);
+                let key = self
+                    .dedup
+                    .lock()
+                    .expect("dedup lock")
+                    .key(origin, h.end_to_end);
                 self.dispatch_local(peer, key, msg);
             }
             Decision::Forward { peer: next, action } => {
@@ -1118,11 +1122,13 @@ impl Shared {
     /// (RFC 6733 §5.5.4: Origin-Host and End-to-End Identifier).
     fn dispatch_local(&self, peer: &str, key: DupKey, msg: Message) {
         let h = *msg.header();
-        let seen = self.dedup.lock().expect("dedup lock").check(
-            key.clone(),
-            Instant::now(),
-            (peer.to_string(), h.hop_by_hop),
-        );
+        let seen =
+            self.dedup
+                .lock()
+                .expect("dedup lock")
+                .check(key.clone(), Instant::now(), || {
+                    (peer.to_string(), h.hop_by_hop)
+                });
         match seen {
             Seen::New => {}
             Seen::Waiting => return,
