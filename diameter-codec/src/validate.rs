@@ -276,7 +276,10 @@ impl<'d> Validator<'d> {
                 ));
             }
             let key = avp.key();
-            let rule = grammar.rule_index(key);
+            // One probe: the grammar's slot for the AVP names its rule, its definition and
+            // its checks; only AVPs the grammar does not name are looked up in the dictionary.
+            let slot = grammar.slot(key);
+            let rule = slot.map(|s| usize::from(s.rule));
             // RFC 6733 §3.2: fixed AVPs ("<AVP>") "MUST appear in the position specified".
             // Present elsewhere: 5004 with that AVP; absent: 5005 with an example of it.
             if pos < grammar.fixed && rule != Some(pos) {
@@ -298,12 +301,11 @@ impl<'d> Validator<'d> {
                     },
                 );
             }
-            // One hash probe: a grammar rule already names its AVP's index.
-            let idx = match rule {
-                Some(i) => Some(grammar.rules[i].avp),
-                None => dict.avp_index(key),
+            let found = match slot {
+                Some(s) => Some((s.avp, s.check)),
+                None => dict.avp_index(key).map(|i| (i, dict.check_at(i))),
             };
-            let Some(idx) = idx else {
+            let Some((idx, chk)) = found else {
                 // RFC 6733 §4.1: "If an AVP with the 'M' bit set is received by a Diameter
                 // client, server, proxy, or translation agent and either the AVP or its
                 // value is unrecognized, the message MUST be rejected." Unknown AVPs with M
@@ -320,7 +322,6 @@ impl<'d> Validator<'d> {
             };
             // RFC 6733 §7.1.3 DIAMETER_INVALID_AVP_BITS: "flag bits … inconsistent with the
             // AVP's definition". The P bit and reserved bits are not checked (§4.1).
-            let chk = dict.check_at(idx);
             if !chk.m.allows(avp.flags.mandatory()) || !chk.v.allows(avp.flags.vendor()) {
                 return Err(report(
                     ResultCode::DIAMETER_INVALID_AVP_BITS,
@@ -368,12 +369,13 @@ impl<'d> Validator<'d> {
                     }
                 }
             }
-            match rule {
-                Some(i) => {
-                    counts[i] = counts[i].saturating_add(1);
+            match slot {
+                Some(s) => {
+                    let c = &mut counts[usize::from(s.rule)];
+                    *c = c.saturating_add(1);
                     // RFC 6733 §7.1.5 5009: Failed-AVP carries "the first instance of the
                     // offending AVP that exceeded the maximum number of occurrences".
-                    if u32::from(counts[i]) > grammar.rules[i].max {
+                    if *c > s.max {
                         return Err(report(
                             ResultCode::DIAMETER_AVP_OCCURS_TOO_MANY_TIMES,
                             path,

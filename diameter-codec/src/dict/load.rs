@@ -377,16 +377,13 @@ impl DictionaryBuilder {
             d.commands[i].request = request;
             d.commands[i].answer = answer;
         }
-        d.checks = d
-            .avps
-            .iter()
-            .map(|a| super::AvpCheck {
-                data_type: a.data_type,
-                m: a.m,
-                v: a.v,
-                closed_enum: a.data_type == DataType::Enumerated && !a.open && !a.values.is_empty(),
-            })
-            .collect();
+        d.checks = d.avps.iter().map(super::AvpCheck::of).collect();
+        let checks = &d.checks;
+        let grouped = d.avps.iter_mut().filter_map(|a| a.grammar.as_mut());
+        let commands = d.commands.iter_mut();
+        for g in grouped.chain(commands.flat_map(|c| [&mut c.request, &mut c.answer])) {
+            g.index(checks);
+        }
         Ok(d)
     }
 }
@@ -419,7 +416,7 @@ fn resolve(d: &Dictionary, items: &[String]) -> Result<Grammar, String> {
         } else {
             fixed_done = true;
         }
-        if g.index.insert(key.packed(), g.rules.len() as u16).is_some() {
+        if g.rules.iter().any(|r| r.key == key) {
             return Err(format!("{name} listed twice"));
         }
         if min > 0 {

@@ -1,8 +1,9 @@
 //! The runtime dictionary: applications, AVPs and command grammars loaded from the TOML
 //! files in `dictionaries/` (embedded) and any files an operator adds.
 //!
-//! Lookups on the hot path (AVP by key, command by code and application, grammar rule by
-//! AVP) are single hash-map probes on integer keys.
+//! Lookups on the hot path (AVP by key, command by code and application) are single
+//! hash-map probes on integer keys; a grammar rule by AVP is one probe of a small
+//! open-addressed table per grammar that also carries what validation reads of the AVP.
 
 mod grammar;
 mod load;
@@ -136,6 +137,116 @@ pub struct AvpCheck {
     pub closed_enum: bool,
 }
 
+impl AvpCheck {
+    /// The summary of a definition.
+    pub(crate) fn of(a: &AvpDef) -> Self {
+        Self {
+            data_type: a.data_type,
+            m: a.m,
+            v: a.v,
+            closed_enum: a.data_type == DataType::Enumerated && !a.open && !a.values.is_empty(),
+        }
+    }
+}
+
+/// What validation needs of an AVP a grammar names: its rule, definition and checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RuleSlot {
+    /// [`AvpKey::packed`] of the AVP.
+    key: u64,
+    /// Index of the AVP in [`Dictionary::avps`].
+    pub(crate) avp: u32,
+    /// Index of the rule in [`Grammar::rules`]; [`RuleSlot::EMPTY`] for a free slot.
+    pub(crate) rule: u16,
+    /// [`Rule::max`] capped to `u16::MAX`: occurrence counts saturate at `u16::MAX`, so a
+    /// larger maximum can never be exceeded either way.
+    pub(crate) max: u16,
+    /// The AVP's hot-path summary.
+    pub(crate) check: AvpCheck,
+}
+
+impl RuleSlot {
+    const EMPTY: u16 = u16::MAX;
+    const FREE: Self = Self {
+        key: 0,
+        avp: 0,
+        rule: Self::EMPTY,
+        max: 0,
+        check: AvpCheck {
+            data_type: DataType::OctetString,
+            m: FlagRule::May,
+            v: FlagRule::May,
+            closed_enum: false,
+        },
+    };
+}
+
+/// Linear-probing table from AVP key to [`RuleSlot`], at most half full, so a probe for an
+/// AVP the grammar names (or not) usually reads one slot: cheaper than a general hash map
+/// for these few dozen integer keys.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct RuleTable {
+    /// A power of two in length (or empty).
+    slots: Vec<RuleSlot>,
+    /// `64 - log2(slots.len())`: the hash is the top bits of a multiplicative hash.
+    shift: u32,
+}
+
+impl RuleTable {
+    const fn new() -> Self {
+        Self {
+            slots: Vec::new(),
+            shift: 63,
+        }
+    }
+
+    #[inline]
+    fn start(&self, key: u64) -> usize {
+        (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
+    }
+
+    fn build(rules: &[Rule], checks: &[AvpCheck]) -> Self {
+        let len = (rules.len() * 2).next_power_of_two().max(2);
+        let mut t = Self {
+            slots: vec![RuleSlot::FREE; len],
+            shift: 64 - len.trailing_zeros(),
+        };
+        let mask = len - 1;
+        for (i, r) in rules.iter().enumerate() {
+            let key = r.key.packed();
+            let mut at = t.start(key);
+            while t.slots[at].rule != RuleSlot::EMPTY {
+                at = (at + 1) & mask;
+            }
+            t.slots[at] = RuleSlot {
+                key,
+                avp: r.avp,
+                rule: i as u16,
+                max: u16::try_from(r.max).unwrap_or(u16::MAX),
+                check: checks[r.avp as usize],
+            };
+        }
+        t
+    }
+
+    #[inline]
+    fn get(&self, key: AvpKey) -> Option<&RuleSlot> {
+        let key = key.packed();
+        let mut at = self.start(key);
+        loop {
+            // An empty table has no slot 0; a built one is never full.
+            let s = self.slots.get(at)?;
+            if s.rule == RuleSlot::EMPTY {
+                return None;
+            }
+            if s.key == key {
+                return Some(s);
+            }
+            at = (at + 1) & (self.slots.len() - 1);
+        }
+    }
+}
+
 /// A resolved grammar rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rule {
@@ -162,7 +273,7 @@ pub struct Grammar {
     pub any: bool,
     /// Indices of the rules with a minimum (fixed and required ones), checked after a walk.
     pub required: Vec<u16>,
-    index: FxHashMap<u64, u16>,
+    table: RuleTable,
 }
 
 impl Grammar {
@@ -173,14 +284,25 @@ impl Grammar {
             fixed: 0,
             any: true,
             required: Vec::new(),
-            index: FxHashMap::with_hasher(rustc_hash::FxBuildHasher),
+            table: RuleTable::new(),
         }
     }
 
     /// The index of the rule for `key`.
     #[inline]
     pub fn rule_index(&self, key: AvpKey) -> Option<usize> {
-        self.index.get(&key.packed()).map(|&i| i as usize)
+        self.table.get(key).map(|s| usize::from(s.rule))
+    }
+
+    /// The rule for `key` with what validation reads of its AVP.
+    #[inline]
+    pub(crate) fn slot(&self, key: AvpKey) -> Option<&RuleSlot> {
+        self.table.get(key)
+    }
+
+    /// Builds the lookup table once the rules and every AVP's checks are final.
+    pub(crate) fn index(&mut self, checks: &[AvpCheck]) {
+        self.table = RuleTable::build(&self.rules, checks);
     }
 }
 
