@@ -264,8 +264,18 @@ impl<'d> Validator<'d> {
             (&mut big, scratch)
         };
         let all = avps.clone();
-        for (pos, avp) in avps.enumerate() {
-            let avp = avp.map_err(|e| length_error(dict, path, &e))?;
+        let mut avps = avps;
+        let mut pos = 0;
+        loop {
+            let avp = match avps.next_framed() {
+                Some(avp) => avp,
+                // The end, or a framing error that the iterator reports in full.
+                None => match avps.next() {
+                    None => break,
+                    Some(avp) => avp.map_err(|e| length_error(dict, path, &e))?,
+                },
+            };
+            pos += 1;
             walk.count += 1;
             if walk.count > self.opts.limits.max_avps {
                 return Err(report(
@@ -282,8 +292,8 @@ impl<'d> Validator<'d> {
             let rule = slot.map(|s| usize::from(s.rule));
             // RFC 6733 §3.2: fixed AVPs ("<AVP>") "MUST appear in the position specified".
             // Present elsewhere: 5004 with that AVP; absent: 5005 with an example of it.
-            if pos < grammar.fixed && rule != Some(pos) {
-                let expected = &grammar.rules[pos];
+            if pos <= grammar.fixed && rule != Some(pos - 1) {
+                let expected = &grammar.rules[pos - 1];
                 return Err(
                     match all.clone().flatten().find(|a| a.key() == expected.key) {
                         Some(misplaced) => report(
