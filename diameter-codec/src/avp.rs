@@ -157,9 +157,10 @@ impl<'a> AvpIter<'a> {
     #[inline(always)]
     pub(crate) fn next_framed(&mut self) -> Option<AvpRef<'a>> {
         let rest = self.buf.get(self.pos..)?;
-        let h = rest.first_chunk::<8>()?;
-        let flags = AvpFlags(h[4]);
-        let len = u24(&h[5..8]) as usize;
+        // Code (4), flags (1), length (3) in one big-endian load.
+        let h = u64::from_be_bytes(*rest.first_chunk::<8>()?);
+        let flags = AvpFlags((h >> 24) as u8);
+        let len = (h & 0x00ff_ffff) as usize;
         let hdr = if flags.vendor() { 12 } else { 8 };
         if len < hdr || len > rest.len() {
             return None;
@@ -170,7 +171,7 @@ impl<'a> AvpIter<'a> {
             _ => 0,
         };
         let avp = AvpRef {
-            code: u32::from_be_bytes([h[0], h[1], h[2], h[3]]),
+            code: (h >> 32) as u32,
             flags,
             vendor,
             data: &raw[hdr..],

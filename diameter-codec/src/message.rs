@@ -105,8 +105,16 @@ impl Message {
             .into());
         }
         let mut count = 0usize;
-        for avp in AvpIter::with_base(&bytes[HEADER_LEN..], HEADER_LEN) {
-            let avp = avp.map_err(|error| DecodeError::Avp { header, error })?;
+        let mut avps = AvpIter::with_base(&bytes[HEADER_LEN..], HEADER_LEN);
+        loop {
+            let avp = match avps.next_framed() {
+                Some(avp) => avp,
+                // The end, or a framing error that the iterator reports in full.
+                None => match avps.next() {
+                    None => break,
+                    Some(avp) => avp.map_err(|error| DecodeError::Avp { header, error })?,
+                },
+            };
             count += 1;
             if count > limits.max_avps {
                 let error = AvpError {
