@@ -14,13 +14,12 @@
 //! - Enumerated values outside the dictionary's list (unless it is marked open): 5004.
 
 use crate::avp::{AvpFlags, AvpIter, AvpRef};
-use crate::dict::{AvpDef, Dictionary, Grammar, RuleKind};
+use crate::dict::{AvpCheck, AvpDef, Dictionary, Grammar, RuleKind, ValueCheck};
 use crate::encode::{AvpValue, ErrorReport, OwnedAvp};
 use crate::error::{AvpError, AvpErrorKind};
 use crate::header::CommandFlags;
 use crate::message::{Limits, Message};
 use crate::result_code::ResultCode;
-use crate::types::DataType;
 use bytes::Bytes;
 
 /// Validation options.
@@ -312,10 +311,10 @@ impl<'d> Validator<'d> {
                 );
             }
             let found = match slot {
-                Some(s) => Some((s.avp, s.check)),
-                None => dict.avp_index(key).map(|i| (i, dict.check_at(i))),
+                Some(s) => Some((s.avp, s.hot)),
+                None => dict.avp_index(key).map(|i| (i, dict.hot_at(i))),
             };
-            let Some((idx, chk)) = found else {
+            let Some((idx, hot)) = found else {
                 // RFC 6733 §4.1: "If an AVP with the 'M' bit set is received by a Diameter
                 // client, server, proxy, or translation agent and either the AVP or its
                 // value is unrecognized, the message MUST be rejected." Unknown AVPs with M
@@ -332,7 +331,7 @@ impl<'d> Validator<'d> {
             };
             // RFC 6733 §7.1.3 DIAMETER_INVALID_AVP_BITS: "flag bits … inconsistent with the
             // AVP's definition". The P bit and reserved bits are not checked (§4.1).
-            if !chk.m.allows(avp.flags.mandatory()) || !chk.v.allows(avp.flags.vendor()) {
+            if avp.flags.0 & hot.flag_mask != hot.flag_want {
                 return Err(report(
                     ResultCode::DIAMETER_INVALID_AVP_BITS,
                     path,
@@ -340,44 +339,29 @@ impl<'d> Validator<'d> {
                     "AVP flags inconsistent with its definition",
                 ));
             }
-            if key == FAILED_AVP {
-                // A Failed-AVP carries copies of what someone else found wrong (zeroed
-                // examples, invalid values): frame and count its children and bound the
-                // nesting of Failed-AVP in Failed-AVP (bad-inputs 14), judge nothing else
-                // inside (RFC 6733 §7.5).
-                self.walk_failed(&avp, depth, path, walk)?;
-            } else if chk.data_type == DataType::Grouped {
-                if depth >= self.opts.limits.max_depth {
-                    return Err(too_deep(path, &avp));
+            let len = avp.data.len();
+            match hot.value {
+                ValueCheck::Any => {}
+                ValueCheck::Len4 if len == 4 => {}
+                ValueCheck::Len8 if len == 8 => {}
+                ValueCheck::FailedAvp => {
+                    // A Failed-AVP carries copies of what someone else found wrong (zeroed
+                    // examples, invalid values): frame and count its children and bound the
+                    // nesting of Failed-AVP in Failed-AVP (bad-inputs 14), judge nothing
+                    // else inside (RFC 6733 §7.5).
+                    self.walk_failed(&avp, depth, path, walk)?;
                 }
-                let here = Path::of(path, &avp);
-                let g = dict.avp_at(idx).grammar.as_ref().unwrap_or(&ANY);
-                self.check_seq(avp.children(), g, depth + 1, Some(&here), walk, rest)?;
-            } else {
-                if let Err(e) = chk
-                    .data_type
-                    .check(avp.data)
-                    .and_then(|()| check_specific(key, avp.data))
-                {
-                    return Err(report(
-                        e.result_code(),
-                        path,
-                        Some(copy(&avp)),
-                        "invalid AVP value",
-                    ));
-                }
-                if chk.closed_enum {
-                    let v =
-                        i32::from_be_bytes([avp.data[0], avp.data[1], avp.data[2], avp.data[3]]);
-                    if dict.avp_at(idx).value_name(v).is_none() {
-                        return Err(report(
-                            ResultCode::DIAMETER_INVALID_AVP_VALUE,
-                            path,
-                            Some(copy(&avp)),
-                            "enumerated value not defined",
-                        ));
+                ValueCheck::Grouped => {
+                    if depth >= self.opts.limits.max_depth {
+                        return Err(too_deep(path, &avp));
                     }
+                    let here = Path::of(path, &avp);
+                    let g = dict.avp_at(idx).grammar.as_ref().unwrap_or(&ANY);
+                    self.check_seq(avp.children(), g, depth + 1, Some(&here), walk, rest)?;
                 }
+                // Wrong fixed lengths and every other type: the full checks, which also
+                // produce the error.
+                _ => self.check_value(&avp, idx, hot.check, path)?,
             }
             match slot {
                 Some(s) => {
@@ -427,6 +411,42 @@ impl<'d> Validator<'d> {
 }
 
 impl Validator<'_> {
+    /// The value of a non-Grouped AVP: its type (RFC 6733 §4.2, §4.3), inner structure
+    /// and, for Enumerated with a closed list, that the value is listed.
+    fn check_value(
+        &self,
+        avp: &AvpRef<'_>,
+        idx: u32,
+        chk: AvpCheck,
+        path: Option<&Path<'_>>,
+    ) -> Result<(), ErrorReport> {
+        let key = avp.key();
+        if let Err(e) = chk
+            .data_type
+            .check(avp.data)
+            .and_then(|()| check_specific(key, avp.data))
+        {
+            return Err(report(
+                e.result_code(),
+                path,
+                Some(copy(avp)),
+                "invalid AVP value",
+            ));
+        }
+        if chk.closed_enum {
+            let v = i32::from_be_bytes([avp.data[0], avp.data[1], avp.data[2], avp.data[3]]);
+            if self.dict.avp_at(idx).value_name(v).is_none() {
+                return Err(report(
+                    ResultCode::DIAMETER_INVALID_AVP_VALUE,
+                    path,
+                    Some(copy(avp)),
+                    "enumerated value not defined",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Failed-AVP in Failed-AVP: a request nesting them beyond the limit is refused
     /// (bad-inputs 14); in an answer the content beyond the limit is left unread, since an
     /// error answer about deep nesting carries that nesting (plus its own Failed-AVP level).
@@ -465,8 +485,13 @@ impl Validator<'_> {
 
 static ANY: Grammar = Grammar::any_avp();
 
-const FAILED_AVP: crate::AvpKey = crate::AvpKey::new(279, 0);
+pub(crate) const FAILED_AVP: crate::AvpKey = crate::AvpKey::new(279, 0);
 const FRAMED_IPV6_PREFIX: crate::AvpKey = crate::AvpKey::new(97, 0);
+
+/// Whether `check_specific` has anything to check for this AVP.
+pub(crate) fn has_specific_check(key: crate::AvpKey) -> bool {
+    key == FRAMED_IPV6_PREFIX
+}
 
 /// Checks of AVPs whose OctetString payload has an inner structure with lengths of its own
 /// (bad-inputs 24).

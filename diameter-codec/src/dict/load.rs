@@ -378,11 +378,17 @@ impl DictionaryBuilder {
             d.commands[i].answer = answer;
         }
         d.checks = d.avps.iter().map(super::AvpCheck::of).collect();
-        let checks = &d.checks;
+        d.hot = d
+            .avps
+            .iter()
+            .zip(&d.checks)
+            .map(|(a, &c)| super::Hot::of(a.key, c))
+            .collect();
+        let hot = &d.hot;
         let grouped = d.avps.iter_mut().filter_map(|a| a.grammar.as_mut());
         let commands = d.commands.iter_mut();
         for g in grouped.chain(commands.flat_map(|c| [&mut c.request, &mut c.answer])) {
-            g.index(checks);
+            g.index(hot);
         }
         Ok(d)
     }

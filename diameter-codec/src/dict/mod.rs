@@ -149,6 +149,77 @@ impl AvpCheck {
     }
 }
 
+/// How validation judges an AVP after its flags, decided once per definition so that the
+/// walk branches once on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ValueCheck {
+    /// Any payload is valid: an OctetString with no inner structure.
+    Any,
+    /// A fixed 4-byte payload (Integer32, Unsigned32, Float32, Time, open Enumerated).
+    Len4,
+    /// A fixed 8-byte payload (Integer64, Unsigned64, Float64).
+    Len8,
+    /// A Grouped AVP: its children are walked with its grammar.
+    Grouped,
+    /// Failed-AVP, whose content is not judged (RFC 6733 §7.5).
+    FailedAvp,
+    /// Everything else: [`DataType::check`], checks of inner structure, closed value lists.
+    Full,
+}
+
+/// What validation reads of an AVP on its hot path: [`AvpCheck`] plus the flag rules as
+/// one mask and the [`ValueCheck`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hot {
+    /// The flag bits the M and V rules constrain (RFC 6733 §4.5 "must" and "mustnot").
+    pub(crate) flag_mask: u8,
+    /// The value those bits must have: `flags & flag_mask == flag_want` is exactly
+    /// `m.allows(M) && v.allows(V)`.
+    pub(crate) flag_want: u8,
+    /// How the value is judged.
+    pub(crate) value: ValueCheck,
+    /// The summary it is derived from.
+    pub(crate) check: AvpCheck,
+}
+
+impl Hot {
+    fn of(key: AvpKey, check: AvpCheck) -> Self {
+        let (mut flag_mask, mut flag_want) = (0, 0);
+        for (rule, bit) in [
+            (check.m, crate::AvpFlags::MANDATORY),
+            (check.v, crate::AvpFlags::VENDOR),
+        ] {
+            match rule {
+                FlagRule::Must => (flag_mask, flag_want) = (flag_mask | bit, flag_want | bit),
+                FlagRule::MustNot => flag_mask |= bit,
+                FlagRule::May => {}
+            }
+        }
+        // The same order of tests as the walk's general path: Failed-AVP by key first, then
+        // Grouped, then values; AVPs with checks beyond their type take the general path.
+        let value = if key == crate::validate::FAILED_AVP {
+            ValueCheck::FailedAvp
+        } else if check.data_type == DataType::Grouped {
+            ValueCheck::Grouped
+        } else if crate::validate::has_specific_check(key) || check.closed_enum {
+            ValueCheck::Full
+        } else {
+            match (check.data_type, check.data_type.fixed_len()) {
+                (_, Some(4)) => ValueCheck::Len4,
+                (_, Some(8)) => ValueCheck::Len8,
+                (DataType::OctetString, _) => ValueCheck::Any,
+                _ => ValueCheck::Full,
+            }
+        };
+        Self {
+            flag_mask,
+            flag_want,
+            value,
+            check,
+        }
+    }
+}
+
 /// What validation needs of an AVP a grammar names: its rule, definition and checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RuleSlot {
@@ -162,7 +233,7 @@ pub(crate) struct RuleSlot {
     /// larger maximum can never be exceeded either way.
     pub(crate) max: u16,
     /// The AVP's hot-path summary.
-    pub(crate) check: AvpCheck,
+    pub(crate) hot: Hot,
 }
 
 impl RuleSlot {
@@ -172,11 +243,16 @@ impl RuleSlot {
         avp: 0,
         rule: Self::EMPTY,
         max: 0,
-        check: AvpCheck {
-            data_type: DataType::OctetString,
-            m: FlagRule::May,
-            v: FlagRule::May,
-            closed_enum: false,
+        hot: Hot {
+            flag_mask: 0,
+            flag_want: 0,
+            value: ValueCheck::Any,
+            check: AvpCheck {
+                data_type: DataType::OctetString,
+                m: FlagRule::May,
+                v: FlagRule::May,
+                closed_enum: false,
+            },
         },
     };
 }
@@ -205,7 +281,7 @@ impl RuleTable {
         (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
     }
 
-    fn build(rules: &[Rule], checks: &[AvpCheck]) -> Self {
+    fn build(rules: &[Rule], hot: &[Hot]) -> Self {
         let len = (rules.len() * 2).next_power_of_two().max(2);
         let mut t = Self {
             slots: vec![RuleSlot::FREE; len],
@@ -223,7 +299,7 @@ impl RuleTable {
                 avp: r.avp,
                 rule: i as u16,
                 max: u16::try_from(r.max).unwrap_or(u16::MAX),
-                check: checks[r.avp as usize],
+                hot: hot[r.avp as usize],
             };
         }
         t
@@ -301,8 +377,8 @@ impl Grammar {
     }
 
     /// Builds the lookup table once the rules and every AVP's checks are final.
-    pub(crate) fn index(&mut self, checks: &[AvpCheck]) {
-        self.table = RuleTable::build(&self.rules, checks);
+    pub(crate) fn index(&mut self, hot: &[Hot]) {
+        self.table = RuleTable::build(&self.rules, hot);
     }
 }
 
@@ -340,6 +416,7 @@ pub struct Dictionary {
     commands: Vec<CommandDef>,
     avp_index: FxHashMap<u64, u32>,
     checks: Vec<AvpCheck>,
+    hot: Vec<Hot>,
     avp_names: FxHashMap<String, u32>,
     command_index: FxHashMap<u64, u32>,
     command_codes: FxHashMap<u32, u32>,
@@ -426,6 +503,12 @@ impl Dictionary {
     #[inline]
     pub fn check_at(&self, i: u32) -> AvpCheck {
         self.checks[i as usize]
+    }
+
+    /// The validator's summary of the AVP at an index.
+    #[inline]
+    pub(crate) fn hot_at(&self, i: u32) -> Hot {
+        self.hot[i as usize]
     }
 
     /// The AVP with this name.
