@@ -355,9 +355,14 @@ impl<'d> Validator<'d> {
                     if depth >= self.opts.limits.max_depth {
                         return Err(too_deep(path, &avp));
                     }
-                    let here = Path::of(path, &avp);
                     let g = dict.avp_at(idx).grammar.as_ref().unwrap_or(&ANY);
-                    self.check_seq(avp.children(), g, depth + 1, Some(&here), walk, rest)?;
+                    // RFC 6733 §4.4: a Grouped payload is a sequence of AVPs. An empty one
+                    // (Requested-Service-Unit in every CCR-U MSCC, RFC 4006 §8.18) has
+                    // nothing to walk; only its grammar's required AVPs could be missing.
+                    if !avp.data.is_empty() || !g.required.is_empty() {
+                        let here = Path::of(path, &avp);
+                        self.check_seq(avp.children(), g, depth + 1, Some(&here), walk, rest)?;
+                    }
                 }
                 // Wrong fixed lengths and every other type: the full checks, which also
                 // produce the error.
