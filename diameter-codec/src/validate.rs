@@ -53,7 +53,7 @@ pub(crate) struct Path<'p> {
 
 impl<'p> Path<'p> {
     /// The path one level down, into `avp`.
-    fn of(parent: Option<&'p Self>, avp: &AvpRef<'_>) -> Self {
+    fn of(parent: Option<&'p Self>, avp: AvpRef<'_>) -> Self {
         Self {
             parent,
             code: avp.code,
@@ -64,7 +64,7 @@ impl<'p> Path<'p> {
 }
 
 /// 5012 for a Grouped AVP nested deeper than the limit (bad-inputs 14).
-fn too_deep(path: Option<&Path<'_>>, avp: &AvpRef<'_>) -> ErrorReport {
+fn too_deep(path: Option<&Path<'_>>, avp: AvpRef<'_>) -> ErrorReport {
     report(
         ResultCode::DIAMETER_UNABLE_TO_COMPLY,
         path,
@@ -102,8 +102,10 @@ fn report(
     }
 }
 
-fn copy(avp: &AvpRef<'_>) -> OwnedAvp {
-    OwnedAvp::from_ref(avp)
+// AVP views are passed by value here and below: borrowing the walk's `avp` for the error
+// paths made the compiler store a copy of it in memory for every AVP read.
+fn copy(avp: AvpRef<'_>) -> OwnedAvp {
+    OwnedAvp::from_ref(&avp)
 }
 
 /// An AVP with the given header and a zeroed payload of the type's minimum length.
@@ -280,7 +282,7 @@ impl<'d> Validator<'d> {
                 return Err(report(
                     ResultCode::DIAMETER_UNABLE_TO_COMPLY,
                     path,
-                    Some(copy(&avp)),
+                    Some(copy(avp)),
                     "too many AVPs",
                 ));
             }
@@ -298,7 +300,7 @@ impl<'d> Validator<'d> {
                         Some(misplaced) => report(
                             ResultCode::DIAMETER_INVALID_AVP_VALUE,
                             path,
-                            Some(copy(&misplaced)),
+                            Some(copy(misplaced)),
                             "fixed AVP out of position",
                         ),
                         None => report(
@@ -323,7 +325,7 @@ impl<'d> Validator<'d> {
                     return Err(report(
                         ResultCode::DIAMETER_AVP_UNSUPPORTED,
                         path,
-                        Some(copy(&avp)),
+                        Some(copy(avp)),
                         "unsupported AVP",
                     ));
                 }
@@ -335,7 +337,7 @@ impl<'d> Validator<'d> {
                 return Err(report(
                     ResultCode::DIAMETER_INVALID_AVP_BITS,
                     path,
-                    Some(copy(&avp)),
+                    Some(copy(avp)),
                     "AVP flags inconsistent with its definition",
                 ));
             }
@@ -349,24 +351,24 @@ impl<'d> Validator<'d> {
                     // examples, invalid values): frame and count its children and bound the
                     // nesting of Failed-AVP in Failed-AVP (bad-inputs 14), judge nothing
                     // else inside (RFC 6733 §7.5).
-                    self.walk_failed(&avp, depth, path, walk)?;
+                    self.walk_failed(avp, depth, path, walk)?;
                 }
                 ValueCheck::Grouped => {
                     if depth >= self.opts.limits.max_depth {
-                        return Err(too_deep(path, &avp));
+                        return Err(too_deep(path, avp));
                     }
                     let g = dict.avp_at(idx).grammar.as_ref().unwrap_or(&ANY);
                     // RFC 6733 §4.4: a Grouped payload is a sequence of AVPs. An empty one
                     // (Requested-Service-Unit in every CCR-U MSCC, RFC 4006 §8.18) has
                     // nothing to walk; only its grammar's required AVPs could be missing.
                     if !avp.data.is_empty() || !g.required.is_empty() {
-                        let here = Path::of(path, &avp);
+                        let here = Path::of(path, avp);
                         self.check_seq(avp.children(), g, depth + 1, Some(&here), walk, rest)?;
                     }
                 }
                 // Wrong fixed lengths and every other type: the full checks, which also
                 // produce the error.
-                _ => self.check_value(&avp, idx, hot.check, path)?,
+                _ => self.check_value(avp, idx, hot.check, path)?,
             }
             match slot {
                 Some(s) => {
@@ -378,7 +380,7 @@ impl<'d> Validator<'d> {
                         return Err(report(
                             ResultCode::DIAMETER_AVP_OCCURS_TOO_MANY_TIMES,
                             path,
-                            Some(copy(&avp)),
+                            Some(copy(avp)),
                             "AVP occurs too many times",
                         ));
                     }
@@ -387,7 +389,7 @@ impl<'d> Validator<'d> {
                     return Err(report(
                         ResultCode::DIAMETER_AVP_NOT_ALLOWED,
                         path,
-                        Some(copy(&avp)),
+                        Some(copy(avp)),
                         "AVP not allowed here",
                     ));
                 }
@@ -420,7 +422,7 @@ impl Validator<'_> {
     /// and, for Enumerated with a closed list, that the value is listed.
     fn check_value(
         &self,
-        avp: &AvpRef<'_>,
+        avp: AvpRef<'_>,
         idx: u32,
         chk: AvpCheck,
         path: Option<&Path<'_>>,
@@ -457,7 +459,7 @@ impl Validator<'_> {
     /// error answer about deep nesting carries that nesting (plus its own Failed-AVP level).
     fn walk_failed(
         &self,
-        avp: &AvpRef<'_>,
+        avp: AvpRef<'_>,
         depth: usize,
         path: Option<&Path<'_>>,
         walk: &mut Walk,
@@ -476,12 +478,12 @@ impl Validator<'_> {
                 return Err(report(
                     ResultCode::DIAMETER_UNABLE_TO_COMPLY,
                     Some(&here),
-                    Some(copy(&child)),
+                    Some(copy(child)),
                     "too many AVPs",
                 ));
             }
             if child.key() == FAILED_AVP {
-                self.walk_failed(&child, depth + 1, Some(&here), walk)?;
+                self.walk_failed(child, depth + 1, Some(&here), walk)?;
             }
         }
         Ok(())
