@@ -346,6 +346,17 @@ impl<'d> Validator<'d> {
                 ValueCheck::Any => {}
                 ValueCheck::Len4 if len == 4 => {}
                 ValueCheck::Len8 if len == 8 => {}
+                // RFC 6733 §4.3.1 Enumerated: Integer32 values from the AVP's definition.
+                ValueCheck::SmallEnum
+                    if len == 4 && {
+                        let v = u32::from_be_bytes([
+                            avp.data[0],
+                            avp.data[1],
+                            avp.data[2],
+                            avp.data[3],
+                        ]);
+                        v < 64 && hot.enum_bits >> v & 1 != 0
+                    } => {}
                 ValueCheck::FailedAvp => {
                     // A Failed-AVP carries copies of what someone else found wrong (zeroed
                     // examples, invalid values): frame and count its children and bound the

@@ -382,7 +382,7 @@ impl DictionaryBuilder {
             .avps
             .iter()
             .zip(&d.checks)
-            .map(|(a, &c)| super::Hot::of(a.key, c))
+            .map(|(a, &c)| super::Hot::of(a, c))
             .collect();
         let hot = &d.hot;
         let grouped = d.avps.iter_mut().filter_map(|a| a.grammar.as_mut());

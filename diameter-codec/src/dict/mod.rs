@@ -159,6 +159,9 @@ pub(crate) enum ValueCheck {
     Len4,
     /// A fixed 8-byte payload (Integer64, Unsigned64, Float64).
     Len8,
+    /// A closed Enumerated whose values all lie in 0..64: 4 bytes, a value in
+    /// [`Hot::enum_bits`].
+    SmallEnum,
     /// A Grouped AVP: its children are walked with its grammar.
     Grouped,
     /// Failed-AVP, whose content is not judged (RFC 6733 §7.5).
@@ -178,12 +181,15 @@ pub(crate) struct Hot {
     pub(crate) flag_want: u8,
     /// How the value is judged.
     pub(crate) value: ValueCheck,
+    /// For [`ValueCheck::SmallEnum`], bit `v` set for each defined value `v`.
+    pub(crate) enum_bits: u64,
     /// The summary it is derived from.
     pub(crate) check: AvpCheck,
 }
 
 impl Hot {
-    fn of(key: AvpKey, check: AvpCheck) -> Self {
+    fn of(def: &AvpDef, check: AvpCheck) -> Self {
+        let key = def.key;
         let (mut flag_mask, mut flag_want) = (0, 0);
         for (rule, bit) in [
             (check.m, crate::AvpFlags::MANDATORY),
@@ -201,8 +207,15 @@ impl Hot {
             ValueCheck::FailedAvp
         } else if check.data_type == DataType::Grouped {
             ValueCheck::Grouped
-        } else if crate::validate::has_specific_check(key) || check.closed_enum {
+        } else if crate::validate::has_specific_check(key) {
             ValueCheck::Full
+        } else if check.closed_enum {
+            let small = def.values.iter().all(|&(v, _)| (0..64).contains(&v));
+            if small {
+                ValueCheck::SmallEnum
+            } else {
+                ValueCheck::Full
+            }
         } else {
             match (check.data_type, check.data_type.fixed_len()) {
                 (_, Some(4)) => ValueCheck::Len4,
@@ -211,10 +224,15 @@ impl Hot {
                 _ => ValueCheck::Full,
             }
         };
+        let enum_bits = match value {
+            ValueCheck::SmallEnum => def.values.iter().fold(0, |b, &(v, _)| b | 1 << v),
+            _ => 0,
+        };
         Self {
             flag_mask,
             flag_want,
             value,
+            enum_bits,
             check,
         }
     }
@@ -247,6 +265,7 @@ impl RuleSlot {
             flag_mask: 0,
             flag_want: 0,
             value: ValueCheck::Any,
+            enum_bits: 0,
             check: AvpCheck {
                 data_type: DataType::OctetString,
                 m: FlagRule::May,
