@@ -612,3 +612,35 @@ impl Dictionary {
         }
     }
 }
+
+#[cfg(test)]
+mod hot_tests {
+    use super::*;
+
+    #[test]
+    fn hot_summaries_agree_with_definitions() {
+        let d = Dictionary::embedded();
+        let mut small = 0;
+        for (i, def) in d.avps().iter().enumerate() {
+            let hot = d.hot_at(i as u32);
+            // The flag mask says exactly what the M and V rules allow.
+            for flags in [0u8, 0x40, 0x80, 0xc0] {
+                let f = crate::AvpFlags(flags);
+                assert_eq!(
+                    flags & hot.flag_mask == hot.flag_want,
+                    def.m.allows(f.mandatory()) && def.v.allows(f.vendor()),
+                    "{} {flags:#x}",
+                    def.name
+                );
+            }
+            if hot.value == ValueCheck::SmallEnum {
+                small += 1;
+                for v in -2..70 {
+                    let listed = (0..64).contains(&v) && hot.enum_bits >> v & 1 != 0;
+                    assert_eq!(listed, def.value_name(v).is_some(), "{} {v}", def.name);
+                }
+            }
+        }
+        assert!(small > 0);
+    }
+}
