@@ -14,7 +14,7 @@
 //! - Enumerated values outside the dictionary's list (unless it is marked open): 5004.
 
 use crate::avp::{AvpFlags, AvpIter, AvpRef};
-use crate::dict::{AvpCheck, AvpDef, Dictionary, Grammar, RuleKind, ValueCheck};
+use crate::dict::{AvpCheck, AvpDef, Dictionary, Grammar, Hot, RuleKind, ValueCheck};
 use crate::encode::{AvpValue, ErrorReport, OwnedAvp};
 use crate::error::{AvpError, AvpErrorKind};
 use crate::header::CommandFlags;
@@ -312,24 +312,12 @@ impl<'d> Validator<'d> {
                     },
                 );
             }
-            let found = match slot {
-                Some(s) => Some((s.avp, s.hot)),
-                None => dict.avp_index(key).map(|i| (i, dict.hot_at(i))),
-            };
-            let Some((idx, hot)) = found else {
-                // RFC 6733 §4.1: "If an AVP with the 'M' bit set is received by a Diameter
-                // client, server, proxy, or translation agent and either the AVP or its
-                // value is unrecognized, the message MUST be rejected." Unknown AVPs with M
-                // clear are ignored (and kept for relaying by whoever forwards the message).
-                if avp.flags.mandatory() {
-                    return Err(report(
-                        ResultCode::DIAMETER_AVP_UNSUPPORTED,
-                        path,
-                        Some(copy(avp)),
-                        "unsupported AVP",
-                    ));
-                }
-                continue;
+            let (idx, hot) = match slot {
+                Some(s) => (s.avp, &s.hot),
+                None => match self.unlisted(avp, path)? {
+                    Some(found) => found,
+                    None => continue,
+                },
             };
             // RFC 6733 §7.1.3 DIAMETER_INVALID_AVP_BITS: "flag bits … inconsistent with the
             // AVP's definition". The P bit and reserved bits are not checked (§4.1).
@@ -428,7 +416,35 @@ impl<'d> Validator<'d> {
     }
 }
 
-impl Validator<'_> {
+impl<'d> Validator<'d> {
+    /// An AVP that the grammar does not name: its dictionary index and summary, `None` to
+    /// skip it, or the error for an unknown AVP with M set. Out of line: the walk's common
+    /// case is an AVP its grammar names.
+    #[inline(never)]
+    fn unlisted(
+        &self,
+        avp: AvpRef<'_>,
+        path: Option<&Path<'_>>,
+    ) -> Result<Option<(u32, &'d Hot)>, ErrorReport> {
+        let dict = self.dict;
+        let Some(idx) = dict.avp_index(avp.key()) else {
+            // RFC 6733 §4.1: "If an AVP with the 'M' bit set is received by a Diameter
+            // client, server, proxy, or translation agent and either the AVP or its value
+            // is unrecognized, the message MUST be rejected." Unknown AVPs with M clear are
+            // ignored (and kept for relaying by whoever forwards the message).
+            if avp.flags.mandatory() {
+                return Err(report(
+                    ResultCode::DIAMETER_AVP_UNSUPPORTED,
+                    path,
+                    Some(copy(avp)),
+                    "unsupported AVP",
+                ));
+            }
+            return Ok(None);
+        };
+        Ok(Some((idx, dict.hot_ref(idx))))
+    }
+
     /// The value of a non-Grouped AVP: its type (RFC 6733 §4.2, §4.3), inner structure
     /// and, for Enumerated with a closed list, that the value is listed.
     fn check_value(

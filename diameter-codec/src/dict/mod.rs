@@ -526,8 +526,8 @@ impl Dictionary {
 
     /// The validator's summary of the AVP at an index.
     #[inline]
-    pub(crate) fn hot_at(&self, i: u32) -> Hot {
-        self.hot[i as usize]
+    pub(crate) fn hot_ref(&self, i: u32) -> &Hot {
+        &self.hot[i as usize]
     }
 
     /// The AVP with this name.
@@ -622,7 +622,7 @@ mod hot_tests {
         let d = Dictionary::embedded();
         let mut small = 0;
         for (i, def) in d.avps().iter().enumerate() {
-            let hot = d.hot_at(i as u32);
+            let hot = d.hot_ref(i as u32);
             // The flag mask says exactly what the M and V rules allow.
             for flags in [0u8, 0x40, 0x80, 0xc0] {
                 let f = crate::AvpFlags(flags);
