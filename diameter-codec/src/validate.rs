@@ -14,7 +14,7 @@
 //! - Enumerated values outside the dictionary's list (unless it is marked open): 5004.
 
 use crate::avp::{AvpFlags, AvpIter, AvpRef};
-use crate::dict::{AvpCheck, AvpDef, Dictionary, Grammar, Hot, RuleKind, ValueCheck};
+use crate::dict::{AvpCheck, AvpDef, Dictionary, Grammar, Hot, Occurs, RuleKind, ValueCheck};
 use crate::encode::{AvpValue, ErrorReport, OwnedAvp};
 use crate::error::{AvpError, AvpErrorKind};
 use crate::header::CommandFlags;
@@ -256,7 +256,11 @@ impl<'d> Validator<'d> {
         // caller's scratch space, or the heap for the rare grammar that does not fit.
         let n = grammar.rules.len();
         let mut big = Vec::new();
-        let (counts, rest): (&mut [u16], &mut [u16]) = if n <= scratch.len() {
+        // Rules tracked by bits need no counters.
+        let mut seen = 0u64;
+        let (counts, rest): (&mut [u16], &mut [u16]) = if !grammar.counted {
+            scratch.split_at_mut(0)
+        } else if n <= scratch.len() {
             let (c, r) = scratch.split_at_mut(n);
             c.fill(0);
             (c, r)
@@ -370,12 +374,21 @@ impl<'d> Validator<'d> {
                 _ => self.check_value(avp, idx, hot.check, path)?,
             }
             match slot {
+                Some(s) if s.occurs == Occurs::Many => seen |= s.bit,
+                Some(s) if s.occurs == Occurs::Once && seen & s.bit == 0 => seen |= s.bit,
                 Some(s) => {
-                    let c = &mut counts[usize::from(s.rule)];
-                    *c = c.saturating_add(1);
                     // RFC 6733 §7.1.5 5009: Failed-AVP carries "the first instance of the
                     // offending AVP that exceeded the maximum number of occurrences".
-                    if *c > s.max {
+                    let over = match s.occurs {
+                        Occurs::Counted => {
+                            let c = &mut counts[usize::from(s.rule)];
+                            *c = c.saturating_add(1);
+                            *c > s.max
+                        }
+                        // A second one of a rule that allows one.
+                        _ => true,
+                    };
+                    if over {
                         return Err(report(
                             ResultCode::DIAMETER_AVP_OCCURS_TOO_MANY_TIMES,
                             path,
@@ -395,9 +408,17 @@ impl<'d> Validator<'d> {
                 None => {}
             }
         }
+        // Every required rule present, in one test when they are all tracked by bits.
+        if seen & grammar.required_bits == grammar.required_bits && !grammar.counted_required {
+            return Ok(());
+        }
         for &i in &grammar.required {
             let (i, r) = (usize::from(i), &grammar.rules[usize::from(i)]);
-            if u32::from(counts[i]) < r.min {
+            let have = match Occurs::of(i, r) {
+                Occurs::Counted => u32::from(counts[i]),
+                _ => (seen >> i & 1) as u32,
+            };
+            if have < r.min {
                 let def = dict.avp_at(r.avp);
                 let msg = if r.kind == RuleKind::Fixed {
                     "missing fixed AVP"

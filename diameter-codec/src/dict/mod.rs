@@ -250,8 +250,40 @@ pub(crate) struct RuleSlot {
     /// [`Rule::max`] capped to `u16::MAX`: occurrence counts saturate at `u16::MAX`, so a
     /// larger maximum can never be exceeded either way.
     pub(crate) max: u16,
+    /// How the walk keeps track of the rule's occurrences.
+    pub(crate) occurs: Occurs,
+    /// `1 << rule` for rules tracked by [`Occurs::Once`] and [`Occurs::Many`], else 0.
+    pub(crate) bit: u64,
     /// The AVP's hot-path summary.
     pub(crate) hot: Hot,
+}
+
+/// How a walk keeps track of a rule's occurrences (RFC 6733 §3.2 qualifiers). Most rules
+/// only need to know whether their AVP was seen, one bit of a word per grammar; the others
+/// are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Occurs {
+    /// At most once, at least once or not at all (`<X>`, `{X}`, `[X]`): a bit.
+    Once,
+    /// Without limit, at least once or not at all (`*[X]`, `1*{X}`): a bit.
+    Many,
+    /// Any other qualifier, or a rule past the 64th: a counter.
+    Counted,
+}
+
+impl Occurs {
+    /// The tracking for rule `i`. A maximum of `u16::MAX` or more counts as no limit, as
+    /// for the saturating counters.
+    pub(crate) fn of(i: usize, r: &Rule) -> Self {
+        if i >= 64 || r.min > 1 {
+            return Self::Counted;
+        }
+        match r.max {
+            1 => Self::Once,
+            m if m >= u32::from(u16::MAX) => Self::Many,
+            _ => Self::Counted,
+        }
+    }
 }
 
 impl RuleSlot {
@@ -261,6 +293,8 @@ impl RuleSlot {
         avp: 0,
         rule: Self::EMPTY,
         max: 0,
+        occurs: Occurs::Counted,
+        bit: 0,
         hot: Hot {
             flag_mask: 0,
             flag_want: 0,
@@ -313,11 +347,14 @@ impl RuleTable {
             while t.slots[at].rule != RuleSlot::EMPTY {
                 at = (at + 1) & mask;
             }
+            let occurs = Occurs::of(i, r);
             t.slots[at] = RuleSlot {
                 key,
                 avp: r.avp,
                 rule: i as u16,
                 max: u16::try_from(r.max).unwrap_or(u16::MAX),
+                occurs,
+                bit: if occurs == Occurs::Counted { 0 } else { 1 << i },
                 hot: hot[r.avp as usize],
             };
         }
@@ -369,6 +406,12 @@ pub struct Grammar {
     /// Indices of the rules with a minimum (fixed and required ones), checked after a walk.
     pub required: Vec<u16>,
     table: RuleTable,
+    /// Whether any rule is [`Occurs::Counted`] (the walk then needs counters).
+    pub(crate) counted: bool,
+    /// The bits of the required rules tracked by bits.
+    pub(crate) required_bits: u64,
+    /// Whether any required rule is [`Occurs::Counted`].
+    pub(crate) counted_required: bool,
 }
 
 impl Grammar {
@@ -380,6 +423,9 @@ impl Grammar {
             any: true,
             required: Vec::new(),
             table: RuleTable::new(),
+            counted: false,
+            required_bits: 0,
+            counted_required: false,
         }
     }
 
@@ -398,6 +444,16 @@ impl Grammar {
     /// Builds the lookup table once the rules and every AVP's checks are final.
     pub(crate) fn index(&mut self, hot: &[Hot]) {
         self.table = RuleTable::build(&self.rules, hot);
+        let occurs = |i: usize| Occurs::of(i, &self.rules[i]);
+        self.counted = (0..self.rules.len()).any(|i| occurs(i) == Occurs::Counted);
+        self.required_bits = 0;
+        self.counted_required = false;
+        for &i in &self.required {
+            match occurs(usize::from(i)) {
+                Occurs::Counted => self.counted_required = true,
+                _ => self.required_bits |= 1 << i,
+            }
+        }
     }
 }
 
