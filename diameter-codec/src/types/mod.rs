@@ -173,18 +173,20 @@ fn all_graphic(data: &[u8]) -> bool {
     // - `(x + 0x01..) | x` is set for some byte iff some b > 0x7e (0x7f carries into its
     //   top bit, bytes ≥ 0x80 have it already).
     let bad = |x: u64| ((x.wrapping_sub(ONES * 0x21) & !x) | x.wrapping_add(ONES) | x) & TOPS;
-    let mut chunks = data.chunks_exact(8);
-    let mut acc = 0;
-    for c in &mut chunks {
+    let word = |c: &[u8]| {
         let mut w = [0u8; 8];
         w.copy_from_slice(c);
-        acc |= bad(u64::from_le_bytes(w));
+        u64::from_le_bytes(w)
+    };
+    let Some(last) = data.len().checked_sub(8) else {
+        return data.iter().all(u8::is_ascii_graphic);
+    };
+    let mut chunks = data.chunks_exact(8);
+    if chunks.any(|c| bad(word(c)) != 0) {
+        return false;
     }
-    // The tail, padded with a graphic byte.
-    let mut w = [b'!'; 8];
-    w[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-    acc |= bad(u64::from_le_bytes(w));
-    acc == 0
+    // The tail as the last eight bytes, the ones before it already checked.
+    chunks.remainder().is_empty() || bad(word(&data[last..])) == 0
 }
 
 #[cfg(test)]
