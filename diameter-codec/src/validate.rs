@@ -162,6 +162,10 @@ pub(crate) fn length_error(
     )
 }
 
+/// An error found by the walk, boxed: the walk's functions then return one word, where an
+/// `ErrorReport` by value is written through memory on every return, including `Ok`.
+type Failed = Box<ErrorReport>;
+
 /// What a walk over one message carries along.
 struct Walk {
     /// AVPs seen so far, nested ones included.
@@ -240,6 +244,7 @@ impl<'d> Validator<'d> {
             request: h.is_request(),
         };
         self.check_seq(msg.avps(), grammar, 1, None, &mut walk, &mut scratch)
+            .map_err(|e| *e)
     }
 
     fn check_seq(
@@ -250,7 +255,7 @@ impl<'d> Validator<'d> {
         path: Option<&Path<'_>>,
         walk: &mut Walk,
         scratch: &mut [u16],
-    ) -> Result<(), ErrorReport> {
+    ) -> Result<(), Failed> {
         let dict = self.dict;
         // Occurrence counts per grammar rule (saturating, so none can overflow); from the
         // caller's scratch space, or the heap for the rare grammar that does not fit.
@@ -288,7 +293,8 @@ impl<'d> Validator<'d> {
                     path,
                     Some(copy(avp)),
                     "too many AVPs",
-                ));
+                )
+                .into());
             }
             let key = avp.key();
             // One probe: the grammar's slot for the AVP names its rule, its definition and
@@ -313,7 +319,8 @@ impl<'d> Validator<'d> {
                             Some(missing(dict.avp_at(expected.avp))),
                             "missing fixed AVP",
                         ),
-                    },
+                    }
+                    .into(),
                 );
             }
             let (idx, hot) = match slot {
@@ -331,7 +338,8 @@ impl<'d> Validator<'d> {
                     path,
                     Some(copy(avp)),
                     "AVP flags inconsistent with its definition",
-                ));
+                )
+                .into());
             }
             let len = avp.data.len();
             match hot.value {
@@ -358,7 +366,7 @@ impl<'d> Validator<'d> {
                 }
                 ValueCheck::Grouped => {
                     if depth >= self.opts.limits.max_depth {
-                        return Err(too_deep(path, avp));
+                        return Err(too_deep(path, avp).into());
                     }
                     let g = dict.avp_at(idx).grammar.as_ref().unwrap_or(&ANY);
                     // RFC 6733 §4.4: a Grouped payload is a sequence of AVPs. An empty one
@@ -394,7 +402,8 @@ impl<'d> Validator<'d> {
                             path,
                             Some(copy(avp)),
                             "AVP occurs too many times",
-                        ));
+                        )
+                        .into());
                     }
                 }
                 None if !grammar.any => {
@@ -403,7 +412,8 @@ impl<'d> Validator<'d> {
                         path,
                         Some(copy(avp)),
                         "AVP not allowed here",
-                    ));
+                    )
+                    .into());
                 }
                 None => {}
             }
@@ -430,7 +440,8 @@ impl<'d> Validator<'d> {
                     path,
                     Some(missing(def)),
                     msg,
-                ));
+                )
+                .into());
             }
         }
         Ok(())
@@ -446,7 +457,7 @@ impl<'d> Validator<'d> {
         &self,
         avp: AvpRef<'_>,
         path: Option<&Path<'_>>,
-    ) -> Result<Option<(u32, &'d Hot)>, ErrorReport> {
+    ) -> Result<Option<(u32, &'d Hot)>, Failed> {
         let dict = self.dict;
         let Some(idx) = dict.avp_index(avp.key()) else {
             // RFC 6733 §4.1: "If an AVP with the 'M' bit set is received by a Diameter
@@ -459,7 +470,8 @@ impl<'d> Validator<'d> {
                     path,
                     Some(copy(avp)),
                     "unsupported AVP",
-                ));
+                )
+                .into());
             }
             return Ok(None);
         };
@@ -474,19 +486,14 @@ impl<'d> Validator<'d> {
         idx: u32,
         chk: AvpCheck,
         path: Option<&Path<'_>>,
-    ) -> Result<(), ErrorReport> {
+    ) -> Result<(), Failed> {
         let key = avp.key();
         if let Err(e) = chk
             .data_type
             .check(avp.data)
             .and_then(|()| check_specific(key, avp.data))
         {
-            return Err(report(
-                e.result_code(),
-                path,
-                Some(copy(avp)),
-                "invalid AVP value",
-            ));
+            return Err(report(e.result_code(), path, Some(copy(avp)), "invalid AVP value").into());
         }
         if chk.closed_enum {
             let v = i32::from_be_bytes([avp.data[0], avp.data[1], avp.data[2], avp.data[3]]);
@@ -496,7 +503,8 @@ impl<'d> Validator<'d> {
                     path,
                     Some(copy(avp)),
                     "enumerated value not defined",
-                ));
+                )
+                .into());
             }
         }
         Ok(())
@@ -511,12 +519,12 @@ impl<'d> Validator<'d> {
         depth: usize,
         path: Option<&Path<'_>>,
         walk: &mut Walk,
-    ) -> Result<(), ErrorReport> {
+    ) -> Result<(), Failed> {
         if depth >= self.opts.limits.max_depth {
             if !walk.request {
                 return Ok(());
             }
-            return Err(too_deep(path, avp));
+            return Err(too_deep(path, avp).into());
         }
         let here = Path::of(path, avp);
         for child in avp.children() {
@@ -528,7 +536,8 @@ impl<'d> Validator<'d> {
                     Some(&here),
                     Some(copy(child)),
                     "too many AVPs",
-                ));
+                )
+                .into());
             }
             if child.key() == FAILED_AVP {
                 self.walk_failed(child, depth + 1, Some(&here), walk)?;
