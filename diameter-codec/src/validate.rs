@@ -323,71 +323,18 @@ impl<'d> Validator<'d> {
                     .into(),
                 );
             }
-            let (idx, hot) = match slot {
-                Some(s) => (s.avp, &s.hot),
-                None => match self.unlisted(avp, path)? {
-                    Some(found) => found,
-                    None => continue,
-                },
+            let Some(s) = slot else {
+                self.check_unlisted(avp, grammar.any, depth, path, walk, rest)?;
+                continue;
             };
-            // RFC 6733 §7.1.3 DIAMETER_INVALID_AVP_BITS: "flag bits … inconsistent with the
-            // AVP's definition". The P bit and reserved bits are not checked (§4.1).
-            if avp.flags.0 & hot.flag_mask != hot.flag_want {
-                return Err(report(
-                    ResultCode::DIAMETER_INVALID_AVP_BITS,
-                    path,
-                    Some(copy(avp)),
-                    "AVP flags inconsistent with its definition",
-                )
-                .into());
-            }
-            let len = avp.data.len();
-            match hot.value {
-                ValueCheck::Any => {}
-                ValueCheck::Len4 if len == 4 => {}
-                ValueCheck::Len8 if len == 8 => {}
-                // RFC 6733 §4.3.1 Enumerated: Integer32 values from the AVP's definition.
-                ValueCheck::SmallEnum
-                    if len == 4 && {
-                        let v = u32::from_be_bytes([
-                            avp.data[0],
-                            avp.data[1],
-                            avp.data[2],
-                            avp.data[3],
-                        ]);
-                        v < 64 && hot.enum_bits >> v & 1 != 0
-                    } => {}
-                ValueCheck::FailedAvp => {
-                    // A Failed-AVP carries copies of what someone else found wrong (zeroed
-                    // examples, invalid values): frame and count its children and bound the
-                    // nesting of Failed-AVP in Failed-AVP (bad-inputs 14), judge nothing
-                    // else inside (RFC 6733 §7.5).
-                    self.walk_failed(avp, depth, path, walk)?;
-                }
-                ValueCheck::Grouped => {
-                    if depth >= self.opts.limits.max_depth {
-                        return Err(too_deep(path, avp).into());
-                    }
-                    let g = dict.avp_at(idx).grammar.as_ref().unwrap_or(&ANY);
-                    // RFC 6733 §4.4: a Grouped payload is a sequence of AVPs. An empty one
-                    // (Requested-Service-Unit in every CCR-U MSCC, RFC 4006 §8.18) has
-                    // nothing to walk; only its grammar's required AVPs could be missing.
-                    if !avp.data.is_empty() || !g.required.is_empty() {
-                        let here = Path::of(path, avp);
-                        self.check_seq(avp.children(), g, depth + 1, Some(&here), walk, rest)?;
-                    }
-                }
-                // Wrong fixed lengths and every other type: the full checks, which also
-                // produce the error.
-                _ => self.check_value(avp, idx, hot.check, path)?,
-            }
-            match slot {
-                Some(s) if s.occurs == Occurs::Many => seen |= s.bit,
-                Some(s) if s.occurs == Occurs::Once && seen & s.bit == 0 => seen |= s.bit,
-                Some(s) => {
+            self.check_avp(avp, s.avp, &s.hot, depth, path, walk, rest)?;
+            match s.occurs {
+                Occurs::Many => seen |= s.bit,
+                Occurs::Once if seen & s.bit == 0 => seen |= s.bit,
+                occurs => {
                     // RFC 6733 §7.1.5 5009: Failed-AVP carries "the first instance of the
                     // offending AVP that exceeded the maximum number of occurrences".
-                    let over = match s.occurs {
+                    let over = match occurs {
                         Occurs::Counted => {
                             let c = &mut counts[usize::from(s.rule)];
                             *c = c.saturating_add(1);
@@ -406,16 +353,6 @@ impl<'d> Validator<'d> {
                         .into());
                     }
                 }
-                None if !grammar.any => {
-                    return Err(report(
-                        ResultCode::DIAMETER_AVP_NOT_ALLOWED,
-                        path,
-                        Some(copy(avp)),
-                        "AVP not allowed here",
-                    )
-                    .into());
-                }
-                None => {}
             }
         }
         // Every required rule present, in one test when they are all tracked by bits.
@@ -449,10 +386,104 @@ impl<'d> Validator<'d> {
 }
 
 impl<'d> Validator<'d> {
+    /// The checks of one AVP after its grammar rule is known: its flags, its value, and
+    /// for a group its children.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn check_avp(
+        &self,
+        avp: AvpRef<'_>,
+        idx: u32,
+        hot: &Hot,
+        depth: usize,
+        path: Option<&Path<'_>>,
+        walk: &mut Walk,
+        rest: &mut [u16],
+    ) -> Result<(), Failed> {
+        let dict = self.dict;
+        // RFC 6733 §7.1.3 DIAMETER_INVALID_AVP_BITS: "flag bits … inconsistent with the
+        // AVP's definition". The P bit and reserved bits are not checked (§4.1).
+        if avp.flags.0 & hot.flag_mask != hot.flag_want {
+            return Err(report(
+                ResultCode::DIAMETER_INVALID_AVP_BITS,
+                path,
+                Some(copy(avp)),
+                "AVP flags inconsistent with its definition",
+            )
+            .into());
+        }
+        let len = avp.data.len();
+        match hot.value {
+            ValueCheck::Any => {}
+            ValueCheck::Len4 if len == 4 => {}
+            ValueCheck::Len8 if len == 8 => {}
+            // RFC 6733 §4.3.1 Enumerated: Integer32 values from the AVP's definition.
+            ValueCheck::SmallEnum
+                if len == 4 && {
+                    let v =
+                        u32::from_be_bytes([avp.data[0], avp.data[1], avp.data[2], avp.data[3]]);
+                    v < 64 && hot.enum_bits >> v & 1 != 0
+                } => {}
+            ValueCheck::FailedAvp => {
+                // A Failed-AVP carries copies of what someone else found wrong (zeroed
+                // examples, invalid values): frame and count its children and bound the
+                // nesting of Failed-AVP in Failed-AVP (bad-inputs 14), judge nothing
+                // else inside (RFC 6733 §7.5).
+                self.walk_failed(avp, depth, path, walk)?;
+            }
+            ValueCheck::Grouped => {
+                if depth >= self.opts.limits.max_depth {
+                    return Err(too_deep(path, avp).into());
+                }
+                let g = dict.avp_at(idx).grammar.as_ref().unwrap_or(&ANY);
+                // RFC 6733 §4.4: a Grouped payload is a sequence of AVPs. An empty one
+                // (Requested-Service-Unit in every CCR-U MSCC, RFC 4006 §8.18) has
+                // nothing to walk; only its grammar's required AVPs could be missing.
+                if !avp.data.is_empty() || !g.required.is_empty() {
+                    let here = Path::of(path, avp);
+                    self.check_seq(avp.children(), g, depth + 1, Some(&here), walk, rest)?;
+                }
+            }
+            // Wrong fixed lengths and every other type: the full checks, which also
+            // produce the error.
+            _ => self.check_value(avp, idx, hot.check, path)?,
+        }
+        Ok(())
+    }
+
+    /// An AVP that the grammar does not name: unknown, ignored unless M is set; known,
+    /// checked as any other, then refused unless the grammar takes any AVP (`*[AVP]`).
+    /// Out of line: the walk's common case is an AVP its grammar names.
+    #[inline(never)]
+    fn check_unlisted(
+        &self,
+        avp: AvpRef<'_>,
+        any: bool,
+        depth: usize,
+        path: Option<&Path<'_>>,
+        walk: &mut Walk,
+        rest: &mut [u16],
+    ) -> Result<(), Failed> {
+        let Some((idx, hot)) = self.unlisted(avp, path)? else {
+            return Ok(());
+        };
+        self.check_avp(avp, idx, hot, depth, path, walk, rest)?;
+        if !any {
+            return Err(report(
+                ResultCode::DIAMETER_AVP_NOT_ALLOWED,
+                path,
+                Some(copy(avp)),
+                "AVP not allowed here",
+            )
+            .into());
+        }
+        Ok(())
+    }
+
     /// An AVP that the grammar does not name: its dictionary index and summary, `None` to
     /// skip it, or the error for an unknown AVP with M set. Out of line: the walk's common
     /// case is an AVP its grammar names.
-    #[inline(never)]
+    #[inline]
     fn unlisted(
         &self,
         avp: AvpRef<'_>,
