@@ -14,13 +14,12 @@
 //! - Enumerated values outside the dictionary's list (unless it is marked open): 5004.
 
 use crate::avp::{AvpFlags, AvpIter, AvpRef};
-use crate::dict::{AvpDef, Dictionary, Grammar, RuleKind};
+use crate::dict::{AvpCheck, AvpDef, Dictionary, Grammar, Hot, Occurs, RuleKind, ValueCheck};
 use crate::encode::{AvpValue, ErrorReport, OwnedAvp};
 use crate::error::{AvpError, AvpErrorKind};
 use crate::header::CommandFlags;
 use crate::message::{Limits, Message};
 use crate::result_code::ResultCode;
-use crate::types::DataType;
 use bytes::Bytes;
 
 /// Validation options.
@@ -54,7 +53,7 @@ pub(crate) struct Path<'p> {
 
 impl<'p> Path<'p> {
     /// The path one level down, into `avp`.
-    fn of(parent: Option<&'p Self>, avp: &AvpRef<'_>) -> Self {
+    fn of(parent: Option<&'p Self>, avp: AvpRef<'_>) -> Self {
         Self {
             parent,
             code: avp.code,
@@ -65,7 +64,7 @@ impl<'p> Path<'p> {
 }
 
 /// 5012 for a Grouped AVP nested deeper than the limit (bad-inputs 14).
-fn too_deep(path: Option<&Path<'_>>, avp: &AvpRef<'_>) -> ErrorReport {
+fn too_deep(path: Option<&Path<'_>>, avp: AvpRef<'_>) -> ErrorReport {
     report(
         ResultCode::DIAMETER_UNABLE_TO_COMPLY,
         path,
@@ -103,8 +102,10 @@ fn report(
     }
 }
 
-fn copy(avp: &AvpRef<'_>) -> OwnedAvp {
-    OwnedAvp::from_ref(avp)
+// AVP views are passed by value here and below: borrowing the walk's `avp` for the error
+// paths made the compiler store a copy of it in memory for every AVP read.
+fn copy(avp: AvpRef<'_>) -> OwnedAvp {
+    OwnedAvp::from_ref(&avp)
 }
 
 /// An AVP with the given header and a zeroed payload of the type's minimum length.
@@ -160,6 +161,10 @@ pub(crate) fn length_error(
         msg,
     )
 }
+
+/// An error found by the walk, boxed: the walk's functions then return one word, where an
+/// `ErrorReport` by value is written through memory on every return, including `Ok`.
+type Failed = Box<ErrorReport>;
 
 /// What a walk over one message carries along.
 struct Walk {
@@ -239,6 +244,7 @@ impl<'d> Validator<'d> {
             request: h.is_request(),
         };
         self.check_seq(msg.avps(), grammar, 1, None, &mut walk, &mut scratch)
+            .map_err(|e| *e)
     }
 
     fn check_seq(
@@ -249,13 +255,17 @@ impl<'d> Validator<'d> {
         path: Option<&Path<'_>>,
         walk: &mut Walk,
         scratch: &mut [u16],
-    ) -> Result<(), ErrorReport> {
+    ) -> Result<(), Failed> {
         let dict = self.dict;
         // Occurrence counts per grammar rule (saturating, so none can overflow); from the
         // caller's scratch space, or the heap for the rare grammar that does not fit.
         let n = grammar.rules.len();
         let mut big = Vec::new();
-        let (counts, rest): (&mut [u16], &mut [u16]) = if n <= scratch.len() {
+        // Rules tracked by bits need no counters.
+        let mut seen = 0u64;
+        let (counts, rest): (&mut [u16], &mut [u16]) = if !grammar.counted {
+            scratch.split_at_mut(0)
+        } else if n <= scratch.len() {
             let (c, r) = scratch.split_at_mut(n);
             c.fill(0);
             (c, r)
@@ -264,29 +274,43 @@ impl<'d> Validator<'d> {
             (&mut big, scratch)
         };
         let all = avps.clone();
-        for (pos, avp) in avps.enumerate() {
-            let avp = avp.map_err(|e| length_error(dict, path, &e))?;
+        let mut avps = avps;
+        let mut pos = 0;
+        loop {
+            let avp = match avps.next_framed() {
+                Some(avp) => avp,
+                // The end, or a framing error that the iterator reports in full.
+                None => match avps.next() {
+                    None => break,
+                    Some(avp) => avp.map_err(|e| length_error(dict, path, &e))?,
+                },
+            };
+            pos += 1;
             walk.count += 1;
             if walk.count > self.opts.limits.max_avps {
                 return Err(report(
                     ResultCode::DIAMETER_UNABLE_TO_COMPLY,
                     path,
-                    Some(copy(&avp)),
+                    Some(copy(avp)),
                     "too many AVPs",
-                ));
+                )
+                .into());
             }
             let key = avp.key();
-            let rule = grammar.rule_index(key);
+            // One probe: the grammar's slot for the AVP names its rule, its definition and
+            // its checks; only AVPs the grammar does not name are looked up in the dictionary.
+            let slot = grammar.slot(key);
+            let rule = slot.map(|s| usize::from(s.rule));
             // RFC 6733 §3.2: fixed AVPs ("<AVP>") "MUST appear in the position specified".
             // Present elsewhere: 5004 with that AVP; absent: 5005 with an example of it.
-            if pos < grammar.fixed && rule != Some(pos) {
-                let expected = &grammar.rules[pos];
+            if pos <= grammar.fixed && rule != Some(pos - 1) {
+                let expected = &grammar.rules[pos - 1];
                 return Err(
                     match all.clone().flatten().find(|a| a.key() == expected.key) {
                         Some(misplaced) => report(
                             ResultCode::DIAMETER_INVALID_AVP_VALUE,
                             path,
-                            Some(copy(&misplaced)),
+                            Some(copy(misplaced)),
                             "fixed AVP out of position",
                         ),
                         None => report(
@@ -295,107 +319,53 @@ impl<'d> Validator<'d> {
                             Some(missing(dict.avp_at(expected.avp))),
                             "missing fixed AVP",
                         ),
-                    },
+                    }
+                    .into(),
                 );
             }
-            // One hash probe: a grammar rule already names its AVP's index.
-            let idx = match rule {
-                Some(i) => Some(grammar.rules[i].avp),
-                None => dict.avp_index(key),
-            };
-            let Some(idx) = idx else {
-                // RFC 6733 §4.1: "If an AVP with the 'M' bit set is received by a Diameter
-                // client, server, proxy, or translation agent and either the AVP or its
-                // value is unrecognized, the message MUST be rejected." Unknown AVPs with M
-                // clear are ignored (and kept for relaying by whoever forwards the message).
-                if avp.flags.mandatory() {
-                    return Err(report(
-                        ResultCode::DIAMETER_AVP_UNSUPPORTED,
-                        path,
-                        Some(copy(&avp)),
-                        "unsupported AVP",
-                    ));
-                }
+            let Some(s) = slot else {
+                self.check_unlisted(avp, grammar.any, depth, path, walk, rest)?;
                 continue;
             };
-            // RFC 6733 §7.1.3 DIAMETER_INVALID_AVP_BITS: "flag bits … inconsistent with the
-            // AVP's definition". The P bit and reserved bits are not checked (§4.1).
-            let chk = dict.check_at(idx);
-            if !chk.m.allows(avp.flags.mandatory()) || !chk.v.allows(avp.flags.vendor()) {
-                return Err(report(
-                    ResultCode::DIAMETER_INVALID_AVP_BITS,
-                    path,
-                    Some(copy(&avp)),
-                    "AVP flags inconsistent with its definition",
-                ));
-            }
-            if key == FAILED_AVP {
-                // A Failed-AVP carries copies of what someone else found wrong (zeroed
-                // examples, invalid values): frame and count its children and bound the
-                // nesting of Failed-AVP in Failed-AVP (bad-inputs 14), judge nothing else
-                // inside (RFC 6733 §7.5).
-                self.walk_failed(&avp, depth, path, walk)?;
-            } else if chk.data_type == DataType::Grouped {
-                if depth >= self.opts.limits.max_depth {
-                    return Err(too_deep(path, &avp));
-                }
-                let here = Path::of(path, &avp);
-                let g = dict.avp_at(idx).grammar.as_ref().unwrap_or(&ANY);
-                self.check_seq(avp.children(), g, depth + 1, Some(&here), walk, rest)?;
-            } else {
-                if let Err(e) = chk
-                    .data_type
-                    .check(avp.data)
-                    .and_then(|()| check_specific(key, avp.data))
-                {
-                    return Err(report(
-                        e.result_code(),
-                        path,
-                        Some(copy(&avp)),
-                        "invalid AVP value",
-                    ));
-                }
-                if chk.closed_enum {
-                    let v =
-                        i32::from_be_bytes([avp.data[0], avp.data[1], avp.data[2], avp.data[3]]);
-                    if dict.avp_at(idx).value_name(v).is_none() {
-                        return Err(report(
-                            ResultCode::DIAMETER_INVALID_AVP_VALUE,
-                            path,
-                            Some(copy(&avp)),
-                            "enumerated value not defined",
-                        ));
-                    }
-                }
-            }
-            match rule {
-                Some(i) => {
-                    counts[i] = counts[i].saturating_add(1);
+            self.check_avp(avp, s.avp, &s.hot, depth, path, walk, rest)?;
+            match s.occurs {
+                Occurs::Many => seen |= s.bit,
+                Occurs::Once if seen & s.bit == 0 => seen |= s.bit,
+                occurs => {
                     // RFC 6733 §7.1.5 5009: Failed-AVP carries "the first instance of the
                     // offending AVP that exceeded the maximum number of occurrences".
-                    if u32::from(counts[i]) > grammar.rules[i].max {
+                    let over = match occurs {
+                        Occurs::Counted => {
+                            let c = &mut counts[usize::from(s.rule)];
+                            *c = c.saturating_add(1);
+                            *c > s.max
+                        }
+                        // A second one of a rule that allows one.
+                        _ => true,
+                    };
+                    if over {
                         return Err(report(
                             ResultCode::DIAMETER_AVP_OCCURS_TOO_MANY_TIMES,
                             path,
-                            Some(copy(&avp)),
+                            Some(copy(avp)),
                             "AVP occurs too many times",
-                        ));
+                        )
+                        .into());
                     }
                 }
-                None if !grammar.any => {
-                    return Err(report(
-                        ResultCode::DIAMETER_AVP_NOT_ALLOWED,
-                        path,
-                        Some(copy(&avp)),
-                        "AVP not allowed here",
-                    ));
-                }
-                None => {}
             }
+        }
+        // Every required rule present, in one test when they are all tracked by bits.
+        if seen & grammar.required_bits == grammar.required_bits && !grammar.counted_required {
+            return Ok(());
         }
         for &i in &grammar.required {
             let (i, r) = (usize::from(i), &grammar.rules[usize::from(i)]);
-            if u32::from(counts[i]) < r.min {
+            let have = match Occurs::of(i, r) {
+                Occurs::Counted => u32::from(counts[i]),
+                _ => (seen >> i & 1) as u32,
+            };
+            if have < r.min {
                 let def = dict.avp_at(r.avp);
                 let msg = if r.kind == RuleKind::Fixed {
                     "missing fixed AVP"
@@ -407,29 +377,185 @@ impl<'d> Validator<'d> {
                     path,
                     Some(missing(def)),
                     msg,
-                ));
+                )
+                .into());
             }
         }
         Ok(())
     }
 }
 
-impl Validator<'_> {
+impl<'d> Validator<'d> {
+    /// The checks of one AVP after its grammar rule is known: its flags, its value, and
+    /// for a group its children.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn check_avp(
+        &self,
+        avp: AvpRef<'_>,
+        idx: u32,
+        hot: &Hot,
+        depth: usize,
+        path: Option<&Path<'_>>,
+        walk: &mut Walk,
+        rest: &mut [u16],
+    ) -> Result<(), Failed> {
+        let dict = self.dict;
+        // RFC 6733 §7.1.3 DIAMETER_INVALID_AVP_BITS: "flag bits … inconsistent with the
+        // AVP's definition". The P bit and reserved bits are not checked (§4.1).
+        if avp.flags.0 & hot.flag_mask != hot.flag_want {
+            return Err(report(
+                ResultCode::DIAMETER_INVALID_AVP_BITS,
+                path,
+                Some(copy(avp)),
+                "AVP flags inconsistent with its definition",
+            )
+            .into());
+        }
+        let len = avp.data.len();
+        match hot.value {
+            ValueCheck::Any => {}
+            ValueCheck::Len4 if len == 4 => {}
+            ValueCheck::Len8 if len == 8 => {}
+            // RFC 6733 §4.3.1 Enumerated: Integer32 values from the AVP's definition.
+            ValueCheck::SmallEnum
+                if len == 4 && {
+                    let v =
+                        u32::from_be_bytes([avp.data[0], avp.data[1], avp.data[2], avp.data[3]]);
+                    v < 64 && hot.enum_bits >> v & 1 != 0
+                } => {}
+            ValueCheck::FailedAvp => {
+                // A Failed-AVP carries copies of what someone else found wrong (zeroed
+                // examples, invalid values): frame and count its children and bound the
+                // nesting of Failed-AVP in Failed-AVP (bad-inputs 14), judge nothing
+                // else inside (RFC 6733 §7.5).
+                self.walk_failed(avp, depth, path, walk)?;
+            }
+            ValueCheck::Grouped => {
+                if depth >= self.opts.limits.max_depth {
+                    return Err(too_deep(path, avp).into());
+                }
+                let g = dict.avp_at(idx).grammar.as_ref().unwrap_or(&ANY);
+                // RFC 6733 §4.4: a Grouped payload is a sequence of AVPs. An empty one
+                // (Requested-Service-Unit in every CCR-U MSCC, RFC 4006 §8.18) has
+                // nothing to walk; only its grammar's required AVPs could be missing.
+                if !avp.data.is_empty() || !g.required.is_empty() {
+                    let here = Path::of(path, avp);
+                    self.check_seq(avp.children(), g, depth + 1, Some(&here), walk, rest)?;
+                }
+            }
+            // Wrong fixed lengths and every other type: the full checks, which also
+            // produce the error.
+            _ => self.check_value(avp, idx, hot.check, path)?,
+        }
+        Ok(())
+    }
+
+    /// An AVP that the grammar does not name: unknown, ignored unless M is set; known,
+    /// checked as any other, then refused unless the grammar takes any AVP (`*[AVP]`).
+    /// Out of line: the walk's common case is an AVP its grammar names.
+    #[inline(never)]
+    fn check_unlisted(
+        &self,
+        avp: AvpRef<'_>,
+        any: bool,
+        depth: usize,
+        path: Option<&Path<'_>>,
+        walk: &mut Walk,
+        rest: &mut [u16],
+    ) -> Result<(), Failed> {
+        let Some((idx, hot)) = self.unlisted(avp, path)? else {
+            return Ok(());
+        };
+        self.check_avp(avp, idx, hot, depth, path, walk, rest)?;
+        if !any {
+            return Err(report(
+                ResultCode::DIAMETER_AVP_NOT_ALLOWED,
+                path,
+                Some(copy(avp)),
+                "AVP not allowed here",
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// An AVP that the grammar does not name: its dictionary index and summary, `None` to
+    /// skip it, or the error for an unknown AVP with M set. Out of line: the walk's common
+    /// case is an AVP its grammar names.
+    #[inline]
+    fn unlisted(
+        &self,
+        avp: AvpRef<'_>,
+        path: Option<&Path<'_>>,
+    ) -> Result<Option<(u32, &'d Hot)>, Failed> {
+        let dict = self.dict;
+        let Some(idx) = dict.avp_index(avp.key()) else {
+            // RFC 6733 §4.1: "If an AVP with the 'M' bit set is received by a Diameter
+            // client, server, proxy, or translation agent and either the AVP or its value
+            // is unrecognized, the message MUST be rejected." Unknown AVPs with M clear are
+            // ignored (and kept for relaying by whoever forwards the message).
+            if avp.flags.mandatory() {
+                return Err(report(
+                    ResultCode::DIAMETER_AVP_UNSUPPORTED,
+                    path,
+                    Some(copy(avp)),
+                    "unsupported AVP",
+                )
+                .into());
+            }
+            return Ok(None);
+        };
+        Ok(Some((idx, dict.hot_ref(idx))))
+    }
+
+    /// The value of a non-Grouped AVP: its type (RFC 6733 §4.2, §4.3), inner structure
+    /// and, for Enumerated with a closed list, that the value is listed.
+    fn check_value(
+        &self,
+        avp: AvpRef<'_>,
+        idx: u32,
+        chk: AvpCheck,
+        path: Option<&Path<'_>>,
+    ) -> Result<(), Failed> {
+        let key = avp.key();
+        if let Err(e) = chk
+            .data_type
+            .check(avp.data)
+            .and_then(|()| check_specific(key, avp.data))
+        {
+            return Err(report(e.result_code(), path, Some(copy(avp)), "invalid AVP value").into());
+        }
+        if chk.closed_enum {
+            let v = i32::from_be_bytes([avp.data[0], avp.data[1], avp.data[2], avp.data[3]]);
+            if self.dict.avp_at(idx).value_name(v).is_none() {
+                return Err(report(
+                    ResultCode::DIAMETER_INVALID_AVP_VALUE,
+                    path,
+                    Some(copy(avp)),
+                    "enumerated value not defined",
+                )
+                .into());
+            }
+        }
+        Ok(())
+    }
+
     /// Failed-AVP in Failed-AVP: a request nesting them beyond the limit is refused
     /// (bad-inputs 14); in an answer the content beyond the limit is left unread, since an
     /// error answer about deep nesting carries that nesting (plus its own Failed-AVP level).
     fn walk_failed(
         &self,
-        avp: &AvpRef<'_>,
+        avp: AvpRef<'_>,
         depth: usize,
         path: Option<&Path<'_>>,
         walk: &mut Walk,
-    ) -> Result<(), ErrorReport> {
+    ) -> Result<(), Failed> {
         if depth >= self.opts.limits.max_depth {
             if !walk.request {
                 return Ok(());
             }
-            return Err(too_deep(path, avp));
+            return Err(too_deep(path, avp).into());
         }
         let here = Path::of(path, avp);
         for child in avp.children() {
@@ -439,12 +565,13 @@ impl Validator<'_> {
                 return Err(report(
                     ResultCode::DIAMETER_UNABLE_TO_COMPLY,
                     Some(&here),
-                    Some(copy(&child)),
+                    Some(copy(child)),
                     "too many AVPs",
-                ));
+                )
+                .into());
             }
             if child.key() == FAILED_AVP {
-                self.walk_failed(&child, depth + 1, Some(&here), walk)?;
+                self.walk_failed(child, depth + 1, Some(&here), walk)?;
             }
         }
         Ok(())
@@ -453,8 +580,13 @@ impl Validator<'_> {
 
 static ANY: Grammar = Grammar::any_avp();
 
-const FAILED_AVP: crate::AvpKey = crate::AvpKey::new(279, 0);
+pub(crate) const FAILED_AVP: crate::AvpKey = crate::AvpKey::new(279, 0);
 const FRAMED_IPV6_PREFIX: crate::AvpKey = crate::AvpKey::new(97, 0);
+
+/// Whether `check_specific` has anything to check for this AVP.
+pub(crate) fn has_specific_check(key: crate::AvpKey) -> bool {
+    key == FRAMED_IPV6_PREFIX
+}
 
 /// Checks of AVPs whose OctetString payload has an inner structure with lengths of its own
 /// (bad-inputs 24).

@@ -377,16 +377,19 @@ impl DictionaryBuilder {
             d.commands[i].request = request;
             d.commands[i].answer = answer;
         }
-        d.checks = d
+        d.checks = d.avps.iter().map(super::AvpCheck::of).collect();
+        d.hot = d
             .avps
             .iter()
-            .map(|a| super::AvpCheck {
-                data_type: a.data_type,
-                m: a.m,
-                v: a.v,
-                closed_enum: a.data_type == DataType::Enumerated && !a.open && !a.values.is_empty(),
-            })
+            .zip(&d.checks)
+            .map(|(a, &c)| super::Hot::of(a, c))
             .collect();
+        let hot = &d.hot;
+        let grouped = d.avps.iter_mut().filter_map(|a| a.grammar.as_mut());
+        let commands = d.commands.iter_mut();
+        for g in grouped.chain(commands.flat_map(|c| [&mut c.request, &mut c.answer])) {
+            g.index(hot);
+        }
         Ok(d)
     }
 }
@@ -419,7 +422,7 @@ fn resolve(d: &Dictionary, items: &[String]) -> Result<Grammar, String> {
         } else {
             fixed_done = true;
         }
-        if g.index.insert(key.packed(), g.rules.len() as u16).is_some() {
+        if g.rules.iter().any(|r| r.key == key) {
             return Err(format!("{name} listed twice"));
         }
         if min > 0 {

@@ -1,8 +1,9 @@
 //! The runtime dictionary: applications, AVPs and command grammars loaded from the TOML
 //! files in `dictionaries/` (embedded) and any files an operator adds.
 //!
-//! Lookups on the hot path (AVP by key, command by code and application, grammar rule by
-//! AVP) are single hash-map probes on integer keys.
+//! Lookups on the hot path (AVP by key, command by code and application) are single
+//! hash-map probes on integer keys; a grammar rule by AVP is one probe of a small
+//! open-addressed table per grammar that also carries what validation reads of the AVP.
 
 mod grammar;
 mod load;
@@ -136,6 +137,248 @@ pub struct AvpCheck {
     pub closed_enum: bool,
 }
 
+impl AvpCheck {
+    /// The summary of a definition.
+    pub(crate) fn of(a: &AvpDef) -> Self {
+        Self {
+            data_type: a.data_type,
+            m: a.m,
+            v: a.v,
+            closed_enum: a.data_type == DataType::Enumerated && !a.open && !a.values.is_empty(),
+        }
+    }
+}
+
+/// How validation judges an AVP after its flags, decided once per definition so that the
+/// walk branches once on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ValueCheck {
+    /// Any payload is valid: an OctetString with no inner structure.
+    Any,
+    /// A fixed 4-byte payload (Integer32, Unsigned32, Float32, Time, open Enumerated).
+    Len4,
+    /// A fixed 8-byte payload (Integer64, Unsigned64, Float64).
+    Len8,
+    /// A closed Enumerated whose values all lie in 0..64: 4 bytes, a value in
+    /// [`Hot::enum_bits`].
+    SmallEnum,
+    /// A Grouped AVP: its children are walked with its grammar.
+    Grouped,
+    /// Failed-AVP, whose content is not judged (RFC 6733 §7.5).
+    FailedAvp,
+    /// Everything else: [`DataType::check`], checks of inner structure, closed value lists.
+    Full,
+}
+
+/// What validation reads of an AVP on its hot path: [`AvpCheck`] plus the flag rules as
+/// one mask and the [`ValueCheck`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hot {
+    /// The flag bits the M and V rules constrain (RFC 6733 §4.5 "must" and "mustnot").
+    pub(crate) flag_mask: u8,
+    /// The value those bits must have: `flags & flag_mask == flag_want` is exactly
+    /// `m.allows(M) && v.allows(V)`.
+    pub(crate) flag_want: u8,
+    /// How the value is judged.
+    pub(crate) value: ValueCheck,
+    /// For [`ValueCheck::SmallEnum`], bit `v` set for each defined value `v`.
+    pub(crate) enum_bits: u64,
+    /// The summary it is derived from.
+    pub(crate) check: AvpCheck,
+}
+
+impl Hot {
+    fn of(def: &AvpDef, check: AvpCheck) -> Self {
+        let key = def.key;
+        let (mut flag_mask, mut flag_want) = (0, 0);
+        for (rule, bit) in [
+            (check.m, crate::AvpFlags::MANDATORY),
+            (check.v, crate::AvpFlags::VENDOR),
+        ] {
+            match rule {
+                FlagRule::Must => (flag_mask, flag_want) = (flag_mask | bit, flag_want | bit),
+                FlagRule::MustNot => flag_mask |= bit,
+                FlagRule::May => {}
+            }
+        }
+        // The same order of tests as the walk's general path: Failed-AVP by key first, then
+        // Grouped, then values; AVPs with checks beyond their type take the general path.
+        let value = if key == crate::validate::FAILED_AVP {
+            ValueCheck::FailedAvp
+        } else if check.data_type == DataType::Grouped {
+            ValueCheck::Grouped
+        } else if crate::validate::has_specific_check(key) {
+            ValueCheck::Full
+        } else if check.closed_enum {
+            let small = def.values.iter().all(|&(v, _)| (0..64).contains(&v));
+            if small {
+                ValueCheck::SmallEnum
+            } else {
+                ValueCheck::Full
+            }
+        } else {
+            match (check.data_type, check.data_type.fixed_len()) {
+                (_, Some(4)) => ValueCheck::Len4,
+                (_, Some(8)) => ValueCheck::Len8,
+                (DataType::OctetString, _) => ValueCheck::Any,
+                _ => ValueCheck::Full,
+            }
+        };
+        let enum_bits = match value {
+            ValueCheck::SmallEnum => def.values.iter().fold(0, |b, &(v, _)| b | 1 << v),
+            _ => 0,
+        };
+        Self {
+            flag_mask,
+            flag_want,
+            value,
+            enum_bits,
+            check,
+        }
+    }
+}
+
+/// What validation needs of an AVP a grammar names: its rule, definition and checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RuleSlot {
+    /// [`AvpKey::packed`] of the AVP.
+    key: u64,
+    /// Index of the AVP in [`Dictionary::avps`].
+    pub(crate) avp: u32,
+    /// Index of the rule in [`Grammar::rules`]; [`RuleSlot::EMPTY`] for a free slot.
+    pub(crate) rule: u16,
+    /// [`Rule::max`] capped to `u16::MAX`: occurrence counts saturate at `u16::MAX`, so a
+    /// larger maximum can never be exceeded either way.
+    pub(crate) max: u16,
+    /// How the walk keeps track of the rule's occurrences.
+    pub(crate) occurs: Occurs,
+    /// `1 << rule` for rules tracked by [`Occurs::Once`] and [`Occurs::Many`], else 0.
+    pub(crate) bit: u64,
+    /// The AVP's hot-path summary.
+    pub(crate) hot: Hot,
+}
+
+/// How a walk keeps track of a rule's occurrences (RFC 6733 §3.2 qualifiers). Most rules
+/// only need to know whether their AVP was seen, one bit of a word per grammar; the others
+/// are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Occurs {
+    /// At most once, at least once or not at all (`<X>`, `{X}`, `[X]`): a bit.
+    Once,
+    /// Without limit, at least once or not at all (`*[X]`, `1*{X}`): a bit.
+    Many,
+    /// Any other qualifier, or a rule past the 64th: a counter.
+    Counted,
+}
+
+impl Occurs {
+    /// The tracking for rule `i`. A maximum of `u16::MAX` or more counts as no limit, as
+    /// for the saturating counters.
+    pub(crate) fn of(i: usize, r: &Rule) -> Self {
+        if i >= 64 || r.min > 1 {
+            return Self::Counted;
+        }
+        match r.max {
+            1 => Self::Once,
+            m if m >= u32::from(u16::MAX) => Self::Many,
+            _ => Self::Counted,
+        }
+    }
+}
+
+impl RuleSlot {
+    const EMPTY: u16 = u16::MAX;
+    const FREE: Self = Self {
+        key: 0,
+        avp: 0,
+        rule: Self::EMPTY,
+        max: 0,
+        occurs: Occurs::Counted,
+        bit: 0,
+        hot: Hot {
+            flag_mask: 0,
+            flag_want: 0,
+            value: ValueCheck::Any,
+            enum_bits: 0,
+            check: AvpCheck {
+                data_type: DataType::OctetString,
+                m: FlagRule::May,
+                v: FlagRule::May,
+                closed_enum: false,
+            },
+        },
+    };
+}
+
+/// Linear-probing table from AVP key to [`RuleSlot`], at most half full, so a probe for an
+/// AVP the grammar names (or not) usually reads one slot: cheaper than a general hash map
+/// for these few dozen integer keys.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct RuleTable {
+    /// A power of two in length (or empty).
+    slots: Vec<RuleSlot>,
+    /// `64 - log2(slots.len())`: the hash is the top bits of a multiplicative hash.
+    shift: u32,
+}
+
+impl RuleTable {
+    const fn new() -> Self {
+        Self {
+            slots: Vec::new(),
+            shift: 63,
+        }
+    }
+
+    #[inline]
+    fn start(&self, key: u64) -> usize {
+        (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
+    }
+
+    fn build(rules: &[Rule], hot: &[Hot]) -> Self {
+        let len = (rules.len() * 2).next_power_of_two().max(2);
+        let mut t = Self {
+            slots: vec![RuleSlot::FREE; len],
+            shift: 64 - len.trailing_zeros(),
+        };
+        let mask = len - 1;
+        for (i, r) in rules.iter().enumerate() {
+            let key = r.key.packed();
+            let mut at = t.start(key);
+            while t.slots[at].rule != RuleSlot::EMPTY {
+                at = (at + 1) & mask;
+            }
+            let occurs = Occurs::of(i, r);
+            t.slots[at] = RuleSlot {
+                key,
+                avp: r.avp,
+                rule: i as u16,
+                max: u16::try_from(r.max).unwrap_or(u16::MAX),
+                occurs,
+                bit: if occurs == Occurs::Counted { 0 } else { 1 << i },
+                hot: hot[r.avp as usize],
+            };
+        }
+        t
+    }
+
+    #[inline]
+    fn get(&self, key: AvpKey) -> Option<&RuleSlot> {
+        let key = key.packed();
+        let mut at = self.start(key);
+        loop {
+            // An empty table has no slot 0; a built one is never full.
+            let s = self.slots.get(at)?;
+            if s.rule == RuleSlot::EMPTY {
+                return None;
+            }
+            if s.key == key {
+                return Some(s);
+            }
+            at = (at + 1) & (self.slots.len() - 1);
+        }
+    }
+}
+
 /// A resolved grammar rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rule {
@@ -162,7 +405,13 @@ pub struct Grammar {
     pub any: bool,
     /// Indices of the rules with a minimum (fixed and required ones), checked after a walk.
     pub required: Vec<u16>,
-    index: FxHashMap<u64, u16>,
+    table: RuleTable,
+    /// Whether any rule is [`Occurs::Counted`] (the walk then needs counters).
+    pub(crate) counted: bool,
+    /// The bits of the required rules tracked by bits.
+    pub(crate) required_bits: u64,
+    /// Whether any required rule is [`Occurs::Counted`].
+    pub(crate) counted_required: bool,
 }
 
 impl Grammar {
@@ -173,14 +422,38 @@ impl Grammar {
             fixed: 0,
             any: true,
             required: Vec::new(),
-            index: FxHashMap::with_hasher(rustc_hash::FxBuildHasher),
+            table: RuleTable::new(),
+            counted: false,
+            required_bits: 0,
+            counted_required: false,
         }
     }
 
     /// The index of the rule for `key`.
     #[inline]
     pub fn rule_index(&self, key: AvpKey) -> Option<usize> {
-        self.index.get(&key.packed()).map(|&i| i as usize)
+        self.table.get(key).map(|s| usize::from(s.rule))
+    }
+
+    /// The rule for `key` with what validation reads of its AVP.
+    #[inline]
+    pub(crate) fn slot(&self, key: AvpKey) -> Option<&RuleSlot> {
+        self.table.get(key)
+    }
+
+    /// Builds the lookup table once the rules and every AVP's checks are final.
+    pub(crate) fn index(&mut self, hot: &[Hot]) {
+        self.table = RuleTable::build(&self.rules, hot);
+        let occurs = |i: usize| Occurs::of(i, &self.rules[i]);
+        self.counted = (0..self.rules.len()).any(|i| occurs(i) == Occurs::Counted);
+        self.required_bits = 0;
+        self.counted_required = false;
+        for &i in &self.required {
+            match occurs(usize::from(i)) {
+                Occurs::Counted => self.counted_required = true,
+                _ => self.required_bits |= 1 << i,
+            }
+        }
     }
 }
 
@@ -218,6 +491,7 @@ pub struct Dictionary {
     commands: Vec<CommandDef>,
     avp_index: FxHashMap<u64, u32>,
     checks: Vec<AvpCheck>,
+    hot: Vec<Hot>,
     avp_names: FxHashMap<String, u32>,
     command_index: FxHashMap<u64, u32>,
     command_codes: FxHashMap<u32, u32>,
@@ -306,6 +580,12 @@ impl Dictionary {
         self.checks[i as usize]
     }
 
+    /// The validator's summary of the AVP at an index.
+    #[inline]
+    pub(crate) fn hot_ref(&self, i: u32) -> &Hot {
+        &self.hot[i as usize]
+    }
+
     /// The AVP with this name.
     pub fn avp_by_name(&self, name: &str) -> Option<&AvpDef> {
         self.avp_names.get(name).map(|&i| &self.avps[i as usize])
@@ -386,5 +666,37 @@ impl Dictionary {
                 if h.is_request() { "R" } else { "A" }
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod hot_tests {
+    use super::*;
+
+    #[test]
+    fn hot_summaries_agree_with_definitions() {
+        let d = Dictionary::embedded();
+        let mut small = 0;
+        for (i, def) in d.avps().iter().enumerate() {
+            let hot = d.hot_ref(i as u32);
+            // The flag mask says exactly what the M and V rules allow.
+            for flags in [0u8, 0x40, 0x80, 0xc0] {
+                let f = crate::AvpFlags(flags);
+                assert_eq!(
+                    flags & hot.flag_mask == hot.flag_want,
+                    def.m.allows(f.mandatory()) && def.v.allows(f.vendor()),
+                    "{} {flags:#x}",
+                    def.name
+                );
+            }
+            if hot.value == ValueCheck::SmallEnum {
+                small += 1;
+                for v in -2..70 {
+                    let listed = (0..64).contains(&v) && hot.enum_bits >> v & 1 != 0;
+                    assert_eq!(listed, def.value_name(v).is_some(), "{} {v}", def.name);
+                }
+            }
+        }
+        assert!(small > 0);
     }
 }
