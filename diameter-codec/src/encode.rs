@@ -1,12 +1,13 @@
 //! Building and encoding messages. A message is built as a small owned tree, then encoded in
-//! two passes: sizes first, then one write into a buffer reserved to the exact size.
+//! one pass by [`MessageWriter`]; [`MessageBuilder::encoded_len`] sizes it without encoding.
 
 use crate::avp::{AvpFlags, AvpKey, AvpRef};
 use crate::header::{CommandFlags, HEADER_LEN, Header};
 use crate::message::Message;
 use crate::result_code::ResultCode;
 use crate::types::encode_ip;
-use bytes::{Bytes, BytesMut};
+use crate::writer::MessageWriter;
+use bytes::{BufMut, Bytes, BytesMut};
 use std::net::IpAddr;
 
 /// An AVP value ready to encode.
@@ -140,61 +141,9 @@ impl OwnedAvp {
         (self.avp_length() + 3) & !3
     }
 
-    /// Appends the AVP, padded to 4 bytes: sized first, then written once into space
-    /// reserved (and zeroed, which is the padding) for it.
+    /// Appends the AVP, padded to 4 bytes, in one pass: see [`MessageBuilder::encode`].
     pub fn encode(&self, out: &mut BytesMut) {
-        let start = out.len();
-        out.resize(start + self.encoded_len(), 0);
-        self.write(&mut Cursor {
-            buf: &mut out[start..],
-            pos: 0,
-        });
-    }
-
-    /// Writes into zeroed space of exactly [`Self::encoded_len`] bytes. A leaf's length is
-    /// known before it is written; a group's is patched in once its children are written, so
-    /// nothing is measured twice.
-    fn write(&self, c: &mut Cursor<'_>) {
-        let start = c.pos;
-        let mut flags = self.flags.0 & !AvpFlags::VENDOR;
-        if self.has_vendor_field() {
-            flags |= AvpFlags::VENDOR;
-        }
-        let head = (u64::from(self.code) << 32) | (u64::from(flags) << 24);
-        match &self.value {
-            AvpValue::Verbatim(b) => {
-                c.put(b);
-                c.pos = start + self.encoded_len();
-            }
-            AvpValue::Grouped(children) => {
-                self.header(c, head, 0);
-                children.iter().for_each(|ch| ch.write(c));
-                // RFC 6733 §4.1: AVP Length counts header and data; the children are
-                // padded already.
-                let len = c.pos - start;
-                c.buf[start + 5..start + 8].copy_from_slice(&(len as u32).to_be_bytes()[1..]);
-            }
-            leaf => {
-                let len = self.avp_length();
-                self.header(c, head, len);
-                c.leaf(leaf);
-                // RFC 6733 §4.1: AVP Length excludes the padding (already zero).
-                c.pos = start + ((len + 3) & !3);
-            }
-        }
-    }
-
-    /// The header in one copy of constant length (a couple of moves, not a memcpy call).
-    #[inline]
-    fn header(&self, c: &mut Cursor<'_>, head: u64, len: usize) {
-        let mut h = [0u8; 12];
-        h[..8].copy_from_slice(&(head | (len as u64 & 0x00ff_ffff)).to_be_bytes());
-        h[8..].copy_from_slice(&self.vendor.to_be_bytes());
-        if self.has_vendor_field() {
-            c.put(&h);
-        } else {
-            c.put(&h[..8]);
-        }
+        MessageWriter::bare(out).owned(self);
     }
 
     /// The children of a Grouped value.
@@ -255,15 +204,6 @@ const PROXY_INFO: u32 = 284;
 /// included for a verbatim one).
 pub(crate) fn put_payload(value: &AvpValue, out: &mut BytesMut) {
     match value {
-        AvpValue::Grouped(children) => children.iter().for_each(|c| c.encode(out)),
-        leaf => put_leaf(leaf, out),
-    }
-}
-
-/// Appends the payload of any value but a Grouped one (whose children each caller encodes
-/// its own way).
-fn put_leaf(value: &AvpValue, out: &mut impl bytes::BufMut) {
-    match value {
         AvpValue::Bytes(b) | AvpValue::Verbatim(b) => out.put_slice(b),
         AvpValue::I32(v) => out.put_i32(*v),
         AvpValue::I64(v) => out.put_i64(*v),
@@ -272,30 +212,9 @@ fn put_leaf(value: &AvpValue, out: &mut impl bytes::BufMut) {
         AvpValue::F32(v) => out.put_f32(*v),
         AvpValue::F64(v) => out.put_f64(*v),
         AvpValue::Address(ip) => encode_ip(*ip, out),
-        AvpValue::Grouped(_) => {}
-    }
-}
-
-/// A write position in zeroed space sized beforehand.
-struct Cursor<'a> {
-    buf: &'a mut [u8],
-    pos: usize,
-}
-
-impl Cursor<'_> {
-    #[inline]
-    fn put(&mut self, b: &[u8]) {
-        self.buf[self.pos..self.pos + b.len()].copy_from_slice(b);
-        self.pos += b.len();
-    }
-
-    /// A leaf value's payload, through the one writer of leaf payloads.
-    #[inline]
-    fn leaf(&mut self, value: &AvpValue) {
-        let mut rest = &mut self.buf[self.pos..];
-        let room = rest.len();
-        put_leaf(value, &mut rest);
-        self.pos += room - rest.len();
+        AvpValue::Grouped(children) => {
+            MessageWriter::bare(out).owned_seq(children);
+        }
     }
 }
 
@@ -472,33 +391,25 @@ impl MessageBuilder {
         HEADER_LEN + self.avps.iter().map(OwnedAvp::encoded_len).sum::<usize>()
     }
 
-    /// Appends the encoded message to `out`: the size is computed first, the space
-    /// reserved once, and every byte written once. With a reused buffer nothing is
-    /// allocated.
+    /// Appends the encoded message to `out` in one pass through [`MessageWriter`]: every
+    /// AVP written once into zeroed room laid out ahead, each group's length patched in
+    /// once its children are written. With a reused buffer nothing is allocated.
+    ///
+    /// A message longer than a Message Length can say (2^24 − 1 bytes) cannot be encoded:
+    /// what is appended then is not a valid message.
     pub fn encode(&self, out: &mut BytesMut) {
-        let len = self.encoded_len();
-        let start = out.len();
-        out.resize(start + len, 0);
-        let h = Header {
-            version: 1,
-            length: len as u32,
-            flags: self.flags,
-            command_code: self.command_code,
-            application_id: self.application_id,
-            hop_by_hop: self.hop_by_hop,
-            end_to_end: self.end_to_end,
-        };
-        let mut c = Cursor {
-            buf: &mut out[start..],
-            pos: 0,
-        };
-        let mut hb = [0u8; HEADER_LEN];
-        h.write(&mut hb);
-        c.put(&hb);
-        for a in &self.avps {
-            a.write(&mut c);
-        }
-        debug_assert_eq!(c.pos, len);
+        let mut w = MessageWriter::new(
+            out,
+            self.flags,
+            self.command_code,
+            self.application_id,
+            self.hop_by_hop,
+            self.end_to_end,
+        );
+        w.owned_seq(&self.avps);
+        // The only error a tree can cause is TooLong, documented above; the bytes are
+        // left as written, as a sized encode would have left them.
+        let _ = w.finish();
     }
 
     /// Encodes into a new buffer, sized first so it is allocated exactly once.

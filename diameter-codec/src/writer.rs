@@ -20,7 +20,7 @@
 //! ```
 
 use crate::avp::AvpFlags;
-use crate::encode::AvpValue;
+use crate::encode::{AvpValue, OwnedAvp};
 use crate::header::{CommandFlags, HEADER_LEN, Header};
 use crate::types::{AvpType, Payload, TypedAvp, ty};
 use bytes::BytesMut;
@@ -64,11 +64,15 @@ pub struct MessageWriter<'b> {
 const MIN_ROOM: usize = 512;
 
 /// Lays out zeroed room for at least `n` bytes at `pos`: as much as is written so far
-/// (so a message grows its room a few times at most), never less than [`MIN_ROOM`].
+/// (so a message grows its room a few times at most), never less than [`MIN_ROOM`]. Room
+/// stops at the buffer's capacity when `n` fits there, so a buffer sized for the message
+/// (as [`crate::MessageBuilder::to_bytes`] makes) is not reallocated for room never used.
 #[cold]
 #[inline(never)]
 fn grow(out: &mut BytesMut, start: usize, pos: usize, n: usize) {
-    out.resize(pos + n.max(pos - start).max(MIN_ROOM), 0);
+    let want = n.max(pos - start).max(MIN_ROOM);
+    let spare = out.capacity() - pos;
+    out.resize(pos + if spare >= n { want.min(spare) } else { want }, 0);
 }
 
 impl<'b> MessageWriter<'b> {
@@ -106,6 +110,21 @@ impl<'b> MessageWriter<'b> {
         w
     }
 
+    /// Writes AVPs at the end of `out`, with no message header: for an AVP or a Grouped
+    /// payload encoded on its own. Nothing is patched at the start, so the writer is
+    /// dropped rather than finished.
+    pub(crate) fn bare(out: &'b mut BytesMut) -> Self {
+        let start = out.len();
+        Self {
+            out,
+            start,
+            pos: start,
+            open: [0; MAX_OPEN],
+            depth: 0,
+            error: None,
+        }
+    }
+
     /// Makes room for `n` bytes at `pos` and returns `pos`.
     #[inline(always)]
     fn room(&mut self, n: usize) -> usize {
@@ -123,22 +142,14 @@ impl<'b> MessageWriter<'b> {
         self.pos = at + b.len();
     }
 
-    /// Writes an AVP header from code and flags, the V bit set from `vendor`.
-    #[inline]
-    fn header(&mut self, code: u32, flags: AvpFlags, vendor: u32, len: usize) {
-        let v = if vendor != 0 { AvpFlags::VENDOR } else { 0 };
-        let flags = (flags.0 & !AvpFlags::VENDOR) | v;
-        let head = (u64::from(code) << 32) | (u64::from(flags) << 24);
-        self.head(head, vendor, len);
-    }
-
-    /// Writes an AVP header: `head` is code and flags as [`TypedAvp::head`] packs them.
+    /// Writes an AVP header: `head` is code and flags as [`TypedAvp::head`] packs them,
+    /// `vendor` the Vendor-ID field if there is one.
     #[inline(always)]
-    fn head(&mut self, head: u64, vendor: u32, len: usize) {
+    fn head(&mut self, head: u64, vendor: Option<u32>, len: usize) {
         let mut h = [0u8; 12];
         h[..8].copy_from_slice(&(head | (len as u64 & 0x00ff_ffff)).to_be_bytes());
-        h[8..].copy_from_slice(&vendor.to_be_bytes());
-        if vendor != 0 {
+        if let Some(v) = vendor {
+            h[8..].copy_from_slice(&v.to_be_bytes());
             self.put(&h);
         } else {
             self.put(&h[..8]);
@@ -152,9 +163,9 @@ impl<'b> MessageWriter<'b> {
     pub fn avp<T: AvpType>(&mut self, def: TypedAvp<T>, v: impl Into<T::Input>) -> &mut Self {
         let v = v.into();
         match T::payload(&v) {
-            Payload::Four(b) => self.fixed(def.head(), def.vendor(), b),
-            Payload::Eight(b) => self.fixed(def.head(), def.vendor(), b),
-            Payload::Bytes(b) => self.bytes(def.head(), def.vendor(), b),
+            Payload::Four(b) => self.fixed(def.head(), vendor_field(def.vendor()), b),
+            Payload::Eight(b) => self.fixed(def.head(), vendor_field(def.vendor()), b),
+            Payload::Bytes(b) => self.bytes(def.head(), vendor_field(def.vendor()), b),
             Payload::Encoded => self.encoded(def, v),
         }
     }
@@ -168,37 +179,42 @@ impl<'b> MessageWriter<'b> {
         def: TypedAvp<T>,
         s: &str,
     ) -> &mut Self {
-        self.bytes(def.head(), def.vendor(), s.as_bytes())
+        self.bytes(def.head(), vendor_field(def.vendor()), s.as_bytes())
     }
 
     /// Adds an OctetString AVP from borrowed bytes.
     #[inline]
     pub fn octets(&mut self, def: TypedAvp<ty::OctetString>, b: &[u8]) -> &mut Self {
-        self.bytes(def.head(), def.vendor(), b)
+        self.bytes(def.head(), vendor_field(def.vendor()), b)
     }
 
     /// A fixed-size payload: header and value in one write of a length known from the
     /// type. 4- and 8-byte payloads end on a 32-bit boundary, so there is no padding.
     #[inline(always)]
-    fn fixed<const N: usize>(&mut self, head: u64, vendor: u32, value: [u8; N]) -> &mut Self {
+    fn fixed<const N: usize>(
+        &mut self,
+        head: u64,
+        vendor: Option<u32>,
+        value: [u8; N],
+    ) -> &mut Self {
         let mut a = [0u8; 20];
-        if vendor == 0 {
+        if let Some(v) = vendor {
+            a[..8].copy_from_slice(&(head | (12 + N) as u64).to_be_bytes());
+            a[8..12].copy_from_slice(&v.to_be_bytes());
+            a[12..12 + N].copy_from_slice(&value);
+            self.put(&a[..12 + N]);
+        } else {
             a[..8].copy_from_slice(&(head | (8 + N) as u64).to_be_bytes());
             a[8..8 + N].copy_from_slice(&value);
             self.put(&a[..8 + N]);
-        } else {
-            a[..8].copy_from_slice(&(head | (12 + N) as u64).to_be_bytes());
-            a[8..12].copy_from_slice(&vendor.to_be_bytes());
-            a[12..12 + N].copy_from_slice(&value);
-            self.put(&a[..12 + N]);
         }
         self
     }
 
     /// A byte-string payload: its length is known, so the header is written complete.
     #[inline(always)]
-    fn bytes(&mut self, head: u64, vendor: u32, b: &[u8]) -> &mut Self {
-        let hl = if vendor != 0 { 12 } else { 8 };
+    fn bytes(&mut self, head: u64, vendor: Option<u32>, b: &[u8]) -> &mut Self {
+        let hl = if vendor.is_some() { 12 } else { 8 };
         let len = hl + b.len();
         if len > MAX_LEN {
             self.error = Some(WriteError::TooLong);
@@ -213,8 +229,8 @@ impl<'b> MessageWriter<'b> {
         // whatever part of it is not padding.
         avp[padded - 4..].copy_from_slice(&[0; 4]);
         avp[..8].copy_from_slice(&(head | len as u64).to_be_bytes());
-        if vendor != 0 {
-            avp[8..12].copy_from_slice(&vendor.to_be_bytes());
+        if let Some(v) = vendor {
+            avp[8..12].copy_from_slice(&v.to_be_bytes());
         }
         avp[hl..len].copy_from_slice(b);
         self.pos = at + padded;
@@ -234,14 +250,15 @@ impl<'b> MessageWriter<'b> {
     #[inline(never)]
     fn encoded<T: AvpType>(&mut self, def: TypedAvp<T>, v: T::Input) -> &mut Self {
         let at = self.pos;
-        self.head(def.head(), def.vendor(), 0);
+        self.head(def.head(), vendor_field(def.vendor()), 0);
         self.append(|out| {
             T::put_value(v, out);
         });
         self.close_at(at)
     }
 
-    /// Adds a leaf AVP from an [`AvpValue`] (a Grouped value is written with its children).
+    /// Adds a leaf AVP from an [`AvpValue`] (a Grouped value is written with its children),
+    /// the V bit set from `vendor`.
     pub fn value(
         &mut self,
         code: u32,
@@ -249,14 +266,69 @@ impl<'b> MessageWriter<'b> {
         vendor: u32,
         value: &AvpValue,
     ) -> &mut Self {
-        if matches!(value, AvpValue::Verbatim(_)) {
-            self.append(|out| crate::encode::put_payload(value, out));
-            return self;
+        let vendor = vendor_field(vendor);
+        self.put_value(head(code, flags, vendor), vendor, value);
+        self
+    }
+
+    /// Adds an [`OwnedAvp`] (a Grouped one with its children) as
+    /// [`crate::MessageBuilder::encode`] writes it: unlike [`Self::value`], a V bit set with
+    /// Vendor-Id 0 is kept, with its Vendor-ID field.
+    pub fn owned(&mut self, avp: &OwnedAvp) -> &mut Self {
+        self.owned_seq(std::slice::from_ref(avp))
+    }
+
+    /// Adds a sequence of [`OwnedAvp`]s. Leaves are written inline in the loop; only a
+    /// Grouped value costs a call, to write its children.
+    pub(crate) fn owned_seq(&mut self, avps: &[OwnedAvp]) -> &mut Self {
+        for a in avps {
+            let vendor = (a.vendor != 0 || a.flags.vendor()).then_some(a.vendor);
+            self.put_value(head(a.code, a.flags, vendor), vendor, &a.value);
         }
-        let at = self.pos;
-        self.header(code, flags, vendor, 0);
-        self.append(|out| crate::encode::put_payload(value, out));
-        self.close_at(at)
+        self
+    }
+
+    /// Writes an AVP of this header and value. Every length is known before the write but
+    /// a group's, patched in once its children are written.
+    #[inline(always)]
+    fn put_value(&mut self, head: u64, vendor: Option<u32>, value: &AvpValue) {
+        match value {
+            AvpValue::Bytes(b) => self.bytes(head, vendor, b),
+            AvpValue::U32(v) => self.fixed(head, vendor, v.to_be_bytes()),
+            AvpValue::I32(v) => self.fixed(head, vendor, v.to_be_bytes()),
+            AvpValue::F32(v) => self.fixed(head, vendor, v.to_be_bytes()),
+            AvpValue::U64(v) => self.fixed(head, vendor, v.to_be_bytes()),
+            AvpValue::I64(v) => self.fixed(head, vendor, v.to_be_bytes()),
+            AvpValue::F64(v) => self.fixed(head, vendor, v.to_be_bytes()),
+            AvpValue::Address(ip) => {
+                let mut p = [0u8; 18];
+                let mut rest = &mut p[..];
+                crate::types::encode_ip(*ip, &mut rest);
+                let n = 18 - rest.len();
+                self.bytes(head, vendor, &p[..n])
+            }
+            AvpValue::Grouped(children) => {
+                let at = self.pos;
+                self.head(head, vendor, 0);
+                self.owned_seq(children);
+                self.patch(at)
+            }
+            AvpValue::Verbatim(b) => self.verbatim(b),
+        };
+    }
+
+    /// A whole AVP as received: copied as it is, padded to 32 bits if it is not.
+    #[inline]
+    fn verbatim(&mut self, b: &[u8]) -> &mut Self {
+        let padded = (b.len() + 3) & !3;
+        let at = self.room(padded);
+        let avp = &mut self.out[at..at + padded];
+        if let Some(last) = avp.rchunks_exact_mut(4).next() {
+            last.copy_from_slice(&[0; 4]);
+        }
+        avp[..b.len()].copy_from_slice(b);
+        self.pos = at + padded;
+        self
     }
 
     /// Patches the AVP Length of the AVP that starts at `at` and pads it.
@@ -284,7 +356,7 @@ impl<'b> MessageWriter<'b> {
         }
         self.open[self.depth] = (self.pos - self.start) as u32;
         self.depth += 1;
-        self.head(def.head(), def.vendor(), 0);
+        self.head(def.head(), vendor_field(def.vendor()), 0);
         self
     }
 
@@ -296,7 +368,12 @@ impl<'b> MessageWriter<'b> {
             return self;
         }
         self.depth -= 1;
-        let at = self.start + self.open[self.depth] as usize;
+        self.patch(self.start + self.open[self.depth] as usize)
+    }
+
+    /// Writes the AVP Length of the group that starts at `at` and ends at `pos`.
+    #[inline(always)]
+    fn patch(&mut self, at: usize) -> &mut Self {
         let len = self.pos - at;
         if len > MAX_LEN {
             self.error = Some(WriteError::TooLong);
@@ -324,6 +401,25 @@ impl<'b> MessageWriter<'b> {
         self.out[self.start + 1..self.start + 4].copy_from_slice(&(len as u32).to_be_bytes()[1..]);
         Ok(len)
     }
+}
+
+/// The Vendor-ID field of an AVP whose V bit follows its Vendor-Id.
+#[inline(always)]
+fn vendor_field(vendor: u32) -> Option<u32> {
+    (vendor != 0).then_some(vendor)
+}
+
+/// Code and flags packed as [`TypedAvp::head`] packs them, the V bit set when there is a
+/// Vendor-ID field.
+#[inline(always)]
+fn head(code: u32, flags: AvpFlags, vendor: Option<u32>) -> u64 {
+    let v = if vendor.is_some() {
+        AvpFlags::VENDOR
+    } else {
+        0
+    };
+    let flags = (flags.0 & !AvpFlags::VENDOR) | v;
+    (u64::from(code) << 32) | (u64::from(flags) << 24)
 }
 
 impl Drop for MessageWriter<'_> {
