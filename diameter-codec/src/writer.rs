@@ -125,21 +125,22 @@ impl<'b> MessageWriter<'b> {
         }
     }
 
-    /// Makes room for `n` bytes at `pos` and returns `pos`.
+    /// The next `n` bytes of room, `pos` moved past them. The test for room is the one
+    /// the slicing makes, so the common path has a single bounds check.
     #[inline(always)]
-    fn room(&mut self, n: usize) -> usize {
-        if self.out.len() - self.pos < n {
-            grow(self.out, self.start, self.pos, n);
+    fn slot(&mut self, n: usize) -> &mut [u8] {
+        let at = self.pos;
+        if self.out.get(at..at + n).is_none() {
+            grow(self.out, self.start, at, n);
         }
-        self.pos
+        self.pos = at + n;
+        &mut self.out[at..at + n]
     }
 
     /// Writes `b` at `pos`; of constant length, this is a few moves rather than a memcpy.
     #[inline(always)]
     fn put(&mut self, b: &[u8]) {
-        let at = self.room(b.len());
-        self.out[at..at + b.len()].copy_from_slice(b);
-        self.pos = at + b.len();
+        self.slot(b.len()).copy_from_slice(b);
     }
 
     /// Writes an AVP header: `head` is code and flags as [`TypedAvp::head`] packs them,
@@ -223,8 +224,7 @@ impl<'b> MessageWriter<'b> {
         // RFC 6733 §4.1: the AVP is padded with zeros to a 32-bit boundary, and the AVP
         // Length does not count the padding.
         let padded = (len + 3) & !3;
-        let at = self.room(padded);
-        let avp = &mut self.out[at..at + padded];
+        let avp = self.slot(padded);
         // The last word zeroed first, as one store: header and value then overwrite
         // whatever part of it is not padding.
         avp[padded - 4..].copy_from_slice(&[0; 4]);
@@ -233,7 +233,6 @@ impl<'b> MessageWriter<'b> {
             avp[8..12].copy_from_slice(&v.to_be_bytes());
         }
         avp[hl..len].copy_from_slice(b);
-        self.pos = at + padded;
         self
     }
 
@@ -267,7 +266,10 @@ impl<'b> MessageWriter<'b> {
         value: &AvpValue,
     ) -> &mut Self {
         let vendor = vendor_field(vendor);
-        self.put_value(head(code, flags, vendor), vendor, value);
+        let at = self.pos;
+        if let Some(children) = self.put_value(head(code, flags, vendor), vendor, value) {
+            self.owned_seq(children).patch(at);
+        }
         self
     }
 
@@ -278,22 +280,62 @@ impl<'b> MessageWriter<'b> {
         self.owned_seq(std::slice::from_ref(avp))
     }
 
-    /// Adds a sequence of [`OwnedAvp`]s. Leaves are written inline in the loop; only a
-    /// Grouped value costs a call, to write its children.
+    /// Adds a sequence of [`OwnedAvp`]s. The tree is walked with a stack of the sequences
+    /// left to write in each open group (as deep as `begin` tracks; deeper groups recurse),
+    /// so a group costs a push and a pop rather than a call.
     pub(crate) fn owned_seq(&mut self, avps: &[OwnedAvp]) -> &mut Self {
-        for a in avps {
-            let vendor = (a.vendor != 0 || a.flags.vendor()).then_some(a.vendor);
-            self.put_value(head(a.code, a.flags, vendor), vendor, &a.value);
+        let mut stack: [(&[OwnedAvp], usize); MAX_OPEN] = [(&[], 0); MAX_OPEN];
+        let mut depth = 0;
+        let mut seq = avps;
+        loop {
+            let Some((a, rest)) = seq.split_first() else {
+                if depth == 0 {
+                    return self;
+                }
+                depth -= 1;
+                let at;
+                (seq, at) = stack[depth];
+                self.patch(at);
+                continue;
+            };
+            seq = rest;
+            let vendor = ((a.vendor != 0) | a.flags.vendor()).then_some(a.vendor);
+            let at = self.pos;
+            if let Some(children) = self.put_value(head(a.code, a.flags, vendor), vendor, &a.value)
+            {
+                if depth < MAX_OPEN {
+                    stack[depth] = (seq, at);
+                    depth += 1;
+                    seq = children;
+                } else {
+                    self.owned_seq(children).patch(at);
+                }
+            }
         }
-        self
     }
 
-    /// Writes an AVP of this header and value. Every length is known before the write but
-    /// a group's, patched in once its children are written.
+    /// Writes an AVP of this header and value, but of a Grouped value only the header: its
+    /// children are returned, for the caller to write and then [`Self::patch`] the length.
+    /// Every other length is known before the write.
     #[inline(always)]
-    fn put_value(&mut self, head: u64, vendor: Option<u32>, value: &AvpValue) {
+    fn put_value<'v>(
+        &mut self,
+        head: u64,
+        vendor: Option<u32>,
+        value: &'v AvpValue,
+    ) -> Option<&'v [OwnedAvp]> {
         match value {
-            AvpValue::Bytes(b) => self.bytes(head, vendor, b),
+            // A received tree holds Unsigned32, Enumerated, Unsigned64... as raw payloads:
+            // the common sizes take the fixed-size stores rather than a memcpy call.
+            AvpValue::Bytes(b) => {
+                if let Ok(w) = <[u8; 4]>::try_from(&b[..]) {
+                    self.fixed(head, vendor, w)
+                } else if let Ok(w) = <[u8; 8]>::try_from(&b[..]) {
+                    self.fixed(head, vendor, w)
+                } else {
+                    self.bytes(head, vendor, b)
+                }
+            }
             AvpValue::U32(v) => self.fixed(head, vendor, v.to_be_bytes()),
             AvpValue::I32(v) => self.fixed(head, vendor, v.to_be_bytes()),
             AvpValue::F32(v) => self.fixed(head, vendor, v.to_be_bytes()),
@@ -308,26 +350,23 @@ impl<'b> MessageWriter<'b> {
                 self.bytes(head, vendor, &p[..n])
             }
             AvpValue::Grouped(children) => {
-                let at = self.pos;
                 self.head(head, vendor, 0);
-                self.owned_seq(children);
-                self.patch(at)
+                return Some(children);
             }
             AvpValue::Verbatim(b) => self.verbatim(b),
         };
+        None
     }
 
     /// A whole AVP as received: copied as it is, padded to 32 bits if it is not.
     #[inline]
     fn verbatim(&mut self, b: &[u8]) -> &mut Self {
         let padded = (b.len() + 3) & !3;
-        let at = self.room(padded);
-        let avp = &mut self.out[at..at + padded];
+        let avp = self.slot(padded);
         if let Some(last) = avp.rchunks_exact_mut(4).next() {
             last.copy_from_slice(&[0; 4]);
         }
         avp[..b.len()].copy_from_slice(b);
-        self.pos = at + padded;
         self
     }
 
