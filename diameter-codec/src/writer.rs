@@ -52,7 +52,8 @@ pub struct MessageWriter<'b> {
     start: usize,
     /// End of what is written. `out` may run further: zeroed room laid out ahead of the
     /// writes, so most AVPs are plain stores at `pos` with no buffer bookkeeping. The room
-    /// is cut off by [`Self::finish`], or on drop.
+    /// is cut off by [`Self::finish`], or on drop. Nothing but zeros is ever stored past
+    /// `pos`, so padding can be left as the room has it.
     pos: usize,
     /// Where each open group starts, relative to `start` (a message is under 16 MiB).
     open: [u32; MAX_OPEN],
@@ -61,7 +62,21 @@ pub struct MessageWriter<'b> {
 }
 
 /// Least room laid out at a time.
-const MIN_ROOM: usize = 512;
+const MIN_ROOM: usize = 1024;
+
+/// Room that holds any AVP but a long byte string: a 12-byte header and an IPv6 Address
+/// (18 bytes), padded.
+const WINDOW: usize = 32;
+
+/// Writes an AVP's Vendor-Id and value after its header (of `hl` bytes) in `w`, and
+/// returns where the value ends. With no Vendor-ID field (`hl` 8) the Vendor-Id is 0 and
+/// the value overwrites it: one path with constant-size stores either way.
+#[inline(always)]
+fn put_at(w: &mut [u8; WINDOW], vendor: u32, hl: usize, v: &[u8]) -> usize {
+    w[8..12].copy_from_slice(&vendor.to_be_bytes());
+    w[hl..hl + v.len()].copy_from_slice(v);
+    hl + v.len()
+}
 
 /// Lays out zeroed room for at least `n` bytes at `pos`: as much as is written so far
 /// (so a message grows its room a few times at most), never less than [`MIN_ROOM`]. Room
@@ -282,36 +297,120 @@ impl<'b> MessageWriter<'b> {
 
     /// Adds a sequence of [`OwnedAvp`]s. The tree is walked with a stack of the sequences
     /// left to write in each open group (as deep as `begin` tracks; deeper groups recurse),
-    /// so a group costs a push and a pop rather than a call.
+    /// so a group costs a push and a pop rather than a call. The buffer is held as a slice
+    /// and a position in locals: the stores into it cannot then be taken for stores into
+    /// the `BytesMut`, whose fields would otherwise be reloaded after each.
     pub(crate) fn owned_seq(&mut self, avps: &[OwnedAvp]) -> &mut Self {
         let mut stack: [(&[OwnedAvp], usize); MAX_OPEN] = [(&[], 0); MAX_OPEN];
         let mut depth = 0;
         let mut seq = avps;
+        let mut pos = self.pos;
+        let mut buf = &mut self.out[..];
         loop {
             let Some((a, rest)) = seq.split_first() else {
                 if depth == 0 {
-                    return self;
+                    break;
                 }
                 depth -= 1;
                 let at;
                 (seq, at) = stack[depth];
-                self.patch(at);
+                // RFC 6733 §4.1: a group's AVP Length counts its header and its children,
+                // which are padded already.
+                let len = pos - at;
+                if len > MAX_LEN {
+                    self.error = Some(WriteError::TooLong);
+                }
+                buf[at + 5..at + 8].copy_from_slice(&(len as u32).to_be_bytes()[1..]);
                 continue;
             };
             seq = rest;
-            let vendor = ((a.vendor != 0) | a.flags.vendor()).then_some(a.vendor);
-            let at = self.pos;
-            if let Some(children) = self.put_value(head(a.code, a.flags, vendor), vendor, &a.value)
-            {
+            // The V bit is written when set or when there is a Vendor-Id, and with it the
+            // Vendor-ID field (Vendor-Id 0 kept with a V bit set, for error answers).
+            let flags = a.flags.0 | (u8::from(a.vendor != 0) << 7);
+            let hl = if flags & AvpFlags::VENDOR != 0 { 12 } else { 8 };
+            let head = (u64::from(a.code) << 32) | (u64::from(flags) << 24);
+            // Every AVP but a long byte string is written within a window of room at `pos`:
+            // header, then value. With no Vendor-ID field the Vendor-Id written is 0 and the
+            // value overwrites it; room past `pos` is zeroed, so padding needs no store.
+            let at = pos;
+            let vendor = a.vendor;
+            let children = 'avp: {
+                let Some(w) = buf
+                    .get_mut(pos..)
+                    .and_then(<[u8]>::first_chunk_mut::<WINDOW>)
+                else {
+                    // Less room than a window: the AVP is written at its exact size, so a
+                    // buffer with capacity for the message (as `to_bytes` makes) is not
+                    // reallocated for its last AVPs; room is laid out as for any write.
+                    self.pos = pos;
+                    let children = self.exact(head, (hl == 12).then_some(vendor), &a.value);
+                    pos = self.pos;
+                    buf = &mut self.out[..];
+                    break 'avp children;
+                };
+                let len = match &a.value {
+                    AvpValue::Bytes(b) if b.len() == 4 => put_at(w, vendor, hl, &b[..4]),
+                    AvpValue::Bytes(b) if b.len() == 8 => put_at(w, vendor, hl, &b[..8]),
+                    AvpValue::U32(v) => put_at(w, vendor, hl, &v.to_be_bytes()),
+                    AvpValue::I32(v) => put_at(w, vendor, hl, &v.to_be_bytes()),
+                    AvpValue::F32(v) => put_at(w, vendor, hl, &v.to_be_bytes()),
+                    AvpValue::U64(v) => put_at(w, vendor, hl, &v.to_be_bytes()),
+                    AvpValue::I64(v) => put_at(w, vendor, hl, &v.to_be_bytes()),
+                    AvpValue::F64(v) => put_at(w, vendor, hl, &v.to_be_bytes()),
+                    AvpValue::Address(ip) => {
+                        let mut p = [0u8; 18];
+                        let mut rest = &mut p[..];
+                        crate::types::encode_ip(*ip, &mut rest);
+                        let n = 18 - rest.len();
+                        put_at(w, vendor, hl, &p[..n])
+                    }
+                    AvpValue::Bytes(b) if hl + b.len() <= WINDOW => put_at(w, vendor, hl, b),
+                    AvpValue::Bytes(_) | AvpValue::Verbatim(_) => {
+                        // Longer than the window: room laid out for its exact size.
+                        self.pos = pos;
+                        self.exact(head, (hl == 12).then_some(vendor), &a.value);
+                        pos = self.pos;
+                        buf = &mut self.out[..];
+                        break 'avp None;
+                    }
+                    AvpValue::Grouped(children) => {
+                        w[..8].copy_from_slice(&head.to_be_bytes());
+                        w[8..12].copy_from_slice(&vendor.to_be_bytes());
+                        pos += hl;
+                        break 'avp Some(children);
+                    }
+                };
+                // RFC 6733 §4.1: AVP Length excludes the padding, which is zero already.
+                w[..8].copy_from_slice(&(head | len as u64).to_be_bytes());
+                pos += (len + 3) & !3;
+                None
+            };
+            if let Some(children) = children {
                 if depth < MAX_OPEN {
                     stack[depth] = (seq, at);
                     depth += 1;
                     seq = children;
                 } else {
+                    self.pos = pos;
                     self.owned_seq(children).patch(at);
+                    pos = self.pos;
+                    buf = &mut self.out[..];
                 }
             }
         }
+        self.pos = pos;
+        self
+    }
+
+    /// [`Self::put_value`] out of line, for the AVPs of a tree that do not fit a window.
+    #[inline(never)]
+    fn exact<'v>(
+        &mut self,
+        head: u64,
+        vendor: Option<u32>,
+        value: &'v AvpValue,
+    ) -> Option<&'v [OwnedAvp]> {
+        self.put_value(head, vendor, value)
     }
 
     /// Writes an AVP of this header and value, but of a Grouped value only the header: its

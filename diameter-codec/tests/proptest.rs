@@ -122,7 +122,14 @@ proptest! {
 /// Any AVP value kind, with flags and vendors that need not agree (a V bit with Vendor-Id 0
 /// keeps its Vendor-ID field), and verbatim AVPs of any length.
 fn any_value_tree() -> impl Strategy<Value = OwnedAvp> {
-    let bytes = || proptest::collection::vec(any::<u8>(), 0..24).prop_map(Bytes::from);
+    // Short payloads, and some longer than the writer's window of room (32 bytes).
+    let bytes = || {
+        prop_oneof![
+            3 => proptest::collection::vec(any::<u8>(), 0..24),
+            1 => proptest::collection::vec(any::<u8>(), 16..80),
+        ]
+        .prop_map(Bytes::from)
+    };
     let value = prop_oneof![
         bytes().prop_map(AvpValue::Bytes),
         bytes().prop_map(AvpValue::Verbatim),
@@ -210,6 +217,30 @@ proptest! {
         }
         prop_assert_eq!(&each[..], &body[..]);
     }
+}
+
+/// Groups nested deeper than the writer's stack of open groups (16), around payloads longer
+/// than the room laid out at a time: the recursive fallback and the growth of the room.
+#[test]
+fn deep_and_long_trees_match_the_reference() {
+    let mut avp = OwnedAvp::new(1, 0, 0x40, AvpValue::Bytes(Bytes::from(vec![7u8; 5000])));
+    for depth in 0..40u32 {
+        let kids = vec![
+            OwnedAvp::new(depth, depth % 3, 0, AvpValue::U32(depth)),
+            avp,
+            OwnedAvp::new(2, 0, 0x80, AvpValue::Bytes(Bytes::from(vec![1u8; 41]))),
+        ];
+        avp = OwnedAvp::new(3, 10415, 0xc0, AvpValue::Grouped(kids));
+    }
+    let mut body = Vec::new();
+    reference_avp(&avp, &mut body);
+    let mut b = MessageBuilder::request(272, 4, true);
+    b.avps = vec![avp.clone(), avp];
+    let bytes = b.to_bytes();
+    assert_eq!(bytes.len(), b.encoded_len());
+    assert_eq!(&bytes[20..20 + body.len()], &body[..]);
+    assert_eq!(&bytes[20 + body.len()..], &body[..]);
+    assert!(Message::from_bytes(bytes).is_ok());
 }
 
 // ---------------------------------------------------------------------------------------------
