@@ -209,6 +209,12 @@ proptest! {
         prop_assert_eq!(&out[4 + 20..], &body[..]);
         prop_assert_eq!(u32::from_be_bytes([0, out[5], out[6], out[7]]) as usize, 20 + body.len());
         prop_assert_eq!(&b.to_bytes()[..], &out[4..]);
+        // A buffer with capacity for the message is written in place, not reallocated.
+        let mut exact = bytes::BytesMut::with_capacity(b.encoded_len());
+        let at = exact.as_ptr();
+        b.encode(&mut exact);
+        prop_assert_eq!(exact.as_ptr(), at);
+        prop_assert_eq!(&exact[..], &out[4..]);
         let mut each = bytes::BytesMut::new();
         for a in &avps {
             let at = each.len();
