@@ -101,7 +101,6 @@ impl<'b> MessageWriter<'b> {
         hop_by_hop: u32,
         end_to_end: u32,
     ) -> Self {
-        let start = out.len();
         let h = Header {
             version: 1,
             length: 0,
@@ -113,14 +112,7 @@ impl<'b> MessageWriter<'b> {
         };
         let mut hb = [0u8; HEADER_LEN];
         h.write(&mut hb);
-        let mut w = Self {
-            out,
-            start,
-            pos: start,
-            open: [0; MAX_OPEN],
-            depth: 0,
-            error: None,
-        };
+        let mut w = Self::bare(out);
         w.put(&hb);
         w
     }
