@@ -75,7 +75,7 @@ fn prepare(fd: Option<&FreeDiameter>, ddict: &DiameterDict) -> Vec<Case> {
                     None
                 }
             };
-            let builder = bench_compare::typed_owned_tree(&msg, dict);
+            let builder = MessageBuilder::from_message_typed(&msg, dict);
             assert_eq!(&builder.to_bytes()[..], &bytes[..], "{}: our encode differs", vector.name);
             Case { vector, bytes, fd_ok, crate_ok: crate_msg.is_some(), builder, crate_msg }
         })

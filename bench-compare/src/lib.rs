@@ -13,7 +13,7 @@
 //! - [`diameter_crate_dictionary_xml`]: a dictionary in the `diameter` crate's XML format,
 //!   generated from ours, so that crate knows every AVP of the benchmark messages.
 
-use diameter_codec::{AvpValue, DataType, Dictionary, MessageBuilder, OwnedAvp};
+use diameter_codec::{DataType, Dictionary};
 use std::fmt::Write as _;
 
 pub mod vectors {
@@ -334,51 +334,6 @@ pub fn diameter_crate_dictionary_xml(dict: &Dictionary) -> String {
     }
     x.push_str("</application>\n</diameter>\n");
     x
-}
-
-/// Converts a received message into an owned tree with typed values, using `dict` to know
-/// which AVPs are Grouped and how to read the others: what an application would build to
-/// send the same message. AVPs the dictionary does not know stay raw bytes.
-pub fn typed_owned_tree(msg: &diameter_codec::Message, dict: &Dictionary) -> MessageBuilder {
-    fn seq(
-        msg: &diameter_codec::Message,
-        dict: &Dictionary,
-        avps: diameter_codec::AvpIter<'_>,
-    ) -> Vec<OwnedAvp> {
-        avps.flatten()
-            .map(|a| {
-                let d = a.data;
-                let ty = dict.avp(a.key()).map(|def| def.data_type);
-                let value = match ty {
-                    Some(DataType::Grouped) => AvpValue::Grouped(seq(msg, dict, a.children())),
-                    Some(DataType::Integer32 | DataType::Enumerated) if d.len() == 4 => {
-                        AvpValue::I32(i32::from_be_bytes([d[0], d[1], d[2], d[3]]))
-                    }
-                    Some(DataType::Unsigned32 | DataType::Time) if d.len() == 4 => {
-                        AvpValue::U32(u32::from_be_bytes([d[0], d[1], d[2], d[3]]))
-                    }
-                    Some(DataType::Unsigned64) if d.len() == 8 => {
-                        AvpValue::U64(u64::from_be_bytes([
-                            d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7],
-                        ]))
-                    }
-                    Some(DataType::Integer64) if d.len() == 8 => {
-                        AvpValue::I64(i64::from_be_bytes([
-                            d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7],
-                        ]))
-                    }
-                    _ => AvpValue::Bytes(msg.slice(d)),
-                };
-                OwnedAvp::new(a.code, a.vendor, a.flags.0, value)
-            })
-            .collect()
-    }
-    let h = msg.header();
-    let mut b = MessageBuilder::request(h.command_code, h.application_id, false)
-        .ids(h.hop_by_hop, h.end_to_end);
-    b.flags = h.flags;
-    b.avps = seq(msg, dict, msg.avps());
-    b
 }
 
 pub mod freediameter {

@@ -11,8 +11,8 @@ use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, black_box};
 use diameter_codec::dict::{base, dcca, gi, gy};
 use diameter_codec::{
-    AvpIter, AvpValue, CommandFlags, DataType, Dictionary, Limits, Message, MessageBuilder,
-    MessageWriter, OwnedAvp, ValidateOptions, Validator,
+    CommandFlags, Dictionary, Limits, Message, MessageBuilder, MessageWriter, ValidateOptions,
+    Validator,
 };
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use std::alloc::System;
@@ -154,44 +154,6 @@ fn vectors() -> Vec<Vector> {
         .collect()
 }
 
-/// A received message as the owned tree an application would build to send it: Grouped AVPs
-/// (per the dictionary) become trees, integers and times typed values, everything else raw
-/// bytes (zero-copy slices of `msg`).
-fn owned_tree(msg: &Message, dict: &Dictionary) -> MessageBuilder {
-    fn seq(msg: &Message, dict: &Dictionary, avps: AvpIter<'_>) -> Vec<OwnedAvp> {
-        avps.flatten()
-            .map(|a| {
-                let d = a.data;
-                let be4 = || [d[0], d[1], d[2], d[3]];
-                let be8 = || [d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]];
-                let value = match dict.avp(a.key()).map(|def| def.data_type) {
-                    Some(DataType::Grouped) => AvpValue::Grouped(seq(msg, dict, a.children())),
-                    Some(DataType::Integer32 | DataType::Enumerated) if d.len() == 4 => {
-                        AvpValue::I32(i32::from_be_bytes(be4()))
-                    }
-                    Some(DataType::Unsigned32 | DataType::Time) if d.len() == 4 => {
-                        AvpValue::U32(u32::from_be_bytes(be4()))
-                    }
-                    Some(DataType::Integer64) if d.len() == 8 => {
-                        AvpValue::I64(i64::from_be_bytes(be8()))
-                    }
-                    Some(DataType::Unsigned64) if d.len() == 8 => {
-                        AvpValue::U64(u64::from_be_bytes(be8()))
-                    }
-                    _ => AvpValue::Bytes(msg.slice(d)),
-                };
-                OwnedAvp::new(a.code, a.vendor, a.flags.0, value)
-            })
-            .collect()
-    }
-    let h = msg.header();
-    let mut b = MessageBuilder::request(h.command_code, h.application_id, false)
-        .ids(h.hop_by_hop, h.end_to_end);
-    b.flags = h.flags;
-    b.avps = seq(msg, dict, msg.avps());
-    b
-}
-
 fn decode(bytes: &Bytes) -> Message {
     Message::decode(bytes.clone(), &Limits::DEFAULT).expect("vector decodes")
 }
@@ -252,7 +214,7 @@ fn main() {
             if let Err(e) = validator.validate(&msg) {
                 panic!("{}: vector does not validate: {e:?}", vec.name);
             }
-            let builder = owned_tree(&msg, dict);
+            let builder = MessageBuilder::from_message_typed(&msg, dict);
             let mut out = BytesMut::new();
             builder.encode(&mut out);
             assert_eq!(

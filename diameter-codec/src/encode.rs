@@ -375,6 +375,23 @@ impl MessageBuilder {
     /// payload is a zero-copy slice of `msg`. Grouped AVPs nested beyond `Limits::DEFAULT`
     /// depth, or whose children do not frame, are kept as raw payloads.
     pub fn from_message(msg: &Message, dict: &crate::Dictionary) -> Self {
+        Self {
+            avps: owned_seq(msg, dict, msg.avps(), 1, false),
+            ..Self::from_message_header(msg)
+        }
+    }
+
+    /// As [`Self::from_message`], with integers and times as typed values (Integer32,
+    /// Enumerated, Unsigned32, Time, Integer64, Unsigned64 of the right length): the tree an
+    /// application builds to send the same message. Encodes to the same bytes.
+    pub fn from_message_typed(msg: &Message, dict: &crate::Dictionary) -> Self {
+        Self {
+            avps: owned_seq(msg, dict, msg.avps(), 1, true),
+            ..Self::from_message_header(msg)
+        }
+    }
+
+    fn from_message_header(msg: &Message) -> Self {
         let h = msg.header();
         Self {
             flags: h.flags,
@@ -382,7 +399,7 @@ impl MessageBuilder {
             application_id: h.application_id,
             hop_by_hop: h.hop_by_hop,
             end_to_end: h.end_to_end,
-            avps: owned_seq(msg, dict, msg.avps(), 1),
+            avps: Vec::new(),
         }
     }
 
@@ -430,16 +447,18 @@ fn owned_seq(
     dict: &crate::Dictionary,
     avps: crate::AvpIter<'_>,
     depth: usize,
+    typed: bool,
 ) -> Vec<OwnedAvp> {
     let mut out = Vec::new();
     for a in avps.flatten() {
+        let ty = dict.avp(a.key()).map(|d| d.data_type);
         let grouped = depth < crate::Limits::DEFAULT.max_depth
-            && dict
-                .avp(a.key())
-                .is_some_and(|d| d.data_type == crate::DataType::Grouped)
+            && ty == Some(crate::DataType::Grouped)
             && a.children().all(|c| c.is_ok());
         let value = if grouped {
-            AvpValue::Grouped(owned_seq(msg, dict, a.children(), depth + 1))
+            AvpValue::Grouped(owned_seq(msg, dict, a.children(), depth + 1, typed))
+        } else if let Some(v) = ty.filter(|_| typed).and_then(|t| typed_leaf(t, a.data)) {
+            v
         } else {
             AvpValue::Bytes(msg.slice(a.data))
         };
@@ -451,6 +470,20 @@ fn owned_seq(
         });
     }
     out
+}
+
+/// A leaf payload as a typed value, for the integer types of the right length.
+fn typed_leaf(ty: crate::DataType, d: &[u8]) -> Option<AvpValue> {
+    use crate::DataType as T;
+    let four = || <[u8; 4]>::try_from(d).ok();
+    let eight = || <[u8; 8]>::try_from(d).ok();
+    Some(match ty {
+        T::Integer32 | T::Enumerated => AvpValue::I32(i32::from_be_bytes(four()?)),
+        T::Unsigned32 | T::Time => AvpValue::U32(u32::from_be_bytes(four()?)),
+        T::Integer64 => AvpValue::I64(i64::from_be_bytes(eight()?)),
+        T::Unsigned64 => AvpValue::U64(u64::from_be_bytes(eight()?)),
+        _ => return None,
+    })
 }
 
 /// What an error answer reports: the Result-Code, the offending AVP, a text.

@@ -1124,6 +1124,13 @@ fn golden_vectors_both_directions() {
             "{}: decode + re-encode changed the bytes",
             v.name
         );
+        let typed = MessageBuilder::from_message_typed(&msg, dict);
+        assert_eq!(
+            typed.to_bytes().as_ref(),
+            file.as_slice(),
+            "{}: decode into typed values + re-encode changed the bytes",
+            v.name
+        );
     }
     assert!(
         failures.is_empty(),
