@@ -319,8 +319,10 @@ pub mod ty {
     int_type!(Float32, f32, Float32, F32, Four);
     int_type!(Float64, f64, Float64, F64, Eight);
 
+    /// Types whose builder input is text and whose payload is that text as it is; `$decode`
+    /// reads a received payload.
     macro_rules! text_type {
-        ($name:ident, $dt:ident, $value:ty, $parse:expr) => {
+        ($name:ident, $dt:ident, $value:ty, $decode:expr) => {
             #[doc = concat!("Marker for ", stringify!($dt), ".")]
             #[derive(Debug, Clone, Copy)]
             pub struct $name;
@@ -329,8 +331,7 @@ pub mod ty {
                 type Input = Text;
                 const DATA_TYPE: DataType = DataType::$dt;
                 fn decode(data: &[u8]) -> Result<Self::Value<'_>, ValueError> {
-                    DataType::$dt.check(data)?;
-                    Ok($parse(data))
+                    $decode(data)
                 }
                 fn encode(v: Text) -> AvpValue {
                     AvpValue::Bytes(v.0)
@@ -347,11 +348,33 @@ pub mod ty {
             }
         };
     }
-    fn as_str(d: &[u8]) -> &str {
-        std::str::from_utf8(d).unwrap_or_default()
+    /// The payload as text once `ty`'s check passed.
+    fn checked_str(ty: DataType, d: &[u8]) -> Result<&str, ValueError> {
+        ty.check(d)?;
+        Ok(std::str::from_utf8(d).unwrap_or_default())
     }
-    text_type!(Utf8String, UTF8String, &'a str, as_str);
-    text_type!(DiameterIdentity, DiameterIdentity, &'a str, as_str);
+    text_type!(Utf8String, UTF8String, &'a str, |d| checked_str(
+        DataType::UTF8String,
+        d
+    ));
+    text_type!(
+        DiameterIdentity,
+        DiameterIdentity,
+        &'a str,
+        |d| checked_str(DataType::DiameterIdentity, d)
+    );
+    text_type!(
+        DiameterUri,
+        DiameterURI,
+        super::DiameterUri<'a>,
+        super::DiameterUri::parse
+    );
+    text_type!(
+        IpFilterRule,
+        IPFilterRule,
+        super::IpFilterRule<'a>,
+        super::IpFilterRule::parse
+    );
 
     /// Marker for OctetString.
     #[derive(Debug, Clone, Copy)]
@@ -374,54 +397,6 @@ pub mod ty {
         #[inline]
         fn payload(v: &Bytes) -> Payload<'_> {
             Payload::Bytes(v)
-        }
-    }
-
-    /// Marker for DiameterURI.
-    #[derive(Debug, Clone, Copy)]
-    pub struct DiameterUri;
-    impl AvpType for DiameterUri {
-        type Value<'a> = super::DiameterUri<'a>;
-        type Input = Text;
-        const DATA_TYPE: DataType = DataType::DiameterURI;
-        fn decode(data: &[u8]) -> Result<Self::Value<'_>, ValueError> {
-            super::DiameterUri::parse(data)
-        }
-        fn encode(v: Text) -> AvpValue {
-            AvpValue::Bytes(v.0)
-        }
-        #[inline]
-        fn put_value(v: Text, out: &mut bytes::BytesMut) -> usize {
-            bytes::BufMut::put_slice(out, &v.0);
-            v.0.len()
-        }
-        #[inline]
-        fn payload(v: &Text) -> Payload<'_> {
-            Payload::Bytes(&v.0)
-        }
-    }
-
-    /// Marker for IPFilterRule.
-    #[derive(Debug, Clone, Copy)]
-    pub struct IpFilterRule;
-    impl AvpType for IpFilterRule {
-        type Value<'a> = super::IpFilterRule<'a>;
-        type Input = Text;
-        const DATA_TYPE: DataType = DataType::IPFilterRule;
-        fn decode(data: &[u8]) -> Result<Self::Value<'_>, ValueError> {
-            super::IpFilterRule::parse(data)
-        }
-        fn encode(v: Text) -> AvpValue {
-            AvpValue::Bytes(v.0)
-        }
-        #[inline]
-        fn put_value(v: Text, out: &mut bytes::BytesMut) -> usize {
-            bytes::BufMut::put_slice(out, &v.0);
-            v.0.len()
-        }
-        #[inline]
-        fn payload(v: &Text) -> Payload<'_> {
-            Payload::Bytes(&v.0)
         }
     }
 
