@@ -48,18 +48,6 @@ pub mod vectors {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../diameter-codec/tests/vectors")
     }
 
-    /// Parses a hex text file: whitespace is ignored, and so is everything from `#` or `//`
-    /// to the end of a line.
-    pub fn parse_hex(text: &str) -> Result<Vec<u8>, hex::FromHexError> {
-        let mut digits = String::with_capacity(text.len());
-        for line in text.lines() {
-            let line = line.split('#').next().unwrap_or_default();
-            let line = line.split("//").next().unwrap_or_default();
-            digits.extend(line.chars().filter(|c| !c.is_whitespace()));
-        }
-        hex::decode(digits)
-    }
-
     /// The benchmark messages: the golden vectors where the files exist, else the built
     /// equivalents (`source == "built"`).
     ///
@@ -73,8 +61,8 @@ pub mod vectors {
                     Ok(text) => Vector {
                         name,
                         source: path.display().to_string(),
-                        bytes: parse_hex(&text)
-                            .unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+                        bytes: diameter_codec::hex_text::parse(&text)
+                            .unwrap_or_else(|| panic!("{}: not hex", path.display())),
                     },
                     Err(_) => Vector {
                         name,

@@ -21,8 +21,8 @@ use std::time::Duration;
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-/// The benchmark messages: (group name, golden vector). The vectors are hex text; whitespace
-/// and comments (`#` or `//` to the end of the line) are ignored.
+/// The benchmark messages: (group name, golden vector). The vectors are hex text
+/// ([`diameter_codec::hex_text`]).
 const VECTORS: [(&str, &str); 3] = [
     (
         "gy_ccr_u_3mscc",
@@ -41,13 +41,7 @@ struct Vector {
 }
 
 fn parse_hex(text: &str) -> Vec<u8> {
-    let mut digits = String::with_capacity(text.len());
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap_or_default();
-        let line = line.split("//").next().unwrap_or_default();
-        digits.extend(line.chars().filter(|c| !c.is_whitespace()));
-    }
-    hex::decode(digits).expect("vector is hex")
+    diameter_codec::hex_text::parse(text).expect("vector is hex")
 }
 
 /// The CCR-U of `tests/vectors/gy_ccr_u.hex`, written AVP by AVP with [`MessageWriter`] from

@@ -43,6 +43,7 @@ pub mod error;
 #[allow(missing_docs, clippy::all)]
 mod generated;
 pub mod header;
+pub mod hex_text;
 pub mod message;
 pub mod render;
 pub mod result_code;

@@ -28,15 +28,10 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// A `.hex` vector: hex digits, whitespace, `#` comments.
+/// A `.hex` vector ([`diameter_codec::hex_text`]).
 fn read_hex(p: &Path) -> Vec<u8> {
     let text = std::fs::read_to_string(p).unwrap();
-    let digits: String = text
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or(""))
-        .flat_map(|l| l.split_whitespace())
-        .collect();
-    hex::decode(digits).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    diameter_codec::hex_text::parse(&text).unwrap_or_else(|| panic!("{}: not hex", p.display()))
 }
 
 /// Why `fuzzing::roundtrip` would fail, said more precisely than its assertion: the first

@@ -962,14 +962,9 @@ fn hex_file(v: &Vector, bytes: &[u8], avps: usize) -> String {
     out
 }
 
-/// Parses a `.hex` file: `#` lines are comments, whitespace is ignored.
+/// Parses a `.hex` file.
 fn parse_hex(text: &str) -> Vec<u8> {
-    let digits: String = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .flat_map(|l| l.chars().filter(|c| !c.is_whitespace()))
-        .collect();
-    hex::decode(digits).expect("valid hex")
+    diameter_codec::hex_text::parse(text).expect("valid hex")
 }
 
 fn json_text(msg: &Message) -> String {

@@ -19,26 +19,10 @@ pub enum Format {
 /// Input given as hex (whitespace, `0x` prefixes and `#` comments allowed) is turned into
 /// bytes; anything else is taken as raw bytes.
 pub fn input_bytes(input: &[u8]) -> Vec<u8> {
-    let Ok(text) = std::str::from_utf8(input) else {
-        return input.to_vec();
-    };
-    let cleaned: String = text
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or(""))
-        .flat_map(|l| l.split_whitespace())
-        .map(|w| w.trim_start_matches("0x"))
-        .collect();
-    if !cleaned.is_empty()
-        && cleaned.len() % 2 == 0
-        && cleaned.bytes().all(|c| c.is_ascii_hexdigit())
-    {
-        (0..cleaned.len())
-            .step_by(2)
-            .filter_map(|i| u8::from_str_radix(&cleaned[i..i + 2], 16).ok())
-            .collect()
-    } else {
-        input.to_vec()
-    }
+    std::str::from_utf8(input)
+        .ok()
+        .and_then(diameter_codec::hex_text::parse)
+        .unwrap_or_else(|| input.to_vec())
 }
 
 /// One message found in the input, or why the bytes at `offset` are not one.

@@ -630,12 +630,8 @@ fn vector(name: &str) -> Message {
         .join("../diameter-codec/tests/vectors")
         .join(format!("{name}.hex"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    let hex: String = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .flat_map(|l| l.chars().filter(|c| !c.is_whitespace()))
-        .collect();
-    Message::from_bytes(hex::decode(hex).expect("hex")).expect("vector decodes")
+    let bytes = diameter_codec::hex_text::parse(&text).expect("hex");
+    Message::from_bytes(bytes).expect("vector decodes")
 }
 
 fn rebuild(name: &str) -> MessageBuilder {

@@ -115,15 +115,10 @@ fn golden_samples() -> Vec<Sample> {
         .iter()
         .map(|p| {
             let text = std::fs::read_to_string(p).expect("read vector");
-            let digits: String = text
-                .lines()
-                .filter(|l| !l.trim_start().starts_with('#'))
-                .flat_map(|l| l.chars().filter(|c| !c.is_whitespace()))
-                .collect();
             let name = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
             Sample {
                 label: format!("golden {name}"),
-                bytes: Bytes::from(hex::decode(digits).expect("hex")),
+                bytes: Bytes::from(diameter_codec::hex_text::parse(&text).expect("hex")),
             }
         })
         .collect()
