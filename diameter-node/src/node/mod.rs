@@ -498,13 +498,7 @@ impl Node {
         let s = &self.shared;
         let h = *msg.header();
         let avps = RoutingAvps::read(msg);
-        let info = RequestInfo {
-            destination_host: avps.destination_host,
-            destination_realm: avps.destination_realm,
-            application_id: h.application_id,
-            session_id: avps.session_id,
-            user_name: avps.user_name,
-        };
+        let info = avps.info(h.application_id);
         // Hosts already asked, filled only when a redirect is followed.
         let mut tried: Vec<String> = Vec::new();
         let mut target: Option<String> = None;
@@ -631,9 +625,8 @@ impl Node {
     }
 }
 
-/// The Diameter identities in Redirect-Host URIs.
 /// The top-level AVPs a request is checked and routed by, read in one pass over the message
-/// (each the first of its kind, as [`Message::get`] would find it).
+/// (each the first of its kind that is valid UTF-8).
 #[derive(Default)]
 struct RoutingAvps<'a> {
     origin_host: Option<&'a str>,
@@ -667,6 +660,17 @@ impl<'a> RoutingAvps<'a> {
         }
         r
     }
+
+    /// What the router needs of a request of `application_id` with these AVPs.
+    fn info(&self, application_id: u32) -> RequestInfo<'a> {
+        RequestInfo {
+            destination_host: self.destination_host,
+            destination_realm: self.destination_realm,
+            application_id,
+            session_id: self.session_id,
+            user_name: self.user_name,
+        }
+    }
 }
 
 /// Looks up a host in a map keyed by lower-case host. Most identities already are lower-case,
@@ -679,6 +683,7 @@ fn by_host<'m, V>(map: &'m FxHashMap<String, V>, host: &str) -> Option<&'m V> {
     }
 }
 
+/// The Diameter identities in Redirect-Host URIs.
 fn redirect_hosts(answer: &Message) -> Vec<String> {
     answer
         .find_all(base::REDIRECT_HOST.key())
@@ -983,13 +988,7 @@ impl Shared {
         let avps = RoutingAvps::read(&msg);
         let origin = avps.origin_host.unwrap_or(peer);
         let (dest_host, dest_realm) = (avps.destination_host, avps.destination_realm);
-        let info = RequestInfo {
-            destination_host: dest_host,
-            destination_realm: dest_realm,
-            application_id: h.application_id,
-            session_id: avps.session_id,
-            user_name: avps.user_name,
-        };
+        let info = avps.info(h.application_id);
         // bad-inputs 40: a request without Route-Record, or from a peer that did not
         // advertise the Relay application (and so forwards nothing), was originated by the
         // peer itself, so its Origin-Host must be the identity the peer proved in CER (and, over TLS,
@@ -1017,14 +1016,7 @@ impl Shared {
             self.local_decision(&info)
         };
         match decision {
-            Decision::Local => {
-                let key = self
-                    .dedup
-                    .lock()
-                    .expect("dedup lock")
-                    .key(origin, h.end_to_end);
-                self.dispatch_local(peer, key, msg);
-            }
+            Decision::Local => self.dispatch_local(peer, origin, &msg),
             Decision::Forward { peer: next, action } => {
                 let _ = action; // relay and proxy forward alike here; proxies edit in handlers
                 let hbh = self.next_hop_by_hop();
@@ -1118,17 +1110,18 @@ impl Shared {
         }
     }
 
-    /// Runs a request addressed to us. `key` identifies it for duplicate detection
-    /// (RFC 6733 §5.5.4: Origin-Host and End-to-End Identifier).
-    fn dispatch_local(&self, peer: &str, key: DupKey, msg: Message) {
+    /// Runs a request addressed to us; `origin` is its Origin-Host.
+    fn dispatch_local(&self, peer: &str, origin: &str, msg: &Message) {
         let h = *msg.header();
-        let seen =
-            self.dedup
-                .lock()
-                .expect("dedup lock")
-                .check(key.clone(), Instant::now(), || {
-                    (peer.to_string(), h.hop_by_hop)
-                });
+        // Duplicate detection (RFC 6733 §5.5.4): (Origin-Host, End-to-End).
+        let (key, seen) = {
+            let mut dedup = self.dedup.lock().expect("dedup lock");
+            let key = dedup.key(origin, h.end_to_end);
+            let seen = dedup.check(key.clone(), Instant::now(), || {
+                (peer.to_string(), h.hop_by_hop)
+            });
+            (key, seen)
+        };
         match seen {
             Seen::New => {}
             Seen::Waiting => return,
@@ -1144,9 +1137,9 @@ impl Shared {
                     ..Default::default()
                 },
             )
-            .validate(&msg)
+            .validate(msg)
             {
-                let b = MessageBuilder::error_answer(&msg, &self.identity, &report);
+                let b = MessageBuilder::error_answer(msg, &self.identity, &report);
                 return self.finish_local(peer, &key, &b);
             }
         }
@@ -1159,7 +1152,7 @@ impl Shared {
         };
         let Some(handler) = handler else {
             let b = MessageBuilder::error_answer(
-                &msg,
+                msg,
                 &self.identity,
                 &ErrorReport::new(ResultCode::DIAMETER_APPLICATION_UNSUPPORTED),
             );
@@ -1169,7 +1162,7 @@ impl Shared {
         let Ok(permit) = self.handler_slots.clone().try_acquire_owned() else {
             crate::metrics::too_busy(crate::metrics::Direction::Received).increment(1);
             let b = MessageBuilder::error_answer(
-                &msg,
+                msg,
                 &self.identity,
                 &ErrorReport::new(ResultCode::DIAMETER_TOO_BUSY),
             )
@@ -1198,6 +1191,7 @@ impl Shared {
             hbh = h.hop_by_hop,
         );
         let peer = peer.to_string();
+        let msg = msg.clone();
         let fut = async move {
             let mut answer = handler.handle(req).await;
             answer.hop_by_hop = h.hop_by_hop;
