@@ -159,10 +159,10 @@ pub fn requests(direction: Direction, application: u32, command: u32) -> Counter
 
 /// Counts one request.
 pub fn record_request(direction: Direction, application: u32, command: u32) {
-    cached_counter(Series::Request(direction, application, command), || {
-        requests(direction, application, command)
-    })
-    .increment(1);
+    let series = CounterSeries::Request(direction, application, command);
+    COUNTERS
+        .with_borrow_mut(|c| c.get(series, || requests(direction, application, command)))
+        .increment(1);
 }
 
 /// The answer counter for one (direction, application, command, result code).
@@ -178,11 +178,14 @@ pub fn answers(direction: Direction, application: u32, command: u32, result_code
 
 /// Counts one answer; a 3004 also counts in [`TOO_BUSY`].
 pub fn record_answer(direction: Direction, application: u32, command: u32, result_code: u32) {
-    let series = Series::Answer(direction, application, command, result_code);
-    cached_counter(series, || {
-        answers(direction, application, command, result_code)
-    })
-    .increment(1);
+    let series = CounterSeries::Answer(direction, application, command, result_code);
+    COUNTERS
+        .with_borrow_mut(|c| {
+            c.get(series, || {
+                answers(direction, application, command, result_code)
+            })
+        })
+        .increment(1);
     if result_code == 3004 {
         too_busy(direction).increment(1);
     }
@@ -195,27 +198,20 @@ pub fn request_duration(application: u32, command: u32) -> Histogram {
 
 /// Records how long a request waited for its answer.
 pub fn record_request_duration(application: u32, command: u32, elapsed: Duration) {
-    let series = Series::Duration(application, command);
-    let Handle::Histogram(h) = cached(series, || {
-        Handle::Histogram(request_duration(application, command))
-    }) else {
-        unreachable!("a duration series holds a histogram")
-    };
-    h.record(elapsed.as_secs_f64());
+    DURATIONS
+        .with_borrow_mut(|c| {
+            c.get((application, command), || {
+                request_duration(application, command)
+            })
+        })
+        .record(elapsed.as_secs_f64());
 }
 
-/// The per-message series, as keys of the handle cache.
+/// The per-message counter series, as keys of the handle cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Series {
+enum CounterSeries {
     Request(Direction, u32, u32),
     Answer(Direction, u32, u32, u32),
-    Duration(u32, u32),
-}
-
-#[derive(Clone)]
-enum Handle {
-    Counter(Counter),
-    Histogram(Histogram),
 }
 
 /// Series handles kept per thread: registering through the facade builds a label list and
@@ -223,40 +219,48 @@ enum Handle {
 /// like the label values themselves.
 const HANDLE_CACHE_MAX: usize = 1024;
 
-thread_local! {
-    static HANDLES: std::cell::RefCell<(usize, rustc_hash::FxHashMap<Series, Handle>)> =
-        std::cell::RefCell::default();
+/// Handles of one kind of series, valid for the recorder they were registered with.
+struct HandleCache<K, H> {
+    recorder: usize,
+    handles: rustc_hash::FxHashMap<K, H>,
 }
 
-/// The installed recorder's identity: handles registered with another recorder (none yet,
-/// or a test's local one) must not be reused.
-fn recorder_id() -> usize {
-    ::metrics::with_recorder(|r| std::ptr::from_ref(r).cast::<()>() as usize)
-}
-
-fn cached(series: Series, register: impl FnOnce() -> Handle) -> Handle {
-    let id = recorder_id();
-    HANDLES.with(|cell| {
-        let mut cache = cell.borrow_mut();
-        if cache.0 != id {
-            *cache = (id, rustc_hash::FxHashMap::default());
+impl<K, H> Default for HandleCache<K, H> {
+    fn default() -> Self {
+        Self {
+            recorder: 0,
+            handles: rustc_hash::FxHashMap::default(),
         }
-        if let Some(h) = cache.1.get(&series) {
+    }
+}
+
+impl<K: Eq + std::hash::Hash, H: Clone> HandleCache<K, H> {
+    /// The handle of `key`, registered on first use. Handles registered with another
+    /// recorder (none yet, or a test's local one) are dropped, not reused.
+    fn get(&mut self, key: K, register: impl FnOnce() -> H) -> H {
+        let id = ::metrics::with_recorder(|r| std::ptr::from_ref(r).cast::<()>() as usize);
+        if self.recorder != id {
+            *self = Self {
+                recorder: id,
+                ..Self::default()
+            };
+        }
+        if let Some(h) = self.handles.get(&key) {
             return h.clone();
         }
         let h = register();
-        if cache.1.len() < HANDLE_CACHE_MAX {
-            cache.1.insert(series, h.clone());
+        if self.handles.len() < HANDLE_CACHE_MAX {
+            self.handles.insert(key, h.clone());
         }
         h
-    })
+    }
 }
 
-fn cached_counter(series: Series, register: impl FnOnce() -> Counter) -> Counter {
-    match cached(series, || Handle::Counter(register())) {
-        Handle::Counter(c) => c,
-        Handle::Histogram(_) => unreachable!("a request or answer series holds a counter"),
-    }
+thread_local! {
+    static COUNTERS: std::cell::RefCell<HandleCache<CounterSeries, Counter>> =
+        std::cell::RefCell::default();
+    static DURATIONS: std::cell::RefCell<HandleCache<(u32, u32), Histogram>> =
+        std::cell::RefCell::default();
 }
 
 /// The pending-requests gauge of one peer (increment on send, decrement on answer or
