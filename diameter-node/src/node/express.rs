@@ -56,6 +56,11 @@ impl ExpressLane {
         *self.writer.write().expect("lane lock") = None;
     }
 
+    /// The connection the lane carries, while open.
+    pub(crate) fn conn(&self) -> Option<ConnId> {
+        self.conn.load(Ordering::Acquire).checked_sub(1).map(ConnId)
+    }
+
     /// Whether `msg`, read on `conn`, takes the lane; if so its arrival is stamped.
     pub(crate) fn admit(&self, conn: ConnId, msg: &Message) -> bool {
         if self.conn.load(Ordering::Acquire) != conn.0 + 1
@@ -110,7 +115,9 @@ mod tests {
         assert!(lane.send(Bytes::from_static(b"x")).is_err());
         assert_eq!(lane.last_rx(), None);
 
+        assert_eq!(lane.conn(), None);
         lane.open(ConnId(3), tx);
+        assert_eq!(lane.conn(), Some(ConnId(3)));
         assert!(lane.admit(ConnId(3), &msg(272)));
         assert!(lane.last_rx().is_some());
         assert!(!lane.admit(ConnId(4), &msg(272)));
@@ -121,6 +128,7 @@ mod tests {
         assert!(matches!(rx.try_recv(), Ok(WriteCmd::Data(b)) if &b[..] == b"y"));
 
         lane.close();
+        assert_eq!(lane.conn(), None);
         assert!(!lane.admit(ConnId(3), &msg(272)));
         assert_eq!(
             lane.send(Bytes::from_static(b"z")),

@@ -89,8 +89,6 @@ struct Driver {
     owner: Owner,
     connects: mpsc::Sender<Result<Stream, transport::TransportError>>,
     handle: Arc<PeerHandle>,
-    /// The connection the express lane carries, as last set.
-    express: Option<ConnId>,
     stopping: Vec<oneshot::Sender<()>>,
 }
 
@@ -122,7 +120,6 @@ pub(crate) async fn run(
         owner,
         connects,
         handle,
-        express: None,
         stopping: Vec::new(),
     };
     loop {
@@ -277,18 +274,12 @@ impl Driver {
     /// Opens or closes the express lane as the state machine allows.
     fn update_express(&mut self) {
         let want = self.peer.express_conn();
-        if want == self.express {
+        if want == self.handle.lane.conn() {
             return;
         }
         match want.and_then(|c| self.conns.get(&c).map(|h| (c, h.writer.clone()))) {
-            Some((c, w)) => {
-                self.handle.lane.open(c, w);
-                self.express = Some(c);
-            }
-            None => {
-                self.handle.lane.close();
-                self.express = None;
-            }
+            Some((c, w)) => self.handle.lane.open(c, w),
+            None => self.handle.lane.close(),
         }
     }
 
