@@ -151,18 +151,14 @@ fn main() -> anyhow::Result<()> {
         | Command::Relay { common, .. }
         | Command::Load { common, .. } => common,
     };
-    let rt = match common.threads {
-        1 => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?,
-        0 => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?,
-        n => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build()?,
+    let mut builder = match common.threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
     };
+    if common.threads > 1 {
+        builder.worker_threads(common.threads);
+    }
+    let rt = builder.enable_all().build()?;
     rt.block_on(run(cli))
 }
 
