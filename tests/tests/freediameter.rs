@@ -363,6 +363,51 @@ async fn start_node(host: &str, realm: &str, peers: Vec<PeerSpec>, routes: &[&st
     }
 }
 
+/// The topology of every test here: our server `srv` accepting freeDiameterd, freeDiameterd
+/// connecting to it (with Tw `fd_tw` on that connection, its own default otherwise) and
+/// allowing our client `cli`, which connects to freeDiameterd with Tw `cli_tw`. Each node is
+/// (host, realm, realms routed to freeDiameterd). Returns once both of our nodes have
+/// freeDiameterd open.
+async fn relay_chain(
+    inst: &Install,
+    cli: (&'static str, &str, &[&str]),
+    srv: (&'static str, &str, &[&str]),
+    fd_tw: Option<u32>,
+    cli_tw: u64,
+) -> (Ours, FreeDiameter, Ours) {
+    let srv_node = start_node(srv.0, srv.1, vec![relay_accepted(30)], srv.2).await;
+    let fd = start_fd(
+        inst,
+        &FdConfig {
+            allow: vec![cli.0],
+            connect: vec![ConnectTo {
+                host: srv.0,
+                addr: srv_node.node.listen_addrs()[0],
+                tw: fd_tw,
+            }],
+            tw: 30,
+        },
+    );
+    let cli_node = start_node(cli.0, cli.1, vec![relay_connected(&fd, cli_tw)], cli.2).await;
+    assert!(
+        cli_node
+            .node
+            .wait_peer(RELAY_HOST, Duration::from_secs(10))
+            .await,
+        "our client could not open a connection to freeDiameterd: {}",
+        summary(&cli_node)
+    );
+    assert!(
+        srv_node
+            .node
+            .wait_peer(RELAY_HOST, Duration::from_secs(10))
+            .await,
+        "freeDiameterd did not connect to our server: {}",
+        summary(&srv_node)
+    );
+    (srv_node, fd, cli_node)
+}
+
 /// A freeDiameterd peer that connects to us.
 fn relay_accepted(tw_secs: u64) -> PeerSpec {
     let mut p = PeerSpec::accept_only(RELAY_HOST);
@@ -527,46 +572,14 @@ async fn capabilities_and_watchdog_both_ways() {
     let Some(inst) = install_or_skip() else {
         return;
     };
-    let srv = start_node(
-        "srv.server.net",
-        SERVER_REALM,
-        vec![relay_accepted(30)],
-        &[],
-    )
-    .await;
-    let fd = start_fd(
+    let (srv, fd, cli) = relay_chain(
         &inst,
-        &FdConfig {
-            allow: vec!["cli.client.net"],
-            connect: vec![ConnectTo {
-                host: "srv.server.net",
-                addr: srv.node.listen_addrs()[0],
-                tw: Some(6),
-            }],
-            tw: 30,
-        },
-    );
-    let cli = start_node(
-        "cli.client.net",
-        CLIENT_REALM,
-        vec![relay_connected(&fd, 6)],
-        &[],
+        ("cli.client.net", CLIENT_REALM, &[]),
+        ("srv.server.net", SERVER_REALM, &[]),
+        Some(6),
+        6,
     )
     .await;
-    assert!(
-        cli.node
-            .wait_peer(RELAY_HOST, Duration::from_secs(10))
-            .await,
-        "our node could not open a connection to freeDiameterd: {}",
-        summary(&cli)
-    );
-    assert!(
-        srv.node
-            .wait_peer(RELAY_HOST, Duration::from_secs(10))
-            .await,
-        "freeDiameterd did not connect to our node: {}",
-        summary(&srv)
-    );
     // Capabilities exchange, both directions.
     assert!(
         cli.has(CMD_CER, true, "cli.client.net"),
@@ -805,30 +818,18 @@ async fn gx_and_gy_relayed_intact() {
             .collect(),
     );
 
-    let srv = start_node(SRV.0, SRV.1, vec![relay_accepted(30)], &[CLIENT_REALM]).await;
+    let (srv, fd, cli) = relay_chain(
+        &inst,
+        (CLI.0, CLI.1, &[SERVER_REALM]),
+        (SRV.0, SRV.1, &[CLIENT_REALM]),
+        None,
+        30,
+    )
+    .await;
     let (srv_tx, mut srv_rx) = mpsc::unbounded_channel();
     srv.node
         .register(GX, serve(answers.clone(), srv_tx.clone()));
     srv.node.register(DCCA, serve(answers.clone(), srv_tx));
-    let fd = start_fd(
-        &inst,
-        &FdConfig {
-            allow: vec![CLI.0],
-            connect: vec![ConnectTo {
-                host: SRV.0,
-                addr: srv.node.listen_addrs()[0],
-                tw: None,
-            }],
-            tw: 30,
-        },
-    );
-    let cli = start_node(
-        CLI.0,
-        CLI.1,
-        vec![relay_connected(&fd, 30)],
-        &[SERVER_REALM],
-    )
-    .await;
     // The client answers the RAR and remembers the RAA it built.
     let (cli_tx, mut cli_rx) = mpsc::unbounded_channel::<Message>();
     let raa_sent: Arc<Mutex<Option<MessageBuilder>>> = Arc::default();
@@ -846,20 +847,6 @@ async fn gx_and_gy_relayed_intact() {
             }),
         );
     }
-    assert!(
-        cli.node
-            .wait_peer(RELAY_HOST, Duration::from_secs(10))
-            .await,
-        "client not connected to freeDiameterd: {}",
-        summary(&cli)
-    );
-    assert!(
-        srv.node
-            .wait_peer(RELAY_HOST, Duration::from_secs(10))
-            .await,
-        "freeDiameterd did not connect to the server: {}",
-        summary(&srv)
-    );
 
     for (name, req, ans) in &pairs {
         let mut req = req.clone();
@@ -961,46 +948,14 @@ async fn disconnect_peer_both_ways() {
     let Some(inst) = install_or_skip() else {
         return;
     };
-    let srv = start_node(
-        "srv.server.net",
-        SERVER_REALM,
-        vec![relay_accepted(30)],
-        &[],
-    )
-    .await;
-    let mut fd = start_fd(
+    let (srv, mut fd, cli) = relay_chain(
         &inst,
-        &FdConfig {
-            allow: vec!["cli.client.net"],
-            connect: vec![ConnectTo {
-                host: "srv.server.net",
-                addr: srv.node.listen_addrs()[0],
-                tw: None,
-            }],
-            tw: 30,
-        },
-    );
-    let cli = start_node(
-        "cli.client.net",
-        CLIENT_REALM,
-        vec![relay_connected(&fd, 30)],
-        &[],
+        ("cli.client.net", CLIENT_REALM, &[]),
+        ("srv.server.net", SERVER_REALM, &[]),
+        None,
+        30,
     )
     .await;
-    assert!(
-        cli.node
-            .wait_peer(RELAY_HOST, Duration::from_secs(10))
-            .await,
-        "{}",
-        summary(&cli)
-    );
-    assert!(
-        srv.node
-            .wait_peer(RELAY_HOST, Duration::from_secs(10))
-            .await,
-        "{}",
-        summary(&srv)
-    );
 
     // We leave: DPR from us, DPA from freeDiameterd.
     cli.node.shutdown(Duration::from_secs(3)).await;
