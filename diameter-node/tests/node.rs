@@ -71,6 +71,20 @@ async fn client(peers: Vec<PeerSpec>, realm: &str, route_to: &[&str]) -> Node {
     Node::start(cfg).await.unwrap()
 }
 
+/// `host` listening on `node`, connected to with fast reconnects.
+fn peer_at(host: &str, node: &Node) -> PeerSpec {
+    let mut p = PeerSpec::connect_tcp(host, node.listen_addrs()[0]);
+    p.timers = fast_timers();
+    p
+}
+
+/// A client routing realm server.example to `host`, connected to it and open.
+async fn connected_client(host: &str, node: &Node) -> Node {
+    let cli = client(vec![peer_at(host, node)], "server.example", &[host]).await;
+    assert!(cli.wait_peer(host, Duration::from_secs(5)).await);
+    cli
+}
+
 fn said_by(m: &Message) -> String {
     m.get(base::ERROR_MESSAGE)
         .and_then(Result::ok)
@@ -82,10 +96,7 @@ fn said_by(m: &Message) -> String {
 async fn request_answer_over_tcp() {
     let n = Arc::new(AtomicUsize::new(0));
     let srv = server("srv1.example", &["client.example"], n.clone()).await;
-    let mut p = PeerSpec::connect_tcp("srv1.example", srv.listen_addrs()[0]);
-    p.timers = fast_timers();
-    let cli = client(vec![p], "server.example", &["srv1.example"]).await;
-    assert!(cli.wait_peer("srv1.example", Duration::from_secs(5)).await);
+    let cli = connected_client("srv1.example", &srv).await;
     for i in 0..50 {
         let a = cli
             .request(ccr(&format!("s;{i}"), "server.example"))
@@ -115,10 +126,7 @@ async fn request_answer_over_tcp() {
 async fn encoded_requests_keep_their_end_to_end_and_answers_are_refused() {
     let n = Arc::new(AtomicUsize::new(0));
     let srv = server("srv5.example", &["client.example"], n.clone()).await;
-    let mut p = PeerSpec::connect_tcp("srv5.example", srv.listen_addrs()[0]);
-    p.timers = fast_timers();
-    let cli = client(vec![p], "server.example", &["srv5.example"]).await;
-    assert!(cli.wait_peer("srv5.example", Duration::from_secs(5)).await);
+    let cli = connected_client("srv5.example", &srv).await;
     for i in 0..20u32 {
         let mut buf = bytes::BytesMut::new();
         let flags = CommandFlags(CommandFlags::REQUEST | CommandFlags::PROXIABLE);
@@ -161,10 +169,7 @@ async fn encoded_requests_keep_their_end_to_end_and_answers_are_refused() {
 async fn invalid_request_gets_error_answer_and_handler_not_run() {
     let n = Arc::new(AtomicUsize::new(0));
     let srv = server("srv1.example", &["client.example"], n.clone()).await;
-    let mut p = PeerSpec::connect_tcp("srv1.example", srv.listen_addrs()[0]);
-    p.timers = fast_timers();
-    let cli = client(vec![p], "server.example", &["srv1.example"]).await;
-    assert!(cli.wait_peer("srv1.example", Duration::from_secs(5)).await);
+    let cli = connected_client("srv1.example", &srv).await;
     let mut bad = ccr("s;bad", "server.example");
     bad.avps
         .retain(|a| a.code != dcca::CC_REQUEST_NUMBER.code());
@@ -187,9 +192,7 @@ async fn relay_agent_appends_route_record_and_fails_over() {
     rcfg.listen.push(any_addr().into());
     rcfg.peers.push(PeerSpec::accept_only("client.example"));
     for (h, s) in [("srv1.example", &s1), ("srv2.example", &s2)] {
-        let mut p = PeerSpec::connect_tcp(h, s.listen_addrs()[0]);
-        p.timers = fast_timers();
-        rcfg.peers.push(p);
+        rcfg.peers.push(peer_at(h, s));
     }
     rcfg.routes.push(relay_route(
         "server.example",
@@ -197,10 +200,7 @@ async fn relay_agent_appends_route_record_and_fails_over() {
         &["srv1.example", "srv2.example"],
     ));
     let relay = Node::start(rcfg).await.unwrap();
-    let mut p = PeerSpec::connect_tcp("relay.example", relay.listen_addrs()[0]);
-    p.timers = fast_timers();
-    let cli = client(vec![p], "server.example", &["relay.example"]).await;
-    assert!(cli.wait_peer("relay.example", Duration::from_secs(5)).await);
+    let cli = connected_client("relay.example", &relay).await;
     assert!(
         relay
             .wait_peer("srv1.example", Duration::from_secs(5))
@@ -234,10 +234,7 @@ async fn relay_agent_appends_route_record_and_fails_over() {
 async fn duplicate_requests_run_the_handler_once() {
     let n = Arc::new(AtomicUsize::new(0));
     let srv = server("srv1.example", &["client.example"], n.clone()).await;
-    let mut p = PeerSpec::connect_tcp("srv1.example", srv.listen_addrs()[0]);
-    p.timers = fast_timers();
-    let cli = client(vec![p], "server.example", &["srv1.example"]).await;
-    assert!(cli.wait_peer("srv1.example", Duration::from_secs(5)).await);
+    let cli = connected_client("srv1.example", &srv).await;
     let e2e = cli.next_end_to_end();
     let mut first = ccr("s;dup", "server.example");
     first.end_to_end = e2e;
@@ -260,9 +257,12 @@ async fn server_sends_request_on_the_clients_connection() {
     // A PCRF sends RAR over the connection the PCEF opened: requests both ways on one link.
     let n = Arc::new(AtomicUsize::new(0));
     let srv = server("srv1.example", &["client.example"], n.clone()).await;
-    let mut p = PeerSpec::connect_tcp("srv1.example", srv.listen_addrs()[0]);
-    p.timers = fast_timers();
-    let cli = client(vec![p], "server.example", &["srv1.example"]).await;
+    let cli = client(
+        vec![peer_at("srv1.example", &srv)],
+        "server.example",
+        &["srv1.example"],
+    )
+    .await;
     let got = Arc::new(AtomicUsize::new(0));
     let g = got.clone();
     cli.register(
