@@ -3,14 +3,17 @@
 #   - loopback TCP round trip (100-byte ping-pong, 1 in flight; examples/loopback_rtt.rs)
 #   - node echo:  diameter-bench load -> diameter-bench echo
 #   - relay:      diameter-bench load -> diameter-bench relay -> diameter-bench echo
+#                 the same with the relay busy-polling (--busy-poll-us BUSY_POLL_US)
 #                 diameter-bench load -> freeDiameterd (relay) -> diameter-bench echo
 # at 1/8/64/256 requests in flight, REPS repetitions each (interleaved, so the three
 # scenarios see the same machine conditions), medians printed as a table.
 #
 # Usage: scripts/bench-node.sh            (env: DURATION=5 WARMUP=1 REPS=3 INFLIGHT="1 8 64 256"
-#                                                 THREADS=1 OUT=dir  SKIP_BUILD=1  SKIP_FD=1)
+#                                                 THREADS=1 BUSY_POLL_US=200 OUT=dir
+#                                                 SKIP_BUILD=1  SKIP_FD=1)
 # THREADS is diameter-bench's --threads for our client, relay and echo server (1: one runtime
-# thread each, the tool's default; 0: one worker per CPU).
+# thread each, the tool's default; 0: one worker per CPU). BUSY_POLL_US=0 skips the
+# busy-polling relay.
 # Needs: cargo, python3, freeDiameterd (Debian package freediameterd) unless SKIP_FD=1.
 # Everything started here is stopped by PID on exit (trap), whatever the exit path.
 set -euo pipefail
@@ -21,6 +24,7 @@ WARMUP="${WARMUP:-1}"
 REPS="${REPS:-3}"
 INFLIGHT="${INFLIGHT:-1 8 64 256}"
 THREADS="${THREADS:-1}"
+BUSY_POLL_US="${BUSY_POLL_US:-200}"
 OUT="${OUT:-$(mktemp -d /tmp/bench-node.XXXXXX)}"
 mkdir -p "$OUT"
 BENCH="$ROOT/target/release/diameter-bench"
@@ -77,9 +81,9 @@ if [[ -n "${SKIP_FD:-}" ]] || ! command -v freeDiameterd >/dev/null; then
 fi
 
 # Free TCP ports (bound on 0.0.0.0: the Debian freeDiameterd listens on all addresses).
-read -r P_ECHO P_RELAY P_FD < <(python3 - <<'EOF'
+read -r P_ECHO P_RELAY P_BUSY P_FD < <(python3 - <<'EOF'
 import socket
-ss = [socket.socket() for _ in range(3)]
+ss = [socket.socket() for _ in range(4)]
 for s in ss:
     s.bind(("0.0.0.0", 0))
 print(*[s.getsockname()[1] for s in ss])
@@ -113,6 +117,14 @@ wait_for "$OUT/echo.log" "listening on" 10
 RELAY_PID=$!; PIDS+=("$RELAY_PID")
 wait_for "$OUT/relay.log" "listening on" 10
 
+if [[ $BUSY_POLL_US != 0 ]]; then
+    "$BENCH" relay --listen "127.0.0.1:$P_BUSY" --to "127.0.0.1:$P_ECHO" --to-host echo.server.net \
+        --host dra.busy.net --realm busy.net --threads 1 --busy-poll-us "$BUSY_POLL_US" \
+        >"$OUT/relay-busy.log" 2>&1 &
+    BUSY_PID=$!; PIDS+=("$BUSY_PID")
+    wait_for "$OUT/relay-busy.log" "listening on" 10
+fi
+
 if [[ $HAVE_FD == 1 ]]; then
     echo 'ALLOW_IPSEC load.bench' >"$OUT/acl_wl.conf"
     # freeDiameter 1.2.1 (Debian) has no IncomingQueueLimit/OutgoingQueueLimit/
@@ -140,7 +152,7 @@ sleep 1
 
 MACHINE="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(nproc) CPUs, $(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r)"
 log "machine: $MACHINE"
-log "ports: echo $P_ECHO, our relay $P_RELAY, freeDiameterd $P_FD; output in $OUT"
+log "ports: echo $P_ECHO, our relay $P_RELAY (busy-polling: $P_BUSY), freeDiameterd $P_FD; output in $OUT"
 
 # Loopback RTT, REPS runs.
 for r in $(seq "$REPS"); do
@@ -182,6 +194,9 @@ for rep in $(seq "$REPS"); do
         fi
         run_load echo "127.0.0.1:$P_ECHO" echo.server.net "$n" "$rep" "$ECHO_PID"
         run_load ours "127.0.0.1:$P_RELAY" dra.ours.net "$n" "$rep" "$RELAY_PID" "$ECHO_PID"
+        if [[ $BUSY_POLL_US != 0 ]]; then
+            run_load busy "127.0.0.1:$P_BUSY" dra.busy.net "$n" "$rep" "$BUSY_PID" "$ECHO_PID"
+        fi
         if [[ $HAVE_FD == 1 ]]; then
             run_load fd "127.0.0.1:$P_FD" dra.relay.net "$n" "$rep" "$FD_PID" "$ECHO_PID"
         fi
@@ -253,16 +268,17 @@ print("\nRelay (load -> relay -> echo)")
 print("| in flight | relay | TPS | p50 µs | p99 µs | p99.9 µs | relay CPU µs/txn | echo CPU µs/txn | errors | loadavg (1 min) |")
 print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
 for n in ns:
-    for s, label in (("ours", "ours"), ("fd", "freeDiameterd")):
+    for s, label in (("ours", "ours"), ("busy", "ours, busy-poll"), ("fd", "freeDiameterd")):
         e = summary(s, n)
         if e:
             print(f"| {n} | {label} | {e['tps']:,.0f} | {e['p50']:.0f} | {e['p99']:.0f} | {e['p999']:.0f} | {e['cpu']:.2f} | {e['cpu2']:.2f} | {e['err']} | {e['load']} |")
 if any(s == "fd" for (s, _) in runs):
     print("\nRatios ours / freeDiameterd (medians)")
-    print("| in flight | TPS | p50 | p99 | p99.9 | relay CPU/txn |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("| in flight | relay | TPS | p50 | p99 | p99.9 | relay CPU/txn |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
     for n in ns:
-        o, f = summary("ours", n), summary("fd", n)
-        if o and f:
-            print(f"| {n} | {o['tps']/f['tps']:.2f}× | {o['p50']/f['p50']:.2f} | {o['p99']/f['p99']:.2f} | {o['p999']/f['p999']:.2f} | {o['cpu']/f['cpu']:.2f} |")
+        for s, label in (("ours", "ours"), ("busy", "ours, busy-poll")):
+            o, f = summary(s, n), summary("fd", n)
+            if o and f:
+                print(f"| {n} | {label} | {o['tps']/f['tps']:.2f}× | {o['p50']/f['p50']:.2f} | {o['p99']/f['p99']:.2f} | {o['p999']/f['p999']:.2f} | {o['cpu']/f['cpu']:.2f} |")
 EOF

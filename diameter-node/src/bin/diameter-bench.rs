@@ -12,6 +12,7 @@ use bytes::BytesMut;
 use clap::{Args, Parser, Subcommand};
 use diameter_codec::dict::{base, dcca};
 use diameter_codec::{CommandFlags, Message, MessageBuilder, MessageWriter, ResultCode};
+use diameter_node::busy_poll::BusyPoll;
 use diameter_node::capture::Capture;
 use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn};
 use diameter_node::peer::{Application, RELAY_APPLICATION_ID, Timers, UnknownPeerPolicy};
@@ -112,6 +113,11 @@ struct Common {
     /// more than the work itself (BENCHMARKS.md). 0 means one worker per CPU.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Poll the sockets for this many microseconds after the last message before sleeping
+    /// (0, the default: never). Keeps a CPU busy while traffic flows, so a message arriving
+    /// in a gap costs no wake-up (see diameter_node::busy_poll). Needs --threads 1.
+    #[arg(long, default_value_t = 0)]
+    busy_poll_us: u64,
 }
 
 impl Common {
@@ -158,8 +164,21 @@ fn main() -> anyhow::Result<()> {
     if common.threads > 1 {
         builder.worker_threads(common.threads);
     }
+    let busy = match common.busy_poll_us {
+        0 => None,
+        _ if common.threads != 1 => bail!("--busy-poll-us needs --threads 1"),
+        us => Some(BusyPoll::new(Duration::from_micros(us))),
+    };
+    if let Some(b) = &busy {
+        b.install(&mut builder);
+    }
     let rt = builder.enable_all().build()?;
-    rt.block_on(run(cli))
+    rt.block_on(async move {
+        if let Some(b) = &busy {
+            b.spawn();
+        }
+        run(cli).await
+    })
 }
 
 fn install_metrics(

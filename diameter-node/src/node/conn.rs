@@ -101,6 +101,7 @@ async fn read_loop(
     loop {
         match read_frame(&mut rd, shared.cfg.frame_timeout).await {
             Ok(Some(Inbound::Message(m))) => {
+                crate::busy_poll::note_activity();
                 shared.record(cap.as_ref(), Direction::Received, m.as_bytes());
                 if lane.admit(id, &m) {
                     // Straight to the node, on this task (see `express`).
