@@ -1,5 +1,5 @@
-//! `diameter-bench` as a user runs it: help texts, and a short echo ← relay ← load chain
-//! whose every request is answered 2001.
+//! `diameter-bench` as a user runs it: help texts, and short echo ← relay ← load chains
+//! (default and busy-polling relay) whose every request is answered 2001.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -56,12 +56,16 @@ fn help_for_every_subcommand() {
     }
 }
 
-#[test]
-fn load_through_relay_to_echo() {
+/// An echo server and a relay in front of it (with `relay_args` added), as child processes.
+struct Chain {
+    _echo: Killed,
+    relay: Killed,
+    relay_port: u16,
+}
+
+fn chain(relay_args: &[&str]) -> Chain {
     let (pe, pr) = (free_port(), free_port());
-    let dir = tempfile::tempdir().unwrap();
-    let capture = dir.path().join("relay.pcapng");
-    let _echo = spawn(&[
+    let echo = spawn(&[
         "echo",
         "--listen",
         &format!("127.0.0.1:{pe}"),
@@ -69,39 +73,44 @@ fn load_through_relay_to_echo() {
         "echo.bench",
     ]);
     wait_listening(pe);
-    let mut relay = spawn(&[
+    let listen = format!("127.0.0.1:{pr}");
+    let to = format!("127.0.0.1:{pe}");
+    let mut args = vec![
         "relay",
         "--listen",
-        &format!("127.0.0.1:{pr}"),
+        &listen,
         "--to",
-        &format!("127.0.0.1:{pe}"),
+        &to,
         "--to-host",
         "echo.bench",
         "--host",
         "relay.bench",
         "--realm",
         "relay",
-        "--capture",
-        capture.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(relay_args);
+    let relay = spawn(&args);
     wait_listening(pr);
+    Chain {
+        _echo: echo,
+        relay,
+        relay_port: pr,
+    }
+}
+
+/// Runs the load client through the chain's relay and returns its JSON report, checked:
+/// answers came back, every one 2001, none lost.
+fn load(chain: &Chain, in_flight: u32) -> serde_json::Value {
     let out = Command::new(BIN)
         .args([
             "load",
             "--to",
-            &format!("127.0.0.1:{pr}"),
+            &format!("127.0.0.1:{}", chain.relay_port),
             "--to-host",
             "relay.bench",
         ])
-        .args([
-            "--in-flight",
-            "8",
-            "--duration",
-            "1",
-            "--warmup",
-            "0.2",
-            "--json",
-        ])
+        .args(["--in-flight", &in_flight.to_string()])
+        .args(["--duration", "1", "--warmup", "0.2", "--json"])
         .args(["--host", "client.bench", "--realm", "client"])
         .output()
         .unwrap();
@@ -115,13 +124,26 @@ fn load_through_relay_to_echo() {
     assert_eq!(r["errors"], 0, "{r}");
     assert_eq!(r["non_success"], 0, "{r}");
     assert!(r["latency_us"]["p99"].as_u64().unwrap() > 0);
-    // SIGTERM: the relay disconnects with DPR and flushes its capture.
+    r
+}
+
+/// SIGTERM: the relay disconnects with DPR, flushes its capture and exits 0.
+fn stop(chain: &mut Chain) {
     Command::new("kill")
-        .args(["-TERM", &relay.0.id().to_string()])
+        .args(["-TERM", &chain.relay.0.id().to_string()])
         .status()
         .unwrap();
-    let status = relay.0.wait().unwrap();
+    let status = chain.relay.0.wait().unwrap();
     assert!(status.success(), "relay exit {status:?}");
+}
+
+#[test]
+fn load_through_relay_to_echo() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("relay.pcapng");
+    let mut chain = chain(&["--capture", capture.to_str().unwrap()]);
+    load(&chain, 8);
+    stop(&mut chain);
     let file = std::fs::File::open(&capture).unwrap();
     let mut reader = pcap_file::pcapng::PcapNgReader::new(file).expect("a pcapng file");
     let mut packets = 0;
@@ -134,4 +156,33 @@ fn load_through_relay_to_echo() {
         }
     }
     assert!(packets > 200, "{packets} packets captured");
+}
+
+#[test]
+fn busy_polling_relay() {
+    // Busy polling drives one current-thread runtime; any other runtime is refused.
+    let out = Command::new(BIN)
+        .args(["relay", "--listen", "127.0.0.1:0", "--to", "127.0.0.1:9"])
+        .args([
+            "--to-host",
+            "x.bench",
+            "--busy-poll-us",
+            "100",
+            "--threads",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--busy-poll-us needs --threads 1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // It relays like the default one, at one and at many requests in flight, and stops
+    // cleanly.
+    let mut chain = chain(&["--busy-poll-us", "200"]);
+    load(&chain, 1);
+    load(&chain, 64);
+    stop(&mut chain);
 }
