@@ -5,7 +5,7 @@
 //! Invariant checked everywhere (faults.md I1): every request gets exactly one terminal
 //! outcome and nothing stays pending.
 
-use diameter_codec::dict::{base, dcca};
+use diameter_codec::dict::base;
 use diameter_codec::{Message, MessageBuilder, ResultCode};
 use diameter_node::node::{Node, NodeConfig, PeerSpec, RequestError, handler_fn, relay_route};
 use diameter_node::peer::{Application, Timers};
@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
-const DCCA: u32 = 4;
+mod common;
+use common::{DCCA, rc};
 const CLIENT: &str = "client.example";
 const REALM: &str = "server.realm";
 const SRV_A: &str = "srva.example";
@@ -124,28 +125,13 @@ async fn client(peers: Vec<PeerSpec>, route: &[&str]) -> Node {
 }
 
 fn ccr(session: &str) -> MessageBuilder {
-    let mut b = MessageBuilder::request(dcca::CMD_CREDIT_CONTROL, DCCA, true);
-    b.push(base::SESSION_ID.with(session.to_string()));
-    b.push(base::ORIGIN_HOST.with(CLIENT));
-    b.push(base::ORIGIN_REALM.with("client.realm"));
-    b.push(base::DESTINATION_REALM.with(REALM));
-    b.push(base::AUTH_APPLICATION_ID.with(DCCA));
-    b.push(dcca::SERVICE_CONTEXT_ID.with("32251@3gpp.org"));
-    b.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType::INITIAL_REQUEST));
-    b.push(dcca::CC_REQUEST_NUMBER.with(0u32));
-    b
+    common::ccr(session, CLIENT, "client.realm", REALM)
 }
 
 fn pinned(session: &str, host: &str) -> MessageBuilder {
     let mut b = ccr(session);
     b.push(base::DESTINATION_HOST.with(host.to_string()));
     b
-}
-
-fn rc(m: &Message) -> u32 {
-    m.get(base::RESULT_CODE)
-        .and_then(Result::ok)
-        .expect("Result-Code")
 }
 
 fn origin(m: &Message) -> String {
@@ -190,10 +176,8 @@ async fn server(host: &str, delay: Duration, max_handlers: Option<usize>) -> (No
                     .or_default()
                     .push(req.retransmitted);
                 tokio::time::sleep(delay).await;
-                let mut a = MessageBuilder::answer_to(&req.msg, req.node.identity());
-                a.result_code(ResultCode::DIAMETER_SUCCESS);
                 s.finished.fetch_add(1, Ordering::SeqCst);
-                a
+                req.answer(ResultCode::DIAMETER_SUCCESS)
             }
         }),
     );

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-const DCCA: u32 = 4;
+mod common;
+use common::{DCCA, counting_handler};
 
 fn any_addr() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -39,8 +40,7 @@ async fn server(host: &str, clients: &[&str], counter: Arc<AtomicUsize>) -> Node
             let name = name.clone();
             async move {
                 counter.fetch_add(1, Ordering::SeqCst);
-                let mut a = MessageBuilder::answer_to(&req.msg, req.node.identity());
-                a.result_code(ResultCode::DIAMETER_SUCCESS);
+                let mut a = req.answer(ResultCode::DIAMETER_SUCCESS);
                 a.push(base::ERROR_MESSAGE.with(format!("answered by {name}")));
                 a
             }
@@ -50,16 +50,7 @@ async fn server(host: &str, clients: &[&str], counter: Arc<AtomicUsize>) -> Node
 }
 
 fn ccr(session: &str, realm: &str) -> MessageBuilder {
-    let mut b = MessageBuilder::request(dcca::CMD_CREDIT_CONTROL, DCCA, true);
-    b.push(base::SESSION_ID.with(session.to_string()));
-    b.push(base::ORIGIN_HOST.with("client.example"));
-    b.push(base::ORIGIN_REALM.with("client.example"));
-    b.push(base::DESTINATION_REALM.with(realm.to_string()));
-    b.push(base::AUTH_APPLICATION_ID.with(DCCA));
-    b.push(dcca::SERVICE_CONTEXT_ID.with("32251@3gpp.org"));
-    b.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType::INITIAL_REQUEST));
-    b.push(dcca::CC_REQUEST_NUMBER.with(0u32));
-    b
+    common::ccr(session, "client.example", "client.example", realm)
 }
 
 async fn client(peers: Vec<PeerSpec>, realm: &str, route_to: &[&str]) -> Node {
@@ -264,18 +255,7 @@ async fn server_sends_request_on_the_clients_connection() {
     )
     .await;
     let got = Arc::new(AtomicUsize::new(0));
-    let g = got.clone();
-    cli.register(
-        DCCA,
-        handler_fn(move |req| {
-            g.fetch_add(1, Ordering::SeqCst);
-            async move {
-                let mut a = MessageBuilder::answer_to(&req.msg, req.node.identity());
-                a.result_code(ResultCode::DIAMETER_SUCCESS);
-                a
-            }
-        }),
-    );
+    cli.register(DCCA, counting_handler(got.clone(), Duration::ZERO));
     assert!(cli.wait_peer("srv1.example", Duration::from_secs(5)).await);
     assert!(
         srv.wait_peer("client.example", Duration::from_secs(5))

@@ -7,7 +7,7 @@
 use bytes::{Bytes, BytesMut};
 use diameter_codec::dict::{base, dcca};
 use diameter_codec::{CommandFlags, LocalIdentity, Message, MessageBuilder, ResultCode};
-use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn, relay_route};
+use diameter_node::node::{Node, NodeConfig, PeerSpec, relay_route};
 use diameter_node::peer::{Application, RELAY_APPLICATION_ID, Timers};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const DCCA: u32 = 4;
+mod common;
+use common::{DCCA, counting_handler, rc};
 const CLIENT: &str = "client.example";
 const SERVER: &str = "server.example";
 const SERVER_REALM: &str = "example";
@@ -120,12 +121,6 @@ impl Raw {
     }
 }
 
-fn rc(m: &Message) -> u32 {
-    m.get(base::RESULT_CODE)
-        .and_then(Result::ok)
-        .expect("Result-Code")
-}
-
 /// A CER as a well-behaved client sends it.
 fn cer(host: &str) -> MessageBuilder {
     MessageBuilder::request(base::CMD_CAPABILITIES_EXCHANGE, 0, false)
@@ -158,16 +153,7 @@ fn ccr(session: &str) -> MessageBuilder {
 
 fn ccr_to(session: &str, realm: &str) -> MessageBuilder {
     let id = next_id();
-    let mut b = MessageBuilder::request(dcca::CMD_CREDIT_CONTROL, DCCA, true).ids(id, id);
-    b.push(base::SESSION_ID.with(session.to_string()));
-    b.push(base::ORIGIN_HOST.with(CLIENT));
-    b.push(base::ORIGIN_REALM.with("client.realm"));
-    b.push(base::DESTINATION_REALM.with(realm.to_string()));
-    b.push(base::AUTH_APPLICATION_ID.with(DCCA));
-    b.push(dcca::SERVICE_CONTEXT_ID.with("32251@3gpp.org"));
-    b.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType::INITIAL_REQUEST));
-    b.push(dcca::CC_REQUEST_NUMBER.with(0u32));
-    b
+    common::ccr(session, CLIENT, "client.realm", realm).ids(id, id)
 }
 
 struct Server {
@@ -188,20 +174,7 @@ fn server_config() -> NodeConfig {
 async fn start(cfg: NodeConfig, delay: Duration) -> Server {
     let node = Node::start(cfg).await.unwrap();
     let handled = Arc::new(AtomicUsize::new(0));
-    let h = handled.clone();
-    node.register(
-        DCCA,
-        handler_fn(move |req| {
-            let h = h.clone();
-            async move {
-                h.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(delay).await;
-                let mut a = MessageBuilder::answer_to(&req.msg, req.node.identity());
-                a.result_code(ResultCode::DIAMETER_SUCCESS);
-                a
-            }
-        }),
-    );
+    node.register(DCCA, counting_handler(handled.clone(), delay));
     let addr = node.listen_addrs()[0];
     Server {
         node,

@@ -3,9 +3,9 @@
 //! or that comes from another CA, never opens the peer; nor does a server whose certificate
 //! names another host.
 
-use diameter_codec::dict::{base, dcca};
-use diameter_codec::{MessageBuilder, ResultCode};
-use diameter_node::node::{ListenSpec, Node, NodeConfig, PeerSpec, handler_fn, relay_route};
+use diameter_codec::MessageBuilder;
+use diameter_codec::dict::base;
+use diameter_node::node::{ListenSpec, Node, NodeConfig, PeerSpec, relay_route};
 use diameter_node::peer::{Application, Timers};
 use diameter_node::transport::{TlsConfig, Transport};
 use rcgen::{
@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-const DCCA: u32 = 4;
+mod common;
+use common::{DCCA, counting_handler};
 const CLIENT: &str = "client.example";
 const SERVER: &str = "server.example";
 
@@ -69,18 +70,7 @@ async fn server(transport: Transport) -> (Node, SocketAddr, Arc<AtomicUsize>) {
     cfg.handshake_timeout = Duration::from_secs(2);
     let node = Node::start(cfg).await.unwrap();
     let handled = Arc::new(AtomicUsize::new(0));
-    let h = handled.clone();
-    node.register(
-        DCCA,
-        handler_fn(move |req| {
-            h.fetch_add(1, Ordering::SeqCst);
-            async move {
-                let mut a = MessageBuilder::answer_to(&req.msg, req.node.identity());
-                a.result_code(ResultCode::DIAMETER_SUCCESS);
-                a
-            }
-        }),
-    );
+    node.register(DCCA, counting_handler(handled.clone(), Duration::ZERO));
     let addr = node.listen_addrs()[0];
     (node, addr, handled)
 }
@@ -104,16 +94,7 @@ async fn client(addr: SocketAddr, transport: Transport) -> Node {
 }
 
 fn ccr(session: &str) -> MessageBuilder {
-    let mut b = MessageBuilder::request(dcca::CMD_CREDIT_CONTROL, DCCA, true);
-    b.push(base::SESSION_ID.with(session.to_string()));
-    b.push(base::ORIGIN_HOST.with(CLIENT));
-    b.push(base::ORIGIN_REALM.with("client.realm"));
-    b.push(base::DESTINATION_REALM.with("example"));
-    b.push(base::AUTH_APPLICATION_ID.with(DCCA));
-    b.push(dcca::SERVICE_CONTEXT_ID.with("32251@3gpp.org"));
-    b.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType::INITIAL_REQUEST));
-    b.push(dcca::CC_REQUEST_NUMBER.with(0u32));
-    b
+    common::ccr(session, CLIENT, "client.realm", "example")
 }
 
 /// Neither side may see the other open for a while (several Tc retries and handshakes).

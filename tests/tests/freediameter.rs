@@ -756,11 +756,7 @@ fn serve(answers: Answers, received: Received) -> Arc<dyn diameter_node::node::H
             let _ = received.send(req.msg.clone());
             match answers.get(&(h.application_id, h.command_code, n)) {
                 Some(a) => a.clone(),
-                None => {
-                    let mut a = MessageBuilder::answer_to(&req.msg, req.node.identity());
-                    a.result_code(ResultCode::DIAMETER_UNABLE_TO_COMPLY);
-                    a
-                }
+                None => req.answer(ResultCode::DIAMETER_UNABLE_TO_COMPLY),
             }
         }
     })
@@ -839,8 +835,7 @@ async fn gx_and_gy_relayed_intact() {
             GX,
             handler_fn(move |req| {
                 let _ = cli_tx.send(req.msg.clone());
-                let mut a = MessageBuilder::answer_to(&req.msg, req.node.identity());
-                a.result_code(ResultCode::DIAMETER_SUCCESS);
+                let mut a = req.answer(ResultCode::DIAMETER_SUCCESS);
                 a.push(base::ORIGIN_STATE_ID.with(7u32));
                 *raa_sent.lock().unwrap() = Some(a.clone());
                 async move { a }

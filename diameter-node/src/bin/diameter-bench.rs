@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use bytes::BytesMut;
 use clap::{Args, Parser, Subcommand};
 use diameter_codec::dict::{base, dcca};
-use diameter_codec::{CommandFlags, Message, MessageBuilder, MessageWriter, ResultCode};
+use diameter_codec::{CommandFlags, Message, MessageWriter, ResultCode};
 use diameter_node::busy_poll::BusyPoll;
 use diameter_node::capture::Capture;
 use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn};
@@ -203,11 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let node = Node::start(cfg).await?;
             node.register(
                 RELAY_APPLICATION_ID,
-                handler_fn(|req| async move {
-                    let mut a = MessageBuilder::answer_to(&req.msg, req.node.identity());
-                    a.result_code(ResultCode::DIAMETER_SUCCESS);
-                    a
-                }),
+                handler_fn(|req| async move { req.answer(ResultCode::DIAMETER_SUCCESS) }),
             );
             eprintln!(
                 "echo: {} listening on {}",

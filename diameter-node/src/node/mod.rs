@@ -7,7 +7,7 @@
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 //! use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn};
 //! use diameter_node::peer::Application;
-//! use diameter_codec::{MessageBuilder, ResultCode};
+//! use diameter_codec::ResultCode;
 //!
 //! let mut cfg = NodeConfig::new("server.example", "example");
 //! cfg.local.applications.push(Application::auth(4));
@@ -15,9 +15,7 @@
 //! cfg.peers.push(PeerSpec::accept_only("client.example"));
 //! let node = Node::start(cfg).await?;
 //! node.register(4, handler_fn(|req| async move {
-//!     let mut a = MessageBuilder::answer_to(&req.msg, req.node.identity());
-//!     a.result_code(ResultCode::DIAMETER_SUCCESS);
-//!     a
+//!     req.answer(ResultCode::DIAMETER_SUCCESS)
 //! }));
 //! # Ok(()) }
 //! ```
@@ -192,6 +190,17 @@ pub struct IncomingRequest {
     pub retransmitted: bool,
     /// The node, to send requests of its own (a PCRF's RAR on the PCEF's connection).
     pub node: Node,
+}
+
+impl IncomingRequest {
+    /// This node's answer to the request with Result-Code `rc` (RFC 6733 §6.2: same
+    /// command, application and identifiers, Session-Id, our Origin-Host and Origin-Realm).
+    /// The handler adds the rest; the node copies Proxy-Info when it sends the answer.
+    pub fn answer(&self, rc: ResultCode) -> MessageBuilder {
+        let mut a = MessageBuilder::answer_to(&self.msg, self.node.identity());
+        a.result_code(rc);
+        a
+    }
 }
 
 /// The future a handler returns: the answer.

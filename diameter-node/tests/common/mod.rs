@@ -1,0 +1,51 @@
+//! Helpers shared by the node's integration tests (each test binary uses some of them).
+#![allow(dead_code)]
+
+use diameter_codec::dict::{base, dcca};
+use diameter_codec::{Message, MessageBuilder, ResultCode};
+use diameter_node::node::{Handler, handler_fn};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Diameter Credit-Control, the application the tests exchange (RFC 4006).
+pub(crate) const DCCA: u32 = 4;
+
+/// A CCR-I (RFC 4006 §3.1) from `origin_host` in `origin_realm` to `dest_realm`.
+pub(crate) fn ccr(
+    session: &str,
+    origin_host: &str,
+    origin_realm: &str,
+    dest_realm: &str,
+) -> MessageBuilder {
+    let mut b = MessageBuilder::request(dcca::CMD_CREDIT_CONTROL, DCCA, true);
+    b.push(base::SESSION_ID.with(session.to_string()));
+    b.push(base::ORIGIN_HOST.with(origin_host.to_string()));
+    b.push(base::ORIGIN_REALM.with(origin_realm.to_string()));
+    b.push(base::DESTINATION_REALM.with(dest_realm.to_string()));
+    b.push(base::AUTH_APPLICATION_ID.with(DCCA));
+    b.push(dcca::SERVICE_CONTEXT_ID.with("32251@3gpp.org"));
+    b.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType::INITIAL_REQUEST));
+    b.push(dcca::CC_REQUEST_NUMBER.with(0u32));
+    b
+}
+
+/// The Result-Code of an answer (it must have one).
+pub(crate) fn rc(m: &Message) -> u32 {
+    m.get(base::RESULT_CODE)
+        .and_then(Result::ok)
+        .expect("Result-Code")
+}
+
+/// A handler that counts each request in `runs` as it starts, waits `delay` and answers 2001.
+pub(crate) fn counting_handler(runs: Arc<AtomicUsize>, delay: Duration) -> Arc<dyn Handler> {
+    handler_fn(move |req| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            req.answer(ResultCode::DIAMETER_SUCCESS)
+        }
+    })
+}
