@@ -778,6 +778,15 @@ mod tests {
         (addr, h)
     }
 
+    /// The handshake failed on the peer's certificate (bad issuer, name or chain).
+    fn assert_invalid_certificate(err: &TransportError) {
+        assert!(
+            matches!(err.tls_error(), Some(rustls::Error::InvalidCertificate(_))),
+            "{err:?} / {:?}",
+            err.tls_error()
+        );
+    }
+
     #[tokio::test]
     async fn mutual_tls_round_trip_and_identity() {
         let pki = Pki::new("Test CA");
@@ -846,11 +855,7 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(
-            matches!(err.tls_error(), Some(rustls::Error::InvalidCertificate(_))),
-            "{err:?} / {:?}",
-            err.tls_error()
-        );
+        assert_invalid_certificate(&err);
         assert!(server.await.unwrap().is_err());
     }
 
@@ -865,10 +870,7 @@ mod tests {
             TlsConfig::from_pem(good.ca_pem.as_bytes(), chain.as_bytes(), key.as_bytes()).unwrap();
         let client = connect(addr, &Transport::Tls(Arc::new(cfg)), "server.example", T).await;
         let err = server.await.unwrap().unwrap_err();
-        assert!(
-            matches!(err.tls_error(), Some(rustls::Error::InvalidCertificate(_))),
-            "{err:?}"
-        );
+        assert_invalid_certificate(&err);
         // TLS 1.3: the client may finish its side first, then sees the alert on read.
         if let Ok(mut c) = client {
             let mut b = [0u8; 1];
@@ -920,10 +922,7 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(
-            matches!(err.tls_error(), Some(rustls::Error::InvalidCertificate(_))),
-            "{err:?}"
-        );
+        assert_invalid_certificate(&err);
         assert!(server.await.unwrap().is_err());
     }
 
