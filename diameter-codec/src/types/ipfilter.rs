@@ -147,6 +147,8 @@ impl<'a> IpFilterRule<'a> {
     }
 }
 
+/// Splits a rule into words at ASCII whitespace (the RFC's separator is a space). Works on
+/// bytes: a word ends at an ASCII byte, which is always a char boundary.
 struct Tokens<'a> {
     s: &'a str,
     pos: usize,
@@ -154,14 +156,19 @@ struct Tokens<'a> {
 
 impl<'a> Tokens<'a> {
     fn skip_ws(&mut self) {
-        let rest = &self.s[self.pos..];
-        self.pos += rest.len() - rest.trim_start().len();
+        let b = self.s.as_bytes();
+        while self.pos < b.len() && b[self.pos].is_ascii_whitespace() {
+            self.pos += 1;
+        }
     }
     fn peek(&mut self) -> Option<&'a str> {
         self.skip_ws();
-        let rest = &self.s[self.pos..];
-        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-        (end > 0).then(|| &rest[..end])
+        let b = self.s.as_bytes();
+        let end = b[self.pos..]
+            .iter()
+            .position(u8::is_ascii_whitespace)
+            .map_or(b.len(), |n| self.pos + n);
+        (end > self.pos).then(|| &self.s[self.pos..end])
     }
     fn next(&mut self) -> Option<&'a str> {
         let t = self.peek()?;
@@ -170,7 +177,7 @@ impl<'a> Tokens<'a> {
     }
     fn rest(&mut self) -> &'a str {
         self.skip_ws();
-        self.s[self.pos..].trim_end()
+        self.s[self.pos..].trim_end_matches(|c: char| c.is_ascii_whitespace())
     }
 }
 
@@ -323,8 +330,11 @@ mod tests {
                 prefix: 32
             }
         );
+        // Words are separated by ASCII whitespace only.
+        assert!(IpFilterRule::parse_str("permit\tout ip  from any to any\n").is_ok());
         for bad in [
             "",
+            "permit\u{a0}out ip from any to any",
             "allow out ip from any to any",
             "permit up ip from any to any",
             "permit out 300 from any to any",
