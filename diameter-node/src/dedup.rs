@@ -106,19 +106,22 @@ impl<W> DupCache<W> {
     /// original is still in flight.
     pub fn check(&mut self, key: DupKey, now: Instant, waiter: impl FnOnce() -> W) -> Seen {
         self.expire(now);
-        match self.entries.get_mut(&key) {
-            Some(Entry::InFlight(ws)) => {
-                ws.push(waiter());
-                Seen::Waiting
-            }
-            Some(Entry::Done(a)) => Seen::Answered(a.clone()),
-            None => {
-                if self.entries.len() >= self.capacity {
+        // One probe of the table whichever way it goes; a new entry makes room after it
+        // is in (the oldest goes, never the newest while older ones are answered).
+        match self.entries.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut e) => match e.get_mut() {
+                Entry::InFlight(ws) => {
+                    ws.push(waiter());
+                    Seen::Waiting
+                }
+                Entry::Done(a) => Seen::Answered(a.clone()),
+            },
+            std::collections::hash_map::Entry::Vacant(v) => {
+                self.order.push_back((now, v.key().clone()));
+                v.insert(Entry::InFlight(Vec::new()));
+                if self.entries.len() > self.capacity {
                     self.evict_oldest();
                 }
-                self.entries
-                    .insert(key.clone(), Entry::InFlight(Vec::new()));
-                self.order.push_back((now, key));
                 Seen::New
             }
         }
@@ -161,24 +164,27 @@ impl<W> DupCache<W> {
             }
             let (_, key) = self.order.pop_front().expect("front exists");
             // Entries still in flight stay: their handler will complete them.
-            if matches!(self.entries.get(&key), Some(Entry::Done(_))) {
-                self.entries.remove(&key);
-            } else if self.entries.contains_key(&key) {
+            if let Some(Entry::InFlight(ws)) = self.entries.remove(&key) {
+                self.entries.insert(key.clone(), Entry::InFlight(ws));
                 self.order.push_back((now, key));
                 break;
             }
         }
     }
 
+    /// Drops the oldest answered request (in-flight ones are kept while any answered one
+    /// is left: their handlers will complete them).
     fn evict_oldest(&mut self) {
         let mut tries = self.order.len();
         while let Some((t, key)) = self.order.pop_front() {
-            if matches!(self.entries.get(&key), Some(Entry::Done(_))) || tries == 0 {
-                self.entries.remove(&key);
-                return;
+            match self.entries.remove(&key) {
+                Some(Entry::InFlight(ws)) if tries > 0 => {
+                    self.entries.insert(key.clone(), Entry::InFlight(ws));
+                    self.order.push_back((t, key));
+                    tries -= 1;
+                }
+                _ => return,
             }
-            tries -= 1;
-            self.order.push_back((t, key));
         }
     }
 }
@@ -213,6 +219,25 @@ mod tests {
             c.check(k.clone(), t0, || ());
             c.complete(&k, Bytes::new());
         }
+        assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn full_cache_evicts_the_oldest_answered_and_keeps_in_flight() {
+        let t0 = Instant::now();
+        let mut c: DupCache<()> = DupCache::new(Duration::from_secs(10), 3);
+        let k = |i| DupKey::new("h", i);
+        c.check(k(1), t0, || ()); // stays in flight
+        for i in 2..=3 {
+            c.check(k(i), t0, || ());
+            c.complete(&k(i), Bytes::from_static(b"a"));
+        }
+        // Full: the next new request pushes out 2 (the oldest answered), not 1.
+        assert_eq!(c.check(k(4), t0, || ()), Seen::New);
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.check(k(1), t0, || ()), Seen::Waiting);
+        assert!(matches!(c.check(k(3), t0, || ()), Seen::Answered(_)));
+        assert_eq!(c.check(k(2), t0, || ()), Seen::New);
         assert_eq!(c.len(), 3);
     }
 
