@@ -4,13 +4,16 @@
 #   - node echo:  diameter-bench load -> diameter-bench echo
 #   - relay:      diameter-bench load -> diameter-bench relay -> diameter-bench echo
 #                 the same with the relay busy-polling (--busy-poll-us BUSY_POLL_US)
+#                 with WIRE=1: diameter-bench load -> tcp_wire -> diameter-bench echo, a
+#                 byte-copying forwarder that never sleeps (examples/tcp_wire.rs): what no
+#                 relay can beat with this client and server
 #                 diameter-bench load -> freeDiameterd (relay) -> diameter-bench echo
 # at 1/8/64/256 requests in flight, REPS repetitions each (interleaved, so the three
 # scenarios see the same machine conditions), medians printed as a table.
 #
 # Usage: scripts/bench-node.sh            (env: DURATION=5 WARMUP=1 REPS=3 INFLIGHT="1 8 64 256"
 #                                                 THREADS=1 BUSY_POLL_US=200 OUT=dir
-#                                                 SKIP_BUILD=1  SKIP_FD=1)
+#                                                 WIRE=1 SKIP_BUILD=1  SKIP_FD=1)
 # THREADS is diameter-bench's --threads for our client, relay and echo server (1: one runtime
 # thread each, the tool's default; 0: one worker per CPU). BUSY_POLL_US=0 skips the
 # busy-polling relay.
@@ -29,6 +32,8 @@ OUT="${OUT:-$(mktemp -d /tmp/bench-node.XXXXXX)}"
 mkdir -p "$OUT"
 BENCH="$ROOT/target/release/diameter-bench"
 RTT="$ROOT/target/release/examples/loopback_rtt"
+WIRE_BIN="$ROOT/target/release/examples/tcp_wire"
+WIRE="${WIRE:-}"
 FD_EXT=/usr/lib/freeDiameter
 
 PIDS=()   # long-running servers
@@ -71,7 +76,8 @@ run_fg() {
 
 if [[ -z "${SKIP_BUILD:-}" ]]; then
     log "building release binaries"
-    (cd "$ROOT" && cargo build --release -p diameter-node --bin diameter-bench --example loopback_rtt)
+    (cd "$ROOT" && cargo build --release -p diameter-node --bin diameter-bench --example loopback_rtt \
+        --example tcp_wire)
 fi
 
 HAVE_FD=1
@@ -81,9 +87,9 @@ if [[ -n "${SKIP_FD:-}" ]] || ! command -v freeDiameterd >/dev/null; then
 fi
 
 # Free TCP ports (bound on 0.0.0.0: the Debian freeDiameterd listens on all addresses).
-read -r P_ECHO P_RELAY P_BUSY P_FD < <(python3 - <<'EOF'
+read -r P_ECHO P_RELAY P_BUSY P_FD P_WIRE < <(python3 - <<'EOF'
 import socket
-ss = [socket.socket() for _ in range(4)]
+ss = [socket.socket() for _ in range(5)]
 for s in ss:
     s.bind(("0.0.0.0", 0))
 print(*[s.getsockname()[1] for s in ss])
@@ -123,6 +129,12 @@ if [[ $BUSY_POLL_US != 0 ]]; then
         >"$OUT/relay-busy.log" 2>&1 &
     BUSY_PID=$!; PIDS+=("$BUSY_PID")
     wait_for "$OUT/relay-busy.log" "listening on" 10
+fi
+
+if [[ -n $WIRE ]]; then
+    "$WIRE_BIN" "127.0.0.1:$P_WIRE" "127.0.0.1:$P_ECHO" >"$OUT/wire.log" 2>&1 &
+    WIRE_PID=$!; PIDS+=("$WIRE_PID")
+    wait_for "$OUT/wire.log" "listening on" 10
 fi
 
 if [[ $HAVE_FD == 1 ]]; then
@@ -197,6 +209,9 @@ for rep in $(seq "$REPS"); do
         if [[ $BUSY_POLL_US != 0 ]]; then
             run_load busy "127.0.0.1:$P_BUSY" dra.busy.net "$n" "$rep" "$BUSY_PID" "$ECHO_PID"
         fi
+        if [[ -n $WIRE ]]; then
+            run_load wire "127.0.0.1:$P_WIRE" echo.server.net "$n" "$rep" "$WIRE_PID" "$ECHO_PID"
+        fi
         if [[ $HAVE_FD == 1 ]]; then
             run_load fd "127.0.0.1:$P_FD" dra.relay.net "$n" "$rep" "$FD_PID" "$ECHO_PID"
         fi
@@ -268,7 +283,7 @@ print("\nRelay (load -> relay -> echo)")
 print("| in flight | relay | TPS | p50 µs | p99 µs | p99.9 µs | relay CPU µs/txn | echo CPU µs/txn | errors | loadavg (1 min) |")
 print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
 for n in ns:
-    for s, label in (("ours", "ours"), ("busy", "ours, busy-poll"), ("fd", "freeDiameterd")):
+    for s, label in (("ours", "ours"), ("busy", "ours, busy-poll"), ("wire", "tcp_wire (bound)"), ("fd", "freeDiameterd")):
         e = summary(s, n)
         if e:
             print(f"| {n} | {label} | {e['tps']:,.0f} | {e['p50']:.0f} | {e['p99']:.0f} | {e['p999']:.0f} | {e['cpu']:.2f} | {e['cpu2']:.2f} | {e['err']} | {e['load']} |")
@@ -277,7 +292,7 @@ if any(s == "fd" for (s, _) in runs):
     print("| in flight | relay | TPS | p50 | p99 | p99.9 | relay CPU/txn |")
     print("|---:|---|---:|---:|---:|---:|---:|")
     for n in ns:
-        for s, label in (("ours", "ours"), ("busy", "ours, busy-poll")):
+        for s, label in (("ours", "ours"), ("busy", "ours, busy-poll"), ("wire", "tcp_wire (bound)")):
             o, f = summary(s, n), summary("fd", n)
             if o and f:
                 print(f"| {n} | {label} | {o['tps']/f['tps']:.2f}× | {o['p50']/f['p50']:.2f} | {o['p99']/f['p99']:.2f} | {o['p999']/f['p999']:.2f} | {o['cpu']/f['cpu']:.2f} |")
