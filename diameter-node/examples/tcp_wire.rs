@@ -40,8 +40,7 @@ fn serve(mut client: TcpStream, server_addr: &str) -> std::io::Result<()> {
         s.set_nonblocking(true)?;
     }
     let mut buf = vec![0u8; 256 * 1024];
-    while pump(&mut client, &mut server, &mut buf)? && pump(&mut server, &mut client, &mut buf)? {
-    }
+    while pump(&mut client, &mut server, &mut buf)? && pump(&mut server, &mut client, &mut buf)? {}
     Ok(())
 }
 
