@@ -53,7 +53,7 @@ pub struct BusyPoll {
 }
 
 impl BusyPoll {
-    /// Poll for `window` after the last work before sleeping.
+    /// Poll for `window` after the last message read before sleeping.
     pub fn new(window: Duration) -> Self {
         Self {
             window,
@@ -67,7 +67,8 @@ impl BusyPoll {
     }
 
     /// Hooks the runtime's wake-ups so a sleeping poller restarts with whatever woke the
-    /// runtime (it goes back to sleep after a window if that was not traffic). Call on the builder of the runtime the poller will run on.
+    /// runtime (it goes back to sleep after a window if that was not traffic). Call on the
+    /// builder of the runtime the poller will run on.
     pub fn install<'b>(
         &self,
         builder: &'b mut tokio::runtime::Builder,
@@ -85,7 +86,7 @@ impl BusyPoll {
     async fn run(self) {
         loop {
             self.poll_until_quiet().await;
-            // Nothing ran for a whole window: sleep until the runtime is woken by an event.
+            // No message for a whole window: sleep until the runtime is woken by an event.
             self.woken.notified().await;
         }
     }
