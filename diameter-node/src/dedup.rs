@@ -178,12 +178,14 @@ impl<W> DupCache<W> {
         let mut tries = self.order.len();
         while let Some((t, key)) = self.order.pop_front() {
             match self.entries.remove(&key) {
+                // Already forgotten (abandoned after a 3004): nothing to free here.
+                None => continue,
                 Some(Entry::InFlight(ws)) if tries > 0 => {
                     self.entries.insert(key.clone(), Entry::InFlight(ws));
                     self.order.push_back((t, key));
                     tries -= 1;
                 }
-                _ => return,
+                Some(_) => return,
             }
         }
     }
@@ -239,6 +241,20 @@ mod tests {
         assert!(matches!(c.check(k(3), t0, || ()), Seen::Answered(_)));
         assert_eq!(c.check(k(2), t0, || ()), Seen::New);
         assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn abandoned_requests_do_not_keep_the_cache_over_capacity() {
+        let t0 = Instant::now();
+        let mut c: DupCache<()> = DupCache::new(Duration::from_secs(10), 2);
+        let k = |i| DupKey::new("h", i);
+        c.check(k(1), t0, || ());
+        c.abandon(&k(1)); // a 3004: forgotten, its key still queued
+        for i in 2..=5 {
+            c.check(k(i), t0, || ());
+            c.complete(&k(i), Bytes::from_static(b"a"));
+            assert!(c.len() <= 2, "{} entries after {i}", c.len());
+        }
     }
 
     #[test]
