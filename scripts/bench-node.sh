@@ -5,8 +5,8 @@
 #   - relay:      diameter-bench load -> diameter-bench relay -> diameter-bench echo
 #                 the same with the relay busy-polling (--busy-poll-us BUSY_POLL_US)
 #                 with WIRE=1: diameter-bench load -> tcp_wire -> diameter-bench echo, a
-#                 byte-copying forwarder that never sleeps (examples/tcp_wire.rs): what no
-#                 relay can beat with this client and server
+#                 byte-copying forwarder that never sleeps (examples/tcp_wire.rs): a relay
+#                 doing no work, as a yardstick
 #                 diameter-bench load -> freeDiameterd (relay) -> diameter-bench echo
 # at 1/8/64/256 requests in flight, REPS repetitions each (interleaved, so the three
 # scenarios see the same machine conditions), medians printed as a table.
@@ -283,7 +283,7 @@ print("\nRelay (load -> relay -> echo)")
 print("| in flight | relay | TPS | p50 µs | p99 µs | p99.9 µs | relay CPU µs/txn | echo CPU µs/txn | errors | loadavg (1 min) |")
 print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
 for n in ns:
-    for s, label in (("ours", "ours"), ("busy", "ours, busy-poll"), ("wire", "tcp_wire (bound)"), ("fd", "freeDiameterd")):
+    for s, label in (("ours", "ours"), ("busy", "ours, busy-poll"), ("wire", "tcp_wire (yardstick)"), ("fd", "freeDiameterd")):
         e = summary(s, n)
         if e:
             print(f"| {n} | {label} | {e['tps']:,.0f} | {e['p50']:.0f} | {e['p99']:.0f} | {e['p999']:.0f} | {e['cpu']:.2f} | {e['cpu2']:.2f} | {e['err']} | {e['load']} |")
@@ -292,7 +292,7 @@ if any(s == "fd" for (s, _) in runs):
     print("| in flight | relay | TPS | p50 | p99 | p99.9 | relay CPU/txn |")
     print("|---:|---|---:|---:|---:|---:|---:|")
     for n in ns:
-        for s, label in (("ours", "ours"), ("busy", "ours, busy-poll"), ("wire", "tcp_wire (bound)")):
+        for s, label in (("ours", "ours"), ("busy", "ours, busy-poll"), ("wire", "tcp_wire (yardstick)")):
             o, f = summary(s, n), summary("fd", n)
             if o and f:
                 print(f"| {n} | {label} | {o['tps']/f['tps']:.2f}× | {o['p50']/f['p50']:.2f} | {o['p99']/f['p99']:.2f} | {o['p999']/f['p999']:.2f} | {o['cpu']/f['cpu']:.2f} |")

@@ -1,9 +1,10 @@
 //! The cheapest possible relay, as a yardstick: a TCP forwarder that copies bytes between one
 //! client connection and one server connection on a single thread that never sleeps
 //! (non-blocking sockets polled in a loop). It parses nothing, so the client and the server
-//! see each other directly (CER/CEA included) and no Diameter agent can do less work or
-//! add less latency on this host. Its throughput bounds what any relay can reach with the
-//! same client and server; `scripts/bench-node.sh` measures it when `WIRE=1`.
+//! see each other directly (CER/CEA included): it is a relay doing no work at all, polling
+//! instead of sleeping, and what it reaches with a given client and server is what a real
+//! agent between them can hope to approach. `scripts/bench-node.sh` measures it when
+//! `WIRE=1`.
 //!
 //! ```text
 //! cargo run --release -p diameter-node --example tcp_wire -- LISTEN_ADDR SERVER_ADDR
