@@ -12,6 +12,7 @@
 
 use super::conn::WriteCmd;
 use crate::peer::ConnId;
+use crate::peer::codes::{CMD_CER, CMD_DPR, CMD_DWR};
 use bytes::Bytes;
 use diameter_codec::Message;
 use std::sync::RwLock;
@@ -21,7 +22,7 @@ use tokio::sync::mpsc;
 
 /// Base-protocol commands the peer state machine must see (RFC 6733 §5): CER/CEA, DWR/DWA
 /// and DPR/DPA.
-const PSM_COMMANDS: [u32; 3] = [257, 280, 282];
+const PSM_COMMANDS: [u32; 3] = [CMD_CER, CMD_DWR, CMD_DPR];
 
 /// Shared by a peer's driver, its connections' readers and the node.
 #[derive(Debug)]

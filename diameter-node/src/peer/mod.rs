@@ -46,7 +46,7 @@
 //! ```
 
 mod cer;
-mod codes;
+pub(crate) mod codes;
 mod config;
 mod messages;
 mod psm;
