@@ -323,7 +323,7 @@ fn cpu_ns(pid: &str) -> Option<u64> {
     Some(total)
 }
 
-/// Deadline of each load request (the node's default).
+/// Deadline of each load request: one unanswered this long counts as an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Who the load client is and where its requests go.
