@@ -79,17 +79,11 @@ impl<W> DupCache<W> {
     /// The key of a request, as [`DupKey::new`] but sharing the Origin-Host string with
     /// earlier keys of the same host.
     pub fn key(&mut self, origin_host: &str, end_to_end: u32) -> DupKey {
-        let lower;
-        let host = if origin_host.bytes().any(|b| b.is_ascii_uppercase()) {
-            lower = origin_host.to_ascii_lowercase();
-            lower.as_str()
-        } else {
-            origin_host
-        };
-        let origin_host = match self.hosts.get(host) {
+        let host = crate::identity_key(origin_host);
+        let origin_host = match self.hosts.get(host.as_ref()) {
             Some(h) => h.clone(),
             None => {
-                let h: Arc<str> = host.into();
+                let h: Arc<str> = host.as_ref().into();
                 if self.hosts.len() < MAX_INTERNED_HOSTS {
                     self.hosts.insert(h.clone());
                 }

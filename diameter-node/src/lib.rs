@@ -38,6 +38,17 @@
 //!
 //! The `diameter-bench` binary (echo server, relay agent, load client) is built on it.
 
+/// A Diameter identity as the node's maps and caches key it: ASCII lower-case, since
+/// DiameterIdentity compares case-insensitively (RFC 6733 §4.3.1). Most identities already
+/// are lower-case, so those are borrowed, not copied.
+pub(crate) fn identity_key(host: &str) -> std::borrow::Cow<'_, str> {
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        host.to_ascii_lowercase().into()
+    } else {
+        host.into()
+    }
+}
+
 pub mod busy_poll;
 pub mod capture;
 pub mod dedup;

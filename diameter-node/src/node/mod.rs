@@ -682,14 +682,9 @@ impl<'a> RoutingAvps<'a> {
     }
 }
 
-/// Looks up a host in a map keyed by lower-case host. Most identities already are lower-case,
-/// so the copy is skipped for them (DiameterIdentity compares case-insensitively).
+/// Looks up a host in a map keyed by lower-case host.
 fn by_host<'m, V>(map: &'m FxHashMap<String, V>, host: &str) -> Option<&'m V> {
-    if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        map.get(&host.to_ascii_lowercase())
-    } else {
-        map.get(host)
-    }
+    map.get(crate::identity_key(host).as_ref())
 }
 
 /// The Diameter identities in Redirect-Host URIs.
@@ -824,10 +819,7 @@ impl Shared {
             }
             pending.insert(hbh, p);
         }
-        let sent = self.peer(&peer).map(|h| match h.lane.send(bytes) {
-            Ok(()) => Ok(()),
-            Err(bytes) => h.cmd.try_send(PeerCmd::Send(bytes)),
-        });
+        let sent = self.peer(&peer).map(|h| h.try_send(bytes));
         match sent {
             Some(Ok(())) => {}
             Some(Err(mpsc::error::TrySendError::Full(_))) => {
@@ -1105,12 +1097,7 @@ impl Shared {
 
     fn send_answer(&self, peer: &str, bytes: Bytes) {
         if let Some(h) = self.peer(peer) {
-            let Err(bytes) = h.lane.send(bytes) else {
-                return;
-            };
-            if let Err(mpsc::error::TrySendError::Full(PeerCmd::Send(b))) =
-                h.cmd.try_send(PeerCmd::Send(bytes))
-            {
+            if let Err(mpsc::error::TrySendError::Full(PeerCmd::Send(b))) = h.try_send(bytes) {
                 // Answers are never dropped for a full queue: wait for room.
                 tokio::spawn(async move {
                     let _ = h.cmd.send(PeerCmd::Send(b)).await;

@@ -59,6 +59,15 @@ impl PeerHandle {
             lane: Arc::new(ExpressLane::new()),
         }
     }
+
+    /// Hands `bytes` to the peer: straight to the open connection's writer while the
+    /// express lane is open, else to the peer task's bounded queue (which may be full).
+    pub(crate) fn try_send(&self, bytes: Bytes) -> Result<(), mpsc::error::TrySendError<PeerCmd>> {
+        match self.lane.send(bytes) {
+            Ok(()) => Ok(()),
+            Err(bytes) => self.cmd.try_send(PeerCmd::Send(bytes)),
+        }
+    }
 }
 
 /// Where and how to reach a peer we connect to.
