@@ -182,6 +182,11 @@ impl<'a> AvpIter<'a> {
         self.pos += ((len + 3) & !3).min(rest.len());
         Some(avp)
     }
+
+    /// Whether every byte has been consumed.
+    pub(crate) fn is_done(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
 }
 
 impl<'a> Iterator for AvpIter<'a> {

@@ -86,24 +86,19 @@ impl DecodeError {
 
 /// Whether `body` is a sequence of at most `max` AVPs that each have a whole header and an
 /// AVP Length covering that header (8 bytes, 12 with the V bit) and not running past the
-/// end (RFC 6733 §4.1): the common case, found by following the lengths alone. Anything
-/// else is left to `AvpIter`, which says exactly what is wrong.
+/// end (RFC 6733 §4.1): the common case, found by following the lengths alone
+/// ([`AvpIter::next_framed`]). Anything else is left to `AvpIter`'s full checks, which say
+/// exactly what is wrong.
 fn frames_cleanly(body: &[u8], max: usize) -> bool {
-    let (mut pos, mut count) = (0, 0);
-    while let Some(h) = body.get(pos..).and_then(|r| r.first_chunk::<8>()) {
-        let rest = body.len() - pos;
-        // Flags (1) and AVP Length (3) in one load.
-        let word = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
-        let len = (word & 0x00ff_ffff) as usize;
-        let hdr = if word & 0x8000_0000 != 0 { 12 } else { 8 };
+    let mut avps = AvpIter::new(body);
+    let mut count = 0;
+    while avps.next_framed().is_some() {
         count += 1;
-        if len < hdr || len > rest || count > max {
+        if count > max {
             return false;
         }
-        // Padding to the next 4-byte boundary, or the end for a last AVP without it.
-        pos += ((len + 3) & !3).min(rest);
     }
-    pos == body.len()
+    avps.is_done()
 }
 
 /// A decoded Diameter message. Cheap to clone (it holds a reference-counted buffer).
