@@ -124,19 +124,10 @@ impl Message {
         if frames_cleanly(&bytes[HEADER_LEN..], limits.max_avps) {
             return Ok(Self { header, bytes });
         }
-        let mut count = 0usize;
-        let mut avps = AvpIter::with_base(&bytes[HEADER_LEN..], HEADER_LEN);
-        loop {
-            let avp = match avps.next_framed() {
-                Some(avp) => avp,
-                // The end, or a framing error that the iterator reports in full.
-                None => match avps.next() {
-                    None => break,
-                    Some(avp) => avp.map_err(|error| DecodeError::Avp { header, error })?,
-                },
-            };
-            count += 1;
-            if count > limits.max_avps {
+        // Not the common case: the iterator's full checks say what is wrong.
+        for (count, avp) in AvpIter::with_base(&bytes[HEADER_LEN..], HEADER_LEN).enumerate() {
+            let avp = avp.map_err(|error| DecodeError::Avp { header, error })?;
+            if count + 1 > limits.max_avps {
                 let error = AvpError {
                     kind: AvpErrorKind::TooManyAvps,
                     offset: avp.offset,
