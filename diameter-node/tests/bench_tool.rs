@@ -1,9 +1,10 @@
 //! `diameter-bench` as a user runs it: help texts, and short echo ← relay ← load chains
 //! (default and busy-polling relay) whose every request is answered 2001.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_diameter-bench");
 
@@ -14,14 +15,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn spawn(args: &[&str]) -> Killed {
@@ -64,7 +57,7 @@ struct Chain {
 }
 
 fn chain(relay_args: &[&str]) -> Chain {
-    let (pe, pr) = (free_port(), free_port());
+    let (pe, pr) = (common::free_addr().port(), common::free_addr().port());
     let echo = spawn(&[
         "echo",
         "--listen",

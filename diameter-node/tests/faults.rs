@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 mod common;
-use common::{DCCA, rc};
+use common::{DCCA, free_addr, rc};
 const CLIENT: &str = "client.example";
 const REALM: &str = "server.realm";
 const SRV_A: &str = "srva.example";
@@ -27,11 +27,6 @@ const SRV_B: &str = "srvb.example";
 type Outcome = Result<Message, RequestError>;
 
 // ------------------------------------------------------------------------------- helpers
-
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
 
 /// A `diameter-bench echo` process. Dropping it kills it (SIGCONT first, in case it is
 /// stopped) and reaps it.

@@ -5,17 +5,12 @@ use diameter_codec::dict::{base, dcca};
 use diameter_codec::{CommandFlags, Message, MessageBuilder, MessageWriter, ResultCode};
 use diameter_node::node::{Node, NodeConfig, PeerSpec, RequestError, handler_fn, relay_route};
 use diameter_node::peer::{Application, Timers};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 mod common;
-use common::{DCCA, counting_handler};
-
-fn any_addr() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
+use common::{DCCA, any_addr, counting_handler};
 
 fn fast_timers() -> Timers {
     Timers {

@@ -17,17 +17,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 mod common;
-use common::{DCCA, counting_handler, rc};
+use common::{DCCA, any_addr, counting_handler, rc};
 const CLIENT: &str = "client.example";
 const SERVER: &str = "server.example";
 const SERVER_REALM: &str = "example";
 const T: Duration = Duration::from_secs(3);
 
 // ------------------------------------------------------------------------------- helpers
-
-fn any_addr() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
 
 /// A raw connection speaking hand-built Diameter bytes.
 struct Raw {

@@ -4,9 +4,23 @@
 use diameter_codec::dict::{base, dcca};
 use diameter_codec::{Message, MessageBuilder, ResultCode};
 use diameter_node::node::{Handler, handler_fn};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+/// Loopback with port 0: a listener the OS gives a free port.
+pub(crate) fn any_addr() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// A loopback address whose port was free a moment ago (for a server started elsewhere).
+pub(crate) fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind(any_addr())
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
 
 /// Diameter Credit-Control, the application the tests exchange (RFC 4006).
 pub(crate) const DCCA: u32 = 4;
