@@ -1,0 +1,222 @@
+//! Requests this node originates: routing, deadlines, and following redirects
+//! (RFC 6733 §6.13).
+
+use super::dispatch::RoutingAvps;
+use super::pending::{Pending, Reply};
+use super::{Node, edit};
+use crate::routing::{Decision, RedirectUsage};
+use diameter_codec::dict::base;
+use diameter_codec::{CommandFlags, Message, MessageBuilder, ResultCode};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Why a request got no answer from the network.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// No answer before the deadline.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The node could not route or deliver it; `answer` is the error answer an agent would
+    /// have sent (E bit, Result-Code, Error-Reporting-Host).
+    #[error("not delivered: {result_code}")]
+    Protocol {
+        /// 3002, 3003, 3004, 3005…
+        result_code: ResultCode,
+        /// The locally built error answer.
+        answer: Message,
+    },
+    /// Redirected more times than allowed, or in a loop.
+    #[error("redirect loop")]
+    RedirectLoop,
+    /// The request does not encode into a message the node's limits accept.
+    #[error("request not well-formed: {0}")]
+    Malformed(diameter_codec::DecodeError),
+    /// [`Node::request_encoded`] was given an answer.
+    #[error("not a request (R bit clear)")]
+    NotARequest,
+    /// The node is shutting down.
+    #[error("node stopped")]
+    Stopped,
+}
+
+impl Node {
+    /// A new End-to-End Identifier.
+    pub fn next_end_to_end(&self) -> u32 {
+        self.shared.end_to_end.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends a request and waits for its answer, with the node's default deadline.
+    pub async fn request(&self, req: MessageBuilder) -> Result<Message, RequestError> {
+        self.request_with_timeout(req, self.shared.cfg.request_timeout)
+            .await
+    }
+
+    /// Sends a request and waits for its answer or the deadline. Routing follows
+    /// Destination-Host, cached redirects and the realm table; a 3006 answer is followed to
+    /// the Redirect-Host it names (RFC 6733 §6.13), at most three times.
+    pub async fn request_with_timeout(
+        &self,
+        mut req: MessageBuilder,
+        timeout: Duration,
+    ) -> Result<Message, RequestError> {
+        req.flags = req.flags.with(CommandFlags::REQUEST, true);
+        if req.end_to_end == 0 {
+            req.end_to_end = self.next_end_to_end();
+        }
+        // Encoded once: each attempt (failover, redirect) only rewrites the Hop-by-Hop
+        // Identifier. The node's own limits apply, not the codec's defaults.
+        let msg = Message::decode(req.to_bytes(), &self.shared.cfg.limits)
+            .map_err(RequestError::Malformed)?;
+        self.request_encoded(msg, timeout).await
+    }
+
+    /// As [`Self::request_with_timeout`] for a request already encoded (built with
+    /// [`diameter_codec::MessageWriter`], or captured and replayed). Its End-to-End
+    /// Identifier is sent as it is (RFC 6733 §3: the sender's to choose, unique per request);
+    /// its Hop-by-Hop Identifier is replaced by ours.
+    pub async fn request_encoded(
+        &self,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<Message, RequestError> {
+        let s = &self.shared;
+        if s.stopped.load(Ordering::Acquire) {
+            return Err(RequestError::Stopped);
+        }
+        let h = *msg.header();
+        if !h.is_request() {
+            return Err(RequestError::NotARequest);
+        }
+        let deadline = Instant::now() + timeout;
+        crate::metrics::record_request(
+            crate::metrics::Direction::Sent,
+            h.application_id,
+            h.command_code,
+        );
+        let span = tracing::debug_span!(
+            "send",
+            session = msg.session_id().unwrap_or(""),
+            command = h.command_code,
+            application = h.application_id,
+            e2e = h.end_to_end,
+        );
+        let routed = self.route_and_wait(&msg, deadline, timeout);
+        tracing::Instrument::instrument(routed, span).await
+    }
+
+    pub(super) async fn route_and_wait(
+        &self,
+        msg: &Message,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Message, RequestError> {
+        let s = &self.shared;
+        let h = *msg.header();
+        let avps = RoutingAvps::read(msg);
+        let info = avps.info(h.application_id);
+        // Hosts already asked, filled only when a redirect is followed.
+        let mut tried: Vec<String> = Vec::new();
+        let mut target: Option<String> = None;
+        for _ in 0..4 {
+            let cached = s
+                .redirects
+                .lock()
+                .expect("redirect lock")
+                .lookup(&info, Instant::now())
+                .map(<[String]>::to_vec);
+            let peer = match target
+                .take()
+                .or_else(|| cached.and_then(|hosts| s.first_available(&hosts)))
+            {
+                Some(p) => p,
+                None => match s.decide(&info, true) {
+                    Decision::Forward { peer, .. } => peer,
+                    Decision::Local | Decision::Redirect { .. } => {
+                        return Err(s.local_error(msg, ResultCode::DIAMETER_UNABLE_TO_DELIVER));
+                    }
+                    Decision::Error(rc) => return Err(s.local_error(msg, rc)),
+                },
+            };
+            let (tx, rx) = oneshot::channel();
+            let hbh = s.next_hop_by_hop();
+            s.send_pending(
+                hbh,
+                Pending {
+                    reply: Reply::Local(tx),
+                    peer: peer.clone(),
+                    bytes: edit::retarget(msg.as_bytes(), hbh, false),
+                    dest_host: avps.destination_host.map(str::to_string),
+                    dest_realm: avps.destination_realm.map(str::to_string),
+                    application_id: h.application_id,
+                    command_code: h.command_code,
+                    sent: Instant::now(),
+                    deadline,
+                },
+            );
+            let answer = match tokio::time::timeout_at(deadline.into(), rx).await {
+                Ok(Ok(r)) => r?,
+                Ok(Err(_)) => return Err(RequestError::Stopped),
+                Err(_) => {
+                    s.pending.lock().expect("pending lock").remove(&hbh);
+                    return Err(RequestError::Timeout(timeout));
+                }
+            };
+            // RFC 6733 §6.13: a redirect answer names where to send the request instead.
+            if answer.header().flags.is_error()
+                && answer.get(base::RESULT_CODE).and_then(Result::ok)
+                    == Some(ResultCode::DIAMETER_REDIRECT_INDICATION.0)
+            {
+                let hosts = redirect_hosts(&answer);
+                let usage = answer
+                    .get(base::REDIRECT_HOST_USAGE)
+                    .and_then(Result::ok)
+                    .map_or(RedirectUsage::DontCache, |u| RedirectUsage::from_value(u.0));
+                // RFC 6733 §6.13: Redirect-Max-Cache-Time is required when usage ≠ DONT_CACHE;
+                // without it nothing is cached (bad-inputs 41).
+                let cache = answer
+                    .get(base::REDIRECT_MAX_CACHE_TIME)
+                    .and_then(Result::ok)
+                    .map(|t| Duration::from_secs(t.into()));
+                if let Some(cache) = cache {
+                    s.redirects.lock().expect("redirect lock").insert(
+                        &info,
+                        usage,
+                        hosts.clone(),
+                        cache,
+                        Instant::now(),
+                    );
+                }
+                tried.push(peer.to_ascii_lowercase());
+                let next = hosts.iter().find(|h| {
+                    !tried.contains(&h.to_ascii_lowercase())
+                        && !h.eq_ignore_ascii_case(&s.identity.host)
+                        && s.is_available(h)
+                });
+                match next {
+                    Some(h) => {
+                        target = Some(h.clone());
+                        continue;
+                    }
+                    None if hosts.is_empty() => return Ok(answer),
+                    None => return Err(RequestError::RedirectLoop),
+                }
+            }
+            return Ok(answer);
+        }
+        Err(RequestError::RedirectLoop)
+    }
+}
+
+/// The Diameter identities in Redirect-Host URIs.
+pub(super) fn redirect_hosts(answer: &Message) -> Vec<String> {
+    answer
+        .find_all(base::REDIRECT_HOST.key())
+        .filter_map(|a| {
+            diameter_codec::types::DiameterUri::parse(a.data)
+                .ok()
+                .map(|u| u.fqdn.to_string())
+        })
+        .collect()
+}

@@ -1,0 +1,156 @@
+//! The node's configuration: identity, listeners, peers, routes, timers and limits.
+
+use crate::capture::Capture;
+use crate::peer::{LocalConfig, Timers};
+use crate::routing::{RedirectUsage, Route, RouteAction};
+use crate::transport::Transport;
+use diameter_codec::Limits;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A peer of the node.
+#[derive(Clone)]
+pub struct PeerSpec {
+    /// The peer's Origin-Host.
+    pub host: String,
+    /// Where to connect; `None` for peers that connect to us.
+    pub connect: Option<SocketAddr>,
+    /// TCP or TLS for the connection we open.
+    pub transport: Transport,
+    /// Timers (Tc, Tw, …).
+    pub timers: Timers,
+}
+
+impl PeerSpec {
+    /// A peer we connect to over TCP.
+    pub fn connect_tcp(host: impl Into<String>, addr: SocketAddr) -> Self {
+        Self {
+            host: host.into(),
+            connect: Some(addr),
+            transport: Transport::Tcp,
+            timers: Timers::default(),
+        }
+    }
+    /// A peer that connects to us.
+    pub fn accept_only(host: impl Into<String>) -> Self {
+        Self {
+            host: host.into(),
+            connect: None,
+            transport: Transport::Tcp,
+            timers: Timers::default(),
+        }
+    }
+}
+
+/// A listening address.
+#[derive(Clone)]
+pub struct ListenSpec {
+    /// The address (port 0 picks a free one; see [`Node::listen_addrs`]).
+    pub addr: SocketAddr,
+    /// TCP or TLS.
+    pub transport: Transport,
+}
+
+impl From<SocketAddr> for ListenSpec {
+    fn from(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            transport: Transport::Tcp,
+        }
+    }
+}
+
+/// Node configuration.
+#[derive(Clone)]
+pub struct NodeConfig {
+    /// Identity and capabilities (CER/CEA).
+    pub local: LocalConfig,
+    /// Where to listen.
+    pub listen: Vec<ListenSpec>,
+    /// Configured peers.
+    pub peers: Vec<PeerSpec>,
+    /// Realm routes.
+    pub routes: Vec<Route>,
+    /// Whether this node is an agent: requests not for us are relayed by the routes, and
+    /// Route-Record is checked for loops (RFC 6733 §6.1.3).
+    pub agent: bool,
+    /// Default deadline of a request (the Tx timer of RFC 4006 is usually 10 s).
+    pub request_timeout: Duration,
+    /// Message limits.
+    pub limits: Limits,
+    /// How long a started frame may take to arrive (bad-inputs 5).
+    pub frame_timeout: Duration,
+    /// TLS handshake, connect and first-CER deadline.
+    pub handshake_timeout: Duration,
+    /// Most requests in flight from this node (sent and relayed).
+    pub max_pending: usize,
+    /// Most requests handled at once; beyond it the node answers 3004 (RFC 6733 §7.1.3).
+    pub max_concurrent_handlers: usize,
+    /// Per-peer send queue; a full queue answers 3004 instead of buffering without bound.
+    pub peer_queue: usize,
+    /// How long answers are kept for duplicate detection.
+    pub dedup_window: Duration,
+    /// How many requests the duplicate cache remembers.
+    pub dedup_capacity: usize,
+    /// Validate requests for local handlers against the dictionary.
+    pub validate: bool,
+    /// Most connections at once that have not finished their CER (connection floods,
+    /// bad-inputs 43).
+    pub max_handshaking: usize,
+    /// Capture of every message sent and received.
+    pub capture: Option<Arc<Capture>>,
+}
+
+impl NodeConfig {
+    /// A configuration with this identity and defaults elsewhere.
+    pub fn new(host: impl Into<String>, realm: impl Into<String>) -> Self {
+        let mut local = LocalConfig::new(host, realm);
+        // RFC 6733 §8.16: Origin-State-Id increases on every restart; seconds since the
+        // epoch do that without persisted state.
+        local.origin_state_id = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs() as u32);
+        Self {
+            local,
+            listen: Vec::new(),
+            peers: Vec::new(),
+            routes: Vec::new(),
+            agent: false,
+            request_timeout: Duration::from_secs(10),
+            limits: Limits::DEFAULT,
+            frame_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            max_pending: 65_536,
+            max_concurrent_handlers: 8_192,
+            peer_queue: 16_384,
+            dedup_window: Duration::from_secs(60),
+            dedup_capacity: 200_000,
+            validate: true,
+            max_handshaking: 256,
+            capture: None,
+        }
+    }
+}
+
+pub use crate::routing::RoutePeer;
+
+/// A relay route to `peers` (priority in list order) for `realm` and `application`.
+pub fn relay_route(realm: &str, application: Option<u32>, peers: &[&str]) -> Route {
+    Route {
+        realm: realm.to_string(),
+        application,
+        action: RouteAction::Relay,
+        peers: peers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| RoutePeer {
+                host: (*h).to_string(),
+                priority: i as u32,
+                weight: 1,
+            })
+            .collect(),
+        redirect_usage: RedirectUsage::DontCache,
+        redirect_cache_time: Duration::ZERO,
+    }
+}

@@ -1,0 +1,329 @@
+//! Requests received from peers: checks, routing decisions, relaying, redirects, duplicate
+//! detection and local handlers.
+
+use super::handler::IncomingRequest;
+use super::peer_task::PeerCmd;
+use super::pending::{Pending, Reply};
+use super::{Node, Shared, edit};
+use crate::dedup::{DupKey, Seen};
+use crate::peer::RELAY_APPLICATION_ID;
+use crate::routing::{Decision, RedirectUsage, RequestInfo};
+use bytes::Bytes;
+use diameter_codec::dict::base;
+use diameter_codec::{
+    CommandFlags, ErrorReport, Message, MessageBuilder, OwnedAvp, ResultCode, ValidateOptions,
+    Validator,
+};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// A duplicate waiting for the original's answer: the peer and its Hop-by-Hop Identifier.
+pub(super) type Waiter = (String, u32);
+
+/// The top-level AVPs a request is checked and routed by, read in one pass over the message
+/// (each the first of its kind that is valid UTF-8).
+#[derive(Default)]
+pub(super) struct RoutingAvps<'a> {
+    pub(super) origin_host: Option<&'a str>,
+    pub(super) destination_host: Option<&'a str>,
+    pub(super) destination_realm: Option<&'a str>,
+    pub(super) session_id: Option<&'a str>,
+    pub(super) user_name: Option<&'a str>,
+    pub(super) route_record: bool,
+}
+
+impl<'a> RoutingAvps<'a> {
+    pub(super) fn read(msg: &'a Message) -> Self {
+        fn first<'a>(slot: &mut Option<&'a str>, data: &'a [u8]) {
+            if slot.is_none() {
+                *slot = std::str::from_utf8(data).ok();
+            }
+        }
+        let mut r = Self::default();
+        for a in msg.avps().flatten() {
+            match a.key() {
+                k if k == base::ORIGIN_HOST.key() => first(&mut r.origin_host, a.data),
+                k if k == base::DESTINATION_HOST.key() => first(&mut r.destination_host, a.data),
+                k if k == base::DESTINATION_REALM.key() => {
+                    first(&mut r.destination_realm, a.data);
+                }
+                k if k == base::SESSION_ID.key() => first(&mut r.session_id, a.data),
+                k if k == base::USER_NAME.key() => first(&mut r.user_name, a.data),
+                k if k == base::ROUTE_RECORD.key() => r.route_record = true,
+                _ => {}
+            }
+        }
+        r
+    }
+
+    /// What the router needs of a request of `application_id` with these AVPs.
+    pub(super) fn info(&self, application_id: u32) -> RequestInfo<'a> {
+        RequestInfo {
+            destination_host: self.destination_host,
+            destination_realm: self.destination_realm,
+            application_id,
+            session_id: self.session_id,
+            user_name: self.user_name,
+        }
+    }
+}
+
+impl Shared {
+    /// A request arrived from `peer`.
+    pub(crate) fn on_request(&self, peer: &str, msg: Message) {
+        let h = *msg.header();
+        crate::metrics::record_request(
+            crate::metrics::Direction::Received,
+            h.application_id,
+            h.command_code,
+        );
+        let avps = RoutingAvps::read(&msg);
+        let origin = avps.origin_host.unwrap_or(peer);
+        let (dest_host, dest_realm) = (avps.destination_host, avps.destination_realm);
+        let info = avps.info(h.application_id);
+        // bad-inputs 40: a request without Route-Record, or from a peer that did not
+        // advertise the Relay application (and so forwards nothing), was originated by the
+        // peer itself, so its Origin-Host must be the identity the peer proved in CER (and, over TLS,
+        // with its certificate). Anything else is spoofing or a relay that dropped its
+        // Route-Record: refused with 5003 DIAMETER_AUTHORIZATION_REJECTED (our choice; the
+        // RFC names no code) and logged.
+        let forwarded = avps.route_record && self.peer_is_relay(peer);
+        if !forwarded && !origin.eq_ignore_ascii_case(peer) {
+            tracing::warn!(peer, origin_host = %origin, "direct request with a foreign Origin-Host refused");
+            return self.answer_error(peer, &msg, ResultCode::DIAMETER_AUTHORIZATION_REJECTED);
+        }
+        // RFC 6733 §6.1.3: a request that already went through us is looped.
+        if self.cfg.agent
+            && avps.route_record
+            && self.router.is_loop(
+                msg.find_all(base::ROUTE_RECORD.key())
+                    .filter_map(|a| std::str::from_utf8(a.data).ok()),
+            )
+        {
+            return self.answer_error(peer, &msg, ResultCode::DIAMETER_LOOP_DETECTED);
+        }
+        let decision = if self.cfg.agent {
+            self.decide(&info, false)
+        } else {
+            self.local_decision(&info)
+        };
+        match decision {
+            Decision::Local => self.dispatch_local(peer, origin, &msg),
+            Decision::Forward { peer: next, action } => {
+                let _ = action; // relay and proxy forward alike here; proxies edit in handlers
+                let hbh = self.next_hop_by_hop();
+                let bytes = edit::for_relay(&msg, hbh, peer);
+                self.send_pending(
+                    hbh,
+                    Pending {
+                        reply: Reply::Relay {
+                            peer: peer.to_string(),
+                            hop_by_hop: h.hop_by_hop,
+                        },
+                        peer: next,
+                        bytes,
+                        dest_host: dest_host.map(str::to_string),
+                        dest_realm: dest_realm.map(str::to_string),
+                        application_id: h.application_id,
+                        command_code: h.command_code,
+                        sent: Instant::now(),
+                        deadline: Instant::now() + self.cfg.request_timeout,
+                    },
+                );
+            }
+            Decision::Redirect {
+                hosts,
+                usage,
+                cache_time,
+            } => {
+                // RFC 6733 §6.13: 3006 with the E bit, Redirect-Host, and the cache hints.
+                let mut b = MessageBuilder::answer_to(&msg, &self.identity);
+                b.flags = b.flags.with(CommandFlags::ERROR, true);
+                b.result_code(ResultCode::DIAMETER_REDIRECT_INDICATION);
+                for host in hosts {
+                    let uri = if host.contains("://") {
+                        host
+                    } else {
+                        format!("aaa://{host}")
+                    };
+                    b.push(base::REDIRECT_HOST.with(uri));
+                }
+                if usage != RedirectUsage::DontCache {
+                    b.push(base::REDIRECT_HOST_USAGE.with(base::RedirectHostUsage(usage.value())));
+                    b.push(
+                        base::REDIRECT_MAX_CACHE_TIME
+                            .with(cache_time.as_secs().min(u64::from(u32::MAX)) as u32),
+                    );
+                }
+                b.copy_proxy_info(&msg);
+                self.send_answer(peer, b.to_bytes());
+            }
+            Decision::Error(rc) => self.answer_error(peer, &msg, rc),
+        }
+    }
+
+    /// For a non-agent node: requests are ours when the application is registered.
+    pub(super) fn local_decision(&self, info: &RequestInfo<'_>) -> Decision {
+        let handlers = self.handlers.read().expect("handlers lock");
+        if handlers.contains_key(&info.application_id)
+            || handlers.contains_key(&RELAY_APPLICATION_ID)
+        {
+            Decision::Local
+        } else {
+            Decision::Error(ResultCode::DIAMETER_APPLICATION_UNSUPPORTED)
+        }
+    }
+
+    pub(super) fn answer_error(&self, peer: &str, msg: &Message, rc: ResultCode) {
+        let report = ErrorReport::new(rc);
+        let b = MessageBuilder::error_answer(msg, &self.identity, &report);
+        crate::metrics::record_answer(
+            crate::metrics::Direction::Sent,
+            msg.header().application_id,
+            msg.header().command_code,
+            rc.0,
+        );
+        self.send_answer(peer, b.to_bytes());
+    }
+
+    pub(super) fn send_answer(&self, peer: &str, bytes: Bytes) {
+        if let Some(h) = self.peer(peer) {
+            if let Err(mpsc::error::TrySendError::Full(PeerCmd::Send(b))) = h.try_send(bytes) {
+                // Answers are never dropped for a full queue: wait for room.
+                tokio::spawn(async move {
+                    let _ = h.cmd.send(PeerCmd::Send(b)).await;
+                });
+            }
+        }
+    }
+
+    /// Runs a request addressed to us; `origin` is its Origin-Host.
+    pub(super) fn dispatch_local(&self, peer: &str, origin: &str, msg: &Message) {
+        let h = *msg.header();
+        // Duplicate detection (RFC 6733 §5.5.4): (Origin-Host, End-to-End).
+        let (key, seen) = {
+            let mut dedup = self.dedup.lock().expect("dedup lock");
+            let key = dedup.key(origin, h.end_to_end);
+            let seen = dedup.check(key.clone(), Instant::now(), || {
+                (peer.to_string(), h.hop_by_hop)
+            });
+            (key, seen)
+        };
+        match seen {
+            Seen::New => {}
+            Seen::Waiting => return,
+            Seen::Answered(a) => {
+                return self.send_answer(peer, edit::retarget(&a, h.hop_by_hop, false));
+            }
+        }
+        if self.cfg.validate {
+            if let Err(report) = Validator::new(
+                self.dict,
+                ValidateOptions {
+                    limits: self.cfg.limits,
+                    ..Default::default()
+                },
+            )
+            .validate(msg)
+            {
+                let b = MessageBuilder::error_answer(msg, &self.identity, &report);
+                return self.finish_local(peer, &key, &b);
+            }
+        }
+        let handler = {
+            let handlers = self.handlers.read().expect("handlers lock");
+            handlers
+                .get(&h.application_id)
+                .or_else(|| handlers.get(&RELAY_APPLICATION_ID))
+                .cloned()
+        };
+        let Some(handler) = handler else {
+            let b = MessageBuilder::error_answer(
+                msg,
+                &self.identity,
+                &ErrorReport::new(ResultCode::DIAMETER_APPLICATION_UNSUPPORTED),
+            );
+            return self.finish_local(peer, &key, &b);
+        };
+        // Bounded handler concurrency: beyond it, 3004 DIAMETER_TOO_BUSY (RFC 6733 §7.1.3).
+        let Ok(permit) = self.handler_slots.clone().try_acquire_owned() else {
+            crate::metrics::too_busy(crate::metrics::Direction::Received).increment(1);
+            let b = MessageBuilder::error_answer(
+                msg,
+                &self.identity,
+                &ErrorReport::new(ResultCode::DIAMETER_TOO_BUSY),
+            )
+            .to_bytes();
+            self.dedup.lock().expect("dedup lock").abandon(&key);
+            return self.send_answer(peer, b);
+        };
+        let shared = self.arc();
+        let node = Node {
+            shared: shared.clone(),
+            listen_addrs: Arc::new(Vec::new()),
+        };
+        let req = IncomingRequest {
+            retransmitted: h.flags.is_retransmit(),
+            msg: msg.clone(),
+            peer: peer.to_string(),
+            node,
+        };
+        // One span per request, carrying what an operator greps for.
+        let span = tracing::debug_span!(
+            "request",
+            session = msg.session_id().unwrap_or(""),
+            peer,
+            command = h.command_code,
+            application = h.application_id,
+            hbh = h.hop_by_hop,
+        );
+        let peer = peer.to_string();
+        let msg = msg.clone();
+        let fut = async move {
+            let mut answer = handler.handle(req).await;
+            answer.hop_by_hop = h.hop_by_hop;
+            answer.end_to_end = h.end_to_end;
+            answer.flags = answer.flags.with(CommandFlags::REQUEST, false);
+            if answer.find(base::PROXY_INFO.key()).is_none() {
+                answer.copy_proxy_info(&msg);
+            }
+            drop(permit);
+            shared.finish_local(&peer, &key, &answer);
+        };
+        let mut fut: Pin<Box<dyn Future<Output = ()> + Send>> =
+            Box::pin(tracing::Instrument::instrument(fut, span));
+        // A handler that answers at once (most do) finishes here, on the peer's task: one
+        // task hand-off and wake-up fewer per request. One that waits goes on in a task of
+        // its own, which polls it again with a real waker.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if fut.as_mut().poll(&mut cx).is_pending() {
+            tokio::spawn(fut);
+        }
+    }
+
+    pub(super) fn finish_local(&self, peer: &str, key: &DupKey, answer: &MessageBuilder) {
+        let rc = answer
+            .find(base::RESULT_CODE.key())
+            .and_then(OwnedAvp::as_u32)
+            .unwrap_or(0);
+        crate::metrics::record_answer(
+            crate::metrics::Direction::Sent,
+            answer.application_id,
+            answer.command_code,
+            rc,
+        );
+        let answer = answer.to_bytes();
+        let waiters = self
+            .dedup
+            .lock()
+            .expect("dedup lock")
+            .complete(key, answer.clone());
+        self.send_answer(peer, answer.clone());
+        for (p, hbh) in waiters {
+            self.send_answer(&p, edit::retarget(&answer, hbh, false));
+        }
+    }
+}
