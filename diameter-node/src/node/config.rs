@@ -46,7 +46,7 @@ impl PeerSpec {
 /// A listening address.
 #[derive(Clone)]
 pub struct ListenSpec {
-    /// The address (port 0 picks a free one; see [`Node::listen_addrs`]).
+    /// The address (port 0 picks a free one; see [`Node::listen_addrs`](super::Node::listen_addrs)).
     pub addr: SocketAddr,
     /// TCP or TLS.
     pub transport: Transport,
