@@ -278,9 +278,16 @@ impl Peer {
             self.actions.push_back(PeerAction::Reject(conn));
             return;
         }
+        // A peer that restarted before we noticed its old connection die (a PCEF rebooted,
+        // a TCP reset we never saw) comes back with a new Origin-State-Id (RFC 6733 §8.16):
+        // the old connection is dead, so the new one replaces it instead of being refused.
+        if self.state.is_open() && self.restarted(find_u32(&cer, ORIGIN_STATE_ID)) {
+            self.close_all(now, DownReason::ConnectionLost, false);
+        }
         match self.state {
             // RFC 6733 §5.6: in these states R-Conn-CER → R-Reject (bad-inputs 32: a second
-            // connection from an open peer is refused, the open one is kept).
+            // connection from an open peer with the same Origin-State-Id is refused, the open
+            // one is kept).
             PeerState::WaitConnAckElect
             | PeerState::WaitReturns
             | PeerState::IOpen
@@ -545,6 +552,10 @@ impl Peer {
     fn opened(&mut self, now: Instant, info: PeerInfo) {
         self.state_timer = None;
         self.reconnect_at = None;
+        if self.restarted(info.origin_state_id) {
+            // A restarted peer is a fresh peer: no REOPEN probation for it.
+            self.wd.forget();
+        }
         self.note_origin_state(info.origin_state_id);
         self.info = Some(Arc::new(info));
         self.announced = false;
@@ -586,10 +597,16 @@ impl Peer {
         }
     }
 
+    /// Whether `current` differs from the Origin-State-Id the peer sent before: it restarted
+    /// (RFC 6733 §8.16: the value changes whenever the peer loses its state).
+    fn restarted(&self, current: Option<u32>) -> bool {
+        matches!((self.last_origin_state_id, current), (Some(p), Some(c)) if p != c)
+    }
+
     /// A higher Origin-State-Id than before: the peer restarted (RFC 6733 §8.16).
     fn note_origin_state(&mut self, current: Option<u32>) {
         let Some(current) = current else { return };
-        if let Some(previous) = self.last_origin_state_id.filter(|p| current > *p) {
+        if let Some(previous) = self.last_origin_state_id.filter(|&p| p != current) {
             self.events
                 .push_back(PeerEvent::Restarted { previous, current });
         }
@@ -717,8 +734,11 @@ impl Peer {
             (CMD_DPR, true) => self.on_dpr(now, conn, &msg),
             // Unexpected CEA or DPA: discarded (RFC 6733 §3, bad-inputs 35).
             (CMD_CER | CMD_DPR, false) => {}
-            // RFC 3539 §3.4.1: REOPEN, receive non-DWA → Throwaway().
-            _ if wd_before == WatchdogState::Reopen => {}
+            // RFC 3539 §3.4.1: REOPEN, receive non-DWA → Throwaway(). The watchdog decides
+            // where *we* send traffic; a peer that talks to us after reconnecting is answered
+            // (as freeDiameter does), or a client that never answers DWR would never be served.
+            // Answers are still thrown away: nothing of ours was sent in REOPEN.
+            (_, false) if wd_before == WatchdogState::Reopen => {}
             (_, true) => self.events.push_back(PeerEvent::Request { conn, msg }),
             (_, false) => self.events.push_back(PeerEvent::Answer { conn, msg }),
         }

@@ -1266,6 +1266,135 @@ fn restarted_peer_is_reported() {
     );
 }
 
+/// Everything the peer wants done and reports, drained.
+fn drain(peer: &mut Peer) -> (Vec<Transmit>, Vec<PeerAction>, Vec<PeerEvent>) {
+    let (mut t, mut a, mut e) = (Vec::new(), Vec::new(), Vec::new());
+    while let Some(x) = peer.poll_transmit() {
+        t.push(x);
+    }
+    while let Some(x) = peer.poll_action() {
+        a.push(x);
+    }
+    while let Some(x) = peer.poll_event() {
+        e.push(x);
+    }
+    (t, a, e)
+}
+
+/// A responder opened by a CER from "client.example" with Origin-State-Id `osi` on `conn`.
+fn open_responder(peer: &mut Peer, now: Instant, conn: ConnId, osi: u32) -> Vec<PeerEvent> {
+    let mut l = local("client.example");
+    l.origin_state_id = osi;
+    peer.handle_incoming(now, conn, Message::from_bytes(cer_from(&l)).unwrap());
+    drain(peer).2
+}
+
+fn a_request() -> Message {
+    use diameter_codec::dict::base;
+    Message::from_bytes(
+        MessageBuilder::request(272, GX, true)
+            .ids(77, 77)
+            .with(base::ORIGIN_HOST.with("client.example".to_string()))
+            .with(base::ORIGIN_REALM.with("example.net".to_string()))
+            .to_bytes(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn requests_received_in_reopen_are_delivered() {
+    // A client reconnects after its connection died without DPR, with the same
+    // Origin-State-Id: the watchdog is in REOPEN (RFC 3539 §3.4.1) but its requests reach the
+    // node (issue: a reconnecting peer is served).
+    let now = Instant::now();
+    let mut peer = responder(local("server.example"));
+    open_responder(&mut peer, now, ConnId(1), 5);
+    peer.handle_closed(now + SEC, ConnId(1));
+    drain(&mut peer);
+    open_responder(&mut peer, now + 2 * SEC, ConnId(2), 5);
+    assert_eq!(peer.state(), PeerState::ROpen);
+    assert_eq!(peer.watchdog_state(), WatchdogState::Reopen);
+    peer.handle_message(now + 3 * SEC, ConnId(2), a_request());
+    let (_, _, events) = drain(&mut peer);
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            PeerEvent::Request {
+                conn: ConnId(2),
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    // Our answers go out on the new connection while REOPEN lasts.
+    assert_eq!(peer.send(Bytes::from_static(&[1, 0, 0, 20])), Ok(ConnId(2)));
+}
+
+#[test]
+fn restarted_peer_is_fresh_no_reopen() {
+    // Same as above, but the client restarted (new Origin-State-Id): no probation at all.
+    let now = Instant::now();
+    let mut peer = responder(local("server.example"));
+    open_responder(&mut peer, now, ConnId(1), 5);
+    peer.handle_closed(now + SEC, ConnId(1));
+    drain(&mut peer);
+    let events = open_responder(&mut peer, now + 2 * SEC, ConnId(2), 6);
+    assert_eq!(peer.watchdog_state(), WatchdogState::Okay);
+    assert!(peer.is_available());
+    assert!(events.iter().any(is_open_event), "{events:?}");
+    assert!(events.iter().any(|e| matches!(
+        e,
+        PeerEvent::Restarted {
+            previous: 5,
+            current: 6
+        }
+    )));
+}
+
+#[test]
+fn cer_with_new_origin_state_replaces_the_open_connection() {
+    // The client restarted before we saw its old TCP connection die: its new CER carries a
+    // new Origin-State-Id, so the old connection goes and the new one is served.
+    let now = Instant::now();
+    let mut peer = responder(local("server.example"));
+    open_responder(&mut peer, now, ConnId(1), 5);
+    assert_eq!(peer.state(), PeerState::ROpen);
+    let mut l = local("client.example");
+    l.origin_state_id = 6;
+    peer.handle_incoming(
+        now + SEC,
+        ConnId(2),
+        Message::from_bytes(cer_from(&l)).unwrap(),
+    );
+    let (sent, actions, events) = drain(&mut peer);
+    assert!(
+        actions.contains(&PeerAction::Disconnect(ConnId(1))),
+        "{actions:?}"
+    );
+    assert!(
+        !actions.contains(&PeerAction::Reject(ConnId(2))),
+        "{actions:?}"
+    );
+    let cea = sent.iter().find(|t| t.conn == ConnId(2)).expect("CEA");
+    assert_eq!(
+        rc_of(&Message::from_bytes(cea.bytes.clone()).unwrap()),
+        Some(2001)
+    );
+    assert!(events.iter().any(|e| matches!(e, PeerEvent::Down { .. })));
+    assert_eq!(peer.state(), PeerState::ROpen);
+    assert_eq!(peer.open_conn(), Some(ConnId(2)));
+    assert!(peer.is_available());
+    // The same Origin-State-Id again keeps today's R-Reject (bad-inputs 32).
+    peer.handle_incoming(
+        now + 2 * SEC,
+        ConnId(3),
+        Message::from_bytes(cer_from(&l)).unwrap(),
+    );
+    let (_, actions, _) = drain(&mut peer);
+    assert_eq!(actions, vec![PeerAction::Reject(ConnId(3))]);
+    assert_eq!(peer.open_conn(), Some(ConnId(2)));
+}
+
 // ------------------------------------------------------------------------------------------
 // Robustness: no input makes the PSM panic.
 

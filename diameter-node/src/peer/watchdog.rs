@@ -101,6 +101,17 @@ impl Watchdog {
         self.deadline = Some(now + t.saturating_sub(Duration::from_millis(JITTER_MS)));
     }
 
+    /// The peer restarted (its Origin-State-Id changed): what we knew of its old connection's
+    /// health says nothing about the new one, so the next "Connection up" starts as a first
+    /// one (INITIAL → OKAY) instead of proving itself with three DWAs in REOPEN.
+    pub(crate) fn forget(&mut self) {
+        self.state = WatchdogState::Initial;
+        self.pending = false;
+        self.num_dwa = 0;
+        self.deadline = None;
+        self.set_at = None;
+    }
+
     /// The capabilities exchange completed on a new connection ("Connection up").
     pub(crate) fn on_open(&mut self, now: Instant) -> Option<WdAction> {
         self.pending = false;
