@@ -11,6 +11,7 @@ use crate::transport::Listener;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::io::ReadHalf;
+use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 
 pub(super) async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
@@ -73,27 +74,53 @@ pub(super) async fn accept_one(
     if let Some(certs) = certs {
         crate::transport::verify_peer_identity(&certs, &host).map_err(|e| e.to_string())?;
     }
-    let handle = match s.peer(&host) {
-        Some(h) => h,
-        None => match s.local.unknown_peer {
-            UnknownPeerPolicy::Accept => s.spawn_peer(&host, None, Timers::default()),
-            _ => {
-                if let Some(b) = unknown_peer_answer(&s.local, &msg) {
-                    s.record(cap.as_ref(), Direction::Sent, &b);
-                    let _ = w.write_all(&b).await;
-                }
-                return Err(format!("unknown peer {host}"));
-            }
-        },
-    };
-    handle
-        .cmd
-        .send(PeerCmd::Incoming(Box::new(IncomingConn {
+    let known = s.peer(&host).is_some() || s.local.unknown_peer == UnknownPeerPolicy::Accept;
+    if !known {
+        if let Some(b) = unknown_peer_answer(&s.local, &msg) {
+            s.record(cap.as_ref(), Direction::Sent, &b);
+            let _ = w.write_all(&b).await;
+        }
+        return Err(format!("unknown peer {host}"));
+    }
+    s.adopt_incoming(
+        &host,
+        Box::new(IncomingConn {
             rd,
             wr: w,
             cap,
             cer: msg,
-        })))
-        .await
-        .map_err(|_| "peer task gone".to_string())
+        }),
+    );
+    Ok(())
+}
+
+impl Shared {
+    /// Hands a connection and its CER to the task of the peer it names, starting one for an
+    /// unknown peer accepted by policy. A task that is ending (an unknown peer that just
+    /// left) hands back what it had not taken, so a peer reconnecting at once is served.
+    pub(super) fn adopt_incoming(&self, host: &str, inc: Box<IncomingConn>) {
+        let mut inc = inc;
+        for _ in 0..2 {
+            let handle = match self.peer(host) {
+                Some(h) => h,
+                None => self.spawn_peer(host, None, Timers::default(), false),
+            };
+            match handle.cmd.try_send(PeerCmd::Incoming(inc)) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(PeerCmd::Incoming(back))) => {
+                    // A busy peer task: wait for room on a task of our own.
+                    tokio::spawn(async move {
+                        let _ = handle.cmd.send(PeerCmd::Incoming(back)).await;
+                    });
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(PeerCmd::Incoming(back))) => {
+                    self.forget_peer(host, &handle);
+                    inc = back;
+                }
+                Err(_) => return,
+            }
+        }
+        tracing::debug!(peer = host, "connection dropped: its peer task ended twice");
+    }
 }

@@ -153,6 +153,7 @@ impl Node {
                     command_code: h.command_code,
                     sent: Instant::now(),
                     deadline,
+                    alternates: None,
                 },
             );
             let answer = match tokio::time::timeout_at(deadline.into(), rx).await {
@@ -168,7 +169,8 @@ impl Node {
                 && answer.get(base::RESULT_CODE).and_then(Result::ok)
                     == Some(ResultCode::DIAMETER_REDIRECT_INDICATION.0)
             {
-                let hosts = redirect_hosts(&answer);
+                let targets = redirect_targets(&answer);
+                let hosts: Vec<String> = targets.iter().map(|t| t.host.clone()).collect();
                 let usage = answer
                     .get(base::REDIRECT_HOST_USAGE)
                     .and_then(Result::ok)
@@ -189,18 +191,45 @@ impl Node {
                     );
                 }
                 tried.push(peer.to_ascii_lowercase());
-                let next = hosts.iter().find(|h| {
-                    !tried.contains(&h.to_ascii_lowercase())
-                        && !h.eq_ignore_ascii_case(&s.identity.host)
-                        && s.is_available(h)
-                });
+                if targets.is_empty() {
+                    return Ok(answer);
+                }
+                let fresh: Vec<&RedirectTarget> = targets
+                    .iter()
+                    .filter(|t| {
+                        !tried.contains(&t.host.to_ascii_lowercase())
+                            && !t.host.eq_ignore_ascii_case(&s.identity.host)
+                    })
+                    .collect();
+                if fresh.is_empty() {
+                    return Err(RequestError::RedirectLoop);
+                }
+                // An open peer first; else connect to the hosts in the answer's order, at the
+                // address the host map or the URI gives.
+                let mut next = fresh
+                    .iter()
+                    .find(|t| s.is_available(&t.host))
+                    .map(|t| t.host.clone());
+                if next.is_none() {
+                    for t in &fresh {
+                        let hint = match s.peer(&t.host) {
+                            None => t.resolve(&s.cfg.host_map).await,
+                            Some(_) => None,
+                        };
+                        if s.reach(&t.host, hint, deadline).await {
+                            next = Some(t.host.clone());
+                            break;
+                        }
+                    }
+                }
                 match next {
                     Some(h) => {
-                        target = Some(h.clone());
+                        target = Some(h);
                         continue;
                     }
-                    None if hosts.is_empty() => return Ok(answer),
-                    None => return Err(RequestError::RedirectLoop),
+                    None => {
+                        return Err(s.local_error(msg, ResultCode::DIAMETER_UNABLE_TO_DELIVER));
+                    }
                 }
             }
             return Ok(answer);
@@ -209,14 +238,48 @@ impl Node {
     }
 }
 
-/// The Diameter identities in Redirect-Host URIs.
-pub(super) fn redirect_hosts(answer: &Message) -> Vec<String> {
+/// A host named by a Redirect-Host URI (RFC 6733 §6.12), and where the URI says it
+/// listens.
+pub(super) struct RedirectTarget {
+    pub(super) host: String,
+    port: u16,
+    /// `aaas://` or a transport other than TCP: the node cannot dial it on its own.
+    dialable: bool,
+}
+
+impl RedirectTarget {
+    /// The address to connect to: the `[node]` host map's, else the URI's host resolved by
+    /// the system resolver (the host may be a name or an address literal).
+    async fn resolve(
+        &self,
+        host_map: &std::collections::HashMap<String, std::net::SocketAddr>,
+    ) -> Option<std::net::SocketAddr> {
+        if let Some(a) = host_map.get(crate::identity_key(&self.host).as_ref()) {
+            return Some(*a);
+        }
+        if !self.dialable {
+            return None;
+        }
+        tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .ok()?
+            .next()
+    }
+}
+
+/// The hosts of an answer's Redirect-Host URIs, in order.
+pub(super) fn redirect_targets(answer: &Message) -> Vec<RedirectTarget> {
     answer
         .find_all(base::REDIRECT_HOST.key())
-        .filter_map(|a| {
-            diameter_codec::types::DiameterUri::parse(a.data)
-                .ok()
-                .map(|u| u.fqdn.to_string())
+        .filter_map(|a| diameter_codec::types::DiameterUri::parse(a.data).ok())
+        .map(|u| RedirectTarget {
+            host: u.fqdn.to_string(),
+            port: u.port,
+            dialable: !u.secure
+                && matches!(
+                    u.transport,
+                    None | Some(diameter_codec::types::UriTransport::Tcp)
+                ),
         })
         .collect()
 }

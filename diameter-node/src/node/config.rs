@@ -5,6 +5,7 @@ use crate::peer::{LocalConfig, Timers};
 use crate::routing::{RedirectUsage, Route, RouteAction};
 use crate::transport::Transport;
 use diameter_codec::Limits;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -100,6 +101,11 @@ pub struct NodeConfig {
     pub max_handshaking: usize,
     /// Capture of every message sent and received.
     pub capture: Option<Arc<Capture>>,
+    /// Addresses of Diameter hosts that are not configured peers, keyed by lower-case
+    /// identity: where the node connects when a redirect or a proxy handler sends a request
+    /// to one of them. A host missing here is looked up from its Redirect-Host URI through
+    /// the system resolver.
+    pub host_map: HashMap<String, SocketAddr>,
 }
 
 impl NodeConfig {
@@ -129,6 +135,7 @@ impl NodeConfig {
             validate: true,
             max_handshaking: 256,
             capture: None,
+            host_map: HashMap::new(),
         }
     }
 }

@@ -1,13 +1,14 @@
 //! Requests received from peers: checks, routing decisions, relaying, redirects, duplicate
 //! detection and local handlers.
 
-use super::handler::IncomingRequest;
+use super::forward::redirect_answer;
+use super::handler::{Handler, IncomingRequest, Outcome, Redirect};
 use super::peer_task::PeerCmd;
 use super::pending::{Pending, Reply};
 use super::{Node, Shared, edit};
 use crate::dedup::{DupKey, Seen};
 use crate::peer::RELAY_APPLICATION_ID;
-use crate::routing::{Decision, RedirectUsage, RequestInfo};
+use crate::routing::{Decision, RequestInfo, RouteAction};
 use bytes::Bytes;
 use diameter_codec::dict::base;
 use diameter_codec::{
@@ -111,9 +112,17 @@ impl Shared {
             self.local_decision(&info)
         };
         match decision {
-            Decision::Local => self.dispatch_local(peer, origin, &msg),
-            Decision::Forward { peer: next, action } => {
-                let _ = action; // relay and proxy forward alike here; proxies edit in handlers
+            Decision::Local => self.dispatch_local(peer, origin, &msg, None),
+            // A proxy route hands the request to the application's handler, which may edit
+            // it, send it elsewhere, or answer it (RFC 6733 §2.8.2); without a handler the
+            // request is forwarded as a relay would.
+            Decision::Forward {
+                peer: next,
+                action: RouteAction::Proxy,
+            } if self.handler_for(h.application_id).is_some() => {
+                self.dispatch_local(peer, origin, &msg, Some(next));
+            }
+            Decision::Forward { peer: next, .. } => {
                 let hbh = self.next_hop_by_hop();
                 let bytes = edit::for_relay(&msg, hbh, peer);
                 self.send_pending(
@@ -122,6 +131,7 @@ impl Shared {
                         reply: Reply::Relay {
                             peer: peer.to_string(),
                             hop_by_hop: h.hop_by_hop,
+                            proxy: None,
                         },
                         peer: next,
                         bytes,
@@ -131,6 +141,7 @@ impl Shared {
                         command_code: h.command_code,
                         sent: Instant::now(),
                         deadline: Instant::now() + self.cfg.request_timeout,
+                        alternates: None,
                     },
                 );
             }
@@ -139,38 +150,29 @@ impl Shared {
                 usage,
                 cache_time,
             } => {
-                // RFC 6733 §6.13: 3006 with the E bit, Redirect-Host, and the cache hints.
-                let mut b = MessageBuilder::answer_to(&msg, &self.identity);
-                b.flags = b.flags.with(CommandFlags::ERROR, true);
-                b.result_code(ResultCode::DIAMETER_REDIRECT_INDICATION);
-                for host in hosts {
-                    let uri = if host.contains("://") {
-                        host
-                    } else {
-                        format!("aaa://{host}")
-                    };
-                    b.push(base::REDIRECT_HOST.with(uri));
-                }
-                if usage != RedirectUsage::DontCache {
-                    b.push(base::REDIRECT_HOST_USAGE.with(base::RedirectHostUsage(usage.value())));
-                    b.push(
-                        base::REDIRECT_MAX_CACHE_TIME
-                            .with(cache_time.as_secs().min(u64::from(u32::MAX)) as u32),
-                    );
-                }
-                b.copy_proxy_info(&msg);
-                self.send_answer(peer, b.to_bytes());
+                let r = Redirect {
+                    hosts,
+                    usage,
+                    max_cache_time: cache_time,
+                };
+                self.send_answer(peer, redirect_answer(&msg, &self.identity, &r).to_bytes());
             }
             Decision::Error(rc) => self.answer_error(peer, &msg, rc),
         }
     }
 
+    /// The handler of an application, or the catch-all one (relay application id).
+    pub(super) fn handler_for(&self, application_id: u32) -> Option<Arc<dyn Handler>> {
+        let handlers = self.handlers.read().expect("handlers lock");
+        handlers
+            .get(&application_id)
+            .or_else(|| handlers.get(&RELAY_APPLICATION_ID))
+            .cloned()
+    }
+
     /// For a non-agent node: requests are ours when the application is registered.
     pub(super) fn local_decision(&self, info: &RequestInfo<'_>) -> Decision {
-        let handlers = self.handlers.read().expect("handlers lock");
-        if handlers.contains_key(&info.application_id)
-            || handlers.contains_key(&RELAY_APPLICATION_ID)
-        {
+        if self.handler_for(info.application_id).is_some() {
             Decision::Local
         } else {
             Decision::Error(ResultCode::DIAMETER_APPLICATION_UNSUPPORTED)
@@ -200,8 +202,15 @@ impl Shared {
         }
     }
 
-    /// Runs a request addressed to us; `origin` is its Origin-Host.
-    pub(super) fn dispatch_local(&self, peer: &str, origin: &str, msg: &Message) {
+    /// Runs a request addressed to us (or matched by a proxy route towards `route`);
+    /// `origin` is its Origin-Host.
+    pub(super) fn dispatch_local(
+        &self,
+        peer: &str,
+        origin: &str,
+        msg: &Message,
+        route: Option<String>,
+    ) {
         let h = *msg.header();
         // Duplicate detection (RFC 6733 §5.5.4): (Origin-Host, End-to-End).
         let (key, seen) = {
@@ -233,14 +242,7 @@ impl Shared {
                 return self.finish_local(peer, &key, &b);
             }
         }
-        let handler = {
-            let handlers = self.handlers.read().expect("handlers lock");
-            handlers
-                .get(&h.application_id)
-                .or_else(|| handlers.get(&RELAY_APPLICATION_ID))
-                .cloned()
-        };
-        let Some(handler) = handler else {
+        let Some(handler) = self.handler_for(h.application_id) else {
             let b = MessageBuilder::error_answer(
                 msg,
                 &self.identity,
@@ -270,6 +272,7 @@ impl Shared {
             msg: msg.clone(),
             peer: peer.to_string(),
             node,
+            route,
         };
         // One span per request, carrying what an operator greps for.
         let span = tracing::debug_span!(
@@ -283,15 +286,32 @@ impl Shared {
         let peer = peer.to_string();
         let msg = msg.clone();
         let fut = async move {
-            let mut answer = handler.handle(req).await;
-            answer.hop_by_hop = h.hop_by_hop;
-            answer.end_to_end = h.end_to_end;
-            answer.flags = answer.flags.with(CommandFlags::REQUEST, false);
-            if answer.find(base::PROXY_INFO.key()).is_none() {
-                answer.copy_proxy_info(&msg);
-            }
+            let outcome = handler.handle(req).await;
             drop(permit);
-            shared.finish_local(&peer, &key, &answer);
+            match outcome {
+                Outcome::Answer(mut answer) => {
+                    answer.hop_by_hop = h.hop_by_hop;
+                    answer.end_to_end = h.end_to_end;
+                    answer.flags = answer.flags.with(CommandFlags::REQUEST, false);
+                    // RFC 6733 §7.1.3: a protocol error answer has the E bit, whoever built it.
+                    if answer
+                        .find(base::RESULT_CODE.key())
+                        .and_then(OwnedAvp::as_u32)
+                        .is_some_and(|rc| ResultCode(rc).is_protocol_error())
+                    {
+                        answer.flags = answer.flags.with(CommandFlags::ERROR, true);
+                    }
+                    if answer.find(base::PROXY_INFO.key()).is_none() {
+                        answer.copy_proxy_info(&msg);
+                    }
+                    shared.finish_local(&peer, &key, &answer);
+                }
+                Outcome::Redirect(r) => {
+                    let answer = redirect_answer(&msg, &shared.identity, &r);
+                    shared.finish_local(&peer, &key, &answer);
+                }
+                Outcome::Forward(f) => shared.forward(&peer, key, &msg, f).await,
+            }
         };
         let mut fut: Pin<Box<dyn Future<Output = ()> + Send>> =
             Box::pin(tracing::Instrument::instrument(fut, span));
@@ -315,7 +335,12 @@ impl Shared {
             answer.command_code,
             rc,
         );
-        let answer = answer.to_bytes();
+        self.finish_bytes(peer, key, answer.to_bytes());
+    }
+
+    /// Sends the answer to a request we took in, and to the duplicates that waited for it,
+    /// and keeps it for later duplicates.
+    pub(super) fn finish_bytes(&self, peer: &str, key: &DupKey, answer: Bytes) {
         let waiters = self
             .dedup
             .lock()

@@ -1,10 +1,14 @@
-//! The application side of the node: the request a handler gets and what it returns.
+//! The application side of the node: the request a handler gets and what it decides —
+//! answer it, forward it (as a proxy, with edits), or redirect its sender.
 
 use super::Node;
-use diameter_codec::{Message, MessageBuilder, ResultCode};
+use crate::peer::PeerInfo;
+use crate::routing::RedirectUsage;
+use diameter_codec::{CommandFlags, Message, MessageBuilder, ResultCode};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A request handed to a handler.
 pub struct IncomingRequest {
@@ -17,45 +21,191 @@ pub struct IncomingRequest {
     pub retransmitted: bool,
     /// The node, to send requests of its own (a PCRF's RAR on the PCEF's connection).
     pub node: Node,
+    /// Where the node's routing table would send this request, when it matched a proxy
+    /// route (`RouteAction::Proxy`): the handler may forward it there
+    /// ([`IncomingRequest::forward_as_routed`]), elsewhere, or answer it.
+    pub route: Option<String>,
 }
 
 impl IncomingRequest {
     /// This node's answer to the request with Result-Code `rc` (RFC 6733 §6.2: same
     /// command, application and identifiers, Session-Id, our Origin-Host and Origin-Realm).
-    /// The handler adds the rest; the node copies Proxy-Info when it sends the answer.
+    /// A protocol error (3xxx) sets the E bit (RFC 6733 §7.1.3, §7.2). The handler adds the
+    /// rest; the node copies Proxy-Info when it sends the answer.
     pub fn answer(&self, rc: ResultCode) -> MessageBuilder {
         let mut a = MessageBuilder::answer_to(&self.msg, self.node.identity());
+        a.flags = a.flags.with(CommandFlags::ERROR, rc.is_protocol_error());
         a.result_code(rc);
         a
     }
+
+    /// An editable copy of the request (a proxy may add, change or remove AVPs, RFC 6733
+    /// §2.8.2); AVPs the node's dictionary does not know are kept byte for byte.
+    pub fn edit(&self) -> MessageBuilder {
+        MessageBuilder::from_message(&self.msg, self.node.dictionary())
+    }
+
+    /// Forwards the request unchanged to `peer` (see [`Forward`]).
+    pub fn forward_to(&self, peer: impl Into<String>) -> Outcome {
+        Outcome::Forward(Forward::to(peer))
+    }
+
+    /// Forwards the request where the proxy route that matched it points, failing over as
+    /// the routing table says; answers 3002 when it matched none.
+    pub fn forward_as_routed(&self) -> Outcome {
+        let mut f = Forward::to_any(self.route.clone());
+        f.by_router = true;
+        Outcome::Forward(f)
+    }
+
+    /// Redirects the sender to `hosts` (3006, RFC 6733 §6.1.7).
+    pub fn redirect(
+        &self,
+        hosts: impl IntoIterator<Item = impl Into<String>>,
+        usage: RedirectUsage,
+        max_cache_time: Duration,
+    ) -> Outcome {
+        Outcome::Redirect(Redirect {
+            hosts: hosts.into_iter().map(Into::into).collect(),
+            usage,
+            max_cache_time,
+        })
+    }
+
+    /// The capabilities the sending peer announced in its CER/CEA (Origin-Host and -Realm,
+    /// applications, Origin-State-Id, …), while its connection is up.
+    pub fn peer_info(&self) -> Option<Arc<PeerInfo>> {
+        self.node.peer_info(&self.peer)
+    }
 }
 
-/// The future a handler returns: the answer.
-pub type HandlerFuture = Pin<Box<dyn Future<Output = MessageBuilder> + Send>>;
+/// What a handler decided.
+pub enum Outcome {
+    /// Answer the request.
+    Answer(MessageBuilder),
+    /// Send it on to another node and relay its answer back (a proxy).
+    Forward(Forward),
+    /// Tell the sender to send it elsewhere (3006 DIAMETER_REDIRECT_INDICATION).
+    Redirect(Redirect),
+}
+
+impl From<MessageBuilder> for Outcome {
+    fn from(b: MessageBuilder) -> Self {
+        Self::Answer(b)
+    }
+}
+
+impl From<Forward> for Outcome {
+    fn from(f: Forward) -> Self {
+        Self::Forward(f)
+    }
+}
+
+impl From<Redirect> for Outcome {
+    fn from(r: Redirect) -> Self {
+        Self::Redirect(r)
+    }
+}
+
+/// Edits an answer on its way back through a proxy.
+pub type AnswerEdit = Box<dyn FnOnce(&mut MessageBuilder) + Send>;
+
+/// A request forwarded by a proxy (RFC 6733 §2.8.2, §6.1.8). The node appends Route-Record
+/// (§6.7.1), gives it a Hop-by-Hop Identifier of its own and keeps its End-to-End
+/// Identifier, T bit and Proxy-Info; the answer goes back to the sender on the original
+/// Hop-by-Hop Identifier. When the chosen peer fails, the request moves to the next peer of
+/// the list with the T bit (§5.5.4); when none is left, the sender gets 3002
+/// DIAMETER_UNABLE_TO_DELIVER, and 3005 DIAMETER_LOOP_DETECTED when the peer is already in
+/// the request's Route-Record.
+pub struct Forward {
+    /// Peers to try in order: the first one open gets the request, the rest are its
+    /// alternates on failover. A peer the node is not connected to is reached through the
+    /// `[node]` host map when it is there.
+    pub peers: Vec<String>,
+    /// The request to send instead of the one received (from [`IncomingRequest::edit`]);
+    /// `None` forwards it as received, byte for byte.
+    pub request: Option<MessageBuilder>,
+    /// An edit of the answer before it is relayed back.
+    pub answer_edit: Option<AnswerEdit>,
+    /// Failover follows the routing table instead of `peers`.
+    pub(crate) by_router: bool,
+}
+
+impl Forward {
+    /// To one peer.
+    pub fn to(peer: impl Into<String>) -> Self {
+        Self::to_any([peer.into()])
+    }
+
+    /// To the first open peer of `peers`, the rest as alternates.
+    pub fn to_any(peers: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self {
+            peers: peers.into_iter().map(Into::into).collect(),
+            request: None,
+            answer_edit: None,
+            by_router: false,
+        }
+    }
+
+    /// Sends this (edited) request instead of the one received.
+    #[must_use]
+    pub fn with_request(mut self, request: MessageBuilder) -> Self {
+        self.request = Some(request);
+        self
+    }
+
+    /// Edits the answer before it goes back.
+    #[must_use]
+    pub fn edit_answer(mut self, f: impl FnOnce(&mut MessageBuilder) + Send + 'static) -> Self {
+        self.answer_edit = Some(Box::new(f));
+        self
+    }
+}
+
+/// A redirect (RFC 6733 §6.1.7): a 3006 answer with the E bit, one Redirect-Host per host
+/// (§6.12), and, when the sender may cache it, Redirect-Host-Usage (§6.13) and
+/// Redirect-Max-Cache-Time (§6.14).
+#[derive(Debug, Clone)]
+pub struct Redirect {
+    /// Diameter identities (`aaa://` is added) or full DiameterURIs
+    /// (`aaa://host:port;transport=tcp`).
+    pub hosts: Vec<String>,
+    /// What the sender may send to these hosts without asking again.
+    pub usage: RedirectUsage,
+    /// For how long.
+    pub max_cache_time: Duration,
+}
+
+/// The future a handler returns.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
 /// Handles the requests of one application.
 pub trait Handler: Send + Sync + 'static {
-    /// Answers a request.
+    /// Decides what to do with a request.
     fn handle(&self, req: IncomingRequest) -> HandlerFuture;
 }
 
 struct FnHandler<F>(F);
 
-impl<F, Fut> Handler for FnHandler<F>
+impl<F, Fut, R> Handler for FnHandler<F>
 where
     F: Fn(IncomingRequest) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = MessageBuilder> + Send + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+    R: Into<Outcome>,
 {
     fn handle(&self, req: IncomingRequest) -> HandlerFuture {
-        Box::pin((self.0)(req))
+        let fut = (self.0)(req);
+        Box::pin(async move { fut.await.into() })
     }
 }
 
-/// A handler from an async closure.
-pub fn handler_fn<F, Fut>(f: F) -> Arc<dyn Handler>
+/// A handler from an async closure that returns an answer ([`MessageBuilder`]) or an
+/// [`Outcome`].
+pub fn handler_fn<F, Fut, R>(f: F) -> Arc<dyn Handler>
 where
     F: Fn(IncomingRequest) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = MessageBuilder> + Send + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+    R: Into<Outcome> + 'static,
 {
     Arc::new(FnHandler(f))
 }

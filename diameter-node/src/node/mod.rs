@@ -33,18 +33,25 @@ mod config;
 mod conn;
 mod dispatch;
 mod edit;
+mod events;
 mod express;
+mod forward;
 mod handler;
 mod peer_task;
 mod pending;
 
 pub use client::RequestError;
 pub use config::{ListenSpec, NodeConfig, PeerSpec, RoutePeer, relay_route};
-pub use handler::{Handler, HandlerFuture, IncomingRequest, handler_fn};
+pub use events::NodeEvent;
+pub use handler::{
+    AnswerEdit, Forward, Handler, HandlerFuture, IncomingRequest, Outcome, Redirect, handler_fn,
+};
 
 use crate::capture::{Capture, CaptureConn, Direction};
 use crate::dedup::DupCache;
-use crate::peer::{DisconnectCause, LocalConfig, Peer, PeerConfig, RELAY_APPLICATION_ID, Timers};
+use crate::peer::{
+    DisconnectCause, LocalConfig, Peer, PeerConfig, PeerInfo, RELAY_APPLICATION_ID, Timers,
+};
 use crate::routing::{Decision, RedirectCache, RequestInfo, Router};
 use crate::transport::Listener;
 use accept::accept_loop;
@@ -58,7 +65,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+
+/// How many departed unknown peers' Origin-State-Ids are remembered.
+const DEPARTED_CAP: usize = 65_536;
 
 pub(crate) struct Shared {
     cfg: NodeConfig,
@@ -70,7 +80,6 @@ pub(crate) struct Shared {
     /// own Hop-by-Hop Identifiers, never attacker-chosen in bulk, and these maps are on every
     /// message's path.
     peers: RwLock<FxHashMap<String, Arc<PeerHandle>>>,
-    configured: FxHashMap<String, ()>,
     pending: Mutex<FxHashMap<u32, Pending>>,
     handlers: RwLock<HashMap<u32, Arc<dyn Handler>>>,
     dedup: Mutex<DupCache<Waiter>>,
@@ -82,6 +91,10 @@ pub(crate) struct Shared {
     handshaking: Arc<Semaphore>,
     capture: Option<Arc<Capture>>,
     stopped: AtomicBool,
+    /// Peer events for applications; nobody listening costs nothing.
+    events: broadcast::Sender<NodeEvent>,
+    /// Last Origin-State-Id of unknown peers that left (see `remember_origin_state`).
+    departed: Mutex<FxHashMap<String, u32>>,
     weak_self: std::sync::Weak<Self>,
 }
 
@@ -125,11 +138,6 @@ impl Node {
             router,
             dict: Dictionary::embedded(),
             peers: RwLock::new(FxHashMap::default()),
-            configured: cfg
-                .peers
-                .iter()
-                .map(|p| (p.host.to_ascii_lowercase(), ()))
-                .collect(),
             pending: Mutex::new(FxHashMap::default()),
             handlers: RwLock::new(HashMap::new()),
             dedup: Mutex::new(DupCache::new(cfg.dedup_window, cfg.dedup_capacity)),
@@ -141,6 +149,8 @@ impl Node {
             handshaking: Arc::new(Semaphore::new(cfg.max_handshaking)),
             capture: cfg.capture.clone(),
             stopped: AtomicBool::new(false),
+            events: broadcast::channel(1024).0,
+            departed: Mutex::new(FxHashMap::default()),
             weak_self: weak.clone(),
             cfg,
         });
@@ -150,15 +160,8 @@ impl Node {
             addrs.push(listener.local_addr()?);
             tokio::spawn(accept_loop(shared.clone(), listener));
         }
-        for p in shared.cfg.peers.clone() {
-            shared.spawn_peer(
-                &p.host,
-                p.connect.map(|addr| Dial {
-                    addr,
-                    transport: p.transport.clone(),
-                }),
-                p.timers,
-            );
+        for p in &shared.cfg.peers {
+            shared.spawn_configured(p);
         }
         tokio::spawn(sweep_loop(Arc::downgrade(&shared)));
         Ok(Self {
@@ -185,6 +188,56 @@ impl Node {
             .write()
             .expect("handlers lock")
             .insert(application_id, handler);
+    }
+
+    /// The dictionary the node validates and edits with.
+    pub fn dictionary(&self) -> &'static Dictionary {
+        self.shared.dict
+    }
+
+    /// Peer events from now on (up with its capabilities, restarted, down). A receiver that
+    /// falls more than 1,024 events behind loses the oldest (`RecvError::Lagged`).
+    pub fn events(&self) -> broadcast::Receiver<NodeEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// What `host` announced in its CER/CEA — Origin-Host, Origin-Realm, applications,
+    /// Origin-State-Id — while its connection is up.
+    pub fn peer_info(&self, host: &str) -> Option<Arc<PeerInfo>> {
+        self.shared.peer(host).and_then(|p| p.info())
+    }
+
+    /// Adds a peer at run time (no restart, no reload): connects to it when it has an
+    /// address, else waits for it to connect. Replaces nothing: a peer of the same host
+    /// already known is kept and `false` returned.
+    pub fn add_peer(&self, spec: PeerSpec) -> bool {
+        if self.shared.peer(&spec.host).is_some() {
+            return false;
+        }
+        self.shared.spawn_configured(&spec);
+        true
+    }
+
+    /// Removes a peer at run time: disconnects it with DPR (DO_NOT_WANT_TO_TALK_TO_YOU,
+    /// RFC 6733 §5.4.3), fails its pending requests over, and forgets it. Waits up to
+    /// `timeout` for the DPA. Returns whether the peer was known.
+    pub async fn remove_peer(&self, host: &str, timeout: Duration) -> bool {
+        let s = &self.shared;
+        let Some(handle) = s.peer(host) else {
+            return false;
+        };
+        s.forget_peer(host, &handle);
+        let (tx, rx) = oneshot::channel();
+        if handle
+            .cmd
+            .send(PeerCmd::Stop(DisconnectCause::DoNotWantToTalkToYou, tx))
+            .await
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(timeout, rx).await;
+        }
+        s.failover(host);
+        true
     }
 
     /// Whether the peer is open with watchdog OKAY.
@@ -267,23 +320,81 @@ impl Shared {
         }
     }
 
-    fn spawn_peer(&self, host: &str, dial: Option<Dial>, timers: Timers) -> Arc<PeerHandle> {
+    /// Starts a configured (or API-added) peer: kept when it disconnects.
+    fn spawn_configured(&self, p: &PeerSpec) -> Arc<PeerHandle> {
+        let dial = p.connect.map(|addr| Dial {
+            addr,
+            transport: p.transport.clone(),
+        });
+        self.spawn_peer(&p.host, dial, p.timers, true)
+    }
+
+    /// Forgets `host` if `handle` is still the one the node knows it by (a peer that left
+    /// may already have been replaced by a new connection under the same identity).
+    pub(crate) fn forget_peer(&self, host: &str, handle: &Arc<PeerHandle>) {
+        let mut peers = self.peers.write().expect("peers lock");
+        let key = crate::identity_key(host);
+        if peers
+            .get(key.as_ref())
+            .is_some_and(|h| Arc::ptr_eq(h, handle))
+        {
+            peers.remove(key.as_ref());
+        }
+    }
+
+    /// The Origin-State-Id of an unknown peer that left, so a restart is still noticed
+    /// when it comes back. Bounded: past the cap the oldest half is dropped (hosts seen
+    /// once are what fills it).
+    pub(crate) fn remember_origin_state(&self, host: &str, osi: u32) {
+        let mut m = self.departed.lock().expect("departed lock");
+        if m.len() >= DEPARTED_CAP {
+            let drop: Vec<String> = m.keys().take(DEPARTED_CAP / 2).cloned().collect();
+            for k in drop {
+                m.remove(&k);
+            }
+        }
+        m.insert(host.to_ascii_lowercase(), osi);
+    }
+
+    /// Tells applications; nobody listening is fine.
+    pub(crate) fn emit(&self, e: NodeEvent) {
+        let _ = self.events.send(e);
+    }
+
+    /// Starts a peer task. `configured` peers stay when they disconnect; others (unknown
+    /// peers accepted by policy) are forgotten, with their state, once they go.
+    fn spawn_peer(
+        &self,
+        host: &str,
+        dial: Option<Dial>,
+        timers: Timers,
+        configured: bool,
+    ) -> Arc<PeerHandle> {
         let mut pc = PeerConfig::new(self.local.clone(), Some(host.to_string()));
+        let last_state = self
+            .departed
+            .lock()
+            .expect("departed lock")
+            .remove(crate::identity_key(host).as_ref());
         pc.connect = dial.is_some();
         pc.timers = timers;
         // Watchdog jitter and CER/DWR identifiers: different per peer and per run.
         pc.seed = u64::from(self.hop_by_hop.load(Ordering::Relaxed))
             ^ (self.conn_ids.fetch_add(1, Ordering::Relaxed) << 32);
         let (tx, rx) = mpsc::channel(self.cfg.peer_queue);
-        let handle = Arc::new(PeerHandle::new(tx));
+        let handle = Arc::new(PeerHandle::new(tx, configured));
         self.peers
             .write()
             .expect("peers lock")
             .insert(host.to_ascii_lowercase(), handle.clone());
+        let mut peer = Peer::new(pc);
+        if let Some(osi) = last_state {
+            peer.remember_origin_state(osi);
+        }
         tokio::spawn(peer_task::run(
             self.arc(),
             host.to_string(),
-            Peer::new(pc),
+            peer,
             dial,
             rx,
             handle.clone(),
@@ -311,7 +422,7 @@ impl Shared {
 
     /// Routes a request: one received here (which may be for us) or one we originate.
     fn decide(&self, info: &RequestInfo<'_>, outgoing: bool) -> Decision {
-        let known = |h: &str| by_host(&self.configured, h).is_some();
+        let known = |h: &str| self.peer(h).is_some_and(|p| p.configured);
         let open = |h: &str| self.is_available(h);
         if outgoing {
             self.router.decide_outgoing(info, open, known)

@@ -1,19 +1,20 @@
 //! The tokio driver of one peer: owns the sans-IO [`Peer`], its connections and its timer,
 //! and turns the peer's events into node work (requests, answers, failover).
 
+use super::NodeEvent;
 use super::Shared;
 use super::conn::{self, ConnEvent, ConnHandle, Owner, WriteCmd};
 use super::express::ExpressLane;
 use crate::capture::CaptureConn;
 use crate::framing::DiameterCodec;
-use crate::peer::{ConnId, DisconnectCause, Peer, PeerAction, PeerEvent, PeerState};
+use crate::peer::{ConnId, DisconnectCause, Peer, PeerAction, PeerEvent, PeerInfo, PeerState};
 use crate::transport::{self, Stream, Transport};
 use bytes::Bytes;
 use diameter_codec::Message;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
@@ -38,7 +39,6 @@ pub(crate) struct IncomingConn {
 }
 
 /// The node's handle on a peer task.
-#[derive(Clone)]
 pub(crate) struct PeerHandle {
     /// Commands.
     pub(crate) cmd: mpsc::Sender<PeerCmd>,
@@ -48,16 +48,32 @@ pub(crate) struct PeerHandle {
     pub(crate) relay: Arc<AtomicBool>,
     /// Application messages while the peer is open and OKAY, without the peer task.
     pub(crate) lane: Arc<ExpressLane>,
+    /// Configured or added through the API: kept when it disconnects. Unknown peers
+    /// accepted by policy are forgotten once they go.
+    pub(crate) configured: bool,
+    /// What the peer announced in CER/CEA, while a connection is open.
+    info: Mutex<Option<Arc<PeerInfo>>>,
 }
 
 impl PeerHandle {
-    pub(crate) fn new(cmd: mpsc::Sender<PeerCmd>) -> Self {
+    pub(crate) fn new(cmd: mpsc::Sender<PeerCmd>, configured: bool) -> Self {
         Self {
             cmd,
             available: Arc::new(AtomicBool::new(false)),
             relay: Arc::new(AtomicBool::new(false)),
             lane: Arc::new(ExpressLane::new()),
+            configured,
+            info: Mutex::new(None),
         }
+    }
+
+    /// What the peer announced, while it is connected.
+    pub(crate) fn info(&self) -> Option<Arc<PeerInfo>> {
+        self.info.lock().expect("peer info lock").clone()
+    }
+
+    fn set_info(&self, info: Option<Arc<PeerInfo>>) {
+        *self.info.lock().expect("peer info lock") = info;
     }
 
     /// Hands `bytes` to the peer: straight to the open connection's writer while the
@@ -99,6 +115,8 @@ struct Driver {
     connects: mpsc::Sender<Result<Stream, transport::TransportError>>,
     handle: Arc<PeerHandle>,
     stopping: Vec<oneshot::Sender<()>>,
+    /// An unknown peer that went down: the task ends and the node forgets it.
+    departed: bool,
 }
 
 /// Runs a peer until it is stopped (or the node is dropped).
@@ -130,10 +148,11 @@ pub(crate) async fn run(
         connects,
         handle,
         stopping: Vec::new(),
+        departed: false,
     };
     loop {
         d.drain();
-        if !d.stopping.is_empty() && d.peer.state() == PeerState::Closed {
+        if (d.departed || !d.stopping.is_empty()) && d.peer.state() == PeerState::Closed {
             break;
         }
         let deadline = d.peer.poll_timeout();
@@ -198,6 +217,20 @@ pub(crate) async fn run(
     }
     for s in d.stopping.drain(..) {
         let _ = s.send(());
+    }
+    if !d.handle.configured {
+        // issue 9.4: a departed unknown peer leaves nothing behind. A connection it opened
+        // again meanwhile is handed to a fresh task rather than lost.
+        d.shared.forget_peer(&d.host, &d.handle);
+        if let Some(osi) = d.peer.info().and_then(|i| i.origin_state_id) {
+            d.shared.remember_origin_state(&d.host, osi);
+        }
+        cmds.close();
+        while let Ok(cmd) = cmds.try_recv() {
+            if let PeerCmd::Incoming(inc) = cmd {
+                d.shared.adopt_incoming(&d.host, inc);
+            }
+        }
     }
 }
 
@@ -310,6 +343,10 @@ impl Driver {
     fn on_event(&mut self, e: PeerEvent) {
         match e {
             PeerEvent::StateChanged { to, .. } => {
+                if to.is_open() {
+                    // Known from the CER/CEA on, REOPEN included (requests are served then).
+                    self.handle.set_info(self.peer.info().cloned());
+                }
                 crate::metrics::set_peer_state(&self.host, state_name(to));
                 tracing::debug!(peer = %self.host, state = state_name(to), "peer state");
             }
@@ -317,7 +354,12 @@ impl Driver {
                 self.handle
                     .relay
                     .store(info.negotiated.relay, Ordering::Release);
+                self.handle.set_info(Some(info.clone()));
                 tracing::info!(peer = %self.host, origin_host = %info.origin_host, "peer open");
+                self.shared.emit(NodeEvent::PeerUp {
+                    peer: self.host.clone(),
+                    info,
+                });
             }
             PeerEvent::Failover { reason } => {
                 tracing::info!(peer = %self.host, ?reason, "failover");
@@ -325,12 +367,23 @@ impl Driver {
             }
             PeerEvent::Down { reason } => {
                 tracing::info!(peer = %self.host, ?reason, "peer down");
+                self.handle.set_info(None);
                 self.shared.failover(&self.host);
+                self.departed = !self.handle.configured;
+                self.shared.emit(NodeEvent::PeerDown {
+                    peer: self.host.clone(),
+                    reason,
+                });
             }
             PeerEvent::Request { msg, .. } => self.shared.on_request(&self.host, msg),
             PeerEvent::Answer { msg, .. } => self.shared.on_answer(&self.host, msg),
             PeerEvent::Restarted { previous, current } => {
                 tracing::info!(peer = %self.host, previous, current, "peer restarted (Origin-State-Id)");
+                self.shared.emit(NodeEvent::PeerRestarted {
+                    peer: self.host.clone(),
+                    previous,
+                    current,
+                });
             }
             other => tracing::debug!(peer = %self.host, event = ?other, "peer event"),
         }

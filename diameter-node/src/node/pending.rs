@@ -2,7 +2,9 @@
 //! the T bit (RFC 6733 §5.5.4) and locally built error answers.
 
 use super::client::RequestError;
+use super::handler::AnswerEdit;
 use super::{Shared, edit};
+use crate::dedup::DupKey;
 use crate::routing::RequestInfo;
 use bytes::Bytes;
 use diameter_codec::dict::base;
@@ -15,7 +17,20 @@ pub(super) enum Reply {
     /// A request of ours: the caller awaits this.
     Local(oneshot::Sender<Result<Message, RequestError>>),
     /// A request we relay: the answer goes back to `peer` with its Hop-by-Hop Identifier.
-    Relay { peer: String, hop_by_hop: u32 },
+    /// A request a handler forwarded (a proxy) also completes its duplicate-cache entry and
+    /// may have its answer edited.
+    Relay {
+        peer: String,
+        hop_by_hop: u32,
+        proxy: Option<Box<Proxied>>,
+    },
+}
+
+/// What a proxied request's answer still owes: its duplicate-cache entry and the
+/// handler's edit.
+pub(super) struct Proxied {
+    pub(super) key: DupKey,
+    pub(super) answer_edit: Option<AnswerEdit>,
 }
 
 pub(super) struct Pending {
@@ -28,6 +43,9 @@ pub(super) struct Pending {
     pub(super) command_code: u32,
     pub(super) sent: Instant,
     pub(super) deadline: Instant,
+    /// Where failover may move it: `None` lets the routing table choose; a proxy handler's
+    /// own list otherwise (RFC 6733 §5.5.4).
+    pub(super) alternates: Option<Vec<String>>,
 }
 
 impl Shared {
@@ -132,9 +150,32 @@ impl Shared {
             Reply::Local(tx) => {
                 let _ = tx.send(outcome);
             }
-            Reply::Relay { peer, hop_by_hop } => {
+            Reply::Relay {
+                peer,
+                hop_by_hop,
+                proxy: None,
+            } => {
                 if let Ok(answer) = outcome {
                     self.send_answer(&peer, edit::retarget(answer.as_bytes(), hop_by_hop, false));
+                }
+            }
+            Reply::Relay {
+                peer,
+                hop_by_hop,
+                proxy: Some(proxied),
+            } => {
+                if let Ok(answer) = outcome {
+                    let bytes = match proxied.answer_edit {
+                        // RFC 6733 §2.8.2: a proxy may change the answer on its way back.
+                        Some(edit) => {
+                            let mut b = MessageBuilder::from_message(&answer, self.dict);
+                            edit(&mut b);
+                            b.hop_by_hop = hop_by_hop;
+                            b.to_bytes()
+                        }
+                        None => edit::retarget(answer.as_bytes(), hop_by_hop, false),
+                    };
+                    self.finish_bytes(&peer, &proxied.key, bytes);
                 }
             }
         }
@@ -177,6 +218,10 @@ impl Shared {
         };
         let alt = if pinned {
             None
+        } else if let Some(list) = &mut p.alternates {
+            // A proxy handler's own alternates, in its order, each tried once.
+            let next = list.iter().position(|h| self.is_available(h));
+            next.map(|i| list.remove(i))
         } else {
             self.router
                 .alternates(&info, &p.peer, |h| self.is_available(h))

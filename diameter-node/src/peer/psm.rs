@@ -597,6 +597,12 @@ impl Peer {
         }
     }
 
+    /// The Origin-State-Id the peer had when the node last saw it (a peer the node forgot
+    /// when it left), so that its next CER tells whether it restarted.
+    pub fn remember_origin_state(&mut self, origin_state_id: u32) {
+        self.last_origin_state_id = Some(origin_state_id);
+    }
+
     /// Whether `current` differs from the Origin-State-Id the peer sent before: it restarted
     /// (RFC 6733 §8.16: the value changes whenever the peer loses its state).
     fn restarted(&self, current: Option<u32>) -> bool {
