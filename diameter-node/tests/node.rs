@@ -4,20 +4,13 @@
 use diameter_codec::dict::{base, dcca};
 use diameter_codec::{CommandFlags, Message, MessageBuilder, MessageWriter, ResultCode};
 use diameter_node::node::{Node, NodeConfig, PeerSpec, RequestError, handler_fn, relay_route};
-use diameter_node::peer::{Application, Timers};
+use diameter_node::peer::Application;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 mod common;
-use common::{DCCA, any_addr, counting_handler};
-
-fn fast_timers() -> Timers {
-    Timers {
-        tc: Duration::from_millis(200),
-        ..Timers::default()
-    }
-}
+use common::{DCCA, any_addr, counting_handler, peer_at, said_by};
 
 async fn server(host: &str, clients: &[&str], counter: Arc<AtomicUsize>) -> Node {
     let mut cfg = NodeConfig::new(host, "server.example");
@@ -57,25 +50,11 @@ async fn client(peers: Vec<PeerSpec>, realm: &str, route_to: &[&str]) -> Node {
     Node::start(cfg).await.unwrap()
 }
 
-/// `host` listening on `node`, connected to with fast reconnects.
-fn peer_at(host: &str, node: &Node) -> PeerSpec {
-    let mut p = PeerSpec::connect_tcp(host, node.listen_addrs()[0]);
-    p.timers = fast_timers();
-    p
-}
-
 /// A client routing realm server.example to `host`, connected to it and open.
 async fn connected_client(host: &str, node: &Node) -> Node {
     let cli = client(vec![peer_at(host, node)], "server.example", &[host]).await;
     assert!(cli.wait_peer(host, Duration::from_secs(5)).await);
     cli
-}
-
-fn said_by(m: &Message) -> String {
-    m.get(base::ERROR_MESSAGE)
-        .and_then(Result::ok)
-        .unwrap_or_default()
-        .to_string()
 }
 
 #[tokio::test]

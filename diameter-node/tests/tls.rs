@@ -86,6 +86,7 @@ async fn client(addr: SocketAddr, transport: Transport) -> Node {
             tc: Duration::from_millis(200),
             ..Timers::default()
         },
+        forwards: false,
     });
     cfg.routes
         .push(relay_route("example", Some(DCCA), &[SERVER]));

@@ -21,6 +21,11 @@ pub struct PeerSpec {
     pub transport: Transport,
     /// Timers (Tc, Tw, …).
     pub timers: Timers,
+    /// An agent that forwards other nodes' requests without advertising the Relay
+    /// application (a proxy or DRA advertises the applications it proxies): its requests
+    /// may carry another Origin-Host when they carry Route-Record (bad-inputs 40 otherwise
+    /// refuses them as spoofed).
+    pub forwards: bool,
 }
 
 impl PeerSpec {
@@ -31,6 +36,7 @@ impl PeerSpec {
             connect: Some(addr),
             transport: Transport::Tcp,
             timers: Timers::default(),
+            forwards: false,
         }
     }
     /// A peer that connects to us.
@@ -40,6 +46,7 @@ impl PeerSpec {
             connect: None,
             transport: Transport::Tcp,
             timers: Timers::default(),
+            forwards: false,
         }
     }
 }

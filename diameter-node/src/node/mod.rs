@@ -326,7 +326,9 @@ impl Shared {
             addr,
             transport: p.transport.clone(),
         });
-        self.spawn_peer(&p.host, dial, p.timers, true)
+        let handle = self.spawn_peer(&p.host, dial, p.timers, true);
+        handle.forwards.store(p.forwards, Ordering::Release);
+        handle
     }
 
     /// Forgets `host` if `handle` is still the one the node knows it by (a peer that left
@@ -408,7 +410,7 @@ impl Shared {
 
     fn peer_is_relay(&self, host: &str) -> bool {
         self.peer(host)
-            .is_some_and(|p| p.relay.load(Ordering::Acquire))
+            .is_some_and(|p| p.forwards.load(Ordering::Acquire) || p.relay.load(Ordering::Acquire))
     }
 
     fn is_available(&self, host: &str) -> bool {

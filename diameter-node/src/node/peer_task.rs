@@ -51,6 +51,8 @@ pub(crate) struct PeerHandle {
     /// Configured or added through the API: kept when it disconnects. Unknown peers
     /// accepted by policy are forgotten once they go.
     pub(crate) configured: bool,
+    /// Configured as an agent that forwards others' requests (`PeerSpec::forwards`).
+    pub(crate) forwards: AtomicBool,
     /// What the peer announced in CER/CEA, while a connection is open.
     info: Mutex<Option<Arc<PeerInfo>>>,
 }
@@ -63,6 +65,7 @@ impl PeerHandle {
             relay: Arc::new(AtomicBool::new(false)),
             lane: Arc::new(ExpressLane::new()),
             configured,
+            forwards: AtomicBool::new(false),
             info: Mutex::new(None),
         }
     }

@@ -3,11 +3,20 @@
 
 use diameter_codec::dict::{base, dcca};
 use diameter_codec::{Message, MessageBuilder, ResultCode};
-use diameter_node::node::{Handler, handler_fn};
+use diameter_node::node::{Handler, Node, PeerSpec, handler_fn};
+use diameter_node::peer::Timers;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+pub(crate) mod raw;
+
+/// The Origin-Host of the tests' clients.
+pub(crate) const CLIENT: &str = "client.example";
+
+/// How long a test waits for an answer.
+pub(crate) const T: Duration = Duration::from_secs(3);
 
 /// Loopback with port 0: a listener the OS gives a free port.
 pub(crate) fn any_addr() -> SocketAddr {
@@ -62,4 +71,27 @@ pub(crate) fn counting_handler(runs: Arc<AtomicUsize>, delay: Duration) -> Arc<d
             req.answer(ResultCode::DIAMETER_SUCCESS)
         }
     })
+}
+
+/// Fast reconnects (Tc 200 ms) for tests that restart peers.
+pub(crate) fn fast_timers() -> Timers {
+    Timers {
+        tc: Duration::from_millis(200),
+        ..Timers::default()
+    }
+}
+
+/// `host` listening on `node`, connected to with fast reconnects.
+pub(crate) fn peer_at(host: &str, node: &Node) -> PeerSpec {
+    let mut p = PeerSpec::connect_tcp(host, node.listen_addrs()[0]);
+    p.timers = fast_timers();
+    p
+}
+
+/// Which server answered: the Error-Message the tests' servers put in their answers.
+pub(crate) fn said_by(m: &Message) -> String {
+    m.get(base::ERROR_MESSAGE)
+        .and_then(Result::ok)
+        .unwrap_or_default()
+        .to_string()
 }
