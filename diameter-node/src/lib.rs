@@ -11,6 +11,12 @@
 //!
 //! - [`node`]: [`node::Node`] — listeners, peers, `request()` with deadlines, handlers per
 //!   application, relaying, redirects, failover with the T bit, overload answers (3004).
+//!   A handler decides an [`node::Outcome`]: answer, forward as a proxy (with edits of
+//!   request and answer, its own failover list, 3002/3005 when it cannot be delivered), or
+//!   redirect (3006). Applications subscribe to [`node::NodeEvent`]s (peer up with its
+//!   CER/CEA facts, restarted, down), look up a peer's facts, and add or remove peers at run
+//!   time. The client side follows redirects, connecting to hosts it has no connection to
+//!   through `NodeConfig::host_map` or the Redirect-Host URI.
 //! - [`peer`]: the sans-IO peer state machine (RFC 6733 §5.6 with election, CER/CEA, DPR/DPA)
 //!   and the RFC 3539 watchdog.
 //! - [`routing`]: realm/application routes, Destination-Host, loop detection, the client-side
