@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""A Gx client built with python-diameter (PyPI), a Diameter library nobody in this project
+wrote, used as an independent peer against our servers.
+
+It sends messages the way that library builds them, which is also how many field peers
+bend the flag rules: Product-Name with the M bit in CER, Origin-Host and Origin-Realm
+without it in CCR, RAT-Type with it. Each scenario prints what it saw and exits 0 only when
+every check held.
+
+    python_client.py --port P [--host 127.0.0.1] --scenario mbit|reconnect
+"""
+import argparse
+import socket
+import struct
+import sys
+import time
+
+from diameter.message import Message
+from diameter.message.avp import Avp
+from diameter.message.commands import (
+    CapabilitiesExchangeRequest,
+    CreditControlRequest,
+    DeviceWatchdogAnswer,
+)
+from diameter.message.commands.credit_control import SubscriptionId
+from diameter.message.constants import (
+    APP_3GPP_GX,
+    AVP_PRODUCT_NAME,
+    AVP_TGPP_RAT_TYPE,
+    E_CC_REQUEST_TYPE_INITIAL_REQUEST,
+    E_CC_REQUEST_TYPE_UPDATE_REQUEST,
+    E_SUBSCRIPTION_ID_TYPE_END_USER_IMSI,
+    VENDOR_TGPP,
+)
+
+ORIGIN_HOST = b"pcef.python.test"
+ORIGIN_REALM = b"python.test"
+FAILURES = []
+
+
+def check(what, ok, detail=""):
+    print(("ok   " if ok else "FAIL ") + what + (f": {detail}" if detail else ""))
+    if not ok:
+        FAILURES.append(what)
+
+
+class Peer:
+    """One TCP connection speaking whole Diameter messages, answering DWRs."""
+
+    def __init__(self, host, port):
+        self.sock = socket.create_connection((host, port), timeout=5)
+        self.buf = b""
+
+    def send(self, msg):
+        self.sock.sendall(msg if isinstance(msg, bytes) else msg.as_bytes())
+
+    def recv(self):
+        while True:
+            while len(self.buf) < 4 or len(self.buf) < self._length():
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed by the server")
+                self.buf += chunk
+            n = self._length()
+            data, self.buf = self.buf[:n], self.buf[n:]
+            msg = Message.from_bytes(data)
+            msg.wire = data
+            if msg.header.is_request and msg.header.command_code == 280:
+                dwa = DeviceWatchdogAnswer()
+                dwa.header.hop_by_hop_identifier = msg.header.hop_by_hop_identifier
+                dwa.header.end_to_end_identifier = msg.header.end_to_end_identifier
+                dwa.result_code = 2001
+                dwa.origin_host = ORIGIN_HOST
+                dwa.origin_realm = ORIGIN_REALM
+                self.send(dwa)
+                continue
+            return msg
+
+    def _length(self):
+        return struct.unpack("!I", b"\x00" + self.buf[1:4])[0]
+
+    def vanish(self):
+        """Closes with a TCP reset and no DPR, as a crashed PCEF leaves its connection."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+
+def cer(origin_state_id):
+    m = CapabilitiesExchangeRequest()
+    m.header.hop_by_hop_identifier = 1
+    m.header.end_to_end_identifier = 1
+    m.origin_host = ORIGIN_HOST
+    m.origin_realm = ORIGIN_REALM
+    m.host_ip_address = "127.0.0.1"
+    m.vendor_id = VENDOR_TGPP
+    m.product_name = "python-diameter"
+    m.origin_state_id = origin_state_id
+    m.auth_application_id = APP_3GPP_GX
+    m.supported_vendor_id = VENDOR_TGPP
+    # The library clears the M bit of Product-Name, as RFC 6733 §5.3.7 wants; some field
+    # peers set it. Set it on the wire copy.
+    return with_mandatory(m, AVP_PRODUCT_NAME)
+
+
+def with_mandatory(msg, code, vendor=0):
+    """The message's bytes with the M bit set on AVP `code`."""
+    plain = Message.from_bytes(msg.as_bytes(), plain_msg=True)
+    for a in plain.avps:
+        if a.code == code and a.vendor_id == vendor:
+            a.is_mandatory = True
+    return plain.as_bytes()
+
+
+def wire_avps(data):
+    """The top-level AVPs as they are on the wire (the library regenerates flags and
+    defaults when it decodes into a command class)."""
+    return Message.from_bytes(data, plain_msg=True).avps
+
+
+def ccr(session, number, e2e, retransmit=False):
+    m = CreditControlRequest()
+    m.header.application_id = APP_3GPP_GX
+    m.header.hop_by_hop_identifier = 0x1000 + e2e
+    m.header.end_to_end_identifier = e2e
+    m.header.is_retransmit = retransmit
+    m.session_id = session
+    m.origin_host = ORIGIN_HOST
+    m.origin_realm = ORIGIN_REALM
+    m.destination_realm = b"home.test"
+    m.auth_application_id = APP_3GPP_GX
+    m.cc_request_type = (
+        E_CC_REQUEST_TYPE_INITIAL_REQUEST if number == 0 else E_CC_REQUEST_TYPE_UPDATE_REQUEST
+    )
+    m.cc_request_number = number
+    m.subscription_id = [
+        SubscriptionId(
+            subscription_id_type=E_SUBSCRIPTION_ID_TYPE_END_USER_IMSI,
+            subscription_id_data="001010000000001",
+        )
+    ]
+    m.rat_type = 1004  # EUTRAN
+    return m
+
+
+def flags_of(data, code, vendor=0):
+    data = data if isinstance(data, bytes) else data.as_bytes()
+    for a in wire_avps(data):
+        if a.code == code and a.vendor_id == vendor:
+            return a.flags
+    return 0
+
+
+def has(data, code):
+    return any(a.code == code for a in wire_avps(data))
+
+
+def open_peer(args, osi):
+    p = Peer(args.host, args.port)
+    req = cer(osi)
+    check("CER carries Product-Name with the M bit", bool(flags_of(req, AVP_PRODUCT_NAME) & 0x40))
+    p.send(req)
+    cea = p.recv()
+    check("CEA 2001", cea.result_code == 2001, f"Result-Code {cea.result_code}")
+    return p
+
+
+def ask(p, req, what):
+    p.send(req)
+    ans = p.recv()
+    rc = ans.result_code
+    check(f"{what}: answer 2001", rc == 2001, f"Result-Code {rc}")
+    check(f"{what}: identifiers match",
+          ans.header.end_to_end_identifier == req.header.end_to_end_identifier
+          and ans.header.hop_by_hop_identifier == req.header.hop_by_hop_identifier)
+    # RFC 4006 §3.2 CCA grammar: Auth-Application-Id, CC-Request-Type, CC-Request-Number.
+    for code, name in ((258, "Auth-Application-Id"), (416, "CC-Request-Type"),
+                       (415, "CC-Request-Number")):
+        check(f"{what}: {name} present", has(ans.wire, code))
+    check(f"{what}: Auth-Application-Id", ans.auth_application_id == APP_3GPP_GX,
+          f"{ans.auth_application_id}")
+    check(f"{what}: CC-Request-Type", ans.cc_request_type == req.cc_request_type,
+          f"{ans.cc_request_type}")
+    check(f"{what}: CC-Request-Number", ans.cc_request_number == req.cc_request_number,
+          f"{ans.cc_request_number}")
+    check(f"{what}: Session-Id", ans.session_id == req.session_id)
+    return ans
+
+
+def scenario_mbit(args):
+    p = open_peer(args, osi=int(time.time()))
+    req = ccr("pcef.python.test;1;1", 0, 0x2001)
+    check("CCR: Origin-Host without the M bit", not flags_of(req, 264) & 0x40)
+    check("CCR: Origin-Realm without the M bit", not flags_of(req, 296) & 0x40)
+    check("CCR: RAT-Type with the M bit", bool(flags_of(req, AVP_TGPP_RAT_TYPE, VENDOR_TGPP) & 0x40))
+    ask(p, req, "CCR-I")
+    ask(p, ccr("pcef.python.test;1;1", 1, 0x2002), "CCR-U")
+
+
+def scenario_reconnect(args):
+    osi = int(time.time())
+    p = open_peer(args, osi)
+    first = ccr("pcef.python.test;2;1", 0, 0x3001)
+    a1 = ask(p, first, "CCR-I before the crash")
+    p.vanish()
+    # Back at once, restarted (new Origin-State-Id), maybe before the server saw the reset.
+    p = open_peer(args, osi + 1)
+    ask(p, ccr("pcef.python.test;2;1", 1, 0x3002), "CCR-U after reconnecting")
+    # The first request again, T bit set: the answer the server stored, not a new one.
+    again = ccr("pcef.python.test;2;1", 0, 0x3001, retransmit=True)
+    again.header.hop_by_hop_identifier = 0x5555
+    a1b = ask(p, again, "retransmitted CCR-I")
+    check("retransmission answered from the duplicate cache", a1b.wire[16:] == a1.wire[16:])
+    p.vanish()
+    # Back again with the same Origin-State-Id (no restart, only a new connection).
+    time.sleep(0.2)
+    p = open_peer(args, osi + 1)
+    ask(p, ccr("pcef.python.test;2;1", 2, 0x3003), "CCR-U on a new connection, same state")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--scenario", choices=["mbit", "reconnect"], required=True)
+    args = ap.parse_args()
+    try:
+        {"mbit": scenario_mbit, "reconnect": scenario_reconnect}[args.scenario](args)
+    except Exception as e:  # a closed connection or a timeout is a failed check
+        check("scenario ran to the end", False, repr(e))
+    print(f"{len(FAILURES)} failed")
+    sys.exit(1 if FAILURES else 0)
+
+
+if __name__ == "__main__":
+    main()
