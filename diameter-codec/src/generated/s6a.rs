@@ -1088,15 +1088,15 @@ pub const MPS_PRIORITY: TypedAvp<ty::Unsigned32> = TypedAvp::new("MPS-Priority",
 pub struct VplmnLipaAllowed(pub i32);
 
 impl VplmnLipaAllowed {
-    /// LIPA_NOTALLOWED (0).
+    /// LIPA-NOTALLOWED (0).
     pub const LIPA_NOTALLOWED: Self = Self(0);
-    /// LIPA_ALLOWED (1).
+    /// LIPA-ALLOWED (1).
     pub const LIPA_ALLOWED: Self = Self(1);
     /// The dictionary name of this value.
     pub fn name(self) -> Option<&'static str> {
         match self.0 {
-            0 => Some("LIPA_NOTALLOWED"),
-            1 => Some("LIPA_ALLOWED"),
+            0 => Some("LIPA-NOTALLOWED"),
+            1 => Some("LIPA-ALLOWED"),
             _ => None,
         }
     }
@@ -1122,18 +1122,18 @@ pub const VPLMN_LIPA_ALLOWED: TypedAvp<ty::Enumerated<VplmnLipaAllowed>> = Typed
 pub struct LipaPermission(pub i32);
 
 impl LipaPermission {
-    /// LIPA_PROHIBITED (0).
+    /// LIPA-PROHIBITED (0).
     pub const LIPA_PROHIBITED: Self = Self(0);
-    /// LIPA_ONLY (1).
+    /// LIPA-ONLY (1).
     pub const LIPA_ONLY: Self = Self(1);
-    /// LIPA_CONDITIONAL (2).
+    /// LIPA-CONDITIONAL (2).
     pub const LIPA_CONDITIONAL: Self = Self(2);
     /// The dictionary name of this value.
     pub fn name(self) -> Option<&'static str> {
         match self.0 {
-            0 => Some("LIPA_PROHIBITED"),
-            1 => Some("LIPA_ONLY"),
-            2 => Some("LIPA_CONDITIONAL"),
+            0 => Some("LIPA-PROHIBITED"),
+            1 => Some("LIPA-ONLY"),
+            2 => Some("LIPA-CONDITIONAL"),
             _ => None,
         }
     }
@@ -1451,27 +1451,27 @@ pub const LOGGING_INTERVAL: TypedAvp<ty::Enumerated<LoggingInterval>> = TypedAvp
 pub struct LoggingDuration(pub i32);
 
 impl LoggingDuration {
-    /// 600_sec (0).
+    /// 600 sec (0).
     pub const V600_SEC: Self = Self(0);
-    /// 1200_sec (1).
+    /// 1200 sec (1).
     pub const V1200_SEC: Self = Self(1);
-    /// 2400_sec (2).
+    /// 2400 sec (2).
     pub const V2400_SEC: Self = Self(2);
-    /// 3600_sec (3).
+    /// 3600 sec (3).
     pub const V3600_SEC: Self = Self(3);
-    /// 5400_sec (4).
+    /// 5400 sec (4).
     pub const V5400_SEC: Self = Self(4);
-    /// 7200_sec (5).
+    /// 7200 sec (5).
     pub const V7200_SEC: Self = Self(5);
     /// The dictionary name of this value.
     pub fn name(self) -> Option<&'static str> {
         match self.0 {
-            0 => Some("600_sec"),
-            1 => Some("1200_sec"),
-            2 => Some("2400_sec"),
-            3 => Some("3600_sec"),
-            4 => Some("5400_sec"),
-            5 => Some("7200_sec"),
+            0 => Some("600 sec"),
+            1 => Some("1200 sec"),
+            2 => Some("2400 sec"),
+            3 => Some("3600 sec"),
+            4 => Some("5400 sec"),
+            5 => Some("7200 sec"),
             _ => None,
         }
     }
@@ -1703,30 +1703,30 @@ pub const SUBSCRIPTION_DATA_FLAGS: TypedAvp<ty::Unsigned32> = TypedAvp::new("Sub
 pub struct MeasurementPeriodLte(pub i32);
 
 impl MeasurementPeriodLte {
-    /// 1024_ms (0).
+    /// 1024 ms (0).
     pub const V1024_MS: Self = Self(0);
-    /// 1280_ms (1).
+    /// 1280 ms (1).
     pub const V1280_MS: Self = Self(1);
-    /// 2048_ms (2).
+    /// 2048 ms (2).
     pub const V2048_MS: Self = Self(2);
-    /// 2560_ms (3).
+    /// 2560 ms (3).
     pub const V2560_MS: Self = Self(3);
-    /// 5120_ms (4).
+    /// 5120 ms (4).
     pub const V5120_MS: Self = Self(4);
-    /// 10240_ms (5).
+    /// 10240 ms (5).
     pub const V10240_MS: Self = Self(5);
-    /// 1_min (6).
+    /// 1 min (6).
     pub const V1_MIN: Self = Self(6);
     /// The dictionary name of this value.
     pub fn name(self) -> Option<&'static str> {
         match self.0 {
-            0 => Some("1024_ms"),
-            1 => Some("1280_ms"),
-            2 => Some("2048_ms"),
-            3 => Some("2560_ms"),
-            4 => Some("5120_ms"),
-            5 => Some("10240_ms"),
-            6 => Some("1_min"),
+            0 => Some("1024 ms"),
+            1 => Some("1280 ms"),
+            2 => Some("2048 ms"),
+            3 => Some("2560 ms"),
+            4 => Some("5120 ms"),
+            5 => Some("10240 ms"),
+            6 => Some("1 min"),
             _ => None,
         }
     }
@@ -1752,54 +1752,54 @@ pub const MEASUREMENT_PERIOD_LTE: TypedAvp<ty::Enumerated<MeasurementPeriodLte>>
 pub struct MeasurementPeriodUmts(pub i32);
 
 impl MeasurementPeriodUmts {
-    /// 250_ms (0).
+    /// 250 ms (0).
     pub const V250_MS: Self = Self(0);
-    /// 500_ms (1).
+    /// 500 ms (1).
     pub const V500_MS: Self = Self(1);
-    /// 1000_ms (2).
+    /// 1000 ms (2).
     pub const V1000_MS: Self = Self(2);
-    /// 2000_ms (3).
+    /// 2000 ms (3).
     pub const V2000_MS: Self = Self(3);
-    /// 3000_ms (4).
+    /// 3000 ms (4).
     pub const V3000_MS: Self = Self(4);
-    /// 4000_ms (5).
+    /// 4000 ms (5).
     pub const V4000_MS: Self = Self(5);
-    /// 6000_ms (6).
+    /// 6000 ms (6).
     pub const V6000_MS: Self = Self(6);
-    /// 8000_ms (7).
+    /// 8000 ms (7).
     pub const V8000_MS: Self = Self(7);
-    /// 12000_ms (8).
+    /// 12000 ms (8).
     pub const V12000_MS: Self = Self(8);
-    /// 16000_ms (9).
+    /// 16000 ms (9).
     pub const V16000_MS: Self = Self(9);
-    /// 20000_ms (10).
+    /// 20000 ms (10).
     pub const V20000_MS: Self = Self(10);
-    /// 24000_ms (11).
+    /// 24000 ms (11).
     pub const V24000_MS: Self = Self(11);
-    /// 28000_ms (12).
+    /// 28000 ms (12).
     pub const V28000_MS: Self = Self(12);
-    /// 32000_ms (13).
+    /// 32000 ms (13).
     pub const V32000_MS: Self = Self(13);
-    /// 64000_ms (14).
+    /// 64000 ms (14).
     pub const V64000_MS: Self = Self(14);
     /// The dictionary name of this value.
     pub fn name(self) -> Option<&'static str> {
         match self.0 {
-            0 => Some("250_ms"),
-            1 => Some("500_ms"),
-            2 => Some("1000_ms"),
-            3 => Some("2000_ms"),
-            4 => Some("3000_ms"),
-            5 => Some("4000_ms"),
-            6 => Some("6000_ms"),
-            7 => Some("8000_ms"),
-            8 => Some("12000_ms"),
-            9 => Some("16000_ms"),
-            10 => Some("20000_ms"),
-            11 => Some("24000_ms"),
-            12 => Some("28000_ms"),
-            13 => Some("32000_ms"),
-            14 => Some("64000_ms"),
+            0 => Some("250 ms"),
+            1 => Some("500 ms"),
+            2 => Some("1000 ms"),
+            3 => Some("2000 ms"),
+            4 => Some("3000 ms"),
+            5 => Some("4000 ms"),
+            6 => Some("6000 ms"),
+            7 => Some("8000 ms"),
+            8 => Some("12000 ms"),
+            9 => Some("16000 ms"),
+            10 => Some("20000 ms"),
+            11 => Some("24000 ms"),
+            12 => Some("28000 ms"),
+            13 => Some("32000 ms"),
+            14 => Some("64000 ms"),
             _ => None,
         }
     }
@@ -1825,30 +1825,30 @@ pub const MEASUREMENT_PERIOD_UMTS: TypedAvp<ty::Enumerated<MeasurementPeriodUmts
 pub struct CollectionPeriodRrmLte(pub i32);
 
 impl CollectionPeriodRrmLte {
-    /// 1024_ms (0).
+    /// 1024 ms (0).
     pub const V1024_MS: Self = Self(0);
-    /// 1280_ms (1).
+    /// 1280 ms (1).
     pub const V1280_MS: Self = Self(1);
-    /// 2048_ms (2).
+    /// 2048 ms (2).
     pub const V2048_MS: Self = Self(2);
-    /// 2560_ms (3).
+    /// 2560 ms (3).
     pub const V2560_MS: Self = Self(3);
-    /// 5120_ms (4).
+    /// 5120 ms (4).
     pub const V5120_MS: Self = Self(4);
-    /// 10240_ms (5).
+    /// 10240 ms (5).
     pub const V10240_MS: Self = Self(5);
-    /// 60000_ms (6).
+    /// 60000 ms (6).
     pub const V60000_MS: Self = Self(6);
     /// The dictionary name of this value.
     pub fn name(self) -> Option<&'static str> {
         match self.0 {
-            0 => Some("1024_ms"),
-            1 => Some("1280_ms"),
-            2 => Some("2048_ms"),
-            3 => Some("2560_ms"),
-            4 => Some("5120_ms"),
-            5 => Some("10240_ms"),
-            6 => Some("60000_ms"),
+            0 => Some("1024 ms"),
+            1 => Some("1280 ms"),
+            2 => Some("2048 ms"),
+            3 => Some("2560 ms"),
+            4 => Some("5120 ms"),
+            5 => Some("10240 ms"),
+            6 => Some("60000 ms"),
             _ => None,
         }
     }
@@ -1874,54 +1874,54 @@ pub const COLLECTION_PERIOD_RRM_LTE: TypedAvp<ty::Enumerated<CollectionPeriodRrm
 pub struct CollectionPeriodRrmUmts(pub i32);
 
 impl CollectionPeriodRrmUmts {
-    /// 250_ms (0).
+    /// 250 ms (0).
     pub const V250_MS: Self = Self(0);
-    /// 500_ms (1).
+    /// 500 ms (1).
     pub const V500_MS: Self = Self(1);
-    /// 1000_ms (2).
+    /// 1000 ms (2).
     pub const V1000_MS: Self = Self(2);
-    /// 2000_ms (3).
+    /// 2000 ms (3).
     pub const V2000_MS: Self = Self(3);
-    /// 3000_ms (4).
+    /// 3000 ms (4).
     pub const V3000_MS: Self = Self(4);
-    /// 4000_ms (5).
+    /// 4000 ms (5).
     pub const V4000_MS: Self = Self(5);
-    /// 6000_ms (6).
+    /// 6000 ms (6).
     pub const V6000_MS: Self = Self(6);
-    /// 8000_ms (7).
+    /// 8000 ms (7).
     pub const V8000_MS: Self = Self(7);
-    /// 12000_ms (8).
+    /// 12000 ms (8).
     pub const V12000_MS: Self = Self(8);
-    /// 16000_ms (9).
+    /// 16000 ms (9).
     pub const V16000_MS: Self = Self(9);
-    /// 20000_ms (10).
+    /// 20000 ms (10).
     pub const V20000_MS: Self = Self(10);
-    /// 24000_ms (11).
+    /// 24000 ms (11).
     pub const V24000_MS: Self = Self(11);
-    /// 28000_ms (12).
+    /// 28000 ms (12).
     pub const V28000_MS: Self = Self(12);
-    /// 32000_ms (13).
+    /// 32000 ms (13).
     pub const V32000_MS: Self = Self(13);
-    /// 64000_ms (14).
+    /// 64000 ms (14).
     pub const V64000_MS: Self = Self(14);
     /// The dictionary name of this value.
     pub fn name(self) -> Option<&'static str> {
         match self.0 {
-            0 => Some("250_ms"),
-            1 => Some("500_ms"),
-            2 => Some("1000_ms"),
-            3 => Some("2000_ms"),
-            4 => Some("3000_ms"),
-            5 => Some("4000_ms"),
-            6 => Some("6000_ms"),
-            7 => Some("8000_ms"),
-            8 => Some("12000_ms"),
-            9 => Some("16000_ms"),
-            10 => Some("20000_ms"),
-            11 => Some("24000_ms"),
-            12 => Some("28000_ms"),
-            13 => Some("32000_ms"),
-            14 => Some("64000_ms"),
+            0 => Some("250 ms"),
+            1 => Some("500 ms"),
+            2 => Some("1000 ms"),
+            3 => Some("2000 ms"),
+            4 => Some("3000 ms"),
+            5 => Some("4000 ms"),
+            6 => Some("6000 ms"),
+            7 => Some("8000 ms"),
+            8 => Some("12000 ms"),
+            9 => Some("16000 ms"),
+            10 => Some("20000 ms"),
+            11 => Some("24000 ms"),
+            12 => Some("28000 ms"),
+            13 => Some("32000 ms"),
+            14 => Some("64000 ms"),
             _ => None,
         }
     }
