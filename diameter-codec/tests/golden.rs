@@ -20,7 +20,7 @@
 //! Wireshark agreement test in `tests/tests/wireshark.rs`.
 
 use bytes::Bytes;
-use diameter_codec::dict::{base, dcca, gi, gx, gy, nasreq, roaming, rx, s9, ts29229};
+use diameter_codec::dict::{base, dcca, gi, gx, gy, nasreq, roaming, rx, s6a, s9, ts29229};
 use diameter_codec::types::DiameterTime;
 use diameter_codec::{
     AvpIter, AvpKey, AvpRef, DataType, Dictionary, LocalIdentity, Message, MessageBuilder,
@@ -49,6 +49,17 @@ const GX_SESSION: &str = "pcef1.example.net;1234;5678";
 const GY_SESSION: &str = "pcef1.example.net;1234;5679";
 const RX_SESSION: &str = "af1.example.net;2345;6789";
 const S9_SESSION: &str = "vpcrf1.example.net;3456;7890";
+const S6A_SESSION: &str = "mme1.example.net;4567;8901";
+const CX_SESSION: &str = "scscf1.ims.example.net;5678;9012";
+const MME_HOST: &str = "mme1.example.net";
+const HSS_HOST: &str = "hss1.example.net";
+const SCSCF_HOST: &str = "scscf1.ims.example.net";
+const HSS_IMS_HOST: &str = "hss1.ims.example.net";
+/// MCC 001 / MNC 01 as a PLMN identity (TS 24.008 §10.5.1.13: MCC digit 2|1, MNC digit 3|MCC 3,
+/// MNC 2|1).
+const HOME_PLMN: [u8; 3] = [0x00, 0xf1, 0x10];
+const IMPI: &str = "001010123456789@ims.mnc001.mcc001.3gppnetwork.org";
+const IMPU: &str = "sip:001010123456789@ims.mnc001.mcc001.3gppnetwork.org";
 
 const IMSI: &str = "001010123456789";
 const MSISDN: &str = "15555550123";
@@ -808,6 +819,159 @@ fn rx_asr() -> MessageBuilder {
 }
 
 // ---------------------------------------------------------------------------------------------
+// S6a (TS 29.272) and Cx (TS 29.229).
+// ---------------------------------------------------------------------------------------------
+
+fn s6a_request(cmd: u32, hbh: u32) -> MessageBuilder {
+    let mut m = MessageBuilder::request(cmd, s6a::APP_S6A_S6D, true).ids(hbh, hbh ^ 0x7e57_0000);
+    m.push(base::SESSION_ID.with(S6A_SESSION));
+    m.push(base::VENDOR_SPECIFIC_APPLICATION_ID.with(vec![
+        base::VENDOR_ID.with(TGPP),
+        base::AUTH_APPLICATION_ID.with(s6a::APP_S6A_S6D),
+    ]));
+    m.push(base::AUTH_SESSION_STATE.with(base::AuthSessionState::NO_STATE_MAINTAINED));
+    m.push(base::ORIGIN_HOST.with(MME_HOST));
+    m.push(base::ORIGIN_REALM.with(HOME_REALM));
+    m.push(base::DESTINATION_REALM.with(HOME_REALM));
+    m.push(base::USER_NAME.with(IMSI));
+    m
+}
+
+fn s6a_answer(req: MessageBuilder) -> MessageBuilder {
+    let req = req.build().expect("S6a request decodes");
+    let mut m = MessageBuilder::answer_to(&req, &ident(HSS_HOST, HOME_REALM));
+    m.push(base::VENDOR_SPECIFIC_APPLICATION_ID.with(vec![
+        base::VENDOR_ID.with(TGPP),
+        base::AUTH_APPLICATION_ID.with(s6a::APP_S6A_S6D),
+    ]));
+    m.result_code(ResultCode::DIAMETER_SUCCESS);
+    m.push(base::AUTH_SESSION_STATE.with(base::AuthSessionState::NO_STATE_MAINTAINED));
+    m
+}
+
+fn s6a_air() -> MessageBuilder {
+    let mut m = s6a_request(s6a::CMD_AUTHENTICATION_INFORMATION, 0x6a00_0001);
+    m.push(s6a::REQUESTED_EUTRAN_AUTHENTICATION_INFO.with(vec![
+        s6a::NUMBER_OF_REQUESTED_VECTORS.with(1u32),
+        s6a::IMMEDIATE_RESPONSE_PREFERRED.with(0u32),
+    ]));
+    m.push(s6a::VISITED_PLMN_ID.with(bytes(&HOME_PLMN)));
+    m
+}
+
+fn s6a_aia() -> MessageBuilder {
+    let mut m = s6a_answer(s6a_air());
+    m.push(
+        s6a::AUTHENTICATION_INFO.with(vec![s6a::E_UTRAN_VECTOR.with(vec![
+            s6a::ITEM_NUMBER.with(1u32),
+            s6a::RAND.with(bytes(&[0x11; 16])),
+            s6a::XRES.with(bytes(&[0x22; 8])),
+            s6a::AUTN.with(bytes(&[0x33; 16])),
+            s6a::KASME.with(bytes(&[0x44; 32])),
+        ])]),
+    );
+    m
+}
+
+fn s6a_ulr() -> MessageBuilder {
+    let mut m = s6a_request(s6a::CMD_UPDATE_LOCATION, 0x6a00_0002);
+    m.push(s6a::TERMINAL_INFORMATION.with(vec![
+        s6a::IMEI.with("35691901000123"),
+        s6a::SOFTWARE_VERSION.with("01"),
+    ]));
+    m.push(gx::RAT_TYPE.with(gx::RatType::EUTRAN));
+    // Bit 1 S6a/S6d-Indicator, bit 5 Initial-Attach-Indicator (TS 29.272 §7.3.7).
+    m.push(s6a::ULR_FLAGS.with(0x0000_0022u32));
+    m.push(s6a::UE_SRVCC_CAPABILITY.with(s6a::UeSrvccCapability::UE_SRVCC_NOT_SUPPORTED));
+    m.push(s6a::VISITED_PLMN_ID.with(bytes(&HOME_PLMN)));
+    m
+}
+
+fn s6a_ula() -> MessageBuilder {
+    let mut m = s6a_answer(s6a_ulr());
+    m.push(s6a::ULA_FLAGS.with(1u32));
+    m.push(s6a::SUBSCRIPTION_DATA.with(vec![
+        s6a::SUBSCRIBER_STATUS.with(s6a::SubscriberStatus::SERVICE_GRANTED),
+        s6a::MSISDN.with(bytes(&[0x51, 0x55, 0x55, 0x05, 0x21, 0xf3])),
+        s6a::NETWORK_ACCESS_MODE.with(s6a::NetworkAccessMode::ONLY_PACKET),
+        s6a::ACCESS_RESTRICTION_DATA.with(0u32),
+        s6a::AMBR.with(vec![
+            rx::MAX_REQUESTED_BANDWIDTH_UL.with(50_000_000u32),
+            rx::MAX_REQUESTED_BANDWIDTH_DL.with(150_000_000u32),
+        ]),
+        s6a::APN_CONFIGURATION_PROFILE.with(vec![
+            s6a::CONTEXT_IDENTIFIER.with(1u32),
+            s6a::ALL_APN_CONFIGURATIONS_INCLUDED_INDICATOR
+                .with(s6a::AllApnConfigurationsIncludedIndicator::ALL_APN_CONFIGURATIONS_INCLUDED),
+            s6a::APN_CONFIGURATION.with(vec![
+                s6a::CONTEXT_IDENTIFIER.with(1u32),
+                s6a::PDN_TYPE.with(s6a::PdnType::IPV4V6),
+                s6a::SERVICE_SELECTION.with(APN),
+                s6a::EPS_SUBSCRIBED_QOS_PROFILE.with(vec![
+                    gx::QOS_CLASS_IDENTIFIER.with(gx::QosClassIdentifier::QCI_9),
+                    arp(8),
+                ]),
+                s6a::AMBR.with(vec![
+                    rx::MAX_REQUESTED_BANDWIDTH_UL.with(50_000_000u32),
+                    rx::MAX_REQUESTED_BANDWIDTH_DL.with(150_000_000u32),
+                ]),
+                s6a::PDN_GW_ALLOCATION_TYPE.with(s6a::PdnGwAllocationType::DYNAMIC),
+                s6a::MIP6_AGENT_INFO.with(vec![
+                    s6a::MIP_HOME_AGENT_ADDRESS.with(IpAddr::from(PGW_IPV4)),
+                ]),
+            ]),
+        ]),
+        s6a::SUBSCRIBED_PERIODIC_RAU_TAU_TIMER.with(3240u32),
+    ]));
+    m
+}
+
+fn cx_mar() -> MessageBuilder {
+    let mut m = MessageBuilder::request(ts29229::CMD_MULTIMEDIA_AUTH, ts29229::APP_CX_DX, true)
+        .ids(0x6c00_0001, 0x6c00_0001 ^ 0x7e57_0000);
+    m.push(base::SESSION_ID.with(CX_SESSION));
+    m.push(base::VENDOR_SPECIFIC_APPLICATION_ID.with(vec![
+        base::VENDOR_ID.with(TGPP),
+        base::AUTH_APPLICATION_ID.with(ts29229::APP_CX_DX),
+    ]));
+    m.push(base::AUTH_SESSION_STATE.with(base::AuthSessionState::NO_STATE_MAINTAINED));
+    m.push(base::ORIGIN_HOST.with(SCSCF_HOST));
+    m.push(base::ORIGIN_REALM.with(IMS_REALM));
+    m.push(base::DESTINATION_REALM.with(IMS_REALM));
+    m.push(base::USER_NAME.with(IMPI));
+    m.push(ts29229::PUBLIC_IDENTITY.with(IMPU));
+    m.push(ts29229::SIP_NUMBER_AUTH_ITEMS.with(1u32));
+    m.push(ts29229::SIP_AUTH_DATA_ITEM.with(vec![
+        ts29229::SIP_AUTHENTICATION_SCHEME.with("Digest-AKAv1-MD5"),
+    ]));
+    m.push(ts29229::SERVER_NAME.with("sip:scscf1.ims.example.net:6060"));
+    m
+}
+
+fn cx_maa() -> MessageBuilder {
+    let req = cx_mar().build().expect("MAR decodes");
+    let mut m = MessageBuilder::answer_to(&req, &ident(HSS_IMS_HOST, IMS_REALM));
+    m.push(base::VENDOR_SPECIFIC_APPLICATION_ID.with(vec![
+        base::VENDOR_ID.with(TGPP),
+        base::AUTH_APPLICATION_ID.with(ts29229::APP_CX_DX),
+    ]));
+    m.result_code(ResultCode::DIAMETER_SUCCESS);
+    m.push(base::AUTH_SESSION_STATE.with(base::AuthSessionState::NO_STATE_MAINTAINED));
+    m.push(base::USER_NAME.with(IMPI));
+    m.push(ts29229::PUBLIC_IDENTITY.with(IMPU));
+    m.push(ts29229::SIP_NUMBER_AUTH_ITEMS.with(1u32));
+    m.push(ts29229::SIP_AUTH_DATA_ITEM.with(vec![
+        ts29229::SIP_ITEM_NUMBER.with(1u32),
+        ts29229::SIP_AUTHENTICATION_SCHEME.with("Digest-AKAv1-MD5"),
+        ts29229::SIP_AUTHENTICATE.with(bytes(&[0x55; 32])),
+        ts29229::SIP_AUTHORIZATION.with(bytes(&[0x66; 8])),
+        ts29229::CONFIDENTIALITY_KEY.with(bytes(&[0x77; 16])),
+        ts29229::INTEGRITY_KEY.with(bytes(&[0x88; 16])),
+    ]));
+    m
+}
+
+// ---------------------------------------------------------------------------------------------
 // The table of vectors.
 // ---------------------------------------------------------------------------------------------
 
@@ -927,6 +1091,36 @@ const VECTORS: &[Vector] = &[
         name: "lbo_grant",
         about: "S9 RAR from the H-PCRF: Subsession-Decision-Info with a rule carrying our LBO-Indicator and LBO-Grant (vendor 32473)",
         build: lbo_grant,
+    },
+    Vector {
+        name: "s6a_air",
+        about: "S6a AIR from the MME asking for one E-UTRAN vector (TS 29.272 §7.2.5)",
+        build: s6a_air,
+    },
+    Vector {
+        name: "s6a_aia",
+        about: "S6a AIA 2001 with one E-UTRAN-Vector (TS 29.272 §7.2.6)",
+        build: s6a_aia,
+    },
+    Vector {
+        name: "s6a_ulr",
+        about: "S6a ULR from the MME at initial attach (TS 29.272 §7.2.3)",
+        build: s6a_ulr,
+    },
+    Vector {
+        name: "s6a_ula",
+        about: "S6a ULA 2001 with Subscription-Data: one APN-Configuration (TS 29.272 §7.2.4)",
+        build: s6a_ula,
+    },
+    Vector {
+        name: "cx_mar",
+        about: "Cx MAR from the S-CSCF asking for one AKA vector (TS 29.229 §6.1.7)",
+        build: cx_mar,
+    },
+    Vector {
+        name: "cx_maa",
+        about: "Cx MAA 2001 with one SIP-Auth-Data-Item (TS 29.229 §6.1.8)",
+        build: cx_maa,
     },
 ];
 
@@ -1560,5 +1754,61 @@ fn rx_vectors_read_back() {
     assert_eq!(
         load("rx_asr").get(rx::ABORT_CAUSE).unwrap().unwrap(),
         rx::AbortCause::BEARER_RELEASED
+    );
+}
+
+#[test]
+fn s6a_and_cx_vectors_read_back() {
+    let air = load("s6a_air");
+    assert_eq!(
+        (air.header().command_code, air.header().application_id),
+        (s6a::CMD_AUTHENTICATION_INFORMATION, s6a::APP_S6A_S6D)
+    );
+    assert!(air.header().is_request() && air.header().flags.is_proxiable());
+    assert_eq!(air.get(base::USER_NAME).unwrap().unwrap(), IMSI);
+    assert_eq!(air.get(s6a::VISITED_PLMN_ID).unwrap().unwrap(), HOME_PLMN);
+    let req = air
+        .find(s6a::REQUESTED_EUTRAN_AUTHENTICATION_INFO.key())
+        .unwrap();
+    let n = child(&req, s6a::NUMBER_OF_REQUESTED_VECTORS.key()).unwrap();
+    assert_eq!(s6a::NUMBER_OF_REQUESTED_VECTORS.decode(n.data).unwrap(), 1);
+
+    let aia = load("s6a_aia");
+    assert_eq!(aia.get(base::RESULT_CODE).unwrap().unwrap(), 2001);
+    let info = aia.find(s6a::AUTHENTICATION_INFO.key()).unwrap();
+    let vector = child(&info, s6a::E_UTRAN_VECTOR.key()).unwrap();
+    let kasme = child(&vector, s6a::KASME.key()).unwrap();
+    assert_eq!(s6a::KASME.decode(kasme.data).unwrap(), [0x44; 32]);
+
+    let ulr = load("s6a_ulr");
+    assert_eq!(ulr.get(s6a::ULR_FLAGS).unwrap().unwrap(), 0x22);
+    assert_eq!(ulr.get(gx::RAT_TYPE).unwrap().unwrap(), gx::RatType::EUTRAN);
+
+    let ula = load("s6a_ula");
+    let data = ula.find(s6a::SUBSCRIPTION_DATA.key()).unwrap();
+    let profile = child(&data, s6a::APN_CONFIGURATION_PROFILE.key()).unwrap();
+    let apn = child(&profile, s6a::APN_CONFIGURATION.key()).unwrap();
+    let name = child(&apn, s6a::SERVICE_SELECTION.key()).unwrap();
+    assert_eq!(s6a::SERVICE_SELECTION.decode(name.data).unwrap(), APN);
+    let pdn = child(&apn, s6a::PDN_TYPE.key()).unwrap();
+    assert_eq!(
+        s6a::PDN_TYPE.decode(pdn.data).unwrap(),
+        s6a::PdnType::IPV4V6
+    );
+
+    let mar = load("cx_mar");
+    assert_eq!(
+        (mar.header().command_code, mar.header().application_id),
+        (ts29229::CMD_MULTIMEDIA_AUTH, ts29229::APP_CX_DX)
+    );
+    assert_eq!(mar.get(ts29229::PUBLIC_IDENTITY).unwrap().unwrap(), IMPU);
+    let maa = load("cx_maa");
+    let item = maa.find(ts29229::SIP_AUTH_DATA_ITEM.key()).unwrap();
+    let scheme = child(&item, ts29229::SIP_AUTHENTICATION_SCHEME.key()).unwrap();
+    assert_eq!(
+        ts29229::SIP_AUTHENTICATION_SCHEME
+            .decode(scheme.data)
+            .unwrap(),
+        "Digest-AKAv1-MD5"
     );
 }

@@ -21,6 +21,7 @@ pub fn module_name(file: &str) -> &'static str {
         "tgpp_gx_29212.toml" => "gx",
         "tgpp_rx_29214.toml" => "rx",
         "tgpp_s9_29215.toml" => "s9",
+        "tgpp_s6a_29272.toml" => "s6a",
         "roaming_vendor.toml" => "roaming",
         other => panic!("no module name for dictionary file {other}: add one in diameter-dictgen"),
     }

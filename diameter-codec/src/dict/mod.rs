@@ -536,6 +536,10 @@ pub const EMBEDDED_FILES: &[(&str, &str)] = &[
         include_str!("../../../dictionaries/tgpp_s9_29215.toml"),
     ),
     (
+        "tgpp_s6a_29272.toml",
+        include_str!("../../../dictionaries/tgpp_s6a_29272.toml"),
+    ),
+    (
         "roaming_vendor.toml",
         include_str!("../../../dictionaries/roaming_vendor.toml"),
     ),

@@ -21,4 +21,6 @@ pub mod rx;
 #[rustfmt::skip]
 pub mod s9;
 #[rustfmt::skip]
+pub mod s6a;
+#[rustfmt::skip]
 pub mod roaming;

@@ -5,6 +5,27 @@
 #[allow(unused_imports)]
 use crate::types::{TypedAvp, ty};
 
+/// Application-Id of Cx/Dx (auth; TS 29.229 §6).
+pub const APP_CX_DX: u32 = 16777216;
+
+/// Command Code of User-Authorization (UAR/UAA; TS 29.229 §6.1.1, §6.1.2).
+pub const CMD_USER_AUTHORIZATION: u32 = 300;
+
+/// Command Code of Server-Assignment (SAR/SAA; TS 29.229 §6.1.3, §6.1.4).
+pub const CMD_SERVER_ASSIGNMENT: u32 = 301;
+
+/// Command Code of Location-Info (LIR/LIA; TS 29.229 §6.1.5, §6.1.6).
+pub const CMD_LOCATION_INFO: u32 = 302;
+
+/// Command Code of Multimedia-Auth (MAR/MAA; TS 29.229 §6.1.7, §6.1.8).
+pub const CMD_MULTIMEDIA_AUTH: u32 = 303;
+
+/// Command Code of Registration-Termination (RTR/RTA; TS 29.229 §6.1.9, §6.1.10).
+pub const CMD_REGISTRATION_TERMINATION: u32 = 304;
+
+/// Command Code of Push-Profile (PPR/PPA; TS 29.229 §6.1.11, §6.1.12).
+pub const CMD_PUSH_PROFILE: u32 = 305;
+
 /// Supported-Features (628, vendor 10415): Grouped, sent with V. TS 29.229 §6.3.29
 pub const SUPPORTED_FEATURES: TypedAvp<ty::Grouped> = TypedAvp::new("Supported-Features", 628, 10415, false);
 
@@ -28,3 +49,525 @@ pub const PRIMARY_CHARGING_COLLECTION_FUNCTION_NAME: TypedAvp<ty::DiameterUri> =
 
 /// Secondary-Charging-Collection-Function-Name (622, vendor 10415): DiameterURI, sent with V,M. TS 29.229 §6.3.23
 pub const SECONDARY_CHARGING_COLLECTION_FUNCTION_NAME: TypedAvp<ty::DiameterUri> = TypedAvp::new("Secondary-Charging-Collection-Function-Name", 622, 10415, true);
+
+/// Visited-Network-Identifier (600, vendor 10415): OctetString, sent with V,M. TS 29.229 §6.3.1
+pub const VISITED_NETWORK_IDENTIFIER: TypedAvp<ty::OctetString> = TypedAvp::new("Visited-Network-Identifier", 600, 10415, true);
+
+/// Public-Identity (601, vendor 10415): UTF8String, sent with V,M. TS 29.229 §6.3.2
+pub const PUBLIC_IDENTITY: TypedAvp<ty::Utf8String> = TypedAvp::new("Public-Identity", 601, 10415, true);
+
+/// Server-Name (602, vendor 10415): UTF8String, sent with V,M. TS 29.229 §6.3.3
+pub const SERVER_NAME: TypedAvp<ty::Utf8String> = TypedAvp::new("Server-Name", 602, 10415, true);
+
+/// Server-Capabilities (603, vendor 10415): Grouped, sent with V,M. TS 29.229 §6.3.4
+pub const SERVER_CAPABILITIES: TypedAvp<ty::Grouped> = TypedAvp::new("Server-Capabilities", 603, 10415, true);
+
+/// Mandatory-Capability (604, vendor 10415): Unsigned32, sent with V,M. TS 29.229 §6.3.5
+pub const MANDATORY_CAPABILITY: TypedAvp<ty::Unsigned32> = TypedAvp::new("Mandatory-Capability", 604, 10415, true);
+
+/// Optional-Capability (605, vendor 10415): Unsigned32, sent with V,M. TS 29.229 §6.3.6
+pub const OPTIONAL_CAPABILITY: TypedAvp<ty::Unsigned32> = TypedAvp::new("Optional-Capability", 605, 10415, true);
+
+/// User-Data (606, vendor 10415): OctetString, sent with V,M. TS 29.229 §6.3.7
+pub const USER_DATA: TypedAvp<ty::OctetString> = TypedAvp::new("User-Data", 606, 10415, true);
+
+/// SIP-Number-Auth-Items (607, vendor 10415): Unsigned32, sent with V,M. TS 29.229 §6.3.8
+pub const SIP_NUMBER_AUTH_ITEMS: TypedAvp<ty::Unsigned32> = TypedAvp::new("SIP-Number-Auth-Items", 607, 10415, true);
+
+/// SIP-Authentication-Scheme (608, vendor 10415): UTF8String, sent with V,M. TS 29.229 §6.3.9
+pub const SIP_AUTHENTICATION_SCHEME: TypedAvp<ty::Utf8String> = TypedAvp::new("SIP-Authentication-Scheme", 608, 10415, true);
+
+/// SIP-Authenticate (609, vendor 10415): OctetString, sent with V,M. TS 29.229 §6.3.10
+pub const SIP_AUTHENTICATE: TypedAvp<ty::OctetString> = TypedAvp::new("SIP-Authenticate", 609, 10415, true);
+
+/// SIP-Authorization (610, vendor 10415): OctetString, sent with V,M. TS 29.229 §6.3.11
+pub const SIP_AUTHORIZATION: TypedAvp<ty::OctetString> = TypedAvp::new("SIP-Authorization", 610, 10415, true);
+
+/// SIP-Authentication-Context (611, vendor 10415): OctetString, sent with V,M. TS 29.229 §6.3.12
+pub const SIP_AUTHENTICATION_CONTEXT: TypedAvp<ty::OctetString> = TypedAvp::new("SIP-Authentication-Context", 611, 10415, true);
+
+/// SIP-Auth-Data-Item (612, vendor 10415): Grouped, sent with V,M. TS 29.229 §6.3.13
+pub const SIP_AUTH_DATA_ITEM: TypedAvp<ty::Grouped> = TypedAvp::new("SIP-Auth-Data-Item", 612, 10415, true);
+
+/// SIP-Item-Number (613, vendor 10415): Unsigned32, sent with V,M. TS 29.229 §6.3.14
+pub const SIP_ITEM_NUMBER: TypedAvp<ty::Unsigned32> = TypedAvp::new("SIP-Item-Number", 613, 10415, true);
+
+/// Values of Server-Assignment-Type (TS 29.229 §6.3.15). An open newtype: unknown values are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerAssignmentType(pub i32);
+
+impl ServerAssignmentType {
+    /// NO_ASSIGNMENT (0).
+    pub const NO_ASSIGNMENT: Self = Self(0);
+    /// REGISTRATION (1).
+    pub const REGISTRATION: Self = Self(1);
+    /// RE_REGISTRATION (2).
+    pub const RE_REGISTRATION: Self = Self(2);
+    /// UNREGISTERED_USER (3).
+    pub const UNREGISTERED_USER: Self = Self(3);
+    /// TIMEOUT_DEREGISTRATION (4).
+    pub const TIMEOUT_DEREGISTRATION: Self = Self(4);
+    /// USER_DEREGISTRATION (5).
+    pub const USER_DEREGISTRATION: Self = Self(5);
+    /// TIMEOUT_DEREGISTRATION_STORE_SERVER_NAME (6).
+    pub const TIMEOUT_DEREGISTRATION_STORE_SERVER_NAME: Self = Self(6);
+    /// USER_DEREGISTRATION_STORE_SERVER_NAME (7).
+    pub const USER_DEREGISTRATION_STORE_SERVER_NAME: Self = Self(7);
+    /// ADMINISTRATIVE_DEREGISTRATION (8).
+    pub const ADMINISTRATIVE_DEREGISTRATION: Self = Self(8);
+    /// AUTHENTICATION_FAILURE (9).
+    pub const AUTHENTICATION_FAILURE: Self = Self(9);
+    /// AUTHENTICATION_TIMEOUT (10).
+    pub const AUTHENTICATION_TIMEOUT: Self = Self(10);
+    /// DEREGISTRATION_TOO_MUCH_DATA (11).
+    pub const DEREGISTRATION_TOO_MUCH_DATA: Self = Self(11);
+    /// AAA_USER_DATA_REQUEST (12).
+    pub const AAA_USER_DATA_REQUEST: Self = Self(12);
+    /// PGW_UPDATE (13).
+    pub const PGW_UPDATE: Self = Self(13);
+    /// RESTORATION (14).
+    pub const RESTORATION: Self = Self(14);
+    /// The dictionary name of this value.
+    pub fn name(self) -> Option<&'static str> {
+        match self.0 {
+            0 => Some("NO_ASSIGNMENT"),
+            1 => Some("REGISTRATION"),
+            2 => Some("RE_REGISTRATION"),
+            3 => Some("UNREGISTERED_USER"),
+            4 => Some("TIMEOUT_DEREGISTRATION"),
+            5 => Some("USER_DEREGISTRATION"),
+            6 => Some("TIMEOUT_DEREGISTRATION_STORE_SERVER_NAME"),
+            7 => Some("USER_DEREGISTRATION_STORE_SERVER_NAME"),
+            8 => Some("ADMINISTRATIVE_DEREGISTRATION"),
+            9 => Some("AUTHENTICATION_FAILURE"),
+            10 => Some("AUTHENTICATION_TIMEOUT"),
+            11 => Some("DEREGISTRATION_TOO_MUCH_DATA"),
+            12 => Some("AAA_USER_DATA_REQUEST"),
+            13 => Some("PGW_UPDATE"),
+            14 => Some("RESTORATION"),
+            _ => None,
+        }
+    }
+}
+
+impl From<i32> for ServerAssignmentType {
+    fn from(v: i32) -> Self {
+        Self(v)
+    }
+}
+
+impl From<ServerAssignmentType> for i32 {
+    fn from(v: ServerAssignmentType) -> Self {
+        v.0
+    }
+}
+
+/// Server-Assignment-Type (614, vendor 10415): Enumerated, sent with V,M. TS 29.229 §6.3.15
+pub const SERVER_ASSIGNMENT_TYPE: TypedAvp<ty::Enumerated<ServerAssignmentType>> = TypedAvp::new("Server-Assignment-Type", 614, 10415, true);
+
+/// Deregistration-Reason (615, vendor 10415): Grouped, sent with V,M. TS 29.229 §6.3.16
+pub const DEREGISTRATION_REASON: TypedAvp<ty::Grouped> = TypedAvp::new("Deregistration-Reason", 615, 10415, true);
+
+/// Values of Reason-Code (TS 29.229 §6.3.17). An open newtype: unknown values are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReasonCode(pub i32);
+
+impl ReasonCode {
+    /// PERMANENT_TERMINATION (0).
+    pub const PERMANENT_TERMINATION: Self = Self(0);
+    /// NEW_SERVER_ASSIGNED (1).
+    pub const NEW_SERVER_ASSIGNED: Self = Self(1);
+    /// SERVER_CHANGE (2).
+    pub const SERVER_CHANGE: Self = Self(2);
+    /// REMOVE_S-CSCF (3).
+    pub const REMOVE_S_CSCF: Self = Self(3);
+    /// The dictionary name of this value.
+    pub fn name(self) -> Option<&'static str> {
+        match self.0 {
+            0 => Some("PERMANENT_TERMINATION"),
+            1 => Some("NEW_SERVER_ASSIGNED"),
+            2 => Some("SERVER_CHANGE"),
+            3 => Some("REMOVE_S-CSCF"),
+            _ => None,
+        }
+    }
+}
+
+impl From<i32> for ReasonCode {
+    fn from(v: i32) -> Self {
+        Self(v)
+    }
+}
+
+impl From<ReasonCode> for i32 {
+    fn from(v: ReasonCode) -> Self {
+        v.0
+    }
+}
+
+/// Reason-Code (616, vendor 10415): Enumerated, sent with V,M. TS 29.229 §6.3.17
+pub const REASON_CODE: TypedAvp<ty::Enumerated<ReasonCode>> = TypedAvp::new("Reason-Code", 616, 10415, true);
+
+/// Reason-Info (617, vendor 10415): UTF8String, sent with V,M. TS 29.229 §6.3.18
+pub const REASON_INFO: TypedAvp<ty::Utf8String> = TypedAvp::new("Reason-Info", 617, 10415, true);
+
+/// Values of User-Authorization-Type (TS 29.229 §6.3.24). An open newtype: unknown values are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserAuthorizationType(pub i32);
+
+impl UserAuthorizationType {
+    /// REGISTRATION (0).
+    pub const REGISTRATION: Self = Self(0);
+    /// DE_REGISTRATION (1).
+    pub const DE_REGISTRATION: Self = Self(1);
+    /// REGISTRATION_AND_CAPABILITIES (2).
+    pub const REGISTRATION_AND_CAPABILITIES: Self = Self(2);
+    /// The dictionary name of this value.
+    pub fn name(self) -> Option<&'static str> {
+        match self.0 {
+            0 => Some("REGISTRATION"),
+            1 => Some("DE_REGISTRATION"),
+            2 => Some("REGISTRATION_AND_CAPABILITIES"),
+            _ => None,
+        }
+    }
+}
+
+impl From<i32> for UserAuthorizationType {
+    fn from(v: i32) -> Self {
+        Self(v)
+    }
+}
+
+impl From<UserAuthorizationType> for i32 {
+    fn from(v: UserAuthorizationType) -> Self {
+        v.0
+    }
+}
+
+/// User-Authorization-Type (623, vendor 10415): Enumerated, sent with V,M. TS 29.229 §6.3.24
+pub const USER_AUTHORIZATION_TYPE: TypedAvp<ty::Enumerated<UserAuthorizationType>> = TypedAvp::new("User-Authorization-Type", 623, 10415, true);
+
+/// Values of User-Data-Already-Available (TS 29.229 §6.3.26). An open newtype: unknown values are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserDataAlreadyAvailable(pub i32);
+
+impl UserDataAlreadyAvailable {
+    /// USER_DATA_NOT_AVAILABLE (0).
+    pub const USER_DATA_NOT_AVAILABLE: Self = Self(0);
+    /// USER_DATA_ALREADY_AVAILABLE (1).
+    pub const USER_DATA_ALREADY_AVAILABLE: Self = Self(1);
+    /// The dictionary name of this value.
+    pub fn name(self) -> Option<&'static str> {
+        match self.0 {
+            0 => Some("USER_DATA_NOT_AVAILABLE"),
+            1 => Some("USER_DATA_ALREADY_AVAILABLE"),
+            _ => None,
+        }
+    }
+}
+
+impl From<i32> for UserDataAlreadyAvailable {
+    fn from(v: i32) -> Self {
+        Self(v)
+    }
+}
+
+impl From<UserDataAlreadyAvailable> for i32 {
+    fn from(v: UserDataAlreadyAvailable) -> Self {
+        v.0
+    }
+}
+
+/// User-Data-Already-Available (624, vendor 10415): Enumerated, sent with V,M. TS 29.229 §6.3.26
+pub const USER_DATA_ALREADY_AVAILABLE: TypedAvp<ty::Enumerated<UserDataAlreadyAvailable>> = TypedAvp::new("User-Data-Already-Available", 624, 10415, true);
+
+/// Confidentiality-Key (625, vendor 10415): OctetString, sent with V,M. TS 29.229 §6.3.27
+pub const CONFIDENTIALITY_KEY: TypedAvp<ty::OctetString> = TypedAvp::new("Confidentiality-Key", 625, 10415, true);
+
+/// Integrity-Key (626, vendor 10415): OctetString, sent with V,M. TS 29.229 §6.3.28
+pub const INTEGRITY_KEY: TypedAvp<ty::OctetString> = TypedAvp::new("Integrity-Key", 626, 10415, true);
+
+/// Supported-Applications (631, vendor 10415): Grouped, sent with V. TS 29.229 §6.3.32
+pub const SUPPORTED_APPLICATIONS: TypedAvp<ty::Grouped> = TypedAvp::new("Supported-Applications", 631, 10415, false);
+
+/// Associated-Identities (632, vendor 10415): Grouped, sent with V. TS 29.229 §6.3.33
+pub const ASSOCIATED_IDENTITIES: TypedAvp<ty::Grouped> = TypedAvp::new("Associated-Identities", 632, 10415, false);
+
+/// Values of Originating-Request (TS 29.229 §6.3.34). An open newtype: unknown values are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OriginatingRequest(pub i32);
+
+impl OriginatingRequest {
+    /// ORIGINATING (0).
+    pub const ORIGINATING: Self = Self(0);
+    /// The dictionary name of this value.
+    pub fn name(self) -> Option<&'static str> {
+        match self.0 {
+            0 => Some("ORIGINATING"),
+            _ => None,
+        }
+    }
+}
+
+impl From<i32> for OriginatingRequest {
+    fn from(v: i32) -> Self {
+        Self(v)
+    }
+}
+
+impl From<OriginatingRequest> for i32 {
+    fn from(v: OriginatingRequest) -> Self {
+        v.0
+    }
+}
+
+/// Originating-Request (633, vendor 10415): Enumerated, sent with V,M. TS 29.229 §6.3.34
+pub const ORIGINATING_REQUEST: TypedAvp<ty::Enumerated<OriginatingRequest>> = TypedAvp::new("Originating-Request", 633, 10415, true);
+
+/// Wildcarded-Public-Identity (634, vendor 10415): UTF8String, sent with V. TS 29.229 §6.3.35
+pub const WILDCARDED_PUBLIC_IDENTITY: TypedAvp<ty::Utf8String> = TypedAvp::new("Wildcarded-Public-Identity", 634, 10415, false);
+
+/// SIP-Digest-Authenticate (635, vendor 10415): Grouped, sent with V. TS 29.229 §6.3.36
+pub const SIP_DIGEST_AUTHENTICATE: TypedAvp<ty::Grouped> = TypedAvp::new("SIP-Digest-Authenticate", 635, 10415, false);
+
+/// Wildcarded-IMPU (636, vendor 10415): UTF8String, sent with V. TS 29.229 §6.3.43
+pub const WILDCARDED_IMPU: TypedAvp<ty::Utf8String> = TypedAvp::new("Wildcarded-IMPU", 636, 10415, false);
+
+/// UAR-Flags (637, vendor 10415): Unsigned32, sent with V. TS 29.229 §6.3.44
+pub const UAR_FLAGS: TypedAvp<ty::Unsigned32> = TypedAvp::new("UAR-Flags", 637, 10415, false);
+
+/// Values of Loose-Route-Indication (TS 29.229 §6.3.45). An open newtype: unknown values are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LooseRouteIndication(pub i32);
+
+impl LooseRouteIndication {
+    /// LOOSE_ROUTE_NOT_REQUIRED (0).
+    pub const LOOSE_ROUTE_NOT_REQUIRED: Self = Self(0);
+    /// LOOSE_ROUTE_REQUIRED (1).
+    pub const LOOSE_ROUTE_REQUIRED: Self = Self(1);
+    /// The dictionary name of this value.
+    pub fn name(self) -> Option<&'static str> {
+        match self.0 {
+            0 => Some("LOOSE_ROUTE_NOT_REQUIRED"),
+            1 => Some("LOOSE_ROUTE_REQUIRED"),
+            _ => None,
+        }
+    }
+}
+
+impl From<i32> for LooseRouteIndication {
+    fn from(v: i32) -> Self {
+        Self(v)
+    }
+}
+
+impl From<LooseRouteIndication> for i32 {
+    fn from(v: LooseRouteIndication) -> Self {
+        v.0
+    }
+}
+
+/// Loose-Route-Indication (638, vendor 10415): Enumerated, sent with V. TS 29.229 §6.3.45
+pub const LOOSE_ROUTE_INDICATION: TypedAvp<ty::Enumerated<LooseRouteIndication>> = TypedAvp::new("Loose-Route-Indication", 638, 10415, false);
+
+/// SCSCF-Restoration-Info (639, vendor 10415): Grouped, sent with V. TS 29.229 §6.3.46
+pub const SCSCF_RESTORATION_INFO: TypedAvp<ty::Grouped> = TypedAvp::new("SCSCF-Restoration-Info", 639, 10415, false);
+
+/// Path (640, vendor 10415): OctetString, sent with V. TS 29.229 §6.3.47
+pub const PATH: TypedAvp<ty::OctetString> = TypedAvp::new("Path", 640, 10415, false);
+
+/// Contact (641, vendor 10415): OctetString, sent with V. TS 29.229 §6.3.48
+pub const CONTACT: TypedAvp<ty::OctetString> = TypedAvp::new("Contact", 641, 10415, false);
+
+/// Subscription-Info (642, vendor 10415): Grouped, sent with V. TS 29.229 §6.3.49
+pub const SUBSCRIPTION_INFO: TypedAvp<ty::Grouped> = TypedAvp::new("Subscription-Info", 642, 10415, false);
+
+/// Call-ID-SIP-Header (643, vendor 10415): OctetString, sent with V. TS 29.229 §6.3.49.1
+pub const CALL_ID_SIP_HEADER: TypedAvp<ty::OctetString> = TypedAvp::new("Call-ID-SIP-Header", 643, 10415, false);
+
+/// From-SIP-Header (644, vendor 10415): OctetString, sent with V. TS 29.229 §6.3.49.2
+pub const FROM_SIP_HEADER: TypedAvp<ty::OctetString> = TypedAvp::new("From-SIP-Header", 644, 10415, false);
+
+/// To-SIP-Header (645, vendor 10415): OctetString, sent with V. TS 29.229 §6.3.49.3
+pub const TO_SIP_HEADER: TypedAvp<ty::OctetString> = TypedAvp::new("To-SIP-Header", 645, 10415, false);
+
+/// Record-Route (646, vendor 10415): OctetString, sent with V. TS 29.229 §6.3.49.4
+pub const RECORD_ROUTE: TypedAvp<ty::OctetString> = TypedAvp::new("Record-Route", 646, 10415, false);
+
+/// Associated-Registered-Identities (647, vendor 10415): Grouped, sent with V. TS 29.229 §6.3.50
+pub const ASSOCIATED_REGISTERED_IDENTITIES: TypedAvp<ty::Grouped> = TypedAvp::new("Associated-Registered-Identities", 647, 10415, false);
+
+/// Values of Multiple-Registration-Indication (TS 29.229 §6.3.51). An open newtype: unknown values are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MultipleRegistrationIndication(pub i32);
+
+impl MultipleRegistrationIndication {
+    /// NOT_MULTIPLE_REGISTRATION (0).
+    pub const NOT_MULTIPLE_REGISTRATION: Self = Self(0);
+    /// MULTIPLE_REGISTRATION (1).
+    pub const MULTIPLE_REGISTRATION: Self = Self(1);
+    /// The dictionary name of this value.
+    pub fn name(self) -> Option<&'static str> {
+        match self.0 {
+            0 => Some("NOT_MULTIPLE_REGISTRATION"),
+            1 => Some("MULTIPLE_REGISTRATION"),
+            _ => None,
+        }
+    }
+}
+
+impl From<i32> for MultipleRegistrationIndication {
+    fn from(v: i32) -> Self {
+        Self(v)
+    }
+}
+
+impl From<MultipleRegistrationIndication> for i32 {
+    fn from(v: MultipleRegistrationIndication) -> Self {
+        v.0
+    }
+}
+
+/// Multiple-Registration-Indication (648, vendor 10415): Enumerated, sent with V. TS 29.229 §6.3.51
+pub const MULTIPLE_REGISTRATION_INDICATION: TypedAvp<ty::Enumerated<MultipleRegistrationIndication>> = TypedAvp::new("Multiple-Registration-Indication", 648, 10415, false);
+
+/// Restoration-Info (649, vendor 10415): Grouped, sent with V. TS 29.229 §6.3.52
+pub const RESTORATION_INFO: TypedAvp<ty::Grouped> = TypedAvp::new("Restoration-Info", 649, 10415, false);
+
+/// Values of Session-Priority (TS 29.229 §6.3.56). An open newtype: unknown values are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionPriority(pub i32);
+
+impl SessionPriority {
+    /// PRIORITY-0 (0).
+    pub const PRIORITY_0: Self = Self(0);
+    /// PRIORITY-1 (1).
+    pub const PRIORITY_1: Self = Self(1);
+    /// PRIORITY-2 (2).
+    pub const PRIORITY_2: Self = Self(2);
+    /// PRIORITY-3 (3).
+    pub const PRIORITY_3: Self = Self(3);
+    /// PRIORITY-4 (4).
+    pub const PRIORITY_4: Self = Self(4);
+    /// The dictionary name of this value.
+    pub fn name(self) -> Option<&'static str> {
+        match self.0 {
+            0 => Some("PRIORITY-0"),
+            1 => Some("PRIORITY-1"),
+            2 => Some("PRIORITY-2"),
+            3 => Some("PRIORITY-3"),
+            4 => Some("PRIORITY-4"),
+            _ => None,
+        }
+    }
+}
+
+impl From<i32> for SessionPriority {
+    fn from(v: i32) -> Self {
+        Self(v)
+    }
+}
+
+impl From<SessionPriority> for i32 {
+    fn from(v: SessionPriority) -> Self {
+        v.0
+    }
+}
+
+/// Session-Priority (650, vendor 10415): Enumerated, sent with V. TS 29.229 §6.3.56
+pub const SESSION_PRIORITY: TypedAvp<ty::Enumerated<SessionPriority>> = TypedAvp::new("Session-Priority", 650, 10415, false);
+
+/// Identity-with-Emergency-Registration (651, vendor 10415): Grouped, sent with V. TS 29.229 §6.3.57
+pub const IDENTITY_WITH_EMERGENCY_REGISTRATION: TypedAvp<ty::Grouped> = TypedAvp::new("Identity-with-Emergency-Registration", 651, 10415, false);
+
+/// Values of Priviledged-Sender-Indication (TS 29.229 §6.3.58). An open newtype: unknown values are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PriviledgedSenderIndication(pub i32);
+
+impl PriviledgedSenderIndication {
+    /// NOT_PRIVILEDGED_SENDER (0).
+    pub const NOT_PRIVILEDGED_SENDER: Self = Self(0);
+    /// PRIVILEDGED_SENDER (1).
+    pub const PRIVILEDGED_SENDER: Self = Self(1);
+    /// The dictionary name of this value.
+    pub fn name(self) -> Option<&'static str> {
+        match self.0 {
+            0 => Some("NOT_PRIVILEDGED_SENDER"),
+            1 => Some("PRIVILEDGED_SENDER"),
+            _ => None,
+        }
+    }
+}
+
+impl From<i32> for PriviledgedSenderIndication {
+    fn from(v: i32) -> Self {
+        Self(v)
+    }
+}
+
+impl From<PriviledgedSenderIndication> for i32 {
+    fn from(v: PriviledgedSenderIndication) -> Self {
+        v.0
+    }
+}
+
+/// Priviledged-Sender-Indication (652, vendor 10415): Enumerated, sent with V. TS 29.229 §6.3.58
+pub const PRIVILEDGED_SENDER_INDICATION: TypedAvp<ty::Enumerated<PriviledgedSenderIndication>> = TypedAvp::new("Priviledged-Sender-Indication", 652, 10415, false);
+
+/// LIA-Flags (653, vendor 10415): Unsigned32, sent with V. TS 29.229 §6.3.59
+pub const LIA_FLAGS: TypedAvp<ty::Unsigned32> = TypedAvp::new("LIA-Flags", 653, 10415, false);
+
+/// Initial-CSeq-Sequence-Number (654, vendor 10415): Unsigned32, sent with V. TS 29.229 §6.3.62
+pub const INITIAL_CSEQ_SEQUENCE_NUMBER: TypedAvp<ty::Unsigned32> = TypedAvp::new("Initial-CSeq-Sequence-Number", 654, 10415, false);
+
+/// SAR-Flags (655, vendor 10415): Unsigned32, sent with V. TS 29.229 §6.3.63
+pub const SAR_FLAGS: TypedAvp<ty::Unsigned32> = TypedAvp::new("SAR-Flags", 655, 10415, false);
+
+/// Allowed-WAF-WWSF-Identities (656, vendor 10415): Grouped, sent with V. TS 29.229 §6.3.64
+pub const ALLOWED_WAF_WWSF_IDENTITIES: TypedAvp<ty::Grouped> = TypedAvp::new("Allowed-WAF-WWSF-Identities", 656, 10415, false);
+
+/// WebRTC-Authentication-Function-Name (657, vendor 10415): UTF8String, sent with V. TS 29.229 §6.3.65
+pub const WEBRTC_AUTHENTICATION_FUNCTION_NAME: TypedAvp<ty::Utf8String> = TypedAvp::new("WebRTC-Authentication-Function-Name", 657, 10415, false);
+
+/// WebRTC-Web-Server-Function-Name (658, vendor 10415): UTF8String, sent with V. TS 29.229 §6.3.66
+pub const WEBRTC_WEB_SERVER_FUNCTION_NAME: TypedAvp<ty::Utf8String> = TypedAvp::new("WebRTC-Web-Server-Function-Name", 658, 10415, false);
+
+/// RTR-Flags (659, vendor 10415): Unsigned32, sent with V. TS 29.229 §6.3.69
+pub const RTR_FLAGS: TypedAvp<ty::Unsigned32> = TypedAvp::new("RTR-Flags", 659, 10415, false);
+
+/// P-CSCF-Subscription-Info (660, vendor 10415): Grouped, sent with V. TS 29.229 §6.3.70
+pub const P_CSCF_SUBSCRIPTION_INFO: TypedAvp<ty::Grouped> = TypedAvp::new("P-CSCF-Subscription-Info", 660, 10415, false);
+
+/// Registration-Time-Out (661, vendor 10415): Time, sent with V. TS 29.229 §6.3.71
+pub const REGISTRATION_TIME_OUT: TypedAvp<ty::Time> = TypedAvp::new("Registration-Time-Out", 661, 10415, false);
+
+/// Alternate-Digest-Algorithm (662, vendor 10415): UTF8String, sent with V. TS 29.229 §6.3.72
+pub const ALTERNATE_DIGEST_ALGORITHM: TypedAvp<ty::Utf8String> = TypedAvp::new("Alternate-Digest-Algorithm", 662, 10415, false);
+
+/// Alternate-Digest-HA1 (663, vendor 10415): UTF8String, sent with V. TS 29.229 §6.3.73
+pub const ALTERNATE_DIGEST_HA1: TypedAvp<ty::Utf8String> = TypedAvp::new("Alternate-Digest-HA1", 663, 10415, false);
+
+/// Failed-PCSCF (664, vendor 10415): Grouped, sent with V. TS 29.229 §6.3.74
+pub const FAILED_PCSCF: TypedAvp<ty::Grouped> = TypedAvp::new("Failed-PCSCF", 664, 10415, false);
+
+/// PCSCF-FQDN (665, vendor 10415): DiameterIdentity, sent with V. TS 29.229 §6.3.75
+pub const PCSCF_FQDN: TypedAvp<ty::DiameterIdentity> = TypedAvp::new("PCSCF-FQDN", 665, 10415, false);
+
+/// PCSCF-IP-Address (666, vendor 10415): Address, sent with V. TS 29.229 §6.3.76
+pub const PCSCF_IP_ADDRESS: TypedAvp<ty::Address> = TypedAvp::new("PCSCF-IP-Address", 666, 10415, false);
+
+/// Digest-Realm (104): UTF8String, sent with M. RFC 5090 §3.2
+pub const DIGEST_REALM: TypedAvp<ty::Utf8String> = TypedAvp::new("Digest-Realm", 104, 0, true);
+
+/// Digest-QoP (110): UTF8String, sent with M. RFC 5090 §3.8
+pub const DIGEST_QOP: TypedAvp<ty::Utf8String> = TypedAvp::new("Digest-QoP", 110, 0, true);
+
+/// Digest-Algorithm (111): UTF8String, sent with M. RFC 5090 §3.9
+pub const DIGEST_ALGORITHM: TypedAvp<ty::Utf8String> = TypedAvp::new("Digest-Algorithm", 111, 0, true);
+
+/// Digest-HA1 (121): UTF8String, sent with M. RFC 5090 §3.19
+pub const DIGEST_HA1: TypedAvp<ty::Utf8String> = TypedAvp::new("Digest-HA1", 121, 0, true);
+
+/// Line-Identifier (500, vendor 13019): OctetString, sent with V. ETSI ES 283 035 §7.3.5
+pub const LINE_IDENTIFIER: TypedAvp<ty::OctetString> = TypedAvp::new("Line-Identifier", 500, 13019, false);
