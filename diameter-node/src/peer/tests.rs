@@ -761,18 +761,51 @@ fn cer_duplicated_origin_host_5009() {
 }
 
 #[test]
-fn cer_inband_security_mismatch_5017() {
-    let mut server = local("server.example");
-    server.inband_security = InbandSecurity::Tls;
-    let (ans, _, _) = answer_cer(server, cer_from(&local("client.example")));
-    assert_eq!(rc_of(&ans.unwrap()), Some(5017));
-    let mut client = local("client.example");
-    client.inband_security = InbandSecurity::Tls;
-    let (ans, _, _) = answer_cer(local("server.example"), cer_from(&client));
-    assert_eq!(rc_of(&ans.unwrap()), Some(5017));
-    client.inband_security = InbandSecurity::NoInbandSecurity;
-    let (ans, _, _) = answer_cer(local("server.example"), cer_from(&client));
-    assert_eq!(rc_of(&ans.unwrap()), Some(2001));
+fn cer_inband_security_tls_is_never_agreed() {
+    // RFC 6733 §6.10: no in-band upgrade exists, so TLS is never agreed: a CER offering only
+    // TLS is refused with 5017, whatever we are configured with, and says why.
+    for setting in [InbandSecurity::Omit, InbandSecurity::NoInbandSecurity] {
+        let mut server = local("server.example");
+        server.inband_security = setting;
+        let tls_only = OwnedAvp::new(299, 0, 0x40, AvpValue::U32(1));
+        let (ans, act, _) = answer_cer(server.clone(), raw_cer(299, vec![tls_only]));
+        let ans = ans.unwrap();
+        assert_eq!(rc_of(&ans), Some(5017), "{setting:?}");
+        assert_eq!(act, Some(PeerAction::Reject(ConnId(1))));
+        assert_eq!(failed_avp_code(&ans), Some(299));
+        let why = messages::find_str(&ans, 281).unwrap();
+        assert!(why.contains("in-band TLS"), "{why}");
+        // Offering both: NO_INBAND_SECURITY is the common one, and our CEA never offers TLS.
+        let both = vec![
+            OwnedAvp::new(299, 0, 0x40, AvpValue::U32(1)),
+            OwnedAvp::new(299, 0, 0x40, AvpValue::U32(0)),
+        ];
+        let (ans, _, _) = answer_cer(server.clone(), raw_cer(299, both));
+        let ans = ans.unwrap();
+        assert_eq!(rc_of(&ans), Some(2001), "{setting:?}");
+        assert!(ans.find_all(AvpKey::new(299, 0)).all(|a| a.data != [0, 0, 0, 1]));
+        // Nor does our CER.
+        let cer = Message::from_bytes(cer_from(&server)).unwrap();
+        assert!(cer.find_all(AvpKey::new(299, 0)).all(|a| a.data != [0, 0, 0, 1]));
+    }
+    // A CEA offering only TLS does not open the connection either.
+    let mut cea = MessageBuilder::answer_to(
+        &Message::from_bytes(cer_from(&local("client.example"))).unwrap(),
+        &LocalIdentity::new("server.example", "example.net"),
+    );
+    cea.result_code(diameter_codec::ResultCode::DIAMETER_SUCCESS);
+    let full = Message::from_bytes(cer_from(&local("server.example"))).unwrap();
+    for a in full.avps().flatten().filter(|a| a.code != 264 && a.code != 296) {
+        cea.push(OwnedAvp::verbatim(&full, &a));
+    }
+    cea.push(OwnedAvp::new(299, 0, 0x40, AvpValue::U32(1)));
+    let cea = cea.build().unwrap();
+    assert_eq!(
+        cer::process_cea(&local("client.example"), Some("server.example"), &cea),
+        Err(cer::CeaFailure::Unusable(
+            diameter_codec::ResultCode::DIAMETER_NO_COMMON_SECURITY
+        ))
+    );
 }
 
 #[test]
