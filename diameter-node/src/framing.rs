@@ -42,7 +42,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use diameter_codec::{
-    DecodeError, FrameError, HEADER_LEN, Header, Limits, Message, MessageBuilder, frame_length,
+    CommandFlags, DecodeError, FrameError, HEADER_LEN, Header, Limits, Message, MessageBuilder,
+    frame_length,
 };
 use futures::Stream;
 use tokio::time::{Instant, Sleep};
@@ -287,6 +288,61 @@ impl Encoder<&MessageBuilder> for DiameterCodec {
         item.encode(dst);
         Ok(())
     }
+}
+
+/// The answer to a request whose AVPs do not frame ([`Inbound::Malformed`]), as RFC 6733
+/// wants it: Result-Code with the E bit (§7.1.5: 5014 DIAMETER_INVALID_AVP_LENGTH, or 5012
+/// for too many or too deep AVPs), a Failed-AVP with the offending AVP's header and a zero
+/// payload of its type's minimum length (§7.1.5: "it is sufficient to include the offending
+/// AVP header and a zero filled payload"), and, from the AVPs that framed before the bad
+/// one, the Session-Id (§6.2: answers carry the request's Session-Id) and the Proxy-Info
+/// AVPs (§6.2, at most [`MAX_PROXY_INFO`](crate::node::MAX_PROXY_INFO)).
+pub fn malformed_answer(
+    header: &Header,
+    bytes: &Bytes,
+    error: &DecodeError,
+    me: &diameter_codec::LocalIdentity,
+    dict: &diameter_codec::Dictionary,
+) -> MessageBuilder {
+    use diameter_codec::{AvpIter, AvpValue, ErrorReport, OwnedAvp};
+    const SESSION_ID: u32 = 263;
+    const PROXY_INFO: u32 = 284;
+    let framed = || {
+        AvpIter::with_base(bytes.get(HEADER_LEN..).unwrap_or_default(), HEADER_LEN)
+            .map_while(Result::ok)
+            .filter(|a| a.vendor == 0)
+    };
+    let session = framed()
+        .find(|a| a.code == SESSION_ID && std::str::from_utf8(a.data).is_ok())
+        .map(|a| bytes.slice_ref(a.data));
+    let mut report = error
+        .error_report(dict)
+        .unwrap_or_else(|| ErrorReport::new(error.result_code()));
+    report.message = Some(error.to_string());
+    let mut b = MessageBuilder::answer_to_header(header, session, me);
+    b.flags = b
+        .flags
+        .with(CommandFlags::ERROR, report.result_code.is_protocol_error());
+    b.result_code(report.result_code);
+    if let Some(m) = report.message {
+        b.push(OwnedAvp::new(281, 0, 0, AvpValue::Bytes(m.into()))); // Error-Message
+    }
+    if let Some(f) = report.failed_avp {
+        b.push(OwnedAvp::new(279, 0, 0x40, AvpValue::Grouped(vec![f]))); // Failed-AVP
+    }
+    for a in framed()
+        .filter(|a| a.code == PROXY_INFO)
+        .take(crate::node::MAX_PROXY_INFO)
+    {
+        let end = (a.offset + ((a.raw.len() + 3) & !3)).min(bytes.len());
+        b.push(OwnedAvp::new(
+            PROXY_INFO,
+            0,
+            a.flags.0,
+            AvpValue::Verbatim(bytes.slice(a.offset..end)),
+        ));
+    }
+    b
 }
 
 /// A framed stream that [`read_frame`] can read with a deadline: `Framed` and `FramedRead`

@@ -38,6 +38,11 @@ mod handler;
 mod peer_task;
 mod pending;
 
+/// Most Proxy-Info AVPs a request may carry (RFC 6733 §6.7.3: one per proxy on the path,
+/// so a handful in practice). Each is copied into the answer (§6.2), so the bound also
+/// bounds what a request can make us send back; Proxy-Info nested in Proxy-Info counts too.
+pub const MAX_PROXY_INFO: usize = 16;
+
 pub use client::RequestError;
 pub use config::{ListenSpec, NodeConfig, PeerSpec, RoutePeer, relay_route};
 pub use handler::{Handler, HandlerFuture, IncomingRequest, handler_fn};

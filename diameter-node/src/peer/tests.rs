@@ -1365,3 +1365,68 @@ fn unexpected_inputs_never_panic() {
         }
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// DWR/DPR grammar (RFC 6733 §5.5.1, §5.4.1)
+
+/// Sends `req` from B to A on the open connection; returns A's answer to it.
+fn a_answers(p: &mut Pair, req: Message) -> Message {
+    let c = p.a().peer.open_conn().unwrap();
+    let (hbh, code) = (req.header().hop_by_hop, req.header().command_code);
+    let now = p.now;
+    p.a().peer.handle_message(now, c, req);
+    p.run(Duration::from_millis(100));
+    p.sides[0]
+        .sent
+        .iter()
+        .rev()
+        .map(|(_, _, m)| m)
+        .find(|m| {
+            !m.header().is_request()
+                && m.header().hop_by_hop == hbh
+                && m.header().command_code == code
+        })
+        .cloned()
+        .expect("an answer")
+}
+
+fn base_request(code: u32, hbh: u32, avps: Vec<OwnedAvp>) -> Message {
+    let mut b = MessageBuilder::request(code, 0, false).ids(hbh, hbh);
+    for a in avps {
+        b.push(a);
+    }
+    b.build().unwrap()
+}
+
+fn text_avp(code: u32, s: &str) -> OwnedAvp {
+    OwnedAvp::new(code, 0, 0x40, AvpValue::Bytes(Bytes::copy_from_slice(s.as_bytes())))
+}
+
+#[test]
+fn dwr_and_dpr_breaking_their_grammar_are_refused() {
+    let mut p = open_pair();
+    let realm = || text_avp(296, "example.net");
+    let host = || text_avp(264, "b.example");
+    // DWR without Origin-Host → 5005 with a Failed-AVP naming it.
+    let ans = a_answers(&mut p, base_request(280, 0x7001, vec![realm()]));
+    assert_eq!(rc_of(&ans), Some(5005));
+    assert_eq!(failed_avp_code(&ans), Some(264));
+    // DWR with an unknown AVP carrying M → 5001.
+    let unknown = OwnedAvp::new(0x00ab_cdef, 0, 0x40, AvpValue::U32(7));
+    let ans = a_answers(&mut p, base_request(280, 0x7002, vec![host(), realm(), unknown]));
+    assert_eq!(rc_of(&ans), Some(5001));
+    assert_eq!(failed_avp_code(&ans), Some(0x00ab_cdef));
+    // A good DWR still gets 2001.
+    let ans = a_answers(&mut p, base_request(280, 0x7003, vec![host(), realm()]));
+    assert_eq!(rc_of(&ans), Some(2001));
+    // DPR without Disconnect-Cause → 5005, and the peer stays open.
+    let ans = a_answers(&mut p, base_request(282, 0x7004, vec![host(), realm()]));
+    assert_eq!(rc_of(&ans), Some(5005));
+    assert_eq!(failed_avp_code(&ans), Some(273));
+    assert_eq!(p.a().peer.state(), PeerState::IOpen);
+    assert_eq!(
+        p.a()
+            .count(|e| matches!(e, PeerEvent::DisconnectRequested { .. })),
+        0
+    );
+}
