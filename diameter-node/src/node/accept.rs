@@ -15,7 +15,14 @@ use tokio_util::codec::FramedRead;
 
 pub(super) async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
     loop {
-        let Ok(acc) = listener.accept().await else {
+        // Shutdown ends the loop at once, not at the next connection: the listener is
+        // dropped with it and the address is free again.
+        let acc = tokio::select! {
+            biased;
+            () = shared.stop_accepting.cancelled() => break,
+            acc = listener.accept() => acc,
+        };
+        let Ok(acc) = acc else {
             continue;
         };
         if shared.stopped.load(Ordering::Acquire) {

@@ -10,6 +10,8 @@ use crate::peer::RELAY_APPLICATION_ID;
 use crate::routing::{Decision, RedirectUsage, RequestInfo};
 use bytes::Bytes;
 use diameter_codec::dict::base;
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
 use diameter_codec::{
     CommandFlags, ErrorReport, Message, MessageBuilder, OwnedAvp, ResultCode, ValidateOptions,
     Validator,
@@ -283,7 +285,23 @@ impl Shared {
         let peer = peer.to_string();
         let msg = msg.clone();
         let fut = async move {
-            let mut answer = handler.handle(req).await;
+            // A handler that panics must not take the connection's reader (which polls it
+            // first) down with it, nor leave the duplicate entry in flight: it is answered
+            // 5012 DIAMETER_UNABLE_TO_COMPLY like any other failure to handle.
+            let handled = AssertUnwindSafe(async move { handler.handle(req).await })
+                .catch_unwind()
+                .await;
+            let mut answer = handled.unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("");
+                tracing::error!(panic = what, "handler panicked; answered 5012");
+                let mut report = ErrorReport::new(ResultCode::DIAMETER_UNABLE_TO_COMPLY);
+                report.message = Some("request handler failed".into());
+                MessageBuilder::error_answer(&msg, &shared.identity, &report)
+            });
             answer.hop_by_hop = h.hop_by_hop;
             answer.end_to_end = h.end_to_end;
             answer.flags = answer.flags.with(CommandFlags::REQUEST, false);

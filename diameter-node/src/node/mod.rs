@@ -64,6 +64,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 pub(crate) struct Shared {
     cfg: NodeConfig,
@@ -87,6 +88,10 @@ pub(crate) struct Shared {
     handshaking: Arc<Semaphore>,
     capture: Option<Arc<Capture>>,
     stopped: AtomicBool,
+    /// Cancelled by [`Node::shutdown`]: the accept loops end and drop their listeners.
+    stop_accepting: CancellationToken,
+    /// The accept loops, awaited by [`Node::shutdown`] so the ports are free when it returns.
+    acceptors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     weak_self: std::sync::Weak<Self>,
 }
 
@@ -146,6 +151,8 @@ impl Node {
             handshaking: Arc::new(Semaphore::new(cfg.max_handshaking)),
             capture: cfg.capture.clone(),
             stopped: AtomicBool::new(false),
+            stop_accepting: CancellationToken::new(),
+            acceptors: Mutex::new(Vec::new()),
             weak_self: weak.clone(),
             cfg,
         });
@@ -153,7 +160,8 @@ impl Node {
         for l in &shared.cfg.listen {
             let listener = Listener::bind(l.addr, l.transport.clone()).await?;
             addrs.push(listener.local_addr()?);
-            tokio::spawn(accept_loop(shared.clone(), listener));
+            let task = tokio::spawn(accept_loop(shared.clone(), listener));
+            shared.acceptors.lock().expect("acceptors lock").push(task);
         }
         for p in shared.cfg.peers.clone() {
             shared.spawn_peer(
@@ -214,11 +222,18 @@ impl Node {
         self.shared.pending.lock().expect("pending lock").len()
     }
 
-    /// Disconnects every peer with DPR (Disconnect-Cause REBOOTING) and waits up to
-    /// `timeout` for them to close. Pending requests are failed.
+    /// Stops listening (the listening sockets are closed when this returns, so the
+    /// addresses can be bound again at once), disconnects every peer with DPR
+    /// (Disconnect-Cause REBOOTING) and waits up to `timeout` for them to close. Pending
+    /// requests are failed.
     pub async fn shutdown(&self, timeout: Duration) {
         let s = &self.shared;
         s.stopped.store(true, Ordering::Release);
+        s.stop_accepting.cancel();
+        let acceptors = std::mem::take(&mut *s.acceptors.lock().expect("acceptors lock"));
+        for task in acceptors {
+            let _ = task.await;
+        }
         let peers: Vec<Arc<PeerHandle>> = s
             .peers
             .read()
