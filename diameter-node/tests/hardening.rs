@@ -121,4 +121,3 @@ async fn panicking_handler_is_answered_5012_and_the_connection_stays() {
     cli.shutdown(Duration::from_millis(500)).await;
     srv.shutdown(Duration::from_millis(500)).await;
 }
-

@@ -91,6 +91,7 @@ impl Node {
         }
         let deadline = Instant::now() + timeout;
         crate::metrics::record_request(
+            &s.metrics,
             crate::metrics::Direction::Sent,
             h.application_id,
             h.command_code,

@@ -10,13 +10,13 @@ use crate::peer::RELAY_APPLICATION_ID;
 use crate::routing::{Decision, RedirectUsage, RequestInfo};
 use bytes::Bytes;
 use diameter_codec::dict::base;
-use futures::FutureExt;
-use std::panic::AssertUnwindSafe;
 use diameter_codec::{
     CommandFlags, ErrorReport, Message, MessageBuilder, OwnedAvp, ResultCode, ValidateOptions,
     Validator,
 };
+use futures::FutureExt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
@@ -78,6 +78,7 @@ impl Shared {
     pub(crate) fn on_request(&self, peer: &str, msg: Message) {
         let h = *msg.header();
         crate::metrics::record_request(
+            &self.metrics,
             crate::metrics::Direction::Received,
             h.application_id,
             h.command_code,
@@ -183,6 +184,7 @@ impl Shared {
         let report = ErrorReport::new(rc);
         let b = MessageBuilder::error_answer(msg, &self.identity, &report);
         crate::metrics::record_answer(
+            &self.metrics,
             crate::metrics::Direction::Sent,
             msg.header().application_id,
             msg.header().command_code,
@@ -252,7 +254,8 @@ impl Shared {
         };
         // Bounded handler concurrency: beyond it, 3004 DIAMETER_TOO_BUSY (RFC 6733 §7.1.3).
         let Ok(permit) = self.handler_slots.clone().try_acquire_owned() else {
-            crate::metrics::too_busy(crate::metrics::Direction::Received).increment(1);
+            crate::metrics::too_busy(&self.metrics, crate::metrics::Direction::Received)
+                .increment(1);
             let b = MessageBuilder::error_answer(
                 msg,
                 &self.identity,
@@ -328,6 +331,7 @@ impl Shared {
             .and_then(OwnedAvp::as_u32)
             .unwrap_or(0);
         crate::metrics::record_answer(
+            &self.metrics,
             crate::metrics::Direction::Sent,
             answer.application_id,
             answer.command_code,

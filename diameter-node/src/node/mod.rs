@@ -87,6 +87,8 @@ pub(crate) struct Shared {
     handler_slots: Arc<Semaphore>,
     handshaking: Arc<Semaphore>,
     capture: Option<Arc<Capture>>,
+    /// The `node` label of every metric this node records (its Origin-Host).
+    metrics: crate::metrics::NodeLabel,
     stopped: AtomicBool,
     /// Cancelled by [`Node::shutdown`]: the accept loops end and drop their listeners.
     stop_accepting: CancellationToken,
@@ -150,6 +152,7 @@ impl Node {
             handler_slots: Arc::new(Semaphore::new(cfg.max_concurrent_handlers)),
             handshaking: Arc::new(Semaphore::new(cfg.max_handshaking)),
             capture: cfg.capture.clone(),
+            metrics: crate::metrics::NodeLabel::new(&cfg.local.origin_host),
             stopped: AtomicBool::new(false),
             stop_accepting: CancellationToken::new(),
             acceptors: Mutex::new(Vec::new()),

@@ -76,19 +76,6 @@ pub(crate) struct Dial {
     pub(crate) transport: Transport,
 }
 
-fn state_name(s: PeerState) -> &'static str {
-    match s {
-        PeerState::Closed => "closed",
-        PeerState::WaitConnAck => "wait_conn_ack",
-        PeerState::WaitICea => "wait_i_cea",
-        PeerState::WaitConnAckElect => "wait_conn_ack_elect",
-        PeerState::WaitReturns => "wait_returns",
-        PeerState::ROpen => "r_open",
-        PeerState::IOpen => "i_open",
-        PeerState::Closing => "closing",
-    }
-}
-
 struct Driver {
     shared: Arc<Shared>,
     host: String,
@@ -310,8 +297,9 @@ impl Driver {
     fn on_event(&mut self, e: PeerEvent) {
         match e {
             PeerEvent::StateChanged { to, .. } => {
-                crate::metrics::set_peer_state(&self.host, state_name(to));
-                tracing::debug!(peer = %self.host, state = state_name(to), "peer state");
+                crate::metrics::set_peer_state(&self.shared.metrics, &self.host, to);
+                let state = crate::metrics::peer_state_name(to);
+                tracing::debug!(peer = %self.host, state, "peer state");
             }
             PeerEvent::Open { info, .. } => {
                 self.handle

@@ -762,13 +762,14 @@ impl Peer {
             // Both sides sent DPR at once: answer theirs too. Keep the peer's watchdog
             // quiet until the connection goes. Either refused if it breaks its grammar.
             (CMD_DPR | CMD_DWR, true) => {
-                let ans = messages::base_request_error(&self.cfg.local, &msg).unwrap_or_else(|| {
-                    if h.command_code == CMD_DPR {
-                        messages::dpa(&self.cfg.local, &msg)
-                    } else {
-                        messages::dwa(&self.cfg.local, &msg)
-                    }
-                });
+                let ans =
+                    messages::base_request_error(&self.cfg.local, &msg).unwrap_or_else(|| {
+                        if h.command_code == CMD_DPR {
+                            messages::dpa(&self.cfg.local, &msg)
+                        } else {
+                            messages::dwa(&self.cfg.local, &msg)
+                        }
+                    });
                 self.transmit(conn, ans);
             }
             (CMD_CER | CMD_DWR | CMD_DPR, _) => {}

@@ -783,10 +783,16 @@ fn cer_inband_security_tls_is_never_agreed() {
         let (ans, _, _) = answer_cer(server.clone(), raw_cer(299, both));
         let ans = ans.unwrap();
         assert_eq!(rc_of(&ans), Some(2001), "{setting:?}");
-        assert!(ans.find_all(AvpKey::new(299, 0)).all(|a| a.data != [0, 0, 0, 1]));
+        assert!(
+            ans.find_all(AvpKey::new(299, 0))
+                .all(|a| a.data != [0, 0, 0, 1])
+        );
         // Nor does our CER.
         let cer = Message::from_bytes(cer_from(&server)).unwrap();
-        assert!(cer.find_all(AvpKey::new(299, 0)).all(|a| a.data != [0, 0, 0, 1]));
+        assert!(
+            cer.find_all(AvpKey::new(299, 0))
+                .all(|a| a.data != [0, 0, 0, 1])
+        );
     }
     // A CEA offering only TLS does not open the connection either.
     let mut cea = MessageBuilder::answer_to(
@@ -795,7 +801,11 @@ fn cer_inband_security_tls_is_never_agreed() {
     );
     cea.result_code(diameter_codec::ResultCode::DIAMETER_SUCCESS);
     let full = Message::from_bytes(cer_from(&local("server.example"))).unwrap();
-    for a in full.avps().flatten().filter(|a| a.code != 264 && a.code != 296) {
+    for a in full
+        .avps()
+        .flatten()
+        .filter(|a| a.code != 264 && a.code != 296)
+    {
         cea.push(OwnedAvp::verbatim(&full, &a));
     }
     cea.push(OwnedAvp::new(299, 0, 0x40, AvpValue::U32(1)));
@@ -1399,7 +1409,12 @@ fn base_request(code: u32, hbh: u32, avps: Vec<OwnedAvp>) -> Message {
 }
 
 fn text_avp(code: u32, s: &str) -> OwnedAvp {
-    OwnedAvp::new(code, 0, 0x40, AvpValue::Bytes(Bytes::copy_from_slice(s.as_bytes())))
+    OwnedAvp::new(
+        code,
+        0,
+        0x40,
+        AvpValue::Bytes(Bytes::copy_from_slice(s.as_bytes())),
+    )
 }
 
 #[test]
@@ -1413,7 +1428,10 @@ fn dwr_and_dpr_breaking_their_grammar_are_refused() {
     assert_eq!(failed_avp_code(&ans), Some(264));
     // DWR with an unknown AVP carrying M → 5001.
     let unknown = OwnedAvp::new(0x00ab_cdef, 0, 0x40, AvpValue::U32(7));
-    let ans = a_answers(&mut p, base_request(280, 0x7002, vec![host(), realm(), unknown]));
+    let ans = a_answers(
+        &mut p,
+        base_request(280, 0x7002, vec![host(), realm(), unknown]),
+    );
     assert_eq!(rc_of(&ans), Some(5001));
     assert_eq!(failed_avp_code(&ans), Some(0x00ab_cdef));
     // A good DWR still gets 2001.
