@@ -1,7 +1,11 @@
 //! Issue 9 hardening: clean shutdown, handler panics, and messages larger than a peer
 //! accepts. Nodes over loopback TCP.
 
-use diameter_codec::{CommandFlags, Message, MessageBuilder, ResultCode};
+use bytes::{BufMut, BytesMut};
+use diameter_codec::dict::base;
+use diameter_codec::{
+    AvpValue, CommandFlags, Limits, Message, MessageBuilder, OwnedAvp, ResultCode,
+};
 use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn, relay_route};
 use diameter_node::peer::{Application, Timers};
 use std::net::SocketAddr;
@@ -119,5 +123,152 @@ async fn panicking_handler_is_answered_5012_and_the_connection_stays() {
     // The handler ran once per distinct request: twice panicking, twice fine.
     assert_eq!(runs.load(Ordering::SeqCst), 4);
     cli.shutdown(Duration::from_millis(500)).await;
+    srv.shutdown(Duration::from_millis(500)).await;
+}
+
+// ------------------------------------------------------------------ item 6: sizes
+
+/// A server for `clients` whose handler answers 2001, with `pad` bytes of Class in the
+/// answer when the Session-Id contains "big".
+async fn padding_server(host: &str, clients: &[&str], pad: usize, limits: Limits) -> Node {
+    let mut cfg = server_config(host, any_addr());
+    cfg.peers.clear();
+    for c in clients {
+        cfg.peers.push(PeerSpec::accept_only(*c));
+    }
+    cfg.limits = limits;
+    let srv = Node::start(cfg).await.unwrap();
+    srv.register(
+        DCCA,
+        handler_fn(move |req| {
+            let big = req.msg.session_id().is_some_and(|s| s.contains("big"));
+            async move {
+                let mut a = req.answer(ResultCode::DIAMETER_SUCCESS);
+                if big {
+                    a.push(base::CLASS.with(vec![0x5a; pad]));
+                }
+                a
+            }
+        }),
+    );
+    srv
+}
+
+/// Proxy-Info nested `depth` deep (each level a Proxy-Info holding the next), built as raw
+/// bytes: no recursion in the encoder.
+fn nested_proxy_info(depth: usize) -> OwnedAvp {
+    let mut inner = BytesMut::new();
+    // Proxy-Host "p.example" (9 bytes, padded to 20) and Proxy-State "s" (padded to 12).
+    inner.put_u32(280);
+    inner.put_u32(0x4000_0000 | 17);
+    inner.put_slice(b"p.example\0\0\0");
+    inner.put_u32(33);
+    inner.put_u32(0x4000_0000 | 9);
+    inner.put_slice(b"s\0\0\0");
+    for _ in 0..depth {
+        let mut outer = BytesMut::with_capacity(inner.len() + 8);
+        outer.put_u32(284);
+        outer.put_u32(0x4000_0000 | (inner.len() as u32 + 8));
+        outer.put_slice(&inner);
+        inner = outer;
+    }
+    OwnedAvp::new(284, 0, 0x40, AvpValue::Verbatim(inner.freeze()))
+}
+
+#[tokio::test]
+async fn proxy_info_is_bounded_and_answers_stay_small() {
+    let srv = padding_server("pi.example", &[CLIENT], 0, Limits::DEFAULT).await;
+    let cli = client_of("pi.example", srv.listen_addrs()[0]).await;
+    // Nested 8,100 deep: a request just under 64 KiB. Today's answer would carry it twice
+    // (Failed-AVP and the Proxy-Info copy) and break the connection.
+    let mut deep = ccr("s;deep");
+    deep.push(nested_proxy_info(8_100));
+    let len = deep.to_bytes().len();
+    assert!(len > 60_000 && len <= 65_532, "{len}");
+    let a = cli.request(deep).await.unwrap();
+    assert_eq!(rc(&a), 5012);
+    assert!(
+        a.as_bytes().len() < 1024,
+        "answer of {} bytes",
+        a.as_bytes().len()
+    );
+    assert_eq!(a.find_all(base::PROXY_INFO.key()).count(), 0);
+    assert_eq!(a.session_id(), Some("s;deep"));
+    // 17 side by side: refused too; 16 are copied back in order (RFC 6733 §6.2).
+    for (n, want) in [(17, 5012), (16, 2001)] {
+        let mut many = ccr(&format!("s;many;{n}"));
+        for i in 0..n {
+            many.push(base::PROXY_INFO.with(vec![
+                base::PROXY_HOST.with(format!("p{i}.example")),
+                base::PROXY_STATE.with(&b"st"[..]),
+            ]));
+        }
+        let a = cli.request(many).await.unwrap();
+        assert_eq!(rc(&a), want, "{n} Proxy-Info");
+        let copied = if want == 2001 { n } else { 0 };
+        assert_eq!(a.find_all(base::PROXY_INFO.key()).count(), copied);
+    }
+    // The connection carried all of it.
+    assert!(cli.is_peer_available("pi.example"));
+    assert_eq!(rc(&cli.request(ccr("s;after")).await.unwrap()), 2001);
+    cli.shutdown(Duration::from_millis(500)).await;
+    srv.shutdown(Duration::from_millis(500)).await;
+}
+
+#[tokio::test]
+async fn answer_above_the_limit_is_replaced_by_a_small_5012() {
+    // The handler's answer would be 70 KB: more than the client accepts.
+    let srv = padding_server("big.example", &[CLIENT], 70_000, Limits::DEFAULT).await;
+    let cli = client_of("big.example", srv.listen_addrs()[0]).await;
+    let a = cli.request(ccr("s;big")).await.unwrap();
+    assert_eq!(rc(&a), 5012);
+    assert_eq!(a.session_id(), Some("s;big"));
+    assert!(a.as_bytes().len() < 1024);
+    assert!(cli.is_peer_available("big.example"));
+    assert_eq!(rc(&cli.request(ccr("s;small")).await.unwrap()), 2001);
+    cli.shutdown(Duration::from_millis(500)).await;
+    srv.shutdown(Duration::from_millis(500)).await;
+}
+
+#[tokio::test]
+async fn oversize_answer_through_a_relay_fails_one_request_not_the_connection() {
+    // The server takes and sends up to 1 MiB; the relay, 64 KiB. A 100 KB answer reaches
+    // the relay above its limit.
+    let limits = Limits {
+        max_message_len: 1 << 20,
+        ..Limits::DEFAULT
+    };
+    let srv = padding_server("up.example", &["relay.example"], 100_000, limits).await;
+    let mut rcfg = NodeConfig::new("relay.example", "relay.example");
+    rcfg.local.applications.push(Application::relay());
+    rcfg.agent = true;
+    rcfg.listen.push(any_addr().into());
+    rcfg.peers.push(PeerSpec::accept_only(CLIENT));
+    rcfg.peers
+        .push(PeerSpec::connect_tcp("up.example", srv.listen_addrs()[0]));
+    rcfg.routes
+        .push(relay_route("server.example", None, &["up.example"]));
+    let relay = Node::start(rcfg).await.unwrap();
+    assert!(relay.wait_peer("up.example", Duration::from_secs(5)).await);
+    let cli = client_of("relay.example", relay.listen_addrs()[0]).await;
+    // Requests of other clients in flight on the same relay→server connection.
+    let others: Vec<_> = (0..20)
+        .map(|i| {
+            let cli = cli.clone();
+            tokio::spawn(async move { cli.request(ccr(&format!("s;other;{i}"))).await })
+        })
+        .collect();
+    let a = cli.request(ccr("s;big")).await.unwrap();
+    assert_eq!(rc(&a), 5012);
+    assert!(a.as_bytes().len() < 1024);
+    for o in others {
+        assert_eq!(rc(&o.await.unwrap().unwrap()), 2001);
+    }
+    // The relay→server connection never went down.
+    assert!(relay.is_peer_available("up.example"));
+    assert_eq!(rc(&cli.request(ccr("s;next")).await.unwrap()), 2001);
+    assert_eq!(relay.pending(), 0);
+    cli.shutdown(Duration::from_millis(500)).await;
+    relay.shutdown(Duration::from_millis(500)).await;
     srv.shutdown(Duration::from_millis(500)).await;
 }

@@ -153,6 +153,8 @@ async fn read_loop(
                     let _ = writer.send(WriteCmd::Data(ans.to_bytes()));
                 }
             }
+            // Skipped, not fatal: the connection may carry others' traffic (see `size`).
+            Ok(Some(Inbound::Oversize { header })) => shared.on_oversize(&host, &header, &writer),
             Ok(None) => break,
             Err(e) => {
                 tracing::debug!(conn = id.0, error = %e, "connection read ended");

@@ -35,6 +35,8 @@ pub(super) struct RoutingAvps<'a> {
     pub(super) session_id: Option<&'a str>,
     pub(super) user_name: Option<&'a str>,
     pub(super) route_record: bool,
+    /// Whether any Proxy-Info is present (then bounded, see `size`).
+    pub(super) proxy_info: bool,
 }
 
 impl<'a> RoutingAvps<'a> {
@@ -55,6 +57,7 @@ impl<'a> RoutingAvps<'a> {
                 k if k == base::SESSION_ID.key() => first(&mut r.session_id, a.data),
                 k if k == base::USER_NAME.key() => first(&mut r.user_name, a.data),
                 k if k == base::ROUTE_RECORD.key() => r.route_record = true,
+                k if k == base::PROXY_INFO.key() => r.proxy_info = true,
                 _ => {}
             }
         }
@@ -84,6 +87,9 @@ impl Shared {
             h.command_code,
         );
         let avps = RoutingAvps::read(&msg);
+        if avps.proxy_info && self.refuse_proxy_info(peer, &msg) {
+            return;
+        }
         let origin = avps.origin_host.unwrap_or(peer);
         let (dest_host, dest_realm) = (avps.destination_host, avps.destination_realm);
         let info = avps.info(h.application_id);
@@ -119,6 +125,9 @@ impl Shared {
                 let _ = action; // relay and proxy forward alike here; proxies edit in handlers
                 let hbh = self.next_hop_by_hop();
                 let bytes = edit::for_relay(&msg, hbh, peer);
+                if bytes.len() > self.max_send_len() {
+                    return self.refuse_relay_too_large(peer, &msg, bytes.len());
+                }
                 self.send_pending(
                     hbh,
                     Pending {
@@ -162,7 +171,7 @@ impl Shared {
                     );
                 }
                 b.copy_proxy_info(&msg);
-                self.send_answer(peer, b.to_bytes());
+                self.send_answer(peer, self.bounded(&b).to_bytes());
             }
             Decision::Error(rc) => self.answer_error(peer, &msg, rc),
         }
@@ -190,7 +199,7 @@ impl Shared {
             msg.header().command_code,
             rc.0,
         );
-        self.send_answer(peer, b.to_bytes());
+        self.send_answer(peer, self.bounded(&b).to_bytes());
     }
 
     pub(super) fn send_answer(&self, peer: &str, bytes: Bytes) {
@@ -260,8 +269,8 @@ impl Shared {
                 msg,
                 &self.identity,
                 &ErrorReport::new(ResultCode::DIAMETER_TOO_BUSY),
-            )
-            .to_bytes();
+            );
+            let b = self.bounded(&b).to_bytes();
             self.dedup.lock().expect("dedup lock").abandon(&key);
             return self.send_answer(peer, b);
         };
@@ -326,6 +335,16 @@ impl Shared {
     }
 
     pub(super) fn finish_local(&self, peer: &str, key: &DupKey, answer: &MessageBuilder) {
+        // Encoded first, checked after: the common answer is encoded once (see `size`).
+        let mut bytes = answer.to_bytes();
+        let small;
+        let answer = if bytes.len() > self.max_send_len() {
+            small = self.too_large(answer, bytes.len());
+            bytes = small.to_bytes();
+            &small
+        } else {
+            answer
+        };
         let rc = answer
             .find(base::RESULT_CODE.key())
             .and_then(OwnedAvp::as_u32)
@@ -337,7 +356,7 @@ impl Shared {
             answer.command_code,
             rc,
         );
-        let answer = answer.to_bytes();
+        let answer = bytes;
         let waiters = self
             .dedup
             .lock()

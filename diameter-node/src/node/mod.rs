@@ -25,7 +25,8 @@
 //! `dispatch` requests received (checks, routing, duplicates, local handlers); `pending`
 //! requests in flight, matching, failover and deadlines; `accept` connections up to their
 //! CER; `peer_task` and `conn` the per-peer and per-connection tasks; `express` the fast
-//! path of an open peer; `edit` the byte-level rewrites of relayed messages.
+//! path of an open peer; `edit` the byte-level rewrites of relayed messages; `size` the bound on what we send
+//! and on Proxy-Info.
 
 mod accept;
 mod client;
@@ -37,6 +38,7 @@ mod express;
 mod handler;
 mod peer_task;
 mod pending;
+mod size;
 
 /// Most Proxy-Info AVPs a request may carry (RFC 6733 §6.7.3: one per proxy on the path,
 /// so a handful in practice). Each is copied into the answer (§6.2), so the bound also

@@ -123,9 +123,8 @@ impl Shared {
         )
         .ok()?;
         let report = ErrorReport::new(rc);
-        MessageBuilder::error_answer(&msg, &self.identity, &report)
-            .build()
-            .ok()
+        let b = MessageBuilder::error_answer(&msg, &self.identity, &report);
+        self.bounded(&b).build().ok()
     }
 
     /// Delivers the outcome of a pending request.
