@@ -251,12 +251,10 @@ impl DiameterCodec {
     /// A frame announcing `length` > the limit: once its header is here, report it and
     /// start discarding it.
     fn oversize(&mut self, src: &mut BytesMut, length: u32) -> Option<Inbound> {
-        let header = match Header::parse(src, u32::MAX) {
-            Ok(h) => h,
-            Err(_) => {
-                self.mark_partial(src);
-                return None;
-            }
+        let Ok(header) = Header::parse(src, u32::MAX) else {
+            // Not all 20 bytes yet.
+            self.mark_partial(src);
+            return None;
         };
         self.skip = length as usize;
         self.discard(src);
