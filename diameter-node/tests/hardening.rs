@@ -272,3 +272,37 @@ async fn oversize_answer_through_a_relay_fails_one_request_not_the_connection() 
     relay.shutdown(Duration::from_millis(500)).await;
     srv.shutdown(Duration::from_millis(500)).await;
 }
+
+#[tokio::test]
+async fn cea_refusing_a_huge_cer_stays_small() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = padding_server("cer.example", &[CLIENT], 0, Limits::DEFAULT).await;
+    // A CER whose Proxy-Info nests too deep: the refusal would copy it twice (Failed-AVP
+    // and Proxy-Info), twice the size the peer accepts.
+    let mut cer = MessageBuilder::request(base::CMD_CAPABILITIES_EXCHANGE, 0, false).ids(1, 1);
+    cer.push(base::ORIGIN_HOST.with(CLIENT));
+    cer.push(base::ORIGIN_REALM.with("client.example"));
+    cer.push(base::HOST_IP_ADDRESS.with(std::net::IpAddr::from([127, 0, 0, 1])));
+    cer.push(base::VENDOR_ID.with(0u32));
+    cer.push(base::PRODUCT_NAME.with("raw"));
+    cer.push(base::AUTH_APPLICATION_ID.with(DCCA));
+    cer.push(nested_proxy_info(8_000));
+    let mut s = tokio::net::TcpStream::connect(srv.listen_addrs()[0])
+        .await
+        .unwrap();
+    s.write_all(&cer.to_bytes()).await.unwrap();
+    let mut hdr = [0u8; 20];
+    tokio::time::timeout(T, s.read_exact(&mut hdr))
+        .await
+        .unwrap()
+        .unwrap();
+    let len = u32::from_be_bytes([0, hdr[1], hdr[2], hdr[3]]) as usize;
+    assert!(len < 1024, "CEA of {len} bytes");
+    let mut buf = hdr.to_vec();
+    buf.resize(len, 0);
+    s.read_exact(&mut buf[20..]).await.unwrap();
+    let cea = Message::from_bytes(buf).unwrap();
+    assert_eq!(cea.header().command_code, base::CMD_CAPABILITIES_EXCHANGE);
+    assert_eq!(rc(&cea), 5012);
+    srv.shutdown(Duration::from_millis(500)).await;
+}

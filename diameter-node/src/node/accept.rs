@@ -70,6 +70,7 @@ pub(super) async fn accept_one(
     let host = match screen_first_message(&s.local, &msg) {
         FirstMessage::Cer { origin_host } => origin_host,
         FirstMessage::Answer(b) => {
+            let b = s.bounded_bytes(b);
             s.record(cap.as_ref(), Direction::Sent, &b);
             let _ = w.write_all(&b).await;
             return Err("CER refused".into());
@@ -86,6 +87,7 @@ pub(super) async fn accept_one(
             UnknownPeerPolicy::Accept => s.spawn_peer(&host, None, Timers::default()),
             _ => {
                 if let Some(b) = unknown_peer_answer(&s.local, &msg) {
+                    let b = s.bounded_bytes(b);
                     s.record(cap.as_ref(), Direction::Sent, &b);
                     let _ = w.write_all(&b).await;
                 }

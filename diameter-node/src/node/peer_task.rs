@@ -239,7 +239,8 @@ impl Driver {
             while let Some(t) = self.peer.poll_transmit() {
                 progressed = true;
                 if let Some(h) = self.conns.get(&t.conn) {
-                    let _ = h.writer.send(WriteCmd::Data(t.bytes));
+                    let bytes = self.shared.bounded_bytes(t.bytes);
+                    let _ = h.writer.send(WriteCmd::Data(bytes));
                 }
             }
             while let Some(a) = self.peer.poll_action() {

@@ -6,12 +6,17 @@
 //! above the limit that arrives anyway is skipped, not fatal to its connection (see
 //! [`crate::framing`]): a request gets 5012, and the request an answer belongs to fails with
 //! 5012, so one oversize message does not take down a connection carrying others' traffic.
+//!
+//! 5012 because RFC 6733 §7.1.5 has no code for "too large to send": DIAMETER_UNABLE_TO_COMPLY
+//! "is used when a request is rejected for unspecified reasons"; the Error-Message says why.
 
 use super::conn::WriteCmd;
 use super::{MAX_PROXY_INFO, Shared};
+use bytes::Bytes;
 use diameter_codec::dict::base;
 use diameter_codec::{
-    AvpFlags, AvpIter, AvpValue, ErrorReport, Header, Message, MessageBuilder, OwnedAvp, ResultCode,
+    AvpFlags, AvpIter, AvpValue, ErrorReport, Header, Limits, Message, MessageBuilder, OwnedAvp,
+    ResultCode,
 };
 use std::borrow::Cow;
 use tokio::sync::mpsc;
@@ -68,6 +73,47 @@ impl Shared {
         small.result_code(report.result_code);
         small.push(base::ERROR_MESSAGE.with(report.message.unwrap_or_default()));
         small
+    }
+
+    /// An encoded answer of the peer state machine (CEA, DWA, DPA, their error answers) or
+    /// the acceptor, bounded as [`Self::bounded`]: those copy Failed-AVP and Proxy-Info
+    /// from what a peer sent, as any answer does.
+    pub(super) fn bounded_bytes(&self, bytes: Bytes) -> Bytes {
+        if bytes.len() <= self.max_send_len() {
+            return bytes;
+        }
+        let Ok(msg) = Message::decode(
+            bytes.clone(),
+            &Limits {
+                max_message_len: u32::MAX,
+                max_avps: usize::MAX,
+                ..self.cfg.limits
+            },
+        ) else {
+            return bytes;
+        };
+        let h = msg.header();
+        if h.is_request() {
+            return bytes;
+        }
+        let mut b = MessageBuilder {
+            flags: h.flags,
+            command_code: h.command_code,
+            application_id: h.application_id,
+            hop_by_hop: h.hop_by_hop,
+            end_to_end: h.end_to_end,
+            avps: Vec::new(),
+        };
+        for key in [
+            base::SESSION_ID.key(),
+            base::ORIGIN_HOST.key(),
+            base::ORIGIN_REALM.key(),
+        ] {
+            if let Some(a) = msg.find(key) {
+                b.push(OwnedAvp::verbatim(&msg, &a));
+            }
+        }
+        self.too_large(&b, bytes.len()).to_bytes()
     }
 
     /// RFC 6733 §6.7.3 lets each proxy on the path add one Proxy-Info, and every answer
