@@ -273,12 +273,8 @@ async fn oversize_answer_through_a_relay_fails_one_request_not_the_connection() 
     srv.shutdown(Duration::from_millis(500)).await;
 }
 
-#[tokio::test]
-async fn cea_refusing_a_huge_cer_stays_small() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let srv = padding_server("cer.example", &[CLIENT], 0, Limits::DEFAULT).await;
-    // A CER whose Proxy-Info nests too deep: the refusal would copy it twice (Failed-AVP
-    // and Proxy-Info), twice the size the peer accepts.
+/// A CER from [`CLIENT`] as a raw client sends it, with `extra` AVPs.
+fn raw_cer(extra: Vec<OwnedAvp>) -> MessageBuilder {
     let mut cer = MessageBuilder::request(base::CMD_CAPABILITIES_EXCHANGE, 0, false).ids(1, 1);
     cer.push(base::ORIGIN_HOST.with(CLIENT));
     cer.push(base::ORIGIN_REALM.with("client.example"));
@@ -286,23 +282,83 @@ async fn cea_refusing_a_huge_cer_stays_small() {
     cer.push(base::VENDOR_ID.with(0u32));
     cer.push(base::PRODUCT_NAME.with("raw"));
     cer.push(base::AUTH_APPLICATION_ID.with(DCCA));
-    cer.push(nested_proxy_info(8_000));
+    for a in extra {
+        cer.push(a);
+    }
+    cer
+}
+
+/// The next message on a raw connection, other than DWRs (answered), checking that it is
+/// below `max` bytes.
+async fn read_msg(s: &mut tokio::net::TcpStream, max: usize) -> Message {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let mut hdr = [0u8; 20];
+        tokio::time::timeout(T, s.read_exact(&mut hdr))
+            .await
+            .expect("a message in time")
+            .expect("connection open");
+        let len = u32::from_be_bytes([0, hdr[1], hdr[2], hdr[3]]) as usize;
+        assert!(len < max, "message of {len} bytes");
+        let mut buf = hdr.to_vec();
+        buf.resize(len, 0);
+        s.read_exact(&mut buf[20..]).await.unwrap();
+        let m = Message::from_bytes(buf).unwrap();
+        if m.header().is_request() && m.header().command_code == base::CMD_DEVICE_WATCHDOG {
+            let mut dwa = MessageBuilder::answer_to(
+                &m,
+                &diameter_codec::LocalIdentity::new(CLIENT, "client.example"),
+            );
+            dwa.result_code(ResultCode::DIAMETER_SUCCESS);
+            s.write_all(&dwa.to_bytes()).await.unwrap();
+            continue;
+        }
+        return m;
+    }
+}
+
+#[tokio::test]
+async fn cea_refusing_a_huge_cer_stays_small() {
+    use tokio::io::AsyncWriteExt;
+    let srv = padding_server("cer.example", &[CLIENT], 0, Limits::DEFAULT).await;
+    // A CER whose Proxy-Info nests too deep: the refusal would copy it twice (Failed-AVP
+    // and Proxy-Info), twice the size the peer accepts.
+    let cer = raw_cer(vec![nested_proxy_info(8_000)]);
     let mut s = tokio::net::TcpStream::connect(srv.listen_addrs()[0])
         .await
         .unwrap();
     s.write_all(&cer.to_bytes()).await.unwrap();
-    let mut hdr = [0u8; 20];
-    tokio::time::timeout(T, s.read_exact(&mut hdr))
-        .await
-        .unwrap()
-        .unwrap();
-    let len = u32::from_be_bytes([0, hdr[1], hdr[2], hdr[3]]) as usize;
-    assert!(len < 1024, "CEA of {len} bytes");
-    let mut buf = hdr.to_vec();
-    buf.resize(len, 0);
-    s.read_exact(&mut buf[20..]).await.unwrap();
-    let cea = Message::from_bytes(buf).unwrap();
+    let cea = read_msg(&mut s, 1024).await;
     assert_eq!(cea.header().command_code, base::CMD_CAPABILITIES_EXCHANGE);
     assert_eq!(rc(&cea), 5012);
+    srv.shutdown(Duration::from_millis(500)).await;
+}
+
+#[tokio::test]
+async fn oversize_request_is_answered_5012_and_the_connection_stays() {
+    use tokio::io::AsyncWriteExt;
+    let srv = padding_server("raw.example", &[CLIENT], 0, Limits::DEFAULT).await;
+    let mut s = tokio::net::TcpStream::connect(srv.listen_addrs()[0])
+        .await
+        .unwrap();
+    s.write_all(&raw_cer(vec![]).to_bytes()).await.unwrap();
+    assert_eq!(rc(&read_msg(&mut s, 1024).await), 2001);
+    // 70 KB: above the 64 KiB the server takes. Sent in pieces, none of it kept.
+    let mut big = ccr("s;huge").ids(0x51, 0x51);
+    big.push(base::CLASS.with(vec![0x5a; 70_000]));
+    let big = big.to_bytes();
+    for chunk in big.chunks(8192) {
+        s.write_all(chunk).await.unwrap();
+    }
+    let a = read_msg(&mut s, 1024).await;
+    assert_eq!((a.header().hop_by_hop, a.header().end_to_end), (0x51, 0x51));
+    assert_eq!(rc(&a), 5012);
+    // The stream is still in sync: the next request is answered.
+    s.write_all(&ccr("s;normal").ids(0x52, 0x52).to_bytes())
+        .await
+        .unwrap();
+    let a = read_msg(&mut s, 1024).await;
+    assert_eq!(a.header().hop_by_hop, 0x52);
+    assert_eq!(rc(&a), 2001);
     srv.shutdown(Duration::from_millis(500)).await;
 }
