@@ -25,16 +25,17 @@
 //! request must not take down a connection that carries others' traffic (issue 9). Its
 //! body still has to arrive within the frame deadline, and nothing of it is kept.
 //!
-//! For the others we close rather than answer 5011/5015 (which bad-inputs 1/3 allow when the header is
-//! "otherwise readable"): the frame boundary is unknown, any answer would be built from bytes
-//! that may belong to another message, and freeDiameter makes the same choice. The codec's
+//! For the others we close rather than answer 5011/5015 (which bad-inputs 1/3 allow when the
+//! header is "otherwise readable"): the frame boundary is unknown, any answer would be built
+//! from bytes that may belong to another message, and freeDiameter makes the same choice. The
+//! codec's
 //! [`FrameError::result_code`] is still available for logging and metrics.
 //!
 //! A frame whose header is valid but whose top-level AVPs do not frame (bad-inputs 9–10)
 //! is **not** a stream error: the frame boundary is known, so the decoder yields
 //! [`Inbound::Malformed`] with the header and the codec's [`DecodeError`], and the driver
-//! answers a request with `DecodeError::result_code()` (5014 or 5012-class) and the E bit
-//! as RFC 6733 §7 requires, then carries on reading.
+//! answers a request with [`malformed_answer`] (5014 or 5012 with Failed-AVP, Session-Id and
+//! Proxy-Info as RFC 6733 §7.1.5 and §6.2 want), then carries on reading.
 //!
 //! Errors other than [`FramingError::Io`] are returned once; `tokio_util`'s `FramedRead`
 //! ends the stream after a decoder error, which is what "close" needs.
