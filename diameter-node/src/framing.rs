@@ -16,20 +16,26 @@
 //! | Version ≠ 1 (0, 2, 0xFF) | [`FrameError::UnsupportedVersion`] | close the connection |
 //! | Length < 20 (0, 1, 3, 4, 19) | [`FrameError::InvalidLength`] | close |
 //! | Length not a multiple of 4 (21, 22, 23) | [`FrameError::InvalidLength`] | close |
-//! | Length > `Limits::max_message_len` (65 536, 0xFFFFFF) | [`FrameError::TooLong`] | close; nothing was allocated |
+//! | Length > `Limits::max_message_len` (65 536, 0xFFFFFC), header otherwise valid | [`Inbound::Oversize`] | answer a request 5012, fail the request an answer matches; the body is discarded as it arrives, never buffered |
 //! | Length announced, bytes never come | [`FramingError::ReadTimeout`] from [`read_frame`] | close |
 //! | EOF in the middle of a frame | [`FramingError::TruncatedAtEof`] | close |
 //!
-//! We close rather than answer 5011/5015 (which bad-inputs 1/3 allow when the header is
-//! "otherwise readable"): the frame boundary is unknown, any answer would be built from bytes
-//! that may belong to another message, and freeDiameter makes the same choice. The codec's
+//! An oversize frame is delimited (its length is valid, only larger than we take), so it is
+//! skipped rather than closing the connection: one peer's oversize answer to a relayed
+//! request must not take down a connection that carries others' traffic (issue 9). Its
+//! body still has to arrive within the frame deadline, and nothing of it is kept.
+//!
+//! For the others we close rather than answer 5011/5015 (which bad-inputs 1/3 allow when the
+//! header is "otherwise readable"): the frame boundary is unknown, any answer would be built
+//! from bytes that may belong to another message, and freeDiameter makes the same choice. The
+//! codec's
 //! [`FrameError::result_code`] is still available for logging and metrics.
 //!
 //! A frame whose header is valid but whose top-level AVPs do not frame (bad-inputs 9–10)
 //! is **not** a stream error: the frame boundary is known, so the decoder yields
 //! [`Inbound::Malformed`] with the header and the codec's [`DecodeError`], and the driver
-//! answers a request with `DecodeError::result_code()` (5014 or 5012-class) and the E bit
-//! as RFC 6733 §7 requires, then carries on reading.
+//! answers a request with [`malformed_answer`] (5014 or 5012 with Failed-AVP, Session-Id and
+//! Proxy-Info as RFC 6733 §7.1.5 and §6.2 want), then carries on reading.
 //!
 //! Errors other than [`FramingError::Io`] are returned once; `tokio_util`'s `FramedRead`
 //! ends the stream after a decoder error, which is what "close" needs.
@@ -40,9 +46,10 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use diameter_codec::{
-    DecodeError, FrameError, HEADER_LEN, Header, Limits, Message, MessageBuilder, frame_length,
+    CommandFlags, DecodeError, FrameError, HEADER_LEN, Header, Limits, Message, MessageBuilder,
+    frame_length,
 };
 use futures::Stream;
 use tokio::time::{Instant, Sleep};
@@ -64,6 +71,12 @@ pub enum Inbound {
         bytes: Bytes,
         /// What the codec refused.
         error: DecodeError,
+    },
+    /// A frame longer than [`Limits::max_message_len`] with an otherwise valid header. Its
+    /// body is discarded as it arrives (never buffered), so the stream stays in sync.
+    Oversize {
+        /// The frame's header.
+        header: Header,
     },
 }
 
@@ -125,6 +138,8 @@ pub struct DiameterCodec {
     limits: Limits,
     /// When the frame now being buffered started to arrive (for [`read_frame`]).
     partial_since: Option<Instant>,
+    /// Bytes of an oversize frame still to discard.
+    skip: usize,
 }
 
 impl Default for DiameterCodec {
@@ -140,6 +155,7 @@ impl DiameterCodec {
         Self {
             limits,
             partial_since: None,
+            skip: 0,
         }
     }
 
@@ -160,11 +176,17 @@ impl Decoder for DiameterCodec {
     type Error = FramingError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Inbound>, FramingError> {
+        if self.skip > 0 && !self.discard(src) {
+            return Ok(None);
+        }
         // RFC 6733 §3: version and Message Length are checked from the first 4 bytes, before
         // anything is reserved, so an announced 16 MiB costs nothing (bad-inputs 4).
-        let Some(len) =
-            frame_length(src, self.limits.max_message_len).map_err(FramingError::Frame)?
-        else {
+        let len = match frame_length(src, self.limits.max_message_len) {
+            Ok(len) => len,
+            Err(FrameError::TooLong { length, .. }) => return Ok(self.oversize(src, length)),
+            Err(e) => return Err(FramingError::Frame(e)),
+        };
+        let Some(len) = len else {
             self.mark_partial(src);
             return Ok(None);
         };
@@ -201,7 +223,7 @@ impl Decoder for DiameterCodec {
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, FramingError> {
         match self.decode(buf)? {
             Some(frame) => Ok(Some(frame)),
-            None if buf.is_empty() => Ok(None),
+            None if buf.is_empty() && self.skip == 0 => Ok(None),
             None => Err(FramingError::TruncatedAtEof {
                 buffered: buf.len(),
                 announced: frame_length(buf, self.limits.max_message_len)
@@ -213,6 +235,33 @@ impl Decoder for DiameterCodec {
 }
 
 impl DiameterCodec {
+    /// Discards what is buffered of the oversize frame being skipped; true once it is all
+    /// gone. The frame deadline keeps running meanwhile.
+    fn discard(&mut self, src: &mut BytesMut) -> bool {
+        let n = self.skip.min(src.len());
+        src.advance(n);
+        self.skip -= n;
+        if self.skip > 0 {
+            self.partial_since.get_or_insert_with(Instant::now);
+            return false;
+        }
+        self.partial_since = None;
+        true
+    }
+
+    /// A frame announcing `length` > the limit: once its header is here, report it and
+    /// start discarding it.
+    fn oversize(&mut self, src: &mut BytesMut, length: u32) -> Option<Inbound> {
+        let Ok(header) = Header::parse(src, u32::MAX) else {
+            // Not all 20 bytes yet.
+            self.mark_partial(src);
+            return None;
+        };
+        self.skip = length as usize;
+        self.discard(src);
+        Some(Inbound::Oversize { header })
+    }
+
     fn mark_partial(&mut self, src: &BytesMut) {
         if src.is_empty() {
             self.partial_since = None;
@@ -287,6 +336,61 @@ impl Encoder<&MessageBuilder> for DiameterCodec {
         item.encode(dst);
         Ok(())
     }
+}
+
+/// The answer to a request whose AVPs do not frame ([`Inbound::Malformed`]), as RFC 6733
+/// wants it: Result-Code with the E bit (§7.1.5: 5014 DIAMETER_INVALID_AVP_LENGTH, or 5012
+/// for too many or too deep AVPs), a Failed-AVP with the offending AVP's header and a zero
+/// payload of its type's minimum length (§7.1.5: "it is sufficient to include the offending
+/// AVP header and a zero filled payload"), and, from the AVPs that framed before the bad
+/// one, the Session-Id (§6.2: answers carry the request's Session-Id) and the Proxy-Info
+/// AVPs (§6.2, at most [`MAX_PROXY_INFO`](crate::node::MAX_PROXY_INFO)).
+pub fn malformed_answer(
+    header: &Header,
+    bytes: &Bytes,
+    error: &DecodeError,
+    me: &diameter_codec::LocalIdentity,
+    dict: &diameter_codec::Dictionary,
+) -> MessageBuilder {
+    use diameter_codec::{AvpIter, AvpValue, ErrorReport, OwnedAvp};
+    const SESSION_ID: u32 = 263;
+    const PROXY_INFO: u32 = 284;
+    let framed = || {
+        AvpIter::with_base(bytes.get(HEADER_LEN..).unwrap_or_default(), HEADER_LEN)
+            .map_while(Result::ok)
+            .filter(|a| a.vendor == 0)
+    };
+    let session = framed()
+        .find(|a| a.code == SESSION_ID && std::str::from_utf8(a.data).is_ok())
+        .map(|a| bytes.slice_ref(a.data));
+    let mut report = error
+        .error_report(dict)
+        .unwrap_or_else(|| ErrorReport::new(error.result_code()));
+    report.message = Some(error.to_string());
+    let mut b = MessageBuilder::answer_to_header(header, session, me);
+    b.flags = b
+        .flags
+        .with(CommandFlags::ERROR, report.result_code.is_protocol_error());
+    b.result_code(report.result_code);
+    if let Some(m) = report.message {
+        b.push(OwnedAvp::new(281, 0, 0, AvpValue::Bytes(m.into()))); // Error-Message
+    }
+    if let Some(f) = report.failed_avp {
+        b.push(OwnedAvp::new(279, 0, 0x40, AvpValue::Grouped(vec![f]))); // Failed-AVP
+    }
+    for a in framed()
+        .filter(|a| a.code == PROXY_INFO)
+        .take(crate::node::MAX_PROXY_INFO)
+    {
+        let end = (a.offset + ((a.raw.len() + 3) & !3)).min(bytes.len());
+        b.push(OwnedAvp::new(
+            PROXY_INFO,
+            0,
+            a.flags.0,
+            AvpValue::Verbatim(bytes.slice(a.offset..end)),
+        ));
+    }
+    b
 }
 
 /// A framed stream that [`read_frame`] can read with a deadline: `Framed` and `FramedRead`
@@ -452,21 +556,65 @@ mod tests {
             let mut c = DiameterCodec::default();
             let mut buf = BytesMut::from(&header(1, len)[..]);
             let cap = buf.capacity();
-            let err = c.decode(&mut buf).unwrap_err();
+            match c.decode(&mut buf) {
+                // A valid length above the limit: reported, then skipped as it arrives.
+                Ok(Some(Inbound::Oversize { header })) => {
+                    assert_eq!(header.length, len);
+                    assert_eq!(len % 4, 0);
+                    assert!(buf.is_empty());
+                    assert_eq!(c.skip, len as usize - 20);
+                }
+                Err(err) => {
+                    assert!(
+                        matches!(err.frame_error(), Some(FrameError::InvalidLength(_))),
+                        "length {len}: {err:?}"
+                    );
+                    assert!(err.is_protocol_violation());
+                }
+                other => panic!("length {len}: {other:?}"),
+            }
+            // Skipped bytes leave the buffer (its capacity shrinks with them); none grew.
             assert!(
-                matches!(
-                    err.frame_error(),
-                    Some(FrameError::TooLong { .. } | FrameError::InvalidLength(_))
-                ),
-                "length {len}: {err:?}"
-            );
-            assert_eq!(
-                buf.capacity(),
-                cap,
+                buf.capacity() <= cap,
                 "length {len}: the decoder reserved space"
             );
-            assert!(err.is_protocol_violation());
         }
+    }
+
+    #[test]
+    fn oversize_frame_is_skipped_and_the_next_one_read() {
+        let mut c = DiameterCodec::new(Limits {
+            max_message_len: 64,
+            ..Limits::DEFAULT
+        });
+        let mut big = MessageBuilder::request(272, 4, true).ids(9, 9);
+        big.push(base::SESSION_ID.with("x".repeat(100)));
+        let (big, next) = (big.to_bytes(), msg(10));
+        let mut buf = BytesMut::new();
+        // The oversize frame in pieces, the next message behind it.
+        buf.extend_from_slice(&big[..10]);
+        assert_eq!(c.decode(&mut buf).unwrap(), None);
+        buf.extend_from_slice(&big[10..50]);
+        let Some(Inbound::Oversize { header }) = c.decode(&mut buf).unwrap() else {
+            panic!("oversize frame not reported")
+        };
+        assert_eq!((header.hop_by_hop, header.length as usize), (9, big.len()));
+        assert!(c.partial_since().is_some(), "the frame deadline runs");
+        buf.extend_from_slice(&big[50..]);
+        buf.extend_from_slice(&next);
+        assert_eq!(expect_msg(c.decode(&mut buf).unwrap()).as_bytes(), &next);
+        assert!(c.partial_since().is_none());
+        assert!(c.decode_eof(&mut buf).unwrap().is_none());
+        // EOF in the middle of a skipped frame is a truncation.
+        buf.extend_from_slice(&big[..30]);
+        assert!(matches!(
+            c.decode(&mut buf),
+            Ok(Some(Inbound::Oversize { .. }))
+        ));
+        assert!(matches!(
+            c.decode_eof(&mut buf),
+            Err(FramingError::TruncatedAtEof { .. })
+        ));
     }
 
     #[test]
@@ -668,22 +816,19 @@ mod tests {
         assert!(r.is_err(), "idle read returned {r:?}");
     }
 
-    #[tokio::test]
-    async fn oversized_announcement_closes_the_stream() {
+    #[tokio::test(start_paused = true)]
+    async fn oversized_announcement_without_body_times_out() {
         let (mut client, server) = tokio::io::duplex(4096);
         let mut reader = FramedRead::new(server, DiameterCodec::default());
-        client.write_all(&[1, 0xff, 0xff, 0xfc]).await.unwrap();
+        client.write_all(&header(1, 0x00ff_fffc)).await.unwrap();
+        let first = read_frame(&mut reader, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(matches!(first, Some(Inbound::Oversize { .. })), "{first:?}");
+        // The body never comes: the frame deadline ends the stream (bad-inputs 4/5).
         let err = read_frame(&mut reader, Duration::from_secs(5))
             .await
             .unwrap_err();
-        assert!(matches!(
-            err.frame_error(),
-            Some(FrameError::TooLong {
-                length: 0x00ff_fffc,
-                ..
-            })
-        ));
-        // FramedRead ends after a decoder error.
-        assert!(reader.next().await.is_none());
+        assert!(matches!(err, FramingError::ReadTimeout(_)), "{err:?}");
     }
 }

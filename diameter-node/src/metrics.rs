@@ -3,16 +3,21 @@
 //! Every name starts with `diameter_`; counters end in `_total`, durations are in seconds.
 //! Labels hold numbers as decimal strings (`application="4"`, `command="272"`,
 //! `result_code="2001"`) so that cardinality is bounded by the protocol, not by input.
+//! Every series carries `node`, the recording node's Origin-Host ([`NodeLabel`]), so several
+//! nodes in one process (a lab, a test) keep their series apart.
 //!
 //! | metric | kind | labels |
 //! |---|---|---|
-//! | [`PEERS`] `diameter_peers` | gauge (1 for the peer's current state, 0 for the others) | `peer`, `state` |
-//! | [`REQUESTS`] `diameter_requests_total` | counter | `direction`, `application`, `command` |
-//! | [`ANSWERS`] `diameter_answers_total` | counter | `direction`, `application`, `command`, `result_code` |
-//! | [`REQUEST_DURATION`] `diameter_request_duration_seconds` | histogram | `application`, `command` |
-//! | [`PENDING_REQUESTS`] `diameter_pending_requests` | gauge | `peer` |
-//! | [`UNKNOWN_ANSWERS`] `diameter_unknown_answers_discarded_total` | counter | `peer` |
-//! | [`TOO_BUSY`] `diameter_too_busy_total` | counter | `direction` |
+//! | [`PEERS`] `diameter_peers` | gauge (1 for the peer's current state, 0 for the others) | `node`, `peer`, `state` |
+//! | [`REQUESTS`] `diameter_requests_total` | counter | `node`, `direction`, `application`, `command` |
+//! | [`ANSWERS`] `diameter_answers_total` | counter | `node`, `direction`, `application`, `command`, `result_code` |
+//! | [`REQUEST_DURATION`] `diameter_request_duration_seconds` | histogram | `node`, `application`, `command` |
+//! | [`PENDING_REQUESTS`] `diameter_pending_requests` | gauge | `node`, `peer` |
+//! | [`UNKNOWN_ANSWERS`] `diameter_unknown_answers_discarded_total` | counter | `node`, `peer` |
+//! | [`TOO_BUSY`] `diameter_too_busy_total` | counter | `node`, `direction` |
+//!
+//! The `state` label of [`PEERS`] takes the RFC 6733 §5.6 spellings of [`PEER_STATES`] and
+//! no other, so each peer has exactly one state at 1.
 //!
 //! The helpers record through the `metrics` facade, so they cost nothing measurable when no
 //! recorder is installed, and tests can capture them with `metrics::with_local_recorder`.
@@ -20,7 +25,10 @@
 //! them up per message.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::peer::PeerState;
 
 use ::metrics::{
     Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
@@ -115,17 +123,53 @@ pub fn describe() {
     );
 }
 
-/// Sets `peer`'s state: 1 for `state`, 0 for every other state in [`PEER_STATES`].
-pub fn set_peer_state(peer: &str, state: &str) {
-    for s in PEER_STATES {
-        gauge!(PEERS, "peer" => peer.to_owned(), "state" => s).set(if s == state {
-            1.0
-        } else {
-            0.0
-        });
+/// The `node` label: the recording node's Origin-Host. Cheap to clone (one shared string),
+/// so every series of a node shares it without copying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLabel(Arc<str>);
+
+impl NodeLabel {
+    /// The label of the node whose Origin-Host is `origin_host`.
+    pub fn new(origin_host: &str) -> Self {
+        Self(origin_host.into())
     }
-    if !PEER_STATES.contains(&state) {
-        gauge!(PEERS, "peer" => peer.to_owned(), "state" => state.to_owned()).set(1.0);
+
+    /// The label value.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn value(&self) -> ::metrics::SharedString {
+        ::metrics::SharedString::from_shared(self.0.clone())
+    }
+
+    /// Identifies the label in the handle caches without hashing the string; unique while
+    /// the cache keeps the label alive.
+    fn id(&self) -> usize {
+        Arc::as_ptr(&self.0).cast::<u8>() as usize
+    }
+}
+
+/// The `state` label of a peer state: RFC 6733 §5.6's name, one of [`PEER_STATES`].
+pub fn peer_state_name(state: PeerState) -> &'static str {
+    PEER_STATES[match state {
+        PeerState::Closed => 0,
+        PeerState::WaitConnAck => 1,
+        PeerState::WaitICea => 2,
+        PeerState::WaitConnAckElect => 3,
+        PeerState::WaitReturns => 4,
+        PeerState::ROpen => 5,
+        PeerState::IOpen => 6,
+        PeerState::Closing => 7,
+    }]
+}
+
+/// Sets `peer`'s state as seen by `node`: 1 for `state`, 0 for every other state.
+pub fn set_peer_state(node: &NodeLabel, peer: &str, state: PeerState) {
+    let current = peer_state_name(state);
+    for s in PEER_STATES {
+        gauge!(PEERS, "node" => node.value(), "peer" => peer.to_owned(), "state" => s)
+            .set(if s == current { 1.0 } else { 0.0 });
     }
 }
 
@@ -152,23 +196,34 @@ fn num_label(v: u32) -> metrics::SharedString {
     metrics::SharedString::const_str(s)
 }
 
-/// The request counter for one (direction, application, command).
-pub fn requests(direction: Direction, application: u32, command: u32) -> Counter {
-    counter!(REQUESTS, "direction" => direction.as_str(), "application" => num_label(application), "command" => num_label(command))
+/// The request counter of `node` for one (direction, application, command).
+pub fn requests(node: &NodeLabel, direction: Direction, application: u32, command: u32) -> Counter {
+    counter!(REQUESTS, "node" => node.value(), "direction" => direction.as_str(), "application" => num_label(application), "command" => num_label(command))
 }
 
-/// Counts one request.
-pub fn record_request(direction: Direction, application: u32, command: u32) {
+/// Counts one request of `node`.
+pub fn record_request(node: &NodeLabel, direction: Direction, application: u32, command: u32) {
     let series = CounterSeries::Request(direction, application, command);
     COUNTERS
-        .with_borrow_mut(|c| c.get(series, || requests(direction, application, command)))
+        .with_borrow_mut(|c| {
+            c.get(node, series, || {
+                requests(node, direction, application, command)
+            })
+        })
         .increment(1);
 }
 
-/// The answer counter for one (direction, application, command, result code).
-pub fn answers(direction: Direction, application: u32, command: u32, result_code: u32) -> Counter {
+/// The answer counter of `node` for one (direction, application, command, result code).
+pub fn answers(
+    node: &NodeLabel,
+    direction: Direction,
+    application: u32,
+    command: u32,
+    result_code: u32,
+) -> Counter {
     counter!(
         ANSWERS,
+        "node" => node.value(),
         "direction" => direction.as_str(),
         "application" => num_label(application),
         "command" => num_label(command),
@@ -176,32 +231,43 @@ pub fn answers(direction: Direction, application: u32, command: u32, result_code
     )
 }
 
-/// Counts one answer; a 3004 also counts in [`TOO_BUSY`].
-pub fn record_answer(direction: Direction, application: u32, command: u32, result_code: u32) {
+/// Counts one answer of `node`; a 3004 also counts in [`TOO_BUSY`].
+pub fn record_answer(
+    node: &NodeLabel,
+    direction: Direction,
+    application: u32,
+    command: u32,
+    result_code: u32,
+) {
     let series = CounterSeries::Answer(direction, application, command, result_code);
     COUNTERS
         .with_borrow_mut(|c| {
-            c.get(series, || {
-                answers(direction, application, command, result_code)
+            c.get(node, series, || {
+                answers(node, direction, application, command, result_code)
             })
         })
         .increment(1);
     if result_code == 3004 {
-        too_busy(direction).increment(1);
+        too_busy(node, direction).increment(1);
     }
 }
 
-/// The latency histogram for one (application, command).
-pub fn request_duration(application: u32, command: u32) -> Histogram {
-    histogram!(REQUEST_DURATION, "application" => num_label(application), "command" => num_label(command))
+/// The latency histogram of `node` for one (application, command).
+pub fn request_duration(node: &NodeLabel, application: u32, command: u32) -> Histogram {
+    histogram!(REQUEST_DURATION, "node" => node.value(), "application" => num_label(application), "command" => num_label(command))
 }
 
-/// Records how long a request waited for its answer.
-pub fn record_request_duration(application: u32, command: u32, elapsed: Duration) {
+/// Records how long a request of `node` waited for its answer.
+pub fn record_request_duration(
+    node: &NodeLabel,
+    application: u32,
+    command: u32,
+    elapsed: Duration,
+) {
     DURATIONS
         .with_borrow_mut(|c| {
-            c.get((application, command), || {
-                request_duration(application, command)
+            c.get(node, (application, command), || {
+                request_duration(node, application, command)
             })
         })
         .record(elapsed.as_secs_f64());
@@ -219,10 +285,13 @@ enum CounterSeries {
 /// like the label values themselves.
 const HANDLE_CACHE_MAX: usize = 1024;
 
-/// Handles of one kind of series, valid for the recorder they were registered with.
+/// Handles of one kind of series, valid for the recorder they were registered with. Keyed
+/// by node too, through the address of its label's string: the labels of cached handles are
+/// kept here, so no other label can reuse that address while the key exists.
 struct HandleCache<K, H> {
     recorder: usize,
-    handles: rustc_hash::FxHashMap<K, H>,
+    handles: rustc_hash::FxHashMap<(usize, K), H>,
+    nodes: Vec<NodeLabel>,
 }
 
 impl<K, H> Default for HandleCache<K, H> {
@@ -230,14 +299,15 @@ impl<K, H> Default for HandleCache<K, H> {
         Self {
             recorder: 0,
             handles: rustc_hash::FxHashMap::default(),
+            nodes: Vec::new(),
         }
     }
 }
 
 impl<K: Eq + std::hash::Hash, H: Clone> HandleCache<K, H> {
-    /// The handle of `key`, registered on first use. Handles registered with another
-    /// recorder (none yet, or a test's local one) are dropped, not reused.
-    fn get(&mut self, key: K, register: impl FnOnce() -> H) -> H {
+    /// The handle of `key` for `node`, registered on first use. Handles registered with
+    /// another recorder (none yet, or a test's local one) are dropped, not reused.
+    fn get(&mut self, node: &NodeLabel, key: K, register: impl FnOnce() -> H) -> H {
         let id = ::metrics::with_recorder(|r| std::ptr::from_ref(r).cast::<()>() as usize);
         if self.recorder != id {
             *self = Self {
@@ -245,11 +315,15 @@ impl<K: Eq + std::hash::Hash, H: Clone> HandleCache<K, H> {
                 ..Self::default()
             };
         }
+        let key = (node.id(), key);
         if let Some(h) = self.handles.get(&key) {
             return h.clone();
         }
         let h = register();
         if self.handles.len() < HANDLE_CACHE_MAX {
+            if !self.nodes.iter().any(|n| n.id() == key.0) {
+                self.nodes.push(node.clone());
+            }
             self.handles.insert(key, h.clone());
         }
         h
@@ -263,20 +337,20 @@ thread_local! {
         std::cell::RefCell::default();
 }
 
-/// The pending-requests gauge of one peer (increment on send, decrement on answer or
-/// timeout, set to 0 when the peer's pending requests are failed over).
-pub fn pending_requests(peer: &str) -> Gauge {
-    gauge!(PENDING_REQUESTS, "peer" => peer.to_owned())
+/// The pending-requests gauge of `node` for one peer (increment on send, decrement on
+/// answer or timeout, set to 0 when the peer's pending requests are failed over).
+pub fn pending_requests(node: &NodeLabel, peer: &str) -> Gauge {
+    gauge!(PENDING_REQUESTS, "node" => node.value(), "peer" => peer.to_owned())
 }
 
-/// Counts an answer discarded for an unknown Hop-by-Hop Identifier (bad-inputs 35).
-pub fn record_unknown_answer(peer: &str) {
-    counter!(UNKNOWN_ANSWERS, "peer" => peer.to_owned()).increment(1);
+/// Counts an answer `node` discarded for an unknown Hop-by-Hop Identifier (bad-inputs 35).
+pub fn record_unknown_answer(node: &NodeLabel, peer: &str) {
+    counter!(UNKNOWN_ANSWERS, "node" => node.value(), "peer" => peer.to_owned()).increment(1);
 }
 
-/// The 3004 counter for one direction.
-pub fn too_busy(direction: Direction) -> Counter {
-    counter!(TOO_BUSY, "direction" => direction.as_str())
+/// The 3004 counter of `node` for one direction.
+pub fn too_busy(node: &NodeLabel, direction: Direction) -> Counter {
+    counter!(TOO_BUSY, "node" => node.value(), "direction" => direction.as_str())
 }
 
 /// Why the exporter could not be installed.
@@ -375,15 +449,20 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn record_sample() {
-        set_peer_state("pcrf.example.net", "I-Open");
-        set_peer_state("pcrf.example.net", "R-Open");
-        record_request(Direction::Sent, 16_777_238, 272);
-        record_answer(Direction::Received, 16_777_238, 272, 2001);
-        record_answer(Direction::Received, 16_777_238, 272, 3004);
-        record_request_duration(16_777_238, 272, Duration::from_micros(420));
-        pending_requests("pcrf.example.net").set(3.0);
-        record_unknown_answer("pcrf.example.net");
-        too_busy(Direction::Sent).increment(1);
+        let node = NodeLabel::new("pcef.example.net");
+        set_peer_state(&node, "pcrf.example.net", PeerState::IOpen);
+        set_peer_state(&node, "pcrf.example.net", PeerState::ROpen);
+        record_request(&node, Direction::Sent, 16_777_238, 272);
+        record_answer(&node, Direction::Received, 16_777_238, 272, 2001);
+        record_answer(&node, Direction::Received, 16_777_238, 272, 3004);
+        record_request_duration(&node, 16_777_238, 272, Duration::from_micros(420));
+        pending_requests(&node, "pcrf.example.net").set(3.0);
+        record_unknown_answer(&node, "pcrf.example.net");
+        too_busy(&node, Direction::Sent).increment(1);
+        // A second node in the same process: its own series.
+        let other = NodeLabel::new("pcrf.example.net");
+        record_request(&other, Direction::Received, 16_777_238, 272);
+        record_request(&other, Direction::Received, 16_777_238, 272);
     }
 
     #[test]
@@ -407,21 +486,31 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(r#"diameter_peers{peer="pcrf.example.net",state="R-Open"} 1"#),
+            text.contains(r#"diameter_peers{node="pcef.example.net",peer="pcrf.example.net",state="R-Open"} 1"#),
             "{text}"
         );
         assert!(
-            text.contains(r#"diameter_peers{peer="pcrf.example.net",state="I-Open"} 0"#),
+            text.contains(r#"diameter_peers{node="pcef.example.net",peer="pcrf.example.net",state="I-Open"} 0"#),
             "{text}"
         );
         assert!(text.contains(r#"result_code="3004""#), "{text}");
         // The 3004 answer received plus the one we sent.
         assert!(
-            text.contains(r#"diameter_too_busy_total{direction="received"} 1"#),
+            text.contains(
+                r#"diameter_too_busy_total{node="pcef.example.net",direction="received"} 1"#
+            ),
             "{text}"
         );
         assert!(
-            text.contains(r#"diameter_too_busy_total{direction="sent"} 1"#),
+            text.contains(r#"diameter_too_busy_total{node="pcef.example.net",direction="sent"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"diameter_requests_total{node="pcrf.example.net",direction="received",application="16777238",command="272"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"diameter_requests_total{node="pcef.example.net",direction="sent",application="16777238",command="272"} 1"#),
             "{text}"
         );
     }
@@ -452,7 +541,7 @@ mod tests {
             assert!(body.contains(name), "{name} missing from:\n{body}");
         }
         assert!(body.contains("# HELP diameter_requests_total"), "{body}");
-        assert!(body.contains(r#"diameter_request_duration_seconds_bucket{application="16777238",command="272",le="0.0005"} 1"#), "{body}");
+        assert!(body.contains(r#"diameter_request_duration_seconds_bucket{node="pcef.example.net",application="16777238",command="272",le="0.0005"} 1"#), "{body}");
         // A second install fails cleanly.
         assert!(install("127.0.0.1:0".parse().unwrap()).is_err());
     }

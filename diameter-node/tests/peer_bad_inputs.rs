@@ -491,9 +491,45 @@ async fn malformed_avp_length_gets_5014_and_connection_stays() {
     assert!(!a.header().is_request());
     assert_eq!(a.header().hop_by_hop, r.hop_by_hop);
     assert_eq!(rc(&a), 5014);
+    assert!(a.find(base::FAILED_AVP.key()).is_some());
     assert_eq!(s.handled.load(Ordering::SeqCst), 0);
     still_usable(&mut c, "5014").await;
     assert!(s.node.is_peer_available(CLIENT));
+    stop(&s.node).await;
+}
+
+#[tokio::test]
+async fn malformed_avp_answer_carries_session_id_failed_avp_and_proxy_info() {
+    let s = server().await;
+    let mut c = open(s.addr, CLIENT).await;
+    let mut r = ccr("s;avplen;late");
+    r.push(base::PROXY_INFO.with(vec![
+        base::PROXY_HOST.with("proxy.example"),
+        base::PROXY_STATE.with(&b"st"[..]),
+    ]));
+    r.push(base::USER_NAME.with("last"));
+    let mut bytes = BytesMut::from(&r.to_bytes()[..]);
+    // The last AVP (User-Name) claims more bytes than the message holds.
+    let last = Message::from_bytes(bytes.clone().freeze())
+        .unwrap()
+        .avps()
+        .flatten()
+        .last()
+        .unwrap()
+        .offset;
+    bytes[last + 5..last + 8].copy_from_slice(&[0x00, 0x0f, 0xff]);
+    c.send_bytes(&bytes).await;
+    let a = c.recv().await;
+    assert_eq!(a.header().hop_by_hop, r.hop_by_hop);
+    assert_eq!(rc(&a), 5014);
+    // RFC 6733 §6.2: the request's Session-Id; §7.1.5: Failed-AVP with the offending AVP.
+    assert_eq!(a.session_id(), Some("s;avplen;late"));
+    let failed = a.find(base::FAILED_AVP.key()).expect("Failed-AVP");
+    let inner: Vec<_> = failed.children().flatten().map(|c| c.code).collect();
+    assert_eq!(inner, vec![base::USER_NAME.code()]);
+    assert!(a.find(base::ERROR_MESSAGE.key()).is_some());
+    assert_eq!(a.find_all(base::PROXY_INFO.key()).count(), 1);
+    still_usable(&mut c, "5014 late").await;
     stop(&s.node).await;
 }
 

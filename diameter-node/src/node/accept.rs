@@ -16,7 +16,14 @@ use tokio_util::codec::FramedRead;
 
 pub(super) async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
     loop {
-        let Ok(acc) = listener.accept().await else {
+        // Shutdown ends the loop at once, not at the next connection: the listener is
+        // dropped with it and the address is free again.
+        let acc = tokio::select! {
+            biased;
+            () = shared.stop_accepting.cancelled() => break,
+            acc = listener.accept() => acc,
+        };
+        let Ok(acc) = acc else {
             continue;
         };
         if shared.stopped.load(Ordering::Acquire) {
@@ -64,6 +71,7 @@ pub(super) async fn accept_one(
     let host = match screen_first_message(&s.local, &msg) {
         FirstMessage::Cer { origin_host } => origin_host,
         FirstMessage::Answer(b) => {
+            let b = s.bounded_bytes(b);
             s.record(cap.as_ref(), Direction::Sent, &b);
             let _ = w.write_all(&b).await;
             return Err("CER refused".into());
@@ -77,6 +85,7 @@ pub(super) async fn accept_one(
     let known = s.peer(&host).is_some() || s.local.unknown_peer == UnknownPeerPolicy::Accept;
     if !known {
         if let Some(b) = unknown_peer_answer(&s.local, &msg) {
+            let b = s.bounded_bytes(b);
             s.record(cap.as_ref(), Direction::Sent, &b);
             let _ = w.write_all(&b).await;
         }

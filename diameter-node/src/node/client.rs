@@ -89,8 +89,19 @@ impl Node {
         if !h.is_request() {
             return Err(RequestError::NotARequest);
         }
+        // Never sent larger than peers accept (see `size`).
+        if msg.as_bytes().len() > s.max_send_len() {
+            return Err(RequestError::Malformed(
+                diameter_codec::FrameError::TooLong {
+                    length: h.length,
+                    max: s.cfg.limits.max_message_len,
+                }
+                .into(),
+            ));
+        }
         let deadline = Instant::now() + timeout;
         crate::metrics::record_request(
+            &s.metrics,
             crate::metrics::Direction::Sent,
             h.application_id,
             h.command_code,

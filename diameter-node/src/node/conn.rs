@@ -8,7 +8,6 @@ use crate::framing::{DiameterCodec, Inbound, read_frame};
 use crate::peer::ConnId;
 use crate::transport::Stream;
 use bytes::{Bytes, BytesMut};
-use diameter_codec::{ErrorReport, MessageBuilder};
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
@@ -144,13 +143,18 @@ async fn read_loop(
                 // request gets its error answer here (5014 and friends), an answer is
                 // dropped (answers are never answered).
                 if header.is_request() {
-                    let mut report = ErrorReport::new(error.result_code());
-                    report.message = Some(error.to_string());
-                    let ans =
-                        MessageBuilder::error_answer_to_header(&header, &shared.identity, &report);
+                    let ans = crate::framing::malformed_answer(
+                        &header,
+                        &bytes,
+                        &error,
+                        &shared.identity,
+                        shared.dict,
+                    );
                     let _ = writer.send(WriteCmd::Data(ans.to_bytes()));
                 }
             }
+            // Skipped, not fatal: the connection may carry others' traffic (see `size`).
+            Ok(Some(Inbound::Oversize { header })) => shared.on_oversize(&host, &header, &writer),
             Ok(None) => break,
             Err(e) => {
                 tracing::debug!(conn = id.0, error = %e, "connection read ended");

@@ -15,7 +15,9 @@ use diameter_codec::{
     CommandFlags, ErrorReport, Message, MessageBuilder, OwnedAvp, ResultCode, ValidateOptions,
     Validator,
 };
+use futures::FutureExt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,6 +36,8 @@ pub(super) struct RoutingAvps<'a> {
     pub(super) session_id: Option<&'a str>,
     pub(super) user_name: Option<&'a str>,
     pub(super) route_record: bool,
+    /// Whether any Proxy-Info is present (then bounded, see `size`).
+    pub(super) proxy_info: bool,
 }
 
 impl<'a> RoutingAvps<'a> {
@@ -54,6 +58,7 @@ impl<'a> RoutingAvps<'a> {
                 k if k == base::SESSION_ID.key() => first(&mut r.session_id, a.data),
                 k if k == base::USER_NAME.key() => first(&mut r.user_name, a.data),
                 k if k == base::ROUTE_RECORD.key() => r.route_record = true,
+                k if k == base::PROXY_INFO.key() => r.proxy_info = true,
                 _ => {}
             }
         }
@@ -77,11 +82,15 @@ impl Shared {
     pub(crate) fn on_request(&self, peer: &str, msg: Message) {
         let h = *msg.header();
         crate::metrics::record_request(
+            &self.metrics,
             crate::metrics::Direction::Received,
             h.application_id,
             h.command_code,
         );
         let avps = RoutingAvps::read(&msg);
+        if avps.proxy_info && self.refuse_proxy_info(peer, &msg) {
+            return;
+        }
         let origin = avps.origin_host.unwrap_or(peer);
         let (dest_host, dest_realm) = (avps.destination_host, avps.destination_realm);
         let info = avps.info(h.application_id);
@@ -125,6 +134,9 @@ impl Shared {
             Decision::Forward { peer: next, .. } => {
                 let hbh = self.next_hop_by_hop();
                 let bytes = edit::for_relay(&msg, hbh, peer);
+                if bytes.len() > self.max_send_len() {
+                    return self.refuse_relay_too_large(peer, &msg, bytes.len());
+                }
                 self.send_pending(
                     hbh,
                     Pending {
@@ -155,7 +167,8 @@ impl Shared {
                     usage,
                     max_cache_time: cache_time,
                 };
-                self.send_answer(peer, redirect_answer(&msg, &self.identity, &r).to_bytes());
+                let b = redirect_answer(&msg, &self.identity, &r);
+                self.send_answer(peer, self.bounded(&b).to_bytes());
             }
             Decision::Error(rc) => self.answer_error(peer, &msg, rc),
         }
@@ -183,12 +196,13 @@ impl Shared {
         let report = ErrorReport::new(rc);
         let b = MessageBuilder::error_answer(msg, &self.identity, &report);
         crate::metrics::record_answer(
+            &self.metrics,
             crate::metrics::Direction::Sent,
             msg.header().application_id,
             msg.header().command_code,
             rc.0,
         );
-        self.send_answer(peer, b.to_bytes());
+        self.send_answer(peer, self.bounded(&b).to_bytes());
     }
 
     pub(super) fn send_answer(&self, peer: &str, bytes: Bytes) {
@@ -252,13 +266,14 @@ impl Shared {
         };
         // Bounded handler concurrency: beyond it, 3004 DIAMETER_TOO_BUSY (RFC 6733 §7.1.3).
         let Ok(permit) = self.handler_slots.clone().try_acquire_owned() else {
-            crate::metrics::too_busy(crate::metrics::Direction::Received).increment(1);
+            crate::metrics::too_busy(&self.metrics, crate::metrics::Direction::Received)
+                .increment(1);
             let b = MessageBuilder::error_answer(
                 msg,
                 &self.identity,
                 &ErrorReport::new(ResultCode::DIAMETER_TOO_BUSY),
-            )
-            .to_bytes();
+            );
+            let b = self.bounded(&b).to_bytes();
             self.dedup.lock().expect("dedup lock").abandon(&key);
             return self.send_answer(peer, b);
         };
@@ -286,7 +301,27 @@ impl Shared {
         let peer = peer.to_string();
         let msg = msg.clone();
         let fut = async move {
-            let outcome = handler.handle(req).await;
+            // A handler that panics must not take the connection's reader (which polls it
+            // first) down with it, nor leave the duplicate entry in flight: it is answered
+            // 5012 DIAMETER_UNABLE_TO_COMPLY like any other failure to handle.
+            let handled = AssertUnwindSafe(async move { handler.handle(req).await })
+                .catch_unwind()
+                .await;
+            let outcome = handled.unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("");
+                tracing::error!(panic = what, "handler panicked; answered 5012");
+                let mut report = ErrorReport::new(ResultCode::DIAMETER_UNABLE_TO_COMPLY);
+                report.message = Some("request handler failed".into());
+                Outcome::Answer(MessageBuilder::error_answer(
+                    &msg,
+                    &shared.identity,
+                    &report,
+                ))
+            });
             drop(permit);
             match outcome {
                 Outcome::Answer(mut answer) => {
@@ -325,17 +360,28 @@ impl Shared {
     }
 
     pub(super) fn finish_local(&self, peer: &str, key: &DupKey, answer: &MessageBuilder) {
+        // Encoded first, checked after: the common answer is encoded once (see `size`).
+        let mut bytes = answer.to_bytes();
+        let small;
+        let answer = if bytes.len() > self.max_send_len() {
+            small = self.too_large(answer, bytes.len());
+            bytes = small.to_bytes();
+            &small
+        } else {
+            answer
+        };
         let rc = answer
             .find(base::RESULT_CODE.key())
             .and_then(OwnedAvp::as_u32)
             .unwrap_or(0);
         crate::metrics::record_answer(
+            &self.metrics,
             crate::metrics::Direction::Sent,
             answer.application_id,
             answer.command_code,
             rc,
         );
-        self.finish_bytes(peer, key, answer.to_bytes());
+        self.finish_bytes(peer, key, bytes);
     }
 
     /// Sends the answer to a request we took in, and to the duplicates that waited for it,

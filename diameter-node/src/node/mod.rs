@@ -25,7 +25,8 @@
 //! `dispatch` requests received (checks, routing, duplicates, local handlers); `pending`
 //! requests in flight, matching, failover and deadlines; `accept` connections up to their
 //! CER; `peer_task` and `conn` the per-peer and per-connection tasks; `express` the fast
-//! path of an open peer; `edit` the byte-level rewrites of relayed messages.
+//! path of an open peer; `edit` the byte-level rewrites of relayed messages; `size` the bound on what we send
+//! and on Proxy-Info.
 
 mod accept;
 mod client;
@@ -39,6 +40,12 @@ mod forward;
 mod handler;
 mod peer_task;
 mod pending;
+mod size;
+
+/// Most Proxy-Info AVPs a request may carry (RFC 6733 §6.7.3: one per proxy on the path,
+/// so a handful in practice). Each is copied into the answer (§6.2), so the bound also
+/// bounds what a request can make us send back; Proxy-Info nested in Proxy-Info counts too.
+pub const MAX_PROXY_INFO: usize = 16;
 
 pub use client::RequestError;
 pub use config::{ListenSpec, NodeConfig, PeerSpec, RoutePeer, relay_route};
@@ -66,6 +73,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 /// How many departed unknown peers' Origin-State-Ids are remembered.
 const DEPARTED_CAP: usize = 65_536;
@@ -90,11 +98,17 @@ pub(crate) struct Shared {
     handler_slots: Arc<Semaphore>,
     handshaking: Arc<Semaphore>,
     capture: Option<Arc<Capture>>,
+    /// The `node` label of every metric this node records (its Origin-Host).
+    metrics: crate::metrics::NodeLabel,
     stopped: AtomicBool,
     /// Peer events for applications; nobody listening costs nothing.
     events: broadcast::Sender<NodeEvent>,
     /// Last Origin-State-Id of unknown peers that left (see `remember_origin_state`).
     departed: Mutex<FxHashMap<String, u32>>,
+    /// Cancelled by [`Node::shutdown`]: the accept loops end and drop their listeners.
+    stop_accepting: CancellationToken,
+    /// The accept loops, awaited by [`Node::shutdown`] so the ports are free when it returns.
+    acceptors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     weak_self: std::sync::Weak<Self>,
 }
 
@@ -148,9 +162,12 @@ impl Node {
             handler_slots: Arc::new(Semaphore::new(cfg.max_concurrent_handlers)),
             handshaking: Arc::new(Semaphore::new(cfg.max_handshaking)),
             capture: cfg.capture.clone(),
+            metrics: crate::metrics::NodeLabel::new(&cfg.local.origin_host),
             stopped: AtomicBool::new(false),
             events: broadcast::channel(1024).0,
             departed: Mutex::new(FxHashMap::default()),
+            stop_accepting: CancellationToken::new(),
+            acceptors: Mutex::new(Vec::new()),
             weak_self: weak.clone(),
             cfg,
         });
@@ -158,7 +175,8 @@ impl Node {
         for l in &shared.cfg.listen {
             let listener = Listener::bind(l.addr, l.transport.clone()).await?;
             addrs.push(listener.local_addr()?);
-            tokio::spawn(accept_loop(shared.clone(), listener));
+            let task = tokio::spawn(accept_loop(shared.clone(), listener));
+            shared.acceptors.lock().expect("acceptors lock").push(task);
         }
         for p in &shared.cfg.peers {
             shared.spawn_configured(p);
@@ -262,11 +280,18 @@ impl Node {
         self.shared.pending.lock().expect("pending lock").len()
     }
 
-    /// Disconnects every peer with DPR (Disconnect-Cause REBOOTING) and waits up to
-    /// `timeout` for them to close. Pending requests are failed.
+    /// Stops listening (the listening sockets are closed when this returns, so the
+    /// addresses can be bound again at once), disconnects every peer with DPR
+    /// (Disconnect-Cause REBOOTING) and waits up to `timeout` for them to close. Pending
+    /// requests are failed.
     pub async fn shutdown(&self, timeout: Duration) {
         let s = &self.shared;
         s.stopped.store(true, Ordering::Release);
+        s.stop_accepting.cancel();
+        let acceptors = std::mem::take(&mut *s.acceptors.lock().expect("acceptors lock"));
+        for task in acceptors {
+            let _ = task.await;
+        }
         let peers: Vec<Arc<PeerHandle>> = s
             .peers
             .read()

@@ -95,19 +95,6 @@ pub(crate) struct Dial {
     pub(crate) transport: Transport,
 }
 
-fn state_name(s: PeerState) -> &'static str {
-    match s {
-        PeerState::Closed => "closed",
-        PeerState::WaitConnAck => "wait_conn_ack",
-        PeerState::WaitICea => "wait_i_cea",
-        PeerState::WaitConnAckElect => "wait_conn_ack_elect",
-        PeerState::WaitReturns => "wait_returns",
-        PeerState::ROpen => "r_open",
-        PeerState::IOpen => "i_open",
-        PeerState::Closing => "closing",
-    }
-}
-
 struct Driver {
     shared: Arc<Shared>,
     host: String,
@@ -288,7 +275,8 @@ impl Driver {
             while let Some(t) = self.peer.poll_transmit() {
                 progressed = true;
                 if let Some(h) = self.conns.get(&t.conn) {
-                    let _ = h.writer.send(WriteCmd::Data(t.bytes));
+                    let bytes = self.shared.bounded_bytes(t.bytes);
+                    let _ = h.writer.send(WriteCmd::Data(bytes));
                 }
             }
             while let Some(a) = self.peer.poll_action() {
@@ -350,8 +338,9 @@ impl Driver {
                     // Known from the CER/CEA on, REOPEN included (requests are served then).
                     self.handle.set_info(self.peer.info().cloned());
                 }
-                crate::metrics::set_peer_state(&self.host, state_name(to));
-                tracing::debug!(peer = %self.host, state = state_name(to), "peer state");
+                crate::metrics::set_peer_state(&self.shared.metrics, &self.host, to);
+                let state = crate::metrics::peer_state_name(to);
+                tracing::debug!(peer = %self.host, state, "peer state");
             }
             PeerEvent::Open { info, .. } => {
                 self.handle

@@ -91,7 +91,8 @@ impl Shared {
             let mut pending = self.pending.lock().expect("pending lock");
             if pending.len() >= self.cfg.max_pending {
                 drop(pending);
-                crate::metrics::too_busy(crate::metrics::Direction::Sent).increment(1);
+                crate::metrics::too_busy(&self.metrics, crate::metrics::Direction::Sent)
+                    .increment(1);
                 self.fail(p, ResultCode::DIAMETER_TOO_BUSY);
                 return;
             }
@@ -103,7 +104,8 @@ impl Shared {
             Some(Err(mpsc::error::TrySendError::Full(_))) => {
                 // Bounded queues (issue: overload): refuse instead of buffering.
                 if let Some(p) = self.pending.lock().expect("pending lock").remove(&hbh) {
-                    crate::metrics::too_busy(crate::metrics::Direction::Sent).increment(1);
+                    crate::metrics::too_busy(&self.metrics, crate::metrics::Direction::Sent)
+                        .increment(1);
                     self.fail(p, ResultCode::DIAMETER_TOO_BUSY);
                 }
             }
@@ -139,9 +141,8 @@ impl Shared {
         )
         .ok()?;
         let report = ErrorReport::new(rc);
-        MessageBuilder::error_answer(&msg, &self.identity, &report)
-            .build()
-            .ok()
+        let b = MessageBuilder::error_answer(&msg, &self.identity, &report);
+        self.bounded(&b).build().ok()
     }
 
     /// Delivers the outcome of a pending request.
@@ -175,7 +176,7 @@ impl Shared {
                         }
                         None => edit::retarget(answer.as_bytes(), hop_by_hop, false),
                     };
-                    self.finish_bytes(&peer, &proxied.key, bytes);
+                    self.finish_bytes(&peer, &proxied.key, self.bounded_bytes(bytes));
                 }
             }
         }
@@ -258,12 +259,14 @@ impl Shared {
         match p {
             Some(p) => {
                 crate::metrics::record_request_duration(
+                    &self.metrics,
                     p.application_id,
                     p.command_code,
                     p.sent.elapsed(),
                 );
                 let rc = msg.get(base::RESULT_CODE).and_then(Result::ok).unwrap_or(0);
                 crate::metrics::record_answer(
+                    &self.metrics,
                     crate::metrics::Direction::Received,
                     p.application_id,
                     p.command_code,
@@ -273,7 +276,7 @@ impl Shared {
             }
             None => {
                 // RFC 6733 §3: answers with an unknown Hop-by-Hop Identifier are discarded.
-                crate::metrics::record_unknown_answer(peer);
+                crate::metrics::record_unknown_answer(&self.metrics, peer);
                 tracing::debug!(
                     peer,
                     hbh,
@@ -296,7 +299,7 @@ impl Shared {
                 Reply::Relay { .. } => self.fail(p, ResultCode::DIAMETER_UNABLE_TO_DELIVER),
             }
         }
-        crate::metrics::pending_requests("all")
+        crate::metrics::pending_requests(&self.metrics, "all")
             .set(self.pending.lock().expect("pending lock").len() as f64);
     }
 }

@@ -238,8 +238,12 @@ pub fn negotiate(local: &[Application], remote: &[Application]) -> NegotiatedApp
     out
 }
 
+/// Inband-Security-Id TLS (RFC 6733 §6.10).
+const INBAND_TLS: u32 = 1;
+
 /// RFC 6733 §6.10: if no Inband-Security-Id is present, NO_INBAND_SECURITY is implied. The
 /// common security mechanism must exist, else 5017 DIAMETER_NO_COMMON_SECURITY (§7.1.5).
+/// Only NO_INBAND_SECURITY can be common: TLS is never agreed to (no in-band upgrade).
 fn security_ok(ours: InbandSecurity, theirs: &[u32]) -> bool {
     let wanted = ours.accepted();
     if theirs.is_empty() {
@@ -292,16 +296,18 @@ pub(crate) fn process_cer(local: &LocalConfig, cer: &Message) -> Result<PeerInfo
             "CER carries our own Origin-Host",
         ));
     }
-    // RFC 6733 §5.3 / §7.1.5 5017: "no common security mechanism".
+    // RFC 6733 §5.3 / §7.1.5 5017: "no common security mechanism". A peer offering only
+    // in-band TLS is told why: we never agree to it (see `InbandSecurity`).
     if !security_ok(local.inband_security, &info.inband_security) {
         let failed = cer
             .find(AvpKey::new(INBAND_SECURITY_ID, 0))
             .map(|a| OwnedAvp::from_ref(&a));
-        return Err(report(
-            ResultCode::DIAMETER_NO_COMMON_SECURITY,
-            failed,
-            "no common security mechanism",
-        ));
+        let why = if info.inband_security.contains(&INBAND_TLS) {
+            "in-band TLS (Inband-Security-Id 1) is not supported; use TLS at connection set-up"
+        } else {
+            "no common security mechanism"
+        };
+        return Err(report(ResultCode::DIAMETER_NO_COMMON_SECURITY, failed, why));
     }
     info.negotiated = negotiate(&local.applications, &info.applications);
     // RFC 6733 §5.3: "If the receiver of a CER does not have any applications in common with

@@ -68,7 +68,13 @@ impl Application {
     }
 }
 
-/// What we advertise and accept in Inband-Security-Id (RFC 6733 §6.10).
+/// What we advertise in Inband-Security-Id (RFC 6733 §6.10).
+///
+/// In-band TLS (Inband-Security-Id 1: TLS started after CEA) is not offered: the node has no
+/// upgrade of an open connection, and agreeing to TLS while staying in cleartext would be
+/// worse than refusing. A peer whose CER or CEA offers only TLS is refused with 5017
+/// DIAMETER_NO_COMMON_SECURITY; TLS at connection establishment
+/// ([`Transport::Tls`](crate::transport::Transport), RFC 6733 §2.2) is the secure option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum InbandSecurity {
     /// Omit the AVP (TLS/DTLS at connection establishment, RFC 6733 §2.2, or plain TCP);
@@ -77,16 +83,14 @@ pub enum InbandSecurity {
     Omit,
     /// Advertise NO_INBAND_SECURITY (0) and accept only that.
     NoInbandSecurity,
-    /// Advertise TLS (1) and require it (the driver starts TLS after CEA).
-    Tls,
 }
 
 impl InbandSecurity {
-    /// The Inband-Security-Id value this setting accepts from a peer.
+    /// The Inband-Security-Id value this setting accepts from a peer (and advertises):
+    /// always NO_INBAND_SECURITY, see the type's documentation.
     pub(crate) fn accepted(self) -> u32 {
         match self {
             Self::Omit | Self::NoInbandSecurity => 0,
-            Self::Tls => 1,
         }
     }
 }

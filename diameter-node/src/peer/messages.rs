@@ -6,8 +6,8 @@ use super::codes::*;
 use super::config::{InbandSecurity, LocalConfig};
 use bytes::Bytes;
 use diameter_codec::{
-    AvpFlags, AvpKey, AvpRef, AvpValue, ErrorReport, LocalIdentity, Message, MessageBuilder,
-    OwnedAvp, ResultCode,
+    AvpFlags, AvpKey, AvpRef, AvpValue, Dictionary, ErrorReport, LocalIdentity, Message,
+    MessageBuilder, OwnedAvp, ResultCode, ValidateOptions, Validator,
 };
 use std::net::IpAddr;
 
@@ -152,6 +152,17 @@ pub(crate) fn dpa(local: &LocalConfig, dpr: &Message) -> Bytes {
     let mut b = MessageBuilder::answer_to(dpr, &identity(local));
     b.result_code(ResultCode::DIAMETER_SUCCESS);
     b.to_bytes()
+}
+
+/// The error answer to a DWR or DPR that breaks its grammar (RFC 6733 §5.5.1 DWR ::=
+/// {Origin-Host} {Origin-Realm} [Origin-State-Id] *[AVP]; §5.4.1 DPR adds
+/// {Disconnect-Cause}): 5005 DIAMETER_MISSING_AVP for a missing AVP, 5001 for an unknown
+/// AVP with M set, and so on, with Failed-AVP (§7.1.5). `None` when the request is valid.
+pub(crate) fn base_request_error(local: &LocalConfig, req: &Message) -> Option<Bytes> {
+    let report = Validator::new(Dictionary::embedded(), ValidateOptions::default())
+        .validate(req)
+        .err()?;
+    Some(MessageBuilder::error_answer(req, &identity(local), &report).to_bytes())
 }
 
 /// An answer that refuses a request with `rc` (used for a CER on an open connection).

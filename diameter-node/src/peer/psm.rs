@@ -727,17 +727,26 @@ impl Peer {
                 self.transmit(conn, ans);
                 self.close_all(now, DownReason::ProtocolError, false);
             }
-            (CMD_DWR, true) => {
-                // RFC 6733 §5.5.1: a DWR is answered with a DWA.
-                self.note_origin_state(find_u32(&msg, ORIGIN_STATE_ID));
-                self.transmit(conn, messages::dwa(&self.cfg.local, &msg));
-            }
+            (CMD_DWR, true) => match messages::base_request_error(&self.cfg.local, &msg) {
+                // A DWR that breaks its grammar gets its error answer, nothing else (it
+                // still counted as traffic above).
+                Some(ans) => self.transmit(conn, ans),
+                None => {
+                    // RFC 6733 §5.5.1: a DWR is answered with a DWA.
+                    self.note_origin_state(find_u32(&msg, ORIGIN_STATE_ID));
+                    self.transmit(conn, messages::dwa(&self.cfg.local, &msg));
+                }
+            },
             (CMD_DWR, false) => {
                 if is_dwa {
                     self.note_origin_state(find_u32(&msg, ORIGIN_STATE_ID));
                 }
             }
-            (CMD_DPR, true) => self.on_dpr(now, conn, &msg),
+            // A DPR that breaks its grammar is refused and changes nothing.
+            (CMD_DPR, true) => match messages::base_request_error(&self.cfg.local, &msg) {
+                Some(ans) => self.transmit(conn, ans),
+                None => self.on_dpr(now, conn, &msg),
+            },
             // Unexpected CEA or DPA: discarded (RFC 6733 §3, bad-inputs 35).
             (CMD_CER | CMD_DPR, false) => {}
             // RFC 3539 §3.4.1: REOPEN, receive non-DWA → Throwaway(). The watchdog decides
@@ -776,10 +785,19 @@ impl Peer {
             (CMD_DPR, false) if self.dpr_ids == Some((h.hop_by_hop, h.end_to_end)) => {
                 self.close_all(now, self.closing_reason, true);
             }
-            // Both sides sent DPR at once: answer theirs too.
-            (CMD_DPR, true) => self.transmit(conn, messages::dpa(&self.cfg.local, &msg)),
-            // Keep the peer's watchdog quiet until the connection goes.
-            (CMD_DWR, true) => self.transmit(conn, messages::dwa(&self.cfg.local, &msg)),
+            // Both sides sent DPR at once: answer theirs too. Keep the peer's watchdog
+            // quiet until the connection goes. Either refused if it breaks its grammar.
+            (CMD_DPR | CMD_DWR, true) => {
+                let ans =
+                    messages::base_request_error(&self.cfg.local, &msg).unwrap_or_else(|| {
+                        if h.command_code == CMD_DPR {
+                            messages::dpa(&self.cfg.local, &msg)
+                        } else {
+                            messages::dwa(&self.cfg.local, &msg)
+                        }
+                    });
+                self.transmit(conn, ans);
+            }
             (CMD_CER | CMD_DWR | CMD_DPR, _) => {}
             (_, true) => self.events.push_back(PeerEvent::Request { conn, msg }),
             (_, false) => self.events.push_back(PeerEvent::Answer { conn, msg }),

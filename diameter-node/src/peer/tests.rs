@@ -761,18 +761,61 @@ fn cer_duplicated_origin_host_5009() {
 }
 
 #[test]
-fn cer_inband_security_mismatch_5017() {
-    let mut server = local("server.example");
-    server.inband_security = InbandSecurity::Tls;
-    let (ans, _, _) = answer_cer(server, cer_from(&local("client.example")));
-    assert_eq!(rc_of(&ans.unwrap()), Some(5017));
-    let mut client = local("client.example");
-    client.inband_security = InbandSecurity::Tls;
-    let (ans, _, _) = answer_cer(local("server.example"), cer_from(&client));
-    assert_eq!(rc_of(&ans.unwrap()), Some(5017));
-    client.inband_security = InbandSecurity::NoInbandSecurity;
-    let (ans, _, _) = answer_cer(local("server.example"), cer_from(&client));
-    assert_eq!(rc_of(&ans.unwrap()), Some(2001));
+fn cer_inband_security_tls_is_never_agreed() {
+    // RFC 6733 §6.10: no in-band upgrade exists, so TLS is never agreed: a CER offering only
+    // TLS is refused with 5017, whatever we are configured with, and says why.
+    for setting in [InbandSecurity::Omit, InbandSecurity::NoInbandSecurity] {
+        let mut server = local("server.example");
+        server.inband_security = setting;
+        let tls_only = OwnedAvp::new(299, 0, 0x40, AvpValue::U32(1));
+        let (ans, act, _) = answer_cer(server.clone(), raw_cer(299, vec![tls_only]));
+        let ans = ans.unwrap();
+        assert_eq!(rc_of(&ans), Some(5017), "{setting:?}");
+        assert_eq!(act, Some(PeerAction::Reject(ConnId(1))));
+        assert_eq!(failed_avp_code(&ans), Some(299));
+        let why = messages::find_str(&ans, 281).unwrap();
+        assert!(why.contains("in-band TLS"), "{why}");
+        // Offering both: NO_INBAND_SECURITY is the common one, and our CEA never offers TLS.
+        let both = vec![
+            OwnedAvp::new(299, 0, 0x40, AvpValue::U32(1)),
+            OwnedAvp::new(299, 0, 0x40, AvpValue::U32(0)),
+        ];
+        let (ans, _, _) = answer_cer(server.clone(), raw_cer(299, both));
+        let ans = ans.unwrap();
+        assert_eq!(rc_of(&ans), Some(2001), "{setting:?}");
+        assert!(
+            ans.find_all(AvpKey::new(299, 0))
+                .all(|a| a.data != [0, 0, 0, 1])
+        );
+        // Nor does our CER.
+        let cer = Message::from_bytes(cer_from(&server)).unwrap();
+        assert!(
+            cer.find_all(AvpKey::new(299, 0))
+                .all(|a| a.data != [0, 0, 0, 1])
+        );
+    }
+    // A CEA offering only TLS does not open the connection either.
+    let mut cea = MessageBuilder::answer_to(
+        &Message::from_bytes(cer_from(&local("client.example"))).unwrap(),
+        &LocalIdentity::new("server.example", "example.net"),
+    );
+    cea.result_code(diameter_codec::ResultCode::DIAMETER_SUCCESS);
+    let full = Message::from_bytes(cer_from(&local("server.example"))).unwrap();
+    for a in full
+        .avps()
+        .flatten()
+        .filter(|a| a.code != 264 && a.code != 296)
+    {
+        cea.push(OwnedAvp::verbatim(&full, &a));
+    }
+    cea.push(OwnedAvp::new(299, 0, 0x40, AvpValue::U32(1)));
+    let cea = cea.build().unwrap();
+    assert_eq!(
+        cer::process_cea(&local("client.example"), Some("server.example"), &cea),
+        Err(cer::CeaFailure::Unusable(
+            diameter_codec::ResultCode::DIAMETER_NO_COMMON_SECURITY
+        ))
+    );
 }
 
 #[test]
@@ -1460,4 +1503,77 @@ fn unexpected_inputs_never_panic() {
             }
         }
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// DWR/DPR grammar (RFC 6733 §5.5.1, §5.4.1)
+
+/// Sends `req` from B to A on the open connection; returns A's answer to it.
+fn a_answers(p: &mut Pair, req: Message) -> Message {
+    let c = p.a().peer.open_conn().unwrap();
+    let (hbh, code) = (req.header().hop_by_hop, req.header().command_code);
+    let now = p.now;
+    p.a().peer.handle_message(now, c, req);
+    p.run(Duration::from_millis(100));
+    p.sides[0]
+        .sent
+        .iter()
+        .rev()
+        .map(|(_, _, m)| m)
+        .find(|m| {
+            !m.header().is_request()
+                && m.header().hop_by_hop == hbh
+                && m.header().command_code == code
+        })
+        .cloned()
+        .expect("an answer")
+}
+
+fn base_request(code: u32, hbh: u32, avps: Vec<OwnedAvp>) -> Message {
+    let mut b = MessageBuilder::request(code, 0, false).ids(hbh, hbh);
+    for a in avps {
+        b.push(a);
+    }
+    b.build().unwrap()
+}
+
+fn text_avp(code: u32, s: &str) -> OwnedAvp {
+    OwnedAvp::new(
+        code,
+        0,
+        0x40,
+        AvpValue::Bytes(Bytes::copy_from_slice(s.as_bytes())),
+    )
+}
+
+#[test]
+fn dwr_and_dpr_breaking_their_grammar_are_refused() {
+    let mut p = open_pair();
+    let realm = || text_avp(296, "example.net");
+    let host = || text_avp(264, "b.example");
+    // DWR without Origin-Host → 5005 with a Failed-AVP naming it.
+    let ans = a_answers(&mut p, base_request(280, 0x7001, vec![realm()]));
+    assert_eq!(rc_of(&ans), Some(5005));
+    assert_eq!(failed_avp_code(&ans), Some(264));
+    // DWR with an unknown AVP carrying M → 5001.
+    let unknown = OwnedAvp::new(0x00ab_cdef, 0, 0x40, AvpValue::U32(7));
+    let ans = a_answers(
+        &mut p,
+        base_request(280, 0x7002, vec![host(), realm(), unknown]),
+    );
+    assert_eq!(rc_of(&ans), Some(5001));
+    assert_eq!(failed_avp_code(&ans), Some(0x00ab_cdef));
+    // A good DWR still gets 2001.
+    let ans = a_answers(&mut p, base_request(280, 0x7003, vec![host(), realm()]));
+    assert_eq!(rc_of(&ans), Some(2001));
+    // DPR without Disconnect-Cause → 5005, and the peer stays open.
+    let ans = a_answers(&mut p, base_request(282, 0x7004, vec![host(), realm()]));
+    assert_eq!(rc_of(&ans), Some(5005));
+    assert_eq!(failed_avp_code(&ans), Some(273));
+    assert_eq!(p.a().peer.state(), PeerState::IOpen);
+    assert_eq!(
+        p.a()
+            .count(|e| matches!(e, PeerEvent::DisconnectRequested { .. })),
+        0
+    );
 }
