@@ -12,12 +12,17 @@
 //! | [`REQUESTS`] `diameter_requests_total` | counter | `node`, `direction`, `application`, `command` |
 //! | [`ANSWERS`] `diameter_answers_total` | counter | `node`, `direction`, `application`, `command`, `result_code` |
 //! | [`REQUEST_DURATION`] `diameter_request_duration_seconds` | histogram | `node`, `application`, `command` |
+//! | [`UNCONFIGURED_PEERS`] `diameter_unconfigured_peers` | gauge (how many unknown peers accepted by policy are in each state) | `node`, `state` |
 //! | [`PENDING_REQUESTS`] `diameter_pending_requests` | gauge | `node`, `peer` |
 //! | [`UNKNOWN_ANSWERS`] `diameter_unknown_answers_discarded_total` | counter | `node`, `peer` |
 //! | [`TOO_BUSY`] `diameter_too_busy_total` | counter | `node`, `direction` |
 //!
 //! The `state` label of [`PEERS`] takes the RFC 6733 §5.6 spellings of [`PEER_STATES`] and
-//! no other, so each peer has exactly one state at 1.
+//! no other, so each peer has exactly one state at 1. Only configured peers (and peers added
+//! through the API) have series of their own: the exporter cannot delete a series, so peers
+//! that connect by policy and leave are counted together in [`UNCONFIGURED_PEERS`] (and as
+//! `peer="unconfigured"` in [`UNKNOWN_ANSWERS`]), which bounds the series any number of
+//! passing peers can create (issue 9: 4,000 departed peers grew `/metrics` without bound).
 //!
 //! The helpers record through the `metrics` facade, so they cost nothing measurable when no
 //! recorder is installed, and tests can capture them with `metrics::with_local_recorder`.
@@ -40,6 +45,12 @@ use metrics_exporter_prometheus::{
 
 /// Peers by state: 1 for the state a peer is in, 0 for every other (RFC 6733 §5.6).
 pub const PEERS: &str = "diameter_peers";
+
+/// Unknown peers accepted by policy, counted by state.
+pub const UNCONFIGURED_PEERS: &str = "diameter_unconfigured_peers";
+
+/// The `peer` label value of series recorded for unconfigured peers.
+pub const UNCONFIGURED: &str = "unconfigured";
 /// Requests sent and received.
 pub const REQUESTS: &str = "diameter_requests_total";
 /// Answers sent and received, by Result-Code (or Experimental-Result-Code).
@@ -113,6 +124,10 @@ pub fn describe() {
         "Time from sending a request to receiving its answer"
     );
     describe_gauge!(PENDING_REQUESTS, "Requests sent and not yet answered");
+    describe_gauge!(
+        UNCONFIGURED_PEERS,
+        "Unknown peers accepted by policy, by state (RFC 6733 section 5.6)"
+    );
     describe_counter!(
         UNKNOWN_ANSWERS,
         "Answers with an unknown Hop-by-Hop Identifier, discarded"
@@ -170,6 +185,18 @@ pub fn set_peer_state(node: &NodeLabel, peer: &str, state: PeerState) {
     for s in PEER_STATES {
         gauge!(PEERS, "node" => node.value(), "peer" => peer.to_owned(), "state" => s)
             .set(if s == current { 1.0 } else { 0.0 });
+    }
+}
+
+/// An unconfigured peer moved from state `from` to `to` (`None`: it appeared or left).
+pub fn move_unconfigured_peer(node: &NodeLabel, from: Option<PeerState>, to: Option<PeerState>) {
+    if let Some(f) = from {
+        gauge!(UNCONFIGURED_PEERS, "node" => node.value(), "state" => peer_state_name(f))
+            .decrement(1.0);
+    }
+    if let Some(t) = to {
+        gauge!(UNCONFIGURED_PEERS, "node" => node.value(), "state" => peer_state_name(t))
+            .increment(1.0);
     }
 }
 

@@ -258,6 +258,21 @@ impl Node {
         true
     }
 
+    /// The peers the node knows now, as lower-case identities: the configured and added
+    /// ones, and the unknown peers accepted by policy while they are connected.
+    pub fn peers(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .shared
+            .peers
+            .read()
+            .expect("peers lock")
+            .keys()
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Whether the peer is open with watchdog OKAY.
     pub fn is_peer_available(&self, host: &str) -> bool {
         self.shared.is_available(host)

@@ -128,6 +128,9 @@ pub(crate) async fn run(
         events: conn_events,
         lane: handle.lane.clone(),
     };
+    if !handle.configured {
+        crate::metrics::move_unconfigured_peer(&shared.metrics, None, Some(peer.state()));
+    }
     let mut d = Driver {
         shared,
         host,
@@ -209,6 +212,7 @@ pub(crate) async fn run(
         let _ = s.send(());
     }
     if !d.handle.configured {
+        crate::metrics::move_unconfigured_peer(&d.shared.metrics, Some(d.peer.state()), None);
         // issue 9.4: a departed unknown peer leaves nothing behind. A connection it opened
         // again meanwhile is handed to a fresh task rather than lost.
         d.shared.forget_peer(&d.host, &d.handle);
@@ -333,12 +337,20 @@ impl Driver {
 
     fn on_event(&mut self, e: PeerEvent) {
         match e {
-            PeerEvent::StateChanged { to, .. } => {
+            PeerEvent::StateChanged { from, to } => {
                 if to.is_open() {
                     // Known from the CER/CEA on, REOPEN included (requests are served then).
                     self.handle.set_info(self.peer.info().cloned());
                 }
-                crate::metrics::set_peer_state(&self.shared.metrics, &self.host, to);
+                if self.handle.configured {
+                    crate::metrics::set_peer_state(&self.shared.metrics, &self.host, to);
+                } else {
+                    crate::metrics::move_unconfigured_peer(
+                        &self.shared.metrics,
+                        Some(from),
+                        Some(to),
+                    );
+                }
                 let state = crate::metrics::peer_state_name(to);
                 tracing::debug!(peer = %self.host, state, "peer state");
             }

@@ -276,7 +276,11 @@ impl Shared {
             }
             None => {
                 // RFC 6733 §3: answers with an unknown Hop-by-Hop Identifier are discarded.
-                crate::metrics::record_unknown_answer(&self.metrics, peer);
+                let label = match self.peer(peer) {
+                    Some(h) if h.configured => peer,
+                    _ => crate::metrics::UNCONFIGURED,
+                };
+                crate::metrics::record_unknown_answer(&self.metrics, label);
                 tracing::debug!(
                     peer,
                     hbh,
