@@ -36,7 +36,7 @@
 //! answers, and every message in any other state, go through the state machine; the
 //! driver tells the watchdog about express traffic before it looks at its timers.
 //!
-//! The `diameter-bench` binary (echo server, relay agent, load client) is built on it.
+//! The `diameter-bench` crate (echo server, relay agent, load client) is built on it.
 
 /// A Diameter identity as the node's maps and caches key it: ASCII lower-case, since
 /// DiameterIdentity compares case-insensitively (RFC 6733 §4.3.1). Most identities already
