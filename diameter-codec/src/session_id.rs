@@ -89,7 +89,10 @@ mod tests {
         assert_eq!(g.next_id(), "pcef.example.net;3976214400;0");
         assert_eq!(g.next_id(), "pcef.example.net;3976214400;1");
         let id = g.next_with("bearer=5");
-        assert_eq!(parts(&id), ["pcef.example.net", "3976214400", "2", "bearer=5"]);
+        assert_eq!(
+            parts(&id),
+            ["pcef.example.net", "3976214400", "2", "bearer=5"]
+        );
         assert_eq!(g.identity(), "pcef.example.net");
     }
 
