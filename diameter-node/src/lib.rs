@@ -20,6 +20,8 @@
 //!   SCTP is not available in the kernel this project builds on; [`transport::Transport`] is
 //!   where it would be added.
 //! - [`framing`]: the tokio-util codec that checks a frame's header before buffering it.
+//! - [`config`]: the TOML configuration ([`config::NodeToml`], the `[node]` table of every
+//!   server) and [`config::load_config`], whose errors name the file, line and key.
 //! - [`capture`]: pcapng capture of every message sent and received.
 //! - [`metrics`]: Prometheus names, recording helpers and the HTTP endpoint.
 //! - [`busy_poll`]: opt-in polling through the gaps between messages instead of sleeping
@@ -51,6 +53,7 @@ pub(crate) fn identity_key(host: &str) -> std::borrow::Cow<'_, str> {
 
 pub mod busy_poll;
 pub mod capture;
+pub mod config;
 pub mod dedup;
 pub mod framing;
 pub mod metrics;

@@ -48,7 +48,7 @@ use crate::peer::{DisconnectCause, LocalConfig, Peer, PeerConfig, RELAY_APPLICAT
 use crate::routing::{Decision, RedirectCache, RequestInfo, Router};
 use crate::transport::Listener;
 use accept::accept_loop;
-use diameter_codec::{Dictionary, LocalIdentity};
+use diameter_codec::{Dictionary, LocalIdentity, SessionIdGenerator};
 use dispatch::Waiter;
 use peer_task::{Dial, PeerCmd, PeerHandle};
 use pending::{Pending, sweep_loop};
@@ -66,6 +66,7 @@ pub(crate) struct Shared {
     identity: LocalIdentity,
     router: Router,
     dict: &'static Dictionary,
+    session_ids: SessionIdGenerator,
     /// Keyed by lower-case host. FxHash: keys are configured or CER-proven identities and our
     /// own Hop-by-Hop Identifiers, never attacker-chosen in bulk, and these maps are on every
     /// message's path.
@@ -123,7 +124,8 @@ impl Node {
                 cfg.local.origin_realm.clone(),
             ),
             router,
-            dict: Dictionary::embedded(),
+            dict: cfg.dictionary,
+            session_ids: SessionIdGenerator::new(cfg.local.origin_host.clone(), seed.as_secs()),
             peers: RwLock::new(FxHashMap::default()),
             configured: cfg
                 .peers
@@ -175,6 +177,13 @@ impl Node {
     /// Our Origin-Host and Origin-Realm.
     pub fn identity(&self) -> &LocalIdentity {
         &self.shared.identity
+    }
+
+    /// Session-Id values for sessions this node starts (RFC 6733 §8.8): our Origin-Host,
+    /// then a 64-bit counter whose high half is the start-up time, so values stay unique
+    /// across restarts.
+    pub fn session_ids(&self) -> &SessionIdGenerator {
+        &self.shared.session_ids
     }
 
     /// Registers the handler of an application. A handler registered for the relay
