@@ -17,8 +17,8 @@ use crate::peer::{self, InbandSecurity, Timers, UnknownPeerPolicy};
 use crate::routing::{RedirectUsage, Route, RouteAction, RoutePeer};
 use crate::transport::{TlsConfig, Transport};
 use diameter_codec::{Dictionary, Limits};
-use serde::de::{DeserializeOwned, Deserializer};
 use serde::Deserialize;
+use serde::de::{DeserializeOwned, Deserializer};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -41,7 +41,9 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.position {
-            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.file.display(), self.message),
+            Some((line, col)) => {
+                write!(f, "{}:{line}:{col}: {}", self.file.display(), self.message)
+            }
             None => write!(f, "{}: {}", self.file.display(), self.message),
         }
     }
@@ -68,15 +70,31 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// Parses TOML `text` (read from `file`) into `T`. Errors carry the line and column of the
-/// key or value at fault; serde's "unknown field" is reported as an unknown key.
+/// key or value at fault and the dotted path of the key (`node.peers[1].timers.tw`); serde's
+/// "unknown field" is reported as an unknown key.
 pub fn parse_config<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigError> {
-    toml::from_str(text).map_err(|e| {
-        let message = e.message().trim_end().replacen("unknown field", "unknown key", 1);
-        ConfigError {
-            file: file.to_path_buf(),
-            position: e.span().map(|s| line_col(text, s.start)),
-            message,
-        }
+    let located = |e: &toml::de::Error, message: String| ConfigError {
+        file: file.to_path_buf(),
+        position: e.span().map(|s| line_col(text, s.start)),
+        message,
+    };
+    let de = toml::Deserializer::parse(text)
+        .map_err(|e| located(&e, e.message().trim_end().to_string()))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let what = inner
+            .message()
+            .trim_end()
+            .replacen("unknown field", "unknown key", 1)
+            .replacen("missing field", "missing key", 1);
+        // The path is "." for errors of the top level itself (a missing top-level key).
+        let message = if path == "." {
+            what
+        } else {
+            format!("{path}: {what}")
+        };
+        located(&inner, message)
     })
 }
 
@@ -438,7 +456,8 @@ impl NodeToml {
         if let Some(v) = &self.host_ip_addresses {
             l.host_ip_addresses.clone_from(v);
         }
-        l.supported_vendor_ids.clone_from(&self.supported_vendor_ids);
+        l.supported_vendor_ids
+            .clone_from(&self.supported_vendor_ids);
         if let Some(v) = self.inband_security {
             l.inband_security = match v {
                 InbandSecurityToml::Omit => InbandSecurity::Omit,
@@ -503,8 +522,9 @@ impl NodeToml {
                     )));
                 }
             };
-            let tls = TlsConfig::from_pem_files(&path(&files.ca), &path(&files.cert), &path(&files.key))
-                .map_err(|e| err(format!("{what}: {e}")))?;
+            let tls =
+                TlsConfig::from_pem_files(&path(&files.ca), &path(&files.cert), &path(&files.key))
+                    .map_err(|e| err(format!("{what}: {e}")))?;
             let t = Transport::Tls(Arc::new(tls));
             if own.is_none() {
                 node_tls = Some(t.clone());
@@ -579,7 +599,10 @@ impl NodeToml {
             }
         };
         set(self.max_pending, &mut cfg.max_pending);
-        set(self.max_concurrent_handlers, &mut cfg.max_concurrent_handlers);
+        set(
+            self.max_concurrent_handlers,
+            &mut cfg.max_concurrent_handlers,
+        );
         set(self.peer_queue, &mut cfg.peer_queue);
         set(self.max_handshaking, &mut cfg.max_handshaking);
         if let Some(l) = &self.limits {
@@ -641,13 +664,18 @@ pub fn load_dictionaries(
     for f in files {
         let p = base.join(f);
         let text = std::fs::read_to_string(&p).map_err(|e| {
-            ConfigError::new(config_file, format!("node.dictionaries: cannot read {}: {e}", p.display()))
+            ConfigError::new(
+                config_file,
+                format!("node.dictionaries: cannot read {}: {e}", p.display()),
+            )
         })?;
         texts.push((p.display().to_string(), text));
     }
-    let refs: Vec<(&str, &str)> = texts.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
-    let dict = Dictionary::embedded_with(&refs).map_err(|e| {
-        ConfigError::new(config_file, format!("node.dictionaries: {e}"))
-    })?;
+    let refs: Vec<(&str, &str)> = texts
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let dict = Dictionary::embedded_with(&refs)
+        .map_err(|e| ConfigError::new(config_file, format!("node.dictionaries: {e}")))?;
     Ok(Box::leak(Box::new(dict)))
 }
