@@ -1,6 +1,11 @@
 //! `diameter-bench` as a user runs it: help texts, and short echo ← relay ← load chains
-//! (default and busy-polling relay) whose every request is answered 2001.
+//! (default and busy-polling relay) whose every request is answered 2001, and echo answers
+//! that satisfy their commands' answer grammars.
 
+use diameter_codec::dict::{base, dcca, gx, rx};
+use diameter_codec::{Dictionary, Message, MessageBuilder, ValidateOptions, Validator};
+use diameter_node::node::{Node, NodeConfig, PeerSpec, relay_route};
+use diameter_node::peer::Application;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -179,4 +184,89 @@ fn busy_polling_relay() {
     load(&chain, 1);
     load(&chain, 64);
     stop(&mut chain);
+}
+
+/// A request of `app` with the header AVPs every session command carries.
+fn session_request(code: u32, app: u32, session: &str) -> MessageBuilder {
+    let mut b = MessageBuilder::request(code, app, true);
+    b.push(base::SESSION_ID.with(session.to_string()));
+    b.push(base::ORIGIN_HOST.with("client.bench"));
+    b.push(base::ORIGIN_REALM.with("client"));
+    b.push(base::DESTINATION_REALM.with("bench"));
+    b
+}
+
+/// `diameter-bench echo` answers each common command with what its answer grammar requires
+/// (issue 9.11: an RFC 4006 client rejects a CCA without Auth-Application-Id,
+/// CC-Request-Type and CC-Request-Number, §3.2): every answer passes our validator.
+#[tokio::test]
+async fn echo_answers_satisfy_the_answer_grammars() {
+    let pe = common::free_addr().port();
+    let _echo = spawn(&[
+        "echo",
+        "--listen",
+        &format!("127.0.0.1:{pe}"),
+        "--host",
+        "echo.bench",
+    ]);
+    wait_listening(pe);
+    let mut cfg = NodeConfig::new("client.bench", "client");
+    cfg.local.applications.extend([
+        Application::auth(4),
+        Application::vendor_auth(10415, gx::APP_GX),
+        Application::vendor_auth(10415, rx::APP_RX),
+    ]);
+    cfg.peers.push(PeerSpec::connect_tcp(
+        "echo.bench",
+        format!("127.0.0.1:{pe}").parse().unwrap(),
+    ));
+    cfg.routes.push(relay_route("bench", None, &["echo.bench"]));
+    let client = Node::start(cfg).await.unwrap();
+    assert!(
+        client
+            .wait_peer("echo.bench", Duration::from_secs(10))
+            .await
+    );
+
+    let ccr = common::ccr("client.bench;1;1", "client.bench", "client", "bench");
+    let mut gx_ccr = session_request(gx::CMD_CREDIT_CONTROL, gx::APP_GX, "client.bench;1;2");
+    gx_ccr.push(base::AUTH_APPLICATION_ID.with(gx::APP_GX));
+    gx_ccr.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType::INITIAL_REQUEST));
+    gx_ccr.push(dcca::CC_REQUEST_NUMBER.with(0u32));
+    let mut aar = session_request(rx::CMD_AA, rx::APP_RX, "client.bench;1;3");
+    aar.push(base::AUTH_APPLICATION_ID.with(rx::APP_RX));
+    let mut str_ = session_request(rx::CMD_SESSION_TERMINATION, rx::APP_RX, "client.bench;1;3");
+    str_.push(base::AUTH_APPLICATION_ID.with(rx::APP_RX));
+    str_.push(base::TERMINATION_CAUSE.with(base::TerminationCause::DIAMETER_LOGOUT));
+    let mut rar = session_request(gx::CMD_RE_AUTH, gx::APP_GX, "client.bench;1;2");
+    rar.push(base::DESTINATION_HOST.with("echo.bench"));
+    rar.push(base::AUTH_APPLICATION_ID.with(gx::APP_GX));
+    rar.push(base::RE_AUTH_REQUEST_TYPE.with(base::ReAuthRequestType::AUTHORIZE_ONLY));
+    let mut asr = session_request(rx::CMD_ABORT_SESSION, rx::APP_RX, "client.bench;1;3");
+    asr.push(base::DESTINATION_HOST.with("echo.bench"));
+    asr.push(base::AUTH_APPLICATION_ID.with(rx::APP_RX));
+    asr.push(rx::ABORT_CAUSE.with(rx::AbortCause::BEARER_RELEASED));
+
+    let dict = Dictionary::embedded();
+    let v = Validator::new(dict, ValidateOptions::default());
+    for (name, req) in [
+        ("CCR", ccr),
+        ("Gx CCR", gx_ccr),
+        ("AAR", aar),
+        ("STR", str_),
+        ("RAR", rar),
+        ("ASR", asr),
+    ] {
+        let sent = Message::from_bytes(req.to_bytes()).unwrap();
+        v.validate(&sent)
+            .unwrap_or_else(|e| panic!("{name} request: {e:?}"));
+        let a = client
+            .request_with_timeout(req, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(common::rc(&a), 2001, "{name}");
+        v.validate(&a)
+            .unwrap_or_else(|e| panic!("{name} answer {}: {e:?}", dict.command_label(a.header())));
+    }
+    client.shutdown(Duration::from_secs(1)).await;
 }

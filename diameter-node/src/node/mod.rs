@@ -179,6 +179,11 @@ impl Node {
         &self.shared.identity
     }
 
+    /// The dictionary the node validates and prints with ([`NodeConfig::dictionary`]).
+    pub fn dictionary(&self) -> &'static Dictionary {
+        self.shared.dict
+    }
+
     /// Session-Id values for sessions this node starts (RFC 6733 §8.8): our Origin-Host,
     /// then a 64-bit counter whose high half is the start-up time, so values stay unique
     /// across restarts.
