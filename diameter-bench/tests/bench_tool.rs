@@ -270,3 +270,55 @@ async fn echo_answers_satisfy_the_answer_grammars() {
     }
     client.shutdown(Duration::from_secs(1)).await;
 }
+
+/// `--config`: the node settings come from the file's `[node]` table (identity, listener,
+/// capture path relative to the file); a mistake in the file stops the tool with its place.
+#[test]
+fn node_settings_from_a_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_addr().port();
+    let path = dir.path().join("echo.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[node]\norigin_host = \"configured.bench\"\norigin_realm = \"bench\"\n\
+             capture = \"echo.pcapng\"\n\n[[node.listen]]\naddr = \"127.0.0.1:{port}\"\n"
+        ),
+    )
+    .unwrap();
+    let echo = spawn(&["echo", "--config", path.to_str().unwrap()]);
+    wait_listening(port);
+    // The load client reaches it under the configured Origin-Host.
+    let out = Command::new(BIN)
+        .args(["load", "--to", &format!("127.0.0.1:{port}")])
+        .args(["--to-host", "configured.bench", "--in-flight", "4"])
+        .args(["--duration", "0.3", "--warmup", "0", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["answers"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["non_success"], 0, "{r}");
+    drop(echo);
+    assert!(dir.path().join("echo.pcapng").exists());
+
+    std::fs::write(
+        &path,
+        "[node]\norigin_host = \"a\"\norigin_realm = \"b\"\nlisten_addr = \"x\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["echo", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:4:1:", path.display())) && err.contains("listen_addr"),
+        "{err}"
+    );
+}

@@ -320,7 +320,8 @@ pub struct TimersToml {
 }
 
 impl TimersToml {
-    fn apply(&self, t: &mut Timers) {
+    /// Sets the timers this table gives in `t`.
+    pub fn apply(&self, t: &mut Timers) {
         let set = |v: Option<Duration>, f: &mut Duration| {
             if let Some(v) = v {
                 *f = v;
