@@ -499,7 +499,8 @@ impl NodeToml {
             cfg.validate = v;
         }
 
-        // TLS files are read once per distinct table.
+        // [node.tls] is read once however many listeners and peers use it; a listener's or
+        // peer's own table is read for it.
         let mut node_tls: Option<Transport> = None;
         let mut transport = |t: TransportToml,
                              own: Option<&TlsToml>,
