@@ -76,8 +76,8 @@ run_fg() {
 
 if [[ -z "${SKIP_BUILD:-}" ]]; then
     log "building release binaries"
-    (cd "$ROOT" && cargo build --release -p diameter-node --bin diameter-bench --example loopback_rtt \
-        --example tcp_wire)
+    (cd "$ROOT" && cargo build --release -p diameter-bench \
+        && cargo build --release -p diameter-node --example loopback_rtt --example tcp_wire)
 fi
 
 HAVE_FD=1

@@ -338,6 +338,31 @@ impl MessageBuilder {
         }
     }
 
+    /// Copies from `req` each AVP the answer's grammar requires (fixed `< >` and required
+    /// `{ }` rules of the answer command in `dict`) that this answer lacks and the request
+    /// carries, byte-exact and up to the rule's maximum. This is how an answer echoes what
+    /// its command's grammar repeats from the request: Auth-Application-Id, CC-Request-Type
+    /// and CC-Request-Number in a CCA (RFC 4006 §3.2, TS 29.212 §5.6.3), Auth-Application-Id
+    /// in an Rx AAA (TS 29.214 §5.6.2), Accounting-Record-Type and -Number in an ACA
+    /// (RFC 6733 §9.7.2). Required AVPs the request does not carry are the caller's to add.
+    pub fn copy_required_from(&mut self, req: &Message, dict: &crate::Dictionary) -> &mut Self {
+        let h = req.header();
+        let Some(cmd) = dict.command(h.command_code, h.application_id) else {
+            return self;
+        };
+        for &i in &cmd.answer.required {
+            let rule = &cmd.answer.rules[usize::from(i)];
+            if self.find(rule.key).is_some() {
+                continue;
+            }
+            let max = usize::try_from(rule.max).unwrap_or(usize::MAX);
+            for avp in req.find_all(rule.key).take(max) {
+                self.avps.push(OwnedAvp::verbatim(req, &avp));
+            }
+        }
+        self
+    }
+
     /// Completes an answer: copies the request's Proxy-Info.
     pub fn finish_answer(mut self, req: &Message) -> Self {
         self.copy_proxy_info(req);
@@ -508,6 +533,140 @@ impl ErrorReport {
             failed_avp: None,
             message: None,
             reporting_host: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod echo_tests {
+    use super::*;
+    use crate::dict::{CommandDef, Grammar};
+    use crate::{DataType, Dictionary, ResultCode, ValidateOptions, Validator};
+
+    /// One value of the AVP's type: the first defined value of an Enumerated, the
+    /// application's id for Auth-Application-Id, a DiameterIdentity-shaped text, or a group
+    /// of its required members.
+    fn value(dict: &Dictionary, avp: u32, app: u32) -> AvpValue {
+        let def = dict.avp_at(avp);
+        match def.data_type {
+            DataType::Enumerated => AvpValue::I32(def.values.first().map_or(0, |v| v.0)),
+            DataType::Unsigned32 if def.name == "Auth-Application-Id" => AvpValue::U32(app),
+            DataType::Unsigned32 | DataType::Time => AvpValue::U32(1),
+            DataType::Integer32 => AvpValue::I32(1),
+            DataType::Unsigned64 => AvpValue::U64(1),
+            DataType::Address => AvpValue::Address([127, 0, 0, 1].into()),
+            DataType::OctetString | DataType::UTF8String | DataType::DiameterIdentity => {
+                AvpValue::Bytes(Bytes::from_static(b"peer.example"))
+            }
+            DataType::Grouped => AvpValue::Grouped(match &def.grammar {
+                Some(g) => required(dict, g, app),
+                None => Vec::new(),
+            }),
+            t => panic!("{}: no test value for {t:?}", def.name),
+        }
+    }
+
+    /// Every AVP the grammar requires, in grammar order.
+    fn required(dict: &Dictionary, g: &Grammar, app: u32) -> Vec<OwnedAvp> {
+        g.required
+            .iter()
+            .map(|&i| {
+                let r = &g.rules[usize::from(i)];
+                let def = dict.avp_at(r.avp);
+                let mut flags = 0;
+                if def.m_send {
+                    flags |= AvpFlags::MANDATORY;
+                }
+                if r.key.vendor != 0 {
+                    flags |= AvpFlags::VENDOR;
+                }
+                OwnedAvp::new(r.key.code, r.key.vendor, flags, value(dict, r.avp, app))
+            })
+            .collect()
+    }
+
+    /// A request carrying every AVP its grammar requires, in grammar order.
+    fn request(dict: &Dictionary, cmd: &CommandDef) -> Message {
+        let mut b = MessageBuilder::request(cmd.code, cmd.application, cmd.proxiable).ids(7, 9);
+        b.avps = required(dict, &cmd.request, cmd.application);
+        Message::from_bytes(b.to_bytes()).unwrap()
+    }
+
+    /// The answer a test server sends: the usual header AVPs and Result-Code, and, when
+    /// `echo`, what the grammar requires from the request.
+    fn answer(req: &Message, dict: &Dictionary, echo: bool) -> Message {
+        let me = LocalIdentity::new("server.example", "example");
+        let mut a = MessageBuilder::answer_to(req, &me);
+        a.result_code(ResultCode::DIAMETER_SUCCESS);
+        if echo {
+            a.copy_required_from(req, dict);
+        }
+        Message::from_bytes(a.finish_answer(req).to_bytes()).unwrap()
+    }
+
+    #[test]
+    fn answers_to_every_session_command_satisfy_their_grammar() {
+        let dict = Dictionary::embedded();
+        let v = Validator::new(dict, ValidateOptions::default());
+        let mut checked = Vec::new();
+        for cmd in dict.commands() {
+            // Peer-level commands (CER, DWR, DPR) are answered by the node itself.
+            if cmd.request.rule_index(AvpKey::new(SESSION_ID, 0)).is_none() {
+                continue;
+            }
+            let req = request(dict, cmd);
+            v.validate(&req).unwrap_or_else(|e| {
+                panic!(
+                    "{} app {}: request {e:?}",
+                    cmd.request_abbrev, cmd.application
+                )
+            });
+            v.validate(&answer(&req, dict, true)).unwrap_or_else(|e| {
+                panic!(
+                    "{} app {}: answer {e:?}",
+                    cmd.answer_abbrev, cmd.application
+                )
+            });
+            checked.push(format!("{}/{}", cmd.answer_abbrev, cmd.application));
+        }
+        for c in [
+            "CCA/4",
+            "CCA/16777238",
+            "AAA/16777236",
+            "STA/16777236",
+            "RAA/0",
+            "RAA/16777238",
+            "ASA/16777236",
+            "ACA/0",
+        ] {
+            assert!(
+                checked.iter().any(|x| x == c),
+                "{c} not checked: {checked:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cca_without_the_echoed_avps_is_invalid() {
+        // RFC 4006 §3.2: CCA has { Auth-Application-Id } { CC-Request-Type }
+        // { CC-Request-Number }; an answer with only the header AVPs misses them (5005).
+        let dict = Dictionary::embedded();
+        let cmd = dict.command(272, 4).unwrap();
+        let req = request(dict, cmd);
+        let v = Validator::new(dict, ValidateOptions::default());
+        let e = v.validate(&answer(&req, dict, false)).unwrap_err();
+        assert_eq!(e.result_code, ResultCode::DIAMETER_MISSING_AVP);
+        let a = answer(&req, dict, true);
+        v.validate(&a).unwrap();
+        // Copied byte-exact and once: the values are the request's.
+        for code in [258u32, 416, 415] {
+            let key = AvpKey::new(code, 0);
+            assert_eq!(a.find_all(key).count(), 1, "{code}");
+            assert_eq!(
+                a.find(key).unwrap().data,
+                req.find(key).unwrap().data,
+                "{code}"
+            );
         }
     }
 }

@@ -33,6 +33,7 @@
 //! - [`encode`]: owned AVPs, [`MessageBuilder`], answers and error answers.
 //! - [`writer`]: [`MessageWriter`], which encodes AVPs as they are added (no tree).
 //! - [`render`]: text and JSON with dictionary names.
+//! - [`session_id`]: Session-Id values that stay unique across restarts (RFC 6733 §8.8).
 
 #![warn(missing_docs)]
 
@@ -47,6 +48,7 @@ pub mod hex_text;
 pub mod message;
 pub mod render;
 pub mod result_code;
+pub mod session_id;
 pub mod types;
 pub mod validate;
 pub mod writer;
@@ -59,6 +61,7 @@ pub use header::{CommandFlags, HEADER_LEN, Header, frame_length};
 pub use message::{DecodeError, Limits, Message};
 pub use render::Renderer;
 pub use result_code::ResultCode;
+pub use session_id::SessionIdGenerator;
 pub use types::{AvpType, DataType, Payload, TypedAvp};
 pub use validate::{ValidateOptions, Validator, validate};
 pub use writer::{MessageWriter, WriteError};

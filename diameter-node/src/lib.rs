@@ -26,6 +26,8 @@
 //!   SCTP is not available in the kernel this project builds on; [`transport::Transport`] is
 //!   where it would be added.
 //! - [`framing`]: the tokio-util codec that checks a frame's header before buffering it.
+//! - [`config`]: the TOML configuration ([`config::NodeToml`], the `[node]` table of every
+//!   server) and [`config::load_config`], whose errors name the file, line and key.
 //! - [`capture`]: pcapng capture of every message sent and received.
 //! - [`metrics`]: Prometheus names, recording helpers and the HTTP endpoint.
 //! - [`busy_poll`]: opt-in polling through the gaps between messages instead of sleeping
@@ -42,7 +44,7 @@
 //! answers, and every message in any other state, go through the state machine; the
 //! driver tells the watchdog about express traffic before it looks at its timers.
 //!
-//! The `diameter-bench` binary (echo server, relay agent, load client) is built on it.
+//! The `diameter-bench` crate (echo server, relay agent, load client) is built on it.
 
 /// A Diameter identity as the node's maps and caches key it: ASCII lower-case, since
 /// DiameterIdentity compares case-insensitively (RFC 6733 §4.3.1). Most identities already
@@ -57,6 +59,7 @@ pub(crate) fn identity_key(host: &str) -> std::borrow::Cow<'_, str> {
 
 pub mod busy_poll;
 pub mod capture;
+pub mod config;
 pub mod dedup;
 pub mod framing;
 pub mod metrics;

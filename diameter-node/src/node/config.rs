@@ -4,7 +4,7 @@ use crate::capture::Capture;
 use crate::peer::{LocalConfig, Timers};
 use crate::routing::{RedirectUsage, Route, RouteAction};
 use crate::transport::Transport;
-use diameter_codec::Limits;
+use diameter_codec::{Dictionary, Limits};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,7 +69,8 @@ impl From<SocketAddr> for ListenSpec {
     }
 }
 
-/// Node configuration.
+/// Node configuration. Built in code, or from a TOML `[node]` table with
+/// [`crate::config::NodeToml`].
 #[derive(Clone)]
 pub struct NodeConfig {
     /// Identity and capabilities (CER/CEA).
@@ -108,6 +109,13 @@ pub struct NodeConfig {
     pub max_handshaking: usize,
     /// Capture of every message sent and received.
     pub capture: Option<Arc<Capture>>,
+    /// The dictionary requests are validated and printed with: the embedded one, or the
+    /// embedded one extended with an operator's files
+    /// ([`crate::config::load_dictionaries`]).
+    pub dictionary: &'static Dictionary,
+    /// Where the binary serves Prometheus metrics ([`crate::metrics::install`]); the node
+    /// itself does not start the endpoint, since a process has one recorder.
+    pub metrics: Option<SocketAddr>,
     /// Addresses of Diameter hosts that are not configured peers, keyed by lower-case
     /// identity: where the node connects when a redirect or a proxy handler sends a request
     /// to one of them. A host missing here is looked up from its Redirect-Host URI through
@@ -142,6 +150,8 @@ impl NodeConfig {
             validate: true,
             max_handshaking: 256,
             capture: None,
+            dictionary: Dictionary::embedded(),
+            metrics: None,
             host_map: HashMap::new(),
         }
     }

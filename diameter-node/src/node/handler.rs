@@ -29,13 +29,20 @@ pub struct IncomingRequest {
 
 impl IncomingRequest {
     /// This node's answer to the request with Result-Code `rc` (RFC 6733 §6.2: same
-    /// command, application and identifiers, Session-Id, our Origin-Host and Origin-Realm).
-    /// A protocol error (3xxx) sets the E bit (RFC 6733 §7.1.3, §7.2). The handler adds the
-    /// rest; the node copies Proxy-Info when it sends the answer.
+    /// command, application and identifiers, Session-Id, our Origin-Host and Origin-Realm),
+    /// with what the answer's grammar requires from the request copied in (a CCA's
+    /// Auth-Application-Id, CC-Request-Type and CC-Request-Number, RFC 4006 §3.2; see
+    /// [`MessageBuilder::copy_required_from`]). A protocol error (3xxx) sets the E bit
+    /// (RFC 6733 §7.1.3, §7.2). The handler adds the rest; the node copies Proxy-Info when it
+    /// sends the answer.
     pub fn answer(&self, rc: ResultCode) -> MessageBuilder {
         let mut a = MessageBuilder::answer_to(&self.msg, self.node.identity());
         a.flags = a.flags.with(CommandFlags::ERROR, rc.is_protocol_error());
         a.result_code(rc);
+        // A protocol error answer follows the §7.2 grammar, not the command's.
+        if !rc.is_protocol_error() {
+            a.copy_required_from(&self.msg, self.node.dictionary());
+        }
         a
     }
 

@@ -62,7 +62,7 @@ use crate::peer::{
 use crate::routing::{Decision, RedirectCache, RequestInfo, Router};
 use crate::transport::Listener;
 use accept::accept_loop;
-use diameter_codec::{Dictionary, LocalIdentity};
+use diameter_codec::{Dictionary, LocalIdentity, SessionIdGenerator};
 use dispatch::Waiter;
 use peer_task::{Dial, PeerCmd, PeerHandle};
 use pending::{Pending, sweep_loop};
@@ -84,6 +84,7 @@ pub(crate) struct Shared {
     identity: LocalIdentity,
     router: Router,
     dict: &'static Dictionary,
+    session_ids: SessionIdGenerator,
     /// Keyed by lower-case host. FxHash: keys are configured or CER-proven identities and our
     /// own Hop-by-Hop Identifiers, never attacker-chosen in bulk, and these maps are on every
     /// message's path.
@@ -150,7 +151,8 @@ impl Node {
                 cfg.local.origin_realm.clone(),
             ),
             router,
-            dict: Dictionary::embedded(),
+            dict: cfg.dictionary,
+            session_ids: SessionIdGenerator::new(cfg.local.origin_host.clone(), seed.as_secs()),
             peers: RwLock::new(FxHashMap::default()),
             pending: Mutex::new(FxHashMap::default()),
             handlers: RwLock::new(HashMap::new()),
@@ -198,6 +200,18 @@ impl Node {
         &self.shared.identity
     }
 
+    /// The dictionary the node validates and prints with ([`NodeConfig::dictionary`]).
+    pub fn dictionary(&self) -> &'static Dictionary {
+        self.shared.dict
+    }
+
+    /// Session-Id values for sessions this node starts (RFC 6733 §8.8): our Origin-Host,
+    /// then a 64-bit counter whose high half is the start-up time, so values stay unique
+    /// across restarts.
+    pub fn session_ids(&self) -> &SessionIdGenerator {
+        &self.shared.session_ids
+    }
+
     /// Registers the handler of an application. A handler registered for the relay
     /// application id (0xffffffff) serves every application that has none of its own.
     pub fn register(&self, application_id: u32, handler: Arc<dyn Handler>) {
@@ -206,11 +220,6 @@ impl Node {
             .write()
             .expect("handlers lock")
             .insert(application_id, handler);
-    }
-
-    /// The dictionary the node validates and edits with.
-    pub fn dictionary(&self) -> &'static Dictionary {
-        self.shared.dict
     }
 
     /// Peer events from now on (up with its capabilities, restarted, down). A receiver that

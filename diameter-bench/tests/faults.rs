@@ -1,6 +1,7 @@
-//! Fault injection on loopback (faults.md): peers killed or frozen with requests in flight,
-//! slow peers, requests pinned to a dead peer, overload. Servers that must die are separate
-//! `diameter-bench echo` processes, signalled by PID with `kill(1)`.
+//! Fault injection on diameter-node over loopback (faults.md): peers killed or frozen with
+//! requests in flight, slow peers, requests pinned to a dead peer, overload. Servers that must
+//! die are separate `diameter-bench echo` processes, signalled by PID with `kill(1)`; the
+//! tests live in this crate because they need that binary.
 //!
 //! Invariant checked everywhere (faults.md I1): every request gets exactly one terminal
 //! outcome and nothing stays pending.
@@ -17,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
+#[path = "../../diameter-node/tests/common/mod.rs"]
 mod common;
 use common::{DCCA, free_addr, rc};
 const CLIENT: &str = "client.example";

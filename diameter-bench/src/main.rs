@@ -5,6 +5,7 @@
 //! diameter-bench echo  --listen 127.0.0.1:3868
 //! diameter-bench relay --listen 127.0.0.1:3869 --to 127.0.0.1:3868
 //! diameter-bench load  --to 127.0.0.1:3869 --to-host relay.bench --in-flight 64 --duration 10
+//! diameter-bench echo  --config echo.toml     # node settings from a [node] table
 //! ```
 
 use anyhow::{Context, bail};
@@ -14,6 +15,7 @@ use diameter_codec::dict::{base, dcca};
 use diameter_codec::{CommandFlags, Message, MessageWriter, ResultCode};
 use diameter_node::busy_poll::BusyPoll;
 use diameter_node::capture::Capture;
+use diameter_node::config::{NodeFile, load_config};
 use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn};
 use diameter_node::peer::{Application, RELAY_APPLICATION_ID, Timers, UnknownPeerPolicy};
 use diameter_node::routing::{RedirectUsage, Route, RouteAction, RoutePeer};
@@ -38,18 +40,18 @@ enum Command {
     ///
     /// Runs until interrupted (SIGINT or SIGTERM), then disconnects its peers with DPR.
     Echo {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:3868")]
-        listen: SocketAddr,
+        /// Address to listen on [default: 127.0.0.1:3868, unless --config lists listeners].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
         #[command(flatten)]
         common: Common,
     },
     /// A relay agent (RFC 6733 §2.8.1): accepts any peer and relays every request to the
     /// node at --to, appending Route-Record.
     Relay {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:3869")]
-        listen: SocketAddr,
+        /// Address to listen on [default: 127.0.0.1:3869, unless --config lists listeners].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
         /// Address of the next hop.
         #[arg(long)]
         to: SocketAddr,
@@ -93,21 +95,27 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct Common {
-    /// Our Origin-Host.
+    /// Node settings from the `[node]` table of this TOML file (documented in
+    /// diameter-node/examples/node.toml); the other options override it, and each command
+    /// adds its own listener, peer and route.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Our Origin-Host [default: the command's, e.g. echo.bench, unless --config sets it].
     #[arg(long)]
     host: Option<String>,
-    /// Our Origin-Realm.
-    #[arg(long, default_value = "bench")]
-    realm: String,
+    /// Our Origin-Realm [default: bench, unless --config sets it].
+    #[arg(long)]
+    realm: Option<String>,
     /// Write every message sent and received to this pcapng file.
     #[arg(long)]
     capture: Option<PathBuf>,
     /// Serve Prometheus metrics on this address (GET /metrics).
     #[arg(long)]
     metrics: Option<SocketAddr>,
-    /// Watchdog interval Tw in seconds (at least 6).
-    #[arg(long, default_value_t = 30)]
-    tw: u64,
+    /// Watchdog interval Tw in seconds of the peer --to (at least 6) [default: 30, or
+    /// --config's [node.timers]].
+    #[arg(long)]
+    tw: Option<u64>,
     /// Runtime threads. 1 (the default) runs the node on one thread: no task ever wakes
     /// another thread, which on a small machine shared by client, agents and server costs
     /// more than the work itself (BENCHMARKS.md). 0 means one worker per CPU.
@@ -121,28 +129,72 @@ struct Common {
 }
 
 impl Common {
-    fn config(&self, default_host: &str) -> anyhow::Result<NodeConfig> {
-        let mut cfg = NodeConfig::new(
-            self.host
-                .clone()
-                .unwrap_or_else(|| default_host.to_string()),
-            self.realm.clone(),
-        );
-        cfg.local.product_name = "diameter-bench".into();
+    /// The node's configuration: --config's `[node]` table if given, then the options.
+    /// Also returns the peer timers the file sets for every peer.
+    fn config(&self, default_host: &str) -> anyhow::Result<(NodeConfig, Timers)> {
+        let (mut cfg, mut timers) = match &self.config {
+            Some(path) => {
+                let file: NodeFile = load_config(path)?;
+                let mut cfg = file.node.to_node_config(path)?;
+                if file.node.product_name.is_none() {
+                    cfg.local.product_name = "diameter-bench".into();
+                }
+                let mut timers = bench_timers();
+                if let Some(t) = &file.node.timers {
+                    t.apply(&mut timers);
+                }
+                (cfg, timers)
+            }
+            None => {
+                let mut cfg = NodeConfig::new(default_host, "bench");
+                cfg.local.product_name = "diameter-bench".into();
+                (cfg, bench_timers())
+            }
+        };
+        if let Some(h) = &self.host {
+            cfg.local.origin_host.clone_from(h);
+        }
+        if let Some(r) = &self.realm {
+            cfg.local.origin_realm.clone_from(r);
+        }
         if let Some(p) = &self.capture {
             cfg.capture = Some(Arc::new(
                 Capture::create(p).with_context(|| format!("creating {}", p.display()))?,
             ));
         }
-        Ok(cfg)
-    }
-
-    fn timers(&self) -> Timers {
-        Timers {
-            tw: Duration::from_secs(self.tw),
-            tc: Duration::from_secs(1),
-            ..Timers::default()
+        if let Some(m) = self.metrics {
+            cfg.metrics = Some(m);
         }
+        if let Some(tw) = self.tw {
+            timers.tw = Duration::from_secs(tw);
+        }
+        Ok((cfg, timers))
+    }
+}
+
+/// The timers of the peer --to without a configuration file: Tc of 1 s, so that a load
+/// client started just before its server connects at once.
+fn bench_timers() -> Timers {
+    Timers {
+        tc: Duration::from_secs(1),
+        ..Timers::default()
+    }
+}
+
+/// Adds `--listen`, or the command's default address when neither the option nor the
+/// configuration file gives a listener.
+fn add_listener(cfg: &mut NodeConfig, listen: Option<SocketAddr>, default: &str) {
+    match listen {
+        Some(a) => cfg.listen.push(a.into()),
+        None if cfg.listen.is_empty() => {
+            cfg.listen.push(
+                default
+                    .parse::<SocketAddr>()
+                    .expect("a literal address")
+                    .into(),
+            );
+        }
+        None => {}
     }
 }
 
@@ -182,9 +234,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn install_metrics(
-    common: &Common,
+    cfg: &NodeConfig,
 ) -> anyhow::Result<Option<diameter_node::metrics::MetricsHandle>> {
-    match common.metrics {
+    match cfg.metrics {
         Some(addr) => Ok(Some(
             diameter_node::metrics::install(addr).context("starting the metrics endpoint")?,
         )),
@@ -195,11 +247,11 @@ fn install_metrics(
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Echo { listen, common } => {
-            let _metrics = install_metrics(&common)?;
-            let mut cfg = common.config("echo.bench")?;
+            let (mut cfg, _) = common.config("echo.bench")?;
+            let _metrics = install_metrics(&cfg)?;
             cfg.local.applications.push(Application::relay());
             cfg.local.unknown_peer = UnknownPeerPolicy::Accept;
-            cfg.listen.push(listen.into());
+            add_listener(&mut cfg, listen, "127.0.0.1:3868");
             let node = Node::start(cfg).await?;
             node.register(
                 RELAY_APPLICATION_ID,
@@ -218,14 +270,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             to_host,
             common,
         } => {
-            let _metrics = install_metrics(&common)?;
-            let mut cfg = common.config("relay.bench")?;
+            let (mut cfg, timers) = common.config("relay.bench")?;
+            let _metrics = install_metrics(&cfg)?;
             cfg.local.applications.push(Application::relay());
             cfg.local.unknown_peer = UnknownPeerPolicy::Accept;
             cfg.agent = true;
-            cfg.listen.push(listen.into());
+            add_listener(&mut cfg, listen, "127.0.0.1:3869");
             let mut peer = PeerSpec::connect_tcp(to_host.clone(), to);
-            peer.timers = common.timers();
+            peer.timers = timers;
             cfg.peers.push(peer);
             cfg.routes.push(default_route(&to_host));
             let node = Node::start(cfg).await?;
@@ -247,11 +299,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             common,
         } => {
-            let _metrics = install_metrics(&common)?;
-            let mut cfg = common.config("load.bench")?;
+            let (mut cfg, timers) = common.config("load.bench")?;
+            let _metrics = install_metrics(&cfg)?;
             cfg.local.applications.push(Application::auth(4));
             let mut peer = PeerSpec::connect_tcp(to_host.clone(), to);
-            peer.timers = common.timers();
+            peer.timers = timers;
             cfg.peers.push(peer);
             cfg.routes.push(default_route(&to_host));
             let node = Node::start(cfg).await?;
