@@ -133,12 +133,13 @@ mod tests {
         rt.block_on(async {
             busy.spawn();
             // Inside the window the thread polls instead of sleeping: a 30 ms timer wait
-            // costs CPU (lenient bound: the host may deschedule us).
+            // costs CPU. A sleeping thread spends well under 1 ms; the bound is lenient
+            // because a loaded host (CI runs test binaries beside each other) deschedules us.
             let t0 = thread_cpu();
             tokio::time::sleep(Duration::from_millis(30)).await;
             let polling = thread_cpu() - t0;
             assert!(
-                polling >= Duration::from_millis(8),
+                polling >= Duration::from_millis(2),
                 "polled only {polling:?}"
             );
 

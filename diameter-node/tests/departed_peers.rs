@@ -6,21 +6,10 @@ use diameter_codec::dict::base;
 use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn};
 use diameter_node::peer::{Application, UnknownPeerPolicy};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
 use common::raw::{Raw, cer};
-use common::{DCCA, T, any_addr, rc};
-
-async fn scrape(addr: std::net::SocketAddr) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.unwrap();
-    body
-}
+use common::{DCCA, T, any_addr, rc, scrape};
 
 #[tokio::test]
 async fn departed_unknown_peers_leave_no_state_and_no_series() {

@@ -59,12 +59,19 @@ async fn server(host: &str, delay: Duration) -> Server {
 
 /// A client of realm server.example through `via` (connected and open).
 async fn client_via(via: &str, node: &Node) -> Node {
+    client_with(via, node, |_| {}).await
+}
+
+/// A client of realm server.example through `via` (connected and open), configured
+/// further by `tweak`.
+async fn client_with(via: &str, node: &Node, tweak: impl FnOnce(&mut NodeConfig)) -> Node {
     let mut cfg = NodeConfig::new(CLIENT, "client.example");
     cfg.local.applications.push(Application::auth(DCCA));
     cfg.peers.push(peer_at(via, node));
     cfg.routes
         .push(relay_route(SERVER_REALM, Some(DCCA), &[via]));
     cfg.request_timeout = T;
+    tweak(&mut cfg);
     let cli = Node::start(cfg).await.unwrap();
     assert!(cli.wait_peer(via, T).await, "client never reached {via}");
     cli
@@ -312,18 +319,12 @@ async fn redirector(to: String) -> Node {
 
 /// A client of realm server.example through the DRA, with `host_map`.
 async fn client_of_dra(dra: &Node, host_map: &[(&str, std::net::SocketAddr)]) -> Node {
-    let mut cfg = NodeConfig::new(CLIENT, "client.example");
-    cfg.local.applications.push(Application::auth(DCCA));
-    cfg.peers.push(peer_at("dra.example", dra));
-    cfg.routes
-        .push(relay_route(SERVER_REALM, Some(DCCA), &["dra.example"]));
-    cfg.request_timeout = T;
-    for (h, a) in host_map {
-        cfg.host_map.insert((*h).to_string(), *a);
-    }
-    let cli = Node::start(cfg).await.unwrap();
-    assert!(cli.wait_peer("dra.example", T).await);
-    cli
+    client_with("dra.example", dra, |cfg| {
+        for (h, a) in host_map {
+            cfg.host_map.insert((*h).to_string(), *a);
+        }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -424,15 +425,10 @@ async fn next_event(rx: &mut broadcast::Receiver<NodeEvent>) -> NodeEvent {
 
 /// A client with Origin-State-Id `osi` connected to `server`.
 async fn client_with_state(server: &Node, osi: u32) -> Node {
-    let mut cfg = NodeConfig::new(CLIENT, "client.example");
-    cfg.local.applications.push(Application::auth(DCCA));
-    cfg.local.origin_state_id = osi;
-    cfg.peers.push(peer_at("server.example", server));
-    cfg.routes
-        .push(relay_route(SERVER_REALM, Some(DCCA), &["server.example"]));
-    let cli = Node::start(cfg).await.unwrap();
-    assert!(cli.wait_peer("server.example", T).await);
-    cli
+    client_with("server.example", server, |cfg| {
+        cfg.local.origin_state_id = osi
+    })
+    .await
 }
 
 #[tokio::test]

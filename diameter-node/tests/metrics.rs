@@ -6,23 +6,10 @@ use diameter_node::metrics::PEER_STATES;
 use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn, relay_route};
 use diameter_node::peer::Application;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
-use common::{DCCA, any_addr, rc};
-
-async fn scrape(addr: SocketAddr) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.unwrap();
-    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
-    body
-}
+use common::{DCCA, any_addr, rc, scrape};
 
 /// The samples of `name`: labels → value.
 fn samples(text: &str, name: &str) -> Vec<(BTreeMap<String, String>, f64)> {

@@ -154,18 +154,14 @@ impl Node {
             let hbh = s.next_hop_by_hop();
             s.send_pending(
                 hbh,
-                Pending {
-                    reply: Reply::Local(tx),
-                    peer: peer.clone(),
-                    bytes: edit::retarget(msg.as_bytes(), hbh, false),
-                    dest_host: avps.destination_host.map(str::to_string),
-                    dest_realm: avps.destination_realm.map(str::to_string),
-                    application_id: h.application_id,
-                    command_code: h.command_code,
-                    sent: Instant::now(),
+                Pending::new(
+                    Reply::Local(tx),
+                    peer.clone(),
+                    edit::retarget(msg.as_bytes(), hbh, false),
+                    &h,
+                    &avps,
                     deadline,
-                    alternates: None,
-                },
+                ),
             );
             let answer = match tokio::time::timeout_at(deadline.into(), rx).await {
                 Ok(Ok(r)) => r?,

@@ -92,7 +92,6 @@ impl Shared {
             return;
         }
         let origin = avps.origin_host.unwrap_or(peer);
-        let (dest_host, dest_realm) = (avps.destination_host, avps.destination_realm);
         let info = avps.info(h.application_id);
         // bad-inputs 40: a request without Route-Record, or from a peer that did not
         // advertise the Relay application (and so forwards nothing), was originated by the
@@ -139,22 +138,18 @@ impl Shared {
                 }
                 self.send_pending(
                     hbh,
-                    Pending {
-                        reply: Reply::Relay {
+                    Pending::new(
+                        Reply::Relay {
                             peer: peer.to_string(),
                             hop_by_hop: h.hop_by_hop,
                             proxy: None,
                         },
-                        peer: next,
+                        next,
                         bytes,
-                        dest_host: dest_host.map(str::to_string),
-                        dest_realm: dest_realm.map(str::to_string),
-                        application_id: h.application_id,
-                        command_code: h.command_code,
-                        sent: Instant::now(),
-                        deadline: Instant::now() + self.cfg.request_timeout,
-                        alternates: None,
-                    },
+                        &h,
+                        &avps,
+                        Instant::now() + self.cfg.request_timeout,
+                    ),
                 );
             }
             Decision::Redirect {

@@ -117,23 +117,22 @@ impl Shared {
         self.send_pending(
             hbh,
             Pending {
-                reply: Reply::Relay {
-                    peer: from.to_string(),
-                    hop_by_hop: h.hop_by_hop,
-                    proxy: Some(Box::new(Proxied {
-                        key,
-                        answer_edit: f.answer_edit,
-                    })),
-                },
-                peer: next,
-                bytes,
-                dest_host: avps.destination_host.map(str::to_string),
-                dest_realm: avps.destination_realm.map(str::to_string),
-                application_id: h.application_id,
-                command_code: h.command_code,
-                sent: Instant::now(),
-                deadline,
                 alternates: (!f.by_router).then_some(candidates),
+                ..Pending::new(
+                    Reply::Relay {
+                        peer: from.to_string(),
+                        hop_by_hop: h.hop_by_hop,
+                        proxy: Some(Box::new(Proxied {
+                            key,
+                            answer_edit: f.answer_edit,
+                        })),
+                    },
+                    next,
+                    bytes,
+                    &h,
+                    &avps,
+                    deadline,
+                )
             },
         );
     }

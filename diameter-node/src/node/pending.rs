@@ -2,13 +2,16 @@
 //! the T bit (RFC 6733 §5.5.4) and locally built error answers.
 
 use super::client::RequestError;
+use super::dispatch::RoutingAvps;
 use super::handler::AnswerEdit;
 use super::{Shared, edit};
 use crate::dedup::DupKey;
 use crate::routing::RequestInfo;
 use bytes::Bytes;
 use diameter_codec::dict::base;
-use diameter_codec::{CommandFlags, ErrorReport, Limits, Message, MessageBuilder, ResultCode};
+use diameter_codec::{
+    CommandFlags, ErrorReport, Header, Limits, Message, MessageBuilder, ResultCode,
+};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -46,6 +49,32 @@ pub(super) struct Pending {
     /// Where failover may move it: `None` lets the routing table choose; a proxy handler's
     /// own list otherwise (RFC 6733 §5.5.4).
     pub(super) alternates: Option<Vec<String>>,
+}
+
+impl Pending {
+    /// A request of header `h` about to go to `peer` as `bytes`, answered through `reply`;
+    /// `avps` keeps its routing AVPs for failover.
+    pub(super) fn new(
+        reply: Reply,
+        peer: String,
+        bytes: Bytes,
+        h: &Header,
+        avps: &RoutingAvps<'_>,
+        deadline: Instant,
+    ) -> Self {
+        Self {
+            reply,
+            peer,
+            bytes,
+            dest_host: avps.destination_host.map(str::to_string),
+            dest_realm: avps.destination_realm.map(str::to_string),
+            application_id: h.application_id,
+            command_code: h.command_code,
+            sent: Instant::now(),
+            deadline,
+            alternates: None,
+        }
+    }
 }
 
 impl Shared {

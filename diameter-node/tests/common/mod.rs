@@ -95,3 +95,16 @@ pub(crate) fn said_by(m: &Message) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// The body of a GET /metrics from a Prometheus endpoint, with its HTTP status line.
+pub(crate) async fn scrape(addr: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    body
+}
