@@ -126,7 +126,7 @@ async fn read_loop(
                         // answer, or the relayed copy) before the rest of the burst is
                         // handled: the peer starts waking up for it now instead of after
                         // the whole burst, which at a few requests in flight nearly
-                        // doubled an echo server's throughput (BENCHMARKS.md, session 6).
+                        // doubled an echo server's throughput (BENCHMARKS.md, "Node echo").
                         tokio::task::yield_now().await;
                     }
                 } else if events.send(ConnEvent::Message(id, m)).await.is_err() {
