@@ -79,7 +79,7 @@ pub(crate) struct Shared {
     end_to_end: AtomicU32,
     conn_ids: AtomicU64,
     handler_slots: Arc<Semaphore>,
-    handshaking: Arc<Semaphore>,
+    handshakes: Arc<accept::Handshakes>,
     capture: Option<Arc<Capture>>,
     stopped: AtomicBool,
     weak_self: std::sync::Weak<Self>,
@@ -132,13 +132,16 @@ impl Node {
                 .collect(),
             pending: Mutex::new(FxHashMap::default()),
             handlers: RwLock::new(HashMap::new()),
-            dedup: Mutex::new(DupCache::new(cfg.dedup_window, cfg.dedup_capacity)),
+            dedup: Mutex::new(
+                DupCache::new(cfg.dedup_window, cfg.dedup_capacity)
+                    .with_max_bytes(cfg.dedup_max_bytes),
+            ),
             redirects: Mutex::new(RedirectCache::new(10_000)),
             hop_by_hop: AtomicU32::new(seed.subsec_nanos()),
             end_to_end: AtomicU32::new(e2e),
             conn_ids: AtomicU64::new(1),
             handler_slots: Arc::new(Semaphore::new(cfg.max_concurrent_handlers)),
-            handshaking: Arc::new(Semaphore::new(cfg.max_handshaking)),
+            handshakes: Arc::new(accept::Handshakes::new(&cfg)),
             capture: cfg.capture.clone(),
             stopped: AtomicBool::new(false),
             weak_self: weak.clone(),
@@ -202,6 +205,13 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         self.is_peer_available(host)
+    }
+
+    /// Bytes queued for writing to `host` and not yet taken by its connections' sockets
+    /// (at most [`NodeConfig::write_queue_bytes`] per connection, plus the answers that
+    /// crossed it); `None` for a peer the node does not know.
+    pub fn write_queue_bytes(&self, host: &str) -> Option<usize> {
+        self.shared.peer(host).map(|p| p.queued_bytes())
     }
 
     /// Requests in flight (sent or relayed, not yet answered).
