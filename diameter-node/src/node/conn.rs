@@ -19,6 +19,7 @@ use crate::peer::ConnId;
 use crate::transport::Stream;
 use bytes::{Bytes, BytesMut};
 use diameter_codec::{ErrorReport, MessageBuilder};
+use futures::FutureExt;
 use futures::task::AtomicWaker;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -438,7 +439,13 @@ async fn write_within(
 ) -> Result<(), WriteEnd> {
     let mut done = 0;
     while done < buf.len() {
-        let end = match tokio::time::timeout(stall, wr.write(&buf[done..])).await {
+        // Most writes are taken at once: the stall timer is armed only for one that waits
+        // (a write that returns Pending took nothing, so it can be retried).
+        let r = match wr.write(&buf[done..]).now_or_never() {
+            Some(r) => Ok(r),
+            None => tokio::time::timeout(stall, wr.write(&buf[done..])).await,
+        };
+        let end = match r {
             Ok(Ok(n)) if n > 0 => {
                 done += n;
                 queue.drained(n);
