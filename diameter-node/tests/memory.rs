@@ -9,7 +9,7 @@
 use bytes::{Bytes, BytesMut};
 use diameter_codec::dict::base;
 use diameter_codec::{Message, MessageBuilder, ResultCode};
-use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn, relay_route};
+use diameter_node::node::{Node, NodeConfig, PeerSpec, RequestError, handler_fn, relay_route};
 use diameter_node::peer::Application;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -123,6 +123,9 @@ async fn peer_that_stops_reading_cannot_grow_memory() {
     cfg.write_stall_timeout = STALL;
     // The duplicate cache's own bound is another test's: keep it out of this one.
     cfg.dedup_capacity = 16;
+    // Our own requests for the client's realm go to it.
+    cfg.routes
+        .push(relay_route("client.realm", Some(DCCA), &[CLIENT]));
     let node = echo_server(cfg).await;
     let addr = node.listen_addrs()[0];
 
@@ -148,9 +151,20 @@ async fn peer_that_stops_reading_cannot_grow_memory() {
 
     let t0 = Instant::now();
     let (mut max_queued, mut max_rss) = (0usize, base_rss);
+    let mut ours = None;
     while !writer.is_finished() && t0.elapsed() < STALL + Duration::from_secs(8) {
         max_queued = max_queued.max(node.write_queue_bytes(CLIENT).unwrap_or(0));
         max_rss = max_rss.max(rss());
+        if ours.is_none() && max_queued > BUDGET {
+            // A request of ours for the stuck peer, once its queue is over budget.
+            let req = common::ccr("s;ours", SERVER, SERVER_REALM, "client.realm");
+            let n = node.clone();
+            let t = Instant::now();
+            ours = Some(tokio::spawn(async move {
+                let r = n.request_with_timeout(req, Duration::from_secs(1)).await;
+                (r, t.elapsed())
+            }));
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let ended = t0.elapsed();
@@ -184,6 +198,15 @@ async fn peer_that_stops_reading_cannot_grow_memory() {
         "RSS grew by {} MB",
         (max_rss - base_rss) / MIB
     );
+    // …our own request for the stuck peer was refused with 3004 at once, not queued…
+    let (r, took) = ours.expect("queue over budget seen").await.unwrap();
+    match r {
+        Err(RequestError::Protocol { result_code, .. }) => {
+            assert_eq!(result_code, ResultCode::DIAMETER_TOO_BUSY);
+        }
+        other => panic!("request towards the stuck peer: {other:?}"),
+    }
+    assert!(took < Duration::from_millis(500), "3004 after {took:?}");
     // …and the stuck connection was closed after the stall timeout, not before.
     assert!(
         ended >= STALL && ended < STALL + Duration::from_secs(6),
