@@ -98,7 +98,7 @@ pub struct NodeConfig {
     /// Per-peer send queue; a full queue answers 3004 instead of buffering without bound.
     pub peer_queue: usize,
     /// Most bytes queued for writing on one connection (answers and requests not yet
-    /// taken by the socket). Beyond it the node stops reading from that peer (TCP
+    /// taken by the socket). Beyond it the node stops reading from that connection (TCP
     /// backpressure) and answers its own requests for it with 3004; answers are still
     /// queued, never dropped. Default 4 MiB.
     pub write_queue_bytes: usize,
