@@ -354,6 +354,10 @@ pub struct PeerToml {
     /// application: its requests may carry another Origin-Host with Route-Record.
     #[serde(default)]
     pub forwards: bool,
+    /// Addresses the peer connects from, besides the IP of `connect`: its connections
+    /// handshake outside the anonymous pool (`max_handshaking`).
+    #[serde(default)]
+    pub addresses: Vec<IpAddr>,
 }
 
 /// Route action (RFC 6733 §2.7 Local Action).
@@ -556,6 +560,7 @@ impl NodeToml {
                 transport: transport(p.transport, p.tls.as_ref(), &format!("node.peers[{i}]"))?,
                 timers: t,
                 forwards: p.forwards,
+                addresses: p.addresses.clone(),
             });
         }
         for r in &self.routes {

@@ -3,13 +3,19 @@
 //! the original is being handled waits for its answer; one that arrives afterwards gets the
 //! stored answer. Either way the handler runs once (faults.md I2, bad-inputs 38).
 //!
-//! The cache is bounded in entries and in time, so a peer cannot grow it without limit.
+//! The cache is bounded in entries, in time and in the bytes of the answers it keeps (they
+//! are whole messages, up to the frame limit each), so a peer cannot grow it without limit.
+//! Beyond either bound the oldest answers go first.
 
 use bytes::Bytes;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The default byte budget of the answers kept: 200,000 answers (the node's default
+/// capacity) of about 330 bytes each.
+pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
 
 /// Distinct Origin-Hosts whose keys share one string. Beyond this (a relay forwarding for
 /// very many clients) keys get a string of their own, so the set stays bounded.
@@ -62,10 +68,14 @@ pub struct DupCache<W> {
     hosts: FxHashSet<Arc<str>>,
     window: Duration,
     capacity: usize,
+    /// Bytes of the answers kept, and their budget.
+    bytes: usize,
+    max_bytes: usize,
 }
 
 impl<W> DupCache<W> {
-    /// A cache remembering answers for `window`, holding at most `capacity` requests.
+    /// A cache remembering answers for `window`, holding at most `capacity` requests and
+    /// [`DEFAULT_MAX_BYTES`] of answers.
     pub fn new(window: Duration, capacity: usize) -> Self {
         Self {
             entries: FxHashMap::default(),
@@ -73,7 +83,16 @@ impl<W> DupCache<W> {
             hosts: FxHashSet::default(),
             window,
             capacity: capacity.max(1),
+            bytes: 0,
+            max_bytes: DEFAULT_MAX_BYTES,
         }
+    }
+
+    /// Keeps at most `max_bytes` of answers: beyond it the oldest answers are forgotten (and
+    /// an answer larger than the whole budget is not kept at all).
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// The key of a request, as [`DupKey::new`] but sharing the Origin-Host string with
@@ -114,7 +133,7 @@ impl<W> DupCache<W> {
                 self.order.push_back((now, v.key().clone()));
                 v.insert(Entry::InFlight(Vec::new()));
                 if self.entries.len() > self.capacity {
-                    self.evict_oldest();
+                    self.evict_oldest(false);
                 }
                 Seen::New
             }
@@ -124,13 +143,20 @@ impl<W> DupCache<W> {
     /// Stores the answer to a request registered as [`Seen::New`] and returns the
     /// duplicates that waited for it.
     pub fn complete(&mut self, key: &DupKey, answer: Bytes) -> Vec<W> {
-        match self.entries.get_mut(key) {
+        let len = answer.len();
+        let waiters = match self.entries.get_mut(key) {
             Some(e) => match std::mem::replace(e, Entry::Done(answer)) {
                 Entry::InFlight(ws) => ws,
-                Entry::Done(_) => Vec::new(),
+                Entry::Done(old) => {
+                    self.bytes -= old.len();
+                    Vec::new()
+                }
             },
-            None => Vec::new(),
-        }
+            None => return Vec::new(),
+        };
+        self.bytes += len;
+        while self.bytes > self.max_bytes && self.evict_oldest(true) {}
+        waiters
     }
 
     /// Forgets a request whose handling failed without an answer, returning its waiters.
@@ -151,6 +177,20 @@ impl<W> DupCache<W> {
         self.entries.is_empty()
     }
 
+    /// Bytes of the answers kept.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Forgets an entry, returning its waiters if it was in flight.
+    fn remove(&mut self, key: &DupKey) -> Option<Entry<W>> {
+        let e = self.entries.remove(key);
+        if let Some(Entry::Done(a)) = &e {
+            self.bytes -= a.len();
+        }
+        e
+    }
+
     fn expire(&mut self, now: Instant) {
         while let Some((t, _)) = self.order.front() {
             if now.duration_since(*t) < self.window {
@@ -158,7 +198,7 @@ impl<W> DupCache<W> {
             }
             let (_, key) = self.order.pop_front().expect("front exists");
             // Entries still in flight stay: their handler will complete them.
-            if let Some(Entry::InFlight(ws)) = self.entries.remove(&key) {
+            if let Some(Entry::InFlight(ws)) = self.remove(&key) {
                 self.entries.insert(key.clone(), Entry::InFlight(ws));
                 self.order.push_back((now, key));
                 break;
@@ -166,22 +206,27 @@ impl<W> DupCache<W> {
         }
     }
 
-    /// Drops the oldest answered request (in-flight ones are kept while any answered one
-    /// is left: their handlers will complete them).
-    fn evict_oldest(&mut self) {
+    /// Drops the oldest answered request. In-flight ones are kept while any answered one is
+    /// left (their handlers will complete them); when none is, the oldest in-flight one goes
+    /// unless `answered_only`. Whether one was dropped.
+    fn evict_oldest(&mut self, answered_only: bool) -> bool {
         let mut tries = self.order.len();
         while let Some((t, key)) = self.order.pop_front() {
-            match self.entries.remove(&key) {
+            match self.remove(&key) {
                 // Already forgotten (abandoned after a 3004): nothing to free here.
                 None => continue,
-                Some(Entry::InFlight(ws)) if tries > 0 => {
+                Some(Entry::InFlight(ws)) if tries > 0 || answered_only => {
                     self.entries.insert(key.clone(), Entry::InFlight(ws));
                     self.order.push_back((t, key));
+                    if tries == 0 {
+                        return false;
+                    }
                     tries -= 1;
                 }
-                Some(_) => return,
+                Some(_) => return true,
             }
         }
+        false
     }
 }
 
@@ -249,6 +294,40 @@ mod tests {
             c.complete(&k(i), Bytes::from_static(b"a"));
             assert!(c.len() <= 2, "{} entries after {i}", c.len());
         }
+    }
+
+    #[test]
+    fn answers_are_bounded_in_bytes_oldest_first() {
+        let t0 = Instant::now();
+        let mut c: DupCache<()> =
+            DupCache::new(Duration::from_secs(10), 1000).with_max_bytes(10_000);
+        let k = |i| DupKey::new("h", i);
+        let answer = Bytes::from(vec![7u8; 3_000]);
+        c.check(k(0), t0, || ()); // stays in flight: never evicted for bytes
+        for i in 1..=20 {
+            c.check(k(i), t0, || ());
+            c.complete(&k(i), answer.clone());
+            assert!(c.bytes() <= 10_000, "{} bytes after {i}", c.bytes());
+        }
+        // The three newest answers fit; the older ones went, oldest first.
+        assert_eq!(c.bytes(), 9_000);
+        for i in 18..=20 {
+            assert!(matches!(c.check(k(i), t0, || ()), Seen::Answered(_)), "{i}");
+        }
+        assert_eq!(c.check(k(17), t0, || ()), Seen::New);
+        assert_eq!(c.check(k(0), t0, || ()), Seen::Waiting);
+        // An answer larger than the budget is not kept; the others stay.
+        c.check(k(30), t0, || ());
+        c.complete(&k(30), Bytes::from(vec![0u8; 20_000]));
+        assert!(c.bytes() <= 10_000);
+        assert_eq!(c.check(k(30), t0, || ()), Seen::New);
+        // Expiry gives the bytes back.
+        c.abandon(&k(30));
+        c.complete(&k(0), Bytes::from_static(b"a"));
+        c.complete(&k(17), Bytes::from_static(b"b"));
+        assert_eq!(c.bytes(), 2);
+        c.check(k(40), t0 + Duration::from_secs(11), || ());
+        assert_eq!(c.bytes(), 0);
     }
 
     #[test]

@@ -44,6 +44,27 @@
 //! answers, and every message in any other state, go through the state machine; the
 //! driver tells the watchdog about express traffic before it looks at its timers.
 //!
+//! # Limits
+//!
+//! What a peer can make the node hold is bounded; each bound is a [`node::NodeConfig`] field.
+//!
+//! | field | default | bounds |
+//! |---|---|---|
+//! | `write_queue_bytes` | 4 MiB | bytes queued for writing on one connection. Over it the node stops reading from that connection (the peer meets TCP backpressure) and refuses its own requests for it with 3004 (RFC 6733 §7.1.3); answers are still queued, never dropped |
+//! | `write_stall_timeout` | 30 s | how long a connection with messages waiting may take not one byte; then it is closed, its queue dropped, and failover applies |
+//! | `peer_queue` | 16,384 messages | messages for a peer's task (the path outside the express lane); full → 3004 |
+//! | `dedup_max_bytes` | 64 MiB | answers kept for duplicate detection, oldest out first; also `dedup_capacity` (200,000) and `dedup_window` (60 s) |
+//! | `max_handshaking` | 256 | connections from anonymous addresses waiting for their CER |
+//! | `max_handshaking_per_source` | 8 | the same, from one IP address; a configured peer's addresses (its `connect` IP and `PeerSpec::addresses`) get this many outside the anonymous pool |
+//! | `cer_timeout` | 5 s | from accept to CER, TLS handshake included (RFC 6733 §5.6.1) |
+//! | `frame_timeout` | 10 s | for a started frame to arrive whole |
+//! | `max_pending`, `max_concurrent_handlers` | 65,536, 8,192 | requests in flight, handlers running; beyond them 3004 |
+//!
+//! Answers of handlers still running are bounded by `max_concurrent_handlers`, not by the
+//! write budget: they join the queue when they finish. When accept(2) fails for want of file
+//! descriptors or memory, the listener backs off (10 ms doubling to 1 s), logs the first
+//! failure of a run and counts each in [`metrics::ACCEPT_ERRORS`].
+//!
 //! The `diameter-bench` crate (echo server, relay agent, load client) is built on it.
 
 /// A Diameter identity as the node's maps and caches key it: ASCII lower-case, since

@@ -16,6 +16,7 @@
 //! | [`PENDING_REQUESTS`] `diameter_pending_requests` | gauge | `node`, `peer` |
 //! | [`UNKNOWN_ANSWERS`] `diameter_unknown_answers_discarded_total` | counter | `node`, `peer` |
 //! | [`TOO_BUSY`] `diameter_too_busy_total` | counter | `node`, `direction` |
+//! | [`ACCEPT_ERRORS`] `diameter_accept_errors_total` | counter | `node`, `error` |
 //!
 //! The `state` label of [`PEERS`] takes the RFC 6733 §5.6 spellings of [`PEER_STATES`] and
 //! no other, so each peer has exactly one state at 1. Only configured peers (and peers added
@@ -64,6 +65,9 @@ pub const PENDING_REQUESTS: &str = "diameter_pending_requests";
 pub const UNKNOWN_ANSWERS: &str = "diameter_unknown_answers_discarded_total";
 /// DIAMETER_TOO_BUSY (3004, RFC 6733 §7.1.3) answers sent (load shedding) or received.
 pub const TOO_BUSY: &str = "diameter_too_busy_total";
+/// Failed accept(2) calls on the listeners, by `error`: `emfile`, `enfile`, `enobufs`,
+/// `enomem` (the listener backs off) or `other`.
+pub const ACCEPT_ERRORS: &str = "diameter_accept_errors_total";
 
 /// The peer states of RFC 6733 §5.6, as the `state` label spells them.
 pub const PEER_STATES: [&str; 8] = [
@@ -135,6 +139,10 @@ pub fn describe() {
     describe_counter!(
         TOO_BUSY,
         "DIAMETER_TOO_BUSY (3004) answers sent or received"
+    );
+    describe_counter!(
+        ACCEPT_ERRORS,
+        "Failed accepts on the listeners (out of descriptors or memory: backing off)"
     );
 }
 
@@ -373,6 +381,11 @@ pub fn pending_requests(node: &NodeLabel, peer: &str) -> Gauge {
 /// Counts an answer `node` discarded for an unknown Hop-by-Hop Identifier (bad-inputs 35).
 pub fn record_unknown_answer(node: &NodeLabel, peer: &str) {
     counter!(UNKNOWN_ANSWERS, "node" => node.value(), "peer" => peer.to_owned()).increment(1);
+}
+
+/// Counts a failed accept; `error` is one of the labels of [`ACCEPT_ERRORS`].
+pub fn record_accept_error(node: &NodeLabel, error: &'static str) {
+    counter!(ACCEPT_ERRORS, "node" => node.value(), "error" => error).increment(1);
 }
 
 /// The 3004 counter of `node` for one direction.

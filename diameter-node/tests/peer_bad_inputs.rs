@@ -148,7 +148,7 @@ async fn first_message_not_cer_closes_without_answer() {
 #[tokio::test]
 async fn no_cer_within_handshake_timeout_closes() {
     let mut cfg = server_config();
-    cfg.handshake_timeout = Duration::from_millis(300);
+    cfg.cer_timeout = Duration::from_millis(300);
     let s = start(cfg, Duration::ZERO).await;
     let t0 = Instant::now();
     let mut c = Raw::connect(s.addr).await;
@@ -614,7 +614,8 @@ async fn connection_flood_without_cer_does_not_lock_out_a_real_peer() {
     const BOUND: usize = 32;
     let mut cfg = server_config();
     cfg.max_handshaking = BOUND;
-    cfg.handshake_timeout = Duration::from_secs(1);
+    cfg.max_handshaking_per_source = BOUND;
+    cfg.cer_timeout = Duration::from_secs(1);
     let s = start(cfg, Duration::ZERO).await;
     // 300 connections that never send a byte, each watching when the server drops it.
     let mut flood = Vec::with_capacity(FLOOD);

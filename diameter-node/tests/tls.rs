@@ -67,7 +67,7 @@ async fn server(transport: Transport) -> (Node, SocketAddr, Arc<AtomicUsize>) {
         transport,
     });
     cfg.peers.push(PeerSpec::accept_only(CLIENT));
-    cfg.handshake_timeout = Duration::from_secs(2);
+    cfg.cer_timeout = Duration::from_secs(2);
     let node = Node::start(cfg).await.unwrap();
     let handled = Arc::new(AtomicUsize::new(0));
     node.register(DCCA, counting_handler(handled.clone(), Duration::ZERO));
@@ -87,6 +87,7 @@ async fn client(addr: SocketAddr, transport: Transport) -> Node {
             ..Timers::default()
         },
         forwards: false,
+        addresses: Vec::new(),
     });
     cfg.routes
         .push(relay_route("example", Some(DCCA), &[SERVER]));

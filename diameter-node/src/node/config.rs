@@ -6,7 +6,7 @@ use crate::routing::{RedirectUsage, Route, RouteAction};
 use crate::transport::Transport;
 use diameter_codec::{Dictionary, Limits};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,6 +26,9 @@ pub struct PeerSpec {
     /// may carry another Origin-Host when they carry Route-Record (bad-inputs 40 otherwise
     /// refuses them as spoofed).
     pub forwards: bool,
+    /// Addresses the peer connects to us from, besides the IP of `connect`: connections from
+    /// them handshake outside the anonymous pool ([`NodeConfig::max_handshaking`]).
+    pub addresses: Vec<IpAddr>,
 }
 
 impl PeerSpec {
@@ -37,6 +40,7 @@ impl PeerSpec {
             transport: Transport::Tcp,
             timers: Timers::default(),
             forwards: false,
+            addresses: Vec::new(),
         }
     }
     /// A peer that connects to us.
@@ -47,6 +51,7 @@ impl PeerSpec {
             transport: Transport::Tcp,
             timers: Timers::default(),
             forwards: false,
+            addresses: Vec::new(),
         }
     }
 }
@@ -90,23 +95,42 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// How long a started frame may take to arrive (bad-inputs 5).
     pub frame_timeout: Duration,
-    /// TLS handshake, connect and first-CER deadline.
+    /// Deadline of a connection we open: TCP connect and TLS handshake.
     pub handshake_timeout: Duration,
+    /// How long an accepted connection may take to deliver its CER, TLS handshake included
+    /// (RFC 6733 §5.6.1; bad-inputs 29, 43). Default 5 s.
+    pub cer_timeout: Duration,
     /// Most requests in flight from this node (sent and relayed).
     pub max_pending: usize,
     /// Most requests handled at once; beyond it the node answers 3004 (RFC 6733 §7.1.3).
     pub max_concurrent_handlers: usize,
     /// Per-peer send queue; a full queue answers 3004 instead of buffering without bound.
     pub peer_queue: usize,
+    /// Most bytes queued for writing on one connection (answers and requests not yet
+    /// taken by the socket). Beyond it the node stops reading from that connection (TCP
+    /// backpressure) and answers its own requests for it with 3004; answers are still
+    /// queued, never dropped. Default 4 MiB.
+    pub write_queue_bytes: usize,
+    /// A connection on which not one byte could be written for this long, with messages
+    /// waiting, is closed (the peer stopped reading; failover follows). Default 30 s.
+    pub write_stall_timeout: Duration,
     /// How long answers are kept for duplicate detection.
     pub dedup_window: Duration,
     /// How many requests the duplicate cache remembers.
     pub dedup_capacity: usize,
+    /// Most bytes of answers the duplicate cache keeps; the oldest go first. Default 64 MiB
+    /// (the default 200,000 entries at about 330 bytes each).
+    pub dedup_max_bytes: usize,
     /// Validate requests for local handlers against the dictionary.
     pub validate: bool,
     /// Most connections at once that have not finished their CER (connection floods,
-    /// bad-inputs 43).
+    /// bad-inputs 43), not counting those from configured peers' addresses (the IP of
+    /// [`PeerSpec::connect`] and [`PeerSpec::addresses`]). Default 256.
     pub max_handshaking: usize,
+    /// Most connections from one IP address at once that have not finished their CER, so
+    /// that one source cannot fill `max_handshaking`; each configured peer's address has
+    /// this many outside that pool. Default 8.
+    pub max_handshaking_per_source: usize,
     /// Capture of every message sent and received.
     pub capture: Option<Arc<Capture>>,
     /// The dictionary requests are validated and printed with: the embedded one, or the
@@ -142,13 +166,18 @@ impl NodeConfig {
             limits: Limits::DEFAULT,
             frame_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
+            cer_timeout: Duration::from_secs(5),
             max_pending: 65_536,
             max_concurrent_handlers: 8_192,
             peer_queue: 16_384,
+            write_queue_bytes: 4 << 20,
+            write_stall_timeout: Duration::from_secs(30),
             dedup_window: Duration::from_secs(60),
             dedup_capacity: 200_000,
+            dedup_max_bytes: 64 << 20,
             validate: true,
             max_handshaking: 256,
+            max_handshaking_per_source: 8,
             capture: None,
             dictionary: Dictionary::embedded(),
             metrics: None,

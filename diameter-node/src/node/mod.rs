@@ -97,7 +97,7 @@ pub(crate) struct Shared {
     end_to_end: AtomicU32,
     conn_ids: AtomicU64,
     handler_slots: Arc<Semaphore>,
-    handshaking: Arc<Semaphore>,
+    handshakes: Arc<accept::Handshakes>,
     capture: Option<Arc<Capture>>,
     /// The `node` label of every metric this node records (its Origin-Host).
     metrics: crate::metrics::NodeLabel,
@@ -156,13 +156,16 @@ impl Node {
             peers: RwLock::new(FxHashMap::default()),
             pending: Mutex::new(FxHashMap::default()),
             handlers: RwLock::new(HashMap::new()),
-            dedup: Mutex::new(DupCache::new(cfg.dedup_window, cfg.dedup_capacity)),
+            dedup: Mutex::new(
+                DupCache::new(cfg.dedup_window, cfg.dedup_capacity)
+                    .with_max_bytes(cfg.dedup_max_bytes),
+            ),
             redirects: Mutex::new(RedirectCache::new(10_000)),
             hop_by_hop: AtomicU32::new(seed.subsec_nanos()),
             end_to_end: AtomicU32::new(e2e),
             conn_ids: AtomicU64::new(1),
             handler_slots: Arc::new(Semaphore::new(cfg.max_concurrent_handlers)),
-            handshaking: Arc::new(Semaphore::new(cfg.max_handshaking)),
+            handshakes: Arc::new(accept::Handshakes::new(&cfg)),
             capture: cfg.capture.clone(),
             metrics: crate::metrics::NodeLabel::new(&cfg.local.origin_host),
             stopped: AtomicBool::new(false),
@@ -297,6 +300,13 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         self.is_peer_available(host)
+    }
+
+    /// Bytes queued for writing to `host` and not yet taken by its connections' sockets
+    /// (at most [`NodeConfig::write_queue_bytes`] per connection, plus the answers that
+    /// crossed it); `None` for a peer the node does not know.
+    pub fn write_queue_bytes(&self, host: &str) -> Option<usize> {
+        self.shared.peer(host).map(|p| p.queued_bytes())
     }
 
     /// Requests in flight (sent or relayed, not yet answered).

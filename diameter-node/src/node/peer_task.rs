@@ -3,8 +3,8 @@
 
 use super::NodeEvent;
 use super::Shared;
-use super::conn::{self, ConnEvent, ConnHandle, Owner, WriteCmd};
-use super::express::ExpressLane;
+use super::conn::{self, ConnEvent, ConnHandle, Owner, Refused, WriteQueue};
+use super::express::{ExpressLane, is_request};
 use crate::capture::CaptureConn;
 use crate::framing::DiameterCodec;
 use crate::peer::{ConnId, DisconnectCause, Peer, PeerAction, PeerEvent, PeerInfo, PeerState};
@@ -14,7 +14,7 @@ use diameter_codec::Message;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
@@ -55,6 +55,8 @@ pub(crate) struct PeerHandle {
     pub(crate) forwards: AtomicBool,
     /// What the peer announced in CER/CEA, while a connection is open.
     info: Mutex<Option<Arc<PeerInfo>>>,
+    /// The write queues of the peer's connections (those still alive).
+    queues: Mutex<Vec<Weak<WriteQueue>>>,
 }
 
 impl PeerHandle {
@@ -67,6 +69,7 @@ impl PeerHandle {
             configured,
             forwards: AtomicBool::new(false),
             info: Mutex::new(None),
+            queues: Mutex::new(Vec::new()),
         }
     }
 
@@ -80,12 +83,31 @@ impl PeerHandle {
     }
 
     /// Hands `bytes` to the peer: straight to the open connection's writer while the
-    /// express lane is open, else to the peer task's bounded queue (which may be full).
+    /// express lane is open, else to the peer task's bounded queue (which may be full). A
+    /// request is also refused as `Full` when the connection's write queue is over its
+    /// byte budget.
     pub(crate) fn try_send(&self, bytes: Bytes) -> Result<(), mpsc::error::TrySendError<PeerCmd>> {
         match self.lane.send(bytes) {
             Ok(()) => Ok(()),
-            Err(bytes) => self.cmd.try_send(PeerCmd::Send(bytes)),
+            Err(Refused::Full(bytes)) => Err(mpsc::error::TrySendError::Full(PeerCmd::Send(bytes))),
+            Err(Refused::Closed(bytes)) => self.cmd.try_send(PeerCmd::Send(bytes)),
         }
+    }
+
+    /// Bytes queued for writing on the peer's connections.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        let queues = self.queues.lock().expect("queues lock");
+        queues
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|q| q.queued())
+            .sum()
+    }
+
+    fn watch(&self, h: &ConnHandle) {
+        let mut queues = self.queues.lock().expect("queues lock");
+        queues.retain(|q| q.strong_count() > 0);
+        queues.push(Arc::downgrade(h.queue()));
     }
 }
 
@@ -168,6 +190,7 @@ pub(crate) async fn run(
                     Some(Ok(stream)) => {
                         let id = d.shared.next_conn_id();
                         let h = conn::spawn(&d.shared, id, stream, false, d.owner.clone());
+                        d.handle.watch(&h);
                         d.conns.insert(id, h);
                         d.peer.handle_connected(now, id);
                     }
@@ -206,7 +229,7 @@ pub(crate) async fn run(
     d.handle.available.store(false, Ordering::Release);
     d.shared.failover(&d.host);
     for h in d.conns.values() {
-        let _ = h.writer.send(WriteCmd::Close);
+        h.close();
     }
     for s in d.stopping.drain(..) {
         let _ = s.send(());
@@ -251,7 +274,18 @@ impl Driver {
         let now = Instant::now();
         match cmd {
             PeerCmd::Send(bytes) => {
-                if self.peer.send(bytes.clone()).is_err() {
+                // A request for a connection whose writes are not draining: 3004, as on
+                // the express lane (see `conn`).
+                let full = self
+                    .peer
+                    .open_conn()
+                    .and_then(|c| self.conns.get(&c))
+                    .is_some_and(|h| h.queue().is_full());
+                if full && is_request(&bytes) {
+                    if let Some(hbh) = super::edit::hop_by_hop(&bytes) {
+                        self.shared.refuse_busy(&self.host, hbh);
+                    }
+                } else if self.peer.send(bytes.clone()).is_err() {
                     // The peer closed between routing and sending: fail over at once.
                     if let Some(hbh) = super::edit::hop_by_hop(&bytes) {
                         self.shared.reroute(&self.host, hbh);
@@ -262,6 +296,7 @@ impl Driver {
                 let IncomingConn { rd, wr, cap, cer } = *inc;
                 let id = self.shared.next_conn_id();
                 let h = conn::spawn_split(&self.shared, id, rd, wr, cap, self.owner.clone());
+                self.handle.watch(&h);
                 self.conns.insert(id, h);
                 self.peer.handle_incoming(now, id, cer);
             }
@@ -279,8 +314,7 @@ impl Driver {
             while let Some(t) = self.peer.poll_transmit() {
                 progressed = true;
                 if let Some(h) = self.conns.get(&t.conn) {
-                    let bytes = self.shared.bounded_bytes(t.bytes);
-                    let _ = h.writer.send(WriteCmd::Data(bytes));
+                    let _ = h.send(self.shared.bounded_bytes(t.bytes));
                 }
             }
             while let Some(a) = self.peer.poll_action() {
@@ -289,7 +323,7 @@ impl Driver {
                     PeerAction::Connect => self.connect(),
                     PeerAction::Disconnect(c) | PeerAction::Reject(c) => {
                         if let Some(h) = self.conns.remove(&c) {
-                            let _ = h.writer.send(WriteCmd::Close);
+                            h.close();
                         }
                     }
                 }
@@ -314,7 +348,7 @@ impl Driver {
         if want == self.handle.lane.conn() {
             return;
         }
-        match want.and_then(|c| self.conns.get(&c).map(|h| (c, h.writer.clone()))) {
+        match want.and_then(|c| self.conns.get(&c).map(|h| (c, h.clone()))) {
             Some((c, w)) => self.handle.lane.open(c, w),
             None => self.handle.lane.close(),
         }

@@ -130,15 +130,25 @@ impl Shared {
         let sent = self.peer(&peer).map(|h| h.try_send(bytes));
         match sent {
             Some(Ok(())) => {}
-            Some(Err(mpsc::error::TrySendError::Full(_))) => {
-                // Bounded queues (issue: overload): refuse instead of buffering.
-                if let Some(p) = self.pending.lock().expect("pending lock").remove(&hbh) {
-                    crate::metrics::too_busy(&self.metrics, crate::metrics::Direction::Sent)
-                        .increment(1);
-                    self.fail(p, ResultCode::DIAMETER_TOO_BUSY);
-                }
-            }
+            Some(Err(mpsc::error::TrySendError::Full(_))) => self.refuse_busy(&peer, hbh),
             _ => self.reroute(&peer, hbh),
+        }
+    }
+
+    /// A request for `peer` met a full queue (the peer task's, or its connection's write
+    /// queue over its byte budget): 3004 DIAMETER_TOO_BUSY (RFC 6733 §7.1.3) instead of
+    /// buffering.
+    pub(crate) fn refuse_busy(&self, peer: &str, hbh: u32) {
+        let p = {
+            let mut pending = self.pending.lock().expect("pending lock");
+            match pending.get(&hbh) {
+                Some(p) if p.peer.eq_ignore_ascii_case(peer) => pending.remove(&hbh),
+                _ => None,
+            }
+        };
+        if let Some(p) = p {
+            crate::metrics::too_busy(&self.metrics, crate::metrics::Direction::Sent).increment(1);
+            self.fail(p, ResultCode::DIAMETER_TOO_BUSY);
         }
     }
 

@@ -10,7 +10,7 @@
 //! 5012 because RFC 6733 §7.1.5 has no code for "too large to send": DIAMETER_UNABLE_TO_COMPLY
 //! "is used when a request is rejected for unspecified reasons"; the Error-Message says why.
 
-use super::conn::WriteCmd;
+use super::conn::ConnHandle;
 use super::{MAX_PROXY_INFO, Shared};
 use bytes::Bytes;
 use diameter_codec::dict::base;
@@ -19,7 +19,6 @@ use diameter_codec::{
     ResultCode,
 };
 use std::borrow::Cow;
-use tokio::sync::mpsc;
 
 impl Shared {
     /// The largest message we send: the limit we hold peers to, assumed to be theirs too
@@ -172,12 +171,7 @@ impl Shared {
     /// A frame above the limit arrived from `peer` and is being skipped: a request is
     /// answered 5012 on the same connection; an answer fails the request it matches with
     /// 5012 (to our caller, or as the answer to the peer we relayed for).
-    pub(crate) fn on_oversize(
-        &self,
-        peer: &str,
-        header: &Header,
-        writer: &mpsc::UnboundedSender<WriteCmd>,
-    ) {
+    pub(crate) fn on_oversize(&self, peer: &str, header: &Header, writer: &ConnHandle) {
         tracing::warn!(
             peer,
             len = header.length,
@@ -193,7 +187,7 @@ impl Shared {
                 self.max_send_len()
             ));
             let b = MessageBuilder::error_answer_to_header(header, &self.identity, &report);
-            let _ = writer.send(WriteCmd::Data(b.to_bytes()));
+            let _ = writer.send(b.to_bytes());
             return;
         }
         let hbh = header.hop_by_hop;
