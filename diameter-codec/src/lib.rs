@@ -29,7 +29,8 @@
 //! - [`types`]: every RFC 6733 data type, and the typed markers behind generated accessors.
 //! - [`dict`]: the runtime [`Dictionary`] loaded from `dictionaries/*.toml`, and the
 //!   generated constants (`dict::base::ORIGIN_HOST`, `dict::gx::EventTrigger`, …).
-//! - [`validate`](mod@validate): grammar and value validation yielding Result-Code and Failed-AVP.
+//! - [`validate`](mod@validate): grammar and value validation yielding Result-Code and Failed-AVP,
+//!   at a liberal (default) or strict level, with every deviation it accepted.
 //! - [`encode`]: owned AVPs, [`MessageBuilder`], answers and error answers.
 //! - [`writer`]: [`MessageWriter`], which encodes AVPs as they are added (no tree).
 //! - [`render`]: text and JSON with dictionary names.
@@ -63,7 +64,10 @@ pub use render::Renderer;
 pub use result_code::ResultCode;
 pub use session_id::SessionIdGenerator;
 pub use types::{AvpType, DataType, Payload, TypedAvp};
-pub use validate::{ValidateOptions, Validator, validate};
+pub use validate::{
+    Finding, FindingKind, Severity, ValidateOptions, Validation, ValidationLevel, Validator,
+    validate,
+};
 pub use writer::{MessageWriter, WriteError};
 
 /// Entry points shared by the fuzz targets (`fuzz/`) and the tests that replay their corpus.
@@ -92,6 +96,13 @@ pub mod fuzzing {
             return;
         };
         let _ = Validator::new(dict, ValidateOptions::default()).validate(&msg);
+        // Both levels, with every finding built (names, paths, rule text, reports).
+        for opts in [ValidateOptions::default(), ValidateOptions::strict()] {
+            let v = Validator::new(dict, opts).check(&msg);
+            for f in v.findings() {
+                let _ = f.to_string();
+            }
+        }
         let _ = walk(msg.avps(), 1);
         let r = Renderer::new(dict);
         let _ = r.text(&msg);

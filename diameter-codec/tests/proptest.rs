@@ -5,7 +5,10 @@
 //! - (b) random values of a typed constant of every data type survive encode → decode →
 //!   typed `get`;
 //! - (c) arbitrary bytes, arbitrary AVP bodies behind a valid header, and arbitrary
-//!   mutations of valid messages never make `fuzzing::decode` or `fuzzing::roundtrip` panic.
+//!   mutations of valid messages never make `fuzzing::decode` or `fuzzing::roundtrip` panic;
+//! - (d) the liberal and strict validation levels agree (the strict level answers the first
+//!   deviation the liberal one accepted) on byte mutations and on AVPs dropped, duplicated
+//!   or given the other M bit at any depth.
 //!
 //! The seed is fixed so CI is reproducible; set `PROPTEST_CASES` for a longer run and
 //! `PROPTEST_SEED` for another sequence.
@@ -15,7 +18,10 @@ use diameter_codec::avp::AvpFlags;
 use diameter_codec::dict::{base, dcca, gx};
 use diameter_codec::encode::AvpValue;
 use diameter_codec::types::{DiameterTime, TypedAvp, ty};
-use diameter_codec::{AvpIter, AvpRef, Message, MessageBuilder, OwnedAvp, fuzzing};
+use diameter_codec::{
+    AvpIter, AvpRef, Dictionary, Limits, Message, MessageBuilder, OwnedAvp, ValidateOptions,
+    Validator, fuzzing,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -111,7 +117,7 @@ proptest! {
         prop_assert_eq!((m.header().hop_by_hop, m.header().end_to_end), (hbh, !hbh));
         same_seq(&avps, m.avps())?;
         // An owned copy re-encodes to the same bytes when no dictionary grouping interferes.
-        let copy = MessageBuilder::from_message(&m, diameter_codec::Dictionary::embedded());
+        let copy = MessageBuilder::from_message(&m, Dictionary::embedded());
         let again = Message::from_bytes(copy.to_bytes()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(again.avps().count(), avps.len());
         fuzzing::decode(&bytes);
@@ -498,5 +504,77 @@ proptest! {
         }
         fuzzing::decode(&b);
         fuzzing::roundtrip(&b);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (d) the levels agree: liberal accepts what strict accepts, and strict answers the first
+// thing liberal tolerated
+// ---------------------------------------------------------------------------------------------
+
+/// Drops (`op` 0), duplicates (1) or flips the M bit of (2) the AVP at `path` (indices
+/// taken modulo the length at each level, descending into Grouped values).
+fn edit(avps: &mut Vec<OwnedAvp>, op: u8, path: &[usize]) {
+    if avps.is_empty() {
+        return;
+    }
+    let i = path[0] % avps.len();
+    if path.len() > 1
+        && let AvpValue::Grouped(kids) = &mut avps[i].value
+    {
+        return edit(kids, op, &path[1..]);
+    }
+    match op {
+        0 => {
+            avps.remove(i);
+        }
+        1 => avps.insert(i, avps[i].clone()),
+        _ => avps[i].flags = AvpFlags(avps[i].flags.0 ^ AvpFlags::MANDATORY),
+    }
+}
+
+/// The walks of both levels are the same up to the first tolerated finding, which the strict
+/// level answers; without one they end the same way.
+fn levels_agree(msg: &Message) -> Result<(), TestCaseError> {
+    let dict = Dictionary::embedded();
+    let liberal = Validator::new(dict, ValidateOptions::default()).check(msg);
+    let strict = Validator::new(dict, ValidateOptions::strict()).check(msg);
+    prop_assert!(strict.deviations.is_empty());
+    let want = liberal
+        .deviations
+        .first()
+        .or(liberal.error.as_ref())
+        .map(|f| &f.report);
+    prop_assert_eq!(strict.error.as_ref().map(|f| &f.report), want);
+    let plain = Validator::new(dict, ValidateOptions::default()).validate(msg);
+    prop_assert_eq!(plain.err(), liberal.error.map(|f| f.report));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    #[test]
+    fn levels_agree_on_edited_avps(seed in 0usize..2, edits in proptest::collection::vec((0u8..3, proptest::collection::vec(any::<usize>(), 1..4)), 1..5)) {
+        let mut b = MessageBuilder::from_message(
+            &Message::from_bytes(seeds()[seed].clone()).unwrap(),
+            Dictionary::embedded(),
+        );
+        for (op, path) in &edits {
+            edit(&mut b.avps, *op, path);
+        }
+        let msg = Message::decode(b.to_bytes(), &Limits::DEFAULT).unwrap();
+        levels_agree(&msg)?;
+    }
+
+    #[test]
+    fn levels_agree_on_mutated_messages(seed in 0usize..2, muts in proptest::collection::vec(mutation(), 1..6)) {
+        let mut b = seeds()[seed].to_vec();
+        for m in &muts {
+            apply(&mut b, m);
+        }
+        if let Ok(msg) = Message::decode(Bytes::from(b), &Limits::DEFAULT) {
+            levels_agree(&msg)?;
+        }
     }
 }

@@ -165,6 +165,13 @@ pub struct NodeToml {
     pub agent: bool,
     /// Validate requests for local handlers against the dictionary.
     pub validate: Option<bool>,
+    /// Applications whose requests are validated at the strict level (every grammar at
+    /// every depth); the others at the liberal default.
+    #[serde(default)]
+    pub strict_validation_applications: Vec<u32>,
+    /// Answer 3009 to a known AVP whose M bit disagrees with the dictionary.
+    #[serde(default)]
+    pub strict_m_bit: bool,
     /// The node's TLS files, used by every `tls` listener and peer without its own.
     pub tls: Option<TlsToml>,
     /// Listening addresses.
@@ -504,6 +511,8 @@ impl NodeToml {
         if let Some(v) = self.validate {
             cfg.validate = v;
         }
+        cfg.strict_validation_applications = self.strict_validation_applications.clone();
+        cfg.strict_m_bit = self.strict_m_bit;
 
         // [node.tls] is read once however many listeners and peers use it; a listener's or
         // peer's own table is read for it.

@@ -17,6 +17,7 @@
 //! | [`UNKNOWN_ANSWERS`] `diameter_unknown_answers_discarded_total` | counter | `node`, `peer` |
 //! | [`TOO_BUSY`] `diameter_too_busy_total` | counter | `node`, `direction` |
 //! | [`ACCEPT_ERRORS`] `diameter_accept_errors_total` | counter | `node`, `error` |
+//! | [`VALIDATION_DEVIATIONS`] `diameter_validation_deviations_total` | counter | `node`, `application`, `avp`, `kind` |
 //!
 //! The `state` label of [`PEERS`] takes the RFC 6733 §5.6 spellings of [`PEER_STATES`] and
 //! no other, so each peer has exactly one state at 1. Only configured peers (and peers added
@@ -68,6 +69,12 @@ pub const TOO_BUSY: &str = "diameter_too_busy_total";
 /// Failed accept(2) calls on the listeners, by `error`: `emfile`, `enfile`, `enobufs`,
 /// `enomem` (the listener backs off) or `other`.
 pub const ACCEPT_ERRORS: &str = "diameter_accept_errors_total";
+
+/// Requests accepted although validation found a deviation (a grammar deviation inside a
+/// Grouped AVP, an M bit against the dictionary), by application, AVP name and kind
+/// (`diameter_codec::FindingKind::as_str`). AVP names come from the dictionary, so the
+/// cardinality is bounded by it.
+pub const VALIDATION_DEVIATIONS: &str = "diameter_validation_deviations_total";
 
 /// The peer states of RFC 6733 §5.6, as the `state` label spells them.
 pub const PEER_STATES: [&str; 8] = [
@@ -143,6 +150,10 @@ pub fn describe() {
     describe_counter!(
         ACCEPT_ERRORS,
         "Failed accepts on the listeners (out of descriptors or memory: backing off)"
+    );
+    describe_counter!(
+        VALIDATION_DEVIATIONS,
+        "Requests accepted with a validation deviation, by application, AVP and kind"
     );
 }
 
@@ -393,6 +404,13 @@ pub fn too_busy(node: &NodeLabel, direction: Direction) -> Counter {
     counter!(TOO_BUSY, "node" => node.value(), "direction" => direction.as_str())
 }
 
+/// Counts one deviation validation accepted in a request of `application` received by
+/// `node` (rare: only messages that deviate pay for the lookup).
+pub fn record_deviation(node: &NodeLabel, application: u32, avp: &str, kind: &'static str) {
+    counter!(VALIDATION_DEVIATIONS, "node" => node.value(), "application" => num_label(application), "avp" => avp.to_owned(), "kind" => kind)
+        .increment(1);
+}
+
 /// Why the exporter could not be installed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -499,6 +517,7 @@ mod tests {
         pending_requests(&node, "pcrf.example.net").set(3.0);
         record_unknown_answer(&node, "pcrf.example.net");
         too_busy(&node, Direction::Sent).increment(1);
+        record_deviation(&node, 16_777_238, "Vendor-Id", "missing_avp");
         // A second node in the same process: its own series.
         let other = NodeLabel::new("pcrf.example.net");
         record_request(&other, Direction::Received, 16_777_238, 272);
@@ -518,6 +537,7 @@ mod tests {
             PENDING_REQUESTS,
             UNKNOWN_ANSWERS,
             TOO_BUSY,
+            VALIDATION_DEVIATIONS,
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
@@ -534,6 +554,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"result_code="3004""#), "{text}");
+        assert!(
+            text.contains(r#"diameter_validation_deviations_total{node="pcef.example.net",application="16777238",avp="Vendor-Id",kind="missing_avp"} 1"#),
+            "{text}"
+        );
         // The 3004 answer received plus the one we sent.
         assert!(
             text.contains(
@@ -577,6 +601,7 @@ mod tests {
             PENDING_REQUESTS,
             UNKNOWN_ANSWERS,
             TOO_BUSY,
+            VALIDATION_DEVIATIONS,
         ] {
             assert!(body.contains(name), "{name} missing from:\n{body}");
         }

@@ -136,6 +136,8 @@ inband_security = "no-inband-security"
 unknown_peer = "close"
 agent = true
 validate = false
+strict_validation_applications = [4, 16777238]
+strict_m_bit = true
 capture = "out.pcapng"
 request_timeout = 2.5
 frame_timeout = 0.25
@@ -171,6 +173,8 @@ peers = [{ host = "a" }, { host = "b", weight = 3 }]
     assert_eq!(cfg.local.inband_security, InbandSecurity::NoInbandSecurity);
     assert_eq!(cfg.local.unknown_peer, UnknownPeerPolicy::Close);
     assert!(cfg.agent && !cfg.validate);
+    assert_eq!(cfg.strict_validation_applications, [4, 16_777_238]);
+    assert!(cfg.strict_m_bit);
     assert_eq!(cfg.request_timeout, Duration::from_millis(2500));
     assert_eq!(cfg.frame_timeout, Duration::from_millis(250));
     assert_eq!(cfg.handshake_timeout, Duration::from_secs(3));
