@@ -60,7 +60,10 @@ pub use message::{DecodeError, Limits, Message};
 pub use render::Renderer;
 pub use result_code::ResultCode;
 pub use types::{AvpType, DataType, Payload, TypedAvp};
-pub use validate::{ValidateOptions, Validator, validate};
+pub use validate::{
+    Finding, FindingKind, Severity, ValidateOptions, Validation, ValidationLevel, Validator,
+    validate,
+};
 pub use writer::{MessageWriter, WriteError};
 
 /// Entry points shared by the fuzz targets (`fuzz/`) and the tests that replay their corpus.

@@ -65,7 +65,7 @@ impl DecodeError {
     /// for its type in `dict`). `None` for frame errors, which get no answer.
     pub fn error_report(&self, dict: &crate::Dictionary) -> Option<crate::ErrorReport> {
         match self {
-            Self::Avp { error, .. } => Some(crate::validate::length_error(dict, None, error)),
+            Self::Avp { error, .. } => Some(crate::validate::length_error(dict, error)),
             Self::Frame(_) => None,
         }
     }

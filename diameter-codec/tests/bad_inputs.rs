@@ -582,7 +582,9 @@ fn run_row(r: &Row) -> Result<(), String> {
             r.check.map_or(Ok(()), |c| c(&m))
         }
         (Expect::Reject { rc, failed }, Ok(m)) => {
-            let rep = match Validator::new(dict, ValidateOptions::default()).validate(&m) {
+            // Rejections are asserted at the strict level, which rejects every deviation
+            // (src/validate: levels); what the default level accepts is in tests/levels.rs.
+            let rep = match Validator::new(dict, ValidateOptions::strict()).validate(&m) {
                 Ok(()) => return Err(format!("accepted, want {rc}")),
                 Err(rep) => rep,
             };
