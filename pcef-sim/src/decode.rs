@@ -3,7 +3,8 @@
 
 use bytes::Bytes;
 use diameter_codec::{
-    Dictionary, Limits, Message, Renderer, ValidateOptions, Validator, frame_length,
+    Dictionary, Finding, Limits, Message, Renderer, ValidateOptions, Validation, Validator,
+    frame_length,
 };
 use serde_json::{Value, json};
 
@@ -75,11 +76,59 @@ pub fn split_messages(data: Vec<u8>, limits: &Limits) -> Vec<Decoded> {
     out
 }
 
-/// Renders every message of `input`.
+/// Renders every message of `input`, validated at the default (liberal) level.
 pub fn render(input: &[u8], format: Format) -> String {
+    render_with(input, format, ValidateOptions::default())
+}
+
+/// The verdict line of a validation: valid, accepted with deviations, or the error.
+fn verdict(v: &Validation) -> String {
+    match &v.error {
+        None if v.deviations.is_empty() => "valid".to_string(),
+        None => format!(
+            "accepted with {} deviation{}",
+            v.deviations.len(),
+            if v.deviations.len() == 1 { "" } else { "s" }
+        ),
+        Some(e) => format!(
+            "invalid: Result-Code {} ({})",
+            e.report.result_code,
+            e.report.message.as_deref().unwrap_or("")
+        ),
+    }
+}
+
+/// One finding as JSON: what, where (by code, vendor and name), which rule, and the answer
+/// strict validation gives for it.
+fn finding_json(f: &Finding, dict: &Dictionary) -> Value {
+    let path: Vec<Value> = f
+        .path
+        .iter()
+        .map(|k| {
+            json!({
+                "code": k.code,
+                "vendor": k.vendor,
+                "name": dict.avp(*k).map(|d| d.name.as_str()),
+            })
+        })
+        .collect();
+    json!({
+        "severity": f.severity.as_str(),
+        "kind": f.kind.as_str(),
+        "avp": f.path_names,
+        "path": path,
+        "rule": f.rule,
+        "result_code": f.report.result_code.0,
+        "message": f.report.message,
+        "failed_avp": f.report.failed_avp.as_ref().map(|a| json!({ "code": a.code, "vendor": a.vendor })),
+    })
+}
+
+/// Renders every message of `input`, validated with `opts`.
+pub fn render_with(input: &[u8], format: Format, opts: ValidateOptions) -> String {
     let dict = Dictionary::embedded();
     let renderer = Renderer::new(dict);
-    let validator = Validator::new(dict, ValidateOptions::default());
+    let validator = Validator::new(dict, opts);
     let decoded = split_messages(input_bytes(input), &Limits::DEFAULT);
     match format {
         Format::Text => {
@@ -88,13 +137,19 @@ pub fn render(input: &[u8], format: Format) -> String {
                 match d {
                     Decoded::Message(m) => {
                         s.push_str(&renderer.text(m));
-                        match validator.validate(m) {
-                            Ok(()) => s.push_str("  => valid\n"),
-                            Err(e) => s.push_str(&format!(
-                                "  => invalid: Result-Code {} ({})\n",
-                                e.result_code,
-                                e.message.as_deref().unwrap_or("")
-                            )),
+                        let v = validator.check(m);
+                        s.push_str(&format!("  => {}\n", verdict(&v)));
+                        for f in &v.deviations {
+                            s.push_str(&format!(
+                                "     - {}: {}\n",
+                                f,
+                                f.report.message.as_deref().unwrap_or("")
+                            ));
+                        }
+                        if let Some(e) = &v.error
+                            && !e.path_names.is_empty()
+                        {
+                            s.push_str(&format!("     at {} [{}]\n", e.path_names, e.rule));
                         }
                     }
                     Decoded::Error { offset, error } => {
@@ -111,15 +166,25 @@ pub fn render(input: &[u8], format: Format) -> String {
                 .map(|d| match d {
                     Decoded::Message(m) => {
                         let mut v = renderer.json(m);
-                        let validation = match validator.validate(m) {
-                            Ok(()) => json!({ "valid": true }),
-                            Err(e) => json!({
-                                "valid": false,
-                                "result_code": e.result_code.0,
-                                "message": e.message,
-                                "failed_avp": e.failed_avp.map(|f| json!({ "code": f.code, "vendor": f.vendor })),
-                            }),
-                        };
+                        let c = validator.check(m);
+                        let deviations: Vec<Value> =
+                            c.deviations.iter().map(|f| finding_json(f, dict)).collect();
+                        let mut validation = json!({
+                            "valid": c.is_accepted(),
+                            "summary": verdict(&c),
+                            "deviations": deviations,
+                        });
+                        if let Some(e) = &c.error {
+                            validation["result_code"] = json!(e.report.result_code.0);
+                            validation["message"] = json!(e.report.message);
+                            validation["failed_avp"] = json!(
+                                e.report
+                                    .failed_avp
+                                    .as_ref()
+                                    .map(|f| json!({ "code": f.code, "vendor": f.vendor }))
+                            );
+                            validation["error"] = finding_json(e, dict);
+                        }
                         v["validation"] = validation;
                         v
                     }

@@ -2,7 +2,8 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use pcef_sim::decode::{Format, render};
+use diameter_codec::ValidateOptions;
+use pcef_sim::decode::{Format, render_with};
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -20,13 +21,18 @@ enum Command {
     ///
     /// The input is hex text (whitespace, 0x prefixes and # comments are ignored) or raw
     /// bytes; several messages may follow each other. Each message is also validated
-    /// against the dictionaries and the Result-Code a server would answer is shown.
+    /// against the dictionaries and the Result-Code a server would answer is shown; a
+    /// message accepted with deviations (grammar inside Grouped AVPs, M bits) lists them.
     ///
     /// Example: pcef-sim decode diameter-codec/tests/vectors/gy_ccr_u.hex
     Decode {
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
+        /// Validate at the strict level: every deviation (grammar at every depth, M bits)
+        /// rejects, as a server configured strict would answer.
+        #[arg(long)]
+        strict: bool,
         /// File to read; `-` or nothing reads standard input.
         file: Option<PathBuf>,
     },
@@ -41,7 +47,11 @@ enum OutputFormat {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Decode { format, file } => {
+        Command::Decode {
+            format,
+            strict,
+            file,
+        } => {
             let mut input = Vec::new();
             match file.as_deref() {
                 None => std::io::stdin()
@@ -59,7 +69,12 @@ fn main() -> anyhow::Result<()> {
                 OutputFormat::Text => Format::Text,
                 OutputFormat::Json => Format::Json,
             };
-            print!("{}", render(&input, format));
+            let opts = if strict {
+                ValidateOptions::strict()
+            } else {
+                ValidateOptions::default()
+            };
+            print!("{}", render_with(&input, format, opts));
         }
     }
     Ok(())

@@ -90,3 +90,78 @@ fn reports_invalid_messages_and_garbage() {
     assert!(ok);
     assert!(out.contains("unsupported Diameter version 2"), "{out}");
 }
+
+/// A Kamailio-shaped Rx AAR: four Flow-Description in one Media-Sub-Component (TS 29.214
+/// allows two) and Origin-Host without its M bit.
+fn aar_with_deviations() -> Vec<u8> {
+    use diameter_codec::OwnedAvp;
+    use diameter_codec::avp::AvpFlags;
+    use diameter_codec::dict::rx;
+    use diameter_codec::encode::AvpValue;
+    let vm = AvpFlags::VENDOR | AvpFlags::MANDATORY;
+    let flows =
+        (1..=4).map(|i| rx::FLOW_DESCRIPTION.with(format!("permit out 17 from 10.0.0.{i} to any")));
+    let mut msc = vec![rx::FLOW_NUMBER.with(1u32)];
+    msc.extend(flows);
+    let mcd = OwnedAvp::new(
+        517,
+        10_415,
+        vm,
+        AvpValue::Grouped(vec![
+            rx::MEDIA_COMPONENT_NUMBER.with(1u32),
+            OwnedAvp::new(519, 10_415, vm, AvpValue::Grouped(msc)),
+        ]),
+    );
+    let mut b = MessageBuilder::request(rx::CMD_AA, rx::APP_RX, true).ids(1, 2);
+    b.push(base::SESSION_ID.with("pcscf.example.net;1;1"));
+    b.push(base::AUTH_APPLICATION_ID.with(rx::APP_RX));
+    let mut oh = base::ORIGIN_HOST.with("pcscf.example.net");
+    oh.flags = AvpFlags(0);
+    b.push(oh);
+    b.push(base::ORIGIN_REALM.with("example.net"));
+    b.push(base::DESTINATION_REALM.with("example.net"));
+    b.push(mcd);
+    b.to_bytes().to_vec()
+}
+
+#[test]
+fn lists_deviations_of_an_accepted_message() {
+    let hex = to_hex(&aar_with_deviations());
+    let (ok, out) = run(&["decode"], hex.as_bytes());
+    assert!(ok);
+    assert!(out.contains("=> accepted with 2 deviations"), "{out}");
+    assert!(out.contains("deviation m_bit Origin-Host [M must"), "{out}");
+    assert!(
+        out.contains(
+            "deviation too_many Media-Component-Description/Media-Sub-Component/Flow-Description [0*2[Flow-Description]] -> 5009"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("AVP occurs too many times: Flow-Description in Media-Sub-Component"),
+        "{out}"
+    );
+    let (ok, out) = run(&["decode", "--format", "json"], hex.as_bytes());
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let val = &v[0]["validation"];
+    assert_eq!(val["valid"], true);
+    assert_eq!(val["summary"], "accepted with 2 deviations");
+    let d = val["deviations"].as_array().unwrap();
+    assert_eq!(d.len(), 2);
+    assert_eq!(d[0]["kind"], "m_bit");
+    assert_eq!(d[1]["severity"], "deviation");
+    assert_eq!(d[1]["kind"], "too_many");
+    assert_eq!(d[1]["rule"], "0*2[Flow-Description]");
+    assert_eq!(d[1]["result_code"], 5009);
+    assert_eq!(d[1]["path"][2]["name"], "Flow-Description");
+    assert_eq!(d[1]["path"][2]["code"], 507);
+    assert_eq!(d[1]["failed_avp"]["code"], 517);
+    // Strict: the first deviation is the answer.
+    let (ok, out) = run(&["decode", "--strict", "--format", "json"], hex.as_bytes());
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["validation"]["valid"], false);
+    assert_eq!(v[0]["validation"]["result_code"], 3009);
+    assert_eq!(v[0]["validation"]["error"]["kind"], "m_bit");
+}
