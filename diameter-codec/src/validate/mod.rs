@@ -196,11 +196,10 @@ impl Fault<'_, '_> {
         }
     }
 
-    /// The finding, with the names of the AVPs on its path. `top` names the message (its
-    /// command) for AVPs at the top level.
+    /// The finding, with the names of the AVPs on its path.
     #[cold]
     #[inline(never)]
-    fn finding(self, dict: &Dictionary, top: &str, severity: Severity) -> Finding {
+    fn finding(self, dict: &Dictionary, severity: Severity) -> Finding {
         let mut path = Vec::new();
         let mut p = self.path;
         while let Some(step) = p {
@@ -208,9 +207,10 @@ impl Fault<'_, '_> {
             p = step.parent;
         }
         path.reverse();
-        let container = path
+        // The Grouped AVP it is in; none for the command's own AVPs.
+        let within = path
             .last()
-            .map_or_else(|| top.to_string(), |&k| avp_name(dict, k));
+            .map_or_else(String::new, |&k| format!(" in {}", avp_name(dict, k)));
         path.extend(self.avp);
         let path_names = path
             .iter()
@@ -220,10 +220,10 @@ impl Fault<'_, '_> {
         let message = match self.avp {
             None => self.what.to_string(),
             Some(k) if self.rule.is_empty() => {
-                format!("{}: {} in {container}", self.what, avp_name(dict, k))
+                format!("{}: {}{within}", self.what, avp_name(dict, k))
             }
             Some(k) => format!(
-                "{}: {} in {container} ({})",
+                "{}: {}{within} ({})",
                 self.what,
                 avp_name(dict, k),
                 self.rule
@@ -343,7 +343,7 @@ fn length_fault<'a, 'p>(
 /// The report for a top-level AVP that does not frame (see [`length_fault`]).
 pub(crate) fn length_error(dict: &Dictionary, e: &AvpError) -> ErrorReport {
     length_fault(dict, None, e)
-        .finding(dict, "message", Severity::Error)
+        .finding(dict, Severity::Error)
         .report
 }
 
@@ -352,15 +352,23 @@ pub(crate) fn length_error(dict: &Dictionary, e: &AvpError) -> ErrorReport {
 type Failed = Box<Finding>;
 
 /// What a walk over one message carries along.
-struct Walk<'d> {
+struct Walk {
     /// AVPs seen so far, nested ones included.
     count: usize,
     /// Whether the message is a request.
     request: bool,
-    /// The command's abbreviation (`CCR`), naming the top level in messages.
-    top: &'d str,
-    /// Deviations accepted so far.
-    deviations: Vec<Finding>,
+    /// Deviations accepted so far; `None` when the caller does not want them.
+    deviations: Option<Vec<Finding>>,
+}
+
+impl Walk {
+    fn new(msg: &Message, deviations: Option<Vec<Finding>>) -> Self {
+        Self {
+            count: 0,
+            request: msg.header().is_request(),
+            deviations,
+        }
+    }
 }
 
 /// A dictionary-driven validator.
@@ -379,70 +387,72 @@ impl<'d> Validator<'d> {
     /// Validates a whole message: the first error, if any. Deviations accepted at the
     /// options' level are not returned; [`Validator::check`] has them.
     pub fn validate(&self, msg: &Message) -> Result<(), ErrorReport> {
-        self.check(msg).into_result().map(drop)
+        let mut walk = Walk::new(msg, None);
+        self.run(msg, &mut walk).map_err(|e| e.report)
     }
 
     /// Validates a whole message: the deviations accepted and the first error.
     pub fn check(&self, msg: &Message) -> Validation {
-        let mut walk = Walk {
-            count: 0,
-            request: msg.header().is_request(),
-            top: "message",
-            deviations: Vec::new(),
-        };
+        let mut walk = Walk::new(msg, Some(Vec::new()));
         let error = self.run(msg, &mut walk).err().map(|e| *e);
         Validation {
-            deviations: walk.deviations,
+            deviations: walk.deviations.unwrap_or_default(),
             error,
         }
     }
 
     /// `f` as an error.
-    fn fail(&self, walk: &Walk<'_>, f: Fault<'_, '_>) -> Failed {
-        Box::new(f.finding(self.dict, walk.top, Severity::Error))
-    }
-
-    /// `f` recorded as a deviation when `tolerated`, else the error.
     #[cold]
     #[inline(never)]
-    fn judge(&self, walk: &mut Walk<'_>, tolerated: bool, f: Fault<'_, '_>) -> Result<(), Failed> {
-        if tolerated {
-            let d = f.finding(self.dict, walk.top, Severity::Deviation);
-            walk.deviations.push(d);
+    fn fail(&self, f: Fault<'_, '_>) -> Failed {
+        Box::new(f.finding(self.dict, Severity::Error))
+    }
+
+    /// `f`, found at `depth` (1: the command's own AVPs), recorded as a deviation when the
+    /// options tolerate it, else the error.
+    #[cold]
+    #[inline(never)]
+    fn judge(&self, walk: &mut Walk, depth: usize, f: Fault<'_, '_>) -> Result<(), Failed> {
+        if self.tolerates(f.kind, depth) {
+            if let Some(list) = &mut walk.deviations {
+                list.push(f.finding(self.dict, Severity::Deviation));
+            }
             Ok(())
         } else {
-            Err(self.fail(walk, f))
+            Err(self.fail(f))
         }
     }
 
-    /// Whether a grammar deviation at `depth` (1: the command's own AVPs) is accepted.
-    fn grammar_tolerated(&self, depth: usize) -> bool {
-        depth > 1 && self.opts.level == ValidationLevel::Liberal
+    /// Whether a finding of this kind at `depth` is a deviation: grammar inside Grouped
+    /// AVPs at the liberal level, the M bit unless it is strict; nothing else.
+    fn tolerates(&self, kind: FindingKind, depth: usize) -> bool {
+        match kind {
+            FindingKind::MissingAvp
+            | FindingKind::TooMany
+            | FindingKind::Misplaced
+            | FindingKind::NotAllowed => depth > 1 && self.opts.level == ValidationLevel::Liberal,
+            FindingKind::MBit => !self.opts.strict_m_bit,
+            _ => false,
+        }
     }
 
-    fn run(&self, msg: &Message, walk: &mut Walk<'d>) -> Result<(), Failed> {
+    fn run(&self, msg: &Message, walk: &mut Walk) -> Result<(), Failed> {
         let h = msg.header();
         // RFC 6733 §3: "E(rror) – If set, the message contains a protocol error" – only
         // answers carry it; a request with E is answered 3008 (bad-inputs 33).
         if h.is_request() && h.flags.is_error() {
-            return Err(self.fail(
-                walk,
-                Fault::header(
-                    FindingKind::HeaderBits,
-                    ResultCode::DIAMETER_INVALID_HDR_BITS,
-                    "E bit set in a request",
-                ),
-            ));
+            return Err(self.fail(Fault::header(
+                FindingKind::HeaderBits,
+                ResultCode::DIAMETER_INVALID_HDR_BITS,
+                "E bit set in a request",
+            )));
         }
         if self.opts.strict_reserved_bits && h.flags.has_reserved() {
-            return Err(self.fail(
-                walk,
-                Fault::header(
-                    FindingKind::HeaderBits,
-                    ResultCode::DIAMETER_INVALID_BIT_IN_HEADER,
-                    "reserved header bit set",
-                ),
-            ));
+            return Err(self.fail(Fault::header(
+                FindingKind::HeaderBits,
+                ResultCode::DIAMETER_INVALID_BIT_IN_HEADER,
+                "reserved header bit set",
+            )));
         }
         let Some(cmd) = self.dict.command(h.command_code, h.application_id) else {
             // RFC 6733 §7.1.3: 3007 when the application is not supported, else 3001.
@@ -451,26 +461,19 @@ impl<'d> Validator<'d> {
             } else {
                 ResultCode::DIAMETER_COMMAND_UNSUPPORTED
             };
-            return Err(self.fail(
-                walk,
-                Fault::header(FindingKind::Unsupported, rc, "command not supported"),
-            ));
-        };
-        walk.top = if h.is_request() {
-            &cmd.request_abbrev
-        } else {
-            &cmd.answer_abbrev
+            return Err(self.fail(Fault::header(
+                FindingKind::Unsupported,
+                rc,
+                "command not supported",
+            )));
         };
         // RFC 6733 §5.3.1, §5.4.1, §5.5.1: CER, DPR and DWR are sent with the P bit clear.
         if h.is_request() && h.flags.0 & CommandFlags::PROXIABLE != 0 && !cmd.proxiable {
-            return Err(self.fail(
-                walk,
-                Fault::header(
-                    FindingKind::HeaderBits,
-                    ResultCode::DIAMETER_INVALID_HDR_BITS,
-                    "P bit set on a non-proxiable command",
-                ),
-            ));
+            return Err(self.fail(Fault::header(
+                FindingKind::HeaderBits,
+                ResultCode::DIAMETER_INVALID_HDR_BITS,
+                "P bit set on a non-proxiable command",
+            )));
         }
         let grammar = if h.is_request() {
             &cmd.request
@@ -494,7 +497,7 @@ impl<'d> Validator<'d> {
         grammar: &Grammar,
         depth: usize,
         path: Option<&Path<'_>>,
-        walk: &mut Walk<'_>,
+        walk: &mut Walk,
         scratch: &mut [u16],
     ) -> Result<(), Failed> {
         let dict = self.dict;
@@ -527,13 +530,14 @@ impl<'d> Validator<'d> {
                 // The end, or a framing error that the iterator reports in full.
                 None => match avps.next() {
                     None => break,
-                    Some(avp) => avp.map_err(|e| self.fail(walk, length_fault(dict, path, &e)))?,
+                    Some(Ok(avp)) => avp,
+                    Some(Err(e)) => return Err(self.fail(length_fault(dict, path, &e))),
                 },
             };
             pos += 1;
             walk.count += 1;
             if walk.count > self.opts.limits.max_avps {
-                return Err(self.fail(walk, too_many_avps(path, avp)));
+                return Err(self.fail(too_many_avps(path, avp)));
             }
             let key = avp.key();
             // One probe: the grammar's slot for the AVP names its rule, its definition and
@@ -597,7 +601,7 @@ impl<'d> Validator<'d> {
                     rule_text(dict, r),
                     what,
                 );
-                self.judge(walk, self.grammar_tolerated(depth), f)?;
+                self.judge(walk, depth, f)?;
             }
         }
         Ok(())
@@ -618,11 +622,11 @@ impl<'d> Validator<'d> {
         pos: usize,
         depth: usize,
         path: Option<&Path<'_>>,
-        walk: &mut Walk<'_>,
+        walk: &mut Walk,
         reported: &mut bool,
     ) -> Result<(), Failed> {
         let dict = self.dict;
-        let tolerated = self.grammar_tolerated(depth);
+        let tolerated = self.tolerates(FindingKind::Misplaced, depth);
         let expected = &grammar.rules[pos - 1];
         let f = match all.flatten().find(|a| a.key() == expected.key) {
             Some(_) if tolerated && *reported => return Ok(()),
@@ -649,7 +653,7 @@ impl<'d> Validator<'d> {
                 "missing fixed AVP",
             ),
         };
-        self.judge(walk, tolerated, f)
+        self.judge(walk, depth, f)
     }
 
     /// The first occurrence of `avp` past its rule's maximum (RFC 6733 §7.1.5 5009).
@@ -662,7 +666,7 @@ impl<'d> Validator<'d> {
         s: &RuleSlot,
         depth: usize,
         path: Option<&Path<'_>>,
-        walk: &mut Walk<'_>,
+        walk: &mut Walk,
     ) -> Result<(), Failed> {
         let rule = &grammar.rules[usize::from(s.rule)];
         let f = Fault::avp(
@@ -674,7 +678,7 @@ impl<'d> Validator<'d> {
             rule_text(self.dict, rule),
             "AVP occurs too many times",
         );
-        self.judge(walk, self.grammar_tolerated(depth), f)
+        self.judge(walk, depth, f)
     }
 }
 
@@ -690,7 +694,7 @@ impl<'d> Validator<'d> {
         hot: &Hot,
         depth: usize,
         path: Option<&Path<'_>>,
-        walk: &mut Walk<'_>,
+        walk: &mut Walk,
         rest: &mut [u16],
     ) -> Result<(), Failed> {
         let dict = self.dict;
@@ -718,7 +722,7 @@ impl<'d> Validator<'d> {
             }
             ValueCheck::Grouped => {
                 if depth >= self.opts.limits.max_depth {
-                    return Err(self.fail(walk, too_deep(path, avp)));
+                    return Err(self.fail(too_deep(path, avp)));
                 }
                 let g = dict.avp_at(idx).grammar.as_ref().unwrap_or(&ANY);
                 // RFC 6733 §4.4: a Grouped payload is a sequence of AVPs. An empty one
@@ -731,7 +735,7 @@ impl<'d> Validator<'d> {
             }
             // Wrong fixed lengths and every other type: the full checks, which also
             // produce the error.
-            _ => self.check_value(avp, idx, hot.check, path, walk)?,
+            _ => self.check_value(avp, idx, hot.check, path)?,
         }
         Ok(())
     }
@@ -750,25 +754,24 @@ impl<'d> Validator<'d> {
         idx: u32,
         hot: &Hot,
         path: Option<&Path<'_>>,
-        walk: &mut Walk<'_>,
+        walk: &mut Walk,
     ) -> Result<(), Failed> {
         let def = self.dict.avp_at(idx);
         let wrong = (avp.flags.0 & hot.flag_mask) ^ hot.flag_want;
-        let (kind, rule, what, tolerated) = if wrong & AvpFlags::VENDOR != 0 {
+        let (kind, rule, what) = if wrong & AvpFlags::VENDOR != 0 {
             let what = if avp.flags.vendor() {
                 "V bit set against the AVP's definition"
             } else {
                 "V bit clear against the AVP's definition"
             };
-            (FindingKind::FlagBits, flag_rule("V", def.v), what, false)
+            (FindingKind::FlagBits, flag_rule("V", def.v), what)
         } else {
             let what = if avp.flags.mandatory() {
                 "M bit set against the AVP's definition"
             } else {
                 "M bit clear against the AVP's definition"
             };
-            let strict = self.opts.strict_m_bit;
-            (FindingKind::MBit, flag_rule("M", def.m), what, !strict)
+            (FindingKind::MBit, flag_rule("M", def.m), what)
         };
         let f = Fault::avp(
             kind,
@@ -779,7 +782,8 @@ impl<'d> Validator<'d> {
             format!("{rule}, {}", def.spec),
             what,
         );
-        self.judge(walk, tolerated, f)
+        // The depth does not matter to flags.
+        self.judge(walk, 0, f)
     }
 
     /// An AVP that the grammar does not name: unknown, ignored unless M is set; known,
@@ -792,10 +796,10 @@ impl<'d> Validator<'d> {
         any: bool,
         depth: usize,
         path: Option<&Path<'_>>,
-        walk: &mut Walk<'_>,
+        walk: &mut Walk,
         rest: &mut [u16],
     ) -> Result<(), Failed> {
-        let Some((idx, hot)) = self.unlisted(avp, path, walk)? else {
+        let Some((idx, hot)) = self.unlisted(avp, path)? else {
             return Ok(());
         };
         self.check_avp(avp, idx, hot, depth, path, walk, rest)?;
@@ -810,7 +814,7 @@ impl<'d> Validator<'d> {
                 "no *[AVP] in the grammar".to_string(),
                 "AVP not allowed here",
             );
-            self.judge(walk, self.grammar_tolerated(depth), f)?;
+            self.judge(walk, depth, f)?;
         }
         Ok(())
     }
@@ -823,7 +827,6 @@ impl<'d> Validator<'d> {
         &self,
         avp: AvpRef<'_>,
         path: Option<&Path<'_>>,
-        walk: &Walk<'_>,
     ) -> Result<Option<(u32, &'d Hot)>, Failed> {
         let dict = self.dict;
         let Some(idx) = dict.avp_index(avp.key()) else {
@@ -832,18 +835,15 @@ impl<'d> Validator<'d> {
             // is unrecognized, the message MUST be rejected." Unknown AVPs with M clear are
             // ignored (and kept for relaying by whoever forwards the message).
             if avp.flags.mandatory() {
-                return Err(self.fail(
-                    walk,
-                    Fault::avp(
-                        FindingKind::UnknownMandatory,
-                        ResultCode::DIAMETER_AVP_UNSUPPORTED,
-                        path,
-                        avp.key(),
-                        copy(avp),
-                        "unknown AVP with M set".to_string(),
-                        "unsupported AVP",
-                    ),
-                ));
+                return Err(self.fail(Fault::avp(
+                    FindingKind::UnknownMandatory,
+                    ResultCode::DIAMETER_AVP_UNSUPPORTED,
+                    path,
+                    avp.key(),
+                    copy(avp),
+                    "unknown AVP with M set".to_string(),
+                    "unsupported AVP",
+                )));
             }
             return Ok(None);
         };
@@ -858,7 +858,6 @@ impl<'d> Validator<'d> {
         idx: u32,
         chk: AvpCheck,
         path: Option<&Path<'_>>,
-        walk: &Walk<'_>,
     ) -> Result<(), Failed> {
         let key = avp.key();
         if let Err(e) = chk
@@ -870,34 +869,28 @@ impl<'d> Validator<'d> {
                 crate::ValueError::WrongLength { .. } => FindingKind::InvalidLength,
                 crate::ValueError::Invalid(_) => FindingKind::InvalidValue,
             };
-            return Err(self.fail(
-                walk,
-                Fault::avp(
-                    kind,
-                    e.result_code(),
-                    path,
-                    key,
-                    copy(avp),
-                    format!("{:?}: {e}", chk.data_type),
-                    "invalid AVP value",
-                ),
-            ));
+            return Err(self.fail(Fault::avp(
+                kind,
+                e.result_code(),
+                path,
+                key,
+                copy(avp),
+                format!("{:?}: {e}", chk.data_type),
+                "invalid AVP value",
+            )));
         }
         if chk.closed_enum {
             let v = i32::from_be_bytes([avp.data[0], avp.data[1], avp.data[2], avp.data[3]]);
             if self.dict.avp_at(idx).value_name(v).is_none() {
-                return Err(self.fail(
-                    walk,
-                    Fault::avp(
-                        FindingKind::InvalidValue,
-                        ResultCode::DIAMETER_INVALID_AVP_VALUE,
-                        path,
-                        key,
-                        copy(avp),
-                        format!("Enumerated value {v} not defined"),
-                        "enumerated value not defined",
-                    ),
-                ));
+                return Err(self.fail(Fault::avp(
+                    FindingKind::InvalidValue,
+                    ResultCode::DIAMETER_INVALID_AVP_VALUE,
+                    path,
+                    key,
+                    copy(avp),
+                    format!("Enumerated value {v} not defined"),
+                    "enumerated value not defined",
+                )));
             }
         }
         Ok(())
@@ -911,21 +904,20 @@ impl<'d> Validator<'d> {
         avp: AvpRef<'_>,
         depth: usize,
         path: Option<&Path<'_>>,
-        walk: &mut Walk<'_>,
+        walk: &mut Walk,
     ) -> Result<(), Failed> {
         if depth >= self.opts.limits.max_depth {
             if !walk.request {
                 return Ok(());
             }
-            return Err(self.fail(walk, too_deep(path, avp)));
+            return Err(self.fail(too_deep(path, avp)));
         }
         let here = Path::of(path, avp);
         for child in avp.children() {
-            let child =
-                child.map_err(|e| self.fail(walk, length_fault(self.dict, Some(&here), &e)))?;
+            let child = child.map_err(|e| self.fail(length_fault(self.dict, Some(&here), &e)))?;
             walk.count += 1;
             if walk.count > self.opts.limits.max_avps {
-                return Err(self.fail(walk, too_many_avps(Some(&here), child)));
+                return Err(self.fail(too_many_avps(Some(&here), child)));
             }
             if child.key() == FAILED_AVP {
                 self.walk_failed(child, depth + 1, Some(&here), walk)?;
