@@ -13,6 +13,7 @@
 //! | [`PENDING_REQUESTS`] `diameter_pending_requests` | gauge | `peer` |
 //! | [`UNKNOWN_ANSWERS`] `diameter_unknown_answers_discarded_total` | counter | `peer` |
 //! | [`TOO_BUSY`] `diameter_too_busy_total` | counter | `direction` |
+//! | [`VALIDATION_DEVIATIONS`] `diameter_validation_deviations_total` | counter | `application`, `avp`, `kind` |
 //!
 //! The helpers record through the `metrics` facade, so they cost nothing measurable when no
 //! recorder is installed, and tests can capture them with `metrics::with_local_recorder`.
@@ -45,6 +46,12 @@ pub const PENDING_REQUESTS: &str = "diameter_pending_requests";
 pub const UNKNOWN_ANSWERS: &str = "diameter_unknown_answers_discarded_total";
 /// DIAMETER_TOO_BUSY (3004, RFC 6733 §7.1.3) answers sent (load shedding) or received.
 pub const TOO_BUSY: &str = "diameter_too_busy_total";
+
+/// Requests accepted although validation found a deviation (a grammar deviation inside a
+/// Grouped AVP, an M bit against the dictionary), by application, AVP name and kind
+/// (`diameter_codec::FindingKind::as_str`). AVP names come from the dictionary, so the
+/// cardinality is bounded by it.
+pub const VALIDATION_DEVIATIONS: &str = "diameter_validation_deviations_total";
 
 /// The peer states of RFC 6733 §5.6, as the `state` label spells them.
 pub const PEER_STATES: [&str; 8] = [
@@ -112,6 +119,10 @@ pub fn describe() {
     describe_counter!(
         TOO_BUSY,
         "DIAMETER_TOO_BUSY (3004) answers sent or received"
+    );
+    describe_counter!(
+        VALIDATION_DEVIATIONS,
+        "Requests accepted with a validation deviation, by application, AVP and kind"
     );
 }
 
@@ -279,6 +290,13 @@ pub fn too_busy(direction: Direction) -> Counter {
     counter!(TOO_BUSY, "direction" => direction.as_str())
 }
 
+/// Counts one deviation validation accepted in a request of `application` (rare: only
+/// messages that deviate pay for the lookup).
+pub fn record_deviation(application: u32, avp: &str, kind: &'static str) {
+    counter!(VALIDATION_DEVIATIONS, "application" => num_label(application), "avp" => avp.to_owned(), "kind" => kind)
+        .increment(1);
+}
+
 /// Why the exporter could not be installed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -384,6 +402,7 @@ mod tests {
         pending_requests("pcrf.example.net").set(3.0);
         record_unknown_answer("pcrf.example.net");
         too_busy(Direction::Sent).increment(1);
+        record_deviation(16_777_238, "Vendor-Id", "missing_avp");
     }
 
     #[test]
@@ -399,6 +418,7 @@ mod tests {
             PENDING_REQUESTS,
             UNKNOWN_ANSWERS,
             TOO_BUSY,
+            VALIDATION_DEVIATIONS,
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
@@ -415,6 +435,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"result_code="3004""#), "{text}");
+        assert!(
+            text.contains(r#"diameter_validation_deviations_total{application="16777238",avp="Vendor-Id",kind="missing_avp"} 1"#),
+            "{text}"
+        );
         // The 3004 answer received plus the one we sent.
         assert!(
             text.contains(r#"diameter_too_busy_total{direction="received"} 1"#),
@@ -448,6 +472,7 @@ mod tests {
             PENDING_REQUESTS,
             UNKNOWN_ANSWERS,
             TOO_BUSY,
+            VALIDATION_DEVIATIONS,
         ] {
             assert!(body.contains(name), "{name} missing from:\n{body}");
         }

@@ -103,6 +103,15 @@ pub struct NodeConfig {
     pub dedup_capacity: usize,
     /// Validate requests for local handlers against the dictionary.
     pub validate: bool,
+    /// Applications whose requests are validated at the strict level: every grammar at
+    /// every depth. Others get the liberal default: the command's own grammar is enforced,
+    /// deviations inside Grouped AVPs are accepted and handed to the handler
+    /// ([`IncomingRequest::deviations`](super::IncomingRequest::deviations)). See
+    /// `diameter_codec::validate` for what each level rejects.
+    pub strict_validation_applications: Vec<u32>,
+    /// Answer 3009 DIAMETER_INVALID_AVP_BITS to a known AVP whose M bit disagrees with the
+    /// dictionary; by default it is a deviation, counted and logged (bad-inputs 19).
+    pub strict_m_bit: bool,
     /// Most connections at once that have not finished their CER (connection floods,
     /// bad-inputs 43).
     pub max_handshaking: usize,
@@ -140,6 +149,8 @@ impl NodeConfig {
             dedup_window: Duration::from_secs(60),
             dedup_capacity: 200_000,
             validate: true,
+            strict_validation_applications: Vec::new(),
+            strict_m_bit: false,
             max_handshaking: 256,
             capture: None,
             host_map: HashMap::new(),

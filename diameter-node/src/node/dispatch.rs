@@ -13,7 +13,7 @@ use bytes::Bytes;
 use diameter_codec::dict::base;
 use diameter_codec::{
     CommandFlags, ErrorReport, Message, MessageBuilder, OwnedAvp, ResultCode, ValidateOptions,
-    Validator,
+    ValidationLevel, Validator,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -202,6 +202,26 @@ impl Shared {
         }
     }
 
+    /// How requests of `application` are validated: the liberal level with a tolerant M bit
+    /// unless the configuration makes them strict (`strict_validation_applications`,
+    /// `strict_m_bit`).
+    fn validate_options(&self, application: u32) -> ValidateOptions {
+        let strict = self
+            .cfg
+            .strict_validation_applications
+            .contains(&application);
+        ValidateOptions {
+            limits: self.cfg.limits,
+            level: if strict {
+                ValidationLevel::Strict
+            } else {
+                ValidationLevel::Liberal
+            },
+            strict_m_bit: self.cfg.strict_m_bit,
+            ..Default::default()
+        }
+    }
+
     /// Runs a request addressed to us (or matched by a proxy route towards `route`);
     /// `origin` is its Origin-Host.
     pub(super) fn dispatch_local(
@@ -228,18 +248,26 @@ impl Shared {
                 return self.send_answer(peer, edit::retarget(&a, h.hop_by_hop, false));
             }
         }
+        let mut deviations = Vec::new();
         if self.cfg.validate {
-            if let Err(report) = Validator::new(
-                self.dict,
-                ValidateOptions {
-                    limits: self.cfg.limits,
-                    ..Default::default()
-                },
-            )
-            .validate(msg)
-            {
-                let b = MessageBuilder::error_answer(msg, &self.identity, &report);
+            let v = Validator::new(self.dict, self.validate_options(h.application_id)).check(msg);
+            if let Some(e) = v.error {
+                let b = MessageBuilder::error_answer(msg, &self.identity, &e.report);
                 return self.finish_local(peer, &key, &b);
+            }
+            deviations = v.deviations;
+            for d in &deviations {
+                crate::metrics::record_deviation(h.application_id, d.avp_name(), d.kind.as_str());
+                tracing::debug!(
+                    peer,
+                    application = h.application_id,
+                    command = h.command_code,
+                    kind = d.kind.as_str(),
+                    avp = %d.path_names,
+                    rule = %d.rule,
+                    strict_result_code = d.report.result_code.0,
+                    "request accepted with a deviation"
+                );
             }
         }
         let Some(handler) = self.handler_for(h.application_id) else {
@@ -273,6 +301,7 @@ impl Shared {
             peer: peer.to_string(),
             node,
             route,
+            deviations,
         };
         // One span per request, carrying what an operator greps for.
         let span = tracing::debug_span!(

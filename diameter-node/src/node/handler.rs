@@ -4,7 +4,7 @@
 use super::Node;
 use crate::peer::PeerInfo;
 use crate::routing::RedirectUsage;
-use diameter_codec::{CommandFlags, Message, MessageBuilder, ResultCode};
+use diameter_codec::{CommandFlags, Finding, Message, MessageBuilder, ResultCode};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -25,6 +25,12 @@ pub struct IncomingRequest {
     /// route (`RouteAction::Proxy`): the handler may forward it there
     /// ([`IncomingRequest::forward_as_routed`]), elsewhere, or answer it.
     pub route: Option<String>,
+    /// What validation accepted at the application's level without rejecting the request:
+    /// grammar deviations inside Grouped AVPs, M bits against the dictionary. Each carries
+    /// the answer the strict level gives (`report`), which a handler that cannot do without
+    /// a missing value sends itself (5005 with its Failed-AVP). Empty when the request is
+    /// clean or validation is off.
+    pub deviations: Vec<Finding>,
 }
 
 impl IncomingRequest {
