@@ -294,7 +294,7 @@ fn scan<'m>(avps: AvpIter<'m>, parents: &mut Vec<AvpRef<'m>>, out: &mut Vec<Devi
                 });
             }
         }
-        if is_grouped(&a) {
+        if descends_into(&a) {
             scan(a.children(), parents, out);
         }
         parents.pop();
@@ -302,7 +302,7 @@ fn scan<'m>(avps: AvpIter<'m>, parents: &mut Vec<AvpRef<'m>>, out: &mut Vec<Devi
 }
 
 /// The Grouped AVPs this scan descends into (the ones that hold the deviations above).
-fn is_grouped(a: &AvpRef<'_>) -> bool {
+fn descends_into(a: &AvpRef<'_>) -> bool {
     [
         rx::MEDIA_COMPONENT_DESCRIPTION.key(),
         rx::MEDIA_SUB_COMPONENT.key(),
