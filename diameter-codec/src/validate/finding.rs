@@ -192,3 +192,42 @@ pub(crate) fn rule_text(dict: &Dictionary, r: &Rule) -> String {
     };
     format!("{q}{open}{name}{close}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dict::parse_item;
+
+    /// Every rule of every grammar we ship, written back as text, parses to the same rule.
+    #[test]
+    fn rule_text_round_trips() {
+        let d = Dictionary::embedded();
+        let grammars = d
+            .avps()
+            .iter()
+            .filter_map(|a| a.grammar.as_ref())
+            .chain(d.commands().iter().flat_map(|c| [&c.request, &c.answer]));
+        let mut n = 0;
+        for g in grammars {
+            for r in &g.rules {
+                let text = rule_text(d, r);
+                let item = parse_item(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+                assert_eq!(
+                    (item.kind, item.min, item.max, item.name.as_str()),
+                    (r.kind, r.min, r.max, d.avp_at(r.avp).name.as_str()),
+                    "{text}"
+                );
+                n += 1;
+            }
+        }
+        assert!(n > 1000, "{n} rules");
+        let fd = d.avp_by_name("Media-Sub-Component").unwrap();
+        let g = fd.grammar.as_ref().unwrap();
+        let texts: Vec<_> = g.rules.iter().map(|r| rule_text(d, r)).collect();
+        assert!(texts.contains(&"{Flow-Number}".to_string()), "{texts:?}");
+        assert!(
+            texts.contains(&"0*2[Flow-Description]".to_string()),
+            "{texts:?}"
+        );
+    }
+}
