@@ -8,10 +8,11 @@
 //!   Vendor-Specific-Application-Id with Supported-Vendor-Id 10415, as Open5GS and magma do);
 //! - then that host's requests in capture order, each byte for byte as recorded except a
 //!   fresh Hop-by-Hop Identifier (RFC 6733 §3: it is per connection); End-to-End,
-//!   Destination-Host and Destination-Realm stay as recorded, so our node, started under
-//!   an identity of its own, also shows that a server serves what it has handlers for
-//!   whatever Destination-Host the client wrote (no 3002: RFC 6733 §6.1.4 leaves that
-//!   check to agents);
+//!   Destination-Host and Destination-Realm stay as recorded. They name the recorded
+//!   servers (magma's PCRF and OCS, the commercial OCS), not our node, which is started
+//!   under an identity of its own: a node that is not an agent serves the applications it
+//!   has handlers for whatever Destination-Host says (the node's routing choice), so a
+//!   deployment that replaces those servers with ours is not answered 3002;
 //! - DWRs from the node are answered, and the connection ends with DPR/DPA.
 //!
 //! Each request is paired with its recorded answer (same identifiers, opposite direction)
@@ -685,7 +686,8 @@ fn check_default(
         if rc == Ok(Some(ResultCode::DIAMETER_SUCCESS.0)) {
             accepted += 1;
             // A server serves what it has handlers for, whatever Destination-Host the
-            // client wrote (no 3002 DIAMETER_UNABLE_TO_DELIVER from a non-agent).
+            // client wrote (no 3002 DIAMETER_UNABLE_TO_DELIVER from a node that is not an
+            // agent).
             if r.destination_host
                 .as_deref()
                 .is_some_and(|h| !h.eq_ignore_ascii_case(NODE_HOST))
