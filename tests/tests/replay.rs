@@ -9,10 +9,11 @@
 //! - then that host's requests in capture order, each byte for byte as recorded except a
 //!   fresh Hop-by-Hop Identifier (RFC 6733 §3: it is per connection); End-to-End,
 //!   Destination-Host and Destination-Realm stay as recorded. They name the recorded
-//!   servers (magma's PCRF and OCS, the commercial OCS), not our node, which is started
-//!   under an identity of its own: a node that is not an agent serves the applications it
-//!   has handlers for whatever Destination-Host says (the node's routing choice), so a
-//!   deployment that replaces those servers with ours is not answered 3002;
+//!   receivers (tvm-vocs.magma.com, dgu2.comverse.com, pgw.open-ims.test, ...), not our
+//!   node, which is started under an identity of its own: a node that is not an agent
+//!   serves the applications it has handlers for whatever Destination-Host says (the
+//!   node's routing choice), so a deployment that replaces those servers with ours is not
+//!   answered 3002;
 //! - DWRs from the node are answered, and the connection ends with DPR/DPA.
 //!
 //! Each request is paired with its recorded answer (same identifiers, opposite direction)
