@@ -194,9 +194,18 @@ pub struct NodeToml {
     /// How long a started frame may take to arrive, seconds.
     #[serde(default, deserialize_with = "opt_secs")]
     pub frame_timeout: Option<Duration>,
-    /// TLS handshake, connect and first-CER deadline, seconds.
+    /// TLS handshake and connect deadline of connections we open, seconds.
     #[serde(default, deserialize_with = "opt_secs")]
     pub handshake_timeout: Option<Duration>,
+    /// From accept to the peer's CER (TLS handshake included), seconds.
+    #[serde(default, deserialize_with = "opt_secs")]
+    pub cer_timeout: Option<Duration>,
+    /// Bytes queued for writing on one connection before the node stops reading from it.
+    pub write_queue_bytes: Option<usize>,
+    /// How long a connection with messages waiting may write nothing before it is closed,
+    /// seconds.
+    #[serde(default, deserialize_with = "opt_secs")]
+    pub write_stall_timeout: Option<Duration>,
     /// Most requests in flight from this node.
     pub max_pending: Option<usize>,
     /// Most requests handled at once.
@@ -205,6 +214,8 @@ pub struct NodeToml {
     pub peer_queue: Option<usize>,
     /// Most connections at once that have not finished their CER.
     pub max_handshaking: Option<usize>,
+    /// The same from one IP address.
+    pub max_handshaking_per_source: Option<usize>,
     /// Message limits.
     pub limits: Option<LimitsToml>,
     /// Duplicate detection.
@@ -448,6 +459,8 @@ pub struct DedupToml {
     pub window: Option<Duration>,
     /// How many requests are remembered.
     pub capacity: Option<usize>,
+    /// How many bytes of answers are kept.
+    pub max_bytes: Option<usize>,
 }
 
 impl NodeToml {
@@ -612,6 +625,8 @@ impl NodeToml {
         set(self.request_timeout, &mut cfg.request_timeout);
         set(self.frame_timeout, &mut cfg.frame_timeout);
         set(self.handshake_timeout, &mut cfg.handshake_timeout);
+        set(self.cer_timeout, &mut cfg.cer_timeout);
+        set(self.write_stall_timeout, &mut cfg.write_stall_timeout);
         let set = |v: Option<usize>, f: &mut usize| {
             if let Some(v) = v {
                 *f = v;
@@ -624,6 +639,11 @@ impl NodeToml {
         );
         set(self.peer_queue, &mut cfg.peer_queue);
         set(self.max_handshaking, &mut cfg.max_handshaking);
+        set(
+            self.max_handshaking_per_source,
+            &mut cfg.max_handshaking_per_source,
+        );
+        set(self.write_queue_bytes, &mut cfg.write_queue_bytes);
         if let Some(l) = &self.limits {
             let d = Limits::DEFAULT;
             cfg.limits = Limits {
@@ -637,6 +657,7 @@ impl NodeToml {
                 cfg.dedup_window = w;
             }
             set(d.capacity, &mut cfg.dedup_capacity);
+            set(d.max_bytes, &mut cfg.dedup_max_bytes);
         }
         if let Some(p) = &self.capture {
             let p = path(p);

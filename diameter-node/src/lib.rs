@@ -55,7 +55,7 @@
 //! | `peer_queue` | 16,384 messages | messages for a peer's task (the path outside the express lane); full → 3004 |
 //! | `dedup_max_bytes` | 64 MiB | answers kept for duplicate detection, oldest out first; also `dedup_capacity` (200,000) and `dedup_window` (60 s) |
 //! | `max_handshaking` | 256 | connections from anonymous addresses waiting for their CER |
-//! | `max_handshaking_per_source` | 8 | the same, from one IP address; a configured peer's addresses (its `connect` IP and `PeerSpec::addresses`) get this many outside the anonymous pool |
+//! | `max_handshaking_per_source` | 32 | the same, from one IP address; a configured peer's addresses (its `connect` IP and `PeerSpec::addresses`) get this many outside the anonymous pool |
 //! | `cer_timeout` | 5 s | from accept to CER, TLS handshake included (RFC 6733 §5.6.1) |
 //! | `frame_timeout` | 10 s | for a started frame to arrive whole |
 //! | `max_pending`, `max_concurrent_handlers` | 65,536, 8,192 | requests in flight, handlers running; beyond them 3004 |

@@ -142,12 +142,16 @@ capture = "out.pcapng"
 request_timeout = 2.5
 frame_timeout = 0.25
 handshake_timeout = 3
+cer_timeout = 1.5
+write_queue_bytes = 65536
+write_stall_timeout = 4
 max_pending = 10
 max_concurrent_handlers = 11
 peer_queue = 12
 max_handshaking = 13
+max_handshaking_per_source = 2
 limits = { max_message_len = 4000, max_depth = 4, max_avps = 100 }
-dedup = { window = 7, capacity = 99 }
+dedup = { window = 7, capacity = 99, max_bytes = 4096 }
 hosts = { "Other.Example" = "127.0.0.1:3999" }
 
 [[node.applications]]
@@ -178,6 +182,16 @@ peers = [{ host = "a" }, { host = "b", weight = 3 }]
     assert_eq!(cfg.request_timeout, Duration::from_millis(2500));
     assert_eq!(cfg.frame_timeout, Duration::from_millis(250));
     assert_eq!(cfg.handshake_timeout, Duration::from_secs(3));
+    assert_eq!(cfg.cer_timeout, Duration::from_millis(1500));
+    assert_eq!(cfg.write_stall_timeout, Duration::from_secs(4));
+    assert_eq!(
+        (
+            cfg.write_queue_bytes,
+            cfg.max_handshaking_per_source,
+            cfg.dedup_max_bytes
+        ),
+        (65_536, 2, 4096)
+    );
     assert_eq!(
         (
             cfg.max_pending,

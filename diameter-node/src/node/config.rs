@@ -138,7 +138,9 @@ pub struct NodeConfig {
     pub max_handshaking: usize,
     /// Most connections from one IP address at once that have not finished their CER, so
     /// that one source cannot fill `max_handshaking`; each configured peer's address has
-    /// this many outside that pool. Default 8.
+    /// this many outside that pool. Default 32: several peers behind one address (a NAT, or
+    /// every node of a lab on loopback) may open their connections at the same moment, and
+    /// eight sources still cannot fill the default pool.
     pub max_handshaking_per_source: usize,
     /// Capture of every message sent and received.
     pub capture: Option<Arc<Capture>>,
@@ -188,7 +190,7 @@ impl NodeConfig {
             strict_validation_applications: Vec::new(),
             strict_m_bit: false,
             max_handshaking: 256,
-            max_handshaking_per_source: 8,
+            max_handshaking_per_source: 32,
             capture: None,
             dictionary: Dictionary::embedded(),
             metrics: None,
