@@ -1,4 +1,42 @@
-//! OCS (home and visited roles): Gy online charging.
+//! OCS: online charging on Gy (RFC 4006 as updated by RFC 8506, TS 32.299), home role.
 //!
-//! Not built yet: this crate is a placeholder in the workspace so the layout of
-//! DESIGN.md is in place. Its issue comes after the codec and the node.
+//! A library with a thin binary (`ocs`). Layout, one job per module:
+//!
+//! - [`model`]: accounts, balances, sessions, reservations; requests and answers as plain
+//!   data.
+//! - [`engine`]: the decision, a pure function of (policy, session, account, request, now)
+//!   to (answer, state changes) — reused by every store, and later by the visited OCS and
+//!   the benchmarks.
+//! - [`gy`]: CCR into [`model::CcRequest`], [`model::CcAnswer`] into CCA, the RAR, and a
+//!   CCR builder for clients.
+//! - [`store`]: the [`store::ChargingStore`] trait (one atomic operation per CCR) and its
+//!   embedded durable default on redb with group commit.
+//! - [`server`]: [`server::Ocs`], the node's Gy handler, the Tcc sweep, top-ups with RAR.
+//! - [`admin`]: the operator HTTP endpoint and its client.
+//! - [`config`]: `ocs --config FILE.toml` and the built-in demo (`examples/home.toml`).
+//! - [`metrics`]: Prometheus series.
+//!
+//! # Retransmissions and request numbers
+//!
+//! Every answer that changed state is stored with its key (Session-Id, CC-Request-Number)
+//! in the same transaction as the change, and kept `answer_retention` seconds. A request
+//! with a stored key gets the stored answer and changes nothing, with or without the T bit
+//! and across restarts (RFC 4006 §5.2: the client may resend with the T bit after a
+//! failover; RFC 6733 §6.2: duplicates get the same answer). Requests may arrive out of
+//! order (RFC 4006 §5.2 allows several outstanding updates): a session remembers the
+//! highest number handled and which of the 64 below it were, so a late lower number is
+//! processed once. A number handled before whose answer has expired, or more than 64 below
+//! the highest, is refused with 5012 DIAMETER_UNABLE_TO_COMPLY and changes nothing; a
+//! request with a stored key but another CC-Request-Type is refused the same way.
+
+pub mod admin;
+pub mod config;
+pub mod engine;
+pub mod gy;
+pub mod metrics;
+pub mod model;
+pub mod server;
+pub mod store;
+
+pub use config::Config;
+pub use server::Ocs;

@@ -1,0 +1,528 @@
+//! The OCS configuration file (`ocs --config FILE.toml`) and the built-in demo configuration
+//! used when no file is given.
+//!
+//! Unknown keys are errors naming the file, line and key (serde `deny_unknown_fields`; the
+//! TOML parser reports the place).
+
+use crate::model::{Account, Balance, SubscriptionId, SubscriptionType, UnitKind};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The Diameter node.
+    pub node: NodeSection,
+    /// Where balances, sessions and stored answers live.
+    #[serde(default)]
+    pub store: StoreSection,
+    /// Session supervision and the operator endpoint.
+    #[serde(default)]
+    pub ocs: OcsSection,
+    /// Rating groups: units, grant sizing, thresholds, triggers, tariff, final-unit action.
+    #[serde(default, rename = "rating_group")]
+    pub rating_groups: Vec<RatingGroup>,
+    /// Accounts created at start-up when the store does not hold them yet.
+    #[serde(default, rename = "account")]
+    pub accounts: Vec<AccountConfig>,
+}
+
+/// The `[node]` table (the shape every server shares; a subset for now).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Origin-Host.
+    pub origin_host: String,
+    /// Origin-Realm.
+    pub origin_realm: String,
+    /// Listening addresses.
+    #[serde(default)]
+    pub listen: Vec<ListenEntry>,
+    /// Product-Name in CER/CEA.
+    pub product_name: Option<String>,
+    /// CERs from hosts that are not configured peers: `accept` (default here: any PCEF may
+    /// connect) or `reject`.
+    #[serde(default = "default_unknown_peer")]
+    pub unknown_peer: String,
+    /// Peers we know (and connect to when they have an address).
+    #[serde(default)]
+    pub peers: Vec<PeerEntry>,
+    /// pcapng capture of every message.
+    pub capture: Option<PathBuf>,
+    /// Prometheus endpoint.
+    pub metrics: Option<SocketAddr>,
+    /// Default request deadline, seconds (RARs we send).
+    pub request_timeout: Option<f64>,
+}
+
+fn default_unknown_peer() -> String {
+    "accept".into()
+}
+
+/// One `[[node.listen]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenEntry {
+    /// Address and port.
+    pub addr: SocketAddr,
+}
+
+/// One `[[node.peers]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerEntry {
+    /// The peer's Origin-Host.
+    pub host: String,
+    /// Where to connect; none for peers that connect to us.
+    pub connect: Option<SocketAddr>,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// The redb data file (relative paths are relative to the working directory).
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+    /// Most CCR transactions committed in one write transaction (group commit).
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    /// Sync every commit to disk (fsync). `false` trades durability for speed: a crash
+    /// loses the last commits.
+    #[serde(default = "yes")]
+    pub durable: bool,
+}
+
+fn default_store_path() -> PathBuf {
+    PathBuf::from("ocs-data.redb")
+}
+fn default_max_batch() -> usize {
+    512
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            path: default_store_path(),
+            max_batch: default_max_batch(),
+            durable: true,
+        }
+    }
+}
+
+/// `[ocs]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OcsSection {
+    /// Tcc, seconds (RFC 4006 §13): a session with no request for this long has its
+    /// reservations released and is forgotten.
+    #[serde(default = "default_tcc")]
+    pub tcc: f64,
+    /// How often the Tcc sweep runs, seconds.
+    #[serde(default = "default_sweep")]
+    pub sweep_interval: f64,
+    /// How long answers are kept for retransmissions, seconds.
+    #[serde(default = "default_retention")]
+    pub answer_retention: f64,
+    /// The operator HTTP endpoint (`GET /accounts/ID`, `POST /accounts/ID/topup`).
+    pub admin: Option<SocketAddr>,
+}
+
+fn default_tcc() -> f64 {
+    // RFC 4006 §13 recommends Tcc at least twice the Validity-Time; 2 × the demo 600 s.
+    1200.0
+}
+fn default_sweep() -> f64 {
+    1.0
+}
+fn default_retention() -> f64 {
+    600.0
+}
+
+impl Default for OcsSection {
+    fn default() -> Self {
+        Self {
+            tcc: default_tcc(),
+            sweep_interval: default_sweep(),
+            answer_retention: default_retention(),
+            admin: None,
+        }
+    }
+}
+
+/// Money per unit for a rating group charged from a money balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tariff {
+    /// Price, in the smallest currency unit …
+    pub price: u64,
+    /// … for this many service units.
+    pub per: u64,
+}
+
+impl Tariff {
+    /// The price of `units`, rounded up.
+    pub fn cost(&self, units: u64) -> u64 {
+        let per = self.per.max(1);
+        let c = u128::from(units) * u128::from(self.price);
+        u64::try_from(c.div_ceil(u128::from(per))).unwrap_or(u64::MAX)
+    }
+
+    /// How many units `money` buys.
+    pub fn units_for(&self, money: u64) -> u64 {
+        if self.price == 0 {
+            return u64::MAX;
+        }
+        let u = u128::from(money) * u128::from(self.per.max(1)) / u128::from(self.price);
+        u64::try_from(u).unwrap_or(u64::MAX)
+    }
+}
+
+/// Final-Unit-Action (RFC 4006 §8.35).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FinalAction {
+    /// TERMINATE (0).
+    #[default]
+    Terminate,
+    /// REDIRECT (1), with `redirect`.
+    Redirect,
+    /// RESTRICT_ACCESS (2), with `restriction_filter_rules`.
+    RestrictAccess,
+}
+
+impl FinalAction {
+    /// The Final-Unit-Action value.
+    pub fn code(self) -> i32 {
+        match self {
+            Self::Terminate => 0,
+            Self::Redirect => 1,
+            Self::RestrictAccess => 2,
+        }
+    }
+}
+
+/// Redirect-Address-Type (RFC 4006 §8.38).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RedirectAddressType {
+    /// IPv4 Address (0).
+    Ipv4,
+    /// IPv6 Address (1).
+    Ipv6,
+    /// URL (2).
+    Url,
+    /// SIP URI (3).
+    SipUri,
+}
+
+impl RedirectAddressType {
+    /// The Redirect-Address-Type value.
+    pub fn code(self) -> i32 {
+        match self {
+            Self::Ipv4 => 0,
+            Self::Ipv6 => 1,
+            Self::Url => 2,
+            Self::SipUri => 3,
+        }
+    }
+}
+
+/// Redirect-Server (RFC 4006 §8.37).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectServer {
+    /// Redirect-Address-Type.
+    pub address_type: RedirectAddressType,
+    /// Redirect-Server-Address.
+    pub address: String,
+}
+
+/// One `[[rating_group]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RatingGroup {
+    /// Rating-Group.
+    pub id: u32,
+    /// What it counts: `time`, `total-octets`, `input-octets`, `output-octets`,
+    /// `service-specific`.
+    pub unit: String,
+    /// Units granted when the request names no amount.
+    pub grant: u64,
+    /// The most granted at once, whatever the request asks.
+    pub max_grant: Option<u64>,
+    /// Free of charge: answered 4011 DIAMETER_CREDIT_CONTROL_NOT_APPLICABLE.
+    #[serde(default)]
+    pub free: bool,
+    /// Money per unit, for accounts with a money balance and none of `unit`.
+    pub tariff: Option<Tariff>,
+    /// Validity-Time, seconds.
+    pub validity_time: Option<u32>,
+    /// Quota-Holding-Time, seconds (TS 32.299).
+    pub quota_holding_time: Option<u32>,
+    /// Volume-Quota-Threshold (octets) or Time-Quota-Threshold (seconds) or
+    /// Unit-Quota-Threshold, whichever fits `unit` (TS 32.299).
+    pub threshold: Option<u32>,
+    /// Trigger-Type values the client re-authorises on (TS 32.299 Trigger); an empty list
+    /// sends a Trigger with none (all triggers off); absent sends no Trigger.
+    pub triggers: Option<Vec<i32>>,
+    /// What the client does when the final grant is used up.
+    #[serde(default)]
+    pub final_unit_action: FinalAction,
+    /// For `redirect`.
+    pub redirect: Option<RedirectServer>,
+    /// For `restrict-access`: IPFilterRule values.
+    #[serde(default)]
+    pub restriction_filter_rules: Vec<String>,
+}
+
+impl RatingGroup {
+    /// The unit kind (checked by [`Config::check`]).
+    pub fn unit_kind(&self) -> UnitKind {
+        UnitKind::parse(&self.unit).unwrap_or(UnitKind::TotalOctets)
+    }
+}
+
+/// One `[[account]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// The account's key.
+    pub id: String,
+    /// END_USER_IMSI.
+    pub imsi: Option<String>,
+    /// END_USER_E164.
+    pub msisdn: Option<String>,
+    /// END_USER_NAI.
+    pub nai: Option<String>,
+    /// Service denied (4010).
+    #[serde(default)]
+    pub barred: bool,
+    /// Initial balances by unit (`total-octets = 1000000`, `money = 500`, …).
+    #[serde(default)]
+    pub balance: BTreeMap<String, i64>,
+}
+
+impl AccountConfig {
+    /// The account this entry creates.
+    pub fn to_account(&self) -> Account {
+        let mut subscriptions = Vec::new();
+        for (kind, v) in [
+            (SubscriptionType::Imsi, &self.imsi),
+            (SubscriptionType::E164, &self.msisdn),
+            (SubscriptionType::Nai, &self.nai),
+        ] {
+            if let Some(d) = v {
+                subscriptions.push(SubscriptionId {
+                    kind,
+                    data: d.clone(),
+                });
+            }
+        }
+        let balances = self
+            .balance
+            .iter()
+            .filter_map(|(k, v)| {
+                UnitKind::parse(k).map(|k| {
+                    (
+                        k,
+                        Balance {
+                            available: *v,
+                            reserved: 0,
+                        },
+                    )
+                })
+            })
+            .collect();
+        Account {
+            id: self.id.clone(),
+            subscriptions,
+            balances,
+            barred: self.barred,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ConfigError {
+    /// The file.
+    pub file: String,
+    /// What is wrong (with line, column and key when the parser knows them).
+    pub message: String,
+}
+
+impl Config {
+    /// Reads and checks a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&file, &text)
+    }
+
+    /// Parses and checks TOML text read from `file`.
+    pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
+        let cfg: Self = toml::from_str(text).map_err(|e| ConfigError {
+            file: file.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        cfg.check().map_err(|message| ConfigError {
+            file: file.to_string(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Checks what serde cannot: unit names, duplicate rating groups, final-unit details.
+    pub fn check(&self) -> Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        for rg in &self.rating_groups {
+            let kind = UnitKind::parse(&rg.unit)
+                .filter(|k| *k != UnitKind::Money)
+                .ok_or_else(|| {
+                    format!(
+                        "rating_group {}: unit: unknown unit `{}` (time, total-octets, input-octets, output-octets, service-specific)",
+                        rg.id, rg.unit
+                    )
+                })?;
+            let _ = kind;
+            if !seen.insert(rg.id) {
+                return Err(format!("rating_group {}: defined twice", rg.id));
+            }
+            if rg.final_unit_action == FinalAction::Redirect && rg.redirect.is_none() {
+                return Err(format!(
+                    "rating_group {}: final_unit_action = \"redirect\" needs a redirect table",
+                    rg.id
+                ));
+            }
+            if rg.final_unit_action == FinalAction::RestrictAccess
+                && rg.restriction_filter_rules.is_empty()
+            {
+                return Err(format!(
+                    "rating_group {}: final_unit_action = \"restrict-access\" needs restriction_filter_rules",
+                    rg.id
+                ));
+            }
+            for r in &rg.restriction_filter_rules {
+                diameter_codec::types::IpFilterRule::parse(r.as_bytes()).map_err(|e| {
+                    format!(
+                        "rating_group {}: restriction_filter_rules: `{r}` is not an IPFilterRule: {e}",
+                        rg.id
+                    )
+                })?;
+            }
+            if rg.tariff.is_some_and(|t| t.per == 0) {
+                return Err(format!(
+                    "rating_group {}: tariff.per must be above 0",
+                    rg.id
+                ));
+            }
+        }
+        let mut ids = std::collections::HashSet::new();
+        for a in &self.accounts {
+            if !ids.insert(a.id.clone()) {
+                return Err(format!("account {}: defined twice", a.id));
+            }
+            for k in a.balance.keys() {
+                if UnitKind::parse(k).is_none() {
+                    return Err(format!("account {}: balance.{k}: unknown unit", a.id));
+                }
+            }
+        }
+        if !(self.ocs.tcc > 0.0
+            && self.ocs.sweep_interval > 0.0
+            && self.ocs.answer_retention >= 0.0)
+        {
+            return Err("ocs: tcc and sweep_interval must be above 0".into());
+        }
+        Ok(())
+    }
+
+    /// Tcc.
+    pub fn tcc(&self) -> Duration {
+        Duration::from_secs_f64(self.ocs.tcc)
+    }
+
+    /// The built-in home OCS: 127.0.0.1:3870, `ocs.home.test` in `home.test`, with the demo
+    /// rating groups and subscribers of the README.
+    pub fn demo() -> Self {
+        Self::parse("(built-in demo configuration)", DEMO).expect("the demo configuration parses")
+    }
+}
+
+/// The demo configuration: also `ocs/examples/home.toml`.
+pub const DEMO: &str = include_str!("../examples/home.toml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_parses_with_imsi_1() {
+        let c = Config::demo();
+        assert_eq!(c.node.origin_host, "ocs.home.test");
+        assert_eq!(c.node.origin_realm, "home.test");
+        assert_eq!(c.node.listen[0].addr, "127.0.0.1:3870".parse().unwrap());
+        assert!(
+            c.accounts
+                .iter()
+                .any(|a| a.imsi.as_deref() == Some("001010000000001"))
+        );
+        assert!(c.rating_groups.iter().any(|r| r.id == 1));
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text =
+            "[node]\norigin_host = \"a\"\norigin_realm = \"b\"\n\n[ocs]\ntcc = 5\nbogus = 1\n";
+        let e = Config::parse("x.toml", text).unwrap_err().to_string();
+        assert!(e.starts_with("x.toml:"), "{e}");
+        assert!(e.contains("line 7"), "{e}");
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn bad_unit_and_redirect_without_server_are_refused() {
+        let base = "[node]\norigin_host = \"a\"\norigin_realm = \"b\"\n";
+        let e = Config::parse(
+            "x.toml",
+            &format!("{base}[[rating_group]]\nid = 1\nunit = \"bytes\"\ngrant = 1\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown unit"), "{e}");
+        let e = Config::parse(
+            "x.toml",
+            &format!(
+                "{base}[[rating_group]]\nid = 1\nunit = \"time\"\ngrant = 1\nfinal_unit_action = \"redirect\"\n"
+            ),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("needs a redirect"), "{e}");
+    }
+
+    #[test]
+    fn tariff_rounds_up_and_buys_down() {
+        let t = Tariff {
+            price: 3,
+            per: 1000,
+        };
+        assert_eq!(t.cost(1), 1);
+        assert_eq!(t.cost(1000), 3);
+        assert_eq!(t.cost(1001), 4);
+        assert_eq!(t.units_for(3), 1000);
+        assert_eq!(t.units_for(4), 1333);
+    }
+}

@@ -1,0 +1,258 @@
+//! `ocs`: the online charging server (home role).
+//!
+//! ```text
+//! ocs                               # home OCS on 127.0.0.1:3870 with the demo subscribers
+//! ocs --config home.toml            # from a file (ocs/examples/home.toml shows every key)
+//! ocs account show 001010000000001  # ask the running OCS (its admin endpoint)
+//! ocs account topup 001010000000001 5000000 --unit total-octets
+//! ocs account show 001010000000001 --data ocs-data.redb   # read the data file (OCS stopped)
+//! ```
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use hyper::Method;
+use ocs::admin::{account_json, call, default_unit};
+use ocs::config::Config;
+use ocs::engine::Policy;
+use ocs::model::UnitKind;
+use ocs::store::ChargingStore;
+use ocs::store::redb::{RedbOptions, RedbStore};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Online charging server for Gy (RFC 4006 / RFC 8506, TS 32.299), home role.
+///
+/// With no options it runs the home OCS of the README: 127.0.0.1:3870, Origin-Host
+/// ocs.home.test, realm home.test, data in ./ocs-data.redb, demo subscribers (IMSI
+/// 001010000000001 and others), operator endpoint on 127.0.0.1:3871.
+#[derive(Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// Configuration file (TOML; see ocs/examples/home.toml). Unknown keys are errors.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// The data file, instead of [store] path.
+    #[arg(long, global = true)]
+    data: Option<PathBuf>,
+    /// Write every Diameter message sent and received to this pcapng file.
+    #[arg(long)]
+    capture: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (GET /metrics).
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+    /// Listen on this address instead of the configured ones.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Operator endpoint address, instead of [ocs] admin.
+    #[arg(long, global = true)]
+    admin: Option<SocketAddr>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show or top up an account, through the running OCS's operator endpoint, or — with
+    /// --data — directly in the data file of a stopped OCS.
+    Account {
+        #[command(subcommand)]
+        action: AccountAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountAction {
+    /// Print the account (id, IMSI, MSISDN or NAI) as JSON.
+    Show {
+        /// Account id, IMSI, MSISDN or NAI.
+        key: String,
+    },
+    /// Add AMOUNT to a balance; the running OCS re-authorises the account's live sessions
+    /// (RAR).
+    Topup {
+        /// Account id, IMSI, MSISDN or NAI.
+        key: String,
+        /// Units to add (negative to take away).
+        #[arg(allow_negative_numbers = true)]
+        amount: i64,
+        /// The balance: time, total-octets, input-octets, output-octets, service-specific
+        /// or money (default: money when the account has it, else its first balance).
+        #[arg(long)]
+        unit: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ocs: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ocs: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(cli: &Cli) -> anyhow::Result<Config> {
+    let mut cfg = match &cli.config {
+        Some(p) => Config::load(p)?,
+        None => Config::demo(),
+    };
+    if let Some(d) = &cli.data {
+        cfg.store.path = d.clone();
+    }
+    if let Some(a) = cli.admin {
+        cfg.ocs.admin = Some(a);
+    }
+    Ok(cfg)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut cfg = load(&cli)?;
+    if let Some(Command::Account { action }) = &cli.command {
+        return account(&cli, &cfg, action).await;
+    }
+    if let Some(l) = cli.listen {
+        cfg.node.listen = vec![ocs::config::ListenEntry { addr: l }];
+    }
+    if let Some(c) = &cli.capture {
+        cfg.node.capture = Some(c.clone());
+    }
+    if let Some(m) = cli.metrics {
+        cfg.node.metrics = Some(m);
+    }
+    let _metrics = match cfg.node.metrics {
+        Some(addr) => Some(ocs::metrics::install(addr).context("metrics endpoint")?),
+        None => None,
+    };
+    let server = ocs::Ocs::start(&cfg).await?;
+    let _admin = match cfg.ocs.admin {
+        Some(addr) => {
+            let (bound, task) = server
+                .admin()
+                .serve(addr)
+                .await
+                .with_context(|| format!("operator endpoint on {addr}"))?;
+            tracing::info!(%bound, "operator endpoint");
+            Some(task)
+        }
+        None => None,
+    };
+    tracing::info!(
+        origin_host = %cfg.node.origin_host,
+        listen = ?server.listen_addrs(),
+        data = %cfg.store.path.display(),
+        "ocs running"
+    );
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    server.shutdown(Duration::from_secs(2)).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+async fn account(cli: &Cli, cfg: &Config, action: &AccountAction) -> anyhow::Result<ExitCode> {
+    let unit = match action {
+        AccountAction::Topup { unit: Some(u), .. } => {
+            Some(UnitKind::parse(u).ok_or_else(|| anyhow::anyhow!("unknown unit `{u}`"))?)
+        }
+        _ => None,
+    };
+    // The data file directly when --data is given; the running OCS otherwise.
+    if cli.data.is_some() {
+        let store = RedbStore::open(
+            &cfg.store.path,
+            RedbOptions::default(),
+            Arc::new(Policy::from_config(cfg)),
+        )?;
+        let out = match action {
+            AccountAction::Show { key } => store.account(key.clone()).await?,
+            AccountAction::Topup { key, amount, .. } => {
+                let unit = match unit {
+                    Some(u) => u,
+                    None => match store.account(key.clone()).await? {
+                        Some(a) => default_unit(&a),
+                        None => UnitKind::TotalOctets,
+                    },
+                };
+                store
+                    .adjust(key.clone(), unit, *amount)
+                    .await?
+                    .map(|(a, _)| a)
+            }
+        };
+        return Ok(match out {
+            Some(a) => {
+                println!("{}", serde_json::to_string_pretty(&account_json(&a))?);
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("ocs: no such account");
+                ExitCode::from(2)
+            }
+        });
+    }
+    let addr = cfg
+        .ocs
+        .admin
+        .ok_or_else(|| anyhow::anyhow!("no operator endpoint: give --admin ADDR or --data FILE"))?;
+    let (status, body) = match action {
+        AccountAction::Show { key } => call(addr, Method::GET, &format!("/accounts/{key}")).await,
+        AccountAction::Topup { key, amount, .. } => {
+            let mut q = format!("/accounts/{key}/topup?amount={amount}");
+            if let Some(u) = unit {
+                q.push_str(&format!("&unit={}", u.as_str()));
+            }
+            call(addr, Method::POST, &q).await
+        }
+    }
+    .with_context(|| format!("operator endpoint {addr}"))?;
+    println!("{}", serde_json::to_string_pretty(&body)?);
+    Ok(match status {
+        200 => ExitCode::SUCCESS,
+        404 => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
+    })
+}

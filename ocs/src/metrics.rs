@@ -1,0 +1,164 @@
+//! Prometheus series of the OCS, in the style of `diameter_node::metrics` (names start with
+//! `ocs_`, counters end in `_total`, durations are seconds, labels are bounded by the
+//! protocol).
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | [`SESSIONS`] `ocs_sessions` | gauge | |
+//! | [`RESERVATIONS`] `ocs_reservations` | gauge | |
+//! | [`CCRS`] `ocs_ccr_total` | counter | `type` (initial, update, termination, event), `result_code`, `duplicate` |
+//! | [`COMMIT_DURATION`] `ocs_store_commit_seconds` | histogram | |
+//! | [`BATCH_SIZE`] `ocs_store_batch_size` | histogram (operations per commit) | |
+//! | [`COMMIT_FAILURES`] `ocs_store_commit_failures_total` | counter | |
+//! | [`TCC_EXPIRED`] `ocs_tcc_expired_sessions_total` | counter | |
+//! | [`RARS`] `ocs_rar_total` | counter | `result_code` (or `none`) |
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusHandle};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Live credit-control sessions.
+pub const SESSIONS: &str = "ocs_sessions";
+/// Reservations held by live sessions.
+pub const RESERVATIONS: &str = "ocs_reservations";
+/// CCRs answered.
+pub const CCRS: &str = "ocs_ccr_total";
+/// Time to run and commit one group of store operations.
+pub const COMMIT_DURATION: &str = "ocs_store_commit_seconds";
+/// Operations per commit (group commit).
+pub const BATCH_SIZE: &str = "ocs_store_batch_size";
+/// Commits that failed (every operation of the batch failed with them).
+pub const COMMIT_FAILURES: &str = "ocs_store_commit_failures_total";
+/// Sessions whose reservations the Tcc sweep released.
+pub const TCC_EXPIRED: &str = "ocs_tcc_expired_sessions_total";
+/// Re-Auth-Requests sent, by answer.
+pub const RARS: &str = "ocs_rar_total";
+
+/// Buckets of [`COMMIT_DURATION`]: 50 µs to 1 s.
+pub const COMMIT_BUCKETS: [f64; 12] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.25, 1.0,
+];
+/// Buckets of [`BATCH_SIZE`].
+pub const BATCH_BUCKETS: [f64; 11] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+
+/// Help texts.
+pub fn describe() {
+    diameter_node::metrics::describe();
+    describe_gauge!(SESSIONS, "Live credit-control sessions");
+    describe_gauge!(RESERVATIONS, "Reservations held by live sessions");
+    describe_counter!(
+        CCRS,
+        "CCRs answered, by CC-Request-Type, Result-Code and whether it was a retransmission answered from the stored answer"
+    );
+    describe_histogram!(
+        COMMIT_DURATION,
+        metrics::Unit::Seconds,
+        "Time to run and commit one group of store operations"
+    );
+    describe_histogram!(
+        BATCH_SIZE,
+        "Store operations committed together (group commit)"
+    );
+    describe_counter!(COMMIT_FAILURES, "Store commits that failed");
+    describe_counter!(
+        TCC_EXPIRED,
+        "Sessions silent past Tcc whose reservations were released"
+    );
+    describe_counter!(RARS, "Re-Auth-Requests sent, by Result-Code of the answer");
+}
+
+/// Counts one CCR answered.
+pub fn record_ccr(kind: &'static str, result_code: u32, duplicate: bool) {
+    counter!(CCRS, "type" => kind, "result_code" => result_label(result_code), "duplicate" => if duplicate { "true" } else { "false" })
+        .increment(1);
+}
+
+fn result_label(rc: u32) -> &'static str {
+    match rc {
+        2001 => "2001",
+        4010 => "4010",
+        4011 => "4011",
+        4012 => "4012",
+        5002 => "5002",
+        5004 => "5004",
+        5005 => "5005",
+        5012 => "5012",
+        5030 => "5030",
+        5031 => "5031",
+        _ => "other",
+    }
+}
+
+/// Records one commit.
+pub fn record_commit(operations: usize, elapsed: Duration, ok: bool) {
+    histogram!(BATCH_SIZE).record(operations as f64);
+    histogram!(COMMIT_DURATION).record(elapsed.as_secs_f64());
+    if !ok {
+        counter!(COMMIT_FAILURES).increment(1);
+    }
+}
+
+/// Sets the size gauges.
+pub fn set_sizes(sessions: u64, reservations: u64) {
+    gauge!(SESSIONS).set(sessions as f64);
+    gauge!(RESERVATIONS).set(reservations as f64);
+}
+
+/// Counts sessions expired by Tcc.
+pub fn record_tcc_expired(n: u64) {
+    counter!(TCC_EXPIRED).increment(n);
+}
+
+/// Counts a RAR and its answer.
+pub fn record_rar(result_code: Option<u32>) {
+    let label = match result_code {
+        Some(2001) => "2001",
+        Some(5002) => "5002",
+        Some(_) => "other",
+        None => "none",
+    };
+    counter!(RARS, "result_code" => label).increment(1);
+}
+
+/// The running exporter; dropping it stops serving HTTP (the recorder stays installed).
+#[derive(Debug)]
+pub struct Exporter {
+    handle: PrometheusHandle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Exporter {
+    /// The exposition text, as served.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Installs the Prometheus recorder as the process's global recorder (the node's buckets
+/// plus ours) and serves it on `addr` (`GET /metrics`). Once per process, inside a runtime.
+pub fn install(addr: SocketAddr) -> anyhow::Result<Exporter> {
+    let (recorder, exporter) = diameter_node::metrics::builder()
+        .set_buckets_for_metric(Matcher::Full(COMMIT_DURATION.into()), &COMMIT_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), &BATCH_BUCKETS)?
+        .with_http_listener(addr)
+        .build()?;
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder)
+        .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
+    describe();
+    let task = tokio::spawn(async move {
+        if let Err(e) = exporter.await {
+            tracing::error!(error = ?e, "metrics exporter stopped");
+        }
+    });
+    Ok(Exporter { handle, task })
+}

@@ -1,0 +1,257 @@
+//! The home OCS: a Diameter node serving Gy (Credit-Control, application 4) over a
+//! [`ChargingStore`], the Tcc sweep, and operator top-ups that re-authorise live sessions.
+
+use crate::config::Config;
+use crate::engine::{Policy, rc};
+use crate::gy;
+use crate::model::{Account, UnitKind, UnixMillis};
+use crate::store::redb::{RedbOptions, RedbStore};
+use crate::store::{ChargingStore, SessionRef, StoreError};
+use diameter_codec::ResultCode;
+use diameter_codec::dict::base;
+use diameter_node::capture::Capture;
+use diameter_node::node::{IncomingRequest, Node, NodeConfig, PeerSpec, handler_fn};
+use diameter_node::peer::{Application, UnknownPeerPolicy};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Wall-clock milliseconds now.
+pub fn now_ms() -> UnixMillis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The node configuration from the `[node]` table.
+pub fn node_config(cfg: &Config) -> anyhow::Result<NodeConfig> {
+    let n = &cfg.node;
+    let mut nc = NodeConfig::new(n.origin_host.clone(), n.origin_realm.clone());
+    nc.local.product_name = n.product_name.clone().unwrap_or_else(|| "ocs".into());
+    nc.local
+        .applications
+        .push(Application::auth(gy::APPLICATION_ID));
+    nc.local.unknown_peer = match n.unknown_peer.as_str() {
+        "accept" => UnknownPeerPolicy::Accept,
+        "reject" => UnknownPeerPolicy::Reject,
+        "close" => UnknownPeerPolicy::Close,
+        other => anyhow::bail!("node.unknown_peer: `{other}` is not accept, reject or close"),
+    };
+    for l in &n.listen {
+        nc.listen.push(l.addr.into());
+    }
+    for p in &n.peers {
+        nc.peers.push(match p.connect {
+            Some(addr) => PeerSpec::connect_tcp(p.host.clone(), addr),
+            None => PeerSpec::accept_only(p.host.clone()),
+        });
+    }
+    if let Some(t) = n.request_timeout {
+        nc.request_timeout = Duration::from_secs_f64(t.max(0.001));
+    }
+    if let Some(p) = &n.capture {
+        nc.capture =
+            Some(Arc::new(Capture::create(p).map_err(|e| {
+                anyhow::anyhow!("capture {}: {e}", p.display())
+            })?));
+    }
+    Ok(nc)
+}
+
+struct Shared {
+    store: Arc<dyn ChargingStore>,
+    node: Node,
+}
+
+/// A running home OCS.
+pub struct Ocs {
+    shared: Arc<Shared>,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+impl Ocs {
+    /// Opens the store named by `[store]`, adds the configured accounts it lacks, starts the
+    /// node and the Tcc sweep.
+    pub async fn start(cfg: &Config) -> anyhow::Result<Self> {
+        let policy = Arc::new(Policy::from_config(cfg));
+        let store = RedbStore::open(
+            &cfg.store.path,
+            RedbOptions {
+                max_batch: cfg.store.max_batch,
+                durable: cfg.store.durable,
+            },
+            policy,
+        )?;
+        Self::start_with_store(cfg, Arc::new(store)).await
+    }
+
+    /// As [`Ocs::start`] on a store of the caller's.
+    pub async fn start_with_store(
+        cfg: &Config,
+        store: Arc<dyn ChargingStore>,
+    ) -> anyhow::Result<Self> {
+        for a in &cfg.accounts {
+            if store.provision(a.to_account()).await? {
+                tracing::info!(account = %a.id, "account created");
+            }
+        }
+        let node = Node::start(node_config(cfg)?).await?;
+        let shared = Arc::new(Shared { store, node });
+        let h = shared.clone();
+        shared.node.register(
+            gy::APPLICATION_ID,
+            handler_fn(move |req| {
+                let h = h.clone();
+                async move { h.credit_control(req).await }
+            }),
+        );
+        let weak = Arc::downgrade(&shared);
+        let every = Duration::from_secs_f64(cfg.ocs.sweep_interval);
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(s) = weak.upgrade() else { return };
+                match s.store.sweep(now_ms()).await {
+                    Ok(r) if r.sessions_expired > 0 => {
+                        tracing::info!(
+                            sessions = r.sessions_expired,
+                            reservations = r.reservations_released,
+                            "Tcc expired: reservations released"
+                        );
+                        crate::metrics::record_tcc_expired(r.sessions_expired);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "Tcc sweep failed"),
+                }
+            }
+        });
+        Ok(Self { shared, sweeper })
+    }
+
+    /// The Diameter node.
+    pub fn node(&self) -> &Node {
+        &self.shared.node
+    }
+
+    /// The Diameter listening addresses.
+    pub fn listen_addrs(&self) -> &[SocketAddr] {
+        self.shared.node.listen_addrs()
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn ChargingStore> {
+        &self.shared.store
+    }
+
+    /// An account by id or Subscription-Id.
+    pub async fn account(&self, key: &str) -> Result<Option<Account>, StoreError> {
+        self.shared.store.account(key.to_string()).await
+    }
+
+    /// Adds `amount` to a balance and sends a Re-Auth-Request (RFC 4006 §5.5) to the client
+    /// of each live session of the account, so it asks for credit again at once. Returns
+    /// the account and the sessions re-authorised.
+    pub async fn topup(
+        &self,
+        key: &str,
+        kind: UnitKind,
+        amount: i64,
+    ) -> Result<Option<(Account, Vec<SessionRef>)>, StoreError> {
+        topup(&self.shared, key, kind, amount).await
+    }
+
+    /// A handle for the operator endpoint.
+    pub fn admin(&self) -> crate::admin::AdminHandle {
+        crate::admin::AdminHandle {
+            store: self.shared.store.clone(),
+            node: self.shared.node.clone(),
+        }
+    }
+
+    /// Stops the sweep and disconnects the peers.
+    pub async fn shutdown(self, timeout: Duration) {
+        self.sweeper.abort();
+        self.shared.node.shutdown(timeout).await;
+    }
+}
+
+/// Top-up and re-authorisation, shared by [`Ocs::topup`] and the operator endpoint.
+pub(crate) async fn topup_with(
+    store: &Arc<dyn ChargingStore>,
+    node: &Node,
+    key: &str,
+    kind: UnitKind,
+    amount: i64,
+) -> Result<Option<(Account, Vec<SessionRef>)>, StoreError> {
+    let r = store.adjust(key.to_string(), kind, amount).await?;
+    if let Some((_, sessions)) = &r {
+        for s in sessions.clone() {
+            let node = node.clone();
+            tokio::spawn(async move {
+                let rar = gy::rar(
+                    &s.session_id,
+                    node.identity(),
+                    &s.origin_host,
+                    &s.origin_realm,
+                );
+                let code = match node.request(rar).await {
+                    Ok(a) => a.get(base::RESULT_CODE).and_then(Result::ok),
+                    Err(e) => {
+                        tracing::info!(session = %s.session_id, error = %e, "RAR not answered");
+                        None
+                    }
+                };
+                crate::metrics::record_rar(code);
+            });
+        }
+    }
+    Ok(r)
+}
+
+async fn topup(
+    s: &Shared,
+    key: &str,
+    kind: UnitKind,
+    amount: i64,
+) -> Result<Option<(Account, Vec<SessionRef>)>, StoreError> {
+    topup_with(&s.store, &s.node, key, kind, amount).await
+}
+
+impl Shared {
+    async fn credit_control(&self, req: IncomingRequest) -> diameter_codec::MessageBuilder {
+        let ccr = match gy::parse_ccr(&req.msg) {
+            Ok(c) => c,
+            Err(e) => {
+                crate::metrics::record_ccr("invalid", e.result_code.0, false);
+                let mut a = req.answer(e.result_code);
+                a.push(base::ERROR_MESSAGE.with(e.message));
+                return a;
+            }
+        };
+        let kind = ccr.request_type.label();
+        match self.store.credit_control(ccr, now_ms()).await {
+            Ok(applied) => {
+                crate::metrics::record_ccr(kind, applied.answer.result_code, applied.duplicate);
+                if applied.duplicate {
+                    tracing::debug!(
+                        session = req.msg.session_id().unwrap_or(""),
+                        t_bit = req.retransmitted,
+                        "retransmitted CCR answered from the stored answer"
+                    );
+                }
+                let base_answer = req.answer(ResultCode(applied.answer.result_code));
+                gy::encode_cca(base_answer, &applied.answer)
+            }
+            Err(e) => {
+                // Nothing was applied: the client may send it again (with the T bit).
+                tracing::error!(error = %e, "CCR not applied");
+                crate::metrics::record_ccr(kind, rc::UNABLE_TO_COMPLY, false);
+                let mut a = req.answer(ResultCode::DIAMETER_UNABLE_TO_COMPLY);
+                a.push(base::ERROR_MESSAGE.with("charging store unavailable"));
+                a
+            }
+        }
+    }
+}

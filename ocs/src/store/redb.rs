@@ -1,0 +1,601 @@
+//! The embedded durable store: one redb file, written by one writer thread that commits
+//! concurrent operations together (group commit).
+//!
+//! Operations queue up while a commit is being synced; the writer takes everything queued
+//! (up to `max_batch`), runs each operation in turn inside one write transaction (each
+//! sees the effects of those before it), commits once, and only then answers them all.
+//! An operation reads first and writes after, so one that fails leaves nothing behind; a
+//! failed write aborts the whole transaction and every operation of the batch fails.
+//! A `kill -9` at any moment leaves the last committed transaction (redb's commit is
+//! atomic), and no answer was sent for anything not in it.
+//!
+//! Tables:
+//! - `accounts`: account id → account
+//! - `subscribers`: `imsi:…` / `msisdn:…` / `nai:…` → account id
+//! - `sessions`: Session-Id → session (with its reservations)
+//! - `leases`: (Tcc deadline, Session-Id) → () — the sweep's index
+//! - `account_sessions`: (account id, Session-Id) → () — sessions to re-authorise on top-up
+//! - `answers`: (Session-Id, CC-Request-Number) → stored answer
+//! - `answer_expiry`: (expiry, Session-Id, CC-Request-Number) → ()
+//! - `meta`: counters (sessions, reservations)
+
+use super::{Applied, ChargingStore, Counts, SessionRef, StoreError, StoreFuture, SweepReport};
+use crate::engine::{self, Decision, Policy, SessionWrite, rc};
+use crate::model::{Account, CcAnswer, CcRequest, Session, UnitKind, UnixMillis};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, Table, TableDefinition};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+const ACCOUNTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("accounts");
+const SUBSCRIBERS: TableDefinition<'_, &str, &str> = TableDefinition::new("subscribers");
+const SESSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sessions");
+const LEASES: TableDefinition<'_, (u64, &str), ()> = TableDefinition::new("leases");
+const ACCOUNT_SESSIONS: TableDefinition<'_, (&str, &str), ()> =
+    TableDefinition::new("account_sessions");
+const ANSWERS: TableDefinition<'_, (&str, u32), &[u8]> = TableDefinition::new("answers");
+const ANSWER_EXPIRY: TableDefinition<'_, (u64, &str, u32), ()> =
+    TableDefinition::new("answer_expiry");
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+
+/// Most expired sessions (and answers) one sweep handles, so a sweep's transaction stays
+/// short; the next sweep takes the rest.
+const SWEEP_LIMIT: usize = 4096;
+
+/// Settings of the store.
+#[derive(Debug, Clone)]
+pub struct RedbOptions {
+    /// Most operations per write transaction.
+    pub max_batch: usize,
+    /// fsync every commit.
+    pub durable: bool,
+}
+
+impl Default for RedbOptions {
+    fn default() -> Self {
+        Self {
+            max_batch: 512,
+            durable: true,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredAnswer {
+    expires: UnixMillis,
+    answer: CcAnswer,
+}
+
+fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    postcard::to_stdvec(v).map_err(StoreError::from_err)
+}
+
+fn dec<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T, StoreError> {
+    postcard::from_bytes(b).map_err(StoreError::from_err)
+}
+
+fn se(e: impl std::fmt::Display) -> StoreError {
+    StoreError::from_err(e)
+}
+
+/// The tables of one write transaction, and the counter changes it makes.
+struct Tables<'t> {
+    accounts: Table<'t, &'static str, &'static [u8]>,
+    subscribers: Table<'t, &'static str, &'static str>,
+    sessions: Table<'t, &'static str, &'static [u8]>,
+    leases: Table<'t, (u64, &'static str), ()>,
+    account_sessions: Table<'t, (&'static str, &'static str), ()>,
+    answers: Table<'t, (&'static str, u32), &'static [u8]>,
+    answer_expiry: Table<'t, (u64, &'static str, u32), ()>,
+    sessions_delta: i64,
+    reservations_delta: i64,
+}
+
+/// A read failed in a way that aborts nothing (inner) or the storage failed (outer: the
+/// batch is aborted).
+type OpResult<T> = Result<Result<T, StoreError>, StoreError>;
+
+macro_rules! tryop {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        }
+    };
+}
+
+impl Tables<'_> {
+    fn account_by_id(&self, id: &str) -> OpResult<Option<Account>> {
+        let Some(v) = self.accounts.get(id).map_err(se)? else {
+            return Ok(Ok(None));
+        };
+        Ok(dec(v.value()).map(Some))
+    }
+
+    /// An account id from an account id, an index key, or a bare IMSI/MSISDN/NAI.
+    fn resolve(&self, key: &str) -> Result<Option<String>, StoreError> {
+        if self.accounts.get(key).map_err(se)?.is_some() {
+            return Ok(Some(key.to_string()));
+        }
+        if let Some(v) = self.subscribers.get(key).map_err(se)? {
+            return Ok(Some(v.value().to_string()));
+        }
+        for p in ["imsi", "msisdn", "nai", "sip", "private"] {
+            if let Some(v) = self
+                .subscribers
+                .get(format!("{p}:{key}").as_str())
+                .map_err(se)?
+            {
+                return Ok(Some(v.value().to_string()));
+            }
+        }
+        Ok(None)
+    }
+
+    fn session(&self, id: &str) -> OpResult<Option<Session>> {
+        let Some(v) = self.sessions.get(id).map_err(se)? else {
+            return Ok(Ok(None));
+        };
+        Ok(dec(v.value()).map(Some))
+    }
+
+    fn put_account(&mut self, a: &Account) -> Result<(), StoreError> {
+        let bytes = enc(a)?;
+        self.accounts
+            .insert(a.id.as_str(), bytes.as_slice())
+            .map_err(se)?;
+        Ok(())
+    }
+
+    /// Writes a session (new or changed), keeping the indexes in step.
+    fn put_session(&mut self, old: Option<&Session>, s: &Session) -> Result<(), StoreError> {
+        if let Some(old) = old {
+            self.leases
+                .remove((old.lease_until, old.id.as_str()))
+                .map_err(se)?;
+            self.reservations_delta -= old.reservations.len() as i64;
+        } else {
+            self.account_sessions
+                .insert((s.account.as_str(), s.id.as_str()), ())
+                .map_err(se)?;
+            self.sessions_delta += 1;
+        }
+        let bytes = enc(s)?;
+        self.sessions
+            .insert(s.id.as_str(), bytes.as_slice())
+            .map_err(se)?;
+        self.leases
+            .insert((s.lease_until, s.id.as_str()), ())
+            .map_err(se)?;
+        self.reservations_delta += s.reservations.len() as i64;
+        Ok(())
+    }
+
+    fn delete_session(&mut self, s: &Session) -> Result<(), StoreError> {
+        self.sessions.remove(s.id.as_str()).map_err(se)?;
+        self.leases
+            .remove((s.lease_until, s.id.as_str()))
+            .map_err(se)?;
+        self.account_sessions
+            .remove((s.account.as_str(), s.id.as_str()))
+            .map_err(se)?;
+        self.sessions_delta -= 1;
+        self.reservations_delta -= s.reservations.len() as i64;
+        Ok(())
+    }
+
+    /// The one atomic operation of a CCR.
+    fn credit_control(
+        &mut self,
+        policy: &Policy,
+        req: &CcRequest,
+        now: UnixMillis,
+    ) -> OpResult<Applied> {
+        let sid = req.session_id.as_str();
+        if let Some(v) = self.answers.get((sid, req.request_number)).map_err(se)? {
+            let stored: StoredAnswer = tryop!(dec(v.value()));
+            let answer = if stored.answer.request_type == req.request_type {
+                stored.answer
+            } else {
+                // Same key, different request: not a retransmission, and nothing to apply.
+                let mut a = CcAnswer::bare(req, rc::UNABLE_TO_COMPLY);
+                a.error_message = Some("CC-Request-Number already used by another request".into());
+                a
+            };
+            return Ok(Ok(Applied {
+                answer,
+                duplicate: true,
+            }));
+        }
+        let session = tryop!(self.session(sid)?);
+        let account_id = match &session {
+            Some(s) => Some(s.account.clone()),
+            None => {
+                let mut found = None;
+                for sub in &req.subscriptions {
+                    if let Some(v) = self.subscribers.get(sub.index_key().as_str()).map_err(se)? {
+                        found = Some(v.value().to_string());
+                        break;
+                    }
+                }
+                found
+            }
+        };
+        let account = match &account_id {
+            Some(id) => tryop!(self.account_by_id(id)?),
+            None => None,
+        };
+        let d: Decision = engine::decide(policy, req, session.as_ref(), account.as_ref(), now);
+        if d.changes_state() {
+            match &d.session {
+                SessionWrite::Keep => {}
+                SessionWrite::Put(s) => self.put_session(session.as_ref(), s)?,
+                SessionWrite::Delete => {
+                    if let Some(old) = &session {
+                        self.delete_session(old)?;
+                    }
+                }
+            }
+            if let Some(a) = &d.account {
+                self.put_account(a)?;
+            }
+            let expires = now.saturating_add(policy.answer_retention_ms);
+            let stored = enc(&StoredAnswer {
+                expires,
+                answer: d.answer.clone(),
+            })?;
+            self.answers
+                .insert((sid, req.request_number), stored.as_slice())
+                .map_err(se)?;
+            self.answer_expiry
+                .insert((expires, sid, req.request_number), ())
+                .map_err(se)?;
+        }
+        Ok(Ok(Applied {
+            answer: d.answer,
+            duplicate: false,
+        }))
+    }
+
+    fn sweep(&mut self, now: UnixMillis) -> OpResult<SweepReport> {
+        let mut report = SweepReport::default();
+        let expired: Vec<String> = self
+            .leases
+            .range(..(now, ""))
+            .map_err(se)?
+            .take(SWEEP_LIMIT)
+            .filter_map(Result::ok)
+            .map(|(k, _)| k.value().1.to_string())
+            .collect();
+        for sid in expired {
+            let Ok(Some(s)) = self.session(&sid)? else {
+                continue;
+            };
+            // RFC 4006 §13 Tcc: the server releases the reserved units of a session whose
+            // client went silent.
+            if let Ok(Some(mut a)) = self.account_by_id(&s.account)? {
+                for r in &s.reservations {
+                    let b = a.balances.entry(r.kind).or_default();
+                    b.reserved = b.reserved.saturating_sub(r.amount);
+                    b.available = b
+                        .available
+                        .saturating_add(i64::try_from(r.amount).unwrap_or(i64::MAX));
+                }
+                self.put_account(&a)?;
+            }
+            report.sessions_expired += 1;
+            report.reservations_released += s.reservations.len() as u64;
+            self.delete_session(&s)?;
+        }
+        let old: Vec<(u64, String, u32)> = self
+            .answer_expiry
+            .range(..(now, "", 0u32))
+            .map_err(se)?
+            .take(SWEEP_LIMIT)
+            .filter_map(Result::ok)
+            .map(|(k, _)| {
+                let (t, s, n) = k.value();
+                (t, s.to_string(), n)
+            })
+            .collect();
+        for (t, sid, n) in old {
+            self.answers.remove((sid.as_str(), n)).map_err(se)?;
+            self.answer_expiry
+                .remove((t, sid.as_str(), n))
+                .map_err(se)?;
+            report.answers_forgotten += 1;
+        }
+        Ok(Ok(report))
+    }
+
+    fn provision(&mut self, a: &Account) -> OpResult<bool> {
+        if self.accounts.get(a.id.as_str()).map_err(se)?.is_some() {
+            return Ok(Ok(false));
+        }
+        self.put_account(a)?;
+        for s in &a.subscriptions {
+            let key = s.index_key();
+            if let Some(other) = self.subscribers.get(key.as_str()).map_err(se)? {
+                tracing::warn!(subscription = %key, account = %other.value(), "already indexed; not moved");
+                continue;
+            }
+            self.subscribers
+                .insert(key.as_str(), a.id.as_str())
+                .map_err(se)?;
+        }
+        Ok(Ok(true))
+    }
+
+    fn adjust(
+        &mut self,
+        key: &str,
+        kind: UnitKind,
+        delta: i64,
+    ) -> OpResult<Option<(Account, Vec<SessionRef>)>> {
+        let Some(id) = self.resolve(key)? else {
+            return Ok(Ok(None));
+        };
+        let Some(mut a) = tryop!(self.account_by_id(&id)?) else {
+            return Ok(Ok(None));
+        };
+        let ids: Vec<String> = self
+            .account_sessions
+            .range((id.as_str(), "")..)
+            .map_err(se)?
+            .filter_map(Result::ok)
+            .map(|(k, _)| {
+                let (acct, sid) = k.value();
+                (acct.to_string(), sid.to_string())
+            })
+            .take_while(|(acct, _)| *acct == id)
+            .map(|(_, sid)| sid)
+            .collect();
+        let mut sessions = Vec::new();
+        for sid in ids {
+            if let Ok(Some(s)) = self.session(&sid)? {
+                sessions.push(SessionRef {
+                    session_id: s.id,
+                    origin_host: s.origin_host,
+                    origin_realm: s.origin_realm,
+                });
+            }
+        }
+        let b = a.balances.entry(kind).or_default();
+        b.available = b.available.saturating_add(delta);
+        self.put_account(&a)?;
+        Ok(Ok(Some((a, sessions))))
+    }
+}
+
+/// One queued operation.
+trait Job: Send {
+    /// Runs inside the batch's transaction; an error aborts the batch.
+    fn run(&mut self, t: &mut Tables<'_>, policy: &Policy) -> Result<(), StoreError>;
+    /// Answers once the batch is committed (or failed).
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>);
+}
+
+struct Op<T, F> {
+    f: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job for Op<T, F>
+where
+    T: Send,
+    F: FnOnce(&mut Tables<'_>, &Policy) -> OpResult<T> + Send,
+{
+    fn run(&mut self, t: &mut Tables<'_>, policy: &Policy) -> Result<(), StoreError> {
+        if let Some(f) = self.f.take() {
+            self.result = Some(f(t, policy)?);
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
+        let r = match commit {
+            Ok(()) => self
+                .result
+                .unwrap_or_else(|| Err(StoreError("not run".into()))),
+            Err(e) => Err(e),
+        };
+        let _ = self.reply.send(r);
+    }
+}
+
+/// The embedded store (see the module documentation).
+pub struct RedbStore {
+    queue: mpsc::Sender<Box<dyn Job>>,
+}
+
+impl RedbStore {
+    /// Opens (or creates) the data file and starts the writer thread.
+    pub fn open(
+        path: &Path,
+        options: RedbOptions,
+        policy: Arc<Policy>,
+    ) -> Result<Self, StoreError> {
+        let db =
+            Database::create(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+        // Create the tables so read paths find them.
+        let txn = db.begin_write().map_err(se)?;
+        let (sessions, reservations) = {
+            txn.open_table(ACCOUNTS).map_err(se)?;
+            txn.open_table(SUBSCRIBERS).map_err(se)?;
+            txn.open_table(LEASES).map_err(se)?;
+            txn.open_table(ACCOUNT_SESSIONS).map_err(se)?;
+            txn.open_table(ANSWERS).map_err(se)?;
+            txn.open_table(ANSWER_EXPIRY).map_err(se)?;
+            let s = txn.open_table(SESSIONS).map_err(se)?;
+            let m = txn.open_table(META).map_err(se)?;
+            let reservations = m.get("reservations").map_err(se)?.map_or(0, |v| v.value());
+            (s.len().map_err(se)?, reservations)
+        };
+        txn.commit().map_err(se)?;
+        crate::metrics::set_sizes(sessions, reservations);
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("ocs-store".into())
+            .spawn(move || writer(db, rx, policy, options))
+            .map_err(se)?;
+        Ok(Self { queue: tx })
+    }
+
+    fn submit<T, F>(&self, f: F) -> StoreFuture<'_, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tables<'_>, &Policy) -> OpResult<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(Op {
+            f: Some(f),
+            result: None,
+            reply,
+        });
+        let sent = self.queue.send(job).is_ok();
+        Box::pin(async move {
+            if !sent {
+                return Err(StoreError("store writer stopped".into()));
+            }
+            rx.await
+                .unwrap_or_else(|_| Err(StoreError("store writer stopped".into())))
+        })
+    }
+}
+
+fn open_tables(txn: &redb::WriteTransaction) -> Result<Tables<'_>, StoreError> {
+    Ok(Tables {
+        accounts: txn.open_table(ACCOUNTS).map_err(se)?,
+        subscribers: txn.open_table(SUBSCRIBERS).map_err(se)?,
+        sessions: txn.open_table(SESSIONS).map_err(se)?,
+        leases: txn.open_table(LEASES).map_err(se)?,
+        account_sessions: txn.open_table(ACCOUNT_SESSIONS).map_err(se)?,
+        answers: txn.open_table(ANSWERS).map_err(se)?,
+        answer_expiry: txn.open_table(ANSWER_EXPIRY).map_err(se)?,
+        sessions_delta: 0,
+        reservations_delta: 0,
+    })
+}
+
+/// Runs a batch in one transaction; returns the counter deltas.
+fn run_batch(
+    db: &Database,
+    batch: &mut [Box<dyn Job>],
+    policy: &Policy,
+    durable: bool,
+) -> Result<(i64, i64, u64, u64), StoreError> {
+    let mut txn = db.begin_write().map_err(se)?;
+    txn.set_durability(if durable {
+        Durability::Immediate
+    } else {
+        Durability::None
+    })
+    .map_err(se)?;
+    let (ds, dr) = {
+        let mut t = open_tables(&txn)?;
+        for job in batch.iter_mut() {
+            job.run(&mut t, policy)?;
+        }
+        (t.sessions_delta, t.reservations_delta)
+    };
+    let (sessions, reservations) = {
+        let mut meta = txn.open_table(META).map_err(se)?;
+        let mut bump = |key: &str, d: i64| -> Result<u64, StoreError> {
+            let cur = meta.get(key).map_err(se)?.map_or(0, |v| v.value());
+            let new = cur.saturating_add_signed(d);
+            if d != 0 {
+                meta.insert(key, new).map_err(se)?;
+            }
+            Ok(new)
+        };
+        (bump("sessions", ds)?, bump("reservations", dr)?)
+    };
+    txn.commit().map_err(se)?;
+    Ok((ds, dr, sessions, reservations))
+}
+
+fn writer(
+    db: Database,
+    rx: mpsc::Receiver<Box<dyn Job>>,
+    policy: Arc<Policy>,
+    options: RedbOptions,
+) {
+    let max = options.max_batch.max(1);
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let result = run_batch(&db, &mut batch, &policy, options.durable);
+        crate::metrics::record_commit(batch.len(), started.elapsed(), result.is_ok());
+        let commit = match result {
+            Ok((_, _, sessions, reservations)) => {
+                crate::metrics::set_sizes(sessions, reservations);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, operations = batch.len(), "store commit failed");
+                Err(e)
+            }
+        };
+        for job in batch {
+            job.finish(commit.clone());
+        }
+    }
+}
+
+impl ChargingStore for RedbStore {
+    fn credit_control(&self, req: CcRequest, now: UnixMillis) -> StoreFuture<'_, Applied> {
+        self.submit(move |t, p| t.credit_control(p, &req, now))
+    }
+
+    fn sweep(&self, now: UnixMillis) -> StoreFuture<'_, SweepReport> {
+        self.submit(move |t, _| t.sweep(now))
+    }
+
+    fn provision(&self, account: Account) -> StoreFuture<'_, bool> {
+        self.submit(move |t, _| t.provision(&account))
+    }
+
+    fn account(&self, key: String) -> StoreFuture<'_, Option<Account>> {
+        self.submit(move |t, _| match t.resolve(&key)? {
+            Some(id) => t.account_by_id(&id),
+            None => Ok(Ok(None)),
+        })
+    }
+
+    fn adjust(
+        &self,
+        key: String,
+        kind: UnitKind,
+        delta: i64,
+    ) -> StoreFuture<'_, Option<(Account, Vec<SessionRef>)>> {
+        self.submit(move |t, _| t.adjust(&key, kind, delta))
+    }
+
+    fn counts(&self) -> StoreFuture<'_, Counts> {
+        self.submit(move |t, _| {
+            Ok(Ok(Counts {
+                sessions: t.sessions.len().map_err(se)?,
+                reservations: {
+                    let mut n = 0u64;
+                    for e in t.sessions.iter().map_err(se)? {
+                        let (_, v) = e.map_err(se)?;
+                        let s: Session = tryop!(dec(v.value()));
+                        n += s.reservations.len() as u64;
+                    }
+                    n
+                },
+                accounts: t.accounts.len().map_err(se)?,
+            }))
+        })
+    }
+}
