@@ -131,6 +131,11 @@ static RETRANSMITTED: AtomicU64 = AtomicU64::new(0);
 /// the T bit and the same End-to-End Identifier once the OCS is back.
 async fn exchange(pcef: &Pcef, mut b: MessageBuilder) -> Message {
     b.end_to_end = pcef.node.next_end_to_end();
+    resend(pcef, b).await
+}
+
+/// As [`exchange`] for a request that keeps its End-to-End Identifier and flags.
+async fn resend(pcef: &Pcef, mut b: MessageBuilder) -> Message {
     let end = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(a) = pcef
@@ -185,13 +190,14 @@ async fn retransmission_after_restart_gets_the_stored_answer() {
         assert!(pcef.node.wait_peer(OCS_HOST, Duration::from_secs(15)).await);
         // The same CCR-U with the T bit, to a fresh process: the stored answer, no debit.
         u.flags = u.flags.with(CommandFlags::RETRANSMIT, true);
-        let again = pcef.node.request(u.clone()).await.unwrap();
+        // (The PCEF may not have seen the old connection go yet: resend retries.)
+        let again = resend(&pcef, u.clone()).await;
         assert_eq!(result_code(&again), 2001);
         assert_eq!(msccs(&again)[0].data, msccs(&first)[0].data);
         // Without the T bit and with a new End-to-End: the same.
         u.flags = u.flags.with(CommandFlags::RETRANSMIT, false);
         u.end_to_end = pcef.node.next_end_to_end();
-        let third = pcef.node.request(u).await.unwrap();
+        let third = resend(&pcef, u).await;
         assert_eq!(msccs(&third)[0].data, msccs(&first)[0].data);
         assert_eq!(p.octets(IMSI_RICH).await, (initial - 1_300_000, 1_000_000));
         let t = exchange(
@@ -285,7 +291,7 @@ async fn load_worker(pcef: Arc<Pcef>, id: usize, stop: Arc<AtomicBool>, tally: A
             tally.charged.fetch_add(used, Ordering::Relaxed);
             granted = granted_octets(&msccs(&a)[0]).unwrap();
         }
-        if live && id % 4 != 0 {
+        if live && !id.is_multiple_of(4) {
             let used = rand::rng().random_range(0..=granted);
             let a = exchange(
                 &pcef,
