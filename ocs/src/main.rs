@@ -205,6 +205,10 @@ async fn account(cli: &Cli, cfg: &Config, action: &AccountAction) -> anyhow::Res
             RedbOptions::default(),
             Arc::new(Policy::from_config(cfg)),
         )?;
+        // As the server would at start: the configured accounts the file lacks.
+        for a in &cfg.accounts {
+            store.provision(a.to_account()).await?;
+        }
         let out = match action {
             AccountAction::Show { key } => store.account(key.clone()).await?,
             AccountAction::Topup { key, amount, .. } => {

@@ -152,6 +152,32 @@ async fn resend(pcef: &Pcef, mut b: MessageBuilder) -> Message {
     }
 }
 
+#[test]
+fn unknown_config_key_is_refused_with_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    let text = ocs::config::DEMO.replace(
+        "sweep_interval = 1",
+        "sweep_interval = 1\nsweep_intervall = 2",
+    );
+    std::fs::write(&path, text).unwrap();
+    let line = ocs::config::DEMO
+        .lines()
+        .position(|l| l.starts_with("sweep_interval"))
+        .unwrap()
+        + 2;
+    let out = Command::new(env!("CARGO_BIN_EXE_ocs"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml"), "{err}");
+    assert!(err.contains(&format!("line {line}")), "{err}");
+    assert!(err.contains("sweep_intervall"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retransmission_after_restart_gets_the_stored_answer() {
     tokio::time::timeout(Duration::from_secs(60), async {
@@ -217,6 +243,25 @@ async fn retransmission_after_restart_gets_the_stored_answer() {
         assert!(m.contains("ocs_ccr_total"), "{m}");
         assert!(m.contains("duplicate=\"true\""), "{m}");
         pcef.shutdown().await;
+        // The operator command reads the data file of the stopped OCS.
+        p.kill9();
+        let out = Command::new(env!("CARGO_BIN_EXE_ocs"))
+            .args(["account", "show", IMSI_RICH, "--config"])
+            .arg(&p.config)
+            .arg("--data")
+            .arg(dir.path().join("ocs.redb"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            j["balances"]["total-octets"]["available"].as_i64(),
+            Some(initial - 300_001)
+        );
     })
     .await
     .expect("bounded to 60 s");
