@@ -254,9 +254,9 @@ pub struct RatingGroup {
     /// What it counts: `time`, `total-octets`, `input-octets`, `output-octets`,
     /// `service-specific`.
     pub unit: String,
-    /// Units granted when the request names no amount.
+    /// Units granted when the Requested-Service-Unit names no amount.
     pub grant: u64,
-    /// The most granted at once, whatever the request asks.
+    /// The most granted at once when the request asks for more (default: `grant`).
     pub max_grant: Option<u64>,
     /// Free of charge: answered 4011 DIAMETER_CREDIT_CONTROL_NOT_APPLICABLE.
     #[serde(default)]

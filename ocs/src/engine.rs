@@ -302,7 +302,8 @@ fn event(policy: &Policy, req: &CcRequest, account: Option<&Account>) -> Decisio
             .requested
             .and_then(|u| u.get(unit))
             .filter(|&u| u > 0)
-            .unwrap_or(rg.grant);
+            .unwrap_or(rg.grant)
+            .min(rg.max_grant.unwrap_or(rg.grant));
         let cost = cost(rg, kind, units);
         let bal = acct.balances.entry(kind).or_default();
         if bal.available < i64::try_from(cost).unwrap_or(i64::MAX) {
@@ -433,12 +434,14 @@ fn service(
         a.result_code = rc::END_USER_SERVICE_DENIED;
         return a;
     };
+    // Grant sizing: the configured grant, or what the Requested-Service-Unit asks for, up
+    // to `max_grant` (the grant itself when unset).
     let want = m
         .requested
         .and_then(|u| u.get(unit))
         .filter(|&u| u > 0)
-        .map_or(rg.grant, |u| u.min(rg.grant.max(1)))
-        .min(rg.max_grant.unwrap_or(u64::MAX));
+        .unwrap_or(rg.grant)
+        .min(rg.max_grant.unwrap_or(rg.grant));
     let bal: Balance = acct.balances.get(&bkind).copied().unwrap_or_default();
     let left = u64::try_from(bal.available.max(0)).unwrap_or(0);
     let affordable = match (bkind, rg.tariff) {
@@ -676,6 +679,32 @@ mod tests {
             0,
         );
         assert_eq!(d.answer.result_code, rc::CREDIT_CONTROL_NOT_APPLICABLE);
+    }
+
+    #[test]
+    fn grant_sizing_follows_the_request_up_to_max_grant() {
+        let p = policy();
+        let acct = account(100_000_000);
+        let mut r = req(RequestType::Initial, 0, 1, None);
+        r.mscc[0].requested = Some(Units::of(UnitKind::TotalOctets, 3_000_000));
+        let d = decide(&p, &r, None, Some(&acct), 0);
+        assert_eq!(
+            d.answer.mscc[0].granted.unwrap().total_octets,
+            Some(3_000_000)
+        );
+        r.mscc[0].requested = Some(Units::of(UnitKind::TotalOctets, 50_000_000));
+        let d = decide(&p, &r, None, Some(&acct), 0);
+        assert_eq!(
+            d.answer.mscc[0].granted.unwrap().total_octets,
+            Some(10_000_000)
+        );
+        // Rating group 2 has no max_grant: its grant is the most.
+        r.mscc[0].service.rating_group = Some(2);
+        let d = decide(&p, &r, None, Some(&acct), 0);
+        assert_eq!(
+            d.answer.mscc[0].granted.unwrap().total_octets,
+            Some(500_000)
+        );
     }
 
     #[test]

@@ -162,3 +162,46 @@ pub fn install(addr: SocketAddr) -> anyhow::Result<Exporter> {
     });
     Ok(Exporter { handle, task })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_names_render() {
+        let rec = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), &BATCH_BUCKETS)
+            .unwrap()
+            .build_recorder();
+        let handle = rec.handle();
+        metrics::with_local_recorder(&rec, || {
+            record_ccr("update", 2001, false);
+            record_ccr("update", 2001, true);
+            record_ccr("initial", 4012, false);
+            record_commit(7, Duration::from_micros(300), true);
+            set_sizes(3, 4);
+            record_tcc_expired(2);
+            record_rar(Some(2001));
+        });
+        let text = handle.render();
+        for name in [
+            SESSIONS,
+            RESERVATIONS,
+            CCRS,
+            COMMIT_DURATION,
+            TCC_EXPIRED,
+            RARS,
+        ] {
+            assert!(text.contains(name), "{name} missing:\n{text}");
+        }
+        assert!(
+            text.contains(r#"ocs_ccr_total{type="update",result_code="2001",duplicate="true"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"ocs_store_batch_size_bucket{le="8"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("ocs_sessions 3"), "{text}");
+    }
+}
