@@ -440,18 +440,26 @@ impl Config {
                 }
             }
         }
-        if !(self.ocs.tcc > 0.0
-            && self.ocs.sweep_interval > 0.0
-            && self.ocs.answer_retention >= 0.0)
-        {
-            return Err("ocs: tcc and sweep_interval must be above 0".into());
+        // Durations in seconds: finite, not negative, at most about 31 years.
+        let secs = |v: f64, key: &str, zero_ok: bool| -> Result<(), String> {
+            if v.is_finite() && (v > 0.0 || (zero_ok && v == 0.0)) && v <= 1e9 {
+                Ok(())
+            } else {
+                Err(format!("{key}: {v} is not a duration in seconds"))
+            }
+        };
+        secs(self.ocs.tcc, "ocs.tcc", false)?;
+        secs(self.ocs.sweep_interval, "ocs.sweep_interval", false)?;
+        secs(self.ocs.answer_retention, "ocs.answer_retention", true)?;
+        if let Some(t) = self.node.request_timeout {
+            secs(t, "node.request_timeout", false)?;
         }
         Ok(())
     }
 
     /// Tcc.
     pub fn tcc(&self) -> Duration {
-        Duration::from_secs_f64(self.ocs.tcc)
+        Duration::try_from_secs_f64(self.ocs.tcc).unwrap_or(Duration::from_secs(1200))
     }
 
     /// The built-in home OCS: 127.0.0.1:3870, `ocs.home.test` in `home.test`, with the demo
@@ -511,6 +519,22 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("needs a redirect"), "{e}");
+    }
+
+    #[test]
+    fn durations_must_be_finite_seconds() {
+        let base = "[node]\norigin_host = \"a\"\norigin_realm = \"b\"\n[ocs]\n";
+        for bad in [
+            "tcc = inf",
+            "tcc = nan",
+            "tcc = -1",
+            "sweep_interval = 0",
+            "tcc = 1e300",
+        ] {
+            let e = Config::parse("x.toml", &format!("{base}{bad}\n")).unwrap_err();
+            assert!(e.to_string().contains("not a duration"), "{bad}: {e}");
+        }
+        Config::parse("x.toml", &format!("{base}answer_retention = 0\n")).unwrap();
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub fn node_config(cfg: &Config) -> anyhow::Result<NodeConfig> {
         });
     }
     if let Some(t) = n.request_timeout {
-        nc.request_timeout = Duration::from_secs_f64(t.max(0.001));
+        nc.request_timeout = Duration::try_from_secs_f64(t).unwrap_or(nc.request_timeout);
     }
     if let Some(p) = &n.capture {
         nc.capture =
@@ -106,7 +106,10 @@ impl Ocs {
             }),
         );
         let weak = Arc::downgrade(&shared);
-        let every = Duration::from_secs_f64(cfg.ocs.sweep_interval);
+        let every = Duration::try_from_secs_f64(cfg.ocs.sweep_interval)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(1));
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
