@@ -133,6 +133,10 @@ pub struct OcsSection {
     pub answer_retention: f64,
     /// The operator HTTP endpoint (`GET /accounts/ID`, `POST /accounts/ID/topup`).
     pub admin: Option<SocketAddr>,
+    /// The rating group of requests without Multiple-Services-Credit-Control (RFC 4006
+    /// single-service credit control: units at command level). None: such requests are
+    /// answered 5031 DIAMETER_RATING_FAILED.
+    pub single_service_rating_group: Option<u32>,
 }
 
 fn default_tcc() -> f64 {
@@ -153,6 +157,7 @@ impl Default for OcsSection {
             sweep_interval: default_sweep(),
             answer_retention: default_retention(),
             admin: None,
+            single_service_rating_group: None,
         }
     }
 }

@@ -54,6 +54,8 @@ pub struct Policy {
     pub tcc_ms: u64,
     /// How long answers are kept, milliseconds.
     pub answer_retention_ms: u64,
+    /// The rating group of single-service requests (no MSCC).
+    pub single_service_rating_group: Option<u32>,
 }
 
 impl Policy {
@@ -67,6 +69,7 @@ impl Policy {
                 .collect(),
             tcc_ms: (cfg.ocs.tcc * 1000.0) as u64,
             answer_retention_ms: (cfg.ocs.answer_retention * 1000.0) as u64,
+            single_service_rating_group: cfg.ocs.single_service_rating_group,
         }
     }
 }
@@ -114,6 +117,36 @@ impl Decision {
 /// live session of the request's Session-Id; `account` the account of the session (or, with
 /// no session, of the request's Subscription-Id).
 pub fn decide(
+    policy: &Policy,
+    req: &CcRequest,
+    session: Option<&Session>,
+    account: Option<&Account>,
+    now: UnixMillis,
+) -> Decision {
+    // RFC 4006 §5.1.2: without Multiple-Services-Credit-Control the units are at command
+    // level; they are rated as one service of the configured rating group, and the answer's
+    // units go back at command level.
+    if req.mscc.is_empty()
+        && let Some(single) = &req.single
+    {
+        let mut as_mscc = req.clone();
+        as_mscc.single = None;
+        let mut svc = single.clone();
+        svc.service.rating_group = policy.single_service_rating_group;
+        as_mscc.mscc = vec![svc];
+        let mut d = decide_services(policy, &as_mscc, session, account, now);
+        if let Some(m) = d.answer.mscc.pop() {
+            if req.request_type != RequestType::Termination {
+                d.answer.result_code = m.result_code;
+            }
+            d.answer.single = Some(m);
+        }
+        return d;
+    }
+    decide_services(policy, req, session, account, now)
+}
+
+fn decide_services(
     policy: &Policy,
     req: &CcRequest,
     session: Option<&Session>,
@@ -173,6 +206,7 @@ fn initial(
         request_number: req.request_number,
         mscc,
         error_message: None,
+        single: None,
     };
     if result_code != rc::SUCCESS {
         // RFC 4006 §5.1: a failed CCA-I ends the session; nothing was reserved.
@@ -250,6 +284,7 @@ fn update(
             request_number: req.request_number,
             mscc,
             error_message: None,
+            single: None,
         },
         session: if terminating {
             SessionWrite::Delete
@@ -327,6 +362,7 @@ fn event(policy: &Policy, req: &CcRequest, account: Option<&Account>) -> Decisio
             request_number: req.request_number,
             mscc,
             error_message: None,
+            single: None,
         },
         session: SessionWrite::Keep,
         account: (acct != *account).then_some(acct),
@@ -552,6 +588,7 @@ mod tests {
             request_number: n,
             subscriptions: Vec::new(),
             requested_action: None,
+            single: None,
             mscc: vec![MsccRequest {
                 service: ServiceKey {
                     rating_group: Some(rg),
@@ -705,6 +742,35 @@ mod tests {
             d.answer.mscc[0].granted.unwrap().total_octets,
             Some(500_000)
         );
+    }
+
+    #[test]
+    fn single_service_units_at_command_level() {
+        let p = policy();
+        let acct = account(10_000_000);
+        let mut r = req(RequestType::Initial, 0, 1, None);
+        r.single = r.mscc.pop();
+        r.single.as_mut().unwrap().service.rating_group = None;
+        let d = decide(&p, &r, None, Some(&acct), 0);
+        assert_eq!(d.answer.result_code, rc::SUCCESS);
+        assert!(d.answer.mscc.is_empty());
+        let g = d.answer.single.as_ref().unwrap().granted.unwrap();
+        assert_eq!(g.total_octets, Some(1_000_000));
+        let SessionWrite::Put(s) = d.session else {
+            panic!()
+        };
+        let acct = d.account.unwrap();
+        let mut t = req(RequestType::Termination, 1, 1, Some(10));
+        t.single = t.mscc.pop();
+        t.single.as_mut().unwrap().service.rating_group = None;
+        let d = decide(&p, &t, Some(&s), Some(&acct), 1);
+        assert_eq!(d.answer.result_code, rc::SUCCESS);
+        assert_eq!(octets(&d.account.unwrap()).available, 10_000_000 - 10);
+        // Out of credit: the command-level code is the service's.
+        let mut r = req(RequestType::Initial, 0, 1, None);
+        r.single = r.mscc.pop();
+        let d = decide(&p, &r, None, Some(&account(0)), 0);
+        assert_eq!(d.answer.result_code, rc::CREDIT_LIMIT_REACHED);
     }
 
     #[test]

@@ -108,7 +108,10 @@ pub fn parse_ccr(msg: &Message) -> Result<CcRequest, ParseError> {
         subscriptions: Vec::new(),
         requested_action: None,
         mscc: Vec::new(),
+        single: None,
     };
+    let mut single = MsccRequest::default();
+    let mut single_units = false;
     for a in msg.avps().flatten() {
         let k = a.key();
         if k == dcca::SUBSCRIPTION_ID.key() {
@@ -134,7 +137,21 @@ pub fn parse_ccr(msg: &Message) -> Result<CcRequest, ParseError> {
             req.mscc.push(mscc(a.children()));
         } else if k == dcca::REQUESTED_ACTION.key() {
             req.requested_action = dcca::REQUESTED_ACTION.decode(a.data).ok().map(|v| v.0);
+        } else if k == dcca::REQUESTED_SERVICE_UNIT.key() {
+            single.requested = Some(units(a.children()));
+            single_units = true;
+        } else if k == dcca::USED_SERVICE_UNIT.key() {
+            single
+                .used
+                .get_or_insert_with(Units::default)
+                .add(&units(a.children()));
+            single_units = true;
+        } else if k == dcca::SERVICE_IDENTIFIER.key() {
+            single.service.service_id = dcca::SERVICE_IDENTIFIER.decode(a.data).ok();
         }
+    }
+    if single_units {
+        req.single = Some(single);
     }
     Ok(req)
 }
@@ -177,6 +194,21 @@ pub fn requested_avp(u: &Units) -> OwnedAvp {
     units_avp(dcca::REQUESTED_SERVICE_UNIT, u)
 }
 
+/// A Final-Unit-Indication (RFC 4006 §8.34).
+pub fn fui_avp(f: &crate::model::FinalUnit) -> OwnedAvp {
+    let mut fc = vec![dcca::FINAL_UNIT_ACTION.with(dcca::FinalUnitAction(f.action))];
+    for r in &f.restrictions {
+        fc.push(dcca::RESTRICTION_FILTER_RULE.with(r.clone()));
+    }
+    if let Some((t, addr)) = &f.redirect {
+        fc.push(dcca::REDIRECT_SERVER.with(vec![
+            dcca::REDIRECT_ADDRESS_TYPE.with(dcca::RedirectAddressType(*t)),
+            dcca::REDIRECT_SERVER_ADDRESS.with(addr.clone()),
+        ]));
+    }
+    dcca::FINAL_UNIT_INDICATION.with(fc)
+}
+
 /// One Multiple-Services-Credit-Control of a CCA, members in the order of RFC 4006 §8.16 and
 /// TS 32.299 §7.1.9.
 pub fn mscc_avp(m: &MsccAnswer) -> OwnedAvp {
@@ -195,17 +227,7 @@ pub fn mscc_avp(m: &MsccAnswer) -> OwnedAvp {
     }
     c.push(base::RESULT_CODE.with(m.result_code));
     if let Some(f) = &m.final_unit {
-        let mut fc = vec![dcca::FINAL_UNIT_ACTION.with(dcca::FinalUnitAction(f.action))];
-        for r in &f.restrictions {
-            fc.push(dcca::RESTRICTION_FILTER_RULE.with(r.clone()));
-        }
-        if let Some((t, addr)) = &f.redirect {
-            fc.push(dcca::REDIRECT_SERVER.with(vec![
-                dcca::REDIRECT_ADDRESS_TYPE.with(dcca::RedirectAddressType(*t)),
-                dcca::REDIRECT_SERVER_ADDRESS.with(addr.clone()),
-            ]));
-        }
-        c.push(dcca::FINAL_UNIT_INDICATION.with(fc));
+        c.push(fui_avp(f));
     }
     if let Some(v) = m.time_threshold {
         c.push(gy::TIME_QUOTA_THRESHOLD.with(v));
@@ -249,6 +271,19 @@ pub fn encode_cca(mut b: MessageBuilder, answer: &CcAnswer) -> MessageBuilder {
         dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType(answer.request_type.code())),
     );
     ensure(&mut b, dcca::CC_REQUEST_NUMBER.with(answer.request_number));
+    if let Some(m) = &answer.single {
+        // RFC 4006 §3.2: [Granted-Service-Unit] [Validity-Time] [Final-Unit-Indication] at
+        // command level.
+        if let Some(g) = &m.granted {
+            b.push(granted_avp(g));
+        }
+        if let Some(v) = m.validity_time {
+            b.push(dcca::VALIDITY_TIME.with(v));
+        }
+        if let Some(f) = &m.final_unit {
+            b.push(fui_avp(f));
+        }
+    }
     for m in &answer.mscc {
         b.push(mscc_avp(m));
     }
@@ -400,6 +435,7 @@ mod tests {
                 ..MsccAnswer::default()
             }],
             error_message: None,
+            single: None,
         };
         let me = diameter_codec::LocalIdentity::new("ocs.test", "home.test");
         let mut base_b = MessageBuilder::answer_to(&msg, &me);

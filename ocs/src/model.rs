@@ -395,6 +395,9 @@ pub struct CcRequest {
     pub requested_action: Option<i32>,
     /// Multiple-Services-Credit-Control instances.
     pub mscc: Vec<MsccRequest>,
+    /// Single-service credit control (RFC 4006 §5.1.2, no MSCC): the command-level
+    /// Requested-Service-Unit, Used-Service-Unit and Service-Identifier, when present.
+    pub single: Option<MsccRequest>,
 }
 
 /// Final-Unit-Indication (RFC 4006 §8.34).
@@ -446,6 +449,9 @@ pub struct CcAnswer {
     pub mscc: Vec<MsccAnswer>,
     /// Error-Message, for failures the result code alone does not explain.
     pub error_message: Option<String>,
+    /// Single-service credit control: the grant, Validity-Time and Final-Unit-Indication
+    /// go at command level (RFC 4006 §3.2).
+    pub single: Option<MsccAnswer>,
 }
 
 impl CcAnswer {
@@ -457,6 +463,7 @@ impl CcAnswer {
             request_number: req.request_number,
             mscc: Vec::new(),
             error_message: None,
+            single: None,
         }
     }
 }

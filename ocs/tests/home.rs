@@ -528,3 +528,35 @@ async fn money_account_pays_through_the_tariff() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn single_service_credit_control_without_mscc() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (ocs, pcef) = start(&dir).await;
+        let (initial, _) = octets_of(&ocs, IMSI_RICH).await;
+        let s = "s;single";
+        // RFC 4006 §5.1.2: Requested-Service-Unit at command level, no MSCC.
+        let mut i = pcef.ccr(s, RequestType::Initial, 0, Some(IMSI_RICH), vec![]);
+        i.push(ocs::gy::requested_avp(&ocs::model::Units::default()));
+        let a = pcef.send(i).await;
+        assert_eq!(result_code(&a), 2001);
+        assert!(msccs(&a).is_empty());
+        let gsu = a
+            .find(dcca::GRANTED_SERVICE_UNIT.key())
+            .expect("GSU at command level");
+        assert_eq!(child_u64(&gsu, 421, 0), Some(1_000_000));
+        assert_eq!(a.get(dcca::VALIDITY_TIME).unwrap().unwrap(), 600);
+        diameter_codec::validate(&a).unwrap();
+        let mut t = pcef.ccr(s, RequestType::Termination, 1, None, vec![]);
+        t.push(ocs::gy::used_avp(&ocs::model::Units {
+            total_octets: Some(123),
+            ..Default::default()
+        }));
+        assert_eq!(result_code(&pcef.send(t).await), 2001);
+        assert_eq!(octets_of(&ocs, IMSI_RICH).await, (initial - 123, 0));
+        pcef.shutdown().await;
+        ocs.shutdown(Duration::from_secs(1)).await;
+    })
+    .await;
+}
