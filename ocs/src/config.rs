@@ -1,10 +1,13 @@
 //! The OCS configuration file (`ocs --config FILE.toml`) and the built-in demo configuration
 //! used when no file is given.
 //!
-//! Unknown keys are errors naming the file, line and key (serde `deny_unknown_fields`; the
-//! TOML parser reports the place).
+//! The `[node]` table is the one every server shares ([`diameter_node::config::NodeToml`],
+//! documented in `diameter-node/examples/node.toml`). Unknown keys anywhere are errors
+//! naming the file, line, column and key. Relative paths (the data file, capture, TLS
+//! files) are relative to the directory of the configuration file.
 
 use crate::model::{Account, Balance, SubscriptionId, SubscriptionType, UnitKind};
+use diameter_node::config::{ConfigError, NodeToml};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,7 +19,7 @@ use std::time::Duration;
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The Diameter node.
-    pub node: NodeSection,
+    pub node: NodeToml,
     /// Where balances, sessions and stored answers live.
     #[serde(default)]
     pub store: StoreSection,
@@ -29,56 +32,10 @@ pub struct Config {
     /// Accounts created at start-up when the store does not hold them yet.
     #[serde(default, rename = "account")]
     pub accounts: Vec<AccountConfig>,
-}
-
-/// The `[node]` table (the shape every server shares; a subset for now).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NodeSection {
-    /// Origin-Host.
-    pub origin_host: String,
-    /// Origin-Realm.
-    pub origin_realm: String,
-    /// Listening addresses.
-    #[serde(default)]
-    pub listen: Vec<ListenEntry>,
-    /// Product-Name in CER/CEA.
-    pub product_name: Option<String>,
-    /// CERs from hosts that are not configured peers: `accept` (default here: any PCEF may
-    /// connect) or `reject`.
-    #[serde(default = "default_unknown_peer")]
-    pub unknown_peer: String,
-    /// Peers we know (and connect to when they have an address).
-    #[serde(default)]
-    pub peers: Vec<PeerEntry>,
-    /// pcapng capture of every message.
-    pub capture: Option<PathBuf>,
-    /// Prometheus endpoint.
-    pub metrics: Option<SocketAddr>,
-    /// Default request deadline, seconds (RARs we send).
-    pub request_timeout: Option<f64>,
-}
-
-fn default_unknown_peer() -> String {
-    "accept".into()
-}
-
-/// One `[[node.listen]]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListenEntry {
-    /// Address and port.
-    pub addr: SocketAddr,
-}
-
-/// One `[[node.peers]]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PeerEntry {
-    /// The peer's Origin-Host.
-    pub host: String,
-    /// Where to connect; none for peers that connect to us.
-    pub connect: Option<SocketAddr>,
+    /// The file this was read from (relative paths of `[node]` are taken from its
+    /// directory); `None` for the built-in demo.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// `[store]`.
@@ -355,38 +312,34 @@ impl AccountConfig {
     }
 }
 
-/// A configuration that cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}: {message}")]
-pub struct ConfigError {
-    /// The file.
-    pub file: String,
-    /// What is wrong (with line, column and key when the parser knows them).
-    pub message: String,
-}
-
 impl Config {
     /// Reads and checks a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: file.clone(),
-            message: format!("cannot read: {e}"),
-        })?;
-        Self::parse(&file, &text)
+        let mut cfg: Self = diameter_node::config::load_config(path)?;
+        cfg.finish(path)?;
+        Ok(cfg)
     }
 
-    /// Parses and checks TOML text read from `file`.
-    pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
-        let cfg: Self = toml::from_str(text).map_err(|e| ConfigError {
-            file: file.to_string(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
-        cfg.check().map_err(|message| ConfigError {
-            file: file.to_string(),
+    /// Parses and checks TOML text as read from `file`.
+    pub fn parse(file: &Path, text: &str) -> Result<Self, ConfigError> {
+        let mut cfg: Self = diameter_node::config::parse_config(file, text)?;
+        cfg.finish(file)?;
+        Ok(cfg)
+    }
+
+    fn finish(&mut self, file: &Path) -> Result<(), ConfigError> {
+        self.check().map_err(|message| ConfigError {
+            file: file.to_path_buf(),
+            position: None,
             message,
         })?;
-        Ok(cfg)
+        if self.store.path.is_relative()
+            && let Some(dir) = file.parent()
+        {
+            self.store.path = dir.join(&self.store.path);
+        }
+        self.source = Some(file.to_path_buf());
+        Ok(())
     }
 
     /// Checks what serde cannot: unit names, duplicate rating groups, final-unit details.
@@ -456,9 +409,7 @@ impl Config {
         secs(self.ocs.tcc, "ocs.tcc", false)?;
         secs(self.ocs.sweep_interval, "ocs.sweep_interval", false)?;
         secs(self.ocs.answer_retention, "ocs.answer_retention", true)?;
-        if let Some(t) = self.node.request_timeout {
-            secs(t, "node.request_timeout", false)?;
-        }
+
         Ok(())
     }
 
@@ -470,7 +421,11 @@ impl Config {
     /// The built-in home OCS: 127.0.0.1:3870, `ocs.home.test` in `home.test`, with the demo
     /// rating groups and subscribers of the README.
     pub fn demo() -> Self {
-        Self::parse("(built-in demo configuration)", DEMO).expect("the demo configuration parses")
+        let cfg: Self =
+            diameter_node::config::parse_config(Path::new("(built-in demo configuration)"), DEMO)
+                .expect("the demo configuration parses");
+        cfg.check().expect("the demo configuration is valid");
+        cfg
     }
 }
 
@@ -499,24 +454,26 @@ mod tests {
     fn unknown_key_names_file_line_and_key() {
         let text =
             "[node]\norigin_host = \"a\"\norigin_realm = \"b\"\n\n[ocs]\ntcc = 5\nbogus = 1\n";
-        let e = Config::parse("x.toml", text).unwrap_err().to_string();
-        assert!(e.starts_with("x.toml:"), "{e}");
-        assert!(e.contains("line 7"), "{e}");
-        assert!(e.contains("bogus"), "{e}");
+        let e = Config::parse(Path::new("x.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("x.toml:7:1: "), "{e}");
+        assert!(e.contains("ocs.bogus"), "{e}");
+        assert!(e.contains("unknown key"), "{e}");
     }
 
     #[test]
     fn bad_unit_and_redirect_without_server_are_refused() {
         let base = "[node]\norigin_host = \"a\"\norigin_realm = \"b\"\n";
         let e = Config::parse(
-            "x.toml",
+            Path::new("x.toml"),
             &format!("{base}[[rating_group]]\nid = 1\nunit = \"bytes\"\ngrant = 1\n"),
         )
         .unwrap_err()
         .to_string();
         assert!(e.contains("unknown unit"), "{e}");
         let e = Config::parse(
-            "x.toml",
+            Path::new("x.toml"),
             &format!(
                 "{base}[[rating_group]]\nid = 1\nunit = \"time\"\ngrant = 1\nfinal_unit_action = \"redirect\"\n"
             ),
@@ -536,10 +493,14 @@ mod tests {
             "sweep_interval = 0",
             "tcc = 1e300",
         ] {
-            let e = Config::parse("x.toml", &format!("{base}{bad}\n")).unwrap_err();
+            let e = Config::parse(Path::new("x.toml"), &format!("{base}{bad}\n")).unwrap_err();
             assert!(e.to_string().contains("not a duration"), "{bad}: {e}");
         }
-        Config::parse("x.toml", &format!("{base}answer_retention = 0\n")).unwrap();
+        Config::parse(
+            Path::new("x.toml"),
+            &format!("{base}answer_retention = 0\n"),
+        )
+        .unwrap();
     }
 
     #[test]

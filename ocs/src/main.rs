@@ -10,6 +10,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use diameter_node::config::{ListenToml, TransportToml};
 use hyper::Method;
 use ocs::admin::{account_json, call, default_unit};
 use ocs::config::Config;
@@ -133,7 +134,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return account(&cli, &cfg, action).await;
     }
     if let Some(l) = cli.listen {
-        cfg.node.listen = vec![ocs::config::ListenEntry { addr: l }];
+        cfg.node.listen = vec![ListenToml {
+            addr: l,
+            transport: TransportToml::Tcp,
+            tls: None,
+        }];
     }
     if let Some(c) = &cli.capture {
         cfg.node.capture = Some(c.clone());

@@ -9,10 +9,10 @@ use crate::store::redb::{RedbOptions, RedbStore};
 use crate::store::{ChargingStore, SessionRef, StoreError};
 use diameter_codec::ResultCode;
 use diameter_codec::dict::base;
-use diameter_node::capture::Capture;
-use diameter_node::node::{IncomingRequest, Node, NodeConfig, PeerSpec, handler_fn};
+use diameter_node::node::{IncomingRequest, Node, NodeConfig, handler_fn};
 use diameter_node::peer::{Application, UnknownPeerPolicy};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,37 +23,30 @@ pub fn now_ms() -> UnixMillis {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The node configuration from the `[node]` table.
+/// The node configuration from the `[node]` table, with what an OCS needs whatever the
+/// table says: Credit-Control (application 4) advertised; unless the table says otherwise,
+/// CERs from any host accepted (PCEFs are many) and Product-Name `ocs`.
 pub fn node_config(cfg: &Config) -> anyhow::Result<NodeConfig> {
-    let n = &cfg.node;
-    let mut nc = NodeConfig::new(n.origin_host.clone(), n.origin_realm.clone());
-    nc.local.product_name = n.product_name.clone().unwrap_or_else(|| "ocs".into());
-    nc.local
+    let file = cfg
+        .source
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("(built-in demo configuration)"));
+    let mut nc = cfg.node.to_node_config(&file)?;
+    if !nc
+        .local
         .applications
-        .push(Application::auth(gy::APPLICATION_ID));
-    nc.local.unknown_peer = match n.unknown_peer.as_str() {
-        "accept" => UnknownPeerPolicy::Accept,
-        "reject" => UnknownPeerPolicy::Reject,
-        "close" => UnknownPeerPolicy::Close,
-        other => anyhow::bail!("node.unknown_peer: `{other}` is not accept, reject or close"),
-    };
-    for l in &n.listen {
-        nc.listen.push(l.addr.into());
+        .iter()
+        .any(|a| a.id == gy::APPLICATION_ID)
+    {
+        nc.local
+            .applications
+            .push(Application::auth(gy::APPLICATION_ID));
     }
-    for p in &n.peers {
-        nc.peers.push(match p.connect {
-            Some(addr) => PeerSpec::connect_tcp(p.host.clone(), addr),
-            None => PeerSpec::accept_only(p.host.clone()),
-        });
+    if cfg.node.unknown_peer.is_none() {
+        nc.local.unknown_peer = UnknownPeerPolicy::Accept;
     }
-    if let Some(t) = n.request_timeout {
-        nc.request_timeout = Duration::try_from_secs_f64(t).unwrap_or(nc.request_timeout);
-    }
-    if let Some(p) = &n.capture {
-        nc.capture =
-            Some(Arc::new(Capture::create(p).map_err(|e| {
-                anyhow::anyhow!("capture {}: {e}", p.display())
-            })?));
+    if cfg.node.product_name.is_none() {
+        nc.local.product_name = "ocs".into();
     }
     Ok(nc)
 }

@@ -173,9 +173,9 @@ fn unknown_config_key_is_refused_with_file_line_and_key() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.toml"), "{err}");
-    assert!(err.contains(&format!("line {line}")), "{err}");
-    assert!(err.contains("sweep_intervall"), "{err}");
+    assert!(err.contains(&format!("bad.toml:{line}:1: ")), "{err}");
+    assert!(err.contains("ocs.sweep_intervall"), "{err}");
+    assert!(err.contains("unknown key"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,9 +4,10 @@
 
 use diameter_codec::dict::{base, dcca};
 use diameter_codec::{AvpRef, Message};
+use diameter_node::config::{ListenToml, TransportToml};
 use diameter_node::node::{Node, NodeConfig, PeerSpec, relay_route};
 use diameter_node::peer::{Application, Timers};
-use ocs::config::{Config, ListenEntry};
+use ocs::config::Config;
 use ocs::gy::CcrSpec;
 use ocs::model::{RequestType, ServiceKey, SubscriptionId, SubscriptionType, Units};
 use std::net::SocketAddr;
@@ -39,8 +40,10 @@ pub(crate) fn free_addr() -> SocketAddr {
 /// The demo configuration on a free port with its data file in `dir`.
 pub(crate) fn test_config(dir: &Path) -> Config {
     let mut cfg = Config::demo();
-    cfg.node.listen = vec![ListenEntry {
+    cfg.node.listen = vec![ListenToml {
         addr: "127.0.0.1:0".parse().unwrap(),
+        transport: TransportToml::Tcp,
+        tls: None,
     }];
     cfg.store.path = dir.join("ocs.redb");
     cfg.ocs.admin = None;
