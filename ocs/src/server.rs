@@ -9,7 +9,7 @@ use crate::store::redb::{RedbOptions, RedbStore};
 use crate::store::{ChargingStore, SessionRef, StoreError};
 use diameter_codec::ResultCode;
 use diameter_codec::dict::base;
-use diameter_node::node::{IncomingRequest, Node, NodeConfig, handler_fn};
+use diameter_node::node::{IncomingRequest, Node, NodeConfig, NodeEvent, handler_fn};
 use diameter_node::peer::{Application, UnknownPeerPolicy};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -60,6 +60,7 @@ struct Shared {
 pub struct Ocs {
     shared: Arc<Shared>,
     sweeper: tokio::task::JoinHandle<()>,
+    watcher: tokio::task::JoinHandle<()>,
 }
 
 impl Ocs {
@@ -123,7 +124,42 @@ impl Ocs {
                 }
             }
         });
-        Ok(Self { shared, sweeper })
+        let weak = Arc::downgrade(&shared);
+        let mut events = shared.node.events();
+        let watcher = tokio::spawn(async move {
+            loop {
+                let e = match events.recv().await {
+                    Ok(e) => e,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "peer events missed");
+                        continue;
+                    }
+                    Err(_) => return,
+                };
+                let NodeEvent::PeerRestarted { peer, .. } = e else {
+                    continue;
+                };
+                let Some(s) = weak.upgrade() else { return };
+                // RFC 6733 §8.16: a new Origin-State-Id means the client lost its state;
+                // the credit its sessions hold goes back to the accounts at once.
+                match s.store.release_client(peer.clone()).await {
+                    Ok(r) => tracing::info!(
+                        %peer,
+                        sessions = r.sessions_expired,
+                        reservations = r.reservations_released,
+                        "client restarted: its sessions released"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "releasing a restarted client's sessions")
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            shared,
+            sweeper,
+            watcher,
+        })
     }
 
     /// The Diameter node.
@@ -169,6 +205,7 @@ impl Ocs {
     /// Stops the sweep and disconnects the peers.
     pub async fn shutdown(self, timeout: Duration) {
         self.sweeper.abort();
+        self.watcher.abort();
         self.shared.node.shutdown(timeout).await;
     }
 }

@@ -560,3 +560,68 @@ async fn single_service_credit_control_without_mscc() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn restarted_client_sessions_are_released() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let ocs = Ocs::start(&test_config(dir.path())).await.unwrap();
+        let addr = ocs.listen_addrs()[0];
+        let host = "pcef.restart.test";
+        let pcef = Pcef::start_with_state(host, addr, Duration::from_secs(5), Some(100)).await;
+        assert!(pcef.node.wait_peer(OCS_HOST, Duration::from_secs(5)).await);
+        let (initial, _) = octets_of(&ocs, IMSI_RICH).await;
+        for i in 0..3 {
+            let s = format!("{host};{i}");
+            let a = pcef
+                .send(pcef.ccr(
+                    &s,
+                    RequestType::Initial,
+                    0,
+                    Some(IMSI_RICH),
+                    vec![(rg(1), rsu(), None)],
+                ))
+                .await;
+            assert_eq!(result_code(&a), 2001);
+        }
+        // Another client's session is not touched.
+        let other = Pcef::connect("pcef.other.test", addr).await;
+        other
+            .send(other.ccr(
+                "other;1",
+                RequestType::Initial,
+                0,
+                Some(IMSI_RICH),
+                vec![(rg(1), rsu(), None)],
+            ))
+            .await;
+        assert_eq!(octets_of(&ocs, IMSI_RICH).await.1, 4_000_000);
+        pcef.shutdown().await;
+        // The client comes back with a new Origin-State-Id: it has lost its sessions.
+        let pcef = Pcef::start_with_state(host, addr, Duration::from_secs(5), Some(101)).await;
+        assert!(pcef.node.wait_peer(OCS_HOST, Duration::from_secs(5)).await);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while octets_of(&ocs, IMSI_RICH).await != (initial - 1_000_000, 1_000_000) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "sessions of the restarted client kept"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let a = pcef
+            .send(pcef.ccr(
+                &format!("{host};0"),
+                RequestType::Update,
+                1,
+                None,
+                vec![(rg(1), rsu(), octets(1))],
+            ))
+            .await;
+        assert_eq!(result_code(&a), 5002);
+        assert_eq!(ocs.store().counts().await.unwrap().sessions, 1);
+        pcef.shutdown().await;
+        other.shutdown().await;
+        ocs.shutdown(Duration::from_secs(1)).await;
+    })
+    .await;
+}

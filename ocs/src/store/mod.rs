@@ -86,6 +86,11 @@ pub trait ChargingStore: Send + Sync + 'static {
     /// forgets answers kept past their retention.
     fn sweep(&self, now: UnixMillis) -> StoreFuture<'_, SweepReport>;
 
+    /// Releases the reservations of every session opened by client `origin_host` and
+    /// forgets them: the client restarted (a new Origin-State-Id, RFC 6733 §8.16) and has
+    /// lost them.
+    fn release_client(&self, origin_host: String) -> StoreFuture<'_, SweepReport>;
+
     /// Creates `account` (and its Subscription-Id index entries) unless an account with its
     /// id exists. Returns whether it was created.
     fn provision(&self, account: Account) -> StoreFuture<'_, bool>;

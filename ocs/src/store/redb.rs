@@ -15,6 +15,8 @@
 //! - `sessions`: Session-Id → session (with its reservations)
 //! - `leases`: (Tcc deadline, Session-Id) → () — the sweep's index
 //! - `account_sessions`: (account id, Session-Id) → () — sessions to re-authorise on top-up
+//! - `client_sessions`: (client Origin-Host in lower case, Session-Id) → () — sessions to
+//!   release when that client restarts
 //! - `answers`: (Session-Id, CC-Request-Number) → stored answer
 //! - `answer_expiry`: (expiry, Session-Id, CC-Request-Number) → ()
 //! - `meta`: counters (sessions, reservations)
@@ -36,6 +38,8 @@ const SESSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("session
 const LEASES: TableDefinition<'_, (u64, &str), ()> = TableDefinition::new("leases");
 const ACCOUNT_SESSIONS: TableDefinition<'_, (&str, &str), ()> =
     TableDefinition::new("account_sessions");
+const CLIENT_SESSIONS: TableDefinition<'_, (&str, &str), ()> =
+    TableDefinition::new("client_sessions");
 const ANSWERS: TableDefinition<'_, (&str, u32), &[u8]> = TableDefinition::new("answers");
 const ANSWER_EXPIRY: TableDefinition<'_, (u64, &str, u32), ()> =
     TableDefinition::new("answer_expiry");
@@ -88,6 +92,7 @@ struct Tables<'t> {
     sessions: Table<'t, &'static str, &'static [u8]>,
     leases: Table<'t, (u64, &'static str), ()>,
     account_sessions: Table<'t, (&'static str, &'static str), ()>,
+    client_sessions: Table<'t, (&'static str, &'static str), ()>,
     answers: Table<'t, (&'static str, u32), &'static [u8]>,
     answer_expiry: Table<'t, (u64, &'static str, u32), ()>,
     sessions_delta: i64,
@@ -161,6 +166,12 @@ impl Tables<'_> {
             self.account_sessions
                 .insert((s.account.as_str(), s.id.as_str()), ())
                 .map_err(se)?;
+            self.client_sessions
+                .insert(
+                    (s.origin_host.to_ascii_lowercase().as_str(), s.id.as_str()),
+                    (),
+                )
+                .map_err(se)?;
             self.sessions_delta += 1;
         }
         let bytes = enc(s)?;
@@ -181,6 +192,9 @@ impl Tables<'_> {
             .map_err(se)?;
         self.account_sessions
             .remove((s.account.as_str(), s.id.as_str()))
+            .map_err(se)?;
+        self.client_sessions
+            .remove((s.origin_host.to_ascii_lowercase().as_str(), s.id.as_str()))
             .map_err(se)?;
         self.sessions_delta -= 1;
         self.reservations_delta -= s.reservations.len() as i64;
@@ -271,24 +285,7 @@ impl Tables<'_> {
             .map(|(k, _)| k.value().1.to_string())
             .collect();
         for sid in expired {
-            let Ok(Some(s)) = self.session(&sid)? else {
-                continue;
-            };
-            // RFC 4006 §13 Tcc: the server releases the reserved units of a session whose
-            // client went silent.
-            if let Ok(Some(mut a)) = self.account_by_id(&s.account)? {
-                for r in &s.reservations {
-                    let b = a.balances.entry(r.kind).or_default();
-                    b.reserved = b.reserved.saturating_sub(r.amount);
-                    b.available = b
-                        .available
-                        .saturating_add(i64::try_from(r.amount).unwrap_or(i64::MAX));
-                }
-                self.put_account(&a)?;
-            }
-            report.sessions_expired += 1;
-            report.reservations_released += s.reservations.len() as u64;
-            self.delete_session(&s)?;
+            self.release_session(&sid, &mut report)?;
         }
         let old: Vec<(u64, String, u32)> = self
             .answer_expiry
@@ -307,6 +304,48 @@ impl Tables<'_> {
                 .remove((t, sid.as_str(), n))
                 .map_err(se)?;
             report.answers_forgotten += 1;
+        }
+        Ok(Ok(report))
+    }
+
+    /// Releases a session's reservations and forgets it (RFC 4006 §13 Tcc; RFC 6733 §8.16
+    /// for a client that restarted).
+    fn release_session(&mut self, sid: &str, report: &mut SweepReport) -> Result<(), StoreError> {
+        let Ok(Some(s)) = self.session(sid)? else {
+            return Ok(());
+        };
+        if let Ok(Some(mut a)) = self.account_by_id(&s.account)? {
+            for r in &s.reservations {
+                let b = a.balances.entry(r.kind).or_default();
+                b.reserved = b.reserved.saturating_sub(r.amount);
+                b.available = b
+                    .available
+                    .saturating_add(i64::try_from(r.amount).unwrap_or(i64::MAX));
+            }
+            self.put_account(&a)?;
+        }
+        report.sessions_expired += 1;
+        report.reservations_released += s.reservations.len() as u64;
+        self.delete_session(&s)
+    }
+
+    fn release_client(&mut self, origin_host: &str) -> OpResult<SweepReport> {
+        let host = origin_host.to_ascii_lowercase();
+        let ids: Vec<String> = self
+            .client_sessions
+            .range((host.as_str(), "")..)
+            .map_err(se)?
+            .filter_map(Result::ok)
+            .map(|(k, _)| {
+                let (h, sid) = k.value();
+                (h.to_string(), sid.to_string())
+            })
+            .take_while(|(h, _)| *h == host)
+            .map(|(_, sid)| sid)
+            .collect();
+        let mut report = SweepReport::default();
+        for sid in ids {
+            self.release_session(&sid, &mut report)?;
         }
         Ok(Ok(report))
     }
@@ -428,6 +467,7 @@ impl RedbStore {
             txn.open_table(SUBSCRIBERS).map_err(se)?;
             txn.open_table(LEASES).map_err(se)?;
             txn.open_table(ACCOUNT_SESSIONS).map_err(se)?;
+            txn.open_table(CLIENT_SESSIONS).map_err(se)?;
             txn.open_table(ANSWERS).map_err(se)?;
             txn.open_table(ANSWER_EXPIRY).map_err(se)?;
             let s = txn.open_table(SESSIONS).map_err(se)?;
@@ -474,6 +514,7 @@ fn open_tables(txn: &redb::WriteTransaction) -> Result<Tables<'_>, StoreError> {
         sessions: txn.open_table(SESSIONS).map_err(se)?,
         leases: txn.open_table(LEASES).map_err(se)?,
         account_sessions: txn.open_table(ACCOUNT_SESSIONS).map_err(se)?,
+        client_sessions: txn.open_table(CLIENT_SESSIONS).map_err(se)?,
         answers: txn.open_table(ANSWERS).map_err(se)?,
         answer_expiry: txn.open_table(ANSWER_EXPIRY).map_err(se)?,
         sessions_delta: 0,
@@ -559,6 +600,10 @@ impl ChargingStore for RedbStore {
 
     fn sweep(&self, now: UnixMillis) -> StoreFuture<'_, SweepReport> {
         self.submit(move |t, _| t.sweep(now))
+    }
+
+    fn release_client(&self, origin_host: String) -> StoreFuture<'_, SweepReport> {
+        self.submit(move |t, _| t.release_client(&origin_host))
     }
 
     fn provision(&self, account: Account) -> StoreFuture<'_, bool> {

@@ -76,7 +76,20 @@ impl Pcef {
 
     /// Starts without waiting; requests time out after `timeout`.
     pub(crate) async fn start(host: &str, addr: SocketAddr, timeout: Duration) -> Self {
+        Self::start_with_state(host, addr, timeout, None).await
+    }
+
+    /// As [`Pcef::start`] with this Origin-State-Id.
+    pub(crate) async fn start_with_state(
+        host: &str,
+        addr: SocketAddr,
+        timeout: Duration,
+        origin_state_id: Option<u32>,
+    ) -> Self {
         let mut cfg = NodeConfig::new(host, "visited.test");
+        if let Some(osi) = origin_state_id {
+            cfg.local.origin_state_id = osi;
+        }
         cfg.local.applications.push(Application::auth(4));
         let mut p = PeerSpec::connect_tcp(OCS_HOST, addr);
         p.timers = fast_timers();
