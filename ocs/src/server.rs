@@ -202,11 +202,14 @@ impl Ocs {
         }
     }
 
-    /// Stops the sweep and disconnects the peers.
+    /// Stops the sweep, disconnects the peers (DPR) and closes the store.
     pub async fn shutdown(self, timeout: Duration) {
         self.sweeper.abort();
         self.watcher.abort();
         self.shared.node.shutdown(timeout).await;
+        if let Err(e) = self.shared.store.close().await {
+            tracing::warn!(error = %e, "closing the store");
+        }
     }
 }
 

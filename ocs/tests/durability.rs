@@ -88,6 +88,18 @@ impl OcsProcess {
         }
     }
 
+    /// SIGTERM and wait.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let killed = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        c.wait().unwrap()
+    }
+
     /// (available, reserved) total octets of an account, from the operator endpoint.
     async fn octets(&self, key: &str) -> (i64, u64) {
         let end = Instant::now() + Duration::from_secs(10);
@@ -243,8 +255,9 @@ async fn retransmission_after_restart_gets_the_stored_answer() {
         assert!(m.contains("ocs_ccr_total"), "{m}");
         assert!(m.contains("duplicate=\"true\""), "{m}");
         pcef.shutdown().await;
+        // SIGTERM: a clean stop (DPR, the data file closed), exit status 0.
+        assert!(p.terminate().success());
         // The operator command reads the data file of the stopped OCS.
-        p.kill9();
         let out = Command::new(env!("CARGO_BIN_EXE_ocs"))
             .args(["account", "show", IMSI_RICH, "--config"])
             .arg(&p.config)

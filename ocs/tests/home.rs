@@ -625,3 +625,52 @@ async fn restarted_client_sessions_are_released() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn sessions_and_answers_survive_a_clean_restart() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = test_config(dir.path());
+        let ocs = Ocs::start(&cfg).await.unwrap();
+        let pcef = Pcef::connect("pcef.visited.test", ocs.listen_addrs()[0]).await;
+        let (initial, _) = octets_of(&ocs, IMSI_RICH).await;
+        let s = "s;restart";
+        let i = pcef.ccr(
+            s,
+            RequestType::Initial,
+            0,
+            Some(IMSI_RICH),
+            vec![(rg(1), rsu(), None)],
+        );
+        let first = pcef.send(i.clone()).await;
+        pcef.shutdown().await;
+        ocs.shutdown(Duration::from_secs(1)).await;
+
+        let ocs = Ocs::start(&cfg).await.unwrap();
+        let pcef = Pcef::connect("pcef.visited.test", ocs.listen_addrs()[0]).await;
+        assert_eq!(
+            octets_of(&ocs, IMSI_RICH).await,
+            (initial - 1_000_000, 1_000_000)
+        );
+        let again = pcef.send(i).await;
+        assert_eq!(msccs(&again)[0].data, msccs(&first)[0].data);
+        assert_eq!(
+            octets_of(&ocs, IMSI_RICH).await,
+            (initial - 1_000_000, 1_000_000)
+        );
+        let a = pcef
+            .send(pcef.ccr(
+                s,
+                RequestType::Termination,
+                1,
+                None,
+                vec![(rg(1), None, octets(5))],
+            ))
+            .await;
+        assert_eq!(result_code(&a), 2001);
+        assert_eq!(octets_of(&ocs, IMSI_RICH).await, (initial - 5, 0));
+        pcef.shutdown().await;
+        ocs.shutdown(Duration::from_secs(1)).await;
+    })
+    .await;
+}

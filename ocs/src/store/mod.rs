@@ -110,4 +110,8 @@ pub trait ChargingStore: Send + Sync + 'static {
 
     /// Sizes.
     fn counts(&self) -> StoreFuture<'_, Counts>;
+
+    /// Finishes what is queued and releases the store (files, connections). Operations
+    /// after it fail.
+    fn close(&self) -> StoreFuture<'_, ()>;
 }

@@ -446,9 +446,16 @@ where
     }
 }
 
+/// What the writer thread receives.
+enum Msg {
+    Job(Box<dyn Job>),
+    /// Finish what is queued before it, close the file cleanly, then answer.
+    Close(oneshot::Sender<()>),
+}
+
 /// The embedded store (see the module documentation).
 pub struct RedbStore {
-    queue: mpsc::Sender<Box<dyn Job>>,
+    queue: mpsc::Sender<Msg>,
 }
 
 impl RedbStore {
@@ -485,6 +492,15 @@ impl RedbStore {
         Ok(Self { queue: tx })
     }
 
+    /// Commits what is queued and closes the data file cleanly (a file closed this way
+    /// opens without the repair a crash needs). Operations sent afterwards fail.
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.queue.send(Msg::Close(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     fn submit<T, F>(&self, f: F) -> StoreFuture<'_, T>
     where
         T: Send + 'static,
@@ -496,7 +512,7 @@ impl RedbStore {
             result: None,
             reply,
         });
-        let sent = self.queue.send(job).is_ok();
+        let sent = self.queue.send(Msg::Job(job)).is_ok();
         Box::pin(async move {
             if !sent {
                 return Err(StoreError("store writer stopped".into()));
@@ -522,13 +538,13 @@ fn open_tables(txn: &redb::WriteTransaction) -> Result<Tables<'_>, StoreError> {
     })
 }
 
-/// Runs a batch in one transaction; returns the counter deltas.
+/// Runs a batch in one transaction; returns the session and reservation counts after it.
 fn run_batch(
     db: &Database,
     batch: &mut [Box<dyn Job>],
     policy: &Policy,
     durable: bool,
-) -> Result<(i64, i64, u64, u64), StoreError> {
+) -> Result<(u64, u64), StoreError> {
     let mut txn = db.begin_write().map_err(se)?;
     txn.set_durability(if durable {
         Durability::Immediate
@@ -556,21 +572,29 @@ fn run_batch(
         (bump("sessions", ds)?, bump("reservations", dr)?)
     };
     txn.commit().map_err(se)?;
-    Ok((ds, dr, sessions, reservations))
+    Ok((sessions, reservations))
 }
 
-fn writer(
-    db: Database,
-    rx: mpsc::Receiver<Box<dyn Job>>,
-    policy: Arc<Policy>,
-    options: RedbOptions,
-) {
+fn writer(db: Database, rx: mpsc::Receiver<Msg>, policy: Arc<Policy>, options: RedbOptions) {
     let max = options.max_batch.max(1);
-    while let Ok(first) = rx.recv() {
+    let mut closing = None;
+    while closing.is_none() {
+        let first = match rx.recv() {
+            Ok(Msg::Job(j)) => j,
+            Ok(Msg::Close(done)) => {
+                closing = Some(done);
+                break;
+            }
+            Err(_) => break,
+        };
         let mut batch = vec![first];
         while batch.len() < max {
             match rx.try_recv() {
-                Ok(j) => batch.push(j),
+                Ok(Msg::Job(j)) => batch.push(j),
+                Ok(Msg::Close(done)) => {
+                    closing = Some(done);
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -578,7 +602,7 @@ fn writer(
         let result = run_batch(&db, &mut batch, &policy, options.durable);
         crate::metrics::record_commit(batch.len(), started.elapsed(), result.is_ok());
         let commit = match result {
-            Ok((_, _, sessions, reservations)) => {
+            Ok((sessions, reservations)) => {
                 crate::metrics::set_sizes(sessions, reservations);
                 Ok(())
             }
@@ -591,9 +615,22 @@ fn writer(
             job.finish(commit.clone());
         }
     }
+    if let Err(e) = db.close() {
+        tracing::warn!(error = %e, "closing the data file");
+    }
+    if let Some(done) = closing {
+        let _ = done.send(());
+    }
 }
 
 impl ChargingStore for RedbStore {
+    fn close(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            Self::close(self).await;
+            Ok(())
+        })
+    }
+
     fn credit_control(&self, req: CcRequest, now: UnixMillis) -> StoreFuture<'_, Applied> {
         self.submit(move |t, p| t.credit_control(p, &req, now))
     }
