@@ -4,11 +4,16 @@
 //! - `POST /accounts/KEY/topup?amount=N[&unit=total-octets]` — adds N to a balance (unit
 //!   `money` by default when the account has a money balance, else `total-octets`) and
 //!   sends a Re-Auth-Request to the client of every live session of the account.
+//! - `POST /accounts/KEY/bar`, `POST /accounts/KEY/unbar` — service denied (4010) from the
+//!   subscriber's next request on, or allowed again; the live sessions are re-authorised
+//!   the same way.
+//!
+//! The endpoint has no authentication: bind it to loopback or a management network.
 //!
 //! `ocs account show|topup --admin ADDR` is its client.
 
 use crate::model::{Account, UnitKind};
-use crate::store::ChargingStore;
+use crate::store::{AccountChange, ChargingStore};
 use bytes::Bytes;
 use diameter_node::node::Node;
 use http_body_util::{BodyExt, Full};
@@ -113,24 +118,47 @@ impl AdminHandle {
                         Err(e) => return err(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
                     },
                 };
-                match crate::server::topup_with(&self.store, &self.node, key, unit, amount).await {
-                    Ok(Some((a, sessions))) => {
-                        let mut j = account_json(&a);
-                        j["reauthorised_sessions"] = serde_json::json!(
-                            sessions
-                                .iter()
-                                .map(|s| s.session_id.clone())
-                                .collect::<Vec<_>>()
-                        );
-                        reply(StatusCode::OK, j)
-                    }
-                    Ok(None) => err(StatusCode::NOT_FOUND, "no such account"),
-                    Err(e) => err(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
-                }
+                self.modify(
+                    key,
+                    AccountChange::Adjust {
+                        kind: unit,
+                        delta: amount,
+                    },
+                )
+                .await
+            }
+            (&Method::POST, ["accounts", key, "bar"]) => {
+                self.modify(key, AccountChange::SetBarred(true)).await
+            }
+            (&Method::POST, ["accounts", key, "unbar"]) => {
+                self.modify(key, AccountChange::SetBarred(false)).await
             }
             _ => err(
                 StatusCode::NOT_FOUND,
-                "GET /accounts/KEY or POST /accounts/KEY/topup?amount=N[&unit=U]",
+                "GET /accounts/KEY, POST /accounts/KEY/topup?amount=N[&unit=U], POST /accounts/KEY/bar or /unbar",
+            ),
+        }
+    }
+
+    async fn modify(&self, key: &str, change: AccountChange) -> Response<Full<Bytes>> {
+        match crate::server::modify_and_reauthorise(&self.store, &self.node, key, change).await {
+            Ok(Some((a, sessions))) => {
+                let mut j = account_json(&a);
+                j["reauthorised_sessions"] = serde_json::json!(
+                    sessions
+                        .iter()
+                        .map(|s| s.session_id.clone())
+                        .collect::<Vec<_>>()
+                );
+                reply(StatusCode::OK, j)
+            }
+            Ok(None) => reply(
+                StatusCode::NOT_FOUND,
+                serde_json::json!({ "error": "no such account" }),
+            ),
+            Err(e) => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({ "error": e.to_string() }),
             ),
         }
     }

@@ -412,6 +412,9 @@ fn service(
     s: &mut Session,
     acct: &mut Account,
 ) -> MsccAnswer {
+    // Barred since the session began: usage is still charged, nothing new is granted
+    // (RFC 4006 §9.1 DIAMETER_END_USER_SERVICE_DENIED).
+    let denied = acct.barred;
     let mut a = MsccAnswer {
         service: m.service,
         ..MsccAnswer::default()
@@ -455,6 +458,10 @@ fn service(
     }
     if kind == RequestType::Termination {
         a.result_code = rc::SUCCESS;
+        return a;
+    }
+    if denied {
+        a.result_code = rc::END_USER_SERVICE_DENIED;
         return a;
     }
     let Some(rg) = rg else {
@@ -771,6 +778,36 @@ mod tests {
         r.single = r.mscc.pop();
         let d = decide(&p, &r, None, Some(&account(0)), 0);
         assert_eq!(d.answer.result_code, rc::CREDIT_LIMIT_REACHED);
+    }
+
+    #[test]
+    fn barred_mid_session_charges_usage_and_grants_nothing() {
+        let p = policy();
+        let acct = account(10_000_000);
+        let d = decide(
+            &p,
+            &req(RequestType::Initial, 0, 1, None),
+            None,
+            Some(&acct),
+            0,
+        );
+        let SessionWrite::Put(s) = d.session else {
+            panic!()
+        };
+        let mut acct = d.account.unwrap();
+        acct.barred = true;
+        let d = decide(
+            &p,
+            &req(RequestType::Update, 1, 1, Some(300)),
+            Some(&s),
+            Some(&acct),
+            1,
+        );
+        assert_eq!(d.answer.result_code, rc::END_USER_SERVICE_DENIED);
+        assert_eq!(d.answer.mscc[0].result_code, rc::END_USER_SERVICE_DENIED);
+        let a = d.account.unwrap();
+        assert_eq!(octets(&a).reserved, 0);
+        assert_eq!(octets(&a).available, 10_000_000 - 300);
     }
 
     #[test]

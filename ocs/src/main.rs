@@ -16,8 +16,8 @@ use ocs::admin::{account_json, call, default_unit};
 use ocs::config::Config;
 use ocs::engine::Policy;
 use ocs::model::UnitKind;
-use ocs::store::ChargingStore;
 use ocs::store::redb::{RedbOptions, RedbStore};
+use ocs::store::{AccountChange, ChargingStore};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,6 +83,17 @@ enum AccountAction {
         /// or money (default: money when the account has it, else its first balance).
         #[arg(long)]
         unit: Option<String>,
+    },
+    /// Deny service (4010 DIAMETER_END_USER_SERVICE_DENIED from the next request on); the
+    /// running OCS re-authorises the account's live sessions (RAR).
+    Bar {
+        /// Account id, IMSI, MSISDN or NAI.
+        key: String,
+    },
+    /// Allow service again.
+    Unbar {
+        /// Account id, IMSI, MSISDN or NAI.
+        key: String,
     },
 }
 
@@ -225,10 +236,24 @@ async fn account(cli: &Cli, cfg: &Config, action: &AccountAction) -> anyhow::Res
                     },
                 };
                 store
-                    .adjust(key.clone(), unit, *amount)
+                    .modify(
+                        key.clone(),
+                        AccountChange::Adjust {
+                            kind: unit,
+                            delta: *amount,
+                        },
+                    )
                     .await?
                     .map(|(a, _)| a)
             }
+            AccountAction::Bar { key } => store
+                .modify(key.clone(), AccountChange::SetBarred(true))
+                .await?
+                .map(|(a, _)| a),
+            AccountAction::Unbar { key } => store
+                .modify(key.clone(), AccountChange::SetBarred(false))
+                .await?
+                .map(|(a, _)| a),
         };
         return Ok(match out {
             Some(a) => {
@@ -253,6 +278,12 @@ async fn account(cli: &Cli, cfg: &Config, action: &AccountAction) -> anyhow::Res
                 q.push_str(&format!("&unit={}", u.as_str()));
             }
             call(addr, Method::POST, &q).await
+        }
+        AccountAction::Bar { key } => {
+            call(addr, Method::POST, &format!("/accounts/{key}/bar")).await
+        }
+        AccountAction::Unbar { key } => {
+            call(addr, Method::POST, &format!("/accounts/{key}/unbar")).await
         }
     }
     .with_context(|| format!("operator endpoint {addr}"))?;

@@ -6,7 +6,7 @@ use crate::engine::{Policy, rc};
 use crate::gy;
 use crate::model::{Account, UnitKind, UnixMillis};
 use crate::store::redb::{RedbOptions, RedbStore};
-use crate::store::{ChargingStore, SessionRef, StoreError};
+use crate::store::{AccountChange, ChargingStore, SessionRef, StoreError};
 use diameter_codec::ResultCode;
 use diameter_codec::dict::base;
 use diameter_node::node::{IncomingRequest, Node, NodeConfig, NodeEvent, handler_fn};
@@ -191,7 +191,23 @@ impl Ocs {
         kind: UnitKind,
         amount: i64,
     ) -> Result<Option<(Account, Vec<SessionRef>)>, StoreError> {
-        topup(&self.shared, key, kind, amount).await
+        self.modify(
+            key,
+            AccountChange::Adjust {
+                kind,
+                delta: amount,
+            },
+        )
+        .await
+    }
+
+    /// Changes an account (top-up, barring) and re-authorises its live sessions (RAR).
+    pub async fn modify(
+        &self,
+        key: &str,
+        change: AccountChange,
+    ) -> Result<Option<(Account, Vec<SessionRef>)>, StoreError> {
+        modify_and_reauthorise(&self.shared.store, &self.shared.node, key, change).await
     }
 
     /// A handle for the operator endpoint.
@@ -213,18 +229,20 @@ impl Ocs {
     }
 }
 
-/// Top-up and re-authorisation, shared by [`Ocs::topup`] and the operator endpoint.
-pub(crate) async fn topup_with(
+/// An account change and the re-authorisation of the account's live sessions, shared by
+/// [`Ocs::modify`] and the operator endpoint. The RARs are sent in the background; an RAA
+/// 5002 (the client no longer knows the session) releases the session at once.
+pub(crate) async fn modify_and_reauthorise(
     store: &Arc<dyn ChargingStore>,
     node: &Node,
     key: &str,
-    kind: UnitKind,
-    amount: i64,
+    change: AccountChange,
 ) -> Result<Option<(Account, Vec<SessionRef>)>, StoreError> {
-    let r = store.adjust(key.to_string(), kind, amount).await?;
+    let r = store.modify(key.to_string(), change).await?;
     if let Some((_, sessions)) = &r {
         for s in sessions.clone() {
             let node = node.clone();
+            let store = store.clone();
             tokio::spawn(async move {
                 let rar = gy::rar(
                     &s.session_id,
@@ -240,19 +258,15 @@ pub(crate) async fn topup_with(
                     }
                 };
                 crate::metrics::record_rar(code);
+                if code == Some(rc::UNKNOWN_SESSION_ID)
+                    && let Err(e) = store.release_session(s.session_id.clone()).await
+                {
+                    tracing::warn!(session = %s.session_id, error = %e, "releasing a session its client forgot");
+                }
             });
         }
     }
     Ok(r)
-}
-
-async fn topup(
-    s: &Shared,
-    key: &str,
-    kind: UnitKind,
-    amount: i64,
-) -> Result<Option<(Account, Vec<SessionRef>)>, StoreError> {
-    topup_with(&s.store, &s.node, key, kind, amount).await
 }
 
 impl Shared {

@@ -443,7 +443,9 @@ async fn topup_sends_rar_to_the_session_client() {
                     ));
                     let mut a: MessageBuilder =
                         req.answer(diameter_codec::ResultCode::DIAMETER_SUCCESS);
-                    a.push(base::AUTH_APPLICATION_ID.with(4u32));
+                    if a.find(base::AUTH_APPLICATION_ID.key()).is_none() {
+                        a.push(base::AUTH_APPLICATION_ID.with(4u32));
+                    }
                     a
                 }
             }),
@@ -669,6 +671,109 @@ async fn sessions_and_answers_survive_a_clean_restart() {
             .await;
         assert_eq!(result_code(&a), 2001);
         assert_eq!(octets_of(&ocs, IMSI_RICH).await, (initial - 5, 0));
+        pcef.shutdown().await;
+        ocs.shutdown(Duration::from_secs(1)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn barring_mid_session_reauthorises_and_denies() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (ocs, pcef) = start(&dir).await;
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        // The client knows the first session only: it answers the RAR of the second 5002.
+        pcef.node.register(
+            4,
+            handler_fn(move |req| {
+                let tx = tx.clone();
+                async move {
+                    let sid = req.msg.session_id().unwrap_or("").to_string();
+                    let rc = if sid.ends_with(";2") {
+                        diameter_codec::ResultCode::DIAMETER_UNKNOWN_SESSION_ID
+                    } else {
+                        diameter_codec::ResultCode::DIAMETER_SUCCESS
+                    };
+                    let _ = tx.send(sid);
+                    let mut a: MessageBuilder = req.answer(rc);
+                    if a.find(base::AUTH_APPLICATION_ID.key()).is_none() {
+                        a.push(base::AUTH_APPLICATION_ID.with(4u32));
+                    }
+                    a
+                }
+            }),
+        );
+        let (initial, _) = octets_of(&ocs, IMSI_RICH).await;
+        for s in ["s;bar;1", "s;bar;2"] {
+            pcef.send(pcef.ccr(
+                s,
+                RequestType::Initial,
+                0,
+                Some(IMSI_RICH),
+                vec![(rg(1), rsu(), None)],
+            ))
+            .await;
+        }
+        let (acct, sessions) = ocs
+            .modify(IMSI_RICH, ocs::store::AccountChange::SetBarred(true))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(acct.barred);
+        assert_eq!(sessions.len(), 2);
+        let mut got = vec![rx.recv().await.unwrap(), rx.recv().await.unwrap()];
+        got.sort();
+        assert_eq!(got, vec!["s;bar;1", "s;bar;2"]);
+        // The forgotten session's reservation comes back without waiting for Tcc.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while octets_of(&ocs, IMSI_RICH).await.1 != 1_000_000 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "session forgotten by its client kept"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The other asks again: its usage is charged, nothing more granted.
+        let a = pcef
+            .send(pcef.ccr(
+                "s;bar;1",
+                RequestType::Update,
+                1,
+                None,
+                vec![(rg(1), rsu(), octets(300))],
+            ))
+            .await;
+        assert_eq!(result_code(&a), 4010);
+        assert_eq!(octets_of(&ocs, IMSI_RICH).await, (initial - 300, 0));
+        let a = pcef
+            .send(pcef.ccr("s;bar;1", RequestType::Termination, 2, None, vec![]))
+            .await;
+        assert_eq!(result_code(&a), 2001);
+        // A new session is refused.
+        let a = pcef
+            .send(pcef.ccr(
+                "s;bar;3",
+                RequestType::Initial,
+                0,
+                Some(IMSI_RICH),
+                vec![(rg(1), rsu(), None)],
+            ))
+            .await;
+        assert_eq!(result_code(&a), 4010);
+        ocs.modify(IMSI_RICH, ocs::store::AccountChange::SetBarred(false))
+            .await
+            .unwrap();
+        let a = pcef
+            .send(pcef.ccr(
+                "s;bar;4",
+                RequestType::Initial,
+                0,
+                Some(IMSI_RICH),
+                vec![(rg(1), rsu(), None)],
+            ))
+            .await;
+        assert_eq!(result_code(&a), 2001);
         pcef.shutdown().await;
         ocs.shutdown(Duration::from_secs(1)).await;
     })

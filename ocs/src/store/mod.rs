@@ -53,6 +53,21 @@ pub struct SessionRef {
     pub origin_realm: String,
 }
 
+/// An operator's change of an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountChange {
+    /// Adds `delta` to a balance (a top-up when positive).
+    Adjust {
+        /// The balance.
+        kind: UnitKind,
+        /// What to add.
+        delta: i64,
+    },
+    /// Bars the subscriber (4010 DIAMETER_END_USER_SERVICE_DENIED from the next request
+    /// on) or lifts the bar.
+    SetBarred(bool),
+}
+
 /// What a Tcc sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SweepReport {
@@ -91,6 +106,10 @@ pub trait ChargingStore: Send + Sync + 'static {
     /// lost them.
     fn release_client(&self, origin_host: String) -> StoreFuture<'_, SweepReport>;
 
+    /// Releases one session's reservations and forgets it (its client answered a
+    /// re-auth request with DIAMETER_UNKNOWN_SESSION_ID).
+    fn release_session(&self, session_id: String) -> StoreFuture<'_, SweepReport>;
+
     /// Creates `account` (and its Subscription-Id index entries) unless an account with its
     /// id exists. Returns whether it was created.
     fn provision(&self, account: Account) -> StoreFuture<'_, bool>;
@@ -99,13 +118,12 @@ pub trait ChargingStore: Send + Sync + 'static {
     /// `nai:…`), or a bare IMSI, MSISDN or NAI.
     fn account(&self, key: String) -> StoreFuture<'_, Option<Account>>;
 
-    /// Adds `delta` to a balance of the account (a top-up when positive) and returns the
-    /// account and its live sessions.
-    fn adjust(
+    /// Changes an account (a top-up, a correction, barring) and returns it with its live
+    /// sessions, which the caller re-authorises.
+    fn modify(
         &self,
         key: String,
-        kind: UnitKind,
-        delta: i64,
+        change: AccountChange,
     ) -> StoreFuture<'_, Option<(Account, Vec<SessionRef>)>>;
 
     /// Sizes.

@@ -21,9 +21,11 @@
 //! - `answer_expiry`: (expiry, Session-Id, CC-Request-Number) → ()
 //! - `meta`: counters (sessions, reservations)
 
-use super::{Applied, ChargingStore, Counts, SessionRef, StoreError, StoreFuture, SweepReport};
+use super::{
+    AccountChange, Applied, ChargingStore, Counts, SessionRef, StoreError, StoreFuture, SweepReport,
+};
 use crate::engine::{self, Decision, Policy, SessionWrite, rc};
-use crate::model::{Account, CcAnswer, CcRequest, Session, UnitKind, UnixMillis};
+use crate::model::{Account, CcAnswer, CcRequest, Session, UnixMillis};
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, Table, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -368,11 +370,10 @@ impl Tables<'_> {
         Ok(Ok(true))
     }
 
-    fn adjust(
+    fn modify(
         &mut self,
         key: &str,
-        kind: UnitKind,
-        delta: i64,
+        change: AccountChange,
     ) -> OpResult<Option<(Account, Vec<SessionRef>)>> {
         let Some(id) = self.resolve(key)? else {
             return Ok(Ok(None));
@@ -402,8 +403,13 @@ impl Tables<'_> {
                 });
             }
         }
-        let b = a.balances.entry(kind).or_default();
-        b.available = b.available.saturating_add(delta);
+        match change {
+            AccountChange::Adjust { kind, delta } => {
+                let b = a.balances.entry(kind).or_default();
+                b.available = b.available.saturating_add(delta);
+            }
+            AccountChange::SetBarred(barred) => a.barred = barred,
+        }
         self.put_account(&a)?;
         Ok(Ok(Some((a, sessions))))
     }
@@ -639,6 +645,14 @@ impl ChargingStore for RedbStore {
         self.submit(move |t, _| t.sweep(now))
     }
 
+    fn release_session(&self, session_id: String) -> StoreFuture<'_, SweepReport> {
+        self.submit(move |t, _| {
+            let mut report = SweepReport::default();
+            t.release_session(&session_id, &mut report)?;
+            Ok(Ok(report))
+        })
+    }
+
     fn release_client(&self, origin_host: String) -> StoreFuture<'_, SweepReport> {
         self.submit(move |t, _| t.release_client(&origin_host))
     }
@@ -654,13 +668,12 @@ impl ChargingStore for RedbStore {
         })
     }
 
-    fn adjust(
+    fn modify(
         &self,
         key: String,
-        kind: UnitKind,
-        delta: i64,
+        change: AccountChange,
     ) -> StoreFuture<'_, Option<(Account, Vec<SessionRef>)>> {
-        self.submit(move |t, _| t.adjust(&key, kind, delta))
+        self.submit(move |t, _| t.modify(&key, change))
     }
 
     fn counts(&self) -> StoreFuture<'_, Counts> {
