@@ -11,7 +11,8 @@
 //!   CCR builder for clients.
 //! - [`store`]: the [`store::ChargingStore`] trait (one atomic operation per CCR) and its
 //!   embedded durable default on redb with group commit.
-//! - [`server`]: [`server::Ocs`], the node's Gy handler, the Tcc sweep, top-ups with RAR.
+//! - [`server`]: [`server::Ocs`], the node's Gy handler, the Tcc sweep, the release of a
+//!   restarted client's sessions, account changes re-authorised with RAR.
 //! - [`admin`]: the operator HTTP endpoint and its client.
 //! - [`config`]: `ocs --config FILE.toml` and the built-in demo (`examples/home.toml`).
 //! - [`metrics`]: Prometheus series.
@@ -28,6 +29,14 @@
 //! processed once. A number handled before whose answer has expired, or more than 64 below
 //! the highest, is refused with 5012 DIAMETER_UNABLE_TO_COMPLY and changes nothing; a
 //! request with a stored key but another CC-Request-Type is refused the same way.
+//!
+//! # Credit that nobody reports
+//!
+//! Reservations are leased: every request renews its session's lease for Tcc (RFC 4006
+//! §13), and a sweep releases the reservations of sessions whose lease ended. Leases are in
+//! wall-clock time because they outlive restarts. A client that reconnects with a new
+//! Origin-State-Id (RFC 6733 §8.16), or answers a re-auth request with 5002, has lost its
+//! sessions: they are released at once.
 
 pub mod admin;
 pub mod config;

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | [`SESSIONS`] `ocs_sessions` | gauge | |
 //! | [`RESERVATIONS`] `ocs_reservations` | gauge | |
-//! | [`CCRS`] `ocs_ccr_total` | counter | `type` (initial, update, termination, event), `result_code`, `duplicate` |
+//! | [`CCRS`] `ocs_ccr_total` | counter | `type` (initial, update, termination, event; invalid for CCRs that could not be read), `result_code`, `duplicate` |
 //! | [`COMMIT_DURATION`] `ocs_store_commit_seconds` | histogram | |
 //! | [`BATCH_SIZE`] `ocs_store_batch_size` | histogram (operations per commit) | |
 //! | [`COMMIT_FAILURES`] `ocs_store_commit_failures_total` | counter | |
