@@ -89,7 +89,9 @@ impl Ocs {
                 tracing::info!(account = %a.id, "account created");
             }
         }
-        let node = Node::start(node_config(cfg)?).await?;
+        let mut nc = node_config(cfg)?;
+        nc.local.origin_state_id = store.origin_state_id();
+        let node = Node::start(nc).await?;
         let shared = Arc::new(Shared { store, node });
         let h = shared.clone();
         shared.node.register(

@@ -223,9 +223,26 @@ async fn retransmission_after_restart_gets_the_stored_answer() {
         assert_eq!(result_code(&first), 2001);
         assert_eq!(p.octets(IMSI_RICH).await, (initial - 1_300_000, 1_000_000));
 
+        let osi = pcef.node.peer_info(OCS_HOST).unwrap().origin_state_id;
+        assert!(osi.is_some());
         p.kill9();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
         p.start();
         assert!(pcef.node.wait_peer(OCS_HOST, Duration::from_secs(15)).await);
+        // Its state was kept, so its Origin-State-Id is the same (RFC 6733 §8.16).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let now = loop {
+            // The PCEF may still hold the old connection's facts for a moment.
+            let n = pcef
+                .node
+                .peer_info(OCS_HOST)
+                .and_then(|i| i.origin_state_id);
+            if n.is_some() || Instant::now() > deadline {
+                break n;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(now, osi);
         // The same CCR-U with the T bit, to a fresh process: the stored answer, no debit.
         u.flags = u.flags.with(CommandFlags::RETRANSMIT, true);
         // (The PCEF may not have seen the old connection go yet: resend retries.)

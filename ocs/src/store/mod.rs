@@ -92,6 +92,11 @@ pub struct Counts {
 
 /// The store interface (see the module documentation).
 pub trait ChargingStore: Send + Sync + 'static {
+    /// The Origin-State-Id that goes with this state (RFC 6733 §8.16): it changes only when
+    /// the state is lost (a new data file), not when the server restarts on kept state, so
+    /// clients keep their sessions across an OCS restart.
+    fn origin_state_id(&self) -> u32;
+
     /// One CCR, atomically and durably: the stored answer of (Session-Id,
     /// CC-Request-Number) when there is one; otherwise the decision on the current session
     /// and account, committed with its answer before this returns.

@@ -462,6 +462,7 @@ enum Msg {
 /// The embedded store (see the module documentation).
 pub struct RedbStore {
     queue: mpsc::Sender<Msg>,
+    origin_state_id: u32,
 }
 
 impl RedbStore {
@@ -475,7 +476,7 @@ impl RedbStore {
             Database::create(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
         // Create the tables so read paths find them.
         let txn = db.begin_write().map_err(se)?;
-        let (sessions, reservations) = {
+        let (sessions, reservations, origin_state_id) = {
             txn.open_table(ACCOUNTS).map_err(se)?;
             txn.open_table(SUBSCRIBERS).map_err(se)?;
             txn.open_table(LEASES).map_err(se)?;
@@ -484,9 +485,24 @@ impl RedbStore {
             txn.open_table(ANSWERS).map_err(se)?;
             txn.open_table(ANSWER_EXPIRY).map_err(se)?;
             let s = txn.open_table(SESSIONS).map_err(se)?;
-            let m = txn.open_table(META).map_err(se)?;
+            let mut m = txn.open_table(META).map_err(se)?;
             let reservations = m.get("reservations").map_err(se)?.map_or(0, |v| v.value());
-            (s.len().map_err(se)?, reservations)
+            let stored = m.get("origin_state_id").map_err(se)?.map(|v| v.value());
+            let osi = match stored {
+                Some(v) => v,
+                None => {
+                    // Seconds since the epoch when this state began; kept as long as the
+                    // state is.
+                    let v = crate::server::now_ms() / 1000;
+                    m.insert("origin_state_id", v).map_err(se)?;
+                    v
+                }
+            };
+            (
+                s.len().map_err(se)?,
+                reservations,
+                u32::try_from(osi).unwrap_or(u32::MAX),
+            )
         };
         txn.commit().map_err(se)?;
         crate::metrics::set_sizes(sessions, reservations);
@@ -495,7 +511,10 @@ impl RedbStore {
             .name("ocs-store".into())
             .spawn(move || writer(db, rx, policy, options))
             .map_err(se)?;
-        Ok(Self { queue: tx })
+        Ok(Self {
+            queue: tx,
+            origin_state_id,
+        })
     }
 
     /// Commits what is queued and closes the data file cleanly (a file closed this way
@@ -630,6 +649,10 @@ fn writer(db: Database, rx: mpsc::Receiver<Msg>, policy: Arc<Policy>, options: R
 }
 
 impl ChargingStore for RedbStore {
+    fn origin_state_id(&self) -> u32 {
+        self.origin_state_id
+    }
+
     fn close(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             Self::close(self).await;
