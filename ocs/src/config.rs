@@ -94,6 +94,33 @@ pub struct OcsSection {
     /// single-service credit control: units at command level). None: such requests are
     /// answered 5031 DIAMETER_RATING_FAILED.
     pub single_service_rating_group: Option<u32>,
+    /// Credit-Control-Failure-Handling sent in CCA-I (RFC 4006 §8.14): what the client does
+    /// when it cannot reach the OCS — `terminate`, `continue` or `retry-and-terminate`.
+    /// Absent: not sent (the client's own setting applies).
+    pub failure_handling: Option<FailureHandling>,
+}
+
+/// Credit-Control-Failure-Handling (RFC 4006 §8.14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureHandling {
+    /// TERMINATE (0).
+    Terminate,
+    /// CONTINUE (1).
+    Continue,
+    /// RETRY_AND_TERMINATE (2).
+    RetryAndTerminate,
+}
+
+impl FailureHandling {
+    /// The Credit-Control-Failure-Handling value.
+    pub fn code(self) -> i32 {
+        match self {
+            Self::Terminate => 0,
+            Self::Continue => 1,
+            Self::RetryAndTerminate => 2,
+        }
+    }
 }
 
 fn default_tcc() -> f64 {
@@ -115,6 +142,7 @@ impl Default for OcsSection {
             answer_retention: default_retention(),
             admin: None,
             single_service_rating_group: None,
+            failure_handling: None,
         }
     }
 }

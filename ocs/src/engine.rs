@@ -56,6 +56,8 @@ pub struct Policy {
     pub answer_retention_ms: u64,
     /// The rating group of single-service requests (no MSCC).
     pub single_service_rating_group: Option<u32>,
+    /// Credit-Control-Failure-Handling for answers to INITIAL.
+    pub failure_handling: Option<i32>,
 }
 
 impl Policy {
@@ -70,6 +72,7 @@ impl Policy {
             tcc_ms: (cfg.ocs.tcc * 1000.0) as u64,
             answer_retention_ms: (cfg.ocs.answer_retention * 1000.0) as u64,
             single_service_rating_group: cfg.ocs.single_service_rating_group,
+            failure_handling: cfg.ocs.failure_handling.map(|f| f.code()),
         }
     }
 }
@@ -207,6 +210,7 @@ fn initial(
         mscc,
         error_message: None,
         single: None,
+        failure_handling: policy.failure_handling,
     };
     if result_code != rc::SUCCESS {
         // RFC 4006 §5.1: a failed CCA-I ends the session; nothing was reserved.
@@ -285,6 +289,7 @@ fn update(
             mscc,
             error_message: None,
             single: None,
+            failure_handling: None,
         },
         session: if terminating {
             SessionWrite::Delete
@@ -363,6 +368,7 @@ fn event(policy: &Policy, req: &CcRequest, account: Option<&Account>) -> Decisio
             mscc,
             error_message: None,
             single: None,
+            failure_handling: None,
         },
         session: SessionWrite::Keep,
         account: (acct != *account).then_some(acct),

@@ -287,6 +287,9 @@ pub fn encode_cca(mut b: MessageBuilder, answer: &CcAnswer) -> MessageBuilder {
     for m in &answer.mscc {
         b.push(mscc_avp(m));
     }
+    if let Some(f) = answer.failure_handling {
+        b.push(dcca::CREDIT_CONTROL_FAILURE_HANDLING.with(dcca::CreditControlFailureHandling(f)));
+    }
     if let Some(e) = &answer.error_message {
         b.push(base::ERROR_MESSAGE.with(e.clone()));
     }
@@ -436,6 +439,7 @@ mod tests {
             }],
             error_message: None,
             single: None,
+            failure_handling: Some(2),
         };
         let me = diameter_codec::LocalIdentity::new("ocs.test", "home.test");
         let mut base_b = MessageBuilder::answer_to(&msg, &me);

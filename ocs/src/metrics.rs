@@ -7,6 +7,7 @@
 //! | [`SESSIONS`] `ocs_sessions` | gauge | |
 //! | [`RESERVATIONS`] `ocs_reservations` | gauge | |
 //! | [`CCRS`] `ocs_ccr_total` | counter | `type` (initial, update, termination, event; invalid for CCRs that could not be read), `result_code`, `duplicate` |
+//! | [`CCR_DURATION`] `ocs_ccr_duration_seconds` | histogram (CCR received to CCA built, the commit included) | `type` |
 //! | [`COMMIT_DURATION`] `ocs_store_commit_seconds` | histogram | |
 //! | [`BATCH_SIZE`] `ocs_store_batch_size` | histogram (operations per commit) | |
 //! | [`COMMIT_FAILURES`] `ocs_store_commit_failures_total` | counter | |
@@ -24,6 +25,8 @@ pub const SESSIONS: &str = "ocs_sessions";
 pub const RESERVATIONS: &str = "ocs_reservations";
 /// CCRs answered.
 pub const CCRS: &str = "ocs_ccr_total";
+/// Time from a CCR's arrival at the handler to its answer, the commit included.
+pub const CCR_DURATION: &str = "ocs_ccr_duration_seconds";
 /// Time to run and commit one group of store operations.
 pub const COMMIT_DURATION: &str = "ocs_store_commit_seconds";
 /// Operations per commit (group commit).
@@ -52,6 +55,11 @@ pub fn describe() {
     describe_counter!(
         CCRS,
         "CCRs answered, by CC-Request-Type, Result-Code and whether it was a retransmission answered from the stored answer"
+    );
+    describe_histogram!(
+        CCR_DURATION,
+        metrics::Unit::Seconds,
+        "Time from a CCR's arrival at the handler to its answer, the store commit included"
     );
     describe_histogram!(
         COMMIT_DURATION,
@@ -90,6 +98,11 @@ fn result_label(rc: u32) -> &'static str {
         5031 => "5031",
         _ => "other",
     }
+}
+
+/// Records how long a CCR took.
+pub fn record_ccr_duration(kind: &'static str, elapsed: Duration) {
+    histogram!(CCR_DURATION, "type" => kind).record(elapsed.as_secs_f64());
 }
 
 /// Records one commit.
@@ -148,6 +161,7 @@ impl Drop for Exporter {
 pub fn install(addr: SocketAddr) -> anyhow::Result<Exporter> {
     let (recorder, exporter) = diameter_node::metrics::builder()
         .set_buckets_for_metric(Matcher::Full(COMMIT_DURATION.into()), &COMMIT_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(CCR_DURATION.into()), &COMMIT_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), &BATCH_BUCKETS)?
         .with_http_listener(addr)
         .build()?;
@@ -182,6 +196,7 @@ mod tests {
             set_sizes(3, 4);
             record_tcc_expired(2);
             record_rar(Some(2001));
+            record_ccr_duration("update", Duration::from_micros(800));
         });
         let text = handle.render();
         for name in [

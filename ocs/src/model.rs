@@ -452,6 +452,8 @@ pub struct CcAnswer {
     /// Single-service credit control: the grant, Validity-Time and Final-Unit-Indication
     /// go at command level (RFC 4006 §3.2).
     pub single: Option<MsccAnswer>,
+    /// Credit-Control-Failure-Handling (RFC 4006 §8.14), in answers to INITIAL.
+    pub failure_handling: Option<i32>,
 }
 
 impl CcAnswer {
@@ -464,6 +466,7 @@ impl CcAnswer {
             mscc: Vec::new(),
             error_message: None,
             single: None,
+            failure_handling: None,
         }
     }
 }

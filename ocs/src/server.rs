@@ -273,6 +273,7 @@ pub(crate) async fn modify_and_reauthorise(
 
 impl Shared {
     async fn credit_control(&self, req: IncomingRequest) -> diameter_codec::MessageBuilder {
+        let started = std::time::Instant::now();
         let ccr = match gy::parse_ccr(&req.msg) {
             Ok(c) => c,
             Err(e) => {
@@ -294,7 +295,9 @@ impl Shared {
                     );
                 }
                 let base_answer = req.answer(ResultCode(applied.answer.result_code));
-                gy::encode_cca(base_answer, &applied.answer)
+                let cca = gy::encode_cca(base_answer, &applied.answer);
+                crate::metrics::record_ccr_duration(kind, started.elapsed());
+                cca
             }
             Err(e) => {
                 // Nothing was applied: the client may send it again (with the T bit).

@@ -52,6 +52,11 @@ async fn grant_consume_terminate() {
         assert_eq!(a.get(dcca::CC_REQUEST_TYPE).unwrap().unwrap().0, 1);
         assert_eq!(a.get(dcca::CC_REQUEST_NUMBER).unwrap().unwrap(), 0);
         assert_eq!(a.get(base::AUTH_APPLICATION_ID).unwrap().unwrap(), 4);
+        // RETRY_AND_TERMINATE, as configured (RFC 4006 §8.14).
+        assert_eq!(
+            a.get(dcca::CREDIT_CONTROL_FAILURE_HANDLING).unwrap().unwrap().0,
+            2
+        );
         diameter_codec::validate(&a).unwrap();
         let m = &msccs(&a)[0];
         assert_eq!(granted_octets(m), Some(1_000_000));
