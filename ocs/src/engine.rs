@@ -110,9 +110,22 @@ impl Decision {
         }
     }
 
-    /// Whether anything is to be written (and the answer therefore stored).
+    /// Whether anything is to be written.
     pub fn changes_state(&self) -> bool {
         self.session != SessionWrite::Keep || self.account.is_some()
+    }
+
+    /// Whether the answer is kept for retransmissions: when the request changed state, and
+    /// always for INITIAL and EVENT, whose outcome depends on a balance that moves — a copy
+    /// of a refused CCR-I arriving after a top-up must not open a session its client
+    /// already gave up (RFC 6733 §6.2: a duplicate gets the same answer). Refusals of
+    /// UPDATE and TERMINATION (5002, 5012) come out the same every time and are not kept.
+    pub fn keeps_answer(&self) -> bool {
+        self.changes_state()
+            || matches!(
+                self.answer.request_type,
+                RequestType::Initial | RequestType::Event
+            )
     }
 }
 

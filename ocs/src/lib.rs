@@ -19,8 +19,9 @@
 //!
 //! # Retransmissions and request numbers
 //!
-//! Every answer that changed state is stored with its key (Session-Id, CC-Request-Number)
-//! in the same transaction as the change, and kept `answer_retention` seconds. A request
+//! Every answer that changed state, and every answer to an INITIAL or EVENT request, is
+//! stored with its key (Session-Id, CC-Request-Number) in the same transaction as the
+//! change, and kept `answer_retention` seconds. A request
 //! with a stored key gets the stored answer and changes nothing, with or without the T bit
 //! and across restarts (RFC 4006 §5.2: the client may resend with the T bit after a
 //! failover; RFC 6733 §6.2: duplicates get the same answer). Requests may arrive out of

@@ -54,7 +54,10 @@ async fn grant_consume_terminate() {
         assert_eq!(a.get(base::AUTH_APPLICATION_ID).unwrap().unwrap(), 4);
         // RETRY_AND_TERMINATE, as configured (RFC 4006 §8.14).
         assert_eq!(
-            a.get(dcca::CREDIT_CONTROL_FAILURE_HANDLING).unwrap().unwrap().0,
+            a.get(dcca::CREDIT_CONTROL_FAILURE_HANDLING)
+                .unwrap()
+                .unwrap()
+                .0,
             2
         );
         diameter_codec::validate(&a).unwrap();

@@ -245,7 +245,7 @@ impl Tables<'_> {
             None => None,
         };
         let d: Decision = engine::decide(policy, req, session.as_ref(), account.as_ref(), now);
-        if d.changes_state() {
+        if d.keeps_answer() {
             match &d.session {
                 SessionWrite::Keep => {}
                 SessionWrite::Put(s) => self.put_session(session.as_ref(), s)?,
