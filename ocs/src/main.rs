@@ -30,7 +30,12 @@ use std::time::Duration;
 /// ocs.home.test, realm home.test, data in ./ocs-data.redb, demo subscribers (IMSI
 /// 001010000000001 and others), operator endpoint on 127.0.0.1:3871.
 #[derive(Parser)]
-#[command(version, about, long_about)]
+#[command(
+    version,
+    about,
+    long_about,
+    after_help = "Exit status: 0 after a clean stop (SIGINT, SIGTERM), 1 when it cannot start (the message names the cause: a configuration FILE:LINE:COLUMN, a port in use, a data file another process holds)."
+)]
 struct Cli {
     /// Configuration file (TOML; see ocs/examples/home.toml). Unknown keys are errors.
     #[arg(long, global = true)]
@@ -56,8 +61,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Show or top up an account, through the running OCS's operator endpoint, or — with
-    /// --data — directly in the data file of a stopped OCS.
+    /// Show, top up or bar an account, through the running OCS's operator endpoint, or —
+    /// with --data — directly in the data file of a stopped OCS.
+    ///
+    /// Exit status: 0 done, 2 no such account, 1 any other failure.
     Account {
         #[command(subcommand)]
         action: AccountAction,
