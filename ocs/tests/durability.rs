@@ -393,7 +393,9 @@ async fn load_worker(pcef: Arc<Pcef>, id: usize, stop: Arc<AtomicBool>, tally: A
 async fn kill_9_under_load_loses_nothing_and_charges_nothing_twice() {
     tokio::time::timeout(Duration::from_secs(60), async {
         let dir = tempfile::tempdir().unwrap();
-        let tcc = 3.0;
+        // Longer than a restart takes, so sessions live through it; the abandoned ones expire
+        // after the load.
+        let tcc = 6.0;
         let mut p = OcsProcess::new(dir.path(), tcc);
         p.start();
         let pcef = Arc::new(Pcef::start("pcef.visited.test", p.diameter, Duration::from_secs(2)).await);
