@@ -248,6 +248,10 @@ pub struct RatingGroup {
     pub grant: u64,
     /// The most granted at once when the request asks for more (default: `grant`).
     pub max_grant: Option<u64>,
+    /// Service-Identifier values rated by this group when an MSCC carries no Rating-Group
+    /// (RFC 4006 §8.28: a service may be named by Service-Identifier alone).
+    #[serde(default)]
+    pub service_identifiers: Vec<u32>,
     /// Free of charge: answered 4011 DIAMETER_CREDIT_CONTROL_NOT_APPLICABLE.
     #[serde(default)]
     pub free: bool,
@@ -413,6 +417,17 @@ impl Config {
                     "rating_group {}: tariff.per must be above 0",
                     rg.id
                 ));
+            }
+        }
+        let mut services = std::collections::HashSet::new();
+        for rg in &self.rating_groups {
+            for si in &rg.service_identifiers {
+                if !services.insert(*si) {
+                    return Err(format!(
+                        "rating_group {}: service identifier {si} is rated by another group too",
+                        rg.id
+                    ));
+                }
             }
         }
         let mut ids = std::collections::HashSet::new();

@@ -50,6 +50,8 @@ pub mod rc {
 pub struct Policy {
     /// Rating groups by Rating-Group.
     pub rating_groups: HashMap<u32, RatingGroup>,
+    /// Rating-Group by Service-Identifier, for MSCCs that name no Rating-Group.
+    pub by_service: HashMap<u32, u32>,
     /// Tcc, milliseconds.
     pub tcc_ms: u64,
     /// How long answers are kept, milliseconds.
@@ -68,6 +70,11 @@ impl Policy {
                 .rating_groups
                 .iter()
                 .map(|r| (r.id, r.clone()))
+                .collect(),
+            by_service: cfg
+                .rating_groups
+                .iter()
+                .flat_map(|r| r.service_identifiers.iter().map(|si| (*si, r.id)))
                 .collect(),
             tcc_ms: (cfg.ocs.tcc * 1000.0) as u64,
             answer_retention_ms: (cfg.ocs.answer_retention * 1000.0) as u64,
@@ -388,9 +395,16 @@ fn event(policy: &Policy, req: &CcRequest, account: Option<&Account>) -> Decisio
     }
 }
 
+/// The rating group of a service: its Rating-Group, else the group its Service-Identifier
+/// is configured under.
 fn rating_group<'p>(policy: &'p Policy, m: &MsccRequest) -> Option<&'p RatingGroup> {
     m.service
         .rating_group
+        .or_else(|| {
+            m.service
+                .service_id
+                .and_then(|si| policy.by_service.get(&si).copied())
+        })
         .and_then(|id| policy.rating_groups.get(&id))
 }
 
@@ -827,6 +841,26 @@ mod tests {
         let a = d.account.unwrap();
         assert_eq!(octets(&a).reserved, 0);
         assert_eq!(octets(&a).available, 10_000_000 - 300);
+    }
+
+    #[test]
+    fn service_identifier_alone_is_rated_by_its_group() {
+        let p = policy();
+        let acct = account(10_000_000);
+        let mut r = req(RequestType::Initial, 0, 1, None);
+        r.mscc[0].service = ServiceKey {
+            rating_group: None,
+            service_id: Some(1001),
+        };
+        let d = decide(&p, &r, None, Some(&acct), 0);
+        assert_eq!(d.answer.result_code, rc::SUCCESS);
+        assert_eq!(
+            d.answer.mscc[0].granted.unwrap().total_octets,
+            Some(1_000_000)
+        );
+        r.mscc[0].service.service_id = Some(999);
+        let d = decide(&p, &r, None, Some(&acct), 0);
+        assert_eq!(d.answer.result_code, rc::RATING_FAILED);
     }
 
     #[test]
