@@ -124,7 +124,8 @@ impl FailureHandling {
 }
 
 fn default_tcc() -> f64 {
-    // RFC 4006 §13 recommends Tcc at least twice the Validity-Time; 2 × the demo 600 s.
+    // RFC 4006 §5.1: Tcc "MAY be set to two times the value of the Validity-Time"; 2 × the
+    // demo's 600 s.
     1200.0
 }
 fn default_sweep() -> f64 {

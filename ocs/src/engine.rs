@@ -4,14 +4,16 @@
 //! and benchmarks call it directly.
 //!
 //! Rules (RFC 4006 as updated by RFC 8506; TS 32.299 for the 3GPP members):
-//! - §5.1 / §5.2: INITIAL opens the session; UPDATE reports Used-Service-Unit and gets a new
-//!   grant; TERMINATION reports the last usage and releases what is left; EVENT (§5.3 Direct
-//!   Debiting) debits at once and keeps no session.
+//! - §5.2–§5.4: INITIAL opens the session; UPDATE reports Used-Service-Unit and gets a new
+//!   grant; TERMINATION reports the last usage and releases what is left; EVENT (§6.3
+//!   Direct Debiting) debits at once and keeps no session.
 //! - Each Multiple-Services-Credit-Control closes the previous reservation of its service:
 //!   the reservation is released, the reported usage debited, and a new grant reserved.
-//! - A grant is the rating group's configured size (or the Requested-Service-Unit when
-//!   smaller), capped by what the balance buys; a grant that takes the whole remaining
-//!   balance carries Final-Unit-Indication (§5.6.1) with the group's action.
+//! - Only an MSCC with Requested-Service-Unit gets a grant (§5.2: the RSU "indicate[s] that
+//!   the quota ... is requested"); one without it only reports. A grant is the rating
+//!   group's configured size, or what the RSU asks up to `max_grant`, capped by what the
+//!   balance buys; a grant that takes the whole remaining balance carries
+//!   Final-Unit-Indication (§5.6) with the group's action.
 //! - Nothing left: the MSCC gets 4012 DIAMETER_CREDIT_LIMIT_REACHED (§9.1); with a REDIRECT
 //!   or RESTRICT_ACCESS action it also carries the Final-Unit-Indication, so the client
 //!   applies it at once (the graceful service termination of TS 32.299).
@@ -39,9 +41,9 @@ pub mod rc {
     pub const CREDIT_CONTROL_NOT_APPLICABLE: u32 = 4011;
     /// DIAMETER_CREDIT_LIMIT_REACHED.
     pub const CREDIT_LIMIT_REACHED: u32 = 4012;
-    /// DIAMETER_USER_UNKNOWN (RFC 4006 §9.1).
+    /// DIAMETER_USER_UNKNOWN (RFC 4006 §9.2).
     pub const USER_UNKNOWN: u32 = 5030;
-    /// DIAMETER_RATING_FAILED.
+    /// DIAMETER_RATING_FAILED (RFC 4006 §9.2).
     pub const RATING_FAILED: u32 = 5031;
 }
 
@@ -125,7 +127,7 @@ impl Decision {
     /// Whether the answer is kept for retransmissions: when the request changed state, and
     /// always for INITIAL and EVENT, whose outcome depends on a balance that moves — a copy
     /// of a refused CCR-I arriving after a top-up must not open a session its client
-    /// already gave up (RFC 6733 §6.2: a duplicate gets the same answer). Refusals of
+    /// already gave up (a duplicate gets the answer the original got). Refusals of
     /// UPDATE and TERMINATION (5002, 5012) come out the same every time and are not kept.
     pub fn keeps_answer(&self) -> bool {
         self.changes_state()
@@ -146,7 +148,7 @@ pub fn decide(
     account: Option<&Account>,
     now: UnixMillis,
 ) -> Decision {
-    // RFC 4006 §5.1.2: without Multiple-Services-Credit-Control the units are at command
+    // RFC 4006 §5.2: without Multiple-Services-Credit-Control the units are at command
     // level; they are rated as one service of the configured rating group, and the answer's
     // units go back at command level.
     if req.mscc.is_empty()
@@ -233,7 +235,8 @@ fn initial(
         failure_handling: policy.failure_handling,
     };
     if result_code != rc::SUCCESS {
-        // RFC 4006 §5.1: a failed CCA-I ends the session; nothing was reserved.
+        // RFC 4006 §7 (server state machine, Idle): a CCR-I not successfully processed
+        // leaves no session; nothing was reserved.
         return Decision {
             answer,
             session: SessionWrite::Keep,
@@ -285,7 +288,7 @@ fn update(
         .map(|m| service(policy, req.request_type, m, &mut s, &mut acct))
         .collect();
     let result_code = if terminating {
-        // RFC 4006 §5.2.2 (as in §6.2 of the updates): the session ends whatever was reported;
+        // RFC 4006 §5.4 (final interrogation): the session ends whatever was reported;
         // everything still reserved goes back to the account.
         for r in std::mem::take(&mut s.reservations) {
             release(&mut acct, &r);
@@ -320,7 +323,7 @@ fn update(
     }
 }
 
-/// Direct debiting (RFC 4006 §6.4): the units of each service are debited at once.
+/// Direct debiting (RFC 4006 §6.3): the units of each service are debited at once.
 fn event(policy: &Policy, req: &CcRequest, account: Option<&Account>) -> Decision {
     if req.requested_action.is_some_and(|a| a != 0) {
         return Decision::refuse(
@@ -489,7 +492,10 @@ fn service(
             }
         }
     }
-    if kind == RequestType::Termination {
+    // RFC 4006 §5.2: an MSCC "MUST contain the Requested-Service-Unit AVP to indicate that
+    // the quota for the associated service/rating-group is requested"; without it the MSCC
+    // only reports usage. A TERMINATION asks for nothing.
+    if kind == RequestType::Termination || m.requested.is_none() {
         a.result_code = rc::SUCCESS;
         return a;
     }
@@ -552,7 +558,7 @@ fn service(
         _ => a.volume_threshold = rg.threshold,
     }
     a.triggers = rg.triggers.clone();
-    // RFC 4006 §5.6.1: the final units are those that use up the balance.
+    // RFC 4006 §5.6: the final units are those that use up the balance.
     if grant >= affordable {
         a.final_unit = Some(final_unit(rg));
     }
@@ -861,6 +867,30 @@ mod tests {
         r.mscc[0].service.service_id = Some(999);
         let d = decide(&p, &r, None, Some(&acct), 0);
         assert_eq!(d.answer.result_code, rc::RATING_FAILED);
+    }
+
+    #[test]
+    fn usage_without_requested_units_is_reported_not_regranted() {
+        let p = policy();
+        let acct = account(10_000_000);
+        let d = decide(
+            &p,
+            &req(RequestType::Initial, 0, 1, None),
+            None,
+            Some(&acct),
+            0,
+        );
+        let SessionWrite::Put(s) = d.session else {
+            panic!()
+        };
+        let mut u = req(RequestType::Update, 1, 1, Some(400));
+        u.mscc[0].requested = None;
+        let d = decide(&p, &u, Some(&s), d.account.as_ref(), 1);
+        assert_eq!(d.answer.result_code, rc::SUCCESS);
+        assert!(d.answer.mscc[0].granted.is_none());
+        let a = d.account.unwrap();
+        assert_eq!(octets(&a).reserved, 0);
+        assert_eq!(octets(&a).available, 10_000_000 - 400);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Gy on the wire: a received CCR into a [`CcRequest`], a [`CcAnswer`] into the CCA, and the
-//! RAR the OCS sends (RFC 4006 §3.1, §3.2, §3.3; TS 32.299 §6.4 for the 3GPP members).
+//! RAR the OCS sends (RFC 4006 §3.1, §3.2, §5.5; TS 32.299 for the 3GPP members).
 
 use crate::model::{
     CcAnswer, CcRequest, MsccAnswer, MsccRequest, RequestType, ServiceKey, SubscriptionId,

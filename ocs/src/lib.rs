@@ -21,15 +21,17 @@
 //!
 //! Every answer that changed state, and every answer to an INITIAL or EVENT request, is
 //! stored with its key (Session-Id, CC-Request-Number) in the same transaction as the
-//! change, and kept `answer_retention` seconds. A request
-//! with a stored key gets the stored answer and changes nothing, with or without the T bit
-//! and across restarts (RFC 4006 §5.2: the client may resend with the T bit after a
-//! failover; RFC 6733 §6.2: duplicates get the same answer). Requests may arrive out of
-//! order (RFC 4006 §5.2 allows several outstanding updates): a session remembers the
-//! highest number handled and which of the 64 below it were, so a late lower number is
-//! processed once. A number handled before whose answer has expired, or more than 64 below
-//! the highest, is refused with 5012 DIAMETER_UNABLE_TO_COMPLY and changes nothing; a
-//! request with a stored key but another CC-Request-Type is refused the same way.
+//! change, and kept `answer_retention` seconds. A request with a stored key gets the stored
+//! answer and changes nothing, with or without the T bit and across restarts (RFC 4006
+//! §5.7 and RFC 6733 §5.5.4: a client resends what got no answer, with the T bit; RFC 4006
+//! §8.2: Session-Id and CC-Request-Number identify a request).
+//!
+//! Requests may arrive out of order (RFC 4006 §5.1.2: a client may send updates without
+//! waiting for answers, and the server "SHOULD NOT consider this an error"): a session
+//! remembers the highest number handled and which of the 64 below it were, so a late lower
+//! number is processed once. A number handled before whose answer has expired, or more
+//! than 64 below the highest, is refused with 5012 DIAMETER_UNABLE_TO_COMPLY and changes
+//! nothing; a request with a stored key but another CC-Request-Type is refused the same way.
 //!
 //! # Credit that nobody reports
 //!

@@ -261,7 +261,7 @@ pub struct Session {
 /// How many request numbers below the highest one a session remembers as handled.
 pub const NUMBER_WINDOW: u32 = 64;
 
-/// Where a CC-Request-Number stands in a session (RFC 4006 §5.2: the client may have several
+/// Where a CC-Request-Number stands in a session (RFC 4006 §5.1.2: the client may have several
 /// requests outstanding, so updates may arrive out of order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NumberCheck {
@@ -395,7 +395,7 @@ pub struct CcRequest {
     pub requested_action: Option<i32>,
     /// Multiple-Services-Credit-Control instances.
     pub mscc: Vec<MsccRequest>,
-    /// Single-service credit control (RFC 4006 §5.1.2, no MSCC): the command-level
+    /// Single-service credit control (RFC 4006 §5.2, no MSCC): the command-level
     /// Requested-Service-Unit, Used-Service-Unit and Service-Identifier, when present.
     pub single: Option<MsccRequest>,
 }

@@ -546,7 +546,7 @@ async fn single_service_credit_control_without_mscc() {
         let (ocs, pcef) = start(&dir).await;
         let (initial, _) = octets_of(&ocs, IMSI_RICH).await;
         let s = "s;single";
-        // RFC 4006 §5.1.2: Requested-Service-Unit at command level, no MSCC.
+        // RFC 4006 §5.2: Requested-Service-Unit at command level, no MSCC.
         let mut i = pcef.ccr(s, RequestType::Initial, 0, Some(IMSI_RICH), vec![]);
         i.push(ocs::gy::requested_avp(&ocs::model::Units::default()));
         let a = pcef.send(i).await;
