@@ -41,6 +41,15 @@
 //! Origin-State-Id (RFC 6733 §8.16), or answers a re-auth request with 5002, has lost its
 //! sessions: they are released at once.
 
+//!
+//! # Not supported (yet)
+//!
+//! Credit-control sub-sessions (CC-Sub-Session-Id: requests are charged to the session),
+//! credit pools (G-S-U-Pool-Reference), tariff time changes (Tariff-Time-Change), the
+//! event actions other than DIRECT_DEBITING (price enquiry, balance check and refund are
+//! answered 5012), Cost-Information, and CC-Money in grants (money balances are spent
+//! through the rating group's tariff; grants are service units).
+
 pub mod admin;
 pub mod config;
 pub mod engine;
