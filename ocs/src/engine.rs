@@ -9,7 +9,7 @@
 //!   Direct Debiting) debits at once and keeps no session.
 //! - Each Multiple-Services-Credit-Control closes the previous reservation of its service:
 //!   the reservation is released, the reported usage debited, and a new grant reserved.
-//! - Only an MSCC with Requested-Service-Unit gets a grant (§5.2: the RSU "indicate[s] that
+//! - Only an MSCC with Requested-Service-Unit gets a grant (§5.2: the RSU is there "to indicate that
 //!   the quota ... is requested"); one without it only reports. A grant is the rating
 //!   group's configured size, or what the RSU asks up to `max_grant`, capped by what the
 //!   balance buys; a grant that takes the whole remaining balance carries
