@@ -9,10 +9,10 @@
 //!   Direct Debiting) debits at once and keeps no session.
 //! - Each Multiple-Services-Credit-Control closes the previous reservation of its service:
 //!   the reservation is released, the reported usage debited, and a new grant reserved.
-//! - Only an MSCC with Requested-Service-Unit gets a grant (§5.2: the RSU is there "to indicate that
-//!   the quota ... is requested"); one without it only reports. A grant is the rating
-//!   group's configured size, or what the RSU asks up to `max_grant`, capped by what the
-//!   balance buys; a grant that takes the whole remaining balance carries
+//! - Only an MSCC with Requested-Service-Unit gets a grant (§5.2: the RSU is there "to
+//!   indicate that the quota ... is requested"); one without it only reports. A grant is
+//!   the rating group's configured size, or what the RSU asks up to `max_grant`, capped by
+//!   what the balance buys; a grant that takes the whole remaining balance carries
 //!   Final-Unit-Indication (§5.6) with the group's action.
 //! - Nothing left: the MSCC gets 4012 DIAMETER_CREDIT_LIMIT_REACHED (§9.1); with a REDIRECT
 //!   or RESTRICT_ACCESS action it also carries the Final-Unit-Indication, so the client
