@@ -80,8 +80,58 @@ pub fn describe() {
 
 /// Counts one CCR answered.
 pub fn record_ccr(kind: &'static str, result_code: u32, duplicate: bool) {
-    counter!(CCRS, "type" => kind, "result_code" => result_label(result_code), "duplicate" => if duplicate { "true" } else { "false" })
-        .increment(1);
+    let code = result_label(result_code);
+    cached(&CCR_COUNTERS, (kind, code, duplicate), || {
+        counter!(CCRS, "type" => kind, "result_code" => code, "duplicate" => if duplicate { "true" } else { "false" })
+    })
+    .increment(1);
+}
+
+/// Series handles of the recorder they were registered with, per thread: registering
+/// through the facade builds the label list and looks the series up on every call, on the
+/// path of every CCR. Keys are bounded (request types × result labels × duplicate).
+struct Handles<K, H> {
+    recorder: usize,
+    map: std::collections::HashMap<K, H>,
+}
+
+impl<K, H> Default for Handles<K, H> {
+    fn default() -> Self {
+        Self {
+            recorder: 0,
+            map: std::collections::HashMap::new(),
+        }
+    }
+}
+
+type CcrKey = (&'static str, &'static str, bool);
+
+thread_local! {
+    static CCR_COUNTERS: std::cell::RefCell<Handles<CcrKey, metrics::Counter>> =
+        std::cell::RefCell::default();
+    static CCR_HISTOGRAMS: std::cell::RefCell<Handles<&'static str, metrics::Histogram>> =
+        std::cell::RefCell::default();
+}
+
+fn cached<K, H>(
+    cache: &'static std::thread::LocalKey<std::cell::RefCell<Handles<K, H>>>,
+    key: K,
+    register: impl FnOnce() -> H,
+) -> H
+where
+    K: Eq + std::hash::Hash,
+    H: Clone,
+{
+    let recorder = metrics::with_recorder(|r| std::ptr::from_ref(r).cast::<()>() as usize);
+    cache.with_borrow_mut(|c| {
+        if c.recorder != recorder {
+            *c = Handles {
+                recorder,
+                ..Handles::default()
+            };
+        }
+        c.map.entry(key).or_insert_with(register).clone()
+    })
 }
 
 fn result_label(rc: u32) -> &'static str {
@@ -102,7 +152,12 @@ fn result_label(rc: u32) -> &'static str {
 
 /// Records how long a CCR took.
 pub fn record_ccr_duration(kind: &'static str, elapsed: Duration) {
-    histogram!(CCR_DURATION, "type" => kind).record(elapsed.as_secs_f64());
+    cached(
+        &CCR_HISTOGRAMS,
+        kind,
+        || histogram!(CCR_DURATION, "type" => kind),
+    )
+    .record(elapsed.as_secs_f64());
 }
 
 /// Records one commit.
