@@ -475,6 +475,7 @@ pub fn decision_avps(d: &Decision, in_rar: bool) -> Vec<OwnedAvp> {
 /// the agents that route to it), AUTHORIZE_ONLY, with the decision's AVPs and, to end the
 /// session, Session-Release-Cause.
 pub fn rar(
+    me: &diameter_codec::LocalIdentity,
     session_id: &str,
     pcef_host: &str,
     pcef_realm: &str,
@@ -484,6 +485,8 @@ pub fn rar(
     let mut b = MessageBuilder::request(gx::CMD_RE_AUTH, APPLICATION_ID, true);
     b.push(base::SESSION_ID.with(session_id.to_string()));
     b.push(base::AUTH_APPLICATION_ID.with(APPLICATION_ID));
+    b.push(base::ORIGIN_HOST.with(me.host.clone()));
+    b.push(base::ORIGIN_REALM.with(me.realm.clone()));
     b.push(base::DESTINATION_REALM.with(pcef_realm.to_string()));
     b.push(base::DESTINATION_HOST.with(pcef_host.to_string()));
     b.push(base::RE_AUTH_REQUEST_TYPE.with(base::ReAuthRequestType::AUTHORIZE_ONLY));

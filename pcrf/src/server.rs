@@ -238,6 +238,7 @@ impl Pcrf {
             .await?
             .ok_or_else(|| PushError::UnknownSession(session_id.to_string()))?;
         let rar = gx::rar(
+            s.node.identity(),
             &session.session_id,
             &session.pcef_host,
             &session.pcef_realm,
@@ -620,6 +621,7 @@ impl Shared {
             &limits,
         );
         let rar = gx::rar(
+            self.node.identity(),
             &session.session_id,
             &session.pcef_host,
             &session.pcef_realm,
