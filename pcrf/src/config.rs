@@ -55,7 +55,8 @@ pub struct PcrfSection {
     pub role: Role,
     /// The operator HTTP endpoint (sessions, policy pushes).
     pub admin: Option<SocketAddr>,
-    /// Charging-Information (TS 29.212 §5.3.? / TS 29.229 §6.3.19) sent in CCA-I.
+    /// Charging-Information (TS 29.229 §6.3.19, in the Gx CCA of TS 29.212 §5.6.3)
+    /// sent in CCA-I; nothing when the section is absent.
     #[serde(default)]
     pub charging: ChargingSection,
     /// Default-EPS-Bearer-QoS for subscribers whose profile has none.
@@ -110,7 +111,7 @@ pub struct FeatureList {
 }
 
 /// `[pcrf.charging]`: the charging functions named in Charging-Information (DiameterURIs).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ChargingSection {
     /// Primary-Event-Charging-Function-Name: the OCS, for online charging.
@@ -121,17 +122,6 @@ pub struct ChargingSection {
     pub primary_ccf: Option<String>,
     /// Secondary-Charging-Collection-Function-Name.
     pub secondary_ccf: Option<String>,
-}
-
-impl Default for ChargingSection {
-    fn default() -> Self {
-        Self {
-            primary_ocs: Some("aaa://ocs.home.test:3870;transport=tcp".into()),
-            secondary_ocs: None,
-            primary_ccf: None,
-            secondary_ccf: None,
-        }
-    }
 }
 
 /// `[spr]`.
@@ -161,7 +151,7 @@ pub struct EventPolicy {
     #[serde(default)]
     pub remove: Vec<String>,
     /// Re-install the session's dynamic rules with this Rating-Group (a modified rule
-    /// keeps its name, TS 29.212 §4.5.2.2).
+    /// keeps its name, TS 29.212 §4.5.2).
     pub rating_group: Option<u32>,
 }
 

@@ -188,7 +188,7 @@ pub struct Change {
 
 /// The decision that applies `changes` in order to `session`: removals of rules it has,
 /// installs capped by `limits`, re-rating of every dynamic rule then installed (a rule
-/// re-sent with its name modifies it, TS 29.212 §4.5.2.2). A rule installed and removed
+/// re-sent with its name modifies it, TS 29.212 §4.5.2). A rule installed and removed
 /// by later changes ends up in one list only.
 pub fn decide(session: &GxSession, changes: &[Change], limits: &QosLimits) -> Decision {
     let mut d = Decision::default();

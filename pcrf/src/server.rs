@@ -12,11 +12,13 @@ use diameter_codec::dict::base;
 use diameter_codec::{Message, MessageBuilder, OwnedAvp, ResultCode};
 use diameter_node::node::{IncomingRequest, Node, NodeConfig, NodeEvent, RequestError, handler_fn};
 use diameter_node::peer::{Application, UnknownPeerPolicy};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// The node configuration from the `[node]` table, with what a PCRF needs whatever the
 /// table says: Gx advertised as a vendor-specific application of 3GPP (TS 29.212 §5.1)
@@ -58,7 +60,14 @@ struct Shared {
     cfg: PcrfSection,
     policies: Vec<EventPolicy>,
     metrics: Label,
+    /// The last Origin-State-Id each PCEF sent in its CCRs, by lower-case Origin-Host: a
+    /// PCEF behind an agent restarts without a peer event of ours (RFC 6733 §8.16).
+    origin_states: Mutex<HashMap<String, u32>>,
 }
+
+/// Most PCEFs whose Origin-State-Id is remembered (the map holds one entry per PCEF; past
+/// this, new PCEFs are served but their restarts are noticed only through peer events).
+const ORIGIN_STATES_CAP: usize = 65_536;
 
 /// A running PCRF.
 pub struct Pcrf {
@@ -146,6 +155,7 @@ impl Pcrf {
             sessions,
             cfg: cfg.pcrf.clone(),
             policies: cfg.policies.clone(),
+            origin_states: Mutex::new(HashMap::new()),
         });
         shared.metrics.set_sessions(0);
         let h = shared.clone();
@@ -198,7 +208,7 @@ impl Pcrf {
         self.shared.sessions.get(session_id.to_string()).await
     }
 
-    /// Pushes a policy change to a live session with a Gx RAR (TS 29.212 §4.5.3) sent to
+    /// Pushes a policy change to a live session with a Gx RAR (unsolicited provisioning, TS 29.212 §4.5.2) sent to
     /// the PCEF that opened it; the session records the change when the RAA says 2001, and
     /// is forgotten when it says 5002 DIAMETER_UNKNOWN_SESSION_ID.
     pub async fn push(
@@ -228,8 +238,8 @@ impl Pcrf {
         Ok(out)
     }
 
-    /// Asks the PCEF to end a session (RAR with Session-Release-Cause, TS 29.212
-    /// §4.5.4.x; the PCEF answers and then sends CCR-T). Returns the RAA's result.
+    /// Asks the PCEF to end a session: a RAR with Session-Release-Cause (TS 29.212
+    /// §5.3.44), which the PCEF answers and follows with a CCR-T. Returns the RAA's result.
     pub async fn release(&self, session_id: &str, cause: i32) -> Result<u32, PushError> {
         let s = &self.shared;
         let session = s
@@ -311,24 +321,30 @@ impl Shared {
             kind = r.request_type.as_str(),
             number = r.request_number
         );
-        let _g = span.enter();
-        let (answer, rc) = match r.request_type {
-            RequestType::Initial => self.initial(&req, &r).await,
-            RequestType::Update => self.update(&req, &r).await,
-            RequestType::Termination => self.terminate(&req, &r).await,
-            RequestType::Event => {
-                // TS 29.212 §5.3: Gx uses INITIAL, UPDATE and TERMINATION only.
-                let mut a = self.answer(&req, 5004);
-                if let Some(avp) = req
-                    .msg
-                    .find(diameter_codec::dict::dcca::CC_REQUEST_TYPE.key())
-                {
-                    a.push(base::FAILED_AVP.with(vec![OwnedAvp::from_ref(&avp)]));
+        if let Some(osi) = req.msg.get(base::ORIGIN_STATE_ID).and_then(Result::ok) {
+            self.origin_state(&r.origin_host, osi).await;
+        }
+        let decided = async {
+            match r.request_type {
+                RequestType::Initial => self.initial(&req, &r).await,
+                RequestType::Update => self.update(&req, &r).await,
+                RequestType::Termination => self.terminate(&req, &r).await,
+                RequestType::Event => {
+                    // A Gx session is session based: TS 29.212 uses INITIAL, UPDATE and TERMINATION
+                    // requests only; EVENT_REQUEST is an invalid value here (RFC 6733 §7.1.5 5004).
+                    let mut a = self.answer(&req, 5004);
+                    if let Some(avp) = req
+                        .msg
+                        .find(diameter_codec::dict::dcca::CC_REQUEST_TYPE.key())
+                    {
+                        a.push(base::FAILED_AVP.with(vec![OwnedAvp::from_ref(&avp)]));
+                    }
+                    a.push(base::ERROR_MESSAGE.with("EVENT_REQUEST is not used on Gx"));
+                    (a, 5004)
                 }
-                a.push(base::ERROR_MESSAGE.with("EVENT_REQUEST is not used on Gx"));
-                (a, 5004)
             }
         };
+        let (answer, rc) = decided.instrument(span).await;
         self.metrics.ccr(r.request_type.as_str(), rc);
         if let Ok(n) = self.sessions.count().await {
             self.metrics.set_sessions(n);
@@ -434,7 +450,7 @@ impl Shared {
         (a, 2001)
     }
 
-    /// Records Charging-Rule-Reports (TS 29.212 §4.5.12): failed rules are logged, counted,
+    /// Records Charging-Rule-Reports (TS 29.212 §5.3.18): failed rules are logged, counted,
     /// kept in the session's failure list, and no longer counted as installed when
     /// INACTIVE.
     fn record_reports(&self, session: &mut GxSession, reports: &[gx::RuleReport]) {
@@ -481,7 +497,8 @@ impl Shared {
     async fn update(&self, req: &IncomingRequest, r: &GxRequest) -> (MessageBuilder, u32) {
         let mut session = match self.sessions.get(r.session_id.clone()).await {
             Ok(Some(s)) => s,
-            // RFC 6733 §7.1.5 / RFC 4006 §8: a session this server does not know.
+            // RFC 6733 §7.1.5: DIAMETER_UNKNOWN_SESSION_ID for a session this server does not
+            // know (never opened, or already ended).
             Ok(None) => return (self.answer(req, 5002), 5002),
             Err(e) => {
                 return self.store_failed(req, &e);
@@ -547,7 +564,7 @@ impl Shared {
         (a, 2001)
     }
 
-    /// CCR-T (TS 29.212 §4.5.1.x): the session ends.
+    /// CCR-T (CC-Request-Type TERMINATION_REQUEST, TS 29.212 §5.6.2): the session ends.
     async fn terminate(&self, req: &IncomingRequest, r: &GxRequest) -> (MessageBuilder, u32) {
         match self.sessions.remove(r.session_id.clone()).await {
             Ok(Some(mut s)) => {
@@ -574,6 +591,34 @@ impl Shared {
             }
         }
         Ok(())
+    }
+
+    /// RFC 6733 §8.16: a CCR whose Origin-State-Id differs from the one its PCEF sent before
+    /// means the PCEF restarted (seen also through agents, where no peer event of ours
+    /// shows it): its older sessions are gone, before this CCR is handled.
+    async fn origin_state(&self, origin_host: &str, osi: u32) {
+        let changed = {
+            let Ok(mut m) = self.origin_states.lock() else {
+                return;
+            };
+            let key = origin_host.to_ascii_lowercase();
+            match m.get_mut(&key) {
+                Some(prev) if *prev == osi => false,
+                Some(prev) => {
+                    *prev = osi;
+                    true
+                }
+                None => {
+                    if m.len() < ORIGIN_STATES_CAP {
+                        m.insert(key, osi);
+                    }
+                    false
+                }
+            }
+        };
+        if changed {
+            self.pcef_restarted(origin_host).await;
+        }
     }
 
     /// RFC 6733 §8.16: a PCEF whose Origin-State-Id changed lost its sessions; so does the

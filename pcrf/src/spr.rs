@@ -56,7 +56,7 @@ impl SubscriberKey {
     }
 }
 
-/// Flow-Direction (TS 29.212 §5.3.65).
+/// Flow-Direction (TS 29.212, AVP 1080).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum FlowDirection {

@@ -368,7 +368,7 @@ async fn a_session_the_pcef_forgot_is_forgotten_and_release_asks_for_ccr_t() {
     assert_eq!(rc(&pcef.send(pcef.ccr_i(sid, IMSI_1)).await), Some(2001));
     assert_eq!(p.release(sid, 1).await.unwrap(), 2001);
     let rar = pcef.rars.lock().unwrap()[0].clone();
-    // TS 29.212 §5.3.33 Session-Release-Cause UE_SUBSCRIPTION_REASON (1).
+    // TS 29.212 §5.3.44 Session-Release-Cause UE_SUBSCRIPTION_REASON (1).
     assert_eq!(
         u32_of(&rar.find(gx::SESSION_RELEASE_CAUSE.key()).unwrap()),
         1
@@ -428,4 +428,35 @@ async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> String {
         .expect("HTTP answer in time")
         .unwrap();
     out
+}
+
+/// A PCEF behind an agent restarts without a peer event: the Origin-State-Id in its CCRs
+/// (RFC 6733 §8.16) tells. Its older sessions go before the new CCR is handled.
+#[tokio::test]
+async fn a_new_origin_state_id_in_a_ccr_ends_the_older_sessions_of_its_pcef() {
+    let p = pcrf().await;
+    let pcef = Pcef::connect(
+        "pcef.epc.test",
+        p.listen_addrs()[0],
+        None,
+        RarReply::Success,
+    )
+    .await;
+    let with_osi = |sid: &str, osi: u32| {
+        let mut b = pcef.ccr_i(sid, IMSI_1);
+        b.push(diameter_codec::dict::base::ORIGIN_STATE_ID.with(osi));
+        b
+    };
+    assert_eq!(rc(&pcef.send(with_osi("old;1", 7)).await), Some(2001));
+    assert_eq!(rc(&pcef.send(with_osi("old;2", 7)).await), Some(2001));
+    assert_eq!(p.sessions().count().await.unwrap(), 2);
+    assert_eq!(rc(&pcef.send(with_osi("new;1", 8)).await), Some(2001));
+    assert!(p.session("old;1").await.unwrap().is_none());
+    assert!(p.session("old;2").await.unwrap().is_none());
+    assert!(p.session("new;1").await.unwrap().is_some());
+    // The old session's CCR-U: unknown now.
+    assert_eq!(
+        rc(&pcef.send(pcef.ccr("old;1", 2, 1, None)).await),
+        Some(5002)
+    );
 }
