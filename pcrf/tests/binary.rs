@@ -5,7 +5,10 @@
 #[path = "../../tests/interop/harness.rs"]
 mod harness;
 
-use harness::{Killed, free_port, python_diameter_client, run_python_scenario, wait_listening};
+use harness::{
+    Killed, free_port, python_diameter_client, run_python_scenario, tshark_available,
+    tshark_fields, wait_listening,
+};
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
@@ -130,4 +133,28 @@ fn an_independent_gx_client_gets_rules_and_qos_from_the_built_in_pcrf() {
     assert!(status.success(), "{status}");
     let len = std::fs::metadata(&capture).map(|m| m.len()).unwrap_or(0);
     assert!(len > 1000, "capture of {len} bytes");
+    // Wireshark reads what we sent as we meant it: no malformed packet, no expert error
+    // (severity error is 0x00800000), and the rule, its rating group and the OCS in the
+    // CCA-I.
+    if tshark_available() {
+        let bad = tshark_fields(
+            &capture,
+            "_ws.malformed || _ws.expert.severity >= 0x00800000",
+            &["frame.number", "_ws.expert.message"],
+        );
+        assert!(bad.trim().is_empty(), "tshark objects:\n{bad}");
+        let cca = tshark_fields(
+            &capture,
+            "diameter.Charging-Rule-Install && diameter.Primary-Event-Charging-Function-Name",
+            &[
+                "diameter.Rating-Group",
+                "diameter.Primary-Event-Charging-Function-Name",
+                "diameter.QoS-Class-Identifier",
+            ],
+        );
+        assert!(
+            cca.contains("10\taaa://ocs.home.test:3870;transport=tcp\t9"),
+            "{cca}"
+        );
+    }
 }

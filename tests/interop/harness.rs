@@ -81,6 +81,42 @@ pub(crate) fn python_diameter_client() -> Option<&'static str> {
     None
 }
 
+/// Whether tshark can be run. Without it the caller prints SKIP, unless
+/// DIAMETER_REQUIRE_TSHARK=1 (CI) makes it fail.
+pub(crate) fn tshark_available() -> bool {
+    let ok = Command::new("tshark")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            !std::env::var("DIAMETER_REQUIRE_TSHARK").is_ok_and(|v| v == "1"),
+            "DIAMETER_REQUIRE_TSHARK=1 but tshark was not found on PATH"
+        );
+        println!("SKIP: tshark not found");
+    }
+    ok
+}
+
+/// tshark's fields `fields` of the packets of `capture` matching display filter `filter`,
+/// one line per packet, tab-separated.
+pub(crate) fn tshark_fields(capture: &std::path::Path, filter: &str, fields: &[&str]) -> String {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r")
+        .arg(capture)
+        .args(["-Y", filter, "-T", "fields"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("run tshark");
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Runs `scenario` of the client script against 127.0.0.1:`port` (bounded: the script's
 /// socket timeout is 5 s per read) and asserts that every check held; returns its output.
 pub(crate) fn run_python_scenario(script: &str, port: u16, scenario: &str) -> String {
