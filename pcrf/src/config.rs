@@ -141,8 +141,9 @@ pub struct EventPolicy {
     pub event: String,
     /// Only when the RAT-Type reported with the event is this value (e.g. 1000 UTRAN).
     pub rat_type: Option<i32>,
-    /// Only for these subscribers (`imsi:…`, `msisdn:…`, `nai:…` or bare IMSIs); all when
-    /// absent.
+    /// Only for these subscribers (`imsi:…`, `msisdn:…`, `nai:…` or bare IMSIs), matched
+    /// against a session's subscriber as the PCRF keys it: its IMSI when the profile has
+    /// one, else its MSISDN, else its NAI. All subscribers when absent.
     pub subscribers: Option<Vec<String>>,
     /// Dynamic rules to install (names of `[[rule]]` in the SPR file).
     #[serde(default)]

@@ -14,8 +14,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub const APPLICATION_ID: u32 = gx::APP_GX;
 /// 3GPP's Vendor-Id.
 pub const VENDOR_3GPP: u32 = 10_415;
-/// DIAMETER_USER_UNKNOWN (5030), sent in Experimental-Result with Vendor-Id 10415 for a
-/// subscriber the SPR does not know (see [`experimental_result`]).
+/// DIAMETER_USER_UNKNOWN (5030) for a subscriber the SPR does not know, sent in
+/// Experimental-Result with Vendor-Id 10415 as TS 29.212 §5.5.3 is read for Gx (see
+/// [`experimental_result`]). The same number is RFC 4006's Result-Code on Gy; protocol.md
+/// lists it only there, so a peer that expects it as a plain Result-Code is possible —
+/// the Gx text should be checked against the spec before relying on either form.
 pub const USER_UNKNOWN: u32 = 5030;
 
 /// CC-Request-Type (RFC 4006 §8.3).
