@@ -349,6 +349,7 @@ mod tests {
             offline: false,
             features: BTreeMap::new(),
             failures: vec![],
+            version: 0,
         };
         d.apply(&mut s);
         s

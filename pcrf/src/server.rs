@@ -65,6 +65,38 @@ struct Shared {
     origin_states: Mutex<HashMap<String, u32>>,
 }
 
+/// How many times a change of a live session is decided again when another change got there
+/// first.
+const ATTEMPTS: usize = 4;
+
+/// Records Charging-Rule-Reports (TS 29.212 §5.3.18) in a session: each failed rule is kept
+/// in its failure list and, when INACTIVE, no longer counted as installed. Returns the
+/// failures recorded.
+fn apply_reports(session: &mut GxSession, reports: &[gx::RuleReport]) -> Vec<RuleFailure> {
+    let mut out = Vec::new();
+    for rep in reports {
+        // PCC-Rule-Status ACTIVE (0) reports a rule that works again: not a failure.
+        if rep.status == Some(0) {
+            continue;
+        }
+        for name in rep.names.iter().chain(&rep.bases) {
+            let f = RuleFailure {
+                name: name.clone(),
+                status: rep.status,
+                failure_code: rep.failure_code,
+            };
+            session.record_failure(f.clone());
+            out.push(f);
+            if rep.status == Some(1) {
+                session.dynamic_rules.remove(name);
+                session.predefined_rules.remove(name);
+                session.rule_bases.remove(name);
+            }
+        }
+    }
+    out
+}
+
 /// Most PCEFs whose Origin-State-Id is remembered (the map holds one entry per PCEF; past
 /// this, new PCEFs are served but their restarts are noticed only through peer events).
 const ORIGIN_STATES_CAP: usize = 65_536;
@@ -413,6 +445,7 @@ impl Shared {
             offline: false,
             features: features.clone(),
             failures: Vec::new(),
+            version: 0,
         };
         decision.apply(&mut session);
         match self.sessions.put(session.clone()).await {
@@ -450,35 +483,40 @@ impl Shared {
         (a, 2001)
     }
 
-    /// Records Charging-Rule-Reports (TS 29.212 §5.3.18): failed rules are logged, counted,
-    /// kept in the session's failure list, and no longer counted as installed when
-    /// INACTIVE.
-    fn record_reports(&self, session: &mut GxSession, reports: &[gx::RuleReport]) {
-        for rep in reports {
-            // PCC-Rule-Status ACTIVE (0) reports a rule that works again: not a failure.
-            if rep.status == Some(0) {
-                continue;
-            }
-            for name in rep.names.iter().chain(&rep.bases) {
-                tracing::warn!(
-                    rule = %name,
-                    status = ?rep.status,
-                    failure_code = ?rep.failure_code,
-                    "PCEF reports a rule failure"
-                );
-                self.metrics.rule_failure(rep.failure_code);
-                session.record_failure(RuleFailure {
-                    name: name.clone(),
-                    status: rep.status,
-                    failure_code: rep.failure_code,
-                });
-                if rep.status == Some(1) {
-                    session.dynamic_rules.remove(name);
-                    session.predefined_rules.remove(name);
-                    session.rule_bases.remove(name);
-                }
+    /// Logs and counts rule failures once they are recorded.
+    fn log_failures(&self, session_id: &str, failures: &[RuleFailure]) {
+        for f in failures {
+            tracing::warn!(
+                session = session_id,
+                rule = %f.name,
+                status = ?f.status,
+                failure_code = ?f.failure_code,
+                "PCEF reports a rule failure"
+            );
+            self.metrics.rule_failure(f.failure_code);
+        }
+    }
+
+    /// Changes a live session with `f`, read and written optimistically (see
+    /// [`SessionStore::replace`]): on a conflict it is read again and `f` runs again.
+    /// `None` when the session is gone.
+    async fn amend<T>(
+        &self,
+        session_id: &str,
+        f: impl Fn(&mut GxSession) -> T,
+    ) -> Result<Option<(GxSession, T)>, StoreError> {
+        for _ in 0..ATTEMPTS {
+            let Some(mut s) = self.sessions.get(session_id.to_string()).await? else {
+                return Ok(None);
+            };
+            let out = f(&mut s);
+            if self.sessions.replace(s.clone()).await? {
+                return Ok(Some((s, out)));
             }
         }
+        Err(StoreError(format!(
+            "session {session_id} changed under {ATTEMPTS} attempts"
+        )))
     }
 
     async fn limits_of(&self, subscriber: &str) -> QosLimits {
@@ -493,82 +531,93 @@ impl Shared {
     }
 
     /// CCR-U (TS 29.212 §4.5.2): rule reports, reported events and the policies they
-    /// trigger.
+    /// trigger. Decided on the session as read and written only over it; decided again
+    /// when a push changed it meanwhile.
     async fn update(&self, req: &IncomingRequest, r: &GxRequest) -> (MessageBuilder, u32) {
-        let mut session = match self.sessions.get(r.session_id.clone()).await {
-            Ok(Some(s)) => s,
-            // RFC 6733 §7.1.5: DIAMETER_UNKNOWN_SESSION_ID for a session this server does not
-            // know (never opened, or already ended).
-            Ok(None) => return (self.answer(req, 5002), 5002),
-            Err(e) => {
-                return self.store_failed(req, &e);
+        for _ in 0..ATTEMPTS {
+            let mut session = match self.sessions.get(r.session_id.clone()).await {
+                Ok(Some(s)) => s,
+                // RFC 6733 §7.1.5: DIAMETER_UNKNOWN_SESSION_ID for a session this server does
+                // not know (never opened, or already ended).
+                Ok(None) => return (self.answer(req, 5002), 5002),
+                Err(e) => return self.store_failed(req, &e),
+            };
+            let previous_number = session.last_request_number;
+            session.last_request_number = previous_number.max(r.request_number);
+            let failures = apply_reports(&mut session, &r.rule_reports);
+            if r.rat_type.is_some() {
+                session.rat_type = r.rat_type;
             }
-        };
-        if r.request_number <= session.last_request_number && !req.retransmitted {
-            // RFC 4006 §8.2 numbers requests in a session; a lower one is out of order or a
-            // retransmission the duplicate cache no longer holds. Policies are idempotent,
-            // so it is handled, and noted.
-            tracing::warn!(
-                last = session.last_request_number,
-                "CC-Request-Number not above the last one handled"
-            );
-        }
-        session.last_request_number = session.last_request_number.max(r.request_number);
-        self.record_reports(&mut session, &r.rule_reports);
-        if r.rat_type.is_some() {
-            session.rat_type = r.rat_type;
-        }
-        if let Some(l) = &r.user_location {
-            session.user_location = Some(hex_of(l));
-        }
-        if r.ue_ip.is_some() {
-            session.ue_ip = r.ue_ip;
-        }
-        let report = Report {
-            events: r.event_triggers.clone(),
-            rat_type: session.rat_type,
-        };
-        let triggered = policy::triggered(&session, &report, &self.policies);
-        let mut rules = BTreeMap::new();
-        for name in triggered.iter().flat_map(|p| &p.install) {
-            if let Ok(Some(def)) = self.spr.rule(name.clone()).await {
-                rules.insert(name.clone(), def);
+            if let Some(l) = &r.user_location {
+                session.user_location = Some(hex_of(l));
             }
+            if r.ue_ip.is_some() {
+                session.ue_ip = r.ue_ip;
+            }
+            let report = Report {
+                events: r.event_triggers.clone(),
+                rat_type: session.rat_type,
+            };
+            let triggered = policy::triggered(&session, &report, &self.policies);
+            let mut rules = BTreeMap::new();
+            for name in triggered.iter().flat_map(|p| &p.install) {
+                if let Ok(Some(def)) = self.spr.rule(name.clone()).await {
+                    rules.insert(name.clone(), def);
+                }
+            }
+            let limits = self.limits_of(&session.subscriber).await;
+            let decision = policy::on_report(&session, &report, &self.policies, &rules, &limits);
+            decision.apply(&mut session);
+            match self.sessions.replace(session).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => return self.store_failed(req, &e),
+            }
+            if r.request_number <= previous_number && !req.retransmitted {
+                // RFC 4006 §8.2 numbers requests in a session; a lower one is out of order
+                // or a retransmission the duplicate cache no longer holds. Policies are
+                // idempotent, so it is handled, and noted.
+                tracing::warn!(
+                    last = previous_number,
+                    "CC-Request-Number not above the last one handled"
+                );
+            }
+            self.log_failures(&r.session_id, &failures);
+            if !r.event_triggers.is_empty() {
+                let names: Vec<String> = r
+                    .event_triggers
+                    .iter()
+                    .map(|&e| policy::event_trigger_name(e))
+                    .collect();
+                tracing::info!(
+                    events = ?names,
+                    policies = triggered.len(),
+                    install = decision.install.len(),
+                    remove = decision.remove.len(),
+                    "events reported"
+                );
+            }
+            let mut a = self.answer(req, 2001);
+            for avp in gx::decision_avps(&decision, false) {
+                a.push(avp);
+            }
+            self.metrics
+                .installed(decision.install.len(), decision.activate.len(), 0);
+            return (a, 2001);
         }
-        let limits = self.limits_of(&session.subscriber).await;
-        let decision = policy::on_report(&session, &report, &self.policies, &rules, &limits);
-        if !r.event_triggers.is_empty() {
-            let names: Vec<String> = r
-                .event_triggers
-                .iter()
-                .map(|&e| policy::event_trigger_name(e))
-                .collect();
-            tracing::info!(
-                events = ?names,
-                policies = triggered.len(),
-                install = decision.install.len(),
-                remove = decision.remove.len(),
-                "events reported"
-            );
-        }
-        decision.apply(&mut session);
-        if let Err(e) = self.sessions.put(session).await {
-            return self.store_failed(req, &e);
-        }
-        let mut a = self.answer(req, 2001);
-        for avp in gx::decision_avps(&decision, false) {
-            a.push(avp);
-        }
-        self.metrics
-            .installed(decision.install.len(), decision.activate.len(), 0);
-        (a, 2001)
+        tracing::warn!(session = %r.session_id, "session changed under every attempt");
+        self.store_failed(
+            req,
+            &StoreError(format!("session changed under {ATTEMPTS} attempts")),
+        )
     }
 
     /// CCR-T (CC-Request-Type TERMINATION_REQUEST, TS 29.212 §5.6.2): the session ends.
     async fn terminate(&self, req: &IncomingRequest, r: &GxRequest) -> (MessageBuilder, u32) {
         match self.sessions.remove(r.session_id.clone()).await {
             Ok(Some(mut s)) => {
-                self.record_reports(&mut s, &r.rule_reports);
+                let failures = apply_reports(&mut s, &r.rule_reports);
+                self.log_failures(&r.session_id, &failures);
                 self.metrics.released("termination", 1);
                 tracing::info!(subscriber = %s.subscriber, "Gx session terminated");
                 (self.answer(req, 2001), 2001)
@@ -689,12 +738,15 @@ impl Shared {
             2001 => {
                 // Applied to the session as it is now (a CCR-U may have changed it while
                 // the RAR was out).
-                if let Some(mut now) = self.sessions.get(session_id.to_string()).await? {
-                    decision.apply(&mut now);
-                    let before = now.failures.len();
-                    self.record_reports(&mut now, &reports);
-                    out.failures = now.failures[before..].to_vec();
-                    self.sessions.put(now).await?;
+                if let Some((_, failures)) = self
+                    .amend(session_id, |s| {
+                        decision.apply(s);
+                        apply_reports(s, &reports)
+                    })
+                    .await?
+                {
+                    self.log_failures(session_id, &failures);
+                    out.failures = failures;
                 }
                 out.installed = decision.installs();
                 out.removed = decision.remove.len();
@@ -717,11 +769,12 @@ impl Shared {
                     result_code = rc,
                     "policy push refused"
                 );
-                if let Some(mut now) = self.sessions.get(session_id.to_string()).await? {
-                    let before = now.failures.len();
-                    self.record_reports(&mut now, &reports);
-                    out.failures = now.failures[before..].to_vec();
-                    self.sessions.put(now).await?;
+                if let Some((_, failures)) = self
+                    .amend(session_id, |s| apply_reports(s, &reports))
+                    .await?
+                {
+                    self.log_failures(session_id, &failures);
+                    out.failures = failures;
                 }
             }
         }

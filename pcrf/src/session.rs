@@ -7,6 +7,11 @@
 //! implements the same operations on Redis: one hash per session (`gx:{Session-Id}`), a set
 //! per PCEF and per subscriber, `put` and `remove` as one MULTI or script touching the hash
 //! and its two index sets, the hash slot chosen by Session-Id.
+//!
+//! Changes to a live session are optimistic: [`SessionStore::replace`] writes only over the
+//! version that was read (on Redis, a script comparing the version field, or WATCH), so a
+//! CCR-U and a policy push that race do not lose each other's changes — the loser reads
+//! again and decides again.
 
 use crate::spr::{RuleDef, StoreError, StoreFuture};
 use serde::Serialize;
@@ -62,6 +67,8 @@ pub struct GxSession {
     pub features: BTreeMap<u32, u32>,
     /// Rule failures the PCEF reported, latest last (bounded).
     pub failures: Vec<RuleFailure>,
+    /// Bumped by every [`SessionStore::replace`].
+    pub version: u64,
 }
 
 /// Most rule failures kept per session.
@@ -90,6 +97,11 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Creates or replaces the session (and its index entries). Returns the session it
     /// replaced.
     fn put(&self, session: GxSession) -> StoreFuture<'_, Option<GxSession>>;
+
+    /// Writes `session` over the stored one if that is still at `session.version`, and
+    /// bumps the version. `false`, and nothing written, when the session changed meanwhile
+    /// or is gone.
+    fn replace(&self, session: GxSession) -> StoreFuture<'_, bool>;
 
     /// Forgets the session.
     fn remove(&self, session_id: String) -> StoreFuture<'_, Option<GxSession>>;
@@ -183,6 +195,24 @@ impl SessionStore for MemorySessions {
         Box::pin(async move { r })
     }
 
+    fn replace(&self, mut session: GxSession) -> StoreFuture<'_, bool> {
+        let r = self.with(|m| match m.sessions.get_mut(&session.session_id) {
+            // The PCEF and subscriber of a session never change, so neither do its index
+            // entries.
+            Some(cur)
+                if cur.version == session.version
+                    && cur.pcef_host == session.pcef_host
+                    && cur.subscriber == session.subscriber =>
+            {
+                session.version += 1;
+                *cur = session;
+                true
+            }
+            _ => false,
+        });
+        Box::pin(async move { r })
+    }
+
     fn remove(&self, session_id: String) -> StoreFuture<'_, Option<GxSession>> {
         let r = self.with(|m| m.remove(&session_id));
         Box::pin(async move { r })
@@ -247,7 +277,29 @@ mod tests {
             offline: false,
             features: BTreeMap::new(),
             failures: Vec::new(),
+            version: 0,
         }
+    }
+
+    #[tokio::test]
+    async fn a_replace_over_a_changed_session_is_refused() {
+        let s = MemorySessions::new();
+        s.put(session("a", "p", "imsi:1")).await.unwrap();
+        let mut first = s.get("a".into()).await.unwrap().unwrap();
+        let mut second = first.clone();
+        first.rat_type = Some(1000);
+        assert!(s.replace(first).await.unwrap());
+        second.apn = Some("ims".into());
+        assert!(
+            !s.replace(second).await.unwrap(),
+            "read before the first replace"
+        );
+        let now = s.get("a".into()).await.unwrap().unwrap();
+        assert_eq!((now.rat_type, now.apn, now.version), (Some(1000), None, 1));
+        assert!(
+            !s.replace(session("b", "p", "imsi:1")).await.unwrap(),
+            "no such session"
+        );
     }
 
     #[tokio::test]

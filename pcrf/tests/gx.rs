@@ -460,3 +460,35 @@ async fn a_new_origin_state_id_in_a_ccr_ends_the_older_sessions_of_its_pcef() {
         Some(5002)
     );
 }
+
+/// While a pushed RAR is out, the PCEF reports a handover in a CCR-U: the push is recorded
+/// on top of the handover's rules, neither change lost.
+#[tokio::test]
+async fn a_push_and_an_update_that_cross_keep_both_changes() {
+    let p = pcrf().await;
+    let pcef = Pcef::connect(
+        "pcef.epc.test",
+        p.listen_addrs()[0],
+        None,
+        RarReply::RatChangeFirst,
+    )
+    .await;
+    let sid = "pcef.epc.test;cross";
+    assert_eq!(rc(&pcef.send(pcef.ccr_i(sid, IMSI_1)).await), Some(2001));
+    let out = p
+        .push(
+            sid,
+            &PolicyChange {
+                install: vec!["video".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.result_code, 2001);
+    let s = p.session(sid).await.unwrap().unwrap();
+    let rules: Vec<&str> = s.dynamic_rules.keys().map(String::as_str).collect();
+    assert_eq!(rules, ["internet-3g", "video"]);
+    assert_eq!((s.rat_type, s.last_request_number), (Some(1000), 1));
+    assert_eq!(s.version, 2, "one replace for the update, one for the push");
+}

@@ -44,6 +44,9 @@ pub(crate) enum RarReply {
     Success,
     /// 5002 DIAMETER_UNKNOWN_SESSION_ID.
     UnknownSession,
+    /// 2001, after sending a CCR-U (number 1) reporting a handover to UTRAN for the same
+    /// session and getting its answer: the session changes while the RAR is out.
+    RatChangeFirst,
 }
 
 /// A PCEF: a Gx client node connected to the PCRF, keeping the RARs it got.
@@ -89,6 +92,16 @@ impl Pcef {
                     match reply {
                         RarReply::Success => req.answer(ResultCode::DIAMETER_SUCCESS),
                         RarReply::UnknownSession => req.answer(ResultCode(5002)),
+                        RarReply::RatChangeFirst => {
+                            let sid = req.msg.session_id().unwrap_or_default().to_string();
+                            let host = req.node.identity().host.clone();
+                            let mut u = ccr_of(&host, &sid, 2, 1, None);
+                            u.push(event(2));
+                            u.push(gx::RAT_TYPE.with(gx::RatType(1000)));
+                            let a = req.node.request(u).await.expect("CCA-U");
+                            assert_eq!(rc(&a), Some(2001));
+                            req.answer(ResultCode::DIAMETER_SUCCESS)
+                        }
                     }
                 }
             }),
@@ -112,21 +125,7 @@ impl Pcef {
         number: u32,
         imsi: Option<&str>,
     ) -> MessageBuilder {
-        let mut b = MessageBuilder::request(272, GX, true);
-        b.push(base::SESSION_ID.with(session.to_string()));
-        b.push(base::AUTH_APPLICATION_ID.with(GX));
-        b.push(base::ORIGIN_HOST.with(self.host.clone()));
-        b.push(base::ORIGIN_REALM.with("epc.test"));
-        b.push(base::DESTINATION_REALM.with(HOME));
-        b.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType(kind)));
-        b.push(dcca::CC_REQUEST_NUMBER.with(number));
-        if let Some(i) = imsi {
-            b.push(dcca::SUBSCRIPTION_ID.with(vec![
-                dcca::SUBSCRIPTION_ID_TYPE.with(dcca::SubscriptionIdType::END_USER_IMSI),
-                dcca::SUBSCRIPTION_ID_DATA.with(i.to_string()),
-            ]));
-        }
-        b
+        ccr_of(&self.host, session, kind, number, imsi)
     }
 
     /// A CCR-I as a gateway sends it: UE address, APN, RAT, and Supported-Features
@@ -147,6 +146,31 @@ impl Pcef {
     pub(crate) async fn send(&self, req: MessageBuilder) -> Message {
         self.node.request(req).await.expect("answer")
     }
+}
+
+/// A Gx CCR from PCEF `host` (TS 29.212 §5.6.2): `kind` 1 initial, 2 update, 3 termination.
+pub(crate) fn ccr_of(
+    host: &str,
+    session: &str,
+    kind: i32,
+    number: u32,
+    imsi: Option<&str>,
+) -> MessageBuilder {
+    let mut b = MessageBuilder::request(272, GX, true);
+    b.push(base::SESSION_ID.with(session.to_string()));
+    b.push(base::AUTH_APPLICATION_ID.with(GX));
+    b.push(base::ORIGIN_HOST.with(host.to_string()));
+    b.push(base::ORIGIN_REALM.with("epc.test"));
+    b.push(base::DESTINATION_REALM.with(HOME));
+    b.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType(kind)));
+    b.push(dcca::CC_REQUEST_NUMBER.with(number));
+    if let Some(i) = imsi {
+        b.push(dcca::SUBSCRIPTION_ID.with(vec![
+            dcca::SUBSCRIPTION_ID_TYPE.with(dcca::SubscriptionIdType::END_USER_IMSI),
+            dcca::SUBSCRIPTION_ID_DATA.with(i.to_string()),
+        ]));
+    }
+    b
 }
 
 /// The Result-Code, when the answer has one.
