@@ -15,23 +15,32 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// What the exit status means (short help).
+const EXIT_STATUS: &str = "Exit status: 0 after a clean stop (SIGINT, SIGTERM), 1 when it cannot start (the message names the cause: a configuration FILE:LINE:COLUMN and key, a port in use).";
+
 /// Policy and charging rules server for Gx (TS 29.212), home role.
 ///
 /// With no options it runs the home PCRF of the README: 127.0.0.1:3869, Origin-Host
 /// pcrf.home.test, realm home.test, the demo subscribers of pcrf/examples/spr.toml (IMSI
 /// 001010000000001 and others), Charging-Information naming the OCS ocs.home.test, and the
-/// operator endpoint on 127.0.0.1:3872:
-///
-///   curl 127.0.0.1:3872/sessions
-///   curl -X POST '127.0.0.1:3872/sessions/SESSION-ID/rar?install=video&remove=web'
-///   curl -X POST '127.0.0.1:3872/subscribers/001010000000001/rar?rating_group=20'
-///   curl -X POST '127.0.0.1:3872/sessions/SESSION-ID/release'
+/// operator endpoint on 127.0.0.1:3872, which pushes policy changes to live sessions with
+/// Gx RAR (examples below).
 #[derive(Parser)]
 #[command(
     version,
     about,
     long_about,
-    after_help = "Exit status: 0 after a clean stop (SIGINT, SIGTERM), 1 when it cannot start (the message names the cause: a configuration FILE:LINE:COLUMN and key, a port in use)."
+    after_help = EXIT_STATUS,
+    after_long_help = concat!(
+        "Operator endpoint:\n",
+        "  curl 127.0.0.1:3872/sessions\n",
+        "  curl 127.0.0.1:3872/sessions/SESSION-ID\n",
+        "  curl -X POST '127.0.0.1:3872/sessions/SESSION-ID/rar?install=video&remove=local-dns'\n",
+        "  curl -X POST '127.0.0.1:3872/subscribers/001010000000001/rar?rating_group=20'\n",
+        "  curl -X POST '127.0.0.1:3872/sessions/SESSION-ID/release?cause=1'\n",
+        "\n",
+        "Exit status: 0 after a clean stop (SIGINT, SIGTERM), 1 when it cannot start (the message names the cause: a configuration FILE:LINE:COLUMN and key, a port in use)."
+    )
 )]
 struct Cli {
     /// Configuration file (TOML; see pcrf/examples/home.toml). Unknown keys are errors.
