@@ -86,12 +86,16 @@ def main():
         wait_listening(echo_b)
         for name, binary in (("A", args.a), ("B", args.b)):
             port = next(ports)
-            p = servers.start([binary, "echo", "--listen", f"127.0.0.1:{port}"])
-            under_test[f"echo {name}"] = (port, "echo.bench", p)
-            port = next(ports)
-            p = servers.start([binary, "relay", "--listen", f"127.0.0.1:{port}",
+            host = f"echo-{name.lower()}.bench"
+            p = servers.start([binary, "echo", "--listen", f"127.0.0.1:{port}",
+                               "--host", host])
+            under_test[f"echo {name}"] = (port, host, p)
+            # Each relay its own identity: two peers with one Origin-Host are one peer to
+            # the echo server behind them (RFC 6733 §5.6.4).
+            port, host = next(ports), f"relay-{name.lower()}.bench"
+            p = servers.start([binary, "relay", "--listen", f"127.0.0.1:{port}", "--host", host,
                                "--to", f"127.0.0.1:{echo_b}", "--to-host", "echo.bench"])
-            under_test[f"relay {name}"] = (port, "relay.bench", p)
+            under_test[f"relay {name}"] = (port, host, p)
         for port, _, _ in under_test.values():
             wait_listening(port)
         time.sleep(1)
