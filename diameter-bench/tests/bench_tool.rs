@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 #[path = "../../diameter-node/tests/common/mod.rs"]
 mod common;
+#[path = "../../tests/interop/harness.rs"]
+mod interop;
 
 const BIN: &str = env!("CARGO_BIN_EXE_diameter-bench");
 
@@ -323,58 +325,29 @@ fn node_settings_from_a_config_file() {
     );
 }
 
-/// The Python to run interop clients with: `DIAMETER_PYTHON` (CI's virtual environment)
-/// or `python3`.
-fn python() -> String {
-    std::env::var("DIAMETER_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-/// The interop client script (python-diameter), when Python can import that library.
-/// Without it the test prints SKIP, unless DIAMETER_REQUIRE_PYTHON=1 (CI) makes it fail.
-fn python_diameter_client() -> Option<&'static str> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/interop/python_client.py"
-    );
-    let ok = Command::new(python())
-        .args(["-c", "import diameter.message"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(script);
-    }
-    assert!(
-        std::env::var_os("DIAMETER_REQUIRE_PYTHON").is_none(),
-        "DIAMETER_REQUIRE_PYTHON is set but python3 cannot import python-diameter"
-    );
-    println!("SKIP: python3 with python-diameter not found (pip install python-diameter)");
-    None
-}
-
 /// A client nobody here wrote: python-diameter builds the CER and CCRs (Product-Name with
 /// the M bit in CER, Origin-Host and Origin-Realm without it and RAT-Type with it in CCR, as
 /// field peers send them) and checks the CCAs' grammar; then it vanishes without DPR and
 /// comes back at once, and its retransmission is answered from the duplicate cache.
 #[test]
 fn a_python_diameter_client_is_served_also_when_it_reconnects() {
-    let Some(script) = python_diameter_client() else {
+    let Some(script) = interop::python_diameter_client() else {
         return;
     };
     let port = common::free_addr().port();
     let _echo = spawn(&["echo", "--listen", &format!("127.0.0.1:{port}")]);
     wait_listening(port);
     for scenario in ["mbit", "reconnect"] {
-        let out = Command::new(python())
-            .arg(script)
-            .args(["--port", &port.to_string(), "--scenario", scenario])
-            .output()
-            .expect("run python3");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        let (ok, text) = interop::run_bounded(
+            Command::new(interop::python()).arg(&script).args([
+                "--port",
+                &port.to_string(),
+                "--scenario",
+                scenario,
+            ]),
+            Duration::from_secs(60),
         );
-        assert!(out.status.success(), "scenario {scenario}:\n{text}");
+        assert!(ok, "scenario {scenario}:\n{text}");
         assert!(text.contains("0 failed"), "scenario {scenario}:\n{text}");
     }
 }
