@@ -323,6 +323,6 @@ fn a_python_diameter_client_is_served_also_when_it_reconnects() {
     let _echo = spawn(&["echo", "--listen", &format!("127.0.0.1:{port}")]);
     wait_listening(port);
     for scenario in ["mbit", "reconnect"] {
-        harness::run_python_scenario(script, port, scenario);
+        harness::run_python_scenario(&script, port, scenario);
     }
 }

@@ -114,7 +114,7 @@ fn an_independent_gx_client_gets_rules_and_qos_from_the_built_in_pcrf() {
         "--no-admin",
     ]);
     wait_listening(port);
-    run_python_scenario(script, port, "gx-pcrf");
+    run_python_scenario(&script, port, "gx-pcrf");
     let m = scrape(mport);
     for want in [
         "pcrf_gx_ccr_total{node=\"pcrf.home.test\",type=\"initial\",result_code=\"2001\"} 1",

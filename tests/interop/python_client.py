@@ -1,17 +1,22 @@
 #!/usr/bin/env python3
-"""A Gx client built with python-diameter (PyPI), a Diameter library nobody in this project
-wrote, used as an independent peer against our servers.
+"""A Gx and Gy client built with python-diameter (PyPI), a Diameter library nobody in this
+project wrote, used as an independent peer against our servers.
 
 It sends messages the way that library builds them, which is also how many field peers
 bend the flag rules: Product-Name with the M bit in CER, Origin-Host and Origin-Realm
 without it in CCR, RAT-Type with it. Each scenario prints what it saw and exits 0 only when
 every check held.
 
-    python_client.py --port P [--host 127.0.0.1] --scenario mbit|reconnect|gx-pcrf
-
 `mbit` and `reconnect` run against any server that answers CCRs with 2001 (the echo
 server); `gx-pcrf` runs a Gx session against the home PCRF with its demo subscribers and
 checks what the CCAs carry.
+
+The `gy` scenario is a credit-control session against an OCS: CCR-I asking for units of
+rating group 1, CCR-U reporting Used-Service-Unit, CCR-T; it checks each CCA's content as
+the library decodes it (Result-Code, per-MSCC Result-Code and Granted-Service-Unit,
+CC-Request-Type/Number, Auth-Application-Id 4).
+
+    python_client.py --port P [--host 127.0.0.1] --scenario mbit|reconnect|gx-pcrf|gy [--imsi IMSI]
 """
 import argparse
 import socket
@@ -26,16 +31,22 @@ from diameter.message.commands import (
     CreditControlRequest,
     DeviceWatchdogAnswer,
 )
-from diameter.message.avp.grouped import SupportedFeatures
-from diameter.message.commands.credit_control import SubscriptionId
+from diameter.message.avp.grouped import (
+    RequestedServiceUnit,
+    SubscriptionId,
+    SupportedFeatures,
+    UsedServiceUnit,
+)
 from diameter.message.constants import (
     APP_3GPP_GX,
+    APP_DIAMETER_CREDIT_CONTROL_APPLICATION,
     AVP_PRODUCT_NAME,
     AVP_TGPP_RAT_TYPE,
     E_CC_REQUEST_TYPE_INITIAL_REQUEST,
     E_CC_REQUEST_TYPE_TERMINATION_REQUEST,
     E_CC_REQUEST_TYPE_UPDATE_REQUEST,
     E_SUBSCRIPTION_ID_TYPE_END_USER_IMSI,
+    E_TERMINATION_CAUSE_DIAMETER_LOGOUT,
     VENDOR_TGPP,
 )
 
@@ -91,7 +102,7 @@ class Peer:
         self.sock.close()
 
 
-def cer(origin_state_id):
+def cer(origin_state_id, app=APP_3GPP_GX):
     m = CapabilitiesExchangeRequest()
     m.header.hop_by_hop_identifier = 1
     m.header.end_to_end_identifier = 1
@@ -101,7 +112,7 @@ def cer(origin_state_id):
     m.vendor_id = VENDOR_TGPP
     m.product_name = "python-diameter"
     m.origin_state_id = origin_state_id
-    m.auth_application_id = APP_3GPP_GX
+    m.auth_application_id = app
     m.supported_vendor_id = VENDOR_TGPP
     # The library clears the M bit of Product-Name, as RFC 6733 §5.3.7 wants; some field
     # peers set it. Set it on the wire copy.
@@ -160,9 +171,9 @@ def has(data, code):
     return any(a.code == code for a in wire_avps(data))
 
 
-def open_peer(args, osi):
+def open_peer(args, osi, app=APP_3GPP_GX):
     p = Peer(args.host, args.port)
-    req = cer(osi)
+    req = cer(osi, app)
     check("CER carries Product-Name with the M bit", bool(flags_of(req, AVP_PRODUCT_NAME) & 0x40))
     p.send(req)
     cea = p.recv()
@@ -170,7 +181,7 @@ def open_peer(args, osi):
     return p
 
 
-def ask(p, req, what):
+def ask(p, req, what, app=APP_3GPP_GX):
     p.send(req)
     ans = p.recv()
     rc = ans.result_code
@@ -182,7 +193,7 @@ def ask(p, req, what):
     for code, name in ((258, "Auth-Application-Id"), (416, "CC-Request-Type"),
                        (415, "CC-Request-Number")):
         check(f"{what}: {name} present", has(ans.wire, code))
-    check(f"{what}: Auth-Application-Id", ans.auth_application_id == APP_3GPP_GX,
+    check(f"{what}: Auth-Application-Id {app}", ans.auth_application_id == app,
           f"{ans.auth_application_id}")
     check(f"{what}: CC-Request-Type", ans.cc_request_type == req.cc_request_type,
           f"{ans.cc_request_type}")
@@ -358,18 +369,86 @@ def scenario_gx_pcrf(args):
     check("unknown subscriber: no rules", not tgpp(avps, 1001))
 
 
+def gy_ccr(args, session, request_type, number, mscc):
+    """A Gy CCR (RFC 4006 §3.1) with one MSCC built from `mscc`'s keyword arguments."""
+    m = CreditControlRequest()
+    m.header.application_id = APP_DIAMETER_CREDIT_CONTROL_APPLICATION
+    m.header.hop_by_hop_identifier = 0x6000 + number
+    m.header.end_to_end_identifier = 0x7000 + number
+    m.session_id = session
+    m.origin_host = ORIGIN_HOST
+    m.origin_realm = ORIGIN_REALM
+    m.destination_realm = b"home.test"
+    m.auth_application_id = APP_DIAMETER_CREDIT_CONTROL_APPLICATION
+    m.service_context_id = "32251@3gpp.org"
+    m.cc_request_type = request_type
+    m.cc_request_number = number
+    if request_type == E_CC_REQUEST_TYPE_INITIAL_REQUEST:
+        m.subscription_id = [
+            SubscriptionId(
+                subscription_id_type=E_SUBSCRIPTION_ID_TYPE_END_USER_IMSI,
+                subscription_id_data=args.imsi,
+            )
+        ]
+        m.multiple_services_indicator = 1  # MULTIPLE_SERVICES_SUPPORTED
+    if request_type == E_CC_REQUEST_TYPE_TERMINATION_REQUEST:
+        m.termination_cause = E_TERMINATION_CAUSE_DIAMETER_LOGOUT
+    m.add_multiple_services_credit_control(rating_group=1, **mscc)
+    return m
+
+
+def check_mscc(ans, what, granted):
+    """RFC 4006 §8.16: one MSCC answering rating group 1 with its own Result-Code and, unless
+    the session ends, a Granted-Service-Unit (§5.1.2: no grant on termination)."""
+    msccs = ans.multiple_services_credit_control
+    check(f"{what}: one MSCC", len(msccs) == 1, f"{len(msccs)}")
+    if not msccs:
+        return
+    m = msccs[0]
+    check(f"{what}: MSCC Rating-Group 1", m.rating_group == 1, f"{m.rating_group}")
+    check(f"{what}: MSCC Result-Code 2001", m.result_code == 2001, f"{m.result_code}")
+    gsu = m.granted_service_unit
+    if granted:
+        octets = gsu.cc_total_octets if gsu is not None else None
+        check(f"{what}: Granted-Service-Unit with CC-Total-Octets", bool(octets) and octets > 0,
+              f"{octets}")
+    else:
+        check(f"{what}: no Granted-Service-Unit", gsu is None, f"{gsu}")
+
+
+def scenario_gy(args):
+    app = APP_DIAMETER_CREDIT_CONTROL_APPLICATION
+    p = open_peer(args, osi=int(time.time()), app=app)
+    session = f"pcef.python.test;{int(time.time())};gy"
+    a = ask(p, gy_ccr(args, session, E_CC_REQUEST_TYPE_INITIAL_REQUEST, 0,
+                      {"requested_service_unit": RequestedServiceUnit()}), "CCR-I", app)
+    check_mscc(a, "CCR-I", granted=True)
+    a = ask(p, gy_ccr(args, session, E_CC_REQUEST_TYPE_UPDATE_REQUEST, 1,
+                      {"requested_service_unit": RequestedServiceUnit(),
+                       "used_service_unit": UsedServiceUnit(cc_total_octets=500_000)}),
+            "CCR-U", app)
+    check_mscc(a, "CCR-U", granted=True)
+    a = ask(p, gy_ccr(args, session, E_CC_REQUEST_TYPE_TERMINATION_REQUEST, 2,
+                      {"used_service_unit": UsedServiceUnit(cc_total_octets=100_000)}),
+            "CCR-T", app)
+    check_mscc(a, "CCR-T", granted=False)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--scenario", choices=["mbit", "reconnect", "gx-pcrf"], required=True)
+    ap.add_argument("--scenario", choices=["mbit", "reconnect", "gx-pcrf", "gy"], required=True)
+    ap.add_argument("--imsi", default="001010000000001")
     args = ap.parse_args()
+    scenarios = {
+        "mbit": scenario_mbit,
+        "reconnect": scenario_reconnect,
+        "gx-pcrf": scenario_gx_pcrf,
+        "gy": scenario_gy,
+    }
     try:
-        {
-            "mbit": scenario_mbit,
-            "reconnect": scenario_reconnect,
-            "gx-pcrf": scenario_gx_pcrf,
-        }[args.scenario](args)
+        scenarios[args.scenario](args)
     except Exception as e:  # a closed connection or a timeout is a failed check
         check("scenario ran to the end", False, repr(e))
     print(f"{len(FAILURES)} failed")
