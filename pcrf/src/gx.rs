@@ -151,7 +151,7 @@ pub fn children_of<'a, T: AvpType>(
 }
 
 /// Framed-IPv6-Prefix (RFC 3162 §2.3): reserved octet, prefix length, prefix.
-fn ipv6_prefix(data: &[u8]) -> Option<IpAddr> {
+pub(crate) fn ipv6_prefix(data: &[u8]) -> Option<IpAddr> {
     let bits = *data.get(1)?;
     let prefix = data.get(2..)?;
     if bits > 128 || prefix.len() > 16 {
@@ -357,6 +357,9 @@ pub fn rule_definition(r: &RuleDef) -> OwnedAvp {
             gx::FLOW_DIRECTION.with(gx::FlowDirection(f.direction.code())),
         ]));
     }
+    if let Some(st) = r.flow_status {
+        v.push(rx::FLOW_STATUS.with(rx::FlowStatus(st)));
+    }
     if let Some(q) = &r.qos {
         let mut qi = vec![gx::QOS_CLASS_IDENTIFIER.with(gx::QosClassIdentifier(q.qci as i32))];
         if let Some(x) = q.mbr_ul {
@@ -388,10 +391,23 @@ pub fn rule_definition(r: &RuleDef) -> OwnedAvp {
     if let Some(p) = r.precedence {
         v.push(gx::PRECEDENCE.with(p));
     }
+    if let Some(c) = &r.af_charging_id {
+        v.push(rx::AF_CHARGING_IDENTIFIER.with(bytes::Bytes::from(c.clone())));
+    }
+    for f in &r.af_flows {
+        v.push(flows_avp(f));
+    }
     if let Some(k) = &r.monitoring_key {
         v.push(gx::MONITORING_KEY.with(bytes::Bytes::from(k.clone())));
     }
     gx::CHARGING_RULE_DEFINITION.with(v)
+}
+
+/// A Flows AVP (TS 29.214 §5.3.10): a media component and, when listed, some of its flows.
+pub fn flows_avp(f: &crate::spr::AfFlows) -> OwnedAvp {
+    let mut v = vec![rx::MEDIA_COMPONENT_NUMBER.with(f.media_component)];
+    v.extend(f.flow_numbers.iter().map(|&n| rx::FLOW_NUMBER.with(n)));
+    rx::FLOWS.with(v)
 }
 
 /// Charging-Information (TS 29.229 §6.3.19) naming the configured charging functions, or

@@ -33,6 +33,7 @@ pub mod config;
 pub mod gx;
 pub mod metrics;
 pub mod policy;
+pub mod rx;
 pub mod server;
 pub mod session;
 pub mod spr;

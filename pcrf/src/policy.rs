@@ -289,6 +289,9 @@ mod tests {
                 ..Default::default()
             }),
             monitoring_key: None,
+            flow_status: None,
+            af_charging_id: None,
+            af_flows: vec![],
         }
     }
 

@@ -6,23 +6,28 @@ use crate::config::{Config, EventPolicy, PcrfSection, Role};
 use crate::gx::{self, GxRequest, RequestType};
 use crate::metrics::Label;
 use crate::policy::{self, Change, Decision, Report, Requested};
-use crate::session::{GxSession, MemorySessions, RuleFailure, SessionStore};
+use crate::rx::{self as rxw, AaRequest, RxError};
+use crate::session::{
+    GxSession, MemoryRxSessions, MemorySessions, RuleFailure, RxSession, RxSessionStore,
+    SessionStore,
+};
 use crate::spr::{MemorySpr, QosLimits, RuleDef, StoreError, SubscriberKey, SubscriberStore};
 use diameter_codec::dict::base;
 use diameter_codec::{Message, MessageBuilder, OwnedAvp, ResultCode};
 use diameter_node::node::{IncomingRequest, Node, NodeConfig, NodeEvent, RequestError, handler_fn};
 use diameter_node::peer::{Application, UnknownPeerPolicy};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tracing::Instrument;
 
 /// The node configuration from the `[node]` table, with what a PCRF needs whatever the
-/// table says: Gx advertised as a vendor-specific application of 3GPP (TS 29.212 §5.1)
-/// with Supported-Vendor-Id 10415; unless the table says otherwise, CERs from any host
+/// table says: Gx and Rx advertised as vendor-specific applications of 3GPP (TS 29.212
+/// §5.1, TS 29.214 §5.1) with Supported-Vendor-Id 10415; unless the table says otherwise, CERs from any host
 /// accepted (PCEFs are many) and Product-Name `pcrf`.
 pub fn node_config(cfg: &Config) -> anyhow::Result<NodeConfig> {
     let file = cfg
@@ -41,6 +46,18 @@ pub fn node_config(cfg: &Config) -> anyhow::Result<NodeConfig> {
             ..Application::auth(gx::APPLICATION_ID)
         });
     }
+    // Rx (TS 29.214 §5.1), vendor-specific like Gx.
+    if !nc
+        .local
+        .applications
+        .iter()
+        .any(|a| a.id == rxw::APPLICATION_ID)
+    {
+        nc.local.applications.push(Application {
+            vendor: Some(gx::VENDOR_3GPP),
+            ..Application::auth(rxw::APPLICATION_ID)
+        });
+    }
     if !nc.local.supported_vendor_ids.contains(&gx::VENDOR_3GPP) {
         nc.local.supported_vendor_ids.push(gx::VENDOR_3GPP);
     }
@@ -57,6 +74,9 @@ struct Shared {
     node: Node,
     spr: Arc<dyn SubscriberStore>,
     sessions: Arc<dyn SessionStore>,
+    rx_sessions: Arc<dyn RxSessionStore>,
+    /// Itself, for the notifications to AFs that run beside the answer they follow.
+    me: Weak<Self>,
     cfg: PcrfSection,
     policies: Vec<EventPolicy>,
     metrics: Label,
@@ -170,32 +190,53 @@ impl Pcrf {
         .await
     }
 
-    /// As [`Pcrf::start`] on stores of the caller's.
+    /// As [`Pcrf::start`] on stores of the caller's (Rx sessions in memory).
     pub async fn start_with(
         cfg: &Config,
         spr: Arc<dyn SubscriberStore>,
         sessions: Arc<dyn SessionStore>,
     ) -> anyhow::Result<Self> {
+        Self::start_with_stores(cfg, spr, sessions, Arc::new(MemoryRxSessions::new())).await
+    }
+
+    /// As [`Pcrf::start`] on every store of the caller's.
+    pub async fn start_with_stores(
+        cfg: &Config,
+        spr: Arc<dyn SubscriberStore>,
+        sessions: Arc<dyn SessionStore>,
+        rx_sessions: Arc<dyn RxSessionStore>,
+    ) -> anyhow::Result<Self> {
         if cfg.pcrf.role == Role::Visited {
             anyhow::bail!("pcrf.role = \"visited\" is not built yet: only the home role runs");
         }
         let node = Node::start(node_config(cfg)?).await?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|me| Shared {
             metrics: Label::new(&cfg.node.origin_host),
             node,
             spr,
             sessions,
+            rx_sessions,
+            me: me.clone(),
             cfg: cfg.pcrf.clone(),
             policies: cfg.policies.clone(),
             origin_states: Mutex::new(HashMap::new()),
         });
         shared.metrics.set_sessions(0);
+        shared.metrics.set_rx_sessions(0);
         let h = shared.clone();
         shared.node.register(
             gx::APPLICATION_ID,
             handler_fn(move |req| {
                 let h = h.clone();
                 async move { h.credit_control(req).await }
+            }),
+        );
+        let h = shared.clone();
+        shared.node.register(
+            rxw::APPLICATION_ID,
+            handler_fn(move |req| {
+                let h = h.clone();
+                async move { h.rx_request(req).await }
             }),
         );
         let weak = Arc::downgrade(&shared);
@@ -238,6 +279,16 @@ impl Pcrf {
     /// A live session.
     pub async fn session(&self, session_id: &str) -> Result<Option<GxSession>, StoreError> {
         self.shared.sessions.get(session_id.to_string()).await
+    }
+
+    /// The Rx session store.
+    pub fn rx_sessions(&self) -> &Arc<dyn RxSessionStore> {
+        &self.shared.rx_sessions
+    }
+
+    /// A live Rx session.
+    pub async fn rx_session(&self, session_id: &str) -> Result<Option<RxSession>, StoreError> {
+        self.shared.rx_sessions.get(session_id.to_string()).await
     }
 
     /// Pushes a policy change to a live session with a Gx RAR (unsolicited provisioning, TS 29.212 §4.5.2) sent to
@@ -583,6 +634,10 @@ impl Shared {
                 );
             }
             self.log_failures(&r.session_id, &failures);
+            self.notify_rule_reports(&r.session_id, r.rule_reports.clone());
+            if r.event_triggers.iter().any(|&e| e == 2 || e == 7) {
+                self.notify_ip_can_change(&r.session_id, r.rat_type);
+            }
             if !r.event_triggers.is_empty() {
                 let names: Vec<String> = r
                     .event_triggers
@@ -620,6 +675,7 @@ impl Shared {
                 self.log_failures(&r.session_id, &failures);
                 self.metrics.released("termination", 1);
                 tracing::info!(subscriber = %s.subscriber, "Gx session terminated");
+                self.ip_can_lost(vec![s.session_id.clone()]);
                 (self.answer(req, 2001), 2001)
             }
             Ok(None) => (self.answer(req, 5002), 5002),
@@ -638,6 +694,7 @@ impl Shared {
             if let Ok(n) = self.sessions.count().await {
                 self.metrics.set_sessions(n);
             }
+            self.ip_can_lost(vec![session_id.to_string()]);
         }
         Ok(())
     }
@@ -680,6 +737,7 @@ impl Shared {
                 if let Ok(n) = self.sessions.count().await {
                     self.metrics.set_sessions(n);
                 }
+                self.ip_can_lost(gone.into_iter().map(|s| s.session_id).collect());
             }
             Err(e) => tracing::warn!(%peer, error = %e, "removing a restarted PCEF's sessions"),
         }
@@ -690,11 +748,9 @@ impl Shared {
         session_id: &str,
         change: &PolicyChange,
     ) -> Result<PushOutcome, PushError> {
-        let session = self
-            .sessions
-            .get(session_id.to_string())
-            .await?
-            .ok_or_else(|| PushError::UnknownSession(session_id.to_string()))?;
+        if self.sessions.get(session_id.to_string()).await?.is_none() {
+            return Err(PushError::UnknownSession(session_id.to_string()));
+        }
         let mut install: Vec<RuleDef> = Vec::with_capacity(change.install.len());
         for name in &change.install {
             install.push(
@@ -704,16 +760,40 @@ impl Shared {
                     .ok_or_else(|| PushError::UnknownRule(name.clone()))?,
             );
         }
-        let limits = self.limits_of(&session.subscriber).await;
-        let decision = policy::decide(
-            &session,
-            &[Change {
+        self.gx_change(
+            session_id,
+            Change {
                 install,
                 remove: change.remove.clone(),
                 rating_group: change.rating_group,
-            }],
-            &limits,
-        );
+            },
+            &BTreeSet::new(),
+        )
+        .await
+    }
+
+    /// Sends a Gx RAR (TS 29.212 §4.5.2) carrying `change`, decided on the session as it is
+    /// (capped by the subscriber's limits), with `triggers` added to the session's
+    /// Event-Triggers when it lacks any; records what the RAA accepted and the rule reports
+    /// it carried (and tells the AFs concerned); forgets the session when the PCEF no longer
+    /// knows it.
+    async fn gx_change(
+        &self,
+        session_id: &str,
+        change: Change,
+        triggers: &BTreeSet<i32>,
+    ) -> Result<PushOutcome, PushError> {
+        let session = self
+            .sessions
+            .get(session_id.to_string())
+            .await?
+            .ok_or_else(|| PushError::UnknownSession(session_id.to_string()))?;
+        let limits = self.limits_of(&session.subscriber).await;
+        let mut decision = policy::decide(&session, &[change], &limits);
+        if !triggers.is_subset(&session.event_triggers) {
+            decision.event_triggers =
+                Some(session.event_triggers.union(triggers).copied().collect());
+        }
         let rar = gx::rar(
             self.node.identity(),
             &session.session_id,
@@ -748,6 +828,7 @@ impl Shared {
                     self.log_failures(session_id, &failures);
                     out.failures = failures;
                 }
+                self.notify_rule_reports(session_id, reports.clone());
                 out.installed = decision.installs();
                 out.removed = decision.remove.len();
                 self.metrics
@@ -776,6 +857,7 @@ impl Shared {
                     self.log_failures(session_id, &failures);
                     out.failures = failures;
                 }
+                self.notify_rule_reports(session_id, reports.clone());
             }
         }
         Ok(out)
@@ -785,4 +867,634 @@ impl Shared {
 /// Lower-case hex of bytes (3GPP-User-Location-Info kept readable).
 fn hex_of(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// How an Rx request was answered: the answer and its code for the metrics.
+type Answered = (MessageBuilder, u32);
+
+/// Rule-Failure-Code values that say the resources could not be allocated (TS 29.212
+/// §5.3.38): RESOURCES_LIMITATION, MAX_NR_BEARERS_REACHED, RESOURCE_ALLOCATION_FAILURE,
+/// UNSUCCESSFUL_QOS_VALIDATION, NO_BEARER_BOUND.
+const ALLOCATION_FAILURES: [i32; 5] = [5, 6, 10, 11, 15];
+
+/// The Specific-Actions an AF subscribed to that a Charging-Rule-Report of its rules
+/// answers (TS 29.214 §4.4.6): a rule INACTIVE for lack of resources
+/// INDICATION_OF_FAILED_RESOURCES_ALLOCATION, any INACTIVE rule
+/// INDICATION_OF_RELEASE_OF_BEARER, TEMPORARILY_INACTIVE INDICATION_OF_LOSS_OF_BEARER,
+/// ACTIVE INDICATION_OF_SUCCESSFUL_RESOURCES_ALLOCATION.
+fn actions_for_report(
+    status: Option<i32>,
+    failure_code: Option<i32>,
+    subscribed: &BTreeSet<i32>,
+) -> Vec<i32> {
+    use rxw::action::*;
+    let mut want = Vec::new();
+    match status {
+        Some(1) => {
+            if failure_code.is_some_and(|c| ALLOCATION_FAILURES.contains(&c)) {
+                want.push(FAILED_RESOURCES_ALLOCATION);
+            }
+            want.push(RELEASE_OF_BEARER);
+        }
+        Some(2) => want.push(LOSS_OF_BEARER),
+        Some(0) => want.push(SUCCESSFUL_RESOURCES_ALLOCATION),
+        _ => {}
+    }
+    want.retain(|a| subscribed.contains(a));
+    want
+}
+
+impl Shared {
+    /// An Rx answer carrying `e` (Result-Code, or Experimental-Result for 3GPP codes),
+    /// Error-Message and Failed-AVP.
+    fn rx_refusal(&self, req: &IncomingRequest, e: &RxError) -> MessageBuilder {
+        let mut a = if e.experimental {
+            self.experimental(req, e.code)
+        } else {
+            self.answer(req, e.code)
+        };
+        if let Some(f) = &e.failed {
+            a.push(base::FAILED_AVP.with(vec![f.clone()]));
+        }
+        a.push(base::ERROR_MESSAGE.with(e.message.clone()));
+        a
+    }
+
+    async fn rx_request(&self, req: IncomingRequest) -> MessageBuilder {
+        for d in &req.deviations {
+            tracing::debug!(deviation = %d, "Rx request accepted with a deviation");
+        }
+        let (answer, kind, rc) = match req.msg.header().command_code {
+            diameter_codec::dict::rx::CMD_AA => match AaRequest::read(&req.msg) {
+                Err(e) => (self.rx_refusal(&req, &e), "invalid", e.code),
+                Ok(r) => {
+                    let span =
+                        tracing::debug_span!("rx", session = %r.session_id, af = %r.origin_host);
+                    let existing = match self.rx_sessions.get(r.session_id.clone()).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let (a, rc) = self.store_failed(&req, &e);
+                            return self.rx_counted(a, "invalid", rc).await;
+                        }
+                    };
+                    match (existing, r.request_type) {
+                        (Some(s), _) => {
+                            let (a, rc) = self.aa_update(&req, s, r).instrument(span).await;
+                            (a, "aar_update", rc)
+                        }
+                        // TS 29.214 §5.3.31: an UPDATE_REQUEST for no AF session.
+                        (None, Some(rxw::RX_UPDATE)) => {
+                            let mut a = self.answer(&req, 5002);
+                            a.push(base::ERROR_MESSAGE.with("no such AF session to update"));
+                            (a, "aar_update", 5002)
+                        }
+                        (None, _) => {
+                            let (a, rc) = self.aa_initial(&req, r).instrument(span).await;
+                            (a, "aar_initial", rc)
+                        }
+                    }
+                }
+            },
+            diameter_codec::dict::rx::CMD_SESSION_TERMINATION => {
+                let (a, rc) = self.st(&req).await;
+                (a, "str", rc)
+            }
+            // RFC 6733 §7.1.3: a command this application does not serve.
+            _ => (self.answer(&req, 3001), "invalid", 3001),
+        };
+        self.rx_counted(answer, kind, rc).await
+    }
+
+    async fn rx_counted(&self, a: MessageBuilder, kind: &'static str, rc: u32) -> MessageBuilder {
+        self.metrics.rx_request(kind, rc);
+        if let Ok(n) = self.rx_sessions.count().await {
+            self.metrics.set_rx_sessions(n);
+        }
+        a
+    }
+
+    /// Session binding (TS 29.214 §4.4.1, TS 29.213 §4.2): the Gx session of the UE's
+    /// address — of the same APN and subscriber when the AAR names them.
+    async fn bind(&self, r: &AaRequest) -> Result<GxSession, RxError> {
+        let Some(ip) = r.ue_ip else {
+            return Err(RxError {
+                code: 5005,
+                experimental: false,
+                message: "no Framed-IP-Address or Framed-IPv6-Prefix to bind the AF session to"
+                    .into(),
+                failed: Some(
+                    diameter_codec::dict::nasreq::FRAMED_IP_ADDRESS
+                        .with(bytes::Bytes::from_static(&[0, 0, 0, 0])),
+                ),
+            });
+        };
+        let not_available =
+            |why: String| RxError::tgpp(rxw::IP_CAN_SESSION_NOT_AVAILABLE, why, None);
+        let store = |e: StoreError| RxError {
+            code: 5012,
+            experimental: false,
+            message: e.to_string(),
+            failed: None,
+        };
+        let id = self
+            .sessions
+            .by_ue_ip(ip)
+            .await
+            .map_err(store)?
+            .ok_or_else(|| not_available(format!("no IP-CAN session for UE address {ip}")))?;
+        let gx = self
+            .sessions
+            .get(id)
+            .await
+            .map_err(store)?
+            .ok_or_else(|| not_available(format!("no IP-CAN session for UE address {ip}")))?;
+        if let (Some(want), Some(have)) = (&r.apn, &gx.apn)
+            && !want.eq_ignore_ascii_case(have)
+        {
+            return Err(not_available(format!(
+                "UE address {ip} has an IP-CAN session on APN {have}, not {want}"
+            )));
+        }
+        // A Subscription-Id of the kind the Gx session is keyed by must name its subscriber.
+        let kind = gx
+            .subscriber
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let same_kind: Vec<String> = r
+            .subscribers
+            .iter()
+            .map(SubscriberKey::as_key)
+            .filter(|k| k.starts_with(&format!("{kind}:")))
+            .collect();
+        if !same_kind.is_empty() && !same_kind.contains(&gx.subscriber) {
+            return Err(not_available(format!(
+                "the IP-CAN session of {ip} belongs to another subscriber than {}",
+                same_kind.join(", ")
+            )));
+        }
+        Ok(gx)
+    }
+
+    /// The AAA of a provisioning that reached the PCEF: 2001 with what TS 29.214 §5.6.2
+    /// lets the PCRF tell of the IP-CAN session (RAT-Type).
+    fn aaa_ok(&self, req: &IncomingRequest, gx: Option<&GxSession>) -> MessageBuilder {
+        let mut a = self.answer(req, 2001);
+        if let Some(rat) = gx.and_then(|g| g.rat_type) {
+            a.push(diameter_codec::dict::gx::RAT_TYPE.with(diameter_codec::dict::gx::RatType(rat)));
+        }
+        a
+    }
+
+    /// What a Gx provisioning for an AF session came to, as the AAA says it: the PCEF
+    /// accepted (2001), no longer knows the IP-CAN session (IP-CAN_SESSION_NOT_AVAILABLE),
+    /// refused (REQUESTED_SERVICE_NOT_AUTHORIZED) or did not answer
+    /// (REQUESTED_SERVICE_TEMPORARILY_NOT_AUTHORIZED, 4261).
+    fn provisioning_error(&self, out: &Result<PushOutcome, PushError>) -> Option<RxError> {
+        match out {
+            Ok(o) if o.result_code == 2001 => None,
+            Ok(o) if o.result_code == 5002 => Some(RxError::tgpp(
+                rxw::IP_CAN_SESSION_NOT_AVAILABLE,
+                "the PCEF no longer knows the IP-CAN session",
+                None,
+            )),
+            Ok(o) => Some(RxError::tgpp(
+                rxw::REQUESTED_SERVICE_NOT_AUTHORIZED,
+                format!("the PCEF refused the PCC rules (Gx RAA {})", o.result_code),
+                None,
+            )),
+            Err(PushError::UnknownSession(_)) => Some(RxError::tgpp(
+                rxw::IP_CAN_SESSION_NOT_AVAILABLE,
+                "the IP-CAN session ended",
+                None,
+            )),
+            Err(e) => Some(RxError::tgpp(
+                4261,
+                format!("the PCC rules could not be provisioned: {e}"),
+                None,
+            )),
+        }
+    }
+
+    /// AAR for a new AF session (TS 29.214 §4.4.1): bind it to the UE's IP-CAN session,
+    /// derive PCC rules from its media components (TS 29.213 §6.3), install them with a Gx
+    /// RAR, and answer once the PCEF did.
+    async fn aa_initial(&self, req: &IncomingRequest, r: AaRequest) -> Answered {
+        let gx = match self.bind(&r).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::info!(ue_ip = ?r.ue_ip, reason = %e.message, "AF session not bound");
+                return (self.rx_refusal(req, &e), e.code);
+            }
+        };
+        let mut session = RxSession {
+            session_id: r.session_id.clone(),
+            af_host: r.origin_host.clone(),
+            af_realm: r.origin_realm.clone(),
+            gx_session: Some(gx.session_id.clone()),
+            ue_ip: r
+                .ue_ip
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+            subscriber: gx.subscriber.clone(),
+            af_application_id: r.af_application_id.clone(),
+            af_charging_id: r.af_charging_id.clone(),
+            specific_actions: r.specific_actions.iter().copied().collect(),
+            components: BTreeMap::new(),
+            rules: BTreeMap::new(),
+            version: 0,
+        };
+        rxw::merge_components(&mut session.components, r.components);
+        let rules = rxw::derive_rules(&session, &self.cfg.rx);
+        // Kept before the Gx RAR goes out, so an IP-CAN session lost meanwhile reaches it.
+        if let Err(e) = self.rx_sessions.put(session.clone()).await {
+            return self.store_failed(req, &e);
+        }
+        let triggers = rxw::gx_triggers_for(&session.specific_actions);
+        let names: BTreeMap<String, u32> = rules
+            .iter()
+            .filter_map(|r| Some((r.name.clone(), r.af_flows.first()?.media_component)))
+            .collect();
+        if !rules.is_empty() || !triggers.is_subset(&gx.event_triggers) {
+            let out = self
+                .gx_change(
+                    &gx.session_id,
+                    Change {
+                        install: rules,
+                        remove: Vec::new(),
+                        rating_group: None,
+                    },
+                    &triggers,
+                )
+                .await;
+            if let Some(e) = self.provisioning_error(&out) {
+                tracing::warn!(gx = %gx.session_id, reason = %e.message, "AF session refused");
+                let _ = self.rx_sessions.remove(session.session_id.clone()).await;
+                return (self.rx_refusal(req, &e), e.code);
+            }
+            let failed: BTreeSet<String> = out
+                .as_ref()
+                .map(|o| {
+                    o.failures
+                        .iter()
+                        .filter(|f| f.status == Some(1))
+                        .map(|f| f.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            session.rules = names
+                .into_iter()
+                .filter(|(n, _)| !failed.contains(n))
+                .collect();
+        }
+        let rules = session.rules.clone();
+        match self
+            .amend_rx(&session.session_id, move |s| s.rules = rules.clone())
+            .await
+        {
+            Ok(Some(_)) => {}
+            // Gone meanwhile: the IP-CAN session ended while its rules went out; the AF has
+            // been told.
+            Ok(None) => {}
+            Err(e) => return self.store_failed(req, &e),
+        }
+        tracing::info!(
+            gx = %gx.session_id,
+            ue_ip = %session.ue_ip,
+            components = session.components.len(),
+            rules = session.rules.len(),
+            "AF session bound"
+        );
+        (self.aaa_ok(req, Some(&gx)), 2001)
+    }
+
+    /// AAR for a live AF session (TS 29.214 §4.4.2): the media components merged, rules of
+    /// removed components removed, the others installed again (same names: modified).
+    async fn aa_update(&self, req: &IncomingRequest, mut s: RxSession, r: AaRequest) -> Answered {
+        let Some(gx_id) = s.gx_session.clone() else {
+            let e = RxError::tgpp(
+                rxw::IP_CAN_SESSION_NOT_AVAILABLE,
+                "the IP-CAN session of this AF session is gone",
+                None,
+            );
+            return (self.rx_refusal(req, &e), e.code);
+        };
+        rxw::merge_components(&mut s.components, r.components);
+        if !r.specific_actions.is_empty() {
+            s.specific_actions = r.specific_actions.iter().copied().collect();
+        }
+        if r.af_charging_id.is_some() {
+            s.af_charging_id = r.af_charging_id.clone();
+        }
+        let rules = rxw::derive_rules(&s, &self.cfg.rx);
+        let keep: BTreeSet<String> = rules.iter().map(|r| r.name.clone()).collect();
+        let remove: Vec<String> = s
+            .rules
+            .keys()
+            .filter(|n| !keep.contains(*n))
+            .cloned()
+            .collect();
+        let triggers = rxw::gx_triggers_for(&s.specific_actions);
+        let out = self
+            .gx_change(
+                &gx_id,
+                Change {
+                    install: rules,
+                    remove,
+                    rating_group: None,
+                },
+                &triggers,
+            )
+            .await;
+        if let Some(e) = self.provisioning_error(&out) {
+            tracing::warn!(gx = %gx_id, reason = %e.message, "AF session modification refused");
+            return (self.rx_refusal(req, &e), e.code);
+        }
+        let failed: BTreeSet<String> = out
+            .as_ref()
+            .map(|o| {
+                o.failures
+                    .iter()
+                    .filter(|f| f.status == Some(1))
+                    .map(|f| f.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let components = s.components.clone();
+        let actions = s.specific_actions.clone();
+        let charging = s.af_charging_id.clone();
+        let sid = s.session_id.clone();
+        let done = self
+            .amend_rx(&s.session_id, move |cur| {
+                cur.components.clone_from(&components);
+                cur.specific_actions.clone_from(&actions);
+                cur.af_charging_id.clone_from(&charging);
+                cur.rules = keep
+                    .iter()
+                    .filter(|n| !failed.contains(*n))
+                    .filter_map(|n| {
+                        components
+                            .keys()
+                            .find(|&&c| rxw::rule_name(&sid, c) == *n)
+                            .map(|&c| (n.clone(), c))
+                    })
+                    .collect();
+            })
+            .await;
+        if let Err(e) = done {
+            return self.store_failed(req, &e);
+        }
+        let gx = self.sessions.get(gx_id).await.ok().flatten();
+        (self.aaa_ok(req, gx.as_ref()), 2001)
+    }
+
+    /// STR (TS 29.214 §4.4.4): the AF session ends; its rules are removed from the PCEF
+    /// (when its IP-CAN session is still there) before the STA.
+    async fn st(&self, req: &IncomingRequest) -> Answered {
+        let Some(sid) = req.msg.session_id().map(str::to_string) else {
+            return (self.answer(req, 5005), 5005);
+        };
+        let s = match self.rx_sessions.remove(sid.clone()).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return (self.answer(req, 5002), 5002),
+            Err(e) => return self.store_failed(req, &e),
+        };
+        if let Some(gx) = &s.gx_session
+            && !s.rules.is_empty()
+        {
+            let out = self
+                .gx_change(
+                    gx,
+                    Change {
+                        install: Vec::new(),
+                        remove: s.rules.keys().cloned().collect(),
+                        rating_group: None,
+                    },
+                    &BTreeSet::new(),
+                )
+                .await;
+            match out {
+                Ok(o) => {
+                    tracing::info!(gx = %gx, result_code = o.result_code, removed = o.removed, "AF session ended: its rules removed")
+                }
+                Err(e) => {
+                    tracing::warn!(gx = %gx, error = %e, "AF session ended: its rules not removed")
+                }
+            }
+        } else {
+            tracing::info!(session = %sid, "AF session ended");
+        }
+        (self.answer(req, 2001), 2001)
+    }
+
+    /// Changes a live Rx session optimistically (as [`Shared::amend`] does Gx sessions).
+    async fn amend_rx(
+        &self,
+        session_id: &str,
+        f: impl Fn(&mut RxSession),
+    ) -> Result<Option<RxSession>, StoreError> {
+        for _ in 0..ATTEMPTS {
+            let Some(mut s) = self.rx_sessions.get(session_id.to_string()).await? else {
+                return Ok(None);
+            };
+            f(&mut s);
+            if self.rx_sessions.replace(s.clone()).await? {
+                return Ok(Some(s));
+            }
+        }
+        Err(StoreError(format!(
+            "Rx session {session_id} changed under {ATTEMPTS} attempts"
+        )))
+    }
+
+    /// Runs `f` beside the current request (an answer is not held back by notifications
+    /// to AFs).
+    fn spawn<F, Fut>(&self, f: F)
+    where
+        F: FnOnce(Arc<Self>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        if let Some(me) = self.me.upgrade() {
+            tokio::spawn(f(me).instrument(tracing::Span::current()));
+        }
+    }
+
+    /// The IP-CAN sessions `gx_ids` are gone (CCR-T, a restarted PCEF, a PCEF that no
+    /// longer knows them): every AF session bound to them is told (document 002 steps
+    /// 914–918; TS 29.214 §4.4.6.1), and unbound; its rules went with the IP-CAN session.
+    fn ip_can_lost(&self, gx_ids: Vec<String>) {
+        if gx_ids.is_empty() {
+            return;
+        }
+        self.spawn(move |me| async move {
+            for id in gx_ids {
+                let bound = match me.rx_sessions.by_gx(id.clone()).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(gx = %id, error = %e, "AF sessions of a lost IP-CAN session");
+                        continue;
+                    }
+                };
+                for s in bound {
+                    me.tell_loss(s).await;
+                }
+            }
+        });
+    }
+
+    async fn tell_loss(&self, s: RxSession) {
+        use rxw::action::{LOSS_OF_BEARER, RELEASE_OF_BEARER};
+        let sid = s.session_id.clone();
+        let _ = self
+            .amend_rx(&sid, |cur| {
+                cur.gx_session = None;
+                cur.rules.clear();
+            })
+            .await;
+        let actions: Vec<i32> = [LOSS_OF_BEARER, RELEASE_OF_BEARER]
+            .into_iter()
+            .filter(|a| s.specific_actions.contains(a))
+            .collect();
+        let bearer_released = diameter_codec::dict::rx::AbortCause::BEARER_RELEASED.0;
+        let (command, msg) =
+            if actions.is_empty() || self.cfg.rx.ip_can_loss == crate::config::IpCanLoss::Asr {
+                ("asr", rxw::asr(self.node.identity(), &s, bearer_released))
+            } else {
+                (
+                    "rar",
+                    rxw::rar(
+                        self.node.identity(),
+                        &s,
+                        &actions,
+                        &rxw::all_flows(&s),
+                        Some(bearer_released),
+                        None,
+                    ),
+                )
+            };
+        let answer = self.node.request(msg).await;
+        let rc = answer.as_ref().ok().and_then(result_of);
+        self.metrics.rx_notification(command, "ip_can_loss", rc);
+        tracing::info!(session = %sid, af = %s.af_host, command, result_code = ?rc, "AF told of the loss of its IP-CAN session");
+        // RFC 6733 §8.5: an AF that no longer knows the session ends it here too.
+        if rc == Some(5002) {
+            let _ = self.rx_sessions.remove(sid).await;
+            if let Ok(n) = self.rx_sessions.count().await {
+                self.metrics.set_rx_sessions(n);
+            }
+        }
+    }
+
+    /// Charging-Rule-Reports of Gx session `gx_id` (CCR-U or RAA): each AF whose rules they
+    /// name hears what it subscribed to, in one RAR with the Flows concerned (TS 29.214
+    /// §4.4.6.2, §4.4.6.7); rules reported INACTIVE are no longer counted as its.
+    fn notify_rule_reports(&self, gx_id: &str, reports: Vec<gx::RuleReport>) {
+        if reports.is_empty() {
+            return;
+        }
+        let gx_id = gx_id.to_string();
+        self.spawn(move |me| async move {
+            let Ok(bound) = me.rx_sessions.by_gx(gx_id).await else {
+                return;
+            };
+            for s in bound {
+                let mut actions: Vec<i32> = Vec::new();
+                let mut components: BTreeSet<u32> = BTreeSet::new();
+                let mut inactive: Vec<String> = Vec::new();
+                for rep in &reports {
+                    let mine: Vec<(&String, u32)> = rep
+                        .names
+                        .iter()
+                        .filter_map(|n| s.rules.get(n).map(|&c| (n, c)))
+                        .collect();
+                    if mine.is_empty() {
+                        continue;
+                    }
+                    if rep.status == Some(1) {
+                        inactive.extend(mine.iter().map(|(n, _)| (*n).clone()));
+                    }
+                    let want = actions_for_report(rep.status, rep.failure_code, &s.specific_actions);
+                    if want.is_empty() {
+                        continue;
+                    }
+                    components.extend(mine.iter().map(|&(_, c)| c));
+                    for a in want {
+                        if !actions.contains(&a) {
+                            actions.push(a);
+                        }
+                    }
+                }
+                if !inactive.is_empty() {
+                    let _ = me
+                        .amend_rx(&s.session_id, |cur| {
+                            for n in &inactive {
+                                cur.rules.remove(n);
+                            }
+                        })
+                        .await;
+                }
+                if actions.is_empty() {
+                    continue;
+                }
+                let flows: Vec<crate::spr::AfFlows> = rxw::all_flows(&s)
+                    .into_iter()
+                    .filter(|f| components.contains(&f.media_component))
+                    .collect();
+                let answer = me
+                    .node
+                    .request(rxw::rar(me.node.identity(), &s, &actions, &flows, None, None))
+                    .await;
+                let rc = answer.as_ref().ok().and_then(result_of);
+                me.metrics.rx_notification("rar", "rule_report", rc);
+                tracing::info!(session = %s.session_id, ?actions, result_code = ?rc, "AF told of its rules' state");
+            }
+        });
+    }
+
+    /// A CCR-U reported a RAT or IP-CAN change: AFs that subscribed to IP-CAN_CHANGE hear
+    /// it with the new RAT-Type (TS 29.214 §4.4.6.4).
+    fn notify_ip_can_change(&self, gx_id: &str, rat_type: Option<i32>) {
+        let gx_id = gx_id.to_string();
+        self.spawn(move |me| async move {
+            let Ok(bound) = me.rx_sessions.by_gx(gx_id).await else {
+                return;
+            };
+            for s in bound
+                .into_iter()
+                .filter(|s| s.specific_actions.contains(&rxw::action::IP_CAN_CHANGE))
+            {
+                let answer = me
+                    .node
+                    .request(rxw::rar(
+                        me.node.identity(),
+                        &s,
+                        &[rxw::action::IP_CAN_CHANGE],
+                        &[],
+                        None,
+                        rat_type,
+                    ))
+                    .await;
+                me.metrics.rx_notification(
+                    "rar",
+                    "ip_can_change",
+                    answer.as_ref().ok().and_then(result_of),
+                );
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_reports_map_to_the_subscribed_actions() {
+        let all = BTreeSet::from([2, 4, 8, 9]);
+        assert_eq!(actions_for_report(Some(1), Some(10), &all), [9, 4]);
+        assert_eq!(actions_for_report(Some(1), Some(4), &all), [4]);
+        assert_eq!(actions_for_report(Some(2), None, &all), [2]);
+        assert_eq!(actions_for_report(Some(0), None, &all), [8]);
+        assert!(actions_for_report(Some(1), Some(10), &BTreeSet::from([1])).is_empty());
+    }
 }
