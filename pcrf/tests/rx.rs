@@ -140,6 +140,22 @@ async fn an_aar_after_ccr_i_installs_the_derived_rule_over_gx() {
     assert_eq!(rxs.gx_session.as_deref(), Some("pcef.epc.test;gx"));
     assert_eq!(rxs.rules.get(&name), Some(&1));
     assert_eq!(rxs.subscriber, format!("imsi:{IMSI_1}"));
+
+    // The operator endpoint shows the AF session.
+    let p = std::sync::Arc::new(p);
+    let (addr, task) = pcrf::admin::serve(p.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let body = http(addr, "GET", "/rx-sessions").await;
+    assert!(body.contains("pcscf.ims.test;call-1"), "{body}");
+    let body = http(addr, "GET", "/rx-sessions/pcscf.ims.test%3Bcall-1").await;
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains(&format!("\"{name}\":1")), "{body}");
+    assert!(
+        body.contains("\"gx_session\":\"pcef.epc.test;gx\""),
+        "{body}"
+    );
+    task.abort();
 }
 
 #[tokio::test]
