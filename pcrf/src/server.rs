@@ -256,6 +256,7 @@ impl Pcrf {
                 };
                 let Some(s) = weak.upgrade() else { return };
                 s.pcef_restarted(&peer).await;
+                s.af_restarted(&peer).await;
             }
         });
         Ok(Self { shared, watcher })
@@ -872,6 +873,19 @@ fn hex_of(b: &[u8]) -> String {
 /// How an Rx request was answered: the answer and its code for the metrics.
 type Answered = (MessageBuilder, u32);
 
+/// The rules a Gx RAA reported INACTIVE (not installed).
+fn inactive_rules(out: &Result<PushOutcome, PushError>) -> BTreeSet<String> {
+    out.as_ref()
+        .map(|o| {
+            o.failures
+                .iter()
+                .filter(|f| f.status == Some(1))
+                .map(|f| f.name.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Rule-Failure-Code values that say the resources could not be allocated (TS 29.212
 /// §5.3.38): RESOURCES_LIMITATION, MAX_NR_BEARERS_REACHED, RESOURCE_ALLOCATION_FAILURE,
 /// UNSUCCESSFUL_QOS_VALIDATION, NO_BEARER_BOUND.
@@ -1106,15 +1120,16 @@ impl Shared {
         };
         rxw::merge_components(&mut session.components, r.components);
         let rules = rxw::derive_rules(&session, &self.cfg.rx);
-        // Kept before the Gx RAR goes out, so an IP-CAN session lost meanwhile reaches it.
+        session.rules = rules
+            .iter()
+            .filter_map(|r| Some((r.name.clone(), r.af_flows.first()?.media_component)))
+            .collect();
+        // Kept, with the rules it is getting, before the Gx RAR goes out: an IP-CAN session
+        // lost meanwhile reaches it, and so do rule reports in the RAA.
         if let Err(e) = self.rx_sessions.put(session.clone()).await {
             return self.store_failed(req, &e);
         }
         let triggers = rxw::gx_triggers_for(&session.specific_actions);
-        let names: BTreeMap<String, u32> = rules
-            .iter()
-            .filter_map(|r| Some((r.name.clone(), r.af_flows.first()?.media_component)))
-            .collect();
         if !rules.is_empty() || !triggers.is_subset(&gx.event_triggers) {
             let out = self
                 .gx_change(
@@ -1132,31 +1147,10 @@ impl Shared {
                 let _ = self.rx_sessions.remove(session.session_id.clone()).await;
                 return (self.rx_refusal(req, &e), e.code);
             }
-            let failed: BTreeSet<String> = out
-                .as_ref()
-                .map(|o| {
-                    o.failures
-                        .iter()
-                        .filter(|f| f.status == Some(1))
-                        .map(|f| f.name.clone())
-                        .collect()
-                })
-                .unwrap_or_default();
-            session.rules = names
-                .into_iter()
-                .filter(|(n, _)| !failed.contains(n))
-                .collect();
-        }
-        let rules = session.rules.clone();
-        match self
-            .amend_rx(&session.session_id, move |s| s.rules = rules.clone())
-            .await
-        {
-            Ok(Some(_)) => {}
-            // Gone meanwhile: the IP-CAN session ended while its rules went out; the AF has
-            // been told.
-            Ok(None) => {}
-            Err(e) => return self.store_failed(req, &e),
+            // Rules the RAA reported INACTIVE leave the AF session when the AF is told of
+            // them (notify_rule_reports), which needs them there until then.
+            let failed = inactive_rules(&out);
+            session.rules.retain(|n, _| !failed.contains(n));
         }
         tracing::info!(
             gx = %gx.session_id,
@@ -1195,6 +1189,37 @@ impl Shared {
             .cloned()
             .collect();
         let triggers = rxw::gx_triggers_for(&s.specific_actions);
+        // The new state, its rules with the old ones until the PCEF answers (rule reports in
+        // the RAA may name either).
+        let old_rules = s.rules.clone();
+        let old_components = {
+            let cur = self.rx_sessions.get(s.session_id.clone()).await;
+            cur.ok().flatten().map(|c| c.components).unwrap_or_default()
+        };
+        let mut both = s.rules.clone();
+        both.extend(
+            rules
+                .iter()
+                .filter_map(|r| Some((r.name.clone(), r.af_flows.first()?.media_component))),
+        );
+        let (components, actions, charging) = (
+            s.components.clone(),
+            s.specific_actions.clone(),
+            s.af_charging_id.clone(),
+        );
+        if let Err(e) = self
+            .amend_rx(&s.session_id, |cur| {
+                cur.components.clone_from(&components);
+                cur.specific_actions.clone_from(&actions);
+                cur.af_charging_id.clone_from(&charging);
+                if cur.gx_session.is_some() {
+                    cur.rules.clone_from(&both);
+                }
+            })
+            .await
+        {
+            return self.store_failed(req, &e);
+        }
         let out = self
             .gx_change(
                 &gx_id,
@@ -1208,40 +1233,22 @@ impl Shared {
             .await;
         if let Some(e) = self.provisioning_error(&out) {
             tracing::warn!(gx = %gx_id, reason = %e.message, "AF session modification refused");
+            // The PCEF kept what it had: so does the AF session.
+            let _ = self
+                .amend_rx(&s.session_id, |cur| {
+                    cur.components.clone_from(&old_components);
+                    cur.rules.retain(|n, _| old_rules.contains_key(n));
+                })
+                .await;
             return (self.rx_refusal(req, &e), e.code);
         }
-        let failed: BTreeSet<String> = out
-            .as_ref()
-            .map(|o| {
-                o.failures
-                    .iter()
-                    .filter(|f| f.status == Some(1))
-                    .map(|f| f.name.clone())
-                    .collect()
+        // Rules reported INACTIVE leave when the AF is told of them (notify_rule_reports).
+        if let Err(e) = self
+            .amend_rx(&s.session_id, |cur| {
+                cur.rules.retain(|n, _| keep.contains(n))
             })
-            .unwrap_or_default();
-        let components = s.components.clone();
-        let actions = s.specific_actions.clone();
-        let charging = s.af_charging_id.clone();
-        let sid = s.session_id.clone();
-        let done = self
-            .amend_rx(&s.session_id, move |cur| {
-                cur.components.clone_from(&components);
-                cur.specific_actions.clone_from(&actions);
-                cur.af_charging_id.clone_from(&charging);
-                cur.rules = keep
-                    .iter()
-                    .filter(|n| !failed.contains(*n))
-                    .filter_map(|n| {
-                        components
-                            .keys()
-                            .find(|&&c| rxw::rule_name(&sid, c) == *n)
-                            .map(|&c| (n.clone(), c))
-                    })
-                    .collect();
-            })
-            .await;
-        if let Err(e) = done {
+            .await
+        {
             return self.store_failed(req, &e);
         }
         let gx = self.sessions.get(gx_id).await.ok().flatten();
@@ -1317,6 +1324,43 @@ impl Shared {
         if let Some(me) = self.me.upgrade() {
             tokio::spawn(f(me).instrument(tracing::Span::current()));
         }
+    }
+
+    /// RFC 6733 §8.16: an AF whose Origin-State-Id changed lost its AF sessions; the PCRF
+    /// forgets them and removes their rules from the PCEFs.
+    async fn af_restarted(&self, peer: &str) {
+        let gone = match self.rx_sessions.remove_by_af(peer.to_string()).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "removing a restarted AF's sessions");
+                return;
+            }
+        };
+        if gone.is_empty() {
+            return;
+        }
+        tracing::info!(%peer, sessions = gone.len(), "AF restarted: its AF sessions removed");
+        if let Ok(n) = self.rx_sessions.count().await {
+            self.metrics.set_rx_sessions(n);
+        }
+        self.spawn(move |me| async move {
+            for s in gone {
+                let Some(gx) = s.gx_session.clone() else {
+                    continue;
+                };
+                if s.rules.is_empty() {
+                    continue;
+                }
+                let change = Change {
+                    install: Vec::new(),
+                    remove: s.rules.keys().cloned().collect(),
+                    rating_group: None,
+                };
+                if let Err(e) = me.gx_change(&gx, change, &BTreeSet::new()).await {
+                    tracing::warn!(gx = %gx, error = %e, "rules of a restarted AF not removed");
+                }
+            }
+        });
     }
 
     /// The IP-CAN sessions `gx_ids` are gone (CCR-T, a restarted PCEF, a PCEF that no

@@ -400,6 +400,10 @@ pub trait RxSessionStore: Send + Sync + 'static {
     /// The AF sessions bound to Gx session `gx_session`.
     fn by_gx(&self, gx_session: String) -> StoreFuture<'_, Vec<RxSession>>;
 
+    /// Forgets every session of AF `af_host` (compared case-insensitively, RFC 6733
+    /// §4.3.1) and returns them.
+    fn remove_by_af(&self, af_host: String) -> StoreFuture<'_, Vec<RxSession>>;
+
     /// Every live Session-Id.
     fn list(&self) -> StoreFuture<'_, Vec<String>>;
 
@@ -411,6 +415,7 @@ pub trait RxSessionStore: Send + Sync + 'static {
 struct RxMaps {
     sessions: HashMap<String, RxSession>,
     by_gx: HashMap<String, BTreeSet<String>>,
+    by_af: HashMap<String, BTreeSet<String>>,
 }
 
 impl RxMaps {
@@ -437,6 +442,13 @@ impl RxMaps {
     fn remove(&mut self, id: &str) -> Option<RxSession> {
         let s = self.sessions.remove(id)?;
         self.unindex(&s);
+        let af = s.af_host.to_ascii_lowercase();
+        if let Some(set) = self.by_af.get_mut(&af) {
+            set.remove(&s.session_id);
+            if set.is_empty() {
+                self.by_af.remove(&af);
+            }
+        }
         Some(s)
     }
 }
@@ -472,6 +484,10 @@ impl RxSessionStore for MemoryRxSessions {
         let r = self.with(|m| {
             let old = m.remove(&session.session_id);
             m.index(&session);
+            m.by_af
+                .entry(session.af_host.to_ascii_lowercase())
+                .or_default()
+                .insert(session.session_id.clone());
             m.sessions.insert(session.session_id.clone(), session);
             old
         });
@@ -483,7 +499,8 @@ impl RxSessionStore for MemoryRxSessions {
             let Some(cur) = m.sessions.get(&session.session_id) else {
                 return false;
             };
-            if cur.version != session.version {
+            // The AF of a session never changes, so neither does that index entry.
+            if cur.version != session.version || cur.af_host != session.af_host {
                 return false;
             }
             let cur = cur.clone();
@@ -511,6 +528,17 @@ impl RxSessionStore for MemoryRxSessions {
                         .collect()
                 })
                 .unwrap_or_default()
+        });
+        Box::pin(async move { r })
+    }
+
+    fn remove_by_af(&self, af_host: String) -> StoreFuture<'_, Vec<RxSession>> {
+        let r = self.with(|m| {
+            let ids = m
+                .by_af
+                .remove(&af_host.to_ascii_lowercase())
+                .unwrap_or_default();
+            ids.iter().filter_map(|id| m.remove(id)).collect()
         });
         Box::pin(async move { r })
     }
@@ -653,6 +681,12 @@ mod tests {
         assert!(s.by_gx("g1".into()).await.unwrap().is_empty());
         assert_eq!(s.count().await.unwrap(), 2);
         assert!(s.maps.lock().unwrap().by_gx.contains_key("g2"));
+        // A restarted AF: all its sessions go at once.
+        let gone = s.remove_by_af("AF".into()).await.unwrap();
+        assert_eq!(gone.len(), 2);
+        assert_eq!(s.count().await.unwrap(), 0);
+        let m = s.maps.lock().unwrap();
+        assert!(m.by_gx.is_empty() && m.by_af.is_empty());
     }
 
     #[tokio::test]

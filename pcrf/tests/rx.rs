@@ -501,3 +501,93 @@ async fn an_asr_only_configuration_sends_asr_to_subscribed_afs_too() {
     let asr = af.nth_request(1).await;
     assert_eq!(asr.header().command_code, 274);
 }
+
+#[tokio::test]
+async fn rules_the_pcef_could_not_install_are_reported_to_the_af() {
+    let p = pcrf().await;
+    let pcef = Pcef::connect(
+        "pcef.epc.test",
+        p.listen_addrs()[0],
+        None,
+        RarReply::FailRules,
+    )
+    .await;
+    assert_eq!(
+        rc(&pcef.send(pcef.ccr_i("pcef.epc.test;gx", IMSI_1)).await),
+        Some(2001)
+    );
+    let af = Af::connect("pcscf.ims.test", p.listen_addrs()[0], AfReply::Success).await;
+    let sid = "pcscf.ims.test;no-resources";
+    // The RAA reports the rule INACTIVE: the AAA still says 2001 (the service information
+    // was accepted), and the AF, subscribed to failed allocation, hears of it.
+    let a = af
+        .send(af.aar(sid, UE, vec![audio_component(1)], &[9]))
+        .await;
+    assert_eq!(rc(&a), Some(2001));
+    let rar = af.nth_request(1).await;
+    strictly_valid(&rar);
+    assert_eq!(specific_actions(&rar), [9]);
+    assert_eq!(
+        u32_of(&child(&rar.find(rx::FLOWS.key()).unwrap(), 518).unwrap()),
+        1
+    );
+    eventually_rules_empty(&p, sid).await;
+    let gxs = p.session("pcef.epc.test;gx").await.unwrap().unwrap();
+    assert!(!gxs.dynamic_rules.contains_key(&rule_name(sid, 1)));
+    assert_eq!(gxs.failures.last().unwrap().failure_code, Some(10));
+}
+
+#[tokio::test]
+async fn an_ip_can_change_reaches_the_subscribed_af_with_the_new_rat() {
+    let (_p, pcef, af) = setup(AfReply::Success).await;
+    let sid = "pcscf.ims.test;handover";
+    assert_eq!(
+        rc(&af
+            .send(af.aar(sid, UE, vec![audio_component(1)], &[6]))
+            .await),
+        Some(2001)
+    );
+    // The subscription asked the PCEF for RAT_CHANGE and IP-CAN_CHANGE reports.
+    let rar = pcef.rars.lock().unwrap()[0].clone();
+    let triggers: Vec<u32> = all(rar.avps().flatten(), 1006).iter().map(u32_of).collect();
+    assert!(
+        triggers.contains(&2) && triggers.contains(&7),
+        "{triggers:?}"
+    );
+    let mut u = pcef.ccr("pcef.epc.test;gx", 2, 1, None);
+    u.push(event(2));
+    u.push(gx::RAT_TYPE.with(gx::RatType(1000)));
+    assert_eq!(rc(&pcef.send(u).await), Some(2001));
+    let note = af.nth_request(1).await;
+    strictly_valid(&note);
+    // TS 29.214 §4.4.6.4: Specific-Action IP-CAN_CHANGE with the RAT now in use.
+    assert_eq!(specific_actions(&note), [6]);
+    assert_eq!(u32_of(&note.find(gx::RAT_TYPE.key()).unwrap()), 1000);
+}
+
+#[tokio::test]
+async fn a_restarted_af_loses_its_sessions_and_their_rules() {
+    let (p, pcef, _) = setup(AfReply::Success).await;
+    let addr = p.listen_addrs()[0];
+    let af = Af::connect_with_state("pcscf-a.ims.test", addr, AfReply::Success, Some(100)).await;
+    let sid = "pcscf-a.ims.test;1";
+    assert_eq!(
+        rc(&af
+            .send(af.aar(sid, UE, vec![audio_component(1)], &[]))
+            .await),
+        Some(2001)
+    );
+    af.node.shutdown(std::time::Duration::from_secs(1)).await;
+    drop(af);
+    // RFC 6733 §8.16: back with a higher Origin-State-Id.
+    let _af = Af::connect_with_state("pcscf-a.ims.test", addr, AfReply::Success, Some(101)).await;
+    let rars = pcef.rars.clone();
+    eventually("the restarted AF's rule removed", || {
+        rars.lock()
+            .unwrap()
+            .get(1)
+            .is_some_and(|r| removed(r) == vec![rule_name(sid, 1)])
+    })
+    .await;
+    assert!(p.rx_session(sid).await.unwrap().is_none());
+}

@@ -47,6 +47,9 @@ pub(crate) enum RarReply {
     /// 2001, after sending a CCR-U (number 1) reporting a handover to UTRAN for the same
     /// session and getting its answer: the session changes while the RAR is out.
     RatChangeFirst,
+    /// 2001 with a Charging-Rule-Report for every rule the RAR installs: INACTIVE,
+    /// RESOURCE_ALLOCATION_FAILURE (10).
+    FailRules,
 }
 
 /// A PCEF: a Gx client node connected to the PCRF, keeping the RARs it got.
@@ -92,6 +95,20 @@ impl Pcef {
                     match reply {
                         RarReply::Success => req.answer(ResultCode::DIAMETER_SUCCESS),
                         RarReply::UnknownSession => req.answer(ResultCode(5002)),
+                        RarReply::FailRules => {
+                            let mut a = req.answer(ResultCode::DIAMETER_SUCCESS);
+                            for cri in all(req.msg.avps().flatten(), 1001) {
+                                for d in all(cri.children().flatten(), 1003) {
+                                    let name = child(&d, 1005).unwrap().data.to_vec();
+                                    a.push(gx::CHARGING_RULE_REPORT.with(vec![
+                                        gx::CHARGING_RULE_NAME.with(bytes::Bytes::from(name)),
+                                        gx::PCC_RULE_STATUS.with(gx::PccRuleStatus(1)),
+                                        gx::RULE_FAILURE_CODE.with(gx::RuleFailureCode(10)),
+                                    ]));
+                                }
+                            }
+                            a
+                        }
                         RarReply::RatChangeFirst => {
                             let sid = req.msg.session_id().unwrap_or_default().to_string();
                             let host = req.node.identity().host.clone();
@@ -242,7 +259,20 @@ pub(crate) struct Af {
 impl Af {
     /// Connects to the PCRF at `addr` and waits until the connection is open.
     pub(crate) async fn connect(host: &str, addr: SocketAddr, reply: AfReply) -> Self {
+        Self::connect_with_state(host, addr, reply, None).await
+    }
+
+    /// As [`Af::connect`] with Origin-State-Id `osi`.
+    pub(crate) async fn connect_with_state(
+        host: &str,
+        addr: SocketAddr,
+        reply: AfReply,
+        osi: Option<u32>,
+    ) -> Self {
         let mut cfg = NodeConfig::new(host, "ims.test");
+        if let Some(o) = osi {
+            cfg.local.origin_state_id = o;
+        }
         cfg.local.applications.push(Application {
             vendor: Some(10_415),
             ..Application::auth(RX)
