@@ -114,6 +114,11 @@ pub struct GxRequest {
     pub features: Vec<Features>,
     /// APN-AMBR requested in QoS-Information.
     pub requested_ambr: Option<Ambr>,
+    /// The first Access-Network-Charging-Identifier-Value (TS 29.212 §5.3.22): the charging
+    /// identifier an AF correlates with (TS 29.214 CHARGING_CORRELATION_EXCHANGE).
+    pub charging_id: Option<Vec<u8>>,
+    /// Access-Network-Charging-Address (TS 29.214 §5.3.2).
+    pub charging_address: Option<IpAddr>,
 }
 
 /// Why a CCR cannot be read: the AVP at fault (Failed-AVP) and the Result-Code.
@@ -253,6 +258,17 @@ impl GxRequest {
             rule_reports,
             features,
             requested_ambr,
+            charging_id: msg
+                .find(gx::ACCESS_NETWORK_CHARGING_IDENTIFIER_GX.key())
+                .and_then(|g| child(&g, rx::ACCESS_NETWORK_CHARGING_IDENTIFIER_VALUE))
+                .map(<[u8]>::to_vec),
+            charging_address: first(msg, rx::ACCESS_NETWORK_CHARGING_ADDRESS).and_then(
+                |a| match a {
+                    diameter_codec::types::Address::V4(v) => Some(IpAddr::V4(v)),
+                    diameter_codec::types::Address::V6(v) => Some(IpAddr::V6(v)),
+                    _ => None,
+                },
+            ),
         })
     }
 }

@@ -13,7 +13,7 @@
 //! | [`SESSIONS_RELEASED`] `pcrf_gx_sessions_released_total` | counter | `node`, `reason` (termination, pcef_restart, unknown_at_pcef) |
 //! | [`RX_SESSIONS`] `pcrf_rx_sessions` | gauge | `node` |
 //! | [`RX_REQUESTS`] `pcrf_rx_request_total` | counter (AAR and STR answered) | `node`, `command` (aar_initial, aar_update, str, invalid), `result_code` |
-//! | [`RX_NOTIFICATIONS`] `pcrf_rx_notification_total` | counter (RAR and ASR sent to AFs) | `node`, `command` (rar, asr), `reason` (ip_can_loss, rule_report, ip_can_change), `result_code` (or `none`) |
+//! | [`RX_NOTIFICATIONS`] `pcrf_rx_notification_total` | counter (RAR and ASR sent to AFs) | `node`, `command` (rar, asr), `reason` (ip_can_loss, rule_report, ip_can_change, charging_correlation), `result_code` (or `none`) |
 
 use metrics::{SharedString, counter, describe_counter, describe_gauge, gauge};
 use std::sync::Arc;

@@ -352,6 +352,8 @@ mod tests {
             offline: false,
             features: BTreeMap::new(),
             failures: vec![],
+            charging_id: None,
+            charging_address: None,
             version: 0,
         };
         d.apply(&mut s);

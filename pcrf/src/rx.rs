@@ -558,15 +558,33 @@ pub fn gx_triggers_for(actions: &BTreeSet<i32>) -> BTreeSet<i32> {
     t
 }
 
+/// Access-Network-Charging-Identifier {Access-Network-Charging-Identifier-Value} and
+/// Access-Network-Charging-Address of an IP-CAN session, when known (TS 29.214 §5.3.2–4).
+pub fn charging_avps(g: &crate::session::GxSession) -> Vec<OwnedAvp> {
+    let mut v = Vec::new();
+    if let Some(id) = &g.charging_id {
+        let bytes: Vec<u8> = (0..id.len() / 2)
+            .filter_map(|i| u8::from_str_radix(id.get(2 * i..2 * i + 2)?, 16).ok())
+            .collect();
+        v.push(rx::ACCESS_NETWORK_CHARGING_IDENTIFIER.with(vec![
+            rx::ACCESS_NETWORK_CHARGING_IDENTIFIER_VALUE.with(bytes::Bytes::from(bytes)),
+        ]));
+    }
+    if let Some(a) = g.charging_address {
+        v.push(rx::ACCESS_NETWORK_CHARGING_ADDRESS.with(a));
+    }
+    v
+}
+
 /// An Rx RAR to the AF (TS 29.214 §5.6.3) reporting `actions` for `flows`, with
-/// Abort-Cause and RAT-Type when given.
+/// Abort-Cause when given and `extra` AVPs (Access-Network-Charging-Identifier, RAT-Type).
 pub fn rar(
     me: &diameter_codec::LocalIdentity,
     s: &RxSession,
     actions: &[i32],
     flows: &[AfFlows],
     abort_cause: Option<i32>,
-    rat_type: Option<i32>,
+    extra: Vec<OwnedAvp>,
 ) -> MessageBuilder {
     let mut b = MessageBuilder::request(rx::CMD_RE_AUTH, APPLICATION_ID, true);
     b.push(base::SESSION_ID.with(s.session_id.clone()));
@@ -584,8 +602,8 @@ pub fn rar(
     if let Some(c) = abort_cause {
         b.push(rx::ABORT_CAUSE.with(rx::AbortCause(c)));
     }
-    if let Some(r) = rat_type {
-        b.push(diameter_codec::dict::gx::RAT_TYPE.with(diameter_codec::dict::gx::RatType(r)));
+    for a in extra {
+        b.push(a);
     }
     b
 }

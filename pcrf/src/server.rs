@@ -497,6 +497,8 @@ impl Shared {
             offline: false,
             features: features.clone(),
             failures: Vec::new(),
+            charging_id: r.charging_id.as_deref().map(hex_of),
+            charging_address: r.charging_address,
             version: 0,
         };
         decision.apply(&mut session);
@@ -606,6 +608,15 @@ impl Shared {
             if r.ue_ip.is_some() {
                 session.ue_ip = r.ue_ip;
             }
+            let new_charging_id = r.charging_id.as_deref().map(hex_of);
+            let charging_changed =
+                new_charging_id.is_some() && new_charging_id != session.charging_id;
+            if charging_changed {
+                session.charging_id = new_charging_id;
+            }
+            if r.charging_address.is_some() {
+                session.charging_address = r.charging_address;
+            }
             let report = Report {
                 events: r.event_triggers.clone(),
                 rat_type: session.rat_type,
@@ -638,6 +649,9 @@ impl Shared {
             self.notify_rule_reports(&r.session_id, r.rule_reports.clone());
             if r.event_triggers.iter().any(|&e| e == 2 || e == 7) {
                 self.notify_ip_can_change(&r.session_id, r.rat_type);
+            }
+            if charging_changed {
+                self.notify_charging_correlation(&r.session_id);
             }
             if !r.event_triggers.is_empty() {
                 let names: Vec<String> = r
@@ -1053,8 +1067,22 @@ impl Shared {
 
     /// The AAA of a provisioning that reached the PCEF: 2001 with what TS 29.214 §5.6.2
     /// lets the PCRF tell of the IP-CAN session (RAT-Type).
-    fn aaa_ok(&self, req: &IncomingRequest, gx: Option<&GxSession>) -> MessageBuilder {
+    fn aaa_ok(
+        &self,
+        req: &IncomingRequest,
+        gx: Option<&GxSession>,
+        actions: &BTreeSet<i32>,
+    ) -> MessageBuilder {
         let mut a = self.answer(req, 2001);
+        // TS 29.214 §4.4.1: an AF subscribed to CHARGING_CORRELATION_EXCHANGE gets the
+        // access network's charging identifier when the PCRF has it (else later, by RAR).
+        if actions.contains(&rxw::action::CHARGING_CORRELATION_EXCHANGE)
+            && let Some(g) = gx
+        {
+            for avp in rxw::charging_avps(g) {
+                a.push(avp);
+            }
+        }
         if let Some(rat) = gx.and_then(|g| g.rat_type) {
             a.push(diameter_codec::dict::gx::RAT_TYPE.with(diameter_codec::dict::gx::RatType(rat)));
         }
@@ -1159,7 +1187,7 @@ impl Shared {
             rules = session.rules.len(),
             "AF session bound"
         );
-        (self.aaa_ok(req, Some(&gx)), 2001)
+        (self.aaa_ok(req, Some(&gx), &session.specific_actions), 2001)
     }
 
     /// AAR for a live AF session (TS 29.214 §4.4.2): the media components merged, rules of
@@ -1252,7 +1280,7 @@ impl Shared {
             return self.store_failed(req, &e);
         }
         let gx = self.sessions.get(gx_id).await.ok().flatten();
-        (self.aaa_ok(req, gx.as_ref()), 2001)
+        (self.aaa_ok(req, gx.as_ref(), &s.specific_actions), 2001)
     }
 
     /// STR (TS 29.214 §4.4.4): the AF session ends; its rules are removed from the PCEF
@@ -1412,7 +1440,7 @@ impl Shared {
                         &actions,
                         &rxw::all_flows(&s),
                         Some(bearer_released),
-                        None,
+                        Vec::new(),
                     ),
                 )
             };
@@ -1486,11 +1514,53 @@ impl Shared {
                     .collect();
                 let answer = me
                     .node
-                    .request(rxw::rar(me.node.identity(), &s, &actions, &flows, None, None))
+                    .request(rxw::rar(
+                        me.node.identity(),
+                        &s,
+                        &actions,
+                        &flows,
+                        None,
+                        Vec::new(),
+                    ))
                     .await;
                 let rc = answer.as_ref().ok().and_then(result_of);
                 me.metrics.rx_notification("rar", "rule_report", rc);
                 tracing::info!(session = %s.session_id, ?actions, result_code = ?rc, "AF told of its rules' state");
+            }
+        });
+    }
+
+    /// A CCR-U reported a new access network charging identifier: AFs that subscribed to
+    /// CHARGING_CORRELATION_EXCHANGE get it (TS 29.214 §4.4.6.5).
+    fn notify_charging_correlation(&self, gx_id: &str) {
+        let gx_id = gx_id.to_string();
+        self.spawn(move |me| async move {
+            let Ok(Some(gx)) = me.sessions.get(gx_id.clone()).await else {
+                return;
+            };
+            let Ok(bound) = me.rx_sessions.by_gx(gx_id).await else {
+                return;
+            };
+            for s in bound.into_iter().filter(|s| {
+                s.specific_actions
+                    .contains(&rxw::action::CHARGING_CORRELATION_EXCHANGE)
+            }) {
+                let answer = me
+                    .node
+                    .request(rxw::rar(
+                        me.node.identity(),
+                        &s,
+                        &[rxw::action::CHARGING_CORRELATION_EXCHANGE],
+                        &[],
+                        None,
+                        rxw::charging_avps(&gx),
+                    ))
+                    .await;
+                me.metrics.rx_notification(
+                    "rar",
+                    "charging_correlation",
+                    answer.as_ref().ok().and_then(result_of),
+                );
             }
         });
     }
@@ -1515,7 +1585,13 @@ impl Shared {
                         &[rxw::action::IP_CAN_CHANGE],
                         &[],
                         None,
-                        rat_type,
+                        rat_type
+                            .map(|r| {
+                                diameter_codec::dict::gx::RAT_TYPE
+                                    .with(diameter_codec::dict::gx::RatType(r))
+                            })
+                            .into_iter()
+                            .collect(),
                     ))
                     .await;
                 me.metrics.rx_notification(

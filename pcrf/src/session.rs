@@ -67,6 +67,10 @@ pub struct GxSession {
     pub features: BTreeMap<u32, u32>,
     /// Rule failures the PCEF reported, latest last (bounded).
     pub failures: Vec<RuleFailure>,
+    /// Access-Network-Charging-Identifier-Value last reported, hex.
+    pub charging_id: Option<String>,
+    /// Access-Network-Charging-Address last reported.
+    pub charging_address: Option<IpAddr>,
     /// Bumped by every [`SessionStore::replace`].
     pub version: u64,
 }
@@ -581,6 +585,8 @@ mod tests {
             offline: false,
             features: BTreeMap::new(),
             failures: Vec::new(),
+            charging_id: None,
+            charging_address: None,
             version: 0,
         }
     }

@@ -591,3 +591,58 @@ async fn a_restarted_af_loses_its_sessions_and_their_rules() {
     .await;
     assert!(p.rx_session(sid).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn charging_correlation_goes_to_the_af_in_the_aaa_and_later_by_rar() {
+    let p = pcrf().await;
+    let pcef = Pcef::connect(
+        "pcef.epc.test",
+        p.listen_addrs()[0],
+        None,
+        RarReply::Success,
+    )
+    .await;
+    let charging = |v: &'static [u8]| {
+        gx::ACCESS_NETWORK_CHARGING_IDENTIFIER_GX.with(vec![
+            rx::ACCESS_NETWORK_CHARGING_IDENTIFIER_VALUE.with(bytes::Bytes::from_static(v)),
+        ])
+    };
+    let mut i = pcef.ccr_i("pcef.epc.test;gx", IMSI_1);
+    i.push(charging(b"gx-charging-1"));
+    i.push(rx::ACCESS_NETWORK_CHARGING_ADDRESS.with(std::net::IpAddr::from([192, 0, 2, 10])));
+    assert_eq!(rc(&pcef.send(i).await), Some(2001));
+    let af = Af::connect("pcscf.ims.test", p.listen_addrs()[0], AfReply::Success).await;
+    let sid = "pcscf.ims.test;charging";
+    let a = af
+        .send(af.aar(sid, UE, vec![audio_component(1)], &[1]))
+        .await;
+    assert_eq!(rc(&a), Some(2001));
+    strictly_valid(&a);
+    // TS 29.214 §4.4.1: the access network charging identifier and address in the AAA.
+    let anci = a
+        .find(rx::ACCESS_NETWORK_CHARGING_IDENTIFIER.key())
+        .unwrap();
+    assert_eq!(text(&child(&anci, 503).unwrap()), "gx-charging-1");
+    assert_eq!(
+        a.find(rx::ACCESS_NETWORK_CHARGING_ADDRESS.key())
+            .unwrap()
+            .data,
+        [0, 1, 192, 0, 2, 10]
+    );
+    // The PCEF was asked for CHARGING_CORRELATION_EXCHANGE (28) reports.
+    let rar = pcef.rars.lock().unwrap()[0].clone();
+    let triggers: Vec<u32> = all(rar.avps().flatten(), 1006).iter().map(u32_of).collect();
+    assert!(triggers.contains(&28), "{triggers:?}");
+    // A new identifier reported by CCR-U: RAR CHARGING_CORRELATION_EXCHANGE to the AF.
+    let mut u = pcef.ccr("pcef.epc.test;gx", 2, 1, None);
+    u.push(event(28));
+    u.push(charging(b"gx-charging-2"));
+    assert_eq!(rc(&pcef.send(u).await), Some(2001));
+    let note = af.nth_request(1).await;
+    strictly_valid(&note);
+    assert_eq!(specific_actions(&note), [1]);
+    let anci = note
+        .find(rx::ACCESS_NETWORK_CHARGING_IDENTIFIER.key())
+        .unwrap();
+    assert_eq!(text(&child(&anci, 503).unwrap()), "gx-charging-2");
+}
