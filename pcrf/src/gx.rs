@@ -358,6 +358,35 @@ pub fn apn_ambr(a: Ambr) -> OwnedAvp {
     ])
 }
 
+/// Flow-Information {Flow-Description, Flow-Direction} (TS 29.212 §5.3.53).
+pub fn flow_information(f: &crate::spr::Flow) -> OwnedAvp {
+    gx::FLOW_INFORMATION.with(vec![
+        rx::FLOW_DESCRIPTION.with(f.description.clone()),
+        gx::FLOW_DIRECTION.with(gx::FlowDirection(f.direction.code())),
+    ])
+}
+
+/// The QoS-Information of a rule (TS 29.212 §5.3.16): QCI, MBR, GBR, ARP.
+pub fn rule_qos(q: &crate::spr::RuleQos) -> OwnedAvp {
+    let mut qi = vec![gx::QOS_CLASS_IDENTIFIER.with(gx::QosClassIdentifier(q.qci as i32))];
+    if let Some(x) = q.mbr_ul {
+        qi.push(rx::MAX_REQUESTED_BANDWIDTH_UL.with(x));
+    }
+    if let Some(x) = q.mbr_dl {
+        qi.push(rx::MAX_REQUESTED_BANDWIDTH_DL.with(x));
+    }
+    if let Some(x) = q.gbr_ul {
+        qi.push(gx::GUARANTEED_BITRATE_UL.with(x));
+    }
+    if let Some(x) = q.gbr_dl {
+        qi.push(gx::GUARANTEED_BITRATE_DL.with(x));
+    }
+    if let Some(a) = q.arp {
+        qi.push(arp(a));
+    }
+    gx::QOS_INFORMATION.with(qi)
+}
+
 /// Charging-Rule-Definition of a dynamic rule (TS 29.212 §5.3.4).
 pub fn rule_definition(r: &RuleDef) -> OwnedAvp {
     let mut v = vec![gx::CHARGING_RULE_NAME.with(bytes::Bytes::from(r.name.clone()))];
@@ -367,33 +396,12 @@ pub fn rule_definition(r: &RuleDef) -> OwnedAvp {
     if let Some(rg) = r.rating_group {
         v.push(dcca::RATING_GROUP.with(rg));
     }
-    for f in &r.flows {
-        v.push(gx::FLOW_INFORMATION.with(vec![
-            rx::FLOW_DESCRIPTION.with(f.description.clone()),
-            gx::FLOW_DIRECTION.with(gx::FlowDirection(f.direction.code())),
-        ]));
-    }
+    v.extend(r.flows.iter().map(flow_information));
     if let Some(st) = r.flow_status {
         v.push(rx::FLOW_STATUS.with(rx::FlowStatus(st)));
     }
     if let Some(q) = &r.qos {
-        let mut qi = vec![gx::QOS_CLASS_IDENTIFIER.with(gx::QosClassIdentifier(q.qci as i32))];
-        if let Some(x) = q.mbr_ul {
-            qi.push(rx::MAX_REQUESTED_BANDWIDTH_UL.with(x));
-        }
-        if let Some(x) = q.mbr_dl {
-            qi.push(rx::MAX_REQUESTED_BANDWIDTH_DL.with(x));
-        }
-        if let Some(x) = q.gbr_ul {
-            qi.push(gx::GUARANTEED_BITRATE_UL.with(x));
-        }
-        if let Some(x) = q.gbr_dl {
-            qi.push(gx::GUARANTEED_BITRATE_DL.with(x));
-        }
-        if let Some(a) = q.arp {
-            qi.push(arp(a));
-        }
-        v.push(gx::QOS_INFORMATION.with(qi));
+        v.push(rule_qos(q));
     }
     if let Some(o) = r.online {
         v.push(gx::ONLINE.with(gx::Online(i32::from(o))));

@@ -34,6 +34,7 @@
 pub mod admin;
 pub mod config;
 pub mod gx;
+pub mod gxx;
 pub mod metrics;
 pub mod policy;
 pub mod rx;

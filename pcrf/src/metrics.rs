@@ -11,6 +11,8 @@
 //! | [`RULE_FAILURES`] `pcrf_rule_failures_total` | counter (Charging-Rule-Report entries) | `node`, `rule_failure_code` |
 //! | [`RARS`] `pcrf_gx_rar_total` | counter | `node`, `result_code` (or `none` when no answer came) |
 //! | [`SESSIONS_RELEASED`] `pcrf_gx_sessions_released_total` | counter | `node`, `reason` (termination, pcef_restart, unknown_at_pcef) |
+//! | [`GXX_CCRS`] `pcrf_gxx_ccr_total` | counter | `node`, `type`, `result_code` |
+//! | [`GXX_RARS`] `pcrf_gxx_rar_total` | counter (QoS rules pushed to BBERFs) | `node`, `result_code` (or `none`) |
 //! | [`RX_SESSIONS`] `pcrf_rx_sessions` | gauge | `node` |
 //! | [`RX_REQUESTS`] `pcrf_rx_request_total` | counter (AAR and STR answered) | `node`, `command` (aar_initial, aar_update, str, invalid), `result_code` |
 //! | [`RX_NOTIFICATIONS`] `pcrf_rx_notification_total` | counter (RAR and ASR sent to AFs) | `node`, `command` (rar, asr), `reason` (ip_can_loss, rule_report, ip_can_change, charging_correlation), `result_code` (or `none`) |
@@ -38,6 +40,11 @@ pub const RX_REQUESTS: &str = "pcrf_rx_request_total";
 /// Rx RARs and ASRs sent to AFs.
 pub const RX_NOTIFICATIONS: &str = "pcrf_rx_notification_total";
 
+/// Gxx CCRs answered.
+pub const GXX_CCRS: &str = "pcrf_gxx_ccr_total";
+/// Gxx RARs sent.
+pub const GXX_RARS: &str = "pcrf_gxx_rar_total";
+
 /// Help texts (after `diameter_node::metrics::install`, which describes the node's).
 pub fn describe() {
     describe_gauge!(GX_SESSIONS, "Live Gx sessions");
@@ -55,6 +62,11 @@ pub fn describe() {
     );
     describe_counter!(RARS, "Gx Re-Auth-Requests sent, by the answer's result");
     describe_counter!(SESSIONS_RELEASED, "Gx sessions ended, by reason");
+    describe_counter!(GXX_CCRS, "Gxx CCRs answered, by CC-Request-Type and result");
+    describe_counter!(
+        GXX_RARS,
+        "Gxx Re-Auth-Requests sent, by the answer's result"
+    );
     describe_gauge!(RX_SESSIONS, "Live Rx (AF) sessions");
     describe_counter!(
         RX_REQUESTS,
@@ -147,6 +159,18 @@ impl Label {
     pub fn rar(&self, result_code: Option<u32>) {
         let l = result_code.map_or("none", code_label);
         counter!(RARS, "node" => self.v(), "result_code" => l).increment(1);
+    }
+
+    /// Counts one Gxx CCR answered.
+    pub fn gxx_ccr(&self, kind: &'static str, result_code: u32) {
+        counter!(GXX_CCRS, "node" => self.v(), "type" => kind, "result_code" => code_label(result_code))
+            .increment(1);
+    }
+
+    /// Counts a Gxx RAR and its answer.
+    pub fn gxx_rar(&self, result_code: Option<u32>) {
+        let l = result_code.map_or("none", code_label);
+        counter!(GXX_RARS, "node" => self.v(), "result_code" => l).increment(1);
     }
 
     /// Sets the live Rx session gauge.

@@ -562,6 +562,149 @@ impl RxSessionStore for MemoryRxSessions {
     }
 }
 
+/// One Gxx session (TS 29.212 chapter 4a): a BBERF's view of an IP-CAN session, linked to
+/// its Gx session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GxxSession {
+    /// Session-Id (the BBERF's).
+    pub session_id: String,
+    /// The BBERF's Origin-Host (where Gxx RARs go).
+    pub bberf_host: String,
+    /// The BBERF's Origin-Realm.
+    pub bberf_realm: String,
+    /// The subscriber (`imsi:…`), when the CCR named a known one.
+    pub subscriber: Option<String>,
+    /// The UE address, when the CCR carried it.
+    pub ue_ip: Option<IpAddr>,
+    /// Called-Station-Id.
+    pub apn: Option<String>,
+    /// The linked Gx session; `None` while linking is deferred (no Gx session yet,
+    /// TS 29.212 §4a.5.1) or after the Gx session ended.
+    pub gx_session: Option<String>,
+    /// QoS rules installed at the BBERF, by name.
+    pub qos_rules: BTreeSet<String>,
+    /// QoS rule failures the BBERF reported, latest last (bounded).
+    pub failures: Vec<RuleFailure>,
+    /// Highest CC-Request-Number handled.
+    pub last_request_number: u32,
+    /// Bumped by every [`GxxSessionStore::replace`].
+    pub version: u64,
+}
+
+/// The Gxx session store, shaped like [`SessionStore`]: keyed by the BBERF's Session-Id,
+/// indexed by the Gx session each is linked to, by the subscriber of those waiting for one,
+/// and by BBERF.
+pub trait GxxSessionStore: Send + Sync + 'static {
+    /// The session, when it exists.
+    fn get(&self, session_id: String) -> StoreFuture<'_, Option<GxxSession>>;
+    /// Creates or replaces the session. Returns the one it replaced.
+    fn put(&self, session: GxxSession) -> StoreFuture<'_, Option<GxxSession>>;
+    /// Writes over the stored session if still at `session.version`; `false` otherwise.
+    fn replace(&self, session: GxxSession) -> StoreFuture<'_, bool>;
+    /// Forgets the session.
+    fn remove(&self, session_id: String) -> StoreFuture<'_, Option<GxxSession>>;
+    /// The Gxx sessions linked to Gx session `gx_session`.
+    fn by_gx(&self, gx_session: String) -> StoreFuture<'_, Vec<GxxSession>>;
+    /// The Gxx sessions of `subscriber` not linked to any Gx session.
+    fn unlinked(&self, subscriber: String) -> StoreFuture<'_, Vec<GxxSession>>;
+    /// Forgets every session of BBERF `bberf_host` (case-insensitive) and returns them.
+    fn remove_by_bberf(&self, bberf_host: String) -> StoreFuture<'_, Vec<GxxSession>>;
+    /// Live sessions.
+    fn count(&self) -> StoreFuture<'_, u64>;
+}
+
+/// The in-memory default Gxx store (a map under one lock; the indexes are derived by
+/// scanning, which is bounded by the sessions held and fine for a BBERF population of an
+/// in-memory store).
+#[derive(Default)]
+pub struct MemoryGxxSessions {
+    sessions: Mutex<HashMap<String, GxxSession>>,
+}
+
+impl MemoryGxxSessions {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut HashMap<String, GxxSession>) -> T,
+    ) -> Result<T, StoreError> {
+        let mut m = self
+            .sessions
+            .lock()
+            .map_err(|_| StoreError("Gxx session map poisoned".into()))?;
+        Ok(f(&mut m))
+    }
+
+    fn select(&self, f: impl Fn(&GxxSession) -> bool) -> Result<Vec<GxxSession>, StoreError> {
+        self.with(|m| {
+            let mut v: Vec<GxxSession> = m.values().filter(|s| f(s)).cloned().collect();
+            v.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+            v
+        })
+    }
+}
+
+impl GxxSessionStore for MemoryGxxSessions {
+    fn get(&self, session_id: String) -> StoreFuture<'_, Option<GxxSession>> {
+        let r = self.with(|m| m.get(&session_id).cloned());
+        Box::pin(async move { r })
+    }
+
+    fn put(&self, session: GxxSession) -> StoreFuture<'_, Option<GxxSession>> {
+        let r = self.with(|m| m.insert(session.session_id.clone(), session));
+        Box::pin(async move { r })
+    }
+
+    fn replace(&self, mut session: GxxSession) -> StoreFuture<'_, bool> {
+        let r = self.with(|m| match m.get_mut(&session.session_id) {
+            Some(cur) if cur.version == session.version => {
+                session.version += 1;
+                *cur = session;
+                true
+            }
+            _ => false,
+        });
+        Box::pin(async move { r })
+    }
+
+    fn remove(&self, session_id: String) -> StoreFuture<'_, Option<GxxSession>> {
+        let r = self.with(|m| m.remove(&session_id));
+        Box::pin(async move { r })
+    }
+
+    fn by_gx(&self, gx_session: String) -> StoreFuture<'_, Vec<GxxSession>> {
+        let r = self.select(|s| s.gx_session.as_deref() == Some(gx_session.as_str()));
+        Box::pin(async move { r })
+    }
+
+    fn unlinked(&self, subscriber: String) -> StoreFuture<'_, Vec<GxxSession>> {
+        let r = self.select(|s| {
+            s.gx_session.is_none() && s.subscriber.as_deref() == Some(subscriber.as_str())
+        });
+        Box::pin(async move { r })
+    }
+
+    fn remove_by_bberf(&self, bberf_host: String) -> StoreFuture<'_, Vec<GxxSession>> {
+        let r = self.with(|m| {
+            let ids: Vec<String> = m
+                .values()
+                .filter(|s| s.bberf_host.eq_ignore_ascii_case(&bberf_host))
+                .map(|s| s.session_id.clone())
+                .collect();
+            ids.iter().filter_map(|id| m.remove(id)).collect()
+        });
+        Box::pin(async move { r })
+    }
+
+    fn count(&self) -> StoreFuture<'_, u64> {
+        let r = self.with(|m| m.len() as u64);
+        Box::pin(async move { r })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

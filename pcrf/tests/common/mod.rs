@@ -455,3 +455,101 @@ pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str) -> String {
         .unwrap();
     out
 }
+
+/// Gxx.
+pub(crate) const GXX: u32 = 16_777_266;
+
+/// A BBERF (a serving gateway with PMIP S5/S8): a Gxx client node connected to the PCRF,
+/// keeping the Gxx RARs it got and answering them 2001.
+pub(crate) struct Bberf {
+    pub(crate) node: Node,
+    pub(crate) host: String,
+    pub(crate) rars: Arc<Mutex<Vec<Message>>>,
+}
+
+impl Bberf {
+    /// Connects to the PCRF at `addr` and waits until the connection is open.
+    pub(crate) async fn connect(host: &str, addr: SocketAddr) -> Self {
+        let mut cfg = NodeConfig::new(host, "epc.test");
+        cfg.local.applications.push(Application {
+            vendor: Some(10_415),
+            ..Application::auth(GXX)
+        });
+        cfg.local.supported_vendor_ids.push(10_415);
+        let mut p = PeerSpec::connect_tcp(PCRF_HOST, addr);
+        p.timers = Timers {
+            tc: Duration::from_millis(100),
+            ..Timers::default()
+        };
+        cfg.peers.push(p);
+        cfg.routes.push(relay_route(HOME, Some(GXX), &[PCRF_HOST]));
+        cfg.request_timeout = T;
+        let node = Node::start(cfg).await.unwrap();
+        let rars = Arc::new(Mutex::new(Vec::new()));
+        let kept = rars.clone();
+        node.register(
+            GXX,
+            handler_fn(move |req| {
+                kept.lock().unwrap().push(req.msg.clone());
+                async move { req.answer(ResultCode::DIAMETER_SUCCESS) }
+            }),
+        );
+        assert!(
+            node.wait_peer(PCRF_HOST, T).await,
+            "PCRF at {addr} not open"
+        );
+        Self {
+            node,
+            host: host.to_string(),
+            rars,
+        }
+    }
+
+    /// A Gxx CCR (TS 29.212 §5a.6.2): `kind` 1 initial, 2 update, 3 termination.
+    pub(crate) fn ccr(
+        &self,
+        session: &str,
+        kind: i32,
+        number: u32,
+        imsi: Option<&str>,
+    ) -> MessageBuilder {
+        let mut b = MessageBuilder::request(272, GXX, true);
+        b.push(base::SESSION_ID.with(session.to_string()));
+        b.push(base::AUTH_APPLICATION_ID.with(GXX));
+        b.push(base::ORIGIN_HOST.with(self.host.clone()));
+        b.push(base::ORIGIN_REALM.with("epc.test"));
+        b.push(base::DESTINATION_REALM.with(HOME));
+        b.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType(kind)));
+        b.push(dcca::CC_REQUEST_NUMBER.with(number));
+        if let Some(i) = imsi {
+            b.push(dcca::SUBSCRIPTION_ID.with(vec![
+                dcca::SUBSCRIPTION_ID_TYPE.with(dcca::SubscriptionIdType::END_USER_IMSI),
+                dcca::SUBSCRIPTION_ID_DATA.with(i.to_string()),
+            ]));
+        }
+        b
+    }
+
+    /// Sends a request and returns the answer.
+    pub(crate) async fn send(&self, req: MessageBuilder) -> Message {
+        self.node.request(req).await.expect("answer")
+    }
+}
+
+/// QoS-Rule-Name values of every QoS-Rule-Definition in QoS-Rule-Install.
+pub(crate) fn qos_installed(m: &Message) -> Vec<String> {
+    all(m.avps().flatten(), 1051)
+        .iter()
+        .flat_map(|i| all(i.children().flatten(), 1053))
+        .map(|d| String::from_utf8_lossy(child(&d, 1054).unwrap().data).into_owned())
+        .collect()
+}
+
+/// QoS-Rule-Name values in QoS-Rule-Remove.
+pub(crate) fn qos_removed(m: &Message) -> Vec<String> {
+    all(m.avps().flatten(), 1052)
+        .iter()
+        .flat_map(|r| all(r.children().flatten(), 1054))
+        .map(|n| String::from_utf8_lossy(n.data).into_owned())
+        .collect()
+}
