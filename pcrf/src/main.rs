@@ -1,4 +1,4 @@
-//! `pcrf`: the policy and charging rules server (home role, Gx and Rx).
+//! `pcrf`: the policy and charging rules server (home role, Gx, Gxx and Rx).
 //!
 //! ```text
 //! pcrf                          # home PCRF on 127.0.0.1:3869 with the demo subscribers
@@ -18,7 +18,8 @@ use std::time::Duration;
 /// What the exit status means (short help).
 const EXIT_STATUS: &str = "Exit status: 0 after a clean stop (SIGINT, SIGTERM), 1 when it cannot start (the message names the cause: a configuration FILE:LINE:COLUMN and key, a port in use).";
 
-/// Policy and charging rules server for Gx (TS 29.212) and Rx (TS 29.214), home role.
+/// Policy and charging rules server for Gx and Gxx (TS 29.212) and Rx (TS 29.214), home
+/// role.
 ///
 /// AFs (P-CSCFs) send AARs on Rx: their media become PCC rules installed on the PCEF of the
 /// UE's IP-CAN session with Gx RAR, removed on STR; the AF hears of rule failures and of the

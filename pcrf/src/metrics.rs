@@ -226,6 +226,8 @@ mod tests {
             l.set_rx_sessions(1);
             l.rx_request("aar_initial", 5065);
             l.rx_notification("asr", "ip_can_loss", Some(2001));
+            l.gxx_ccr("initial", 2001);
+            l.gxx_rar(None);
         });
         let text = handle.render();
         for want in [
@@ -238,6 +240,8 @@ mod tests {
             "pcrf_gx_rar_total{node=\"pcrf.home.test\",result_code=\"none\"} 1",
             "pcrf_gx_sessions_released_total{node=\"pcrf.home.test\",reason=\"pcef_restart\"} 2",
             "pcrf_rx_sessions{node=\"pcrf.home.test\"} 1",
+            "pcrf_gxx_ccr_total{node=\"pcrf.home.test\",type=\"initial\",result_code=\"2001\"} 1",
+            "pcrf_gxx_rar_total{node=\"pcrf.home.test\",result_code=\"none\"} 1",
             "pcrf_rx_request_total{node=\"pcrf.home.test\",command=\"aar_initial\",result_code=\"5065\"} 1",
             "pcrf_rx_notification_total{node=\"pcrf.home.test\",command=\"asr\",reason=\"ip_can_loss\",result_code=\"2001\"} 1",
         ] {

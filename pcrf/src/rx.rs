@@ -48,7 +48,7 @@ pub const FILTER_RESTRICTIONS: u32 = 5062;
 /// REQUESTED_SERVICE_NOT_AUTHORIZED (TS 29.214 §5.5.3).
 pub const REQUESTED_SERVICE_NOT_AUTHORIZED: u32 = 5063;
 /// IP-CAN_SESSION_NOT_AVAILABLE (TS 29.214 §5.5.3): session binding found no IP-CAN
-/// session for the AF session (TS 29.214 §4.4.1). The code is [V2] in protocol.md §11.
+/// session for the AF session (TS 29.214 §4.4.1). The code is tagged V2 (two sources agree) in protocol.md §11.
 pub const IP_CAN_SESSION_NOT_AVAILABLE: u32 = 5065;
 
 /// Rx-Request-Type (TS 29.214 §5.3.31).
