@@ -6,8 +6,9 @@
 mod common;
 
 use common::*;
+use diameter_codec::dict::{base, dcca};
 use diameter_codec::dict::{gx, rx};
-use diameter_codec::{AvpRef, Message};
+use diameter_codec::{AvpRef, Message, MessageBuilder};
 use pcrf::rx::rule_name;
 
 const UE: [u8; 4] = [10, 45, 0, 2];
@@ -81,8 +82,7 @@ async fn an_aar_after_ccr_i_installs_the_derived_rule_over_gx() {
     assert_eq!(rar.header().application_id, GX);
     assert_eq!(rar.session_id(), Some("pcef.epc.test;gx"));
     assert_eq!(
-        rar.get(diameter_codec::dict::base::DESTINATION_HOST)
-            .and_then(Result::ok),
+        rar.get(base::DESTINATION_HOST).and_then(Result::ok),
         Some("pcef.epc.test")
     );
     let defs = definitions(rar);
@@ -346,8 +346,7 @@ async fn the_loss_of_the_ip_can_session_reaches_the_af() {
     strictly_valid(asr);
     assert_eq!(u32_of(&asr.find(rx::ABORT_CAUSE.key()).unwrap()), 0);
     assert_eq!(
-        asr.get(diameter_codec::dict::base::DESTINATION_HOST)
-            .and_then(Result::ok),
+        asr.get(base::DESTINATION_HOST).and_then(Result::ok),
         Some("pcscf.ims.test")
     );
     // The subscribed one: RAR with INDICATION_OF_LOSS_OF_BEARER and every flow.
@@ -387,10 +386,10 @@ async fn a_restarted_pcef_and_a_forgetful_af_end_the_af_sessions() {
     // RFC 6733 §8.16: the PCEF's CCRs now carry a new Origin-State-Id; its older IP-CAN
     // sessions are gone, and so is the AF's binding.
     let mut b = pcef.ccr_i("pcef.epc.test;after-restart", IMSI_1);
-    b.push(diameter_codec::dict::base::ORIGIN_STATE_ID.with(1u32));
+    b.push(base::ORIGIN_STATE_ID.with(1u32));
     assert_eq!(rc(&pcef.send(b).await), Some(2001));
     let mut b = pcef.ccr_i("pcef.epc.test;after-restart-2", IMSI_1);
-    b.push(diameter_codec::dict::base::ORIGIN_STATE_ID.with(2u32));
+    b.push(base::ORIGIN_STATE_ID.with(2u32));
     assert_eq!(rc(&pcef.send(b).await), Some(2001));
     let asr = af.nth_request(1).await;
     assert_eq!(asr.header().command_code, 274);
@@ -645,4 +644,67 @@ async fn charging_correlation_goes_to_the_af_in_the_aaa_and_later_by_rar() {
         .find(rx::ACCESS_NETWORK_CHARGING_IDENTIFIER.key())
         .unwrap();
     assert_eq!(text(&child(&anci, 503).unwrap()), "gx-charging-2");
+}
+
+#[tokio::test]
+async fn binding_follows_ipv6_prefixes_apns_and_subscribers() {
+    let p = pcrf().await;
+    let pcef = Pcef::connect(
+        "pcef.epc.test",
+        p.listen_addrs()[0],
+        None,
+        RarReply::Success,
+    )
+    .await;
+    // An IPv6 IP-CAN session: Framed-IPv6-Prefix 2001:db8:0:7::/64 (RFC 3162 §2.3).
+    let mut i = pcef.ccr("pcef.epc.test;v6", 1, 0, Some(IMSI_1));
+    i.push(
+        diameter_codec::dict::nasreq::FRAMED_IPV6_PREFIX.with(bytes::Bytes::from_static(&[
+            0, 64, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 7,
+        ])),
+    );
+    i.push(diameter_codec::dict::nasreq::CALLED_STATION_ID.with("ims"));
+    assert_eq!(rc(&pcef.send(i).await), Some(2001));
+    let af = Af::connect("pcscf.ims.test", p.listen_addrs()[0], AfReply::Success).await;
+    // The AF names the UE's full address (a /128 in the same /64).
+    let v6_aar = |sid: &str| {
+        let mut b = MessageBuilder::request(265, RX, true);
+        b.push(base::SESSION_ID.with(sid.to_string()));
+        b.push(base::AUTH_APPLICATION_ID.with(RX));
+        b.push(base::ORIGIN_HOST.with("pcscf.ims.test"));
+        b.push(base::ORIGIN_REALM.with("ims.test"));
+        b.push(base::DESTINATION_REALM.with(HOME));
+        b.push(
+            diameter_codec::dict::nasreq::FRAMED_IPV6_PREFIX.with(bytes::Bytes::from_static(&[
+                0, 128, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0x42,
+            ])),
+        );
+        b
+    };
+    let a = af.send(v6_aar("pcscf.ims.test;v6")).await;
+    assert_eq!(rc(&a), Some(2001), "{a:?}");
+    let s = p.rx_session("pcscf.ims.test;v6").await.unwrap().unwrap();
+    assert_eq!(s.gx_session.as_deref(), Some("pcef.epc.test;v6"));
+    // Another APN than the IP-CAN session's: not bound (TS 29.213 §4.2).
+    let mut b = v6_aar("pcscf.ims.test;apn");
+    b.push(diameter_codec::dict::nasreq::CALLED_STATION_ID.with("internet"));
+    assert_eq!(experimental(&af.send(b).await), Some(5065));
+    // Another subscriber's IMSI: not bound.
+    let mut b = v6_aar("pcscf.ims.test;imsi");
+    b.push(dcca::SUBSCRIPTION_ID.with(vec![
+        dcca::SUBSCRIPTION_ID_TYPE.with(dcca::SubscriptionIdType::END_USER_IMSI),
+        dcca::SUBSCRIPTION_ID_DATA.with(IMSI_3.to_string()),
+    ]));
+    assert_eq!(experimental(&af.send(b).await), Some(5065));
+    // Its own IMSI and a SIP URI (as Kamailio sends, not compared): bound.
+    let mut b = v6_aar("pcscf.ims.test;own");
+    b.push(dcca::SUBSCRIPTION_ID.with(vec![
+        dcca::SUBSCRIPTION_ID_TYPE.with(dcca::SubscriptionIdType::END_USER_SIP_URI),
+        dcca::SUBSCRIPTION_ID_DATA.with("sip:001010000000001@ims.test".to_string()),
+    ]));
+    b.push(dcca::SUBSCRIPTION_ID.with(vec![
+        dcca::SUBSCRIPTION_ID_TYPE.with(dcca::SubscriptionIdType::END_USER_IMSI),
+        dcca::SUBSCRIPTION_ID_DATA.with(IMSI_1.to_string()),
+    ]));
+    assert_eq!(rc(&af.send(b).await), Some(2001));
 }
