@@ -708,3 +708,43 @@ async fn binding_follows_ipv6_prefixes_apns_and_subscribers() {
     ]));
     assert_eq!(rc(&af.send(b).await), Some(2001));
 }
+
+#[tokio::test]
+async fn incomplete_media_components_get_5005_naming_what_is_missing() {
+    let (p, pcef, af) = setup(AfReply::Success).await;
+    // Media-Component-Description without Media-Component-Number (TS 29.214 §5.3.16 makes
+    // it fixed): the node lets the deviation through, the PCRF cannot do without it.
+    let no_number = rx::MEDIA_COMPONENT_DESCRIPTION.with(vec![sub_component(
+        1,
+        &["permit out 17 from any to 10.45.0.2 4000"],
+        None,
+    )]);
+    let a = af
+        .send(af.aar("pcscf.ims.test;no-number", UE, vec![no_number], &[]))
+        .await;
+    assert_eq!(rc(&a), Some(5005));
+    let failed = a.find(diameter_codec::AvpKey::new(279, 0)).unwrap();
+    let mcd = child(&failed, 517).expect("the Media-Component-Description");
+    assert!(
+        child(&mcd, 518).is_some(),
+        "with the missing AVP named in it"
+    );
+    // A Media-Sub-Component without Flow-Number.
+    let no_flow = rx::MEDIA_COMPONENT_DESCRIPTION.with(vec![
+        rx::MEDIA_COMPONENT_NUMBER.with(3u32),
+        rx::MEDIA_SUB_COMPONENT.with(vec![
+            rx::FLOW_DESCRIPTION.with("permit out 17 from any to 10.45.0.2 4000".to_string()),
+        ]),
+    ]);
+    let a = af
+        .send(af.aar("pcscf.ims.test;no-flow", UE, vec![no_flow], &[]))
+        .await;
+    assert_eq!(rc(&a), Some(5005));
+    let e = a
+        .get(base::ERROR_MESSAGE)
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    assert!(e.contains("Flow-Number"), "{e}");
+    assert!(pcef.rars.lock().unwrap().is_empty());
+    assert_eq!(p.rx_sessions().count().await.unwrap(), 0);
+}
