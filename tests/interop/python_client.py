@@ -190,7 +190,17 @@ def open_peer(args, osi, app=APP_3GPP_GX, origin_host=ORIGIN_HOST):
     p.send(req)
     cea = p.recv()
     check("CEA 2001", cea.result_code == 2001, f"Result-Code {cea.result_code}")
+    p.cea = cea
     return p
+
+
+def advertised_apps(cea):
+    """Auth-Application-Id values in the CEA's Vendor-Specific-Application-Ids of 3GPP."""
+    apps = []
+    for v in ietf(wire_avps(cea.wire), 260):
+        if [a.value for a in ietf(v.value, 266)] == [VENDOR_TGPP]:
+            apps += [a.value for a in ietf(v.value, 258)]
+    return apps
 
 
 def ask(p, req, what, app=APP_3GPP_GX):
@@ -454,6 +464,9 @@ def scenario_rx_pcrf(args):
     osi = int(time.time())
     pcef = open_peer(args, osi)
     af = open_peer(args, osi, app=APP_3GPP_RX, origin_host=AF_HOST)
+    apps = advertised_apps(af.cea)
+    check("CEA advertises Gx, Gxx and Rx of 3GPP",
+          all(a in apps for a in (16777238, 16777266, 16777236)), apps)
     gx_sid = f"pcef.python.test;rx;{int(time.time() * 1000)}"
     req = gx_request(gx_sid, E_CC_REQUEST_TYPE_INITIAL_REQUEST, 0, 0x5001)
     req.framed_ip_address = bytes([10, 45, 0, 4])
