@@ -26,6 +26,21 @@
 //!
 //! Bit rates are then capped by the subscriber's QoS limits like every rule
 //! ([`crate::policy::decide`]).
+//!
+//! # What was checked, and what was not
+//!
+//! The codes and values used here are those protocol.md tags as agreed by two or more
+//! sources: Experimental-Result-Codes 5061–5065 and 4261 (§11), Specific-Action and
+//! Abort-Cause values (§10), the Rx application id (§2). The TS 29.214 clause numbers
+//! quoted in this crate (§4.4.1 binding and 5065, §4.4.2 modification, §4.4.4 STR,
+//! §4.4.6.x notifications) and the TS 29.213 §6.3 QCI choices are this project's reading;
+//! the 3GPP text itself was not available where this was written, so they belong with
+//! protocol.md §14's list of items to check against the .docx before release. The QCI of
+//! each Media-Type is configuration (`[pcrf.rx.qci]`) for that reason. How the AF hears of
+//! the loss of its IP-CAN session is a choice documented at [`crate::config::IpCanLoss`]:
+//! RAR with the loss or release of bearer to an AF that subscribed to it, ASR otherwise
+//! (or always, by configuration) — both end with the AF's STR (document 002, steps
+//! 914–918).
 
 use crate::config::RxSection;
 use crate::session::{MediaComponent, RxSession, SubComponent};
