@@ -270,10 +270,19 @@ async fn audit(weak: std::sync::Weak<Shared>, life: Duration) {
     }
 }
 
+/// Whether a relayed answer is a success (Result-Code 2xxx, RFC 6733 §7.1.2). The answer
+/// as edited holds its integers as typed values or as raw payloads.
 fn is_success(a: &MessageBuilder) -> bool {
-    a.find(base::RESULT_CODE.key())
-        .and_then(diameter_codec::OwnedAvp::as_u32)
-        .is_some_and(|rc| (2000..3000).contains(&rc))
+    let rc = a
+        .find(base::RESULT_CODE.key())
+        .and_then(|avp| match &avp.value {
+            diameter_codec::AvpValue::U32(v) => Some(*v),
+            diameter_codec::AvpValue::Bytes(b) => {
+                <[u8; 4]>::try_from(b.as_ref()).ok().map(u32::from_be_bytes)
+            }
+            _ => None,
+        });
+    rc.is_some_and(|rc| (2000..3000).contains(&rc))
 }
 
 impl Shared {
