@@ -123,7 +123,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         let (status, body) = dra::admin::get(addr, &path)
             .await
             .with_context(|| format!("operator endpoint {addr}"))?;
-        println!("{}", serde_json::to_string_pretty(&body)?);
+        // A closed pipe (`dra bindings | head`) is not an error worth a panic.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stdout(),
+            "{}",
+            serde_json::to_string_pretty(&body)?
+        );
         return Ok(match status {
             200 => ExitCode::SUCCESS,
             404 => ExitCode::from(2),

@@ -379,3 +379,92 @@ async fn s9_terminations_mark_the_client_sessions_they_name() {
     assert_eq!((rc(&r), origin(&r).as_str()), (Some(2001), DRA_HOST));
     wait_bindings(&d, 0).await;
 }
+
+#[tokio::test]
+async fn a_restarted_client_and_a_lost_termination_leave_no_binding() {
+    let p = pcrf("pcrf.home.test").await;
+    let mut cfg = dra_config(Mode::Redirect, &[&p]);
+    let d = dra(&cfg).await;
+    let addr = d.listen_addrs()[0];
+    // A PCEF binds a session, vanishes, and comes back with a new Origin-State-Id: it lost
+    // its sessions (RFC 6733 §8.16), so do its bindings (faults.md, PCEF restart).
+    let mut c = Raw::open_with_state(addr, "pcef.epc.test", GX, 7).await;
+    let r = c
+        .ask(ccr_i(
+            "pcef.epc.test",
+            "pcef.epc.test;osi;1",
+            IMSI_1,
+            [10, 45, 2, 1],
+        ))
+        .await;
+    assert_eq!(rc(&r), Some(3006));
+    assert_eq!(d.store().stats().await.unwrap().bindings, 1);
+    drop(c);
+    wait_for(|| !d.node().is_peer_available("pcef.epc.test"), "PCEF gone").await;
+    let _c = Raw::open_with_state(addr, "pcef.epc.test", GX, 8).await;
+    wait_bindings(&d, 0).await;
+    d.shutdown(std::time::Duration::from_secs(1)).await;
+
+    // A termination that never comes: the age-out audit deletes the entry.
+    cfg.dra.binding_lifetime = Some(std::time::Duration::from_millis(300));
+    let d = dra(&cfg).await;
+    let mut c = Raw::open(d.listen_addrs()[0], "pcef.epc.test", GX).await;
+    let r = c
+        .ask(ccr_i(
+            "pcef.epc.test",
+            "pcef.epc.test;age;1",
+            IMSI_1,
+            [10, 45, 2, 2],
+        ))
+        .await;
+    assert_eq!(rc(&r), Some(3006));
+    assert_eq!(d.store().stats().await.unwrap().bindings, 1);
+    wait_bindings(&d, 0).await;
+}
+
+#[tokio::test]
+async fn per_ue_bindings_and_least_loaded_selection() {
+    let a = pcrf("pcrf.home.test").await;
+    let b = pcrf("pcrf2.home.test").await;
+    let mut cfg = dra_config(Mode::Proxy, &[&a, &b]);
+    cfg.dra.binding = dra::config::BindingScope::Ue;
+    cfg.dra.selection = dra::config::Selection::LeastLoaded;
+    let d = dra(&cfg).await;
+    let pcef = Client::connect("pcef.epc.test", GX, d.listen_addrs()[0], &[]).await;
+    // Two IP-CAN sessions (two APNs) of one UE: one entry, one PCRF.
+    let first = pcef
+        .send(ccr_i(
+            &pcef.host,
+            "pcef.epc.test;ue;1",
+            IMSI_1,
+            [10, 45, 3, 1],
+        ))
+        .await;
+    let mut second = ccr(&pcef.host, "pcef.epc.test;ue;2", 1, 0);
+    second.push(diameter_codec::dict::dcca::SUBSCRIPTION_ID.with(vec![
+        diameter_codec::dict::dcca::SUBSCRIPTION_ID_TYPE
+            .with(diameter_codec::dict::dcca::SubscriptionIdType::END_USER_IMSI),
+        diameter_codec::dict::dcca::SUBSCRIPTION_ID_DATA.with(IMSI_1.to_string()),
+    ]));
+    second.push(diameter_codec::dict::nasreq::CALLED_STATION_ID.with("ims"));
+    let second = pcef.send(second).await;
+    assert_eq!((rc(&first), rc(&second)), (Some(2001), Some(2001)));
+    assert_eq!(origin(&first), origin(&second));
+    let s = d.store().stats().await.unwrap();
+    assert_eq!((s.bindings, s.active_sessions), (1, 2));
+    // Least loaded: nothing pending anywhere, the PCRF not measured yet (latency 0) comes
+    // before the one that answered; then its latency is measured too.
+    let third = pcef
+        .send(ccr_i(
+            &pcef.host,
+            "pcef.epc.test;ue;3",
+            IMSI_2,
+            [10, 45, 3, 2],
+        ))
+        .await;
+    assert_eq!(rc(&third), Some(2001));
+    assert_ne!(origin(&third), origin(&first));
+    let measured = d.pcrfs().get(&origin(&third)).unwrap().latency_us();
+    assert!(measured > 0, "no latency measured for {}", origin(&third));
+    assert!(d.pcrfs().all().iter().all(|p| p.pending() == 0));
+}

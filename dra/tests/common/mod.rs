@@ -275,9 +275,15 @@ pub(crate) struct Raw {
 impl Raw {
     /// Connects and exchanges capabilities as `host` supporting `app`.
     pub(crate) async fn open(addr: SocketAddr, host: &str, app: u32) -> Self {
+        Self::open_with_state(addr, host, app, 1).await
+    }
+
+    /// As [`Raw::open`] with Origin-State-Id `osi` in the CER (RFC 6733 §8.16).
+    pub(crate) async fn open_with_state(addr: SocketAddr, host: &str, app: u32, osi: u32) -> Self {
         let s = tokio::net::TcpStream::connect(addr).await.unwrap();
         let mut r = Self { s, next: 1 };
         let cer = MessageBuilder::request(257, 0, false)
+            .with(base::ORIGIN_STATE_ID.with(osi))
             .with(base::ORIGIN_HOST.with(host.to_string()))
             .with(base::ORIGIN_REALM.with("epc.test"))
             .with(base::HOST_IP_ADDRESS.with(std::net::IpAddr::from([127, 0, 0, 1])))
