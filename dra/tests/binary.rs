@@ -14,11 +14,13 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn start(config: &std::path::Path) -> Killed {
+fn start(config: &std::path::Path, metrics: u16) -> Killed {
     Killed(
         Command::new(env!("CARGO_BIN_EXE_dra"))
             .arg("--config")
             .arg(config)
+            .arg("--metrics")
+            .arg(format!("127.0.0.1:{metrics}"))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -26,6 +28,17 @@ fn start(config: &std::path::Path) -> Killed {
             .spawn()
             .expect("dra binary"),
     )
+}
+
+/// The Prometheus text of the running DRA.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
 }
 
 async fn admin(addr: SocketAddr, path: &str) -> serde_json::Value {
@@ -91,7 +104,8 @@ file = "bindings.redb"
     )
     .unwrap();
     let dra_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let proc = start(&config);
+    let metrics = free_port();
+    let proc = start(&config, metrics);
     wait_listening(port);
     wait_listening(admin_port);
     healthy(admin_addr).await;
@@ -112,8 +126,16 @@ file = "bindings.redb"
     assert_eq!(listed["stats"]["bindings"], 2, "{listed}");
 
     // kill -9: no DPR, no clean-up; then the same binary on the same file and port.
+    let text = scrape(metrics);
+    for want in [
+        "dra_bindings{node=\"dra.home.test\"} 2",
+        "dra_bound_sessions{node=\"dra.home.test\",state=\"active\"} 2",
+        "dra_requests_total{node=\"dra.home.test\",interface=\"gx\",kind=\"establish\",mode=\"proxy\",result=\"proxied\"} 2",
+    ] {
+        assert!(text.contains(want), "{want} not in\n{text}");
+    }
     drop(proc);
-    let proc = start(&config);
+    let proc = start(&config, metrics);
     wait_listening(port);
     wait_listening(admin_port);
     healthy(admin_addr).await;
@@ -155,6 +177,20 @@ file = "bindings.redb"
         }
         assert!(Instant::now() < end, "bindings left: {listed}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The gauges are set right after each change: wait for the last one.
+    let end = Instant::now() + T;
+    while !scrape(metrics).contains("dra_bindings{node=\"dra.home.test\"} 0") {
+        assert!(Instant::now() < end, "{}", scrape(metrics));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let text = scrape(metrics);
+    for want in [
+        "dra_terminations_total{node=\"dra.home.test\",interface=\"gx\"} 2",
+        "dra_bindings_released_total{node=\"dra.home.test\",reason=\"terminated\"} 2",
+        "dra_binding_age_seconds",
+    ] {
+        assert!(text.contains(want), "{want} not in\n{text}");
     }
     let status = proc.terminate().expect("dra stops on SIGTERM");
     assert!(status.success(), "{status:?}");
