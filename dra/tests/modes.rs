@@ -94,6 +94,27 @@ async fn redirect_mode_binds_rx_follows_gx_and_terminations_delete_the_entry() {
     assert_eq!(rc(&r), Some(5005));
     assert!(r.find(base::FAILED_AVP.key()).is_some());
 
+    // Gxx follows the Gx binding (29.213 §7.3.2): the BBERF's CCR-I, UE identity and APN
+    // only, joins the entry and is sent to its PCRF.
+    let mut bberf = Raw::open(addr, "bberf.epc.test", dra::binding::Interface::GXX_APP).await;
+    let mut gxx = ccr_i("bberf.epc.test", "bberf;gxx;1", IMSI_1, [0, 0, 0, 0]);
+    gxx.application_id = dra::binding::Interface::GXX_APP;
+    gxx.avps.retain(|a| a.code != 258 && a.code != 8);
+    gxx.push(base::AUTH_APPLICATION_ID.with(dra::binding::Interface::GXX_APP));
+    let r = bberf.ask(gxx).await;
+    assert_eq!(rc(&r), Some(3006));
+    assert_eq!(
+        redirect_hosts(&r),
+        vec![format!("aaa://pcrf.home.test:{port};transport=tcp")]
+    );
+    let g = d
+        .store()
+        .by_session("bberf;gxx;1".into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((g.id.as_str(), g.sessions.len()), (b.id.as_str(), 3));
+
     // CCR-U: redirected to the bound PCRF again, answered there.
     let a = pcef.send(ccr(&pcef.host, sid, 2, 1)).await;
     assert_eq!(
@@ -113,9 +134,15 @@ async fn redirect_mode_binds_rx_follows_gx_and_terminations_delete_the_entry() {
         p.session(sid).await.unwrap().is_none(),
         "PCRF kept the session"
     );
-    // STR: the last session of the entry; the entry goes.
+    // STR, then the Gxx CCR-T, the last session of the entry: the entry goes.
     let r = af.ask(str_("af.epc.test", "af;rx;1")).await;
     assert_eq!(rc(&r), Some(3006));
+    assert_eq!(d.store().stats().await.unwrap().terminated_sessions, 2);
+    let mut t = ccr("bberf.epc.test", "bberf;gxx;1", 3, 1);
+    t.application_id = dra::binding::Interface::GXX_APP;
+    t.avps.retain(|a| a.code != 258);
+    t.push(base::AUTH_APPLICATION_ID.with(dra::binding::Interface::GXX_APP));
+    assert_eq!(rc(&bberf.ask(t).await), Some(3006));
     assert!(
         d.store()
             .by_session("af;rx;1".into())
