@@ -19,6 +19,26 @@
 //!   (`examples/home.toml`).
 //! - [`metrics`]: Prometheus series.
 
+//!
+//! # How requests go
+//!
+//! A request from a client (PCEF, BBERF, AF, a V-PCRF over S9) is, for its binding, an
+//! establishment (CCR-I; an AAR of an Rx session not bound yet), an update, or a termination
+//! (CCR-T, STR; an S9 CCR-U ending subsessions). Establishments bind (or answer 5005, 5065,
+//! 3002); the rest follow the binding of their Session-Id (5002 when there is none and no
+//! Destination-Host names a PCRF). Then, per realm and application, redirect mode answers
+//! 3006 naming the PCRF and proxy mode forwards to it; terminations are marked at once in
+//! redirect mode (and acknowledged by the DRA or redirected) and when the answer comes
+//! back in proxy mode. A request from a PCRF (RAR, ASR) goes to the client of its session.
+//!
+//! # Not here
+//!
+//! The clients' side of document 002 (sending a termination to DRA and PCRF in parallel, or
+//! following the DRA's redirect; remembering at establishment whether the DRA redirected or
+//! proxied) is pcef-sim's; the V-PCRF's S9 client towards the hDRA is pcrf's. The role
+//! (`home`, `visited`) names the DRA; both roles behave the same. The audit checks bindings
+//! by age only (no session-status query of the PCRF).
+
 pub mod admin;
 pub mod binding;
 pub mod config;

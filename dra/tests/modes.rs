@@ -495,3 +495,50 @@ async fn per_ue_bindings_and_least_loaded_selection() {
     assert!(measured > 0, "no latency measured for {}", origin(&third));
     assert!(d.pcrfs().all().iter().all(|p| p.pending() == 0));
 }
+
+#[tokio::test]
+async fn the_mode_is_chosen_per_realm_and_application() {
+    let p = pcrf("pcrf.home.test").await;
+    let mut cfg = dra_config(Mode::Proxy, &[&p]);
+    // Rx redirected, everything else proxied (as dra/examples/proxy.toml).
+    cfg.modes.push(dra::config::ModeRule {
+        realm: HOME.into(),
+        application: Some(RX),
+        mode: Mode::Redirect,
+    });
+    let d = dra(&cfg).await;
+    let addr = d.listen_addrs()[0];
+    let pcef = Client::connect("pcef.epc.test", GX, addr, &[]).await;
+    let sid = "pcef.epc.test;mixed;1";
+    let a = pcef
+        .send(ccr_i(&pcef.host, sid, IMSI_1, [10, 45, 4, 1]))
+        .await;
+    assert_eq!(
+        (rc(&a), origin(&a).as_str()),
+        (Some(2001), "pcrf.home.test")
+    );
+    let mut af = Raw::open(addr, "af.epc.test", RX).await;
+    let r = af
+        .ask(aar("af.epc.test", "af;mixed;1", Some([10, 45, 4, 1])))
+        .await;
+    assert_eq!(rc(&r), Some(3006));
+    assert_eq!(
+        d.store()
+            .by_session("af;mixed;1".into())
+            .await
+            .unwrap()
+            .unwrap()
+            .sessions[1]
+            .mode,
+        Mode::Redirect
+    );
+    // Rx ends (redirect mode, acknowledged by the DRA), then Gx (proxied): nothing left.
+    let r = af.ask(str_("af.epc.test", "af;mixed;1")).await;
+    assert_eq!((rc(&r), origin(&r).as_str()), (Some(2001), DRA_HOST));
+    let a = pcef.send(ccr(&pcef.host, sid, 3, 1)).await;
+    assert_eq!(
+        (rc(&a), origin(&a).as_str()),
+        (Some(2001), "pcrf.home.test")
+    );
+    wait_bindings(&d, 0).await;
+}
