@@ -179,7 +179,7 @@ pub(crate) fn tshark_available() -> bool {
 
 /// tshark's fields `fields` of the packets of `capture` matching display filter `filter`,
 /// one line per packet, tab-separated.
-pub(crate) fn tshark_fields(capture: &std::path::Path, filter: &str, fields: &[&str]) -> String {
+pub(crate) fn tshark_fields(capture: &Path, filter: &str, fields: &[&str]) -> String {
     let mut cmd = Command::new("tshark");
     cmd.arg("-r")
         .arg(capture)
@@ -200,9 +200,12 @@ pub(crate) fn tshark_fields(capture: &std::path::Path, filter: &str, fields: &[&
 /// and asserts that every check held; returns its output.
 pub(crate) fn run_python_scenario(script: &Path, port: u16, scenario: &str) -> String {
     let (ok, text) = run_bounded(
-        Command::new(python())
-            .arg(script)
-            .args(["--port", &port.to_string(), "--scenario", scenario]),
+        Command::new(python()).arg(script).args([
+            "--port",
+            &port.to_string(),
+            "--scenario",
+            scenario,
+        ]),
         Duration::from_secs(60),
     );
     assert!(ok, "scenario {scenario}:\n{text}");
