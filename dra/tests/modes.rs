@@ -494,7 +494,11 @@ async fn per_ue_bindings_and_least_loaded_selection() {
     let measured = d.pcrfs().get(&origin(&third)).unwrap().latency_us();
     assert!(measured > 0, "no latency measured for {}", origin(&third));
     assert!(d.pcrfs().all().iter().all(|p| p.pending() == 0));
-    for sid in ["pcef.epc.test;ue;1", "pcef.epc.test;ue;2", "pcef.epc.test;ue;3"] {
+    for sid in [
+        "pcef.epc.test;ue;1",
+        "pcef.epc.test;ue;2",
+        "pcef.epc.test;ue;3",
+    ] {
         assert_eq!(rc(&pcef.send(ccr(&pcef.host, sid, 3, 1)).await), Some(2001));
     }
     wait_bindings(&d, 0).await;
