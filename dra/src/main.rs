@@ -61,6 +61,9 @@ struct Cli {
     /// Binding store file, instead of [store] file.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// The mode where no [[mode]] rule matches, instead of [dra] mode.
+    #[arg(long, value_parser = ["redirect", "proxy"])]
+    mode: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -148,6 +151,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     if let Some(m) = cli.metrics {
         cfg.node.metrics = Some(m);
+    }
+    match cli.mode.as_deref() {
+        Some("proxy") => cfg.dra.mode = dra::binding::Mode::Proxy,
+        Some("redirect") => cfg.dra.mode = dra::binding::Mode::Redirect,
+        _ => {}
     }
     if let Some(d) = &cli.data {
         cfg.store.kind = StoreKind::Redb;
