@@ -7,8 +7,9 @@
 //! step that returns what changed ([`Write`]s), so a durable store can write exactly that.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 /// The interface a session belongs to, from its Application-Id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -368,26 +369,34 @@ pub struct Stats {
     pub terminated_sessions: u64,
 }
 
+/// An entry's id as the indexes hold it: one allocation shared by every index entry.
+type Id = Arc<str>;
+
 /// Bindings with their indexes (one lock's worth of state; see the module documentation).
+/// The indexes share the entries' ids ([`Id`]); the UE and address indexes, which point
+/// at one entry or a few, are small vectors.
 #[derive(Default)]
 pub struct Index {
-    bindings: HashMap<String, Binding>,
-    by_session: HashMap<String, String>,
-    by_ue: HashMap<String, BTreeSet<String>>,
-    by_ipv4: HashMap<Ipv4Addr, BTreeSet<String>>,
-    by_ipv6: HashMap<u64, BTreeSet<String>>,
-    by_pcrf: HashMap<String, BTreeSet<String>>,
+    bindings: HashMap<Id, Binding>,
+    by_session: HashMap<String, Id>,
+    by_ue: HashMap<String, Vec<Id>>,
+    by_ipv4: HashMap<Ipv4Addr, Vec<Id>>,
+    by_ipv6: HashMap<u64, Vec<Id>>,
+    by_pcrf: HashMap<String, HashSet<Id>>,
     stats: Stats,
 }
 
-fn add_to<K: std::hash::Hash + Eq>(m: &mut HashMap<K, BTreeSet<String>>, k: K, id: &str) {
-    m.entry(k).or_default().insert(id.to_string());
+fn add_to<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Vec<Id>>, k: K, id: &Id) {
+    let v = m.entry(k).or_default();
+    if !v.iter().any(|x| x == id) {
+        v.push(id.clone());
+    }
 }
 
-fn remove_from<K: std::hash::Hash + Eq>(m: &mut HashMap<K, BTreeSet<String>>, k: &K, id: &str) {
-    if let Some(set) = m.get_mut(k) {
-        set.remove(id);
-        if set.is_empty() {
+fn remove_from<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Vec<Id>>, k: &K, id: &str) {
+    if let Some(v) = m.get_mut(k) {
+        v.retain(|x| &**x != id);
+        if v.is_empty() {
             m.remove(k);
         }
     }
@@ -409,10 +418,10 @@ impl Index {
     }
 
     fn insert(&mut self, b: Binding) {
-        let id = b.id.clone();
-        if let Some(old) = self.bindings.remove(&id) {
+        if let Some(old) = self.bindings.remove(b.id.as_str()) {
             self.unindex(&old);
         }
+        let id: Id = Arc::from(b.id.as_str());
         for s in &b.sessions {
             self.by_session.insert(s.session_id.clone(), id.clone());
         }
@@ -423,7 +432,10 @@ impl Index {
         if let Some(p) = b.ipv6 {
             add_to(&mut self.by_ipv6, p.slot(), &id);
         }
-        add_to(&mut self.by_pcrf, b.pcrf.to_ascii_lowercase(), &id);
+        self.by_pcrf
+            .entry(b.pcrf.to_ascii_lowercase())
+            .or_default()
+            .insert(id.clone());
         let (a, t) = b.counts();
         self.stats.bindings += 1;
         self.stats.active_sessions += a;
@@ -433,7 +445,11 @@ impl Index {
 
     fn unindex(&mut self, b: &Binding) {
         for s in &b.sessions {
-            if self.by_session.get(&s.session_id) == Some(&b.id) {
+            if self
+                .by_session
+                .get(&s.session_id)
+                .is_some_and(|x| **x == *b.id)
+            {
                 self.by_session.remove(&s.session_id);
             }
         }
@@ -444,7 +460,13 @@ impl Index {
         if let Some(p) = b.ipv6 {
             remove_from(&mut self.by_ipv6, &p.slot(), &b.id);
         }
-        remove_from(&mut self.by_pcrf, &b.pcrf.to_ascii_lowercase(), &b.id);
+        let pcrf = b.pcrf.to_ascii_lowercase();
+        if let Some(set) = self.by_pcrf.get_mut(&pcrf) {
+            set.remove(b.id.as_str());
+            if set.is_empty() {
+                self.by_pcrf.remove(&pcrf);
+            }
+        }
         let (a, t) = b.counts();
         self.stats.bindings -= 1;
         self.stats.active_sessions -= a;
@@ -495,7 +517,7 @@ impl Index {
 
     /// The entry an Rx session of this UE address belongs to (29.213 §7.3.2).
     pub fn find_by_address(&self, key: &UeKey) -> Option<&Binding> {
-        let mut ids: Vec<&String> = Vec::new();
+        let mut ids: Vec<&Id> = Vec::new();
         if let Some(a) = key.ipv4 {
             ids.extend(self.by_ipv4.get(&a).into_iter().flatten());
         }
@@ -504,7 +526,7 @@ impl Index {
         }
         let found = ids
             .into_iter()
-            .filter_map(|id| self.bindings.get(id))
+            .filter_map(|id| self.bindings.get(&**id))
             .filter(|b| b.has_address(key))
             .max_by_key(|b| b.created_ms);
         if found.is_some() || key.ipv6.is_none() {
@@ -522,7 +544,7 @@ impl Index {
     pub fn bind(&mut self, req: BindRequest) -> (Binding, Vec<Write>) {
         let mut writes = Vec::new();
         let sid = req.session.session_id.clone();
-        if let Some(old) = self.by_session.get(&sid).cloned() {
+        if let Some(old) = self.by_session.get(&sid).map(|x| x.to_string()) {
             // CCR-I again for a live Session-Id: it starts over.
             self.detach(&old, &sid, &mut writes);
         }
@@ -565,7 +587,10 @@ impl Index {
         now_ms: u64,
     ) -> Option<(Binding, Vec<Write>)> {
         let mut writes = Vec::new();
-        if let Some(old) = self.by_session.get(&session.session_id).cloned()
+        if let Some(old) = self
+            .by_session
+            .get(&session.session_id)
+            .map(|x| x.to_string())
             && old != id
         {
             self.detach(&old, &session.session_id, &mut writes);
@@ -590,7 +615,7 @@ impl Index {
     /// nothing active is left.
     pub fn release_session(&mut self, session_id: &str) -> (Option<Binding>, Vec<Write>) {
         let mut writes = Vec::new();
-        let Some(id) = self.by_session.get(session_id).cloned() else {
+        let Some(id) = self.by_session.get(session_id).map(|x| x.to_string()) else {
             return (None, writes);
         };
         let Some(mut b) = self.take(&id) else {
@@ -612,7 +637,7 @@ impl Index {
         let mut writes = Vec::new();
         let mut out = Vec::new();
         for sid in session_ids {
-            let Some(id) = self.by_session.get(sid).cloned() else {
+            let Some(id) = self.by_session.get(sid).map(|x| x.to_string()) else {
                 continue;
             };
             let Some(mut b) = self.take(&id) else {
@@ -638,7 +663,7 @@ impl Index {
         let ids: Vec<String> = self
             .by_pcrf
             .get(&pcrf.to_ascii_lowercase())
-            .map(|s| s.iter().cloned().collect())
+            .map(|s| s.iter().map(|x| x.to_string()).collect())
             .unwrap_or_default();
         self.delete_all(&ids)
     }
@@ -709,7 +734,7 @@ impl Index {
     pub fn per_pcrf(&self, pcrf: &str) -> usize {
         self.by_pcrf
             .get(&pcrf.to_ascii_lowercase())
-            .map_or(0, BTreeSet::len)
+            .map_or(0, HashSet::len)
     }
 }
 
