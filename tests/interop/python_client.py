@@ -15,14 +15,17 @@ CCR-T with an Rx RAR, and an AAR for an address without IP-CAN session gets 5065
 
 `mbit` and `reconnect` run against any server that answers CCRs with 2001 (the echo
 server); `gx-pcrf` runs a Gx session against the home PCRF with its demo subscribers and
-checks what the CCAs carry.
+checks what the CCAs carry (also through a proxy-mode DRA in front of it). `gx-redirect`
+runs against a redirect-mode DRA: the CCR-I gets 3006 with a Redirect-Host URI, the client
+follows it to the PCRF (at the URI's port on --host: the PCRF's name does not resolve on a
+test machine), and sends its CCR-T to the PCRF and to the DRA (document 002).
 
 The `gy` scenario is a credit-control session against an OCS: CCR-I asking for units of
 rating group 1, CCR-U reporting Used-Service-Unit, CCR-T; it checks each CCA's content as
 the library decodes it (Result-Code, per-MSCC Result-Code and Granted-Service-Unit,
 CC-Request-Type/Number, Auth-Application-Id 4).
 
-    python_client.py --port P [--host 127.0.0.1] --scenario mbit|reconnect|gx-pcrf|rx-pcrf|gy [--imsi IMSI]
+    python_client.py --port P [--host 127.0.0.1] --scenario mbit|reconnect|gx-pcrf|gx-redirect|rx-pcrf|gy [--imsi IMSI]
 """
 import argparse
 import socket
@@ -546,6 +549,45 @@ def scenario_rx_pcrf(args):
               code and code.value)
 
 
+def scenario_gx_redirect(args):
+    dra = open_peer(args, osi=int(time.time()))
+    sid = f"pcef.python.test;redirect;{int(time.time() * 1000)}"
+    req = gx_request(sid, E_CC_REQUEST_TYPE_INITIAL_REQUEST, 0, 0x5001)
+    req.framed_ip_address = bytes([10, 45, 0, 7])
+    req.called_station_id = "internet"
+    req.supported_features = SupportedFeatures(
+        vendor_id=VENDOR_TGPP, feature_list_id=1, feature_list=0b0011)
+    dra.send(req)
+    ans = dra.recv()
+    # RFC 6733 §6.1.7, §6.12-6.14: 3006 with the E bit, Redirect-Host, usage, cache time.
+    check("CCR-I at the DRA: 3006 DIAMETER_REDIRECT_INDICATION", ans.result_code == 3006,
+          f"Result-Code {ans.result_code}")
+    check("CCR-I at the DRA: E bit", bool(ans.header.is_error))
+    avps = wire_avps(ans.wire)
+    rh = one(ietf(avps, 292), "Redirect-Host")
+    check("Redirect-Host-Usage present", bool(ietf(avps, 261)))
+    check("Redirect-Max-Cache-Time present", bool(ietf(avps, 262)))
+    if rh is None:
+        return
+    uri = text(rh.value)
+    check("Redirect-Host names the PCRF", uri.startswith("aaa://pcrf.home.test:"), uri)
+    port = int(uri.split("://", 1)[1].split(";", 1)[0].rsplit(":", 1)[1])
+    pcrf = Peer(args.host, port)
+    pcrf.send(cer(int(time.time())))
+    cea = pcrf.recv()
+    check("CEA from the PCRF 2001", cea.result_code == 2001, f"Result-Code {cea.result_code}")
+    check("the PCRF is pcrf.home.test", text(cea.origin_host) == "pcrf.home.test",
+          cea.origin_host)
+    req.header.hop_by_hop_identifier = 0x6001
+    req.header.end_to_end_identifier = 0x5002
+    ans = ask(pcrf, req, "CCR-I followed to the PCRF")
+    check_initial_cca(ans, req)
+    # Termination to both (document 002): the PCRF ends the session, the DRA marks it.
+    ask(pcrf, gx_request(sid, E_CC_REQUEST_TYPE_TERMINATION_REQUEST, 1, 0x5003), "CCR-T at the PCRF")
+    ans = ask(dra, gx_request(sid, E_CC_REQUEST_TYPE_TERMINATION_REQUEST, 1, 0x5004), "CCR-T at the DRA")
+    check("CCA-T from the DRA itself", text(ans.origin_host) == "dra.home.test", ans.origin_host)
+
+
 def gy_ccr(args, session, request_type, number, mscc):
     """A Gy CCR (RFC 4006 §3.1) with one MSCC built from `mscc`'s keyword arguments."""
     m = CreditControlRequest()
@@ -615,7 +657,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--scenario", choices=["mbit", "reconnect", "gx-pcrf", "rx-pcrf", "gy"], required=True)
+    ap.add_argument(
+        "--scenario",
+        choices=["mbit", "reconnect", "gx-pcrf", "gx-redirect", "rx-pcrf", "gy"],
+        required=True,
+    )
     ap.add_argument("--imsi", default="001010000000001")
     args = ap.parse_args()
     scenarios = {
@@ -623,6 +669,7 @@ def main():
         "reconnect": scenario_reconnect,
         "gx-pcrf": scenario_gx_pcrf,
         "rx-pcrf": scenario_rx_pcrf,
+        "gx-redirect": scenario_gx_redirect,
         "gy": scenario_gy,
     }
     try:
