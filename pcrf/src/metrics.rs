@@ -40,6 +40,9 @@ pub const RX_REQUESTS: &str = "pcrf_rx_request_total";
 /// Rx RARs and ASRs sent to AFs.
 pub const RX_NOTIFICATIONS: &str = "pcrf_rx_notification_total";
 
+/// Rx bindings made despite a deviation (by kind).
+pub const RX_BINDING_DEVIATIONS: &str = "pcrf_rx_binding_deviations_total";
+
 /// Gxx CCRs answered.
 pub const GXX_CCRS: &str = "pcrf_gxx_ccr_total";
 /// Gxx RARs sent.
@@ -71,6 +74,10 @@ pub fn describe() {
     describe_counter!(
         RX_REQUESTS,
         "Rx AARs and STRs answered, by kind and Result-Code or Experimental-Result-Code"
+    );
+    describe_counter!(
+        RX_BINDING_DEVIATIONS,
+        "AF sessions bound by UE address although the AAR deviated, by kind"
     );
     describe_counter!(
         RX_NOTIFICATIONS,
@@ -182,6 +189,11 @@ impl Label {
     pub fn rx_request(&self, command: &'static str, result_code: u32) {
         counter!(RX_REQUESTS, "node" => self.v(), "command" => command, "result_code" => code_label(result_code))
             .increment(1);
+    }
+
+    /// Counts one AF session bound despite a deviation of kind `kind`.
+    pub fn rx_binding_deviation(&self, kind: &'static str) {
+        counter!(RX_BINDING_DEVIATIONS, "node" => self.v(), "kind" => kind).increment(1);
     }
 
     /// Counts one RAR or ASR sent to an AF, and its answer.

@@ -647,7 +647,7 @@ async fn charging_correlation_goes_to_the_af_in_the_aaa_and_later_by_rar() {
 }
 
 #[tokio::test]
-async fn binding_follows_ipv6_prefixes_apns_and_subscribers() {
+async fn binding_follows_ipv6_prefixes_and_apns_and_tolerates_other_identities() {
     let p = pcrf().await;
     let pcef = Pcef::connect(
         "pcef.epc.test",
@@ -689,13 +689,16 @@ async fn binding_follows_ipv6_prefixes_apns_and_subscribers() {
     let mut b = v6_aar("pcscf.ims.test;apn");
     b.push(diameter_codec::dict::nasreq::CALLED_STATION_ID.with("internet"));
     assert_eq!(experimental(&af.send(b).await), Some(5065));
-    // Another subscriber's IMSI: not bound.
+    // Another subscriber's IMSI (Open5GS's P-CSCF sends a placeholder one): bound by the
+    // address all the same (TS 29.213 §8.2), the deviation logged and counted.
     let mut b = v6_aar("pcscf.ims.test;imsi");
     b.push(dcca::SUBSCRIPTION_ID.with(vec![
         dcca::SUBSCRIPTION_ID_TYPE.with(dcca::SubscriptionIdType::END_USER_IMSI),
         dcca::SUBSCRIPTION_ID_DATA.with(IMSI_3.to_string()),
     ]));
-    assert_eq!(experimental(&af.send(b).await), Some(5065));
+    assert_eq!(rc(&af.send(b).await), Some(2001));
+    let s = p.rx_session("pcscf.ims.test;imsi").await.unwrap().unwrap();
+    assert_eq!(s.gx_session.as_deref(), Some("pcef.epc.test;v6"));
     // Its own IMSI and a SIP URI (as Kamailio sends, not compared): bound.
     let mut b = v6_aar("pcscf.ims.test;own");
     b.push(dcca::SUBSCRIPTION_ID.with(vec![

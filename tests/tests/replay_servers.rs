@@ -1,5 +1,5 @@
 //! Interop from the real captures against our servers (issue 10, item 3): the requests that
-//! the recorded clients sent to their PCRF (Gx CCR) and to their OCS (Gy/DCCA CCR) in
+//! the recorded clients sent to their PCRF (Gx CCR, Rx AAR and STR) and to their OCS (Gy/DCCA CCR) in
 //! `../shared/traces` are replayed, byte for byte as in `replay.rs`, to our home PCRF and our
 //! home OCS, and their answers are compared with the recorded ones.
 //!
@@ -21,23 +21,27 @@
 //! Multiple-Services-Credit-Control with a per-service Result-Code, ours carries one for
 //! the same rating groups, also a success. The table of recorded and our codes is printed.
 //!
-//! Rx (AAR, STR) joins the PCRF's list when the PCRF serves Rx.
 
 mod recorded;
 
+use bytes::Bytes;
 use diameter_codec::Message;
 use diameter_codec::dict::{base, dcca};
 use diameter_node::config::{ListenToml, TransportToml};
-use recorded::{DCCA, GX, PeerConn, Recorded, clients, extract_all, result_of, traces_readable};
+use recorded::{
+    DCCA, GX, PeerConn, RX, Recorded, clients, extract_all, result_of, traces_readable,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
 
-/// Credit-Control (RFC 4006 §3.1, TS 29.212 §5.6.2): what a PCEF sends its PCRF and OCS.
-const CMD_CREDIT_CONTROL: u32 = 272;
+/// What clients send their PCRF and OCS: Credit-Control (RFC 4006 §3.1, TS 29.212 §5.6.2),
+/// AA (TS 29.214 §5.6.1) and Session-Termination (TS 29.214 §5.6.3).
+const CLIENT_COMMANDS: [u32; 3] = [272, 265, 275];
 
 /// The applications replayed to the PCRF.
-const PCRF_APPLICATIONS: [u32; 1] = [GX];
+const PCRF_APPLICATIONS: [u32; 2] = [GX, RX];
 
 /// Subscription-Id-Type (RFC 4006 §8.47).
 const END_USER_E164: u32 = 0;
@@ -128,6 +132,55 @@ fn success(rc: Option<u32>) -> bool {
     rc.is_some_and(|rc| (2000..3000).contains(&rc))
 }
 
+/// What a client's task is asked to do.
+enum Command {
+    /// Send this request and reply with its answer.
+    Send(Bytes, oneshot::Sender<Result<Message, String>>),
+    /// Leave with DPR.
+    Close(oneshot::Sender<Result<(), String>>),
+}
+
+/// A recorded client on its own task: it sends what it is told, and between its requests
+/// keeps answering what the server sends it (a PCRF's RAR to the PCEF while the AF's AAR is
+/// in progress on another connection), as the recorded peer did.
+fn spawn_client(mut conn: PeerConn) -> mpsc::Sender<Command> {
+    let (tx, mut rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut byte = [0u8; 1];
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(Command::Send(b, reply)) => {
+                        let _ = reply.send(conn.exchange(&b).await);
+                    }
+                    Some(Command::Close(reply)) => {
+                        let _ = reply.send(conn.close().await);
+                        return;
+                    }
+                    None => return,
+                },
+                // `peek` consumes nothing, so losing the race to a command loses no byte;
+                // the message is then read whole, outside select.
+                peeked = conn.s.peek(&mut byte) => {
+                    let served = match peeked {
+                        Ok(0) => Err("closed by the server".to_string()),
+                        Ok(_) => match conn.read_message().await {
+                            Ok(m) if m.header().is_request() => conn.answer_request(m).await,
+                            Ok(_) => Ok(()), // a stray answer: nothing waits for it
+                            Err(e) => Err(e),
+                        },
+                        Err(e) => Err(e.to_string()),
+                    };
+                    if served.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    tx
+}
+
 /// Replays `requests` to `addr`: one connection per recorded client (opened before the
 /// first request), the requests in capture order across clients, then DPR. The answers in
 /// request order.
@@ -136,23 +189,36 @@ async fn replay_in_order(addr: SocketAddr, requests: &[&Recorded]) -> Vec<Result
     let clients = clients(&owned);
     let mut conns = Vec::new();
     for c in &clients {
-        conns.push(PeerConn::open(addr, c).await);
+        conns.push(PeerConn::open(addr, c).await.map(spawn_client));
     }
     let client_of: BTreeMap<usize, usize> = clients
         .iter()
         .enumerate()
         .flat_map(|(ci, c)| c.requests.iter().map(move |(i, _)| (*i, ci)))
         .collect();
+    let gone = || "the client's connection is gone".to_string();
     let mut answers = Vec::new();
     for (i, r) in owned.iter().enumerate() {
-        let answer = match &mut conns[client_of[&i]] {
-            Ok(conn) => conn.exchange(r.msg.as_bytes()).await,
+        let answer = match &conns[client_of[&i]] {
+            Ok(conn) => {
+                let (reply, answer) = oneshot::channel();
+                let bytes = r.msg.as_bytes().clone();
+                match conn.send(Command::Send(bytes, reply)).await {
+                    Ok(()) => answer.await.unwrap_or_else(|_| Err(gone())),
+                    Err(_) => Err(gone()),
+                }
+            }
             Err(e) => Err(e.clone()),
         };
         answers.push(answer);
     }
-    for conn in conns.iter_mut().flatten() {
-        if let Err(e) = conn.close().await {
+    for conn in conns.iter().flatten() {
+        let (reply, closed) = oneshot::channel();
+        let closed = match conn.send(Command::Close(reply)).await {
+            Ok(()) => closed.await.unwrap_or_else(|_| Err(gone())),
+            Err(_) => Err(gone()),
+        };
+        if let Err(e) = closed {
             answers.push(Err(e));
         }
     }
@@ -229,7 +295,7 @@ async fn captured_requests_get_comparable_answers_from_our_pcrf_and_ocs() {
         .await
         .expect("extraction task")
         .unwrap_or_else(|e| panic!("{e}"));
-    let client_sent = |r: &&Recorded| r.msg.header().command_code == CMD_CREDIT_CONTROL;
+    let client_sent = |r: &&Recorded| CLIENT_COMMANDS.contains(&r.msg.header().command_code);
     let to_pcrf: Vec<&Recorded> = all
         .iter()
         .filter(|r| PCRF_APPLICATIONS.contains(&r.application()))
@@ -293,7 +359,7 @@ async fn captured_requests_get_comparable_answers_from_our_pcrf_and_ocs() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     let elapsed = started.elapsed();
     println!(
-        "{} Gx requests to the PCRF, {} Gy requests to the OCS, in {elapsed:?}",
+        "{} Gx and Rx requests to the PCRF, {} Gy requests to the OCS, in {elapsed:?}",
         to_pcrf.len(),
         to_ocs.len()
     );

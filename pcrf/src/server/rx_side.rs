@@ -168,7 +168,12 @@ impl Shared {
                 "UE address {ip} has an IP-CAN session on APN {have}, not {want}"
             )));
         }
-        // A Subscription-Id of the kind the Gx session is keyed by must name its subscriber.
+        // TS 29.213 §8.2: the UE address binds the AF session to the IP-CAN session; the
+        // user identity, when present, is a further criterion. A Subscription-Id of the kind
+        // the Gx session is keyed by that names someone else is tolerated, as the field's
+        // PCRFs do (Open5GS's P-CSCF sends a placeholder IMSI): the address is what the
+        // P-CSCF saw the UE use. It is logged and counted; nothing else about the binding
+        // changes.
         let kind = gx
             .subscriber
             .split(':')
@@ -182,10 +187,13 @@ impl Shared {
             .filter(|k| k.starts_with(&format!("{kind}:")))
             .collect();
         if !same_kind.is_empty() && !same_kind.contains(&gx.subscriber) {
-            return Err(not_available(format!(
-                "the IP-CAN session of {ip} belongs to another subscriber than {}",
-                same_kind.join(", ")
-            )));
+            tracing::debug!(
+                ue = %ip,
+                session = %gx.subscriber,
+                aar = %same_kind.join(", "),
+                "AF session bound by UE address; its Subscription-Id names another subscriber"
+            );
+            self.metrics.rx_binding_deviation("subscriber-mismatch");
         }
         Ok(gx)
     }

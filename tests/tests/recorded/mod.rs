@@ -214,13 +214,19 @@ impl PeerConn {
             if !m.header().is_request() {
                 return Ok(m);
             }
-            let mut a = MessageBuilder::answer_to(&m, &self.me);
-            a.result_code(ResultCode::DIAMETER_SUCCESS);
-            self.send(&a.to_bytes()).await?;
-            if m.header().command_code != base::CMD_DEVICE_WATCHDOG {
-                self.received.push(m);
-            }
+            self.answer_request(m).await?;
         }
+    }
+
+    /// Answers a request of the server's as [`PeerConn::recv`] does.
+    pub(crate) async fn answer_request(&mut self, m: Message) -> Result<(), String> {
+        let mut a = MessageBuilder::answer_to(&m, &self.me);
+        a.result_code(ResultCode::DIAMETER_SUCCESS);
+        self.send(&a.to_bytes()).await?;
+        if m.header().command_code != base::CMD_DEVICE_WATCHDOG {
+            self.received.push(m);
+        }
+        Ok(())
     }
 
     /// Sends `request` with a fresh Hop-by-Hop Identifier (header bytes 12..16, RFC 6733 §3)
