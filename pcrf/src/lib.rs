@@ -39,6 +39,7 @@ pub mod gxx;
 pub mod metrics;
 pub mod policy;
 pub mod rx;
+pub mod s9;
 pub mod server;
 pub mod session;
 pub mod spr;
