@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr};
 /// The S9 application (TS 29.215 §5.1).
 pub const APPLICATION_ID: u32 = s9::APP_S9;
 
-/// DIAMETER_ERROR_SUBSESSION (5470, TS 29.215 §5.5.3 as protocol.md lists it [V1]): the
+/// DIAMETER_ERROR_SUBSESSION (5470, TS 29.215 §5.5.3; protocol.md tags the code V1): the
 /// subsession a Subsession-Enforcement-Info names cannot be handled (unknown Subsession-Id
 /// for a modification or termination, or established twice).
 pub const ERROR_SUBSESSION: u32 = 5470;
@@ -124,7 +124,7 @@ fn rule_reports_in(g: &AvpRef<'_>) -> Vec<RuleReport> {
         .collect()
 }
 
-/// Reads one Subsession-Enforcement-Info; `None` without Subsession-Id (the node's grammar
+/// Reads one Subsession-Enforcement-Info; an error without Subsession-Id (the node's grammar
 /// check already answers 5005 for that) or with a Subsession-Operation out of range.
 pub fn enforcement(g: &AvpRef<'_>) -> Result<Enforcement, String> {
     let id = child(g, s9::SUBSESSION_ID)

@@ -654,12 +654,14 @@ async fn a_home_af_binds_to_a_roaming_subsession_and_its_rules_go_by_s9_rar() {
     assert_eq!(rc(&af.send(af.str_(af_sid)).await), Some(2001));
     let rar = v.nth_request(2).await;
     assert_eq!(removed_in(&decision_of(&rar, 1)), [rule_name(af_sid, 1)]);
-    // A new AF session, then subsession 1 ends at the visited network: the AF hears of
+    // A new AF session subscribed to IP-CAN_CHANGE (6) and INDICATION_OF_LOSS_OF_BEARER
+    // (2). Subsession 1 hands over to UTRAN: the AF hears of it with the new RAT-Type
+    // (TS 29.214 §4.4.6.x); then subsession 1 ends at the visited network: the AF hears of
     // the loss of its bearer (document 002 steps 914–918) by Rx RAR.
     let af_sid2 = "pcscf.ims.test;roaming-call-2";
     assert_eq!(
         rc(&af
-            .send(af.aar(af_sid2, [10, 45, 0, 2], vec![audio_component(1)], &[2]))
+            .send(af.aar(af_sid2, [10, 45, 0, 2], vec![audio_component(1)], &[2, 6]))
             .await),
         Some(2001)
     );
@@ -668,11 +670,38 @@ async fn a_home_af_binds_to_a_roaming_subsession_and_its_rules_go_by_s9_rar() {
             sid,
             2,
             1,
-            vec![enforcement(1, s9::SubsessionOperation::TERMINATION, vec![])],
+            vec![enforcement(
+                1,
+                s9::SubsessionOperation::MODIFICATION,
+                vec![
+                    gx::RAT_TYPE.with(gx::RatType(1000)),
+                    gx::EVENT_TRIGGER.with(gx::EventTrigger(2)),
+                ],
+            )],
         ))
         .await;
     assert_eq!(rc(&a), Some(2001));
     let told = af.nth_request(1).await;
+    assert_eq!(told.session_id(), Some(af_sid2));
+    assert_eq!(
+        all(told.avps().flatten(), 513)
+            .iter()
+            .map(u32_of)
+            .collect::<Vec<_>>(),
+        [6],
+        "IP-CAN_CHANGE"
+    );
+    assert_eq!(u32_of(&told.find(gx::RAT_TYPE.key()).unwrap()), 1000);
+    let a = v
+        .send(v.ccr(
+            sid,
+            2,
+            2,
+            vec![enforcement(1, s9::SubsessionOperation::TERMINATION, vec![])],
+        ))
+        .await;
+    assert_eq!(rc(&a), Some(2001));
+    let told = af.nth_request(2).await;
     assert_eq!(told.session_id(), Some(af_sid2));
     assert_eq!(told.header().command_code, 258);
     assert_eq!(

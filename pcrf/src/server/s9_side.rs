@@ -8,6 +8,20 @@ use crate::s9::{Enforcement, Operation, S9Request};
 use crate::session::S9Subsession;
 use crate::spr::Subscriber;
 
+/// What a CCR's Subsession-Enforcement-Infos came to.
+#[derive(Default)]
+struct Applied {
+    /// Per Subsession-Enforcement-Info, in order.
+    results: Vec<SubsessionResult>,
+    /// Subsession keys that ended.
+    ended: Vec<String>,
+    /// Charging-Rule-Reports per subsession key (told to the AFs concerned).
+    reports: Vec<(String, Vec<gx::RuleReport>)>,
+    /// Subsessions that reported an IP-CAN change (RAT_CHANGE, IP-CAN_CHANGE), with the
+    /// RAT now.
+    ip_can_changes: Vec<(String, Option<i32>)>,
+}
+
 /// What one Subsession-Enforcement-Info of a CCR came to.
 struct SubsessionResult {
     /// The Subsession-Decision-Info to answer with, when there is one.
@@ -204,21 +218,15 @@ impl Shared {
     }
 
     /// Applies a CCR's Subsession-Enforcement-Infos to `s`: establishments, modifications,
-    /// terminations. Returns each one's result and the subsession keys that ended.
+    /// terminations.
     async fn apply_enforcements(
         &self,
         s: &mut S9Session,
         sub: Option<&Subscriber>,
         list: &[Enforcement],
         initial: bool,
-    ) -> (
-        Vec<SubsessionResult>,
-        Vec<String>,
-        Vec<(String, Vec<gx::RuleReport>)>,
-    ) {
-        let mut results = Vec::with_capacity(list.len());
-        let mut ended = Vec::new();
-        let mut reports = Vec::new();
+    ) -> Applied {
+        let mut out = Applied::default();
         for e in list {
             // In a CCR-I every subsession is new; elsewhere an absent operation modifies.
             let op = e.operation.unwrap_or(if initial {
@@ -237,7 +245,7 @@ impl Shared {
             match op {
                 Operation::Establishment => {
                     let Some(sub) = sub.filter(|_| !exists) else {
-                        results.push(refuse(if exists {
+                        out.results.push(refuse(if exists {
                             "Subsession-Id already in use"
                         } else {
                             "no subscriber profile"
@@ -258,30 +266,37 @@ impl Shared {
                         d.activate_bases.len(),
                     );
                     s.subsessions.insert(e.id, new);
-                    results.push(SubsessionResult {
+                    out.results.push(SubsessionResult {
                         info: Some(info),
                         refused: false,
                     });
                 }
                 Operation::Modification => {
                     let Some(cur) = s.subsessions.get_mut(&e.id) else {
-                        results.push(refuse("no such subsession to modify"));
+                        out.results.push(refuse("no such subsession to modify"));
                         continue;
                     };
                     let (info, failures, d) = self.modify_subsession(cur, e).await;
                     self.log_failures(&cur.policy.session_id, &failures);
                     if !e.rule_reports.is_empty() {
-                        reports.push((cur.policy.session_id.clone(), e.rule_reports.clone()));
+                        out.reports
+                            .push((cur.policy.session_id.clone(), e.rule_reports.clone()));
+                    }
+                    // RAT_CHANGE (2) and IP-CAN_CHANGE (7) as on Gx: AFs subscribed to
+                    // IP-CAN_CHANGE hear of it.
+                    if e.event_triggers.iter().any(|&t| t == 2 || t == 7) {
+                        out.ip_can_changes
+                            .push((cur.policy.session_id.clone(), cur.policy.rat_type));
                     }
                     self.metrics.installed(d.install.len(), d.activate.len(), 0);
-                    results.push(SubsessionResult {
+                    out.results.push(SubsessionResult {
                         info,
                         refused: false,
                     });
                 }
                 Operation::Termination => {
                     let Some(mut gone) = s.subsessions.remove(&e.id) else {
-                        results.push(refuse("no such subsession to terminate"));
+                        out.results.push(refuse("no such subsession to terminate"));
                         continue;
                     };
                     let failures = apply_reports(&mut gone.policy, &e.rule_reports);
@@ -291,15 +306,15 @@ impl Shared {
                         client_sessions = ?e.client_sessions,
                         "S9 subsession terminated"
                     );
-                    ended.push(gone.policy.session_id);
-                    results.push(SubsessionResult {
+                    out.ended.push(gone.policy.session_id);
+                    out.results.push(SubsessionResult {
                         info: None,
                         refused: false,
                     });
                 }
             }
         }
-        (results, ended, reports)
+        out
     }
 
     /// The CCA of a CCR whose subsessions came to `results`: 2001 with their
@@ -362,9 +377,10 @@ impl Shared {
             subsessions: BTreeMap::new(),
             version: 0,
         };
-        let (results, _, _) = self
+        let results = self
             .apply_enforcements(&mut s, Some(&sub), &r.subsessions, true)
-            .await;
+            .await
+            .results;
         match self.s9_sessions.put(s.clone()).await {
             Ok(Some(old)) => {
                 tracing::info!("S9 CCR-I for a live session: its state replaced");
@@ -420,7 +436,7 @@ impl Shared {
             } else {
                 None
             };
-            let (results, ended, reports) = self
+            let applied = self
                 .apply_enforcements(&mut s, sub.as_deref(), &r.subsessions, false)
                 .await;
             match self.s9_sessions.replace(s).await {
@@ -428,11 +444,14 @@ impl Shared {
                 Ok(false) => continue,
                 Err(e) => return self.store_failed(req, &e),
             }
-            for (key, rep) in reports {
+            for (key, rep) in applied.reports {
                 self.notify_rule_reports(&key, rep);
             }
-            self.ip_can_lost(ended);
-            return self.s9_answer(req, results);
+            for (key, rat) in applied.ip_can_changes {
+                self.notify_ip_can_change(&key, rat);
+            }
+            self.ip_can_lost(applied.ended);
+            return self.s9_answer(req, applied.results);
         }
         self.store_failed(
             req,
