@@ -407,6 +407,35 @@ mod tests {
     }
 
     #[test]
+    fn roaming_partners_admit_their_realm_through_their_peers() {
+        let c = Config::demo();
+        let p = &c.pcrf.roaming_partners[0];
+        assert!(p.admits("Visited.Test", "PCRF.visited.test"));
+        assert!(p.admits("visited.test", "dra.visited.test"));
+        assert!(!p.admits("visited.test", "rogue.visited.test"));
+        assert!(!p.admits("other.test", "pcrf.visited.test"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("spr.toml"), DEMO_SPR).unwrap();
+        let path = dir.path().join("pcrf.toml");
+        let base =
+            "[node]\norigin_host = \"p\"\norigin_realm = \"r\"\n[spr]\nfile = \"spr.toml\"\n";
+        std::fs::write(
+            &path,
+            format!("{base}[[pcrf.roaming_partner]]\nrealm = \"v\"\npeers = []\n"),
+        )
+        .unwrap();
+        let e = Config::load(&path).unwrap_err();
+        assert!(e.to_string().contains("roaming_partner[0]"), "{e}");
+        std::fs::write(
+            &path,
+            format!("{base}[[pcrf.roaming_partner]]\nrealm = \"v\"\npeers = [\"a\"]\nkey = 1\n"),
+        )
+        .unwrap();
+        let e = Config::load(&path).unwrap_err();
+        assert!(e.message.contains("key") && e.position.is_some(), "{e}");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_policies_name_the_place() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("spr.toml"), DEMO_SPR).unwrap();

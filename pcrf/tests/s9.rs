@@ -570,6 +570,41 @@ async fn pushes_reach_the_v_pcrf_by_s9_rar() {
         .is_err()
     );
     assert_eq!(v.requests.lock().unwrap().len(), 2);
+
+    // The operator endpoint: the S9 session as JSON, and a push to subsession 2 over HTTP.
+    let p = Arc::new(p);
+    let (addr, task) = pcrf::admin::serve(p.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let body = http(addr, "GET", "/s9-sessions").await;
+    assert!(body.contains(sid), "{body}");
+    let body = http(addr, "GET", "/s9-sessions/pcrf.visited.test%3Bs9%3Bpush").await;
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        body.contains("\"vpcrf_host\":\"pcrf.visited.test\""),
+        "{body}"
+    );
+    let body = http(
+        addr,
+        "POST",
+        "/s9-sessions/pcrf.visited.test%3Bs9%3Bpush/rar?subsession=2&rating_group=77",
+    )
+    .await;
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains("\"subsession\":2"), "{body}");
+    let rar = v.nth_request(3).await;
+    let d = decision_of(&rar, 2);
+    let rgs: Vec<u32> = all(d.children().flatten(), 1001)
+        .iter()
+        .flat_map(|c| all(c.children().flatten(), 1003))
+        .map(|def| u32_of(&child(&def, 432).unwrap()))
+        .collect();
+    assert!(!rgs.is_empty() && rgs.iter().all(|&r| r == 77), "{rgs:?}");
+    let body = http(addr, "POST", "/s9-sessions/none/rar?install=video").await;
+    assert!(body.starts_with("HTTP/1.1 404"), "{body}");
+    let body = http(addr, "POST", "/s9-sessions/x/rar?subsession=z").await;
+    assert!(body.starts_with("HTTP/1.1 400"), "{body}");
+    task.abort();
 }
 
 #[tokio::test]
