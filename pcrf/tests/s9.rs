@@ -6,6 +6,9 @@
 //! TER; the S9 metrics.
 
 mod common;
+#[allow(dead_code)]
+#[path = "../../tests/interop/harness.rs"]
+mod harness;
 
 use common::*;
 use diameter_codec::dict::{base, dcca, gx, nasreq, roaming, s9, ts29229};
@@ -28,7 +31,13 @@ const VPCRF: &str = "pcrf.visited.test";
 
 /// The demo home PCRF on a free port, with a secondary OCS too, and Origin-Host `host`.
 async fn home_pcrf(host: &str) -> Pcrf {
+    home_pcrf_capturing(host, None).await
+}
+
+/// As [`home_pcrf`], writing its traffic to `capture`.
+async fn home_pcrf_capturing(host: &str, capture: Option<std::path::PathBuf>) -> Pcrf {
     let mut cfg = Config::demo();
+    cfg.node.capture = capture;
     cfg.node.origin_host = host.to_string();
     cfg.node.listen = vec![ListenToml {
         addr: "127.0.0.1:0".parse().unwrap(),
@@ -963,4 +972,99 @@ async fn s9_series_count_sessions_and_ccrs() {
     ] {
         assert!(text.contains(want), "{want} not in\n{text}");
     }
+}
+
+/// Wireshark's dissector (an implementation nobody here wrote) reads the S9 traffic as we
+/// meant it: no malformed packet or expert error, the subsessions' ids, rules, rating
+/// groups and the OCS where we put them.
+#[tokio::test]
+async fn wireshark_reads_the_s9_traffic() {
+    if !harness::tshark_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("s9.pcapng");
+    let p = home_pcrf_capturing(PCRF_HOST, Some(capture.clone())).await;
+    let v = Vpcrf::connect(
+        VPCRF,
+        VISITED,
+        PCRF_HOST,
+        p.listen_addrs()[0],
+        None,
+        VReply::Success,
+    )
+    .await;
+    let sid = "pcrf.visited.test;s9;ws";
+    let a = v
+        .send(v.ccr(
+            sid,
+            1,
+            0,
+            vec![
+                establish(1, [10, 50, 0, 1], "internet"),
+                establish(2, [10, 50, 0, 2], "ims"),
+            ],
+        ))
+        .await;
+    assert_eq!(rc(&a), Some(2001));
+    p.push_s9(
+        sid,
+        Some(2),
+        &PolicyChange {
+            install: vec!["video".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let a = v
+        .send(v.ccr(
+            sid,
+            2,
+            1,
+            vec![enforcement(1, s9::SubsessionOperation::TERMINATION, vec![])],
+        ))
+        .await;
+    assert_eq!(rc(&a), Some(2001));
+    assert_eq!(rc(&v.send(v.ccr(sid, 3, 2, vec![])).await), Some(2001));
+    p.shutdown(Duration::from_secs(1)).await;
+    drop(p);
+    let bad = harness::tshark_fields(
+        &capture,
+        "_ws.malformed || _ws.expert.severity >= 0x00800000",
+        &["frame.number", "_ws.expert.message"],
+    );
+    assert!(bad.trim().is_empty(), "tshark objects:\n{bad}");
+    // CCA-I: both subsessions' decisions, the rule's rating group, the OCS.
+    let cca = harness::tshark_fields(
+        &capture,
+        "diameter.Subsession-Decision-Info && diameter.flags.request == 0",
+        &[
+            "diameter.Subsession-Id",
+            "diameter.Rating-Group",
+            "diameter.Primary-Event-Charging-Function-Name",
+        ],
+    );
+    assert!(
+        cca.contains("1,2\t10,10\taaa://ocs.home.test:3870;transport=tcp"),
+        "{cca}"
+    );
+    // The RAR: subsession 2, the video rule (rating group 20).
+    let rar = harness::tshark_fields(
+        &capture,
+        "diameter.cmd.code == 258 && diameter.flags.request == 1",
+        &[
+            "diameter.Subsession-Id",
+            "diameter.Rating-Group",
+            "diameter.applicationId",
+        ],
+    );
+    assert_eq!(rar.trim(), "2\t20\t16777267", "{rar}");
+    // The V-PCRF's CCRs: the subsession operations ESTABLISHMENT twice, then TERMINATION.
+    let ops = harness::tshark_fields(
+        &capture,
+        "diameter.Subsession-Operation",
+        &["diameter.Subsession-Operation"],
+    );
+    assert_eq!(ops.lines().collect::<Vec<_>>(), ["1,1", "0"], "{ops}");
 }
