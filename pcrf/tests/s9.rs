@@ -6,7 +6,6 @@
 //! TER; the S9 metrics.
 
 mod common;
-#[allow(dead_code)]
 #[path = "../../tests/interop/harness.rs"]
 mod harness;
 
