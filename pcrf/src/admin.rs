@@ -16,6 +16,8 @@
 //! - `POST /s9-sessions/ID/rar?[subsession=N&]install=…&remove=…&rating_group=N` — the same
 //!   push by S9 RAR to the V-PCRF, for one subsession or all of them.
 //!   `POST /subscribers/KEY/rar` reaches a roaming subscriber's S9 subsessions too.
+//! - `POST /s9-sessions/ID/release[?subsession=N][&cause=N]` — asks the V-PCRF to end the
+//!   S9 session, or one subsession (S9 RAR with Session-Release-Cause).
 //!
 //! Session-Ids in the path are percent-decoded (`;` may be sent as it is). The endpoint has
 //! no authentication: bind it to loopback or a management network.
@@ -183,6 +185,19 @@ async fn route(pcrf: &Pcrf, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             };
             match pcrf.push_s9(&percent_decode(id), subsession, &change).await {
                 Ok(o) => reply(StatusCode::OK, serde_json::json!({ "pushed": o })),
+                Err(e) => push_error(&e),
+            }
+        }
+        (&Method::POST, ["s9-sessions", id, "release"]) => {
+            let cause = param(query, "cause")
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            let subsession = param(query, "subsession").and_then(|n| n.parse().ok());
+            match pcrf
+                .release_s9(&percent_decode(id), subsession, cause)
+                .await
+            {
+                Ok(rc) => reply(StatusCode::OK, serde_json::json!({ "result_code": rc })),
                 Err(e) => push_error(&e),
             }
         }

@@ -463,6 +463,19 @@ impl Pcrf {
         Ok(rc)
     }
 
+    /// Asks a V-PCRF to end a roaming UE's S9 session, or one of its subsessions: an S9 RAR
+    /// with Session-Release-Cause (TS 29.215 §5.6.4 at command level; §5.3.1 inside the
+    /// subsession's Subsession-Decision-Info, "only for RAR"), which the V-PCRF answers and
+    /// follows with a CCR-T or a CCR-U ending the subsession. Returns the RAA's result.
+    pub async fn release_s9(
+        &self,
+        session_id: &str,
+        subsession: Option<u32>,
+        cause: i32,
+    ) -> Result<u32, PushError> {
+        self.shared.release_s9(session_id, subsession, cause).await
+    }
+
     /// Stops the node (DPR to every peer, at most `timeout`) and the event watcher.
     pub async fn shutdown(&self, timeout: Duration) {
         self.watcher.abort();

@@ -608,6 +608,31 @@ async fn pushes_reach_the_v_pcrf_by_s9_rar() {
         .map(|def| u32_of(&child(&def, 432).unwrap()))
         .collect();
     assert!(!rgs.is_empty() && rgs.iter().all(|&r| r == 77), "{rgs:?}");
+    // Ending subsession 1, then the whole session (Session-Release-Cause 1
+    // UE_SUBSCRIPTION_REASON), both answered by the V-PCRF.
+    let body = http(
+        addr,
+        "POST",
+        "/s9-sessions/pcrf.visited.test%3Bs9%3Bpush/release?subsession=1&cause=1",
+    )
+    .await;
+    assert!(body.contains("\"result_code\":2001"), "{body}");
+    let rar = v.nth_request(4).await;
+    strictly_valid(&rar);
+    let d = decision_of(&rar, 1);
+    assert_eq!(
+        u32_of(&child(&d, 1045).unwrap()),
+        1,
+        "Session-Release-Cause"
+    );
+    assert!(rar.find(gx::SESSION_RELEASE_CAUSE.key()).is_none());
+    assert_eq!(p.release_s9(sid, None, 0).await.unwrap(), 2001);
+    let rar = v.nth_request(5).await;
+    assert_eq!(
+        u32_of(&rar.find(gx::SESSION_RELEASE_CAUSE.key()).unwrap()),
+        0
+    );
+    assert!(decision_infos(&rar).is_empty());
     let body = http(addr, "POST", "/s9-sessions/none/rar?install=video").await;
     assert!(body.starts_with("HTTP/1.1 404"), "{body}");
     let body = http(addr, "POST", "/s9-sessions/x/rar?subsession=z").await;

@@ -732,6 +732,60 @@ impl Shared {
         Ok(out)
     }
 
+    /// See [`Pcrf::release_s9`].
+    pub(super) async fn release_s9(
+        &self,
+        session_id: &str,
+        subsession: Option<u32>,
+        cause: i32,
+    ) -> Result<u32, PushError> {
+        let s = self
+            .s9_sessions
+            .get(session_id.to_string())
+            .await?
+            .ok_or_else(|| PushError::UnknownSession(session_id.to_string()))?;
+        let (infos, command_cause) = match subsession {
+            Some(n) if s.subsessions.contains_key(&n) => (
+                vec![
+                    diameter_codec::dict::s9::SUBSESSION_DECISION_INFO.with(vec![
+                        diameter_codec::dict::s9::SUBSESSION_ID.with(n),
+                        diameter_codec::dict::gx::SESSION_RELEASE_CAUSE
+                            .with(diameter_codec::dict::gx::SessionReleaseCause(cause)),
+                    ]),
+                ],
+                None,
+            ),
+            Some(n) => {
+                return Err(PushError::UnknownSession(s9::subsession_key(session_id, n)));
+            }
+            None => (Vec::new(), Some(cause)),
+        };
+        let rar = s9::rar(
+            self.node.identity(),
+            &s.session_id,
+            &s.vpcrf_host,
+            &s.vpcrf_realm,
+            infos,
+            command_cause,
+        );
+        let answer = self.node.request(rar).await;
+        self.metrics
+            .s9_rar(answer.as_ref().ok().and_then(result_of));
+        let rc = result_of(&answer?).unwrap_or(0);
+        if rc == 5002
+            && let Some(gone) = self.s9_sessions.remove(session_id.to_string()).await?
+        {
+            self.metrics.s9_released("unknown_at_vpcrf", 1);
+            self.ip_can_lost(
+                gone.subsessions
+                    .into_values()
+                    .map(|x| x.policy.session_id)
+                    .collect(),
+            );
+        }
+        Ok(rc)
+    }
+
     /// TER (TS 29.215 §5.6.7) to a V-PCRF (or, for a binding deletion, its DRA).
     pub(super) async fn trigger_establishment(
         &self,
