@@ -58,6 +58,8 @@ pub mod metrics;
 pub mod model;
 pub mod server;
 pub mod store;
+pub mod visited;
 
 pub use config::Config;
 pub use server::Ocs;
+pub use visited::VisitedOcs;

@@ -37,6 +37,14 @@ pub const COMMIT_FAILURES: &str = "ocs_store_commit_failures_total";
 pub const TCC_EXPIRED: &str = "ocs_tcc_expired_sessions_total";
 /// Re-Auth-Requests sent, by answer.
 pub const RARS: &str = "ocs_rar_total";
+/// Visited role: requests answered by a home OCS, by its host.
+pub const HOME_REQUESTS: &str = "ocs_visited_home_requests_total";
+/// Visited role: updates answered locally from the held home grant.
+pub const LOCAL_REAUTHS: &str = "ocs_visited_local_reauthorisations_total";
+/// Visited role: requests no home OCS answered.
+pub const HOME_UNREACHABLE: &str = "ocs_visited_home_unreachable_total";
+/// Home role: what visited OCSs reported (Visited-Credit-Decision, Locally-Absorbed-Usage).
+pub const VISITED_REPORTS: &str = "ocs_visited_reports_total";
 
 /// Buckets of [`COMMIT_DURATION`]: 50 µs to 1 s.
 pub const COMMIT_BUCKETS: [f64; 12] = [
@@ -76,6 +84,22 @@ pub fn describe() {
         "Sessions silent past Tcc whose reservations were released"
     );
     describe_counter!(RARS, "Re-Auth-Requests sent, by Result-Code of the answer");
+    describe_counter!(
+        HOME_REQUESTS,
+        "Visited role: requests answered by a home OCS, by home host"
+    );
+    describe_counter!(
+        LOCAL_REAUTHS,
+        "Visited role: updates answered locally from the held home grant"
+    );
+    describe_counter!(
+        HOME_UNREACHABLE,
+        "Visited role: requests that no home OCS answered"
+    );
+    describe_counter!(
+        VISITED_REPORTS,
+        "Home role: Visited-Credit-Decision and Locally-Absorbed-Usage AVPs received, by kind"
+    );
 }
 
 /// Counts one CCR answered.
@@ -189,6 +213,26 @@ pub fn record_rar(result_code: Option<u32>) {
         None => "none",
     };
     counter!(RARS, "result_code" => label).increment(1);
+}
+
+/// Counts a request a home OCS answered.
+pub fn record_home_request(host: &str) {
+    counter!(HOME_REQUESTS, "home" => host.to_string()).increment(1);
+}
+
+/// Counts an update answered locally.
+pub fn record_local_reauth() {
+    counter!(LOCAL_REAUTHS).increment(1);
+}
+
+/// Counts a request no home OCS answered.
+pub fn record_home_unreachable() {
+    counter!(HOME_UNREACHABLE).increment(1);
+}
+
+/// Counts a report from a visited OCS.
+pub fn record_visited_report(kind: &'static str) {
+    counter!(VISITED_REPORTS, "kind" => kind).increment(1);
 }
 
 /// The running exporter; dropping it stops serving HTTP (the recorder stays installed).

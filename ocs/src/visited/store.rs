@@ -1,0 +1,141 @@
+//! Where the visited OCS keeps its sessions: the [`VisitedStore`] trait, keyed by the
+//! PCEF's Session-Id, one record per session read and written whole — what a shared engine
+//! (Redis: one hash per session, written with a WATCH/MULTI transaction) can implement —
+//! and its in-memory default.
+
+use super::location::Location;
+use super::policy::VisitedDecision;
+use crate::config::FailureHandling;
+use crate::model::{CcAnswer, MsccAnswer, ServiceKey, SubscriptionId, Units};
+use crate::store::{StoreError, StoreFuture};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// One rating group of a visited session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisitedService {
+    /// Rating-Group and Service-Identifier.
+    pub service: ServiceKey,
+    /// The home decision, as received (S314: stored).
+    pub home: MsccAnswer,
+    /// Units the PCEF reported since that decision and not yet sent home: the home grant
+    /// less these is what local re-authorisations may still give.
+    pub unreported: Units,
+    /// The part of `unreported` reported in updates answered locally.
+    pub absorbed: Units,
+    /// How many such updates.
+    pub absorbed_count: u32,
+    /// The decision the PCEF got last, to tell home on the next request (when
+    /// `report_decision` is on).
+    pub to_report: Option<VisitedDecision>,
+}
+
+/// A visited session: the PCEF's session and the agent's own session towards home.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisitedSession {
+    /// The PCEF's Session-Id.
+    pub pcef_session: String,
+    /// The agent's own Session-Id towards home.
+    pub home_session: String,
+    /// The next CC-Request-Number towards home (consecutive: every request is sent).
+    pub home_number: u32,
+    /// The home realm.
+    pub home_realm: String,
+    /// Primary, then secondary home OCS.
+    pub home_hosts: Vec<String>,
+    /// The operator entry of `[visited]` (its realm).
+    pub operator: String,
+    /// Subscription-Ids of the CCR-I, sent home again on every request.
+    pub subscriptions: Vec<SubscriptionId>,
+    /// Where the user is now.
+    pub location: Option<Location>,
+    /// Where home was last told the user is.
+    pub home_location: Option<Location>,
+    /// The last 3GPP-User-Location-Info and 3GPP-RAT-Type octets, as sent home.
+    pub uli: Option<Vec<u8>>,
+    /// 3GPP-RAT-Type.
+    pub rat: Option<Vec<u8>>,
+    /// Per rating group.
+    pub services: Vec<VisitedService>,
+    /// The highest CC-Request-Number of the PCEF handled and the last answers by number,
+    /// for retransmissions.
+    pub answers: Vec<(u32, CcAnswer)>,
+    /// What to do when home cannot be reached.
+    pub failure_handling: FailureHandling,
+}
+
+/// How many answers a session keeps for retransmitted requests.
+pub const KEPT_ANSWERS: usize = 8;
+
+impl VisitedSession {
+    /// The service entry, created on first use.
+    pub fn service_mut(&mut self, service: ServiceKey) -> Option<&mut VisitedService> {
+        self.services.iter_mut().find(|s| s.service == service)
+    }
+
+    /// Remembers an answer for retransmissions.
+    pub fn keep_answer(&mut self, n: u32, a: CcAnswer) {
+        self.answers.retain(|(k, _)| *k != n);
+        self.answers.push((n, a));
+        if self.answers.len() > KEPT_ANSWERS {
+            self.answers.remove(0);
+        }
+    }
+
+    /// The stored answer to request `n`.
+    pub fn answer(&self, n: u32) -> Option<&CcAnswer> {
+        self.answers.iter().find(|(k, _)| *k == n).map(|(_, a)| a)
+    }
+}
+
+/// The visited OCS's session store. Callers serialise the requests of one session (the
+/// agent holds a per-session lock), so a get-then-put pair is the unit of change.
+pub trait VisitedStore: Send + Sync + 'static {
+    /// The session of the PCEF's Session-Id.
+    fn get(&self, pcef_session: String) -> StoreFuture<'_, Option<VisitedSession>>;
+    /// Writes a session whole.
+    fn put(&self, session: VisitedSession) -> StoreFuture<'_, ()>;
+    /// Forgets a session.
+    fn remove(&self, pcef_session: String) -> StoreFuture<'_, ()>;
+    /// How many sessions.
+    fn count(&self) -> StoreFuture<'_, usize>;
+}
+
+/// Sessions in memory: lost on a restart (the PCEF's next update is then refused 5002 and
+/// the usage held since the last home request is not reported home).
+#[derive(Default)]
+pub struct MemoryVisitedStore {
+    sessions: Mutex<HashMap<String, VisitedSession>>,
+}
+
+impl MemoryVisitedStore {
+    fn map(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, HashMap<String, VisitedSession>>, StoreError> {
+        self.sessions
+            .lock()
+            .map_err(|_| StoreError::from_err("visited session map poisoned"))
+    }
+}
+
+impl VisitedStore for MemoryVisitedStore {
+    fn get(&self, id: String) -> StoreFuture<'_, Option<VisitedSession>> {
+        Box::pin(async move { Ok(self.map()?.get(&id).cloned()) })
+    }
+    fn put(&self, s: VisitedSession) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.map()?.insert(s.pcef_session.clone(), s);
+            Ok(())
+        })
+    }
+    fn remove(&self, id: String) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.map()?.remove(&id);
+            Ok(())
+        })
+    }
+    fn count(&self) -> StoreFuture<'_, usize> {
+        Box::pin(async move { Ok(self.map()?.len()) })
+    }
+}
