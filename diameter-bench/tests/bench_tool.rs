@@ -6,22 +6,17 @@ use diameter_codec::dict::{base, dcca, gx, rx};
 use diameter_codec::{Dictionary, Message, MessageBuilder, ValidateOptions, Validator};
 use diameter_node::node::{Node, NodeConfig, PeerSpec, relay_route};
 use diameter_node::peer::Application;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 #[path = "../../diameter-node/tests/common/mod.rs"]
 mod common;
+#[path = "../../tests/interop/harness.rs"]
+mod harness;
+
+use harness::{Killed, python_diameter_client, wait_listening};
 
 const BIN: &str = env!("CARGO_BIN_EXE_diameter-bench");
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn spawn(args: &[&str]) -> Killed {
     Killed(
@@ -32,14 +27,6 @@ fn spawn(args: &[&str]) -> Killed {
             .spawn()
             .expect("spawn diameter-bench"),
     )
-}
-
-fn wait_listening(port: u16) {
-    let end = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < end, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -323,34 +310,6 @@ fn node_settings_from_a_config_file() {
     );
 }
 
-/// The Python to run interop clients with: `DIAMETER_PYTHON` (CI's virtual environment)
-/// or `python3`.
-fn python() -> String {
-    std::env::var("DIAMETER_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-/// The interop client script (python-diameter), when Python can import that library.
-/// Without it the test prints SKIP, unless DIAMETER_REQUIRE_PYTHON=1 (CI) makes it fail.
-fn python_diameter_client() -> Option<&'static str> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/interop/python_client.py"
-    );
-    let ok = Command::new(python())
-        .args(["-c", "import diameter.message"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(script);
-    }
-    assert!(
-        std::env::var_os("DIAMETER_REQUIRE_PYTHON").is_none(),
-        "DIAMETER_REQUIRE_PYTHON is set but python3 cannot import python-diameter"
-    );
-    println!("SKIP: python3 with python-diameter not found (pip install python-diameter)");
-    None
-}
-
 /// A client nobody here wrote: python-diameter builds the CER and CCRs (Product-Name with
 /// the M bit in CER, Origin-Host and Origin-Realm without it and RAT-Type with it in CCR, as
 /// field peers send them) and checks the CCAs' grammar; then it vanishes without DPR and
@@ -364,17 +323,6 @@ fn a_python_diameter_client_is_served_also_when_it_reconnects() {
     let _echo = spawn(&["echo", "--listen", &format!("127.0.0.1:{port}")]);
     wait_listening(port);
     for scenario in ["mbit", "reconnect"] {
-        let out = Command::new(python())
-            .arg(script)
-            .args(["--port", &port.to_string(), "--scenario", scenario])
-            .output()
-            .expect("run python3");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "scenario {scenario}:\n{text}");
-        assert!(text.contains("0 failed"), "scenario {scenario}:\n{text}");
+        harness::run_python_scenario(&script, port, scenario);
     }
 }
