@@ -523,6 +523,24 @@ mod tests {
     }
 
     #[test]
+    fn visited_example_parses() {
+        let file = Path::new("examples/visited.toml");
+        let cfg = Config::parse(file, include_str!("../examples/visited.toml")).unwrap();
+        assert_eq!(cfg.ocs.role, Role::Visited);
+        let v = cfg.visited.as_ref().unwrap();
+        let op = v.operator(None, Some("001010000000001")).unwrap();
+        assert_eq!(op.secondary.as_deref(), Some("ocs2.home.test"));
+        assert_eq!(op.policy(Some(2)).grant_cap, Some(200_000));
+        assert_eq!(op.policy(Some(7)).triggers, vec![4, 34, 36]);
+        cfg.node.to_node_config(file).unwrap();
+        // A [visited] table without the role, and the role without the table, are refused.
+        let home = format!("{DEMO}\n[visited]\n");
+        assert!(Config::parse(file, &home).is_err());
+        let no_table = DEMO.replace("[ocs]\n", "[ocs]\nrole = \"visited\"\n");
+        assert!(Config::parse(file, &no_table).is_err());
+    }
+
+    #[test]
     fn unknown_key_names_file_line_and_key() {
         let text =
             "[node]\norigin_host = \"a\"\norigin_realm = \"b\"\n\n[ocs]\ntcc = 5\nbogus = 1\n";

@@ -3,7 +3,7 @@
 
 use crate::model::{
     CcAnswer, CcRequest, MsccAnswer, MsccRequest, RequestType, ServiceKey, SubscriptionId,
-    SubscriptionType, Units,
+    SubscriptionType, Units, VisitedReport,
 };
 use diameter_codec::dict::{base, dcca, gy};
 use diameter_codec::{AvpIter, Message, MessageBuilder, OwnedAvp, ResultCode};
@@ -54,7 +54,7 @@ fn units(children: AvpIter<'_>) -> Units {
     u
 }
 
-fn mscc(children: AvpIter<'_>) -> MsccRequest {
+fn mscc(children: AvpIter<'_>, visited: &mut Vec<VisitedReport>) -> MsccRequest {
     let mut m = MsccRequest::default();
     for a in children.flatten() {
         let k = a.key();
@@ -71,6 +71,10 @@ fn mscc(children: AvpIter<'_>) -> MsccRequest {
             m.used
                 .get_or_insert_with(Units::default)
                 .add(&units(a.children()));
+        } else if a.vendor != 0
+            && let Some(r) = visited_report(&a)
+        {
+            visited.push(r);
         }
     }
     m
@@ -109,6 +113,7 @@ pub fn parse_ccr(msg: &Message) -> Result<CcRequest, ParseError> {
         requested_action: None,
         mscc: Vec::new(),
         single: None,
+        visited: Vec::new(),
     };
     let mut single = MsccRequest::default();
     let mut single_units = false;
@@ -134,7 +139,7 @@ pub fn parse_ccr(msg: &Message) -> Result<CcRequest, ParseError> {
                 req.subscriptions.push(SubscriptionId { kind, data });
             }
         } else if k == dcca::MULTIPLE_SERVICES_CREDIT_CONTROL.key() {
-            req.mscc.push(mscc(a.children()));
+            req.mscc.push(mscc(a.children(), &mut req.visited));
         } else if k == dcca::REQUESTED_ACTION.key() {
             req.requested_action = dcca::REQUESTED_ACTION.decode(a.data).ok().map(|v| v.0);
         } else if k == dcca::REQUESTED_SERVICE_UNIT.key() {
@@ -148,6 +153,11 @@ pub fn parse_ccr(msg: &Message) -> Result<CcRequest, ParseError> {
             single_units = true;
         } else if k == dcca::SERVICE_IDENTIFIER.key() {
             single.service.service_id = dcca::SERVICE_IDENTIFIER.decode(a.data).ok();
+        } else if a.vendor != 0
+            && let Some(r) = visited_report(&a)
+        {
+            // Visited-Credit-Decision or Locally-Absorbed-Usage from a visited OCS.
+            req.visited.push(r);
         }
     }
     if single_units {
@@ -501,35 +511,8 @@ pub fn parse_cca(msg: &Message) -> CcAnswer {
     }
 }
 
-/// What a visited OCS told the home OCS in a CCR (our vendor AVPs, roaming_vendor.toml §11,
-/// §13).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub enum VisitedReport {
-    /// Visited-Credit-Decision: the decision the PCEF got for a rating group.
-    Decision {
-        /// Rating-Group.
-        rating_group: Option<u32>,
-        /// Granted-Service-Unit.
-        granted: Option<Units>,
-        /// Trigger-Type values.
-        triggers: Vec<i32>,
-        /// Final-Unit-Action.
-        final_unit_action: Option<i32>,
-        /// Visited-Decision-Reason.
-        reason: Option<String>,
-    },
-    /// Locally-Absorbed-Usage: the part of the MSCC's Used-Service-Unit that updates
-    /// answered by the visited OCS reported.
-    Absorbed {
-        /// Rating-Group.
-        rating_group: Option<u32>,
-        /// Used-Service-Unit.
-        used: Units,
-        /// Absorbed-Request-Count.
-        requests: u32,
-    },
-}
-
+/// A Visited-Credit-Decision or Locally-Absorbed-Usage (our vendor AVPs,
+/// dictionaries/roaming_vendor.toml codes 11 and 13).
 fn visited_report(a: &diameter_codec::AvpRef<'_>) -> Option<VisitedReport> {
     use diameter_codec::dict::roaming;
     let k = a.key();
@@ -582,20 +565,6 @@ fn visited_report(a: &diameter_codec::AvpRef<'_>) -> Option<VisitedReport> {
     } else {
         None
     }
-}
-
-/// The Visited-Credit-Decision and Locally-Absorbed-Usage AVPs of a CCR, at command level
-/// or inside its MSCCs.
-pub fn visited_reports(msg: &Message) -> Vec<VisitedReport> {
-    let mut out = Vec::new();
-    for a in msg.avps().flatten() {
-        if a.key() == dcca::MULTIPLE_SERVICES_CREDIT_CONTROL.key() {
-            out.extend(a.children().flatten().filter_map(|c| visited_report(&c)));
-        } else if let Some(r) = visited_report(&a) {
-            out.push(r);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -41,6 +41,8 @@ pub const RARS: &str = "ocs_rar_total";
 pub const HOME_REQUESTS: &str = "ocs_visited_home_requests_total";
 /// Visited role: updates answered locally from the held home grant.
 pub const LOCAL_REAUTHS: &str = "ocs_visited_local_reauthorisations_total";
+/// Visited role: requests the secondary home OCS answered in place of the primary.
+pub const HOME_FAILOVERS: &str = "ocs_visited_home_failovers_total";
 /// Visited role: requests no home OCS answered.
 pub const HOME_UNREACHABLE: &str = "ocs_visited_home_unreachable_total";
 /// Home role: what visited OCSs reported (Visited-Credit-Decision, Locally-Absorbed-Usage).
@@ -91,6 +93,10 @@ pub fn describe() {
     describe_counter!(
         LOCAL_REAUTHS,
         "Visited role: updates answered locally from the held home grant"
+    );
+    describe_counter!(
+        HOME_FAILOVERS,
+        "Visited role: requests answered by a home OCS other than the primary, by home host"
     );
     describe_counter!(
         HOME_UNREACHABLE,
@@ -225,6 +231,11 @@ pub fn record_local_reauth() {
     counter!(LOCAL_REAUTHS).increment(1);
 }
 
+/// Counts a request the secondary home OCS answered.
+pub fn record_home_failover(host: &str) {
+    counter!(HOME_FAILOVERS, "home" => host.to_string()).increment(1);
+}
+
 /// Counts a request no home OCS answered.
 pub fn record_home_unreachable() {
     counter!(HOME_UNREACHABLE).increment(1);
@@ -296,6 +307,11 @@ mod tests {
             record_tcc_expired(2);
             record_rar(Some(2001));
             record_ccr_duration("update", Duration::from_micros(800));
+            record_home_request("ocs2.home.test");
+            record_home_failover("ocs2.home.test");
+            record_local_reauth();
+            record_home_unreachable();
+            record_visited_report("decision");
         });
         let text = handle.render();
         for name in [
@@ -305,9 +321,18 @@ mod tests {
             COMMIT_DURATION,
             TCC_EXPIRED,
             RARS,
+            HOME_REQUESTS,
+            HOME_FAILOVERS,
+            LOCAL_REAUTHS,
+            HOME_UNREACHABLE,
+            VISITED_REPORTS,
         ] {
             assert!(text.contains(name), "{name} missing:\n{text}");
         }
+        assert!(
+            text.contains(r#"ocs_visited_home_failovers_total{home="ocs2.home.test"} 1"#),
+            "{text}"
+        );
         assert!(
             text.contains(r#"ocs_ccr_total{type="update",result_code="2001",duplicate="true"} 1"#),
             "{text}"

@@ -472,6 +472,10 @@ impl Agent {
                 }
                 Ok(m) => {
                     crate::metrics::record_home_request(host);
+                    if s.home_hosts.first() != Some(host) {
+                        // S307: the secondary answered in place of the primary.
+                        crate::metrics::record_home_failover(host);
+                    }
                     return Ok(gy::parse_cca(&m));
                 }
                 Err(RequestError::Timeout(d)) => {
@@ -486,6 +490,15 @@ impl Agent {
     }
 
     async fn initial(&self, ccr: CcRequest, x: PcefExtras) -> anyhow::Result<Outcome> {
+        if ccr.mscc.is_empty() {
+            // Document 001 S310: one MSCC per Charging-Key; the visited policy is per rating
+            // group, so single-service credit control (RFC 4006 §5.2) has nothing to apply to.
+            return Ok(refuse(
+                &ccr,
+                rc::UNABLE_TO_COMPLY,
+                "the visited OCS needs Multiple-Services-Credit-Control",
+            ));
+        }
         let imsi = ccr
             .subscriptions
             .iter()
@@ -708,17 +721,18 @@ impl Agent {
             s.rat = x.rat.clone();
         }
         let fired = |i: usize| x.fired.get(i).map(|f| f.0.as_slice()).unwrap_or(&[]);
-        let home = ccr
-            .mscc
-            .iter()
-            .enumerate()
-            .any(|(i, m)| self.needs_home(&s, m, fired(i)));
-        // The reported usage joins what is to go home.
+        // The reported usage joins what is to go home (RFC 4006 §5.2: the USU of an MSCC
+        // closes the grant the PCEF held), before the held home grant is looked at.
         for m in &ccr.mscc {
             if let (Some(u), Some(v)) = (&m.used, s.service_mut(m.service)) {
                 v.unreported.add(u);
             }
         }
+        let home = ccr
+            .mscc
+            .iter()
+            .enumerate()
+            .any(|(i, m)| self.needs_home(&s, m, fired(i)));
         if !home {
             return Ok(self.absorb(s, &ccr));
         }
@@ -739,7 +753,13 @@ impl Agent {
                 hm.triggers = self.home_types_fired(v, fired(i));
             }
             hm.reason = if hm.triggers.is_empty() {
-                x.fired.get(i).and_then(|f| f.1)
+                // THRESHOLD, QUOTA_EXHAUSTED, OTHER_QUOTA_TYPE and POOL_EXHAUSTED belong in
+                // the USU (TS 32.299 §7.2.175), which is the sum of several reports here:
+                // they are not repeated.
+                x.fired
+                    .get(i)
+                    .and_then(|f| f.1)
+                    .filter(|r| !matches!(r, 0 | 3 | 5 | 8))
             } else {
                 Some(RATING_CONDITION_CHANGE)
             };
@@ -749,7 +769,8 @@ impl Agent {
             let pending =
                 units_nonzero(&v.unreported) || v.absorbed_count > 0 || v.to_report.is_some();
             if pending && !ccr.mscc.iter().any(|m| m.service == v.service) {
-                // Re-authorised with the rest, so the credit still held stays covered.
+                // Re-authorised with the rest, so the credit the PCEF still holds stays
+                // covered by a home reservation.
                 msccs.push(self.home_mscc(v, Some(Units::default())));
             }
         }
@@ -759,16 +780,40 @@ impl Agent {
         };
         s.home_number += 1;
         s.home_location = s.location.clone();
-        // Home has the usage now.
+        // Home has the usage now, and each MSCC sent closed home's earlier reservation of
+        // its service (RFC 4006 §5.2): what home answered replaces the decision held — a
+        // refusal too, so nothing is granted from a reservation home has released.
         for hm in &msccs {
-            if let Some(v) = s.service_mut(hm.service) {
-                v.unreported = Units::default();
-                v.absorbed = Units::default();
-                v.absorbed_count = 0;
-                v.to_report = None;
+            let new = answer
+                .mscc
+                .iter()
+                .find(|a| a.service == hm.service)
+                .cloned()
+                .unwrap_or_else(|| MsccAnswer {
+                    service: hm.service,
+                    result_code: answer.result_code,
+                    ..MsccAnswer::default()
+                });
+            match s.service_mut(hm.service) {
+                Some(v) => {
+                    v.unreported = Units::default();
+                    v.absorbed = Units::default();
+                    v.absorbed_count = 0;
+                    v.to_report = None;
+                    v.home = new;
+                }
+                None => s.services.push(VisitedService {
+                    service: hm.service,
+                    home: new,
+                    unreported: Units::default(),
+                    absorbed: Units::default(),
+                    absorbed_count: 0,
+                    to_report: None,
+                }),
             }
         }
         if answer.result_code != rc::SUCCESS {
+            // S415/S316: the refusal reaches the PCEF as home sent it.
             let a = pass_through(&ccr, answer);
             s.keep_answer(ccr.request_number, a.clone());
             return Ok(Outcome {
@@ -776,19 +821,6 @@ impl Agent {
                 session: Some(s),
                 remove: false,
             });
-        }
-        for hm in answer.mscc {
-            match s.service_mut(hm.service) {
-                Some(v) => v.home = hm,
-                None => s.services.push(VisitedService {
-                    service: hm.service,
-                    home: hm,
-                    unreported: Units::default(),
-                    absorbed: Units::default(),
-                    absorbed_count: 0,
-                    to_report: None,
-                }),
-            }
         }
         let mut a = CcAnswer::bare(&ccr, rc::SUCCESS);
         for m in &ccr.mscc {
