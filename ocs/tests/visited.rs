@@ -1,0 +1,1139 @@
+//! The visited OCS of document 001 (seeds.md) between a PCEF and home OCSs, all on loopback:
+//! two home OCSs (`ocs.home.test` primary, `ocs2.home.test` secondary) over one shared
+//! charging store — what a shared engine gives a home network — a visited OCS in front of
+//! them, and a diameter-node client as the visited PCEF.
+//!
+//! - establishment (S310–S316) with the four rewrites: credit cap, a trigger added, a coarser
+//!   home location trigger replaced by the finer visited one, the final-unit action replaced;
+//! - modification (S410–S417): RAT change and a cell change inside the home area answered
+//!   locally, a cell change into a new area sent home (UTRAN LAI/cell and E-UTRAN TAI/ECGI);
+//! - every unit the PCEF reports debited at home exactly once;
+//! - a home refusal passed through unchanged; failover to the secondary; both home OCSs down.
+
+mod common;
+
+use common::{IMSI_EMPTY, free_addr, rsu};
+use diameter_codec::dict::{base, dcca, gi, gy as gyd, roaming};
+use diameter_codec::{CommandFlags, Message, MessageBuilder};
+use diameter_node::node::{Node, NodeConfig, PeerSpec, RequestError, relay_route};
+use diameter_node::peer::Application;
+use ocs::config::Config;
+use ocs::engine::Policy;
+use ocs::model::{CcAnswer, RequestType, UnitKind, Units, VisitedReport};
+use ocs::store::ChargingStore;
+use ocs::store::redb::{RedbOptions, RedbStore};
+use ocs::{Ocs, VisitedOcs};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+const PRIMARY: &str = "ocs.home.test";
+const SECONDARY: &str = "ocs2.home.test";
+const VOCS: &str = "ocs.visited.test";
+const PCEF: &str = "pcef.visited.test";
+/// A roaming subscriber of home.test with 1.4 MB: a 1 MB grant on rating group 1 leaves
+/// 400 kB, so rating group 2's grant (500 kB configured) is the last one, with
+/// Final-Unit-Indication.
+const IMSI_ROAMER: &str = "001010000000011";
+/// A roaming subscriber with plenty of credit.
+const IMSI_RICH_ROAMER: &str = "001010000000012";
+/// An IMSI of home.test's range that home does not know.
+const IMSI_UNKNOWN: &str = "001010000000099";
+
+// Trigger-Type values (TS 32.299 §7.2.226, protocol.md §5).
+const QOS: i32 = 2;
+const RAT: i32 = 4;
+const LAC: i32 = 33;
+const CELL: i32 = 34;
+const TAC: i32 = 35;
+const ECGI: i32 = 36;
+
+async fn bounded<F: Future<Output = ()>>(f: F) {
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .expect("test took longer than 60 s");
+}
+
+/// The home network's configuration: the demo OCS with rating group 1 watching QoS and the
+/// location area (UTRAN), rating group 2 watching the tracking area (E-UTRAN) and redirecting
+/// to the home portal at the end of the credit, and two roaming subscribers.
+fn home_config(host: &str, listen: SocketAddr, dir: &std::path::Path) -> Config {
+    let text = ocs::config::DEMO
+        .replace(
+            "origin_host = \"ocs.home.test\"",
+            &format!("origin_host = {host:?}"),
+        )
+        .replace("127.0.0.1:3870", &listen.to_string())
+        .replace("admin = \"127.0.0.1:3871\"", "")
+        .replace("triggers = [2, 4, 35, 36]", "triggers = [2, 33]")
+        .replace(
+            "validity_time = 600\nfinal_unit_action = \"redirect\"",
+            "validity_time = 600\ntriggers = [35]\nfinal_unit_action = \"redirect\"",
+        )
+        + &format!(
+            r#"
+[[account]]
+id = "roamer"
+imsi = "{IMSI_ROAMER}"
+balance = {{ total-octets = 1400000 }}
+
+[[account]]
+id = "rich-roamer"
+imsi = "{IMSI_RICH_ROAMER}"
+balance = {{ total-octets = 1000000000 }}
+"#
+        );
+    let mut cfg = Config::parse(&dir.join("home.toml"), &text).expect("home config");
+    cfg.store.path = dir.join("home.redb");
+    cfg.ocs.admin = None;
+    cfg
+}
+
+/// The visited OCS's configuration (the format of ocs/examples/visited.toml).
+fn visited_config(
+    listen: SocketAddr,
+    primary: SocketAddr,
+    secondary: SocketAddr,
+    failure_handling: &str,
+    report_decision: bool,
+) -> Config {
+    let text = format!(
+        r#"
+[node]
+origin_host = "{VOCS}"
+origin_realm = "visited.test"
+unknown_peer = "accept"
+request_timeout = 2
+
+[[node.listen]]
+addr = "{listen}"
+
+[[node.peers]]
+host = "{PRIMARY}"
+connect = "{primary}"
+timers = {{ tc = 0.2 }}
+
+[[node.peers]]
+host = "{SECONDARY}"
+connect = "{secondary}"
+timers = {{ tc = 0.2 }}
+
+[[node.routes]]
+realm = "home.test"
+application = 4
+action = "relay"
+peers = [{{ host = "{PRIMARY}", priority = 0 }}, {{ host = "{SECONDARY}", priority = 1 }}]
+
+[ocs]
+role = "visited"
+
+[visited]
+home_timeout = 1
+report_decision = {report_decision}
+failure_handling = "{failure_handling}"
+
+[[visited.operator]]
+realm = "home.test"
+imsi_prefixes = ["00101"]
+primary = "{PRIMARY}"
+secondary = "{SECONDARY}"
+
+[visited.operator.policy]
+grant_cap = 300000
+triggers = [4, 34, 36]
+
+[[visited.operator.rating_group]]
+id = 2
+triggers = [4, 34, 36]
+final_unit_action = "redirect"
+redirect = {{ address_type = "url", address = "http://topup.visited.test/" }}
+"#
+    );
+    Config::parse(std::path::Path::new("visited.toml"), &text).expect("visited config")
+}
+
+/// Two home OCSs on one store, a visited OCS, a PCEF.
+struct Net {
+    _dir: tempfile::TempDir,
+    home_cfg: Config,
+    store: Arc<dyn ChargingStore>,
+    primary: Option<Ocs>,
+    secondary: Option<Ocs>,
+    primary_addr: SocketAddr,
+    vocs: VisitedOcs,
+    pcef: Node,
+}
+
+impl Net {
+    async fn start(failure_handling: &str, report_decision: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let primary_addr = free_addr();
+        let secondary_addr = free_addr();
+        let home_cfg = home_config(PRIMARY, primary_addr, dir.path());
+        let store: Arc<dyn ChargingStore> = Arc::new(
+            RedbStore::open(
+                &home_cfg.store.path,
+                RedbOptions {
+                    durable: false,
+                    ..RedbOptions::default()
+                },
+                Arc::new(Policy::from_config(&home_cfg)),
+            )
+            .unwrap(),
+        );
+        let primary = Ocs::start_with_store(&home_cfg, store.clone())
+            .await
+            .unwrap();
+        let secondary = Ocs::start_with_store(
+            &home_config(SECONDARY, secondary_addr, dir.path()),
+            store.clone(),
+        )
+        .await
+        .unwrap();
+        let vcfg = visited_config(
+            free_addr(),
+            primary_addr,
+            secondary_addr,
+            failure_handling,
+            report_decision,
+        );
+        let vocs = VisitedOcs::start(&vcfg).await.unwrap();
+        for h in [PRIMARY, SECONDARY] {
+            assert!(
+                vocs.node().wait_peer(h, Duration::from_secs(10)).await,
+                "{h} not open"
+            );
+        }
+        let mut pc = NodeConfig::new(PCEF, "visited.test");
+        pc.local.applications.push(Application::auth(4));
+        let mut p = PeerSpec::connect_tcp(VOCS, vocs.listen_addrs()[0]);
+        p.timers = common::fast_timers();
+        pc.peers.push(p);
+        pc.routes
+            .push(relay_route("visited.test", Some(4), &[VOCS]));
+        pc.request_timeout = Duration::from_secs(10);
+        let pcef = Node::start(pc).await.unwrap();
+        assert!(pcef.wait_peer(VOCS, Duration::from_secs(10)).await);
+        Self {
+            _dir: dir,
+            home_cfg,
+            store,
+            primary: Some(primary),
+            secondary: Some(secondary),
+            primary_addr,
+            vocs,
+            pcef,
+        }
+    }
+
+    /// Sends a CCR to the visited OCS; the answer, an error answer included.
+    async fn send(&self, b: MessageBuilder) -> Message {
+        match self.pcef.request(b).await {
+            Ok(m) => m,
+            Err(RequestError::Protocol { answer, .. }) => answer,
+            Err(e) => panic!("no answer: {e}"),
+        }
+    }
+
+    async fn cca(&self, r: &Ccr<'_>) -> (Message, CcAnswer) {
+        let m = self.send(r.build()).await;
+        let a = ocs::gy::parse_cca(&m);
+        (m, a)
+    }
+
+    /// The account's octets: (available, reserved).
+    async fn octets(&self, imsi: &str) -> (i64, u64) {
+        let a = self.store.account(imsi.to_string()).await.unwrap().unwrap();
+        let b = a.balances[&UnitKind::TotalOctets];
+        (b.available, b.reserved)
+    }
+
+    /// The visited OCS's session towards home: (its Session-Id, the next CC-Request-Number).
+    async fn home_leg(&self, pcef_session: &str) -> (String, u32) {
+        let s = self
+            .vocs
+            .store()
+            .get(pcef_session.to_string())
+            .await
+            .unwrap()
+            .expect("visited session");
+        (s.home_session, s.home_number)
+    }
+
+    /// The home OCS's record of the visited OCS's session.
+    async fn home_session(&self, pcef_session: &str) -> ocs::model::Session {
+        let (id, _) = self.home_leg(pcef_session).await;
+        self.store.session(id).await.unwrap().expect("home session")
+    }
+
+    async fn stop_primary(&mut self) {
+        // Its node only: the store is shared with the secondary.
+        let p = self.primary.take().unwrap();
+        p.node().shutdown(Duration::from_secs(1)).await;
+    }
+
+    async fn stop_secondary(&mut self) {
+        let p = self.secondary.take().unwrap();
+        p.node().shutdown(Duration::from_secs(1)).await;
+    }
+
+    async fn restart_primary(&mut self) {
+        let mut cfg = self.home_cfg.clone();
+        cfg.node.listen[0].addr = self.primary_addr;
+        self.primary = Some(
+            Ocs::start_with_store(&cfg, self.store.clone())
+                .await
+                .unwrap(),
+        );
+        assert!(
+            self.vocs
+                .node()
+                .wait_peer(PRIMARY, Duration::from_secs(10))
+                .await,
+            "primary not open again"
+        );
+    }
+}
+
+/// One MSCC of the PCEF's CCR.
+#[derive(Clone, Default)]
+struct Mscc {
+    rg: u32,
+    rsu: bool,
+    used: Option<u64>,
+    /// Trigger-Types that fired (Reporting-Reason RATING_CONDITION_CHANGE).
+    fired: Vec<i32>,
+}
+
+fn mscc(rg: u32, used: Option<u64>, fired: &[i32]) -> Mscc {
+    Mscc {
+        rg,
+        rsu: true,
+        used,
+        fired: fired.to_vec(),
+    }
+}
+
+/// The PCEF's CCR: what pcef-sim sends (S310, S410).
+#[derive(Clone, Default)]
+struct Ccr<'a> {
+    session: &'a str,
+    kind: Option<RequestType>,
+    number: u32,
+    imsi: &'a str,
+    home_ocs: Option<(&'a str, &'a str)>,
+    uli: Option<Vec<u8>>,
+    rat: Option<u8>,
+    mscc: Vec<Mscc>,
+    retransmit: bool,
+}
+
+impl Ccr<'_> {
+    fn build(&self) -> MessageBuilder {
+        let kind = self.kind.unwrap_or(RequestType::Update);
+        let mut b = MessageBuilder::request(dcca::CMD_CREDIT_CONTROL, 4, true);
+        b.push(base::SESSION_ID.with(self.session.to_string()));
+        b.push(base::ORIGIN_HOST.with(PCEF.to_string()));
+        b.push(base::ORIGIN_REALM.with("visited.test".to_string()));
+        b.push(base::DESTINATION_REALM.with("visited.test".to_string()));
+        b.push(base::AUTH_APPLICATION_ID.with(4u32));
+        b.push(dcca::SERVICE_CONTEXT_ID.with("32251@3gpp.org"));
+        b.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType(kind.code())));
+        b.push(dcca::CC_REQUEST_NUMBER.with(self.number));
+        b.push(dcca::SUBSCRIPTION_ID.with(vec![
+            dcca::SUBSCRIPTION_ID_TYPE.with(dcca::SubscriptionIdType(1)),
+            dcca::SUBSCRIPTION_ID_DATA.with(self.imsi.to_string()),
+        ]));
+        if let Some((p, s)) = self.home_ocs {
+            b.push(roaming::HOME_OCS_IDENTITY.with(vec![
+                roaming::HOME_OCS_PRIMARY.with(p.to_string()),
+                roaming::HOME_OCS_SECONDARY.with(s.to_string()),
+            ]));
+        }
+        b.push(
+            dcca::MULTIPLE_SERVICES_INDICATOR
+                .with(dcca::MultipleServicesIndicator::MULTIPLE_SERVICES_SUPPORTED),
+        );
+        for m in &self.mscc {
+            let mut c = Vec::new();
+            if m.rsu {
+                c.push(ocs::gy::requested_avp(&Units::default()));
+            }
+            if let Some(u) = m.used {
+                c.push(ocs::gy::used_avp(&Units {
+                    total_octets: Some(u),
+                    ..Units::default()
+                }));
+            }
+            c.push(dcca::RATING_GROUP.with(m.rg));
+            if !m.fired.is_empty() {
+                c.push(gyd::REPORTING_REASON.with(gyd::ReportingReason(6)));
+                c.push(
+                    gyd::TRIGGER.with(
+                        m.fired
+                            .iter()
+                            .map(|t| gyd::TRIGGER_TYPE.with(gyd::TriggerType(*t)))
+                            .collect::<Vec<_>>(),
+                    ),
+                );
+            }
+            b.push(dcca::MULTIPLE_SERVICES_CREDIT_CONTROL.with(c));
+        }
+        let mut ps = Vec::new();
+        if let Some(u) = &self.uli {
+            ps.push(gi::TGPP_USER_LOCATION_INFO.with(bytes::Bytes::from(u.clone())));
+        }
+        if let Some(r) = self.rat {
+            ps.push(gi::TGPP_RAT_TYPE.with(bytes::Bytes::from(vec![r])));
+        }
+        if !ps.is_empty() {
+            b.push(gyd::SERVICE_INFORMATION.with(vec![gyd::PS_INFORMATION.with(ps)]));
+        }
+        b.flags = b.flags.with(CommandFlags::RETRANSMIT, self.retransmit);
+        b
+    }
+}
+
+// MCC 001, MNC 01 in TBCD (TS 24.008 §10.5.1.3).
+const PLMN: [u8; 3] = [0x00, 0xf1, 0x10];
+
+/// 3GPP-User-Location-Info, CGI (type 0): UTRAN LAI and cell (TS 29.061 §16.4.7.2).
+fn cgi(lac: u16, ci: u16) -> Vec<u8> {
+    let mut v = vec![0];
+    v.extend(PLMN);
+    v.extend(lac.to_be_bytes());
+    v.extend(ci.to_be_bytes());
+    v
+}
+
+/// 3GPP-User-Location-Info, RAI (type 2): UTRAN LAI and routing area.
+fn rai(lac: u16, rac: u8) -> Vec<u8> {
+    let mut v = vec![2];
+    v.extend(PLMN);
+    v.extend(lac.to_be_bytes());
+    v.push(rac);
+    v
+}
+
+/// 3GPP-User-Location-Info, TAI and ECGI (type 130): E-UTRAN.
+fn tai_ecgi(tac: u16, eci: u32) -> Vec<u8> {
+    let mut v = vec![130];
+    v.extend(PLMN);
+    v.extend(tac.to_be_bytes());
+    v.extend(PLMN);
+    v.extend(eci.to_be_bytes());
+    v
+}
+
+const UTRAN: u8 = 1;
+const HSPA: u8 = 5;
+const EUTRAN: u8 = 6;
+
+fn by_rg(a: &CcAnswer, rg: u32) -> &ocs::model::MsccAnswer {
+    a.mscc
+        .iter()
+        .find(|m| m.service.rating_group == Some(rg))
+        .unwrap_or_else(|| panic!("no MSCC for rating group {rg} in {a:?}"))
+}
+
+fn octets_of(m: &ocs::model::MsccAnswer) -> u64 {
+    m.granted
+        .and_then(|g| g.total_octets)
+        .unwrap_or_else(|| panic!("no octets granted: {m:?}"))
+}
+
+/// Establishment (S310–S316) of a session for IMSI_ROAMER with rating groups 1 and 2, in
+/// UTRAN cell (LAC 10, CI 1). Returns the answer.
+async fn establish(net: &Net, sid: &str) -> CcAnswer {
+    let (m, a) = net
+        .cca(&Ccr {
+            session: sid,
+            kind: Some(RequestType::Initial),
+            number: 0,
+            imsi: IMSI_ROAMER,
+            home_ocs: Some((PRIMARY, SECONDARY)),
+            uli: Some(cgi(10, 1)),
+            rat: Some(UTRAN),
+            mscc: vec![mscc(1, None, &[]), mscc(2, None, &[])],
+            ..Ccr::default()
+        })
+        .await;
+    diameter_codec::validate(&m).expect("the CCA follows the grammar");
+    a
+}
+
+#[tokio::test]
+async fn establishment_applies_the_four_rewrites() {
+    bounded(async {
+        let net = Net::start("terminate", true).await;
+        let sid = "pcef.visited.test;1;establish";
+        let a = establish(&net, sid).await;
+        assert_eq!(a.result_code, 2001, "{a:?}");
+        assert_eq!(
+            (a.request_type, a.request_number),
+            (RequestType::Initial, 0)
+        );
+        // What home decided: 1 MB on rating group 1 (triggers QoS and LAC); 400 kB, the rest
+        // of the balance, on rating group 2 (trigger TAC) with REDIRECT to the home portal.
+        // The home OCS reserved exactly that.
+        assert_eq!(net.octets(IMSI_ROAMER).await, (0, 1_400_000));
+        let rg1 = by_rg(&a, 1);
+        // 1. Credit: capped at 300 kB; the threshold stays below the capped grant.
+        assert_eq!(octets_of(rg1), 300_000);
+        assert_eq!(rg1.volume_threshold, Some(100_000));
+        // 2. Triggers: RAT change added, the LAC trigger replaced by the cell trigger (the
+        // finer UTRAN type), ECGI added for E-UTRAN; home's QoS trigger kept.
+        assert_eq!(rg1.triggers.as_deref(), Some(&[QOS, RAT, CELL, ECGI][..]));
+        assert!(
+            rg1.final_unit.is_none(),
+            "700 kB of the home grant still held"
+        );
+        let rg2 = by_rg(&a, 2);
+        assert_eq!(octets_of(rg2), 400_000, "no cap on rating group 2");
+        // TAC replaced by ECGI; RAT and cell added.
+        assert_eq!(rg2.triggers.as_deref(), Some(&[RAT, CELL, ECGI][..]));
+        // 3. Termination action: home's REDIRECT to its portal replaced by the visited one.
+        let fui = rg2.final_unit.as_ref().expect("final units");
+        assert_eq!(fui.action, 1);
+        assert_eq!(
+            fui.redirect,
+            Some((2, "http://topup.visited.test/".to_string()))
+        );
+        // The visited OCS's own session towards home: its own Session-Id, request 0 sent.
+        let (home_sid, next) = net.home_leg(sid).await;
+        assert_ne!(home_sid, sid);
+        assert_eq!(next, 1);
+        // 4. Home is told the modified decisions on the next request sent there: a cell
+        // change into a new location area (S413).
+        let (_, u) = net
+            .cca(&Ccr {
+                session: sid,
+                number: 1,
+                imsi: IMSI_ROAMER,
+                uli: Some(cgi(11, 7)),
+                rat: Some(UTRAN),
+                mscc: vec![mscc(1, Some(50_000), &[CELL])],
+                ..Ccr::default()
+            })
+            .await;
+        assert_eq!(u.result_code, 2001, "{u:?}");
+        let home = net.home_session(sid).await;
+        assert_eq!(
+            home.highest, 1,
+            "home saw request 1 of the visited OCS's session"
+        );
+        let decision = |rg: u32| {
+            home.visited.iter().find_map(|r| match r {
+                VisitedReport::Decision {
+                    rating_group: Some(g),
+                    granted,
+                    triggers,
+                    final_unit_action,
+                    reason,
+                } if *g == rg => Some((
+                    granted.and_then(|u| u.total_octets),
+                    triggers.clone(),
+                    *final_unit_action,
+                    reason.clone(),
+                )),
+                _ => None,
+            })
+        };
+        let (g1, t1, f1, why1) = decision(1).expect("decision on rating group 1 recorded");
+        assert_eq!(g1, Some(300_000));
+        assert_eq!(t1, vec![QOS, RAT, CELL, ECGI]);
+        assert_eq!(f1, None);
+        assert!(why1.unwrap().contains("grant capped at 300000"));
+        let (g2, t2, f2, _) = decision(2).expect("decision on rating group 2 recorded");
+        assert_eq!(
+            (g2, t2, f2),
+            (Some(400_000), vec![RAT, CELL, ECGI], Some(1))
+        );
+        net.vocs.shutdown(Duration::from_secs(1)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn utran_rat_and_cell_changes_local_area_change_home() {
+    bounded(async {
+        let net = Net::start("terminate", false).await;
+        let sid = "pcef.visited.test;1;utran";
+        let imsi = IMSI_RICH_ROAMER;
+        let ccr = |n: u32, uli: Vec<u8>, rat: u8, m: Vec<Mscc>| Ccr {
+            session: sid,
+            kind: Some(if n == 0 {
+                RequestType::Initial
+            } else {
+                RequestType::Update
+            }),
+            number: n,
+            imsi,
+            uli: Some(uli),
+            rat: Some(rat),
+            mscc: m,
+            ..Ccr::default()
+        };
+        let (_, a) = net
+            .cca(&ccr(0, cgi(10, 1), UTRAN, vec![mscc(1, None, &[])]))
+            .await;
+        assert_eq!(a.result_code, 2001);
+        assert_eq!(octets_of(by_rg(&a, 1)), 300_000);
+        // S314: the home decision is stored as home sent it.
+        let held = net
+            .vocs
+            .store()
+            .get(sid.to_string())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            held.services[0].home.triggers.as_deref(),
+            Some(&[QOS, LAC][..])
+        );
+        assert_eq!(
+            held.services[0].home.granted.unwrap().total_octets,
+            Some(1_000_000)
+        );
+        let home = net.home_session(sid).await;
+        let reserved_at_home = net.octets(imsi).await.1;
+        assert_eq!(reserved_at_home, 1_000_000);
+
+        // S411: RAT change (UTRAN → HSPA); home (QoS, LAC) did not subscribe it: local.
+        let (_, a) = net
+            .cca(&ccr(
+                1,
+                cgi(10, 1),
+                HSPA,
+                vec![mscc(1, Some(100_000), &[RAT])],
+            ))
+            .await;
+        assert_eq!(a.result_code, 2001);
+        assert_eq!(
+            octets_of(by_rg(&a, 1)),
+            300_000,
+            "900 kB of home's grant left"
+        );
+        // Cell change inside location area 10: local too.
+        let (_, a) = net
+            .cca(&ccr(
+                2,
+                cgi(10, 2),
+                HSPA,
+                vec![mscc(1, Some(250_000), &[CELL])],
+            ))
+            .await;
+        assert_eq!(a.result_code, 2001);
+        assert_eq!(octets_of(by_rg(&a, 1)), 300_000);
+        // A routing-area report inside the same area: the cell trigger does not fire.
+        let (_, a) = net
+            .cca(&ccr(3, rai(10, 5), HSPA, vec![mscc(1, Some(350_000), &[])]))
+            .await;
+        assert_eq!(a.result_code, 2001);
+        assert_eq!(octets_of(by_rg(&a, 1)), 300_000, "1 MB − 700 kB");
+        // Home saw none of them: still only request 0, nothing debited.
+        assert_eq!(net.home_session(sid).await.highest, home.highest);
+        assert_eq!(net.home_leg(sid).await.1, 1);
+        assert_eq!(net.octets(imsi).await.1, 1_000_000);
+
+        // S413: cell change into location area 11: home's LAC trigger — sent home with
+        // everything the PCEF reported (100 + 250 + 350 + 120 kB).
+        let (_, a) = net
+            .cca(&ccr(
+                4,
+                cgi(11, 9),
+                HSPA,
+                vec![mscc(1, Some(120_000), &[CELL])],
+            ))
+            .await;
+        assert_eq!(a.result_code, 2001);
+        assert_eq!(octets_of(by_rg(&a, 1)), 300_000, "a new home grant, capped");
+        let home = net.home_session(sid).await;
+        assert_eq!(home.highest, 1, "consecutive numbers towards home");
+        let absorbed = home.visited.iter().find_map(|r| match r {
+            VisitedReport::Absorbed { used, requests, .. } => Some((used.total_octets, *requests)),
+            _ => None,
+        });
+        assert_eq!(absorbed, Some((Some(700_000), 3)), "three updates absorbed");
+        let (avail, reserved) = net.octets(imsi).await;
+        assert_eq!(reserved, 1_000_000, "home's new grant");
+        assert_eq!(
+            avail,
+            1_000_000_000 - 820_000 - 1_000_000,
+            "820 kB debited once"
+        );
+        // Home's decision again: its LAC trigger fires on the next area, not on cells.
+        let (_, a) = net
+            .cca(&ccr(
+                5,
+                cgi(11, 10),
+                HSPA,
+                vec![mscc(1, Some(1_000), &[CELL])],
+            ))
+            .await;
+        assert_eq!(a.result_code, 2001);
+        assert_eq!(net.home_session(sid).await.highest, 1, "local");
+
+        // CCR-T: the rest goes home.
+        let (_, a) = net
+            .cca(&Ccr {
+                kind: Some(RequestType::Termination),
+                mscc: vec![Mscc {
+                    rg: 1,
+                    used: Some(2_000),
+                    ..Mscc::default()
+                }],
+                ..ccr(6, cgi(11, 10), HSPA, vec![])
+            })
+            .await;
+        assert_eq!(a.result_code, 2001);
+        assert_eq!(net.octets(imsi).await, (1_000_000_000 - 823_000, 0));
+        net.vocs.shutdown(Duration::from_secs(1)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn eutran_ecgi_inside_tai_local_tai_change_home() {
+    bounded(async {
+        let net = Net::start("terminate", false).await;
+        let sid = "pcef.visited.test;1;eutran";
+        let imsi = IMSI_RICH_ROAMER;
+        let ccr = |n: u32, uli: Vec<u8>, m: Vec<Mscc>| Ccr {
+            session: sid,
+            kind: Some(if n == 0 {
+                RequestType::Initial
+            } else {
+                RequestType::Update
+            }),
+            number: n,
+            imsi,
+            uli: Some(uli),
+            rat: Some(EUTRAN),
+            mscc: m,
+            ..Ccr::default()
+        };
+        let (_, a) = net
+            .cca(&ccr(0, tai_ecgi(0x100, 1), vec![mscc(2, None, &[])]))
+            .await;
+        assert_eq!(a.result_code, 2001);
+        let rg2 = by_rg(&a, 2);
+        assert_eq!(rg2.triggers.as_deref(), Some(&[RAT, CELL, ECGI][..]));
+        assert_eq!(octets_of(rg2), 500_000);
+        assert!(rg2.final_unit.is_none(), "plenty of credit: no final units");
+        let held = net
+            .vocs
+            .store()
+            .get(sid.to_string())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(held.services[0].home.triggers.as_deref(), Some(&[TAC][..]));
+        // ECGI change inside tracking area 0x100: local.
+        let (_, a) = net
+            .cca(&ccr(
+                1,
+                tai_ecgi(0x100, 2),
+                vec![mscc(2, Some(100_000), &[ECGI])],
+            ))
+            .await;
+        assert_eq!(a.result_code, 2001);
+        assert_eq!(
+            octets_of(by_rg(&a, 2)),
+            400_000,
+            "what remains of home's 500 kB"
+        );
+        assert_eq!(net.home_leg(sid).await.1, 1);
+        // Into tracking area 0x101: home (TAC) is asked, told the area and the usage.
+        let (_, a) = net
+            .cca(&ccr(
+                2,
+                tai_ecgi(0x101, 3),
+                vec![mscc(2, Some(100_000), &[ECGI])],
+            ))
+            .await;
+        assert_eq!(a.result_code, 2001);
+        assert_eq!(octets_of(by_rg(&a, 2)), 500_000, "home's new grant");
+        assert_eq!(net.home_leg(sid).await.1, 2);
+        assert_eq!(net.home_session(sid).await.highest, 1);
+        let (_, a) = net
+            .cca(&Ccr {
+                kind: Some(RequestType::Termination),
+                mscc: vec![Mscc {
+                    rg: 2,
+                    used: Some(5),
+                    ..Mscc::default()
+                }],
+                ..ccr(3, tai_ecgi(0x101, 3), vec![])
+            })
+            .await;
+        assert_eq!(a.result_code, 2001);
+        assert_eq!(net.octets(imsi).await, (1_000_000_000 - 200_005, 0));
+        net.vocs.shutdown(Duration::from_secs(1)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn home_debits_exactly_what_the_pcef_reported() {
+    bounded(async {
+        let net = Net::start("terminate", true).await;
+        let imsi = IMSI_RICH_ROAMER;
+        let (start, _) = net.octets(imsi).await;
+        let mut reported = 0u64;
+        // Three sessions, each through a mix of local and home-bound updates, some
+        // retransmitted with the T bit.
+        for k in 0..3u32 {
+            let sid = format!("pcef.visited.test;2;recon{k}");
+            let (_, a) = net
+                .cca(&Ccr {
+                    session: &sid,
+                    kind: Some(RequestType::Initial),
+                    number: 0,
+                    imsi,
+                    uli: Some(cgi(20, 1)),
+                    rat: Some(UTRAN),
+                    mscc: vec![mscc(1, None, &[]), mscc(2, None, &[])],
+                    ..Ccr::default()
+                })
+                .await;
+            assert_eq!(a.result_code, 2001);
+            let mut n = 0;
+            let mut lac = 20;
+            for step in 0..12u32 {
+                n += 1;
+                let used1 = 50_000 + u64::from(step * 1_000 + k);
+                let used2 = 30_000 + u64::from(step * 7);
+                // Every third update moves to a new area (home), the others change cell or
+                // RAT (local); every fourth is retransmitted.
+                let (uli, fired) = match step % 3 {
+                    2 => {
+                        lac += 1;
+                        (cgi(lac, 1), vec![CELL])
+                    }
+                    1 => (cgi(lac, 2 + step as u16), vec![CELL]),
+                    _ => (cgi(lac, 2 + step as u16), vec![RAT]),
+                };
+                let r = Ccr {
+                    session: &sid,
+                    number: n,
+                    imsi,
+                    uli: Some(uli),
+                    rat: Some(if step % 2 == 0 { UTRAN } else { HSPA }),
+                    mscc: vec![mscc(1, Some(used1), &fired), mscc(2, Some(used2), &fired)],
+                    ..Ccr::default()
+                };
+                let (_, a) = net.cca(&r).await;
+                assert_eq!(a.result_code, 2001, "step {step}: {a:?}");
+                reported += used1 + used2;
+                if step % 4 == 3 {
+                    let (_, again) = net
+                        .cca(&Ccr {
+                            retransmit: true,
+                            ..r.clone()
+                        })
+                        .await;
+                    assert_eq!(again, a, "a retransmission gets the same answer");
+                }
+            }
+            let (_, a) = net
+                .cca(&Ccr {
+                    session: &sid,
+                    kind: Some(RequestType::Termination),
+                    number: n + 1,
+                    imsi,
+                    mscc: vec![
+                        Mscc {
+                            rg: 1,
+                            used: Some(11),
+                            ..Mscc::default()
+                        },
+                        Mscc {
+                            rg: 2,
+                            used: Some(13),
+                            ..Mscc::default()
+                        },
+                    ],
+                    ..Ccr::default()
+                })
+                .await;
+            assert_eq!(a.result_code, 2001);
+            reported += 24;
+        }
+        let (end, reserved) = net.octets(imsi).await;
+        assert_eq!(reserved, 0, "every reservation released");
+        assert_eq!(
+            u64::try_from(start - end).unwrap(),
+            reported,
+            "home debited what the PCEF reported"
+        );
+        net.vocs.shutdown(Duration::from_secs(1)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn home_refusals_reach_the_pcef_unchanged() {
+    bounded(async {
+        let net = Net::start("terminate", false).await;
+        // The same requests straight to the home OCS, for comparison.
+        let direct = common::Pcef::connect("pcef2.visited.test", net.primary_addr).await;
+        for (imsi, code) in [(IMSI_EMPTY, 4012), (IMSI_UNKNOWN, 5030)] {
+            let sid = format!("pcef.visited.test;3;{imsi}");
+            let (m, a) = net
+                .cca(&Ccr {
+                    session: &sid,
+                    kind: Some(RequestType::Initial),
+                    number: 0,
+                    imsi,
+                    mscc: vec![mscc(1, None, &[])],
+                    ..Ccr::default()
+                })
+                .await;
+            assert!(!m.header().flags.is_error());
+            assert_eq!(a.result_code, code, "{a:?}");
+            let home = direct
+                .send(direct.ccr(
+                    &format!("direct;{imsi}"),
+                    RequestType::Initial,
+                    0,
+                    Some(imsi),
+                    vec![(common::rg(1), rsu(), None)],
+                ))
+                .await;
+            let mut h = ocs::gy::parse_cca(&home);
+            assert_eq!(h.result_code, code);
+            // Unchanged: Result-Code, MSCCs (per-service Result-Code, no grant),
+            // Error-Message; only the PCEF's request number and type are its own.
+            h.failure_handling = None;
+            assert_eq!(a, h);
+            // The PCEF refuses the IP-CAN session (S316): nothing is held anywhere.
+            assert!(net.vocs.store().get(sid.clone()).await.unwrap().is_none());
+        }
+        // A refusal on an update: the subscriber is barred at home mid-session.
+        let sid = "pcef.visited.test;3;barred";
+        let (_, a) = net
+            .cca(&Ccr {
+                session: sid,
+                kind: Some(RequestType::Initial),
+                number: 0,
+                imsi: IMSI_RICH_ROAMER,
+                uli: Some(cgi(30, 1)),
+                mscc: vec![mscc(1, None, &[])],
+                ..Ccr::default()
+            })
+            .await;
+        assert_eq!(a.result_code, 2001);
+        net.primary
+            .as_ref()
+            .unwrap()
+            .modify(IMSI_RICH_ROAMER, ocs::store::AccountChange::SetBarred(true))
+            .await
+            .unwrap();
+        let (_, a) = net
+            .cca(&Ccr {
+                session: sid,
+                number: 1,
+                imsi: IMSI_RICH_ROAMER,
+                uli: Some(cgi(31, 1)),
+                mscc: vec![mscc(1, Some(10_000), &[CELL])],
+                ..Ccr::default()
+            })
+            .await;
+        assert_eq!(a.result_code, 4010, "{a:?}");
+        assert_eq!(by_rg(&a, 1).result_code, 4010);
+        assert!(by_rg(&a, 1).granted.is_none());
+        // Nothing is granted locally from the reservation home released.
+        let (_, a) = net
+            .cca(&Ccr {
+                session: sid,
+                number: 2,
+                imsi: IMSI_RICH_ROAMER,
+                uli: Some(cgi(31, 1)),
+                mscc: vec![mscc(1, Some(0), &[RAT])],
+                ..Ccr::default()
+            })
+            .await;
+        assert!(
+            by_rg(&a, 1).granted.is_none() && by_rg(&a, 1).result_code != 2001,
+            "{a:?}"
+        );
+        direct.shutdown().await;
+        net.vocs.shutdown(Duration::from_secs(1)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn fails_over_to_the_secondary_home_ocs() {
+    bounded(async {
+        let mut net = Net::start("terminate", false).await;
+        let sid = "pcef.visited.test;4;failover";
+        let imsi = IMSI_RICH_ROAMER;
+        let (start, _) = net.octets(imsi).await;
+        let (_, a) = net
+            .cca(&Ccr {
+                session: sid,
+                kind: Some(RequestType::Initial),
+                number: 0,
+                imsi,
+                uli: Some(cgi(40, 1)),
+                mscc: vec![mscc(1, None, &[])],
+                ..Ccr::default()
+            })
+            .await;
+        assert_eq!(a.result_code, 2001);
+        net.stop_primary().await;
+        // Into a new area: home is needed; the secondary answers.
+        let (_, a) = net
+            .cca(&Ccr {
+                session: sid,
+                number: 1,
+                imsi,
+                uli: Some(cgi(41, 1)),
+                mscc: vec![mscc(1, Some(200_000), &[CELL])],
+                ..Ccr::default()
+            })
+            .await;
+        assert_eq!(a.result_code, 2001, "{a:?}");
+        assert_eq!(octets_of(by_rg(&a, 1)), 300_000);
+        let home = net.home_session(sid).await;
+        assert_eq!(home.highest, 1);
+        // A session opened while the primary is down goes to the secondary from the start.
+        let sid2 = "pcef.visited.test;4;failover-2";
+        let (_, a) = net
+            .cca(&Ccr {
+                session: sid2,
+                kind: Some(RequestType::Initial),
+                number: 0,
+                imsi,
+                mscc: vec![mscc(1, None, &[])],
+                ..Ccr::default()
+            })
+            .await;
+        assert_eq!(a.result_code, 2001);
+        for (s, n, used) in [(sid, 2, 50_000), (sid2, 1, 70_000)] {
+            let (_, a) = net
+                .cca(&Ccr {
+                    session: s,
+                    kind: Some(RequestType::Termination),
+                    number: n,
+                    imsi,
+                    mscc: vec![Mscc {
+                        rg: 1,
+                        used: Some(used),
+                        ..Mscc::default()
+                    }],
+                    ..Ccr::default()
+                })
+                .await;
+            assert_eq!(a.result_code, 2001);
+        }
+        assert_eq!(net.octets(imsi).await, (start - 320_000, 0));
+        net.vocs.shutdown(Duration::from_secs(1)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn both_home_ocss_down_never_free_credit() {
+    bounded(async {
+        // CONTINUE: updates are served from the home grant held, never beyond it.
+        let mut net = Net::start("continue", false).await;
+        let sid = "pcef.visited.test;5;down";
+        let imsi = IMSI_RICH_ROAMER;
+        let (start, _) = net.octets(imsi).await;
+        let (_, a) = net
+            .cca(&Ccr {
+                session: sid,
+                kind: Some(RequestType::Initial),
+                number: 0,
+                imsi,
+                uli: Some(cgi(50, 1)),
+                mscc: vec![mscc(1, None, &[])],
+                ..Ccr::default()
+            })
+            .await;
+        assert_eq!(a.result_code, 2001);
+        let mut granted = octets_of(by_rg(&a, 1));
+        net.stop_primary().await;
+        net.stop_secondary().await;
+        // A new session gets no credit at all: 3002, the PCEF applies its CCFH.
+        let (m, _) = net
+            .cca(&Ccr {
+                session: "pcef.visited.test;5;new",
+                kind: Some(RequestType::Initial),
+                number: 0,
+                imsi,
+                mscc: vec![mscc(1, None, &[])],
+                ..Ccr::default()
+            })
+            .await;
+        assert!(m.header().flags.is_error());
+        assert_eq!(common::result_code(&m), 3002);
+        // The running session: area changes would go home; home is down, so the held home
+        // grant (1 MB) serves them until it is spent.
+        let mut reported = 0;
+        let mut served = granted;
+        let mut n = 0;
+        let mut last = None;
+        for lac in 51..60u16 {
+            n += 1;
+            let r = Ccr {
+                session: sid,
+                number: n,
+                imsi,
+                uli: Some(cgi(lac, 1)),
+                mscc: vec![mscc(1, Some(granted), &[CELL])],
+                ..Ccr::default()
+            };
+            let m = net.send(r.build()).await;
+            if m.header().flags.is_error() {
+                assert_eq!(common::result_code(&m), 3002);
+                last = Some(r);
+                break;
+            }
+            let a = ocs::gy::parse_cca(&m);
+            reported += granted;
+            granted = octets_of(by_rg(&a, 1));
+            assert!(granted > 0);
+            served += granted;
+        }
+        assert_eq!(
+            served, 1_000_000,
+            "granted exactly the home grant held: 300 + 300 + 300 + 100 kB"
+        );
+        assert_eq!(reported, 900_000);
+        let last = last.expect("refused once the held grant was spent");
+        // The primary comes back; the PCEF retransmits the refused update.
+        net.restart_primary().await;
+        let (_, a) = net
+            .cca(&Ccr {
+                retransmit: true,
+                ..last.clone()
+            })
+            .await;
+        assert_eq!(a.result_code, 2001, "{a:?}");
+        reported += granted;
+        let (_, a) = net
+            .cca(&Ccr {
+                session: sid,
+                kind: Some(RequestType::Termination),
+                number: n + 1,
+                imsi,
+                mscc: vec![Mscc {
+                    rg: 1,
+                    used: Some(1),
+                    ..Mscc::default()
+                }],
+                ..Ccr::default()
+            })
+            .await;
+        assert_eq!(a.result_code, 2001);
+        reported += 1;
+        assert_eq!(net.octets(imsi).await, (start - reported as i64, 0));
+        net.vocs.shutdown(Duration::from_secs(1)).await;
+    })
+    .await;
+}
