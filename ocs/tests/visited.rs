@@ -15,7 +15,7 @@ mod common;
 use common::{IMSI_EMPTY, free_addr, rsu};
 use diameter_codec::dict::{base, dcca, gi, gy as gyd, roaming};
 use diameter_codec::{CommandFlags, Message, MessageBuilder};
-use diameter_node::node::{Node, NodeConfig, PeerSpec, RequestError, relay_route};
+use diameter_node::node::{Node, NodeConfig, PeerSpec, RequestError, handler_fn, relay_route};
 use diameter_node::peer::Application;
 use ocs::config::Config;
 use ocs::engine::Policy;
@@ -1133,6 +1133,92 @@ async fn both_home_ocss_down_never_free_credit() {
         assert_eq!(a.result_code, 2001);
         reported += 1;
         assert_eq!(net.octets(imsi).await, (start - reported as i64, 0));
+        net.vocs.shutdown(Duration::from_secs(1)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn home_re_auth_reaches_the_pcef_and_the_next_update_goes_home() {
+    bounded(async {
+        let net = Net::start("terminate", false).await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u32, String)>();
+        net.pcef.register(
+            4,
+            handler_fn(move |req| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send((
+                        req.msg.header().command_code,
+                        req.msg.session_id().unwrap_or("").to_string(),
+                    ));
+                    let mut a = req.answer(diameter_codec::ResultCode::DIAMETER_SUCCESS);
+                    if a.find(base::AUTH_APPLICATION_ID.key()).is_none() {
+                        a.push(base::AUTH_APPLICATION_ID.with(4u32));
+                    }
+                    a
+                }
+            }),
+        );
+        let sid = "pcef.visited.test;6;rar";
+        let imsi = IMSI_RICH_ROAMER;
+        let (_, a) = net
+            .cca(&Ccr {
+                session: sid,
+                kind: Some(RequestType::Initial),
+                number: 0,
+                imsi,
+                uli: Some(cgi(60, 1)),
+                mscc: vec![mscc(1, None, &[])],
+                ..Ccr::default()
+            })
+            .await;
+        assert_eq!(a.result_code, 2001);
+        // The operator tops up at home: home re-authorises its session (towards the
+        // visited OCS), which passes the RAR on with the PCEF's Session-Id.
+        let (_, sessions) = net
+            .primary
+            .as_ref()
+            .unwrap()
+            .topup(imsi, UnitKind::TotalOctets, 1_000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(sessions.len(), 1);
+        let (cmd, got) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("RAR reached the PCEF")
+            .unwrap();
+        assert_eq!((cmd, got.as_str()), (258, sid));
+        // A RAT change home did not subscribe would be local; after the re-auth request
+        // it goes home (RFC 4006 §5.5), with Reporting-Reason FORCED_REAUTHORISATION.
+        let (_, a) = net
+            .cca(&Ccr {
+                session: sid,
+                number: 1,
+                imsi,
+                uli: Some(cgi(60, 1)),
+                rat: Some(HSPA),
+                mscc: vec![mscc(1, Some(1_000), &[RAT])],
+                ..Ccr::default()
+            })
+            .await;
+        assert_eq!(a.result_code, 2001);
+        assert_eq!(net.home_leg(sid).await.1, 2, "sent home");
+        // And the next one is local again.
+        let (_, a) = net
+            .cca(&Ccr {
+                session: sid,
+                number: 2,
+                imsi,
+                uli: Some(cgi(60, 1)),
+                rat: Some(UTRAN),
+                mscc: vec![mscc(1, Some(1_000), &[RAT])],
+                ..Ccr::default()
+            })
+            .await;
+        assert_eq!(a.result_code, 2001);
+        assert_eq!(net.home_leg(sid).await.1, 2, "local");
         net.vocs.shutdown(Duration::from_secs(1)).await;
     })
     .await;

@@ -304,7 +304,67 @@ impl Agent {
         }
     }
 
+    /// A re-auth request from home (RFC 4006 §5.5: the home OCS wants the session
+    /// re-authorised, e.g. after a top-up): the session's next update goes home, and the
+    /// request is passed on to the PCEF with its Session-Id; home gets the PCEF's answer.
+    async fn re_auth(&self, req: IncomingRequest) -> MessageBuilder {
+        let Some(home_sid) = req.msg.session_id().map(str::to_string) else {
+            return req.answer(ResultCode::DIAMETER_MISSING_AVP);
+        };
+        let pcef_sid = match self.store.by_home(home_sid).await {
+            Ok(Some(id)) => id,
+            Ok(None) => return req.answer(ResultCode(rc::UNKNOWN_SESSION_ID)),
+            Err(e) => {
+                tracing::error!(error = %e, "visited session store");
+                return req.answer(ResultCode::DIAMETER_UNABLE_TO_COMPLY);
+            }
+        };
+        let lock = self.lock_for(&pcef_sid);
+        let target = {
+            let _g = lock.lock().await;
+            match self.store.get(pcef_sid.clone()).await {
+                Ok(Some(mut s)) => {
+                    s.reauth = true;
+                    let t = (s.pcef_host.clone(), s.pcef_realm.clone());
+                    match self.store.put(s).await {
+                        Ok(()) => Some(t),
+                        Err(e) => {
+                            tracing::error!(error = %e, "visited session not written");
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            }
+        };
+        drop(lock);
+        self.unlock(&pcef_sid);
+        let Some((host, realm)) = target else {
+            return req.answer(ResultCode(rc::UNKNOWN_SESSION_ID));
+        };
+        let rar = gy::rar(&pcef_sid, self.node.identity(), &host, &realm);
+        let code = match self.node.request(rar).await {
+            Ok(a) => a
+                .get(base::RESULT_CODE)
+                .and_then(Result::ok)
+                .unwrap_or(rc::UNABLE_TO_COMPLY),
+            Err(RequestError::Protocol { result_code, .. }) => result_code.0,
+            Err(e) => {
+                tracing::info!(session = %pcef_sid, error = %e, "RAR to the PCEF not answered");
+                ResultCode::DIAMETER_UNABLE_TO_DELIVER.0
+            }
+        };
+        let mut a = req.answer(ResultCode(code));
+        if a.find(base::AUTH_APPLICATION_ID.key()).is_none() {
+            a.push(base::AUTH_APPLICATION_ID.with(gy::APPLICATION_ID));
+        }
+        a
+    }
+
     async fn credit_control(&self, req: IncomingRequest) -> MessageBuilder {
+        if req.msg.header().command_code == base::CMD_RE_AUTH {
+            return self.re_auth(req).await;
+        }
         let ccr = match gy::parse_ccr(&req.msg) {
             Ok(c) => c,
             Err(e) => {
@@ -540,6 +600,9 @@ impl Agent {
                 .cfg
                 .failure_handling
                 .unwrap_or(FailureHandling::Terminate),
+            pcef_host: ccr.origin_host.clone(),
+            pcef_realm: ccr.origin_realm.clone(),
+            reauth: false,
         };
         let msccs: Vec<HomeMscc> = ccr
             .mscc
@@ -640,6 +703,9 @@ impl Agent {
     /// subscribed fired (for a location type: the area at home's precision changed since
     /// home was last told), the held home grant is spent, or home has no decision for it.
     fn needs_home(&self, s: &VisitedSession, m: &MsccRequest, fired: &[i32]) -> bool {
+        if s.reauth {
+            return true;
+        }
         let Some(v) = s.services.iter().find(|v| v.service == m.service) else {
             return true;
         };
@@ -780,6 +846,7 @@ impl Agent {
         };
         s.home_number += 1;
         s.home_location = s.location.clone();
+        s.reauth = false;
         // Home has the usage now, and each MSCC sent closed home's earlier reservation of
         // its service (RFC 4006 §5.2): what home answered replaces the decision held — a
         // refusal too, so nothing is granted from a reservation home has released.

@@ -63,6 +63,12 @@ pub struct VisitedSession {
     pub answers: Vec<(u32, CcAnswer)>,
     /// What to do when home cannot be reached.
     pub failure_handling: FailureHandling,
+    /// The PCEF's Origin-Host and Origin-Realm: where a re-auth request goes.
+    pub pcef_host: String,
+    /// The PCEF's Origin-Realm.
+    pub pcef_realm: String,
+    /// Home asked for re-authorisation (RAR, RFC 4006 §5.5): the next update goes home.
+    pub reauth: bool,
 }
 
 /// How many answers a session keeps for retransmitted requests.
@@ -98,6 +104,9 @@ pub trait VisitedStore: Send + Sync + 'static {
     fn put(&self, session: VisitedSession) -> StoreFuture<'_, ()>;
     /// Forgets a session.
     fn remove(&self, pcef_session: String) -> StoreFuture<'_, ()>;
+    /// The PCEF's Session-Id of the session whose Session-Id towards home is this (a
+    /// re-auth request from home names the latter).
+    fn by_home(&self, home_session: String) -> StoreFuture<'_, Option<String>>;
     /// How many sessions.
     fn count(&self) -> StoreFuture<'_, usize>;
 }
@@ -106,14 +115,20 @@ pub trait VisitedStore: Send + Sync + 'static {
 /// the usage held since the last home request is not reported home).
 #[derive(Default)]
 pub struct MemoryVisitedStore {
-    sessions: Mutex<HashMap<String, VisitedSession>>,
+    maps: Mutex<Maps>,
+}
+
+#[derive(Default)]
+struct Maps {
+    /// By the PCEF's Session-Id.
+    sessions: HashMap<String, VisitedSession>,
+    /// The Session-Id towards home → the PCEF's.
+    by_home: HashMap<String, String>,
 }
 
 impl MemoryVisitedStore {
-    fn map(
-        &self,
-    ) -> Result<std::sync::MutexGuard<'_, HashMap<String, VisitedSession>>, StoreError> {
-        self.sessions
+    fn map(&self) -> Result<std::sync::MutexGuard<'_, Maps>, StoreError> {
+        self.maps
             .lock()
             .map_err(|_| StoreError::from_err("visited session map poisoned"))
     }
@@ -121,21 +136,30 @@ impl MemoryVisitedStore {
 
 impl VisitedStore for MemoryVisitedStore {
     fn get(&self, id: String) -> StoreFuture<'_, Option<VisitedSession>> {
-        Box::pin(async move { Ok(self.map()?.get(&id).cloned()) })
+        Box::pin(async move { Ok(self.map()?.sessions.get(&id).cloned()) })
     }
     fn put(&self, s: VisitedSession) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            self.map()?.insert(s.pcef_session.clone(), s);
+            let mut m = self.map()?;
+            m.by_home
+                .insert(s.home_session.clone(), s.pcef_session.clone());
+            m.sessions.insert(s.pcef_session.clone(), s);
             Ok(())
         })
     }
     fn remove(&self, id: String) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            self.map()?.remove(&id);
+            let mut m = self.map()?;
+            if let Some(s) = m.sessions.remove(&id) {
+                m.by_home.remove(&s.home_session);
+            }
             Ok(())
         })
     }
+    fn by_home(&self, home_session: String) -> StoreFuture<'_, Option<String>> {
+        Box::pin(async move { Ok(self.map()?.by_home.get(&home_session).cloned()) })
+    }
     fn count(&self) -> StoreFuture<'_, usize> {
-        Box::pin(async move { Ok(self.map()?.len()) })
+        Box::pin(async move { Ok(self.map()?.sessions.len()) })
     }
 }
