@@ -205,16 +205,7 @@ impl Net {
                 "{h} not open"
             );
         }
-        let mut pc = NodeConfig::new(PCEF, "visited.test");
-        pc.local.applications.push(Application::auth(4));
-        let mut p = PeerSpec::connect_tcp(VOCS, vocs.listen_addrs()[0]);
-        p.timers = common::fast_timers();
-        pc.peers.push(p);
-        pc.routes
-            .push(relay_route("visited.test", Some(4), &[VOCS]));
-        pc.request_timeout = Duration::from_secs(10);
-        let pcef = Node::start(pc).await.unwrap();
-        assert!(pcef.wait_peer(VOCS, Duration::from_secs(10)).await);
+        let pcef = pcef_node(vocs.listen_addrs()[0]).await;
         Self {
             _dir: dir,
             home_cfg,
@@ -294,6 +285,21 @@ impl Net {
             "primary not open again"
         );
     }
+}
+
+/// The visited PCEF: a Gy client connected to the visited OCS at `vocs`.
+async fn pcef_node(vocs: SocketAddr) -> Node {
+    let mut pc = NodeConfig::new(PCEF, "visited.test");
+    pc.local.applications.push(Application::auth(4));
+    let mut p = PeerSpec::connect_tcp(VOCS, vocs);
+    p.timers = common::fast_timers();
+    pc.peers.push(p);
+    pc.routes
+        .push(relay_route("visited.test", Some(4), &[VOCS]));
+    pc.request_timeout = Duration::from_secs(10);
+    let pcef = Node::start(pc).await.unwrap();
+    assert!(pcef.wait_peer(VOCS, Duration::from_secs(10)).await);
+    pcef
 }
 
 /// One MSCC of the PCEF's CCR.
@@ -1220,6 +1226,180 @@ async fn home_re_auth_reaches_the_pcef_and_the_next_update_goes_home() {
         assert_eq!(a.result_code, 2001);
         assert_eq!(net.home_leg(sid).await.1, 2, "local");
         net.vocs.shutdown(Duration::from_secs(1)).await;
+    })
+    .await;
+}
+
+/// A child process, killed (SIGKILL) and reaped by its PID when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_ocs(config: &std::path::Path, log: &std::path::Path, metrics: SocketAddr) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ocs"))
+            .arg("--config")
+            .arg(config)
+            .arg("--metrics")
+            .arg(metrics.to_string())
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting ocs"),
+    )
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    body
+}
+
+/// The shipped examples as binaries: `ocs` (home, the demo) and `ocs --config
+/// examples/visited.toml` (ports moved to free ones), a PCEF through the visited one, and
+/// the visited role's Prometheus series.
+#[tokio::test]
+async fn binaries_with_the_shipped_visited_example() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (home_addr, admin, home_metrics) = (free_addr(), free_addr(), free_addr());
+        let (vocs_addr, secondary, vocs_metrics) = (free_addr(), free_addr(), free_addr());
+        let home_toml = dir.path().join("home.toml");
+        std::fs::write(
+            &home_toml,
+            ocs::config::DEMO
+                .replace("127.0.0.1:3870", &home_addr.to_string())
+                .replace("127.0.0.1:3871", &admin.to_string())
+                .replace(
+                    "\"ocs-data.redb\"",
+                    &format!("{:?}", dir.path().join("h.redb")),
+                ),
+        )
+        .unwrap();
+        let visited_toml = dir.path().join("visited.toml");
+        std::fs::write(
+            &visited_toml,
+            include_str!("../examples/visited.toml")
+                .replace("127.0.0.1:3880", &vocs_addr.to_string())
+                .replace("127.0.0.1:3870", &home_addr.to_string())
+                .replace("127.0.0.1:3872", &secondary.to_string())
+                .replace("tc = 5", "tc = 0.2"),
+        )
+        .unwrap();
+        let _home = spawn_ocs(&home_toml, &dir.path().join("home.log"), home_metrics);
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(home_addr).await.is_err() {
+            assert!(std::time::Instant::now() < end, "home ocs not listening");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _vocs = spawn_ocs(&visited_toml, &dir.path().join("vocs.log"), vocs_metrics);
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(vocs_addr).await.is_err() {
+            assert!(std::time::Instant::now() < end, "visited ocs not listening");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let pcef = pcef_node(vocs_addr).await;
+        let send = |r: Ccr<'static>| {
+            let pcef = pcef.clone();
+            async move {
+                match pcef.request(r.build()).await {
+                    Ok(m) | Err(RequestError::Protocol { answer: m, .. }) => m,
+                    Err(e) => panic!("no answer: {e}"),
+                }
+            }
+        };
+        let sid = "pcef.visited.test;7;binary";
+        let imsi = common::IMSI_RICH;
+        let init = Ccr {
+            session: sid,
+            kind: Some(RequestType::Initial),
+            number: 0,
+            imsi,
+            uli: Some(tai_ecgi(1, 1)),
+            rat: Some(EUTRAN),
+            mscc: vec![mscc(1, None, &[])],
+            ..Ccr::default()
+        };
+        // Until the visited OCS has its home peer open, it answers 3002.
+        let a = loop {
+            let m = send(init.clone()).await;
+            if !m.header().flags.is_error() {
+                break ocs::gy::parse_cca(&m);
+            }
+            assert!(std::time::Instant::now() < end, "home never reached");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(a.result_code, 2001, "{a:?}");
+        let rg1 = by_rg(&a, 1);
+        assert_eq!(octets_of(rg1), 300_000, "the example's cap");
+        // Home's [2, 4, 35, 36] kept; the visited cell trigger added.
+        assert_eq!(
+            rg1.triggers.as_deref(),
+            Some(&[QOS, RAT, TAC, ECGI, CELL][..])
+        );
+        // Quota used up, nothing else changed: the 700 kB held serve it here.
+        let a = ocs::gy::parse_cca(
+            &send(Ccr {
+                session: sid,
+                number: 1,
+                imsi,
+                mscc: vec![mscc(1, Some(300_000), &[])],
+                ..Ccr::default()
+            })
+            .await,
+        );
+        assert_eq!(a.result_code, 2001);
+        let a = ocs::gy::parse_cca(
+            &send(Ccr {
+                session: sid,
+                kind: Some(RequestType::Termination),
+                number: 2,
+                imsi,
+                mscc: vec![Mscc {
+                    rg: 1,
+                    used: Some(10),
+                    ..Mscc::default()
+                }],
+                ..Ccr::default()
+            })
+            .await,
+        );
+        assert_eq!(a.result_code, 2001);
+        let (status, j) = ocs::admin::call(admin, hyper::Method::GET, &format!("/accounts/{imsi}"))
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        let b = &j["balances"]["total-octets"];
+        assert_eq!(b["available"].as_i64(), Some(1_000_000_000 - 300_010));
+        assert_eq!(b["reserved"].as_u64(), Some(0));
+        let text = http_get(vocs_metrics, "/metrics").await;
+        assert!(
+            text.contains("ocs_visited_local_reauthorisations_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"ocs_visited_home_requests_total{home="ocs.home.test"} 2"#),
+            "{text}"
+        );
+        let text = http_get(home_metrics, "/metrics").await;
+        assert!(
+            text.contains(r#"ocs_visited_reports_total{kind="decision"}"#),
+            "{text}"
+        );
+        pcef.shutdown(Duration::from_secs(1)).await;
     })
     .await;
 }
