@@ -97,6 +97,7 @@ fn visited_config(
     secondary: SocketAddr,
     failure_handling: &str,
     report_decision: bool,
+    home_refresh: f64,
 ) -> Config {
     let text = format!(
         r#"
@@ -130,6 +131,7 @@ role = "visited"
 
 [visited]
 home_timeout = 1
+home_refresh = {home_refresh}
 report_decision = {report_decision}
 failure_handling = "{failure_handling}"
 
@@ -167,6 +169,10 @@ struct Net {
 
 impl Net {
     async fn start(failure_handling: &str, report_decision: bool) -> Self {
+        Self::start_with(failure_handling, report_decision, 300.0).await
+    }
+
+    async fn start_with(failure_handling: &str, report_decision: bool, home_refresh: f64) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let primary_addr = free_addr();
         let secondary_addr = free_addr();
@@ -197,6 +203,7 @@ impl Net {
             secondary_addr,
             failure_handling,
             report_decision,
+            home_refresh,
         );
         let vocs = VisitedOcs::start(&vcfg).await.unwrap();
         for h in [PRIMARY, SECONDARY] {
@@ -1400,6 +1407,47 @@ async fn binaries_with_the_shipped_visited_example() {
             "{text}"
         );
         pcef.shutdown(Duration::from_secs(1)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_session_silent_at_home_for_home_refresh_goes_home() {
+    bounded(async {
+        // Home's Tcc lease is renewed only by what reaches it.
+        let net = Net::start_with("terminate", false, 0.3).await;
+        let sid = "pcef.visited.test;8;refresh";
+        let imsi = IMSI_RICH_ROAMER;
+        let upd = |n: u32, rat: u8| Ccr {
+            session: sid,
+            number: n,
+            imsi,
+            uli: Some(cgi(80, 1)),
+            rat: Some(rat),
+            mscc: vec![mscc(1, Some(1_000), &[RAT])],
+            ..Ccr::default()
+        };
+        let (_, a) = net
+            .cca(&Ccr {
+                kind: Some(RequestType::Initial),
+                mscc: vec![mscc(1, None, &[])],
+                ..upd(0, UTRAN)
+            })
+            .await;
+        assert_eq!(a.result_code, 2001);
+        let (_, a) = net.cca(&upd(1, HSPA)).await;
+        assert_eq!(a.result_code, 2001);
+        assert_eq!(net.home_leg(sid).await.1, 1, "RAT change: local");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let (_, a) = net.cca(&upd(2, UTRAN)).await;
+        assert_eq!(a.result_code, 2001);
+        assert_eq!(
+            net.home_leg(sid).await.1,
+            2,
+            "home silent for 0.4 s > 0.3 s: sent home"
+        );
+        assert_eq!(net.octets(imsi).await.0, 1_000_000_000 - 2_000 - 1_000_000);
+        net.vocs.shutdown(Duration::from_secs(1)).await;
     })
     .await;
 }

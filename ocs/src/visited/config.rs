@@ -12,6 +12,12 @@ pub struct VisitedSection {
     /// Deadline of one request to one home OCS, seconds; then the secondary is tried.
     #[serde(default = "default_home_timeout")]
     pub home_timeout: f64,
+    /// An update goes home when home has heard nothing of the session for this long,
+    /// seconds, however it could be answered here: the home OCS's Tcc lease (RFC 4006 §13)
+    /// is renewed only by requests it receives, and the usage held here reaches it. Keep it
+    /// well below the home OCS's Tcc.
+    #[serde(default = "default_home_refresh")]
+    pub home_refresh: f64,
     /// Tell the home OCS the decision the PCEF got (Visited-Credit-Decision) on the next
     /// request sent home.
     #[serde(default)]
@@ -31,6 +37,10 @@ pub struct VisitedSection {
 
 fn default_home_timeout() -> f64 {
     2.0
+}
+
+fn default_home_refresh() -> f64 {
+    300.0
 }
 
 /// One `[[visited.operator]]`: a home operator, how to reach its OCS, and the visited
@@ -121,6 +131,11 @@ impl VisitedSection {
         Duration::try_from_secs_f64(self.home_timeout).unwrap_or(Duration::from_secs(2))
     }
 
+    /// [`VisitedSection::home_refresh`] in milliseconds.
+    pub fn home_refresh_ms(&self) -> u64 {
+        (self.home_refresh * 1000.0) as u64
+    }
+
     /// The operator for a home realm or IMSI.
     pub fn operator(&self, realm: Option<&str>, imsi: Option<&str>) -> Option<&HomeOperator> {
         if let Some(imsi) = imsi {
@@ -153,6 +168,12 @@ impl VisitedSection {
             return Err(format!(
                 "visited.home_timeout: {} is not a duration in seconds",
                 self.home_timeout
+            ));
+        }
+        if !(self.home_refresh.is_finite() && self.home_refresh > 0.0 && self.home_refresh <= 1e9) {
+            return Err(format!(
+                "visited.home_refresh: {} is not a duration in seconds",
+                self.home_refresh
             ));
         }
         for t in &self.default_triggers {

@@ -17,6 +17,9 @@
 //! CCR-T), so a home OCS that knows nothing of our AVPs charges it once. The part reported in
 //! updates answered locally is named in Locally-Absorbed-Usage beside it.
 //!
+//! A re-auth request from home (RFC 4006 §5.5) is passed on to the PCEF with its own
+//! Session-Id, and the session's next update goes home whatever fired.
+//!
 //! Home unreachable: the primary home OCS, then the secondary, each with Destination-Host
 //! (a timed-out request is re-sent with the T bit and the same End-to-End Identifier, RFC
 //! 6733 §5.5.4; the node fails over its in-flight requests itself). When neither answers,
@@ -25,6 +28,13 @@
 //! home again with the same request number, so the home OCS's duplicate detection keeps the
 //! usage counted once) — except with failure handling CONTINUE, where an update the held
 //! home grant can serve is answered from it, never beyond it.
+//!
+//! Not handled: a home OCS that received a request but whose answer timed out on both
+//! addresses. The session's state is left as before the request, so the PCEF's
+//! retransmission rebuilds the same request with the same number and home's duplicate
+//! detection answers it; but a *different* next request (a CCR-T instead of the
+//! retransmission) reuses that number, and home answers it from the earlier one (5012 for
+//! another request type). Replaying the in-doubt request first would close this.
 
 pub mod config;
 pub mod location;
@@ -603,6 +613,7 @@ impl Agent {
             pcef_host: ccr.origin_host.clone(),
             pcef_realm: ccr.origin_realm.clone(),
             reauth: false,
+            home_at: 0,
         };
         let msccs: Vec<HomeMscc> = ccr
             .mscc
@@ -622,6 +633,7 @@ impl Agent {
             }
         };
         s.home_number += 1;
+        s.home_at = crate::server::now_ms();
         if home.result_code != rc::SUCCESS {
             // S315: the home refusal reaches the PCEF as it is.
             return Ok(Outcome {
@@ -703,7 +715,8 @@ impl Agent {
     /// subscribed fired (for a location type: the area at home's precision changed since
     /// home was last told), the held home grant is spent, or home has no decision for it.
     fn needs_home(&self, s: &VisitedSession, m: &MsccRequest, fired: &[i32]) -> bool {
-        if s.reauth {
+        let stale = crate::server::now_ms().saturating_sub(s.home_at) >= self.cfg.home_refresh_ms();
+        if s.reauth || stale {
             return true;
         }
         let Some(v) = s.services.iter().find(|v| v.service == m.service) else {
@@ -845,6 +858,7 @@ impl Agent {
             Err(HomeDown(why)) => return Ok(self.home_down(s, &ccr, why)),
         };
         s.home_number += 1;
+        s.home_at = crate::server::now_ms();
         s.home_location = s.location.clone();
         s.reauth = false;
         // Home has the usage now, and each MSCC sent closed home's earlier reservation of

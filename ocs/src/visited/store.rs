@@ -69,6 +69,8 @@ pub struct VisitedSession {
     pub pcef_realm: String,
     /// Home asked for re-authorisation (RAR, RFC 4006 §5.5): the next update goes home.
     pub reauth: bool,
+    /// When home last answered a request of this session (wall clock, ms).
+    pub home_at: crate::model::UnixMillis,
 }
 
 /// How many answers a session keeps for retransmitted requests.
