@@ -19,13 +19,17 @@ use diameter_node::node::{Node, NodeConfig, PeerSpec, RequestError, handler_fn, 
 use diameter_node::peer::Application;
 use ocs::config::Config;
 use ocs::engine::Policy;
+use ocs::model::{Account, CcRequest, UnixMillis};
 use ocs::model::{CcAnswer, RequestType, UnitKind, Units, VisitedReport};
-use ocs::store::ChargingStore;
 use ocs::store::redb::{RedbOptions, RedbStore};
+use ocs::store::{
+    AccountChange, Applied, ChargingStore, Counts, SessionRef, StoreFuture, SweepReport,
+};
 use ocs::{Ocs, VisitedOcs};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 const PRIMARY: &str = "ocs.home.test";
@@ -155,11 +159,68 @@ redirect = {{ address_type = "url", address = "http://topup.visited.test/" }}
     Config::parse(std::path::Path::new("visited.toml"), &text).expect("visited config")
 }
 
+/// The home network's store, whose answers can be made late: a CCR is applied and
+/// committed, then its answer waits `LATE` — what a visited OCS sees of a home OCS that
+/// received its request but whose answer did not come back in time.
+struct LateStore {
+    inner: RedbStore,
+    late: Arc<AtomicBool>,
+}
+
+const LATE: Duration = Duration::from_millis(1500);
+
+impl ChargingStore for LateStore {
+    fn origin_state_id(&self) -> u32 {
+        self.inner.origin_state_id()
+    }
+    fn credit_control(&self, req: CcRequest, now: UnixMillis) -> StoreFuture<'_, Applied> {
+        Box::pin(async move {
+            let r = self.inner.credit_control(req, now).await;
+            if self.late.load(Ordering::SeqCst) {
+                tokio::time::sleep(LATE).await;
+            }
+            r
+        })
+    }
+    fn sweep(&self, now: UnixMillis) -> StoreFuture<'_, SweepReport> {
+        self.inner.sweep(now)
+    }
+    fn release_client(&self, origin_host: String) -> StoreFuture<'_, SweepReport> {
+        self.inner.release_client(origin_host)
+    }
+    fn release_session(&self, session_id: String) -> StoreFuture<'_, SweepReport> {
+        self.inner.release_session(session_id)
+    }
+    fn provision(&self, account: Account) -> StoreFuture<'_, bool> {
+        self.inner.provision(account)
+    }
+    fn account(&self, key: String) -> StoreFuture<'_, Option<Account>> {
+        self.inner.account(key)
+    }
+    fn session(&self, session_id: String) -> StoreFuture<'_, Option<ocs::model::Session>> {
+        self.inner.session(session_id)
+    }
+    fn modify(
+        &self,
+        key: String,
+        change: AccountChange,
+    ) -> StoreFuture<'_, Option<(Account, Vec<SessionRef>)>> {
+        self.inner.modify(key, change)
+    }
+    fn counts(&self) -> StoreFuture<'_, Counts> {
+        self.inner.counts()
+    }
+    fn close(&self) -> StoreFuture<'_, ()> {
+        ChargingStore::close(&self.inner)
+    }
+}
+
 /// Two home OCSs on one store, a visited OCS, a PCEF.
 struct Net {
     _dir: tempfile::TempDir,
     home_cfg: Config,
     store: Arc<dyn ChargingStore>,
+    late: Arc<AtomicBool>,
     primary: Option<Ocs>,
     secondary: Option<Ocs>,
     primary_addr: SocketAddr,
@@ -177,8 +238,9 @@ impl Net {
         let primary_addr = free_addr();
         let secondary_addr = free_addr();
         let home_cfg = home_config(PRIMARY, primary_addr, dir.path());
-        let store: Arc<dyn ChargingStore> = Arc::new(
-            RedbStore::open(
+        let late = Arc::new(AtomicBool::new(false));
+        let store: Arc<dyn ChargingStore> = Arc::new(LateStore {
+            inner: RedbStore::open(
                 &home_cfg.store.path,
                 RedbOptions {
                     durable: false,
@@ -187,7 +249,8 @@ impl Net {
                 Arc::new(Policy::from_config(&home_cfg)),
             )
             .unwrap(),
-        );
+            late: late.clone(),
+        });
         let primary = Ocs::start_with_store(&home_cfg, store.clone())
             .await
             .unwrap();
@@ -217,6 +280,7 @@ impl Net {
             _dir: dir,
             home_cfg,
             store,
+            late,
             primary: Some(primary),
             secondary: Some(secondary),
             primary_addr,
@@ -941,7 +1005,7 @@ async fn home_refusals_reach_the_pcef_unchanged() {
         net.primary
             .as_ref()
             .unwrap()
-            .modify(IMSI_RICH_ROAMER, ocs::store::AccountChange::SetBarred(true))
+            .modify(IMSI_RICH_ROAMER, AccountChange::SetBarred(true))
             .await
             .unwrap();
         let (_, a) = net
@@ -1447,6 +1511,85 @@ async fn a_session_silent_at_home_for_home_refresh_goes_home() {
             "home silent for 0.4 s > 0.3 s: sent home"
         );
         assert_eq!(net.octets(imsi).await.0, 1_000_000_000 - 2_000 - 1_000_000);
+        net.vocs.shutdown(Duration::from_secs(1)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_request_home_in_doubt_is_settled_before_the_next_one() {
+    bounded(async {
+        let net = Net::start("terminate", false).await;
+        let sid = "pcef.visited.test;9;doubt";
+        let imsi = IMSI_RICH_ROAMER;
+        let (start, _) = net.octets(imsi).await;
+        let (_, a) = net
+            .cca(&Ccr {
+                session: sid,
+                kind: Some(RequestType::Initial),
+                number: 0,
+                imsi,
+                uli: Some(cgi(90, 1)),
+                mscc: vec![mscc(1, None, &[])],
+                ..Ccr::default()
+            })
+            .await;
+        assert_eq!(a.result_code, 2001);
+        // Local: 100 kB.
+        let (_, a) = net
+            .cca(&Ccr {
+                session: sid,
+                number: 1,
+                imsi,
+                uli: Some(cgi(90, 1)),
+                rat: Some(HSPA),
+                mscc: vec![mscc(1, Some(100_000), &[RAT])],
+                ..Ccr::default()
+            })
+            .await;
+        assert_eq!(a.result_code, 2001);
+        // Into a new area with 200 kB: home applies it (both addresses) but answers late.
+        net.late.store(true, Ordering::SeqCst);
+        let m = net
+            .send(
+                Ccr {
+                    session: sid,
+                    number: 2,
+                    imsi,
+                    uli: Some(cgi(91, 1)),
+                    mscc: vec![mscc(1, Some(200_000), &[CELL])],
+                    ..Ccr::default()
+                }
+                .build(),
+            )
+            .await;
+        assert!(m.header().flags.is_error());
+        assert_eq!(common::result_code(&m), 3002);
+        let (_, reserved) = net.octets(imsi).await;
+        assert_eq!(
+            net.octets(imsi).await.0,
+            start - 300_000 - i64::try_from(reserved).unwrap(),
+            "home applied it once"
+        );
+        net.late.store(false, Ordering::SeqCst);
+        // The PCEF got no answer for those 200 kB: its CCR-T reports them again, with 50 kB
+        // more. Home must end with 350 kB debited, not 550 kB, and not lose the CCR-T.
+        let (_, a) = net
+            .cca(&Ccr {
+                session: sid,
+                kind: Some(RequestType::Termination),
+                number: 3,
+                imsi,
+                mscc: vec![Mscc {
+                    rg: 1,
+                    used: Some(250_000),
+                    ..Mscc::default()
+                }],
+                ..Ccr::default()
+            })
+            .await;
+        assert_eq!(a.result_code, 2001, "{a:?}");
+        assert_eq!(net.octets(imsi).await, (start - 350_000, 0));
         net.vocs.shutdown(Duration::from_secs(1)).await;
     })
     .await;

@@ -24,17 +24,15 @@
 //! (a timed-out request is re-sent with the T bit and the same End-to-End Identifier, RFC
 //! 6733 §5.5.4; the node fails over its in-flight requests itself). When neither answers,
 //! nothing of the PCEF's request is kept and it gets 3002 DIAMETER_UNABLE_TO_DELIVER (RFC
-//! 4006 §5.7: it applies its Credit-Control-Failure-Handling, and a retransmission is tried
-//! home again with the same request number, so the home OCS's duplicate detection keeps the
-//! usage counted once) — except with failure handling CONTINUE, where an update the held
-//! home grant can serve is answered from it, never beyond it.
+//! 4006 §5.7: it applies its Credit-Control-Failure-Handling) — except with failure handling
+//! CONTINUE, where an update the held home grant can serve is answered from it, never
+//! beyond it.
 //!
-//! Not handled: a home OCS that received a request but whose answer timed out on both
-//! addresses. The session's state is left as before the request, so the PCEF's
-//! retransmission rebuilds the same request with the same number and home's duplicate
-//! detection answers it; but a *different* next request (a CCR-T instead of the
-//! retransmission) reuses that number, and home answers it from the earlier one (5012 for
-//! another request type). Replaying the in-doubt request first would close this.
+//! A request home that timed out on both addresses may still have been applied there. It is
+//! kept as in doubt ([`store::InDoubt`]) with its number, and the next request that goes
+//! home sends it again first (same CC-Request-Number, T bit), so home's duplicate detection
+//! settles it; the usage it carried is then taken off what the PCEF has reported since
+//! (a PCEF that got 3002 reports that usage again), and only then is anything new numbered.
 
 pub mod config;
 pub mod location;
@@ -52,12 +50,11 @@ use diameter_codec::dict::{base, dcca, gi, gy as gyd, roaming};
 use diameter_codec::{CommandFlags, Message, MessageBuilder, OwnedAvp, ResultCode};
 use diameter_node::node::{IncomingRequest, Node, RequestError, handler_fn};
 use location::{Location, is_location};
-use policy::VisitedDecision;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use store::{MemoryVisitedStore, VisitedService, VisitedSession, VisitedStore};
+use store::{HomeMscc, InDoubt, MemoryVisitedStore, VisitedService, VisitedSession, VisitedStore};
 
 /// Reporting-Reason RATING_CONDITION_CHANGE (TS 32.299 §7.2.175), sent with the Trigger that
 /// fired.
@@ -139,18 +136,6 @@ fn read_extras(msg: &Message) -> PcefExtras {
     x
 }
 
-/// One MSCC of a request sent home.
-#[derive(Debug, Clone, Default)]
-struct HomeMscc {
-    service: ServiceKey,
-    requested: Option<Units>,
-    used: Option<Units>,
-    reason: Option<i32>,
-    triggers: Vec<i32>,
-    absorbed: Option<(Units, u32)>,
-    decision: Option<VisitedDecision>,
-}
-
 fn units_nonzero(u: &Units) -> bool {
     policy::any_units(u)
 }
@@ -211,9 +196,10 @@ fn home_mscc_avp(m: &HomeMscc) -> OwnedAvp {
     dcca::MULTIPLE_SERVICES_CREDIT_CONTROL.with(c)
 }
 
-/// Why home gave no answer.
+/// Why home gave no answer, and whether the request may have reached a home OCS (a
+/// timeout, not a refused connection).
 #[derive(Debug)]
-struct HomeDown(String);
+struct HomeDown(String, bool);
 
 /// A running visited OCS.
 pub struct VisitedOcs {
@@ -284,6 +270,14 @@ impl VisitedOcs {
     pub async fn shutdown(self, timeout: Duration) {
         self.agent.node.shutdown(timeout).await;
     }
+}
+
+/// Whether a request home in doubt left the session open.
+enum Settled {
+    /// Open (or nothing was in doubt).
+    Open,
+    /// The request in doubt was the CCR-T: this is its answer.
+    Ended(Box<CcAnswer>),
 }
 
 /// The answer and whether the session changed (and is written back).
@@ -514,12 +508,13 @@ impl Agent {
         s: &VisitedSession,
         kind: RequestType,
         msccs: &[HomeMscc],
+        retransmit: bool,
     ) -> Result<CcAnswer, HomeDown> {
         let mut hosts = s.home_hosts.clone();
         // Stable: primary before secondary among the open ones.
         hosts.sort_by_key(|h| !self.node.is_peer_available(h));
         let e2e = self.node.next_end_to_end();
-        let mut maybe_received = false;
+        let mut maybe_received = retransmit;
         let mut why = String::from("no home OCS configured");
         for host in &hosts {
             let mut b = self.home_ccr(s, host, kind, msccs);
@@ -556,7 +551,7 @@ impl Agent {
             }
             tracing::info!(%host, reason = %why, "home OCS not reached, next one");
         }
-        Err(HomeDown(why))
+        Err(HomeDown(why, maybe_received))
     }
 
     async fn initial(&self, ccr: CcRequest, x: PcefExtras) -> anyhow::Result<Outcome> {
@@ -614,6 +609,7 @@ impl Agent {
             pcef_realm: ccr.origin_realm.clone(),
             reauth: false,
             home_at: 0,
+            in_doubt: None,
         };
         let msccs: Vec<HomeMscc> = ccr
             .mscc
@@ -625,9 +621,14 @@ impl Agent {
                 ..HomeMscc::default()
             })
             .collect();
-        let home = match self.send_home(&s, RequestType::Initial, &msccs).await {
+        let home = match self
+            .send_home(&s, RequestType::Initial, &msccs, false)
+            .await
+        {
             Ok(h) => h,
-            Err(HomeDown(why)) => {
+            Err(HomeDown(why, _)) => {
+                // Nothing is kept: a session home may have opened holds its reservation
+                // until home's Tcc ends it, and no usage has been reported on it.
                 tracing::warn!(session = %ccr.session_id, %why, "no home OCS answered a CCR-I");
                 return Ok(unreachable(why));
             }
@@ -789,6 +790,7 @@ impl Agent {
         ccr: CcRequest,
         x: PcefExtras,
     ) -> anyhow::Result<Outcome> {
+        let before = s.clone();
         if let Some(new) = x.uli.as_deref().and_then(Location::from_uli) {
             s.location = Some(match &s.location {
                 Some(old) => old.updated_by(&new),
@@ -814,6 +816,18 @@ impl Agent {
             .any(|(i, m)| self.needs_home(&s, m, fired(i)));
         if !home {
             return Ok(self.absorb(s, &ccr));
+        }
+        // A request home still in doubt goes first.
+        match self.settle(&mut s).await {
+            Ok(Settled::Open) => {}
+            Ok(Settled::Ended(_)) => {
+                // The PCEF's own CCR-T ended the session at home.
+                return Ok(Outcome {
+                    remove: true,
+                    ..refuse(&ccr, rc::UNKNOWN_SESSION_ID, "session terminated")
+                });
+            }
+            Err(HomeDown(why, _)) => return Ok(self.home_down(before, s, &ccr, why, None)),
         }
         // S413: the rating groups concerned, and every one with usage or a decision home
         // has not heard of yet.
@@ -853,46 +867,17 @@ impl Agent {
                 msccs.push(self.home_mscc(v, Some(Units::default())));
             }
         }
-        let answer = match self.send_home(&s, RequestType::Update, &msccs).await {
+        let answer = match self.send_home(&s, RequestType::Update, &msccs, false).await {
             Ok(a) => a,
-            Err(HomeDown(why)) => return Ok(self.home_down(s, &ccr, why)),
-        };
-        s.home_number += 1;
-        s.home_at = crate::server::now_ms();
-        s.home_location = s.location.clone();
-        s.reauth = false;
-        // Home has the usage now, and each MSCC sent closed home's earlier reservation of
-        // its service (RFC 4006 §5.2): what home answered replaces the decision held — a
-        // refusal too, so nothing is granted from a reservation home has released.
-        for hm in &msccs {
-            let new = answer
-                .mscc
-                .iter()
-                .find(|a| a.service == hm.service)
-                .cloned()
-                .unwrap_or_else(|| MsccAnswer {
-                    service: hm.service,
-                    result_code: answer.result_code,
-                    ..MsccAnswer::default()
+            Err(HomeDown(why, maybe_received)) => {
+                let doubt = maybe_received.then(|| InDoubt {
+                    kind: RequestType::Update,
+                    msccs: msccs.clone(),
                 });
-            match s.service_mut(hm.service) {
-                Some(v) => {
-                    v.unreported = Units::default();
-                    v.absorbed = Units::default();
-                    v.absorbed_count = 0;
-                    v.to_report = None;
-                    v.home = new;
-                }
-                None => s.services.push(VisitedService {
-                    service: hm.service,
-                    home: new,
-                    unreported: Units::default(),
-                    absorbed: Units::default(),
-                    absorbed_count: 0,
-                    to_report: None,
-                }),
+                return Ok(self.home_down(before, s, &ccr, why, doubt));
             }
-        }
+        };
+        self.applied(&mut s, &msccs, &answer);
         if answer.result_code != rc::SUCCESS {
             // S415/S316: the refusal reaches the PCEF as home sent it.
             let a = pass_through(&ccr, answer);
@@ -940,7 +925,14 @@ impl Agent {
     /// Neither home OCS answered an update. CONTINUE: what the held home grant can serve is
     /// served from it; otherwise, and with TERMINATE or RETRY_AND_TERMINATE, nothing of the
     /// request is kept and the PCEF gets 3002 (its retransmission is tried home again).
-    fn home_down(&self, s: VisitedSession, ccr: &CcRequest, why: String) -> Outcome {
+    fn home_down(
+        &self,
+        before: VisitedSession,
+        mut s: VisitedSession,
+        ccr: &CcRequest,
+        why: String,
+        doubt: Option<InDoubt>,
+    ) -> Outcome {
         tracing::warn!(session = %ccr.session_id, %why, failure_handling = ?s.failure_handling, "no home OCS answered");
         if s.failure_handling == FailureHandling::Continue {
             let servable = ccr.mscc.iter().all(|m| {
@@ -955,10 +947,86 @@ impl Agent {
                     })
             });
             if servable {
+                if doubt.is_some() {
+                    s.in_doubt = doubt;
+                }
                 return self.absorb(s, ccr);
             }
         }
-        unreachable(why)
+        let mut out = unreachable(why);
+        if let Some(d) = doubt {
+            // The PCEF's request is not kept (it gets 3002 and reports that usage again),
+            // but the request home that may have arrived is, to be settled first.
+            let mut b = before;
+            b.in_doubt = Some(d);
+            out.session = Some(b);
+        }
+        out
+    }
+
+    /// Sends the request home still in doubt again (same CC-Request-Number, T bit) and
+    /// applies its answer; nothing new is numbered before it is settled.
+    async fn settle(&self, s: &mut VisitedSession) -> Result<Settled, HomeDown> {
+        let Some(d) = s.in_doubt.clone() else {
+            return Ok(Settled::Open);
+        };
+        let answer = self.send_home(s, d.kind, &d.msccs, true).await?;
+        tracing::info!(session = %s.pcef_session, number = s.home_number, "request in doubt settled by home");
+        s.in_doubt = None;
+        if d.kind == RequestType::Termination {
+            return Ok(Settled::Ended(Box::new(answer)));
+        }
+        self.applied(s, &d.msccs, &answer);
+        Ok(Settled::Open)
+    }
+
+    /// Home answered the request `msccs`: the number is used, the usage sent is home's, and
+    /// each MSCC sent closed home's earlier reservation of its service (RFC 4006 §5.2): what
+    /// home answered replaces the decision held — a refusal too, so nothing is granted from
+    /// a reservation home has released.
+    fn applied(&self, s: &mut VisitedSession, msccs: &[HomeMscc], answer: &CcAnswer) {
+        s.home_number += 1;
+        s.home_at = crate::server::now_ms();
+        s.home_location = s.location.clone();
+        s.reauth = false;
+        for hm in msccs {
+            let new = answer
+                .mscc
+                .iter()
+                .find(|a| a.service == hm.service)
+                .cloned()
+                .unwrap_or_else(|| MsccAnswer {
+                    service: hm.service,
+                    result_code: answer.result_code,
+                    ..MsccAnswer::default()
+                });
+            match s.service_mut(hm.service) {
+                Some(v) => {
+                    if let Some(u) = &hm.used {
+                        v.unreported = policy::remaining(&v.unreported, u);
+                    }
+                    if let Some((u, n)) = &hm.absorbed {
+                        v.absorbed = policy::remaining(&v.absorbed, u);
+                        v.absorbed_count = v.absorbed_count.saturating_sub(*n);
+                    }
+                    if v.absorbed_count == 0 {
+                        v.absorbed = Units::default();
+                    }
+                    if v.to_report == hm.decision {
+                        v.to_report = None;
+                    }
+                    v.home = new;
+                }
+                None => s.services.push(VisitedService {
+                    service: hm.service,
+                    home: new,
+                    unreported: Units::default(),
+                    absorbed: Units::default(),
+                    absorbed_count: 0,
+                    to_report: None,
+                }),
+            }
+        }
     }
 
     async fn terminate(
@@ -967,16 +1035,31 @@ impl Agent {
         ccr: CcRequest,
         _x: PcefExtras,
     ) -> anyhow::Result<Outcome> {
+        let before = s.clone();
+        let ended = |ccr: &CcRequest, answer: CcAnswer| {
+            let mut a = CcAnswer::bare(ccr, answer.result_code);
+            a.error_message = answer.error_message;
+            Outcome {
+                answer: Reply::Cca(Box::new(a)),
+                session: None,
+                remove: true,
+            }
+        };
+        // The usage first: a PCEF that got no answer to an earlier request reports its
+        // usage again, and what the request in doubt carried home is taken off it.
         for m in &ccr.mscc {
             if let (Some(u), Some(v)) = (&m.used, s.service_mut(m.service)) {
                 v.unreported.add(u);
             }
         }
-        // Single-service usage is charged to the session's only service, if it has one.
-        if let (Some(single), 1) = (&ccr.single, s.services.len())
-            && let Some(u) = &single.used
-        {
-            s.services[0].unreported.add(u);
+        match self.settle(&mut s).await {
+            Ok(Settled::Open) => {}
+            // This CCR-T's first copy reached home: its usage is there.
+            Ok(Settled::Ended(answer)) => return Ok(ended(&ccr, *answer)),
+            Err(HomeDown(why, _)) => {
+                tracing::warn!(session = %ccr.session_id, %why, "no home OCS answered a CCR-T");
+                return Ok(unreachable(why));
+            }
         }
         let msccs: Vec<HomeMscc> = s
             .services
@@ -989,21 +1072,27 @@ impl Agent {
                 ..self.home_mscc(v, None)
             })
             .collect();
-        let answer = match self.send_home(&s, RequestType::Termination, &msccs).await {
-            Ok(a) => a,
-            Err(HomeDown(why)) => {
-                // Kept as it was: the PCEF's retransmission is tried home again.
+        match self
+            .send_home(&s, RequestType::Termination, &msccs, false)
+            .await
+        {
+            Ok(answer) => Ok(ended(&ccr, answer)),
+            Err(HomeDown(why, maybe_received)) => {
+                // The PCEF's retransmission is tried home again: the same CCR-T when it
+                // may have arrived, else built anew.
                 tracing::warn!(session = %ccr.session_id, %why, "no home OCS answered a CCR-T");
-                return Ok(unreachable(why));
+                let mut out = unreachable(why);
+                if maybe_received {
+                    let mut b = before;
+                    b.in_doubt = Some(InDoubt {
+                        kind: RequestType::Termination,
+                        msccs,
+                    });
+                    out.session = Some(b);
+                }
+                Ok(out)
             }
-        };
-        let mut a = CcAnswer::bare(&ccr, answer.result_code);
-        a.error_message = answer.error_message;
-        Ok(Outcome {
-            answer: Reply::Cca(Box::new(a)),
-            session: None,
-            remove: true,
-        })
+        }
     }
 }
 

@@ -6,11 +6,43 @@
 use super::location::Location;
 use super::policy::VisitedDecision;
 use crate::config::FailureHandling;
-use crate::model::{CcAnswer, MsccAnswer, ServiceKey, SubscriptionId, Units};
+use crate::model::{CcAnswer, MsccAnswer, RequestType, ServiceKey, SubscriptionId, Units};
 use crate::store::{StoreError, StoreFuture};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Mutex;
+
+/// One MSCC of a request sent home.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HomeMscc {
+    /// Rating-Group and Service-Identifier.
+    pub service: ServiceKey,
+    /// Requested-Service-Unit.
+    pub requested: Option<Units>,
+    /// Used-Service-Unit: all the usage of the rating group not yet sent home.
+    pub used: Option<Units>,
+    /// Reporting-Reason.
+    pub reason: Option<i32>,
+    /// Trigger-Type values that fired, as home armed them.
+    pub triggers: Vec<i32>,
+    /// Locally-Absorbed-Usage: the part of `used` reported in updates answered locally, and
+    /// in how many.
+    pub absorbed: Option<(Units, u32)>,
+    /// Visited-Credit-Decision.
+    pub decision: Option<VisitedDecision>,
+}
+
+/// A request sent home whose answer never came though it may have arrived (a timeout): the
+/// next request home is this one again, with the same CC-Request-Number and the T bit, so
+/// home's duplicate detection settles whether it was applied (RFC 4006 §5.7, RFC 6733
+/// §5.5.4) before anything new is numbered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InDoubt {
+    /// CC-Request-Type (UPDATE or TERMINATION).
+    pub kind: RequestType,
+    /// The MSCCs as sent.
+    pub msccs: Vec<HomeMscc>,
+}
 
 /// One rating group of a visited session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +103,8 @@ pub struct VisitedSession {
     pub reauth: bool,
     /// When home last answered a request of this session (wall clock, ms).
     pub home_at: crate::model::UnixMillis,
+    /// Request `home_number`, sent but not answered (see [`InDoubt`]).
+    pub in_doubt: Option<InDoubt>,
 }
 
 /// How many answers a session keeps for retransmitted requests.
