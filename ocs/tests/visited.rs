@@ -1401,7 +1401,7 @@ async fn binaries_with_the_shipped_visited_example() {
             imsi,
             uli: Some(tai_ecgi(1, 1)),
             rat: Some(EUTRAN),
-            mscc: vec![mscc(1, None, &[])],
+            mscc: vec![mscc(1, None, &[]), mscc(2, None, &[])],
             ..Ccr::default()
         };
         // Until the visited OCS has its home peer open, it answers 3002.
@@ -1439,11 +1439,18 @@ async fn binaries_with_the_shipped_visited_example() {
                 kind: Some(RequestType::Termination),
                 number: 2,
                 imsi,
-                mscc: vec![Mscc {
-                    rg: 1,
-                    used: Some(10),
-                    ..Mscc::default()
-                }],
+                mscc: vec![
+                    Mscc {
+                        rg: 1,
+                        used: Some(10),
+                        ..Mscc::default()
+                    },
+                    Mscc {
+                        rg: 2,
+                        used: Some(0),
+                        ..Mscc::default()
+                    },
+                ],
                 ..Ccr::default()
             })
             .await,

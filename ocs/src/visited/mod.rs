@@ -423,6 +423,18 @@ impl Agent {
                 remove: false,
             });
         }
+        // Older than every answer kept: it may have been handled, so it is not applied
+        // (again) — the home OCS's rule for an expired answer.
+        if let Some(s) = &existing
+            && s.answers.len() >= store::KEPT_ANSWERS
+            && s.answers.iter().all(|(n, _)| ccr.request_number < *n)
+        {
+            return Ok(refuse(
+                &ccr,
+                rc::UNABLE_TO_COMPLY,
+                "CC-Request-Number older than the answers kept",
+            ));
+        }
         match (ccr.request_type, existing) {
             (RequestType::Initial, None) => self.initial(ccr, x).await,
             (RequestType::Initial, Some(_)) => {
