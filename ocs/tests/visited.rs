@@ -102,6 +102,7 @@ fn visited_config(
     failure_handling: &str,
     report_decision: bool,
     home_refresh: f64,
+    tcc: f64,
 ) -> Config {
     let text = format!(
         r#"
@@ -132,6 +133,8 @@ peers = [{{ host = "{PRIMARY}", priority = 0 }}, {{ host = "{SECONDARY}", priori
 
 [ocs]
 role = "visited"
+tcc = {tcc}
+sweep_interval = 0.1
 
 [visited]
 home_timeout = 1
@@ -230,10 +233,15 @@ struct Net {
 
 impl Net {
     async fn start(failure_handling: &str, report_decision: bool) -> Self {
-        Self::start_with(failure_handling, report_decision, 300.0).await
+        Self::start_with(failure_handling, report_decision, 300.0, 1200.0).await
     }
 
-    async fn start_with(failure_handling: &str, report_decision: bool, home_refresh: f64) -> Self {
+    async fn start_with(
+        failure_handling: &str,
+        report_decision: bool,
+        home_refresh: f64,
+        tcc: f64,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let primary_addr = free_addr();
         let secondary_addr = free_addr();
@@ -267,6 +275,7 @@ impl Net {
             failure_handling,
             report_decision,
             home_refresh,
+            tcc,
         );
         let vocs = VisitedOcs::start(&vcfg).await.unwrap();
         for h in [PRIMARY, SECONDARY] {
@@ -1486,7 +1495,7 @@ async fn binaries_with_the_shipped_visited_example() {
 async fn a_session_silent_at_home_for_home_refresh_goes_home() {
     bounded(async {
         // Home's Tcc lease is renewed only by what reaches it.
-        let net = Net::start_with("terminate", false, 0.3).await;
+        let net = Net::start_with("terminate", false, 0.3, 1200.0).await;
         let sid = "pcef.visited.test;8;refresh";
         let imsi = IMSI_RICH_ROAMER;
         let upd = |n: u32, rat: u8| Ccr {
@@ -1597,6 +1606,51 @@ async fn a_request_home_in_doubt_is_settled_before_the_next_one() {
             .await;
         assert_eq!(a.result_code, 2001, "{a:?}");
         assert_eq!(net.octets(imsi).await, (start - 350_000, 0));
+        net.vocs.shutdown(Duration::from_secs(1)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_silent_pcef_s_session_is_ended_towards_home_after_tcc() {
+    bounded(async {
+        let net = Net::start_with("terminate", false, 300.0, 0.5).await;
+        let sid = "pcef.visited.test;10;tcc";
+        let imsi = IMSI_RICH_ROAMER;
+        let (start, _) = net.octets(imsi).await;
+        let (_, a) = net
+            .cca(&Ccr {
+                session: sid,
+                kind: Some(RequestType::Initial),
+                number: 0,
+                imsi,
+                uli: Some(cgi(100, 1)),
+                mscc: vec![mscc(1, None, &[])],
+                ..Ccr::default()
+            })
+            .await;
+        assert_eq!(a.result_code, 2001);
+        // Answered locally: the 70 kB are held here…
+        let (_, a) = net
+            .cca(&Ccr {
+                session: sid,
+                number: 1,
+                imsi,
+                uli: Some(cgi(100, 1)),
+                rat: Some(HSPA),
+                mscc: vec![mscc(1, Some(70_000), &[RAT])],
+                ..Ccr::default()
+            })
+            .await;
+        assert_eq!(a.result_code, 2001);
+        assert_eq!(net.octets(imsi).await, (start - 1_000_000, 1_000_000));
+        // …and the PCEF goes silent: after Tcc the session ends towards home with them.
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while net.vocs.store().count().await.unwrap() > 0 {
+            assert!(std::time::Instant::now() < end, "session never expired");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(net.octets(imsi).await, (start - 70_000, 0));
         net.vocs.shutdown(Duration::from_secs(1)).await;
     })
     .await;

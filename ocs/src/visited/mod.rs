@@ -17,6 +17,9 @@
 //! CCR-T), so a home OCS that knows nothing of our AVPs charges it once. The part reported in
 //! updates answered locally is named in Locally-Absorbed-Usage beside it.
 //!
+//! Tcc (RFC 4006 §13, `[ocs] tcc`): a session whose PCEF has sent nothing for that long is
+//! ended towards home with a CCR-T carrying the usage held, then forgotten.
+//!
 //! A re-auth request from home (RFC 4006 §5.5) is passed on to the PCEF with its own
 //! Session-Id, and the session's next update goes home whatever fired.
 //!
@@ -204,6 +207,7 @@ struct HomeDown(String, bool);
 /// A running visited OCS.
 pub struct VisitedOcs {
     agent: Arc<Agent>,
+    sweeper: tokio::task::JoinHandle<()>,
 }
 
 struct Agent {
@@ -248,7 +252,32 @@ impl VisitedOcs {
                 async move { a.credit_control(req).await }
             }),
         );
-        Ok(Self { agent })
+        // Tcc (RFC 4006 §13): a session whose PCEF went silent is ended towards home with
+        // the usage held here, so it is charged and home's reservations are released.
+        let weak = Arc::downgrade(&agent);
+        let tcc_ms = (cfg.ocs.tcc * 1000.0) as u64;
+        let every = Duration::try_from_secs_f64(cfg.ocs.sweep_interval)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(1));
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(a) = weak.upgrade() else { return };
+                let before = crate::server::now_ms().saturating_sub(tcc_ms);
+                match a.store.idle(before, 256).await {
+                    Ok(ids) => {
+                        for id in ids {
+                            a.expire(id, tcc_ms).await;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "visited Tcc sweep"),
+                }
+            }
+        });
+        Ok(Self { agent, sweeper })
     }
 
     /// The Diameter node.
@@ -268,6 +297,7 @@ impl VisitedOcs {
 
     /// Disconnects the peers (DPR).
     pub async fn shutdown(self, timeout: Duration) {
+        self.sweeper.abort();
         self.agent.node.shutdown(timeout).await;
     }
 }
@@ -387,7 +417,9 @@ impl Agent {
                 let w = if o.remove {
                     self.store.remove(id.clone()).await
                 } else if let Some(s) = &o.session {
-                    self.store.put(s.clone()).await
+                    let mut s = s.clone();
+                    s.pcef_at = crate::server::now_ms();
+                    self.store.put(s).await
                 } else {
                     Ok(())
                 };
@@ -622,6 +654,7 @@ impl Agent {
             reauth: false,
             home_at: 0,
             in_doubt: None,
+            pcef_at: 0,
         };
         let msccs: Vec<HomeMscc> = ccr
             .mscc
@@ -1041,6 +1074,78 @@ impl Agent {
         }
     }
 
+    /// The MSCCs of a CCR-T home: every rating group with usage, absorbed updates or a
+    /// decision home has not heard of yet.
+    fn final_msccs(&self, s: &VisitedSession) -> Vec<HomeMscc> {
+        s.services
+            .iter()
+            .filter(|v| {
+                units_nonzero(&v.unreported) || v.absorbed_count > 0 || v.to_report.is_some()
+            })
+            .map(|v| HomeMscc {
+                reason: Some(2), // FINAL (TS 32.299 §7.2.175)
+                ..self.home_mscc(v, None)
+            })
+            .collect()
+    }
+
+    /// Ends a session whose PCEF has been silent for Tcc: CCR-T home with what is held.
+    /// Kept (and tried again at the next sweep) while home cannot be reached.
+    async fn expire(&self, id: String, tcc_ms: u64) {
+        let lock = self.lock_for(&id);
+        {
+            let _g = lock.lock().await;
+            if let Ok(Some(s)) = self.store.get(id.clone()).await {
+                self.expire_locked(s, tcc_ms).await;
+            }
+        }
+        drop(lock);
+        self.unlock(&id);
+    }
+
+    async fn expire_locked(&self, mut s: VisitedSession, tcc_ms: u64) {
+        let id = s.pcef_session.clone();
+        if crate::server::now_ms().saturating_sub(s.pcef_at) < tcc_ms {
+            return; // the PCEF spoke meanwhile
+        }
+        let done = match self.settle(&mut s).await {
+            Ok(Settled::Ended(_)) => true,
+            Ok(Settled::Open) => {
+                let msccs = self.final_msccs(&s);
+                match self
+                    .send_home(&s, RequestType::Termination, &msccs, false)
+                    .await
+                {
+                    Ok(_) => true,
+                    Err(HomeDown(why, maybe_received)) => {
+                        tracing::info!(session = %id, %why, "Tcc: home not reached, kept");
+                        if maybe_received {
+                            s.in_doubt = Some(InDoubt {
+                                kind: RequestType::Termination,
+                                msccs,
+                            });
+                        }
+                        false
+                    }
+                }
+            }
+            Err(HomeDown(why, _)) => {
+                tracing::info!(session = %id, %why, "Tcc: home not reached, kept");
+                false
+            }
+        };
+        let w = if done {
+            tracing::info!(session = %id, "Tcc: PCEF silent, session ended towards home");
+            crate::metrics::record_tcc_expired(1);
+            self.store.remove(id).await
+        } else {
+            self.store.put(s).await
+        };
+        if let Err(e) = w {
+            tracing::error!(error = %e, "visited session not written");
+        }
+    }
+
     async fn terminate(
         &self,
         mut s: VisitedSession,
@@ -1073,17 +1178,7 @@ impl Agent {
                 return Ok(unreachable(why));
             }
         }
-        let msccs: Vec<HomeMscc> = s
-            .services
-            .iter()
-            .filter(|v| {
-                units_nonzero(&v.unreported) || v.absorbed_count > 0 || v.to_report.is_some()
-            })
-            .map(|v| HomeMscc {
-                reason: Some(2), // FINAL (TS 32.299 §7.2.175)
-                ..self.home_mscc(v, None)
-            })
-            .collect();
+        let msccs = self.final_msccs(&s);
         match self
             .send_home(&s, RequestType::Termination, &msccs, false)
             .await

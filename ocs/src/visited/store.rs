@@ -105,6 +105,8 @@ pub struct VisitedSession {
     pub home_at: crate::model::UnixMillis,
     /// Request `home_number`, sent but not answered (see [`InDoubt`]).
     pub in_doubt: Option<InDoubt>,
+    /// When the PCEF's last request was handled (wall clock, ms), for Tcc.
+    pub pcef_at: crate::model::UnixMillis,
 }
 
 /// How many answers a session keeps for retransmitted requests.
@@ -145,6 +147,8 @@ pub trait VisitedStore: Send + Sync + 'static {
     fn by_home(&self, home_session: String) -> StoreFuture<'_, Option<String>>;
     /// How many sessions.
     fn count(&self) -> StoreFuture<'_, usize>;
+    /// Up to `limit` sessions whose PCEF has sent nothing since `before` (Tcc).
+    fn idle(&self, before: crate::model::UnixMillis, limit: usize) -> StoreFuture<'_, Vec<String>>;
 }
 
 /// Sessions in memory: lost on a restart (the PCEF's next update is then refused 5002 and
@@ -194,6 +198,18 @@ impl VisitedStore for MemoryVisitedStore {
     }
     fn by_home(&self, home_session: String) -> StoreFuture<'_, Option<String>> {
         Box::pin(async move { Ok(self.map()?.by_home.get(&home_session).cloned()) })
+    }
+    fn idle(&self, before: crate::model::UnixMillis, limit: usize) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(async move {
+            Ok(self
+                .map()?
+                .sessions
+                .values()
+                .filter(|s| s.pcef_at < before)
+                .take(limit)
+                .map(|s| s.pcef_session.clone())
+                .collect())
+        })
     }
     fn count(&self) -> StoreFuture<'_, usize> {
         Box::pin(async move { Ok(self.map()?.sessions.len()) })
