@@ -242,6 +242,17 @@ impl Net {
         home_refresh: f64,
         tcc: f64,
     ) -> Self {
+        Self::start_full(failure_handling, report_decision, home_refresh, tcc, None).await
+    }
+
+    /// With the visited OCS's traffic written to `capture` (pcapng).
+    async fn start_full(
+        failure_handling: &str,
+        report_decision: bool,
+        home_refresh: f64,
+        tcc: f64,
+        capture: Option<std::path::PathBuf>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let primary_addr = free_addr();
         let secondary_addr = free_addr();
@@ -268,7 +279,7 @@ impl Net {
         )
         .await
         .unwrap();
-        let vcfg = visited_config(
+        let mut vcfg = visited_config(
             free_addr(),
             primary_addr,
             secondary_addr,
@@ -277,6 +288,7 @@ impl Net {
             home_refresh,
             tcc,
         );
+        vcfg.node.capture = capture;
         let vocs = VisitedOcs::start(&vcfg).await.unwrap();
         for h in [PRIMARY, SECONDARY] {
             assert!(
@@ -493,12 +505,13 @@ fn cgi(lac: u16, ci: u16) -> Vec<u8> {
     v
 }
 
-/// 3GPP-User-Location-Info, RAI (type 2): UTRAN LAI and routing area.
+/// 3GPP-User-Location-Info, RAI (type 2): UTRAN LAI and routing area; the RAC field is two
+/// octets, the RAC then 0xFF (TS 29.274 §8.21.3, TS 29.060 §7.7.51).
 fn rai(lac: u16, rac: u8) -> Vec<u8> {
     let mut v = vec![2];
     v.extend(PLMN);
     v.extend(lac.to_be_bytes());
-    v.push(rac);
+    v.extend([rac, 0xff]);
     v
 }
 
@@ -1652,6 +1665,144 @@ async fn a_silent_pcef_s_session_is_ended_towards_home_after_tcc() {
         }
         assert_eq!(net.octets(imsi).await, (start - 70_000, 0));
         net.vocs.shutdown(Duration::from_secs(1)).await;
+    })
+    .await;
+}
+
+/// Wireshark's dissector reads the visited OCS's traffic both ways — the PCEF's CCRs with
+/// Home-OCS-Identity and 3GPP-User-Location-Info, the rewritten CCAs, and its own CCRs home
+/// with Locally-Absorbed-Usage and Visited-Credit-Decision (vendor AVPs it does not know) —
+/// with no malformed packet and no expert error. Prints `SKIP` without tshark (fails instead
+/// when DIAMETER_REQUIRE_TSHARK is set, as in CI).
+#[tokio::test]
+async fn tshark_decodes_the_visited_ocs_traffic() {
+    if std::process::Command::new("tshark")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("DIAMETER_REQUIRE_TSHARK").is_none(),
+            "tshark not found and DIAMETER_REQUIRE_TSHARK is set"
+        );
+        println!("SKIP: tshark not found");
+        return;
+    }
+    bounded(async {
+        let capdir = tempfile::tempdir().unwrap();
+        let cap = capdir.path().join("vocs.pcapng");
+        let net = Net::start_full("terminate", true, 300.0, 1200.0, Some(cap.clone())).await;
+        let sid = "pcef.visited.test;11;ws";
+        let a = establish(&net, sid).await;
+        assert_eq!(a.result_code, 2001);
+        let upd = |n: u32, uli: Vec<u8>, fired: &[i32]| Ccr {
+            session: sid,
+            number: n,
+            imsi: IMSI_ROAMER,
+            uli: Some(uli),
+            rat: Some(HSPA),
+            mscc: vec![mscc(1, Some(10_000), fired), mscc(2, Some(5_000), fired)],
+            ..Ccr::default()
+        };
+        assert_eq!(
+            net.cca(&upd(1, cgi(10, 1), &[RAT])).await.1.result_code,
+            2001
+        );
+        assert_eq!(
+            net.cca(&upd(2, rai(10, 3), &[CELL])).await.1.result_code,
+            2001
+        );
+        assert_eq!(
+            net.cca(&upd(3, tai_ecgi(7, 9), &[CELL, ECGI]))
+                .await
+                .1
+                .result_code,
+            2001
+        );
+        let (_, a) = net
+            .cca(&Ccr {
+                kind: Some(RequestType::Termination),
+                mscc: vec![Mscc {
+                    rg: 1,
+                    used: Some(1),
+                    ..Mscc::default()
+                }],
+                ..upd(4, tai_ecgi(7, 9), &[])
+            })
+            .await;
+        assert_eq!(a.result_code, 2001);
+        net.pcef.shutdown(Duration::from_secs(1)).await;
+        net.vocs.shutdown(Duration::from_secs(1)).await;
+        let path = cap.to_str().unwrap();
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("tshark")
+                .args(args)
+                .output()
+                .expect("tshark");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let bad = run(&[
+            "-r",
+            path,
+            "-Y",
+            "_ws.malformed || _ws.expert.severity >= 0x00800000",
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+        ]);
+        if !bad.trim().is_empty() {
+            let filter = bad
+                .lines()
+                .map(|n| format!("frame.number == {n}"))
+                .collect::<Vec<_>>()
+                .join(" || ");
+            let detail = run(&["-r", path, "-V", "-Y", &filter]);
+            panic!("frames with errors: {bad}\n{detail}");
+        }
+        let rows = run(&[
+            "-r",
+            path,
+            "-Y",
+            "diameter.cmd.code == 272",
+            "-T",
+            "fields",
+            "-E",
+            "separator=;",
+            "-e",
+            "diameter.flags.request",
+            "-e",
+            "diameter.Origin-Host",
+            "-e",
+            "diameter.CC-Request-Number",
+        ]);
+        // The PCEF's five requests and their answers; the visited OCS's requests home
+        // (0: CCR-I, 1: the area change, 2: CCR-T) and theirs, consecutively numbered.
+        let home_requests: Vec<&str> = rows
+            .lines()
+            .filter(|r| {
+                r.starts_with("1;ocs.visited.test;") || r.starts_with("True;ocs.visited.test;")
+            })
+            .collect();
+        let numbers: Vec<&str> = home_requests
+            .iter()
+            .map(|r| r.rsplit(';').next().unwrap())
+            .collect();
+        assert_eq!(numbers, ["0", "1", "2"], "{rows}");
+        let text = run(&["-r", path, "-V", "-Y", "diameter.cmd.code == 272"]);
+        for needle in [
+            "Trigger-Type: CHANGE_IN_RAT (4)",
+            "Final-Unit-Action: REDIRECT (1)",
+            "http://topup.visited.test/",
+            "(32473)",
+        ] {
+            assert!(text.contains(needle), "tshark shows no `{needle}`");
+        }
     })
     .await;
 }

@@ -54,7 +54,8 @@ impl Location {
             }
             // SAI: PLMN, LAC, SAC (no trigger type names the SAC).
             1 => l.lac = Some(u16_at(b, 3)?),
-            // RAI: PLMN, LAC, RAC.
+            // RAI: PLMN, LAC, RAC; the RAC field is two octets, the second 0xFF (TS 29.274
+            // §8.21.3), which is not required here.
             2 => {
                 l.lac = Some(u16_at(b, 3)?);
                 l.rac = Some(*b.get(5)?);
@@ -208,7 +209,7 @@ mod tests {
         let mut rai = vec![2];
         rai.extend(PLMN);
         rai.extend(10u16.to_be_bytes());
-        rai.push(5);
+        rai.extend([5, 0xff]);
         let r = Location::from_uli(&rai).unwrap();
         let merged = a.updated_by(&r);
         assert_eq!(
