@@ -3,8 +3,11 @@
 //! visited OCS in front of it, and a Gy client.
 //!
 //! ```text
-//! cargo run --release -p ocs --example visited_latency -- [UPDATES]
+//! cargo run --release -p ocs --example visited_latency -- [UPDATES] [no-fsync]
 //! ```
+//!
+//! `no-fsync` runs the home store without fsync, so the extra hop is not hidden in the
+//! fsync's spread.
 //!
 //! Three series of CCR-U, each on its own session: straight to the home OCS; through the
 //! visited OCS with a location-area change each time (sent home: one more hop); through the
@@ -165,6 +168,7 @@ async fn main() -> anyhow::Result<()> {
         .replace("triggers = [2, 4, 35, 36]", "triggers = [2, 33]");
     let mut home_cfg = Config::parse(&dir.path().join("home.toml"), &text)?;
     home_cfg.store.path = dir.path().join("home.redb");
+    home_cfg.store.durable = std::env::args().nth(2).as_deref() != Some("no-fsync");
     let home = Ocs::start(&home_cfg).await?;
     let vocs_addr = free_addr();
     let vtext = include_str!("visited.toml")
