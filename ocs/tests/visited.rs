@@ -649,6 +649,29 @@ async fn establishment_applies_the_four_rewrites() {
             (g2, t2, f2),
             (Some(400_000), vec![RAT, CELL, ECGI], Some(1))
         );
+        // The operator sees the same on the home OCS's endpoint.
+        let (admin, _task) = net
+            .primary
+            .as_ref()
+            .unwrap()
+            .admin()
+            .serve("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let (home_sid, _) = net.home_leg(sid).await;
+        let (status, j) =
+            ocs::admin::call(admin, hyper::Method::GET, &format!("/sessions/{home_sid}"))
+                .await
+                .unwrap();
+        assert_eq!(status, 200, "{j}");
+        let reported = j["visited"].as_array().expect("visited reports");
+        assert!(
+            reported
+                .iter()
+                .any(|r| r["Decision"]["rating_group"] == 2
+                    && r["Decision"]["final_unit_action"] == 1),
+            "{j}"
+        );
         net.vocs.shutdown(Duration::from_secs(1)).await;
     })
     .await;
