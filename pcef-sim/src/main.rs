@@ -4,8 +4,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use diameter_codec::ValidateOptions;
 use pcef_sim::decode::{Format, render_with};
-use std::io::Read;
+use pcef_sim::load::{LoadOptions, Scenario};
+use std::io::{IsTerminal, Read};
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The EPC test client of the Diameter policy and charging stack.
 #[derive(Parser)]
@@ -36,6 +39,118 @@ enum Command {
         /// File to read; `-` or nothing reads standard input.
         file: Option<PathBuf>,
     },
+    /// Load a server with simulated subscribers' sessions and report throughput, latency
+    /// percentiles, result codes and CPU per request.
+    ///
+    /// Gy: each session (one subscriber, one rating group) sends CCR-I, then --updates
+    /// CCR-Us reporting Used-Service-Unit (every --interval-ms, or back to back), then
+    /// CCR-T. --in-flight sessions run at once, each with one request outstanding at most;
+    /// --rate caps the request rate of all of them. A progress bar is drawn when standard
+    /// error is a terminal.
+    ///
+    /// Example: pcef-sim load --to 127.0.0.1:3870 --subscribers 1 --in-flight 64 --duration 10
+    Load(Box<LoadArgs>),
+}
+
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// What each session does.
+    #[arg(long, value_enum, default_value_t = ScenarioArg::Gy)]
+    scenario: ScenarioArg,
+    /// Address of the server.
+    #[arg(long)]
+    to: SocketAddr,
+    /// Origin-Host of the server.
+    #[arg(long, default_value = "ocs.home.test")]
+    to_host: String,
+    /// Destination-Realm of the requests.
+    #[arg(long, default_value = "home.test")]
+    dest_realm: String,
+    /// Our Origin-Host.
+    #[arg(long, default_value = "pcef.sim")]
+    host: String,
+    /// Our Origin-Realm.
+    #[arg(long, default_value = "sim")]
+    realm: String,
+    /// Number of subscribers; sessions take their IMSIs in turn from --imsi-start.
+    #[arg(long, default_value_t = 1)]
+    subscribers: u64,
+    /// The first subscriber's IMSI (the next ones count up from it, same width).
+    #[arg(long, default_value = "001010000000001")]
+    imsi_start: String,
+    /// Sessions run at once.
+    #[arg(long, default_value_t = 64)]
+    in_flight: usize,
+    /// Target requests per second of all sessions together [default: as fast as answered].
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Measured duration in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Warm-up before measuring, in seconds.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// CCR-Us per session.
+    #[arg(long, default_value_t = 10)]
+    updates: u32,
+    /// Milliseconds before each CCR-U (0: back to back).
+    #[arg(long, default_value_t = 0)]
+    interval_ms: u64,
+    /// Rating-Group of the sessions' Multiple-Services-Credit-Control.
+    #[arg(long, default_value_t = 1)]
+    rating_group: u32,
+    /// CC-Total-Octets reported used in each CCR-U and CCR-T.
+    #[arg(long, default_value_t = 1000)]
+    used_octets: u64,
+    /// Seconds to wait for each answer before counting an error.
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+    /// PIDs of server processes whose CPU time per request to report (from /proc/PID/stat).
+    #[arg(long = "server-pid")]
+    server_pids: Vec<u32>,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScenarioArg {
+    /// Online charging (RFC 4006): CCR-I, CCR-U..., CCR-T.
+    Gy,
+}
+
+impl LoadArgs {
+    fn options(&self) -> anyhow::Result<LoadOptions> {
+        let secs = |what: &str, v: f64| {
+            Duration::try_from_secs_f64(v).map_err(|_| anyhow::anyhow!("bad {what}: {v}"))
+        };
+        if let Some(r) = self.rate {
+            anyhow::ensure!(r.is_finite() && r > 0.0, "bad --rate: {r}");
+        }
+        Ok(LoadOptions {
+            scenario: match self.scenario {
+                ScenarioArg::Gy => Scenario::Gy,
+            },
+            to: self.to,
+            to_host: self.to_host.clone(),
+            dest_realm: self.dest_realm.clone(),
+            origin_host: self.host.clone(),
+            origin_realm: self.realm.clone(),
+            subscribers: self.subscribers,
+            imsi_start: self.imsi_start.clone(),
+            in_flight: self.in_flight,
+            rate: self.rate,
+            warmup: secs("--warmup", self.warmup)?,
+            duration: secs("--duration", self.duration)?,
+            updates: self.updates,
+            interval: Duration::from_millis(self.interval_ms),
+            rating_group: self.rating_group,
+            used_octets: self.used_octets,
+            timeout: secs("--timeout", self.timeout)?,
+            server_pids: self.server_pids.clone(),
+            progress: std::io::stderr().is_terminal(),
+        })
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -75,6 +190,18 @@ fn main() -> anyhow::Result<()> {
                 ValidateOptions::default()
             };
             print!("{}", render_with(&input, format, opts));
+        }
+        Command::Load(args) => {
+            let opts = args.options()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let report = rt.block_on(pcef_sim::load::run(&opts))?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.text());
+            }
         }
     }
     Ok(())
