@@ -6,24 +6,17 @@ use diameter_codec::dict::{base, dcca, gx, rx};
 use diameter_codec::{Dictionary, Message, MessageBuilder, ValidateOptions, Validator};
 use diameter_node::node::{Node, NodeConfig, PeerSpec, relay_route};
 use diameter_node::peer::Application;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 #[path = "../../diameter-node/tests/common/mod.rs"]
 mod common;
 #[path = "../../tests/interop/harness.rs"]
-mod interop;
+mod harness;
+
+use harness::{Killed, python_diameter_client, wait_listening};
 
 const BIN: &str = env!("CARGO_BIN_EXE_diameter-bench");
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn spawn(args: &[&str]) -> Killed {
     Killed(
@@ -34,14 +27,6 @@ fn spawn(args: &[&str]) -> Killed {
             .spawn()
             .expect("spawn diameter-bench"),
     )
-}
-
-fn wait_listening(port: u16) {
-    let end = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < end, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -331,23 +316,13 @@ fn node_settings_from_a_config_file() {
 /// comes back at once, and its retransmission is answered from the duplicate cache.
 #[test]
 fn a_python_diameter_client_is_served_also_when_it_reconnects() {
-    let Some(script) = interop::python_diameter_client() else {
+    let Some(script) = python_diameter_client() else {
         return;
     };
     let port = common::free_addr().port();
     let _echo = spawn(&["echo", "--listen", &format!("127.0.0.1:{port}")]);
     wait_listening(port);
     for scenario in ["mbit", "reconnect"] {
-        let (ok, text) = interop::run_bounded(
-            Command::new(interop::python()).arg(&script).args([
-                "--port",
-                &port.to_string(),
-                "--scenario",
-                scenario,
-            ]),
-            Duration::from_secs(60),
-        );
-        assert!(ok, "scenario {scenario}:\n{text}");
-        assert!(text.contains("0 failed"), "scenario {scenario}:\n{text}");
+        harness::run_python_scenario(&script, port, scenario);
     }
 }

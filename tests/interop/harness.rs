@@ -1,16 +1,61 @@
-//! The independent Diameter clients that interop tests drive our servers with (python-diameter,
-//! Erlang/OTP's `diameter`): finding them, skipping when absent, running them bounded in time.
-//!
-//! Included with `#[path]` by the integration tests of every crate whose servers they test
-//! (diameter-bench, ocs); those crates sit one directory below the workspace root. When a
-//! client is missing a test prints SKIP, unless its DIAMETER_REQUIRE_* variable (set by
-//! `.ci/run`) makes it fail.
+//! What the crates' tests need to run our binaries against clients nobody here wrote
+//! (python-diameter, Erlang/OTP's `diameter`; their scripts sit beside this file): child
+//! processes stopped on drop, waiting for a port, finding the clients, running them bounded
+//! in time, reading captures with tshark. Included with
+//! `#[path = "../../tests/interop/harness.rs"] mod harness;` from a crate's `tests/` (every
+//! crate sits one level below the workspace root). When a client is missing a test prints
+//! SKIP, unless its DIAMETER_REQUIRE_* variable (set by `.ci/run`) makes it fail.
 #![allow(dead_code)]
 
 use std::io::Read;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+/// A child process, killed and reaped when dropped (also when the test panics).
+pub(crate) struct Killed(pub(crate) Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Killed {
+    /// Stops the process as an operator would (SIGTERM, through kill(1)) and waits up to
+    /// 10 s for it to exit; kills it after that. Returns how it exited.
+    pub(crate) fn terminate(mut self) -> Option<ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+/// Waits up to 10 s until something accepts TCP connections on 127.0.0.1:`port`.
+pub(crate) fn wait_listening(port: u16) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A loopback port that was free a moment ago (for a server started as a child process).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
 
 /// This directory: the client scripts and the dictionary they use.
 pub(crate) fn interop_dir() -> PathBuf {
@@ -113,4 +158,57 @@ pub(crate) fn run_bounded(cmd: &mut Command, limit: Duration) -> (bool, String) 
         Some(s) => (s.success(), text),
         None => (false, format!("{text}\n(killed after {limit:?})")),
     }
+}
+
+/// Whether tshark can be run. Without it the caller prints SKIP, unless
+/// DIAMETER_REQUIRE_TSHARK=1 (CI) makes it fail.
+pub(crate) fn tshark_available() -> bool {
+    let ok = Command::new("tshark")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            !std::env::var("DIAMETER_REQUIRE_TSHARK").is_ok_and(|v| v == "1"),
+            "DIAMETER_REQUIRE_TSHARK=1 but tshark was not found on PATH"
+        );
+        println!("SKIP: tshark not found");
+    }
+    ok
+}
+
+/// tshark's fields `fields` of the packets of `capture` matching display filter `filter`,
+/// one line per packet, tab-separated.
+pub(crate) fn tshark_fields(capture: &Path, filter: &str, fields: &[&str]) -> String {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r")
+        .arg(capture)
+        .args(["-Y", filter, "-T", "fields"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("run tshark");
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `scenario` of the python-diameter client against 127.0.0.1:`port` (bounded: 60 s)
+/// and asserts that every check held; returns its output.
+pub(crate) fn run_python_scenario(script: &Path, port: u16, scenario: &str) -> String {
+    let (ok, text) = run_bounded(
+        Command::new(python()).arg(script).args([
+            "--port",
+            &port.to_string(),
+            "--scenario",
+            scenario,
+        ]),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "scenario {scenario}:\n{text}");
+    assert!(text.contains("0 failed"), "scenario {scenario}:\n{text}");
+    text
 }

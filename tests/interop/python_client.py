@@ -7,12 +7,16 @@ bend the flag rules: Product-Name with the M bit in CER, Origin-Host and Origin-
 without it in CCR, RAT-Type with it. Each scenario prints what it saw and exits 0 only when
 every check held.
 
+`mbit` and `reconnect` run against any server that answers CCRs with 2001 (the echo
+server); `gx-pcrf` runs a Gx session against the home PCRF with its demo subscribers and
+checks what the CCAs carry.
+
 The `gy` scenario is a credit-control session against an OCS: CCR-I asking for units of
 rating group 1, CCR-U reporting Used-Service-Unit, CCR-T; it checks each CCA's content as
 the library decodes it (Result-Code, per-MSCC Result-Code and Granted-Service-Unit,
 CC-Request-Type/Number, Auth-Application-Id 4).
 
-    python_client.py --port P [--host 127.0.0.1] --scenario mbit|reconnect|gy [--imsi IMSI]
+    python_client.py --port P [--host 127.0.0.1] --scenario mbit|reconnect|gx-pcrf|gy [--imsi IMSI]
 """
 import argparse
 import socket
@@ -27,7 +31,12 @@ from diameter.message.commands import (
     CreditControlRequest,
     DeviceWatchdogAnswer,
 )
-from diameter.message.avp.grouped import RequestedServiceUnit, SubscriptionId, UsedServiceUnit
+from diameter.message.avp.grouped import (
+    RequestedServiceUnit,
+    SubscriptionId,
+    SupportedFeatures,
+    UsedServiceUnit,
+)
 from diameter.message.constants import (
     APP_3GPP_GX,
     APP_DIAMETER_CREDIT_CONTROL_APPLICATION,
@@ -125,7 +134,7 @@ def wire_avps(data):
     return Message.from_bytes(data, plain_msg=True).avps
 
 
-def ccr(session, number, e2e, retransmit=False):
+def ccr(session, number, e2e, retransmit=False, imsi="001010000000001"):
     m = CreditControlRequest()
     m.header.application_id = APP_3GPP_GX
     m.header.hop_by_hop_identifier = 0x1000 + e2e
@@ -143,7 +152,7 @@ def ccr(session, number, e2e, retransmit=False):
     m.subscription_id = [
         SubscriptionId(
             subscription_id_type=E_SUBSCRIPTION_ID_TYPE_END_USER_IMSI,
-            subscription_id_data="001010000000001",
+            subscription_id_data=imsi,
         )
     ]
     m.rat_type = 1004  # EUTRAN
@@ -225,6 +234,141 @@ def scenario_reconnect(args):
     ask(p, ccr("pcef.python.test;2;1", 2, 0x3003), "CCR-U on a new connection, same state")
 
 
+def tgpp(avps, code):
+    """The AVPs with 3GPP's `code` among `avps`."""
+    return [a for a in avps if a.code == code and a.vendor_id == VENDOR_TGPP]
+
+
+def ietf(avps, code):
+    """The AVPs with IETF `code` (no vendor) among `avps`."""
+    return [a for a in avps if a.code == code and a.vendor_id == 0]
+
+
+def one(avps, what):
+    """The first of `avps`, or a failed check and None."""
+    check(f"{what} present", bool(avps))
+    return avps[0] if avps else None
+
+
+def text(v):
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def gx_request(session, kind, number, e2e, imsi="001010000000001"):
+    m = ccr(session, number, e2e, imsi=imsi)
+    m.cc_request_type = kind
+    return m
+
+
+def check_initial_cca(ans, req):
+    """TS 29.212 §5.6.3: the CCA-I of demo subscriber 1 carries its rule, QoS, charging
+    and event triggers (home.toml and spr.toml of the pcrf crate)."""
+    avps = wire_avps(ans.wire)
+    check("CCA-I: no Experimental-Result", not ietf(avps, 297))
+    cri = one(tgpp(avps, 1001), "Charging-Rule-Install")
+    if cri is not None:
+        rule = one(tgpp(cri.value, 1003), "Charging-Rule-Definition")
+        if rule is not None:
+            name = one(tgpp(rule.value, 1005), "Charging-Rule-Name")
+            check("rule named internet", name is not None and name.value == b"internet",
+                  name and name.value)
+            rg = one(ietf(rule.value, 432), "Rating-Group")
+            check("Rating-Group 10", rg is not None and rg.value == 10, rg and rg.value)
+            prec = one(tgpp(rule.value, 1010), "Precedence")
+            check("Precedence 1000", prec is not None and prec.value == 1000)
+            flow = one(tgpp(rule.value, 1058), "Flow-Information")
+            if flow is not None:
+                fd = one(tgpp(flow.value, 507), "Flow-Description")
+                check("Flow-Description is a permit rule",
+                      fd is not None and text(fd.value).startswith("permit out"),
+                      fd and fd.value)
+                check("Flow-Direction present", bool(tgpp(flow.value, 1080)))
+            qos = one(tgpp(rule.value, 1016), "rule QoS-Information")
+            if qos is not None:
+                qci = one(tgpp(qos.value, 1028), "rule QoS-Class-Identifier")
+                check("rule QCI 9", qci is not None and qci.value == 9)
+                mbr = one(tgpp(qos.value, 515), "Max-Requested-Bandwidth-DL")
+                check("rule MBR DL 100 Mbit/s", mbr is not None and mbr.value == 100000000)
+        pre = one(tgpp(cri.value, 1005), "predefined Charging-Rule-Name")
+        check("predefined rule local-dns", pre is not None and pre.value == b"local-dns")
+    deb = one(tgpp(avps, 1049), "Default-EPS-Bearer-QoS")
+    if deb is not None:
+        qci = one(tgpp(deb.value, 1028), "default bearer QCI")
+        check("default bearer QCI 9", qci is not None and qci.value == 9)
+        arp = one(tgpp(deb.value, 1034), "Allocation-Retention-Priority")
+        if arp is not None:
+            pl = one(tgpp(arp.value, 1046), "Priority-Level")
+            check("Priority-Level 8", pl is not None and pl.value == 8)
+    ambr = one(tgpp(avps, 1016), "QoS-Information (APN-AMBR)")
+    if ambr is not None:
+        ul = one(tgpp(ambr.value, 1041), "APN-Aggregate-Max-Bitrate-UL")
+        dl = one(tgpp(ambr.value, 1040), "APN-Aggregate-Max-Bitrate-DL")
+        check("APN-AMBR 50/100 Mbit/s",
+              ul is not None and dl is not None and (ul.value, dl.value) == (50000000, 100000000))
+    online = one(tgpp(avps, 1009), "Online")
+    check("Online ENABLE_ONLINE", online is not None and online.value == 1)
+    ci = one(tgpp(avps, 618), "Charging-Information")
+    if ci is not None:
+        ocs = one(tgpp(ci.value, 619), "Primary-Event-Charging-Function-Name")
+        check("the OCS is ocs.home.test", ocs is not None and "ocs.home.test" in text(ocs.value),
+              ocs and ocs.value)
+    triggers = sorted(a.value for a in tgpp(avps, 1006))
+    check("Event-Trigger RAT_CHANGE and USER_LOCATION_CHANGE", triggers == [2, 13], triggers)
+    sf = one(tgpp(avps, 628), "Supported-Features")
+    if sf is not None:
+        vid = one(ietf(sf.value, 266), "Supported-Features Vendor-Id")
+        check("Supported-Features of 3GPP", vid is not None and vid.value == VENDOR_TGPP)
+        fl = one(tgpp(sf.value, 630), "Feature-List")
+        # Ours 0b1011, the request's 0b0011: both support 0b0011.
+        check("Feature-List in common", fl is not None and fl.value == 0b0011, fl and fl.value)
+
+
+def scenario_gx_pcrf(args):
+    p = open_peer(args, osi=int(time.time()))
+    sid = f"pcef.python.test;gx;{int(time.time() * 1000)}"
+    req = gx_request(sid, E_CC_REQUEST_TYPE_INITIAL_REQUEST, 0, 0x4001)
+    req.framed_ip_address = bytes([10, 45, 0, 3])
+    req.called_station_id = "internet"
+    req.supported_features = SupportedFeatures(
+        vendor_id=VENDOR_TGPP, feature_list_id=1, feature_list=0b0011)
+    ans = ask(p, req, "CCR-I")
+    check_initial_cca(ans, req)
+
+    # A handover to UTRAN reported: the PCRF swaps the Internet rule for the 3G one.
+    req = gx_request(sid, E_CC_REQUEST_TYPE_UPDATE_REQUEST, 1, 0x4002)
+    req.event_trigger = [2]  # RAT_CHANGE
+    req.rat_type = 1000  # UTRAN
+    ans = ask(p, req, "CCR-U RAT_CHANGE")
+    avps = wire_avps(ans.wire)
+    crr = one(tgpp(avps, 1002), "Charging-Rule-Remove")
+    check("internet removed",
+          crr is not None and [a.value for a in tgpp(crr.value, 1005)] == [b"internet"])
+    names = [n.value for c in tgpp(avps, 1001) for d in tgpp(c.value, 1003)
+             for n in tgpp(d.value, 1005)]
+    check("internet-3g installed", names == [b"internet-3g"], names)
+
+    ask(p, gx_request(sid, E_CC_REQUEST_TYPE_TERMINATION_REQUEST, 2, 0x4003), "CCR-T")
+    late = gx_request(sid, E_CC_REQUEST_TYPE_UPDATE_REQUEST, 3, 0x4004)
+    p.send(late)
+    ans = p.recv()
+    check("CCR-U after CCR-T: 5002 DIAMETER_UNKNOWN_SESSION_ID", ans.result_code == 5002,
+          f"Result-Code {ans.result_code}")
+
+    stranger = gx_request(f"{sid};stranger", E_CC_REQUEST_TYPE_INITIAL_REQUEST, 0, 0x4005,
+                          imsi="999990000000001")
+    p.send(stranger)
+    ans = p.recv()
+    avps = wire_avps(ans.wire)
+    check("unknown subscriber: no Result-Code", not ietf(avps, 268))
+    er = one(ietf(avps, 297), "Experimental-Result")
+    if er is not None:
+        vid = one(ietf(er.value, 266), "Experimental-Result Vendor-Id")
+        code = one(ietf(er.value, 298), "Experimental-Result-Code")
+        check("Experimental-Result 10415/5030",
+              vid is not None and code is not None and (vid.value, code.value) == (10415, 5030))
+    check("unknown subscriber: no rules", not tgpp(avps, 1001))
+
+
 def gy_ccr(args, session, request_type, number, mscc):
     """A Gy CCR (RFC 4006 §3.1) with one MSCC built from `mscc`'s keyword arguments."""
     m = CreditControlRequest()
@@ -294,10 +438,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--scenario", choices=["mbit", "reconnect", "gy"], required=True)
+    ap.add_argument("--scenario", choices=["mbit", "reconnect", "gx-pcrf", "gy"], required=True)
     ap.add_argument("--imsi", default="001010000000001")
     args = ap.parse_args()
-    scenarios = {"mbit": scenario_mbit, "reconnect": scenario_reconnect, "gy": scenario_gy}
+    scenarios = {
+        "mbit": scenario_mbit,
+        "reconnect": scenario_reconnect,
+        "gx-pcrf": scenario_gx_pcrf,
+        "gy": scenario_gy,
+    }
     try:
         scenarios[args.scenario](args)
     except Exception as e:  # a closed connection or a timeout is a failed check

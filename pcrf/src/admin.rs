@@ -1,0 +1,210 @@
+//! The operator endpoint: a small HTTP/1.1 API on its own address (`[pcrf] admin`).
+//!
+//! - `GET /sessions` — the live Session-Ids.
+//! - `GET /sessions/ID` — one session (subscriber, UE address, APN, rules, triggers,
+//!   failures reported) as JSON.
+//! - `POST /sessions/ID/rar?install=R1,R2&remove=R3&rating_group=N` — pushes a policy
+//!   change with a Gx RAR to the PCEF of the session and returns the RAA's result.
+//! - `POST /sessions/ID/release[?cause=N]` — asks the PCEF to end the session (RAR with
+//!   Session-Release-Cause, 0 UNSPECIFIED_REASON by default).
+//! - `POST /subscribers/KEY/rar?…` — the same push to every live session of a subscriber
+//!   (KEY: an IMSI, or `imsi:…`, `msisdn:…`, `nai:…`).
+//!
+//! Session-Ids in the path are percent-decoded (`;` may be sent as it is). The endpoint has
+//! no authentication: bind it to loopback or a management network.
+
+use crate::server::{Pcrf, PolicyChange, PushError};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+fn reply(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string() + "\n")));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// `%XX` sequences decoded (invalid ones are kept as they are).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn list(query: &str, name: &str) -> Vec<String> {
+    param(query, name)
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(percent_decode)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn change_of(query: &str) -> Result<PolicyChange, String> {
+    let rating_group = match param(query, "rating_group") {
+        Some(v) => Some(
+            v.parse()
+                .map_err(|_| format!("rating_group `{v}` is not a number"))?,
+        ),
+        None => None,
+    };
+    Ok(PolicyChange {
+        install: list(query, "install"),
+        remove: list(query, "remove"),
+        rating_group,
+    })
+}
+
+fn push_error(e: &PushError) -> Response<Full<Bytes>> {
+    let status = match e {
+        PushError::UnknownSession(_) | PushError::UnknownRule(_) => StatusCode::NOT_FOUND,
+        PushError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        PushError::Request(_) => StatusCode::BAD_GATEWAY,
+    };
+    reply(status, serde_json::json!({ "error": e.to_string() }))
+}
+
+async fn route(pcrf: &Pcrf, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let query = req.uri().query().unwrap_or("");
+    let parts: Vec<&str> = req
+        .uri()
+        .path()
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    match (req.method(), parts.as_slice()) {
+        (&Method::GET, ["sessions"]) => match pcrf.sessions().list().await {
+            Ok(ids) => reply(StatusCode::OK, serde_json::json!({ "sessions": ids })),
+            Err(e) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                serde_json::json!({ "error": e.to_string() }),
+            ),
+        },
+        (&Method::GET, ["sessions", id]) => match pcrf.session(&percent_decode(id)).await {
+            Ok(Some(s)) => reply(StatusCode::OK, serde_json::to_value(&s).unwrap_or_default()),
+            Ok(None) => reply(
+                StatusCode::NOT_FOUND,
+                serde_json::json!({ "error": "no such session" }),
+            ),
+            Err(e) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                serde_json::json!({ "error": e.to_string() }),
+            ),
+        },
+        (&Method::POST, ["sessions", id, "rar"]) => {
+            let change = match change_of(query) {
+                Ok(c) => c,
+                Err(m) => return reply(StatusCode::BAD_REQUEST, serde_json::json!({ "error": m })),
+            };
+            match pcrf.push(&percent_decode(id), &change).await {
+                Ok(o) => reply(StatusCode::OK, serde_json::to_value(&o).unwrap_or_default()),
+                Err(e) => push_error(&e),
+            }
+        }
+        (&Method::POST, ["sessions", id, "release"]) => {
+            let cause = param(query, "cause")
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            match pcrf.release(&percent_decode(id), cause).await {
+                Ok(rc) => reply(StatusCode::OK, serde_json::json!({ "result_code": rc })),
+                Err(e) => push_error(&e),
+            }
+        }
+        (&Method::POST, ["subscribers", key, "rar"]) => {
+            let change = match change_of(query) {
+                Ok(c) => c,
+                Err(m) => return reply(StatusCode::BAD_REQUEST, serde_json::json!({ "error": m })),
+            };
+            match pcrf.push_subscriber(&percent_decode(key), &change).await {
+                Ok(o) => reply(StatusCode::OK, serde_json::json!({ "pushed": o })),
+                Err(e) => push_error(&e),
+            }
+        }
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({ "error": "unknown path (see pcrf --help)" }),
+        ),
+    }
+}
+
+/// Serves the endpoint on `addr` until the task is aborted; returns the bound address.
+pub async fn serve(
+    pcrf: Arc<Pcrf>,
+    addr: SocketAddr,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let pcrf = pcrf.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let pcrf = pcrf.clone();
+                    async move { Ok::<_, std::convert::Infallible>(route(&pcrf, &req).await) }
+                });
+                if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await
+                {
+                    tracing::debug!(error = %e, "operator endpoint connection");
+                }
+            });
+        }
+    });
+    Ok((bound, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_and_paths_decode() {
+        assert_eq!(percent_decode("pcef%3B1%3b2"), "pcef;1;2");
+        assert_eq!(percent_decode("a%zz%4"), "a%zz%4");
+        assert_eq!(
+            change_of("install=video,web&rating_group=20").unwrap(),
+            PolicyChange {
+                install: vec!["video".into(), "web".into()],
+                remove: vec![],
+                rating_group: Some(20),
+            }
+        );
+        assert!(change_of("rating_group=x").is_err());
+    }
+}

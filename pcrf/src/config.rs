@@ -1,0 +1,288 @@
+//! The PCRF configuration file (`pcrf --config FILE.toml`) and the built-in home PCRF used
+//! when no file is given (`pcrf/examples/home.toml` with `pcrf/examples/spr.toml`).
+//!
+//! The `[node]` table is the one every server shares ([`diameter_node::config::NodeToml`],
+//! documented in `diameter-node/examples/node.toml`). Unknown keys anywhere, in this file
+//! and in the SPR file, are errors naming the file, line, column and key. Relative paths
+//! are relative to the directory of the configuration file.
+
+use crate::policy::event_trigger_code;
+use crate::spr::{Arp, DefaultBearerQos, SprFile, check_arp, check_uri};
+use diameter_node::config::{ConfigError, NodeToml};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The Diameter node.
+    pub node: NodeToml,
+    /// The PCRF's own settings.
+    #[serde(default)]
+    pub pcrf: PcrfSection,
+    /// Where subscriber profiles come from.
+    pub spr: SprSection,
+    /// Policies that react to events the PCEF reports.
+    #[serde(default, rename = "policy")]
+    pub policies: Vec<EventPolicy>,
+    /// The SPR file's contents, read by [`Config::load`] (or the built-in one).
+    #[serde(skip)]
+    pub spr_data: SprFile,
+    /// The file this was read from; `None` for the built-in demo.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// The role this PCRF plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// H-PCRF: the subscribers' own network (SPR, PCC rules).
+    #[default]
+    Home,
+    /// V-PCRF: S9 towards home, local policy. Not built yet: refused at start.
+    Visited,
+}
+
+/// `[pcrf]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PcrfSection {
+    /// `home` (the only role built so far) or `visited`.
+    #[serde(default)]
+    pub role: Role,
+    /// The operator HTTP endpoint (sessions, policy pushes).
+    pub admin: Option<SocketAddr>,
+    /// Charging-Information (TS 29.229 §6.3.19, in the Gx CCA of TS 29.212 §5.6.3)
+    /// sent in CCA-I; nothing when the section is absent.
+    #[serde(default)]
+    pub charging: ChargingSection,
+    /// Default-EPS-Bearer-QoS for subscribers whose profile has none.
+    #[serde(default = "default_bearer")]
+    pub default_bearer: DefaultBearerQos,
+    /// The Gx features this PCRF supports (TS 29.212 §5.4.1): the answer carries, per
+    /// Feature-List-ID the PCEF sent, the features both support.
+    #[serde(default = "default_features")]
+    pub supported_features: Vec<FeatureList>,
+}
+
+fn default_bearer() -> DefaultBearerQos {
+    DefaultBearerQos {
+        qci: 9,
+        arp: Arp {
+            priority_level: 8,
+            pre_emption_capability: false,
+            pre_emption_vulnerability: true,
+        },
+    }
+}
+
+fn default_features() -> Vec<FeatureList> {
+    // Feature-List-ID 1 with Rel8 (bit 0), Rel9 (bit 1) and Rel10 (bit 3). The bit
+    // numbering is marked unverified in protocol.md; configure it to match the peers.
+    vec![FeatureList {
+        list_id: 1,
+        list: 0b1011,
+    }]
+}
+
+impl Default for PcrfSection {
+    fn default() -> Self {
+        Self {
+            role: Role::Home,
+            admin: None,
+            charging: ChargingSection::default(),
+            default_bearer: default_bearer(),
+            supported_features: default_features(),
+        }
+    }
+}
+
+/// One Feature-List of Supported-Features (TS 29.229 §6.3.29–31).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureList {
+    /// Feature-List-ID.
+    pub list_id: u32,
+    /// Feature-List: one bit per feature.
+    pub list: u32,
+}
+
+/// `[pcrf.charging]`: the charging functions named in Charging-Information (DiameterURIs).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ChargingSection {
+    /// Primary-Event-Charging-Function-Name: the OCS, for online charging.
+    pub primary_ocs: Option<String>,
+    /// Secondary-Event-Charging-Function-Name.
+    pub secondary_ocs: Option<String>,
+    /// Primary-Charging-Collection-Function-Name: the CCF, for offline charging.
+    pub primary_ccf: Option<String>,
+    /// Secondary-Charging-Collection-Function-Name.
+    pub secondary_ccf: Option<String>,
+}
+
+/// `[spr]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SprSection {
+    /// The SPR file (TOML: `[[rule]]` and `[[subscriber]]`, see `pcrf/examples/spr.toml`).
+    pub file: PathBuf,
+}
+
+/// `[[policy]]`: what to do when the PCEF reports an event (Event-Trigger in CCR-U).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EventPolicy {
+    /// The Event-Trigger name (`RAT_CHANGE`, `USER_LOCATION_CHANGE`, …). Sessions subscribe
+    /// to it at establishment.
+    pub event: String,
+    /// Only when the RAT-Type reported with the event is this value (e.g. 1000 UTRAN).
+    pub rat_type: Option<i32>,
+    /// Only for these subscribers (`imsi:…`, `msisdn:…`, `nai:…` or bare IMSIs), matched
+    /// against a session's subscriber as the PCRF keys it: its IMSI when the profile has
+    /// one, else its MSISDN, else its NAI. All subscribers when absent.
+    pub subscribers: Option<Vec<String>>,
+    /// Dynamic rules to install (names of `[[rule]]` in the SPR file).
+    #[serde(default)]
+    pub install: Vec<String>,
+    /// Rules to remove (dynamic or predefined names).
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// Re-install the session's dynamic rules with this Rating-Group (a modified rule
+    /// keeps its name, TS 29.212 §4.5.2).
+    pub rating_group: Option<u32>,
+}
+
+/// The built-in configuration: also `pcrf/examples/home.toml`.
+pub const DEMO: &str = include_str!("../examples/home.toml");
+/// The built-in SPR: also `pcrf/examples/spr.toml`.
+pub const DEMO_SPR: &str = include_str!("../examples/spr.toml");
+
+impl Config {
+    /// Reads a configuration file and the SPR file it names.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut cfg: Self = diameter_node::config::load_config(path)?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        cfg.spr_data = SprFile::load(&base.join(&cfg.spr.file))?;
+        cfg.source = Some(path.to_path_buf());
+        cfg.check().map_err(|message| ConfigError {
+            file: path.to_path_buf(),
+            position: None,
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// The home PCRF of the README: `examples/home.toml` and `examples/spr.toml` as built
+    /// into the binary.
+    pub fn demo() -> Self {
+        let file = Path::new("(built-in home.toml)");
+        let mut cfg: Self =
+            diameter_node::config::parse_config(file, DEMO).expect("the demo configuration parses");
+        cfg.spr_data = SprFile::parse(Path::new("(built-in spr.toml)"), DEMO_SPR)
+            .expect("the demo SPR parses");
+        cfg.check().expect("the demo configuration is valid");
+        cfg
+    }
+
+    /// What serde cannot check: URIs, ARP ranges, policies naming known events and rules.
+    pub fn check(&self) -> Result<(), String> {
+        let c = &self.pcrf.charging;
+        for (v, what) in [
+            (&c.primary_ocs, "pcrf.charging.primary_ocs"),
+            (&c.secondary_ocs, "pcrf.charging.secondary_ocs"),
+            (&c.primary_ccf, "pcrf.charging.primary_ccf"),
+            (&c.secondary_ccf, "pcrf.charging.secondary_ccf"),
+        ] {
+            if let Some(u) = v {
+                check_uri(u, what)?;
+            }
+        }
+        check_arp(Some(self.pcrf.default_bearer.arp), "pcrf.default_bearer")?;
+        for (i, p) in self.policies.iter().enumerate() {
+            if event_trigger_code(&p.event).is_none() {
+                return Err(format!("policy[{i}]: unknown event `{}`", p.event));
+            }
+            for r in &p.install {
+                if !self.spr_data.rules.iter().any(|d| &d.name == r) {
+                    return Err(format!("policy[{i}]: unknown rule `{r}` to install"));
+                }
+            }
+            if p.install.is_empty() && p.remove.is_empty() && p.rating_group.is_none() {
+                return Err(format!(
+                    "policy[{i}]: needs install, remove or rating_group"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_is_the_home_pcrf_of_the_readme() {
+        let c = Config::demo();
+        assert_eq!(c.node.origin_host, "pcrf.home.test");
+        assert_eq!(c.node.origin_realm, "home.test");
+        assert_eq!(c.node.listen[0].addr, "127.0.0.1:3869".parse().unwrap());
+        assert!(
+            c.pcrf
+                .charging
+                .primary_ocs
+                .as_deref()
+                .unwrap()
+                .contains("ocs.home.test")
+        );
+        let sub = c
+            .spr_data
+            .subscribers
+            .iter()
+            .find(|s| s.imsi.as_deref() == Some("001010000000001"))
+            .unwrap();
+        assert!(!sub.rules.is_empty());
+    }
+
+    #[test]
+    fn the_example_files_load_from_disk() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/home.toml");
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.spr_data, Config::demo().spr_data);
+        assert_eq!(c.policies, Config::demo().policies);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_policies_name_the_place() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("spr.toml"), DEMO_SPR).unwrap();
+        let p = dir.path().join("pcrf.toml");
+        let base =
+            "[node]\norigin_host = \"p\"\norigin_realm = \"r\"\n[spr]\nfile = \"spr.toml\"\n";
+        std::fs::write(&p, format!("{base}[pcrf]\nrole = \"home\"\nocs = 1\n")).unwrap();
+        let e = Config::load(&p).unwrap_err();
+        assert_eq!(e.position, Some((8, 1)), "{e}");
+        assert!(
+            e.message.contains("unknown key") && e.message.contains("ocs"),
+            "{e}"
+        );
+        std::fs::write(
+            &p,
+            format!("{base}[[policy]]\nevent = \"RAT_CHANGE\"\ninstall = [\"nope\"]\n"),
+        )
+        .unwrap();
+        let e = Config::load(&p).unwrap_err();
+        assert!(e.to_string().contains("unknown rule `nope`"), "{e}");
+        std::fs::write(
+            &p,
+            format!("{base}[pcrf.charging]\nprimary_ocs = \"ocs.home.test\"\n"),
+        )
+        .unwrap();
+        let e = Config::load(&p).unwrap_err();
+        assert!(e.to_string().contains("primary_ocs"), "{e}");
+    }
+}

@@ -1,0 +1,163 @@
+//! `pcrf`: the policy and charging rules server (home role, Gx).
+//!
+//! ```text
+//! pcrf                          # home PCRF on 127.0.0.1:3869 with the demo subscribers
+//! pcrf --config home.toml       # from a file (pcrf/examples/home.toml shows every key)
+//! ```
+
+use anyhow::Context;
+use clap::Parser;
+use diameter_node::config::{ListenToml, TransportToml};
+use pcrf::config::Config;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the exit status means (short help).
+const EXIT_STATUS: &str = "Exit status: 0 after a clean stop (SIGINT, SIGTERM), 1 when it cannot start (the message names the cause: a configuration FILE:LINE:COLUMN and key, a port in use).";
+
+/// Policy and charging rules server for Gx (TS 29.212), home role.
+///
+/// With no options it runs the home PCRF of the README: 127.0.0.1:3869, Origin-Host
+/// pcrf.home.test, realm home.test, the demo subscribers of pcrf/examples/spr.toml (IMSI
+/// 001010000000001 and others), Charging-Information naming the OCS ocs.home.test, and the
+/// operator endpoint on 127.0.0.1:3872, which pushes policy changes to live sessions with
+/// Gx RAR (examples below).
+#[derive(Parser)]
+#[command(
+    version,
+    about,
+    long_about,
+    after_help = EXIT_STATUS,
+    after_long_help = concat!(
+        "Operator endpoint:\n",
+        "  curl 127.0.0.1:3872/sessions\n",
+        "  curl 127.0.0.1:3872/sessions/SESSION-ID\n",
+        "  curl -X POST '127.0.0.1:3872/sessions/SESSION-ID/rar?install=video&remove=local-dns'\n",
+        "  curl -X POST '127.0.0.1:3872/subscribers/001010000000001/rar?rating_group=20'\n",
+        "  curl -X POST '127.0.0.1:3872/sessions/SESSION-ID/release?cause=1'\n",
+        "\n",
+        "Exit status: 0 after a clean stop (SIGINT, SIGTERM), 1 when it cannot start (the message names the cause: a configuration FILE:LINE:COLUMN and key, a port in use)."
+    )
+)]
+struct Cli {
+    /// Configuration file (TOML; see pcrf/examples/home.toml). Unknown keys are errors.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Write every Diameter message sent and received to this pcapng file.
+    #[arg(long)]
+    capture: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (GET /metrics).
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+    /// Listen on this address instead of the configured ones.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Operator endpoint address, instead of [pcrf] admin.
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    /// Run without the operator endpoint.
+    #[arg(long, conflicts_with = "admin")]
+    no_admin: bool,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pcrf: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pcrf: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut cfg = match &cli.config {
+        Some(p) => Config::load(p)?,
+        None => Config::demo(),
+    };
+    if let Some(l) = cli.listen {
+        cfg.node.listen = vec![ListenToml {
+            addr: l,
+            transport: TransportToml::Tcp,
+            tls: None,
+        }];
+    }
+    if let Some(c) = &cli.capture {
+        cfg.node.capture = Some(c.clone());
+    }
+    if let Some(m) = cli.metrics {
+        cfg.node.metrics = Some(m);
+    }
+    if let Some(a) = cli.admin {
+        cfg.pcrf.admin = Some(a);
+    }
+    if cli.no_admin {
+        cfg.pcrf.admin = None;
+    }
+    let _metrics = match cfg.node.metrics {
+        Some(addr) => {
+            let h = diameter_node::metrics::install(addr).context("metrics endpoint")?;
+            pcrf::metrics::describe();
+            Some(h)
+        }
+        None => None,
+    };
+    let server = Arc::new(pcrf::Pcrf::start(&cfg).await?);
+    let _admin = match cfg.pcrf.admin {
+        Some(addr) => {
+            let (bound, task) = pcrf::admin::serve(server.clone(), addr)
+                .await
+                .with_context(|| format!("operator endpoint on {addr}"))?;
+            tracing::info!(%bound, "operator endpoint");
+            Some(task)
+        }
+        None => None,
+    };
+    tracing::info!(
+        origin_host = %cfg.node.origin_host,
+        listen = ?server.listen_addrs(),
+        subscribers = cfg.spr_data.subscribers.len(),
+        "pcrf running"
+    );
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    if let Some(t) = _admin {
+        t.abort();
+    }
+    server.shutdown(Duration::from_secs(2)).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        let _ = ctrl_c.await;
+        return;
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,171 @@
+//! Prometheus series of the PCRF, in the style of `diameter_node::metrics`: names start with
+//! `pcrf_`, counters end in `_total`, labels are bounded by the protocol, and every series
+//! carries `node`, the PCRF's Origin-Host, so several PCRFs in one process (a lab, a test)
+//! keep their series apart.
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | [`GX_SESSIONS`] `pcrf_gx_sessions` | gauge | `node` |
+//! | [`GX_CCRS`] `pcrf_gx_ccr_total` | counter | `node`, `type` (initial, update, termination, event, invalid), `result_code` (Result-Code or Experimental-Result-Code) |
+//! | [`RULES_INSTALLED`] `pcrf_rules_installed_total` | counter (rules in Charging-Rule-Install of CCAs and of RARs answered 2001) | `node`, `kind` (dynamic, predefined, base) |
+//! | [`RULE_FAILURES`] `pcrf_rule_failures_total` | counter (Charging-Rule-Report entries) | `node`, `rule_failure_code` |
+//! | [`RARS`] `pcrf_gx_rar_total` | counter | `node`, `result_code` (or `none` when no answer came) |
+//! | [`SESSIONS_RELEASED`] `pcrf_gx_sessions_released_total` | counter | `node`, `reason` (termination, pcef_restart, unknown_at_pcef) |
+
+use metrics::{SharedString, counter, describe_counter, describe_gauge, gauge};
+use std::sync::Arc;
+
+/// Live Gx sessions.
+pub const GX_SESSIONS: &str = "pcrf_gx_sessions";
+/// Gx CCRs answered, by CC-Request-Type and result.
+pub const GX_CCRS: &str = "pcrf_gx_ccr_total";
+/// PCC rules installed (or activated) on PCEFs.
+pub const RULES_INSTALLED: &str = "pcrf_rules_installed_total";
+/// Rule failures reported by PCEFs.
+pub const RULE_FAILURES: &str = "pcrf_rule_failures_total";
+/// Gx RARs sent, by the answer's result.
+pub const RARS: &str = "pcrf_gx_rar_total";
+/// Gx sessions ended, by why.
+pub const SESSIONS_RELEASED: &str = "pcrf_gx_sessions_released_total";
+
+/// Help texts (after `diameter_node::metrics::install`, which describes the node's).
+pub fn describe() {
+    describe_gauge!(GX_SESSIONS, "Live Gx sessions");
+    describe_counter!(
+        GX_CCRS,
+        "Gx CCRs answered, by CC-Request-Type and Result-Code or Experimental-Result-Code"
+    );
+    describe_counter!(
+        RULES_INSTALLED,
+        "PCC rules installed or activated on PCEFs, by kind"
+    );
+    describe_counter!(
+        RULE_FAILURES,
+        "Charging-Rule-Report failures reported by PCEFs, by Rule-Failure-Code"
+    );
+    describe_counter!(RARS, "Gx Re-Auth-Requests sent, by the answer's result");
+    describe_counter!(SESSIONS_RELEASED, "Gx sessions ended, by reason");
+}
+
+/// The `node` label: the PCRF's Origin-Host, shared by all its series.
+#[derive(Debug, Clone)]
+pub struct Label(Arc<str>);
+
+/// A result code as a label: the codes a PCRF sends and sees, else `other`, so a peer
+/// cannot grow the series.
+fn code_label(rc: u32) -> &'static str {
+    match rc {
+        2001 => "2001",
+        2002 => "2002",
+        3002 => "3002",
+        3004 => "3004",
+        5002 => "5002",
+        5004 => "5004",
+        5005 => "5005",
+        5012 => "5012",
+        5030 => "5030",
+        5142 => "5142",
+        5143 => "5143",
+        5144 => "5144",
+        _ => "other",
+    }
+}
+
+impl Label {
+    /// The label of the PCRF whose Origin-Host is `host`.
+    pub fn new(host: &str) -> Self {
+        Self(host.into())
+    }
+
+    fn v(&self) -> SharedString {
+        SharedString::from_shared(self.0.clone())
+    }
+
+    /// Sets the live session gauge.
+    pub fn set_sessions(&self, n: u64) {
+        gauge!(GX_SESSIONS, "node" => self.v()).set(n as f64);
+    }
+
+    /// Counts one CCR answered.
+    pub fn ccr(&self, kind: &'static str, result_code: u32) {
+        counter!(GX_CCRS, "node" => self.v(), "type" => kind, "result_code" => code_label(result_code))
+            .increment(1);
+    }
+
+    /// Counts rules installed.
+    pub fn installed(&self, dynamic: usize, predefined: usize, bases: usize) {
+        for (kind, n) in [
+            ("dynamic", dynamic),
+            ("predefined", predefined),
+            ("base", bases),
+        ] {
+            if n > 0 {
+                counter!(RULES_INSTALLED, "node" => self.v(), "kind" => kind).increment(n as u64);
+            }
+        }
+    }
+
+    /// Counts one rule failure (Rule-Failure-Code 1–29 named by number, others `other`).
+    pub fn rule_failure(&self, code: Option<i32>) {
+        const CODES: [&str; 30] = [
+            "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15",
+            "16", "17", "18", "19", "20", "21", "22", "23", "24", "25", "26", "27", "28", "29",
+        ];
+        let l = match code {
+            Some(c) if (1..30).contains(&c) => CODES[c as usize],
+            Some(_) => "other",
+            None => "none",
+        };
+        counter!(RULE_FAILURES, "node" => self.v(), "rule_failure_code" => l).increment(1);
+    }
+
+    /// Counts a RAR and its answer.
+    pub fn rar(&self, result_code: Option<u32>) {
+        let l = result_code.map_or("none", code_label);
+        counter!(RARS, "node" => self.v(), "result_code" => l).increment(1);
+    }
+
+    /// Counts sessions released.
+    pub fn released(&self, reason: &'static str, n: usize) {
+        if n > 0 {
+            counter!(SESSIONS_RELEASED, "node" => self.v(), "reason" => reason).increment(n as u64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_render_with_the_node_label() {
+        let rec = diameter_node::metrics::recorder();
+        let handle = rec.handle();
+        metrics::with_local_recorder(&rec, || {
+            let l = Label::new("pcrf.home.test");
+            l.set_sessions(3);
+            l.ccr("initial", 2001);
+            l.ccr("update", 4242);
+            l.installed(2, 1, 0);
+            l.rule_failure(Some(4));
+            l.rule_failure(Some(400));
+            l.rar(Some(2001));
+            l.rar(None);
+            l.released("pcef_restart", 2);
+        });
+        let text = handle.render();
+        for want in [
+            "pcrf_gx_sessions{node=\"pcrf.home.test\"} 3",
+            "pcrf_gx_ccr_total{node=\"pcrf.home.test\",type=\"initial\",result_code=\"2001\"} 1",
+            "pcrf_gx_ccr_total{node=\"pcrf.home.test\",type=\"update\",result_code=\"other\"} 1",
+            "pcrf_rules_installed_total{node=\"pcrf.home.test\",kind=\"dynamic\"} 2",
+            "pcrf_rule_failures_total{node=\"pcrf.home.test\",rule_failure_code=\"4\"} 1",
+            "pcrf_rule_failures_total{node=\"pcrf.home.test\",rule_failure_code=\"other\"} 1",
+            "pcrf_gx_rar_total{node=\"pcrf.home.test\",result_code=\"none\"} 1",
+            "pcrf_gx_sessions_released_total{node=\"pcrf.home.test\",reason=\"pcef_restart\"} 2",
+        ] {
+            assert!(text.contains(want), "{want} not in\n{text}");
+        }
+        assert!(!text.contains("kind=\"base\""));
+    }
+}

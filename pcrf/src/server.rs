@@ -1,0 +1,788 @@
+//! The home PCRF: a Diameter node serving Gx over a [`SubscriberStore`] and a
+//! [`SessionStore`], pushing policy changes with RAR, and forgetting the sessions of a PCEF
+//! that restarted.
+
+use crate::config::{Config, EventPolicy, PcrfSection, Role};
+use crate::gx::{self, GxRequest, RequestType};
+use crate::metrics::Label;
+use crate::policy::{self, Change, Decision, Report, Requested};
+use crate::session::{GxSession, MemorySessions, RuleFailure, SessionStore};
+use crate::spr::{MemorySpr, QosLimits, RuleDef, StoreError, SubscriberKey, SubscriberStore};
+use diameter_codec::dict::base;
+use diameter_codec::{Message, MessageBuilder, OwnedAvp, ResultCode};
+use diameter_node::node::{IncomingRequest, Node, NodeConfig, NodeEvent, RequestError, handler_fn};
+use diameter_node::peer::{Application, UnknownPeerPolicy};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+use tracing::Instrument;
+
+/// The node configuration from the `[node]` table, with what a PCRF needs whatever the
+/// table says: Gx advertised as a vendor-specific application of 3GPP (TS 29.212 §5.1)
+/// with Supported-Vendor-Id 10415; unless the table says otherwise, CERs from any host
+/// accepted (PCEFs are many) and Product-Name `pcrf`.
+pub fn node_config(cfg: &Config) -> anyhow::Result<NodeConfig> {
+    let file = cfg
+        .source
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("(built-in home.toml)"));
+    let mut nc = cfg.node.to_node_config(&file)?;
+    if !nc
+        .local
+        .applications
+        .iter()
+        .any(|a| a.id == gx::APPLICATION_ID)
+    {
+        nc.local.applications.push(Application {
+            vendor: Some(gx::VENDOR_3GPP),
+            ..Application::auth(gx::APPLICATION_ID)
+        });
+    }
+    if !nc.local.supported_vendor_ids.contains(&gx::VENDOR_3GPP) {
+        nc.local.supported_vendor_ids.push(gx::VENDOR_3GPP);
+    }
+    if cfg.node.unknown_peer.is_none() {
+        nc.local.unknown_peer = UnknownPeerPolicy::Accept;
+    }
+    if cfg.node.product_name.is_none() {
+        nc.local.product_name = "pcrf".into();
+    }
+    Ok(nc)
+}
+
+struct Shared {
+    node: Node,
+    spr: Arc<dyn SubscriberStore>,
+    sessions: Arc<dyn SessionStore>,
+    cfg: PcrfSection,
+    policies: Vec<EventPolicy>,
+    metrics: Label,
+    /// The last Origin-State-Id each PCEF sent in its CCRs, by lower-case Origin-Host: a
+    /// PCEF behind an agent restarts without a peer event of ours (RFC 6733 §8.16).
+    origin_states: Mutex<HashMap<String, u32>>,
+}
+
+/// How many times a change of a live session is decided again when another change got there
+/// first.
+const ATTEMPTS: usize = 4;
+
+/// Records Charging-Rule-Reports (TS 29.212 §5.3.18) in a session: each failed rule is kept
+/// in its failure list and, when INACTIVE, no longer counted as installed. Returns the
+/// failures recorded.
+fn apply_reports(session: &mut GxSession, reports: &[gx::RuleReport]) -> Vec<RuleFailure> {
+    let mut out = Vec::new();
+    for rep in reports {
+        // PCC-Rule-Status ACTIVE (0) reports a rule that works again: not a failure.
+        if rep.status == Some(0) {
+            continue;
+        }
+        for name in rep.names.iter().chain(&rep.bases) {
+            let f = RuleFailure {
+                name: name.clone(),
+                status: rep.status,
+                failure_code: rep.failure_code,
+            };
+            session.record_failure(f.clone());
+            out.push(f);
+            if rep.status == Some(1) {
+                session.dynamic_rules.remove(name);
+                session.predefined_rules.remove(name);
+                session.rule_bases.remove(name);
+            }
+        }
+    }
+    out
+}
+
+/// Most PCEFs whose Origin-State-Id is remembered (the map holds one entry per PCEF; past
+/// this, new PCEFs are served but their restarts are noticed only through peer events).
+const ORIGIN_STATES_CAP: usize = 65_536;
+
+/// A running PCRF.
+pub struct Pcrf {
+    shared: Arc<Shared>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+/// An operator's policy change for a live session, sent with RAR.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyChange {
+    /// Dynamic rules to install, by name (`[[rule]]` of the SPR).
+    pub install: Vec<String>,
+    /// Rules to remove, by name.
+    pub remove: Vec<String>,
+    /// Re-rate the session's dynamic rules.
+    pub rating_group: Option<u32>,
+}
+
+/// What a RAR push came to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PushOutcome {
+    /// The session.
+    pub session_id: String,
+    /// The RAA's Result-Code or Experimental-Result-Code.
+    pub result_code: u32,
+    /// Rules installed by it (when the PCEF accepted it).
+    pub installed: usize,
+    /// Rules removed by it.
+    pub removed: usize,
+    /// Rule failures the PCEF reported in the RAA.
+    pub failures: Vec<RuleFailure>,
+}
+
+/// Why a push was not done.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// No such session.
+    #[error("no Gx session {0}")]
+    UnknownSession(String),
+    /// A rule to install is not in the SPR.
+    #[error("no rule named `{0}`")]
+    UnknownRule(String),
+    /// A store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The RAR got no answer.
+    #[error("RAR: {0}")]
+    Request(#[from] RequestError),
+}
+
+/// The Result-Code of an answer, or its Experimental-Result-Code.
+pub fn result_of(m: &Message) -> Option<u32> {
+    m.get(base::RESULT_CODE).and_then(Result::ok).or_else(|| {
+        m.find(base::EXPERIMENTAL_RESULT.key())
+            .and_then(|e| gx::child(&e, base::EXPERIMENTAL_RESULT_CODE))
+    })
+}
+
+impl Pcrf {
+    /// Starts the PCRF with the embedded stores: the SPR file's contents in memory and
+    /// sessions in memory.
+    pub async fn start(cfg: &Config) -> anyhow::Result<Self> {
+        Self::start_with(
+            cfg,
+            Arc::new(MemorySpr::new(&cfg.spr_data)),
+            Arc::new(MemorySessions::new()),
+        )
+        .await
+    }
+
+    /// As [`Pcrf::start`] on stores of the caller's.
+    pub async fn start_with(
+        cfg: &Config,
+        spr: Arc<dyn SubscriberStore>,
+        sessions: Arc<dyn SessionStore>,
+    ) -> anyhow::Result<Self> {
+        if cfg.pcrf.role == Role::Visited {
+            anyhow::bail!("pcrf.role = \"visited\" is not built yet: only the home role runs");
+        }
+        let node = Node::start(node_config(cfg)?).await?;
+        let shared = Arc::new(Shared {
+            metrics: Label::new(&cfg.node.origin_host),
+            node,
+            spr,
+            sessions,
+            cfg: cfg.pcrf.clone(),
+            policies: cfg.policies.clone(),
+            origin_states: Mutex::new(HashMap::new()),
+        });
+        shared.metrics.set_sessions(0);
+        let h = shared.clone();
+        shared.node.register(
+            gx::APPLICATION_ID,
+            handler_fn(move |req| {
+                let h = h.clone();
+                async move { h.credit_control(req).await }
+            }),
+        );
+        let weak = Arc::downgrade(&shared);
+        let mut events = shared.node.events();
+        let watcher = tokio::spawn(async move {
+            loop {
+                let e = match events.recv().await {
+                    Ok(e) => e,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "peer events missed");
+                        continue;
+                    }
+                    Err(_) => return,
+                };
+                let NodeEvent::PeerRestarted { peer, .. } = e else {
+                    continue;
+                };
+                let Some(s) = weak.upgrade() else { return };
+                s.pcef_restarted(&peer).await;
+            }
+        });
+        Ok(Self { shared, watcher })
+    }
+
+    /// The Diameter node.
+    pub fn node(&self) -> &Node {
+        &self.shared.node
+    }
+
+    /// The Diameter listening addresses.
+    pub fn listen_addrs(&self) -> &[SocketAddr] {
+        self.shared.node.listen_addrs()
+    }
+
+    /// The session store.
+    pub fn sessions(&self) -> &Arc<dyn SessionStore> {
+        &self.shared.sessions
+    }
+
+    /// A live session.
+    pub async fn session(&self, session_id: &str) -> Result<Option<GxSession>, StoreError> {
+        self.shared.sessions.get(session_id.to_string()).await
+    }
+
+    /// Pushes a policy change to a live session with a Gx RAR (unsolicited provisioning, TS 29.212 §4.5.2) sent to
+    /// the PCEF that opened it; the session records the change when the RAA says 2001, and
+    /// is forgotten when it says 5002 DIAMETER_UNKNOWN_SESSION_ID.
+    pub async fn push(
+        &self,
+        session_id: &str,
+        change: &PolicyChange,
+    ) -> Result<PushOutcome, PushError> {
+        self.shared.push(session_id, change).await
+    }
+
+    /// Pushes a change to every live session of a subscriber (`imsi:…`, bare IMSI, …).
+    pub async fn push_subscriber(
+        &self,
+        subscriber: &str,
+        change: &PolicyChange,
+    ) -> Result<Vec<PushOutcome>, PushError> {
+        let key = SubscriberKey::parse(subscriber);
+        let profile = self.shared.spr.subscriber(vec![key.clone()]).await?;
+        let canonical = profile
+            .and_then(|p| p.profile.keys().first().map(SubscriberKey::as_key))
+            .unwrap_or_else(|| key.as_key());
+        let ids = self.shared.sessions.by_subscriber(canonical).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.shared.push(&id, change).await?);
+        }
+        Ok(out)
+    }
+
+    /// Asks the PCEF to end a session: a RAR with Session-Release-Cause (TS 29.212
+    /// §5.3.44), which the PCEF answers and follows with a CCR-T. Returns the RAA's result.
+    pub async fn release(&self, session_id: &str, cause: i32) -> Result<u32, PushError> {
+        let s = &self.shared;
+        let session = s
+            .sessions
+            .get(session_id.to_string())
+            .await?
+            .ok_or_else(|| PushError::UnknownSession(session_id.to_string()))?;
+        let rar = gx::rar(
+            s.node.identity(),
+            &session.session_id,
+            &session.pcef_host,
+            &session.pcef_realm,
+            &Decision::default(),
+            Some(cause),
+        );
+        let answer = s.node.request(rar).await;
+        let rc = answer.as_ref().ok().and_then(result_of);
+        s.metrics.rar(rc);
+        let answer = answer?;
+        let rc = result_of(&answer).unwrap_or(0);
+        if rc == 5002 {
+            s.forget(session_id, "unknown_at_pcef").await?;
+        }
+        Ok(rc)
+    }
+
+    /// Stops the node (DPR to every peer, at most `timeout`) and the event watcher.
+    pub async fn shutdown(&self, timeout: Duration) {
+        self.watcher.abort();
+        self.shared.node.shutdown(timeout).await;
+    }
+}
+
+impl Drop for Pcrf {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
+}
+
+impl Shared {
+    /// An answer with Result-Code `rc`, what the CCA grammar requires copied in.
+    fn answer(&self, req: &IncomingRequest, rc: u32) -> MessageBuilder {
+        req.answer(ResultCode(rc))
+    }
+
+    /// 5012 DIAMETER_UNABLE_TO_COMPLY when a store fails (RFC 6733 §7.1.5).
+    fn store_failed(&self, req: &IncomingRequest, e: &StoreError) -> (MessageBuilder, u32) {
+        tracing::error!(error = %e, "store failed");
+        let mut a = self.answer(req, 5012);
+        a.push(base::ERROR_MESSAGE.with("policy store unavailable"));
+        (a, 5012)
+    }
+
+    /// A CCA with Experimental-Result instead of Result-Code (RFC 6733 §7.6).
+    fn experimental(&self, req: &IncomingRequest, code: u32) -> MessageBuilder {
+        let mut a = MessageBuilder::answer_to(&req.msg, req.node.identity());
+        a.push(gx::experimental_result(code));
+        a.copy_required_from(&req.msg, req.node.dictionary());
+        a
+    }
+
+    async fn credit_control(&self, req: IncomingRequest) -> MessageBuilder {
+        let r = match GxRequest::read(&req.msg) {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics.ccr("invalid", e.result_code);
+                let mut a = self.answer(&req, e.result_code);
+                a.push(base::ERROR_MESSAGE.with(e.message));
+                return a;
+            }
+        };
+        for d in &req.deviations {
+            tracing::debug!(session = %r.session_id, deviation = %d, "accepted with a deviation");
+        }
+        let span = tracing::debug_span!(
+            "gx",
+            session = %r.session_id,
+            pcef = %r.origin_host,
+            kind = r.request_type.as_str(),
+            number = r.request_number
+        );
+        if let Some(osi) = req.msg.get(base::ORIGIN_STATE_ID).and_then(Result::ok) {
+            self.origin_state(&r.origin_host, osi).await;
+        }
+        let decided = async {
+            match r.request_type {
+                RequestType::Initial => self.initial(&req, &r).await,
+                RequestType::Update => self.update(&req, &r).await,
+                RequestType::Termination => self.terminate(&req, &r).await,
+                RequestType::Event => {
+                    // A Gx session is session based: TS 29.212 uses INITIAL, UPDATE and TERMINATION
+                    // requests only; EVENT_REQUEST is an invalid value here (RFC 6733 §7.1.5 5004).
+                    let mut a = self.answer(&req, 5004);
+                    if let Some(avp) = req
+                        .msg
+                        .find(diameter_codec::dict::dcca::CC_REQUEST_TYPE.key())
+                    {
+                        a.push(base::FAILED_AVP.with(vec![OwnedAvp::from_ref(&avp)]));
+                    }
+                    a.push(base::ERROR_MESSAGE.with("EVENT_REQUEST is not used on Gx"));
+                    (a, 5004)
+                }
+            }
+        };
+        let (answer, rc) = decided.instrument(span).await;
+        self.metrics.ccr(r.request_type.as_str(), rc);
+        if let Ok(n) = self.sessions.count().await {
+            self.metrics.set_sessions(n);
+        }
+        answer
+    }
+
+    /// CCR-I (TS 29.212 §4.5.1): look the subscriber up, decide, keep the session.
+    async fn initial(&self, req: &IncomingRequest, r: &GxRequest) -> (MessageBuilder, u32) {
+        if let Some(f) = r.features.iter().find(|f| f.vendor_missing) {
+            // Open5GS sends Supported-Features without Vendor-Id (TS 29.229 §6.3.29 requires
+            // it); the node accepted it as a deviation, and it can only mean 3GPP's list.
+            tracing::debug!(
+                list_id = f.list_id,
+                "Supported-Features without Vendor-Id taken as 3GPP's"
+            );
+        }
+        let sub = match self.spr.subscriber(r.subscribers.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                return self.store_failed(req, &e);
+            }
+        };
+        let Some(sub) = sub else {
+            let ids: Vec<String> = r.subscribers.iter().map(SubscriberKey::as_key).collect();
+            tracing::info!(subscription_ids = ?ids, "unknown subscriber");
+            let mut a = self.experimental(req, gx::USER_UNKNOWN);
+            a.push(base::ERROR_MESSAGE.with(if ids.is_empty() {
+                "no Subscription-Id (IMSI, E.164 or NAI) in the request".to_string()
+            } else {
+                format!("unknown subscriber {}", ids.join(", "))
+            }));
+            return (a, gx::USER_UNKNOWN);
+        };
+        let key = sub
+            .profile
+            .keys()
+            .first()
+            .map(SubscriberKey::as_key)
+            .unwrap_or_default();
+        let decision = policy::establish(
+            &sub,
+            &key,
+            &self.cfg,
+            &self.policies,
+            Requested {
+                apn_ambr: r.requested_ambr,
+            },
+        );
+        let features = gx::agree_features(&self.cfg.supported_features, &r.features);
+        let mut session = GxSession {
+            session_id: r.session_id.clone(),
+            pcef_host: r.origin_host.clone(),
+            pcef_realm: r.origin_realm.clone(),
+            subscriber: key.clone(),
+            ue_ip: r.ue_ip,
+            apn: r.apn.clone(),
+            rat_type: r.rat_type,
+            user_location: r.user_location.as_deref().map(hex_of),
+            last_request_number: r.request_number,
+            dynamic_rules: BTreeMap::new(),
+            predefined_rules: Default::default(),
+            rule_bases: Default::default(),
+            event_triggers: Default::default(),
+            online: false,
+            offline: false,
+            features: features.clone(),
+            failures: Vec::new(),
+            version: 0,
+        };
+        decision.apply(&mut session);
+        match self.sessions.put(session.clone()).await {
+            Ok(Some(_)) => tracing::info!("CCR-I for a live session: its state replaced"),
+            Ok(None) => {}
+            Err(e) => {
+                return self.store_failed(req, &e);
+            }
+        }
+        tracing::info!(
+            subscriber = %key,
+            ue_ip = ?session.ue_ip,
+            apn = ?session.apn,
+            rules = session.rule_count(),
+            online = session.online,
+            "Gx session established"
+        );
+        let mut a = self.answer(req, 2001);
+        for f in gx::supported_features(&features) {
+            a.push(f);
+        }
+        for avp in gx::decision_avps(&decision, false) {
+            a.push(avp);
+        }
+        if let Some(ci) =
+            gx::charging_information(&self.cfg.charging, session.online, session.offline)
+        {
+            a.push(ci);
+        }
+        self.metrics.installed(
+            decision.install.len(),
+            decision.activate.len(),
+            decision.activate_bases.len(),
+        );
+        (a, 2001)
+    }
+
+    /// Logs and counts rule failures once they are recorded.
+    fn log_failures(&self, session_id: &str, failures: &[RuleFailure]) {
+        for f in failures {
+            tracing::warn!(
+                session = session_id,
+                rule = %f.name,
+                status = ?f.status,
+                failure_code = ?f.failure_code,
+                "PCEF reports a rule failure"
+            );
+            self.metrics.rule_failure(f.failure_code);
+        }
+    }
+
+    /// Changes a live session with `f`, read and written optimistically (see
+    /// [`SessionStore::replace`]): on a conflict it is read again and `f` runs again.
+    /// `None` when the session is gone.
+    async fn amend<T>(
+        &self,
+        session_id: &str,
+        f: impl Fn(&mut GxSession) -> T,
+    ) -> Result<Option<(GxSession, T)>, StoreError> {
+        for _ in 0..ATTEMPTS {
+            let Some(mut s) = self.sessions.get(session_id.to_string()).await? else {
+                return Ok(None);
+            };
+            let out = f(&mut s);
+            if self.sessions.replace(s.clone()).await? {
+                return Ok(Some((s, out)));
+            }
+        }
+        Err(StoreError(format!(
+            "session {session_id} changed under {ATTEMPTS} attempts"
+        )))
+    }
+
+    async fn limits_of(&self, subscriber: &str) -> QosLimits {
+        match self
+            .spr
+            .subscriber(vec![SubscriberKey::parse(subscriber)])
+            .await
+        {
+            Ok(Some(s)) => s.profile.qos_limits,
+            _ => QosLimits::default(),
+        }
+    }
+
+    /// CCR-U (TS 29.212 §4.5.2): rule reports, reported events and the policies they
+    /// trigger. Decided on the session as read and written only over it; decided again
+    /// when a push changed it meanwhile.
+    async fn update(&self, req: &IncomingRequest, r: &GxRequest) -> (MessageBuilder, u32) {
+        for _ in 0..ATTEMPTS {
+            let mut session = match self.sessions.get(r.session_id.clone()).await {
+                Ok(Some(s)) => s,
+                // RFC 6733 §7.1.5: DIAMETER_UNKNOWN_SESSION_ID for a session this server does
+                // not know (never opened, or already ended).
+                Ok(None) => return (self.answer(req, 5002), 5002),
+                Err(e) => return self.store_failed(req, &e),
+            };
+            let previous_number = session.last_request_number;
+            session.last_request_number = previous_number.max(r.request_number);
+            let failures = apply_reports(&mut session, &r.rule_reports);
+            if r.rat_type.is_some() {
+                session.rat_type = r.rat_type;
+            }
+            if let Some(l) = &r.user_location {
+                session.user_location = Some(hex_of(l));
+            }
+            if r.ue_ip.is_some() {
+                session.ue_ip = r.ue_ip;
+            }
+            let report = Report {
+                events: r.event_triggers.clone(),
+                rat_type: session.rat_type,
+            };
+            let triggered = policy::triggered(&session, &report, &self.policies);
+            let mut rules = BTreeMap::new();
+            for name in triggered.iter().flat_map(|p| &p.install) {
+                if let Ok(Some(def)) = self.spr.rule(name.clone()).await {
+                    rules.insert(name.clone(), def);
+                }
+            }
+            let limits = self.limits_of(&session.subscriber).await;
+            let decision = policy::on_report(&session, &report, &self.policies, &rules, &limits);
+            decision.apply(&mut session);
+            match self.sessions.replace(session).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => return self.store_failed(req, &e),
+            }
+            if r.request_number <= previous_number && !req.retransmitted {
+                // RFC 4006 §8.2 numbers requests in a session; a lower one is out of order
+                // or a retransmission the duplicate cache no longer holds. Policies are
+                // idempotent, so it is handled, and noted.
+                tracing::warn!(
+                    last = previous_number,
+                    "CC-Request-Number not above the last one handled"
+                );
+            }
+            self.log_failures(&r.session_id, &failures);
+            if !r.event_triggers.is_empty() {
+                let names: Vec<String> = r
+                    .event_triggers
+                    .iter()
+                    .map(|&e| policy::event_trigger_name(e))
+                    .collect();
+                tracing::info!(
+                    events = ?names,
+                    policies = triggered.len(),
+                    install = decision.install.len(),
+                    remove = decision.remove.len(),
+                    "events reported"
+                );
+            }
+            let mut a = self.answer(req, 2001);
+            for avp in gx::decision_avps(&decision, false) {
+                a.push(avp);
+            }
+            self.metrics
+                .installed(decision.install.len(), decision.activate.len(), 0);
+            return (a, 2001);
+        }
+        tracing::warn!(session = %r.session_id, "session changed under every attempt");
+        self.store_failed(
+            req,
+            &StoreError(format!("session changed under {ATTEMPTS} attempts")),
+        )
+    }
+
+    /// CCR-T (CC-Request-Type TERMINATION_REQUEST, TS 29.212 §5.6.2): the session ends.
+    async fn terminate(&self, req: &IncomingRequest, r: &GxRequest) -> (MessageBuilder, u32) {
+        match self.sessions.remove(r.session_id.clone()).await {
+            Ok(Some(mut s)) => {
+                let failures = apply_reports(&mut s, &r.rule_reports);
+                self.log_failures(&r.session_id, &failures);
+                self.metrics.released("termination", 1);
+                tracing::info!(subscriber = %s.subscriber, "Gx session terminated");
+                (self.answer(req, 2001), 2001)
+            }
+            Ok(None) => (self.answer(req, 5002), 5002),
+            Err(e) => self.store_failed(req, &e),
+        }
+    }
+
+    async fn forget(&self, session_id: &str, reason: &'static str) -> Result<(), StoreError> {
+        if self
+            .sessions
+            .remove(session_id.to_string())
+            .await?
+            .is_some()
+        {
+            self.metrics.released(reason, 1);
+            if let Ok(n) = self.sessions.count().await {
+                self.metrics.set_sessions(n);
+            }
+        }
+        Ok(())
+    }
+
+    /// RFC 6733 §8.16: a CCR whose Origin-State-Id differs from the one its PCEF sent before
+    /// means the PCEF restarted (seen also through agents, where no peer event of ours
+    /// shows it): its older sessions are gone, before this CCR is handled.
+    async fn origin_state(&self, origin_host: &str, osi: u32) {
+        let changed = {
+            let Ok(mut m) = self.origin_states.lock() else {
+                return;
+            };
+            let key = origin_host.to_ascii_lowercase();
+            match m.get_mut(&key) {
+                Some(prev) if *prev == osi => false,
+                Some(prev) => {
+                    *prev = osi;
+                    true
+                }
+                None => {
+                    if m.len() < ORIGIN_STATES_CAP {
+                        m.insert(key, osi);
+                    }
+                    false
+                }
+            }
+        };
+        if changed {
+            self.pcef_restarted(origin_host).await;
+        }
+    }
+
+    /// RFC 6733 §8.16: a PCEF whose Origin-State-Id changed lost its sessions; so does the
+    /// PCRF.
+    async fn pcef_restarted(&self, peer: &str) {
+        match self.sessions.remove_by_pcef(peer.to_string()).await {
+            Ok(gone) => {
+                tracing::info!(%peer, sessions = gone.len(), "PCEF restarted: its Gx sessions removed");
+                self.metrics.released("pcef_restart", gone.len());
+                if let Ok(n) = self.sessions.count().await {
+                    self.metrics.set_sessions(n);
+                }
+            }
+            Err(e) => tracing::warn!(%peer, error = %e, "removing a restarted PCEF's sessions"),
+        }
+    }
+
+    async fn push(
+        &self,
+        session_id: &str,
+        change: &PolicyChange,
+    ) -> Result<PushOutcome, PushError> {
+        let session = self
+            .sessions
+            .get(session_id.to_string())
+            .await?
+            .ok_or_else(|| PushError::UnknownSession(session_id.to_string()))?;
+        let mut install: Vec<RuleDef> = Vec::with_capacity(change.install.len());
+        for name in &change.install {
+            install.push(
+                self.spr
+                    .rule(name.clone())
+                    .await?
+                    .ok_or_else(|| PushError::UnknownRule(name.clone()))?,
+            );
+        }
+        let limits = self.limits_of(&session.subscriber).await;
+        let decision = policy::decide(
+            &session,
+            &[Change {
+                install,
+                remove: change.remove.clone(),
+                rating_group: change.rating_group,
+            }],
+            &limits,
+        );
+        let rar = gx::rar(
+            self.node.identity(),
+            &session.session_id,
+            &session.pcef_host,
+            &session.pcef_realm,
+            &decision,
+            None,
+        );
+        let answer = self.node.request(rar).await;
+        self.metrics.rar(answer.as_ref().ok().and_then(result_of));
+        let answer = answer?;
+        let rc = result_of(&answer).unwrap_or(0);
+        let reports = gx::rule_reports_of(&answer);
+        let mut out = PushOutcome {
+            session_id: session_id.to_string(),
+            result_code: rc,
+            installed: 0,
+            removed: 0,
+            failures: Vec::new(),
+        };
+        match rc {
+            2001 => {
+                // Applied to the session as it is now (a CCR-U may have changed it while
+                // the RAR was out).
+                if let Some((_, failures)) = self
+                    .amend(session_id, |s| {
+                        decision.apply(s);
+                        apply_reports(s, &reports)
+                    })
+                    .await?
+                {
+                    self.log_failures(session_id, &failures);
+                    out.failures = failures;
+                }
+                out.installed = decision.installs();
+                out.removed = decision.remove.len();
+                self.metrics
+                    .installed(decision.install.len(), decision.activate.len(), 0);
+                tracing::info!(
+                    session = session_id,
+                    installed = out.installed,
+                    removed = out.removed,
+                    "policy pushed"
+                );
+            }
+            5002 => {
+                tracing::info!(session = session_id, "PCEF no longer knows the session");
+                self.forget(session_id, "unknown_at_pcef").await?;
+            }
+            _ => {
+                tracing::warn!(
+                    session = session_id,
+                    result_code = rc,
+                    "policy push refused"
+                );
+                if let Some((_, failures)) = self
+                    .amend(session_id, |s| apply_reports(s, &reports))
+                    .await?
+                {
+                    self.log_failures(session_id, &failures);
+                    out.failures = failures;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Lower-case hex of bytes (3GPP-User-Location-Info kept readable).
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
