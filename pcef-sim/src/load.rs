@@ -11,12 +11,11 @@
 //! before the end). When the window ends, open sessions are closed with CCR-T, uncounted,
 //! so the server keeps no reservation.
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use bytes::BytesMut;
 use diameter_codec::dict::{base, dcca};
 use diameter_codec::{CommandFlags, Message, MessageWriter};
-use diameter_node::node::{Node, NodeConfig, PeerSpec, RequestError, relay_route};
-use diameter_node::peer::{Application, Timers};
+use diameter_node::node::{Node, RequestError};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -272,27 +271,14 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<Report> {
     if opts.subscribers == 0 {
         bail!("--subscribers must be at least 1");
     }
-    let mut cfg = NodeConfig::new(&opts.origin_host, &opts.origin_realm);
-    cfg.local.product_name = "pcef-sim".into();
-    cfg.local.applications.push(Application::auth(4));
-    let mut peer = PeerSpec::connect_tcp(opts.to_host.clone(), opts.to);
-    // Tc of 1 s: a load started just before its server connects at once.
-    peer.timers = Timers {
-        tc: Duration::from_secs(1),
-        ..Timers::default()
+    let ep = crate::client::Endpoint {
+        to: opts.to,
+        to_host: opts.to_host.clone(),
+        dest_realm: opts.dest_realm.clone(),
+        origin_host: opts.origin_host.clone(),
+        origin_realm: opts.origin_realm.clone(),
     };
-    cfg.peers.push(peer);
-    cfg.routes
-        .push(relay_route(&opts.dest_realm, Some(4), &[&opts.to_host]));
-    let node = Node::start(cfg).await.context("starting the client node")?;
-    if !node.wait_peer(&opts.to_host, Duration::from_secs(10)).await {
-        node.shutdown(Duration::from_secs(1)).await;
-        bail!(
-            "no capabilities exchange with {} at {} within 10 s",
-            opts.to_host,
-            opts.to
-        );
-    }
+    let node = crate::client::connect(&ep, 4, opts.timeout).await?;
     let plan = Arc::new(Plan {
         opts: opts.clone(),
         imsi_first,
