@@ -54,10 +54,21 @@ struct Ocs {
 
 impl Ocs {
     fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// With this configuration file content instead of the demo.
+    fn start_with(config: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let addr = free_addr();
         let admin = free_addr();
-        let child = Command::new(ocs_bin())
+        let mut cmd = Command::new(ocs_bin());
+        if let Some(c) = config {
+            let p = dir.path().join("ocs.toml");
+            std::fs::write(&p, c).unwrap();
+            cmd.arg("--config").arg(p);
+        }
+        let child = cmd
             .arg("--listen")
             .arg(addr.to_string())
             .arg("--admin")
@@ -249,6 +260,52 @@ fn grant_consume_thresholds_triggers_and_detach() {
     let (after, reserved) = ocs.balance(IMSI_RICH, "total-octets");
     assert_eq!(after, before - reported);
     assert_eq!(reserved, 0);
+}
+
+/// Validity-Time (RFC 4006 §8.33): a grant that outlives it is reported with
+/// Reporting-Reason VALIDITY_TIME and renewed, though far from used up.
+#[test]
+fn validity_time_expiry_reauthorises() {
+    let ocs = Ocs::start_with(Some(
+        r#"
+[node]
+origin_host = "ocs.home.test"
+origin_realm = "home.test"
+unknown_peer = "accept"
+
+[[rating_group]]
+id = 5
+unit = "total-octets"
+grant = 100000000
+validity_time = 1
+
+[[account]]
+id = "v"
+imsi = "001010000000009"
+balance = { total-octets = 1000000000 }
+"#,
+    ));
+    let (code, r) = gy(
+        &ocs,
+        &[
+            "--imsi",
+            "001010000000009",
+            "--rating-group",
+            "5:1000",
+            "--duration",
+            "1.7",
+        ],
+    );
+    assert_eq!(code, 0, "{r:#}");
+    all_answered_2001(&r);
+    let ex = r["exchanges"].as_array().unwrap();
+    assert_eq!(ex.len(), 3, "CCR-I, one CCR-U, CCR-T: {r:#}");
+    assert_eq!(ex[1]["mscc"][0]["reporting_reason"], "VALIDITY_TIME");
+    let at = ex[1]["at_ms"].as_u64().unwrap();
+    assert!((1000..1500).contains(&at), "{at} ms");
+    let s = service(&r, 5);
+    assert_eq!(s["granted"], 200_000_000u64);
+    assert_eq!(s["used"], s["reported"]);
 }
 
 /// The OCS's refusals reach the PCEF, which refuses the IP-CAN session (document 001 S316):
