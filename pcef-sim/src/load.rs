@@ -81,6 +81,12 @@ pub struct LoadOptions {
     pub server_pids: Vec<u32>,
     /// Draw a progress bar on standard error.
     pub progress: bool,
+    /// Open at most this many sessions; the run ends when they are done (or at the end of
+    /// the window).
+    pub max_sessions: Option<u64>,
+    /// Sessions send CCR-I only and stay open (to measure the server's memory per live
+    /// session).
+    pub hold: bool,
 }
 
 impl LoadOptions {
@@ -107,6 +113,8 @@ impl LoadOptions {
             timeout: Duration::from_secs(5),
             server_pids: Vec::new(),
             progress: false,
+            max_sessions: None,
+            hold: false,
         }
     }
 }
@@ -151,6 +159,8 @@ pub struct ServerCpu {
     pub cpu_us_per_request: Option<f64>,
     /// Its CPU use over the window, in percent of one CPU.
     pub cpu_percent: Option<f64>,
+    /// Its resident memory (VmRSS) in KiB when the window began and when it ended.
+    pub rss_kib: (Option<u64>, Option<u64>),
 }
 
 /// What a run measured.
@@ -251,6 +261,9 @@ impl Report {
                 _ => {
                     let _ = writeln!(s, "server pid {}: CPU time unavailable", c.pid);
                 }
+            }
+            if let (Some(a), Some(b)) = c.rss_kib {
+                let _ = writeln!(s, "server pid {} RSS {a} KiB -> {b} KiB", c.pid);
             }
         }
         s
@@ -365,6 +378,9 @@ struct Clock {
     tickets: AtomicU64,
     /// Requests done so far, answered or not (for the progress bar).
     done: AtomicU64,
+    /// Workers still running; the last one to stop notifies `finished`.
+    running: std::sync::atomic::AtomicUsize,
+    finished: tokio::sync::Notify,
 }
 
 async fn load(node: &Node, plan: Arc<Plan>) -> Report {
@@ -378,6 +394,8 @@ async fn load(node: &Node, plan: Arc<Plan>) -> Report {
         sessions_measured: AtomicU64::new(0),
         tickets: AtomicU64::new(0),
         done: AtomicU64::new(0),
+        running: std::sync::atomic::AtomicUsize::new(opts.in_flight.max(1)),
+        finished: tokio::sync::Notify::new(),
     });
     let workers: Vec<_> = (0..opts.in_flight.max(1))
         .map(|_| tokio::spawn(worker(node.clone(), plan.clone(), clock.clone())))
@@ -389,10 +407,16 @@ async fn load(node: &Node, plan: Arc<Plan>) -> Report {
     let own = std::process::id();
     let cpu0 = cpu_ns(own);
     let srv0: Vec<Option<u64>> = opts.server_pids.iter().map(|p| cpu_ns(*p)).collect();
-    tokio::time::sleep_until(clock.end.into()).await;
+    let rss0: Vec<Option<u64>> = opts.server_pids.iter().map(|p| rss_kib(*p)).collect();
+    // The window ends at its time, or earlier when every worker is done (--sessions).
+    tokio::select! {
+        _ = tokio::time::sleep_until(clock.end.into()) => {}
+        _ = clock.finished.notified() => {}
+    }
     let cpu1 = cpu_ns(own);
     let srv1: Vec<Option<u64>> = opts.server_pids.iter().map(|p| cpu_ns(*p)).collect();
-    let window = clock.end - clock.measure_from;
+    let rss1: Vec<Option<u64>> = opts.server_pids.iter().map(|p| rss_kib(*p)).collect();
+    let window = Instant::now().min(clock.end) - clock.measure_from.min(Instant::now());
 
     let mut tallies: Vec<Tally> = TYPES.iter().map(|_| Tally::new()).collect();
     for w in workers {
@@ -434,7 +458,9 @@ async fn load(node: &Node, plan: Arc<Plan>) -> Report {
             .server_pids
             .iter()
             .zip(srv0.into_iter().zip(srv1))
-            .map(|(pid, (a, b))| ServerCpu {
+            .zip(rss0.into_iter().zip(rss1))
+            .map(|((pid, (a, b)), rss_kib)| ServerCpu {
+                rss_kib,
                 pid: *pid,
                 cpu_us_per_request: per(a, b),
                 cpu_percent: b
@@ -476,6 +502,14 @@ fn progress(clock: Arc<Clock>) -> (indicatif::ProgressBar, tokio::task::JoinHand
 
 /// Runs sessions one after another until the window ends; returns its tallies per type.
 async fn worker(node: Node, plan: Arc<Plan>, clock: Arc<Clock>) -> Vec<Tally> {
+    let t = sessions(&node, &plan, &clock).await;
+    if clock.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+        clock.finished.notify_one();
+    }
+    t
+}
+
+async fn sessions(node: &Node, plan: &Plan, clock: &Clock) -> Vec<Tally> {
     let opts = &plan.opts;
     let mut tallies: Vec<Tally> = TYPES.iter().map(|_| Tally::new()).collect();
     let mut buf = BytesMut::new();
@@ -484,6 +518,9 @@ async fn worker(node: Node, plan: Arc<Plan>, clock: Arc<Clock>) -> Vec<Tally> {
             break;
         }
         let s = clock.sessions.fetch_add(1, Ordering::Relaxed);
+        if opts.max_sessions.is_some_and(|m| s >= m) {
+            break;
+        }
         let imsi = format!(
             "{:0width$}",
             plan.imsi_first + s % opts.subscribers,
@@ -501,7 +538,7 @@ async fn worker(node: Node, plan: Arc<Plan>, clock: Arc<Clock>) -> Vec<Tally> {
                 buf.reserve(64 * 1024);
             }
             let req = ccr(
-                &plan,
+                plan,
                 &session,
                 &imsi,
                 kind,
@@ -545,7 +582,7 @@ async fn worker(node: Node, plan: Arc<Plan>, clock: Arc<Clock>) -> Vec<Tally> {
             clock.sessions_measured.fetch_add(1, Ordering::Relaxed);
         }
         // RFC 4006 §5.1.2: updates and termination only for an opened session.
-        if !send(1, number, &mut tallies).await {
+        if !send(1, number, &mut tallies).await || opts.hold {
             continue;
         }
         for _ in 0..opts.updates {
@@ -619,6 +656,13 @@ fn ccr(
     w.avp(dcca::RATING_GROUP, o.rating_group).end();
     let len = w.finish().expect("balanced groups");
     Message::from_bytes(buf.split_to(len).freeze()).expect("a well-formed request")
+}
+
+/// Resident memory of a process in KiB (VmRSS in /proc/PID/status, proc(5)).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// CPU time of a process (user and system, all its threads) in nanoseconds, from

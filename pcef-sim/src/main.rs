@@ -232,6 +232,12 @@ struct LoadArgs {
     /// PIDs of server processes whose CPU time per request to report (from /proc/PID/stat).
     #[arg(long = "server-pid")]
     server_pids: Vec<u32>,
+    /// Open at most this many sessions in all; the run ends when they are done.
+    #[arg(long)]
+    sessions: Option<u64>,
+    /// Sessions send CCR-I only and stay open (memory per live session on the server).
+    #[arg(long)]
+    hold: bool,
     /// Print the report as JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -273,6 +279,8 @@ impl LoadArgs {
             timeout: secs("--timeout", self.timeout)?,
             server_pids: self.server_pids.clone(),
             progress: std::io::stderr().is_terminal(),
+            max_sessions: self.sessions,
+            hold: self.hold,
         })
     }
 }

@@ -481,8 +481,29 @@ fn load_report_against_the_ocs() {
     assert_eq!(cpu["pid"], ocs.child.id());
     assert!(cpu["cpu_us_per_request"].as_f64().unwrap() > 0.0, "{cpu}");
     assert!(cpu["cpu_percent"].as_f64().unwrap() > 0.0, "{cpu}");
+    let (rss0, rss1) = (cpu["rss_kib"][0].as_u64(), cpu["rss_kib"][1].as_u64());
+    assert!(rss0.unwrap() > 0 && rss1.unwrap() > 0, "{cpu}");
     // No progress bar without a terminal: standard error holds no bar.
     assert!(!String::from_utf8_lossy(&out.stderr).contains('█'));
+    // --hold --sessions: 20 sessions opened (CCR-I only) and left open; the run ends
+    // when they are, well before its duration.
+    let out = Command::new(PCEF_SIM)
+        .args(["load", "--to", &ocs.addr.to_string()])
+        .args(["--in-flight", "4", "--duration", "20", "--warmup", "0"])
+        .args(["--sessions", "20", "--hold", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["by_type"]["initial"]["result_codes"]["2001"], 20, "{r:#}");
+    assert_eq!(r["requests"], 20);
+    assert!(r["duration_s"].as_f64().unwrap() < 10.0, "{r:#}");
+    let (_, reserved) = ocs.balance(IMSI_RICH, "total-octets");
+    assert_eq!(
+        reserved,
+        20 * 1_000_000,
+        "20 open sessions hold a 1 MB grant each"
+    );
     // The text form carries the same figures.
     let out = Command::new(PCEF_SIM)
         .args(["load", "--to", &ocs.addr.to_string()])
