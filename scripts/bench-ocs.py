@@ -8,6 +8,9 @@
           size and commit time from the OCS's Prometheus metrics; --reps repetitions;
   nodur   the same with [store] durable = false (no fsync), one run, to show the fsync's
           share;
+  fd      freeDiameterd (Debian 1.2.1) with scripts/fd_gy_server.c, a Gy server extension
+          of our own that answers every CCR 2001 with a grant and keeps nothing (Debian ships
+          no test_cc), under the same load as ccru, runs interleaved with ccru's;
   memory  a fresh OCS, --sessions sessions opened with CCR-I and left open (`--hold`):
           the ocs process's VmRSS growth and the data file's growth per live session.
 
@@ -137,6 +140,68 @@ class Ocs:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class FdServer:
+    """freeDiameterd with the fd_gy_server extension, Identity ocs.fd.test."""
+
+    def __init__(self, args):
+        self.dir = tempfile.mkdtemp(prefix="bench-fd-", dir=args.workdir)
+        (self.port,) = free_ports(1)
+        here = os.path.dirname(os.path.abspath(__file__))
+        ext = os.path.join(self.dir, "fd_gy_server.fdx")
+        subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", ext,
+                        os.path.join(here, "fd_gy_server.c"), "-lfdcore", "-lfdproto"], check=True)
+        with open(os.path.join(self.dir, "acl_wl.conf"), "w") as f:
+            f.write("ALLOW_IPSEC pcef.sim\n")
+        fdx = "/usr/lib/freeDiameter"
+        conf = os.path.join(self.dir, "fd.conf")
+        with open(conf, "w") as f:
+            f.write(f"""Identity = "ocs.fd.test";
+Realm = "home.test";
+Port = {self.port};
+SecPort = 0;
+No_SCTP;
+No_IPv6;
+AppServThreads = 4;
+LoadExtension = "{fdx}/dict_nasreq.fdx";
+LoadExtension = "{fdx}/dict_dcca.fdx";
+LoadExtension = "{fdx}/dict_dcca_3gpp.fdx";
+LoadExtension = "{fdx}/acl_wl.fdx" : "{self.dir}/acl_wl.conf";
+LoadExtension = "{ext}";
+""")
+        self.proc = subprocess.Popen(
+            args.nice + ["freeDiameterd", "-c", conf], stdin=subprocess.DEVNULL,
+            stdout=open(os.path.join(self.dir, "fd.log"), "w"), stderr=subprocess.STDOUT)
+        wait_listening(self.port)
+
+    def stop(self):
+        Ocs.stop(self)
+
+
+def fd_run(args):
+    fd = FdServer(args)
+    try:
+        r = load(args, fd, [
+            "--to-host", "ocs.fd.test",
+            "--subscribers", str(ACCOUNTS), "--imsi-start", f"{IMSI0:015d}",
+            "--in-flight", str(args.in_flight), "--updates", "1000", "--used-octets", "100",
+            "--duration", str(args.duration), "--warmup", "2",
+        ])
+    finally:
+        fd.stop()
+    cpu = r["server_cpu"][0]
+    return {
+        "server": "freeDiameterd + fd_gy_server (no store)",
+        "tps": round(r["tps"]),
+        "server_cpu_us_per_ccr": round(cpu["cpu_us_per_request"], 1) if cpu["cpu_us_per_request"] else None,
+        "server_cpu_percent": round(cpu["cpu_percent"]) if cpu["cpu_percent"] else None,
+        "client_cpu_us_per_ccr": round(r["client_cpu_us_per_request"] or 0, 1),
+        "p50_us": r["latency_us"]["p50"], "p99_us": r["latency_us"]["p99"],
+        "p999_us": r["latency_us"]["p999"],
+        "result_codes": r["result_codes"], "errors": r["errors"],
+        "loadavg": loadavg(),
+    }
+
+
 def load(args, ocs, extra):
     cmd = args.nice + [
         os.path.join(args.bin, "pcef-sim"), "load",
@@ -239,7 +304,7 @@ def main():
     ap.add_argument("--sessions", type=int, default=100000)
     ap.add_argument("--nice", type=int, default=-5)
     ap.add_argument("--workdir", default=None, help="where the data files go (the disk measured)")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["ccru", "nodur", "memory"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["ccru", "nodur", "fd", "memory"])
     ap.add_argument("--json")
     args = ap.parse_args()
     args.nice = nice_prefix(args.nice)
@@ -249,10 +314,15 @@ def main():
     print("fsync before", out["fsync_before"], flush=True)
     if "ccru" not in args.skip:
         out["ccru"] = []
+        out["fd"] = []
         for i in range(args.reps):
             r = ccru_run(args, True)
             print("ccru durable", r, flush=True)
             out["ccru"].append(r)
+            if "fd" not in args.skip:
+                r = fd_run(args)
+                print("freeDiameter", r, flush=True)
+                out["fd"].append(r)
     if "nodur" not in args.skip:
         out["nodur"] = ccru_run(args, False)
         print("ccru not durable", out["nodur"], flush=True)
