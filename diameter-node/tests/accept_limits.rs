@@ -161,7 +161,8 @@ async fn known_peer_address_gets_in_while_the_pool_is_full() {
 /// without a configured address still gets in from elsewhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_source_cannot_hold_the_pool() {
-    const POOL: usize = 16;
+    // Larger than the default per-source limit (32), smaller than the default pool (256).
+    const POOL: usize = 64;
     let mut cfg = server_config(PeerSpec::accept_only(CLIENT));
     cfg.max_handshaking = POOL;
     cfg.cer_timeout = Duration::from_secs(10);
