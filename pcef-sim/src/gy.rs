@@ -26,18 +26,24 @@
 //!    REDIRECT (§5.6.2) sends the UE's flows to the Redirect-Server; RESTRICT_ACCESS
 //!    (§5.6.3) lets only the flows the Restriction-Filter-Rules permit through. A
 //!    Validity-Time given with the final units makes the service ask again when it expires.
-//! 5. CCR-T at detach (after the session's duration) with the usage not yet reported.
+//! 5. A Re-Auth-Request from the OCS (RFC 4006 §5.5, e.g. after a top-up) is answered 2001
+//!    and followed by a CCR-U with Reporting-Reason FORCED_REAUTHORISATION for the rating
+//!    groups it names (all when it names none) — also for a service under a redirect or
+//!    restriction, which gets its traffic back when credit is granted again.
+//! 6. CCR-T at detach (after the session's duration) with the usage not yet reported.
 //!
 //! Usage counts as reported when the CCR that carried it was answered with Result-Code 2001.
 
 use anyhow::{Context, bail};
+use diameter_codec::ResultCode;
 use diameter_codec::dict::{base, dcca, gy};
 use diameter_codec::types::{FilterAction, FilterAddress, FilterDirection, IpFilterRule};
 use diameter_codec::{AvpRef, Message, MessageBuilder};
-use diameter_node::node::{Node, RequestError};
+use diameter_node::node::{Node, RequestError, handler_fn};
 use serde::Serialize;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 use crate::client::Endpoint;
 
@@ -358,6 +364,8 @@ pub struct GyReport {
     pub events_ignored: Vec<i32>,
     /// The retransmission check, when asked for.
     pub retransmit: Option<RetransmitCheck>,
+    /// Re-Auth-Requests received for the session (each answered 2001).
+    pub reauth_requests: u32,
 }
 
 impl GyReport {
@@ -513,7 +521,43 @@ pub async fn run(opts: &GyOptions) -> anyhow::Result<GyReport> {
     let node = crate::client::connect(&opts.endpoint, 4, opts.timeout)
         .await
         .context("connecting to the OCS")?;
-    let r = session(&node, opts).await;
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // RFC 6733 §8.8: <DiameterIdentity>;<high 32 bits>;<low 32 bits>.
+    let id = format!(
+        "{};{epoch};{}",
+        opts.endpoint.origin_host,
+        std::process::id()
+    );
+    // RFC 4006 §5.5: the server's Re-Auth-Request for our session is answered at once;
+    // the re-authorisation itself is the session's next CCR-U.
+    let (tx, rx) = mpsc::unbounded_channel::<Vec<u32>>();
+    let ours = id.clone();
+    node.register(
+        4,
+        handler_fn(move |req| {
+            let tx = tx.clone();
+            let ours = ours.clone();
+            async move {
+                if req.msg.header().command_code != base::CMD_RE_AUTH {
+                    return req.answer(ResultCode::DIAMETER_COMMAND_UNSUPPORTED);
+                }
+                if req.msg.session_id() != Some(ours.as_str()) {
+                    return req.answer(ResultCode::DIAMETER_UNKNOWN_SESSION_ID);
+                }
+                let groups = req
+                    .msg
+                    .find_all(dcca::RATING_GROUP.key())
+                    .filter_map(|a| dcca::RATING_GROUP.decode(a.data).ok())
+                    .collect();
+                let _ = tx.send(groups);
+                req.answer(ResultCode::DIAMETER_SUCCESS)
+            }
+        }),
+    );
+    let r = session(&node, opts, id, rx).await;
     node.shutdown(Duration::from_secs(1)).await;
     Ok(r)
 }
@@ -527,23 +571,23 @@ struct Session<'a> {
     svcs: Vec<Svc>,
     exchanges: Vec<Exchange>,
     retransmit: Option<RetransmitCheck>,
+    rar: mpsc::UnboundedReceiver<Vec<u32>>,
+    reauth_requests: u32,
 }
 
-async fn session(node: &Node, opts: &GyOptions) -> GyReport {
+async fn session(
+    node: &Node,
+    opts: &GyOptions,
+    id: String,
+    rar: mpsc::UnboundedReceiver<Vec<u32>>,
+) -> GyReport {
     let start = Instant::now();
-    let epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     let mut s = Session {
         node,
         opts,
-        // RFC 6733 §8.8: <DiameterIdentity>;<high 32 bits>;<low 32 bits>.
-        id: format!(
-            "{};{epoch};{}",
-            opts.endpoint.origin_host,
-            std::process::id()
-        ),
+        id,
+        rar,
+        reauth_requests: 0,
         start,
         number: 0,
         svcs: opts
@@ -576,6 +620,7 @@ async fn session(node: &Node, opts: &GyOptions) -> GyReport {
         services: s.svcs.iter().map(|v| v.report(&opts.flows)).collect(),
         events_ignored: s.ignored_events(),
         retransmit: s.retransmit.clone(),
+        reauth_requests: s.reauth_requests,
     }
 }
 
@@ -619,6 +664,24 @@ impl Session<'_> {
             for (i, v) in self.svcs.iter_mut().enumerate() {
                 if let Some(d) = v.advance(dt, now) {
                     due.push((i, Some(d)));
+                }
+            }
+            // Re-Auth-Requests: FORCED_REAUTHORISATION for the rating groups named (all
+            // when none is), whatever their state but terminated (RFC 4006 §5.5).
+            while let Ok(groups) = self.rar.try_recv() {
+                self.reauth_requests += 1;
+                for (i, v) in self.svcs.iter().enumerate() {
+                    let named = groups.is_empty() || groups.contains(&v.spec.rating_group);
+                    if named && v.state != State::Terminated && !due.iter().any(|(j, _)| *j == i) {
+                        due.push((
+                            i,
+                            Some(Due {
+                                reason: gy::ReportingReason::FORCED_REAUTHORISATION,
+                                trigger_type: None,
+                                request: true,
+                            }),
+                        ));
+                    }
                 }
             }
             // A bearer event: one CCR-U for every service whose OCS armed its type
@@ -1049,8 +1112,25 @@ impl Svc {
                 });
             }
             _ => {
-                self.state = State::Blocked;
                 self.grant = None;
+                // No credit. A Final-Unit-Indication with REDIRECT or RESTRICT_ACCESS beside
+                // it (RFC 4006 §5.6.2–5.6.3, e.g. with 4012) applies at once; a service
+                // already redirected or restricted stays so; anything else is blocked.
+                let action = a.final_unit.as_ref().map(|f| f.action.as_str());
+                match action {
+                    Some("REDIRECT") | Some("RESTRICT_ACCESS") => {
+                        self.state = if action == Some("REDIRECT") {
+                            State::Redirected
+                        } else {
+                            State::Restricted
+                        };
+                        self.final_unit = a.final_unit.clone();
+                        self.recheck_at =
+                            a.validity_time.map(|v| now + Duration::from_secs(v.into()));
+                    }
+                    _ if matches!(self.state, State::Redirected | State::Restricted) => {}
+                    _ => self.state = State::Blocked,
+                }
             }
         }
     }

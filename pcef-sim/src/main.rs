@@ -56,8 +56,9 @@ enum Command {
     /// grant at its rate, CCR-U when a grant is used up, its threshold is reached, its
     /// Validity-Time runs out or a --event matches a Trigger the OCS armed; the
     /// Final-Unit-Action when the final units are used up (TERMINATE: CCR-T; REDIRECT: the
-    /// flows go to the Redirect-Server; RESTRICT_ACCESS: only the filter's flows pass);
-    /// CCR-T at detach (--duration). Exit status 0 when the session was accepted, 3 when the
+    /// flows go to the Redirect-Server; RESTRICT_ACCESS: only the filter's flows pass); a
+    /// CCR-U (FORCED_REAUTHORISATION) after the OCS's Re-Auth-Request; CCR-T at detach
+    /// (--duration). Exit status 0 when the session was accepted, 3 when the
     /// OCS refused it (CCA-I other than 2001), 1 on any other failure.
     ///
     /// Example: pcef-sim gy --to 127.0.0.1:3870 --imsi 001010000000001 --rating-group 1

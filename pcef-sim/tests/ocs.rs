@@ -122,7 +122,11 @@ impl Drop for Ocs {
 
 /// Runs `pcef-sim gy --json` against the OCS; returns the exit code and the report.
 fn gy(ocs: &Ocs, args: &[&str]) -> (i32, Value) {
-    let mut child = Command::new(PCEF_SIM)
+    gy_wait(gy_spawn(ocs, args), args)
+}
+
+fn gy_spawn(ocs: &Ocs, args: &[&str]) -> Child {
+    Command::new(PCEF_SIM)
         .arg("gy")
         .arg("--to")
         .arg(ocs.addr.to_string())
@@ -131,7 +135,10 @@ fn gy(ocs: &Ocs, args: &[&str]) -> (i32, Value) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+fn gy_wait(mut child: Child, args: &[&str]) -> (i32, Value) {
     let end = Instant::now() + Duration::from_secs(30);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > end {
@@ -395,6 +402,63 @@ fn final_unit_redirect_and_restrict_access() {
     assert_eq!(flow(res, "portal"), "permitted by filter");
     assert_eq!(res["used"], 90);
     assert_eq!(ocs.balance(IMSI_LOW, "time"), (0, 0));
+    assert_eq!(ocs.balance(IMSI_LOW, "total-octets"), (0, 0));
+}
+
+/// A top-up mid-session: the OCS's Re-Auth-Request (RFC 4006 §5.5) is answered and
+/// followed by a CCR-U with FORCED_REAUTHORISATION; the redirected service gets credit and
+/// its traffic back, uses the new credit up and is redirected again. Everything used was
+/// reported and debited once.
+#[test]
+fn topup_reauthorises_a_redirected_service() {
+    let ocs = Ocs::start();
+    let (before, _) = ocs.balance(IMSI_LOW, "total-octets");
+    let args = [
+        "--imsi",
+        IMSI_LOW,
+        "--rating-group",
+        "2:10000000",
+        "--duration",
+        "2.5",
+    ];
+    let child = gy_spawn(&ocs, &args);
+    std::thread::sleep(Duration::from_millis(1000));
+    let out = Command::new(ocs_bin())
+        .args([
+            "account",
+            "topup",
+            IMSI_LOW,
+            "2000000",
+            "--unit",
+            "total-octets",
+        ])
+        .args(["--admin", &ocs.admin.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let (code, r) = gy_wait(child, &args);
+    assert_eq!(code, 0, "{r:#}");
+    all_answered_2001(&r);
+    assert_eq!(r["reauth_requests"], 1, "{r:#}");
+    let reasons = reasons(&r, 2);
+    let forced = reasons
+        .iter()
+        .position(|x| x == "FORCED_REAUTHORISATION")
+        .unwrap_or_else(|| panic!("{reasons:?}"));
+    // Redirected before the top-up, and again after using its credit.
+    assert!(
+        reasons[..forced].contains(&"FINAL".to_string()),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[forced..].contains(&"FINAL".to_string()),
+        "{reasons:?}"
+    );
+    let s = service(&r, 2);
+    assert_eq!(s["state"], "redirected");
+    let total = before as u64 + 2_000_000;
+    assert_eq!(s["used"], total);
+    assert_eq!(s["reported"], total);
     assert_eq!(ocs.balance(IMSI_LOW, "total-octets"), (0, 0));
 }
 
