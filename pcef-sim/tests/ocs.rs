@@ -1,8 +1,9 @@
 //! pcef-sim against the `ocs` binary as a user starts it (demo subscribers, free ports):
 //! `pcef-sim gy` (the PCEF's Gy client) and `pcef-sim load` (its JSON report).
 //!
-//! The `ocs` binary is the one `cargo test --workspace` builds beside this test; when only
-//! this crate's tests run it is built first (`cargo build -p ocs --bin ocs`).
+//! The `ocs` binary is the one `cargo test --workspace` builds beside this test; the first
+//! test runs `cargo build -p ocs --bin ocs` so that it is there and up to date when only
+//! this crate's tests run.
 
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -23,16 +24,14 @@ fn ocs_bin() -> &'static PathBuf {
         // target/<profile>/deps/ocs-HASH → target/<profile>/ocs
         let exe = std::env::current_exe().unwrap();
         let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-        let bin = dir.join("ocs");
-        if !bin.exists() {
-            let mut c = Command::new(env!("CARGO"));
-            c.args(["build", "-p", "ocs", "--bin", "ocs"]);
-            if dir.file_name().is_some_and(|n| n == "release") {
-                c.arg("--release");
-            }
-            assert!(c.status().unwrap().success(), "building ocs");
+        // Up to date with the source (a no-op when `cargo test --workspace` built it).
+        let mut c = Command::new(env!("CARGO"));
+        c.args(["build", "--quiet", "-p", "ocs", "--bin", "ocs"]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            c.arg("--release");
         }
-        bin
+        assert!(c.status().unwrap().success(), "building ocs");
+        dir.join("ocs")
     })
 }
 
