@@ -27,6 +27,18 @@ fn ocs_bin() -> &'static PathBuf {
         // Up to date with the source (a no-op when `cargo test --workspace` built it).
         let mut c = Command::new(env!("CARGO"));
         c.args(["build", "--quiet", "-p", "ocs", "--bin", "ocs"]);
+        // Without what cargo set for running this test (its package's variables, the
+        // library path): the build would otherwise differ from a shell's and rebuild.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if k.starts_with("CARGO_PKG_")
+                || k.starts_with("CARGO_MANIFEST_")
+                || k.starts_with("CARGO_BIN_EXE_")
+                || k == "LD_LIBRARY_PATH"
+            {
+                c.env_remove(&*k);
+            }
+        }
         if dir.file_name().is_some_and(|n| n == "release") {
             c.arg("--release");
         }
