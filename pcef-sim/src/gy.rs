@@ -713,8 +713,12 @@ impl Session<'_> {
             }
             if !due.is_empty() {
                 due.sort_by_key(|(i, _)| *i);
-                if self.exchange(2, &due).await.is_none() {
-                    return "error";
+                // Unanswered, or a protocol error (RFC 6733 §7.1.3): the session stops here
+                // (what the Credit-Control-Failure-Handling would decide is not simulated).
+                match self.exchange(2, &due).await {
+                    None => return "error",
+                    Some(c) if (3000..4000).contains(&c) => return "error",
+                    Some(_) => {}
                 }
                 continue;
             }
@@ -840,17 +844,29 @@ impl Session<'_> {
             answered: answered.clone(),
             error,
         };
-        if code == Some(2001) {
-            for (i, u) in &carried {
+        // The usage of a service counts as reported when the OCS processed it: a 2001
+        // answer, or an answer with a per-MSCC Result-Code for its rating group (e.g. 4012
+        // at both levels: the usage was rated, no new credit given). Otherwise it is still
+        // to be reported.
+        let protocol_error = code.is_some_and(|c| (3000..4000).contains(&c));
+        for (i, u) in &carried {
+            let rg = self.svcs[*i].spec.rating_group;
+            let processed = code == Some(2001)
+                || (code.is_some()
+                    && !protocol_error
+                    && answered
+                        .iter()
+                        .any(|a| a.rating_group == Some(rg) && a.result_code.is_some()));
+            if processed {
                 self.svcs[*i].reported += u;
-            }
-        } else if code.is_none() {
-            // Unanswered: the usage is still to be reported.
-            for (i, u) in &carried {
+            } else {
                 self.svcs[*i].unreported += u;
             }
         }
-        if kind != 3 && code == Some(2001) {
+        // An application answer (2001 or a refusal) decides each service's next state; a
+        // CCR-I refusal ends the session before (S316), a protocol error (3xxx) is the
+        // caller's to handle.
+        if (kind == 2 && code.is_some() && !protocol_error) || (kind == 1 && code == Some(2001)) {
             let now = Instant::now();
             for (i, due) in which {
                 let rg = self.svcs[*i].spec.rating_group;

@@ -473,6 +473,64 @@ fn topup_reauthorises_a_redirected_service() {
     assert_eq!(ocs.balance(IMSI_LOW, "total-octets"), (0, 0));
 }
 
+/// Barring mid-session: the OCS's Re-Auth-Request brings a CCR-U answered 4010
+/// DIAMETER_END_USER_SERVICE_DENIED (RFC 4006 §9.1) at both levels; the usage it carried
+/// was rated all the same, the service is blocked, and with nothing left to charge the
+/// PCEF ends the session with CCR-T.
+#[test]
+fn barring_mid_session_blocks_and_ends_the_session() {
+    let ocs = Ocs::start();
+    let key = "001010000000002";
+    let out = |action: &str| {
+        let o = Command::new(ocs_bin())
+            .args(["account", action, key, "--admin", &ocs.admin.to_string()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+    };
+    // demo-2 pays in money: 1 unit per MB (rounded up per report).
+    let (before, _) = ocs.balance(key, "money");
+    let args = [
+        "--imsi",
+        key,
+        "--rating-group",
+        "1:400000",
+        "--duration",
+        "5",
+    ];
+    let child = gy_spawn(&ocs, &args);
+    std::thread::sleep(Duration::from_millis(800));
+    out("bar");
+    let (code, r) = gy_wait(child, &args);
+    out("unbar");
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["ended_by"], "no-service", "{r:#}");
+    assert_eq!(r["reauth_requests"], 1);
+    let ex = r["exchanges"].as_array().unwrap();
+    let denied = &ex[ex.len() - 2];
+    assert_eq!(denied["kind"], "update");
+    assert_eq!(denied["result_code"], 4010, "{r:#}");
+    assert_eq!(
+        denied["mscc"][0]["reporting_reason"],
+        "FORCED_REAUTHORISATION"
+    );
+    assert_eq!(ex.last().unwrap()["kind"], "termination");
+    let s = service(&r, 1);
+    assert_eq!(s["state"], "blocked");
+    assert_eq!(s["result_code"], 4010);
+    assert_eq!(flow(s, "web"), "blocked");
+    let used = s["used"].as_i64().unwrap();
+    assert!(used > 200_000, "{s:#}");
+    assert_eq!(s["reported"], used);
+    // The one report with usage (under 1 MB, before the threshold) cost one money unit;
+    // the CCR-T carried none; nothing stays reserved.
+    assert_eq!(ex.len(), 3, "{r:#}");
+    assert_eq!(ex[2]["mscc"][0]["used"], 0);
+    let (after, reserved) = ocs.balance(key, "money");
+    assert_eq!(reserved, 0);
+    assert_eq!(before - after, 1);
+}
+
 /// A duplicate CCR (the first CCR-U again, T bit set, same End-to-End Identifier) gets the
 /// same answer, and its units are debited once.
 #[test]
