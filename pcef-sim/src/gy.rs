@@ -2,7 +2,8 @@
 //! subscriber's IP-CAN session.
 //!
 //! The session charges a list of [`Service`]s, one Multiple-Services-Credit-Control per
-//! Rating-Group (TS 32.299 §5.1.2.2.2: one MSCC instance per rating group). The list comes
+//! Rating-Group (RFC 4006 §5.1.2, credit control for multiple services; TS 32.299: one
+//! MSCC instance per rating group). The list comes
 //! from the command line (`--rating-group`, to test an OCS with no PCRF); a Gx role fills the
 //! same list from the Charging-Key of its active online rules (document 001 S310) — that role
 //! does not exist yet.
@@ -13,7 +14,7 @@
 //!    Result-Code other than 2001 refuses the IP-CAN session (document 001 S316) and ends.
 //! 2. Traffic: each service with a grant uses it at its rate (octets or events per second;
 //!    seconds of use per second for time grants).
-//! 3. CCR-U, one per moment however many services are due (RFC 4006 §5.1.2; document 003:
+//! 3. CCR-U, one per moment however many services are due (RFC 4006 §5.3, intermediate interrogation; document 003:
 //!    one credit request per bearer event), with Used-Service-Unit and the TS 32.299
 //!    Reporting-Reason of each due MSCC: QUOTA_EXHAUSTED when the grant is used up,
 //!    THRESHOLD when what is left falls to the Volume-/Time-/Unit-Quota-Threshold,
@@ -62,7 +63,7 @@ pub enum Unit {
 /// One charged service: a Rating-Group (Charging-Key) and optionally its Service-Identifier.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Service {
-    /// Rating-Group (RFC 4006 §8.29; the Charging-Key of a PCC rule, TS 29.212 §5.3.4).
+    /// Rating-Group (RFC 4006 §8.29; the Charging-Key of a PCC rule, TS 29.212).
     pub rating_group: u32,
     /// Service-Identifier (RFC 4006 §8.28), when the rule names one.
     pub service_id: Option<u32>,
@@ -236,7 +237,7 @@ pub struct GyOptions {
 pub struct FinalUnit {
     /// TERMINATE, REDIRECT or RESTRICT_ACCESS.
     pub action: String,
-    /// Redirect-Server-Address (RFC 4006 §8.37).
+    /// Redirect-Server-Address (RFC 4006 §8.39) of the Redirect-Server (§8.37).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redirect_server: Option<String>,
     /// Restriction-Filter-Rules (RFC 4006 §8.36).
@@ -742,7 +743,7 @@ impl Session<'_> {
             .collect()
     }
 
-    /// CCR-T with the usage not yet reported (RFC 4006 §5.1.2 step "session termination").
+    /// CCR-T with the usage not yet reported (RFC 4006 §5.4, final interrogation).
     async fn terminate(&mut self) {
         let all: Vec<(usize, Option<Due>)> = (0..self.svcs.len())
             .filter(|i| self.svcs[*i].used > 0 || self.svcs[*i].granted > 0)
@@ -763,7 +764,7 @@ impl Session<'_> {
         b.push(base::ORIGIN_REALM.with(ep.origin_realm.clone()));
         b.push(base::DESTINATION_REALM.with(ep.dest_realm.clone()));
         b.push(base::AUTH_APPLICATION_ID.with(4u32));
-        // TS 32.299 §7.1.12: the PS domain's Service-Context-Id.
+        // Service-Context-Id (RFC 4006 §8.42) of PS domain charging (TS 32.251).
         b.push(dcca::SERVICE_CONTEXT_ID.with("32251@3gpp.org"));
         b.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType(kind)));
         b.push(dcca::CC_REQUEST_NUMBER.with(number));
@@ -1111,7 +1112,7 @@ impl Svc {
         match (ok, a.granted) {
             (true, Some((unit, n))) if n > 0 || a.final_unit.is_some() => {
                 // The new grant replaces what was left of the old one: the used units were
-                // reported with the request (RFC 4006 §5.1.2).
+                // reported with the request (RFC 4006 §5.3).
                 self.unit = Some(unit);
                 self.granted += n;
                 self.triggers = a.triggers.clone();
