@@ -21,7 +21,9 @@
 //!    VALIDITY_TIME when the Validity-Time (RFC 4006 §8.33) runs out,
 //!    RATING_CONDITION_CHANGE with the Trigger-Type when a bearer event matches a Trigger
 //!    the OCS armed for the service, FINAL when the final units (Final-Unit-Indication,
-//!    RFC 4006 §8.34) are used up.
+//!    RFC 4006 §8.34) are used up, QHT when the UE sent nothing for the
+//!    Quota-Holding-Time (`--idle`; the quota is given back and asked for again when
+//!    traffic resumes).
 //! 4. The Final-Unit-Action (RFC 4006 §5.6) when the final units are used up: TERMINATE
 //!    stops the service (§5.6.1) — the session ends with CCR-T when no service is left;
 //!    REDIRECT (§5.6.2) sends the UE's flows to the Redirect-Server; RESTRICT_ACCESS
@@ -199,6 +201,24 @@ impl BearerEvent {
     }
 }
 
+/// Parses an idle period `FROM:TO` in seconds since the session's start.
+pub fn parse_idle(s: &str) -> Result<(Duration, Duration), String> {
+    let secs = |v: &str| {
+        v.parse::<f64>()
+            .ok()
+            .and_then(|v| Duration::try_from_secs_f64(v).ok())
+            .ok_or_else(|| format!("idle {s:?}: FROM:TO in seconds"))
+    };
+    let (a, b) = s
+        .split_once(':')
+        .ok_or_else(|| format!("idle {s:?}: FROM:TO in seconds"))?;
+    let (a, b) = (secs(a)?, secs(b)?);
+    if a >= b {
+        return Err(format!("idle {s:?}: FROM must come before TO"));
+    }
+    Ok((a, b))
+}
+
 /// The subscriber (RFC 4006 §8.46 Subscription-Id).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Subscriber {
@@ -223,6 +243,8 @@ pub struct GyOptions {
     pub tick: Duration,
     /// Bearer events.
     pub events: Vec<BearerEvent>,
+    /// Periods (from, to, since the session's start) in which the UE sends nothing.
+    pub idle: Vec<(Duration, Duration)>,
     /// The UE's flows.
     pub flows: Vec<Flow>,
     /// Send the request with this CC-Request-Number a second time with the T bit, as after
@@ -298,6 +320,8 @@ pub struct MsccAnswered {
     pub validity_time: Option<u32>,
     /// The threshold (Volume-, Time- or Unit-Quota-Threshold).
     pub threshold: Option<u32>,
+    /// Quota-Holding-Time in seconds.
+    pub quota_holding_time: Option<u32>,
     /// Trigger-Types armed.
     pub triggers: Vec<i32>,
     /// Final-Unit-Indication.
@@ -470,6 +494,10 @@ struct Grant {
     threshold_reported: bool,
     valid_until: Option<Instant>,
     final_unit: Option<FinalUnit>,
+    /// Quota-Holding-Time.
+    qht: Option<Duration>,
+    /// When traffic last used this grant.
+    last_use: Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -502,13 +530,16 @@ struct Svc {
     final_unit: Option<FinalUnit>,
     /// Validity-Time of a final-unit state (ask again when it expires).
     recheck_at: Option<Instant>,
+    /// The quota was given back (Quota-Holding-Time): ask when traffic comes back.
+    released: bool,
     result_code: Option<u32>,
 }
 
 /// Why a service is in the next request.
 #[derive(Debug, Clone, Copy)]
 struct Due {
-    reason: gy::ReportingReason,
+    /// None: traffic again after quota was given back (an MSCC asking, no reason).
+    reason: Option<gy::ReportingReason>,
     trigger_type: Option<i32>,
     /// Ask for units (not after the final units are used up: RFC 4006 §5.6).
     request: bool,
@@ -606,6 +637,7 @@ async fn session(
                 unit: None,
                 final_unit: None,
                 recheck_at: None,
+                released: false,
                 result_code: None,
             })
             .collect(),
@@ -661,9 +693,11 @@ impl Session<'_> {
             }
             let dt = (now - last).as_secs_f64();
             last = now;
+            let t = now - self.start;
+            let idle = self.opts.idle.iter().any(|(a, b)| *a <= t && t < *b);
             let mut due: Vec<(usize, Option<Due>)> = Vec::new();
             for (i, v) in self.svcs.iter_mut().enumerate() {
-                if let Some(d) = v.advance(dt, now) {
+                if let Some(d) = v.advance(dt, now, idle) {
                     due.push((i, Some(d)));
                 }
             }
@@ -677,7 +711,7 @@ impl Session<'_> {
                         due.push((
                             i,
                             Some(Due {
-                                reason: gy::ReportingReason::FORCED_REAUTHORISATION,
+                                reason: Some(gy::ReportingReason::FORCED_REAUTHORISATION),
                                 trigger_type: None,
                                 request: true,
                             }),
@@ -696,7 +730,7 @@ impl Session<'_> {
                         due.push((
                             i,
                             Some(Due {
-                                reason: gy::ReportingReason::RATING_CONDITION_CHANGE,
+                                reason: Some(gy::ReportingReason::RATING_CONDITION_CHANGE),
                                 trigger_type: Some(e.trigger_type),
                                 request: true,
                             }),
@@ -806,14 +840,16 @@ impl Session<'_> {
                 if let Some(t) = d.trigger_type {
                     c.push(gy::TRIGGER.with(vec![gy::TRIGGER_TYPE.with(gy::TriggerType(t))]));
                 }
-                c.push(gy::REPORTING_REASON.with(d.reason));
+                if let Some(r) = d.reason {
+                    c.push(gy::REPORTING_REASON.with(r));
+                }
             } else if kind == 3 {
                 c.push(gy::REPORTING_REASON.with(gy::ReportingReason::FINAL));
             }
             sent.push(MsccSent {
                 rating_group: v.spec.rating_group,
                 reporting_reason: due
-                    .map(|d| d.reason)
+                    .and_then(|d| d.reason)
                     .or((kind == 3).then_some(gy::ReportingReason::FINAL))
                     .and_then(|r| r.name()),
                 trigger_type: due.and_then(|d| d.trigger_type),
@@ -936,6 +972,7 @@ fn read_mscc(mscc: &AvpRef<'_>) -> MsccAnswered {
         granted: None,
         validity_time: None,
         threshold: None,
+        quota_holding_time: None,
         triggers: Vec::new(),
         final_unit: None,
     };
@@ -978,6 +1015,8 @@ fn read_mscc(mscc: &AvpRef<'_>) -> MsccAnswered {
             x.threshold = gy::TIME_QUOTA_THRESHOLD.decode(a.data).ok();
         } else if k == gy::UNIT_QUOTA_THRESHOLD.key() {
             x.threshold = gy::UNIT_QUOTA_THRESHOLD.decode(a.data).ok();
+        } else if k == gy::QUOTA_HOLDING_TIME.key() {
+            x.quota_holding_time = gy::QUOTA_HOLDING_TIME.decode(a.data).ok();
         } else if k == gy::TRIGGER.key() {
             x.triggers.extend(
                 a.children()
@@ -1021,10 +1060,10 @@ fn read_mscc(mscc: &AvpRef<'_>) -> MsccAnswered {
 
 impl Svc {
     /// Uses `dt` seconds of traffic; returns why the service needs a request now, if it does.
-    fn advance(&mut self, dt: f64, now: Instant) -> Option<Due> {
+    fn advance(&mut self, dt: f64, now: Instant, idle: bool) -> Option<Due> {
         let ask = |reason| {
             Some(Due {
-                reason,
+                reason: Some(reason),
                 trigger_type: None,
                 request: true,
             })
@@ -1043,7 +1082,32 @@ impl Svc {
             State::Blocked | State::Terminated => return None,
         }
         let rate = self.spec.rate_for(self.unit.unwrap_or(Unit::TotalOctets));
-        let g = self.grant.as_mut()?;
+        let Some(g) = self.grant.as_mut() else {
+            // Quota given back after the Quota-Holding-Time: traffic again asks for units.
+            return (self.released && !idle).then_some(Due {
+                reason: None,
+                trigger_type: None,
+                request: true,
+            });
+        };
+        if idle {
+            // TS 32.299 Quota-Holding-Time: no traffic for that long → report the usage
+            // (Reporting-Reason QHT) and give the quota back; 0 disables it.
+            if g.qht.is_some_and(|q| !q.is_zero() && now - g.last_use >= q) {
+                self.grant = None;
+                self.released = true;
+                return Some(Due {
+                    reason: Some(gy::ReportingReason::QHT),
+                    trigger_type: None,
+                    request: false,
+                });
+            }
+            if g.valid_until.is_some_and(|t| now >= t) {
+                return ask(gy::ReportingReason::VALIDITY_TIME);
+            }
+            return None;
+        }
+        g.last_use = now;
         g.carry += rate * dt;
         let whole = g.carry.floor();
         g.carry -= whole;
@@ -1064,7 +1128,7 @@ impl Svc {
                 self.final_unit = Some(f);
                 self.grant = None;
                 return Some(Due {
-                    reason: gy::ReportingReason::FINAL,
+                    reason: Some(gy::ReportingReason::FINAL),
                     trigger_type: None,
                     request: false,
                 });
@@ -1092,8 +1156,8 @@ impl Svc {
     /// Applies the answer's MSCC for this service to a request that asked (or reported).
     fn apply(&mut self, a: Option<&MsccAnswered>, due: Option<Due>, now: Instant) {
         if due.is_some_and(|d| !d.request) {
-            // A FINAL report: the action is in force; a Validity-Time in the answer sets
-            // when to ask again.
+            // A report that asks for nothing (FINAL: the action is in force; QHT: quota
+            // given back); a Validity-Time in the answer sets when to ask again.
             if let Some(v) = a.and_then(|a| a.validity_time) {
                 self.recheck_at = Some(now + Duration::from_secs(v.into()));
             }
@@ -1126,7 +1190,10 @@ impl Svc {
                     threshold_reported: a.threshold.is_some_and(|t| n <= u64::from(t)),
                     valid_until: a.validity_time.map(|v| now + Duration::from_secs(v.into())),
                     final_unit: a.final_unit.clone(),
+                    qht: a.quota_holding_time.map(|v| Duration::from_secs(v.into())),
+                    last_use: now,
                 });
+                self.released = false;
             }
             _ => {
                 self.grant = None;
@@ -1286,6 +1353,12 @@ mod tests {
         assert_eq!(BearerEvent::parse("1:36").unwrap().trigger_type, 36);
         assert!(BearerEvent::parse("1:bogus").is_err());
         assert!(BearerEvent::parse("-1:rat").is_err());
+        assert_eq!(
+            parse_idle("0.5:2").unwrap(),
+            (Duration::from_millis(500), Duration::from_secs(2))
+        );
+        assert!(parse_idle("2:1").is_err());
+        assert!(parse_idle("x:1").is_err());
         let f = Flow::parse("p=192.0.2.10:443").unwrap();
         assert_eq!(f.port, 443);
         assert!(Flow::parse("p=nowhere").is_err());

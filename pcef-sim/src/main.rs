@@ -106,6 +106,10 @@ struct GyArgs {
     /// location, rat, mcc, mnc, rac, lac, cell, tai, ecgi.
     #[arg(long = "event")]
     events: Vec<String>,
+    /// A period FROM:TO (seconds since the start, repeatable) in which the UE sends
+    /// nothing: the Quota-Holding-Time applies.
+    #[arg(long = "idle")]
+    idle: Vec<String>,
     /// A UE flow NAME=ADDRESS:PORT (repeatable) [web=198.51.100.7:80, portal=192.0.2.10:80].
     #[arg(long = "flow")]
     flows: Vec<String>,
@@ -162,6 +166,11 @@ impl GyArgs {
                 .events
                 .iter()
                 .map(|s| BearerEvent::parse(s).map_err(err))
+                .collect::<Result<_, _>>()?,
+            idle: self
+                .idle
+                .iter()
+                .map(|s| pcef_sim::gy::parse_idle(s).map_err(err))
                 .collect::<Result<_, _>>()?,
             flows: if self.flows.is_empty() {
                 Flow::defaults()

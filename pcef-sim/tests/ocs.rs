@@ -326,6 +326,64 @@ balance = { total-octets = 1000000000 }
     assert_eq!(s["used"], s["reported"]);
 }
 
+/// Quota-Holding-Time (TS 32.299): the UE idle for longer than it → the usage is reported
+/// with Reporting-Reason QHT and the quota given back (nothing reserved meanwhile); when
+/// traffic resumes the PCEF asks again.
+#[test]
+fn quota_holding_time_gives_the_quota_back() {
+    let ocs = Ocs::start_with(Some(
+        r#"
+[node]
+origin_host = "ocs.home.test"
+origin_realm = "home.test"
+unknown_peer = "accept"
+
+[[rating_group]]
+id = 7
+unit = "total-octets"
+grant = 1000000
+quota_holding_time = 1
+
+[[account]]
+id = "q"
+imsi = "001010000000009"
+balance = { total-octets = 1000000000 }
+"#,
+    ));
+    let args = [
+        "--imsi",
+        "001010000000009",
+        "--rating-group",
+        "7:100000",
+        "--idle",
+        "0.3:2.2",
+        "--duration",
+        "2.6",
+    ];
+    let child = gy_spawn(&ocs, &args);
+    std::thread::sleep(Duration::from_millis(1900));
+    // Given back: nothing reserved while the UE is idle.
+    assert_eq!(ocs.balance("001010000000009", "total-octets").1, 0);
+    let (code, r) = gy_wait(child, &args);
+    assert_eq!(code, 0, "{r:#}");
+    all_answered_2001(&r);
+    let ex = r["exchanges"].as_array().unwrap();
+    assert_eq!(ex.len(), 4, "CCR-I, QHT, asking again, CCR-T: {r:#}");
+    let qht = &ex[1]["mscc"][0];
+    assert_eq!(qht["reporting_reason"], "QHT");
+    assert_eq!(qht["requested"], false);
+    let at = ex[1]["at_ms"].as_u64().unwrap();
+    assert!((1250..1900).contains(&at), "{at} ms");
+    let again = &ex[2]["mscc"][0];
+    assert!(again["reporting_reason"].is_null(), "{again}");
+    assert_eq!(again["requested"], true);
+    assert!(ex[2]["at_ms"].as_u64().unwrap() >= 2200);
+    let s = service(&r, 7);
+    assert_eq!(s["granted"], 2_000_000);
+    assert_eq!(s["used"], s["reported"]);
+    assert_eq!(ocs.balance("001010000000009", "total-octets").1, 0);
+}
+
 /// The OCS's refusals reach the PCEF, which refuses the IP-CAN session (document 001 S316):
 /// 4012 DIAMETER_CREDIT_LIMIT_REACHED for an empty account, 5030 DIAMETER_USER_UNKNOWN.
 #[test]
