@@ -346,18 +346,44 @@ impl MessageBuilder {
     /// in an Rx AAA (TS 29.214 §5.6.2), Accounting-Record-Type and -Number in an ACA
     /// (RFC 6733 §9.7.2). Required AVPs the request does not carry are the caller's to add.
     pub fn copy_required_from(&mut self, req: &Message, dict: &crate::Dictionary) -> &mut Self {
+        /// Required answer rules an answer leaves to the request: a handful (a CCA's are
+        /// three); a grammar with more falls back to one scan of the request per rule.
+        const FEW: usize = 8;
         let h = req.header();
         let Some(cmd) = dict.command(h.command_code, h.application_id) else {
             return self;
         };
+        // The rules still to fill, each with how many more the rule allows.
+        let mut wanted = [(AvpKey::new(0, 0), 0usize); FEW];
+        let mut n = 0;
         for &i in &cmd.answer.required {
             let rule = &cmd.answer.rules[usize::from(i)];
             if self.find(rule.key).is_some() {
                 continue;
             }
             let max = usize::try_from(rule.max).unwrap_or(usize::MAX);
-            for avp in req.find_all(rule.key).take(max) {
+            if n == FEW {
+                for avp in req.find_all(rule.key).take(max) {
+                    self.avps.push(OwnedAvp::verbatim(req, &avp));
+                }
+                continue;
+            }
+            wanted[n] = (rule.key, max);
+            n += 1;
+        }
+        if n == 0 {
+            return self;
+        }
+        // One pass over the request (an echoing answer is on every request's path), ended
+        // as soon as every rule has all it allows: a CCR's three come early.
+        for avp in req.avps().flatten() {
+            let key = avp.key();
+            if let Some(w) = wanted[..n].iter_mut().find(|w| w.0 == key && w.1 > 0) {
+                w.1 -= 1;
                 self.avps.push(OwnedAvp::verbatim(req, &avp));
+                if wanted[..n].iter().all(|w| w.1 == 0) {
+                    break;
+                }
             }
         }
         self

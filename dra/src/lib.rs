@@ -1,4 +1,52 @@
-//! Diameter Routing Agent: redirect and proxy modes with PCRF bindings.
+//! DRA: the Diameter Routing Agent of TS 29.213 §7 for Gx, Gxx, Rx and S9, in redirect or
+//! proxy mode, as the home or the visited DRA, with the session-termination marking of
+//! document 002 (`../shared/reference/seeds.md`).
 //!
-//! Not built yet: this crate is a placeholder in the workspace so the layout of
-//! DESIGN.md is in place. Its issue comes after the codec and the node.
+//! A library with a thin binary (`dra`). One job per module:
+//!
+//! - [`binding`]: the IP-CAN session (or UE) entries — UE identity, UE address, APN, the
+//!   PCRF, the sessions bound by Session-Id — with their indexes and the changes a DRA
+//!   makes to them, as pure code.
+//! - [`store`]: [`store::BindingStore`], the narrow asynchronous interface bindings live
+//!   behind, with an in-memory store and the embedded durable default (redb).
+//! - [`keys`]: what a request means for the binding (establish, update, terminate) and the
+//!   keys read from it.
+//! - [`select`]: PCRF selection among the healthy PCRFs (consistent hash or least load).
+//! - [`server`]: [`server::Dra`], the node's handlers (redirect, proxy, PCRF-initiated
+//!   requests, terminations) and its reactions to peer events.
+//! - [`admin`]: the operator endpoint (`dra bindings`).
+//! - [`config`]: `dra --config FILE.toml` and the built-in home DRA
+//!   (`examples/home.toml`).
+//! - [`metrics`]: Prometheus series.
+
+//!
+//! # How requests go
+//!
+//! A request from a client (PCEF, BBERF, AF, a V-PCRF over S9) is, for its binding, an
+//! establishment (CCR-I; an AAR of an Rx session not bound yet), an update, or a termination
+//! (CCR-T, STR; an S9 CCR-U ending subsessions). Establishments bind (or answer 5005, 5065,
+//! 3002); the rest follow the binding of their Session-Id (5002 when there is none and no
+//! Destination-Host names a PCRF). Then, per realm and application, redirect mode answers
+//! 3006 naming the PCRF and proxy mode forwards to it; terminations are marked at once in
+//! redirect mode (and acknowledged by the DRA or redirected) and when the answer comes
+//! back in proxy mode. A request from a PCRF (RAR, ASR) goes to the client of its session.
+//!
+//! # Not here
+//!
+//! The clients' side of document 002 (sending a termination to DRA and PCRF in parallel, or
+//! following the DRA's redirect; remembering at establishment whether the DRA redirected or
+//! proxied) is pcef-sim's; the V-PCRF's S9 client towards the hDRA is pcrf's. The role
+//! (`home`, `visited`) names the DRA; both roles behave the same. The audit checks bindings
+//! by age only (no session-status query of the PCRF).
+
+pub mod admin;
+pub mod binding;
+pub mod config;
+pub mod keys;
+pub mod metrics;
+pub mod select;
+pub mod server;
+pub mod store;
+
+pub use config::Config;
+pub use server::Dra;

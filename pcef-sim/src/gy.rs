@@ -691,7 +691,9 @@ impl Session<'_> {
                 self.terminate().await;
                 return "detach";
             }
-            let dt = (now - last).as_secs_f64();
+            // Traffic advances by at most two ticks per step: after a stall (a loaded
+            // machine) the UE does not send a burst that jumps over a threshold.
+            let dt = (now - last).min(self.opts.tick * 2).as_secs_f64();
             last = now;
             let t = now - self.start;
             let idle = self.opts.idle.iter().any(|(a, b)| *a <= t && t < *b);

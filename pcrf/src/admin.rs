@@ -9,6 +9,8 @@
 //!   Session-Release-Cause, 0 UNSPECIFIED_REASON by default).
 //! - `POST /subscribers/KEY/rar?…` — the same push to every live session of a subscriber
 //!   (KEY: an IMSI, or `imsi:…`, `msisdn:…`, `nai:…`).
+//! - `GET /rx-sessions` — the live AF (Rx) Session-Ids; `GET /rx-sessions/ID` — one AF
+//!   session (its Gx session, media components, subscriptions, rules) as JSON.
 //!
 //! Session-Ids in the path are percent-decoded (`;` may be sent as it is). The endpoint has
 //! no authentication: bind it to loopback or a management network.
@@ -117,6 +119,24 @@ async fn route(pcrf: &Pcrf, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             Ok(None) => reply(
                 StatusCode::NOT_FOUND,
                 serde_json::json!({ "error": "no such session" }),
+            ),
+            Err(e) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                serde_json::json!({ "error": e.to_string() }),
+            ),
+        },
+        (&Method::GET, ["rx-sessions"]) => match pcrf.rx_sessions().list().await {
+            Ok(ids) => reply(StatusCode::OK, serde_json::json!({ "rx_sessions": ids })),
+            Err(e) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                serde_json::json!({ "error": e.to_string() }),
+            ),
+        },
+        (&Method::GET, ["rx-sessions", id]) => match pcrf.rx_session(&percent_decode(id)).await {
+            Ok(Some(s)) => reply(StatusCode::OK, serde_json::to_value(&s).unwrap_or_default()),
+            Ok(None) => reply(
+                StatusCode::NOT_FOUND,
+                serde_json::json!({ "error": "no such AF session" }),
             ),
             Err(e) => reply(
                 StatusCode::INTERNAL_SERVER_ERROR,

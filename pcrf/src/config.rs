@@ -66,6 +66,114 @@ pub struct PcrfSection {
     /// Feature-List-ID the PCEF sent, the features both support.
     #[serde(default = "default_features")]
     pub supported_features: Vec<FeatureList>,
+    /// Rx (TS 29.214): the PCC rules derived from AF sessions, and how the AF hears of the
+    /// loss of its IP-CAN session.
+    #[serde(default)]
+    pub rx: RxSection,
+}
+
+/// How an AF hears that the IP-CAN session its AF session is bound to is gone (Gx CCR-T,
+/// a restarted PCEF, a PCEF that no longer knows the session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IpCanLoss {
+    /// An AF that subscribed to INDICATION_OF_LOSS_OF_BEARER or
+    /// INDICATION_OF_RELEASE_OF_BEARER gets an Rx RAR with those Specific-Actions (and
+    /// Abort-Cause BEARER_RELEASED, every flow listed); any other AF an ASR with
+    /// Abort-Cause BEARER_RELEASED. The AF answers and ends its session with STR.
+    #[default]
+    PerSubscription,
+    /// Every AF gets an ASR (TS 29.214 §4.4.6.1 IP-CAN session termination).
+    Asr,
+}
+
+/// `[pcrf.rx]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RxSection {
+    /// Precedence of the derived rules (lower wins; the demo's default rules use 1000).
+    #[serde(default = "rx_precedence")]
+    pub precedence: u32,
+    /// Allocation-Retention-Priority of the derived rules.
+    #[serde(default = "rx_arp")]
+    pub arp: Arp,
+    /// Rating-Group of the derived rules (absent: none, the PCEF's default).
+    pub rating_group: Option<u32>,
+    /// The QCI of each Media-Type (TS 29.213 §6.3).
+    #[serde(default)]
+    pub qci: RxQci,
+    /// How the AF hears of the loss of its IP-CAN session.
+    #[serde(default)]
+    pub ip_can_loss: IpCanLoss,
+}
+
+fn rx_precedence() -> u32 {
+    100
+}
+
+fn rx_arp() -> Arp {
+    Arp {
+        priority_level: 2,
+        pre_emption_capability: true,
+        pre_emption_vulnerability: false,
+    }
+}
+
+impl Default for RxSection {
+    fn default() -> Self {
+        Self {
+            precedence: rx_precedence(),
+            arp: rx_arp(),
+            rating_group: None,
+            qci: RxQci::default(),
+            ip_can_loss: IpCanLoss::default(),
+        }
+    }
+}
+
+/// `[pcrf.rx.qci]`: the QCI of a media component by its Media-Type (TS 29.213 §6.3 maps
+/// service information to a QCI access-independently; the standardised characteristics are
+/// TS 23.203 table 6.1.7). Defaults: conversational audio 1, conversational video 2, one-way
+/// (Flow-Status ENABLED-UPLINK or ENABLED-DOWNLINK) audio or video 4, application 2
+/// (conversational), control 7 (interactive, low delay), data 8, text and message 9
+/// (background), other and absent 9, AF signalling flows 5 (IMS signalling).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RxQci {
+    /// AUDIO both ways.
+    pub audio: u32,
+    /// VIDEO both ways.
+    pub video: u32,
+    /// AUDIO or VIDEO one way.
+    pub streaming: u32,
+    /// DATA.
+    pub data: u32,
+    /// APPLICATION.
+    pub application: u32,
+    /// CONTROL.
+    pub control: u32,
+    /// TEXT and MESSAGE.
+    pub text: u32,
+    /// OTHER, or no Media-Type.
+    pub other: u32,
+    /// A component whose flows are all AF signalling (Flow-Usage AF_SIGNALLING).
+    pub signalling: u32,
+}
+
+impl Default for RxQci {
+    fn default() -> Self {
+        Self {
+            audio: 1,
+            video: 2,
+            streaming: 4,
+            data: 8,
+            application: 2,
+            control: 7,
+            text: 9,
+            other: 9,
+            signalling: 5,
+        }
+    }
 }
 
 fn default_bearer() -> DefaultBearerQos {
@@ -96,6 +204,7 @@ impl Default for PcrfSection {
             charging: ChargingSection::default(),
             default_bearer: default_bearer(),
             supported_features: default_features(),
+            rx: RxSection::default(),
         }
     }
 }
@@ -202,6 +311,7 @@ impl Config {
             }
         }
         check_arp(Some(self.pcrf.default_bearer.arp), "pcrf.default_bearer")?;
+        check_arp(Some(self.pcrf.rx.arp), "pcrf.rx.arp")?;
         for (i, p) in self.policies.iter().enumerate() {
             if event_trigger_code(&p.event).is_none() {
                 return Err(format!("policy[{i}]: unknown event `{}`", p.event));

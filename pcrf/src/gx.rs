@@ -114,6 +114,11 @@ pub struct GxRequest {
     pub features: Vec<Features>,
     /// APN-AMBR requested in QoS-Information.
     pub requested_ambr: Option<Ambr>,
+    /// The first Access-Network-Charging-Identifier-Value (TS 29.212 §5.3.22): the charging
+    /// identifier an AF correlates with (TS 29.214 CHARGING_CORRELATION_EXCHANGE).
+    pub charging_id: Option<Vec<u8>>,
+    /// Access-Network-Charging-Address (TS 29.214 §5.3.2).
+    pub charging_address: Option<IpAddr>,
 }
 
 /// Why a CCR cannot be read: the AVP at fault (Failed-AVP) and the Result-Code.
@@ -151,7 +156,7 @@ pub fn children_of<'a, T: AvpType>(
 }
 
 /// Framed-IPv6-Prefix (RFC 3162 §2.3): reserved octet, prefix length, prefix.
-fn ipv6_prefix(data: &[u8]) -> Option<IpAddr> {
+pub(crate) fn ipv6_prefix(data: &[u8]) -> Option<IpAddr> {
     let bits = *data.get(1)?;
     let prefix = data.get(2..)?;
     if bits > 128 || prefix.len() > 16 {
@@ -253,6 +258,17 @@ impl GxRequest {
             rule_reports,
             features,
             requested_ambr,
+            charging_id: msg
+                .find(gx::ACCESS_NETWORK_CHARGING_IDENTIFIER_GX.key())
+                .and_then(|g| child(&g, rx::ACCESS_NETWORK_CHARGING_IDENTIFIER_VALUE))
+                .map(<[u8]>::to_vec),
+            charging_address: first(msg, rx::ACCESS_NETWORK_CHARGING_ADDRESS).and_then(
+                |a| match a {
+                    diameter_codec::types::Address::V4(v) => Some(IpAddr::V4(v)),
+                    diameter_codec::types::Address::V6(v) => Some(IpAddr::V6(v)),
+                    _ => None,
+                },
+            ),
         })
     }
 }
@@ -342,6 +358,35 @@ pub fn apn_ambr(a: Ambr) -> OwnedAvp {
     ])
 }
 
+/// Flow-Information {Flow-Description, Flow-Direction} (TS 29.212 §5.3.53).
+pub fn flow_information(f: &crate::spr::Flow) -> OwnedAvp {
+    gx::FLOW_INFORMATION.with(vec![
+        rx::FLOW_DESCRIPTION.with(f.description.clone()),
+        gx::FLOW_DIRECTION.with(gx::FlowDirection(f.direction.code())),
+    ])
+}
+
+/// The QoS-Information of a rule (TS 29.212 §5.3.16): QCI, MBR, GBR, ARP.
+pub fn rule_qos(q: &crate::spr::RuleQos) -> OwnedAvp {
+    let mut qi = vec![gx::QOS_CLASS_IDENTIFIER.with(gx::QosClassIdentifier(q.qci as i32))];
+    if let Some(x) = q.mbr_ul {
+        qi.push(rx::MAX_REQUESTED_BANDWIDTH_UL.with(x));
+    }
+    if let Some(x) = q.mbr_dl {
+        qi.push(rx::MAX_REQUESTED_BANDWIDTH_DL.with(x));
+    }
+    if let Some(x) = q.gbr_ul {
+        qi.push(gx::GUARANTEED_BITRATE_UL.with(x));
+    }
+    if let Some(x) = q.gbr_dl {
+        qi.push(gx::GUARANTEED_BITRATE_DL.with(x));
+    }
+    if let Some(a) = q.arp {
+        qi.push(arp(a));
+    }
+    gx::QOS_INFORMATION.with(qi)
+}
+
 /// Charging-Rule-Definition of a dynamic rule (TS 29.212 §5.3.4).
 pub fn rule_definition(r: &RuleDef) -> OwnedAvp {
     let mut v = vec![gx::CHARGING_RULE_NAME.with(bytes::Bytes::from(r.name.clone()))];
@@ -351,30 +396,12 @@ pub fn rule_definition(r: &RuleDef) -> OwnedAvp {
     if let Some(rg) = r.rating_group {
         v.push(dcca::RATING_GROUP.with(rg));
     }
-    for f in &r.flows {
-        v.push(gx::FLOW_INFORMATION.with(vec![
-            rx::FLOW_DESCRIPTION.with(f.description.clone()),
-            gx::FLOW_DIRECTION.with(gx::FlowDirection(f.direction.code())),
-        ]));
+    v.extend(r.flows.iter().map(flow_information));
+    if let Some(st) = r.flow_status {
+        v.push(rx::FLOW_STATUS.with(rx::FlowStatus(st)));
     }
     if let Some(q) = &r.qos {
-        let mut qi = vec![gx::QOS_CLASS_IDENTIFIER.with(gx::QosClassIdentifier(q.qci as i32))];
-        if let Some(x) = q.mbr_ul {
-            qi.push(rx::MAX_REQUESTED_BANDWIDTH_UL.with(x));
-        }
-        if let Some(x) = q.mbr_dl {
-            qi.push(rx::MAX_REQUESTED_BANDWIDTH_DL.with(x));
-        }
-        if let Some(x) = q.gbr_ul {
-            qi.push(gx::GUARANTEED_BITRATE_UL.with(x));
-        }
-        if let Some(x) = q.gbr_dl {
-            qi.push(gx::GUARANTEED_BITRATE_DL.with(x));
-        }
-        if let Some(a) = q.arp {
-            qi.push(arp(a));
-        }
-        v.push(gx::QOS_INFORMATION.with(qi));
+        v.push(rule_qos(q));
     }
     if let Some(o) = r.online {
         v.push(gx::ONLINE.with(gx::Online(i32::from(o))));
@@ -388,10 +415,23 @@ pub fn rule_definition(r: &RuleDef) -> OwnedAvp {
     if let Some(p) = r.precedence {
         v.push(gx::PRECEDENCE.with(p));
     }
+    if let Some(c) = &r.af_charging_id {
+        v.push(rx::AF_CHARGING_IDENTIFIER.with(bytes::Bytes::from(c.clone())));
+    }
+    for f in &r.af_flows {
+        v.push(flows_avp(f));
+    }
     if let Some(k) = &r.monitoring_key {
         v.push(gx::MONITORING_KEY.with(bytes::Bytes::from(k.clone())));
     }
     gx::CHARGING_RULE_DEFINITION.with(v)
+}
+
+/// A Flows AVP (TS 29.214 §5.3.10): a media component and, when listed, some of its flows.
+pub fn flows_avp(f: &crate::spr::AfFlows) -> OwnedAvp {
+    let mut v = vec![rx::MEDIA_COMPONENT_NUMBER.with(f.media_component)];
+    v.extend(f.flow_numbers.iter().map(|&n| rx::FLOW_NUMBER.with(n)));
+    rx::FLOWS.with(v)
 }
 
 /// Charging-Information (TS 29.229 §6.3.19) naming the configured charging functions, or

@@ -1,4 +1,4 @@
-//! `pcrf`: the policy and charging rules server (home role, Gx).
+//! `pcrf`: the policy and charging rules server (home role, Gx, Gxx and Rx).
 //!
 //! ```text
 //! pcrf                          # home PCRF on 127.0.0.1:3869 with the demo subscribers
@@ -18,7 +18,12 @@ use std::time::Duration;
 /// What the exit status means (short help).
 const EXIT_STATUS: &str = "Exit status: 0 after a clean stop (SIGINT, SIGTERM), 1 when it cannot start (the message names the cause: a configuration FILE:LINE:COLUMN and key, a port in use).";
 
-/// Policy and charging rules server for Gx (TS 29.212), home role.
+/// Policy and charging rules server for Gx and Gxx (TS 29.212) and Rx (TS 29.214), home
+/// role.
+///
+/// AFs (P-CSCFs) send AARs on Rx: their media become PCC rules installed on the PCEF of the
+/// UE's IP-CAN session with Gx RAR, removed on STR; the AF hears of rule failures and of the
+/// end of the IP-CAN session (RAR or ASR).
 ///
 /// With no options it runs the home PCRF of the README: 127.0.0.1:3869, Origin-Host
 /// pcrf.home.test, realm home.test, the demo subscribers of pcrf/examples/spr.toml (IMSI
@@ -38,6 +43,7 @@ const EXIT_STATUS: &str = "Exit status: 0 after a clean stop (SIGINT, SIGTERM), 
         "  curl -X POST '127.0.0.1:3872/sessions/SESSION-ID/rar?install=video&remove=local-dns'\n",
         "  curl -X POST '127.0.0.1:3872/subscribers/001010000000001/rar?rating_group=20'\n",
         "  curl -X POST '127.0.0.1:3872/sessions/SESSION-ID/release?cause=1'\n",
+        "  curl 127.0.0.1:3872/rx-sessions\n",
         "\n",
         "Exit status: 0 after a clean stop (SIGINT, SIGTERM), 1 when it cannot start (the message names the cause: a configuration FILE:LINE:COLUMN and key, a port in use)."
     )

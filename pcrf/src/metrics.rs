@@ -11,6 +11,11 @@
 //! | [`RULE_FAILURES`] `pcrf_rule_failures_total` | counter (Charging-Rule-Report entries) | `node`, `rule_failure_code` |
 //! | [`RARS`] `pcrf_gx_rar_total` | counter | `node`, `result_code` (or `none` when no answer came) |
 //! | [`SESSIONS_RELEASED`] `pcrf_gx_sessions_released_total` | counter | `node`, `reason` (termination, pcef_restart, unknown_at_pcef) |
+//! | [`GXX_CCRS`] `pcrf_gxx_ccr_total` | counter | `node`, `type`, `result_code` |
+//! | [`GXX_RARS`] `pcrf_gxx_rar_total` | counter (QoS rules pushed to BBERFs) | `node`, `result_code` (or `none`) |
+//! | [`RX_SESSIONS`] `pcrf_rx_sessions` | gauge | `node` |
+//! | [`RX_REQUESTS`] `pcrf_rx_request_total` | counter (AAR and STR answered) | `node`, `command` (aar_initial, aar_update, str, invalid), `result_code` |
+//! | [`RX_NOTIFICATIONS`] `pcrf_rx_notification_total` | counter (RAR and ASR sent to AFs) | `node`, `command` (rar, asr), `reason` (ip_can_loss, rule_report, ip_can_change, charging_correlation), `result_code` (or `none`) |
 
 use metrics::{SharedString, counter, describe_counter, describe_gauge, gauge};
 use std::sync::Arc;
@@ -27,6 +32,21 @@ pub const RULE_FAILURES: &str = "pcrf_rule_failures_total";
 pub const RARS: &str = "pcrf_gx_rar_total";
 /// Gx sessions ended, by why.
 pub const SESSIONS_RELEASED: &str = "pcrf_gx_sessions_released_total";
+
+/// Live Rx sessions.
+pub const RX_SESSIONS: &str = "pcrf_rx_sessions";
+/// Rx requests answered.
+pub const RX_REQUESTS: &str = "pcrf_rx_request_total";
+/// Rx RARs and ASRs sent to AFs.
+pub const RX_NOTIFICATIONS: &str = "pcrf_rx_notification_total";
+
+/// Rx bindings made despite a deviation (by kind).
+pub const RX_BINDING_DEVIATIONS: &str = "pcrf_rx_binding_deviations_total";
+
+/// Gxx CCRs answered.
+pub const GXX_CCRS: &str = "pcrf_gxx_ccr_total";
+/// Gxx RARs sent.
+pub const GXX_RARS: &str = "pcrf_gxx_rar_total";
 
 /// Help texts (after `diameter_node::metrics::install`, which describes the node's).
 pub fn describe() {
@@ -45,6 +65,24 @@ pub fn describe() {
     );
     describe_counter!(RARS, "Gx Re-Auth-Requests sent, by the answer's result");
     describe_counter!(SESSIONS_RELEASED, "Gx sessions ended, by reason");
+    describe_counter!(GXX_CCRS, "Gxx CCRs answered, by CC-Request-Type and result");
+    describe_counter!(
+        GXX_RARS,
+        "Gxx Re-Auth-Requests sent, by the answer's result"
+    );
+    describe_gauge!(RX_SESSIONS, "Live Rx (AF) sessions");
+    describe_counter!(
+        RX_REQUESTS,
+        "Rx AARs and STRs answered, by kind and Result-Code or Experimental-Result-Code"
+    );
+    describe_counter!(
+        RX_BINDING_DEVIATIONS,
+        "AF sessions bound by UE address although the AAR deviated, by kind"
+    );
+    describe_counter!(
+        RX_NOTIFICATIONS,
+        "Rx RARs and ASRs sent to AFs, by command, reason and the answer's result"
+    );
 }
 
 /// The `node` label: the PCRF's Origin-Host, shared by all its series.
@@ -59,11 +97,16 @@ fn code_label(rc: u32) -> &'static str {
         2002 => "2002",
         3002 => "3002",
         3004 => "3004",
+        4261 => "4261",
         5002 => "5002",
         5004 => "5004",
         5005 => "5005",
         5012 => "5012",
         5030 => "5030",
+        5061 => "5061",
+        5062 => "5062",
+        5063 => "5063",
+        5065 => "5065",
         5142 => "5142",
         5143 => "5143",
         5144 => "5144",
@@ -125,6 +168,46 @@ impl Label {
         counter!(RARS, "node" => self.v(), "result_code" => l).increment(1);
     }
 
+    /// Counts one Gxx CCR answered.
+    pub fn gxx_ccr(&self, kind: &'static str, result_code: u32) {
+        counter!(GXX_CCRS, "node" => self.v(), "type" => kind, "result_code" => code_label(result_code))
+            .increment(1);
+    }
+
+    /// Counts a Gxx RAR and its answer.
+    pub fn gxx_rar(&self, result_code: Option<u32>) {
+        let l = result_code.map_or("none", code_label);
+        counter!(GXX_RARS, "node" => self.v(), "result_code" => l).increment(1);
+    }
+
+    /// Sets the live Rx session gauge.
+    pub fn set_rx_sessions(&self, n: u64) {
+        gauge!(RX_SESSIONS, "node" => self.v()).set(n as f64);
+    }
+
+    /// Counts one Rx request answered.
+    pub fn rx_request(&self, command: &'static str, result_code: u32) {
+        counter!(RX_REQUESTS, "node" => self.v(), "command" => command, "result_code" => code_label(result_code))
+            .increment(1);
+    }
+
+    /// Counts one AF session bound despite a deviation of kind `kind`.
+    pub fn rx_binding_deviation(&self, kind: &'static str) {
+        counter!(RX_BINDING_DEVIATIONS, "node" => self.v(), "kind" => kind).increment(1);
+    }
+
+    /// Counts one RAR or ASR sent to an AF, and its answer.
+    pub fn rx_notification(
+        &self,
+        command: &'static str,
+        reason: &'static str,
+        result_code: Option<u32>,
+    ) {
+        let l = result_code.map_or("none", code_label);
+        counter!(RX_NOTIFICATIONS, "node" => self.v(), "command" => command, "reason" => reason, "result_code" => l)
+            .increment(1);
+    }
+
     /// Counts sessions released.
     pub fn released(&self, reason: &'static str, n: usize) {
         if n > 0 {
@@ -152,6 +235,11 @@ mod tests {
             l.rar(Some(2001));
             l.rar(None);
             l.released("pcef_restart", 2);
+            l.set_rx_sessions(1);
+            l.rx_request("aar_initial", 5065);
+            l.rx_notification("asr", "ip_can_loss", Some(2001));
+            l.gxx_ccr("initial", 2001);
+            l.gxx_rar(None);
         });
         let text = handle.render();
         for want in [
@@ -163,6 +251,11 @@ mod tests {
             "pcrf_rule_failures_total{node=\"pcrf.home.test\",rule_failure_code=\"other\"} 1",
             "pcrf_gx_rar_total{node=\"pcrf.home.test\",result_code=\"none\"} 1",
             "pcrf_gx_sessions_released_total{node=\"pcrf.home.test\",reason=\"pcef_restart\"} 2",
+            "pcrf_rx_sessions{node=\"pcrf.home.test\"} 1",
+            "pcrf_gxx_ccr_total{node=\"pcrf.home.test\",type=\"initial\",result_code=\"2001\"} 1",
+            "pcrf_gxx_rar_total{node=\"pcrf.home.test\",result_code=\"none\"} 1",
+            "pcrf_rx_request_total{node=\"pcrf.home.test\",command=\"aar_initial\",result_code=\"5065\"} 1",
+            "pcrf_rx_notification_total{node=\"pcrf.home.test\",command=\"asr\",reason=\"ip_can_loss\",result_code=\"2001\"} 1",
         ] {
             assert!(text.contains(want), "{want} not in\n{text}");
         }

@@ -289,6 +289,9 @@ mod tests {
                 ..Default::default()
             }),
             monitoring_key: None,
+            flow_status: None,
+            af_charging_id: None,
+            af_flows: vec![],
         }
     }
 
@@ -349,6 +352,8 @@ mod tests {
             offline: false,
             features: BTreeMap::new(),
             failures: vec![],
+            charging_id: None,
+            charging_address: None,
             version: 0,
         };
         d.apply(&mut s);

@@ -4,25 +4,34 @@
 
 use crate::config::{Config, EventPolicy, PcrfSection, Role};
 use crate::gx::{self, GxRequest, RequestType};
+use crate::gxx::{self, QosDecision};
 use crate::metrics::Label;
 use crate::policy::{self, Change, Decision, Report, Requested};
-use crate::session::{GxSession, MemorySessions, RuleFailure, SessionStore};
+use crate::rx::{self as rxw, AaRequest, RxError};
+use crate::session::{
+    GxSession, GxxSession, GxxSessionStore, MemoryGxxSessions, MemoryRxSessions, MemorySessions,
+    RuleFailure, RxSession, RxSessionStore, SessionStore,
+};
 use crate::spr::{MemorySpr, QosLimits, RuleDef, StoreError, SubscriberKey, SubscriberStore};
 use diameter_codec::dict::base;
 use diameter_codec::{Message, MessageBuilder, OwnedAvp, ResultCode};
 use diameter_node::node::{IncomingRequest, Node, NodeConfig, NodeEvent, RequestError, handler_fn};
 use diameter_node::peer::{Application, UnknownPeerPolicy};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tracing::Instrument;
 
+mod gxx_side;
+mod rx_side;
+
 /// The node configuration from the `[node]` table, with what a PCRF needs whatever the
-/// table says: Gx advertised as a vendor-specific application of 3GPP (TS 29.212 §5.1)
-/// with Supported-Vendor-Id 10415; unless the table says otherwise, CERs from any host
+/// table says: Gx, Gxx and Rx advertised as vendor-specific applications of 3GPP
+/// (TS 29.212 §5.1, §5a.1, TS 29.214 §5.1) with Supported-Vendor-Id 10415; unless the table says otherwise, CERs from any host
 /// accepted (PCEFs are many) and Product-Name `pcrf`.
 pub fn node_config(cfg: &Config) -> anyhow::Result<NodeConfig> {
     let file = cfg
@@ -41,6 +50,15 @@ pub fn node_config(cfg: &Config) -> anyhow::Result<NodeConfig> {
             ..Application::auth(gx::APPLICATION_ID)
         });
     }
+    // Rx (TS 29.214 §5.1) and Gxx (TS 29.212 §5a.1), vendor-specific like Gx.
+    for app in [rxw::APPLICATION_ID, gxx::APPLICATION_ID] {
+        if !nc.local.applications.iter().any(|a| a.id == app) {
+            nc.local.applications.push(Application {
+                vendor: Some(gx::VENDOR_3GPP),
+                ..Application::auth(app)
+            });
+        }
+    }
     if !nc.local.supported_vendor_ids.contains(&gx::VENDOR_3GPP) {
         nc.local.supported_vendor_ids.push(gx::VENDOR_3GPP);
     }
@@ -57,6 +75,10 @@ struct Shared {
     node: Node,
     spr: Arc<dyn SubscriberStore>,
     sessions: Arc<dyn SessionStore>,
+    rx_sessions: Arc<dyn RxSessionStore>,
+    gxx_sessions: Arc<dyn GxxSessionStore>,
+    /// Itself, for the notifications to AFs that run beside the answer they follow.
+    me: Weak<Self>,
     cfg: PcrfSection,
     policies: Vec<EventPolicy>,
     metrics: Label,
@@ -170,32 +192,70 @@ impl Pcrf {
         .await
     }
 
-    /// As [`Pcrf::start`] on stores of the caller's.
+    /// As [`Pcrf::start`] on stores of the caller's (Rx sessions in memory).
     pub async fn start_with(
         cfg: &Config,
         spr: Arc<dyn SubscriberStore>,
         sessions: Arc<dyn SessionStore>,
     ) -> anyhow::Result<Self> {
+        Self::start_with_stores(
+            cfg,
+            spr,
+            sessions,
+            Arc::new(MemoryRxSessions::new()),
+            Arc::new(MemoryGxxSessions::new()),
+        )
+        .await
+    }
+
+    /// As [`Pcrf::start`] on every store of the caller's.
+    pub async fn start_with_stores(
+        cfg: &Config,
+        spr: Arc<dyn SubscriberStore>,
+        sessions: Arc<dyn SessionStore>,
+        rx_sessions: Arc<dyn RxSessionStore>,
+        gxx_sessions: Arc<dyn GxxSessionStore>,
+    ) -> anyhow::Result<Self> {
         if cfg.pcrf.role == Role::Visited {
             anyhow::bail!("pcrf.role = \"visited\" is not built yet: only the home role runs");
         }
         let node = Node::start(node_config(cfg)?).await?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|me| Shared {
             metrics: Label::new(&cfg.node.origin_host),
             node,
             spr,
             sessions,
+            rx_sessions,
+            gxx_sessions,
+            me: me.clone(),
             cfg: cfg.pcrf.clone(),
             policies: cfg.policies.clone(),
             origin_states: Mutex::new(HashMap::new()),
         });
         shared.metrics.set_sessions(0);
+        shared.metrics.set_rx_sessions(0);
         let h = shared.clone();
         shared.node.register(
             gx::APPLICATION_ID,
             handler_fn(move |req| {
                 let h = h.clone();
                 async move { h.credit_control(req).await }
+            }),
+        );
+        let h = shared.clone();
+        shared.node.register(
+            gxx::APPLICATION_ID,
+            handler_fn(move |req| {
+                let h = h.clone();
+                async move { h.gxx_credit_control(req).await }
+            }),
+        );
+        let h = shared.clone();
+        shared.node.register(
+            rxw::APPLICATION_ID,
+            handler_fn(move |req| {
+                let h = h.clone();
+                async move { h.rx_request(req).await }
             }),
         );
         let weak = Arc::downgrade(&shared);
@@ -215,6 +275,8 @@ impl Pcrf {
                 };
                 let Some(s) = weak.upgrade() else { return };
                 s.pcef_restarted(&peer).await;
+                s.af_restarted(&peer).await;
+                s.bberf_restarted(&peer).await;
             }
         });
         Ok(Self { shared, watcher })
@@ -238,6 +300,21 @@ impl Pcrf {
     /// A live session.
     pub async fn session(&self, session_id: &str) -> Result<Option<GxSession>, StoreError> {
         self.shared.sessions.get(session_id.to_string()).await
+    }
+
+    /// The Rx session store.
+    pub fn rx_sessions(&self) -> &Arc<dyn RxSessionStore> {
+        &self.shared.rx_sessions
+    }
+
+    /// A live Gxx session.
+    pub async fn gxx_session(&self, session_id: &str) -> Result<Option<GxxSession>, StoreError> {
+        self.shared.gxx_sessions.get(session_id.to_string()).await
+    }
+
+    /// A live Rx session.
+    pub async fn rx_session(&self, session_id: &str) -> Result<Option<RxSession>, StoreError> {
+        self.shared.rx_sessions.get(session_id.to_string()).await
     }
 
     /// Pushes a policy change to a live session with a Gx RAR (unsolicited provisioning, TS 29.212 §4.5.2) sent to
@@ -445,6 +522,8 @@ impl Shared {
             offline: false,
             features: features.clone(),
             failures: Vec::new(),
+            charging_id: r.charging_id.as_deref().map(hex_of),
+            charging_address: r.charging_address,
             version: 0,
         };
         decision.apply(&mut session);
@@ -463,6 +542,7 @@ impl Shared {
             online = session.online,
             "Gx session established"
         );
+        self.link_waiting_gxx(&session);
         let mut a = self.answer(req, 2001);
         for f in gx::supported_features(&features) {
             a.push(f);
@@ -554,6 +634,15 @@ impl Shared {
             if r.ue_ip.is_some() {
                 session.ue_ip = r.ue_ip;
             }
+            let new_charging_id = r.charging_id.as_deref().map(hex_of);
+            let charging_changed =
+                new_charging_id.is_some() && new_charging_id != session.charging_id;
+            if charging_changed {
+                session.charging_id = new_charging_id;
+            }
+            if r.charging_address.is_some() {
+                session.charging_address = r.charging_address;
+            }
             let report = Report {
                 events: r.event_triggers.clone(),
                 rat_type: session.rat_type,
@@ -583,6 +672,13 @@ impl Shared {
                 );
             }
             self.log_failures(&r.session_id, &failures);
+            self.notify_rule_reports(&r.session_id, r.rule_reports.clone());
+            if r.event_triggers.iter().any(|&e| e == 2 || e == 7) {
+                self.notify_ip_can_change(&r.session_id, r.rat_type);
+            }
+            if charging_changed {
+                self.notify_charging_correlation(&r.session_id);
+            }
             if !r.event_triggers.is_empty() {
                 let names: Vec<String> = r
                     .event_triggers
@@ -603,6 +699,7 @@ impl Shared {
             }
             self.metrics
                 .installed(decision.install.len(), decision.activate.len(), 0);
+            self.mirror_to_gxx(&r.session_id, QosDecision::of(&decision));
             return (a, 2001);
         }
         tracing::warn!(session = %r.session_id, "session changed under every attempt");
@@ -620,6 +717,7 @@ impl Shared {
                 self.log_failures(&r.session_id, &failures);
                 self.metrics.released("termination", 1);
                 tracing::info!(subscriber = %s.subscriber, "Gx session terminated");
+                self.ip_can_lost(vec![s.session_id.clone()]);
                 (self.answer(req, 2001), 2001)
             }
             Ok(None) => (self.answer(req, 5002), 5002),
@@ -638,6 +736,7 @@ impl Shared {
             if let Ok(n) = self.sessions.count().await {
                 self.metrics.set_sessions(n);
             }
+            self.ip_can_lost(vec![session_id.to_string()]);
         }
         Ok(())
     }
@@ -680,6 +779,7 @@ impl Shared {
                 if let Ok(n) = self.sessions.count().await {
                     self.metrics.set_sessions(n);
                 }
+                self.ip_can_lost(gone.into_iter().map(|s| s.session_id).collect());
             }
             Err(e) => tracing::warn!(%peer, error = %e, "removing a restarted PCEF's sessions"),
         }
@@ -690,11 +790,9 @@ impl Shared {
         session_id: &str,
         change: &PolicyChange,
     ) -> Result<PushOutcome, PushError> {
-        let session = self
-            .sessions
-            .get(session_id.to_string())
-            .await?
-            .ok_or_else(|| PushError::UnknownSession(session_id.to_string()))?;
+        if self.sessions.get(session_id.to_string()).await?.is_none() {
+            return Err(PushError::UnknownSession(session_id.to_string()));
+        }
         let mut install: Vec<RuleDef> = Vec::with_capacity(change.install.len());
         for name in &change.install {
             install.push(
@@ -704,16 +802,40 @@ impl Shared {
                     .ok_or_else(|| PushError::UnknownRule(name.clone()))?,
             );
         }
-        let limits = self.limits_of(&session.subscriber).await;
-        let decision = policy::decide(
-            &session,
-            &[Change {
+        self.gx_change(
+            session_id,
+            Change {
                 install,
                 remove: change.remove.clone(),
                 rating_group: change.rating_group,
-            }],
-            &limits,
-        );
+            },
+            &BTreeSet::new(),
+        )
+        .await
+    }
+
+    /// Sends a Gx RAR (TS 29.212 §4.5.2) carrying `change`, decided on the session as it is
+    /// (capped by the subscriber's limits), with `triggers` added to the session's
+    /// Event-Triggers when it lacks any; records what the RAA accepted and the rule reports
+    /// it carried (and tells the AFs concerned); forgets the session when the PCEF no longer
+    /// knows it.
+    async fn gx_change(
+        &self,
+        session_id: &str,
+        change: Change,
+        triggers: &BTreeSet<i32>,
+    ) -> Result<PushOutcome, PushError> {
+        let session = self
+            .sessions
+            .get(session_id.to_string())
+            .await?
+            .ok_or_else(|| PushError::UnknownSession(session_id.to_string()))?;
+        let limits = self.limits_of(&session.subscriber).await;
+        let mut decision = policy::decide(&session, &[change], &limits);
+        if !triggers.is_subset(&session.event_triggers) {
+            decision.event_triggers =
+                Some(session.event_triggers.union(triggers).copied().collect());
+        }
         let rar = gx::rar(
             self.node.identity(),
             &session.session_id,
@@ -748,6 +870,8 @@ impl Shared {
                     self.log_failures(session_id, &failures);
                     out.failures = failures;
                 }
+                self.notify_rule_reports(session_id, reports.clone());
+                self.mirror_to_gxx(session_id, QosDecision::of(&decision));
                 out.installed = decision.installs();
                 out.removed = decision.remove.len();
                 self.metrics
@@ -776,6 +900,7 @@ impl Shared {
                     self.log_failures(session_id, &failures);
                     out.failures = failures;
                 }
+                self.notify_rule_reports(session_id, reports.clone());
             }
         }
         Ok(out)

@@ -67,6 +67,10 @@ pub struct GxSession {
     pub features: BTreeMap<u32, u32>,
     /// Rule failures the PCEF reported, latest last (bounded).
     pub failures: Vec<RuleFailure>,
+    /// Access-Network-Charging-Identifier-Value last reported, hex.
+    pub charging_id: Option<String>,
+    /// Access-Network-Charging-Address last reported.
+    pub charging_address: Option<IpAddr>,
     /// Bumped by every [`SessionStore::replace`].
     pub version: u64,
 }
@@ -118,6 +122,24 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Live sessions.
     fn count(&self) -> StoreFuture<'_, u64>;
+
+    /// The live session of a UE address (Rx session binding, TS 29.213 §4.2 as TS 29.214
+    /// §4.4.1 asks for it): an IPv4 address exactly, an IPv6 address by its /64 prefix (the
+    /// prefix a UE is given, TS 23.401 §5.3.1.2.2), so an AF's full IPv6 address finds the
+    /// session opened with Framed-IPv6-Prefix. The newest session holding the address wins.
+    fn by_ue_ip(&self, ip: IpAddr) -> StoreFuture<'_, Option<String>>;
+}
+
+/// The binding key of a UE address: IPv4 as is, IPv6 masked to its /64.
+pub fn binding_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(a) => {
+            let mut o = a.octets();
+            o[8..].fill(0);
+            IpAddr::V6(o.into())
+        }
+    }
 }
 
 #[derive(Default)]
@@ -125,6 +147,7 @@ struct Maps {
     sessions: HashMap<String, GxSession>,
     by_pcef: HashMap<String, BTreeSet<String>>,
     by_subscriber: HashMap<String, BTreeSet<String>>,
+    by_ip: HashMap<IpAddr, String>,
 }
 
 impl Maps {
@@ -141,6 +164,22 @@ impl Maps {
             if set.is_empty() {
                 self.by_subscriber.remove(&s.subscriber);
             }
+        }
+        self.unindex_ip(s);
+    }
+
+    fn unindex_ip(&mut self, s: &GxSession) {
+        if let Some(ip) = s.ue_ip {
+            let k = binding_key(ip);
+            if self.by_ip.get(&k) == Some(&s.session_id) {
+                self.by_ip.remove(&k);
+            }
+        }
+    }
+
+    fn index_ip(&mut self, s: &GxSession) {
+        if let Some(ip) = s.ue_ip {
+            self.by_ip.insert(binding_key(ip), s.session_id.clone());
         }
     }
 
@@ -189,6 +228,7 @@ impl SessionStore for MemorySessions {
                 .entry(session.subscriber.clone())
                 .or_default()
                 .insert(session.session_id.clone());
+            m.index_ip(&session);
             m.sessions.insert(session.session_id.clone(), session);
             old
         });
@@ -196,19 +236,26 @@ impl SessionStore for MemorySessions {
     }
 
     fn replace(&self, mut session: GxSession) -> StoreFuture<'_, bool> {
-        let r = self.with(|m| match m.sessions.get_mut(&session.session_id) {
-            // The PCEF and subscriber of a session never change, so neither do its index
-            // entries.
-            Some(cur)
-                if cur.version == session.version
-                    && cur.pcef_host == session.pcef_host
-                    && cur.subscriber == session.subscriber =>
+        let r = self.with(|m| {
+            // The PCEF and subscriber of a session never change, so neither do those index
+            // entries; the UE address may (a CCR-U can report it).
+            let Some(cur) = m.sessions.get(&session.session_id) else {
+                return false;
+            };
+            if cur.version != session.version
+                || cur.pcef_host != session.pcef_host
+                || cur.subscriber != session.subscriber
             {
-                session.version += 1;
-                *cur = session;
-                true
+                return false;
             }
-            _ => false,
+            if cur.ue_ip != session.ue_ip {
+                let cur = cur.clone();
+                m.unindex_ip(&cur);
+                m.index_ip(&session);
+            }
+            session.version += 1;
+            m.sessions.insert(session.session_id.clone(), session);
+            true
         });
         Box::pin(async move { r })
     }
@@ -252,6 +299,410 @@ impl SessionStore for MemorySessions {
         let r = self.with(|m| m.sessions.len() as u64);
         Box::pin(async move { r })
     }
+
+    fn by_ue_ip(&self, ip: IpAddr) -> StoreFuture<'_, Option<String>> {
+        let r = self.with(|m| m.by_ip.get(&binding_key(ip)).cloned());
+        Box::pin(async move { r })
+    }
+}
+
+/// One Media-Sub-Component of an AF session (TS 29.214 §5.3.18): one IP flow, or the
+/// flows of one RTP or RTCP stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubComponent {
+    /// Flow-Number.
+    pub flow_number: u32,
+    /// Flow-Description values, every one the AF sent (TS 29.214 allows two; peers send
+    /// more, and all are honoured).
+    pub descriptions: Vec<String>,
+    /// Flow-Status (TS 29.214 §5.3.11).
+    pub flow_status: Option<i32>,
+    /// Flow-Usage: 0 NO_INFORMATION, 1 RTCP, 2 AF_SIGNALLING.
+    pub flow_usage: Option<i32>,
+    /// Max-Requested-Bandwidth-UL of this flow.
+    pub mbr_ul: Option<u32>,
+    /// Max-Requested-Bandwidth-DL of this flow.
+    pub mbr_dl: Option<u32>,
+}
+
+/// One Media-Component-Description of an AF session (TS 29.214 §5.3.16), as last provided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MediaComponent {
+    /// Media-Component-Number.
+    pub number: u32,
+    /// Media-Type (0 AUDIO, 1 VIDEO, … -1 OTHER).
+    pub media_type: Option<i32>,
+    /// AF-Application-Identifier of the component.
+    pub af_application_id: Option<String>,
+    /// Max-Requested-Bandwidth-UL.
+    pub mbr_ul: Option<u32>,
+    /// Max-Requested-Bandwidth-DL.
+    pub mbr_dl: Option<u32>,
+    /// Min-Requested-Bandwidth-UL.
+    pub min_ul: Option<u32>,
+    /// Min-Requested-Bandwidth-DL.
+    pub min_dl: Option<u32>,
+    /// RR-Bandwidth (RTCP receivers).
+    pub rr: Option<u32>,
+    /// RS-Bandwidth (RTCP senders).
+    pub rs: Option<u32>,
+    /// Flow-Status of the component.
+    pub flow_status: Option<i32>,
+    /// Media-Sub-Components by Flow-Number.
+    pub sub_components: BTreeMap<u32, SubComponent>,
+}
+
+/// One Rx session (an AF session seen from the PCRF, TS 29.214 §4.4), bound to the Gx
+/// session of the UE's address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RxSession {
+    /// Session-Id (the AF's).
+    pub session_id: String,
+    /// The AF's Origin-Host (where RAR and ASR go, as Destination-Host).
+    pub af_host: String,
+    /// The AF's Origin-Realm.
+    pub af_realm: String,
+    /// The Gx session it is bound to; `None` once that IP-CAN session is gone (the AF was
+    /// told and is expected to end the Rx session with STR).
+    pub gx_session: Option<String>,
+    /// The UE address bound on.
+    pub ue_ip: IpAddr,
+    /// The subscriber of the Gx session.
+    pub subscriber: String,
+    /// AF-Application-Identifier at command level.
+    pub af_application_id: Option<String>,
+    /// AF-Charging-Identifier, hex.
+    pub af_charging_id: Option<String>,
+    /// Specific-Action values the AF subscribed to (TS 29.214 §5.3.13).
+    pub specific_actions: BTreeSet<i32>,
+    /// Media components by Media-Component-Number.
+    pub components: BTreeMap<u32, MediaComponent>,
+    /// PCC rules installed over Gx for it: rule name → Media-Component-Number.
+    pub rules: BTreeMap<String, u32>,
+    /// Bumped by every [`RxSessionStore::replace`].
+    pub version: u64,
+}
+
+/// The Rx session store, shaped like [`SessionStore`]: keyed by the AF's Session-Id and
+/// indexed by the Gx session each is bound to (so the loss of an IP-CAN session reaches
+/// every AF session on it). On Redis: a hash per session (`rx:{Session-Id}`) and a set per
+/// Gx session, written together by one script.
+pub trait RxSessionStore: Send + Sync + 'static {
+    /// The session, when it exists.
+    fn get(&self, session_id: String) -> StoreFuture<'_, Option<RxSession>>;
+
+    /// Creates or replaces the session (and its index entry). Returns the one it replaced.
+    fn put(&self, session: RxSession) -> StoreFuture<'_, Option<RxSession>>;
+
+    /// Writes `session` over the stored one if that is still at `session.version`, and
+    /// bumps the version; `false`, nothing written, when it changed meanwhile or is gone.
+    fn replace(&self, session: RxSession) -> StoreFuture<'_, bool>;
+
+    /// Forgets the session.
+    fn remove(&self, session_id: String) -> StoreFuture<'_, Option<RxSession>>;
+
+    /// The AF sessions bound to Gx session `gx_session`.
+    fn by_gx(&self, gx_session: String) -> StoreFuture<'_, Vec<RxSession>>;
+
+    /// Forgets every session of AF `af_host` (compared case-insensitively, RFC 6733
+    /// §4.3.1) and returns them.
+    fn remove_by_af(&self, af_host: String) -> StoreFuture<'_, Vec<RxSession>>;
+
+    /// Every live Session-Id.
+    fn list(&self) -> StoreFuture<'_, Vec<String>>;
+
+    /// Live sessions.
+    fn count(&self) -> StoreFuture<'_, u64>;
+}
+
+#[derive(Default)]
+struct RxMaps {
+    sessions: HashMap<String, RxSession>,
+    by_gx: HashMap<String, BTreeSet<String>>,
+    by_af: HashMap<String, BTreeSet<String>>,
+}
+
+impl RxMaps {
+    fn unindex(&mut self, s: &RxSession) {
+        if let Some(gx) = &s.gx_session
+            && let Some(set) = self.by_gx.get_mut(gx)
+        {
+            set.remove(&s.session_id);
+            if set.is_empty() {
+                self.by_gx.remove(gx);
+            }
+        }
+    }
+
+    fn index(&mut self, s: &RxSession) {
+        if let Some(gx) = &s.gx_session {
+            self.by_gx
+                .entry(gx.clone())
+                .or_default()
+                .insert(s.session_id.clone());
+        }
+    }
+
+    fn remove(&mut self, id: &str) -> Option<RxSession> {
+        let s = self.sessions.remove(id)?;
+        self.unindex(&s);
+        let af = s.af_host.to_ascii_lowercase();
+        if let Some(set) = self.by_af.get_mut(&af) {
+            set.remove(&s.session_id);
+            if set.is_empty() {
+                self.by_af.remove(&af);
+            }
+        }
+        Some(s)
+    }
+}
+
+/// The in-memory default Rx store.
+#[derive(Default)]
+pub struct MemoryRxSessions {
+    maps: Mutex<RxMaps>,
+}
+
+impl MemoryRxSessions {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut RxMaps) -> T) -> Result<T, StoreError> {
+        let mut m = self
+            .maps
+            .lock()
+            .map_err(|_| StoreError("Rx session map poisoned".into()))?;
+        Ok(f(&mut m))
+    }
+}
+
+impl RxSessionStore for MemoryRxSessions {
+    fn get(&self, session_id: String) -> StoreFuture<'_, Option<RxSession>> {
+        let r = self.with(|m| m.sessions.get(&session_id).cloned());
+        Box::pin(async move { r })
+    }
+
+    fn put(&self, session: RxSession) -> StoreFuture<'_, Option<RxSession>> {
+        let r = self.with(|m| {
+            let old = m.remove(&session.session_id);
+            m.index(&session);
+            m.by_af
+                .entry(session.af_host.to_ascii_lowercase())
+                .or_default()
+                .insert(session.session_id.clone());
+            m.sessions.insert(session.session_id.clone(), session);
+            old
+        });
+        Box::pin(async move { r })
+    }
+
+    fn replace(&self, mut session: RxSession) -> StoreFuture<'_, bool> {
+        let r = self.with(|m| {
+            let Some(cur) = m.sessions.get(&session.session_id) else {
+                return false;
+            };
+            // The AF of a session never changes, so neither does that index entry.
+            if cur.version != session.version || cur.af_host != session.af_host {
+                return false;
+            }
+            let cur = cur.clone();
+            m.unindex(&cur);
+            m.index(&session);
+            session.version += 1;
+            m.sessions.insert(session.session_id.clone(), session);
+            true
+        });
+        Box::pin(async move { r })
+    }
+
+    fn remove(&self, session_id: String) -> StoreFuture<'_, Option<RxSession>> {
+        let r = self.with(|m| m.remove(&session_id));
+        Box::pin(async move { r })
+    }
+
+    fn by_gx(&self, gx_session: String) -> StoreFuture<'_, Vec<RxSession>> {
+        let r = self.with(|m| {
+            m.by_gx
+                .get(&gx_session)
+                .map(|ids| {
+                    ids.iter()
+                        .filter_map(|id| m.sessions.get(id).cloned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        Box::pin(async move { r })
+    }
+
+    fn remove_by_af(&self, af_host: String) -> StoreFuture<'_, Vec<RxSession>> {
+        let r = self.with(|m| {
+            let ids = m
+                .by_af
+                .remove(&af_host.to_ascii_lowercase())
+                .unwrap_or_default();
+            ids.iter().filter_map(|id| m.remove(id)).collect()
+        });
+        Box::pin(async move { r })
+    }
+
+    fn list(&self) -> StoreFuture<'_, Vec<String>> {
+        let r = self.with(|m| {
+            let mut v: Vec<String> = m.sessions.keys().cloned().collect();
+            v.sort();
+            v
+        });
+        Box::pin(async move { r })
+    }
+
+    fn count(&self) -> StoreFuture<'_, u64> {
+        let r = self.with(|m| m.sessions.len() as u64);
+        Box::pin(async move { r })
+    }
+}
+
+/// One Gxx session (TS 29.212 chapter 4a): a BBERF's view of an IP-CAN session, linked to
+/// its Gx session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GxxSession {
+    /// Session-Id (the BBERF's).
+    pub session_id: String,
+    /// The BBERF's Origin-Host (where Gxx RARs go).
+    pub bberf_host: String,
+    /// The BBERF's Origin-Realm.
+    pub bberf_realm: String,
+    /// The subscriber (`imsi:…`), when the CCR named a known one.
+    pub subscriber: Option<String>,
+    /// The UE address, when the CCR carried it.
+    pub ue_ip: Option<IpAddr>,
+    /// Called-Station-Id.
+    pub apn: Option<String>,
+    /// The linked Gx session; `None` while linking is deferred (no Gx session yet,
+    /// TS 29.212 §4a.5.1) or after the Gx session ended.
+    pub gx_session: Option<String>,
+    /// QoS rules installed at the BBERF, by name.
+    pub qos_rules: BTreeSet<String>,
+    /// QoS rule failures the BBERF reported, latest last (bounded).
+    pub failures: Vec<RuleFailure>,
+    /// Highest CC-Request-Number handled.
+    pub last_request_number: u32,
+    /// Bumped by every [`GxxSessionStore::replace`].
+    pub version: u64,
+}
+
+/// The Gxx session store, shaped like [`SessionStore`]: keyed by the BBERF's Session-Id,
+/// indexed by the Gx session each is linked to, by the subscriber of those waiting for one,
+/// and by BBERF.
+pub trait GxxSessionStore: Send + Sync + 'static {
+    /// The session, when it exists.
+    fn get(&self, session_id: String) -> StoreFuture<'_, Option<GxxSession>>;
+    /// Creates or replaces the session. Returns the one it replaced.
+    fn put(&self, session: GxxSession) -> StoreFuture<'_, Option<GxxSession>>;
+    /// Writes over the stored session if still at `session.version`; `false` otherwise.
+    fn replace(&self, session: GxxSession) -> StoreFuture<'_, bool>;
+    /// Forgets the session.
+    fn remove(&self, session_id: String) -> StoreFuture<'_, Option<GxxSession>>;
+    /// The Gxx sessions linked to Gx session `gx_session`.
+    fn by_gx(&self, gx_session: String) -> StoreFuture<'_, Vec<GxxSession>>;
+    /// The Gxx sessions of `subscriber` not linked to any Gx session.
+    fn unlinked(&self, subscriber: String) -> StoreFuture<'_, Vec<GxxSession>>;
+    /// Forgets every session of BBERF `bberf_host` (case-insensitive) and returns them.
+    fn remove_by_bberf(&self, bberf_host: String) -> StoreFuture<'_, Vec<GxxSession>>;
+    /// Live sessions.
+    fn count(&self) -> StoreFuture<'_, u64>;
+}
+
+/// The in-memory default Gxx store (a map under one lock; the indexes are derived by
+/// scanning, which is bounded by the sessions held and fine for a BBERF population of an
+/// in-memory store).
+#[derive(Default)]
+pub struct MemoryGxxSessions {
+    sessions: Mutex<HashMap<String, GxxSession>>,
+}
+
+impl MemoryGxxSessions {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut HashMap<String, GxxSession>) -> T,
+    ) -> Result<T, StoreError> {
+        let mut m = self
+            .sessions
+            .lock()
+            .map_err(|_| StoreError("Gxx session map poisoned".into()))?;
+        Ok(f(&mut m))
+    }
+
+    fn select(&self, f: impl Fn(&GxxSession) -> bool) -> Result<Vec<GxxSession>, StoreError> {
+        self.with(|m| {
+            let mut v: Vec<GxxSession> = m.values().filter(|s| f(s)).cloned().collect();
+            v.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+            v
+        })
+    }
+}
+
+impl GxxSessionStore for MemoryGxxSessions {
+    fn get(&self, session_id: String) -> StoreFuture<'_, Option<GxxSession>> {
+        let r = self.with(|m| m.get(&session_id).cloned());
+        Box::pin(async move { r })
+    }
+
+    fn put(&self, session: GxxSession) -> StoreFuture<'_, Option<GxxSession>> {
+        let r = self.with(|m| m.insert(session.session_id.clone(), session));
+        Box::pin(async move { r })
+    }
+
+    fn replace(&self, mut session: GxxSession) -> StoreFuture<'_, bool> {
+        let r = self.with(|m| match m.get_mut(&session.session_id) {
+            Some(cur) if cur.version == session.version => {
+                session.version += 1;
+                *cur = session;
+                true
+            }
+            _ => false,
+        });
+        Box::pin(async move { r })
+    }
+
+    fn remove(&self, session_id: String) -> StoreFuture<'_, Option<GxxSession>> {
+        let r = self.with(|m| m.remove(&session_id));
+        Box::pin(async move { r })
+    }
+
+    fn by_gx(&self, gx_session: String) -> StoreFuture<'_, Vec<GxxSession>> {
+        let r = self.select(|s| s.gx_session.as_deref() == Some(gx_session.as_str()));
+        Box::pin(async move { r })
+    }
+
+    fn unlinked(&self, subscriber: String) -> StoreFuture<'_, Vec<GxxSession>> {
+        let r = self.select(|s| {
+            s.gx_session.is_none() && s.subscriber.as_deref() == Some(subscriber.as_str())
+        });
+        Box::pin(async move { r })
+    }
+
+    fn remove_by_bberf(&self, bberf_host: String) -> StoreFuture<'_, Vec<GxxSession>> {
+        let r = self.with(|m| {
+            let ids: Vec<String> = m
+                .values()
+                .filter(|s| s.bberf_host.eq_ignore_ascii_case(&bberf_host))
+                .map(|s| s.session_id.clone())
+                .collect();
+            ids.iter().filter_map(|id| m.remove(id)).collect()
+        });
+        Box::pin(async move { r })
+    }
+
+    fn count(&self) -> StoreFuture<'_, u64> {
+        let r = self.with(|m| m.len() as u64);
+        Box::pin(async move { r })
+    }
 }
 
 #[cfg(test)]
@@ -277,6 +728,8 @@ mod tests {
             offline: false,
             features: BTreeMap::new(),
             failures: Vec::new(),
+            charging_id: None,
+            charging_address: None,
             version: 0,
         }
     }
@@ -333,5 +786,82 @@ mod tests {
         }
         assert_eq!(s.failures.len(), MAX_FAILURES_KEPT);
         assert_eq!(s.failures[0].name, "r8");
+    }
+
+    fn rx(id: &str, gx: Option<&str>) -> RxSession {
+        RxSession {
+            session_id: id.into(),
+            af_host: "af".into(),
+            af_realm: "r".into(),
+            gx_session: gx.map(str::to_string),
+            ue_ip: "10.0.0.1".parse().unwrap(),
+            subscriber: "imsi:1".into(),
+            af_application_id: None,
+            af_charging_id: None,
+            specific_actions: BTreeSet::new(),
+            components: BTreeMap::new(),
+            rules: BTreeMap::new(),
+            version: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn rx_sessions_are_indexed_by_their_gx_session() {
+        let s = MemoryRxSessions::new();
+        s.put(rx("a", Some("g1"))).await.unwrap();
+        s.put(rx("b", Some("g1"))).await.unwrap();
+        s.put(rx("c", Some("g2"))).await.unwrap();
+        let mut on_g1: Vec<String> = s
+            .by_gx("g1".into())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.session_id)
+            .collect();
+        on_g1.sort();
+        assert_eq!(on_g1, ["a", "b"]);
+        // Unbinding (the IP-CAN session is gone) leaves the session, out of the index.
+        let mut a = s.get("a".into()).await.unwrap().unwrap();
+        a.gx_session = None;
+        assert!(s.replace(a.clone()).await.unwrap());
+        assert!(!s.replace(a).await.unwrap(), "stale version");
+        assert_eq!(s.by_gx("g1".into()).await.unwrap().len(), 1);
+        assert!(s.remove("b".into()).await.unwrap().is_some());
+        assert!(s.by_gx("g1".into()).await.unwrap().is_empty());
+        assert_eq!(s.count().await.unwrap(), 2);
+        assert!(s.maps.lock().unwrap().by_gx.contains_key("g2"));
+        // A restarted AF: all its sessions go at once.
+        let gone = s.remove_by_af("AF".into()).await.unwrap();
+        assert_eq!(gone.len(), 2);
+        assert_eq!(s.count().await.unwrap(), 0);
+        let m = s.maps.lock().unwrap();
+        assert!(m.by_gx.is_empty() && m.by_af.is_empty());
+    }
+
+    #[tokio::test]
+    async fn ue_addresses_bind_ipv4_exactly_and_ipv6_by_prefix() {
+        let s = MemorySessions::new();
+        let mut a = session("a", "p", "imsi:1");
+        a.ue_ip = Some("10.45.0.2".parse().unwrap());
+        s.put(a).await.unwrap();
+        let mut b = session("b", "p", "imsi:2");
+        b.ue_ip = Some("2001:db8:0:1::".parse().unwrap());
+        s.put(b).await.unwrap();
+        let get = |ip: &str| s.by_ue_ip(ip.parse().unwrap());
+        assert_eq!(get("10.45.0.2").await.unwrap().as_deref(), Some("a"));
+        assert_eq!(get("10.45.0.3").await.unwrap(), None);
+        assert_eq!(
+            get("2001:db8:0:1:aaaa::7").await.unwrap().as_deref(),
+            Some("b")
+        );
+        assert_eq!(get("2001:db8:0:2::7").await.unwrap(), None);
+        // The address moves with a replace, and goes with the session.
+        let mut a = s.get("a".into()).await.unwrap().unwrap();
+        a.ue_ip = Some("10.45.0.9".parse().unwrap());
+        assert!(s.replace(a).await.unwrap());
+        assert_eq!(get("10.45.0.2").await.unwrap(), None);
+        assert_eq!(get("10.45.0.9").await.unwrap().as_deref(), Some("a"));
+        s.remove("a".into()).await.unwrap();
+        assert_eq!(get("10.45.0.9").await.unwrap(), None);
     }
 }

@@ -177,6 +177,27 @@ pub struct RuleDef {
     pub qos: Option<RuleQos>,
     /// Monitoring-Key.
     pub monitoring_key: Option<String>,
+    /// Flow-Status (TS 29.212 §5.3.11; gating of a rule derived from an AF session):
+    /// absent means enabled. Not a key of the SPR file.
+    #[serde(skip_deserializing, default)]
+    pub flow_status: Option<i32>,
+    /// AF-Charging-Identifier of the AF session the rule was derived from (TS 29.212
+    /// §5.3.4). Not a key of the SPR file.
+    #[serde(skip_deserializing, default)]
+    pub af_charging_id: Option<String>,
+    /// Flows: the AF's media components and flow numbers the rule serves (TS 29.214
+    /// §5.3.10). Not a key of the SPR file.
+    #[serde(skip_deserializing, default)]
+    pub af_flows: Vec<AfFlows>,
+}
+
+/// One Flows AVP: a media component and some of its flows (none: all of them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AfFlows {
+    /// Media-Component-Number.
+    pub media_component: u32,
+    /// Flow-Number values.
+    pub flow_numbers: Vec<u32>,
 }
 
 /// APN-AMBR in bit/s (TS 29.212 §5.3.39, §5.3.40).

@@ -158,3 +158,66 @@ fn an_independent_gx_client_gets_rules_and_qos_from_the_built_in_pcrf() {
         );
     }
 }
+
+/// An independent PCEF and AF (python-diameter, AAR built with the library's AaRequest and
+/// MediaComponentDescription) against the built-in PCRF: the AF's media installed on the
+/// PCEF by Gx RAR, STR removing it, loss of bearer reported after CCR-T, 5065 without an
+/// IP-CAN session. The PCRF's Rx metrics and capture then show that traffic.
+#[test]
+fn an_independent_af_gets_its_media_installed_on_the_pcef() {
+    let Some(script) = python_diameter_client() else {
+        return;
+    };
+    let (port, mport) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("pcrf-rx.pcapng");
+    let pcrf = spawn(&[
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--metrics",
+        &format!("127.0.0.1:{mport}"),
+        "--capture",
+        capture.to_str().unwrap(),
+        "--no-admin",
+    ]);
+    wait_listening(port);
+    run_python_scenario(&script, port, "rx-pcrf");
+    let m = scrape(mport);
+    for want in [
+        "pcrf_rx_request_total{node=\"pcrf.home.test\",command=\"aar_initial\",result_code=\"2001\"} 2",
+        "pcrf_rx_request_total{node=\"pcrf.home.test\",command=\"aar_initial\",result_code=\"5065\"} 1",
+        "pcrf_rx_request_total{node=\"pcrf.home.test\",command=\"str\",result_code=\"2001\"} 2",
+        "pcrf_rx_notification_total{node=\"pcrf.home.test\",command=\"rar\",reason=\"ip_can_loss\",result_code=\"2001\"} 1",
+        "pcrf_rx_sessions{node=\"pcrf.home.test\"} 0",
+        "pcrf_gx_rar_total{node=\"pcrf.home.test\",result_code=\"2001\"} 3",
+    ] {
+        assert!(m.contains(want), "{want} not in\n{m}");
+    }
+    let status = pcrf.terminate().expect("pcrf stops on SIGTERM");
+    assert!(status.success(), "{status}");
+    // Wireshark reads the Rx and Gx traffic without a malformed packet or expert error, the
+    // AAR's flows in the Gx RAR and the loss of bearer in the Rx RAR.
+    if tshark_available() {
+        let bad = tshark_fields(
+            &capture,
+            "_ws.malformed || _ws.expert.severity >= 0x00800000",
+            &["frame.number", "_ws.expert.message"],
+        );
+        assert!(bad.trim().is_empty(), "tshark objects:\n{bad}");
+        let rar = tshark_fields(
+            &capture,
+            "diameter.cmd.code == 258 && diameter.applicationId == 16777238 && diameter.Charging-Rule-Install",
+            &["diameter.QoS-Class-Identifier", "diameter.Flow-Description"],
+        );
+        assert!(
+            rar.contains("1\tpermit out 17 from 198.51.100.7 40000 to 10.45.0.4 50000"),
+            "{rar}"
+        );
+        let rx = tshark_fields(
+            &capture,
+            "diameter.cmd.code == 258 && diameter.applicationId == 16777236 && diameter.flags.request == 1",
+            &["diameter.Specific-Action", "diameter.Abort-Cause"],
+        );
+        assert_eq!(rx.trim(), "2\t0", "{rx}");
+    }
+}

@@ -410,26 +410,6 @@ fn strictly_valid(m: &diameter_codec::Message) {
     assert!(found.is_empty(), "{found:?}");
 }
 
-/// One HTTP/1.1 request; the whole response.
-async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(
-        format!(
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(T, s.read_to_string(&mut out))
-        .await
-        .expect("HTTP answer in time")
-        .unwrap();
-    out
-}
-
 /// A PCEF behind an agent restarts without a peer event: the Origin-State-Id in its CCRs
 /// (RFC 6733 §8.16) tells. Its older sessions go before the new CCR is handled.
 #[tokio::test]

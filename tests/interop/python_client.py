@@ -7,16 +7,25 @@ bend the flag rules: Product-Name with the M bit in CER, Origin-Host and Origin-
 without it in CCR, RAT-Type with it. Each scenario prints what it saw and exits 0 only when
 every check held.
 
+The `rx-pcrf` scenario plays a PCEF (Gx) and an AF (Rx, a P-CSCF) on two connections
+against the home PCRF: the PCEF opens an IP-CAN session, the AF's AAR (built with the
+library's AaRequest and MediaComponentDescription) gets its media installed on the PCEF by a
+Gx RAR, STR removes it again, a second AF session subscribed to loss of bearer hears of the
+CCR-T with an Rx RAR, and an AAR for an address without IP-CAN session gets 5065.
+
 `mbit` and `reconnect` run against any server that answers CCRs with 2001 (the echo
 server); `gx-pcrf` runs a Gx session against the home PCRF with its demo subscribers and
-checks what the CCAs carry.
+checks what the CCAs carry (also through a proxy-mode DRA in front of it). `gx-redirect`
+runs against a redirect-mode DRA: the CCR-I gets 3006 with a Redirect-Host URI, the client
+follows it to the PCRF (at the URI's port on --host: the PCRF's name does not resolve on a
+test machine), and sends its CCR-T to the PCRF and to the DRA (document 002).
 
 The `gy` scenario is a credit-control session against an OCS: CCR-I asking for units of
 rating group 1, CCR-U reporting Used-Service-Unit, CCR-T; it checks each CCA's content as
 the library decodes it (Result-Code, per-MSCC Result-Code and Granted-Service-Unit,
 CC-Request-Type/Number, Auth-Application-Id 4).
 
-    python_client.py --port P [--host 127.0.0.1] --scenario mbit|reconnect|gx-pcrf|gy [--imsi IMSI]
+    python_client.py --port P [--host 127.0.0.1] --scenario mbit|reconnect|gx-pcrf|gx-redirect|rx-pcrf|gy [--imsi IMSI]
 """
 import argparse
 import socket
@@ -27,11 +36,15 @@ import time
 from diameter.message import Message
 from diameter.message.avp import Avp
 from diameter.message.commands import (
+    AaRequest,
     CapabilitiesExchangeRequest,
     CreditControlRequest,
     DeviceWatchdogAnswer,
+    SessionTerminationRequest,
 )
 from diameter.message.avp.grouped import (
+    MediaComponentDescription,
+    MediaSubComponent,
     RequestedServiceUnit,
     SubscriptionId,
     SupportedFeatures,
@@ -39,6 +52,7 @@ from diameter.message.avp.grouped import (
 )
 from diameter.message.constants import (
     APP_3GPP_GX,
+    APP_3GPP_RX,
     APP_DIAMETER_CREDIT_CONTROL_APPLICATION,
     AVP_PRODUCT_NAME,
     AVP_TGPP_RAT_TYPE,
@@ -64,9 +78,10 @@ def check(what, ok, detail=""):
 class Peer:
     """One TCP connection speaking whole Diameter messages, answering DWRs."""
 
-    def __init__(self, host, port):
+    def __init__(self, host, port, origin_host=ORIGIN_HOST):
         self.sock = socket.create_connection((host, port), timeout=5)
         self.buf = b""
+        self.origin_host = origin_host
 
     def send(self, msg):
         self.sock.sendall(msg if isinstance(msg, bytes) else msg.as_bytes())
@@ -87,7 +102,7 @@ class Peer:
                 dwa.header.hop_by_hop_identifier = msg.header.hop_by_hop_identifier
                 dwa.header.end_to_end_identifier = msg.header.end_to_end_identifier
                 dwa.result_code = 2001
-                dwa.origin_host = ORIGIN_HOST
+                dwa.origin_host = self.origin_host
                 dwa.origin_realm = ORIGIN_REALM
                 self.send(dwa)
                 continue
@@ -102,11 +117,11 @@ class Peer:
         self.sock.close()
 
 
-def cer(origin_state_id, app=APP_3GPP_GX):
+def cer(origin_state_id, app=APP_3GPP_GX, origin_host=ORIGIN_HOST):
     m = CapabilitiesExchangeRequest()
     m.header.hop_by_hop_identifier = 1
     m.header.end_to_end_identifier = 1
-    m.origin_host = ORIGIN_HOST
+    m.origin_host = origin_host
     m.origin_realm = ORIGIN_REALM
     m.host_ip_address = "127.0.0.1"
     m.vendor_id = VENDOR_TGPP
@@ -171,14 +186,24 @@ def has(data, code):
     return any(a.code == code for a in wire_avps(data))
 
 
-def open_peer(args, osi, app=APP_3GPP_GX):
-    p = Peer(args.host, args.port)
-    req = cer(osi, app)
+def open_peer(args, osi, app=APP_3GPP_GX, origin_host=ORIGIN_HOST):
+    p = Peer(args.host, args.port, origin_host)
+    req = cer(osi, app, origin_host)
     check("CER carries Product-Name with the M bit", bool(flags_of(req, AVP_PRODUCT_NAME) & 0x40))
     p.send(req)
     cea = p.recv()
     check("CEA 2001", cea.result_code == 2001, f"Result-Code {cea.result_code}")
+    p.cea = cea
     return p
+
+
+def advertised_apps(cea):
+    """Auth-Application-Id values in the CEA's Vendor-Specific-Application-Ids of 3GPP."""
+    apps = []
+    for v in ietf(wire_avps(cea.wire), 260):
+        if [a.value for a in ietf(v.value, 266)] == [VENDOR_TGPP]:
+            apps += [a.value for a in ietf(v.value, 258)]
+    return apps
 
 
 def ask(p, req, what, app=APP_3GPP_GX):
@@ -369,6 +394,200 @@ def scenario_gx_pcrf(args):
     check("unknown subscriber: no rules", not tgpp(avps, 1001))
 
 
+AF_HOST = b"pcscf.python.test"
+AF_REALM = b"ims.python.test"
+
+
+def aar(session, ip, e2e, actions=()):
+    """An Rx AAR (TS 29.214 §5.6.1) as python-diameter builds it: one audio component with
+    RTP flows both ways to the UE at `ip`."""
+    m = AaRequest()
+    m.header.application_id = APP_3GPP_RX
+    m.header.hop_by_hop_identifier = 0x6000 + e2e
+    m.header.end_to_end_identifier = e2e
+    m.session_id = session
+    m.auth_application_id = APP_3GPP_RX
+    m.origin_host = AF_HOST
+    m.origin_realm = AF_REALM
+    m.destination_realm = b"home.test"
+    m.auth_request_type = 2  # AUTHORIZE_ONLY; the library requires it, Rx ignores it
+    m.framed_ip_address = bytes(ip)
+    ue = ".".join(str(b) for b in ip)
+    m.media_component_description = MediaComponentDescription(
+        media_component_number=1,
+        media_type=0,  # AUDIO
+        max_requested_bandwidth_ul=64000,
+        max_requested_bandwidth_dl=64000,
+        media_sub_component=[MediaSubComponent(
+            flow_number=1,
+            flow_description=[
+                f"permit out 17 from 198.51.100.7 40000 to {ue} 50000".encode(),
+                f"permit in 17 from {ue} 50000 to 198.51.100.7 40000".encode(),
+            ],
+        )],
+    )
+    if actions:
+        m.specific_action = list(actions)
+    return m
+
+
+def rx_str(session, e2e):
+    m = SessionTerminationRequest()
+    m.header.application_id = APP_3GPP_RX
+    m.header.hop_by_hop_identifier = 0x7000 + e2e
+    m.header.end_to_end_identifier = e2e
+    m.session_id = session
+    m.origin_host = AF_HOST
+    m.origin_realm = AF_REALM
+    m.destination_realm = b"home.test"
+    m.auth_application_id = APP_3GPP_RX
+    m.termination_cause = E_TERMINATION_CAUSE_DIAMETER_LOGOUT
+    return m
+
+
+def answer_request(p, req, origin_host, origin_realm, rc=2001):
+    """Answers a request from the server (RAR, ASR) with `rc`, the library's way."""
+    a = req.to_answer()
+    a.session_id = req.session_id
+    a.origin_host = origin_host
+    a.origin_realm = origin_realm
+    a.result_code = rc
+    p.send(a)
+
+
+def expect_request(p, code, app, what):
+    m = p.recv()
+    check(f"{what}: a request {code} of application {app}",
+          m.header.is_request and m.header.command_code == code and m.header.application_id == app,
+          f"command {m.header.command_code}, application {m.header.application_id}")
+    return m
+
+
+def scenario_rx_pcrf(args):
+    osi = int(time.time())
+    pcef = open_peer(args, osi)
+    af = open_peer(args, osi, app=APP_3GPP_RX, origin_host=AF_HOST)
+    apps = advertised_apps(af.cea)
+    check("CEA advertises Gx, Gxx and Rx of 3GPP",
+          all(a in apps for a in (16777238, 16777266, 16777236)), apps)
+    gx_sid = f"pcef.python.test;rx;{int(time.time() * 1000)}"
+    req = gx_request(gx_sid, E_CC_REQUEST_TYPE_INITIAL_REQUEST, 0, 0x5001)
+    req.framed_ip_address = bytes([10, 45, 0, 4])
+    req.called_station_id = "ims"
+    ask(pcef, req, "CCR-I")
+
+    # AAR: the PCRF binds it by UE address and installs the media over Gx before the AAA.
+    rx_sid = f"pcscf.python.test;call;{int(time.time() * 1000)}"
+    af.send(aar(rx_sid, [10, 45, 0, 4], 0x6001))
+    rar = expect_request(pcef, 258, APP_3GPP_GX, "Gx RAR for the AF session")
+    check("Gx RAR on the IP-CAN session", rar.session_id == gx_sid)
+    avps = wire_avps(rar.wire)
+    cri = one(tgpp(avps, 1001), "Charging-Rule-Install")
+    rule_name = None
+    if cri is not None:
+        rule = one(tgpp(cri.value, 1003), "Charging-Rule-Definition")
+        if rule is not None:
+            name = one(tgpp(rule.value, 1005), "Charging-Rule-Name")
+            rule_name = name.value if name is not None else None
+            check("rule named rx-…-1", rule_name is not None and rule_name.startswith(b"rx-")
+                  and rule_name.endswith(b"-1"), rule_name)
+            flows = [(text(one(tgpp(f.value, 507), "Flow-Description").value),
+                      one(tgpp(f.value, 1080), "Flow-Direction").value)
+                     for f in tgpp(rule.value, 1058)]
+            check("both flows, downlink and uplink",
+                  flows == [("permit out 17 from 198.51.100.7 40000 to 10.45.0.4 50000", 1),
+                            ("permit out 17 from 10.45.0.4 50000 to 198.51.100.7 40000", 2)],
+                  flows)
+            qos = one(tgpp(rule.value, 1016), "rule QoS-Information")
+            if qos is not None:
+                qci = one(tgpp(qos.value, 1028), "QCI")
+                check("audio: QCI 1", qci is not None and qci.value == 1, qci and qci.value)
+                gbr = one(tgpp(qos.value, 1026), "Guaranteed-Bitrate-UL")
+                check("GBR UL 64 kbit/s", gbr is not None and gbr.value == 64000, gbr and gbr.value)
+    answer_request(pcef, rar, ORIGIN_HOST, ORIGIN_REALM)
+    aaa = af.recv()
+    check("AAA 2001", aaa.result_code == 2001, f"Result-Code {aaa.result_code}")
+    check("AAA on the AF session", aaa.session_id == rx_sid)
+
+    # STR: the rule is removed over Gx before the STA.
+    af.send(rx_str(rx_sid, 0x7001))
+    rar = expect_request(pcef, 258, APP_3GPP_GX, "Gx RAR for STR")
+    crr = one(tgpp(wire_avps(rar.wire), 1002), "Charging-Rule-Remove")
+    check("the AF session's rule removed",
+          crr is not None and [a.value for a in tgpp(crr.value, 1005)] == [rule_name])
+    answer_request(pcef, rar, ORIGIN_HOST, ORIGIN_REALM)
+    sta = af.recv()
+    check("STA 2001", sta.result_code == 2001, f"Result-Code {sta.result_code}")
+
+    # A second AF session, subscribed to INDICATION_OF_LOSS_OF_BEARER; then CCR-T.
+    rx_sid2 = rx_sid + ";2"
+    af.send(aar(rx_sid2, [10, 45, 0, 4], 0x6002, actions=[2]))
+    rar = expect_request(pcef, 258, APP_3GPP_GX, "Gx RAR for the second AF session")
+    answer_request(pcef, rar, ORIGIN_HOST, ORIGIN_REALM)
+    check("second AAA 2001", af.recv().result_code == 2001)
+    ask(pcef, gx_request(gx_sid, E_CC_REQUEST_TYPE_TERMINATION_REQUEST, 1, 0x5002), "CCR-T")
+    note = expect_request(af, 258, APP_3GPP_RX, "Rx RAR after CCR-T")
+    navps = wire_avps(note.wire)
+    check("Rx RAR on the AF session", note.session_id == rx_sid2)
+    check("Specific-Action INDICATION_OF_LOSS_OF_BEARER",
+          [a.value for a in tgpp(navps, 513)] == [2], [a.value for a in tgpp(navps, 513)])
+    cause = one(tgpp(navps, 500), "Abort-Cause")
+    check("Abort-Cause BEARER_RELEASED", cause is not None and cause.value == 0)
+    answer_request(af, note, AF_HOST, AF_REALM)
+    af.send(rx_str(rx_sid2, 0x7002))
+    check("STA 2001 after the loss", af.recv().result_code == 2001)
+
+    # No IP-CAN session for the address: IP-CAN_SESSION_NOT_AVAILABLE.
+    af.send(aar(rx_sid + ";3", [10, 45, 0, 4], 0x6003))
+    a = af.recv()
+    aavps = wire_avps(a.wire)
+    check("no IP-CAN session: no Result-Code", not ietf(aavps, 268))
+    er = one(ietf(aavps, 297), "Experimental-Result")
+    if er is not None:
+        code = one(ietf(er.value, 298), "Experimental-Result-Code")
+        check("Experimental-Result-Code 5065", code is not None and code.value == 5065,
+              code and code.value)
+
+
+def scenario_gx_redirect(args):
+    dra = open_peer(args, osi=int(time.time()))
+    sid = f"pcef.python.test;redirect;{int(time.time() * 1000)}"
+    req = gx_request(sid, E_CC_REQUEST_TYPE_INITIAL_REQUEST, 0, 0x5001)
+    req.framed_ip_address = bytes([10, 45, 0, 7])
+    req.called_station_id = "internet"
+    req.supported_features = SupportedFeatures(
+        vendor_id=VENDOR_TGPP, feature_list_id=1, feature_list=0b0011)
+    dra.send(req)
+    ans = dra.recv()
+    # RFC 6733 §6.1.7, §6.12-6.14: 3006 with the E bit, Redirect-Host, usage, cache time.
+    check("CCR-I at the DRA: 3006 DIAMETER_REDIRECT_INDICATION", ans.result_code == 3006,
+          f"Result-Code {ans.result_code}")
+    check("CCR-I at the DRA: E bit", bool(ans.header.is_error))
+    avps = wire_avps(ans.wire)
+    rh = one(ietf(avps, 292), "Redirect-Host")
+    check("Redirect-Host-Usage present", bool(ietf(avps, 261)))
+    check("Redirect-Max-Cache-Time present", bool(ietf(avps, 262)))
+    if rh is None:
+        return
+    uri = text(rh.value)
+    check("Redirect-Host names the PCRF", uri.startswith("aaa://pcrf.home.test:"), uri)
+    port = int(uri.split("://", 1)[1].split(";", 1)[0].rsplit(":", 1)[1])
+    pcrf = Peer(args.host, port)
+    pcrf.send(cer(int(time.time())))
+    cea = pcrf.recv()
+    check("CEA from the PCRF 2001", cea.result_code == 2001, f"Result-Code {cea.result_code}")
+    check("the PCRF is pcrf.home.test", text(cea.origin_host) == "pcrf.home.test",
+          cea.origin_host)
+    req.header.hop_by_hop_identifier = 0x6001
+    req.header.end_to_end_identifier = 0x5002
+    ans = ask(pcrf, req, "CCR-I followed to the PCRF")
+    check_initial_cca(ans, req)
+    # Termination to both (document 002): the PCRF ends the session, the DRA marks it.
+    ask(pcrf, gx_request(sid, E_CC_REQUEST_TYPE_TERMINATION_REQUEST, 1, 0x5003), "CCR-T at the PCRF")
+    ans = ask(dra, gx_request(sid, E_CC_REQUEST_TYPE_TERMINATION_REQUEST, 1, 0x5004), "CCR-T at the DRA")
+    check("CCA-T from the DRA itself", text(ans.origin_host) == "dra.home.test", ans.origin_host)
+
+
 def gy_ccr(args, session, request_type, number, mscc):
     """A Gy CCR (RFC 4006 §3.1) with one MSCC built from `mscc`'s keyword arguments."""
     m = CreditControlRequest()
@@ -438,13 +657,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--scenario", choices=["mbit", "reconnect", "gx-pcrf", "gy"], required=True)
+    ap.add_argument(
+        "--scenario",
+        choices=["mbit", "reconnect", "gx-pcrf", "gx-redirect", "rx-pcrf", "gy"],
+        required=True,
+    )
     ap.add_argument("--imsi", default="001010000000001")
     args = ap.parse_args()
     scenarios = {
         "mbit": scenario_mbit,
         "reconnect": scenario_reconnect,
         "gx-pcrf": scenario_gx_pcrf,
+        "rx-pcrf": scenario_rx_pcrf,
+        "gx-redirect": scenario_gx_redirect,
         "gy": scenario_gy,
     }
     try:

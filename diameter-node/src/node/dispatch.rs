@@ -308,7 +308,6 @@ impl Shared {
         let shared = self.arc();
         let node = Node {
             shared: shared.clone(),
-            listen_addrs: Arc::new(Vec::new()),
         };
         let req = IncomingRequest {
             retransmitted: h.flags.is_retransmit(),

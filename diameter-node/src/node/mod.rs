@@ -110,6 +110,8 @@ pub(crate) struct Shared {
     stop_accepting: CancellationToken,
     /// The accept loops, awaited by [`Node::shutdown`] so the ports are free when it returns.
     acceptors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The bound listening addresses, set once they are bound.
+    listen_addrs: std::sync::OnceLock<Vec<SocketAddr>>,
     weak_self: std::sync::Weak<Self>,
 }
 
@@ -117,7 +119,6 @@ pub(crate) struct Shared {
 #[derive(Clone)]
 pub struct Node {
     shared: Arc<Shared>,
-    listen_addrs: Arc<Vec<SocketAddr>>,
 }
 
 impl Node {
@@ -173,6 +174,7 @@ impl Node {
             departed: Mutex::new(FxHashMap::default()),
             stop_accepting: CancellationToken::new(),
             acceptors: Mutex::new(Vec::new()),
+            listen_addrs: std::sync::OnceLock::new(),
             weak_self: weak.clone(),
             cfg,
         });
@@ -187,15 +189,13 @@ impl Node {
             shared.spawn_configured(p);
         }
         tokio::spawn(sweep_loop(Arc::downgrade(&shared)));
-        Ok(Self {
-            shared,
-            listen_addrs: Arc::new(addrs),
-        })
+        let _ = shared.listen_addrs.set(addrs);
+        Ok(Self { shared })
     }
 
     /// The bound listening addresses, in configuration order.
     pub fn listen_addrs(&self) -> &[SocketAddr] {
-        &self.listen_addrs
+        self.shared.listen_addrs.get().map_or(&[], Vec::as_slice)
     }
 
     /// Our Origin-Host and Origin-Realm.

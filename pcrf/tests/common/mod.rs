@@ -2,7 +2,7 @@
 //! diameter-node that sends Gx CCRs and answers the PCRF's RARs.
 #![allow(dead_code)]
 
-use diameter_codec::dict::{base, dcca, gx, nasreq, ts29229};
+use diameter_codec::dict::{base, dcca, gx, nasreq, rx, ts29229};
 use diameter_codec::{AvpRef, Message, MessageBuilder, OwnedAvp, ResultCode};
 use diameter_node::config::{ListenToml, TransportToml};
 use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn, relay_route};
@@ -47,6 +47,9 @@ pub(crate) enum RarReply {
     /// 2001, after sending a CCR-U (number 1) reporting a handover to UTRAN for the same
     /// session and getting its answer: the session changes while the RAR is out.
     RatChangeFirst,
+    /// 2001 with a Charging-Rule-Report for every rule the RAR installs: INACTIVE,
+    /// RESOURCE_ALLOCATION_FAILURE (10).
+    FailRules,
 }
 
 /// A PCEF: a Gx client node connected to the PCRF, keeping the RARs it got.
@@ -92,6 +95,20 @@ impl Pcef {
                     match reply {
                         RarReply::Success => req.answer(ResultCode::DIAMETER_SUCCESS),
                         RarReply::UnknownSession => req.answer(ResultCode(5002)),
+                        RarReply::FailRules => {
+                            let mut a = req.answer(ResultCode::DIAMETER_SUCCESS);
+                            for cri in all(req.msg.avps().flatten(), 1001) {
+                                for d in all(cri.children().flatten(), 1003) {
+                                    let name = child(&d, 1005).unwrap().data.to_vec();
+                                    a.push(gx::CHARGING_RULE_REPORT.with(vec![
+                                        gx::CHARGING_RULE_NAME.with(bytes::Bytes::from(name)),
+                                        gx::PCC_RULE_STATUS.with(gx::PccRuleStatus(1)),
+                                        gx::RULE_FAILURE_CODE.with(gx::RuleFailureCode(10)),
+                                    ]));
+                                }
+                            }
+                            a
+                        }
                         RarReply::RatChangeFirst => {
                             let sid = req.msg.session_id().unwrap_or_default().to_string();
                             let host = req.node.identity().host.clone();
@@ -217,4 +234,322 @@ pub(crate) fn removed(m: &Message) -> Vec<String> {
 /// An AVP to add to a request: Event-Trigger.
 pub(crate) fn event(v: i32) -> OwnedAvp {
     gx::EVENT_TRIGGER.with(gx::EventTrigger(v))
+}
+
+/// Rx.
+pub(crate) const RX: u32 = 16_777_236;
+
+/// How the AF answers the PCRF's RARs and ASRs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum AfReply {
+    /// 2001.
+    Success,
+    /// 5002: the AF no longer knows the session.
+    UnknownSession,
+}
+
+/// An AF (a P-CSCF): an Rx client node connected to the PCRF, keeping the RARs and ASRs it
+/// got.
+pub(crate) struct Af {
+    pub(crate) node: Node,
+    pub(crate) host: String,
+    pub(crate) requests: Arc<Mutex<Vec<Message>>>,
+}
+
+impl Af {
+    /// Connects to the PCRF at `addr` and waits until the connection is open.
+    pub(crate) async fn connect(host: &str, addr: SocketAddr, reply: AfReply) -> Self {
+        Self::connect_with_state(host, addr, reply, None).await
+    }
+
+    /// As [`Af::connect`] with Origin-State-Id `osi`.
+    pub(crate) async fn connect_with_state(
+        host: &str,
+        addr: SocketAddr,
+        reply: AfReply,
+        osi: Option<u32>,
+    ) -> Self {
+        let mut cfg = NodeConfig::new(host, "ims.test");
+        if let Some(o) = osi {
+            cfg.local.origin_state_id = o;
+        }
+        cfg.local.applications.push(Application {
+            vendor: Some(10_415),
+            ..Application::auth(RX)
+        });
+        cfg.local.supported_vendor_ids.push(10_415);
+        let mut p = PeerSpec::connect_tcp(PCRF_HOST, addr);
+        p.timers = Timers {
+            tc: Duration::from_millis(100),
+            ..Timers::default()
+        };
+        cfg.peers.push(p);
+        cfg.routes.push(relay_route(HOME, Some(RX), &[PCRF_HOST]));
+        cfg.request_timeout = T;
+        let node = Node::start(cfg).await.unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let kept = requests.clone();
+        node.register(
+            RX,
+            handler_fn(move |req| {
+                kept.lock().unwrap().push(req.msg.clone());
+                async move {
+                    match reply {
+                        AfReply::Success => req.answer(ResultCode::DIAMETER_SUCCESS),
+                        AfReply::UnknownSession => req.answer(ResultCode(5002)),
+                    }
+                }
+            }),
+        );
+        assert!(
+            node.wait_peer(PCRF_HOST, T).await,
+            "PCRF at {addr} not open"
+        );
+        Self {
+            node,
+            host: host.to_string(),
+            requests,
+        }
+    }
+
+    /// An AAR (TS 29.214 §5.6.1) for UE address `ip` with media components and
+    /// Specific-Action subscriptions.
+    pub(crate) fn aar(
+        &self,
+        session: &str,
+        ip: [u8; 4],
+        components: Vec<OwnedAvp>,
+        actions: &[i32],
+    ) -> MessageBuilder {
+        let mut b = MessageBuilder::request(265, RX, true);
+        b.push(base::SESSION_ID.with(session.to_string()));
+        b.push(base::AUTH_APPLICATION_ID.with(RX));
+        b.push(base::ORIGIN_HOST.with(self.host.clone()));
+        b.push(base::ORIGIN_REALM.with("ims.test"));
+        b.push(base::DESTINATION_REALM.with(HOME));
+        b.push(rx::AF_CHARGING_IDENTIFIER.with(bytes::Bytes::from_static(b"icid-1")));
+        for c in components {
+            b.push(c);
+        }
+        for &a in actions {
+            b.push(rx::SPECIFIC_ACTION.with(rx::SpecificAction(a)));
+        }
+        b.push(nasreq::FRAMED_IP_ADDRESS.with(bytes::Bytes::copy_from_slice(&ip)));
+        b
+    }
+
+    /// An STR (TS 29.214 §5.6.5), Termination-Cause DIAMETER_LOGOUT.
+    pub(crate) fn str_(&self, session: &str) -> MessageBuilder {
+        let mut b = MessageBuilder::request(275, RX, true);
+        b.push(base::SESSION_ID.with(session.to_string()));
+        b.push(base::ORIGIN_HOST.with(self.host.clone()));
+        b.push(base::ORIGIN_REALM.with("ims.test"));
+        b.push(base::DESTINATION_REALM.with(HOME));
+        b.push(base::AUTH_APPLICATION_ID.with(RX));
+        b.push(base::TERMINATION_CAUSE.with(base::TerminationCause::DIAMETER_LOGOUT));
+        b
+    }
+
+    /// Sends a request and returns the answer.
+    pub(crate) async fn send(&self, req: MessageBuilder) -> Message {
+        self.node.request(req).await.expect("answer")
+    }
+
+    /// Waits for the `n`th request from the PCRF (1-based) and returns it.
+    pub(crate) async fn nth_request(&self, n: usize) -> Message {
+        let end = std::time::Instant::now() + T;
+        loop {
+            if let Some(m) = self.requests.lock().unwrap().get(n - 1) {
+                return m.clone();
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "no request number {n} from the PCRF"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// A Media-Sub-Component with these Flow-Descriptions and Flow-Usage.
+pub(crate) fn sub_component(number: u32, descriptions: &[&str], usage: Option<i32>) -> OwnedAvp {
+    let mut v = vec![rx::FLOW_NUMBER.with(number)];
+    for d in descriptions {
+        v.push(rx::FLOW_DESCRIPTION.with(d.to_string()));
+    }
+    if let Some(u) = usage {
+        v.push(rx::FLOW_USAGE.with(rx::FlowUsage(u)));
+    }
+    rx::MEDIA_SUB_COMPONENT.with(v)
+}
+
+/// The audio component of a voice call to UE 10.45.0.2 (RTP and RTCP, 96 kbit/s each way,
+/// RR and RS 2400 bit/s), as a P-CSCF sends it.
+pub(crate) fn audio_component(number: u32) -> OwnedAvp {
+    rx::MEDIA_COMPONENT_DESCRIPTION.with(vec![
+        rx::MEDIA_COMPONENT_NUMBER.with(number),
+        sub_component(
+            1,
+            &[
+                "permit out 17 from 172.20.166.84 to 10.45.0.2 20001",
+                "permit in 17 from 10.45.0.2 to 172.20.166.84 20360",
+            ],
+            None,
+        ),
+        sub_component(
+            2,
+            &[
+                "permit out 17 from 172.20.166.84 to 10.45.0.2 20002",
+                "permit in 17 from 10.45.0.2 to 172.20.166.84 20361",
+            ],
+            Some(1),
+        ),
+        rx::MEDIA_TYPE.with(rx::MediaType::AUDIO),
+        rx::MAX_REQUESTED_BANDWIDTH_UL.with(96_000u32),
+        rx::MAX_REQUESTED_BANDWIDTH_DL.with(96_000u32),
+        rx::RS_BANDWIDTH.with(2_400u32),
+        rx::RR_BANDWIDTH.with(2_400u32),
+    ])
+}
+
+/// The Experimental-Result-Code of an answer (with Vendor-Id 10415 checked).
+pub(crate) fn experimental(m: &Message) -> Option<u32> {
+    let er = m.find(diameter_codec::AvpKey::new(297, 0))?;
+    assert_eq!(u32_of(&child(&er, 266)?), 10_415);
+    Some(u32_of(&child(&er, 298)?))
+}
+
+/// The message satisfies its command's grammar at every depth.
+pub(crate) fn strictly_valid(m: &Message) {
+    use diameter_codec::{Dictionary, ValidateOptions, Validator};
+    let v = Validator::new(Dictionary::embedded(), ValidateOptions::strict()).check(m);
+    let found: Vec<String> = v.findings().map(ToString::to_string).collect();
+    assert!(found.is_empty(), "{found:?}");
+}
+
+/// Waits until `f` holds.
+pub(crate) async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + T;
+    while !f() {
+        assert!(std::time::Instant::now() < end, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// One HTTP/1.1 request; the whole response.
+pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(T, s.read_to_string(&mut out))
+        .await
+        .expect("HTTP answer in time")
+        .unwrap();
+    out
+}
+
+/// Gxx.
+pub(crate) const GXX: u32 = 16_777_266;
+
+/// A BBERF (a serving gateway with PMIP S5/S8): a Gxx client node connected to the PCRF,
+/// keeping the Gxx RARs it got and answering them 2001.
+pub(crate) struct Bberf {
+    pub(crate) node: Node,
+    pub(crate) host: String,
+    pub(crate) rars: Arc<Mutex<Vec<Message>>>,
+}
+
+impl Bberf {
+    /// Connects to the PCRF at `addr` and waits until the connection is open.
+    pub(crate) async fn connect(host: &str, addr: SocketAddr) -> Self {
+        let mut cfg = NodeConfig::new(host, "epc.test");
+        cfg.local.applications.push(Application {
+            vendor: Some(10_415),
+            ..Application::auth(GXX)
+        });
+        cfg.local.supported_vendor_ids.push(10_415);
+        let mut p = PeerSpec::connect_tcp(PCRF_HOST, addr);
+        p.timers = Timers {
+            tc: Duration::from_millis(100),
+            ..Timers::default()
+        };
+        cfg.peers.push(p);
+        cfg.routes.push(relay_route(HOME, Some(GXX), &[PCRF_HOST]));
+        cfg.request_timeout = T;
+        let node = Node::start(cfg).await.unwrap();
+        let rars = Arc::new(Mutex::new(Vec::new()));
+        let kept = rars.clone();
+        node.register(
+            GXX,
+            handler_fn(move |req| {
+                kept.lock().unwrap().push(req.msg.clone());
+                async move { req.answer(ResultCode::DIAMETER_SUCCESS) }
+            }),
+        );
+        assert!(
+            node.wait_peer(PCRF_HOST, T).await,
+            "PCRF at {addr} not open"
+        );
+        Self {
+            node,
+            host: host.to_string(),
+            rars,
+        }
+    }
+
+    /// A Gxx CCR (TS 29.212 §5a.6.2): `kind` 1 initial, 2 update, 3 termination.
+    pub(crate) fn ccr(
+        &self,
+        session: &str,
+        kind: i32,
+        number: u32,
+        imsi: Option<&str>,
+    ) -> MessageBuilder {
+        let mut b = MessageBuilder::request(272, GXX, true);
+        b.push(base::SESSION_ID.with(session.to_string()));
+        b.push(base::AUTH_APPLICATION_ID.with(GXX));
+        b.push(base::ORIGIN_HOST.with(self.host.clone()));
+        b.push(base::ORIGIN_REALM.with("epc.test"));
+        b.push(base::DESTINATION_REALM.with(HOME));
+        b.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType(kind)));
+        b.push(dcca::CC_REQUEST_NUMBER.with(number));
+        if let Some(i) = imsi {
+            b.push(dcca::SUBSCRIPTION_ID.with(vec![
+                dcca::SUBSCRIPTION_ID_TYPE.with(dcca::SubscriptionIdType::END_USER_IMSI),
+                dcca::SUBSCRIPTION_ID_DATA.with(i.to_string()),
+            ]));
+        }
+        b
+    }
+
+    /// Sends a request and returns the answer.
+    pub(crate) async fn send(&self, req: MessageBuilder) -> Message {
+        self.node.request(req).await.expect("answer")
+    }
+}
+
+/// QoS-Rule-Name values of every QoS-Rule-Definition in QoS-Rule-Install.
+pub(crate) fn qos_installed(m: &Message) -> Vec<String> {
+    all(m.avps().flatten(), 1051)
+        .iter()
+        .flat_map(|i| all(i.children().flatten(), 1053))
+        .map(|d| String::from_utf8_lossy(child(&d, 1054).unwrap().data).into_owned())
+        .collect()
+}
+
+/// QoS-Rule-Name values in QoS-Rule-Remove.
+pub(crate) fn qos_removed(m: &Message) -> Vec<String> {
+    all(m.avps().flatten(), 1052)
+        .iter()
+        .flat_map(|r| all(r.children().flatten(), 1054))
+        .map(|n| String::from_utf8_lossy(n.data).into_owned())
+        .collect()
 }

@@ -1,0 +1,209 @@
+//! `dra`: the Diameter Routing Agent (TS 29.213 §7) for Gx, Gxx, Rx and S9.
+//!
+//! ```text
+//! dra                           # redirect-mode home DRA on 127.0.0.1:3868
+//! dra --config proxy.toml       # from a file (dra/examples/*.toml show every key)
+//! dra bindings                  # the bindings of the running DRA
+//! ```
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use diameter_node::config::{ListenToml, TransportToml};
+use dra::config::{Config, StoreKind};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the exit status means.
+const EXIT_STATUS: &str = "Exit status: 0 after a clean stop (SIGINT, SIGTERM) or a listing shown; 1 when it cannot start (the message names the cause: a configuration FILE:LINE:COLUMN and key, a port in use) or the operator endpoint cannot be reached; 2 for a binding or session that does not exist.";
+
+/// Diameter Routing Agent for Gx, Gxx, Rx and S9 (TS 29.213): binds every session of an
+/// IP-CAN session (or UE) to one PCRF, and redirects (3006) or proxies its requests there.
+///
+/// With no options it runs the home DRA of the README: redirect mode on 127.0.0.1:3868,
+/// Origin-Host dra.home.test, realm home.test, one PCRF pcrf.home.test at 127.0.0.1:3869
+/// (start `pcrf` beside it), bindings kept in ./dra-bindings.redb, operator endpoint on
+/// 127.0.0.1:3873. A Gx CCR-I gets 3006 with Redirect-Host
+/// aaa://pcrf.home.test:3869;transport=tcp.
+#[derive(Parser)]
+#[command(
+    version,
+    about,
+    long_about,
+    after_help = EXIT_STATUS,
+    after_long_help = concat!(
+        "Operator endpoint (also `dra bindings`):\n",
+        "  curl 127.0.0.1:3873/bindings\n",
+        "  curl 127.0.0.1:3873/sessions/SESSION-ID\n",
+        "  curl 127.0.0.1:3873/pcrfs\n",
+        "\n",
+        "Exit status: 0 after a clean stop (SIGINT, SIGTERM) or a listing shown; 1 when it cannot start (the message names the cause: a configuration FILE:LINE:COLUMN and key, a port in use) or the operator endpoint cannot be reached; 2 for a binding or session that does not exist."
+    )
+)]
+struct Cli {
+    /// Configuration file (TOML; see dra/examples/home.toml). Unknown keys are errors.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Write every Diameter message sent and received to this pcapng file.
+    #[arg(long)]
+    capture: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (GET /metrics).
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+    /// Listen on this address instead of the configured ones.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Operator endpoint address, instead of [dra] admin (also where `dra bindings` asks).
+    #[arg(long, global = true)]
+    admin: Option<SocketAddr>,
+    /// Binding store file, instead of [store] file.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The mode where no [[mode]] rule matches, instead of [dra] mode.
+    #[arg(long, value_parser = ["redirect", "proxy"])]
+    mode: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Lists the bindings of the running DRA (or one session's), as JSON.
+    Bindings {
+        /// Only the binding of this Session-Id.
+        #[arg(long)]
+        session: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dra: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("dra: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut cfg = match &cli.config {
+        Some(p) => Config::load(p)?,
+        None => Config::demo(),
+    };
+    if let Some(a) = cli.admin {
+        cfg.dra.admin = Some(a);
+    }
+    if let Some(Command::Bindings { session }) = &cli.command {
+        let addr = cfg
+            .dra
+            .admin
+            .ok_or_else(|| anyhow::anyhow!("no operator endpoint: give --admin ADDR"))?;
+        let path = match session {
+            Some(s) => format!("/sessions/{}", s.replace('%', "%25").replace('/', "%2F")),
+            None => "/bindings".to_string(),
+        };
+        let (status, body) = dra::admin::get(addr, &path)
+            .await
+            .with_context(|| format!("operator endpoint {addr}"))?;
+        // A closed pipe (`dra bindings | head`) is not an error worth a panic.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stdout(),
+            "{}",
+            serde_json::to_string_pretty(&body)?
+        );
+        return Ok(match status {
+            200 => ExitCode::SUCCESS,
+            404 => ExitCode::from(2),
+            _ => ExitCode::FAILURE,
+        });
+    }
+    if let Some(l) = cli.listen {
+        cfg.node.listen = vec![ListenToml {
+            addr: l,
+            transport: TransportToml::Tcp,
+            tls: None,
+        }];
+    }
+    if let Some(c) = &cli.capture {
+        cfg.node.capture = Some(c.clone());
+    }
+    if let Some(m) = cli.metrics {
+        cfg.node.metrics = Some(m);
+    }
+    match cli.mode.as_deref() {
+        Some("proxy") => cfg.dra.mode = dra::binding::Mode::Proxy,
+        Some("redirect") => cfg.dra.mode = dra::binding::Mode::Redirect,
+        _ => {}
+    }
+    if let Some(d) = &cli.data {
+        cfg.store.kind = StoreKind::Redb;
+        cfg.store.file = d.clone();
+    }
+    let _metrics = match cfg.node.metrics {
+        Some(addr) => {
+            let h = diameter_node::metrics::install(addr).context("metrics endpoint")?;
+            dra::metrics::describe();
+            Some(h)
+        }
+        None => None,
+    };
+    let server = Arc::new(dra::Dra::start(&cfg).await?);
+    let admin = match cfg.dra.admin {
+        Some(addr) => {
+            let (bound, task) = dra::admin::serve(server.clone(), addr)
+                .await
+                .with_context(|| format!("operator endpoint on {addr}"))?;
+            tracing::info!(%bound, "operator endpoint");
+            Some(task)
+        }
+        None => None,
+    };
+    tracing::info!(
+        origin_host = %cfg.node.origin_host,
+        listen = ?server.listen_addrs(),
+        mode = cfg.dra.mode.as_str(),
+        "dra running"
+    );
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    if let Some(t) = admin {
+        t.abort();
+    }
+    server.shutdown(Duration::from_secs(2)).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        let _ = ctrl_c.await;
+        return;
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,685 @@
+//! The DRA: a Diameter node whose Gx, Gxx, Rx and S9 handlers bind sessions to PCRFs
+//! (TS 29.213 §7) and redirect (§7.4.2) or proxy (§7.4.1) them; terminations mark
+//! sessions and delete entries (document 002); peer events take PCRFs out of selection
+//! and release their bindings.
+
+use crate::binding::{BindRequest, Binding, BoundSession, Interface, MatchBy, Mode, SessionState};
+use crate::config::{BindingScope, Config, Selection, Termination};
+use crate::keys::{self, Kind};
+use crate::metrics::{Label, answered};
+use crate::select::Pcrfs;
+use crate::store::{self, BindingStore, StoreError};
+use diameter_codec::dict::base;
+use diameter_codec::{MessageBuilder, ResultCode};
+use diameter_node::node::{
+    Forward, IncomingRequest, Node, NodeConfig, NodeEvent, Outcome, handler_fn,
+};
+use diameter_node::peer::{Application, UnknownPeerPolicy};
+use diameter_node::routing::RedirectUsage;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// 3GPP's Vendor-Id.
+pub const VENDOR_3GPP: u32 = 10_415;
+/// IP-CAN_SESSION_NOT_AVAILABLE (TS 29.214 §5.5.3), in Experimental-Result.
+pub const IP_CAN_SESSION_NOT_AVAILABLE: u32 = 5065;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The node configuration from `[node]`, with what a DRA needs whatever the table says:
+/// Gx, Gxx, Rx and S9 advertised as vendor-specific applications of 3GPP with
+/// Supported-Vendor-Id 10415, and the Relay application (RFC 6733 §2.4: peers then accept
+/// the requests it forwards, whose Origin-Host is not its own); the PCRFs of `[[dra.pcrf]]`
+/// that have an address as peers; unless the table says otherwise, any client accepted and
+/// Product-Name `dra`.
+pub fn node_config(cfg: &Config) -> anyhow::Result<NodeConfig> {
+    let file = cfg
+        .source
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("(built-in home.toml)"));
+    let mut nc = cfg.node.to_node_config(&file)?;
+    for i in Interface::ALL {
+        if !nc
+            .local
+            .applications
+            .iter()
+            .any(|a| a.id == i.application())
+        {
+            nc.local
+                .applications
+                .push(Application::vendor_auth(VENDOR_3GPP, i.application()));
+        }
+    }
+    if !nc.local.applications.contains(&Application::relay()) {
+        nc.local.applications.push(Application::relay());
+    }
+    if !nc.local.supported_vendor_ids.contains(&VENDOR_3GPP) {
+        nc.local.supported_vendor_ids.push(VENDOR_3GPP);
+    }
+    if cfg.node.unknown_peer.is_none() {
+        nc.local.unknown_peer = UnknownPeerPolicy::Accept;
+    }
+    if cfg.node.product_name.is_none() {
+        nc.local.product_name = "dra".into();
+    }
+    for p in &cfg.dra.pcrf {
+        if let Some(addr) = p.connect
+            && !nc
+                .peers
+                .iter()
+                .any(|q| q.host.eq_ignore_ascii_case(&p.host))
+        {
+            let mut spec = diameter_node::node::PeerSpec::connect_tcp(&p.host, addr);
+            if let Some(t) = &cfg.node.timers {
+                t.apply(&mut spec.timers);
+            }
+            nc.peers.push(spec);
+        }
+    }
+    Ok(nc)
+}
+
+struct Shared {
+    node: Node,
+    store: Arc<dyn BindingStore>,
+    cfg: Config,
+    pcrfs: Pcrfs,
+    metrics: Label,
+    usage: RedirectUsage,
+    cache_time: Duration,
+}
+
+/// A running DRA.
+pub struct Dra {
+    shared: Arc<Shared>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// How requests were handled (the `result` label).
+type Handled = (Outcome, &'static str);
+
+impl Dra {
+    /// Starts the DRA with the store `[store]` names.
+    pub async fn start(cfg: &Config) -> anyhow::Result<Self> {
+        let store = store::open(cfg.store.kind, &cfg.store.file)?;
+        Self::start_with(cfg, store).await
+    }
+
+    /// As [`Dra::start`] on a store of the caller's.
+    pub async fn start_with(cfg: &Config, store: Arc<dyn BindingStore>) -> anyhow::Result<Self> {
+        let node = Node::start(node_config(cfg)?).await?;
+        let shared = Arc::new(Shared {
+            metrics: Label::new(&cfg.node.origin_host),
+            pcrfs: Pcrfs::new(&cfg.dra.pcrf, cfg.dra.selection),
+            usage: cfg
+                .dra
+                .redirect_usage
+                .map_or(RedirectUsage::AllSession, Into::into),
+            cache_time: cfg
+                .dra
+                .redirect_cache_time
+                .unwrap_or(Duration::from_secs(600)),
+            node,
+            store,
+            cfg: cfg.clone(),
+        });
+        shared.refresh().await;
+        for i in Interface::ALL {
+            let s = shared.clone();
+            shared.node.register(
+                i.application(),
+                handler_fn(move |req| {
+                    let s = s.clone();
+                    async move { s.handle(req).await }
+                }),
+            );
+        }
+        let mut tasks = vec![tokio::spawn(watch(
+            Arc::downgrade(&shared),
+            shared.node.events(),
+        ))];
+        if let Some(life) = cfg.dra.binding_lifetime {
+            tasks.push(tokio::spawn(audit(Arc::downgrade(&shared), life)));
+        }
+        tracing::info!(
+            role = ?cfg.dra.role,
+            mode = cfg.dra.mode.as_str(),
+            pcrfs = cfg.dra.pcrf.len(),
+            "dra started"
+        );
+        Ok(Self { shared, tasks })
+    }
+
+    /// The Diameter node.
+    pub fn node(&self) -> &Node {
+        &self.shared.node
+    }
+
+    /// The Diameter listening addresses.
+    pub fn listen_addrs(&self) -> &[SocketAddr] {
+        self.shared.node.listen_addrs()
+    }
+
+    /// The binding store.
+    pub fn store(&self) -> &Arc<dyn BindingStore> {
+        &self.shared.store
+    }
+
+    /// The PCRFs and what is measured of them.
+    pub fn pcrfs(&self) -> &Pcrfs {
+        &self.shared.pcrfs
+    }
+
+    /// The configuration it runs.
+    pub fn config(&self) -> &Config {
+        &self.shared.cfg
+    }
+
+    /// Whether a PCRF is selectable now.
+    pub fn is_healthy(&self, host: &str) -> bool {
+        self.shared
+            .pcrfs
+            .get(host)
+            .is_some_and(|p| !p.is_down() && self.shared.node.is_peer_available(&p.host))
+    }
+
+    /// Stops the event watcher and the audit first (a shutdown's peer events must not
+    /// release durable bindings), then the node.
+    pub async fn shutdown(&self, timeout: Duration) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.shared.node.shutdown(timeout).await;
+    }
+}
+
+impl Drop for Dra {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Peer events: a PCRF down leaves selection and its bindings are released; up, it comes
+/// back; a PCRF or client that restarted (RFC 6733 §8.16) lost its sessions.
+async fn watch(
+    weak: std::sync::Weak<Shared>,
+    mut events: tokio::sync::broadcast::Receiver<NodeEvent>,
+) {
+    loop {
+        let e = match events.recv().await {
+            Ok(e) => e,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "peer events missed");
+                continue;
+            }
+            Err(_) => return,
+        };
+        let Some(s) = weak.upgrade() else { return };
+        match e {
+            NodeEvent::PeerUp { peer, .. } if s.pcrfs.set_down(&peer, false) => {
+                tracing::info!(%peer, "PCRF up: in selection");
+            }
+            NodeEvent::PeerDown { peer, reason } if s.pcrfs.set_down(&peer, true) => {
+                tracing::warn!(%peer, ?reason, "PCRF down: out of selection");
+                s.release_pcrf(&peer, "pcrf_down").await;
+            }
+            NodeEvent::PeerRestarted { peer, .. } => {
+                if s.pcrfs.contains(&peer) {
+                    s.release_pcrf(&peer, "pcrf_restart").await;
+                } else {
+                    match s.store.release_client(peer.clone()).await {
+                        Ok(n) => {
+                            tracing::info!(%peer, sessions = n, "client restarted: its sessions released")
+                        }
+                        Err(e) => {
+                            tracing::warn!(%peer, error = %e, "releasing a restarted client's sessions")
+                        }
+                    }
+                    s.refresh().await;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The age-out audit: entries unchanged for `life` are deleted (a termination lost).
+async fn audit(weak: std::sync::Weak<Shared>, life: Duration) {
+    let every = (life / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(s) = weak.upgrade() else { return };
+        let cutoff = now_ms().saturating_sub(life.as_millis() as u64);
+        match s.store.expire(cutoff).await {
+            Ok(gone) if !gone.is_empty() => {
+                tracing::info!(bindings = gone.len(), "bindings aged out");
+                s.released("aged_out", &gone);
+                s.refresh().await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "binding audit"),
+        }
+    }
+}
+
+/// Whether a relayed answer is a success (Result-Code 2xxx, RFC 6733 §7.1.2). The answer
+/// as edited holds its integers as typed values or as raw payloads.
+fn is_success(a: &MessageBuilder) -> bool {
+    let rc = a
+        .find(base::RESULT_CODE.key())
+        .and_then(|avp| match &avp.value {
+            diameter_codec::AvpValue::U32(v) => Some(*v),
+            diameter_codec::AvpValue::Bytes(b) => {
+                <[u8; 4]>::try_from(b.as_ref()).ok().map(u32::from_be_bytes)
+            }
+            _ => None,
+        });
+    rc.is_some_and(|rc| (2000..3000).contains(&rc))
+}
+
+impl Shared {
+    async fn refresh(&self) {
+        if let Ok(s) = self.store.stats().await {
+            self.metrics.set_stats(s);
+        }
+    }
+
+    fn released(&self, reason: &'static str, gone: &[Binding]) {
+        let now = now_ms();
+        self.metrics.released(
+            reason,
+            gone.iter()
+                .map(|b| now.saturating_sub(b.created_ms) as f64 / 1000.0),
+        );
+    }
+
+    async fn release_pcrf(&self, pcrf: &str, reason: &'static str) {
+        match self.store.release_pcrf(pcrf.to_string()).await {
+            Ok(gone) => {
+                tracing::info!(
+                    pcrf,
+                    bindings = gone.len(),
+                    reason,
+                    "bindings of a PCRF released"
+                );
+                self.released(reason, &gone);
+            }
+            Err(e) => tracing::warn!(pcrf, error = %e, "releasing a PCRF's bindings"),
+        }
+        self.refresh().await;
+    }
+
+    /// 5012 DIAMETER_UNABLE_TO_COMPLY when the store fails (RFC 6733 §7.1.5).
+    fn store_failed(&self, req: &IncomingRequest, e: &StoreError) -> Handled {
+        tracing::error!(error = %e, "binding store failed");
+        let mut a = req.answer(ResultCode(5012));
+        a.push(base::ERROR_MESSAGE.with("binding store unavailable"));
+        (a.into(), answered(5012))
+    }
+
+    fn answer(req: &IncomingRequest, rc: u32, why: &str) -> Handled {
+        let mut a = req.answer(ResultCode(rc));
+        if !why.is_empty() {
+            a.push(base::ERROR_MESSAGE.with(why.to_string()));
+        }
+        (a.into(), answered(rc))
+    }
+
+    async fn handle(self: Arc<Self>, req: IncomingRequest) -> Outcome {
+        let h = *req.msg.header();
+        let Some(iface) = Interface::from_application(h.application_id) else {
+            return req
+                .answer(ResultCode::DIAMETER_APPLICATION_UNSUPPORTED)
+                .into();
+        };
+        let Some(sid) = req.msg.session_id().map(str::to_string) else {
+            // RFC 6733 §8.8: every request of these applications has a Session-Id.
+            return Self::answer(&req, 5005, "no Session-Id").0;
+        };
+        if self.pcrfs.contains(&req.peer) {
+            let (o, result) = self.pcrf_initiated(&req, &sid).await;
+            self.metrics
+                .request(iface, "pcrf_initiated", Mode::Proxy, result);
+            return o;
+        }
+        let realm = req
+            .msg
+            .get(base::DESTINATION_REALM)
+            .and_then(Result::ok)
+            .unwrap_or(&req.node.identity().realm)
+            .to_string();
+        let mode = self.cfg.mode_for(&realm, h.application_id);
+        let bound = match self.store.by_session(sid.clone()).await {
+            Ok(b) => b,
+            Err(e) => return self.store_failed(&req, &e).0,
+        };
+        let Some(kind) = keys::kind_of(&req.msg, iface, bound.is_some()) else {
+            return Self::answer(&req, 5005, "no CC-Request-Type").0;
+        };
+        let label = keys::kind_label(&kind);
+        let span = tracing::debug_span!("dra", session = %sid, client = %req.peer, kind = label, mode = mode.as_str());
+        let decided = async {
+            match kind {
+                Kind::Establish => self.establish(&req, iface, mode, &sid).await,
+                Kind::Update => self.update(&req, mode, bound.as_ref(), Vec::new()),
+                Kind::Terminate { also } => {
+                    let mut ids = vec![sid.clone()];
+                    ids.extend(also);
+                    self.terminate(&req, mode, bound.as_ref(), ids).await
+                }
+                Kind::SubsessionEnd { ended } => {
+                    // The S9 session goes on; its client sessions end (document 002, claim 13).
+                    if mode == Mode::Redirect {
+                        self.mark(ended).await;
+                        self.update(&req, mode, bound.as_ref(), Vec::new())
+                    } else {
+                        self.update(&req, mode, bound.as_ref(), ended)
+                    }
+                }
+            }
+        };
+        let (outcome, result) = tracing::Instrument::instrument(decided, span).await;
+        self.metrics.request(iface, label, mode, result);
+        self.refresh().await;
+        outcome
+    }
+
+    /// A PCRF-initiated request (RAR, ASR, an Rx RAR) in proxy mode: to the client of the
+    /// session, found by its binding (29.213 §7.4.1), else by Destination-Host.
+    async fn pcrf_initiated(&self, req: &IncomingRequest, sid: &str) -> Handled {
+        let client = match self.store.by_session(sid.to_string()).await {
+            Ok(b) => b.and_then(|b| {
+                b.sessions
+                    .into_iter()
+                    .find(|s| s.session_id == sid)
+                    .map(|s| s.client)
+            }),
+            Err(e) => return self.store_failed(req, &e),
+        };
+        let to = client.or_else(|| {
+            req.msg
+                .get(base::DESTINATION_HOST)
+                .and_then(Result::ok)
+                .map(str::to_string)
+        });
+        match to {
+            Some(c) => (Forward::to(c).into(), "proxied"),
+            None => Self::answer(req, 3002, "no binding for the session"),
+        }
+    }
+
+    /// An answer with Experimental-Result (RFC 6733 §7.6) of 3GPP.
+    fn experimental(req: &IncomingRequest, code: u32, why: &str) -> Handled {
+        let mut a = MessageBuilder::answer_to(&req.msg, req.node.identity());
+        a.push(base::EXPERIMENTAL_RESULT.with(vec![
+            base::VENDOR_ID.with(VENDOR_3GPP),
+            base::EXPERIMENTAL_RESULT_CODE.with(code),
+        ]));
+        a.push(base::ERROR_MESSAGE.with(why.to_string()));
+        a.copy_required_from(&req.msg, req.node.dictionary());
+        (a.into(), answered(code))
+    }
+
+    /// A session starts: Gx, Gxx and S9 bind by UE identity (and APN and address per
+    /// IP-CAN session; S9 per UE, 29.213 §7.3.2 "one S9 session per UE"); Rx follows the
+    /// binding of its UE address.
+    async fn establish(
+        self: &Arc<Self>,
+        req: &IncomingRequest,
+        iface: Interface,
+        mode: Mode,
+        sid: &str,
+    ) -> Handled {
+        let key = keys::ue_key(&req.msg);
+        let now = now_ms();
+        let session = BoundSession {
+            session_id: sid.to_string(),
+            interface: iface,
+            client: req.peer.clone(),
+            mode,
+            state: SessionState::Active,
+        };
+        let binding = if iface == Interface::Rx {
+            if key.ipv4.is_none() && key.ipv6.is_none() {
+                // The AAR has no UE address to find the IP-CAN session by (29.214 §4.4.1).
+                let (mut o, r) =
+                    Self::answer(req, 5005, "no Framed-IP-Address or Framed-IPv6-Prefix");
+                if let Outcome::Answer(a) = &mut o {
+                    a.push(keys::missing_framed_ip());
+                }
+                return (o, r);
+            }
+            let found = match self.store.find_by_address(key.clone()).await {
+                Ok(b) => b,
+                Err(e) => return self.store_failed(req, &e),
+            };
+            let Some(found) = found else {
+                // TS 29.214 §5.5.3: no IP-CAN session for the UE address.
+                return Self::experimental(
+                    req,
+                    IP_CAN_SESSION_NOT_AVAILABLE,
+                    "no IP-CAN session bound for the UE address",
+                );
+            };
+            match self.store.attach(found.id, session, now).await {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    return Self::experimental(
+                        req,
+                        IP_CAN_SESSION_NOT_AVAILABLE,
+                        "the IP-CAN session ended",
+                    );
+                }
+                Err(e) => return self.store_failed(req, &e),
+            }
+        } else {
+            let Some(ue) = key.ue.clone() else {
+                let (mut o, r) =
+                    Self::answer(req, 5005, "no Subscription-Id to bind the session by");
+                if let Outcome::Answer(a) = &mut o {
+                    a.push(keys::missing_subscription_id());
+                }
+                return (o, r);
+            };
+            let by = if iface == Interface::S9 || self.cfg.dra.binding == BindingScope::Ue {
+                MatchBy::Ue
+            } else {
+                MatchBy::IpCanSession
+            };
+            // An existing entry keeps its PCRF; a new one gets a healthy PCRF.
+            let existing = match self.store.find(key.clone(), by).await {
+                Ok(b) => b,
+                Err(e) => return self.store_failed(req, &e),
+            };
+            let pcrf = match existing {
+                Some(b) => b.pcrf,
+                None => {
+                    let counts: std::collections::HashMap<String, usize> =
+                        if self.cfg.dra.selection == Selection::LeastLoaded {
+                            let mut m = std::collections::HashMap::new();
+                            for p in self.pcrfs.all() {
+                                let n = self.store.per_pcrf(p.host.clone()).await.unwrap_or(0);
+                                m.insert(p.host.to_ascii_lowercase(), n);
+                            }
+                            m
+                        } else {
+                            Default::default()
+                        };
+                    let node = &self.node;
+                    match self.pcrfs.select(
+                        &ue,
+                        |h| node.is_peer_available(h),
+                        |h| counts.get(&h.to_ascii_lowercase()).copied().unwrap_or(0),
+                    ) {
+                        Some(p) => p.host.clone(),
+                        None => return Self::answer(req, 3002, "no PCRF available"),
+                    }
+                }
+            };
+            match self
+                .store
+                .bind(BindRequest {
+                    key,
+                    by,
+                    pcrf,
+                    session,
+                    now_ms: now,
+                })
+                .await
+            {
+                Ok(b) => b,
+                Err(e) => return self.store_failed(req, &e),
+            }
+        };
+        tracing::info!(binding = %binding.id, pcrf = %binding.pcrf, interface = iface.as_str(), "session bound");
+        self.route(req, mode, &binding.pcrf, Some(sid.to_string()), Vec::new())
+    }
+
+    /// Where a request of a bound session goes: redirected or forwarded to its PCRF. In
+    /// proxy mode a failed establishment (`release`) takes its session off the binding.
+    fn route(
+        self: &Arc<Self>,
+        req: &IncomingRequest,
+        mode: Mode,
+        pcrf: &str,
+        release: Option<String>,
+        marks: Vec<String>,
+    ) -> Handled {
+        match mode {
+            Mode::Redirect => {
+                let uri = self
+                    .pcrfs
+                    .get(pcrf)
+                    .map_or_else(|| format!("aaa://{pcrf}"), |p| p.uri.clone());
+                (
+                    req.redirect([uri], self.usage, self.cache_time),
+                    "redirected",
+                )
+            }
+            Mode::Proxy => {
+                let mut f = Forward::to(pcrf);
+                let in_flight = self.pcrfs.in_flight(pcrf);
+                if release.is_some()
+                    || !marks.is_empty()
+                    || self.cfg.dra.selection == Selection::LeastLoaded
+                {
+                    let me = self.clone();
+                    f = f.edit_answer(move |a| {
+                        if let Some(i) = &in_flight {
+                            i.answered();
+                        }
+                        if !marks.is_empty() {
+                            // Proxy mode: the sessions are marked when the answer comes
+                            // back (document 002, embodiments 7–9).
+                            let me = me.clone();
+                            tokio::spawn(async move { me.mark(marks).await });
+                        }
+                        if let Some(sid) = release
+                            && !is_success(a) {
+                                tokio::spawn(async move {
+                                    if let Ok(Some(_)) = me.store.release_session(sid.clone()).await {
+                                        tracing::info!(session = %sid, "establishment refused: session unbound");
+                                    }
+                                    me.refresh().await;
+                                });
+                            }
+                    });
+                }
+                (f.into(), "proxied")
+            }
+        }
+    }
+
+    /// A request of a session: to its PCRF; a session the DRA does not know goes to the
+    /// PCRF its Destination-Host names, else gets 5002 DIAMETER_UNKNOWN_SESSION_ID (RFC 6733
+    /// §7.1.5).
+    fn update(
+        self: &Arc<Self>,
+        req: &IncomingRequest,
+        mode: Mode,
+        bound: Option<&Binding>,
+        marks: Vec<String>,
+    ) -> Handled {
+        let pcrf = bound
+            .map(|b| b.pcrf.clone())
+            .or_else(|| self.named_pcrf(req));
+        match pcrf {
+            Some(p) => self.route(req, mode, &p, None, marks),
+            None => Self::answer(req, 5002, "no binding for the session"),
+        }
+    }
+
+    fn named_pcrf(&self, req: &IncomingRequest) -> Option<String> {
+        req.msg
+            .get(base::DESTINATION_HOST)
+            .and_then(Result::ok)
+            .filter(|h| self.pcrfs.contains(h))
+            .map(str::to_string)
+    }
+
+    /// Marks sessions terminated (document 002 step 2) and deletes entries left with none
+    /// active (step 4).
+    async fn mark(&self, ids: Vec<String>) {
+        match self.store.terminate(ids, now_ms()).await {
+            Ok(done) => {
+                for t in &done {
+                    if let Some(s) = t
+                        .binding
+                        .sessions
+                        .iter()
+                        .find(|s| s.session_id == t.session_id)
+                    {
+                        self.metrics.terminated(s.interface);
+                    }
+                    if t.deleted {
+                        tracing::info!(binding = %t.binding.id, "binding deleted: every session terminated");
+                        self.released("terminated", std::slice::from_ref(&t.binding));
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "marking sessions terminated"),
+        }
+        self.refresh().await;
+    }
+
+    /// CCR-T, STR (and an S9 CCR-T with the client Session-Ids it ends).
+    async fn terminate(
+        self: &Arc<Self>,
+        req: &IncomingRequest,
+        mode: Mode,
+        bound: Option<&Binding>,
+        ids: Vec<String>,
+    ) -> Handled {
+        match mode {
+            Mode::Redirect => {
+                self.mark(ids).await;
+                let Some(b) = bound else {
+                    // An unknown Session-Id is answered, not ignored.
+                    return Self::answer(req, 5002, "no binding for the session");
+                };
+                match self.cfg.dra.termination {
+                    Termination::Ack => Self::answer(req, 2001, ""),
+                    Termination::Redirect => self.route(req, mode, &b.pcrf, None, Vec::new()),
+                }
+            }
+            Mode::Proxy => {
+                let pcrf = bound
+                    .map(|b| b.pcrf.clone())
+                    .or_else(|| self.named_pcrf(req));
+                let Some(pcrf) = pcrf else {
+                    self.mark(ids).await;
+                    return Self::answer(req, 5002, "no binding for the session");
+                };
+                self.route(req, mode, &pcrf, None, ids)
+            }
+        }
+    }
+}
