@@ -16,12 +16,10 @@
 
 use crate::model::{Account, UnitKind};
 use crate::store::{AccountChange, ChargingStore};
-use bytes::Bytes;
 use diameter_node::node::Node;
-use http_body_util::{BodyExt, Full};
+use diameter_service::admin::{Reply, query_param, reply};
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, Request, StatusCode};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -56,24 +54,6 @@ pub fn account_json(a: &Account) -> serde_json::Value {
     })
 }
 
-fn reply(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string() + "\n")));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
-    query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
 /// The unit a top-up goes to when none is named.
 pub fn default_unit(a: &Account) -> UnitKind {
     if a.balances.contains_key(&UnitKind::Money) {
@@ -88,7 +68,7 @@ pub fn default_unit(a: &Account) -> UnitKind {
 }
 
 impl AdminHandle {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(&self, req: Request<Incoming>) -> Reply {
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -150,7 +130,7 @@ impl AdminHandle {
         }
     }
 
-    async fn modify(&self, key: &str, change: AccountChange) -> Response<Full<Bytes>> {
+    async fn modify(&self, key: &str, change: AccountChange) -> Reply {
         match crate::server::modify_and_reauthorise(&self.store, &self.node, key, change).await {
             Ok(Some((a, sessions))) => {
                 let mut j = account_json(&a);
@@ -178,55 +158,13 @@ impl AdminHandle {
         self,
         addr: SocketAddr,
     ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let local = listener.local_addr()?;
-        let task = tokio::spawn(async move {
-            loop {
-                let stream = match listener.accept().await {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        // Out of descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "operator endpoint: accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let me = self.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let me = me.clone();
-                        async move { Ok::<_, std::convert::Infallible>(me.handle(req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        Ok((local, task))
+        diameter_service::admin::serve(addr, move |req| {
+            let me = self.clone();
+            async move { me.handle(req).await }
+        })
+        .await
     }
 }
 
 /// A request to a running OCS's endpoint: returns the status and the JSON body.
-pub async fn call(
-    addr: SocketAddr,
-    method: Method,
-    path_and_query: &str,
-) -> anyhow::Result<(u16, serde_json::Value)> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let req = Request::builder()
-        .method(method)
-        .uri(path_and_query)
-        .header(hyper::header::HOST, addr.to_string())
-        .body(Full::new(Bytes::new()))?;
-    let resp = sender.send_request(req).await?;
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await?.to_bytes();
-    let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-    Ok((status, json))
-}
+pub use diameter_service::admin::call;

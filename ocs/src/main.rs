@@ -109,31 +109,7 @@ enum AccountAction {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ocs: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("ocs: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    diameter_service::run_main("ocs", Cli::parse, run)
 }
 
 fn load(cli: &Cli) -> anyhow::Result<Config> {
@@ -181,55 +157,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen = ?server.listen_addrs(),
             "ocs running (visited role)"
         );
-        shutdown_signal().await;
-        tracing::info!("stopping");
+        diameter_service::until_stopped(None).await;
         server.shutdown(Duration::from_secs(2)).await;
         return Ok(ExitCode::SUCCESS);
     }
     let server = ocs::Ocs::start(&cfg).await?;
-    let _admin = match cfg.ocs.admin {
-        Some(addr) => {
-            let (bound, task) = server
-                .admin()
-                .serve(addr)
-                .await
-                .with_context(|| format!("operator endpoint on {addr}"))?;
-            tracing::info!(%bound, "operator endpoint");
-            Some(task)
-        }
-        None => None,
-    };
+    let admin =
+        diameter_service::start_admin(cfg.ocs.admin, |addr| server.admin().serve(addr)).await?;
     tracing::info!(
         origin_host = %cfg.node.origin_host,
         listen = ?server.listen_addrs(),
         data = %cfg.store.path.display(),
         "ocs running"
     );
-    shutdown_signal().await;
-    tracing::info!("stopping");
+    diameter_service::until_stopped(admin).await;
     server.shutdown(Duration::from_secs(2)).await;
     Ok(ExitCode::SUCCESS)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            let _ = ctrl_c.await;
-            return;
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }
 
 async fn account(cli: &Cli, cfg: &Config, action: &AccountAction) -> anyhow::Result<ExitCode> {

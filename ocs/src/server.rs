@@ -4,51 +4,33 @@
 use crate::config::Config;
 use crate::engine::{Policy, rc};
 use crate::gy;
-use crate::model::{Account, UnitKind, UnixMillis};
+use crate::model::{Account, UnitKind};
 use crate::store::redb::{RedbOptions, RedbStore};
 use crate::store::{AccountChange, ChargingStore, SessionRef, StoreError};
 use diameter_codec::ResultCode;
 use diameter_codec::dict::base;
 use diameter_node::node::{IncomingRequest, Node, NodeConfig, NodeEvent, handler_fn};
-use diameter_node::peer::{Application, UnknownPeerPolicy};
+use diameter_node::peer::Application;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Wall-clock milliseconds now.
-pub fn now_ms() -> UnixMillis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use diameter_service::now_ms;
 
 /// The node configuration from the `[node]` table, with what an OCS needs whatever the
 /// table says: Credit-Control (application 4) advertised; unless the table says otherwise,
 /// CERs from any host accepted (PCEFs are many) and Product-Name `ocs`.
 pub fn node_config(cfg: &Config) -> anyhow::Result<NodeConfig> {
-    let file = cfg
-        .source
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("(built-in demo configuration)"));
-    let mut nc = cfg.node.to_node_config(&file)?;
-    if !nc
-        .local
-        .applications
-        .iter()
-        .any(|a| a.id == gy::APPLICATION_ID)
-    {
-        nc.local
-            .applications
-            .push(Application::auth(gy::APPLICATION_ID));
-    }
-    if cfg.node.unknown_peer.is_none() {
-        nc.local.unknown_peer = UnknownPeerPolicy::Accept;
-    }
-    if cfg.node.product_name.is_none() {
-        nc.local.product_name = "ocs".into();
-    }
-    Ok(nc)
+    diameter_service::node_config(
+        &cfg.node,
+        cfg.source.as_deref(),
+        diameter_service::ServerNode {
+            product_name: "ocs",
+            builtin: "(built-in demo configuration)",
+            applications: &[Application::auth(gy::APPLICATION_ID)],
+        },
+    )
 }
 
 struct Shared {
