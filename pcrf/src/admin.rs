@@ -23,54 +23,14 @@
 //! no authentication: bind it to loopback or a management network.
 
 use crate::server::{Pcrf, PolicyChange, PushError};
-use bytes::Bytes;
-use http_body_util::Full;
+use diameter_service::admin::{Reply, percent_decode, query_param, reply};
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, Request, StatusCode};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-fn reply(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string() + "\n")));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-/// `%XX` sequences decoded (invalid ones are kept as they are).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
-    query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
 fn list(query: &str, name: &str) -> Vec<String> {
-    param(query, name)
+    query_param(query, name)
         .map(|v| {
             v.split(',')
                 .filter(|s| !s.is_empty())
@@ -81,7 +41,7 @@ fn list(query: &str, name: &str) -> Vec<String> {
 }
 
 fn change_of(query: &str) -> Result<PolicyChange, String> {
-    let rating_group = match param(query, "rating_group") {
+    let rating_group = match query_param(query, "rating_group") {
         Some(v) => Some(
             v.parse()
                 .map_err(|_| format!("rating_group `{v}` is not a number"))?,
@@ -95,7 +55,7 @@ fn change_of(query: &str) -> Result<PolicyChange, String> {
     })
 }
 
-fn push_error(e: &PushError) -> Response<Full<Bytes>> {
+fn push_error(e: &PushError) -> Reply {
     let status = match e {
         PushError::UnknownSession(_) | PushError::UnknownRule(_) => StatusCode::NOT_FOUND,
         PushError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -104,7 +64,7 @@ fn push_error(e: &PushError) -> Response<Full<Bytes>> {
     reply(status, serde_json::json!({ "error": e.to_string() }))
 }
 
-async fn route(pcrf: &Pcrf, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(pcrf: &Pcrf, req: &Request<Incoming>) -> Reply {
     let query = req.uri().query().unwrap_or("");
     let parts: Vec<&str> = req
         .uri()
@@ -173,7 +133,7 @@ async fn route(pcrf: &Pcrf, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 Ok(c) => c,
                 Err(m) => return reply(StatusCode::BAD_REQUEST, serde_json::json!({ "error": m })),
             };
-            let subsession = match param(query, "subsession").map(str::parse::<u32>) {
+            let subsession = match query_param(query, "subsession").map(str::parse::<u32>) {
                 None => None,
                 Some(Ok(n)) => Some(n),
                 Some(Err(_)) => {
@@ -189,10 +149,10 @@ async fn route(pcrf: &Pcrf, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             }
         }
         (&Method::POST, ["s9-sessions", id, "release"]) => {
-            let cause = param(query, "cause")
+            let cause = query_param(query, "cause")
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(0);
-            let subsession = param(query, "subsession").and_then(|n| n.parse().ok());
+            let subsession = query_param(query, "subsession").and_then(|n| n.parse().ok());
             match pcrf
                 .release_s9(&percent_decode(id), subsession, cause)
                 .await
@@ -212,7 +172,7 @@ async fn route(pcrf: &Pcrf, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             }
         }
         (&Method::POST, ["sessions", id, "release"]) => {
-            let cause = param(query, "cause")
+            let cause = query_param(query, "cause")
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(0);
             match pcrf.release(&percent_decode(id), cause).await {
@@ -242,29 +202,11 @@ pub async fn serve(
     pcrf: Arc<Pcrf>,
     addr: SocketAddr,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let pcrf = pcrf.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let pcrf = pcrf.clone();
-                    async move { Ok::<_, std::convert::Infallible>(route(&pcrf, &req).await) }
-                });
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await
-                {
-                    tracing::debug!(error = %e, "operator endpoint connection");
-                }
-            });
-        }
-    });
-    Ok((bound, task))
+    diameter_service::admin::serve(addr, move |req: Request<Incoming>| {
+        let pcrf = pcrf.clone();
+        async move { route(&pcrf, &req).await }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@
 //! pcrf --config home.toml       # from a file (pcrf/examples/home.toml shows every key)
 //! ```
 
-use anyhow::Context;
 use clap::Parser;
 use diameter_node::config::{ListenToml, TransportToml};
 use pcrf::config::Config;
@@ -77,34 +76,10 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("pcrf: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("pcrf: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    diameter_service::run_main("pcrf", Cli::parse, run)
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut cfg = match &cli.config {
         Some(p) => Config::load(p)?,
         None => Config::demo(),
@@ -128,49 +103,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.no_admin {
         cfg.pcrf.admin = None;
     }
-    let _metrics = match cfg.node.metrics {
-        Some(addr) => {
-            let h = diameter_node::metrics::install(addr).context("metrics endpoint")?;
-            pcrf::metrics::describe();
-            Some(h)
-        }
-        None => None,
-    };
+    let _metrics = diameter_service::install_metrics(cfg.node.metrics, pcrf::metrics::describe)?;
     let server = Arc::new(pcrf::Pcrf::start(&cfg).await?);
-    let _admin = match cfg.pcrf.admin {
-        Some(addr) => {
-            let (bound, task) = pcrf::admin::serve(server.clone(), addr)
-                .await
-                .with_context(|| format!("operator endpoint on {addr}"))?;
-            tracing::info!(%bound, "operator endpoint");
-            Some(task)
-        }
-        None => None,
-    };
+    let admin = diameter_service::start_admin(cfg.pcrf.admin, |addr| {
+        pcrf::admin::serve(server.clone(), addr)
+    })
+    .await?;
     tracing::info!(
         origin_host = %cfg.node.origin_host,
         listen = ?server.listen_addrs(),
         subscribers = cfg.spr_data.subscribers.len(),
         "pcrf running"
     );
-    shutdown_signal().await;
-    tracing::info!("stopping");
-    if let Some(t) = _admin {
-        t.abort();
-    }
+    diameter_service::until_stopped(admin).await;
     server.shutdown(Duration::from_secs(2)).await;
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
-        let _ = ctrl_c.await;
-        return;
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -18,11 +18,10 @@ use crate::spr::{MemorySpr, QosLimits, RuleDef, StoreError, SubscriberKey, Subsc
 use diameter_codec::dict::base;
 use diameter_codec::{Message, MessageBuilder, OwnedAvp, ResultCode};
 use diameter_node::node::{IncomingRequest, Node, NodeConfig, NodeEvent, RequestError, handler_fn};
-use diameter_node::peer::{Application, UnknownPeerPolicy};
+use diameter_node::peer::Application;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -37,42 +36,23 @@ mod s9_side;
 /// (TS 29.212 §5.1, §5a.1, TS 29.214 §5.1) with Supported-Vendor-Id 10415; unless the table says otherwise, CERs from any host
 /// accepted (PCEFs are many) and Product-Name `pcrf`.
 pub fn node_config(cfg: &Config) -> anyhow::Result<NodeConfig> {
-    let file = cfg
-        .source
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("(built-in home.toml)"));
-    let mut nc = cfg.node.to_node_config(&file)?;
-    if !nc
-        .local
-        .applications
-        .iter()
-        .any(|a| a.id == gx::APPLICATION_ID)
-    {
-        nc.local.applications.push(Application {
-            vendor: Some(gx::VENDOR_3GPP),
-            ..Application::auth(gx::APPLICATION_ID)
-        });
-    }
-    // Rx (TS 29.214 §5.1), Gxx (TS 29.212 §5a.1) and S9 (TS 29.215 §5.1), vendor-specific
-    // like Gx.
-    for app in [rxw::APPLICATION_ID, gxx::APPLICATION_ID, s9::APPLICATION_ID] {
-        if !nc.local.applications.iter().any(|a| a.id == app) {
-            nc.local.applications.push(Application {
-                vendor: Some(gx::VENDOR_3GPP),
-                ..Application::auth(app)
-            });
-        }
-    }
-    if !nc.local.supported_vendor_ids.contains(&gx::VENDOR_3GPP) {
-        nc.local.supported_vendor_ids.push(gx::VENDOR_3GPP);
-    }
-    if cfg.node.unknown_peer.is_none() {
-        nc.local.unknown_peer = UnknownPeerPolicy::Accept;
-    }
-    if cfg.node.product_name.is_none() {
-        nc.local.product_name = "pcrf".into();
-    }
-    Ok(nc)
+    // Gx (TS 29.212 §5.1), Rx (TS 29.214 §5.1), Gxx (TS 29.212 §5a.1) and S9 (TS 29.215
+    // §5.1): vendor-specific applications of 3GPP.
+    let app = |id| Application::vendor_auth(gx::VENDOR_3GPP, id);
+    diameter_service::node_config(
+        &cfg.node,
+        cfg.source.as_deref(),
+        diameter_service::ServerNode {
+            product_name: "pcrf",
+            builtin: "(built-in home.toml)",
+            applications: &[
+                app(gx::APPLICATION_ID),
+                app(rxw::APPLICATION_ID),
+                app(gxx::APPLICATION_ID),
+                app(s9::APPLICATION_ID),
+            ],
+        },
+    )
 }
 
 struct Shared {
