@@ -9,54 +9,24 @@
 //! management network.
 
 use crate::server::Dra;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use diameter_service::admin::{Reply, reply};
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, Request, StatusCode};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-fn reply(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string() + "\n")));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
 /// `%XX` sequences decoded (invalid ones kept as they are).
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+pub use diameter_service::admin::percent_decode;
 
-fn failed(e: impl std::fmt::Display) -> Response<Full<Bytes>> {
+fn failed(e: impl std::fmt::Display) -> Reply {
     reply(
         StatusCode::INTERNAL_SERVER_ERROR,
         json!({ "error": e.to_string() }),
     )
 }
 
-async fn route(dra: &Dra, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(dra: &Dra, req: &Request<Incoming>) -> Reply {
     let parts: Vec<&str> = req
         .uri()
         .path()
@@ -121,53 +91,16 @@ pub async fn serve(
     dra: Arc<Dra>,
     addr: SocketAddr,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        loop {
-            let stream = match listener.accept().await {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "operator endpoint: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let dra = dra.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let dra = dra.clone();
-                    async move { Ok::<_, std::convert::Infallible>(route(&dra, &req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    Ok((bound, task))
+    diameter_service::admin::serve(addr, move |req: Request<Incoming>| {
+        let dra = dra.clone();
+        async move { route(&dra, &req).await }
+    })
+    .await
 }
 
 /// A GET to a running DRA's endpoint: the status and the JSON body.
 pub async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let req = Request::builder()
-        .method(Method::GET)
-        .uri(path)
-        .header(hyper::header::HOST, addr.to_string())
-        .body(Full::new(Bytes::new()))?;
-    let resp = sender.send_request(req).await?;
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await?.to_bytes();
-    Ok((
-        status,
-        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-    ))
+    diameter_service::admin::call(addr, Method::GET, path).await
 }
 
 #[cfg(test)]

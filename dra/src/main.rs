@@ -79,31 +79,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("dra: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("dra: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    diameter_service::run_main("dra", Cli::parse, run)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -161,49 +137,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         cfg.store.kind = StoreKind::Redb;
         cfg.store.file = d.clone();
     }
-    let _metrics = match cfg.node.metrics {
-        Some(addr) => {
-            let h = diameter_node::metrics::install(addr).context("metrics endpoint")?;
-            dra::metrics::describe();
-            Some(h)
-        }
-        None => None,
-    };
+    let _metrics = diameter_service::install_metrics(cfg.node.metrics, dra::metrics::describe)?;
     let server = Arc::new(dra::Dra::start(&cfg).await?);
-    let admin = match cfg.dra.admin {
-        Some(addr) => {
-            let (bound, task) = dra::admin::serve(server.clone(), addr)
-                .await
-                .with_context(|| format!("operator endpoint on {addr}"))?;
-            tracing::info!(%bound, "operator endpoint");
-            Some(task)
-        }
-        None => None,
-    };
+    let admin = diameter_service::start_admin(cfg.dra.admin, |addr| {
+        dra::admin::serve(server.clone(), addr)
+    })
+    .await?;
     tracing::info!(
         origin_host = %cfg.node.origin_host,
         listen = ?server.listen_addrs(),
         mode = cfg.dra.mode.as_str(),
         "dra running"
     );
-    shutdown_signal().await;
-    tracing::info!("stopping");
-    if let Some(t) = admin {
-        t.abort();
-    }
+    diameter_service::until_stopped(admin).await;
     server.shutdown(Duration::from_secs(2)).await;
     Ok(ExitCode::SUCCESS)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
-        let _ = ctrl_c.await;
-        return;
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
 }
