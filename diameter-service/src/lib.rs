@@ -7,15 +7,17 @@
 //!   around SIGINT/SIGTERM ([`shutdown_signal`]);
 //! - [`node_config`]: the [`NodeConfig`] of the `[node]` table with what a server needs
 //!   whatever the table says;
+//! - [`NodeFlags`]: the `--capture`, `--metrics` and `--listen` options over `[node]`;
+//! - [`next_event`]: the node's peer events, lagging logged and skipped;
 //! - [`now_ms`]: wall-clock milliseconds;
 //! - [`admin`]: the small HTTP/1.1 JSON server and client of the operator endpoints.
 
 pub mod admin;
 
 use anyhow::Context as _;
-use diameter_node::config::NodeToml;
+use diameter_node::config::{ListenToml, NodeToml, TransportToml};
 use diameter_node::metrics::MetricsHandle;
-use diameter_node::node::NodeConfig;
+use diameter_node::node::{NodeConfig, NodeEvent};
 use diameter_node::peer::{Application, UnknownPeerPolicy};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -119,6 +121,57 @@ pub async fn until_stopped(admin: Option<JoinHandle<()>>) {
     tracing::info!("stopping");
     if let Some(t) = admin {
         t.abort();
+    }
+}
+
+/// The command-line options every server has over its `[node]` table (flatten them into
+/// the server's `Cli`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct NodeFlags {
+    /// Write every Diameter message sent and received to this pcapng file.
+    #[arg(long)]
+    pub capture: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (GET /metrics).
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
+    /// Listen on this address instead of the configured ones.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+}
+
+impl NodeFlags {
+    /// The options given, over the table: `--listen` replaces the listen list with one TCP
+    /// address.
+    pub fn apply(&self, node: &mut NodeToml) {
+        if let Some(l) = self.listen {
+            node.listen = vec![ListenToml {
+                addr: l,
+                transport: TransportToml::Tcp,
+                tls: None,
+            }];
+        }
+        if let Some(c) = &self.capture {
+            node.capture = Some(c.clone());
+        }
+        if let Some(m) = self.metrics {
+            node.metrics = Some(m);
+        }
+    }
+}
+
+/// The next of the node's events, `None` once the node is gone. Events missed because the
+/// receiver lagged are logged (`peer events missed`) and skipped.
+pub async fn next_event(
+    events: &mut tokio::sync::broadcast::Receiver<NodeEvent>,
+) -> Option<NodeEvent> {
+    loop {
+        match events.recv().await {
+            Ok(e) => return Some(e),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "peer events missed");
+            }
+            Err(_) => return None,
+        }
     }
 }
 

@@ -8,7 +8,6 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use diameter_node::config::{ListenToml, TransportToml};
 use dra::config::{Config, StoreKind};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,15 +45,8 @@ struct Cli {
     /// Configuration file (TOML; see dra/examples/home.toml). Unknown keys are errors.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
-    /// Write every Diameter message sent and received to this pcapng file.
-    #[arg(long)]
-    capture: Option<PathBuf>,
-    /// Serve Prometheus metrics on this address (GET /metrics).
-    #[arg(long)]
-    metrics: Option<SocketAddr>,
-    /// Listen on this address instead of the configured ones.
-    #[arg(long)]
-    listen: Option<SocketAddr>,
+    #[command(flatten)]
+    node: diameter_service::NodeFlags,
     /// Operator endpoint address, instead of [dra] admin (also where `dra bindings` asks).
     #[arg(long, global = true)]
     admin: Option<SocketAddr>,
@@ -115,19 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             _ => ExitCode::FAILURE,
         });
     }
-    if let Some(l) = cli.listen {
-        cfg.node.listen = vec![ListenToml {
-            addr: l,
-            transport: TransportToml::Tcp,
-            tls: None,
-        }];
-    }
-    if let Some(c) = &cli.capture {
-        cfg.node.capture = Some(c.clone());
-    }
-    if let Some(m) = cli.metrics {
-        cfg.node.metrics = Some(m);
-    }
+    cli.node.apply(&mut cfg.node);
     match cli.mode.as_deref() {
         Some("proxy") => cfg.dra.mode = dra::binding::Mode::Proxy,
         Some("redirect") => cfg.dra.mode = dra::binding::Mode::Redirect,

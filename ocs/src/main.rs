@@ -11,7 +11,6 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use diameter_node::config::{ListenToml, TransportToml};
 use hyper::Method;
 use ocs::admin::{account_json, call, default_unit};
 use ocs::config::Config;
@@ -47,15 +46,8 @@ struct Cli {
     /// The data file, instead of [store] path.
     #[arg(long, global = true)]
     data: Option<PathBuf>,
-    /// Write every Diameter message sent and received to this pcapng file.
-    #[arg(long)]
-    capture: Option<PathBuf>,
-    /// Serve Prometheus metrics on this address (GET /metrics).
-    #[arg(long)]
-    metrics: Option<SocketAddr>,
-    /// Listen on this address instead of the configured ones.
-    #[arg(long)]
-    listen: Option<SocketAddr>,
+    #[command(flatten)]
+    node: diameter_service::NodeFlags,
     /// Operator endpoint address, instead of [ocs] admin.
     #[arg(long, global = true)]
     admin: Option<SocketAddr>,
@@ -131,19 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(Command::Account { action }) = &cli.command {
         return account(&cli, &cfg, action).await;
     }
-    if let Some(l) = cli.listen {
-        cfg.node.listen = vec![ListenToml {
-            addr: l,
-            transport: TransportToml::Tcp,
-            tls: None,
-        }];
-    }
-    if let Some(c) = &cli.capture {
-        cfg.node.capture = Some(c.clone());
-    }
-    if let Some(m) = cli.metrics {
-        cfg.node.metrics = Some(m);
-    }
+    cli.node.apply(&mut cfg.node);
     let _metrics = match cfg.node.metrics {
         Some(addr) => Some(ocs::metrics::install(addr).context("metrics endpoint")?),
         None => None,

@@ -6,7 +6,6 @@
 //! ```
 
 use clap::Parser;
-use diameter_node::config::{ListenToml, TransportToml};
 use pcrf::config::Config;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -58,15 +57,8 @@ struct Cli {
     /// Configuration file (TOML; see pcrf/examples/home.toml). Unknown keys are errors.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Write every Diameter message sent and received to this pcapng file.
-    #[arg(long)]
-    capture: Option<PathBuf>,
-    /// Serve Prometheus metrics on this address (GET /metrics).
-    #[arg(long)]
-    metrics: Option<SocketAddr>,
-    /// Listen on this address instead of the configured ones.
-    #[arg(long)]
-    listen: Option<SocketAddr>,
+    #[command(flatten)]
+    node: diameter_service::NodeFlags,
     /// Operator endpoint address, instead of [pcrf] admin.
     #[arg(long)]
     admin: Option<SocketAddr>,
@@ -84,19 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(p) => Config::load(p)?,
         None => Config::demo(),
     };
-    if let Some(l) = cli.listen {
-        cfg.node.listen = vec![ListenToml {
-            addr: l,
-            transport: TransportToml::Tcp,
-            tls: None,
-        }];
-    }
-    if let Some(c) = &cli.capture {
-        cfg.node.capture = Some(c.clone());
-    }
-    if let Some(m) = cli.metrics {
-        cfg.node.metrics = Some(m);
-    }
+    cli.node.apply(&mut cfg.node);
     if let Some(a) = cli.admin {
         cfg.pcrf.admin = Some(a);
     }

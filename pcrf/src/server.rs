@@ -283,13 +283,8 @@ impl Pcrf {
         let mut events = shared.node.events();
         let watcher = tokio::spawn(async move {
             loop {
-                let e = match events.recv().await {
-                    Ok(e) => e,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "peer events missed");
-                        continue;
-                    }
-                    Err(_) => return,
+                let Some(e) = diameter_service::next_event(&mut events).await else {
+                    return;
                 };
                 let NodeEvent::PeerRestarted { peer, .. } = e else {
                     continue;
