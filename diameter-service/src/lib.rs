@@ -144,11 +144,7 @@ impl NodeFlags {
     /// address.
     pub fn apply(&self, node: &mut NodeToml) {
         if let Some(l) = self.listen {
-            node.listen = vec![ListenToml {
-                addr: l,
-                transport: TransportToml::Tcp,
-                tls: None,
-            }];
+            node.listen = tcp_listen(l);
         }
         if let Some(c) = &self.capture {
             node.capture = Some(c.clone());
@@ -157,6 +153,16 @@ impl NodeFlags {
             node.metrics = Some(m);
         }
     }
+}
+
+/// A `[node]` listen list of one TCP address (`127.0.0.1:0` in tests: a free loopback
+/// port).
+pub fn tcp_listen(addr: SocketAddr) -> Vec<ListenToml> {
+    vec![ListenToml {
+        addr,
+        transport: TransportToml::Tcp,
+        tls: None,
+    }]
 }
 
 /// The next of the node's events, `None` once the node is gone. Events missed because the

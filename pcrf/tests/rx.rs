@@ -466,11 +466,7 @@ async fn eventually_rules_empty(p: &pcrf::Pcrf, sid: &str) {
 #[tokio::test]
 async fn an_asr_only_configuration_sends_asr_to_subscribed_afs_too() {
     let mut cfg = pcrf::Config::demo();
-    cfg.node.listen = vec![diameter_node::config::ListenToml {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        transport: diameter_node::config::TransportToml::Tcp,
-        tls: None,
-    }];
+    cfg.node.listen = diameter_service::tcp_listen("127.0.0.1:0".parse().unwrap());
     cfg.pcrf.admin = None;
     cfg.pcrf.rx.ip_can_loss = pcrf::config::IpCanLoss::Asr;
     let p = pcrf::Pcrf::start(&cfg).await.unwrap();

@@ -12,7 +12,6 @@ mod harness;
 use common::*;
 use diameter_codec::dict::{base, dcca, gx, nasreq, roaming, s9, ts29229};
 use diameter_codec::{AvpRef, Message, MessageBuilder, OwnedAvp, ResultCode};
-use diameter_node::config::{ListenToml, TransportToml};
 use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn, relay_route};
 use diameter_node::peer::{Application, Timers};
 use pcrf::rx::rule_name;
@@ -38,11 +37,7 @@ async fn home_pcrf_capturing(host: &str, capture: Option<std::path::PathBuf>) ->
     let mut cfg = Config::demo();
     cfg.node.capture = capture;
     cfg.node.origin_host = host.to_string();
-    cfg.node.listen = vec![ListenToml {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        transport: TransportToml::Tcp,
-        tls: None,
-    }];
+    cfg.node.listen = diameter_service::tcp_listen("127.0.0.1:0".parse().unwrap());
     cfg.pcrf.admin = None;
     cfg.pcrf.charging.secondary_ocs = Some("aaa://ocs2.home.test:3870;transport=tcp".into());
     Pcrf::start(&cfg).await.unwrap()

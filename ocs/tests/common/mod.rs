@@ -4,7 +4,6 @@
 
 use diameter_codec::dict::{base, dcca};
 use diameter_codec::{AvpRef, Message};
-use diameter_node::config::{ListenToml, TransportToml};
 use diameter_node::node::{Node, NodeConfig, PeerSpec, relay_route};
 use diameter_node::peer::{Application, Timers};
 use ocs::config::Config;
@@ -40,11 +39,7 @@ pub(crate) fn free_addr() -> SocketAddr {
 /// The demo configuration on a free port with its data file in `dir`.
 pub(crate) fn test_config(dir: &Path) -> Config {
     let mut cfg = Config::demo();
-    cfg.node.listen = vec![ListenToml {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        transport: TransportToml::Tcp,
-        tls: None,
-    }];
+    cfg.node.listen = diameter_service::tcp_listen("127.0.0.1:0".parse().unwrap());
     cfg.store.path = dir.join("ocs.redb");
     cfg.ocs.admin = None;
     cfg

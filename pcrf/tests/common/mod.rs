@@ -4,7 +4,6 @@
 
 use diameter_codec::dict::{base, dcca, gx, nasreq, rx, ts29229};
 use diameter_codec::{AvpRef, Message, MessageBuilder, OwnedAvp, ResultCode};
-use diameter_node::config::{ListenToml, TransportToml};
 use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn, relay_route};
 use diameter_node::peer::{Application, Timers};
 use pcrf::{Config, Pcrf};
@@ -28,11 +27,7 @@ pub(crate) const T: Duration = Duration::from_secs(5);
 /// The built-in home PCRF on a free loopback port, without the operator endpoint.
 pub(crate) async fn pcrf() -> Pcrf {
     let mut cfg = Config::demo();
-    cfg.node.listen = vec![ListenToml {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        transport: TransportToml::Tcp,
-        tls: None,
-    }];
+    cfg.node.listen = diameter_service::tcp_listen("127.0.0.1:0".parse().unwrap());
     cfg.pcrf.admin = None;
     Pcrf::start(&cfg).await.unwrap()
 }
