@@ -706,6 +706,29 @@ impl Index {
         self.delete_all(&ids)
     }
 
+    /// Entries unchanged since before `cutoff_ms`, oldest first, at most `limit` (the
+    /// session-status audit's candidates).
+    pub fn idle(&self, cutoff_ms: u64, limit: usize) -> Vec<Binding> {
+        let mut v: Vec<&Binding> = self
+            .bindings
+            .values()
+            .filter(|b| b.touched_ms < cutoff_ms)
+            .collect();
+        v.sort_by_key(|b| b.touched_ms);
+        v.into_iter().take(limit).cloned().collect()
+    }
+
+    /// Sets an entry's last change to `now_ms` (the PCRF confirmed its sessions). `None`
+    /// when the entry is gone.
+    pub fn touch(&mut self, id: &str, now_ms: u64) -> (Option<Binding>, Vec<Write>) {
+        let Some(b) = self.bindings.get_mut(id) else {
+            return (None, Vec::new());
+        };
+        b.touched_ms = b.touched_ms.max(now_ms);
+        let b = b.clone();
+        (Some(b.clone()), vec![Write::Put(b)])
+    }
+
     fn delete_all(&mut self, ids: &[String]) -> (Vec<Binding>, Vec<Write>) {
         let mut gone = Vec::new();
         let mut writes = Vec::new();
@@ -895,7 +918,14 @@ mod tests {
             Interface::Gx,
             "p1",
         );
-        assert_eq!(ix.expire(1).0.len(), 0);
-        assert_eq!(ix.expire(2).0.len(), 1);
+        assert_eq!(ix.idle(2, 10).len(), 1);
+        assert!(ix.idle(1, 10).is_empty());
+        let (b, w) = ix.touch(&ix.idle(2, 10)[0].id.clone(), 5);
+        assert_eq!(b.map(|b| b.touched_ms), Some(5));
+        assert_eq!(w.len(), 1);
+        assert!(ix.idle(2, 10).is_empty());
+        assert_eq!(ix.touch("nope", 5), (None, Vec::new()));
+        assert_eq!(ix.expire(5).0.len(), 0);
+        assert_eq!(ix.expire(6).0.len(), 1);
     }
 }

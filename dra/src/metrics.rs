@@ -8,7 +8,8 @@
 //! | [`SESSIONS`] `dra_bound_sessions` | gauge | `node`, `state` (active, terminated) |
 //! | [`REQUESTS`] `dra_requests_total` | counter | `node`, `interface` (gx, gxx, rx, s9), `kind` (establish, update, terminate, subsession_end, pcrf_initiated), `mode` (redirect, proxy), `result` (redirected, proxied, answered_2001, answered_3002, answered_5002, answered_5005, answered_5065, answered_other) |
 //! | [`TERMINATIONS`] `dra_terminations_total` | counter (sessions marked terminated) | `node`, `interface` |
-//! | [`RELEASED`] `dra_bindings_released_total` | counter | `node`, `reason` (terminated, pcrf_down, client_restart, establishment_failed, aged_out) |
+//! | [`RELEASED`] `dra_bindings_released_total` | counter | `node`, `reason` (terminated, pcrf_down, client_restart, establishment_failed, aged_out, audit) |
+//! | [`AUDITED`] `dra_audit_checks_total` | counter (Session-Status requests of the audit) | `node`, `result` (held, gone, unknown) |
 //! | [`BINDING_AGE`] `dra_binding_age_seconds` | histogram (age of entries when deleted) | `node` |
 
 use crate::binding::{Interface, Mode, Stats};
@@ -27,6 +28,8 @@ pub const REQUESTS: &str = "dra_requests_total";
 pub const TERMINATIONS: &str = "dra_terminations_total";
 /// Entries deleted, by why.
 pub const RELEASED: &str = "dra_bindings_released_total";
+/// Session-Status checks of the audit, by verdict.
+pub const AUDITED: &str = "dra_audit_checks_total";
 /// Age of entries when deleted.
 pub const BINDING_AGE: &str = "dra_binding_age_seconds";
 
@@ -43,6 +46,10 @@ pub fn describe() {
         "Bound sessions marked terminated, by interface"
     );
     describe_counter!(RELEASED, "Binding entries deleted, by reason");
+    describe_counter!(
+        AUDITED,
+        "Sessions checked with their PCRF by the session-status audit, by verdict"
+    );
     describe_histogram!(BINDING_AGE, "Age of binding entries when deleted, seconds");
 }
 
@@ -90,6 +97,11 @@ impl Label {
     /// Counts a session marked terminated.
     pub fn terminated(&self, iface: Interface) {
         counter!(TERMINATIONS, "node" => self.v(), "interface" => iface.as_str()).increment(1);
+    }
+
+    /// Counts a session checked by the session-status audit.
+    pub fn audited(&self, result: &'static str) {
+        counter!(AUDITED, "node" => self.v(), "result" => result).increment(1);
     }
 
     /// Counts entries deleted, with their age.

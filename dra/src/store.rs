@@ -74,6 +74,12 @@ pub trait BindingStore: Send + Sync + 'static {
     /// Deletes entries unchanged since before `cutoff_ms`.
     fn expire(&self, cutoff_ms: u64) -> StoreFuture<'_, Vec<Binding>>;
 
+    /// Entries unchanged since before `cutoff_ms`, oldest first, at most `limit`.
+    fn idle(&self, cutoff_ms: u64, limit: usize) -> StoreFuture<'_, Vec<Binding>>;
+
+    /// Sets an entry's last change to `now_ms`; `None` when it is gone.
+    fn touch(&self, binding_id: String, now_ms: u64) -> StoreFuture<'_, Option<Binding>>;
+
     /// Every entry (the operator's listing).
     fn list(&self) -> StoreFuture<'_, Vec<Binding>>;
 
@@ -114,6 +120,10 @@ macro_rules! read_ops {
         }
         fn by_session(&self, session_id: String) -> StoreFuture<'_, Option<Binding>> {
             let r = self.with(|ix| ix.by_session(&session_id).cloned());
+            Box::pin(async move { r })
+        }
+        fn idle(&self, cutoff_ms: u64, limit: usize) -> StoreFuture<'_, Vec<Binding>> {
+            let r = self.with(|ix| ix.idle(cutoff_ms, limit));
             Box::pin(async move { r })
         }
         fn list(&self) -> StoreFuture<'_, Vec<Binding>> {
@@ -165,6 +175,10 @@ impl BindingStore for MemoryStore {
     }
     fn expire(&self, cutoff_ms: u64) -> StoreFuture<'_, Vec<Binding>> {
         let r = self.with(|ix| ix.expire(cutoff_ms).0);
+        Box::pin(async move { r })
+    }
+    fn touch(&self, binding_id: String, now_ms: u64) -> StoreFuture<'_, Option<Binding>> {
+        let r = self.with(|ix| ix.touch(&binding_id, now_ms).0);
         Box::pin(async move { r })
     }
 }
@@ -319,6 +333,9 @@ impl BindingStore for RedbStore {
     }
     fn expire(&self, cutoff_ms: u64) -> StoreFuture<'_, Vec<Binding>> {
         self.change(move |ix| ix.expire(cutoff_ms))
+    }
+    fn touch(&self, binding_id: String, now_ms: u64) -> StoreFuture<'_, Option<Binding>> {
+        self.change(move |ix| ix.touch(&binding_id, now_ms))
     }
 }
 
