@@ -14,7 +14,8 @@
 
 use crate::binding::{Interface, Mode, Stats};
 use metrics::{
-    SharedString, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    Counter, SharedString, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
 };
 use std::sync::Arc;
 
@@ -55,7 +56,13 @@ pub fn describe() {
 
 /// The `node` label.
 #[derive(Debug, Clone)]
-pub struct Label(Arc<str>);
+pub struct Label(Arc<str>, Arc<RequestCounters>);
+
+/// The request counters already registered, by their labels: a request then costs a lookup
+/// in a small map instead of building and registering the five-label key again.
+type RequestCounters = std::sync::Mutex<
+    std::collections::HashMap<(Interface, &'static str, Mode, &'static str), Counter>,
+>;
 
 /// A result as a label.
 pub fn answered(rc: u32) -> &'static str {
@@ -72,7 +79,7 @@ pub fn answered(rc: u32) -> &'static str {
 impl Label {
     /// For the DRA whose Origin-Host is `host`.
     pub fn new(host: &str) -> Self {
-        Self(host.into())
+        Self(host.into(), Arc::default())
     }
 
     fn v(&self) -> SharedString {
@@ -89,9 +96,14 @@ impl Label {
 
     /// Counts one request.
     pub fn request(&self, iface: Interface, kind: &'static str, mode: Mode, result: &'static str) {
-        counter!(REQUESTS, "node" => self.v(), "interface" => iface.as_str(), "kind" => kind,
-            "mode" => mode.as_str(), "result" => result)
-        .increment(1);
+        let Ok(mut known) = self.1.lock() else { return };
+        known
+            .entry((iface, kind, mode, result))
+            .or_insert_with(|| {
+                counter!(REQUESTS, "node" => self.v(), "interface" => iface.as_str(), "kind" => kind,
+                    "mode" => mode.as_str(), "result" => result)
+            })
+            .increment(1);
     }
 
     /// Counts a session marked terminated.

@@ -484,7 +484,8 @@ impl Shared {
             .unwrap_or(&req.node.identity().realm)
             .to_string();
         let mode = self.cfg.mode_for(&realm, h.application_id);
-        let bound = match self.store.by_session(sid.clone()).await {
+        // Only the PCRF of the session is needed here (not a copy of its whole entry).
+        let bound = match self.store.pcrf_of_session(sid.clone()).await {
             Ok(b) => b,
             Err(e) => return self.store_failed(&req, &e).0,
         };
@@ -496,26 +497,29 @@ impl Shared {
         let decided = async {
             match kind {
                 Kind::Establish => self.establish(&req, iface, mode, &sid).await,
-                Kind::Update => self.update(&req, mode, bound.as_ref(), Vec::new()),
+                Kind::Update => self.update(&req, mode, bound.as_deref(), Vec::new()),
                 Kind::Terminate { also } => {
                     let mut ids = vec![sid.clone()];
                     ids.extend(also);
-                    self.terminate(&req, mode, bound.as_ref(), ids).await
+                    self.terminate(&req, mode, bound.as_deref(), ids).await
                 }
                 Kind::SubsessionEnd { ended } => {
                     // The S9 session goes on; its client sessions end (document 002, claim 13).
                     if mode == Mode::Redirect {
                         self.mark(ended).await;
-                        self.update(&req, mode, bound.as_ref(), Vec::new())
+                        self.update(&req, mode, bound.as_deref(), Vec::new())
                     } else {
-                        self.update(&req, mode, bound.as_ref(), ended)
+                        self.update(&req, mode, bound.as_deref(), ended)
                     }
                 }
             }
         };
         let (outcome, result) = tracing::Instrument::instrument(decided, span).await;
         self.metrics.request(iface, label, mode, result);
-        self.refresh().await;
+        if label != "update" {
+            // The gauges follow the changes; an update changes no binding.
+            self.refresh().await;
+        }
         outcome
     }
 
@@ -732,12 +736,10 @@ impl Shared {
         self: &Arc<Self>,
         req: &IncomingRequest,
         mode: Mode,
-        bound: Option<&Binding>,
+        bound: Option<&str>,
         marks: Vec<String>,
     ) -> Handled {
-        let pcrf = bound
-            .map(|b| b.pcrf.clone())
-            .or_else(|| self.named_pcrf(req));
+        let pcrf = bound.map(str::to_string).or_else(|| self.named_pcrf(req));
         match pcrf {
             Some(p) => self.route(req, mode, &p, None, marks),
             None => Self::answer(req, 5002, "no binding for the session"),
@@ -782,25 +784,23 @@ impl Shared {
         self: &Arc<Self>,
         req: &IncomingRequest,
         mode: Mode,
-        bound: Option<&Binding>,
+        bound: Option<&str>,
         ids: Vec<String>,
     ) -> Handled {
         match mode {
             Mode::Redirect => {
                 self.mark(ids).await;
-                let Some(b) = bound else {
+                let Some(pcrf) = bound else {
                     // An unknown Session-Id is answered, not ignored.
                     return Self::answer(req, 5002, "no binding for the session");
                 };
                 match self.cfg.dra.termination {
                     Termination::Ack => Self::answer(req, 2001, ""),
-                    Termination::Redirect => self.route(req, mode, &b.pcrf, None, Vec::new()),
+                    Termination::Redirect => self.route(req, mode, pcrf, None, Vec::new()),
                 }
             }
             Mode::Proxy => {
-                let pcrf = bound
-                    .map(|b| b.pcrf.clone())
-                    .or_else(|| self.named_pcrf(req));
+                let pcrf = bound.map(str::to_string).or_else(|| self.named_pcrf(req));
                 let Some(pcrf) = pcrf else {
                     self.mark(ids).await;
                     return Self::answer(req, 5002, "no binding for the session");

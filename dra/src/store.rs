@@ -59,6 +59,9 @@ pub trait BindingStore: Send + Sync + 'static {
     /// The entry a session is bound to.
     fn by_session(&self, session_id: String) -> StoreFuture<'_, Option<Binding>>;
 
+    /// The PCRF of the entry a session is bound to.
+    fn pcrf_of_session(&self, session_id: String) -> StoreFuture<'_, Option<String>>;
+
     /// Takes a session off its entry (its establishment failed).
     fn release_session(&self, session_id: String) -> StoreFuture<'_, Option<Binding>>;
 
@@ -116,6 +119,10 @@ macro_rules! read_ops {
         }
         fn find_by_address(&self, key: UeKey) -> StoreFuture<'_, Option<Binding>> {
             let r = self.with(|ix| ix.find_by_address(&key).cloned());
+            Box::pin(async move { r })
+        }
+        fn pcrf_of_session(&self, session_id: String) -> StoreFuture<'_, Option<String>> {
+            let r = self.with(|ix| ix.by_session(&session_id).map(|b| b.pcrf.clone()));
             Box::pin(async move { r })
         }
         fn by_session(&self, session_id: String) -> StoreFuture<'_, Option<Binding>> {
