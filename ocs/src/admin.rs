@@ -7,6 +7,8 @@
 //! - `POST /accounts/KEY/bar`, `POST /accounts/KEY/unbar` — service denied (4010) from the
 //!   subscriber's next request on, or allowed again; the live sessions are re-authorised
 //!   the same way.
+//! - `GET /sessions/SESSION-ID` — a live session: its reservations, and what a visited OCS
+//!   reported on it (Visited-Credit-Decision, Locally-Absorbed-Usage).
 //!
 //! The endpoint has no authentication: bind it to loopback or a management network.
 //!
@@ -95,6 +97,14 @@ impl AdminHandle {
             (&Method::GET, ["accounts", key]) => match self.store.account(key.to_string()).await {
                 Ok(Some(a)) => reply(StatusCode::OK, account_json(&a)),
                 Ok(None) => err(StatusCode::NOT_FOUND, "no such account"),
+                Err(e) => err(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+            },
+            (&Method::GET, ["sessions", id]) => match self.store.session(id.to_string()).await {
+                Ok(Some(s)) => match serde_json::to_value(&s) {
+                    Ok(v) => reply(StatusCode::OK, v),
+                    Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+                },
+                Ok(None) => err(StatusCode::NOT_FOUND, "no such session"),
                 Err(e) => err(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
             },
             (&Method::POST, ["accounts", key, "topup"]) => {

@@ -32,6 +32,8 @@ pub struct Config {
     /// Accounts created at start-up when the store does not hold them yet.
     #[serde(default, rename = "account")]
     pub accounts: Vec<AccountConfig>,
+    /// The visited role's policy (`[ocs] role = "visited"`).
+    pub visited: Option<crate::visited::config::VisitedSection>,
     /// The file this was read from (relative paths of `[node]` are taken from its
     /// directory); `None` for the built-in demo.
     #[serde(skip)]
@@ -98,10 +100,25 @@ pub struct OcsSection {
     /// when it cannot reach the OCS — `terminate`, `continue` or `retry-and-terminate`.
     /// Absent: not sent (the client's own setting applies).
     pub failure_handling: Option<FailureHandling>,
+    /// `home` (the default): charges accounts. `visited`: a visited OCS in front of home
+    /// OCSs (document 001), configured by `[visited]`.
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// Which OCS this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// The home OCS: accounts, balances, reservations.
+    #[default]
+    Home,
+    /// The visited OCS: a back-to-back Gy agent that rewrites the home decision.
+    Visited,
 }
 
 /// Credit-Control-Failure-Handling (RFC 4006 §8.14).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailureHandling {
     /// TERMINATE (0).
@@ -144,6 +161,7 @@ impl Default for OcsSection {
             admin: None,
             single_service_rating_group: None,
             failure_handling: None,
+            role: Role::Home,
         }
     }
 }
@@ -453,6 +471,16 @@ impl Config {
         secs(self.ocs.tcc, "ocs.tcc", false)?;
         secs(self.ocs.sweep_interval, "ocs.sweep_interval", false)?;
         secs(self.ocs.answer_retention, "ocs.answer_retention", true)?;
+        match (self.ocs.role, &self.visited) {
+            (Role::Visited, None) => {
+                return Err("[ocs] role = \"visited\" needs a [visited] table".into());
+            }
+            (Role::Home, Some(_)) => {
+                return Err("[visited] is only read with [ocs] role = \"visited\"".into());
+            }
+            (Role::Visited, Some(v)) => v.check()?,
+            (Role::Home, None) => {}
+        }
 
         Ok(())
     }
@@ -492,6 +520,24 @@ mod tests {
                 .any(|a| a.imsi.as_deref() == Some("001010000000001"))
         );
         assert!(c.rating_groups.iter().any(|r| r.id == 1));
+    }
+
+    #[test]
+    fn visited_example_parses() {
+        let file = Path::new("examples/visited.toml");
+        let cfg = Config::parse(file, include_str!("../examples/visited.toml")).unwrap();
+        assert_eq!(cfg.ocs.role, Role::Visited);
+        let v = cfg.visited.as_ref().unwrap();
+        let op = v.operator(None, Some("001010000000001")).unwrap();
+        assert_eq!(op.secondary.as_deref(), Some("ocs2.home.test"));
+        assert_eq!(op.policy(Some(2)).grant_cap, Some(200_000));
+        assert_eq!(op.policy(Some(7)).triggers, vec![4, 34, 36]);
+        cfg.node.to_node_config(file).unwrap();
+        // A [visited] table without the role, and the role without the table, are refused.
+        let home = format!("{DEMO}\n[visited]\n");
+        assert!(Config::parse(file, &home).is_err());
+        let no_table = DEMO.replace("[ocs]\n", "[ocs]\nrole = \"visited\"\n");
+        assert!(Config::parse(file, &no_table).is_err());
     }
 
     #[test]

@@ -217,7 +217,9 @@ fn initial(
         window: 0,
         lease_until: now.saturating_add(policy.tcc_ms),
         reservations: Vec::new(),
+        visited: Vec::new(),
     };
+    s.record_visited(&req.visited);
     let mut acct = account.clone();
     let mscc: Vec<MsccAnswer> = req
         .mscc
@@ -281,6 +283,8 @@ fn update(
     let mut acct = account.clone();
     s.mark_number(req.request_number);
     s.lease_until = now.saturating_add(policy.tcc_ms);
+    // Document 001, S314 step 4: the home OCS records what the visited OCS told it.
+    s.record_visited(&req.visited);
     let terminating = req.request_type == RequestType::Termination;
     let mut mscc: Vec<MsccAnswer> = req
         .mscc
@@ -635,6 +639,7 @@ mod tests {
             subscriptions: Vec::new(),
             requested_action: None,
             single: None,
+            visited: Vec::new(),
             mscc: vec![MsccRequest {
                 service: ServiceKey {
                     rating_group: Some(rg),

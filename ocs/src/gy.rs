@@ -3,7 +3,7 @@
 
 use crate::model::{
     CcAnswer, CcRequest, MsccAnswer, MsccRequest, RequestType, ServiceKey, SubscriptionId,
-    SubscriptionType, Units,
+    SubscriptionType, Units, VisitedReport,
 };
 use diameter_codec::dict::{base, dcca, gy};
 use diameter_codec::{AvpIter, Message, MessageBuilder, OwnedAvp, ResultCode};
@@ -54,7 +54,7 @@ fn units(children: AvpIter<'_>) -> Units {
     u
 }
 
-fn mscc(children: AvpIter<'_>) -> MsccRequest {
+fn mscc(children: AvpIter<'_>, visited: &mut Vec<VisitedReport>) -> MsccRequest {
     let mut m = MsccRequest::default();
     for a in children.flatten() {
         let k = a.key();
@@ -71,6 +71,10 @@ fn mscc(children: AvpIter<'_>) -> MsccRequest {
             m.used
                 .get_or_insert_with(Units::default)
                 .add(&units(a.children()));
+        } else if a.vendor != 0
+            && let Some(r) = visited_report(&a)
+        {
+            visited.push(r);
         }
     }
     m
@@ -109,6 +113,7 @@ pub fn parse_ccr(msg: &Message) -> Result<CcRequest, ParseError> {
         requested_action: None,
         mscc: Vec::new(),
         single: None,
+        visited: Vec::new(),
     };
     let mut single = MsccRequest::default();
     let mut single_units = false;
@@ -134,7 +139,7 @@ pub fn parse_ccr(msg: &Message) -> Result<CcRequest, ParseError> {
                 req.subscriptions.push(SubscriptionId { kind, data });
             }
         } else if k == dcca::MULTIPLE_SERVICES_CREDIT_CONTROL.key() {
-            req.mscc.push(mscc(a.children()));
+            req.mscc.push(mscc(a.children(), &mut req.visited));
         } else if k == dcca::REQUESTED_ACTION.key() {
             req.requested_action = dcca::REQUESTED_ACTION.decode(a.data).ok().map(|v| v.0);
         } else if k == dcca::REQUESTED_SERVICE_UNIT.key() {
@@ -148,6 +153,11 @@ pub fn parse_ccr(msg: &Message) -> Result<CcRequest, ParseError> {
             single_units = true;
         } else if k == dcca::SERVICE_IDENTIFIER.key() {
             single.service.service_id = dcca::SERVICE_IDENTIFIER.decode(a.data).ok();
+        } else if a.vendor != 0
+            && let Some(r) = visited_report(&a)
+        {
+            // Visited-Credit-Decision or Locally-Absorbed-Usage from a visited OCS.
+            req.visited.push(r);
         }
     }
     if single_units {
@@ -377,6 +387,183 @@ impl CcrSpec<'_> {
             b.push(dcca::MULTIPLE_SERVICES_CREDIT_CONTROL.with(c));
         }
         b
+    }
+}
+
+fn u32_of(a: &diameter_codec::AvpRef<'_>) -> Option<u32> {
+    a.data.try_into().ok().map(u32::from_be_bytes)
+}
+
+fn i32_of(a: &diameter_codec::AvpRef<'_>) -> Option<i32> {
+    a.data.try_into().ok().map(i32::from_be_bytes)
+}
+
+/// Reads a Final-Unit-Indication (RFC 4006 §8.34).
+fn final_unit(children: AvpIter<'_>) -> crate::model::FinalUnit {
+    let mut f = crate::model::FinalUnit {
+        action: 0,
+        redirect: None,
+        restrictions: Vec::new(),
+    };
+    for c in children.flatten() {
+        let k = c.key();
+        if k == dcca::FINAL_UNIT_ACTION.key() {
+            f.action = i32_of(&c).unwrap_or(0);
+        } else if k == dcca::RESTRICTION_FILTER_RULE.key() {
+            f.restrictions
+                .push(String::from_utf8_lossy(c.data).into_owned());
+        } else if k == dcca::REDIRECT_SERVER.key() {
+            let mut t = 0;
+            let mut addr = String::new();
+            for r in c.children().flatten() {
+                if r.key() == dcca::REDIRECT_ADDRESS_TYPE.key() {
+                    t = i32_of(&r).unwrap_or(0);
+                } else if r.key() == dcca::REDIRECT_SERVER_ADDRESS.key() {
+                    addr = String::from_utf8_lossy(r.data).into_owned();
+                }
+            }
+            f.redirect = Some((t, addr));
+        }
+    }
+    f
+}
+
+/// Trigger-Type values of a Trigger (TS 32.299 §7.2.225).
+pub fn trigger_types(trigger: &diameter_codec::AvpRef<'_>) -> Vec<i32> {
+    trigger
+        .children()
+        .flatten()
+        .filter(|t| t.key() == gy::TRIGGER_TYPE.key())
+        .filter_map(|t| i32_of(&t))
+        .collect()
+}
+
+/// Reads the members of an answer's MSCC, or of a CCA's command level for
+/// single-service credit control.
+fn mscc_answer(children: AvpIter<'_>) -> MsccAnswer {
+    let mut m = MsccAnswer::default();
+    for a in children.flatten() {
+        let k = a.key();
+        if k == dcca::GRANTED_SERVICE_UNIT.key() {
+            m.granted = Some(units(a.children()));
+        } else if k == dcca::RATING_GROUP.key() {
+            m.service.rating_group = u32_of(&a);
+        } else if k == dcca::SERVICE_IDENTIFIER.key() {
+            m.service.service_id = m.service.service_id.or(u32_of(&a));
+        } else if k == base::RESULT_CODE.key() {
+            m.result_code = u32_of(&a).unwrap_or(0);
+        } else if k == dcca::VALIDITY_TIME.key() {
+            m.validity_time = u32_of(&a);
+        } else if k == dcca::FINAL_UNIT_INDICATION.key() {
+            m.final_unit = Some(final_unit(a.children()));
+        } else if k == gy::TIME_QUOTA_THRESHOLD.key() {
+            m.time_threshold = u32_of(&a);
+        } else if k == gy::VOLUME_QUOTA_THRESHOLD.key() {
+            m.volume_threshold = u32_of(&a);
+        } else if k == gy::UNIT_QUOTA_THRESHOLD.key() {
+            m.unit_threshold = u32_of(&a);
+        } else if k == gy::QUOTA_HOLDING_TIME.key() {
+            m.quota_holding_time = u32_of(&a);
+        } else if k == gy::TRIGGER.key() {
+            // An empty Trigger is kept as `Some(vec![])`: it turns every trigger off.
+            m.triggers
+                .get_or_insert_with(Vec::new)
+                .extend(trigger_types(&a));
+        }
+    }
+    m
+}
+
+/// Reads a CCA as a Gy client (the visited OCS towards home): Result-Code, the MSCCs with
+/// their grants, thresholds, triggers and final-unit indications, the command-level grant
+/// of single-service credit control, Credit-Control-Failure-Handling and Error-Message.
+pub fn parse_cca(msg: &Message) -> CcAnswer {
+    let single = mscc_answer(msg.avps());
+    let has_single = single.granted.is_some() || single.final_unit.is_some();
+    CcAnswer {
+        result_code: msg.get(base::RESULT_CODE).and_then(Result::ok).unwrap_or(0),
+        request_type: msg
+            .get(dcca::CC_REQUEST_TYPE)
+            .and_then(Result::ok)
+            .and_then(|t| RequestType::from_code(t.0))
+            .unwrap_or(RequestType::Update),
+        request_number: msg
+            .get(dcca::CC_REQUEST_NUMBER)
+            .and_then(Result::ok)
+            .unwrap_or(0),
+        mscc: msg
+            .find_all(dcca::MULTIPLE_SERVICES_CREDIT_CONTROL.key())
+            .map(|a| mscc_answer(a.children()))
+            .collect(),
+        error_message: msg
+            .get(base::ERROR_MESSAGE)
+            .and_then(Result::ok)
+            .map(str::to_string),
+        single: has_single.then(|| MsccAnswer {
+            service: ServiceKey::default(),
+            triggers: None,
+            ..single
+        }),
+        failure_handling: msg
+            .get(dcca::CREDIT_CONTROL_FAILURE_HANDLING)
+            .and_then(Result::ok)
+            .map(|f| f.0),
+    }
+}
+
+/// A Visited-Credit-Decision or Locally-Absorbed-Usage (our vendor AVPs,
+/// dictionaries/roaming_vendor.toml codes 11 and 13).
+fn visited_report(a: &diameter_codec::AvpRef<'_>) -> Option<VisitedReport> {
+    use diameter_codec::dict::roaming;
+    let k = a.key();
+    if k == roaming::VISITED_CREDIT_DECISION.key() {
+        let mut rating_group = None;
+        let mut granted = None;
+        let mut triggers = Vec::new();
+        let mut final_unit_action = None;
+        let mut reason = None;
+        for c in a.children().flatten() {
+            let ck = c.key();
+            if ck == dcca::RATING_GROUP.key() {
+                rating_group = u32_of(&c);
+            } else if ck == dcca::GRANTED_SERVICE_UNIT.key() {
+                granted = Some(units(c.children()));
+            } else if ck == gy::TRIGGER_TYPE.key() {
+                triggers.extend(i32_of(&c));
+            } else if ck == dcca::FINAL_UNIT_ACTION.key() {
+                final_unit_action = i32_of(&c);
+            } else if ck == roaming::VISITED_DECISION_REASON.key() {
+                reason = Some(String::from_utf8_lossy(c.data).into_owned());
+            }
+        }
+        Some(VisitedReport::Decision {
+            rating_group,
+            granted,
+            triggers,
+            final_unit_action,
+            reason,
+        })
+    } else if k == roaming::LOCALLY_ABSORBED_USAGE.key() {
+        let mut rating_group = None;
+        let mut used = Units::default();
+        let mut requests = 0;
+        for c in a.children().flatten() {
+            let ck = c.key();
+            if ck == dcca::RATING_GROUP.key() {
+                rating_group = u32_of(&c);
+            } else if ck == dcca::USED_SERVICE_UNIT.key() {
+                used.add(&units(c.children()));
+            } else if ck == roaming::ABSORBED_REQUEST_COUNT.key() {
+                requests = u32_of(&c).unwrap_or(0);
+            }
+        }
+        Some(VisitedReport::Absorbed {
+            rating_group,
+            used,
+            requests,
+        })
+    } else {
+        None
     }
 }
 

@@ -1,4 +1,5 @@
-//! OCS: online charging on Gy (RFC 4006 as updated by RFC 8506, TS 32.299), home role.
+//! OCS: online charging on Gy (RFC 4006 as updated by RFC 8506, TS 32.299), home role and
+//! visited role (document 001 of seeds.md: [`visited`]).
 //!
 //! A library with a thin binary (`ocs`). Layout, one job per module:
 //!
@@ -16,6 +17,8 @@
 //! - [`admin`]: the operator HTTP endpoint and its client.
 //! - [`config`]: `ocs --config FILE.toml` and the built-in demo (`examples/home.toml`).
 //! - [`metrics`]: Prometheus series.
+//! - [`visited`]: [`visited::VisitedOcs`], the visited role: a back-to-back Gy agent in front
+//!   of the home OCSs that applies the visited policy to their decisions.
 //!
 //! # Retransmissions and request numbers
 //!
@@ -58,6 +61,8 @@ pub mod metrics;
 pub mod model;
 pub mod server;
 pub mod store;
+pub mod visited;
 
 pub use config::Config;
 pub use server::Ocs;
+pub use visited::VisitedOcs;

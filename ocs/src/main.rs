@@ -1,8 +1,9 @@
-//! `ocs`: the online charging server (home role).
+//! `ocs`: the online charging server, home or visited role.
 //!
 //! ```text
 //! ocs                               # home OCS on 127.0.0.1:3870 with the demo subscribers
 //! ocs --config home.toml            # from a file (ocs/examples/home.toml shows every key)
+//! ocs --config visited.toml         # visited OCS in front of home OCSs (ocs/examples/visited.toml)
 //! ocs account show 001010000000001  # ask the running OCS (its admin endpoint)
 //! ocs account topup 001010000000001 5000000 --unit total-octets
 //! ocs account show 001010000000001 --data ocs-data.redb   # read the data file (OCS stopped)
@@ -24,11 +25,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Online charging server for Gy (RFC 4006 / RFC 8506, TS 32.299), home role.
+/// Online charging server for Gy (RFC 4006 / RFC 8506, TS 32.299), home or visited role.
 ///
 /// With no options it runs the home OCS of the README: 127.0.0.1:3870, Origin-Host
 /// ocs.home.test, realm home.test, data in ./ocs-data.redb, demo subscribers (IMSI
-/// 001010000000001 and others), operator endpoint on 127.0.0.1:3871.
+/// 001010000000001 and others), operator endpoint on 127.0.0.1:3871. With a file whose
+/// [ocs] role is "visited" (ocs/examples/visited.toml) it runs a visited OCS: a Gy agent
+/// between the visited PCEF and the home OCSs that applies the visited policy.
 #[derive(Parser)]
 #[command(
     version,
@@ -37,7 +40,8 @@ use std::time::Duration;
     after_help = "Exit status: 0 after a clean stop (SIGINT, SIGTERM), 1 when it cannot start (the message names the cause: a configuration FILE:LINE:COLUMN, a port in use, a data file another process holds)."
 )]
 struct Cli {
-    /// Configuration file (TOML; see ocs/examples/home.toml). Unknown keys are errors.
+    /// Configuration file (TOML; see ocs/examples/home.toml and visited.toml). Unknown keys
+    /// are errors.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// The data file, instead of [store] path.
@@ -168,6 +172,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(addr) => Some(ocs::metrics::install(addr).context("metrics endpoint")?),
         None => None,
     };
+    if cfg.ocs.role == ocs::config::Role::Visited {
+        // Document 001: a back-to-back Gy agent in front of the home OCSs; it holds no
+        // accounts, so there is no data file and no operator endpoint.
+        let server = ocs::VisitedOcs::start(&cfg).await?;
+        tracing::info!(
+            origin_host = %cfg.node.origin_host,
+            listen = ?server.listen_addrs(),
+            "ocs running (visited role)"
+        );
+        shutdown_signal().await;
+        tracing::info!("stopping");
+        server.shutdown(Duration::from_secs(2)).await;
+        return Ok(ExitCode::SUCCESS);
+    }
     let server = ocs::Ocs::start(&cfg).await?;
     let _admin = match cfg.ocs.admin {
         Some(addr) => {

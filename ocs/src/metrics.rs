@@ -37,6 +37,16 @@ pub const COMMIT_FAILURES: &str = "ocs_store_commit_failures_total";
 pub const TCC_EXPIRED: &str = "ocs_tcc_expired_sessions_total";
 /// Re-Auth-Requests sent, by answer.
 pub const RARS: &str = "ocs_rar_total";
+/// Visited role: requests answered by a home OCS, by its host.
+pub const HOME_REQUESTS: &str = "ocs_visited_home_requests_total";
+/// Visited role: updates answered locally from the held home grant.
+pub const LOCAL_REAUTHS: &str = "ocs_visited_local_reauthorisations_total";
+/// Visited role: requests the secondary home OCS answered in place of the primary.
+pub const HOME_FAILOVERS: &str = "ocs_visited_home_failovers_total";
+/// Visited role: requests no home OCS answered.
+pub const HOME_UNREACHABLE: &str = "ocs_visited_home_unreachable_total";
+/// Home role: what visited OCSs reported (Visited-Credit-Decision, Locally-Absorbed-Usage).
+pub const VISITED_REPORTS: &str = "ocs_visited_reports_total";
 
 /// Buckets of [`COMMIT_DURATION`]: 50 µs to 1 s.
 pub const COMMIT_BUCKETS: [f64; 12] = [
@@ -76,6 +86,26 @@ pub fn describe() {
         "Sessions silent past Tcc whose reservations were released"
     );
     describe_counter!(RARS, "Re-Auth-Requests sent, by Result-Code of the answer");
+    describe_counter!(
+        HOME_REQUESTS,
+        "Visited role: requests answered by a home OCS, by home host"
+    );
+    describe_counter!(
+        LOCAL_REAUTHS,
+        "Visited role: updates answered locally from the held home grant"
+    );
+    describe_counter!(
+        HOME_FAILOVERS,
+        "Visited role: requests answered by a home OCS other than the primary, by home host"
+    );
+    describe_counter!(
+        HOME_UNREACHABLE,
+        "Visited role: requests that no home OCS answered"
+    );
+    describe_counter!(
+        VISITED_REPORTS,
+        "Home role: Visited-Credit-Decision and Locally-Absorbed-Usage AVPs received, by kind"
+    );
 }
 
 /// Counts one CCR answered.
@@ -191,6 +221,31 @@ pub fn record_rar(result_code: Option<u32>) {
     counter!(RARS, "result_code" => label).increment(1);
 }
 
+/// Counts a request a home OCS answered.
+pub fn record_home_request(host: &str) {
+    counter!(HOME_REQUESTS, "home" => host.to_string()).increment(1);
+}
+
+/// Counts an update answered locally.
+pub fn record_local_reauth() {
+    counter!(LOCAL_REAUTHS).increment(1);
+}
+
+/// Counts a request the secondary home OCS answered.
+pub fn record_home_failover(host: &str) {
+    counter!(HOME_FAILOVERS, "home" => host.to_string()).increment(1);
+}
+
+/// Counts a request no home OCS answered.
+pub fn record_home_unreachable() {
+    counter!(HOME_UNREACHABLE).increment(1);
+}
+
+/// Counts a report from a visited OCS.
+pub fn record_visited_report(kind: &'static str) {
+    counter!(VISITED_REPORTS, "kind" => kind).increment(1);
+}
+
 /// The running exporter; dropping it stops serving HTTP (the recorder stays installed).
 #[derive(Debug)]
 pub struct Exporter {
@@ -252,6 +307,11 @@ mod tests {
             record_tcc_expired(2);
             record_rar(Some(2001));
             record_ccr_duration("update", Duration::from_micros(800));
+            record_home_request("ocs2.home.test");
+            record_home_failover("ocs2.home.test");
+            record_local_reauth();
+            record_home_unreachable();
+            record_visited_report("decision");
         });
         let text = handle.render();
         for name in [
@@ -261,9 +321,18 @@ mod tests {
             COMMIT_DURATION,
             TCC_EXPIRED,
             RARS,
+            HOME_REQUESTS,
+            HOME_FAILOVERS,
+            LOCAL_REAUTHS,
+            HOME_UNREACHABLE,
+            VISITED_REPORTS,
         ] {
             assert!(text.contains(name), "{name} missing:\n{text}");
         }
+        assert!(
+            text.contains(r#"ocs_visited_home_failovers_total{home="ocs2.home.test"} 1"#),
+            "{text}"
+        );
         assert!(
             text.contains(r#"ocs_ccr_total{type="update",result_code="2001",duplicate="true"} 1"#),
             "{text}"

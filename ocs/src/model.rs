@@ -256,6 +256,11 @@ pub struct Session {
     pub lease_until: UnixMillis,
     /// Credit held per service.
     pub reservations: Vec<Reservation>,
+    /// What a visited OCS in front of the client reported (document 001, S314 step 4): the
+    /// last Visited-Credit-Decision per rating group, and per rating group the sum of the
+    /// Locally-Absorbed-Usage reports. Empty for sessions no visited OCS relays.
+    #[serde(default)]
+    pub visited: Vec<VisitedReport>,
 }
 
 /// How many request numbers below the highest one a session remembers as handled.
@@ -290,6 +295,44 @@ impl Session {
             NumberCheck::Handled
         } else {
             NumberCheck::New
+        }
+    }
+
+    /// Records what a visited OCS reported in a request: a decision replaces the last one of
+    /// its rating group; absorbed usage adds to its rating group's.
+    pub fn record_visited(&mut self, reports: &[VisitedReport]) {
+        for r in reports {
+            match r {
+                VisitedReport::Decision { rating_group, .. } => {
+                    let rg = *rating_group;
+                    self.visited.retain(|v| {
+                        !matches!(v, VisitedReport::Decision { rating_group, .. } if *rating_group == rg)
+                    });
+                    self.visited.push(r.clone());
+                }
+                VisitedReport::Absorbed {
+                    rating_group,
+                    used,
+                    requests,
+                } => {
+                    let rg = *rating_group;
+                    let held = self.visited.iter_mut().find_map(|v| match v {
+                        VisitedReport::Absorbed {
+                            rating_group,
+                            used,
+                            requests,
+                        } if *rating_group == rg => Some((used, requests)),
+                        _ => None,
+                    });
+                    match held {
+                        Some((u, n)) => {
+                            u.add(used);
+                            *n = n.saturating_add(*requests);
+                        }
+                        None => self.visited.push(r.clone()),
+                    }
+                }
+            }
         }
     }
 
@@ -398,6 +441,39 @@ pub struct CcRequest {
     /// Single-service credit control (RFC 4006 §5.2, no MSCC): the command-level
     /// Requested-Service-Unit, Used-Service-Unit and Service-Identifier, when present.
     pub single: Option<MsccRequest>,
+    /// What a visited OCS reported (Visited-Credit-Decision, Locally-Absorbed-Usage), at
+    /// command level or inside the MSCCs.
+    #[serde(default)]
+    pub visited: Vec<VisitedReport>,
+}
+
+/// What a visited OCS told the home OCS in a CCR (our vendor AVPs, roaming_vendor.toml §11,
+/// §13).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VisitedReport {
+    /// Visited-Credit-Decision: the decision the PCEF got for a rating group.
+    Decision {
+        /// Rating-Group.
+        rating_group: Option<u32>,
+        /// Granted-Service-Unit.
+        granted: Option<Units>,
+        /// Trigger-Type values.
+        triggers: Vec<i32>,
+        /// Final-Unit-Action.
+        final_unit_action: Option<i32>,
+        /// Visited-Decision-Reason.
+        reason: Option<String>,
+    },
+    /// Locally-Absorbed-Usage: the part of the MSCC's Used-Service-Unit that updates
+    /// answered by the visited OCS reported.
+    Absorbed {
+        /// Rating-Group.
+        rating_group: Option<u32>,
+        /// Used-Service-Unit.
+        used: Units,
+        /// Absorbed-Request-Count.
+        requests: u32,
+    },
 }
 
 /// Final-Unit-Indication (RFC 4006 §8.34).
@@ -485,6 +561,7 @@ mod tests {
             window: 0,
             lease_until: 0,
             reservations: Vec::new(),
+            visited: Vec::new(),
         }
     }
 

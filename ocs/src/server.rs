@@ -184,6 +184,14 @@ impl Ocs {
         self.shared.store.account(key.to_string()).await
     }
 
+    /// A live session: its reservations and what a visited OCS reported on it.
+    pub async fn session(
+        &self,
+        session_id: &str,
+    ) -> Result<Option<crate::model::Session>, StoreError> {
+        self.shared.store.session(session_id.to_string()).await
+    }
+
     /// Adds `amount` to a balance and sends a Re-Auth-Request (RFC 4006 §5.5) to the client
     /// of each live session of the account, so it asks for credit again at once. Returns
     /// the account and the sessions re-authorised.
@@ -284,6 +292,15 @@ impl Shared {
             }
         };
         let kind = ccr.request_type.label();
+        for r in &ccr.visited {
+            // Document 001 S314 step 4: recorded on the session by the decision; logged here
+            // because a CCR-T's report outlives no session.
+            tracing::info!(session = %ccr.session_id, visited_ocs = %ccr.origin_host, report = ?r, "visited OCS report");
+            crate::metrics::record_visited_report(match r {
+                crate::model::VisitedReport::Decision { .. } => "decision",
+                crate::model::VisitedReport::Absorbed { .. } => "absorbed-usage",
+            });
+        }
         match self.store.credit_control(ccr, now_ms()).await {
             Ok(applied) => {
                 crate::metrics::record_ccr(kind, applied.answer.result_code, applied.duplicate);

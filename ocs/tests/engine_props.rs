@@ -106,6 +106,7 @@ fn ccr(id: &str, t: RequestType, n: u32, used: Option<u64>) -> CcRequest {
             used: used.map(|u| Units::of(UnitKind::TotalOctets, u)),
         }],
         single: None,
+        visited: Vec::new(),
     }
 }
 

@@ -4,8 +4,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use diameter_codec::ValidateOptions;
 use pcef_sim::decode::{Format, render_with};
-use std::io::Read;
+use pcef_sim::load::{LoadOptions, Scenario};
+use std::io::{IsTerminal, Read};
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The EPC test client of the Diameter policy and charging stack.
 #[derive(Parser)]
@@ -36,6 +39,260 @@ enum Command {
         /// File to read; `-` or nothing reads standard input.
         file: Option<PathBuf>,
     },
+    /// Load a server with simulated subscribers' sessions and report throughput, latency
+    /// percentiles, result codes and CPU per request.
+    ///
+    /// Gy: each session (one subscriber, one rating group) sends CCR-I, then --updates
+    /// CCR-Us reporting Used-Service-Unit (every --interval-ms, or back to back), then
+    /// CCR-T. --in-flight sessions run at once, each with one request outstanding at most;
+    /// --rate caps the request rate of all of them. A progress bar is drawn when standard
+    /// error is a terminal.
+    ///
+    /// Example: pcef-sim load --to 127.0.0.1:3870 --subscribers 1 --in-flight 64 --duration 10
+    Load(Box<LoadArgs>),
+    /// Run one subscriber's IP-CAN session against an OCS over Gy (RFC 4006, TS 32.299).
+    ///
+    /// CCR-I with one Multiple-Services-Credit-Control per --rating-group, traffic on each
+    /// grant at its rate, CCR-U when a grant is used up, its threshold is reached, its
+    /// Validity-Time runs out or a --event matches a Trigger the OCS armed; the
+    /// Final-Unit-Action when the final units are used up (TERMINATE: CCR-T; REDIRECT: the
+    /// flows go to the Redirect-Server; RESTRICT_ACCESS: only the filter's flows pass); a
+    /// CCR-U (FORCED_REAUTHORISATION) after the OCS's Re-Auth-Request; CCR-T at detach
+    /// (--duration). Exit status 0 when the session was accepted, 3 when the
+    /// OCS refused it (CCA-I other than 2001), 1 on any other failure.
+    ///
+    /// Example: pcef-sim gy --to 127.0.0.1:3870 --imsi 001010000000001 --rating-group 1
+    Gy(Box<GyArgs>),
+}
+
+#[derive(clap::Args)]
+struct GyArgs {
+    /// Address of the OCS.
+    #[arg(long, default_value = "127.0.0.1:3870")]
+    to: SocketAddr,
+    /// Origin-Host of the OCS.
+    #[arg(long, default_value = "ocs.home.test")]
+    to_host: String,
+    /// Destination-Realm of the requests.
+    #[arg(long, default_value = "home.test")]
+    dest_realm: String,
+    /// Our Origin-Host.
+    #[arg(long, default_value = "pcef.sim")]
+    host: String,
+    /// Our Origin-Realm.
+    #[arg(long, default_value = "sim")]
+    realm: String,
+    /// The subscriber's IMSI (Subscription-Id END_USER_IMSI).
+    #[arg(long, conflicts_with_all = ["msisdn", "nai"])]
+    imsi: Option<String>,
+    /// The subscriber's MSISDN (END_USER_E164).
+    #[arg(long, conflicts_with = "nai")]
+    msisdn: Option<String>,
+    /// The subscriber's NAI (END_USER_NAI).
+    #[arg(long)]
+    nai: Option<String>,
+    /// A charged service: RG, RG:RATE or RG/SERVICE-ID:RATE (repeatable). RATE is units
+    /// used per second: octets for volume grants [1000000], events [1], seconds of use per
+    /// second for time grants [1].
+    #[arg(long = "rating-group", required = true)]
+    rating_groups: Vec<String>,
+    /// Seconds until detach (CCR-T).
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Milliseconds between traffic steps.
+    #[arg(long, default_value_t = 10)]
+    tick_ms: u64,
+    /// A bearer event SECONDS:TYPE (repeatable); TYPE a Trigger-Type number or qos,
+    /// location, rat, mcc, mnc, rac, lac, cell, tai, ecgi.
+    #[arg(long = "event")]
+    events: Vec<String>,
+    /// A period FROM:TO (seconds since the start, repeatable) in which the UE sends
+    /// nothing: the Quota-Holding-Time applies.
+    #[arg(long = "idle")]
+    idle: Vec<String>,
+    /// A UE flow NAME=ADDRESS:PORT (repeatable) [web=198.51.100.7:80, portal=192.0.2.10:80].
+    #[arg(long = "flow")]
+    flows: Vec<String>,
+    /// Send the request with this CC-Request-Number again with the T bit and compare the
+    /// answers (a duplicate CCR, RFC 6733 §5.5.4).
+    #[arg(long)]
+    retransmit: Option<u32>,
+    /// Seconds to wait for each answer.
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl GyArgs {
+    fn options(&self) -> anyhow::Result<pcef_sim::gy::GyOptions> {
+        use pcef_sim::gy::{BearerEvent, Flow, Service, Subscriber};
+        let secs = |what: &str, v: f64| {
+            Duration::try_from_secs_f64(v).map_err(|_| anyhow::anyhow!("bad {what}: {v}"))
+        };
+        let subscriber = match (&self.imsi, &self.msisdn, &self.nai) {
+            (_, Some(m), _) => Subscriber {
+                kind: 0,
+                data: m.clone(),
+            },
+            (_, _, Some(n)) => Subscriber {
+                kind: 3,
+                data: n.clone(),
+            },
+            (i, _, _) => Subscriber {
+                kind: 1,
+                data: i.clone().unwrap_or_else(|| "001010000000001".into()),
+            },
+        };
+        let err = |e: String| anyhow::anyhow!(e);
+        Ok(pcef_sim::gy::GyOptions {
+            endpoint: pcef_sim::client::Endpoint {
+                to: self.to,
+                to_host: self.to_host.clone(),
+                dest_realm: self.dest_realm.clone(),
+                origin_host: self.host.clone(),
+                origin_realm: self.realm.clone(),
+            },
+            subscriber,
+            services: self
+                .rating_groups
+                .iter()
+                .map(|s| Service::parse(s).map_err(err))
+                .collect::<Result<_, _>>()?,
+            duration: secs("--duration", self.duration)?,
+            tick: Duration::from_millis(self.tick_ms.max(1)),
+            events: self
+                .events
+                .iter()
+                .map(|s| BearerEvent::parse(s).map_err(err))
+                .collect::<Result<_, _>>()?,
+            idle: self
+                .idle
+                .iter()
+                .map(|s| pcef_sim::gy::parse_idle(s).map_err(err))
+                .collect::<Result<_, _>>()?,
+            flows: if self.flows.is_empty() {
+                Flow::defaults()
+            } else {
+                self.flows
+                    .iter()
+                    .map(|s| Flow::parse(s).map_err(err))
+                    .collect::<Result<_, _>>()?
+            },
+            retransmit: self.retransmit,
+            timeout: secs("--timeout", self.timeout)?,
+        })
+    }
+}
+
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// What each session does.
+    #[arg(long, value_enum, default_value_t = ScenarioArg::Gy)]
+    scenario: ScenarioArg,
+    /// Address of the server.
+    #[arg(long)]
+    to: SocketAddr,
+    /// Origin-Host of the server.
+    #[arg(long, default_value = "ocs.home.test")]
+    to_host: String,
+    /// Destination-Realm of the requests.
+    #[arg(long, default_value = "home.test")]
+    dest_realm: String,
+    /// Our Origin-Host.
+    #[arg(long, default_value = "pcef.sim")]
+    host: String,
+    /// Our Origin-Realm.
+    #[arg(long, default_value = "sim")]
+    realm: String,
+    /// Number of subscribers; sessions take their IMSIs in turn from --imsi-start.
+    #[arg(long, default_value_t = 1)]
+    subscribers: u64,
+    /// The first subscriber's IMSI (the next ones count up from it, same width).
+    #[arg(long, default_value = "001010000000001")]
+    imsi_start: String,
+    /// Sessions run at once.
+    #[arg(long, default_value_t = 64)]
+    in_flight: usize,
+    /// Target requests per second of all sessions together [default: as fast as answered].
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Measured duration in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Warm-up before measuring, in seconds.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// CCR-Us per session.
+    #[arg(long, default_value_t = 10)]
+    updates: u32,
+    /// Milliseconds before each CCR-U (0: back to back).
+    #[arg(long, default_value_t = 0)]
+    interval_ms: u64,
+    /// Rating-Group of the sessions' Multiple-Services-Credit-Control.
+    #[arg(long, default_value_t = 1)]
+    rating_group: u32,
+    /// CC-Total-Octets reported used in each CCR-U and CCR-T.
+    #[arg(long, default_value_t = 1000)]
+    used_octets: u64,
+    /// Seconds to wait for each answer before counting an error.
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+    /// PIDs of server processes whose CPU time per request to report (from /proc/PID/stat).
+    #[arg(long = "server-pid")]
+    server_pids: Vec<u32>,
+    /// Open at most this many sessions in all; the run ends when they are done.
+    #[arg(long)]
+    sessions: Option<u64>,
+    /// Sessions send CCR-I only and stay open (memory per live session on the server).
+    #[arg(long)]
+    hold: bool,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScenarioArg {
+    /// Online charging (RFC 4006): CCR-I, CCR-U..., CCR-T.
+    Gy,
+}
+
+impl LoadArgs {
+    fn options(&self) -> anyhow::Result<LoadOptions> {
+        let secs = |what: &str, v: f64| {
+            Duration::try_from_secs_f64(v).map_err(|_| anyhow::anyhow!("bad {what}: {v}"))
+        };
+        if let Some(r) = self.rate {
+            anyhow::ensure!(r.is_finite() && r > 0.0, "bad --rate: {r}");
+        }
+        Ok(LoadOptions {
+            scenario: match self.scenario {
+                ScenarioArg::Gy => Scenario::Gy,
+            },
+            to: self.to,
+            to_host: self.to_host.clone(),
+            dest_realm: self.dest_realm.clone(),
+            origin_host: self.host.clone(),
+            origin_realm: self.realm.clone(),
+            subscribers: self.subscribers,
+            imsi_start: self.imsi_start.clone(),
+            in_flight: self.in_flight,
+            rate: self.rate,
+            warmup: secs("--warmup", self.warmup)?,
+            duration: secs("--duration", self.duration)?,
+            updates: self.updates,
+            interval: Duration::from_millis(self.interval_ms),
+            rating_group: self.rating_group,
+            used_octets: self.used_octets,
+            timeout: secs("--timeout", self.timeout)?,
+            server_pids: self.server_pids.clone(),
+            progress: std::io::stderr().is_terminal(),
+            max_sessions: self.sessions,
+            hold: self.hold,
+        })
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -44,7 +301,7 @@ enum OutputFormat {
     Json,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Decode {
@@ -76,6 +333,33 @@ fn main() -> anyhow::Result<()> {
             };
             print!("{}", render_with(&input, format, opts));
         }
+        Command::Load(args) => {
+            let opts = args.options()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let report = rt.block_on(pcef_sim::load::run(&opts))?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.text());
+            }
+        }
+        Command::Gy(args) => {
+            let opts = args.options()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let report = rt.block_on(pcef_sim::gy::run(&opts))?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.text());
+            }
+            if !report.accepted {
+                return Ok(std::process::ExitCode::from(3));
+            }
+        }
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }

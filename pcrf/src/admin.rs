@@ -11,6 +11,13 @@
 //!   (KEY: an IMSI, or `imsi:…`, `msisdn:…`, `nai:…`).
 //! - `GET /rx-sessions` — the live AF (Rx) Session-Ids; `GET /rx-sessions/ID` — one AF
 //!   session (its Gx session, media components, subscriptions, rules) as JSON.
+//! - `GET /s9-sessions` — the live S9 Session-Ids of V-PCRFs (roaming UEs);
+//!   `GET /s9-sessions/ID` — one S9 session with its subsessions as JSON.
+//! - `POST /s9-sessions/ID/rar?[subsession=N&]install=…&remove=…&rating_group=N` — the same
+//!   push by S9 RAR to the V-PCRF, for one subsession or all of them.
+//!   `POST /subscribers/KEY/rar` reaches a roaming subscriber's S9 subsessions too.
+//! - `POST /s9-sessions/ID/release[?subsession=N][&cause=N]` — asks the V-PCRF to end the
+//!   S9 session, or one subsession (S9 RAR with Session-Release-Cause).
 //!
 //! Session-Ids in the path are percent-decoded (`;` may be sent as it is). The endpoint has
 //! no authentication: bind it to loopback or a management network.
@@ -143,6 +150,57 @@ async fn route(pcrf: &Pcrf, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 serde_json::json!({ "error": e.to_string() }),
             ),
         },
+        (&Method::GET, ["s9-sessions"]) => match pcrf.s9_sessions().list().await {
+            Ok(ids) => reply(StatusCode::OK, serde_json::json!({ "s9_sessions": ids })),
+            Err(e) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                serde_json::json!({ "error": e.to_string() }),
+            ),
+        },
+        (&Method::GET, ["s9-sessions", id]) => match pcrf.s9_session(&percent_decode(id)).await {
+            Ok(Some(s)) => reply(StatusCode::OK, serde_json::to_value(&s).unwrap_or_default()),
+            Ok(None) => reply(
+                StatusCode::NOT_FOUND,
+                serde_json::json!({ "error": "no such S9 session" }),
+            ),
+            Err(e) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                serde_json::json!({ "error": e.to_string() }),
+            ),
+        },
+        (&Method::POST, ["s9-sessions", id, "rar"]) => {
+            let change = match change_of(query) {
+                Ok(c) => c,
+                Err(m) => return reply(StatusCode::BAD_REQUEST, serde_json::json!({ "error": m })),
+            };
+            let subsession = match param(query, "subsession").map(str::parse::<u32>) {
+                None => None,
+                Some(Ok(n)) => Some(n),
+                Some(Err(_)) => {
+                    return reply(
+                        StatusCode::BAD_REQUEST,
+                        serde_json::json!({ "error": "subsession: not a number" }),
+                    );
+                }
+            };
+            match pcrf.push_s9(&percent_decode(id), subsession, &change).await {
+                Ok(o) => reply(StatusCode::OK, serde_json::json!({ "pushed": o })),
+                Err(e) => push_error(&e),
+            }
+        }
+        (&Method::POST, ["s9-sessions", id, "release"]) => {
+            let cause = param(query, "cause")
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            let subsession = param(query, "subsession").and_then(|n| n.parse().ok());
+            match pcrf
+                .release_s9(&percent_decode(id), subsession, cause)
+                .await
+            {
+                Ok(rc) => reply(StatusCode::OK, serde_json::json!({ "result_code": rc })),
+                Err(e) => push_error(&e),
+            }
+        }
         (&Method::POST, ["sessions", id, "rar"]) => {
             let change = match change_of(query) {
                 Ok(c) => c,

@@ -70,6 +70,34 @@ pub struct PcrfSection {
     /// loss of its IP-CAN session.
     #[serde(default)]
     pub rx: RxSection,
+    /// `[[pcrf.roaming_partner]]`: the visited networks whose V-PCRFs may open S9 sessions
+    /// (TS 29.215) with this home PCRF. None: every S9 request is refused.
+    #[serde(default, rename = "roaming_partner")]
+    pub roaming_partners: Vec<RoamingPartner>,
+}
+
+/// `[[pcrf.roaming_partner]]`: one visited operator under a roaming agreement. An S9
+/// request is accepted when its Origin-Realm is `realm` and the peer it arrived from (the
+/// transport connection's Origin-Host from CER, RFC 6733 §5.3: the V-PCRF itself, or the
+/// DRA / IPX agent relaying for it) is one of `peers`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RoamingPartner {
+    /// A name for logs (e.g. the operator's PLMN id).
+    pub name: Option<String>,
+    /// The partner's Diameter realm (the S9 CCR's Origin-Realm), compared ignoring case.
+    pub realm: String,
+    /// Diameter identities of the peers S9 from this partner may arrive from (compared
+    /// ignoring case, RFC 6733 §4.3.1).
+    pub peers: Vec<String>,
+}
+
+impl RoamingPartner {
+    /// Whether S9 with Origin-Realm `realm` arriving from peer `peer` is this partner's.
+    pub fn admits(&self, realm: &str, peer: &str) -> bool {
+        self.realm.eq_ignore_ascii_case(realm)
+            && self.peers.iter().any(|p| p.eq_ignore_ascii_case(peer))
+    }
 }
 
 /// How an AF hears that the IP-CAN session its AF session is bound to is gone (Gx CCR-T,
@@ -205,6 +233,7 @@ impl Default for PcrfSection {
             default_bearer: default_bearer(),
             supported_features: default_features(),
             rx: RxSection::default(),
+            roaming_partners: Vec::new(),
         }
     }
 }
@@ -312,6 +341,17 @@ impl Config {
         }
         check_arp(Some(self.pcrf.default_bearer.arp), "pcrf.default_bearer")?;
         check_arp(Some(self.pcrf.rx.arp), "pcrf.rx.arp")?;
+        for (i, p) in self.pcrf.roaming_partners.iter().enumerate() {
+            if p.realm.trim().is_empty() {
+                return Err(format!("pcrf.roaming_partner[{i}]: empty realm"));
+            }
+            if p.peers.is_empty() || p.peers.iter().any(|h| h.trim().is_empty()) {
+                return Err(format!(
+                    "pcrf.roaming_partner[{i}] ({}): needs at least one peer identity, none empty",
+                    p.realm
+                ));
+            }
+        }
         for (i, p) in self.policies.iter().enumerate() {
             if event_trigger_code(&p.event).is_none() {
                 return Err(format!("policy[{i}]: unknown event `{}`", p.event));
@@ -370,6 +410,35 @@ mod tests {
         let c = Config::load(&p).unwrap();
         assert_eq!(c.spr_data, Config::demo().spr_data);
         assert_eq!(c.policies, Config::demo().policies);
+    }
+
+    #[test]
+    fn roaming_partners_admit_their_realm_through_their_peers() {
+        let c = Config::demo();
+        let p = &c.pcrf.roaming_partners[0];
+        assert!(p.admits("Visited.Test", "PCRF.visited.test"));
+        assert!(p.admits("visited.test", "dra.visited.test"));
+        assert!(!p.admits("visited.test", "rogue.visited.test"));
+        assert!(!p.admits("other.test", "pcrf.visited.test"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("spr.toml"), DEMO_SPR).unwrap();
+        let path = dir.path().join("pcrf.toml");
+        let base =
+            "[node]\norigin_host = \"p\"\norigin_realm = \"r\"\n[spr]\nfile = \"spr.toml\"\n";
+        std::fs::write(
+            &path,
+            format!("{base}[[pcrf.roaming_partner]]\nrealm = \"v\"\npeers = []\n"),
+        )
+        .unwrap();
+        let e = Config::load(&path).unwrap_err();
+        assert!(e.to_string().contains("roaming_partner[0]"), "{e}");
+        std::fs::write(
+            &path,
+            format!("{base}[[pcrf.roaming_partner]]\nrealm = \"v\"\npeers = [\"a\"]\nkey = 1\n"),
+        )
+        .unwrap();
+        let e = Config::load(&path).unwrap_err();
+        assert!(e.message.contains("key") && e.position.is_some(), "{e}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! PCRF: policy and charging rules over Gx (TS 29.212, application 16777238), Gxx
-//! (TS 29.212 chapter 4a, 16777266) and Rx (TS 29.214, application 16777236), home role.
+//! (TS 29.212 chapter 4a, 16777266), Rx (TS 29.214, application 16777236) and S9
+//! (TS 29.215, 16777267), home role.
 //!
 //! A library with a thin binary (`pcrf`). Layout, one job per module:
 //!
@@ -7,8 +8,9 @@
 //!   [`spr::SubscriberStore`], with the embedded default [`spr::MemorySpr`] loaded from a
 //!   TOML file.
 //! - [`session`]: Gx session state behind [`session::SessionStore`], AF (Rx) session state
-//!   behind [`session::RxSessionStore`] and BBERF (Gxx) session state behind
-//!   [`session::GxxSessionStore`] (in memory by default, keyed so Redis can implement them).
+//!   behind [`session::RxSessionStore`], BBERF (Gxx) session state behind
+//!   [`session::GxxSessionStore`] and V-PCRF (S9) session state behind
+//!   [`session::S9SessionStore`] (in memory by default, keyed so Redis can implement them).
 //! - [`policy`]: the decisions, as pure functions: what a new session gets, what a reported
 //!   event or an operator's push changes.
 //! - [`gx`]: CCR into [`gx::GxRequest`], decisions into CCA/RAR AVPs, Supported-Features
@@ -16,21 +18,33 @@
 //! - [`gxx`]: QoS rules (the bearer half of PCC rules) and the Gxx RAR.
 //! - [`rx`]: AAR into [`rx::AaRequest`], media components into PCC rules (TS 29.213 §6.3),
 //!   the RAR and ASR to the AF.
-//! - [`server`]: [`server::Pcrf`], the node's Gx, Gxx and Rx handlers, RAR pushes, the clean-up
-//!   of a restarted PCEF's sessions, the AF told of rule failures and IP-CAN session loss.
+//! - [`s9`]: S9 CCR into [`s9::S9Request`] with its subsessions, decisions into
+//!   Subsession-Decision-Info, the S9 RAR and TER.
+//! - [`server`]: [`server::Pcrf`], the node's Gx, Gxx, Rx and S9 handlers, RAR pushes, the
+//!   clean-up of a restarted PCEF's or V-PCRF's sessions, the AF told of rule failures and
+//!   IP-CAN session loss, S9 only from roaming partners.
 //! - [`admin`]: the operator HTTP endpoint (sessions, pushes).
 //! - [`config`]: `pcrf --config FILE.toml` and the built-in home PCRF
 //!   (`examples/home.toml`, `examples/spr.toml`).
 //! - [`metrics`]: Prometheus series.
 //!
+//! # S9, home role
+//!
+//! A subsession's policy state is kept in the shape of a Gx session
+//! ([`session::S9Subsession::policy`]) under the key [`s9::subsession_key`], so the Gx
+//! decisions apply unchanged and an AF session bound to a roaming UE's address names the
+//! subsession where it would name a Gx session; a rule change for such a key goes to the
+//! V-PCRF by S9 RAR instead of Gx RAR. S9 is served only to `[[pcrf.roaming_partner]]`
+//! (Origin-Realm and the peer it arrived from); others get 5003
+//! DIAMETER_AUTHORIZATION_REJECTED (3010 DIAMETER_UNKNOWN_PEER is RFC 6733's answer to a CER,
+//! not to an application request from a peer that is connected).
+//!
 //! # Roles and interfaces still to come
 //!
-//! The home role over Gx, Gxx and Rx runs. S9 (TS 29.215), the visited role and local
-//! breakout come next: they add handlers beside these,
-//! reuse [`policy::decide`] for rule changes and [`gx::decision_avps`] for the PCC-rule
-//! AVPs (S9's Subsession-Decision-Info carries the same), and keep their sessions in stores
-//! shaped like [`session::SessionStore`]. The SPR already holds each subscriber's LBO
-//! service packages.
+//! The visited role and local breakout come next: they add handlers beside these, reuse
+//! [`policy::decide`] for rule changes and [`gx::decision_avps`] for the PCC-rule AVPs, and
+//! keep their sessions in stores shaped like [`session::SessionStore`]. The SPR already
+//! holds each subscriber's LBO service packages.
 
 pub mod admin;
 pub mod config;
@@ -39,6 +53,7 @@ pub mod gxx;
 pub mod metrics;
 pub mod policy;
 pub mod rx;
+pub mod s9;
 pub mod server;
 pub mod session;
 pub mod spr;

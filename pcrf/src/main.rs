@@ -1,4 +1,4 @@
-//! `pcrf`: the policy and charging rules server (home role, Gx, Gxx and Rx).
+//! `pcrf`: the policy and charging rules server (home role, Gx, Gxx, Rx and S9).
 //!
 //! ```text
 //! pcrf                          # home PCRF on 127.0.0.1:3869 with the demo subscribers
@@ -18,8 +18,12 @@ use std::time::Duration;
 /// What the exit status means (short help).
 const EXIT_STATUS: &str = "Exit status: 0 after a clean stop (SIGINT, SIGTERM), 1 when it cannot start (the message names the cause: a configuration FILE:LINE:COLUMN and key, a port in use).";
 
-/// Policy and charging rules server for Gx and Gxx (TS 29.212) and Rx (TS 29.214), home
-/// role.
+/// Policy and charging rules server for Gx and Gxx (TS 29.212), Rx (TS 29.214) and S9
+/// (TS 29.215), home role.
+///
+/// V-PCRFs of the roaming partners in [[pcrf.roaming_partner]] open S9 sessions for
+/// roaming subscribers: each Gx/Gxx subsession gets PCC rules, QoS, event triggers and the
+/// home OCS; S9 from any other realm or peer is refused with 5003.
 ///
 /// AFs (P-CSCFs) send AARs on Rx: their media become PCC rules installed on the PCEF of the
 /// UE's IP-CAN session with Gx RAR, removed on STR; the AF hears of rule failures and of the
@@ -44,6 +48,9 @@ const EXIT_STATUS: &str = "Exit status: 0 after a clean stop (SIGINT, SIGTERM), 
         "  curl -X POST '127.0.0.1:3872/subscribers/001010000000001/rar?rating_group=20'\n",
         "  curl -X POST '127.0.0.1:3872/sessions/SESSION-ID/release?cause=1'\n",
         "  curl 127.0.0.1:3872/rx-sessions\n",
+        "  curl 127.0.0.1:3872/s9-sessions\n",
+        "  curl -X POST '127.0.0.1:3872/s9-sessions/S9-SESSION-ID/rar?subsession=1&install=video'\n",
+        "  curl -X POST '127.0.0.1:3872/s9-sessions/S9-SESSION-ID/release?subsession=1'\n",
         "\n",
         "Exit status: 0 after a clean stop (SIGINT, SIGTERM), 1 when it cannot start (the message names the cause: a configuration FILE:LINE:COLUMN and key, a port in use)."
     )

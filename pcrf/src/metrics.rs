@@ -13,6 +13,10 @@
 //! | [`SESSIONS_RELEASED`] `pcrf_gx_sessions_released_total` | counter | `node`, `reason` (termination, pcef_restart, unknown_at_pcef) |
 //! | [`GXX_CCRS`] `pcrf_gxx_ccr_total` | counter | `node`, `type`, `result_code` |
 //! | [`GXX_RARS`] `pcrf_gxx_rar_total` | counter (QoS rules pushed to BBERFs) | `node`, `result_code` (or `none`) |
+//! | [`S9_SESSIONS`] `pcrf_s9_sessions` | gauge (S9 sessions of V-PCRFs) | `node` |
+//! | [`S9_CCRS`] `pcrf_s9_ccr_total` | counter | `node`, `type` (initial, update, termination, event, invalid, refused — not from a roaming partner), `result_code` |
+//! | [`S9_RARS`] `pcrf_s9_rar_total` | counter (S9 RARs to V-PCRFs) | `node`, `result_code` (or `none`) |
+//! | [`S9_SESSIONS_RELEASED`] `pcrf_s9_sessions_released_total` | counter | `node`, `reason` (termination, vpcrf_restart, unknown_at_vpcrf) |
 //! | [`RX_SESSIONS`] `pcrf_rx_sessions` | gauge | `node` |
 //! | [`RX_REQUESTS`] `pcrf_rx_request_total` | counter (AAR and STR answered) | `node`, `command` (aar_initial, aar_update, str, invalid), `result_code` |
 //! | [`RX_NOTIFICATIONS`] `pcrf_rx_notification_total` | counter (RAR and ASR sent to AFs) | `node`, `command` (rar, asr), `reason` (ip_can_loss, rule_report, ip_can_change, charging_correlation), `result_code` (or `none`) |
@@ -48,6 +52,15 @@ pub const GXX_CCRS: &str = "pcrf_gxx_ccr_total";
 /// Gxx RARs sent.
 pub const GXX_RARS: &str = "pcrf_gxx_rar_total";
 
+/// Live S9 sessions.
+pub const S9_SESSIONS: &str = "pcrf_s9_sessions";
+/// S9 CCRs answered.
+pub const S9_CCRS: &str = "pcrf_s9_ccr_total";
+/// S9 RARs sent.
+pub const S9_RARS: &str = "pcrf_s9_rar_total";
+/// S9 sessions ended, by why.
+pub const S9_SESSIONS_RELEASED: &str = "pcrf_s9_sessions_released_total";
+
 /// Help texts (after `diameter_node::metrics::install`, which describes the node's).
 pub fn describe() {
     describe_gauge!(GX_SESSIONS, "Live Gx sessions");
@@ -70,6 +83,13 @@ pub fn describe() {
         GXX_RARS,
         "Gxx Re-Auth-Requests sent, by the answer's result"
     );
+    describe_gauge!(S9_SESSIONS, "Live S9 sessions of V-PCRFs");
+    describe_counter!(
+        S9_CCRS,
+        "S9 CCRs answered, by CC-Request-Type (or refused: not a roaming partner) and result"
+    );
+    describe_counter!(S9_RARS, "S9 Re-Auth-Requests sent, by the answer's result");
+    describe_counter!(S9_SESSIONS_RELEASED, "S9 sessions ended, by reason");
     describe_gauge!(RX_SESSIONS, "Live Rx (AF) sessions");
     describe_counter!(
         RX_REQUESTS,
@@ -99,6 +119,7 @@ fn code_label(rc: u32) -> &'static str {
         3004 => "3004",
         4261 => "4261",
         5002 => "5002",
+        5003 => "5003",
         5004 => "5004",
         5005 => "5005",
         5012 => "5012",
@@ -110,6 +131,7 @@ fn code_label(rc: u32) -> &'static str {
         5142 => "5142",
         5143 => "5143",
         5144 => "5144",
+        5470 => "5470",
         _ => "other",
     }
 }
@@ -208,6 +230,31 @@ impl Label {
             .increment(1);
     }
 
+    /// Sets the live S9 session gauge.
+    pub fn set_s9_sessions(&self, n: u64) {
+        gauge!(S9_SESSIONS, "node" => self.v()).set(n as f64);
+    }
+
+    /// Counts one S9 CCR answered.
+    pub fn s9_ccr(&self, kind: &'static str, result_code: u32) {
+        counter!(S9_CCRS, "node" => self.v(), "type" => kind, "result_code" => code_label(result_code))
+            .increment(1);
+    }
+
+    /// Counts an S9 RAR and its answer.
+    pub fn s9_rar(&self, result_code: Option<u32>) {
+        let l = result_code.map_or("none", code_label);
+        counter!(S9_RARS, "node" => self.v(), "result_code" => l).increment(1);
+    }
+
+    /// Counts S9 sessions released.
+    pub fn s9_released(&self, reason: &'static str, n: usize) {
+        if n > 0 {
+            counter!(S9_SESSIONS_RELEASED, "node" => self.v(), "reason" => reason)
+                .increment(n as u64);
+        }
+    }
+
     /// Counts sessions released.
     pub fn released(&self, reason: &'static str, n: usize) {
         if n > 0 {
@@ -240,6 +287,10 @@ mod tests {
             l.rx_notification("asr", "ip_can_loss", Some(2001));
             l.gxx_ccr("initial", 2001);
             l.gxx_rar(None);
+            l.set_s9_sessions(2);
+            l.s9_ccr("refused", 5003);
+            l.s9_rar(Some(2001));
+            l.s9_released("vpcrf_restart", 1);
         });
         let text = handle.render();
         for want in [
@@ -254,6 +305,10 @@ mod tests {
             "pcrf_rx_sessions{node=\"pcrf.home.test\"} 1",
             "pcrf_gxx_ccr_total{node=\"pcrf.home.test\",type=\"initial\",result_code=\"2001\"} 1",
             "pcrf_gxx_rar_total{node=\"pcrf.home.test\",result_code=\"none\"} 1",
+            "pcrf_s9_sessions{node=\"pcrf.home.test\"} 2",
+            "pcrf_s9_ccr_total{node=\"pcrf.home.test\",type=\"refused\",result_code=\"5003\"} 1",
+            "pcrf_s9_rar_total{node=\"pcrf.home.test\",result_code=\"2001\"} 1",
+            "pcrf_s9_sessions_released_total{node=\"pcrf.home.test\",reason=\"vpcrf_restart\"} 1",
             "pcrf_rx_request_total{node=\"pcrf.home.test\",command=\"aar_initial\",result_code=\"5065\"} 1",
             "pcrf_rx_notification_total{node=\"pcrf.home.test\",command=\"asr\",reason=\"ip_can_loss\",result_code=\"2001\"} 1",
         ] {

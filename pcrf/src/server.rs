@@ -8,9 +8,11 @@ use crate::gxx::{self, QosDecision};
 use crate::metrics::Label;
 use crate::policy::{self, Change, Decision, Report, Requested};
 use crate::rx::{self as rxw, AaRequest, RxError};
+use crate::s9;
 use crate::session::{
-    GxSession, GxxSession, GxxSessionStore, MemoryGxxSessions, MemoryRxSessions, MemorySessions,
-    RuleFailure, RxSession, RxSessionStore, SessionStore,
+    GxSession, GxxSession, GxxSessionStore, MemoryGxxSessions, MemoryRxSessions, MemoryS9Sessions,
+    MemorySessions, RuleFailure, RxSession, RxSessionStore, S9Session, S9SessionStore,
+    SessionStore,
 };
 use crate::spr::{MemorySpr, QosLimits, RuleDef, StoreError, SubscriberKey, SubscriberStore};
 use diameter_codec::dict::base;
@@ -30,6 +32,7 @@ use tracing::Instrument;
 
 mod gxx_side;
 mod rx_side;
+mod s9_side;
 mod status;
 
 pub use status::SESSION_STATUS;
@@ -55,8 +58,9 @@ pub fn node_config(cfg: &Config) -> anyhow::Result<NodeConfig> {
             ..Application::auth(gx::APPLICATION_ID)
         });
     }
-    // Rx (TS 29.214 §5.1) and Gxx (TS 29.212 §5a.1), vendor-specific like Gx.
-    for app in [rxw::APPLICATION_ID, gxx::APPLICATION_ID] {
+    // Rx (TS 29.214 §5.1), Gxx (TS 29.212 §5a.1) and S9 (TS 29.215 §5.1), vendor-specific
+    // like Gx.
+    for app in [rxw::APPLICATION_ID, gxx::APPLICATION_ID, s9::APPLICATION_ID] {
         if !nc.local.applications.iter().any(|a| a.id == app) {
             nc.local.applications.push(Application {
                 vendor: Some(gx::VENDOR_3GPP),
@@ -82,6 +86,7 @@ struct Shared {
     sessions: Arc<dyn SessionStore>,
     rx_sessions: Arc<dyn RxSessionStore>,
     gxx_sessions: Arc<dyn GxxSessionStore>,
+    s9_sessions: Arc<dyn S9SessionStore>,
     /// Itself, for the notifications to AFs that run beside the answer they follow.
     me: Weak<Self>,
     cfg: PcrfSection,
@@ -90,6 +95,8 @@ struct Shared {
     /// The last Origin-State-Id each PCEF sent in its CCRs, by lower-case Origin-Host: a
     /// PCEF behind an agent restarts without a peer event of ours (RFC 6733 §8.16).
     origin_states: Mutex<HashMap<String, u32>>,
+    /// The same for V-PCRFs (S9 CCRs).
+    s9_origin_states: Mutex<HashMap<String, u32>>,
 }
 
 /// How many times a change of a live session is decided again when another change got there
@@ -158,6 +165,9 @@ pub struct PushOutcome {
     pub removed: usize,
     /// Rule failures the PCEF reported in the RAA.
     pub failures: Vec<RuleFailure>,
+    /// For an S9 push: the subsession (`session_id` is then the S9 Session-Id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subsession: Option<u32>,
 }
 
 /// Why a push was not done.
@@ -213,13 +223,33 @@ impl Pcrf {
         .await
     }
 
-    /// As [`Pcrf::start`] on every store of the caller's.
+    /// As [`Pcrf::start`] on stores of the caller's (S9 sessions in memory).
     pub async fn start_with_stores(
         cfg: &Config,
         spr: Arc<dyn SubscriberStore>,
         sessions: Arc<dyn SessionStore>,
         rx_sessions: Arc<dyn RxSessionStore>,
         gxx_sessions: Arc<dyn GxxSessionStore>,
+    ) -> anyhow::Result<Self> {
+        Self::start_with_all_stores(
+            cfg,
+            spr,
+            sessions,
+            rx_sessions,
+            gxx_sessions,
+            Arc::new(MemoryS9Sessions::new()),
+        )
+        .await
+    }
+
+    /// As [`Pcrf::start`] on every store of the caller's.
+    pub async fn start_with_all_stores(
+        cfg: &Config,
+        spr: Arc<dyn SubscriberStore>,
+        sessions: Arc<dyn SessionStore>,
+        rx_sessions: Arc<dyn RxSessionStore>,
+        gxx_sessions: Arc<dyn GxxSessionStore>,
+        s9_sessions: Arc<dyn S9SessionStore>,
     ) -> anyhow::Result<Self> {
         if cfg.pcrf.role == Role::Visited {
             anyhow::bail!("pcrf.role = \"visited\" is not built yet: only the home role runs");
@@ -232,13 +262,16 @@ impl Pcrf {
             sessions,
             rx_sessions,
             gxx_sessions,
+            s9_sessions,
             me: me.clone(),
             cfg: cfg.pcrf.clone(),
             policies: cfg.policies.clone(),
             origin_states: Mutex::new(HashMap::new()),
+            s9_origin_states: Mutex::new(HashMap::new()),
         });
         shared.metrics.set_sessions(0);
         shared.metrics.set_rx_sessions(0);
+        shared.metrics.set_s9_sessions(0);
         let h = shared.clone();
         shared.node.register(
             gx::APPLICATION_ID,
@@ -278,6 +311,14 @@ impl Pcrf {
                 }
             }),
         );
+        let h = shared.clone();
+        shared.node.register(
+            s9::APPLICATION_ID,
+            handler_fn(move |req| {
+                let h = h.clone();
+                async move { h.s9_request(req).await }
+            }),
+        );
         let weak = Arc::downgrade(&shared);
         let mut events = shared.node.events();
         let watcher = tokio::spawn(async move {
@@ -297,6 +338,7 @@ impl Pcrf {
                 s.pcef_restarted(&peer).await;
                 s.af_restarted(&peer).await;
                 s.bberf_restarted(&peer).await;
+                s.vpcrf_restarted(&peer).await;
             }
         });
         Ok(Self { shared, watcher })
@@ -332,6 +374,44 @@ impl Pcrf {
         self.shared.gxx_sessions.get(session_id.to_string()).await
     }
 
+    /// The S9 session store.
+    pub fn s9_sessions(&self) -> &Arc<dyn S9SessionStore> {
+        &self.shared.s9_sessions
+    }
+
+    /// A live S9 session.
+    pub async fn s9_session(&self, session_id: &str) -> Result<Option<S9Session>, StoreError> {
+        self.shared.s9_sessions.get(session_id.to_string()).await
+    }
+
+    /// Pushes a policy change to a roaming UE's S9 session with an S9 RAR (TS 29.215
+    /// §4.5.2) sent to the V-PCRF that opened it: to subsession `subsession`, or to every
+    /// subsession. Each subsession records the change when the RAA accepts it.
+    pub async fn push_s9(
+        &self,
+        session_id: &str,
+        subsession: Option<u32>,
+        change: &PolicyChange,
+    ) -> Result<Vec<PushOutcome>, PushError> {
+        self.shared.push_s9(session_id, subsession, change).await
+    }
+
+    /// Asks a V-PCRF to open an S9 session for a subscriber (TS 29.215 §4.5.x,
+    /// Trigger-Establishment-Request), or, with `dra_binding_deletion`, asks the V-DRA to
+    /// delete the binding such a request made. Returns the TEA's result.
+    pub async fn trigger_establishment(
+        &self,
+        vpcrf_host: &str,
+        vpcrf_realm: &str,
+        imsi: &str,
+        apn: Option<&str>,
+        dra_binding_deletion: bool,
+    ) -> Result<u32, PushError> {
+        self.shared
+            .trigger_establishment(vpcrf_host, vpcrf_realm, imsi, apn, dra_binding_deletion)
+            .await
+    }
+
     /// A live Rx session.
     pub async fn rx_session(&self, session_id: &str) -> Result<Option<RxSession>, StoreError> {
         self.shared.rx_sessions.get(session_id.to_string()).await
@@ -359,10 +439,18 @@ impl Pcrf {
         let canonical = profile
             .and_then(|p| p.profile.keys().first().map(SubscriberKey::as_key))
             .unwrap_or_else(|| key.as_key());
-        let ids = self.shared.sessions.by_subscriber(canonical).await?;
+        let ids = self
+            .shared
+            .sessions
+            .by_subscriber(canonical.clone())
+            .await?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             out.push(self.shared.push(&id, change).await?);
+        }
+        // A roaming subscriber's S9 sessions (every subsession of each).
+        for id in self.shared.s9_sessions.by_subscriber(canonical).await? {
+            out.extend(self.shared.push_s9(&id, None, change).await?);
         }
         Ok(out)
     }
@@ -393,6 +481,19 @@ impl Pcrf {
             s.forget(session_id, "unknown_at_pcef").await?;
         }
         Ok(rc)
+    }
+
+    /// Asks a V-PCRF to end a roaming UE's S9 session, or one of its subsessions: an S9 RAR
+    /// with Session-Release-Cause (TS 29.215 §5.6.4 at command level; §5.3.1 inside the
+    /// subsession's Subsession-Decision-Info, "only for RAR"), which the V-PCRF answers and
+    /// follows with a CCR-T or a CCR-U ending the subsession. Returns the RAA's result.
+    pub async fn release_s9(
+        &self,
+        session_id: &str,
+        subsession: Option<u32>,
+        cause: i32,
+    ) -> Result<u32, PushError> {
+        self.shared.release_s9(session_id, subsession, cause).await
     }
 
     /// Stops the node (DPR to every peer, at most `timeout`) and the event watcher.
@@ -765,26 +866,7 @@ impl Shared {
     /// means the PCEF restarted (seen also through agents, where no peer event of ours
     /// shows it): its older sessions are gone, before this CCR is handled.
     async fn origin_state(&self, origin_host: &str, osi: u32) {
-        let changed = {
-            let Ok(mut m) = self.origin_states.lock() else {
-                return;
-            };
-            let key = origin_host.to_ascii_lowercase();
-            match m.get_mut(&key) {
-                Some(prev) if *prev == osi => false,
-                Some(prev) => {
-                    *prev = osi;
-                    true
-                }
-                None => {
-                    if m.len() < ORIGIN_STATES_CAP {
-                        m.insert(key, osi);
-                    }
-                    false
-                }
-            }
-        };
-        if changed {
+        if origin_state_changed(&self.origin_states, origin_host, osi) {
             self.pcef_restarted(origin_host).await;
         }
     }
@@ -810,7 +892,9 @@ impl Shared {
         session_id: &str,
         change: &PolicyChange,
     ) -> Result<PushOutcome, PushError> {
-        if self.sessions.get(session_id.to_string()).await?.is_none() {
+        if self.sessions.get(session_id.to_string()).await?.is_none()
+            && self.s9_subsession(session_id).await?.is_none()
+        {
             return Err(PushError::UnknownSession(session_id.to_string()));
         }
         let mut install: Vec<RuleDef> = Vec::with_capacity(change.install.len());
@@ -845,6 +929,20 @@ impl Shared {
         change: Change,
         triggers: &BTreeSet<i32>,
     ) -> Result<PushOutcome, PushError> {
+        // A roaming UE's subsession (an AF session bound to it, a push naming it): the
+        // change goes to its V-PCRF by S9 RAR.
+        if let Some((s9_id, n)) = s9::parse_subsession_key(session_id)
+            && self.s9_sessions.get(s9_id.to_string()).await?.is_some()
+        {
+            let mut out = self.s9_change(s9_id, &[(n, change)], triggers).await?;
+            return out
+                .pop()
+                .map(|mut o| {
+                    o.session_id = session_id.to_string();
+                    o
+                })
+                .ok_or_else(|| PushError::UnknownSession(session_id.to_string()));
+        }
         let session = self
             .sessions
             .get(session_id.to_string())
@@ -875,6 +973,7 @@ impl Shared {
             installed: 0,
             removed: 0,
             failures: Vec::new(),
+            subsession: None,
         };
         match rc {
             2001 => {
@@ -924,6 +1023,29 @@ impl Shared {
             }
         }
         Ok(out)
+    }
+}
+
+/// RFC 6733 §8.16: records Origin-State-Id `osi` of `origin_host` (lower-cased) in `map`;
+/// `true` when it differs from the one recorded before (the peer restarted). At most
+/// [`ORIGIN_STATES_CAP`] hosts are remembered.
+fn origin_state_changed(map: &Mutex<HashMap<String, u32>>, origin_host: &str, osi: u32) -> bool {
+    let Ok(mut m) = map.lock() else {
+        return false;
+    };
+    let key = origin_host.to_ascii_lowercase();
+    match m.get_mut(&key) {
+        Some(prev) if *prev == osi => false,
+        Some(prev) => {
+            *prev = osi;
+            true
+        }
+        None => {
+            if m.len() < ORIGIN_STATES_CAP {
+                m.insert(key, osi);
+            }
+            false
+        }
     }
 }
 

@@ -705,6 +705,235 @@ impl GxxSessionStore for MemoryGxxSessions {
     }
 }
 
+/// One subsession of an S9 session (TS 29.215 §4.5.1): a Gx or Gxx session of the
+/// roaming UE at the visited network, chosen and numbered by the V-PCRF (Subsession-Id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct S9Subsession {
+    /// Subsession-Id.
+    pub id: u32,
+    /// Its policy state, in the shape of a Gx session so the same decisions apply
+    /// ([`crate::policy::decide`], [`crate::policy::Decision::apply`]): `session_id` is
+    /// [`crate::s9::subsession_key`] (what an AF session bound to it names), `pcef_host` and
+    /// `pcef_realm` the V-PCRF's, `ue_ip`, `apn`, `rat_type` what the subsession reported.
+    pub policy: GxSession,
+    /// DRA-Client-Session-Id values (our vendor AVP, DESIGN.md): the visited client's
+    /// Session-Ids carried in its Subsession-Enforcement-Info.
+    pub client_sessions: Vec<String>,
+}
+
+/// One S9 session (TS 29.215): a V-PCRF's session for one roaming UE, carrying its
+/// subsessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct S9Session {
+    /// Session-Id (the V-PCRF's).
+    pub session_id: String,
+    /// The V-PCRF's Origin-Host (where S9 RARs go, as Destination-Host).
+    pub vpcrf_host: String,
+    /// The V-PCRF's Origin-Realm (the roaming partner's realm).
+    pub vpcrf_realm: String,
+    /// The subscriber (`imsi:…`).
+    pub subscriber: String,
+    /// Highest CC-Request-Number handled.
+    pub last_request_number: u32,
+    /// Live subsessions by Subsession-Id.
+    pub subsessions: BTreeMap<u32, S9Subsession>,
+    /// Bumped by every [`S9SessionStore::replace`].
+    pub version: u64,
+}
+
+/// The S9 session store, shaped like [`SessionStore`]: keyed by the V-PCRF's Session-Id,
+/// indexed by V-PCRF (a restarted V-PCRF's sessions go at once), by subscriber (operator
+/// pushes) and by the UE address of each subsession (Rx binding, TS 29.213 §4.2). On Redis:
+/// a hash per session (`s9:{Session-Id}`) with the subsessions serialised in it, a set per
+/// V-PCRF and subscriber, a key per UE address naming session and subsession.
+pub trait S9SessionStore: Send + Sync + 'static {
+    /// The session, when it exists.
+    fn get(&self, session_id: String) -> StoreFuture<'_, Option<S9Session>>;
+    /// Creates or replaces the session (and its index entries). Returns the one it replaced.
+    fn put(&self, session: S9Session) -> StoreFuture<'_, Option<S9Session>>;
+    /// Writes `session` over the stored one if that is still at `session.version`, bumping
+    /// the version; `false`, nothing written, when it changed meanwhile or is gone.
+    fn replace(&self, session: S9Session) -> StoreFuture<'_, bool>;
+    /// Forgets the session.
+    fn remove(&self, session_id: String) -> StoreFuture<'_, Option<S9Session>>;
+    /// Forgets every session of V-PCRF `host` (case-insensitive) and returns them.
+    fn remove_by_vpcrf(&self, host: String) -> StoreFuture<'_, Vec<S9Session>>;
+    /// Session-Ids of a subscriber's S9 sessions.
+    fn by_subscriber(&self, subscriber: String) -> StoreFuture<'_, Vec<String>>;
+    /// The S9 session and Subsession-Id holding a UE address (IPv4 exactly, IPv6 by its
+    /// /64, as [`SessionStore::by_ue_ip`]).
+    fn by_ue_ip(&self, ip: IpAddr) -> StoreFuture<'_, Option<(String, u32)>>;
+    /// Every live Session-Id.
+    fn list(&self) -> StoreFuture<'_, Vec<String>>;
+    /// Live sessions.
+    fn count(&self) -> StoreFuture<'_, u64>;
+}
+
+#[derive(Default)]
+struct S9Maps {
+    sessions: HashMap<String, S9Session>,
+    by_vpcrf: HashMap<String, BTreeSet<String>>,
+    by_subscriber: HashMap<String, BTreeSet<String>>,
+    by_ip: HashMap<IpAddr, (String, u32)>,
+}
+
+impl S9Maps {
+    fn index(&mut self, s: &S9Session) {
+        self.by_vpcrf
+            .entry(s.vpcrf_host.to_ascii_lowercase())
+            .or_default()
+            .insert(s.session_id.clone());
+        self.by_subscriber
+            .entry(s.subscriber.clone())
+            .or_default()
+            .insert(s.session_id.clone());
+        for sub in s.subsessions.values() {
+            if let Some(ip) = sub.policy.ue_ip {
+                self.by_ip
+                    .insert(binding_key(ip), (s.session_id.clone(), sub.id));
+            }
+        }
+    }
+
+    fn unindex(&mut self, s: &S9Session) {
+        let host = s.vpcrf_host.to_ascii_lowercase();
+        if let Some(set) = self.by_vpcrf.get_mut(&host) {
+            set.remove(&s.session_id);
+            if set.is_empty() {
+                self.by_vpcrf.remove(&host);
+            }
+        }
+        if let Some(set) = self.by_subscriber.get_mut(&s.subscriber) {
+            set.remove(&s.session_id);
+            if set.is_empty() {
+                self.by_subscriber.remove(&s.subscriber);
+            }
+        }
+        for sub in s.subsessions.values() {
+            if let Some(ip) = sub.policy.ue_ip {
+                let k = binding_key(ip);
+                if self
+                    .by_ip
+                    .get(&k)
+                    .is_some_and(|(id, n)| id == &s.session_id && *n == sub.id)
+                {
+                    self.by_ip.remove(&k);
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &str) -> Option<S9Session> {
+        let s = self.sessions.remove(id)?;
+        self.unindex(&s);
+        Some(s)
+    }
+}
+
+/// The in-memory default S9 store (maps under one lock never held across an await).
+#[derive(Default)]
+pub struct MemoryS9Sessions {
+    maps: Mutex<S9Maps>,
+}
+
+impl MemoryS9Sessions {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut S9Maps) -> T) -> Result<T, StoreError> {
+        let mut m = self
+            .maps
+            .lock()
+            .map_err(|_| StoreError("S9 session map poisoned".into()))?;
+        Ok(f(&mut m))
+    }
+}
+
+impl S9SessionStore for MemoryS9Sessions {
+    fn get(&self, session_id: String) -> StoreFuture<'_, Option<S9Session>> {
+        let r = self.with(|m| m.sessions.get(&session_id).cloned());
+        Box::pin(async move { r })
+    }
+
+    fn put(&self, session: S9Session) -> StoreFuture<'_, Option<S9Session>> {
+        let r = self.with(|m| {
+            let old = m.remove(&session.session_id);
+            m.index(&session);
+            m.sessions.insert(session.session_id.clone(), session);
+            old
+        });
+        Box::pin(async move { r })
+    }
+
+    fn replace(&self, mut session: S9Session) -> StoreFuture<'_, bool> {
+        let r = self.with(|m| {
+            let Some(cur) = m.sessions.get(&session.session_id) else {
+                return false;
+            };
+            if cur.version != session.version
+                || cur.vpcrf_host != session.vpcrf_host
+                || cur.subscriber != session.subscriber
+            {
+                return false;
+            }
+            let cur = cur.clone();
+            m.unindex(&cur);
+            m.index(&session);
+            session.version += 1;
+            m.sessions.insert(session.session_id.clone(), session);
+            true
+        });
+        Box::pin(async move { r })
+    }
+
+    fn remove(&self, session_id: String) -> StoreFuture<'_, Option<S9Session>> {
+        let r = self.with(|m| m.remove(&session_id));
+        Box::pin(async move { r })
+    }
+
+    fn remove_by_vpcrf(&self, host: String) -> StoreFuture<'_, Vec<S9Session>> {
+        let r = self.with(|m| {
+            let ids = m
+                .by_vpcrf
+                .remove(&host.to_ascii_lowercase())
+                .unwrap_or_default();
+            ids.iter().filter_map(|id| m.remove(id)).collect()
+        });
+        Box::pin(async move { r })
+    }
+
+    fn by_subscriber(&self, subscriber: String) -> StoreFuture<'_, Vec<String>> {
+        let r = self.with(|m| {
+            m.by_subscriber
+                .get(&subscriber)
+                .map(|s| s.iter().cloned().collect())
+                .unwrap_or_default()
+        });
+        Box::pin(async move { r })
+    }
+
+    fn by_ue_ip(&self, ip: IpAddr) -> StoreFuture<'_, Option<(String, u32)>> {
+        let r = self.with(|m| m.by_ip.get(&binding_key(ip)).cloned());
+        Box::pin(async move { r })
+    }
+
+    fn list(&self) -> StoreFuture<'_, Vec<String>> {
+        let r = self.with(|m| {
+            let mut v: Vec<String> = m.sessions.keys().cloned().collect();
+            v.sort();
+            v
+        });
+        Box::pin(async move { r })
+    }
+
+    fn count(&self) -> StoreFuture<'_, u64> {
+        let r = self.with(|m| m.sessions.len() as u64);
+        Box::pin(async move { r })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -863,5 +1092,66 @@ mod tests {
         assert_eq!(get("10.45.0.9").await.unwrap().as_deref(), Some("a"));
         s.remove("a".into()).await.unwrap();
         assert_eq!(get("10.45.0.9").await.unwrap(), None);
+    }
+
+    fn s9(id: &str, host: &str, ips: &[(u32, &str)]) -> S9Session {
+        S9Session {
+            session_id: id.into(),
+            vpcrf_host: host.into(),
+            vpcrf_realm: "visited.test".into(),
+            subscriber: "imsi:1".into(),
+            last_request_number: 0,
+            subsessions: ips
+                .iter()
+                .map(|&(n, ip)| {
+                    let mut policy = session(&format!("{id}#{n}"), host, "imsi:1");
+                    policy.ue_ip = Some(ip.parse().unwrap());
+                    (
+                        n,
+                        S9Subsession {
+                            id: n,
+                            policy,
+                            client_sessions: vec![],
+                        },
+                    )
+                })
+                .collect(),
+            version: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn s9_sessions_index_their_subsessions_addresses() {
+        let s = MemoryS9Sessions::new();
+        s.put(s9(
+            "a",
+            "VPCRF.v",
+            &[(1, "10.1.0.1"), (2, "2001:db8:1:2::")],
+        ))
+        .await
+        .unwrap();
+        s.put(s9("b", "other", &[(7, "10.1.0.9")])).await.unwrap();
+        let at = |ip: &str| s.by_ue_ip(ip.parse().unwrap());
+        assert_eq!(at("10.1.0.1").await.unwrap(), Some(("a".into(), 1)));
+        assert_eq!(
+            at("2001:db8:1:2:9::1").await.unwrap(),
+            Some(("a".into(), 2))
+        );
+        assert_eq!(s.by_subscriber("imsi:1".into()).await.unwrap(), ["a", "b"]);
+        // A subsession ends: its address goes with it.
+        let mut a = s.get("a".into()).await.unwrap().unwrap();
+        a.subsessions.remove(&1);
+        let stale = a.clone();
+        assert!(s.replace(a).await.unwrap());
+        assert!(!s.replace(stale).await.unwrap(), "stale version");
+        assert_eq!(at("10.1.0.1").await.unwrap(), None);
+        // A restarted V-PCRF: its sessions go, with every index entry.
+        let gone = s.remove_by_vpcrf("vpcrf.V".into()).await.unwrap();
+        assert_eq!(gone.len(), 1);
+        assert_eq!(at("2001:db8:1:2::1").await.unwrap(), None);
+        assert_eq!(s.count().await.unwrap(), 1);
+        s.remove("b".into()).await.unwrap();
+        let m = s.maps.lock().unwrap();
+        assert!(m.by_ip.is_empty() && m.by_vpcrf.is_empty() && m.by_subscriber.is_empty());
     }
 }

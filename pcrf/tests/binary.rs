@@ -52,6 +52,8 @@ fn help_says_how_to_start_and_push() {
         "001010000000001",
         "ocs.home.test",
         "/rar?install=",
+        "roaming_partner",
+        "/s9-sessions/S9-SESSION-ID/rar?subsession=1",
     ] {
         assert!(text.contains(want), "{want} not in\n{text}");
     }

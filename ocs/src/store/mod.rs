@@ -13,7 +13,7 @@
 
 pub mod redb;
 
-use crate::model::{Account, CcAnswer, CcRequest, UnitKind, UnixMillis};
+use crate::model::{Account, CcAnswer, CcRequest, Session, UnitKind, UnixMillis};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -122,6 +122,9 @@ pub trait ChargingStore: Send + Sync + 'static {
     /// The account with this id or Subscription-Id index key (`imsi:…`, `msisdn:…`,
     /// `nai:…`), or a bare IMSI, MSISDN or NAI.
     fn account(&self, key: String) -> StoreFuture<'_, Option<Account>>;
+
+    /// A live session by Session-Id: its reservations, and what a visited OCS reported.
+    fn session(&self, session_id: String) -> StoreFuture<'_, Option<Session>>;
 
     /// Changes an account (a top-up, a correction, barring) and returns it with its live
     /// sessions, which the caller re-authorises.

@@ -691,6 +691,10 @@ impl ChargingStore for RedbStore {
         })
     }
 
+    fn session(&self, session_id: String) -> StoreFuture<'_, Option<Session>> {
+        self.submit(move |t, _| t.session(&session_id))
+    }
+
     fn modify(
         &self,
         key: String,

@@ -149,18 +149,13 @@ impl Shared {
             message: e.to_string(),
             failed: None,
         };
-        let id = self
-            .sessions
-            .by_ue_ip(ip)
-            .await
-            .map_err(store)?
-            .ok_or_else(|| not_available(format!("no IP-CAN session for UE address {ip}")))?;
-        let gx = self
-            .sessions
-            .get(id)
-            .await
-            .map_err(store)?
-            .ok_or_else(|| not_available(format!("no IP-CAN session for UE address {ip}")))?;
+        // A local Gx session first; else a roaming UE's subsession known through S9
+        // (TS 29.215 §4.5: the home AF's rules then go to the V-PCRF by S9 RAR).
+        let gx = match self.sessions.by_ue_ip(ip).await.map_err(store)? {
+            Some(id) => self.sessions.get(id).await.map_err(store)?,
+            None => self.s9_subsession_by_ip(ip).await.map_err(store)?,
+        }
+        .ok_or_else(|| not_available(format!("no IP-CAN session for UE address {ip}")))?;
         if let (Some(want), Some(have)) = (&r.apn, &gx.apn)
             && !want.eq_ignore_ascii_case(have)
         {

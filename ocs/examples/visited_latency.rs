@@ -1,0 +1,223 @@
+//! Latency of the visited OCS's path against the direct path, one request in flight, over
+//! loopback, in one process: a home OCS (durable redb store in a temporary directory), a
+//! visited OCS in front of it, and a Gy client.
+//!
+//! ```text
+//! cargo run --release -p ocs --example visited_latency -- [UPDATES] [no-fsync]
+//! ```
+//!
+//! `no-fsync` runs the home store without fsync, so the extra hop is not hidden in the
+//! fsync's spread.
+//!
+//! Three series of CCR-U, each on its own session: straight to the home OCS; through the
+//! visited OCS with a location-area change each time (sent home: one more hop); through the
+//! visited OCS with a RAT change each time (answered by the visited OCS alone). Prints
+//! p50/p90/p99/mean per series and the ratios to the direct path.
+
+use diameter_codec::MessageBuilder;
+use diameter_codec::dict::{base, dcca, gi, gy as gyd};
+use diameter_node::node::{Node, NodeConfig, PeerSpec, relay_route};
+use diameter_node::peer::Application;
+use ocs::config::Config;
+use ocs::model::{RequestType, Units};
+use ocs::{Ocs, VisitedOcs};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const IMSI: &str = "001010000000001";
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+async fn client(peer: &str, realm: &str, addr: SocketAddr) -> anyhow::Result<Node> {
+    let mut c = NodeConfig::new("pcef.visited.test", "visited.test");
+    c.local.applications.push(Application::auth(4));
+    c.peers.push(PeerSpec::connect_tcp(peer, addr));
+    c.routes.push(relay_route(realm, Some(4), &[peer]));
+    let node = Node::start(c).await?;
+    anyhow::ensure!(
+        node.wait_peer(peer, Duration::from_secs(10)).await,
+        "{peer} not open"
+    );
+    Ok(node)
+}
+
+/// A CCR for rating group 1 with `used` octets, a fired trigger and the user's location.
+fn ccr(
+    session: &str,
+    realm: &str,
+    kind: RequestType,
+    n: u32,
+    used: u64,
+    (fired, lac, rat): (Option<i32>, u16, u8),
+) -> MessageBuilder {
+    let mut b = MessageBuilder::request(dcca::CMD_CREDIT_CONTROL, 4, true);
+    b.push(base::SESSION_ID.with(session.to_string()));
+    b.push(base::ORIGIN_HOST.with("pcef.visited.test".to_string()));
+    b.push(base::ORIGIN_REALM.with("visited.test".to_string()));
+    b.push(base::DESTINATION_REALM.with(realm.to_string()));
+    b.push(base::AUTH_APPLICATION_ID.with(4u32));
+    b.push(dcca::SERVICE_CONTEXT_ID.with("32251@3gpp.org"));
+    b.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType(kind.code())));
+    b.push(dcca::CC_REQUEST_NUMBER.with(n));
+    b.push(dcca::SUBSCRIPTION_ID.with(vec![
+        dcca::SUBSCRIPTION_ID_TYPE.with(dcca::SubscriptionIdType(1)),
+        dcca::SUBSCRIPTION_ID_DATA.with(IMSI.to_string()),
+    ]));
+    let mut m = vec![ocs::gy::requested_avp(&Units::default())];
+    if used > 0 {
+        m.push(ocs::gy::used_avp(&Units {
+            total_octets: Some(used),
+            ..Units::default()
+        }));
+    }
+    m.push(dcca::RATING_GROUP.with(1u32));
+    if let Some(t) = fired {
+        m.push(gyd::REPORTING_REASON.with(gyd::ReportingReason(6)));
+        m.push(gyd::TRIGGER.with(vec![gyd::TRIGGER_TYPE.with(gyd::TriggerType(t))]));
+    }
+    b.push(dcca::MULTIPLE_SERVICES_CREDIT_CONTROL.with(m));
+    // UTRAN CGI: MCC 001, MNC 01, LAC, CI 1.
+    let mut uli = vec![0, 0x00, 0xf1, 0x10];
+    uli.extend(lac.to_be_bytes());
+    uli.extend(1u16.to_be_bytes());
+    b.push(
+        gyd::SERVICE_INFORMATION.with(vec![gyd::PS_INFORMATION.with(vec![
+            gi::TGPP_USER_LOCATION_INFO.with(bytes::Bytes::from(uli)),
+            gi::TGPP_RAT_TYPE.with(bytes::Bytes::from(vec![rat])),
+        ])]),
+    );
+    b
+}
+
+/// Runs one session of `updates` CCR-U; returns the round trips of the updates.
+async fn series(
+    node: &Node,
+    realm: &str,
+    session: &str,
+    updates: u32,
+    step: impl Fn(u32) -> (Option<i32>, u16, u8),
+) -> anyhow::Result<Vec<Duration>> {
+    let ok = |m: diameter_codec::Message| -> anyhow::Result<()> {
+        let rc: u32 = m.get(base::RESULT_CODE).and_then(Result::ok).unwrap_or(0);
+        anyhow::ensure!(rc == 2001, "Result-Code {rc}");
+        Ok(())
+    };
+    ok(node
+        .request(ccr(
+            session,
+            realm,
+            RequestType::Initial,
+            0,
+            0,
+            (None, 1, 1),
+        ))
+        .await?)?;
+    let mut out = Vec::with_capacity(updates as usize);
+    for n in 1..=updates {
+        let req = ccr(session, realm, RequestType::Update, n, 100, step(n));
+        let t = Instant::now();
+        let m = node.request(req).await?;
+        out.push(t.elapsed());
+        ok(m)?;
+    }
+    ok(node
+        .request(ccr(
+            session,
+            realm,
+            RequestType::Termination,
+            updates + 1,
+            100,
+            (None, 1, 1),
+        ))
+        .await?)?;
+    Ok(out)
+}
+
+fn summary(name: &str, mut v: Vec<Duration>, base: Option<f64>) -> f64 {
+    v.sort();
+    let q = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e6;
+    let mean = v.iter().map(Duration::as_secs_f64).sum::<f64>() / v.len() as f64 * 1e6;
+    let ratio = base.map_or(String::new(), |b| format!("  p50 ×{:.2}", q(0.5) / b));
+    println!(
+        "{name:<34} p50 {:>7.0} µs  p90 {:>7.0} µs  p99 {:>7.0} µs  mean {:>7.0} µs{ratio}",
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        mean
+    );
+    q(0.5)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let updates: u32 = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(2000);
+    let dir = tempfile::tempdir()?;
+    let home_addr = free_addr();
+    let text = ocs::config::DEMO
+        .replace("127.0.0.1:3870", &home_addr.to_string())
+        .replace("admin = \"127.0.0.1:3871\"", "")
+        // Home watches QoS and the location area (UTRAN), not the RAT.
+        .replace("triggers = [2, 4, 35, 36]", "triggers = [2, 33]");
+    let mut home_cfg = Config::parse(&dir.path().join("home.toml"), &text)?;
+    home_cfg.store.path = dir.path().join("home.redb");
+    home_cfg.store.durable = std::env::args().nth(2).as_deref() != Some("no-fsync");
+    let home = Ocs::start(&home_cfg).await?;
+    let vocs_addr = free_addr();
+    let vtext = include_str!("visited.toml")
+        .replace("127.0.0.1:3880", &vocs_addr.to_string())
+        .replace("127.0.0.1:3870", &home_addr.to_string())
+        .replace("127.0.0.1:3872", &free_addr().to_string())
+        .replace("report_decision = true", "report_decision = false")
+        // Grants as large as home's, so that only the triggers decide who answers.
+        .replace("grant_cap = 300000 ", "");
+    let vcfg = Config::parse(&dir.path().join("visited.toml"), &vtext)?;
+    let vocs = VisitedOcs::start(&vcfg).await?;
+    anyhow::ensure!(
+        vocs.node()
+            .wait_peer("ocs.home.test", Duration::from_secs(10))
+            .await,
+        "home not open"
+    );
+    let direct = client("ocs.home.test", "home.test", home_addr).await?;
+    let via = client("ocs.visited.test", "visited.test", vocs_addr).await?;
+    println!(
+        "{updates} CCR-U per series, 1 in flight, loopback; home store durable = {}",
+        home_cfg.store.durable
+    );
+    // Warm-up.
+    series(&direct, "home.test", "warm;d", 200, |_| (None, 1, 1)).await?;
+    series(&via, "visited.test", "warm;v", 200, |n| {
+        (Some(33), n as u16 + 2, 1)
+    })
+    .await?;
+    let d = series(&direct, "home.test", "lat;direct", updates, |_| {
+        (None, 1, 1)
+    })
+    .await?;
+    // CHANGEINLOCATION_CellId (34) into a new location area each time: home's LAC trigger.
+    let h = series(&via, "visited.test", "lat;home", updates, |n| {
+        (Some(34), (n % 60000) as u16 + 2, 1)
+    })
+    .await?;
+    // CHANGE_IN_RAT (4), not armed by home: answered by the visited OCS.
+    let l = series(&via, "visited.test", "lat;local", updates, |n| {
+        (Some(4), 1, if n % 2 == 0 { 1 } else { 5 })
+    })
+    .await?;
+    let base = summary("direct to the home OCS", d, None);
+    summary("via the visited OCS, sent home", h, Some(base));
+    summary("via the visited OCS, answered there", l, Some(base));
+    direct.shutdown(Duration::from_secs(1)).await;
+    via.shutdown(Duration::from_secs(1)).await;
+    vocs.shutdown(Duration::from_secs(1)).await;
+    home.shutdown(Duration::from_secs(1)).await;
+    Ok(())
+}

@@ -1,0 +1,1239 @@
+//! The visited OCS (document 001): a back-to-back Gy agent between the visited PCEF and the
+//! home OCS. Towards the PCEF it is a Gy server; towards home a Gy client with its own
+//! session (its own Session-Id from the node's generator, CC-Request-Numbers 0, 1, 2, …
+//! with no gaps: every request it sends home is numbered in turn). It keeps the home
+//! decision per rating group and answers the PCEF with the visited policy applied
+//! ([`policy`]); it answers updates locally when home did not subscribe the trigger that
+//! fired, or the finer location change stayed inside the coarser area home subscribed, and
+//! the home grant it holds is not spent.
+//!
+//! - [`config`]: `[visited]`, the home operators and the policy per rating group.
+//! - [`location`]: 3GPP-User-Location-Info and the precision order of location triggers.
+//! - [`policy`]: the rewrites (credit cap, triggers, final-unit action).
+//! - [`store`]: the [`store::VisitedStore`] trait and its in-memory default.
+//!
+//! Usage: every unit the PCEF reports is added to the rating group's unreported usage and
+//! sent home, in the Used-Service-Unit of the next request that goes home (at the latest the
+//! CCR-T), so a home OCS that knows nothing of our AVPs charges it once. The part reported in
+//! updates answered locally is named in Locally-Absorbed-Usage beside it.
+//!
+//! Tcc (RFC 4006 §13, `[ocs] tcc`): a session whose PCEF has sent nothing for that long is
+//! ended towards home with a CCR-T carrying the usage held, then forgotten.
+//!
+//! A re-auth request from home (RFC 4006 §5.5) is passed on to the PCEF with its own
+//! Session-Id, and the session's next update goes home whatever fired.
+//!
+//! Home unreachable: the primary home OCS, then the secondary, each with Destination-Host
+//! (a timed-out request is re-sent with the T bit and the same End-to-End Identifier, RFC
+//! 6733 §5.5.4; the node fails over its in-flight requests itself). When neither answers,
+//! nothing of the PCEF's request is kept and it gets 3002 DIAMETER_UNABLE_TO_DELIVER (RFC
+//! 4006 §5.7: it applies its Credit-Control-Failure-Handling) — except with failure handling
+//! CONTINUE, where an update the held home grant can serve is answered from it, never
+//! beyond it.
+//!
+//! A request home that timed out on both addresses may still have been applied there. It is
+//! kept as in doubt ([`store::InDoubt`]) with its number, and the next request that goes
+//! home sends it again first (same CC-Request-Number, T bit), so home's duplicate detection
+//! settles it; the usage it carried is then taken off what the PCEF has reported since
+//! (a PCEF that got 3002 reports that usage again), and only then is anything new numbered.
+
+pub mod config;
+pub mod location;
+pub mod policy;
+pub mod store;
+
+use crate::config::{Config, FailureHandling};
+use crate::engine::rc;
+use crate::gy;
+use crate::model::{
+    CcAnswer, CcRequest, MsccAnswer, MsccRequest, RequestType, ServiceKey, SubscriptionType, Units,
+};
+use config::VisitedSection;
+use diameter_codec::dict::{base, dcca, gi, gy as gyd, roaming};
+use diameter_codec::{CommandFlags, Message, MessageBuilder, OwnedAvp, ResultCode};
+use diameter_node::node::{IncomingRequest, Node, RequestError, handler_fn};
+use location::{Location, is_location};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use store::{HomeMscc, InDoubt, MemoryVisitedStore, VisitedService, VisitedSession, VisitedStore};
+
+/// Reporting-Reason RATING_CONDITION_CHANGE (TS 32.299 §7.2.175), sent with the Trigger that
+/// fired.
+const RATING_CONDITION_CHANGE: i32 = 6;
+
+/// What the PCEF's CCR says beyond [`CcRequest`].
+#[derive(Debug, Clone, Default)]
+struct PcefExtras {
+    /// Home-OCS-Identity: primary and secondary.
+    home_hosts: Vec<String>,
+    destination_realm: Option<String>,
+    uli: Option<Vec<u8>>,
+    rat: Option<Vec<u8>>,
+    /// Per MSCC, in order: the Trigger-Type values that fired and the Reporting-Reason.
+    fired: Vec<(Vec<i32>, Option<i32>)>,
+}
+
+fn read_extras(msg: &Message) -> PcefExtras {
+    let mut x = PcefExtras {
+        destination_realm: msg
+            .get(base::DESTINATION_REALM)
+            .and_then(Result::ok)
+            .map(str::to_string),
+        ..PcefExtras::default()
+    };
+    // 3GPP-User-Location-Info and 3GPP-RAT-Type: in Service-Information/PS-Information (TS
+    // 32.299 §7.2.158) or at command level.
+    let mut look = |a: &diameter_codec::AvpRef<'_>| {
+        if a.key() == gi::TGPP_USER_LOCATION_INFO.key() {
+            x.uli = Some(a.data.to_vec());
+        } else if a.key() == gi::TGPP_RAT_TYPE.key() {
+            x.rat = Some(a.data.to_vec());
+        }
+    };
+    for a in msg.avps().flatten() {
+        look(&a);
+        if a.key() == gyd::SERVICE_INFORMATION.key() {
+            for p in a.children().flatten() {
+                if p.key() == gyd::PS_INFORMATION.key() {
+                    for c in p.children().flatten() {
+                        look(&c);
+                    }
+                }
+            }
+        }
+    }
+    for a in msg.avps().flatten() {
+        if a.key() == roaming::HOME_OCS_IDENTITY.key() {
+            let mut primary = None;
+            let mut secondary = None;
+            for c in a.children().flatten() {
+                let text = String::from_utf8_lossy(c.data).into_owned();
+                if c.key() == roaming::HOME_OCS_PRIMARY.key() {
+                    primary = Some(text);
+                } else if c.key() == roaming::HOME_OCS_SECONDARY.key() {
+                    secondary = Some(text);
+                }
+            }
+            x.home_hosts = primary.into_iter().chain(secondary).collect();
+        } else if a.key() == dcca::MULTIPLE_SERVICES_CREDIT_CONTROL.key() {
+            let mut fired = Vec::new();
+            let mut reason = None;
+            for c in a.children().flatten() {
+                if c.key() == gyd::TRIGGER.key() {
+                    fired.extend(gy::trigger_types(&c));
+                } else if c.key() == gyd::REPORTING_REASON.key() {
+                    reason = c.data.try_into().ok().map(i32::from_be_bytes);
+                } else if c.key() == dcca::USED_SERVICE_UNIT.key() {
+                    for u in c.children().flatten() {
+                        if u.key() == gyd::REPORTING_REASON.key() {
+                            reason = reason.or(u.data.try_into().ok().map(i32::from_be_bytes));
+                        }
+                    }
+                }
+            }
+            x.fired.push((fired, reason));
+        }
+    }
+    x
+}
+
+fn units_nonzero(u: &Units) -> bool {
+    policy::any_units(u)
+}
+
+fn home_mscc_avp(m: &HomeMscc) -> OwnedAvp {
+    let mut c = Vec::new();
+    if let Some(r) = &m.requested {
+        c.push(gy::requested_avp(r));
+    }
+    if let Some(u) = &m.used {
+        c.push(gy::used_avp(u));
+    }
+    if let Some(si) = m.service.service_id {
+        c.push(dcca::SERVICE_IDENTIFIER.with(si));
+    }
+    if let Some(rg) = m.service.rating_group {
+        c.push(dcca::RATING_GROUP.with(rg));
+    }
+    if let Some(r) = m.reason {
+        c.push(gyd::REPORTING_REASON.with(gyd::ReportingReason(r)));
+    }
+    if !m.triggers.is_empty() {
+        c.push(
+            gyd::TRIGGER.with(
+                m.triggers
+                    .iter()
+                    .map(|t| gyd::TRIGGER_TYPE.with(gyd::TriggerType(*t)))
+                    .collect::<Vec<_>>(),
+            ),
+        );
+    }
+    if let Some((u, n)) = &m.absorbed {
+        let mut l = Vec::new();
+        if let Some(rg) = m.service.rating_group {
+            l.push(dcca::RATING_GROUP.with(rg));
+        }
+        l.push(gy::used_avp(u));
+        l.push(roaming::ABSORBED_REQUEST_COUNT.with(*n));
+        c.push(roaming::LOCALLY_ABSORBED_USAGE.with(l));
+    }
+    if let Some(d) = &m.decision {
+        let mut v = Vec::new();
+        if let Some(rg) = m.service.rating_group {
+            v.push(dcca::RATING_GROUP.with(rg));
+        }
+        if let Some(g) = &d.answer.granted {
+            v.push(gy::granted_avp(g));
+        }
+        for t in d.answer.triggers.iter().flatten() {
+            v.push(gyd::TRIGGER_TYPE.with(gyd::TriggerType(*t)));
+        }
+        if let Some(f) = &d.answer.final_unit {
+            v.push(dcca::FINAL_UNIT_ACTION.with(dcca::FinalUnitAction(f.action)));
+        }
+        v.push(roaming::VISITED_DECISION_REASON.with(d.reason.clone()));
+        c.push(roaming::VISITED_CREDIT_DECISION.with(v));
+    }
+    dcca::MULTIPLE_SERVICES_CREDIT_CONTROL.with(c)
+}
+
+/// Why home gave no answer, and whether the request may have reached a home OCS (a
+/// timeout, not a refused connection).
+#[derive(Debug)]
+struct HomeDown(String, bool);
+
+/// A running visited OCS.
+pub struct VisitedOcs {
+    agent: Arc<Agent>,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+struct Agent {
+    node: Node,
+    cfg: VisitedSection,
+    store: Arc<dyn VisitedStore>,
+    /// Told to the PCEF in CCA-I (`[ocs] failure_handling`).
+    pcef_failure_handling: Option<FailureHandling>,
+    /// One lock per PCEF session: its requests are handled one at a time.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl VisitedOcs {
+    /// Starts the node with sessions in memory.
+    pub async fn start(cfg: &Config) -> anyhow::Result<Self> {
+        Self::start_with_store(cfg, Arc::new(MemoryVisitedStore::default())).await
+    }
+
+    /// As [`VisitedOcs::start`] on a store of the caller's.
+    pub async fn start_with_store(
+        cfg: &Config,
+        store: Arc<dyn VisitedStore>,
+    ) -> anyhow::Result<Self> {
+        let vcfg = cfg
+            .visited
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("the visited role needs a [visited] table"))?;
+        let nc = crate::server::node_config(cfg)?;
+        let node = Node::start(nc).await?;
+        let agent = Arc::new(Agent {
+            node,
+            cfg: vcfg,
+            store,
+            pcef_failure_handling: cfg.ocs.failure_handling,
+            locks: Mutex::new(HashMap::new()),
+        });
+        let a = agent.clone();
+        agent.node.register(
+            gy::APPLICATION_ID,
+            handler_fn(move |req| {
+                let a = a.clone();
+                async move { a.credit_control(req).await }
+            }),
+        );
+        // Tcc (RFC 4006 §13): a session whose PCEF went silent is ended towards home with
+        // the usage held here, so it is charged and home's reservations are released.
+        let weak = Arc::downgrade(&agent);
+        let tcc_ms = (cfg.ocs.tcc * 1000.0) as u64;
+        let every = Duration::try_from_secs_f64(cfg.ocs.sweep_interval)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(1));
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(a) = weak.upgrade() else { return };
+                let before = crate::server::now_ms().saturating_sub(tcc_ms);
+                match a.store.idle(before, 256).await {
+                    Ok(ids) => {
+                        for id in ids {
+                            a.expire(id, tcc_ms).await;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "visited Tcc sweep"),
+                }
+            }
+        });
+        Ok(Self { agent, sweeper })
+    }
+
+    /// The Diameter node.
+    pub fn node(&self) -> &Node {
+        &self.agent.node
+    }
+
+    /// The Diameter listening addresses.
+    pub fn listen_addrs(&self) -> &[SocketAddr] {
+        self.agent.node.listen_addrs()
+    }
+
+    /// The session store.
+    pub fn store(&self) -> &Arc<dyn VisitedStore> {
+        &self.agent.store
+    }
+
+    /// Disconnects the peers (DPR).
+    pub async fn shutdown(self, timeout: Duration) {
+        self.sweeper.abort();
+        self.agent.node.shutdown(timeout).await;
+    }
+}
+
+/// Whether a request home in doubt left the session open.
+enum Settled {
+    /// Open (or nothing was in doubt).
+    Open,
+    /// The request in doubt was the CCR-T: this is its answer.
+    Ended(Box<CcAnswer>),
+}
+
+/// The answer and whether the session changed (and is written back).
+struct Outcome {
+    answer: Reply,
+    session: Option<VisitedSession>,
+    remove: bool,
+}
+
+enum Reply {
+    /// A CCA.
+    Cca(Box<CcAnswer>),
+    /// A protocol error (E bit) with Error-Message.
+    Error(ResultCode, String),
+}
+
+impl Agent {
+    fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut m = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(id.to_string()).or_default().clone()
+    }
+
+    fn unlock(&self, id: &str) {
+        let mut m = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        // Only this request's clone and the map's: nobody waits.
+        if m.get(id).is_some_and(|l| Arc::strong_count(l) <= 2) {
+            m.remove(id);
+        }
+    }
+
+    /// A re-auth request from home (RFC 4006 §5.5: the home OCS wants the session
+    /// re-authorised, e.g. after a top-up): the session's next update goes home, and the
+    /// request is passed on to the PCEF with its Session-Id; home gets the PCEF's answer.
+    async fn re_auth(&self, req: IncomingRequest) -> MessageBuilder {
+        let Some(home_sid) = req.msg.session_id().map(str::to_string) else {
+            return req.answer(ResultCode::DIAMETER_MISSING_AVP);
+        };
+        let pcef_sid = match self.store.by_home(home_sid).await {
+            Ok(Some(id)) => id,
+            Ok(None) => return req.answer(ResultCode(rc::UNKNOWN_SESSION_ID)),
+            Err(e) => {
+                tracing::error!(error = %e, "visited session store");
+                return req.answer(ResultCode::DIAMETER_UNABLE_TO_COMPLY);
+            }
+        };
+        let lock = self.lock_for(&pcef_sid);
+        let target = {
+            let _g = lock.lock().await;
+            match self.store.get(pcef_sid.clone()).await {
+                Ok(Some(mut s)) => {
+                    s.reauth = true;
+                    let t = (s.pcef_host.clone(), s.pcef_realm.clone());
+                    match self.store.put(s).await {
+                        Ok(()) => Some(t),
+                        Err(e) => {
+                            tracing::error!(error = %e, "visited session not written");
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            }
+        };
+        drop(lock);
+        self.unlock(&pcef_sid);
+        let Some((host, realm)) = target else {
+            return req.answer(ResultCode(rc::UNKNOWN_SESSION_ID));
+        };
+        let rar = gy::rar(&pcef_sid, self.node.identity(), &host, &realm);
+        let code = match self.node.request(rar).await {
+            Ok(a) => a
+                .get(base::RESULT_CODE)
+                .and_then(Result::ok)
+                .unwrap_or(rc::UNABLE_TO_COMPLY),
+            Err(RequestError::Protocol { result_code, .. }) => result_code.0,
+            Err(e) => {
+                tracing::info!(session = %pcef_sid, error = %e, "RAR to the PCEF not answered");
+                ResultCode::DIAMETER_UNABLE_TO_DELIVER.0
+            }
+        };
+        let mut a = req.answer(ResultCode(code));
+        if a.find(base::AUTH_APPLICATION_ID.key()).is_none() {
+            a.push(base::AUTH_APPLICATION_ID.with(gy::APPLICATION_ID));
+        }
+        a
+    }
+
+    async fn credit_control(&self, req: IncomingRequest) -> MessageBuilder {
+        if req.msg.header().command_code == base::CMD_RE_AUTH {
+            return self.re_auth(req).await;
+        }
+        let ccr = match gy::parse_ccr(&req.msg) {
+            Ok(c) => c,
+            Err(e) => {
+                let mut a = req.answer(e.result_code);
+                a.push(base::ERROR_MESSAGE.with(e.message));
+                return a;
+            }
+        };
+        let extras = read_extras(&req.msg);
+        let id = ccr.session_id.clone();
+        let lock = self.lock_for(&id);
+        let out = {
+            let _g = lock.lock().await;
+            let r = self.handle(ccr, extras).await;
+            if let Ok(o) = &r {
+                let w = if o.remove {
+                    self.store.remove(id.clone()).await
+                } else if let Some(s) = &o.session {
+                    let mut s = s.clone();
+                    s.pcef_at = crate::server::now_ms();
+                    self.store.put(s).await
+                } else {
+                    Ok(())
+                };
+                if let Err(e) = w {
+                    tracing::error!(error = %e, "visited session not written");
+                }
+            }
+            r
+        };
+        drop(lock);
+        self.unlock(&id);
+        let reply = match out {
+            Ok(o) => o.answer,
+            Err(e) => Reply::Error(ResultCode::DIAMETER_UNABLE_TO_COMPLY, e.to_string()),
+        };
+        match reply {
+            Reply::Cca(a) => gy::encode_cca(req.answer(ResultCode(a.result_code)), &a),
+            Reply::Error(code, msg) => {
+                let mut a = req.answer(code);
+                a.push(base::ERROR_MESSAGE.with(msg));
+                a
+            }
+        }
+    }
+
+    async fn handle(&self, ccr: CcRequest, x: PcefExtras) -> anyhow::Result<Outcome> {
+        let existing = self.store.get(ccr.session_id.clone()).await?;
+        // A retransmission gets the answer it got (RFC 4006 §5.7, RFC 6733 §5.5.4).
+        if let Some(a) = existing.as_ref().and_then(|s| s.answer(ccr.request_number)) {
+            return Ok(Outcome {
+                answer: Reply::Cca(Box::new(a.clone())),
+                session: None,
+                remove: false,
+            });
+        }
+        // Older than every answer kept: it may have been handled, so it is not applied
+        // (again) — the home OCS's rule for an expired answer.
+        if let Some(s) = &existing
+            && s.answers.len() >= store::KEPT_ANSWERS
+            && s.answers.iter().all(|(n, _)| ccr.request_number < *n)
+        {
+            return Ok(refuse(
+                &ccr,
+                rc::UNABLE_TO_COMPLY,
+                "CC-Request-Number older than the answers kept",
+            ));
+        }
+        match (ccr.request_type, existing) {
+            (RequestType::Initial, None) => self.initial(ccr, x).await,
+            (RequestType::Initial, Some(_)) => {
+                Ok(refuse(&ccr, rc::UNABLE_TO_COMPLY, "session already open"))
+            }
+            (RequestType::Update, Some(s)) => self.update(s, ccr, x).await,
+            (RequestType::Termination, Some(s)) => self.terminate(s, ccr, x).await,
+            (RequestType::Update | RequestType::Termination, None) => {
+                Ok(refuse(&ccr, rc::UNKNOWN_SESSION_ID, "unknown session"))
+            }
+            (RequestType::Event, _) => Ok(refuse(
+                &ccr,
+                rc::UNABLE_TO_COMPLY,
+                "event charging is not relayed by the visited OCS",
+            )),
+        }
+    }
+
+    fn operator(&self, s: &VisitedSession) -> Option<&config::HomeOperator> {
+        self.cfg
+            .operators
+            .iter()
+            .find(|o| o.realm.eq_ignore_ascii_case(&s.operator))
+    }
+
+    fn service_policy(&self, s: &VisitedSession, svc: ServiceKey) -> config::ServicePolicy {
+        self.operator(s)
+            .map(|o| o.policy(svc.rating_group).clone())
+            .unwrap_or_default()
+    }
+
+    /// The request sent home, to `host`.
+    fn home_ccr(
+        &self,
+        s: &VisitedSession,
+        host: &str,
+        kind: RequestType,
+        msccs: &[HomeMscc],
+    ) -> MessageBuilder {
+        let me = self.node.identity();
+        let mut b = MessageBuilder::request(dcca::CMD_CREDIT_CONTROL, gy::APPLICATION_ID, true);
+        b.push(base::SESSION_ID.with(s.home_session.clone()));
+        b.push(base::ORIGIN_HOST.with(me.host.clone()));
+        b.push(base::ORIGIN_REALM.with(me.realm.clone()));
+        b.push(base::DESTINATION_REALM.with(s.home_realm.clone()));
+        b.push(base::AUTH_APPLICATION_ID.with(gy::APPLICATION_ID));
+        b.push(dcca::SERVICE_CONTEXT_ID.with("32251@3gpp.org"));
+        b.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType(kind.code())));
+        b.push(dcca::CC_REQUEST_NUMBER.with(s.home_number));
+        b.push(base::DESTINATION_HOST.with(host.to_string()));
+        for sub in &s.subscriptions {
+            b.push(dcca::SUBSCRIPTION_ID.with(vec![
+                dcca::SUBSCRIPTION_ID_TYPE.with(dcca::SubscriptionIdType(sub.kind.code())),
+                dcca::SUBSCRIPTION_ID_DATA.with(sub.data.clone()),
+            ]));
+        }
+        if !msccs.is_empty() {
+            b.push(
+                dcca::MULTIPLE_SERVICES_INDICATOR
+                    .with(dcca::MultipleServicesIndicator::MULTIPLE_SERVICES_SUPPORTED),
+            );
+        }
+        for m in msccs {
+            b.push(home_mscc_avp(m));
+        }
+        // The current area (S413).
+        let mut ps = Vec::new();
+        if let Some(u) = &s.uli {
+            ps.push(gi::TGPP_USER_LOCATION_INFO.with(bytes::Bytes::from(u.clone())));
+        }
+        if let Some(r) = &s.rat {
+            ps.push(gi::TGPP_RAT_TYPE.with(bytes::Bytes::from(r.clone())));
+        }
+        if !ps.is_empty() {
+            b.push(gyd::SERVICE_INFORMATION.with(vec![gyd::PS_INFORMATION.with(ps)]));
+        }
+        b
+    }
+
+    /// Sends a request home: the primary, then the secondary (open peers first).
+    async fn send_home(
+        &self,
+        s: &VisitedSession,
+        kind: RequestType,
+        msccs: &[HomeMscc],
+        retransmit: bool,
+    ) -> Result<CcAnswer, HomeDown> {
+        let mut hosts = s.home_hosts.clone();
+        // Stable: primary before secondary among the open ones.
+        hosts.sort_by_key(|h| !self.node.is_peer_available(h));
+        let e2e = self.node.next_end_to_end();
+        let mut maybe_received = retransmit;
+        let mut why = String::from("no home OCS configured");
+        for host in &hosts {
+            let mut b = self.home_ccr(s, host, kind, msccs);
+            b.end_to_end = e2e;
+            // RFC 6733 §5.5.4: a request that may have arrived is re-sent with the T bit.
+            b.flags = b.flags.with(CommandFlags::RETRANSMIT, maybe_received);
+            match self
+                .node
+                .request_with_timeout(b, self.cfg.home_timeout())
+                .await
+            {
+                Ok(m) if m.header().flags.is_error() => {
+                    let code = m.get(base::RESULT_CODE).and_then(Result::ok).unwrap_or(0);
+                    if matches!(code, 3002 | 3004) {
+                        why = format!("{host}: {code}");
+                        tracing::info!(%host, code, "home OCS not reached, next one");
+                        continue;
+                    }
+                    return Ok(gy::parse_cca(&m));
+                }
+                Ok(m) => {
+                    crate::metrics::record_home_request(host);
+                    if s.home_hosts.first() != Some(host) {
+                        // S307: the secondary answered in place of the primary.
+                        crate::metrics::record_home_failover(host);
+                    }
+                    return Ok(gy::parse_cca(&m));
+                }
+                Err(RequestError::Timeout(d)) => {
+                    maybe_received = true;
+                    why = format!("{host}: no answer within {d:?}");
+                }
+                Err(e) => why = format!("{host}: {e}"),
+            }
+            tracing::info!(%host, reason = %why, "home OCS not reached, next one");
+        }
+        Err(HomeDown(why, maybe_received))
+    }
+
+    async fn initial(&self, ccr: CcRequest, x: PcefExtras) -> anyhow::Result<Outcome> {
+        if ccr.mscc.is_empty() {
+            // Document 001 S310: one MSCC per Charging-Key; the visited policy is per rating
+            // group, so single-service credit control (RFC 4006 §5.2) has nothing to apply to.
+            return Ok(refuse(
+                &ccr,
+                rc::UNABLE_TO_COMPLY,
+                "the visited OCS needs Multiple-Services-Credit-Control",
+            ));
+        }
+        let imsi = ccr
+            .subscriptions
+            .iter()
+            .find(|s| s.kind == SubscriptionType::Imsi)
+            .map(|s| s.data.as_str());
+        let op = self.cfg.operator(x.destination_realm.as_deref(), imsi);
+        let hosts: Vec<String> = if x.home_hosts.is_empty() {
+            op.map(|o| o.primary.iter().chain(&o.secondary).cloned().collect())
+                .unwrap_or_default()
+        } else {
+            x.home_hosts.clone()
+        };
+        let Some(op) = op else {
+            return Ok(refuse(
+                &ccr,
+                rc::USER_UNKNOWN,
+                "no home operator configured for this subscriber",
+            ));
+        };
+        if hosts.is_empty() {
+            return Ok(refuse(&ccr, rc::USER_UNKNOWN, "no home OCS identity"));
+        }
+        let location = x.uli.as_deref().and_then(Location::from_uli);
+        let mut s = VisitedSession {
+            pcef_session: ccr.session_id.clone(),
+            home_session: self.node.session_ids().next_id(),
+            home_number: 0,
+            home_realm: op.realm.clone(),
+            home_hosts: hosts,
+            operator: op.realm.clone(),
+            subscriptions: ccr.subscriptions.clone(),
+            location: location.clone(),
+            home_location: location,
+            uli: x.uli.clone(),
+            rat: x.rat.clone(),
+            services: Vec::new(),
+            answers: Vec::new(),
+            failure_handling: self
+                .cfg
+                .failure_handling
+                .unwrap_or(FailureHandling::Terminate),
+            pcef_host: ccr.origin_host.clone(),
+            pcef_realm: ccr.origin_realm.clone(),
+            reauth: false,
+            home_at: 0,
+            in_doubt: None,
+            pcef_at: 0,
+        };
+        let msccs: Vec<HomeMscc> = ccr
+            .mscc
+            .iter()
+            .map(|m| HomeMscc {
+                service: m.service,
+                requested: m.requested,
+                used: m.used,
+                ..HomeMscc::default()
+            })
+            .collect();
+        let home = match self
+            .send_home(&s, RequestType::Initial, &msccs, false)
+            .await
+        {
+            Ok(h) => h,
+            Err(HomeDown(why, _)) => {
+                // Nothing is kept: a session home may have opened holds its reservation
+                // until home's Tcc ends it, and no usage has been reported on it.
+                tracing::warn!(session = %ccr.session_id, %why, "no home OCS answered a CCR-I");
+                return Ok(unreachable(why));
+            }
+        };
+        s.home_number += 1;
+        s.home_at = crate::server::now_ms();
+        if home.result_code != rc::SUCCESS {
+            // S315: the home refusal reaches the PCEF as it is.
+            return Ok(Outcome {
+                answer: Reply::Cca(Box::new(pass_through(&ccr, home))),
+                session: None,
+                remove: false,
+            });
+        }
+        if self.cfg.failure_handling.is_none()
+            && let Some(f) = home.failure_handling
+        {
+            s.failure_handling = match f {
+                1 => FailureHandling::Continue,
+                2 => FailureHandling::RetryAndTerminate,
+                _ => FailureHandling::Terminate,
+            };
+        }
+        let mut answer = CcAnswer::bare(&ccr, rc::SUCCESS);
+        answer.failure_handling = self
+            .pcef_failure_handling
+            .map(FailureHandling::code)
+            .or(home.failure_handling);
+        for hm in home.mscc {
+            s.services.push(VisitedService {
+                service: hm.service,
+                home: hm,
+                unreported: Units::default(),
+                absorbed: Units::default(),
+                absorbed_count: 0,
+                to_report: None,
+            });
+        }
+        // Answered in the order of the request.
+        for m in &ccr.mscc {
+            answer.mscc.push(self.rewrite(&mut s, m));
+        }
+        s.keep_answer(ccr.request_number, answer.clone());
+        Ok(Outcome {
+            answer: Reply::Cca(Box::new(answer)),
+            session: Some(s),
+            remove: false,
+        })
+    }
+
+    /// The PCEF's MSCC answered from the home decision held, with the visited policy applied
+    /// to what remains of the home grant.
+    fn rewrite(&self, s: &mut VisitedSession, m: &MsccRequest) -> MsccAnswer {
+        let policy = self.service_policy(s, m.service);
+        let report = self.cfg.report_decision;
+        let Some(v) = s.service_mut(m.service) else {
+            return MsccAnswer {
+                service: m.service,
+                result_code: rc::RATING_FAILED,
+                ..MsccAnswer::default()
+            };
+        };
+        if v.home.result_code != rc::SUCCESS {
+            // A per-service refusal goes to the PCEF as it is.
+            return v.home.clone();
+        }
+        if m.requested.is_none() {
+            // Usage only (RFC 4006 §5.2): no grant.
+            return MsccAnswer {
+                service: m.service,
+                result_code: rc::SUCCESS,
+                ..MsccAnswer::default()
+            };
+        }
+        let available = policy::remaining(&v.home.granted.unwrap_or_default(), &v.unreported);
+        let mut d = policy::apply(&v.home, &available, &policy, &self.cfg.default_triggers);
+        d.answer.service = m.service;
+        if report {
+            v.to_report = Some(d.clone());
+        }
+        d.answer
+    }
+
+    /// Whether the PCEF's MSCC `m` (with the triggers that fired) needs home: a trigger home
+    /// subscribed fired (for a location type: the area at home's precision changed since
+    /// home was last told), the held home grant is spent, or home has no decision for it.
+    fn needs_home(&self, s: &VisitedSession, m: &MsccRequest, fired: &[i32]) -> bool {
+        let stale = crate::server::now_ms().saturating_sub(s.home_at) >= self.cfg.home_refresh_ms();
+        if s.reauth || stale {
+            return true;
+        }
+        let Some(v) = s.services.iter().find(|v| v.service == m.service) else {
+            return true;
+        };
+        let home_types =
+            policy::home_triggers(v.home.triggers.as_deref(), &self.cfg.default_triggers);
+        let here = s.location.clone().unwrap_or_default();
+        let there = s.home_location.clone().unwrap_or_default();
+        for &t in fired {
+            if is_location(t) {
+                let behind = policy::home_location_types(home_types, t);
+                if behind.iter().any(|&h| !there.same_area(&here, h)) {
+                    return true;
+                }
+            } else if home_types.contains(&t) {
+                return true;
+            }
+        }
+        if m.requested.is_some() {
+            if v.home.result_code != rc::SUCCESS {
+                return true;
+            }
+            let left = policy::remaining(&v.home.granted.unwrap_or_default(), &v.unreported);
+            if !policy::any_units(&left) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The home types a fired visited trigger reports as (S413: the home's coarser area).
+    fn home_types_fired(&self, v: &VisitedService, fired: &[i32]) -> Vec<i32> {
+        let home_types =
+            policy::home_triggers(v.home.triggers.as_deref(), &self.cfg.default_triggers);
+        let mut out = Vec::new();
+        for &t in fired {
+            let mapped = if is_location(t) {
+                policy::home_location_types(home_types, t)
+            } else if home_types.contains(&t) {
+                vec![t]
+            } else {
+                Vec::new()
+            };
+            for h in mapped {
+                if !out.contains(&h) {
+                    out.push(h);
+                }
+            }
+        }
+        out
+    }
+
+    /// What a request going home carries for a rating group: the unreported usage, the
+    /// absorbed part, the decision to report.
+    fn home_mscc(&self, v: &VisitedService, requested: Option<Units>) -> HomeMscc {
+        HomeMscc {
+            service: v.service,
+            requested,
+            used: units_nonzero(&v.unreported).then_some(v.unreported),
+            absorbed: (v.absorbed_count > 0).then_some((v.absorbed, v.absorbed_count)),
+            decision: v.to_report.clone(),
+            ..HomeMscc::default()
+        }
+    }
+
+    async fn update(
+        &self,
+        mut s: VisitedSession,
+        ccr: CcRequest,
+        x: PcefExtras,
+    ) -> anyhow::Result<Outcome> {
+        let before = s.clone();
+        if let Some(new) = x.uli.as_deref().and_then(Location::from_uli) {
+            s.location = Some(match &s.location {
+                Some(old) => old.updated_by(&new),
+                None => new,
+            });
+            s.uli = x.uli.clone();
+        }
+        if x.rat.is_some() {
+            s.rat = x.rat.clone();
+        }
+        let fired = |i: usize| x.fired.get(i).map(|f| f.0.as_slice()).unwrap_or(&[]);
+        // The reported usage joins what is to go home (RFC 4006 §5.2: the USU of an MSCC
+        // closes the grant the PCEF held), before the held home grant is looked at.
+        for m in &ccr.mscc {
+            if let (Some(u), Some(v)) = (&m.used, s.service_mut(m.service)) {
+                v.unreported.add(u);
+            }
+        }
+        let home = ccr
+            .mscc
+            .iter()
+            .enumerate()
+            .any(|(i, m)| self.needs_home(&s, m, fired(i)));
+        if !home {
+            return Ok(self.absorb(s, &ccr));
+        }
+        // A request home still in doubt goes first.
+        match self.settle(&mut s).await {
+            Ok(Settled::Open) => {}
+            Ok(Settled::Ended(_)) => {
+                // The PCEF's own CCR-T ended the session at home.
+                return Ok(Outcome {
+                    remove: true,
+                    ..refuse(&ccr, rc::UNKNOWN_SESSION_ID, "session terminated")
+                });
+            }
+            Err(HomeDown(why, _)) => return Ok(self.home_down(before, s, &ccr, why, None)),
+        }
+        // S413: the rating groups concerned, and every one with usage or a decision home
+        // has not heard of yet.
+        let mut msccs = Vec::new();
+        for (i, m) in ccr.mscc.iter().enumerate() {
+            let mut hm = match s.services.iter().find(|v| v.service == m.service) {
+                Some(v) => self.home_mscc(v, m.requested),
+                None => HomeMscc {
+                    service: m.service,
+                    requested: m.requested,
+                    used: m.used,
+                    ..HomeMscc::default()
+                },
+            };
+            if let Some(v) = s.services.iter().find(|v| v.service == m.service) {
+                hm.triggers = self.home_types_fired(v, fired(i));
+            }
+            hm.reason = if hm.triggers.is_empty() {
+                // THRESHOLD, QUOTA_EXHAUSTED, OTHER_QUOTA_TYPE and POOL_EXHAUSTED belong in
+                // the USU (TS 32.299 §7.2.175), which is the sum of several reports here:
+                // they are not repeated.
+                x.fired
+                    .get(i)
+                    .and_then(|f| f.1)
+                    .filter(|r| !matches!(r, 0 | 3 | 5 | 8))
+            } else {
+                Some(RATING_CONDITION_CHANGE)
+            };
+            msccs.push(hm);
+        }
+        for v in &s.services {
+            let pending =
+                units_nonzero(&v.unreported) || v.absorbed_count > 0 || v.to_report.is_some();
+            if pending && !ccr.mscc.iter().any(|m| m.service == v.service) {
+                // Re-authorised with the rest, so the credit the PCEF still holds stays
+                // covered by a home reservation.
+                msccs.push(self.home_mscc(v, Some(Units::default())));
+            }
+        }
+        let answer = match self.send_home(&s, RequestType::Update, &msccs, false).await {
+            Ok(a) => a,
+            Err(HomeDown(why, maybe_received)) => {
+                let doubt = maybe_received.then(|| InDoubt {
+                    kind: RequestType::Update,
+                    msccs: msccs.clone(),
+                });
+                return Ok(self.home_down(before, s, &ccr, why, doubt));
+            }
+        };
+        self.applied(&mut s, &msccs, &answer);
+        if answer.result_code != rc::SUCCESS {
+            // S415/S316: the refusal reaches the PCEF as home sent it.
+            let a = pass_through(&ccr, answer);
+            s.keep_answer(ccr.request_number, a.clone());
+            return Ok(Outcome {
+                answer: Reply::Cca(Box::new(a)),
+                session: Some(s),
+                remove: false,
+            });
+        }
+        let mut a = CcAnswer::bare(&ccr, rc::SUCCESS);
+        for m in &ccr.mscc {
+            a.mscc.push(self.rewrite(&mut s, m));
+        }
+        s.keep_answer(ccr.request_number, a.clone());
+        Ok(Outcome {
+            answer: Reply::Cca(Box::new(a)),
+            session: Some(s),
+            remove: false,
+        })
+    }
+
+    /// S411–S412: answered from the home grant held; the usage stays for the next request
+    /// that goes home.
+    fn absorb(&self, mut s: VisitedSession, ccr: &CcRequest) -> Outcome {
+        for m in &ccr.mscc {
+            if let (Some(u), Some(v)) = (&m.used, s.service_mut(m.service)) {
+                v.absorbed.add(u);
+                v.absorbed_count += 1;
+            }
+        }
+        let mut a = CcAnswer::bare(ccr, rc::SUCCESS);
+        for m in &ccr.mscc {
+            a.mscc.push(self.rewrite(&mut s, m));
+        }
+        crate::metrics::record_local_reauth();
+        s.keep_answer(ccr.request_number, a.clone());
+        Outcome {
+            answer: Reply::Cca(Box::new(a)),
+            session: Some(s),
+            remove: false,
+        }
+    }
+
+    /// Neither home OCS answered an update. CONTINUE: what the held home grant can serve is
+    /// served from it; otherwise, and with TERMINATE or RETRY_AND_TERMINATE, nothing of the
+    /// request is kept and the PCEF gets 3002 (its retransmission is tried home again).
+    fn home_down(
+        &self,
+        before: VisitedSession,
+        mut s: VisitedSession,
+        ccr: &CcRequest,
+        why: String,
+        doubt: Option<InDoubt>,
+    ) -> Outcome {
+        tracing::warn!(session = %ccr.session_id, %why, failure_handling = ?s.failure_handling, "no home OCS answered");
+        if s.failure_handling == FailureHandling::Continue {
+            let servable = ccr.mscc.iter().all(|m| {
+                m.requested.is_none()
+                    || s.services.iter().any(|v| {
+                        v.service == m.service
+                            && v.home.result_code == rc::SUCCESS
+                            && policy::any_units(&policy::remaining(
+                                &v.home.granted.unwrap_or_default(),
+                                &v.unreported,
+                            ))
+                    })
+            });
+            if servable {
+                if doubt.is_some() {
+                    s.in_doubt = doubt;
+                }
+                return self.absorb(s, ccr);
+            }
+        }
+        let mut out = unreachable(why);
+        if let Some(d) = doubt {
+            // The PCEF's request is not kept (it gets 3002 and reports that usage again),
+            // but the request home that may have arrived is, to be settled first.
+            let mut b = before;
+            b.in_doubt = Some(d);
+            out.session = Some(b);
+        }
+        out
+    }
+
+    /// Sends the request home still in doubt again (same CC-Request-Number, T bit) and
+    /// applies its answer; nothing new is numbered before it is settled.
+    async fn settle(&self, s: &mut VisitedSession) -> Result<Settled, HomeDown> {
+        let Some(d) = s.in_doubt.clone() else {
+            return Ok(Settled::Open);
+        };
+        let answer = self.send_home(s, d.kind, &d.msccs, true).await?;
+        tracing::info!(session = %s.pcef_session, number = s.home_number, "request in doubt settled by home");
+        s.in_doubt = None;
+        if d.kind == RequestType::Termination {
+            return Ok(Settled::Ended(Box::new(answer)));
+        }
+        self.applied(s, &d.msccs, &answer);
+        Ok(Settled::Open)
+    }
+
+    /// Home answered the request `msccs`: the number is used, the usage sent is home's, and
+    /// each MSCC sent closed home's earlier reservation of its service (RFC 4006 §5.2): what
+    /// home answered replaces the decision held — a refusal too, so nothing is granted from
+    /// a reservation home has released.
+    fn applied(&self, s: &mut VisitedSession, msccs: &[HomeMscc], answer: &CcAnswer) {
+        s.home_number += 1;
+        s.home_at = crate::server::now_ms();
+        s.home_location = s.location.clone();
+        s.reauth = false;
+        for hm in msccs {
+            let new = answer
+                .mscc
+                .iter()
+                .find(|a| a.service == hm.service)
+                .cloned()
+                .unwrap_or_else(|| MsccAnswer {
+                    service: hm.service,
+                    result_code: answer.result_code,
+                    ..MsccAnswer::default()
+                });
+            match s.service_mut(hm.service) {
+                Some(v) => {
+                    if let Some(u) = &hm.used {
+                        v.unreported = policy::remaining(&v.unreported, u);
+                    }
+                    if let Some((u, n)) = &hm.absorbed {
+                        v.absorbed = policy::remaining(&v.absorbed, u);
+                        v.absorbed_count = v.absorbed_count.saturating_sub(*n);
+                    }
+                    if v.absorbed_count == 0 {
+                        v.absorbed = Units::default();
+                    }
+                    if v.to_report == hm.decision {
+                        v.to_report = None;
+                    }
+                    v.home = new;
+                }
+                None => s.services.push(VisitedService {
+                    service: hm.service,
+                    home: new,
+                    unreported: Units::default(),
+                    absorbed: Units::default(),
+                    absorbed_count: 0,
+                    to_report: None,
+                }),
+            }
+        }
+    }
+
+    /// The MSCCs of a CCR-T home: every rating group with usage, absorbed updates or a
+    /// decision home has not heard of yet.
+    fn final_msccs(&self, s: &VisitedSession) -> Vec<HomeMscc> {
+        s.services
+            .iter()
+            .filter(|v| {
+                units_nonzero(&v.unreported) || v.absorbed_count > 0 || v.to_report.is_some()
+            })
+            .map(|v| HomeMscc {
+                reason: Some(2), // FINAL (TS 32.299 §7.2.175)
+                ..self.home_mscc(v, None)
+            })
+            .collect()
+    }
+
+    /// Ends a session whose PCEF has been silent for Tcc: CCR-T home with what is held.
+    /// Kept (and tried again at the next sweep) while home cannot be reached.
+    async fn expire(&self, id: String, tcc_ms: u64) {
+        let lock = self.lock_for(&id);
+        {
+            let _g = lock.lock().await;
+            if let Ok(Some(s)) = self.store.get(id.clone()).await {
+                self.expire_locked(s, tcc_ms).await;
+            }
+        }
+        drop(lock);
+        self.unlock(&id);
+    }
+
+    async fn expire_locked(&self, mut s: VisitedSession, tcc_ms: u64) {
+        let id = s.pcef_session.clone();
+        if crate::server::now_ms().saturating_sub(s.pcef_at) < tcc_ms {
+            return; // the PCEF spoke meanwhile
+        }
+        let done = match self.settle(&mut s).await {
+            Ok(Settled::Ended(_)) => true,
+            Ok(Settled::Open) => {
+                let msccs = self.final_msccs(&s);
+                match self
+                    .send_home(&s, RequestType::Termination, &msccs, false)
+                    .await
+                {
+                    Ok(_) => true,
+                    Err(HomeDown(why, maybe_received)) => {
+                        tracing::info!(session = %id, %why, "Tcc: home not reached, kept");
+                        if maybe_received {
+                            s.in_doubt = Some(InDoubt {
+                                kind: RequestType::Termination,
+                                msccs,
+                            });
+                        }
+                        false
+                    }
+                }
+            }
+            Err(HomeDown(why, _)) => {
+                tracing::info!(session = %id, %why, "Tcc: home not reached, kept");
+                false
+            }
+        };
+        let w = if done {
+            tracing::info!(session = %id, "Tcc: PCEF silent, session ended towards home");
+            crate::metrics::record_tcc_expired(1);
+            self.store.remove(id).await
+        } else {
+            self.store.put(s).await
+        };
+        if let Err(e) = w {
+            tracing::error!(error = %e, "visited session not written");
+        }
+    }
+
+    async fn terminate(
+        &self,
+        mut s: VisitedSession,
+        ccr: CcRequest,
+        _x: PcefExtras,
+    ) -> anyhow::Result<Outcome> {
+        let before = s.clone();
+        let ended = |ccr: &CcRequest, answer: CcAnswer| {
+            let mut a = CcAnswer::bare(ccr, answer.result_code);
+            a.error_message = answer.error_message;
+            Outcome {
+                answer: Reply::Cca(Box::new(a)),
+                session: None,
+                remove: true,
+            }
+        };
+        // The usage first: a PCEF that got no answer to an earlier request reports its
+        // usage again, and what the request in doubt carried home is taken off it.
+        for m in &ccr.mscc {
+            if let (Some(u), Some(v)) = (&m.used, s.service_mut(m.service)) {
+                v.unreported.add(u);
+            }
+        }
+        match self.settle(&mut s).await {
+            Ok(Settled::Open) => {}
+            // This CCR-T's first copy reached home: its usage is there.
+            Ok(Settled::Ended(answer)) => return Ok(ended(&ccr, *answer)),
+            Err(HomeDown(why, _)) => {
+                tracing::warn!(session = %ccr.session_id, %why, "no home OCS answered a CCR-T");
+                return Ok(unreachable(why));
+            }
+        }
+        let msccs = self.final_msccs(&s);
+        match self
+            .send_home(&s, RequestType::Termination, &msccs, false)
+            .await
+        {
+            Ok(answer) => Ok(ended(&ccr, answer)),
+            Err(HomeDown(why, maybe_received)) => {
+                // The PCEF's retransmission is tried home again: the same CCR-T when it
+                // may have arrived, else built anew.
+                tracing::warn!(session = %ccr.session_id, %why, "no home OCS answered a CCR-T");
+                let mut out = unreachable(why);
+                if maybe_received {
+                    let mut b = before;
+                    b.in_doubt = Some(InDoubt {
+                        kind: RequestType::Termination,
+                        msccs,
+                    });
+                    out.session = Some(b);
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// A refusal answered by the visited OCS itself.
+fn refuse(ccr: &CcRequest, code: u32, why: &str) -> Outcome {
+    let mut a = CcAnswer::bare(ccr, code);
+    a.error_message = Some(why.to_string());
+    Outcome {
+        answer: Reply::Cca(Box::new(a)),
+        session: None,
+        remove: false,
+    }
+}
+
+/// Neither home OCS answered.
+fn unreachable(why: String) -> Outcome {
+    crate::metrics::record_home_unreachable();
+    Outcome {
+        answer: Reply::Error(
+            ResultCode::DIAMETER_UNABLE_TO_DELIVER,
+            format!("home OCS unreachable ({why})"),
+        ),
+        session: None,
+        remove: false,
+    }
+}
+
+/// The home answer as the PCEF gets it: Result-Code, MSCCs, Error-Message unchanged; the
+/// PCEF's request type and number.
+fn pass_through(ccr: &CcRequest, home: CcAnswer) -> CcAnswer {
+    CcAnswer {
+        request_type: ccr.request_type,
+        request_number: ccr.request_number,
+        failure_handling: None,
+        ..home
+    }
+}
