@@ -64,6 +64,11 @@ struct Cli {
     /// The mode where no [[mode]] rule matches, instead of [dra] mode.
     #[arg(long, value_parser = ["redirect", "proxy"])]
     mode: Option<String>,
+    /// Runtime threads: 0 (the default) one worker per CPU; 1 runs the node on one thread,
+    /// no task ever waking another (cheaper on a small machine shared with the clients and
+    /// PCRFs, see BENCHMARKS.md).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -87,10 +92,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = match cli.threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if cli.threads > 1 {
+        builder.worker_threads(cli.threads);
+    }
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("dra: {e}");
