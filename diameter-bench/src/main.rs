@@ -82,6 +82,13 @@ enum Command {
         /// Destination-Realm of the requests.
         #[arg(long, default_value = "bench")]
         dest_realm: String,
+        /// Gx sessions (TS 29.212, application 16777238) instead of Gy CCR-Us: each
+        /// in-flight slot runs its own sessions one after the other, 16 requests each —
+        /// CCR-I carrying the keys a DRA binds by (Subscription-Id IMSI, Framed-IP-Address,
+        /// Called-Station-Id; TS 29.213 §7.3.2), 14 CCR-U, CCR-T — so a DRA in front sees
+        /// establishments, updates of bound sessions and terminations.
+        #[arg(long)]
+        gx: bool,
         /// PIDs of server processes whose CPU time per transaction to report.
         #[arg(long = "server-pid")]
         server_pids: Vec<u32>,
@@ -295,13 +302,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             duration,
             warmup,
             dest_realm,
+            gx,
             server_pids,
             json,
             common,
         } => {
             let (mut cfg, timers) = common.config("load.bench")?;
             let _metrics = install_metrics(&cfg)?;
-            cfg.local.applications.push(Application::auth(4));
+            if gx {
+                cfg.local
+                    .applications
+                    .push(Application::vendor_auth(VENDOR_3GPP, GX_APPLICATION_ID));
+                cfg.local.supported_vendor_ids.push(VENDOR_3GPP);
+            } else {
+                cfg.local.applications.push(Application::auth(4));
+            }
             let mut peer = PeerSpec::connect_tcp(to_host.clone(), to);
             peer.timers = timers;
             cfg.peers.push(peer);
@@ -314,6 +329,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 origin_host: node.identity().host.clone(),
                 origin_realm: node.identity().realm.clone(),
                 destination_realm: dest_realm,
+                gx,
             };
             let report = load(
                 &node,
@@ -384,6 +400,61 @@ struct Addressing {
     origin_host: String,
     origin_realm: String,
     destination_realm: String,
+    /// Gx sessions (`--gx`) instead of Gy CCR-Us.
+    gx: bool,
+}
+
+/// 3GPP's Vendor-Id.
+const VENDOR_3GPP: u32 = 10_415;
+/// Gx (TS 29.212 §5.1).
+const GX_APPLICATION_ID: u32 = 16_777_238;
+
+/// Request `n` of slot `slot` under `--gx`: session `n / 16` of the slot, CCR-I at 0,
+/// CCR-U at 1..=14, CCR-T at 15. The subscriber (IMSI 00101 followed by ten digits) and
+/// UE address (10.0.0.0/8) are unique among the sessions alive at once (one per slot).
+fn gx_request(slot: u64, n: u64, end_to_end: u32, a: &Addressing, buf: &mut BytesMut) -> Message {
+    use diameter_codec::dict::nasreq;
+    use std::fmt::Write as _;
+    let (sess, number) = (n / 16, (n % 16) as u32);
+    let mut session = String::with_capacity(a.origin_host.len() + 32);
+    let _ = write!(session, "{};{slot};{sess}", a.origin_host);
+    let kind = match number {
+        0 => dcca::CcRequestType::INITIAL_REQUEST,
+        15 => dcca::CcRequestType::TERMINATION_REQUEST,
+        _ => dcca::CcRequestType::UPDATE_REQUEST,
+    };
+    let flags = CommandFlags(CommandFlags::REQUEST | CommandFlags::PROXIABLE);
+    let mut w = MessageWriter::new(
+        buf,
+        flags,
+        dcca::CMD_CREDIT_CONTROL,
+        GX_APPLICATION_ID,
+        0,
+        end_to_end,
+    );
+    w.text(base::SESSION_ID, &session)
+        .avp(base::AUTH_APPLICATION_ID, GX_APPLICATION_ID)
+        .text(base::ORIGIN_HOST, &a.origin_host)
+        .text(base::ORIGIN_REALM, &a.origin_realm)
+        .text(base::DESTINATION_REALM, &a.destination_realm)
+        .avp(dcca::CC_REQUEST_TYPE, kind)
+        .avp(dcca::CC_REQUEST_NUMBER, number);
+    if number == 0 {
+        let mut imsi = String::with_capacity(15);
+        let _ = write!(imsi, "00101{:010}", slot * 10_000_000 + sess % 10_000_000);
+        let ip = 0x0a00_0000u32 | (((slot as u32) << 16 | (sess as u32 & 0xffff)) & 0x00ff_ffff);
+        w.begin(dcca::SUBSCRIPTION_ID)
+            .avp(
+                dcca::SUBSCRIPTION_ID_TYPE,
+                dcca::SubscriptionIdType::END_USER_IMSI,
+            )
+            .text(dcca::SUBSCRIPTION_ID_DATA, &imsi)
+            .end()
+            .octets(nasreq::FRAMED_IP_ADDRESS, &ip.to_be_bytes())
+            .text(nasreq::CALLED_STATION_ID, "internet");
+    }
+    let len = w.finish().expect("balanced groups");
+    Message::from_bytes(buf.split_to(len).freeze()).expect("a well-formed request")
 }
 
 /// Request `i` of the load: a Gy CCR-U with one MSCC, encoded straight into `buf` with
@@ -452,7 +523,7 @@ async fn load(
     let end = measure_from + duration;
     let counter = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for _ in 0..in_flight {
+    for slot in 0..in_flight as u64 {
         let node = node.clone();
         let counter = counter.clone();
         let addressing = addressing.clone();
@@ -462,6 +533,8 @@ async fn load(
             let (mut ok, mut err, mut bad) = (0u64, 0u64, 0u64);
             // Requests are written into slices of one buffer, reserved 64 KiB at a time.
             let mut buf = BytesMut::new();
+            // --gx: this slot's own request count (its sessions run in order).
+            let mut mine = 0u64;
             loop {
                 let t0 = Instant::now();
                 if t0 >= end {
@@ -471,7 +544,18 @@ async fn load(
                 if buf.capacity() < 1024 {
                     buf.reserve(64 * 1024);
                 }
-                let req = request(i, node.next_end_to_end(), &addressing, &mut buf);
+                let req = if addressing.gx {
+                    mine += 1;
+                    gx_request(
+                        slot,
+                        mine - 1,
+                        node.next_end_to_end(),
+                        &addressing,
+                        &mut buf,
+                    )
+                } else {
+                    request(i, node.next_end_to_end(), &addressing, &mut buf)
+                };
                 let r = node.request_encoded(req, REQUEST_TIMEOUT).await;
                 let t1 = Instant::now();
                 if t0 < measure_from {

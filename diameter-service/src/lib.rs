@@ -34,6 +34,25 @@ pub fn run_main<A, F>(name: &str, args: impl FnOnce() -> A, run: impl FnOnce(A) 
 where
     F: Future<Output = anyhow::Result<ExitCode>>,
 {
+    run_main_on(
+        name,
+        args,
+        |_| tokio::runtime::Builder::new_multi_thread(),
+        run,
+    )
+}
+
+/// As [`run_main`], on the runtime `runtime` configures from the command line (I/O and
+/// timers are enabled whatever it sets).
+pub fn run_main_on<A, F>(
+    name: &str,
+    args: impl FnOnce() -> A,
+    runtime: impl FnOnce(&A) -> tokio::runtime::Builder,
+    run: impl FnOnce(A) -> F,
+) -> ExitCode
+where
+    F: Future<Output = anyhow::Result<ExitCode>>,
+{
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -42,10 +61,7 @@ where
         .with_writer(std::io::stderr)
         .init();
     let args = args();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime(&args).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("{name}: {e}");

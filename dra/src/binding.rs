@@ -372,33 +372,73 @@ pub struct Stats {
 /// An entry's id as the indexes hold it: one allocation shared by every index entry.
 type Id = Arc<str>;
 
-/// Bindings with their indexes (one lock's worth of state; see the module documentation).
-/// The indexes share the entries' ids ([`Id`]); the UE and address indexes, which point
-/// at one entry or a few, are small vectors.
-#[derive(Default)]
-pub struct Index {
-    bindings: HashMap<Id, Binding>,
-    by_session: HashMap<String, Id>,
-    by_ue: HashMap<String, Vec<Id>>,
-    by_ipv4: HashMap<Ipv4Addr, Vec<Id>>,
-    by_ipv6: HashMap<u64, Vec<Id>>,
-    by_pcrf: HashMap<String, HashSet<Id>>,
-    stats: Stats,
+/// The entries an index key points at: almost always one, a few when a UE has several
+/// IP-CAN sessions (or, for the hashed keys, on a 64-bit hash collision).
+#[derive(Debug, Clone)]
+enum Ids {
+    One(Id),
+    Many(Vec<Id>),
 }
 
-fn add_to<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Vec<Id>>, k: K, id: &Id) {
-    let v = m.entry(k).or_default();
-    if !v.iter().any(|x| x == id) {
-        v.push(id.clone());
+impl Ids {
+    fn iter(&self) -> std::slice::Iter<'_, Id> {
+        match self {
+            Self::One(id) => std::slice::from_ref(id).iter(),
+            Self::Many(v) => v.iter(),
+        }
     }
 }
 
-fn remove_from<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Vec<Id>>, k: &K, id: &str) {
-    if let Some(v) = m.get_mut(k) {
-        v.retain(|x| &**x != id);
-        if v.is_empty() {
+/// Bindings with their indexes (one lock's worth of state; see the module documentation).
+/// The indexes share the entries' ids ([`Id`]) and point at one entry or a few ([`Ids`]);
+/// Session-Ids and UE identities are indexed by a 64-bit keyed hash (the entry found is
+/// checked against the key, so a collision costs a comparison, not a wrong answer); the
+/// entries themselves are boxed, so the table's spare room holds pointers, not entries.
+#[derive(Default)]
+pub struct Index {
+    bindings: HashMap<Id, Box<Binding>>,
+    by_session: HashMap<u64, Ids>,
+    by_ue: HashMap<u64, Ids>,
+    by_ipv4: HashMap<Ipv4Addr, Ids>,
+    by_ipv6: HashMap<u64, Ids>,
+    by_pcrf: HashMap<String, HashSet<Id>>,
+    keys: std::collections::hash_map::RandomState,
+    stats: Stats,
+}
+
+fn add_to<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Ids>, k: K, id: &Id) {
+    match m.entry(k) {
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert(Ids::One(id.clone()));
+        }
+        std::collections::hash_map::Entry::Occupied(mut e) => {
+            let ids = e.get_mut();
+            match ids {
+                Ids::One(x) if x != id => *ids = Ids::Many(vec![x.clone(), id.clone()]),
+                Ids::Many(v) if !v.contains(id) => v.push(id.clone()),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn remove_from<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Ids>, k: &K, id: &str) {
+    let Some(ids) = m.get_mut(k) else { return };
+    match ids {
+        Ids::One(x) if &**x == id => {
             m.remove(k);
         }
+        Ids::Many(v) => {
+            v.retain(|x| &**x != id);
+            match v.len() {
+                0 => {
+                    m.remove(k);
+                }
+                1 => *ids = Ids::One(v[0].clone()),
+                _ => {}
+            }
+        }
+        _ => {}
     }
 }
 
@@ -417,15 +457,44 @@ impl Index {
         ix
     }
 
+    /// The keyed hash of a Session-Id (as is) or a UE identity (case folded).
+    fn hash_of(&self, s: &str, fold: bool) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = self.keys.build_hasher();
+        if fold {
+            for c in s.bytes() {
+                h.write_u8(c.to_ascii_lowercase());
+            }
+        } else {
+            h.write(s.as_bytes());
+        }
+        h.write_u8(0xff);
+        h.finish()
+    }
+
+    /// The id of the entry a session is bound to.
+    fn session_entry(&self, session_id: &str) -> Option<&Id> {
+        self.by_session
+            .get(&self.hash_of(session_id, false))?
+            .iter()
+            .find(|id| {
+                self.bindings
+                    .get(&***id)
+                    .is_some_and(|b| b.sessions.iter().any(|s| s.session_id == session_id))
+            })
+    }
+
     fn insert(&mut self, b: Binding) {
         if let Some(old) = self.bindings.remove(b.id.as_str()) {
             self.unindex(&old);
         }
         let id: Id = Arc::from(b.id.as_str());
         for s in &b.sessions {
-            self.by_session.insert(s.session_id.clone(), id.clone());
+            let h = self.hash_of(&s.session_id, false);
+            add_to(&mut self.by_session, h, &id);
         }
-        add_to(&mut self.by_ue, b.ue.to_ascii_lowercase(), &id);
+        let h = self.hash_of(&b.ue, true);
+        add_to(&mut self.by_ue, h, &id);
         if let Some(a) = b.ipv4 {
             add_to(&mut self.by_ipv4, a, &id);
         }
@@ -440,20 +509,16 @@ impl Index {
         self.stats.bindings += 1;
         self.stats.active_sessions += a;
         self.stats.terminated_sessions += t;
-        self.bindings.insert(id, b);
+        self.bindings.insert(id, Box::new(b));
     }
 
     fn unindex(&mut self, b: &Binding) {
         for s in &b.sessions {
-            if self
-                .by_session
-                .get(&s.session_id)
-                .is_some_and(|x| **x == *b.id)
-            {
-                self.by_session.remove(&s.session_id);
-            }
+            let h = self.hash_of(&s.session_id, false);
+            remove_from(&mut self.by_session, &h, &b.id);
         }
-        remove_from(&mut self.by_ue, &b.ue.to_ascii_lowercase(), &b.id);
+        let h = self.hash_of(&b.ue, true);
+        remove_from(&mut self.by_ue, &h, &b.id);
         if let Some(a) = b.ipv4 {
             remove_from(&mut self.by_ipv4, &a, &b.id);
         }
@@ -476,7 +541,7 @@ impl Index {
     fn take(&mut self, id: &str) -> Option<Binding> {
         let b = self.bindings.remove(id)?;
         self.unindex(&b);
-        Some(b)
+        Some(*b)
     }
 
     /// Writes back an entry taken out: deleted when finished, put otherwise.
@@ -493,24 +558,23 @@ impl Index {
 
     /// The entry `id`.
     pub fn get(&self, id: &str) -> Option<&Binding> {
-        self.bindings.get(id)
+        self.bindings.get(id).map(|b| &**b)
     }
 
     /// The entry a session is bound to.
     pub fn by_session(&self, session_id: &str) -> Option<&Binding> {
-        self.by_session
-            .get(session_id)
+        self.session_entry(session_id)
             .and_then(|id| self.bindings.get(id))
+            .map(|b| &**b)
     }
 
     /// The entry a new session of `key` joins.
     pub fn find(&self, key: &UeKey, by: MatchBy) -> Option<&Binding> {
-        let ue = key.ue.as_ref()?.to_ascii_lowercase();
-        let ids = self.by_ue.get(&ue)?;
+        let ids = self.by_ue.get(&self.hash_of(key.ue.as_ref()?, true))?;
         // The most recent one when several match (a UE re-attached before its old entry
         // was cleaned up).
         ids.iter()
-            .filter_map(|id| self.bindings.get(id))
+            .filter_map(|id| self.bindings.get(id).map(|b| &**b))
             .filter(|b| b.matches(key, by))
             .max_by_key(|b| b.created_ms)
     }
@@ -519,14 +583,14 @@ impl Index {
     pub fn find_by_address(&self, key: &UeKey) -> Option<&Binding> {
         let mut ids: Vec<&Id> = Vec::new();
         if let Some(a) = key.ipv4 {
-            ids.extend(self.by_ipv4.get(&a).into_iter().flatten());
+            ids.extend(self.by_ipv4.get(&a).into_iter().flat_map(Ids::iter));
         }
         if let Some(p) = key.ipv6 {
-            ids.extend(self.by_ipv6.get(&p.slot()).into_iter().flatten());
+            ids.extend(self.by_ipv6.get(&p.slot()).into_iter().flat_map(Ids::iter));
         }
         let found = ids
             .into_iter()
-            .filter_map(|id| self.bindings.get(&**id))
+            .filter_map(|id| self.bindings.get(&**id).map(|b| &**b))
             .filter(|b| b.has_address(key))
             .max_by_key(|b| b.created_ms);
         if found.is_some() || key.ipv6.is_none() {
@@ -535,6 +599,7 @@ impl Index {
         // Prefixes shorter than /64 are indexed by their first /64 only.
         self.bindings
             .values()
+            .map(|b| &**b)
             .filter(|b| b.ipv6.is_some_and(|p| p.len < 64) && b.has_address(key))
             .max_by_key(|b| b.created_ms)
     }
@@ -544,7 +609,7 @@ impl Index {
     pub fn bind(&mut self, req: BindRequest) -> (Binding, Vec<Write>) {
         let mut writes = Vec::new();
         let sid = req.session.session_id.clone();
-        if let Some(old) = self.by_session.get(&sid).map(|x| x.to_string()) {
+        if let Some(old) = self.session_entry(&sid).map(|x| x.to_string()) {
             // CCR-I again for a live Session-Id: it starts over.
             self.detach(&old, &sid, &mut writes);
         }
@@ -588,8 +653,7 @@ impl Index {
     ) -> Option<(Binding, Vec<Write>)> {
         let mut writes = Vec::new();
         if let Some(old) = self
-            .by_session
-            .get(&session.session_id)
+            .session_entry(&session.session_id)
             .map(|x| x.to_string())
             && old != id
         {
@@ -615,7 +679,7 @@ impl Index {
     /// nothing active is left.
     pub fn release_session(&mut self, session_id: &str) -> (Option<Binding>, Vec<Write>) {
         let mut writes = Vec::new();
-        let Some(id) = self.by_session.get(session_id).map(|x| x.to_string()) else {
+        let Some(id) = self.session_entry(session_id).map(|x| x.to_string()) else {
             return (None, writes);
         };
         let Some(mut b) = self.take(&id) else {
@@ -637,7 +701,7 @@ impl Index {
         let mut writes = Vec::new();
         let mut out = Vec::new();
         for sid in session_ids {
-            let Some(id) = self.by_session.get(sid).map(|x| x.to_string()) else {
+            let Some(id) = self.session_entry(sid).map(|x| x.to_string()) else {
                 continue;
             };
             let Some(mut b) = self.take(&id) else {
@@ -706,6 +770,30 @@ impl Index {
         self.delete_all(&ids)
     }
 
+    /// Entries unchanged since before `cutoff_ms`, oldest first, at most `limit` (the
+    /// session-status audit's candidates).
+    pub fn idle(&self, cutoff_ms: u64, limit: usize) -> Vec<Binding> {
+        let mut v: Vec<&Binding> = self
+            .bindings
+            .values()
+            .map(|b| &**b)
+            .filter(|b| b.touched_ms < cutoff_ms)
+            .collect();
+        v.sort_by_key(|b| b.touched_ms);
+        v.into_iter().take(limit).cloned().collect()
+    }
+
+    /// Sets an entry's last change to `now_ms` (the PCRF confirmed its sessions). `None`
+    /// when the entry is gone.
+    pub fn touch(&mut self, id: &str, now_ms: u64) -> (Option<Binding>, Vec<Write>) {
+        let Some(b) = self.bindings.get_mut(id) else {
+            return (None, Vec::new());
+        };
+        b.touched_ms = b.touched_ms.max(now_ms);
+        let b = (**b).clone();
+        (Some(b.clone()), vec![Write::Put(b)])
+    }
+
     fn delete_all(&mut self, ids: &[String]) -> (Vec<Binding>, Vec<Write>) {
         let mut gone = Vec::new();
         let mut writes = Vec::new();
@@ -720,7 +808,7 @@ impl Index {
 
     /// Every entry, by id.
     pub fn list(&self) -> Vec<Binding> {
-        let mut v: Vec<Binding> = self.bindings.values().cloned().collect();
+        let mut v: Vec<Binding> = self.bindings.values().map(|b| (**b).clone()).collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
     }
@@ -895,7 +983,14 @@ mod tests {
             Interface::Gx,
             "p1",
         );
-        assert_eq!(ix.expire(1).0.len(), 0);
-        assert_eq!(ix.expire(2).0.len(), 1);
+        assert_eq!(ix.idle(2, 10).len(), 1);
+        assert!(ix.idle(1, 10).is_empty());
+        let (b, w) = ix.touch(&ix.idle(2, 10)[0].id.clone(), 5);
+        assert_eq!(b.map(|b| b.touched_ms), Some(5));
+        assert_eq!(w.len(), 1);
+        assert!(ix.idle(2, 10).is_empty());
+        assert_eq!(ix.touch("nope", 5), (None, Vec::new()));
+        assert_eq!(ix.expire(5).0.len(), 0);
+        assert_eq!(ix.expire(6).0.len(), 1);
     }
 }

@@ -109,6 +109,15 @@ pub struct DraSection {
     /// came). Seconds; none by default.
     #[serde(default, deserialize_with = "opt_secs")]
     pub binding_lifetime: Option<Duration>,
+    /// Session-status audit: an entry unchanged for this long has each of its active Gx,
+    /// Gxx and Rx sessions checked with its PCRF (a Session-Status request, our experimental
+    /// command 16777214 of `dictionaries/roaming_vendor.toml`, which the `pcrf` answers from
+    /// its session stores); sessions the PCRF answers 5002 DIAMETER_UNKNOWN_SESSION_ID are
+    /// marked terminated (an entry left with none active is deleted), and an entry whose
+    /// PCRF still holds its sessions (or cannot tell) is checked again after another
+    /// interval. Seconds; none by default.
+    #[serde(default, deserialize_with = "opt_secs")]
+    pub audit_interval: Option<Duration>,
     /// The operator endpoint (bindings as JSON).
     pub admin: Option<SocketAddr>,
     /// The PCRFs.
@@ -127,6 +136,7 @@ impl Default for DraSection {
             redirect_usage: None,
             redirect_cache_time: None,
             binding_lifetime: None,
+            audit_interval: None,
             admin: None,
             pcrf: Vec::new(),
         }

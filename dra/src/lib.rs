@@ -36,8 +36,14 @@
 //! The clients' side of document 002 (sending a termination to DRA and PCRF in parallel, or
 //! following the DRA's redirect; remembering at establishment whether the DRA redirected or
 //! proxied) is pcef-sim's; the V-PCRF's S9 client towards the hDRA is pcrf's. The role
-//! (`home`, `visited`) names the DRA; both roles behave the same. The audit checks bindings
-//! by age only (no session-status query of the PCRF).
+//! (`home`, `visited`) names the DRA; both roles behave the same.
+//!
+//! # No orphans
+//!
+//! Two audits remove a binding whose termination was lost: the age-out (`binding_lifetime`)
+//! and the session-status audit (`audit_interval`, [`server::SESSION_STATUS`]), which asks
+//! the PCRF of an idle entry whether it still holds each session and marks those it does
+//! not.
 
 pub mod admin;
 pub mod binding;

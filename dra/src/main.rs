@@ -56,6 +56,11 @@ struct Cli {
     /// The mode where no [[mode]] rule matches, instead of [dra] mode.
     #[arg(long, value_parser = ["redirect", "proxy"])]
     mode: Option<String>,
+    /// Runtime threads: 0 (the default) one worker per CPU; 1 runs the node on one thread,
+    /// no task ever waking another (cheaper on a small machine shared with the clients and
+    /// PCRFs, see BENCHMARKS.md).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -71,7 +76,21 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    diameter_service::run_main("dra", Cli::parse, run)
+    diameter_service::run_main_on(
+        "dra",
+        Cli::parse,
+        |cli| {
+            let mut builder = match cli.threads {
+                1 => tokio::runtime::Builder::new_current_thread(),
+                _ => tokio::runtime::Builder::new_multi_thread(),
+            };
+            if cli.threads > 1 {
+                builder.worker_threads(cli.threads);
+            }
+            builder
+        },
+        run,
+    )
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

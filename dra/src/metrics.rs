@@ -8,12 +8,14 @@
 //! | [`SESSIONS`] `dra_bound_sessions` | gauge | `node`, `state` (active, terminated) |
 //! | [`REQUESTS`] `dra_requests_total` | counter | `node`, `interface` (gx, gxx, rx, s9), `kind` (establish, update, terminate, subsession_end, pcrf_initiated), `mode` (redirect, proxy), `result` (redirected, proxied, answered_2001, answered_3002, answered_5002, answered_5005, answered_5065, answered_other) |
 //! | [`TERMINATIONS`] `dra_terminations_total` | counter (sessions marked terminated) | `node`, `interface` |
-//! | [`RELEASED`] `dra_bindings_released_total` | counter | `node`, `reason` (terminated, pcrf_down, client_restart, establishment_failed, aged_out) |
+//! | [`RELEASED`] `dra_bindings_released_total` | counter | `node`, `reason` (terminated, pcrf_down, client_restart, establishment_failed, aged_out, audit) |
+//! | [`AUDITED`] `dra_audit_checks_total` | counter (Session-Status requests of the audit) | `node`, `result` (held, gone, unknown) |
 //! | [`BINDING_AGE`] `dra_binding_age_seconds` | histogram (age of entries when deleted) | `node` |
 
 use crate::binding::{Interface, Mode, Stats};
 use metrics::{
-    SharedString, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    Counter, SharedString, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
 };
 use std::sync::Arc;
 
@@ -27,6 +29,8 @@ pub const REQUESTS: &str = "dra_requests_total";
 pub const TERMINATIONS: &str = "dra_terminations_total";
 /// Entries deleted, by why.
 pub const RELEASED: &str = "dra_bindings_released_total";
+/// Session-Status checks of the audit, by verdict.
+pub const AUDITED: &str = "dra_audit_checks_total";
 /// Age of entries when deleted.
 pub const BINDING_AGE: &str = "dra_binding_age_seconds";
 
@@ -43,12 +47,22 @@ pub fn describe() {
         "Bound sessions marked terminated, by interface"
     );
     describe_counter!(RELEASED, "Binding entries deleted, by reason");
+    describe_counter!(
+        AUDITED,
+        "Sessions checked with their PCRF by the session-status audit, by verdict"
+    );
     describe_histogram!(BINDING_AGE, "Age of binding entries when deleted, seconds");
 }
 
 /// The `node` label.
 #[derive(Debug, Clone)]
-pub struct Label(Arc<str>);
+pub struct Label(Arc<str>, Arc<RequestCounters>);
+
+/// The request counters already registered, by their labels: a request then costs a lookup
+/// in a small map instead of building and registering the five-label key again.
+type RequestCounters = std::sync::Mutex<
+    std::collections::HashMap<(Interface, &'static str, Mode, &'static str), Counter>,
+>;
 
 /// A result as a label.
 pub fn answered(rc: u32) -> &'static str {
@@ -65,7 +79,7 @@ pub fn answered(rc: u32) -> &'static str {
 impl Label {
     /// For the DRA whose Origin-Host is `host`.
     pub fn new(host: &str) -> Self {
-        Self(host.into())
+        Self(host.into(), Arc::default())
     }
 
     fn v(&self) -> SharedString {
@@ -82,14 +96,24 @@ impl Label {
 
     /// Counts one request.
     pub fn request(&self, iface: Interface, kind: &'static str, mode: Mode, result: &'static str) {
-        counter!(REQUESTS, "node" => self.v(), "interface" => iface.as_str(), "kind" => kind,
-            "mode" => mode.as_str(), "result" => result)
-        .increment(1);
+        let Ok(mut known) = self.1.lock() else { return };
+        known
+            .entry((iface, kind, mode, result))
+            .or_insert_with(|| {
+                counter!(REQUESTS, "node" => self.v(), "interface" => iface.as_str(), "kind" => kind,
+                    "mode" => mode.as_str(), "result" => result)
+            })
+            .increment(1);
     }
 
     /// Counts a session marked terminated.
     pub fn terminated(&self, iface: Interface) {
         counter!(TERMINATIONS, "node" => self.v(), "interface" => iface.as_str()).increment(1);
+    }
+
+    /// Counts a session checked by the session-status audit.
+    pub fn audited(&self, result: &'static str) {
+        counter!(AUDITED, "node" => self.v(), "result" => result).increment(1);
     }
 
     /// Counts entries deleted, with their age.

@@ -23,6 +23,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// 3GPP's Vendor-Id.
 pub const VENDOR_3GPP: u32 = 10_415;
+/// Command Code of Session-Status, the audit's probe (`dictionaries/roaming_vendor.toml`;
+/// RFC 6733 §11.2.1 experimental range).
+pub const SESSION_STATUS: u32 = diameter_codec::dict::roaming::CMD_SESSION_STATUS;
 /// IP-CAN_SESSION_NOT_AVAILABLE (TS 29.214 §5.5.3), in Experimental-Result.
 pub const IP_CAN_SESSION_NOT_AVAILABLE: u32 = 5065;
 
@@ -147,6 +150,9 @@ impl Dra {
         if let Some(life) = cfg.dra.binding_lifetime {
             tasks.push(tokio::spawn(audit(Arc::downgrade(&shared), life)));
         }
+        if let Some(every) = cfg.dra.audit_interval {
+            tasks.push(tokio::spawn(status_audit(Arc::downgrade(&shared), every)));
+        }
         tracing::info!(
             role = ?cfg.dra.role,
             mode = cfg.dra.mode.as_str(),
@@ -270,6 +276,47 @@ async fn audit(weak: std::sync::Weak<Shared>, life: Duration) {
     }
 }
 
+/// Most entries checked per round of the session-status audit.
+const AUDIT_BATCH: usize = 256;
+
+/// What a PCRF said of a session in answer to Session-Status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    /// 2001: it holds the session.
+    Held,
+    /// 5002 DIAMETER_UNKNOWN_SESSION_ID: it does not.
+    Gone,
+    /// Anything else (3001 from a PCRF that does not know the command, no route, a
+    /// timeout): the binding stays.
+    Unknown,
+}
+
+/// The session-status audit (issue 13 point 4, "no orphans"): every `every / 4`, entries
+/// unchanged for `every` have their active Gx, Gxx and Rx sessions checked with their PCRF
+/// (Session-Status, `dictionaries/roaming_vendor.toml`). Sessions the PCRF no longer holds
+/// are marked terminated, so an entry with none left is deleted (document 002 step 4);
+/// entries the PCRF confirms, or cannot answer for, are touched and checked again after
+/// another `every`. The age-out (`binding_lifetime`) stays the last resort for PCRFs that
+/// never answer.
+async fn status_audit(weak: std::sync::Weak<Shared>, every: Duration) {
+    let tick = (every / 4).clamp(Duration::from_millis(50), Duration::from_secs(60));
+    loop {
+        tokio::time::sleep(tick).await;
+        let Some(s) = weak.upgrade() else { return };
+        let cutoff = now_ms().saturating_sub(every.as_millis() as u64);
+        let idle = match s.store.idle(cutoff, AUDIT_BATCH).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "session-status audit");
+                continue;
+            }
+        };
+        for b in idle {
+            s.check_binding(b).await;
+        }
+    }
+}
+
 /// Whether a relayed answer is a success (Result-Code 2xxx, RFC 6733 §7.1.2). The answer
 /// as edited holds its integers as typed values or as raw payloads.
 fn is_success(a: &MessageBuilder) -> bool {
@@ -317,6 +364,86 @@ impl Shared {
         self.refresh().await;
     }
 
+    /// Asks the PCRF of an idle entry about each of its active sessions; marks those it no
+    /// longer holds, touches the entry when some remain.
+    async fn check_binding(&self, b: Binding) {
+        let mut gone = Vec::new();
+        for sess in b
+            .sessions
+            .iter()
+            .filter(|x| x.state == SessionState::Active)
+        {
+            let st = self.session_status(&b.pcrf, sess).await;
+            self.metrics.audited(match st {
+                Status::Held => "held",
+                Status::Gone => "gone",
+                Status::Unknown => "unknown",
+            });
+            if st == Status::Gone {
+                gone.push(sess.session_id.clone());
+            }
+        }
+        let before = b
+            .sessions
+            .iter()
+            .filter(|x| x.state == SessionState::Active)
+            .count();
+        if !gone.is_empty() {
+            tracing::info!(binding = %b.id, pcrf = %b.pcrf, sessions = ?gone, "session-status audit: sessions the PCRF no longer holds marked terminated");
+            match self.store.terminate(gone.clone(), now_ms()).await {
+                Ok(done) => {
+                    for t in done.iter().filter(|t| t.deleted) {
+                        self.released("audit", std::slice::from_ref(&t.binding));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "session-status audit: marking"),
+            }
+        }
+        if gone.len() < before
+            && let Err(e) = self.store.touch(b.id.clone(), now_ms()).await
+        {
+            tracing::warn!(error = %e, "session-status audit: touching");
+        }
+        self.refresh().await;
+    }
+
+    /// One Session-Status request (our experimental command 16777214, sent with the
+    /// Application-Id of the session's interface and Destination-Host naming the PCRF).
+    async fn session_status(&self, pcrf: &str, sess: &BoundSession) -> Status {
+        if sess.interface == Interface::S9 || !self.node.is_peer_available(pcrf) {
+            // S9 sessions are the V-PCRF's to end (its S9 termination reaches the hDRA);
+            // a PCRF not connected is released by the peer events, not here.
+            return Status::Unknown;
+        }
+        let app = sess.interface.application();
+        let me = self.node.identity();
+        let realm = self
+            .node
+            .peer_info(pcrf)
+            .map_or_else(|| me.realm.clone(), |i| i.origin_realm.clone());
+        let mut r = MessageBuilder::request(SESSION_STATUS, app, true);
+        r.push(base::SESSION_ID.with(sess.session_id.clone()));
+        r.push(base::ORIGIN_HOST.with(me.host.clone()));
+        r.push(base::ORIGIN_REALM.with(me.realm.clone()));
+        r.push(base::DESTINATION_REALM.with(realm));
+        r.push(base::DESTINATION_HOST.with(pcrf.to_string()));
+        r.push(base::AUTH_APPLICATION_ID.with(app));
+        match self.node.request(r).await {
+            Ok(a) => match a.get(base::RESULT_CODE).and_then(Result::ok) {
+                Some(2001) => Status::Held,
+                Some(5002) => Status::Gone,
+                rc => {
+                    tracing::debug!(session = %sess.session_id, ?rc, "session-status: no verdict");
+                    Status::Unknown
+                }
+            },
+            Err(e) => {
+                tracing::debug!(session = %sess.session_id, error = %e, "session-status: no answer");
+                Status::Unknown
+            }
+        }
+    }
+
     /// 5012 DIAMETER_UNABLE_TO_COMPLY when the store fails (RFC 6733 §7.1.5).
     fn store_failed(&self, req: &IncomingRequest, e: &StoreError) -> Handled {
         tracing::error!(error = %e, "binding store failed");
@@ -357,7 +484,8 @@ impl Shared {
             .unwrap_or(&req.node.identity().realm)
             .to_string();
         let mode = self.cfg.mode_for(&realm, h.application_id);
-        let bound = match self.store.by_session(sid.clone()).await {
+        // Only the PCRF of the session is needed here (not a copy of its whole entry).
+        let bound = match self.store.pcrf_of_session(sid.clone()).await {
             Ok(b) => b,
             Err(e) => return self.store_failed(&req, &e).0,
         };
@@ -369,26 +497,29 @@ impl Shared {
         let decided = async {
             match kind {
                 Kind::Establish => self.establish(&req, iface, mode, &sid).await,
-                Kind::Update => self.update(&req, mode, bound.as_ref(), Vec::new()),
+                Kind::Update => self.update(&req, mode, bound.as_deref(), Vec::new()),
                 Kind::Terminate { also } => {
                     let mut ids = vec![sid.clone()];
                     ids.extend(also);
-                    self.terminate(&req, mode, bound.as_ref(), ids).await
+                    self.terminate(&req, mode, bound.as_deref(), ids).await
                 }
                 Kind::SubsessionEnd { ended } => {
                     // The S9 session goes on; its client sessions end (document 002, claim 13).
                     if mode == Mode::Redirect {
                         self.mark(ended).await;
-                        self.update(&req, mode, bound.as_ref(), Vec::new())
+                        self.update(&req, mode, bound.as_deref(), Vec::new())
                     } else {
-                        self.update(&req, mode, bound.as_ref(), ended)
+                        self.update(&req, mode, bound.as_deref(), ended)
                     }
                 }
             }
         };
         let (outcome, result) = tracing::Instrument::instrument(decided, span).await;
         self.metrics.request(iface, label, mode, result);
-        self.refresh().await;
+        if label != "update" {
+            // The gauges follow the changes; an update changes no binding.
+            self.refresh().await;
+        }
         outcome
     }
 
@@ -605,12 +736,10 @@ impl Shared {
         self: &Arc<Self>,
         req: &IncomingRequest,
         mode: Mode,
-        bound: Option<&Binding>,
+        bound: Option<&str>,
         marks: Vec<String>,
     ) -> Handled {
-        let pcrf = bound
-            .map(|b| b.pcrf.clone())
-            .or_else(|| self.named_pcrf(req));
+        let pcrf = bound.map(str::to_string).or_else(|| self.named_pcrf(req));
         match pcrf {
             Some(p) => self.route(req, mode, &p, None, marks),
             None => Self::answer(req, 5002, "no binding for the session"),
@@ -655,25 +784,23 @@ impl Shared {
         self: &Arc<Self>,
         req: &IncomingRequest,
         mode: Mode,
-        bound: Option<&Binding>,
+        bound: Option<&str>,
         ids: Vec<String>,
     ) -> Handled {
         match mode {
             Mode::Redirect => {
                 self.mark(ids).await;
-                let Some(b) = bound else {
+                let Some(pcrf) = bound else {
                     // An unknown Session-Id is answered, not ignored.
                     return Self::answer(req, 5002, "no binding for the session");
                 };
                 match self.cfg.dra.termination {
                     Termination::Ack => Self::answer(req, 2001, ""),
-                    Termination::Redirect => self.route(req, mode, &b.pcrf, None, Vec::new()),
+                    Termination::Redirect => self.route(req, mode, pcrf, None, Vec::new()),
                 }
             }
             Mode::Proxy => {
-                let pcrf = bound
-                    .map(|b| b.pcrf.clone())
-                    .or_else(|| self.named_pcrf(req));
+                let pcrf = bound.map(str::to_string).or_else(|| self.named_pcrf(req));
                 let Some(pcrf) = pcrf else {
                     self.mark(ids).await;
                     return Self::answer(req, 5002, "no binding for the session");

@@ -59,6 +59,9 @@ pub trait BindingStore: Send + Sync + 'static {
     /// The entry a session is bound to.
     fn by_session(&self, session_id: String) -> StoreFuture<'_, Option<Binding>>;
 
+    /// The PCRF of the entry a session is bound to.
+    fn pcrf_of_session(&self, session_id: String) -> StoreFuture<'_, Option<String>>;
+
     /// Takes a session off its entry (its establishment failed).
     fn release_session(&self, session_id: String) -> StoreFuture<'_, Option<Binding>>;
 
@@ -73,6 +76,12 @@ pub trait BindingStore: Send + Sync + 'static {
 
     /// Deletes entries unchanged since before `cutoff_ms`.
     fn expire(&self, cutoff_ms: u64) -> StoreFuture<'_, Vec<Binding>>;
+
+    /// Entries unchanged since before `cutoff_ms`, oldest first, at most `limit`.
+    fn idle(&self, cutoff_ms: u64, limit: usize) -> StoreFuture<'_, Vec<Binding>>;
+
+    /// Sets an entry's last change to `now_ms`; `None` when it is gone.
+    fn touch(&self, binding_id: String, now_ms: u64) -> StoreFuture<'_, Option<Binding>>;
 
     /// Every entry (the operator's listing).
     fn list(&self) -> StoreFuture<'_, Vec<Binding>>;
@@ -112,8 +121,16 @@ macro_rules! read_ops {
             let r = self.with(|ix| ix.find_by_address(&key).cloned());
             Box::pin(async move { r })
         }
+        fn pcrf_of_session(&self, session_id: String) -> StoreFuture<'_, Option<String>> {
+            let r = self.with(|ix| ix.by_session(&session_id).map(|b| b.pcrf.clone()));
+            Box::pin(async move { r })
+        }
         fn by_session(&self, session_id: String) -> StoreFuture<'_, Option<Binding>> {
             let r = self.with(|ix| ix.by_session(&session_id).cloned());
+            Box::pin(async move { r })
+        }
+        fn idle(&self, cutoff_ms: u64, limit: usize) -> StoreFuture<'_, Vec<Binding>> {
+            let r = self.with(|ix| ix.idle(cutoff_ms, limit));
             Box::pin(async move { r })
         }
         fn list(&self) -> StoreFuture<'_, Vec<Binding>> {
@@ -165,6 +182,10 @@ impl BindingStore for MemoryStore {
     }
     fn expire(&self, cutoff_ms: u64) -> StoreFuture<'_, Vec<Binding>> {
         let r = self.with(|ix| ix.expire(cutoff_ms).0);
+        Box::pin(async move { r })
+    }
+    fn touch(&self, binding_id: String, now_ms: u64) -> StoreFuture<'_, Option<Binding>> {
+        let r = self.with(|ix| ix.touch(&binding_id, now_ms).0);
         Box::pin(async move { r })
     }
 }
@@ -319,6 +340,9 @@ impl BindingStore for RedbStore {
     }
     fn expire(&self, cutoff_ms: u64) -> StoreFuture<'_, Vec<Binding>> {
         self.change(move |ix| ix.expire(cutoff_ms))
+    }
+    fn touch(&self, binding_id: String, now_ms: u64) -> StoreFuture<'_, Option<Binding>> {
+        self.change(move |ix| ix.touch(&binding_id, now_ms))
     }
 }
 

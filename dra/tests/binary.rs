@@ -158,14 +158,16 @@ file = "bindings.redb"
         // Gx update: a PCRF that does not hold the session would answer 5002.
         let ans = pcef.send(ccr(&pcef.host, sid, 2, 1)).await;
         assert_eq!((rc(&ans), &origin(&ans)), (Some(2001), holder));
-        // Rx by the UE address reaches the same PCRF (which serves Gx only so far and
-        // answers Rx with 3007: the Origin-Host is what shows the route).
+        // Rx by the UE address reaches the same PCRF, which binds it to the Gx session
+        // it holds (a PCRF that did not would answer 5065).
         let ans = af
             .send(aar(&af.host, &format!("af;{sid}"), Some(*ip)))
             .await;
-        assert_eq!(&origin(&ans), holder);
+        assert_eq!((rc(&ans), &origin(&ans)), (Some(2001), holder));
     }
     for (_, _, sid) in ues {
+        let ans = af.send(str_(&af.host, &format!("af;{sid}"))).await;
+        assert_eq!(rc(&ans), Some(2001));
         let ans = pcef.send(ccr(&pcef.host, sid, 3, 2)).await;
         assert_eq!(rc(&ans), Some(2001));
     }
@@ -187,6 +189,7 @@ file = "bindings.redb"
     let text = scrape(metrics);
     for want in [
         "dra_terminations_total{node=\"dra.home.test\",interface=\"gx\"} 2",
+        "dra_terminations_total{node=\"dra.home.test\",interface=\"rx\"} 2",
         "dra_bindings_released_total{node=\"dra.home.test\",reason=\"terminated\"} 2",
         "dra_binding_age_seconds",
     ] {

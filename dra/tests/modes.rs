@@ -248,14 +248,15 @@ async fn proxy_mode_relays_both_ways_and_unbinds_on_termination() {
         assert_eq!(origin(&got[0]), "pcrf.home.test");
     }
 
-    // Rx follows the Gx binding to the same PCRF. (This PCRF serves Gx only so far and
-    // refuses Rx with 3007; its answer shows where the request went, and the refused Rx
-    // session is unbound again.)
+    // Rx follows the Gx binding to the same PCRF, which binds it to the Gx session.
     let af = Client::connect("af.epc.test", RX, addr, &[]).await;
     let a = af
         .send(aar(&af.host, "af;proxy;1", Some([10, 45, 0, 4])))
         .await;
-    assert_eq!(origin(&a), "pcrf.home.test");
+    assert_eq!(
+        (rc(&a), origin(&a).as_str()),
+        (Some(2001), "pcrf.home.test")
+    );
     let a = af
         .send(aar(&af.host, "af;proxy;2", Some([10, 45, 9, 9])))
         .await;
@@ -263,7 +264,13 @@ async fn proxy_mode_relays_both_ways_and_unbinds_on_termination() {
         (experimental(&a), origin(&a).as_str()),
         (Some(5065), DRA_HOST)
     );
-    wait_for_sessions(&d, sid, 1).await;
+    wait_for_sessions(&d, sid, 2).await;
+    // STR: forwarded, answered by the PCRF; the Rx session is marked when it came back.
+    let a = af.send(str_(&af.host, "af;proxy;1")).await;
+    assert_eq!(
+        (rc(&a), origin(&a).as_str()),
+        (Some(2001), "pcrf.home.test")
+    );
 
     // CCR-T: forwarded, answered by the PCRF; the entry goes when the answer came back.
     let a = pcef.send(ccr(&pcef.host, sid, 3, 1)).await;

@@ -381,6 +381,12 @@ mod tests {
         assert_eq!(c.node.origin_host, "pcrf.home.test");
         assert_eq!(c.node.origin_realm, "home.test");
         assert_eq!(c.node.listen[0].addr, "127.0.0.1:3869".parse().unwrap());
+        // Pushes to clients behind the built-in DRA in proxy mode go through it.
+        let r = &c.node.routes[0];
+        assert_eq!(
+            (r.realm.as_str(), r.peers[0].host.as_str()),
+            ("*", "dra.home.test")
+        );
         assert!(
             c.pcrf
                 .charging

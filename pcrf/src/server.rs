@@ -17,7 +17,9 @@ use crate::session::{
 use crate::spr::{MemorySpr, QosLimits, RuleDef, StoreError, SubscriberKey, SubscriberStore};
 use diameter_codec::dict::base;
 use diameter_codec::{Message, MessageBuilder, OwnedAvp, ResultCode};
-use diameter_node::node::{IncomingRequest, Node, NodeConfig, NodeEvent, RequestError, handler_fn};
+use diameter_node::node::{
+    IncomingRequest, Node, NodeConfig, NodeEvent, Outcome, RequestError, handler_fn,
+};
 use diameter_node::peer::Application;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -30,6 +32,9 @@ use tracing::Instrument;
 mod gxx_side;
 mod rx_side;
 mod s9_side;
+mod status;
+
+pub use status::SESSION_STATUS;
 
 /// The node configuration from the `[node]` table, with what a PCRF needs whatever the
 /// table says: Gx, Gxx and Rx advertised as vendor-specific applications of 3GPP
@@ -252,7 +257,12 @@ impl Pcrf {
             gx::APPLICATION_ID,
             handler_fn(move |req| {
                 let h = h.clone();
-                async move { h.credit_control(req).await }
+                async move {
+                    if status::is_status_probe(&req) {
+                        return Outcome::from(h.session_status(req).await);
+                    }
+                    Outcome::from(h.credit_control(req).await)
+                }
             }),
         );
         let h = shared.clone();
@@ -260,7 +270,12 @@ impl Pcrf {
             gxx::APPLICATION_ID,
             handler_fn(move |req| {
                 let h = h.clone();
-                async move { h.gxx_credit_control(req).await }
+                async move {
+                    if status::is_status_probe(&req) {
+                        return Outcome::from(h.session_status(req).await);
+                    }
+                    Outcome::from(h.gxx_credit_control(req).await)
+                }
             }),
         );
         let h = shared.clone();
@@ -268,7 +283,12 @@ impl Pcrf {
             rxw::APPLICATION_ID,
             handler_fn(move |req| {
                 let h = h.clone();
-                async move { h.rx_request(req).await }
+                async move {
+                    if status::is_status_probe(&req) {
+                        return Outcome::from(h.session_status(req).await);
+                    }
+                    Outcome::from(h.rx_request(req).await)
+                }
             }),
         );
         let h = shared.clone();

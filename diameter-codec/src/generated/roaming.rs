@@ -5,6 +5,9 @@
 #[allow(unused_imports)]
 use crate::types::{TypedAvp, ty};
 
+/// Command Code of Session-Status (SSR/SSA; Roaming-Stack-Doc Session-Status, the DRA audit (RFC 6733 §11.2.1 experimental Command Code)).
+pub const CMD_SESSION_STATUS: u32 = 16777214;
+
 /// Values of LBO-Indicator (Roaming-Stack-Doc §1 LBO-Indicator). An open newtype: unknown values are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LboIndicator(pub i32);

@@ -6,9 +6,7 @@
 use bytes::Bytes;
 use diameter_codec::dict::{base, dcca, gx, nasreq};
 use diameter_codec::{Message, MessageBuilder, ResultCode};
-use diameter_node::config::{
-    ListenToml, RouteActionToml, RoutePeerToml, RouteToml, TimersToml, TransportToml,
-};
+use diameter_node::config::{ListenToml, TimersToml, TransportToml};
 use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn, relay_route};
 use diameter_node::peer::{Application, Timers};
 use dra::Dra;
@@ -49,24 +47,12 @@ fn fast_timers() -> TimersToml {
     }
 }
 
-/// The built-in home PCRF as `host`, on a free port, sending what is not for its own
-/// peers (RARs to PCEFs behind a proxy DRA) to the DRA.
+/// The built-in home PCRF as `host`, on a free port. Its built-in default route sends
+/// what is not for its own peers (RARs to PCEFs behind a proxy DRA) to `dra.home.test`.
 pub(crate) async fn pcrf(host: &str) -> pcrf::Pcrf {
     let mut cfg = pcrf::Config::demo();
     cfg.node.origin_host = host.to_string();
     cfg.node.listen = any_port();
-    cfg.node.routes.push(RouteToml {
-        realm: "*".into(),
-        application: None,
-        action: RouteActionToml::Relay,
-        peers: vec![RoutePeerToml {
-            host: DRA_HOST.into(),
-            priority: None,
-            weight: None,
-        }],
-        redirect_usage: None,
-        redirect_cache_time: None,
-    });
     cfg.pcrf.admin = None;
     pcrf::Pcrf::start(&cfg).await.unwrap()
 }
