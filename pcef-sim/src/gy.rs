@@ -252,6 +252,9 @@ pub struct GyOptions {
     pub retransmit: Option<u32>,
     /// Deadline of each request.
     pub timeout: Duration,
+    /// Told the CCA-I's command-level Result-Code (None: no answer) as soon as it arrives:
+    /// a Gx role accepts the IP-CAN session only after it (document 001 S310–S316).
+    pub on_initial: Option<mpsc::UnboundedSender<Option<u32>>>,
 }
 
 /// What the Final-Unit-Indication says (RFC 4006 §8.34).
@@ -661,7 +664,11 @@ impl Session<'_> {
     async fn drive(&mut self) -> &'static str {
         // CCR-I: every service asks for units (S310).
         let all: Vec<(usize, Option<Due>)> = (0..self.svcs.len()).map(|i| (i, None)).collect();
-        match self.exchange(1, &all).await {
+        let initial = self.exchange(1, &all).await;
+        if let Some(tx) = &self.opts.on_initial {
+            let _ = tx.send(initial);
+        }
+        match initial {
             Some(2001) => {}
             Some(_) => return "refused",
             None => return "error",
@@ -1274,9 +1281,9 @@ impl Svc {
 }
 
 /// The UE's address in flow checks (`assigned` in a rule).
-const UE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 45, 0, 2));
+pub const UE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 45, 0, 2));
 /// The UE's source port of a flow.
-const UE_PORT: u16 = 49152;
+pub const UE_PORT: u16 = 49152;
 
 /// A flow passes a RESTRICT_ACCESS when both of its directions do: the uplink (`in`, from
 /// the terminal, RFC 6733 §4.3.1) and the downlink (`out`). Each packet takes the first rule
@@ -1293,20 +1300,36 @@ pub fn flow_permitted(rules: &[String], f: &Flow) -> bool {
             .filter(|r| r.direction == dir)
             // TCP (6) for the simulated flows.
             .filter(|r| r.protocol.is_none_or(|p| p == 6))
-            .find(|r| endpoint_matches(&r.src, src) && endpoint_matches(&r.dst, dst))
+            .find(|r| endpoint_matches(&r.src, src, UE) && endpoint_matches(&r.dst, dst, UE))
             .is_some_and(|r| r.action == FilterAction::Permit)
     };
     pass(FilterDirection::In, (UE, UE_PORT), (f.dst, f.port))
         && pass(FilterDirection::Out, (f.dst, f.port), (UE, UE_PORT))
 }
 
+/// Whether a packet of IP protocol `proto` from `src` to `dst` matches an IPFilterRule's
+/// protocol, source and destination (RFC 6733 §4.3.1; `assigned` is the UE's address
+/// `ue`). The direction and action are the caller's to read.
+pub fn packet_matches(
+    r: &IpFilterRule<'_>,
+    proto: u8,
+    src: (IpAddr, u16),
+    dst: (IpAddr, u16),
+    ue: IpAddr,
+) -> bool {
+    r.protocol.is_none_or(|p| p == proto)
+        && endpoint_matches(&r.src, src, ue)
+        && endpoint_matches(&r.dst, dst, ue)
+}
+
 fn endpoint_matches(
     e: &diameter_codec::types::FilterEndpoint<'_>,
     (ip, port): (IpAddr, u16),
+    ue: IpAddr,
 ) -> bool {
     let addr = match e.address {
         FilterAddress::Any => true,
-        FilterAddress::Assigned => ip == UE,
+        FilterAddress::Assigned => ip == ue,
         FilterAddress::Net { ip: net, prefix } => in_prefix(ip, net, prefix),
     };
     let ports = e.ports.is_empty() || e.port_ranges().any(|(a, b)| (a..=b).contains(&port));

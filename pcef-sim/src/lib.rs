@@ -3,5 +3,6 @@
 
 pub mod client;
 pub mod decode;
+pub mod gx;
 pub mod gy;
 pub mod load;
