@@ -44,7 +44,9 @@ enum Command {
     ///
     /// Gy: each session (one subscriber, one rating group) sends CCR-I, then --updates
     /// CCR-Us reporting Used-Service-Unit (every --interval-ms, or back to back), then
-    /// CCR-T. --in-flight sessions run at once, each with one request outstanding at most;
+    /// CCR-T. Gx (--app gx): CCR-I with Subscription-Id, Framed-IP-Address, RAT-Type and
+    /// Called-Station-Id, --updates CCR-Us reporting a location change, CCR-T (--updates 0:
+    /// session setups; --hold: CCR-I only, sessions stay open). --in-flight sessions run at once, each with one request outstanding at most;
     /// --rate caps the request rate of all of them. A progress bar is drawn when standard
     /// error is a terminal.
     ///
@@ -329,15 +331,15 @@ impl GyArgs {
 
 #[derive(clap::Args)]
 struct LoadArgs {
-    /// What each session does.
-    #[arg(long, value_enum, default_value_t = ScenarioArg::Gy)]
+    /// What each session does (also --app).
+    #[arg(long, alias = "app", value_enum, default_value_t = ScenarioArg::Gy)]
     scenario: ScenarioArg,
     /// Address of the server.
     #[arg(long)]
     to: SocketAddr,
-    /// Origin-Host of the server.
-    #[arg(long, default_value = "ocs.home.test")]
-    to_host: String,
+    /// Origin-Host of the server [default: ocs.home.test for gy, pcrf.home.test for gx].
+    #[arg(long)]
+    to_host: Option<String>,
     /// Destination-Realm of the requests.
     #[arg(long, default_value = "home.test")]
     dest_realm: String,
@@ -398,6 +400,8 @@ struct LoadArgs {
 enum ScenarioArg {
     /// Online charging (RFC 4006): CCR-I, CCR-U..., CCR-T.
     Gy,
+    /// Policy control (TS 29.212): Gx CCR-I, CCR-U (location change)..., CCR-T.
+    Gx,
 }
 
 impl LoadArgs {
@@ -411,9 +415,16 @@ impl LoadArgs {
         Ok(LoadOptions {
             scenario: match self.scenario {
                 ScenarioArg::Gy => Scenario::Gy,
+                ScenarioArg::Gx => Scenario::Gx,
             },
             to: self.to,
-            to_host: self.to_host.clone(),
+            to_host: self.to_host.clone().unwrap_or_else(|| {
+                match self.scenario {
+                    ScenarioArg::Gy => "ocs.home.test",
+                    ScenarioArg::Gx => "pcrf.home.test",
+                }
+                .into()
+            }),
             dest_realm: self.dest_realm.clone(),
             origin_host: self.host.clone(),
             origin_realm: self.realm.clone(),
