@@ -4,9 +4,9 @@
 //! The session charges a list of [`Service`]s, one Multiple-Services-Credit-Control per
 //! Rating-Group (RFC 4006 §5.1.2, credit control for multiple services; TS 32.299: one
 //! MSCC instance per rating group). The list comes
-//! from the command line (`--rating-group`, to test an OCS with no PCRF); a Gx role fills the
-//! same list from the Charging-Key of its active online rules (document 001 S310) — that role
-//! does not exist yet.
+//! from the command line (`--rating-group`, to test an OCS with no PCRF), or from the
+//! Charging-Key of the online rules `pcef-sim gx` has installed (document 001 S310,
+//! [`crate::gx`]).
 //!
 //! What it does, in order:
 //! 1. CCR-I with one MSCC per service, each asking for units with an empty
