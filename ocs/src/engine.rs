@@ -468,6 +468,8 @@ fn service(
     if let Some(r) = &previous {
         release(acct, r);
     }
+    // Units of this service charged earlier in the session.
+    let mut used_before = previous.map_or(0, |r| r.used);
     if let Some(used) = &m.used {
         // The balance the usage is charged to: the reservation's, else the group's.
         let charged = previous
@@ -476,7 +478,11 @@ fn service(
         match (charged, rg) {
             (Some(k), Some(rg)) => {
                 let units = used.get(rg.unit_kind()).unwrap_or(0);
-                let c = cost(rg, k, units);
+                // Rounded on the session's running total, so a tariff of 1 per MB does not
+                // charge a whole unit for every small report.
+                let total = used_before.saturating_add(units);
+                let c = cost(rg, k, total).saturating_sub(cost(rg, k, used_before));
+                used_before = total;
                 let b = acct.balances.entry(k).or_default();
                 b.available = b
                     .available
@@ -551,6 +557,7 @@ fn service(
         service: m.service,
         kind: bkind,
         amount,
+        used: used_before,
     });
     a.result_code = rc::SUCCESS;
     a.granted = Some(Units::of(unit, grant));

@@ -235,6 +235,11 @@ pub struct Reservation {
     pub kind: UnitKind,
     /// How much of that balance (money for money balances).
     pub amount: u64,
+    /// Units of the service reported used in this session so far: a tariff rounds the
+    /// session's total once (cost of the total minus cost of what was charged before), not
+    /// every report.
+    #[serde(default)]
+    pub used: u64,
 }
 
 /// A credit-control session (RFC 4006 §5: INITIAL … TERMINATION).

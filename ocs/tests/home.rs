@@ -539,6 +539,47 @@ async fn money_account_pays_through_the_tariff() {
     .await;
 }
 
+/// A tariff rounds the session's running total, not each report: ten CCR-U of 100 kB at 1
+/// per MB cost 1, as one report of 1 MB would (rounding every report cost 10).
+#[tokio::test]
+async fn small_reports_are_rounded_on_the_session_total() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (ocs, pcef) = start(&dir).await;
+        let s = "s;small-reports";
+        let a = pcef
+            .send(pcef.ccr(
+                s,
+                RequestType::Initial,
+                0,
+                Some(IMSI_MONEY),
+                vec![(rg(1), rsu(), None)],
+            ))
+            .await;
+        assert_eq!(result_code(&a), 2001);
+        for n in 1..=10 {
+            let a = pcef
+                .send(pcef.ccr(
+                    s,
+                    RequestType::Update,
+                    n,
+                    None,
+                    vec![(rg(1), rsu(), octets(100_000))],
+                ))
+                .await;
+            assert_eq!(result_code(&a), 2001, "update {n}");
+        }
+        pcef.send(pcef.ccr(s, RequestType::Termination, 11, None, vec![]))
+            .await;
+        let acct = ocs.account(IMSI_MONEY).await.unwrap().unwrap();
+        assert_eq!(acct.balances[&UnitKind::Money].available, 99);
+        assert_eq!(acct.balances[&UnitKind::Money].reserved, 0);
+        pcef.shutdown().await;
+        ocs.shutdown(Duration::from_secs(1)).await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn single_service_credit_control_without_mscc() {
     bounded(async {
