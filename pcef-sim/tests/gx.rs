@@ -461,3 +461,48 @@ fn an_ocs_refusal_refuses_the_ip_can_session() {
         .collect();
     assert_eq!(kinds, vec!["initial", "termination"]);
 }
+
+#[test]
+fn gx_load_runs_whole_sessions_and_held_ones_stay_on_the_pcrf() {
+    let p = pcrf();
+    // 40 sessions of CCR-I, 3 CCR-U, CCR-T, on demo subscribers 1 and 2.
+    let out = Command::new(PCEF_SIM)
+        .args(["load", "--app", "gx", "--to", &p.addr.to_string()])
+        .args(["--in-flight", "4", "--subscribers", "2", "--updates", "3"])
+        .args([
+            "--sessions",
+            "40",
+            "--duration",
+            "20",
+            "--warmup",
+            "0",
+            "--json",
+        ])
+        .args(["--server-pid", &p.child.id().to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["scenario"], "gx");
+    let by = &r["by_type"];
+    assert_eq!(by["initial"]["result_codes"]["2001"], 40, "{r:#}");
+    assert_eq!(by["update"]["result_codes"]["2001"], 120, "{r:#}");
+    assert_eq!(by["termination"]["result_codes"]["2001"], 40, "{r:#}");
+    assert!(r["server_cpu"][0]["cpu_us_per_request"].as_f64().is_some());
+    let (_, body) = http(p.admin, "GET", "/sessions");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v["sessions"].as_array().unwrap().is_empty(), "{v}");
+    // --hold: CCR-I only; the sessions stay on the PCRF.
+    let out = Command::new(PCEF_SIM)
+        .args(["load", "--app", "gx", "--to", &p.addr.to_string()])
+        .args(["--in-flight", "4", "--sessions", "25", "--hold"])
+        .args(["--duration", "20", "--warmup", "0", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["requests"], 25, "{r:#}");
+    let (_, body) = http(p.admin, "GET", "/sessions");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["sessions"].as_array().unwrap().len(), 25, "{v}");
+}
