@@ -506,3 +506,43 @@ fn gx_load_runs_whole_sessions_and_held_ones_stay_on_the_pcrf() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["sessions"].as_array().unwrap().len(), 25, "{v}");
 }
+
+#[test]
+fn a_release_from_the_pcrf_ends_the_session_with_ccr_t() {
+    let p = pcrf();
+    let child = gx_command(&p, &["--imsi", IMSI_1, "--duration", "8"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(4);
+    let id = loop {
+        let (_, body) = http(p.admin, "GET", "/sessions");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        if let Some(id) = v["sessions"][0].as_str() {
+            break id.to_string();
+        }
+        assert!(Instant::now() < end, "the session never reached the PCRF");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // A RAR with Session-Release-Cause 1, UE_SUBSCRIPTION_REASON (TS 29.212 §5.3.44): the
+    // PCEF answers it and ends the IP-CAN session with CCR-T.
+    let (status, body) = http(p.admin, "POST", &format!("/sessions/{id}/release?cause=1"));
+    assert_eq!(status, 200, "{body}");
+    let t0 = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "ended at detach, not on the RAR"
+    );
+    assert!(out.status.success(), "{out:?}");
+    let r = report(&out);
+    assert_eq!(r["ended_by"], "released");
+    assert_eq!(r["rars"][0]["policy"]["release_cause"], 1);
+    let last = r["exchanges"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["kind"], "termination");
+    assert_eq!(last["result_code"], 2001);
+    let (_, body) = http(p.admin, "GET", "/sessions");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v["sessions"].as_array().unwrap().is_empty(), "{v}");
+}
