@@ -343,6 +343,9 @@ pub struct GxReport {
     pub events_ignored: Vec<String>,
     /// The Gy session, when one ran.
     pub gy: Option<gy::GyReport>,
+    /// Rating groups of online rules installed after the Gy session started, which it does
+    /// not charge (its services are fixed at its CCR-I).
+    pub gy_uncharged: Vec<u32>,
 }
 
 impl GxReport {
@@ -741,6 +744,8 @@ pub async fn run(opts: &GxOptions) -> anyhow::Result<GxReport> {
         exchanges: Vec::new(),
         rars: Vec::new(),
         events_ignored: Vec::new(),
+        gy_groups: None,
+        gy_uncharged: Vec::new(),
         rx,
     };
     let (ended_by, accepted, flows_initial, gy) = s.drive().await;
@@ -763,6 +768,7 @@ pub async fn run(opts: &GxOptions) -> anyhow::Result<GxReport> {
         charging: e.charging.clone(),
         events_ignored: s.events_ignored,
         gy,
+        gy_uncharged: s.gy_uncharged,
     })
 }
 
@@ -779,6 +785,9 @@ struct Session<'a> {
     exchanges: Vec<GxExchange>,
     rars: Vec<RarSeen>,
     events_ignored: Vec<String>,
+    /// The rating groups the Gy session charges, when one runs.
+    gy_groups: Option<Vec<u32>>,
+    gy_uncharged: Vec<u32>,
     rx: mpsc::UnboundedReceiver<Policy>,
 }
 
@@ -832,6 +841,25 @@ impl Session<'_> {
         }
         if let Some(c) = p.release_cause {
             self.say(format!("  Session-Release-Cause {c}"));
+        }
+    }
+
+    /// Notes online rating groups the running Gy session does not charge.
+    fn check_gy(&mut self) {
+        let Some(charged) = &self.gy_groups else {
+            return;
+        };
+        let new: Vec<u32> = self
+            .enforced
+            .online_rating_groups()
+            .into_iter()
+            .filter(|rg| !charged.contains(rg) && !self.gy_uncharged.contains(rg))
+            .collect();
+        for rg in new {
+            self.say(format!(
+                "rating group {rg} is online but not charged: the Gy session's services are fixed at its CCR-I"
+            ));
+            self.gy_uncharged.push(rg);
         }
     }
 
@@ -917,6 +945,7 @@ impl Session<'_> {
                     return ("refused-by-ocs", false, flows_initial, gy);
                 }
                 gy_task = Some(task);
+                self.gy_groups = Some(rgs);
             }
         }
         self.say("IP-CAN session accepted".into());
@@ -941,6 +970,7 @@ impl Session<'_> {
                         answered: 2001,
                     });
                     self.say_flows();
+                    self.check_gy();
                     if release {
                         break "released";
                     }
@@ -965,6 +995,7 @@ impl Session<'_> {
                     if code == Some(2001) {
                         self.enforced.apply(&p);
                         self.say_flows();
+                        self.check_gy();
                     }
                 }
             }

@@ -404,6 +404,8 @@ fn gx_with_gy_opens_credit_control_for_each_online_rating_group() {
             IMSI_1,
             "--duration",
             "1",
+            "--event",
+            "0.3:rat",
             "--ocs",
             &o.addr.to_string(),
         ],
@@ -427,6 +429,10 @@ fn gx_with_gy_opens_credit_control_for_each_online_rating_group() {
     assert_eq!(last["kind"], "termination");
     let gx_last = r["exchanges"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(gx_last["kind"], "termination");
+    // The RAT change installed `internet-3g` (rating group 30): the Gy session, whose
+    // services were fixed at its CCR-I, does not charge it, and the report says so.
+    assert!(rule(&r, "internet-3g").is_some());
+    assert_eq!(r["gy_uncharged"], serde_json::json!([30]));
 }
 
 #[test]
