@@ -15,7 +15,9 @@
 //! 3. With `--ocs`, when Charging-Information names an OCS and online rules are installed,
 //!    the Gy session starts with one Multiple-Services-Credit-Control per rating group of
 //!    those rules (document 001 S310); the IP-CAN session is accepted only when the OCS
-//!    answers its CCA-I with 2001 (S315–S316), otherwise it is ended with CCR-T.
+//!    answers its CCA-I with 2001 (S315–S316), otherwise it is ended with CCR-T. When the
+//!    online rules change later (a RAR, a policy after an event), the Gy session asks for
+//!    the new rating groups and reports the gone ones (FINAL) in its next CCR-U.
 //! 4. Bearer events (`--event`): a CCR-U reporting the Event-Trigger (with the new RAT-Type
 //!    or 3GPP-User-Location-Info) only when the PCRF armed that trigger (§4.5.2); the CCA's
 //!    policy applies.
@@ -343,9 +345,9 @@ pub struct GxReport {
     pub events_ignored: Vec<String>,
     /// The Gy session, when one ran.
     pub gy: Option<gy::GyReport>,
-    /// Rating groups of online rules installed after the Gy session started, which it does
-    /// not charge (its services are fixed at its CCR-I).
-    pub gy_uncharged: Vec<u32>,
+    /// The rating groups handed to the Gy session after its start, each time the online
+    /// rules changed (it asks for the new ones and reports the gone ones with FINAL).
+    pub gy_updates: Vec<Vec<u32>>,
 }
 
 impl GxReport {
@@ -745,7 +747,7 @@ pub async fn run(opts: &GxOptions) -> anyhow::Result<GxReport> {
         rars: Vec::new(),
         events_ignored: Vec::new(),
         gy_groups: None,
-        gy_uncharged: Vec::new(),
+        gy_updates: Vec::new(),
         rx,
     };
     let (ended_by, accepted, flows_initial, gy) = s.drive().await;
@@ -768,7 +770,7 @@ pub async fn run(opts: &GxOptions) -> anyhow::Result<GxReport> {
         charging: e.charging.clone(),
         events_ignored: s.events_ignored,
         gy,
-        gy_uncharged: s.gy_uncharged,
+        gy_updates: s.gy_updates,
     })
 }
 
@@ -785,9 +787,10 @@ struct Session<'a> {
     exchanges: Vec<GxExchange>,
     rars: Vec<RarSeen>,
     events_ignored: Vec<String>,
-    /// The rating groups the Gy session charges, when one runs.
-    gy_groups: Option<Vec<u32>>,
-    gy_uncharged: Vec<u32>,
+    /// The rating groups the Gy session charges and where to tell it of changes, when one
+    /// runs.
+    gy_groups: Option<(Vec<u32>, tokio::sync::watch::Sender<Vec<gy::Service>>)>,
+    gy_updates: Vec<Vec<u32>>,
     rx: mpsc::UnboundedReceiver<Policy>,
 }
 
@@ -844,23 +847,20 @@ impl Session<'_> {
         }
     }
 
-    /// Notes online rating groups the running Gy session does not charge.
-    fn check_gy(&mut self) {
-        let Some(charged) = &self.gy_groups else {
+    /// Hands the running Gy session the rating groups of the online rules when they changed
+    /// (S310: one MSCC per rating group of the active online rules).
+    fn sync_gy(&mut self) {
+        let now = self.enforced.online_rating_groups();
+        let Some((charged, tx)) = &mut self.gy_groups else {
             return;
         };
-        let new: Vec<u32> = self
-            .enforced
-            .online_rating_groups()
-            .into_iter()
-            .filter(|rg| !charged.contains(rg) && !self.gy_uncharged.contains(rg))
-            .collect();
-        for rg in new {
-            self.say(format!(
-                "rating group {rg} is online but not charged: the Gy session's services are fixed at its CCR-I"
-            ));
-            self.gy_uncharged.push(rg);
+        if *charged == now {
+            return;
         }
+        let _ = tx.send(services(&now));
+        *charged = now.clone();
+        self.say(format!("Gy: rating groups now {now:?}"));
+        self.gy_updates.push(now);
     }
 
     fn say_flows(&self) -> Vec<FlowHit> {
@@ -905,6 +905,7 @@ impl Session<'_> {
                     .unwrap_or(uri.clone());
                 self.say(format!("Gy to {host} at {addr}: rating groups {rgs:?}"));
                 let (tx, mut initial) = mpsc::unbounded_channel();
+                let (watch_tx, watch_rx) = tokio::sync::watch::channel(services(&rgs));
                 let gopts = gy::GyOptions {
                     endpoint: Endpoint {
                         to: addr,
@@ -914,14 +915,7 @@ impl Session<'_> {
                         origin_realm: self.opts.endpoint.origin_realm.clone(),
                     },
                     subscriber: self.opts.subscriber.clone(),
-                    services: rgs
-                        .iter()
-                        .map(|&rg| gy::Service {
-                            rating_group: rg,
-                            service_id: None,
-                            rate: None,
-                        })
-                        .collect(),
+                    services: services(&rgs),
                     duration: self.opts.duration.saturating_sub(self.start.elapsed()),
                     tick: Duration::from_millis(10),
                     events: Vec::new(),
@@ -930,6 +924,7 @@ impl Session<'_> {
                     retransmit: None,
                     timeout: self.opts.timeout,
                     on_initial: Some(tx),
+                    services_watch: Some(watch_rx),
                 };
                 let task = tokio::spawn(async move { gy::run(&gopts).await });
                 let answer = initial.recv().await.flatten();
@@ -945,7 +940,7 @@ impl Session<'_> {
                     return ("refused-by-ocs", false, flows_initial, gy);
                 }
                 gy_task = Some(task);
-                self.gy_groups = Some(rgs);
+                self.gy_groups = Some((rgs, watch_tx));
             }
         }
         self.say("IP-CAN session accepted".into());
@@ -970,7 +965,7 @@ impl Session<'_> {
                         answered: 2001,
                     });
                     self.say_flows();
-                    self.check_gy();
+                    self.sync_gy();
                     if release {
                         break "released";
                     }
@@ -995,7 +990,7 @@ impl Session<'_> {
                     if code == Some(2001) {
                         self.enforced.apply(&p);
                         self.say_flows();
-                        self.check_gy();
+                        self.sync_gy();
                     }
                 }
             }
@@ -1107,6 +1102,17 @@ impl Session<'_> {
         });
         (code, policy)
     }
+}
+
+/// One Gy service per rating group, at the default rates.
+fn services(rgs: &[u32]) -> Vec<gy::Service> {
+    rgs.iter()
+        .map(|&rg| gy::Service {
+            rating_group: rg,
+            service_id: None,
+            rate: None,
+        })
+        .collect()
 }
 
 /// Framed-IP-Address (RFC 7155 §4.4.10.5.1) or, for IPv6, Framed-IPv6-Prefix /64

@@ -255,6 +255,10 @@ pub struct GyOptions {
     /// Told the CCA-I's command-level Result-Code (None: no answer) as soon as it arrives:
     /// a Gx role accepts the IP-CAN session only after it (document 001 S310–S316).
     pub on_initial: Option<mpsc::UnboundedSender<Option<u32>>>,
+    /// The charged services as they change during the session (a Gx role's online rules
+    /// installed and removed): a service that appears is asked for units in the next
+    /// CCR-U, one that goes reports its usage (Reporting-Reason FINAL) and stops.
+    pub services_watch: Option<tokio::sync::watch::Receiver<Vec<Service>>>,
 }
 
 /// What the Final-Unit-Indication says (RFC 4006 §8.34).
@@ -625,25 +629,7 @@ async fn session(
         reauth_requests: 0,
         start,
         number: 0,
-        svcs: opts
-            .services
-            .iter()
-            .map(|spec| Svc {
-                spec: spec.clone(),
-                state: State::Blocked,
-                grant: None,
-                unreported: 0,
-                used: 0,
-                granted: 0,
-                reported: 0,
-                triggers: Vec::new(),
-                unit: None,
-                final_unit: None,
-                recheck_at: None,
-                released: false,
-                result_code: None,
-            })
-            .collect(),
+        svcs: opts.services.iter().cloned().map(Svc::new).collect(),
         exchanges: Vec::new(),
         retransmit: None,
     };
@@ -677,6 +663,7 @@ impl Session<'_> {
         let mut events: Vec<BearerEvent> = self.opts.events.clone();
         events.sort_by_key(|e| e.at);
         let mut events = events.into_iter().peekable();
+        let mut watch = self.opts.services_watch.clone();
         let mut last = Instant::now();
         loop {
             if self
@@ -728,6 +715,56 @@ impl Session<'_> {
                     }
                 }
             }
+            // The charged services changed (rules installed or removed over Gx): the new
+            // ones ask for units, the gone ones report their usage for the last time
+            // (TS 32.299 Reporting-Reason FINAL) and stop.
+            let mut removed: Vec<usize> = Vec::new();
+            if let Some(w) = watch.as_mut()
+                && w.has_changed().unwrap_or(false)
+            {
+                let list = w.borrow_and_update().clone();
+                for (i, v) in self.svcs.iter().enumerate() {
+                    let kept = list.iter().any(|s| s.rating_group == v.spec.rating_group);
+                    if !kept && v.state != State::Terminated {
+                        due.retain(|(j, _)| *j != i);
+                        due.push((
+                            i,
+                            Some(Due {
+                                reason: Some(gy::ReportingReason::FINAL),
+                                trigger_type: None,
+                                request: false,
+                            }),
+                        ));
+                        removed.push(i);
+                    }
+                }
+                for spec in list {
+                    let at = self
+                        .svcs
+                        .iter()
+                        .position(|v| v.spec.rating_group == spec.rating_group);
+                    let i = match at {
+                        Some(i) if self.svcs[i].state == State::Terminated => {
+                            self.svcs[i].state = State::Blocked;
+                            i
+                        }
+                        Some(_) => continue,
+                        None => {
+                            self.svcs.push(Svc::new(spec));
+                            self.svcs.len() - 1
+                        }
+                    };
+                    due.retain(|(j, _)| *j != i);
+                    due.push((
+                        i,
+                        Some(Due {
+                            reason: None,
+                            trigger_type: None,
+                            request: true,
+                        }),
+                    ));
+                }
+            }
             // A bearer event: one CCR-U for every service whose OCS armed its type
             // (document 003: at most one credit request per bearer event).
             while let Some(e) = events.next_if(|e| self.start + e.at <= now) {
@@ -759,7 +796,12 @@ impl Session<'_> {
                 due.sort_by_key(|(i, _)| *i);
                 // Unanswered, or a protocol error (RFC 6733 §7.1.3): the session stops here
                 // (what the Credit-Control-Failure-Handling would decide is not simulated).
-                match self.exchange(2, &due).await {
+                let r = self.exchange(2, &due).await;
+                for i in removed {
+                    self.svcs[i].state = State::Terminated;
+                    self.svcs[i].grant = None;
+                }
+                match r {
                     None => return "error",
                     Some(c) if (3000..4000).contains(&c) => return "error",
                     Some(_) => {}
@@ -1068,6 +1110,24 @@ fn read_mscc(mscc: &AvpRef<'_>) -> MsccAnswered {
 }
 
 impl Svc {
+    fn new(spec: Service) -> Self {
+        Self {
+            spec,
+            state: State::Blocked,
+            grant: None,
+            unreported: 0,
+            used: 0,
+            granted: 0,
+            reported: 0,
+            triggers: Vec::new(),
+            unit: None,
+            final_unit: None,
+            recheck_at: None,
+            released: false,
+            result_code: None,
+        }
+    }
+
     /// Uses `dt` seconds of traffic; returns why the service needs a request now, if it does.
     fn advance(&mut self, dt: f64, now: Instant, idle: bool) -> Option<Due> {
         let ask = |reason| {

@@ -325,6 +325,7 @@ impl GyArgs {
             retransmit: self.retransmit,
             timeout: secs("--timeout", self.timeout)?,
             on_initial: None,
+            services_watch: None,
         })
     }
 }

@@ -389,9 +389,9 @@ fn an_operator_push_reaches_pcef_sim_as_a_rar_and_reclassifies_its_flows() {
     assert_eq!(hit(&r["flows"], "tcp:203.0.113.5:80")["rule"], "internet");
 }
 
-/// The demo OCS knows rating groups 1–4 and 9; the PCRF's demo rules charge 10.
-const OCS_RG_10: &str =
-    "[[rating_group]]\nid = 10\nunit = \"total-octets\"\ngrant = 1000000\nvalidity_time = 600\n";
+/// The demo OCS knows rating groups 1–4 and 9; the PCRF's demo rules charge 10 (and 30
+/// after a RAT change to UTRAN).
+const OCS_RG_10: &str = "[[rating_group]]\nid = 10\nunit = \"total-octets\"\ngrant = 1000000\n\n[[rating_group]]\nid = 30\nunit = \"total-octets\"\ngrant = 1000000\n";
 
 #[test]
 fn gx_with_gy_opens_credit_control_for_each_online_rating_group() {
@@ -429,10 +429,40 @@ fn gx_with_gy_opens_credit_control_for_each_online_rating_group() {
     assert_eq!(last["kind"], "termination");
     let gx_last = r["exchanges"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(gx_last["kind"], "termination");
-    // The RAT change installed `internet-3g` (rating group 30): the Gy session, whose
-    // services were fixed at its CCR-I, does not charge it, and the report says so.
+    // The RAT change swapped `internet` (rating group 10) for `internet-3g` (30): the Gy
+    // session's next CCR-U asks for 30 and reports 10 for the last time (FINAL).
     assert!(rule(&r, "internet-3g").is_some());
-    assert_eq!(r["gy_uncharged"], serde_json::json!([30]));
+    assert_eq!(r["gy_updates"], serde_json::json!([[30]]));
+    let swap = gy["exchanges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["kind"] == "update"
+                && e["mscc"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|m| m["rating_group"] == 30)
+        })
+        .unwrap_or_else(|| panic!("no CCR-U for rating group 30: {gy}"));
+    let mscc = swap["mscc"].as_array().unwrap();
+    let rg = |n: u64| mscc.iter().find(|m| m["rating_group"] == n).unwrap();
+    assert_eq!(rg(30)["requested"], true);
+    assert_eq!(rg(10)["reporting_reason"], "FINAL");
+    assert_eq!(rg(10)["requested"], false);
+    assert_eq!(swap["result_code"], 2001);
+    let granted = swap["answered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["rating_group"] == 30)
+        .unwrap();
+    assert_eq!(granted["granted"][1], 1_000_000);
+    let services = gy["services"].as_array().unwrap();
+    let state = |n: u64| services.iter().find(|v| v["rating_group"] == n).unwrap()["state"].clone();
+    assert_eq!(state(10), "terminated");
+    assert_eq!(state(30), "active");
 }
 
 #[test]
