@@ -6,7 +6,7 @@
 //! MSCC instance per rating group). The list comes
 //! from the command line (`--rating-group`, to test an OCS with no PCRF), or from the
 //! Charging-Key of the online rules `pcef-sim gx` has installed (document 001 S310,
-//! [`crate::gx`]).
+//! [`crate::gx`]), which may change during the session ([`GyOptions::services_watch`]).
 //!
 //! What it does, in order:
 //! 1. CCR-I with one MSCC per service, each asking for units with an empty
