@@ -4,9 +4,9 @@
 //! The session charges a list of [`Service`]s, one Multiple-Services-Credit-Control per
 //! Rating-Group (RFC 4006 §5.1.2, credit control for multiple services; TS 32.299: one
 //! MSCC instance per rating group). The list comes
-//! from the command line (`--rating-group`, to test an OCS with no PCRF); a Gx role fills the
-//! same list from the Charging-Key of its active online rules (document 001 S310) — that role
-//! does not exist yet.
+//! from the command line (`--rating-group`, to test an OCS with no PCRF), or from the
+//! Charging-Key of the online rules `pcef-sim gx` has installed (document 001 S310,
+//! [`crate::gx`]), which may change during the session ([`GyOptions::services_watch`]).
 //!
 //! What it does, in order:
 //! 1. CCR-I with one MSCC per service, each asking for units with an empty
@@ -252,6 +252,13 @@ pub struct GyOptions {
     pub retransmit: Option<u32>,
     /// Deadline of each request.
     pub timeout: Duration,
+    /// Told the CCA-I's command-level Result-Code (None: no answer) as soon as it arrives:
+    /// a Gx role accepts the IP-CAN session only after it (document 001 S310–S316).
+    pub on_initial: Option<mpsc::UnboundedSender<Option<u32>>>,
+    /// The charged services as they change during the session (a Gx role's online rules
+    /// installed and removed): a service that appears is asked for units in the next
+    /// CCR-U, one that goes reports its usage (Reporting-Reason FINAL) and stops.
+    pub services_watch: Option<tokio::sync::watch::Receiver<Vec<Service>>>,
 }
 
 /// What the Final-Unit-Indication says (RFC 4006 §8.34).
@@ -622,25 +629,7 @@ async fn session(
         reauth_requests: 0,
         start,
         number: 0,
-        svcs: opts
-            .services
-            .iter()
-            .map(|spec| Svc {
-                spec: spec.clone(),
-                state: State::Blocked,
-                grant: None,
-                unreported: 0,
-                used: 0,
-                granted: 0,
-                reported: 0,
-                triggers: Vec::new(),
-                unit: None,
-                final_unit: None,
-                recheck_at: None,
-                released: false,
-                result_code: None,
-            })
-            .collect(),
+        svcs: opts.services.iter().cloned().map(Svc::new).collect(),
         exchanges: Vec::new(),
         retransmit: None,
     };
@@ -661,7 +650,11 @@ impl Session<'_> {
     async fn drive(&mut self) -> &'static str {
         // CCR-I: every service asks for units (S310).
         let all: Vec<(usize, Option<Due>)> = (0..self.svcs.len()).map(|i| (i, None)).collect();
-        match self.exchange(1, &all).await {
+        let initial = self.exchange(1, &all).await;
+        if let Some(tx) = &self.opts.on_initial {
+            let _ = tx.send(initial);
+        }
+        match initial {
             Some(2001) => {}
             Some(_) => return "refused",
             None => return "error",
@@ -670,6 +663,7 @@ impl Session<'_> {
         let mut events: Vec<BearerEvent> = self.opts.events.clone();
         events.sort_by_key(|e| e.at);
         let mut events = events.into_iter().peekable();
+        let mut watch = self.opts.services_watch.clone();
         let mut last = Instant::now();
         loop {
             if self
@@ -721,6 +715,56 @@ impl Session<'_> {
                     }
                 }
             }
+            // The charged services changed (rules installed or removed over Gx): the new
+            // ones ask for units, the gone ones report their usage for the last time
+            // (TS 32.299 Reporting-Reason FINAL) and stop.
+            let mut removed: Vec<usize> = Vec::new();
+            if let Some(w) = watch.as_mut()
+                && w.has_changed().unwrap_or(false)
+            {
+                let list = w.borrow_and_update().clone();
+                for (i, v) in self.svcs.iter().enumerate() {
+                    let kept = list.iter().any(|s| s.rating_group == v.spec.rating_group);
+                    if !kept && v.state != State::Terminated {
+                        due.retain(|(j, _)| *j != i);
+                        due.push((
+                            i,
+                            Some(Due {
+                                reason: Some(gy::ReportingReason::FINAL),
+                                trigger_type: None,
+                                request: false,
+                            }),
+                        ));
+                        removed.push(i);
+                    }
+                }
+                for spec in list {
+                    let at = self
+                        .svcs
+                        .iter()
+                        .position(|v| v.spec.rating_group == spec.rating_group);
+                    let i = match at {
+                        Some(i) if self.svcs[i].state == State::Terminated => {
+                            self.svcs[i].state = State::Blocked;
+                            i
+                        }
+                        Some(_) => continue,
+                        None => {
+                            self.svcs.push(Svc::new(spec));
+                            self.svcs.len() - 1
+                        }
+                    };
+                    due.retain(|(j, _)| *j != i);
+                    due.push((
+                        i,
+                        Some(Due {
+                            reason: None,
+                            trigger_type: None,
+                            request: true,
+                        }),
+                    ));
+                }
+            }
             // A bearer event: one CCR-U for every service whose OCS armed its type
             // (document 003: at most one credit request per bearer event).
             while let Some(e) = events.next_if(|e| self.start + e.at <= now) {
@@ -752,7 +796,12 @@ impl Session<'_> {
                 due.sort_by_key(|(i, _)| *i);
                 // Unanswered, or a protocol error (RFC 6733 §7.1.3): the session stops here
                 // (what the Credit-Control-Failure-Handling would decide is not simulated).
-                match self.exchange(2, &due).await {
+                let r = self.exchange(2, &due).await;
+                for i in removed {
+                    self.svcs[i].state = State::Terminated;
+                    self.svcs[i].grant = None;
+                }
+                match r {
                     None => return "error",
                     Some(c) if (3000..4000).contains(&c) => return "error",
                     Some(_) => {}
@@ -1061,6 +1110,24 @@ fn read_mscc(mscc: &AvpRef<'_>) -> MsccAnswered {
 }
 
 impl Svc {
+    fn new(spec: Service) -> Self {
+        Self {
+            spec,
+            state: State::Blocked,
+            grant: None,
+            unreported: 0,
+            used: 0,
+            granted: 0,
+            reported: 0,
+            triggers: Vec::new(),
+            unit: None,
+            final_unit: None,
+            recheck_at: None,
+            released: false,
+            result_code: None,
+        }
+    }
+
     /// Uses `dt` seconds of traffic; returns why the service needs a request now, if it does.
     fn advance(&mut self, dt: f64, now: Instant, idle: bool) -> Option<Due> {
         let ask = |reason| {
@@ -1274,9 +1341,9 @@ impl Svc {
 }
 
 /// The UE's address in flow checks (`assigned` in a rule).
-const UE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 45, 0, 2));
+pub const UE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 45, 0, 2));
 /// The UE's source port of a flow.
-const UE_PORT: u16 = 49152;
+pub const UE_PORT: u16 = 49152;
 
 /// A flow passes a RESTRICT_ACCESS when both of its directions do: the uplink (`in`, from
 /// the terminal, RFC 6733 §4.3.1) and the downlink (`out`). Each packet takes the first rule
@@ -1293,20 +1360,36 @@ pub fn flow_permitted(rules: &[String], f: &Flow) -> bool {
             .filter(|r| r.direction == dir)
             // TCP (6) for the simulated flows.
             .filter(|r| r.protocol.is_none_or(|p| p == 6))
-            .find(|r| endpoint_matches(&r.src, src) && endpoint_matches(&r.dst, dst))
+            .find(|r| endpoint_matches(&r.src, src, UE) && endpoint_matches(&r.dst, dst, UE))
             .is_some_and(|r| r.action == FilterAction::Permit)
     };
     pass(FilterDirection::In, (UE, UE_PORT), (f.dst, f.port))
         && pass(FilterDirection::Out, (f.dst, f.port), (UE, UE_PORT))
 }
 
+/// Whether a packet of IP protocol `proto` from `src` to `dst` matches an IPFilterRule's
+/// protocol, source and destination (RFC 6733 §4.3.1; `assigned` is the UE's address
+/// `ue`). The direction and action are the caller's to read.
+pub fn packet_matches(
+    r: &IpFilterRule<'_>,
+    proto: u8,
+    src: (IpAddr, u16),
+    dst: (IpAddr, u16),
+    ue: IpAddr,
+) -> bool {
+    r.protocol.is_none_or(|p| p == proto)
+        && endpoint_matches(&r.src, src, ue)
+        && endpoint_matches(&r.dst, dst, ue)
+}
+
 fn endpoint_matches(
     e: &diameter_codec::types::FilterEndpoint<'_>,
     (ip, port): (IpAddr, u16),
+    ue: IpAddr,
 ) -> bool {
     let addr = match e.address {
         FilterAddress::Any => true,
-        FilterAddress::Assigned => ip == UE,
+        FilterAddress::Assigned => ip == ue,
         FilterAddress::Net { ip: net, prefix } => in_prefix(ip, net, prefix),
     };
     let ports = e.ports.is_empty() || e.port_ranges().any(|(a, b)| (a..=b).contains(&port));

@@ -1,7 +1,8 @@
-//! pcef-sim: the EPC test client. At this stage it provides the `decode` tool and Gy
-//! `load`; the PCEF, BBERF and AF roles, Gx load, replay and `lab` come with the servers.
+//! pcef-sim: the EPC test client: the `decode` tool, the PCEF's Gx client ([`gx`]) and Gy
+//! client ([`gy`]), and Gy/Gx `load`; the BBERF and AF roles, replay and `lab` come later.
 
 pub mod client;
 pub mod decode;
+pub mod gx;
 pub mod gy;
 pub mod load;

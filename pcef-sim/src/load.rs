@@ -13,7 +13,7 @@
 
 use anyhow::bail;
 use bytes::BytesMut;
-use diameter_codec::dict::{base, dcca};
+use diameter_codec::dict::{base, dcca, gi, gx, nasreq};
 use diameter_codec::{CommandFlags, Message, MessageWriter};
 use diameter_node::node::{Node, RequestError};
 use hdrhistogram::Histogram;
@@ -29,6 +29,10 @@ use std::time::{Duration, Instant};
 pub enum Scenario {
     /// Online charging: CCR-I, CCR-U..., CCR-T (RFC 4006, application 4).
     Gy,
+    /// Policy control: Gx CCR-I (Subscription-Id, Framed-IP-Address, RAT-Type,
+    /// Called-Station-Id), CCR-U reporting USER_LOCATION_CHANGE, CCR-T (TS 29.212,
+    /// application 16777238).
+    Gx,
 }
 
 impl Scenario {
@@ -36,6 +40,15 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Self::Gy => "gy",
+            Self::Gx => "gx",
+        }
+    }
+
+    /// The application its requests belong to.
+    pub fn application(self) -> u32 {
+        match self {
+            Self::Gy => 4,
+            Self::Gx => gx::APP_GX,
         }
     }
 }
@@ -291,7 +304,7 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<Report> {
         origin_host: opts.origin_host.clone(),
         origin_realm: opts.origin_realm.clone(),
     };
-    let node = crate::client::connect(&ep, 4, opts.timeout).await?;
+    let node = crate::client::connect(&ep, opts.scenario.application(), opts.timeout).await?;
     let plan = Arc::new(Plan {
         opts: opts.clone(),
         imsi_first,
@@ -537,15 +550,11 @@ async fn sessions(node: &Node, plan: &Plan, clock: &Clock) -> Vec<Tally> {
             if buf.capacity() < 1024 {
                 buf.reserve(64 * 1024);
             }
-            let req = ccr(
-                plan,
-                &session,
-                &imsi,
-                kind,
-                number,
-                node.next_end_to_end(),
-                &mut buf,
-            );
+            let e2e = node.next_end_to_end();
+            let req = match opts.scenario {
+                Scenario::Gy => ccr(plan, &session, &imsi, kind, number, e2e, &mut buf),
+                Scenario::Gx => gx_ccr(plan, &session, &imsi, s, kind, number, e2e, &mut buf),
+            };
             let t0 = Instant::now();
             let r = node.request_encoded(req, opts.timeout).await;
             let t1 = Instant::now();
@@ -658,6 +667,75 @@ fn ccr(
     Message::from_bytes(buf.split_to(len).freeze()).expect("a well-formed request")
 }
 
+/// A Gx CCR (TS 29.212 §5.6.2) of type `kind` for session number `seq`, encoded straight
+/// into `buf`: the CCR-I carries Subscription-Id, Framed-IP-Address (10.0.0.0/8, one per
+/// session), IP-CAN-Type, RAT-Type E-UTRAN and Called-Station-Id; a CCR-U reports
+/// USER_LOCATION_CHANGE with the new 3GPP-User-Location-Info; the CCR-T Termination-Cause.
+#[allow(clippy::too_many_arguments)]
+fn gx_ccr(
+    plan: &Plan,
+    session: &str,
+    imsi: &str,
+    seq: u64,
+    kind: u32,
+    number: u32,
+    end_to_end: u32,
+    buf: &mut BytesMut,
+) -> Message {
+    let o = &plan.opts;
+    let flags = CommandFlags(CommandFlags::REQUEST | CommandFlags::PROXIABLE);
+    let mut w = MessageWriter::new(
+        buf,
+        flags,
+        dcca::CMD_CREDIT_CONTROL,
+        gx::APP_GX,
+        0,
+        end_to_end,
+    );
+    w.text(base::SESSION_ID, session)
+        .avp(base::AUTH_APPLICATION_ID, gx::APP_GX)
+        .text(base::ORIGIN_HOST, &o.origin_host)
+        .text(base::ORIGIN_REALM, &o.origin_realm)
+        .text(base::DESTINATION_REALM, &o.dest_realm)
+        .avp(dcca::CC_REQUEST_TYPE, dcca::CcRequestType(kind as i32))
+        .avp(dcca::CC_REQUEST_NUMBER, number);
+    // 3GPP-User-Location-Info (TS 29.061 §16.4.7.2): TAI and ECGI of PLMN 001-01, the cell
+    // changing with each request.
+    let mut uli = [
+        130u8, 0x00, 0xf1, 0x10, 0x00, 0x01, 0x00, 0xf1, 0x10, 0, 0, 0, 0,
+    ];
+    uli[9..].copy_from_slice(&(number & 0x0fff_ffff).to_be_bytes());
+    match kind {
+        1 => {
+            let ip = 0x0a00_0000u32 | (seq as u32 & 0x00ff_ffff);
+            w.begin(dcca::SUBSCRIPTION_ID)
+                .avp(
+                    dcca::SUBSCRIPTION_ID_TYPE,
+                    dcca::SubscriptionIdType::END_USER_IMSI,
+                )
+                .text(dcca::SUBSCRIPTION_ID_DATA, imsi)
+                .end()
+                .octets(nasreq::FRAMED_IP_ADDRESS, &ip.to_be_bytes())
+                .avp(gx::IP_CAN_TYPE, gx::IpCanType::TGPP_EPS)
+                .avp(gx::RAT_TYPE, gx::RatType::EUTRAN)
+                .octets(gi::TGPP_USER_LOCATION_INFO, &uli)
+                .text(nasreq::CALLED_STATION_ID, "internet");
+        }
+        2 => {
+            w.avp(gx::EVENT_TRIGGER, gx::EventTrigger::USER_LOCATION_CHANGE)
+                .octets(gi::TGPP_USER_LOCATION_INFO, &uli);
+        }
+        _ => {
+            w.avp(
+                base::TERMINATION_CAUSE,
+                base::TerminationCause::DIAMETER_LOGOUT,
+            );
+        }
+    }
+    let len = w.finish().expect("balanced groups");
+    Message::from_bytes(buf.split_to(len).freeze()).expect("a well-formed request")
+}
+
 /// Resident memory of a process in KiB (VmRSS in /proc/PID/status, proc(5)).
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -716,6 +794,43 @@ mod tests {
             assert_eq!(kids.contains(&437), kind != 3, "RSU in {kids:?}");
             assert_eq!(kids.contains(&446), kind != 1, "USU in {kids:?}");
             assert!(kids.contains(&432));
+        }
+    }
+
+    #[test]
+    fn gx_requests_follow_the_ccr_grammar() {
+        let mut opts = LoadOptions::gy("127.0.0.1:3869".parse().unwrap(), "pcrf", "home.test");
+        opts.scenario = Scenario::Gx;
+        let plan = Plan {
+            opts,
+            imsi_first: 1,
+            imsi_width: 15,
+            boot: 1,
+        };
+        let mut buf = BytesMut::new();
+        for kind in 1..=3 {
+            let m = gx_ccr(
+                &plan,
+                "pcef.sim;1;1",
+                "001010000000001",
+                258,
+                kind,
+                kind - 1,
+                7,
+                &mut buf,
+            );
+            diameter_codec::validate(&m).unwrap();
+            assert_eq!(m.header().application_id, gx::APP_GX);
+            assert_eq!(m.find(dcca::SUBSCRIPTION_ID.key()).is_some(), kind == 1);
+            assert_eq!(
+                m.get(nasreq::FRAMED_IP_ADDRESS)
+                    .map(|r| r.unwrap().to_vec()),
+                (kind == 1).then(|| vec![10, 0, 1, 2])
+            );
+            assert_eq!(
+                m.get(gx::EVENT_TRIGGER).map(|r| r.unwrap()),
+                (kind == 2).then_some(gx::EventTrigger::USER_LOCATION_CHANGE)
+            );
         }
     }
 

@@ -44,7 +44,9 @@ enum Command {
     ///
     /// Gy: each session (one subscriber, one rating group) sends CCR-I, then --updates
     /// CCR-Us reporting Used-Service-Unit (every --interval-ms, or back to back), then
-    /// CCR-T. --in-flight sessions run at once, each with one request outstanding at most;
+    /// CCR-T. Gx (--app gx): CCR-I with Subscription-Id, Framed-IP-Address, RAT-Type and
+    /// Called-Station-Id, --updates CCR-Us reporting a location change, CCR-T (--updates 0:
+    /// session setups; --hold: CCR-I only, sessions stay open). --in-flight sessions run at once, each with one request outstanding at most;
     /// --rate caps the request rate of all of them. A progress bar is drawn when standard
     /// error is a terminal.
     ///
@@ -63,6 +65,146 @@ enum Command {
     ///
     /// Example: pcef-sim gy --to 127.0.0.1:3870 --imsi 001010000000001 --rating-group 1
     Gy(Box<GyArgs>),
+    /// Run one subscriber's IP-CAN session against a PCRF over Gx (TS 29.212).
+    ///
+    /// CCR-I with Subscription-Id, Supported-Features, Framed-IP-Address, IP-CAN-Type,
+    /// RAT-Type, 3GPP-User-Location-Info and Called-Station-Id; prints the CCA's rules
+    /// (names, flows, QoS, rating groups, online/offline), APN-AMBR, default bearer QoS,
+    /// event triggers and Charging-Information; classifies each --flow against the installed
+    /// Flow-Descriptions by Precedence; answers the PCRF's RARs (2001) and applies them; a
+    /// CCR-U for each --event whose trigger the PCRF armed; CCR-T at detach (--duration) or
+    /// after a RAR with Session-Release-Cause. With --ocs, when the PCRF names an OCS and
+    /// online rules are installed, a Gy session with one MSCC per rating group of those rules
+    /// runs beside it and the IP-CAN session is accepted only after the OCS's CCA-I 2001.
+    /// Exit status 0 when the session was accepted, 3 when the PCRF (or the OCS) refused it,
+    /// 1 on any other failure.
+    ///
+    /// Example: pcef-sim gx --imsi 001010000000001 --event 1:rat --flow tcp:198.51.100.7:443
+    Gx(Box<GxArgs>),
+}
+
+#[derive(clap::Args)]
+struct GxArgs {
+    /// Address of the PCRF.
+    #[arg(long, default_value = "127.0.0.1:3869")]
+    to: SocketAddr,
+    /// Origin-Host of the PCRF.
+    #[arg(long, default_value = "pcrf.home.test")]
+    to_host: String,
+    /// Destination-Realm of the requests.
+    #[arg(long, default_value = "home.test")]
+    dest_realm: String,
+    /// Our Origin-Host.
+    #[arg(long, default_value = "pcef.sim")]
+    host: String,
+    /// Our Origin-Realm.
+    #[arg(long, default_value = "sim")]
+    realm: String,
+    /// The subscriber's IMSI (Subscription-Id END_USER_IMSI).
+    #[arg(long, conflicts_with_all = ["msisdn", "nai"])]
+    imsi: Option<String>,
+    /// The subscriber's MSISDN (END_USER_E164).
+    #[arg(long, conflicts_with = "nai")]
+    msisdn: Option<String>,
+    /// The subscriber's NAI (END_USER_NAI).
+    #[arg(long)]
+    nai: Option<String>,
+    /// The UE's address (IPv4: Framed-IP-Address; IPv6: Framed-IPv6-Prefix /64).
+    #[arg(long, default_value = "10.45.0.2")]
+    ue_ip: std::net::IpAddr,
+    /// The APN (Called-Station-Id).
+    #[arg(long, default_value = "internet")]
+    apn: String,
+    /// RAT-Type at attach: eutran, utran, geran, wlan or a number.
+    #[arg(long, default_value = "eutran")]
+    rat: String,
+    /// Seconds until detach (CCR-T).
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// A bearer event SECONDS:KIND (repeatable): rat[:utran|geran|eutran|wlan|N], location,
+    /// qos, or an Event-Trigger number.
+    #[arg(long = "event")]
+    events: Vec<String>,
+    /// A flow to classify, PROTO:ADDRESS:PORT (repeatable) [tcp:198.51.100.7:443,
+    /// tcp:203.0.113.5:80, udp:192.0.2.10:5060].
+    #[arg(long = "flow")]
+    flows: Vec<String>,
+    /// Address of the OCS the PCRF names in Charging-Information: runs the Gy session.
+    #[arg(long)]
+    ocs: Option<SocketAddr>,
+    /// Seconds to wait for each answer.
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+    /// Print the report as JSON (instead of the live lines and the summary).
+    #[arg(long)]
+    json: bool,
+}
+
+impl GxArgs {
+    fn options(&self) -> anyhow::Result<pcef_sim::gx::GxOptions> {
+        use pcef_sim::gx::{ClassFlow, GxEvent};
+        use pcef_sim::gy::Subscriber;
+        let secs = |what: &str, v: f64| {
+            Duration::try_from_secs_f64(v).map_err(|_| anyhow::anyhow!("bad {what}: {v}"))
+        };
+        let subscriber = match (&self.imsi, &self.msisdn, &self.nai) {
+            (_, Some(m), _) => Subscriber {
+                kind: 0,
+                data: m.clone(),
+            },
+            (_, _, Some(n)) => Subscriber {
+                kind: 3,
+                data: n.clone(),
+            },
+            (i, _, _) => Subscriber {
+                kind: 1,
+                data: i.clone().unwrap_or_else(|| "001010000000001".into()),
+            },
+        };
+        let err = |e: String| anyhow::anyhow!(e);
+        let rat_type = match self.rat.as_str() {
+            "wlan" => 0,
+            "utran" => 1000,
+            "geran" => 1001,
+            "eutran" => 1004,
+            n => n.parse().map_err(|_| anyhow::anyhow!("bad --rat: {n}"))?,
+        };
+        let flows = if self.flows.is_empty() {
+            vec![
+                "tcp:198.51.100.7:443".to_string(),
+                "tcp:203.0.113.5:80".to_string(),
+                "udp:192.0.2.10:5060".to_string(),
+            ]
+        } else {
+            self.flows.clone()
+        };
+        Ok(pcef_sim::gx::GxOptions {
+            endpoint: pcef_sim::client::Endpoint {
+                to: self.to,
+                to_host: self.to_host.clone(),
+                dest_realm: self.dest_realm.clone(),
+                origin_host: self.host.clone(),
+                origin_realm: self.realm.clone(),
+            },
+            subscriber,
+            ue_ip: self.ue_ip,
+            apn: self.apn.clone(),
+            rat_type,
+            duration: secs("--duration", self.duration)?,
+            events: self
+                .events
+                .iter()
+                .map(|s| GxEvent::parse(s).map_err(err))
+                .collect::<Result<_, _>>()?,
+            flows: flows
+                .iter()
+                .map(|s| ClassFlow::parse(s).map_err(err))
+                .collect::<Result<_, _>>()?,
+            ocs: self.ocs,
+            timeout: secs("--timeout", self.timeout)?,
+            live: !self.json,
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -182,21 +324,23 @@ impl GyArgs {
             },
             retransmit: self.retransmit,
             timeout: secs("--timeout", self.timeout)?,
+            on_initial: None,
+            services_watch: None,
         })
     }
 }
 
 #[derive(clap::Args)]
 struct LoadArgs {
-    /// What each session does.
-    #[arg(long, value_enum, default_value_t = ScenarioArg::Gy)]
+    /// What each session does (also --app).
+    #[arg(long, alias = "app", value_enum, default_value_t = ScenarioArg::Gy)]
     scenario: ScenarioArg,
     /// Address of the server.
     #[arg(long)]
     to: SocketAddr,
-    /// Origin-Host of the server.
-    #[arg(long, default_value = "ocs.home.test")]
-    to_host: String,
+    /// Origin-Host of the server [default: ocs.home.test for gy, pcrf.home.test for gx].
+    #[arg(long)]
+    to_host: Option<String>,
     /// Destination-Realm of the requests.
     #[arg(long, default_value = "home.test")]
     dest_realm: String,
@@ -257,6 +401,8 @@ struct LoadArgs {
 enum ScenarioArg {
     /// Online charging (RFC 4006): CCR-I, CCR-U..., CCR-T.
     Gy,
+    /// Policy control (TS 29.212): Gx CCR-I, CCR-U (location change)..., CCR-T.
+    Gx,
 }
 
 impl LoadArgs {
@@ -270,9 +416,16 @@ impl LoadArgs {
         Ok(LoadOptions {
             scenario: match self.scenario {
                 ScenarioArg::Gy => Scenario::Gy,
+                ScenarioArg::Gx => Scenario::Gx,
             },
             to: self.to,
-            to_host: self.to_host.clone(),
+            to_host: self.to_host.clone().unwrap_or_else(|| {
+                match self.scenario {
+                    ScenarioArg::Gy => "ocs.home.test",
+                    ScenarioArg::Gx => "pcrf.home.test",
+                }
+                .into()
+            }),
             dest_realm: self.dest_realm.clone(),
             origin_host: self.host.clone(),
             origin_realm: self.realm.clone(),
@@ -358,6 +511,24 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             }
             if !report.accepted {
                 return Ok(std::process::ExitCode::from(3));
+            }
+        }
+        Command::Gx(args) => {
+            let opts = args.options()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let report = rt.block_on(pcef_sim::gx::run(&opts))?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.text());
+            }
+            if !report.accepted && matches!(report.ended_by, "refused" | "refused-by-ocs") {
+                return Ok(std::process::ExitCode::from(3));
+            }
+            if !report.accepted {
+                return Ok(std::process::ExitCode::from(1));
             }
         }
     }
