@@ -389,14 +389,12 @@ fn an_operator_push_reaches_pcef_sim_as_a_rar_and_reclassifies_its_flows() {
     assert_eq!(hit(&r["flows"], "tcp:203.0.113.5:80")["rule"], "internet");
 }
 
-/// The demo OCS knows rating groups 1–4 and 9; the PCRF's demo rules charge 10 (and 30
-/// after a RAT change to UTRAN).
-const OCS_RG_10: &str = "[[rating_group]]\nid = 10\nunit = \"total-octets\"\ngrant = 1000000\n\n[[rating_group]]\nid = 30\nunit = \"total-octets\"\ngrant = 1000000\n";
-
 #[test]
 fn gx_with_gy_opens_credit_control_for_each_online_rating_group() {
     let p = pcrf();
-    let o = ocs(OCS_RG_10);
+    // The demo OCS rates the PCRF demo's rating groups (10, and 30 after a RAT change to
+    // UTRAN): both demo configurations as they ship.
+    let o = ocs("");
     let out = gx_command(
         &p,
         &[
@@ -468,8 +466,14 @@ fn gx_with_gy_opens_credit_control_for_each_online_rating_group() {
 #[test]
 fn an_ocs_refusal_refuses_the_ip_can_session() {
     let p = pcrf();
-    // The demo OCS without rating group 10: the MSCC is refused (5031 RATING_FAILED).
+    // The subscriber barred at the OCS (its operator command): the CCA-I refuses the
+    // service (4010 DIAMETER_END_USER_SERVICE_DENIED).
     let o = ocs("");
+    let barred = Command::new(ocs_bin())
+        .args(["account", "bar", IMSI_1, "--admin", &o.admin.to_string()])
+        .output()
+        .unwrap();
+    assert!(barred.status.success(), "{barred:?}");
     let out = gx_command(
         &p,
         &[
