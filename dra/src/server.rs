@@ -14,12 +14,12 @@ use diameter_codec::{MessageBuilder, ResultCode};
 use diameter_node::node::{
     Forward, IncomingRequest, Node, NodeConfig, NodeEvent, Outcome, handler_fn,
 };
-use diameter_node::peer::{Application, UnknownPeerPolicy};
+use diameter_node::peer::Application;
 use diameter_node::routing::RedirectUsage;
+use diameter_service::now_ms;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// 3GPP's Vendor-Id.
 pub const VENDOR_3GPP: u32 = 10_415;
@@ -29,12 +29,6 @@ pub const SESSION_STATUS: u32 = diameter_codec::dict::roaming::CMD_SESSION_STATU
 /// IP-CAN_SESSION_NOT_AVAILABLE (TS 29.214 §5.5.3), in Experimental-Result.
 pub const IP_CAN_SESSION_NOT_AVAILABLE: u32 = 5065;
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// The node configuration from `[node]`, with what a DRA needs whatever the table says:
 /// Gx, Gxx, Rx and S9 advertised as vendor-specific applications of 3GPP with
 /// Supported-Vendor-Id 10415, and the Relay application (RFC 6733 §2.4: peers then accept
@@ -42,35 +36,20 @@ fn now_ms() -> u64 {
 /// that have an address as peers; unless the table says otherwise, any client accepted and
 /// Product-Name `dra`.
 pub fn node_config(cfg: &Config) -> anyhow::Result<NodeConfig> {
-    let file = cfg
-        .source
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("(built-in home.toml)"));
-    let mut nc = cfg.node.to_node_config(&file)?;
-    for i in Interface::ALL {
-        if !nc
-            .local
-            .applications
-            .iter()
-            .any(|a| a.id == i.application())
-        {
-            nc.local
-                .applications
-                .push(Application::vendor_auth(VENDOR_3GPP, i.application()));
-        }
-    }
-    if !nc.local.applications.contains(&Application::relay()) {
-        nc.local.applications.push(Application::relay());
-    }
-    if !nc.local.supported_vendor_ids.contains(&VENDOR_3GPP) {
-        nc.local.supported_vendor_ids.push(VENDOR_3GPP);
-    }
-    if cfg.node.unknown_peer.is_none() {
-        nc.local.unknown_peer = UnknownPeerPolicy::Accept;
-    }
-    if cfg.node.product_name.is_none() {
-        nc.local.product_name = "dra".into();
-    }
+    let applications: Vec<Application> = Interface::ALL
+        .iter()
+        .map(|i| Application::vendor_auth(VENDOR_3GPP, i.application()))
+        .chain([Application::relay()])
+        .collect();
+    let mut nc = diameter_service::node_config(
+        &cfg.node,
+        cfg.source.as_deref(),
+        diameter_service::ServerNode {
+            product_name: "dra",
+            builtin: "(built-in home.toml)",
+            applications: &applications,
+        },
+    )?;
     for p in &cfg.dra.pcrf {
         if let Some(addr) = p.connect
             && !nc
