@@ -190,6 +190,17 @@ impl Maps {
     }
 }
 
+/// Runs `f` on an in-memory store's maps under their lock (never held across an await); a
+/// lock poisoned by a panic is the error `poisoned`.
+fn locked<M, T>(
+    maps: &Mutex<M>,
+    poisoned: &str,
+    f: impl FnOnce(&mut M) -> T,
+) -> Result<T, StoreError> {
+    let mut m = maps.lock().map_err(|_| StoreError(poisoned.into()))?;
+    Ok(f(&mut m))
+}
+
 /// The in-memory default store.
 #[derive(Default)]
 pub struct MemorySessions {
@@ -203,11 +214,7 @@ impl MemorySessions {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Maps) -> T) -> Result<T, StoreError> {
-        let mut m = self
-            .maps
-            .lock()
-            .map_err(|_| StoreError("session map poisoned".into()))?;
-        Ok(f(&mut m))
+        locked(&self.maps, "session map poisoned", f)
     }
 }
 
@@ -470,11 +477,7 @@ impl MemoryRxSessions {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut RxMaps) -> T) -> Result<T, StoreError> {
-        let mut m = self
-            .maps
-            .lock()
-            .map_err(|_| StoreError("Rx session map poisoned".into()))?;
-        Ok(f(&mut m))
+        locked(&self.maps, "Rx session map poisoned", f)
     }
 }
 
@@ -631,11 +634,7 @@ impl MemoryGxxSessions {
         &self,
         f: impl FnOnce(&mut HashMap<String, GxxSession>) -> T,
     ) -> Result<T, StoreError> {
-        let mut m = self
-            .sessions
-            .lock()
-            .map_err(|_| StoreError("Gxx session map poisoned".into()))?;
-        Ok(f(&mut m))
+        locked(&self.sessions, "Gxx session map poisoned", f)
     }
 
     fn select(&self, f: impl Fn(&GxxSession) -> bool) -> Result<Vec<GxxSession>, StoreError> {
@@ -843,11 +842,7 @@ impl MemoryS9Sessions {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut S9Maps) -> T) -> Result<T, StoreError> {
-        let mut m = self
-            .maps
-            .lock()
-            .map_err(|_| StoreError("S9 session map poisoned".into()))?;
-        Ok(f(&mut m))
+        locked(&self.maps, "S9 session map poisoned", f)
     }
 }
 
