@@ -34,44 +34,10 @@ mkdir -p "$OUT"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 BENCH="$TARGET/release/diameter-bench"
 DRA="$TARGET/release/dra"
-FD_EXT=/usr/lib/freeDiameter
 N=(nice -n "$NICE")
-
-PIDS=()
-CHILD=""
-cleanup() {
-    local pid
-    if [[ -n "$CHILD" ]]; then
-        kill -TERM "$CHILD" 2>/dev/null || true
-        wait "$CHILD" 2>/dev/null || true
-        CHILD=""
-    fi
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    PIDS=()
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "[bench-dra] $*" >&2; }
-
-run_fg() {
-    local rc=0
-    "$@" &
-    CHILD=$!
-    wait "$CHILD" || rc=$?
-    CHILD=""
-    return "$rc"
-}
+BENCH_NAME=bench-dra
+# shellcheck source=lib/bench-common.sh
+source "$ROOT/scripts/lib/bench-common.sh"
 
 if [[ -z "${SKIP_BUILD:-}" ]]; then
     log "building release binaries"
@@ -84,28 +50,9 @@ if [[ -n "${SKIP_FD:-}" ]] || ! command -v freeDiameterd >/dev/null; then
     log "freeDiameterd not run (SKIP_FD set or not installed)"
 fi
 
-read -r P_ECHO P_PROXY P_REDIR P_FD < <(python3 - <<'EOF'
-import socket
-ss = [socket.socket() for _ in range(4)]
-for s in ss:
-    s.bind(("0.0.0.0", 0))
-print(*[s.getsockname()[1] for s in ss])
-for s in ss:
-    s.close()
-EOF
-)
+read -r P_ECHO P_PROXY P_REDIR P_FD < <(free_ports 4)
 
 CLIENT=(--host load.bench --realm client.net --threads "$THREADS" --gx)
-
-wait_for() { # file pattern timeout_s
-    local i
-    for i in $(seq $(($3 * 10))); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    log "timeout waiting for '$2' in $1"; cat "$1" >&2 || true
-    return 1
-}
 
 "${N[@]}" "$BENCH" echo --listen "127.0.0.1:$P_ECHO" --host echo.server.net --realm bench \
     --threads "$THREADS" >"$OUT/echo.log" 2>&1 &
@@ -154,22 +101,8 @@ RUST_LOG=warn "${N[@]}" "$DRA" --config "$OUT/dra-redirect.toml" --threads "$THR
 REDIR_PID=$!; PIDS+=("$REDIR_PID")
 
 if [[ $HAVE_FD == 1 ]]; then
-    echo 'ALLOW_IPSEC load.bench' >"$OUT/acl_wl.conf"
-    # As scripts/bench-node.sh: Debian's freeDiameter 1.2.1 has no queue-limit keywords.
-    cat >"$OUT/freeDiameter.conf" <<EOF
-Identity = "dra.relay.net";
-Realm    = "relay.net";
-Port = $P_FD;
-SecPort = 0;
-No_SCTP;
-No_IPv6;
-AppServThreads = 4;
-LoadExtension = "$FD_EXT/dict_nasreq.fdx";
-LoadExtension = "$FD_EXT/dict_dcca.fdx";
-LoadExtension = "$FD_EXT/dict_dcca_3gpp.fdx";
-LoadExtension = "$FD_EXT/acl_wl.fdx" : "$OUT/acl_wl.conf";
-ConnectPeer = "echo.server.net" { ConnectTo = "127.0.0.1"; Port = $P_ECHO; No_TLS; No_SCTP; };
-EOF
+    # As scripts/bench-node.sh.
+    fd_relay_conf "$P_FD" "$P_ECHO"
     "${N[@]}" freeDiameterd -c "$OUT/freeDiameter.conf" >"$OUT/freediameterd.log" 2>&1 &
     FD_PID=$!; PIDS+=("$FD_PID")
     wait_for "$OUT/freediameterd.log" "'STATE_OPEN'.*'echo.server.net'" 15

@@ -34,45 +34,9 @@ BENCH="$ROOT/target/release/diameter-bench"
 RTT="$ROOT/target/release/examples/loopback_rtt"
 WIRE_BIN="$ROOT/target/release/examples/tcp_wire"
 WIRE="${WIRE:-}"
-FD_EXT=/usr/lib/freeDiameter
-
-PIDS=()   # long-running servers
-CHILD=""  # the current foreground measurement, run in the background so a signal is seen at once
-cleanup() {
-    local pid
-    if [[ -n "$CHILD" ]]; then
-        kill -TERM "$CHILD" 2>/dev/null || true
-        wait "$CHILD" 2>/dev/null || true
-        CHILD=""
-    fi
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        # Wait up to 5 s for each, then SIGKILL that PID.
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    PIDS=()
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "[bench-node] $*" >&2; }
-
-# Run a command as a tracked child and wait for it (so INT/TERM interrupt the wait).
-run_fg() {
-    local rc=0
-    "$@" &
-    CHILD=$!
-    wait "$CHILD" || rc=$?
-    CHILD=""
-    return "$rc"
-}
+BENCH_NAME=bench-node
+# shellcheck source=lib/bench-common.sh
+source "$ROOT/scripts/lib/bench-common.sh"
 
 if [[ -z "${SKIP_BUILD:-}" ]]; then
     log "building release binaries"
@@ -86,32 +50,12 @@ if [[ -n "${SKIP_FD:-}" ]] || ! command -v freeDiameterd >/dev/null; then
     log "freeDiameterd not run (SKIP_FD set or not installed)"
 fi
 
-# Free TCP ports (bound on 0.0.0.0: the Debian freeDiameterd listens on all addresses).
-read -r P_ECHO P_RELAY P_BUSY P_FD P_WIRE < <(python3 - <<'EOF'
-import socket
-ss = [socket.socket() for _ in range(5)]
-for s in ss:
-    s.bind(("0.0.0.0", 0))
-print(*[s.getsockname()[1] for s in ss])
-for s in ss:
-    s.close()
-EOF
-)
+read -r P_ECHO P_RELAY P_BUSY P_FD P_WIRE < <(free_ports 5)
 
 # Realms/identities: the load client is load.bench in realm client.net (its requests carry
 # that Origin-Host and Origin-Realm) and sends to Destination-Realm "bench", which the
 # echo server owns; each relay has a realm of its own.
 CLIENT=(--host load.bench --realm client.net --threads "$THREADS")
-
-wait_for() { # file pattern timeout_s
-    local i
-    for i in $(seq $(($3 * 10))); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    log "timeout waiting for '$2' in $1"; cat "$1" >&2 || true
-    return 1
-}
 
 "$BENCH" echo --listen "127.0.0.1:$P_ECHO" --host echo.server.net --realm bench --threads "$THREADS" \
     >"$OUT/echo.log" 2>&1 &
@@ -138,23 +82,7 @@ if [[ -n $WIRE ]]; then
 fi
 
 if [[ $HAVE_FD == 1 ]]; then
-    echo 'ALLOW_IPSEC load.bench' >"$OUT/acl_wl.conf"
-    # freeDiameter 1.2.1 (Debian) has no IncomingQueueLimit/OutgoingQueueLimit/
-    # LocalQueueLimit keywords (its parser rejects them); its queue sizes are built in.
-    cat >"$OUT/freeDiameter.conf" <<EOF
-Identity = "dra.relay.net";
-Realm    = "relay.net";
-Port = $P_FD;
-SecPort = 0;
-No_SCTP;
-No_IPv6;
-AppServThreads = 4;
-LoadExtension = "$FD_EXT/dict_nasreq.fdx";
-LoadExtension = "$FD_EXT/dict_dcca.fdx";
-LoadExtension = "$FD_EXT/dict_dcca_3gpp.fdx";
-LoadExtension = "$FD_EXT/acl_wl.fdx" : "$OUT/acl_wl.conf";
-ConnectPeer = "echo.server.net" { ConnectTo = "127.0.0.1"; Port = $P_ECHO; No_TLS; No_SCTP; };
-EOF
+    fd_relay_conf "$P_FD" "$P_ECHO"
     freeDiameterd -c "$OUT/freeDiameter.conf" >"$OUT/freediameterd.log" 2>&1 &
     FD_PID=$!; PIDS+=("$FD_PID")
     wait_for "$OUT/freediameterd.log" "'STATE_OPEN'.*'echo.server.net'" 15
