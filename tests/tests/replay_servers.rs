@@ -29,7 +29,7 @@ use diameter_codec::Message;
 use diameter_codec::dict::{base, dcca};
 use diameter_node::config::{ListenToml, TransportToml};
 use recorded::{
-    DCCA, GX, PeerConn, RX, Recorded, clients, extract_all, result_of, traces_readable,
+    DCCA, GX, PeerConn, RX, Recorded, clients, extract_all, result_of, traces_readable, u32_of,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -66,7 +66,7 @@ fn subscriptions(m: &Message) -> Vec<(u32, String)> {
             let mut data = None;
             for c in s.children().flatten() {
                 if c.key() == dcca::SUBSCRIPTION_ID_TYPE.key() {
-                    kind = c.data.try_into().ok().map(u32::from_be_bytes);
+                    kind = u32_of(&c);
                 } else if c.key() == dcca::SUBSCRIPTION_ID_DATA.key() {
                     data = std::str::from_utf8(c.data).ok().map(str::to_string);
                 }
@@ -109,7 +109,6 @@ fn identity_lines(ids: &[(u32, String)]) -> String {
 
 /// Rating-Group → per-MSCC Result-Code of the Multiple-Services-Credit-Control AVPs of `m`.
 fn mscc_results(m: &Message) -> BTreeMap<u32, Option<u32>> {
-    let u32_of = |d: &[u8]| d.try_into().ok().map(u32::from_be_bytes);
     m.avps()
         .flatten()
         .filter(|a| a.key() == dcca::MULTIPLE_SERVICES_CREDIT_CONTROL.key())
@@ -118,9 +117,9 @@ fn mscc_results(m: &Message) -> BTreeMap<u32, Option<u32>> {
             let mut rc = None;
             for c in mscc.children().flatten() {
                 if c.key() == dcca::RATING_GROUP.key() {
-                    rg = u32_of(c.data);
+                    rg = u32_of(&c);
                 } else if c.key() == base::RESULT_CODE.key() {
-                    rc = u32_of(c.data);
+                    rc = u32_of(&c);
                 }
             }
             Some((rg?, rc))
