@@ -289,6 +289,7 @@ impl Net {
             tcc,
         );
         vcfg.node.capture = capture;
+        vcfg.store.path = dir.path().join("visited.redb");
         let vocs = VisitedOcs::start(&vcfg).await.unwrap();
         for h in [PRIMARY, SECONDARY] {
             assert!(
@@ -1385,8 +1386,9 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
 }
 
 /// The shipped examples as binaries: `ocs` (home, the demo) and `ocs --config
-/// examples/visited.toml` (ports moved to free ones), a PCEF through the visited one, and
-/// the visited role's Prometheus series.
+/// examples/visited.toml` (ports moved to free ones), a PCEF through the visited one, the
+/// visited role's Prometheus series, and a `kill -9` of the visited OCS mid-session that
+/// loses nothing.
 #[tokio::test]
 async fn binaries_with_the_shipped_visited_example() {
     bounded(async {
@@ -1412,7 +1414,11 @@ async fn binaries_with_the_shipped_visited_example() {
                 .replace("127.0.0.1:3880", &vocs_addr.to_string())
                 .replace("127.0.0.1:3870", &home_addr.to_string())
                 .replace("127.0.0.1:3872", &secondary.to_string())
-                .replace("tc = 5", "tc = 0.2"),
+                .replace("tc = 5", "tc = 0.2")
+                .replace(
+                    "\"ocs-visited.redb\"",
+                    &format!("{:?}", dir.path().join("v.redb")),
+                ),
         )
         .unwrap();
         let _home = spawn_ocs(&home_toml, &dir.path().join("home.log"), home_metrics);
@@ -1421,7 +1427,7 @@ async fn binaries_with_the_shipped_visited_example() {
             assert!(std::time::Instant::now() < end, "home ocs not listening");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let _vocs = spawn_ocs(&visited_toml, &dir.path().join("vocs.log"), vocs_metrics);
+        let mut vocs = spawn_ocs(&visited_toml, &dir.path().join("vocs.log"), vocs_metrics);
         let end = std::time::Instant::now() + Duration::from_secs(20);
         while tokio::net::TcpStream::connect(vocs_addr).await.is_err() {
             assert!(std::time::Instant::now() < end, "visited ocs not listening");
@@ -1478,6 +1484,42 @@ async fn binaries_with_the_shipped_visited_example() {
             .await,
         );
         assert_eq!(a.result_code, 2001);
+        let text = http_get(vocs_metrics, "/metrics").await;
+        assert!(
+            text.contains("ocs_visited_local_reauthorisations_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"ocs_visited_home_requests_total{home="ocs.home.test"} 1"#),
+            "{text}"
+        );
+        // kill -9 the visited OCS while it holds 300,000 octets reported by the PCEF and not
+        // yet sent home, and start it again on its data file: the session, the usage held
+        // and the numbering towards home are still there, and the CCR-T takes that usage
+        // home exactly once.
+        drop(vocs);
+        vocs = spawn_ocs(&visited_toml, &dir.path().join("vocs2.log"), vocs_metrics);
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let up = match tokio::net::TcpStream::connect(vocs_metrics).await {
+                Ok(_) => http_get(vocs_metrics, "/metrics").await.lines().any(|l| {
+                    l.starts_with("diameter_peers{")
+                        && l.contains(r#"peer="ocs.home.test""#)
+                        && l.contains("-Open\"}")
+                        && l.ends_with(" 1")
+                }),
+                Err(_) => false,
+            };
+            if up && pcef.wait_peer(VOCS, Duration::from_millis(100)).await {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "restarted visited ocs not connected to home ({up}) and the PCEF: {}",
+                std::fs::read_to_string(dir.path().join("vocs2.log")).unwrap_or_default(),
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let a = ocs::gy::parse_cca(
             &send(Ccr {
                 session: sid,
@@ -1500,7 +1542,13 @@ async fn binaries_with_the_shipped_visited_example() {
             })
             .await,
         );
-        assert_eq!(a.result_code, 2001);
+        assert_eq!(
+            a.result_code,
+            2001,
+            "{a:?}\n{}\n{}",
+            std::fs::read_to_string(dir.path().join("vocs.log")).unwrap_or_default(),
+            std::fs::read_to_string(dir.path().join("vocs2.log")).unwrap_or_default(),
+        );
         let (status, j) = ocs::admin::call(admin, hyper::Method::GET, &format!("/accounts/{imsi}"))
             .await
             .unwrap();
@@ -1508,15 +1556,13 @@ async fn binaries_with_the_shipped_visited_example() {
         let b = &j["balances"]["total-octets"];
         assert_eq!(b["available"].as_i64(), Some(1_000_000_000 - 300_010));
         assert_eq!(b["reserved"].as_u64(), Some(0));
+        // The restarted process sent one request home: the CCR-T with the usage held.
         let text = http_get(vocs_metrics, "/metrics").await;
         assert!(
-            text.contains("ocs_visited_local_reauthorisations_total 1"),
+            text.contains(r#"ocs_visited_home_requests_total{home="ocs.home.test"} 1"#),
             "{text}"
         );
-        assert!(
-            text.contains(r#"ocs_visited_home_requests_total{home="ocs.home.test"} 2"#),
-            "{text}"
-        );
+        drop(vocs);
         let text = http_get(home_metrics, "/metrics").await;
         assert!(
             text.contains(r#"ocs_visited_reports_total{kind="decision"}"#),

@@ -10,7 +10,8 @@
 //! - [`config`]: `[visited]`, the home operators and the policy per rating group.
 //! - [`location`]: 3GPP-User-Location-Info and the precision order of location triggers.
 //! - [`policy`]: the rewrites (credit cap, triggers, final-unit action).
-//! - [`store`]: the [`store::VisitedStore`] trait and its in-memory default.
+//! - [`store`]: the [`store::VisitedStore`] trait, its durable default (a redb file, read
+//!   back at start: a restarted visited OCS keeps its sessions) and an in-memory one.
 //!
 //! Usage: every unit the PCEF reports is added to the rating group's unreported usage and
 //! sent home, in the Used-Service-Unit of the next request that goes home (at the latest the
@@ -57,7 +58,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use store::{HomeMscc, InDoubt, MemoryVisitedStore, VisitedService, VisitedSession, VisitedStore};
+use store::{HomeMscc, InDoubt, VisitedService, VisitedSession, VisitedStore};
 
 /// Reporting-Reason RATING_CONDITION_CHANGE (TS 32.299 §7.2.175), sent with the Trigger that
 /// fired.
@@ -221,9 +222,13 @@ struct Agent {
 }
 
 impl VisitedOcs {
-    /// Starts the node with sessions in memory.
+    /// Starts the node with its sessions in the `[store]` data file
+    /// ([`store::DurableVisitedStore`]): a restart, a crash included, keeps them.
     pub async fn start(cfg: &Config) -> anyhow::Result<Self> {
-        Self::start_with_store(cfg, Arc::new(MemoryVisitedStore::default())).await
+        let store = store::DurableVisitedStore::open(cfg)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", cfg.store.path.display()))?;
+        Self::start_with_store(cfg, Arc::new(store)).await
     }
 
     /// As [`VisitedOcs::start`] on a store of the caller's.
@@ -235,7 +240,10 @@ impl VisitedOcs {
             .visited
             .clone()
             .ok_or_else(|| anyhow::anyhow!("the visited role needs a [visited] table"))?;
-        let nc = crate::server::node_config(cfg)?;
+        let mut nc = crate::server::node_config(cfg)?;
+        if let Some(osi) = store.origin_state_id() {
+            nc.local.origin_state_id = osi;
+        }
         let node = Node::start(nc).await?;
         let agent = Arc::new(Agent {
             node,
@@ -299,6 +307,9 @@ impl VisitedOcs {
     pub async fn shutdown(self, timeout: Duration) {
         self.sweeper.abort();
         self.agent.node.shutdown(timeout).await;
+        if let Err(e) = self.agent.store.close().await {
+            tracing::warn!(error = %e, "closing the visited session store");
+        }
     }
 }
 
@@ -424,10 +435,16 @@ impl Agent {
                     Ok(())
                 };
                 if let Err(e) = w {
+                    // Answering success would let the PCEF forget usage this node did not
+                    // keep: it gets 5012 and sends the request again.
                     tracing::error!(error = %e, "visited session not written");
+                    Err(anyhow::anyhow!("session state not written: {e}"))
+                } else {
+                    r
                 }
+            } else {
+                r
             }
-            r
         };
         drop(lock);
         self.unlock(&id);
