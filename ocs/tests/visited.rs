@@ -996,6 +996,62 @@ async fn home_debits_exactly_what_the_pcef_reported() {
     .await;
 }
 
+/// RFC 4006 §6.3 one-time events through the visited OCS: relayed home, debited once, and a
+/// retransmission (T bit) answered by home's duplicate detection without a second debit.
+#[tokio::test]
+async fn events_go_home_and_a_retransmitted_one_is_debited_once() {
+    bounded(async {
+        let net = Net::start("terminate", false).await;
+        let imsi = IMSI_RICH_ROAMER;
+        let (start, _) = net.octets(imsi).await;
+        let event = Ccr {
+            session: "pcef.visited.test;9;event1",
+            kind: Some(RequestType::Event),
+            number: 0,
+            imsi,
+            mscc: vec![mscc(1, None, &[])],
+            ..Ccr::default()
+        };
+        let (m, a) = net.cca(&event).await;
+        assert_eq!(a.result_code, 2001, "{a:?}");
+        assert_eq!(a.request_type, RequestType::Event);
+        let debited = octets_of(by_rg(&a, 1));
+        assert!(debited > 0, "{a:?}");
+        assert_eq!(
+            m.get(base::SESSION_ID).and_then(Result::ok),
+            Some("pcef.visited.test;9;event1"),
+            "the PCEF's Session-Id in the answer"
+        );
+        let (after, reserved) = net.octets(imsi).await;
+        assert_eq!((start - after, reserved), (debited as i64, 0));
+        let (_, again) = net
+            .cca(&Ccr {
+                retransmit: true,
+                ..event.clone()
+            })
+            .await;
+        assert_eq!(again, a, "the retransmission gets the same answer");
+        assert_eq!(net.octets(imsi).await.0, after, "and no second debit");
+        // Another event is another debit; nothing stays at the visited OCS.
+        let (_, b) = net
+            .cca(&Ccr {
+                session: "pcef.visited.test;9;event2",
+                ..event.clone()
+            })
+            .await;
+        assert_eq!(b.result_code, 2001);
+        assert_eq!(net.octets(imsi).await.0, after - debited as i64);
+        assert_eq!(net.vocs.store().count().await.unwrap(), 0);
+        // Only direct debiting is relayed.
+        let mut refund = event.build();
+        refund.push(dcca::REQUESTED_ACTION.with(dcca::RequestedAction(3)));
+        let m = net.send(refund).await;
+        assert_eq!(ocs::gy::parse_cca(&m).result_code, 5012);
+        net.vocs.shutdown(Duration::from_secs(1)).await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn home_refusals_reach_the_pcef_unchanged() {
     bounded(async {

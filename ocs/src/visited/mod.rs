@@ -74,6 +74,8 @@ struct PcefExtras {
     rat: Option<Vec<u8>>,
     /// Per MSCC, in order: the Trigger-Type values that fired and the Reporting-Reason.
     fired: Vec<(Vec<i32>, Option<i32>)>,
+    /// The T bit: the PCEF sent this request before (RFC 6733 §3).
+    retransmitted: bool,
 }
 
 fn read_extras(msg: &Message) -> PcefExtras {
@@ -82,6 +84,7 @@ fn read_extras(msg: &Message) -> PcefExtras {
             .get(base::DESTINATION_REALM)
             .and_then(Result::ok)
             .map(str::to_string),
+        retransmitted: msg.header().flags.is_retransmit(),
         ..PcefExtras::default()
     };
     // 3GPP-User-Location-Info and 3GPP-RAT-Type: in Service-Information/PS-Information (TS
@@ -494,11 +497,7 @@ impl Agent {
             (RequestType::Update | RequestType::Termination, None) => {
                 Ok(refuse(&ccr, rc::UNKNOWN_SESSION_ID, "unknown session"))
             }
-            (RequestType::Event, _) => Ok(refuse(
-                &ccr,
-                rc::UNABLE_TO_COMPLY,
-                "event charging is not relayed by the visited OCS",
-            )),
+            (RequestType::Event, _) => self.event(ccr, x).await,
         }
     }
 
@@ -739,6 +738,85 @@ impl Agent {
             session: Some(s),
             remove: false,
         })
+    }
+
+    /// A one-time event (RFC 4006 §6.3, DIRECT_DEBITING): relayed home as an event of this
+    /// node's own and home's answer passed to the PCEF as it is — a debit done at once
+    /// leaves no grant for the visited policy to cap and no session to keep. The Session-Id
+    /// towards home is derived from the PCEF's, so a retransmitted event (T bit) goes home as
+    /// the same event, T bit set, and home's duplicate detection (RFC 4006 §5.7) answers it
+    /// without a second debit; this node keeps nothing.
+    async fn event(&self, ccr: CcRequest, x: PcefExtras) -> anyhow::Result<Outcome> {
+        if ccr.requested_action.is_some_and(|a| a != 0) {
+            // RFC 4006 §8.41: PRICE_ENQUIRY, CHECK_BALANCE and REFUND_ACCOUNT are not
+            // relayed (home answers only DIRECT_DEBITING either).
+            return Ok(refuse(
+                &ccr,
+                rc::UNABLE_TO_COMPLY,
+                "only DIRECT_DEBITING events are relayed",
+            ));
+        }
+        let imsi = ccr
+            .subscriptions
+            .iter()
+            .find(|s| s.kind == SubscriptionType::Imsi)
+            .map(|s| s.data.as_str());
+        let Some(op) = self.cfg.operator(x.destination_realm.as_deref(), imsi) else {
+            return Ok(refuse(
+                &ccr,
+                rc::USER_UNKNOWN,
+                "no home operator configured for this subscriber",
+            ));
+        };
+        let hosts: Vec<String> = if x.home_hosts.is_empty() {
+            op.primary.iter().chain(&op.secondary).cloned().collect()
+        } else {
+            x.home_hosts.clone()
+        };
+        let me = self.node.identity();
+        let leg = VisitedSession {
+            pcef_session: ccr.session_id.clone(),
+            home_session: format!("{};event;{}", me.host, ccr.session_id),
+            home_number: ccr.request_number,
+            home_realm: op.realm.clone(),
+            home_hosts: hosts,
+            operator: op.realm.clone(),
+            subscriptions: ccr.subscriptions.clone(),
+            location: None,
+            home_location: None,
+            uli: x.uli.clone(),
+            rat: x.rat.clone(),
+            services: Vec::new(),
+            answers: Vec::new(),
+            failure_handling: FailureHandling::Terminate,
+            pcef_host: ccr.origin_host.clone(),
+            pcef_realm: ccr.origin_realm.clone(),
+            reauth: false,
+            home_at: 0,
+            in_doubt: None,
+            pcef_at: 0,
+        };
+        let msccs: Vec<HomeMscc> = ccr
+            .mscc
+            .iter()
+            .map(|m| HomeMscc {
+                service: m.service,
+                requested: m.requested,
+                used: m.used,
+                ..HomeMscc::default()
+            })
+            .collect();
+        match self
+            .send_home(&leg, RequestType::Event, &msccs, x.retransmitted)
+            .await
+        {
+            Ok(home) => Ok(Outcome {
+                answer: Reply::Cca(Box::new(pass_through(&ccr, home))),
+                session: None,
+                remove: false,
+            }),
+            Err(HomeDown(why, _)) => Ok(unreachable(why)),
+        }
     }
 
     /// The PCEF's MSCC answered from the home decision held, with the visited policy applied
