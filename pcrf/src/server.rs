@@ -119,6 +119,7 @@ const ORIGIN_STATES_CAP: usize = 65_536;
 pub struct Pcrf {
     shared: Arc<Shared>,
     watcher: tokio::task::JoinHandle<()>,
+    visited: Option<Arc<crate::visited::Visited>>,
 }
 
 /// An operator's policy change for a live session, sent with RAR.
@@ -231,10 +232,18 @@ impl Pcrf {
         gxx_sessions: Arc<dyn GxxSessionStore>,
         s9_sessions: Arc<dyn S9SessionStore>,
     ) -> anyhow::Result<Self> {
-        if cfg.pcrf.role == Role::Visited {
-            anyhow::bail!("pcrf.role = \"visited\" is not built yet: only the home role runs");
-        }
         let node = Node::start(node_config(cfg)?).await?;
+        // The visited role (V-PCRF) takes roaming subscribers' Gx and the S9 requests of
+        // home PCRFs; everything else is served as in the home role.
+        let visited = match (&cfg.pcrf.visited, cfg.pcrf.role) {
+            (Some(v), Role::Visited) => Some(Arc::new(crate::visited::Visited::new(
+                node.clone(),
+                &cfg.pcrf,
+                v.clone(),
+            ))),
+            (None, Role::Visited) => anyhow::bail!("pcrf.role = \"visited\" needs [pcrf.visited]"),
+            _ => None,
+        };
         let shared = Arc::new_cyclic(|me| Shared {
             metrics: Label::new(&cfg.node.origin_host),
             node,
@@ -253,13 +262,20 @@ impl Pcrf {
         shared.metrics.set_rx_sessions(0);
         shared.metrics.set_s9_sessions(0);
         let h = shared.clone();
+        let v = visited.clone();
         shared.node.register(
             gx::APPLICATION_ID,
             handler_fn(move |req| {
                 let h = h.clone();
+                let v = v.clone();
                 async move {
                     if status::is_status_probe(&req) {
                         return Outcome::from(h.session_status(req).await);
+                    }
+                    if let Some(v) = &v
+                        && let Some(a) = v.gx_request(&req).await
+                    {
+                        return Outcome::from(a);
                     }
                     Outcome::from(h.credit_control(req).await)
                 }
@@ -292,11 +308,18 @@ impl Pcrf {
             }),
         );
         let h = shared.clone();
+        let v = visited.clone();
         shared.node.register(
             s9::APPLICATION_ID,
             handler_fn(move |req| {
                 let h = h.clone();
-                async move { h.s9_request(req).await }
+                let v = v.clone();
+                async move {
+                    match v {
+                        Some(v) => v.s9_request(req).await,
+                        None => h.s9_request(req).await,
+                    }
+                }
             }),
         );
         let weak = Arc::downgrade(&shared);
@@ -316,7 +339,16 @@ impl Pcrf {
                 s.vpcrf_restarted(&peer).await;
             }
         });
-        Ok(Self { shared, watcher })
+        Ok(Self {
+            shared,
+            watcher,
+            visited,
+        })
+    }
+
+    /// The visited role's state, when this PCRF plays it.
+    pub fn visited(&self) -> Option<&crate::visited::Visited> {
+        self.visited.as_deref()
     }
 
     /// The Diameter node.
