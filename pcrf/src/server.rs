@@ -323,6 +323,7 @@ impl Pcrf {
             }),
         );
         let weak = Arc::downgrade(&shared);
+        let weak_visited = visited.as_ref().map(Arc::downgrade);
         let mut events = shared.node.events();
         let watcher = tokio::spawn(async move {
             loop {
@@ -333,6 +334,9 @@ impl Pcrf {
                     continue;
                 };
                 let Some(s) = weak.upgrade() else { return };
+                if let Some(v) = weak_visited.as_ref().and_then(Weak::upgrade) {
+                    v.pcef_restarted(&peer).await;
+                }
                 s.pcef_restarted(&peer).await;
                 s.af_restarted(&peer).await;
                 s.bberf_restarted(&peer).await;
@@ -1036,7 +1040,11 @@ impl Shared {
 /// RFC 6733 §8.16: records Origin-State-Id `osi` of `origin_host` (lower-cased) in `map`;
 /// `true` when it differs from the one recorded before (the peer restarted). At most
 /// [`ORIGIN_STATES_CAP`] hosts are remembered.
-fn origin_state_changed(map: &Mutex<HashMap<String, u32>>, origin_host: &str, osi: u32) -> bool {
+pub(crate) fn origin_state_changed(
+    map: &Mutex<HashMap<String, u32>>,
+    origin_host: &str,
+    osi: u32,
+) -> bool {
     let Ok(mut m) = map.lock() else {
         return false;
     };

@@ -487,3 +487,25 @@ async fn s9_failures_give_the_pcef_a_clear_result() {
     let vis = v2.visited().unwrap();
     assert!(vis.roaming_sessions().is_empty() && vis.s9_sessions().is_empty());
 }
+
+#[tokio::test]
+async fn a_restarted_pcef_s_roaming_sessions_end_at_home() {
+    let h = home().await;
+    let v = visited(h.listen_addrs()[0], |_| {}).await;
+    let pcef = Pcef::connect(v.listen_addrs()[0]).await;
+    let mut i = pcef.ccr_i("pgw;osi;1", IMSI_1, "internet", 11);
+    i.push(base::ORIGIN_STATE_ID.with(1u32));
+    assert_eq!(rc(&pcef.send(i).await), Some(2001));
+    let old = v.visited().unwrap().roaming_session("pgw;osi;1").unwrap();
+    // RFC 6733 §8.16: the same PCEF with a new Origin-State-Id lost its sessions; the
+    // V-PCRF ends their S9 sessions before serving the new one.
+    let mut i = pcef.ccr_i("pgw;osi;2", IMSI_1, "internet", 12);
+    i.push(base::ORIGIN_STATE_ID.with(2u32));
+    assert_eq!(rc(&pcef.send(i).await), Some(2001));
+    assert!(h.s9_session(&old.s9_session_id).await.unwrap().is_none());
+    assert!(v.visited().unwrap().roaming_session("pgw;osi;1").is_none());
+    assert_eq!(h.s9_sessions().count().await.unwrap(), 1);
+    let a = pcef.send(pcef.ccr("pgw;osi;2", 3, 1)).await;
+    assert_eq!(rc(&a), Some(2001));
+    all_gone(&h, &v).await;
+}

@@ -141,6 +141,9 @@ pub struct Visited {
     pcrf: PcrfSection,
     state: Mutex<State>,
     label: String,
+    /// The last Origin-State-Id of each PCEF (RFC 6733 §8.16), as the home role keeps its
+    /// own: a PCEF behind an agent restarts without a peer event.
+    origin_states: Mutex<HashMap<String, u32>>,
 }
 
 /// What the rule check of [`Visited::authorise_home_rules`] knows of the session.
@@ -161,6 +164,7 @@ impl Visited {
             pcrf: pcrf.clone(),
             state: Mutex::new(State::default()),
             label,
+            origin_states: Mutex::new(HashMap::new()),
         }
     }
 
@@ -195,6 +199,11 @@ impl Visited {
     /// hold).
     pub async fn gx_request(&self, req: &IncomingRequest) -> Option<MessageBuilder> {
         let r = GxRequest::read(&req.msg).ok()?;
+        if let Some(osi) = req.msg.get(base::ORIGIN_STATE_ID).and_then(Result::ok)
+            && crate::server::origin_state_changed(&self.origin_states, &r.origin_host, osi)
+        {
+            self.pcef_restarted(&r.origin_host).await;
+        }
         match r.request_type {
             RequestType::Initial => match self.cfg.belonging(&r.subscribers) {
                 Belonging::Roaming { home, identity } => {
@@ -209,7 +218,7 @@ impl Visited {
                 Some(if r.request_type == RequestType::Update {
                     self.modify(req, s).await
                 } else {
-                    self.terminate(req, &r, s).await
+                    self.terminate(req, s).await
                 })
             }
             RequestType::Event => None,
@@ -567,6 +576,18 @@ impl Visited {
         };
         let o = Self::result_for(&answer, s.subsession);
         if o != Outcome::SUCCESS {
+            if o.code == 5002 && !o.experimental {
+                // The home no longer knows the S9 session (RFC 6733 §7.1.5): neither does
+                // the V-PCRF, and the PCEF, told 5002 too, ends the Gx session itself.
+                let mut st = self.state();
+                st.gx.remove(&s.session_id);
+                self.gauges(&st);
+                drop(st);
+                c.subsessions.remove(&s.subsession);
+                if c.subsessions.is_empty() {
+                    self.drop_s9(&mut c);
+                }
+            }
             return self.s9_failed(req, &home, Ok(o));
         }
         let mut a = req.answer(ResultCode::DIAMETER_SUCCESS);
@@ -577,57 +598,81 @@ impl Visited {
     /// Gx CCR-T of a roaming session: per session, the S9 session ends (CCR-T); per UE,
     /// the subsession ends (CCR-U, TERMINATION) unless it is the last one, when the S9
     /// session ends. The PCEF's session ends whatever home answers.
-    async fn terminate(
-        &self,
-        req: &IncomingRequest,
-        r: &GxRequest,
-        s: RoamingSession,
-    ) -> MessageBuilder {
+    async fn terminate(&self, req: &IncomingRequest, s: RoamingSession) -> MessageBuilder {
+        self.end_roaming(s, Some(&req.msg)).await;
+        req.answer(ResultCode::DIAMETER_SUCCESS)
+    }
+
+    /// Ends a roaming Gx session's part of S9: its subsession with an S9 CCR-U
+    /// (TERMINATION), or, when it was the last one (always in the per-session model), the
+    /// S9 session with an S9 CCR-T. `gx_ccr` is the PCEF's CCR-T, when there is one.
+    async fn end_roaming(&self, s: RoamingSession, gx_ccr: Option<&Message>) {
         {
             let mut st = self.state();
             st.gx.remove(&s.session_id);
             self.gauges(&st);
         }
         let handle = self.state().s9.get(&s.s9_session_id).cloned();
-        if let Some(handle) = handle {
-            let mut c = handle.lock().await;
-            if !c.ended {
-                c.subsessions.remove(&s.subsession);
-                let last = c.subsessions.is_empty();
-                let sei = s9_client::enforcement(
-                    s.subsession,
-                    Some(s9d::SubsessionOperation::TERMINATION),
-                    Some(&req.msg),
-                    &s.session_id,
-                    vec![],
-                );
-                let (kind, ids) = if last {
-                    (RequestType::Termination, vec![s.session_id.clone()])
-                } else {
-                    (RequestType::Update, vec![])
-                };
-                let answer = self.send_s9(&mut c, kind, sei, &ids).await;
-                if last {
-                    self.drop_s9(&mut c);
-                }
-                match answer.as_ref().map(s9_client::outcome) {
-                    Ok(Some(Outcome::SUCCESS)) => {}
-                    other => tracing::warn!(
-                        session = %s.session_id,
-                        s9 = %c.session_id,
-                        answer = ?other.map_err(|e| e.to_string()),
-                        "home did not confirm the end of the subsession"
-                    ),
-                }
-                tracing::info!(
-                    session = %r.session_id,
-                    s9 = %c.session_id,
-                    s9_ended = last,
-                    "roaming Gx session terminated"
-                );
-            }
+        let Some(handle) = handle else { return };
+        let mut c = handle.lock().await;
+        if c.ended {
+            return;
         }
-        req.answer(ResultCode::DIAMETER_SUCCESS)
+        c.subsessions.remove(&s.subsession);
+        let last = c.subsessions.is_empty();
+        let sei = s9_client::enforcement(
+            s.subsession,
+            Some(s9d::SubsessionOperation::TERMINATION),
+            gx_ccr,
+            &s.session_id,
+            vec![],
+        );
+        let (kind, ids) = if last {
+            (RequestType::Termination, vec![s.session_id.clone()])
+        } else {
+            (RequestType::Update, vec![])
+        };
+        let answer = self.send_s9(&mut c, kind, sei, &ids).await;
+        if last {
+            self.drop_s9(&mut c);
+        }
+        match answer.as_ref().map(s9_client::outcome) {
+            Ok(Some(Outcome::SUCCESS)) => {}
+            other => tracing::warn!(
+                session = %s.session_id,
+                s9 = %c.session_id,
+                answer = ?other.map_err(|e| e.to_string()),
+                "home did not confirm the end of the subsession"
+            ),
+        }
+        tracing::info!(
+            session = %s.session_id,
+            s9 = %c.session_id,
+            s9_ended = last,
+            "roaming Gx session ended"
+        );
+    }
+
+    /// RFC 6733 §8.16: a PCEF that restarted lost its sessions; its roaming sessions end
+    /// towards home as if it had sent CCR-T for each.
+    pub async fn pcef_restarted(&self, pcef_host: &str) {
+        let gone: Vec<RoamingSession> = self
+            .state()
+            .gx
+            .values()
+            .filter(|s| s.pcef_host.eq_ignore_ascii_case(pcef_host))
+            .cloned()
+            .collect();
+        if !gone.is_empty() {
+            tracing::info!(
+                pcef = pcef_host,
+                sessions = gone.len(),
+                "PCEF restarted: its roaming sessions end"
+            );
+        }
+        for s in gone {
+            self.end_roaming(s, None).await;
+        }
     }
 
     /// An S9 request from home: RAR (TS 29.215 §4.5.2, §5.6.4). Each
