@@ -60,19 +60,24 @@ struct Pcef {
 
 impl Pcef {
     async fn connect(addr: SocketAddr) -> Self {
+        Self::connect_to(addr, VPCRF).await
+    }
+
+    /// Connects to the V-PCRF `vpcrf` at `addr`.
+    async fn connect_to(addr: SocketAddr, vpcrf: &str) -> Self {
         let mut cfg = NodeConfig::new("pgw.visited.test", VISITED);
         cfg.local.applications.push(Application {
             vendor: Some(10_415),
             ..Application::auth(GX)
         });
         cfg.local.supported_vendor_ids.push(10_415);
-        let mut p = PeerSpec::connect_tcp(VPCRF, addr);
+        let mut p = PeerSpec::connect_tcp(vpcrf, addr);
         p.timers = Timers {
             tc: Duration::from_millis(100),
             ..Timers::default()
         };
         cfg.peers.push(p);
-        cfg.routes.push(relay_route(VISITED, Some(GX), &[VPCRF]));
+        cfg.routes.push(relay_route(VISITED, Some(GX), &[vpcrf]));
         cfg.request_timeout = T;
         let node = Node::start(cfg).await.unwrap();
         let rars = Arc::new(Mutex::new(Vec::new()));
@@ -84,7 +89,7 @@ impl Pcef {
                 async move { req.answer(ResultCode::DIAMETER_SUCCESS) }
             }),
         );
-        assert!(node.wait_peer(VPCRF, T).await, "V-PCRF at {addr} not open");
+        assert!(node.wait_peer(vpcrf, T).await, "V-PCRF at {addr} not open");
         Self { node, rars }
     }
 
@@ -507,5 +512,50 @@ async fn a_restarted_pcef_s_roaming_sessions_end_at_home() {
     assert_eq!(h.s9_sessions().count().await.unwrap(), 1);
     let a = pcef.send(pcef.ccr("pgw;osi;2", 3, 1)).await;
     assert_eq!(rc(&a), Some(2001));
+    all_gone(&h, &v).await;
+}
+
+#[tokio::test]
+async fn visited_series_count_s9_sessions_and_local_policy() {
+    let rec = diameter_node::metrics::recorder();
+    let handle = rec.handle();
+    // This test binary's only recorder: the other tests' V-PCRF has another node label.
+    metrics::set_global_recorder(rec).expect("no recorder yet");
+    let me = "pcrf-metrics.visited.test";
+    let mut cfg = Config::demo();
+    cfg.node.listen = diameter_service::tcp_listen("127.0.0.1:0".parse().unwrap());
+    cfg.pcrf.admin = None;
+    cfg.pcrf.roaming_partners[0].peers.push(me.into());
+    let h = Pcrf::start(&cfg).await.unwrap();
+    let v = visited(h.listen_addrs()[0], |c| c.node.origin_host = me.into()).await;
+    let pcef = Pcef::connect_to(v.listen_addrs()[0], me).await;
+    let a = pcef
+        .send(pcef.ccr_i("pgw;m;1", IMSI_1, "internet", 13))
+        .await;
+    assert_eq!(rc(&a), Some(2001));
+    let node = format!("node=\"{me}\"");
+    let text = handle.render();
+    for want in [
+        format!("pcrf_visited_s9_sessions{{{node}}} 1"),
+        format!("pcrf_visited_roaming_gx_sessions{{{node}}} 1"),
+        format!("pcrf_visited_s9_requests_total{{{node},type=\"initial\",result_code=\"2001\"}} 1"),
+        // The refused `local-dns` reported home.
+        format!("pcrf_visited_s9_requests_total{{{node},type=\"update\",result_code=\"2001\"}} 1"),
+        format!("pcrf_visited_local_policy_rules_total{{{node},action=\"refused\"}} 1"),
+        format!("pcrf_visited_local_policy_rules_total{{{node},action=\"modified\"}} 1"),
+    ] {
+        assert!(text.contains(&want), "{want} not in\n{text}");
+    }
+    let a = pcef.send(pcef.ccr("pgw;m;1", 3, 1)).await;
+    assert_eq!(rc(&a), Some(2001));
+    let text = handle.render();
+    for want in [
+        format!("pcrf_visited_s9_sessions{{{node}}} 0"),
+        format!(
+            "pcrf_visited_s9_requests_total{{{node},type=\"termination\",result_code=\"2001\"}} 1"
+        ),
+    ] {
+        assert!(text.contains(&want), "{want} not in\n{text}");
+    }
     all_gone(&h, &v).await;
 }
