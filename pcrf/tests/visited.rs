@@ -6,6 +6,8 @@
 //! models, S9 failures, and no session left in either PCRF at the end.
 
 mod common;
+#[path = "../../tests/interop/harness.rs"]
+mod harness;
 
 use common::{
     IMSI_1, IMSI_3, T, all, child, experimental, installed, removed, strictly_valid, u32_of,
@@ -558,4 +560,98 @@ async fn visited_series_count_s9_sessions_and_local_policy() {
         assert!(text.contains(&want), "{want} not in\n{text}");
     }
     all_gone(&h, &v).await;
+}
+
+/// Wireshark's dissector (an implementation nobody here wrote) reads the V-PCRF's Gx and S9
+/// traffic as we meant it: no malformed packet or expert error; the remapped rating group
+/// on Gx, the home's on S9; the subsession operations.
+#[tokio::test]
+async fn wireshark_reads_the_visited_traffic() {
+    if !harness::tshark_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("visited.pcapng");
+    let h = home().await;
+    let cap = capture.clone();
+    let v = visited(h.listen_addrs()[0], |c| {
+        c.node.capture = Some(cap);
+        c.pcrf.visited.as_mut().unwrap().s9_model = S9Model::PerUe;
+    })
+    .await;
+    let pcef = Pcef::connect(v.listen_addrs()[0]).await;
+    for (sid, host) in [("pgw;ws;1", 21), ("pgw;ws;2", 22)] {
+        let a = pcef.send(pcef.ccr_i(sid, IMSI_1, "internet", host)).await;
+        assert_eq!(rc(&a), Some(2001));
+    }
+    let s9_id = v
+        .visited()
+        .unwrap()
+        .roaming_session("pgw;ws;1")
+        .unwrap()
+        .s9_session_id;
+    let video = PolicyChange {
+        install: vec!["voice".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        h.push_s9(&s9_id, Some(1), &video).await.unwrap()[0].result_code,
+        2001
+    );
+    for sid in ["pgw;ws;1", "pgw;ws;2"] {
+        assert_eq!(rc(&pcef.send(pcef.ccr(sid, 3, 1)).await), Some(2001));
+    }
+    all_gone(&h, &v).await;
+    v.shutdown(Duration::from_secs(1)).await;
+    drop(v);
+    let bad = harness::tshark_fields(
+        &capture,
+        "_ws.malformed || _ws.expert.severity >= 0x00800000",
+        &["frame.number", "_ws.expert.message"],
+    );
+    assert!(bad.trim().is_empty(), "tshark objects:\n{bad}");
+    // Gx CCA-Is: rating group 1010 (remapped); S9 CCAs: the home's 10.
+    let rgs = harness::tshark_fields(
+        &capture,
+        "diameter.cmd.code == 272 && diameter.flags.request == 0 && diameter.Rating-Group",
+        &["diameter.applicationId", "diameter.Rating-Group"],
+    );
+    let lines: Vec<&str> = rgs.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "16777267\t10",
+            "16777238\t1010",
+            "16777267\t10",
+            "16777238\t1010"
+        ],
+        "{rgs}"
+    );
+    // S9: ESTABLISHMENT (CCR-I), MODIFICATION (local-dns reported), ESTABLISHMENT (CCR-U,
+    // same S9 session), MODIFICATION, TERMINATION (CCR-U), TERMINATION (CCR-T).
+    let ops = harness::tshark_fields(
+        &capture,
+        "diameter.Subsession-Operation && diameter.flags.request == 1",
+        &["diameter.CC-Request-Type", "diameter.Subsession-Operation"],
+    );
+    assert_eq!(
+        ops.lines().collect::<Vec<_>>(),
+        ["1\t1", "2\t2", "2\t1", "2\t2", "2\t0", "3\t0"],
+        "{ops}"
+    );
+    // The S9 RAR reached the PCEF as a Gx RAR: voice, rating group 50, QCI 8.
+    let rar = harness::tshark_fields(
+        &capture,
+        "diameter.cmd.code == 258 && diameter.flags.request == 1",
+        &[
+            "diameter.applicationId",
+            "diameter.Rating-Group",
+            "diameter.QoS-Class-Identifier",
+        ],
+    );
+    assert_eq!(
+        rar.lines().collect::<Vec<_>>(),
+        ["16777267\t50\t1", "16777238\t50\t8"],
+        "{rar}"
+    );
 }
