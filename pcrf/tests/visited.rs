@@ -655,3 +655,119 @@ async fn wireshark_reads_the_visited_traffic() {
         "{rar}"
     );
 }
+
+/// A visited AF (a P-CSCF in the visited network): an Rx client of the V-PCRF that answers
+/// RARs and ASRs 2001 and keeps them.
+struct VisitedAf {
+    node: Node,
+    requests: Arc<Mutex<Vec<Message>>>,
+}
+
+const RX: u32 = 16_777_236;
+const AF: &str = "pcscf.visited.test";
+
+impl VisitedAf {
+    async fn connect(addr: SocketAddr) -> Self {
+        let mut cfg = NodeConfig::new(AF, VISITED);
+        cfg.local.applications.push(Application {
+            vendor: Some(10_415),
+            ..Application::auth(RX)
+        });
+        cfg.local.supported_vendor_ids.push(10_415);
+        let mut p = PeerSpec::connect_tcp(VPCRF, addr);
+        p.timers = Timers {
+            tc: Duration::from_millis(100),
+            ..Timers::default()
+        };
+        cfg.peers.push(p);
+        cfg.routes.push(relay_route(VISITED, Some(RX), &[VPCRF]));
+        cfg.request_timeout = T;
+        let node = Node::start(cfg).await.unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let kept = requests.clone();
+        node.register(
+            RX,
+            handler_fn(move |req| {
+                kept.lock().unwrap().push(req.msg.clone());
+                async move { req.answer(ResultCode::DIAMETER_SUCCESS) }
+            }),
+        );
+        assert!(node.wait_peer(VPCRF, T).await, "V-PCRF at {addr} not open");
+        Self { node, requests }
+    }
+
+    fn request(&self, cmd: u32, session: &str) -> MessageBuilder {
+        let mut b = MessageBuilder::request(cmd, RX, true);
+        b.push(base::SESSION_ID.with(session.to_string()));
+        b.push(base::AUTH_APPLICATION_ID.with(RX));
+        b.push(base::ORIGIN_HOST.with(AF));
+        b.push(base::ORIGIN_REALM.with(VISITED));
+        b.push(base::DESTINATION_REALM.with(VISITED));
+        b
+    }
+
+    async fn send(&self, req: MessageBuilder) -> Message {
+        self.node.request(req).await.expect("answer")
+    }
+}
+
+#[tokio::test]
+async fn a_visited_af_s_rx_session_is_relayed_home_and_told_of_the_loss() {
+    let h = home().await;
+    let v = visited(h.listen_addrs()[0], |_| {}).await;
+    let pcef = Pcef::connect(v.listen_addrs()[0]).await;
+    let af = VisitedAf::connect(v.listen_addrs()[0]).await;
+    let a = pcef
+        .send(pcef.ccr_i("pgw;rx;1", IMSI_1, "internet", 30))
+        .await;
+    assert_eq!(rc(&a), Some(2001));
+
+    // A voice call of the roaming UE (10.46.0.30): the home PCRF derives the rule and
+    // pushes it by S9 RAR; the V-PCRF installs it with Gx RAR, QCI 1 refused to roamers
+    // and replaced by 8.
+    let mut aar = af.request(265, "pcscf;call;1");
+    aar.push(common::audio_component(1));
+    aar.push(nasreq::FRAMED_IP_ADDRESS.with(bytes::Bytes::from_static(&[10, 46, 0, 30])));
+    let a = af.send(aar).await;
+    assert_eq!(rc(&a), Some(2001), "{a:?}");
+    assert_eq!(a.session_id(), Some("pcscf;call;1"));
+    assert_eq!(a.header().application_id, RX);
+    let rar = pcef.nth_rar(1).await;
+    let rules = installed(&rar);
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert!(rules[0].0.starts_with("rx-"), "{rules:?}");
+    assert_eq!(rule_qos(&definition(&rar, &rules[0].0)).0, 8);
+    let relayed = v.visited().unwrap().relayed_rx();
+    assert_eq!(relayed.len(), 1);
+    let home_rx = h
+        .rx_session(&relayed[0].home_session)
+        .await
+        .unwrap()
+        .expect("Rx session at home");
+    assert_eq!(home_rx.af_host, VPCRF);
+
+    // The PCEF ends the IP-CAN session: S9 ends, the home tells its AF (the V-PCRF), which
+    // tells the visited AF (ASR, Abort-Cause BEARER_RELEASED).
+    let a = pcef.send(pcef.ccr("pgw;rx;1", 3, 1)).await;
+    assert_eq!(rc(&a), Some(2001));
+    common::eventually("the loss reaches the visited AF", || {
+        !af.requests.lock().unwrap().is_empty()
+    })
+    .await;
+    let asr = af.requests.lock().unwrap()[0].clone();
+    assert_eq!(asr.header().command_code, 274);
+    assert_eq!(asr.session_id(), Some("pcscf;call;1"));
+    assert_eq!(
+        u32_of(&asr.find(diameter_codec::AvpKey::new(500, 10_415)).unwrap()),
+        0,
+        "Abort-Cause BEARER_RELEASED"
+    );
+    // The AF ends its session: relayed home, nothing left.
+    let mut str_ = af.request(275, "pcscf;call;1");
+    str_.push(base::TERMINATION_CAUSE.with(base::TerminationCause::DIAMETER_LOGOUT));
+    let a = af.send(str_).await;
+    assert_eq!(rc(&a), Some(2001));
+    assert!(v.visited().unwrap().relayed_rx().is_empty());
+    assert_eq!(h.rx_sessions().count().await.unwrap(), 0);
+    all_gone(&h, &v).await;
+}

@@ -36,12 +36,17 @@
 //!   back in the S9 RAA. A Session-Release-Cause releases the Gx sessions (the PCEF then
 //!   ends them with CCR-T, which ends S9 as above).
 //!
+//! - Rx from a visited AF for a roaming UE: relayed to the H-PCRF as an Rx session of the
+//!   V-PCRF's own, and the home's RAR/ASR back to the AF ([`rx_relay`], which says why not
+//!   over S9).
+//!
 //! State is in memory (a V-PCRF restart loses its roaming sessions; the home learns of it
-//! through Origin-State-Id). Not yet here: Gxx subsessions, Rx from a visited AF relayed
-//! over S9, TER, DRA-client behaviours beyond routing (redirect following, parallel sends).
+//! through Origin-State-Id). Not yet here: Gxx subsessions, TER, DRA-client behaviours
+//! beyond routing (redirect following, parallel sends).
 
 pub mod config;
 pub mod local_policy;
+pub mod rx_relay;
 pub mod s9_client;
 
 use crate::config::PcrfSection;
@@ -102,6 +107,8 @@ pub struct RoamingSession {
     pub apn: Option<String>,
     /// The V-OCS chosen for it.
     pub vocs: Option<String>,
+    /// The UE address (an AF's Rx session for it is relayed home).
+    pub ue_ip: Option<std::net::IpAddr>,
 }
 
 /// One S9 session towards a home network.
@@ -144,6 +151,8 @@ pub struct Visited {
     /// The last Origin-State-Id of each PCEF (RFC 6733 §8.16), as the home role keeps its
     /// own: a PCEF behind an agent restarts without a peer event.
     origin_states: Mutex<HashMap<String, u32>>,
+    /// Relayed AF sessions by the AF's Session-Id ([`rx_relay`]).
+    rx: Mutex<HashMap<String, rx_relay::RelayedRx>>,
 }
 
 /// What the rule check of [`Visited::authorise_home_rules`] knows of the session.
@@ -165,6 +174,7 @@ impl Visited {
             state: Mutex::new(State::default()),
             label,
             origin_states: Mutex::new(HashMap::new()),
+            rx: Mutex::new(HashMap::new()),
         }
     }
 
@@ -513,6 +523,7 @@ impl Visited {
                 home_plmn: home.plmn.clone(),
                 apn: r.apn.clone(),
                 vocs: vocs.clone(),
+                ue_ip: r.ue_ip,
             };
             {
                 let mut st = self.state();
