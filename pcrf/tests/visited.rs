@@ -289,6 +289,15 @@ async fn a_roaming_session_lives_over_s9_under_local_policy() {
     let s9 = h.s9_session(&rs.s9_session_id).await.unwrap().unwrap();
     assert_eq!(s9.subsessions[&rs.subsession].policy.rat_type, Some(1000));
 
+    // A repeated CCR-I for the live session 2 replaces it: its old S9 session ends.
+    let again = pcef
+        .send(pcef.ccr_i("pgw;roam;2", IMSI_3, "internet", 3))
+        .await;
+    assert_eq!(rc(&again), Some(2001));
+    assert!(h.s9_session(&rs2.s9_session_id).await.unwrap().is_none());
+    let rs2 = v.visited().unwrap().roaming_session("pgw;roam;2").unwrap();
+    assert_eq!(h.s9_sessions().count().await.unwrap(), 2);
+
     // Each Gx CCR-T ends its S9 session.
     let a = pcef.send(pcef.ccr("pgw;roam;1", 3, 2)).await;
     assert_eq!(rc(&a), Some(2001));

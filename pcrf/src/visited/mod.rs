@@ -217,6 +217,12 @@ impl Visited {
         match r.request_type {
             RequestType::Initial => match self.cfg.belonging(&r.subscribers) {
                 Belonging::Roaming { home, identity } => {
+                    // A CCR-I for a live session replaces it (as the home role does): the
+                    // old subsession ends first, so none is left behind at home.
+                    if let Some(old) = self.roaming_session(&r.session_id) {
+                        tracing::info!(session = %r.session_id, "CCR-I for a live roaming session: it is replaced");
+                        self.end_roaming(old, None).await;
+                    }
                     Some(self.establish(req, &r, home.clone(), identity).await)
                 }
                 // Own subscribers, and those of networks without an agreement (the local
