@@ -26,10 +26,11 @@
 //!   PCEF in our Home-OCS-Identity; the V-OCS chosen by `[[pcrf.visited.vocs]]` (the
 //!   candidates serving the home PLMN and APN; of those, the one with the fewest live
 //!   sessions) is the primary event charging function of the Gx Charging-Information.
-//! - Failures: home unreachable (no route, no answer) → the PCEF gets 5012
-//!   DIAMETER_UNABLE_TO_COMPLY with an Error-Message naming the home realm; home refusing
-//!   → the PCEF gets the home's Result-Code or Experimental-Result as it came, with an
-//!   Error-Message. A failed S9 establishment leaves no state.
+//! - Failures: home unreachable (no route, no answer, a protocol error on S9) → the PCEF
+//!   gets 5012 DIAMETER_UNABLE_TO_COMPLY with an Error-Message naming the home realm; home
+//!   refusing → the PCEF gets the home's Result-Code or Experimental-Result as it came,
+//!   with an Error-Message. A failed S9 establishment leaves no state; a home that answers
+//!   a modification 5002 (it lost the S9 session) ends the Gx session's roaming state.
 //! - S9 RAR from home ([`Visited::s9_request`]): each Subsession-Decision-Info is
 //!   authorised ([`Visited::authorise_home_rules`], the one place a check on home rules
 //!   runs) and sent to its PCEF as a Gx RAR; the Gx RAA's result and rule reports travel
@@ -382,6 +383,18 @@ impl Visited {
         failure: Result<Outcome, RequestError>,
     ) -> MessageBuilder {
         match failure {
+            // A protocol error (3xxx, RFC 6733 §7.1.3) belongs to the S9 hop; on Gx it would
+            // need the E bit and mean something else: the PCEF hears the home could not
+            // serve it.
+            Ok(o) if !o.experimental && (3000..4000).contains(&o.code) => {
+                tracing::warn!(home = %home.realm, code = o.code, "S9 protocol error");
+                let mut a = req.answer(ResultCode(5012));
+                a.push(base::ERROR_MESSAGE.with(format!(
+                    "home network {} unreachable over S9: protocol error {}",
+                    home.realm, o.code
+                )));
+                a
+            }
             Ok(o) => {
                 tracing::warn!(home = %home.realm, code = o.code, "home network refused S9");
                 let mut a = MessageBuilder::answer_to(&req.msg, req.node.identity());
@@ -408,10 +421,7 @@ impl Visited {
     /// The result of subsession `id` in an S9 answer: the command's, unless the
     /// subsession's Subsession-Decision-Info carries its own.
     fn result_for(answer: &Message, id: u32) -> Outcome {
-        let command = s9_client::outcome(answer).unwrap_or(Outcome {
-            code: 5012,
-            experimental: false,
-        });
+        let command = s9_client::outcome(answer).unwrap_or(Outcome::base(5012));
         if command != Outcome::SUCCESS {
             return command;
         }
@@ -559,14 +569,7 @@ impl Visited {
             );
             return a;
         }
-        self.s9_failed(
-            req,
-            &home,
-            Ok(Outcome {
-                code: 5012,
-                experimental: false,
-            }),
-        )
+        self.s9_failed(req, &home, Ok(Outcome::base(5012)))
     }
 
     /// Gx CCR-U of a roaming session: the report goes home as a subsession modification, the
@@ -745,10 +748,7 @@ impl Visited {
         let Some(s) = self.session_of(id, subsessions) else {
             return s9_client::raa_enforcement(
                 id,
-                Some(Outcome {
-                    code: crate::s9::ERROR_SUBSESSION,
-                    experimental: true,
-                }),
+                Some(Outcome::tgpp(crate::s9::ERROR_SUBSESSION)),
                 vec![],
             );
         };
@@ -776,10 +776,7 @@ impl Visited {
             // TS 29.215 §5.5.3 DIAMETER_ERROR_SUBSESSION: no such subsession.
             return s9_client::raa_enforcement(
                 id,
-                Some(Outcome {
-                    code: crate::s9::ERROR_SUBSESSION,
-                    experimental: true,
-                }),
+                Some(Outcome::tgpp(crate::s9::ERROR_SUBSESSION)),
                 vec![],
             );
         };
@@ -804,14 +801,7 @@ impl Visited {
         let nothing_left = had_rules && auth.installed.is_empty() && !auth.refused.is_empty();
         if nothing_left && auth.avps.is_empty() {
             // Everything the RAR asked was refused: nothing to tell the PCEF.
-            return s9_client::raa_enforcement(
-                id,
-                Some(Outcome {
-                    code: 5142,
-                    experimental: true,
-                }),
-                reports,
-            );
+            return s9_client::raa_enforcement(id, Some(Outcome::tgpp(5142)), reports);
         }
         let mut rar = MessageBuilder::request(gxd::CMD_RE_AUTH, gx::APPLICATION_ID, true);
         rar.push(base::SESSION_ID.with(s.session_id.clone()));
@@ -835,10 +825,7 @@ impl Visited {
         // Every rule asked for was refused: DIAMETER_PCC_RULE_EVENT for the subsession,
         // whatever else (removals, triggers) the PCEF took.
         let result = if nothing_left {
-            Some(Outcome {
-                code: 5142,
-                experimental: true,
-            })
+            Some(Outcome::tgpp(5142))
         } else {
             result
         };
@@ -854,10 +841,7 @@ impl Visited {
     ) -> (Option<Outcome>, Vec<OwnedAvp>) {
         match self.node.request(rar).await {
             Ok(raa) => {
-                let o = s9_client::outcome(&raa).unwrap_or(Outcome {
-                    code: 5012,
-                    experimental: false,
-                });
+                let o = s9_client::outcome(&raa).unwrap_or(Outcome::base(5012));
                 let mut r: Vec<OwnedAvp> = raa
                     .find_all(gxd::CHARGING_RULE_REPORT.key())
                     .map(|c| OwnedAvp::verbatim(&raa, &c))
@@ -868,10 +852,7 @@ impl Visited {
             Err(e) => {
                 tracing::warn!(error = %e, "Gx RAR to the PCEF failed");
                 // RFC 6733 §7.1.3 DIAMETER_UNABLE_TO_DELIVER: the PCEF could not be reached.
-                let o = Outcome {
-                    code: 3002,
-                    experimental: false,
-                };
+                let o = Outcome::base(3002);
                 (Some(o), reports)
             }
         }

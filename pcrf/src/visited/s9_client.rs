@@ -157,10 +157,23 @@ pub struct Outcome {
 
 impl Outcome {
     /// DIAMETER_SUCCESS.
-    pub const SUCCESS: Self = Self {
-        code: 2001,
-        experimental: false,
-    };
+    pub const SUCCESS: Self = Self::base(2001);
+
+    /// A Result-Code.
+    pub const fn base(code: u32) -> Self {
+        Self {
+            code,
+            experimental: false,
+        }
+    }
+
+    /// An Experimental-Result-Code of 3GPP's.
+    pub const fn tgpp(code: u32) -> Self {
+        Self {
+            code,
+            experimental: true,
+        }
+    }
 
     /// The AVP carrying it in a Gx answer (Result-Code, or Experimental-Result with
     /// Vendor-Id 10415).
@@ -186,32 +199,18 @@ impl Outcome {
 /// The command-level result of an answer.
 pub fn outcome(m: &Message) -> Option<Outcome> {
     if let Some(code) = m.get(base::RESULT_CODE).and_then(Result::ok) {
-        return Some(Outcome {
-            code,
-            experimental: false,
-        });
+        return Some(Outcome::base(code));
     }
     m.find(base::EXPERIMENTAL_RESULT.key())
         .and_then(|e| child(&e, base::EXPERIMENTAL_RESULT_CODE))
-        .map(|code| Outcome {
-            code,
-            experimental: true,
-        })
+        .map(Outcome::tgpp)
 }
 
 /// The result inside a Subsession-Decision-Info, when it has one (TS 29.215 §5.3.1).
 pub fn subsession_outcome(sdi: &AvpRef<'_>) -> Option<Outcome> {
     child(sdi, base::RESULT_CODE)
-        .map(|code| Outcome {
-            code,
-            experimental: false,
-        })
-        .or_else(|| {
-            child(sdi, base::EXPERIMENTAL_RESULT_CODE).map(|code| Outcome {
-                code,
-                experimental: true,
-            })
-        })
+        .map(Outcome::base)
+        .or_else(|| child(sdi, base::EXPERIMENTAL_RESULT_CODE).map(Outcome::tgpp))
 }
 
 /// The Subsession-Decision-Info for subsession `id`.
