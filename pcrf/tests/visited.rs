@@ -780,3 +780,39 @@ async fn a_visited_af_s_rx_session_is_relayed_home_and_told_of_the_loss() {
     assert_eq!(h.rx_sessions().count().await.unwrap(), 0);
     all_gone(&h, &v).await;
 }
+
+#[tokio::test]
+async fn concurrent_sessions_of_one_ue_share_one_s9_session_per_ue() {
+    let h = home().await;
+    let v = visited(h.listen_addrs()[0], |c| {
+        c.pcrf.visited.as_mut().unwrap().s9_model = S9Model::PerUe;
+    })
+    .await;
+    let pcef = Pcef::connect(v.listen_addrs()[0]).await;
+    // Four Gx sessions of the UE at once: one S9 CCR-I opens the session, the others wait
+    // for it and add their subsessions with CCR-U.
+    let sids: Vec<String> = (1..=4).map(|i| format!("pgw;many;{i}")).collect();
+    let at_once = |reqs: Vec<MessageBuilder>| {
+        let mut set = tokio::task::JoinSet::new();
+        for r in reqs {
+            let node = pcef.node.clone();
+            set.spawn(async move { node.request(r).await.expect("answer") });
+        }
+        set.join_all()
+    };
+    let opened = at_once(
+        sids.iter()
+            .enumerate()
+            .map(|(i, sid)| pcef.ccr_i(sid, IMSI_1, "internet", 40 + i as u8))
+            .collect(),
+    )
+    .await;
+    assert!(opened.iter().all(|a| rc(a) == Some(2001)));
+    let vis = v.visited().unwrap();
+    assert_eq!(vis.s9_sessions().len(), 1);
+    let s9 = h.s9_session(&vis.s9_sessions()[0]).await.unwrap().unwrap();
+    assert_eq!(s9.subsessions.len(), 4);
+    let ended = at_once(sids.iter().map(|sid| pcef.ccr(sid, 3, 1)).collect()).await;
+    assert!(ended.iter().all(|a| rc(a) == Some(2001)));
+    all_gone(&h, &v).await;
+}
