@@ -322,9 +322,17 @@ impl Pcrf {
                 let h = h.clone();
                 let v = v.clone();
                 async move {
+                    // A V-PCRF is also the home of its own subscribers: S9 CCRs of other
+                    // networks' V-PCRFs are served as in the home role; what home PCRFs
+                    // send it (RAR) is the visited role's.
                     match v {
-                        Some(v) => v.s9_request(req).await,
-                        None => h.s9_request(req).await,
+                        Some(v)
+                            if req.msg.header().command_code
+                                != diameter_codec::dict::s9::CMD_CREDIT_CONTROL =>
+                        {
+                            v.s9_request(req).await
+                        }
+                        _ => h.s9_request(req).await,
                     }
                 }
             }),

@@ -816,3 +816,39 @@ async fn concurrent_sessions_of_one_ue_share_one_s9_session_per_ue() {
     assert!(ended.iter().all(|a| rc(a) == Some(2001)));
     all_gone(&h, &v).await;
 }
+
+#[tokio::test]
+async fn a_v_pcrf_is_still_the_home_of_its_own_subscribers_on_s9() {
+    let h = home().await;
+    let v = visited(h.listen_addrs()[0], |_| {}).await;
+    // Another network's V-PCRF sends S9 to ours: served by the home role, which has no
+    // roaming partner configured here, so 5003 — not the visited role's 3001.
+    let mut cfg = NodeConfig::new("pcrf.third.test", "third.test");
+    cfg.local.applications.push(Application {
+        vendor: Some(10_415),
+        ..Application::auth(16_777_267)
+    });
+    cfg.local.supported_vendor_ids.push(10_415);
+    cfg.peers
+        .push(PeerSpec::connect_tcp(VPCRF, v.listen_addrs()[0]));
+    cfg.routes
+        .push(relay_route(VISITED, Some(16_777_267), &[VPCRF]));
+    cfg.request_timeout = T;
+    let other = Node::start(cfg).await.unwrap();
+    assert!(other.wait_peer(VPCRF, T).await);
+    let mut b = MessageBuilder::request(272, 16_777_267, true);
+    b.push(base::SESSION_ID.with("pcrf.third.test;s9;1"));
+    b.push(base::AUTH_APPLICATION_ID.with(16_777_267u32));
+    b.push(base::ORIGIN_HOST.with("pcrf.third.test"));
+    b.push(base::ORIGIN_REALM.with("third.test"));
+    b.push(base::DESTINATION_REALM.with(VISITED));
+    b.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType::INITIAL_REQUEST));
+    b.push(dcca::CC_REQUEST_NUMBER.with(0u32));
+    b.push(dcca::SUBSCRIPTION_ID.with(vec![
+        dcca::SUBSCRIPTION_ID_TYPE.with(dcca::SubscriptionIdType::END_USER_IMSI),
+        dcca::SUBSCRIPTION_ID_DATA.with(LOCAL_IMSI.to_string()),
+    ]));
+    let a = other.request(b).await.unwrap();
+    assert_eq!(rc(&a), Some(5003));
+    all_gone(&h, &v).await;
+}

@@ -31,7 +31,8 @@
 //!   refusing → the PCEF gets the home's Result-Code or Experimental-Result as it came,
 //!   with an Error-Message. A failed S9 establishment leaves no state; a home that answers
 //!   a modification 5002 (it lost the S9 session) ends the Gx session's roaming state.
-//! - S9 RAR from home ([`Visited::s9_request`]): each Subsession-Decision-Info is
+//! - S9 RAR from home ([`Visited::s9_request`]; S9 CCRs of other networks' V-PCRFs still
+//!   go to the home role, for this network's own roaming subscribers): each Subsession-Decision-Info is
 //!   authorised ([`Visited::authorise_home_rules`], the one place a check on home rules
 //!   runs) and sent to its PCEF as a Gx RAR; the Gx RAA's result and rule reports travel
 //!   back in the S9 RAA. A Session-Release-Cause releases the Gx sessions (the PCEF then
