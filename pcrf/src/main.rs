@@ -55,6 +55,7 @@ const EXIT_STATUS: &str = "Exit status: 0 after a clean stop (SIGINT, SIGTERM), 
         "  curl 127.0.0.1:3872/s9-sessions\n",
         "  curl -X POST '127.0.0.1:3872/s9-sessions/S9-SESSION-ID/rar?subsession=1&install=video'\n",
         "  curl -X POST '127.0.0.1:3872/s9-sessions/S9-SESSION-ID/release?subsession=1'\n",
+        "  curl 127.0.0.1:3892/roaming-sessions     (visited role, examples/visited.toml)\n",
         "\n",
         "Exit status: 0 after a clean stop (SIGINT, SIGTERM), 1 when it cannot start (the message names the cause: a configuration FILE:LINE:COLUMN and key, a port in use)."
     )

@@ -748,6 +748,16 @@ async fn a_visited_af_s_rx_session_is_relayed_home_and_told_of_the_loss() {
     assert_eq!(rule_qos(&definition(&rar, &rules[0].0)).0, 8);
     let relayed = v.visited().unwrap().relayed_rx();
     assert_eq!(relayed.len(), 1);
+    // The operator endpoint lists both.
+    let v = Arc::new(v);
+    let (admin, task) = pcrf::admin::serve(v.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let body = common::http(admin, "GET", "/roaming-sessions").await;
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains("\"session_id\":\"pgw;rx;1\""), "{body}");
+    assert!(body.contains("\"af_session\":\"pcscf;call;1\""), "{body}");
+    task.abort();
     let home_rx = h
         .rx_session(&relayed[0].home_session)
         .await

@@ -91,7 +91,7 @@ pub fn describe_metrics() {
 }
 
 /// A roaming subscriber's Gx session, served over S9.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RoamingSession {
     /// The Gx Session-Id (the client's, document 002 "session id 1").
     pub session_id: String,

@@ -19,7 +19,7 @@ use diameter_node::node::IncomingRequest;
 use std::net::{IpAddr, Ipv4Addr};
 
 /// One relayed AF session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RelayedRx {
     /// The AF's Session-Id.
     pub af_session: String,
