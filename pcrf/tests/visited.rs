@@ -445,6 +445,20 @@ async fn one_s9_session_per_ue_ends_with_its_last_subsession() {
         vis.roaming_session("pgw;ue;3").unwrap().s9_session_id,
         one.s9_session_id
     );
+    // The home releases one subsession (Session-Release-Cause inside its
+    // Subsession-Decision-Info): only that Gx session's PCEF is asked to end it.
+    assert_eq!(
+        h.release_s9(&one.s9_session_id, Some(two.subsession), 0)
+            .await
+            .unwrap(),
+        2001
+    );
+    let rar = pcef.nth_rar(1).await;
+    assert_eq!(rar.session_id(), Some("pgw;ue;2"));
+    assert!(
+        rar.find(diameter_codec::AvpKey::new(1045, 10_415))
+            .is_some()
+    );
     // The last ones end: the S9 session ends with them.
     for (sid, n) in [("pgw;ue;2", 1), ("pgw;ue;3", 1)] {
         let a = pcef.send(pcef.ccr(sid, 3, n)).await;
