@@ -19,6 +19,9 @@
 //! - `POST /s9-sessions/ID/release[?subsession=N][&cause=N]` — asks the V-PCRF to end the
 //!   S9 session, or one subsession (S9 RAR with Session-Release-Cause).
 //!
+//! - `GET /roaming-sessions` — visited role: the roaming Gx sessions served over S9 (their
+//!   S9 session, subsession, home PLMN, V-OCS) and the AF sessions relayed home, as JSON.
+//!
 //! Session-Ids in the path are percent-decoded (`;` may be sent as it is). The endpoint has
 //! no authentication: bind it to loopback or a management network.
 
@@ -90,6 +93,20 @@ async fn route(pcrf: &Pcrf, req: &Request<Incoming>) -> Reply {
             Err(e) => reply(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 serde_json::json!({ "error": e.to_string() }),
+            ),
+        },
+        (&Method::GET, ["roaming-sessions"]) => match pcrf.visited() {
+            Some(v) => reply(
+                StatusCode::OK,
+                serde_json::json!({
+                    "roaming_sessions": v.roaming_sessions(),
+                    "s9_sessions": v.s9_sessions(),
+                    "relayed_rx_sessions": v.relayed_rx(),
+                }),
+            ),
+            None => reply(
+                StatusCode::NOT_FOUND,
+                serde_json::json!({ "error": "not a visited PCRF (pcrf.role = \"home\")" }),
             ),
         },
         (&Method::GET, ["rx-sessions"]) => match pcrf.rx_sessions().list().await {

@@ -42,7 +42,7 @@ pub enum Role {
     /// H-PCRF: the subscribers' own network (SPR, PCC rules).
     #[default]
     Home,
-    /// V-PCRF: S9 towards home, local policy. Not built yet: refused at start.
+    /// V-PCRF: S9 towards home, local policy (`[pcrf.visited]`, see [`crate::visited`]).
     Visited,
 }
 
@@ -50,7 +50,7 @@ pub enum Role {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PcrfSection {
-    /// `home` (the only role built so far) or `visited`.
+    /// `home` or `visited` (then `[pcrf.visited]` is required).
     #[serde(default)]
     pub role: Role,
     /// The operator HTTP endpoint (sessions, policy pushes).
@@ -74,6 +74,8 @@ pub struct PcrfSection {
     /// (TS 29.215) with this home PCRF. None: every S9 request is refused.
     #[serde(default, rename = "roaming_partner")]
     pub roaming_partners: Vec<RoamingPartner>,
+    /// `[pcrf.visited]`: the visited role's settings.
+    pub visited: Option<crate::visited::config::VisitedSection>,
 }
 
 /// `[[pcrf.roaming_partner]]`: one visited operator under a roaming agreement. An S9
@@ -234,6 +236,7 @@ impl Default for PcrfSection {
             supported_features: default_features(),
             rx: RxSection::default(),
             roaming_partners: Vec::new(),
+            visited: None,
         }
     }
 }
@@ -351,6 +354,13 @@ impl Config {
                     p.realm
                 ));
             }
+        }
+        match (&self.pcrf.visited, self.pcrf.role) {
+            (None, Role::Visited) => {
+                return Err("pcrf.role = \"visited\" needs a [pcrf.visited] section".into());
+            }
+            (Some(v), _) => v.check()?,
+            (None, Role::Home) => {}
         }
         for (i, p) in self.policies.iter().enumerate() {
             if event_trigger_code(&p.event).is_none() {

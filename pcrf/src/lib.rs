@@ -1,6 +1,6 @@
 //! PCRF: policy and charging rules over Gx (TS 29.212, application 16777238), Gxx
 //! (TS 29.212 chapter 4a, 16777266), Rx (TS 29.214, application 16777236) and S9
-//! (TS 29.215, 16777267), home role.
+//! (TS 29.215, 16777267), home and visited roles.
 //!
 //! A library with a thin binary (`pcrf`). Layout, one job per module:
 //!
@@ -27,6 +27,8 @@
 //! - [`config`]: `pcrf --config FILE.toml` and the built-in home PCRF
 //!   (`examples/home.toml`, `examples/spr.toml`).
 //! - [`metrics`]: Prometheus series.
+//! - [`visited`]: the visited role (V-PCRF): roaming subscribers' Gx served over S9 by
+//!   their home PCRF, home rules authorised under local policy, the V-OCS chosen.
 //!
 //! # S9, home role
 //!
@@ -39,12 +41,18 @@
 //! DIAMETER_AUTHORIZATION_REJECTED (3010 DIAMETER_UNKNOWN_PEER is RFC 6733's answer to a CER,
 //! not to an application request from a peer that is connected).
 //!
-//! # Roles and interfaces still to come
+//! # Visited role
 //!
-//! The visited role and local breakout come next: they add handlers beside these, reuse
-//! [`policy::decide`] for rule changes and [`gx::decision_avps`] for the PCC-rule AVPs, and
-//! keep their sessions in stores shaped like [`session::SessionStore`]. The SPR already
-//! holds each subscriber's LBO service packages.
+//! `pcrf.role = "visited"` with a `[pcrf.visited]` section (`examples/visited.toml`): the
+//! PCRF serves its own subscribers as above and roaming ones through their home network's
+//! PCRF over S9, see [`visited`].
+//!
+//! # Still to come
+//!
+//! Local breakout: handlers beside these, reusing [`policy::decide`] for rule changes and
+//! [`gx::decision_avps`] for the PCC-rule AVPs; the visited side checks pushed LBO rules in
+//! [`visited::Visited::authorise_home_rules`]. The SPR already holds each subscriber's LBO
+//! service packages.
 
 pub mod admin;
 pub mod config;
@@ -57,6 +65,7 @@ pub mod s9;
 pub mod server;
 pub mod session;
 pub mod spr;
+pub mod visited;
 
 pub use config::Config;
 pub use server::{Pcrf, PolicyChange};

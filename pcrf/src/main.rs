@@ -1,8 +1,10 @@
-//! `pcrf`: the policy and charging rules server (home role, Gx, Gxx, Rx and S9).
+//! `pcrf`: the policy and charging rules server (home and visited roles, Gx, Gxx, Rx and
+//! S9).
 //!
 //! ```text
 //! pcrf                          # home PCRF on 127.0.0.1:3869 with the demo subscribers
 //! pcrf --config home.toml       # from a file (pcrf/examples/home.toml shows every key)
+//! pcrf --config visited.toml    # a V-PCRF for the demo home (pcrf/examples/visited.toml)
 //! ```
 
 use clap::Parser;
@@ -22,6 +24,10 @@ const EXIT_STATUS: &str = "Exit status: 0 after a clean stop (SIGINT, SIGTERM), 
 /// V-PCRFs of the roaming partners in [[pcrf.roaming_partner]] open S9 sessions for
 /// roaming subscribers: each Gx/Gxx subsession gets PCC rules, QoS, event triggers and the
 /// home OCS; S9 from any other realm or peer is refused with 5003.
+///
+/// With pcrf.role = "visited" ([pcrf.visited], see pcrf/examples/visited.toml) it is a
+/// V-PCRF: roaming subscribers' Gx is served over S9 by their home PCRF, whose rules pass
+/// the local policy table before they reach the PCEF; own subscribers are served locally.
 ///
 /// AFs (P-CSCFs) send AARs on Rx: their media become PCC rules installed on the PCEF of the
 /// UE's IP-CAN session with Gx RAR, removed on STR; the AF hears of rule failures and of the
@@ -49,6 +55,7 @@ const EXIT_STATUS: &str = "Exit status: 0 after a clean stop (SIGINT, SIGTERM), 
         "  curl 127.0.0.1:3872/s9-sessions\n",
         "  curl -X POST '127.0.0.1:3872/s9-sessions/S9-SESSION-ID/rar?subsession=1&install=video'\n",
         "  curl -X POST '127.0.0.1:3872/s9-sessions/S9-SESSION-ID/release?subsession=1'\n",
+        "  curl 127.0.0.1:3892/roaming-sessions     (visited role, examples/visited.toml)\n",
         "\n",
         "Exit status: 0 after a clean stop (SIGINT, SIGTERM), 1 when it cannot start (the message names the cause: a configuration FILE:LINE:COLUMN and key, a port in use)."
     )

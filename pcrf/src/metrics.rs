@@ -103,6 +103,7 @@ pub fn describe() {
         RX_NOTIFICATIONS,
         "Rx RARs and ASRs sent to AFs, by command, reason and the answer's result"
     );
+    crate::visited::describe_metrics();
 }
 
 /// The `node` label: the PCRF's Origin-Host, shared by all its series.

@@ -119,6 +119,7 @@ const ORIGIN_STATES_CAP: usize = 65_536;
 pub struct Pcrf {
     shared: Arc<Shared>,
     watcher: tokio::task::JoinHandle<()>,
+    visited: Option<Arc<crate::visited::Visited>>,
 }
 
 /// An operator's policy change for a live session, sent with RAR.
@@ -231,10 +232,18 @@ impl Pcrf {
         gxx_sessions: Arc<dyn GxxSessionStore>,
         s9_sessions: Arc<dyn S9SessionStore>,
     ) -> anyhow::Result<Self> {
-        if cfg.pcrf.role == Role::Visited {
-            anyhow::bail!("pcrf.role = \"visited\" is not built yet: only the home role runs");
-        }
         let node = Node::start(node_config(cfg)?).await?;
+        // The visited role (V-PCRF) takes roaming subscribers' Gx and the S9 requests of
+        // home PCRFs; everything else is served as in the home role.
+        let visited = match (&cfg.pcrf.visited, cfg.pcrf.role) {
+            (Some(v), Role::Visited) => Some(Arc::new(crate::visited::Visited::new(
+                node.clone(),
+                &cfg.pcrf,
+                v.clone(),
+            ))),
+            (None, Role::Visited) => anyhow::bail!("pcrf.role = \"visited\" needs [pcrf.visited]"),
+            _ => None,
+        };
         let shared = Arc::new_cyclic(|me| Shared {
             metrics: Label::new(&cfg.node.origin_host),
             node,
@@ -253,13 +262,20 @@ impl Pcrf {
         shared.metrics.set_rx_sessions(0);
         shared.metrics.set_s9_sessions(0);
         let h = shared.clone();
+        let v = visited.clone();
         shared.node.register(
             gx::APPLICATION_ID,
             handler_fn(move |req| {
                 let h = h.clone();
+                let v = v.clone();
                 async move {
                     if status::is_status_probe(&req) {
                         return Outcome::from(h.session_status(req).await);
+                    }
+                    if let Some(v) = &v
+                        && let Some(a) = v.gx_request(&req).await
+                    {
+                        return Outcome::from(a);
                     }
                     Outcome::from(h.credit_control(req).await)
                 }
@@ -279,27 +295,50 @@ impl Pcrf {
             }),
         );
         let h = shared.clone();
+        let v = visited.clone();
         shared.node.register(
             rxw::APPLICATION_ID,
             handler_fn(move |req| {
                 let h = h.clone();
+                let v = v.clone();
                 async move {
                     if status::is_status_probe(&req) {
                         return Outcome::from(h.session_status(req).await);
+                    }
+                    if let Some(v) = &v
+                        && let Some(a) = v.rx_request(&req).await
+                    {
+                        return Outcome::from(a);
                     }
                     Outcome::from(h.rx_request(req).await)
                 }
             }),
         );
         let h = shared.clone();
+        let v = visited.clone();
         shared.node.register(
             s9::APPLICATION_ID,
             handler_fn(move |req| {
                 let h = h.clone();
-                async move { h.s9_request(req).await }
+                let v = v.clone();
+                async move {
+                    // A V-PCRF is also the home of its own subscribers: S9 CCRs of other
+                    // networks' V-PCRFs are served as in the home role; what home PCRFs
+                    // send it (RAR) is the visited role's.
+                    match v {
+                        Some(v)
+                            if req.msg.header().command_code
+                                != diameter_codec::dict::s9::CMD_CREDIT_CONTROL =>
+                        {
+                            v.s9_request(req).await
+                        }
+                        _ => h.s9_request(req).await,
+                    }
+                }
             }),
         );
         let weak = Arc::downgrade(&shared);
+        let weak_visited = visited.as_ref().map(Arc::downgrade);
         let mut events = shared.node.events();
         let watcher = tokio::spawn(async move {
             loop {
@@ -310,13 +349,25 @@ impl Pcrf {
                     continue;
                 };
                 let Some(s) = weak.upgrade() else { return };
+                if let Some(v) = weak_visited.as_ref().and_then(Weak::upgrade) {
+                    v.pcef_restarted(&peer).await;
+                }
                 s.pcef_restarted(&peer).await;
                 s.af_restarted(&peer).await;
                 s.bberf_restarted(&peer).await;
                 s.vpcrf_restarted(&peer).await;
             }
         });
-        Ok(Self { shared, watcher })
+        Ok(Self {
+            shared,
+            watcher,
+            visited,
+        })
+    }
+
+    /// The visited role's state, when this PCRF plays it.
+    pub fn visited(&self) -> Option<&crate::visited::Visited> {
+        self.visited.as_deref()
     }
 
     /// The Diameter node.
@@ -1004,7 +1055,11 @@ impl Shared {
 /// RFC 6733 §8.16: records Origin-State-Id `osi` of `origin_host` (lower-cased) in `map`;
 /// `true` when it differs from the one recorded before (the peer restarted). At most
 /// [`ORIGIN_STATES_CAP`] hosts are remembered.
-fn origin_state_changed(map: &Mutex<HashMap<String, u32>>, origin_host: &str, osi: u32) -> bool {
+pub(crate) fn origin_state_changed(
+    map: &Mutex<HashMap<String, u32>>,
+    origin_host: &str,
+    osi: u32,
+) -> bool {
     let Ok(mut m) = map.lock() else {
         return false;
     };
