@@ -83,17 +83,51 @@ enum Command {
     Gx(Box<GxArgs>),
 }
 
+/// The policy server a PCEF, BBERF or AF talks to: a PCRF, or a DRA in front of PCRFs.
 #[derive(clap::Args)]
-struct GxArgs {
-    /// Address of the PCRF.
+struct PolicyServer {
+    /// Address of the PCRF (or of the DRA, with --dra-termination).
     #[arg(long, default_value = "127.0.0.1:3869")]
     to: SocketAddr,
-    /// Origin-Host of the PCRF.
+    /// Origin-Host of the PCRF (or of the DRA).
     #[arg(long, default_value = "pcrf.home.test")]
     to_host: String,
     /// Destination-Realm of the requests.
     #[arg(long, default_value = "home.test")]
     dest_realm: String,
+    /// The server at --to is a DRA (TS 29.213 §7). The client remembers at establishment
+    /// whether the DRA redirected it (3006, to a PCRF) or proxied it; a proxied session
+    /// ends through the DRA; a redirected one ends either with the termination sent to
+    /// the DRA and the PCRF at once (`parallel`), or sent to the DRA, whose redirect is
+    /// followed to the PCRF (`redirect`; when the DRA acknowledges the termination itself,
+    /// it is then sent to the PCRF of the establishment). Document 002.
+    #[arg(long, value_enum, value_name = "BEHAVIOUR")]
+    dra_termination: Option<diameter_service::dra_client::TerminationBehaviour>,
+    /// Where a host a DRA redirects to listens, HOST=ADDRESS (repeatable), when its name
+    /// does not resolve [e.g. pcrf.home.test=127.0.0.1:3869].
+    #[arg(long = "peer-addr", value_name = "HOST=ADDRESS", value_parser = pcef_sim::client::parse_peer)]
+    peer_addrs: Vec<(String, SocketAddr)>,
+}
+
+impl PolicyServer {
+    fn endpoint(&self, host: &str, realm: &str) -> pcef_sim::client::Endpoint {
+        let mut ep = pcef_sim::client::Endpoint::direct(
+            self.to,
+            &self.to_host,
+            &self.dest_realm,
+            host,
+            realm,
+        );
+        ep.peers.clone_from(&self.peer_addrs);
+        ep.dra = self.dra_termination;
+        ep
+    }
+}
+
+#[derive(clap::Args)]
+struct GxArgs {
+    #[command(flatten)]
+    server: PolicyServer,
     /// Our Origin-Host.
     #[arg(long, default_value = "pcef.sim")]
     host: String,
@@ -179,13 +213,7 @@ impl GxArgs {
             self.flows.clone()
         };
         Ok(pcef_sim::gx::GxOptions {
-            endpoint: pcef_sim::client::Endpoint {
-                to: self.to,
-                to_host: self.to_host.clone(),
-                dest_realm: self.dest_realm.clone(),
-                origin_host: self.host.clone(),
-                origin_realm: self.realm.clone(),
-            },
+            endpoint: self.server.endpoint(&self.host, &self.realm),
             subscriber,
             ue_ip: self.ue_ip,
             apn: self.apn.clone(),
@@ -289,13 +317,13 @@ impl GyArgs {
         };
         let err = |e: String| anyhow::anyhow!(e);
         Ok(pcef_sim::gy::GyOptions {
-            endpoint: pcef_sim::client::Endpoint {
-                to: self.to,
-                to_host: self.to_host.clone(),
-                dest_realm: self.dest_realm.clone(),
-                origin_host: self.host.clone(),
-                origin_realm: self.realm.clone(),
-            },
+            endpoint: pcef_sim::client::Endpoint::direct(
+                self.to,
+                &self.to_host,
+                &self.dest_realm,
+                &self.host,
+                &self.realm,
+            ),
             subscriber,
             services: self
                 .rating_groups
