@@ -1,0 +1,399 @@
+//! Document 002 end to end, home network only: pcef-sim's BBERF (Gxx), PCEF (Gx) and AF
+//! (Rx) in front of the DRA and the real home PCRF on loopback, each client ending its
+//! session the way `diameter_service::dra_client` says — through the DRA when it proxied
+//! the session; when it redirected it, to DRA and PCRF in parallel or to the DRA following
+//! its redirect — against a DRA that acknowledges terminations itself or redirects them.
+//! Detach runs in document 002's order: BBERF ends Gxx, the PCEF ends Gx, the PCRF tells
+//! the AF its IP-CAN session is gone (steps 914–918) and the AF ends Rx. A BBERF
+//! reselection ends the old Gxx session alone (embodiments 1, 4, 7). After each run the
+//! DRA's operator endpoint lists no binding and the PCRF holds no session.
+
+mod common;
+
+use common::*;
+use diameter_codec::dict::base::TerminationCause;
+use diameter_service::dra_client::TerminationBehaviour;
+use dra::binding::{Mode, SessionState};
+use dra::config::Termination;
+use pcef_sim::af::{Af, AfOptions};
+use pcef_sim::bberf::{Bberf, BberfOptions};
+use pcef_sim::client::{Endpoint, Terminated};
+use pcef_sim::gx::{GxOptions, GxReport};
+use pcef_sim::gy::Subscriber;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The home network: PCRF, DRA and the DRA's operator endpoint.
+struct Home {
+    pcrf: pcrf::Pcrf,
+    dra: Arc<dra::Dra>,
+    admin: SocketAddr,
+    behaviour: TerminationBehaviour,
+}
+
+impl Home {
+    async fn start(mode: Mode, termination: Termination, behaviour: TerminationBehaviour) -> Self {
+        let p = pcrf("pcrf.home.test").await;
+        let mut cfg = dra_config(mode, &[&p]);
+        cfg.dra.termination = termination;
+        let d = Arc::new(dra(&cfg).await);
+        let (admin, _task) = dra::admin::serve(d.clone(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        Self {
+            pcrf: p,
+            dra: d,
+            admin,
+            behaviour,
+        }
+    }
+
+    /// A client endpoint of `host` at the DRA, knowing where the PCRF listens (its name
+    /// does not resolve).
+    fn endpoint(&self, host: &str) -> Endpoint {
+        let mut ep = Endpoint::direct(self.dra.listen_addrs()[0], DRA_HOST, HOME, host, "epc.test");
+        ep.peers = vec![("pcrf.home.test".to_string(), self.pcrf.listen_addrs()[0])];
+        ep.dra = Some(self.behaviour);
+        ep
+    }
+
+    fn bberf(&self, host: &str, ip: [u8; 4]) -> BberfOptions {
+        BberfOptions {
+            endpoint: self.endpoint(host),
+            subscriber: imsi(),
+            ue_ip: Some(IpAddr::from(ip)),
+            apn: "internet".into(),
+            rat_type: 1004,
+            timeout: T,
+        }
+    }
+
+    fn pcef(&self, ip: [u8; 4], duration: Duration) -> GxOptions {
+        GxOptions {
+            endpoint: self.endpoint("pcef.epc.test"),
+            subscriber: imsi(),
+            ue_ip: IpAddr::from(ip),
+            apn: "internet".into(),
+            rat_type: 1004,
+            duration,
+            events: Vec::new(),
+            flows: Vec::new(),
+            ocs: None,
+            timeout: T,
+            live: false,
+        }
+    }
+
+    fn af(&self, ip: [u8; 4]) -> AfOptions {
+        AfOptions {
+            endpoint: self.endpoint("af.epc.test"),
+            ue_ip: IpAddr::from(ip),
+            specific_actions: AfOptions::LOSS.to_vec(),
+            timeout: T,
+        }
+    }
+
+    /// Active sessions bound at the DRA.
+    async fn active(&self) -> u64 {
+        self.dra.store().stats().await.unwrap().active_sessions
+    }
+
+    async fn wait_active(&self, n: u64) {
+        let end = std::time::Instant::now() + T;
+        while self.active().await != n {
+            assert!(
+                std::time::Instant::now() < end,
+                "DRA never had {n} active sessions"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Nothing left: the DRA's operator endpoint lists no binding, and the PCRF holds no
+    /// Gx, Rx or (of `gxx`) Gxx session.
+    async fn assert_empty(&self, gxx: &[&str]) {
+        let end = std::time::Instant::now() + T;
+        loop {
+            let (status, body) = dra::admin::get(self.admin, "/bindings").await.unwrap();
+            assert_eq!(status, 200);
+            if body["stats"]["bindings"] == 0 && body["bindings"].as_array().unwrap().is_empty() {
+                break;
+            }
+            assert!(std::time::Instant::now() < end, "DRA kept {body}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(self.pcrf.sessions().count().await.unwrap(), 0, "Gx left");
+        assert_eq!(self.pcrf.rx_sessions().count().await.unwrap(), 0, "Rx left");
+        for g in gxx {
+            assert!(
+                self.pcrf.gxx_session(g).await.unwrap().is_none(),
+                "Gxx {g} left"
+            );
+        }
+    }
+}
+
+fn imsi() -> Subscriber {
+    Subscriber {
+        kind: 1,
+        data: IMSI_1.into(),
+    }
+}
+
+fn result_of(t: &Terminated) -> Option<u32> {
+    let m = match &t.answer {
+        Ok(m) => m,
+        Err(diameter_node::node::RequestError::Protocol { answer, .. }) => answer,
+        Err(e) => panic!("termination not answered: {e}"),
+    };
+    rc(m)
+}
+
+/// The way a termination is expected to go, and the DRA's own answer.
+fn expected(home: &Home, mode: Mode, termination: Termination) -> (&'static str, Option<u32>) {
+    match (mode, home.behaviour, termination) {
+        (Mode::Proxy, _, _) => ("proxied", None),
+        (Mode::Redirect, TerminationBehaviour::Parallel, Termination::Ack) => {
+            ("parallel", Some(2001))
+        }
+        (Mode::Redirect, TerminationBehaviour::Parallel, Termination::Redirect) => {
+            ("parallel", Some(3006))
+        }
+        // The DRA's redirect is followed: the PCRF's answer is the only one.
+        (Mode::Redirect, TerminationBehaviour::Redirect, Termination::Redirect) => {
+            ("redirect", None)
+        }
+        // The DRA acknowledged: the PCRF is told after.
+        (Mode::Redirect, TerminationBehaviour::Redirect, Termination::Ack) => {
+            ("redirect", Some(2001))
+        }
+    }
+}
+
+fn assert_ended(t: &Terminated, want: (&'static str, Option<u32>), what: &str) {
+    assert_eq!(result_of(t), Some(2001), "{what}: {t:?}");
+    assert_eq!((t.path, t.dra_result), (Some(want.0), want.1), "{what}");
+}
+
+fn assert_gx_ended(r: &GxReport, want: (&'static str, Option<u32>)) {
+    assert!(r.accepted, "{r:?}");
+    let t = r.exchanges.last().unwrap();
+    assert_eq!(
+        (t.kind, t.result_code),
+        ("termination", Some(2001)),
+        "{r:?}"
+    );
+    assert_eq!((t.dra_path, t.dra_result), (Some(want.0), want.1), "Gx");
+}
+
+/// Attach (BBERF, PCEF, AF) and detach in document 002's order; everything gone after.
+async fn attach_and_detach(mode: Mode, termination: Termination, behaviour: TerminationBehaviour) {
+    let home = Home::start(mode, termination, behaviour).await;
+    let want = expected(&home, mode, termination);
+    let ip = [10, 45, 7, 1];
+    let (bberf, code) = Bberf::attach(&home.bberf("bberf.epc.test", ip))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(2001));
+    let gxx = bberf.session_id().to_string();
+    let pcef = tokio::spawn({
+        let o = home.pcef(ip, Duration::from_millis(1500));
+        async move { pcef_sim::gx::run(&o).await.unwrap() }
+    });
+    home.wait_active(2).await;
+    let (mut af, code) = Af::open(&home.af(ip)).await.unwrap();
+    assert_eq!(code, Some(2001));
+    home.wait_active(3).await;
+    // All three bound to one IP-CAN session entry and one PCRF.
+    let b = home
+        .dra
+        .store()
+        .by_session(af.session_id().into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((b.sessions.len(), b.pcrf.as_str()), (3, "pcrf.home.test"));
+
+    // Detach: Gxx first (the entry stays for Gx and Rx), then Gx.
+    let t = bberf.detach(TerminationCause::DIAMETER_LOGOUT).await;
+    assert_ended(&t, want, "Gxx");
+    let b = home
+        .dra
+        .store()
+        .by_session(gxx.clone())
+        .await
+        .unwrap()
+        .expect("entry kept for Gx and Rx");
+    let state = b
+        .sessions
+        .iter()
+        .find(|s| s.session_id == gxx)
+        .unwrap()
+        .state;
+    assert_eq!(state, SessionState::Terminated);
+    let report = pcef.await.unwrap();
+    assert_gx_ended(&report, want);
+    // The PCRF tells the AF its IP-CAN session is gone (document 002 steps 914–918; an RAR,
+    // since the AF subscribed), the AF acknowledged and ends Rx: the entry goes.
+    let loss = af.loss(T).await.expect("loss of transport notified");
+    assert_eq!(loss.command, "rar");
+    let t = af.close(TerminationCause::DIAMETER_ADMINISTRATIVE).await;
+    assert_ended(&t, want, "Rx");
+    home.assert_empty(&[&gxx]).await;
+}
+
+#[tokio::test]
+async fn redirect_dra_acknowledging_with_clients_sending_in_parallel() {
+    attach_and_detach(
+        Mode::Redirect,
+        Termination::Ack,
+        TerminationBehaviour::Parallel,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn redirect_dra_redirecting_with_clients_following_the_redirect() {
+    attach_and_detach(
+        Mode::Redirect,
+        Termination::Redirect,
+        TerminationBehaviour::Redirect,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn redirect_dra_redirecting_with_clients_sending_in_parallel() {
+    attach_and_detach(
+        Mode::Redirect,
+        Termination::Redirect,
+        TerminationBehaviour::Parallel,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn redirect_dra_acknowledging_with_clients_expecting_a_redirect() {
+    attach_and_detach(
+        Mode::Redirect,
+        Termination::Ack,
+        TerminationBehaviour::Redirect,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn proxy_dra_carries_every_termination() {
+    for behaviour in [
+        TerminationBehaviour::Parallel,
+        TerminationBehaviour::Redirect,
+    ] {
+        attach_and_detach(Mode::Proxy, Termination::Ack, behaviour).await;
+    }
+}
+
+/// Embodiments 1, 4, 7: the UE moves to another BBERF, which opens its Gxx session; the
+/// old BBERF ends its own (DIAMETER_USER_MOVED) while Gx and the new Gxx go on.
+async fn bberf_reselection(mode: Mode, behaviour: TerminationBehaviour) {
+    let home = Home::start(mode, Termination::Ack, behaviour).await;
+    let want = expected(&home, mode, Termination::Ack);
+    let ip = [10, 45, 8, 1];
+    let (old, code) = Bberf::attach(&home.bberf("bberf.epc.test", ip))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(2001));
+    let pcef = tokio::spawn({
+        let o = home.pcef(ip, Duration::from_millis(1500));
+        async move { pcef_sim::gx::run(&o).await.unwrap() }
+    });
+    home.wait_active(2).await;
+    let (new, code) = Bberf::attach(&home.bberf("bberf2.epc.test", ip))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(2001));
+    home.wait_active(3).await;
+    let (old_id, new_id) = (old.session_id().to_string(), new.session_id().to_string());
+    let t = old.detach(TerminationCause::DIAMETER_USER_MOVED).await;
+    assert_ended(&t, want, "old Gxx");
+    assert!(home.pcrf.gxx_session(&old_id).await.unwrap().is_none());
+    assert!(home.pcrf.gxx_session(&new_id).await.unwrap().is_some());
+    home.wait_active(2).await;
+    let s = home.dra.store().stats().await.unwrap();
+    assert_eq!((s.bindings, s.terminated_sessions), (1, 1));
+    // Detach as usual.
+    let t = new.detach(TerminationCause::DIAMETER_LOGOUT).await;
+    assert_ended(&t, want, "new Gxx");
+    assert_gx_ended(&pcef.await.unwrap(), want);
+    home.assert_empty(&[&old_id, &new_id]).await;
+}
+
+#[tokio::test]
+async fn a_reselected_bberf_ends_its_gxx_session_alone_redirect_dra() {
+    bberf_reselection(Mode::Redirect, TerminationBehaviour::Parallel).await;
+}
+
+#[tokio::test]
+async fn a_reselected_bberf_ends_its_gxx_session_alone_proxy_dra() {
+    bberf_reselection(Mode::Proxy, TerminationBehaviour::Redirect).await;
+}
+
+/// An AF that ends its own session while the IP-CAN session goes on (Rx termination
+/// without detach), the Gx session ending after.
+#[tokio::test]
+async fn an_af_session_ends_before_the_ip_can_session() {
+    for (mode, termination, behaviour) in [
+        (
+            Mode::Redirect,
+            Termination::Redirect,
+            TerminationBehaviour::Redirect,
+        ),
+        (
+            Mode::Proxy,
+            Termination::Ack,
+            TerminationBehaviour::Parallel,
+        ),
+    ] {
+        let home = Home::start(mode, termination, behaviour).await;
+        let want = expected(&home, mode, termination);
+        let ip = [10, 45, 9, 1];
+        let pcef = tokio::spawn({
+            let o = home.pcef(ip, Duration::from_millis(1000));
+            async move { pcef_sim::gx::run(&o).await.unwrap() }
+        });
+        home.wait_active(1).await;
+        let (af, code) = Af::open(&home.af(ip)).await.unwrap();
+        assert_eq!(code, Some(2001));
+        home.wait_active(2).await;
+        let t = af.close(TerminationCause::DIAMETER_LOGOUT).await;
+        assert_ended(&t, want, "Rx");
+        home.wait_active(1).await;
+        assert_eq!(home.pcrf.rx_sessions().count().await.unwrap(), 0);
+        assert_gx_ended(&pcef.await.unwrap(), want);
+        home.assert_empty(&[]).await;
+    }
+}
+
+/// The control: a client that does not tell a redirect DRA (its CCR-T follows the cached
+/// redirect straight to the PCRF) leaves the binding behind — what document 002 fixes.
+#[tokio::test]
+async fn a_client_that_does_not_tell_the_redirect_dra_leaves_its_binding() {
+    let home = Home::start(
+        Mode::Redirect,
+        Termination::Ack,
+        TerminationBehaviour::Parallel,
+    )
+    .await;
+    let mut o = home.bberf("bberf.epc.test", [10, 45, 10, 1]);
+    o.endpoint.dra = None;
+    let (bberf, code) = Bberf::attach(&o).await.unwrap();
+    assert_eq!(code, Some(2001));
+    let id = bberf.session_id().to_string();
+    let t = bberf.detach(TerminationCause::DIAMETER_LOGOUT).await;
+    assert_eq!((result_of(&t), t.path), (Some(2001), None));
+    assert!(home.pcrf.gxx_session(&id).await.unwrap().is_none());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, body) = dra::admin::get(home.admin, "/bindings").await.unwrap();
+    assert_eq!(body["stats"]["bindings"], 1, "{body}");
+    assert_eq!(body["stats"]["active_sessions"], 1, "{body}");
+}
