@@ -6,8 +6,7 @@
 //! §4.4.6.1, §4.4.4; document 002 steps 914–918: the AF acknowledges and ends its Rx
 //! session). Through a DRA, the session goes the way [`crate::client::Upstream`] says.
 
-use crate::bberf::{new_session_id, result_of};
-use crate::client::{Endpoint, Terminated, Upstream};
+use crate::client::{Endpoint, Terminated, TerminationSeen, Upstream, new_session_id, result_of};
 use anyhow::Context;
 use diameter_codec::ResultCode;
 use diameter_codec::dict::{base, rx};
@@ -40,7 +39,7 @@ impl AfOptions {
 }
 
 /// The PCRF's word that the IP-CAN session is gone.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Loss {
     /// "rar" or "asr".
     pub command: &'static str,
@@ -163,4 +162,65 @@ impl Af {
         self.up.node().shutdown(Duration::from_secs(1)).await;
         t
     }
+}
+
+/// What `pcef-sim af` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AfReport {
+    /// Session-Id.
+    pub session_id: String,
+    /// The AAA's result.
+    pub aar_result: Option<u32>,
+    /// The PCRF's loss notification, when one came.
+    pub loss: Option<Loss>,
+    /// The STR, when the session was established.
+    pub termination: Option<TerminationSeen>,
+}
+
+/// Opens the AF session, waits up to `duration` for a loss notification, then ends it
+/// (DIAMETER_ADMINISTRATIVE after a loss, DIAMETER_LOGOUT otherwise). `live` prints each
+/// step.
+pub async fn run(opts: &AfOptions, duration: Duration, live: bool) -> anyhow::Result<AfReport> {
+    let (mut af, code) = Af::open(opts).await?;
+    let say = |l: String| {
+        if live {
+            println!("{l}");
+        }
+    };
+    say(format!(
+        "Rx AAR -> {}",
+        code.map_or("unanswered".into(), |c| c.to_string())
+    ));
+    let session_id = af.session_id().to_string();
+    if code != Some(2001) {
+        af.up.node().shutdown(Duration::from_secs(1)).await;
+        return Ok(AfReport {
+            session_id,
+            aar_result: code,
+            loss: None,
+            termination: None,
+        });
+    }
+    let loss = af.loss(duration).await;
+    if let Some(l) = &loss {
+        say(format!(
+            "{} from the PCRF: IP-CAN session gone (Specific-Action {:?}, Abort-Cause {:?}), answered 2001",
+            l.command.to_uppercase(),
+            l.actions,
+            l.abort_cause
+        ));
+    }
+    let cause = if loss.is_some() {
+        base::TerminationCause::DIAMETER_ADMINISTRATIVE
+    } else {
+        base::TerminationCause::DIAMETER_LOGOUT
+    };
+    let t = af.close(cause).await;
+    say(format!("Rx STR -> {}", t.line()));
+    Ok(AfReport {
+        session_id,
+        aar_result: code,
+        loss,
+        termination: Some(t.seen()),
+    })
 }

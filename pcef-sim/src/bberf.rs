@@ -6,12 +6,12 @@
 //! DIAMETER_USER_MOVED while the new one has opened its own). Through a DRA, the session
 //! goes the way [`crate::client::Upstream`] says.
 
-use crate::client::{Endpoint, Terminated, Upstream};
+use crate::client::{Endpoint, Terminated, TerminationSeen, Upstream, new_session_id, result_of};
 use crate::gy::Subscriber;
 use anyhow::Context;
 use diameter_codec::dict::{base, dcca, gx, nasreq};
-use diameter_codec::{Message, MessageBuilder, ResultCode};
-use diameter_node::node::{RequestError, handler_fn};
+use diameter_codec::{MessageBuilder, ResultCode};
+use diameter_node::node::handler_fn;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -38,35 +38,6 @@ pub struct Bberf {
     opts: BberfOptions,
     id: String,
     number: u32,
-}
-
-/// A Session-Id of `host` (RFC 6733 §8.8: `<DiameterIdentity>;<high>;<low>[;<optional>]`),
-/// unique per process and run.
-pub(crate) fn new_session_id(host: &str, tag: &str) -> String {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
-    let epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{host};{epoch};{tag}{}.{n}", std::process::id())
-}
-
-/// The Result-Code, or the Experimental-Result-Code.
-pub(crate) fn result_of(r: &Result<Message, RequestError>) -> Option<u32> {
-    let m = match r {
-        Ok(m) => m,
-        Err(RequestError::Protocol { answer, .. }) => answer,
-        Err(_) => return None,
-    };
-    m.get(base::RESULT_CODE).and_then(Result::ok).or_else(|| {
-        m.find(base::EXPERIMENTAL_RESULT.key()).and_then(|e| {
-            e.children()
-                .flatten()
-                .find(|c| c.code == base::EXPERIMENTAL_RESULT_CODE.key().code)
-                .and_then(|c| <[u8; 4]>::try_from(c.data).ok())
-                .map(u32::from_be_bytes)
-        })
-    })
 }
 
 impl Bberf {
@@ -142,4 +113,57 @@ impl Bberf {
         self.up.node().shutdown(Duration::from_secs(1)).await;
         t
     }
+}
+
+/// What `pcef-sim bberf` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BberfReport {
+    /// Session-Id.
+    pub session_id: String,
+    /// The CCA-I's result.
+    pub attach_result: Option<u32>,
+    /// The CCR-T, when the session was established.
+    pub termination: Option<TerminationSeen>,
+}
+
+/// Attaches, stays `duration`, detaches (DIAMETER_LOGOUT; DIAMETER_USER_MOVED with
+/// `moved`, as a BBERF the UE left). `live` prints each step.
+pub async fn run(
+    opts: &BberfOptions,
+    duration: Duration,
+    moved: bool,
+    live: bool,
+) -> anyhow::Result<BberfReport> {
+    let (b, code) = Bberf::attach(opts).await?;
+    let say = |l: String| {
+        if live {
+            println!("{l}");
+        }
+    };
+    say(format!(
+        "Gxx CCR-I -> {}",
+        code.map_or("unanswered".into(), |c| c.to_string())
+    ));
+    let session_id = b.session_id().to_string();
+    if code != Some(2001) {
+        b.up.node().shutdown(Duration::from_secs(1)).await;
+        return Ok(BberfReport {
+            session_id,
+            attach_result: code,
+            termination: None,
+        });
+    }
+    tokio::time::sleep(duration).await;
+    let cause = if moved {
+        base::TerminationCause::DIAMETER_USER_MOVED
+    } else {
+        base::TerminationCause::DIAMETER_LOGOUT
+    };
+    let t = b.detach(cause).await;
+    say(format!("Gxx CCR-T -> {}", t.line()));
+    Ok(BberfReport {
+        session_id,
+        attach_result: code,
+        termination: Some(t.seen()),
+    })
 }

@@ -4,6 +4,7 @@
 //! ([`diameter_service::dra_client`]).
 
 use anyhow::{Context, bail};
+use diameter_codec::dict::base;
 use diameter_codec::{Message, MessageBuilder};
 use diameter_node::node::{Node, NodeConfig, PeerSpec, RequestError, relay_route};
 use diameter_node::peer::{Application, Timers};
@@ -80,6 +81,86 @@ pub struct Terminated {
     pub path: Option<&'static str>,
     /// The DRA's own Result-Code when it answered apart (2001 acknowledged, 3006).
     pub dra_result: Option<u32>,
+}
+
+/// A Session-Id of `host` (RFC 6733 §8.8: `<DiameterIdentity>;<high>;<low>[;<optional>]`),
+/// unique per process and run.
+pub fn new_session_id(host: &str, tag: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{host};{epoch};{tag}{}.{n}", std::process::id())
+}
+
+/// The Result-Code, or the Experimental-Result-Code.
+pub fn result_of(r: &Result<Message, RequestError>) -> Option<u32> {
+    let m = match r {
+        Ok(m) => m,
+        Err(RequestError::Protocol { answer, .. }) => answer,
+        Err(_) => return None,
+    };
+    m.get(base::RESULT_CODE).and_then(Result::ok).or_else(|| {
+        m.find(base::EXPERIMENTAL_RESULT.key()).and_then(|e| {
+            e.children()
+                .flatten()
+                .find(|c| c.code == base::EXPERIMENTAL_RESULT_CODE.key().code)
+                .and_then(|c| <[u8; 4]>::try_from(c.data).ok())
+                .map(u32::from_be_bytes)
+        })
+    })
+}
+
+/// A termination as reports show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TerminationSeen {
+    /// The server's Result-Code (or Experimental-Result-Code).
+    pub result_code: Option<u32>,
+    /// Through a DRA: "proxied", "parallel" or "redirect".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dra_path: Option<&'static str>,
+    /// The DRA's own answer, when it answered apart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dra_result: Option<u32>,
+    /// Why there was no answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Terminated {
+    /// What a report shows of it.
+    pub fn seen(&self) -> TerminationSeen {
+        TerminationSeen {
+            result_code: result_of(&self.answer),
+            dra_path: self.path,
+            dra_result: self.dra_result,
+            error: match &self.answer {
+                Err(
+                    e @ (RequestError::Timeout(_)
+                    | RequestError::RedirectLoop
+                    | RequestError::Stopped),
+                ) => Some(e.to_string()),
+                _ => None,
+            },
+        }
+    }
+
+    /// A line for the live output.
+    pub fn line(&self) -> String {
+        let s = self.seen();
+        let mut l = s
+            .result_code
+            .map_or_else(|| s.error.clone().unwrap_or_default(), |c| c.to_string());
+        if let Some(p) = s.dra_path {
+            l.push_str(&format!(" (DRA: {p}"));
+            if let Some(c) = s.dra_result {
+                l.push_str(&format!(", DRA answered {c}"));
+            }
+            l.push(')');
+        }
+        l
+    }
 }
 
 impl Upstream {

@@ -1101,8 +1101,13 @@ impl Session<'_> {
             }
             Err(e) => (None, Policy::default(), Some(e.to_string())),
         };
+        let dra_note = match (dra_path, dra_result) {
+            (Some(p), Some(c)) => format!(" (DRA: {p}, DRA answered {c})"),
+            (Some(p), None) => format!(" (DRA: {p})"),
+            _ => String::new(),
+        };
         self.say(format!(
-            "{name} #{number}{} -> {}",
+            "{name} #{number}{} -> {}{dra_note}",
             event
                 .map(|e| format!(" event {}", e.name))
                 .unwrap_or_default(),
