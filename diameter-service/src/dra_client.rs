@@ -28,6 +28,17 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// The counter of terminations by path and result.
+pub const TERMINATIONS: &str = "dra_client_terminations_total";
+
+/// Describes the DRA client's series (call beside the server's own `describe`).
+pub fn describe() {
+    metrics::describe_counter!(
+        TERMINATIONS,
+        "Sessions ended as a DRA client (document 002), by path (proxied, parallel, redirect) and result (ok, failed)"
+    );
+}
+
 /// How a client ends a session the DRA redirected (document 002, step 1 and claims 5–7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum TerminationBehaviour {
@@ -275,7 +286,7 @@ impl DraClient {
             },
         };
         metrics::counter!(
-            "dra_client_terminations_total",
+            TERMINATIONS,
             "path" => ended.path.as_str(),
             "result" => if ended.is_success() { "ok" } else { "failed" },
         )
