@@ -35,7 +35,7 @@ pub const TERMINATIONS: &str = "dra_client_terminations_total";
 pub fn describe() {
     metrics::describe_counter!(
         TERMINATIONS,
-        "Sessions ended as a DRA client (document 002), by path (proxied, parallel, redirect) and result (ok, failed)"
+        "Terminations sent as a DRA client (document 002), by kind (session, subsessions), path (proxied, parallel, redirect) and result (ok, failed)"
     );
 }
 
@@ -254,11 +254,30 @@ impl DraClient {
     pub async fn terminate(&self, req: MessageBuilder) -> Ended {
         let sid = session_id(&req);
         let handling = sid.as_deref().and_then(|s| self.table().remove(s));
+        self.tell(req, sid, handling, "session").await
+    }
+
+    /// A request that ends part of a session the DRA must hear of, the session going on:
+    /// an S9 CCR-U ending subsessions (Subsession-Enforcement-Info with TERMINATION and
+    /// the client Session-Ids, document 002 claim 13). It goes the way a termination does.
+    pub async fn end_subsessions(&self, req: MessageBuilder) -> Ended {
+        let sid = session_id(&req);
+        let handling = sid.as_deref().and_then(|s| self.handling(s));
+        self.tell(req, sid, handling, "subsessions").await
+    }
+
+    async fn tell(
+        &self,
+        req: MessageBuilder,
+        sid: Option<String>,
+        handling: Option<Handling>,
+        kind: &'static str,
+    ) -> Ended {
         let ended = match handling {
             Some(Handling::Redirected { pcrf }) => match self.behaviour {
                 TerminationBehaviour::Parallel => {
                     // Document 002 step 1: to the DRA and the PCRF at once; the DRA's
-                    // redirect is not followed, the PCRF has the termination already.
+                    // redirect is not followed, the PCRF has the request already.
                     let (dra_opts, pcrf_opts) = (
                         self.options(Some(&self.dra), true),
                         self.options(Some(&pcrf), false),
@@ -287,6 +306,7 @@ impl DraClient {
         };
         metrics::counter!(
             TERMINATIONS,
+            "kind" => kind,
             "path" => ended.path.as_str(),
             "result" => if ended.is_success() { "ok" } else { "failed" },
         )
@@ -296,7 +316,8 @@ impl DraClient {
             path = ended.path.as_str(),
             pcrf_result = ?ended.pcrf_result(),
             dra_result = ?ended.dra_result(),
-            "session terminated"
+            kind,
+            "ended through the DRA client"
         );
         ended
     }

@@ -5,8 +5,10 @@
 //! its redirect — against a DRA that acknowledges terminations itself or redirects them.
 //! Detach runs in document 002's order: BBERF ends Gxx, the PCEF ends Gx, the PCRF tells
 //! the AF its IP-CAN session is gone (steps 914–918) and the AF ends Rx. A BBERF
-//! reselection ends the old Gxx session alone (embodiments 1, 4, 7). After each run the
-//! DRA's operator endpoint lists no binding and the PCRF holds no session.
+//! reselection ends the old Gxx session alone (embodiments 1, 4, 7). A V-PCRF (an S9 client
+//! node on the same DRA client) ends a subsession with an S9 CCR-U the hDRA hears of, then
+//! S9 with its CCR-T (claims 5–7, 13). After each run the DRA's operator endpoint lists no
+//! binding and the PCRF holds no session.
 
 mod common;
 
@@ -34,7 +36,15 @@ struct Home {
 
 impl Home {
     async fn start(mode: Mode, termination: Termination, behaviour: TerminationBehaviour) -> Self {
-        let p = pcrf("pcrf.home.test").await;
+        // The demo PCRF, taking S9 from its roaming partner also through its own DRA
+        // (a proxy hDRA relays the V-PCRF's S9).
+        let mut pc = pcrf::Config::demo();
+        pc.node.listen = diameter_service::tcp_listen("127.0.0.1:0".parse().unwrap());
+        pc.pcrf.admin = None;
+        for partner in &mut pc.pcrf.roaming_partners {
+            partner.peers.push(DRA_HOST.into());
+        }
+        let p = pcrf::Pcrf::start(&pc).await.unwrap();
         let mut cfg = dra_config(mode, &[&p]);
         cfg.dra.termination = termination;
         let d = Arc::new(dra(&cfg).await);
@@ -396,4 +406,192 @@ async fn a_client_that_does_not_tell_the_redirect_dra_leaves_its_binding() {
     let (_, body) = dra::admin::get(home.admin, "/bindings").await.unwrap();
     assert_eq!(body["stats"]["bindings"], 1, "{body}");
     assert_eq!(body["stats"]["active_sessions"], 1, "{body}");
+}
+
+/// A V-PCRF: an S9 client node of realm visited.test in front of the hDRA, ending its S9
+/// sessions through `diameter_service::dra_client` (document 002 claims 5–7).
+async fn vpcrf(home: &Home) -> diameter_service::dra_client::DraClient {
+    use diameter_node::node::{Node, NodeConfig, PeerSpec, relay_route};
+    use diameter_node::peer::{Application, Timers};
+    let s9 = dra::binding::Interface::S9_APP;
+    let mut cfg = NodeConfig::new("pcrf.visited.test", "visited.test");
+    cfg.local
+        .applications
+        .push(Application::vendor_auth(10_415, s9));
+    cfg.local.supported_vendor_ids.push(10_415);
+    let mut p = PeerSpec::connect_tcp(DRA_HOST, home.dra.listen_addrs()[0]);
+    p.timers = Timers {
+        tc: Duration::from_millis(100),
+        ..Timers::default()
+    };
+    cfg.peers.push(p);
+    cfg.routes.push(relay_route(HOME, Some(s9), &[DRA_HOST]));
+    cfg.host_map
+        .insert("pcrf.home.test".into(), home.pcrf.listen_addrs()[0]);
+    cfg.request_timeout = T;
+    let node = Node::start(cfg).await.unwrap();
+    assert!(node.wait_peer(DRA_HOST, T).await);
+    diameter_service::dra_client::DraClient::new(node, DRA_HOST, home.behaviour)
+}
+
+/// An S9 CCR (TS 29.215 §5.6.2) of the V-PCRF with `avps`.
+fn s9_ccr(
+    sid: &str,
+    kind: i32,
+    number: u32,
+    avps: Vec<diameter_codec::OwnedAvp>,
+) -> diameter_codec::MessageBuilder {
+    use diameter_codec::dict::{base, dcca};
+    let s9 = dra::binding::Interface::S9_APP;
+    let mut b = diameter_codec::MessageBuilder::request(272, s9, true);
+    b.push(base::SESSION_ID.with(sid.to_string()));
+    b.push(base::AUTH_APPLICATION_ID.with(s9));
+    b.push(base::ORIGIN_HOST.with("pcrf.visited.test"));
+    b.push(base::ORIGIN_REALM.with("visited.test"));
+    b.push(base::DESTINATION_REALM.with(HOME));
+    b.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType(kind)));
+    b.push(dcca::CC_REQUEST_NUMBER.with(number));
+    for a in avps {
+        b.push(a);
+    }
+    b
+}
+
+/// Subsession-Enforcement-Info for subsession `id` with operation `op` and `more`.
+fn subsession(id: u32, op: i32, more: Vec<diameter_codec::OwnedAvp>) -> diameter_codec::OwnedAvp {
+    use diameter_codec::dict::s9;
+    let mut v = vec![
+        s9::SUBSESSION_ID.with(id),
+        s9::SUBSESSION_OPERATION.with(s9::SubsessionOperation(op)),
+    ];
+    v.extend(more);
+    s9::SUBSESSION_ENFORCEMENT_INFO.with(v)
+}
+
+/// The V-PCRF towards the hDRA: S9 established through it, one subsession ended (an S9
+/// CCR-U the hDRA must hear of, claim 13), then the last one with the S9 CCR-T; nothing
+/// left at the hDRA or the home PCRF.
+async fn s9_through_the_home_dra(
+    mode: Mode,
+    termination: Termination,
+    behaviour: TerminationBehaviour,
+) {
+    use diameter_codec::dict::{dcca, gx, nasreq, roaming};
+    let home = Home::start(mode, termination, behaviour).await;
+    let want = expected(&home, mode, termination);
+    let v = vpcrf(&home).await;
+    let sid = "pcrf.visited.test;s9;1";
+    let gx_sub = |id: u32, ip: [u8; 4], apn: &str| {
+        subsession(
+            id,
+            1,
+            vec![
+                nasreq::FRAMED_IP_ADDRESS.with(bytes::Bytes::copy_from_slice(&ip)),
+                nasreq::CALLED_STATION_ID.with(apn.to_string()),
+                gx::RAT_TYPE.with(gx::RatType(1004)),
+            ],
+        )
+    };
+    let a = v
+        .establish(s9_ccr(
+            sid,
+            1,
+            0,
+            vec![
+                dcca::SUBSCRIPTION_ID.with(vec![
+                    dcca::SUBSCRIPTION_ID_TYPE.with(dcca::SubscriptionIdType::END_USER_IMSI),
+                    dcca::SUBSCRIPTION_ID_DATA.with(IMSI_1.to_string()),
+                ]),
+                gx_sub(1, [10, 46, 0, 2], "internet"),
+                gx_sub(2, [10, 46, 0, 3], "ims"),
+            ],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rc(&a), Some(2001), "{a:?}");
+    let handled = v.handling(sid).expect("handling recorded");
+    match mode {
+        Mode::Redirect => assert_eq!(
+            handled,
+            diameter_service::dra_client::Handling::Redirected {
+                pcrf: "pcrf.home.test".into()
+            }
+        ),
+        Mode::Proxy => assert_eq!(handled, diameter_service::dra_client::Handling::Proxied),
+    }
+    assert_eq!(home.active().await, 1);
+    // Subsession 1 ends (its Gx session at the visited side, named for the hDRA in our
+    // DRA-Client-Session-Id): S9 goes on.
+    let e = v
+        .end_subsessions(s9_ccr(
+            sid,
+            2,
+            1,
+            vec![subsession(
+                1,
+                0,
+                vec![roaming::DRA_CLIENT_SESSION_ID.with("pcef.visited.test;gx;1".to_string())],
+            )],
+        ))
+        .await;
+    assert_eq!(e.pcrf_result(), Some(2001), "{e:?}");
+    // A subsession end is an update for the hDRA: redirected in redirect mode, whatever
+    // `termination` says.
+    let dra_answer = match (mode, behaviour) {
+        (Mode::Redirect, TerminationBehaviour::Parallel) => Some(3006),
+        _ => None,
+    };
+    assert_eq!((e.path.as_str(), e.dra_result()), (want.0, dra_answer));
+    let s = home
+        .pcrf
+        .s9_session(sid)
+        .await
+        .unwrap()
+        .expect("S9 goes on");
+    assert_eq!(s.subsessions.keys().copied().collect::<Vec<_>>(), [2]);
+    assert_eq!(v.handling(sid), Some(handled));
+    // The last one: the S9 CCR-T (embodiment 10).
+    let e = v
+        .terminate(s9_ccr(
+            sid,
+            3,
+            2,
+            vec![roaming::DRA_CLIENT_SESSION_ID.with("pcef.visited.test;gx;2".to_string())],
+        ))
+        .await;
+    assert!(e.is_success(), "{e:?}");
+    assert_eq!((e.path.as_str(), e.dra_result()), want);
+    assert_eq!(v.handling(sid), None);
+    assert!(home.pcrf.s9_session(sid).await.unwrap().is_none());
+    home.assert_empty(&[]).await;
+}
+
+#[tokio::test]
+async fn a_v_pcrf_ends_s9_through_a_redirect_home_dra_in_parallel() {
+    s9_through_the_home_dra(
+        Mode::Redirect,
+        Termination::Ack,
+        TerminationBehaviour::Parallel,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_v_pcrf_ends_s9_following_the_home_dra_redirect() {
+    s9_through_the_home_dra(
+        Mode::Redirect,
+        Termination::Redirect,
+        TerminationBehaviour::Redirect,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_v_pcrf_ends_s9_through_a_proxy_home_dra() {
+    s9_through_the_home_dra(
+        Mode::Proxy,
+        Termination::Ack,
+        TerminationBehaviour::Parallel,
+    )
+    .await;
 }
