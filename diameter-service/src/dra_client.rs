@@ -39,8 +39,20 @@ pub fn describe() {
     );
 }
 
-/// How a client ends a session the DRA redirected (document 002, step 1 and claims 5–7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+/// How a client ends a session the DRA redirected (document 002, step 1 and claims 5–7):
+/// `parallel` or `redirect` on the command line (clap) and in configuration files (serde).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Deserialize,
+    serde::Serialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum TerminationBehaviour {
     /// To the DRA and the PCRF at once; both answers awaited.
     #[default]
@@ -378,4 +390,56 @@ fn has_success_experimental(m: &Message) -> bool {
             .map(u32::from_be_bytes)
             .is_some_and(|c| (2000..3000).contains(&c))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diameter_codec::LocalIdentity;
+
+    fn answer(rc: u32) -> Result<Message, RequestError> {
+        let req = MessageBuilder::request(272, 16_777_238, true)
+            .with(base::SESSION_ID.with("c;1"))
+            .build()
+            .unwrap();
+        let mut a = MessageBuilder::answer_to(&req, &LocalIdentity::new("pcrf", "home"));
+        a.result_code(diameter_codec::ResultCode(rc));
+        Ok(a.build().unwrap())
+    }
+
+    #[test]
+    fn behaviours_read_from_the_command_line_and_files() {
+        assert_eq!("parallel".parse(), Ok(TerminationBehaviour::Parallel));
+        assert_eq!("redirect".parse(), Ok(TerminationBehaviour::Redirect));
+        assert!("both".parse::<TerminationBehaviour>().is_err());
+        #[derive(serde::Deserialize)]
+        struct T {
+            b: TerminationBehaviour,
+        }
+        let t: T = serde_json::from_str(r#"{"b":"redirect"}"#).unwrap();
+        assert_eq!(t.b, TerminationBehaviour::Redirect);
+    }
+
+    #[test]
+    fn a_termination_succeeds_when_the_pcrf_ended_it_and_the_dra_took_note() {
+        let ended = |pcrf: u32, dra: Option<u32>| Ended {
+            path: TerminationPath::Parallel,
+            pcrf: answer(pcrf),
+            dra: dra.map(answer),
+        };
+        assert!(ended(2001, Some(2001)).is_success());
+        // A redirect DRA marks before it redirects.
+        assert!(ended(2001, Some(3006)).is_success());
+        assert!(ended(2001, None).is_success());
+        // The DRA had no binding, or the PCRF no session.
+        assert!(!ended(2001, Some(5002)).is_success());
+        assert!(!ended(5002, Some(2001)).is_success());
+        let lost = Ended {
+            path: TerminationPath::Proxied,
+            pcrf: Err(RequestError::Timeout(Duration::from_secs(1))),
+            dra: None,
+        };
+        assert_eq!(lost.pcrf_result(), None);
+        assert!(!lost.is_success());
+    }
 }
