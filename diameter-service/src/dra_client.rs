@@ -18,10 +18,14 @@
 //!   sends the termination to the PCRF it was redirected to at establishment, so the PCRF
 //!   never keeps a session because the two sides were configured differently.
 //!
+//! A redirect DRA binds a session before the PCRF has seen it: when the PCRF refuses a
+//! redirected establishment, the client sends the DRA a termination for it (not
+//! followed), so no binding is left for a session that never existed.
+//!
 //! One [`DraClient`] serves every session of a node; in-session requests follow the same
 //! path as the establishment ([`DraClient::request`]).
 
-use diameter_codec::dict::base;
+use diameter_codec::dict::{base, dcca};
 use diameter_codec::{Message, MessageBuilder};
 use diameter_node::node::{Delivered, Node, RequestError, SendOptions};
 use std::collections::HashMap;
@@ -224,17 +228,33 @@ impl DraClient {
     }
 
     /// Sends an establishment (CCR-I, an AAR opening an Rx session) to the DRA, follows
-    /// its redirect, and remembers how it was handled when the answer is a success.
+    /// its redirect, and remembers how it was handled when the answer is a success. When
+    /// the PCRF refuses a redirected establishment, the DRA (which bound the session before
+    /// redirecting and never sees the PCRF's answer) is told the session ended, so it keeps
+    /// no binding for it.
     pub async fn establish(&self, req: MessageBuilder) -> Result<Message, RequestError> {
         let sid = session_id(&req);
+        let undo = undo_for(&req);
         let d = self
             .node
             .request_with(req, &self.options(Some(&self.dra), false))
             .await?;
         let handling = self.handling_of(&d);
-        if let (Some(sid), true) = (sid, is_2xxx(&d.answer)) {
-            tracing::debug!(session = %sid, ?handling, "DRA handling recorded");
-            self.table().insert(sid, handling);
+        if is_2xxx(&d.answer) {
+            if let Some(sid) = sid {
+                tracing::debug!(session = %sid, ?handling, "DRA handling recorded");
+                self.table().insert(sid, handling);
+            }
+        } else if let (Handling::Redirected { .. }, Some(undo)) = (&handling, undo) {
+            let told = self
+                .node
+                .request_with(undo, &self.options(Some(&self.dra), true))
+                .await;
+            tracing::info!(
+                session = sid.as_deref().unwrap_or(""),
+                dra_result = ?result_of(&told.map(|t| t.answer)),
+                "establishment refused after the DRA's redirect: the DRA told"
+            );
         }
         Ok(d.answer)
     }
@@ -365,12 +385,44 @@ impl DraClient {
             },
         }
     }
+}
 
-    /// Forgets a session without sending anything (its establishment failed further on,
-    /// or it ended without a termination of its own).
-    pub fn forget(&self, session_id: &str) -> Option<Handling> {
-        self.table().remove(session_id)
+/// The termination that undoes an establishment at the DRA: a CCR-T for a CCR-I (Gx, Gxx,
+/// S9), an STR for an AAR (Rx); only the base AVPs a DRA reads (Session-Id, the
+/// application, origin and destination).
+fn undo_for(req: &MessageBuilder) -> Option<MessageBuilder> {
+    const CREDIT_CONTROL: u32 = 272;
+    const AA: u32 = 265;
+    const SESSION_TERMINATION: u32 = 275;
+    let command = match req.command_code {
+        CREDIT_CONTROL => CREDIT_CONTROL,
+        AA => SESSION_TERMINATION,
+        _ => return None,
+    };
+    let mut b = MessageBuilder::request(command, req.application_id, true);
+    for key in [
+        base::SESSION_ID.key(),
+        base::AUTH_APPLICATION_ID.key(),
+        base::ORIGIN_HOST.key(),
+        base::ORIGIN_REALM.key(),
+        base::DESTINATION_REALM.key(),
+    ] {
+        if let Some(a) = req.find(key) {
+            b.push(a.clone());
+        }
     }
+    if command == CREDIT_CONTROL {
+        // RFC 8506 §8.3: TERMINATION_REQUEST, the next request number.
+        b.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType::TERMINATION_REQUEST));
+        let number = req
+            .find(dcca::CC_REQUEST_NUMBER.key())
+            .and_then(|a| a.as_u32())
+            .unwrap_or(0);
+        b.push(dcca::CC_REQUEST_NUMBER.with(number.wrapping_add(1)));
+    } else {
+        b.push(base::TERMINATION_CAUSE.with(base::TerminationCause::DIAMETER_SERVICE_NOT_PROVIDED));
+    }
+    Some(b)
 }
 
 fn is_2xxx(m: &Message) -> bool {

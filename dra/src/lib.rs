@@ -47,7 +47,10 @@
 //!   3006 with `termination = "redirect"`, is not followed and says the session is marked),
 //!   or sent here only and the redirect followed (`redirect`; against a DRA configured to
 //!   `ack`, the client then sends it to the PCRF of the establishment itself, so no side
-//!   keeps the session whatever the two configurations).
+//!   keeps the session whatever the two configurations);
+//! - an establishment the PCRF refuses after this DRA's redirect is followed by a
+//!   termination to this DRA alone, which unbinds it (in proxy mode the DRA sees the
+//!   refusal itself).
 //!
 //! `tests/termination.rs` runs every combination end to end (detach in document 002's
 //! order with the AF's loss-of-bearer notification, an Rx session ending alone, a BBERF

@@ -595,3 +595,22 @@ async fn a_v_pcrf_ends_s9_through_a_proxy_home_dra() {
     )
     .await;
 }
+
+/// A redirect DRA binds a session before the PCRF has seen it and never sees the PCRF's
+/// answer: when the PCRF refuses the establishment (an unknown subscriber, 5030), the
+/// client tells the DRA, which keeps no binding.
+#[tokio::test]
+async fn an_establishment_the_pcrf_refuses_after_a_redirect_leaves_no_binding() {
+    for termination in [Termination::Ack, Termination::Redirect] {
+        let home = Home::start(Mode::Redirect, termination, TerminationBehaviour::Parallel).await;
+        let mut o = home.bberf("bberf.epc.test", [10, 45, 11, 1]);
+        o.subscriber.data = "999990000000001".into();
+        let (bberf, code) = Bberf::attach(&o).await.unwrap();
+        assert_eq!(code, Some(5030));
+        let mut o = home.pcef([10, 45, 11, 2], Duration::from_millis(100));
+        o.subscriber.data = "999990000000002".into();
+        let r = pcef_sim::gx::run(&o).await.unwrap();
+        assert!(!r.accepted);
+        home.assert_empty(&[bberf.session_id()]).await;
+    }
+}
