@@ -208,7 +208,10 @@ async fn attach_and_detach(mode: Mode, termination: Termination, behaviour: Term
     assert_eq!(code, Some(2001));
     let gxx = bberf.session_id().to_string();
     let pcef = tokio::spawn({
-        let o = home.pcef(ip, Duration::from_millis(1500));
+        let mut o = home.pcef(ip, Duration::from_millis(1500));
+        // A RAT change the PCRF armed: a CCR-U within the session, to the PCRF the DRA
+        // redirected to, or through the proxy.
+        o.events = vec![pcef_sim::gx::GxEvent::parse("0.2:rat:utran").unwrap()];
         async move { pcef_sim::gx::run(&o).await.unwrap() }
     });
     home.wait_active(2).await;
@@ -244,6 +247,19 @@ async fn attach_and_detach(mode: Mode, termination: Termination, behaviour: Term
     assert_eq!(state, SessionState::Terminated);
     let report = pcef.await.unwrap();
     assert_gx_ended(&report, want);
+    let kinds: Vec<_> = report
+        .exchanges
+        .iter()
+        .map(|e| (e.kind, e.result_code))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("initial", Some(2001)),
+            ("update", Some(2001)),
+            ("termination", Some(2001))
+        ]
+    );
     // The PCRF tells the AF its IP-CAN session is gone (document 002 steps 914–918; an RAR,
     // since the AF subscribed), the AF acknowledged and ends Rx: the entry goes.
     let loss = af.loss(T).await.expect("loss of transport notified");
