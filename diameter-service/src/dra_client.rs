@@ -460,6 +460,37 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_establishment_is_undone_by_its_termination() {
+        let mut ccr = MessageBuilder::request(272, 16_777_238, true);
+        ccr.push(base::SESSION_ID.with("c;1"));
+        ccr.push(base::AUTH_APPLICATION_ID.with(16_777_238u32));
+        ccr.push(base::ORIGIN_HOST.with("pcef"));
+        ccr.push(base::ORIGIN_REALM.with("epc"));
+        ccr.push(base::DESTINATION_REALM.with("home"));
+        ccr.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType::INITIAL_REQUEST));
+        ccr.push(dcca::CC_REQUEST_NUMBER.with(0u32));
+        ccr.push(base::USER_NAME.with("not copied"));
+        let t = undo_for(&ccr).unwrap().build().unwrap();
+        assert_eq!(t.header().command_code, 272);
+        assert_eq!(t.session_id(), Some("c;1"));
+        assert_eq!(
+            t.get(dcca::CC_REQUEST_TYPE).and_then(Result::ok),
+            Some(dcca::CcRequestType::TERMINATION_REQUEST)
+        );
+        assert_eq!(t.get(dcca::CC_REQUEST_NUMBER).and_then(Result::ok), Some(1));
+        assert!(t.find(base::USER_NAME.key()).is_none());
+        let mut aar = MessageBuilder::request(265, 16_777_236, true);
+        aar.push(base::SESSION_ID.with("af;1"));
+        let t = undo_for(&aar).unwrap().build().unwrap();
+        assert_eq!(t.header().command_code, 275);
+        assert_eq!(
+            t.get(base::TERMINATION_CAUSE).and_then(Result::ok),
+            Some(base::TerminationCause::DIAMETER_SERVICE_NOT_PROVIDED)
+        );
+        assert!(undo_for(&MessageBuilder::request(258, 16_777_238, true)).is_none());
+    }
+
+    #[test]
     fn behaviours_read_from_the_command_line_and_files() {
         assert_eq!("parallel".parse(), Ok(TerminationBehaviour::Parallel));
         assert_eq!("redirect".parse(), Ok(TerminationBehaviour::Redirect));
