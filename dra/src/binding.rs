@@ -6,10 +6,10 @@
 //! identity, UE IPv4 address, UE IPv6 /64, PCRF, client) and applies every change as one
 //! step that returns what changed ([`Write`]s), so a durable store can write exactly that.
 
+use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
 
 /// The interface a session belongs to, from its Application-Id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -231,17 +231,27 @@ pub struct Binding {
     pub sessions: Vec<BoundSession>,
 }
 
-impl Binding {
-    /// Whether a session of this key joins this entry.
-    pub fn matches(&self, key: &UeKey, by: MatchBy) -> bool {
+/// The fields an entry is matched on, borrowed from a [`Binding`] or from the index's own
+/// form of it, so both match by one rule.
+struct Fields<'a> {
+    ue: &'a str,
+    apn: Option<&'a str>,
+    ipv4: Option<Ipv4Addr>,
+    ipv6: Option<Ipv6Prefix>,
+}
+
+impl Fields<'_> {
+    /// 29.213 §7.3.2: a session joins the entry of the same UE identity and (per IP-CAN
+    /// session) APN, unless an address both carry differs.
+    fn matches(&self, key: &UeKey, by: MatchBy) -> bool {
         let Some(ue) = &key.ue else { return false };
-        if !ue.eq_ignore_ascii_case(&self.ue) {
+        if !ue.eq_ignore_ascii_case(self.ue) {
             return false;
         }
         if by == MatchBy::Ue {
             return true;
         }
-        match (&self.apn, &key.apn) {
+        match (self.apn, &key.apn) {
             (Some(a), Some(b)) if !apn_matches(a, b) => return false,
             _ => {}
         }
@@ -258,9 +268,8 @@ impl Binding {
         true
     }
 
-    /// Whether an Rx session with this address (and, when given, UE identity and APN)
-    /// belongs here.
-    pub fn has_address(&self, key: &UeKey) -> bool {
+    /// An Rx session belongs where its address is, and its UE identity and APN when given.
+    fn has_address(&self, key: &UeKey) -> bool {
         let by_ip = match (key.ipv4, key.ipv6) {
             (Some(a), _) if self.ipv4 == Some(a) => true,
             (_, Some(p)) => self.ipv6.is_some_and(|mine| mine.contains(p.addr)),
@@ -269,12 +278,34 @@ impl Binding {
         let ue_ok = key
             .ue
             .as_ref()
-            .is_none_or(|u| u.eq_ignore_ascii_case(&self.ue));
-        let apn_ok = match (&self.apn, &key.apn) {
+            .is_none_or(|u| u.eq_ignore_ascii_case(self.ue));
+        let apn_ok = match (self.apn, &key.apn) {
             (Some(a), Some(b)) => apn_matches(a, b),
             _ => true,
         };
         by_ip && ue_ok && apn_ok
+    }
+}
+
+impl Binding {
+    fn fields(&self) -> Fields<'_> {
+        Fields {
+            ue: &self.ue,
+            apn: self.apn.as_deref(),
+            ipv4: self.ipv4,
+            ipv6: self.ipv6,
+        }
+    }
+
+    /// Whether a session of this key joins this entry.
+    pub fn matches(&self, key: &UeKey, by: MatchBy) -> bool {
+        self.fields().matches(key, by)
+    }
+
+    /// Whether an Rx session with this address (and, when given, UE identity and APN)
+    /// belongs here.
+    pub fn has_address(&self, key: &UeKey) -> bool {
+        self.fields().has_address(key)
     }
 
     /// Whether every session is terminated (or none is left).
@@ -292,18 +323,6 @@ impl Binding {
             .filter(|s| s.state == SessionState::Active)
             .count() as u64;
         (active, self.sessions.len() as u64 - active)
-    }
-
-    fn fill(&mut self, key: &UeKey) {
-        if self.apn.is_none() {
-            self.apn.clone_from(&key.apn);
-        }
-        if self.ipv4.is_none() {
-            self.ipv4 = key.ipv4;
-        }
-        if self.ipv6.is_none() {
-            self.ipv6 = key.ipv6;
-        }
     }
 }
 
@@ -369,77 +388,152 @@ pub struct Stats {
     pub terminated_sessions: u64,
 }
 
-/// An entry's id as the indexes hold it: one allocation shared by every index entry.
-type Id = Arc<str>;
+/// The slot an entry occupies in [`Index`]'s table: what every index points at.
+type Slot = u32;
 
-/// The entries an index key points at: almost always one, a few when a UE has several
-/// IP-CAN sessions (or, for the hashed keys, on a 64-bit hash collision).
-#[derive(Debug, Clone)]
-enum Ids {
-    One(Id),
-    Many(Vec<Id>),
+/// One of [`Index`]'s lookups: key hash → slots, 8 bytes an item. The key's 32-bit keyed
+/// hash is kept beside the slot, so the table rehashes without reading the entries, and a
+/// lookup checks the entry found against the key (a collision costs a comparison, not a
+/// wrong binding). Several items may share a hash (a UE with several IP-CAN sessions); the
+/// caller adds and removes each item once.
+#[derive(Default)]
+struct Lookup(HashTable<(u32, Slot)>);
+
+/// hashbrown places by the low bits and tags by the top 7: spread the 32 bits over both.
+fn spread(h: u32) -> u64 {
+    u64::from(h).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-impl Ids {
-    fn iter(&self) -> std::slice::Iter<'_, Id> {
-        match self {
-            Self::One(id) => std::slice::from_ref(id).iter(),
-            Self::Many(v) => v.iter(),
+impl Lookup {
+    fn add(&mut self, h: u32, slot: Slot) {
+        self.0
+            .insert_unique(spread(h), (h, slot), |&(h, _)| spread(h));
+    }
+
+    fn remove(&mut self, h: u32, slot: Slot) {
+        if let Ok(item) = self.0.find_entry(spread(h), |&x| x == (h, slot)) {
+            item.remove();
         }
     }
+
+    fn slots(&self, h: u32) -> impl Iterator<Item = Slot> + '_ {
+        self.0
+            .iter_hash(spread(h))
+            .filter(move |&&(x, _)| x == h)
+            .map(|&(_, slot)| slot)
+    }
+}
+
+/// A name many entries share (a PCRF, an APN, a client's Origin-Host), kept once and
+/// referred to by number. Counted, so a name goes with the last entry using it (clients and
+/// APNs come from requests: an unbounded set over time).
+#[derive(Default)]
+struct Names {
+    by_key: HashMap<Box<str>, u32>,
+    /// The name as first seen and how many refer to it; `None` when free.
+    names: Vec<Option<(Box<str>, usize)>>,
+    free: Vec<u32>,
+}
+
+impl Names {
+    /// Names compare case-insensitively (Diameter identities, RFC 6733 §4.3.1; APN labels,
+    /// TS 23.003 §9.1).
+    fn lookup(&self, name: &str) -> Option<u32> {
+        self.by_key.get(name.to_ascii_lowercase().as_str()).copied()
+    }
+
+    fn acquire(&mut self, name: &str) -> u32 {
+        if let Some(n) = self.lookup(name) {
+            if let Some((_, refs)) = &mut self.names[n as usize] {
+                *refs += 1;
+            }
+            return n;
+        }
+        let named = Some((Box::from(name), 1));
+        let n = match self.free.pop() {
+            Some(n) => {
+                self.names[n as usize] = named;
+                n
+            }
+            None => {
+                self.names.push(named);
+                (self.names.len() - 1) as u32
+            }
+        };
+        self.by_key.insert(name.to_ascii_lowercase().into(), n);
+        n
+    }
+
+    fn release(&mut self, n: u32) {
+        let Some(Some((name, refs))) = self.names.get_mut(n as usize) else {
+            return;
+        };
+        *refs -= 1;
+        if *refs == 0 {
+            self.by_key.remove(name.to_ascii_lowercase().as_str());
+            self.names[n as usize] = None;
+            self.free.push(n);
+        }
+    }
+
+    fn get(&self, n: u32) -> &str {
+        self.names
+            .get(n as usize)
+            .and_then(Option::as_ref)
+            .map_or("", |(name, _)| name)
+    }
+
+    fn refs(&self, n: u32) -> usize {
+        self.names
+            .get(n as usize)
+            .and_then(Option::as_ref)
+            .map_or(0, |(_, refs)| *refs)
+    }
+}
+
+/// [`BoundSession`] as the index keeps it: 24 bytes and its Session-Id.
+struct Sess {
+    session_id: Box<str>,
+    client: u32,
+    interface: Interface,
+    mode: Mode,
+    state: SessionState,
+}
+
+/// [`Binding`] as the index keeps it: names by number, boxed strings and slices (no spare
+/// capacity), ≈ 100 bytes and its strings.
+struct Entry {
+    id: Box<str>,
+    ue: Box<str>,
+    apn: Option<u32>,
+    pcrf: u32,
+    ipv4: Option<Ipv4Addr>,
+    ipv6: Option<Ipv6Prefix>,
+    created_ms: u64,
+    touched_ms: u64,
+    sessions: Box<[Sess]>,
 }
 
 /// Bindings with their indexes (one lock's worth of state; see the module documentation).
-/// The indexes share the entries' ids ([`Id`]) and point at one entry or a few ([`Ids`]);
-/// Session-Ids and UE identities are indexed by a 64-bit keyed hash (the entry found is
-/// checked against the key, so a collision costs a comparison, not a wrong answer); the
-/// entries themselves are boxed, so the table's spare room holds pointers, not entries.
+///
+/// Laid out for 10^6 entries in a few hundred bytes each: the entries sit in one table
+/// addressed by [`Slot`]; the indexes ([`Lookup`]) hold hashes and slots, not keys; PCRFs,
+/// APNs and clients are [`Names`]. The operations keep every index and [`Stats`] in step
+/// and return the changed entries as [`Binding`]s and [`Write`]s.
 #[derive(Default)]
 pub struct Index {
-    bindings: HashMap<Id, Box<Binding>>,
-    by_session: HashMap<u64, Ids>,
-    by_ue: HashMap<u64, Ids>,
-    by_ipv4: HashMap<Ipv4Addr, Ids>,
-    by_ipv6: HashMap<u64, Ids>,
-    by_pcrf: HashMap<String, HashSet<Id>>,
+    slots: Vec<Option<Entry>>,
+    free: Vec<Slot>,
+    by_id: Lookup,
+    by_session: Lookup,
+    by_ue: Lookup,
+    by_ipv4: Lookup,
+    by_ipv6: Lookup,
+    pcrfs: Names,
+    apns: Names,
+    clients: Names,
     keys: std::collections::hash_map::RandomState,
     stats: Stats,
-}
-
-fn add_to<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Ids>, k: K, id: &Id) {
-    match m.entry(k) {
-        std::collections::hash_map::Entry::Vacant(e) => {
-            e.insert(Ids::One(id.clone()));
-        }
-        std::collections::hash_map::Entry::Occupied(mut e) => {
-            let ids = e.get_mut();
-            match ids {
-                Ids::One(x) if x != id => *ids = Ids::Many(vec![x.clone(), id.clone()]),
-                Ids::Many(v) if !v.contains(id) => v.push(id.clone()),
-                _ => {}
-            }
-        }
-    }
-}
-
-fn remove_from<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Ids>, k: &K, id: &str) {
-    let Some(ids) = m.get_mut(k) else { return };
-    match ids {
-        Ids::One(x) if &**x == id => {
-            m.remove(k);
-        }
-        Ids::Many(v) => {
-            v.retain(|x| &**x != id);
-            match v.len() {
-                0 => {
-                    m.remove(k);
-                }
-                1 => *ids = Ids::One(v[0].clone()),
-                _ => {}
-            }
-        }
-        _ => {}
-    }
 }
 
 impl Index {
@@ -452,13 +546,13 @@ impl Index {
     pub fn load(bindings: impl IntoIterator<Item = Binding>) -> Self {
         let mut ix = Self::new();
         for b in bindings {
-            ix.insert(b);
+            ix.insert(&b);
         }
         ix
     }
 
-    /// The keyed hash of a Session-Id (as is) or a UE identity (case folded).
-    fn hash_of(&self, s: &str, fold: bool) -> u64 {
+    /// The keyed hash of a string (case folded for identities) or an address.
+    fn hash_str(&self, s: &str, fold: bool) -> u32 {
         use std::hash::{BuildHasher, Hasher};
         let mut h = self.keys.build_hasher();
         if fold {
@@ -469,157 +563,336 @@ impl Index {
             h.write(s.as_bytes());
         }
         h.write_u8(0xff);
-        h.finish()
+        h.finish() as u32
     }
 
-    /// The id of the entry a session is bound to.
-    fn session_entry(&self, session_id: &str) -> Option<&Id> {
-        self.by_session
-            .get(&self.hash_of(session_id, false))?
+    fn hash_u64(&self, v: u64) -> u32 {
+        use std::hash::BuildHasher;
+        self.keys.hash_one(v) as u32
+    }
+
+    fn entry(&self, slot: Slot) -> Option<&Entry> {
+        self.slots.get(slot as usize)?.as_ref()
+    }
+
+    fn entry_mut(&mut self, slot: Slot) -> Option<&mut Entry> {
+        self.slots.get_mut(slot as usize)?.as_mut()
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (Slot, &Entry)> {
+        self.slots
             .iter()
-            .find(|id| {
-                self.bindings
-                    .get(&***id)
-                    .is_some_and(|b| b.sessions.iter().any(|s| s.session_id == session_id))
+            .enumerate()
+            .filter_map(|(i, e)| Some((i as Slot, e.as_ref()?)))
+    }
+
+    fn fields<'a>(&'a self, e: &'a Entry) -> Fields<'a> {
+        Fields {
+            ue: &e.ue,
+            apn: e.apn.map(|n| self.apns.get(n)),
+            ipv4: e.ipv4,
+            ipv6: e.ipv6,
+        }
+    }
+
+    fn slot_of_id(&self, id: &str) -> Option<Slot> {
+        self.by_id
+            .slots(self.hash_str(id, false))
+            .find(|&s| self.entry(s).is_some_and(|e| &*e.id == id))
+    }
+
+    fn session_slot(&self, session_id: &str) -> Option<Slot> {
+        self.by_session
+            .slots(self.hash_str(session_id, false))
+            .find(|&s| {
+                self.entry(s)
+                    .is_some_and(|e| e.sessions.iter().any(|x| &*x.session_id == session_id))
             })
     }
 
-    fn insert(&mut self, b: Binding) {
-        if let Some(old) = self.bindings.remove(b.id.as_str()) {
-            self.unindex(&old);
-        }
-        let id: Id = Arc::from(b.id.as_str());
-        for s in &b.sessions {
-            let h = self.hash_of(&s.session_id, false);
-            add_to(&mut self.by_session, h, &id);
-        }
-        let h = self.hash_of(&b.ue, true);
-        add_to(&mut self.by_ue, h, &id);
-        if let Some(a) = b.ipv4 {
-            add_to(&mut self.by_ipv4, a, &id);
-        }
-        if let Some(p) = b.ipv6 {
-            add_to(&mut self.by_ipv6, p.slot(), &id);
-        }
-        self.by_pcrf
-            .entry(b.pcrf.to_ascii_lowercase())
-            .or_default()
-            .insert(id.clone());
-        let (a, t) = b.counts();
-        self.stats.bindings += 1;
-        self.stats.active_sessions += a;
-        self.stats.terminated_sessions += t;
-        self.bindings.insert(id, Box::new(b));
+    /// The entry in `slot` as the API gives it.
+    fn binding(&self, slot: Slot) -> Option<Binding> {
+        let e = self.entry(slot)?;
+        Some(Binding {
+            id: e.id.to_string(),
+            ue: e.ue.to_string(),
+            apn: e.apn.map(|n| self.apns.get(n).to_string()),
+            ipv4: e.ipv4,
+            ipv6: e.ipv6,
+            pcrf: self.pcrfs.get(e.pcrf).to_string(),
+            created_ms: e.created_ms,
+            touched_ms: e.touched_ms,
+            sessions: e
+                .sessions
+                .iter()
+                .map(|s| BoundSession {
+                    session_id: s.session_id.to_string(),
+                    interface: s.interface,
+                    client: self.clients.get(s.client).to_string(),
+                    mode: s.mode,
+                    state: s.state,
+                })
+                .collect(),
+        })
     }
 
-    fn unindex(&mut self, b: &Binding) {
-        for s in &b.sessions {
-            let h = self.hash_of(&s.session_id, false);
-            remove_from(&mut self.by_session, &h, &b.id);
-        }
-        let h = self.hash_of(&b.ue, true);
-        remove_from(&mut self.by_ue, &h, &b.id);
+    /// Places a new entry with no sessions and indexes its keys.
+    fn create(&mut self, b: &Binding) -> Slot {
+        let e = Entry {
+            id: b.id.as_str().into(),
+            ue: b.ue.as_str().into(),
+            apn: b.apn.as_deref().map(|a| self.apns.acquire(a)),
+            pcrf: self.pcrfs.acquire(&b.pcrf),
+            ipv4: b.ipv4,
+            ipv6: b.ipv6,
+            created_ms: b.created_ms,
+            touched_ms: b.touched_ms,
+            sessions: Box::default(),
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(e);
+                slot
+            }
+            None => {
+                self.slots.push(Some(e));
+                (self.slots.len() - 1) as Slot
+            }
+        };
+        let h = self.hash_str(&b.id, false);
+        self.by_id.add(h, slot);
+        let h = self.hash_str(&b.ue, true);
+        self.by_ue.add(h, slot);
         if let Some(a) = b.ipv4 {
-            remove_from(&mut self.by_ipv4, &a, &b.id);
+            let h = self.hash_u64(u64::from(a.to_bits()));
+            self.by_ipv4.add(h, slot);
         }
         if let Some(p) = b.ipv6 {
-            remove_from(&mut self.by_ipv6, &p.slot(), &b.id);
+            let h = self.hash_u64(p.slot());
+            self.by_ipv6.add(h, slot);
         }
-        let pcrf = b.pcrf.to_ascii_lowercase();
-        if let Some(set) = self.by_pcrf.get_mut(&pcrf) {
-            set.remove(b.id.as_str());
-            if set.is_empty() {
-                self.by_pcrf.remove(&pcrf);
+        self.stats.bindings += 1;
+        slot
+    }
+
+    /// Adds sessions to an entry.
+    fn add_sessions<'a>(
+        &mut self,
+        slot: Slot,
+        sessions: impl IntoIterator<Item = &'a BoundSession>,
+    ) {
+        let mut added = Vec::new();
+        for s in sessions {
+            let h = self.hash_str(&s.session_id, false);
+            self.by_session.add(h, slot);
+            match s.state {
+                SessionState::Active => self.stats.active_sessions += 1,
+                SessionState::Terminated => self.stats.terminated_sessions += 1,
+            }
+            added.push(Sess {
+                session_id: s.session_id.as_str().into(),
+                client: self.clients.acquire(&s.client),
+                interface: s.interface,
+                mode: s.mode,
+                state: s.state,
+            });
+        }
+        if let Some(e) = self.entry_mut(slot) {
+            let mut all = std::mem::take(&mut e.sessions).into_vec();
+            all.append(&mut added);
+            e.sessions = all.into_boxed_slice();
+        }
+    }
+
+    /// Takes the sessions `drop` selects off an entry; how many went.
+    fn remove_sessions(&mut self, slot: Slot, selected: impl Fn(&Sess) -> bool) -> usize {
+        let Some(e) = self.entry_mut(slot) else {
+            return 0;
+        };
+        let (gone, kept): (Vec<Sess>, Vec<Sess>) = std::mem::take(&mut e.sessions)
+            .into_vec()
+            .into_iter()
+            .partition(|s| selected(s));
+        e.sessions = kept.into_boxed_slice();
+        for s in &gone {
+            let h = self.hash_str(&s.session_id, false);
+            self.by_session.remove(h, slot);
+            self.clients.release(s.client);
+            match s.state {
+                SessionState::Active => self.stats.active_sessions -= 1,
+                SessionState::Terminated => self.stats.terminated_sessions -= 1,
             }
         }
-        let (a, t) = b.counts();
+        gone.len()
+    }
+
+    /// Deletes the entry in `slot`, unindexed, its names released; returns it.
+    fn remove(&mut self, slot: Slot) -> Option<Binding> {
+        let b = self.binding(slot)?;
+        self.remove_sessions(slot, |_| true);
+        let e = self.slots[slot as usize].take()?;
+        self.by_id.remove(self.hash_str(&e.id, false), slot);
+        self.by_ue.remove(self.hash_str(&e.ue, true), slot);
+        if let Some(a) = e.ipv4 {
+            self.by_ipv4
+                .remove(self.hash_u64(u64::from(a.to_bits())), slot);
+        }
+        if let Some(p) = e.ipv6 {
+            self.by_ipv6.remove(self.hash_u64(p.slot()), slot);
+        }
+        if let Some(n) = e.apn {
+            self.apns.release(n);
+        }
+        self.pcrfs.release(e.pcrf);
+        self.free.push(slot);
         self.stats.bindings -= 1;
-        self.stats.active_sessions -= a;
-        self.stats.terminated_sessions -= t;
+        Some(b)
     }
 
-    fn take(&mut self, id: &str) -> Option<Binding> {
-        let b = self.bindings.remove(id)?;
-        self.unindex(&b);
-        Some(*b)
+    /// Places a whole entry (loaded from a store), replacing one of the same id.
+    fn insert(&mut self, b: &Binding) -> Slot {
+        if let Some(old) = self.slot_of_id(&b.id) {
+            self.remove(old);
+        }
+        let slot = self.create(b);
+        self.add_sessions(slot, &b.sessions);
+        slot
     }
 
-    /// Writes back an entry taken out: deleted when finished, put otherwise.
-    fn settle(&mut self, b: Binding, writes: &mut Vec<Write>) -> bool {
-        if b.finished() {
-            writes.push(Write::Delete(b.id.clone()));
+    /// Fills the entry's APN and addresses from a later session's keys (a BBERF's Gxx came
+    /// first without an address), indexing what is new.
+    fn fill(&mut self, slot: Slot, key: &UeKey) {
+        let Some(e) = self.entry(slot) else { return };
+        let (apn, ipv4, ipv6) = (
+            e.apn.is_none().then_some(key.apn.as_deref()).flatten(),
+            e.ipv4.is_none().then_some(key.ipv4).flatten(),
+            e.ipv6.is_none().then_some(key.ipv6).flatten(),
+        );
+        let apn = apn.map(|a| self.apns.acquire(a));
+        let h4 = ipv4.map(|a| self.hash_u64(u64::from(a.to_bits())));
+        let h6 = ipv6.map(|p| self.hash_u64(p.slot()));
+        if let Some(e) = self.entry_mut(slot) {
+            e.apn = e.apn.or(apn);
+            e.ipv4 = e.ipv4.or(ipv4);
+            e.ipv6 = e.ipv6.or(ipv6);
+        }
+        if let Some(h) = h4 {
+            self.by_ipv4.add(h, slot);
+        }
+        if let Some(h) = h6 {
+            self.by_ipv6.add(h, slot);
+        }
+    }
+
+    fn touch_slot(&mut self, slot: Slot, now_ms: u64) {
+        if let Some(e) = self.entry_mut(slot) {
+            e.touched_ms = e.touched_ms.max(now_ms);
+        }
+    }
+
+    /// Writes back a changed entry: deleted when finished, put otherwise. Whether it went.
+    fn settle(&mut self, slot: Slot, writes: &mut Vec<Write>) -> bool {
+        let finished = self.entry(slot).is_some_and(|e| {
+            e.sessions
+                .iter()
+                .all(|s| s.state == SessionState::Terminated)
+        });
+        if finished {
+            if let Some(b) = self.remove(slot) {
+                writes.push(Write::Delete(b.id));
+            }
             true
         } else {
-            writes.push(Write::Put(b.clone()));
-            self.insert(b);
+            if let Some(b) = self.binding(slot) {
+                writes.push(Write::Put(b));
+            }
             false
         }
     }
 
     /// The entry `id`.
-    pub fn get(&self, id: &str) -> Option<&Binding> {
-        self.bindings.get(id).map(|b| &**b)
+    pub fn get(&self, id: &str) -> Option<Binding> {
+        self.binding(self.slot_of_id(id)?)
     }
 
     /// The entry a session is bound to.
-    pub fn by_session(&self, session_id: &str) -> Option<&Binding> {
-        self.session_entry(session_id)
-            .and_then(|id| self.bindings.get(id))
-            .map(|b| &**b)
+    pub fn by_session(&self, session_id: &str) -> Option<Binding> {
+        self.binding(self.session_slot(session_id)?)
+    }
+
+    /// The PCRF a session is bound to.
+    pub fn pcrf_of_session(&self, session_id: &str) -> Option<String> {
+        let e = self.entry(self.session_slot(session_id)?)?;
+        Some(self.pcrfs.get(e.pcrf).to_string())
+    }
+
+    fn find_slot(&self, key: &UeKey, by: MatchBy) -> Option<Slot> {
+        let h = self.hash_str(key.ue.as_ref()?, true);
+        // The most recent one when several match (a UE re-attached before its old entry
+        // was cleaned up).
+        self.by_ue
+            .slots(h)
+            .filter_map(|s| Some((s, self.entry(s)?)))
+            .filter(|(_, e)| self.fields(e).matches(key, by))
+            .max_by_key(|(_, e)| e.created_ms)
+            .map(|(s, _)| s)
     }
 
     /// The entry a new session of `key` joins.
-    pub fn find(&self, key: &UeKey, by: MatchBy) -> Option<&Binding> {
-        let ids = self.by_ue.get(&self.hash_of(key.ue.as_ref()?, true))?;
-        // The most recent one when several match (a UE re-attached before its old entry
-        // was cleaned up).
-        ids.iter()
-            .filter_map(|id| self.bindings.get(id).map(|b| &**b))
-            .filter(|b| b.matches(key, by))
-            .max_by_key(|b| b.created_ms)
+    pub fn find(&self, key: &UeKey, by: MatchBy) -> Option<Binding> {
+        self.binding(self.find_slot(key, by)?)
     }
 
     /// The entry an Rx session of this UE address belongs to (29.213 §7.3.2).
-    pub fn find_by_address(&self, key: &UeKey) -> Option<&Binding> {
-        let mut ids: Vec<&Id> = Vec::new();
+    pub fn find_by_address(&self, key: &UeKey) -> Option<Binding> {
+        let mut slots: Vec<Slot> = Vec::new();
         if let Some(a) = key.ipv4 {
-            ids.extend(self.by_ipv4.get(&a).into_iter().flat_map(Ids::iter));
+            slots.extend(self.by_ipv4.slots(self.hash_u64(u64::from(a.to_bits()))));
         }
         if let Some(p) = key.ipv6 {
-            ids.extend(self.by_ipv6.get(&p.slot()).into_iter().flat_map(Ids::iter));
+            slots.extend(self.by_ipv6.slots(self.hash_u64(p.slot())));
         }
-        let found = ids
-            .into_iter()
-            .filter_map(|id| self.bindings.get(&**id).map(|b| &**b))
-            .filter(|b| b.has_address(key))
-            .max_by_key(|b| b.created_ms);
+        let newest = |it: &mut dyn Iterator<Item = (Slot, &Entry)>| {
+            it.filter(|(_, e)| self.fields(e).has_address(key))
+                .max_by_key(|(_, e)| e.created_ms)
+                .map(|(s, _)| s)
+        };
+        let found = newest(&mut slots.into_iter().filter_map(|s| Some((s, self.entry(s)?))));
         if found.is_some() || key.ipv6.is_none() {
-            return found;
+            return self.binding(found?);
         }
         // Prefixes shorter than /64 are indexed by their first /64 only.
-        self.bindings
-            .values()
-            .map(|b| &**b)
-            .filter(|b| b.ipv6.is_some_and(|p| p.len < 64) && b.has_address(key))
-            .max_by_key(|b| b.created_ms)
+        let short = newest(
+            &mut self
+                .entries()
+                .filter(|(_, e)| e.ipv6.is_some_and(|p| p.len < 64)),
+        );
+        self.binding(short?)
     }
 
     /// Binds a session: joins the entry it matches (whose PCRF it gets) or creates one on
     /// `req.pcrf`. A session already bound elsewhere moves. Returns the entry.
     pub fn bind(&mut self, req: BindRequest) -> (Binding, Vec<Write>) {
         let mut writes = Vec::new();
-        let sid = req.session.session_id.clone();
-        if let Some(old) = self.session_entry(&sid).map(|x| x.to_string()) {
+        if let Some(old) = self.session_slot(&req.session.session_id) {
             // CCR-I again for a live Session-Id: it starts over.
-            self.detach(&old, &sid, &mut writes);
+            let sid = req.session.session_id.as_str();
+            self.remove_sessions(old, |s| &*s.session_id == sid);
+            self.settle(old, &mut writes);
         }
-        let existing = self.find(&req.key, req.by).map(|b| b.id.clone());
-        let mut b = match existing.and_then(|id| self.take(&id)) {
-            Some(b) => b,
+        let slot = match self.find_slot(&req.key, req.by) {
+            Some(slot) => slot,
             None => {
                 let ue = req.key.ue.clone().unwrap_or_default();
-                Binding {
-                    id: binding_id(&ue, &req.key, req.by, req.now_ms),
+                let id = binding_id(&ue, &req.key, req.by, req.now_ms);
+                if let Some(same) = self.slot_of_id(&id) {
+                    // An entry of the same id that did not match (an address changed):
+                    // replaced.
+                    self.remove(same);
+                    writes.push(Write::Delete(id.clone()));
+                }
+                self.create(&Binding {
+                    id,
                     ue,
                     apn: None,
                     ipv4: None,
@@ -628,18 +901,14 @@ impl Index {
                     created_ms: req.now_ms,
                     touched_ms: req.now_ms,
                     sessions: Vec::new(),
-                }
+                })
             }
         };
-        if let Some(same) = self.take(&b.id) {
-            // An entry of the same id that did not match (an address changed): replaced.
-            writes.push(Write::Delete(same.id));
-        }
-        b.fill(&req.key);
-        b.touched_ms = req.now_ms;
-        b.sessions.push(req.session);
+        self.fill(slot, &req.key);
+        self.touch_slot(slot, req.now_ms);
+        self.add_sessions(slot, [&req.session]);
+        let b = self.binding(slot).expect("the entry just bound");
         writes.push(Write::Put(b.clone()));
-        self.insert(b.clone());
         (b, writes)
     }
 
@@ -652,43 +921,33 @@ impl Index {
         now_ms: u64,
     ) -> Option<(Binding, Vec<Write>)> {
         let mut writes = Vec::new();
-        if let Some(old) = self
-            .session_entry(&session.session_id)
-            .map(|x| x.to_string())
-            && old != id
+        let sid = session.session_id.as_str();
+        if let Some(old) = self.session_slot(sid)
+            && self.entry(old).is_some_and(|e| &*e.id != id)
         {
-            self.detach(&old, &session.session_id, &mut writes);
+            self.remove_sessions(old, |s| &*s.session_id == sid);
+            self.settle(old, &mut writes);
         }
-        let mut b = self.take(id)?;
-        b.sessions.retain(|s| s.session_id != session.session_id);
-        b.sessions.push(session);
-        b.touched_ms = now_ms;
+        let slot = self.slot_of_id(id)?;
+        self.remove_sessions(slot, |s| &*s.session_id == sid);
+        self.add_sessions(slot, [&session]);
+        self.touch_slot(slot, now_ms);
+        let b = self.binding(slot)?;
         writes.push(Write::Put(b.clone()));
-        self.insert(b.clone());
         Some((b, writes))
-    }
-
-    fn detach(&mut self, id: &str, session_id: &str, writes: &mut Vec<Write>) {
-        if let Some(mut b) = self.take(id) {
-            b.sessions.retain(|s| s.session_id != session_id);
-            self.settle(b, writes);
-        }
     }
 
     /// Takes a session off its entry (its establishment failed); the entry goes when
     /// nothing active is left.
     pub fn release_session(&mut self, session_id: &str) -> (Option<Binding>, Vec<Write>) {
         let mut writes = Vec::new();
-        let Some(id) = self.session_entry(session_id).map(|x| x.to_string()) else {
+        let Some(slot) = self.session_slot(session_id) else {
             return (None, writes);
         };
-        let Some(mut b) = self.take(&id) else {
-            return (None, writes);
-        };
-        b.sessions.retain(|s| s.session_id != session_id);
-        let out = b.clone();
-        self.settle(b, &mut writes);
-        (Some(out), writes)
+        self.remove_sessions(slot, |s| &*s.session_id == session_id);
+        let out = self.binding(slot);
+        self.settle(slot, &mut writes);
+        (out, writes)
     }
 
     /// Marks sessions terminated (document 002 step 2); an entry whose sessions are all
@@ -701,18 +960,26 @@ impl Index {
         let mut writes = Vec::new();
         let mut out = Vec::new();
         for sid in session_ids {
-            let Some(id) = self.session_entry(sid).map(|x| x.to_string()) else {
+            let Some(slot) = self.session_slot(sid) else {
                 continue;
             };
-            let Some(mut b) = self.take(&id) else {
+            let Some(e) = self.entry_mut(slot) else {
                 continue;
             };
-            for s in b.sessions.iter_mut().filter(|s| &s.session_id == sid) {
-                s.state = SessionState::Terminated;
+            let mut marked = 0;
+            for s in e.sessions.iter_mut() {
+                if &*s.session_id == sid.as_str() && s.state == SessionState::Active {
+                    s.state = SessionState::Terminated;
+                    marked += 1;
+                }
             }
-            b.touched_ms = now_ms;
-            let after = b.clone();
-            let deleted = self.settle(b, &mut writes);
+            e.touched_ms = now_ms;
+            self.stats.active_sessions -= marked;
+            self.stats.terminated_sessions += marked;
+            let Some(after) = self.binding(slot) else {
+                continue;
+            };
+            let deleted = self.settle(slot, &mut writes);
             out.push(Terminated {
                 session_id: sid.clone(),
                 binding: after,
@@ -722,93 +989,89 @@ impl Index {
         (out, writes)
     }
 
-    /// Deletes every entry on `pcrf` (it went down or restarted).
+    /// Deletes every entry on `pcrf` (it went down or restarted). A scan: rare, and it
+    /// spares every entry an index item.
     pub fn release_pcrf(&mut self, pcrf: &str) -> (Vec<Binding>, Vec<Write>) {
-        let ids: Vec<String> = self
-            .by_pcrf
-            .get(&pcrf.to_ascii_lowercase())
-            .map(|s| s.iter().map(|x| x.to_string()).collect())
-            .unwrap_or_default();
-        self.delete_all(&ids)
+        let Some(n) = self.pcrfs.lookup(pcrf) else {
+            return (Vec::new(), Vec::new());
+        };
+        let slots: Vec<Slot> = self
+            .entries()
+            .filter(|(_, e)| e.pcrf == n)
+            .map(|(s, _)| s)
+            .collect();
+        self.delete_all(&slots)
     }
 
     /// Takes every session of `client` off its entry (the client restarted, RFC 6733
     /// §8.16); entries left with nothing active go.
     pub fn release_client(&mut self, client: &str) -> (usize, Vec<Write>) {
-        let ids: Vec<String> = self
-            .bindings
-            .values()
-            .filter(|b| {
-                b.sessions
-                    .iter()
-                    .any(|s| s.client.eq_ignore_ascii_case(client))
-            })
-            .map(|b| b.id.clone())
-            .collect();
         let mut writes = Vec::new();
+        let Some(c) = self.clients.lookup(client) else {
+            return (0, writes);
+        };
+        let slots: Vec<Slot> = self
+            .entries()
+            .filter(|(_, e)| e.sessions.iter().any(|s| s.client == c))
+            .map(|(s, _)| s)
+            .collect();
         let mut n = 0;
-        for id in ids {
-            if let Some(mut b) = self.take(&id) {
-                let before = b.sessions.len();
-                b.sessions
-                    .retain(|s| !s.client.eq_ignore_ascii_case(client));
-                n += before - b.sessions.len();
-                self.settle(b, &mut writes);
-            }
+        for slot in slots {
+            n += self.remove_sessions(slot, |s| s.client == c);
+            self.settle(slot, &mut writes);
         }
         (n, writes)
     }
 
     /// Deletes entries unchanged since before `cutoff_ms` (the age-out audit).
     pub fn expire(&mut self, cutoff_ms: u64) -> (Vec<Binding>, Vec<Write>) {
-        let ids: Vec<String> = self
-            .bindings
-            .values()
-            .filter(|b| b.touched_ms < cutoff_ms)
-            .map(|b| b.id.clone())
+        let slots: Vec<Slot> = self
+            .entries()
+            .filter(|(_, e)| e.touched_ms < cutoff_ms)
+            .map(|(s, _)| s)
             .collect();
-        self.delete_all(&ids)
+        self.delete_all(&slots)
     }
 
     /// Entries unchanged since before `cutoff_ms`, oldest first, at most `limit` (the
     /// session-status audit's candidates).
     pub fn idle(&self, cutoff_ms: u64, limit: usize) -> Vec<Binding> {
-        let mut v: Vec<&Binding> = self
-            .bindings
-            .values()
-            .map(|b| &**b)
-            .filter(|b| b.touched_ms < cutoff_ms)
+        let mut v: Vec<(u64, Slot)> = self
+            .entries()
+            .filter(|(_, e)| e.touched_ms < cutoff_ms)
+            .map(|(s, e)| (e.touched_ms, s))
             .collect();
-        v.sort_by_key(|b| b.touched_ms);
-        v.into_iter().take(limit).cloned().collect()
+        v.sort_unstable();
+        v.into_iter()
+            .take(limit)
+            .filter_map(|(_, s)| self.binding(s))
+            .collect()
     }
 
     /// Sets an entry's last change to `now_ms` (the PCRF confirmed its sessions). `None`
     /// when the entry is gone.
     pub fn touch(&mut self, id: &str, now_ms: u64) -> (Option<Binding>, Vec<Write>) {
-        let Some(b) = self.bindings.get_mut(id) else {
+        let Some(slot) = self.slot_of_id(id) else {
             return (None, Vec::new());
         };
-        b.touched_ms = b.touched_ms.max(now_ms);
-        let b = (**b).clone();
-        (Some(b.clone()), vec![Write::Put(b)])
+        self.touch_slot(slot, now_ms);
+        let b = self.binding(slot);
+        let writes = b.iter().cloned().map(Write::Put).collect();
+        (b, writes)
     }
 
-    fn delete_all(&mut self, ids: &[String]) -> (Vec<Binding>, Vec<Write>) {
-        let mut gone = Vec::new();
-        let mut writes = Vec::new();
-        for id in ids {
-            if let Some(b) = self.take(id) {
-                writes.push(Write::Delete(b.id.clone()));
-                gone.push(b);
-            }
-        }
+    fn delete_all(&mut self, slots: &[Slot]) -> (Vec<Binding>, Vec<Write>) {
+        let gone: Vec<Binding> = slots.iter().filter_map(|&s| self.remove(s)).collect();
+        let writes = gone.iter().map(|b| Write::Delete(b.id.clone())).collect();
         (gone, writes)
     }
 
     /// Every entry, by id.
     pub fn list(&self) -> Vec<Binding> {
-        let mut v: Vec<Binding> = self.bindings.values().map(|b| (**b).clone()).collect();
+        let mut v: Vec<Binding> = self
+            .entries()
+            .filter_map(|(s, _)| self.binding(s))
+            .collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
     }
@@ -818,11 +1081,58 @@ impl Index {
         self.stats
     }
 
+    /// Test support: every index, name count and [`Stats`] agrees with the entries.
+    #[cfg(test)]
+    fn check(&self) {
+        let list = self.list();
+        let mut stats = Stats::default();
+        for b in &list {
+            stats.bindings += 1;
+            let (a, t) = b.counts();
+            stats.active_sessions += a;
+            stats.terminated_sessions += t;
+            assert_eq!(self.get(&b.id).as_ref(), Some(b));
+            for s in &b.sessions {
+                assert_eq!(
+                    self.by_session(&s.session_id).map(|x| x.id),
+                    Some(b.id.clone())
+                );
+            }
+            if let Some(a) = b.ipv4 {
+                let found = self.find_by_address(&key_of_address(a.into()));
+                assert!(found.is_some_and(|f| f.ipv4 == Some(a)));
+            }
+            assert_eq!(
+                self.per_pcrf(&b.pcrf),
+                list.iter()
+                    .filter(|x| x.pcrf.eq_ignore_ascii_case(&b.pcrf))
+                    .count()
+            );
+        }
+        assert_eq!(self.stats, stats);
+        let sessions: usize = list.iter().map(|b| b.sessions.len()).sum();
+        assert_eq!(self.by_session.0.len(), sessions);
+        assert_eq!(self.by_id.0.len(), list.len());
+        assert_eq!(self.by_ue.0.len(), list.len());
+        assert_eq!(
+            self.by_ipv4.0.len(),
+            list.iter().filter(|b| b.ipv4.is_some()).count()
+        );
+        let live = |n: &Names| n.names.iter().flatten().count();
+        assert_eq!(live(&self.pcrfs), self.pcrfs.by_key.len());
+        assert_eq!(live(&self.clients), self.clients.by_key.len());
+        if list.is_empty() {
+            assert_eq!(
+                live(&self.pcrfs) + live(&self.apns) + live(&self.clients),
+                0
+            );
+            assert_eq!(self.free.len(), self.slots.len());
+        }
+    }
+
     /// The entries per PCRF (least-loaded selection's tie-break in redirect mode).
     pub fn per_pcrf(&self, pcrf: &str) -> usize {
-        self.by_pcrf
-            .get(&pcrf.to_ascii_lowercase())
-            .map_or(0, HashSet::len)
+        self.pcrfs.lookup(pcrf).map_or(0, |n| self.pcrfs.refs(n))
     }
 }
 
@@ -992,5 +1302,105 @@ mod tests {
         assert_eq!(ix.touch("nope", 5), (None, Vec::new()));
         assert_eq!(ix.expire(5).0.len(), 0);
         assert_eq!(ix.expire(6).0.len(), 1);
+    }
+
+    use proptest::prelude::*;
+
+    /// One step of a DRA's life on a handful of UEs, addresses and Session-Ids, so steps
+    /// collide: re-binds, moves, terminations of unknown sessions, restarts.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Bind {
+            ue: u8,
+            ip: u8,
+            apn: u8,
+            sid: u8,
+            rx: bool,
+            pcrf: u8,
+            per_ue: bool,
+        },
+        Attach {
+            ip: u8,
+            sid: u8,
+        },
+        Terminate(Vec<u8>),
+        Release(u8),
+        Client(u8),
+        Pcrf(u8),
+        Expire(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..4u8, 0..4u8, 0..2u8, 0..12u8, any::<bool>(), 0..3u8, any::<bool>()).prop_map(
+                |(ue, ip, apn, sid, rx, pcrf, per_ue)| Op::Bind { ue, ip, apn, sid, rx, pcrf, per_ue }
+            ),
+            2 => (0..4u8, 0..12u8).prop_map(|(ip, sid)| Op::Attach { ip, sid }),
+            3 => proptest::collection::vec(0..12u8, 1..4).prop_map(Op::Terminate),
+            1 => (0..12u8).prop_map(Op::Release),
+            1 => (0..2u8).prop_map(Op::Client),
+            1 => (0..3u8).prop_map(Op::Pcrf),
+            1 => (0..40u64).prop_map(Op::Expire),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the sequence, the indexes, name counts and stats agree with the
+        /// entries, and terminating every session leaves nothing behind.
+        #[test]
+        fn indexes_follow_every_change(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut ix = Index::new();
+            for (now, op) in ops.into_iter().enumerate() {
+                let now = now as u64;
+                match op {
+                    Op::Bind { ue, ip, apn, sid, rx, pcrf, per_ue } => {
+                        let key = UeKey {
+                            ue: Some(format!("IMSI:{ue}")),
+                            ipv4: (ip > 0).then(|| Ipv4Addr::new(10, 0, 0, ip)),
+                            ipv6: None,
+                            apn: Some(["internet", "IMS"][apn as usize].into()),
+                        };
+                        let mut s = session(&format!("s{sid}"), if rx { Interface::Rx } else { Interface::Gx });
+                        s.client = format!("client{}", sid % 2);
+                        ix.bind(BindRequest {
+                            key,
+                            by: if per_ue { MatchBy::Ue } else { MatchBy::IpCanSession },
+                            pcrf: format!("pcrf{pcrf}"),
+                            session: s,
+                            now_ms: now,
+                        });
+                    }
+                    Op::Attach { ip, sid } => {
+                        if let Some(b) = ix.find_by_address(&key_of_address(Ipv4Addr::new(10, 0, 0, ip).into())) {
+                            let mut s = session(&format!("s{sid}"), Interface::Rx);
+                            s.client = "CLIENT1".into();
+                            ix.attach(&b.id, s, now);
+                        }
+                    }
+                    Op::Terminate(sids) => {
+                        let sids: Vec<String> = sids.iter().map(|s| format!("s{s}")).collect();
+                        ix.terminate(&sids, now);
+                    }
+                    Op::Release(sid) => {
+                        ix.release_session(&format!("s{sid}"));
+                    }
+                    Op::Client(c) => {
+                        ix.release_client(&format!("Client{c}"));
+                    }
+                    Op::Pcrf(p) => {
+                        ix.release_pcrf(&format!("PCRF{p}"));
+                    }
+                    Op::Expire(cutoff) => {
+                        ix.expire(cutoff);
+                    }
+                }
+                ix.check();
+            }
+            let all: Vec<String> = (0..12).map(|s| format!("s{s}")).collect();
+            ix.terminate(&all, 1_000);
+            ix.check();
+            prop_assert_eq!(ix.stats(), Stats::default());
+            prop_assert!(ix.list().is_empty());
+        }
     }
 }

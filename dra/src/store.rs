@@ -114,19 +114,19 @@ impl MemoryStore {
 macro_rules! read_ops {
     () => {
         fn find(&self, key: UeKey, by: MatchBy) -> StoreFuture<'_, Option<Binding>> {
-            let r = self.with(|ix| ix.find(&key, by).cloned());
+            let r = self.with(|ix| ix.find(&key, by));
             Box::pin(async move { r })
         }
         fn find_by_address(&self, key: UeKey) -> StoreFuture<'_, Option<Binding>> {
-            let r = self.with(|ix| ix.find_by_address(&key).cloned());
+            let r = self.with(|ix| ix.find_by_address(&key));
             Box::pin(async move { r })
         }
         fn pcrf_of_session(&self, session_id: String) -> StoreFuture<'_, Option<String>> {
-            let r = self.with(|ix| ix.by_session(&session_id).map(|b| b.pcrf.clone()));
+            let r = self.with(|ix| ix.pcrf_of_session(&session_id));
             Box::pin(async move { r })
         }
         fn by_session(&self, session_id: String) -> StoreFuture<'_, Option<Binding>> {
-            let r = self.with(|ix| ix.by_session(&session_id).cloned());
+            let r = self.with(|ix| ix.by_session(&session_id));
             Box::pin(async move { r })
         }
         fn idle(&self, cutoff_ms: u64, limit: usize) -> StoreFuture<'_, Vec<Binding>> {

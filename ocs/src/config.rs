@@ -56,6 +56,9 @@ pub struct StoreSection {
     pub durable: bool,
 }
 
+/// The visited role's data file when `[store] path` is not set.
+pub const VISITED_STORE_PATH: &str = "ocs-visited.redb";
+
 fn default_store_path() -> PathBuf {
     PathBuf::from("ocs-data.redb")
 }
@@ -384,6 +387,11 @@ impl Config {
             position: None,
             message,
         })?;
+        if self.ocs.role == Role::Visited && self.store.path == default_store_path() {
+            // Its own file by default, so a home and a visited OCS started from one
+            // directory do not contend for one.
+            self.store.path = PathBuf::from(VISITED_STORE_PATH);
+        }
         if self.store.path.is_relative()
             && let Some(dir) = file.parent()
         {

@@ -130,11 +130,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     if cfg.ocs.role == ocs::config::Role::Visited {
         // Document 001: a back-to-back Gy agent in front of the home OCSs; it holds no
-        // accounts, so there is no data file and no operator endpoint.
+        // accounts (no operator endpoint), its sessions live in the [store] data file.
         let server = ocs::VisitedOcs::start(&cfg).await?;
         tracing::info!(
             origin_host = %cfg.node.origin_host,
             listen = ?server.listen_addrs(),
+            data = %cfg.store.path.display(),
             "ocs running (visited role)"
         );
         diameter_service::until_stopped(None).await;

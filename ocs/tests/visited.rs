@@ -289,6 +289,7 @@ impl Net {
             tcc,
         );
         vcfg.node.capture = capture;
+        vcfg.store.path = dir.path().join("visited.redb");
         let vocs = VisitedOcs::start(&vcfg).await.unwrap();
         for h in [PRIMARY, SECONDARY] {
             assert!(
@@ -995,6 +996,62 @@ async fn home_debits_exactly_what_the_pcef_reported() {
     .await;
 }
 
+/// RFC 4006 §6.3 one-time events through the visited OCS: relayed home, debited once, and a
+/// retransmission (T bit) answered by home's duplicate detection without a second debit.
+#[tokio::test]
+async fn events_go_home_and_a_retransmitted_one_is_debited_once() {
+    bounded(async {
+        let net = Net::start("terminate", false).await;
+        let imsi = IMSI_RICH_ROAMER;
+        let (start, _) = net.octets(imsi).await;
+        let event = Ccr {
+            session: "pcef.visited.test;9;event1",
+            kind: Some(RequestType::Event),
+            number: 0,
+            imsi,
+            mscc: vec![mscc(1, None, &[])],
+            ..Ccr::default()
+        };
+        let (m, a) = net.cca(&event).await;
+        assert_eq!(a.result_code, 2001, "{a:?}");
+        assert_eq!(a.request_type, RequestType::Event);
+        let debited = octets_of(by_rg(&a, 1));
+        assert!(debited > 0, "{a:?}");
+        assert_eq!(
+            m.get(base::SESSION_ID).and_then(Result::ok),
+            Some("pcef.visited.test;9;event1"),
+            "the PCEF's Session-Id in the answer"
+        );
+        let (after, reserved) = net.octets(imsi).await;
+        assert_eq!((start - after, reserved), (debited as i64, 0));
+        let (_, again) = net
+            .cca(&Ccr {
+                retransmit: true,
+                ..event.clone()
+            })
+            .await;
+        assert_eq!(again, a, "the retransmission gets the same answer");
+        assert_eq!(net.octets(imsi).await.0, after, "and no second debit");
+        // Another event is another debit; nothing stays at the visited OCS.
+        let (_, b) = net
+            .cca(&Ccr {
+                session: "pcef.visited.test;9;event2",
+                ..event.clone()
+            })
+            .await;
+        assert_eq!(b.result_code, 2001);
+        assert_eq!(net.octets(imsi).await.0, after - debited as i64);
+        assert_eq!(net.vocs.store().count().await.unwrap(), 0);
+        // Only direct debiting is relayed.
+        let mut refund = event.build();
+        refund.push(dcca::REQUESTED_ACTION.with(dcca::RequestedAction(3)));
+        let m = net.send(refund).await;
+        assert_eq!(ocs::gy::parse_cca(&m).result_code, 5012);
+        net.vocs.shutdown(Duration::from_secs(1)).await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn home_refusals_reach_the_pcef_unchanged() {
     bounded(async {
@@ -1385,8 +1442,9 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
 }
 
 /// The shipped examples as binaries: `ocs` (home, the demo) and `ocs --config
-/// examples/visited.toml` (ports moved to free ones), a PCEF through the visited one, and
-/// the visited role's Prometheus series.
+/// examples/visited.toml` (ports moved to free ones), a PCEF through the visited one, the
+/// visited role's Prometheus series, and a `kill -9` of the visited OCS mid-session that
+/// loses nothing.
 #[tokio::test]
 async fn binaries_with_the_shipped_visited_example() {
     bounded(async {
@@ -1412,7 +1470,11 @@ async fn binaries_with_the_shipped_visited_example() {
                 .replace("127.0.0.1:3880", &vocs_addr.to_string())
                 .replace("127.0.0.1:3870", &home_addr.to_string())
                 .replace("127.0.0.1:3872", &secondary.to_string())
-                .replace("tc = 5", "tc = 0.2"),
+                .replace("tc = 5", "tc = 0.2")
+                .replace(
+                    "\"ocs-visited.redb\"",
+                    &format!("{:?}", dir.path().join("v.redb")),
+                ),
         )
         .unwrap();
         let _home = spawn_ocs(&home_toml, &dir.path().join("home.log"), home_metrics);
@@ -1421,7 +1483,7 @@ async fn binaries_with_the_shipped_visited_example() {
             assert!(std::time::Instant::now() < end, "home ocs not listening");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let _vocs = spawn_ocs(&visited_toml, &dir.path().join("vocs.log"), vocs_metrics);
+        let mut vocs = spawn_ocs(&visited_toml, &dir.path().join("vocs.log"), vocs_metrics);
         let end = std::time::Instant::now() + Duration::from_secs(20);
         while tokio::net::TcpStream::connect(vocs_addr).await.is_err() {
             assert!(std::time::Instant::now() < end, "visited ocs not listening");
@@ -1478,6 +1540,42 @@ async fn binaries_with_the_shipped_visited_example() {
             .await,
         );
         assert_eq!(a.result_code, 2001);
+        let text = http_get(vocs_metrics, "/metrics").await;
+        assert!(
+            text.contains("ocs_visited_local_reauthorisations_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"ocs_visited_home_requests_total{home="ocs.home.test"} 1"#),
+            "{text}"
+        );
+        // kill -9 the visited OCS while it holds 300,000 octets reported by the PCEF and not
+        // yet sent home, and start it again on its data file: the session, the usage held
+        // and the numbering towards home are still there, and the CCR-T takes that usage
+        // home exactly once.
+        drop(vocs);
+        vocs = spawn_ocs(&visited_toml, &dir.path().join("vocs2.log"), vocs_metrics);
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let up = match tokio::net::TcpStream::connect(vocs_metrics).await {
+                Ok(_) => http_get(vocs_metrics, "/metrics").await.lines().any(|l| {
+                    l.starts_with("diameter_peers{")
+                        && l.contains(r#"peer="ocs.home.test""#)
+                        && l.contains("-Open\"}")
+                        && l.ends_with(" 1")
+                }),
+                Err(_) => false,
+            };
+            if up && pcef.wait_peer(VOCS, Duration::from_millis(100)).await {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "restarted visited ocs not connected to home ({up}) and the PCEF: {}",
+                std::fs::read_to_string(dir.path().join("vocs2.log")).unwrap_or_default(),
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let a = ocs::gy::parse_cca(
             &send(Ccr {
                 session: sid,
@@ -1500,7 +1598,13 @@ async fn binaries_with_the_shipped_visited_example() {
             })
             .await,
         );
-        assert_eq!(a.result_code, 2001);
+        assert_eq!(
+            a.result_code,
+            2001,
+            "{a:?}\n{}\n{}",
+            std::fs::read_to_string(dir.path().join("vocs.log")).unwrap_or_default(),
+            std::fs::read_to_string(dir.path().join("vocs2.log")).unwrap_or_default(),
+        );
         let (status, j) = ocs::admin::call(admin, hyper::Method::GET, &format!("/accounts/{imsi}"))
             .await
             .unwrap();
@@ -1508,15 +1612,13 @@ async fn binaries_with_the_shipped_visited_example() {
         let b = &j["balances"]["total-octets"];
         assert_eq!(b["available"].as_i64(), Some(1_000_000_000 - 300_010));
         assert_eq!(b["reserved"].as_u64(), Some(0));
+        // The restarted process sent one request home: the CCR-T with the usage held.
         let text = http_get(vocs_metrics, "/metrics").await;
         assert!(
-            text.contains("ocs_visited_local_reauthorisations_total 1"),
+            text.contains(r#"ocs_visited_home_requests_total{home="ocs.home.test"} 1"#),
             "{text}"
         );
-        assert!(
-            text.contains(r#"ocs_visited_home_requests_total{home="ocs.home.test"} 2"#),
-            "{text}"
-        );
+        drop(vocs);
         let text = http_get(home_metrics, "/metrics").await;
         assert!(
             text.contains(r#"ocs_visited_reports_total{kind="decision"}"#),

@@ -27,6 +27,7 @@ use super::{
 use crate::engine::{self, Decision, Policy, SessionWrite, rc};
 use crate::model::{Account, CcAnswer, CcRequest, Session, UnixMillis};
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, Table, TableDefinition};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
@@ -46,6 +47,9 @@ const ANSWERS: TableDefinition<'_, (&str, u32), &[u8]> = TableDefinition::new("a
 const ANSWER_EXPIRY: TableDefinition<'_, (u64, &str, u32), ()> =
     TableDefinition::new("answer_expiry");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+/// The visited role's sessions ([`crate::visited::store::DurableVisitedStore`]), by the
+/// PCEF's Session-Id, each written whole.
+const VISITED: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("visited_sessions");
 
 /// Most expired sessions (and answers) one sweep handles, so a sweep's transaction stays
 /// short; the next sweep takes the rest.
@@ -97,6 +101,7 @@ struct Tables<'t> {
     client_sessions: Table<'t, (&'static str, &'static str), ()>,
     answers: Table<'t, (&'static str, u32), &'static [u8]>,
     answer_expiry: Table<'t, (u64, &'static str, u32), ()>,
+    visited: Table<'t, &'static str, &'static [u8]>,
     sessions_delta: i64,
     reservations_delta: i64,
 }
@@ -484,6 +489,7 @@ impl RedbStore {
             txn.open_table(CLIENT_SESSIONS).map_err(se)?;
             txn.open_table(ANSWERS).map_err(se)?;
             txn.open_table(ANSWER_EXPIRY).map_err(se)?;
+            txn.open_table(VISITED).map_err(se)?;
             let s = txn.open_table(SESSIONS).map_err(se)?;
             let mut m = txn.open_table(META).map_err(se)?;
             let reservations = m.get("reservations").map_err(se)?.map_or(0, |v| v.value());
@@ -526,6 +532,39 @@ impl RedbStore {
         }
     }
 
+    /// The visited role: writes a session record whole, committed with the batch it joins.
+    pub fn put_visited<T: Serialize>(&self, id: String, record: &T) -> StoreFuture<'_, ()> {
+        let bytes = enc(record);
+        self.submit(move |t, _| {
+            let bytes = tryop!(bytes);
+            t.visited
+                .insert(id.as_str(), bytes.as_slice())
+                .map_err(se)?;
+            Ok(Ok(()))
+        })
+    }
+
+    /// The visited role: forgets a session record.
+    pub fn remove_visited(&self, id: String) -> StoreFuture<'_, ()> {
+        self.submit(move |t, _| {
+            t.visited.remove(id.as_str()).map_err(se)?;
+            Ok(Ok(()))
+        })
+    }
+
+    /// The visited role: every session record, read once at start. A record that does not
+    /// decode is an error (a file written by an incompatible version), not skipped.
+    pub fn visited_records<T: DeserializeOwned + Send + 'static>(&self) -> StoreFuture<'_, Vec<T>> {
+        self.submit(|t, _| {
+            let mut out = Vec::new();
+            for row in t.visited.iter().map_err(se)? {
+                let (_, v) = row.map_err(se)?;
+                out.push(tryop!(dec::<T>(v.value())));
+            }
+            Ok(Ok(out))
+        })
+    }
+
     fn submit<T, F>(&self, f: F) -> StoreFuture<'_, T>
     where
         T: Send + 'static,
@@ -558,6 +597,7 @@ fn open_tables(txn: &redb::WriteTransaction) -> Result<Tables<'_>, StoreError> {
         client_sessions: txn.open_table(CLIENT_SESSIONS).map_err(se)?,
         answers: txn.open_table(ANSWERS).map_err(se)?,
         answer_expiry: txn.open_table(ANSWER_EXPIRY).map_err(se)?,
+        visited: txn.open_table(VISITED).map_err(se)?,
         sessions_delta: 0,
         reservations_delta: 0,
     })

@@ -10,7 +10,8 @@
 //! - [`config`]: `[visited]`, the home operators and the policy per rating group.
 //! - [`location`]: 3GPP-User-Location-Info and the precision order of location triggers.
 //! - [`policy`]: the rewrites (credit cap, triggers, final-unit action).
-//! - [`store`]: the [`store::VisitedStore`] trait and its in-memory default.
+//! - [`store`]: the [`store::VisitedStore`] trait, its durable default (a redb file, read
+//!   back at start: a restarted visited OCS keeps its sessions) and an in-memory one.
 //!
 //! Usage: every unit the PCEF reports is added to the rating group's unreported usage and
 //! sent home, in the Used-Service-Unit of the next request that goes home (at the latest the
@@ -57,7 +58,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use store::{HomeMscc, InDoubt, MemoryVisitedStore, VisitedService, VisitedSession, VisitedStore};
+use store::{HomeMscc, InDoubt, VisitedService, VisitedSession, VisitedStore};
 
 /// Reporting-Reason RATING_CONDITION_CHANGE (TS 32.299 §7.2.175), sent with the Trigger that
 /// fired.
@@ -73,6 +74,8 @@ struct PcefExtras {
     rat: Option<Vec<u8>>,
     /// Per MSCC, in order: the Trigger-Type values that fired and the Reporting-Reason.
     fired: Vec<(Vec<i32>, Option<i32>)>,
+    /// The T bit: the PCEF sent this request before (RFC 6733 §3).
+    retransmitted: bool,
 }
 
 fn read_extras(msg: &Message) -> PcefExtras {
@@ -81,6 +84,7 @@ fn read_extras(msg: &Message) -> PcefExtras {
             .get(base::DESTINATION_REALM)
             .and_then(Result::ok)
             .map(str::to_string),
+        retransmitted: msg.header().flags.is_retransmit(),
         ..PcefExtras::default()
     };
     // 3GPP-User-Location-Info and 3GPP-RAT-Type: in Service-Information/PS-Information (TS
@@ -221,9 +225,13 @@ struct Agent {
 }
 
 impl VisitedOcs {
-    /// Starts the node with sessions in memory.
+    /// Starts the node with its sessions in the `[store]` data file
+    /// ([`store::DurableVisitedStore`]): a restart, a crash included, keeps them.
     pub async fn start(cfg: &Config) -> anyhow::Result<Self> {
-        Self::start_with_store(cfg, Arc::new(MemoryVisitedStore::default())).await
+        let store = store::DurableVisitedStore::open(cfg)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", cfg.store.path.display()))?;
+        Self::start_with_store(cfg, Arc::new(store)).await
     }
 
     /// As [`VisitedOcs::start`] on a store of the caller's.
@@ -235,7 +243,10 @@ impl VisitedOcs {
             .visited
             .clone()
             .ok_or_else(|| anyhow::anyhow!("the visited role needs a [visited] table"))?;
-        let nc = crate::server::node_config(cfg)?;
+        let mut nc = crate::server::node_config(cfg)?;
+        if let Some(osi) = store.origin_state_id() {
+            nc.local.origin_state_id = osi;
+        }
         let node = Node::start(nc).await?;
         let agent = Arc::new(Agent {
             node,
@@ -299,6 +310,9 @@ impl VisitedOcs {
     pub async fn shutdown(self, timeout: Duration) {
         self.sweeper.abort();
         self.agent.node.shutdown(timeout).await;
+        if let Err(e) = self.agent.store.close().await {
+            tracing::warn!(error = %e, "closing the visited session store");
+        }
     }
 }
 
@@ -424,10 +438,16 @@ impl Agent {
                     Ok(())
                 };
                 if let Err(e) = w {
+                    // Answering success would let the PCEF forget usage this node did not
+                    // keep: it gets 5012 and sends the request again.
                     tracing::error!(error = %e, "visited session not written");
+                    Err(anyhow::anyhow!("session state not written: {e}"))
+                } else {
+                    r
                 }
+            } else {
+                r
             }
-            r
         };
         drop(lock);
         self.unlock(&id);
@@ -477,11 +497,7 @@ impl Agent {
             (RequestType::Update | RequestType::Termination, None) => {
                 Ok(refuse(&ccr, rc::UNKNOWN_SESSION_ID, "unknown session"))
             }
-            (RequestType::Event, _) => Ok(refuse(
-                &ccr,
-                rc::UNABLE_TO_COMPLY,
-                "event charging is not relayed by the visited OCS",
-            )),
+            (RequestType::Event, _) => self.event(ccr, x).await,
         }
     }
 
@@ -722,6 +738,85 @@ impl Agent {
             session: Some(s),
             remove: false,
         })
+    }
+
+    /// A one-time event (RFC 4006 §6.3, DIRECT_DEBITING): relayed home as an event of this
+    /// node's own and home's answer passed to the PCEF as it is — a debit done at once
+    /// leaves no grant for the visited policy to cap and no session to keep. The Session-Id
+    /// towards home is derived from the PCEF's, so a retransmitted event (T bit) goes home as
+    /// the same event, T bit set, and home's duplicate detection (RFC 4006 §5.7) answers it
+    /// without a second debit; this node keeps nothing.
+    async fn event(&self, ccr: CcRequest, x: PcefExtras) -> anyhow::Result<Outcome> {
+        if ccr.requested_action.is_some_and(|a| a != 0) {
+            // RFC 4006 §8.41: PRICE_ENQUIRY, CHECK_BALANCE and REFUND_ACCOUNT are not
+            // relayed (home answers only DIRECT_DEBITING either).
+            return Ok(refuse(
+                &ccr,
+                rc::UNABLE_TO_COMPLY,
+                "only DIRECT_DEBITING events are relayed",
+            ));
+        }
+        let imsi = ccr
+            .subscriptions
+            .iter()
+            .find(|s| s.kind == SubscriptionType::Imsi)
+            .map(|s| s.data.as_str());
+        let Some(op) = self.cfg.operator(x.destination_realm.as_deref(), imsi) else {
+            return Ok(refuse(
+                &ccr,
+                rc::USER_UNKNOWN,
+                "no home operator configured for this subscriber",
+            ));
+        };
+        let hosts: Vec<String> = if x.home_hosts.is_empty() {
+            op.primary.iter().chain(&op.secondary).cloned().collect()
+        } else {
+            x.home_hosts.clone()
+        };
+        let me = self.node.identity();
+        let leg = VisitedSession {
+            pcef_session: ccr.session_id.clone(),
+            home_session: format!("{};event;{}", me.host, ccr.session_id),
+            home_number: ccr.request_number,
+            home_realm: op.realm.clone(),
+            home_hosts: hosts,
+            operator: op.realm.clone(),
+            subscriptions: ccr.subscriptions.clone(),
+            location: None,
+            home_location: None,
+            uli: x.uli.clone(),
+            rat: x.rat.clone(),
+            services: Vec::new(),
+            answers: Vec::new(),
+            failure_handling: FailureHandling::Terminate,
+            pcef_host: ccr.origin_host.clone(),
+            pcef_realm: ccr.origin_realm.clone(),
+            reauth: false,
+            home_at: 0,
+            in_doubt: None,
+            pcef_at: 0,
+        };
+        let msccs: Vec<HomeMscc> = ccr
+            .mscc
+            .iter()
+            .map(|m| HomeMscc {
+                service: m.service,
+                requested: m.requested,
+                used: m.used,
+                ..HomeMscc::default()
+            })
+            .collect();
+        match self
+            .send_home(&leg, RequestType::Event, &msccs, x.retransmitted)
+            .await
+        {
+            Ok(home) => Ok(Outcome {
+                answer: Reply::Cca(Box::new(pass_through(&ccr, home))),
+                session: None,
+                remove: false,
+            }),
+            Err(HomeDown(why, _)) => Ok(unreachable(why)),
+        }
     }
 
     /// The PCEF's MSCC answered from the home decision held, with the visited policy applied

@@ -1,12 +1,14 @@
 //! Where the visited OCS keeps its sessions: the [`VisitedStore`] trait, keyed by the
 //! PCEF's Session-Id, one record per session read and written whole — what a shared engine
 //! (Redis: one hash per session, written with a WATCH/MULTI transaction) can implement —
-//! and its in-memory default.
+//! its embedded durable default ([`DurableVisitedStore`]) and an in-memory one.
 
 use super::location::Location;
 use super::policy::VisitedDecision;
 use crate::config::FailureHandling;
+use crate::engine::Policy;
 use crate::model::{CcAnswer, MsccAnswer, RequestType, ServiceKey, SubscriptionId, Units};
+use crate::store::redb::{RedbOptions, RedbStore};
 use crate::store::{StoreError, StoreFuture};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -149,10 +151,22 @@ pub trait VisitedStore: Send + Sync + 'static {
     fn count(&self) -> StoreFuture<'_, usize>;
     /// Up to `limit` sessions whose PCEF has sent nothing since `before` (Tcc).
     fn idle(&self, before: crate::model::UnixMillis, limit: usize) -> StoreFuture<'_, Vec<String>>;
+    /// RFC 6733 §8.16: the Origin-State-Id this node announces, changed only when its
+    /// state is lost. `None`: the state lives as long as the process (the node picks a new
+    /// value at each start).
+    fn origin_state_id(&self) -> Option<u32> {
+        None
+    }
+    /// Finishes pending writes and lets go of what the store holds open (a data file), so
+    /// the next process (or a restart in this one) can open it.
+    fn close(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
-/// Sessions in memory: lost on a restart (the PCEF's next update is then refused 5002 and
-/// the usage held since the last home request is not reported home).
+/// Sessions in memory only: lost on a restart (the PCEF's next update is then refused 5002
+/// and the usage held since the last home request is not reported home). For tests and
+/// for [`DurableVisitedStore`]'s reads.
 #[derive(Default)]
 pub struct MemoryVisitedStore {
     maps: Mutex<Maps>,
@@ -213,5 +227,71 @@ impl VisitedStore for MemoryVisitedStore {
     }
     fn count(&self) -> StoreFuture<'_, usize> {
         Box::pin(async move { Ok(self.map()?.sessions.len()) })
+    }
+}
+
+/// The embedded durable default: every session record written to a redb file (the home
+/// role's [`RedbStore`], its `visited_sessions` table, group committed with fsync when
+/// `[store] durable`) before the change is visible, and read back at start — so a visited
+/// OCS that restarts (a crash included) keeps its sessions: the PCEF's next update is
+/// served, and the usage held locally still reaches home exactly once. Reads are served
+/// from memory.
+pub struct DurableVisitedStore {
+    memory: MemoryVisitedStore,
+    disk: RedbStore,
+}
+
+impl DurableVisitedStore {
+    /// Opens (or creates) the data file of `[store]` and loads its sessions.
+    pub async fn open(cfg: &crate::config::Config) -> Result<Self, StoreError> {
+        let options = RedbOptions {
+            max_batch: cfg.store.max_batch,
+            durable: cfg.store.durable,
+        };
+        let policy = std::sync::Arc::new(Policy::from_config(cfg));
+        let disk = RedbStore::open(&cfg.store.path, options, policy)?;
+        let memory = MemoryVisitedStore::default();
+        for s in disk.visited_records::<VisitedSession>().await? {
+            memory.put(s).await?;
+        }
+        Ok(Self { memory, disk })
+    }
+}
+
+impl VisitedStore for DurableVisitedStore {
+    fn get(&self, id: String) -> StoreFuture<'_, Option<VisitedSession>> {
+        self.memory.get(id)
+    }
+    fn put(&self, s: VisitedSession) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.disk.put_visited(s.pcef_session.clone(), &s).await?;
+            self.memory.put(s).await
+        })
+    }
+    fn remove(&self, id: String) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.disk.remove_visited(id.clone()).await?;
+            self.memory.remove(id).await
+        })
+    }
+    fn by_home(&self, home_session: String) -> StoreFuture<'_, Option<String>> {
+        self.memory.by_home(home_session)
+    }
+    fn idle(&self, before: crate::model::UnixMillis, limit: usize) -> StoreFuture<'_, Vec<String>> {
+        self.memory.idle(before, limit)
+    }
+    fn count(&self) -> StoreFuture<'_, usize> {
+        self.memory.count()
+    }
+    fn origin_state_id(&self) -> Option<u32> {
+        // The data file's: the sessions outlive a restart, so home must not clear them as
+        // a restarted peer's (it would answer the next request 5002).
+        Some(crate::store::ChargingStore::origin_state_id(&self.disk))
+    }
+    fn close(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.disk.close().await;
+            Ok(())
+        })
     }
 }
