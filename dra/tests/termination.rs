@@ -36,6 +36,16 @@ struct Home {
 
 impl Home {
     async fn start(mode: Mode, termination: Termination, behaviour: TerminationBehaviour) -> Self {
+        Self::start_with(mode, termination, behaviour, |_| {}).await
+    }
+
+    /// As [`Home::start`], the DRA's configuration changed by `tweak` first.
+    async fn start_with(
+        mode: Mode,
+        termination: Termination,
+        behaviour: TerminationBehaviour,
+        tweak: impl FnOnce(&mut dra::Config),
+    ) -> Self {
         // The demo PCRF, taking S9 from its roaming partner also through its own DRA
         // (a proxy hDRA relays the V-PCRF's S9).
         let mut pc = pcrf::Config::demo();
@@ -47,6 +57,7 @@ impl Home {
         let p = pcrf::Pcrf::start(&pc).await.unwrap();
         let mut cfg = dra_config(mode, &[&p]);
         cfg.dra.termination = termination;
+        tweak(&mut cfg);
         let d = Arc::new(dra(&cfg).await);
         let (admin, _task) = dra::admin::serve(d.clone(), "127.0.0.1:0".parse().unwrap())
             .await
@@ -629,4 +640,36 @@ async fn an_establishment_the_pcrf_refuses_after_a_redirect_leaves_no_binding() 
         assert!(!r.accepted);
         home.assert_empty(&[bberf.session_id()]).await;
     }
+}
+
+/// Per-UE bindings (`binding = "ue"`): two IP-CAN sessions of one UE (two APNs) share the
+/// entry, which goes only with the last of their sessions (document 002 step 4, "or UE").
+#[tokio::test]
+async fn a_per_ue_entry_goes_with_the_last_session_of_the_ue() {
+    let home = Home::start_with(
+        Mode::Redirect,
+        Termination::Redirect,
+        TerminationBehaviour::Parallel,
+        |cfg| cfg.dra.binding = dra::config::BindingScope::Ue,
+    )
+    .await;
+    let want = expected(&home, Mode::Redirect, Termination::Redirect);
+    let internet = tokio::spawn({
+        let o = home.pcef([10, 45, 12, 1], Duration::from_millis(1000));
+        async move { pcef_sim::gx::run(&o).await.unwrap() }
+    });
+    let ims = tokio::spawn({
+        let mut o = home.pcef([10, 45, 12, 2], Duration::from_millis(3000));
+        o.apn = "ims".into();
+        o.endpoint.origin_host = "pcef2.epc.test".into();
+        async move { pcef_sim::gx::run(&o).await.unwrap() }
+    });
+    home.wait_active(2).await;
+    assert_eq!(home.dra.store().stats().await.unwrap().bindings, 1);
+    assert_gx_ended(&internet.await.unwrap(), want);
+    // One IP-CAN session ended; the UE's entry stays for the other.
+    let s = home.dra.store().stats().await.unwrap();
+    assert_eq!((s.bindings, s.active_sessions), (1, 1));
+    assert_gx_ended(&ims.await.unwrap(), want);
+    home.assert_empty(&[]).await;
 }
