@@ -219,7 +219,7 @@ async fn attach_and_detach(mode: Mode, termination: Termination, behaviour: Term
     assert_eq!(code, Some(2001));
     let gxx = bberf.session_id().to_string();
     let pcef = tokio::spawn({
-        let mut o = home.pcef(ip, Duration::from_millis(1500));
+        let mut o = home.pcef(ip, Duration::from_millis(2500));
         // A RAT change the PCRF armed: a CCR-U within the session, to the PCRF the DRA
         // redirected to, or through the proxy.
         o.events = vec![pcef_sim::gx::GxEvent::parse("0.2:rat:utran").unwrap()];
@@ -341,7 +341,7 @@ async fn bberf_reselection(mode: Mode, behaviour: TerminationBehaviour) {
         .unwrap();
     assert_eq!(code, Some(2001));
     let pcef = tokio::spawn({
-        let o = home.pcef(ip, Duration::from_millis(1500));
+        let o = home.pcef(ip, Duration::from_millis(2500));
         async move { pcef_sim::gx::run(&o).await.unwrap() }
     });
     home.wait_active(2).await;
@@ -395,7 +395,7 @@ async fn an_af_session_ends_before_the_ip_can_session() {
         let want = expected(&home, mode, termination);
         let ip = [10, 45, 9, 1];
         let pcef = tokio::spawn({
-            let o = home.pcef(ip, Duration::from_millis(1000));
+            let o = home.pcef(ip, Duration::from_millis(2000));
             async move { pcef_sim::gx::run(&o).await.unwrap() }
         });
         home.wait_active(1).await;
