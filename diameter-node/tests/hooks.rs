@@ -345,6 +345,51 @@ async fn a_handler_redirect_is_followed_to_a_host_from_the_host_map() {
 }
 
 #[tokio::test]
+async fn request_with_tells_how_a_request_went_and_can_keep_or_pin_it() {
+    use diameter_node::node::SendOptions;
+    let target = server("pcrf.example", Duration::ZERO).await;
+    let dra = redirector("pcrf.example".into()).await;
+    let cli = client_of_dra(&dra, &[("pcrf.example", target.node.listen_addrs()[0])]).await;
+    // Followed: the PCRF answered, the DRA redirected on the way.
+    let d = cli
+        .request_with(ccr("s;with;1"), &SendOptions::default())
+        .await
+        .unwrap();
+    assert_eq!((rc(&d.answer), d.peer.as_str()), (2001, "pcrf.example"));
+    assert_eq!(d.redirected_by.as_deref(), Some("dra.example"));
+    // Pinned to the DRA (past the cached ALL_SESSION redirect) and not followed: the
+    // redirect itself comes back (a client telling a redirect DRA of a termination).
+    let kept = SendOptions {
+        peer: Some("dra.example".into()),
+        keep_redirect: true,
+        ..SendOptions::default()
+    };
+    let d = cli.request_with(ccr("s;with;1"), &kept).await.unwrap();
+    assert_eq!((rc(&d.answer), d.peer.as_str()), (3006, "dra.example"));
+    assert_eq!(d.redirected_by, None);
+    // Pinned to the PCRF: straight there.
+    let pinned = SendOptions {
+        peer: Some("pcrf.example".into()),
+        ..SendOptions::default()
+    };
+    let d = cli.request_with(ccr("s;with;2"), &pinned).await.unwrap();
+    assert_eq!((rc(&d.answer), d.redirected_by), (2001, None));
+    assert_eq!(target.seen.lock().unwrap().len(), 2);
+    // A pinned host the node cannot reach: 3002 from the node itself.
+    let nowhere = SendOptions {
+        peer: Some("gone.example".into()),
+        timeout: Some(Duration::from_millis(300)),
+        ..SendOptions::default()
+    };
+    match cli.request_with(ccr("s;with;3"), &nowhere).await {
+        Err(RequestError::Protocol { result_code, .. }) => {
+            assert_eq!(result_code.0, 3002)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn a_redirect_is_followed_to_the_address_in_its_uri() {
     // "localhost" is the target's Diameter identity and a name the system resolver knows.
     let target = server("localhost", Duration::ZERO).await;

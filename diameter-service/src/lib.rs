@@ -10,9 +10,12 @@
 //! - [`NodeFlags`]: the `--capture`, `--metrics` and `--listen` options over `[node]`;
 //! - [`next_event`]: the node's peer events, lagging logged and skipped;
 //! - [`now_ms`]: wall-clock milliseconds;
-//! - [`admin`]: the small HTTP/1.1 JSON server and client of the operator endpoints.
+//! - [`admin`]: the small HTTP/1.1 JSON server and client of the operator endpoints;
+//! - [`dra_client`]: a DRA's client side (document 002): how the DRA handled each session,
+//!   and terminations sent in parallel to DRA and PCRF or following the DRA's redirect.
 
 pub mod admin;
+pub mod dra_client;
 
 use anyhow::Context as _;
 use diameter_node::config::{ListenToml, NodeToml, TransportToml};

@@ -31,12 +31,36 @@
 //! redirect mode (and acknowledged by the DRA or redirected) and when the answer comes
 //! back in proxy mode. A request from a PCRF (RAR, ASR) goes to the client of its session.
 //!
-//! # Not here
+//! # The clients' side (document 002)
 //!
-//! The clients' side of document 002 (sending a termination to DRA and PCRF in parallel, or
-//! following the DRA's redirect; remembering at establishment whether the DRA redirected or
-//! proxied) is pcef-sim's; the V-PCRF's S9 client towards the hDRA is pcrf's. The role
-//! (`home`, `visited`) names the DRA; both roles behave the same.
+//! A redirect DRA never sees the requests that follow its redirect (RFC 6733 §2.8.3), so
+//! its clients tell it when sessions end. [`diameter_service::dra_client::DraClient`] is
+//! that client side, shared by pcef-sim's PCEF, BBERF and AF (`pcef-sim gx|bberf|af
+//! --dra-termination parallel|redirect`) and meant for the V-PCRF towards the hDRA:
+//!
+//! - at establishment it records how the DRA handled the session: redirected to a PCRF,
+//!   or proxied;
+//! - a proxied session ends through the DRA (marked here when the PCRF's answer comes
+//!   back);
+//! - a redirected session ends either with the termination sent to this DRA and to the
+//!   PCRF at once (`parallel`: the DRA's CCA-T/STA 2001 with `termination = "ack"`, or its
+//!   3006 with `termination = "redirect"`, is not followed and says the session is marked),
+//!   or sent here only and the redirect followed (`redirect`; against a DRA configured to
+//!   `ack`, the client then sends it to the PCRF of the establishment itself, so no side
+//!   keeps the session whatever the two configurations);
+//! - an establishment the PCRF refuses after this DRA's redirect is followed by a
+//!   termination to this DRA alone, which unbinds it (in proxy mode the DRA sees the
+//!   refusal itself).
+//!
+//! `tests/termination.rs` runs every combination end to end (detach in document 002's
+//! order with the AF's loss-of-bearer notification, an Rx session ending alone, a BBERF
+//! reselection ending the old Gxx session) and checks after each that the operator
+//! endpoint lists no binding and the PCRF holds no session; its last test is the control:
+//! a client that does not tell a redirect DRA (its CCR-T follows the cached redirect
+//! straight to the PCRF) leaves its binding, which then only the audits remove.
+//!
+//! The role (`home`, `visited`) names the DRA; both roles behave the same. The V-PCRF's
+//! S9 client towards the hDRA is pcrf's.
 //!
 //! # No orphans
 //!

@@ -38,6 +38,11 @@ const EXIT_STATUS: &str = "Exit status: 0 after a clean stop (SIGINT, SIGTERM) o
         "  curl 127.0.0.1:3873/sessions/SESSION-ID\n",
         "  curl 127.0.0.1:3873/pcrfs\n",
         "\n",
+        "Terminations (document 002): in redirect mode a CCR-T or STR reaching the DRA marks its session\n",
+        "and is answered 2001 ([dra] termination = \"ack\") or redirected (\"redirect\"); clients send it\n",
+        "to DRA and PCRF in parallel or follow the redirect, as they recorded at establishment\n",
+        "(pcef-sim gx|bberf|af --dra-termination parallel|redirect).\n",
+        "\n",
         "Exit status: 0 after a clean stop (SIGINT, SIGTERM) or a listing shown; 1 when it cannot start (the message names the cause: a configuration FILE:LINE:COLUMN and key, a port in use) or the operator endpoint cannot be reached; 2 for a binding or session that does not exist."
     )
 )]

@@ -36,13 +36,13 @@ use diameter_codec::ResultCode;
 use diameter_codec::dict::{base, dcca, gi, gx, nasreq, rx, ts29229};
 use diameter_codec::types::IpFilterRule;
 use diameter_codec::{AvpRef, AvpType, Message, MessageBuilder, OwnedAvp, TypedAvp};
-use diameter_node::node::{Node, RequestError, handler_fn};
+use diameter_node::node::{RequestError, handler_fn};
 use serde::Serialize;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-use crate::client::Endpoint;
+use crate::client::{Endpoint, Upstream};
 use crate::gy::{self, Subscriber};
 
 /// 3GPP's Vendor-Id.
@@ -280,6 +280,13 @@ pub struct GxExchange {
     /// Why there was no answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Through a DRA, the way the termination went: "proxied", "parallel" or "redirect"
+    /// (document 002).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dra_path: Option<&'static str>,
+    /// The DRA's own answer to the termination, when it answered apart from the PCRF.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dra_result: Option<u32>,
 }
 
 /// A RAR received for the session.
@@ -700,9 +707,10 @@ pub fn description_matches(desc: &str, direction: Option<i32>, f: &ClassFlow, ue
 
 /// Runs the session against the PCRF and returns what happened.
 pub async fn run(opts: &GxOptions) -> anyhow::Result<GxReport> {
-    let node = crate::client::connect(&opts.endpoint, gx::APP_GX, opts.timeout)
+    let up = Upstream::connect(&opts.endpoint, gx::APP_GX, opts.timeout)
         .await
         .context("connecting to the PCRF")?;
+    let node = up.node().clone();
     let epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -735,7 +743,7 @@ pub async fn run(opts: &GxOptions) -> anyhow::Result<GxReport> {
         }),
     );
     let mut s = Session {
-        node: &node,
+        up: &up,
         opts,
         id,
         start: Instant::now(),
@@ -775,7 +783,7 @@ pub async fn run(opts: &GxOptions) -> anyhow::Result<GxReport> {
 }
 
 struct Session<'a> {
-    node: &'a Node,
+    up: &'a Upstream,
     opts: &'a GxOptions,
     id: String,
     start: Instant,
@@ -907,13 +915,13 @@ impl Session<'_> {
                 let (tx, mut initial) = mpsc::unbounded_channel();
                 let (watch_tx, watch_rx) = tokio::sync::watch::channel(services(&rgs));
                 let gopts = gy::GyOptions {
-                    endpoint: Endpoint {
-                        to: addr,
-                        to_host: host,
-                        dest_realm: self.opts.endpoint.dest_realm.clone(),
-                        origin_host: self.opts.endpoint.origin_host.clone(),
-                        origin_realm: self.opts.endpoint.origin_realm.clone(),
-                    },
+                    endpoint: Endpoint::direct(
+                        addr,
+                        host,
+                        &self.opts.endpoint.dest_realm,
+                        &self.opts.endpoint.origin_host,
+                        &self.opts.endpoint.origin_realm,
+                    ),
                     subscriber: self.opts.subscriber.clone(),
                     services: services(&rgs),
                     duration: self.opts.duration.saturating_sub(self.start.elapsed()),
@@ -1070,10 +1078,21 @@ impl Session<'_> {
                 b.push(base::TERMINATION_CAUSE.with(base::TerminationCause::DIAMETER_LOGOUT));
             }
         }
-        b.end_to_end = self.node.next_end_to_end();
+        b.end_to_end = self.up.node().next_end_to_end();
         let name = ["CCR-I", "CCR-U", "CCR-T"][(kind - 1) as usize];
         let at_ms = self.start.elapsed().as_millis() as u64;
-        let r = self.node.request_with_timeout(b, self.opts.timeout).await;
+        // Through a DRA, the CCR-I records how it handled the session and the CCR-T goes
+        // the way that says (document 002).
+        let (mut dra_path, mut dra_result) = (None, None);
+        let r = match kind {
+            1 => self.up.establish(b).await,
+            2 => self.up.request(b).await,
+            _ => {
+                let t = self.up.terminate(b).await;
+                (dra_path, dra_result) = (t.path, t.dra_result);
+                t.answer
+            }
+        };
         let (code, policy, error) = match r {
             Ok(m) => (result_of(&m), read_policy(&m), None),
             // An answer with the E bit is still an answer (RFC 6733 §7.2).
@@ -1082,8 +1101,13 @@ impl Session<'_> {
             }
             Err(e) => (None, Policy::default(), Some(e.to_string())),
         };
+        let dra_note = match (dra_path, dra_result) {
+            (Some(p), Some(c)) => format!(" (DRA: {p}, DRA answered {c})"),
+            (Some(p), None) => format!(" (DRA: {p})"),
+            _ => String::new(),
+        };
         self.say(format!(
-            "{name} #{number}{} -> {}",
+            "{name} #{number}{} -> {}{dra_note}",
             event
                 .map(|e| format!(" event {}", e.name))
                 .unwrap_or_default(),
@@ -1099,6 +1123,8 @@ impl Session<'_> {
             result_code: code,
             policy: policy.clone(),
             error,
+            dra_path,
+            dra_result,
         });
         (code, policy)
     }
@@ -1117,7 +1143,7 @@ fn services(rgs: &[u32]) -> Vec<gy::Service> {
 
 /// Framed-IP-Address (RFC 7155 §4.4.10.5.1) or, for IPv6, Framed-IPv6-Prefix /64
 /// (RFC 3162 §2.3).
-fn ue_address(ip: IpAddr) -> OwnedAvp {
+pub(crate) fn ue_address(ip: IpAddr) -> OwnedAvp {
     match ip {
         IpAddr::V4(v) => nasreq::FRAMED_IP_ADDRESS.with(bytes::Bytes::copy_from_slice(&v.octets())),
         IpAddr::V6(v) => {

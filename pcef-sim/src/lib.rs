@@ -1,6 +1,10 @@
 //! pcef-sim: the EPC test client: the `decode` tool, the PCEF's Gx client ([`gx`]) and Gy
-//! client ([`gy`]), and Gy/Gx `load`; the BBERF and AF roles, replay and `lab` come later.
+//! client ([`gy`]), the BBERF's Gxx client ([`bberf`]), the AF's Rx client ([`af`]), and
+//! Gy/Gx `load`; each policy client can reach its PCRF through a DRA with document 002's
+//! termination behaviours ([`client::Upstream`]). Replay and `lab` come later.
 
+pub mod af;
+pub mod bberf;
 pub mod client;
 pub mod decode;
 pub mod gx;

@@ -297,13 +297,13 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<Report> {
     if opts.subscribers == 0 {
         bail!("--subscribers must be at least 1");
     }
-    let ep = crate::client::Endpoint {
-        to: opts.to,
-        to_host: opts.to_host.clone(),
-        dest_realm: opts.dest_realm.clone(),
-        origin_host: opts.origin_host.clone(),
-        origin_realm: opts.origin_realm.clone(),
-    };
+    let ep = crate::client::Endpoint::direct(
+        opts.to,
+        &opts.to_host,
+        &opts.dest_realm,
+        &opts.origin_host,
+        &opts.origin_realm,
+    );
     let node = crate::client::connect(&ep, opts.scenario.application(), opts.timeout).await?;
     let plan = Arc::new(Plan {
         opts: opts.clone(),

@@ -81,19 +81,153 @@ enum Command {
     ///
     /// Example: pcef-sim gx --imsi 001010000000001 --event 1:rat --flow tcp:198.51.100.7:443
     Gx(Box<GxArgs>),
+    /// Run a BBERF's gateway control session for one UE over Gxx (TS 29.212 chapter 4a).
+    ///
+    /// CCR-I with Subscription-Id, Called-Station-Id, IP-CAN-Type, RAT-Type and the UE
+    /// address; the PCRF's QoS-rule RARs answered 2001; CCR-T after --duration
+    /// (Termination-Cause DIAMETER_LOGOUT, or DIAMETER_USER_MOVED with --moved: a BBERF the
+    /// UE left, document 002 embodiments 1, 4, 7). With --dra-termination the server is a
+    /// DRA (see `pcef-sim gx --help`). Exit status 0 when the session was accepted and
+    /// ended with 2001, 3 when it was refused, 1 otherwise.
+    ///
+    /// Example: pcef-sim bberf --to 127.0.0.1:3868 --to-host dra.home.test
+    /// --dra-termination parallel --peer-addr pcrf.home.test=127.0.0.1:3869
+    Bberf(Box<BberfArgs>),
+    /// Run an AF session for one UE address over Rx (TS 29.214).
+    ///
+    /// AAR with Framed-IP-Address (or Framed-IPv6-Prefix) subscribing to
+    /// INDICATION_OF_LOSS_OF_BEARER and INDICATION_OF_RELEASE_OF_BEARER; the PCRF's RAR and
+    /// ASR answered 2001; STR when the PCRF says the IP-CAN session is gone (document 002
+    /// steps 914–918: Termination-Cause DIAMETER_ADMINISTRATIVE) or after --duration
+    /// (DIAMETER_LOGOUT). With --dra-termination the server is a DRA (see `pcef-sim gx
+    /// --help`). Exit status 0 when the session was accepted and ended with 2001, 3 when it
+    /// was refused, 1 otherwise.
+    ///
+    /// Example: pcef-sim af --ue-ip 10.45.0.2 --duration 30
+    Af(Box<AfArgs>),
 }
 
 #[derive(clap::Args)]
-struct GxArgs {
-    /// Address of the PCRF.
+struct BberfArgs {
+    #[command(flatten)]
+    server: PolicyServer,
+    /// Our Origin-Host.
+    #[arg(long, default_value = "bberf.sim")]
+    host: String,
+    /// Our Origin-Realm.
+    #[arg(long, default_value = "sim")]
+    realm: String,
+    /// The subscriber's IMSI (Subscription-Id END_USER_IMSI).
+    #[arg(long, default_value = "001010000000001")]
+    imsi: String,
+    /// The UE's address, when the BBERF knows it.
+    #[arg(long)]
+    ue_ip: Option<std::net::IpAddr>,
+    /// The APN (Called-Station-Id).
+    #[arg(long, default_value = "internet")]
+    apn: String,
+    /// RAT-Type (TS 29.212 §5.3.31): 1004 EUTRAN, 1000 UTRAN, 1001 GERAN, 0 WLAN.
+    #[arg(long, default_value_t = 1004)]
+    rat: i32,
+    /// Seconds until the CCR-T.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// End with DIAMETER_USER_MOVED: the UE moved to another BBERF.
+    #[arg(long)]
+    moved: bool,
+    /// Seconds to wait for each answer.
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct AfArgs {
+    #[command(flatten)]
+    server: PolicyServer,
+    /// Our Origin-Host.
+    #[arg(long, default_value = "af.sim")]
+    host: String,
+    /// Our Origin-Realm.
+    #[arg(long, default_value = "sim")]
+    realm: String,
+    /// The UE's address.
+    #[arg(long, default_value = "10.45.0.2")]
+    ue_ip: std::net::IpAddr,
+    /// Seconds to wait for the PCRF's loss notification before ending the session.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Seconds to wait for each answer.
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn secs(what: &str, v: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(v).map_err(|_| anyhow::anyhow!("bad {what}: {v}"))
+}
+
+/// The exit status of a session: 0 accepted and ended with 2001, 3 refused, 1 otherwise.
+fn session_status(
+    established: Option<u32>,
+    ended: Option<&pcef_sim::client::TerminationSeen>,
+) -> std::process::ExitCode {
+    match (established, ended) {
+        (Some(2001), Some(t)) if t.result_code == Some(2001) => std::process::ExitCode::SUCCESS,
+        (Some(c), _) if c != 2001 => std::process::ExitCode::from(3),
+        _ => std::process::ExitCode::FAILURE,
+    }
+}
+
+/// The policy server a PCEF, BBERF or AF talks to: a PCRF, or a DRA in front of PCRFs.
+#[derive(clap::Args)]
+struct PolicyServer {
+    /// Address of the PCRF (or of the DRA, with --dra-termination).
     #[arg(long, default_value = "127.0.0.1:3869")]
     to: SocketAddr,
-    /// Origin-Host of the PCRF.
+    /// Origin-Host of the PCRF (or of the DRA).
     #[arg(long, default_value = "pcrf.home.test")]
     to_host: String,
     /// Destination-Realm of the requests.
     #[arg(long, default_value = "home.test")]
     dest_realm: String,
+    /// The server at --to is a DRA (TS 29.213 §7). The client remembers at establishment
+    /// whether the DRA redirected it (3006, to a PCRF) or proxied it; a proxied session
+    /// ends through the DRA; a redirected one ends either with the termination sent to
+    /// the DRA and the PCRF at once (`parallel`), or sent to the DRA, whose redirect is
+    /// followed to the PCRF (`redirect`; when the DRA acknowledges the termination itself,
+    /// it is then sent to the PCRF of the establishment). Document 002.
+    #[arg(long, value_enum, value_name = "BEHAVIOUR")]
+    dra_termination: Option<diameter_service::dra_client::TerminationBehaviour>,
+    /// Where a host a DRA redirects to listens, HOST=ADDRESS (repeatable), when its name
+    /// does not resolve [e.g. pcrf.home.test=127.0.0.1:3869].
+    #[arg(long = "peer-addr", value_name = "HOST=ADDRESS", value_parser = pcef_sim::client::parse_peer)]
+    peer_addrs: Vec<(String, SocketAddr)>,
+}
+
+impl PolicyServer {
+    fn endpoint(&self, host: &str, realm: &str) -> pcef_sim::client::Endpoint {
+        let mut ep = pcef_sim::client::Endpoint::direct(
+            self.to,
+            &self.to_host,
+            &self.dest_realm,
+            host,
+            realm,
+        );
+        ep.peers.clone_from(&self.peer_addrs);
+        ep.dra = self.dra_termination;
+        ep
+    }
+}
+
+#[derive(clap::Args)]
+struct GxArgs {
+    #[command(flatten)]
+    server: PolicyServer,
     /// Our Origin-Host.
     #[arg(long, default_value = "pcef.sim")]
     host: String,
@@ -144,9 +278,6 @@ impl GxArgs {
     fn options(&self) -> anyhow::Result<pcef_sim::gx::GxOptions> {
         use pcef_sim::gx::{ClassFlow, GxEvent};
         use pcef_sim::gy::Subscriber;
-        let secs = |what: &str, v: f64| {
-            Duration::try_from_secs_f64(v).map_err(|_| anyhow::anyhow!("bad {what}: {v}"))
-        };
         let subscriber = match (&self.imsi, &self.msisdn, &self.nai) {
             (_, Some(m), _) => Subscriber {
                 kind: 0,
@@ -179,13 +310,7 @@ impl GxArgs {
             self.flows.clone()
         };
         Ok(pcef_sim::gx::GxOptions {
-            endpoint: pcef_sim::client::Endpoint {
-                to: self.to,
-                to_host: self.to_host.clone(),
-                dest_realm: self.dest_realm.clone(),
-                origin_host: self.host.clone(),
-                origin_realm: self.realm.clone(),
-            },
+            endpoint: self.server.endpoint(&self.host, &self.realm),
             subscriber,
             ue_ip: self.ue_ip,
             apn: self.apn.clone(),
@@ -270,9 +395,6 @@ struct GyArgs {
 impl GyArgs {
     fn options(&self) -> anyhow::Result<pcef_sim::gy::GyOptions> {
         use pcef_sim::gy::{BearerEvent, Flow, Service, Subscriber};
-        let secs = |what: &str, v: f64| {
-            Duration::try_from_secs_f64(v).map_err(|_| anyhow::anyhow!("bad {what}: {v}"))
-        };
         let subscriber = match (&self.imsi, &self.msisdn, &self.nai) {
             (_, Some(m), _) => Subscriber {
                 kind: 0,
@@ -289,13 +411,13 @@ impl GyArgs {
         };
         let err = |e: String| anyhow::anyhow!(e);
         Ok(pcef_sim::gy::GyOptions {
-            endpoint: pcef_sim::client::Endpoint {
-                to: self.to,
-                to_host: self.to_host.clone(),
-                dest_realm: self.dest_realm.clone(),
-                origin_host: self.host.clone(),
-                origin_realm: self.realm.clone(),
-            },
+            endpoint: pcef_sim::client::Endpoint::direct(
+                self.to,
+                &self.to_host,
+                &self.dest_realm,
+                &self.host,
+                &self.realm,
+            ),
             subscriber,
             services: self
                 .rating_groups
@@ -407,9 +529,6 @@ enum ScenarioArg {
 
 impl LoadArgs {
     fn options(&self) -> anyhow::Result<LoadOptions> {
-        let secs = |what: &str, v: f64| {
-            Duration::try_from_secs_f64(v).map_err(|_| anyhow::anyhow!("bad {what}: {v}"))
-        };
         if let Some(r) = self.rate {
             anyhow::ensure!(r.is_finite() && r > 0.0, "bad --rate: {r}");
         }
@@ -512,6 +631,58 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             if !report.accepted {
                 return Ok(std::process::ExitCode::from(3));
             }
+        }
+        Command::Bberf(args) => {
+            let opts = pcef_sim::bberf::BberfOptions {
+                endpoint: args.server.endpoint(&args.host, &args.realm),
+                subscriber: pcef_sim::gy::Subscriber {
+                    kind: 1,
+                    data: args.imsi.clone(),
+                },
+                ue_ip: args.ue_ip,
+                apn: args.apn.clone(),
+                rat_type: args.rat,
+                timeout: secs("--timeout", args.timeout)?,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let report = rt.block_on(pcef_sim::bberf::run(
+                &opts,
+                secs("--duration", args.duration)?,
+                args.moved,
+                !args.json,
+            ))?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            return Ok(session_status(
+                report.attach_result,
+                report.termination.as_ref(),
+            ));
+        }
+        Command::Af(args) => {
+            let opts = pcef_sim::af::AfOptions {
+                endpoint: args.server.endpoint(&args.host, &args.realm),
+                ue_ip: args.ue_ip,
+                specific_actions: pcef_sim::af::AfOptions::LOSS.to_vec(),
+                timeout: secs("--timeout", args.timeout)?,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let report = rt.block_on(pcef_sim::af::run(
+                &opts,
+                secs("--duration", args.duration)?,
+                !args.json,
+            ))?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            return Ok(session_status(
+                report.aar_result,
+                report.termination.as_ref(),
+            ));
         }
         Command::Gx(args) => {
             let opts = args.options()?;

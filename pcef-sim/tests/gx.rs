@@ -586,3 +586,173 @@ fn a_release_from_the_pcrf_ends_the_session_with_ccr_t() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert!(v["sessions"].as_array().unwrap().is_empty(), "{v}");
 }
+
+fn dra_bin() -> &'static PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| built("dra", "dra"))
+}
+
+/// `dra` in redirect mode with `termination` (`ack` or `redirect`) in front of `pcrf`,
+/// bindings in memory.
+fn dra(pcrf: &Server, termination: &str) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, admin) = (free_addr(), free_addr());
+    let cfg = dir.path().join("dra.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[node]
+origin_host = "dra.home.test"
+origin_realm = "home.test"
+timers = {{ tc = 0.2 }}
+
+[[node.listen]]
+addr = "{addr}"
+
+[dra]
+mode = "redirect"
+termination = "{termination}"
+admin = "{admin}"
+
+[[dra.pcrf]]
+host = "pcrf.home.test"
+connect = "{}"
+
+[store]
+kind = "memory"
+"#,
+            pcrf.addr
+        ),
+    )
+    .unwrap();
+    let child = Command::new(dra_bin())
+        .arg("--config")
+        .arg(&cfg)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting dra");
+    wait_listening(&[addr, admin], "dra");
+    // Until the PCRF is selectable.
+    let end = Instant::now() + Duration::from_secs(20);
+    while !http(admin, "GET", "/pcrfs").1.contains("\"healthy\":true") {
+        assert!(Instant::now() < end, "PCRF never healthy at the DRA");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Server {
+        child,
+        addr,
+        admin,
+        _dir: dir,
+    }
+}
+
+/// `pcef-sim ROLE` through the DRA with `--dra-termination behaviour`, the PCRF's address
+/// given for the redirects.
+/// Its Origin-Host is the role's and the behaviour's: the same host coming back with a new
+/// Origin-State-Id would be a restarted client (RFC 6733 §8.16), whose sessions the PCRF
+/// drops as it learns of the restart — possibly after the new process's first request.
+fn via_dra(role: &str, dra: &Server, pcrf: &Server, behaviour: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(PCEF_SIM);
+    c.args([role, "--json", "--to", &dra.addr.to_string()])
+        .args(["--host", &format!("{role}-{behaviour}.sim")])
+        .args(["--to-host", "dra.home.test", "--dra-termination", behaviour])
+        .arg("--peer-addr")
+        .arg(format!("pcrf.home.test={}", pcrf.addr))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Document 002 with the binaries: `pcef-sim bberf`, `gx` and `af` through the `dra`
+/// binary (redirect mode) in front of the `pcrf` binary; the BBERF ends Gxx, the PCEF Gx,
+/// the AF hears of the loss and ends Rx; the DRA's operator endpoint lists no binding
+/// after, the PCRF's none of its Gx sessions. Both client behaviours against both DRA
+/// answers.
+#[test]
+fn the_three_clients_end_their_sessions_through_a_redirect_dra() {
+    let p = pcrf();
+    for (termination, behaviour, dra_answer) in [
+        ("ack", "parallel", Some(2001)),
+        ("redirect", "redirect", None),
+    ] {
+        let d = dra(&p, termination);
+        let ip = "10.45.0.2";
+        let bberf = via_dra(
+            "bberf",
+            &d,
+            &p,
+            behaviour,
+            &["--ue-ip", ip, "--duration", "1.5"],
+        )
+        .spawn()
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let gx = via_dra(
+            "gx",
+            &d,
+            &p,
+            behaviour,
+            &["--imsi", IMSI_1, "--ue-ip", ip, "--duration", "3"],
+        )
+        .spawn()
+        .unwrap();
+        // The AF once the IP-CAN session is bound at the DRA.
+        let end = Instant::now() + Duration::from_secs(20);
+        while !http(d.admin, "GET", "/bindings").1.contains("\"gx\"") {
+            assert!(Instant::now() < end, "Gx never bound at the DRA");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let af = via_dra(
+            "af",
+            &d,
+            &p,
+            behaviour,
+            &["--ue-ip", ip, "--duration", "15"],
+        )
+        .spawn()
+        .unwrap();
+        let want_dra = dra_answer.map_or(Value::Null, Value::from);
+        let out = bberf.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let r = report(&out);
+        assert_eq!(r["attach_result"], 2001);
+        assert_eq!(r["termination"]["result_code"], 2001, "{r}");
+        assert_eq!(r["termination"]["dra_path"], behaviour);
+        assert_eq!(r["termination"]["dra_result"], want_dra);
+        let out = gx.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let r = report(&out);
+        let t = r["exchanges"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(t["kind"], "termination");
+        assert_eq!(t["result_code"], 2001, "{r}");
+        assert_eq!(t["dra_path"], behaviour);
+        assert_eq!(t["dra_result"], want_dra);
+        let out = af.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let r = report(&out);
+        assert_eq!(r["aar_result"], 2001);
+        assert_eq!(r["loss"]["command"], "rar", "{r}");
+        assert_eq!(r["termination"]["result_code"], 2001, "{r}");
+        assert_eq!(r["termination"]["dra_path"], behaviour);
+        // Nothing left at the DRA or the PCRF.
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, body) = http(d.admin, "GET", "/bindings");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            if v["stats"]["bindings"] == 0 {
+                break;
+            }
+            assert!(Instant::now() < end, "DRA kept {v}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (_, body) = http(p.admin, "GET", "/sessions");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["sessions"].as_array().map(Vec::len), Some(0), "{v}");
+    }
+}

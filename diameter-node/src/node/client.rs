@@ -41,6 +41,34 @@ pub enum RequestError {
     Stopped,
 }
 
+/// How [`Node::request_with`] sends a request.
+#[derive(Debug, Clone, Default)]
+pub struct SendOptions {
+    /// The deadline; the node's default (`request_timeout`) when `None`.
+    pub timeout: Option<Duration>,
+    /// Sent to this peer first, whatever Destination-Host, cached redirects and the realm
+    /// table say (a DRA client telling the DRA itself of a termination, or reaching the
+    /// PCRF the DRA redirected it to, document 002). A host that is not an open peer is
+    /// connected at `peer_addr`, else at the `[node]` host map's address.
+    pub peer: Option<String>,
+    /// Where to connect `peer` when the node has no connection to it.
+    pub peer_addr: Option<std::net::SocketAddr>,
+    /// A 3006 answer is returned as it is instead of being followed (RFC 6733 §6.13 leaves
+    /// following to the requester).
+    pub keep_redirect: bool,
+}
+
+/// An answer and how it came (see [`Node::request_with`]).
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    /// The answer.
+    pub answer: Message,
+    /// The peer it was sent to (the last one, after redirects).
+    pub peer: String,
+    /// The peer that answered 3006 first, when a redirect was followed.
+    pub redirected_by: Option<String>,
+}
+
 impl Node {
     /// A new End-to-End Identifier.
     pub fn next_end_to_end(&self) -> u32 {
@@ -58,18 +86,14 @@ impl Node {
     /// the Redirect-Host it names (RFC 6733 §6.13), at most three times.
     pub async fn request_with_timeout(
         &self,
-        mut req: MessageBuilder,
+        req: MessageBuilder,
         timeout: Duration,
     ) -> Result<Message, RequestError> {
-        req.flags = req.flags.with(CommandFlags::REQUEST, true);
-        if req.end_to_end == 0 {
-            req.end_to_end = self.next_end_to_end();
-        }
-        // Encoded once: each attempt (failover, redirect) only rewrites the Hop-by-Hop
-        // Identifier. The node's own limits apply, not the codec's defaults.
-        let msg = Message::decode(req.to_bytes(), &self.shared.cfg.limits)
-            .map_err(RequestError::Malformed)?;
-        self.request_encoded(msg, timeout).await
+        let opts = SendOptions {
+            timeout: Some(timeout),
+            ..SendOptions::default()
+        };
+        self.request_with(req, &opts).await.map(|d| d.answer)
     }
 
     /// As [`Self::request_with_timeout`] for a request already encoded (built with
@@ -81,6 +105,37 @@ impl Node {
         msg: Message,
         timeout: Duration,
     ) -> Result<Message, RequestError> {
+        let opts = SendOptions {
+            timeout: Some(timeout),
+            ..SendOptions::default()
+        };
+        self.send_encoded(msg, &opts).await.map(|d| d.answer)
+    }
+
+    /// As [`Self::request_with_timeout`], sent as `opts` says, and telling which peer
+    /// answered and whether a redirect was followed on the way.
+    pub async fn request_with(
+        &self,
+        mut req: MessageBuilder,
+        opts: &SendOptions,
+    ) -> Result<Delivered, RequestError> {
+        req.flags = req.flags.with(CommandFlags::REQUEST, true);
+        if req.end_to_end == 0 {
+            req.end_to_end = self.next_end_to_end();
+        }
+        // Encoded once: each attempt (failover, redirect) only rewrites the Hop-by-Hop
+        // Identifier. The node's own limits apply, not the codec's defaults.
+        let msg = Message::decode(req.to_bytes(), &self.shared.cfg.limits)
+            .map_err(RequestError::Malformed)?;
+        self.send_encoded(msg, opts).await
+    }
+
+    async fn send_encoded(
+        &self,
+        msg: Message,
+        opts: &SendOptions,
+    ) -> Result<Delivered, RequestError> {
+        let timeout = opts.timeout.unwrap_or(self.shared.cfg.request_timeout);
         let s = &self.shared;
         if s.stopped.load(Ordering::Acquire) {
             return Err(RequestError::Stopped);
@@ -113,7 +168,7 @@ impl Node {
             application = h.application_id,
             e2e = h.end_to_end,
         );
-        let routed = self.route_and_wait(&msg, deadline, timeout);
+        let routed = self.route_and_wait(&msg, deadline, timeout, opts);
         tracing::Instrument::instrument(routed, span).await
     }
 
@@ -122,7 +177,8 @@ impl Node {
         msg: &Message,
         deadline: Instant,
         timeout: Duration,
-    ) -> Result<Message, RequestError> {
+        opts: &SendOptions,
+    ) -> Result<Delivered, RequestError> {
         let s = &self.shared;
         let h = *msg.header();
         let avps = RoutingAvps::read(msg);
@@ -130,6 +186,13 @@ impl Node {
         // Hosts already asked, filled only when a redirect is followed.
         let mut tried: Vec<String> = Vec::new();
         let mut target: Option<String> = None;
+        let mut redirected_by: Option<String> = None;
+        if let Some(p) = &opts.peer {
+            if !s.reach(p, opts.peer_addr, deadline).await {
+                return Err(s.local_error(msg, ResultCode::DIAMETER_UNABLE_TO_DELIVER));
+            }
+            target = Some(p.clone());
+        }
         for _ in 0..4 {
             let cached = s
                 .redirects
@@ -172,7 +235,8 @@ impl Node {
                 }
             };
             // RFC 6733 §6.13: a redirect answer names where to send the request instead.
-            if answer.header().flags.is_error()
+            if !opts.keep_redirect
+                && answer.header().flags.is_error()
                 && answer.get(base::RESULT_CODE).and_then(Result::ok)
                     == Some(ResultCode::DIAMETER_REDIRECT_INDICATION.0)
             {
@@ -199,7 +263,11 @@ impl Node {
                 }
                 tried.push(peer.to_ascii_lowercase());
                 if targets.is_empty() {
-                    return Ok(answer);
+                    return Ok(Delivered {
+                        answer,
+                        peer,
+                        redirected_by,
+                    });
                 }
                 let fresh: Vec<&RedirectTarget> = targets
                     .iter()
@@ -232,6 +300,7 @@ impl Node {
                 match next {
                     Some(h) => {
                         target = Some(h);
+                        redirected_by.get_or_insert(peer);
                         continue;
                     }
                     None => {
@@ -239,7 +308,11 @@ impl Node {
                     }
                 }
             }
-            return Ok(answer);
+            return Ok(Delivered {
+                answer,
+                peer,
+                redirected_by,
+            });
         }
         Err(RequestError::RedirectLoop)
     }

@@ -47,7 +47,7 @@ mod size;
 /// bounds what a request can make us send back; Proxy-Info nested in Proxy-Info counts too.
 pub const MAX_PROXY_INFO: usize = 16;
 
-pub use client::RequestError;
+pub use client::{Delivered, RequestError, SendOptions};
 pub use config::{ListenSpec, NodeConfig, PeerSpec, RoutePeer, relay_route};
 pub use events::NodeEvent;
 pub use handler::{
