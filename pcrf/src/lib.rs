@@ -23,6 +23,8 @@
 //! - [`server`]: [`server::Pcrf`], the node's Gx, Gxx, Rx and S9 handlers, RAR pushes, the
 //!   clean-up of a restarted PCEF's or V-PCRF's sessions, the AF told of rule failures and
 //!   IP-CAN session loss, S9 only from roaming partners.
+//! - [`lbo`]: local breakout (document 000): the home operator's grant, its HMAC, the
+//!   V-PCRF's checks ([`lbo::verify_lbo_rule`]) and the OTT's dynamic key.
 //! - [`admin`]: the operator HTTP endpoint (sessions, pushes).
 //! - [`config`]: `pcrf --config FILE.toml` and the built-in home PCRF
 //!   (`examples/home.toml`, `examples/spr.toml`).
@@ -50,6 +52,7 @@ pub mod admin;
 pub mod config;
 pub mod gx;
 pub mod gxx;
+pub mod lbo;
 pub mod metrics;
 pub mod policy;
 pub mod rx;
