@@ -74,6 +74,8 @@ pub struct PcrfSection {
     /// (TS 29.215) with this home PCRF. None: every S9 request is refused.
     #[serde(default, rename = "roaming_partner")]
     pub roaming_partners: Vec<RoamingPartner>,
+    /// `[pcrf.lbo]`: local breakout (document 000), home role; absent: no LBO offered.
+    pub lbo: Option<crate::lbo::HomeLboConfig>,
 }
 
 /// `[[pcrf.roaming_partner]]`: one visited operator under a roaming agreement. An S9
@@ -234,6 +236,7 @@ impl Default for PcrfSection {
             supported_features: default_features(),
             rx: RxSection::default(),
             roaming_partners: Vec::new(),
+            lbo: None,
         }
     }
 }
@@ -351,6 +354,9 @@ impl Config {
                     p.realm
                 ));
             }
+        }
+        if let Some(l) = &self.pcrf.lbo {
+            l.check()?;
         }
         for (i, p) in self.policies.iter().enumerate() {
             if event_trigger_code(&p.event).is_none() {

@@ -51,7 +51,7 @@
 //! | code | name | refused because |
 //! |---|---|---|
 //! | 4001 | DIAMETER_AUTHENTICATION_REJECTED (Result-Code, RFC 6733 §7.1.4) | the OTT's dynamic key is wrong (home) |
-//! | 5801 | LBO_UNKNOWN_HOME_OPERATOR | no roaming agreement names the grant's home operator (visited) |
+//! | 5801 | LBO_UNKNOWN_HOME_OPERATOR | no roaming agreement names the grant's home operator (visited), or home has no LBO key for the visited network (home) |
 //! | 5802 | LBO_PACKAGE_NOT_ALLOWED | the agreement does not cover the grant's service package (visited) |
 //! | 5803 | LBO_DESTINATION_NOT_ALLOWED | a flow's server lies outside the allowed visited CDN prefixes (visited) |
 //! | 5804 | LBO_GRANT_SIGNATURE_INVALID | the signature does not verify under the agreement's key (visited) |
@@ -197,6 +197,9 @@ pub enum LboRefusal {
     /// No roaming agreement with this home operator.
     #[error("no local-breakout agreement with home operator `{0}`")]
     UnknownHomeOperator(String),
+    /// The home network has no LBO agreement (key) with this visited network.
+    #[error("no local-breakout agreement with visited network `{0}`")]
+    NoAgreement(String),
     /// The signature does not verify.
     #[error("local-breakout grant signature does not verify")]
     BadSignature,
@@ -269,7 +272,7 @@ impl LboRefusal {
         use code::*;
         match self {
             Self::OttKeyMismatch => (AUTHENTICATION_REJECTED, false),
-            Self::UnknownHomeOperator(_) => (UNKNOWN_HOME_OPERATOR, true),
+            Self::UnknownHomeOperator(_) | Self::NoAgreement(_) => (UNKNOWN_HOME_OPERATOR, true),
             Self::PackageNotAllowed(_) => (PACKAGE_NOT_ALLOWED, true),
             Self::DestinationNotAllowed(_) => (DESTINATION_NOT_ALLOWED, true),
             Self::BadSignature => (GRANT_SIGNATURE_INVALID, true),
@@ -283,7 +286,10 @@ impl LboRefusal {
 
     /// The metric label of the reason.
     pub fn reason(&self) -> &'static str {
-        reason_of_code(self.code().0).unwrap_or("other")
+        match self {
+            Self::NoAgreement(_) => "no_agreement",
+            _ => reason_of_code(self.code().0).unwrap_or("other"),
+        }
     }
 
     /// The result AVP of an answer refusing for this reason: Experimental-Result {Vendor-Id
@@ -421,6 +427,158 @@ pub fn verify_lbo_rule(
     Ok(())
 }
 
+/// `[pcrf.lbo]`: local breakout, home role.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HomeLboConfig {
+    /// LBO-Home-Operator-Id of our grants (the visited side's agreements name it).
+    pub home_operator: String,
+    /// How long a grant is valid, seconds.
+    #[serde(default = "grant_lifetime")]
+    pub grant_lifetime: u32,
+    /// The furthest ahead an OTT's dynamic key may expire, seconds (replay bound).
+    #[serde(default = "ott_key_lifetime")]
+    pub ott_key_max_lifetime: u32,
+    /// `[[pcrf.lbo.partner]]`: the key of the agreement with each visited network.
+    #[serde(default, rename = "partner")]
+    pub partners: Vec<LboPartner>,
+    /// `[[pcrf.lbo.ott]]`: OTT providers' initial keys, per package.
+    #[serde(default, rename = "ott")]
+    pub otts: Vec<OttKey>,
+    /// `[[pcrf.lbo.preset]]`: LBO rules pushed with no AF (claim 9), per package.
+    #[serde(default, rename = "preset")]
+    pub presets: Vec<LboPreset>,
+    /// `[[pcrf.lbo.local_up]]`: variant FIG. 6, user planes of ours in visited networks.
+    #[serde(default)]
+    pub local_up: Vec<LocalUp>,
+}
+
+fn grant_lifetime() -> u32 {
+    3600
+}
+
+fn ott_key_lifetime() -> u32 {
+    600
+}
+
+/// The LBO agreement with one visited network.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LboPartner {
+    /// Its Diameter realm (the S9 session's Origin-Realm), compared ignoring case.
+    pub realm: String,
+    /// The HMAC key shared under the agreement (hex).
+    pub key: Key,
+}
+
+/// An OTT provider's initial key for one package (document 000 ¶0052).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OttKey {
+    /// LBO-OTT-Id.
+    pub id: String,
+    /// The service package it subscribed to.
+    pub package: String,
+    /// Its initial key (hex).
+    pub key: Key,
+}
+
+/// An LBO rule preset for a package: every roaming subscriber of the package gets it at S9
+/// establishment, signed for the visited network.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LboPreset {
+    /// The service package.
+    pub package: String,
+    /// Charging-Rule-Name.
+    pub name: String,
+    /// Precedence.
+    pub precedence: Option<u32>,
+    /// Flow-Information: the visited CDN servers.
+    pub flows: Vec<Flow>,
+}
+
+/// A user plane of the home network in a visited network (V-Local-UP, FIG. 2B / FIG. 6):
+/// it opens Gx sessions with this PCRF like any PCEF; the visited PCEF steers to it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalUp {
+    /// Its Origin-Host on Gx.
+    pub host: String,
+    /// The visited network's realm (the V-PCRF's), compared ignoring case.
+    pub visited_realm: String,
+    /// The traffic steering policy the visited PCEF knows as "to this user plane".
+    pub steering_policy: String,
+}
+
+impl HomeLboConfig {
+    /// The agreement key with visited realm `realm`.
+    pub fn partner_key(&self, realm: &str) -> Option<&Key> {
+        self.partners
+            .iter()
+            .find(|p| p.realm.eq_ignore_ascii_case(realm))
+            .map(|p| &p.key)
+    }
+
+    /// The initial key of OTT `id` for `package`.
+    pub fn ott_key(&self, id: &str, package: &str) -> Option<&Key> {
+        self.otts
+            .iter()
+            .find(|o| o.id == id && o.package == package)
+            .map(|o| &o.key)
+    }
+
+    /// The V-Local-UP whose Gx Origin-Host is `host`.
+    pub fn local_up(&self, host: &str) -> Option<&LocalUp> {
+        self.local_up
+            .iter()
+            .find(|u| u.host.eq_ignore_ascii_case(host))
+    }
+
+    /// What serde cannot check.
+    pub fn check(&self) -> Result<(), String> {
+        if self.home_operator.trim().is_empty() {
+            return Err("pcrf.lbo.home_operator is empty".into());
+        }
+        for p in &self.presets {
+            if p.flows.is_empty() {
+                return Err(format!("pcrf.lbo.preset `{}`: needs flows", p.name));
+            }
+            for f in &p.flows {
+                IpFilterRule::parse_str(&f.description).map_err(|e| {
+                    format!(
+                        "pcrf.lbo.preset `{}`: flow `{}`: {e}",
+                        p.name, f.description
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A grant by the home operator of `cfg` for `rule` and `package`, valid from `now` (Unix
+/// seconds) for the configured lifetime, signed with the agreement `key`.
+pub fn issue_grant(
+    cfg: &HomeLboConfig,
+    key: &Key,
+    rule: &RuleDef,
+    package: &str,
+    grant_id: String,
+    now: i64,
+) -> Grant {
+    let mut g = Grant {
+        grant_id,
+        home_operator: cfg.home_operator.clone(),
+        package: package.to_string(),
+        expiry: DiameterTime::from_unix(now + i64::from(cfg.grant_lifetime))
+            .unwrap_or(DiameterTime(u32::MAX)),
+        signature: Vec::new(),
+    };
+    sign_grant(key, rule, &mut g);
+    g
+}
+
 /// The OTT's credential (our LBO-OTT-Grant AVP).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OttGrant {
@@ -494,6 +652,69 @@ pub fn check_ott(
 }
 
 // --- on the wire ---
+
+/// What marks a PCC rule as part of local breakout (kept in [`RuleDef::lbo`], written into
+/// its Charging-Rule-Definition by [`mark_avps`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LboMark {
+    /// What the rule does.
+    pub kind: LboKind,
+    /// The home operator's grant (absent on a rule home installs on its own user plane).
+    pub grant: Option<Grant>,
+}
+
+/// What an LBO rule does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LboKind {
+    /// Its traffic breaks out locally (LBO-Indicator LOCAL_BREAKOUT).
+    LocalBreakout,
+    /// Variant FIG. 6 (V-Local-UP): the visited PCEF steers the UE's traffic that matches
+    /// it to the home-controlled user plane in the visited network, named by a traffic
+    /// steering policy the visited PCEF knows (Traffic-Steering-Policy-Identifier-UL/DL,
+    /// TS 29.212 §5.3.123-124; the standard AVP was chosen over one of ours because it
+    /// already means "a steering policy pre-configured at the PCEF").
+    SteerToLocalUp(String),
+}
+
+/// The AVPs a rule's [`LboMark`] adds to its Charging-Rule-Definition.
+pub fn mark_avps(m: &LboMark) -> Vec<OwnedAvp> {
+    let mut v = match &m.kind {
+        LboKind::LocalBreakout => {
+            vec![roaming::LBO_INDICATOR.with(roaming::LboIndicator::LOCAL_BREAKOUT)]
+        }
+        LboKind::SteerToLocalUp(p) => vec![
+            gxd::TRAFFIC_STEERING_POLICY_IDENTIFIER_DL.with(bytes::Bytes::from(p.clone())),
+            gxd::TRAFFIC_STEERING_POLICY_IDENTIFIER_UL.with(bytes::Bytes::from(p.clone())),
+        ],
+    };
+    v.extend(m.grant.as_ref().map(grant_avp));
+    v
+}
+
+/// The Subsession-Enforcement-Info of an S9 RAA (TS 29.215 §5.6.5) in which a V-PCRF
+/// refuses the LBO rules `rules` of subsession `id` for `why`: the refusal's code as
+/// Experimental-Result-Code (the grammar's vendorless form; the command-level
+/// Experimental-Result carries [`VENDOR_ID`]: [`LboRefusal::result_avp`]), and a
+/// Charging-Rule-Report per rule, INACTIVE (Rule-Failure-Code INCORRECT_FLOW_INFORMATION
+/// for a destination outside the allowed prefixes).
+pub fn s9_refusal_info(id: u32, rules: &[String], why: &LboRefusal) -> OwnedAvp {
+    use diameter_codec::dict::s9;
+    let mut v = vec![
+        s9::SUBSESSION_ID.with(id),
+        base::EXPERIMENTAL_RESULT_CODE.with(why.code().0),
+    ];
+    for name in rules {
+        let mut rep = vec![
+            gxd::CHARGING_RULE_NAME.with(bytes::Bytes::from(name.clone())),
+            gxd::PCC_RULE_STATUS.with(gxd::PccRuleStatus::INACTIVE),
+        ];
+        if matches!(why, LboRefusal::DestinationNotAllowed(_)) {
+            rep.push(gxd::RULE_FAILURE_CODE.with(gxd::RuleFailureCode::INCORRECT_FLOW_INFORMATION));
+        }
+        v.push(gxd::CHARGING_RULE_REPORT.with(rep));
+    }
+    s9::SUBSESSION_ENFORCEMENT_INFO.with(v)
+}
 
 /// The LBO-Grant AVP of `g`.
 pub fn grant_avp(g: &Grant) -> OwnedAvp {
@@ -603,6 +824,7 @@ pub fn lbo_rule_of(crd: &AvpRef<'_>) -> (RuleDef, Option<Result<Grant, String>>)
         flow_status: None,
         af_charging_id: None,
         af_flows: Vec::new(),
+        lbo: None,
     };
     let grant = crd
         .children()
@@ -658,6 +880,7 @@ mod tests {
             flow_status: None,
             af_charging_id: None,
             af_flows: Vec::new(),
+            lbo: None,
         }
     }
 

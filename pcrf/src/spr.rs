@@ -189,6 +189,9 @@ pub struct RuleDef {
     /// §5.3.10). Not a key of the SPR file.
     #[serde(skip_deserializing, default)]
     pub af_flows: Vec<AfFlows>,
+    /// Local breakout (document 000): the LBO marker and grant. Not a key of the SPR file.
+    #[serde(skip)]
+    pub lbo: Option<crate::lbo::LboMark>,
 }
 
 /// One Flows AVP: a media component and some of its flows (none: all of them).
