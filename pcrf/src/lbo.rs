@@ -341,6 +341,10 @@ pub struct LboAgreement {
     pub packages: Vec<String>,
     /// The visited CDN prefixes LBO rules may target (`203.0.113.0/24`, `2001:db8::/32`).
     pub allowed_prefixes: Vec<IpNet>,
+    /// Variant FIG. 6: the traffic steering policies (towards the home operator's user
+    /// planes in this network) its steering rules may name.
+    #[serde(default)]
+    pub local_up_policies: Vec<String>,
 }
 
 /// The visited operator's LBO policy: its agreements.
@@ -579,6 +583,64 @@ pub fn issue_grant(
     g
 }
 
+/// The V-PCRF's checks of a steering rule (variant FIG. 6): as [`verify_lbo_rule`], except
+/// that instead of flows inside the CDN prefixes the traffic steering policy it names must
+/// be one the agreement lists (else [`LboRefusal::DestinationNotAllowed`]).
+pub fn verify_steering_rule(
+    rule: &RuleDef,
+    steering_policy: &str,
+    grant: Option<&Grant>,
+    policy: &VisitedLboPolicy,
+    now: i64,
+) -> Result<(), LboRefusal> {
+    let g = grant.ok_or_else(|| LboRefusal::GrantMissing(format!("rule `{}`", rule.name)))?;
+    let a = policy
+        .agreement(&g.home_operator)
+        .ok_or_else(|| LboRefusal::UnknownHomeOperator(g.home_operator.clone()))?;
+    if !grant_signature_ok(&a.key, rule, g) {
+        return Err(LboRefusal::BadSignature);
+    }
+    let expiry = g.expiry.to_unix();
+    if expiry <= now {
+        return Err(LboRefusal::GrantExpired { expiry, now });
+    }
+    if !a.packages.contains(&g.package) {
+        return Err(LboRefusal::PackageNotAllowed(g.package.clone()));
+    }
+    if !a.local_up_policies.iter().any(|p| p == steering_policy) {
+        return Err(LboRefusal::DestinationNotAllowed(format!(
+            "traffic steering policy `{steering_policy}`"
+        )));
+    }
+    Ok(())
+}
+
+/// An LBO rule as read from a Charging-Rule-Definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadLboRule {
+    /// What the grant covers (name, precedence, flows).
+    pub rule: RuleDef,
+    /// Local breakout, or steering to the home operator's user plane.
+    pub kind: LboKind,
+    /// Its LBO-Grant (`Err`: present but unreadable).
+    pub grant: Option<Result<Grant, String>>,
+}
+
+impl ReadLboRule {
+    /// The V-PCRF's checks for its kind ([`verify_lbo_rule`], [`verify_steering_rule`]).
+    pub fn verify(&self, policy: &VisitedLboPolicy, now: i64) -> Result<(), LboRefusal> {
+        let grant = match &self.grant {
+            None => None,
+            Some(Ok(g)) => Some(g),
+            Some(Err(m)) => return Err(LboRefusal::GrantMissing(m.clone())),
+        };
+        match &self.kind {
+            LboKind::LocalBreakout => verify_lbo_rule(&self.rule, grant, policy, now),
+            LboKind::SteerToLocalUp(p) => verify_steering_rule(&self.rule, p, grant, policy, now),
+        }
+    }
+}
+
 /// The OTT's credential (our LBO-OTT-Grant AVP).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OttGrant {
@@ -778,14 +840,23 @@ pub fn ott_grant_of(a: &AvpRef<'_>) -> Result<OttGrant, String> {
     })
 }
 
-/// Whether a Charging-Rule-Definition is marked LOCAL_BREAKOUT.
-pub fn is_lbo_definition(crd: &AvpRef<'_>) -> bool {
-    child(crd, roaming::LBO_INDICATOR) == Some(roaming::LboIndicator::LOCAL_BREAKOUT)
-}
-
-/// What a grant covers of a Charging-Rule-Definition (name, precedence, flows), and its
-/// LBO-Grant when it has one (`Err`: one that cannot be read).
-pub fn lbo_rule_of(crd: &AvpRef<'_>) -> (RuleDef, Option<Result<Grant, String>>) {
+/// The LBO rule a Charging-Rule-Definition is, if any: marked LOCAL_BREAKOUT, or carrying
+/// an LBO-Grant with a traffic steering policy (variant FIG. 6).
+pub fn lbo_rule_of(crd: &AvpRef<'_>) -> Option<ReadLboRule> {
+    let grant = crd
+        .children()
+        .flatten()
+        .find(|a| a.key() == roaming::LBO_GRANT.key())
+        .map(|g| grant_of(&g));
+    let kind = if child(crd, roaming::LBO_INDICATOR) == Some(roaming::LboIndicator::LOCAL_BREAKOUT)
+    {
+        LboKind::LocalBreakout
+    } else {
+        let tsp = child(crd, gxd::TRAFFIC_STEERING_POLICY_IDENTIFIER_UL)
+            .or_else(|| child(crd, gxd::TRAFFIC_STEERING_POLICY_IDENTIFIER_DL))?;
+        grant.as_ref()?;
+        LboKind::SteerToLocalUp(String::from_utf8_lossy(tsp).into_owned())
+    };
     let flows = crd
         .children()
         .flatten()
@@ -796,14 +867,13 @@ pub fn lbo_rule_of(crd: &AvpRef<'_>) -> (RuleDef, Option<Result<Grant, String>>)
                 .children()
                 .flatten()
                 .find(|a| a.key() == rx::FLOW_DESCRIPTION.key())?;
-            let description = String::from_utf8_lossy(d.data);
             let direction = match child(&fi, gxd::FLOW_DIRECTION).map(|d| d.0) {
                 Some(1) => FlowDirection::Downlink,
                 Some(2) => FlowDirection::Uplink,
                 _ => FlowDirection::Bidirectional,
             };
             Some(Flow {
-                description: description.into_owned(),
+                description: String::from_utf8_lossy(d.data).into_owned(),
                 direction,
             })
         })
@@ -826,21 +896,15 @@ pub fn lbo_rule_of(crd: &AvpRef<'_>) -> (RuleDef, Option<Result<Grant, String>>)
         af_flows: Vec::new(),
         lbo: None,
     };
-    let grant = crd
-        .children()
-        .flatten()
-        .find(|a| a.key() == roaming::LBO_GRANT.key())
-        .map(|g| grant_of(&g));
-    (rule, grant)
+    Some(ReadLboRule { rule, kind, grant })
 }
 
-/// The LBO rules a Charging-Rule-Install carries, with their grants.
-pub fn lbo_rules_in(cri: &AvpRef<'_>) -> Vec<(RuleDef, Option<Result<Grant, String>>)> {
+/// The LBO rules a Charging-Rule-Install carries.
+pub fn lbo_rules_in(cri: &AvpRef<'_>) -> Vec<ReadLboRule> {
     cri.children()
         .flatten()
         .filter(|a| a.key() == gxd::CHARGING_RULE_DEFINITION.key())
-        .filter(is_lbo_definition)
-        .map(|d| lbo_rule_of(&d))
+        .filter_map(|d| lbo_rule_of(&d))
         .collect()
 }
 
@@ -903,6 +967,7 @@ mod tests {
                 key: key(7),
                 packages: vec!["cdn-video".into()],
                 allowed_prefixes: vec!["203.0.113.0/24".parse().unwrap()],
+                local_up_policies: vec!["to-local-up".into()],
             }],
         }
     }
@@ -1063,12 +1128,12 @@ mod tests {
         let cri = m.find(gxd::CHARGING_RULE_INSTALL.key()).unwrap();
         let rules = lbo_rules_in(&cri);
         assert_eq!(rules.len(), 1, "the unmarked rule is not an LBO rule");
-        let (read, got) = &rules[0];
-        assert_eq!(read.flows, r.flows);
-        assert_eq!(read.precedence, Some(50));
-        let got = got.clone().unwrap().unwrap();
-        assert_eq!(got, g);
-        assert_eq!(verify_lbo_rule(read, Some(&got), &policy(), NOW), Ok(()));
+        let read = &rules[0];
+        assert_eq!(read.rule.flows, r.flows);
+        assert_eq!(read.rule.precedence, Some(50));
+        assert_eq!(read.kind, LboKind::LocalBreakout);
+        assert_eq!(read.grant, Some(Ok(g)));
+        assert_eq!(read.verify(&policy(), NOW), Ok(()));
         let og = OttGrant {
             ott: "o".into(),
             package: "p".into(),
@@ -1081,6 +1146,41 @@ mod tests {
         let m = b.build().unwrap();
         let a = m.find(roaming::LBO_OTT_GRANT.key()).unwrap();
         assert_eq!(ott_grant_of(&a), Ok(og));
+    }
+
+    #[test]
+    fn steering_rules_need_a_known_steering_policy() {
+        let mut r = rule("any");
+        r.name = "lbo-steer".into();
+        let g = grant(&r, &key(7), NOW + 600);
+        let p = policy();
+        assert_eq!(
+            verify_steering_rule(&r, "to-local-up", Some(&g), &p, NOW),
+            Ok(())
+        );
+        assert_eq!(
+            verify_steering_rule(&r, "elsewhere", Some(&g), &p, NOW)
+                .unwrap_err()
+                .code(),
+            (5803, true)
+        );
+        let forged = grant(&r, &key(9), NOW + 600);
+        assert_eq!(
+            verify_steering_rule(&r, "to-local-up", Some(&forged), &p, NOW),
+            Err(LboRefusal::BadSignature)
+        );
+        // Written and read back through a Charging-Rule-Definition.
+        r.lbo = Some(LboMark {
+            kind: LboKind::SteerToLocalUp("to-local-up".into()),
+            grant: Some(g),
+        });
+        let mut b = MessageBuilder::request(rx::CMD_AA, 0, true);
+        b.push(gxd::CHARGING_RULE_INSTALL.with(vec![crate::gx::rule_definition(&r)]));
+        let m = b.build().unwrap();
+        let read = lbo_rules_in(&m.find(gxd::CHARGING_RULE_INSTALL.key()).unwrap());
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].kind, LboKind::SteerToLocalUp("to-local-up".into()));
+        assert_eq!(read[0].verify(&p, NOW), Ok(()));
     }
 
     #[test]
