@@ -125,10 +125,16 @@ struct GxArgs {
     /// qos, or an Event-Trigger number.
     #[arg(long = "event")]
     events: Vec<String>,
-    /// A flow to classify, PROTO:ADDRESS:PORT (repeatable) [tcp:198.51.100.7:443,
-    /// tcp:203.0.113.5:80, udp:192.0.2.10:5060].
+    /// A flow to classify, PROTO:ADDRESS:PORT[/BYTES] (repeatable) [tcp:198.51.100.7:443,
+    /// tcp:203.0.113.5:80, udp:192.0.2.10:5060]. A flow whose rule is marked local breakout
+    /// breaks out locally, one whose rule names a traffic steering policy is steered, any
+    /// other rule's goes home; the flows and bytes of each route are reported.
     #[arg(long = "flow")]
     flows: Vec<String>,
+    /// Play the home operator's user plane in a visited network (document 000, FIG. 6):
+    /// flows no rule matches go home instead of being dropped.
+    #[arg(long)]
+    local_up: bool,
     /// Address of the OCS the PCRF names in Charging-Information: runs the Gy session.
     #[arg(long)]
     ocs: Option<SocketAddr>,
@@ -201,6 +207,7 @@ impl GxArgs {
                 .map(|s| ClassFlow::parse(s).map_err(err))
                 .collect::<Result<_, _>>()?,
             ocs: self.ocs,
+            local_up: self.local_up,
             timeout: secs("--timeout", self.timeout)?,
             live: !self.json,
         })
