@@ -560,13 +560,24 @@ async fn v_local_up_gets_the_rule_and_the_v_pcrf_steers_to_it() {
     assert_eq!(on_up[0].kind, LboKind::LocalBreakout);
     assert!(on_up[0].grant.is_none());
     // The V-PCRF got a signed steering rule naming the steering policy, and accepted it.
+    let installed = v.installed();
     assert_eq!(
-        v.installed()
-            .into_iter()
-            .map(|(_, k)| k)
-            .collect::<Vec<_>>(),
+        installed.iter().map(|(_, k)| k.clone()).collect::<Vec<_>>(),
         [LboKind::SteerToLocalUp("to-home-lup".into())]
     );
+    // The AF session ends: the rules leave the user plane and the steering the V-PCRF.
+    assert_eq!(rc(&af.send(af.str_("has;lup")).await), Some(2001));
+    let undo = v.nth_request(2).await;
+    let sdi = all(undo.avps().flatten(), 2200);
+    let removed_names: Vec<String> = sdi
+        .iter()
+        .flat_map(|d| all(d.children().flatten(), 1002))
+        .flat_map(|r| all(r.children().flatten(), 1005))
+        .map(|n| String::from_utf8_lossy(n.data).into_owned())
+        .collect();
+    assert_eq!(removed_names, [installed[0].0.clone()]);
+    assert_eq!(removed(&up.rars.lock().unwrap()[1]).len(), 1);
+    assert!(subsession_lbo_rules(&p).await.is_empty());
 }
 
 #[tokio::test]

@@ -287,6 +287,38 @@ impl Shared {
         self.lbo_outcome(&out)
     }
 
+    /// An AF session ended (STR): the steering rule it had the V-PCRF install (variant
+    /// FIG. 6), if any, is removed by S9 RAR; its rules on our user plane went with the
+    /// AF session's own removal.
+    pub(super) async fn lbo_unsteer(&self, s: &RxSession) {
+        if self.cfg.lbo.is_none() {
+            return;
+        }
+        let name = steering_rule(&s.session_id).name;
+        let Ok(Some(sub)) = self.s9_subsession_by_ip(s.ue_ip).await else {
+            return;
+        };
+        if !sub.dynamic_rules.contains_key(&name) {
+            return;
+        }
+        let undo = Change {
+            install: Vec::new(),
+            remove: vec![name],
+            rating_group: None,
+        };
+        match self
+            .gx_change(&sub.session_id, undo, &BTreeSet::new())
+            .await
+        {
+            Ok(o) => {
+                tracing::info!(subsession = %sub.session_id, result_code = o.result_code, "steering to the local user plane removed")
+            }
+            Err(e) => {
+                tracing::warn!(subsession = %sub.session_id, error = %e, "steering to the local user plane not removed")
+            }
+        }
+    }
+
     /// The answer to an LBO AAR refused for `e`, counted.
     pub(super) fn lbo_refused(
         &self,

@@ -475,6 +475,7 @@ impl Shared {
         } else {
             tracing::info!(session = %sid, "AF session ended");
         }
+        self.lbo_unsteer(&s).await;
         (self.answer(req, 2001), 2001)
     }
 
