@@ -41,12 +41,21 @@
 //! DIAMETER_AUTHORIZATION_REJECTED (3010 DIAMETER_UNKNOWN_PEER is RFC 6733's answer to a CER,
 //! not to an application request from a peer that is connected).
 //!
+//! # Local breakout, home role (document 000)
+//!
+//! An AAR marked for local breakout is authenticated (the OTT's dynamic key), checked against
+//! the subscriber's LBO packages (SPR), and its rules go marked LOCAL_BREAKOUT and signed to
+//! the V-PCRF by S9 RAR; the AAA carries the visited side's answer. Presets per package go
+//! into the S9 CCA at subsession establishment; variant FIG. 6 installs on our own user plane
+//! in the visited network over Gx and has the V-PCRF steer to it. `[pcrf.lbo]` configures it;
+//! [`lbo`] is the pure part both roles share (the V-PCRF's checks are
+//! [`lbo::verify_lbo_rule`] / [`lbo::ReadLboRule::verify`]).
+//!
 //! # Roles and interfaces still to come
 //!
-//! The visited role and local breakout come next: they add handlers beside these, reuse
-//! [`policy::decide`] for rule changes and [`gx::decision_avps`] for the PCC-rule AVPs, and
-//! keep their sessions in stores shaped like [`session::SessionStore`]. The SPR already
-//! holds each subscriber's LBO service packages.
+//! The visited role comes next: it adds handlers beside these, reuses [`policy::decide`] for
+//! rule changes and [`gx::decision_avps`] for the PCC-rule AVPs, and keeps its sessions in
+//! stores shaped like [`session::SessionStore`].
 
 pub mod admin;
 pub mod config;

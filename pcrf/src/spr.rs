@@ -281,8 +281,9 @@ pub struct Profile {
     /// (`RAT_CHANGE`, …) — besides those the event policies need.
     #[serde(default)]
     pub event_triggers: Vec<String>,
-    /// Subscribed local-breakout service packages (document 000; stored for the LBO
-    /// checks of a later release, not used yet).
+    /// Subscribed local-breakout service packages (document 000): an LBO AAR for a package
+    /// the subscriber lacks is refused (5809), and `[[pcrf.lbo.preset]]` rules of these
+    /// packages go to the V-PCRF at S9 establishment.
     #[serde(default)]
     pub lbo_packages: Vec<String>,
 }

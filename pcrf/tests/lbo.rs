@@ -337,6 +337,17 @@ async fn lbo_is_pushed_end_to_end_and_the_af_hears_success() {
     let s = p.s9_session(S9_SID).await.unwrap().unwrap();
     let kept = &s.subsessions[&1].policy.dynamic_rules[&r.rule.name];
     assert_eq!(kept.lbo.as_ref().unwrap().kind, LboKind::LocalBreakout);
+    // A modification would re-derive the signed rule: refused, the rule stays as it was.
+    let mut upd = af.aar("has;ok", UE, vec![cdn_component("203.0.113.11")], &[]);
+    upd.push(rx::RX_REQUEST_TYPE.with(rx::RxRequestType::UPDATE_REQUEST));
+    let aaa = af.send(upd).await;
+    assert_eq!(experimental(&aaa), Some(5063), "{aaa:?}");
+    assert_eq!(subsession_lbo_rules(&p).await, [r.rule.name.clone()]);
+    assert_eq!(
+        v.requests.lock().unwrap().len(),
+        1,
+        "no RAR for the refused update"
+    );
 }
 
 /// Each refusal reaches the AF with its code, and nothing is installed at either side.

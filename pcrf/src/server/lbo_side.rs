@@ -287,6 +287,34 @@ impl Shared {
         self.lbo_outcome(&out)
     }
 
+    /// An AAR modifying AF session `s` (bound to `gx_id`) when local breakout is involved:
+    /// refused, because its rules were signed as they are (a grant covers the flows) and a
+    /// re-derived rule would lose its mark. The AF ends the session and asks again.
+    pub(super) async fn lbo_update_refusal(
+        &self,
+        msg: &Message,
+        gx_id: &str,
+        s: &RxSession,
+    ) -> Option<LboError> {
+        let asks = msg.find(roaming::LBO_OTT_GRANT.key()).is_some()
+            || msg.get(roaming::LBO_INDICATOR).and_then(Result::ok)
+                == Some(roaming::LboIndicator::LOCAL_BREAKOUT);
+        let bound = match self.sessions.get(gx_id.to_string()).await {
+            Ok(Some(g)) => Some(g),
+            _ => self.s9_subsession(gx_id).await.ok().flatten(),
+        };
+        let has_lbo = bound.is_some_and(|g| {
+            s.rules
+                .keys()
+                .any(|n| g.dynamic_rules.get(n).is_some_and(|r| r.lbo.is_some()))
+        });
+        (asks || has_lbo).then(|| {
+            not_authorized(
+                "a local-breakout AF session cannot be modified: end it (STR) and send a new AAR",
+            )
+        })
+    }
+
     /// An AF session ended (STR): the steering rule it had the V-PCRF install (variant
     /// FIG. 6), if any, is removed by S9 RAR; its rules on our user plane went with the
     /// AF session's own removal.

@@ -357,6 +357,9 @@ impl Shared {
             );
             return (self.rx_refusal(req, &e), e.code);
         };
+        if let Some(e) = self.lbo_update_refusal(&req.msg, &gx_id, &s).await {
+            return self.lbo_refused(req, "af", &e);
+        }
         rxw::merge_components(&mut s.components, r.components);
         if !r.specific_actions.is_empty() {
             s.specific_actions = r.specific_actions.iter().copied().collect();
