@@ -342,7 +342,10 @@ async fn lbo_is_pushed_end_to_end_and_the_af_hears_success() {
     upd.push(rx::RX_REQUEST_TYPE.with(rx::RxRequestType::UPDATE_REQUEST));
     let aaa = af.send(upd).await;
     assert_eq!(experimental(&aaa), Some(5063), "{aaa:?}");
-    assert_eq!(subsession_lbo_rules(&p).await, [r.rule.name.clone()]);
+    assert_eq!(
+        subsession_lbo_rules(&p).await,
+        std::slice::from_ref(&r.rule.name)
+    );
     assert_eq!(
         v.requests.lock().unwrap().len(),
         1,
