@@ -13,6 +13,8 @@
 //! a pcef-sim PCEF.
 
 mod common;
+#[path = "../../tests/interop/harness.rs"]
+mod harness;
 
 use common::*;
 use diameter_codec::dict::{base, gx, nasreq, roaming, rx, s9};
@@ -97,7 +99,16 @@ fn visited_policy() -> VisitedLboPolicy {
 }
 
 async fn home_pcrf(host: &str, lbo: HomeLboConfig) -> Pcrf {
+    home_pcrf_capturing(host, lbo, None).await
+}
+
+async fn home_pcrf_capturing(
+    host: &str,
+    lbo: HomeLboConfig,
+    capture: Option<std::path::PathBuf>,
+) -> Pcrf {
     let mut cfg = Config::demo();
+    cfg.node.capture = capture;
     cfg.node.origin_host = host.to_string();
     cfg.node.listen = diameter_service::tcp_listen("127.0.0.1:0".parse().unwrap());
     cfg.pcrf.admin = None;
@@ -650,4 +661,56 @@ async fn lbo_series_count_grants_by_outcome_and_reason() {
     ] {
         assert!(text.contains(want), "{want} not in\n{text}");
     }
+}
+
+/// Wireshark's dissector (an implementation nobody here wrote) reads the LBO traffic — our
+/// vendor AVPs inside standard grouped AVPs — without a malformed packet or expert error, with
+/// the CDN flow in the S9 RAR and the refusal's vendor in the AAA.
+#[tokio::test]
+async fn wireshark_reads_the_lbo_traffic() {
+    if !harness::tshark_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("lbo.pcapng");
+    let host = "pcrf-lbo-ws.home.test";
+    let p = home_pcrf_capturing(host, home_lbo(), Some(capture.clone())).await;
+    let addr = p.listen_addrs()[0];
+    let v = TestVpcrf::connect(host, addr, visited_policy()).await;
+    v.establish(IMSI_1).await;
+    let af = Af::connect_to(host, "has.home.test", addr, AfReply::Success, None).await;
+    let g = ott_grant(OTT, PACKAGE, &ott_initial(), 120);
+    assert_eq!(
+        rc(&af.send(lbo_aar(&af, "ws;1", CDN, &g)).await),
+        Some(2001)
+    );
+    let far = af.send(lbo_aar(&af, "ws;2", "198.51.100.7", &g)).await;
+    assert_eq!(vendor_result(&far), Some((5803, 32473)));
+    p.shutdown(Duration::from_secs(1)).await;
+    drop(p);
+    let bad = harness::tshark_fields(
+        &capture,
+        "_ws.malformed || _ws.expert.severity >= 0x00800000",
+        &["frame.number", "_ws.expert.message"],
+    );
+    assert!(bad.trim().is_empty(), "tshark objects:\n{bad}");
+    let rar = harness::tshark_fields(
+        &capture,
+        "diameter.cmd.code == 258 && diameter.flags.request == 1",
+        &["diameter.Flow-Description"],
+    );
+    assert!(rar.lines().next().unwrap_or("").contains(CDN), "{rar}");
+    // The AAAs: 2001, then the refusal in an Experimental-Result of vendor 32473 (its code,
+    // 5803, was read above by our decoder; the dissector's dictionary knows no codes of that
+    // vendor).
+    let aaa = harness::tshark_fields(
+        &capture,
+        "diameter.cmd.code == 265 && diameter.flags.request == 0",
+        &["diameter.Result-Code", "diameter.Vendor-Id"],
+    );
+    assert_eq!(
+        aaa.lines().collect::<Vec<_>>(),
+        ["2001\t", "\t32473"],
+        "{aaa}"
+    );
 }
