@@ -310,3 +310,49 @@ async fn the_af_hears_lbo_refusals_with_their_codes() {
         lbo::LboKind::LocalBreakout
     );
 }
+
+/// `pcef-sim af` as a user runs it: exit status 0 with the AAA 2001, 3 with a refusal, the
+/// code and vendor in its JSON report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_af_command_reports_and_exits_by_the_result() {
+    let p = home_pcrf(Vec::new()).await;
+    let addr = p.listen_addrs()[0];
+    let _v = test_vpcrf(addr, Arc::new(Mutex::new(Vec::new()))).await;
+    let run = |key: String, server: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_pcef-sim"))
+                .args([
+                    "af",
+                    "--json",
+                    "--to",
+                    &addr.to_string(),
+                    "--server",
+                    server,
+                ])
+                .args([
+                    "--ott",
+                    "ott-video",
+                    "--package",
+                    "cdn-video",
+                    "--ott-key",
+                    &key,
+                ])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap()
+        })
+    };
+    // The OTT's initial key is 07…07 (32 octets); 08…08 is a wrong one.
+    for (key, server, code, vendor, status) in [
+        ("08", "203.0.113.10:443", 4001, None, 3),
+        ("07", "198.51.100.7:443", 5803, Some(32473), 3),
+        ("07", "203.0.113.10:443", 2001, None, 0),
+    ] {
+        let out = run(key.repeat(32), server).await.unwrap();
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(r["result_code"], code, "{r}");
+        assert_eq!(r["vendor"].as_u64(), vendor, "{r}");
+        assert_eq!(out.status.code(), Some(status), "{r}");
+    }
+}
