@@ -1271,6 +1271,43 @@ mod tests {
         }
 
         #[test]
+        fn reading_arbitrary_grants_never_panics(
+            payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..12), 5),
+            flow in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            // Every LBO-Grant member and a Flow-Description with arbitrary octets (wrong
+            // lengths for Time, non-UTF-8 text): read into errors or values, never a panic.
+            let raw = |code: u32, d: &[u8]| {
+                OwnedAvp::new(
+                    code,
+                    VENDOR_ID,
+                    0x80,
+                    diameter_codec::AvpValue::Bytes(bytes::Bytes::copy_from_slice(d)),
+                )
+            };
+            let grant = roaming::LBO_GRANT.with(
+                (3..=7).zip(&payloads).map(|(c, d)| raw(c, d)).collect::<Vec<_>>(),
+            );
+            let crd = gxd::CHARGING_RULE_DEFINITION.with(vec![
+                gxd::CHARGING_RULE_NAME.with(bytes::Bytes::from_static(b"r")),
+                roaming::LBO_INDICATOR.with(roaming::LboIndicator::LOCAL_BREAKOUT),
+                grant,
+                gxd::FLOW_INFORMATION.with(vec![OwnedAvp::new(
+                    507,
+                    10_415,
+                    0xc0,
+                    diameter_codec::AvpValue::Bytes(bytes::Bytes::from(flow)),
+                )]),
+            ]);
+            let mut b = MessageBuilder::request(rx::CMD_AA, 0, true);
+            b.push(gxd::CHARGING_RULE_INSTALL.with(vec![crd]));
+            let m = b.build().unwrap();
+            for r in lbo_rules_in(&m.find(gxd::CHARGING_RULE_INSTALL.key()).unwrap()) {
+                let _ = r.verify(&policy(), NOW);
+            }
+        }
+
+        #[test]
         fn ott_keys_verify_only_for_what_was_derived(
             pkg in "[a-z-]{1,10}",
             nonce in proptest::collection::vec(any::<u8>(), 0..64),

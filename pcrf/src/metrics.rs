@@ -19,7 +19,7 @@
 //! | [`S9_SESSIONS_RELEASED`] `pcrf_s9_sessions_released_total` | counter | `node`, `reason` (termination, vpcrf_restart, unknown_at_vpcrf) |
 //! | [`RX_SESSIONS`] `pcrf_rx_sessions` | gauge | `node` |
 //! | [`RX_REQUESTS`] `pcrf_rx_request_total` | counter (AAR and STR answered) | `node`, `command` (aar_initial, aar_update, str, invalid), `result_code` |
-//! | [`LBO_GRANTS`] `pcrf_lbo_grants_total` | counter (local-breakout grants: AAR or preset, as the visited side and the home checks answered) | `node`, `source` (af, preset), `outcome` (accepted, refused), `reason` (`ok`, or [`crate::lbo::LboRefusal::reason`], or `visited_refused` / `no_answer` for other failures) |
+//! | [`LBO_GRANTS`] `pcrf_lbo_grants_total` | counter (local-breakout grants: AAR or preset, as the visited side and the home checks answered) | `node`, `source` (af, preset), `outcome` (accepted, refused), `reason` (`ok` or `issued` (preset), a [`crate::lbo::LboRefusal::reason`] — also for the V-PCRF's refusal codes —, `no_agreement`, `not_authorized` (no LBO offered, UE not roaming, a modification, a rule the user plane did not install), `ip_can_session_not_available`, `no_answer`, `visited_refused` (an unknown code), `other`) |
 //! | [`RX_NOTIFICATIONS`] `pcrf_rx_notification_total` | counter (RAR and ASR sent to AFs) | `node`, `command` (rar, asr), `reason` (ip_can_loss, rule_report, ip_can_change, charging_correlation), `result_code` (or `none`) |
 
 use metrics::{SharedString, counter, describe_counter, describe_gauge, gauge};

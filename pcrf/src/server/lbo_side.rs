@@ -372,7 +372,15 @@ impl Shared {
                 )));
                 (a, *c, reason)
             }
-            LboError::Rx(x) => (self.rx_refusal(req, x), x.code, "visited_refused"),
+            LboError::Rx(x) => {
+                let reason = match x.code {
+                    4261 => "no_answer",
+                    rxw::IP_CAN_SESSION_NOT_AVAILABLE => "ip_can_session_not_available",
+                    rxw::REQUESTED_SERVICE_NOT_AUTHORIZED => "not_authorized",
+                    _ => "other",
+                };
+                (self.rx_refusal(req, x), x.code, reason)
+            }
         };
         tracing::info!(result_code = code, reason, "local breakout refused");
         self.metrics.lbo_grant(source, false, reason);
