@@ -32,6 +32,19 @@
 //! one; it must be concrete addresses (not `any`, `assigned` or negated) all inside an
 //! allowed prefix.
 //!
+//! # What a V-PCRF does with it
+//!
+//! Its agreements are a [`VisitedLboPolicy`] (serde: `[[agreement]]` tables with
+//! `home_operator`, hex `key`, `packages`, `allowed_prefixes` and, for variant FIG. 6,
+//! `local_up_policies`). For each Charging-Rule-Install of an S9 RAR (or CCA)
+//! Subsession-Decision-Info, [`lbo_rules_in`] yields the LBO rules with their grants and
+//! [`ReadLboRule::verify`] checks each. Refused: the S9 RAA carries
+//! [`LboRefusal::result_avp`] at command level and [`s9_refusal_info`] for the subsession, and
+//! nothing goes to the PCEF. Accepted: the Charging-Rule-Definitions go on to the visited PCEF
+//! in a Gx RAR as they are (LBO-Indicator kept: the PCEF breaks the matching traffic out;
+//! Traffic-Steering-Policy-Identifier kept: it steers to the home operator's user plane), and
+//! the Gx RAA's result becomes the S9 RAA's.
+//!
 //! # OTT dynamic key (OTT → home operator)
 //!
 //! The home operator's grant module gave the OTT provider an initial key per package
@@ -61,8 +74,9 @@
 //! | 5808 | LBO_OTT_KEY_EXPIRED | the OTT's dynamic key expired, or its expiry is beyond the allowed lifetime (home) |
 //! | 5809 | LBO_SUBSCRIBER_PACKAGE_NOT_SUBSCRIBED | the UE's subscriber has not subscribed to the package (home SPR) |
 //!
-//! 58xx is not used by 3GPP under 10415 either, so an [`LboRefusal::from_code`] that sees the
-//! code without its Vendor-Id still reads it right.
+//! No code of `shared/reference/protocol.md` nor of the project's dictionaries is in 58xx,
+//! so [`reason_of_code`] reads one that arrives without its Vendor-Id (Subsession-Enforcement-Info
+//! carries a bare Experimental-Result-Code) as ours.
 
 use crate::spr::{Flow, FlowDirection, RuleDef};
 use diameter_codec::dict::{base, gx as gxd, roaming, rx};
