@@ -103,6 +103,7 @@ impl Home {
             ocs: None,
             timeout: T,
             live: false,
+            local_up: false,
         }
     }
 

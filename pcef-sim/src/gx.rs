@@ -25,15 +25,23 @@
 //!    with Session-Release-Cause (§5.3.44) the PCEF ends the IP-CAN session with CCR-T.
 //! 6. CCR-T at detach (after `--duration`).
 //!
-//! The classifier matches synthetic flows (`--flow proto:address:port`) against the
+//! The classifier matches synthetic flows (`--flow proto:address:port[/bytes]`) against the
 //! installed Flow-Descriptions (TS 29.212 §5.3.53 Flow-Information with Flow-Direction;
 //! IPFilterRule syntax of RFC 6733 §4.3.1 restricted by TS 29.214 §5.4.2 to `permit out`,
 //! uplink filters written UE → remote, downlink ones remote → UE) and picks the rule with
 //! the lowest Precedence (§4.5.2.3: the lowest value is evaluated first).
+//!
+//! Local breakout (document 000 step 7, issue 12 item 7): a flow whose rule is marked
+//! LOCAL_BREAKOUT (our LBO-Indicator) breaks out locally; one whose rule names a traffic
+//! steering policy (Traffic-Steering-Policy-Identifier-UL/DL, variant FIG. 6) is steered to
+//! the home operator's user plane in the visited network; any other rule's flow is routed
+//! home. A flow no rule matches is dropped — except on that home-controlled user plane
+//! (`--local-up`), which only classifies: there the rest goes home. The report counts the
+//! flows and bytes of each route.
 
 use anyhow::Context;
 use diameter_codec::ResultCode;
-use diameter_codec::dict::{base, dcca, gi, gx, nasreq, rx, ts29229};
+use diameter_codec::dict::{base, dcca, gi, gx, nasreq, roaming, rx, ts29229};
 use diameter_codec::types::IpFilterRule;
 use diameter_codec::{AvpRef, AvpType, Message, MessageBuilder, OwnedAvp, TypedAvp};
 use diameter_node::node::{RequestError, handler_fn};
@@ -108,11 +116,14 @@ impl GxEvent {
     }
 }
 
-/// A synthetic flow for the classifier: the UE talks to `dst:port` over `proto`.
+/// A synthetic flow for the classifier: the UE talks to `dst:port` over `proto`, `bytes`
+/// octets.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClassFlow {
-    /// As written (`tcp:198.51.100.7:443`).
+    /// As written (`tcp:198.51.100.7:443`, `tcp:203.0.113.10:443/5000`).
     pub name: String,
+    /// Octets it carries (both ways), for the per-route counts.
+    pub bytes: u64,
     /// IP protocol number.
     pub proto: u8,
     /// The remote end.
@@ -122,11 +133,15 @@ pub struct ClassFlow {
 }
 
 impl ClassFlow {
-    /// Parses `PROTO:ADDRESS:PORT`, PROTO `tcp`, `udp`, `icmp` or a number; an IPv6
-    /// address in brackets.
+    /// Parses `PROTO:ADDRESS:PORT[/BYTES]`, PROTO `tcp`, `udp`, `icmp` or a number; an
+    /// IPv6 address in brackets; BYTES 0 when absent.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let bad = || format!("flow {s:?}: PROTO:ADDRESS:PORT");
-        let (proto, rest) = s.split_once(':').ok_or_else(bad)?;
+        let bad = || format!("flow {s:?}: PROTO:ADDRESS:PORT[/BYTES]");
+        let (flow, bytes) = match s.rsplit_once('/') {
+            Some((f, b)) => (f, b.parse().map_err(|_| bad())?),
+            None => (s, 0),
+        };
+        let (proto, rest) = flow.split_once(':').ok_or_else(bad)?;
         let (addr, port) = rest.rsplit_once(':').ok_or_else(bad)?;
         let proto = match proto {
             "tcp" => 6,
@@ -137,6 +152,7 @@ impl ClassFlow {
         let addr = addr.trim_start_matches('[').trim_end_matches(']');
         Ok(Self {
             name: s.to_string(),
+            bytes,
             proto,
             dst: addr.parse().map_err(|_| bad())?,
             port: port.parse().map_err(|_| bad())?,
@@ -165,6 +181,9 @@ pub struct GxOptions {
     pub flows: Vec<ClassFlow>,
     /// The OCS's address for the Gy session, when online charging is asked for.
     pub ocs: Option<std::net::SocketAddr>,
+    /// This is the home operator's user plane in a visited network (variant FIG. 6): it
+    /// only classifies, and a flow no rule matches goes home instead of being dropped.
+    pub local_up: bool,
     /// Deadline of each request.
     pub timeout: Duration,
     /// Print each step on standard output as it happens.
@@ -220,6 +239,77 @@ pub struct Rule {
     pub online: Option<bool>,
     /// Offline of the rule.
     pub offline: Option<bool>,
+    /// Marked LOCAL_BREAKOUT (our LBO-Indicator): its flows break out locally.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub lbo: bool,
+    /// Traffic-Steering-Policy-Identifier (UL, else DL): its flows are steered there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steering: Option<String>,
+}
+
+/// Where a classified flow goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Route {
+    /// Broken out locally (an LBO rule).
+    LocalBreakout,
+    /// Steered to the home operator's user plane in the visited network.
+    Steered,
+    /// Routed home.
+    Home,
+    /// Dropped: no rule allows it.
+    Dropped,
+}
+
+impl Route {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::LocalBreakout => "local breakout",
+            Self::Steered => "steered to the local user plane",
+            Self::Home => "home",
+            Self::Dropped => "dropped",
+        }
+    }
+}
+
+/// Flows and bytes of one route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct RouteCount {
+    /// Flows.
+    pub flows: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// Flows and bytes per route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Breakout {
+    /// Broken out locally.
+    pub local: RouteCount,
+    /// Steered to the local user plane.
+    pub steered: RouteCount,
+    /// Routed home.
+    pub home: RouteCount,
+    /// Dropped.
+    pub dropped: RouteCount,
+}
+
+impl Breakout {
+    /// The counts of `hits`.
+    pub fn of(hits: &[FlowHit]) -> Self {
+        let mut b = Self::default();
+        for h in hits {
+            let c = match h.route {
+                Route::LocalBreakout => &mut b.local,
+                Route::Steered => &mut b.steered,
+                Route::Home => &mut b.home,
+                Route::Dropped => &mut b.dropped,
+            };
+            c.flows += 1;
+            c.bytes += h.bytes;
+        }
+        b
+    }
 }
 
 /// Charging-Information (TS 29.229 §6.3.19).
@@ -314,6 +404,10 @@ pub struct FlowHit {
     pub rating_group: Option<u32>,
     /// Charged online (the rule's Online, else the session's).
     pub online: bool,
+    /// Where it goes.
+    pub route: Route,
+    /// Its octets.
+    pub bytes: u64,
 }
 
 /// What the session did.
@@ -348,6 +442,8 @@ pub struct GxReport {
     pub flows_initial: Vec<FlowHit>,
     /// The flows classified at the end.
     pub flows: Vec<FlowHit>,
+    /// Flows and bytes per route at the end (local breakout, steered, home, dropped).
+    pub breakout: Breakout,
     /// Bearer events the PCRF had not armed (no CCR-U sent).
     pub events_ignored: Vec<String>,
     /// The Gy session, when one ran.
@@ -376,6 +472,19 @@ impl GxReport {
         for f in &self.flows {
             let _ = writeln!(s, "  {}", flow_line(f));
         }
+        let b = &self.breakout;
+        let _ = writeln!(
+            s,
+            "routes: local breakout {} flows {} bytes, steered {} flows {} bytes, home {} flows {} bytes, dropped {} flows {} bytes",
+            b.local.flows,
+            b.local.bytes,
+            b.steered.flows,
+            b.steered.bytes,
+            b.home.flows,
+            b.home.bytes,
+            b.dropped.flows,
+            b.dropped.bytes
+        );
         if !self.events_ignored.is_empty() {
             let _ = writeln!(
                 s,
@@ -436,13 +545,14 @@ fn rule_line(r: &Rule, session_online: Option<bool>) -> String {
 fn flow_line(f: &FlowHit) -> String {
     match &f.rule {
         Some(r) => format!(
-            "flow {} -> rule {r} (precedence {}, rating group {}, {})",
+            "flow {} -> rule {r} (precedence {}, rating group {}, {}) -> {}",
             f.flow,
             f.precedence.map_or("-".into(), |v| v.to_string()),
             f.rating_group.map_or("-".into(), |v| v.to_string()),
-            if f.online { "online" } else { "offline" }
+            if f.online { "online" } else { "offline" },
+            f.route.as_str()
         ),
-        None => format!("flow {} -> no rule (dropped)", f.flow),
+        None => format!("flow {} -> no rule -> {}", f.flow, f.route.as_str()),
     }
 }
 
@@ -479,6 +589,8 @@ fn read_definition(d: &AvpRef<'_>) -> Rule {
         qos: None,
         online: None,
         offline: None,
+        lbo: false,
+        steering: None,
     };
     for a in d.children().flatten() {
         let k = a.key();
@@ -503,6 +615,13 @@ fn read_definition(d: &AvpRef<'_>) -> Rule {
             r.online = gx::ONLINE.decode(a.data).ok().map(|v| v.0 == 1);
         } else if k == gx::OFFLINE.key() {
             r.offline = gx::OFFLINE.decode(a.data).ok().map(|v| v.0 == 1);
+        } else if k == roaming::LBO_INDICATOR.key() {
+            r.lbo = roaming::LBO_INDICATOR.decode(a.data).ok()
+                == Some(roaming::LboIndicator::LOCAL_BREAKOUT);
+        } else if k == gx::TRAFFIC_STEERING_POLICY_IDENTIFIER_UL.key()
+            || (k == gx::TRAFFIC_STEERING_POLICY_IDENTIFIER_DL.key() && r.steering.is_none())
+        {
+            r.steering = Some(String::from_utf8_lossy(a.data).into_owned());
         }
     }
     r
@@ -519,6 +638,8 @@ fn named(name: String, kind: &'static str) -> Rule {
         qos: None,
         online: None,
         offline: None,
+        lbo: false,
+        steering: None,
     }
 }
 
@@ -659,7 +780,9 @@ impl Enforced {
         v
     }
 
-    fn classify(&self, flows: &[ClassFlow], ue: IpAddr) -> Vec<FlowHit> {
+    /// Each flow's rule and route; `local_up`: unmatched flows go home (module
+    /// documentation).
+    fn classify(&self, flows: &[ClassFlow], ue: IpAddr, local_up: bool) -> Vec<FlowHit> {
         let mut order: Vec<&Rule> = self.rules.iter().filter(|r| r.kind == "dynamic").collect();
         // The lowest Precedence first (TS 29.212 §5.3.50); rules without one last.
         order.sort_by_key(|r| r.precedence.unwrap_or(u32::MAX));
@@ -677,6 +800,14 @@ impl Enforced {
                     precedence: hit.and_then(|r| r.precedence),
                     rating_group: hit.and_then(|r| r.rating_group),
                     online: hit.is_some_and(|r| self.online_rule(r)),
+                    route: match hit {
+                        Some(r) if r.lbo => Route::LocalBreakout,
+                        Some(r) if r.steering.is_some() => Route::Steered,
+                        Some(_) => Route::Home,
+                        None if local_up => Route::Home,
+                        None => Route::Dropped,
+                    },
+                    bytes: f.bytes,
                 }
             })
             .collect()
@@ -761,11 +892,13 @@ pub async fn run(opts: &GxOptions) -> anyhow::Result<GxReport> {
     let (ended_by, accepted, flows_initial, gy) = s.drive().await;
     node.shutdown(Duration::from_secs(1)).await;
     let e = &s.enforced;
+    let flows = e.classify(&opts.flows, opts.ue_ip, opts.local_up);
     Ok(GxReport {
         session_id: s.id.clone(),
         accepted,
         ended_by,
-        flows: e.classify(&opts.flows, opts.ue_ip),
+        breakout: Breakout::of(&flows),
+        flows,
         flows_initial,
         exchanges: s.exchanges,
         rars: s.rars,
@@ -872,7 +1005,9 @@ impl Session<'_> {
     }
 
     fn say_flows(&self) -> Vec<FlowHit> {
-        let hits = self.enforced.classify(&self.opts.flows, self.opts.ue_ip);
+        let hits = self
+            .enforced
+            .classify(&self.opts.flows, self.opts.ue_ip, self.opts.local_up);
         for h in &hits {
             self.say(format!("  {}", flow_line(h)));
         }
@@ -1175,6 +1310,8 @@ mod tests {
             qos: None,
             online: None,
             offline: None,
+            lbo: false,
+            steering: None,
         }
     }
 
@@ -1240,7 +1377,7 @@ mod tests {
         .map(|s| ClassFlow::parse(s).unwrap())
         .collect();
         let hits: Vec<(Option<String>, Option<u32>)> = e
-            .classify(&flows, ue)
+            .classify(&flows, ue, false)
             .into_iter()
             .map(|h| (h.rule, h.rating_group))
             .collect();
@@ -1258,9 +1395,121 @@ mod tests {
             remove: vec!["internet".into()],
             ..Policy::default()
         });
-        let h = e.classify(&flows[1..2], ue);
+        let h = e.classify(&flows[1..2], ue, false);
         assert_eq!(h[0].rule, None);
         assert_eq!(e.online_rating_groups(), vec![20, 50]);
+    }
+
+    /// Document 000 step 7: the LBO rule's flows break out, the other rules' go home, by
+    /// Precedence; flows and bytes are counted per route. On the home-controlled user plane
+    /// (FIG. 6) unmatched flows go home; on a visited PCEF a steering rule steers them.
+    #[test]
+    fn local_breakout_flows_break_out_and_the_rest_goes_home() {
+        let mut e = Enforced::default();
+        let mut cdn = rule(
+            "lbo-cdn",
+            50,
+            70,
+            &[
+                ("permit out tcp from any to 203.0.113.10 443", 2),
+                ("permit out tcp from 203.0.113.10 443 to any", 1),
+            ],
+        );
+        cdn.lbo = true;
+        e.apply(&Policy {
+            install: vec![
+                cdn,
+                rule(
+                    "internet",
+                    1000,
+                    10,
+                    &[("permit out ip from any to any", 3)],
+                ),
+            ],
+            ..Policy::default()
+        });
+        let ue: IpAddr = "10.45.0.2".parse().unwrap();
+        let flows: Vec<ClassFlow> = [
+            "tcp:203.0.113.10:443/5000",
+            "tcp:203.0.113.10:80/300",
+            "tcp:198.51.100.7:443/700",
+            "tcp:203.0.113.10:443/1000",
+        ]
+        .iter()
+        .map(|s| ClassFlow::parse(s).unwrap())
+        .collect();
+        let hits = e.classify(&flows, ue, false);
+        let routes: Vec<Route> = hits.iter().map(|h| h.route).collect();
+        assert_eq!(
+            routes,
+            [
+                Route::LocalBreakout,
+                Route::Home,
+                Route::Home,
+                Route::LocalBreakout
+            ]
+        );
+        let b = Breakout::of(&hits);
+        assert_eq!(
+            (b.local, b.home, b.dropped),
+            (
+                RouteCount {
+                    flows: 2,
+                    bytes: 6000
+                },
+                RouteCount {
+                    flows: 2,
+                    bytes: 1000
+                },
+                RouteCount::default()
+            )
+        );
+        // The home-controlled user plane holds only the LBO rule: the rest goes home there,
+        // where a PCEF would drop it.
+        e.apply(&Policy {
+            remove: vec!["internet".into()],
+            ..Policy::default()
+        });
+        assert_eq!(e.classify(&flows[2..3], ue, true)[0].route, Route::Home);
+        assert_eq!(e.classify(&flows[2..3], ue, false)[0].route, Route::Dropped);
+        // A visited PCEF told to steer everything to that user plane.
+        let mut steer = rule("lbo-steer", 1, 0, &[("permit out ip from any to any", 3)]);
+        steer.steering = Some("to-home-lup".into());
+        let mut v = Enforced::default();
+        v.apply(&Policy {
+            install: vec![steer],
+            ..Policy::default()
+        });
+        assert!(
+            v.classify(&flows, ue, false)
+                .iter()
+                .all(|h| h.route == Route::Steered)
+        );
+    }
+
+    #[test]
+    fn lbo_marks_are_read_from_rule_definitions() {
+        let mut b = MessageBuilder::request(gx::CMD_RE_AUTH, gx::APP_GX, true);
+        b.push(gx::CHARGING_RULE_INSTALL.with(vec![
+            gx::CHARGING_RULE_DEFINITION.with(vec![
+                gx::CHARGING_RULE_NAME.with(bytes::Bytes::from_static(b"lbo")),
+                roaming::LBO_INDICATOR.with(roaming::LboIndicator::LOCAL_BREAKOUT),
+            ]),
+            gx::CHARGING_RULE_DEFINITION.with(vec![
+                gx::CHARGING_RULE_NAME.with(bytes::Bytes::from_static(b"steer")),
+                gx::TRAFFIC_STEERING_POLICY_IDENTIFIER_UL
+                    .with(bytes::Bytes::from_static(b"to-home-lup")),
+            ]),
+        ]));
+        let p = read_policy(&b.build().unwrap());
+        assert!(p.install[0].lbo && p.install[0].steering.is_none());
+        assert!(!p.install[1].lbo);
+        assert_eq!(p.install[1].steering.as_deref(), Some("to-home-lup"));
+        assert_eq!(
+            ClassFlow::parse("tcp:[2001:db8::1]:443/9").unwrap().bytes,
+            9
+        );
+        assert!(ClassFlow::parse("tcp:1.2.3.4:443/x").is_err());
     }
 
     #[test]

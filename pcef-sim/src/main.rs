@@ -105,6 +105,110 @@ enum Command {
     ///
     /// Example: pcef-sim af --ue-ip 10.45.0.2 --duration 30
     Af(Box<AfArgs>),
+    /// Play the home application server (H-AS) of document 000, an AF on Rx (TS 29.214): one
+    /// AAR for the UE's flow to a server, optionally asking for local breakout.
+    ///
+    /// The AAR binds an AF session to --ue-ip with one media component whose flows name
+    /// --server. With --ott, --package and --ott-key it is a local-breakout request:
+    /// LBO-Indicator LOCAL_BREAKOUT and LBO-OTT-Grant with the dynamic key derived from the
+    /// OTT's initial key, the package and a fresh nonce (valid --ttl seconds). Prints the
+    /// AAA's result (an LBO refusal is an Experimental-Result of vendor 32473: 5801 unknown
+    /// home operator, 5802 package not allowed, 5803 destination not allowed, 5804 bad
+    /// signature, 5805 grant expired, 5806 grant missing, 5807 OTT without the package,
+    /// 5808 OTT key expired, 5809 subscriber without the package; 4001 is a wrong OTT key);
+    /// an accepted session ends with STR after --duration. Exit status 0 when accepted, 3
+    /// when refused, 1 on any other failure.
+    ///
+    /// Example: pcef-sim has --server 203.0.113.10:443 --ott ott-video --package cdn-video
+    /// --ott-key 0707070707070707070707070707070707070707070707070707070707070707
+    Has(Box<HasArgs>),
+}
+
+#[derive(clap::Args)]
+struct HasArgs {
+    /// Address of the PCRF.
+    #[arg(long, default_value = "127.0.0.1:3869")]
+    to: SocketAddr,
+    /// Origin-Host of the PCRF.
+    #[arg(long, default_value = "pcrf.home.test")]
+    to_host: String,
+    /// Destination-Realm of the requests.
+    #[arg(long, default_value = "home.test")]
+    dest_realm: String,
+    /// Our Origin-Host.
+    #[arg(long, default_value = "af.sim")]
+    host: String,
+    /// Our Origin-Realm.
+    #[arg(long, default_value = "sim")]
+    realm: String,
+    /// The UE's address.
+    #[arg(long, default_value = "10.45.0.2")]
+    ue_ip: std::net::IpAddr,
+    /// The server the UE talks to, ADDRESS:PORT (the visited CDN server for LBO).
+    #[arg(long, default_value = "203.0.113.10:443")]
+    server: SocketAddr,
+    /// The flow's protocol: tcp, udp or a number.
+    #[arg(long, default_value = "tcp")]
+    proto: String,
+    /// The OTT provider (LBO-OTT-Id): asks for local breakout.
+    #[arg(long, requires_all = ["package", "ott_key"])]
+    ott: Option<String>,
+    /// The service package (LBO-Service-Package-Id).
+    #[arg(long)]
+    package: Option<String>,
+    /// The OTT's initial key, hex.
+    #[arg(long)]
+    ott_key: Option<String>,
+    /// Seconds the dynamic key is valid.
+    #[arg(long, default_value_t = 120, allow_negative_numbers = true)]
+    ttl: i64,
+    /// Seconds to hold an accepted AF session before STR.
+    #[arg(long, default_value_t = 0.0)]
+    duration: f64,
+    /// Seconds to wait for each answer.
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl HasArgs {
+    fn options(&self) -> anyhow::Result<pcef_sim::has::AfOptions> {
+        let secs = |what: &str, v: f64| {
+            Duration::try_from_secs_f64(v).map_err(|_| anyhow::anyhow!("bad {what}: {v}"))
+        };
+        let lbo = match (&self.ott, &self.package, &self.ott_key) {
+            (Some(ott), Some(package), Some(k)) => Some(pcef_sim::has::OttCredential {
+                ott: ott.clone(),
+                package: package.clone(),
+                initial_key: pcrf::lbo::Key::try_from(k.clone())
+                    .map_err(|e| anyhow::anyhow!("--ott-key: {e}"))?,
+                ttl: self.ttl,
+            }),
+            _ => None,
+        };
+        Ok(pcef_sim::has::AfOptions {
+            endpoint: pcef_sim::client::Endpoint::direct(
+                self.to,
+                self.to_host.clone(),
+                self.dest_realm.clone(),
+                self.host.clone(),
+                self.realm.clone(),
+            ),
+            ue_ip: self.ue_ip,
+            server: self.server.ip(),
+            port: self.server.port(),
+            proto: match self.proto.as_str() {
+                "tcp" => 6,
+                "udp" => 17,
+                n => n.parse().map_err(|_| anyhow::anyhow!("bad --proto: {n}"))?,
+            },
+            lbo,
+            duration: secs("--duration", self.duration)?,
+            timeout: secs("--timeout", self.timeout)?,
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -259,10 +363,16 @@ struct GxArgs {
     /// qos, or an Event-Trigger number.
     #[arg(long = "event")]
     events: Vec<String>,
-    /// A flow to classify, PROTO:ADDRESS:PORT (repeatable) [tcp:198.51.100.7:443,
-    /// tcp:203.0.113.5:80, udp:192.0.2.10:5060].
+    /// A flow to classify, PROTO:ADDRESS:PORT[/BYTES] (repeatable) [tcp:198.51.100.7:443,
+    /// tcp:203.0.113.5:80, udp:192.0.2.10:5060]. A flow whose rule is marked local breakout
+    /// breaks out locally, one whose rule names a traffic steering policy is steered, any
+    /// other rule's goes home; the flows and bytes of each route are reported.
     #[arg(long = "flow")]
     flows: Vec<String>,
+    /// Play the home operator's user plane in a visited network (document 000, FIG. 6):
+    /// flows no rule matches go home instead of being dropped.
+    #[arg(long)]
+    local_up: bool,
     /// Address of the OCS the PCRF names in Charging-Information: runs the Gy session.
     #[arg(long)]
     ocs: Option<SocketAddr>,
@@ -326,6 +436,7 @@ impl GxArgs {
                 .map(|s| ClassFlow::parse(s).map_err(err))
                 .collect::<Result<_, _>>()?,
             ocs: self.ocs,
+            local_up: self.local_up,
             timeout: secs("--timeout", self.timeout)?,
             live: !self.json,
         })
@@ -683,6 +794,24 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
                 report.aar_result,
                 report.termination.as_ref(),
             ));
+        }
+        Command::Has(args) => {
+            let opts = args.options()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let report = rt.block_on(pcef_sim::has::run(&opts))?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.text());
+            }
+            if report.result_code.is_none() {
+                return Ok(std::process::ExitCode::from(1));
+            }
+            if !report.accepted() {
+                return Ok(std::process::ExitCode::from(3));
+            }
         }
         Command::Gx(args) => {
             let opts = args.options()?;

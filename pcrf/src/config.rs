@@ -76,6 +76,8 @@ pub struct PcrfSection {
     pub roaming_partners: Vec<RoamingPartner>,
     /// `[pcrf.visited]`: the visited role's settings.
     pub visited: Option<crate::visited::config::VisitedSection>,
+    /// `[pcrf.lbo]`: local breakout (document 000), home role; absent: no LBO offered.
+    pub lbo: Option<crate::lbo::HomeLboConfig>,
 }
 
 /// `[[pcrf.roaming_partner]]`: one visited operator under a roaming agreement. An S9
@@ -237,6 +239,7 @@ impl Default for PcrfSection {
             rx: RxSection::default(),
             roaming_partners: Vec::new(),
             visited: None,
+            lbo: None,
         }
     }
 }
@@ -362,6 +365,9 @@ impl Config {
             (Some(v), _) => v.check()?,
             (None, Role::Home) => {}
         }
+        if let Some(l) = &self.pcrf.lbo {
+            l.check()?;
+        }
         for (i, p) in self.policies.iter().enumerate() {
             if event_trigger_code(&p.event).is_none() {
                 return Err(format!("policy[{i}]: unknown event `{}`", p.event));
@@ -449,6 +455,57 @@ mod tests {
         .unwrap();
         let e = Config::load(&path).unwrap_err();
         assert!(e.message.contains("key") && e.position.is_some(), "{e}");
+    }
+
+    #[test]
+    fn the_lbo_section_of_the_example_reads() {
+        // The commented [pcrf.lbo] of examples/home.toml, uncommented.
+        let lbo: String = DEMO
+            .lines()
+            .skip_while(|l| !l.starts_with("# [pcrf.lbo]"))
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| l.strip_prefix("# ").unwrap_or(""))
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("spr.toml"), DEMO_SPR).unwrap();
+        let p = dir.path().join("pcrf.toml");
+        let base =
+            "[node]\norigin_host = \"p\"\norigin_realm = \"r\"\n[spr]\nfile = \"spr.toml\"\n";
+        std::fs::write(&p, format!("{base}{lbo}\n")).unwrap();
+        let c = Config::load(&p).unwrap();
+        let l = c.pcrf.lbo.unwrap();
+        assert_eq!(l.home_operator, "00101");
+        assert!(l.partner_key("Visited.Test").is_some());
+        assert!(l.ott_key("ott-video", "cdn-video").is_some());
+        assert!(l.ott_key("ott-video", "cdn-music").is_none());
+        assert_eq!(l.presets[0].flows.len(), 2);
+        assert_eq!(
+            l.local_up("LUP.visited.test").unwrap().steering_policy,
+            "to-home-lup"
+        );
+        // A short key, and a preset flow that is no IPFilterRule, are refused.
+        std::fs::write(
+            &p,
+            format!(
+                "{base}{}\n",
+                lbo.replace("5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a", "5a5a")
+            ),
+        )
+        .unwrap();
+        let e = Config::load(&p).unwrap_err();
+        assert!(e.message.contains("16 octets"), "{e}");
+        std::fs::write(
+            &p,
+            format!(
+                "{base}{}\n",
+                lbo.replace("permit out ip from 203.0.113.10 to any", "allow all")
+            ),
+        )
+        .unwrap();
+        let e = Config::load(&p).unwrap_err();
+        assert!(e.message.contains("lbo.preset"), "{e}");
     }
 
     #[test]

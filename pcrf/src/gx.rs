@@ -424,6 +424,9 @@ pub fn rule_definition(r: &RuleDef) -> OwnedAvp {
     if let Some(k) = &r.monitoring_key {
         v.push(gx::MONITORING_KEY.with(bytes::Bytes::from(k.clone())));
     }
+    if let Some(m) = &r.lbo {
+        v.extend(crate::lbo::mark_avps(m));
+    }
     gx::CHARGING_RULE_DEFINITION.with(v)
 }
 

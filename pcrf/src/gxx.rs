@@ -153,6 +153,7 @@ mod tests {
             flow_status: None,
             af_charging_id: None,
             af_flows: vec![],
+            lbo: None,
         };
         let d = QosDecision {
             install: vec![r],

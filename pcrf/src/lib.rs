@@ -23,6 +23,8 @@
 //! - [`server`]: [`server::Pcrf`], the node's Gx, Gxx, Rx and S9 handlers, RAR pushes, the
 //!   clean-up of a restarted PCEF's or V-PCRF's sessions, the AF told of rule failures and
 //!   IP-CAN session loss, S9 only from roaming partners.
+//! - [`lbo`]: local breakout (document 000): the home operator's grant, its HMAC, the
+//!   V-PCRF's checks ([`lbo::verify_lbo_rule`]) and the OTT's dynamic key.
 //! - [`admin`]: the operator HTTP endpoint (sessions, pushes).
 //! - [`config`]: `pcrf --config FILE.toml` and the built-in home PCRF
 //!   (`examples/home.toml`, `examples/spr.toml`).
@@ -47,17 +49,22 @@
 //! PCRF serves its own subscribers as above and roaming ones through their home network's
 //! PCRF over S9, see [`visited`].
 //!
-//! # Still to come
+//! # Local breakout, home role (document 000)
 //!
-//! Local breakout: handlers beside these, reusing [`policy::decide`] for rule changes and
-//! [`gx::decision_avps`] for the PCC-rule AVPs; the visited side checks pushed LBO rules in
-//! [`visited::Visited::authorise_home_rules`]. The SPR already holds each subscriber's LBO
-//! service packages.
+//! An AAR marked for local breakout is authenticated (the OTT's dynamic key), checked against
+//! the subscriber's LBO packages (SPR), and its rules go marked LOCAL_BREAKOUT and signed to
+//! the V-PCRF by S9 RAR; the AAA carries the visited side's answer. Presets per package go
+//! into the S9 CCA at subsession establishment; variant FIG. 6 installs on our own user plane
+//! in the visited network over Gx and has the V-PCRF steer to it. `[pcrf.lbo]` configures it;
+//! [`lbo`] is the pure part both roles share (the V-PCRF's checks are
+//! [`lbo::verify_lbo_rule`] / [`lbo::ReadLboRule::verify`], run where the visited role
+//! authorises home rules, [`visited::Visited::authorise_home_rules`]).
 
 pub mod admin;
 pub mod config;
 pub mod gx;
 pub mod gxx;
+pub mod lbo;
 pub mod metrics;
 pub mod policy;
 pub mod rx;

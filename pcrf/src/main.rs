@@ -33,6 +33,11 @@ const EXIT_STATUS: &str = "Exit status: 0 after a clean stop (SIGINT, SIGTERM), 
 /// UE's IP-CAN session with Gx RAR, removed on STR; the AF hears of rule failures and of the
 /// end of the IP-CAN session (RAR or ASR).
 ///
+/// Local breakout ([pcrf.lbo], document 000): an AAR with our LBO-Indicator and the OTT's
+/// dynamic key is authenticated, its rules are signed for the visited network and sent to
+/// the V-PCRF by S9 RAR, and the AAA carries the answer (refusals: 4001, or vendor 32473
+/// codes 5801-5809); presets per package go in the S9 CCA.
+///
 /// With no options it runs the home PCRF of the README: 127.0.0.1:3869, Origin-Host
 /// pcrf.home.test, realm home.test, the demo subscribers of pcrf/examples/spr.toml (IMSI
 /// 001010000000001 and others), Charging-Information naming the OCS ocs.home.test, and the

@@ -19,6 +19,7 @@
 //! | [`S9_SESSIONS_RELEASED`] `pcrf_s9_sessions_released_total` | counter | `node`, `reason` (termination, vpcrf_restart, unknown_at_vpcrf) |
 //! | [`RX_SESSIONS`] `pcrf_rx_sessions` | gauge | `node` |
 //! | [`RX_REQUESTS`] `pcrf_rx_request_total` | counter (AAR and STR answered) | `node`, `command` (aar_initial, aar_update, str, invalid), `result_code` |
+//! | [`LBO_GRANTS`] `pcrf_lbo_grants_total` | counter (local-breakout grants: AAR or preset, as the visited side and the home checks answered) | `node`, `source` (af, preset), `outcome` (accepted, refused), `reason` (`ok` or `issued` (preset), a [`crate::lbo::LboRefusal::reason`] — also for the V-PCRF's refusal codes —, `no_agreement`, `not_authorized` (no LBO offered, UE not roaming, a modification, a rule the user plane did not install), `ip_can_session_not_available`, `no_answer`, `visited_refused` (an unknown code), `other`) |
 //! | [`RX_NOTIFICATIONS`] `pcrf_rx_notification_total` | counter (RAR and ASR sent to AFs) | `node`, `command` (rar, asr), `reason` (ip_can_loss, rule_report, ip_can_change, charging_correlation), `result_code` (or `none`) |
 
 use metrics::{SharedString, counter, describe_counter, describe_gauge, gauge};
@@ -46,6 +47,9 @@ pub const RX_NOTIFICATIONS: &str = "pcrf_rx_notification_total";
 
 /// Rx bindings made despite a deviation (by kind).
 pub const RX_BINDING_DEVIATIONS: &str = "pcrf_rx_binding_deviations_total";
+
+/// Local-breakout grants accepted or refused.
+pub const LBO_GRANTS: &str = "pcrf_lbo_grants_total";
 
 /// Gxx CCRs answered.
 pub const GXX_CCRS: &str = "pcrf_gxx_ccr_total";
@@ -100,6 +104,10 @@ pub fn describe() {
         "AF sessions bound by UE address although the AAR deviated, by kind"
     );
     describe_counter!(
+        LBO_GRANTS,
+        "Local-breakout grants accepted or refused, by source and reason"
+    );
+    describe_counter!(
         RX_NOTIFICATIONS,
         "Rx RARs and ASRs sent to AFs, by command, reason and the answer's result"
     );
@@ -133,6 +141,16 @@ fn code_label(rc: u32) -> &'static str {
         5143 => "5143",
         5144 => "5144",
         5470 => "5470",
+        4001 => "4001",
+        5801 => "5801",
+        5802 => "5802",
+        5803 => "5803",
+        5804 => "5804",
+        5805 => "5805",
+        5806 => "5806",
+        5807 => "5807",
+        5808 => "5808",
+        5809 => "5809",
         _ => "other",
     }
 }
@@ -246,6 +264,13 @@ impl Label {
     pub fn s9_rar(&self, result_code: Option<u32>) {
         let l = result_code.map_or("none", code_label);
         counter!(S9_RARS, "node" => self.v(), "result_code" => l).increment(1);
+    }
+
+    /// Counts one local-breakout grant's outcome (`reason` "ok" when accepted).
+    pub fn lbo_grant(&self, source: &'static str, accepted: bool, reason: &'static str) {
+        let outcome = if accepted { "accepted" } else { "refused" };
+        counter!(LBO_GRANTS, "node" => self.v(), "source" => source, "outcome" => outcome, "reason" => reason)
+            .increment(1);
     }
 
     /// Counts S9 sessions released.

@@ -292,6 +292,7 @@ mod tests {
             flow_status: None,
             af_charging_id: None,
             af_flows: vec![],
+            lbo: None,
         }
     }
 

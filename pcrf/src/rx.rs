@@ -523,6 +523,7 @@ pub fn derive_rule(s: &RxSession, c: &MediaComponent, cfg: &RxSection) -> Option
             media_component: c.number,
             flow_numbers: c.sub_components.keys().copied().collect(),
         }],
+        lbo: None,
     })
 }
 

@@ -30,6 +30,7 @@ use std::time::Duration;
 use tracing::Instrument;
 
 mod gxx_side;
+mod lbo_side;
 mod rx_side;
 mod s9_side;
 mod status;

@@ -189,6 +189,9 @@ pub struct RuleDef {
     /// §5.3.10). Not a key of the SPR file.
     #[serde(skip_deserializing, default)]
     pub af_flows: Vec<AfFlows>,
+    /// Local breakout (document 000): the LBO marker and grant. Not a key of the SPR file.
+    #[serde(skip)]
+    pub lbo: Option<crate::lbo::LboMark>,
 }
 
 /// One Flows AVP: a media component and some of its flows (none: all of them).
@@ -278,8 +281,9 @@ pub struct Profile {
     /// (`RAT_CHANGE`, …) — besides those the event policies need.
     #[serde(default)]
     pub event_triggers: Vec<String>,
-    /// Subscribed local-breakout service packages (document 000; stored for the LBO
-    /// checks of a later release, not used yet).
+    /// Subscribed local-breakout service packages (document 000): an LBO AAR for a package
+    /// the subscriber lacks is refused (5809), and `[[pcrf.lbo.preset]]` rules of these
+    /// packages go to the V-PCRF at S9 establishment.
     #[serde(default)]
     pub lbo_packages: Vec<String>,
 }

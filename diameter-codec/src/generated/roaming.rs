@@ -83,3 +83,15 @@ pub const ABSORBED_REQUEST_COUNT: TypedAvp<ty::Unsigned32> = TypedAvp::new("Abso
 
 /// DRA-Client-Session-Id (15, vendor 32473): UTF8String, sent with V. Roaming-Stack-Doc §15 DRA-Client-Session-Id
 pub const DRA_CLIENT_SESSION_ID: TypedAvp<ty::Utf8String> = TypedAvp::new("DRA-Client-Session-Id", 15, 32473, false);
+
+/// LBO-OTT-Grant (16, vendor 32473): Grouped, sent with V. Roaming-Stack-Doc §16 LBO-OTT-Grant
+pub const LBO_OTT_GRANT: TypedAvp<ty::Grouped> = TypedAvp::new("LBO-OTT-Grant", 16, 32473, false);
+
+/// LBO-OTT-Id (17, vendor 32473): UTF8String, sent with V. Roaming-Stack-Doc §17 LBO-OTT-Id
+pub const LBO_OTT_ID: TypedAvp<ty::Utf8String> = TypedAvp::new("LBO-OTT-Id", 17, 32473, false);
+
+/// LBO-OTT-Nonce (18, vendor 32473): OctetString, sent with V. Roaming-Stack-Doc §18 LBO-OTT-Nonce
+pub const LBO_OTT_NONCE: TypedAvp<ty::OctetString> = TypedAvp::new("LBO-OTT-Nonce", 18, 32473, false);
+
+/// LBO-OTT-Key (19, vendor 32473): OctetString, sent with V. Roaming-Stack-Doc §19 LBO-OTT-Key
+pub const LBO_OTT_KEY: TypedAvp<ty::OctetString> = TypedAvp::new("LBO-OTT-Key", 19, 32473, false);

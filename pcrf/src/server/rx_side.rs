@@ -254,6 +254,11 @@ impl Shared {
     /// derive PCC rules from its media components (TS 29.213 §6.3), install them with a Gx
     /// RAR, and answer once the PCEF did.
     pub(super) async fn aa_initial(&self, req: &IncomingRequest, r: AaRequest) -> Answered {
+        // Local breakout (document 000): the OTT is authenticated before anything is bound.
+        let ott = match self.lbo_admit(&req.msg).transpose() {
+            Ok(o) => o,
+            Err(e) => return self.lbo_refused(req, "af", &e),
+        };
         let gx = match self.bind(&r).await {
             Ok(g) => g,
             Err(e) => {
@@ -278,7 +283,14 @@ impl Shared {
             version: 0,
         };
         rxw::merge_components(&mut session.components, r.components);
-        let rules = rxw::derive_rules(&session, &self.cfg.rx);
+        let mut rules = rxw::derive_rules(&session, &self.cfg.rx);
+        let lbo = match &ott {
+            Some(o) => match self.lbo_prepare(o, &gx, &mut rules).await {
+                Ok(t) => Some((o, t)),
+                Err(e) => return self.lbo_refused(req, "af", &e),
+            },
+            None => None,
+        };
         session.rules = rules
             .iter()
             .filter_map(|r| Some((r.name.clone(), r.af_flows.first()?.media_component)))
@@ -301,7 +313,15 @@ impl Shared {
                     &triggers,
                 )
                 .await;
-            if let Some(e) = self.provisioning_error(&out) {
+            if let Some((ott, target)) = &lbo {
+                if let Err(e) = self
+                    .lbo_delivered(&out, target, &session, &ott.package)
+                    .await
+                {
+                    let _ = self.rx_sessions.remove(session.session_id.clone()).await;
+                    return self.lbo_refused(req, "af", &e);
+                }
+            } else if let Some(e) = self.provisioning_error(&out) {
                 tracing::warn!(gx = %gx.session_id, reason = %e.message, "AF session refused");
                 let _ = self.rx_sessions.remove(session.session_id.clone()).await;
                 return (self.rx_refusal(req, &e), e.code);
@@ -337,6 +357,9 @@ impl Shared {
             );
             return (self.rx_refusal(req, &e), e.code);
         };
+        if let Some(e) = self.lbo_update_refusal(&req.msg, &gx_id, &s).await {
+            return self.lbo_refused(req, "af", &e);
+        }
         rxw::merge_components(&mut s.components, r.components);
         if !r.specific_actions.is_empty() {
             s.specific_actions = r.specific_actions.iter().copied().collect();
@@ -455,6 +478,7 @@ impl Shared {
         } else {
             tracing::info!(session = %sid, "AF session ended");
         }
+        self.lbo_unsteer(&s).await;
         (self.answer(req, 2001), 2001)
     }
 

@@ -129,7 +129,7 @@ impl Shared {
         sub: &Subscriber,
         e: &Enforcement,
     ) -> (S9Subsession, OwnedAvp, Decision) {
-        let decision = policy::establish(
+        let mut decision = policy::establish(
             sub,
             &s.subscriber,
             &self.cfg,
@@ -138,6 +138,10 @@ impl Shared {
                 apn_ambr: e.requested_ambr,
             },
         );
+        // Claim 9 of document 000: LBO rules preset per package, with no AF.
+        decision
+            .install
+            .extend(self.lbo_presets(sub, &s.vpcrf_realm));
         let mut policy_state = GxSession {
             session_id: s9::subsession_key(&s.session_id, e.id),
             pcef_host: s.vpcrf_host.clone(),

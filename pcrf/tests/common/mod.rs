@@ -62,6 +62,17 @@ impl Pcef {
         osi: Option<u32>,
         reply: RarReply,
     ) -> Self {
+        Self::connect_to(PCRF_HOST, host, addr, osi, reply).await
+    }
+
+    /// As [`Pcef::connect`] to a PCRF whose Origin-Host is `pcrf_host`.
+    pub(crate) async fn connect_to(
+        pcrf_host: &str,
+        host: &str,
+        addr: SocketAddr,
+        osi: Option<u32>,
+        reply: RarReply,
+    ) -> Self {
         let mut cfg = NodeConfig::new(host, "epc.test");
         if let Some(o) = osi {
             cfg.local.origin_state_id = o;
@@ -71,13 +82,13 @@ impl Pcef {
             ..Application::auth(GX)
         });
         cfg.local.supported_vendor_ids.push(10_415);
-        let mut p = PeerSpec::connect_tcp(PCRF_HOST, addr);
+        let mut p = PeerSpec::connect_tcp(pcrf_host, addr);
         p.timers = Timers {
             tc: Duration::from_millis(100),
             ..Timers::default()
         };
         cfg.peers.push(p);
-        cfg.routes.push(relay_route(HOME, Some(GX), &[PCRF_HOST]));
+        cfg.routes.push(relay_route(HOME, Some(GX), &[pcrf_host]));
         cfg.request_timeout = T;
         let node = Node::start(cfg).await.unwrap();
         let rars = Arc::new(Mutex::new(Vec::new()));
@@ -119,7 +130,7 @@ impl Pcef {
             }),
         );
         assert!(
-            node.wait_peer(PCRF_HOST, T).await,
+            node.wait_peer(pcrf_host, T).await,
             "PCRF at {addr} not open"
         );
         Self {
@@ -264,6 +275,17 @@ impl Af {
         reply: AfReply,
         osi: Option<u32>,
     ) -> Self {
+        Self::connect_to(PCRF_HOST, host, addr, reply, osi).await
+    }
+
+    /// As [`Af::connect_with_state`] to a PCRF whose Origin-Host is `pcrf_host`.
+    pub(crate) async fn connect_to(
+        pcrf_host: &str,
+        host: &str,
+        addr: SocketAddr,
+        reply: AfReply,
+        osi: Option<u32>,
+    ) -> Self {
         let mut cfg = NodeConfig::new(host, "ims.test");
         if let Some(o) = osi {
             cfg.local.origin_state_id = o;
@@ -273,13 +295,13 @@ impl Af {
             ..Application::auth(RX)
         });
         cfg.local.supported_vendor_ids.push(10_415);
-        let mut p = PeerSpec::connect_tcp(PCRF_HOST, addr);
+        let mut p = PeerSpec::connect_tcp(pcrf_host, addr);
         p.timers = Timers {
             tc: Duration::from_millis(100),
             ..Timers::default()
         };
         cfg.peers.push(p);
-        cfg.routes.push(relay_route(HOME, Some(RX), &[PCRF_HOST]));
+        cfg.routes.push(relay_route(HOME, Some(RX), &[pcrf_host]));
         cfg.request_timeout = T;
         let node = Node::start(cfg).await.unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -297,7 +319,7 @@ impl Af {
             }),
         );
         assert!(
-            node.wait_peer(PCRF_HOST, T).await,
+            node.wait_peer(pcrf_host, T).await,
             "PCRF at {addr} not open"
         );
         Self {
