@@ -745,4 +745,34 @@ mod echo_tests {
             );
         }
     }
+
+    #[test]
+    fn origin_avps_follow_the_identity_fields() {
+        let dict = Dictionary::embedded();
+        let cmd = dict.command(272, 4).expect("CCR in the dictionary");
+        let req = request(dict, cmd);
+        let origin = |me: &LocalIdentity| {
+            let a = MessageBuilder::answer_to(&req, me);
+            let text = |code| {
+                a.find(AvpKey::new(code, 0))
+                    .and_then(OwnedAvp::as_bytes)
+                    .cloned()
+            };
+            (text(ORIGIN_HOST), text(ORIGIN_REALM))
+        };
+        let mut me = LocalIdentity::new("server.example", "example");
+        let first = origin(&me);
+        assert_eq!(
+            first,
+            (Some("server.example".into()), Some("example".into()))
+        );
+        // The shared payloads made on first use are not reused once the fields change.
+        me.host = "other.example".into();
+        me.realm = "other".into();
+        assert_eq!(
+            origin(&me),
+            (Some("other.example".into()), Some("other".into()))
+        );
+        assert_eq!(origin(&me.clone()).0, Some("other.example".into()));
+    }
 }
