@@ -159,7 +159,6 @@ impl Node {
                     peer.clone(),
                     edit::retarget(msg.as_bytes(), hbh, false),
                     &h,
-                    &avps,
                     deadline,
                 ),
             );

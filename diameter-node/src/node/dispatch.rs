@@ -147,7 +147,6 @@ impl Shared {
                         next,
                         bytes,
                         &h,
-                        &avps,
                         Instant::now() + self.cfg.request_timeout,
                     ),
                 );
