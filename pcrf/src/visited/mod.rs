@@ -152,7 +152,7 @@ pub struct Visited {
     label: String,
     /// The last Origin-State-Id of each PCEF (RFC 6733 §8.16), as the home role keeps its
     /// own: a PCEF behind an agent restarts without a peer event.
-    origin_states: Mutex<HashMap<String, u32>>,
+    pub(crate) origin_states: Mutex<HashMap<String, u32>>,
     /// Relayed AF sessions by the AF's Session-Id ([`rx_relay`]).
     rx: Mutex<HashMap<String, rx_relay::RelayedRx>>,
 }
