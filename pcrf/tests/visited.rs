@@ -10,7 +10,8 @@ mod common;
 mod harness;
 
 use common::{
-    IMSI_1, IMSI_3, T, all, child, experimental, installed, removed, strictly_valid, u32_of,
+    Bberf, IMSI_1, IMSI_3, T, all, child, experimental, installed, qos_installed, qos_removed,
+    removed, strictly_valid, u32_of,
 };
 use diameter_codec::dict::{base, dcca, gx, nasreq};
 use diameter_codec::{AvpRef, Message, MessageBuilder, ResultCode};
@@ -874,5 +875,198 @@ async fn a_v_pcrf_is_still_the_home_of_its_own_subscribers_on_s9() {
     ]));
     let a = other.request(b).await.unwrap();
     assert_eq!(rc(&a), Some(5003));
+    all_gone(&h, &v).await;
+}
+
+/// A BBERF of the visited network (a serving gateway with PMIP S8 or an S2a gateway,
+/// document 002 embodiments 1, 4, 7), connected to the V-PCRF.
+async fn bberf(host: &str, vpcrf: SocketAddr) -> Bberf {
+    Bberf::connect_to(host, VISITED, VPCRF, VISITED, vpcrf).await
+}
+
+/// A Gxx CCR-I for UE 10.46.0.`host` on `apn`, naming the subscriber when `imsi` is given.
+fn gxx_i(b: &Bberf, session: &str, imsi: Option<&str>, apn: &str, host: u8) -> MessageBuilder {
+    let mut m = b.ccr(session, 1, 0, imsi);
+    m.push(nasreq::FRAMED_IP_ADDRESS.with(bytes::Bytes::copy_from_slice(&[10, 46, 0, host])));
+    m.push(nasreq::CALLED_STATION_ID.with(apn.to_string()));
+    m.push(gx::RAT_TYPE.with(gx::RatType(1004)));
+    m
+}
+
+/// The QoS-Rule-Definition named `name` in a message's QoS-Rule-Install.
+fn qos_definition<'a>(m: &'a Message, name: &str) -> AvpRef<'a> {
+    all(m.avps().flatten(), 1051)
+        .into_iter()
+        .flat_map(|i| all(i.children().flatten(), 1053))
+        .find(|d| child(d, 1054).unwrap().data == name.as_bytes())
+        .unwrap_or_else(|| panic!("no QoS rule {name} installed"))
+}
+
+async fn nth_gxx_rar(b: &Bberf, n: usize) -> Message {
+    common::eventually("a Gxx RAR from the V-PCRF", || {
+        b.rars.lock().unwrap().len() >= n
+    })
+    .await;
+    b.rars.lock().unwrap()[n - 1].clone()
+}
+
+#[tokio::test]
+async fn a_bberf_s_gxx_session_rides_its_ip_can_session_s_s9_session() {
+    let h = home().await;
+    let v = visited(h.listen_addrs()[0], |_| {}).await;
+    let vis = v.visited().unwrap();
+    let sgw = bberf("sgw.visited.test", v.listen_addrs()[0]).await;
+    let pcef = Pcef::connect(v.listen_addrs()[0]).await;
+
+    // The BBERF attaches first (PMIP): its Gxx session opens an S9 session, and the home's
+    // `internet` rule comes back as a QoS rule under local policy (MBR capped at 20/50
+    // Mbit/s); nothing of charging.
+    let a = sgw
+        .send(gxx_i(&sgw, "sgw;gxx;1", Some(IMSI_1), "internet", 20))
+        .await;
+    assert_eq!(rc(&a), Some(2001), "{a:?}");
+    strictly_valid(&a);
+    assert_eq!(qos_installed(&a), ["internet"]);
+    assert_eq!(
+        rule_qos(&qos_definition(&a, "internet")),
+        (9, 20_000_000, 50_000_000)
+    );
+    assert!(a.find(diameter_codec::AvpKey::new(618, 10_415)).is_none());
+    assert!(a.find(diameter_codec::AvpKey::new(8, 32_473)).is_none());
+    let gxx = vis.roaming_session("sgw;gxx;1").unwrap();
+    assert_eq!(gxx.interface, pcrf::visited::Interface::Gxx);
+    assert_eq!(h.s9_sessions().count().await.unwrap(), 1);
+
+    // The PCEF's Gx session of the same IP-CAN session joins that S9 session and is the
+    // one the Gxx session is bound to.
+    let a = pcef
+        .send(pcef.ccr_i("pgw;gx;1", IMSI_1, "internet", 20))
+        .await;
+    assert_eq!(rc(&a), Some(2001));
+    assert_eq!(installed(&a), [("internet".to_string(), Some(1010))]);
+    let gxs = vis.roaming_session("pgw;gx;1").unwrap();
+    assert_eq!(gxs.s9_session_id, gxx.s9_session_id);
+    assert_eq!(vis.bound_gx("sgw;gxx;1").as_deref(), Some("pgw;gx;1"));
+    let s9 = h.s9_session(&gxx.s9_session_id).await.unwrap().unwrap();
+    assert_eq!(s9.subsessions.len(), 2);
+    assert_eq!(
+        s9.subsessions[&gxx.subsession]
+            .client_sessions
+            .first()
+            .map(String::as_str),
+        Some("sgw;gxx;1")
+    );
+
+    // Handover to UTRAN reported by the PCEF: the home swaps `internet` for `internet-3g`;
+    // the BBERF of the IP-CAN session hears it as QoS rules.
+    let mut u = pcef.ccr("pgw;gx;1", 2, 1);
+    u.push(gx::EVENT_TRIGGER.with(gx::EventTrigger(2)));
+    u.push(gx::RAT_TYPE.with(gx::RatType(1000)));
+    let a = pcef.send(u).await;
+    assert_eq!(rc(&a), Some(2001));
+    let rar = nth_gxx_rar(&sgw, 1).await;
+    strictly_valid(&rar);
+    assert_eq!(rar.session_id(), Some("sgw;gxx;1"));
+    assert_eq!(qos_removed(&rar), ["internet"]);
+    assert_eq!(qos_installed(&rar), ["internet-3g"]);
+
+    // BBERF reselection: the new BBERF's Gxx session joins the same S9 session (the home
+    // hears Multiple-BBERF-Action), then the old one leaves; S9 stays.
+    let sgw2 = bberf("sgw2.visited.test", v.listen_addrs()[0]).await;
+    let a = sgw2
+        .send(gxx_i(&sgw2, "sgw2;gxx;1", Some(IMSI_1), "internet", 20))
+        .await;
+    assert_eq!(rc(&a), Some(2001));
+    let gxx2 = vis.roaming_session("sgw2;gxx;1").unwrap();
+    assert_eq!(gxx2.s9_session_id, gxx.s9_session_id);
+    assert_eq!(vis.bound_gx("sgw2;gxx;1").as_deref(), Some("pgw;gx;1"));
+    let a = sgw.send(sgw.ccr("sgw;gxx;1", 3, 1, None)).await;
+    assert_eq!(rc(&a), Some(2001));
+    let s9 = h.s9_session(&gxx.s9_session_id).await.unwrap().unwrap();
+    let mut left: Vec<u32> = s9.subsessions.keys().copied().collect();
+    left.sort_unstable();
+    assert_eq!(left, [gxs.subsession, gxx2.subsession]);
+    assert!(vis.roaming_session("sgw;gxx;1").is_none());
+
+    // Detach (document 002 step 6): the BBERF ends Gxx (S9 stays for the Gx session), then
+    // the PCEF ends Gx, the last subsession: the S9 session ends.
+    let a = sgw2.send(sgw2.ccr("sgw2;gxx;1", 3, 1, None)).await;
+    assert_eq!(rc(&a), Some(2001));
+    assert!(h.s9_session(&gxx.s9_session_id).await.unwrap().is_some());
+    let a = pcef.send(pcef.ccr("pgw;gx;1", 3, 2)).await;
+    assert_eq!(rc(&a), Some(2001));
+    assert!(h.s9_session(&gxx.s9_session_id).await.unwrap().is_none());
+    all_gone(&h, &v).await;
+    assert_eq!(v.gxx_session("sgw2;gxx;1").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn gxx_and_gx_of_a_ue_share_its_s9_session_per_ue() {
+    let h = home().await;
+    let v = visited(h.listen_addrs()[0], |c| {
+        c.pcrf.visited.as_mut().unwrap().s9_model = S9Model::PerUe;
+    })
+    .await;
+    let vis = v.visited().unwrap();
+    let pcef = Pcef::connect(v.listen_addrs()[0]).await;
+    let sgw = bberf("sgw.visited.test", v.listen_addrs()[0]).await;
+
+    // The PCEF first (GTP-based S5 with an S2a BBERF added later); the BBERF names only
+    // the UE address: the roaming IP-CAN session of that address says whose it is.
+    let a = pcef
+        .send(pcef.ccr_i("pgw;ue;1", IMSI_1, "internet", 21))
+        .await;
+    assert_eq!(rc(&a), Some(2001));
+    let a = sgw
+        .send(gxx_i(&sgw, "sgw;ue;1", None, "internet", 21))
+        .await;
+    assert_eq!(rc(&a), Some(2001), "{a:?}");
+    strictly_valid(&a);
+    assert_eq!(qos_installed(&a), ["internet"]);
+    // Another APN's Gx session of the UE: the same S9 session, three subsessions.
+    let a = pcef.send(pcef.ccr_i("pgw;ue;2", IMSI_1, "ims", 22)).await;
+    assert_eq!(rc(&a), Some(2001));
+    let gx1 = vis.roaming_session("pgw;ue;1").unwrap();
+    let gxx = vis.roaming_session("sgw;ue;1").unwrap();
+    assert_eq!(gxx.s9_session_id, gx1.s9_session_id);
+    assert_eq!(
+        vis.roaming_session("pgw;ue;2").unwrap().s9_session_id,
+        gx1.s9_session_id
+    );
+    assert_eq!(vis.bound_gx("sgw;ue;1").as_deref(), Some("pgw;ue;1"));
+    assert_eq!(h.s9_sessions().count().await.unwrap(), 1);
+    let s9 = h.s9_session(&gx1.s9_session_id).await.unwrap().unwrap();
+    assert_eq!(s9.subsessions.len(), 3);
+
+    // An S9 RAR from home to every subsession: `voice` (QCI 1, refused to roamers) reaches
+    // the PCEF and the BBERF with QCI 8.
+    let voice = PolicyChange {
+        install: vec!["voice".into()],
+        ..Default::default()
+    };
+    let out = h.push_s9(&gx1.s9_session_id, None, &voice).await.unwrap();
+    assert_eq!(out.len(), 3);
+    assert!(out.iter().all(|o| o.result_code == 2001), "{out:?}");
+    let rar = nth_gxx_rar(&sgw, 1).await;
+    strictly_valid(&rar);
+    assert_eq!(rar.session_id(), Some("sgw;ue;1"));
+    assert_eq!(qos_installed(&rar), ["voice"]);
+    assert_eq!(rule_qos(&qos_definition(&rar, "voice")).0, 8);
+
+    // The Gxx session ends: only its subsession; then the Gx sessions, the last one with
+    // the S9 session.
+    let a = sgw.send(sgw.ccr("sgw;ue;1", 3, 1, None)).await;
+    assert_eq!(rc(&a), Some(2001));
+    let s9 = h
+        .s9_session(&gx1.s9_session_id)
+        .await
+        .unwrap()
+        .expect("S9 kept");
+    assert_eq!(s9.subsessions.len(), 2);
+    for sid in ["pgw;ue;1", "pgw;ue;2"] {
+        let a = pcef.send(pcef.ccr(sid, 3, 1)).await;
+        assert_eq!(rc(&a), Some(2001));
+    }
+    assert!(h.s9_session(&gx1.s9_session_id).await.unwrap().is_none());
     all_gone(&h, &v).await;
 }

@@ -38,16 +38,24 @@
 //!   back in the S9 RAA. A Session-Release-Cause releases the Gx sessions (the PCEF then
 //!   ends them with CCR-T, which ends S9 as above).
 //!
+//! - Gxx from a visited BBERF (TS 23.203 §7.4, document 002 embodiments 1, 4, 7): a
+//!   roaming UE's Gateway Control session is a subsession too, on the S9 session of its
+//!   IP-CAN session (per session) or of the UE (per UE), see `Visited::establish`; it is
+//!   bound to the Gx session of the same IP-CAN session ([`Visited::bound_gx`]); the home's
+//!   decision reaches the BBERF as QoS rules after local policy ([`qos_rules`]); the Gx
+//!   session's rule changes are mirrored to it by Gxx RAR; a BBERF reselection adds and
+//!   ends subsessions with Multiple-BBERF-Action.
 //! - Rx from a visited AF for a roaming UE: relayed to the H-PCRF as an Rx session of the
 //!   V-PCRF's own, and the home's RAR/ASR back to the AF ([`rx_relay`], which says why not
 //!   over S9).
 //!
 //! State is in memory (a V-PCRF restart loses its roaming sessions; the home learns of it
-//! through Origin-State-Id). Not yet here: Gxx subsessions, TER, DRA-client behaviours
-//! beyond routing (redirect following, parallel sends).
+//! through Origin-State-Id). Not yet here: TER, DRA-client behaviours beyond routing
+//! (redirect following, parallel sends).
 
 pub mod config;
 pub mod local_policy;
+pub mod qos_rules;
 pub mod rx_relay;
 pub mod s9_client;
 
@@ -90,12 +98,26 @@ pub fn describe_metrics() {
     );
 }
 
-/// A roaming subscriber's Gx session, served over S9.
+/// The interface of a roaming client session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interface {
+    /// A PCEF's IP-CAN session (TS 29.212 chapter 4).
+    Gx,
+    /// A BBERF's Gateway Control session (TS 29.212 chapter 4a).
+    Gxx,
+}
+
+/// A roaming subscriber's Gx or Gxx session, served over S9.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RoamingSession {
-    /// The Gx Session-Id (the client's, document 002 "session id 1").
+    /// The Gx or Gxx Session-Id (the client's, document 002 "session id 1").
     pub session_id: String,
-    /// The PCEF (Origin-Host of the CCR-I).
+    /// Gx (PCEF) or Gxx (BBERF).
+    pub interface: Interface,
+    /// The subscriber, as the SPR keys it (`imsi:…`).
+    pub subscriber: String,
+    /// The PCEF or BBERF (Origin-Host of the CCR-I).
     pub pcef_host: String,
     /// Its realm.
     pub pcef_realm: String,
@@ -210,6 +232,38 @@ impl Visited {
     /// handler (the network's own subscribers, unreadable requests, sessions it does not
     /// hold).
     pub async fn gx_request(&self, req: &IncomingRequest) -> Option<MessageBuilder> {
+        self.client_request(req, Interface::Gx).await
+    }
+
+    /// Handles a Gxx CCR when it is a roaming subscriber's (TS 23.203 §7.4: the V-PCRF
+    /// carries the BBERF's Gateway Control session to the H-PCRF over S9); `None` leaves it
+    /// to the home-role handler. A BBERF that names no subscriber is a roaming one's when
+    /// the UE address belongs to a roaming IP-CAN session here.
+    pub async fn gxx_request(&self, req: &IncomingRequest) -> Option<MessageBuilder> {
+        self.client_request(req, Interface::Gxx).await
+    }
+
+    /// The home network and subscriber of a Gxx CCR-I without a Subscription-Id of a
+    /// roaming partner: those of the roaming session with the same UE address.
+    async fn roamer_by_address(
+        &self,
+        ue_ip: Option<std::net::IpAddr>,
+    ) -> Option<(HomeNetwork, SubscriberKey)> {
+        let ip = ue_ip?;
+        let s9 = {
+            let st = self.state();
+            let s = st.gx.values().find(|s| s.ue_ip == Some(ip))?;
+            st.s9.get(&s.s9_session_id)?.clone()
+        };
+        let c = s9.lock().await;
+        Some((c.home.clone(), c.subscriber.clone()))
+    }
+
+    async fn client_request(
+        &self,
+        req: &IncomingRequest,
+        iface: Interface,
+    ) -> Option<MessageBuilder> {
         let r = GxRequest::read(&req.msg).ok()?;
         if let Some(osi) = req.msg.get(base::ORIGIN_STATE_ID).and_then(Result::ok)
             && crate::server::origin_state_changed(&self.origin_states, &r.origin_host, osi)
@@ -217,22 +271,28 @@ impl Visited {
             self.pcef_restarted(&r.origin_host).await;
         }
         match r.request_type {
-            RequestType::Initial => match self.cfg.belonging(&r.subscribers) {
-                Belonging::Roaming { home, identity } => {
-                    // A CCR-I for a live session replaces it (as the home role does): the
-                    // old subsession ends first, so none is left behind at home.
-                    if let Some(old) = self.roaming_session(&r.session_id) {
-                        tracing::info!(session = %r.session_id, "CCR-I for a live roaming session: it is replaced");
-                        self.end_roaming(old, None).await;
+            RequestType::Initial => {
+                let (home, identity) = match self.cfg.belonging(&r.subscribers) {
+                    Belonging::Roaming { home, identity } => (home.clone(), identity),
+                    Belonging::Unknown if iface == Interface::Gxx && r.subscribers.is_empty() => {
+                        self.roamer_by_address(r.ue_ip).await?
                     }
-                    Some(self.establish(req, &r, home.clone(), identity).await)
+                    // Own subscribers, and those of networks without an agreement (the
+                    // local SPR does not know them: 5030 DIAMETER_USER_UNKNOWN).
+                    Belonging::Local | Belonging::Unknown => return None,
+                };
+                // A CCR-I for a live session replaces it (as the home role does): the old
+                // subsession ends first, so none is left behind at home.
+                if let Some(old) = self.roaming_session(&r.session_id) {
+                    tracing::info!(session = %r.session_id, "CCR-I for a live roaming session: it is replaced");
+                    self.end_roaming(old, None).await;
                 }
-                // Own subscribers, and those of networks without an agreement (the local
-                // SPR does not know them: 5030 DIAMETER_USER_UNKNOWN).
-                Belonging::Local | Belonging::Unknown => None,
-            },
+                Some(self.establish(req, &r, home, identity, iface).await)
+            }
             RequestType::Update | RequestType::Termination => {
-                let s = self.roaming_session(&r.session_id)?;
+                let s = self
+                    .roaming_session(&r.session_id)
+                    .filter(|s| s.interface == iface)?;
                 Some(if r.request_type == RequestType::Update {
                     self.modify(req, s).await
                 } else {
@@ -249,8 +309,12 @@ impl Visited {
         &self,
         home: &HomeNetwork,
         subscriber: &SubscriberKey,
+        join: Option<&str>,
     ) -> Arc<tokio::sync::Mutex<S9Client>> {
         let mut st = self.state();
+        if let Some(h) = join.and_then(|sid| st.s9.get(sid)) {
+            return h.clone();
+        }
         let ue_key = (self.cfg.s9_model == S9Model::PerUe).then(|| {
             format!(
                 "{}@{}",
@@ -431,35 +495,75 @@ impl Visited {
             .unwrap_or(command)
     }
 
+    /// Local policy on a subsession's share of a home decision (`members`: the
+    /// Subsession-Decision-Info's), in the form its client takes: Gx decision AVPs for a
+    /// PCEF, QoS rules for a BBERF ([`qos_rules`]). Also the reports of refused rules for
+    /// home (Charging-Rule-Report; QoS-Rule-Report for rules home sent as QoS rules).
+    fn authorise_for(
+        &self,
+        session: &RoamingSession,
+        members: &[AvpRef<'_>],
+    ) -> (Vec<OwnedAvp>, Authorised, Vec<OwnedAvp>) {
+        let ctx = RuleContext { session };
+        let gx_members = members
+            .iter()
+            .filter(|m| s9_client::is_gx_decision(m))
+            .cloned();
+        let code = self.cfg.refused_rule_failure_code;
+        match session.interface {
+            Interface::Gx => {
+                let auth = self.authorise_home_rules(&ctx, gx_members);
+                let reports = (!auth.refused.is_empty())
+                    .then(|| s9_client::refused_report(&auth.refused, code))
+                    .into_iter()
+                    .collect();
+                (auth.avps.clone(), auth, reports)
+            }
+            Interface::Gxx => {
+                let (buf, qos_names) = qos_rules::as_pcc_rules(members);
+                let converted = diameter_codec::avp::AvpIter::new(&buf).flatten();
+                let auth = self.authorise_home_rules(&ctx, gx_members.chain(converted));
+                let (qos, pcc): (Vec<String>, Vec<String>) = auth
+                    .refused
+                    .iter()
+                    .cloned()
+                    .partition(|n| qos_names.contains(n));
+                let mut reports = Vec::new();
+                if !pcc.is_empty() {
+                    reports.push(s9_client::refused_report(&pcc, code));
+                }
+                if !qos.is_empty() {
+                    reports.push(qos_rules::refused_qos_report(&qos, code));
+                }
+                (qos_rules::gxx_decision(&auth.avps), auth, reports)
+            }
+        }
+    }
+
     /// Authorises the decision for subsession `session.subsession` in `answer` and writes it
-    /// into the Gx answer `a`; reports refused rules home on `c`.
+    /// into the client's answer `a`; reports refused rules home on `c`. Returns what was
+    /// written.
     async fn relay_decision(
         &self,
         c: &mut S9Client,
         session: &RoamingSession,
         answer: &Message,
         a: &mut MessageBuilder,
-    ) -> Authorised {
+    ) -> (Vec<OwnedAvp>, Authorised) {
         let sdi = s9_client::decision_of(answer, session.subsession);
-        let members: Vec<AvpRef<'_>> = sdi
-            .iter()
-            .flat_map(|d| d.children().flatten())
-            .filter(s9_client::is_gx_decision)
-            .collect();
-        let auth = self.authorise_home_rules(&RuleContext { session }, members);
-        for avp in auth.avps.iter().cloned() {
+        let members: Vec<AvpRef<'_>> = sdi.iter().flat_map(|d| d.children().flatten()).collect();
+        let (avps, auth, reports) = self.authorise_for(session, &members);
+        for avp in avps.iter().cloned() {
             a.push(avp);
         }
-        if !auth.refused.is_empty() {
+        if !reports.is_empty() {
             // TS 29.215 §5.3.2: rule reports travel home in Subsession-Enforcement-Info.
-            let report =
-                s9_client::refused_report(&auth.refused, self.cfg.refused_rule_failure_code);
             let sei = s9_client::enforcement(
                 session.subsession,
                 Some(s9d::SubsessionOperation::MODIFICATION),
                 None,
                 &session.session_id,
-                vec![report],
+                reports,
             );
             match self.send_s9(c, RequestType::Update, sei, &[]).await {
                 Ok(m) if s9_client::outcome(&m) == Some(Outcome::SUCCESS) => {}
@@ -468,32 +572,92 @@ impl Visited {
                 }
             }
         }
-        auth
+        (avps, auth)
     }
 
-    /// Gx CCR-I of a roaming subscriber: its subsession established over S9 (a new S9
-    /// session, or the UE's in the per-UE model), the home's decision authorised.
+    /// The live roaming sessions of the IP-CAN session of `subscriber` at `ue_ip` on `apn`
+    /// (TS 29.212 §4a.5.1, TS 29.213 §4.2: the same UE address, else the same APN), other
+    /// than `except`.
+    fn ip_can_sessions(
+        &self,
+        subscriber: &str,
+        ue_ip: Option<std::net::IpAddr>,
+        apn: Option<&str>,
+        except: &str,
+    ) -> Vec<RoamingSession> {
+        self.state()
+            .gx
+            .values()
+            .filter(|s| s.session_id != except && s.subscriber.eq_ignore_ascii_case(subscriber))
+            .filter(|s| match (s.ue_ip, ue_ip) {
+                (Some(a), Some(b)) => a == b,
+                _ => matches!((&s.apn, apn), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b)),
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The Gx session a roaming Gxx session is bound to: the PCEF's session of the same
+    /// IP-CAN session (as the home role binds, `server/gxx_side.rs`), when there is one.
+    pub fn bound_gx(&self, gxx_session: &str) -> Option<String> {
+        let s = self.roaming_session(gxx_session)?;
+        self.ip_can_sessions(&s.subscriber, s.ue_ip, s.apn.as_deref(), &s.session_id)
+            .into_iter()
+            .find(|p| p.interface == Interface::Gx)
+            .map(|p| p.session_id)
+    }
+
+    /// CCR-I of a roaming subscriber's Gx or Gxx session: its subsession established over
+    /// S9, the home's decision authorised.
+    ///
+    /// Which S9 session carries it: per UE, the UE's (embodiment 10). Per session, the one
+    /// of its IP-CAN session: a Gxx session joins the S9 session of the Gx session it is
+    /// bound to (or, before the PCEF is there, of another BBERF's Gxx session of the same
+    /// IP-CAN session: a BBERF reselection), and a Gx session joins that of a BBERF that
+    /// attached first (the PMIP order). TS 29.213 §7.3.2 has one S9 session per UE, and
+    /// TS 23.203 §7.4 the V-PCRF carrying the Gateway Control session over S9 with the
+    /// IP-CAN session, so the project's per-session model is "per IP-CAN session", never
+    /// one S9 session for a Gxx session alone while its Gx has one. A second BBERF of an
+    /// IP-CAN session is announced with Multiple-BBERF-Action ESTABLISHMENT (TS 29.215
+    /// §5.3.7).
     async fn establish(
         &self,
         req: &IncomingRequest,
         r: &GxRequest,
         home: HomeNetwork,
         subscriber: SubscriberKey,
+        iface: Interface,
     ) -> MessageBuilder {
+        let sub_key = subscriber.as_key();
         for _ in 0..ATTEMPTS {
-            let handle = self.s9_for(&home, &subscriber);
+            let peers = self.ip_can_sessions(&sub_key, r.ue_ip, r.apn.as_deref(), &r.session_id);
+            let of = |i: Interface| peers.iter().find(|s| s.interface == i);
+            let join = match (self.cfg.s9_model, iface) {
+                (S9Model::PerSession, Interface::Gx) => of(Interface::Gxx),
+                (S9Model::PerSession, Interface::Gxx) => {
+                    of(Interface::Gx).or_else(|| of(Interface::Gxx))
+                }
+                _ => None,
+            }
+            .map(|s| s.s9_session_id.clone());
+            let handle = self.s9_for(&home, &subscriber, join.as_deref());
             let mut c = handle.lock().await;
             if c.ended {
                 continue;
             }
             let id = c.next_subsession;
             c.next_subsession += 1;
+            let mut extra = Vec::new();
+            if iface == Interface::Gxx && of(Interface::Gxx).is_some() {
+                extra
+                    .push(s9d::MULTIPLE_BBERF_ACTION.with(s9d::MultipleBberfAction::ESTABLISHMENT));
+            }
             let sei = s9_client::enforcement(
                 id,
                 Some(s9d::SubsessionOperation::ESTABLISHMENT),
                 Some(&req.msg),
                 &r.session_id,
-                vec![],
+                extra,
             );
             let kind = if c.opened {
                 RequestType::Update
@@ -527,12 +691,16 @@ impl Visited {
             }
             c.subsessions.insert(id, r.session_id.clone());
             let sdi = s9_client::decision_of(&answer, id);
-            let home_ocs = s9_client::home_ocs(&answer, sdi.as_ref());
+            // Charging is the PCEF's: a BBERF gets neither home OCS nor V-OCS.
+            let home_ocs =
+                s9_client::home_ocs(&answer, sdi.as_ref()).filter(|_| iface == Interface::Gx);
             let vocs = home_ocs
                 .as_ref()
                 .and_then(|_| self.choose_vocs(&home.plmn, r.apn.as_deref()));
             let session = RoamingSession {
                 session_id: r.session_id.clone(),
+                interface: iface,
+                subscriber: sub_key.clone(),
                 pcef_host: r.origin_host.clone(),
                 pcef_realm: r.origin_realm.clone(),
                 s9_session_id: c.session_id.clone(),
@@ -548,12 +716,16 @@ impl Visited {
                 self.gauges(&st);
             }
             let mut a = req.answer(ResultCode::DIAMETER_SUCCESS);
-            let features = gx::agree_features(&self.pcrf.supported_features, &r.features);
-            for f in gx::supported_features(&features) {
-                a.push(f);
+            if iface == Interface::Gx {
+                let features = gx::agree_features(&self.pcrf.supported_features, &r.features);
+                for f in gx::supported_features(&features) {
+                    a.push(f);
+                }
             }
-            let auth = self.relay_decision(&mut c, &session, &answer, &mut a).await;
-            if let Some(ci) = s9_client::charging_information(&answer, vocs.as_deref()) {
+            let (_, auth) = self.relay_decision(&mut c, &session, &answer, &mut a).await;
+            if let Some(ci) = s9_client::charging_information(&answer, vocs.as_deref())
+                .filter(|_| iface == Interface::Gx)
+            {
                 a.push(ci);
             }
             if let Some(h) = home_ocs {
@@ -566,14 +738,15 @@ impl Visited {
                 home = %home.realm,
                 rules = ?auth.installed,
                 vocs = ?vocs,
-                "roaming Gx session established over S9"
+                interface = ?iface,
+                "roaming session established over S9"
             );
             return a;
         }
         self.s9_failed(req, &home, Ok(Outcome::base(5012)))
     }
 
-    /// Gx CCR-U of a roaming session: the report goes home as a subsession modification, the
+    /// Gx or Gxx CCR-U of a roaming session: the report goes home as a subsession modification, the
     /// home's answer comes back authorised.
     async fn modify(&self, req: &IncomingRequest, s: RoamingSession) -> MessageBuilder {
         let Some(handle) = self.state().s9.get(&s.s9_session_id).cloned() else {
@@ -612,8 +785,53 @@ impl Visited {
             return self.s9_failed(req, &home, Ok(o));
         }
         let mut a = req.answer(ResultCode::DIAMETER_SUCCESS);
-        self.relay_decision(&mut c, &s, &answer, &mut a).await;
+        let (avps, _) = self.relay_decision(&mut c, &s, &answer, &mut a).await;
+        drop(c);
+        if s.interface == Interface::Gx {
+            self.mirror_to_bberfs(&s, &avps).await;
+        }
         a
+    }
+
+    /// A Gx session's rule changes (after local policy) go to the BBERFs of its IP-CAN
+    /// session as QoS rules (TS 29.212 §4a.5.2, as the home role's `mirror_to_gxx`).
+    async fn mirror_to_bberfs(&self, gx: &RoamingSession, avps: &[OwnedAvp]) {
+        let changes = qos_rules::rule_changes(&qos_rules::gxx_decision(avps));
+        if changes.is_empty() {
+            return;
+        }
+        let bberfs =
+            self.ip_can_sessions(&gx.subscriber, gx.ue_ip, gx.apn.as_deref(), &gx.session_id);
+        for b in bberfs.iter().filter(|b| b.interface == Interface::Gxx) {
+            let mut rar = self.client_rar(b);
+            for c in changes.iter().cloned() {
+                rar.push(c);
+            }
+            match self.node.request(rar).await.map(|m| s9_client::outcome(&m)) {
+                Ok(Some(Outcome::SUCCESS)) => {}
+                other => {
+                    tracing::warn!(gxx = %b.session_id, answer = ?other.map_err(|e| e.to_string()), "QoS rules not mirrored to the BBERF")
+                }
+            }
+        }
+    }
+
+    /// A RAR (Gx, TS 29.212 §5.6.4; Gxx, §5a.6.4) to a roaming session's client, without
+    /// a decision yet.
+    fn client_rar(&self, s: &RoamingSession) -> MessageBuilder {
+        let app = match s.interface {
+            Interface::Gx => gx::APPLICATION_ID,
+            Interface::Gxx => crate::gxx::APPLICATION_ID,
+        };
+        let mut rar = MessageBuilder::request(gxd::CMD_RE_AUTH, app, true);
+        rar.push(base::SESSION_ID.with(s.session_id.clone()));
+        rar.push(base::AUTH_APPLICATION_ID.with(app));
+        rar.push(base::ORIGIN_HOST.with(self.node.identity().host.clone()));
+        rar.push(base::ORIGIN_REALM.with(self.node.identity().realm.clone()));
+        rar.push(base::DESTINATION_REALM.with(s.pcef_realm.clone()));
+        rar.push(base::DESTINATION_HOST.with(s.pcef_host.clone()));
+        rar.push(base::RE_AUTH_REQUEST_TYPE.with(base::ReAuthRequestType::AUTHORIZE_ONLY));
+        rar
     }
 
     /// Gx CCR-T of a roaming session: per session, the S9 session ends (CCR-T); per UE,
@@ -641,12 +859,23 @@ impl Visited {
         }
         c.subsessions.remove(&s.subsession);
         let last = c.subsessions.is_empty();
+        // One of several BBERFs of the IP-CAN session leaves (a reselection): TS 29.215
+        // §5.3.7 Multiple-BBERF-Action TERMINATION.
+        let mut extra = Vec::new();
+        if s.interface == Interface::Gxx
+            && self
+                .ip_can_sessions(&s.subscriber, s.ue_ip, s.apn.as_deref(), &s.session_id)
+                .iter()
+                .any(|p| p.interface == Interface::Gxx)
+        {
+            extra.push(s9d::MULTIPLE_BBERF_ACTION.with(s9d::MultipleBberfAction::TERMINATION));
+        }
         let sei = s9_client::enforcement(
             s.subsession,
             Some(s9d::SubsessionOperation::TERMINATION),
             gx_ccr,
             &s.session_id,
-            vec![],
+            extra,
         );
         let (kind, ids) = if last {
             (RequestType::Termination, vec![s.session_id.clone()])
@@ -754,14 +983,8 @@ impl Visited {
             );
         };
         tracing::info!(s9 = sid, subsession = id, "home releases the session");
-        let rar = gx::rar(
-            self.node.identity(),
-            &s.session_id,
-            &s.pcef_host,
-            &s.pcef_realm,
-            &crate::policy::Decision::default(),
-            Some(cause.0),
-        );
+        let mut rar = self.client_rar(&s);
+        rar.push(gxd::SESSION_RELEASE_CAUSE.with(cause));
         let (result, reports) = self.gx_rar(rar, vec![]).await;
         s9_client::raa_enforcement(id, result, reports)
     }
@@ -785,40 +1008,27 @@ impl Visited {
         let members: Vec<AvpRef<'_>> = sdi
             .children()
             .flatten()
-            .filter(s9_client::is_gx_decision)
+            .filter(|m| s9_client::is_gx_decision(m) || qos_rules::is_qos_rule_avp(m.key()))
             .filter(|m| m.key() != gxd::ONLINE.key() && m.key() != gxd::OFFLINE.key())
             .collect();
-        let had_rules = members
-            .iter()
-            .any(|m| m.key() == gxd::CHARGING_RULE_INSTALL.key());
-        let auth = self.authorise_home_rules(&RuleContext { session: &s }, members);
-        let mut reports = Vec::new();
-        if !auth.refused.is_empty() {
-            reports.push(s9_client::refused_report(
-                &auth.refused,
-                self.cfg.refused_rule_failure_code,
-            ));
-        }
+        let had_rules = members.iter().any(|m| {
+            m.key() == gxd::CHARGING_RULE_INSTALL.key() || m.key() == gxd::QOS_RULE_INSTALL.key()
+        });
+        let (avps, auth, reports) = self.authorise_for(&s, &members);
         let nothing_left = had_rules && auth.installed.is_empty() && !auth.refused.is_empty();
         if nothing_left && auth.avps.is_empty() {
             // Everything the RAR asked was refused: nothing to tell the PCEF.
             return s9_client::raa_enforcement(id, Some(Outcome::tgpp(5142)), reports);
         }
-        let mut rar = MessageBuilder::request(gxd::CMD_RE_AUTH, gx::APPLICATION_ID, true);
-        rar.push(base::SESSION_ID.with(s.session_id.clone()));
-        rar.push(base::AUTH_APPLICATION_ID.with(gx::APPLICATION_ID));
-        rar.push(base::ORIGIN_HOST.with(self.node.identity().host.clone()));
-        rar.push(base::ORIGIN_REALM.with(self.node.identity().realm.clone()));
-        rar.push(base::DESTINATION_REALM.with(s.pcef_realm.clone()));
-        rar.push(base::DESTINATION_HOST.with(s.pcef_host.clone()));
-        rar.push(base::RE_AUTH_REQUEST_TYPE.with(base::ReAuthRequestType::AUTHORIZE_ONLY));
-        for avp in auth.avps {
+        let mut rar = self.client_rar(&s);
+        for avp in avps {
             rar.push(avp);
         }
         if let Some(h) = sdi
             .children()
             .flatten()
             .find(|c| c.key() == roaming::HOME_OCS_IDENTITY.key())
+            .filter(|_| s.interface == Interface::Gx)
         {
             rar.push(OwnedAvp::from_ref(&h));
         }
@@ -843,8 +1053,10 @@ impl Visited {
         match self.node.request(rar).await {
             Ok(raa) => {
                 let o = s9_client::outcome(&raa).unwrap_or(Outcome::base(5012));
+                // Charging-Rule-Report from a PCEF, QoS-Rule-Report from a BBERF.
                 let mut r: Vec<OwnedAvp> = raa
                     .find_all(gxd::CHARGING_RULE_REPORT.key())
+                    .chain(raa.find_all(gxd::QOS_RULE_REPORT.key()))
                     .map(|c| OwnedAvp::verbatim(&raa, &c))
                     .collect();
                 r.append(&mut reports);
