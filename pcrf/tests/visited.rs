@@ -1070,3 +1070,115 @@ async fn gxx_and_gx_of_a_ue_share_its_s9_session_per_ue() {
     assert!(h.s9_session(&gx1.s9_session_id).await.unwrap().is_none());
     all_gone(&h, &v).await;
 }
+
+#[tokio::test]
+async fn a_ter_from_home_is_answered_under_the_roaming_agreement() {
+    let h = home().await;
+    let v = visited(h.listen_addrs()[0], |_| {}).await;
+    // TS 29.215 Annex A.6.1.1.1: TEA; no S9a here, so nothing else starts.
+    assert_eq!(
+        h.trigger_establishment(VPCRF, VISITED, IMSI_1, Some("internet"), false)
+            .await
+            .unwrap(),
+        2001
+    );
+    assert!(v.visited().unwrap().s9_sessions().is_empty());
+    // DRA-Binding is for a V-DRA; with none, the V-PCRF answers (without DRA-Deployment).
+    assert_eq!(
+        h.trigger_establishment(VPCRF, VISITED, IMSI_1, None, true)
+            .await
+            .unwrap(),
+        2001
+    );
+    // A subscriber of another network (here the visited network's own): refused.
+    assert_eq!(
+        h.trigger_establishment(VPCRF, VISITED, LOCAL_IMSI, None, false)
+            .await
+            .unwrap(),
+        5003
+    );
+    all_gone(&h, &v).await;
+}
+
+/// A home PCRF stand-in whose S9 CCAs take `delay`, and that sends TERs of its own.
+async fn slow_home(delay: Duration) -> Node {
+    let mut cfg = NodeConfig::new("pcrf.home.test", "home.test");
+    cfg.local.applications.push(Application {
+        vendor: Some(10_415),
+        ..Application::auth(S9)
+    });
+    cfg.local.supported_vendor_ids.push(10_415);
+    cfg.listen
+        .push("127.0.0.1:0".parse::<SocketAddr>().unwrap().into());
+    cfg.peers.push(PeerSpec::accept_only(VPCRF));
+    cfg.routes.push(relay_route(VISITED, Some(S9), &[VPCRF]));
+    cfg.request_timeout = T;
+    let node = Node::start(cfg).await.unwrap();
+    node.register(
+        S9,
+        handler_fn(move |req| async move {
+            tokio::time::sleep(delay).await;
+            req.answer(ResultCode::DIAMETER_SUCCESS)
+        }),
+    );
+    node
+}
+
+const S9: u32 = 16_777_267;
+
+fn ter(home: &Node, session: &str, imsi: Option<&str>) -> MessageBuilder {
+    let mut b = MessageBuilder::request(8_388_656, S9, true);
+    b.push(base::SESSION_ID.with(session.to_string()));
+    b.push(base::AUTH_APPLICATION_ID.with(S9));
+    b.push(base::ORIGIN_HOST.with(home.identity().host.clone()));
+    b.push(base::ORIGIN_REALM.with(home.identity().realm.clone()));
+    b.push(base::DESTINATION_REALM.with(VISITED));
+    b.push(base::DESTINATION_HOST.with(VPCRF));
+    b.push(base::AUTH_SESSION_STATE.with(base::AuthSessionState::NO_STATE_MAINTAINED));
+    if let Some(i) = imsi {
+        b.push(dcca::SUBSCRIPTION_ID.with(vec![
+            dcca::SUBSCRIPTION_ID_TYPE.with(dcca::SubscriptionIdType::END_USER_IMSI),
+            dcca::SUBSCRIPTION_ID_DATA.with(i.to_string()),
+        ]));
+    }
+    b
+}
+
+#[tokio::test]
+async fn a_ter_during_the_ue_s_s9_establishment_is_answered_5471() {
+    let home = slow_home(Duration::from_millis(600)).await;
+    let v = visited(home.listen_addrs()[0], |_| {}).await;
+    let pcef = Arc::new(Pcef::connect(v.listen_addrs()[0]).await);
+    let p = pcef.clone();
+    let attach =
+        tokio::spawn(async move { p.send(p.ccr_i("pgw;ter;1", IMSI_1, "internet", 30)).await });
+    common::eventually("the S9 CCR-I under way", || {
+        !v.visited().unwrap().s9_sessions().is_empty()
+    })
+    .await;
+    // TS 29.215 Annex A.6.1.1.1: the V-PCRF is establishing the UE's S9 session itself.
+    let a = home
+        .request(ter(&home, "h;ter;1", Some(IMSI_1)))
+        .await
+        .unwrap();
+    strictly_valid(&a);
+    assert_eq!(experimental(&a), Some(5471));
+    assert_eq!(rc(&attach.await.unwrap()), Some(2001));
+    // Established: a TER now is answered with success.
+    let a = home
+        .request(ter(&home, "h;ter;2", Some(IMSI_1)))
+        .await
+        .unwrap();
+    assert_eq!(rc(&a), Some(2001));
+    strictly_valid(&a);
+    // Without the IMSI: DIAMETER_MISSING_AVP (RFC 6733 §7.1.5) naming Subscription-Id.
+    let a = home.request(ter(&home, "h;ter;3", None)).await.unwrap();
+    assert_eq!(rc(&a), Some(5005));
+    assert!(a.find(diameter_codec::AvpKey::new(279, 0)).is_some());
+    assert_eq!(
+        rc(&pcef.send(pcef.ccr("pgw;ter;1", 3, 1)).await),
+        Some(2001)
+    );
+    let vis = v.visited().unwrap();
+    assert!(vis.roaming_sessions().is_empty() && vis.s9_sessions().is_empty());
+}

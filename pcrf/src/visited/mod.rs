@@ -50,8 +50,9 @@
 //!   over S9).
 //!
 //! State is in memory (a V-PCRF restart loses its roaming sessions; the home learns of it
-//! through Origin-State-Id). Not yet here: TER, DRA-client behaviours beyond routing
-//! (redirect following, parallel sends).
+//! through Origin-State-Id). A TER from home is answered as TS 29.215 Annex A.6.1.1.1
+//! says, without the S9a part (no BPCF here; see `Visited::trigger_establishment`). Not
+//! yet here: DRA-client behaviours beyond routing (redirect following, parallel sends).
 
 pub mod config;
 pub mod local_policy;
@@ -159,6 +160,9 @@ struct State {
     gx: HashMap<String, RoamingSession>,
     s9: HashMap<String, Arc<tokio::sync::Mutex<S9Client>>>,
     by_ue: HashMap<String, String>,
+    /// S9 sessions whose CCR-I is not answered yet, with their subscriber (a TER meanwhile
+    /// is answered 5471).
+    opening: HashMap<String, String>,
 }
 
 /// How many times an establishment starts over when the per-UE S9 session it found ended
@@ -341,6 +345,7 @@ impl Visited {
             ended: false,
         }));
         st.s9.insert(session_id.clone(), c.clone());
+        st.opening.insert(session_id.clone(), subscriber.as_key());
         if let Some(k) = ue_key {
             st.by_ue.insert(k, session_id);
         }
@@ -353,6 +358,7 @@ impl Visited {
         c.ended = true;
         let mut st = self.state();
         st.s9.remove(&c.session_id);
+        st.opening.remove(&c.session_id);
         if let Some(k) = &c.ue_key
             && st.by_ue.get(k) == Some(&c.session_id)
         {
@@ -683,6 +689,7 @@ impl Visited {
                 }
             };
             c.opened = true;
+            self.state().opening.remove(&c.session_id);
             if c.home_host.is_none() {
                 c.home_host = answer
                     .get(base::ORIGIN_HOST)
@@ -930,11 +937,14 @@ impl Visited {
     /// carries, per subsession, the PCEF's result and rule reports and the rules local
     /// policy refused.
     pub async fn s9_request(&self, req: IncomingRequest) -> MessageBuilder {
-        // TS 29.215 §5.6: the V-PCRF serves RAR (and TER, not built yet); RFC 6733 §7.1.3
+        // TS 29.215 §5.6: the V-PCRF serves RAR and TER; RFC 6733 §7.1.3
         // DIAMETER_COMMAND_UNSUPPORTED for anything else.
+        if req.msg.header().command_code == s9d::CMD_TRIGGER_ESTABLISHMENT {
+            return self.trigger_establishment(&req);
+        }
         if req.msg.header().command_code != s9d::CMD_RE_AUTH {
             let mut a = req.answer(ResultCode(3001));
-            a.push(base::ERROR_MESSAGE.with("this V-PCRF serves only RAR on S9"));
+            a.push(base::ERROR_MESSAGE.with("this V-PCRF serves only RAR and TER on S9"));
             return a;
         }
         let sid = req.msg.session_id().unwrap_or_default().to_string();
@@ -960,6 +970,96 @@ impl Visited {
         for i in infos {
             a.push(i);
         }
+        a
+    }
+
+    /// TER from a home PCRF (TS 29.215 Annex A.6.1.1.1, checked against the Release 17
+    /// text): the H-PCRF asks for an S9 session of a subscriber (IMSI in Subscription-Id,
+    /// the PDN in Called-Station-Id, Auth-Session-State NO_STATE_MAINTAINED). The V-PCRF
+    /// answers TEA and starts the S9a session towards the BPCF, whose establishment brings
+    /// the S9 session; when it is itself establishing an S9 session for the UE, the TEA
+    /// carries Experimental-Result 5471 DIAMETER_ERROR_ONGOING_SESSION_ESTABLISHMENT.
+    ///
+    /// Here: no S9a (no BPCF in this stack), so a TEA of success starts nothing; the S9
+    /// session comes with the UE's next Gx or Gxx establishment, as without TER. What the
+    /// V-PCRF checks: the IMSI is there (5005 DIAMETER_MISSING_AVP, RFC 6733 §7.1.5) and
+    /// belongs to the home network that sent the TER (TS 29.213 §4.5.2, roaming
+    /// agreements: else 5003 DIAMETER_AUTHORIZATION_REJECTED); an S9 establishment of the
+    /// UE not yet answered gives 5471. The TEA has no DRA-Deployment: that is a V-DRA's to
+    /// add (a TER with DRA-Binding is for the V-DRA; reaching the V-PCRF, it means no DRA
+    /// holds a binding). Nothing is kept of the TER's own session (NO_STATE_MAINTAINED).
+    fn trigger_establishment(&self, req: &IncomingRequest) -> MessageBuilder {
+        let imsi = req
+            .msg
+            .find_all(diameter_codec::dict::dcca::SUBSCRIPTION_ID.key())
+            .find(|s| {
+                gx::child(s, diameter_codec::dict::dcca::SUBSCRIPTION_ID_TYPE)
+                    == Some(diameter_codec::dict::dcca::SubscriptionIdType::END_USER_IMSI)
+            })
+            .and_then(|s| gx::child(&s, diameter_codec::dict::dcca::SUBSCRIPTION_ID_DATA))
+            .map(str::to_string);
+        let Some(imsi) = imsi else {
+            let mut a = req.answer(ResultCode(5005));
+            a.push(
+                base::FAILED_AVP.with(vec![diameter_codec::dict::dcca::SUBSCRIPTION_ID.with(
+                    vec![
+                diameter_codec::dict::dcca::SUBSCRIPTION_ID_TYPE
+                    .with(diameter_codec::dict::dcca::SubscriptionIdType::END_USER_IMSI),
+                diameter_codec::dict::dcca::SUBSCRIPTION_ID_DATA.with(String::new()),
+            ],
+                )]),
+            );
+            a.push(base::ERROR_MESSAGE.with("TER without the subscriber's IMSI"));
+            return a;
+        };
+        let origin_realm = req
+            .msg
+            .get(base::ORIGIN_REALM)
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let subscriber = SubscriberKey::Imsi(imsi.clone());
+        let home = match self.cfg.belonging(std::slice::from_ref(&subscriber)) {
+            Belonging::Roaming { home, .. } if home.realm.eq_ignore_ascii_case(origin_realm) => {
+                home.clone()
+            }
+            _ => {
+                tracing::info!(%imsi, realm = origin_realm, "TER for a subscriber not of the sender's network");
+                let mut a = req.answer(ResultCode(5003));
+                a.push(base::ERROR_MESSAGE.with(format!(
+                    "IMSI {imsi} is not a subscriber of roaming partner {origin_realm}"
+                )));
+                return a;
+            }
+        };
+        let key = subscriber.as_key();
+        let (opening, live) = {
+            let st = self.state();
+            (
+                st.opening.values().any(|k| *k == key),
+                st.gx.values().any(|s| s.subscriber == key),
+            )
+        };
+        if opening {
+            return self.ongoing(req, &imsi);
+        }
+        tracing::info!(
+            %imsi,
+            home = %home.realm,
+            apn = ?req.msg.get(diameter_codec::dict::nasreq::CALLED_STATION_ID).and_then(Result::ok),
+            s9_live = live,
+            "TER from home: no S9a here, the S9 session follows the UE's next establishment"
+        );
+        req.answer(ResultCode::DIAMETER_SUCCESS)
+    }
+
+    /// TEA 5471 DIAMETER_ERROR_ONGOING_SESSION_ESTABLISHMENT (TS 29.215 Annex A.6.1.1.1).
+    fn ongoing(&self, req: &IncomingRequest, imsi: &str) -> MessageBuilder {
+        tracing::info!(%imsi, "TER while the UE's S9 session is being established");
+        let mut a = MessageBuilder::answer_to(&req.msg, req.node.identity());
+        a.push(gx::experimental_result(
+            crate::s9::ONGOING_SESSION_ESTABLISHMENT,
+        ));
+        a.copy_required_from(&req.msg, req.node.dictionary());
         a
     }
 
