@@ -59,6 +59,7 @@ pub mod local_policy;
 pub mod qos_rules;
 pub mod rx_relay;
 pub mod s9_client;
+pub mod store;
 
 use crate::config::PcrfSection;
 use crate::gx::{self, GxRequest, RequestType};
