@@ -190,11 +190,11 @@ fn ocs_names(m: &Message) -> (String, String, String) {
 async fn all_gone(h: &Pcrf, v: &Pcrf) {
     let vis = v.visited().unwrap();
     assert!(
-        vis.roaming_sessions().is_empty(),
+        vis.roaming_sessions().await.unwrap().is_empty(),
         "{:?}",
-        vis.roaming_sessions()
+        vis.roaming_sessions().await.unwrap()
     );
-    assert!(vis.s9_sessions().is_empty());
+    assert!(vis.s9_sessions().await.unwrap().is_empty());
     assert_eq!(v.sessions().count().await.unwrap(), 0);
     assert_eq!(h.s9_sessions().count().await.unwrap(), 0);
     assert_eq!(h.sessions().count().await.unwrap(), 0);
@@ -238,7 +238,12 @@ async fn a_roaming_session_lives_over_s9_under_local_policy() {
 
     // The S9 session at home: one subsession, its client named; `local-dns` reported
     // refused, so the home no longer counts it installed.
-    let rs = v.visited().unwrap().roaming_session("pgw;roam;1").unwrap();
+    let rs = v
+        .visited()
+        .unwrap()
+        .roaming_session("pgw;roam;1")
+        .await
+        .unwrap();
     let s9 = h
         .s9_session(&rs.s9_session_id)
         .await
@@ -269,7 +274,12 @@ async fn a_roaming_session_lives_over_s9_under_local_policy() {
         ocs_names(&a2).0,
         "aaa://ocs2.visited.test:3880;transport=tcp"
     );
-    let rs2 = v.visited().unwrap().roaming_session("pgw;roam;2").unwrap();
+    let rs2 = v
+        .visited()
+        .unwrap()
+        .roaming_session("pgw;roam;2")
+        .await
+        .unwrap();
     assert_ne!(rs2.s9_session_id, rs.s9_session_id);
     assert_eq!(h.s9_sessions().count().await.unwrap(), 2);
 
@@ -296,7 +306,12 @@ async fn a_roaming_session_lives_over_s9_under_local_policy() {
         .await;
     assert_eq!(rc(&again), Some(2001));
     assert!(h.s9_session(&rs2.s9_session_id).await.unwrap().is_none());
-    let rs2 = v.visited().unwrap().roaming_session("pgw;roam;2").unwrap();
+    let rs2 = v
+        .visited()
+        .unwrap()
+        .roaming_session("pgw;roam;2")
+        .await
+        .unwrap();
     assert_eq!(h.s9_sessions().count().await.unwrap(), 2);
 
     // Each Gx CCR-T ends its S9 session.
@@ -324,7 +339,7 @@ async fn an_own_subscriber_is_served_locally_without_s9() {
     // The visited network's own rule, not remapped (local policy is for roamers).
     assert_eq!(installed(&a), [("internet".to_string(), Some(10))]);
     assert!(v.session("pgw;local;1").await.unwrap().is_some());
-    assert!(v.visited().unwrap().s9_sessions().is_empty());
+    assert!(v.visited().unwrap().s9_sessions().await.unwrap().is_empty());
     assert_eq!(h.s9_sessions().count().await.unwrap(), 0);
     let a = pcef.send(pcef.ccr("pgw;local;1", 3, 1)).await;
     assert_eq!(rc(&a), Some(2001));
@@ -348,6 +363,7 @@ async fn s9_rars_from_home_reach_the_pcef_under_local_policy() {
         .visited()
         .unwrap()
         .roaming_session("pgw;rar;1")
+        .await
         .unwrap()
         .s9_session_id;
 
@@ -411,8 +427,8 @@ async fn one_s9_session_per_ue_ends_with_its_last_subsession() {
         strictly_valid(&a);
     }
     let vis = v.visited().unwrap();
-    let one = vis.roaming_session("pgw;ue;1").unwrap();
-    let two = vis.roaming_session("pgw;ue;2").unwrap();
+    let one = vis.roaming_session("pgw;ue;1").await.unwrap();
+    let two = vis.roaming_session("pgw;ue;2").await.unwrap();
     assert_eq!(one.s9_session_id, two.s9_session_id);
     assert_ne!(one.subsession, two.subsession);
     let s9 = h.s9_session(&one.s9_session_id).await.unwrap().unwrap();
@@ -436,14 +452,17 @@ async fn one_s9_session_per_ue_ends_with_its_last_subsession() {
         s9.subsessions.keys().copied().collect::<Vec<_>>(),
         [two.subsession]
     );
-    assert_eq!(vis.s9_sessions(), std::slice::from_ref(&one.s9_session_id));
+    assert_eq!(
+        vis.s9_sessions().await.unwrap(),
+        std::slice::from_ref(&one.s9_session_id)
+    );
     // A new Gx session of the UE joins the same S9 session.
     let a = pcef
         .send(pcef.ccr_i("pgw;ue;3", IMSI_1, "internet", 7))
         .await;
     assert_eq!(rc(&a), Some(2001));
     assert_eq!(
-        vis.roaming_session("pgw;ue;3").unwrap().s9_session_id,
+        vis.roaming_session("pgw;ue;3").await.unwrap().s9_session_id,
         one.s9_session_id
     );
     // The home releases one subsession (Session-Release-Cause inside its
@@ -516,7 +535,10 @@ async fn s9_failures_give_the_pcef_a_clear_result() {
         "{msg}"
     );
     let vis = v2.visited().unwrap();
-    assert!(vis.roaming_sessions().is_empty() && vis.s9_sessions().is_empty());
+    assert!(
+        vis.roaming_sessions().await.unwrap().is_empty()
+            && vis.s9_sessions().await.unwrap().is_empty()
+    );
 }
 
 #[tokio::test]
@@ -527,14 +549,25 @@ async fn a_restarted_pcef_s_roaming_sessions_end_at_home() {
     let mut i = pcef.ccr_i("pgw;osi;1", IMSI_1, "internet", 11);
     i.push(base::ORIGIN_STATE_ID.with(1u32));
     assert_eq!(rc(&pcef.send(i).await), Some(2001));
-    let old = v.visited().unwrap().roaming_session("pgw;osi;1").unwrap();
+    let old = v
+        .visited()
+        .unwrap()
+        .roaming_session("pgw;osi;1")
+        .await
+        .unwrap();
     // RFC 6733 §8.16: the same PCEF with a new Origin-State-Id lost its sessions; the
     // V-PCRF ends their S9 sessions before serving the new one.
     let mut i = pcef.ccr_i("pgw;osi;2", IMSI_1, "internet", 12);
     i.push(base::ORIGIN_STATE_ID.with(2u32));
     assert_eq!(rc(&pcef.send(i).await), Some(2001));
     assert!(h.s9_session(&old.s9_session_id).await.unwrap().is_none());
-    assert!(v.visited().unwrap().roaming_session("pgw;osi;1").is_none());
+    assert!(
+        v.visited()
+            .unwrap()
+            .roaming_session("pgw;osi;1")
+            .await
+            .is_none()
+    );
     assert_eq!(h.s9_sessions().count().await.unwrap(), 1);
     let a = pcef.send(pcef.ccr("pgw;osi;2", 3, 1)).await;
     assert_eq!(rc(&a), Some(2001));
@@ -612,6 +645,7 @@ async fn wireshark_reads_the_visited_traffic() {
         .visited()
         .unwrap()
         .roaming_session("pgw;ws;1")
+        .await
         .unwrap()
         .s9_session_id;
     let video = PolicyChange {
@@ -834,8 +868,12 @@ async fn concurrent_sessions_of_one_ue_share_one_s9_session_per_ue() {
     .await;
     assert!(opened.iter().all(|a| rc(a) == Some(2001)));
     let vis = v.visited().unwrap();
-    assert_eq!(vis.s9_sessions().len(), 1);
-    let s9 = h.s9_session(&vis.s9_sessions()[0]).await.unwrap().unwrap();
+    assert_eq!(vis.s9_sessions().await.unwrap().len(), 1);
+    let s9 = h
+        .s9_session(&vis.s9_sessions().await.unwrap()[0])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(s9.subsessions.len(), 4);
     let ended = at_once(sids.iter().map(|sid| pcef.ccr(sid, 3, 1)).collect()).await;
     assert!(ended.iter().all(|a| rc(a) == Some(2001)));
@@ -933,7 +971,7 @@ async fn a_bberf_s_gxx_session_rides_its_ip_can_session_s_s9_session() {
     );
     assert!(a.find(diameter_codec::AvpKey::new(618, 10_415)).is_none());
     assert!(a.find(diameter_codec::AvpKey::new(8, 32_473)).is_none());
-    let gxx = vis.roaming_session("sgw;gxx;1").unwrap();
+    let gxx = vis.roaming_session("sgw;gxx;1").await.unwrap();
     assert_eq!(gxx.interface, pcrf::visited::Interface::Gxx);
     assert_eq!(h.s9_sessions().count().await.unwrap(), 1);
 
@@ -944,9 +982,9 @@ async fn a_bberf_s_gxx_session_rides_its_ip_can_session_s_s9_session() {
         .await;
     assert_eq!(rc(&a), Some(2001));
     assert_eq!(installed(&a), [("internet".to_string(), Some(1010))]);
-    let gxs = vis.roaming_session("pgw;gx;1").unwrap();
+    let gxs = vis.roaming_session("pgw;gx;1").await.unwrap();
     assert_eq!(gxs.s9_session_id, gxx.s9_session_id);
-    assert_eq!(vis.bound_gx("sgw;gxx;1").as_deref(), Some("pgw;gx;1"));
+    assert_eq!(vis.bound_gx("sgw;gxx;1").await.as_deref(), Some("pgw;gx;1"));
     let s9 = h.s9_session(&gxx.s9_session_id).await.unwrap().unwrap();
     assert_eq!(s9.subsessions.len(), 2);
     assert_eq!(
@@ -977,16 +1015,19 @@ async fn a_bberf_s_gxx_session_rides_its_ip_can_session_s_s9_session() {
         .send(gxx_i(&sgw2, "sgw2;gxx;1", Some(IMSI_1), "internet", 20))
         .await;
     assert_eq!(rc(&a), Some(2001));
-    let gxx2 = vis.roaming_session("sgw2;gxx;1").unwrap();
+    let gxx2 = vis.roaming_session("sgw2;gxx;1").await.unwrap();
     assert_eq!(gxx2.s9_session_id, gxx.s9_session_id);
-    assert_eq!(vis.bound_gx("sgw2;gxx;1").as_deref(), Some("pgw;gx;1"));
+    assert_eq!(
+        vis.bound_gx("sgw2;gxx;1").await.as_deref(),
+        Some("pgw;gx;1")
+    );
     let a = sgw.send(sgw.ccr("sgw;gxx;1", 3, 1, None)).await;
     assert_eq!(rc(&a), Some(2001));
     let s9 = h.s9_session(&gxx.s9_session_id).await.unwrap().unwrap();
     let mut left: Vec<u32> = s9.subsessions.keys().copied().collect();
     left.sort_unstable();
     assert_eq!(left, [gxs.subsession, gxx2.subsession]);
-    assert!(vis.roaming_session("sgw;gxx;1").is_none());
+    assert!(vis.roaming_session("sgw;gxx;1").await.is_none());
 
     // Detach (document 002 step 6): the BBERF ends Gxx (S9 stays for the Gx session), then
     // the PCEF ends Gx, the last subsession: the S9 session ends.
@@ -1026,14 +1067,14 @@ async fn gxx_and_gx_of_a_ue_share_its_s9_session_per_ue() {
     // Another APN's Gx session of the UE: the same S9 session, three subsessions.
     let a = pcef.send(pcef.ccr_i("pgw;ue;2", IMSI_1, "ims", 22)).await;
     assert_eq!(rc(&a), Some(2001));
-    let gx1 = vis.roaming_session("pgw;ue;1").unwrap();
-    let gxx = vis.roaming_session("sgw;ue;1").unwrap();
+    let gx1 = vis.roaming_session("pgw;ue;1").await.unwrap();
+    let gxx = vis.roaming_session("sgw;ue;1").await.unwrap();
     assert_eq!(gxx.s9_session_id, gx1.s9_session_id);
     assert_eq!(
-        vis.roaming_session("pgw;ue;2").unwrap().s9_session_id,
+        vis.roaming_session("pgw;ue;2").await.unwrap().s9_session_id,
         gx1.s9_session_id
     );
-    assert_eq!(vis.bound_gx("sgw;ue;1").as_deref(), Some("pgw;ue;1"));
+    assert_eq!(vis.bound_gx("sgw;ue;1").await.as_deref(), Some("pgw;ue;1"));
     assert_eq!(h.s9_sessions().count().await.unwrap(), 1);
     let s9 = h.s9_session(&gx1.s9_session_id).await.unwrap().unwrap();
     assert_eq!(s9.subsessions.len(), 3);
@@ -1082,7 +1123,7 @@ async fn a_ter_from_home_is_answered_under_the_roaming_agreement() {
             .unwrap(),
         2001
     );
-    assert!(v.visited().unwrap().s9_sessions().is_empty());
+    assert!(v.visited().unwrap().s9_sessions().await.unwrap().is_empty());
     // DRA-Binding is for a V-DRA; with none, the V-PCRF answers (without DRA-Deployment).
     assert_eq!(
         h.trigger_establishment(VPCRF, VISITED, IMSI_1, None, true)
@@ -1152,10 +1193,14 @@ async fn a_ter_during_the_ue_s_s9_establishment_is_answered_5471() {
     let p = pcef.clone();
     let attach =
         tokio::spawn(async move { p.send(p.ccr_i("pgw;ter;1", IMSI_1, "internet", 30)).await });
-    common::eventually("the S9 CCR-I under way", || {
-        !v.visited().unwrap().s9_sessions().is_empty()
-    })
-    .await;
+    let under_way = tokio::time::Instant::now() + T;
+    while v.visited().unwrap().s9_sessions().await.unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < under_way,
+            "no S9 CCR-I under way"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // TS 29.215 Annex A.6.1.1.1: the V-PCRF is establishing the UE's S9 session itself.
     let a = home
         .request(ter(&home, "h;ter;1", Some(IMSI_1)))
@@ -1180,5 +1225,8 @@ async fn a_ter_during_the_ue_s_s9_establishment_is_answered_5471() {
         Some(2001)
     );
     let vis = v.visited().unwrap();
-    assert!(vis.roaming_sessions().is_empty() && vis.s9_sessions().is_empty());
+    assert!(
+        vis.roaming_sessions().await.unwrap().is_empty()
+            && vis.s9_sessions().await.unwrap().is_empty()
+    );
 }

@@ -49,8 +49,11 @@
 //!   V-PCRF's own, and the home's RAR/ASR back to the AF ([`rx_relay`], which says why not
 //!   over S9).
 //!
-//! State is in memory (a V-PCRF restart loses its roaming sessions; the home learns of it
-//! through Origin-State-Id). A TER from home is answered as TS 29.215 Annex A.6.1.1.1
+//! State: the roaming client sessions and S9 sessions live behind [`store::RoamingStore`]
+//! (in memory by default, [`Visited::with_store`] for another; the store module says how
+//! a shared engine implements it and how one S9 session's requests stay serialised). With
+//! the in-memory store a V-PCRF restart loses its roaming sessions; the home learns of it
+//! through Origin-State-Id. A TER from home is answered as TS 29.215 Annex A.6.1.1.1
 //! says, without the S9a part (no BPCF here; see `Visited::trigger_establishment`). Not
 //! yet here: DRA-client behaviours beyond routing (redirect following, parallel sends).
 
@@ -63,6 +66,7 @@ pub mod store;
 
 use crate::config::PcrfSection;
 use crate::gx::{self, GxRequest, RequestType};
+use crate::spr::StoreError;
 use crate::spr::SubscriberKey;
 use config::{Belonging, HomeNetwork, S9Model, VisitedSection};
 use diameter_codec::dict::{base, gx as gxd, roaming, s9 as s9d};
@@ -73,6 +77,7 @@ use metrics::{counter, describe_counter, describe_gauge, gauge};
 use s9_client::{Outcome, Target};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use store::{MemoryRoaming, RoamingStore, S9Lease, S9Record};
 
 /// Metric: live S9 sessions this V-PCRF holds towards home networks.
 pub const S9_CLIENT_SESSIONS: &str = "pcrf_visited_s9_sessions";
@@ -137,35 +142,6 @@ pub struct RoamingSession {
     pub ue_ip: Option<std::net::IpAddr>,
 }
 
-/// One S9 session towards a home network.
-struct S9Client {
-    session_id: String,
-    home: HomeNetwork,
-    /// The H-PCRF that answered the CCR-I (Destination-Host of later requests).
-    home_host: Option<String>,
-    subscriber: SubscriberKey,
-    /// The per-UE key, in the per-UE model.
-    ue_key: Option<String>,
-    next_number: u32,
-    next_subsession: u32,
-    /// Subsession → Gx Session-Id.
-    subsessions: BTreeMap<u32, String>,
-    /// Whether the CCR-I was answered with success.
-    opened: bool,
-    /// Whether it ended (or failed to open): a caller that waited for its lock starts over.
-    ended: bool,
-}
-
-#[derive(Default)]
-struct State {
-    gx: HashMap<String, RoamingSession>,
-    s9: HashMap<String, Arc<tokio::sync::Mutex<S9Client>>>,
-    by_ue: HashMap<String, String>,
-    /// S9 sessions whose CCR-I is not answered yet, with their subscriber (a TER meanwhile
-    /// is answered 5471).
-    opening: HashMap<String, String>,
-}
-
 /// How many times an establishment starts over when the per-UE S9 session it found ended
 /// meanwhile.
 const ATTEMPTS: usize = 4;
@@ -175,7 +151,7 @@ pub struct Visited {
     node: Node,
     cfg: VisitedSection,
     pcrf: PcrfSection,
-    state: Mutex<State>,
+    store: Arc<dyn RoamingStore>,
     label: String,
     /// The last Origin-State-Id of each PCEF (RFC 6733 §8.16), as the home role keeps its
     /// own: a PCEF behind an agent restarts without a peer event.
@@ -193,6 +169,16 @@ pub struct RuleContext<'a> {
 impl Visited {
     /// The visited role on `node`, configured by `pcrf` (whose `visited` section is set).
     pub fn new(node: Node, pcrf: &PcrfSection, cfg: VisitedSection) -> Self {
+        Self::with_store(node, pcrf, cfg, Arc::new(MemoryRoaming::new()))
+    }
+
+    /// As [`Visited::new`], its roaming sessions in `store`.
+    pub fn with_store(
+        node: Node,
+        pcrf: &PcrfSection,
+        cfg: VisitedSection,
+        store: Arc<dyn RoamingStore>,
+    ) -> Self {
         let label = node.identity().host.clone();
         gauge!(S9_CLIENT_SESSIONS, "node" => label.clone()).set(0.0);
         gauge!(ROAMING_GX_SESSIONS, "node" => label.clone()).set(0.0);
@@ -200,37 +186,82 @@ impl Visited {
             node,
             cfg,
             pcrf: pcrf.clone(),
-            state: Mutex::new(State::default()),
+            store,
             label,
             origin_states: Mutex::new(HashMap::new()),
             rx: Mutex::new(HashMap::new()),
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic elsewhere while holding the lock leaves maps that are still consistent
-        // (every change is one insert or remove): keep serving.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// The live roaming Gx and Gxx sessions.
+    pub async fn roaming_sessions(&self) -> Result<Vec<RoamingSession>, StoreError> {
+        self.store.clients().await
     }
 
-    /// The live roaming Gx sessions.
-    pub fn roaming_sessions(&self) -> Vec<RoamingSession> {
-        self.state().gx.values().cloned().collect()
-    }
-
-    /// A live roaming Gx session.
-    pub fn roaming_session(&self, gx_session: &str) -> Option<RoamingSession> {
-        self.state().gx.get(gx_session).cloned()
+    /// A live roaming Gx or Gxx session (`None` too when the store cannot be read: logged).
+    pub async fn roaming_session(&self, session_id: &str) -> Option<RoamingSession> {
+        self.store
+            .client(session_id.to_string())
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "roaming store unreadable");
+                None
+            })
     }
 
     /// The Session-Ids of the live S9 sessions towards home networks.
-    pub fn s9_sessions(&self) -> Vec<String> {
-        self.state().s9.keys().cloned().collect()
+    pub async fn s9_sessions(&self) -> Result<Vec<String>, StoreError> {
+        self.store.s9_ids().await
     }
 
-    fn gauges(&self, st: &State) {
-        gauge!(S9_CLIENT_SESSIONS, "node" => self.label.clone()).set(st.s9.len() as f64);
-        gauge!(ROAMING_GX_SESSIONS, "node" => self.label.clone()).set(st.gx.len() as f64);
+    async fn gauges(&self) {
+        if let (Ok(s9), Ok(clients)) = (self.store.s9_ids().await, self.store.clients().await) {
+            gauge!(S9_CLIENT_SESSIONS, "node" => self.label.clone()).set(s9.len() as f64);
+            gauge!(ROAMING_GX_SESSIONS, "node" => self.label.clone()).set(clients.len() as f64);
+        }
+    }
+
+    /// The configured home network of realm `realm`.
+    fn home_of(&self, realm: &str) -> Option<&HomeNetwork> {
+        self.cfg
+            .homes
+            .iter()
+            .find(|h| h.realm.eq_ignore_ascii_case(realm))
+    }
+
+    /// The home realm of S9 session `id` and the H-PCRF serving it (the one that answered,
+    /// else the configured one).
+    pub(crate) async fn home_pcrf_of(&self, id: &str) -> Option<(String, Option<String>)> {
+        let c = self.store.s9(id.to_string()).await.ok()??;
+        let host = c
+            .home_host
+            .clone()
+            .or_else(|| self.home_of(&c.home_realm).and_then(|h| h.pcrf.clone()));
+        Some((c.home_realm, host))
+    }
+
+    /// Takes S9 session `id`'s lease and reads it; `None` when it is gone.
+    async fn lock_s9(&self, id: &str) -> Result<Option<(S9Lease, S9Record)>, StoreError> {
+        let lease = self.store.lock_s9(id.to_string()).await?;
+        Ok(self.store.s9(id.to_string()).await?.map(|r| (lease, r)))
+    }
+
+    /// Writes back an S9 session read under its lease.
+    async fn save_s9(&self, c: &mut S9Record) {
+        match self.store.replace_s9(c.clone()).await {
+            Ok(true) => c.version += 1,
+            other => {
+                tracing::warn!(s9 = %c.session_id, result = ?other, "S9 session state not written")
+            }
+        }
+    }
+
+    /// The client's answer when the roaming store failed: 5012, said so.
+    fn store_failed(req: &IncomingRequest, e: &StoreError) -> MessageBuilder {
+        tracing::warn!(error = %e, "roaming store failed");
+        let mut a = req.answer(ResultCode(5012));
+        a.push(base::ERROR_MESSAGE.with(format!("roaming session state unavailable: {e}")));
+        a
     }
 
     /// Handles a Gx CCR when it is a roaming subscriber's; `None` leaves it to the home-role
@@ -255,13 +286,10 @@ impl Visited {
         ue_ip: Option<std::net::IpAddr>,
     ) -> Option<(HomeNetwork, SubscriberKey)> {
         let ip = ue_ip?;
-        let s9 = {
-            let st = self.state();
-            let s = st.gx.values().find(|s| s.ue_ip == Some(ip))?;
-            st.s9.get(&s.s9_session_id)?.clone()
-        };
-        let c = s9.lock().await;
-        Some((c.home.clone(), c.subscriber.clone()))
+        let clients = self.store.clients().await.ok()?;
+        let s = clients.into_iter().find(|s| s.ue_ip == Some(ip))?;
+        let c = self.store.s9(s.s9_session_id).await.ok()??;
+        Some((self.home_of(&c.home_realm)?.clone(), c.subscriber))
     }
 
     async fn client_request(
@@ -288,7 +316,7 @@ impl Visited {
                 };
                 // A CCR-I for a live session replaces it (as the home role does): the old
                 // subsession ends first, so none is left behind at home.
-                if let Some(old) = self.roaming_session(&r.session_id) {
+                if let Some(old) = self.roaming_session(&r.session_id).await {
                     tracing::info!(session = %r.session_id, "CCR-I for a live roaming session: it is replaced");
                     self.end_roaming(old, None).await;
                 }
@@ -297,6 +325,7 @@ impl Visited {
             RequestType::Update | RequestType::Termination => {
                 let s = self
                     .roaming_session(&r.session_id)
+                    .await
                     .filter(|s| s.interface == iface)?;
                 Some(if r.request_type == RequestType::Update {
                     self.modify(req, s).await
@@ -310,15 +339,16 @@ impl Visited {
 
     /// The S9 session a new subsession of this UE goes on: a new one, or (per-UE model) the
     /// UE's live one.
-    fn s9_for(
+    async fn s9_for(
         &self,
         home: &HomeNetwork,
         subscriber: &SubscriberKey,
         join: Option<&str>,
-    ) -> Arc<tokio::sync::Mutex<S9Client>> {
-        let mut st = self.state();
-        if let Some(h) = join.and_then(|sid| st.s9.get(sid)) {
-            return h.clone();
+    ) -> Result<String, StoreError> {
+        if let Some(j) = join
+            && self.store.s9(j.to_string()).await?.is_some()
+        {
+            return Ok(j.to_string());
         }
         let ue_key = (self.cfg.s9_model == S9Model::PerUe).then(|| {
             format!(
@@ -327,59 +357,52 @@ impl Visited {
                 home.realm.to_ascii_lowercase()
             )
         });
-        if let Some(k) = &ue_key
-            && let Some(h) = st.by_ue.get(k).and_then(|sid| st.s9.get(sid))
-        {
-            return h.clone();
-        }
         let session_id = self.node.session_ids().next_id();
-        let c = Arc::new(tokio::sync::Mutex::new(S9Client {
+        let fresh = S9Record {
             session_id: session_id.clone(),
-            home: home.clone(),
+            home_realm: home.realm.clone(),
             home_host: None,
             subscriber: subscriber.clone(),
-            ue_key: ue_key.clone(),
+            ue_key,
             next_number: 0,
             next_subsession: 1,
             subsessions: BTreeMap::new(),
             opened: false,
-            ended: false,
-        }));
-        st.s9.insert(session_id.clone(), c.clone());
-        st.opening.insert(session_id.clone(), subscriber.as_key());
-        if let Some(k) = ue_key {
-            st.by_ue.insert(k, session_id);
-        }
-        self.gauges(&st);
-        c
+            version: 0,
+        };
+        // Per UE: the UE's live S9 session when it has one (the store decides atomically).
+        Ok(match self.store.create_s9(fresh).await? {
+            Some(existing) => existing,
+            None => {
+                self.gauges().await;
+                session_id
+            }
+        })
     }
 
     /// Forgets an S9 session (ended, or never opened).
-    fn drop_s9(&self, c: &mut S9Client) {
-        c.ended = true;
-        let mut st = self.state();
-        st.s9.remove(&c.session_id);
-        st.opening.remove(&c.session_id);
-        if let Some(k) = &c.ue_key
-            && st.by_ue.get(k) == Some(&c.session_id)
-        {
-            st.by_ue.remove(k);
+    async fn drop_s9(&self, c: &S9Record) {
+        if let Err(e) = self.store.remove_s9(c.session_id.clone()).await {
+            tracing::warn!(s9 = %c.session_id, error = %e, "S9 session not removed from the store");
         }
-        self.gauges(&st);
+        self.gauges().await;
     }
 
     /// Sends an S9 CCR on `c` and counts it.
     async fn send_s9(
         &self,
-        c: &mut S9Client,
+        c: &mut S9Record,
         kind: RequestType,
         subsession: OwnedAvp,
         client_sessions: &[String],
     ) -> Result<Message, RequestError> {
-        let host = c.home_host.clone().or_else(|| c.home.pcrf.clone());
+        let host = c
+            .home_host
+            .clone()
+            .or_else(|| self.home_of(&c.home_realm).and_then(|h| h.pcrf.clone()));
         let to = Target {
             session_id: &c.session_id,
-            realm: &c.home.realm,
+            realm: &c.home_realm,
             host: host.as_deref(),
         };
         let number = c.next_number;
@@ -431,15 +454,15 @@ impl Visited {
 
     /// The V-OCS for a session of home PLMN `plmn` on `apn`: of the candidates serving
     /// them, the one with the fewest live sessions (file order breaks ties).
-    fn choose_vocs(&self, plmn: &str, apn: Option<&str>) -> Option<String> {
-        let st = self.state();
+    async fn choose_vocs(&self, plmn: &str, apn: Option<&str>) -> Option<String> {
+        let clients = self.store.clients().await.unwrap_or_default();
         self.cfg
             .vocs
             .iter()
             .filter(|v| v.serves(plmn, apn))
             .min_by_key(|v| {
-                st.gx
-                    .values()
+                clients
+                    .iter()
                     .filter(|s| s.vocs.as_deref() == Some(&v.uri))
                     .count()
             })
@@ -451,7 +474,7 @@ impl Visited {
     fn s9_failed(
         &self,
         req: &IncomingRequest,
-        home: &HomeNetwork,
+        home_realm: &str,
         failure: Result<Outcome, RequestError>,
     ) -> MessageBuilder {
         match failure {
@@ -459,31 +482,31 @@ impl Visited {
             // need the E bit and mean something else: the PCEF hears the home could not
             // serve it.
             Ok(o) if !o.experimental && (3000..4000).contains(&o.code) => {
-                tracing::warn!(home = %home.realm, code = o.code, "S9 protocol error");
+                tracing::warn!(home = %home_realm, code = o.code, "S9 protocol error");
                 let mut a = req.answer(ResultCode(5012));
                 a.push(base::ERROR_MESSAGE.with(format!(
                     "home network {} unreachable over S9: protocol error {}",
-                    home.realm, o.code
+                    home_realm, o.code
                 )));
                 a
             }
             Ok(o) => {
-                tracing::warn!(home = %home.realm, code = o.code, "home network refused S9");
+                tracing::warn!(home = %home_realm, code = o.code, "home network refused S9");
                 let mut a = MessageBuilder::answer_to(&req.msg, req.node.identity());
                 a.push(o.gx_avp());
                 a.copy_required_from(&req.msg, req.node.dictionary());
                 a.push(base::ERROR_MESSAGE.with(format!(
                     "home network {} refused the S9 request ({})",
-                    home.realm, o.code
+                    home_realm, o.code
                 )));
                 a
             }
             Err(e) => {
-                tracing::warn!(home = %home.realm, error = %e, "home network unreachable over S9");
+                tracing::warn!(home = %home_realm, error = %e, "home network unreachable over S9");
                 let mut a = req.answer(ResultCode(5012));
                 a.push(base::ERROR_MESSAGE.with(format!(
                     "home network {} unreachable over S9: {e}",
-                    home.realm
+                    home_realm
                 )));
                 a
             }
@@ -552,7 +575,7 @@ impl Visited {
     /// written.
     async fn relay_decision(
         &self,
-        c: &mut S9Client,
+        c: &mut S9Record,
         session: &RoamingSession,
         answer: &Message,
         a: &mut MessageBuilder,
@@ -585,30 +608,32 @@ impl Visited {
     /// The live roaming sessions of the IP-CAN session of `subscriber` at `ue_ip` on `apn`
     /// (TS 29.212 §4a.5.1, TS 29.213 §4.2: the same UE address, else the same APN), other
     /// than `except`.
-    fn ip_can_sessions(
+    async fn ip_can_sessions(
         &self,
         subscriber: &str,
         ue_ip: Option<std::net::IpAddr>,
         apn: Option<&str>,
         except: &str,
     ) -> Vec<RoamingSession> {
-        self.state()
-            .gx
-            .values()
-            .filter(|s| s.session_id != except && s.subscriber.eq_ignore_ascii_case(subscriber))
+        self.store
+            .clients_of(subscriber.to_string())
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s.session_id != except)
             .filter(|s| match (s.ue_ip, ue_ip) {
                 (Some(a), Some(b)) => a == b,
                 _ => matches!((&s.apn, apn), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b)),
             })
-            .cloned()
             .collect()
     }
 
     /// The Gx session a roaming Gxx session is bound to: the PCEF's session of the same
     /// IP-CAN session (as the home role binds, `server/gxx_side.rs`), when there is one.
-    pub fn bound_gx(&self, gxx_session: &str) -> Option<String> {
-        let s = self.roaming_session(gxx_session)?;
+    pub async fn bound_gx(&self, gxx_session: &str) -> Option<String> {
+        let s = self.roaming_session(gxx_session).await?;
         self.ip_can_sessions(&s.subscriber, s.ue_ip, s.apn.as_deref(), &s.session_id)
+            .await
             .into_iter()
             .find(|p| p.interface == Interface::Gx)
             .map(|p| p.session_id)
@@ -637,7 +662,9 @@ impl Visited {
     ) -> MessageBuilder {
         let sub_key = subscriber.as_key();
         for _ in 0..ATTEMPTS {
-            let peers = self.ip_can_sessions(&sub_key, r.ue_ip, r.apn.as_deref(), &r.session_id);
+            let peers = self
+                .ip_can_sessions(&sub_key, r.ue_ip, r.apn.as_deref(), &r.session_id)
+                .await;
             let of = |i: Interface| peers.iter().find(|s| s.interface == i);
             let join = match (self.cfg.s9_model, iface) {
                 (S9Model::PerSession, Interface::Gx) => of(Interface::Gxx),
@@ -647,11 +674,16 @@ impl Visited {
                 _ => None,
             }
             .map(|s| s.s9_session_id.clone());
-            let handle = self.s9_for(&home, &subscriber, join.as_deref());
-            let mut c = handle.lock().await;
-            if c.ended {
-                continue;
-            }
+            let sid = match self.s9_for(&home, &subscriber, join.as_deref()).await {
+                Ok(sid) => sid,
+                Err(e) => return Self::store_failed(req, &e),
+            };
+            // The S9 session may have ended while this waited for it: start over.
+            let (_lease, mut c) = match self.lock_s9(&sid).await {
+                Ok(Some(x)) => x,
+                Ok(None) => continue,
+                Err(e) => return Self::store_failed(req, &e),
+            };
             let id = c.next_subsession;
             c.next_subsession += 1;
             let mut extra = Vec::new();
@@ -672,25 +704,21 @@ impl Visited {
                 RequestType::Initial
             };
             let answer = match self.send_s9(&mut c, kind, sei, &[]).await {
-                Ok(m) => {
-                    let o = Self::result_for(&m, id);
-                    if o != Outcome::SUCCESS {
-                        if !c.opened {
-                            self.drop_s9(&mut c);
-                        }
-                        return self.s9_failed(req, &home, Ok(o));
+                Ok(m) if Self::result_for(&m, id) == Outcome::SUCCESS => m,
+                failed => {
+                    if c.opened {
+                        self.save_s9(&mut c).await;
+                    } else {
+                        self.drop_s9(&c).await;
                     }
-                    m
-                }
-                Err(e) => {
-                    if !c.opened {
-                        self.drop_s9(&mut c);
-                    }
-                    return self.s9_failed(req, &home, Err(e));
+                    return self.s9_failed(
+                        req,
+                        &home.realm,
+                        failed.map(|m| Self::result_for(&m, id)),
+                    );
                 }
             };
             c.opened = true;
-            self.state().opening.remove(&c.session_id);
             if c.home_host.is_none() {
                 c.home_host = answer
                     .get(base::ORIGIN_HOST)
@@ -704,7 +732,11 @@ impl Visited {
                 s9_client::home_ocs(&answer, sdi.as_ref()).filter(|_| iface == Interface::Gx);
             let vocs = home_ocs
                 .as_ref()
-                .and_then(|_| self.choose_vocs(&home.plmn, r.apn.as_deref()));
+                .map(|_| self.choose_vocs(&home.plmn, r.apn.as_deref()));
+            let vocs = match vocs {
+                Some(v) => v.await,
+                None => None,
+            };
             let session = RoamingSession {
                 session_id: r.session_id.clone(),
                 interface: iface,
@@ -718,11 +750,15 @@ impl Visited {
                 vocs: vocs.clone(),
                 ue_ip: r.ue_ip,
             };
-            {
-                let mut st = self.state();
-                st.gx.insert(r.session_id.clone(), session.clone());
-                self.gauges(&st);
+            if let Err(e) = self.store.put_client(session.clone()).await {
+                // Home holds the subsession: end it there too.
+                c.subsessions.remove(&id);
+                self.save_s9(&mut c).await;
+                drop(_lease);
+                self.end_roaming(session, None).await;
+                return Self::store_failed(req, &e);
             }
+            self.gauges().await;
             let mut a = req.answer(ResultCode::DIAMETER_SUCCESS);
             if iface == Interface::Gx {
                 let features = gx::agree_features(&self.pcrf.supported_features, &r.features);
@@ -749,21 +785,20 @@ impl Visited {
                 interface = ?iface,
                 "roaming session established over S9"
             );
+            self.save_s9(&mut c).await;
             return a;
         }
-        self.s9_failed(req, &home, Ok(Outcome::base(5012)))
+        self.s9_failed(req, &home.realm, Ok(Outcome::base(5012)))
     }
 
     /// Gx or Gxx CCR-U of a roaming session: the report goes home as a subsession modification, the
     /// home's answer comes back authorised.
     async fn modify(&self, req: &IncomingRequest, s: RoamingSession) -> MessageBuilder {
-        let Some(handle) = self.state().s9.get(&s.s9_session_id).cloned() else {
-            return req.answer(ResultCode(5002));
+        let (lease, mut c) = match self.lock_s9(&s.s9_session_id).await {
+            Ok(Some(x)) => x,
+            Ok(None) => return req.answer(ResultCode(5002)),
+            Err(e) => return Self::store_failed(req, &e),
         };
-        let mut c = handle.lock().await;
-        if c.ended {
-            return req.answer(ResultCode(5002));
-        }
         let sei = s9_client::enforcement(
             s.subsession,
             Some(s9d::SubsessionOperation::MODIFICATION),
@@ -771,30 +806,36 @@ impl Visited {
             &s.session_id,
             vec![],
         );
-        let home = c.home.clone();
+        let home = c.home_realm.clone();
         let answer = match self.send_s9(&mut c, RequestType::Update, sei, &[]).await {
             Ok(m) => m,
-            Err(e) => return self.s9_failed(req, &home, Err(e)),
+            Err(e) => {
+                self.save_s9(&mut c).await;
+                return self.s9_failed(req, &home, Err(e));
+            }
         };
         let o = Self::result_for(&answer, s.subsession);
         if o != Outcome::SUCCESS {
             if o.code == 5002 && !o.experimental {
                 // The home no longer knows the S9 session (RFC 6733 §7.1.5): neither does
                 // the V-PCRF, and the PCEF, told 5002 too, ends the Gx session itself.
-                let mut st = self.state();
-                st.gx.remove(&s.session_id);
-                self.gauges(&st);
-                drop(st);
+                let _ = self.store.remove_client(s.session_id.clone()).await;
                 c.subsessions.remove(&s.subsession);
                 if c.subsessions.is_empty() {
-                    self.drop_s9(&mut c);
+                    self.drop_s9(&c).await;
+                } else {
+                    self.save_s9(&mut c).await;
                 }
+                self.gauges().await;
+            } else {
+                self.save_s9(&mut c).await;
             }
             return self.s9_failed(req, &home, Ok(o));
         }
         let mut a = req.answer(ResultCode::DIAMETER_SUCCESS);
         let (avps, _) = self.relay_decision(&mut c, &s, &answer, &mut a).await;
-        drop(c);
+        self.save_s9(&mut c).await;
+        drop(lease);
         if s.interface == Interface::Gx {
             self.mirror_to_bberfs(&s, &avps).await;
         }
@@ -808,8 +849,9 @@ impl Visited {
         if changes.is_empty() {
             return;
         }
-        let bberfs =
-            self.ip_can_sessions(&gx.subscriber, gx.ue_ip, gx.apn.as_deref(), &gx.session_id);
+        let bberfs = self
+            .ip_can_sessions(&gx.subscriber, gx.ue_ip, gx.apn.as_deref(), &gx.session_id)
+            .await;
         for b in bberfs.iter().filter(|b| b.interface == Interface::Gxx) {
             let mut rar = self.client_rar(b);
             for c in changes.iter().cloned() {
@@ -854,17 +896,18 @@ impl Visited {
     /// (TERMINATION), or, when it was the last one (always in the per-session model), the
     /// S9 session with an S9 CCR-T. `gx_ccr` is the PCEF's CCR-T, when there is one.
     async fn end_roaming(&self, s: RoamingSession, gx_ccr: Option<&Message>) {
-        {
-            let mut st = self.state();
-            st.gx.remove(&s.session_id);
-            self.gauges(&st);
+        if let Err(e) = self.store.remove_client(s.session_id.clone()).await {
+            tracing::warn!(session = %s.session_id, error = %e, "roaming session not removed from the store");
         }
-        let handle = self.state().s9.get(&s.s9_session_id).cloned();
-        let Some(handle) = handle else { return };
-        let mut c = handle.lock().await;
-        if c.ended {
-            return;
-        }
+        self.gauges().await;
+        let (_lease, mut c) = match self.lock_s9(&s.s9_session_id).await {
+            Ok(Some(x)) => x,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(s9 = %s.s9_session_id, error = %e, "roaming store failed");
+                return;
+            }
+        };
         c.subsessions.remove(&s.subsession);
         let last = c.subsessions.is_empty();
         // One of several BBERFs of the IP-CAN session leaves (a reselection): TS 29.215
@@ -873,6 +916,7 @@ impl Visited {
         if s.interface == Interface::Gxx
             && self
                 .ip_can_sessions(&s.subscriber, s.ue_ip, s.apn.as_deref(), &s.session_id)
+                .await
                 .iter()
                 .any(|p| p.interface == Interface::Gxx)
         {
@@ -892,7 +936,9 @@ impl Visited {
         };
         let answer = self.send_s9(&mut c, kind, sei, &ids).await;
         if last {
-            self.drop_s9(&mut c);
+            self.drop_s9(&c).await;
+        } else {
+            self.save_s9(&mut c).await;
         }
         match answer.as_ref().map(s9_client::outcome) {
             Ok(Some(Outcome::SUCCESS)) => {}
@@ -914,13 +960,16 @@ impl Visited {
     /// RFC 6733 §8.16: a PCEF that restarted lost its sessions; its roaming sessions end
     /// towards home as if it had sent CCR-T for each.
     pub async fn pcef_restarted(&self, pcef_host: &str) {
-        let gone: Vec<RoamingSession> = self
-            .state()
-            .gx
-            .values()
-            .filter(|s| s.pcef_host.eq_ignore_ascii_case(pcef_host))
-            .cloned()
-            .collect();
+        let gone: Vec<RoamingSession> = match self.store.clients().await {
+            Ok(all) => all
+                .into_iter()
+                .filter(|s| s.pcef_host.eq_ignore_ascii_case(pcef_host))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "roaming store failed");
+                return;
+            }
+        };
         if !gone.is_empty() {
             tracing::info!(
                 pcef = pcef_host,
@@ -941,7 +990,7 @@ impl Visited {
         // TS 29.215 §5.6: the V-PCRF serves RAR and TER; RFC 6733 §7.1.3
         // DIAMETER_COMMAND_UNSUPPORTED for anything else.
         if req.msg.header().command_code == s9d::CMD_TRIGGER_ESTABLISHMENT {
-            return self.trigger_establishment(&req);
+            return self.trigger_establishment(&req).await;
         }
         if req.msg.header().command_code != s9d::CMD_RE_AUTH {
             let mut a = req.answer(ResultCode(3001));
@@ -949,12 +998,17 @@ impl Visited {
             return a;
         }
         let sid = req.msg.session_id().unwrap_or_default().to_string();
-        let handle = self.state().s9.get(&sid).cloned();
-        let Some(handle) = handle else {
+        // The lease is taken only to read: a subsession being established is there once
+        // its establishment is done.
+        let subsessions = match self.lock_s9(&sid).await {
+            Ok(Some((_lease, c))) => c.subsessions,
             // RFC 6733 §7.1.5.
-            return req.answer(ResultCode(5002));
+            Ok(None) => return req.answer(ResultCode(5002)),
+            Err(e) => {
+                tracing::warn!(error = %e, "roaming store failed");
+                return req.answer(ResultCode(5012));
+            }
         };
-        let subsessions = handle.lock().await.subsessions.clone();
         let command_release = req.msg.get(gxd::SESSION_RELEASE_CAUSE).and_then(Result::ok);
         let mut infos = Vec::new();
         if let Some(cause) = command_release {
@@ -989,7 +1043,7 @@ impl Visited {
     /// UE not yet answered gives 5471. The TEA has no DRA-Deployment: that is a V-DRA's to
     /// add (a TER with DRA-Binding is for the V-DRA; reaching the V-PCRF, it means no DRA
     /// holds a binding). Nothing is kept of the TER's own session (NO_STATE_MAINTAINED).
-    fn trigger_establishment(&self, req: &IncomingRequest) -> MessageBuilder {
+    async fn trigger_establishment(&self, req: &IncomingRequest) -> MessageBuilder {
         let imsi = req
             .msg
             .find_all(diameter_codec::dict::dcca::SUBSCRIPTION_ID.key())
@@ -1033,14 +1087,15 @@ impl Visited {
             }
         };
         let key = subscriber.as_key();
-        let (opening, live) = {
-            let st = self.state();
-            (
-                st.opening.values().any(|k| *k == key),
-                st.gx.values().any(|s| s.subscriber == key),
-            )
+        let s9 = match self.store.s9_of_subscriber(key).await {
+            Ok(s9) => s9,
+            Err(e) => {
+                tracing::warn!(error = %e, "roaming store failed");
+                return req.answer(ResultCode(5012));
+            }
         };
-        if opening {
+        let live = s9.iter().any(|c| c.opened);
+        if s9.iter().any(|c| !c.opened) {
             return self.ongoing(req, &imsi);
         }
         tracing::info!(
@@ -1064,8 +1119,12 @@ impl Visited {
         a
     }
 
-    fn session_of(&self, id: u32, subsessions: &BTreeMap<u32, String>) -> Option<RoamingSession> {
-        subsessions.get(&id).and_then(|gx| self.roaming_session(gx))
+    async fn session_of(
+        &self,
+        id: u32,
+        subsessions: &BTreeMap<u32, String>,
+    ) -> Option<RoamingSession> {
+        self.roaming_session(subsessions.get(&id)?).await
     }
 
     /// Releases subsession `id`'s Gx session (Gx RAR with Session-Release-Cause).
@@ -1076,7 +1135,7 @@ impl Visited {
         subsessions: &BTreeMap<u32, String>,
         cause: gxd::SessionReleaseCause,
     ) -> OwnedAvp {
-        let Some(s) = self.session_of(id, subsessions) else {
+        let Some(s) = self.session_of(id, subsessions).await else {
             return s9_client::raa_enforcement(
                 id,
                 Some(Outcome::tgpp(crate::s9::ERROR_SUBSESSION)),
@@ -1097,7 +1156,7 @@ impl Visited {
         subsessions: &BTreeMap<u32, String>,
         sdi: &AvpRef<'_>,
     ) -> OwnedAvp {
-        let Some(s) = self.session_of(id, subsessions) else {
+        let Some(s) = self.session_of(id, subsessions).await else {
             // TS 29.215 §5.5.3 DIAMETER_ERROR_SUBSESSION: no such subsession.
             return s9_client::raa_enforcement(
                 id,
