@@ -85,7 +85,7 @@ pub const S9_CLIENT_SESSIONS: &str = "pcrf_visited_s9_sessions";
 pub const S9_CLIENT_REQUESTS: &str = "pcrf_visited_s9_requests_total";
 /// Metric: home rules refused or modified by local policy.
 pub const LOCAL_POLICY_RULES: &str = "pcrf_visited_local_policy_rules_total";
-/// Metric: live roaming Gx sessions served over S9.
+/// Metric: live roaming Gx and Gxx sessions served over S9.
 pub const ROAMING_GX_SESSIONS: &str = "pcrf_visited_roaming_gx_sessions";
 
 /// Describes the visited role's metrics.
@@ -101,7 +101,7 @@ pub fn describe_metrics() {
     );
     describe_gauge!(
         ROAMING_GX_SESSIONS,
-        "Live Gx sessions of roaming subscribers"
+        "Live Gx and Gxx sessions of roaming subscribers"
     );
 }
 
