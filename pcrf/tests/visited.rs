@@ -1230,3 +1230,80 @@ async fn a_ter_during_the_ue_s_s9_establishment_is_answered_5471() {
             && vis.s9_sessions().await.unwrap().is_empty()
     );
 }
+
+#[tokio::test]
+async fn wireshark_reads_the_visited_gxx_traffic() {
+    if !harness::tshark_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("visited-gxx.pcapng");
+    let h = home().await;
+    let cap = capture.clone();
+    let v = visited(h.listen_addrs()[0], |c| c.node.capture = Some(cap)).await;
+    let sgw = bberf("sgw.visited.test", v.listen_addrs()[0]).await;
+    let sgw2 = bberf("sgw2.visited.test", v.listen_addrs()[0]).await;
+    let pcef = Pcef::connect(v.listen_addrs()[0]).await;
+    let ok = |m: &Message| assert_eq!(rc(m), Some(2001), "{m:?}");
+    ok(&sgw
+        .send(gxx_i(&sgw, "sgw;ws;1", Some(IMSI_1), "internet", 40))
+        .await);
+    ok(&pcef
+        .send(pcef.ccr_i("pgw;ws;1", IMSI_1, "internet", 40))
+        .await);
+    let mut u = pcef.ccr("pgw;ws;1", 2, 1);
+    u.push(gx::EVENT_TRIGGER.with(gx::EventTrigger(2)));
+    u.push(gx::RAT_TYPE.with(gx::RatType(1000)));
+    ok(&pcef.send(u).await);
+    nth_gxx_rar(&sgw, 1).await;
+    ok(&sgw2
+        .send(gxx_i(&sgw2, "sgw2;ws;1", Some(IMSI_1), "internet", 40))
+        .await);
+    ok(&sgw.send(sgw.ccr("sgw;ws;1", 3, 1, None)).await);
+    ok(&sgw2.send(sgw2.ccr("sgw2;ws;1", 3, 1, None)).await);
+    ok(&pcef.send(pcef.ccr("pgw;ws;1", 3, 2)).await);
+    all_gone(&h, &v).await;
+    v.shutdown(Duration::from_secs(1)).await;
+    drop(v);
+    let bad = harness::tshark_fields(
+        &capture,
+        "_ws.malformed || _ws.expert.severity >= 0x00800000",
+        &["frame.number", "_ws.expert.message"],
+    );
+    assert!(bad.trim().is_empty(), "tshark objects:\n{bad}");
+    // Gxx: the CCA-Is install `internet` as a QoS rule (the second BBERF reports E-UTRAN
+    // again); the RAR swaps it for `internet-3g`. QoS-Rule-Name is an OctetString: hex.
+    let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    let qos = harness::tshark_fields(
+        &capture,
+        "diameter.applicationId == 16777266 && diameter.QoS-Rule-Name",
+        &[
+            "diameter.cmd.code",
+            "diameter.flags.request",
+            "diameter.QoS-Rule-Name",
+        ],
+    );
+    assert_eq!(
+        qos.lines().collect::<Vec<_>>(),
+        [
+            format!("272\t0\t{}", hex("internet")),
+            format!("258\t1\t{},{}", hex("internet"), hex("internet-3g")),
+            format!("272\t0\t{}", hex("internet")),
+        ],
+        "{qos}"
+    );
+    // S9: the second BBERF announced and its predecessor's leave marked.
+    let bberfs = harness::tshark_fields(
+        &capture,
+        "diameter.Multiple-BBERF-Action && diameter.flags.request == 1",
+        &[
+            "diameter.Subsession-Operation",
+            "diameter.Multiple-BBERF-Action",
+        ],
+    );
+    assert_eq!(
+        bberfs.lines().collect::<Vec<_>>(),
+        ["1\t0", "0\t1"],
+        "{bberfs}"
+    );
+}
