@@ -1307,3 +1307,57 @@ async fn wireshark_reads_the_visited_gxx_traffic() {
         "{bberfs}"
     );
 }
+
+#[tokio::test]
+async fn a_restarted_bberf_s_gxx_subsessions_end_at_home() {
+    let h = home().await;
+    let v = visited(h.listen_addrs()[0], |_| {}).await;
+    let vis = v.visited().unwrap();
+    let sgw = bberf("sgw.visited.test", v.listen_addrs()[0]).await;
+    let pcef = Pcef::connect(v.listen_addrs()[0]).await;
+    // The BBERF's Gxx session and the PCEF's Gx session of one IP-CAN session share an S9
+    // session; another Gxx session of the BBERF has its own.
+    let mut i = gxx_i(&sgw, "sgw;osi;1", Some(IMSI_1), "internet", 13);
+    i.push(base::ORIGIN_STATE_ID.with(1u32));
+    assert_eq!(rc(&sgw.send(i).await), Some(2001));
+    assert_eq!(
+        rc(&pcef
+            .send(pcef.ccr_i("pgw;osi;1", IMSI_1, "internet", 13))
+            .await),
+        Some(2001)
+    );
+    let mut i = gxx_i(&sgw, "sgw;osi;2", Some(IMSI_3), "internet", 14);
+    i.push(base::ORIGIN_STATE_ID.with(1u32));
+    assert_eq!(rc(&sgw.send(i).await), Some(2001));
+    let shared = vis
+        .roaming_session("pgw;osi;1")
+        .await
+        .unwrap()
+        .s9_session_id;
+    let own = vis
+        .roaming_session("sgw;osi;2")
+        .await
+        .unwrap()
+        .s9_session_id;
+    assert_eq!(h.s9_sessions().count().await.unwrap(), 2);
+    // RFC 6733 §8.16: the BBERF restarted. Its Gxx subsessions end: the shared S9
+    // session keeps the Gx subsession, the other S9 session ends.
+    let mut i = gxx_i(&sgw, "sgw;osi;3", Some(IMSI_1), "internet", 13);
+    i.push(base::ORIGIN_STATE_ID.with(2u32));
+    assert_eq!(rc(&sgw.send(i).await), Some(2001));
+    assert!(vis.roaming_session("sgw;osi;1").await.is_none());
+    assert!(vis.roaming_session("sgw;osi;2").await.is_none());
+    assert!(h.s9_session(&own).await.unwrap().is_none());
+    let s9 = h.s9_session(&shared).await.unwrap().expect("S9 kept");
+    // The Gx subsession and the new Gxx subsession.
+    assert_eq!(s9.subsessions.len(), 2);
+    assert_eq!(
+        rc(&sgw.send(sgw.ccr("sgw;osi;3", 3, 1, None)).await),
+        Some(2001)
+    );
+    assert_eq!(
+        rc(&pcef.send(pcef.ccr("pgw;osi;1", 3, 1)).await),
+        Some(2001)
+    );
+    all_gone(&h, &v).await;
+}
