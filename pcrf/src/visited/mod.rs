@@ -4,12 +4,14 @@
 //! are authorised under local policy ([`local_policy`]) before they reach the PCEF; the
 //! network's own subscribers are served locally by the home-role handlers, without S9.
 //!
-//! - S9 session model ([`config::S9Model`]): one S9 session per Gx session (document 002,
-//!   embodiments 1–9: each Gx CCR-T ends its S9 session with an S9 CCR-T), or one per UE
-//!   and home network carrying one subsession per Gx session (embodiment 10: a Gx CCR-T
-//!   ends its subsession with an S9 CCR-U, Subsession-Operation TERMINATION; the last one
-//!   ends the S9 session with an S9 CCR-T). Every Subsession-Enforcement-Info carries our
-//!   DRA-Client-Session-Id naming the Gx session, and a CCR-T carries it at command level
+//! - S9 session model ([`config::S9Model`]): one S9 session per IP-CAN session, carrying
+//!   its Gx session and its BBERFs' Gxx sessions as subsessions (document 002, embodiments
+//!   1–9: the Gx CCR-T of a session without BBERF ends its S9 session with an S9 CCR-T), or
+//!   one per UE and home network carrying one subsession per Gx or Gxx session (embodiment
+//!   10). A client's CCR-T ends its subsession with an S9 CCR-U, Subsession-Operation
+//!   TERMINATION; the last one ends the S9 session with an S9 CCR-T. Every
+//!   Subsession-Enforcement-Info carries our DRA-Client-Session-Id naming the client's
+//!   session, and a CCR-T carries it at command level
 //!   too, so DRAs can mark the client Session-Id ↔ S9 Session-Id mapping.
 //! - Towards home, S9 is addressed by realm (`[[pcrf.visited.home]] realm`), with
 //!   Destination-Host the configured H-PCRF or, once one answered, the H-PCRF that did; the
@@ -884,17 +886,18 @@ impl Visited {
         rar
     }
 
-    /// Gx CCR-T of a roaming session: per session, the S9 session ends (CCR-T); per UE,
-    /// the subsession ends (CCR-U, TERMINATION) unless it is the last one, when the S9
-    /// session ends. The PCEF's session ends whatever home answers.
+    /// Gx or Gxx CCR-T of a roaming session: its subsession ends (S9 CCR-U, TERMINATION)
+    /// unless it is the last one of its S9 session, when the S9 session ends (CCR-T). The
+    /// client's session ends whatever home answers.
     async fn terminate(&self, req: &IncomingRequest, s: RoamingSession) -> MessageBuilder {
         self.end_roaming(s, Some(&req.msg)).await;
         req.answer(ResultCode::DIAMETER_SUCCESS)
     }
 
-    /// Ends a roaming Gx session's part of S9: its subsession with an S9 CCR-U
-    /// (TERMINATION), or, when it was the last one (always in the per-session model), the
-    /// S9 session with an S9 CCR-T. `gx_ccr` is the PCEF's CCR-T, when there is one.
+    /// Ends a roaming Gx or Gxx session's part of S9: its subsession with an S9 CCR-U
+    /// (TERMINATION), or, when it was the last one (per session: the IP-CAN session's last;
+    /// per UE: the UE's last), the S9 session with an S9 CCR-T. `gx_ccr` is the client's
+    /// CCR-T, when there is one.
     async fn end_roaming(&self, s: RoamingSession, gx_ccr: Option<&Message>) {
         if let Err(e) = self.store.remove_client(s.session_id.clone()).await {
             tracing::warn!(session = %s.session_id, error = %e, "roaming session not removed from the store");
@@ -953,7 +956,7 @@ impl Visited {
             session = %s.session_id,
             s9 = %c.session_id,
             s9_ended = last,
-            "roaming Gx session ended"
+            "roaming session ended"
         );
     }
 
