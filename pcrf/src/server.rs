@@ -283,13 +283,20 @@ impl Pcrf {
             }),
         );
         let h = shared.clone();
+        let v = visited.clone();
         shared.node.register(
             gxx::APPLICATION_ID,
             handler_fn(move |req| {
                 let h = h.clone();
+                let v = v.clone();
                 async move {
                     if status::is_status_probe(&req) {
                         return Outcome::from(h.session_status(req).await);
+                    }
+                    if let Some(v) = &v
+                        && let Some(a) = v.gxx_request(&req).await
+                    {
+                        return Outcome::from(a);
                     }
                     Outcome::from(h.gxx_credit_control(req).await)
                 }
