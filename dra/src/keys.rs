@@ -155,16 +155,27 @@ pub fn ue_key(msg: &Message) -> UeKey {
         ids.push((rank, format!("{prefix}:{d}")));
     }
     ids.sort_by_key(|(r, _)| *r);
-    let ipv4 = msg
-        .find(nasreq::FRAMED_IP_ADDRESS.key())
-        .and_then(|a| <[u8; 4]>::try_from(a.data).ok())
+    let top = |code: u32| {
+        msg.find(diameter_codec::AvpKey::new(code, 0))
+            .map(|a| a.data)
+    };
+    // An S9 CCR carries the UE's address and APN inside Subsession-Enforcement-Info (TS
+    // 29.215 §5.3.2), not at command level: the first subsession with an address names
+    // the binding, so that an Rx session the V-PCRF relays home finds it by the UE address
+    // (29.213 §7.3.2).
+    let subsession = msg
+        .find_all(s9::SUBSESSION_ENFORCEMENT_INFO.key())
+        .find(|g| {
+            child(g, nasreq::FRAMED_IP_ADDRESS.code()).is_some()
+                || child(g, nasreq::FRAMED_IPV6_PREFIX.code()).is_some()
+        });
+    let read = |code: u32| top(code).or_else(|| subsession.as_ref().and_then(|g| child(g, code)));
+    let ipv4 = read(nasreq::FRAMED_IP_ADDRESS.code())
+        .and_then(|d| <[u8; 4]>::try_from(d).ok())
         .map(Ipv4Addr::from);
-    let ipv6 = msg
-        .find(nasreq::FRAMED_IPV6_PREFIX.key())
-        .and_then(|a| Ipv6Prefix::from_avp(a.data));
-    let apn = msg
-        .get(nasreq::CALLED_STATION_ID)
-        .and_then(Result::ok)
+    let ipv6 = read(nasreq::FRAMED_IPV6_PREFIX.code()).and_then(Ipv6Prefix::from_avp);
+    let apn = read(nasreq::CALLED_STATION_ID.code())
+        .and_then(|d| std::str::from_utf8(d).ok())
         .filter(|s| !s.is_empty())
         .map(str::to_string);
     UeKey {
@@ -227,6 +238,30 @@ mod tests {
         assert_eq!(k.ipv6.unwrap().len, 64);
         assert_eq!(k.apn.as_deref(), Some("internet"));
         assert_eq!(kind_of(&m, Interface::Gx, false), Some(Kind::Establish));
+    }
+
+    #[test]
+    fn s9_keys_come_from_the_first_subsession_with_an_address() {
+        let mut b = ccr(Interface::S9_APP, 1);
+        b.push(dcca::SUBSCRIPTION_ID.with(vec![
+            dcca::SUBSCRIPTION_ID_TYPE.with(dcca::SubscriptionIdType::END_USER_IMSI),
+            dcca::SUBSCRIPTION_ID_DATA.with("001".to_string()),
+        ]));
+        b.push(s9::SUBSESSION_ENFORCEMENT_INFO.with(vec![s9::SUBSESSION_ID.with(1u32)]));
+        b.push(s9::SUBSESSION_ENFORCEMENT_INFO.with(vec![
+            s9::SUBSESSION_ID.with(2u32),
+            nasreq::FRAMED_IP_ADDRESS.with(Bytes::from_static(&[10, 4, 0, 2])),
+            nasreq::CALLED_STATION_ID.with("ims"),
+        ]));
+        b.push(s9::SUBSESSION_ENFORCEMENT_INFO.with(vec![
+            s9::SUBSESSION_ID.with(3u32),
+            nasreq::FRAMED_IP_ADDRESS.with(Bytes::from_static(&[10, 4, 0, 3])),
+        ]));
+        let k = ue_key(&b.build().unwrap());
+        assert_eq!(k.ue.as_deref(), Some("imsi:001"));
+        assert_eq!(k.ipv4, Some(Ipv4Addr::new(10, 4, 0, 2)));
+        assert_eq!(k.apn.as_deref(), Some("ims"));
+        assert!(k.ipv6.is_none());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use super::local_policy::LocalPolicyEntry;
 use crate::spr::{SubscriberKey, check_uri};
+use diameter_service::dra_client::TerminationBehaviour;
 use serde::Deserialize;
 
 /// `[pcrf.visited]`.
@@ -31,6 +32,11 @@ pub struct VisitedSection {
     /// so it is the operator's choice. Default 5 (RESOURCES_LIMITATION).
     #[serde(default = "refused_rule_failure_code")]
     pub refused_rule_failure_code: i32,
+    /// How S9 sessions a home DRA redirected end (document 002, claims 5–7): the
+    /// termination to the DRA and the H-PCRF in parallel, or to the DRA following its
+    /// redirect. Only for homes with a `dra`.
+    #[serde(default)]
+    pub dra_termination: TerminationBehaviour,
 }
 
 fn refused_rule_failure_code() -> i32 {
@@ -67,6 +73,14 @@ pub struct HomeNetwork {
     /// The H-PCRF's Diameter identity (Destination-Host of the S9 CCR-I); left out when a
     /// DRA chooses the H-PCRF. Later requests name the host that answered.
     pub pcrf: Option<String>,
+    /// The home DRA (TS 29.213 §7), when S9 goes through one as its client (document 002,
+    /// claims 5–7): the CCR-I goes to it, later requests go the way it handled the
+    /// establishment (to the H-PCRF it redirected to, or through it), and subsession ends
+    /// and terminations reach it by `dra_termination`. It must be a `[[node.peers]]`; the
+    /// H-PCRFs it may redirect to need `[node] host_map` entries unless their names
+    /// resolve. Without it S9 follows the node's routes alone, and a redirect DRA never
+    /// hears of the S9 session's end.
+    pub dra: Option<String>,
 }
 
 /// `[[pcrf.visited.vocs]]`: a visited OCS and the sessions it may serve.
@@ -199,6 +213,9 @@ impl VisitedSection {
             if h.realm.trim().is_empty() {
                 return Err(format!("pcrf.visited.home[{i}]: empty realm"));
             }
+            if h.dra.as_deref().is_some_and(|d| d.trim().is_empty()) {
+                return Err(format!("pcrf.visited.home[{i}]: empty dra"));
+            }
         }
         for (i, v) in self.vocs.iter().enumerate() {
             check_uri(&v.uri, &format!("pcrf.visited.vocs[{i}].uri"))?;
@@ -224,10 +241,12 @@ mod tests {
                 plmn: "00101".into(),
                 realm: "home.test".into(),
                 pcrf: None,
+                dra: None,
             }],
             local_policy: vec![],
             vocs: vec![],
             refused_rule_failure_code: 5,
+            dra_termination: TerminationBehaviour::Parallel,
         }
     }
 
@@ -274,6 +293,33 @@ mod tests {
         assert!(!v.serves("00101", Some("ims")));
         assert!(!v.serves("00103", Some("internet")));
         assert!(!v.serves("00101", None));
+    }
+
+    #[test]
+    fn a_home_dra_and_the_termination_behaviour_are_read() {
+        let s: VisitedSection = toml::from_str(
+            r#"
+            own_plmn = "00102"
+            dra_termination = "redirect"
+            [[home]]
+            plmn = "00101"
+            realm = "home.test"
+            dra = "dra.home.test"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.dra_termination, TerminationBehaviour::Redirect);
+        assert_eq!(s.homes[0].dra.as_deref(), Some("dra.home.test"));
+        s.check().unwrap();
+        let mut bad = s.clone();
+        bad.homes[0].dra = Some(" ".into());
+        assert!(bad.check().unwrap_err().contains("empty dra"));
+        // Without them: parallel, no DRA (S9 by the node's routes).
+        assert_eq!(section().dra_termination, TerminationBehaviour::Parallel);
+        assert!(
+            toml::from_str::<VisitedSection>("own_plmn = \"00102\"\ndra_termination = \"both\"")
+                .is_err()
+        );
     }
 
     #[test]

@@ -51,13 +51,17 @@
 //!   V-PCRF's own, and the home's RAR/ASR back to the AF ([`rx_relay`], which says why not
 //!   over S9).
 //!
+//! - Through a home DRA (`[[pcrf.visited.home]] dra`), the V-PCRF is its client as a PCEF
+//!   is (document 002, claims 5–7): it remembers whether the DRA redirected or proxied the
+//!   S9 establishment and ends subsessions and S9 sessions accordingly, by
+//!   `dra_termination` ([`s9_client::send`]).
+//!
 //! State: the roaming client sessions and S9 sessions live behind [`store::RoamingStore`]
 //! (in memory by default, [`Visited::with_store`] for another; the store module says how
 //! a shared engine implements it and how one S9 session's requests stay serialised). With
 //! the in-memory store a V-PCRF restart loses its roaming sessions; the home learns of it
 //! through Origin-State-Id. A TER from home is answered as TS 29.215 Annex A.6.1.1.1
-//! says, without the S9a part (no BPCF here; see `Visited::trigger_establishment`). Not
-//! yet here: DRA-client behaviours beyond routing (redirect following, parallel sends).
+//! says, without the S9a part (no BPCF here; see `Visited::trigger_establishment`).
 
 pub mod config;
 pub mod local_policy;
@@ -74,6 +78,7 @@ use config::{Belonging, HomeNetwork, S9Model, VisitedSection};
 use diameter_codec::dict::{base, gx as gxd, roaming, s9 as s9d};
 use diameter_codec::{AvpRef, Message, MessageBuilder, OwnedAvp, ResultCode};
 use diameter_node::node::{IncomingRequest, Node, RequestError};
+use diameter_service::dra_client::{DraClient, Handling};
 use local_policy::Authorised;
 use metrics::{counter, describe_counter, describe_gauge, gauge};
 use s9_client::{Outcome, Target};
@@ -160,6 +165,9 @@ pub struct Visited {
     pub(crate) origin_states: Mutex<HashMap<String, u32>>,
     /// Relayed AF sessions by the AF's Session-Id ([`rx_relay`]).
     rx: Mutex<HashMap<String, rx_relay::RelayedRx>>,
+    /// The home DRAs S9 goes through as their client, by lower-case Diameter identity
+    /// ([`s9_client::send`]).
+    home_dras: HashMap<String, DraClient>,
 }
 
 /// What the rule check of [`Visited::authorise_home_rules`] knows of the session.
@@ -182,6 +190,15 @@ impl Visited {
         store: Arc<dyn RoamingStore>,
     ) -> Self {
         let label = node.identity().host.clone();
+        let home_dras = cfg
+            .homes
+            .iter()
+            .filter_map(|h| h.dra.as_deref())
+            .map(|d| {
+                let client = DraClient::new(node.clone(), d, cfg.dra_termination);
+                (d.to_ascii_lowercase(), client)
+            })
+            .collect();
         gauge!(S9_CLIENT_SESSIONS, "node" => label.clone()).set(0.0);
         gauge!(ROAMING_GX_SESSIONS, "node" => label.clone()).set(0.0);
         Self {
@@ -192,6 +209,7 @@ impl Visited {
             label,
             origin_states: Mutex::new(HashMap::new()),
             rx: Mutex::new(HashMap::new()),
+            home_dras,
         }
     }
 
@@ -209,6 +227,12 @@ impl Visited {
                 tracing::warn!(error = %e, "roaming store unreadable");
                 None
             })
+    }
+
+    /// How the home DRA handled the establishment of S9 session `s9_session` (redirected
+    /// to an H-PCRF, or proxied), while it lasts; `None` without a home DRA.
+    pub fn home_dra_handling(&self, s9_session: &str) -> Option<Handling> {
+        self.home_dras.values().find_map(|d| d.handling(s9_session))
     }
 
     /// The Session-Ids of the live S9 sessions towards home networks.
@@ -419,7 +443,11 @@ impl Visited {
             subsession,
             client_sessions,
         );
-        let a = self.node.request(ccr).await;
+        let dra = self
+            .home_of(&c.home_realm)
+            .and_then(|h| h.dra.as_deref())
+            .and_then(|d| self.home_dras.get(&d.to_ascii_lowercase()));
+        let a = s9_client::send(&self.node, dra, kind, ccr).await;
         let rc = match &a {
             Ok(m) => s9_client::outcome(m).map_or(0, |o| o.code),
             Err(RequestError::Protocol { result_code, .. }) => result_code.0,

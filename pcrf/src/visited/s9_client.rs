@@ -8,7 +8,9 @@ use crate::gx::{self, RequestType, child};
 use crate::s9;
 use crate::spr::SubscriberKey;
 use diameter_codec::dict::{base, dcca, gi, gx as gxd, nasreq, roaming, rx, s9 as s9d, ts29229};
-use diameter_codec::{AvpKey, AvpRef, LocalIdentity, Message, MessageBuilder, OwnedAvp};
+use diameter_codec::{AvpKey, AvpRef, AvpValue, LocalIdentity, Message, MessageBuilder, OwnedAvp};
+use diameter_node::node::{Node, RequestError};
+use diameter_service::dra_client::DraClient;
 
 /// The Gx CCR AVPs that describe the IP-CAN session and travel to home inside the
 /// subsession's Subsession-Enforcement-Info (TS 29.215 §5.3.2 lists them as members); a
@@ -146,6 +148,37 @@ pub fn ccr(
         b.push(roaming::DRA_CLIENT_SESSION_ID.with(c.clone()));
     }
     b
+}
+
+/// Sends an S9 CCR of type `kind` to home: by the node's routes, or, through the home's
+/// DRA (`[[pcrf.visited.home]] dra`), as its client (document 002, claims 5–7; TS 29.213
+/// §7.4): the CCR-I establishes (the DRA's redirect followed and remembered), a CCR-U ending
+/// subsessions and the CCR-T go the way `dra_client` ends sessions (through a proxy DRA;
+/// to a redirect DRA and the H-PCRF in parallel, or following its redirect), any other
+/// CCR-U goes to the H-PCRF it redirected to or through it. The answer is the H-PCRF's.
+pub async fn send(
+    node: &Node,
+    dra: Option<&DraClient>,
+    kind: RequestType,
+    ccr: MessageBuilder,
+) -> Result<Message, RequestError> {
+    let Some(dra) = dra else {
+        return node.request(ccr).await;
+    };
+    match kind {
+        RequestType::Initial => dra.establish(ccr).await,
+        RequestType::Termination => dra.terminate(ccr).await.pcrf,
+        _ if ends_subsessions(&ccr) => dra.end_subsessions(ccr).await.pcrf,
+        _ => dra.request(ccr).await,
+    }
+}
+
+/// Whether a CCR's Subsession-Enforcement-Info ends its subsession (Subsession-Operation
+/// TERMINATION, TS 29.215 §5.3.4).
+fn ends_subsessions(ccr: &MessageBuilder) -> bool {
+    let ending = s9d::SUBSESSION_OPERATION.with(s9d::SubsessionOperation::TERMINATION);
+    ccr.find(s9d::SUBSESSION_ENFORCEMENT_INFO.key())
+        .is_some_and(|sei| matches!(&sei.value, AvpValue::Grouped(m) if m.contains(&ending)))
 }
 
 /// A result as received: the code and whether it was an Experimental-Result-Code (3GPP's).
