@@ -319,7 +319,10 @@ async fn lbo_is_pushed_end_to_end_and_the_af_hears_success() {
         lab.pcef_rars().len() >= 2
     })
     .await;
-    assert_eq!(removed_names(&lab.pcef_rars()[1]), [r.rule.name.clone()]);
+    assert_eq!(
+        removed_names(&lab.pcef_rars()[1]),
+        std::slice::from_ref(&r.rule.name)
+    );
     assert!(lab.home_lbo_rules().await.is_empty());
 }
 
