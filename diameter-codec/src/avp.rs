@@ -189,6 +189,33 @@ impl<'a> AvpIter<'a> {
     }
 }
 
+/// The AVPs of an [`AvpIter`] up to its first framing error: what `flatten()` yields, read
+/// through the validator's lean header read. For the scans every message gets (routing
+/// AVPs, Proxy-Info, what an answer copies), where the full iterator's error reporting is
+/// not used.
+#[derive(Clone, Debug)]
+pub struct Framed<'a>(AvpIter<'a>);
+
+impl<'a> AvpIter<'a> {
+    /// The AVPs up to the first framing error, which ends the walk silently.
+    pub fn framed(self) -> Framed<'a> {
+        Framed(self)
+    }
+}
+
+impl<'a> Iterator for Framed<'a> {
+    type Item = AvpRef<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<AvpRef<'a>> {
+        // `next_framed` stops without moving at a framing error: the walk ends there, as
+        // `flatten()` ends after the one `Err` the iterator yields.
+        self.0.next_framed()
+    }
+}
+
+impl std::iter::FusedIterator for Framed<'_> {}
+
 impl<'a> Iterator for AvpIter<'a> {
     type Item = Result<AvpRef<'a>, AvpError>;
 

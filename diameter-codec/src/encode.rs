@@ -156,12 +156,15 @@ impl OwnedAvp {
 }
 
 /// Who we are, for the Origin-* AVPs of the messages we build.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct LocalIdentity {
     /// Origin-Host.
     pub host: String,
     /// Origin-Realm.
     pub realm: String,
+    /// `host` and `realm` as shared payloads, made on first use: every answer carries both,
+    /// and a shared copy costs a reference count instead of an allocation and a free.
+    payloads: std::sync::OnceLock<(Bytes, Bytes)>,
 }
 
 impl LocalIdentity {
@@ -170,7 +173,57 @@ impl LocalIdentity {
         Self {
             host: host.into(),
             realm: realm.into(),
+            payloads: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Origin-Host and Origin-Realm AVPs of this identity.
+    fn origin_avps(&self) -> [OwnedAvp; 2] {
+        let (host, realm) = self.payloads.get_or_init(|| {
+            (
+                Bytes::copy_from_slice(self.host.as_bytes()),
+                Bytes::copy_from_slice(self.realm.as_bytes()),
+            )
+        });
+        // The fields are public: a payload made before they changed is not used.
+        let payload = |cached: &Bytes, now: &str| {
+            if cached == now.as_bytes() {
+                cached.clone()
+            } else {
+                Bytes::copy_from_slice(now.as_bytes())
+            }
+        };
+        [
+            OwnedAvp::new(
+                ORIGIN_HOST,
+                0,
+                AvpFlags::MANDATORY,
+                AvpValue::Bytes(payload(host, &self.host)),
+            ),
+            OwnedAvp::new(
+                ORIGIN_REALM,
+                0,
+                AvpFlags::MANDATORY,
+                AvpValue::Bytes(payload(realm, &self.realm)),
+            ),
+        ]
+    }
+}
+
+impl PartialEq for LocalIdentity {
+    fn eq(&self, other: &Self) -> bool {
+        self.host == other.host && self.realm == other.realm
+    }
+}
+
+impl Eq for LocalIdentity {}
+
+impl std::fmt::Debug for LocalIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalIdentity")
+            .field("host", &self.host)
+            .field("realm", &self.realm)
+            .finish()
     }
 }
 
@@ -274,10 +327,7 @@ impl MessageBuilder {
                 AvpValue::Bytes(sid),
             ));
         }
-        b.avps
-            .push(text(ORIGIN_HOST, AvpFlags::MANDATORY, &me.host));
-        b.avps
-            .push(text(ORIGIN_REALM, AvpFlags::MANDATORY, &me.realm));
+        b.avps.extend(me.origin_avps());
         b
     }
 
@@ -376,7 +426,7 @@ impl MessageBuilder {
         }
         // One pass over the request (an echoing answer is on every request's path), ended
         // as soon as every rule has all it allows: a CCR's three come early.
-        for avp in req.avps().flatten() {
+        for avp in req.avps().framed() {
             let key = avp.key();
             if let Some(w) = wanted[..n].iter_mut().find(|w| w.0 == key && w.1 > 0) {
                 w.1 -= 1;
@@ -694,5 +744,35 @@ mod echo_tests {
                 "{code}"
             );
         }
+    }
+
+    #[test]
+    fn origin_avps_follow_the_identity_fields() {
+        let dict = Dictionary::embedded();
+        let cmd = dict.command(272, 4).expect("CCR in the dictionary");
+        let req = request(dict, cmd);
+        let origin = |me: &LocalIdentity| {
+            let a = MessageBuilder::answer_to(&req, me);
+            let text = |code| {
+                a.find(AvpKey::new(code, 0))
+                    .and_then(OwnedAvp::as_bytes)
+                    .cloned()
+            };
+            (text(ORIGIN_HOST), text(ORIGIN_REALM))
+        };
+        let mut me = LocalIdentity::new("server.example", "example");
+        let first = origin(&me);
+        assert_eq!(
+            first,
+            (Some("server.example".into()), Some("example".into()))
+        );
+        // The shared payloads made on first use are not reused once the fields change.
+        me.host = "other.example".into();
+        me.realm = "other".into();
+        assert_eq!(
+            origin(&me),
+            (Some("other.example".into()), Some("other".into()))
+        );
+        assert_eq!(origin(&me.clone()).0, Some("other.example".into()));
     }
 }

@@ -54,7 +54,7 @@ pub mod types;
 pub mod validate;
 pub mod writer;
 
-pub use avp::{AvpFlags, AvpIter, AvpKey, AvpRef};
+pub use avp::{AvpFlags, AvpIter, AvpKey, AvpRef, Framed};
 pub use dict::Dictionary;
 pub use encode::{AvpValue, ErrorReport, LocalIdentity, MessageBuilder, OwnedAvp};
 pub use error::{AvpError, AvpErrorKind, FrameError, ValueError};

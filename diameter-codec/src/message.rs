@@ -168,12 +168,12 @@ impl Message {
 
     /// The first top-level AVP with this key.
     pub fn find(&self, key: AvpKey) -> Option<AvpRef<'_>> {
-        self.avps().flatten().find(|a| a.key() == key)
+        self.avps().framed().find(|a| a.key() == key)
     }
 
     /// Every top-level AVP with this key.
     pub fn find_all(&self, key: AvpKey) -> impl Iterator<Item = AvpRef<'_>> {
-        self.avps().flatten().filter(move |a| a.key() == key)
+        self.avps().framed().filter(move |a| a.key() == key)
     }
 
     /// The typed value of the first top-level AVP `def`, if present.

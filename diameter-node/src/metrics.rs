@@ -250,13 +250,14 @@ pub fn requests(node: &NodeLabel, direction: Direction, application: u32, comman
 /// Counts one request of `node`.
 pub fn record_request(node: &NodeLabel, direction: Direction, application: u32, command: u32) {
     let series = CounterSeries::Request(direction, application, command);
-    COUNTERS
-        .with_borrow_mut(|c| {
-            c.get(node, series, || {
-                requests(node, direction, application, command)
-            })
-        })
-        .increment(1);
+    COUNTERS.with_borrow_mut(|c| {
+        c.with(
+            node,
+            series,
+            || requests(node, direction, application, command),
+            |h| h.increment(1),
+        );
+    });
 }
 
 /// The answer counter of `node` for one (direction, application, command, result code).
@@ -286,13 +287,14 @@ pub fn record_answer(
     result_code: u32,
 ) {
     let series = CounterSeries::Answer(direction, application, command, result_code);
-    COUNTERS
-        .with_borrow_mut(|c| {
-            c.get(node, series, || {
-                answers(node, direction, application, command, result_code)
-            })
-        })
-        .increment(1);
+    COUNTERS.with_borrow_mut(|c| {
+        c.with(
+            node,
+            series,
+            || answers(node, direction, application, command, result_code),
+            |h| h.increment(1),
+        );
+    });
     if result_code == 3004 {
         too_busy(node, direction).increment(1);
     }
@@ -310,13 +312,14 @@ pub fn record_request_duration(
     command: u32,
     elapsed: Duration,
 ) {
-    DURATIONS
-        .with_borrow_mut(|c| {
-            c.get(node, (application, command), || {
-                request_duration(node, application, command)
-            })
-        })
-        .record(elapsed.as_secs_f64());
+    DURATIONS.with_borrow_mut(|c| {
+        c.with(
+            node,
+            (application, command),
+            || request_duration(node, application, command),
+            |h| h.record(elapsed.as_secs_f64()),
+        );
+    });
 }
 
 /// The per-message counter series, as keys of the handle cache.
@@ -350,10 +353,18 @@ impl<K, H> Default for HandleCache<K, H> {
     }
 }
 
-impl<K: Eq + std::hash::Hash, H: Clone> HandleCache<K, H> {
-    /// The handle of `key` for `node`, registered on first use. Handles registered with
-    /// another recorder (none yet, or a test's local one) are dropped, not reused.
-    fn get(&mut self, node: &NodeLabel, key: K, register: impl FnOnce() -> H) -> H {
+impl<K: Eq + std::hash::Hash, H> HandleCache<K, H> {
+    /// Runs `f` on the handle of `key` for `node`, registered on first use. Handles
+    /// registered with another recorder (none yet, or a test's local one) are dropped, not
+    /// reused. The handle is lent, not cloned: a clone and its drop are two atomic
+    /// operations on every message.
+    fn with<R>(
+        &mut self,
+        node: &NodeLabel,
+        key: K,
+        register: impl FnOnce() -> H,
+        f: impl FnOnce(&H) -> R,
+    ) -> R {
         let id = ::metrics::with_recorder(|r| std::ptr::from_ref(r).cast::<()>() as usize);
         if self.recorder != id {
             *self = Self {
@@ -363,16 +374,16 @@ impl<K: Eq + std::hash::Hash, H: Clone> HandleCache<K, H> {
         }
         let key = (node.id(), key);
         if let Some(h) = self.handles.get(&key) {
-            return h.clone();
+            return f(h);
         }
         let h = register();
-        if self.handles.len() < HANDLE_CACHE_MAX {
-            if !self.nodes.iter().any(|n| n.id() == key.0) {
-                self.nodes.push(node.clone());
-            }
-            self.handles.insert(key, h.clone());
+        if self.handles.len() >= HANDLE_CACHE_MAX {
+            return f(&h);
         }
-        h
+        if !self.nodes.iter().any(|n| n.id() == key.0) {
+            self.nodes.push(node.clone());
+        }
+        f(self.handles.entry(key).or_insert(h))
     }
 }
 

@@ -222,7 +222,6 @@ impl Node {
                     peer.clone(),
                     edit::retarget(msg.as_bytes(), hbh, false),
                     &h,
-                    &avps,
                     deadline,
                 ),
             );

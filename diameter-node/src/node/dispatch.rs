@@ -2,7 +2,7 @@
 //! detection and local handlers.
 
 use super::forward::redirect_answer;
-use super::handler::{Handler, IncomingRequest, Outcome, Redirect};
+use super::handler::{Forward, Handler, IncomingRequest, Outcome, Redirect};
 use super::peer_task::PeerCmd;
 use super::pending::{Pending, Reply};
 use super::{Node, Shared, edit};
@@ -48,7 +48,7 @@ impl<'a> RoutingAvps<'a> {
             }
         }
         let mut r = Self::default();
-        for a in msg.avps().flatten() {
+        for a in msg.avps().framed() {
             match a.key() {
                 k if k == base::ORIGIN_HOST.key() => first(&mut r.origin_host, a.data),
                 k if k == base::DESTINATION_HOST.key() => first(&mut r.destination_host, a.data),
@@ -120,15 +120,15 @@ impl Shared {
             self.local_decision(&info)
         };
         match decision {
-            Decision::Local => self.dispatch_local(peer, origin, &msg, None),
+            Decision::Local => self.dispatch_local(peer, origin, &msg, avps.proxy_info, None),
             // A proxy route hands the request to the application's handler, which may edit
             // it, send it elsewhere, or answer it (RFC 6733 §2.8.2); without a handler the
             // request is forwarded as a relay would.
             Decision::Forward {
                 peer: next,
                 action: RouteAction::Proxy,
-            } if self.handler_for(h.application_id).is_some() => {
-                self.dispatch_local(peer, origin, &msg, Some(next));
+            } if self.has_handler(h.application_id) => {
+                self.dispatch_local(peer, origin, &msg, avps.proxy_info, Some(next));
             }
             Decision::Forward { peer: next, .. } => {
                 let hbh = self.next_hop_by_hop();
@@ -147,7 +147,6 @@ impl Shared {
                         next,
                         bytes,
                         &h,
-                        &avps,
                         Instant::now() + self.cfg.request_timeout,
                     ),
                 );
@@ -178,9 +177,15 @@ impl Shared {
             .cloned()
     }
 
+    /// Whether [`Self::handler_for`] has one (without taking a reference to it).
+    pub(super) fn has_handler(&self, application_id: u32) -> bool {
+        let handlers = self.handlers.read().expect("handlers lock");
+        handlers.contains_key(&application_id) || handlers.contains_key(&RELAY_APPLICATION_ID)
+    }
+
     /// For a non-agent node: requests are ours when the application is registered.
     pub(super) fn local_decision(&self, info: &RequestInfo<'_>) -> Decision {
-        if self.handler_for(info.application_id).is_some() {
+        if self.has_handler(info.application_id) {
             Decision::Local
         } else {
             Decision::Error(ResultCode::DIAMETER_APPLICATION_UNSUPPORTED)
@@ -232,12 +237,13 @@ impl Shared {
     }
 
     /// Runs a request addressed to us (or matched by a proxy route towards `route`);
-    /// `origin` is its Origin-Host.
+    /// `origin` is its Origin-Host, `proxy_info` whether it carries Proxy-Info.
     pub(super) fn dispatch_local(
         &self,
         peer: &str,
         origin: &str,
         msg: &Message,
+        proxy_info: bool,
         route: Option<String>,
     ) {
         let h = *msg.header();
@@ -306,18 +312,18 @@ impl Shared {
             return self.send_answer(peer, b);
         };
         let shared = self.arc();
-        let node = Node {
-            shared: shared.clone(),
-        };
         let req = IncomingRequest {
             retransmitted: h.flags.is_retransmit(),
             msg: msg.clone(),
             peer: peer.to_string(),
-            node,
+            node: Node {
+                shared: shared.clone(),
+            },
             route,
             deviations,
         };
-        // One span per request, carrying what an operator greps for.
+        // One span per request, carrying what an operator greps for (its fields are only
+        // evaluated when the span is enabled).
         let span = tracing::debug_span!(
             "request",
             session = msg.session_id().unwrap_or(""),
@@ -326,64 +332,110 @@ impl Shared {
             application = h.application_id,
             hbh = h.hop_by_hop,
         );
-        let peer = peer.to_string();
-        let msg = msg.clone();
-        let fut = async move {
-            // A handler that panics must not take the connection's reader (which polls it
-            // first) down with it, nor leave the duplicate entry in flight: it is answered
-            // 5012 DIAMETER_UNABLE_TO_COMPLY like any other failure to handle.
-            let handled = AssertUnwindSafe(async move { handler.handle(req).await })
-                .catch_unwind()
-                .await;
-            let outcome = handled.unwrap_or_else(|panic| {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .copied()
-                    .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-                    .unwrap_or("");
-                tracing::error!(panic = what, "handler panicked; answered 5012");
-                let mut report = ErrorReport::new(ResultCode::DIAMETER_UNABLE_TO_COMPLY);
-                report.message = Some("request handler failed".into());
-                Outcome::Answer(MessageBuilder::error_answer(
-                    &msg,
-                    &shared.identity,
-                    &report,
-                ))
-            });
-            drop(permit);
-            match outcome {
-                Outcome::Answer(mut answer) => {
-                    answer.hop_by_hop = h.hop_by_hop;
-                    answer.end_to_end = h.end_to_end;
-                    answer.flags = answer.flags.with(CommandFlags::REQUEST, false);
-                    // RFC 6733 §7.1.3: a protocol error answer has the E bit, whoever built it.
-                    if answer
-                        .find(base::RESULT_CODE.key())
-                        .and_then(OwnedAvp::as_u32)
-                        .is_some_and(|rc| ResultCode(rc).is_protocol_error())
-                    {
-                        answer.flags = answer.flags.with(CommandFlags::ERROR, true);
-                    }
-                    if answer.find(base::PROXY_INFO.key()).is_none() {
-                        answer.copy_proxy_info(&msg);
-                    }
-                    shared.finish_local(&peer, &key, &answer);
-                }
-                Outcome::Redirect(r) => {
-                    let answer = redirect_answer(&msg, &shared.identity, &r);
-                    shared.finish_local(&peer, &key, &answer);
-                }
-                Outcome::Forward(f) => shared.forward(&peer, key, &msg, f).await,
-            }
-        };
-        let mut fut: Pin<Box<dyn Future<Output = ()> + Send>> =
-            Box::pin(tracing::Instrument::instrument(fut, span));
+        // A handler that panics must not take the connection's reader (which polls it
+        // first) down with it, nor leave the duplicate entry in flight: it is answered
+        // 5012 DIAMETER_UNABLE_TO_COMPLY like any other failure to handle. Calling the
+        // handler and its first poll are guarded here, later polls by the task below.
+        //
         // A handler that answers at once (most do) finishes here, on the peer's task: one
-        // task hand-off and wake-up fewer per request. One that waits goes on in a task of
-        // its own, which polls it again with a real waker.
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        if fut.as_mut().poll(&mut cx).is_pending() {
-            tokio::spawn(fut);
+        // task hand-off and wake-up fewer per request, and nothing boxed besides the
+        // handler's own future. One that waits goes on in a task of its own, which polls it
+        // again with a real waker.
+        let first = {
+            let _entered = span.enter();
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let mut fut = handler.handle(req);
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                match fut.as_mut().poll(&mut cx) {
+                    std::task::Poll::Ready(outcome) => Ok(outcome),
+                    std::task::Poll::Pending => Err(fut),
+                }
+            }))
+        };
+        let outcome = match first {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(fut)) => {
+                let peer = peer.to_string();
+                let msg = msg.clone();
+                let task = async move {
+                    let handled = AssertUnwindSafe(fut).catch_unwind().await;
+                    drop(permit);
+                    if let Some(f) = shared.conclude(&peer, &key, &msg, proxy_info, handled) {
+                        shared.forward(&peer, key, &msg, f).await;
+                    }
+                };
+                tokio::spawn(tracing::Instrument::instrument(task, span));
+                return;
+            }
+            Err(panic) => Err(panic),
+        };
+        drop(permit);
+        let forward = {
+            let _entered = span.enter();
+            self.conclude(peer, &key, msg, proxy_info, outcome)
+        };
+        // A proxy's forward: sent from here too, unless it has to wait for a connection.
+        if let Some(f) = forward {
+            let peer = peer.to_string();
+            let msg = msg.clone();
+            let task = async move { shared.forward(&peer, key, &msg, f).await };
+            let mut task: Pin<Box<dyn Future<Output = ()> + Send>> =
+                Box::pin(tracing::Instrument::instrument(task, span));
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            if task.as_mut().poll(&mut cx).is_pending() {
+                tokio::spawn(task);
+            }
+        }
+    }
+
+    /// Carries out what the handler of `msg` (received from `peer`) decided, or answers
+    /// 5012 when it panicked. A forward is left to the caller (it may wait).
+    fn conclude(
+        &self,
+        peer: &str,
+        key: &DupKey,
+        msg: &Message,
+        proxy_info: bool,
+        handled: std::thread::Result<Outcome>,
+    ) -> Option<Forward> {
+        let h = *msg.header();
+        let outcome = handled.unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("");
+            tracing::error!(panic = what, "handler panicked; answered 5012");
+            let mut report = ErrorReport::new(ResultCode::DIAMETER_UNABLE_TO_COMPLY);
+            report.message = Some("request handler failed".into());
+            Outcome::Answer(MessageBuilder::error_answer(msg, &self.identity, &report))
+        });
+        match outcome {
+            Outcome::Answer(mut answer) => {
+                answer.hop_by_hop = h.hop_by_hop;
+                answer.end_to_end = h.end_to_end;
+                answer.flags = answer.flags.with(CommandFlags::REQUEST, false);
+                // RFC 6733 §7.1.3: a protocol error answer has the E bit, whoever built it.
+                if answer
+                    .find(base::RESULT_CODE.key())
+                    .and_then(OwnedAvp::as_u32)
+                    .is_some_and(|rc| ResultCode(rc).is_protocol_error())
+                {
+                    answer.flags = answer.flags.with(CommandFlags::ERROR, true);
+                }
+                // RFC 6733 §6.2 item 4 (the routing pass saw whether there is any).
+                if proxy_info && answer.find(base::PROXY_INFO.key()).is_none() {
+                    answer.copy_proxy_info(msg);
+                }
+                self.finish_local(peer, key, &answer);
+                None
+            }
+            Outcome::Redirect(r) => {
+                let answer = redirect_answer(msg, &self.identity, &r);
+                self.finish_local(peer, key, &answer);
+                None
+            }
+            Outcome::Forward(f) => Some(f),
         }
     }
 

@@ -111,7 +111,6 @@ impl Shared {
             let b = error(ResultCode::DIAMETER_UNABLE_TO_DELIVER, "no peer available");
             return self.finish_local(from, &key, &b);
         };
-        let avps = super::dispatch::RoutingAvps::read(&msg);
         let hbh = self.next_hop_by_hop();
         let bytes = edit::for_relay(&msg, hbh, from);
         self.send_pending(
@@ -130,7 +129,6 @@ impl Shared {
                     next,
                     bytes,
                     &h,
-                    &avps,
                     deadline,
                 )
             },

@@ -67,7 +67,6 @@ use dispatch::Waiter;
 use peer_task::{Dial, PeerCmd, PeerHandle};
 use pending::{Pending, sweep_loop};
 use rustc_hash::FxHashMap;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -90,7 +89,7 @@ pub(crate) struct Shared {
     /// message's path.
     peers: RwLock<FxHashMap<String, Arc<PeerHandle>>>,
     pending: Mutex<FxHashMap<u32, Pending>>,
-    handlers: RwLock<HashMap<u32, Arc<dyn Handler>>>,
+    handlers: RwLock<FxHashMap<u32, Arc<dyn Handler>>>,
     dedup: Mutex<DupCache<Waiter>>,
     redirects: Mutex<RedirectCache>,
     hop_by_hop: AtomicU32,
@@ -156,7 +155,7 @@ impl Node {
             session_ids: SessionIdGenerator::new(cfg.local.origin_host.clone(), seed.as_secs()),
             peers: RwLock::new(FxHashMap::default()),
             pending: Mutex::new(FxHashMap::default()),
-            handlers: RwLock::new(HashMap::new()),
+            handlers: RwLock::new(FxHashMap::default()),
             dedup: Mutex::new(
                 DupCache::new(cfg.dedup_window, cfg.dedup_capacity)
                     .with_max_bytes(cfg.dedup_max_bytes),

@@ -40,8 +40,6 @@ pub(super) struct Pending {
     pub(super) reply: Reply,
     pub(super) peer: String,
     pub(super) bytes: Bytes,
-    pub(super) dest_host: Option<String>,
-    pub(super) dest_realm: Option<String>,
     pub(super) application_id: u32,
     pub(super) command_code: u32,
     pub(super) sent: Instant,
@@ -52,28 +50,46 @@ pub(super) struct Pending {
 }
 
 impl Pending {
-    /// A request of header `h` about to go to `peer` as `bytes`, answered through `reply`;
-    /// `avps` keeps its routing AVPs for failover.
+    /// A request of header `h` about to go to `peer` as `bytes`, answered through `reply`.
     pub(super) fn new(
         reply: Reply,
         peer: String,
         bytes: Bytes,
         h: &Header,
-        avps: &RoutingAvps<'_>,
         deadline: Instant,
     ) -> Self {
         Self {
             reply,
             peer,
             bytes,
-            dest_host: avps.destination_host.map(str::to_string),
-            dest_realm: avps.destination_realm.map(str::to_string),
             application_id: h.application_id,
             command_code: h.command_code,
             sent: Instant::now(),
             deadline,
             alternates: None,
         }
+    }
+}
+
+impl Pending {
+    /// The request's Destination-Host and Destination-Realm, read again from its bytes
+    /// (the AVPs of the request it was made from): only failover needs them, so they are
+    /// not copied out of every request sent.
+    fn destination(&self) -> (Option<String>, Option<String>) {
+        // A message we encoded and sent: only its framing is read.
+        let limits = Limits {
+            max_message_len: 0x00ff_fffc,
+            max_depth: usize::MAX,
+            max_avps: usize::MAX,
+        };
+        let Ok(msg) = Message::decode(self.bytes.clone(), &limits) else {
+            return (None, None);
+        };
+        let avps = RoutingAvps::read(&msg);
+        (
+            avps.destination_host.map(str::to_string),
+            avps.destination_realm.map(str::to_string),
+        )
     }
 }
 
@@ -246,13 +262,13 @@ impl Shared {
     }
 
     pub(super) fn retry_elsewhere(&self, mut p: Pending) {
-        let pinned = p
-            .dest_host
+        let (dest_host, dest_realm) = p.destination();
+        let pinned = dest_host
             .as_deref()
             .is_some_and(|h| h.eq_ignore_ascii_case(&p.peer));
         let info = RequestInfo {
-            destination_host: p.dest_host.as_deref(),
-            destination_realm: p.dest_realm.as_deref(),
+            destination_host: dest_host.as_deref(),
+            destination_realm: dest_realm.as_deref(),
             application_id: p.application_id,
             ..Default::default()
         };
