@@ -104,7 +104,7 @@ async fn s9_goes_through_the_home_dra_in_proxy_mode() {
     let a = pcef.request(ccr("pgw;dra;1", 1, 0)).await.unwrap();
     assert_eq!(rc(&a), Some(2001), "{a:?}");
     let vis = v.visited().unwrap();
-    let rs = vis.roaming_session("pgw;dra;1").unwrap();
+    let rs = vis.roaming_session("pgw;dra;1").await.unwrap();
     assert!(h.s9_session(&rs.s9_session_id).await.unwrap().is_some());
     // The S9 session is bound at the home DRA (per UE, TS 29.213 §7.3.2).
     wait_bindings(&d, 1).await;
@@ -128,6 +128,6 @@ async fn s9_goes_through_the_home_dra_in_proxy_mode() {
     let a = pcef.request(ccr("pgw;dra;1", 3, 1)).await.unwrap();
     assert_eq!(rc(&a), Some(2001));
     assert_eq!(h.s9_sessions().count().await.unwrap(), 0);
-    assert!(vis.s9_sessions().is_empty());
+    assert!(vis.s9_sessions().await.unwrap().is_empty());
     wait_bindings(&d, 0).await;
 }

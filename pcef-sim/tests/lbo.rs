@@ -118,7 +118,14 @@ async fn visited_pcef(v: &Pcrf, life: Duration) -> JoinHandle<anyhow::Result<GxR
     );
     let run = tokio::spawn(async move { pcef_sim::gx::run(&o).await });
     let end = Instant::now() + T;
-    while v.visited().unwrap().roaming_sessions().is_empty() {
+    while v
+        .visited()
+        .unwrap()
+        .roaming_sessions()
+        .await
+        .unwrap()
+        .is_empty()
+    {
         assert!(
             Instant::now() < end,
             "the visited PCEF's session never opened"

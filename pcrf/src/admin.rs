@@ -96,14 +96,20 @@ async fn route(pcrf: &Pcrf, req: &Request<Incoming>) -> Reply {
             ),
         },
         (&Method::GET, ["roaming-sessions"]) => match pcrf.visited() {
-            Some(v) => reply(
-                StatusCode::OK,
-                serde_json::json!({
-                    "roaming_sessions": v.roaming_sessions(),
-                    "s9_sessions": v.s9_sessions(),
-                    "relayed_rx_sessions": v.relayed_rx(),
-                }),
-            ),
+            Some(v) => match (v.roaming_sessions().await, v.s9_sessions().await) {
+                (Ok(roaming), Ok(s9)) => reply(
+                    StatusCode::OK,
+                    serde_json::json!({
+                        "roaming_sessions": roaming,
+                        "s9_sessions": s9,
+                        "relayed_rx_sessions": v.relayed_rx(),
+                    }),
+                ),
+                (Err(e), _) | (_, Err(e)) => reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    serde_json::json!({ "error": e.to_string() }),
+                ),
+            },
             None => reply(
                 StatusCode::NOT_FOUND,
                 serde_json::json!({ "error": "not a visited PCRF (pcrf.role = \"home\")" }),

@@ -22,6 +22,11 @@ pub const APPLICATION_ID: u32 = s9::APP_S9;
 /// for a modification or termination, or established twice).
 pub const ERROR_SUBSESSION: u32 = 5470;
 
+/// DIAMETER_ERROR_ONGOING_SESSION_ESTABLISHMENT (5471, TS 29.215 §5.5.3; protocol.md tags
+/// the code V1): a V-PCRF answers a TER so while it is establishing the UE's S9 session
+/// itself (TS 29.215 Annex A.6.1.1.1).
+pub const ONGOING_SESSION_ESTABLISHMENT: u32 = 5471;
+
 /// Subsession-Operation (TS 29.215 §5.3.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {

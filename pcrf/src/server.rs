@@ -283,13 +283,20 @@ impl Pcrf {
             }),
         );
         let h = shared.clone();
+        let v = visited.clone();
         shared.node.register(
             gxx::APPLICATION_ID,
             handler_fn(move |req| {
                 let h = h.clone();
+                let v = v.clone();
                 async move {
                     if status::is_status_probe(&req) {
                         return Outcome::from(h.session_status(req).await);
+                    }
+                    if let Some(v) = &v
+                        && let Some(a) = v.gxx_request(&req).await
+                    {
+                        return Outcome::from(a);
                     }
                     Outcome::from(h.gxx_credit_control(req).await)
                 }
@@ -346,17 +353,24 @@ impl Pcrf {
                 let Some(e) = diameter_service::next_event(&mut events).await else {
                     return;
                 };
-                let NodeEvent::PeerRestarted { peer, .. } = e else {
+                let NodeEvent::PeerRestarted { peer, current, .. } = e else {
                     continue;
                 };
                 let Some(s) = weak.upgrade() else { return };
-                if let Some(v) = weak_visited.as_ref().and_then(Weak::upgrade) {
+                // Each clean-up runs once per new Origin-State-Id: a request carrying it may
+                // have been handled first (and the restarted peer's new sessions created
+                // since must stay).
+                if let Some(v) = weak_visited.as_ref().and_then(Weak::upgrade)
+                    && origin_state_seen(&v.origin_states, &peer, current)
+                {
                     v.pcef_restarted(&peer).await;
                 }
-                s.pcef_restarted(&peer).await;
-                s.af_restarted(&peer).await;
-                s.bberf_restarted(&peer).await;
-                s.vpcrf_restarted(&peer).await;
+                if origin_state_seen(&s.origin_states, &peer, current) {
+                    s.peer_restarted(&peer).await;
+                }
+                if origin_state_seen(&s.s9_origin_states, &peer, current) {
+                    s.vpcrf_restarted(&peer).await;
+                }
             }
         });
         Ok(Self {
@@ -894,8 +908,16 @@ impl Shared {
     /// shows it): its older sessions are gone, before this CCR is handled.
     async fn origin_state(&self, origin_host: &str, osi: u32) {
         if origin_state_changed(&self.origin_states, origin_host, osi) {
-            self.pcef_restarted(origin_host).await;
+            self.peer_restarted(origin_host).await;
         }
+    }
+
+    /// A peer that restarted lost every session it had with us, whatever the application
+    /// (RFC 6733 §8.16: the Origin-State-Id is the node's).
+    async fn peer_restarted(&self, peer: &str) {
+        self.pcef_restarted(peer).await;
+        self.af_restarted(peer).await;
+        self.bberf_restarted(peer).await;
     }
 
     /// RFC 6733 §8.16: a PCEF whose Origin-State-Id changed lost its sessions; so does the
@@ -1053,6 +1075,27 @@ impl Shared {
     }
 }
 
+/// A peer event said `peer` restarted with Origin-State-Id `current`: records it in `map`;
+/// `false` when a request carrying it was seen first (its clean-up already ran, and what
+/// the restarted peer created since must stay).
+pub(crate) fn origin_state_seen(
+    map: &Mutex<HashMap<String, u32>>,
+    peer: &str,
+    current: u32,
+) -> bool {
+    let Ok(mut m) = map.lock() else {
+        return true;
+    };
+    let key = peer.to_ascii_lowercase();
+    if m.get(&key) == Some(&current) {
+        return false;
+    }
+    if m.len() < ORIGIN_STATES_CAP || m.contains_key(&key) {
+        m.insert(key, current);
+    }
+    true
+}
+
 /// RFC 6733 §8.16: records Origin-State-Id `osi` of `origin_host` (lower-cased) in `map`;
 /// `true` when it differs from the one recorded before (the peer restarted). At most
 /// [`ORIGIN_STATES_CAP`] hosts are remembered.
@@ -1083,4 +1126,26 @@ pub(crate) fn origin_state_changed(
 /// Lower-case hex of bytes (3GPP-User-Location-Info kept readable).
 fn hex_of(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A restarted peer's clean-up runs once per new Origin-State-Id, whichever of its first
+    /// request and the peer event comes first, so the peer event arriving after the first
+    /// request does not remove the sessions that request created.
+    #[test]
+    fn a_restart_is_cleaned_up_once_whichever_path_sees_it_first() {
+        let map = Mutex::new(HashMap::new());
+        assert!(!origin_state_changed(&map, "PCEF.x", 7), "first sight");
+        // The request with the new value first, then the event: one clean-up.
+        assert!(origin_state_changed(&map, "pcef.x", 8));
+        assert!(!origin_state_seen(&map, "pcef.x", 8));
+        // The event first, then a request carrying the new value: one clean-up.
+        assert!(origin_state_seen(&map, "pcef.x", 9));
+        assert!(!origin_state_changed(&map, "PCEF.X", 9));
+        // An event for a peer never seen in a request still cleans up.
+        assert!(origin_state_seen(&map, "af.y", 1));
+    }
 }

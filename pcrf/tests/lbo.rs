@@ -175,11 +175,12 @@ impl Lab {
     }
 
     /// The UE's S9 session, as the V-PCRF opened it.
-    fn s9_sid(&self) -> String {
+    async fn s9_sid(&self) -> String {
         self.visited
             .visited()
             .unwrap()
             .roaming_session(GX_SID)
+            .await
             .unwrap()
             .s9_session_id
     }
@@ -187,7 +188,7 @@ impl Lab {
     /// The LBO-marked rules home records on the UE's S9 subsession.
     async fn home_lbo_rules(&self) -> Vec<String> {
         self.home
-            .s9_session(&self.s9_sid())
+            .s9_session(&self.s9_sid().await)
             .await
             .unwrap()
             .unwrap()

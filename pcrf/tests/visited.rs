@@ -10,7 +10,8 @@ mod common;
 mod harness;
 
 use common::{
-    IMSI_1, IMSI_3, T, all, child, experimental, installed, removed, strictly_valid, u32_of,
+    Bberf, IMSI_1, IMSI_3, T, all, child, experimental, installed, qos_installed, qos_removed,
+    removed, strictly_valid, u32_of,
 };
 use diameter_codec::dict::{base, dcca, gx, nasreq};
 use diameter_codec::{AvpRef, Message, MessageBuilder, ResultCode};
@@ -189,11 +190,11 @@ fn ocs_names(m: &Message) -> (String, String, String) {
 async fn all_gone(h: &Pcrf, v: &Pcrf) {
     let vis = v.visited().unwrap();
     assert!(
-        vis.roaming_sessions().is_empty(),
+        vis.roaming_sessions().await.unwrap().is_empty(),
         "{:?}",
-        vis.roaming_sessions()
+        vis.roaming_sessions().await.unwrap()
     );
-    assert!(vis.s9_sessions().is_empty());
+    assert!(vis.s9_sessions().await.unwrap().is_empty());
     assert_eq!(v.sessions().count().await.unwrap(), 0);
     assert_eq!(h.s9_sessions().count().await.unwrap(), 0);
     assert_eq!(h.sessions().count().await.unwrap(), 0);
@@ -237,7 +238,12 @@ async fn a_roaming_session_lives_over_s9_under_local_policy() {
 
     // The S9 session at home: one subsession, its client named; `local-dns` reported
     // refused, so the home no longer counts it installed.
-    let rs = v.visited().unwrap().roaming_session("pgw;roam;1").unwrap();
+    let rs = v
+        .visited()
+        .unwrap()
+        .roaming_session("pgw;roam;1")
+        .await
+        .unwrap();
     let s9 = h
         .s9_session(&rs.s9_session_id)
         .await
@@ -268,7 +274,12 @@ async fn a_roaming_session_lives_over_s9_under_local_policy() {
         ocs_names(&a2).0,
         "aaa://ocs2.visited.test:3880;transport=tcp"
     );
-    let rs2 = v.visited().unwrap().roaming_session("pgw;roam;2").unwrap();
+    let rs2 = v
+        .visited()
+        .unwrap()
+        .roaming_session("pgw;roam;2")
+        .await
+        .unwrap();
     assert_ne!(rs2.s9_session_id, rs.s9_session_id);
     assert_eq!(h.s9_sessions().count().await.unwrap(), 2);
 
@@ -295,7 +306,12 @@ async fn a_roaming_session_lives_over_s9_under_local_policy() {
         .await;
     assert_eq!(rc(&again), Some(2001));
     assert!(h.s9_session(&rs2.s9_session_id).await.unwrap().is_none());
-    let rs2 = v.visited().unwrap().roaming_session("pgw;roam;2").unwrap();
+    let rs2 = v
+        .visited()
+        .unwrap()
+        .roaming_session("pgw;roam;2")
+        .await
+        .unwrap();
     assert_eq!(h.s9_sessions().count().await.unwrap(), 2);
 
     // Each Gx CCR-T ends its S9 session.
@@ -323,7 +339,7 @@ async fn an_own_subscriber_is_served_locally_without_s9() {
     // The visited network's own rule, not remapped (local policy is for roamers).
     assert_eq!(installed(&a), [("internet".to_string(), Some(10))]);
     assert!(v.session("pgw;local;1").await.unwrap().is_some());
-    assert!(v.visited().unwrap().s9_sessions().is_empty());
+    assert!(v.visited().unwrap().s9_sessions().await.unwrap().is_empty());
     assert_eq!(h.s9_sessions().count().await.unwrap(), 0);
     let a = pcef.send(pcef.ccr("pgw;local;1", 3, 1)).await;
     assert_eq!(rc(&a), Some(2001));
@@ -347,6 +363,7 @@ async fn s9_rars_from_home_reach_the_pcef_under_local_policy() {
         .visited()
         .unwrap()
         .roaming_session("pgw;rar;1")
+        .await
         .unwrap()
         .s9_session_id;
 
@@ -410,8 +427,8 @@ async fn one_s9_session_per_ue_ends_with_its_last_subsession() {
         strictly_valid(&a);
     }
     let vis = v.visited().unwrap();
-    let one = vis.roaming_session("pgw;ue;1").unwrap();
-    let two = vis.roaming_session("pgw;ue;2").unwrap();
+    let one = vis.roaming_session("pgw;ue;1").await.unwrap();
+    let two = vis.roaming_session("pgw;ue;2").await.unwrap();
     assert_eq!(one.s9_session_id, two.s9_session_id);
     assert_ne!(one.subsession, two.subsession);
     let s9 = h.s9_session(&one.s9_session_id).await.unwrap().unwrap();
@@ -435,14 +452,17 @@ async fn one_s9_session_per_ue_ends_with_its_last_subsession() {
         s9.subsessions.keys().copied().collect::<Vec<_>>(),
         [two.subsession]
     );
-    assert_eq!(vis.s9_sessions(), std::slice::from_ref(&one.s9_session_id));
+    assert_eq!(
+        vis.s9_sessions().await.unwrap(),
+        std::slice::from_ref(&one.s9_session_id)
+    );
     // A new Gx session of the UE joins the same S9 session.
     let a = pcef
         .send(pcef.ccr_i("pgw;ue;3", IMSI_1, "internet", 7))
         .await;
     assert_eq!(rc(&a), Some(2001));
     assert_eq!(
-        vis.roaming_session("pgw;ue;3").unwrap().s9_session_id,
+        vis.roaming_session("pgw;ue;3").await.unwrap().s9_session_id,
         one.s9_session_id
     );
     // The home releases one subsession (Session-Release-Cause inside its
@@ -515,7 +535,10 @@ async fn s9_failures_give_the_pcef_a_clear_result() {
         "{msg}"
     );
     let vis = v2.visited().unwrap();
-    assert!(vis.roaming_sessions().is_empty() && vis.s9_sessions().is_empty());
+    assert!(
+        vis.roaming_sessions().await.unwrap().is_empty()
+            && vis.s9_sessions().await.unwrap().is_empty()
+    );
 }
 
 #[tokio::test]
@@ -526,14 +549,25 @@ async fn a_restarted_pcef_s_roaming_sessions_end_at_home() {
     let mut i = pcef.ccr_i("pgw;osi;1", IMSI_1, "internet", 11);
     i.push(base::ORIGIN_STATE_ID.with(1u32));
     assert_eq!(rc(&pcef.send(i).await), Some(2001));
-    let old = v.visited().unwrap().roaming_session("pgw;osi;1").unwrap();
+    let old = v
+        .visited()
+        .unwrap()
+        .roaming_session("pgw;osi;1")
+        .await
+        .unwrap();
     // RFC 6733 §8.16: the same PCEF with a new Origin-State-Id lost its sessions; the
     // V-PCRF ends their S9 sessions before serving the new one.
     let mut i = pcef.ccr_i("pgw;osi;2", IMSI_1, "internet", 12);
     i.push(base::ORIGIN_STATE_ID.with(2u32));
     assert_eq!(rc(&pcef.send(i).await), Some(2001));
     assert!(h.s9_session(&old.s9_session_id).await.unwrap().is_none());
-    assert!(v.visited().unwrap().roaming_session("pgw;osi;1").is_none());
+    assert!(
+        v.visited()
+            .unwrap()
+            .roaming_session("pgw;osi;1")
+            .await
+            .is_none()
+    );
     assert_eq!(h.s9_sessions().count().await.unwrap(), 1);
     let a = pcef.send(pcef.ccr("pgw;osi;2", 3, 1)).await;
     assert_eq!(rc(&a), Some(2001));
@@ -611,6 +645,7 @@ async fn wireshark_reads_the_visited_traffic() {
         .visited()
         .unwrap()
         .roaming_session("pgw;ws;1")
+        .await
         .unwrap()
         .s9_session_id;
     let video = PolicyChange {
@@ -833,8 +868,12 @@ async fn concurrent_sessions_of_one_ue_share_one_s9_session_per_ue() {
     .await;
     assert!(opened.iter().all(|a| rc(a) == Some(2001)));
     let vis = v.visited().unwrap();
-    assert_eq!(vis.s9_sessions().len(), 1);
-    let s9 = h.s9_session(&vis.s9_sessions()[0]).await.unwrap().unwrap();
+    assert_eq!(vis.s9_sessions().await.unwrap().len(), 1);
+    let s9 = h
+        .s9_session(&vis.s9_sessions().await.unwrap()[0])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(s9.subsessions.len(), 4);
     let ended = at_once(sids.iter().map(|sid| pcef.ccr(sid, 3, 1)).collect()).await;
     assert!(ended.iter().all(|a| rc(a) == Some(2001)));
@@ -874,5 +913,451 @@ async fn a_v_pcrf_is_still_the_home_of_its_own_subscribers_on_s9() {
     ]));
     let a = other.request(b).await.unwrap();
     assert_eq!(rc(&a), Some(5003));
+    all_gone(&h, &v).await;
+}
+
+/// A BBERF of the visited network (a serving gateway with PMIP S8 or an S2a gateway,
+/// document 002 embodiments 1, 4, 7), connected to the V-PCRF.
+async fn bberf(host: &str, vpcrf: SocketAddr) -> Bberf {
+    Bberf::connect_to(host, VISITED, VPCRF, VISITED, vpcrf).await
+}
+
+/// A Gxx CCR-I for UE 10.46.0.`host` on `apn`, naming the subscriber when `imsi` is given.
+fn gxx_i(b: &Bberf, session: &str, imsi: Option<&str>, apn: &str, host: u8) -> MessageBuilder {
+    let mut m = b.ccr(session, 1, 0, imsi);
+    m.push(nasreq::FRAMED_IP_ADDRESS.with(bytes::Bytes::copy_from_slice(&[10, 46, 0, host])));
+    m.push(nasreq::CALLED_STATION_ID.with(apn.to_string()));
+    m.push(gx::RAT_TYPE.with(gx::RatType(1004)));
+    m
+}
+
+/// The QoS-Rule-Definition named `name` in a message's QoS-Rule-Install.
+fn qos_definition<'a>(m: &'a Message, name: &str) -> AvpRef<'a> {
+    all(m.avps().flatten(), 1051)
+        .into_iter()
+        .flat_map(|i| all(i.children().flatten(), 1053))
+        .find(|d| child(d, 1054).unwrap().data == name.as_bytes())
+        .unwrap_or_else(|| panic!("no QoS rule {name} installed"))
+}
+
+async fn nth_gxx_rar(b: &Bberf, n: usize) -> Message {
+    common::eventually("a Gxx RAR from the V-PCRF", || {
+        b.rars.lock().unwrap().len() >= n
+    })
+    .await;
+    b.rars.lock().unwrap()[n - 1].clone()
+}
+
+#[tokio::test]
+async fn a_bberf_s_gxx_session_rides_its_ip_can_session_s_s9_session() {
+    let h = home().await;
+    let v = visited(h.listen_addrs()[0], |_| {}).await;
+    let vis = v.visited().unwrap();
+    let sgw = bberf("sgw.visited.test", v.listen_addrs()[0]).await;
+    let pcef = Pcef::connect(v.listen_addrs()[0]).await;
+
+    // The BBERF attaches first (PMIP): its Gxx session opens an S9 session, and the home's
+    // `internet` rule comes back as a QoS rule under local policy (MBR capped at 20/50
+    // Mbit/s); nothing of charging.
+    let a = sgw
+        .send(gxx_i(&sgw, "sgw;gxx;1", Some(IMSI_1), "internet", 20))
+        .await;
+    assert_eq!(rc(&a), Some(2001), "{a:?}");
+    strictly_valid(&a);
+    assert_eq!(qos_installed(&a), ["internet"]);
+    assert_eq!(
+        rule_qos(&qos_definition(&a, "internet")),
+        (9, 20_000_000, 50_000_000)
+    );
+    assert!(a.find(diameter_codec::AvpKey::new(618, 10_415)).is_none());
+    assert!(a.find(diameter_codec::AvpKey::new(8, 32_473)).is_none());
+    let gxx = vis.roaming_session("sgw;gxx;1").await.unwrap();
+    assert_eq!(gxx.interface, pcrf::visited::Interface::Gxx);
+    assert_eq!(h.s9_sessions().count().await.unwrap(), 1);
+
+    // The PCEF's Gx session of the same IP-CAN session joins that S9 session and is the
+    // one the Gxx session is bound to.
+    let a = pcef
+        .send(pcef.ccr_i("pgw;gx;1", IMSI_1, "internet", 20))
+        .await;
+    assert_eq!(rc(&a), Some(2001));
+    assert_eq!(installed(&a), [("internet".to_string(), Some(1010))]);
+    let gxs = vis.roaming_session("pgw;gx;1").await.unwrap();
+    assert_eq!(gxs.s9_session_id, gxx.s9_session_id);
+    assert_eq!(vis.bound_gx("sgw;gxx;1").await.as_deref(), Some("pgw;gx;1"));
+    let s9 = h.s9_session(&gxx.s9_session_id).await.unwrap().unwrap();
+    assert_eq!(s9.subsessions.len(), 2);
+    assert_eq!(
+        s9.subsessions[&gxx.subsession]
+            .client_sessions
+            .first()
+            .map(String::as_str),
+        Some("sgw;gxx;1")
+    );
+
+    // Handover to UTRAN reported by the PCEF: the home swaps `internet` for `internet-3g`;
+    // the BBERF of the IP-CAN session hears it as QoS rules.
+    let mut u = pcef.ccr("pgw;gx;1", 2, 1);
+    u.push(gx::EVENT_TRIGGER.with(gx::EventTrigger(2)));
+    u.push(gx::RAT_TYPE.with(gx::RatType(1000)));
+    let a = pcef.send(u).await;
+    assert_eq!(rc(&a), Some(2001));
+    let rar = nth_gxx_rar(&sgw, 1).await;
+    strictly_valid(&rar);
+    assert_eq!(rar.session_id(), Some("sgw;gxx;1"));
+    assert_eq!(qos_removed(&rar), ["internet"]);
+    assert_eq!(qos_installed(&rar), ["internet-3g"]);
+
+    // BBERF reselection: the new BBERF's Gxx session joins the same S9 session (the home
+    // hears Multiple-BBERF-Action), then the old one leaves; S9 stays.
+    let sgw2 = bberf("sgw2.visited.test", v.listen_addrs()[0]).await;
+    let a = sgw2
+        .send(gxx_i(&sgw2, "sgw2;gxx;1", Some(IMSI_1), "internet", 20))
+        .await;
+    assert_eq!(rc(&a), Some(2001));
+    let gxx2 = vis.roaming_session("sgw2;gxx;1").await.unwrap();
+    assert_eq!(gxx2.s9_session_id, gxx.s9_session_id);
+    assert_eq!(
+        vis.bound_gx("sgw2;gxx;1").await.as_deref(),
+        Some("pgw;gx;1")
+    );
+    let a = sgw.send(sgw.ccr("sgw;gxx;1", 3, 1, None)).await;
+    assert_eq!(rc(&a), Some(2001));
+    let s9 = h.s9_session(&gxx.s9_session_id).await.unwrap().unwrap();
+    let mut left: Vec<u32> = s9.subsessions.keys().copied().collect();
+    left.sort_unstable();
+    assert_eq!(left, [gxs.subsession, gxx2.subsession]);
+    assert!(vis.roaming_session("sgw;gxx;1").await.is_none());
+
+    // Detach (document 002 step 6): the BBERF ends Gxx (S9 stays for the Gx session), then
+    // the PCEF ends Gx, the last subsession: the S9 session ends.
+    let a = sgw2.send(sgw2.ccr("sgw2;gxx;1", 3, 1, None)).await;
+    assert_eq!(rc(&a), Some(2001));
+    assert!(h.s9_session(&gxx.s9_session_id).await.unwrap().is_some());
+    let a = pcef.send(pcef.ccr("pgw;gx;1", 3, 2)).await;
+    assert_eq!(rc(&a), Some(2001));
+    assert!(h.s9_session(&gxx.s9_session_id).await.unwrap().is_none());
+    all_gone(&h, &v).await;
+    assert_eq!(v.gxx_session("sgw2;gxx;1").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn gxx_and_gx_of_a_ue_share_its_s9_session_per_ue() {
+    let h = home().await;
+    let v = visited(h.listen_addrs()[0], |c| {
+        c.pcrf.visited.as_mut().unwrap().s9_model = S9Model::PerUe;
+    })
+    .await;
+    let vis = v.visited().unwrap();
+    let pcef = Pcef::connect(v.listen_addrs()[0]).await;
+    let sgw = bberf("sgw.visited.test", v.listen_addrs()[0]).await;
+
+    // The PCEF first (GTP-based S5 with an S2a BBERF added later); the BBERF names only
+    // the UE address: the roaming IP-CAN session of that address says whose it is.
+    let a = pcef
+        .send(pcef.ccr_i("pgw;ue;1", IMSI_1, "internet", 21))
+        .await;
+    assert_eq!(rc(&a), Some(2001));
+    let a = sgw
+        .send(gxx_i(&sgw, "sgw;ue;1", None, "internet", 21))
+        .await;
+    assert_eq!(rc(&a), Some(2001), "{a:?}");
+    strictly_valid(&a);
+    assert_eq!(qos_installed(&a), ["internet"]);
+    // Another APN's Gx session of the UE: the same S9 session, three subsessions.
+    let a = pcef.send(pcef.ccr_i("pgw;ue;2", IMSI_1, "ims", 22)).await;
+    assert_eq!(rc(&a), Some(2001));
+    let gx1 = vis.roaming_session("pgw;ue;1").await.unwrap();
+    let gxx = vis.roaming_session("sgw;ue;1").await.unwrap();
+    assert_eq!(gxx.s9_session_id, gx1.s9_session_id);
+    assert_eq!(
+        vis.roaming_session("pgw;ue;2").await.unwrap().s9_session_id,
+        gx1.s9_session_id
+    );
+    assert_eq!(vis.bound_gx("sgw;ue;1").await.as_deref(), Some("pgw;ue;1"));
+    assert_eq!(h.s9_sessions().count().await.unwrap(), 1);
+    let s9 = h.s9_session(&gx1.s9_session_id).await.unwrap().unwrap();
+    assert_eq!(s9.subsessions.len(), 3);
+
+    // An S9 RAR from home to every subsession: `voice` (QCI 1, refused to roamers) reaches
+    // the PCEF and the BBERF with QCI 8.
+    let voice = PolicyChange {
+        install: vec!["voice".into()],
+        ..Default::default()
+    };
+    let out = h.push_s9(&gx1.s9_session_id, None, &voice).await.unwrap();
+    assert_eq!(out.len(), 3);
+    assert!(out.iter().all(|o| o.result_code == 2001), "{out:?}");
+    let rar = nth_gxx_rar(&sgw, 1).await;
+    strictly_valid(&rar);
+    assert_eq!(rar.session_id(), Some("sgw;ue;1"));
+    assert_eq!(qos_installed(&rar), ["voice"]);
+    assert_eq!(rule_qos(&qos_definition(&rar, "voice")).0, 8);
+
+    // The Gxx session ends: only its subsession; then the Gx sessions, the last one with
+    // the S9 session.
+    let a = sgw.send(sgw.ccr("sgw;ue;1", 3, 1, None)).await;
+    assert_eq!(rc(&a), Some(2001));
+    let s9 = h
+        .s9_session(&gx1.s9_session_id)
+        .await
+        .unwrap()
+        .expect("S9 kept");
+    assert_eq!(s9.subsessions.len(), 2);
+    for sid in ["pgw;ue;1", "pgw;ue;2"] {
+        let a = pcef.send(pcef.ccr(sid, 3, 1)).await;
+        assert_eq!(rc(&a), Some(2001));
+    }
+    assert!(h.s9_session(&gx1.s9_session_id).await.unwrap().is_none());
+    all_gone(&h, &v).await;
+}
+
+#[tokio::test]
+async fn a_ter_from_home_is_answered_under_the_roaming_agreement() {
+    let h = home().await;
+    let v = visited(h.listen_addrs()[0], |_| {}).await;
+    // TS 29.215 Annex A.6.1.1.1: TEA; no S9a here, so nothing else starts.
+    assert_eq!(
+        h.trigger_establishment(VPCRF, VISITED, IMSI_1, Some("internet"), false)
+            .await
+            .unwrap(),
+        2001
+    );
+    assert!(v.visited().unwrap().s9_sessions().await.unwrap().is_empty());
+    // DRA-Binding is for a V-DRA; with none, the V-PCRF answers (without DRA-Deployment).
+    assert_eq!(
+        h.trigger_establishment(VPCRF, VISITED, IMSI_1, None, true)
+            .await
+            .unwrap(),
+        2001
+    );
+    // A subscriber of another network (here the visited network's own): refused.
+    assert_eq!(
+        h.trigger_establishment(VPCRF, VISITED, LOCAL_IMSI, None, false)
+            .await
+            .unwrap(),
+        5003
+    );
+    all_gone(&h, &v).await;
+}
+
+/// A home PCRF stand-in whose S9 CCAs take `delay`, and that sends TERs of its own.
+async fn slow_home(delay: Duration) -> Node {
+    let mut cfg = NodeConfig::new("pcrf.home.test", "home.test");
+    cfg.local.applications.push(Application {
+        vendor: Some(10_415),
+        ..Application::auth(S9)
+    });
+    cfg.local.supported_vendor_ids.push(10_415);
+    cfg.listen
+        .push("127.0.0.1:0".parse::<SocketAddr>().unwrap().into());
+    cfg.peers.push(PeerSpec::accept_only(VPCRF));
+    cfg.routes.push(relay_route(VISITED, Some(S9), &[VPCRF]));
+    cfg.request_timeout = T;
+    let node = Node::start(cfg).await.unwrap();
+    node.register(
+        S9,
+        handler_fn(move |req| async move {
+            tokio::time::sleep(delay).await;
+            req.answer(ResultCode::DIAMETER_SUCCESS)
+        }),
+    );
+    node
+}
+
+const S9: u32 = 16_777_267;
+
+fn ter(home: &Node, session: &str, imsi: Option<&str>) -> MessageBuilder {
+    let mut b = MessageBuilder::request(8_388_656, S9, true);
+    b.push(base::SESSION_ID.with(session.to_string()));
+    b.push(base::AUTH_APPLICATION_ID.with(S9));
+    b.push(base::ORIGIN_HOST.with(home.identity().host.clone()));
+    b.push(base::ORIGIN_REALM.with(home.identity().realm.clone()));
+    b.push(base::DESTINATION_REALM.with(VISITED));
+    b.push(base::DESTINATION_HOST.with(VPCRF));
+    b.push(base::AUTH_SESSION_STATE.with(base::AuthSessionState::NO_STATE_MAINTAINED));
+    if let Some(i) = imsi {
+        b.push(dcca::SUBSCRIPTION_ID.with(vec![
+            dcca::SUBSCRIPTION_ID_TYPE.with(dcca::SubscriptionIdType::END_USER_IMSI),
+            dcca::SUBSCRIPTION_ID_DATA.with(i.to_string()),
+        ]));
+    }
+    b
+}
+
+#[tokio::test]
+async fn a_ter_during_the_ue_s_s9_establishment_is_answered_5471() {
+    let home = slow_home(Duration::from_millis(600)).await;
+    let v = visited(home.listen_addrs()[0], |_| {}).await;
+    let pcef = Arc::new(Pcef::connect(v.listen_addrs()[0]).await);
+    let p = pcef.clone();
+    let attach =
+        tokio::spawn(async move { p.send(p.ccr_i("pgw;ter;1", IMSI_1, "internet", 30)).await });
+    let under_way = tokio::time::Instant::now() + T;
+    while v.visited().unwrap().s9_sessions().await.unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < under_way,
+            "no S9 CCR-I under way"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // TS 29.215 Annex A.6.1.1.1: the V-PCRF is establishing the UE's S9 session itself.
+    let a = home
+        .request(ter(&home, "h;ter;1", Some(IMSI_1)))
+        .await
+        .unwrap();
+    strictly_valid(&a);
+    assert_eq!(experimental(&a), Some(5471));
+    assert_eq!(rc(&attach.await.unwrap()), Some(2001));
+    // Established: a TER now is answered with success.
+    let a = home
+        .request(ter(&home, "h;ter;2", Some(IMSI_1)))
+        .await
+        .unwrap();
+    assert_eq!(rc(&a), Some(2001));
+    strictly_valid(&a);
+    // Without the IMSI: DIAMETER_MISSING_AVP (RFC 6733 §7.1.5) naming Subscription-Id.
+    let a = home.request(ter(&home, "h;ter;3", None)).await.unwrap();
+    assert_eq!(rc(&a), Some(5005));
+    assert!(a.find(diameter_codec::AvpKey::new(279, 0)).is_some());
+    assert_eq!(
+        rc(&pcef.send(pcef.ccr("pgw;ter;1", 3, 1)).await),
+        Some(2001)
+    );
+    let vis = v.visited().unwrap();
+    assert!(
+        vis.roaming_sessions().await.unwrap().is_empty()
+            && vis.s9_sessions().await.unwrap().is_empty()
+    );
+}
+
+#[tokio::test]
+async fn wireshark_reads_the_visited_gxx_traffic() {
+    if !harness::tshark_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("visited-gxx.pcapng");
+    let h = home().await;
+    let cap = capture.clone();
+    let v = visited(h.listen_addrs()[0], |c| c.node.capture = Some(cap)).await;
+    let sgw = bberf("sgw.visited.test", v.listen_addrs()[0]).await;
+    let sgw2 = bberf("sgw2.visited.test", v.listen_addrs()[0]).await;
+    let pcef = Pcef::connect(v.listen_addrs()[0]).await;
+    let ok = |m: &Message| assert_eq!(rc(m), Some(2001), "{m:?}");
+    ok(&sgw
+        .send(gxx_i(&sgw, "sgw;ws;1", Some(IMSI_1), "internet", 40))
+        .await);
+    ok(&pcef
+        .send(pcef.ccr_i("pgw;ws;1", IMSI_1, "internet", 40))
+        .await);
+    let mut u = pcef.ccr("pgw;ws;1", 2, 1);
+    u.push(gx::EVENT_TRIGGER.with(gx::EventTrigger(2)));
+    u.push(gx::RAT_TYPE.with(gx::RatType(1000)));
+    ok(&pcef.send(u).await);
+    nth_gxx_rar(&sgw, 1).await;
+    ok(&sgw2
+        .send(gxx_i(&sgw2, "sgw2;ws;1", Some(IMSI_1), "internet", 40))
+        .await);
+    ok(&sgw.send(sgw.ccr("sgw;ws;1", 3, 1, None)).await);
+    ok(&sgw2.send(sgw2.ccr("sgw2;ws;1", 3, 1, None)).await);
+    ok(&pcef.send(pcef.ccr("pgw;ws;1", 3, 2)).await);
+    all_gone(&h, &v).await;
+    v.shutdown(Duration::from_secs(1)).await;
+    drop(v);
+    let bad = harness::tshark_fields(
+        &capture,
+        "_ws.malformed || _ws.expert.severity >= 0x00800000",
+        &["frame.number", "_ws.expert.message"],
+    );
+    assert!(bad.trim().is_empty(), "tshark objects:\n{bad}");
+    // Gxx: the CCA-Is install `internet` as a QoS rule (the second BBERF reports E-UTRAN
+    // again); the RAR swaps it for `internet-3g`. QoS-Rule-Name is an OctetString: hex.
+    let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    let qos = harness::tshark_fields(
+        &capture,
+        "diameter.applicationId == 16777266 && diameter.QoS-Rule-Name",
+        &[
+            "diameter.cmd.code",
+            "diameter.flags.request",
+            "diameter.QoS-Rule-Name",
+        ],
+    );
+    assert_eq!(
+        qos.lines().collect::<Vec<_>>(),
+        [
+            format!("272\t0\t{}", hex("internet")),
+            format!("258\t1\t{},{}", hex("internet"), hex("internet-3g")),
+            format!("272\t0\t{}", hex("internet")),
+        ],
+        "{qos}"
+    );
+    // S9: the second BBERF announced and its predecessor's leave marked.
+    let bberfs = harness::tshark_fields(
+        &capture,
+        "diameter.Multiple-BBERF-Action && diameter.flags.request == 1",
+        &[
+            "diameter.Subsession-Operation",
+            "diameter.Multiple-BBERF-Action",
+        ],
+    );
+    assert_eq!(
+        bberfs.lines().collect::<Vec<_>>(),
+        ["1\t0", "0\t1"],
+        "{bberfs}"
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_bberf_s_gxx_subsessions_end_at_home() {
+    let h = home().await;
+    let v = visited(h.listen_addrs()[0], |_| {}).await;
+    let vis = v.visited().unwrap();
+    let sgw = bberf("sgw.visited.test", v.listen_addrs()[0]).await;
+    let pcef = Pcef::connect(v.listen_addrs()[0]).await;
+    // The BBERF's Gxx session and the PCEF's Gx session of one IP-CAN session share an S9
+    // session; another Gxx session of the BBERF has its own.
+    let mut i = gxx_i(&sgw, "sgw;osi;1", Some(IMSI_1), "internet", 13);
+    i.push(base::ORIGIN_STATE_ID.with(1u32));
+    assert_eq!(rc(&sgw.send(i).await), Some(2001));
+    assert_eq!(
+        rc(&pcef
+            .send(pcef.ccr_i("pgw;osi;1", IMSI_1, "internet", 13))
+            .await),
+        Some(2001)
+    );
+    let mut i = gxx_i(&sgw, "sgw;osi;2", Some(IMSI_3), "internet", 14);
+    i.push(base::ORIGIN_STATE_ID.with(1u32));
+    assert_eq!(rc(&sgw.send(i).await), Some(2001));
+    let shared = vis
+        .roaming_session("pgw;osi;1")
+        .await
+        .unwrap()
+        .s9_session_id;
+    let own = vis
+        .roaming_session("sgw;osi;2")
+        .await
+        .unwrap()
+        .s9_session_id;
+    assert_eq!(h.s9_sessions().count().await.unwrap(), 2);
+    // RFC 6733 §8.16: the BBERF restarted. Its Gxx subsessions end: the shared S9
+    // session keeps the Gx subsession, the other S9 session ends.
+    let mut i = gxx_i(&sgw, "sgw;osi;3", Some(IMSI_1), "internet", 13);
+    i.push(base::ORIGIN_STATE_ID.with(2u32));
+    assert_eq!(rc(&sgw.send(i).await), Some(2001));
+    assert!(vis.roaming_session("sgw;osi;1").await.is_none());
+    assert!(vis.roaming_session("sgw;osi;2").await.is_none());
+    assert!(h.s9_session(&own).await.unwrap().is_none());
+    let s9 = h.s9_session(&shared).await.unwrap().expect("S9 kept");
+    // The Gx subsession and the new Gxx subsession.
+    assert_eq!(s9.subsessions.len(), 2);
+    assert_eq!(
+        rc(&sgw.send(sgw.ccr("sgw;osi;3", 3, 1, None)).await),
+        Some(2001)
+    );
+    assert_eq!(
+        rc(&pcef.send(pcef.ccr("pgw;osi;1", 3, 1)).await),
+        Some(2001)
+    );
     all_gone(&h, &v).await;
 }

@@ -46,8 +46,8 @@ fn refused_rule_failure_code() -> i32 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum S9Model {
-    /// One S9 session per Gx session (embodiments 1–9): a Gx CCR-T ends its S9 session
-    /// with an S9 CCR-T.
+    /// One S9 session per IP-CAN session (embodiments 1–9): its Gx session and its BBERFs'
+    /// Gxx sessions are its subsessions; the last one's CCR-T ends it with an S9 CCR-T.
     #[default]
     PerSession,
     /// One S9 session per UE and home network, one subsession per Gx session

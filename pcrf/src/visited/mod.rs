@@ -4,12 +4,14 @@
 //! are authorised under local policy ([`local_policy`]) before they reach the PCEF; the
 //! network's own subscribers are served locally by the home-role handlers, without S9.
 //!
-//! - S9 session model ([`config::S9Model`]): one S9 session per Gx session (document 002,
-//!   embodiments 1–9: each Gx CCR-T ends its S9 session with an S9 CCR-T), or one per UE
-//!   and home network carrying one subsession per Gx session (embodiment 10: a Gx CCR-T
-//!   ends its subsession with an S9 CCR-U, Subsession-Operation TERMINATION; the last one
-//!   ends the S9 session with an S9 CCR-T). Every Subsession-Enforcement-Info carries our
-//!   DRA-Client-Session-Id naming the Gx session, and a CCR-T carries it at command level
+//! - S9 session model ([`config::S9Model`]): one S9 session per IP-CAN session, carrying
+//!   its Gx session and its BBERFs' Gxx sessions as subsessions (document 002, embodiments
+//!   1–9: the Gx CCR-T of a session without BBERF ends its S9 session with an S9 CCR-T), or
+//!   one per UE and home network carrying one subsession per Gx or Gxx session (embodiment
+//!   10). A client's CCR-T ends its subsession with an S9 CCR-U, Subsession-Operation
+//!   TERMINATION; the last one ends the S9 session with an S9 CCR-T. Every
+//!   Subsession-Enforcement-Info carries our DRA-Client-Session-Id naming the client's
+//!   session, and a CCR-T carries it at command level
 //!   too, so DRAs can mark the client Session-Id ↔ S9 Session-Id mapping.
 //! - Towards home, S9 is addressed by realm (`[[pcrf.visited.home]] realm`), with
 //!   Destination-Host the configured H-PCRF or, once one answered, the H-PCRF that did; the
@@ -46,22 +48,36 @@
 //!   back in the S9 RAA. A Session-Release-Cause releases the Gx sessions (the PCEF then
 //!   ends them with CCR-T, which ends S9 as above).
 //!
+//! - Gxx from a visited BBERF (TS 23.203 §7.4, document 002 embodiments 1, 4, 7): a
+//!   roaming UE's Gateway Control session is a subsession too, on the S9 session of its
+//!   IP-CAN session (per session) or of the UE (per UE), see `Visited::establish`; it is
+//!   bound to the Gx session of the same IP-CAN session ([`Visited::bound_gx`]); the home's
+//!   decision reaches the BBERF as QoS rules after local policy ([`qos_rules`]); the Gx
+//!   session's rule changes are mirrored to it by Gxx RAR; a BBERF reselection adds and
+//!   ends subsessions with Multiple-BBERF-Action.
 //! - Rx from a visited AF for a roaming UE: relayed to the H-PCRF as an Rx session of the
 //!   V-PCRF's own, and the home's RAR/ASR back to the AF ([`rx_relay`], which says why not
 //!   over S9).
 //!
-//! State is in memory (a V-PCRF restart loses its roaming sessions; the home learns of it
-//! through Origin-State-Id). Not yet here: Gxx subsessions, TER, DRA-client behaviours
-//! beyond routing (redirect following, parallel sends).
+//! State: the roaming client sessions and S9 sessions live behind [`store::RoamingStore`]
+//! (in memory by default, [`Visited::with_store`] for another; the store module says how
+//! a shared engine implements it and how one S9 session's requests stay serialised). With
+//! the in-memory store a V-PCRF restart loses its roaming sessions; the home learns of it
+//! through Origin-State-Id. A TER from home is answered as TS 29.215 Annex A.6.1.1.1
+//! says, without the S9a part (no BPCF here; see `Visited::trigger_establishment`). Not
+//! yet here: DRA-client behaviours beyond routing (redirect following, parallel sends).
 
 pub mod config;
 pub mod lbo_check;
 pub mod local_policy;
+pub mod qos_rules;
 pub mod rx_relay;
 pub mod s9_client;
+pub mod store;
 
 use crate::config::PcrfSection;
 use crate::gx::{self, GxRequest, RequestType};
+use crate::spr::StoreError;
 use crate::spr::SubscriberKey;
 use config::{Belonging, HomeNetwork, S9Model, VisitedSection};
 use diameter_codec::dict::{base, gx as gxd, roaming, s9 as s9d};
@@ -72,6 +88,7 @@ use metrics::{counter, describe_counter, describe_gauge, gauge};
 use s9_client::{Outcome, Target};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use store::{MemoryRoaming, RoamingStore, S9Lease, S9Record};
 
 /// Metric: live S9 sessions this V-PCRF holds towards home networks.
 pub const S9_CLIENT_SESSIONS: &str = "pcrf_visited_s9_sessions";
@@ -79,7 +96,7 @@ pub const S9_CLIENT_SESSIONS: &str = "pcrf_visited_s9_sessions";
 pub const S9_CLIENT_REQUESTS: &str = "pcrf_visited_s9_requests_total";
 /// Metric: home rules refused or modified by local policy.
 pub const LOCAL_POLICY_RULES: &str = "pcrf_visited_local_policy_rules_total";
-/// Metric: live roaming Gx sessions served over S9.
+/// Metric: live roaming Gx and Gxx sessions served over S9.
 pub const ROAMING_GX_SESSIONS: &str = "pcrf_visited_roaming_gx_sessions";
 
 /// Describes the visited role's metrics.
@@ -95,16 +112,30 @@ pub fn describe_metrics() {
     );
     describe_gauge!(
         ROAMING_GX_SESSIONS,
-        "Live Gx sessions of roaming subscribers"
+        "Live Gx and Gxx sessions of roaming subscribers"
     );
 }
 
-/// A roaming subscriber's Gx session, served over S9.
+/// The interface of a roaming client session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interface {
+    /// A PCEF's IP-CAN session (TS 29.212 chapter 4).
+    Gx,
+    /// A BBERF's Gateway Control session (TS 29.212 chapter 4a).
+    Gxx,
+}
+
+/// A roaming subscriber's Gx or Gxx session, served over S9.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RoamingSession {
-    /// The Gx Session-Id (the client's, document 002 "session id 1").
+    /// The Gx or Gxx Session-Id (the client's, document 002 "session id 1").
     pub session_id: String,
-    /// The PCEF (Origin-Host of the CCR-I).
+    /// Gx (PCEF) or Gxx (BBERF).
+    pub interface: Interface,
+    /// The subscriber, as the SPR keys it (`imsi:…`).
+    pub subscriber: String,
+    /// The PCEF or BBERF (Origin-Host of the CCR-I).
     pub pcef_host: String,
     /// Its realm.
     pub pcef_realm: String,
@@ -122,32 +153,6 @@ pub struct RoamingSession {
     pub ue_ip: Option<std::net::IpAddr>,
 }
 
-/// One S9 session towards a home network.
-struct S9Client {
-    session_id: String,
-    home: HomeNetwork,
-    /// The H-PCRF that answered the CCR-I (Destination-Host of later requests).
-    home_host: Option<String>,
-    subscriber: SubscriberKey,
-    /// The per-UE key, in the per-UE model.
-    ue_key: Option<String>,
-    next_number: u32,
-    next_subsession: u32,
-    /// Subsession → Gx Session-Id.
-    subsessions: BTreeMap<u32, String>,
-    /// Whether the CCR-I was answered with success.
-    opened: bool,
-    /// Whether it ended (or failed to open): a caller that waited for its lock starts over.
-    ended: bool,
-}
-
-#[derive(Default)]
-struct State {
-    gx: HashMap<String, RoamingSession>,
-    s9: HashMap<String, Arc<tokio::sync::Mutex<S9Client>>>,
-    by_ue: HashMap<String, String>,
-}
-
 /// How many times an establishment starts over when the per-UE S9 session it found ended
 /// meanwhile.
 const ATTEMPTS: usize = 4;
@@ -157,11 +162,11 @@ pub struct Visited {
     node: Node,
     cfg: VisitedSection,
     pcrf: PcrfSection,
-    state: Mutex<State>,
+    store: Arc<dyn RoamingStore>,
     label: String,
     /// The last Origin-State-Id of each PCEF (RFC 6733 §8.16), as the home role keeps its
     /// own: a PCEF behind an agent restarts without a peer event.
-    origin_states: Mutex<HashMap<String, u32>>,
+    pub(crate) origin_states: Mutex<HashMap<String, u32>>,
     /// Relayed AF sessions by the AF's Session-Id ([`rx_relay`]).
     rx: Mutex<HashMap<String, rx_relay::RelayedRx>>,
     /// The PCRF's series this role shares (local-breakout grants).
@@ -177,6 +182,16 @@ pub struct RuleContext<'a> {
 impl Visited {
     /// The visited role on `node`, configured by `pcrf` (whose `visited` section is set).
     pub fn new(node: Node, pcrf: &PcrfSection, cfg: VisitedSection) -> Self {
+        Self::with_store(node, pcrf, cfg, Arc::new(MemoryRoaming::new()))
+    }
+
+    /// As [`Visited::new`], its roaming sessions in `store`.
+    pub fn with_store(
+        node: Node,
+        pcrf: &PcrfSection,
+        cfg: VisitedSection,
+        store: Arc<dyn RoamingStore>,
+    ) -> Self {
         let label = node.identity().host.clone();
         let metrics = crate::metrics::Label::new(&label);
         gauge!(S9_CLIENT_SESSIONS, "node" => label.clone()).set(0.0);
@@ -185,7 +200,7 @@ impl Visited {
             node,
             cfg,
             pcrf: pcrf.clone(),
-            state: Mutex::new(State::default()),
+            store,
             label,
             origin_states: Mutex::new(HashMap::new()),
             rx: Mutex::new(HashMap::new()),
@@ -193,36 +208,110 @@ impl Visited {
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic elsewhere while holding the lock leaves maps that are still consistent
-        // (every change is one insert or remove): keep serving.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// The live roaming Gx and Gxx sessions.
+    pub async fn roaming_sessions(&self) -> Result<Vec<RoamingSession>, StoreError> {
+        self.store.clients().await
     }
 
-    /// The live roaming Gx sessions.
-    pub fn roaming_sessions(&self) -> Vec<RoamingSession> {
-        self.state().gx.values().cloned().collect()
-    }
-
-    /// A live roaming Gx session.
-    pub fn roaming_session(&self, gx_session: &str) -> Option<RoamingSession> {
-        self.state().gx.get(gx_session).cloned()
+    /// A live roaming Gx or Gxx session (`None` too when the store cannot be read: logged).
+    pub async fn roaming_session(&self, session_id: &str) -> Option<RoamingSession> {
+        self.store
+            .client(session_id.to_string())
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "roaming store unreadable");
+                None
+            })
     }
 
     /// The Session-Ids of the live S9 sessions towards home networks.
-    pub fn s9_sessions(&self) -> Vec<String> {
-        self.state().s9.keys().cloned().collect()
+    pub async fn s9_sessions(&self) -> Result<Vec<String>, StoreError> {
+        self.store.s9_ids().await
     }
 
-    fn gauges(&self, st: &State) {
-        gauge!(S9_CLIENT_SESSIONS, "node" => self.label.clone()).set(st.s9.len() as f64);
-        gauge!(ROAMING_GX_SESSIONS, "node" => self.label.clone()).set(st.gx.len() as f64);
+    async fn gauges(&self) {
+        if let (Ok(s9), Ok(clients)) = (self.store.s9_ids().await, self.store.clients().await) {
+            gauge!(S9_CLIENT_SESSIONS, "node" => self.label.clone()).set(s9.len() as f64);
+            gauge!(ROAMING_GX_SESSIONS, "node" => self.label.clone()).set(clients.len() as f64);
+        }
+    }
+
+    /// The configured home network of realm `realm`.
+    fn home_of(&self, realm: &str) -> Option<&HomeNetwork> {
+        self.cfg
+            .homes
+            .iter()
+            .find(|h| h.realm.eq_ignore_ascii_case(realm))
+    }
+
+    /// The home realm of S9 session `id` and the H-PCRF serving it (the one that answered,
+    /// else the configured one).
+    pub(crate) async fn home_pcrf_of(&self, id: &str) -> Option<(String, Option<String>)> {
+        let c = self.store.s9(id.to_string()).await.ok()??;
+        let host = c
+            .home_host
+            .clone()
+            .or_else(|| self.home_of(&c.home_realm).and_then(|h| h.pcrf.clone()));
+        Some((c.home_realm, host))
+    }
+
+    /// Takes S9 session `id`'s lease and reads it; `None` when it is gone.
+    async fn lock_s9(&self, id: &str) -> Result<Option<(S9Lease, S9Record)>, StoreError> {
+        let lease = self.store.lock_s9(id.to_string()).await?;
+        Ok(self.store.s9(id.to_string()).await?.map(|r| (lease, r)))
+    }
+
+    /// Writes back an S9 session read under its lease.
+    async fn save_s9(&self, c: &mut S9Record) {
+        match self.store.replace_s9(c.clone()).await {
+            Ok(true) => c.version += 1,
+            other => {
+                tracing::warn!(s9 = %c.session_id, result = ?other, "S9 session state not written")
+            }
+        }
+    }
+
+    /// The client's answer when the roaming store failed: 5012, said so.
+    fn store_failed(req: &IncomingRequest, e: &StoreError) -> MessageBuilder {
+        tracing::warn!(error = %e, "roaming store failed");
+        let mut a = req.answer(ResultCode(5012));
+        a.push(base::ERROR_MESSAGE.with(format!("roaming session state unavailable: {e}")));
+        a
     }
 
     /// Handles a Gx CCR when it is a roaming subscriber's; `None` leaves it to the home-role
     /// handler (the network's own subscribers, unreadable requests, sessions it does not
     /// hold).
     pub async fn gx_request(&self, req: &IncomingRequest) -> Option<MessageBuilder> {
+        self.client_request(req, Interface::Gx).await
+    }
+
+    /// Handles a Gxx CCR when it is a roaming subscriber's (TS 23.203 §7.4: the V-PCRF
+    /// carries the BBERF's Gateway Control session to the H-PCRF over S9); `None` leaves it
+    /// to the home-role handler. A BBERF that names no subscriber is a roaming one's when
+    /// the UE address belongs to a roaming IP-CAN session here.
+    pub async fn gxx_request(&self, req: &IncomingRequest) -> Option<MessageBuilder> {
+        self.client_request(req, Interface::Gxx).await
+    }
+
+    /// The home network and subscriber of a Gxx CCR-I without a Subscription-Id of a
+    /// roaming partner: those of the roaming session with the same UE address.
+    async fn roamer_by_address(
+        &self,
+        ue_ip: Option<std::net::IpAddr>,
+    ) -> Option<(HomeNetwork, SubscriberKey)> {
+        let ip = ue_ip?;
+        let clients = self.store.clients().await.ok()?;
+        let s = clients.into_iter().find(|s| s.ue_ip == Some(ip))?;
+        let c = self.store.s9(s.s9_session_id).await.ok()??;
+        Some((self.home_of(&c.home_realm)?.clone(), c.subscriber))
+    }
+
+    async fn client_request(
+        &self,
+        req: &IncomingRequest,
+        iface: Interface,
+    ) -> Option<MessageBuilder> {
         let r = GxRequest::read(&req.msg).ok()?;
         if let Some(osi) = req.msg.get(base::ORIGIN_STATE_ID).and_then(Result::ok)
             && crate::server::origin_state_changed(&self.origin_states, &r.origin_host, osi)
@@ -230,22 +319,29 @@ impl Visited {
             self.pcef_restarted(&r.origin_host).await;
         }
         match r.request_type {
-            RequestType::Initial => match self.cfg.belonging(&r.subscribers) {
-                Belonging::Roaming { home, identity } => {
-                    // A CCR-I for a live session replaces it (as the home role does): the
-                    // old subsession ends first, so none is left behind at home.
-                    if let Some(old) = self.roaming_session(&r.session_id) {
-                        tracing::info!(session = %r.session_id, "CCR-I for a live roaming session: it is replaced");
-                        self.end_roaming(old, None).await;
+            RequestType::Initial => {
+                let (home, identity) = match self.cfg.belonging(&r.subscribers) {
+                    Belonging::Roaming { home, identity } => (home.clone(), identity),
+                    Belonging::Unknown if iface == Interface::Gxx && r.subscribers.is_empty() => {
+                        self.roamer_by_address(r.ue_ip).await?
                     }
-                    Some(self.establish(req, &r, home.clone(), identity).await)
+                    // Own subscribers, and those of networks without an agreement (the
+                    // local SPR does not know them: 5030 DIAMETER_USER_UNKNOWN).
+                    Belonging::Local | Belonging::Unknown => return None,
+                };
+                // A CCR-I for a live session replaces it (as the home role does): the old
+                // subsession ends first, so none is left behind at home.
+                if let Some(old) = self.roaming_session(&r.session_id).await {
+                    tracing::info!(session = %r.session_id, "CCR-I for a live roaming session: it is replaced");
+                    self.end_roaming(old, None).await;
                 }
-                // Own subscribers, and those of networks without an agreement (the local
-                // SPR does not know them: 5030 DIAMETER_USER_UNKNOWN).
-                Belonging::Local | Belonging::Unknown => None,
-            },
+                Some(self.establish(req, &r, home, identity, iface).await)
+            }
             RequestType::Update | RequestType::Termination => {
-                let s = self.roaming_session(&r.session_id)?;
+                let s = self
+                    .roaming_session(&r.session_id)
+                    .await
+                    .filter(|s| s.interface == iface)?;
                 Some(if r.request_type == RequestType::Update {
                     self.modify(req, s).await
                 } else {
@@ -258,12 +354,17 @@ impl Visited {
 
     /// The S9 session a new subsession of this UE goes on: a new one, or (per-UE model) the
     /// UE's live one.
-    fn s9_for(
+    async fn s9_for(
         &self,
         home: &HomeNetwork,
         subscriber: &SubscriberKey,
-    ) -> Arc<tokio::sync::Mutex<S9Client>> {
-        let mut st = self.state();
+        join: Option<&str>,
+    ) -> Result<String, StoreError> {
+        if let Some(j) = join
+            && self.store.s9(j.to_string()).await?.is_some()
+        {
+            return Ok(j.to_string());
+        }
         let ue_key = (self.cfg.s9_model == S9Model::PerUe).then(|| {
             format!(
                 "{}@{}",
@@ -271,57 +372,52 @@ impl Visited {
                 home.realm.to_ascii_lowercase()
             )
         });
-        if let Some(k) = &ue_key
-            && let Some(h) = st.by_ue.get(k).and_then(|sid| st.s9.get(sid))
-        {
-            return h.clone();
-        }
         let session_id = self.node.session_ids().next_id();
-        let c = Arc::new(tokio::sync::Mutex::new(S9Client {
+        let fresh = S9Record {
             session_id: session_id.clone(),
-            home: home.clone(),
+            home_realm: home.realm.clone(),
             home_host: None,
             subscriber: subscriber.clone(),
-            ue_key: ue_key.clone(),
+            ue_key,
             next_number: 0,
             next_subsession: 1,
             subsessions: BTreeMap::new(),
             opened: false,
-            ended: false,
-        }));
-        st.s9.insert(session_id.clone(), c.clone());
-        if let Some(k) = ue_key {
-            st.by_ue.insert(k, session_id);
-        }
-        self.gauges(&st);
-        c
+            version: 0,
+        };
+        // Per UE: the UE's live S9 session when it has one (the store decides atomically).
+        Ok(match self.store.create_s9(fresh).await? {
+            Some(existing) => existing,
+            None => {
+                self.gauges().await;
+                session_id
+            }
+        })
     }
 
     /// Forgets an S9 session (ended, or never opened).
-    fn drop_s9(&self, c: &mut S9Client) {
-        c.ended = true;
-        let mut st = self.state();
-        st.s9.remove(&c.session_id);
-        if let Some(k) = &c.ue_key
-            && st.by_ue.get(k) == Some(&c.session_id)
-        {
-            st.by_ue.remove(k);
+    async fn drop_s9(&self, c: &S9Record) {
+        if let Err(e) = self.store.remove_s9(c.session_id.clone()).await {
+            tracing::warn!(s9 = %c.session_id, error = %e, "S9 session not removed from the store");
         }
-        self.gauges(&st);
+        self.gauges().await;
     }
 
     /// Sends an S9 CCR on `c` and counts it.
     async fn send_s9(
         &self,
-        c: &mut S9Client,
+        c: &mut S9Record,
         kind: RequestType,
         subsession: OwnedAvp,
         client_sessions: &[String],
     ) -> Result<Message, RequestError> {
-        let host = c.home_host.clone().or_else(|| c.home.pcrf.clone());
+        let host = c
+            .home_host
+            .clone()
+            .or_else(|| self.home_of(&c.home_realm).and_then(|h| h.pcrf.clone()));
         let to = Target {
             session_id: &c.session_id,
-            realm: &c.home.realm,
+            realm: &c.home_realm,
             host: host.as_deref(),
         };
         let number = c.next_number;
@@ -402,15 +498,15 @@ impl Visited {
 
     /// The V-OCS for a session of home PLMN `plmn` on `apn`: of the candidates serving
     /// them, the one with the fewest live sessions (file order breaks ties).
-    fn choose_vocs(&self, plmn: &str, apn: Option<&str>) -> Option<String> {
-        let st = self.state();
+    async fn choose_vocs(&self, plmn: &str, apn: Option<&str>) -> Option<String> {
+        let clients = self.store.clients().await.unwrap_or_default();
         self.cfg
             .vocs
             .iter()
             .filter(|v| v.serves(plmn, apn))
             .min_by_key(|v| {
-                st.gx
-                    .values()
+                clients
+                    .iter()
                     .filter(|s| s.vocs.as_deref() == Some(&v.uri))
                     .count()
             })
@@ -422,7 +518,7 @@ impl Visited {
     fn s9_failed(
         &self,
         req: &IncomingRequest,
-        home: &HomeNetwork,
+        home_realm: &str,
         failure: Result<Outcome, RequestError>,
     ) -> MessageBuilder {
         match failure {
@@ -430,31 +526,31 @@ impl Visited {
             // need the E bit and mean something else: the PCEF hears the home could not
             // serve it.
             Ok(o) if !o.experimental && (3000..4000).contains(&o.code) => {
-                tracing::warn!(home = %home.realm, code = o.code, "S9 protocol error");
+                tracing::warn!(home = %home_realm, code = o.code, "S9 protocol error");
                 let mut a = req.answer(ResultCode(5012));
                 a.push(base::ERROR_MESSAGE.with(format!(
                     "home network {} unreachable over S9: protocol error {}",
-                    home.realm, o.code
+                    home_realm, o.code
                 )));
                 a
             }
             Ok(o) => {
-                tracing::warn!(home = %home.realm, code = o.code, "home network refused S9");
+                tracing::warn!(home = %home_realm, code = o.code, "home network refused S9");
                 let mut a = MessageBuilder::answer_to(&req.msg, req.node.identity());
                 a.push(o.gx_avp());
                 a.copy_required_from(&req.msg, req.node.dictionary());
                 a.push(base::ERROR_MESSAGE.with(format!(
                     "home network {} refused the S9 request ({})",
-                    home.realm, o.code
+                    home_realm, o.code
                 )));
                 a
             }
             Err(e) => {
-                tracing::warn!(home = %home.realm, error = %e, "home network unreachable over S9");
+                tracing::warn!(home = %home_realm, error = %e, "home network unreachable over S9");
                 let mut a = req.answer(ResultCode(5012));
                 a.push(base::ERROR_MESSAGE.with(format!(
                     "home network {} unreachable over S9: {e}",
-                    home.realm
+                    home_realm
                 )));
                 a
             }
@@ -473,35 +569,75 @@ impl Visited {
             .unwrap_or(command)
     }
 
+    /// Local policy on a subsession's share of a home decision (`members`: the
+    /// Subsession-Decision-Info's), in the form its client takes: Gx decision AVPs for a
+    /// PCEF, QoS rules for a BBERF ([`qos_rules`]). Also the reports of refused rules for
+    /// home (Charging-Rule-Report; QoS-Rule-Report for rules home sent as QoS rules).
+    fn authorise_for(
+        &self,
+        session: &RoamingSession,
+        members: &[AvpRef<'_>],
+    ) -> (Vec<OwnedAvp>, Authorised, Vec<OwnedAvp>) {
+        let ctx = RuleContext { session };
+        let gx_members = members
+            .iter()
+            .filter(|m| s9_client::is_gx_decision(m))
+            .cloned();
+        let code = self.cfg.refused_rule_failure_code;
+        match session.interface {
+            Interface::Gx => {
+                let auth = self.authorise_home_rules(&ctx, gx_members);
+                let reports = (!auth.refused.is_empty())
+                    .then(|| s9_client::refused_report(&auth.refused, code))
+                    .into_iter()
+                    .collect();
+                (auth.avps.clone(), auth, reports)
+            }
+            Interface::Gxx => {
+                let (buf, qos_names) = qos_rules::as_pcc_rules(members);
+                let converted = diameter_codec::avp::AvpIter::new(&buf).flatten();
+                let auth = self.authorise_home_rules(&ctx, gx_members.chain(converted));
+                let (qos, pcc): (Vec<String>, Vec<String>) = auth
+                    .refused
+                    .iter()
+                    .cloned()
+                    .partition(|n| qos_names.contains(n));
+                let mut reports = Vec::new();
+                if !pcc.is_empty() {
+                    reports.push(s9_client::refused_report(&pcc, code));
+                }
+                if !qos.is_empty() {
+                    reports.push(qos_rules::refused_qos_report(&qos, code));
+                }
+                (qos_rules::gxx_decision(&auth.avps), auth, reports)
+            }
+        }
+    }
+
     /// Authorises the decision for subsession `session.subsession` in `answer` and writes it
-    /// into the Gx answer `a`; reports refused rules home on `c`.
+    /// into the client's answer `a`; reports refused rules home on `c`. Returns what was
+    /// written.
     async fn relay_decision(
         &self,
-        c: &mut S9Client,
+        c: &mut S9Record,
         session: &RoamingSession,
         answer: &Message,
         a: &mut MessageBuilder,
-    ) -> Authorised {
+    ) -> (Vec<OwnedAvp>, Authorised) {
         let sdi = s9_client::decision_of(answer, session.subsession);
-        let members: Vec<AvpRef<'_>> = sdi
-            .iter()
-            .flat_map(|d| d.children().flatten())
-            .filter(s9_client::is_gx_decision)
-            .collect();
-        let auth = self.authorise_home_rules(&RuleContext { session }, members);
-        for avp in auth.avps.iter().cloned() {
+        let members: Vec<AvpRef<'_>> = sdi.iter().flat_map(|d| d.children().flatten()).collect();
+        let (avps, auth, reports) = self.authorise_for(session, &members);
+        for avp in avps.iter().cloned() {
             a.push(avp);
         }
-        if !auth.refused.is_empty() {
+        if !reports.is_empty() {
             // TS 29.215 §5.3.2: rule reports travel home in Subsession-Enforcement-Info.
-            let report =
-                s9_client::refused_report(&auth.refused, self.cfg.refused_rule_failure_code);
             let sei = s9_client::enforcement(
                 session.subsession,
                 Some(s9d::SubsessionOperation::MODIFICATION),
                 None,
                 &session.session_id,
-                vec![report],
+                reports,
             );
             match self.send_s9(c, RequestType::Update, sei, &[]).await {
                 Ok(m) if s9_client::outcome(&m) == Some(Outcome::SUCCESS) => {}
@@ -510,32 +646,101 @@ impl Visited {
                 }
             }
         }
-        auth
+        (avps, auth)
     }
 
-    /// Gx CCR-I of a roaming subscriber: its subsession established over S9 (a new S9
-    /// session, or the UE's in the per-UE model), the home's decision authorised.
+    /// The live roaming sessions of the IP-CAN session of `subscriber` at `ue_ip` on `apn`
+    /// (TS 29.212 §4a.5.1, TS 29.213 §4.2: the same UE address, else the same APN), other
+    /// than `except`.
+    async fn ip_can_sessions(
+        &self,
+        subscriber: &str,
+        ue_ip: Option<std::net::IpAddr>,
+        apn: Option<&str>,
+        except: &str,
+    ) -> Vec<RoamingSession> {
+        self.store
+            .clients_of(subscriber.to_string())
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s.session_id != except)
+            .filter(|s| match (s.ue_ip, ue_ip) {
+                (Some(a), Some(b)) => a == b,
+                _ => matches!((&s.apn, apn), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b)),
+            })
+            .collect()
+    }
+
+    /// The Gx session a roaming Gxx session is bound to: the PCEF's session of the same
+    /// IP-CAN session (as the home role binds, `server/gxx_side.rs`), when there is one.
+    pub async fn bound_gx(&self, gxx_session: &str) -> Option<String> {
+        let s = self.roaming_session(gxx_session).await?;
+        self.ip_can_sessions(&s.subscriber, s.ue_ip, s.apn.as_deref(), &s.session_id)
+            .await
+            .into_iter()
+            .find(|p| p.interface == Interface::Gx)
+            .map(|p| p.session_id)
+    }
+
+    /// CCR-I of a roaming subscriber's Gx or Gxx session: its subsession established over
+    /// S9, the home's decision authorised.
+    ///
+    /// Which S9 session carries it: per UE, the UE's (embodiment 10). Per session, the one
+    /// of its IP-CAN session: a Gxx session joins the S9 session of the Gx session it is
+    /// bound to (or, before the PCEF is there, of another BBERF's Gxx session of the same
+    /// IP-CAN session: a BBERF reselection), and a Gx session joins that of a BBERF that
+    /// attached first (the PMIP order). TS 29.213 §7.3.2 has one S9 session per UE, and
+    /// TS 23.203 §7.4 the V-PCRF carrying the Gateway Control session over S9 with the
+    /// IP-CAN session, so the project's per-session model is "per IP-CAN session", never
+    /// one S9 session for a Gxx session alone while its Gx has one. A second BBERF of an
+    /// IP-CAN session is announced with Multiple-BBERF-Action ESTABLISHMENT (TS 29.215
+    /// §5.3.7).
     async fn establish(
         &self,
         req: &IncomingRequest,
         r: &GxRequest,
         home: HomeNetwork,
         subscriber: SubscriberKey,
+        iface: Interface,
     ) -> MessageBuilder {
+        let sub_key = subscriber.as_key();
         for _ in 0..ATTEMPTS {
-            let handle = self.s9_for(&home, &subscriber);
-            let mut c = handle.lock().await;
-            if c.ended {
-                continue;
+            let peers = self
+                .ip_can_sessions(&sub_key, r.ue_ip, r.apn.as_deref(), &r.session_id)
+                .await;
+            let of = |i: Interface| peers.iter().find(|s| s.interface == i);
+            let join = match (self.cfg.s9_model, iface) {
+                (S9Model::PerSession, Interface::Gx) => of(Interface::Gxx),
+                (S9Model::PerSession, Interface::Gxx) => {
+                    of(Interface::Gx).or_else(|| of(Interface::Gxx))
+                }
+                _ => None,
             }
+            .map(|s| s.s9_session_id.clone());
+            let sid = match self.s9_for(&home, &subscriber, join.as_deref()).await {
+                Ok(sid) => sid,
+                Err(e) => return Self::store_failed(req, &e),
+            };
+            // The S9 session may have ended while this waited for it: start over.
+            let (_lease, mut c) = match self.lock_s9(&sid).await {
+                Ok(Some(x)) => x,
+                Ok(None) => continue,
+                Err(e) => return Self::store_failed(req, &e),
+            };
             let id = c.next_subsession;
             c.next_subsession += 1;
+            let mut extra = Vec::new();
+            if iface == Interface::Gxx && of(Interface::Gxx).is_some() {
+                extra
+                    .push(s9d::MULTIPLE_BBERF_ACTION.with(s9d::MultipleBberfAction::ESTABLISHMENT));
+            }
             let sei = s9_client::enforcement(
                 id,
                 Some(s9d::SubsessionOperation::ESTABLISHMENT),
                 Some(&req.msg),
                 &r.session_id,
-                vec![],
+                extra,
             );
             let kind = if c.opened {
                 RequestType::Update
@@ -543,21 +748,18 @@ impl Visited {
                 RequestType::Initial
             };
             let answer = match self.send_s9(&mut c, kind, sei, &[]).await {
-                Ok(m) => {
-                    let o = Self::result_for(&m, id);
-                    if o != Outcome::SUCCESS {
-                        if !c.opened {
-                            self.drop_s9(&mut c);
-                        }
-                        return self.s9_failed(req, &home, Ok(o));
+                Ok(m) if Self::result_for(&m, id) == Outcome::SUCCESS => m,
+                failed => {
+                    if c.opened {
+                        self.save_s9(&mut c).await;
+                    } else {
+                        self.drop_s9(&c).await;
                     }
-                    m
-                }
-                Err(e) => {
-                    if !c.opened {
-                        self.drop_s9(&mut c);
-                    }
-                    return self.s9_failed(req, &home, Err(e));
+                    return self.s9_failed(
+                        req,
+                        &home.realm,
+                        failed.map(|m| Self::result_for(&m, id)),
+                    );
                 }
             };
             c.opened = true;
@@ -569,12 +771,20 @@ impl Visited {
             }
             c.subsessions.insert(id, r.session_id.clone());
             let sdi = s9_client::decision_of(&answer, id);
-            let home_ocs = s9_client::home_ocs(&answer, sdi.as_ref());
+            // Charging is the PCEF's: a BBERF gets neither home OCS nor V-OCS.
+            let home_ocs =
+                s9_client::home_ocs(&answer, sdi.as_ref()).filter(|_| iface == Interface::Gx);
             let vocs = home_ocs
                 .as_ref()
-                .and_then(|_| self.choose_vocs(&home.plmn, r.apn.as_deref()));
+                .map(|_| self.choose_vocs(&home.plmn, r.apn.as_deref()));
+            let vocs = match vocs {
+                Some(v) => v.await,
+                None => None,
+            };
             let session = RoamingSession {
                 session_id: r.session_id.clone(),
+                interface: iface,
+                subscriber: sub_key.clone(),
                 pcef_host: r.origin_host.clone(),
                 pcef_realm: r.origin_realm.clone(),
                 s9_session_id: c.session_id.clone(),
@@ -584,18 +794,26 @@ impl Visited {
                 vocs: vocs.clone(),
                 ue_ip: r.ue_ip,
             };
-            {
-                let mut st = self.state();
-                st.gx.insert(r.session_id.clone(), session.clone());
-                self.gauges(&st);
+            if let Err(e) = self.store.put_client(session.clone()).await {
+                // Home holds the subsession: end it there too.
+                c.subsessions.remove(&id);
+                self.save_s9(&mut c).await;
+                drop(_lease);
+                self.end_roaming(session, None).await;
+                return Self::store_failed(req, &e);
             }
+            self.gauges().await;
             let mut a = req.answer(ResultCode::DIAMETER_SUCCESS);
-            let features = gx::agree_features(&self.pcrf.supported_features, &r.features);
-            for f in gx::supported_features(&features) {
-                a.push(f);
+            if iface == Interface::Gx {
+                let features = gx::agree_features(&self.pcrf.supported_features, &r.features);
+                for f in gx::supported_features(&features) {
+                    a.push(f);
+                }
             }
-            let auth = self.relay_decision(&mut c, &session, &answer, &mut a).await;
-            if let Some(ci) = s9_client::charging_information(&answer, vocs.as_deref()) {
+            let (_, auth) = self.relay_decision(&mut c, &session, &answer, &mut a).await;
+            if let Some(ci) = s9_client::charging_information(&answer, vocs.as_deref())
+                .filter(|_| iface == Interface::Gx)
+            {
                 a.push(ci);
             }
             if let Some(h) = home_ocs {
@@ -608,23 +826,23 @@ impl Visited {
                 home = %home.realm,
                 rules = ?auth.installed,
                 vocs = ?vocs,
-                "roaming Gx session established over S9"
+                interface = ?iface,
+                "roaming session established over S9"
             );
+            self.save_s9(&mut c).await;
             return a;
         }
-        self.s9_failed(req, &home, Ok(Outcome::base(5012)))
+        self.s9_failed(req, &home.realm, Ok(Outcome::base(5012)))
     }
 
-    /// Gx CCR-U of a roaming session: the report goes home as a subsession modification, the
+    /// Gx or Gxx CCR-U of a roaming session: the report goes home as a subsession modification, the
     /// home's answer comes back authorised.
     async fn modify(&self, req: &IncomingRequest, s: RoamingSession) -> MessageBuilder {
-        let Some(handle) = self.state().s9.get(&s.s9_session_id).cloned() else {
-            return req.answer(ResultCode(5002));
+        let (lease, mut c) = match self.lock_s9(&s.s9_session_id).await {
+            Ok(Some(x)) => x,
+            Ok(None) => return req.answer(ResultCode(5002)),
+            Err(e) => return Self::store_failed(req, &e),
         };
-        let mut c = handle.lock().await;
-        if c.ended {
-            return req.answer(ResultCode(5002));
-        }
         let sei = s9_client::enforcement(
             s.subsession,
             Some(s9d::SubsessionOperation::MODIFICATION),
@@ -632,63 +850,129 @@ impl Visited {
             &s.session_id,
             vec![],
         );
-        let home = c.home.clone();
+        let home = c.home_realm.clone();
         let answer = match self.send_s9(&mut c, RequestType::Update, sei, &[]).await {
             Ok(m) => m,
-            Err(e) => return self.s9_failed(req, &home, Err(e)),
+            Err(e) => {
+                self.save_s9(&mut c).await;
+                return self.s9_failed(req, &home, Err(e));
+            }
         };
         let o = Self::result_for(&answer, s.subsession);
         if o != Outcome::SUCCESS {
             if o.code == 5002 && !o.experimental {
                 // The home no longer knows the S9 session (RFC 6733 §7.1.5): neither does
                 // the V-PCRF, and the PCEF, told 5002 too, ends the Gx session itself.
-                let mut st = self.state();
-                st.gx.remove(&s.session_id);
-                self.gauges(&st);
-                drop(st);
+                let _ = self.store.remove_client(s.session_id.clone()).await;
                 c.subsessions.remove(&s.subsession);
                 if c.subsessions.is_empty() {
-                    self.drop_s9(&mut c);
+                    self.drop_s9(&c).await;
+                } else {
+                    self.save_s9(&mut c).await;
                 }
+                self.gauges().await;
+            } else {
+                self.save_s9(&mut c).await;
             }
             return self.s9_failed(req, &home, Ok(o));
         }
         let mut a = req.answer(ResultCode::DIAMETER_SUCCESS);
-        self.relay_decision(&mut c, &s, &answer, &mut a).await;
+        let (avps, _) = self.relay_decision(&mut c, &s, &answer, &mut a).await;
+        self.save_s9(&mut c).await;
+        drop(lease);
+        if s.interface == Interface::Gx {
+            self.mirror_to_bberfs(&s, &avps).await;
+        }
         a
     }
 
-    /// Gx CCR-T of a roaming session: per session, the S9 session ends (CCR-T); per UE,
-    /// the subsession ends (CCR-U, TERMINATION) unless it is the last one, when the S9
-    /// session ends. The PCEF's session ends whatever home answers.
+    /// A Gx session's rule changes (after local policy) go to the BBERFs of its IP-CAN
+    /// session as QoS rules (TS 29.212 §4a.5.2, as the home role's `mirror_to_gxx`).
+    async fn mirror_to_bberfs(&self, gx: &RoamingSession, avps: &[OwnedAvp]) {
+        let changes = qos_rules::rule_changes(&qos_rules::gxx_decision(avps));
+        if changes.is_empty() {
+            return;
+        }
+        let bberfs = self
+            .ip_can_sessions(&gx.subscriber, gx.ue_ip, gx.apn.as_deref(), &gx.session_id)
+            .await;
+        for b in bberfs.iter().filter(|b| b.interface == Interface::Gxx) {
+            let mut rar = self.client_rar(b);
+            for c in changes.iter().cloned() {
+                rar.push(c);
+            }
+            match self.node.request(rar).await.map(|m| s9_client::outcome(&m)) {
+                Ok(Some(Outcome::SUCCESS)) => {}
+                other => {
+                    tracing::warn!(gxx = %b.session_id, answer = ?other.map_err(|e| e.to_string()), "QoS rules not mirrored to the BBERF")
+                }
+            }
+        }
+    }
+
+    /// A RAR (Gx, TS 29.212 §5.6.4; Gxx, §5a.6.4) to a roaming session's client, without
+    /// a decision yet.
+    fn client_rar(&self, s: &RoamingSession) -> MessageBuilder {
+        let app = match s.interface {
+            Interface::Gx => gx::APPLICATION_ID,
+            Interface::Gxx => crate::gxx::APPLICATION_ID,
+        };
+        let mut rar = MessageBuilder::request(gxd::CMD_RE_AUTH, app, true);
+        rar.push(base::SESSION_ID.with(s.session_id.clone()));
+        rar.push(base::AUTH_APPLICATION_ID.with(app));
+        rar.push(base::ORIGIN_HOST.with(self.node.identity().host.clone()));
+        rar.push(base::ORIGIN_REALM.with(self.node.identity().realm.clone()));
+        rar.push(base::DESTINATION_REALM.with(s.pcef_realm.clone()));
+        rar.push(base::DESTINATION_HOST.with(s.pcef_host.clone()));
+        rar.push(base::RE_AUTH_REQUEST_TYPE.with(base::ReAuthRequestType::AUTHORIZE_ONLY));
+        rar
+    }
+
+    /// Gx or Gxx CCR-T of a roaming session: its subsession ends (S9 CCR-U, TERMINATION)
+    /// unless it is the last one of its S9 session, when the S9 session ends (CCR-T). The
+    /// client's session ends whatever home answers.
     async fn terminate(&self, req: &IncomingRequest, s: RoamingSession) -> MessageBuilder {
         self.end_roaming(s, Some(&req.msg)).await;
         req.answer(ResultCode::DIAMETER_SUCCESS)
     }
 
-    /// Ends a roaming Gx session's part of S9: its subsession with an S9 CCR-U
-    /// (TERMINATION), or, when it was the last one (always in the per-session model), the
-    /// S9 session with an S9 CCR-T. `gx_ccr` is the PCEF's CCR-T, when there is one.
+    /// Ends a roaming Gx or Gxx session's part of S9: its subsession with an S9 CCR-U
+    /// (TERMINATION), or, when it was the last one (per session: the IP-CAN session's last;
+    /// per UE: the UE's last), the S9 session with an S9 CCR-T. `gx_ccr` is the client's
+    /// CCR-T, when there is one.
     async fn end_roaming(&self, s: RoamingSession, gx_ccr: Option<&Message>) {
-        {
-            let mut st = self.state();
-            st.gx.remove(&s.session_id);
-            self.gauges(&st);
+        if let Err(e) = self.store.remove_client(s.session_id.clone()).await {
+            tracing::warn!(session = %s.session_id, error = %e, "roaming session not removed from the store");
         }
-        let handle = self.state().s9.get(&s.s9_session_id).cloned();
-        let Some(handle) = handle else { return };
-        let mut c = handle.lock().await;
-        if c.ended {
-            return;
-        }
+        self.gauges().await;
+        let (_lease, mut c) = match self.lock_s9(&s.s9_session_id).await {
+            Ok(Some(x)) => x,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(s9 = %s.s9_session_id, error = %e, "roaming store failed");
+                return;
+            }
+        };
         c.subsessions.remove(&s.subsession);
         let last = c.subsessions.is_empty();
+        // One of several BBERFs of the IP-CAN session leaves (a reselection): TS 29.215
+        // §5.3.7 Multiple-BBERF-Action TERMINATION.
+        let mut extra = Vec::new();
+        if s.interface == Interface::Gxx
+            && self
+                .ip_can_sessions(&s.subscriber, s.ue_ip, s.apn.as_deref(), &s.session_id)
+                .await
+                .iter()
+                .any(|p| p.interface == Interface::Gxx)
+        {
+            extra.push(s9d::MULTIPLE_BBERF_ACTION.with(s9d::MultipleBberfAction::TERMINATION));
+        }
         let sei = s9_client::enforcement(
             s.subsession,
             Some(s9d::SubsessionOperation::TERMINATION),
             gx_ccr,
             &s.session_id,
-            vec![],
+            extra,
         );
         let (kind, ids) = if last {
             (RequestType::Termination, vec![s.session_id.clone()])
@@ -697,7 +981,9 @@ impl Visited {
         };
         let answer = self.send_s9(&mut c, kind, sei, &ids).await;
         if last {
-            self.drop_s9(&mut c);
+            self.drop_s9(&c).await;
+        } else {
+            self.save_s9(&mut c).await;
         }
         match answer.as_ref().map(s9_client::outcome) {
             Ok(Some(Outcome::SUCCESS)) => {}
@@ -712,20 +998,23 @@ impl Visited {
             session = %s.session_id,
             s9 = %c.session_id,
             s9_ended = last,
-            "roaming Gx session ended"
+            "roaming session ended"
         );
     }
 
     /// RFC 6733 §8.16: a PCEF that restarted lost its sessions; its roaming sessions end
     /// towards home as if it had sent CCR-T for each.
     pub async fn pcef_restarted(&self, pcef_host: &str) {
-        let gone: Vec<RoamingSession> = self
-            .state()
-            .gx
-            .values()
-            .filter(|s| s.pcef_host.eq_ignore_ascii_case(pcef_host))
-            .cloned()
-            .collect();
+        let gone: Vec<RoamingSession> = match self.store.clients().await {
+            Ok(all) => all
+                .into_iter()
+                .filter(|s| s.pcef_host.eq_ignore_ascii_case(pcef_host))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "roaming store failed");
+                return;
+            }
+        };
         if !gone.is_empty() {
             tracing::info!(
                 pcef = pcef_host,
@@ -743,20 +1032,28 @@ impl Visited {
     /// carries, per subsession, the PCEF's result and rule reports and the rules local
     /// policy refused.
     pub async fn s9_request(&self, req: IncomingRequest) -> MessageBuilder {
-        // TS 29.215 §5.6: the V-PCRF serves RAR (and TER, not built yet); RFC 6733 §7.1.3
+        // TS 29.215 §5.6: the V-PCRF serves RAR and TER; RFC 6733 §7.1.3
         // DIAMETER_COMMAND_UNSUPPORTED for anything else.
+        if req.msg.header().command_code == s9d::CMD_TRIGGER_ESTABLISHMENT {
+            return self.trigger_establishment(&req).await;
+        }
         if req.msg.header().command_code != s9d::CMD_RE_AUTH {
             let mut a = req.answer(ResultCode(3001));
-            a.push(base::ERROR_MESSAGE.with("this V-PCRF serves only RAR on S9"));
+            a.push(base::ERROR_MESSAGE.with("this V-PCRF serves only RAR and TER on S9"));
             return a;
         }
         let sid = req.msg.session_id().unwrap_or_default().to_string();
-        let handle = self.state().s9.get(&sid).cloned();
-        let Some(handle) = handle else {
+        // The lease is taken only to read: a subsession being established is there once
+        // its establishment is done.
+        let subsessions = match self.lock_s9(&sid).await {
+            Ok(Some((_lease, c))) => c.subsessions,
             // RFC 6733 §7.1.5.
-            return req.answer(ResultCode(5002));
+            Ok(None) => return req.answer(ResultCode(5002)),
+            Err(e) => {
+                tracing::warn!(error = %e, "roaming store failed");
+                return req.answer(ResultCode(5012));
+            }
         };
-        let subsessions = handle.lock().await.subsessions.clone();
         let command_release = req.msg.get(gxd::SESSION_RELEASE_CAUSE).and_then(Result::ok);
         let mut infos = Vec::new();
         let mut lbo_refusal = None;
@@ -792,8 +1089,103 @@ impl Visited {
         a
     }
 
-    fn session_of(&self, id: u32, subsessions: &BTreeMap<u32, String>) -> Option<RoamingSession> {
-        subsessions.get(&id).and_then(|gx| self.roaming_session(gx))
+    /// TER from a home PCRF (TS 29.215 Annex A.6.1.1.1, checked against the Release 17
+    /// text): the H-PCRF asks for an S9 session of a subscriber (IMSI in Subscription-Id,
+    /// the PDN in Called-Station-Id, Auth-Session-State NO_STATE_MAINTAINED). The V-PCRF
+    /// answers TEA and starts the S9a session towards the BPCF, whose establishment brings
+    /// the S9 session; when it is itself establishing an S9 session for the UE, the TEA
+    /// carries Experimental-Result 5471 DIAMETER_ERROR_ONGOING_SESSION_ESTABLISHMENT.
+    ///
+    /// Here: no S9a (no BPCF in this stack), so a TEA of success starts nothing; the S9
+    /// session comes with the UE's next Gx or Gxx establishment, as without TER. What the
+    /// V-PCRF checks: the IMSI is there (5005 DIAMETER_MISSING_AVP, RFC 6733 §7.1.5) and
+    /// belongs to the home network that sent the TER (TS 29.213 §4.5.2, roaming
+    /// agreements: else 5003 DIAMETER_AUTHORIZATION_REJECTED); an S9 establishment of the
+    /// UE not yet answered gives 5471. The TEA has no DRA-Deployment: that is a V-DRA's to
+    /// add (a TER with DRA-Binding is for the V-DRA; reaching the V-PCRF, it means no DRA
+    /// holds a binding). Nothing is kept of the TER's own session (NO_STATE_MAINTAINED).
+    async fn trigger_establishment(&self, req: &IncomingRequest) -> MessageBuilder {
+        let imsi = req
+            .msg
+            .find_all(diameter_codec::dict::dcca::SUBSCRIPTION_ID.key())
+            .find(|s| {
+                gx::child(s, diameter_codec::dict::dcca::SUBSCRIPTION_ID_TYPE)
+                    == Some(diameter_codec::dict::dcca::SubscriptionIdType::END_USER_IMSI)
+            })
+            .and_then(|s| gx::child(&s, diameter_codec::dict::dcca::SUBSCRIPTION_ID_DATA))
+            .map(str::to_string);
+        let Some(imsi) = imsi else {
+            let mut a = req.answer(ResultCode(5005));
+            a.push(
+                base::FAILED_AVP.with(vec![diameter_codec::dict::dcca::SUBSCRIPTION_ID.with(
+                    vec![
+                diameter_codec::dict::dcca::SUBSCRIPTION_ID_TYPE
+                    .with(diameter_codec::dict::dcca::SubscriptionIdType::END_USER_IMSI),
+                diameter_codec::dict::dcca::SUBSCRIPTION_ID_DATA.with(String::new()),
+            ],
+                )]),
+            );
+            a.push(base::ERROR_MESSAGE.with("TER without the subscriber's IMSI"));
+            return a;
+        };
+        let origin_realm = req
+            .msg
+            .get(base::ORIGIN_REALM)
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let subscriber = SubscriberKey::Imsi(imsi.clone());
+        let home = match self.cfg.belonging(std::slice::from_ref(&subscriber)) {
+            Belonging::Roaming { home, .. } if home.realm.eq_ignore_ascii_case(origin_realm) => {
+                home.clone()
+            }
+            _ => {
+                tracing::info!(%imsi, realm = origin_realm, "TER for a subscriber not of the sender's network");
+                let mut a = req.answer(ResultCode(5003));
+                a.push(base::ERROR_MESSAGE.with(format!(
+                    "IMSI {imsi} is not a subscriber of roaming partner {origin_realm}"
+                )));
+                return a;
+            }
+        };
+        let key = subscriber.as_key();
+        let s9 = match self.store.s9_of_subscriber(key).await {
+            Ok(s9) => s9,
+            Err(e) => {
+                tracing::warn!(error = %e, "roaming store failed");
+                return req.answer(ResultCode(5012));
+            }
+        };
+        let live = s9.iter().any(|c| c.opened);
+        if s9.iter().any(|c| !c.opened) {
+            return self.ongoing(req, &imsi);
+        }
+        tracing::info!(
+            %imsi,
+            home = %home.realm,
+            apn = ?req.msg.get(diameter_codec::dict::nasreq::CALLED_STATION_ID).and_then(Result::ok),
+            s9_live = live,
+            "TER from home: no S9a here, the S9 session follows the UE's next establishment"
+        );
+        req.answer(ResultCode::DIAMETER_SUCCESS)
+    }
+
+    /// TEA 5471 DIAMETER_ERROR_ONGOING_SESSION_ESTABLISHMENT (TS 29.215 Annex A.6.1.1.1).
+    fn ongoing(&self, req: &IncomingRequest, imsi: &str) -> MessageBuilder {
+        tracing::info!(%imsi, "TER while the UE's S9 session is being established");
+        let mut a = MessageBuilder::answer_to(&req.msg, req.node.identity());
+        a.push(gx::experimental_result(
+            crate::s9::ONGOING_SESSION_ESTABLISHMENT,
+        ));
+        a.copy_required_from(&req.msg, req.node.dictionary());
+        a
+    }
+
+    async fn session_of(
+        &self,
+        id: u32,
+        subsessions: &BTreeMap<u32, String>,
+    ) -> Option<RoamingSession> {
+        self.roaming_session(subsessions.get(&id)?).await
     }
 
     /// Releases subsession `id`'s Gx session (Gx RAR with Session-Release-Cause).
@@ -804,7 +1196,7 @@ impl Visited {
         subsessions: &BTreeMap<u32, String>,
         cause: gxd::SessionReleaseCause,
     ) -> OwnedAvp {
-        let Some(s) = self.session_of(id, subsessions) else {
+        let Some(s) = self.session_of(id, subsessions).await else {
             return s9_client::raa_enforcement(
                 id,
                 Some(Outcome::tgpp(crate::s9::ERROR_SUBSESSION)),
@@ -812,14 +1204,8 @@ impl Visited {
             );
         };
         tracing::info!(s9 = sid, subsession = id, "home releases the session");
-        let rar = gx::rar(
-            self.node.identity(),
-            &s.session_id,
-            &s.pcef_host,
-            &s.pcef_realm,
-            &crate::policy::Decision::default(),
-            Some(cause.0),
-        );
+        let mut rar = self.client_rar(&s);
+        rar.push(gxd::SESSION_RELEASE_CAUSE.with(cause));
         let (result, reports) = self.gx_rar(rar, vec![]).await;
         s9_client::raa_enforcement(id, result, reports)
     }
@@ -833,7 +1219,7 @@ impl Visited {
         subsessions: &BTreeMap<u32, String>,
         sdi: &AvpRef<'_>,
     ) -> (OwnedAvp, Option<crate::lbo::LboRefusal>) {
-        let Some(s) = self.session_of(id, subsessions) else {
+        let Some(s) = self.session_of(id, subsessions).await else {
             // TS 29.215 §5.5.3 DIAMETER_ERROR_SUBSESSION: no such subsession.
             let info = s9_client::raa_enforcement(
                 id,
@@ -846,25 +1232,18 @@ impl Visited {
         let members: Vec<AvpRef<'_>> = sdi
             .children()
             .flatten()
-            .filter(s9_client::is_gx_decision)
+            .filter(|m| s9_client::is_gx_decision(m) || qos_rules::is_qos_rule_avp(m.key()))
             .filter(|m| m.key() != gxd::ONLINE.key() && m.key() != gxd::OFFLINE.key())
             .collect();
-        let had_rules = members
-            .iter()
-            .any(|m| m.key() == gxd::CHARGING_RULE_INSTALL.key());
-        let auth = self.authorise_home_rules(&RuleContext { session: &s }, members);
+        let had_rules = members.iter().any(|m| {
+            m.key() == gxd::CHARGING_RULE_INSTALL.key() || m.key() == gxd::QOS_RULE_INSTALL.key()
+        });
+        let (avps, auth, reports) = self.authorise_for(&s, &members);
         if let Some(r) = auth.lbo_refused {
             // Document 000: a grant the agreement refuses installs nothing; the home hears
             // why (the rules INACTIVE, the refusal's code).
             let info = crate::lbo::s9_refusal_info(id, &r.rules, &r.why);
             return (info, Some(r.why));
-        }
-        let mut reports = Vec::new();
-        if !auth.refused.is_empty() {
-            reports.push(s9_client::refused_report(
-                &auth.refused,
-                self.cfg.refused_rule_failure_code,
-            ));
         }
         let nothing_left = had_rules && auth.installed.is_empty() && !auth.refused.is_empty();
         if nothing_left && auth.avps.is_empty() {
@@ -872,21 +1251,15 @@ impl Visited {
             let info = s9_client::raa_enforcement(id, Some(Outcome::tgpp(5142)), reports);
             return (info, None);
         }
-        let mut rar = MessageBuilder::request(gxd::CMD_RE_AUTH, gx::APPLICATION_ID, true);
-        rar.push(base::SESSION_ID.with(s.session_id.clone()));
-        rar.push(base::AUTH_APPLICATION_ID.with(gx::APPLICATION_ID));
-        rar.push(base::ORIGIN_HOST.with(self.node.identity().host.clone()));
-        rar.push(base::ORIGIN_REALM.with(self.node.identity().realm.clone()));
-        rar.push(base::DESTINATION_REALM.with(s.pcef_realm.clone()));
-        rar.push(base::DESTINATION_HOST.with(s.pcef_host.clone()));
-        rar.push(base::RE_AUTH_REQUEST_TYPE.with(base::ReAuthRequestType::AUTHORIZE_ONLY));
-        for avp in auth.avps {
+        let mut rar = self.client_rar(&s);
+        for avp in avps {
             rar.push(avp);
         }
         if let Some(h) = sdi
             .children()
             .flatten()
             .find(|c| c.key() == roaming::HOME_OCS_IDENTITY.key())
+            .filter(|_| s.interface == Interface::Gx)
         {
             rar.push(OwnedAvp::from_ref(&h));
         }
@@ -911,8 +1284,10 @@ impl Visited {
         match self.node.request(rar).await {
             Ok(raa) => {
                 let o = s9_client::outcome(&raa).unwrap_or(Outcome::base(5012));
+                // Charging-Rule-Report from a PCEF, QoS-Rule-Report from a BBERF.
                 let mut r: Vec<OwnedAvp> = raa
                     .find_all(gxd::CHARGING_RULE_REPORT.key())
+                    .chain(raa.find_all(gxd::QOS_RULE_REPORT.key()))
                     .map(|c| OwnedAvp::verbatim(&raa, &c))
                     .collect();
                 r.append(&mut reports);

@@ -134,16 +134,11 @@ impl Visited {
                 let ip = ue_ip(&req.msg)?;
                 let s = self
                     .roaming_sessions()
+                    .await
+                    .ok()?
                     .into_iter()
                     .find(|s| s.ue_ip == Some(ip))?;
-                let handle = self.state().s9.get(&s.s9_session_id).cloned()?;
-                let (home_realm, home_host) = {
-                    let c = handle.lock().await;
-                    (
-                        c.home.realm.clone(),
-                        c.home_host.clone().or_else(|| c.home.pcrf.clone()),
-                    )
-                };
+                let (home_realm, home_host) = self.home_pcrf_of(&s.s9_session_id).await?;
                 let r = RelayedRx {
                     af_session: sid.to_string(),
                     af_host: req

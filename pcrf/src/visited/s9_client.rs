@@ -11,8 +11,9 @@ use diameter_codec::dict::{base, dcca, gi, gx as gxd, nasreq, roaming, rx, s9 as
 use diameter_codec::{AvpKey, AvpRef, LocalIdentity, Message, MessageBuilder, OwnedAvp};
 
 /// The Gx CCR AVPs that describe the IP-CAN session and travel to home inside the
-/// subsession's Subsession-Enforcement-Info (TS 29.215 §5.3.2 lists them as members).
-fn forwarded() -> [AvpKey; 17] {
+/// subsession's Subsession-Enforcement-Info (TS 29.215 §5.3.2 lists them as members); a
+/// BBERF's Gxx CCR shares most of them and adds its QoS-Rule-Reports.
+fn forwarded() -> [AvpKey; 18] {
     [
         gxd::AN_GW_ADDRESS.key(),
         gxd::QOS_INFORMATION.key(),
@@ -22,6 +23,7 @@ fn forwarded() -> [AvpKey; 17] {
         gxd::ONLINE.key(),
         gxd::OFFLINE.key(),
         gxd::CHARGING_RULE_REPORT.key(),
+        gxd::QOS_RULE_REPORT.key(),
         gxd::IP_CAN_TYPE.key(),
         gxd::RAT_TYPE.key(),
         gi::TGPP_SGSN_MCC_MNC.key(),

@@ -509,25 +509,39 @@ pub(crate) const GXX: u32 = 16_777_266;
 pub(crate) struct Bberf {
     pub(crate) node: Node,
     pub(crate) host: String,
+    pub(crate) realm: String,
+    pub(crate) pcrf_realm: String,
     pub(crate) rars: Arc<Mutex<Vec<Message>>>,
 }
 
 impl Bberf {
     /// Connects to the PCRF at `addr` and waits until the connection is open.
     pub(crate) async fn connect(host: &str, addr: SocketAddr) -> Self {
-        let mut cfg = NodeConfig::new(host, "epc.test");
+        Self::connect_to(host, "epc.test", PCRF_HOST, HOME, addr).await
+    }
+
+    /// Connects as `host` of `realm` to the PCRF `pcrf_host` of `pcrf_realm` at `addr`.
+    pub(crate) async fn connect_to(
+        host: &str,
+        realm: &str,
+        pcrf_host: &str,
+        pcrf_realm: &str,
+        addr: SocketAddr,
+    ) -> Self {
+        let mut cfg = NodeConfig::new(host, realm);
         cfg.local.applications.push(Application {
             vendor: Some(10_415),
             ..Application::auth(GXX)
         });
         cfg.local.supported_vendor_ids.push(10_415);
-        let mut p = PeerSpec::connect_tcp(PCRF_HOST, addr);
+        let mut p = PeerSpec::connect_tcp(pcrf_host, addr);
         p.timers = Timers {
             tc: Duration::from_millis(100),
             ..Timers::default()
         };
         cfg.peers.push(p);
-        cfg.routes.push(relay_route(HOME, Some(GXX), &[PCRF_HOST]));
+        cfg.routes
+            .push(relay_route(pcrf_realm, Some(GXX), &[pcrf_host]));
         cfg.request_timeout = T;
         let node = Node::start(cfg).await.unwrap();
         let rars = Arc::new(Mutex::new(Vec::new()));
@@ -540,12 +554,14 @@ impl Bberf {
             }),
         );
         assert!(
-            node.wait_peer(PCRF_HOST, T).await,
+            node.wait_peer(pcrf_host, T).await,
             "PCRF at {addr} not open"
         );
         Self {
             node,
             host: host.to_string(),
+            realm: realm.to_string(),
+            pcrf_realm: pcrf_realm.to_string(),
             rars,
         }
     }
@@ -562,8 +578,8 @@ impl Bberf {
         b.push(base::SESSION_ID.with(session.to_string()));
         b.push(base::AUTH_APPLICATION_ID.with(GXX));
         b.push(base::ORIGIN_HOST.with(self.host.clone()));
-        b.push(base::ORIGIN_REALM.with("epc.test"));
-        b.push(base::DESTINATION_REALM.with(HOME));
+        b.push(base::ORIGIN_REALM.with(self.realm.clone()));
+        b.push(base::DESTINATION_REALM.with(self.pcrf_realm.clone()));
         b.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType(kind)));
         b.push(dcca::CC_REQUEST_NUMBER.with(number));
         if let Some(i) = imsi {
