@@ -506,6 +506,38 @@ mod tests {
         .unwrap();
         let e = Config::load(&p).unwrap_err();
         assert!(e.message.contains("lbo.preset"), "{e}");
+        // examples/visited.toml's agreement matches it: the two examples do LBO together
+        // (the preset verifies at the visited side).
+        let v = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/visited.toml"))
+            .unwrap();
+        let policy = v.pcrf.visited.unwrap().lbo.unwrap();
+        let a = policy.agreement(&l.home_operator).unwrap();
+        assert_eq!(Some(&a.key), l.partner_key("visited.test"));
+        let p = &l.presets[0];
+        let rule = crate::spr::RuleDef {
+            name: p.name.clone(),
+            precedence: p.precedence,
+            rating_group: None,
+            service_identifier: None,
+            online: None,
+            offline: None,
+            metering: None,
+            flows: p.flows.clone(),
+            qos: None,
+            monitoring_key: None,
+            flow_status: None,
+            af_charging_id: None,
+            af_flows: Vec::new(),
+            lbo: None,
+        };
+        let now = 1_800_000_000;
+        let g = crate::lbo::issue_grant(&l, &a.key, &rule, &p.package, "g".into(), now);
+        assert_eq!(
+            crate::lbo::verify_lbo_rule(&rule, Some(&g), &policy, now),
+            Ok(())
+        );
+        let up = &l.local_up[0];
+        assert!(a.local_up_policies.contains(&up.steering_policy));
     }
 
     #[test]

@@ -34,7 +34,7 @@
 //!
 //! # What a V-PCRF does with it
 //!
-//! Its agreements are a [`VisitedLboPolicy`] (serde: `[[agreement]]` tables with
+//! Its agreements are a [`VisitedLboPolicy`] (`[pcrf.visited.lbo]`, serde: `[[agreement]]` tables with
 //! `home_operator`, hex `key`, `packages`, `allowed_prefixes` and, for variant FIG. 6,
 //! `local_up_policies`). For each Charging-Rule-Install of an S9 RAR (or CCA)
 //! Subsession-Decision-Info, [`lbo_rules_in`] yields the LBO rules with their grants and
@@ -43,7 +43,9 @@
 //! nothing goes to the PCEF. Accepted: the Charging-Rule-Definitions go on to the visited PCEF
 //! in a Gx RAR as they are (LBO-Indicator kept: the PCEF breaks the matching traffic out;
 //! Traffic-Steering-Policy-Identifier kept: it steers to the home operator's user plane), and
-//! the Gx RAA's result becomes the S9 RAA's.
+//! the Gx RAA's result becomes the S9 RAA's. Presets in an S9 CCA that fail the checks
+//! are left out and reported home INACTIVE like any rule the V-PCRF refuses. The V-PCRF's
+//! code is `pcrf/src/visited/lbo_check.rs`, called where it authorises every home rule.
 //!
 //! # OTT dynamic key (OTT → home operator)
 //!

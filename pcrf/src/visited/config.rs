@@ -37,6 +37,11 @@ pub struct VisitedSection {
     /// redirect. Only for homes with a `dra`.
     #[serde(default)]
     pub dra_termination: TerminationBehaviour,
+    /// `[pcrf.visited.lbo]`: the local-breakout agreements with home operators (document
+    /// 000; [`crate::lbo`] "What a V-PCRF does with it"). Absent: every LBO rule a home
+    /// network pushes is refused (LBO_UNKNOWN_HOME_OPERATOR).
+    #[serde(default)]
+    pub lbo: Option<crate::lbo::VisitedLboPolicy>,
 }
 
 fn refused_rule_failure_code() -> i32 {
@@ -224,6 +229,29 @@ impl VisitedSection {
             e.check()
                 .map_err(|m| format!("pcrf.visited.local_policy[{i}]: {m}"))?;
         }
+        for (i, a) in self.lbo.iter().flat_map(|l| &l.agreements).enumerate() {
+            let at = format!("pcrf.visited.lbo.agreement[{i}]");
+            if a.home_operator.trim().is_empty() {
+                return Err(format!("{at}: empty home_operator"));
+            }
+            if self
+                .lbo
+                .iter()
+                .flat_map(|l| &l.agreements)
+                .take(i)
+                .any(|b| b.home_operator == a.home_operator)
+            {
+                return Err(format!(
+                    "{at}: a second agreement with home operator `{}`",
+                    a.home_operator
+                ));
+            }
+            if a.allowed_prefixes.is_empty() && a.local_up_policies.is_empty() {
+                return Err(format!(
+                    "{at}: neither allowed_prefixes nor local_up_policies: it would allow nothing"
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -247,6 +275,7 @@ mod tests {
             vocs: vec![],
             refused_rule_failure_code: 5,
             dra_termination: TerminationBehaviour::Parallel,
+            lbo: None,
         }
     }
 
@@ -330,5 +359,30 @@ mod tests {
         let mut s = section();
         s.homes[0].plmn = "00102".into();
         assert!(s.check().unwrap_err().contains("home[0]"));
+    }
+
+    #[test]
+    fn lbo_agreements_are_checked() {
+        let agreement = |op: &str| crate::lbo::LboAgreement {
+            home_operator: op.into(),
+            key: crate::lbo::Key::new(vec![1; 16]).unwrap(),
+            packages: vec!["p".into()],
+            allowed_prefixes: vec!["203.0.113.0/24".parse().unwrap()],
+            local_up_policies: vec![],
+        };
+        let mut s = section();
+        s.lbo = Some(crate::lbo::VisitedLboPolicy {
+            agreements: vec![agreement("00101")],
+        });
+        assert_eq!(s.check(), Ok(()));
+        s.lbo.as_mut().unwrap().agreements.push(agreement("00101"));
+        assert!(s.check().unwrap_err().contains("agreement[1]"));
+        let mut empty = agreement(" ");
+        s.lbo.as_mut().unwrap().agreements = vec![empty.clone()];
+        assert!(s.check().unwrap_err().contains("home_operator"));
+        empty.home_operator = "00101".into();
+        empty.allowed_prefixes.clear();
+        s.lbo.as_mut().unwrap().agreements = vec![empty];
+        assert!(s.check().unwrap_err().contains("allow nothing"));
     }
 }

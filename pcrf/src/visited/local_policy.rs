@@ -118,6 +118,9 @@ pub struct Authorised {
     pub modified: Vec<String>,
     /// Rules installed (dynamic and predefined, as named), modified or not.
     pub installed: Vec<String>,
+    /// Local-breakout rules the roaming agreement refuses (their names are in `refused`
+    /// too; [`super::lbo_check`]).
+    pub lbo_refused: Option<super::lbo_check::LboRefused>,
 }
 
 /// Applies `entry` (none: everything passes unchanged) to the AVPs of a home decision.

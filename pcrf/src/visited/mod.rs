@@ -24,6 +24,14 @@
 //!   5142 DIAMETER_PCC_RULE_EVENT; a partly refused one with the reports only (the home
 //!   keeps the rest). Modified rules keep their names and are not reported (the home's
 //!   decision stands; the visited network enforces less).
+//! - Local breakout (document 000, [`lbo_check`]): LBO-marked rules (LBO-Indicator, or a
+//!   signed steering rule to the home operator's user plane here) are verified under the
+//!   agreement with their home operator (`[pcrf.visited.lbo]`) before local policy. In an
+//!   S9 RAR a refusal refuses the subsession's whole decision — nothing goes to the PCEF,
+//!   the RAA carries the refusal's code (Experimental-Result, Vendor-Id 32473) and the
+//!   rules INACTIVE; accepted, the rules go to the PCEF by Gx RAR with their marks, and the
+//!   Gx RAA's result becomes the subsession's in the S9 RAA. Presets refused in an S9 CCA
+//!   are left out and reported home like rules local policy refuses.
 //! - Charging (document 001 S307–S309): the home OCS (primary and secondary) goes to the
 //!   PCEF in our Home-OCS-Identity; the V-OCS chosen by `[[pcrf.visited.vocs]]` (the
 //!   candidates serving the home PLMN and APN; of those, the one with the fewest live
@@ -64,6 +72,7 @@
 //! says, without the S9a part (no BPCF here; see `Visited::trigger_establishment`).
 
 pub mod config;
+pub mod lbo_check;
 pub mod local_policy;
 pub mod qos_rules;
 pub mod rx_relay;
@@ -168,6 +177,8 @@ pub struct Visited {
     /// The home DRAs S9 goes through as their client, by lower-case Diameter identity
     /// ([`s9_client::send`]).
     home_dras: HashMap<String, DraClient>,
+    /// The PCRF's series this role shares (local-breakout grants).
+    metrics: crate::metrics::Label,
 }
 
 /// What the rule check of [`Visited::authorise_home_rules`] knows of the session.
@@ -199,6 +210,7 @@ impl Visited {
                 (d.to_ascii_lowercase(), client)
             })
             .collect();
+        let metrics = crate::metrics::Label::new(&label);
         gauge!(S9_CLIENT_SESSIONS, "node" => label.clone()).set(0.0);
         gauge!(ROAMING_GX_SESSIONS, "node" => label.clone()).set(0.0);
         Self {
@@ -210,6 +222,7 @@ impl Visited {
             origin_states: Mutex::new(HashMap::new()),
             rx: Mutex::new(HashMap::new()),
             home_dras,
+            metrics,
         }
     }
 
@@ -460,24 +473,53 @@ impl Visited {
 
     /// The rule check on what the home network sends for a roaming session, before it is
     /// installed over Gx (CCA-I/U after S9 establishment or modification, and Gx RAR after
-    /// an S9 RAR): local policy, by the first `[[pcrf.visited.local_policy]]` entry that
-    /// matches the session's home PLMN and APN. Checks on pushed local-breakout rules
-    /// (LBO-Indicator, LBO-Grant under the roaming agreement) belong here too.
+    /// an S9 RAR). First local breakout ([`lbo_check`]): every LBO-marked rule is verified
+    /// under the agreement with its home operator (`[pcrf.visited.lbo]`); refused ones are
+    /// left out, named in `refused` and in `lbo_refused` (the RAR path then refuses the
+    /// whole subsession decision). Then local policy, by the first
+    /// `[[pcrf.visited.local_policy]]` entry that matches the session's home PLMN and APN,
+    /// on every rule left — LBO rules included: the grant covers a rule's name, precedence
+    /// and flows, not its QoS or charging, so caps and rating-group remapping apply to them
+    /// as to any rule, and an entry that refuses a rule by name refuses an LBO rule too
+    /// (reported home INACTIVE; the home refuses its AF).
     pub fn authorise_home_rules<'a>(
         &self,
         ctx: &RuleContext<'_>,
         decision: impl IntoIterator<Item = AvpRef<'a>>,
     ) -> Authorised {
+        let decision: Vec<AvpRef<'a>> = decision.into_iter().collect();
+        let now = (diameter_service::now_ms() / 1000) as i64;
+        let lbo = lbo_check::check(self.cfg.lbo.as_ref(), &decision, now);
+        for (name, kind) in &lbo.accepted {
+            tracing::info!(session = %ctx.session.session_id, rule = %name, kind = ?kind, "local-breakout rule accepted");
+            self.metrics.lbo_grant("visited", true, "ok");
+        }
+        let stripped;
+        let decision = match &lbo.refused {
+            None => decision,
+            Some(r) => {
+                tracing::info!(session = %ctx.session.session_id, rules = ?r.rules, reason = %r.why, "local-breakout rules refused");
+                for _ in &r.rules {
+                    self.metrics.lbo_grant("visited", false, r.why.reason());
+                }
+                stripped = lbo_check::without(&decision, &r.rules);
+                stripped.avps().flatten().collect()
+            }
+        };
         let entry = self
             .cfg
             .local_policy_for(&ctx.session.home_plmn, ctx.session.apn.as_deref());
-        let a = local_policy::authorise(entry, decision);
+        let mut a = local_policy::authorise(entry, decision);
         for (what, names) in [("refused", &a.refused), ("modified", &a.modified)] {
             if !names.is_empty() {
                 tracing::info!(session = %ctx.session.session_id, rules = ?names, "home rules {what} by local policy");
                 counter!(LOCAL_POLICY_RULES, "node" => self.label.clone(), "action" => what)
                     .increment(names.len() as u64);
             }
+        }
+        if let Some(r) = lbo.refused {
+            a.refused.extend(r.rules.iter().cloned());
+            a.lbo_refused = Some(r);
         }
         a
     }
@@ -1042,6 +1084,7 @@ impl Visited {
         };
         let command_release = req.msg.get(gxd::SESSION_RELEASE_CAUSE).and_then(Result::ok);
         let mut infos = Vec::new();
+        let mut lbo_refusal = None;
         if let Some(cause) = command_release {
             for id in subsessions.keys() {
                 infos.push(self.release(&sid, *id, &subsessions, cause).await);
@@ -1049,10 +1092,25 @@ impl Visited {
         } else {
             for (id, sdi) in s9_client::decisions(&req.msg) {
                 let Some(id) = id else { continue };
-                infos.push(self.rar_subsession(id, &subsessions, &sdi).await);
+                let (info, refused) = self.rar_subsession(id, &subsessions, &sdi).await;
+                infos.push(info);
+                lbo_refusal = lbo_refusal.or(refused);
             }
         }
-        let mut a = req.answer(ResultCode::DIAMETER_SUCCESS);
+        let mut a = match &lbo_refusal {
+            // The agreement refused an LBO rule: the command carries the refusal's code
+            // (Experimental-Result, Vendor-Id 32473, `crate::lbo`), which the home
+            // relays to the AF; each subsession's own outcome is in its
+            // Subsession-Enforcement-Info.
+            Some(why) => {
+                let mut a = MessageBuilder::answer_to(&req.msg, req.node.identity());
+                a.push(why.result_avp());
+                a.copy_required_from(&req.msg, req.node.dictionary());
+                a.push(base::ERROR_MESSAGE.with(why.to_string()));
+                a
+            }
+            None => req.answer(ResultCode::DIAMETER_SUCCESS),
+        };
         for i in infos {
             a.push(i);
         }
@@ -1180,20 +1238,23 @@ impl Visited {
         s9_client::raa_enforcement(id, result, reports)
     }
 
-    /// A Subsession-Decision-Info of an S9 RAR, authorised and sent as a Gx RAR.
+    /// A Subsession-Decision-Info of an S9 RAR, authorised and sent as a Gx RAR; with the
+    /// LBO refusal when the agreement refused one of its local-breakout rules (then nothing
+    /// of it goes to the PCEF).
     async fn rar_subsession(
         &self,
         id: u32,
         subsessions: &BTreeMap<u32, String>,
         sdi: &AvpRef<'_>,
-    ) -> OwnedAvp {
+    ) -> (OwnedAvp, Option<crate::lbo::LboRefusal>) {
         let Some(s) = self.session_of(id, subsessions).await else {
             // TS 29.215 §5.5.3 DIAMETER_ERROR_SUBSESSION: no such subsession.
-            return s9_client::raa_enforcement(
+            let info = s9_client::raa_enforcement(
                 id,
                 Some(Outcome::tgpp(crate::s9::ERROR_SUBSESSION)),
                 vec![],
             );
+            return (info, None);
         };
         // Online/Offline are not in the Gx RAR (TS 29.212 §5.6.4).
         let members: Vec<AvpRef<'_>> = sdi
@@ -1206,10 +1267,17 @@ impl Visited {
             m.key() == gxd::CHARGING_RULE_INSTALL.key() || m.key() == gxd::QOS_RULE_INSTALL.key()
         });
         let (avps, auth, reports) = self.authorise_for(&s, &members);
+        if let Some(r) = auth.lbo_refused {
+            // Document 000: a grant the agreement refuses installs nothing; the home hears
+            // why (the rules INACTIVE, the refusal's code).
+            let info = crate::lbo::s9_refusal_info(id, &r.rules, &r.why);
+            return (info, Some(r.why));
+        }
         let nothing_left = had_rules && auth.installed.is_empty() && !auth.refused.is_empty();
         if nothing_left && auth.avps.is_empty() {
             // Everything the RAR asked was refused: nothing to tell the PCEF.
-            return s9_client::raa_enforcement(id, Some(Outcome::tgpp(5142)), reports);
+            let info = s9_client::raa_enforcement(id, Some(Outcome::tgpp(5142)), reports);
+            return (info, None);
         }
         let mut rar = self.client_rar(&s);
         for avp in avps {
@@ -1231,7 +1299,7 @@ impl Visited {
         } else {
             result
         };
-        s9_client::raa_enforcement(id, result, reports)
+        (s9_client::raa_enforcement(id, result, reports), None)
     }
 
     /// Sends a Gx RAR; its RAA's result when not success, and its Charging-Rule-Reports

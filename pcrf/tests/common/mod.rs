@@ -52,6 +52,8 @@ pub(crate) struct Pcef {
     pub(crate) node: Node,
     pub(crate) host: String,
     pub(crate) rars: Arc<Mutex<Vec<Message>>>,
+    /// Destination-Realm of its CCRs: the PCRF's realm.
+    pub(crate) pcrf_realm: String,
 }
 
 impl Pcef {
@@ -73,6 +75,18 @@ impl Pcef {
         osi: Option<u32>,
         reply: RarReply,
     ) -> Self {
+        Self::connect_in(pcrf_host, HOME, host, addr, osi, reply).await
+    }
+
+    /// As [`Pcef::connect_to`] to a PCRF of realm `pcrf_realm` (a V-PCRF's visited PCEF).
+    pub(crate) async fn connect_in(
+        pcrf_host: &str,
+        pcrf_realm: &str,
+        host: &str,
+        addr: SocketAddr,
+        osi: Option<u32>,
+        reply: RarReply,
+    ) -> Self {
         let mut cfg = NodeConfig::new(host, "epc.test");
         if let Some(o) = osi {
             cfg.local.origin_state_id = o;
@@ -88,7 +102,8 @@ impl Pcef {
             ..Timers::default()
         };
         cfg.peers.push(p);
-        cfg.routes.push(relay_route(HOME, Some(GX), &[pcrf_host]));
+        cfg.routes
+            .push(relay_route(pcrf_realm, Some(GX), &[pcrf_host]));
         cfg.request_timeout = T;
         let node = Node::start(cfg).await.unwrap();
         let rars = Arc::new(Mutex::new(Vec::new()));
@@ -137,6 +152,7 @@ impl Pcef {
             node,
             host: host.to_string(),
             rars,
+            pcrf_realm: pcrf_realm.to_string(),
         }
     }
 
@@ -148,7 +164,7 @@ impl Pcef {
         number: u32,
         imsi: Option<&str>,
     ) -> MessageBuilder {
-        ccr_of(&self.host, session, kind, number, imsi)
+        ccr_in(&self.host, &self.pcrf_realm, session, kind, number, imsi)
     }
 
     /// A CCR-I as a gateway sends it: UE address, APN, RAT, and Supported-Features
@@ -179,12 +195,24 @@ pub(crate) fn ccr_of(
     number: u32,
     imsi: Option<&str>,
 ) -> MessageBuilder {
+    ccr_in(host, HOME, session, kind, number, imsi)
+}
+
+/// As [`ccr_of`] to a PCRF of realm `pcrf_realm`.
+pub(crate) fn ccr_in(
+    host: &str,
+    pcrf_realm: &str,
+    session: &str,
+    kind: i32,
+    number: u32,
+    imsi: Option<&str>,
+) -> MessageBuilder {
     let mut b = MessageBuilder::request(272, GX, true);
     b.push(base::SESSION_ID.with(session.to_string()));
     b.push(base::AUTH_APPLICATION_ID.with(GX));
     b.push(base::ORIGIN_HOST.with(host.to_string()));
     b.push(base::ORIGIN_REALM.with("epc.test"));
-    b.push(base::DESTINATION_REALM.with(HOME));
+    b.push(base::DESTINATION_REALM.with(pcrf_realm.to_string()));
     b.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType(kind)));
     b.push(dcca::CC_REQUEST_NUMBER.with(number));
     if let Some(i) = imsi {
