@@ -504,6 +504,7 @@ async fn peer_events_and_facts() {
             peer,
             previous,
             current,
+            ..
         } => {
             assert_eq!(peer, CLIENT);
             assert_eq!((previous, current), (1000, 1001));

@@ -28,6 +28,7 @@ fn session(id: String, i: Interface, client: &str) -> BoundSession {
         client: client.to_string(),
         mode: Mode::Proxy,
         state: SessionState::Active,
+        since_ms: 1,
     }
 }
 

@@ -116,6 +116,10 @@ pub struct BoundSession {
     pub mode: Mode,
     /// Active or terminated.
     pub state: SessionState,
+    /// When it was bound (Unix milliseconds): a client's restart releases only what it
+    /// bound before (RFC 6733 §8.16).
+    #[serde(default)]
+    pub since_ms: u64,
 }
 
 /// A UE's IPv6 prefix (Framed-IPv6-Prefix, RFC 3162 §2.3).
@@ -491,9 +495,10 @@ impl Names {
     }
 }
 
-/// [`BoundSession`] as the index keeps it: 24 bytes and its Session-Id.
+/// [`BoundSession`] as the index keeps it: 32 bytes and its Session-Id.
 struct Sess {
     session_id: Box<str>,
+    since_ms: u64,
     client: u32,
     interface: Interface,
     mode: Mode,
@@ -627,6 +632,7 @@ impl Index {
                 .iter()
                 .map(|s| BoundSession {
                     session_id: s.session_id.to_string(),
+                    since_ms: s.since_ms,
                     interface: s.interface,
                     client: self.clients.get(s.client).to_string(),
                     mode: s.mode,
@@ -691,6 +697,7 @@ impl Index {
             }
             added.push(Sess {
                 session_id: s.session_id.as_str().into(),
+                since_ms: s.since_ms,
                 client: self.clients.acquire(&s.client),
                 interface: s.interface,
                 mode: s.mode,
@@ -1003,21 +1010,26 @@ impl Index {
         self.delete_all(&slots)
     }
 
-    /// Takes every session of `client` off its entry (the client restarted, RFC 6733
-    /// §8.16); entries left with nothing active go.
-    pub fn release_client(&mut self, client: &str) -> (usize, Vec<Write>) {
+    /// Takes every session `client` bound before `before_ms` off its entry (the client
+    /// restarted then, RFC 6733 §8.16: what it bound since is its new state); entries left
+    /// with nothing active go.
+    pub fn release_client(&mut self, client: &str, before_ms: u64) -> (usize, Vec<Write>) {
         let mut writes = Vec::new();
         let Some(c) = self.clients.lookup(client) else {
             return (0, writes);
         };
         let slots: Vec<Slot> = self
             .entries()
-            .filter(|(_, e)| e.sessions.iter().any(|s| s.client == c))
+            .filter(|(_, e)| {
+                e.sessions
+                    .iter()
+                    .any(|s| s.client == c && s.since_ms < before_ms)
+            })
             .map(|(s, _)| s)
             .collect();
         let mut n = 0;
         for slot in slots {
-            n += self.remove_sessions(slot, |s| s.client == c);
+            n += self.remove_sessions(slot, |s| s.client == c && s.since_ms < before_ms);
             self.settle(slot, &mut writes);
         }
         (n, writes)
@@ -1161,6 +1173,7 @@ mod tests {
             client: "pcef.test".into(),
             mode: Mode::Proxy,
             state: SessionState::Active,
+            since_ms: 1,
         }
     }
 
@@ -1284,7 +1297,10 @@ mod tests {
             Interface::Gx,
             "p1",
         );
-        assert_eq!(ix.release_client("PCEF.test").0, 1);
+        // A restart at 0 (before the session was bound at 1) leaves it; one at 2 takes it.
+        assert_eq!(ix.release_client("PCEF.test", 0).0, 0);
+        assert_eq!(ix.stats().active_sessions, 1);
+        assert_eq!(ix.release_client("PCEF.test", 2).0, 1);
         assert_eq!(ix.stats(), Stats::default());
         bind(
             &mut ix,
@@ -1362,6 +1378,7 @@ mod tests {
                         };
                         let mut s = session(&format!("s{sid}"), if rx { Interface::Rx } else { Interface::Gx });
                         s.client = format!("client{}", sid % 2);
+                        s.since_ms = now;
                         ix.bind(BindRequest {
                             key,
                             by: if per_ue { MatchBy::Ue } else { MatchBy::IpCanSession },
@@ -1374,6 +1391,7 @@ mod tests {
                         if let Some(b) = ix.find_by_address(&key_of_address(Ipv4Addr::new(10, 0, 0, ip).into())) {
                             let mut s = session(&format!("s{sid}"), Interface::Rx);
                             s.client = "CLIENT1".into();
+                            s.since_ms = now;
                             ix.attach(&b.id, s, now);
                         }
                     }
@@ -1385,7 +1403,7 @@ mod tests {
                         ix.release_session(&format!("s{sid}"));
                     }
                     Op::Client(c) => {
-                        ix.release_client(&format!("Client{c}"));
+                        ix.release_client(&format!("Client{c}"), now);
                     }
                     Op::Pcrf(p) => {
                         ix.release_pcrf(&format!("PCRF{p}"));

@@ -216,11 +216,13 @@ async fn watch(
                 tracing::warn!(%peer, ?reason, "PCRF down: out of selection");
                 s.release_pcrf(&peer, "pcrf_down").await;
             }
-            NodeEvent::PeerRestarted { peer, .. } => {
+            NodeEvent::PeerRestarted { peer, at_ms, .. } => {
                 if s.pcrfs.contains(&peer) {
                     s.release_pcrf(&peer, "pcrf_restart").await;
                 } else {
-                    match s.store.release_client(peer.clone()).await {
+                    // Only what it bound before the restart: its first requests since may
+                    // have been handled before this event.
+                    match s.store.release_client(peer.clone(), at_ms).await {
                         Ok(n) => {
                             tracing::info!(%peer, sessions = n, "client restarted: its sessions released")
                         }
@@ -556,6 +558,7 @@ impl Shared {
             client: req.peer.clone(),
             mode,
             state: SessionState::Active,
+            since_ms: now,
         };
         let binding = if iface == Interface::Rx {
             if key.ipv4.is_none() && key.ipv6.is_none() {

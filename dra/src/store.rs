@@ -71,8 +71,9 @@ pub trait BindingStore: Send + Sync + 'static {
     /// Deletes every entry on a PCRF.
     fn release_pcrf(&self, pcrf: String) -> StoreFuture<'_, Vec<Binding>>;
 
-    /// Takes every session of a client off its entry; returns how many.
-    fn release_client(&self, client: String) -> StoreFuture<'_, usize>;
+    /// Takes every session a client bound before `before_ms` off its entry; returns how
+    /// many.
+    fn release_client(&self, client: String, before_ms: u64) -> StoreFuture<'_, usize>;
 
     /// Deletes entries unchanged since before `cutoff_ms`.
     fn expire(&self, cutoff_ms: u64) -> StoreFuture<'_, Vec<Binding>>;
@@ -176,8 +177,8 @@ impl BindingStore for MemoryStore {
         let r = self.with(|ix| ix.release_pcrf(&pcrf).0);
         Box::pin(async move { r })
     }
-    fn release_client(&self, client: String) -> StoreFuture<'_, usize> {
-        let r = self.with(|ix| ix.release_client(&client).0);
+    fn release_client(&self, client: String, before_ms: u64) -> StoreFuture<'_, usize> {
+        let r = self.with(|ix| ix.release_client(&client, before_ms).0);
         Box::pin(async move { r })
     }
     fn expire(&self, cutoff_ms: u64) -> StoreFuture<'_, Vec<Binding>> {
@@ -335,8 +336,8 @@ impl BindingStore for RedbStore {
     fn release_pcrf(&self, pcrf: String) -> StoreFuture<'_, Vec<Binding>> {
         self.change(move |ix| ix.release_pcrf(&pcrf))
     }
-    fn release_client(&self, client: String) -> StoreFuture<'_, usize> {
-        self.change(move |ix| ix.release_client(&client))
+    fn release_client(&self, client: String, before_ms: u64) -> StoreFuture<'_, usize> {
+        self.change(move |ix| ix.release_client(&client, before_ms))
     }
     fn expire(&self, cutoff_ms: u64) -> StoreFuture<'_, Vec<Binding>> {
         self.change(move |ix| ix.expire(cutoff_ms))
@@ -378,6 +379,7 @@ mod tests {
                 client: "pcef".into(),
                 mode: Mode::Proxy,
                 state: SessionState::Active,
+                since_ms: 5,
             },
             now_ms: 5,
         }

@@ -24,6 +24,10 @@ pub enum NodeEvent {
         previous: u32,
         /// The one it has now.
         current: u32,
+        /// When the capabilities exchange announcing it arrived (Unix milliseconds): what
+        /// the peer created before is stale, what it created since (its first requests may
+        /// be handled before this event is) is not.
+        at_ms: u64,
     },
     /// The peer's connection went (or it disconnected with DPR).
     PeerDown {

@@ -417,10 +417,14 @@ impl Driver {
             PeerEvent::Answer { msg, .. } => self.shared.on_answer(&self.host, msg),
             PeerEvent::Restarted { previous, current } => {
                 tracing::info!(peer = %self.host, previous, current, "peer restarted (Origin-State-Id)");
+                let at_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
                 self.shared.emit(NodeEvent::PeerRestarted {
                     peer: self.host.clone(),
                     previous,
                     current,
+                    at_ms,
                 });
             }
             other => tracing::debug!(peer = %self.host, event = ?other, "peer event"),
