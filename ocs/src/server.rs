@@ -115,13 +115,13 @@ impl Ocs {
                 let Some(e) = diameter_service::next_event(&mut events).await else {
                     return;
                 };
-                let NodeEvent::PeerRestarted { peer, .. } = e else {
+                let NodeEvent::PeerRestarted { peer, at_ms, .. } = e else {
                     continue;
                 };
                 let Some(s) = weak.upgrade() else { return };
                 // RFC 6733 §8.16: a new Origin-State-Id means the client lost its state;
                 // the credit its sessions hold goes back to the accounts at once.
-                match s.store.release_client(peer.clone()).await {
+                match s.store.release_client(peer.clone(), at_ms).await {
                     Ok(r) => tracing::info!(
                         %peer,
                         sessions = r.sessions_expired,

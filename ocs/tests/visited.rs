@@ -188,8 +188,12 @@ impl ChargingStore for LateStore {
     fn sweep(&self, now: UnixMillis) -> StoreFuture<'_, SweepReport> {
         self.inner.sweep(now)
     }
-    fn release_client(&self, origin_host: String) -> StoreFuture<'_, SweepReport> {
-        self.inner.release_client(origin_host)
+    fn release_client(
+        &self,
+        origin_host: String,
+        before_ms: UnixMillis,
+    ) -> StoreFuture<'_, SweepReport> {
+        self.inner.release_client(origin_host, before_ms)
     }
     fn release_session(&self, session_id: String) -> StoreFuture<'_, SweepReport> {
         self.inner.release_session(session_id)

@@ -106,10 +106,15 @@ pub trait ChargingStore: Send + Sync + 'static {
     /// forgets answers kept past their retention.
     fn sweep(&self, now: UnixMillis) -> StoreFuture<'_, SweepReport>;
 
-    /// Releases the reservations of every session opened by client `origin_host` and
-    /// forgets them: the client restarted (a new Origin-State-Id, RFC 6733 §8.16) and has
-    /// lost them.
-    fn release_client(&self, origin_host: String) -> StoreFuture<'_, SweepReport>;
+    /// Releases the reservations of every session client `origin_host` used last before
+    /// `before_ms` and forgets them: the client restarted then (a new Origin-State-Id, RFC
+    /// 6733 §8.16) and has lost them; what it opened or used since is its new state (its
+    /// first requests may be handled before the restart is noticed).
+    fn release_client(
+        &self,
+        origin_host: String,
+        before_ms: UnixMillis,
+    ) -> StoreFuture<'_, SweepReport>;
 
     /// Releases one session's reservations and forgets it (its client answered a
     /// re-auth request with DIAMETER_UNKNOWN_SESSION_ID).

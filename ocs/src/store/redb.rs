@@ -336,7 +336,14 @@ impl Tables<'_> {
         self.delete_session(&s)
     }
 
-    fn release_client(&mut self, origin_host: &str) -> OpResult<SweepReport> {
+    /// A session's lease is its last request plus Tcc ([`engine`]): one used before
+    /// `before_ms` has a lease ending before `before_ms` + Tcc.
+    fn release_client(
+        &mut self,
+        origin_host: &str,
+        before_ms: UnixMillis,
+        tcc_ms: u64,
+    ) -> OpResult<SweepReport> {
         let host = origin_host.to_ascii_lowercase();
         let ids: Vec<String> = self
             .client_sessions
@@ -351,8 +358,13 @@ impl Tables<'_> {
             .map(|(_, sid)| sid)
             .collect();
         let mut report = SweepReport::default();
+        let stale_before = before_ms.saturating_add(tcc_ms);
         for sid in ids {
-            self.release_session(&sid, &mut report)?;
+            if let Ok(Some(s)) = self.session(&sid)?
+                && s.lease_until < stale_before
+            {
+                self.release_session(&sid, &mut report)?;
+            }
         }
         Ok(Ok(report))
     }
@@ -716,8 +728,12 @@ impl ChargingStore for RedbStore {
         })
     }
 
-    fn release_client(&self, origin_host: String) -> StoreFuture<'_, SweepReport> {
-        self.submit(move |t, _| t.release_client(&origin_host))
+    fn release_client(
+        &self,
+        origin_host: String,
+        before_ms: UnixMillis,
+    ) -> StoreFuture<'_, SweepReport> {
+        self.submit(move |t, policy| t.release_client(&origin_host, before_ms, policy.tcc_ms))
     }
 
     fn provision(&self, account: Account) -> StoreFuture<'_, bool> {
