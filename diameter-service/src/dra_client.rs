@@ -99,6 +99,14 @@ pub enum Handling {
     },
     /// Forwarded to the PCRF; the session goes through the DRA.
     Proxied,
+    /// Forwarded to this PCRF for its establishment only (a client built with
+    /// [`DraClient::with_direct_after_proxy`]): in-session requests go to the PCRF
+    /// directly, what ends the session or a subsession still through the DRA (document
+    /// 002: or the binding is left behind).
+    ProxiedFirst {
+        /// The PCRF's Diameter identity (the answer's Origin-Host).
+        pcrf: String,
+    },
 }
 
 /// The way a termination went.
@@ -171,6 +179,7 @@ pub struct DraClient {
     dra: String,
     behaviour: TerminationBehaviour,
     timeout: Option<Duration>,
+    direct_after_proxy: bool,
     sessions: Mutex<HashMap<String, Handling>>,
 }
 
@@ -189,8 +198,16 @@ impl DraClient {
             dra: dra.into(),
             behaviour,
             timeout: None,
+            direct_after_proxy: false,
             sessions: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// After a proxied establishment, talks to the PCRF that answered directly; only what
+    /// ends the session (or a subsession) goes through the DRA again ([`Handling::ProxiedFirst`]).
+    pub fn with_direct_after_proxy(mut self, on: bool) -> Self {
+        self.direct_after_proxy = on;
+        self
     }
 
     /// Each request's deadline (the node's `request_timeout` otherwise).
@@ -239,7 +256,16 @@ impl DraClient {
             .node
             .request_with(req, &self.options(Some(&self.dra), false))
             .await?;
-        let handling = self.handling_of(&d);
+        let mut handling = self.handling_of(&d);
+        if handling == Handling::Proxied
+            && self.direct_after_proxy
+            && let Some(pcrf) = d.answer.get(base::ORIGIN_HOST).and_then(Result::ok)
+            && !pcrf.eq_ignore_ascii_case(&self.dra)
+        {
+            handling = Handling::ProxiedFirst {
+                pcrf: pcrf.to_string(),
+            };
+        }
         if is_2xxx(&d.answer) {
             if let Some(sid) = sid {
                 tracing::debug!(session = %sid, ?handling, "DRA handling recorded");
@@ -270,10 +296,11 @@ impl DraClient {
     }
 
     /// An in-session request (CCR-U, an AAR modifying an Rx session, an RAA's follow-up):
-    /// to the PCRF of a redirected session, through the DRA otherwise.
+    /// to the PCRF of a redirected session (or of a proxied one, when the client talks
+    /// directly after the establishment), through the DRA otherwise.
     pub async fn request(&self, req: MessageBuilder) -> Result<Message, RequestError> {
         let peer = match session_id(&req).and_then(|s| self.handling(&s)) {
-            Some(Handling::Redirected { pcrf }) => pcrf,
+            Some(Handling::Redirected { pcrf } | Handling::ProxiedFirst { pcrf }) => pcrf,
             _ => self.dra.clone(),
         };
         self.node
@@ -326,7 +353,7 @@ impl DraClient {
                 }
                 TerminationBehaviour::Redirect => self.via_dra_redirect(req, &pcrf).await,
             },
-            Some(Handling::Proxied) | None => Ended {
+            Some(Handling::Proxied | Handling::ProxiedFirst { .. }) | None => Ended {
                 path: TerminationPath::Proxied,
                 pcrf: self
                     .node

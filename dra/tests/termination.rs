@@ -624,6 +624,69 @@ async fn a_v_pcrf_ends_s9_through_a_proxy_home_dra() {
     .await;
 }
 
+/// Issue 13 item 1's proxy variant: only the establishment goes through the proxy hDRA,
+/// the V-PCRF then talks to the H-PCRF directly, and what ends the session goes through
+/// the DRA again, which marks it and leaves no binding.
+#[tokio::test]
+async fn a_client_talking_directly_after_a_proxied_establishment_still_ends_through_the_dra() {
+    use diameter_codec::dict::{dcca, gx, nasreq};
+    use diameter_service::dra_client::Handling;
+    let home = Home::start(
+        Mode::Proxy,
+        Termination::Ack,
+        TerminationBehaviour::Parallel,
+    )
+    .await;
+    let v = vpcrf(&home).await.with_direct_after_proxy(true);
+    let sid = "pcrf.visited.test;s9;direct";
+    let a = v
+        .establish(s9_ccr(
+            sid,
+            1,
+            0,
+            vec![
+                dcca::SUBSCRIPTION_ID.with(vec![
+                    dcca::SUBSCRIPTION_ID_TYPE.with(dcca::SubscriptionIdType::END_USER_IMSI),
+                    dcca::SUBSCRIPTION_ID_DATA.with(IMSI_1.to_string()),
+                ]),
+                subsession(
+                    1,
+                    1,
+                    vec![
+                        nasreq::FRAMED_IP_ADDRESS
+                            .with(bytes::Bytes::copy_from_slice(&[10, 46, 0, 9])),
+                        nasreq::CALLED_STATION_ID.with("internet".to_string()),
+                        gx::RAT_TYPE.with(gx::RatType(1004)),
+                    ],
+                ),
+            ],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rc(&a), Some(2001), "{a:?}");
+    assert_eq!(
+        v.handling(sid),
+        Some(Handling::ProxiedFirst {
+            pcrf: "pcrf.home.test".into()
+        })
+    );
+    assert!(
+        !v.node().is_peer_available("pcrf.home.test"),
+        "the establishment went through the DRA"
+    );
+    assert_eq!(home.active().await, 1);
+    // An update goes to the H-PCRF directly: the V-PCRF opens a connection to it.
+    let u = v.request(s9_ccr(sid, 2, 1, vec![])).await.unwrap();
+    assert_eq!(rc(&u), Some(2001), "{u:?}");
+    assert!(v.node().is_peer_available("pcrf.home.test"));
+    // The termination through the DRA: marked there, the entry gone.
+    let e = v.terminate(s9_ccr(sid, 3, 2, vec![])).await;
+    assert!(e.is_success(), "{e:?}");
+    assert_eq!(e.path.as_str(), "proxied");
+    assert!(home.pcrf.s9_session(sid).await.unwrap().is_none());
+    home.assert_empty(&[]).await;
+}
+
 /// A redirect DRA binds a session before the PCRF has seen it and never sees the PCRF's
 /// answer: when the PCRF refuses the establishment (an unknown subscriber, 5030), the
 /// client tells the DRA, which keeps no binding.

@@ -30,6 +30,9 @@ pub struct Endpoint {
     pub peers: Vec<(String, SocketAddr)>,
     /// The server is a DRA; redirected sessions end by this behaviour (document 002).
     pub dra: Option<TerminationBehaviour>,
+    /// With `dra`: after a proxied establishment, talk to the PCRF directly (terminations
+    /// still through the DRA).
+    pub dra_direct_after_proxy: bool,
 }
 
 impl Endpoint {
@@ -49,6 +52,7 @@ impl Endpoint {
             origin_realm: origin_realm.into(),
             peers: Vec::new(),
             dra: None,
+            dra_direct_after_proxy: false,
         }
     }
 }
@@ -167,9 +171,11 @@ impl Upstream {
     /// Connects as [`connect`] does; with `ep.dra`, through a DRA client of `ep.to_host`.
     pub async fn connect(ep: &Endpoint, app: u32, timeout: Duration) -> anyhow::Result<Self> {
         let node = connect(ep, app, timeout).await?;
-        let dra = ep
-            .dra
-            .map(|b| DraClient::new(node.clone(), ep.to_host.clone(), b).with_timeout(timeout));
+        let dra = ep.dra.map(|b| {
+            DraClient::new(node.clone(), ep.to_host.clone(), b)
+                .with_timeout(timeout)
+                .with_direct_after_proxy(ep.dra_direct_after_proxy)
+        });
         Ok(Self { node, dra, timeout })
     }
 

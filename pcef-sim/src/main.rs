@@ -307,6 +307,11 @@ struct PolicyServer {
     /// it is then sent to the PCRF of the establishment). Document 002.
     #[arg(long, value_enum, value_name = "BEHAVIOUR")]
     dra_termination: Option<diameter_service::dra_client::TerminationBehaviour>,
+    /// With --dra-termination: after a proxy DRA forwarded the establishment, send the
+    /// session's updates to the PCRF that answered directly (its termination still goes
+    /// through the DRA, which must hear of it).
+    #[arg(long, requires = "dra_termination")]
+    dra_direct_after_proxy: bool,
     /// Where a host a DRA redirects to listens, HOST=ADDRESS (repeatable), when its name
     /// does not resolve [e.g. pcrf.home.test=127.0.0.1:3869].
     #[arg(long = "peer-addr", value_name = "HOST=ADDRESS", value_parser = pcef_sim::client::parse_peer)]
@@ -324,6 +329,7 @@ impl PolicyServer {
         );
         ep.peers.clone_from(&self.peer_addrs);
         ep.dra = self.dra_termination;
+        ep.dra_direct_after_proxy = self.dra_direct_after_proxy;
         ep
     }
 }

@@ -37,6 +37,11 @@ pub struct VisitedSection {
     /// redirect. Only for homes with a `dra`.
     #[serde(default)]
     pub dra_termination: TerminationBehaviour,
+    /// After a proxy home DRA forwarded an S9 establishment, talk to the H-PCRF that
+    /// answered directly; subsession ends and the termination still go through the DRA
+    /// (issue 13's "only the first request" variant). Default: everything through it.
+    #[serde(default)]
+    pub dra_direct_after_proxy: bool,
     /// `[pcrf.visited.lbo]`: the local-breakout agreements with home operators (document
     /// 000; [`crate::lbo`] "What a V-PCRF does with it"). Absent: every LBO rule a home
     /// network pushes is refused (LBO_UNKNOWN_HOME_OPERATOR).
@@ -275,6 +280,7 @@ mod tests {
             vocs: vec![],
             refused_rule_failure_code: 5,
             dra_termination: TerminationBehaviour::Parallel,
+            dra_direct_after_proxy: false,
             lbo: None,
         }
     }

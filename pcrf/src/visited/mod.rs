@@ -206,7 +206,8 @@ impl Visited {
             .iter()
             .filter_map(|h| h.dra.as_deref())
             .map(|d| {
-                let client = DraClient::new(node.clone(), d, cfg.dra_termination);
+                let client = DraClient::new(node.clone(), d, cfg.dra_termination)
+                    .with_direct_after_proxy(cfg.dra_direct_after_proxy);
                 (d.to_ascii_lowercase(), client)
             })
             .collect();
