@@ -12,8 +12,7 @@ mod harness;
 use common::*;
 use diameter_codec::dict::{base, dcca, gx, nasreq, roaming, s9, ts29229};
 use diameter_codec::{AvpRef, Message, MessageBuilder, OwnedAvp, ResultCode};
-use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn, relay_route};
-use diameter_node::peer::{Application, Timers};
+use diameter_node::node::Node;
 use pcrf::rx::rule_name;
 use pcrf::{Config, Pcrf, PolicyChange};
 use std::net::SocketAddr;
@@ -74,59 +73,38 @@ impl Vpcrf {
         osi: Option<u32>,
         reply: VReply,
     ) -> Self {
-        let mut cfg = NodeConfig::new(host, realm);
+        let mut cfg = client_config(host, realm, S9, pcrf_host, HOME, addr);
         if let Some(o) = osi {
             cfg.local.origin_state_id = o;
         }
-        cfg.local.applications.push(Application {
-            vendor: Some(10_415),
-            ..Application::auth(S9)
-        });
-        cfg.local.supported_vendor_ids.push(10_415);
-        let mut p = PeerSpec::connect_tcp(pcrf_host, addr);
-        p.timers = Timers {
-            tc: Duration::from_millis(100),
-            ..Timers::default()
-        };
-        cfg.peers.push(p);
-        cfg.routes.push(relay_route(HOME, Some(S9), &[pcrf_host]));
-        cfg.request_timeout = T;
         let node = Node::start(cfg).await.unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let kept = requests.clone();
-        node.register(
-            S9,
-            handler_fn(move |req| {
-                kept.lock().unwrap().push(req.msg.clone());
-                async move {
-                    match reply {
-                        VReply::Success => req.answer(ResultCode::DIAMETER_SUCCESS),
-                        VReply::UnknownSession => req.answer(ResultCode(5002)),
-                        VReply::RefuseSubsession(n) => {
-                            let mut a = req.answer(ResultCode::DIAMETER_SUCCESS);
-                            let mut v = vec![
-                                s9::SUBSESSION_ID.with(n),
-                                base::EXPERIMENTAL_RESULT_CODE.with(5142u32),
-                            ];
-                            for sdi in decision_infos(&req.msg) {
-                                if u32_of(&child(&sdi, 2202).unwrap()) != n {
-                                    continue;
-                                }
-                                for name in rule_names_in(&sdi) {
-                                    v.push(gx::CHARGING_RULE_REPORT.with(vec![
-                                        gx::CHARGING_RULE_NAME.with(bytes::Bytes::from(name)),
-                                        gx::PCC_RULE_STATUS.with(gx::PccRuleStatus(1)),
-                                        gx::RULE_FAILURE_CODE.with(gx::RuleFailureCode(10)),
-                                    ]));
-                                }
-                            }
-                            a.push(s9::SUBSESSION_ENFORCEMENT_INFO.with(v));
-                            a
+        let requests = keep_requests(&node, S9, move |req| async move {
+            match reply {
+                VReply::Success => req.answer(ResultCode::DIAMETER_SUCCESS),
+                VReply::UnknownSession => req.answer(ResultCode(5002)),
+                VReply::RefuseSubsession(n) => {
+                    let mut a = req.answer(ResultCode::DIAMETER_SUCCESS);
+                    let mut v = vec![
+                        s9::SUBSESSION_ID.with(n),
+                        base::EXPERIMENTAL_RESULT_CODE.with(5142u32),
+                    ];
+                    for sdi in decision_infos(&req.msg) {
+                        if u32_of(&child(&sdi, 2202).unwrap()) != n {
+                            continue;
+                        }
+                        for name in rule_names_in(&sdi) {
+                            v.push(gx::CHARGING_RULE_REPORT.with(vec![
+                                gx::CHARGING_RULE_NAME.with(bytes::Bytes::from(name)),
+                                gx::PCC_RULE_STATUS.with(gx::PccRuleStatus(1)),
+                                gx::RULE_FAILURE_CODE.with(gx::RuleFailureCode(10)),
+                            ]));
                         }
                     }
+                    a.push(s9::SUBSESSION_ENFORCEMENT_INFO.with(v));
+                    a
                 }
-            }),
-        );
+            }
+        });
         assert!(
             node.wait_peer(pcrf_host, T).await,
             "PCRF at {addr} not open"

@@ -10,13 +10,13 @@ mod common;
 mod harness;
 
 use common::{
-    Bberf, IMSI_1, IMSI_3, T, all, child, experimental, installed, qos_installed, qos_removed,
-    removed, strictly_valid, u32_of,
+    Bberf, IMSI_1, IMSI_3, T, all, child, client_config, experimental, installed, keep_requests,
+    qos_installed, qos_removed, removed, strictly_valid, success, u32_of,
 };
 use diameter_codec::dict::{base, dcca, gx, nasreq};
 use diameter_codec::{AvpRef, Message, MessageBuilder, ResultCode};
 use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn, relay_route};
-use diameter_node::peer::{Application, Timers};
+use diameter_node::peer::Application;
 use pcrf::visited::config::S9Model;
 use pcrf::{Config, Pcrf, PolicyChange};
 use std::net::SocketAddr;
@@ -68,30 +68,9 @@ impl Pcef {
 
     /// Connects to the V-PCRF `vpcrf` at `addr`.
     async fn connect_to(addr: SocketAddr, vpcrf: &str) -> Self {
-        let mut cfg = NodeConfig::new("pgw.visited.test", VISITED);
-        cfg.local.applications.push(Application {
-            vendor: Some(10_415),
-            ..Application::auth(GX)
-        });
-        cfg.local.supported_vendor_ids.push(10_415);
-        let mut p = PeerSpec::connect_tcp(vpcrf, addr);
-        p.timers = Timers {
-            tc: Duration::from_millis(100),
-            ..Timers::default()
-        };
-        cfg.peers.push(p);
-        cfg.routes.push(relay_route(VISITED, Some(GX), &[vpcrf]));
-        cfg.request_timeout = T;
+        let cfg = client_config("pgw.visited.test", VISITED, GX, vpcrf, VISITED, addr);
         let node = Node::start(cfg).await.unwrap();
-        let rars = Arc::new(Mutex::new(Vec::new()));
-        let kept = rars.clone();
-        node.register(
-            GX,
-            handler_fn(move |req| {
-                kept.lock().unwrap().push(req.msg.clone());
-                async move { req.answer(ResultCode::DIAMETER_SUCCESS) }
-            }),
-        );
+        let rars = keep_requests(&node, GX, success);
         assert!(node.wait_peer(vpcrf, T).await, "V-PCRF at {addr} not open");
         Self { node, rars }
     }
@@ -726,30 +705,9 @@ const AF: &str = "pcscf.visited.test";
 
 impl VisitedAf {
     async fn connect(addr: SocketAddr) -> Self {
-        let mut cfg = NodeConfig::new(AF, VISITED);
-        cfg.local.applications.push(Application {
-            vendor: Some(10_415),
-            ..Application::auth(RX)
-        });
-        cfg.local.supported_vendor_ids.push(10_415);
-        let mut p = PeerSpec::connect_tcp(VPCRF, addr);
-        p.timers = Timers {
-            tc: Duration::from_millis(100),
-            ..Timers::default()
-        };
-        cfg.peers.push(p);
-        cfg.routes.push(relay_route(VISITED, Some(RX), &[VPCRF]));
-        cfg.request_timeout = T;
+        let cfg = client_config(AF, VISITED, RX, VPCRF, VISITED, addr);
         let node = Node::start(cfg).await.unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let kept = requests.clone();
-        node.register(
-            RX,
-            handler_fn(move |req| {
-                kept.lock().unwrap().push(req.msg.clone());
-                async move { req.answer(ResultCode::DIAMETER_SUCCESS) }
-            }),
-        );
+        let requests = keep_requests(&node, RX, success);
         assert!(node.wait_peer(VPCRF, T).await, "V-PCRF at {addr} not open");
         Self { node, requests }
     }
