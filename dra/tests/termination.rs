@@ -21,7 +21,6 @@ use pcef_sim::af::{Af, AfOptions};
 use pcef_sim::bberf::{Bberf, BberfOptions};
 use pcef_sim::client::{Endpoint, Terminated};
 use pcef_sim::gx::{GxOptions, GxReport};
-use pcef_sim::gy::Subscriber;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,7 +81,7 @@ impl Home {
     fn bberf(&self, host: &str, ip: [u8; 4]) -> BberfOptions {
         BberfOptions {
             endpoint: self.endpoint(host),
-            subscriber: imsi(),
+            subscriber: imsi_1(),
             ue_ip: Some(IpAddr::from(ip)),
             apn: "internet".into(),
             rat_type: 1004,
@@ -91,29 +90,11 @@ impl Home {
     }
 
     fn pcef(&self, ip: [u8; 4], duration: Duration) -> GxOptions {
-        GxOptions {
-            endpoint: self.endpoint("pcef.epc.test"),
-            subscriber: imsi(),
-            ue_ip: IpAddr::from(ip),
-            apn: "internet".into(),
-            rat_type: 1004,
-            duration,
-            events: Vec::new(),
-            flows: Vec::new(),
-            ocs: None,
-            timeout: T,
-            live: false,
-            local_up: false,
-        }
+        pcef_options(self.endpoint("pcef.epc.test"), ip, "internet", duration)
     }
 
     fn af(&self, ip: [u8; 4]) -> AfOptions {
-        AfOptions {
-            endpoint: self.endpoint("af.epc.test"),
-            ue_ip: IpAddr::from(ip),
-            specific_actions: AfOptions::LOSS.to_vec(),
-            timeout: T,
-        }
+        af_options(self.endpoint("af.epc.test"), ip)
     }
 
     /// Active sessions bound at the DRA.
@@ -153,13 +134,6 @@ impl Home {
                 "Gxx {g} left"
             );
         }
-    }
-}
-
-fn imsi() -> Subscriber {
-    Subscriber {
-        kind: 1,
-        data: IMSI_1.into(),
     }
 }
 

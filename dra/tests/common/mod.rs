@@ -12,7 +12,11 @@ use diameter_node::peer::{Application, Timers};
 use dra::Dra;
 use dra::binding::Mode;
 use dra::config::{Config, PcrfToml, StoreKind};
-use std::net::SocketAddr;
+use pcef_sim::af::AfOptions;
+use pcef_sim::client::Endpoint;
+use pcef_sim::gx::GxOptions;
+use pcef_sim::gy::Subscriber;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -272,7 +276,7 @@ impl Raw {
             .with(base::ORIGIN_STATE_ID.with(osi))
             .with(base::ORIGIN_HOST.with(host.to_string()))
             .with(base::ORIGIN_REALM.with("epc.test"))
-            .with(base::HOST_IP_ADDRESS.with(std::net::IpAddr::from([127, 0, 0, 1])))
+            .with(base::HOST_IP_ADDRESS.with(IpAddr::from([127, 0, 0, 1])))
             .with(base::VENDOR_ID.with(0u32))
             .with(base::PRODUCT_NAME.with("raw-test"))
             .with(base::SUPPORTED_VENDOR_ID.with(10_415u32))
@@ -315,5 +319,47 @@ impl Raw {
                 return m;
             }
         }
+    }
+}
+
+/// pcef-sim's subscriber [`IMSI_1`] (Subscription-Id-Type END_USER_IMSI).
+pub(crate) fn imsi_1() -> Subscriber {
+    Subscriber {
+        kind: 1,
+        data: IMSI_1.into(),
+    }
+}
+
+/// A pcef-sim PCEF at `endpoint` attaching [`IMSI_1`] at `ip` on `apn` over E-UTRAN
+/// (RAT-Type 1004) for `duration`.
+pub(crate) fn pcef_options(
+    endpoint: Endpoint,
+    ip: [u8; 4],
+    apn: &str,
+    duration: Duration,
+) -> GxOptions {
+    GxOptions {
+        endpoint,
+        subscriber: imsi_1(),
+        ue_ip: IpAddr::from(ip),
+        apn: apn.into(),
+        rat_type: 1004,
+        duration,
+        events: Vec::new(),
+        flows: Vec::new(),
+        ocs: None,
+        timeout: T,
+        live: false,
+        local_up: false,
+    }
+}
+
+/// A pcef-sim AF at `endpoint` for the UE at `ip`, subscribing to loss of bearer.
+pub(crate) fn af_options(endpoint: Endpoint, ip: [u8; 4]) -> AfOptions {
+    AfOptions {
+        endpoint,
+        ue_ip: IpAddr::from(ip),
+        specific_actions: AfOptions::LOSS.to_vec(),
+        timeout: T,
     }
 }
