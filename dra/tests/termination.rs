@@ -413,25 +413,18 @@ async fn a_client_that_does_not_tell_the_redirect_dra_leaves_its_binding() {
 /// A V-PCRF: an S9 client node of realm visited.test in front of the hDRA, ending its S9
 /// sessions through `diameter_service::dra_client` (document 002 claims 5–7).
 async fn vpcrf(home: &Home) -> diameter_service::dra_client::DraClient {
-    use diameter_node::node::{Node, NodeConfig, PeerSpec, relay_route};
-    use diameter_node::peer::{Application, Timers};
     let s9 = dra::binding::Interface::S9_APP;
-    let mut cfg = NodeConfig::new("pcrf.visited.test", "visited.test");
-    cfg.local
-        .applications
-        .push(Application::vendor_auth(10_415, s9));
-    cfg.local.supported_vendor_ids.push(10_415);
-    let mut p = PeerSpec::connect_tcp(DRA_HOST, home.dra.listen_addrs()[0]);
-    p.timers = Timers {
-        tc: Duration::from_millis(100),
-        ..Timers::default()
-    };
-    cfg.peers.push(p);
-    cfg.routes.push(relay_route(HOME, Some(s9), &[DRA_HOST]));
+    let mut cfg = client_config(
+        "pcrf.visited.test",
+        "visited.test",
+        s9,
+        DRA_HOST,
+        HOME,
+        home.dra.listen_addrs()[0],
+    );
     cfg.host_map
         .insert("pcrf.home.test".into(), home.pcrf.listen_addrs()[0]);
-    cfg.request_timeout = T;
-    let node = Node::start(cfg).await.unwrap();
+    let node = diameter_node::node::Node::start(cfg).await.unwrap();
     assert!(node.wait_peer(DRA_HOST, T).await);
     diameter_service::dra_client::DraClient::new(node, DRA_HOST, home.behaviour)
 }

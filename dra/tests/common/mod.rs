@@ -116,6 +116,49 @@ pub(crate) async fn wait_bindings(d: &Dra, n: u64) {
     }
 }
 
+/// The configuration of a test client `host` of `realm` speaking the 3GPP application `app`
+/// to one peer `peer_host` at `addr` (reconnecting after 100 ms), with requests for
+/// `peer_realm` relayed to it.
+pub(crate) fn client_config(
+    host: &str,
+    realm: &str,
+    app: u32,
+    peer_host: &str,
+    peer_realm: &str,
+    addr: SocketAddr,
+) -> NodeConfig {
+    let mut cfg = NodeConfig::new(host, realm);
+    cfg.local
+        .applications
+        .push(Application::vendor_auth(10_415, app));
+    cfg.local.supported_vendor_ids.push(10_415);
+    let mut p = PeerSpec::connect_tcp(peer_host, addr);
+    p.timers = Timers {
+        tc: Duration::from_millis(100),
+        ..Timers::default()
+    };
+    cfg.peers.push(p);
+    cfg.routes
+        .push(relay_route(peer_realm, Some(app), &[peer_host]));
+    cfg.request_timeout = T;
+    cfg
+}
+
+/// Registers on `node` for `app` a handler that keeps every request it receives and answers
+/// it 2001; returns the kept requests.
+pub(crate) fn keep_requests(node: &Node, app: u32) -> Arc<Mutex<Vec<Message>>> {
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let kept = requests.clone();
+    node.register(
+        app,
+        handler_fn(move |req| {
+            kept.lock().unwrap().push(req.msg.clone());
+            async move { req.answer(ResultCode::DIAMETER_SUCCESS) }
+        }),
+    );
+    requests
+}
+
 /// A client node (PCEF with Gx, or AF with Rx) of realm epc.test connected to the DRA at
 /// `addr`, knowing where the PCRFs are (to follow redirects), keeping the requests it gets
 /// (RAR) and answering them 2001.
@@ -132,33 +175,13 @@ impl Client {
         dra_addr: SocketAddr,
         pcrfs: &[&pcrf::Pcrf],
     ) -> Self {
-        let mut cfg = NodeConfig::new(host, "epc.test");
-        cfg.local
-            .applications
-            .push(Application::vendor_auth(10_415, app));
-        cfg.local.supported_vendor_ids.push(10_415);
-        let mut p = PeerSpec::connect_tcp(DRA_HOST, dra_addr);
-        p.timers = Timers {
-            tc: Duration::from_millis(100),
-            ..Timers::default()
-        };
-        cfg.peers.push(p);
-        cfg.routes.push(relay_route(HOME, Some(app), &[DRA_HOST]));
+        let mut cfg = client_config(host, "epc.test", app, DRA_HOST, HOME, dra_addr);
         for pc in pcrfs {
             cfg.host_map
                 .insert(pc.node().identity().host.clone(), pc.listen_addrs()[0]);
         }
-        cfg.request_timeout = T;
         let node = Node::start(cfg).await.unwrap();
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let kept = got.clone();
-        node.register(
-            app,
-            handler_fn(move |req| {
-                kept.lock().unwrap().push(req.msg.clone());
-                async move { req.answer(ResultCode::DIAMETER_SUCCESS) }
-            }),
-        );
+        let got = keep_requests(&node, app);
         assert!(
             node.wait_peer(DRA_HOST, T).await,
             "DRA at {dra_addr} not open"
