@@ -176,13 +176,7 @@ impl Lab {
 
     /// The UE's S9 session, as the V-PCRF opened it.
     async fn s9_sid(&self) -> String {
-        self.visited
-            .visited()
-            .unwrap()
-            .roaming_session(GX_SID)
-            .await
-            .unwrap()
-            .s9_session_id
+        s9_session_of(&self.visited, GX_SID).await
     }
 
     /// The LBO-marked rules home records on the UE's S9 subsession.

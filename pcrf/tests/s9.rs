@@ -472,10 +472,7 @@ async fn pushes_reach_the_v_pcrf_by_s9_rar() {
         .await;
     assert_eq!(rc(&a), Some(2001));
     // The operator pushes `video` to subsession 2 only.
-    let video = PolicyChange {
-        install: vec!["video".into()],
-        ..Default::default()
-    };
+    let video = install("video");
     let out = p.push_s9(sid, Some(2), &video).await.unwrap();
     assert_eq!(out.len(), 1);
     assert_eq!(
@@ -512,10 +509,7 @@ async fn pushes_reach_the_v_pcrf_by_s9_rar() {
     // To the whole subscriber: both subsessions in one RAR; the V-PCRF refuses subsession
     // 1's rule (Experimental-Result-Code 5142 with a Charging-Rule-Report), which is
     // recorded as a failure and not installed; subsession 2 takes it.
-    let voice = PolicyChange {
-        install: vec!["voice".into()],
-        ..Default::default()
-    };
+    let voice = install("voice");
     let out = p.push_subscriber(IMSI_1, &voice).await.unwrap();
     assert_eq!(out.len(), 2);
     let by: Vec<(Option<u32>, u32, usize)> = out
@@ -538,18 +532,7 @@ async fn pushes_reach_the_v_pcrf_by_s9_rar() {
     assert!(s.subsessions[&2].policy.dynamic_rules.contains_key("voice"));
     // A subsession the session lacks, and an unknown rule: refused before any RAR.
     assert!(p.push_s9(sid, Some(7), &video).await.is_err());
-    assert!(
-        p.push_s9(
-            sid,
-            None,
-            &PolicyChange {
-                install: vec!["nope".into()],
-                ..Default::default()
-            }
-        )
-        .await
-        .is_err()
-    );
+    assert!(p.push_s9(sid, None, &install("nope")).await.is_err());
     assert_eq!(v.requests.lock().unwrap().len(), 2);
 
     // The operator endpoint: the S9 session as JSON, and a push to subsession 2 over HTTP.
@@ -1004,16 +987,7 @@ async fn wireshark_reads_the_s9_traffic() {
         ))
         .await;
     assert_eq!(rc(&a), Some(2001));
-    p.push_s9(
-        sid,
-        Some(2),
-        &PolicyChange {
-            install: vec!["video".into()],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    p.push_s9(sid, Some(2), &install("video")).await.unwrap();
     let a = v
         .send(v.ccr(
             sid,

@@ -10,15 +10,16 @@ mod common;
 mod harness;
 
 use common::{
-    Bberf, IMSI_1, IMSI_3, T, all, child, client_config, experimental, installed, keep_requests,
-    qos_installed, qos_removed, removed, strictly_valid, success, u32_of,
+    Bberf, IMSI_1, IMSI_3, T, all, child, client_config, experimental, install, installed,
+    keep_requests, qos_installed, qos_removed, removed, s9_session_of, strictly_valid, success,
+    u32_of,
 };
 use diameter_codec::dict::{base, dcca, gx, nasreq};
 use diameter_codec::{AvpRef, Message, MessageBuilder, ResultCode};
 use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn, relay_route};
 use diameter_node::peer::Application;
 use pcrf::visited::config::S9Model;
-use pcrf::{Config, Pcrf, PolicyChange};
+use pcrf::{Config, Pcrf};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -338,20 +339,11 @@ async fn s9_rars_from_home_reach_the_pcef_under_local_policy() {
         .send(pcef.ccr_i("pgw;rar;1", IMSI_1, "internet", 4))
         .await;
     assert_eq!(rc(&a), Some(2001));
-    let s9_id = v
-        .visited()
-        .unwrap()
-        .roaming_session("pgw;rar;1")
-        .await
-        .unwrap()
-        .s9_session_id;
+    let s9_id = s9_session_of(&v, "pgw;rar;1").await;
 
     // `voice` (QCI 1, rating group 50): QCI 1 is refused to roamers, so it is installed
     // with QCI 8.
-    let voice = PolicyChange {
-        install: vec!["voice".into()],
-        ..Default::default()
-    };
+    let voice = install("voice");
     let out = h.push_s9(&s9_id, None, &voice).await.unwrap();
     assert_eq!(out.len(), 1);
     assert_eq!((out[0].result_code, out[0].installed), (2001, 1));
@@ -363,10 +355,7 @@ async fn s9_rars_from_home_reach_the_pcef_under_local_policy() {
 
     // `video` is refused by local policy: no Gx RAR; the home hears
     // DIAMETER_PCC_RULE_EVENT with the rule INACTIVE.
-    let video = PolicyChange {
-        install: vec!["video".into()],
-        ..Default::default()
-    };
+    let video = install("video");
     let out = h.push_s9(&s9_id, None, &video).await.unwrap();
     assert_eq!(out[0].result_code, 5142);
     assert_eq!(out[0].installed, 0);
@@ -620,17 +609,8 @@ async fn wireshark_reads_the_visited_traffic() {
         let a = pcef.send(pcef.ccr_i(sid, IMSI_1, "internet", host)).await;
         assert_eq!(rc(&a), Some(2001));
     }
-    let s9_id = v
-        .visited()
-        .unwrap()
-        .roaming_session("pgw;ws;1")
-        .await
-        .unwrap()
-        .s9_session_id;
-    let video = PolicyChange {
-        install: vec!["voice".into()],
-        ..Default::default()
-    };
+    let s9_id = s9_session_of(&v, "pgw;ws;1").await;
+    let video = install("voice");
     assert_eq!(
         h.push_s9(&s9_id, Some(1), &video).await.unwrap()[0].result_code,
         2001
@@ -1039,10 +1019,7 @@ async fn gxx_and_gx_of_a_ue_share_its_s9_session_per_ue() {
 
     // An S9 RAR from home to every subsession: `voice` (QCI 1, refused to roamers) reaches
     // the PCEF and the BBERF with QCI 8.
-    let voice = PolicyChange {
-        install: vec!["voice".into()],
-        ..Default::default()
-    };
+    let voice = install("voice");
     let out = h.push_s9(&gx1.s9_session_id, None, &voice).await.unwrap();
     assert_eq!(out.len(), 3);
     assert!(out.iter().all(|o| o.result_code == 2001), "{out:?}");

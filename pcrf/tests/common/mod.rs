@@ -8,7 +8,7 @@ use diameter_node::node::{
     IncomingRequest, Node, NodeConfig, Outcome, PeerSpec, handler_fn, relay_route,
 };
 use diameter_node::peer::{Application, Timers};
-use pcrf::{Config, Pcrf};
+use pcrf::{Config, Pcrf, PolicyChange};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -605,4 +605,22 @@ pub(crate) fn qos_removed(m: &Message) -> Vec<String> {
         .flat_map(|r| all(r.children().flatten(), 1054))
         .map(|n| String::from_utf8_lossy(n.data).into_owned())
         .collect()
+}
+
+/// A policy change that installs the one predefined rule `rule` (as the operator's push).
+pub(crate) fn install(rule: &str) -> PolicyChange {
+    PolicyChange {
+        install: vec![rule.into()],
+        ..Default::default()
+    }
+}
+
+/// The S9 session the V-PCRF `v` opened for its Gx session `gx_session`.
+pub(crate) async fn s9_session_of(v: &Pcrf, gx_session: &str) -> String {
+    v.visited()
+        .unwrap()
+        .roaming_session(gx_session)
+        .await
+        .unwrap()
+        .s9_session_id
 }
