@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::{HOME, T, af_options, dra, dra_config, pcef_options};
+use common::{HOME, T, af_options, dra, dra_config, expected_termination, pcef_options};
 use diameter_codec::dict::base::TerminationCause;
 use diameter_node::config::{PeerToml, RoutePeerToml, TimersToml};
 use diameter_service::dra_client::{Handling, TerminationBehaviour};
@@ -220,21 +220,7 @@ impl World {
     /// (as tests/termination.rs).
     fn expected(&self) -> (&'static str, Option<u32>) {
         let s = self.setup;
-        match (s.vdra, s.behaviour, s.termination) {
-            (Mode::Proxy, _, _) => ("proxied", None),
-            (Mode::Redirect, TerminationBehaviour::Parallel, Termination::Ack) => {
-                ("parallel", Some(2001))
-            }
-            (Mode::Redirect, TerminationBehaviour::Parallel, Termination::Redirect) => {
-                ("parallel", Some(3006))
-            }
-            (Mode::Redirect, TerminationBehaviour::Redirect, Termination::Redirect) => {
-                ("redirect", None)
-            }
-            (Mode::Redirect, TerminationBehaviour::Redirect, Termination::Ack) => {
-                ("redirect", Some(2001))
-            }
-        }
+        expected_termination(s.vdra, s.behaviour, s.termination)
     }
 
     /// The V-PCRF's roaming Gx sessions.

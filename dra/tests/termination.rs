@@ -148,23 +148,7 @@ fn result_of(t: &Terminated) -> Option<u32> {
 
 /// The way a termination is expected to go, and the DRA's own answer.
 fn expected(home: &Home, mode: Mode, termination: Termination) -> (&'static str, Option<u32>) {
-    match (mode, home.behaviour, termination) {
-        (Mode::Proxy, _, _) => ("proxied", None),
-        (Mode::Redirect, TerminationBehaviour::Parallel, Termination::Ack) => {
-            ("parallel", Some(2001))
-        }
-        (Mode::Redirect, TerminationBehaviour::Parallel, Termination::Redirect) => {
-            ("parallel", Some(3006))
-        }
-        // The DRA's redirect is followed: the PCRF's answer is the only one.
-        (Mode::Redirect, TerminationBehaviour::Redirect, Termination::Redirect) => {
-            ("redirect", None)
-        }
-        // The DRA acknowledged: the PCRF is told after.
-        (Mode::Redirect, TerminationBehaviour::Redirect, Termination::Ack) => {
-            ("redirect", Some(2001))
-        }
-    }
+    expected_termination(mode, home.behaviour, termination)
 }
 
 fn assert_ended(t: &Terminated, want: (&'static str, Option<u32>), what: &str) {

@@ -9,9 +9,10 @@ use diameter_codec::{Message, MessageBuilder, ResultCode};
 use diameter_node::config::{ListenToml, TimersToml, TransportToml};
 use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn, relay_route};
 use diameter_node::peer::{Application, Timers};
+use diameter_service::dra_client::TerminationBehaviour;
 use dra::Dra;
 use dra::binding::Mode;
-use dra::config::{Config, PcrfToml, StoreKind};
+use dra::config::{Config, PcrfToml, StoreKind, Termination};
 use pcef_sim::af::AfOptions;
 use pcef_sim::client::Endpoint;
 use pcef_sim::gx::GxOptions;
@@ -384,5 +385,32 @@ pub(crate) fn af_options(endpoint: Endpoint, ip: [u8; 4]) -> AfOptions {
         ue_ip: IpAddr::from(ip),
         specific_actions: AfOptions::LOSS.to_vec(),
         timeout: T,
+    }
+}
+
+/// How a DRA client's termination goes (`diameter_service::dra_client`) when the DRA is in
+/// `mode`, the client ends sessions by `behaviour` and the DRA answers terminations by
+/// `termination`: the path, and the DRA's own answer.
+pub(crate) fn expected_termination(
+    mode: Mode,
+    behaviour: TerminationBehaviour,
+    termination: Termination,
+) -> (&'static str, Option<u32>) {
+    match (mode, behaviour, termination) {
+        (Mode::Proxy, _, _) => ("proxied", None),
+        (Mode::Redirect, TerminationBehaviour::Parallel, Termination::Ack) => {
+            ("parallel", Some(2001))
+        }
+        (Mode::Redirect, TerminationBehaviour::Parallel, Termination::Redirect) => {
+            ("parallel", Some(3006))
+        }
+        // The DRA's redirect is followed: the PCRF's answer is the only one.
+        (Mode::Redirect, TerminationBehaviour::Redirect, Termination::Redirect) => {
+            ("redirect", None)
+        }
+        // The DRA acknowledged: the PCRF is told after.
+        (Mode::Redirect, TerminationBehaviour::Redirect, Termination::Ack) => {
+            ("redirect", Some(2001))
+        }
     }
 }
