@@ -56,6 +56,11 @@ async fn visited(home: SocketAddr, edit: impl FnOnce(&mut Config)) -> Pcrf {
     p
 }
 
+/// A `visited` edit: one S9 session per UE (embodiment 10).
+fn per_ue(c: &mut Config) {
+    c.pcrf.visited.as_mut().unwrap().s9_model = S9Model::PerUe;
+}
+
 /// The visited PCEF: a Gx client of the V-PCRF that answers RARs 2001 and keeps them.
 struct Pcef {
     node: Node,
@@ -384,10 +389,7 @@ async fn s9_rars_from_home_reach_the_pcef_under_local_policy() {
 #[tokio::test]
 async fn one_s9_session_per_ue_ends_with_its_last_subsession() {
     let h = home().await;
-    let v = visited(h.listen_addrs()[0], |c| {
-        c.pcrf.visited.as_mut().unwrap().s9_model = S9Model::PerUe;
-    })
-    .await;
+    let v = visited(h.listen_addrs()[0], per_ue).await;
     let pcef = Pcef::connect(v.listen_addrs()[0]).await;
     for (sid, apn, host) in [("pgw;ue;1", "internet", 5), ("pgw;ue;2", "ims", 6)] {
         let a = pcef.send(pcef.ccr_i(sid, IMSI_1, apn, host)).await;
@@ -601,7 +603,7 @@ async fn wireshark_reads_the_visited_traffic() {
     let cap = capture.clone();
     let v = visited(h.listen_addrs()[0], |c| {
         c.node.capture = Some(cap);
-        c.pcrf.visited.as_mut().unwrap().s9_model = S9Model::PerUe;
+        per_ue(c);
     })
     .await;
     let pcef = Pcef::connect(v.listen_addrs()[0]).await;
@@ -776,10 +778,7 @@ async fn a_visited_af_s_rx_session_is_relayed_home_and_told_of_the_loss() {
 #[tokio::test]
 async fn concurrent_sessions_of_one_ue_share_one_s9_session_per_ue() {
     let h = home().await;
-    let v = visited(h.listen_addrs()[0], |c| {
-        c.pcrf.visited.as_mut().unwrap().s9_model = S9Model::PerUe;
-    })
-    .await;
+    let v = visited(h.listen_addrs()[0], per_ue).await;
     let pcef = Pcef::connect(v.listen_addrs()[0]).await;
     // Four Gx sessions of the UE at once: one S9 CCR-I opens the session, the others wait
     // for it and add their subsessions with CCR-U.
@@ -977,10 +976,7 @@ async fn a_bberf_s_gxx_session_rides_its_ip_can_session_s_s9_session() {
 #[tokio::test]
 async fn gxx_and_gx_of_a_ue_share_its_s9_session_per_ue() {
     let h = home().await;
-    let v = visited(h.listen_addrs()[0], |c| {
-        c.pcrf.visited.as_mut().unwrap().s9_model = S9Model::PerUe;
-    })
-    .await;
+    let v = visited(h.listen_addrs()[0], per_ue).await;
     let vis = v.visited().unwrap();
     let pcef = Pcef::connect(v.listen_addrs()[0]).await;
     let sgw = bberf("sgw.visited.test", v.listen_addrs()[0]).await;
