@@ -7,7 +7,7 @@
 mod common;
 
 use common::{
-    IMSI_1, T, client_config, dra, dra_config, keep_requests, rc, wait_bindings, wait_for,
+    IMSI_1, T, client_config, dra, dra_config, keep_requests, rc, success, wait_bindings, wait_for,
 };
 use diameter_codec::dict::{base, dcca, gx, nasreq};
 use diameter_codec::{Message, MessageBuilder};
@@ -31,7 +31,7 @@ async fn pcef(addr: SocketAddr) -> (Node, Arc<Mutex<Vec<Message>>>) {
         addr,
     );
     let node = Node::start(cfg).await.unwrap();
-    let rars = keep_requests(&node, GX);
+    let rars = keep_requests(&node, GX, success);
     assert!(node.wait_peer(VPCRF, T).await);
     (node, rars)
 }

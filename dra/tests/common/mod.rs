@@ -3,12 +3,15 @@
 //! a raw client that sees the DRA's answers as they are (a redirect not followed).
 #![allow(dead_code)]
 
+#[path = "../../../tests/support/test_client.rs"]
+mod test_client;
+pub(crate) use test_client::{client_config, keep_requests, success};
+
 use bytes::Bytes;
 use diameter_codec::dict::{base, dcca, gx, nasreq};
 use diameter_codec::{Message, MessageBuilder, ResultCode};
 use diameter_node::config::{ListenToml, TimersToml, TransportToml};
-use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn, relay_route};
-use diameter_node::peer::{Application, Timers};
+use diameter_node::node::Node;
 use diameter_service::dra_client::TerminationBehaviour;
 use dra::Dra;
 use dra::binding::Mode;
@@ -117,49 +120,6 @@ pub(crate) async fn wait_bindings(d: &Dra, n: u64) {
     }
 }
 
-/// The configuration of a test client `host` of `realm` speaking the 3GPP application `app`
-/// to one peer `peer_host` at `addr` (reconnecting after 100 ms), with requests for
-/// `peer_realm` relayed to it.
-pub(crate) fn client_config(
-    host: &str,
-    realm: &str,
-    app: u32,
-    peer_host: &str,
-    peer_realm: &str,
-    addr: SocketAddr,
-) -> NodeConfig {
-    let mut cfg = NodeConfig::new(host, realm);
-    cfg.local
-        .applications
-        .push(Application::vendor_auth(10_415, app));
-    cfg.local.supported_vendor_ids.push(10_415);
-    let mut p = PeerSpec::connect_tcp(peer_host, addr);
-    p.timers = Timers {
-        tc: Duration::from_millis(100),
-        ..Timers::default()
-    };
-    cfg.peers.push(p);
-    cfg.routes
-        .push(relay_route(peer_realm, Some(app), &[peer_host]));
-    cfg.request_timeout = T;
-    cfg
-}
-
-/// Registers on `node` for `app` a handler that keeps every request it receives and answers
-/// it 2001; returns the kept requests.
-pub(crate) fn keep_requests(node: &Node, app: u32) -> Arc<Mutex<Vec<Message>>> {
-    let requests = Arc::new(Mutex::new(Vec::new()));
-    let kept = requests.clone();
-    node.register(
-        app,
-        handler_fn(move |req| {
-            kept.lock().unwrap().push(req.msg.clone());
-            async move { req.answer(ResultCode::DIAMETER_SUCCESS) }
-        }),
-    );
-    requests
-}
-
 /// A client node (PCEF with Gx, or AF with Rx) of realm epc.test connected to the DRA at
 /// `addr`, knowing where the PCRFs are (to follow redirects), keeping the requests it gets
 /// (RAR) and answering them 2001.
@@ -182,7 +142,7 @@ impl Client {
                 .insert(pc.node().identity().host.clone(), pc.listen_addrs()[0]);
         }
         let node = Node::start(cfg).await.unwrap();
-        let got = keep_requests(&node, app);
+        let got = keep_requests(&node, app, success);
         assert!(
             node.wait_peer(DRA_HOST, T).await,
             "DRA at {dra_addr} not open"

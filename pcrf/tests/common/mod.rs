@@ -2,14 +2,14 @@
 //! diameter-node that sends Gx CCRs and answers the PCRF's RARs.
 #![allow(dead_code)]
 
+#[path = "../../../tests/support/test_client.rs"]
+mod test_client;
+pub(crate) use test_client::{client_config, keep_requests, success};
+
 use diameter_codec::dict::{base, dcca, gx, nasreq, rx, ts29229};
 use diameter_codec::{AvpRef, Message, MessageBuilder, OwnedAvp, ResultCode};
-use diameter_node::node::{
-    IncomingRequest, Node, NodeConfig, Outcome, PeerSpec, handler_fn, relay_route,
-};
-use diameter_node::peer::{Application, Timers};
+use diameter_node::node::Node;
 use pcrf::{Config, Pcrf, PolicyChange};
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,60 +26,6 @@ pub(crate) const IMSI_1: &str = "001010000000001";
 pub(crate) const IMSI_3: &str = "001010000000003";
 /// How long a test waits for anything.
 pub(crate) const T: Duration = Duration::from_secs(5);
-
-/// The configuration of a test client `host` of `realm` speaking the 3GPP application `app`
-/// to one peer `peer_host` at `addr` (reconnecting after 100 ms), with requests for
-/// `peer_realm` relayed to it.
-pub(crate) fn client_config(
-    host: &str,
-    realm: &str,
-    app: u32,
-    peer_host: &str,
-    peer_realm: &str,
-    addr: SocketAddr,
-) -> NodeConfig {
-    let mut cfg = NodeConfig::new(host, realm);
-    cfg.local.applications.push(Application {
-        vendor: Some(10_415),
-        ..Application::auth(app)
-    });
-    cfg.local.supported_vendor_ids.push(10_415);
-    let mut p = PeerSpec::connect_tcp(peer_host, addr);
-    p.timers = Timers {
-        tc: Duration::from_millis(100),
-        ..Timers::default()
-    };
-    cfg.peers.push(p);
-    cfg.routes
-        .push(relay_route(peer_realm, Some(app), &[peer_host]));
-    cfg.request_timeout = T;
-    cfg
-}
-
-/// Registers on `node` for `app` a handler that keeps every request it receives and answers
-/// it with `answer`; returns the kept requests.
-pub(crate) fn keep_requests<F, Fut, R>(node: &Node, app: u32, answer: F) -> Arc<Mutex<Vec<Message>>>
-where
-    F: Fn(IncomingRequest) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = R> + Send + 'static,
-    R: Into<Outcome> + 'static,
-{
-    let requests = Arc::new(Mutex::new(Vec::new()));
-    let kept = requests.clone();
-    node.register(
-        app,
-        handler_fn(move |req| {
-            kept.lock().unwrap().push(req.msg.clone());
-            answer(req)
-        }),
-    );
-    requests
-}
-
-/// Answers any request DIAMETER_SUCCESS.
-pub(crate) async fn success(req: IncomingRequest) -> MessageBuilder {
-    req.answer(ResultCode::DIAMETER_SUCCESS)
-}
 
 /// The built-in home PCRF on a free loopback port, without the operator endpoint.
 pub(crate) async fn pcrf() -> Pcrf {
