@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::{HOME, IMSI_1, T, dra, dra_config};
+use common::{HOME, T, af_options, dra, dra_config, expected_termination, pcef_options};
 use diameter_codec::dict::base::TerminationCause;
 use diameter_node::config::{PeerToml, RoutePeerToml, TimersToml};
 use diameter_service::dra_client::{Handling, TerminationBehaviour};
@@ -27,7 +27,6 @@ use dra::config::Termination;
 use pcef_sim::af::{Af, AfOptions};
 use pcef_sim::client::{Endpoint, Terminated};
 use pcef_sim::gx::{GxOptions, GxReport};
-use pcef_sim::gy::Subscriber;
 use pcrf::visited::config::S9Model;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -210,53 +209,18 @@ impl World {
     }
 
     fn pcef(&self, host: &str, ip: [u8; 4], apn: &str, duration: Duration) -> GxOptions {
-        GxOptions {
-            endpoint: self.endpoint(host),
-            subscriber: Subscriber {
-                kind: 1,
-                data: IMSI_1.into(),
-            },
-            ue_ip: IpAddr::from(ip),
-            apn: apn.into(),
-            rat_type: 1004,
-            duration,
-            events: Vec::new(),
-            flows: Vec::new(),
-            ocs: None,
-            timeout: T,
-            live: false,
-            local_up: false,
-        }
+        pcef_options(self.endpoint(host), ip, apn, duration)
     }
 
     fn af(&self, ip: [u8; 4]) -> AfOptions {
-        AfOptions {
-            endpoint: self.endpoint("af.epc.test"),
-            ue_ip: IpAddr::from(ip),
-            specific_actions: AfOptions::LOSS.to_vec(),
-            timeout: T,
-        }
+        af_options(self.endpoint("af.epc.test"), ip)
     }
 
     /// How the vDRA's clients' terminations go: the path and the vDRA's own answer
     /// (as tests/termination.rs).
     fn expected(&self) -> (&'static str, Option<u32>) {
         let s = self.setup;
-        match (s.vdra, s.behaviour, s.termination) {
-            (Mode::Proxy, _, _) => ("proxied", None),
-            (Mode::Redirect, TerminationBehaviour::Parallel, Termination::Ack) => {
-                ("parallel", Some(2001))
-            }
-            (Mode::Redirect, TerminationBehaviour::Parallel, Termination::Redirect) => {
-                ("parallel", Some(3006))
-            }
-            (Mode::Redirect, TerminationBehaviour::Redirect, Termination::Redirect) => {
-                ("redirect", None)
-            }
-            (Mode::Redirect, TerminationBehaviour::Redirect, Termination::Ack) => {
-                ("redirect", Some(2001))
-            }
-        }
+        expected_termination(s.vdra, s.behaviour, s.termination)
     }
 
     /// The V-PCRF's roaming Gx sessions.

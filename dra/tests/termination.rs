@@ -21,7 +21,6 @@ use pcef_sim::af::{Af, AfOptions};
 use pcef_sim::bberf::{Bberf, BberfOptions};
 use pcef_sim::client::{Endpoint, Terminated};
 use pcef_sim::gx::{GxOptions, GxReport};
-use pcef_sim::gy::Subscriber;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,7 +81,7 @@ impl Home {
     fn bberf(&self, host: &str, ip: [u8; 4]) -> BberfOptions {
         BberfOptions {
             endpoint: self.endpoint(host),
-            subscriber: imsi(),
+            subscriber: imsi_1(),
             ue_ip: Some(IpAddr::from(ip)),
             apn: "internet".into(),
             rat_type: 1004,
@@ -91,29 +90,11 @@ impl Home {
     }
 
     fn pcef(&self, ip: [u8; 4], duration: Duration) -> GxOptions {
-        GxOptions {
-            endpoint: self.endpoint("pcef.epc.test"),
-            subscriber: imsi(),
-            ue_ip: IpAddr::from(ip),
-            apn: "internet".into(),
-            rat_type: 1004,
-            duration,
-            events: Vec::new(),
-            flows: Vec::new(),
-            ocs: None,
-            timeout: T,
-            live: false,
-            local_up: false,
-        }
+        pcef_options(self.endpoint("pcef.epc.test"), ip, "internet", duration)
     }
 
     fn af(&self, ip: [u8; 4]) -> AfOptions {
-        AfOptions {
-            endpoint: self.endpoint("af.epc.test"),
-            ue_ip: IpAddr::from(ip),
-            specific_actions: AfOptions::LOSS.to_vec(),
-            timeout: T,
-        }
+        af_options(self.endpoint("af.epc.test"), ip)
     }
 
     /// Active sessions bound at the DRA.
@@ -156,13 +137,6 @@ impl Home {
     }
 }
 
-fn imsi() -> Subscriber {
-    Subscriber {
-        kind: 1,
-        data: IMSI_1.into(),
-    }
-}
-
 fn result_of(t: &Terminated) -> Option<u32> {
     let m = match &t.answer {
         Ok(m) => m,
@@ -174,23 +148,7 @@ fn result_of(t: &Terminated) -> Option<u32> {
 
 /// The way a termination is expected to go, and the DRA's own answer.
 fn expected(home: &Home, mode: Mode, termination: Termination) -> (&'static str, Option<u32>) {
-    match (mode, home.behaviour, termination) {
-        (Mode::Proxy, _, _) => ("proxied", None),
-        (Mode::Redirect, TerminationBehaviour::Parallel, Termination::Ack) => {
-            ("parallel", Some(2001))
-        }
-        (Mode::Redirect, TerminationBehaviour::Parallel, Termination::Redirect) => {
-            ("parallel", Some(3006))
-        }
-        // The DRA's redirect is followed: the PCRF's answer is the only one.
-        (Mode::Redirect, TerminationBehaviour::Redirect, Termination::Redirect) => {
-            ("redirect", None)
-        }
-        // The DRA acknowledged: the PCRF is told after.
-        (Mode::Redirect, TerminationBehaviour::Redirect, Termination::Ack) => {
-            ("redirect", Some(2001))
-        }
-    }
+    expected_termination(mode, home.behaviour, termination)
 }
 
 fn assert_ended(t: &Terminated, want: (&'static str, Option<u32>), what: &str) {
@@ -439,25 +397,18 @@ async fn a_client_that_does_not_tell_the_redirect_dra_leaves_its_binding() {
 /// A V-PCRF: an S9 client node of realm visited.test in front of the hDRA, ending its S9
 /// sessions through `diameter_service::dra_client` (document 002 claims 5–7).
 async fn vpcrf(home: &Home) -> diameter_service::dra_client::DraClient {
-    use diameter_node::node::{Node, NodeConfig, PeerSpec, relay_route};
-    use diameter_node::peer::{Application, Timers};
     let s9 = dra::binding::Interface::S9_APP;
-    let mut cfg = NodeConfig::new("pcrf.visited.test", "visited.test");
-    cfg.local
-        .applications
-        .push(Application::vendor_auth(10_415, s9));
-    cfg.local.supported_vendor_ids.push(10_415);
-    let mut p = PeerSpec::connect_tcp(DRA_HOST, home.dra.listen_addrs()[0]);
-    p.timers = Timers {
-        tc: Duration::from_millis(100),
-        ..Timers::default()
-    };
-    cfg.peers.push(p);
-    cfg.routes.push(relay_route(HOME, Some(s9), &[DRA_HOST]));
+    let mut cfg = client_config(
+        "pcrf.visited.test",
+        "visited.test",
+        s9,
+        DRA_HOST,
+        HOME,
+        home.dra.listen_addrs()[0],
+    );
     cfg.host_map
         .insert("pcrf.home.test".into(), home.pcrf.listen_addrs()[0]);
-    cfg.request_timeout = T;
-    let node = Node::start(cfg).await.unwrap();
+    let node = diameter_node::node::Node::start(cfg).await.unwrap();
     assert!(node.wait_peer(DRA_HOST, T).await);
     diameter_service::dra_client::DraClient::new(node, DRA_HOST, home.behaviour)
 }

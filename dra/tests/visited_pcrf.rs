@@ -6,47 +6,32 @@
 
 mod common;
 
-use common::{IMSI_1, T, dra, dra_config, rc, wait_bindings, wait_for};
+use common::{
+    IMSI_1, T, client_config, dra, dra_config, keep_requests, rc, success, wait_bindings, wait_for,
+};
 use diameter_codec::dict::{base, dcca, gx, nasreq};
-use diameter_codec::{Message, MessageBuilder, ResultCode};
-use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn, relay_route};
-use diameter_node::peer::{Application, Timers};
+use diameter_codec::{Message, MessageBuilder};
+use diameter_node::node::Node;
 use dra::binding::Mode;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 const GX: u32 = 16_777_238;
 const VPCRF: &str = "pcrf.visited.test";
 
 /// A visited PCEF connected to the V-PCRF, keeping the RARs it gets.
 async fn pcef(addr: SocketAddr) -> (Node, Arc<Mutex<Vec<Message>>>) {
-    let mut cfg = NodeConfig::new("pgw.visited.test", "visited.test");
-    cfg.local.applications.push(Application {
-        vendor: Some(10_415),
-        ..Application::auth(GX)
-    });
-    cfg.local.supported_vendor_ids.push(10_415);
-    let mut p = PeerSpec::connect_tcp(VPCRF, addr);
-    p.timers = Timers {
-        tc: Duration::from_millis(100),
-        ..Timers::default()
-    };
-    cfg.peers.push(p);
-    cfg.routes
-        .push(relay_route("visited.test", Some(GX), &[VPCRF]));
-    cfg.request_timeout = T;
-    let node = Node::start(cfg).await.unwrap();
-    let rars = Arc::new(Mutex::new(Vec::new()));
-    let kept = rars.clone();
-    node.register(
+    let cfg = client_config(
+        "pgw.visited.test",
+        "visited.test",
         GX,
-        handler_fn(move |req| {
-            kept.lock().unwrap().push(req.msg.clone());
-            async move { req.answer(ResultCode::DIAMETER_SUCCESS) }
-        }),
+        VPCRF,
+        "visited.test",
+        addr,
     );
+    let node = Node::start(cfg).await.unwrap();
+    let rars = keep_requests(&node, GX, success);
     assert!(node.wait_peer(VPCRF, T).await);
     (node, rars)
 }

@@ -690,6 +690,34 @@ enum OutputFormat {
     Json,
 }
 
+/// Runs a role's future to completion on a multi-threaded runtime.
+fn block_on<F: Future>(f: F) -> anyhow::Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    Ok(rt.block_on(f))
+}
+
+/// Prints a role's report as pretty JSON.
+fn print_json(report: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(report)?);
+    Ok(())
+}
+
+/// Prints a role's report: JSON with `--json`, else its `text`.
+fn print_report(
+    report: &impl serde::Serialize,
+    json: bool,
+    text: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    if json {
+        print_json(report)
+    } else {
+        print!("{}", text());
+        Ok(())
+    }
+}
+
 fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     match cli.command {
@@ -724,27 +752,13 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Load(args) => {
             let opts = args.options()?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            let report = rt.block_on(pcef_sim::load::run(&opts))?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", report.text());
-            }
+            let report = block_on(pcef_sim::load::run(&opts))??;
+            print_report(&report, args.json, || report.text())?;
         }
         Command::Gy(args) => {
             let opts = args.options()?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            let report = rt.block_on(pcef_sim::gy::run(&opts))?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", report.text());
-            }
+            let report = block_on(pcef_sim::gy::run(&opts))??;
+            print_report(&report, args.json, || report.text())?;
             if !report.accepted {
                 return Ok(std::process::ExitCode::from(3));
             }
@@ -761,17 +775,14 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
                 rat_type: args.rat,
                 timeout: secs("--timeout", args.timeout)?,
             };
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            let report = rt.block_on(pcef_sim::bberf::run(
+            let report = block_on(pcef_sim::bberf::run(
                 &opts,
                 secs("--duration", args.duration)?,
                 args.moved,
                 !args.json,
-            ))?;
+            ))??;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                print_json(&report)?;
             }
             return Ok(session_status(
                 report.attach_result,
@@ -785,16 +796,13 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
                 specific_actions: pcef_sim::af::AfOptions::LOSS.to_vec(),
                 timeout: secs("--timeout", args.timeout)?,
             };
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            let report = rt.block_on(pcef_sim::af::run(
+            let report = block_on(pcef_sim::af::run(
                 &opts,
                 secs("--duration", args.duration)?,
                 !args.json,
-            ))?;
+            ))??;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                print_json(&report)?;
             }
             return Ok(session_status(
                 report.aar_result,
@@ -803,15 +811,8 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Has(args) => {
             let opts = args.options()?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            let report = rt.block_on(pcef_sim::has::run(&opts))?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", report.text());
-            }
+            let report = block_on(pcef_sim::has::run(&opts))??;
+            print_report(&report, args.json, || report.text())?;
             if report.result_code.is_none() {
                 return Ok(std::process::ExitCode::from(1));
             }
@@ -821,15 +822,8 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Gx(args) => {
             let opts = args.options()?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            let report = rt.block_on(pcef_sim::gx::run(&opts))?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", report.text());
-            }
+            let report = block_on(pcef_sim::gx::run(&opts))??;
+            print_report(&report, args.json, || report.text())?;
             if !report.accepted && matches!(report.ended_by, "refused" | "refused-by-ocs") {
                 return Ok(std::process::ExitCode::from(3));
             }

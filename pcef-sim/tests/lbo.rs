@@ -140,6 +140,24 @@ fn routes(r: &GxReport) -> Vec<Route> {
     r.flows.iter().map(|h| h.route).collect()
 }
 
+/// Asserts that of the PCEF's two flows the first, the CDN's (5000 bytes), broke out and
+/// the other went home.
+fn assert_cdn_broken_out(report: &GxReport) {
+    assert_eq!(
+        routes(report),
+        [Route::LocalBreakout, Route::Home],
+        "{}",
+        report.text()
+    );
+    assert_eq!(
+        report.breakout.local,
+        RouteCount {
+            flows: 1,
+            bytes: 5000
+        }
+    );
+}
+
 fn endpoint(addr: SocketAddr, host: &str) -> Endpoint {
     Endpoint::direct(addr, PCRF_HOST, "home.test", host, "sim")
 }
@@ -188,19 +206,7 @@ async fn the_visited_pcef_breaks_out_the_cdn_flow_and_sends_the_rest_home() {
     assert_eq!(lbo.len(), 1, "{}", report.text());
     // The CDN flow hits it and breaks out; the other hits the subscriber's catch-all and
     // goes home.
-    assert_eq!(
-        routes(&report),
-        [Route::LocalBreakout, Route::Home],
-        "{}",
-        report.text()
-    );
-    assert_eq!(
-        report.breakout.local,
-        RouteCount {
-            flows: 1,
-            bytes: 5000
-        }
-    );
+    assert_cdn_broken_out(&report);
     assert_eq!(
         report.breakout.home,
         RouteCount {
@@ -260,19 +266,7 @@ async fn the_local_user_plane_breaks_out_the_cdn_flow_and_the_visited_pcef_steer
     assert!(report.accepted);
     // The CDN flow hits the LBO rule (precedence 100, before the subscriber's catch-all at
     // 1000) and breaks out; the other flow hits the catch-all and goes home.
-    assert_eq!(
-        routes(&report),
-        [Route::LocalBreakout, Route::Home],
-        "{}",
-        report.text()
-    );
-    assert_eq!(
-        report.breakout.local,
-        RouteCount {
-            flows: 1,
-            bytes: 5000
-        }
-    );
+    assert_cdn_broken_out(&report);
     // The visited PCEF got the steering rule from the V-PCRF: every flow of the UE goes to
     // home's user plane.
     let steering: Vec<Option<String>> = steered

@@ -514,22 +514,7 @@ mod tests {
         let a = policy.agreement(&l.home_operator).unwrap();
         assert_eq!(Some(&a.key), l.partner_key("visited.test"));
         let p = &l.presets[0];
-        let rule = crate::spr::RuleDef {
-            name: p.name.clone(),
-            precedence: p.precedence,
-            rating_group: None,
-            service_identifier: None,
-            online: None,
-            offline: None,
-            metering: None,
-            flows: p.flows.clone(),
-            qos: None,
-            monitoring_key: None,
-            flow_status: None,
-            af_charging_id: None,
-            af_flows: Vec::new(),
-            lbo: None,
-        };
+        let rule = crate::spr::RuleDef::with_flows(p.name.clone(), p.precedence, p.flows.clone());
         let now = 1_800_000_000;
         let g = crate::lbo::issue_grant(&l, &a.key, &rule, &p.package, "g".into(), now);
         assert_eq!(

@@ -894,24 +894,13 @@ pub fn lbo_rule_of(crd: &AvpRef<'_>) -> Option<ReadLboRule> {
             })
         })
         .collect();
-    let rule = RuleDef {
-        name: child(crd, gxd::CHARGING_RULE_NAME)
+    let rule = RuleDef::with_flows(
+        child(crd, gxd::CHARGING_RULE_NAME)
             .map(|n| String::from_utf8_lossy(n).into_owned())
             .unwrap_or_default(),
-        precedence: child(crd, gxd::PRECEDENCE),
-        rating_group: None,
-        service_identifier: None,
-        online: None,
-        offline: None,
-        metering: None,
+        child(crd, gxd::PRECEDENCE),
         flows,
-        qos: None,
-        monitoring_key: None,
-        flow_status: None,
-        af_charging_id: None,
-        af_flows: Vec::new(),
-        lbo: None,
-    };
+    );
     Some(ReadLboRule { rule, kind, grant })
 }
 
@@ -937,15 +926,10 @@ mod tests {
     }
 
     fn rule(dst: &str) -> RuleDef {
-        RuleDef {
-            name: "lbo-cdn".into(),
-            precedence: Some(50),
-            rating_group: None,
-            service_identifier: None,
-            online: None,
-            offline: None,
-            metering: None,
-            flows: vec![
+        RuleDef::with_flows(
+            "lbo-cdn".into(),
+            Some(50),
+            vec![
                 Flow {
                     description: format!("permit out ip from any to {dst}"),
                     direction: FlowDirection::Uplink,
@@ -955,13 +939,7 @@ mod tests {
                     direction: FlowDirection::Downlink,
                 },
             ],
-            qos: None,
-            monitoring_key: None,
-            flow_status: None,
-            af_charging_id: None,
-            af_flows: Vec::new(),
-            lbo: None,
-        }
+        )
     }
 
     fn grant(r: &RuleDef, k: &Key, expiry: i64) -> Grant {

@@ -194,6 +194,29 @@ pub struct RuleDef {
     pub lbo: Option<crate::lbo::LboMark>,
 }
 
+impl RuleDef {
+    /// A rule `name` of `precedence` that only matches `flows`: no charging, QoS or AF data
+    /// of its own (a local-breakout rule, as presets and the pushed LBO rules are).
+    pub fn with_flows(name: String, precedence: Option<u32>, flows: Vec<Flow>) -> Self {
+        Self {
+            name,
+            precedence,
+            rating_group: None,
+            service_identifier: None,
+            online: None,
+            offline: None,
+            metering: None,
+            flows,
+            qos: None,
+            monitoring_key: None,
+            flow_status: None,
+            af_charging_id: None,
+            af_flows: Vec::new(),
+            lbo: None,
+        }
+    }
+}
+
 /// One Flows AVP: a media component and some of its flows (none: all of them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AfFlows {

@@ -297,16 +297,7 @@ async fn a_pushed_policy_reaches_the_pcef_on_its_connection() {
     let s = p.session(sid).await.unwrap().unwrap();
     assert!(s.dynamic_rules.contains_key("video") && !s.predefined_rules.contains("local-dns"));
     // A rule the SPR does not define is refused before anything is sent.
-    let e = p
-        .push(
-            sid,
-            &PolicyChange {
-                install: vec!["nope".into()],
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap_err();
+    let e = p.push(sid, &install("nope")).await.unwrap_err();
     assert!(e.to_string().contains("nope"), "{e}");
     assert_eq!(pcef.rars.lock().unwrap().len(), 1);
     // The operator endpoint: the same push by subscriber, over HTTP.
@@ -455,16 +446,7 @@ async fn a_push_and_an_update_that_cross_keep_both_changes() {
     .await;
     let sid = "pcef.epc.test;cross";
     assert_eq!(rc(&pcef.send(pcef.ccr_i(sid, IMSI_1)).await), Some(2001));
-    let out = p
-        .push(
-            sid,
-            &PolicyChange {
-                install: vec!["video".into()],
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let out = p.push(sid, &install("video")).await.unwrap();
     assert_eq!(out.result_code, 2001);
     let s = p.session(sid).await.unwrap().unwrap();
     let rules: Vec<&str> = s.dynamic_rules.keys().map(String::as_str).collect();

@@ -12,8 +12,7 @@ mod harness;
 use common::*;
 use diameter_codec::dict::{base, dcca, gx, nasreq, roaming, s9, ts29229};
 use diameter_codec::{AvpRef, Message, MessageBuilder, OwnedAvp, ResultCode};
-use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn, relay_route};
-use diameter_node::peer::{Application, Timers};
+use diameter_node::node::Node;
 use pcrf::rx::rule_name;
 use pcrf::{Config, Pcrf, PolicyChange};
 use std::net::SocketAddr;
@@ -74,59 +73,38 @@ impl Vpcrf {
         osi: Option<u32>,
         reply: VReply,
     ) -> Self {
-        let mut cfg = NodeConfig::new(host, realm);
+        let mut cfg = client_config(host, realm, S9, pcrf_host, HOME, addr);
         if let Some(o) = osi {
             cfg.local.origin_state_id = o;
         }
-        cfg.local.applications.push(Application {
-            vendor: Some(10_415),
-            ..Application::auth(S9)
-        });
-        cfg.local.supported_vendor_ids.push(10_415);
-        let mut p = PeerSpec::connect_tcp(pcrf_host, addr);
-        p.timers = Timers {
-            tc: Duration::from_millis(100),
-            ..Timers::default()
-        };
-        cfg.peers.push(p);
-        cfg.routes.push(relay_route(HOME, Some(S9), &[pcrf_host]));
-        cfg.request_timeout = T;
         let node = Node::start(cfg).await.unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let kept = requests.clone();
-        node.register(
-            S9,
-            handler_fn(move |req| {
-                kept.lock().unwrap().push(req.msg.clone());
-                async move {
-                    match reply {
-                        VReply::Success => req.answer(ResultCode::DIAMETER_SUCCESS),
-                        VReply::UnknownSession => req.answer(ResultCode(5002)),
-                        VReply::RefuseSubsession(n) => {
-                            let mut a = req.answer(ResultCode::DIAMETER_SUCCESS);
-                            let mut v = vec![
-                                s9::SUBSESSION_ID.with(n),
-                                base::EXPERIMENTAL_RESULT_CODE.with(5142u32),
-                            ];
-                            for sdi in decision_infos(&req.msg) {
-                                if u32_of(&child(&sdi, 2202).unwrap()) != n {
-                                    continue;
-                                }
-                                for name in rule_names_in(&sdi) {
-                                    v.push(gx::CHARGING_RULE_REPORT.with(vec![
-                                        gx::CHARGING_RULE_NAME.with(bytes::Bytes::from(name)),
-                                        gx::PCC_RULE_STATUS.with(gx::PccRuleStatus(1)),
-                                        gx::RULE_FAILURE_CODE.with(gx::RuleFailureCode(10)),
-                                    ]));
-                                }
-                            }
-                            a.push(s9::SUBSESSION_ENFORCEMENT_INFO.with(v));
-                            a
+        let requests = keep_requests(&node, S9, move |req| async move {
+            match reply {
+                VReply::Success => req.answer(ResultCode::DIAMETER_SUCCESS),
+                VReply::UnknownSession => req.answer(ResultCode(5002)),
+                VReply::RefuseSubsession(n) => {
+                    let mut a = req.answer(ResultCode::DIAMETER_SUCCESS);
+                    let mut v = vec![
+                        s9::SUBSESSION_ID.with(n),
+                        base::EXPERIMENTAL_RESULT_CODE.with(5142u32),
+                    ];
+                    for sdi in decision_infos(&req.msg) {
+                        if u32_of(&child(&sdi, 2202).unwrap()) != n {
+                            continue;
+                        }
+                        for name in rule_names_in(&sdi) {
+                            v.push(gx::CHARGING_RULE_REPORT.with(vec![
+                                gx::CHARGING_RULE_NAME.with(bytes::Bytes::from(name)),
+                                gx::PCC_RULE_STATUS.with(gx::PccRuleStatus(1)),
+                                gx::RULE_FAILURE_CODE.with(gx::RuleFailureCode(10)),
+                            ]));
                         }
                     }
+                    a.push(s9::SUBSESSION_ENFORCEMENT_INFO.with(v));
+                    a
                 }
-            }),
-        );
+            }
+        });
         assert!(
             node.wait_peer(pcrf_host, T).await,
             "PCRF at {addr} not open"
@@ -494,10 +472,7 @@ async fn pushes_reach_the_v_pcrf_by_s9_rar() {
         .await;
     assert_eq!(rc(&a), Some(2001));
     // The operator pushes `video` to subsession 2 only.
-    let video = PolicyChange {
-        install: vec!["video".into()],
-        ..Default::default()
-    };
+    let video = install("video");
     let out = p.push_s9(sid, Some(2), &video).await.unwrap();
     assert_eq!(out.len(), 1);
     assert_eq!(
@@ -534,10 +509,7 @@ async fn pushes_reach_the_v_pcrf_by_s9_rar() {
     // To the whole subscriber: both subsessions in one RAR; the V-PCRF refuses subsession
     // 1's rule (Experimental-Result-Code 5142 with a Charging-Rule-Report), which is
     // recorded as a failure and not installed; subsession 2 takes it.
-    let voice = PolicyChange {
-        install: vec!["voice".into()],
-        ..Default::default()
-    };
+    let voice = install("voice");
     let out = p.push_subscriber(IMSI_1, &voice).await.unwrap();
     assert_eq!(out.len(), 2);
     let by: Vec<(Option<u32>, u32, usize)> = out
@@ -560,18 +532,7 @@ async fn pushes_reach_the_v_pcrf_by_s9_rar() {
     assert!(s.subsessions[&2].policy.dynamic_rules.contains_key("voice"));
     // A subsession the session lacks, and an unknown rule: refused before any RAR.
     assert!(p.push_s9(sid, Some(7), &video).await.is_err());
-    assert!(
-        p.push_s9(
-            sid,
-            None,
-            &PolicyChange {
-                install: vec!["nope".into()],
-                ..Default::default()
-            }
-        )
-        .await
-        .is_err()
-    );
+    assert!(p.push_s9(sid, None, &install("nope")).await.is_err());
     assert_eq!(v.requests.lock().unwrap().len(), 2);
 
     // The operator endpoint: the S9 session as JSON, and a push to subsession 2 over HTTP.
@@ -1026,16 +987,7 @@ async fn wireshark_reads_the_s9_traffic() {
         ))
         .await;
     assert_eq!(rc(&a), Some(2001));
-    p.push_s9(
-        sid,
-        Some(2),
-        &PolicyChange {
-            install: vec!["video".into()],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    p.push_s9(sid, Some(2), &install("video")).await.unwrap();
     let a = v
         .send(v.ccr(
             sid,
@@ -1048,12 +1000,7 @@ async fn wireshark_reads_the_s9_traffic() {
     assert_eq!(rc(&v.send(v.ccr(sid, 3, 2, vec![])).await), Some(2001));
     p.shutdown(Duration::from_secs(1)).await;
     drop(p);
-    let bad = harness::tshark_fields(
-        &capture,
-        "_ws.malformed || _ws.expert.severity >= 0x00800000",
-        &["frame.number", "_ws.expert.message"],
-    );
-    assert!(bad.trim().is_empty(), "tshark objects:\n{bad}");
+    harness::assert_dissects_cleanly(&capture);
     // CCA-I: both subsessions' decisions, the rule's rating group, the OCS.
     let cca = harness::tshark_fields(
         &capture,

@@ -10,15 +10,16 @@ mod common;
 mod harness;
 
 use common::{
-    Bberf, IMSI_1, IMSI_3, T, all, child, experimental, installed, qos_installed, qos_removed,
-    removed, strictly_valid, u32_of,
+    Bberf, IMSI_1, IMSI_3, T, all, child, client_config, experimental, install, installed,
+    keep_requests, qos_installed, qos_removed, removed, s9_session_of, strictly_valid, success,
+    u32_of,
 };
 use diameter_codec::dict::{base, dcca, gx, nasreq};
 use diameter_codec::{AvpRef, Message, MessageBuilder, ResultCode};
 use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn, relay_route};
-use diameter_node::peer::{Application, Timers};
+use diameter_node::peer::Application;
 use pcrf::visited::config::S9Model;
-use pcrf::{Config, Pcrf, PolicyChange};
+use pcrf::{Config, Pcrf};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -55,6 +56,11 @@ async fn visited(home: SocketAddr, edit: impl FnOnce(&mut Config)) -> Pcrf {
     p
 }
 
+/// A `visited` edit: one S9 session per UE (embodiment 10).
+fn per_ue(c: &mut Config) {
+    c.pcrf.visited.as_mut().unwrap().s9_model = S9Model::PerUe;
+}
+
 /// The visited PCEF: a Gx client of the V-PCRF that answers RARs 2001 and keeps them.
 struct Pcef {
     node: Node,
@@ -68,30 +74,9 @@ impl Pcef {
 
     /// Connects to the V-PCRF `vpcrf` at `addr`.
     async fn connect_to(addr: SocketAddr, vpcrf: &str) -> Self {
-        let mut cfg = NodeConfig::new("pgw.visited.test", VISITED);
-        cfg.local.applications.push(Application {
-            vendor: Some(10_415),
-            ..Application::auth(GX)
-        });
-        cfg.local.supported_vendor_ids.push(10_415);
-        let mut p = PeerSpec::connect_tcp(vpcrf, addr);
-        p.timers = Timers {
-            tc: Duration::from_millis(100),
-            ..Timers::default()
-        };
-        cfg.peers.push(p);
-        cfg.routes.push(relay_route(VISITED, Some(GX), &[vpcrf]));
-        cfg.request_timeout = T;
+        let cfg = client_config("pgw.visited.test", VISITED, GX, vpcrf, VISITED, addr);
         let node = Node::start(cfg).await.unwrap();
-        let rars = Arc::new(Mutex::new(Vec::new()));
-        let kept = rars.clone();
-        node.register(
-            GX,
-            handler_fn(move |req| {
-                kept.lock().unwrap().push(req.msg.clone());
-                async move { req.answer(ResultCode::DIAMETER_SUCCESS) }
-            }),
-        );
+        let rars = keep_requests(&node, GX, success);
         assert!(node.wait_peer(vpcrf, T).await, "V-PCRF at {addr} not open");
         Self { node, rars }
     }
@@ -359,20 +344,11 @@ async fn s9_rars_from_home_reach_the_pcef_under_local_policy() {
         .send(pcef.ccr_i("pgw;rar;1", IMSI_1, "internet", 4))
         .await;
     assert_eq!(rc(&a), Some(2001));
-    let s9_id = v
-        .visited()
-        .unwrap()
-        .roaming_session("pgw;rar;1")
-        .await
-        .unwrap()
-        .s9_session_id;
+    let s9_id = s9_session_of(&v, "pgw;rar;1").await;
 
     // `voice` (QCI 1, rating group 50): QCI 1 is refused to roamers, so it is installed
     // with QCI 8.
-    let voice = PolicyChange {
-        install: vec!["voice".into()],
-        ..Default::default()
-    };
+    let voice = install("voice");
     let out = h.push_s9(&s9_id, None, &voice).await.unwrap();
     assert_eq!(out.len(), 1);
     assert_eq!((out[0].result_code, out[0].installed), (2001, 1));
@@ -384,10 +360,7 @@ async fn s9_rars_from_home_reach_the_pcef_under_local_policy() {
 
     // `video` is refused by local policy: no Gx RAR; the home hears
     // DIAMETER_PCC_RULE_EVENT with the rule INACTIVE.
-    let video = PolicyChange {
-        install: vec!["video".into()],
-        ..Default::default()
-    };
+    let video = install("video");
     let out = h.push_s9(&s9_id, None, &video).await.unwrap();
     assert_eq!(out[0].result_code, 5142);
     assert_eq!(out[0].installed, 0);
@@ -416,10 +389,7 @@ async fn s9_rars_from_home_reach_the_pcef_under_local_policy() {
 #[tokio::test]
 async fn one_s9_session_per_ue_ends_with_its_last_subsession() {
     let h = home().await;
-    let v = visited(h.listen_addrs()[0], |c| {
-        c.pcrf.visited.as_mut().unwrap().s9_model = S9Model::PerUe;
-    })
-    .await;
+    let v = visited(h.listen_addrs()[0], per_ue).await;
     let pcef = Pcef::connect(v.listen_addrs()[0]).await;
     for (sid, apn, host) in [("pgw;ue;1", "internet", 5), ("pgw;ue;2", "ims", 6)] {
         let a = pcef.send(pcef.ccr_i(sid, IMSI_1, apn, host)).await;
@@ -633,7 +603,7 @@ async fn wireshark_reads_the_visited_traffic() {
     let cap = capture.clone();
     let v = visited(h.listen_addrs()[0], |c| {
         c.node.capture = Some(cap);
-        c.pcrf.visited.as_mut().unwrap().s9_model = S9Model::PerUe;
+        per_ue(c);
     })
     .await;
     let pcef = Pcef::connect(v.listen_addrs()[0]).await;
@@ -641,17 +611,8 @@ async fn wireshark_reads_the_visited_traffic() {
         let a = pcef.send(pcef.ccr_i(sid, IMSI_1, "internet", host)).await;
         assert_eq!(rc(&a), Some(2001));
     }
-    let s9_id = v
-        .visited()
-        .unwrap()
-        .roaming_session("pgw;ws;1")
-        .await
-        .unwrap()
-        .s9_session_id;
-    let video = PolicyChange {
-        install: vec!["voice".into()],
-        ..Default::default()
-    };
+    let s9_id = s9_session_of(&v, "pgw;ws;1").await;
+    let video = install("voice");
     assert_eq!(
         h.push_s9(&s9_id, Some(1), &video).await.unwrap()[0].result_code,
         2001
@@ -662,12 +623,7 @@ async fn wireshark_reads_the_visited_traffic() {
     all_gone(&h, &v).await;
     v.shutdown(Duration::from_secs(1)).await;
     drop(v);
-    let bad = harness::tshark_fields(
-        &capture,
-        "_ws.malformed || _ws.expert.severity >= 0x00800000",
-        &["frame.number", "_ws.expert.message"],
-    );
-    assert!(bad.trim().is_empty(), "tshark objects:\n{bad}");
+    harness::assert_dissects_cleanly(&capture);
     // Gx CCA-Is: rating group 1010 (remapped); S9 CCAs: the home's 10.
     let rgs = harness::tshark_fields(
         &capture,
@@ -726,30 +682,9 @@ const AF: &str = "pcscf.visited.test";
 
 impl VisitedAf {
     async fn connect(addr: SocketAddr) -> Self {
-        let mut cfg = NodeConfig::new(AF, VISITED);
-        cfg.local.applications.push(Application {
-            vendor: Some(10_415),
-            ..Application::auth(RX)
-        });
-        cfg.local.supported_vendor_ids.push(10_415);
-        let mut p = PeerSpec::connect_tcp(VPCRF, addr);
-        p.timers = Timers {
-            tc: Duration::from_millis(100),
-            ..Timers::default()
-        };
-        cfg.peers.push(p);
-        cfg.routes.push(relay_route(VISITED, Some(RX), &[VPCRF]));
-        cfg.request_timeout = T;
+        let cfg = client_config(AF, VISITED, RX, VPCRF, VISITED, addr);
         let node = Node::start(cfg).await.unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let kept = requests.clone();
-        node.register(
-            RX,
-            handler_fn(move |req| {
-                kept.lock().unwrap().push(req.msg.clone());
-                async move { req.answer(ResultCode::DIAMETER_SUCCESS) }
-            }),
-        );
+        let requests = keep_requests(&node, RX, success);
         assert!(node.wait_peer(VPCRF, T).await, "V-PCRF at {addr} not open");
         Self { node, requests }
     }
@@ -843,10 +778,7 @@ async fn a_visited_af_s_rx_session_is_relayed_home_and_told_of_the_loss() {
 #[tokio::test]
 async fn concurrent_sessions_of_one_ue_share_one_s9_session_per_ue() {
     let h = home().await;
-    let v = visited(h.listen_addrs()[0], |c| {
-        c.pcrf.visited.as_mut().unwrap().s9_model = S9Model::PerUe;
-    })
-    .await;
+    let v = visited(h.listen_addrs()[0], per_ue).await;
     let pcef = Pcef::connect(v.listen_addrs()[0]).await;
     // Four Gx sessions of the UE at once: one S9 CCR-I opens the session, the others wait
     // for it and add their subsessions with CCR-U.
@@ -1044,10 +976,7 @@ async fn a_bberf_s_gxx_session_rides_its_ip_can_session_s_s9_session() {
 #[tokio::test]
 async fn gxx_and_gx_of_a_ue_share_its_s9_session_per_ue() {
     let h = home().await;
-    let v = visited(h.listen_addrs()[0], |c| {
-        c.pcrf.visited.as_mut().unwrap().s9_model = S9Model::PerUe;
-    })
-    .await;
+    let v = visited(h.listen_addrs()[0], per_ue).await;
     let vis = v.visited().unwrap();
     let pcef = Pcef::connect(v.listen_addrs()[0]).await;
     let sgw = bberf("sgw.visited.test", v.listen_addrs()[0]).await;
@@ -1081,10 +1010,7 @@ async fn gxx_and_gx_of_a_ue_share_its_s9_session_per_ue() {
 
     // An S9 RAR from home to every subsession: `voice` (QCI 1, refused to roamers) reaches
     // the PCEF and the BBERF with QCI 8.
-    let voice = PolicyChange {
-        install: vec!["voice".into()],
-        ..Default::default()
-    };
+    let voice = install("voice");
     let out = h.push_s9(&gx1.s9_session_id, None, &voice).await.unwrap();
     assert_eq!(out.len(), 3);
     assert!(out.iter().all(|o| o.result_code == 2001), "{out:?}");
@@ -1265,12 +1191,7 @@ async fn wireshark_reads_the_visited_gxx_traffic() {
     all_gone(&h, &v).await;
     v.shutdown(Duration::from_secs(1)).await;
     drop(v);
-    let bad = harness::tshark_fields(
-        &capture,
-        "_ws.malformed || _ws.expert.severity >= 0x00800000",
-        &["frame.number", "_ws.expert.message"],
-    );
-    assert!(bad.trim().is_empty(), "tshark objects:\n{bad}");
+    harness::assert_dissects_cleanly(&capture);
     // Gxx: the CCA-Is install `internet` as a QoS rule (the second BBERF reports E-UTRAN
     // again); the RAR swaps it for `internet-3g`. QoS-Rule-Name is an OctetString: hex.
     let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();

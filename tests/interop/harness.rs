@@ -196,6 +196,17 @@ pub(crate) fn tshark_fields(capture: &Path, filter: &str, fields: &[&str]) -> St
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Asserts that Wireshark reads every packet of `capture` without a malformed packet or an
+/// expert info of severity error (0x00800000).
+pub(crate) fn assert_dissects_cleanly(capture: &Path) {
+    let bad = tshark_fields(
+        capture,
+        "_ws.malformed || _ws.expert.severity >= 0x00800000",
+        &["frame.number", "_ws.expert.message"],
+    );
+    assert!(bad.trim().is_empty(), "tshark objects:\n{bad}");
+}
+
 /// Runs `scenario` of the python-diameter client against 127.0.0.1:`port` (bounded: 60 s)
 /// and asserts that every check held; returns its output.
 pub(crate) fn run_python_scenario(script: &Path, port: u16, scenario: &str) -> String {

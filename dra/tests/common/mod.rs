@@ -3,16 +3,24 @@
 //! a raw client that sees the DRA's answers as they are (a redirect not followed).
 #![allow(dead_code)]
 
+#[path = "../../../tests/support/test_client.rs"]
+mod test_client;
+pub(crate) use test_client::{client_config, keep_requests, success};
+
 use bytes::Bytes;
 use diameter_codec::dict::{base, dcca, gx, nasreq};
 use diameter_codec::{Message, MessageBuilder, ResultCode};
 use diameter_node::config::{ListenToml, TimersToml, TransportToml};
-use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn, relay_route};
-use diameter_node::peer::{Application, Timers};
+use diameter_node::node::Node;
+use diameter_service::dra_client::TerminationBehaviour;
 use dra::Dra;
 use dra::binding::Mode;
-use dra::config::{Config, PcrfToml, StoreKind};
-use std::net::SocketAddr;
+use dra::config::{Config, PcrfToml, StoreKind, Termination};
+use pcef_sim::af::AfOptions;
+use pcef_sim::client::Endpoint;
+use pcef_sim::gx::GxOptions;
+use pcef_sim::gy::Subscriber;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -128,33 +136,13 @@ impl Client {
         dra_addr: SocketAddr,
         pcrfs: &[&pcrf::Pcrf],
     ) -> Self {
-        let mut cfg = NodeConfig::new(host, "epc.test");
-        cfg.local
-            .applications
-            .push(Application::vendor_auth(10_415, app));
-        cfg.local.supported_vendor_ids.push(10_415);
-        let mut p = PeerSpec::connect_tcp(DRA_HOST, dra_addr);
-        p.timers = Timers {
-            tc: Duration::from_millis(100),
-            ..Timers::default()
-        };
-        cfg.peers.push(p);
-        cfg.routes.push(relay_route(HOME, Some(app), &[DRA_HOST]));
+        let mut cfg = client_config(host, "epc.test", app, DRA_HOST, HOME, dra_addr);
         for pc in pcrfs {
             cfg.host_map
                 .insert(pc.node().identity().host.clone(), pc.listen_addrs()[0]);
         }
-        cfg.request_timeout = T;
         let node = Node::start(cfg).await.unwrap();
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let kept = got.clone();
-        node.register(
-            app,
-            handler_fn(move |req| {
-                kept.lock().unwrap().push(req.msg.clone());
-                async move { req.answer(ResultCode::DIAMETER_SUCCESS) }
-            }),
-        );
+        let got = keep_requests(&node, app, success);
         assert!(
             node.wait_peer(DRA_HOST, T).await,
             "DRA at {dra_addr} not open"
@@ -272,7 +260,7 @@ impl Raw {
             .with(base::ORIGIN_STATE_ID.with(osi))
             .with(base::ORIGIN_HOST.with(host.to_string()))
             .with(base::ORIGIN_REALM.with("epc.test"))
-            .with(base::HOST_IP_ADDRESS.with(std::net::IpAddr::from([127, 0, 0, 1])))
+            .with(base::HOST_IP_ADDRESS.with(IpAddr::from([127, 0, 0, 1])))
             .with(base::VENDOR_ID.with(0u32))
             .with(base::PRODUCT_NAME.with("raw-test"))
             .with(base::SUPPORTED_VENDOR_ID.with(10_415u32))
@@ -314,6 +302,75 @@ impl Raw {
             if m.header().hop_by_hop == self.next {
                 return m;
             }
+        }
+    }
+}
+
+/// pcef-sim's subscriber [`IMSI_1`] (Subscription-Id-Type END_USER_IMSI).
+pub(crate) fn imsi_1() -> Subscriber {
+    Subscriber {
+        kind: 1,
+        data: IMSI_1.into(),
+    }
+}
+
+/// A pcef-sim PCEF at `endpoint` attaching [`IMSI_1`] at `ip` on `apn` over E-UTRAN
+/// (RAT-Type 1004) for `duration`.
+pub(crate) fn pcef_options(
+    endpoint: Endpoint,
+    ip: [u8; 4],
+    apn: &str,
+    duration: Duration,
+) -> GxOptions {
+    GxOptions {
+        endpoint,
+        subscriber: imsi_1(),
+        ue_ip: IpAddr::from(ip),
+        apn: apn.into(),
+        rat_type: 1004,
+        duration,
+        events: Vec::new(),
+        flows: Vec::new(),
+        ocs: None,
+        timeout: T,
+        live: false,
+        local_up: false,
+    }
+}
+
+/// A pcef-sim AF at `endpoint` for the UE at `ip`, subscribing to loss of bearer.
+pub(crate) fn af_options(endpoint: Endpoint, ip: [u8; 4]) -> AfOptions {
+    AfOptions {
+        endpoint,
+        ue_ip: IpAddr::from(ip),
+        specific_actions: AfOptions::LOSS.to_vec(),
+        timeout: T,
+    }
+}
+
+/// How a DRA client's termination goes (`diameter_service::dra_client`) when the DRA is in
+/// `mode`, the client ends sessions by `behaviour` and the DRA answers terminations by
+/// `termination`: the path, and the DRA's own answer.
+pub(crate) fn expected_termination(
+    mode: Mode,
+    behaviour: TerminationBehaviour,
+    termination: Termination,
+) -> (&'static str, Option<u32>) {
+    match (mode, behaviour, termination) {
+        (Mode::Proxy, _, _) => ("proxied", None),
+        (Mode::Redirect, TerminationBehaviour::Parallel, Termination::Ack) => {
+            ("parallel", Some(2001))
+        }
+        (Mode::Redirect, TerminationBehaviour::Parallel, Termination::Redirect) => {
+            ("parallel", Some(3006))
+        }
+        // The DRA's redirect is followed: the PCRF's answer is the only one.
+        (Mode::Redirect, TerminationBehaviour::Redirect, Termination::Redirect) => {
+            ("redirect", None)
+        }
+        // The DRA acknowledged: the PCRF is told after.
+        (Mode::Redirect, TerminationBehaviour::Redirect, Termination::Ack) => {
+            ("redirect", Some(2001))
         }
     }
 }

@@ -436,22 +436,7 @@ impl Shared {
 
 /// The dynamic rule of a preset.
 fn preset_rule(p: &lbo::LboPreset) -> RuleDef {
-    RuleDef {
-        name: p.name.clone(),
-        precedence: p.precedence,
-        rating_group: None,
-        service_identifier: None,
-        online: None,
-        offline: None,
-        metering: None,
-        flows: p.flows.clone(),
-        qos: None,
-        monitoring_key: None,
-        flow_status: None,
-        af_charging_id: None,
-        af_flows: Vec::new(),
-        lbo: None,
-    }
+    RuleDef::with_flows(p.name.clone(), p.precedence, p.flows.clone())
 }
 
 /// The rule that steers all of a UE's traffic to our user plane (variant FIG. 6), before

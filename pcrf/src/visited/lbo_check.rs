@@ -110,25 +110,14 @@ mod tests {
     const NOW: i64 = 1_800_000_000;
 
     fn rule(name: &str, dst: &str, signer: Option<&Key>) -> RuleDef {
-        let mut r = RuleDef {
-            name: name.into(),
-            precedence: Some(40),
-            rating_group: None,
-            service_identifier: None,
-            online: None,
-            offline: None,
-            metering: None,
-            flows: vec![Flow {
+        let mut r = RuleDef::with_flows(
+            name.into(),
+            Some(40),
+            vec![Flow {
                 description: format!("permit out ip from {dst} to any"),
                 direction: FlowDirection::Downlink,
             }],
-            qos: None,
-            monitoring_key: None,
-            flow_status: None,
-            af_charging_id: None,
-            af_flows: Vec::new(),
-            lbo: None,
-        };
+        );
         if let Some(k) = signer {
             let mut g = Grant {
                 grant_id: "g".into(),

@@ -2,11 +2,14 @@
 //! diameter-node that sends Gx CCRs and answers the PCRF's RARs.
 #![allow(dead_code)]
 
+#[path = "../../../tests/support/test_client.rs"]
+mod test_client;
+pub(crate) use test_client::{client_config, keep_requests, success};
+
 use diameter_codec::dict::{base, dcca, gx, nasreq, rx, ts29229};
 use diameter_codec::{AvpRef, Message, MessageBuilder, OwnedAvp, ResultCode};
-use diameter_node::node::{Node, NodeConfig, PeerSpec, handler_fn, relay_route};
-use diameter_node::peer::{Application, Timers};
-use pcrf::{Config, Pcrf};
+use diameter_node::node::Node;
+use pcrf::{Config, Pcrf, PolicyChange};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -87,63 +90,41 @@ impl Pcef {
         osi: Option<u32>,
         reply: RarReply,
     ) -> Self {
-        let mut cfg = NodeConfig::new(host, "epc.test");
+        let mut cfg = client_config(host, "epc.test", GX, pcrf_host, pcrf_realm, addr);
         if let Some(o) = osi {
             cfg.local.origin_state_id = o;
         }
-        cfg.local.applications.push(Application {
-            vendor: Some(10_415),
-            ..Application::auth(GX)
-        });
-        cfg.local.supported_vendor_ids.push(10_415);
-        let mut p = PeerSpec::connect_tcp(pcrf_host, addr);
-        p.timers = Timers {
-            tc: Duration::from_millis(100),
-            ..Timers::default()
-        };
-        cfg.peers.push(p);
-        cfg.routes
-            .push(relay_route(pcrf_realm, Some(GX), &[pcrf_host]));
-        cfg.request_timeout = T;
         let node = Node::start(cfg).await.unwrap();
-        let rars = Arc::new(Mutex::new(Vec::new()));
-        let kept = rars.clone();
-        node.register(
-            GX,
-            handler_fn(move |req| {
-                kept.lock().unwrap().push(req.msg.clone());
-                async move {
-                    match reply {
-                        RarReply::Success => req.answer(ResultCode::DIAMETER_SUCCESS),
-                        RarReply::UnknownSession => req.answer(ResultCode(5002)),
-                        RarReply::FailRules => {
-                            let mut a = req.answer(ResultCode::DIAMETER_SUCCESS);
-                            for cri in all(req.msg.avps().flatten(), 1001) {
-                                for d in all(cri.children().flatten(), 1003) {
-                                    let name = child(&d, 1005).unwrap().data.to_vec();
-                                    a.push(gx::CHARGING_RULE_REPORT.with(vec![
-                                        gx::CHARGING_RULE_NAME.with(bytes::Bytes::from(name)),
-                                        gx::PCC_RULE_STATUS.with(gx::PccRuleStatus(1)),
-                                        gx::RULE_FAILURE_CODE.with(gx::RuleFailureCode(10)),
-                                    ]));
-                                }
-                            }
-                            a
-                        }
-                        RarReply::RatChangeFirst => {
-                            let sid = req.msg.session_id().unwrap_or_default().to_string();
-                            let host = req.node.identity().host.clone();
-                            let mut u = ccr_of(&host, &sid, 2, 1, None);
-                            u.push(event(2));
-                            u.push(gx::RAT_TYPE.with(gx::RatType(1000)));
-                            let a = req.node.request(u).await.expect("CCA-U");
-                            assert_eq!(rc(&a), Some(2001));
-                            req.answer(ResultCode::DIAMETER_SUCCESS)
+        let rars = keep_requests(&node, GX, move |req| async move {
+            match reply {
+                RarReply::Success => req.answer(ResultCode::DIAMETER_SUCCESS),
+                RarReply::UnknownSession => req.answer(ResultCode(5002)),
+                RarReply::FailRules => {
+                    let mut a = req.answer(ResultCode::DIAMETER_SUCCESS);
+                    for cri in all(req.msg.avps().flatten(), 1001) {
+                        for d in all(cri.children().flatten(), 1003) {
+                            let name = child(&d, 1005).unwrap().data.to_vec();
+                            a.push(gx::CHARGING_RULE_REPORT.with(vec![
+                                gx::CHARGING_RULE_NAME.with(bytes::Bytes::from(name)),
+                                gx::PCC_RULE_STATUS.with(gx::PccRuleStatus(1)),
+                                gx::RULE_FAILURE_CODE.with(gx::RuleFailureCode(10)),
+                            ]));
                         }
                     }
+                    a
                 }
-            }),
-        );
+                RarReply::RatChangeFirst => {
+                    let sid = req.msg.session_id().unwrap_or_default().to_string();
+                    let host = req.node.identity().host.clone();
+                    let mut u = ccr_of(&host, &sid, 2, 1, None);
+                    u.push(event(2));
+                    u.push(gx::RAT_TYPE.with(gx::RatType(1000)));
+                    let a = req.node.request(u).await.expect("CCA-U");
+                    assert_eq!(rc(&a), Some(2001));
+                    req.answer(ResultCode::DIAMETER_SUCCESS)
+                }
+            }
+        });
         assert!(
             node.wait_peer(pcrf_host, T).await,
             "PCRF at {addr} not open"
@@ -314,38 +295,17 @@ impl Af {
         reply: AfReply,
         osi: Option<u32>,
     ) -> Self {
-        let mut cfg = NodeConfig::new(host, "ims.test");
+        let mut cfg = client_config(host, "ims.test", RX, pcrf_host, HOME, addr);
         if let Some(o) = osi {
             cfg.local.origin_state_id = o;
         }
-        cfg.local.applications.push(Application {
-            vendor: Some(10_415),
-            ..Application::auth(RX)
-        });
-        cfg.local.supported_vendor_ids.push(10_415);
-        let mut p = PeerSpec::connect_tcp(pcrf_host, addr);
-        p.timers = Timers {
-            tc: Duration::from_millis(100),
-            ..Timers::default()
-        };
-        cfg.peers.push(p);
-        cfg.routes.push(relay_route(HOME, Some(RX), &[pcrf_host]));
-        cfg.request_timeout = T;
         let node = Node::start(cfg).await.unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let kept = requests.clone();
-        node.register(
-            RX,
-            handler_fn(move |req| {
-                kept.lock().unwrap().push(req.msg.clone());
-                async move {
-                    match reply {
-                        AfReply::Success => req.answer(ResultCode::DIAMETER_SUCCESS),
-                        AfReply::UnknownSession => req.answer(ResultCode(5002)),
-                    }
-                }
-            }),
-        );
+        let requests = keep_requests(&node, RX, move |req| async move {
+            match reply {
+                AfReply::Success => req.answer(ResultCode::DIAMETER_SUCCESS),
+                AfReply::UnknownSession => req.answer(ResultCode(5002)),
+            }
+        });
         assert!(
             node.wait_peer(pcrf_host, T).await,
             "PCRF at {addr} not open"
@@ -528,31 +488,9 @@ impl Bberf {
         pcrf_realm: &str,
         addr: SocketAddr,
     ) -> Self {
-        let mut cfg = NodeConfig::new(host, realm);
-        cfg.local.applications.push(Application {
-            vendor: Some(10_415),
-            ..Application::auth(GXX)
-        });
-        cfg.local.supported_vendor_ids.push(10_415);
-        let mut p = PeerSpec::connect_tcp(pcrf_host, addr);
-        p.timers = Timers {
-            tc: Duration::from_millis(100),
-            ..Timers::default()
-        };
-        cfg.peers.push(p);
-        cfg.routes
-            .push(relay_route(pcrf_realm, Some(GXX), &[pcrf_host]));
-        cfg.request_timeout = T;
+        let cfg = client_config(host, realm, GXX, pcrf_host, pcrf_realm, addr);
         let node = Node::start(cfg).await.unwrap();
-        let rars = Arc::new(Mutex::new(Vec::new()));
-        let kept = rars.clone();
-        node.register(
-            GXX,
-            handler_fn(move |req| {
-                kept.lock().unwrap().push(req.msg.clone());
-                async move { req.answer(ResultCode::DIAMETER_SUCCESS) }
-            }),
-        );
+        let rars = keep_requests(&node, GXX, success);
         assert!(
             node.wait_peer(pcrf_host, T).await,
             "PCRF at {addr} not open"
@@ -613,4 +551,22 @@ pub(crate) fn qos_removed(m: &Message) -> Vec<String> {
         .flat_map(|r| all(r.children().flatten(), 1054))
         .map(|n| String::from_utf8_lossy(n.data).into_owned())
         .collect()
+}
+
+/// A policy change that installs the one predefined rule `rule` (as the operator's push).
+pub(crate) fn install(rule: &str) -> PolicyChange {
+    PolicyChange {
+        install: vec![rule.into()],
+        ..Default::default()
+    }
+}
+
+/// The S9 session the V-PCRF `v` opened for its Gx session `gx_session`.
+pub(crate) async fn s9_session_of(v: &Pcrf, gx_session: &str) -> String {
+    v.visited()
+        .unwrap()
+        .roaming_session(gx_session)
+        .await
+        .unwrap()
+        .s9_session_id
 }
