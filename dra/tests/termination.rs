@@ -436,6 +436,28 @@ fn s9_ccr(
     b
 }
 
+/// The V-PCRF's S9 CCR-I for subscriber IMSI_1 with one Gx subsession (ESTABLISHMENT) per
+/// (id, UE address, APN).
+fn s9_establishment(sid: &str, subs: &[(u32, [u8; 4], &str)]) -> diameter_codec::MessageBuilder {
+    use diameter_codec::dict::{dcca, gx, nasreq};
+    let mut avps = vec![dcca::SUBSCRIPTION_ID.with(vec![
+        dcca::SUBSCRIPTION_ID_TYPE.with(dcca::SubscriptionIdType::END_USER_IMSI),
+        dcca::SUBSCRIPTION_ID_DATA.with(IMSI_1.to_string()),
+    ])];
+    for (id, ip, apn) in subs {
+        avps.push(subsession(
+            *id,
+            1,
+            vec![
+                nasreq::FRAMED_IP_ADDRESS.with(bytes::Bytes::copy_from_slice(ip)),
+                nasreq::CALLED_STATION_ID.with(apn.to_string()),
+                gx::RAT_TYPE.with(gx::RatType(1004)),
+            ],
+        ));
+    }
+    s9_ccr(sid, 1, 0, avps)
+}
+
 /// Subsession-Enforcement-Info for subsession `id` with operation `op` and `more`.
 fn subsession(id: u32, op: i32, more: Vec<diameter_codec::OwnedAvp>) -> diameter_codec::OwnedAvp {
     use diameter_codec::dict::s9;
@@ -455,35 +477,15 @@ async fn s9_through_the_home_dra(
     termination: Termination,
     behaviour: TerminationBehaviour,
 ) {
-    use diameter_codec::dict::{dcca, gx, nasreq, roaming};
+    use diameter_codec::dict::roaming;
     let home = Home::start(mode, termination, behaviour).await;
     let want = expected(&home, mode, termination);
     let v = vpcrf(&home).await;
     let sid = "pcrf.visited.test;s9;1";
-    let gx_sub = |id: u32, ip: [u8; 4], apn: &str| {
-        subsession(
-            id,
-            1,
-            vec![
-                nasreq::FRAMED_IP_ADDRESS.with(bytes::Bytes::copy_from_slice(&ip)),
-                nasreq::CALLED_STATION_ID.with(apn.to_string()),
-                gx::RAT_TYPE.with(gx::RatType(1004)),
-            ],
-        )
-    };
     let a = v
-        .establish(s9_ccr(
+        .establish(s9_establishment(
             sid,
-            1,
-            0,
-            vec![
-                dcca::SUBSCRIPTION_ID.with(vec![
-                    dcca::SUBSCRIPTION_ID_TYPE.with(dcca::SubscriptionIdType::END_USER_IMSI),
-                    dcca::SUBSCRIPTION_ID_DATA.with(IMSI_1.to_string()),
-                ]),
-                gx_sub(1, [10, 46, 0, 2], "internet"),
-                gx_sub(2, [10, 46, 0, 3], "ims"),
-            ],
+            &[(1, [10, 46, 0, 2], "internet"), (2, [10, 46, 0, 3], "ims")],
         ))
         .await
         .unwrap();
@@ -580,7 +582,6 @@ async fn a_v_pcrf_ends_s9_through_a_proxy_home_dra() {
 /// the DRA again, which marks it and leaves no binding.
 #[tokio::test]
 async fn a_client_talking_directly_after_a_proxied_establishment_still_ends_through_the_dra() {
-    use diameter_codec::dict::{dcca, gx, nasreq};
     use diameter_service::dra_client::Handling;
     let home = Home::start(
         Mode::Proxy,
@@ -591,27 +592,7 @@ async fn a_client_talking_directly_after_a_proxied_establishment_still_ends_thro
     let v = vpcrf(&home).await.with_direct_after_proxy(true);
     let sid = "pcrf.visited.test;s9;direct";
     let a = v
-        .establish(s9_ccr(
-            sid,
-            1,
-            0,
-            vec![
-                dcca::SUBSCRIPTION_ID.with(vec![
-                    dcca::SUBSCRIPTION_ID_TYPE.with(dcca::SubscriptionIdType::END_USER_IMSI),
-                    dcca::SUBSCRIPTION_ID_DATA.with(IMSI_1.to_string()),
-                ]),
-                subsession(
-                    1,
-                    1,
-                    vec![
-                        nasreq::FRAMED_IP_ADDRESS
-                            .with(bytes::Bytes::copy_from_slice(&[10, 46, 0, 9])),
-                        nasreq::CALLED_STATION_ID.with("internet".to_string()),
-                        gx::RAT_TYPE.with(gx::RatType(1004)),
-                    ],
-                ),
-            ],
-        ))
+        .establish(s9_establishment(sid, &[(1, [10, 46, 0, 9], "internet")]))
         .await
         .unwrap();
     assert_eq!(rc(&a), Some(2001), "{a:?}");

@@ -614,43 +614,46 @@ impl Agent {
         Err(HomeDown(why, maybe_received))
     }
 
-    async fn initial(&self, ccr: CcRequest, x: PcefExtras) -> anyhow::Result<Outcome> {
-        if ccr.mscc.is_empty() {
-            // Document 001 S310: one MSCC per Charging-Key; the visited policy is per rating
-            // group, so single-service credit control (RFC 4006 §5.2) has nothing to apply to.
-            return Ok(refuse(
-                &ccr,
-                rc::UNABLE_TO_COMPLY,
-                "the visited OCS needs Multiple-Services-Credit-Control",
-            ));
-        }
+    /// The leg towards home of a PCEF request that opens one (CCR-I) or stands alone
+    /// (EVENT): the home operator by Destination-Realm or IMSI prefix, its OCSs
+    /// (Home-OCS-Identity first, S307), and the request's MSCCs as they go home. `Err`: the
+    /// PCEF's answer when no home operator or OCS is known.
+    fn home_leg(
+        &self,
+        ccr: &CcRequest,
+        x: &PcefExtras,
+        home_session: String,
+        home_number: u32,
+    ) -> Result<(VisitedSession, Vec<HomeMscc>), Box<Outcome>> {
         let imsi = ccr
             .subscriptions
             .iter()
             .find(|s| s.kind == SubscriptionType::Imsi)
             .map(|s| s.data.as_str());
-        let op = self.cfg.operator(x.destination_realm.as_deref(), imsi);
+        let Some(op) = self.cfg.operator(x.destination_realm.as_deref(), imsi) else {
+            return Err(Box::new(refuse(
+                ccr,
+                rc::USER_UNKNOWN,
+                "no home operator configured for this subscriber",
+            )));
+        };
         let hosts: Vec<String> = if x.home_hosts.is_empty() {
-            op.map(|o| o.primary.iter().chain(&o.secondary).cloned().collect())
-                .unwrap_or_default()
+            op.primary.iter().chain(&op.secondary).cloned().collect()
         } else {
             x.home_hosts.clone()
         };
-        let Some(op) = op else {
-            return Ok(refuse(
-                &ccr,
-                rc::USER_UNKNOWN,
-                "no home operator configured for this subscriber",
-            ));
-        };
         if hosts.is_empty() {
-            return Ok(refuse(&ccr, rc::USER_UNKNOWN, "no home OCS identity"));
+            return Err(Box::new(refuse(
+                ccr,
+                rc::USER_UNKNOWN,
+                "no home OCS identity",
+            )));
         }
         let location = x.uli.as_deref().and_then(Location::from_uli);
-        let mut s = VisitedSession {
+        let leg = VisitedSession {
             pcef_session: ccr.session_id.clone(),
-            home_session: self.node.session_ids().next_id(),
-            home_number: 0,
+            home_session,
+            home_number,
             home_realm: op.realm.clone(),
             home_hosts: hosts,
             operator: op.realm.clone(),
@@ -672,7 +675,7 @@ impl Agent {
             in_doubt: None,
             pcef_at: 0,
         };
-        let msccs: Vec<HomeMscc> = ccr
+        let msccs = ccr
             .mscc
             .iter()
             .map(|m| HomeMscc {
@@ -682,6 +685,24 @@ impl Agent {
                 ..HomeMscc::default()
             })
             .collect();
+        Ok((leg, msccs))
+    }
+
+    async fn initial(&self, ccr: CcRequest, x: PcefExtras) -> anyhow::Result<Outcome> {
+        if ccr.mscc.is_empty() {
+            // Document 001 S310: one MSCC per Charging-Key; the visited policy is per rating
+            // group, so single-service credit control (RFC 4006 §5.2) has nothing to apply to.
+            return Ok(refuse(
+                &ccr,
+                rc::UNABLE_TO_COMPLY,
+                "the visited OCS needs Multiple-Services-Credit-Control",
+            ));
+        }
+        let home_session = self.node.session_ids().next_id();
+        let (mut s, msccs) = match self.home_leg(&ccr, &x, home_session, 0) {
+            Ok(leg) => leg,
+            Err(refused) => return Ok(*refused),
+        };
         let home = match self
             .send_home(&s, RequestType::Initial, &msccs, false)
             .await
@@ -756,56 +777,11 @@ impl Agent {
                 "only DIRECT_DEBITING events are relayed",
             ));
         }
-        let imsi = ccr
-            .subscriptions
-            .iter()
-            .find(|s| s.kind == SubscriptionType::Imsi)
-            .map(|s| s.data.as_str());
-        let Some(op) = self.cfg.operator(x.destination_realm.as_deref(), imsi) else {
-            return Ok(refuse(
-                &ccr,
-                rc::USER_UNKNOWN,
-                "no home operator configured for this subscriber",
-            ));
+        let home_session = format!("{};event;{}", self.node.identity().host, ccr.session_id);
+        let (leg, msccs) = match self.home_leg(&ccr, &x, home_session, ccr.request_number) {
+            Ok(leg) => leg,
+            Err(refused) => return Ok(*refused),
         };
-        let hosts: Vec<String> = if x.home_hosts.is_empty() {
-            op.primary.iter().chain(&op.secondary).cloned().collect()
-        } else {
-            x.home_hosts.clone()
-        };
-        let me = self.node.identity();
-        let leg = VisitedSession {
-            pcef_session: ccr.session_id.clone(),
-            home_session: format!("{};event;{}", me.host, ccr.session_id),
-            home_number: ccr.request_number,
-            home_realm: op.realm.clone(),
-            home_hosts: hosts,
-            operator: op.realm.clone(),
-            subscriptions: ccr.subscriptions.clone(),
-            location: None,
-            home_location: None,
-            uli: x.uli.clone(),
-            rat: x.rat.clone(),
-            services: Vec::new(),
-            answers: Vec::new(),
-            failure_handling: FailureHandling::Terminate,
-            pcef_host: ccr.origin_host.clone(),
-            pcef_realm: ccr.origin_realm.clone(),
-            reauth: false,
-            home_at: 0,
-            in_doubt: None,
-            pcef_at: 0,
-        };
-        let msccs: Vec<HomeMscc> = ccr
-            .mscc
-            .iter()
-            .map(|m| HomeMscc {
-                service: m.service,
-                requested: m.requested,
-                used: m.used,
-                ..HomeMscc::default()
-            })
-            .collect();
         match self
             .send_home(&leg, RequestType::Event, &msccs, x.retransmitted)
             .await
