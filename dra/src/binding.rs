@@ -447,7 +447,8 @@ impl Names {
     }
 
     fn acquire(&mut self, name: &str) -> u32 {
-        if let Some(n) = self.lookup(name) {
+        let key = name.to_ascii_lowercase();
+        if let Some(&n) = self.by_key.get(key.as_str()) {
             if let Some((_, refs)) = &mut self.names[n as usize] {
                 *refs += 1;
             }
@@ -464,7 +465,7 @@ impl Names {
                 (self.names.len() - 1) as u32
             }
         };
-        self.by_key.insert(name.to_ascii_lowercase().into(), n);
+        self.by_key.insert(key.into(), n);
         n
     }
 
@@ -797,23 +798,22 @@ impl Index {
         }
     }
 
-    /// Writes back a changed entry: deleted when finished, put otherwise. Whether it went.
-    fn settle(&mut self, slot: Slot, writes: &mut Vec<Write>) -> bool {
-        let finished = self.entry(slot).is_some_and(|e| {
-            e.sessions
-                .iter()
-                .all(|s| s.state == SessionState::Terminated)
-        });
+    /// Writes back a changed entry: deleted when finished, put otherwise. The entry as it
+    /// was settled, and whether it went (`None`: no entry in `slot`).
+    fn settle(&mut self, slot: Slot, writes: &mut Vec<Write>) -> Option<(Binding, bool)> {
+        let finished = self
+            .entry(slot)?
+            .sessions
+            .iter()
+            .all(|s| s.state == SessionState::Terminated);
         if finished {
-            if let Some(b) = self.remove(slot) {
-                writes.push(Write::Delete(b.id));
-            }
-            true
+            let b = self.remove(slot)?;
+            writes.push(Write::Delete(b.id.clone()));
+            Some((b, true))
         } else {
-            if let Some(b) = self.binding(slot) {
-                writes.push(Write::Put(b));
-            }
-            false
+            let b = self.binding(slot)?;
+            writes.push(Write::Put(b.clone()));
+            Some((b, false))
         }
     }
 
@@ -952,8 +952,7 @@ impl Index {
             return (None, writes);
         };
         self.remove_sessions(slot, |s| &*s.session_id == session_id);
-        let out = self.binding(slot);
-        self.settle(slot, &mut writes);
+        let out = self.settle(slot, &mut writes).map(|(b, _)| b);
         (out, writes)
     }
 
@@ -983,10 +982,9 @@ impl Index {
             e.touched_ms = now_ms;
             self.stats.active_sessions -= marked;
             self.stats.terminated_sessions += marked;
-            let Some(after) = self.binding(slot) else {
+            let Some((after, deleted)) = self.settle(slot, &mut writes) else {
                 continue;
             };
-            let deleted = self.settle(slot, &mut writes);
             out.push(Terminated {
                 session_id: sid.clone(),
                 binding: after,
