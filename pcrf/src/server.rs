@@ -1075,6 +1075,25 @@ impl Shared {
     }
 }
 
+/// Records Origin-State-Id `osi` of `host` (lower-cased) in `map`, at most
+/// [`ORIGIN_STATES_CAP`] hosts; the value recorded before (`None`: none, or `map`
+/// poisoned, `Err`).
+fn record_origin_state(
+    map: &Mutex<HashMap<String, u32>>,
+    host: &str,
+    osi: u32,
+) -> Result<Option<u32>, ()> {
+    let mut m = map.lock().map_err(|_| ())?;
+    let key = host.to_ascii_lowercase();
+    if let Some(prev) = m.get_mut(&key) {
+        return Ok(Some(std::mem::replace(prev, osi)));
+    }
+    if m.len() < ORIGIN_STATES_CAP {
+        m.insert(key, osi);
+    }
+    Ok(None)
+}
+
 /// A peer event said `peer` restarted with Origin-State-Id `current`: records it in `map`;
 /// `false` when a request carrying it was seen first (its clean-up already ran, and what
 /// the restarted peer created since must stay).
@@ -1083,44 +1102,17 @@ pub(crate) fn origin_state_seen(
     peer: &str,
     current: u32,
 ) -> bool {
-    let Ok(mut m) = map.lock() else {
-        return true;
-    };
-    let key = peer.to_ascii_lowercase();
-    if m.get(&key) == Some(&current) {
-        return false;
-    }
-    if m.len() < ORIGIN_STATES_CAP || m.contains_key(&key) {
-        m.insert(key, current);
-    }
-    true
+    record_origin_state(map, peer, current) != Ok(Some(current))
 }
 
-/// RFC 6733 §8.16: records Origin-State-Id `osi` of `origin_host` (lower-cased) in `map`;
-/// `true` when it differs from the one recorded before (the peer restarted). At most
-/// [`ORIGIN_STATES_CAP`] hosts are remembered.
+/// RFC 6733 §8.16: records Origin-State-Id `osi` of `origin_host` in `map`; `true` when it
+/// differs from the one recorded before (the peer restarted).
 pub(crate) fn origin_state_changed(
     map: &Mutex<HashMap<String, u32>>,
     origin_host: &str,
     osi: u32,
 ) -> bool {
-    let Ok(mut m) = map.lock() else {
-        return false;
-    };
-    let key = origin_host.to_ascii_lowercase();
-    match m.get_mut(&key) {
-        Some(prev) if *prev == osi => false,
-        Some(prev) => {
-            *prev = osi;
-            true
-        }
-        None => {
-            if m.len() < ORIGIN_STATES_CAP {
-                m.insert(key, osi);
-            }
-            false
-        }
-    }
+    matches!(record_origin_state(map, origin_host, osi), Ok(Some(prev)) if prev != osi)
 }
 
 /// Lower-case hex of bytes (3GPP-User-Location-Info kept readable).
