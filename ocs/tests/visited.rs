@@ -25,6 +25,7 @@ use ocs::store::redb::{RedbOptions, RedbStore};
 use ocs::store::{
     AccountChange, Applied, ChargingStore, Counts, SessionRef, StoreFuture, SweepReport,
 };
+use ocs::visited::store::{DurableVisitedStore, VisitedSession, VisitedStore};
 use ocs::{Ocs, VisitedOcs};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -222,6 +223,40 @@ impl ChargingStore for LateStore {
     }
 }
 
+/// The visited OCS's durable store with the writes that need not wait for the disk
+/// dropped (its memory included): the state a crash right after them leaves.
+struct LazyWritesLost(DurableVisitedStore);
+
+impl VisitedStore for LazyWritesLost {
+    fn get(&self, id: String) -> StoreFuture<'_, Option<VisitedSession>> {
+        self.0.get(id)
+    }
+    fn put(&self, s: VisitedSession) -> StoreFuture<'_, ()> {
+        self.0.put(s)
+    }
+    fn put_lazy(&self, _: VisitedSession) -> StoreFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+    fn remove(&self, id: String) -> StoreFuture<'_, ()> {
+        self.0.remove(id)
+    }
+    fn by_home(&self, home_session: String) -> StoreFuture<'_, Option<String>> {
+        self.0.by_home(home_session)
+    }
+    fn count(&self) -> StoreFuture<'_, usize> {
+        self.0.count()
+    }
+    fn idle(&self, before: UnixMillis, limit: usize) -> StoreFuture<'_, Vec<String>> {
+        self.0.idle(before, limit)
+    }
+    fn origin_state_id(&self) -> Option<u32> {
+        self.0.origin_state_id()
+    }
+    fn close(&self) -> StoreFuture<'_, ()> {
+        self.0.close()
+    }
+}
+
 /// Two home OCSs on one store, a visited OCS, a PCEF.
 struct Net {
     _dir: tempfile::TempDir,
@@ -231,6 +266,7 @@ struct Net {
     primary: Option<Ocs>,
     secondary: Option<Ocs>,
     primary_addr: SocketAddr,
+    vcfg: Config,
     vocs: VisitedOcs,
     pcef: Node,
 }
@@ -295,12 +331,7 @@ impl Net {
         vcfg.node.capture = capture;
         vcfg.store.path = dir.path().join("visited.redb");
         let vocs = VisitedOcs::start(&vcfg).await.unwrap();
-        for h in [PRIMARY, SECONDARY] {
-            assert!(
-                vocs.node().wait_peer(h, Duration::from_secs(10)).await,
-                "{h} not open"
-            );
-        }
+        Self::wait_home(&vocs).await;
         let pcef = pcef_node(vocs.listen_addrs()[0]).await;
         Self {
             _dir: dir,
@@ -310,9 +341,42 @@ impl Net {
             primary: Some(primary),
             secondary: Some(secondary),
             primary_addr,
+            vcfg,
             vocs,
             pcef,
         }
+    }
+
+    async fn wait_home(vocs: &VisitedOcs) {
+        for h in [PRIMARY, SECONDARY] {
+            assert!(
+                vocs.node().wait_peer(h, Duration::from_secs(10)).await,
+                "{h} not open"
+            );
+        }
+    }
+
+    /// Stops the visited OCS and starts it again on its data file, as after a crash; with
+    /// `lose_lazy`, the writes it makes from then on without waiting for the disk are lost
+    /// (what a crash right after them leaves: redb keeps such a commit in the process until
+    /// a later durable one).
+    async fn restart_vocs(mut self, lose_lazy: bool) -> Self {
+        self.vocs.shutdown(Duration::from_secs(1)).await;
+        let store = DurableVisitedStore::open(&self.vcfg).await.unwrap();
+        let store: Arc<dyn VisitedStore> = if lose_lazy {
+            Arc::new(LazyWritesLost(store))
+        } else {
+            Arc::new(store)
+        };
+        self.vocs = VisitedOcs::start_with_store(&self.vcfg, store)
+            .await
+            .unwrap();
+        Self::wait_home(&self.vocs).await;
+        assert!(
+            self.pcef.wait_peer(VOCS, Duration::from_secs(10)).await,
+            "the PCEF did not reconnect"
+        );
+        self
     }
 
     /// Sends a CCR to the visited OCS; the answer, an error answer included.
@@ -1751,6 +1815,120 @@ async fn a_request_home_in_doubt_is_settled_before_the_next_one() {
         net.vocs.shutdown(Duration::from_secs(1)).await;
     })
     .await;
+}
+
+/// An update sent home, its answer given to the PCEF, then a crash that loses the record
+/// written after home's answer (it does not wait for the disk): the record written beside
+/// the request home holds the usage and that request as in doubt. `retransmit`: the PCEF
+/// got no answer and sends the update again (T bit); otherwise it got one and goes on.
+/// Either way home debits each unit once.
+async fn crash_after_an_update_sent_home(retransmit: bool) {
+    let mut net = Net::start("terminate", false).await;
+    let sid = if retransmit {
+        "pcef.visited.test;9;lazy-retransmit"
+    } else {
+        "pcef.visited.test;9;lazy-next"
+    };
+    let imsi = IMSI_RICH_ROAMER;
+    let (start, _) = net.octets(imsi).await;
+    let (_, a) = net
+        .cca(&Ccr {
+            session: sid,
+            kind: Some(RequestType::Initial),
+            number: 0,
+            imsi,
+            uli: Some(cgi(90, 1)),
+            mscc: vec![mscc(1, None, &[])],
+            ..Ccr::default()
+        })
+        .await;
+    assert_eq!(a.result_code, 2001);
+    net = net.restart_vocs(true).await;
+    // Into a new area with 200 kB: sent home and answered; the record written after
+    // home's answer is lost.
+    let update = Ccr {
+        session: sid,
+        number: 1,
+        imsi,
+        uli: Some(cgi(91, 1)),
+        mscc: vec![mscc(1, Some(200_000), &[CELL])],
+        ..Ccr::default()
+    };
+    let (_, a) = net.cca(&update).await;
+    assert_eq!(a.result_code, 2001, "{a:?}");
+    let (home_session, home_number) = net.home_leg(sid).await;
+    assert_eq!(
+        home_number, 1,
+        "the record is the one written before home answered"
+    );
+    let (available, reserved) = net.octets(imsi).await;
+    assert_eq!(
+        available,
+        start - 200_000 - i64::try_from(reserved).unwrap()
+    );
+    net = net.restart_vocs(false).await;
+    let next = if retransmit {
+        let (_, again) = net
+            .cca(&Ccr {
+                retransmit: true,
+                ..update.clone()
+            })
+            .await;
+        assert_eq!(again.result_code, 2001, "{again:?}");
+        assert_eq!(by_rg(&again, 1).result_code, 2001);
+        assert!(octets_of(by_rg(&again, 1)) > 0, "granted again: {again:?}");
+        2
+    } else {
+        // It got its answer: 30 kB more in yet another area.
+        let (_, a) = net
+            .cca(&Ccr {
+                session: sid,
+                number: 2,
+                imsi,
+                uli: Some(cgi(92, 1)),
+                mscc: vec![mscc(1, Some(30_000), &[CELL])],
+                ..Ccr::default()
+            })
+            .await;
+        assert_eq!(a.result_code, 2001, "{a:?}");
+        3
+    };
+    let (same_session, _) = net.home_leg(sid).await;
+    assert_eq!(same_session, home_session);
+    let (available, reserved) = net.octets(imsi).await;
+    let sent = if retransmit { 200_000 } else { 230_000 };
+    assert_eq!(
+        available,
+        start - sent - i64::try_from(reserved).unwrap(),
+        "home applied the request in doubt once"
+    );
+    let (_, a) = net
+        .cca(&Ccr {
+            session: sid,
+            kind: Some(RequestType::Termination),
+            number: next,
+            imsi,
+            mscc: vec![Mscc {
+                rg: 1,
+                used: Some(20_000),
+                ..Mscc::default()
+            }],
+            ..Ccr::default()
+        })
+        .await;
+    assert_eq!(a.result_code, 2001, "{a:?}");
+    assert_eq!(net.octets(imsi).await, (start - sent - 20_000, 0));
+    net.vocs.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_crash_after_answering_loses_nothing_when_the_pcef_retransmits() {
+    bounded(crash_after_an_update_sent_home(true)).await;
+}
+
+#[tokio::test]
+async fn a_crash_after_answering_loses_nothing_when_the_pcef_goes_on() {
+    bounded(crash_after_an_update_sent_home(false)).await;
 }
 
 #[tokio::test]

@@ -438,9 +438,13 @@ trait Job: Send {
     fn run(&mut self, t: &mut Tables<'_>, policy: &Policy) -> Result<(), StoreError>;
     /// Answers once the batch is committed (or failed).
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
+    /// Whether its batch must reach the disk before it is answered (with `durable` on).
+    fn needs_sync(&self) -> bool;
 }
 
 struct Op<T, F> {
+    /// False for a write a crash may lose (see [`RedbStore::put_visited_lazy`]).
+    sync: bool,
     f: Option<F>,
     result: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
@@ -466,6 +470,10 @@ where
             Err(e) => Err(e),
         };
         let _ = self.reply.send(r);
+    }
+
+    fn needs_sync(&self) -> bool {
+        self.sync
     }
 }
 
@@ -546,8 +554,25 @@ impl RedbStore {
 
     /// The visited role: writes a session record whole, committed with the batch it joins.
     pub fn put_visited<T: Serialize>(&self, id: String, record: &T) -> StoreFuture<'_, ()> {
+        self.write_visited(id, record, true)
+    }
+
+    /// The visited role: as [`RedbStore::put_visited`], answered once committed but without
+    /// waiting for the disk. A crash may lose it (redb keeps such a commit in the process
+    /// until a later durable one), so it is only for a record whose durable predecessor
+    /// lets the lost change be made again.
+    pub fn put_visited_lazy<T: Serialize>(&self, id: String, record: &T) -> StoreFuture<'_, ()> {
+        self.write_visited(id, record, false)
+    }
+
+    fn write_visited<T: Serialize>(
+        &self,
+        id: String,
+        record: &T,
+        sync: bool,
+    ) -> StoreFuture<'_, ()> {
         let bytes = enc(record);
-        self.submit(move |t, _| {
+        self.submit_with(sync, move |t, _| {
             let bytes = tryop!(bytes);
             t.visited
                 .insert(id.as_str(), bytes.as_slice())
@@ -567,7 +592,7 @@ impl RedbStore {
     /// The visited role: every session record, read once at start. A record that does not
     /// decode is an error (a file written by an incompatible version), not skipped.
     pub fn visited_records<T: DeserializeOwned + Send + 'static>(&self) -> StoreFuture<'_, Vec<T>> {
-        self.submit(|t, _| {
+        self.read(|t, _| {
             let mut out = Vec::new();
             for row in t.visited.iter().map_err(se)? {
                 let (_, v) = row.map_err(se)?;
@@ -582,8 +607,26 @@ impl RedbStore {
         T: Send + 'static,
         F: FnOnce(&mut Tables<'_>, &Policy) -> OpResult<T> + Send + 'static,
     {
+        self.submit_with(true, f)
+    }
+
+    /// An operation that changes nothing: its batch needs no fsync for it.
+    fn read<T, F>(&self, f: F) -> StoreFuture<'_, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tables<'_>, &Policy) -> OpResult<T> + Send + 'static,
+    {
+        self.submit_with(false, f)
+    }
+
+    fn submit_with<T, F>(&self, sync: bool, f: F) -> StoreFuture<'_, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tables<'_>, &Policy) -> OpResult<T> + Send + 'static,
+    {
         let (reply, rx) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(Op {
+            sync,
             f: Some(f),
             result: None,
             reply,
@@ -676,7 +719,10 @@ fn writer(db: Database, rx: mpsc::Receiver<Msg>, policy: Arc<Policy>, options: R
             }
         }
         let started = Instant::now();
-        let result = run_batch(&db, &mut batch, &policy, options.durable);
+        // A batch of lazy writes only is committed without an fsync; the next durable
+        // commit takes it to the disk.
+        let durable = options.durable && batch.iter().any(|j| j.needs_sync());
+        let result = run_batch(&db, &mut batch, &policy, durable);
         crate::metrics::record_commit(batch.len(), started.elapsed(), result.is_ok());
         let commit = match result {
             Ok((sessions, reservations)) => {
@@ -741,14 +787,14 @@ impl ChargingStore for RedbStore {
     }
 
     fn account(&self, key: String) -> StoreFuture<'_, Option<Account>> {
-        self.submit(move |t, _| match t.resolve(&key)? {
+        self.read(move |t, _| match t.resolve(&key)? {
             Some(id) => t.account_by_id(&id),
             None => Ok(Ok(None)),
         })
     }
 
     fn session(&self, session_id: String) -> StoreFuture<'_, Option<Session>> {
-        self.submit(move |t, _| t.session(&session_id))
+        self.read(move |t, _| t.session(&session_id))
     }
 
     fn modify(
@@ -760,7 +806,7 @@ impl ChargingStore for RedbStore {
     }
 
     fn counts(&self) -> StoreFuture<'_, Counts> {
-        self.submit(move |t, _| {
+        self.read(move |t, _| {
             Ok(Ok(Counts {
                 sessions: t.sessions.len().map_err(se)?,
                 reservations: {

@@ -18,6 +18,16 @@
 //! CCR-T), so a home OCS that knows nothing of our AVPs charges it once. The part reported in
 //! updates answered locally is named in Locally-Absorbed-Usage beside it.
 //!
+//! Durability: every session record is written to the store before the PCEF is answered —
+//! except that an update sent home does not wait for two disk flushes in a row (home's, then
+//! this node's). Its record goes to the disk while the request is on its way home, with that
+//! request marked in doubt and tagged with the PCEF's CC-Request-Number
+//! ([`store::InDoubt::pcef_number`]); the record written once home has answered does not wait
+//! for the disk ([`store::VisitedStore::put_lazy`]). After a crash that lost it, the PCEF's
+//! retransmission of that update sends the same request home again (T bit, same number:
+//! home answers from its duplicate detection) and its answer answers the PCEF; the PCEF's
+//! next request settles it the same way before anything new goes home.
+//!
 //! Tcc (RFC 4006 §13, `[ocs] tcc`): a session whose PCEF has sent nothing for that long is
 //! ended towards home with a CCR-T carrying the usage held, then forgotten.
 //!
@@ -329,6 +339,9 @@ struct Outcome {
     answer: Reply,
     session: Option<VisitedSession>,
     remove: bool,
+    /// `session` may be written without waiting for the disk: a durable record written
+    /// before lets the change be made again after a crash ([`store::InDoubt::pcef_number`]).
+    lazy: bool,
 }
 
 enum Reply {
@@ -433,7 +446,11 @@ impl Agent {
                 } else if let Some(s) = &o.session {
                     let mut s = s.clone();
                     s.pcef_at = crate::server::now_ms();
-                    self.store.put(s).await
+                    if o.lazy {
+                        self.store.put_lazy(s).await
+                    } else {
+                        self.store.put(s).await
+                    }
                 } else {
                     Ok(())
                 };
@@ -473,6 +490,7 @@ impl Agent {
                 answer: Reply::Cca(Box::new(a.clone())),
                 session: None,
                 remove: false,
+                lazy: false,
             });
         }
         // Older than every answer kept: it may have been handled, so it is not applied
@@ -723,6 +741,7 @@ impl Agent {
                 answer: Reply::Cca(Box::new(pass_through(&ccr, home))),
                 session: None,
                 remove: false,
+                lazy: false,
             });
         }
         if self.cfg.failure_handling.is_none()
@@ -758,6 +777,7 @@ impl Agent {
             answer: Reply::Cca(Box::new(answer)),
             session: Some(s),
             remove: false,
+            lazy: false,
         })
     }
 
@@ -790,6 +810,7 @@ impl Agent {
                 answer: Reply::Cca(Box::new(pass_through(&ccr, home))),
                 session: None,
                 remove: false,
+                lazy: false,
             }),
             Err(HomeDown(why, _)) => Ok(unreachable(why)),
         }
@@ -906,6 +927,13 @@ impl Agent {
         ccr: CcRequest,
         x: PcefExtras,
     ) -> anyhow::Result<Outcome> {
+        if let Some(d) = s
+            .in_doubt
+            .clone()
+            .filter(|d| d.pcef_number == Some(ccr.request_number))
+        {
+            return Ok(self.resume(s, ccr, d).await);
+        }
         let before = s.clone();
         if let Some(new) = x.uli.as_deref().and_then(Location::from_uli) {
             s.location = Some(match &s.location {
@@ -983,37 +1011,101 @@ impl Agent {
                 msccs.push(self.home_mscc(v, Some(Units::default())));
             }
         }
-        let answer = match self.send_home(&s, RequestType::Update, &msccs, false).await {
+        // The session as it stands if home never gets this request: the request home in
+        // doubt settled above stays settled, this request's usage is left out (the PCEF,
+        // answered 3002, reports it again).
+        let unsent = without_usage(&s, &ccr);
+        // The record of this request and the request home go out together, so the PCEF
+        // waits for one disk flush (this one, or home's), not two in a row: the record holds
+        // this request's usage and the request home as in doubt, tagged with the PCEF's
+        // number, so a crash at any later point loses nothing (the PCEF's retransmission
+        // sends that request home again, its next request settles it), and the record
+        // written once home has answered need not wait for the disk.
+        let mut pending = s.clone();
+        pending.in_doubt = Some(InDoubt {
+            kind: RequestType::Update,
+            msccs: msccs.clone(),
+            pcef_number: Some(ccr.request_number),
+        });
+        pending.pcef_at = crate::server::now_ms();
+        let (recorded, sent) = tokio::join!(
+            self.store.put(pending),
+            self.send_home(&s, RequestType::Update, &msccs, false)
+        );
+        let answer = match sent {
             Ok(a) => a,
             Err(HomeDown(why, maybe_received)) => {
                 let doubt = maybe_received.then(|| InDoubt {
                     kind: RequestType::Update,
                     msccs: msccs.clone(),
+                    pcef_number: None,
                 });
-                return Ok(self.home_down(before, s, &ccr, why, doubt));
+                let mut out = self.home_down(unsent.clone(), s, &ccr, why, doubt);
+                // The pending record is replaced whatever the outcome.
+                out.session.get_or_insert(unsent);
+                return Ok(out);
             }
         };
-        self.applied(&mut s, &msccs, &answer);
-        if answer.result_code != rc::SUCCESS {
-            // S415/S316: the refusal reaches the PCEF as home sent it.
-            let a = pass_through(&ccr, answer);
-            s.keep_answer(ccr.request_number, a.clone());
-            return Ok(Outcome {
-                answer: Reply::Cca(Box::new(a)),
-                session: Some(s),
-                remove: false,
-            });
+        if let Err(e) = &recorded {
+            // The record written after home's answer is then the durable one.
+            tracing::warn!(session = %ccr.session_id, error = %e, "pending record not written");
         }
-        let mut a = CcAnswer::bare(&ccr, rc::SUCCESS);
-        for m in &ccr.mscc {
-            a.mscc.push(self.rewrite(&mut s, m));
-        }
+        Ok(self.home_answered(s, &ccr, &msccs, answer, recorded.is_ok()))
+    }
+
+    /// Home answered the request `msccs` sent for the PCEF's update `ccr`: the answer to
+    /// the PCEF, the visited policy applied (a refusal passed on as home sent it, S415/S316).
+    fn home_answered(
+        &self,
+        mut s: VisitedSession,
+        ccr: &CcRequest,
+        msccs: &[HomeMscc],
+        answer: CcAnswer,
+        lazy: bool,
+    ) -> Outcome {
+        self.applied(&mut s, msccs, &answer);
+        let a = if answer.result_code != rc::SUCCESS {
+            pass_through(ccr, answer)
+        } else {
+            let mut a = CcAnswer::bare(ccr, rc::SUCCESS);
+            for m in &ccr.mscc {
+                a.mscc.push(self.rewrite(&mut s, m));
+            }
+            a
+        };
         s.keep_answer(ccr.request_number, a.clone());
-        Ok(Outcome {
+        Outcome {
             answer: Reply::Cca(Box::new(a)),
             session: Some(s),
             remove: false,
-        })
+            lazy,
+        }
+    }
+
+    /// The PCEF sent again the update whose request home was recorded before home answered
+    /// (this node restarted in between): that request goes home again, numbered as it was
+    /// and with the T bit (home's duplicate detection answers it without applying it twice),
+    /// and home's answer answers the PCEF. Its usage is in the record already.
+    async fn resume(&self, mut s: VisitedSession, ccr: CcRequest, d: InDoubt) -> Outcome {
+        tracing::info!(session = %s.pcef_session, number = s.home_number, "request home recorded before a restart sent again");
+        match self.send_home(&s, d.kind, &d.msccs, true).await {
+            Ok(answer) => {
+                s.in_doubt = None;
+                self.home_answered(s, &ccr, &d.msccs, answer, false)
+            }
+            Err(HomeDown(why, _)) => {
+                // The PCEF gets 3002 and may report this usage again: the record takes the
+                // form of any request home left in doubt.
+                let mut b = without_usage(&s, &ccr);
+                b.in_doubt = Some(InDoubt {
+                    pcef_number: None,
+                    ..d
+                });
+                let mut out = unreachable(why);
+                out.session = Some(b);
+                out
+            }
+        }
     }
 
     /// S411–S412: answered from the home grant held; the usage stays for the next request
@@ -1035,6 +1127,7 @@ impl Agent {
             answer: Reply::Cca(Box::new(a)),
             session: Some(s),
             remove: false,
+            lazy: false,
         }
     }
 
@@ -1194,6 +1287,7 @@ impl Agent {
                             s.in_doubt = Some(InDoubt {
                                 kind: RequestType::Termination,
                                 msccs,
+                                pcef_number: None,
                             });
                         }
                         false
@@ -1231,6 +1325,7 @@ impl Agent {
                 answer: Reply::Cca(Box::new(a)),
                 session: None,
                 remove: true,
+                lazy: false,
             }
         };
         // The usage first: a PCEF that got no answer to an earlier request reports its
@@ -1265,6 +1360,7 @@ impl Agent {
                     b.in_doubt = Some(InDoubt {
                         kind: RequestType::Termination,
                         msccs,
+                        pcef_number: None,
                     });
                     out.session = Some(b);
                 }
@@ -1282,6 +1378,7 @@ fn refuse(ccr: &CcRequest, code: u32, why: &str) -> Outcome {
         answer: Reply::Cca(Box::new(a)),
         session: None,
         remove: false,
+        lazy: false,
     }
 }
 
@@ -1295,6 +1392,7 @@ fn unreachable(why: String) -> Outcome {
         ),
         session: None,
         remove: false,
+        lazy: false,
     }
 }
 
@@ -1307,4 +1405,16 @@ fn pass_through(ccr: &CcRequest, home: CcAnswer) -> CcAnswer {
         failure_handling: None,
         ..home
     }
+}
+
+/// The session without the usage `ccr` reported (added to it before): as it stands when
+/// the PCEF, answered 3002, will report that usage again.
+fn without_usage(s: &VisitedSession, ccr: &CcRequest) -> VisitedSession {
+    let mut b = s.clone();
+    for m in &ccr.mscc {
+        if let (Some(u), Some(v)) = (&m.used, b.service_mut(m.service)) {
+            v.unreported = policy::remaining(&v.unreported, u);
+        }
+    }
+    b
 }

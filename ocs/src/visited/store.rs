@@ -44,6 +44,12 @@ pub struct InDoubt {
     pub kind: RequestType,
     /// The MSCCs as sent.
     pub msccs: Vec<HomeMscc>,
+    /// The PCEF's CC-Request-Number whose answer waits for this request home, when the
+    /// record was written before home answered (so that a crash cannot lose what the PCEF
+    /// was told): the session then holds that request's usage, and the PCEF sending it again
+    /// means home's answer to this one answers it. `None`: the PCEF was answered 3002 and
+    /// reports that usage again.
+    pub pcef_number: Option<u32>,
 }
 
 /// One rating group of a visited session.
@@ -142,6 +148,12 @@ pub trait VisitedStore: Send + Sync + 'static {
     fn get(&self, pcef_session: String) -> StoreFuture<'_, Option<VisitedSession>>;
     /// Writes a session whole.
     fn put(&self, session: VisitedSession) -> StoreFuture<'_, ()>;
+    /// Writes a session whole without waiting for it to be durable: a crash may lose it and
+    /// leave the session as it was last [`VisitedStore::put`]. Only for a change that
+    /// durable record lets the agent make again (a request home recorded as in doubt).
+    fn put_lazy(&self, session: VisitedSession) -> StoreFuture<'_, ()> {
+        self.put(session)
+    }
     /// Forgets a session.
     fn remove(&self, pcef_session: String) -> StoreFuture<'_, ()>;
     /// The PCEF's Session-Id of the session whose Session-Id towards home is this (a
@@ -265,6 +277,14 @@ impl VisitedStore for DurableVisitedStore {
     fn put(&self, s: VisitedSession) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             self.disk.put_visited(s.pcef_session.clone(), &s).await?;
+            self.memory.put(s).await
+        })
+    }
+    fn put_lazy(&self, s: VisitedSession) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.disk
+                .put_visited_lazy(s.pcef_session.clone(), &s)
+                .await?;
             self.memory.put(s).await
         })
     }
