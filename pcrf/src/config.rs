@@ -66,6 +66,11 @@ pub struct PcrfSection {
     /// Feature-List-ID the PCEF sent, the features both support.
     #[serde(default = "default_features")]
     pub supported_features: Vec<FeatureList>,
+    /// S9 (TS 29.215 §5.4.1, with TS 29.229 §7.2): the features of the S9 application
+    /// this PCRF supports. A V-PCRF sends them in every S9 CCR-I; an H-PCRF answers the
+    /// lists both support.
+    #[serde(default = "default_s9_features")]
+    pub s9_supported_features: Vec<FeatureList>,
     /// Rx (TS 29.214): the PCC rules derived from AF sessions, and how the AF hears of the
     /// loss of its IP-CAN session.
     #[serde(default)]
@@ -228,6 +233,15 @@ fn default_features() -> Vec<FeatureList> {
     }]
 }
 
+fn default_s9_features() -> Vec<FeatureList> {
+    // Feature-List-ID 1 with Rel8 (bit 0) and Rel9 (bit 1); the bit numbering is as
+    // unverified as Gx's (protocol.md): configure it to match the roaming partners.
+    vec![FeatureList {
+        list_id: 1,
+        list: 0b11,
+    }]
+}
+
 impl Default for PcrfSection {
     fn default() -> Self {
         Self {
@@ -236,6 +250,7 @@ impl Default for PcrfSection {
             charging: ChargingSection::default(),
             default_bearer: default_bearer(),
             supported_features: default_features(),
+            s9_supported_features: default_s9_features(),
             rx: RxSection::default(),
             roaming_partners: Vec::new(),
             visited: None,

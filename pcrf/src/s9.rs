@@ -99,6 +99,8 @@ pub struct S9Request {
     pub subsessions: Vec<Enforcement>,
     /// Command-level DRA-Client-Session-Id values.
     pub client_sessions: Vec<String>,
+    /// Supported-Features (TS 29.215 §5.4.1).
+    pub features: Vec<gx::Features>,
 }
 
 /// Framed-IP-Address or Framed-IPv6-Prefix inside a Grouped AVP.
@@ -199,6 +201,7 @@ impl S9Request {
                 .filter_map(|a| roaming::DRA_CLIENT_SESSION_ID.decode(a.data).ok())
                 .map(str::to_string)
                 .collect(),
+            features: g.features,
         })
     }
 }

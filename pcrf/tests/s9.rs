@@ -749,6 +749,70 @@ async fn a_home_af_binds_to_a_roaming_subsession_and_its_rules_go_by_s9_rar() {
 }
 
 #[tokio::test]
+async fn s9_features_are_agreed_at_establishment() {
+    // TS 29.215 §5.4.1, TS 29.229 §7.2.1: the CCA-I names, per Feature-List-ID of 3GPP's the
+    // V-PCRF sent, the features both support (the H-PCRF's defaults: list 1, Rel8 and Rel9);
+    // a CCR-I without Supported-Features gets none back.
+    let p = home_pcrf(PCRF_HOST).await;
+    let v = Vpcrf::connect(
+        VPCRF,
+        VISITED,
+        PCRF_HOST,
+        p.listen_addrs()[0],
+        None,
+        VReply::Success,
+    )
+    .await;
+    let mut with = v.ccr(
+        "pcrf.visited.test;s9;features",
+        1,
+        0,
+        vec![establish(1, [10, 46, 0, 9], "internet")],
+    );
+    for (list_id, list) in [(1u32, 0b101u32), (7, 0b1)] {
+        with.push(ts29229::SUPPORTED_FEATURES.with(vec![
+            base::VENDOR_ID.with(10415u32),
+            ts29229::FEATURE_LIST_ID.with(list_id),
+            ts29229::FEATURE_LIST.with(list),
+        ]));
+    }
+    let a = v.send(with).await;
+    assert_eq!(rc(&a), Some(2001));
+    strictly_valid(&a);
+    let agreed: Vec<(u32, u32, u32)> = all(a.avps().flatten(), 628)
+        .iter()
+        .map(|f| {
+            (
+                u32_of(&child(f, 266).unwrap()),
+                u32_of(&child(f, 629).unwrap()),
+                u32_of(&child(f, 630).unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        agreed,
+        [(10415, 1, 0b1)],
+        "Rel8 only: bit 2 is not ours, list 7 unknown"
+    );
+    let a = v
+        .send(v.ccr(
+            "pcrf.visited.test;s9;no-features",
+            1,
+            0,
+            vec![establish(1, [10, 46, 0, 10], "internet")],
+        ))
+        .await;
+    assert_eq!(rc(&a), Some(2001));
+    assert!(all(a.avps().flatten(), 628).is_empty());
+    for sid in [
+        "pcrf.visited.test;s9;features",
+        "pcrf.visited.test;s9;no-features",
+    ] {
+        assert_eq!(rc(&v.send(v.ccr(sid, 3, 1, vec![])).await), Some(2001));
+    }
+}
+
+#[tokio::test]
 async fn s9_from_outside_the_roaming_partners_is_refused() {
     let p = home_pcrf(PCRF_HOST).await;
     let addr = p.listen_addrs()[0];

@@ -653,6 +653,22 @@ async fn wireshark_reads_the_visited_traffic() {
         ["1\t1", "2\t2", "2\t1", "2\t2", "2\t0", "3\t0"],
         "{ops}"
     );
+    // TS 29.215 §5.4.1: the V-PCRF's S9 CCR-I names its S9 features, the H-PCRF's CCA-I
+    // those both support (the defaults: Feature-List-ID 1, Rel8 and Rel9).
+    let features = harness::tshark_fields(
+        &capture,
+        "diameter.applicationId == 16777267 && diameter.CC-Request-Type == 1 && diameter.Feature-List-ID",
+        &[
+            "diameter.flags.request",
+            "diameter.Feature-List-ID",
+            "diameter.Feature-List",
+        ],
+    );
+    assert_eq!(
+        features.lines().collect::<Vec<_>>(),
+        ["1\t1\t3", "0\t1\t3"],
+        "{features}"
+    );
     // The S9 RAR reached the PCEF as a Gx RAR: voice, rating group 50, QCI 8.
     let rar = harness::tshark_fields(
         &capture,

@@ -405,6 +405,12 @@ impl Shared {
             "S9 session established"
         );
         let (mut a, rc) = self.s9_answer(req, results);
+        // TS 29.215 §5.4.1 / TS 29.229 §7.2.1: the features both support, for the life of
+        // the S9 session.
+        let agreed = gx::agree_features(&self.cfg.s9_supported_features, &r.features);
+        for f in gx::supported_features(&agreed) {
+            a.push(f);
+        }
         if let Some(ci) =
             gx::charging_information(&self.cfg.charging, sub.profile.online, sub.profile.offline)
         {

@@ -448,7 +448,7 @@ impl Visited {
         let number = c.next_number;
         c.next_number += 1;
         let subscriber = (kind == RequestType::Initial).then_some(&c.subscriber);
-        let ccr = s9_client::ccr(
+        let mut ccr = s9_client::ccr(
             self.node.identity(),
             &to,
             kind,
@@ -457,6 +457,19 @@ impl Visited {
             subsession,
             client_sessions,
         );
+        if kind == RequestType::Initial {
+            // TS 29.215 §5.4.1: the S9 features this V-PCRF supports, in the CCR-I; the
+            // H-PCRF's CCA-I names those both support.
+            let ours = self
+                .pcrf
+                .s9_supported_features
+                .iter()
+                .map(|f| (f.list_id, f.list))
+                .collect();
+            for f in gx::supported_features(&ours) {
+                ccr.push(f);
+            }
+        }
         let dra = self
             .home_of(&c.home_realm)
             .and_then(|h| h.dra.as_deref())
