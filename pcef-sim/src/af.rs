@@ -75,6 +75,18 @@ fn loss_of(m: &Message) -> Option<Loss> {
     }
 }
 
+/// An Rx request of session `id` (TS 29.214 §5.6): Session-Id, Auth-Application-Id,
+/// Origin-Host, Origin-Realm, Destination-Realm.
+fn request(command: u32, ep: &Endpoint, id: &str) -> MessageBuilder {
+    let mut b = MessageBuilder::request(command, rx::APP_RX, true);
+    b.push(base::SESSION_ID.with(id.to_string()));
+    b.push(base::AUTH_APPLICATION_ID.with(rx::APP_RX));
+    b.push(base::ORIGIN_HOST.with(ep.origin_host.clone()));
+    b.push(base::ORIGIN_REALM.with(ep.origin_realm.clone()));
+    b.push(base::DESTINATION_REALM.with(ep.dest_realm.clone()));
+    b
+}
+
 /// A running AF session.
 pub struct Af {
     up: Upstream,
@@ -86,6 +98,16 @@ pub struct Af {
 impl Af {
     /// Connects and sends the AAR; returns the session and the AAA's result.
     pub async fn open(opts: &AfOptions) -> anyhow::Result<(Self, Option<u32>)> {
+        let (af, aaa) = Self::open_with(opts, |_| {}).await?;
+        Ok((af, result_of(&aaa)))
+    }
+
+    /// As [`Af::open`], with `more` adding to the AAR (media components, an LBO grant:
+    /// `pcef-sim has`); returns the AAA itself.
+    pub async fn open_with(
+        opts: &AfOptions,
+        more: impl FnOnce(&mut MessageBuilder),
+    ) -> anyhow::Result<(Self, Result<Message, diameter_node::node::RequestError>)> {
         let up = Upstream::connect(&opts.endpoint, rx::APP_RX, opts.timeout)
             .await
             .context("connecting to the PCRF")?;
@@ -113,17 +135,12 @@ impl Af {
                 }
             }),
         );
-        let ep = &opts.endpoint;
-        let mut b = MessageBuilder::request(rx::CMD_AA, rx::APP_RX, true);
-        b.push(base::SESSION_ID.with(id.clone()));
-        b.push(base::AUTH_APPLICATION_ID.with(rx::APP_RX));
-        b.push(base::ORIGIN_HOST.with(ep.origin_host.clone()));
-        b.push(base::ORIGIN_REALM.with(ep.origin_realm.clone()));
-        b.push(base::DESTINATION_REALM.with(ep.dest_realm.clone()));
+        let mut b = request(rx::CMD_AA, &opts.endpoint, &id);
         b.push(crate::gx::ue_address(opts.ue_ip));
         for &a in &opts.specific_actions {
             b.push(rx::SPECIFIC_ACTION.with(rx::SpecificAction(a)));
         }
+        more(&mut b);
         let r = up.establish(b).await;
         let me = Self {
             up,
@@ -131,12 +148,17 @@ impl Af {
             id,
             losses,
         };
-        Ok((me, result_of(&r)))
+        Ok((me, r))
     }
 
     /// Session-Id.
     pub fn session_id(&self) -> &str {
         &self.id
+    }
+
+    /// Stops the node without STR (the AAR was refused: there is no session to end).
+    pub async fn stop(self) {
+        self.up.node().shutdown(Duration::from_secs(1)).await;
     }
 
     /// Waits up to `wait` for the PCRF to say the IP-CAN session is gone.
@@ -150,13 +172,7 @@ impl Af {
     /// STR with `cause` (DIAMETER_LOGOUT when the AF ends it, DIAMETER_ADMINISTRATIVE
     /// after a loss notification, TS 29.214 §4.4.4), then the node stops.
     pub async fn close(self, cause: base::TerminationCause) -> Terminated {
-        let ep = &self.opts.endpoint;
-        let mut b = MessageBuilder::request(rx::CMD_SESSION_TERMINATION, rx::APP_RX, true);
-        b.push(base::SESSION_ID.with(self.id.clone()));
-        b.push(base::ORIGIN_HOST.with(ep.origin_host.clone()));
-        b.push(base::ORIGIN_REALM.with(ep.origin_realm.clone()));
-        b.push(base::DESTINATION_REALM.with(ep.dest_realm.clone()));
-        b.push(base::AUTH_APPLICATION_ID.with(rx::APP_RX));
+        let mut b = request(rx::CMD_SESSION_TERMINATION, &self.opts.endpoint, &self.id);
         b.push(base::TERMINATION_CAUSE.with(cause));
         let t = self.up.terminate(b).await;
         self.up.node().shutdown(Duration::from_secs(1)).await;
@@ -193,7 +209,7 @@ pub async fn run(opts: &AfOptions, duration: Duration, live: bool) -> anyhow::Re
     ));
     let session_id = af.session_id().to_string();
     if code != Some(2001) {
-        af.up.node().shutdown(Duration::from_secs(1)).await;
+        af.stop().await;
         return Ok(AfReport {
             session_id,
             aar_result: code,

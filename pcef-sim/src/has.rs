@@ -9,10 +9,12 @@
 //! the package id with a fresh nonce and an expiry ([`pcrf::lbo::ott_dynamic_key`], the
 //! same function the H-PCRF checks with). The AAA's result is reported, with its Vendor-Id
 //! when it is an Experimental-Result (our LBO codes are vendor 32473). An accepted AF
-//! session is ended with STR after `duration`.
+//! session is ended with STR after `duration`, or earlier when the PCRF says the IP-CAN
+//! session is gone. The Rx session itself is `pcef-sim af`'s ([`crate::af::Af`]): the same
+//! AAR base, notifications, STR and DRA handling, with the media component and the LBO
+//! request added to its AAR.
 
-use anyhow::Context;
-use diameter_codec::dict::{base, nasreq, roaming, rx};
+use diameter_codec::dict::{base, roaming, rx};
 use diameter_codec::types::DiameterTime;
 use diameter_codec::{Message, MessageBuilder};
 use pcrf::lbo::{self, Key, OttGrant};
@@ -119,20 +121,10 @@ pub fn ott_grant(c: &OttCredential, nonce: Vec<u8>) -> OttGrant {
     }
 }
 
-fn filter_addr(ip: IpAddr) -> String {
-    ip.to_string()
-}
-
-/// The AAR of the options' AF session `sid`.
-pub fn aar(opts: &AfOptions, sid: &str, nonce: Vec<u8>) -> MessageBuilder {
-    let ep = &opts.endpoint;
-    let mut b = MessageBuilder::request(rx::CMD_AA, rx::APP_RX, true);
-    b.push(base::SESSION_ID.with(sid.to_string()));
-    b.push(base::AUTH_APPLICATION_ID.with(rx::APP_RX));
-    b.push(base::ORIGIN_HOST.with(ep.origin_host.clone()));
-    b.push(base::ORIGIN_REALM.with(ep.origin_realm.clone()));
-    b.push(base::DESTINATION_REALM.with(ep.dest_realm.clone()));
-    let (server, ue) = (filter_addr(opts.server), filter_addr(opts.ue_ip));
+/// What the H-AS adds to the Rx AAR of the options' AF session: one media component whose
+/// flows name the server, and with a credential the local-breakout request.
+pub fn add_to_aar(opts: &AfOptions, b: &mut MessageBuilder, nonce: Vec<u8>) {
+    let (server, ue) = (opts.server, opts.ue_ip);
     let (proto, port) = (opts.proto, opts.port);
     b.push(rx::MEDIA_COMPONENT_DESCRIPTION.with(vec![
         rx::MEDIA_COMPONENT_NUMBER.with(1u32),
@@ -143,25 +135,14 @@ pub fn aar(opts: &AfOptions, sid: &str, nonce: Vec<u8>) -> MessageBuilder {
         ]),
         rx::MEDIA_TYPE.with(rx::MediaType::DATA),
     ]));
-    match opts.ue_ip {
-        IpAddr::V4(a) => {
-            b.push(nasreq::FRAMED_IP_ADDRESS.with(bytes::Bytes::copy_from_slice(&a.octets())))
-        }
-        IpAddr::V6(a) => {
-            // Framed-IPv6-Prefix (RFC 3162 §2.3): reserved, prefix length 64, the /64.
-            let mut v = vec![0u8, 64];
-            v.extend_from_slice(&a.octets()[..8]);
-            b.push(nasreq::FRAMED_IPV6_PREFIX.with(bytes::Bytes::from(v)))
-        }
-    };
     if let Some(c) = &opts.lbo {
         b.push(roaming::LBO_INDICATOR.with(roaming::LboIndicator::LOCAL_BREAKOUT));
         b.push(lbo::ott_grant_avp(&ott_grant(c, nonce)));
     }
-    b
 }
 
-fn result_of(m: &Message) -> (Option<u32>, Option<u32>) {
+/// The Result-Code, or the Experimental-Result-Code with its Vendor-Id.
+fn result_and_vendor(m: &Message) -> (Option<u32>, Option<u32>) {
     if let Some(c) = m.get(base::RESULT_CODE).and_then(Result::ok) {
         return (Some(c), None);
     }
@@ -181,55 +162,57 @@ fn result_of(m: &Message) -> (Option<u32>, Option<u32>) {
     )
 }
 
-/// Runs the AF session against the PCRF.
+/// Runs the AF session against the PCRF (or through a DRA).
 pub async fn run(opts: &AfOptions) -> anyhow::Result<AfReport> {
-    let node = crate::client::connect(&opts.endpoint, rx::APP_RX, opts.timeout)
-        .await
-        .context("connecting to the PCRF")?;
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    // RFC 6733 §8.8: <DiameterIdentity>;<high 32 bits>;<low 32 bits>.
-    let sid = format!(
-        "{};{};af{}",
-        opts.endpoint.origin_host,
-        stamp >> 32,
-        std::process::id()
-    );
+    let rx_opts = crate::af::AfOptions {
+        endpoint: opts.endpoint.clone(),
+        ue_ip: opts.ue_ip,
+        specific_actions: crate::af::AfOptions::LOSS.to_vec(),
+        timeout: opts.timeout,
+    };
     // The nonce only needs to differ between dynamic keys; the time does that here.
-    let nonce = stamp.to_be_bytes().to_vec();
-    let aaa = node.request(aar(opts, &sid, nonce)).await;
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+        .to_be_bytes()
+        .to_vec();
+    let (mut af, aaa) = crate::af::Af::open_with(&rx_opts, |b| add_to_aar(opts, b, nonce)).await?;
     let mut report = AfReport {
-        session_id: sid.clone(),
+        session_id: af.session_id().to_string(),
         lbo: opts.lbo.is_some(),
         result_code: None,
         vendor: None,
         error_message: None,
         str_result: None,
     };
-    match aaa {
-        Ok(a) => {
-            (report.result_code, report.vendor) = result_of(&a);
-            report.error_message = a
-                .get(base::ERROR_MESSAGE)
-                .and_then(Result::ok)
-                .map(str::to_string);
+    let answer = match &aaa {
+        Ok(a) => Some(a),
+        Err(diameter_node::node::RequestError::Protocol { answer, .. }) => Some(answer),
+        Err(e) => {
+            report.error_message = Some(format!("no AAA: {e}"));
+            None
         }
-        Err(e) => report.error_message = Some(format!("no AAA: {e}")),
+    };
+    if let Some(a) = answer {
+        (report.result_code, report.vendor) = result_and_vendor(a);
+        report.error_message = a
+            .get(base::ERROR_MESSAGE)
+            .and_then(Result::ok)
+            .map(str::to_string);
     }
+    let cause = if report.accepted() {
+        match af.loss(opts.duration).await {
+            Some(_) => base::TerminationCause::DIAMETER_ADMINISTRATIVE,
+            None => base::TerminationCause::DIAMETER_LOGOUT,
+        }
+    } else {
+        base::TerminationCause::DIAMETER_LOGOUT
+    };
     if report.accepted() {
-        tokio::time::sleep(opts.duration).await;
-        let ep = &opts.endpoint;
-        let mut s = MessageBuilder::request(rx::CMD_SESSION_TERMINATION, rx::APP_RX, true);
-        s.push(base::SESSION_ID.with(sid));
-        s.push(base::ORIGIN_HOST.with(ep.origin_host.clone()));
-        s.push(base::ORIGIN_REALM.with(ep.origin_realm.clone()));
-        s.push(base::DESTINATION_REALM.with(ep.dest_realm.clone()));
-        s.push(base::AUTH_APPLICATION_ID.with(rx::APP_RX));
-        s.push(base::TERMINATION_CAUSE.with(base::TerminationCause::DIAMETER_LOGOUT));
-        report.str_result = node.request(s).await.ok().and_then(|a| result_of(&a).0);
+        report.str_result = crate::client::result_of(&af.close(cause).await.answer);
+    } else {
+        af.stop().await;
     }
-    node.shutdown(Duration::from_secs(1)).await;
     Ok(report)
 }
 
@@ -256,6 +239,13 @@ mod tests {
         }
     }
 
+    fn aar(opts: &AfOptions, nonce: Vec<u8>) -> Message {
+        let mut b = MessageBuilder::request(rx::CMD_AA, rx::APP_RX, true);
+        b.push(base::SESSION_ID.with("s".to_string()));
+        add_to_aar(opts, &mut b, nonce);
+        b.build().unwrap()
+    }
+
     /// The AAR carries the marker and an OTT grant whose key the home check accepts.
     #[test]
     fn an_lbo_aar_carries_a_key_the_home_check_accepts() {
@@ -265,9 +255,7 @@ mod tests {
             initial_key: Key::new(vec![7; 32]).unwrap(),
             ttl: 60,
         };
-        let m = aar(&opts(Some(c.clone())), "s", b"n".to_vec())
-            .build()
-            .unwrap();
+        let m = aar(&opts(Some(c.clone())), b"n".to_vec());
         assert!(m.find(roaming::LBO_INDICATOR.key()).is_some());
         let g = lbo::ott_grant_of(&m.find(roaming::LBO_OTT_GRANT.key()).unwrap()).unwrap();
         let now = std::time::SystemTime::now()
@@ -297,9 +285,7 @@ mod tests {
             ]
         );
         assert!(
-            aar(&opts(None), "s", vec![])
-                .build()
-                .unwrap()
+            aar(&opts(None), vec![])
                 .find(roaming::LBO_OTT_GRANT.key())
                 .is_none()
         );
