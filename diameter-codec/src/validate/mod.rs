@@ -843,7 +843,9 @@ impl<'d> Validator<'d> {
     }
 
     /// The value of a non-Grouped AVP: its type (RFC 6733 §4.2, §4.3), inner structure
-    /// and, for Enumerated with a closed list, that the value is listed.
+    /// and, for Enumerated with a closed list, that the value is listed. The errors are
+    /// built out of line, so the check saves few registers.
+    #[inline(never)]
     fn check_value(
         &self,
         avp: AvpRef<'_>,
@@ -851,41 +853,60 @@ impl<'d> Validator<'d> {
         chk: AvpCheck,
         path: Option<&Path<'_>>,
     ) -> Result<(), Failed> {
-        let key = avp.key();
         if let Err(e) = chk
             .data_type
             .check(avp.data)
-            .and_then(|()| check_specific(key, avp.data))
+            .and_then(|()| check_specific(avp.key(), avp.data))
         {
-            let kind = match e {
-                crate::ValueError::WrongLength { .. } => FindingKind::InvalidLength,
-                crate::ValueError::Invalid(_) => FindingKind::InvalidValue,
-            };
-            return Err(self.fail(Fault::avp(
-                kind,
-                e.result_code(),
-                path,
-                key,
-                copy(avp),
-                format!("{:?}: {e}", chk.data_type),
-                "invalid AVP value",
-            )));
+            return Err(self.invalid_value(avp, chk, e, path));
         }
         if chk.closed_enum {
             let v = i32::from_be_bytes([avp.data[0], avp.data[1], avp.data[2], avp.data[3]]);
             if self.dict.avp_at(idx).value_name(v).is_none() {
-                return Err(self.fail(Fault::avp(
-                    FindingKind::InvalidValue,
-                    ResultCode::DIAMETER_INVALID_AVP_VALUE,
-                    path,
-                    key,
-                    copy(avp),
-                    format!("Enumerated value {v} not defined"),
-                    "enumerated value not defined",
-                )));
+                return Err(self.undefined_value(avp, v, path));
             }
         }
         Ok(())
+    }
+
+    /// 5004 (or 5014) for a value its type or inner structure does not allow.
+    #[cold]
+    #[inline(never)]
+    fn invalid_value(
+        &self,
+        avp: AvpRef<'_>,
+        chk: AvpCheck,
+        e: crate::ValueError,
+        path: Option<&Path<'_>>,
+    ) -> Failed {
+        let kind = match e {
+            crate::ValueError::WrongLength { .. } => FindingKind::InvalidLength,
+            crate::ValueError::Invalid(_) => FindingKind::InvalidValue,
+        };
+        self.fail(Fault::avp(
+            kind,
+            e.result_code(),
+            path,
+            avp.key(),
+            copy(avp),
+            format!("{:?}: {e}", chk.data_type),
+            "invalid AVP value",
+        ))
+    }
+
+    /// 5004 for an Enumerated value its closed list does not define.
+    #[cold]
+    #[inline(never)]
+    fn undefined_value(&self, avp: AvpRef<'_>, v: i32, path: Option<&Path<'_>>) -> Failed {
+        self.fail(Fault::avp(
+            FindingKind::InvalidValue,
+            ResultCode::DIAMETER_INVALID_AVP_VALUE,
+            path,
+            avp.key(),
+            copy(avp),
+            format!("Enumerated value {v} not defined"),
+            "enumerated value not defined",
+        ))
     }
 
     /// Failed-AVP in Failed-AVP: a request nesting them beyond the limit is refused
