@@ -487,6 +487,9 @@ impl<'d> Validator<'d> {
         self.check_seq(msg.avps(), grammar, 1, None, walk)
     }
 
+    /// A sequence of AVPs against `grammar`, at `depth` (1: the command's own AVPs).
+    /// Occurrence counts of the grammar's counted rules (saturating, so none can
+    /// overflow) are kept on the stack, where zeroing them is one store.
     fn check_seq(
         &self,
         avps: AvpIter<'_>,
@@ -495,18 +498,40 @@ impl<'d> Validator<'d> {
         path: Option<&Path<'_>>,
         walk: &mut Walk,
     ) -> Result<(), Failed> {
+        if grammar.counters > LOCAL_COUNTERS {
+            return self.check_seq_on_heap(avps, grammar, depth, path, walk);
+        }
+        self.walk_seq(avps, grammar, depth, path, walk, &mut [0; LOCAL_COUNTERS])
+    }
+
+    /// [`Validator::check_seq`] for a grammar with more counted rules than the stack
+    /// holds (none of the shipped ones): its counters on the heap.
+    #[cold]
+    #[inline(never)]
+    fn check_seq_on_heap(
+        &self,
+        avps: AvpIter<'_>,
+        grammar: &Grammar,
+        depth: usize,
+        path: Option<&Path<'_>>,
+        walk: &mut Walk,
+    ) -> Result<(), Failed> {
+        let mut counts = vec![0; grammar.counters];
+        self.walk_seq(avps, grammar, depth, path, walk, &mut counts)
+    }
+
+    /// The walk of [`Validator::check_seq`], with the counters `counts`.
+    #[inline(always)]
+    fn walk_seq(
+        &self,
+        avps: AvpIter<'_>,
+        grammar: &Grammar,
+        depth: usize,
+        path: Option<&Path<'_>>,
+        walk: &mut Walk,
+        counts: &mut [u16],
+    ) -> Result<(), Failed> {
         let dict = self.dict;
-        // Occurrence counts of the grammar's counted rules (saturating, so none can
-        // overflow): on the stack, where zeroing them is one store, or on the heap for a
-        // grammar with more counted rules than that (none of the shipped ones).
-        let mut local = [0u16; LOCAL_COUNTERS];
-        let mut big = Vec::new();
-        let counts: &mut [u16] = if grammar.counters <= LOCAL_COUNTERS {
-            &mut local
-        } else {
-            big.resize(grammar.counters, 0);
-            &mut big
-        };
         // Rules tracked by bits need no counters.
         let mut seen = 0u64;
         // Rules tracked by bits already found over their maximum (reported once).
