@@ -108,8 +108,10 @@ def main():
                 b = per_message(bins["new"], vector, op, tmp)
                 ok = b <= a
                 worse += not ok
+                # Rounded first, so that equal counts print as +0.0, not -0.0.
+                diff = round(b - a, 1) + 0.0
                 print(
-                    f"| {vector} | {op} | {a:,.1f} | {b:,.1f} | {b - a:+,.1f} | {100 * (b - a) / a:+.2f} % | {'yes' if ok else 'NO'} |",
+                    f"| {vector} | {op} | {a:,.1f} | {b:,.1f} | {diff:+,.1f} | {100 * diff / a:+.2f} % | {'yes' if ok else 'NO'} |",
                     flush=True,
                 )
     print()

@@ -704,7 +704,6 @@ impl<'d> Validator<'d> {
 impl<'d> Validator<'d> {
     /// The checks of one AVP after its grammar rule is known: its flags, its value, and
     /// for a group its children.
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn check_avp(
         &self,
