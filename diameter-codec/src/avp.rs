@@ -149,6 +149,32 @@ impl<'a> AvpIter<'a> {
     }
 }
 
+/// The framing of the AVP at the start of `rest` when its header is whole and its AVP
+/// Length covers its header and fits in `rest` (RFC 6733 §4.1): the header's first eight
+/// bytes as one big-endian word (code, flags, length), the AVP Length, and the header length
+/// (8, or 12 with the V bit).
+#[inline(always)]
+pub(crate) fn frame(rest: &[u8]) -> Option<(u64, usize, usize)> {
+    let h = u64::from_be_bytes(*rest.first_chunk::<8>()?);
+    let len = (h & 0x00ff_ffff) as usize;
+    let hdr = if AvpFlags((h >> 24) as u8).vendor() {
+        12
+    } else {
+        8
+    };
+    if len < hdr || len > rest.len() {
+        return None;
+    }
+    Some((h, len, hdr))
+}
+
+/// How far the AVP after one of length `len` starts, as in `next`: at the next 4-byte
+/// boundary, or the end of the `rest_len` bytes left.
+#[inline(always)]
+pub(crate) fn padded(len: usize, rest_len: usize) -> usize {
+    ((len + 3) & !3).min(rest_len)
+}
+
 impl<'a> AvpIter<'a> {
     /// The next AVP when its header is whole and its AVP Length covers its header (8, or
     /// 12 with the V bit) and fits in what is left (RFC 6733 §4.1); `None`, without moving,
@@ -157,14 +183,8 @@ impl<'a> AvpIter<'a> {
     #[inline(always)]
     pub(crate) fn next_framed(&mut self) -> Option<AvpRef<'a>> {
         let rest = self.buf.get(self.pos..)?;
-        // Code (4), flags (1), length (3) in one big-endian load.
-        let h = u64::from_be_bytes(*rest.first_chunk::<8>()?);
+        let (h, len, hdr) = frame(rest)?;
         let flags = AvpFlags((h >> 24) as u8);
-        let len = (h & 0x00ff_ffff) as usize;
-        let hdr = if flags.vendor() { 12 } else { 8 };
-        if len < hdr || len > rest.len() {
-            return None;
-        }
         let raw = &rest[..len];
         let vendor = match raw.get(8..12) {
             Some(&[a, b, c, d]) if flags.vendor() => u32::from_be_bytes([a, b, c, d]),
@@ -178,14 +198,8 @@ impl<'a> AvpIter<'a> {
             raw,
             offset: self.base + self.pos,
         };
-        // Padding as in `next`: to the next 4-byte boundary, or the end of the buffer.
-        self.pos += ((len + 3) & !3).min(rest.len());
+        self.pos += padded(len, rest.len());
         Some(avp)
-    }
-
-    /// Whether every byte has been consumed.
-    pub(crate) fn is_done(&self) -> bool {
-        self.pos >= self.buf.len()
     }
 }
 

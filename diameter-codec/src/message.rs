@@ -87,18 +87,20 @@ impl DecodeError {
 /// Whether `body` is a sequence of at most `max` AVPs that each have a whole header and an
 /// AVP Length covering that header (8 bytes, 12 with the V bit) and not running past the
 /// end (RFC 6733 §4.1): the common case, found by following the lengths alone
-/// ([`AvpIter::next_framed`]). Anything else is left to `AvpIter`'s full checks, which say
+/// ([`frame`](crate::avp::frame)). Anything else is left to `AvpIter`'s full checks, which say
 /// exactly what is wrong.
 fn frames_cleanly(body: &[u8], max: usize) -> bool {
-    let mut avps = AvpIter::new(body);
-    let mut count = 0;
-    while avps.next_framed().is_some() {
-        count += 1;
-        if count > max {
+    // On the rest of the body as a slice, counted down: the fewest values the loop keeps.
+    let mut rest = body;
+    let mut left = max;
+    while let Some((_, len, _)) = crate::avp::frame(rest) {
+        let Some(l) = left.checked_sub(1) else {
             return false;
-        }
+        };
+        left = l;
+        rest = &rest[crate::avp::padded(len, rest.len())..];
     }
-    avps.is_done()
+    rest.is_empty()
 }
 
 /// A decoded Diameter message. Cheap to clone (it holds a reference-counted buffer).

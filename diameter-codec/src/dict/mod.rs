@@ -254,6 +254,9 @@ pub(crate) struct RuleSlot {
     pub(crate) occurs: Occurs,
     /// `1 << rule` for rules tracked by [`Occurs::Once`] and [`Occurs::Many`], else 0.
     pub(crate) bit: u64,
+    /// For [`Occurs::Counted`], the rule's counter: its place among the grammar's counted
+    /// rules (below [`Grammar::counters`]).
+    pub(crate) counter: u16,
     /// The AVP's hot-path summary.
     pub(crate) hot: Hot,
 }
@@ -295,6 +298,7 @@ impl RuleSlot {
         max: 0,
         occurs: Occurs::Counted,
         bit: 0,
+        counter: 0,
         hot: Hot {
             flag_mask: 0,
             flag_want: 0,
@@ -341,6 +345,7 @@ impl RuleTable {
             shift: 64 - len.trailing_zeros(),
         };
         let mask = len - 1;
+        let mut counters = 0u16;
         for (i, r) in rules.iter().enumerate() {
             let key = r.key.packed();
             let mut at = t.start(key);
@@ -348,6 +353,10 @@ impl RuleTable {
                 at = (at + 1) & mask;
             }
             let occurs = Occurs::of(i, r);
+            let counter = counters;
+            if occurs == Occurs::Counted {
+                counters += 1;
+            }
             t.slots[at] = RuleSlot {
                 key,
                 avp: r.avp,
@@ -355,6 +364,7 @@ impl RuleTable {
                 max: u16::try_from(r.max).unwrap_or(u16::MAX),
                 occurs,
                 bit: if occurs == Occurs::Counted { 0 } else { 1 << i },
+                counter,
                 hot: hot[r.avp as usize],
             };
         }
@@ -406,8 +416,8 @@ pub struct Grammar {
     /// Indices of the rules with a minimum (fixed and required ones), checked after a walk.
     pub required: Vec<u16>,
     table: RuleTable,
-    /// Whether any rule is [`Occurs::Counted`] (the walk then needs counters).
-    pub(crate) counted: bool,
+    /// How many rules are [`Occurs::Counted`]: the counters a walk of the grammar keeps.
+    pub(crate) counters: usize,
     /// The bits of the required rules tracked by bits.
     pub(crate) required_bits: u64,
     /// Whether any required rule is [`Occurs::Counted`].
@@ -423,7 +433,7 @@ impl Grammar {
             any: true,
             required: Vec::new(),
             table: RuleTable::new(),
-            counted: false,
+            counters: 0,
             required_bits: 0,
             counted_required: false,
         }
@@ -445,7 +455,9 @@ impl Grammar {
     pub(crate) fn index(&mut self, hot: &[Hot]) {
         self.table = RuleTable::build(&self.rules, hot);
         let occurs = |i: usize| Occurs::of(i, &self.rules[i]);
-        self.counted = (0..self.rules.len()).any(|i| occurs(i) == Occurs::Counted);
+        self.counters = (0..self.rules.len())
+            .filter(|&i| occurs(i) == Occurs::Counted)
+            .count();
         self.required_bits = 0;
         self.counted_required = false;
         for &i in &self.required {

@@ -148,7 +148,9 @@ impl<'a> IpFilterRule<'a> {
 }
 
 /// Splits a rule into words at ASCII whitespace (the RFC's separator is a space). Works on
-/// bytes: a word ends at an ASCII byte, which is always a char boundary.
+/// bytes: a word ends at an ASCII byte, which is always a char boundary. Each byte is read
+/// once: a word looked at and not taken is looked at on a copy.
+#[derive(Clone, Copy)]
 struct Tokens<'a> {
     s: &'a str,
     pos: usize,
@@ -161,19 +163,13 @@ impl<'a> Tokens<'a> {
             self.pos += 1;
         }
     }
-    fn peek(&mut self) -> Option<&'a str> {
-        self.skip_ws();
-        let b = self.s.as_bytes();
-        let end = b[self.pos..]
-            .iter()
-            .position(u8::is_ascii_whitespace)
-            .map_or(b.len(), |n| self.pos + n);
-        (end > self.pos).then(|| &self.s[self.pos..end])
-    }
     fn next(&mut self) -> Option<&'a str> {
-        let t = self.peek()?;
-        self.pos += t.len();
-        Some(t)
+        self.skip_ws();
+        let (b, start) = (self.s.as_bytes(), self.pos);
+        while self.pos < b.len() && !b[self.pos].is_ascii_whitespace() {
+            self.pos += 1;
+        }
+        self.s.get(start..self.pos).filter(|t| !t.is_empty())
     }
     fn rest(&mut self) -> &'a str {
         self.skip_ws();
@@ -194,7 +190,7 @@ fn endpoint<'a>(toks: &mut Tokens<'a>) -> Result<FilterEndpoint<'a>, ValueError>
         "any" => FilterAddress::Any,
         "assigned" => FilterAddress::Assigned,
         _ => {
-            let (ip, mask) = match t.split_once('/') {
+            let (ip, mask) = match split_once_ascii(t, b'/') {
                 Some((ip, m)) => (ip, Some(m)),
                 None => (t, None),
             };
@@ -212,12 +208,16 @@ fn endpoint<'a>(toks: &mut Tokens<'a>) -> Result<FilterEndpoint<'a>, ValueError>
             FilterAddress::Net { ip, prefix }
         }
     };
-    let ports = match toks.peek() {
+    let mut ahead = *toks;
+    let ports = match ahead.next() {
         Some(p) if p.starts_with(|c: char| c.is_ascii_digit()) => {
-            for r in p.split(',') {
+            let mut list = p;
+            while let Some((r, more)) = split_once_ascii(list, b',') {
                 parse_port_range(r)?;
+                list = more;
             }
-            toks.next();
+            parse_port_range(list)?;
+            *toks = ahead;
             p
         }
         _ => "",
@@ -229,9 +229,16 @@ fn endpoint<'a>(toks: &mut Tokens<'a>) -> Result<FilterEndpoint<'a>, ValueError>
     })
 }
 
+/// `s` split around the first `sep`, an ASCII byte, so both sides are whole chars: a byte
+/// search, cheaper than `str::split_once` on these words of a few bytes.
+fn split_once_ascii(s: &str, sep: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|b| b == sep)?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
+}
+
 fn parse_port_range(r: &str) -> Result<(u16, u16), ValueError> {
     let bad = ValueError::Invalid("IPFilterRule port");
-    let (lo, hi) = match r.split_once('-') {
+    let (lo, hi) = match split_once_ascii(r, b'-') {
         Some((a, b)) => (
             a.parse::<u16>().map_err(|_| bad)?,
             b.parse::<u16>().map_err(|_| bad)?,
@@ -322,6 +329,9 @@ mod tests {
         assert!(r.src.negated);
         assert_eq!(r.dst.address, FilterAddress::Assigned);
         assert_eq!(r.options, "established");
+        let r = IpFilterRule::parse_str("permit in 6 from any 80,443,8000-8080 to any").unwrap();
+        let ranges = r.src.port_ranges().collect::<Vec<_>>();
+        assert_eq!(ranges, vec![(80, 80), (443, 443), (8000, 8080)]);
         let r = IpFilterRule::parse_str("permit out ip from 2001:db8::/32 to any").unwrap();
         assert_eq!(
             r.src.address,
@@ -342,6 +352,10 @@ mod tests {
             "permit out ip from 2001:db8::/129 to any",
             "permit out ip from any 70000 to any",
             "permit out ip from any 9-1 to any",
+            "permit out ip from any 80, to any",
+            "permit out ip from any 80,,443 to any",
+            "permit out ip from any 1-2-3 to any",
+            "permit out ip from 10.0.0.0/ to any",
             "permit out ip any to any",
         ] {
             assert!(IpFilterRule::parse_str(bad).is_err(), "{bad}");

@@ -484,13 +484,12 @@ impl<'d> Validator<'d> {
         } else {
             &cmd.answer
         };
-        // Occurrence counters for every grammar on the path from the message to the AVP
-        // being checked, on the stack: each level takes the slice it needs and zeroes only
-        // that, so nothing is allocated for any grammar we ship.
-        let mut scratch = [0u16; 384];
-        self.check_seq(msg.avps(), grammar, 1, None, walk, &mut scratch)
+        self.check_seq(msg.avps(), grammar, 1, None, walk)
     }
 
+    /// A sequence of AVPs against `grammar`, at `depth` (1: the command's own AVPs).
+    /// Occurrence counts of the grammar's counted rules (saturating, so none can
+    /// overflow) are kept on the stack, where zeroing them is one store.
     fn check_seq(
         &self,
         avps: AvpIter<'_>,
@@ -498,29 +497,47 @@ impl<'d> Validator<'d> {
         depth: usize,
         path: Option<&Path<'_>>,
         walk: &mut Walk,
-        scratch: &mut [u16],
+    ) -> Result<(), Failed> {
+        if grammar.counters > LOCAL_COUNTERS {
+            return self.check_seq_on_heap(avps, grammar, depth, path, walk);
+        }
+        self.walk_seq(avps, grammar, depth, path, walk, &mut [0; LOCAL_COUNTERS])
+    }
+
+    /// [`Validator::check_seq`] for a grammar with more counted rules than the stack
+    /// holds (none of the shipped ones): its counters on the heap.
+    #[cold]
+    #[inline(never)]
+    fn check_seq_on_heap(
+        &self,
+        avps: AvpIter<'_>,
+        grammar: &Grammar,
+        depth: usize,
+        path: Option<&Path<'_>>,
+        walk: &mut Walk,
+    ) -> Result<(), Failed> {
+        let mut counts = vec![0; grammar.counters];
+        self.walk_seq(avps, grammar, depth, path, walk, &mut counts)
+    }
+
+    /// The walk of [`Validator::check_seq`], with the counters `counts`.
+    #[inline(always)]
+    fn walk_seq(
+        &self,
+        avps: AvpIter<'_>,
+        grammar: &Grammar,
+        depth: usize,
+        path: Option<&Path<'_>>,
+        walk: &mut Walk,
+        counts: &mut [u16],
     ) -> Result<(), Failed> {
         let dict = self.dict;
-        // Occurrence counts per grammar rule (saturating, so none can overflow); from the
-        // caller's scratch space, or the heap for the rare grammar that does not fit.
-        let n = grammar.rules.len();
-        let mut big = Vec::new();
         // Rules tracked by bits need no counters.
         let mut seen = 0u64;
         // Rules tracked by bits already found over their maximum (reported once).
         let mut over_seen = 0u64;
         // Whether a misplaced fixed AVP was reported in this sequence (reported once).
         let mut misplaced = false;
-        let (counts, rest): (&mut [u16], &mut [u16]) = if !grammar.counted {
-            scratch.split_at_mut(0)
-        } else if n <= scratch.len() {
-            let (c, r) = scratch.split_at_mut(n);
-            c.fill(0);
-            (c, r)
-        } else {
-            big.resize(n, 0);
-            (&mut big, scratch)
-        };
         let all = avps.clone();
         let mut avps = avps;
         let mut pos = 0;
@@ -549,10 +566,10 @@ impl<'d> Validator<'d> {
                 self.out_of_place(all.clone(), grammar, pos, depth, path, walk, &mut misplaced)?;
             }
             let Some(s) = slot else {
-                self.check_unlisted(avp, grammar.any, depth, path, walk, rest)?;
+                self.check_unlisted(avp, grammar.any, depth, path, walk)?;
                 continue;
             };
-            self.check_avp(avp, s.avp, &s.hot, depth, path, walk, rest)?;
+            self.check_avp(avp, s.avp, &s.hot, depth, path, walk)?;
             match s.occurs {
                 Occurs::Many => seen |= s.bit,
                 Occurs::Once if seen & s.bit == 0 => seen |= s.bit,
@@ -561,7 +578,7 @@ impl<'d> Validator<'d> {
                     // offending AVP that exceeded the maximum number of occurrences".
                     let (over, first) = match occurs {
                         Occurs::Counted => {
-                            let c = &mut counts[usize::from(s.rule)];
+                            let c = &mut counts[usize::from(s.counter)];
                             *c = c.saturating_add(1);
                             (*c > s.max, *c == s.max.saturating_add(1))
                         }
@@ -582,7 +599,9 @@ impl<'d> Validator<'d> {
         for &i in &grammar.required {
             let (i, r) = (usize::from(i), &grammar.rules[usize::from(i)]);
             let have = match Occurs::of(i, r) {
-                Occurs::Counted => u32::from(counts[i]),
+                Occurs::Counted => grammar
+                    .slot(r.key)
+                    .map_or(0, |s| u32::from(counts[usize::from(s.counter)])),
                 _ => (seen >> i & 1) as u32,
             };
             if have < r.min {
@@ -685,7 +704,6 @@ impl<'d> Validator<'d> {
 impl<'d> Validator<'d> {
     /// The checks of one AVP after its grammar rule is known: its flags, its value, and
     /// for a group its children.
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn check_avp(
         &self,
@@ -695,7 +713,6 @@ impl<'d> Validator<'d> {
         depth: usize,
         path: Option<&Path<'_>>,
         walk: &mut Walk,
-        rest: &mut [u16],
     ) -> Result<(), Failed> {
         let dict = self.dict;
         if avp.flags.0 & hot.flag_mask != hot.flag_want {
@@ -730,7 +747,7 @@ impl<'d> Validator<'d> {
                 // nothing to walk; only its grammar's required AVPs could be missing.
                 if !avp.data.is_empty() || !g.required.is_empty() {
                     let here = Path::of(path, avp);
-                    self.check_seq(avp.children(), g, depth + 1, Some(&here), walk, rest)?;
+                    self.check_seq(avp.children(), g, depth + 1, Some(&here), walk)?;
                 }
             }
             // Wrong fixed lengths and every other type: the full checks, which also
@@ -797,12 +814,11 @@ impl<'d> Validator<'d> {
         depth: usize,
         path: Option<&Path<'_>>,
         walk: &mut Walk,
-        rest: &mut [u16],
     ) -> Result<(), Failed> {
         let Some((idx, hot)) = self.unlisted(avp, path)? else {
             return Ok(());
         };
-        self.check_avp(avp, idx, hot, depth, path, walk, rest)?;
+        self.check_avp(avp, idx, hot, depth, path, walk)?;
         if !any {
             // RFC 6733 §7.1.5 DIAMETER_AVP_NOT_ALLOWED.
             let f = Fault::avp(
@@ -851,7 +867,9 @@ impl<'d> Validator<'d> {
     }
 
     /// The value of a non-Grouped AVP: its type (RFC 6733 §4.2, §4.3), inner structure
-    /// and, for Enumerated with a closed list, that the value is listed.
+    /// and, for Enumerated with a closed list, that the value is listed. The errors are
+    /// built out of line, so the check saves few registers.
+    #[inline(never)]
     fn check_value(
         &self,
         avp: AvpRef<'_>,
@@ -859,41 +877,60 @@ impl<'d> Validator<'d> {
         chk: AvpCheck,
         path: Option<&Path<'_>>,
     ) -> Result<(), Failed> {
-        let key = avp.key();
         if let Err(e) = chk
             .data_type
             .check(avp.data)
-            .and_then(|()| check_specific(key, avp.data))
+            .and_then(|()| check_specific(avp.key(), avp.data))
         {
-            let kind = match e {
-                crate::ValueError::WrongLength { .. } => FindingKind::InvalidLength,
-                crate::ValueError::Invalid(_) => FindingKind::InvalidValue,
-            };
-            return Err(self.fail(Fault::avp(
-                kind,
-                e.result_code(),
-                path,
-                key,
-                copy(avp),
-                format!("{:?}: {e}", chk.data_type),
-                "invalid AVP value",
-            )));
+            return Err(self.invalid_value(avp, chk, e, path));
         }
         if chk.closed_enum {
             let v = i32::from_be_bytes([avp.data[0], avp.data[1], avp.data[2], avp.data[3]]);
             if self.dict.avp_at(idx).value_name(v).is_none() {
-                return Err(self.fail(Fault::avp(
-                    FindingKind::InvalidValue,
-                    ResultCode::DIAMETER_INVALID_AVP_VALUE,
-                    path,
-                    key,
-                    copy(avp),
-                    format!("Enumerated value {v} not defined"),
-                    "enumerated value not defined",
-                )));
+                return Err(self.undefined_value(avp, v, path));
             }
         }
         Ok(())
+    }
+
+    /// 5004 (or 5014) for a value its type or inner structure does not allow.
+    #[cold]
+    #[inline(never)]
+    fn invalid_value(
+        &self,
+        avp: AvpRef<'_>,
+        chk: AvpCheck,
+        e: crate::ValueError,
+        path: Option<&Path<'_>>,
+    ) -> Failed {
+        let kind = match e {
+            crate::ValueError::WrongLength { .. } => FindingKind::InvalidLength,
+            crate::ValueError::Invalid(_) => FindingKind::InvalidValue,
+        };
+        self.fail(Fault::avp(
+            kind,
+            e.result_code(),
+            path,
+            avp.key(),
+            copy(avp),
+            format!("{:?}: {e}", chk.data_type),
+            "invalid AVP value",
+        ))
+    }
+
+    /// 5004 for an Enumerated value its closed list does not define.
+    #[cold]
+    #[inline(never)]
+    fn undefined_value(&self, avp: AvpRef<'_>, v: i32, path: Option<&Path<'_>>) -> Failed {
+        self.fail(Fault::avp(
+            FindingKind::InvalidValue,
+            ResultCode::DIAMETER_INVALID_AVP_VALUE,
+            path,
+            avp.key(),
+            copy(avp),
+            format!("Enumerated value {v} not defined"),
+            "enumerated value not defined",
+        ))
     }
 
     /// Failed-AVP in Failed-AVP: a request nesting them beyond the limit is refused
@@ -939,6 +976,10 @@ fn flag_rule(bit: &str, r: FlagRule) -> String {
 
 static ANY: Grammar = Grammar::any_avp();
 
+/// Occurrence counters a sequence keeps on the stack (the shipped grammars count at most
+/// 13 rules; `local_counters_cover_the_embedded_grammars` checks it).
+const LOCAL_COUNTERS: usize = 16;
+
 pub(crate) const FAILED_AVP: AvpKey = AvpKey::new(279, 0);
 const FRAMED_IPV6_PREFIX: AvpKey = AvpKey::new(97, 0);
 
@@ -968,4 +1009,89 @@ fn check_specific(key: AvpKey, data: &[u8]) -> Result<(), crate::ValueError> {
 /// Validates `msg` against the embedded dictionary with default options.
 pub fn validate(msg: &Message) -> Result<(), ErrorReport> {
     Validator::new(Dictionary::embedded(), ValidateOptions::default()).validate(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dict::{base, dcca};
+    use crate::{AvpFlags, MessageBuilder};
+
+    #[test]
+    fn local_counters_cover_the_embedded_grammars() {
+        // So validating a message of the shipped dictionaries allocates nothing.
+        let d = Dictionary::embedded();
+        let grammars = d
+            .avps()
+            .iter()
+            .filter_map(|a| a.grammar.as_ref())
+            .chain(d.commands().iter().flat_map(|c| [&c.request, &c.answer]));
+        for g in grammars {
+            assert!(g.counters <= LOCAL_COUNTERS, "{} counted rules", g.counters);
+        }
+    }
+
+    /// A CCR carrying an operator's Grouped AVP whose grammar has 17 `0*2` members, one more
+    /// counted rule than the stack holds, with `n` of the last member.
+    fn ccr_with_counted_members(n: usize) -> (Dictionary, Message) {
+        const VENDOR: u32 = 99999;
+        let mut toml = format!(
+            "[meta]\ntitle = \"t\"\nspec = \"t\"\n[[vendor]]\nid = {VENDOR}\nname = \"Op\"\n"
+        );
+        for i in 0..17 {
+            toml += &format!(
+                "[[avp]]\nname = \"Member-{i}\"\ncode = {}\nvendor = {VENDOR}\ntype = \"Unsigned32\"\nm = \"must\"\nv = \"must\"\n",
+                7100 + i
+            );
+        }
+        let grammar: Vec<String> = (0..17).map(|i| format!("\"0*2[Member-{i}]\"")).collect();
+        toml += &format!(
+            "[[avp]]\nname = \"Members\"\ncode = 7200\nvendor = {VENDOR}\ntype = \"Grouped\"\nm = \"must\"\nv = \"must\"\ngrammar = [{}]\n",
+            grammar.join(", ")
+        );
+        toml += "[[extend_command]]\nname = \"Credit-Control\"\napplication = 4\nrequest = [\"[Members]\"]\n";
+        let d = Dictionary::embedded_with(&[("operator.toml", &toml)]).unwrap();
+        let flags = AvpFlags::MANDATORY | AvpFlags::VENDOR;
+        let member = OwnedAvp::new(7116, VENDOR, flags, AvpValue::U32(1));
+        let mut b = MessageBuilder::request(dcca::CMD_CREDIT_CONTROL, 4, true).ids(1, 1);
+        b.push(base::SESSION_ID.with("c.example;1;1"));
+        b.push(base::ORIGIN_HOST.with("c.example"));
+        b.push(base::ORIGIN_REALM.with("example"));
+        b.push(base::DESTINATION_REALM.with("example"));
+        b.push(base::AUTH_APPLICATION_ID.with(4u32));
+        b.push(dcca::SERVICE_CONTEXT_ID.with("32251@3gpp.org"));
+        b.push(dcca::CC_REQUEST_TYPE.with(dcca::CcRequestType::INITIAL_REQUEST));
+        b.push(dcca::CC_REQUEST_NUMBER.with(0u32));
+        b.push(OwnedAvp::new(
+            7200,
+            VENDOR,
+            flags,
+            AvpValue::Grouped(vec![member; n]),
+        ));
+        (d, Message::from_bytes(b.to_bytes()).unwrap())
+    }
+
+    #[test]
+    fn a_grammar_with_more_counted_rules_than_the_stack_holds_counts_on_the_heap() {
+        let (d, two) = ccr_with_counted_members(2);
+        assert!(
+            d.avp_by_name("Members")
+                .unwrap()
+                .grammar
+                .as_ref()
+                .unwrap()
+                .counters
+                > LOCAL_COUNTERS
+        );
+        let strict = Validator::new(&d, ValidateOptions::strict());
+        strict.validate(&two).unwrap();
+        let (_, three) = ccr_with_counted_members(3);
+        let e = strict.check(&three).error.unwrap();
+        assert_eq!(e.kind, FindingKind::TooMany);
+        assert_eq!(e.path_names, "Members/Member-16");
+        let liberal = Validator::new(&d, ValidateOptions::default()).check(&three);
+        assert!(liberal.error.is_none());
+        assert_eq!(liberal.deviations.len(), 1);
+        assert_eq!(liberal.deviations[0].kind, FindingKind::TooMany);
+    }
 }
