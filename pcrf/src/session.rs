@@ -79,6 +79,37 @@ pub struct GxSession {
 pub const MAX_FAILURES_KEPT: usize = 32;
 
 impl GxSession {
+    /// A session with nothing installed or reported yet.
+    pub fn new(
+        session_id: String,
+        pcef_host: String,
+        pcef_realm: String,
+        subscriber: String,
+    ) -> Self {
+        Self {
+            session_id,
+            pcef_host,
+            pcef_realm,
+            subscriber,
+            ue_ip: None,
+            apn: None,
+            rat_type: None,
+            user_location: None,
+            last_request_number: 0,
+            dynamic_rules: Default::default(),
+            predefined_rules: Default::default(),
+            rule_bases: Default::default(),
+            event_triggers: Default::default(),
+            online: false,
+            offline: false,
+            features: Default::default(),
+            failures: Vec::new(),
+            charging_id: None,
+            charging_address: None,
+            version: 0,
+        }
+    }
+
     /// Records a failure report, keeping the latest [`MAX_FAILURES_KEPT`].
     pub fn record_failure(&mut self, f: RuleFailure) {
         if self.failures.len() == MAX_FAILURES_KEPT {
