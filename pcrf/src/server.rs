@@ -676,7 +676,7 @@ impl Shared {
             rat_type: r.rat_type,
             user_location: r.user_location.as_deref().map(hex_of),
             last_request_number: r.request_number,
-            dynamic_rules: BTreeMap::new(),
+            dynamic_rules: Default::default(),
             predefined_rules: Default::default(),
             rule_bases: Default::default(),
             event_triggers: Default::default(),
@@ -946,7 +946,7 @@ impl Shared {
         {
             return Err(PushError::UnknownSession(session_id.to_string()));
         }
-        let mut install: Vec<RuleDef> = Vec::with_capacity(change.install.len());
+        let mut install: Vec<Arc<RuleDef>> = Vec::with_capacity(change.install.len());
         for name in &change.install {
             install.push(
                 self.spr
