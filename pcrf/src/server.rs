@@ -696,7 +696,9 @@ impl Shared {
                 return self.store_failed(req, &e);
             }
         }
-        tracing::info!(
+        // Per-session life cycle at debug: at tens of thousands of sessions a second, a line
+        // each at info costs the server more than deciding the session does.
+        tracing::debug!(
             subscriber = %key,
             ue_ip = ?session.ue_ip,
             apn = ?session.apn,
@@ -841,13 +843,13 @@ impl Shared {
             if charging_changed {
                 self.notify_charging_correlation(&r.session_id);
             }
-            if !r.event_triggers.is_empty() {
+            if !r.event_triggers.is_empty() && tracing::enabled!(tracing::Level::DEBUG) {
                 let names: Vec<String> = r
                     .event_triggers
                     .iter()
                     .map(|&e| policy::event_trigger_name(e))
                     .collect();
-                tracing::info!(
+                tracing::debug!(
                     events = ?names,
                     policies = triggered.len(),
                     install = decision.install.len(),
@@ -878,7 +880,7 @@ impl Shared {
                 let failures = apply_reports(&mut s, &r.rule_reports);
                 self.log_failures(&r.session_id, &failures);
                 self.metrics.released("termination", 1);
-                tracing::info!(subscriber = %s.subscriber, "Gx session terminated");
+                tracing::debug!(subscriber = %s.subscriber, "Gx session terminated");
                 self.ip_can_lost(vec![s.session_id.clone()]);
                 (self.answer(req, 2001), 2001)
             }
