@@ -213,7 +213,10 @@ impl<W> DupCache<W> {
             std::collections::hash_map::Entry::Vacant(v) => {
                 self.order.push_back((now, v.key().clone()));
                 v.insert(Entry::InFlight(Vec::new()));
-                if self.entries.len() > self.capacity {
+                // Answers forgotten for bytes leave their keys in `order` until they reach
+                // its front: past twice the capacity, the front goes too, so the queue is
+                // bounded by the capacity and not by the request rate times the window.
+                if self.entries.len() > self.capacity || self.order.len() > 2 * self.capacity {
                     self.evict_oldest();
                     self.trim();
                 }
@@ -473,6 +476,20 @@ mod tests {
         assert_eq!(c.bytes(), 9_886);
         assert_eq!(c.check(k(85), t0, || ()), Seen::New);
         assert!(matches!(c.check(k(86), t0, || ()), Seen::Answered(_)));
+    }
+
+    #[test]
+    fn answers_forgotten_for_bytes_do_not_grow_the_queue() {
+        let t0 = Instant::now();
+        let mut c: DupCache<()> = DupCache::new(Duration::from_secs(60), 100).with_max_bytes(1_000);
+        let answer = Bytes::from(vec![1u8; 100]);
+        for i in 0..10_000 {
+            let k = DupKey::new("h", i);
+            c.check(k.clone(), t0, || ());
+            c.complete(&k, answer.clone());
+            assert!(c.order.len() <= 201 && c.ring.records.len() <= 10, "{i}");
+        }
+        assert_eq!(c.bytes(), 1_000);
     }
 
     #[test]
