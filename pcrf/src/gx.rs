@@ -486,7 +486,7 @@ pub fn decision_avps(d: &Decision, in_rar: bool) -> Vec<OwnedAvp> {
         out.push(gx::CHARGING_RULE_REMOVE.with(v));
     }
     if d.installs() > 0 {
-        let mut v: Vec<OwnedAvp> = d.install.iter().map(rule_definition).collect();
+        let mut v: Vec<OwnedAvp> = d.install.iter().map(|r| rule_definition(r)).collect();
         v.extend(
             d.activate
                 .iter()

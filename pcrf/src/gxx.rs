@@ -56,7 +56,7 @@ pub fn qos_rule_definition(r: &RuleDef) -> OwnedAvp {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QosDecision {
     /// QoS rules to install or modify.
-    pub install: Vec<RuleDef>,
+    pub install: Vec<std::sync::Arc<RuleDef>>,
     /// QoS rules to remove, by name.
     pub remove: Vec<String>,
 }
@@ -94,7 +94,7 @@ impl QosDecision {
                 gx::QOS_RULE_INSTALL.with(
                     self.install
                         .iter()
-                        .map(qos_rule_definition)
+                        .map(|r| qos_rule_definition(r))
                         .collect::<Vec<OwnedAvp>>(),
                 ),
             );
@@ -156,7 +156,7 @@ mod tests {
             lbo: None,
         };
         let d = QosDecision {
-            install: vec![r],
+            install: vec![std::sync::Arc::new(r)],
             remove: vec!["old".into()],
         };
         let avps = d.avps();

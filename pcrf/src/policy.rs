@@ -7,6 +7,7 @@ use crate::session::GxSession;
 use crate::spr::{Ambr, DefaultBearerQos, QosLimits, RuleDef, Subscriber, SubscriberKey};
 use diameter_codec::dict::gx::EventTrigger;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// The Event-Trigger value of a dictionary name (`RAT_CHANGE` → 2), from the generated
 /// enumeration, so there is no second list to keep.
@@ -24,8 +25,9 @@ pub fn event_trigger_name(v: i32) -> String {
 /// What a CCA or RAR tells the PCEF to change.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Decision {
-    /// Dynamic rules to install or modify (Charging-Rule-Definition).
-    pub install: Vec<RuleDef>,
+    /// Dynamic rules to install or modify (Charging-Rule-Definition), shared with the
+    /// profile or change they come from.
+    pub install: Vec<Arc<RuleDef>>,
     /// Predefined rules to activate (Charging-Rule-Name).
     pub activate: Vec<String>,
     /// Predefined rule bases to activate (Charging-Rule-Base-Name).
@@ -63,10 +65,10 @@ impl Decision {
             s.rule_bases.remove(b);
         }
         for r in &self.install {
-            s.dynamic_rules.insert(r.name.clone(), r.clone());
+            s.dynamic_rules.insert(r.clone());
         }
-        s.predefined_rules.extend(self.activate.iter().cloned());
-        s.rule_bases.extend(self.activate_bases.iter().cloned());
+        s.predefined_rules.extend(&self.activate);
+        s.rule_bases.extend(&self.activate_bases);
         if let Some(t) = &self.event_triggers {
             s.event_triggers.clone_from(t);
         }
@@ -84,16 +86,25 @@ impl Decision {
     }
 }
 
-/// A rule with its bit rates capped by the subscriber's limits.
-pub fn cap_rule(rule: &RuleDef, limits: &QosLimits) -> RuleDef {
-    let mut r = rule.clone();
-    if let Some(q) = &mut r.qos {
-        q.mbr_ul = q.mbr_ul.map(|v| limits.ul(v));
-        q.mbr_dl = q.mbr_dl.map(|v| limits.dl(v));
-        q.gbr_ul = q.gbr_ul.map(|v| limits.ul(v));
-        q.gbr_dl = q.gbr_dl.map(|v| limits.dl(v));
+/// A rule with its bit rates capped by the subscriber's limits: the same one, shared,
+/// when they cap nothing.
+pub fn cap_rule(rule: &Arc<RuleDef>, limits: &QosLimits) -> Arc<RuleDef> {
+    let Some(q) = rule.qos else {
+        return rule.clone();
+    };
+    let capped = crate::spr::RuleQos {
+        mbr_ul: q.mbr_ul.map(|v| limits.ul(v)),
+        mbr_dl: q.mbr_dl.map(|v| limits.dl(v)),
+        gbr_ul: q.gbr_ul.map(|v| limits.ul(v)),
+        gbr_dl: q.gbr_dl.map(|v| limits.dl(v)),
+        ..q
+    };
+    if capped == q {
+        return rule.clone();
     }
-    r
+    let mut r = RuleDef::clone(rule);
+    r.qos = Some(capped);
+    Arc::new(r)
 }
 
 /// Whether `policy` applies to a subscriber known by `subscriber` (a
@@ -179,7 +190,7 @@ pub struct Report {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Change {
     /// Dynamic rules to install (or modify: same name).
-    pub install: Vec<RuleDef>,
+    pub install: Vec<Arc<RuleDef>>,
     /// Rules to remove, dynamic or predefined, by name.
     pub remove: Vec<String>,
     /// Re-install the session's dynamic rules with this Rating-Group.
@@ -192,7 +203,11 @@ pub struct Change {
 /// by later changes ends up in one list only.
 pub fn decide(session: &GxSession, changes: &[Change], limits: &QosLimits) -> Decision {
     let mut d = Decision::default();
-    let mut installed: BTreeMap<String, RuleDef> = session.dynamic_rules.clone();
+    let mut installed: BTreeMap<String, Arc<RuleDef>> = session
+        .dynamic_rules
+        .values()
+        .map(|r| (r.name.clone(), r.clone()))
+        .collect();
     for c in changes {
         for name in &c.remove {
             let known = installed.remove(name).is_some() || session.predefined_rules.contains(name);
@@ -211,7 +226,7 @@ pub fn decide(session: &GxSession, changes: &[Change], limits: &QosLimits) -> De
         if let Some(rg) = c.rating_group {
             for r in installed.values_mut() {
                 if r.rating_group != Some(rg) {
-                    r.rating_group = Some(rg);
+                    Arc::make_mut(r).rating_group = Some(rg);
                     d.install.retain(|x| x.name != r.name);
                     d.install.push(r.clone());
                 }
@@ -246,7 +261,7 @@ pub fn on_report(
     session: &GxSession,
     report: &Report,
     policies: &[EventPolicy],
-    rules: &BTreeMap<String, RuleDef>,
+    rules: &BTreeMap<String, Arc<RuleDef>>,
     limits: &QosLimits,
 ) -> Decision {
     let changes: Vec<Change> = triggered(session, report, policies)
@@ -330,7 +345,7 @@ mod tests {
                 event_triggers: vec!["USER_LOCATION_CHANGE".into()],
                 lbo_packages: vec![],
             },
-            rules: vec![rule("web", 1)],
+            rules: vec![Arc::new(rule("web", 1))],
         }
     }
 
@@ -345,9 +360,9 @@ mod tests {
             rat_type: None,
             user_location: None,
             last_request_number: 0,
-            dynamic_rules: BTreeMap::new(),
-            predefined_rules: BTreeSet::new(),
-            rule_bases: BTreeSet::new(),
+            dynamic_rules: Default::default(),
+            predefined_rules: Default::default(),
+            rule_bases: Default::default(),
             event_triggers: BTreeSet::new(),
             online: false,
             offline: false,
@@ -411,7 +426,7 @@ mod tests {
             &[],
             Requested::default(),
         ));
-        let rules = BTreeMap::from([("video".to_string(), rule("video", 7))]);
+        let rules = BTreeMap::from([("video".to_string(), Arc::new(rule("video", 7)))]);
         let mut p = policy("RAT_CHANGE", &["video"], &["dns"], Some(20));
         p.rat_type = Some(1000);
         let policies = [p];
@@ -446,6 +461,33 @@ mod tests {
             rat_type: None,
         };
         assert!(on_report(&s, &other, &policies, &rules, &QosLimits::default()).is_empty());
+    }
+
+    #[test]
+    fn sessions_share_the_profile_rules_the_limits_leave_alone() {
+        let mut sub = subscriber();
+        sub.profile.qos_limits = QosLimits::default();
+        let d = establish(
+            &sub,
+            "imsi:1",
+            &PcrfSection::default(),
+            &[],
+            Requested::default(),
+        );
+        assert!(Arc::ptr_eq(&d.install[0], &sub.rules[0]));
+        let s = session_after(&d);
+        assert!(Arc::ptr_eq(
+            s.dynamic_rules.get("web").unwrap(),
+            &sub.rules[0]
+        ));
+        assert!(s.predefined_rules.contains("dns"));
+        // A cap that changes the rule makes a copy; the profile's stays as it was.
+        let capped = cap_rule(&sub.rules[0], &subscriber().profile.qos_limits);
+        assert_eq!(capped.qos.unwrap().mbr_ul, Some(10_000_000));
+        assert_eq!(sub.rules[0].qos.unwrap().mbr_ul, Some(50_000_000));
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["dynamic_rules"]["web"]["rating_group"], 1);
+        assert_eq!(json["predefined_rules"], serde_json::json!(["dns"]));
     }
 
     #[test]

@@ -15,9 +15,154 @@
 
 use crate::spr::{RuleDef, StoreError, StoreFuture};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+/// The dynamic rules of a session, by name. A session holds a handful, and most are the
+/// definitions of its subscriber's profile: they are shared ([`Arc`]), not copied, and
+/// kept sorted by name in a boxed slice (a live session costs a pointer per rule).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleSet(Box<[Arc<RuleDef>]>);
+
+impl RuleSet {
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|r| r.name.as_str().cmp(name))
+    }
+
+    /// The rule named `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<RuleDef>> {
+        self.find(name).ok().map(|i| &self.0[i])
+    }
+
+    /// Whether a rule named `name` is installed.
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.find(name).is_ok()
+    }
+
+    /// Installs `rule`, replacing the one of the same name (returned).
+    pub fn insert(&mut self, rule: Arc<RuleDef>) -> Option<Arc<RuleDef>> {
+        match self.find(&rule.name) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i], rule)),
+            Err(i) => {
+                let mut v = std::mem::take(&mut self.0).into_vec();
+                v.insert(i, rule);
+                self.0 = v.into_boxed_slice();
+                None
+            }
+        }
+    }
+
+    /// Removes the rule named `name`.
+    pub fn remove(&mut self, name: &str) -> Option<Arc<RuleDef>> {
+        let i = self.find(name).ok()?;
+        let mut v = std::mem::take(&mut self.0).into_vec();
+        let r = v.remove(i);
+        self.0 = v.into_boxed_slice();
+        Some(r)
+    }
+
+    /// Rule names, sorted.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.iter().map(|r| &r.name)
+    }
+
+    /// The rules, sorted by name.
+    pub fn values(&self) -> impl Iterator<Item = &Arc<RuleDef>> {
+        self.0.iter()
+    }
+
+    /// How many rules.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none is installed.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for RuleSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|r| (&r.name, &**r)))
+    }
+}
+
+/// A small set of names (predefined rules, rule bases), sorted in a boxed slice: a session
+/// has a few, and a B-tree node would cost hundreds of bytes for one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameSet(Box<[Box<str>]>);
+
+impl NameSet {
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|n| (**n).cmp(name))
+    }
+
+    /// Whether `name` is in the set.
+    pub fn contains(&self, name: &str) -> bool {
+        self.find(name).is_ok()
+    }
+
+    /// Adds `name`; whether it was new.
+    pub fn insert(&mut self, name: &str) -> bool {
+        let Err(i) = self.find(name) else {
+            return false;
+        };
+        let mut v = std::mem::take(&mut self.0).into_vec();
+        v.insert(i, name.into());
+        self.0 = v.into_boxed_slice();
+        true
+    }
+
+    /// Removes `name`; whether it was there.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let Ok(i) = self.find(name) else {
+            return false;
+        };
+        let mut v = std::mem::take(&mut self.0).into_vec();
+        v.remove(i);
+        self.0 = v.into_boxed_slice();
+        true
+    }
+
+    /// The names, sorted.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|n| &**n)
+    }
+
+    /// How many names.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<S: AsRef<str>> Extend<S> for NameSet {
+    fn extend<I: IntoIterator<Item = S>>(&mut self, names: I) {
+        for n in names {
+            self.insert(n.as_ref());
+        }
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for NameSet {
+    fn from_iter<I: IntoIterator<Item = S>>(names: I) -> Self {
+        let mut set = Self::default();
+        set.extend(names);
+        set
+    }
+}
+
+impl Serialize for NameSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
 
 /// A rule the PCEF reported as failed (TS 29.212 §5.3.18 Charging-Rule-Report).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -52,11 +197,11 @@ pub struct GxSession {
     /// Highest CC-Request-Number handled.
     pub last_request_number: u32,
     /// Dynamic rules installed, by name.
-    pub dynamic_rules: BTreeMap<String, RuleDef>,
+    pub dynamic_rules: RuleSet,
     /// Predefined rules active.
-    pub predefined_rules: BTreeSet<String>,
+    pub predefined_rules: NameSet,
     /// Rule bases active.
-    pub rule_bases: BTreeSet<String>,
+    pub rule_bases: NameSet,
     /// Event triggers subscribed (Event-Trigger values).
     pub event_triggers: BTreeSet<i32>,
     /// Online charging on at session level.
@@ -79,6 +224,37 @@ pub struct GxSession {
 pub const MAX_FAILURES_KEPT: usize = 32;
 
 impl GxSession {
+    /// A session with nothing installed or reported yet.
+    pub fn new(
+        session_id: String,
+        pcef_host: String,
+        pcef_realm: String,
+        subscriber: String,
+    ) -> Self {
+        Self {
+            session_id,
+            pcef_host,
+            pcef_realm,
+            subscriber,
+            ue_ip: None,
+            apn: None,
+            rat_type: None,
+            user_location: None,
+            last_request_number: 0,
+            dynamic_rules: Default::default(),
+            predefined_rules: Default::default(),
+            rule_bases: Default::default(),
+            event_triggers: Default::default(),
+            online: false,
+            offline: false,
+            features: Default::default(),
+            failures: Vec::new(),
+            charging_id: None,
+            charging_address: None,
+            version: 0,
+        }
+    }
+
     /// Records a failure report, keeping the latest [`MAX_FAILURES_KEPT`].
     pub fn record_failure(&mut self, f: RuleFailure) {
         if self.failures.len() == MAX_FAILURES_KEPT {
@@ -142,51 +318,128 @@ pub fn binding_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The Session-Ids under one index key. Most subscribers have one session at a time, so
+/// one id is kept without a set.
+enum Ids {
+    One(Arc<str>),
+    Many(HashSet<Arc<str>>),
+}
+
+impl Ids {
+    fn insert(&mut self, id: Arc<str>) {
+        match self {
+            Self::One(a) if *a == id => {}
+            Self::One(a) => *self = Self::Many(HashSet::from([a.clone(), id])),
+            Self::Many(set) => {
+                set.insert(id);
+            }
+        }
+    }
+
+    /// Removes `id`; whether none is left.
+    fn remove(&mut self, id: &str) -> bool {
+        match self {
+            Self::One(a) => **a == *id,
+            Self::Many(set) => {
+                set.remove(id);
+                set.is_empty()
+            }
+        }
+    }
+
+    fn to_vec(&self) -> Vec<Arc<str>> {
+        match self {
+            Self::One(a) => vec![a.clone()],
+            Self::Many(set) => set.iter().cloned().collect(),
+        }
+    }
+}
+
+/// Adds `id` under `key` of `index`.
+fn index_id<K: std::hash::Hash + Eq>(index: &mut HashMap<K, Ids>, key: K, id: &Arc<str>) {
+    match index.entry(key) {
+        std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().insert(id.clone()),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert(Ids::One(id.clone()));
+        }
+    }
+}
+
+/// Removes `id` from under `key` of `index`, and the key once it has none.
+fn unindex_id<K, Q>(index: &mut HashMap<K, Ids>, key: &Q, id: &str)
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
+    if index.get_mut(key).is_some_and(|ids| ids.remove(id)) {
+        index.remove(key);
+    }
+}
+
+/// The in-memory sessions and their indexes. The Session-Id is kept once, in an [`Arc`]
+/// the indexes share: a stored session leaves its `session_id` empty (the map's key holds
+/// it) and gets it back when read. Sessions are boxed so that the table, sized for twice
+/// the sessions it may hold, costs a pointer per slot.
 #[derive(Default)]
 struct Maps {
-    sessions: HashMap<String, GxSession>,
-    by_pcef: HashMap<String, BTreeSet<String>>,
-    by_subscriber: HashMap<String, BTreeSet<String>>,
-    by_ip: HashMap<IpAddr, String>,
+    sessions: HashMap<Arc<str>, Box<GxSession>>,
+    by_pcef: HashMap<String, Ids>,
+    by_subscriber: HashMap<String, Ids>,
+    by_ip: HashMap<IpAddr, Arc<str>>,
 }
 
 impl Maps {
-    fn unindex(&mut self, s: &GxSession) {
-        let pcef = s.pcef_host.to_ascii_lowercase();
-        if let Some(set) = self.by_pcef.get_mut(&pcef) {
-            set.remove(&s.session_id);
-            if set.is_empty() {
-                self.by_pcef.remove(&pcef);
-            }
-        }
-        if let Some(set) = self.by_subscriber.get_mut(&s.subscriber) {
-            set.remove(&s.session_id);
-            if set.is_empty() {
-                self.by_subscriber.remove(&s.subscriber);
-            }
-        }
-        self.unindex_ip(s);
+    /// The session stored under `id`, whole again.
+    fn read(&self, id: &str) -> Option<GxSession> {
+        let (k, s) = self.sessions.get_key_value(id)?;
+        let mut s = GxSession::clone(s);
+        s.session_id = k.to_string();
+        Some(s)
     }
 
-    fn unindex_ip(&mut self, s: &GxSession) {
-        if let Some(ip) = s.ue_ip {
+    fn unindex(&mut self, id: &str, s: &GxSession) {
+        unindex_id(
+            &mut self.by_pcef,
+            s.pcef_host.to_ascii_lowercase().as_str(),
+            id,
+        );
+        unindex_id(&mut self.by_subscriber, s.subscriber.as_str(), id);
+        self.unindex_ip(id, s.ue_ip);
+    }
+
+    fn unindex_ip(&mut self, id: &str, ue_ip: Option<IpAddr>) {
+        if let Some(ip) = ue_ip {
             let k = binding_key(ip);
-            if self.by_ip.get(&k) == Some(&s.session_id) {
+            if self.by_ip.get(&k).is_some_and(|held| **held == *id) {
                 self.by_ip.remove(&k);
             }
         }
     }
 
-    fn index_ip(&mut self, s: &GxSession) {
-        if let Some(ip) = s.ue_ip {
-            self.by_ip.insert(binding_key(ip), s.session_id.clone());
+    fn index_ip(&mut self, id: &Arc<str>, ue_ip: Option<IpAddr>) {
+        if let Some(ip) = ue_ip {
+            self.by_ip.insert(binding_key(ip), id.clone());
         }
     }
 
     fn remove(&mut self, id: &str) -> Option<GxSession> {
-        let s = self.sessions.remove(id)?;
-        self.unindex(&s);
-        Some(s)
+        let (k, mut s) = self.sessions.remove_entry(id)?;
+        self.unindex(id, &s);
+        s.session_id = k.to_string();
+        Some(*s)
+    }
+
+    /// Stores `session` under the Session-Id it carries, indexed.
+    fn insert(&mut self, mut session: GxSession) {
+        let id: Arc<str> = std::mem::take(&mut session.session_id).into();
+        index_id(
+            &mut self.by_pcef,
+            session.pcef_host.to_ascii_lowercase(),
+            &id,
+        );
+        index_id(&mut self.by_subscriber, session.subscriber.clone(), &id);
+        self.index_ip(&id, session.ue_ip);
+        self.sessions.insert(id, Box::new(session));
     }
 }
 
@@ -220,23 +473,14 @@ impl MemorySessions {
 
 impl SessionStore for MemorySessions {
     fn get(&self, session_id: String) -> StoreFuture<'_, Option<GxSession>> {
-        let r = self.with(|m| m.sessions.get(&session_id).cloned());
+        let r = self.with(|m| m.read(&session_id));
         Box::pin(async move { r })
     }
 
     fn put(&self, session: GxSession) -> StoreFuture<'_, Option<GxSession>> {
         let r = self.with(|m| {
             let old = m.remove(&session.session_id);
-            m.by_pcef
-                .entry(session.pcef_host.to_ascii_lowercase())
-                .or_default()
-                .insert(session.session_id.clone());
-            m.by_subscriber
-                .entry(session.subscriber.clone())
-                .or_default()
-                .insert(session.session_id.clone());
-            m.index_ip(&session);
-            m.sessions.insert(session.session_id.clone(), session);
+            m.insert(session);
             old
         });
         Box::pin(async move { r })
@@ -246,7 +490,7 @@ impl SessionStore for MemorySessions {
         let r = self.with(|m| {
             // The PCEF and subscriber of a session never change, so neither do those index
             // entries; the UE address may (a CCR-U can report it).
-            let Some(cur) = m.sessions.get(&session.session_id) else {
+            let Some((id, cur)) = m.sessions.get_key_value(session.session_id.as_str()) else {
                 return false;
             };
             if cur.version != session.version
@@ -255,13 +499,15 @@ impl SessionStore for MemorySessions {
             {
                 return false;
             }
+            let id = id.clone();
             if cur.ue_ip != session.ue_ip {
-                let cur = cur.clone();
-                m.unindex_ip(&cur);
-                m.index_ip(&session);
+                let old = cur.ue_ip;
+                m.unindex_ip(&id, old);
+                m.index_ip(&id, session.ue_ip);
             }
             session.version += 1;
-            m.sessions.insert(session.session_id.clone(), session);
+            session.session_id = String::new();
+            m.sessions.insert(id, Box::new(session));
             true
         });
         Box::pin(async move { r })
@@ -276,7 +522,8 @@ impl SessionStore for MemorySessions {
         let r = self.with(|m| {
             let ids = m
                 .by_pcef
-                .remove(&pcef_host.to_ascii_lowercase())
+                .get(&pcef_host.to_ascii_lowercase())
+                .map(Ids::to_vec)
                 .unwrap_or_default();
             ids.iter().filter_map(|id| m.remove(id)).collect()
         });
@@ -285,17 +532,20 @@ impl SessionStore for MemorySessions {
 
     fn by_subscriber(&self, subscriber: String) -> StoreFuture<'_, Vec<String>> {
         let r = self.with(|m| {
-            m.by_subscriber
+            let mut ids: Vec<String> = m
+                .by_subscriber
                 .get(&subscriber)
-                .map(|s| s.iter().cloned().collect())
-                .unwrap_or_default()
+                .map(|ids| ids.to_vec().iter().map(|id| id.to_string()).collect())
+                .unwrap_or_default();
+            ids.sort();
+            ids
         });
         Box::pin(async move { r })
     }
 
     fn list(&self) -> StoreFuture<'_, Vec<String>> {
         let r = self.with(|m| {
-            let mut v: Vec<String> = m.sessions.keys().cloned().collect();
+            let mut v: Vec<String> = m.sessions.keys().map(|k| k.to_string()).collect();
             v.sort();
             v
         });
@@ -308,7 +558,7 @@ impl SessionStore for MemorySessions {
     }
 
     fn by_ue_ip(&self, ip: IpAddr) -> StoreFuture<'_, Option<String>> {
-        let r = self.with(|m| m.by_ip.get(&binding_key(ip)).cloned());
+        let r = self.with(|m| m.by_ip.get(&binding_key(ip)).map(|id| id.to_string()));
         Box::pin(async move { r })
     }
 }
@@ -944,9 +1194,9 @@ mod tests {
             rat_type: None,
             user_location: None,
             last_request_number: 0,
-            dynamic_rules: BTreeMap::new(),
-            predefined_rules: BTreeSet::new(),
-            rule_bases: BTreeSet::new(),
+            dynamic_rules: Default::default(),
+            predefined_rules: Default::default(),
+            rule_bases: Default::default(),
             event_triggers: BTreeSet::new(),
             online: false,
             offline: false,

@@ -444,8 +444,10 @@ pub(crate) fn check_uri(uri: &str, what: &str) -> Result<(), String> {
 pub struct Subscriber {
     /// The profile.
     pub profile: Profile,
-    /// Its dynamic rules, in profile order.
-    pub rules: Vec<RuleDef>,
+    /// Its dynamic rules, in profile order, each shared by the subscriber's sessions (the
+    /// embedded SPR stores them with the profile's QoS limits applied, so that
+    /// [`crate::policy::cap_rule`] has nothing left to copy).
+    pub rules: Vec<Arc<RuleDef>>,
 }
 
 /// The SPR interface.
@@ -454,23 +456,23 @@ pub trait SubscriberStore: Send + Sync + 'static {
     fn subscriber(&self, keys: Vec<SubscriberKey>) -> StoreFuture<'_, Option<Arc<Subscriber>>>;
 
     /// A dynamic rule by name (event policies and operator pushes install rules by name).
-    fn rule(&self, name: String) -> StoreFuture<'_, Option<RuleDef>>;
+    fn rule(&self, name: String) -> StoreFuture<'_, Option<Arc<RuleDef>>>;
 }
 
 /// The embedded SPR: the file's contents in memory.
 #[derive(Debug, Default)]
 pub struct MemorySpr {
     by_key: HashMap<SubscriberKey, Arc<Subscriber>>,
-    rules: HashMap<String, RuleDef>,
+    rules: HashMap<String, Arc<RuleDef>>,
 }
 
 impl MemorySpr {
     /// From a checked file.
     pub fn new(file: &SprFile) -> Self {
-        let rules: HashMap<String, RuleDef> = file
+        let rules: HashMap<String, Arc<RuleDef>> = file
             .rules
             .iter()
-            .map(|r| (r.name.clone(), r.clone()))
+            .map(|r| (r.name.clone(), Arc::new(r.clone())))
             .collect();
         let mut by_key = HashMap::new();
         for p in &file.subscribers {
@@ -479,7 +481,8 @@ impl MemorySpr {
                 rules: p
                     .rules
                     .iter()
-                    .filter_map(|n| rules.get(n).cloned())
+                    .filter_map(|n| rules.get(n))
+                    .map(|r| crate::policy::cap_rule(r, &p.qos_limits))
                     .collect(),
             });
             for k in p.keys() {
@@ -506,7 +509,7 @@ impl SubscriberStore for MemorySpr {
         Box::pin(async move { Ok(found) })
     }
 
-    fn rule(&self, name: String) -> StoreFuture<'_, Option<RuleDef>> {
+    fn rule(&self, name: String) -> StoreFuture<'_, Option<Arc<RuleDef>>> {
         let found = self.rules.get(&name).cloned();
         Box::pin(async move { Ok(found) })
     }

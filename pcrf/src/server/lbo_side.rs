@@ -277,7 +277,7 @@ impl Shared {
             .gx_change(
                 &sub.session_id,
                 Change {
-                    install: vec![rule],
+                    install: vec![Arc::new(rule)],
                     remove: Vec::new(),
                     rating_group: None,
                 },

@@ -306,7 +306,7 @@ impl Shared {
                 .gx_change(
                     &gx.session_id,
                     Change {
-                        install: rules,
+                        install: rules.into_iter().map(Arc::new).collect(),
                         remove: Vec::new(),
                         rating_group: None,
                     },
@@ -411,7 +411,7 @@ impl Shared {
             .gx_change(
                 &gx_id,
                 Change {
-                    install: rules,
+                    install: rules.into_iter().map(Arc::new).collect(),
                     remove,
                     rating_group: None,
                 },

@@ -139,9 +139,11 @@ impl Shared {
             },
         );
         // Claim 9 of document 000: LBO rules preset per package, with no AF.
-        decision
-            .install
-            .extend(self.lbo_presets(sub, &s.vpcrf_realm));
+        decision.install.extend(
+            self.lbo_presets(sub, &s.vpcrf_realm)
+                .into_iter()
+                .map(Arc::new),
+        );
         let mut policy_state = GxSession {
             session_id: s9::subsession_key(&s.session_id, e.id),
             pcef_host: s.vpcrf_host.clone(),
@@ -152,7 +154,7 @@ impl Shared {
             rat_type: e.rat_type,
             user_location: e.user_location.as_deref().map(hex_of),
             last_request_number: s.last_request_number,
-            dynamic_rules: BTreeMap::new(),
+            dynamic_rules: Default::default(),
             predefined_rules: Default::default(),
             rule_bases: Default::default(),
             event_triggers: Default::default(),
@@ -582,7 +584,7 @@ impl Shared {
             }
             None => s.subsessions.keys().copied().collect(),
         };
-        let mut install: Vec<RuleDef> = Vec::with_capacity(change.install.len());
+        let mut install: Vec<Arc<RuleDef>> = Vec::with_capacity(change.install.len());
         for name in &change.install {
             install.push(
                 self.spr
