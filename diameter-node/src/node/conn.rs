@@ -296,16 +296,12 @@ async fn read_loop(
                     } else {
                         shared.on_answer(&host, m);
                     }
-                    if waited && !rd.read_buffer().is_empty() {
+                    if waited {
                         // Let the writer send what this first message produced (its
                         // answer, or the relayed copy) before the rest of the burst is
                         // handled: the peer starts waking up for it now instead of after
                         // the whole burst, which at a few requests in flight nearly
                         // doubled an echo server's throughput (BENCHMARKS.md, "Node echo").
-                        // A message that came alone (nothing more read) is no burst: the
-                        // next read finds the socket empty and lets the writer run anyway,
-                        // while a yield would cost a poll of the sockets (epoll_wait) per
-                        // message (BENCHMARKS.md, "Echo and relay since b8dd69e", run 4).
                         tokio::task::yield_now().await;
                     }
                 } else if events.send(ConnEvent::Message(id, m)).await.is_err() {
