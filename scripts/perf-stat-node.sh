@@ -6,8 +6,10 @@
 # BIN runs the process under test; the load client (and, for a relay, the echo server behind
 # it) is this checkout's target/release/diameter-bench, so two builds can be compared with the
 # same client. Prints answers, TPS, task-clock per transaction and system calls per
-# transaction. Needs perf (linux-perf) and perf_event_paranoid ≤ 2 for the process's own
-# events. Every process started here is stopped by PID.
+# transaction. EVENTS (comma-separated perf events) adds more counters, each printed per
+# transaction, e.g. EVENTS=context-switches,cpu-migrations,syscalls:sys_enter_futex. Needs
+# perf (linux-perf) and perf_event_paranoid ≤ 2 for the process's own events. Every process
+# started here is stopped by PID.
 set -euo pipefail
 mode=$1; bin=$2; inflight=${3:-64}; secs=${4:-5}
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -30,13 +32,17 @@ else
 fi
 target=${pids[-1]}
 sleep 1.5
-perf stat -x, -e 'syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait,task-clock' \
+events=syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait,task-clock
+perf stat -x, -e "$events${EVENTS:+,$EVENTS}" \
   -p "$target" -o "$out/perf" & stat=$!
+# perf takes a moment to attach (longer with tracepoints): counting idle time is cheaper
+# than missing the start of the run, which made transactions look cheaper than they are.
+sleep 0.5
 "$tool" load --to "127.0.0.1:$p" --to-host "$host" --in-flight "$inflight" --duration "$secs" \
   --warmup 0 --json > "$out/load.json"
 kill -INT "$stat"; wait "$stat" || true
-python3 - "$out" <<'PY'
-import json, sys
+EVENTS="${EVENTS:-}" python3 - "$out" <<'PY'
+import json, os, sys
 d = json.load(open(sys.argv[1] + "/load.json"))
 n = d["answers"]
 stats = {}
@@ -44,7 +50,10 @@ for line in open(sys.argv[1] + "/perf"):
     f = line.strip().split(",")
     if len(f) > 2 and f[0].replace(".", "").isdigit():
         stats[f[2]] = float(f[0])
-sys_calls = sum(v for k, v in stats.items() if k.startswith("syscalls:"))
+base = ("syscalls:sys_enter_sendto", "syscalls:sys_enter_recvfrom", "syscalls:sys_enter_epoll_wait")
+sys_calls = sum(stats.get(k, 0) for k in base)
+extra = [e for e in os.environ["EVENTS"].split(",") if e]
 print(f"answers {n}  tps {d['tps']:.0f}  cpu {stats.get('task-clock', 0) * 1000 / n:.2f} µs/txn  "
-      f"syscalls {sys_calls / n:.3f}/txn  errors {d['errors']}")
+      f"syscalls {sys_calls / n:.3f}/txn  errors {d['errors']}"
+      + "".join(f"  {e} {stats.get(e, 0) / n:.3f}/txn" for e in extra))
 PY
