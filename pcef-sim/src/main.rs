@@ -432,6 +432,7 @@ impl GxArgs {
             apn: self.apn.clone(),
             rat_type,
             duration: secs("--duration", self.duration)?,
+            detach_on: None,
             events: self
                 .events
                 .iter()
