@@ -60,7 +60,7 @@ pub trait BindingStore: Send + Sync + 'static {
     fn by_session(&self, session_id: String) -> StoreFuture<'_, Option<Binding>>;
 
     /// The PCRF of the entry a session is bound to.
-    fn pcrf_of_session(&self, session_id: String) -> StoreFuture<'_, Option<String>>;
+    fn pcrf_of_session<'a>(&'a self, session_id: &'a str) -> StoreFuture<'a, Option<String>>;
 
     /// Takes a session off its entry (its establishment failed).
     fn release_session(&self, session_id: String) -> StoreFuture<'_, Option<Binding>>;
@@ -122,8 +122,8 @@ macro_rules! read_ops {
             let r = self.with(|ix| ix.find_by_address(&key));
             Box::pin(async move { r })
         }
-        fn pcrf_of_session(&self, session_id: String) -> StoreFuture<'_, Option<String>> {
-            let r = self.with(|ix| ix.pcrf_of_session(&session_id));
+        fn pcrf_of_session<'a>(&'a self, session_id: &'a str) -> StoreFuture<'a, Option<String>> {
+            let r = self.with(|ix| ix.pcrf_of_session(session_id));
             Box::pin(async move { r })
         }
         fn by_session(&self, session_id: String) -> StoreFuture<'_, Option<Binding>> {
