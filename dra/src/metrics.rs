@@ -66,7 +66,9 @@ pub struct Label(Arc<str>, Arc<Handles>);
 /// installed by then.
 #[derive(Debug, Default)]
 struct Handles {
-    requests: Mutex<HashMap<RequestLabels, Counter>>,
+    /// A short list searched in order: a handful of label sets occur, and comparing them is
+    /// cheaper than hashing two strings.
+    requests: Mutex<Vec<(RequestLabels, Counter)>>,
     terminations: Mutex<HashMap<Interface, Counter>>,
     released: Mutex<HashMap<&'static str, Counter>>,
     /// Bindings, active sessions, terminated sessions.
@@ -128,13 +130,16 @@ impl Label {
         let Ok(mut known) = self.1.requests.lock() else {
             return;
         };
-        known
-            .entry((iface, kind, mode, result))
-            .or_insert_with(|| {
-                counter!(REQUESTS, "node" => self.v(), "interface" => iface.as_str(), "kind" => kind,
-                    "mode" => mode.as_str(), "result" => result)
-            })
-            .increment(1);
+        let labels = (iface, kind, mode, result);
+        match known.iter().find(|(l, _)| *l == labels) {
+            Some((_, c)) => c.increment(1),
+            None => {
+                let c = counter!(REQUESTS, "node" => self.v(), "interface" => iface.as_str(), "kind" => kind,
+                    "mode" => mode.as_str(), "result" => result);
+                c.increment(1);
+                known.push((labels, c));
+            }
+        }
     }
 
     /// Counts a session marked terminated.
