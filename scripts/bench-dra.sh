@@ -147,11 +147,13 @@ log "pids: echo $ECHO_PID, dra proxy $PROXY_PID, dra redirect $REDIR_PID, dra pr
 # One pcef-sim load; its JSON report in $OUT/NAME-N-REP[-i].json with the load average.
 # Origin-Host load.bench: the one freeDiameterd's ACL accepts. Destination-Realm: the
 # echo server's (bench; freeDiameterd routes by it), the PCRF's for the PCRF set-ups.
+# Subscribers: one per session in front of the echo server (as a DRA sees a large
+# population); the PCRF's demo SPR knows two, so there every UE has many IP-CAN sessions.
 load_cmd() { # to to_host in_flight extra...
-    local to=$1 host=$2 n=$3 realm=bench; shift 3
-    [[ $host == pcrf.home.test || $host == dra.home.test ]] && realm=home.test
+    local to=$1 host=$2 n=$3 realm=bench subs=10000000; shift 3
+    if [[ $host == pcrf.home.test || $host == dra.home.test ]]; then realm=home.test subs=2; fi
     echo "${N[@]}" "$SIM" load --app gx --to "$to" --to-host "$host" --dest-realm "$realm" --host load.bench \
-        --realm client.net --threads "$THREADS" --subscribers 2 --updates "$UPDATES" \
+        --realm client.net --threads "$THREADS" --subscribers "$subs" --updates "$UPDATES" \
         --in-flight "$n" --duration "$DURATION" --warmup "$WARMUP" --timeout 10 --json "$@"
 }
 annotate() { # file loadavg name
