@@ -861,6 +861,12 @@ impl Index {
         self.binding(self.find_slot(key, by)?)
     }
 
+    /// The PCRF of the entry a new session of `key` joins.
+    pub fn pcrf_for(&self, key: &UeKey, by: MatchBy) -> Option<String> {
+        let e = self.entry(self.find_slot(key, by)?)?;
+        Some(self.pcrfs.get(e.pcrf).to_string())
+    }
+
     /// The entry an Rx session of this UE address belongs to (29.213 §7.3.2).
     pub fn find_by_address(&self, key: &UeKey) -> Option<Binding> {
         let mut slots: Vec<Slot> = Vec::new();

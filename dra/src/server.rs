@@ -607,12 +607,12 @@ impl Shared {
                 MatchBy::IpCanSession
             };
             // An existing entry keeps its PCRF; a new one gets a healthy PCRF.
-            let existing = match self.store.find(key.clone(), by).await {
-                Ok(b) => b,
+            let existing = match self.store.pcrf_for(&key, by).await {
+                Ok(p) => p,
                 Err(e) => return self.store_failed(req, &e),
             };
             let pcrf = match existing {
-                Some(b) => b.pcrf,
+                Some(p) => p,
                 None => {
                     let counts: std::collections::HashMap<String, usize> =
                         if self.cfg.dra.selection == Selection::LeastLoaded {
