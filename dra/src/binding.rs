@@ -190,16 +190,27 @@ pub struct UeKey {
 /// identifier (`.mncXXX.mccYYY.gprs`); labels compare case-insensitively. Two APNs match
 /// when their network identifiers do (29.213 Annex I leaves the rest to the operator).
 pub fn apn_network_id(apn: &str) -> String {
-    let lower = apn.to_ascii_lowercase();
-    match lower.find(".mnc") {
-        Some(i) if lower.ends_with(".gprs") => lower[..i].to_string(),
-        _ => lower,
-    }
+    network_id_of(apn).to_ascii_lowercase()
 }
 
-/// Whether two APNs name the same network (see [`apn_network_id`]).
+/// The network identifier of an APN as it was written (see [`apn_network_id`]): the part
+/// before the first `.mnc` when it ends in `.gprs`, else all of it.
+fn network_id_of(apn: &str) -> &str {
+    let b = apn.as_bytes();
+    if b.len() >= 5
+        && b[b.len() - 5..].eq_ignore_ascii_case(b".gprs")
+        && let Some(i) = b.windows(4).position(|w| w.eq_ignore_ascii_case(b".mnc"))
+    {
+        // `i` is at a '.', a character boundary.
+        return &apn[..i];
+    }
+    apn
+}
+
+/// Whether two APNs name the same network (see [`apn_network_id`]), without copying
+/// either: a new session compares its APN with each entry of its UE.
 pub fn apn_matches(a: &str, b: &str) -> bool {
-    apn_network_id(a) == apn_network_id(b)
+    network_id_of(a).eq_ignore_ascii_case(network_id_of(b))
 }
 
 /// How a new session finds the entry it joins.
@@ -255,10 +266,7 @@ impl Fields<'_> {
         if by == MatchBy::Ue {
             return true;
         }
-        match (self.apn, &key.apn) {
-            (Some(a), Some(b)) if !apn_matches(a, b) => return false,
-            _ => {}
-        }
+        // The addresses first: cheaper than the APN, and as decisive.
         if let (Some(a), Some(b)) = (self.ipv4, key.ipv4)
             && a != b
         {
@@ -269,7 +277,10 @@ impl Fields<'_> {
         {
             return false;
         }
-        true
+        match (self.apn, &key.apn) {
+            (Some(a), Some(b)) => apn_matches(a, b),
+            _ => true,
+        }
     }
 
     /// An Rx session belongs where its address is, and its UE identity and APN when given.
@@ -562,8 +573,14 @@ impl Index {
         use std::hash::{BuildHasher, Hasher};
         let mut h = self.keys.build_hasher();
         if fold {
-            for c in s.bytes() {
-                h.write_u8(c.to_ascii_lowercase());
+            // Folded a buffer at a time: the hasher sees the same bytes as byte by byte (the
+            // same hash), in a few calls instead of one per byte.
+            let mut buf = [0u8; 64];
+            for chunk in s.as_bytes().chunks(buf.len()) {
+                let folded = &mut buf[..chunk.len()];
+                folded.copy_from_slice(chunk);
+                folded.make_ascii_lowercase();
+                h.write(folded);
             }
         } else {
             h.write(s.as_bytes());
@@ -848,6 +865,12 @@ impl Index {
     /// The entry a new session of `key` joins.
     pub fn find(&self, key: &UeKey, by: MatchBy) -> Option<Binding> {
         self.binding(self.find_slot(key, by)?)
+    }
+
+    /// The PCRF of the entry a new session of `key` joins.
+    pub fn pcrf_for(&self, key: &UeKey, by: MatchBy) -> Option<String> {
+        let e = self.entry(self.find_slot(key, by)?)?;
+        Some(self.pcrfs.get(e.pcrf).to_string())
     }
 
     /// The entry an Rx session of this UE address belongs to (29.213 §7.3.2).
@@ -1163,6 +1186,19 @@ pub fn key_of_address(ip: IpAddr) -> UeKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn apns_compare_by_network_identifier() {
+        assert_eq!(apn_network_id("IMS.MNC001.MCC001.GPRS"), "ims");
+        assert_eq!(apn_network_id("Internet"), "internet");
+        assert_eq!(apn_network_id("a.mnc1.example"), "a.mnc1.example");
+        assert!(apn_matches("Internet", "internet.mnc001.mcc001.gprs"));
+        assert!(apn_matches("INTERNET.mnc01.mcc001.GPRS", "internet"));
+        assert!(!apn_matches("internet.mnc01", "internet"));
+        assert!(!apn_matches("ims", "internet"));
+        assert!(apn_matches("", ""));
+        assert!(!apn_matches(".gprs", ".mnc.gprs"));
+    }
 
     fn session(id: &str, i: Interface) -> BoundSession {
         BoundSession {

@@ -59,6 +59,10 @@
 //! a client that does not tell a redirect DRA (its CCR-T follows the cached redirect
 //! straight to the PCRF) leaves its binding, which then only the audits remove.
 //!
+//! `tests/roaming.rs` runs the four vDRA/hDRA mode combinations end to end with a PCEF,
+//! BBERF per IP-CAN session (one BBERF reselected), an AF, a V-PCRF and an H-PCRF, in both S9
+//! session models, and checks that both DRAs' tables end empty.
+//!
 //! The role (`home`, `visited`) names the DRA; both roles behave the same. The V-PCRF's
 //! S9 client towards the hDRA is pcrf's.
 //!

@@ -14,10 +14,12 @@
 
 use crate::binding::{Interface, Mode, Stats};
 use metrics::{
-    Counter, SharedString, counter, describe_counter, describe_gauge, describe_histogram, gauge,
-    histogram,
+    Counter, Gauge, Histogram, SharedString, counter, describe_counter, describe_gauge,
+    describe_histogram, gauge, histogram,
 };
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Entries (IP-CAN sessions or UEs) bound.
 pub const BINDINGS: &str = "dra_bindings";
@@ -54,15 +56,38 @@ pub fn describe() {
     describe_histogram!(BINDING_AGE, "Age of binding entries when deleted, seconds");
 }
 
-/// The `node` label.
+/// The `node` label, and the series registered under it.
 #[derive(Debug, Clone)]
-pub struct Label(Arc<str>, Arc<RequestCounters>);
+pub struct Label(Arc<str>, Arc<Handles>);
 
-/// The request counters already registered, by their labels: a request then costs a lookup
-/// in a small map instead of building and registering the five-label key again.
-type RequestCounters = std::sync::Mutex<
-    std::collections::HashMap<(Interface, &'static str, Mode, &'static str), Counter>,
->;
+/// The series already registered, by their other labels: a request, a termination or a
+/// change of the gauges then costs a lookup in a small map instead of building and
+/// registering the labelled key again. Registered on first use, so under the recorder
+/// installed by then.
+#[derive(Debug, Default)]
+struct Handles {
+    /// A short list searched in order: a handful of label sets occur, and comparing them is
+    /// cheaper than hashing two strings.
+    requests: Mutex<Vec<(RequestLabels, Counter)>>,
+    terminations: Mutex<HashMap<Interface, Counter>>,
+    released: Mutex<HashMap<&'static str, Counter>>,
+    /// Bindings, active sessions, terminated sessions.
+    stats: OnceLock<[Gauge; 3]>,
+    age: OnceLock<Histogram>,
+}
+
+/// Interface, kind, mode and result of a request.
+type RequestLabels = (Interface, &'static str, Mode, &'static str);
+
+/// The handle of `key` in `known`, registered by `make` the first time.
+fn cached<K: Hash + Eq, V: Clone>(
+    known: &Mutex<HashMap<K, V>>,
+    key: K,
+    make: impl FnOnce() -> V,
+) -> Option<V> {
+    let mut known = known.lock().ok()?;
+    Some(known.entry(key).or_insert_with(make).clone())
+}
 
 /// A result as a label.
 pub fn answered(rc: u32) -> &'static str {
@@ -88,27 +113,44 @@ impl Label {
 
     /// Sets the gauges.
     pub fn set_stats(&self, s: Stats) {
-        gauge!(BINDINGS, "node" => self.v()).set(s.bindings as f64);
-        gauge!(SESSIONS, "node" => self.v(), "state" => "active").set(s.active_sessions as f64);
-        gauge!(SESSIONS, "node" => self.v(), "state" => "terminated")
-            .set(s.terminated_sessions as f64);
+        let [bindings, active, terminated] = self.1.stats.get_or_init(|| {
+            [
+                gauge!(BINDINGS, "node" => self.v()),
+                gauge!(SESSIONS, "node" => self.v(), "state" => "active"),
+                gauge!(SESSIONS, "node" => self.v(), "state" => "terminated"),
+            ]
+        });
+        bindings.set(s.bindings as f64);
+        active.set(s.active_sessions as f64);
+        terminated.set(s.terminated_sessions as f64);
     }
 
     /// Counts one request.
     pub fn request(&self, iface: Interface, kind: &'static str, mode: Mode, result: &'static str) {
-        let Ok(mut known) = self.1.lock() else { return };
-        known
-            .entry((iface, kind, mode, result))
-            .or_insert_with(|| {
-                counter!(REQUESTS, "node" => self.v(), "interface" => iface.as_str(), "kind" => kind,
-                    "mode" => mode.as_str(), "result" => result)
-            })
-            .increment(1);
+        let Ok(mut known) = self.1.requests.lock() else {
+            return;
+        };
+        let labels = (iface, kind, mode, result);
+        match known.iter().find(|(l, _)| *l == labels) {
+            Some((_, c)) => c.increment(1),
+            None => {
+                let c = counter!(REQUESTS, "node" => self.v(), "interface" => iface.as_str(), "kind" => kind,
+                    "mode" => mode.as_str(), "result" => result);
+                c.increment(1);
+                known.push((labels, c));
+            }
+        }
     }
 
     /// Counts a session marked terminated.
     pub fn terminated(&self, iface: Interface) {
-        counter!(TERMINATIONS, "node" => self.v(), "interface" => iface.as_str()).increment(1);
+        if let Some(c) = cached(
+            &self.1.terminations,
+            iface,
+            || counter!(TERMINATIONS, "node" => self.v(), "interface" => iface.as_str()),
+        ) {
+            c.increment(1);
+        }
     }
 
     /// Counts a session checked by the session-status audit.
@@ -118,9 +160,20 @@ impl Label {
 
     /// Counts entries deleted, with their age.
     pub fn released(&self, reason: &'static str, ages_s: impl IntoIterator<Item = f64>) {
+        let age_of = self
+            .1
+            .age
+            .get_or_init(|| histogram!(BINDING_AGE, "node" => self.v()));
+        let Some(count) = cached(
+            &self.1.released,
+            reason,
+            || counter!(RELEASED, "node" => self.v(), "reason" => reason),
+        ) else {
+            return;
+        };
         for age in ages_s {
-            counter!(RELEASED, "node" => self.v(), "reason" => reason).increment(1);
-            histogram!(BINDING_AGE, "node" => self.v()).record(age);
+            count.increment(1);
+            age_of.record(age);
         }
     }
 }

@@ -448,12 +448,12 @@ impl Shared {
                 .answer(ResultCode::DIAMETER_APPLICATION_UNSUPPORTED)
                 .into();
         };
-        let Some(sid) = req.msg.session_id().map(str::to_string) else {
+        let Some(sid) = req.msg.session_id() else {
             // RFC 6733 §8.8: every request of these applications has a Session-Id.
             return Self::answer(&req, 5005, "no Session-Id").0;
         };
         if self.pcrfs.contains(&req.peer) {
-            let (o, result) = self.pcrf_initiated(&req, &sid).await;
+            let (o, result) = self.pcrf_initiated(&req, sid).await;
             self.metrics
                 .request(iface, "pcrf_initiated", Mode::Proxy, result);
             return o;
@@ -462,11 +462,10 @@ impl Shared {
             .msg
             .get(base::DESTINATION_REALM)
             .and_then(Result::ok)
-            .unwrap_or(&req.node.identity().realm)
-            .to_string();
-        let mode = self.cfg.mode_for(&realm, h.application_id);
+            .unwrap_or(&req.node.identity().realm);
+        let mode = self.cfg.mode_for(realm, h.application_id);
         // Only the PCRF of the session is needed here (not a copy of its whole entry).
-        let bound = match self.store.pcrf_of_session(sid.clone()).await {
+        let bound = match self.store.pcrf_of_session(sid).await {
             Ok(b) => b,
             Err(e) => return self.store_failed(&req, &e).0,
         };
@@ -477,20 +476,20 @@ impl Shared {
         let span = tracing::debug_span!("dra", session = %sid, client = %req.peer, kind = label, mode = mode.as_str());
         let decided = async {
             match kind {
-                Kind::Establish => self.establish(&req, iface, mode, &sid).await,
-                Kind::Update => self.update(&req, mode, bound.as_deref(), Vec::new()),
+                Kind::Establish => self.establish(&req, iface, mode, sid).await,
+                Kind::Update => self.update(&req, mode, bound, Vec::new()),
                 Kind::Terminate { also } => {
-                    let mut ids = vec![sid.clone()];
+                    let mut ids = vec![sid.to_string()];
                     ids.extend(also);
-                    self.terminate(&req, mode, bound.as_deref(), ids).await
+                    self.terminate(&req, mode, bound, ids).await
                 }
                 Kind::SubsessionEnd { ended } => {
                     // The S9 session goes on; its client sessions end (document 002, claim 13).
                     if mode == Mode::Redirect {
                         self.mark(ended).await;
-                        self.update(&req, mode, bound.as_deref(), Vec::new())
+                        self.update(&req, mode, bound, Vec::new())
                     } else {
-                        self.update(&req, mode, bound.as_deref(), ended)
+                        self.update(&req, mode, bound, ended)
                     }
                 }
             }
@@ -608,12 +607,12 @@ impl Shared {
                 MatchBy::IpCanSession
             };
             // An existing entry keeps its PCRF; a new one gets a healthy PCRF.
-            let existing = match self.store.find(key.clone(), by).await {
-                Ok(b) => b,
+            let existing = match self.store.pcrf_for(&key, by).await {
+                Ok(p) => p,
                 Err(e) => return self.store_failed(req, &e),
             };
             let pcrf = match existing {
-                Some(b) => b.pcrf,
+                Some(p) => p,
                 None => {
                     let counts: std::collections::HashMap<String, usize> =
                         if self.cfg.dra.selection == Selection::LeastLoaded {
@@ -653,7 +652,7 @@ impl Shared {
             }
         };
         tracing::info!(binding = %binding.id, pcrf = %binding.pcrf, interface = iface.as_str(), "session bound");
-        self.route(req, mode, &binding.pcrf, Some(sid.to_string()), Vec::new())
+        self.route(req, mode, binding.pcrf, Some(sid.to_string()), Vec::new())
     }
 
     /// Where a request of a bound session goes: redirected or forwarded to its PCRF. In
@@ -662,7 +661,7 @@ impl Shared {
         self: &Arc<Self>,
         req: &IncomingRequest,
         mode: Mode,
-        pcrf: &str,
+        pcrf: String,
         release: Option<String>,
         marks: Vec<String>,
     ) -> Handled {
@@ -670,7 +669,7 @@ impl Shared {
             Mode::Redirect => {
                 let uri = self
                     .pcrfs
-                    .get(pcrf)
+                    .get(&pcrf)
                     .map_or_else(|| format!("aaa://{pcrf}"), |p| p.uri.clone());
                 (
                     req.redirect([uri], self.usage, self.cache_time),
@@ -678,12 +677,18 @@ impl Shared {
                 )
             }
             Mode::Proxy => {
-                let mut f = Forward::to(pcrf);
-                let in_flight = self.pcrfs.in_flight(pcrf);
-                if release.is_some()
+                // Only an answer hook measures the PCRF's pending requests and latency (for
+                // least-loaded selection): the common update goes without one.
+                let hook = release.is_some()
                     || !marks.is_empty()
-                    || self.cfg.dra.selection == Selection::LeastLoaded
-                {
+                    || self.cfg.dra.selection == Selection::LeastLoaded;
+                let in_flight = if hook {
+                    self.pcrfs.in_flight(&pcrf)
+                } else {
+                    None
+                };
+                let mut f = Forward::to(pcrf);
+                if hook {
                     let me = self.clone();
                     f = f.edit_answer(move |a| {
                         if let Some(i) = &in_flight {
@@ -718,12 +723,11 @@ impl Shared {
         self: &Arc<Self>,
         req: &IncomingRequest,
         mode: Mode,
-        bound: Option<&str>,
+        bound: Option<String>,
         marks: Vec<String>,
     ) -> Handled {
-        let pcrf = bound.map(str::to_string).or_else(|| self.named_pcrf(req));
-        match pcrf {
-            Some(p) => self.route(req, mode, &p, None, marks),
+        match bound.or_else(|| self.named_pcrf(req)) {
+            Some(p) => self.route(req, mode, p, None, marks),
             None => Self::answer(req, 5002, "no binding for the session"),
         }
     }
@@ -766,7 +770,7 @@ impl Shared {
         self: &Arc<Self>,
         req: &IncomingRequest,
         mode: Mode,
-        bound: Option<&str>,
+        bound: Option<String>,
         ids: Vec<String>,
     ) -> Handled {
         match mode {
@@ -782,12 +786,11 @@ impl Shared {
                 }
             }
             Mode::Proxy => {
-                let pcrf = bound.map(str::to_string).or_else(|| self.named_pcrf(req));
-                let Some(pcrf) = pcrf else {
+                let Some(pcrf) = bound.or_else(|| self.named_pcrf(req)) else {
                     self.mark(ids).await;
                     return Self::answer(req, 5002, "no binding for the session");
                 };
-                self.route(req, mode, &pcrf, None, ids)
+                self.route(req, mode, pcrf, None, ids)
             }
         }
     }

@@ -45,6 +45,9 @@ pub trait BindingStore: Send + Sync + 'static {
     /// The entry a new session of `key` would join.
     fn find(&self, key: UeKey, by: MatchBy) -> StoreFuture<'_, Option<Binding>>;
 
+    /// The PCRF of the entry a new session of `key` would join (not a copy of the entry).
+    fn pcrf_for<'a>(&'a self, key: &'a UeKey, by: MatchBy) -> StoreFuture<'a, Option<String>>;
+
     /// The entry of a UE address (Rx, 29.213 §7.3.2).
     fn find_by_address(&self, key: UeKey) -> StoreFuture<'_, Option<Binding>>;
 
@@ -60,7 +63,7 @@ pub trait BindingStore: Send + Sync + 'static {
     fn by_session(&self, session_id: String) -> StoreFuture<'_, Option<Binding>>;
 
     /// The PCRF of the entry a session is bound to.
-    fn pcrf_of_session(&self, session_id: String) -> StoreFuture<'_, Option<String>>;
+    fn pcrf_of_session<'a>(&'a self, session_id: &'a str) -> StoreFuture<'a, Option<String>>;
 
     /// Takes a session off its entry (its establishment failed).
     fn release_session(&self, session_id: String) -> StoreFuture<'_, Option<Binding>>;
@@ -118,12 +121,16 @@ macro_rules! read_ops {
             let r = self.with(|ix| ix.find(&key, by));
             Box::pin(async move { r })
         }
+        fn pcrf_for<'a>(&'a self, key: &'a UeKey, by: MatchBy) -> StoreFuture<'a, Option<String>> {
+            let r = self.with(|ix| ix.pcrf_for(key, by));
+            Box::pin(async move { r })
+        }
         fn find_by_address(&self, key: UeKey) -> StoreFuture<'_, Option<Binding>> {
             let r = self.with(|ix| ix.find_by_address(&key));
             Box::pin(async move { r })
         }
-        fn pcrf_of_session(&self, session_id: String) -> StoreFuture<'_, Option<String>> {
-            let r = self.with(|ix| ix.pcrf_of_session(&session_id));
+        fn pcrf_of_session<'a>(&'a self, session_id: &'a str) -> StoreFuture<'a, Option<String>> {
+            let r = self.with(|ix| ix.pcrf_of_session(session_id));
             Box::pin(async move { r })
         }
         fn by_session(&self, session_id: String) -> StoreFuture<'_, Option<Binding>> {

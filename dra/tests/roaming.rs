@@ -1,37 +1,46 @@
-//! Document 002 end to end across two networks: pcef-sim's PCEF (Gx) and AF (Rx) in the
-//! visited network in front of a visited DRA and the real V-PCRF, which serves the roaming
-//! UE over S9 from the real H-PCRF behind a home DRA, each DRA in redirect or proxy mode
-//! (the four combinations: embodiments 1–3, 4–6, 7–9 and vDRA proxy / hDRA proxy). The
-//! V-PCRF is the home DRA's client (`[[pcrf.visited.home]] dra`) as pcef-sim is the visited
-//! DRA's: it remembers whether the hDRA redirected or proxied its S9 establishment and ends
-//! S9 accordingly, in parallel to hDRA and H-PCRF or following the hDRA's redirect
-//! (claims 5–7). The visited AF's Rx session is relayed home by the V-PCRF.
+//! Document 002 end to end across two networks: pcef-sim's PCEF (Gx), BBERF (Gxx) and AF
+//! (Rx) in the visited network in front of a visited DRA and the real V-PCRF, which serves
+//! the roaming UE over S9 from the real H-PCRF behind a home DRA, each DRA in redirect or
+//! proxy mode (the four combinations: embodiments 1–3, 4–6, 7–9 and vDRA proxy / hDRA
+//! proxy). The V-PCRF is the home DRA's client (`[[pcrf.visited.home]] dra`) as pcef-sim is
+//! the visited DRA's: it remembers whether the hDRA redirected or proxied its S9
+//! establishment and ends S9 accordingly, in parallel to hDRA and H-PCRF or following the
+//! hDRA's redirect (claims 5–7). The visited AF's Rx session is relayed home by the V-PCRF.
 //!
-//! Detach (embodiments 6 and 9): each PCEF ends Gx; the H-PCRF tells the AF through the
-//! V-PCRF that its IP-CAN session is gone (steps 914–918), the AF acknowledges and ends Rx.
-//! Per-session S9 (embodiments 1–9): each Gx termination ends its own S9 session at the
-//! hDRA. Per-UE S9 (embodiment 10): the first Gx termination only ends a subsession and
-//! the S9 session stays bound at the hDRA; the last one ends it. After every run both
-//! DRAs' operator endpoints list no binding, and neither PCRF holds a session.
+//! Each IP-CAN session has a BBERF whose Gxx session the vDRA binds to the PCEF's Gx
+//! session's entry (the PMIP order: the BBERF attaches first) and the V-PCRF carries as a
+//! subsession of the IP-CAN session's S9 session. BBERF reselection (embodiments 1, 4, 7):
+//! the UE moves to another BBERF, which opens its Gxx session; the old BBERF ends its own
+//! (DIAMETER_USER_MOVED) through the vDRA as it remembered, and the binding, the S9 session
+//! and the Gx session go on.
 //!
-//! No BBERF: the V-PCRF does not serve Gxx yet.
+//! Detach (embodiments 6 and 9): each BBERF ends Gxx, then its PCEF ends Gx; the H-PCRF
+//! tells the AF through the V-PCRF that its IP-CAN session is gone (steps 914–918), the AF
+//! acknowledges and ends Rx. Per-session S9 (embodiments 1–9): each IP-CAN session's end
+//! ends its own S9 session at the hDRA. Per-UE S9 (embodiment 10): ends before the last
+//! only end subsessions and the S9 session stays bound at the hDRA; the last one ends it.
+//! After every run both DRAs' operator endpoints list no binding, and neither PCRF holds a
+//! session.
 
 mod common;
 
-use common::{HOME, T, af_options, dra, dra_config, expected_termination, pcef_options};
+use common::{HOME, T, af_options, dra, dra_config, expected_termination, imsi_1, pcef_options};
 use diameter_codec::dict::base::TerminationCause;
 use diameter_node::config::{PeerToml, RoutePeerToml, TimersToml};
 use diameter_service::dra_client::{Handling, TerminationBehaviour};
 use dra::binding::{Interface, Mode, SessionState};
 use dra::config::Termination;
 use pcef_sim::af::{Af, AfOptions};
+use pcef_sim::bberf::{Bberf, BberfOptions};
 use pcef_sim::client::{Endpoint, Terminated};
 use pcef_sim::gx::{GxOptions, GxReport};
+use pcrf::visited::Interface as RoamingInterface;
 use pcrf::visited::config::S9Model;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 
 const HDRA: &str = "dra.home.test";
 const VDRA: &str = "dra.visited.test";
@@ -208,8 +217,22 @@ impl World {
         ep
     }
 
-    fn pcef(&self, host: &str, ip: [u8; 4], apn: &str, duration: Duration) -> GxOptions {
-        pcef_options(self.endpoint(host), ip, apn, duration)
+    /// A PCEF that detaches when `detach` is notified (at the latest after a minute).
+    fn pcef(&self, host: &str, ip: [u8; 4], apn: &str, detach: &Arc<Notify>) -> GxOptions {
+        let mut o = pcef_options(self.endpoint(host), ip, apn, Duration::from_secs(60));
+        o.detach_on = Some(detach.clone());
+        o
+    }
+
+    fn bberf(&self, host: &str, ip: [u8; 4], apn: &str) -> BberfOptions {
+        BberfOptions {
+            endpoint: self.endpoint(host),
+            subscriber: imsi_1(),
+            ue_ip: Some(IpAddr::from(ip)),
+            apn: apn.into(),
+            rat_type: 1004,
+            timeout: T,
+        }
     }
 
     fn af(&self, ip: [u8; 4]) -> AfOptions {
@@ -277,31 +300,59 @@ fn assert_gx_ended(r: &GxReport, want: (&'static str, Option<u32>)) {
     assert_eq!((t.dra_path, t.dra_result), (Some(want.0), want.1), "Gx");
 }
 
-/// Two IP-CAN sessions of the roaming UE (two PCEFs, APNs internet and ims) and an AF
-/// session on the first; detach of the first with the AF's loss of transport and Rx
-/// termination, then of the second; nothing left.
+fn assert_ended(t: &Terminated, want: (&'static str, Option<u32>), what: &str) {
+    assert_eq!(result_of(t), Some(2001), "{what}: {t:?}");
+    assert_eq!((t.path, t.dra_result), (Some(want.0), want.1), "{what}");
+}
+
+/// Two IP-CAN sessions of the roaming UE (APNs internet and ims), each with a BBERF that
+/// attaches before its PCEF, and an AF session on the first; the first's BBERF reselected;
+/// detach of the first (Gxx, Gx, the AF's loss of transport and Rx termination), then of
+/// the second; nothing left.
 async fn roam_and_detach(setup: Setup) {
     let w = World::start(setup).await;
     let want = w.expected();
     let (ip1, ip2) = ([10, 48, 0, 1], [10, 48, 0, 2]);
+    let (gxx1, code) = Bberf::attach(&w.bberf("bberf.epc.test", ip1, "internet"))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(2001), "Gxx of the first IP-CAN session");
+    let (gxx2, code) = Bberf::attach(&w.bberf("bberf2.epc.test", ip2, "ims"))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(2001), "Gxx of the second IP-CAN session");
+    // Each PCEF detaches when told (after its BBERF), not after a time.
+    let (detach1, detach2) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let first = tokio::spawn({
-        let o = w.pcef(
-            "pcef.epc.test",
-            ip1,
-            "internet",
-            Duration::from_millis(3500),
-        );
+        let o = w.pcef("pcef.epc.test", ip1, "internet", &detach1);
         async move { pcef_sim::gx::run(&o).await.unwrap() }
     });
     let second = tokio::spawn({
-        let o = w.pcef("pcef2.epc.test", ip2, "ims", Duration::from_millis(5000));
+        let o = w.pcef("pcef2.epc.test", ip2, "ims", &detach2);
         async move { pcef_sim::gx::run(&o).await.unwrap() }
     });
-    w.wait_roaming(2).await;
+    w.wait_roaming(4).await;
     let (mut af, code) = Af::open(&w.af(ip1)).await.unwrap();
     assert_eq!(code, Some(2001), "AF through vDRA, V-PCRF and home");
     assert_eq!(w.visited().relayed_rx().len(), 1);
     assert_eq!(w.hpcrf.rx_sessions().count().await.unwrap(), 1);
+
+    // The vDRA bound each Gxx session to its IP-CAN session's entry, beside the Gx session.
+    assert_eq!(w.vdra.active(Interface::Gxx).await, 2);
+    assert_eq!(w.vdra.active(Interface::Gx).await, 2);
+    for gxx in [&gxx1, &gxx2] {
+        let b = w
+            .vdra
+            .dra
+            .store()
+            .by_session(gxx.session_id().to_string())
+            .await
+            .unwrap()
+            .expect("Gxx bound at the vDRA");
+        assert_eq!(b.pcrf, VPCRF);
+        let ifaces: Vec<Interface> = b.sessions.iter().map(|s| s.interface).collect();
+        assert!(ifaces.contains(&Interface::Gx), "{b:?}");
+    }
 
     // The V-PCRF remembered how the hDRA handled each S9 establishment.
     let roaming = w.visited().roaming_sessions().await.unwrap();
@@ -334,22 +385,90 @@ async fn roam_and_detach(setup: Setup) {
         let sub = &s.subsessions[&r.subsession];
         assert!(sub.client_sessions.contains(&r.session_id), "{sub:?}");
     }
-    let s9_of = |ip: [u8; 4]| {
+    let of = |id: &str| roaming.iter().find(|r| r.session_id == id).unwrap().clone();
+    let gx_of = |ip: [u8; 4]| {
         roaming
             .iter()
-            .find(|r| r.ue_ip == Some(IpAddr::from(ip)))
+            .find(|r| r.interface == RoamingInterface::Gx && r.ue_ip == Some(IpAddr::from(ip)))
             .unwrap()
             .clone()
     };
-    let (r1, r2) = (s9_of(ip1), s9_of(ip2));
+    let (r1, r2) = (gx_of(ip1), gx_of(ip2));
+    // Each Gxx session rides on its IP-CAN session's S9 session, bound to its Gx session.
+    for (gxx, gx) in [(&gxx1, &r1), (&gxx2, &r2)] {
+        assert_eq!(of(gxx.session_id()).s9_session_id, gx.s9_session_id);
+        assert_eq!(
+            w.visited().bound_gx(gxx.session_id()).await.as_deref(),
+            Some(gx.session_id.as_str())
+        );
+    }
 
-    // Detach of the first IP-CAN session: Gx ends, home tells the AF, the AF ends Rx.
+    // BBERF reselection (embodiments 1, 4, 7): the UE moves to another BBERF, which opens
+    // its Gxx session; the old one ends its own. The binding and S9 go on.
+    let (gxx1b, code) = Bberf::attach(&w.bberf("bberf3.epc.test", ip1, "internet"))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(2001), "Gxx of the new BBERF");
+    w.wait_roaming(5).await;
+    let old_id = gxx1.session_id().to_string();
+    let old_sub = of(&old_id).subsession;
+    let t = gxx1.detach(TerminationCause::DIAMETER_USER_MOVED).await;
+    assert_ended(&t, want, "old Gxx");
+    w.wait_roaming(4).await;
+    assert!(w.visited().roaming_session(&old_id).await.is_none());
+    let new = w
+        .visited()
+        .roaming_session(gxx1b.session_id())
+        .await
+        .expect("new Gxx served");
+    assert_eq!(new.s9_session_id, r1.s9_session_id, "same S9 session");
+    assert_eq!(
+        w.visited().bound_gx(gxx1b.session_id()).await.as_deref(),
+        Some(r1.session_id.as_str())
+    );
+    let s = w
+        .hpcrf
+        .s9_session(&r1.s9_session_id)
+        .await
+        .unwrap()
+        .expect("S9 goes on");
+    assert!(!s.subsessions.contains_key(&old_sub), "{s:?}");
+    assert!(s.subsessions.contains_key(&new.subsession), "{s:?}");
+    assert_eq!(
+        w.hdra.state_of(&r1.s9_session_id).await,
+        Some(SessionState::Active)
+    );
+    // At the vDRA: the old Gxx gone or marked, the entry kept with Gx, Rx and the new Gxx.
+    assert_ne!(w.vdra.state_of(&old_id).await, Some(SessionState::Active));
+    let b = w
+        .vdra
+        .dra
+        .store()
+        .by_session(gxx1b.session_id().to_string())
+        .await
+        .unwrap()
+        .expect("new Gxx bound at the vDRA");
+    let active: Vec<&str> = b
+        .sessions
+        .iter()
+        .filter(|s| s.state == SessionState::Active)
+        .map(|s| s.session_id.as_str())
+        .collect();
+    for id in [gxx1b.session_id(), &r1.session_id, af.session_id()] {
+        assert!(active.contains(&id), "{id} not active in {b:?}");
+    }
+    assert_eq!(w.vdra.active(Interface::Gxx).await, 2);
+
+    // Detach of the first IP-CAN session: Gxx ends, Gx ends, home tells the AF, the AF
+    // ends Rx.
+    let t = gxx1b.detach(TerminationCause::DIAMETER_LOGOUT).await;
+    assert_ended(&t, want, "Gxx");
+    detach1.notify_one();
     assert_gx_ended(&first.await.unwrap(), want);
     let loss = af.loss(T).await.expect("loss of transport notified");
     assert_eq!(loss.command, "rar");
     let t = af.close(TerminationCause::DIAMETER_ADMINISTRATIVE).await;
-    assert_eq!(result_of(&t), Some(2001), "Rx: {t:?}");
-    assert_eq!((t.path, t.dra_result), (Some(want.0), want.1), "Rx");
+    assert_ended(&t, want, "Rx");
     match setup.model {
         // Embodiments 1–9: the S9 session of the first ended at the hDRA and at home.
         S9Model::PerSession => {
@@ -368,7 +487,7 @@ async fn roam_and_detach(setup: Setup) {
             );
             assert_eq!(w.visited().home_dra_handling(&r1.s9_session_id), None);
         }
-        // Embodiment 10: only a subsession ended; the S9 session stays bound.
+        // Embodiment 10: only subsessions ended; the S9 session stays bound.
         S9Model::PerUe => {
             assert_eq!(r1.s9_session_id, r2.s9_session_id);
             let s = w
@@ -377,10 +496,10 @@ async fn roam_and_detach(setup: Setup) {
                 .await
                 .unwrap()
                 .expect("S9 goes on");
-            assert_eq!(
-                s.subsessions.keys().copied().collect::<Vec<_>>(),
-                [r2.subsession]
-            );
+            let left: std::collections::BTreeSet<u32> = s.subsessions.keys().copied().collect();
+            let want_left: std::collections::BTreeSet<u32> =
+                [r2.subsession, of(gxx2.session_id()).subsession].into();
+            assert_eq!(left, want_left, "{s:?} {roaming:?}");
             assert_eq!(
                 w.hdra.state_of(&r1.s9_session_id).await,
                 Some(SessionState::Active)
@@ -393,7 +512,10 @@ async fn roam_and_detach(setup: Setup) {
         Some(SessionState::Active)
     );
 
-    // The last IP-CAN session ends: its S9 session (the UE's, per UE) with it.
+    // The last IP-CAN session ends, Gxx then Gx: its S9 session (the UE's, per UE) with it.
+    let t = gxx2.detach(TerminationCause::DIAMETER_LOGOUT).await;
+    assert_ended(&t, want, "Gxx 2");
+    detach2.notify_one();
     assert_gx_ended(&second.await.unwrap(), want);
     w.assert_empty().await;
 }

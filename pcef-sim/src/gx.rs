@@ -175,6 +175,9 @@ pub struct GxOptions {
     pub rat_type: i32,
     /// Detach after this long.
     pub duration: Duration,
+    /// Detach earlier, when this is notified (a caller that orders detaches by events,
+    /// not by times).
+    pub detach_on: Option<std::sync::Arc<tokio::sync::Notify>>,
     /// Bearer events.
     pub events: Vec<GxEvent>,
     /// Flows to classify.
@@ -1091,11 +1094,15 @@ impl Session<'_> {
         events.sort_by_key(|e| e.at);
         let mut events = events.into_iter().peekable();
         let detach = self.start + self.opts.duration;
+        let detach_on = self.opts.detach_on.clone();
         let ended_by = loop {
             let next = events
                 .peek()
                 .map_or(detach, |e| (self.start + e.at).min(detach));
             tokio::select! {
+                _ = async { detach_on.as_ref().unwrap().notified().await }, if detach_on.is_some() => {
+                    break "detach";
+                }
                 p = self.rx.recv() => {
                     let Some(p) = p else { continue };
                     self.say("RAR from the PCRF, answered 2001".into());

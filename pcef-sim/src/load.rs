@@ -10,12 +10,19 @@
 //! Requests are counted when they start inside the measured window (after the warm-up,
 //! before the end). When the window ends, open sessions are closed with CCR-T, uncounted,
 //! so the server keeps no reservation.
+//!
+//! Through a DRA (TS 29.213 §7, `dra`): a proxy DRA needs nothing more (`--to` the DRA,
+//! `--to-host` its identity). A redirect DRA answers 3006 ([`Redirects`]): counted as the
+//! session's answer, the session going on at the DRA (its updates and termination get
+//! the DRA's 3006 or acknowledgement too, so the DRA's binding is released), or followed to
+//! the PCRF it names (`peers` says where that PCRF listens); either way each redirect is
+//! counted and reported per second.
 
 use anyhow::bail;
 use bytes::BytesMut;
 use diameter_codec::dict::{base, dcca, gi, gx, nasreq};
-use diameter_codec::{CommandFlags, Message, MessageWriter};
-use diameter_node::node::{Node, RequestError};
+use diameter_codec::{CommandFlags, Message, MessageBuilder, MessageWriter, ResultCode};
+use diameter_node::node::{Node, RequestError, SendOptions};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -51,6 +58,16 @@ impl Scenario {
             Self::Gx => gx::APP_GX,
         }
     }
+}
+
+/// What the client does with a DRA's redirect (3006 DIAMETER_REDIRECT_INDICATION,
+/// RFC 6733 §6.13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redirects {
+    /// Kept as the answer and counted; the session's next request goes to the DRA again.
+    Count,
+    /// Followed to the Redirect-Host (by the node, at most three times) and counted.
+    Follow,
 }
 
 /// How to load.
@@ -100,6 +117,12 @@ pub struct LoadOptions {
     /// Sessions send CCR-I only and stay open (to measure the server's memory per live
     /// session).
     pub hold: bool,
+    /// The server is a redirect DRA: what to do with its 3006 answers. `None`: whatever
+    /// answers is the answer (a 3006 would be followed by the node, uncounted).
+    pub redirects: Option<Redirects>,
+    /// Where hosts named in redirects listen (`[node]` host map), when their names do not
+    /// resolve.
+    pub peers: Vec<(String, SocketAddr)>,
 }
 
 impl LoadOptions {
@@ -128,6 +151,8 @@ impl LoadOptions {
             progress: false,
             max_sessions: None,
             hold: false,
+            redirects: None,
+            peers: Vec::new(),
         }
     }
 }
@@ -196,6 +221,11 @@ pub struct Report {
     pub all: Figures,
     /// Per request type: "initial", "update", "termination".
     pub by_type: BTreeMap<&'static str, Figures>,
+    /// Requests a DRA redirected (3006) in the window: answers counted, or redirects
+    /// followed.
+    pub redirects: u64,
+    /// Redirects per second.
+    pub redirects_per_s: f64,
     /// Our own CPU per answered request, in microseconds.
     pub client_cpu_us_per_request: Option<f64>,
     /// The servers' CPU.
@@ -228,6 +258,13 @@ impl Report {
             self.sessions
         );
         let _ = writeln!(s, "TPS {:.0}", self.tps);
+        if self.redirects > 0 {
+            let _ = writeln!(
+                s,
+                "redirects {}  ({:.0} per second)",
+                self.redirects, self.redirects_per_s
+            );
+        }
         let mut line = |name: &str, f: &Figures| {
             let codes: Vec<String> = f
                 .result_codes
@@ -297,13 +334,14 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<Report> {
     if opts.subscribers == 0 {
         bail!("--subscribers must be at least 1");
     }
-    let ep = crate::client::Endpoint::direct(
+    let mut ep = crate::client::Endpoint::direct(
         opts.to,
         &opts.to_host,
         &opts.dest_realm,
         &opts.origin_host,
         &opts.origin_realm,
     );
+    ep.peers.clone_from(&opts.peers);
     let node = crate::client::connect(&ep, opts.scenario.application(), opts.timeout).await?;
     let plan = Arc::new(Plan {
         opts: opts.clone(),
@@ -337,6 +375,7 @@ struct Tally {
     requests: u64,
     answers: u64,
     errors: u64,
+    redirects: u64,
     codes: BTreeMap<String, u64>,
 }
 
@@ -347,6 +386,7 @@ impl Tally {
             requests: 0,
             answers: 0,
             errors: 0,
+            redirects: 0,
             codes: BTreeMap::new(),
         }
     }
@@ -356,6 +396,7 @@ impl Tally {
         self.requests += o.requests;
         self.answers += o.answers;
         self.errors += o.errors;
+        self.redirects += o.redirects;
         for (c, n) in &o.codes {
             *self.codes.entry(c.clone()).or_default() += n;
         }
@@ -460,6 +501,8 @@ async fn load(node: &Node, plan: Arc<Plan>) -> Report {
         duration_s: secs,
         sessions: clock.sessions_measured.load(Ordering::Relaxed),
         tps: answers as f64 / secs,
+        redirects: all.redirects,
+        redirects_per_s: all.redirects as f64 / secs,
         all: all.figures(),
         by_type: TYPES
             .iter()
@@ -556,16 +599,16 @@ async fn sessions(node: &Node, plan: &Plan, clock: &Clock) -> Vec<Tally> {
                 Scenario::Gx => gx_ccr(plan, &session, &imsi, s, kind, number, e2e, &mut buf),
             };
             let t0 = Instant::now();
-            let r = node.request_encoded(req, opts.timeout).await;
+            let (r, redirected) = exchange(node, req, opts).await;
             let t1 = Instant::now();
-            let ok = match &r {
-                Ok(a) => a.get(base::RESULT_CODE).and_then(Result::ok) == Some(2001),
-                Err(_) => false,
-            };
+            // A kept redirect goes on at the DRA as an answered request would.
+            let ok = redirected && opts.redirects == Some(Redirects::Count)
+                || matches!(&r, Ok(a) if a.get(base::RESULT_CODE).and_then(Result::ok) == Some(2001));
             clock.done.fetch_add(1, Ordering::Relaxed);
             if t0 >= clock.measure_from && t0 < clock.end {
                 let t = &mut tallies[kind as usize - 1];
                 t.requests += 1;
+                t.redirects += u64::from(redirected);
                 let answer = match r {
                     Ok(a) => Some(a),
                     // An error answer (e.g. 3002 from a relay) is an answer too.
@@ -609,6 +652,52 @@ async fn sessions(node: &Node, plan: &Plan, clock: &Clock) -> Vec<Tally> {
         send(3, number, &mut tallies).await;
     }
     tallies
+}
+
+/// Sends one request; with a redirect DRA, also whether it was redirected (a 3006 kept, or
+/// one followed).
+async fn exchange(
+    node: &Node,
+    req: Message,
+    opts: &LoadOptions,
+) -> (Result<Message, RequestError>, bool) {
+    let Some(mode) = opts.redirects else {
+        return (node.request_encoded(req, opts.timeout).await, false);
+    };
+    // `request_with` tells whether a redirect was followed and can keep a 3006; it takes
+    // the request as a tree of AVPs (zero-copy slices of the encoded one).
+    let send = SendOptions {
+        timeout: Some(opts.timeout),
+        keep_redirect: mode == Redirects::Count,
+        ..SendOptions::default()
+    };
+    let b = MessageBuilder::from_message(&req, node.dictionary());
+    match node.request_with(b, &send).await {
+        Ok(d) => {
+            let redirected = d.redirected_by.is_some() || is_redirect(&d.answer);
+            (Ok(d.answer), redirected)
+        }
+        Err(RequestError::Protocol {
+            result_code,
+            answer,
+        }) => {
+            let redirected = is_redirect(&answer);
+            (
+                Err(RequestError::Protocol {
+                    result_code,
+                    answer,
+                }),
+                redirected,
+            )
+        }
+        Err(e) => (Err(e), false),
+    }
+}
+
+/// A 3006 DIAMETER_REDIRECT_INDICATION answer (RFC 6733 §7.1.3).
+fn is_redirect(m: &Message) -> bool {
+    m.get(base::RESULT_CODE).and_then(Result::ok)
+        == Some(ResultCode::DIAMETER_REDIRECT_INDICATION.0)
 }
 
 /// A Gy CCR (RFC 4006 §3.1, TS 32.299 §6.4.2) of type `kind` (1 initial, 2 update, 3

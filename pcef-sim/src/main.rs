@@ -432,6 +432,7 @@ impl GxArgs {
             apn: self.apn.clone(),
             rat_type,
             duration: secs("--duration", self.duration)?,
+            detach_on: None,
             events: self
                 .events
                 .iter()
@@ -631,9 +632,31 @@ struct LoadArgs {
     /// Sessions send CCR-I only and stay open (memory per live session on the server).
     #[arg(long)]
     hold: bool,
+    /// The server at --to is a redirect DRA: `count` its 3006 answers (the sessions go on
+    /// at the DRA, which releases their bindings at CCR-T), or `follow` them to the PCRF
+    /// named (--peer-addr says where it listens). Redirects per second are reported. A
+    /// proxy DRA needs no option.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    redirects: Option<RedirectsArg>,
+    /// Where a host a DRA redirects to listens, HOST=ADDRESS (repeatable), when its name
+    /// does not resolve [e.g. pcrf.home.test=127.0.0.1:3869].
+    #[arg(long = "peer-addr", value_name = "HOST=ADDRESS", value_parser = pcef_sim::client::parse_peer)]
+    peer_addrs: Vec<(String, SocketAddr)>,
+    /// Runtime threads of the client (0: one per CPU; 1: a single thread, the cheapest
+    /// client when the machine's CPUs are shared with the servers measured).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// Print the report as JSON instead of text.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RedirectsArg {
+    /// Keep each 3006 as the answer, counted.
+    Count,
+    /// Follow each 3006 to the PCRF it names, counted.
+    Follow,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -680,6 +703,11 @@ impl LoadArgs {
             progress: std::io::stderr().is_terminal(),
             max_sessions: self.sessions,
             hold: self.hold,
+            redirects: self.redirects.map(|r| match r {
+                RedirectsArg::Count => pcef_sim::load::Redirects::Count,
+                RedirectsArg::Follow => pcef_sim::load::Redirects::Follow,
+            }),
+            peers: self.peer_addrs.clone(),
         })
     }
 }
@@ -692,9 +720,23 @@ enum OutputFormat {
 
 /// Runs a role's future to completion on a multi-threaded runtime.
 fn block_on<F: Future>(f: F) -> anyhow::Result<F::Output> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    block_on_threads(f, 0)
+}
+
+/// As [`block_on`] with `threads` worker threads (0: one per CPU; 1: the current thread).
+fn block_on_threads<F: Future>(f: F, threads: usize) -> anyhow::Result<F::Output> {
+    let rt = match threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        0 => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+    };
     Ok(rt.block_on(f))
 }
 
@@ -752,7 +794,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Load(args) => {
             let opts = args.options()?;
-            let report = block_on(pcef_sim::load::run(&opts))??;
+            let report = block_on_threads(pcef_sim::load::run(&opts), args.threads)??;
             print_report(&report, args.json, || report.text())?;
         }
         Command::Gy(args) => {

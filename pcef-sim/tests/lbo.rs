@@ -96,6 +96,7 @@ fn pcef(
         apn: "internet".into(),
         rat_type: 1004,
         duration: life,
+        detach_on: None,
         events: Vec::new(),
         flows: FLOWS.iter().map(|f| ClassFlow::parse(f).unwrap()).collect(),
         ocs: None,

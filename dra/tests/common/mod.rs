@@ -329,6 +329,7 @@ pub(crate) fn pcef_options(
         apn: apn.into(),
         rat_type: 1004,
         duration,
+        detach_on: None,
         events: Vec::new(),
         flows: Vec::new(),
         ocs: None,
