@@ -6,6 +6,8 @@
 #   - echo:     load -> diameter-bench echo          (no agent: the yardstick for added latency)
 #   - proxy:    load -> dra (proxy mode) -> echo     (the echo server is the DRA's one PCRF;
 #               every CCR-I binds, CCR-U follow the binding, CCR-T unbinds when answered)
+#   - proxypoll: the same DRA with --busy-poll-us 200 (polling the sockets between messages
+#               instead of sleeping, as the busy relay; for a DRA on cores of its own)
 #   - busy:     load -> diameter-bench relay, busy-polling -> echo (the cheapest forwarder we
 #               have, doing no work a DRA does: the ceiling of any agent on this machine)
 #   - wire:     with WIRE=1, load -> tcp_wire (a byte-copying forwarder) -> echo
@@ -41,7 +43,7 @@ UPDATES="${UPDATES:-14}"
 THREADS="${THREADS:-1}"
 NICE="${NICE:--10}"
 WIRE="${WIRE:-}"
-ONLY="${ONLY:-echo proxy busy wire fd redirect redirect2 echocount pcrf pcrfproxy}"
+ONLY="${ONLY:-echo proxy proxypoll busy wire fd redirect redirect2 echocount pcrf pcrfproxy}"
 OUT="${OUT:-$(mktemp -d /tmp/bench-dra.XXXXXX)}"
 mkdir -p "$OUT"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -71,7 +73,7 @@ if [[ -n "${SKIP_FD:-}" ]] || ! command -v freeDiameterd >/dev/null; then
     log "freeDiameterd not run (SKIP_FD set or not installed)"
 fi
 
-read -r P_ECHO P_PROXY P_REDIR P_FD P_BUSY P_WIRE P_PCRF P_PPROXY < <(free_ports 8)
+read -r P_ECHO P_PROXY P_REDIR P_FD P_BUSY P_WIRE P_PCRF P_PPROXY P_POLL < <(free_ports 9)
 
 "${N[@]}" "$BENCH" echo --listen "127.0.0.1:$P_ECHO" --host echo.server.net --realm bench \
     --threads "$THREADS" >"$OUT/echo.log" 2>&1 &
@@ -119,16 +121,20 @@ EOF
 }
 dra_config "$OUT/dra-proxy.toml" dra.ours.net ours.net "$P_PROXY" proxy echo.server.net "$P_ECHO"
 dra_config "$OUT/dra-redirect.toml" dra.redir.net redir.net "$P_REDIR" redirect echo.server.net "$P_ECHO"
+dra_config "$OUT/dra-poll.toml" dra.poll.net poll.net "$P_POLL" proxy echo.server.net "$P_ECHO"
 dra_config "$OUT/dra-pcrf.toml" dra.home.test home.test "$P_PPROXY" proxy pcrf.home.test "$P_PCRF"
-start_dra() { # name
-    RUST_LOG=warn "${N[@]}" "$DRA" --config "$OUT/dra-$1.toml" --threads "$THREADS" \
-        >"$OUT/dra-$1.log" 2>&1 &
+start_dra() { # name [extra dra args]
+    local name=$1; shift
+    RUST_LOG=warn "${N[@]}" "$DRA" --config "$OUT/dra-$name.toml" --threads "$THREADS" "$@" \
+        >"$OUT/dra-$name.log" 2>&1 &
     PIDS+=("$!")
     echo "$!"
 }
 PROXY_PID=$(start_dra proxy)
 REDIR_PID=$(start_dra redirect)
 PPROXY_PID=$(start_dra pcrf)
+POLL_PID=""
+if [[ $THREADS == 1 ]]; then POLL_PID=$(start_dra poll --busy-poll-us 200); fi  # needs one thread
 
 if [[ $HAVE_FD == 1 ]]; then
     # As scripts/bench-node.sh.
@@ -202,6 +208,7 @@ for rep in $(seq "$REPS"); do
     for n in $INFLIGHT; do
         if wanted echo; then run_load echo "127.0.0.1:$P_ECHO" echo.server.net "$n" "$rep" "$ECHO_PID"; fi
         if wanted proxy; then run_load proxy "127.0.0.1:$P_PROXY" dra.ours.net "$n" "$rep" "$PROXY_PID" "$ECHO_PID"; fi
+        if [[ -n $POLL_PID ]] && wanted proxypoll; then run_load proxypoll "127.0.0.1:$P_POLL" dra.poll.net "$n" "$rep" "$POLL_PID" "$ECHO_PID"; fi
         if wanted busy; then run_load busy "127.0.0.1:$P_BUSY" dra.busy.net "$n" "$rep" "$BUSY_PID" "$ECHO_PID"; fi
         if [[ -n $WIRE_PID ]] && wanted wire; then
             run_load wire "127.0.0.1:$P_WIRE" echo.server.net "$n" "$rep" "$WIRE_PID" "$ECHO_PID"
@@ -226,7 +233,7 @@ for rep in $(seq "$REPS"); do
 done
 
 # What the DRAs hold at the end (sessions cut off mid-way by the end of each run stay bound).
-for pid in "$PROXY_PID" "$REDIR_PID" "$PPROXY_PID"; do
+for pid in "$PROXY_PID" "$REDIR_PID" "$PPROXY_PID" ${POLL_PID:+"$POLL_PID"}; do
     log "dra pid $pid: VmRSS $(awk '/VmRSS/{print $2, $3}' "/proc/$pid/status")"
 done
 
@@ -282,7 +289,8 @@ def summary(s, n):
             "last": m("last"), "cli": m("cli"), "err": sum(r["err"] for r in rs), "codes": codes,
             "load": " / ".join(r["load"] for r in rs)}
 ns = sorted({n for (_, n) in runs})
-labels = (("echo", "none (load → echo)"), ("proxy", "dra proxy → echo"), ("busy", "diameter-bench relay, busy-poll → echo"),
+labels = (("echo", "none (load → echo)"), ("proxy", "dra proxy → echo"),
+          ("proxypoll", "dra proxy, busy-poll → echo"), ("busy", "diameter-bench relay, busy-poll → echo"),
           ("wire", "tcp_wire → echo"), ("fd", "freeDiameterd relay → echo"),
           ("redirect", "dra redirect (3006 counted)"), ("redirect2", "dra redirect, two clients"),
           ("echocount", "none, redirect client (load --redirects count → echo)"),
@@ -301,12 +309,13 @@ for n in ns:
                 agent, server = f2(e["agent"]), f2(e["last"])
             codes = " ".join(f"{k}:{v}" for k, v in sorted(e["codes"].items()))
             print(f"| {n} | {label} | {e['tps']:,.0f} | {e['red']:,.0f} | {e['p50']:.0f} | {e['p99']:.0f} | {agent} | {server} | {f2(e['cli'])} | {e['err']} | {codes} | {e['load']} |")
-print("\n| in flight | proxy TPS ÷ freeDiameterd | busy relay TPS ÷ freeDiameterd | proxy CPU/txn ÷ freeDiameterd | added p50 µs: proxy (over echo) | freeDiameterd | dra proxy over pcrf |")
-print("|---:|---:|---:|---:|---:|---:|---:|")
+print("\n| in flight | proxy TPS ÷ freeDiameterd | proxy, busy-poll TPS ÷ freeDiameterd | busy relay TPS ÷ freeDiameterd | proxy CPU/txn ÷ freeDiameterd | added p50 µs: proxy (over echo) | freeDiameterd | dra proxy over pcrf |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|")
 for n in ns:
     o, f, e, b = summary("proxy", n), summary("fd", n), summary("echo", n), summary("busy", n)
+    q = summary("proxypoll", n)
     p, pp = summary("pcrf", n), summary("pcrfproxy", n)
     r = lambda a, k: f"{a[k]/f[k]:.2f}" if a and f and a[k] and f[k] else "—"
     add = lambda a, base: f"{a['p50']-base['p50']:+.0f}" if a and base else "—"
-    print(f"| {n} | {r(o, 'tps')}× | {r(b, 'tps')}× | {r(o, 'agent')} | {add(o, e)} | {add(f, e)} | {add(pp, p)} |")
+    print(f"| {n} | {r(o, 'tps')}× | {r(q, 'tps')}× | {r(b, 'tps')}× | {r(o, 'agent')} | {add(o, e)} | {add(f, e)} | {add(pp, p)} |")
 EOF

@@ -14,13 +14,14 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn start(config: &std::path::Path, metrics: u16) -> Killed {
+fn start(config: &std::path::Path, metrics: u16, extra: &[&str]) -> Killed {
     Killed(
         Command::new(env!("CARGO_BIN_EXE_dra"))
             .arg("--config")
             .arg(config)
             .arg("--metrics")
             .arg(format!("127.0.0.1:{metrics}"))
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -105,7 +106,7 @@ file = "bindings.redb"
     .unwrap();
     let dra_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let metrics = free_port();
-    let proc = start(&config, metrics);
+    let proc = start(&config, metrics, &[]);
     wait_listening(port);
     wait_listening(admin_port);
     healthy(admin_addr).await;
@@ -135,7 +136,13 @@ file = "bindings.redb"
         assert!(text.contains(want), "{want} not in\n{text}");
     }
     drop(proc);
-    let proc = start(&config, metrics);
+    // Started again on one thread polling its sockets between messages (`--busy-poll-us`):
+    // the same service.
+    let proc = start(
+        &config,
+        metrics,
+        &["--threads", "1", "--busy-poll-us", "200"],
+    );
     wait_listening(port);
     wait_listening(admin_port);
     healthy(admin_addr).await;
