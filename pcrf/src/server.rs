@@ -305,9 +305,16 @@ impl Pcrf {
             origin_states: Mutex::new(HashMap::new()),
             s9_origin_states: Mutex::new(HashMap::new()),
         });
-        shared.metrics.set_sessions(0);
-        shared.metrics.set_rx_sessions(0);
-        shared.metrics.set_s9_sessions(0);
+        // From the stores: a durable one starts with the sessions it kept.
+        shared
+            .metrics
+            .set_sessions(shared.sessions.count().await.unwrap_or(0));
+        shared
+            .metrics
+            .set_rx_sessions(shared.rx_sessions.count().await.unwrap_or(0));
+        shared
+            .metrics
+            .set_s9_sessions(shared.s9_sessions.count().await.unwrap_or(0));
         let h = shared.clone();
         let v = visited.clone();
         shared.node.register(

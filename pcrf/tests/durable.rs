@@ -33,11 +33,12 @@ fn config(dir: &Path, admin: SocketAddr) -> std::path::PathBuf {
     path
 }
 
-fn spawn(config: &Path, port: u16) -> Killed {
+fn spawn(config: &Path, port: u16, metrics: u16) -> Killed {
     let pcrf = Killed(
         Command::new(env!("CARGO_BIN_EXE_pcrf"))
             .args(["--config", config.to_str().unwrap()])
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics", &format!("127.0.0.1:{metrics}")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -65,12 +66,12 @@ async fn nth(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_survive_a_killed_pcrf() {
     let dir = tempfile::tempdir().unwrap();
-    let (port, admin_port) = (free_port(), free_port());
+    let (port, admin_port, metrics) = (free_port(), free_port(), free_port());
     let admin: SocketAddr = ([127, 0, 0, 1], admin_port).into();
     let cfg = config(dir.path(), admin);
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
 
-    let pcrf = spawn(&cfg, port);
+    let pcrf = spawn(&cfg, port, metrics);
     let pcef = Pcef::connect("pcef.epc.test", addr, Some(7), RarReply::Success).await;
     let a = pcef.send(pcef.ccr_i(GX_SID, IMSI_1)).await;
     assert_eq!(rc(&a), Some(2001));
@@ -92,7 +93,14 @@ async fn sessions_survive_a_killed_pcrf() {
     drop(pcrf);
     pcef.node.shutdown(T).await;
     af.node.shutdown(T).await;
-    let _pcrf = spawn(&cfg, port);
+    let _pcrf = spawn(&cfg, port, metrics);
+    let m = http(([127, 0, 0, 1], metrics).into(), "GET", "/metrics").await;
+    for want in [
+        "pcrf_gx_sessions{node=\"pcrf.home.test\"} 1",
+        "pcrf_rx_sessions{node=\"pcrf.home.test\"} 1",
+    ] {
+        assert!(m.contains(want), "{want} not in\n{m}");
+    }
     // The same PCEF and AF (same Origin-State-Id: they did not restart) reconnect.
     let pcef = Pcef::connect("pcef.epc.test", addr, Some(7), RarReply::Success).await;
     let af = Af::connect("pcscf.ims.test", addr, AfReply::Success).await;
