@@ -89,21 +89,38 @@ async fn sessions_survive_a_killed_pcrf() {
         "data file beside the config"
     );
 
+    let osi = |pcef: &Pcef| {
+        pcef.node
+            .peer_info(PCRF_HOST)
+            .and_then(|i| i.origin_state_id)
+            .expect("Origin-State-Id in the CEA")
+    };
+    let before = osi(&pcef);
+
     // kill -9: nothing is flushed or closed.
     drop(pcrf);
     pcef.node.shutdown(T).await;
     af.node.shutdown(T).await;
     let _pcrf = spawn(&cfg, port, metrics);
-    let m = http(([127, 0, 0, 1], metrics).into(), "GET", "/metrics").await;
-    for want in [
+    // The gauges count the sessions loaded (set just after the port opens: polled).
+    let wants = [
         "pcrf_gx_sessions{node=\"pcrf.home.test\"} 1",
         "pcrf_rx_sessions{node=\"pcrf.home.test\"} 1",
-    ] {
-        assert!(m.contains(want), "{want} not in\n{m}");
+    ];
+    let end = tokio::time::Instant::now() + T;
+    loop {
+        let m = http(([127, 0, 0, 1], metrics).into(), "GET", "/metrics").await;
+        if wants.iter().all(|w| m.contains(w)) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < end, "{wants:?} not in\n{m}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     // The same PCEF and AF (same Origin-State-Id: they did not restart) reconnect.
     let pcef = Pcef::connect("pcef.epc.test", addr, Some(7), RarReply::Success).await;
     let af = Af::connect("pcscf.ims.test", addr, AfReply::Success).await;
+    // RFC 6733 §8.16: the state was kept, so the Origin-State-Id is the same.
+    assert_eq!(osi(&pcef), before);
 
     // The PCEF's next update is served (not 5002 DIAMETER_UNKNOWN_SESSION_ID).
     let a = pcef.send(pcef.ccr(GX_SID, 2, 1, None)).await;
