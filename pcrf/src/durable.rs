@@ -318,9 +318,11 @@ fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
 }
 
 /// How a session type is written to and read from its table.
-trait Record: Sized {
+trait Record: Sized + Clone {
     const KIND: Kind;
     fn id(&self) -> &str;
+    /// The version a successful `replace` bumps.
+    fn version_mut(&mut self) -> &mut u64;
     fn encode(&self) -> Result<Vec<u8>, StoreError>;
     fn decode(b: &[u8]) -> Result<Self, StoreError>;
 }
@@ -329,6 +331,9 @@ impl Record for GxSession {
     const KIND: Kind = Kind::Gx;
     fn id(&self) -> &str {
         &self.session_id
+    }
+    fn version_mut(&mut self) -> &mut u64 {
+        &mut self.version
     }
     fn encode(&self) -> Result<Vec<u8>, StoreError> {
         // The session's own serialisation leaves its rules' parts out (and is not read
@@ -352,6 +357,9 @@ impl Record for S9Session {
     const KIND: Kind = Kind::S9;
     fn id(&self) -> &str {
         &self.session_id
+    }
+    fn version_mut(&mut self) -> &mut u64 {
+        &mut self.version
     }
     fn encode(&self) -> Result<Vec<u8>, StoreError> {
         let rules = self
@@ -381,6 +389,9 @@ impl Record for RxSession {
     fn id(&self) -> &str {
         &self.session_id
     }
+    fn version_mut(&mut self) -> &mut u64 {
+        &mut self.version
+    }
     fn encode(&self) -> Result<Vec<u8>, StoreError> {
         encode(self)
     }
@@ -393,6 +404,9 @@ impl Record for GxxSession {
     const KIND: Kind = Kind::Gxx;
     fn id(&self) -> &str {
         &self.session_id
+    }
+    fn version_mut(&mut self) -> &mut u64 {
+        &mut self.version
     }
     fn encode(&self) -> Result<Vec<u8>, StoreError> {
         encode(self)
@@ -458,9 +472,10 @@ impl<M> Durable<M> {
     async fn replace_record<'a, S: Record + Send + 'a>(
         &'a self,
         session: S,
-        bumped: S,
         replace: impl FnOnce(&'a M, S) -> StoreFuture<'a, bool>,
     ) -> Result<bool, StoreError> {
+        let mut bumped = session.clone();
+        *bumped.version_mut() += 1;
         let op = Op::Put(S::KIND, bumped.id().to_string(), bumped.encode()?);
         self.write_through(
             |m| replace(m, session),
@@ -485,13 +500,6 @@ impl<M> Durable<M> {
     }
 }
 
-/// A session bumped to the version a successful `replace` stores it at.
-fn bumped<S: Clone>(s: &S, version: impl FnOnce(&mut S)) -> S {
-    let mut b = s.clone();
-    version(&mut b);
-    b
-}
-
 impl SessionStore for Durable<MemorySessions> {
     fn get(&self, session_id: String) -> StoreFuture<'_, Option<GxSession>> {
         self.memory.get(session_id)
@@ -500,8 +508,7 @@ impl SessionStore for Durable<MemorySessions> {
         Box::pin(self.put_record(session, |m, s| m.put(s)))
     }
     fn replace(&self, session: GxSession) -> StoreFuture<'_, bool> {
-        let b = bumped(&session, |s| s.version += 1);
-        Box::pin(self.replace_record(session, b, |m, s| m.replace(s)))
+        Box::pin(self.replace_record(session, |m, s| m.replace(s)))
     }
     fn remove(&self, session_id: String) -> StoreFuture<'_, Option<GxSession>> {
         Box::pin(self.remove_records(|m| m.remove(session_id), |r| r.iter().collect()))
@@ -531,8 +538,7 @@ impl RxSessionStore for Durable<MemoryRxSessions> {
         Box::pin(self.put_record(session, |m, s| m.put(s)))
     }
     fn replace(&self, session: RxSession) -> StoreFuture<'_, bool> {
-        let b = bumped(&session, |s| s.version += 1);
-        Box::pin(self.replace_record(session, b, |m, s| m.replace(s)))
+        Box::pin(self.replace_record(session, |m, s| m.replace(s)))
     }
     fn remove(&self, session_id: String) -> StoreFuture<'_, Option<RxSession>> {
         Box::pin(self.remove_records(|m| m.remove(session_id), |r| r.iter().collect()))
@@ -559,8 +565,7 @@ impl GxxSessionStore for Durable<MemoryGxxSessions> {
         Box::pin(self.put_record(session, |m, s| m.put(s)))
     }
     fn replace(&self, session: GxxSession) -> StoreFuture<'_, bool> {
-        let b = bumped(&session, |s| s.version += 1);
-        Box::pin(self.replace_record(session, b, |m, s| m.replace(s)))
+        Box::pin(self.replace_record(session, |m, s| m.replace(s)))
     }
     fn remove(&self, session_id: String) -> StoreFuture<'_, Option<GxxSession>> {
         Box::pin(self.remove_records(|m| m.remove(session_id), |r| r.iter().collect()))
@@ -587,8 +592,7 @@ impl S9SessionStore for Durable<MemoryS9Sessions> {
         Box::pin(self.put_record(session, |m, s| m.put(s)))
     }
     fn replace(&self, session: S9Session) -> StoreFuture<'_, bool> {
-        let b = bumped(&session, |s| s.version += 1);
-        Box::pin(self.replace_record(session, b, |m, s| m.replace(s)))
+        Box::pin(self.replace_record(session, |m, s| m.replace(s)))
     }
     fn remove(&self, session_id: String) -> StoreFuture<'_, Option<S9Session>> {
         Box::pin(self.remove_records(|m| m.remove(session_id), |r| r.iter().collect()))
