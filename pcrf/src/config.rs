@@ -27,6 +27,9 @@ pub struct Config {
     /// Policies that react to events the PCEF reports.
     #[serde(default, rename = "policy")]
     pub policies: Vec<EventPolicy>,
+    /// Where sessions are kept.
+    #[serde(default)]
+    pub store: StoreSection,
     /// The SPR file's contents, read by [`Config::load`] (or the built-in one).
     #[serde(skip)]
     pub spr_data: SprFile,
@@ -291,6 +294,33 @@ pub struct SprSection {
     pub file: PathBuf,
 }
 
+/// `[store]`: where Gx, Rx, Gxx and S9 sessions are kept. In memory by default (lost on a
+/// restart); `durable = true` writes every change through to a redb file before it is
+/// answered and reads the file back at start ([`crate::durable`]).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// Keep sessions in the data file.
+    #[serde(default)]
+    pub durable: bool,
+    /// The data file (relative: beside the configuration file).
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+}
+
+fn default_store_path() -> PathBuf {
+    PathBuf::from("pcrf.redb")
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            durable: false,
+            path: default_store_path(),
+        }
+    }
+}
+
 /// `[[policy]]`: what to do when the PCEF reports an event (Event-Trigger in CCR-U).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -326,6 +356,7 @@ impl Config {
         let mut cfg: Self = diameter_node::config::load_config(path)?;
         let base = path.parent().unwrap_or(Path::new(""));
         cfg.spr_data = SprFile::load(&base.join(&cfg.spr.file))?;
+        cfg.store.path = base.join(&cfg.store.path);
         cfg.source = Some(path.to_path_buf());
         cfg.check().map_err(|message| ConfigError {
             file: path.to_path_buf(),
@@ -433,6 +464,30 @@ mod tests {
             .find(|s| s.imsi.as_deref() == Some("001010000000001"))
             .unwrap();
         assert!(!sub.rules.is_empty());
+    }
+
+    #[test]
+    fn the_store_is_in_memory_unless_asked_and_its_keys_are_checked() {
+        assert!(!Config::demo().store.durable);
+        let dir = tempfile::tempdir().unwrap();
+        let spr = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/spr.toml");
+        let head = DEMO.replace("file = \"spr.toml\"", &format!("file = {:?}", spr));
+        let path = dir.path().join("pcrf.toml");
+        std::fs::write(&path, format!("{head}\n[store]\ndurable = true\n")).unwrap();
+        let c = Config::load(&path).unwrap();
+        assert!(c.store.durable);
+        assert_eq!(
+            c.store.path,
+            dir.path().join("pcrf.redb"),
+            "beside the file"
+        );
+        std::fs::write(
+            &path,
+            format!("{head}\n[store]\ndurable = true\nfsync = 1\n"),
+        )
+        .unwrap();
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(e.contains("fsync"), "{e}");
     }
 
     #[test]

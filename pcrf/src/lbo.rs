@@ -86,7 +86,7 @@ use diameter_codec::types::{DiameterTime, FilterAddress, FilterEndpoint, IpFilte
 use diameter_codec::{AvpRef, OwnedAvp};
 use hmac::{Hmac, Mac};
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::gx::child;
@@ -144,8 +144,22 @@ impl std::fmt::Debug for Key {
     }
 }
 
+/// A [`DiameterTime`] stored as its seconds (the durable session store).
+mod time_secs {
+    use diameter_codec::types::DiameterTime;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(t: &DiameterTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(t.0)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DiameterTime, D::Error> {
+        u32::deserialize(d).map(DiameterTime)
+    }
+}
+
 /// The home operator's grant for one LBO rule (our LBO-Grant AVP).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
     /// LBO-Grant-Id.
     pub grant_id: String,
@@ -154,6 +168,7 @@ pub struct Grant {
     /// LBO-Service-Package-Id.
     pub package: String,
     /// LBO-Grant-Expiry.
+    #[serde(with = "time_secs")]
     pub expiry: DiameterTime,
     /// LBO-Grant-Signature.
     pub signature: Vec<u8>,
@@ -733,7 +748,7 @@ pub fn check_ott(
 
 /// What marks a PCC rule as part of local breakout (kept in [`RuleDef::lbo`], written into
 /// its Charging-Rule-Definition by [`mark_avps`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LboMark {
     /// What the rule does.
     pub kind: LboKind,
@@ -742,7 +757,7 @@ pub struct LboMark {
 }
 
 /// What an LBO rule does.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LboKind {
     /// Its traffic breaks out locally (LBO-Indicator LOCAL_BREAKOUT).
     LocalBreakout,

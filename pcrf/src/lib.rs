@@ -62,6 +62,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod durable;
 pub mod gx;
 pub mod gxx;
 pub mod lbo;

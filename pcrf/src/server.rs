@@ -119,6 +119,8 @@ const ORIGIN_STATES_CAP: usize = 65_536;
 /// A running PCRF.
 pub struct Pcrf {
     shared: Arc<Shared>,
+    /// The durable store's file, closed on shutdown.
+    disk: Option<Arc<crate::durable::Disk>>,
     watcher: tokio::task::JoinHandle<()>,
     visited: Option<Arc<crate::visited::Visited>>,
 }
@@ -179,8 +181,25 @@ pub fn result_of(m: &Message) -> Option<u32> {
 
 impl Pcrf {
     /// Starts the PCRF with the embedded stores: the SPR file's contents in memory and
-    /// sessions in memory.
+    /// sessions in memory, or, with `[store] durable`, in memory and written through to
+    /// the data file (then also the Origin-State-Id, see [`crate::durable`]).
     pub async fn start(cfg: &Config) -> anyhow::Result<Self> {
+        if cfg.store.durable {
+            let path = &cfg.store.path;
+            let stores = crate::durable::DurableStores::open(path)
+                .await
+                .map_err(|e| anyhow::anyhow!("[store] {}: {e}", path.display()))?;
+            return Self::start_inner(
+                cfg,
+                Arc::new(MemorySpr::new(&cfg.spr_data)),
+                stores.gx,
+                stores.rx,
+                stores.gxx,
+                stores.s9,
+                Some(stores.disk),
+            )
+            .await;
+        }
         Self::start_with(
             cfg,
             Arc::new(MemorySpr::new(&cfg.spr_data)),
@@ -233,7 +252,34 @@ impl Pcrf {
         gxx_sessions: Arc<dyn GxxSessionStore>,
         s9_sessions: Arc<dyn S9SessionStore>,
     ) -> anyhow::Result<Self> {
-        let node = Node::start(node_config(cfg)?).await?;
+        Self::start_inner(
+            cfg,
+            spr,
+            sessions,
+            rx_sessions,
+            gxx_sessions,
+            s9_sessions,
+            None,
+        )
+        .await
+    }
+
+    async fn start_inner(
+        cfg: &Config,
+        spr: Arc<dyn SubscriberStore>,
+        sessions: Arc<dyn SessionStore>,
+        rx_sessions: Arc<dyn RxSessionStore>,
+        gxx_sessions: Arc<dyn GxxSessionStore>,
+        s9_sessions: Arc<dyn S9SessionStore>,
+        disk: Option<Arc<crate::durable::Disk>>,
+    ) -> anyhow::Result<Self> {
+        let mut nc = node_config(cfg)?;
+        if let Some(d) = &disk {
+            // RFC 6733 §8.16: the sessions outlive the restart, so the Origin-State-Id
+            // must not change (peers would clear their sessions with us).
+            nc.local.origin_state_id = d.origin_state_id();
+        }
+        let node = Node::start(nc).await?;
         // The visited role (V-PCRF) takes roaming subscribers' Gx and the S9 requests of
         // home PCRFs; everything else is served as in the home role.
         let visited = match (&cfg.pcrf.visited, cfg.pcrf.role) {
@@ -259,9 +305,16 @@ impl Pcrf {
             origin_states: Mutex::new(HashMap::new()),
             s9_origin_states: Mutex::new(HashMap::new()),
         });
-        shared.metrics.set_sessions(0);
-        shared.metrics.set_rx_sessions(0);
-        shared.metrics.set_s9_sessions(0);
+        // From the stores: a durable one starts with the sessions it kept.
+        shared
+            .metrics
+            .set_sessions(shared.sessions.count().await.unwrap_or(0));
+        shared
+            .metrics
+            .set_rx_sessions(shared.rx_sessions.count().await.unwrap_or(0));
+        shared
+            .metrics
+            .set_s9_sessions(shared.s9_sessions.count().await.unwrap_or(0));
         let h = shared.clone();
         let v = visited.clone();
         shared.node.register(
@@ -375,6 +428,7 @@ impl Pcrf {
         });
         Ok(Self {
             shared,
+            disk,
             watcher,
             visited,
         })
@@ -541,6 +595,9 @@ impl Pcrf {
     pub async fn shutdown(&self, timeout: Duration) {
         self.watcher.abort();
         self.shared.node.shutdown(timeout).await;
+        if let Some(d) = &self.disk {
+            d.close().await;
+        }
     }
 }
 

@@ -14,7 +14,7 @@
 //! again and decides again.
 
 use crate::spr::{RuleDef, StoreError, StoreFuture};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -164,8 +164,14 @@ impl Serialize for NameSet {
     }
 }
 
+impl<'de> Deserialize<'de> for NameSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<String>::deserialize(d).map(Self::from_iter)
+    }
+}
+
 /// A rule the PCEF reported as failed (TS 29.212 §5.3.18 Charging-Rule-Report).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleFailure {
     /// Charging-Rule-Name or Charging-Rule-Base-Name.
     pub name: String,
@@ -176,7 +182,7 @@ pub struct RuleFailure {
 }
 
 /// One Gx session (IP-CAN session seen from the PCRF).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GxSession {
     /// Session-Id.
     pub session_id: String,
@@ -196,7 +202,10 @@ pub struct GxSession {
     pub user_location: Option<String>,
     /// Highest CC-Request-Number handled.
     pub last_request_number: u32,
-    /// Dynamic rules installed, by name.
+    /// Dynamic rules installed, by name. Not read back from the operator's view (which
+    /// leaves out rule parts that are not SPR keys): the durable store keeps them whole
+    /// beside the session ([`crate::durable`]).
+    #[serde(skip_deserializing)]
     pub dynamic_rules: RuleSet,
     /// Predefined rules active.
     pub predefined_rules: NameSet,
@@ -565,7 +574,7 @@ impl SessionStore for MemorySessions {
 
 /// One Media-Sub-Component of an AF session (TS 29.214 §5.3.18): one IP flow, or the
 /// flows of one RTP or RTCP stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubComponent {
     /// Flow-Number.
     pub flow_number: u32,
@@ -583,7 +592,7 @@ pub struct SubComponent {
 }
 
 /// One Media-Component-Description of an AF session (TS 29.214 §5.3.16), as last provided.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediaComponent {
     /// Media-Component-Number.
     pub number: u32,
@@ -611,7 +620,7 @@ pub struct MediaComponent {
 
 /// One Rx session (an AF session seen from the PCRF, TS 29.214 §4.4), bound to the Gx
 /// session of the UE's address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RxSession {
     /// Session-Id (the AF's).
     pub session_id: String,
@@ -817,7 +826,7 @@ impl RxSessionStore for MemoryRxSessions {
 
 /// One Gxx session (TS 29.212 chapter 4a): a BBERF's view of an IP-CAN session, linked to
 /// its Gx session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GxxSession {
     /// Session-Id (the BBERF's).
     pub session_id: String,
@@ -956,7 +965,7 @@ impl GxxSessionStore for MemoryGxxSessions {
 
 /// One subsession of an S9 session (TS 29.215 §4.5.1): a Gx or Gxx session of the
 /// roaming UE at the visited network, chosen and numbered by the V-PCRF (Subsession-Id).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct S9Subsession {
     /// Subsession-Id.
     pub id: u32,
@@ -972,7 +981,7 @@ pub struct S9Subsession {
 
 /// One S9 session (TS 29.215): a V-PCRF's session for one roaming UE, carrying its
 /// subsessions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct S9Session {
     /// Session-Id (the V-PCRF's).
     pub session_id: String,

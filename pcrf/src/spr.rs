@@ -218,7 +218,7 @@ impl RuleDef {
 }
 
 /// One Flows AVP: a media component and some of its flows (none: all of them).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AfFlows {
     /// Media-Component-Number.
     pub media_component: u32,
