@@ -1,4 +1,5 @@
-//! Durable sessions (`[store] durable = true`): the Gx, Rx, Gxx and S9 session stores
+//! Durable sessions (`[store] durable = true`): the Gx, Rx, Gxx and S9 session stores, and
+//! the visited role's roaming sessions (its client sessions and S9 sessions towards home),
 //! written through to one redb file.
 //!
 //! The in-memory stores ([`crate::session`]) stay the read path and keep the indexes;
@@ -20,6 +21,8 @@ use crate::session::{
     MemorySessions, RuleSet, RxSession, RxSessionStore, S9Session, S9SessionStore, SessionStore,
 };
 use crate::spr::{AfFlows, Flow, Metering, RuleDef, RuleQos, StoreError, StoreFuture};
+use crate::visited::RoamingSession;
+use crate::visited::store::{MemoryRoaming, RoamingStore, S9Lease, S9Record};
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -34,6 +37,9 @@ const GX: Records = TableDefinition::new("gx_sessions");
 const RX: Records = TableDefinition::new("rx_sessions");
 const GXX: Records = TableDefinition::new("gxx_sessions");
 const S9: Records = TableDefinition::new("s9_sessions");
+/// The visited role's client sessions and its S9 sessions towards home.
+const ROAMING_CLIENTS: Records = TableDefinition::new("roaming_clients");
+const ROAMING_S9: Records = TableDefinition::new("roaming_s9");
 /// `origin_state_id`: seconds since the epoch when the state in this file began.
 const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("meta");
 
@@ -47,13 +53,17 @@ enum Kind {
     Rx = 1,
     Gxx = 2,
     S9 = 3,
+    RoamingClient = 4,
+    RoamingS9 = 5,
 }
 
-const KINDS: [(Kind, Records); 4] = [
+const KINDS: [(Kind, Records); 6] = [
     (Kind::Gx, GX),
     (Kind::Rx, RX),
     (Kind::Gxx, GXX),
     (Kind::S9, S9),
+    (Kind::RoamingClient, ROAMING_CLIENTS),
+    (Kind::RoamingS9, ROAMING_S9),
 ];
 
 /// One change to the file.
@@ -82,7 +92,7 @@ pub struct Disk {
 }
 
 /// The records found at start, per [`Kind`].
-type Loaded = [Vec<Vec<u8>>; 4];
+type Loaded = [Vec<Vec<u8>>; 6];
 
 impl Disk {
     /// Opens (or creates) the file, reads its records and starts the writer thread.
@@ -321,8 +331,6 @@ fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
 trait Record: Sized + Clone {
     const KIND: Kind;
     fn id(&self) -> &str;
-    /// The version a successful `replace` bumps.
-    fn version_mut(&mut self) -> &mut u64;
     fn encode(&self) -> Result<Vec<u8>, StoreError>;
     fn decode(b: &[u8]) -> Result<Self, StoreError>;
 }
@@ -331,9 +339,6 @@ impl Record for GxSession {
     const KIND: Kind = Kind::Gx;
     fn id(&self) -> &str {
         &self.session_id
-    }
-    fn version_mut(&mut self) -> &mut u64 {
-        &mut self.version
     }
     fn encode(&self) -> Result<Vec<u8>, StoreError> {
         // The session's own serialisation leaves its rules' parts out (and is not read
@@ -353,13 +358,16 @@ impl Record for GxSession {
     }
 }
 
+impl Versioned for GxSession {
+    fn version_mut(&mut self) -> &mut u64 {
+        &mut self.version
+    }
+}
+
 impl Record for S9Session {
     const KIND: Kind = Kind::S9;
     fn id(&self) -> &str {
         &self.session_id
-    }
-    fn version_mut(&mut self) -> &mut u64 {
-        &mut self.version
     }
     fn encode(&self) -> Result<Vec<u8>, StoreError> {
         let rules = self
@@ -384,13 +392,16 @@ impl Record for S9Session {
     }
 }
 
+impl Versioned for S9Session {
+    fn version_mut(&mut self) -> &mut u64 {
+        &mut self.version
+    }
+}
+
 impl Record for RxSession {
     const KIND: Kind = Kind::Rx;
     fn id(&self) -> &str {
         &self.session_id
-    }
-    fn version_mut(&mut self) -> &mut u64 {
-        &mut self.version
     }
     fn encode(&self) -> Result<Vec<u8>, StoreError> {
         encode(self)
@@ -400,13 +411,16 @@ impl Record for RxSession {
     }
 }
 
+impl Versioned for RxSession {
+    fn version_mut(&mut self) -> &mut u64 {
+        &mut self.version
+    }
+}
+
 impl Record for GxxSession {
     const KIND: Kind = Kind::Gxx;
     fn id(&self) -> &str {
         &self.session_id
-    }
-    fn version_mut(&mut self) -> &mut u64 {
-        &mut self.version
     }
     fn encode(&self) -> Result<Vec<u8>, StoreError> {
         encode(self)
@@ -414,6 +428,50 @@ impl Record for GxxSession {
     fn decode(b: &[u8]) -> Result<Self, StoreError> {
         decode(b)
     }
+}
+
+impl Versioned for GxxSession {
+    fn version_mut(&mut self) -> &mut u64 {
+        &mut self.version
+    }
+}
+
+impl Record for RoamingSession {
+    const KIND: Kind = Kind::RoamingClient;
+    fn id(&self) -> &str {
+        &self.session_id
+    }
+    fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        encode(self)
+    }
+    fn decode(b: &[u8]) -> Result<Self, StoreError> {
+        decode(b)
+    }
+}
+
+impl Record for S9Record {
+    const KIND: Kind = Kind::RoamingS9;
+    fn id(&self) -> &str {
+        &self.session_id
+    }
+    fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        encode(self)
+    }
+    fn decode(b: &[u8]) -> Result<Self, StoreError> {
+        decode(b)
+    }
+}
+
+impl Versioned for S9Record {
+    fn version_mut(&mut self) -> &mut u64 {
+        &mut self.version
+    }
+}
+
+/// A record written over only at the version read (optimistic concurrency).
+trait Versioned: Record {
+    /// The version a successful `replace` bumps.
+    fn version_mut(&mut self) -> &mut u64;
 }
 
 /// An in-memory store `M` whose changes are written through to the [`Disk`].
@@ -469,7 +527,7 @@ impl<M> Durable<M> {
     }
 
     /// `replace`: written only when memory took it, at the version memory gives it.
-    async fn replace_record<'a, S: Record + Send + 'a>(
+    async fn replace_record<'a, S: Versioned + Send + 'a>(
         &'a self,
         session: S,
         replace: impl FnOnce(&'a M, S) -> StoreFuture<'a, bool>,
@@ -614,7 +672,54 @@ impl S9SessionStore for Durable<MemoryS9Sessions> {
     }
 }
 
-/// The four session stores on one data file, its sessions loaded.
+impl RoamingStore for Durable<MemoryRoaming> {
+    fn client(&self, session_id: String) -> StoreFuture<'_, Option<RoamingSession>> {
+        self.memory.client(session_id)
+    }
+    fn put_client(&self, session: RoamingSession) -> StoreFuture<'_, ()> {
+        Box::pin(self.put_record(session, |m, s| m.put_client(s)))
+    }
+    fn remove_client(&self, session_id: String) -> StoreFuture<'_, Option<RoamingSession>> {
+        Box::pin(self.remove_records(|m| m.remove_client(session_id), |r| r.iter().collect()))
+    }
+    fn clients_of(&self, subscriber: String) -> StoreFuture<'_, Vec<RoamingSession>> {
+        self.memory.clients_of(subscriber)
+    }
+    fn clients(&self) -> StoreFuture<'_, Vec<RoamingSession>> {
+        self.memory.clients()
+    }
+    fn s9(&self, session_id: String) -> StoreFuture<'_, Option<S9Record>> {
+        self.memory.s9(session_id)
+    }
+    fn create_s9(&self, record: S9Record) -> StoreFuture<'_, Option<String>> {
+        Box::pin(async move {
+            // Written only when memory took it (the UE had no S9 session yet).
+            let op = Op::Put(S9Record::KIND, record.session_id.clone(), record.encode()?);
+            self.write_through(
+                |m| m.create_s9(record),
+                |existing| Ok(if existing.is_none() { vec![op] } else { vec![] }),
+            )
+            .await
+        })
+    }
+    fn replace_s9(&self, record: S9Record) -> StoreFuture<'_, bool> {
+        Box::pin(self.replace_record(record, |m, r| m.replace_s9(r)))
+    }
+    fn remove_s9(&self, session_id: String) -> StoreFuture<'_, Option<S9Record>> {
+        Box::pin(self.remove_records(|m| m.remove_s9(session_id), |r| r.iter().collect()))
+    }
+    fn s9_of_subscriber(&self, subscriber: String) -> StoreFuture<'_, Vec<S9Record>> {
+        self.memory.s9_of_subscriber(subscriber)
+    }
+    fn s9_ids(&self) -> StoreFuture<'_, Vec<String>> {
+        self.memory.s9_ids()
+    }
+    fn lock_s9(&self, session_id: String) -> StoreFuture<'_, S9Lease> {
+        self.memory.lock_s9(session_id)
+    }
+}
+
+/// The session stores on one data file, their sessions loaded.
 pub struct DurableStores {
     /// Gx sessions.
     pub gx: Arc<Durable<MemorySessions>>,
@@ -624,6 +729,8 @@ pub struct DurableStores {
     pub gxx: Arc<Durable<MemoryGxxSessions>>,
     /// S9 sessions.
     pub s9: Arc<Durable<MemoryS9Sessions>>,
+    /// The visited role's roaming sessions.
+    pub roaming: Arc<Durable<MemoryRoaming>>,
     /// The file (its Origin-State-Id; closed on shutdown).
     pub disk: Arc<Disk>,
 }
@@ -653,12 +760,20 @@ impl DurableStores {
         for s in records(&loaded) {
             s9.put(s?).await?;
         }
+        let roaming = MemoryRoaming::new();
+        for c in records::<RoamingSession>(&loaded) {
+            roaming.put_client(c?).await?;
+        }
+        for r in records::<S9Record>(&loaded) {
+            roaming.create_s9(r?).await?;
+        }
         let disk = Arc::new(disk);
         Ok(Self {
             gx: Arc::new(Durable::new(gx, disk.clone())),
             rx: Arc::new(Durable::new(rx, disk.clone())),
             gxx: Arc::new(Durable::new(gxx, disk.clone())),
             s9: Arc::new(Durable::new(s9, disk.clone())),
+            roaming: Arc::new(Durable::new(roaming, disk.clone())),
             disk,
         })
     }

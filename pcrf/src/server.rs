@@ -196,7 +196,7 @@ impl Pcrf {
                 stores.rx,
                 stores.gxx,
                 stores.s9,
-                Some(stores.disk),
+                Some((stores.disk, stores.roaming)),
             )
             .await;
         }
@@ -271,8 +271,12 @@ impl Pcrf {
         rx_sessions: Arc<dyn RxSessionStore>,
         gxx_sessions: Arc<dyn GxxSessionStore>,
         s9_sessions: Arc<dyn S9SessionStore>,
-        disk: Option<Arc<crate::durable::Disk>>,
+        durable: Option<(
+            Arc<crate::durable::Disk>,
+            Arc<dyn crate::visited::store::RoamingStore>,
+        )>,
     ) -> anyhow::Result<Self> {
+        let (disk, roaming) = durable.unzip();
         let mut nc = node_config(cfg)?;
         if let Some(d) = &disk {
             // RFC 6733 §8.16: the sessions outlive the restart, so the Origin-State-Id
@@ -283,11 +287,12 @@ impl Pcrf {
         // The visited role (V-PCRF) takes roaming subscribers' Gx and the S9 requests of
         // home PCRFs; everything else is served as in the home role.
         let visited = match (&cfg.pcrf.visited, cfg.pcrf.role) {
-            (Some(v), Role::Visited) => Some(Arc::new(crate::visited::Visited::new(
-                node.clone(),
-                &cfg.pcrf,
-                v.clone(),
-            ))),
+            (Some(v), Role::Visited) => Some(Arc::new(match roaming {
+                Some(store) => {
+                    crate::visited::Visited::with_store(node.clone(), &cfg.pcrf, v.clone(), store)
+                }
+                None => crate::visited::Visited::new(node.clone(), &cfg.pcrf, v.clone()),
+            })),
             (None, Role::Visited) => anyhow::bail!("pcrf.role = \"visited\" needs [pcrf.visited]"),
             _ => None,
         };

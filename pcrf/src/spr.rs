@@ -24,7 +24,7 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 pub struct StoreError(pub String);
 
 /// How a subscriber is named in Subscription-Id (RFC 4006 §8.47 Subscription-Id-Type).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum SubscriberKey {
     /// END_USER_IMSI (1).
     Imsi(String),

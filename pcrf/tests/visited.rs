@@ -313,6 +313,70 @@ async fn a_roaming_session_lives_over_s9_under_local_policy() {
 }
 
 #[tokio::test]
+async fn a_durable_v_pcrf_keeps_its_roaming_sessions_across_a_restart() {
+    // `[store] durable`: the V-PCRF's client sessions and S9 sessions towards home (the
+    // roaming store) come back from the data file, so the PCEF's next CCR-U goes home over
+    // the same S9 session, and its CCR-T ends it there.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("vpcrf.redb");
+    let durable = |c: &mut Config| {
+        c.store.durable = true;
+        c.store.path = file.clone();
+    };
+    let h = home().await;
+    let v = visited(h.listen_addrs()[0], durable).await;
+    let pcef = Pcef::connect(v.listen_addrs()[0]).await;
+    let a = pcef
+        .send(pcef.ccr_i("pgw;durable;1", IMSI_1, "internet", 7))
+        .await;
+    assert_eq!(rc(&a), Some(2001), "{a:?}");
+    let before = v
+        .visited()
+        .unwrap()
+        .roaming_session("pgw;durable;1")
+        .await
+        .unwrap();
+    let numbered = h
+        .s9_session(&before.s9_session_id)
+        .await
+        .unwrap()
+        .expect("S9 session at home")
+        .last_request_number;
+    v.shutdown(Duration::from_secs(1)).await;
+    drop(v);
+
+    let v = visited(h.listen_addrs()[0], durable).await;
+    let after = v
+        .visited()
+        .unwrap()
+        .roaming_session("pgw;durable;1")
+        .await
+        .unwrap();
+    assert_eq!(after, before, "the client session came back");
+    let pcef = Pcef::connect(v.listen_addrs()[0]).await;
+    assert_eq!(
+        rc(&pcef.send(pcef.ccr("pgw;durable;1", 2, 1)).await),
+        Some(2001)
+    );
+    let s9 = h
+        .s9_session(&after.s9_session_id)
+        .await
+        .unwrap()
+        .expect("the same S9 session at home");
+    assert_eq!(
+        s9.last_request_number,
+        numbered + 1,
+        "the CCR-U went home on it, numbered on"
+    );
+    assert_eq!(
+        rc(&pcef.send(pcef.ccr("pgw;durable;1", 3, 2)).await),
+        Some(2001)
+    );
+    all_gone(&h, &v).await;
+    v.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
 async fn an_own_subscriber_is_served_locally_without_s9() {
     let h = home().await;
     let v = visited(h.listen_addrs()[0], |_| {}).await;

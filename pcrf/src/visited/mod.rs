@@ -122,7 +122,7 @@ pub fn describe_metrics() {
 }
 
 /// The interface of a roaming client session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Interface {
     /// A PCEF's IP-CAN session (TS 29.212 chapter 4).
@@ -132,7 +132,7 @@ pub enum Interface {
 }
 
 /// A roaming subscriber's Gx or Gxx session, served over S9.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RoamingSession {
     /// The Gx or Gxx Session-Id (the client's, document 002 "session id 1").
     pub session_id: String,
