@@ -81,14 +81,29 @@ impl Default for RedbOptions {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+/// A stored answer and when it is forgotten (`answer_expiry` is what the sweep reads).
+#[derive(Deserialize)]
 struct StoredAnswer {
-    expires: UnixMillis,
+    _expires: UnixMillis,
     answer: CcAnswer,
+}
+
+/// [`StoredAnswer`] as written (the same encoding), without a copy of the answer.
+#[derive(Serialize)]
+struct StoredAnswerRef<'a> {
+    expires: UnixMillis,
+    answer: &'a CcAnswer,
 }
 
 fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     postcard::to_stdvec(v).map_err(StoreError::from_err)
+}
+
+/// Encodes into `buf` (cleared first), so a batch reuses one allocation.
+fn enc_into<'b, T: Serialize>(v: &T, buf: &'b mut Vec<u8>) -> Result<&'b [u8], StoreError> {
+    buf.clear();
+    *buf = postcard::to_extend(v, std::mem::take(buf)).map_err(StoreError::from_err)?;
+    Ok(buf)
 }
 
 fn dec<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T, StoreError> {
@@ -162,6 +177,8 @@ struct Tables<'t> {
     visited: Table<'t, &'static str, &'static [u8]>,
     sessions_delta: i64,
     reservations_delta: i64,
+    /// Encoding buffer.
+    scratch: Vec<u8>,
 }
 
 /// A read failed in a way that aborts nothing (inner) or the storage failed (outer: the
@@ -213,10 +230,8 @@ impl Tables<'_> {
     }
 
     fn put_account(&mut self, a: &Account) -> Result<(), StoreError> {
-        let bytes = enc(a)?;
-        self.accounts
-            .insert(a.id.as_str(), bytes.as_slice())
-            .map_err(se)?;
+        let bytes = enc_into(a, &mut self.scratch)?;
+        self.accounts.insert(a.id.as_str(), bytes).map_err(se)?;
         Ok(())
     }
 
@@ -236,10 +251,8 @@ impl Tables<'_> {
                 .map_err(se)?;
             self.sessions_delta += 1;
         }
-        let bytes = enc(s)?;
-        self.sessions
-            .insert(s.id.as_str(), bytes.as_slice())
-            .map_err(se)?;
+        let bytes = enc_into(s, &mut self.scratch)?;
+        self.sessions.insert(s.id.as_str(), bytes).map_err(se)?;
         self.leases
             .set(&s.id, old.map(|o| o.lease_until), s.lease_until);
         self.reservations_delta += s.reservations.len() as i64;
@@ -316,12 +329,15 @@ impl Tables<'_> {
                 self.put_account(a)?;
             }
             let expires = now.saturating_add(policy.answer_retention_ms);
-            let stored = enc(&StoredAnswer {
-                expires,
-                answer: d.answer.clone(),
-            })?;
+            let stored = enc_into(
+                &StoredAnswerRef {
+                    expires,
+                    answer: &d.answer,
+                },
+                &mut self.scratch,
+            )?;
             self.answers
-                .insert((sid, req.request_number), stored.as_slice())
+                .insert((sid, req.request_number), stored)
                 .map_err(se)?;
             self.answer_expiry
                 .insert((expires, sid, req.request_number), ())
@@ -704,6 +720,7 @@ fn open_tables<'t>(
         visited: txn.open_table(VISITED).map_err(se)?,
         sessions_delta: 0,
         reservations_delta: 0,
+        scratch: Vec::with_capacity(1024),
     })
 }
 
