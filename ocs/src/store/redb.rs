@@ -13,22 +13,29 @@
 //! - `accounts`: account id → account
 //! - `subscribers`: `imsi:…` / `msisdn:…` / `nai:…` → account id
 //! - `sessions`: Session-Id → session (with its reservations)
-//! - `leases`: (Tcc deadline, Session-Id) → () — the sweep's index
 //! - `account_sessions`: (account id, Session-Id) → () — sessions to re-authorise on top-up
 //! - `client_sessions`: (client Origin-Host in lower case, Session-Id) → () — sessions to
 //!   release when that client restarts
 //! - `answers`: (Session-Id, CC-Request-Number) → stored answer
 //! - `answer_expiry`: (expiry, Session-Id, CC-Request-Number) → ()
 //! - `meta`: counters (sessions, reservations)
+//!
+//! The sweep's index of sessions by Tcc deadline is not a table: every CCR moves a
+//! session's deadline, and the index follows from the sessions table, so the writer keeps
+//! it in memory ([`Leases`]), built at open by reading every session.
 
 use super::{
     AccountChange, Applied, ChargingStore, Counts, SessionRef, StoreError, StoreFuture, SweepReport,
 };
 use crate::engine::{self, Decision, Policy, SessionWrite, rc};
 use crate::model::{Account, CcAnswer, CcRequest, Session, UnixMillis};
-use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, Table, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
+    TableDefinition,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -38,7 +45,8 @@ use tokio::sync::oneshot;
 const ACCOUNTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("accounts");
 const SUBSCRIBERS: TableDefinition<'_, &str, &str> = TableDefinition::new("subscribers");
 const SESSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sessions");
-const LEASES: TableDefinition<'_, (u64, &str), ()> = TableDefinition::new("leases");
+/// The on-disk lease index of earlier versions, deleted at open (see [`Leases`]).
+const OLD_LEASES: TableDefinition<'_, (u64, &str), ()> = TableDefinition::new("leases");
 const ACCOUNT_SESSIONS: TableDefinition<'_, (&str, &str), ()> =
     TableDefinition::new("account_sessions");
 const CLIENT_SESSIONS: TableDefinition<'_, (&str, &str), ()> =
@@ -73,14 +81,29 @@ impl Default for RedbOptions {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+/// A stored answer and when it is forgotten (`answer_expiry` is what the sweep reads).
+#[derive(Deserialize)]
 struct StoredAnswer {
-    expires: UnixMillis,
+    _expires: UnixMillis,
     answer: CcAnswer,
+}
+
+/// [`StoredAnswer`] as written (the same encoding), without a copy of the answer.
+#[derive(Serialize)]
+struct StoredAnswerRef<'a> {
+    expires: UnixMillis,
+    answer: &'a CcAnswer,
 }
 
 fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     postcard::to_stdvec(v).map_err(StoreError::from_err)
+}
+
+/// Encodes into `buf` (cleared first), so a batch reuses one allocation.
+fn enc_into<'b, T: Serialize>(v: &T, buf: &'b mut Vec<u8>) -> Result<&'b [u8], StoreError> {
+    buf.clear();
+    *buf = postcard::to_extend(v, std::mem::take(buf)).map_err(StoreError::from_err)?;
+    Ok(buf)
 }
 
 fn dec<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T, StoreError> {
@@ -91,12 +114,62 @@ fn se(e: impl std::fmt::Display) -> StoreError {
     StoreError::from_err(e)
 }
 
+/// The sweep's index: (Tcc deadline, Session-Id) of every session in the sessions table,
+/// as committed plus the changes of the batch being run. A failed batch leaves it stale;
+/// it is then read again from the sessions table before the next batch.
+#[derive(Default)]
+struct Leases {
+    set: BTreeSet<(UnixMillis, String)>,
+    stale: bool,
+}
+
+impl Leases {
+    /// The index of what `db` holds.
+    fn load(db: &Database) -> Result<Self, StoreError> {
+        let txn = db.begin_read().map_err(se)?;
+        let sessions = txn.open_table(SESSIONS).map_err(se)?;
+        let mut set = BTreeSet::new();
+        for row in sessions.iter().map_err(se)? {
+            let (_, v) = row.map_err(se)?;
+            let s: Session = dec(v.value())?;
+            set.insert((s.lease_until, s.id));
+        }
+        Ok(Self { set, stale: false })
+    }
+
+    /// Moves a session's entry from `old` (None: it had none) to `new`.
+    fn set(&mut self, sid: &str, old: Option<UnixMillis>, new: UnixMillis) {
+        let key = match old {
+            Some(t) if t == new => return,
+            Some(t) => match self.set.take(&(t, sid.to_string())) {
+                Some((_, id)) => id,
+                None => sid.to_string(),
+            },
+            None => sid.to_string(),
+        };
+        self.set.insert((new, key));
+    }
+
+    fn remove(&mut self, sid: &str, at: UnixMillis) {
+        self.set.remove(&(at, sid.to_string()));
+    }
+
+    /// Sessions whose lease ended before `now`, at most `limit`.
+    fn expired(&self, now: UnixMillis, limit: usize) -> Vec<String> {
+        self.set
+            .range(..(now, String::new()))
+            .take(limit)
+            .map(|(_, sid)| sid.clone())
+            .collect()
+    }
+}
+
 /// The tables of one write transaction, and the counter changes it makes.
 struct Tables<'t> {
     accounts: Table<'t, &'static str, &'static [u8]>,
     subscribers: Table<'t, &'static str, &'static str>,
     sessions: Table<'t, &'static str, &'static [u8]>,
-    leases: Table<'t, (u64, &'static str), ()>,
+    leases: &'t mut Leases,
     account_sessions: Table<'t, (&'static str, &'static str), ()>,
     client_sessions: Table<'t, (&'static str, &'static str), ()>,
     answers: Table<'t, (&'static str, u32), &'static [u8]>,
@@ -104,6 +177,8 @@ struct Tables<'t> {
     visited: Table<'t, &'static str, &'static [u8]>,
     sessions_delta: i64,
     reservations_delta: i64,
+    /// Encoding buffer.
+    scratch: Vec<u8>,
 }
 
 /// A read failed in a way that aborts nothing (inner) or the storage failed (outer: the
@@ -155,19 +230,14 @@ impl Tables<'_> {
     }
 
     fn put_account(&mut self, a: &Account) -> Result<(), StoreError> {
-        let bytes = enc(a)?;
-        self.accounts
-            .insert(a.id.as_str(), bytes.as_slice())
-            .map_err(se)?;
+        let bytes = enc_into(a, &mut self.scratch)?;
+        self.accounts.insert(a.id.as_str(), bytes).map_err(se)?;
         Ok(())
     }
 
     /// Writes a session (new or changed), keeping the indexes in step.
     fn put_session(&mut self, old: Option<&Session>, s: &Session) -> Result<(), StoreError> {
         if let Some(old) = old {
-            self.leases
-                .remove((old.lease_until, old.id.as_str()))
-                .map_err(se)?;
             self.reservations_delta -= old.reservations.len() as i64;
         } else {
             self.account_sessions
@@ -181,22 +251,17 @@ impl Tables<'_> {
                 .map_err(se)?;
             self.sessions_delta += 1;
         }
-        let bytes = enc(s)?;
-        self.sessions
-            .insert(s.id.as_str(), bytes.as_slice())
-            .map_err(se)?;
+        let bytes = enc_into(s, &mut self.scratch)?;
+        self.sessions.insert(s.id.as_str(), bytes).map_err(se)?;
         self.leases
-            .insert((s.lease_until, s.id.as_str()), ())
-            .map_err(se)?;
+            .set(&s.id, old.map(|o| o.lease_until), s.lease_until);
         self.reservations_delta += s.reservations.len() as i64;
         Ok(())
     }
 
     fn delete_session(&mut self, s: &Session) -> Result<(), StoreError> {
         self.sessions.remove(s.id.as_str()).map_err(se)?;
-        self.leases
-            .remove((s.lease_until, s.id.as_str()))
-            .map_err(se)?;
+        self.leases.remove(&s.id, s.lease_until);
         self.account_sessions
             .remove((s.account.as_str(), s.id.as_str()))
             .map_err(se)?;
@@ -264,12 +329,15 @@ impl Tables<'_> {
                 self.put_account(a)?;
             }
             let expires = now.saturating_add(policy.answer_retention_ms);
-            let stored = enc(&StoredAnswer {
-                expires,
-                answer: d.answer.clone(),
-            })?;
+            let stored = enc_into(
+                &StoredAnswerRef {
+                    expires,
+                    answer: &d.answer,
+                },
+                &mut self.scratch,
+            )?;
             self.answers
-                .insert((sid, req.request_number), stored.as_slice())
+                .insert((sid, req.request_number), stored)
                 .map_err(se)?;
             self.answer_expiry
                 .insert((expires, sid, req.request_number), ())
@@ -283,14 +351,7 @@ impl Tables<'_> {
 
     fn sweep(&mut self, now: UnixMillis) -> OpResult<SweepReport> {
         let mut report = SweepReport::default();
-        let expired: Vec<String> = self
-            .leases
-            .range(..(now, ""))
-            .map_err(se)?
-            .take(SWEEP_LIMIT)
-            .filter_map(Result::ok)
-            .map(|(k, _)| k.value().1.to_string())
-            .collect();
+        let expired = self.leases.expired(now, SWEEP_LIMIT);
         for sid in expired {
             self.release_session(&sid, &mut report)?;
         }
@@ -504,7 +565,7 @@ impl RedbStore {
         let (sessions, reservations, origin_state_id) = {
             txn.open_table(ACCOUNTS).map_err(se)?;
             txn.open_table(SUBSCRIBERS).map_err(se)?;
-            txn.open_table(LEASES).map_err(se)?;
+            txn.delete_table(OLD_LEASES).map_err(se)?;
             txn.open_table(ACCOUNT_SESSIONS).map_err(se)?;
             txn.open_table(CLIENT_SESSIONS).map_err(se)?;
             txn.open_table(ANSWERS).map_err(se)?;
@@ -532,10 +593,11 @@ impl RedbStore {
         };
         txn.commit().map_err(se)?;
         crate::metrics::set_sizes(sessions, reservations);
+        let leases = Leases::load(&db)?;
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("ocs-store".into())
-            .spawn(move || writer(db, rx, policy, options))
+            .spawn(move || writer(db, leases, rx, policy, options))
             .map_err(se)?;
         Ok(Self {
             queue: tx,
@@ -642,12 +704,15 @@ impl RedbStore {
     }
 }
 
-fn open_tables(txn: &redb::WriteTransaction) -> Result<Tables<'_>, StoreError> {
+fn open_tables<'t>(
+    txn: &'t redb::WriteTransaction,
+    leases: &'t mut Leases,
+) -> Result<Tables<'t>, StoreError> {
     Ok(Tables {
         accounts: txn.open_table(ACCOUNTS).map_err(se)?,
         subscribers: txn.open_table(SUBSCRIBERS).map_err(se)?,
         sessions: txn.open_table(SESSIONS).map_err(se)?,
-        leases: txn.open_table(LEASES).map_err(se)?,
+        leases,
         account_sessions: txn.open_table(ACCOUNT_SESSIONS).map_err(se)?,
         client_sessions: txn.open_table(CLIENT_SESSIONS).map_err(se)?,
         answers: txn.open_table(ANSWERS).map_err(se)?,
@@ -655,12 +720,14 @@ fn open_tables(txn: &redb::WriteTransaction) -> Result<Tables<'_>, StoreError> {
         visited: txn.open_table(VISITED).map_err(se)?,
         sessions_delta: 0,
         reservations_delta: 0,
+        scratch: Vec::with_capacity(1024),
     })
 }
 
 /// Runs a batch in one transaction; returns the session and reservation counts after it.
 fn run_batch(
     db: &Database,
+    leases: &mut Leases,
     batch: &mut [Box<dyn Job>],
     policy: &Policy,
     durable: bool,
@@ -673,7 +740,7 @@ fn run_batch(
     })
     .map_err(se)?;
     let (ds, dr) = {
-        let mut t = open_tables(&txn)?;
+        let mut t = open_tables(&txn, leases)?;
         for job in batch.iter_mut() {
             job.run(&mut t, policy)?;
         }
@@ -695,7 +762,13 @@ fn run_batch(
     Ok((sessions, reservations))
 }
 
-fn writer(db: Database, rx: mpsc::Receiver<Msg>, policy: Arc<Policy>, options: RedbOptions) {
+fn writer(
+    db: Database,
+    mut leases: Leases,
+    rx: mpsc::Receiver<Msg>,
+    policy: Arc<Policy>,
+    options: RedbOptions,
+) {
     let max = options.max_batch.max(1);
     let mut closing = None;
     while closing.is_none() {
@@ -722,7 +795,17 @@ fn writer(db: Database, rx: mpsc::Receiver<Msg>, policy: Arc<Policy>, options: R
         // A batch of lazy writes only is committed without an fsync; the next durable
         // commit takes it to the disk.
         let durable = options.durable && batch.iter().any(|j| j.needs_sync());
-        let result = run_batch(&db, &mut batch, &policy, durable);
+        if leases.stale {
+            match Leases::load(&db) {
+                Ok(l) => leases = l,
+                Err(e) => tracing::error!(error = %e, "reading the lease index"),
+            }
+        }
+        let result = run_batch(&db, &mut leases, &mut batch, &policy, durable);
+        if result.is_err() {
+            // The failed batch's changes to the index are not in the file.
+            leases.stale = true;
+        }
         crate::metrics::record_commit(batch.len(), started.elapsed(), result.is_ok());
         let commit = match result {
             Ok((sessions, reservations)) => {
@@ -821,5 +904,85 @@ impl ChargingStore for RedbStore {
                 accounts: t.accounts.len().map_err(se)?,
             }))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::model::{
+        Balance, MsccRequest, RequestType, ServiceKey, SubscriptionId, SubscriptionType, UnitKind,
+        Units,
+    };
+
+    fn ccr_i() -> CcRequest {
+        CcRequest {
+            session_id: "s1".into(),
+            origin_host: "pcef".into(),
+            origin_realm: "r".into(),
+            request_type: RequestType::Initial,
+            request_number: 0,
+            subscriptions: vec![SubscriptionId {
+                kind: SubscriptionType::Imsi,
+                data: "1".into(),
+            }],
+            requested_action: None,
+            single: None,
+            visited: Vec::new(),
+            mscc: vec![MsccRequest {
+                service: ServiceKey {
+                    rating_group: Some(1),
+                    service_id: None,
+                },
+                requested: Some(Units::default()),
+                used: None,
+            }],
+        }
+    }
+
+    /// The lease index is not in the file: a session's Tcc still ends after a restart.
+    #[tokio::test]
+    async fn tcc_is_kept_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ocs.redb");
+        let policy = Arc::new(Policy::from_config(&Config::demo()));
+        let options = RedbOptions {
+            max_batch: 8,
+            durable: false,
+        };
+        let store = RedbStore::open(&path, options.clone(), policy.clone()).unwrap();
+        let mut account = Account {
+            id: "a".into(),
+            subscriptions: ccr_i().subscriptions,
+            ..Account::default()
+        };
+        account.balances.insert(
+            UnitKind::TotalOctets,
+            Balance {
+                available: 10_000_000,
+                reserved: 0,
+            },
+        );
+        assert!(store.provision(account).await.unwrap());
+        let now = 1_000;
+        let applied = ChargingStore::credit_control(&store, ccr_i(), now)
+            .await
+            .unwrap();
+        assert_eq!(applied.answer.result_code, rc::SUCCESS);
+        RedbStore::close(&store).await;
+        drop(store);
+
+        let store = RedbStore::open(&path, options, policy.clone()).unwrap();
+        let lease_end = now + policy.tcc_ms;
+        let early = store.sweep(lease_end - 1).await.unwrap();
+        assert_eq!(early.sessions_expired, 0);
+        let report = store.sweep(lease_end + 1).await.unwrap();
+        assert_eq!(report.sessions_expired, 1);
+        assert_eq!(report.reservations_released, 1);
+        let a = store.account("a".into()).await.unwrap().unwrap();
+        assert_eq!(a.balances[&UnitKind::TotalOctets].reserved, 0);
+        assert!(store.session("s1".into()).await.unwrap().is_none());
+        RedbStore::close(&store).await;
     }
 }
