@@ -327,12 +327,17 @@ fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(b).map_err(se)
 }
 
-/// How a session type is written to and read from its table.
-trait Record: Sized + Clone {
+/// How a session type is written to and read from its table: as its own serialisation,
+/// unless it says otherwise.
+trait Record: Sized + Clone + Serialize + serde::de::DeserializeOwned {
     const KIND: Kind;
     fn id(&self) -> &str;
-    fn encode(&self) -> Result<Vec<u8>, StoreError>;
-    fn decode(b: &[u8]) -> Result<Self, StoreError>;
+    fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        encode(self)
+    }
+    fn decode(b: &[u8]) -> Result<Self, StoreError> {
+        decode(b)
+    }
 }
 
 impl Record for GxSession {
@@ -403,12 +408,6 @@ impl Record for RxSession {
     fn id(&self) -> &str {
         &self.session_id
     }
-    fn encode(&self) -> Result<Vec<u8>, StoreError> {
-        encode(self)
-    }
-    fn decode(b: &[u8]) -> Result<Self, StoreError> {
-        decode(b)
-    }
 }
 
 impl Versioned for RxSession {
@@ -421,12 +420,6 @@ impl Record for GxxSession {
     const KIND: Kind = Kind::Gxx;
     fn id(&self) -> &str {
         &self.session_id
-    }
-    fn encode(&self) -> Result<Vec<u8>, StoreError> {
-        encode(self)
-    }
-    fn decode(b: &[u8]) -> Result<Self, StoreError> {
-        decode(b)
     }
 }
 
@@ -441,24 +434,12 @@ impl Record for RoamingSession {
     fn id(&self) -> &str {
         &self.session_id
     }
-    fn encode(&self) -> Result<Vec<u8>, StoreError> {
-        encode(self)
-    }
-    fn decode(b: &[u8]) -> Result<Self, StoreError> {
-        decode(b)
-    }
 }
 
 impl Record for S9Record {
     const KIND: Kind = Kind::RoamingS9;
     fn id(&self) -> &str {
         &self.session_id
-    }
-    fn encode(&self) -> Result<Vec<u8>, StoreError> {
-        encode(self)
-    }
-    fn decode(b: &[u8]) -> Result<Self, StoreError> {
-        decode(b)
     }
 }
 
