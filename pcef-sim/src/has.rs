@@ -200,15 +200,11 @@ pub async fn run(opts: &AfOptions) -> anyhow::Result<AfReport> {
             .and_then(Result::ok)
             .map(str::to_string);
     }
-    let cause = if report.accepted() {
-        match af.loss(opts.duration).await {
+    if report.accepted() {
+        let cause = match af.loss(opts.duration).await {
             Some(_) => base::TerminationCause::DIAMETER_ADMINISTRATIVE,
             None => base::TerminationCause::DIAMETER_LOGOUT,
-        }
-    } else {
-        base::TerminationCause::DIAMETER_LOGOUT
-    };
-    if report.accepted() {
+        };
         report.str_result = crate::client::result_of(&af.close(cause).await.answer);
     } else {
         af.stop().await;
