@@ -178,7 +178,12 @@ async fn main() -> anyhow::Result<()> {
         .replace("report_decision = true", "report_decision = false")
         // Grants as large as home's, so that only the triggers decide who answers.
         .replace("grant_cap = 300000 ", "");
-    let vcfg = Config::parse(&dir.path().join("visited.toml"), &vtext)?;
+    let mut vcfg = Config::parse(&dir.path().join("visited.toml"), &vtext)?;
+    // The visited OCS's file: beside home's, or (VISITED_STORE_DIR) on a disk of its own, as
+    // in a real roaming network where the two sit in different operators' data centres.
+    let vdir = std::env::var_os("VISITED_STORE_DIR").map_or(dir.path().to_path_buf(), Into::into);
+    vcfg.store.path = vdir.join(format!("visited-{}.redb", std::process::id()));
+    let vpath = vcfg.store.path.clone();
     let vocs = VisitedOcs::start(&vcfg).await?;
     anyhow::ensure!(
         vocs.node()
@@ -198,11 +203,13 @@ async fn main() -> anyhow::Result<()> {
         (Some(33), n as u16 + 2, 1)
     })
     .await?;
-    let d = series(&direct, "home.test", "lat;direct", updates, |_| {
-        (None, 1, 1)
+    // The direct path carries the same requests as the path through the visited OCS: a
+    // CHANGEINLOCATION_CellId (34) into a new location area each time.
+    let d = series(&direct, "home.test", "lat;direct", updates, |n| {
+        (Some(34), (n % 60000) as u16 + 2, 1)
     })
     .await?;
-    // CHANGEINLOCATION_CellId (34) into a new location area each time: home's LAC trigger.
+    // Home's LAC trigger fires: sent home.
     let h = series(&via, "visited.test", "lat;home", updates, |n| {
         (Some(34), (n % 60000) as u16 + 2, 1)
     })
@@ -219,5 +226,6 @@ async fn main() -> anyhow::Result<()> {
     via.shutdown(Duration::from_secs(1)).await;
     vocs.shutdown(Duration::from_secs(1)).await;
     home.shutdown(Duration::from_secs(1)).await;
+    std::fs::remove_file(vpath)?;
     Ok(())
 }

@@ -405,8 +405,7 @@ impl Net {
     async fn home_leg(&self, pcef_session: &str) -> (String, u32) {
         let s = self
             .vocs
-            .store()
-            .get(pcef_session.to_string())
+            .session(pcef_session)
             .await
             .unwrap()
             .expect("visited session");
@@ -772,13 +771,7 @@ async fn utran_rat_and_cell_changes_local_area_change_home() {
         assert_eq!(a.result_code, 2001);
         assert_eq!(octets_of(by_rg(&a, 1)), 300_000);
         // S314: the home decision is stored as home sent it.
-        let held = net
-            .vocs
-            .store()
-            .get(sid.to_string())
-            .await
-            .unwrap()
-            .unwrap();
+        let held = net.vocs.session(sid).await.unwrap().unwrap();
         assert_eq!(
             held.services[0].home.triggers.as_deref(),
             Some(&[QOS, LAC][..])
@@ -913,13 +906,7 @@ async fn eutran_ecgi_inside_tai_local_tai_change_home() {
         assert_eq!(rg2.triggers.as_deref(), Some(&[RAT, CELL, ECGI][..]));
         assert_eq!(octets_of(rg2), 500_000);
         assert!(rg2.final_unit.is_none(), "plenty of credit: no final units");
-        let held = net
-            .vocs
-            .store()
-            .get(sid.to_string())
-            .await
-            .unwrap()
-            .unwrap();
+        let held = net.vocs.session(sid).await.unwrap().unwrap();
         assert_eq!(held.services[0].home.triggers.as_deref(), Some(&[TAC][..]));
         // ECGI change inside tracking area 0x100: local.
         let (_, a) = net
@@ -1156,7 +1143,7 @@ async fn home_refusals_reach_the_pcef_unchanged() {
             h.failure_handling = None;
             assert_eq!(a, h);
             // The PCEF refuses the IP-CAN session (S316): nothing is held anywhere.
-            assert!(net.vocs.store().get(sid.clone()).await.unwrap().is_none());
+            assert!(net.vocs.session(&sid).await.unwrap().is_none());
         }
         // A refusal on an update: the subscriber is barred at home mid-session.
         let sid = "pcef.visited.test;3;barred";

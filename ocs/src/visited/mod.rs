@@ -59,6 +59,7 @@ use crate::gy;
 use crate::model::{
     CcAnswer, CcRequest, MsccAnswer, MsccRequest, RequestType, ServiceKey, SubscriptionType, Units,
 };
+use crate::store::StoreError;
 use config::VisitedSection;
 use diameter_codec::dict::{base, dcca, gi, gy as gyd, roaming};
 use diameter_codec::{CommandFlags, Message, MessageBuilder, OwnedAvp, ResultCode};
@@ -234,6 +235,28 @@ struct Agent {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+/// A PCEF session's turn ([`Agent::turn`]); when it ends, the session leaves the lock table
+/// unless another request waits for it.
+struct SessionTurn {
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
+    agent: Arc<Agent>,
+    id: String,
+}
+
+impl Drop for SessionTurn {
+    fn drop(&mut self) {
+        let mut m = self.agent.locks.lock().unwrap_or_else(|p| p.into_inner());
+        // The table's reference and this turn's: nobody waits. Checked under the table's
+        // lock, so a request that arrives now either waits on this mutex or makes a new
+        // one after the turn ends.
+        if m.get(&self.id).is_some_and(|l| Arc::strong_count(l) <= 2) {
+            m.remove(&self.id);
+        }
+        drop(m);
+        self.held.take();
+    }
+}
+
 impl VisitedOcs {
     /// Starts the node with its sessions in the `[store]` data file
     /// ([`store::DurableVisitedStore`]): a restart, a crash included, keeps them.
@@ -311,6 +334,13 @@ impl VisitedOcs {
         self.agent.node.listen_addrs()
     }
 
+    /// A PCEF session as its next request will see it: read in the session's turn, after
+    /// the writes of the requests already answered (one may finish after its answer).
+    pub async fn session(&self, pcef_session: &str) -> Result<Option<VisitedSession>, StoreError> {
+        let _turn = self.agent.turn(pcef_session).await;
+        self.agent.store.get(pcef_session.to_string()).await
+    }
+
     /// The session store.
     pub fn store(&self) -> &Arc<dyn VisitedStore> {
         &self.agent.store
@@ -352,23 +382,55 @@ enum Reply {
 }
 
 impl Agent {
-    fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut m = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        m.entry(id.to_string()).or_default().clone()
+    /// Waits for the session's turn: its requests (and the Tcc sweep) are handled one at a
+    /// time, and the turn ends when the returned guard is dropped, possibly in a task that
+    /// finishes writing the session after the answer went out.
+    async fn turn(self: &Arc<Self>, id: &str) -> SessionTurn {
+        let lock = {
+            let mut m = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            m.entry(id.to_string()).or_default().clone()
+        };
+        SessionTurn {
+            held: Some(lock.lock_owned().await),
+            agent: self.clone(),
+            id: id.to_string(),
+        }
     }
 
-    fn unlock(&self, id: &str) {
-        let mut m = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        // Only this request's clone and the map's: nobody waits.
-        if m.get(id).is_some_and(|l| Arc::strong_count(l) <= 2) {
-            m.remove(id);
+    /// Writes what handling a PCEF request changed, before the answer goes out — except a
+    /// lazy record, which a durable record written before already covers: it is written in a
+    /// task that keeps the session's turn, so the PCEF is answered without waiting for it
+    /// and the session's next request reads it. If that write fails the durable record
+    /// stands, as after a crash, and the request home it holds in doubt is settled again.
+    async fn write(
+        self: &Arc<Self>,
+        id: &str,
+        o: &Outcome,
+        turn: SessionTurn,
+    ) -> Result<(), StoreError> {
+        if o.remove {
+            return self.store.remove(id.to_string()).await;
         }
+        let Some(s) = &o.session else { return Ok(()) };
+        let mut s = s.clone();
+        s.pcef_at = crate::server::now_ms();
+        if !o.lazy {
+            return self.store.put(s).await;
+        }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.put_lazy(s).await {
+                tracing::warn!(session = %turn.id, error = %e, "visited session not written after home's answer; its durable record stands");
+            }
+            drop(turn);
+        });
+        Ok(())
     }
 
     /// A re-auth request from home (RFC 4006 §5.5: the home OCS wants the session
     /// re-authorised, e.g. after a top-up): the session's next update goes home, and the
     /// request is passed on to the PCEF with its Session-Id; home gets the PCEF's answer.
-    async fn re_auth(&self, req: IncomingRequest) -> MessageBuilder {
+    async fn re_auth(self: &Arc<Self>, req: IncomingRequest) -> MessageBuilder {
         let Some(home_sid) = req.msg.session_id().map(str::to_string) else {
             return req.answer(ResultCode::DIAMETER_MISSING_AVP);
         };
@@ -380,9 +442,8 @@ impl Agent {
                 return req.answer(ResultCode::DIAMETER_UNABLE_TO_COMPLY);
             }
         };
-        let lock = self.lock_for(&pcef_sid);
         let target = {
-            let _g = lock.lock().await;
+            let _turn = self.turn(&pcef_sid).await;
             match self.store.get(pcef_sid.clone()).await {
                 Ok(Some(mut s)) => {
                     s.reauth = true;
@@ -398,8 +459,6 @@ impl Agent {
                 _ => None,
             }
         };
-        drop(lock);
-        self.unlock(&pcef_sid);
         let Some((host, realm)) = target else {
             return req.answer(ResultCode(rc::UNKNOWN_SESSION_ID));
         };
@@ -422,7 +481,7 @@ impl Agent {
         a
     }
 
-    async fn credit_control(&self, req: IncomingRequest) -> MessageBuilder {
+    async fn credit_control(self: &Arc<Self>, req: IncomingRequest) -> MessageBuilder {
         if req.msg.header().command_code == base::CMD_RE_AUTH {
             return self.re_auth(req).await;
         }
@@ -436,38 +495,19 @@ impl Agent {
         };
         let extras = read_extras(&req.msg);
         let id = ccr.session_id.clone();
-        let lock = self.lock_for(&id);
-        let out = {
-            let _g = lock.lock().await;
-            let r = self.handle(ccr, extras).await;
-            if let Ok(o) = &r {
-                let w = if o.remove {
-                    self.store.remove(id.clone()).await
-                } else if let Some(s) = &o.session {
-                    let mut s = s.clone();
-                    s.pcef_at = crate::server::now_ms();
-                    if o.lazy {
-                        self.store.put_lazy(s).await
-                    } else {
-                        self.store.put(s).await
-                    }
-                } else {
-                    Ok(())
-                };
-                if let Err(e) = w {
-                    // Answering success would let the PCEF forget usage this node did not
-                    // keep: it gets 5012 and sends the request again.
+        let turn = self.turn(&id).await;
+        let out = match self.handle(ccr, extras).await {
+            Ok(o) => match self.write(&id, &o, turn).await {
+                Ok(()) => Ok(o),
+                // Answering success would let the PCEF forget usage this node did not
+                // keep: it gets 5012 and sends the request again.
+                Err(e) => {
                     tracing::error!(error = %e, "visited session not written");
                     Err(anyhow::anyhow!("session state not written: {e}"))
-                } else {
-                    r
                 }
-            } else {
-                r
-            }
+            },
+            Err(e) => Err(e),
         };
-        drop(lock);
-        self.unlock(&id);
         let reply = match out {
             Ok(o) => o.answer,
             Err(e) => Reply::Error(ResultCode::DIAMETER_UNABLE_TO_COMPLY, e.to_string()),
@@ -1255,16 +1295,11 @@ impl Agent {
 
     /// Ends a session whose PCEF has been silent for Tcc: CCR-T home with what is held.
     /// Kept (and tried again at the next sweep) while home cannot be reached.
-    async fn expire(&self, id: String, tcc_ms: u64) {
-        let lock = self.lock_for(&id);
-        {
-            let _g = lock.lock().await;
-            if let Ok(Some(s)) = self.store.get(id.clone()).await {
-                self.expire_locked(s, tcc_ms).await;
-            }
+    async fn expire(self: &Arc<Self>, id: String, tcc_ms: u64) {
+        let _turn = self.turn(&id).await;
+        if let Ok(Some(s)) = self.store.get(id.clone()).await {
+            self.expire_locked(s, tcc_ms).await;
         }
-        drop(lock);
-        self.unlock(&id);
     }
 
     async fn expire_locked(&self, mut s: VisitedSession, tcc_ms: u64) {
