@@ -13,6 +13,13 @@
 //! visited OCS with a location-area change each time (sent home: one more hop); through the
 //! visited OCS with a RAT change each time (answered by the visited OCS alone). Prints
 //! p50/p90/p99/mean per series and the ratios to the direct path.
+//!
+//! Two yardsticks measured in the same run tell what the extra path costs physically: the
+//! round trip of 64 bytes over a loopback TCP connection (the extra hop), and `fdatasync`
+//! latency in the data directory alone and with a second file flushed at the same time (the
+//! visited OCS's record and home's commit are flushed together; on one disk they contend).
+//! `VISITED_STORE_DIR` puts the visited OCS's file on another file system, as in a real
+//! roaming network where the two OCSs sit in different operators' data centres.
 
 use diameter_codec::MessageBuilder;
 use diameter_codec::dict::{base, dcca, gi, gy as gyd};
@@ -137,6 +144,72 @@ async fn series(
     Ok(out)
 }
 
+/// p50 and p99 in µs of `n` round trips of 64 bytes over a loopback TCP connection.
+async fn loopback_rtt(n: usize) -> anyhow::Result<(f64, f64)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let echo = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await?;
+        s.set_nodelay(true)?;
+        let mut buf = [0u8; 64];
+        while s.read_exact(&mut buf).await.is_ok() {
+            s.write_all(&buf).await?;
+        }
+        anyhow::Ok(())
+    });
+    let mut c = tokio::net::TcpStream::connect(addr).await?;
+    c.set_nodelay(true)?;
+    let mut buf = [7u8; 64];
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        c.write_all(&buf).await?;
+        c.read_exact(&mut buf).await?;
+        v.push(t.elapsed());
+    }
+    drop(c);
+    echo.await??;
+    Ok(percentiles(v))
+}
+
+/// p50 and p99 in µs of `fdatasync` after a 4 KiB write, `n` times in each of `files`
+/// files in `dir`, flushed at the same time from one thread each.
+fn fsync_latency(dir: &std::path::Path, files: usize, n: usize) -> anyhow::Result<(f64, f64)> {
+    use std::os::unix::fs::FileExt;
+    let threads: Vec<_> = (0..files)
+        .map(|i| {
+            let path = dir.join(format!("fsync-probe-{i}"));
+            std::thread::spawn(move || -> std::io::Result<Vec<Duration>> {
+                let f = std::fs::File::create(&path)?;
+                let mut v = Vec::with_capacity(n);
+                for k in 0..n {
+                    f.write_at(&[k as u8; 4096], (k % 16) as u64 * 4096)?;
+                    let t = Instant::now();
+                    f.sync_data()?;
+                    v.push(t.elapsed());
+                }
+                std::fs::remove_file(&path)?;
+                Ok(v)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in threads {
+        all.extend(
+            t.join()
+                .map_err(|_| anyhow::anyhow!("fsync probe panicked"))??,
+        );
+    }
+    Ok(percentiles(all))
+}
+
+fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
+    v.sort();
+    let q = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e6;
+    (q(0.5), q(0.99))
+}
+
 fn summary(name: &str, mut v: Vec<Duration>, base: Option<f64>) -> f64 {
     v.sort();
     let q = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e6;
@@ -219,9 +292,18 @@ async fn main() -> anyhow::Result<()> {
         (Some(4), 1, if n % 2 == 0 { 1 } else { 5 })
     })
     .await?;
+    let rtt = loopback_rtt(3000).await?;
+    let fs1 = fsync_latency(dir.path(), 1, 500)?;
+    let fs2 = fsync_latency(dir.path(), 2, 500)?;
     let base = summary("direct to the home OCS", d, None);
     summary("via the visited OCS, sent home", h, Some(base));
     summary("via the visited OCS, answered there", l, Some(base));
+    println!(
+        "yardsticks: loopback TCP round trip p50 {:.0} µs p99 {:.0} µs; fdatasync in the home \
+         store's directory p50 {:.0} µs p99 {:.0} µs alone, p50 {:.0} µs p99 {:.0} µs with a \
+         second file flushed at the same time",
+        rtt.0, rtt.1, fs1.0, fs1.1, fs2.0, fs2.1
+    );
     direct.shutdown(Duration::from_secs(1)).await;
     via.shutdown(Duration::from_secs(1)).await;
     vocs.shutdown(Duration::from_secs(1)).await;
