@@ -20,6 +20,13 @@
 //! - `answer_expiry`: (expiry, Session-Id, CC-Request-Number) → ()
 //! - `meta`: counters (sessions, reservations)
 //!
+//! The writer reads no table for a CCR: it keeps every account and live session in memory
+//! ([`Mem`]), read from the file at open, and writes each change to the file and to memory.
+//! The file is what a restart reads; memory is what the decisions read. The stored answers
+//! stay in the file only (they are read back for retransmissions, which are rare), and so
+//! do the Subscription-Id index and the session indexes by account and by client (read at
+//! CCR-I, top-up and client restart).
+//!
 //! The sweep's index of sessions by Tcc deadline is not a table: every CCR moves a
 //! session's deadline, and the index follows from the sessions table, so the writer keeps
 //! it in memory ([`Leases`]), built at open by reading every session.
@@ -28,14 +35,14 @@ use super::{
     AccountChange, Applied, ChargingStore, Counts, SessionRef, StoreError, StoreFuture, SweepReport,
 };
 use crate::engine::{self, Decision, Policy, SessionWrite, rc};
-use crate::model::{Account, CcAnswer, CcRequest, Session, UnixMillis};
+use crate::model::{Account, CcAnswer, CcRequest, NumberCheck, Session, UnixMillis};
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
     TableDefinition,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -114,29 +121,13 @@ fn se(e: impl std::fmt::Display) -> StoreError {
     StoreError::from_err(e)
 }
 
-/// The sweep's index: (Tcc deadline, Session-Id) of every session in the sessions table,
-/// as committed plus the changes of the batch being run. A failed batch leaves it stale;
-/// it is then read again from the sessions table before the next batch.
+/// The sweep's index: (Tcc deadline, Session-Id) of every live session.
 #[derive(Default)]
 struct Leases {
     set: BTreeSet<(UnixMillis, String)>,
-    stale: bool,
 }
 
 impl Leases {
-    /// The index of what `db` holds.
-    fn load(db: &Database) -> Result<Self, StoreError> {
-        let txn = db.begin_read().map_err(se)?;
-        let sessions = txn.open_table(SESSIONS).map_err(se)?;
-        let mut set = BTreeSet::new();
-        for row in sessions.iter().map_err(se)? {
-            let (_, v) = row.map_err(se)?;
-            let s: Session = dec(v.value())?;
-            set.insert((s.lease_until, s.id));
-        }
-        Ok(Self { set, stale: false })
-    }
-
     /// Moves a session's entry from `old` (None: it had none) to `new`.
     fn set(&mut self, sid: &str, old: Option<UnixMillis>, new: UnixMillis) {
         let key = match old {
@@ -164,12 +155,48 @@ impl Leases {
     }
 }
 
+/// What the writer reads instead of the file: every account and every live session, as
+/// committed plus the changes of the batch being run, and the sweep's index of sessions by
+/// Tcc deadline. The file is written as before (it is what a restart reads), but a CCR reads
+/// no table: the `accounts` and `sessions` tables are read once, at open. A failed batch
+/// leaves this ahead of the file; it is then read again from the file before the next
+/// batch.
+#[derive(Default)]
+struct Mem {
+    accounts: HashMap<String, Account>,
+    sessions: HashMap<String, Session>,
+    leases: Leases,
+    stale: bool,
+}
+
+impl Mem {
+    /// What `db` holds.
+    fn load(db: &Database) -> Result<Self, StoreError> {
+        let txn = db.begin_read().map_err(se)?;
+        let mut mem = Self::default();
+        let accounts = txn.open_table(ACCOUNTS).map_err(se)?;
+        for row in accounts.iter().map_err(se)? {
+            let (_, v) = row.map_err(se)?;
+            let a: Account = dec(v.value())?;
+            mem.accounts.insert(a.id.clone(), a);
+        }
+        let sessions = txn.open_table(SESSIONS).map_err(se)?;
+        for row in sessions.iter().map_err(se)? {
+            let (_, v) = row.map_err(se)?;
+            let s: Session = dec(v.value())?;
+            mem.leases.set.insert((s.lease_until, s.id.clone()));
+            mem.sessions.insert(s.id.clone(), s);
+        }
+        Ok(mem)
+    }
+}
+
 /// The tables of one write transaction, and the counter changes it makes.
 struct Tables<'t> {
     accounts: Table<'t, &'static str, &'static [u8]>,
     subscribers: Table<'t, &'static str, &'static str>,
     sessions: Table<'t, &'static str, &'static [u8]>,
-    leases: &'t mut Leases,
+    mem: &'t mut Mem,
     account_sessions: Table<'t, (&'static str, &'static str), ()>,
     client_sessions: Table<'t, (&'static str, &'static str), ()>,
     answers: Table<'t, (&'static str, u32), &'static [u8]>,
@@ -196,15 +223,12 @@ macro_rules! tryop {
 
 impl Tables<'_> {
     fn account_by_id(&self, id: &str) -> OpResult<Option<Account>> {
-        let Some(v) = self.accounts.get(id).map_err(se)? else {
-            return Ok(Ok(None));
-        };
-        Ok(dec(v.value()).map(Some))
+        Ok(Ok(self.mem.accounts.get(id).cloned()))
     }
 
     /// An account id from an account id, an index key, or a bare IMSI/MSISDN/NAI.
     fn resolve(&self, key: &str) -> Result<Option<String>, StoreError> {
-        if self.accounts.get(key).map_err(se)?.is_some() {
+        if self.mem.accounts.contains_key(key) {
             return Ok(Some(key.to_string()));
         }
         if let Some(v) = self.subscribers.get(key).map_err(se)? {
@@ -223,22 +247,30 @@ impl Tables<'_> {
     }
 
     fn session(&self, id: &str) -> OpResult<Option<Session>> {
-        let Some(v) = self.sessions.get(id).map_err(se)? else {
-            return Ok(Ok(None));
-        };
-        Ok(dec(v.value()).map(Some))
+        Ok(Ok(self.mem.sessions.get(id).cloned()))
     }
 
-    fn put_account(&mut self, a: &Account) -> Result<(), StoreError> {
-        let bytes = enc_into(a, &mut self.scratch)?;
+    fn put_account(&mut self, a: Account) -> Result<(), StoreError> {
+        let bytes = enc_into(&a, &mut self.scratch)?;
         self.accounts.insert(a.id.as_str(), bytes).map_err(se)?;
+        match self.mem.accounts.get_mut(&a.id) {
+            Some(slot) => *slot = a,
+            None => {
+                self.mem.accounts.insert(a.id.clone(), a);
+            }
+        }
         Ok(())
     }
 
-    /// Writes a session (new or changed), keeping the indexes in step.
-    fn put_session(&mut self, old: Option<&Session>, s: &Session) -> Result<(), StoreError> {
-        if let Some(old) = old {
-            self.reservations_delta -= old.reservations.len() as i64;
+    /// Writes a session (new or changed), keeping the indexes in step. `old`: the
+    /// reservation count and Tcc deadline of the session it replaces, if any.
+    fn put_session(
+        &mut self,
+        old: Option<(usize, UnixMillis)>,
+        s: Session,
+    ) -> Result<(), StoreError> {
+        if let Some((reservations, _)) = old {
+            self.reservations_delta -= reservations as i64;
         } else {
             self.account_sessions
                 .insert((s.account.as_str(), s.id.as_str()), ())
@@ -251,17 +283,27 @@ impl Tables<'_> {
                 .map_err(se)?;
             self.sessions_delta += 1;
         }
-        let bytes = enc_into(s, &mut self.scratch)?;
+        let bytes = enc_into(&s, &mut self.scratch)?;
         self.sessions.insert(s.id.as_str(), bytes).map_err(se)?;
-        self.leases
-            .set(&s.id, old.map(|o| o.lease_until), s.lease_until);
+        self.mem
+            .leases
+            .set(&s.id, old.map(|(_, lease)| lease), s.lease_until);
         self.reservations_delta += s.reservations.len() as i64;
+        match self.mem.sessions.get_mut(&s.id) {
+            Some(slot) => *slot = s,
+            None => {
+                self.mem.sessions.insert(s.id.clone(), s);
+            }
+        }
         Ok(())
     }
 
-    fn delete_session(&mut self, s: &Session) -> Result<(), StoreError> {
+    fn delete_session(&mut self, sid: &str) -> Result<(), StoreError> {
+        let Some(s) = self.mem.sessions.remove(sid) else {
+            return Ok(());
+        };
         self.sessions.remove(s.id.as_str()).map_err(se)?;
-        self.leases.remove(&s.id, s.lease_until);
+        self.mem.leases.remove(&s.id, s.lease_until);
         self.account_sessions
             .remove((s.account.as_str(), s.id.as_str()))
             .map_err(se)?;
@@ -281,7 +323,19 @@ impl Tables<'_> {
         now: UnixMillis,
     ) -> OpResult<Applied> {
         let sid = req.session_id.as_str();
-        if let Some(v) = self.answers.get((sid, req.request_number)).map_err(se)? {
+        // A stored answer of (Session-Id, CC-Request-Number) is looked up in the file only
+        // when there may be one: every answer kept for a live session marked its number
+        // handled ([`Session::mark_number`]), except a refused second CCR-I, whose
+        // decision comes out the same again while the session lives. So a request that
+        // is new to its live session (the common case: every CCR-U) has none.
+        let may_be_stored = self
+            .mem
+            .sessions
+            .get(sid)
+            .is_none_or(|s| s.check_number(req.request_number) != NumberCheck::New);
+        if may_be_stored
+            && let Some(v) = self.answers.get((sid, req.request_number)).map_err(se)?
+        {
             let stored: StoredAnswer = tryop!(dec(v.value()));
             let answer = if stored.answer.request_type == req.request_type {
                 stored.answer
@@ -296,62 +350,68 @@ impl Tables<'_> {
                 duplicate: true,
             }));
         }
-        let session = tryop!(self.session(sid)?);
-        let account_id = match &session {
-            Some(s) => Some(s.account.clone()),
+        let mem = &*self.mem;
+        let session = mem.sessions.get(sid);
+        let found;
+        let account_id = match session {
+            Some(s) => Some(s.account.as_str()),
             None => {
-                let mut found = None;
+                let mut by_sub = None;
                 for sub in &req.subscriptions {
                     if let Some(v) = self.subscribers.get(sub.index_key().as_str()).map_err(se)? {
-                        found = Some(v.value().to_string());
+                        by_sub = Some(v.value().to_string());
                         break;
                     }
                 }
-                found
+                found = by_sub;
+                found.as_deref()
             }
         };
-        let account = match &account_id {
-            Some(id) => tryop!(self.account_by_id(id)?),
-            None => None,
-        };
-        let d: Decision = engine::decide(policy, req, session.as_ref(), account.as_ref(), now);
-        if d.keeps_answer() {
-            match &d.session {
-                SessionWrite::Keep => {}
-                SessionWrite::Put(s) => self.put_session(session.as_ref(), s)?,
-                SessionWrite::Delete => {
-                    if let Some(old) = &session {
-                        self.delete_session(old)?;
-                    }
-                }
-            }
-            if let Some(a) = &d.account {
-                self.put_account(a)?;
-            }
-            let expires = now.saturating_add(policy.answer_retention_ms);
-            let stored = enc_into(
-                &StoredAnswerRef {
-                    expires,
-                    answer: &d.answer,
-                },
-                &mut self.scratch,
-            )?;
-            self.answers
-                .insert((sid, req.request_number), stored)
-                .map_err(se)?;
-            self.answer_expiry
-                .insert((expires, sid, req.request_number), ())
-                .map_err(se)?;
+        let account = account_id.and_then(|id| mem.accounts.get(id));
+        let old = session.map(|s| (s.reservations.len(), s.lease_until));
+        let d: Decision = engine::decide(policy, req, session, account, now);
+        if !d.keeps_answer() {
+            return Ok(Ok(Applied {
+                answer: d.answer,
+                duplicate: false,
+            }));
         }
+        let Decision {
+            answer,
+            session: write,
+            account,
+        } = d;
+        match write {
+            SessionWrite::Keep => {}
+            SessionWrite::Put(s) => self.put_session(old, s)?,
+            SessionWrite::Delete => self.delete_session(sid)?,
+        }
+        if let Some(a) = account {
+            self.put_account(a)?;
+        }
+        let expires = now.saturating_add(policy.answer_retention_ms);
+        let stored = enc_into(
+            &StoredAnswerRef {
+                expires,
+                answer: &answer,
+            },
+            &mut self.scratch,
+        )?;
+        self.answers
+            .insert((sid, req.request_number), stored)
+            .map_err(se)?;
+        self.answer_expiry
+            .insert((expires, sid, req.request_number), ())
+            .map_err(se)?;
         Ok(Ok(Applied {
-            answer: d.answer,
+            answer,
             duplicate: false,
         }))
     }
 
     fn sweep(&mut self, now: UnixMillis) -> OpResult<SweepReport> {
         let mut report = SweepReport::default();
-        let expired = self.leases.expired(now, SWEEP_LIMIT);
+        let expired = self.mem.leases.expired(now, SWEEP_LIMIT);
         for sid in expired {
             self.release_session(&sid, &mut report)?;
         }
@@ -379,10 +439,11 @@ impl Tables<'_> {
     /// Releases a session's reservations and forgets it (RFC 4006 §13 Tcc; RFC 6733 §8.16
     /// for a client that restarted).
     fn release_session(&mut self, sid: &str, report: &mut SweepReport) -> Result<(), StoreError> {
-        let Ok(Some(s)) = self.session(sid)? else {
+        let Some(s) = self.mem.sessions.get(sid) else {
             return Ok(());
         };
-        if let Ok(Some(mut a)) = self.account_by_id(&s.account)? {
+        let released = s.reservations.len() as u64;
+        if let Some(mut a) = self.mem.accounts.get(&s.account).cloned() {
             for r in &s.reservations {
                 let b = a.balances.entry(r.kind).or_default();
                 b.reserved = b.reserved.saturating_sub(r.amount);
@@ -390,11 +451,11 @@ impl Tables<'_> {
                     .available
                     .saturating_add(i64::try_from(r.amount).unwrap_or(i64::MAX));
             }
-            self.put_account(&a)?;
+            self.put_account(a)?;
         }
         report.sessions_expired += 1;
-        report.reservations_released += s.reservations.len() as u64;
-        self.delete_session(&s)
+        report.reservations_released += released;
+        self.delete_session(sid)
     }
 
     /// A session's lease is its last request plus Tcc ([`engine`]): one used before
@@ -421,8 +482,11 @@ impl Tables<'_> {
         let mut report = SweepReport::default();
         let stale_before = before_ms.saturating_add(tcc_ms);
         for sid in ids {
-            if let Ok(Some(s)) = self.session(&sid)?
-                && s.lease_until < stale_before
+            if self
+                .mem
+                .sessions
+                .get(&sid)
+                .is_some_and(|s| s.lease_until < stale_before)
             {
                 self.release_session(&sid, &mut report)?;
             }
@@ -431,10 +495,10 @@ impl Tables<'_> {
     }
 
     fn provision(&mut self, a: &Account) -> OpResult<bool> {
-        if self.accounts.get(a.id.as_str()).map_err(se)?.is_some() {
+        if self.mem.accounts.contains_key(&a.id) {
             return Ok(Ok(false));
         }
-        self.put_account(a)?;
+        self.put_account(a.clone())?;
         for s in &a.subscriptions {
             let key = s.index_key();
             if let Some(other) = self.subscribers.get(key.as_str()).map_err(se)? {
@@ -473,11 +537,11 @@ impl Tables<'_> {
             .collect();
         let mut sessions = Vec::new();
         for sid in ids {
-            if let Ok(Some(s)) = self.session(&sid)? {
+            if let Some(s) = self.mem.sessions.get(&sid) {
                 sessions.push(SessionRef {
-                    session_id: s.id,
-                    origin_host: s.origin_host,
-                    origin_realm: s.origin_realm,
+                    session_id: s.id.clone(),
+                    origin_host: s.origin_host.clone(),
+                    origin_realm: s.origin_realm.clone(),
                 });
             }
         }
@@ -488,7 +552,7 @@ impl Tables<'_> {
             }
             AccountChange::SetBarred(barred) => a.barred = barred,
         }
-        self.put_account(&a)?;
+        self.put_account(a.clone())?;
         Ok(Ok(Some((a, sessions))))
     }
 }
@@ -593,11 +657,11 @@ impl RedbStore {
         };
         txn.commit().map_err(se)?;
         crate::metrics::set_sizes(sessions, reservations);
-        let leases = Leases::load(&db)?;
+        let mem = Mem::load(&db)?;
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("ocs-store".into())
-            .spawn(move || writer(db, leases, rx, policy, options))
+            .spawn(move || writer(db, mem, rx, policy, options))
             .map_err(se)?;
         Ok(Self {
             queue: tx,
@@ -706,13 +770,13 @@ impl RedbStore {
 
 fn open_tables<'t>(
     txn: &'t redb::WriteTransaction,
-    leases: &'t mut Leases,
+    mem: &'t mut Mem,
 ) -> Result<Tables<'t>, StoreError> {
     Ok(Tables {
         accounts: txn.open_table(ACCOUNTS).map_err(se)?,
         subscribers: txn.open_table(SUBSCRIBERS).map_err(se)?,
         sessions: txn.open_table(SESSIONS).map_err(se)?,
-        leases,
+        mem,
         account_sessions: txn.open_table(ACCOUNT_SESSIONS).map_err(se)?,
         client_sessions: txn.open_table(CLIENT_SESSIONS).map_err(se)?,
         answers: txn.open_table(ANSWERS).map_err(se)?,
@@ -727,7 +791,7 @@ fn open_tables<'t>(
 /// Runs a batch in one transaction; returns the session and reservation counts after it.
 fn run_batch(
     db: &Database,
-    leases: &mut Leases,
+    mem: &mut Mem,
     batch: &mut [Box<dyn Job>],
     policy: &Policy,
     durable: bool,
@@ -740,7 +804,7 @@ fn run_batch(
     })
     .map_err(se)?;
     let (ds, dr) = {
-        let mut t = open_tables(&txn, leases)?;
+        let mut t = open_tables(&txn, mem)?;
         for job in batch.iter_mut() {
             job.run(&mut t, policy)?;
         }
@@ -764,7 +828,7 @@ fn run_batch(
 
 fn writer(
     db: Database,
-    mut leases: Leases,
+    mut mem: Mem,
     rx: mpsc::Receiver<Msg>,
     policy: Arc<Policy>,
     options: RedbOptions,
@@ -795,16 +859,25 @@ fn writer(
         // A batch of lazy writes only is committed without an fsync; the next durable
         // commit takes it to the disk.
         let durable = options.durable && batch.iter().any(|j| j.needs_sync());
-        if leases.stale {
-            match Leases::load(&db) {
-                Ok(l) => leases = l,
-                Err(e) => tracing::error!(error = %e, "reading the lease index"),
+        if mem.stale {
+            match Mem::load(&db) {
+                Ok(m) => mem = m,
+                Err(e) => {
+                    // Answering from a state the file does not hold would charge wrongly:
+                    // the batch fails (5012), and the next one reads the file again.
+                    tracing::error!(error = %e, "reading the data file after a failed commit");
+                    crate::metrics::record_commit(batch.len(), started.elapsed(), false);
+                    for job in batch {
+                        job.finish(Err(e.clone()));
+                    }
+                    continue;
+                }
             }
         }
-        let result = run_batch(&db, &mut leases, &mut batch, &policy, durable);
+        let result = run_batch(&db, &mut mem, &mut batch, &policy, durable);
         if result.is_err() {
-            // The failed batch's changes to the index are not in the file.
-            leases.stale = true;
+            // The failed batch's changes are in memory, not in the file.
+            mem.stale = true;
         }
         crate::metrics::record_commit(batch.len(), started.elapsed(), result.is_ok());
         let commit = match result {
@@ -891,17 +964,14 @@ impl ChargingStore for RedbStore {
     fn counts(&self) -> StoreFuture<'_, Counts> {
         self.read(move |t, _| {
             Ok(Ok(Counts {
-                sessions: t.sessions.len().map_err(se)?,
-                reservations: {
-                    let mut n = 0u64;
-                    for e in t.sessions.iter().map_err(se)? {
-                        let (_, v) = e.map_err(se)?;
-                        let s: Session = tryop!(dec(v.value()));
-                        n += s.reservations.len() as u64;
-                    }
-                    n
-                },
-                accounts: t.accounts.len().map_err(se)?,
+                sessions: t.mem.sessions.len() as u64,
+                reservations: t
+                    .mem
+                    .sessions
+                    .values()
+                    .map(|s| s.reservations.len() as u64)
+                    .sum(),
+                accounts: t.mem.accounts.len() as u64,
             }))
         })
     }
@@ -939,6 +1009,84 @@ mod tests {
                 used: None,
             }],
         }
+    }
+
+    fn ccr_u(n: u32, used: u64) -> CcRequest {
+        let mut r = ccr_i();
+        r.request_type = RequestType::Update;
+        r.request_number = n;
+        r.mscc[0].used = Some(Units {
+            total_octets: Some(used),
+            ..Units::default()
+        });
+        r
+    }
+
+    /// Sessions and accounts are read from memory, stored answers from the file: a
+    /// retransmitted CCR-U gets its stored answer and is charged once, in the same process
+    /// and after a restart (which reads the memory state back from the file).
+    #[tokio::test]
+    async fn a_retransmission_is_answered_from_the_file_and_charged_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ocs.redb");
+        let policy = Arc::new(Policy::from_config(&Config::demo()));
+        let options = RedbOptions {
+            max_batch: 8,
+            durable: false,
+        };
+        let store = RedbStore::open(&path, options.clone(), policy.clone()).unwrap();
+        let mut account = Account {
+            id: "a".into(),
+            subscriptions: ccr_i().subscriptions,
+            ..Account::default()
+        };
+        account.balances.insert(
+            UnitKind::TotalOctets,
+            Balance {
+                available: 10_000_000,
+                reserved: 0,
+            },
+        );
+        assert!(store.provision(account).await.unwrap());
+        let cc = |r: CcRequest| ChargingStore::credit_control(&store, r, 1_000);
+        assert_eq!(cc(ccr_i()).await.unwrap().answer.result_code, rc::SUCCESS);
+        let first = cc(ccr_u(1, 100)).await.unwrap();
+        assert!(!first.duplicate);
+        assert_eq!(first.answer.result_code, rc::SUCCESS);
+        let total = |a: &Account| a.balances[&UnitKind::TotalOctets].total();
+        let after_first = total(&store.account("a".into()).await.unwrap().unwrap());
+        assert_eq!(after_first, 10_000_000 - 100);
+        let again = cc(ccr_u(1, 100)).await.unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.answer, first.answer);
+        // The same number with another type: not a retransmission, nothing applied.
+        let mut other = ccr_u(1, 100);
+        other.request_type = RequestType::Termination;
+        let other = cc(other).await.unwrap();
+        assert_eq!(other.answer.result_code, rc::UNABLE_TO_COMPLY);
+        assert_eq!(
+            total(&store.account("a".into()).await.unwrap().unwrap()),
+            after_first
+        );
+        RedbStore::close(&store).await;
+        drop(store);
+
+        let store = RedbStore::open(&path, options, policy).unwrap();
+        let again = ChargingStore::credit_control(&store, ccr_u(1, 100), 2_000)
+            .await
+            .unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.answer, first.answer);
+        let next = ChargingStore::credit_control(&store, ccr_u(2, 50), 2_000)
+            .await
+            .unwrap();
+        assert!(!next.duplicate);
+        assert_eq!(
+            total(&store.account("a".into()).await.unwrap().unwrap()),
+            after_first - 50
+        );
+        assert_eq!(store.counts().await.unwrap().sessions, 1);
+        RedbStore::close(&store).await;
     }
 
     /// The lease index is not in the file: a session's Tcc still ends after a restart.
