@@ -16,8 +16,7 @@
 //! - `account_sessions`: (account id, Session-Id) → () — sessions to re-authorise on top-up
 //! - `client_sessions`: (client Origin-Host in lower case, Session-Id) → () — sessions to
 //!   release when that client restarts
-//! - `answers`: (Session-Id, CC-Request-Number) → stored answer
-//! - `answer_expiry`: (expiry, Session-Id, CC-Request-Number) → ()
+//! - `answers`: (Session-Id, CC-Request-Number) → stored answer (with its expiry)
 //! - `meta`: counters (sessions, reservations)
 //!
 //! The writer reads no table for a CCR: it keeps every account and live session in memory
@@ -30,6 +29,13 @@
 //! The sweep's index of sessions by Tcc deadline is not a table: every CCR moves a
 //! session's deadline, and the index follows from the sessions table, so the writer keeps
 //! it in memory ([`Leases`]), built at open by reading every session.
+//!
+//! Nor is there an index of stored answers by expiry (earlier versions wrote one, the
+//! `answer_expiry` table, an insert per CCR; it is deleted at open): the sweep walks the
+//! `answers` table in key order a slice at a time, reading each answer's expiry, and
+//! forgets the expired ones ([`Tables::sweep`]). An answer is kept `answer_retention`
+//! seconds, and forgotten within about half that again. (An older version opening a file
+//! written by this one finds no `answer_expiry` entries and forgets none of its answers.)
 
 use super::{
     AccountChange, Applied, ChargingStore, Counts, SessionRef, StoreError, StoreFuture, SweepReport,
@@ -43,6 +49,7 @@ use redb::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -59,7 +66,9 @@ const ACCOUNT_SESSIONS: TableDefinition<'_, (&str, &str), ()> =
 const CLIENT_SESSIONS: TableDefinition<'_, (&str, &str), ()> =
     TableDefinition::new("client_sessions");
 const ANSWERS: TableDefinition<'_, (&str, u32), &[u8]> = TableDefinition::new("answers");
-const ANSWER_EXPIRY: TableDefinition<'_, (u64, &str, u32), ()> =
+/// The index of stored answers by expiry of earlier versions, deleted at open (see the
+/// module documentation).
+const OLD_ANSWER_EXPIRY: TableDefinition<'_, (u64, &str, u32), ()> =
     TableDefinition::new("answer_expiry");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 /// The visited role's sessions ([`crate::visited::store::DurableVisitedStore`]), by the
@@ -69,6 +78,10 @@ const VISITED: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("visited_
 /// Most expired sessions (and answers) one sweep handles, so a sweep's transaction stays
 /// short; the next sweep takes the rest.
 const SWEEP_LIMIT: usize = 4096;
+
+/// Fewest and most stored answers one sweep reads ([`Tables::forget_answers`]).
+const ANSWER_SCAN_MIN: usize = 4096;
+const ANSWER_SCAN_MAX: usize = 65_536;
 
 /// Settings of the store.
 #[derive(Debug, Clone)]
@@ -88,7 +101,8 @@ impl Default for RedbOptions {
     }
 }
 
-/// A stored answer and when it is forgotten (`answer_expiry` is what the sweep reads).
+/// A stored answer and when it is forgotten (the sweep reads `expires` alone, the first
+/// field: [`expires_of`]).
 #[derive(Deserialize)]
 struct StoredAnswer {
     _expires: UnixMillis,
@@ -115,6 +129,13 @@ fn enc_into<'b, T: Serialize>(v: &T, buf: &'b mut Vec<u8>) -> Result<&'b [u8], S
 
 fn dec<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T, StoreError> {
     postcard::from_bytes(b).map_err(StoreError::from_err)
+}
+
+/// The expiry of a stored answer, from its first field; None when it does not decode.
+fn expires_of(stored: &[u8]) -> Option<UnixMillis> {
+    postcard::take_from_bytes::<UnixMillis>(stored)
+        .ok()
+        .map(|(t, _)| t)
 }
 
 fn se(e: impl std::fmt::Display) -> StoreError {
@@ -167,6 +188,10 @@ struct Mem {
     sessions: HashMap<String, Session>,
     leases: Leases,
     stale: bool,
+    /// The last stored answer the sweep read; None: it starts at the beginning.
+    answers_cursor: Option<(String, u32)>,
+    /// When the sweep last read stored answers.
+    answers_scanned_at: UnixMillis,
 }
 
 impl Mem {
@@ -200,7 +225,6 @@ struct Tables<'t> {
     account_sessions: Table<'t, (&'static str, &'static str), ()>,
     client_sessions: Table<'t, (&'static str, &'static str), ()>,
     answers: Table<'t, (&'static str, u32), &'static [u8]>,
-    answer_expiry: Table<'t, (u64, &'static str, u32), ()>,
     visited: Table<'t, &'static str, &'static [u8]>,
     sessions_delta: i64,
     reservations_delta: i64,
@@ -333,9 +357,7 @@ impl Tables<'_> {
             .sessions
             .get(sid)
             .is_none_or(|s| s.check_number(req.request_number) != NumberCheck::New);
-        if may_be_stored
-            && let Some(v) = self.answers.get((sid, req.request_number)).map_err(se)?
-        {
+        if may_be_stored && let Some(v) = self.answers.get((sid, req.request_number)).map_err(se)? {
             let stored: StoredAnswer = tryop!(dec(v.value()));
             let answer = if stored.answer.request_type == req.request_type {
                 stored.answer
@@ -400,40 +422,71 @@ impl Tables<'_> {
         self.answers
             .insert((sid, req.request_number), stored)
             .map_err(se)?;
-        self.answer_expiry
-            .insert((expires, sid, req.request_number), ())
-            .map_err(se)?;
         Ok(Ok(Applied {
             answer,
             duplicate: false,
         }))
     }
 
-    fn sweep(&mut self, now: UnixMillis) -> OpResult<SweepReport> {
+    fn sweep(&mut self, now: UnixMillis, retention_ms: u64) -> OpResult<SweepReport> {
         let mut report = SweepReport::default();
         let expired = self.mem.leases.expired(now, SWEEP_LIMIT);
         for sid in expired {
             self.release_session(&sid, &mut report)?;
         }
-        let old: Vec<(u64, String, u32)> = self
-            .answer_expiry
-            .range(..(now, "", 0u32))
-            .map_err(se)?
-            .take(SWEEP_LIMIT)
-            .filter_map(Result::ok)
-            .map(|(k, _)| {
-                let (t, s, n) = k.value();
-                (t, s.to_string(), n)
-            })
-            .collect();
-        for (t, sid, n) in old {
+        self.forget_answers(now, retention_ms, &mut report)?;
+        Ok(Ok(report))
+    }
+
+    /// Walks the next slice of the `answers` table (from where the last sweep stopped, in
+    /// key order; back to the start after the end) and forgets the answers expired before
+    /// `now`, at most [`SWEEP_LIMIT`]. A slice is the share of the table that makes one
+    /// pass every half retention (at least [`ANSWER_SCAN_MIN`], at most
+    /// [`ANSWER_SCAN_MAX`] entries), so each answer is read about three times in its life
+    /// and none is kept much past 1.5 × the retention while the limits keep up.
+    fn forget_answers(
+        &mut self,
+        now: UnixMillis,
+        retention_ms: u64,
+        report: &mut SweepReport,
+    ) -> Result<(), StoreError> {
+        let len = self.answers.len().map_err(se)?;
+        let since = now.saturating_sub(self.mem.answers_scanned_at);
+        self.mem.answers_scanned_at = now;
+        let half = u128::from((retention_ms / 2).max(1));
+        let share = u128::from(len).saturating_mul(u128::from(since)) / half;
+        let want = usize::try_from(share)
+            .unwrap_or(usize::MAX)
+            .clamp(ANSWER_SCAN_MIN, ANSWER_SCAN_MAX);
+        let mut expired: Vec<(String, u32)> = Vec::new();
+        let mut last = None;
+        let mut scanned = 0usize;
+        {
+            let from = match &self.mem.answers_cursor {
+                Some((sid, n)) => Bound::Excluded((sid.as_str(), *n)),
+                None => Bound::Unbounded,
+            };
+            for row in self.answers.range((from, Bound::Unbounded)).map_err(se)? {
+                let (k, v) = row.map_err(se)?;
+                let (sid, n) = k.value();
+                scanned += 1;
+                if expires_of(v.value()).is_none_or(|t| t < now) {
+                    // An answer that does not decode is of no use to a retransmission.
+                    expired.push((sid.to_string(), n));
+                }
+                if scanned >= want || expired.len() >= SWEEP_LIMIT {
+                    last = Some((sid.to_string(), n));
+                    break;
+                }
+            }
+        }
+        // None: the end of the table was reached; the next sweep starts at the beginning.
+        self.mem.answers_cursor = last;
+        for (sid, n) in expired {
             self.answers.remove((sid.as_str(), n)).map_err(se)?;
-            self.answer_expiry
-                .remove((t, sid.as_str(), n))
-                .map_err(se)?;
             report.answers_forgotten += 1;
         }
-        Ok(Ok(report))
+        Ok(())
     }
 
     /// Releases a session's reservations and forgets it (RFC 4006 §13 Tcc; RFC 6733 §8.16
@@ -633,7 +686,7 @@ impl RedbStore {
             txn.open_table(ACCOUNT_SESSIONS).map_err(se)?;
             txn.open_table(CLIENT_SESSIONS).map_err(se)?;
             txn.open_table(ANSWERS).map_err(se)?;
-            txn.open_table(ANSWER_EXPIRY).map_err(se)?;
+            txn.delete_table(OLD_ANSWER_EXPIRY).map_err(se)?;
             txn.open_table(VISITED).map_err(se)?;
             let s = txn.open_table(SESSIONS).map_err(se)?;
             let mut m = txn.open_table(META).map_err(se)?;
@@ -780,7 +833,6 @@ fn open_tables<'t>(
         account_sessions: txn.open_table(ACCOUNT_SESSIONS).map_err(se)?,
         client_sessions: txn.open_table(CLIENT_SESSIONS).map_err(se)?,
         answers: txn.open_table(ANSWERS).map_err(se)?,
-        answer_expiry: txn.open_table(ANSWER_EXPIRY).map_err(se)?,
         visited: txn.open_table(VISITED).map_err(se)?,
         sessions_delta: 0,
         reservations_delta: 0,
@@ -919,7 +971,7 @@ impl ChargingStore for RedbStore {
     }
 
     fn sweep(&self, now: UnixMillis) -> StoreFuture<'_, SweepReport> {
-        self.submit(move |t, _| t.sweep(now))
+        self.submit(move |t, p| t.sweep(now, p.answer_retention_ms))
     }
 
     fn release_session(&self, session_id: String) -> StoreFuture<'_, SweepReport> {
