@@ -7,7 +7,7 @@ not) runs under `valgrind --tool=callgrind --separate-threads=yes`; once it list
 counters are zeroed (`callgrind_control -z`), `pcef-sim load` (64 in flight, 1,000 CCR-U
 per session, 100 octets each) runs for --duration seconds, the counters are dumped
 (`callgrind_control -d`) and the ocs stopped. Prints the CCRs answered and each thread's Ir
-per CCR; the store's writer thread is the one whose dump calls `run_batch`.
+per CCR; the store's writer thread is the one running `ocs::store::redb::writer`.
 
     scripts/callgrind-ocs.py --bin target/release [--durable] [--duration 15] [--json F]
 
@@ -92,7 +92,7 @@ def main():
     threads = []
     for f in dumps:
         ir, text = totals(f)
-        writer = "run_batch" in text
+        writer = re.search(r"ocs::store::redb::writer \[", text) is not None
         threads.append({"file": os.path.basename(f), "ir": ir, "writer": writer,
                         "ir_per_ccr": round(ir / answers) if answers else None})
     total = sum(t["ir"] for t in threads)

@@ -712,9 +712,10 @@ impl RedbStore {
         crate::metrics::set_sizes(sessions, reservations);
         let mem = Mem::load(&db)?;
         let (tx, rx) = mpsc::channel();
+        let replies = Replies::new();
         std::thread::Builder::new()
             .name("ocs-store".into())
-            .spawn(move || writer(db, mem, rx, policy, options))
+            .spawn(move || writer(db, mem, rx, policy, options, replies))
             .map_err(se)?;
         Ok(Self {
             queue: tx,
@@ -878,12 +879,68 @@ fn run_batch(
     Ok((sessions, reservations))
 }
 
+/// What the writer hands back to the runtime: a finished batch, or the end.
+enum Delivery {
+    Batch(Vec<Box<dyn Job>>, Result<(), StoreError>),
+    Closed(oneshot::Sender<()>),
+}
+
+impl Delivery {
+    fn deliver(self) {
+        match self {
+            Self::Batch(jobs, commit) => {
+                for job in jobs {
+                    job.finish(commit.clone());
+                }
+            }
+            Self::Closed(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// Where the writer's answers go. Each answer wakes the task that waits for it; woken from
+/// the writer thread, every task of a batch would be handed to the runtime from outside
+/// (a push on its shared queue, often a worker unparked: system calls per CCR). So the
+/// writer hands the whole batch to one task on the runtime, one wake per batch, and that
+/// task answers them from inside. Without a runtime at open (or once it is gone) the writer
+/// answers itself.
+struct Replies(Option<tokio::sync::mpsc::UnboundedSender<Delivery>>);
+
+impl Replies {
+    fn new() -> Self {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Self(None);
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Delivery>();
+        runtime.spawn(async move {
+            while let Some(d) = rx.recv().await {
+                d.deliver();
+            }
+        });
+        Self(Some(tx))
+    }
+
+    fn send(&self, d: Delivery) {
+        match &self.0 {
+            Some(tx) => {
+                if let Err(e) = tx.send(d) {
+                    e.0.deliver();
+                }
+            }
+            None => d.deliver(),
+        }
+    }
+}
+
 fn writer(
     db: Database,
     mut mem: Mem,
     rx: mpsc::Receiver<Msg>,
     policy: Arc<Policy>,
     options: RedbOptions,
+    replies: Replies,
 ) {
     let max = options.max_batch.max(1);
     let mut closing = None;
@@ -919,9 +976,7 @@ fn writer(
                     // the batch fails (5012), and the next one reads the file again.
                     tracing::error!(error = %e, "reading the data file after a failed commit");
                     crate::metrics::record_commit(batch.len(), started.elapsed(), false);
-                    for job in batch {
-                        job.finish(Err(e.clone()));
-                    }
+                    replies.send(Delivery::Batch(batch, Err(e)));
                     continue;
                 }
             }
@@ -942,15 +997,14 @@ fn writer(
                 Err(e)
             }
         };
-        for job in batch {
-            job.finish(commit.clone());
-        }
+        replies.send(Delivery::Batch(batch, commit));
     }
     if let Err(e) = db.close() {
         tracing::warn!(error = %e, "closing the data file");
     }
     if let Some(done) = closing {
-        let _ = done.send(());
+        // After the answers of the batches before it.
+        replies.send(Delivery::Closed(done));
     }
 }
 
