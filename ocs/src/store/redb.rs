@@ -16,26 +16,40 @@
 //! - `account_sessions`: (account id, Session-Id) → () — sessions to re-authorise on top-up
 //! - `client_sessions`: (client Origin-Host in lower case, Session-Id) → () — sessions to
 //!   release when that client restarts
-//! - `answers`: (Session-Id, CC-Request-Number) → stored answer
-//! - `answer_expiry`: (expiry, Session-Id, CC-Request-Number) → ()
+//! - `answers`: (Session-Id, CC-Request-Number) → stored answer (with its expiry)
 //! - `meta`: counters (sessions, reservations)
+//!
+//! The writer reads no table for a CCR: it keeps every account and live session in memory
+//! ([`Mem`]), read from the file at open, and writes each change to the file and to memory.
+//! The file is what a restart reads; memory is what the decisions read. The stored answers
+//! stay in the file only (they are read back for retransmissions, which are rare), and so
+//! do the Subscription-Id index and the session indexes by account and by client (read at
+//! CCR-I, top-up and client restart).
 //!
 //! The sweep's index of sessions by Tcc deadline is not a table: every CCR moves a
 //! session's deadline, and the index follows from the sessions table, so the writer keeps
 //! it in memory ([`Leases`]), built at open by reading every session.
+//!
+//! Nor is there an index of stored answers by expiry (earlier versions wrote one, the
+//! `answer_expiry` table, an insert per CCR; it is deleted at open): the sweep walks the
+//! `answers` table in key order a slice at a time, reading each answer's expiry, and
+//! forgets the expired ones ([`Tables::sweep`]). An answer is kept `answer_retention`
+//! seconds, and forgotten within about half that again. (An older version opening a file
+//! written by this one finds no `answer_expiry` entries and forgets none of its answers.)
 
 use super::{
     AccountChange, Applied, ChargingStore, Counts, SessionRef, StoreError, StoreFuture, SweepReport,
 };
 use crate::engine::{self, Decision, Policy, SessionWrite, rc};
-use crate::model::{Account, CcAnswer, CcRequest, Session, UnixMillis};
+use crate::model::{Account, CcAnswer, CcRequest, NumberCheck, Session, UnixMillis};
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
     TableDefinition,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -52,7 +66,9 @@ const ACCOUNT_SESSIONS: TableDefinition<'_, (&str, &str), ()> =
 const CLIENT_SESSIONS: TableDefinition<'_, (&str, &str), ()> =
     TableDefinition::new("client_sessions");
 const ANSWERS: TableDefinition<'_, (&str, u32), &[u8]> = TableDefinition::new("answers");
-const ANSWER_EXPIRY: TableDefinition<'_, (u64, &str, u32), ()> =
+/// The index of stored answers by expiry of earlier versions, deleted at open (see the
+/// module documentation).
+const OLD_ANSWER_EXPIRY: TableDefinition<'_, (u64, &str, u32), ()> =
     TableDefinition::new("answer_expiry");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 /// The visited role's sessions ([`crate::visited::store::DurableVisitedStore`]), by the
@@ -62,6 +78,10 @@ const VISITED: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("visited_
 /// Most expired sessions (and answers) one sweep handles, so a sweep's transaction stays
 /// short; the next sweep takes the rest.
 const SWEEP_LIMIT: usize = 4096;
+
+/// Fewest and most stored answers one sweep reads ([`Tables::forget_answers`]).
+const ANSWER_SCAN_MIN: usize = 4096;
+const ANSWER_SCAN_MAX: usize = 65_536;
 
 /// Settings of the store.
 #[derive(Debug, Clone)]
@@ -81,7 +101,8 @@ impl Default for RedbOptions {
     }
 }
 
-/// A stored answer and when it is forgotten (`answer_expiry` is what the sweep reads).
+/// A stored answer and when it is forgotten (the sweep reads `expires` alone, the first
+/// field: [`expires_of`]).
 #[derive(Deserialize)]
 struct StoredAnswer {
     _expires: UnixMillis,
@@ -110,33 +131,24 @@ fn dec<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T, StoreError> {
     postcard::from_bytes(b).map_err(StoreError::from_err)
 }
 
+/// The expiry of a stored answer, from its first field; None when it does not decode.
+fn expires_of(stored: &[u8]) -> Option<UnixMillis> {
+    postcard::take_from_bytes::<UnixMillis>(stored)
+        .ok()
+        .map(|(t, _)| t)
+}
+
 fn se(e: impl std::fmt::Display) -> StoreError {
     StoreError::from_err(e)
 }
 
-/// The sweep's index: (Tcc deadline, Session-Id) of every session in the sessions table,
-/// as committed plus the changes of the batch being run. A failed batch leaves it stale;
-/// it is then read again from the sessions table before the next batch.
+/// The sweep's index: (Tcc deadline, Session-Id) of every live session.
 #[derive(Default)]
 struct Leases {
     set: BTreeSet<(UnixMillis, String)>,
-    stale: bool,
 }
 
 impl Leases {
-    /// The index of what `db` holds.
-    fn load(db: &Database) -> Result<Self, StoreError> {
-        let txn = db.begin_read().map_err(se)?;
-        let sessions = txn.open_table(SESSIONS).map_err(se)?;
-        let mut set = BTreeSet::new();
-        for row in sessions.iter().map_err(se)? {
-            let (_, v) = row.map_err(se)?;
-            let s: Session = dec(v.value())?;
-            set.insert((s.lease_until, s.id));
-        }
-        Ok(Self { set, stale: false })
-    }
-
     /// Moves a session's entry from `old` (None: it had none) to `new`.
     fn set(&mut self, sid: &str, old: Option<UnixMillis>, new: UnixMillis) {
         let key = match old {
@@ -164,16 +176,55 @@ impl Leases {
     }
 }
 
+/// What the writer reads instead of the file: every account and every live session, as
+/// committed plus the changes of the batch being run, and the sweep's index of sessions by
+/// Tcc deadline. The file is written as before (it is what a restart reads), but a CCR reads
+/// no table: the `accounts` and `sessions` tables are read once, at open. A failed batch
+/// leaves this ahead of the file; it is then read again from the file before the next
+/// batch.
+#[derive(Default)]
+struct Mem {
+    accounts: HashMap<String, Account>,
+    sessions: HashMap<String, Session>,
+    leases: Leases,
+    stale: bool,
+    /// The last stored answer the sweep read; None: it starts at the beginning.
+    answers_cursor: Option<(String, u32)>,
+    /// When the sweep last read stored answers.
+    answers_scanned_at: UnixMillis,
+}
+
+impl Mem {
+    /// What `db` holds.
+    fn load(db: &Database) -> Result<Self, StoreError> {
+        let txn = db.begin_read().map_err(se)?;
+        let mut mem = Self::default();
+        let accounts = txn.open_table(ACCOUNTS).map_err(se)?;
+        for row in accounts.iter().map_err(se)? {
+            let (_, v) = row.map_err(se)?;
+            let a: Account = dec(v.value())?;
+            mem.accounts.insert(a.id.clone(), a);
+        }
+        let sessions = txn.open_table(SESSIONS).map_err(se)?;
+        for row in sessions.iter().map_err(se)? {
+            let (_, v) = row.map_err(se)?;
+            let s: Session = dec(v.value())?;
+            mem.leases.set.insert((s.lease_until, s.id.clone()));
+            mem.sessions.insert(s.id.clone(), s);
+        }
+        Ok(mem)
+    }
+}
+
 /// The tables of one write transaction, and the counter changes it makes.
 struct Tables<'t> {
     accounts: Table<'t, &'static str, &'static [u8]>,
     subscribers: Table<'t, &'static str, &'static str>,
     sessions: Table<'t, &'static str, &'static [u8]>,
-    leases: &'t mut Leases,
+    mem: &'t mut Mem,
     account_sessions: Table<'t, (&'static str, &'static str), ()>,
     client_sessions: Table<'t, (&'static str, &'static str), ()>,
     answers: Table<'t, (&'static str, u32), &'static [u8]>,
-    answer_expiry: Table<'t, (u64, &'static str, u32), ()>,
     visited: Table<'t, &'static str, &'static [u8]>,
     sessions_delta: i64,
     reservations_delta: i64,
@@ -196,15 +247,12 @@ macro_rules! tryop {
 
 impl Tables<'_> {
     fn account_by_id(&self, id: &str) -> OpResult<Option<Account>> {
-        let Some(v) = self.accounts.get(id).map_err(se)? else {
-            return Ok(Ok(None));
-        };
-        Ok(dec(v.value()).map(Some))
+        Ok(Ok(self.mem.accounts.get(id).cloned()))
     }
 
     /// An account id from an account id, an index key, or a bare IMSI/MSISDN/NAI.
     fn resolve(&self, key: &str) -> Result<Option<String>, StoreError> {
-        if self.accounts.get(key).map_err(se)?.is_some() {
+        if self.mem.accounts.contains_key(key) {
             return Ok(Some(key.to_string()));
         }
         if let Some(v) = self.subscribers.get(key).map_err(se)? {
@@ -223,22 +271,30 @@ impl Tables<'_> {
     }
 
     fn session(&self, id: &str) -> OpResult<Option<Session>> {
-        let Some(v) = self.sessions.get(id).map_err(se)? else {
-            return Ok(Ok(None));
-        };
-        Ok(dec(v.value()).map(Some))
+        Ok(Ok(self.mem.sessions.get(id).cloned()))
     }
 
-    fn put_account(&mut self, a: &Account) -> Result<(), StoreError> {
-        let bytes = enc_into(a, &mut self.scratch)?;
+    fn put_account(&mut self, a: Account) -> Result<(), StoreError> {
+        let bytes = enc_into(&a, &mut self.scratch)?;
         self.accounts.insert(a.id.as_str(), bytes).map_err(se)?;
+        match self.mem.accounts.get_mut(&a.id) {
+            Some(slot) => *slot = a,
+            None => {
+                self.mem.accounts.insert(a.id.clone(), a);
+            }
+        }
         Ok(())
     }
 
-    /// Writes a session (new or changed), keeping the indexes in step.
-    fn put_session(&mut self, old: Option<&Session>, s: &Session) -> Result<(), StoreError> {
-        if let Some(old) = old {
-            self.reservations_delta -= old.reservations.len() as i64;
+    /// Writes a session (new or changed), keeping the indexes in step. `old`: the
+    /// reservation count and Tcc deadline of the session it replaces, if any.
+    fn put_session(
+        &mut self,
+        old: Option<(usize, UnixMillis)>,
+        s: Session,
+    ) -> Result<(), StoreError> {
+        if let Some((reservations, _)) = old {
+            self.reservations_delta -= reservations as i64;
         } else {
             self.account_sessions
                 .insert((s.account.as_str(), s.id.as_str()), ())
@@ -251,17 +307,27 @@ impl Tables<'_> {
                 .map_err(se)?;
             self.sessions_delta += 1;
         }
-        let bytes = enc_into(s, &mut self.scratch)?;
+        let bytes = enc_into(&s, &mut self.scratch)?;
         self.sessions.insert(s.id.as_str(), bytes).map_err(se)?;
-        self.leases
-            .set(&s.id, old.map(|o| o.lease_until), s.lease_until);
+        self.mem
+            .leases
+            .set(&s.id, old.map(|(_, lease)| lease), s.lease_until);
         self.reservations_delta += s.reservations.len() as i64;
+        match self.mem.sessions.get_mut(&s.id) {
+            Some(slot) => *slot = s,
+            None => {
+                self.mem.sessions.insert(s.id.clone(), s);
+            }
+        }
         Ok(())
     }
 
-    fn delete_session(&mut self, s: &Session) -> Result<(), StoreError> {
+    fn delete_session(&mut self, sid: &str) -> Result<(), StoreError> {
+        let Some(s) = self.mem.sessions.remove(sid) else {
+            return Ok(());
+        };
         self.sessions.remove(s.id.as_str()).map_err(se)?;
-        self.leases.remove(&s.id, s.lease_until);
+        self.mem.leases.remove(&s.id, s.lease_until);
         self.account_sessions
             .remove((s.account.as_str(), s.id.as_str()))
             .map_err(se)?;
@@ -281,7 +347,17 @@ impl Tables<'_> {
         now: UnixMillis,
     ) -> OpResult<Applied> {
         let sid = req.session_id.as_str();
-        if let Some(v) = self.answers.get((sid, req.request_number)).map_err(se)? {
+        // A stored answer of (Session-Id, CC-Request-Number) is looked up in the file only
+        // when there may be one: every answer kept for a live session marked its number
+        // handled ([`Session::mark_number`]), except a refused second CCR-I, whose
+        // decision comes out the same again while the session lives. So a request that
+        // is new to its live session (the common case: every CCR-U) has none.
+        let may_be_stored = self
+            .mem
+            .sessions
+            .get(sid)
+            .is_none_or(|s| s.check_number(req.request_number) != NumberCheck::New);
+        if may_be_stored && let Some(v) = self.answers.get((sid, req.request_number)).map_err(se)? {
             let stored: StoredAnswer = tryop!(dec(v.value()));
             let answer = if stored.answer.request_type == req.request_type {
                 stored.answer
@@ -296,93 +372,131 @@ impl Tables<'_> {
                 duplicate: true,
             }));
         }
-        let session = tryop!(self.session(sid)?);
-        let account_id = match &session {
-            Some(s) => Some(s.account.clone()),
+        let mem = &*self.mem;
+        let session = mem.sessions.get(sid);
+        let found;
+        let account_id = match session {
+            Some(s) => Some(s.account.as_str()),
             None => {
-                let mut found = None;
+                let mut by_sub = None;
                 for sub in &req.subscriptions {
                     if let Some(v) = self.subscribers.get(sub.index_key().as_str()).map_err(se)? {
-                        found = Some(v.value().to_string());
+                        by_sub = Some(v.value().to_string());
                         break;
                     }
                 }
-                found
+                found = by_sub;
+                found.as_deref()
             }
         };
-        let account = match &account_id {
-            Some(id) => tryop!(self.account_by_id(id)?),
-            None => None,
-        };
-        let d: Decision = engine::decide(policy, req, session.as_ref(), account.as_ref(), now);
-        if d.keeps_answer() {
-            match &d.session {
-                SessionWrite::Keep => {}
-                SessionWrite::Put(s) => self.put_session(session.as_ref(), s)?,
-                SessionWrite::Delete => {
-                    if let Some(old) = &session {
-                        self.delete_session(old)?;
-                    }
-                }
-            }
-            if let Some(a) = &d.account {
-                self.put_account(a)?;
-            }
-            let expires = now.saturating_add(policy.answer_retention_ms);
-            let stored = enc_into(
-                &StoredAnswerRef {
-                    expires,
-                    answer: &d.answer,
-                },
-                &mut self.scratch,
-            )?;
-            self.answers
-                .insert((sid, req.request_number), stored)
-                .map_err(se)?;
-            self.answer_expiry
-                .insert((expires, sid, req.request_number), ())
-                .map_err(se)?;
+        let account = account_id.and_then(|id| mem.accounts.get(id));
+        let old = session.map(|s| (s.reservations.len(), s.lease_until));
+        let d: Decision = engine::decide(policy, req, session, account, now);
+        if !d.keeps_answer() {
+            return Ok(Ok(Applied {
+                answer: d.answer,
+                duplicate: false,
+            }));
         }
+        let Decision {
+            answer,
+            session: write,
+            account,
+        } = d;
+        match write {
+            SessionWrite::Keep => {}
+            SessionWrite::Put(s) => self.put_session(old, s)?,
+            SessionWrite::Delete => self.delete_session(sid)?,
+        }
+        if let Some(a) = account {
+            self.put_account(a)?;
+        }
+        let expires = now.saturating_add(policy.answer_retention_ms);
+        let stored = enc_into(
+            &StoredAnswerRef {
+                expires,
+                answer: &answer,
+            },
+            &mut self.scratch,
+        )?;
+        self.answers
+            .insert((sid, req.request_number), stored)
+            .map_err(se)?;
         Ok(Ok(Applied {
-            answer: d.answer,
+            answer,
             duplicate: false,
         }))
     }
 
-    fn sweep(&mut self, now: UnixMillis) -> OpResult<SweepReport> {
+    fn sweep(&mut self, now: UnixMillis, retention_ms: u64) -> OpResult<SweepReport> {
         let mut report = SweepReport::default();
-        let expired = self.leases.expired(now, SWEEP_LIMIT);
+        let expired = self.mem.leases.expired(now, SWEEP_LIMIT);
         for sid in expired {
             self.release_session(&sid, &mut report)?;
         }
-        let old: Vec<(u64, String, u32)> = self
-            .answer_expiry
-            .range(..(now, "", 0u32))
-            .map_err(se)?
-            .take(SWEEP_LIMIT)
-            .filter_map(Result::ok)
-            .map(|(k, _)| {
-                let (t, s, n) = k.value();
-                (t, s.to_string(), n)
-            })
-            .collect();
-        for (t, sid, n) in old {
+        self.forget_answers(now, retention_ms, &mut report)?;
+        Ok(Ok(report))
+    }
+
+    /// Walks the next slice of the `answers` table (from where the last sweep stopped, in
+    /// key order; back to the start after the end) and forgets the answers expired before
+    /// `now`, at most [`SWEEP_LIMIT`]. A slice is the share of the table that makes one
+    /// pass every half retention (at least [`ANSWER_SCAN_MIN`], at most
+    /// [`ANSWER_SCAN_MAX`] entries), so each answer is read about three times in its life
+    /// and none is kept much past 1.5 × the retention while the limits keep up.
+    fn forget_answers(
+        &mut self,
+        now: UnixMillis,
+        retention_ms: u64,
+        report: &mut SweepReport,
+    ) -> Result<(), StoreError> {
+        let len = self.answers.len().map_err(se)?;
+        let since = now.saturating_sub(self.mem.answers_scanned_at);
+        self.mem.answers_scanned_at = now;
+        let half = u128::from((retention_ms / 2).max(1));
+        let share = u128::from(len).saturating_mul(u128::from(since)) / half;
+        let want = usize::try_from(share)
+            .unwrap_or(usize::MAX)
+            .clamp(ANSWER_SCAN_MIN, ANSWER_SCAN_MAX);
+        let mut expired: Vec<(String, u32)> = Vec::new();
+        let mut last = None;
+        let mut scanned = 0usize;
+        {
+            let from = match &self.mem.answers_cursor {
+                Some((sid, n)) => Bound::Excluded((sid.as_str(), *n)),
+                None => Bound::Unbounded,
+            };
+            for row in self.answers.range((from, Bound::Unbounded)).map_err(se)? {
+                let (k, v) = row.map_err(se)?;
+                let (sid, n) = k.value();
+                scanned += 1;
+                if expires_of(v.value()).is_none_or(|t| t < now) {
+                    // An answer that does not decode is of no use to a retransmission.
+                    expired.push((sid.to_string(), n));
+                }
+                if scanned >= want || expired.len() >= SWEEP_LIMIT {
+                    last = Some((sid.to_string(), n));
+                    break;
+                }
+            }
+        }
+        // None: the end of the table was reached; the next sweep starts at the beginning.
+        self.mem.answers_cursor = last;
+        for (sid, n) in expired {
             self.answers.remove((sid.as_str(), n)).map_err(se)?;
-            self.answer_expiry
-                .remove((t, sid.as_str(), n))
-                .map_err(se)?;
             report.answers_forgotten += 1;
         }
-        Ok(Ok(report))
+        Ok(())
     }
 
     /// Releases a session's reservations and forgets it (RFC 4006 §13 Tcc; RFC 6733 §8.16
     /// for a client that restarted).
     fn release_session(&mut self, sid: &str, report: &mut SweepReport) -> Result<(), StoreError> {
-        let Ok(Some(s)) = self.session(sid)? else {
+        let Some(s) = self.mem.sessions.get(sid) else {
             return Ok(());
         };
-        if let Ok(Some(mut a)) = self.account_by_id(&s.account)? {
+        let released = s.reservations.len() as u64;
+        if let Some(mut a) = self.mem.accounts.get(&s.account).cloned() {
             for r in &s.reservations {
                 let b = a.balances.entry(r.kind).or_default();
                 b.reserved = b.reserved.saturating_sub(r.amount);
@@ -390,11 +504,11 @@ impl Tables<'_> {
                     .available
                     .saturating_add(i64::try_from(r.amount).unwrap_or(i64::MAX));
             }
-            self.put_account(&a)?;
+            self.put_account(a)?;
         }
         report.sessions_expired += 1;
-        report.reservations_released += s.reservations.len() as u64;
-        self.delete_session(&s)
+        report.reservations_released += released;
+        self.delete_session(sid)
     }
 
     /// A session's lease is its last request plus Tcc ([`engine`]): one used before
@@ -421,8 +535,11 @@ impl Tables<'_> {
         let mut report = SweepReport::default();
         let stale_before = before_ms.saturating_add(tcc_ms);
         for sid in ids {
-            if let Ok(Some(s)) = self.session(&sid)?
-                && s.lease_until < stale_before
+            if self
+                .mem
+                .sessions
+                .get(&sid)
+                .is_some_and(|s| s.lease_until < stale_before)
             {
                 self.release_session(&sid, &mut report)?;
             }
@@ -431,10 +548,10 @@ impl Tables<'_> {
     }
 
     fn provision(&mut self, a: &Account) -> OpResult<bool> {
-        if self.accounts.get(a.id.as_str()).map_err(se)?.is_some() {
+        if self.mem.accounts.contains_key(&a.id) {
             return Ok(Ok(false));
         }
-        self.put_account(a)?;
+        self.put_account(a.clone())?;
         for s in &a.subscriptions {
             let key = s.index_key();
             if let Some(other) = self.subscribers.get(key.as_str()).map_err(se)? {
@@ -473,11 +590,11 @@ impl Tables<'_> {
             .collect();
         let mut sessions = Vec::new();
         for sid in ids {
-            if let Ok(Some(s)) = self.session(&sid)? {
+            if let Some(s) = self.mem.sessions.get(&sid) {
                 sessions.push(SessionRef {
-                    session_id: s.id,
-                    origin_host: s.origin_host,
-                    origin_realm: s.origin_realm,
+                    session_id: s.id.clone(),
+                    origin_host: s.origin_host.clone(),
+                    origin_realm: s.origin_realm.clone(),
                 });
             }
         }
@@ -488,7 +605,7 @@ impl Tables<'_> {
             }
             AccountChange::SetBarred(barred) => a.barred = barred,
         }
-        self.put_account(&a)?;
+        self.put_account(a.clone())?;
         Ok(Ok(Some((a, sessions))))
     }
 }
@@ -569,7 +686,7 @@ impl RedbStore {
             txn.open_table(ACCOUNT_SESSIONS).map_err(se)?;
             txn.open_table(CLIENT_SESSIONS).map_err(se)?;
             txn.open_table(ANSWERS).map_err(se)?;
-            txn.open_table(ANSWER_EXPIRY).map_err(se)?;
+            txn.delete_table(OLD_ANSWER_EXPIRY).map_err(se)?;
             txn.open_table(VISITED).map_err(se)?;
             let s = txn.open_table(SESSIONS).map_err(se)?;
             let mut m = txn.open_table(META).map_err(se)?;
@@ -593,11 +710,12 @@ impl RedbStore {
         };
         txn.commit().map_err(se)?;
         crate::metrics::set_sizes(sessions, reservations);
-        let leases = Leases::load(&db)?;
+        let mem = Mem::load(&db)?;
         let (tx, rx) = mpsc::channel();
+        let replies = Replies::new();
         std::thread::Builder::new()
             .name("ocs-store".into())
-            .spawn(move || writer(db, leases, rx, policy, options))
+            .spawn(move || writer(db, mem, rx, policy, options, replies))
             .map_err(se)?;
         Ok(Self {
             queue: tx,
@@ -706,17 +824,16 @@ impl RedbStore {
 
 fn open_tables<'t>(
     txn: &'t redb::WriteTransaction,
-    leases: &'t mut Leases,
+    mem: &'t mut Mem,
 ) -> Result<Tables<'t>, StoreError> {
     Ok(Tables {
         accounts: txn.open_table(ACCOUNTS).map_err(se)?,
         subscribers: txn.open_table(SUBSCRIBERS).map_err(se)?,
         sessions: txn.open_table(SESSIONS).map_err(se)?,
-        leases,
+        mem,
         account_sessions: txn.open_table(ACCOUNT_SESSIONS).map_err(se)?,
         client_sessions: txn.open_table(CLIENT_SESSIONS).map_err(se)?,
         answers: txn.open_table(ANSWERS).map_err(se)?,
-        answer_expiry: txn.open_table(ANSWER_EXPIRY).map_err(se)?,
         visited: txn.open_table(VISITED).map_err(se)?,
         sessions_delta: 0,
         reservations_delta: 0,
@@ -727,7 +844,7 @@ fn open_tables<'t>(
 /// Runs a batch in one transaction; returns the session and reservation counts after it.
 fn run_batch(
     db: &Database,
-    leases: &mut Leases,
+    mem: &mut Mem,
     batch: &mut [Box<dyn Job>],
     policy: &Policy,
     durable: bool,
@@ -740,7 +857,7 @@ fn run_batch(
     })
     .map_err(se)?;
     let (ds, dr) = {
-        let mut t = open_tables(&txn, leases)?;
+        let mut t = open_tables(&txn, mem)?;
         for job in batch.iter_mut() {
             job.run(&mut t, policy)?;
         }
@@ -762,12 +879,68 @@ fn run_batch(
     Ok((sessions, reservations))
 }
 
+/// What the writer hands back to the runtime: a finished batch, or the end.
+enum Delivery {
+    Batch(Vec<Box<dyn Job>>, Result<(), StoreError>),
+    Closed(oneshot::Sender<()>),
+}
+
+impl Delivery {
+    fn deliver(self) {
+        match self {
+            Self::Batch(jobs, commit) => {
+                for job in jobs {
+                    job.finish(commit.clone());
+                }
+            }
+            Self::Closed(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// Where the writer's answers go. Each answer wakes the task that waits for it; woken from
+/// the writer thread, every task of a batch would be handed to the runtime from outside
+/// (a push on its shared queue, often a worker unparked: system calls per CCR). So the
+/// writer hands the whole batch to one task on the runtime, one wake per batch, and that
+/// task answers them from inside. Without a runtime at open (or once it is gone) the writer
+/// answers itself.
+struct Replies(Option<tokio::sync::mpsc::UnboundedSender<Delivery>>);
+
+impl Replies {
+    fn new() -> Self {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Self(None);
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Delivery>();
+        runtime.spawn(async move {
+            while let Some(d) = rx.recv().await {
+                d.deliver();
+            }
+        });
+        Self(Some(tx))
+    }
+
+    fn send(&self, d: Delivery) {
+        match &self.0 {
+            Some(tx) => {
+                if let Err(e) = tx.send(d) {
+                    e.0.deliver();
+                }
+            }
+            None => d.deliver(),
+        }
+    }
+}
+
 fn writer(
     db: Database,
-    mut leases: Leases,
+    mut mem: Mem,
     rx: mpsc::Receiver<Msg>,
     policy: Arc<Policy>,
     options: RedbOptions,
+    replies: Replies,
 ) {
     let max = options.max_batch.max(1);
     let mut closing = None;
@@ -795,16 +968,23 @@ fn writer(
         // A batch of lazy writes only is committed without an fsync; the next durable
         // commit takes it to the disk.
         let durable = options.durable && batch.iter().any(|j| j.needs_sync());
-        if leases.stale {
-            match Leases::load(&db) {
-                Ok(l) => leases = l,
-                Err(e) => tracing::error!(error = %e, "reading the lease index"),
+        if mem.stale {
+            match Mem::load(&db) {
+                Ok(m) => mem = m,
+                Err(e) => {
+                    // Answering from a state the file does not hold would charge wrongly:
+                    // the batch fails (5012), and the next one reads the file again.
+                    tracing::error!(error = %e, "reading the data file after a failed commit");
+                    crate::metrics::record_commit(batch.len(), started.elapsed(), false);
+                    replies.send(Delivery::Batch(batch, Err(e)));
+                    continue;
+                }
             }
         }
-        let result = run_batch(&db, &mut leases, &mut batch, &policy, durable);
+        let result = run_batch(&db, &mut mem, &mut batch, &policy, durable);
         if result.is_err() {
-            // The failed batch's changes to the index are not in the file.
-            leases.stale = true;
+            // The failed batch's changes are in memory, not in the file.
+            mem.stale = true;
         }
         crate::metrics::record_commit(batch.len(), started.elapsed(), result.is_ok());
         let commit = match result {
@@ -817,15 +997,14 @@ fn writer(
                 Err(e)
             }
         };
-        for job in batch {
-            job.finish(commit.clone());
-        }
+        replies.send(Delivery::Batch(batch, commit));
     }
     if let Err(e) = db.close() {
         tracing::warn!(error = %e, "closing the data file");
     }
     if let Some(done) = closing {
-        let _ = done.send(());
+        // After the answers of the batches before it.
+        replies.send(Delivery::Closed(done));
     }
 }
 
@@ -846,7 +1025,7 @@ impl ChargingStore for RedbStore {
     }
 
     fn sweep(&self, now: UnixMillis) -> StoreFuture<'_, SweepReport> {
-        self.submit(move |t, _| t.sweep(now))
+        self.submit(move |t, p| t.sweep(now, p.answer_retention_ms))
     }
 
     fn release_session(&self, session_id: String) -> StoreFuture<'_, SweepReport> {
@@ -891,17 +1070,14 @@ impl ChargingStore for RedbStore {
     fn counts(&self) -> StoreFuture<'_, Counts> {
         self.read(move |t, _| {
             Ok(Ok(Counts {
-                sessions: t.sessions.len().map_err(se)?,
-                reservations: {
-                    let mut n = 0u64;
-                    for e in t.sessions.iter().map_err(se)? {
-                        let (_, v) = e.map_err(se)?;
-                        let s: Session = tryop!(dec(v.value()));
-                        n += s.reservations.len() as u64;
-                    }
-                    n
-                },
-                accounts: t.accounts.len().map_err(se)?,
+                sessions: t.mem.sessions.len() as u64,
+                reservations: t
+                    .mem
+                    .sessions
+                    .values()
+                    .map(|s| s.reservations.len() as u64)
+                    .sum(),
+                accounts: t.mem.accounts.len() as u64,
             }))
         })
     }
@@ -939,6 +1115,84 @@ mod tests {
                 used: None,
             }],
         }
+    }
+
+    fn ccr_u(n: u32, used: u64) -> CcRequest {
+        let mut r = ccr_i();
+        r.request_type = RequestType::Update;
+        r.request_number = n;
+        r.mscc[0].used = Some(Units {
+            total_octets: Some(used),
+            ..Units::default()
+        });
+        r
+    }
+
+    /// Sessions and accounts are read from memory, stored answers from the file: a
+    /// retransmitted CCR-U gets its stored answer and is charged once, in the same process
+    /// and after a restart (which reads the memory state back from the file).
+    #[tokio::test]
+    async fn a_retransmission_is_answered_from_the_file_and_charged_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ocs.redb");
+        let policy = Arc::new(Policy::from_config(&Config::demo()));
+        let options = RedbOptions {
+            max_batch: 8,
+            durable: false,
+        };
+        let store = RedbStore::open(&path, options.clone(), policy.clone()).unwrap();
+        let mut account = Account {
+            id: "a".into(),
+            subscriptions: ccr_i().subscriptions,
+            ..Account::default()
+        };
+        account.balances.insert(
+            UnitKind::TotalOctets,
+            Balance {
+                available: 10_000_000,
+                reserved: 0,
+            },
+        );
+        assert!(store.provision(account).await.unwrap());
+        let cc = |r: CcRequest| ChargingStore::credit_control(&store, r, 1_000);
+        assert_eq!(cc(ccr_i()).await.unwrap().answer.result_code, rc::SUCCESS);
+        let first = cc(ccr_u(1, 100)).await.unwrap();
+        assert!(!first.duplicate);
+        assert_eq!(first.answer.result_code, rc::SUCCESS);
+        let total = |a: &Account| a.balances[&UnitKind::TotalOctets].total();
+        let after_first = total(&store.account("a".into()).await.unwrap().unwrap());
+        assert_eq!(after_first, 10_000_000 - 100);
+        let again = cc(ccr_u(1, 100)).await.unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.answer, first.answer);
+        // The same number with another type: not a retransmission, nothing applied.
+        let mut other = ccr_u(1, 100);
+        other.request_type = RequestType::Termination;
+        let other = cc(other).await.unwrap();
+        assert_eq!(other.answer.result_code, rc::UNABLE_TO_COMPLY);
+        assert_eq!(
+            total(&store.account("a".into()).await.unwrap().unwrap()),
+            after_first
+        );
+        RedbStore::close(&store).await;
+        drop(store);
+
+        let store = RedbStore::open(&path, options, policy).unwrap();
+        let again = ChargingStore::credit_control(&store, ccr_u(1, 100), 2_000)
+            .await
+            .unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.answer, first.answer);
+        let next = ChargingStore::credit_control(&store, ccr_u(2, 50), 2_000)
+            .await
+            .unwrap();
+        assert!(!next.duplicate);
+        assert_eq!(
+            total(&store.account("a".into()).await.unwrap().unwrap()),
+            after_first - 50
+        );
+        assert_eq!(store.counts().await.unwrap().sessions, 1);
+        RedbStore::close(&store).await;
     }
 
     /// The lease index is not in the file: a session's Tcc still ends after a restart.
