@@ -124,6 +124,7 @@ impl Shared {
                         proxy: Some(Box::new(Proxied {
                             key,
                             answer_edit: f.answer_edit,
+                            answer_watch: f.answer_watch,
                         })),
                     },
                     next,

@@ -3,7 +3,7 @@
 
 use super::client::RequestError;
 use super::dispatch::RoutingAvps;
-use super::handler::AnswerEdit;
+use super::handler::{AnswerEdit, AnswerWatch};
 use super::{Shared, edit};
 use crate::dedup::DupKey;
 use crate::routing::RequestInfo;
@@ -34,6 +34,7 @@ pub(super) enum Reply {
 pub(super) struct Proxied {
     pub(super) key: DupKey,
     pub(super) answer_edit: Option<AnswerEdit>,
+    pub(super) answer_watch: Option<AnswerWatch>,
 }
 
 pub(super) struct Pending {
@@ -221,6 +222,9 @@ impl Shared {
                 proxy: Some(proxied),
             } => {
                 if let Ok(answer) = outcome {
+                    if let Some(watch) = proxied.answer_watch {
+                        watch(&answer);
+                    }
                     let bytes = match proxied.answer_edit {
                         // RFC 6733 §2.8.2: a proxy may change the answer on its way back.
                         Some(edit) => {
