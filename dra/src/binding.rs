@@ -551,12 +551,25 @@ pub struct Index {
     clients: Names,
     keys: std::collections::hash_map::RandomState,
     stats: Stats,
+    /// No [`Write`]s from the per-request operations (bind, attach, termination): for a
+    /// store that keeps nothing but this index, where they would be copies of entries
+    /// made only to be dropped.
+    unjournaled: bool,
 }
 
 impl Index {
     /// An empty index.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty index whose per-request operations return no [`Write`]s (an in-memory
+    /// store's: nothing to write them to).
+    pub fn unjournaled() -> Self {
+        Self {
+            unjournaled: true,
+            ..Self::default()
+        }
     }
 
     /// Loads stored entries (a durable store at start).
@@ -829,7 +842,9 @@ impl Index {
             Some((b, true))
         } else {
             let b = self.binding(slot)?;
-            writes.push(Write::Put(b.clone()));
+            if !self.unjournaled {
+                writes.push(Write::Put(b.clone()));
+            }
             Some((b, false))
         }
     }
@@ -938,7 +953,9 @@ impl Index {
         self.touch_slot(slot, req.now_ms);
         self.add_sessions(slot, [&req.session]);
         let b = self.binding(slot).expect("the entry just bound");
-        writes.push(Write::Put(b.clone()));
+        if !self.unjournaled {
+            writes.push(Write::Put(b.clone()));
+        }
         (b, writes)
     }
 
@@ -963,7 +980,9 @@ impl Index {
         self.add_sessions(slot, [&session]);
         self.touch_slot(slot, now_ms);
         let b = self.binding(slot)?;
-        writes.push(Write::Put(b.clone()));
+        if !self.unjournaled {
+            writes.push(Write::Put(b.clone()));
+        }
         Some((b, writes))
     }
 

@@ -10,9 +10,9 @@ use crate::metrics::{Label, answered};
 use crate::select::Pcrfs;
 use crate::store::{self, BindingStore, StoreError};
 use diameter_codec::dict::base;
-use diameter_codec::{MessageBuilder, ResultCode};
+use diameter_codec::{Message, MessageBuilder, ResultCode};
 use diameter_node::node::{
-    Forward, IncomingRequest, Node, NodeConfig, NodeEvent, Outcome, handler_fn,
+    Forward, Handler, HandlerFuture, IncomingRequest, Node, NodeConfig, NodeEvent, Outcome,
 };
 use diameter_node::peer::Application;
 use diameter_node::routing::RedirectUsage;
@@ -86,6 +86,20 @@ pub struct Dra {
 /// How requests were handled (the `result` label).
 type Handled = (Outcome, &'static str);
 
+/// The handler of the DRA's applications.
+struct DraHandler(Arc<Shared>);
+
+impl Handler for DraHandler {
+    fn handle(&self, req: IncomingRequest) -> HandlerFuture {
+        let s = self.0.clone();
+        Box::pin(async move { s.handle(req).await })
+    }
+
+    fn forward_at_once(&self, from: &str, msg: &Message) -> Option<String> {
+        self.0.proxy_at_once(from, msg)
+    }
+}
+
 impl Dra {
     /// Starts the DRA with the store `[store]` names.
     pub async fn start(cfg: &Config) -> anyhow::Result<Self> {
@@ -112,15 +126,9 @@ impl Dra {
             cfg: cfg.clone(),
         });
         shared.refresh().await;
+        let handler: Arc<dyn Handler> = Arc::new(DraHandler(shared.clone()));
         for i in Interface::ALL {
-            let s = shared.clone();
-            shared.node.register(
-                i.application(),
-                handler_fn(move |req| {
-                    let s = s.clone();
-                    async move { s.handle(req).await }
-                }),
-            );
+            shared.node.register(i.application(), handler.clone());
         }
         let mut tasks = vec![tokio::spawn(watch(
             Arc::downgrade(&shared),
@@ -298,19 +306,20 @@ async fn status_audit(weak: std::sync::Weak<Shared>, every: Duration) {
     }
 }
 
-/// Whether a relayed answer is a success (Result-Code 2xxx, RFC 6733 §7.1.2). The answer
-/// as edited holds its integers as typed values or as raw payloads.
-fn is_success(a: &MessageBuilder) -> bool {
-    let rc = a
-        .find(base::RESULT_CODE.key())
-        .and_then(|avp| match &avp.value {
-            diameter_codec::AvpValue::U32(v) => Some(*v),
-            diameter_codec::AvpValue::Bytes(b) => {
-                <[u8; 4]>::try_from(b.as_ref()).ok().map(u32::from_be_bytes)
-            }
-            _ => None,
-        });
-    rc.is_some_and(|rc| (2000..3000).contains(&rc))
+/// Whether a relayed answer is a success (Result-Code 2xxx, RFC 6733 §7.1.2).
+fn is_success(a: &Message) -> bool {
+    a.get(base::RESULT_CODE)
+        .and_then(Result::ok)
+        .is_some_and(|rc| (2000..3000).contains(&rc))
+}
+
+/// Runs `fut` to its end here when it does not wait (polled once), else in a task.
+fn spawn_unless_ready(fut: impl Future<Output = ()> + Send + 'static) {
+    let mut fut = Box::pin(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if fut.as_mut().poll(&mut cx).is_pending() {
+        tokio::spawn(fut);
+    }
 }
 
 impl Shared {
@@ -441,6 +450,48 @@ impl Shared {
         (a.into(), answered(rc))
     }
 
+    /// The PCRF of a bound session: at once from a store that can say without waiting,
+    /// else from its future.
+    async fn pcrf_of_session(&self, sid: &str) -> Result<Option<String>, StoreError> {
+        match self.store.pcrf_of_session_now(sid) {
+            Some(r) => r,
+            None => self.store.pcrf_of_session(sid).await,
+        }
+    }
+
+    /// The common request of a proxied session, forwarded at once (see
+    /// [`Handler::forward_at_once`]): a client's request in proxy mode that continues a
+    /// bound session (a CCR-U, an AAR or RAR of a bound session…; not an establishment, a
+    /// termination or an S9 update ending subsessions, which change bindings) goes to the
+    /// session's PCRF unchanged, as [`Shared::handle`] would send it, without an answer
+    /// hook. Everything else, and a store that cannot answer at once, goes to
+    /// [`Shared::handle`]; so does least-loaded selection, which measures every answer.
+    fn proxy_at_once(&self, from: &str, msg: &Message) -> Option<String> {
+        let h = msg.header();
+        if self.cfg.dra.selection == Selection::LeastLoaded {
+            return None;
+        }
+        let iface = Interface::from_application(h.application_id)?;
+        let sid = msg.session_id()?;
+        if self.pcrfs.contains(from) {
+            return None;
+        }
+        let realm = msg
+            .get(base::DESTINATION_REALM)
+            .and_then(Result::ok)
+            .unwrap_or(&self.node.identity().realm);
+        if self.cfg.mode_for(realm, h.application_id) != Mode::Proxy {
+            return None;
+        }
+        let pcrf = self.store.pcrf_of_session_now(sid)?.ok()??;
+        if keys::kind_of(msg, iface, true)? != Kind::Update {
+            return None;
+        }
+        self.metrics
+            .request(iface, "update", Mode::Proxy, "proxied");
+        Some(pcrf)
+    }
+
     async fn handle(self: Arc<Self>, req: IncomingRequest) -> Outcome {
         let h = *req.msg.header();
         let Some(iface) = Interface::from_application(h.application_id) else {
@@ -465,7 +516,7 @@ impl Shared {
             .unwrap_or(&req.node.identity().realm);
         let mode = self.cfg.mode_for(realm, h.application_id);
         // Only the PCRF of the session is needed here (not a copy of its whole entry).
-        let bound = match self.store.pcrf_of_session(sid).await {
+        let bound = match self.pcrf_of_session(sid).await {
             Ok(b) => b,
             Err(e) => return self.store_failed(&req, &e).0,
         };
@@ -690,25 +741,32 @@ impl Shared {
                 let mut f = Forward::to(pcrf);
                 if hook {
                     let me = self.clone();
-                    f = f.edit_answer(move |a| {
+                    // Only read: the answer goes back byte for byte.
+                    f = f.watch_answer(move |a| {
                         if let Some(i) = &in_flight {
                             i.answered();
                         }
-                        if !marks.is_empty() {
-                            // Proxy mode: the sessions are marked when the answer comes
-                            // back (document 002, embodiments 7–9).
-                            let me = me.clone();
-                            tokio::spawn(async move { me.mark(marks).await });
+                        let release = release.filter(|_| !is_success(a));
+                        if marks.is_empty() && release.is_none() {
+                            return;
                         }
-                        if let Some(sid) = release
-                            && !is_success(a) {
-                                tokio::spawn(async move {
-                                    if let Ok(Some(_)) = me.store.release_session(sid.clone()).await {
-                                        tracing::info!(session = %sid, "establishment refused: session unbound");
-                                    }
-                                    me.refresh().await;
-                                });
+                        // On the connection's task: a store that answers at once is done
+                        // here, one that waits (the durable store's commit) goes on in a
+                        // task of its own.
+                        spawn_unless_ready(async move {
+                            if !marks.is_empty() {
+                                // Proxy mode: the sessions are marked when the answer comes
+                                // back (document 002, embodiments 7–9).
+                                me.mark(marks).await;
                             }
+                            if let Some(sid) = release {
+                                if let Ok(Some(_)) = me.store.release_session(sid.clone()).await
+                                {
+                                    tracing::info!(session = %sid, "establishment refused: session unbound");
+                                }
+                                me.refresh().await;
+                            }
+                        });
                     });
                 }
                 (f.into(), "proxied")
