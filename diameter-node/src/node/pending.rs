@@ -131,7 +131,9 @@ impl Shared {
 
     /// Registers a pending request and hands it to its peer; failures are answered at once.
     pub(super) fn send_pending(&self, hbh: u32, p: Pending) {
-        let peer = p.peer.clone();
+        // The peer's handle taken before the request goes into the map (no copy of its name
+        // kept for after).
+        let handle = self.peer(&p.peer);
         let bytes = p.bytes.clone();
         {
             let mut pending = self.pending.lock().expect("pending lock");
@@ -144,11 +146,25 @@ impl Shared {
             }
             pending.insert(hbh, p);
         }
-        let sent = self.peer(&peer).map(|h| h.try_send(bytes));
-        match sent {
-            Some(Ok(())) => {}
-            Some(Err(mpsc::error::TrySendError::Full(_))) => self.refuse_busy(&peer, hbh),
-            _ => self.reroute(&peer, hbh),
+        let full = match handle.map(|h| h.try_send(bytes)) {
+            Some(Ok(())) => return,
+            Some(Err(mpsc::error::TrySendError::Full(_))) => true,
+            _ => false,
+        };
+        // Not sent: the peer's name read back from the entry (only on this rare path).
+        let Some(peer) = self
+            .pending
+            .lock()
+            .expect("pending lock")
+            .get(&hbh)
+            .map(|p| p.peer.clone())
+        else {
+            return;
+        };
+        if full {
+            self.refuse_busy(&peer, hbh);
+        } else {
+            self.reroute(&peer, hbh);
         }
     }
 
