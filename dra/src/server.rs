@@ -9,7 +9,7 @@ use crate::keys::{self, Kind};
 use crate::metrics::{Label, answered};
 use crate::select::Pcrfs;
 use crate::store::{self, BindingStore, StoreError};
-use diameter_codec::dict::base;
+use diameter_codec::dict::{base, dcca};
 use diameter_codec::{Message, MessageBuilder, ResultCode};
 use diameter_node::node::{
     Forward, Handler, HandlerFuture, IncomingRequest, Node, NodeConfig, NodeEvent, Outcome,
@@ -75,6 +75,8 @@ struct Shared {
     metrics: Label,
     usage: RedirectUsage,
     cache_time: Duration,
+    /// Whether any realm or application is proxied (else nothing is forwarded at once).
+    proxies: bool,
 }
 
 /// A running DRA.
@@ -121,6 +123,7 @@ impl Dra {
                 .dra
                 .redirect_cache_time
                 .unwrap_or(Duration::from_secs(600)),
+            proxies: cfg.dra.mode == Mode::Proxy || cfg.modes.iter().any(|m| m.mode == Mode::Proxy),
             node,
             store,
             cfg: cfg.clone(),
@@ -468,25 +471,50 @@ impl Shared {
     /// [`Shared::handle`]; so does least-loaded selection, which measures every answer.
     fn proxy_at_once(&self, from: &str, msg: &Message) -> Option<String> {
         let h = msg.header();
-        if self.cfg.dra.selection == Selection::LeastLoaded {
+        if self.cfg.dra.selection == Selection::LeastLoaded || !self.proxies {
             return None;
         }
         let iface = Interface::from_application(h.application_id)?;
-        let sid = msg.session_id()?;
         if self.pcrfs.contains(from) {
             return None;
         }
-        let realm = msg
-            .get(base::DESTINATION_REALM)
-            .and_then(Result::ok)
-            .unwrap_or(&self.node.identity().realm);
+        // What this needs of the request, in one pass: Session-Id, Destination-Realm and
+        // CC-Request-Type (each the first of its kind, as `get` reads them).
+        let (mut sid, mut realm, mut request_type) = (None, None, None);
+        for a in msg.avps().framed() {
+            let slot = match a.key() {
+                k if k == base::SESSION_ID.key() => &mut sid,
+                k if k == base::DESTINATION_REALM.key() => &mut realm,
+                k if k == dcca::CC_REQUEST_TYPE.key() => &mut request_type,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(a.data);
+            }
+        }
+        let sid = std::str::from_utf8(sid?).ok()?;
+        let realm = match realm {
+            Some(r) => std::str::from_utf8(r).ok()?,
+            None => &self.node.identity().realm,
+        };
         if self.cfg.mode_for(realm, h.application_id) != Mode::Proxy {
             return None;
         }
-        let pcrf = self.store.pcrf_of_session_now(sid)?.ok()??;
-        if keys::kind_of(msg, iface, true)? != Kind::Update {
-            return None;
+        // The kind as `keys::kind_of` tells it of a bound session: a CCR other than
+        // INITIAL (1) and TERMINATION (3) (RFC 4006 §8.3) updates it, except on S9, where
+        // it may end subsessions; an STR ends it; any other command (an AAR of a bound
+        // session, …) updates it.
+        match h.command_code {
+            keys::cmd::CREDIT_CONTROL => {
+                let t = i32::from_be_bytes(request_type?.try_into().ok()?);
+                if t == 1 || t == 3 || iface == Interface::S9 {
+                    return None;
+                }
+            }
+            keys::cmd::SESSION_TERMINATION => return None,
+            _ => {}
         }
+        let pcrf = self.store.pcrf_of_session_now(sid)?.ok()??;
         self.metrics
             .request(iface, "update", Mode::Proxy, "proxied");
         Some(pcrf)
