@@ -643,12 +643,12 @@ async fn a_client_reconnecting_with_the_same_state_is_served_in_reopen() {
 
 /// A handler that forwards every request at once to `to` (its `handle` only counts the
 /// requests that reach it and forwards them there too).
-struct AtOnce {
+struct ForwardsAtOnce {
     to: &'static str,
     handled: Arc<AtomicUsize>,
 }
 
-impl diameter_node::node::Handler for AtOnce {
+impl diameter_node::node::Handler for ForwardsAtOnce {
     fn handle(
         &self,
         req: diameter_node::node::IncomingRequest,
@@ -658,8 +658,8 @@ impl diameter_node::node::Handler for AtOnce {
         Box::pin(async move { req.forward_to(to) })
     }
 
-    fn forward_at_once(&self, _from: &str, _msg: &Message) -> Option<String> {
-        Some(self.to.to_string())
+    fn forward_at_once(&self, _from: &str, _msg: &Message) -> Option<diameter_node::node::AtOnce> {
+        Some(diameter_node::node::AtOnce::to(self.to))
     }
 }
 
@@ -669,7 +669,7 @@ async fn a_request_forwarded_at_once_is_relayed_with_route_record_and_its_answer
     let handled = Arc::new(AtomicUsize::new(0));
     let p = proxy(
         &[&backend],
-        Arc::new(AtOnce {
+        Arc::new(ForwardsAtOnce {
             to: "server.example",
             handled: handled.clone(),
         }),
@@ -719,7 +719,7 @@ async fn a_request_forwarded_at_once_back_to_its_sender_is_a_loop() {
     let handled = Arc::new(AtomicUsize::new(0));
     let p = proxy(
         &[&backend],
-        Arc::new(AtOnce {
+        Arc::new(ForwardsAtOnce {
             to: CLIENT,
             handled: handled.clone(),
         }),

@@ -2,9 +2,9 @@
 //! detection and local handlers.
 
 use super::forward::redirect_answer;
-use super::handler::{Forward, Handler, IncomingRequest, Outcome, Redirect};
+use super::handler::{AtOnce, Forward, Handler, IncomingRequest, Outcome, Redirect};
 use super::peer_task::PeerCmd;
-use super::pending::{Pending, Reply};
+use super::pending::{Pending, Proxied, Reply};
 use super::{Node, Shared, edit};
 use crate::dedup::{DupKey, Seen};
 use crate::peer::RELAY_APPLICATION_ID;
@@ -425,7 +425,8 @@ impl Shared {
     /// one). A peer not open, or one the request already went through (§6.1.3), takes the
     /// full way of a handler's [`Forward`] (reached through the host map, or answered 3002
     /// or 3005), registered as a possible duplicate like any request handled so.
-    fn forward_now(&self, peer: &str, origin: &str, msg: &Message, next: String) {
+    fn forward_now(&self, peer: &str, origin: &str, msg: &Message, at_once: AtOnce) {
+        let AtOnce { peer: next, watch } = at_once;
         let h = *msg.header();
         let looped = next.eq_ignore_ascii_case(peer)
             || msg
@@ -433,7 +434,9 @@ impl Shared {
                 .any(|a| a.data.eq_ignore_ascii_case(next.as_bytes()));
         if looped || !self.is_available(&next) {
             if let Some(key) = self.register(peer, origin, msg) {
-                self.run_forward(peer, key, msg, Forward::to(next), request_span(peer, msg));
+                let mut f = Forward::to(next);
+                f.answer_watch = watch;
+                self.run_forward(peer, key, msg, f, request_span(peer, msg));
             }
             return;
         }
@@ -450,7 +453,13 @@ impl Shared {
                     Reply::Relay {
                         peer: peer.to_string(),
                         hop_by_hop: h.hop_by_hop,
-                        proxy: None,
+                        proxy: watch.map(|w| {
+                            Box::new(Proxied {
+                                key: None,
+                                answer_edit: None,
+                                answer_watch: Some(w),
+                            })
+                        }),
                     },
                     next,
                     bytes,

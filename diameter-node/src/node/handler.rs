@@ -224,9 +224,36 @@ pub trait Handler: Send + Sync + 'static {
     /// request or its answer, and there is no failover to another peer. A peer not open,
     /// or one the request went through already, is handled as a [`Forward`] to it would
     /// be. `None` (the default): [`Handler::handle`] decides.
-    fn forward_at_once(&self, from: &str, msg: &Message) -> Option<String> {
+    fn forward_at_once(&self, from: &str, msg: &Message) -> Option<AtOnce> {
         let _ = (from, msg);
         None
+    }
+}
+
+/// A request forwarded at once ([`Handler::forward_at_once`]): the peer it goes to and,
+/// optionally, a look at its answer before it is relayed back unchanged (as
+/// [`Forward::watch_answer`]).
+pub struct AtOnce {
+    /// The peer.
+    pub peer: String,
+    /// Sees the answer (or the error answer built here when none comes).
+    pub watch: Option<AnswerWatch>,
+}
+
+impl AtOnce {
+    /// To `peer`, its answer relayed back unseen.
+    pub fn to(peer: impl Into<String>) -> Self {
+        Self {
+            peer: peer.into(),
+            watch: None,
+        }
+    }
+
+    /// Looks at the answer before it goes back unchanged.
+    #[must_use]
+    pub fn watch_answer(mut self, f: impl FnOnce(&Message) + Send + 'static) -> Self {
+        self.watch = Some(Box::new(f));
+        self
     }
 }
 

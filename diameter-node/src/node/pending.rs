@@ -29,10 +29,10 @@ pub(super) enum Reply {
     },
 }
 
-/// What a proxied request's answer still owes: its duplicate-cache entry and the
-/// handler's edit.
+/// What a proxied request's answer still owes: its duplicate-cache entry (none for a
+/// request forwarded at once) and the handler's edit and look.
 pub(super) struct Proxied {
-    pub(super) key: DupKey,
+    pub(super) key: Option<DupKey>,
     pub(super) answer_edit: Option<AnswerEdit>,
     pub(super) answer_watch: Option<AnswerWatch>,
 }
@@ -251,7 +251,11 @@ impl Shared {
                         }
                         None => edit::retarget(answer.as_bytes(), hop_by_hop, false),
                     };
-                    self.finish_bytes(&peer, &proxied.key, self.bounded_bytes(bytes));
+                    let bytes = self.bounded_bytes(bytes);
+                    match &proxied.key {
+                        Some(key) => self.finish_bytes(&peer, key, bytes),
+                        None => self.send_answer(&peer, bytes),
+                    }
                 }
             }
         }
