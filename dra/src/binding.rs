@@ -1241,7 +1241,10 @@ mod tests {
             apn: Some("Internet.mnc001.mcc001.GPRS".into()),
         };
         let id = |k: &UeKey, by| binding_id("IMSI:001", k, by, 7);
-        assert_eq!(id(&key, MatchBy::IpCanSession), "imsi:001|internet|10.0.100.255");
+        assert_eq!(
+            id(&key, MatchBy::IpCanSession),
+            "imsi:001|internet|10.0.100.255"
+        );
         assert_eq!(id(&key, MatchBy::Ue), "imsi:001");
         key.ipv4 = Some(Ipv4Addr::new(1, 20, 0, 9));
         key.apn = None;

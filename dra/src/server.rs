@@ -12,7 +12,7 @@ use crate::store::{self, BindingStore, StoreError};
 use diameter_codec::dict::{base, dcca};
 use diameter_codec::{Message, MessageBuilder, ResultCode};
 use diameter_node::node::{
-    Forward, Handler, HandlerFuture, IncomingRequest, Node, NodeConfig, NodeEvent, Outcome,
+    AtOnce, Forward, Handler, HandlerFuture, IncomingRequest, Node, NodeConfig, NodeEvent, Outcome,
 };
 use diameter_node::peer::Application;
 use diameter_node::routing::RedirectUsage;
@@ -97,8 +97,8 @@ impl Handler for DraHandler {
         Box::pin(async move { s.handle(req).await })
     }
 
-    fn forward_at_once(&self, from: &str, msg: &Message) -> Option<String> {
-        self.0.proxy_at_once(from, msg)
+    fn forward_at_once(&self, from: &str, msg: &Message) -> Option<AtOnce> {
+        Shared::proxy_at_once(&self.0, from, msg)
     }
 }
 
@@ -462,20 +462,21 @@ impl Shared {
         }
     }
 
-    /// The common request of a proxied session, forwarded at once (see
-    /// [`Handler::forward_at_once`]): a client's request in proxy mode that continues a
-    /// bound session (a CCR-U, an AAR or RAR of a bound session…; not an establishment, a
-    /// termination or an S9 update ending subsessions, which change bindings) goes to the
-    /// session's PCRF unchanged, as [`Shared::handle`] would send it, without an answer
-    /// hook. Everything else, and a store that cannot answer at once, goes to
-    /// [`Shared::handle`]; so does least-loaded selection, which measures every answer.
-    fn proxy_at_once(&self, from: &str, msg: &Message) -> Option<String> {
+    /// The common requests of a proxied session, forwarded at once (see
+    /// [`Handler::forward_at_once`]): a client's request in proxy mode of a bound session
+    /// that continues it (a CCR-U, an AAR or RAR of a bound session…) or ends it (CCR-T,
+    /// STR: its sessions marked terminated when the answer comes back, as
+    /// [`Shared::terminate`] does) goes to the session's PCRF unchanged, as
+    /// [`Shared::handle`] would send it. Establishments and S9 requests (which may end
+    /// subsessions), requests from PCRFs, a store that cannot answer at once, and
+    /// least-loaded selection (which measures every answer) go to [`Shared::handle`].
+    fn proxy_at_once(me: &Arc<Self>, from: &str, msg: &Message) -> Option<AtOnce> {
         let h = msg.header();
-        if self.cfg.dra.selection == Selection::LeastLoaded || !self.proxies {
+        if me.cfg.dra.selection == Selection::LeastLoaded || !me.proxies {
             return None;
         }
         let iface = Interface::from_application(h.application_id)?;
-        if self.pcrfs.contains(from) {
+        if iface == Interface::S9 || me.pcrfs.contains(from) {
             return None;
         }
         // What this needs of the request, in one pass: Session-Id, Destination-Realm and
@@ -495,29 +496,42 @@ impl Shared {
         let sid = std::str::from_utf8(sid?).ok()?;
         let realm = match realm {
             Some(r) => std::str::from_utf8(r).ok()?,
-            None => &self.node.identity().realm,
+            None => &me.node.identity().realm,
         };
-        if self.cfg.mode_for(realm, h.application_id) != Mode::Proxy {
+        if me.cfg.mode_for(realm, h.application_id) != Mode::Proxy {
             return None;
         }
-        // The kind as `keys::kind_of` tells it of a bound session: a CCR other than
-        // INITIAL (1) and TERMINATION (3) (RFC 4006 §8.3) updates it, except on S9, where
-        // it may end subsessions; an STR ends it; any other command (an AAR of a bound
-        // session, …) updates it.
-        match h.command_code {
-            keys::cmd::CREDIT_CONTROL => {
-                let t = i32::from_be_bytes(request_type?.try_into().ok()?);
-                if t == 1 || t == 3 || iface == Interface::S9 {
-                    return None;
-                }
-            }
-            keys::cmd::SESSION_TERMINATION => return None,
-            _ => {}
+        // The kind as `keys::kind_of` tells it of a bound session (not S9): CC-Request-Type
+        // INITIAL (1) establishes, TERMINATION (3) ends, anything else updates (RFC 4006
+        // §8.3); an STR ends; any other command (an AAR of a bound session, …) updates.
+        let ends = match h.command_code {
+            keys::cmd::CREDIT_CONTROL => match i32::from_be_bytes(request_type?.try_into().ok()?) {
+                1 => return None,
+                3 => true,
+                _ => false,
+            },
+            keys::cmd::SESSION_TERMINATION => true,
+            _ => false,
+        };
+        let pcrf = me.store.pcrf_of_session_now(sid)?.ok()??;
+        if !ends {
+            me.metrics.request(iface, "update", Mode::Proxy, "proxied");
+            return Some(AtOnce::to(pcrf));
         }
-        let pcrf = self.store.pcrf_of_session_now(sid)?.ok()??;
-        self.metrics
-            .request(iface, "update", Mode::Proxy, "proxied");
-        Some(pcrf)
+        // A termination: its sessions (and the client sessions it names) are marked when
+        // the answer comes back (document 002, embodiments 7–9).
+        let Some(Kind::Terminate { also }) = keys::kind_of(msg, iface, true) else {
+            return None;
+        };
+        let mut ids = Vec::with_capacity(1 + also.len());
+        ids.push(sid.to_string());
+        ids.extend(also);
+        me.metrics
+            .request(iface, "terminate", Mode::Proxy, "proxied");
+        let me = me.clone();
+        Some(AtOnce::to(pcrf).watch_answer(move |_| {
+            spawn_unless_ready(async move { me.mark(ids).await });
+        }))
     }
 
     async fn handle(self: Arc<Self>, req: IncomingRequest) -> Outcome {
