@@ -216,7 +216,8 @@ pub trait Handler: Send + Sync + 'static {
     /// A proxy's shortcut, asked first (after validation) for every request that is not
     /// marked a possible retransmission (T bit clear): the peer to forward the request to,
     /// unchanged, when the handler can tell at once from the request as received (`from`:
-    /// the peer it came from). The node then relays it as its routing table's forward
+    /// the peer it came from), with optionally a look at its answer ([`AtOnce`]). The node
+    /// then relays it as its routing table's forward
     /// does (RFC 6733 §6.1.8: Route-Record appended, a Hop-by-Hop Identifier of its own;
     /// the answer goes back unchanged, §6.1.9), without an [`IncomingRequest`], a handler
     /// future, a task or the duplicate cache: the server it reaches detects duplicates
