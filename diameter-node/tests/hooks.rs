@@ -640,3 +640,122 @@ async fn a_client_reconnecting_with_the_same_state_is_served_in_reopen() {
     assert_eq!(rc(&c.recv().await), 2001);
     assert_eq!(handled.load(Ordering::SeqCst), 1);
 }
+
+/// A handler that forwards every request at once to `to` (its `handle` only counts the
+/// requests that reach it and forwards them there too).
+struct ForwardsAtOnce {
+    to: &'static str,
+    handled: Arc<AtomicUsize>,
+}
+
+impl diameter_node::node::Handler for ForwardsAtOnce {
+    fn handle(
+        &self,
+        req: diameter_node::node::IncomingRequest,
+    ) -> diameter_node::node::HandlerFuture {
+        self.handled.fetch_add(1, Ordering::SeqCst);
+        let to = self.to;
+        Box::pin(async move { req.forward_to(to) })
+    }
+
+    fn forward_at_once(&self, _from: &str, _msg: &Message) -> Option<diameter_node::node::AtOnce> {
+        Some(diameter_node::node::AtOnce::to(self.to))
+    }
+}
+
+#[tokio::test]
+async fn a_request_forwarded_at_once_is_relayed_with_route_record_and_its_answer_unchanged() {
+    let backend = server("server.example", Duration::ZERO).await;
+    let handled = Arc::new(AtomicUsize::new(0));
+    let p = proxy(
+        &[&backend],
+        Arc::new(ForwardsAtOnce {
+            to: "server.example",
+            handled: handled.clone(),
+        }),
+    )
+    .await;
+    let cli = client_via("proxy.example", &p).await;
+    let mut req = ccr("s;at-once;1").ids(0, 0x6161);
+    req.push(unknown_avp());
+    req.push(proxy_info());
+    let sent = req.clone().build().unwrap();
+    let answer = cli.request_encoded(sent.clone(), T).await.unwrap();
+    assert_eq!(rc(&answer), 2001);
+    assert_eq!(said_by(&answer), "answered by server.example");
+    assert_eq!(
+        handled.load(Ordering::SeqCst),
+        0,
+        "the handler's future ran"
+    );
+    let seen = backend.seen.lock().unwrap()[0].clone();
+    // RFC 6733 §6.7.1: Route-Record names the peer the proxy got the request from; every
+    // other AVP goes on byte for byte.
+    let rr: Vec<String> = seen
+        .find_all(base::ROUTE_RECORD.key())
+        .map(|a| String::from_utf8_lossy(a.data).into_owned())
+        .collect();
+    assert_eq!(rr, vec![CLIENT.to_string()]);
+    assert_eq!(raw_avps(&seen, 4242), raw_avps(&sent, 4242));
+    assert_eq!(raw_avps(&seen, 284), raw_avps(&sent, 284));
+    assert_eq!(seen.header().end_to_end, 0x6161);
+    // A retransmission (T bit) takes the full way: the handler decides and forwards it, and
+    // the server's duplicate detection answers it (RFC 6733 §5.5.4): its handler ran once.
+    let mut again = req.ids(0, 0x6161);
+    again.flags = again.flags.with(CommandFlags::RETRANSMIT, true);
+    let a2 = cli
+        .request_encoded(again.build().unwrap(), T)
+        .await
+        .unwrap();
+    assert_eq!(rc(&a2), 2001);
+    assert_eq!(handled.load(Ordering::SeqCst), 1);
+    assert_eq!(a2.as_bytes()[16..], answer.as_bytes()[16..]);
+    assert_eq!(backend.seen.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_request_forwarded_at_once_back_to_its_sender_is_a_loop() {
+    let backend = server("server.example", Duration::ZERO).await;
+    let handled = Arc::new(AtomicUsize::new(0));
+    let p = proxy(
+        &[&backend],
+        Arc::new(ForwardsAtOnce {
+            to: CLIENT,
+            handled: handled.clone(),
+        }),
+    )
+    .await;
+    let cli = client_via("proxy.example", &p).await;
+    // RFC 6733 §6.1.3: never back to the peer it came from; the full way answers 3005.
+    let answer = cli.request(ccr("s;at-once;loop")).await.unwrap();
+    assert_eq!(rc(&answer), ResultCode::DIAMETER_LOOP_DETECTED.0);
+    assert!(answer.header().flags.is_error());
+    assert_eq!(handled.load(Ordering::SeqCst), 0);
+    assert!(backend.seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_watched_answer_is_seen_and_relayed_byte_for_byte() {
+    let backend = server("server.example", Duration::ZERO).await;
+    let codes = Arc::new(Mutex::new(Vec::new()));
+    let kept = codes.clone();
+    let p = proxy(
+        &[&backend],
+        handler_fn(move |_req| {
+            let kept = kept.clone();
+            async move {
+                Forward::to("server.example").watch_answer(move |a| {
+                    kept.lock()
+                        .unwrap()
+                        .push(a.get(base::RESULT_CODE).and_then(Result::ok));
+                })
+            }
+        }),
+    )
+    .await;
+    let cli = client_via("proxy.example", &p).await;
+    let answer = cli.request(ccr("s;watched;1")).await.unwrap();
+    assert_eq!(rc(&answer), 2001);
+    assert_eq!(said_by(&answer), "answered by server.example");
+    assert_eq!(*codes.lock().unwrap(), vec![Some(2001)]);
+}

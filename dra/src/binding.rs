@@ -347,14 +347,40 @@ pub fn binding_id(ue: &str, key: &UeKey, by: MatchBy, now_ms: u64) -> String {
     if by == MatchBy::Ue {
         return ue.to_ascii_lowercase();
     }
-    let apn = key.apn.as_deref().map_or("-".to_string(), apn_network_id);
-    let ip = match (key.ipv4, key.ipv6) {
-        (Some(a), _) => a.to_string(),
-        (None, Some(p)) => format!("{}/{}", p.addr, p.len),
+    use std::fmt::Write as _;
+    // Written into one string: `ue|apn|address`, lower-cased but the address.
+    let apn = key.apn.as_deref().map_or("-", network_id_of);
+    let mut id = String::with_capacity(ue.len() + apn.len() + 48);
+    id.push_str(ue);
+    id.push('|');
+    id.push_str(apn);
+    id.make_ascii_lowercase();
+    id.push('|');
+    match (key.ipv4, key.ipv6) {
+        (Some(a), _) => {
+            let [a, b, c, d] = a.octets();
+            for (i, o) in [a, b, c, d].into_iter().enumerate() {
+                if i > 0 {
+                    id.push('.');
+                }
+                if o >= 100 {
+                    id.push(char::from(b'0' + o / 100));
+                }
+                if o >= 10 {
+                    id.push(char::from(b'0' + o / 10 % 10));
+                }
+                id.push(char::from(b'0' + o % 10));
+            }
+        }
+        (None, Some(p)) => {
+            let _ = write!(id, "{}/{}", p.addr, p.len);
+        }
         // No address yet (a BBERF before the PCEF): unique by time.
-        (None, None) => format!("t{now_ms}"),
-    };
-    format!("{}|{apn}|{ip}", ue.to_ascii_lowercase())
+        (None, None) => {
+            let _ = write!(id, "t{now_ms}");
+        }
+    }
+    id
 }
 
 /// A change to write.
@@ -551,12 +577,25 @@ pub struct Index {
     clients: Names,
     keys: std::collections::hash_map::RandomState,
     stats: Stats,
+    /// No [`Write`]s from the per-request operations (bind, attach, termination): for a
+    /// store that keeps nothing but this index, where they would be copies of entries
+    /// made only to be dropped.
+    unjournaled: bool,
 }
 
 impl Index {
     /// An empty index.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty index whose per-request operations return no [`Write`]s (an in-memory
+    /// store's: nothing to write them to).
+    pub fn unjournaled() -> Self {
+        Self {
+            unjournaled: true,
+            ..Self::default()
+        }
     }
 
     /// Loads stored entries (a durable store at start).
@@ -829,7 +868,9 @@ impl Index {
             Some((b, true))
         } else {
             let b = self.binding(slot)?;
-            writes.push(Write::Put(b.clone()));
+            if !self.unjournaled {
+                writes.push(Write::Put(b.clone()));
+            }
             Some((b, false))
         }
     }
@@ -938,7 +979,9 @@ impl Index {
         self.touch_slot(slot, req.now_ms);
         self.add_sessions(slot, [&req.session]);
         let b = self.binding(slot).expect("the entry just bound");
-        writes.push(Write::Put(b.clone()));
+        if !self.unjournaled {
+            writes.push(Write::Put(b.clone()));
+        }
         (b, writes)
     }
 
@@ -963,7 +1006,9 @@ impl Index {
         self.add_sessions(slot, [&session]);
         self.touch_slot(slot, now_ms);
         let b = self.binding(slot)?;
-        writes.push(Write::Put(b.clone()));
+        if !self.unjournaled {
+            writes.push(Write::Put(b.clone()));
+        }
         Some((b, writes))
     }
 
@@ -1186,6 +1231,27 @@ pub fn key_of_address(ip: IpAddr) -> UeKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binding_ids_lower_case_the_ue_and_apn_and_write_the_address() {
+        let mut key = UeKey {
+            ue: None,
+            ipv4: Some(Ipv4Addr::new(10, 0, 100, 255)),
+            ipv6: None,
+            apn: Some("Internet.mnc001.mcc001.GPRS".into()),
+        };
+        let id = |k: &UeKey, by| binding_id("IMSI:001", k, by, 7);
+        assert_eq!(
+            id(&key, MatchBy::IpCanSession),
+            "imsi:001|internet|10.0.100.255"
+        );
+        assert_eq!(id(&key, MatchBy::Ue), "imsi:001");
+        key.ipv4 = Some(Ipv4Addr::new(1, 20, 0, 9));
+        key.apn = None;
+        assert_eq!(id(&key, MatchBy::IpCanSession), "imsi:001|-|1.20.0.9");
+        key.ipv4 = None;
+        assert_eq!(id(&key, MatchBy::IpCanSession), "imsi:001|-|t7");
+    }
 
     #[test]
     fn apns_compare_by_network_identifier() {

@@ -9,10 +9,10 @@ use crate::keys::{self, Kind};
 use crate::metrics::{Label, answered};
 use crate::select::Pcrfs;
 use crate::store::{self, BindingStore, StoreError};
-use diameter_codec::dict::base;
-use diameter_codec::{MessageBuilder, ResultCode};
+use diameter_codec::dict::{base, dcca};
+use diameter_codec::{Message, MessageBuilder, ResultCode};
 use diameter_node::node::{
-    Forward, IncomingRequest, Node, NodeConfig, NodeEvent, Outcome, handler_fn,
+    AtOnce, Forward, Handler, HandlerFuture, IncomingRequest, Node, NodeConfig, NodeEvent, Outcome,
 };
 use diameter_node::peer::Application;
 use diameter_node::routing::RedirectUsage;
@@ -75,6 +75,8 @@ struct Shared {
     metrics: Label,
     usage: RedirectUsage,
     cache_time: Duration,
+    /// Whether any realm or application is proxied (else nothing is forwarded at once).
+    proxies: bool,
 }
 
 /// A running DRA.
@@ -85,6 +87,20 @@ pub struct Dra {
 
 /// How requests were handled (the `result` label).
 type Handled = (Outcome, &'static str);
+
+/// The handler of the DRA's applications.
+struct DraHandler(Arc<Shared>);
+
+impl Handler for DraHandler {
+    fn handle(&self, req: IncomingRequest) -> HandlerFuture {
+        let s = self.0.clone();
+        Box::pin(async move { s.handle(req).await })
+    }
+
+    fn forward_at_once(&self, from: &str, msg: &Message) -> Option<AtOnce> {
+        Shared::proxy_at_once(&self.0, from, msg)
+    }
+}
 
 impl Dra {
     /// Starts the DRA with the store `[store]` names.
@@ -107,20 +123,15 @@ impl Dra {
                 .dra
                 .redirect_cache_time
                 .unwrap_or(Duration::from_secs(600)),
+            proxies: cfg.dra.mode == Mode::Proxy || cfg.modes.iter().any(|m| m.mode == Mode::Proxy),
             node,
             store,
             cfg: cfg.clone(),
         });
         shared.refresh().await;
+        let handler: Arc<dyn Handler> = Arc::new(DraHandler(shared.clone()));
         for i in Interface::ALL {
-            let s = shared.clone();
-            shared.node.register(
-                i.application(),
-                handler_fn(move |req| {
-                    let s = s.clone();
-                    async move { s.handle(req).await }
-                }),
-            );
+            shared.node.register(i.application(), handler.clone());
         }
         let mut tasks = vec![tokio::spawn(watch(
             Arc::downgrade(&shared),
@@ -298,19 +309,20 @@ async fn status_audit(weak: std::sync::Weak<Shared>, every: Duration) {
     }
 }
 
-/// Whether a relayed answer is a success (Result-Code 2xxx, RFC 6733 §7.1.2). The answer
-/// as edited holds its integers as typed values or as raw payloads.
-fn is_success(a: &MessageBuilder) -> bool {
-    let rc = a
-        .find(base::RESULT_CODE.key())
-        .and_then(|avp| match &avp.value {
-            diameter_codec::AvpValue::U32(v) => Some(*v),
-            diameter_codec::AvpValue::Bytes(b) => {
-                <[u8; 4]>::try_from(b.as_ref()).ok().map(u32::from_be_bytes)
-            }
-            _ => None,
-        });
-    rc.is_some_and(|rc| (2000..3000).contains(&rc))
+/// Whether a relayed answer is a success (Result-Code 2xxx, RFC 6733 §7.1.2).
+fn is_success(a: &Message) -> bool {
+    a.get(base::RESULT_CODE)
+        .and_then(Result::ok)
+        .is_some_and(|rc| (2000..3000).contains(&rc))
+}
+
+/// Runs `fut` to its end here when it does not wait (polled once), else in a task.
+fn spawn_unless_ready(fut: impl Future<Output = ()> + Send + 'static) {
+    let mut fut = Box::pin(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if fut.as_mut().poll(&mut cx).is_pending() {
+        tokio::spawn(fut);
+    }
 }
 
 impl Shared {
@@ -441,6 +453,87 @@ impl Shared {
         (a.into(), answered(rc))
     }
 
+    /// The PCRF of a bound session: at once from a store that can say without waiting,
+    /// else from its future.
+    async fn pcrf_of_session(&self, sid: &str) -> Result<Option<String>, StoreError> {
+        match self.store.pcrf_of_session_now(sid) {
+            Some(r) => r,
+            None => self.store.pcrf_of_session(sid).await,
+        }
+    }
+
+    /// The common requests of a proxied session, forwarded at once (see
+    /// [`Handler::forward_at_once`]): a client's request in proxy mode of a bound session
+    /// that continues it (a CCR-U, an AAR or RAR of a bound session…) or ends it (CCR-T,
+    /// STR: its sessions marked terminated when the answer comes back, as
+    /// [`Shared::terminate`] does) goes to the session's PCRF unchanged, as
+    /// [`Shared::handle`] would send it. Establishments and S9 requests (which may end
+    /// subsessions), requests from PCRFs, a store that cannot answer at once, and
+    /// least-loaded selection (which measures every answer) go to [`Shared::handle`].
+    fn proxy_at_once(me: &Arc<Self>, from: &str, msg: &Message) -> Option<AtOnce> {
+        let h = msg.header();
+        if me.cfg.dra.selection == Selection::LeastLoaded || !me.proxies {
+            return None;
+        }
+        let iface = Interface::from_application(h.application_id)?;
+        if iface == Interface::S9 || me.pcrfs.contains(from) {
+            return None;
+        }
+        // What this needs of the request, in one pass: Session-Id, Destination-Realm and
+        // CC-Request-Type (each the first of its kind, as `get` reads them).
+        let (mut sid, mut realm, mut request_type) = (None, None, None);
+        for a in msg.avps().framed() {
+            let slot = match a.key() {
+                k if k == base::SESSION_ID.key() => &mut sid,
+                k if k == base::DESTINATION_REALM.key() => &mut realm,
+                k if k == dcca::CC_REQUEST_TYPE.key() => &mut request_type,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(a.data);
+            }
+        }
+        let sid = std::str::from_utf8(sid?).ok()?;
+        let realm = match realm {
+            Some(r) => std::str::from_utf8(r).ok()?,
+            None => &me.node.identity().realm,
+        };
+        if me.cfg.mode_for(realm, h.application_id) != Mode::Proxy {
+            return None;
+        }
+        // The kind as `keys::kind_of` tells it of a bound session (not S9): CC-Request-Type
+        // INITIAL (1) establishes, TERMINATION (3) ends, anything else updates (RFC 4006
+        // §8.3); an STR ends; any other command (an AAR of a bound session, …) updates.
+        let ends = match h.command_code {
+            keys::cmd::CREDIT_CONTROL => match i32::from_be_bytes(request_type?.try_into().ok()?) {
+                1 => return None,
+                3 => true,
+                _ => false,
+            },
+            keys::cmd::SESSION_TERMINATION => true,
+            _ => false,
+        };
+        let pcrf = me.store.pcrf_of_session_now(sid)?.ok()??;
+        if !ends {
+            me.metrics.request(iface, "update", Mode::Proxy, "proxied");
+            return Some(AtOnce::to(pcrf));
+        }
+        // A termination: its sessions (and the client sessions it names) are marked when
+        // the answer comes back (document 002, embodiments 7–9).
+        let Some(Kind::Terminate { also }) = keys::kind_of(msg, iface, true) else {
+            return None;
+        };
+        let mut ids = Vec::with_capacity(1 + also.len());
+        ids.push(sid.to_string());
+        ids.extend(also);
+        me.metrics
+            .request(iface, "terminate", Mode::Proxy, "proxied");
+        let me = me.clone();
+        Some(AtOnce::to(pcrf).watch_answer(move |_| {
+            spawn_unless_ready(async move { me.mark(ids).await });
+        }))
+    }
+
     async fn handle(self: Arc<Self>, req: IncomingRequest) -> Outcome {
         let h = *req.msg.header();
         let Some(iface) = Interface::from_application(h.application_id) else {
@@ -465,7 +558,7 @@ impl Shared {
             .unwrap_or(&req.node.identity().realm);
         let mode = self.cfg.mode_for(realm, h.application_id);
         // Only the PCRF of the session is needed here (not a copy of its whole entry).
-        let bound = match self.store.pcrf_of_session(sid).await {
+        let bound = match self.pcrf_of_session(sid).await {
             Ok(b) => b,
             Err(e) => return self.store_failed(&req, &e).0,
         };
@@ -690,25 +783,32 @@ impl Shared {
                 let mut f = Forward::to(pcrf);
                 if hook {
                     let me = self.clone();
-                    f = f.edit_answer(move |a| {
+                    // Only read: the answer goes back byte for byte.
+                    f = f.watch_answer(move |a| {
                         if let Some(i) = &in_flight {
                             i.answered();
                         }
-                        if !marks.is_empty() {
-                            // Proxy mode: the sessions are marked when the answer comes
-                            // back (document 002, embodiments 7–9).
-                            let me = me.clone();
-                            tokio::spawn(async move { me.mark(marks).await });
+                        let release = release.filter(|_| !is_success(a));
+                        if marks.is_empty() && release.is_none() {
+                            return;
                         }
-                        if let Some(sid) = release
-                            && !is_success(a) {
-                                tokio::spawn(async move {
-                                    if let Ok(Some(_)) = me.store.release_session(sid.clone()).await {
-                                        tracing::info!(session = %sid, "establishment refused: session unbound");
-                                    }
-                                    me.refresh().await;
-                                });
+                        // On the connection's task: a store that answers at once is done
+                        // here, one that waits (the durable store's commit) goes on in a
+                        // task of its own.
+                        spawn_unless_ready(async move {
+                            if !marks.is_empty() {
+                                // Proxy mode: the sessions are marked when the answer comes
+                                // back (document 002, embodiments 7–9).
+                                me.mark(marks).await;
                             }
+                            if let Some(sid) = release {
+                                if let Ok(Some(_)) = me.store.release_session(sid.clone()).await
+                                {
+                                    tracing::info!(session = %sid, "establishment refused: session unbound");
+                                }
+                                me.refresh().await;
+                            }
+                        });
                     });
                 }
                 (f.into(), "proxied")

@@ -65,6 +65,14 @@ pub trait BindingStore: Send + Sync + 'static {
     /// The PCRF of the entry a session is bound to.
     fn pcrf_of_session<'a>(&'a self, session_id: &'a str) -> StoreFuture<'a, Option<String>>;
 
+    /// [`BindingStore::pcrf_of_session`] without a future, from a store that can answer at
+    /// once (one that keeps its index in memory); `None` from one that cannot, whose
+    /// caller then awaits [`BindingStore::pcrf_of_session`].
+    fn pcrf_of_session_now(&self, session_id: &str) -> Option<Result<Option<String>, StoreError>> {
+        let _ = session_id;
+        None
+    }
+
     /// Takes a session off its entry (its establishment failed).
     fn release_session(&self, session_id: String) -> StoreFuture<'_, Option<Binding>>;
 
@@ -98,9 +106,16 @@ pub trait BindingStore: Send + Sync + 'static {
 }
 
 /// Bindings in memory only: lost when the DRA stops.
-#[derive(Default)]
 pub struct MemoryStore {
     ix: Mutex<Index>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            ix: Mutex::new(Index::unjournaled()),
+        }
+    }
 }
 
 impl MemoryStore {
@@ -132,6 +147,12 @@ macro_rules! read_ops {
         fn pcrf_of_session<'a>(&'a self, session_id: &'a str) -> StoreFuture<'a, Option<String>> {
             let r = self.with(|ix| ix.pcrf_of_session(session_id));
             Box::pin(async move { r })
+        }
+        fn pcrf_of_session_now(
+            &self,
+            session_id: &str,
+        ) -> Option<Result<Option<String>, StoreError>> {
+            Some(self.with(|ix| ix.pcrf_of_session(session_id)))
         }
         fn by_session(&self, session_id: String) -> StoreFuture<'_, Option<Binding>> {
             let r = self.with(|ix| ix.by_session(&session_id));

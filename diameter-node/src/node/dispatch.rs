@@ -2,9 +2,9 @@
 //! detection and local handlers.
 
 use super::forward::redirect_answer;
-use super::handler::{Forward, Handler, IncomingRequest, Outcome, Redirect};
+use super::handler::{AtOnce, Forward, Handler, IncomingRequest, Outcome, Redirect};
 use super::peer_task::PeerCmd;
-use super::pending::{Pending, Reply};
+use super::pending::{Pending, Proxied, Reply};
 use super::{Node, Shared, edit};
 use crate::dedup::{DupKey, Seen};
 use crate::peer::RELAY_APPLICATION_ID;
@@ -236,18 +236,47 @@ impl Shared {
         }
     }
 
-    /// Runs a request addressed to us (or matched by a proxy route towards `route`);
-    /// `origin` is its Origin-Host, `proxy_info` whether it carries Proxy-Info.
-    pub(super) fn dispatch_local(
+    /// Validates a request for a local handler at the application's level (when the node
+    /// validates): the deviations accepted, or the error answer.
+    fn validate_request(
         &self,
         peer: &str,
-        origin: &str,
         msg: &Message,
-        proxy_info: bool,
-        route: Option<String>,
-    ) {
-        let h = *msg.header();
-        // Duplicate detection (RFC 6733 §5.5.4): (Origin-Host, End-to-End).
+    ) -> Result<Vec<diameter_codec::Finding>, MessageBuilder> {
+        if !self.cfg.validate {
+            return Ok(Vec::new());
+        }
+        let h = msg.header();
+        let v = Validator::new(self.dict, self.validate_options(h.application_id)).check(msg);
+        if let Some(e) = v.error {
+            return Err(MessageBuilder::error_answer(msg, &self.identity, &e.report));
+        }
+        for d in &v.deviations {
+            crate::metrics::record_deviation(
+                &self.metrics,
+                h.application_id,
+                d.avp_name(),
+                d.kind.as_str(),
+            );
+            tracing::debug!(
+                peer,
+                application = h.application_id,
+                command = h.command_code,
+                kind = d.kind.as_str(),
+                avp = %d.path_names,
+                rule = %d.rule,
+                strict_result_code = d.report.result_code.0,
+                "request accepted with a deviation"
+            );
+        }
+        Ok(v.deviations)
+    }
+
+    /// Registers a request in the duplicate cache (RFC 6733 §5.5.4: (Origin-Host,
+    /// End-to-End)): its key when it is new; `None` when it is a duplicate, answered here
+    /// or waiting for the original's answer.
+    fn register(&self, peer: &str, origin: &str, msg: &Message) -> Option<DupKey> {
+        let h = msg.header();
         let (key, seen) = {
             let mut dedup = self.dedup.lock().expect("dedup lock");
             let key = dedup.key(origin, h.end_to_end);
@@ -257,40 +286,44 @@ impl Shared {
             (key, seen)
         };
         match seen {
-            Seen::New => {}
-            Seen::Waiting => return,
+            Seen::New => Some(key),
+            Seen::Waiting => None,
             Seen::Answered(a) => {
-                return self.send_answer(peer, edit::retarget(&a, h.hop_by_hop, false));
+                self.send_answer(peer, edit::retarget(&a, h.hop_by_hop, false));
+                None
             }
         }
-        let mut deviations = Vec::new();
-        if self.cfg.validate {
-            let v = Validator::new(self.dict, self.validate_options(h.application_id)).check(msg);
-            if let Some(e) = v.error {
-                let b = MessageBuilder::error_answer(msg, &self.identity, &e.report);
-                return self.finish_local(peer, &key, &b);
-            }
-            deviations = v.deviations;
-            for d in &deviations {
-                crate::metrics::record_deviation(
-                    &self.metrics,
-                    h.application_id,
-                    d.avp_name(),
-                    d.kind.as_str(),
-                );
-                tracing::debug!(
-                    peer,
-                    application = h.application_id,
-                    command = h.command_code,
-                    kind = d.kind.as_str(),
-                    avp = %d.path_names,
-                    rule = %d.rule,
-                    strict_result_code = d.report.result_code.0,
-                    "request accepted with a deviation"
-                );
-            }
+    }
+
+    /// Runs a request addressed to us (or matched by a proxy route towards `route`);
+    /// `origin` is its Origin-Host, `proxy_info` whether it carries Proxy-Info.
+    ///
+    /// Validation comes first (an invalid request is answered at once and not kept as a
+    /// duplicate: a retransmission of it is checked again and gets the same answer), then
+    /// the handler's [`Handler::forward_at_once`], then the duplicate cache and the handler.
+    pub(super) fn dispatch_local(
+        &self,
+        peer: &str,
+        origin: &str,
+        msg: &Message,
+        proxy_info: bool,
+        route: Option<String>,
+    ) {
+        let h = *msg.header();
+        let deviations = match self.validate_request(peer, msg) {
+            Ok(d) => d,
+            Err(answer) => return self.send_answer(peer, self.encode_local(&answer)),
+        };
+        let handler = self.handler_for(h.application_id);
+        if !h.flags.is_retransmit()
+            && let Some(next) = handler.as_ref().and_then(|x| x.forward_at_once(peer, msg))
+        {
+            return self.forward_now(peer, origin, msg, next);
         }
-        let Some(handler) = self.handler_for(h.application_id) else {
+        let Some(key) = self.register(peer, origin, msg) else {
+            return;
+        };
+        let Some(handler) = handler else {
             let b = MessageBuilder::error_answer(
                 msg,
                 &self.identity,
@@ -322,16 +355,7 @@ impl Shared {
             route,
             deviations,
         };
-        // One span per request, carrying what an operator greps for (its fields are only
-        // evaluated when the span is enabled).
-        let span = tracing::debug_span!(
-            "request",
-            session = msg.session_id().unwrap_or(""),
-            peer,
-            command = h.command_code,
-            application = h.application_id,
-            hbh = h.hop_by_hop,
-        );
+        let span = request_span(peer, msg);
         // A handler that panics must not take the connection's reader (which polls it
         // first) down with it, nor leave the duplicate entry in flight: it is answered
         // 5012 DIAMETER_UNABLE_TO_COMPLY like any other failure to handle. Calling the
@@ -374,18 +398,76 @@ impl Shared {
             let _entered = span.enter();
             self.conclude(peer, &key, msg, proxy_info, outcome)
         };
-        // A proxy's forward: sent from here too, unless it has to wait for a connection.
         if let Some(f) = forward {
-            let peer = peer.to_string();
-            let msg = msg.clone();
-            let task = async move { shared.forward(&peer, key, &msg, f).await };
-            let mut task: Pin<Box<dyn Future<Output = ()> + Send>> =
-                Box::pin(tracing::Instrument::instrument(task, span));
-            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-            if task.as_mut().poll(&mut cx).is_pending() {
-                tokio::spawn(task);
-            }
+            self.run_forward(peer, key, msg, f, span);
         }
+    }
+
+    /// A proxy's forward: sent from here (the peer's task), unless it has to wait for a
+    /// connection, then in a task of its own.
+    fn run_forward(&self, peer: &str, key: DupKey, msg: &Message, f: Forward, span: tracing::Span) {
+        let shared = self.arc();
+        let peer = peer.to_string();
+        let msg = msg.clone();
+        let task = async move { shared.forward(&peer, key, &msg, f).await };
+        let mut task: Pin<Box<dyn Future<Output = ()> + Send>> =
+            Box::pin(tracing::Instrument::instrument(task, span));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if task.as_mut().poll(&mut cx).is_pending() {
+            tokio::spawn(task);
+        }
+    }
+
+    /// A request its handler forwards at once to `next` ([`Handler::forward_at_once`]):
+    /// relayed as the routing table's forward relays (RFC 6733 §6.1.8: Route-Record
+    /// appended, a Hop-by-Hop Identifier of ours; the answer relayed back unchanged on the
+    /// original one, §6.1.9), with no failover to another peer (the handler chose this
+    /// one). A peer not open, or one the request already went through (§6.1.3), takes the
+    /// full way of a handler's [`Forward`] (reached through the host map, or answered 3002
+    /// or 3005), registered as a possible duplicate like any request handled so.
+    fn forward_now(&self, peer: &str, origin: &str, msg: &Message, at_once: AtOnce) {
+        let AtOnce { peer: next, watch } = at_once;
+        let h = *msg.header();
+        let looped = next.eq_ignore_ascii_case(peer)
+            || msg
+                .find_all(base::ROUTE_RECORD.key())
+                .any(|a| a.data.eq_ignore_ascii_case(next.as_bytes()));
+        if looped || !self.is_available(&next) {
+            if let Some(key) = self.register(peer, origin, msg) {
+                let mut f = Forward::to(next);
+                f.answer_watch = watch;
+                self.run_forward(peer, key, msg, f, request_span(peer, msg));
+            }
+            return;
+        }
+        let hbh = self.next_hop_by_hop();
+        let bytes = edit::for_relay(msg, hbh, peer);
+        if bytes.len() > self.max_send_len() {
+            return self.refuse_relay_too_large(peer, msg, bytes.len());
+        }
+        self.send_pending(
+            hbh,
+            Pending {
+                alternates: Some(Vec::new()),
+                ..Pending::new(
+                    Reply::Relay {
+                        peer: peer.to_string(),
+                        hop_by_hop: h.hop_by_hop,
+                        proxy: watch.map(|w| {
+                            Box::new(Proxied {
+                                key: None,
+                                answer_edit: None,
+                                answer_watch: Some(w),
+                            })
+                        }),
+                    },
+                    next,
+                    bytes,
+                    &h,
+                    Instant::now() + self.cfg.request_timeout,
+                )
+            },
+        );
     }
 
     /// Carries out what the handler of `msg` (received from `peer`) decided, or answers
@@ -440,6 +522,13 @@ impl Shared {
     }
 
     pub(super) fn finish_local(&self, peer: &str, key: &DupKey, answer: &MessageBuilder) {
+        let bytes = self.encode_local(answer);
+        self.finish_bytes(peer, key, bytes);
+    }
+
+    /// An answer of ours to a request, encoded (a 5012 in its place when too large, see
+    /// `size`) and counted.
+    fn encode_local(&self, answer: &MessageBuilder) -> Bytes {
         // Encoded first, checked after: the common answer is encoded once (see `size`).
         let mut bytes = answer.to_bytes();
         let small;
@@ -461,7 +550,7 @@ impl Shared {
             answer.command_code,
             rc,
         );
-        self.finish_bytes(peer, key, bytes);
+        bytes
     }
 
     /// Sends the answer to a request we took in, and to the duplicates that waited for it,
@@ -477,4 +566,18 @@ impl Shared {
             self.send_answer(&p, edit::retarget(&answer, hbh, false));
         }
     }
+}
+
+/// The span of a request handed to a handler, carrying what an operator greps for (its
+/// fields are only evaluated when the span is enabled).
+fn request_span(peer: &str, msg: &Message) -> tracing::Span {
+    let h = msg.header();
+    tracing::debug_span!(
+        "request",
+        session = msg.session_id().unwrap_or(""),
+        peer,
+        command = h.command_code,
+        application = h.application_id,
+        hbh = h.hop_by_hop,
+    )
 }

@@ -122,8 +122,9 @@ impl Shared {
                         peer: from.to_string(),
                         hop_by_hop: h.hop_by_hop,
                         proxy: Some(Box::new(Proxied {
-                            key,
+                            key: Some(key),
                             answer_edit: f.answer_edit,
+                            answer_watch: f.answer_watch,
                         })),
                     },
                     next,

@@ -123,6 +123,9 @@ impl From<Redirect> for Outcome {
 /// Edits an answer on its way back through a proxy.
 pub type AnswerEdit = Box<dyn FnOnce(&mut MessageBuilder) + Send>;
 
+/// Sees an answer on its way back through a proxy, unchanged.
+pub type AnswerWatch = Box<dyn FnOnce(&Message) + Send>;
+
 /// A request forwarded by a proxy (RFC 6733 §2.8.2, §6.1.8). The node appends Route-Record
 /// (§6.7.1), gives it a Hop-by-Hop Identifier of its own and keeps its End-to-End
 /// Identifier, T bit and Proxy-Info; the answer goes back to the sender on the original
@@ -140,6 +143,9 @@ pub struct Forward {
     pub request: Option<MessageBuilder>,
     /// An edit of the answer before it is relayed back.
     pub answer_edit: Option<AnswerEdit>,
+    /// A look at the answer before it is relayed back: the answer as received, before
+    /// `answer_edit` when there is one.
+    pub answer_watch: Option<AnswerWatch>,
     /// Failover follows the routing table instead of `peers`.
     pub(crate) by_router: bool,
 }
@@ -156,6 +162,7 @@ impl Forward {
             peers: peers.into_iter().map(Into::into).collect(),
             request: None,
             answer_edit: None,
+            answer_watch: None,
             by_router: false,
         }
     }
@@ -171,6 +178,15 @@ impl Forward {
     #[must_use]
     pub fn edit_answer(mut self, f: impl FnOnce(&mut MessageBuilder) + Send + 'static) -> Self {
         self.answer_edit = Some(Box::new(f));
+        self
+    }
+
+    /// Looks at the answer before it goes back unchanged: cheaper than
+    /// [`Forward::edit_answer`] (the answer is neither decoded into a tree nor encoded
+    /// again) for a proxy that only needs to know what it says.
+    #[must_use]
+    pub fn watch_answer(mut self, f: impl FnOnce(&Message) + Send + 'static) -> Self {
+        self.answer_watch = Some(Box::new(f));
         self
     }
 }
@@ -196,6 +212,50 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 pub trait Handler: Send + Sync + 'static {
     /// Decides what to do with a request.
     fn handle(&self, req: IncomingRequest) -> HandlerFuture;
+
+    /// A proxy's shortcut, asked first (after validation) for every request that is not
+    /// marked a possible retransmission (T bit clear): the peer to forward the request to,
+    /// unchanged, when the handler can tell at once from the request as received (`from`:
+    /// the peer it came from), with optionally a look at its answer ([`AtOnce`]). The node
+    /// then relays it as its routing table's forward
+    /// does (RFC 6733 §6.1.8: Route-Record appended, a Hop-by-Hop Identifier of its own;
+    /// the answer goes back unchanged, §6.1.9), without an [`IncomingRequest`], a handler
+    /// future, a task or the duplicate cache: the server it reaches detects duplicates
+    /// (§5.5.4), and a retransmission comes through [`Handler::handle`]. Nothing edits the
+    /// request or its answer, and there is no failover to another peer. A peer not open,
+    /// or one the request went through already, is handled as a [`Forward`] to it would
+    /// be. `None` (the default): [`Handler::handle`] decides.
+    fn forward_at_once(&self, from: &str, msg: &Message) -> Option<AtOnce> {
+        let _ = (from, msg);
+        None
+    }
+}
+
+/// A request forwarded at once ([`Handler::forward_at_once`]): the peer it goes to and,
+/// optionally, a look at its answer before it is relayed back unchanged (as
+/// [`Forward::watch_answer`]).
+pub struct AtOnce {
+    /// The peer.
+    pub peer: String,
+    /// Sees the answer (or the error answer built here when none comes).
+    pub watch: Option<AnswerWatch>,
+}
+
+impl AtOnce {
+    /// To `peer`, its answer relayed back unseen.
+    pub fn to(peer: impl Into<String>) -> Self {
+        Self {
+            peer: peer.into(),
+            watch: None,
+        }
+    }
+
+    /// Looks at the answer before it goes back unchanged.
+    #[must_use]
+    pub fn watch_answer(mut self, f: impl FnOnce(&Message) + Send + 'static) -> Self {
+        self.watch = Some(Box::new(f));
+        self
+    }
 }
 
 struct FnHandler<F>(F);

@@ -51,7 +51,8 @@ pub use client::{Delivered, RequestError, SendOptions};
 pub use config::{ListenSpec, NodeConfig, PeerSpec, RoutePeer, relay_route};
 pub use events::NodeEvent;
 pub use handler::{
-    AnswerEdit, Forward, Handler, HandlerFuture, IncomingRequest, Outcome, Redirect, handler_fn,
+    AnswerEdit, AnswerWatch, AtOnce, Forward, Handler, HandlerFuture, IncomingRequest, Outcome,
+    Redirect, handler_fn,
 };
 
 use crate::capture::{Capture, CaptureConn, Direction};

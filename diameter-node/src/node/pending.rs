@@ -3,7 +3,7 @@
 
 use super::client::RequestError;
 use super::dispatch::RoutingAvps;
-use super::handler::AnswerEdit;
+use super::handler::{AnswerEdit, AnswerWatch};
 use super::{Shared, edit};
 use crate::dedup::DupKey;
 use crate::routing::RequestInfo;
@@ -29,11 +29,12 @@ pub(super) enum Reply {
     },
 }
 
-/// What a proxied request's answer still owes: its duplicate-cache entry and the
-/// handler's edit.
+/// What a proxied request's answer still owes: its duplicate-cache entry (none for a
+/// request forwarded at once) and the handler's edit and look.
 pub(super) struct Proxied {
-    pub(super) key: DupKey,
+    pub(super) key: Option<DupKey>,
     pub(super) answer_edit: Option<AnswerEdit>,
+    pub(super) answer_watch: Option<AnswerWatch>,
 }
 
 pub(super) struct Pending {
@@ -130,7 +131,9 @@ impl Shared {
 
     /// Registers a pending request and hands it to its peer; failures are answered at once.
     pub(super) fn send_pending(&self, hbh: u32, p: Pending) {
-        let peer = p.peer.clone();
+        // The peer's handle taken before the request goes into the map (no copy of its name
+        // kept for after).
+        let handle = self.peer(&p.peer);
         let bytes = p.bytes.clone();
         {
             let mut pending = self.pending.lock().expect("pending lock");
@@ -143,11 +146,25 @@ impl Shared {
             }
             pending.insert(hbh, p);
         }
-        let sent = self.peer(&peer).map(|h| h.try_send(bytes));
-        match sent {
-            Some(Ok(())) => {}
-            Some(Err(mpsc::error::TrySendError::Full(_))) => self.refuse_busy(&peer, hbh),
-            _ => self.reroute(&peer, hbh),
+        let full = match handle.map(|h| h.try_send(bytes)) {
+            Some(Ok(())) => return,
+            Some(Err(mpsc::error::TrySendError::Full(_))) => true,
+            _ => false,
+        };
+        // Not sent: the peer's name read back from the entry (only on this rare path).
+        let Some(peer) = self
+            .pending
+            .lock()
+            .expect("pending lock")
+            .get(&hbh)
+            .map(|p| p.peer.clone())
+        else {
+            return;
+        };
+        if full {
+            self.refuse_busy(&peer, hbh);
+        } else {
+            self.reroute(&peer, hbh);
         }
     }
 
@@ -221,6 +238,9 @@ impl Shared {
                 proxy: Some(proxied),
             } => {
                 if let Ok(answer) = outcome {
+                    if let Some(watch) = proxied.answer_watch {
+                        watch(&answer);
+                    }
                     let bytes = match proxied.answer_edit {
                         // RFC 6733 §2.8.2: a proxy may change the answer on its way back.
                         Some(edit) => {
@@ -231,7 +251,11 @@ impl Shared {
                         }
                         None => edit::retarget(answer.as_bytes(), hop_by_hop, false),
                     };
-                    self.finish_bytes(&peer, &proxied.key, self.bounded_bytes(bytes));
+                    let bytes = self.bounded_bytes(bytes);
+                    match &proxied.key {
+                        Some(key) => self.finish_bytes(&peer, key, bytes),
+                        None => self.send_answer(&peer, bytes),
+                    }
                 }
             }
         }
