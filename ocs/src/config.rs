@@ -50,10 +50,16 @@ pub struct StoreSection {
     /// Most CCR transactions committed in one write transaction (group commit).
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
-    /// Sync every commit to disk (fsync). `false` trades durability for speed: a crash
-    /// loses the last commits.
+    /// Sync every commit to disk (fsync). `false` trades durability for speed: commits are
+    /// taken to the disk together every `checkpoint_interval`, and a crash loses at most the
+    /// changes of the last `checkpoint_interval`.
     #[serde(default = "yes")]
     pub durable: bool,
+    /// Seconds: the longest a commit made without an fsync (all of them with `durable =
+    /// false`; with `durable = true` the visited role's writes that need not wait for the
+    /// disk) waits for a durable commit, which the writer then makes, requests or not.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval: f64,
 }
 
 /// The visited role's data file when `[store] path` is not set.
@@ -68,6 +74,9 @@ fn default_max_batch() -> usize {
 fn yes() -> bool {
     true
 }
+fn default_checkpoint_interval() -> f64 {
+    1.0
+}
 
 impl Default for StoreSection {
     fn default() -> Self {
@@ -75,6 +84,7 @@ impl Default for StoreSection {
             path: default_store_path(),
             max_batch: default_max_batch(),
             durable: true,
+            checkpoint_interval: default_checkpoint_interval(),
         }
     }
 }
@@ -479,6 +489,11 @@ impl Config {
         secs(self.ocs.tcc, "ocs.tcc", false)?;
         secs(self.ocs.sweep_interval, "ocs.sweep_interval", false)?;
         secs(self.ocs.answer_retention, "ocs.answer_retention", true)?;
+        secs(
+            self.store.checkpoint_interval,
+            "store.checkpoint_interval",
+            false,
+        )?;
         match (self.ocs.role, &self.visited) {
             (Role::Visited, None) => {
                 return Err("[ocs] role = \"visited\" needs a [visited] table".into());
@@ -491,6 +506,16 @@ impl Config {
         }
 
         Ok(())
+    }
+
+    /// The store's settings.
+    pub fn redb_options(&self) -> crate::store::redb::RedbOptions {
+        crate::store::redb::RedbOptions {
+            max_batch: self.store.max_batch,
+            durable: self.store.durable,
+            checkpoint_interval: Duration::try_from_secs_f64(self.store.checkpoint_interval)
+                .unwrap_or(Duration::from_secs(1)),
+        }
     }
 
     /// Tcc.
@@ -594,6 +619,20 @@ mod tests {
             let e = Config::parse(Path::new("x.toml"), &format!("{base}{bad}\n")).unwrap_err();
             assert!(e.to_string().contains("not a duration"), "{bad}: {e}");
         }
+        let store = "[node]\norigin_host = \"a\"\norigin_realm = \"b\"\n[store]\n";
+        for bad in ["checkpoint_interval = 0", "checkpoint_interval = -1"] {
+            let e = Config::parse(Path::new("x.toml"), &format!("{store}{bad}\n")).unwrap_err();
+            assert!(e.to_string().contains("not a duration"), "{bad}: {e}");
+        }
+        let c = Config::parse(
+            Path::new("x.toml"),
+            &format!("{store}durable = false\ncheckpoint_interval = 0.2\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.redb_options().checkpoint_interval,
+            Duration::from_millis(200)
+        );
         Config::parse(
             Path::new("x.toml"),
             &format!("{base}answer_retention = 0\n"),

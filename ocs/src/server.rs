@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::engine::{Policy, rc};
 use crate::gy;
 use crate::model::{Account, UnitKind};
-use crate::store::redb::{RedbOptions, RedbStore};
+use crate::store::redb::RedbStore;
 use crate::store::{AccountChange, ChargingStore, SessionRef, StoreError};
 use diameter_codec::ResultCode;
 use diameter_codec::dict::base;
@@ -50,14 +50,7 @@ impl Ocs {
     /// node and the Tcc sweep.
     pub async fn start(cfg: &Config) -> anyhow::Result<Self> {
         let policy = Arc::new(Policy::from_config(cfg));
-        let store = RedbStore::open(
-            &cfg.store.path,
-            RedbOptions {
-                max_batch: cfg.store.max_batch,
-                durable: cfg.store.durable,
-            },
-            policy,
-        )?;
+        let store = RedbStore::open(&cfg.store.path, cfg.redb_options(), policy)?;
         Self::start_with_store(cfg, Arc::new(store)).await
     }
 

@@ -80,6 +80,12 @@ impl OcsProcess {
         self.child = Some(child);
     }
 
+    /// Rewrites the configuration file (before [`OcsProcess::start`]).
+    fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        std::fs::write(&self.config, edit(text)).unwrap();
+    }
+
     /// SIGKILL (std's `Child::kill` on Unix) and reap.
     fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -292,6 +298,84 @@ async fn retransmission_after_restart_gets_the_stored_answer() {
             j["balances"]["total-octets"]["available"].as_i64(),
             Some(initial - 300_001)
         );
+    })
+    .await
+    .expect("bounded to 60 s");
+}
+
+/// With `[store] durable = false` no commit waits for the disk, yet a `kill -9` keeps what
+/// was answered more than `checkpoint_interval` before it: the writer makes a durable
+/// commit within the interval although no request follows (redb keeps a non-durable commit
+/// in the process until a durable one; without it the restart would find the file as the
+/// process opened it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_durable_kill_9_keeps_what_was_answered_a_checkpoint_interval_before() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = OcsProcess::new(dir.path(), 60.0);
+        let interval = Duration::from_millis(200);
+        p.edit_config(|text| {
+            let edited = text
+                .replacen("durable = true ", "durable = false ", 1)
+                .replacen("checkpoint_interval = 1 ", "checkpoint_interval = 0.2 ", 1);
+            assert!(edited.contains("durable = false "), "{edited}");
+            assert!(edited.contains("checkpoint_interval = 0.2 "), "{edited}");
+            edited
+        });
+        p.start();
+        let pcef = Pcef::start("pcef.visited.test", p.diameter, Duration::from_secs(2)).await;
+        assert!(pcef.node.wait_peer(OCS_HOST, Duration::from_secs(15)).await);
+        let (initial, _) = p.octets(IMSI_RICH).await;
+        let s = "s;not-durable";
+        let i = exchange(
+            &pcef,
+            pcef.ccr(
+                s,
+                RequestType::Initial,
+                0,
+                Some(IMSI_RICH),
+                vec![(rg(1), rsu(), None)],
+            ),
+        )
+        .await;
+        assert_eq!(result_code(&i), 2001);
+        let u = exchange(
+            &pcef,
+            pcef.ccr(
+                s,
+                RequestType::Update,
+                1,
+                None,
+                vec![(rg(1), rsu(), octets(300_000))],
+            ),
+        )
+        .await;
+        assert_eq!(result_code(&u), 2001);
+        let charged = (initial - 1_300_000, 1_000_000);
+        assert_eq!(p.octets(IMSI_RICH).await, charged);
+        // Nothing more is asked of the OCS: the durable commit comes from its own timer.
+        tokio::time::sleep(interval * 4).await;
+        p.kill9();
+        p.start();
+        assert!(pcef.node.wait_peer(OCS_HOST, Duration::from_secs(15)).await);
+        // The charge and the reservation are kept, and so is the session: its CCR-T is
+        // answered 2001 (not 5002) and settles the reservation.
+        assert_eq!(p.octets(IMSI_RICH).await, charged, "lost by the kill -9");
+        let t = exchange(
+            &pcef,
+            pcef.ccr(
+                s,
+                RequestType::Termination,
+                2,
+                None,
+                vec![(rg(1), None, octets(1))],
+            ),
+        )
+        .await;
+        assert_eq!(result_code(&t), 2001);
+        assert_eq!(p.octets(IMSI_RICH).await, (initial - 300_001, 0));
+        pcef.shutdown().await;
+        assert!(p.terminate().success());
     })
     .await
     .expect("bounded to 60 s");

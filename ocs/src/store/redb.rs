@@ -6,8 +6,15 @@
 //! sees the effects of those before it), commits once, and only then answers them all.
 //! An operation reads first and writes after, so one that fails leaves nothing behind; a
 //! failed write aborts the whole transaction and every operation of the batch fails.
-//! A `kill -9` at any moment leaves the last committed transaction (redb's commit is
-//! atomic), and no answer was sent for anything not in it.
+//! A `kill -9` at any moment leaves the last durable commit (redb's commit is atomic); with
+//! `durable`, that is the last commit, and no answer was sent for anything not in it.
+//!
+//! Not every commit is durable: without `durable` none of the batches are, and with it a
+//! batch of reads and lazy writes ([`RedbStore::put_visited_lazy`]) is not. A crash takes
+//! the file back to the last durable commit, so the writer makes one at most
+//! `checkpoint_interval` after the first commit that is not (with the batch that finds it
+//! due, or alone when no request comes). Without `durable`, a `kill -9` then loses at most
+//! the commits of that interval, answered or not.
 //!
 //! Tables:
 //! - `accounts`: account id → account
@@ -53,7 +60,7 @@ use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 const ACCOUNTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("accounts");
@@ -90,6 +97,8 @@ pub struct RedbOptions {
     pub max_batch: usize,
     /// fsync every commit.
     pub durable: bool,
+    /// The longest a commit made without an fsync waits for a durable commit.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for RedbOptions {
@@ -97,6 +106,7 @@ impl Default for RedbOptions {
         Self {
             max_batch: 512,
             durable: true,
+            checkpoint_interval: Duration::from_secs(1),
         }
     }
 }
@@ -618,11 +628,16 @@ trait Job: Send {
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
     /// Whether its batch must reach the disk before it is answered (with `durable` on).
     fn needs_sync(&self) -> bool;
+    /// Whether it may change the file (false for a read).
+    fn writes(&self) -> bool;
 }
 
 struct Op<T, F> {
-    /// False for a write a crash may lose (see [`RedbStore::put_visited_lazy`]).
+    /// False for a read, and for a write a crash may lose (see
+    /// [`RedbStore::put_visited_lazy`]).
     sync: bool,
+    /// False for a read.
+    writes: bool,
     f: Option<F>,
     result: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
@@ -652,6 +667,10 @@ where
 
     fn needs_sync(&self) -> bool {
         self.sync
+    }
+
+    fn writes(&self) -> bool {
+        self.writes
     }
 }
 
@@ -739,8 +758,8 @@ impl RedbStore {
 
     /// The visited role: as [`RedbStore::put_visited`], answered once committed but without
     /// waiting for the disk. A crash may lose it (redb keeps such a commit in the process
-    /// until a later durable one), so it is only for a record whose durable predecessor
-    /// lets the lost change be made again.
+    /// until a later durable one, which the writer makes within `checkpoint_interval`), so
+    /// it is only for a record whose durable predecessor lets the lost change be made again.
     pub fn put_visited_lazy<T: Serialize>(&self, id: String, record: &T) -> StoreFuture<'_, ()> {
         self.write_visited(id, record, false)
     }
@@ -752,7 +771,7 @@ impl RedbStore {
         sync: bool,
     ) -> StoreFuture<'_, ()> {
         let bytes = enc(record);
-        self.submit_with(sync, move |t, _| {
+        self.submit_with(sync, true, move |t, _| {
             let bytes = tryop!(bytes);
             t.visited
                 .insert(id.as_str(), bytes.as_slice())
@@ -787,7 +806,7 @@ impl RedbStore {
         T: Send + 'static,
         F: FnOnce(&mut Tables<'_>, &Policy) -> OpResult<T> + Send + 'static,
     {
-        self.submit_with(true, f)
+        self.submit_with(true, true, f)
     }
 
     /// An operation that changes nothing: its batch needs no fsync for it.
@@ -796,10 +815,10 @@ impl RedbStore {
         T: Send + 'static,
         F: FnOnce(&mut Tables<'_>, &Policy) -> OpResult<T> + Send + 'static,
     {
-        self.submit_with(false, f)
+        self.submit_with(false, false, f)
     }
 
-    fn submit_with<T, F>(&self, sync: bool, f: F) -> StoreFuture<'_, T>
+    fn submit_with<T, F>(&self, sync: bool, writes: bool, f: F) -> StoreFuture<'_, T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Tables<'_>, &Policy) -> OpResult<T> + Send + 'static,
@@ -807,6 +826,7 @@ impl RedbStore {
         let (reply, rx) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(Op {
             sync,
+            writes,
             f: Some(f),
             result: None,
             reply,
@@ -934,6 +954,13 @@ impl Replies {
     }
 }
 
+/// A durable commit of nothing, which takes the non-durable commits before it to the disk.
+fn checkpoint(db: &Database) -> Result<(), StoreError> {
+    let mut txn = db.begin_write().map_err(se)?;
+    txn.set_durability(Durability::Immediate).map_err(se)?;
+    txn.commit().map_err(se)
+}
+
 fn writer(
     db: Database,
     mut mem: Mem,
@@ -943,15 +970,37 @@ fn writer(
     replies: Replies,
 ) {
     let max = options.max_batch.max(1);
+    let interval = options.checkpoint_interval;
     let mut closing = None;
+    // When a durable commit is due: `checkpoint_interval` after the first commit since the
+    // last durable one that changed the file without an fsync. redb on `Durability::None`:
+    // "Commits with this durability level will not be persisted to disk unless followed by
+    // a commit with [`Durability::Immediate`]" — a crash takes the file back to the last
+    // durable commit, however many non-durable ones followed it.
+    let mut checkpoint_due: Option<Instant> = None;
     while closing.is_none() {
-        let first = match rx.recv() {
+        let next = match checkpoint_due {
+            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            Some(due) => rx.recv_timeout(due.saturating_duration_since(Instant::now())),
+        };
+        let first = match next {
             Ok(Msg::Job(j)) => j,
             Ok(Msg::Close(done)) => {
                 closing = Some(done);
                 break;
             }
-            Err(_) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // No request since: the checkpoint is a commit of its own.
+                checkpoint_due = match checkpoint(&db) {
+                    Ok(()) => None,
+                    Err(e) => {
+                        tracing::error!(error = %e, "store checkpoint (durable commit) failed");
+                        Some(Instant::now() + interval)
+                    }
+                };
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
         let mut batch = vec![first];
         while batch.len() < max {
@@ -966,8 +1015,10 @@ fn writer(
         }
         let started = Instant::now();
         // A batch of lazy writes only is committed without an fsync; the next durable
-        // commit takes it to the disk.
-        let durable = options.durable && batch.iter().any(|j| j.needs_sync());
+        // commit takes it to the disk. Under a steady load the batch that finds a
+        // checkpoint due is that commit.
+        let durable = (options.durable && batch.iter().any(|j| j.needs_sync()))
+            || checkpoint_due.is_some_and(|due| started >= due);
         if mem.stale {
             match Mem::load(&db) {
                 Ok(m) => mem = m,
@@ -985,6 +1036,10 @@ fn writer(
         if result.is_err() {
             // The failed batch's changes are in memory, not in the file.
             mem.stale = true;
+        } else if durable {
+            checkpoint_due = None;
+        } else if checkpoint_due.is_none() && batch.iter().any(|j| j.writes()) {
+            checkpoint_due = Some(started + interval);
         }
         crate::metrics::record_commit(batch.len(), started.elapsed(), result.is_ok());
         let commit = match result {
@@ -999,6 +1054,7 @@ fn writer(
         };
         replies.send(Delivery::Batch(batch, commit));
     }
+    // Closing makes the last non-durable commits durable too.
     if let Err(e) = db.close() {
         tracing::warn!(error = %e, "closing the data file");
     }
@@ -1139,6 +1195,7 @@ mod tests {
         let options = RedbOptions {
             max_batch: 8,
             durable: false,
+            ..RedbOptions::default()
         };
         let store = RedbStore::open(&path, options.clone(), policy.clone()).unwrap();
         let mut account = Account {
@@ -1195,6 +1252,59 @@ mod tests {
         RedbStore::close(&store).await;
     }
 
+    /// What a `kill -9` would leave of the file at `path` now (the process's memory gone,
+    /// the file as written), opened.
+    fn as_after_a_crash(path: &Path, n: usize, options: &RedbOptions) -> RedbStore {
+        let copy = path.with_extension(format!("copy{n}"));
+        std::fs::copy(path, &copy).unwrap();
+        let policy = Arc::new(Policy::from_config(&Config::demo()));
+        RedbStore::open(&copy, options.clone(), policy).unwrap()
+    }
+
+    /// Without `durable`, what was committed reaches the disk within `checkpoint_interval`
+    /// although no request follows it; with `durable`, so does a lazy write.
+    #[tokio::test]
+    async fn a_durable_commit_follows_within_the_checkpoint_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let interval = Duration::from_millis(150);
+        for durable in [false, true] {
+            let path = dir.path().join(format!("ocs-{durable}.redb"));
+            let policy = Arc::new(Policy::from_config(&Config::demo()));
+            let options = RedbOptions {
+                max_batch: 8,
+                durable,
+                checkpoint_interval: interval,
+            };
+            let store = RedbStore::open(&path, options.clone(), policy).unwrap();
+            let account = Account {
+                id: "a".into(),
+                ..Account::default()
+            };
+            let written = Instant::now();
+            assert!(store.provision(account).await.unwrap());
+            store
+                .put_visited_lazy("v".into(), &"lazy".to_string())
+                .await
+                .unwrap();
+            let copy = as_after_a_crash(&path, 0, &options);
+            // (Only while the interval has not passed: a busy machine may have slept.)
+            if !durable && written.elapsed() < interval / 2 {
+                // Not on the disk yet: redb keeps non-durable commits in the process.
+                assert!(copy.account("a".into()).await.unwrap().is_none());
+            }
+            RedbStore::close(&copy).await;
+            tokio::time::sleep(interval * 3).await;
+            let copy = as_after_a_crash(&path, 1, &options);
+            assert!(copy.account("a".into()).await.unwrap().is_some());
+            assert_eq!(
+                copy.visited_records::<String>().await.unwrap(),
+                vec!["lazy".to_string()]
+            );
+            RedbStore::close(&copy).await;
+            RedbStore::close(&store).await;
+        }
+    }
+
     /// The lease index is not in the file: a session's Tcc still ends after a restart.
     #[tokio::test]
     async fn tcc_is_kept_across_a_restart() {
@@ -1204,6 +1314,7 @@ mod tests {
         let options = RedbOptions {
             max_batch: 8,
             durable: false,
+            ..RedbOptions::default()
         };
         let store = RedbStore::open(&path, options.clone(), policy.clone()).unwrap();
         let mut account = Account {

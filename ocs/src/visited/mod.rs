@@ -23,7 +23,8 @@
 //! this node's). Its record goes to the disk while the request is on its way home, with that
 //! request marked in doubt and tagged with the PCEF's CC-Request-Number
 //! ([`store::InDoubt::pcef_number`]); the record written once home has answered does not wait
-//! for the disk ([`store::VisitedStore::put_lazy`]). After a crash that lost it, the PCEF's
+//! for the disk ([`store::VisitedStore::put_lazy`]; it reaches the disk within `[store]
+//! checkpoint_interval`). After a crash that lost it, the PCEF's
 //! retransmission of that update sends the same request home again (T bit, same number:
 //! home answers from its duplicate detection) and its answer answers the PCEF; the PCEF's
 //! next request settles it the same way before anything new goes home.

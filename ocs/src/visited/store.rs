@@ -8,7 +8,7 @@ use super::policy::VisitedDecision;
 use crate::config::FailureHandling;
 use crate::engine::Policy;
 use crate::model::{CcAnswer, MsccAnswer, RequestType, ServiceKey, SubscriptionId, Units};
-use crate::store::redb::{RedbOptions, RedbStore};
+use crate::store::redb::RedbStore;
 use crate::store::{StoreError, StoreFuture};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -151,6 +151,7 @@ pub trait VisitedStore: Send + Sync + 'static {
     /// Writes a session whole without waiting for it to be durable: a crash may lose it and
     /// leave the session as it was last [`VisitedStore::put`]. Only for a change that
     /// durable record lets the agent make again (a request home recorded as in doubt).
+    /// [`DurableVisitedStore`] takes it to the disk within `[store] checkpoint_interval`.
     fn put_lazy(&self, session: VisitedSession) -> StoreFuture<'_, ()> {
         self.put(session)
     }
@@ -256,10 +257,7 @@ pub struct DurableVisitedStore {
 impl DurableVisitedStore {
     /// Opens (or creates) the data file of `[store]` and loads its sessions.
     pub async fn open(cfg: &crate::config::Config) -> Result<Self, StoreError> {
-        let options = RedbOptions {
-            max_batch: cfg.store.max_batch,
-            durable: cfg.store.durable,
-        };
+        let options = cfg.redb_options();
         let policy = std::sync::Arc::new(Policy::from_config(cfg));
         let disk = RedbStore::open(&cfg.store.path, options, policy)?;
         let memory = MemoryVisitedStore::default();
