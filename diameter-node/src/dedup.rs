@@ -6,9 +6,15 @@
 //! The cache is bounded in entries, in time and in the bytes of the answers it keeps (they
 //! are whole messages, up to the frame limit each), so a peer cannot grow it without limit.
 //! Beyond either bound the oldest answers go first.
+//!
+//! Every request probes the table once to be registered and, once the cache is full, once
+//! more to forget the oldest: two reads at random places of a table of 200,000 entries,
+//! which the CPU's caches do not hold. So the table is kept small (16 bytes an entry): an
+//! Origin-Host is a number while requests from it are remembered, and the waiters of the
+//! rare duplicate that arrives while its original is in flight sit in a map of their own.
 
 use bytes::Bytes;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,18 +23,24 @@ use std::time::{Duration, Instant};
 /// capacity) of about 330 bytes each.
 pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
 
-/// Distinct Origin-Hosts whose keys share one string. Beyond this (a relay forwarding for
-/// very many clients) keys get a string of their own, so the set stays bounded.
-const MAX_INTERNED_HOSTS: usize = 4096;
-
 /// The key of a request: RFC 6733 §3: "The combination of the Origin-Host and this field
 /// [End-to-End Identifier] is used to detect duplicates."
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Eq, Hash)]
 pub struct DupKey {
     /// Origin-Host of the request, lower-cased (identities compare case-insensitively).
     pub origin_host: Arc<str>,
     /// End-to-End Identifier.
     pub end_to_end: u32,
+}
+
+impl PartialEq for DupKey {
+    fn eq(&self, other: &Self) -> bool {
+        // Keys made by [`DupCache::key`] share the host string: comparing the pointers
+        // settles almost every comparison without reading the string.
+        self.end_to_end == other.end_to_end
+            && (Arc::ptr_eq(&self.origin_host, &other.origin_host)
+                || self.origin_host == other.origin_host)
+    }
 }
 
 impl DupKey {
@@ -41,13 +53,86 @@ impl DupKey {
     }
 }
 
-enum Entry<W> {
-    InFlight(Vec<W>),
-    /// Answered: where its answer is in the [`Ring`] (a logical offset) and its length.
-    Done {
-        at: u64,
-        len: u32,
-    },
+/// A request inside the cache: its Origin-Host's number (see [`Hosts`]) in the high half,
+/// its End-to-End Identifier in the low half.
+type Slot = u64;
+
+fn slot(host: u32, end_to_end: u32) -> Slot {
+    (u64::from(host) << 32) | u64::from(end_to_end)
+}
+
+fn host_of(slot: Slot) -> u32 {
+    (slot >> 32) as u32
+}
+
+/// The table's value for a request still being handled; any other value is the number of
+/// the [`Ring`] record holding its answer.
+const IN_FLIGHT: u64 = u64::MAX;
+
+/// The Origin-Hosts that requests remembered came from, each with a number and a count of
+/// those requests. A host goes when its last request does, so the map holds no more hosts
+/// than the cache holds requests (a relay forwarding for very many clients cannot grow it).
+/// Numbers are not reused: a key left in the expiry queue by a forgotten request can only
+/// ever match a request of the same host.
+#[derive(Default)]
+struct Hosts {
+    numbers: FxHashMap<Arc<str>, u32>,
+    by_number: FxHashMap<u32, (Arc<str>, u32)>,
+    next: u32,
+}
+
+impl Hosts {
+    fn number(&self, host: &str) -> Option<u32> {
+        self.numbers.get(host).copied()
+    }
+
+    /// The host's number, counting one more request from it.
+    fn acquire(&mut self, host: &Arc<str>) -> u32 {
+        let n = match self.numbers.get(&**host) {
+            Some(n) => *n,
+            None => {
+                let n = self.next;
+                self.next = self.next.wrapping_add(1);
+                self.numbers.insert(host.clone(), n);
+                self.by_number.insert(n, (host.clone(), 0));
+                n
+            }
+        };
+        if let Some((_, count)) = self.by_number.get_mut(&n) {
+            *count += 1;
+        }
+        n
+    }
+
+    /// One request fewer from host `n`; the host goes with its last.
+    fn release(&mut self, n: u32) {
+        let Some((host, count)) = self.by_number.get_mut(&n) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            let host = host.clone();
+            self.by_number.remove(&n);
+            self.numbers.remove(&host);
+        }
+    }
+
+    /// The string of a host with requests remembered, to share with a new key.
+    fn shared(&self, host: &str) -> Option<Arc<str>> {
+        let n = self.number(host)?;
+        self.by_number.get(&n).map(|(h, _)| h.clone())
+    }
+}
+
+/// An answer in the ring: its logical offset and length, its request, and whether that
+/// request still owns it. A record stops being live when its entry goes (expired, evicted,
+/// answered again): marking it costs no probe of the table, and the ring's front moves past
+/// dead records without looking them up.
+struct Record {
+    at: u64,
+    len: u32,
+    live: bool,
+    slot: Slot,
 }
 
 /// The answers kept, one after another in one buffer used as a ring. Keeping one is a copy
@@ -62,13 +147,20 @@ struct Ring {
     /// Offset of the oldest byte kept, and of the next to write.
     start: u64,
     end: u64,
-    /// The answers in the ring, oldest first: offset, length, key.
-    records: VecDeque<(u64, u32, DupKey)>,
+    /// The answers in the ring, oldest first; the front one is record number `first_seq`.
+    records: VecDeque<Record>,
+    first_seq: u64,
 }
 
 impl Ring {
     fn used(&self) -> usize {
         (self.end - self.start) as usize
+    }
+
+    /// Record number `seq`, if still in the ring.
+    fn record(&mut self, seq: u64) -> Option<&mut Record> {
+        let i = seq.checked_sub(self.first_seq)?;
+        self.records.get_mut(usize::try_from(i).ok()?)
     }
 
     /// The two pieces of the buffer holding `len` bytes from offset `at`.
@@ -113,6 +205,7 @@ impl Ring {
             start: self.start,
             end: self.start,
             records: std::mem::take(&mut self.records),
+            first_seq: self.first_seq,
         };
         if !self.buf.is_empty() {
             let (a, b) = self.spans(self.start, self.used());
@@ -139,10 +232,12 @@ pub enum Seen {
 pub struct DupCache<W> {
     // FxHash rather than SipHash: the cache is on every request's path, and its keys come
     // only from peers that passed the capabilities exchange (and, across realms, TLS).
-    entries: FxHashMap<DupKey, Entry<W>>,
-    order: VecDeque<(Instant, DupKey)>,
-    /// Origin-Hosts seen, so that a key costs no allocation (see [`Self::key`]).
-    hosts: FxHashSet<Arc<str>>,
+    /// Each request remembered: [`IN_FLIGHT`] or its answer's record number.
+    entries: FxHashMap<Slot, u64>,
+    /// Duplicates waiting for an original still in flight.
+    waiting: FxHashMap<Slot, Vec<W>>,
+    order: VecDeque<(Instant, Slot)>,
+    hosts: Hosts,
     window: Duration,
     capacity: usize,
     /// The answers kept.
@@ -159,8 +254,9 @@ impl<W> DupCache<W> {
     pub fn new(window: Duration, capacity: usize) -> Self {
         Self {
             entries: FxHashMap::default(),
+            waiting: FxHashMap::default(),
             order: VecDeque::new(),
-            hosts: FxHashSet::default(),
+            hosts: Hosts::default(),
             window,
             capacity: capacity.max(1),
             ring: Ring::default(),
@@ -177,72 +273,81 @@ impl<W> DupCache<W> {
     }
 
     /// The key of a request, as [`DupKey::new`] but sharing the Origin-Host string with
-    /// earlier keys of the same host.
+    /// the requests remembered from the same host.
     pub fn key(&mut self, origin_host: &str, end_to_end: u32) -> DupKey {
         let host = crate::identity_key(origin_host);
-        let origin_host = match self.hosts.get(host.as_ref()) {
-            Some(h) => h.clone(),
-            None => {
-                let h: Arc<str> = host.as_ref().into();
-                if self.hosts.len() < MAX_INTERNED_HOSTS {
-                    self.hosts.insert(h.clone());
-                }
-                h
-            }
-        };
+        let origin_host = self
+            .hosts
+            .shared(&host)
+            .unwrap_or_else(|| host.as_ref().into());
         DupKey {
             origin_host,
             end_to_end,
         }
     }
 
+    fn slot_of(&self, key: &DupKey) -> Option<Slot> {
+        let n = self.hosts.number(&key.origin_host)?;
+        Some(slot(n, key.end_to_end))
+    }
+
     /// Registers a request. `waiter` is called, and what it returns kept, only when the
     /// original is still in flight.
     pub fn check(&mut self, key: DupKey, now: Instant, waiter: impl FnOnce() -> W) -> Seen {
         self.expire(now);
-        // One probe of the table whichever way it goes; a new entry makes room after it
-        // is in (the oldest goes, never the newest while older ones are answered).
-        match self.entries.entry(key) {
-            std::collections::hash_map::Entry::Occupied(mut e) => match e.get_mut() {
-                Entry::InFlight(ws) => {
-                    ws.push(waiter());
-                    Seen::Waiting
+        if let Some(s) = self.slot_of(&key) {
+            match self.entries.get(&s).copied() {
+                Some(IN_FLIGHT) => {
+                    self.waiting.entry(s).or_default().push(waiter());
+                    return Seen::Waiting;
                 }
-                Entry::Done { at, len } => Seen::Answered(self.ring.read(*at, *len)),
-            },
-            std::collections::hash_map::Entry::Vacant(v) => {
-                self.order.push_back((now, v.key().clone()));
-                v.insert(Entry::InFlight(Vec::new()));
-                // Answers forgotten for bytes leave their keys in `order` until they reach
-                // its front: past twice the capacity, the front goes too, so the queue is
-                // bounded by the capacity and not by the request rate times the window.
-                if self.entries.len() > self.capacity || self.order.len() > 2 * self.capacity {
-                    self.evict_oldest();
-                    self.trim();
+                Some(seq) => {
+                    if let Some(r) = self.ring.record(seq) {
+                        let (at, len) = (r.at, r.len);
+                        return Seen::Answered(self.ring.read(at, len));
+                    }
+                    // Not expected (a Done entry's record stays until the entry goes);
+                    // were it to happen, the request is served rather than left waiting.
+                    self.remove(s);
                 }
-                Seen::New
+                None => {}
             }
         }
+        let s = slot(self.hosts.acquire(&key.origin_host), key.end_to_end);
+        self.entries.insert(s, IN_FLIGHT);
+        self.order.push_back((now, s));
+        // A new entry makes room after it is in (the oldest goes, never the newest while
+        // older ones are answered). Answers forgotten for bytes leave their keys in `order`
+        // until they reach its front: past twice the capacity, the front goes too, so the
+        // queue is bounded by the capacity and not by the request rate times the window.
+        if self.entries.len() > self.capacity || self.order.len() > 2 * self.capacity {
+            self.evict_oldest();
+            self.trim();
+        }
+        Seen::New
     }
 
     /// Stores the answer to a request registered as [`Seen::New`] and returns the
     /// duplicates that waited for it.
     pub fn complete(&mut self, key: &DupKey, answer: Bytes) -> Vec<W> {
-        let Some(e) = self.entries.get_mut(key) else {
+        let Some(s) = self.slot_of(key) else {
             return Vec::new();
         };
-        let waiters = match std::mem::replace(e, Entry::InFlight(Vec::new())) {
-            Entry::InFlight(ws) => ws,
-            Entry::Done { len, .. } => {
-                self.bytes -= len as usize;
-                Vec::new()
-            }
+        let Some(value) = self.entries.get_mut(&s) else {
+            return Vec::new();
+        };
+        let previous = std::mem::replace(value, IN_FLIGHT);
+        let waiters = if previous == IN_FLIGHT {
+            self.waiting.remove(&s).unwrap_or_default()
+        } else {
+            self.release(previous);
+            Vec::new()
         };
         if answer.len() > self.max_bytes {
             // Larger than the whole budget: the older answers make way, as for any answer,
             // and this one is not kept.
             while self.evict_stored() {}
-            self.entries.remove(key);
+            self.remove(s);
             return waiters;
         }
         while self.ring.used() + answer.len() > self.max_bytes && self.evict_stored() {}
@@ -250,21 +355,25 @@ impl<W> DupCache<W> {
             .reserve(self.ring.used() + answer.len(), self.max_bytes);
         let at = self.ring.end;
         self.ring.write(&answer);
-        let len = answer.len() as u32;
-        self.ring.records.push_back((at, len, key.clone()));
+        let seq = self.ring.first_seq + self.ring.records.len() as u64;
+        self.ring.records.push_back(Record {
+            at,
+            len: answer.len() as u32,
+            live: true,
+            slot: s,
+        });
         self.bytes += answer.len();
-        if let Some(e) = self.entries.get_mut(key) {
-            *e = Entry::Done { at, len };
+        if let Some(value) = self.entries.get_mut(&s) {
+            *value = seq;
         }
         waiters
     }
 
     /// Forgets a request whose handling failed without an answer, returning its waiters.
     pub fn abandon(&mut self, key: &DupKey) -> Vec<W> {
-        match self.remove(key) {
-            Some(Entry::InFlight(ws)) => ws,
-            _ => Vec::new(),
-        }
+        self.slot_of(key)
+            .and_then(|s| self.remove(s))
+            .unwrap_or_default()
     }
 
     /// Number of requests remembered.
@@ -282,29 +391,40 @@ impl<W> DupCache<W> {
         self.bytes
     }
 
-    /// Forgets an entry, returning its waiters if it was in flight.
-    fn remove(&mut self, key: &DupKey) -> Option<Entry<W>> {
-        let e = self.entries.remove(key);
-        if let Some(Entry::Done { len, .. }) = &e {
-            self.bytes -= *len as usize;
+    /// Forgets a request: `None` if it was not remembered, else the duplicates waiting for
+    /// it (none once answered).
+    fn remove(&mut self, s: Slot) -> Option<Vec<W>> {
+        let value = self.entries.remove(&s)?;
+        self.hosts.release(host_of(s));
+        if value == IN_FLIGHT {
+            Some(self.waiting.remove(&s).unwrap_or_default())
+        } else {
+            self.release(value);
+            Some(Vec::new())
         }
-        e
     }
 
-    /// Whether the ring's record at offset `at` is still the answer of `key`'s entry.
-    fn is_live(&self, key: &DupKey, at: u64) -> bool {
-        matches!(self.entries.get(key), Some(Entry::Done { at: a, .. }) if *a == at)
+    /// Marks answer record `seq` as no longer owned by its entry, its bytes free.
+    fn release(&mut self, seq: u64) {
+        if let Some(r) = self.ring.record(seq) {
+            r.live = false;
+            let len = r.len as usize;
+            self.bytes -= len;
+        }
     }
 
-    /// Frees the ring's oldest answer (forgetting its entry if that is still the answer's
-    /// owner). Whether there was one.
+    /// Frees the ring's oldest answer (forgetting its request if that still owns it).
+    /// Whether there was one.
     fn evict_stored(&mut self) -> bool {
-        let Some((at, len, key)) = self.ring.records.pop_front() else {
+        let Some(r) = self.ring.records.pop_front() else {
             return false;
         };
-        self.ring.start = at + u64::from(len);
-        if self.is_live(&key, at) {
-            self.remove(&key);
+        self.ring.first_seq += 1;
+        self.ring.start = r.at + u64::from(r.len);
+        if r.live {
+            self.bytes -= r.len as usize;
+            self.entries.remove(&r.slot);
+            self.hosts.release(host_of(r.slot));
         }
         true
     }
@@ -312,28 +432,24 @@ impl<W> DupCache<W> {
     /// Moves the ring's start past the answers at its front whose entries are gone, so the
     /// ring holds no more than the answers kept need (plus the holes between them).
     fn trim(&mut self) {
-        while let Some((at, _, key)) = self.ring.records.front() {
-            if self.is_live(key, *at) {
-                break;
-            }
+        while self.ring.records.front().is_some_and(|r| !r.live) {
             self.evict_stored();
         }
     }
 
     fn expire(&mut self, now: Instant) {
         let mut expired = false;
-        while let Some((t, _)) = self.order.front() {
-            if now.duration_since(*t) < self.window {
+        while let Some((t, s)) = self.order.front().copied() {
+            if now.duration_since(t) < self.window {
                 break;
             }
-            let (_, key) = self.order.pop_front().expect("front exists");
+            self.order.pop_front();
             // Entries still in flight stay: their handler will complete them.
-            if let Some(Entry::InFlight(ws)) = self.remove(&key) {
-                self.entries.insert(key.clone(), Entry::InFlight(ws));
-                self.order.push_back((now, key));
+            if self.entries.get(&s) == Some(&IN_FLIGHT) {
+                self.order.push_back((now, s));
                 break;
             }
-            expired = true;
+            expired |= self.remove(s).is_some();
         }
         if expired {
             self.trim();
@@ -344,16 +460,18 @@ impl<W> DupCache<W> {
     /// left (their handlers will complete them); when none is, the oldest in-flight one goes.
     fn evict_oldest(&mut self) {
         let mut tries = self.order.len();
-        while let Some((t, key)) = self.order.pop_front() {
-            match self.remove(&key) {
+        while let Some((t, s)) = self.order.pop_front() {
+            match self.entries.get(&s) {
                 // Already forgotten (abandoned after a 3004): nothing to free here.
                 None => continue,
-                Some(Entry::InFlight(ws)) if tries > 0 => {
-                    self.entries.insert(key.clone(), Entry::InFlight(ws));
-                    self.order.push_back((t, key));
+                Some(&IN_FLIGHT) if tries > 0 => {
+                    self.order.push_back((t, s));
                     tries -= 1;
                 }
-                Some(_) => return,
+                Some(_) => {
+                    self.remove(s);
+                    return;
+                }
             }
         }
     }
@@ -510,16 +628,112 @@ mod tests {
     }
 
     #[test]
-    fn keys_share_the_host_string_and_the_set_is_bounded() {
+    fn keys_share_the_host_string_and_hosts_go_with_their_last_request() {
+        let t0 = Instant::now();
         let mut c: DupCache<()> = DupCache::new(Duration::from_secs(10), 10);
         let a = c.key("Client.Example", 1);
+        assert_eq!(c.check(a.clone(), t0, || ()), Seen::New);
         let b = c.key("client.example", 2);
         assert!(Arc::ptr_eq(&a.origin_host, &b.origin_host));
         assert_eq!(&*a.origin_host, "client.example");
-        for i in 0..(MAX_INTERNED_HOSTS + 10) {
-            let _ = c.key(&format!("h{i}.example"), 0);
+        // Many hosts, one request each: the cache keeps 10 requests and no more hosts.
+        for i in 0..1000u32 {
+            let k = c.key(&format!("h{i}.example"), 0);
+            c.check(k.clone(), t0, || ());
+            c.complete(&k, Bytes::from_static(b"a"));
         }
-        assert_eq!(c.hosts.len(), MAX_INTERNED_HOSTS);
-        assert_eq!(&*c.key("late.example", 3).origin_host, "late.example");
+        assert_eq!(c.len(), 10);
+        assert!(c.hosts.numbers.len() <= 11 && c.hosts.by_number.len() <= 11);
+        // Expired, every host goes.
+        c.complete(&a, Bytes::from_static(b"a"));
+        c.check(
+            DupKey::new("late.example", 3),
+            t0 + Duration::from_secs(11),
+            || (),
+        );
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.hosts.numbers.len(), 1);
+        assert_eq!(&*c.key("late.example", 4).origin_host, "late.example");
+    }
+}
+
+#[cfg(test)]
+mod model {
+    //! The cache against a plain model, through random sequences of requests, answers,
+    //! abandons and clock steps: what it says of a request is always what the model allows,
+    //! and its bounds and book-keeping hold after every step.
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Check(u8, u32),
+        Complete(u8, u32, u16),
+        Abandon(u8, u32),
+        Wait(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..4u8, 0..12u32).prop_map(|(h, e)| Op::Check(h, e)),
+            4 => (0..4u8, 0..12u32, 0..400u16).prop_map(|(h, e, n)| Op::Complete(h, e, n)),
+            1 => (0..4u8, 0..12u32).prop_map(|(h, e)| Op::Abandon(h, e)),
+            1 => (0..6u8).prop_map(Op::Wait),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_the_model_and_keeps_its_bounds(ops in prop::collection::vec(op(), 1..300)) {
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut c: DupCache<u32> =
+                DupCache::new(Duration::from_secs(10), 8).with_max_bytes(1_000);
+            // What the model knows: for each key, the answer last stored, if any.
+            let mut answered: HashMap<(u8, u32), Bytes> = HashMap::new();
+            for (i, op) in ops.into_iter().enumerate() {
+                let key = |h: u8, e: u32| DupKey::new(&format!("Host{h}.example"), e);
+                match op {
+                    Op::Check(h, e) => match c.check(key(h, e), now, || i as u32) {
+                        // A stored answer comes back as it was stored.
+                        Seen::Answered(a) => prop_assert_eq!(Some(&a), answered.get(&(h, e))),
+                        Seen::New => { answered.remove(&(h, e)); }
+                        Seen::Waiting => {}
+                    },
+                    Op::Complete(h, e, n) => {
+                        let answer = Bytes::from(vec![h; usize::from(n)]);
+                        let before = c.len();
+                        c.complete(&key(h, e), answer.clone());
+                        prop_assert!(c.len() <= before);
+                        if c.check(key(h, e), now, || 0) == Seen::New {
+                            c.abandon(&key(h, e));
+                        }
+                        answered.insert((h, e), answer);
+                    }
+                    Op::Abandon(h, e) => { c.abandon(&key(h, e)); }
+                    Op::Wait(s) => now += Duration::from_secs(u64::from(s)),
+                }
+                // Bounds: entries, bytes, the expiry queue, the ring.
+                prop_assert!(c.len() <= 9, "{} entries", c.len());
+                prop_assert!(c.bytes() <= 1_000 && c.ring.used() <= 1_000);
+                prop_assert!(c.order.len() <= 17);
+                // Book-keeping: the bytes are those of the live records, each live record
+                // is its entry's answer, and the hosts are exactly those of the entries.
+                let live: usize = c.ring.records.iter().filter(|r| r.live).map(|r| r.len as usize).sum();
+                prop_assert_eq!(live, c.bytes());
+                for (seq, r) in c.ring.records.iter().enumerate() {
+                    if r.live {
+                        prop_assert_eq!(c.entries.get(&r.slot), Some(&(c.ring.first_seq + seq as u64)));
+                    }
+                }
+                let mut hosts: Vec<u32> = c.entries.keys().map(|s| host_of(*s)).collect();
+                hosts.sort_unstable();
+                hosts.dedup();
+                prop_assert_eq!(hosts.len(), c.hosts.numbers.len());
+                prop_assert_eq!(hosts.len(), c.hosts.by_number.len());
+                prop_assert!(c.waiting.keys().all(|s| c.entries.get(s) == Some(&IN_FLIGHT)));
+            }
+        }
     }
 }
