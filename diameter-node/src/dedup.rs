@@ -25,22 +25,12 @@ pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
 
 /// The key of a request: RFC 6733 §3: "The combination of the Origin-Host and this field
 /// [End-to-End Identifier] is used to detect duplicates."
-#[derive(Debug, Clone, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DupKey {
     /// Origin-Host of the request, lower-cased (identities compare case-insensitively).
     pub origin_host: Arc<str>,
     /// End-to-End Identifier.
     pub end_to_end: u32,
-}
-
-impl PartialEq for DupKey {
-    fn eq(&self, other: &Self) -> bool {
-        // Keys made by [`DupCache::key`] share the host string: comparing the pointers
-        // settles almost every comparison without reading the string.
-        self.end_to_end == other.end_to_end
-            && (Arc::ptr_eq(&self.origin_host, &other.origin_host)
-                || self.origin_host == other.origin_host)
-    }
 }
 
 impl DupKey {
