@@ -8,6 +8,9 @@
 #               every CCR-I binds, CCR-U follow the binding, CCR-T unbinds when answered)
 #   - proxypoll: the same DRA with --busy-poll-us 200 (polling the sockets between messages
 #               instead of sleeping, as the busy relay; for a DRA on cores of its own)
+#   - relay:    load -> diameter-bench relay -> echo (the node's own forwarder, no work per
+#               request and no busy polling: the yardstick of what wake-ups allow a proxy
+#               that sleeps between messages)
 #   - busy:     load -> diameter-bench relay, busy-polling -> echo (the cheapest forwarder we
 #               have, doing no work a DRA does: the ceiling of any agent on this machine)
 #   - wire:     with WIRE=1, load -> tcp_wire (a byte-copying forwarder) -> echo
@@ -43,7 +46,7 @@ UPDATES="${UPDATES:-14}"
 THREADS="${THREADS:-1}"
 NICE="${NICE:--10}"
 WIRE="${WIRE:-}"
-ONLY="${ONLY:-echo proxy proxypoll busy wire fd redirect redirect2 echocount pcrf pcrfproxy}"
+ONLY="${ONLY:-echo proxy proxypoll relay busy wire fd redirect redirect2 echocount pcrf pcrfproxy}"
 OUT="${OUT:-$(mktemp -d /tmp/bench-dra.XXXXXX)}"
 mkdir -p "$OUT"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -73,7 +76,7 @@ if [[ -n "${SKIP_FD:-}" ]] || ! command -v freeDiameterd >/dev/null; then
     log "freeDiameterd not run (SKIP_FD set or not installed)"
 fi
 
-read -r P_ECHO P_PROXY P_REDIR P_FD P_BUSY P_WIRE P_PCRF P_PPROXY P_POLL < <(free_ports 9)
+read -r P_ECHO P_PROXY P_REDIR P_FD P_BUSY P_WIRE P_PCRF P_PPROXY P_POLL P_RELAY < <(free_ports 10)
 
 "${N[@]}" "$BENCH" echo --listen "127.0.0.1:$P_ECHO" --host echo.server.net --realm bench \
     --threads "$THREADS" >"$OUT/echo.log" 2>&1 &
@@ -85,6 +88,12 @@ wait_for "$OUT/echo.log" "listening on" 10
     --busy-poll-us 200 >"$OUT/relay-busy.log" 2>&1 &
 BUSY_PID=$!; PIDS+=("$BUSY_PID")
 wait_for "$OUT/relay-busy.log" "listening on" 10
+
+"${N[@]}" "$BENCH" relay --listen "127.0.0.1:$P_RELAY" --to "127.0.0.1:$P_ECHO" \
+    --to-host echo.server.net --host dra.relay0.net --realm relay0.net --threads 1 \
+    >"$OUT/relay-plain.log" 2>&1 &
+RELAY_PID=$!; PIDS+=("$RELAY_PID")
+wait_for "$OUT/relay-plain.log" "listening on" 10
 
 WIRE_PID=""
 if [[ -n $WIRE ]]; then
@@ -209,6 +218,7 @@ for rep in $(seq "$REPS"); do
         if wanted echo; then run_load echo "127.0.0.1:$P_ECHO" echo.server.net "$n" "$rep" "$ECHO_PID"; fi
         if wanted proxy; then run_load proxy "127.0.0.1:$P_PROXY" dra.ours.net "$n" "$rep" "$PROXY_PID" "$ECHO_PID"; fi
         if [[ -n $POLL_PID ]] && wanted proxypoll; then run_load proxypoll "127.0.0.1:$P_POLL" dra.poll.net "$n" "$rep" "$POLL_PID" "$ECHO_PID"; fi
+        if wanted relay; then run_load relay "127.0.0.1:$P_RELAY" dra.relay0.net "$n" "$rep" "$RELAY_PID" "$ECHO_PID"; fi
         if wanted busy; then run_load busy "127.0.0.1:$P_BUSY" dra.busy.net "$n" "$rep" "$BUSY_PID" "$ECHO_PID"; fi
         if [[ -n $WIRE_PID ]] && wanted wire; then
             run_load wire "127.0.0.1:$P_WIRE" echo.server.net "$n" "$rep" "$WIRE_PID" "$ECHO_PID"
@@ -290,7 +300,8 @@ def summary(s, n):
             "load": " / ".join(r["load"] for r in rs)}
 ns = sorted({n for (_, n) in runs})
 labels = (("echo", "none (load → echo)"), ("proxy", "dra proxy → echo"),
-          ("proxypoll", "dra proxy, busy-poll → echo"), ("busy", "diameter-bench relay, busy-poll → echo"),
+          ("proxypoll", "dra proxy, busy-poll → echo"),
+          ("relay", "diameter-bench relay → echo"), ("busy", "diameter-bench relay, busy-poll → echo"),
           ("wire", "tcp_wire → echo"), ("fd", "freeDiameterd relay → echo"),
           ("redirect", "dra redirect (3006 counted)"), ("redirect2", "dra redirect, two clients"),
           ("echocount", "none, redirect client (load --redirects count → echo)"),
@@ -309,13 +320,13 @@ for n in ns:
                 agent, server = f2(e["agent"]), f2(e["last"])
             codes = " ".join(f"{k}:{v}" for k, v in sorted(e["codes"].items()))
             print(f"| {n} | {label} | {e['tps']:,.0f} | {e['red']:,.0f} | {e['p50']:.0f} | {e['p99']:.0f} | {agent} | {server} | {f2(e['cli'])} | {e['err']} | {codes} | {e['load']} |")
-print("\n| in flight | proxy TPS ÷ freeDiameterd | proxy, busy-poll TPS ÷ freeDiameterd | busy relay TPS ÷ freeDiameterd | proxy CPU/txn ÷ freeDiameterd | added p50 µs: proxy (over echo) | freeDiameterd | dra proxy over pcrf |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("\n| in flight | proxy TPS ÷ freeDiameterd | proxy, busy-poll TPS ÷ freeDiameterd | relay TPS ÷ freeDiameterd | busy relay TPS ÷ freeDiameterd | proxy CPU/txn ÷ freeDiameterd | added p50 µs: proxy (over echo) | freeDiameterd | dra proxy over pcrf |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for n in ns:
     o, f, e, b = summary("proxy", n), summary("fd", n), summary("echo", n), summary("busy", n)
-    q = summary("proxypoll", n)
+    q, rl = summary("proxypoll", n), summary("relay", n)
     p, pp = summary("pcrf", n), summary("pcrfproxy", n)
     r = lambda a, k: f"{a[k]/f[k]:.2f}" if a and f and a[k] and f[k] else "—"
     add = lambda a, base: f"{a['p50']-base['p50']:+.0f}" if a and base else "—"
-    print(f"| {n} | {r(o, 'tps')}× | {r(q, 'tps')}× | {r(b, 'tps')}× | {r(o, 'agent')} | {add(o, e)} | {add(f, e)} | {add(pp, p)} |")
+    print(f"| {n} | {r(o, 'tps')}× | {r(q, 'tps')}× | {r(rl, 'tps')}× | {r(b, 'tps')}× | {r(o, 'agent')} | {add(o, e)} | {add(f, e)} | {add(pp, p)} |")
 EOF
