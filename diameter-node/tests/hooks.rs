@@ -150,11 +150,7 @@ async fn proxy_handler_forwards_with_edits_and_relays_the_answer() {
     assert_eq!(said_by(&answer), "answered by server.example");
     let seen = backend.seen.lock().unwrap()[0].clone();
     // RFC 6733 §6.7.1: Route-Record names the peer the proxy got the request from.
-    let rr: Vec<String> = seen
-        .find_all(base::ROUTE_RECORD.key())
-        .map(|a| String::from_utf8_lossy(a.data).into_owned())
-        .collect();
-    assert_eq!(rr, vec![CLIENT.to_string()]);
+    assert_eq!(route_records(&seen), vec![CLIENT.to_string()]);
     assert_eq!(
         seen.get(base::USER_NAME).and_then(Result::ok),
         Some("added-by-proxy")
@@ -691,11 +687,7 @@ async fn a_request_forwarded_at_once_is_relayed_with_route_record_and_its_answer
     let seen = backend.seen.lock().unwrap()[0].clone();
     // RFC 6733 §6.7.1: Route-Record names the peer the proxy got the request from; every
     // other AVP goes on byte for byte.
-    let rr: Vec<String> = seen
-        .find_all(base::ROUTE_RECORD.key())
-        .map(|a| String::from_utf8_lossy(a.data).into_owned())
-        .collect();
-    assert_eq!(rr, vec![CLIENT.to_string()]);
+    assert_eq!(route_records(&seen), vec![CLIENT.to_string()]);
     assert_eq!(raw_avps(&seen, 4242), raw_avps(&sent, 4242));
     assert_eq!(raw_avps(&seen, 284), raw_avps(&sent, 284));
     assert_eq!(seen.header().end_to_end, 0x6161);
@@ -758,4 +750,11 @@ async fn a_watched_answer_is_seen_and_relayed_byte_for_byte() {
     assert_eq!(rc(&answer), 2001);
     assert_eq!(said_by(&answer), "answered by server.example");
     assert_eq!(*codes.lock().unwrap(), vec![Some(2001)]);
+}
+
+/// The Route-Record AVPs of a message, in order.
+fn route_records(m: &Message) -> Vec<String> {
+    m.find_all(base::ROUTE_RECORD.key())
+        .map(|a| String::from_utf8_lossy(a.data).into_owned())
+        .collect()
 }

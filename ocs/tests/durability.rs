@@ -152,6 +152,18 @@ async fn exchange(pcef: &Pcef, mut b: MessageBuilder) -> Message {
     resend(pcef, b).await
 }
 
+/// The CCR-T (number 2) of session `s`, reporting one octet used on rating group 1.
+async fn end_with_one_octet(pcef: &Pcef, s: &str) -> Message {
+    let t = pcef.ccr(
+        s,
+        RequestType::Termination,
+        2,
+        None,
+        vec![(rg(1), None, octets(1))],
+    );
+    exchange(pcef, t).await
+}
+
 /// As [`exchange`] for a request that keeps its End-to-End Identifier and flags.
 async fn resend(pcef: &Pcef, mut b: MessageBuilder) -> Message {
     let end = Instant::now() + Duration::from_secs(30);
@@ -261,17 +273,7 @@ async fn retransmission_after_restart_gets_the_stored_answer() {
         let third = resend(&pcef, u).await;
         assert_eq!(msccs(&third)[0].data, msccs(&first)[0].data);
         assert_eq!(p.octets(IMSI_RICH).await, (initial - 1_300_000, 1_000_000));
-        let t = exchange(
-            &pcef,
-            pcef.ccr(
-                s,
-                RequestType::Termination,
-                2,
-                None,
-                vec![(rg(1), None, octets(1))],
-            ),
-        )
-        .await;
+        let t = end_with_one_octet(&pcef, s).await;
         assert_eq!(result_code(&t), 2001);
         assert_eq!(p.octets(IMSI_RICH).await, (initial - 300_001, 0));
         let m = p.metrics().await;
@@ -361,17 +363,7 @@ async fn not_durable_kill_9_keeps_what_was_answered_a_checkpoint_interval_before
         // The charge and the reservation are kept, and so is the session: its CCR-T is
         // answered 2001 (not 5002) and settles the reservation.
         assert_eq!(p.octets(IMSI_RICH).await, charged, "lost by the kill -9");
-        let t = exchange(
-            &pcef,
-            pcef.ccr(
-                s,
-                RequestType::Termination,
-                2,
-                None,
-                vec![(rg(1), None, octets(1))],
-            ),
-        )
-        .await;
+        let t = end_with_one_octet(&pcef, s).await;
         assert_eq!(result_code(&t), 2001);
         assert_eq!(p.octets(IMSI_RICH).await, (initial - 300_001, 0));
         pcef.shutdown().await;

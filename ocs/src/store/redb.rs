@@ -1184,13 +1184,12 @@ mod tests {
         r
     }
 
-    /// Sessions and accounts are read from memory, stored answers from the file: a
-    /// retransmitted CCR-U gets its stored answer and is charged once, in the same process
-    /// and after a restart (which reads the memory state back from the file).
-    #[tokio::test]
-    async fn a_retransmission_is_answered_from_the_file_and_charged_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ocs.redb");
+    /// A store in `dir` without fsync, with account "a" (the subscriber of `ccr_i`) holding
+    /// 10 MB: the store, its file, its options and policy (to open it again).
+    async fn store_with_account(
+        dir: &Path,
+    ) -> (RedbStore, std::path::PathBuf, RedbOptions, Arc<Policy>) {
+        let path = dir.join("ocs.redb");
         let policy = Arc::new(Policy::from_config(&Config::demo()));
         let options = RedbOptions {
             max_batch: 8,
@@ -1211,6 +1210,16 @@ mod tests {
             },
         );
         assert!(store.provision(account).await.unwrap());
+        (store, path, options, policy)
+    }
+
+    /// Sessions and accounts are read from memory, stored answers from the file: a
+    /// retransmitted CCR-U gets its stored answer and is charged once, in the same process
+    /// and after a restart (which reads the memory state back from the file).
+    #[tokio::test]
+    async fn a_retransmission_is_answered_from_the_file_and_charged_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, path, options, policy) = store_with_account(dir.path()).await;
         let cc = |r: CcRequest| ChargingStore::credit_control(&store, r, 1_000);
         assert_eq!(cc(ccr_i()).await.unwrap().answer.result_code, rc::SUCCESS);
         let first = cc(ccr_u(1, 100)).await.unwrap();
@@ -1309,27 +1318,7 @@ mod tests {
     #[tokio::test]
     async fn tcc_is_kept_across_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ocs.redb");
-        let policy = Arc::new(Policy::from_config(&Config::demo()));
-        let options = RedbOptions {
-            max_batch: 8,
-            durable: false,
-            ..RedbOptions::default()
-        };
-        let store = RedbStore::open(&path, options.clone(), policy.clone()).unwrap();
-        let mut account = Account {
-            id: "a".into(),
-            subscriptions: ccr_i().subscriptions,
-            ..Account::default()
-        };
-        account.balances.insert(
-            UnitKind::TotalOctets,
-            Balance {
-                available: 10_000_000,
-                reserved: 0,
-            },
-        );
-        assert!(store.provision(account).await.unwrap());
+        let (store, path, options, policy) = store_with_account(dir.path()).await;
         let now = 1_000;
         let applied = ChargingStore::credit_control(&store, ccr_i(), now)
             .await
