@@ -180,12 +180,7 @@ async fn a_proxied_request_retransmitted_gets_the_stored_answer() {
     let first = ccr("s;dup;1").ids(0, 0x5151).build().unwrap();
     let a1 = cli.request_encoded(first.clone(), T).await.unwrap();
     // RFC 6733 §5.5.4: the same End-to-End again with the T bit is a duplicate.
-    let mut again = ccr("s;dup;1").ids(0, 0x5151);
-    again.flags = again.flags.with(CommandFlags::RETRANSMIT, true);
-    let a2 = cli
-        .request_encoded(again.build().unwrap(), T)
-        .await
-        .unwrap();
+    let a2 = retransmit(&cli, ccr("s;dup;1").ids(0, 0x5151)).await;
     assert_eq!(rc(&a2), 2001);
     assert_eq!(a1.as_bytes()[16..], a2.as_bytes()[16..]);
     assert_eq!(backend.seen.lock().unwrap().len(), 1, "forwarded twice");
@@ -659,19 +654,26 @@ impl diameter_node::node::Handler for ForwardsAtOnce {
     }
 }
 
-#[tokio::test]
-async fn a_request_forwarded_at_once_is_relayed_with_route_record_and_its_answer_unchanged() {
+/// A server, a proxy in front of it whose handler forwards every request at once to `to`
+/// (counting the requests its handler's future saw), and a client of the proxy.
+async fn at_once_proxy(to: &'static str) -> (Server, Arc<AtomicUsize>, Node, Node) {
     let backend = server("server.example", Duration::ZERO).await;
     let handled = Arc::new(AtomicUsize::new(0));
     let p = proxy(
         &[&backend],
         Arc::new(ForwardsAtOnce {
-            to: "server.example",
+            to,
             handled: handled.clone(),
         }),
     )
     .await;
     let cli = client_via("proxy.example", &p).await;
+    (backend, handled, p, cli)
+}
+
+#[tokio::test]
+async fn a_request_forwarded_at_once_is_relayed_with_route_record_and_its_answer_unchanged() {
+    let (backend, handled, _proxy, cli) = at_once_proxy("server.example").await;
     let mut req = ccr("s;at-once;1").ids(0, 0x6161);
     req.push(unknown_avp());
     req.push(proxy_info());
@@ -693,12 +695,7 @@ async fn a_request_forwarded_at_once_is_relayed_with_route_record_and_its_answer
     assert_eq!(seen.header().end_to_end, 0x6161);
     // A retransmission (T bit) takes the full way: the handler decides and forwards it, and
     // the server's duplicate detection answers it (RFC 6733 §5.5.4): its handler ran once.
-    let mut again = req.ids(0, 0x6161);
-    again.flags = again.flags.with(CommandFlags::RETRANSMIT, true);
-    let a2 = cli
-        .request_encoded(again.build().unwrap(), T)
-        .await
-        .unwrap();
+    let a2 = retransmit(&cli, req.ids(0, 0x6161)).await;
     assert_eq!(rc(&a2), 2001);
     assert_eq!(handled.load(Ordering::SeqCst), 1);
     assert_eq!(a2.as_bytes()[16..], answer.as_bytes()[16..]);
@@ -707,17 +704,7 @@ async fn a_request_forwarded_at_once_is_relayed_with_route_record_and_its_answer
 
 #[tokio::test]
 async fn a_request_forwarded_at_once_back_to_its_sender_is_a_loop() {
-    let backend = server("server.example", Duration::ZERO).await;
-    let handled = Arc::new(AtomicUsize::new(0));
-    let p = proxy(
-        &[&backend],
-        Arc::new(ForwardsAtOnce {
-            to: CLIENT,
-            handled: handled.clone(),
-        }),
-    )
-    .await;
-    let cli = client_via("proxy.example", &p).await;
+    let (backend, handled, _proxy, cli) = at_once_proxy(CLIENT).await;
     // RFC 6733 §6.1.3: never back to the peer it came from; the full way answers 3005.
     let answer = cli.request(ccr("s;at-once;loop")).await.unwrap();
     assert_eq!(rc(&answer), ResultCode::DIAMETER_LOOP_DETECTED.0);
@@ -757,4 +744,10 @@ fn route_records(m: &Message) -> Vec<String> {
     m.find_all(base::ROUTE_RECORD.key())
         .map(|a| String::from_utf8_lossy(a.data).into_owned())
         .collect()
+}
+
+/// Sends `req` with the T bit (RFC 6733 §3: a retransmission) and returns its answer.
+async fn retransmit(cli: &Node, mut req: MessageBuilder) -> Message {
+    req.flags = req.flags.with(CommandFlags::RETRANSMIT, true);
+    cli.request_encoded(req.build().unwrap(), T).await.unwrap()
 }

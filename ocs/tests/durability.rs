@@ -152,6 +152,18 @@ async fn exchange(pcef: &Pcef, mut b: MessageBuilder) -> Message {
     resend(pcef, b).await
 }
 
+/// The CCR-I of session `s` for the rich subscriber, asking for units on rating group 1.
+async fn start_with_rsu(pcef: &Pcef, s: &str) -> Message {
+    let i = pcef.ccr(
+        s,
+        RequestType::Initial,
+        0,
+        Some(IMSI_RICH),
+        vec![(rg(1), rsu(), None)],
+    );
+    exchange(pcef, i).await
+}
+
 /// The CCR-T (number 2) of session `s`, reporting one octet used on rating group 1.
 async fn end_with_one_octet(pcef: &Pcef, s: &str) -> Message {
     let t = pcef.ccr(
@@ -218,17 +230,7 @@ async fn retransmission_after_restart_gets_the_stored_answer() {
         assert!(pcef.node.wait_peer(OCS_HOST, Duration::from_secs(15)).await);
         let (initial, _) = p.octets(IMSI_RICH).await;
         let s = "s;restart";
-        exchange(
-            &pcef,
-            pcef.ccr(
-                s,
-                RequestType::Initial,
-                0,
-                Some(IMSI_RICH),
-                vec![(rg(1), rsu(), None)],
-            ),
-        )
-        .await;
+        start_with_rsu(&pcef, s).await;
         let mut u = pcef.ccr(
             s,
             RequestType::Update,
@@ -329,17 +331,7 @@ async fn not_durable_kill_9_keeps_what_was_answered_a_checkpoint_interval_before
         assert!(pcef.node.wait_peer(OCS_HOST, Duration::from_secs(15)).await);
         let (initial, _) = p.octets(IMSI_RICH).await;
         let s = "s;not-durable";
-        let i = exchange(
-            &pcef,
-            pcef.ccr(
-                s,
-                RequestType::Initial,
-                0,
-                Some(IMSI_RICH),
-                vec![(rg(1), rsu(), None)],
-            ),
-        )
-        .await;
+        let i = start_with_rsu(&pcef, s).await;
         assert_eq!(result_code(&i), 2001);
         let u = exchange(
             &pcef,
