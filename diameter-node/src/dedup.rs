@@ -109,8 +109,7 @@ impl Hosts {
 
     /// The string of a host with requests remembered, to share with a new key.
     fn shared(&self, host: &str) -> Option<Arc<str>> {
-        let n = self.number(host)?;
-        self.by_number.get(&n).map(|(h, _)| h.clone())
+        self.numbers.get_key_value(host).map(|(h, _)| h.clone())
     }
 }
 
@@ -406,15 +405,17 @@ impl<W> DupCache<W> {
     /// Frees the ring's oldest answer (forgetting its request if that still owns it).
     /// Whether there was one.
     fn evict_stored(&mut self) -> bool {
-        let Some(r) = self.ring.records.pop_front() else {
+        let Some(front) = self.ring.records.front() else {
             return false;
         };
-        self.ring.first_seq += 1;
-        self.ring.start = r.at + u64::from(r.len);
-        if r.live {
-            self.bytes -= r.len as usize;
-            self.entries.remove(&r.slot);
-            self.hosts.release(host_of(r.slot));
+        if front.live {
+            // Forgotten the one way requests are: the record is marked dead, its bytes freed.
+            let s = front.slot;
+            self.remove(s);
+        }
+        if let Some(r) = self.ring.records.pop_front() {
+            self.ring.first_seq += 1;
+            self.ring.start = r.at + u64::from(r.len);
         }
         true
     }
