@@ -126,6 +126,7 @@ class Ocs:
             if len(parts) == 2 and parts[0].split("{")[0] in (
                 "ocs_store_batch_size_sum", "ocs_store_batch_size_count",
                 "ocs_store_commit_seconds_sum", "ocs_store_commit_seconds_count",
+                "ocs_store_fold_seconds_sum", "ocs_store_fold_seconds_count",
             ):
                 v[parts[0].split("{")[0]] = float(parts[1])
         return v
@@ -263,6 +264,10 @@ def ccru_run(args, durable):
         if d.get("ocs_store_commit_seconds_count") else None,
         "mean_commit_us": round(d["ocs_store_commit_seconds_sum"] / d["ocs_store_commit_seconds_count"] * 1e6)
         if d.get("ocs_store_commit_seconds_count") else None,
+        "folds_per_s": round(d["ocs_store_fold_seconds_count"] / (args.duration + 2), 1)
+        if d.get("ocs_store_fold_seconds_count") else None,
+        "mean_fold_us": round(d["ocs_store_fold_seconds_sum"] / d["ocs_store_fold_seconds_count"] * 1e6)
+        if d.get("ocs_store_fold_seconds_count") else None,
         "loadavg": loadavg(),
     }
 

@@ -515,6 +515,7 @@ impl Config {
             durable: self.store.durable,
             checkpoint_interval: Duration::try_from_secs_f64(self.store.checkpoint_interval)
                 .unwrap_or(Duration::from_secs(1)),
+            ..Default::default()
         }
     }
 

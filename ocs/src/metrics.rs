@@ -11,6 +11,7 @@
 //! | [`COMMIT_DURATION`] `ocs_store_commit_seconds` | histogram | |
 //! | [`BATCH_SIZE`] `ocs_store_batch_size` | histogram (operations per commit) | |
 //! | [`COMMIT_FAILURES`] `ocs_store_commit_failures_total` | counter | |
+//! | [`FOLD_DURATION`] `ocs_store_fold_seconds` | histogram (journal folded into the tables) | |
 //! | [`TCC_EXPIRED`] `ocs_tcc_expired_sessions_total` | counter | |
 //! | [`RARS`] `ocs_rar_total` | counter | `result_code` (or `none`) |
 
@@ -31,6 +32,8 @@ pub const CCR_DURATION: &str = "ocs_ccr_duration_seconds";
 pub const COMMIT_DURATION: &str = "ocs_store_commit_seconds";
 /// Operations per commit (group commit).
 pub const BATCH_SIZE: &str = "ocs_store_batch_size";
+/// Time to fold the store's journal into its tables (one transaction).
+pub const FOLD_DURATION: &str = "ocs_store_fold_seconds";
 /// Commits that failed (every operation of the batch failed with them).
 pub const COMMIT_FAILURES: &str = "ocs_store_commit_failures_total";
 /// Sessions whose reservations the Tcc sweep released.
@@ -81,6 +84,11 @@ pub fn describe() {
         "Store operations committed together (group commit)"
     );
     describe_counter!(COMMIT_FAILURES, "Store commits that failed");
+    describe_histogram!(
+        FOLD_DURATION,
+        metrics::Unit::Seconds,
+        "Time to fold the store's journal of recent changes into its tables"
+    );
     describe_counter!(
         TCC_EXPIRED,
         "Sessions silent past Tcc whose reservations were released"
@@ -199,6 +207,11 @@ pub fn record_commit(operations: usize, elapsed: Duration, ok: bool) {
     }
 }
 
+/// Records a fold of the store's journal.
+pub fn record_fold(elapsed: Duration) {
+    histogram!(FOLD_DURATION).record(elapsed.as_secs_f64());
+}
+
 /// Sets the size gauges.
 pub fn set_sizes(sessions: u64, reservations: u64) {
     gauge!(SESSIONS).set(sessions as f64);
@@ -272,6 +285,7 @@ pub fn install(addr: SocketAddr) -> anyhow::Result<Exporter> {
     let (recorder, exporter) = diameter_node::metrics::builder()
         .set_buckets_for_metric(Matcher::Full(COMMIT_DURATION.into()), &COMMIT_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(CCR_DURATION.into()), &COMMIT_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(FOLD_DURATION.into()), &COMMIT_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), &BATCH_BUCKETS)?
         .with_http_listener(addr)
         .build()?;
@@ -303,6 +317,7 @@ mod tests {
             record_ccr("update", 2001, true);
             record_ccr("initial", 4012, false);
             record_commit(7, Duration::from_micros(300), true);
+            record_fold(Duration::from_millis(2));
             set_sizes(3, 4);
             record_tcc_expired(2);
             record_rar(Some(2001));
@@ -319,6 +334,7 @@ mod tests {
             RESERVATIONS,
             CCRS,
             COMMIT_DURATION,
+            FOLD_DURATION,
             TCC_EXPIRED,
             RARS,
             HOME_REQUESTS,

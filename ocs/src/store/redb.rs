@@ -25,6 +25,8 @@
 //!   release when that client restarts
 //! - `answers`: (Session-Id, CC-Request-Number) → stored answer (with its expiry)
 //! - `meta`: counters (sessions, reservations)
+//! - `journal`: batch number → the batch's changes of accounts, sessions and stored answers
+//!   not yet folded into their tables
 //!
 //! The writer reads no table for a CCR: it keeps every account and live session in memory
 //! ([`Mem`]), read from the file at open, and writes each change to the file and to memory.
@@ -32,6 +34,19 @@
 //! stay in the file only (they are read back for retransmissions, which are rare), and so
 //! do the Subscription-Id index and the session indexes by account and by client (read at
 //! CCR-I, top-up and client restart).
+//!
+//! **The journal.** A batch does not update the `accounts`, `sessions` and `answers`
+//! B-trees: each such insert copies and rebuilds a page of redb's copy-on-write tree, three
+//! per CCR-U. It appends its changes, encoded one after the other, as one `journal` entry,
+//! committed (and synced) with the batch. Once the journal holds `fold_changes` changes or
+//! its oldest is `fold_interval` old, the next batch's transaction also folds it into the
+//! tables — each changed account and session written once however often it changed, the
+//! answers inserted in key order — and empties it; when no batch comes, a transaction of its
+//! own does. Memory knows what is not folded yet ([`Unfolded`]): a retransmission's answer is
+//! looked up there first. At open the tables are read, then the journal's changes in order
+//! over them; each change is a whole record, so a change older than what a fold wrote is
+//! overwritten by a later one. A clean close folds everything, so an older version (which
+//! does not read the journal) opens a cleanly closed file correctly, not a crashed one.
 //!
 //! The sweep's index of sessions by Tcc deadline is not a table: every CCR moves a
 //! session's deadline, and the index follows from the sessions table, so the writer keeps
@@ -55,7 +70,7 @@ use redb::{
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
@@ -78,6 +93,8 @@ const ANSWERS: TableDefinition<'_, (&str, u32), &[u8]> = TableDefinition::new("a
 const OLD_ANSWER_EXPIRY: TableDefinition<'_, (u64, &str, u32), ()> =
     TableDefinition::new("answer_expiry");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+/// The changes of each batch not yet folded into the tables above, by batch number.
+const JOURNAL: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("journal");
 /// The visited role's sessions ([`crate::visited::store::DurableVisitedStore`]), by the
 /// PCEF's Session-Id, each written whole.
 const VISITED: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("visited_sessions");
@@ -99,6 +116,10 @@ pub struct RedbOptions {
     pub durable: bool,
     /// The longest a commit made without an fsync waits for a durable commit.
     pub checkpoint_interval: Duration,
+    /// The journal is folded into the tables once it holds this many changes ...
+    pub fold_changes: usize,
+    /// ... or its oldest change is this old.
+    pub fold_interval: Duration,
 }
 
 impl Default for RedbOptions {
@@ -107,6 +128,8 @@ impl Default for RedbOptions {
             max_batch: 512,
             durable: true,
             checkpoint_interval: Duration::from_secs(1),
+            fold_changes: 1024,
+            fold_interval: Duration::from_secs(1),
         }
     }
 }
@@ -197,6 +220,11 @@ struct Mem {
     accounts: HashMap<String, Account>,
     sessions: HashMap<String, Session>,
     leases: Leases,
+    /// What changed since the journal was last folded into the tables: accounts and
+    /// sessions (written, or removed when no longer in memory) and the stored answers.
+    unfolded: Unfolded,
+    /// The number of the next batch written to the journal.
+    journal_next: u64,
     stale: bool,
     /// The last stored answer the sweep read; None: it starts at the beginning.
     answers_cursor: Option<(String, u32)>,
@@ -204,8 +232,40 @@ struct Mem {
     answers_scanned_at: UnixMillis,
 }
 
+/// One change of the journal (written as [`ChangeRef`]).
+#[derive(Deserialize)]
+enum Change {
+    Account(Account),
+    Session(Session),
+    SessionGone(String),
+    Answer(String, u32, Vec<u8>),
+}
+
+/// [`Change`] as written (the same encoding), without copies.
+#[derive(Serialize)]
+enum ChangeRef<'a> {
+    Account(&'a Account),
+    Session(&'a Session),
+    SessionGone(&'a str),
+    /// Session-Id, CC-Request-Number, the encoded [`StoredAnswer`].
+    Answer(&'a str, u32, &'a [u8]),
+}
+
+/// What the journal holds that the tables do not yet.
+#[derive(Default)]
+struct Unfolded {
+    accounts: HashSet<String>,
+    sessions: HashSet<String>,
+    /// Sorted, so a fold inserts neighbours one after the other.
+    answers: BTreeMap<(String, u32), Vec<u8>>,
+    /// Changes since the last fold.
+    changes: usize,
+    /// When the first of them was made.
+    since: Option<Instant>,
+}
+
 impl Mem {
-    /// What `db` holds.
+    /// What `db` holds: the tables, then the journal's changes in order.
     fn load(db: &Database) -> Result<Self, StoreError> {
         let txn = db.begin_read().map_err(se)?;
         let mut mem = Self::default();
@@ -222,15 +282,94 @@ impl Mem {
             mem.leases.set.insert((s.lease_until, s.id.clone()));
             mem.sessions.insert(s.id.clone(), s);
         }
+        let journal = txn.open_table(JOURNAL).map_err(se)?;
+        for row in journal.iter().map_err(se)? {
+            let (k, v) = row.map_err(se)?;
+            mem.journal_next = k.value() + 1;
+            let mut rest = v.value();
+            while !rest.is_empty() {
+                let (change, tail) =
+                    postcard::take_from_bytes::<Change>(rest).map_err(StoreError::from_err)?;
+                rest = tail;
+                match change {
+                    Change::Account(a) => mem.put_account(a),
+                    Change::Session(s) => {
+                        mem.put_session(s);
+                    }
+                    Change::SessionGone(sid) => {
+                        mem.delete_session(&sid);
+                    }
+                    Change::Answer(sid, n, stored) => mem.put_answer(sid, n, stored),
+                }
+            }
+        }
         Ok(mem)
+    }
+
+    /// An account changed (in the journal, not yet in the table).
+    fn put_account(&mut self, a: Account) {
+        self.unfolded.touch();
+        if !self.unfolded.accounts.contains(&a.id) {
+            self.unfolded.accounts.insert(a.id.clone());
+        }
+        match self.accounts.get_mut(&a.id) {
+            Some(slot) => *slot = a,
+            None => {
+                self.accounts.insert(a.id.clone(), a);
+            }
+        }
+    }
+
+    /// A session written (new or changed); returns its reservation count and Tcc deadline
+    /// before, if it was live.
+    fn put_session(&mut self, s: Session) -> Option<(usize, UnixMillis)> {
+        self.unfolded.touch();
+        if !self.unfolded.sessions.contains(&s.id) {
+            self.unfolded.sessions.insert(s.id.clone());
+        }
+        let old = self
+            .sessions
+            .get(&s.id)
+            .map(|o| (o.reservations.len(), o.lease_until));
+        self.leases
+            .set(&s.id, old.map(|(_, lease)| lease), s.lease_until);
+        match self.sessions.get_mut(&s.id) {
+            Some(slot) => *slot = s,
+            None => {
+                self.sessions.insert(s.id.clone(), s);
+            }
+        }
+        old
+    }
+
+    /// A session forgotten; returns it.
+    fn delete_session(&mut self, sid: &str) -> Option<Session> {
+        let s = self.sessions.remove(sid)?;
+        self.unfolded.touch();
+        self.leases.remove(&s.id, s.lease_until);
+        self.unfolded.sessions.insert(s.id.clone());
+        Some(s)
+    }
+
+    /// A stored answer (encoded [`StoredAnswer`]) of (Session-Id, CC-Request-Number).
+    fn put_answer(&mut self, sid: String, n: u32, stored: Vec<u8>) {
+        self.unfolded.touch();
+        self.unfolded.answers.insert((sid, n), stored);
+    }
+}
+
+impl Unfolded {
+    fn touch(&mut self) {
+        self.changes += 1;
+        if self.since.is_none() {
+            self.since = Some(Instant::now());
+        }
     }
 }
 
 /// The tables of one write transaction, and the counter changes it makes.
 struct Tables<'t> {
-    accounts: Table<'t, &'static str, &'static [u8]>,
     subscribers: Table<'t, &'static str, &'static str>,
-    sessions: Table<'t, &'static str, &'static [u8]>,
     mem: &'t mut Mem,
     account_sessions: Table<'t, (&'static str, &'static str), ()>,
     client_sessions: Table<'t, (&'static str, &'static str), ()>,
@@ -240,6 +379,9 @@ struct Tables<'t> {
     reservations_delta: i64,
     /// Encoding buffer.
     scratch: Vec<u8>,
+    /// The batch's changes of accounts, sessions and stored answers, which go to the
+    /// `journal` table as one entry (encoded [`Change`]s one after the other).
+    journal: Vec<u8>,
 }
 
 /// A read failed in a way that aborts nothing (inner) or the storage failed (outer: the
@@ -284,28 +426,23 @@ impl Tables<'_> {
         Ok(Ok(self.mem.sessions.get(id).cloned()))
     }
 
-    fn put_account(&mut self, a: Account) -> Result<(), StoreError> {
-        let bytes = enc_into(&a, &mut self.scratch)?;
-        self.accounts.insert(a.id.as_str(), bytes).map_err(se)?;
-        match self.mem.accounts.get_mut(&a.id) {
-            Some(slot) => *slot = a,
-            None => {
-                self.mem.accounts.insert(a.id.clone(), a);
-            }
-        }
+    /// Adds a change to the batch's journal entry.
+    fn journal(&mut self, change: ChangeRef<'_>) -> Result<(), StoreError> {
+        self.journal = postcard::to_extend(&change, std::mem::take(&mut self.journal))
+            .map_err(StoreError::from_err)?;
         Ok(())
     }
 
-    /// Writes a session (new or changed), keeping the indexes in step. `old`: the
-    /// reservation count and Tcc deadline of the session it replaces, if any.
-    fn put_session(
-        &mut self,
-        old: Option<(usize, UnixMillis)>,
-        s: Session,
-    ) -> Result<(), StoreError> {
-        if let Some((reservations, _)) = old {
-            self.reservations_delta -= reservations as i64;
-        } else {
+    fn put_account(&mut self, a: Account) -> Result<(), StoreError> {
+        self.journal(ChangeRef::Account(&a))?;
+        self.mem.put_account(a);
+        Ok(())
+    }
+
+    /// Writes a session (new or changed), keeping the indexes in step.
+    fn put_session(&mut self, s: Session) -> Result<(), StoreError> {
+        self.journal(ChangeRef::Session(&s))?;
+        if !self.mem.sessions.contains_key(&s.id) {
             self.account_sessions
                 .insert((s.account.as_str(), s.id.as_str()), ())
                 .map_err(se)?;
@@ -317,27 +454,21 @@ impl Tables<'_> {
                 .map_err(se)?;
             self.sessions_delta += 1;
         }
-        let bytes = enc_into(&s, &mut self.scratch)?;
-        self.sessions.insert(s.id.as_str(), bytes).map_err(se)?;
-        self.mem
-            .leases
-            .set(&s.id, old.map(|(_, lease)| lease), s.lease_until);
         self.reservations_delta += s.reservations.len() as i64;
-        match self.mem.sessions.get_mut(&s.id) {
-            Some(slot) => *slot = s,
-            None => {
-                self.mem.sessions.insert(s.id.clone(), s);
-            }
+        if let Some((reservations, _)) = self.mem.put_session(s) {
+            self.reservations_delta -= reservations as i64;
         }
         Ok(())
     }
 
     fn delete_session(&mut self, sid: &str) -> Result<(), StoreError> {
-        let Some(s) = self.mem.sessions.remove(sid) else {
+        if !self.mem.sessions.contains_key(sid) {
+            return Ok(());
+        }
+        self.journal(ChangeRef::SessionGone(sid))?;
+        let Some(s) = self.mem.delete_session(sid) else {
             return Ok(());
         };
-        self.sessions.remove(s.id.as_str()).map_err(se)?;
-        self.mem.leases.remove(&s.id, s.lease_until);
         self.account_sessions
             .remove((s.account.as_str(), s.id.as_str()))
             .map_err(se)?;
@@ -347,6 +478,19 @@ impl Tables<'_> {
         self.sessions_delta -= 1;
         self.reservations_delta -= s.reservations.len() as i64;
         Ok(())
+    }
+
+    /// The stored answer of (Session-Id, CC-Request-Number), encoded: from the journal
+    /// when it is not folded yet, else from the `answers` table.
+    fn stored_answer(&self, sid: &str, n: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.mem.unfolded.answers.get(&(sid.to_string(), n)) {
+            return Ok(Some(v.clone()));
+        }
+        Ok(self
+            .answers
+            .get((sid, n))
+            .map_err(se)?
+            .map(|v| v.value().to_vec()))
     }
 
     /// The one atomic operation of a CCR.
@@ -367,8 +511,8 @@ impl Tables<'_> {
             .sessions
             .get(sid)
             .is_none_or(|s| s.check_number(req.request_number) != NumberCheck::New);
-        if may_be_stored && let Some(v) = self.answers.get((sid, req.request_number)).map_err(se)? {
-            let stored: StoredAnswer = tryop!(dec(v.value()));
+        if may_be_stored && let Some(stored) = self.stored_answer(sid, req.request_number)? {
+            let stored: StoredAnswer = tryop!(dec(&stored));
             let answer = if stored.answer.request_type == req.request_type {
                 stored.answer
             } else {
@@ -400,7 +544,6 @@ impl Tables<'_> {
             }
         };
         let account = account_id.and_then(|id| mem.accounts.get(id));
-        let old = session.map(|s| (s.reservations.len(), s.lease_until));
         let d: Decision = engine::decide(policy, req, session, account, now);
         if !d.keeps_answer() {
             return Ok(Ok(Applied {
@@ -415,7 +558,7 @@ impl Tables<'_> {
         } = d;
         match write {
             SessionWrite::Keep => {}
-            SessionWrite::Put(s) => self.put_session(old, s)?,
+            SessionWrite::Put(s) => self.put_session(s)?,
             SessionWrite::Delete => self.delete_session(sid)?,
         }
         if let Some(a) = account {
@@ -428,10 +571,11 @@ impl Tables<'_> {
                 answer: &answer,
             },
             &mut self.scratch,
-        )?;
-        self.answers
-            .insert((sid, req.request_number), stored)
-            .map_err(se)?;
+        )?
+        .to_vec();
+        self.journal(ChangeRef::Answer(sid, req.request_number, &stored))?;
+        self.mem
+            .put_answer(sid.to_string(), req.request_number, stored);
         Ok(Ok(Applied {
             answer,
             duplicate: false,
@@ -698,7 +842,7 @@ impl RedbStore {
             Database::create(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
         // Create the tables so read paths find them.
         let txn = db.begin_write().map_err(se)?;
-        let (sessions, reservations, origin_state_id) = {
+        let (reservations, origin_state_id) = {
             txn.open_table(ACCOUNTS).map_err(se)?;
             txn.open_table(SUBSCRIBERS).map_err(se)?;
             txn.delete_table(OLD_LEASES).map_err(se)?;
@@ -707,7 +851,8 @@ impl RedbStore {
             txn.open_table(ANSWERS).map_err(se)?;
             txn.delete_table(OLD_ANSWER_EXPIRY).map_err(se)?;
             txn.open_table(VISITED).map_err(se)?;
-            let s = txn.open_table(SESSIONS).map_err(se)?;
+            txn.open_table(JOURNAL).map_err(se)?;
+            txn.open_table(SESSIONS).map_err(se)?;
             let mut m = txn.open_table(META).map_err(se)?;
             let reservations = m.get("reservations").map_err(se)?.map_or(0, |v| v.value());
             let stored = m.get("origin_state_id").map_err(se)?.map(|v| v.value());
@@ -721,15 +866,11 @@ impl RedbStore {
                     v
                 }
             };
-            (
-                s.len().map_err(se)?,
-                reservations,
-                u32::try_from(osi).unwrap_or(u32::MAX),
-            )
+            (reservations, u32::try_from(osi).unwrap_or(u32::MAX))
         };
         txn.commit().map_err(se)?;
-        crate::metrics::set_sizes(sessions, reservations);
         let mem = Mem::load(&db)?;
+        crate::metrics::set_sizes(mem.sessions.len() as u64, reservations);
         let (tx, rx) = mpsc::channel();
         let replies = Replies::new();
         std::thread::Builder::new()
@@ -847,9 +988,7 @@ fn open_tables<'t>(
     mem: &'t mut Mem,
 ) -> Result<Tables<'t>, StoreError> {
     Ok(Tables {
-        accounts: txn.open_table(ACCOUNTS).map_err(se)?,
         subscribers: txn.open_table(SUBSCRIBERS).map_err(se)?,
-        sessions: txn.open_table(SESSIONS).map_err(se)?,
         mem,
         account_sessions: txn.open_table(ACCOUNT_SESSIONS).map_err(se)?,
         client_sessions: txn.open_table(CLIENT_SESSIONS).map_err(se)?,
@@ -858,6 +997,7 @@ fn open_tables<'t>(
         sessions_delta: 0,
         reservations_delta: 0,
         scratch: Vec::with_capacity(1024),
+        journal: Vec::new(),
     })
 }
 
@@ -868,6 +1008,7 @@ fn run_batch(
     batch: &mut [Box<dyn Job>],
     policy: &Policy,
     durable: bool,
+    fold_due: bool,
 ) -> Result<(u64, u64), StoreError> {
     let mut txn = db.begin_write().map_err(se)?;
     txn.set_durability(if durable {
@@ -881,7 +1022,23 @@ fn run_batch(
         for job in batch.iter_mut() {
             job.run(&mut t, policy)?;
         }
-        (t.sessions_delta, t.reservations_delta)
+        let journal = std::mem::take(&mut t.journal);
+        let deltas = (t.sessions_delta, t.reservations_delta);
+        drop(t);
+        if fold_due {
+            // The batch's changes are folded with the rest: no journal entry for them.
+            let started = Instant::now();
+            fold(&txn, mem)?;
+            crate::metrics::record_fold(started.elapsed());
+        } else if !journal.is_empty() {
+            let seq = mem.journal_next;
+            txn.open_table(JOURNAL)
+                .map_err(se)?
+                .insert(seq, journal.as_slice())
+                .map_err(se)?;
+            mem.journal_next = seq + 1;
+        }
+        deltas
     };
     let (sessions, reservations) = {
         let mut meta = txn.open_table(META).map_err(se)?;
@@ -954,6 +1111,60 @@ impl Replies {
     }
 }
 
+/// Folds the journal into the tables in `txn`: each changed account and session is written
+/// once (or removed), each stored answer inserted, in key order, and the journal emptied.
+/// On an error, `mem` no longer knows what is unfolded and must be read again from the file.
+fn fold(txn: &redb::WriteTransaction, mem: &mut Mem) -> Result<(), StoreError> {
+    let unfolded = std::mem::take(&mut mem.unfolded);
+    {
+        let mut scratch = Vec::with_capacity(1024);
+        let mut accounts = txn.open_table(ACCOUNTS).map_err(se)?;
+        for id in &unfolded.accounts {
+            match mem.accounts.get(id) {
+                Some(a) => {
+                    accounts
+                        .insert(id.as_str(), enc_into(a, &mut scratch)?)
+                        .map_err(se)?;
+                }
+                None => {
+                    accounts.remove(id.as_str()).map_err(se)?;
+                }
+            }
+        }
+        let mut sessions = txn.open_table(SESSIONS).map_err(se)?;
+        for id in &unfolded.sessions {
+            match mem.sessions.get(id) {
+                Some(s) => {
+                    sessions
+                        .insert(id.as_str(), enc_into(s, &mut scratch)?)
+                        .map_err(se)?;
+                }
+                None => {
+                    sessions.remove(id.as_str()).map_err(se)?;
+                }
+            }
+        }
+        let mut answers = txn.open_table(ANSWERS).map_err(se)?;
+        for ((sid, n), stored) in &unfolded.answers {
+            answers
+                .insert((sid.as_str(), *n), stored.as_slice())
+                .map_err(se)?;
+        }
+    }
+    txn.delete_table(JOURNAL).map_err(se)?;
+    txn.open_table(JOURNAL).map_err(se)?;
+    Ok(())
+}
+
+/// A fold ([`fold`]) as a transaction of its own, committed without an fsync (a crash
+/// before the next durable commit takes the file back to the journal, read again at open).
+fn fold_alone(db: &Database, mem: &mut Mem) -> Result<(), StoreError> {
+    let mut txn = db.begin_write().map_err(se)?;
+    txn.set_durability(Durability::None).map_err(se)?;
+    fold(&txn, mem)?;
+    txn.commit().map_err(se)
+}
+
 /// A durable commit of nothing, which takes the non-durable commits before it to the disk.
 fn checkpoint(db: &Database) -> Result<(), StoreError> {
     let mut txn = db.begin_write().map_err(se)?;
@@ -978,8 +1189,38 @@ fn writer(
     // a commit with [`Durability::Immediate`]" — a crash takes the file back to the last
     // durable commit, however many non-durable ones followed it.
     let mut checkpoint_due: Option<Instant> = None;
+    // Whether the journal is to be folded into the tables (with the next batch, or alone
+    // when none comes).
+    let fold_due = |mem: &Mem, now: Instant| {
+        let u = &mem.unfolded;
+        u.since.is_some_and(|since| {
+            u.changes >= options.fold_changes || now >= since + options.fold_interval
+        })
+    };
+    // A fold in a transaction of its own, without an fsync: when idle, and at close.
+    let fold_now = |mem: &mut Mem, checkpoint_due: &mut Option<Instant>| {
+        if mem.stale || mem.unfolded.since.is_none() {
+            return;
+        }
+        let started = Instant::now();
+        match fold_alone(&db, mem) {
+            Ok(()) => {
+                crate::metrics::record_fold(started.elapsed());
+                checkpoint_due.get_or_insert(started + interval);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "folding the store journal failed");
+                mem.stale = true;
+            }
+        }
+    };
     while closing.is_none() {
-        let next = match checkpoint_due {
+        let fold_at = mem.unfolded.since.map(|t| t + options.fold_interval);
+        let wake = match (checkpoint_due, fold_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let next = match wake {
             None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
             Some(due) => rx.recv_timeout(due.saturating_duration_since(Instant::now())),
         };
@@ -990,6 +1231,13 @@ fn writer(
                 break;
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
+                let now = Instant::now();
+                if fold_due(&mem, now) {
+                    fold_now(&mut mem, &mut checkpoint_due);
+                }
+                if checkpoint_due.is_none_or(|due| now < due) {
+                    continue;
+                }
                 // No request since: the checkpoint is a commit of its own.
                 checkpoint_due = match checkpoint(&db) {
                     Ok(()) => None,
@@ -1032,7 +1280,8 @@ fn writer(
                 }
             }
         }
-        let result = run_batch(&db, &mut mem, &mut batch, &policy, durable);
+        let fold = fold_due(&mem, started);
+        let result = run_batch(&db, &mut mem, &mut batch, &policy, durable, fold);
         if result.is_err() {
             // The failed batch's changes are in memory, not in the file.
             mem.stale = true;
@@ -1054,7 +1303,8 @@ fn writer(
         };
         replies.send(Delivery::Batch(batch, commit));
     }
-    // Closing makes the last non-durable commits durable too.
+    // A clean close leaves no journal; closing makes the last non-durable commits durable.
+    fold_now(&mut mem, &mut checkpoint_due);
     if let Err(e) = db.close() {
         tracing::warn!(error = %e, "closing the data file");
     }
@@ -1189,13 +1439,21 @@ mod tests {
     async fn store_with_account(
         dir: &Path,
     ) -> (RedbStore, std::path::PathBuf, RedbOptions, Arc<Policy>) {
-        let path = dir.join("ocs.redb");
-        let policy = Arc::new(Policy::from_config(&Config::demo()));
         let options = RedbOptions {
             max_batch: 8,
             durable: false,
             ..RedbOptions::default()
         };
+        store_with_account_and(dir, options).await
+    }
+
+    /// [`store_with_account`] with these options.
+    async fn store_with_account_and(
+        dir: &Path,
+        options: RedbOptions,
+    ) -> (RedbStore, std::path::PathBuf, RedbOptions, Arc<Policy>) {
+        let path = dir.join("ocs.redb");
+        let policy = Arc::new(Policy::from_config(&Config::demo()));
         let store = RedbStore::open(&path, options.clone(), policy.clone()).unwrap();
         let mut account = Account {
             id: "a".into(),
@@ -1263,6 +1521,61 @@ mod tests {
 
     /// What a `kill -9` would leave of the file at `path` now (the process's memory gone,
     /// the file as written), opened.
+    /// After a crash, the journal's changes are read back over the tables whether they were
+    /// folded into them (every batch, now and then) or not (never): nothing charged twice,
+    /// a retransmission answered from what was stored, the session still there.
+    #[tokio::test]
+    async fn the_journal_is_read_back_after_a_crash_folded_or_not() {
+        for (n, fold_changes) in [1, 4, usize::MAX].into_iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            let options = RedbOptions {
+                max_batch: 8,
+                durable: true,
+                fold_changes,
+                fold_interval: Duration::from_secs(3600),
+                ..RedbOptions::default()
+            };
+            let (store, path, options, _) = store_with_account_and(dir.path(), options).await;
+            let cc = |r: CcRequest| ChargingStore::credit_control(&store, r, 1_000);
+            assert_eq!(cc(ccr_i()).await.unwrap().answer.result_code, rc::SUCCESS);
+            let mut answers = Vec::new();
+            for (number, used) in [(1, 100), (2, 50), (3, 7)] {
+                let a = cc(ccr_u(number, used)).await.unwrap();
+                assert_eq!(a.answer.result_code, rc::SUCCESS);
+                answers.push(a.answer);
+            }
+            let total = |a: &Account| a.balances[&UnitKind::TotalOctets].total();
+            let before = total(&store.account("a".into()).await.unwrap().unwrap());
+            assert_eq!(before, 10_000_000 - 157, "fold_changes {fold_changes}");
+
+            // No close: the file as a kill -9 leaves it.
+            let copy = as_after_a_crash(&path, n, &options);
+            assert_eq!(
+                total(&copy.account("a".into()).await.unwrap().unwrap()),
+                before,
+                "fold_changes {fold_changes}"
+            );
+            assert_eq!(copy.counts().await.unwrap().sessions, 1);
+            for (number, answer) in [1, 3].into_iter().zip([&answers[0], &answers[2]]) {
+                let again = ChargingStore::credit_control(&copy, ccr_u(number, 1), 2_000)
+                    .await
+                    .unwrap();
+                assert!(again.duplicate, "fold_changes {fold_changes}");
+                assert_eq!(&again.answer, answer);
+            }
+            let next = ChargingStore::credit_control(&copy, ccr_u(4, 3), 2_000)
+                .await
+                .unwrap();
+            assert!(!next.duplicate);
+            assert_eq!(
+                total(&copy.account("a".into()).await.unwrap().unwrap()),
+                before - 3
+            );
+            RedbStore::close(&copy).await;
+            RedbStore::close(&store).await;
+        }
+    }
+
     fn as_after_a_crash(path: &Path, n: usize, options: &RedbOptions) -> RedbStore {
         let copy = path.with_extension(format!("copy{n}"));
         std::fs::copy(path, &copy).unwrap();
@@ -1283,6 +1596,7 @@ mod tests {
                 max_batch: 8,
                 durable,
                 checkpoint_interval: interval,
+                ..RedbOptions::default()
             };
             let store = RedbStore::open(&path, options.clone(), policy).unwrap();
             let account = Account {
