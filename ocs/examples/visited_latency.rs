@@ -19,7 +19,9 @@
 //! latency in the data directory alone and with a second file flushed at the same time (the
 //! visited OCS's record and home's commit are flushed together; on one disk they contend).
 //! `VISITED_STORE_DIR` puts the visited OCS's file on another file system, as in a real
-//! roaming network where the two OCSs sit in different operators' data centres.
+//! roaming network where the two OCSs sit in different operators' data centres;
+//! `VISITED_STORE=memory` keeps its sessions in memory only (no file): the yardstick of
+//! the visited OCS's path without its store.
 
 use diameter_codec::MessageBuilder;
 use diameter_codec::dict::{base, dcca, gi, gy as gyd};
@@ -257,7 +259,12 @@ async fn main() -> anyhow::Result<()> {
     let vdir = std::env::var_os("VISITED_STORE_DIR").map_or(dir.path().to_path_buf(), Into::into);
     vcfg.store.path = vdir.join(format!("visited-{}.redb", std::process::id()));
     let vpath = vcfg.store.path.clone();
-    let vocs = VisitedOcs::start(&vcfg).await?;
+    let vocs = if std::env::var("VISITED_STORE").as_deref() == Ok("memory") {
+        let store = std::sync::Arc::new(ocs::visited::store::MemoryVisitedStore::default());
+        VisitedOcs::start_with_store(&vcfg, store).await?
+    } else {
+        VisitedOcs::start(&vcfg).await?
+    };
     anyhow::ensure!(
         vocs.node()
             .wait_peer("ocs.home.test", Duration::from_secs(10))
@@ -308,6 +315,8 @@ async fn main() -> anyhow::Result<()> {
     via.shutdown(Duration::from_secs(1)).await;
     vocs.shutdown(Duration::from_secs(1)).await;
     home.shutdown(Duration::from_secs(1)).await;
-    std::fs::remove_file(vpath)?;
+    if vpath.exists() {
+        std::fs::remove_file(vpath)?;
+    }
     Ok(())
 }

@@ -901,7 +901,15 @@ impl RedbStore {
     /// waiting for the disk. A crash may lose it (redb keeps such a commit in the process
     /// until a later durable one, which the writer makes within `checkpoint_interval`), so
     /// it is only for a record whose durable predecessor lets the lost change be made again.
-    pub fn put_visited_lazy<T: Serialize>(&self, id: String, record: &T) -> StoreFuture<'_, ()> {
+    ///
+    /// The write is queued when this is called, so a write of the same record queued later
+    /// cannot reach the file before it (one writer, first in first out); the future tells
+    /// how its commit went.
+    pub fn put_visited_lazy<T: Serialize>(
+        &self,
+        id: String,
+        record: &T,
+    ) -> StoreFuture<'static, ()> {
         self.write_visited(id, record, false)
     }
 
@@ -910,7 +918,7 @@ impl RedbStore {
         id: String,
         record: &T,
         sync: bool,
-    ) -> StoreFuture<'_, ()> {
+    ) -> StoreFuture<'static, ()> {
         let bytes = enc(record);
         self.submit_with(sync, true, move |t, _| {
             let bytes = tryop!(bytes);
@@ -959,7 +967,7 @@ impl RedbStore {
         self.submit_with(false, false, f)
     }
 
-    fn submit_with<T, F>(&self, sync: bool, writes: bool, f: F) -> StoreFuture<'_, T>
+    fn submit_with<T, F>(&self, sync: bool, writes: bool, f: F) -> StoreFuture<'static, T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Tables<'_>, &Policy) -> OpResult<T> + Send + 'static,

@@ -151,7 +151,9 @@ pub trait VisitedStore: Send + Sync + 'static {
     /// Writes a session whole without waiting for it to be durable: a crash may lose it and
     /// leave the session as it was last [`VisitedStore::put`]. Only for a change that
     /// durable record lets the agent make again (a request home recorded as in doubt).
-    /// [`DurableVisitedStore`] takes it to the disk within `[store] checkpoint_interval`.
+    /// [`DurableVisitedStore`] takes it to the disk within `[store] checkpoint_interval`,
+    /// and answers before its commit: the write is ordered before the session's next one
+    /// when this future ends.
     fn put_lazy(&self, session: VisitedSession) -> StoreFuture<'_, ()> {
         self.put(session)
     }
@@ -199,6 +201,15 @@ impl MemoryVisitedStore {
             .lock()
             .map_err(|_| StoreError::from_err("visited session map poisoned"))
     }
+
+    /// Keeps a session, replacing what was kept.
+    fn insert(&self, s: VisitedSession) -> Result<(), StoreError> {
+        let mut m = self.map()?;
+        m.by_home
+            .insert(s.home_session.clone(), s.pcef_session.clone());
+        m.sessions.insert(s.pcef_session.clone(), s);
+        Ok(())
+    }
 }
 
 impl VisitedStore for MemoryVisitedStore {
@@ -206,13 +217,7 @@ impl VisitedStore for MemoryVisitedStore {
         Box::pin(async move { Ok(self.map()?.sessions.get(&id).cloned()) })
     }
     fn put(&self, s: VisitedSession) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            let mut m = self.map()?;
-            m.by_home
-                .insert(s.home_session.clone(), s.pcef_session.clone());
-            m.sessions.insert(s.pcef_session.clone(), s);
-            Ok(())
-        })
+        Box::pin(std::future::ready(self.insert(s)))
     }
     fn remove(&self, id: String) -> StoreFuture<'_, ()> {
         Box::pin(async move {
@@ -278,13 +283,21 @@ impl VisitedStore for DurableVisitedStore {
             self.memory.put(s).await
         })
     }
+    /// Queues the record on the writer and keeps it in memory at once; nobody waits for
+    /// its commit. The writer takes its queue in order, so the session's next write cannot
+    /// reach the file before this one; the durable record written before covers a crash in
+    /// between, and a failed commit too (it is logged; the next write replaces the record
+    /// whole).
     fn put_lazy(&self, s: VisitedSession) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            self.disk
-                .put_visited_lazy(s.pcef_session.clone(), &s)
-                .await?;
-            self.memory.put(s).await
-        })
+        let committed = self.disk.put_visited_lazy(s.pcef_session.clone(), &s);
+        let id = s.pcef_session.clone();
+        tokio::spawn(async move {
+            if let Err(e) = committed.await {
+                tracing::warn!(session = %id, error = %e, "visited session not written after home's answer; its durable record stands");
+            }
+        });
+        let kept = self.memory.insert(s);
+        Box::pin(std::future::ready(kept))
     }
     fn remove(&self, id: String) -> StoreFuture<'_, ()> {
         Box::pin(async move {
