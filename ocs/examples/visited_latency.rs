@@ -12,7 +12,9 @@
 //! Three series of CCR-U, each on its own session: straight to the home OCS; through the
 //! visited OCS with a location-area change each time (sent home: one more hop); through the
 //! visited OCS with a RAT change each time (answered by the visited OCS alone). Prints
-//! p50/p90/p99/mean per series and the ratios to the direct path.
+//! p50/p90/p99/mean per series, the process's CPU time per update (all three nodes and the
+//! client share the machine's CPUs, so work the visited node adds beside the hop competes
+//! with home's) and the ratios to the direct path.
 //!
 //! Two yardsticks measured in the same run tell what the extra path costs physically: the
 //! round trip of 64 bytes over a loopback TCP connection (the extra hop), and `fdatasync`
@@ -206,19 +208,39 @@ fn fsync_latency(dir: &std::path::Path, files: usize, n: usize) -> anyhow::Resul
     Ok(percentiles(all))
 }
 
+/// CPU time of this whole process (every thread: the three nodes, both stores, the client),
+/// from `/proc/self/stat` (utime + stime, in the kernel's 100 Hz ticks).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|f| f.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
 fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
     v.sort();
     let q = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e6;
     (q(0.5), q(0.99))
 }
 
-fn summary(name: &str, mut v: Vec<Duration>, base: Option<f64>) -> f64 {
+/// Prints a series' percentiles, the process's CPU per update while it ran, and its p50's
+/// ratio to `base`'s.
+fn summary(name: &str, (mut v, cpu): (Vec<Duration>, Duration), base: Option<f64>) -> f64 {
     v.sort();
     let q = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e6;
     let mean = v.iter().map(Duration::as_secs_f64).sum::<f64>() / v.len() as f64 * 1e6;
+    let per = cpu.as_secs_f64() / v.len() as f64 * 1e6;
     let ratio = base.map_or(String::new(), |b| format!("  p50 ×{:.2}", q(0.5) / b));
     println!(
-        "{name:<34} p50 {:>7.0} µs  p90 {:>7.0} µs  p99 {:>7.0} µs  mean {:>7.0} µs{ratio}",
+        "{name:<34} p50 {:>7.0} µs  p90 {:>7.0} µs  p99 {:>7.0} µs  mean {:>7.0} µs  CPU {per:>4.0} µs{ratio}",
         q(0.5),
         q(0.9),
         q(0.99),
@@ -285,20 +307,26 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     // The direct path carries the same requests as the path through the visited OCS: a
     // CHANGEINLOCATION_CellId (34) into a new location area each time.
+    let cpu = process_cpu();
     let d = series(&direct, "home.test", "lat;direct", updates, |n| {
         (Some(34), (n % 60000) as u16 + 2, 1)
     })
     .await?;
+    let d = (d, process_cpu() - cpu);
     // Home's LAC trigger fires: sent home.
+    let cpu = process_cpu();
     let h = series(&via, "visited.test", "lat;home", updates, |n| {
         (Some(34), (n % 60000) as u16 + 2, 1)
     })
     .await?;
+    let h = (h, process_cpu() - cpu);
     // CHANGE_IN_RAT (4), not armed by home: answered by the visited OCS.
+    let cpu = process_cpu();
     let l = series(&via, "visited.test", "lat;local", updates, |n| {
         (Some(4), 1, if n % 2 == 0 { 1 } else { 5 })
     })
     .await?;
+    let l = (l, process_cpu() - cpu);
     let rtt = loopback_rtt(3000).await?;
     let fs1 = fsync_latency(dir.path(), 1, 500)?;
     let fs2 = fsync_latency(dir.path(), 2, 500)?;
