@@ -51,10 +51,20 @@ pub(crate) fn wait_listening(port: u16) {
 
 /// A loopback port that was free a moment ago (for a server started as a child process).
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    // The tests of one binary run in parallel, and the kernel may hand a port this function
+    // just let go of to its next caller before the first server has bound it: two servers
+    // on one port, one test's client talking to the other's server. No port is given twice.
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+        if GIVEN.lock().unwrap_or_else(|p| p.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// This directory: the client scripts and the dictionary they use.

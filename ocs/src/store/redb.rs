@@ -1126,32 +1126,10 @@ fn fold(txn: &redb::WriteTransaction, mem: &mut Mem) -> Result<(), StoreError> {
     let unfolded = std::mem::take(&mut mem.unfolded);
     {
         let mut scratch = Vec::with_capacity(1024);
-        let mut accounts = txn.open_table(ACCOUNTS).map_err(se)?;
-        for id in &unfolded.accounts {
-            match mem.accounts.get(id) {
-                Some(a) => {
-                    accounts
-                        .insert(id.as_str(), enc_into(a, &mut scratch)?)
-                        .map_err(se)?;
-                }
-                None => {
-                    accounts.remove(id.as_str()).map_err(se)?;
-                }
-            }
-        }
-        let mut sessions = txn.open_table(SESSIONS).map_err(se)?;
-        for id in &unfolded.sessions {
-            match mem.sessions.get(id) {
-                Some(s) => {
-                    sessions
-                        .insert(id.as_str(), enc_into(s, &mut scratch)?)
-                        .map_err(se)?;
-                }
-                None => {
-                    sessions.remove(id.as_str()).map_err(se)?;
-                }
-            }
-        }
+        let accounts = txn.open_table(ACCOUNTS).map_err(se)?;
+        write_back(accounts, &unfolded.accounts, &mem.accounts, &mut scratch)?;
+        let sessions = txn.open_table(SESSIONS).map_err(se)?;
+        write_back(sessions, &unfolded.sessions, &mem.sessions, &mut scratch)?;
         let mut answers = txn.open_table(ANSWERS).map_err(se)?;
         for ((sid, n), stored) in &unfolded.answers {
             answers
@@ -1161,6 +1139,29 @@ fn fold(txn: &redb::WriteTransaction, mem: &mut Mem) -> Result<(), StoreError> {
     }
     txn.delete_table(JOURNAL).map_err(se)?;
     txn.open_table(JOURNAL).map_err(se)?;
+    Ok(())
+}
+
+/// Writes each key of `changed` to `table` as `now` holds it, or removes it when `now` no
+/// longer does.
+fn write_back<V: Serialize>(
+    mut table: Table<'_, &'static str, &'static [u8]>,
+    changed: &HashSet<String>,
+    now: &HashMap<String, V>,
+    scratch: &mut Vec<u8>,
+) -> Result<(), StoreError> {
+    for id in changed {
+        match now.get(id) {
+            Some(v) => {
+                table
+                    .insert(id.as_str(), enc_into(v, scratch)?)
+                    .map_err(se)?;
+            }
+            None => {
+                table.remove(id.as_str()).map_err(se)?;
+            }
+        }
+    }
     Ok(())
 }
 
