@@ -35,6 +35,10 @@ use ocs::{Ocs, VisitedOcs};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+// The allocator of the `ocs` binary, so that both nodes spend what they spend there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const IMSI: &str = "001010000000001";
 
 fn free_addr() -> SocketAddr {
