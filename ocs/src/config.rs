@@ -60,6 +60,14 @@ pub struct StoreSection {
     /// disk) waits for a durable commit, which the writer then makes, requests or not.
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_interval: f64,
+    /// Changes (accounts, sessions, stored answers) the journal holds before it is folded
+    /// into the data file's tables. Larger: less work per CCR, longer folds (the batch
+    /// that carries one waits for it).
+    #[serde(default = "default_fold_changes")]
+    pub fold_changes: usize,
+    /// Seconds: the longest a change stays in the journal before a fold.
+    #[serde(default = "default_fold_interval")]
+    pub fold_interval: f64,
 }
 
 /// The visited role's data file when `[store] path` is not set.
@@ -77,6 +85,14 @@ fn yes() -> bool {
 fn default_checkpoint_interval() -> f64 {
     1.0
 }
+fn default_fold_changes() -> usize {
+    crate::store::redb::RedbOptions::default().fold_changes
+}
+fn default_fold_interval() -> f64 {
+    crate::store::redb::RedbOptions::default()
+        .fold_interval
+        .as_secs_f64()
+}
 
 impl Default for StoreSection {
     fn default() -> Self {
@@ -85,6 +101,8 @@ impl Default for StoreSection {
             max_batch: default_max_batch(),
             durable: true,
             checkpoint_interval: default_checkpoint_interval(),
+            fold_changes: default_fold_changes(),
+            fold_interval: default_fold_interval(),
         }
     }
 }
@@ -494,6 +512,10 @@ impl Config {
             "store.checkpoint_interval",
             false,
         )?;
+        secs(self.store.fold_interval, "store.fold_interval", false)?;
+        if self.store.fold_changes == 0 {
+            return Err("store.fold_changes: 0 is not a number of changes".into());
+        }
         match (self.ocs.role, &self.visited) {
             (Role::Visited, None) => {
                 return Err("[ocs] role = \"visited\" needs a [visited] table".into());
@@ -515,7 +537,9 @@ impl Config {
             durable: self.store.durable,
             checkpoint_interval: Duration::try_from_secs_f64(self.store.checkpoint_interval)
                 .unwrap_or(Duration::from_secs(1)),
-            ..Default::default()
+            fold_changes: self.store.fold_changes,
+            fold_interval: Duration::try_from_secs_f64(self.store.fold_interval)
+                .unwrap_or(Duration::from_secs(1)),
         }
     }
 
@@ -621,10 +645,29 @@ mod tests {
             assert!(e.to_string().contains("not a duration"), "{bad}: {e}");
         }
         let store = "[node]\norigin_host = \"a\"\norigin_realm = \"b\"\n[store]\n";
-        for bad in ["checkpoint_interval = 0", "checkpoint_interval = -1"] {
+        for bad in [
+            "checkpoint_interval = 0",
+            "checkpoint_interval = -1",
+            "fold_interval = 0",
+            "fold_changes = 0",
+        ] {
             let e = Config::parse(Path::new("x.toml"), &format!("{store}{bad}\n")).unwrap_err();
-            assert!(e.to_string().contains("not a duration"), "{bad}: {e}");
+            assert!(e.to_string().contains("is not a"), "{bad}: {e}");
         }
+        let c = Config::parse(
+            Path::new("x.toml"),
+            &format!("{store}fold_changes = 8192\nfold_interval = 0.5\n"),
+        )
+        .unwrap();
+        assert_eq!(c.redb_options().fold_changes, 8192);
+        assert_eq!(c.redb_options().fold_interval, Duration::from_millis(500));
+        assert_eq!(
+            Config::parse(Path::new("x.toml"), store)
+                .unwrap()
+                .redb_options()
+                .fold_changes,
+            1024
+        );
         let c = Config::parse(
             Path::new("x.toml"),
             &format!("{store}durable = false\ncheckpoint_interval = 0.2\n"),
