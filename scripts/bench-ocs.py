@@ -16,7 +16,8 @@
 
     cargo build --release -p ocs -p pcef-sim
     scripts/bench-ocs.py [--bin target/release] [--reps 3] [--duration 20] [--in-flight 64]
-                         [--sessions 100000] [--nice -5] [--json out.json]
+                         [--sessions 100000] [--nice -5] [--store 'KEY = VALUE']
+                         [--json out.json]
 
 Load processes (the ocs and pcef-sim) run under `nice -n NICE` when permitted. The 1-minute
 load average is printed with each figure. Every process started here is stopped by PID.
@@ -24,6 +25,7 @@ load average is printed with each figure. Every process started here is stopped 
 import argparse
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -75,13 +77,18 @@ def nice_prefix(n):
         return []
 
 
-def config(dirname, durable):
+def config(dirname, durable, store_extra=()):
     """The demo configuration (ocs/examples/home.toml) with `durable` and ACCOUNTS more
     subscribers holding 10^12 octets each."""
     here = os.path.dirname(os.path.abspath(__file__))
     with open(os.path.join(here, "..", "ocs", "examples", "home.toml")) as f:
         text = f.read()
     text = text.replace("durable = true", f"durable = {'true' if durable else 'false'}")
+    # The fold keys are the defaults; builds before 9feb53c refuse them (unknown keys), and
+    # A/B runs compare against such builds.
+    text = re.sub(r"(?m)^fold_(changes|interval) = .*\n", "", text)
+    if store_extra:
+        text = text.replace("[store]\n", "[store]\n" + "".join(f"{kv}\n" for kv in store_extra), 1)
     lines = [text]
     for i in range(ACCOUNTS):
         lines.append(
@@ -101,7 +108,7 @@ class Ocs:
         self.data = os.path.join(self.dir, "ocs.redb")
         cmd = args.nice + [
             os.path.join(args.bin, "ocs"),
-            "--config", config(self.dir, durable),
+            "--config", config(self.dir, durable, args.store),
             "--listen", f"127.0.0.1:{self.port}",
             "--admin", f"127.0.0.1:{self.admin}",
             "--metrics", f"127.0.0.1:{self.metrics}",
@@ -310,6 +317,8 @@ def main():
     ap.add_argument("--nice", type=int, default=-5)
     ap.add_argument("--workdir", default=None, help="where the data files go (the disk measured)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["ccru", "nodur", "fd", "memory"])
+    ap.add_argument("--store", action="append", default=[], metavar="KEY=VALUE",
+                    help="a line added to the OCS's [store] table, e.g. commit_delay = 0.0003")
     ap.add_argument("--json")
     args = ap.parse_args()
     args.nice = nice_prefix(args.nice)
