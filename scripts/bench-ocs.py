@@ -317,8 +317,8 @@ def main():
     ap.add_argument("--nice", type=int, default=-5)
     ap.add_argument("--workdir", default=None, help="where the data files go (the disk measured)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["ccru", "nodur", "fd", "memory"])
-    ap.add_argument("--store", action="append", default=[], metavar="KEY=VALUE",
-                    help="a line added to the OCS's [store] table, e.g. commit_delay = 0.0003")
+    ap.add_argument("--store", action="append", default=[], metavar="'KEY = VALUE'",
+                    help="a line added to the OCS's [store] table, e.g. 'max_batch = 256'")
     ap.add_argument("--json")
     args = ap.parse_args()
     args.nice = nice_prefix(args.nice)

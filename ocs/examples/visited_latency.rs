@@ -229,6 +229,13 @@ fn process_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// `f`'s output and the process's CPU time while it ran.
+async fn with_cpu<T>(f: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<(T, Duration)> {
+    let before = process_cpu();
+    let out = f.await?;
+    Ok((out, process_cpu() - before))
+}
+
 fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
     v.sort();
     let q = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e6;
@@ -311,26 +318,20 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     // The direct path carries the same requests as the path through the visited OCS: a
     // CHANGEINLOCATION_CellId (34) into a new location area each time.
-    let cpu = process_cpu();
-    let d = series(&direct, "home.test", "lat;direct", updates, |n| {
+    let d = with_cpu(series(&direct, "home.test", "lat;direct", updates, |n| {
         (Some(34), (n % 60000) as u16 + 2, 1)
-    })
+    }))
     .await?;
-    let d = (d, process_cpu() - cpu);
     // Home's LAC trigger fires: sent home.
-    let cpu = process_cpu();
-    let h = series(&via, "visited.test", "lat;home", updates, |n| {
+    let h = with_cpu(series(&via, "visited.test", "lat;home", updates, |n| {
         (Some(34), (n % 60000) as u16 + 2, 1)
-    })
+    }))
     .await?;
-    let h = (h, process_cpu() - cpu);
     // CHANGE_IN_RAT (4), not armed by home: answered by the visited OCS.
-    let cpu = process_cpu();
-    let l = series(&via, "visited.test", "lat;local", updates, |n| {
+    let l = with_cpu(series(&via, "visited.test", "lat;local", updates, |n| {
         (Some(4), 1, if n % 2 == 0 { 1 } else { 5 })
-    })
+    }))
     .await?;
-    let l = (l, process_cpu() - cpu);
     let rtt = loopback_rtt(3000).await?;
     let fs1 = fsync_latency(dir.path(), 1, 500)?;
     let fs2 = fsync_latency(dir.path(), 2, 500)?;

@@ -532,14 +532,14 @@ impl Config {
 
     /// The store's settings.
     pub fn redb_options(&self) -> crate::store::redb::RedbOptions {
+        // Durations were checked by `check`.
+        let secs = |v: f64| Duration::try_from_secs_f64(v).unwrap_or(Duration::from_secs(1));
         crate::store::redb::RedbOptions {
             max_batch: self.store.max_batch,
             durable: self.store.durable,
-            checkpoint_interval: Duration::try_from_secs_f64(self.store.checkpoint_interval)
-                .unwrap_or(Duration::from_secs(1)),
+            checkpoint_interval: secs(self.store.checkpoint_interval),
             fold_changes: self.store.fold_changes,
-            fold_interval: Duration::try_from_secs_f64(self.store.fold_interval)
-                .unwrap_or(Duration::from_secs(1)),
+            fold_interval: secs(self.store.fold_interval),
         }
     }
 
@@ -645,14 +645,14 @@ mod tests {
             assert!(e.to_string().contains("not a duration"), "{bad}: {e}");
         }
         let store = "[node]\norigin_host = \"a\"\norigin_realm = \"b\"\n[store]\n";
-        for bad in [
-            "checkpoint_interval = 0",
-            "checkpoint_interval = -1",
-            "fold_interval = 0",
-            "fold_changes = 0",
+        for (bad, why) in [
+            ("checkpoint_interval = 0", "not a duration"),
+            ("checkpoint_interval = -1", "not a duration"),
+            ("fold_interval = 0", "not a duration"),
+            ("fold_changes = 0", "not a number of changes"),
         ] {
             let e = Config::parse(Path::new("x.toml"), &format!("{store}{bad}\n")).unwrap_err();
-            assert!(e.to_string().contains("is not a"), "{bad}: {e}");
+            assert!(e.to_string().contains(why), "{bad}: {e}");
         }
         let c = Config::parse(
             Path::new("x.toml"),
