@@ -12,6 +12,7 @@
 //! [`redb::RedbStore`] is the embedded durable default.
 
 pub mod redb;
+pub mod wal;
 
 use crate::model::{Account, CcAnswer, CcRequest, Session, UnitKind, UnixMillis};
 use std::future::Future;

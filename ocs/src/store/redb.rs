@@ -59,6 +59,7 @@
 //! seconds, and forgotten within about half that again. (An older version opening a file
 //! written by this one finds no `answer_expiry` entries and forgets none of its answers.)
 
+use super::wal::{self, Wal};
 use super::{
     AccountChange, Applied, ChargingStore, Counts, SessionRef, StoreError, StoreFuture, SweepReport,
 };
@@ -83,9 +84,12 @@ const SUBSCRIBERS: TableDefinition<'_, &str, &str> = TableDefinition::new("subsc
 const SESSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sessions");
 /// The on-disk lease index of earlier versions, deleted at open (see [`Leases`]).
 const OLD_LEASES: TableDefinition<'_, (u64, &str), ()> = TableDefinition::new("leases");
-const ACCOUNT_SESSIONS: TableDefinition<'_, (&str, &str), ()> =
+/// The session indexes by account and by client of earlier versions, deleted at open (the
+/// writer keeps the first in memory, [`Mem::by_account`], and scans the sessions for the
+/// second).
+const OLD_ACCOUNT_SESSIONS: TableDefinition<'_, (&str, &str), ()> =
     TableDefinition::new("account_sessions");
-const CLIENT_SESSIONS: TableDefinition<'_, (&str, &str), ()> =
+const OLD_CLIENT_SESSIONS: TableDefinition<'_, (&str, &str), ()> =
     TableDefinition::new("client_sessions");
 const ANSWERS: TableDefinition<'_, (&str, u32), &[u8]> = TableDefinition::new("answers");
 /// The index of stored answers by expiry of earlier versions, deleted at open (see the
@@ -95,6 +99,8 @@ const OLD_ANSWER_EXPIRY: TableDefinition<'_, (u64, &str, u32), ()> =
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 /// The changes of each batch not yet folded into the tables above, by batch number.
 const JOURNAL: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("journal");
+/// The `meta` key of the number of the first journal entry not folded into the tables.
+const JOURNAL_START: &str = "journal_start";
 /// The visited role's sessions ([`crate::visited::store::DurableVisitedStore`]), by the
 /// PCEF's Session-Id, each written whole.
 const VISITED: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("visited_sessions");
@@ -219,12 +225,18 @@ impl Leases {
 struct Mem {
     accounts: HashMap<String, Account>,
     sessions: HashMap<String, Session>,
+    /// Account id → its live sessions' ids (re-authorised on a top-up).
+    by_account: HashMap<String, Vec<String>>,
+    /// Reservations of the live sessions.
+    reservations: u64,
     leases: Leases,
     /// What changed since the journal was last folded into the tables: accounts and
     /// sessions (written, or removed when no longer in memory) and the stored answers.
     unfolded: Unfolded,
-    /// The number of the next batch written to the journal.
+    /// The number of the next batch written to the journal (the `journal` table or the
+    /// log); those before `journal_start` are folded into the tables.
     journal_next: u64,
+    journal_start: u64,
     stale: bool,
     /// The last stored answer the sweep read; None: it starts at the beginning.
     answers_cursor: Option<(String, u32)>,
@@ -265,8 +277,10 @@ struct Unfolded {
 }
 
 impl Mem {
-    /// What `db` holds: the tables, then the journal's changes in order.
-    fn load(db: &Database) -> Result<Self, StoreError> {
+    /// What `db` holds: the tables, then the journal's changes in order — the entries of
+    /// the `journal` table and the log's `records` together, by number, from the first not
+    /// folded up to the first missing one.
+    fn load(db: &Database, records: wal::Records) -> Result<Self, StoreError> {
         let txn = db.begin_read().map_err(se)?;
         let mut mem = Self::default();
         let accounts = txn.open_table(ACCOUNTS).map_err(se)?;
@@ -279,14 +293,41 @@ impl Mem {
         for row in sessions.iter().map_err(se)? {
             let (_, v) = row.map_err(se)?;
             let s: Session = dec(v.value())?;
-            mem.leases.set.insert((s.lease_until, s.id.clone()));
+            mem.index(&s);
             mem.sessions.insert(s.id.clone(), s);
         }
-        let journal = txn.open_table(JOURNAL).map_err(se)?;
-        for row in journal.iter().map_err(se)? {
+        // Without the key (a file of an earlier version, which kept no log), the journal
+        // table's first entry is the first not folded.
+        let start = txn
+            .open_table(META)
+            .map_err(se)?
+            .get(JOURNAL_START)
+            .map_err(se)?
+            .map(|v| v.value());
+        let mut entries: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        for row in txn.open_table(JOURNAL).map_err(se)?.iter().map_err(se)? {
             let (k, v) = row.map_err(se)?;
-            mem.journal_next = k.value() + 1;
-            let mut rest = v.value();
+            entries.insert(k.value(), v.value().to_vec());
+        }
+        let newest_logged = records.last().map(|r| r.0);
+        for (seq, payload) in records {
+            entries.entry(seq).or_insert(payload);
+        }
+        let mut next = start;
+        for (seq, bytes) in entries {
+            match next {
+                Some(n) if seq < n => continue,
+                Some(n) if seq > n => {
+                    // Only without `durable`: a batch committed to the file without an
+                    // fsync was lost, and the log holds later ones. They are not read (a
+                    // session's later record without its creation would be half a state).
+                    tracing::warn!(missing = n, "the store journal ends early; later batches lost");
+                    break;
+                }
+                _ => {}
+            }
+            next = Some(seq + 1);
+            let mut rest = bytes.as_slice();
             while !rest.is_empty() {
                 let (change, tail) =
                     postcard::take_from_bytes::<Change>(rest).map_err(StoreError::from_err)?;
@@ -303,7 +344,24 @@ impl Mem {
                 }
             }
         }
+        mem.journal_start = start.unwrap_or(0);
+        // Past every number the log holds, read or not, so no record it still holds can
+        // pass for a new one ([`wal`]).
+        mem.journal_next = next
+            .unwrap_or(0)
+            .max(mem.journal_start)
+            .max(newest_logged.map_or(0, |n| n + 1));
         Ok(mem)
+    }
+
+    /// Adds a live session to the indexes.
+    fn index(&mut self, s: &Session) {
+        self.leases.set.insert((s.lease_until, s.id.clone()));
+        self.by_account
+            .entry(s.account.clone())
+            .or_default()
+            .push(s.id.clone());
+        self.reservations += s.reservations.len() as u64;
     }
 
     /// An account changed (in the journal, not yet in the table).
@@ -331,8 +389,14 @@ impl Mem {
             .sessions
             .get(&s.id)
             .map(|o| (o.reservations.len(), o.lease_until));
-        self.leases
-            .set(&s.id, old.map(|(_, lease)| lease), s.lease_until);
+        match old {
+            Some((reservations, lease)) => {
+                self.leases.set(&s.id, Some(lease), s.lease_until);
+                self.reservations = (self.reservations + s.reservations.len() as u64)
+                    .saturating_sub(reservations as u64);
+            }
+            None => self.index(&s),
+        }
         match self.sessions.get_mut(&s.id) {
             Some(slot) => *slot = s,
             None => {
@@ -347,6 +411,15 @@ impl Mem {
         let s = self.sessions.remove(sid)?;
         self.unfolded.touch();
         self.leases.remove(&s.id, s.lease_until);
+        if let Some(ids) = self.by_account.get_mut(&s.account) {
+            ids.retain(|id| *id != s.id);
+            if ids.is_empty() {
+                self.by_account.remove(&s.account);
+            }
+        }
+        self.reservations = self
+            .reservations
+            .saturating_sub(s.reservations.len() as u64);
         self.unfolded.sessions.insert(s.id.clone());
         Some(s)
     }
@@ -367,21 +440,64 @@ impl Unfolded {
     }
 }
 
-/// The tables of one write transaction, and the counter changes it makes.
+/// What the operations of one batch work on: memory, and the file's tables through a
+/// transaction begun by the first operation that reads or writes one. A batch without one
+/// (CCRs of sessions and subscribers known to memory) writes only its journal entry.
 struct Tables<'t> {
-    subscribers: Table<'t, &'static str, &'static str>,
+    db: &'t Database,
     mem: &'t mut Mem,
-    account_sessions: Table<'t, (&'static str, &'static str), ()>,
-    client_sessions: Table<'t, (&'static str, &'static str), ()>,
-    answers: Table<'t, (&'static str, u32), &'static [u8]>,
-    visited: Table<'t, &'static str, &'static [u8]>,
-    sessions_delta: i64,
-    reservations_delta: i64,
+    /// The batch's write transaction, once an operation wrote or read a table.
+    txn: Option<redb::WriteTransaction>,
+    /// Reads before that (a CCR-I's subscriber lookup): the last commit, which is what
+    /// the batch has written so far (nothing).
+    read: Option<redb::ReadTransaction>,
     /// Encoding buffer.
     scratch: Vec<u8>,
-    /// The batch's changes of accounts, sessions and stored answers, which go to the
-    /// `journal` table as one entry (encoded [`Change`]s one after the other).
+    /// The batch's changes of accounts, sessions and stored answers, which go to the log
+    /// or the `journal` table as one entry (encoded [`Change`]s one after the other).
     journal: Vec<u8>,
+}
+
+/// The batch's write transaction, begun if it is not yet (a function of the two fields,
+/// so the caller may still use the others).
+fn write_txn<'a>(
+    db: &Database,
+    txn: &'a mut Option<redb::WriteTransaction>,
+) -> Result<&'a redb::WriteTransaction, StoreError> {
+    if txn.is_none() {
+        *txn = Some(db.begin_write().map_err(se)?);
+    }
+    txn.as_ref()
+        .ok_or_else(|| StoreError("no write transaction".into()))
+}
+
+/// Reads `$key` of table `$def` as the batch sees it, with `$f` applied to the value.
+macro_rules! read_table {
+    ($t:expr, $def:expr, $key:expr, $f:expr) => {{
+        let t = &mut *$t;
+        match &t.txn {
+            Some(txn) => txn
+                .open_table($def)
+                .map_err(se)?
+                .get($key)
+                .map_err(se)?
+                .map(|v| $f(v.value())),
+            None => {
+                if t.read.is_none() {
+                    t.read = Some(t.db.begin_read().map_err(se)?);
+                }
+                match &t.read {
+                    Some(r) => r
+                        .open_table($def)
+                        .map_err(se)?
+                        .get($key)
+                        .map_err(se)?
+                        .map(|v| $f(v.value())),
+                    None => None,
+                }
+            }
+        }
+    }};
 }
 
 /// A read failed in a way that aborts nothing (inner) or the storage failed (outer: the
@@ -403,23 +519,24 @@ impl Tables<'_> {
     }
 
     /// An account id from an account id, an index key, or a bare IMSI/MSISDN/NAI.
-    fn resolve(&self, key: &str) -> Result<Option<String>, StoreError> {
+    fn resolve(&mut self, key: &str) -> Result<Option<String>, StoreError> {
         if self.mem.accounts.contains_key(key) {
             return Ok(Some(key.to_string()));
         }
-        if let Some(v) = self.subscribers.get(key).map_err(se)? {
-            return Ok(Some(v.value().to_string()));
+        if let Some(id) = self.subscriber(key)? {
+            return Ok(Some(id));
         }
         for p in ["imsi", "msisdn", "nai", "sip", "private"] {
-            if let Some(v) = self
-                .subscribers
-                .get(format!("{p}:{key}").as_str())
-                .map_err(se)?
-            {
-                return Ok(Some(v.value().to_string()));
+            if let Some(id) = self.subscriber(&format!("{p}:{key}"))? {
+                return Ok(Some(id));
             }
         }
         Ok(None)
+    }
+
+    /// The account id of a Subscription-Id index key.
+    fn subscriber(&mut self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(read_table!(self, SUBSCRIBERS, key, |v: &str| v.to_string()))
     }
 
     fn session(&self, id: &str) -> OpResult<Option<Session>> {
@@ -442,22 +559,7 @@ impl Tables<'_> {
     /// Writes a session (new or changed), keeping the indexes in step.
     fn put_session(&mut self, s: Session) -> Result<(), StoreError> {
         self.journal(ChangeRef::Session(&s))?;
-        if !self.mem.sessions.contains_key(&s.id) {
-            self.account_sessions
-                .insert((s.account.as_str(), s.id.as_str()), ())
-                .map_err(se)?;
-            self.client_sessions
-                .insert(
-                    (s.origin_host.to_ascii_lowercase().as_str(), s.id.as_str()),
-                    (),
-                )
-                .map_err(se)?;
-            self.sessions_delta += 1;
-        }
-        self.reservations_delta += s.reservations.len() as i64;
-        if let Some((reservations, _)) = self.mem.put_session(s) {
-            self.reservations_delta -= reservations as i64;
-        }
+        self.mem.put_session(s);
         Ok(())
     }
 
@@ -466,31 +568,17 @@ impl Tables<'_> {
             return Ok(());
         }
         self.journal(ChangeRef::SessionGone(sid))?;
-        let Some(s) = self.mem.delete_session(sid) else {
-            return Ok(());
-        };
-        self.account_sessions
-            .remove((s.account.as_str(), s.id.as_str()))
-            .map_err(se)?;
-        self.client_sessions
-            .remove((s.origin_host.to_ascii_lowercase().as_str(), s.id.as_str()))
-            .map_err(se)?;
-        self.sessions_delta -= 1;
-        self.reservations_delta -= s.reservations.len() as i64;
+        self.mem.delete_session(sid);
         Ok(())
     }
 
     /// The stored answer of (Session-Id, CC-Request-Number), encoded: from the journal
     /// when it is not folded yet, else from the `answers` table.
-    fn stored_answer(&self, sid: &str, n: u32) -> Result<Option<Vec<u8>>, StoreError> {
+    fn stored_answer(&mut self, sid: &str, n: u32) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(v) = self.mem.unfolded.answers.get(&(sid.to_string(), n)) {
             return Ok(Some(v.clone()));
         }
-        Ok(self
-            .answers
-            .get((sid, n))
-            .map_err(se)?
-            .map(|v| v.value().to_vec()))
+        Ok(read_table!(self, ANSWERS, (sid, n), |v: &[u8]| v.to_vec()))
     }
 
     /// The one atomic operation of a CCR.
@@ -526,22 +614,20 @@ impl Tables<'_> {
                 duplicate: true,
             }));
         }
+        let mut found = None;
+        if !self.mem.sessions.contains_key(sid) {
+            for sub in &req.subscriptions {
+                found = self.subscriber(&sub.index_key())?;
+                if found.is_some() {
+                    break;
+                }
+            }
+        }
         let mem = &*self.mem;
         let session = mem.sessions.get(sid);
-        let found;
         let account_id = match session {
             Some(s) => Some(s.account.as_str()),
-            None => {
-                let mut by_sub = None;
-                for sub in &req.subscriptions {
-                    if let Some(v) = self.subscribers.get(sub.index_key().as_str()).map_err(se)? {
-                        by_sub = Some(v.value().to_string());
-                        break;
-                    }
-                }
-                found = by_sub;
-                found.as_deref()
-            }
+            None => found.as_deref(),
         };
         let account = account_id.and_then(|id| mem.accounts.get(id));
         let d: Decision = engine::decide(policy, req, session, account, now);
@@ -604,7 +690,10 @@ impl Tables<'_> {
         retention_ms: u64,
         report: &mut SweepReport,
     ) -> Result<(), StoreError> {
-        let len = self.answers.len().map_err(se)?;
+        let mut answers = write_txn(self.db, &mut self.txn)?
+            .open_table(ANSWERS)
+            .map_err(se)?;
+        let len = answers.len().map_err(se)?;
         let since = now.saturating_sub(self.mem.answers_scanned_at);
         self.mem.answers_scanned_at = now;
         let half = u128::from((retention_ms / 2).max(1));
@@ -620,7 +709,7 @@ impl Tables<'_> {
                 Some((sid, n)) => Bound::Excluded((sid.as_str(), *n)),
                 None => Bound::Unbounded,
             };
-            for row in self.answers.range((from, Bound::Unbounded)).map_err(se)? {
+            for row in answers.range((from, Bound::Unbounded)).map_err(se)? {
                 let (k, v) = row.map_err(se)?;
                 let (sid, n) = k.value();
                 scanned += 1;
@@ -637,7 +726,7 @@ impl Tables<'_> {
         // None: the end of the table was reached; the next sweep starts at the beginning.
         self.mem.answers_cursor = last;
         for (sid, n) in expired {
-            self.answers.remove((sid.as_str(), n)).map_err(se)?;
+            answers.remove((sid.as_str(), n)).map_err(se)?;
             report.answers_forgotten += 1;
         }
         Ok(())
@@ -673,30 +762,21 @@ impl Tables<'_> {
         before_ms: UnixMillis,
         tcc_ms: u64,
     ) -> OpResult<SweepReport> {
-        let host = origin_host.to_ascii_lowercase();
+        // A walk over every live session: a client restarts rarely, and an index by client
+        // would cost memory and work on every CCR-I and CCR-T.
+        let stale_before = before_ms.saturating_add(tcc_ms);
         let ids: Vec<String> = self
-            .client_sessions
-            .range((host.as_str(), "")..)
-            .map_err(se)?
-            .filter_map(Result::ok)
-            .map(|(k, _)| {
-                let (h, sid) = k.value();
-                (h.to_string(), sid.to_string())
+            .mem
+            .sessions
+            .values()
+            .filter(|s| {
+                s.origin_host.eq_ignore_ascii_case(origin_host) && s.lease_until < stale_before
             })
-            .take_while(|(h, _)| *h == host)
-            .map(|(_, sid)| sid)
+            .map(|s| s.id.clone())
             .collect();
         let mut report = SweepReport::default();
-        let stale_before = before_ms.saturating_add(tcc_ms);
         for sid in ids {
-            if self
-                .mem
-                .sessions
-                .get(&sid)
-                .is_some_and(|s| s.lease_until < stale_before)
-            {
-                self.release_session(&sid, &mut report)?;
-            }
+            self.release_session(&sid, &mut report)?;
         }
         Ok(Ok(report))
     }
@@ -706,15 +786,16 @@ impl Tables<'_> {
             return Ok(Ok(false));
         }
         self.put_account(a.clone())?;
+        let mut subscribers = write_txn(self.db, &mut self.txn)?
+            .open_table(SUBSCRIBERS)
+            .map_err(se)?;
         for s in &a.subscriptions {
             let key = s.index_key();
-            if let Some(other) = self.subscribers.get(key.as_str()).map_err(se)? {
+            if let Some(other) = subscribers.get(key.as_str()).map_err(se)? {
                 tracing::warn!(subscription = %key, account = %other.value(), "already indexed; not moved");
                 continue;
             }
-            self.subscribers
-                .insert(key.as_str(), a.id.as_str())
-                .map_err(se)?;
+            subscribers.insert(key.as_str(), a.id.as_str()).map_err(se)?;
         }
         Ok(Ok(true))
     }
@@ -730,21 +811,9 @@ impl Tables<'_> {
         let Some(mut a) = tryop!(self.account_by_id(&id)?) else {
             return Ok(Ok(None));
         };
-        let ids: Vec<String> = self
-            .account_sessions
-            .range((id.as_str(), "")..)
-            .map_err(se)?
-            .filter_map(Result::ok)
-            .map(|(k, _)| {
-                let (acct, sid) = k.value();
-                (acct.to_string(), sid.to_string())
-            })
-            .take_while(|(acct, _)| *acct == id)
-            .map(|(_, sid)| sid)
-            .collect();
         let mut sessions = Vec::new();
-        for sid in ids {
-            if let Some(s) = self.mem.sessions.get(&sid) {
+        for sid in self.mem.by_account.get(&id).into_iter().flatten() {
+            if let Some(s) = self.mem.sessions.get(sid) {
                 sessions.push(SessionRef {
                     session_id: s.id.clone(),
                     origin_host: s.origin_host.clone(),
@@ -825,6 +894,13 @@ enum Msg {
     Close(oneshot::Sender<()>),
 }
 
+/// The log beside the data file `path`: `path` with `.wal` added.
+pub fn wal_path(path: &Path) -> std::path::PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".wal");
+    p.into()
+}
+
 /// The embedded store (see the module documentation).
 pub struct RedbStore {
     queue: mpsc::Sender<Msg>,
@@ -842,19 +918,18 @@ impl RedbStore {
             Database::create(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
         // Create the tables so read paths find them.
         let txn = db.begin_write().map_err(se)?;
-        let (reservations, origin_state_id) = {
+        let origin_state_id = {
             txn.open_table(ACCOUNTS).map_err(se)?;
             txn.open_table(SUBSCRIBERS).map_err(se)?;
             txn.delete_table(OLD_LEASES).map_err(se)?;
-            txn.open_table(ACCOUNT_SESSIONS).map_err(se)?;
-            txn.open_table(CLIENT_SESSIONS).map_err(se)?;
+            txn.delete_table(OLD_ACCOUNT_SESSIONS).map_err(se)?;
+            txn.delete_table(OLD_CLIENT_SESSIONS).map_err(se)?;
             txn.open_table(ANSWERS).map_err(se)?;
             txn.delete_table(OLD_ANSWER_EXPIRY).map_err(se)?;
             txn.open_table(VISITED).map_err(se)?;
             txn.open_table(JOURNAL).map_err(se)?;
             txn.open_table(SESSIONS).map_err(se)?;
             let mut m = txn.open_table(META).map_err(se)?;
-            let reservations = m.get("reservations").map_err(se)?.map_or(0, |v| v.value());
             let stored = m.get("origin_state_id").map_err(se)?.map(|v| v.value());
             let osi = match stored {
                 Some(v) => v,
@@ -866,16 +941,21 @@ impl RedbStore {
                     v
                 }
             };
-            (reservations, u32::try_from(osi).unwrap_or(u32::MAX))
+            u32::try_from(osi).unwrap_or(u32::MAX)
         };
         txn.commit().map_err(se)?;
-        let mem = Mem::load(&db)?;
-        crate::metrics::set_sizes(mem.sessions.len() as u64, reservations);
+        let log = wal_path(path);
+        let (mut wal, records) =
+            Wal::open(&log).map_err(|e| StoreError(format!("{}: {e}", log.display())))?;
+        let mut mem = Mem::load(&db, records)?;
+        // What was read is folded, durably, and the log starts over.
+        checkpoint(&db, &mut wal, &mut mem)?;
+        crate::metrics::set_sizes(mem.sessions.len() as u64, mem.reservations);
         let (tx, rx) = mpsc::channel();
         let replies = Replies::new();
         std::thread::Builder::new()
             .name("ocs-store".into())
-            .spawn(move || writer(db, mem, rx, policy, options, replies))
+            .spawn(move || writer(db, wal, mem, rx, policy, options, replies))
             .map_err(se)?;
         Ok(Self {
             queue: tx,
@@ -922,7 +1002,9 @@ impl RedbStore {
         let bytes = enc(record);
         self.submit_with(sync, true, move |t, _| {
             let bytes = tryop!(bytes);
-            t.visited
+            write_txn(t.db, &mut t.txn)?
+                .open_table(VISITED)
+                .map_err(se)?
                 .insert(id.as_str(), bytes.as_slice())
                 .map_err(se)?;
             Ok(Ok(()))
@@ -932,7 +1014,11 @@ impl RedbStore {
     /// The visited role: forgets a session record.
     pub fn remove_visited(&self, id: String) -> StoreFuture<'_, ()> {
         self.submit(move |t, _| {
-            t.visited.remove(id.as_str()).map_err(se)?;
+            write_txn(t.db, &mut t.txn)?
+                .open_table(VISITED)
+                .map_err(se)?
+                .remove(id.as_str())
+                .map_err(se)?;
             Ok(Ok(()))
         })
     }
@@ -942,7 +1028,10 @@ impl RedbStore {
     pub fn visited_records<T: DeserializeOwned + Send + 'static>(&self) -> StoreFuture<'_, Vec<T>> {
         self.read(|t, _| {
             let mut out = Vec::new();
-            for row in t.visited.iter().map_err(se)? {
+            let visited = write_txn(t.db, &mut t.txn)?
+                .open_table(VISITED)
+                .map_err(se)?;
+            for row in visited.iter().map_err(se)? {
                 let (_, v) = row.map_err(se)?;
                 out.push(tryop!(dec::<T>(v.value())));
             }
@@ -991,77 +1080,77 @@ impl RedbStore {
     }
 }
 
-fn open_tables<'t>(
-    txn: &'t redb::WriteTransaction,
-    mem: &'t mut Mem,
-) -> Result<Tables<'t>, StoreError> {
-    Ok(Tables {
-        subscribers: txn.open_table(SUBSCRIBERS).map_err(se)?,
-        mem,
-        account_sessions: txn.open_table(ACCOUNT_SESSIONS).map_err(se)?,
-        client_sessions: txn.open_table(CLIENT_SESSIONS).map_err(se)?,
-        answers: txn.open_table(ANSWERS).map_err(se)?,
-        visited: txn.open_table(VISITED).map_err(se)?,
-        sessions_delta: 0,
-        reservations_delta: 0,
-        scratch: Vec::with_capacity(1024),
-        journal: Vec::new(),
-    })
+/// Where a batch went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    /// Nowhere: it read memory only.
+    Nothing,
+    /// Its journal entry to the log.
+    Log,
+    /// A redb transaction.
+    Commit,
 }
 
-/// Runs a batch in one transaction; returns the session and reservation counts after it.
+/// Runs a batch. When no operation touched a table and no fold is due, its journal entry is
+/// appended to the log (synced when `durable`); else the batch is one redb transaction,
+/// which also folds the journal when `fold_due`.
 fn run_batch(
     db: &Database,
+    wal: &mut Wal,
     mem: &mut Mem,
     batch: &mut [Box<dyn Job>],
     policy: &Policy,
     durable: bool,
     fold_due: bool,
-) -> Result<(u64, u64), StoreError> {
-    let mut txn = db.begin_write().map_err(se)?;
+) -> Result<Written, StoreError> {
+    let (txn, journal) = {
+        let mut t = Tables {
+            db,
+            mem: &mut *mem,
+            txn: None,
+            read: None,
+            scratch: Vec::with_capacity(1024),
+            journal: Vec::new(),
+        };
+        for job in batch.iter_mut() {
+            job.run(&mut t, policy)?;
+        }
+        (t.txn.take(), std::mem::take(&mut t.journal))
+    };
+    if txn.is_none() && !fold_due {
+        if journal.is_empty() {
+            return Ok(Written::Nothing);
+        }
+        let seq = mem.journal_next;
+        wal.write(seq, &journal, durable).map_err(se)?;
+        mem.journal_next = seq + 1;
+        return Ok(Written::Log);
+    }
+    let mut txn = match txn {
+        Some(txn) => txn,
+        None => db.begin_write().map_err(se)?,
+    };
     txn.set_durability(if durable {
         Durability::Immediate
     } else {
         Durability::None
     })
     .map_err(se)?;
-    let (ds, dr) = {
-        let mut t = open_tables(&txn, mem)?;
-        for job in batch.iter_mut() {
-            job.run(&mut t, policy)?;
-        }
-        let journal = std::mem::take(&mut t.journal);
-        let deltas = (t.sessions_delta, t.reservations_delta);
-        drop(t);
-        if fold_due {
-            // The batch's changes are folded with the rest: no journal entry for them.
-            let started = Instant::now();
-            fold(&txn, mem)?;
-            crate::metrics::record_fold(started.elapsed());
-        } else if !journal.is_empty() {
-            let seq = mem.journal_next;
-            txn.open_table(JOURNAL)
-                .map_err(se)?
-                .insert(seq, journal.as_slice())
-                .map_err(se)?;
-            mem.journal_next = seq + 1;
-        }
-        deltas
-    };
-    let (sessions, reservations) = {
-        let mut meta = txn.open_table(META).map_err(se)?;
-        let mut bump = |key: &str, d: i64| -> Result<u64, StoreError> {
-            let cur = meta.get(key).map_err(se)?.map_or(0, |v| v.value());
-            let new = cur.saturating_add_signed(d);
-            if d != 0 {
-                meta.insert(key, new).map_err(se)?;
-            }
-            Ok(new)
-        };
-        (bump("sessions", ds)?, bump("reservations", dr)?)
-    };
+    if fold_due {
+        // The batch's changes are folded with the rest: no journal entry for them.
+        let started = Instant::now();
+        fold(&txn, mem)?;
+        crate::metrics::record_fold(started.elapsed());
+    } else if !journal.is_empty() {
+        let seq = mem.journal_next;
+        txn.open_table(JOURNAL)
+            .map_err(se)?
+            .insert(seq, journal.as_slice())
+            .map_err(se)?;
+        mem.journal_next = seq + 1;
+    }
     txn.commit().map_err(se)?;
-    Ok((sessions, reservations))
+    Ok(Written::Commit)
 }
 
 /// What the writer hands back to the runtime: a finished batch, or the end.
@@ -1139,6 +1228,13 @@ fn fold(txn: &redb::WriteTransaction, mem: &mut Mem) -> Result<(), StoreError> {
     }
     txn.delete_table(JOURNAL).map_err(se)?;
     txn.open_table(JOURNAL).map_err(se)?;
+    let mut meta = txn.open_table(META).map_err(se)?;
+    meta.insert(JOURNAL_START, mem.journal_next).map_err(se)?;
+    // For the operator's tools (the writer counts from memory).
+    meta.insert("sessions", mem.sessions.len() as u64)
+        .map_err(se)?;
+    meta.insert("reservations", mem.reservations).map_err(se)?;
+    mem.journal_start = mem.journal_next;
     Ok(())
 }
 
@@ -1165,24 +1261,33 @@ fn write_back<V: Serialize>(
     Ok(())
 }
 
-/// A fold ([`fold`]) as a transaction of its own, committed without an fsync (a crash
-/// before the next durable commit takes the file back to the journal, read again at open).
-fn fold_alone(db: &Database, mem: &mut Mem) -> Result<(), StoreError> {
+/// A fold ([`fold`]) as a transaction of its own. Without an fsync, a crash before the next
+/// durable commit takes the file back to the journal, read again at open.
+fn fold_alone(db: &Database, mem: &mut Mem, durability: Durability) -> Result<(), StoreError> {
     let mut txn = db.begin_write().map_err(se)?;
-    txn.set_durability(Durability::None).map_err(se)?;
+    txn.set_durability(durability).map_err(se)?;
     fold(&txn, mem)?;
     txn.commit().map_err(se)
 }
 
-/// A durable commit of nothing, which takes the non-durable commits before it to the disk.
-fn checkpoint(db: &Database) -> Result<(), StoreError> {
-    let mut txn = db.begin_write().map_err(se)?;
-    txn.set_durability(Durability::Immediate).map_err(se)?;
-    txn.commit().map_err(se)
+/// A durable commit, which takes the non-durable commits before it to the disk, with a fold
+/// of the journal so the log can start over (not when memory is stale: the next batch reads
+/// the file again first).
+fn checkpoint(db: &Database, wal: &mut Wal, mem: &mut Mem) -> Result<(), StoreError> {
+    if mem.stale {
+        wal.sync().map_err(se)?;
+        let mut txn = db.begin_write().map_err(se)?;
+        txn.set_durability(Durability::Immediate).map_err(se)?;
+        return txn.commit().map_err(se);
+    }
+    fold_alone(db, mem, Durability::Immediate)?;
+    wal.restart();
+    Ok(())
 }
 
 fn writer(
     db: Database,
+    mut wal: Wal,
     mut mem: Mem,
     rx: mpsc::Receiver<Msg>,
     policy: Arc<Policy>,
@@ -1212,7 +1317,7 @@ fn writer(
             return;
         }
         let started = Instant::now();
-        match fold_alone(&db, mem) {
+        match fold_alone(&db, mem, Durability::None) {
             Ok(()) => {
                 crate::metrics::record_fold(started.elapsed());
                 checkpoint_due.get_or_insert(started + interval);
@@ -1248,7 +1353,7 @@ fn writer(
                     continue;
                 }
                 // No request since: the checkpoint is a commit of its own.
-                checkpoint_due = match checkpoint(&db) {
+                checkpoint_due = match checkpoint(&db, &mut wal, &mut mem) {
                     Ok(()) => None,
                     Err(e) => {
                         tracing::error!(error = %e, "store checkpoint (durable commit) failed");
@@ -1273,11 +1378,12 @@ fn writer(
         let started = Instant::now();
         // A batch of lazy writes only is committed without an fsync; the next durable
         // commit takes it to the disk. Under a steady load the batch that finds a
-        // checkpoint due is that commit.
-        let durable = (options.durable && batch.iter().any(|j| j.needs_sync()))
-            || checkpoint_due.is_some_and(|due| started >= due);
+        // checkpoint due is that commit, a redb transaction with a fold (so the log can
+        // start over).
+        let checkpoint = checkpoint_due.is_some_and(|due| started >= due);
+        let durable = (options.durable && batch.iter().any(|j| j.needs_sync())) || checkpoint;
         if mem.stale {
-            match Mem::load(&db) {
+            match wal.records().map_err(se).and_then(|r| Mem::load(&db, r)) {
                 Ok(m) => mem = m,
                 Err(e) => {
                     // Answering from a state the file does not hold would charge wrongly:
@@ -1289,20 +1395,32 @@ fn writer(
                 }
             }
         }
-        let fold = fold_due(&mem, started);
-        let result = run_batch(&db, &mut mem, &mut batch, &policy, durable, fold);
-        if result.is_err() {
+        let fold = checkpoint || fold_due(&mem, started);
+        let result = run_batch(&db, &mut wal, &mut mem, &mut batch, &policy, durable, fold);
+        match result {
             // The failed batch's changes are in memory, not in the file.
-            mem.stale = true;
-        } else if durable {
-            checkpoint_due = None;
-        } else if checkpoint_due.is_none() && batch.iter().any(|j| j.writes()) {
-            checkpoint_due = Some(started + interval);
+            Err(_) => mem.stale = true,
+            Ok(Written::Commit) if durable => {
+                checkpoint_due = None;
+                if mem.unfolded.since.is_none() {
+                    // Everything the log holds is in the tables, on the disk.
+                    wal.restart();
+                }
+            }
+            Ok(Written::Nothing) => {}
+            Ok(Written::Log) if durable => {}
+            // Not synced: on the disk within the interval (a `kill -9` leaves what was
+            // written to the log, a crash of the machine does not).
+            Ok(Written::Log | Written::Commit) => {
+                if checkpoint_due.is_none() && batch.iter().any(|j| j.writes()) {
+                    checkpoint_due = Some(started + interval);
+                }
+            }
         }
         crate::metrics::record_commit(batch.len(), started.elapsed(), result.is_ok());
         let commit = match result {
-            Ok((sessions, reservations)) => {
-                crate::metrics::set_sizes(sessions, reservations);
+            Ok(_) => {
+                crate::metrics::set_sizes(mem.sessions.len() as u64, mem.reservations);
                 Ok(())
             }
             Err(e) => {
@@ -1312,8 +1430,10 @@ fn writer(
         };
         replies.send(Delivery::Batch(batch, commit));
     }
-    // A clean close leaves no journal; closing makes the last non-durable commits durable.
-    fold_now(&mut mem, &mut checkpoint_due);
+    // A clean close leaves no journal, and the last commits on the disk.
+    if let Err(e) = checkpoint(&db, &mut wal, &mut mem) {
+        tracing::error!(error = %e, "the store's last commit failed");
+    }
     if let Err(e) = db.close() {
         tracing::warn!(error = %e, "closing the data file");
     }
@@ -1588,6 +1708,7 @@ mod tests {
     fn as_after_a_crash(path: &Path, n: usize, options: &RedbOptions) -> RedbStore {
         let copy = path.with_extension(format!("copy{n}"));
         std::fs::copy(path, &copy).unwrap();
+        std::fs::copy(wal_path(path), wal_path(&copy)).unwrap();
         let policy = Arc::new(Policy::from_config(&Config::demo()));
         RedbStore::open(&copy, options.clone(), policy).unwrap()
     }
