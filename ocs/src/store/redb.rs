@@ -1,52 +1,65 @@
-//! The embedded durable store: one redb file, written by one writer thread that commits
-//! concurrent operations together (group commit).
+//! The embedded durable store: one redb file and its log ([`wal`]), written by one writer
+//! thread that commits concurrent operations together (group commit).
 //!
 //! Operations queue up while a commit is being synced; the writer takes everything queued
-//! (up to `max_batch`), runs each operation in turn inside one write transaction (each
-//! sees the effects of those before it), commits once, and only then answers them all.
-//! An operation reads first and writes after, so one that fails leaves nothing behind; a
-//! failed write aborts the whole transaction and every operation of the batch fails.
-//! A `kill -9` at any moment leaves the last durable commit (redb's commit is atomic); with
-//! `durable`, that is the last commit, and no answer was sent for anything not in it.
+//! (up to `max_batch`), runs each operation in turn (each sees the effects of those before
+//! it), commits once, and only then answers them all. An operation reads first and writes
+//! after, so one that fails leaves nothing behind; a failed write fails the whole batch.
+//!
+//! **Two ways to the disk.** A batch whose operations read and write memory only — CCRs
+//! of live sessions, and CCR-Is of subscribers whose index entry it reads — commits by
+//! appending its journal entry (below) to the log: one `pwrite`, and one `fdatasync` with
+//! `durable`. A batch that writes a table (provisioning, the sweep, the visited role's
+//! records) or folds the journal is one redb write transaction, its journal entry in the
+//! `journal` table. Each batch is atomic either way: a log record is read back only when
+//! whole (checksummed), a redb commit is atomic. A `kill -9` at any moment leaves, with
+//! `durable`, every batch answered; no answer was sent for anything not on the disk.
 //!
 //! Not every commit is durable: without `durable` none of the batches are, and with it a
 //! batch of reads and lazy writes ([`RedbStore::put_visited_lazy`]) is not. A crash takes
-//! the file back to the last durable commit, so the writer makes one at most
-//! `checkpoint_interval` after the first commit that is not (with the batch that finds it
-//! due, or alone when no request comes). Without `durable`, a `kill -9` then loses at most
-//! the commits of that interval, answered or not.
+//! the redb file back to its last durable commit, so the writer makes one at most
+//! `checkpoint_interval` after the first write that was not synced (with the batch that
+//! finds it due, or alone when no request comes), folding the journal with it. Without
+//! `durable`, a crash of the machine then loses at most the batches of that interval,
+//! answered or not; a `kill -9` loses the redb commits of the interval, not what was
+//! written to the log (the page cache outlives the process), and the journal is read back
+//! up to its first missing entry.
 //!
 //! Tables:
 //! - `accounts`: account id → account
 //! - `subscribers`: `imsi:…` / `msisdn:…` / `nai:…` → account id
 //! - `sessions`: Session-Id → session (with its reservations)
-//! - `account_sessions`: (account id, Session-Id) → () — sessions to re-authorise on top-up
-//! - `client_sessions`: (client Origin-Host in lower case, Session-Id) → () — sessions to
-//!   release when that client restarts
 //! - `answers`: (Session-Id, CC-Request-Number) → stored answer (with its expiry)
-//! - `meta`: counters (sessions, reservations)
-//! - `journal`: batch number → the batch's changes of accounts, sessions and stored answers
-//!   not yet folded into their tables
+//! - `meta`: the number of the first journal entry not folded; counters (sessions,
+//!   reservations) as of the last fold
+//! - `journal`: batch number → the changes of accounts, sessions and stored answers of a
+//!   batch committed through redb, not yet folded into their tables
 //!
 //! The writer reads no table for a CCR: it keeps every account and live session in memory
 //! ([`Mem`]), read from the file at open, and writes each change to the file and to memory.
 //! The file is what a restart reads; memory is what the decisions read. The stored answers
 //! stay in the file only (they are read back for retransmissions, which are rare), and so
-//! do the Subscription-Id index and the session indexes by account and by client (read at
-//! CCR-I, top-up and client restart).
+//! does the Subscription-Id index (read at CCR-I and by the operator's commands). The
+//! sessions of an account (re-authorised on a top-up) are indexed in memory; those of a
+//! client that restarted are found by walking the sessions.
 //!
 //! **The journal.** A batch does not update the `accounts`, `sessions` and `answers`
 //! B-trees: each such insert copies and rebuilds a page of redb's copy-on-write tree, three
-//! per CCR-U. It appends its changes, encoded one after the other, as one `journal` entry,
-//! committed (and synced) with the batch. Once the journal holds `fold_changes` changes or
-//! its oldest is `fold_interval` old, the next batch's transaction also folds it into the
-//! tables — each changed account and session written once however often it changed, the
-//! answers inserted in key order — and empties it; when no batch comes, a transaction of its
-//! own does. Memory knows what is not folded yet ([`Unfolded`]): a retransmission's answer is
-//! looked up there first. At open the tables are read, then the journal's changes in order
-//! over them; each change is a whole record, so a change older than what a fold wrote is
-//! overwritten by a later one. A clean close folds everything, so an older version (which
-//! does not read the journal) opens a cleanly closed file correctly, not a crashed one.
+//! per CCR-U. It writes its changes, encoded one after the other, as one journal entry
+//! numbered in order, to the log or the `journal` table. Once the journal holds
+//! `fold_changes` changes or its oldest is `fold_interval` old, the next batch's
+//! transaction folds it into the tables — each changed account and session written once
+//! however often it changed, the answers inserted in key order — empties the `journal`
+//! table and records the number of the next entry as the first not folded; when no batch
+//! comes, a transaction of its own does. After a durable commit that leaves nothing
+//! unfolded, the log starts over from its beginning. Memory knows what is not folded yet
+//! ([`Unfolded`]): a retransmission's answer is looked up there first. At open the tables
+//! are read, then the journal's entries (from the table and the log, by number, from the
+//! first not folded up to the first missing) over them; each change is a whole record, so
+//! a change older than what a fold wrote is overwritten by a later one. Then everything is
+//! folded, durably, and the log starts over. A clean close folds everything, so an older
+//! version (which does not read the log) opens a cleanly closed file correctly, not a
+//! crashed one.
 //!
 //! The sweep's index of sessions by Tcc deadline is not a table: every CCR moves a
 //! session's deadline, and the index follows from the sessions table, so the writer keeps
@@ -321,7 +334,10 @@ impl Mem {
                     // Only without `durable`: a batch committed to the file without an
                     // fsync was lost, and the log holds later ones. They are not read (a
                     // session's later record without its creation would be half a state).
-                    tracing::warn!(missing = n, "the store journal ends early; later batches lost");
+                    tracing::warn!(
+                        missing = n,
+                        "the store journal ends early; later batches lost"
+                    );
                     break;
                 }
                 _ => {}
@@ -795,7 +811,9 @@ impl Tables<'_> {
                 tracing::warn!(subscription = %key, account = %other.value(), "already indexed; not moved");
                 continue;
             }
-            subscribers.insert(key.as_str(), a.id.as_str()).map_err(se)?;
+            subscribers
+                .insert(key.as_str(), a.id.as_str())
+                .map_err(se)?;
         }
         Ok(Ok(true))
     }
@@ -1711,6 +1729,77 @@ mod tests {
         std::fs::copy(wal_path(path), wal_path(&copy)).unwrap();
         let policy = Arc::new(Policy::from_config(&Config::demo()));
         RedbStore::open(&copy, options.clone(), policy).unwrap()
+    }
+
+    /// CCRs of a known subscriber go to the log, and the log starts over after each durable
+    /// fold: it stays the size it was created with, and after a crash only its records not
+    /// folded are read (the older ones after them are not), with the session indexes in
+    /// memory built again (a top-up finds the session, a restarted client's is released).
+    #[tokio::test]
+    async fn the_log_starts_over_after_a_fold_and_is_read_back_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = RedbOptions {
+            max_batch: 8,
+            durable: true,
+            fold_changes: 7,
+            fold_interval: Duration::from_secs(3600),
+            ..RedbOptions::default()
+        };
+        let (store, path, options, _) = store_with_account_and(dir.path(), options).await;
+        let cc = |r: CcRequest| ChargingStore::credit_control(&store, r, 1_000);
+        assert_eq!(cc(ccr_i()).await.unwrap().answer.result_code, rc::SUCCESS);
+        let mut used_total = 0i64;
+        for number in 1..=40u32 {
+            let used = u64::from(number) * 10;
+            used_total += used as i64;
+            let a = cc(ccr_u(number, used)).await.unwrap();
+            assert_eq!(a.answer.result_code, rc::SUCCESS, "{number}");
+        }
+        let log = wal_path(&path);
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), wal::PREALLOCATED);
+        let total = |a: &Account| a.balances[&UnitKind::TotalOctets].total();
+        let before = total(&store.account("a".into()).await.unwrap().unwrap());
+        assert_eq!(before, 10_000_000 - used_total);
+
+        let copy = as_after_a_crash(&path, 0, &options);
+        assert_eq!(
+            total(&copy.account("a".into()).await.unwrap().unwrap()),
+            before
+        );
+        let again = ChargingStore::credit_control(&copy, ccr_u(40, 400), 2_000)
+            .await
+            .unwrap();
+        assert!(again.duplicate);
+        let next = ChargingStore::credit_control(&copy, ccr_u(41, 1), 2_000)
+            .await
+            .unwrap();
+        assert!(!next.duplicate);
+        assert_eq!(
+            total(&copy.account("a".into()).await.unwrap().unwrap()),
+            before - 1
+        );
+        let (_, sessions) = copy
+            .modify(
+                "a".into(),
+                AccountChange::Adjust {
+                    kind: UnitKind::TotalOctets,
+                    delta: 5,
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(sessions.len(), 1);
+        assert_eq!(sessions[0].session_id, "s1");
+        let released = copy.release_client("PCEF".into(), 2_001).await.unwrap();
+        assert_eq!(released.sessions_expired, 1);
+        assert_eq!(copy.counts().await.unwrap().sessions, 0);
+        assert_eq!(
+            total(&copy.account("a".into()).await.unwrap().unwrap()),
+            before - 1 + 5
+        );
+        RedbStore::close(&copy).await;
+        RedbStore::close(&store).await;
     }
 
     /// Without `durable`, what was committed reaches the disk within `checkpoint_interval`

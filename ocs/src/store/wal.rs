@@ -100,7 +100,8 @@ impl Wal {
         self.buf.extend_from_slice(&MAGIC.to_le_bytes());
         self.buf.extend_from_slice(&seq.to_le_bytes());
         self.buf.extend_from_slice(&len.to_le_bytes());
-        self.buf.extend_from_slice(&checksum(seq, len, payload).to_le_bytes());
+        self.buf
+            .extend_from_slice(&checksum(seq, len, payload).to_le_bytes());
         self.buf.extend_from_slice(payload);
         self.file.write_all_at(&self.buf, self.end)?;
         self.end += self.buf.len() as u64;
@@ -115,7 +116,9 @@ impl Wal {
     /// The records written since the last [`Wal::restart`], read back from the file.
     pub fn records(&self) -> io::Result<Records> {
         let bytes = std::fs::read(&self.path)?;
-        let end = usize::try_from(self.end).unwrap_or(usize::MAX).min(bytes.len());
+        let end = usize::try_from(self.end)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
         Ok(scan(&bytes[..end]).0)
     }
 
@@ -146,7 +149,8 @@ fn scan(bytes: &[u8]) -> (Records, u64) {
     let mut records: Records = Vec::new();
     let mut at = 0usize;
     while let Some(header) = bytes.get(at..at + HEADER) {
-        let word = |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+        let word =
+            |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
         let seq = u64::from(word(4)) | (u64::from(word(8)) << 32);
         let len = word(12);
         if word(0) != MAGIC || records.last().is_some_and(|(prev, _)| *prev >= seq) {
@@ -177,12 +181,16 @@ mod tests {
         assert!(records.is_empty() && wal.is_empty());
         assert_eq!(std::fs::metadata(&path).unwrap().len(), PREALLOCATED);
         for seq in 1..=5u64 {
-            wal.write(seq, &vec![seq as u8; 100 * seq as usize], false).unwrap();
+            wal.write(seq, &vec![seq as u8; 100 * seq as usize], false)
+                .unwrap();
         }
         wal.sync().unwrap();
         drop(wal);
         let (mut wal, records) = Wal::open(&path).unwrap();
-        assert_eq!(records.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+        assert_eq!(
+            records.iter().map(|r| r.0).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
         assert_eq!(records[2].1, vec![3u8; 300]);
 
         // A new round over the old one: the old records after it are older, not read.
