@@ -79,16 +79,15 @@ use super::{
 use crate::engine::{self, Decision, Policy, SessionWrite, rc};
 use crate::model::{Account, CcAnswer, CcRequest, NumberCheck, Session, UnixMillis};
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
-    TableDefinition,
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -246,6 +245,8 @@ struct Mem {
     /// What changed since the journal was last folded into the tables: accounts and
     /// sessions (written, or removed when no longer in memory) and the stored answers.
     unfolded: Unfolded,
+    /// The stored answers of a fold being committed (still looked up here until it is).
+    folding: Option<Arc<Answers>>,
     /// The number of the next batch written to the journal (the `journal` table or the
     /// log); those before `journal_start` are folded into the tables.
     journal_next: u64,
@@ -276,13 +277,19 @@ enum ChangeRef<'a> {
     Answer(&'a str, u32, &'a [u8]),
 }
 
+/// Stored answers by (Session-Id, CC-Request-Number), encoded [`StoredAnswer`]s.
+type Answers = BTreeMap<(String, u32), Vec<u8>>;
+
+/// Records by id, encoded (None: removed).
+type Encoded = Vec<(String, Option<Vec<u8>>)>;
+
 /// What the journal holds that the tables do not yet.
 #[derive(Default)]
 struct Unfolded {
     accounts: HashSet<String>,
     sessions: HashSet<String>,
     /// Sorted, so a fold inserts neighbours one after the other.
-    answers: BTreeMap<(String, u32), Vec<u8>>,
+    answers: Answers,
     /// Changes since the last fold.
     changes: usize,
     /// When the first of them was made.
@@ -591,7 +598,11 @@ impl Tables<'_> {
     /// The stored answer of (Session-Id, CC-Request-Number), encoded: from the journal
     /// when it is not folded yet, else from the `answers` table.
     fn stored_answer(&mut self, sid: &str, n: u32) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(v) = self.mem.unfolded.answers.get(&(sid.to_string(), n)) {
+        let key = (sid.to_string(), n);
+        if let Some(v) = self.mem.unfolded.answers.get(&key) {
+            return Ok(Some(v.clone()));
+        }
+        if let Some(v) = self.mem.folding.as_ref().and_then(|f| f.get(&key)) {
             return Ok(Some(v.clone()));
         }
         Ok(read_table!(self, ANSWERS, (sid, n), |v: &[u8]| v.to_vec()))
@@ -905,9 +916,36 @@ where
     }
 }
 
+/// A CCR decided on a runtime thread ([`RedbStore::decide`]): its answer, sent once its
+/// log record is on the disk.
+struct Decided<T> {
+    result: Result<T, StoreError>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T: Send> Job for Decided<T> {
+    fn run(&mut self, _: &mut Tables<'_>, _: &Policy) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
+        let _ = self.reply.send(commit.and(self.result));
+    }
+
+    fn needs_sync(&self) -> bool {
+        true
+    }
+
+    fn writes(&self) -> bool {
+        true
+    }
+}
+
 /// What the writer thread receives.
 enum Msg {
     Job(Box<dyn Job>),
+    /// Work waits in [`State`].
+    Wake,
     /// Finish what is queued before it, close the file cleanly, then answer.
     Close(oneshot::Sender<()>),
 }
@@ -921,9 +959,61 @@ pub fn wal_path(path: &Path) -> std::path::PathBuf {
 
 /// The embedded store (see the module documentation).
 pub struct RedbStore {
-    queue: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
     origin_state_id: u32,
 }
+
+/// What the runtime's threads (deciding CCRs) and the writer thread (writing, and running
+/// every other operation) share.
+struct Shared {
+    state: Mutex<State>,
+    policy: Arc<Policy>,
+    options: RedbOptions,
+    queue: mpsc::Sender<Msg>,
+}
+
+/// Memory, and what waits for the disk. A CCR is decided under this lock on the thread that
+/// received it: memory changed, its journal entry encoded as a log record into `pending`.
+/// The writer takes `pending` under the lock and writes it without; so records reach the
+/// log in the order of their numbers, which is the order memory changed in.
+struct State {
+    /// None once closed.
+    db: Option<Arc<Database>>,
+    mem: Mem,
+    /// Log records not yet written.
+    pending: Vec<u8>,
+    /// The CCRs in them.
+    pending_ops: usize,
+    /// Answers waiting for the records up to theirs to be on the disk (with `durable`).
+    waiting: Vec<Box<dyn Job>>,
+    /// Every journal entry numbered below this is on the disk.
+    durable_next: u64,
+    /// False while the writer sleeps (or is about to): the next CCR that needs it wakes it.
+    writer_awake: bool,
+    /// Buffers a CCR reuses.
+    scratch: Vec<u8>,
+    journal: Vec<u8>,
+}
+
+fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    // Nothing panics while holding it; if something did, the state is still whole (memory
+    // changes only after every read and check), and the writer's next failure reloads it.
+    shared.state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Wakes the writer unless it is awake.
+fn wake(shared: &Shared, st: &mut State) {
+    if !st.writer_awake {
+        st.writer_awake = true;
+        let _ = shared.queue.send(Msg::Wake);
+    }
+}
+
+/// Log records this large are written without waiting for the writer's next round.
+const PENDING_MAX: usize = 1 << 20;
+/// Without `durable`, how long a CCR's record may wait in memory before the writer puts it
+/// in the log.
+const FLUSH_EVERY: Duration = Duration::from_millis(2);
 
 impl RedbStore {
     /// Opens (or creates) the data file and starts the writer thread.
@@ -967,25 +1057,116 @@ impl RedbStore {
             Wal::open(&log).map_err(|e| StoreError(format!("{}: {e}", log.display())))?;
         let mut mem = Mem::load(&db, records)?;
         // What was read is folded, durably, and the log starts over.
-        checkpoint(&db, &mut wal, &mut mem)?;
+        let snapshot = Fold::take(&mut mem)?;
+        let mut txn = db.begin_write().map_err(se)?;
+        txn.set_durability(Durability::Immediate).map_err(se)?;
+        snapshot.write(&txn)?;
+        txn.commit().map_err(se)?;
+        mem.folding = None;
+        wal.restart();
         crate::metrics::set_sizes(mem.sessions.len() as u64, mem.reservations);
         let (tx, rx) = mpsc::channel();
+        let db = Arc::new(db);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                db: Some(db.clone()),
+                durable_next: mem.journal_next,
+                mem,
+                pending: Vec::new(),
+                pending_ops: 0,
+                waiting: Vec::new(),
+                writer_awake: true,
+                scratch: Vec::with_capacity(1024),
+                journal: Vec::with_capacity(1024),
+            }),
+            policy,
+            options,
+            queue: tx,
+        });
         let replies = Replies::new();
+        let for_writer = shared.clone();
         std::thread::Builder::new()
             .name("ocs-store".into())
-            .spawn(move || writer(db, wal, mem, rx, policy, options, replies))
+            .spawn(move || writer(db, wal, for_writer, rx, replies))
             .map_err(se)?;
         Ok(Self {
-            queue: tx,
+            shared,
             origin_state_id,
         })
+    }
+
+    /// A CCR decided on the calling thread under the lock ([`State`]), its changes in memory
+    /// and its journal entry among the pending log records. Without `durable` it is
+    /// answered at once; with it, once every record up to its own is on the disk (also a
+    /// retransmission's or a refusal's, which may rest on a record not there yet). While
+    /// memory is stale, or once closed, it goes to the writer as any operation.
+    fn decide(&self, req: CcRequest, now: UnixMillis) -> StoreFuture<'_, Applied> {
+        let shared = &*self.shared;
+        let mut guard = lock(shared);
+        let st = &mut *guard;
+        let db = match st.db.as_deref() {
+            Some(db) if !st.mem.stale => db,
+            _ => {
+                drop(guard);
+                return self.submit(move |t, p| t.credit_control(p, &req, now));
+            }
+        };
+        let mut t = Tables {
+            db,
+            mem: &mut st.mem,
+            txn: None,
+            read: None,
+            scratch: std::mem::take(&mut st.scratch),
+            journal: std::mem::take(&mut st.journal),
+        };
+        let decided = t.credit_control(&shared.policy, &req, now);
+        let (scratch, mut journal) = (
+            std::mem::take(&mut t.scratch),
+            std::mem::take(&mut t.journal),
+        );
+        drop(t);
+        let result = match decided {
+            Ok(r) => r,
+            Err(e) => {
+                // Storage failed, perhaps after memory changed: the writer reads it again.
+                st.mem.stale = true;
+                journal.clear();
+                wake(shared, st);
+                Err(e)
+            }
+        };
+        if !journal.is_empty() {
+            let seq = st.mem.journal_next;
+            st.mem.journal_next += 1;
+            wal::encode(seq, &journal, &mut st.pending);
+            st.pending_ops += 1;
+            journal.clear();
+        }
+        st.scratch = scratch;
+        st.journal = journal;
+        if shared.options.durable && st.mem.journal_next > st.durable_next {
+            let (reply, rx) = oneshot::channel();
+            st.waiting.push(Box::new(Decided { result, reply }));
+            wake(shared, st);
+            drop(guard);
+            return Box::pin(async move {
+                rx.await
+                    .unwrap_or_else(|_| Err(StoreError("store writer stopped".into())))
+            });
+        }
+        if st.pending.len() >= PENDING_MAX || st.mem.unfolded.changes >= shared.options.fold_changes
+        {
+            wake(shared, st);
+        }
+        drop(guard);
+        Box::pin(std::future::ready(result))
     }
 
     /// Commits what is queued and closes the data file cleanly (a file closed this way
     /// opens without the repair a crash needs). Operations sent afterwards fail.
     pub async fn close(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.queue.send(Msg::Close(tx)).is_ok() {
+        if self.shared.queue.send(Msg::Close(tx)).is_ok() {
             let _ = rx.await;
         }
     }
@@ -1087,7 +1268,7 @@ impl RedbStore {
             result: None,
             reply,
         });
-        let sent = self.queue.send(Msg::Job(job)).is_ok();
+        let sent = self.shared.queue.send(Msg::Job(job)).is_ok();
         Box::pin(async move {
             if !sent {
                 return Err(StoreError("store writer stopped".into()));
@@ -1096,79 +1277,6 @@ impl RedbStore {
                 .unwrap_or_else(|_| Err(StoreError("store writer stopped".into())))
         })
     }
-}
-
-/// Where a batch went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Written {
-    /// Nowhere: it read memory only.
-    Nothing,
-    /// Its journal entry to the log.
-    Log,
-    /// A redb transaction.
-    Commit,
-}
-
-/// Runs a batch. When no operation touched a table and no fold is due, its journal entry is
-/// appended to the log (synced when `durable`); else the batch is one redb transaction,
-/// which also folds the journal when `fold_due`.
-fn run_batch(
-    db: &Database,
-    wal: &mut Wal,
-    mem: &mut Mem,
-    batch: &mut [Box<dyn Job>],
-    policy: &Policy,
-    durable: bool,
-    fold_due: bool,
-) -> Result<Written, StoreError> {
-    let (txn, journal) = {
-        let mut t = Tables {
-            db,
-            mem: &mut *mem,
-            txn: None,
-            read: None,
-            scratch: Vec::with_capacity(1024),
-            journal: Vec::new(),
-        };
-        for job in batch.iter_mut() {
-            job.run(&mut t, policy)?;
-        }
-        (t.txn.take(), std::mem::take(&mut t.journal))
-    };
-    if txn.is_none() && !fold_due {
-        if journal.is_empty() {
-            return Ok(Written::Nothing);
-        }
-        let seq = mem.journal_next;
-        wal.write(seq, &journal, durable).map_err(se)?;
-        mem.journal_next = seq + 1;
-        return Ok(Written::Log);
-    }
-    let mut txn = match txn {
-        Some(txn) => txn,
-        None => db.begin_write().map_err(se)?,
-    };
-    txn.set_durability(if durable {
-        Durability::Immediate
-    } else {
-        Durability::None
-    })
-    .map_err(se)?;
-    if fold_due {
-        // The batch's changes are folded with the rest: no journal entry for them.
-        let started = Instant::now();
-        fold(&txn, mem)?;
-        crate::metrics::record_fold(started.elapsed());
-    } else if !journal.is_empty() {
-        let seq = mem.journal_next;
-        txn.open_table(JOURNAL)
-            .map_err(se)?
-            .insert(seq, journal.as_slice())
-            .map_err(se)?;
-        mem.journal_next = seq + 1;
-    }
-    txn.commit().map_err(se)?;
-    Ok(Written::Commit)
 }
 
 /// What the writer hands back to the runtime: a finished batch, or the end.
@@ -1226,238 +1334,354 @@ impl Replies {
     }
 }
 
-/// Folds the journal into the tables in `txn`: each changed account and session is written
-/// once (or removed), each stored answer inserted, in key order, and the journal emptied.
-/// On an error, `mem` no longer knows what is unfolded and must be read again from the file.
-fn fold(txn: &redb::WriteTransaction, mem: &mut Mem) -> Result<(), StoreError> {
-    let unfolded = std::mem::take(&mut mem.unfolded);
-    {
-        let mut scratch = Vec::with_capacity(1024);
-        let accounts = txn.open_table(ACCOUNTS).map_err(se)?;
-        write_back(accounts, &unfolded.accounts, &mem.accounts, &mut scratch)?;
-        let sessions = txn.open_table(SESSIONS).map_err(se)?;
-        write_back(sessions, &unfolded.sessions, &mem.sessions, &mut scratch)?;
+/// A fold of the journal into the tables ([`Fold::take`] under the lock, [`Fold::write`]
+/// without it): each changed account and session encoded as memory holds it (None: gone),
+/// and the stored answers in key order.
+struct Fold {
+    accounts: Encoded,
+    sessions: Encoded,
+    answers: Arc<Answers>,
+    /// Every journal entry below this number is in it.
+    next: u64,
+    sessions_count: u64,
+    reservations: u64,
+}
+
+impl Fold {
+    /// Takes what is unfolded out of `mem`; its answers stay visible as `mem.folding` until
+    /// the fold is committed.
+    fn take(mem: &mut Mem) -> Result<Self, StoreError> {
+        let unfolded = std::mem::take(&mut mem.unfolded);
+        fn encoded<V: Serialize>(
+            ids: HashSet<String>,
+            now: &HashMap<String, V>,
+        ) -> Result<Encoded, StoreError> {
+            ids.into_iter()
+                .map(|id| {
+                    let v = now.get(&id).map(enc).transpose()?;
+                    Ok((id, v))
+                })
+                .collect()
+        }
+        let answers = Arc::new(unfolded.answers);
+        mem.folding = Some(answers.clone());
+        Ok(Self {
+            accounts: encoded(unfolded.accounts, &mem.accounts)?,
+            sessions: encoded(unfolded.sessions, &mem.sessions)?,
+            answers,
+            next: mem.journal_next,
+            sessions_count: mem.sessions.len() as u64,
+            reservations: mem.reservations,
+        })
+    }
+
+    /// Writes it into `txn`, empties the `journal` table, and records where the journal now
+    /// starts.
+    fn write(&self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        for (def, changed) in [(ACCOUNTS, &self.accounts), (SESSIONS, &self.sessions)] {
+            let mut table = txn.open_table(def).map_err(se)?;
+            for (id, v) in changed {
+                match v {
+                    Some(v) => table.insert(id.as_str(), v.as_slice()).map_err(se)?,
+                    None => table.remove(id.as_str()).map_err(se)?,
+                };
+            }
+        }
         let mut answers = txn.open_table(ANSWERS).map_err(se)?;
-        for ((sid, n), stored) in &unfolded.answers {
+        for ((sid, n), stored) in self.answers.iter() {
             answers
                 .insert((sid.as_str(), *n), stored.as_slice())
                 .map_err(se)?;
         }
+        txn.delete_table(JOURNAL).map_err(se)?;
+        txn.open_table(JOURNAL).map_err(se)?;
+        let mut meta = txn.open_table(META).map_err(se)?;
+        meta.insert(JOURNAL_START, self.next).map_err(se)?;
+        // For the operator's tools (the writer counts from memory).
+        meta.insert("sessions", self.sessions_count).map_err(se)?;
+        meta.insert("reservations", self.reservations).map_err(se)?;
+        Ok(())
     }
-    txn.delete_table(JOURNAL).map_err(se)?;
-    txn.open_table(JOURNAL).map_err(se)?;
-    let mut meta = txn.open_table(META).map_err(se)?;
-    meta.insert(JOURNAL_START, mem.journal_next).map_err(se)?;
-    // For the operator's tools (the writer counts from memory).
-    meta.insert("sessions", mem.sessions.len() as u64)
-        .map_err(se)?;
-    meta.insert("reservations", mem.reservations).map_err(se)?;
-    mem.journal_start = mem.journal_next;
-    Ok(())
 }
 
-/// Writes each key of `changed` to `table` as `now` holds it, or removes it when `now` no
-/// longer does.
-fn write_back<V: Serialize>(
-    mut table: Table<'_, &'static str, &'static [u8]>,
-    changed: &HashSet<String>,
-    now: &HashMap<String, V>,
-    scratch: &mut Vec<u8>,
-) -> Result<(), StoreError> {
-    for id in changed {
-        match now.get(id) {
-            Some(v) => {
-                table
-                    .insert(id.as_str(), enc_into(v, scratch)?)
-                    .map_err(se)?;
-            }
-            None => {
-                table.remove(id.as_str()).map_err(se)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A fold ([`fold`]) as a transaction of its own. Without an fsync, a crash before the next
-/// durable commit takes the file back to the journal, read again at open.
-fn fold_alone(db: &Database, mem: &mut Mem, durability: Durability) -> Result<(), StoreError> {
-    let mut txn = db.begin_write().map_err(se)?;
-    txn.set_durability(durability).map_err(se)?;
-    fold(&txn, mem)?;
-    txn.commit().map_err(se)
-}
-
-/// A durable commit, which takes the non-durable commits before it to the disk, with a fold
-/// of the journal so the log can start over (not when memory is stale: the next batch reads
-/// the file again first).
-fn checkpoint(db: &Database, wal: &mut Wal, mem: &mut Mem) -> Result<(), StoreError> {
-    if mem.stale {
-        wal.sync().map_err(se)?;
-        let mut txn = db.begin_write().map_err(se)?;
-        txn.set_durability(Durability::Immediate).map_err(se)?;
-        return txn.commit().map_err(se);
-    }
-    fold_alone(db, mem, Durability::Immediate)?;
-    wal.restart();
-    Ok(())
-}
-
+/// The writer thread: rounds ([`round`]) while work comes, asleep otherwise.
 fn writer(
-    db: Database,
+    db: Arc<Database>,
     mut wal: Wal,
-    mut mem: Mem,
+    shared: Arc<Shared>,
     rx: mpsc::Receiver<Msg>,
-    policy: Arc<Policy>,
-    options: RedbOptions,
     replies: Replies,
 ) {
+    let options = shared.options.clone();
     let max = options.max_batch.max(1);
-    let interval = options.checkpoint_interval;
     let mut closing = None;
-    // When a durable commit is due: `checkpoint_interval` after the first commit since the
-    // last durable one that changed the file without an fsync. redb on `Durability::None`:
+    // When a durable commit is due: `checkpoint_interval` after the first write since the
+    // last durable commit that did not reach the disk. redb on `Durability::None`:
     // "Commits with this durability level will not be persisted to disk unless followed by
     // a commit with [`Durability::Immediate`]" — a crash takes the file back to the last
     // durable commit, however many non-durable ones followed it.
     let mut checkpoint_due: Option<Instant> = None;
-    // Whether the journal is to be folded into the tables (with the next batch, or alone
-    // when none comes).
-    let fold_due = |mem: &Mem, now: Instant| {
-        let u = &mem.unfolded;
-        u.since.is_some_and(|since| {
-            u.changes >= options.fold_changes || now >= since + options.fold_interval
-        })
-    };
-    // A fold in a transaction of its own, without an fsync: when idle, and at close.
-    let fold_now = |mem: &mut Mem, checkpoint_due: &mut Option<Instant>| {
-        if mem.stale || mem.unfolded.since.is_none() {
-            return;
+    loop {
+        // Asleep unless answers wait for the disk: until an operation or a wake comes, or
+        // a checkpoint, a fold or (without `durable`) a flush of the log is due.
+        let (busy, due) = {
+            let mut st = lock(&shared);
+            let busy = !st.waiting.is_empty() || (options.durable && !st.pending.is_empty());
+            st.writer_awake = busy;
+            let fold_at = st.mem.unfolded.since.map(|t| t + options.fold_interval);
+            let flush_at = (!st.pending.is_empty()).then(|| Instant::now() + FLUSH_EVERY);
+            let due = [checkpoint_due, fold_at, flush_at]
+                .into_iter()
+                .flatten()
+                .min();
+            (busy, due)
+        };
+        let mut jobs = Vec::new();
+        if !busy {
+            let next = match due {
+                None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                Some(due) => rx.recv_timeout(due.saturating_duration_since(Instant::now())),
+            };
+            match next {
+                Ok(Msg::Job(j)) => jobs.push(j),
+                Ok(Msg::Wake) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Ok(Msg::Close(done)) => closing = Some(done),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
         }
-        let started = Instant::now();
-        match fold_alone(&db, mem, Durability::None) {
-            Ok(()) => {
-                crate::metrics::record_fold(started.elapsed());
-                checkpoint_due.get_or_insert(started + interval);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "folding the store journal failed");
-                mem.stale = true;
-            }
-        }
-    };
-    while closing.is_none() {
-        let fold_at = mem.unfolded.since.map(|t| t + options.fold_interval);
-        let wake = match (checkpoint_due, fold_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let next = match wake {
-            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-            Some(due) => rx.recv_timeout(due.saturating_duration_since(Instant::now())),
-        };
-        let first = match next {
-            Ok(Msg::Job(j)) => j,
-            Ok(Msg::Close(done)) => {
-                closing = Some(done);
-                break;
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                let now = Instant::now();
-                if fold_due(&mem, now) {
-                    fold_now(&mut mem, &mut checkpoint_due);
-                }
-                if checkpoint_due.is_none_or(|due| now < due) {
-                    continue;
-                }
-                // No request since: the checkpoint is a commit of its own.
-                checkpoint_due = match checkpoint(&db, &mut wal, &mut mem) {
-                    Ok(()) => None,
-                    Err(e) => {
-                        tracing::error!(error = %e, "store checkpoint (durable commit) failed");
-                        Some(Instant::now() + interval)
-                    }
-                };
-                continue;
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        };
-        let mut batch = vec![first];
-        while batch.len() < max {
+        while closing.is_none() && jobs.len() < max {
             match rx.try_recv() {
-                Ok(Msg::Job(j)) => batch.push(j),
-                Ok(Msg::Close(done)) => {
-                    closing = Some(done);
-                    break;
-                }
+                Ok(Msg::Job(j)) => jobs.push(j),
+                Ok(Msg::Wake) => {}
+                Ok(Msg::Close(done)) => closing = Some(done),
                 Err(_) => break,
             }
         }
-        let started = Instant::now();
-        // A batch of lazy writes only is committed without an fsync; the next durable
-        // commit takes it to the disk. Under a steady load the batch that finds a
-        // checkpoint due is that commit, a redb transaction with a fold (so the log can
-        // start over).
-        let checkpoint = checkpoint_due.is_some_and(|due| started >= due);
-        let durable = (options.durable && batch.iter().any(|j| j.needs_sync())) || checkpoint;
-        if mem.stale {
-            match wal.records().map_err(se).and_then(|r| Mem::load(&db, r)) {
-                Ok(m) => mem = m,
-                Err(e) => {
-                    // Answering from a state the file does not hold would charge wrongly:
-                    // the batch fails (5012), and the next one reads the file again.
-                    tracing::error!(error = %e, "reading the data file after a failed commit");
-                    crate::metrics::record_commit(batch.len(), started.elapsed(), false);
-                    replies.send(Delivery::Batch(batch, Err(e)));
-                    continue;
-                }
+        if closing.is_some() {
+            break;
+        }
+        round(
+            &db,
+            &mut wal,
+            &shared,
+            jobs,
+            &mut checkpoint_due,
+            false,
+            &replies,
+        );
+    }
+    // A clean close: what is queued and pending, then a durable fold, so no journal is
+    // left. Later operations fail (the queue closes with this thread).
+    let mut jobs = Vec::new();
+    while let Ok(m) = rx.try_recv() {
+        if let Msg::Job(j) = m {
+            jobs.push(j);
+        }
+    }
+    round(
+        &db,
+        &mut wal,
+        &shared,
+        jobs,
+        &mut checkpoint_due,
+        true,
+        &replies,
+    );
+    lock(&shared).db = None;
+    match Arc::try_unwrap(db) {
+        Ok(db) => {
+            if let Err(e) = db.close() {
+                tracing::warn!(error = %e, "closing the data file");
             }
         }
-        let fold = checkpoint || fold_due(&mem, started);
-        let result = run_batch(&db, &mut wal, &mut mem, &mut batch, &policy, durable, fold);
-        match result {
-            // The failed batch's changes are in memory, not in the file.
-            Err(_) => mem.stale = true,
-            Ok(Written::Commit) if durable => {
-                checkpoint_due = None;
-                if mem.unfolded.since.is_none() {
-                    // Everything the log holds is in the tables, on the disk.
-                    wal.restart();
-                }
-            }
-            Ok(Written::Nothing) => {}
-            Ok(Written::Log) if durable => {}
-            // Not synced: on the disk within the interval (a `kill -9` leaves what was
-            // written to the log, a crash of the machine does not).
-            Ok(Written::Log | Written::Commit) => {
-                if checkpoint_due.is_none() && batch.iter().any(|j| j.writes()) {
-                    checkpoint_due = Some(started + interval);
-                }
-            }
-        }
-        crate::metrics::record_commit(batch.len(), started.elapsed(), result.is_ok());
-        let commit = match result {
-            Ok(_) => {
-                crate::metrics::set_sizes(mem.sessions.len() as u64, mem.reservations);
-                Ok(())
-            }
-            Err(e) => {
-                tracing::error!(error = %e, operations = batch.len(), "store commit failed");
-                Err(e)
-            }
-        };
-        replies.send(Delivery::Batch(batch, commit));
-    }
-    // A clean close leaves no journal, and the last commits on the disk.
-    if let Err(e) = checkpoint(&db, &mut wal, &mut mem) {
-        tracing::error!(error = %e, "the store's last commit failed");
-    }
-    if let Err(e) = db.close() {
-        tracing::warn!(error = %e, "closing the data file");
+        Err(_) => tracing::warn!("the data file is still in use at close"),
     }
     if let Some(done) = closing {
-        // After the answers of the batches before it.
+        // After the answers of the rounds before it.
         replies.send(Delivery::Closed(done));
+    }
+}
+
+/// One round of the writer: under the lock, the queued operations run and the CCRs'
+/// records waiting are taken (with a fold when one is due); then, without the lock, the
+/// records go to the log and the rest to a redb transaction; then everything is answered.
+fn round(
+    db: &Database,
+    wal: &mut Wal,
+    shared: &Shared,
+    mut jobs: Vec<Box<dyn Job>>,
+    checkpoint_due: &mut Option<Instant>,
+    closing: bool,
+    replies: &Replies,
+) {
+    let options = &shared.options;
+    let started = Instant::now();
+    let checkpoint = closing || checkpoint_due.is_some_and(|due| started >= due);
+    let mut guard = lock(shared);
+    let st = &mut *guard;
+    if st.mem.stale {
+        match wal.records().map_err(se).and_then(|r| Mem::load(db, r)) {
+            Ok(m) => {
+                st.durable_next = m.journal_next;
+                st.mem = m;
+            }
+            Err(e) => {
+                // Answering from a state the file does not hold would charge wrongly: the
+                // operations fail (5012), and the next round reads the file again.
+                tracing::error!(error = %e, "reading the data file after a failed commit");
+                drop(guard);
+                crate::metrics::record_commit(jobs.len(), started.elapsed(), false);
+                replies.send(Delivery::Batch(jobs, Err(e)));
+                return;
+            }
+        }
+    }
+    let sync_jobs = jobs.iter().any(|j| j.needs_sync());
+    let write_jobs = jobs.iter().any(|j| j.writes());
+    let ran = {
+        let mut t = Tables {
+            db,
+            mem: &mut st.mem,
+            txn: None,
+            read: None,
+            scratch: Vec::new(),
+            journal: Vec::new(),
+        };
+        let mut ran = Ok(());
+        for job in jobs.iter_mut() {
+            ran = job.run(&mut t, &shared.policy);
+            if ran.is_err() {
+                break;
+            }
+        }
+        ran.map(|()| (t.txn.take(), std::mem::take(&mut t.journal)))
+    };
+    let mut records = std::mem::take(&mut st.pending);
+    let mut ops = std::mem::take(&mut st.pending_ops) + jobs.len();
+    jobs.append(&mut st.waiting);
+    let (txn, journal) = match ran {
+        Ok(v) => v,
+        Err(e) => {
+            // Memory holds part of the failed operations, and the CCRs decided since were
+            // decided on it: all fail, and memory is read again from the file.
+            st.mem.stale = true;
+            drop(guard);
+            tracing::error!(error = %e, operations = jobs.len(), "store operation failed");
+            crate::metrics::record_commit(ops, started.elapsed(), false);
+            replies.send(Delivery::Batch(jobs, Err(e)));
+            return;
+        }
+    };
+    let durable =
+        (options.durable && (sync_jobs || !records.is_empty() || !jobs.is_empty())) || checkpoint;
+    let fold_due = checkpoint
+        || st.mem.unfolded.since.is_some_and(|since| {
+            st.mem.unfolded.changes >= options.fold_changes
+                || started >= since + options.fold_interval
+        });
+    // The operations' journal entry: in the log when they wrote no table, else in the
+    // `journal` table with their transaction; none when a fold takes their changes.
+    let mut entry = None;
+    if !journal.is_empty() {
+        let seq = st.mem.journal_next;
+        st.mem.journal_next += 1;
+        if txn.is_none() && !fold_due {
+            wal::encode(seq, &journal, &mut records);
+        } else if !fold_due {
+            entry = Some((seq, journal));
+        }
+    }
+    let fold = if fold_due {
+        match Fold::take(&mut st.mem) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                st.mem.stale = true;
+                drop(guard);
+                crate::metrics::record_commit(ops, started.elapsed(), false);
+                replies.send(Delivery::Batch(jobs, Err(e)));
+                return;
+            }
+        }
+    } else {
+        None
+    };
+    let upto = st.mem.journal_next;
+    drop(guard);
+
+    // To the disk, without the lock: the runtime's threads go on deciding CCRs meanwhile.
+    let committed = txn.is_some() || fold.is_some() || entry.is_some();
+    let fold_started = Instant::now();
+    let result = (|| -> Result<(), StoreError> {
+        if !records.is_empty() {
+            // A durable fold below takes their changes to the disk as well.
+            let sync = durable && fold.is_none();
+            wal.write_encoded(&records, sync).map_err(se)?;
+        }
+        if committed {
+            let mut txn = match txn {
+                Some(txn) => txn,
+                None => db.begin_write().map_err(se)?,
+            };
+            txn.set_durability(if durable {
+                Durability::Immediate
+            } else {
+                Durability::None
+            })
+            .map_err(se)?;
+            if let Some(f) = &fold {
+                f.write(&txn)?;
+            } else if let Some((seq, journal)) = &entry {
+                txn.open_table(JOURNAL)
+                    .map_err(se)?
+                    .insert(*seq, journal.as_slice())
+                    .map_err(se)?;
+            }
+            txn.commit().map_err(se)?;
+        }
+        Ok(())
+    })();
+    if fold.is_some() && result.is_ok() {
+        crate::metrics::record_fold(fold_started.elapsed());
+    }
+
+    let mut guard = lock(shared);
+    let st = &mut *guard;
+    match &result {
+        Ok(()) => {
+            if let Some(f) = &fold {
+                st.mem.folding = None;
+                st.mem.journal_start = f.next;
+            }
+            if durable {
+                st.durable_next = st.durable_next.max(upto);
+                if committed {
+                    *checkpoint_due = None;
+                }
+                if fold.is_some() {
+                    // Every record in the log is in the tables, on the disk.
+                    wal.restart();
+                }
+            } else if (committed && write_jobs) || !records.is_empty() || fold.is_some() {
+                checkpoint_due.get_or_insert(started + options.checkpoint_interval);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, operations = ops, "store commit failed");
+            // The CCRs decided since were decided on what failed: they fail too.
+            st.mem.stale = true;
+            ops += st.pending_ops;
+            st.pending.clear();
+            st.pending_ops = 0;
+            jobs.append(&mut st.waiting);
+        }
+    }
+    crate::metrics::set_sizes(st.mem.sessions.len() as u64, st.mem.reservations);
+    drop(guard);
+    if ops > 0 || committed {
+        crate::metrics::record_commit(ops, started.elapsed(), result.is_ok());
+    }
+    if !jobs.is_empty() {
+        replies.send(Delivery::Batch(jobs, result));
     }
 }
 
@@ -1474,7 +1698,7 @@ impl ChargingStore for RedbStore {
     }
 
     fn credit_control(&self, req: CcRequest, now: UnixMillis) -> StoreFuture<'_, Applied> {
-        self.submit(move |t, p| t.credit_control(p, &req, now))
+        self.decide(req, now)
     }
 
     fn sweep(&self, now: UnixMillis) -> StoreFuture<'_, SweepReport> {

@@ -83,29 +83,27 @@ impl Wal {
     /// Writes a record after the last one, and takes it to the disk when `sync`. On an
     /// error the next record is written in its place.
     pub fn write(&mut self, seq: u64, payload: &[u8], sync: bool) -> io::Result<()> {
-        let at = self.end;
-        let written = self.append(seq, payload);
-        let done = written.and_then(|()| if sync { self.sync() } else { Ok(()) });
-        if done.is_err() {
-            self.end = at;
-        }
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        encode(seq, payload, &mut buf);
+        let done = self.write_encoded(&buf, sync);
+        self.buf = buf;
         done
     }
 
-    /// Writes a record after the last one (not synced).
-    fn append(&mut self, seq: u64, payload: &[u8]) -> io::Result<()> {
-        let len = u32::try_from(payload.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "record too large"))?;
-        self.buf.clear();
-        self.buf.extend_from_slice(&MAGIC.to_le_bytes());
-        self.buf.extend_from_slice(&seq.to_le_bytes());
-        self.buf.extend_from_slice(&len.to_le_bytes());
-        self.buf
-            .extend_from_slice(&checksum(seq, len, payload).to_le_bytes());
-        self.buf.extend_from_slice(payload);
-        self.file.write_all_at(&self.buf, self.end)?;
-        self.end += self.buf.len() as u64;
-        Ok(())
+    /// Writes records encoded by [`encode`] after the last one, and takes them to the disk
+    /// when `sync`. On an error the next records are written in their place.
+    pub fn write_encoded(&mut self, records: &[u8], sync: bool) -> io::Result<()> {
+        let at = self.end;
+        let done = self
+            .file
+            .write_all_at(records, at)
+            .and_then(|()| if sync { self.sync() } else { Ok(()) });
+        match done {
+            Ok(()) => self.end = at + records.len() as u64,
+            Err(_) => self.end = at,
+        }
+        done
     }
 
     /// Takes what was written to the disk.
@@ -133,6 +131,18 @@ impl Wal {
     pub fn restart(&mut self) {
         self.end = 0;
     }
+}
+
+/// Appends record `seq` carrying `payload` to `out`, as the log holds it. (A payload is one
+/// batch's journal entry, far below the 4 GiB a length holds; a longer one would be
+/// written with a wrong length, fail its checksum and end the log when read.)
+pub fn encode(seq: u64, payload: &[u8], out: &mut Vec<u8>) {
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&MAGIC.to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&checksum(seq, len, payload).to_le_bytes());
+    out.extend_from_slice(payload);
 }
 
 fn checksum(seq: u64, len: u32, payload: &[u8]) -> u32 {
