@@ -982,13 +982,16 @@ struct State {
     mem: Mem,
     /// Log records not yet written.
     pending: Vec<u8>,
+    /// The buffer `pending` was before, written and emptied, for the next swap.
+    spare: Vec<u8>,
     /// The CCRs in them.
     pending_ops: usize,
     /// Answers waiting for the records up to theirs to be on the disk (with `durable`).
     waiting: Vec<Box<dyn Job>>,
     /// Every journal entry numbered below this is on the disk.
     durable_next: u64,
-    /// False while the writer sleeps (or is about to): the next CCR that needs it wakes it.
+    /// False while the writer sleeps without a deadline (or is about to): the next CCR
+    /// that needs it wakes it.
     writer_awake: bool,
     /// Buffers a CCR reuses.
     scratch: Vec<u8>,
@@ -1073,6 +1076,7 @@ impl RedbStore {
                 durable_next: mem.journal_next,
                 mem,
                 pending: Vec::new(),
+                spare: Vec::new(),
                 pending_ops: 0,
                 waiting: Vec::new(),
                 writer_awake: true,
@@ -1135,6 +1139,7 @@ impl RedbStore {
                 Err(e)
             }
         };
+        let (pending_before, changes_before) = (st.pending.len(), st.mem.unfolded.changes);
         if !journal.is_empty() {
             let seq = st.mem.journal_next;
             st.mem.journal_next += 1;
@@ -1154,8 +1159,19 @@ impl RedbStore {
                     .unwrap_or_else(|_| Err(StoreError("store writer stopped".into())))
             });
         }
-        if st.pending.len() >= PENDING_MAX || st.mem.unfolded.changes >= shared.options.fold_changes
+        // Answered now: the writer puts the record in the log within `FLUSH_EVERY`, woken
+        // if it sleeps without a deadline, and at once for a large backlog or a fold due.
+        let crossed = |before: usize, after: usize, limit: usize| before < limit && after >= limit;
+        if crossed(pending_before, st.pending.len(), PENDING_MAX)
+            || crossed(
+                changes_before,
+                st.mem.unfolded.changes,
+                shared.options.fold_changes,
+            )
         {
+            st.writer_awake = true;
+            let _ = shared.queue.send(Msg::Wake);
+        } else if st.pending.len() > pending_before {
             wake(shared, st);
         }
         drop(guard);
@@ -1421,13 +1437,15 @@ fn writer(
     // a commit with [`Durability::Immediate`]" — a crash takes the file back to the last
     // durable commit, however many non-durable ones followed it.
     let mut checkpoint_due: Option<Instant> = None;
+    let mut last = Vec::new();
     loop {
         // Asleep unless answers wait for the disk: until an operation or a wake comes, or
         // a checkpoint, a fold or (without `durable`) a flush of the log is due.
         let (busy, due) = {
             let mut st = lock(&shared);
             let busy = !st.waiting.is_empty() || (options.durable && !st.pending.is_empty());
-            st.writer_awake = busy;
+            // With records pending it comes back for them within `FLUSH_EVERY` unwoken.
+            st.writer_awake = busy || !st.pending.is_empty();
             let fold_at = st.mem.unfolded.since.map(|t| t + options.fold_interval);
             let flush_at = (!st.pending.is_empty()).then(|| Instant::now() + FLUSH_EVERY);
             let due = [checkpoint_due, fold_at, flush_at]
@@ -1458,6 +1476,7 @@ fn writer(
             }
         }
         if closing.is_some() {
+            last = jobs;
             break;
         }
         round(
@@ -1470,9 +1489,11 @@ fn writer(
             &replies,
         );
     }
-    // A clean close: what is queued and pending, then a durable fold, so no journal is
-    // left. Later operations fail (the queue closes with this thread).
-    let mut jobs = Vec::new();
+    // A clean close: no CCR is decided from now on (they go to the queue, which closes
+    // with this thread and fails them); what is queued and pending is written, then a
+    // durable fold leaves no journal.
+    lock(&shared).db = None;
+    let mut jobs = last;
     while let Ok(m) = rx.try_recv() {
         if let Msg::Job(j) = m {
             jobs.push(j);
@@ -1487,7 +1508,6 @@ fn writer(
         true,
         &replies,
     );
-    lock(&shared).db = None;
     match Arc::try_unwrap(db) {
         Ok(db) => {
             if let Err(e) = db.close() {
@@ -1556,7 +1576,8 @@ fn round(
         }
         ran.map(|()| (t.txn.take(), std::mem::take(&mut t.journal)))
     };
-    let mut records = std::mem::take(&mut st.pending);
+    let spare = std::mem::take(&mut st.spare);
+    let mut records = std::mem::replace(&mut st.pending, spare);
     let mut ops = std::mem::take(&mut st.pending_ops) + jobs.len();
     jobs.append(&mut st.waiting);
     let (txn, journal) = match ran {
@@ -1676,6 +1697,10 @@ fn round(
         }
     }
     crate::metrics::set_sizes(st.mem.sessions.len() as u64, st.mem.reservations);
+    if records.capacity() <= 2 * PENDING_MAX {
+        records.clear();
+        st.spare = records;
+    }
     drop(guard);
     if ops > 0 || committed {
         crate::metrics::record_commit(ops, started.elapsed(), result.is_ok());
@@ -2022,6 +2047,40 @@ mod tests {
             total(&copy.account("a".into()).await.unwrap().unwrap()),
             before - 1 + 5
         );
+        RedbStore::close(&copy).await;
+        RedbStore::close(&store).await;
+    }
+
+    /// Without `durable` a CCR is answered before its record is written, and the writer
+    /// puts it in the log soon after (and on the disk within `checkpoint_interval`), also
+    /// when no other request follows: a `kill -9` a moment later keeps it.
+    #[tokio::test]
+    async fn without_durable_a_ccr_reaches_the_log_soon_after_its_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = RedbOptions {
+            max_batch: 8,
+            durable: false,
+            checkpoint_interval: Duration::from_millis(50),
+            fold_interval: Duration::from_secs(3600),
+            ..RedbOptions::default()
+        };
+        let (store, path, options, _) = store_with_account_and(dir.path(), options).await;
+        // The account's provisioning reaches the disk with a checkpoint.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let cc = |r: CcRequest| ChargingStore::credit_control(&store, r, 1_000);
+        assert_eq!(cc(ccr_i()).await.unwrap().answer.result_code, rc::SUCCESS);
+        assert_eq!(
+            cc(ccr_u(1, 70)).await.unwrap().answer.result_code,
+            rc::SUCCESS
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let copy = as_after_a_crash(&path, 0, &options);
+        let total = |a: &Account| a.balances[&UnitKind::TotalOctets].total();
+        assert_eq!(
+            total(&copy.account("a".into()).await.unwrap().unwrap()),
+            10_000_000 - 70
+        );
+        assert_eq!(copy.counts().await.unwrap().sessions, 1);
         RedbStore::close(&copy).await;
         RedbStore::close(&store).await;
     }
