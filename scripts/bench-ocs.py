@@ -222,23 +222,27 @@ def load(args, ocs, extra):
 
 
 def fsync_yardstick(dirname, n=500):
-    """fdatasync latency after a 4 KiB write, in µs: (p50, p99, mean)."""
+    """fdatasync after a 4 KiB write into a file of 1 MiB: latency in µs (p50, p99, mean)
+    and the CPU time of the calling thread per fdatasync (the kernel's work for it)."""
     path = os.path.join(dirname, "fsync-probe")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
     lat = []
+    cpu = 0.0
     try:
         block = b"x" * 4096
         for i in range(n):
             os.pwrite(fd, block, (i % 256) * 4096)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             os.fdatasync(fd)
+            cpu += time.thread_time() - c
             lat.append((time.perf_counter() - t) * 1e6)
     finally:
         os.close(fd)
         os.unlink(path)
     lat.sort()
     return {"p50_us": round(lat[len(lat) // 2]), "p99_us": round(lat[int(len(lat) * 0.99)]),
-            "mean_us": round(statistics.mean(lat)), "loadavg": loadavg()}
+            "mean_us": round(statistics.mean(lat)), "cpu_us": round(cpu / n * 1e6, 1),
+            "loadavg": loadavg()}
 
 
 def ccru_run(args, durable):
@@ -342,6 +346,16 @@ def main():
         print("ccru not durable", out["nodur"], flush=True)
     out["fsync_after"] = fsync_yardstick(args.workdir)
     print("fsync after", out["fsync_after"], flush=True)
+    # The fsync yardstick's CPU per fdatasync, times the commits (each one fdatasync) per
+    # CCR: what the durable runs spend in the kernel for the disk, and the rest.
+    fsync_cpu = (out["fsync_before"]["cpu_us"] + out["fsync_after"]["cpu_us"]) / 2
+    for r in out.get("ccru", []):
+        if r.get("commits_per_s") and r.get("tps") and r.get("server_cpu_us_per_ccr"):
+            share = fsync_cpu * r["commits_per_s"] / r["tps"]
+            r["fsync_cpu_us_per_ccr"] = round(share, 1)
+            r["server_cpu_us_per_ccr_without_fsync"] = round(r["server_cpu_us_per_ccr"] - share, 1)
+            print("durable: fsync share", r["fsync_cpu_us_per_ccr"], "µs/CCR, the rest",
+                  r["server_cpu_us_per_ccr_without_fsync"], flush=True)
     if "memory" not in args.skip:
         out["memory"] = memory_run(args)
         print("memory", out["memory"], flush=True)

@@ -1,29 +1,38 @@
-//! The embedded durable store: one redb file and its log ([`wal`]), written by one writer
-//! thread that commits concurrent operations together (group commit).
+//! The embedded durable store: one redb file and its log ([`wal`]), kept in memory
+//! ([`Mem`]) behind one lock ([`State`]) and written by one writer thread that commits
+//! concurrent operations together (group commit).
 //!
-//! Operations queue up while a commit is being synced; the writer takes everything queued
-//! (up to `max_batch`), runs each operation in turn (each sees the effects of those before
-//! it), commits once, and only then answers them all. An operation reads first and writes
-//! after, so one that fails leaves nothing behind; a failed write fails the whole batch.
+//! **A CCR is decided where it arrives** ([`RedbStore::decide`]): on the runtime's thread,
+//! under the lock, from memory — its changes made there and its journal entry (below)
+//! encoded as a log record into a pending buffer, in the order of the entries' numbers.
+//! Without `durable` it is answered at once; with it, once its record and every one
+//! before it is on the disk. The writer takes the pending records under the lock and
+//! writes them without it — one `pwrite` and, with `durable`, one `fdatasync` for all the
+//! CCRs decided meanwhile — then answers those waiting (one wake of the runtime per round).
+//! So no CCR crosses to another thread and back to be decided, and the lock is held for a
+//! decision, not for a disk write.
 //!
-//! **Two ways to the disk.** A batch whose operations read and write memory only — CCRs
-//! of live sessions, and CCR-Is of subscribers whose index entry it reads — commits by
-//! appending its journal entry (below) to the log: one `pwrite`, and one `fdatasync` with
-//! `durable`. A batch that writes a table (provisioning, the sweep, the visited role's
-//! records) or folds the journal is one redb write transaction, its journal entry in the
-//! `journal` table. Each batch is atomic either way: a log record is read back only when
-//! whole (checksummed), a redb commit is atomic. A `kill -9` at any moment leaves, with
-//! `durable`, every batch answered; no answer was sent for anything not on the disk.
+//! **Every other operation** (provisioning, the operator's reads and changes, the sweep,
+//! the visited role's records) is queued for the writer, which runs the queued ones in
+//! turn under the lock (each sees the effects of those before it), in one redb write
+//! transaction when one writes a table (its journal entry then in the `journal` table), and
+//! answers them after the commit. An operation reads first and writes after, so one that
+//! fails leaves nothing behind; a failed write fails the round's operations and the CCRs
+//! decided after them, and memory is read again from the file. Each round is atomic on the
+//! disk: a log record is read back only when whole (checksummed), a redb commit is atomic.
+//! A `kill -9` at any moment leaves, with `durable`, every CCR answered; no answer was sent
+//! for anything not on the disk.
 //!
-//! Not every commit is durable: without `durable` none of the batches are, and with it a
-//! batch of reads and lazy writes ([`RedbStore::put_visited_lazy`]) is not. A crash takes
-//! the redb file back to its last durable commit, so the writer makes one at most
-//! `checkpoint_interval` after the first write that was not synced (with the batch that
-//! finds it due, or alone when no request comes), folding the journal with it. Without
-//! `durable`, a crash of the machine then loses at most the batches of that interval,
-//! answered or not; a `kill -9` loses the redb commits of the interval, not what was
-//! written to the log (the page cache outlives the process), and the journal is read back
-//! up to its first missing entry.
+//! Not every commit is durable: without `durable` none are, and with it a round of reads
+//! and lazy writes ([`RedbStore::put_visited_lazy`]) is not. A crash takes the redb file
+//! back to its last durable commit, so the writer makes one at most `checkpoint_interval`
+//! after the first write that was not synced (with the round that finds it due, or alone
+//! when no request comes), folding the journal with it. Without `durable`, the writer puts
+//! answered CCRs' records in the log within a few milliseconds ([`FLUSH_EVERY`]); a crash
+//! of the machine then loses at most the CCRs of the last interval, answered or not; a
+//! `kill -9` loses the redb commits of the interval and the records not yet written, not
+//! what was written to the log (the page cache outlives the process), and the journal is
+//! read back up to its first missing entry.
 //!
 //! Tables:
 //! - `accounts`: account id → account
@@ -43,23 +52,24 @@
 //! sessions of an account (re-authorised on a top-up) are indexed in memory; those of a
 //! client that restarted are found by walking the sessions.
 //!
-//! **The journal.** A batch does not update the `accounts`, `sessions` and `answers`
-//! B-trees: each such insert copies and rebuilds a page of redb's copy-on-write tree, three
-//! per CCR-U. It writes its changes, encoded one after the other, as one journal entry
-//! numbered in order, to the log or the `journal` table. Once the journal holds
-//! `fold_changes` changes or its oldest is `fold_interval` old, the next batch's
-//! transaction folds it into the tables — each changed account and session written once
-//! however often it changed, the answers inserted in key order — empties the `journal`
-//! table and records the number of the next entry as the first not folded; when no batch
-//! comes, a transaction of its own does. After a durable commit that leaves nothing
-//! unfolded, the log starts over from its beginning. Memory knows what is not folded yet
-//! ([`Unfolded`]): a retransmission's answer is looked up there first. At open the tables
-//! are read, then the journal's entries (from the table and the log, by number, from the
-//! first not folded up to the first missing) over them; each change is a whole record, so
-//! a change older than what a fold wrote is overwritten by a later one. Then everything is
-//! folded, durably, and the log starts over. A clean close folds everything, so an older
-//! version (which does not read the log) opens a cleanly closed file correctly, not a
-//! crashed one.
+//! **The journal.** No CCR updates the `accounts`, `sessions` and `answers` B-trees: each
+//! such insert copies and rebuilds a page of redb's copy-on-write tree, three per CCR-U.
+//! Its changes, encoded one after the other, are one journal entry, numbered in order,
+//! in the log (or, for an operation run in a redb transaction, the `journal` table). Once
+//! the journal holds `fold_changes` changes or its oldest is `fold_interval` old, the
+//! writer folds it into the tables ([`Fold`]): under the lock it takes what is unfolded
+//! and encodes each changed account and session once, however often it changed; without
+//! the lock it writes them and the answers (in key order) in a redb transaction that
+//! empties the `journal` table and records the number of the next entry as the first not
+//! folded. Memory knows what is not folded yet ([`Unfolded`], and the fold being written):
+//! a retransmission's answer is looked up there first. After a durable fold the log starts
+//! over from its beginning (every record in it is folded; those decided meanwhile are
+//! still pending). At open the tables are read, then the journal's entries (from the table
+//! and the log, by number, from the first not folded up to the first missing) over them;
+//! each change is a whole record, so a change older than what a fold wrote is overwritten
+//! by a later one. Then everything is folded, durably, and the log starts over. A clean
+//! close folds everything, so an older version (which does not read the log) opens a
+//! cleanly closed file correctly, not a crashed one.
 //!
 //! The sweep's index of sessions by Tcc deadline is not a table: every CCR moves a
 //! session's deadline, and the index follows from the sessions table, so the writer keeps
@@ -1539,8 +1549,30 @@ fn round(
     let checkpoint = closing || checkpoint_due.is_some_and(|due| started >= due);
     let mut guard = lock(shared);
     let st = &mut *guard;
+    // The CCRs decided since the last round: their records and (with `durable`) answers.
+    let spare = std::mem::take(&mut st.spare);
+    let mut records = std::mem::replace(&mut st.pending, spare);
+    let decided_ops = std::mem::take(&mut st.pending_ops);
+    let mut decided = std::mem::take(&mut st.waiting);
     if st.mem.stale {
-        match wal.records().map_err(se).and_then(|r| Mem::load(db, r)) {
+        // Those CCRs were decided before memory went stale, on a whole state, and their
+        // records are in order: written first, so the file read back holds them.
+        let written = if records.is_empty() {
+            Ok(())
+        } else {
+            wal.write_encoded(&records, options.durable).map_err(se)
+        };
+        records.clear();
+        if !decided.is_empty() {
+            replies.send(Delivery::Batch(
+                std::mem::take(&mut decided),
+                written.clone(),
+            ));
+        }
+        let read = written
+            .and_then(|()| wal.records().map_err(se))
+            .and_then(|r| Mem::load(db, r));
+        match read {
             Ok(m) => {
                 st.durable_next = m.journal_next;
                 st.mem = m;
@@ -1549,6 +1581,7 @@ fn round(
                 // Answering from a state the file does not hold would charge wrongly: the
                 // operations fail (5012), and the next round reads the file again.
                 tracing::error!(error = %e, "reading the data file after a failed commit");
+                st.spare = records;
                 drop(guard);
                 crate::metrics::record_commit(jobs.len(), started.elapsed(), false);
                 replies.send(Delivery::Batch(jobs, Err(e)));
@@ -1576,23 +1609,25 @@ fn round(
         }
         ran.map(|()| (t.txn.take(), std::mem::take(&mut t.journal)))
     };
-    let spare = std::mem::take(&mut st.spare);
-    let mut records = std::mem::replace(&mut st.pending, spare);
-    let mut ops = std::mem::take(&mut st.pending_ops) + jobs.len();
-    jobs.append(&mut st.waiting);
     let (txn, journal) = match ran {
         Ok(v) => v,
         Err(e) => {
-            // Memory holds part of the failed operations, and the CCRs decided since were
-            // decided on it: all fail, and memory is read again from the file.
+            // Memory holds part of the failed operations: it is read again from the file
+            // by the next round, which first writes the records of the CCRs decided before
+            // them (put back; none came since, the lock is held).
             st.mem.stale = true;
+            st.spare = std::mem::replace(&mut st.pending, records);
+            st.pending_ops = decided_ops;
+            st.waiting = decided;
             drop(guard);
             tracing::error!(error = %e, operations = jobs.len(), "store operation failed");
-            crate::metrics::record_commit(ops, started.elapsed(), false);
+            crate::metrics::record_commit(jobs.len(), started.elapsed(), false);
             replies.send(Delivery::Batch(jobs, Err(e)));
             return;
         }
     };
+    let mut ops = decided_ops + jobs.len();
+    jobs.append(&mut decided);
     let durable =
         (options.durable && (sync_jobs || !records.is_empty() || !jobs.is_empty())) || checkpoint;
     let fold_due = checkpoint
