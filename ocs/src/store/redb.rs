@@ -1627,9 +1627,11 @@ fn round(
         }
     };
     let mut ops = decided_ops + jobs.len();
+    // A round of reads and lazy writes only goes without an fsync; CCRs waiting for the
+    // disk (a retransmission's answer among them, which has no record) need one.
+    let durable = (options.durable && (sync_jobs || !records.is_empty() || !decided.is_empty()))
+        || checkpoint;
     jobs.append(&mut decided);
-    let durable =
-        (options.durable && (sync_jobs || !records.is_empty() || !jobs.is_empty())) || checkpoint;
     let fold_due = checkpoint
         || st.mem.unfolded.since.is_some_and(|since| {
             st.mem.unfolded.changes >= options.fold_changes
