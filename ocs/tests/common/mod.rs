@@ -30,10 +30,20 @@ pub(crate) const IMSI_BARRED: &str = "001010000000005";
 
 /// A loopback address whose port was free a moment ago.
 pub(crate) fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    // A port the OS just handed out and took back may come again on the next call; the
+    // servers of one test then collide. So no port is given twice in a process.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        if !given.contains(&addr.port()) {
+            given.push(addr.port());
+            return addr;
+        }
+    }
 }
 
 /// The demo configuration on a free port with its data file in `dir`.
