@@ -1448,6 +1448,17 @@ fn writer(
     // durable commit, however many non-durable ones followed it.
     let mut checkpoint_due: Option<Instant> = None;
     let mut last = Vec::new();
+    let mut run = |jobs, checkpoint_due: &mut Option<Instant>, closing| {
+        round(
+            &db,
+            &mut wal,
+            &shared,
+            jobs,
+            checkpoint_due,
+            closing,
+            &replies,
+        )
+    };
     loop {
         // Asleep unless answers wait for the disk: until an operation or a wake comes, or
         // a checkpoint, a fold or (without `durable`) a flush of the log is due.
@@ -1489,15 +1500,7 @@ fn writer(
             last = jobs;
             break;
         }
-        round(
-            &db,
-            &mut wal,
-            &shared,
-            jobs,
-            &mut checkpoint_due,
-            false,
-            &replies,
-        );
+        run(jobs, &mut checkpoint_due, false);
     }
     // A clean close: no CCR is decided from now on (they go to the queue, which closes
     // with this thread and fails them); what is queued and pending is written, then a
@@ -1509,15 +1512,7 @@ fn writer(
             jobs.push(j);
         }
     }
-    round(
-        &db,
-        &mut wal,
-        &shared,
-        jobs,
-        &mut checkpoint_due,
-        true,
-        &replies,
-    );
+    run(jobs, &mut checkpoint_due, true);
     match Arc::try_unwrap(db) {
         Ok(db) => {
             if let Err(e) = db.close() {
@@ -1935,21 +1930,32 @@ mod tests {
         drop(store);
 
         let store = RedbStore::open(&path, options, policy).unwrap();
-        let again = ChargingStore::credit_control(&store, ccr_u(1, 100), 2_000)
-            .await
-            .unwrap();
-        assert!(again.duplicate);
-        assert_eq!(again.answer, first.answer);
-        let next = ChargingStore::credit_control(&store, ccr_u(2, 50), 2_000)
-            .await
-            .unwrap();
-        assert!(!next.duplicate);
+        let again = retransmitted_then_charged(&store, ccr_u(1, 100), ccr_u(2, 50)).await;
+        assert_eq!(again, first.answer);
         assert_eq!(
             total(&store.account("a".into()).await.unwrap().unwrap()),
             after_first - 50
         );
         assert_eq!(store.counts().await.unwrap().sessions, 1);
         RedbStore::close(&store).await;
+    }
+
+    /// `store` answers `again` from what it stored (that answer is returned) and charges
+    /// `next` as a new request.
+    async fn retransmitted_then_charged(
+        store: &RedbStore,
+        again: CcRequest,
+        next: CcRequest,
+    ) -> CcAnswer {
+        let again = ChargingStore::credit_control(store, again, 2_000)
+            .await
+            .unwrap();
+        assert!(again.duplicate);
+        let next = ChargingStore::credit_control(store, next, 2_000)
+            .await
+            .unwrap();
+        assert!(!next.duplicate);
+        again.answer
     }
 
     /// What a `kill -9` would leave of the file at `path` now (the process's memory gone,
@@ -2052,14 +2058,7 @@ mod tests {
             total(&copy.account("a".into()).await.unwrap().unwrap()),
             before
         );
-        let again = ChargingStore::credit_control(&copy, ccr_u(40, 400), 2_000)
-            .await
-            .unwrap();
-        assert!(again.duplicate);
-        let next = ChargingStore::credit_control(&copy, ccr_u(41, 1), 2_000)
-            .await
-            .unwrap();
-        assert!(!next.duplicate);
+        retransmitted_then_charged(&copy, ccr_u(40, 400), ccr_u(41, 1)).await;
         assert_eq!(
             total(&copy.account("a".into()).await.unwrap().unwrap()),
             before - 1
