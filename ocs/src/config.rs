@@ -47,7 +47,8 @@ pub struct StoreSection {
     /// The redb data file (relative paths are relative to the working directory).
     #[serde(default = "default_store_path")]
     pub path: PathBuf,
-    /// Most CCR transactions committed in one write transaction (group commit).
+    /// Most queued operations (all but CCRs, which are decided where they arrive and go
+    /// to the disk together) in one round of the store writer.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
     /// Sync every commit to disk (fsync). `false` trades durability for speed: commits are

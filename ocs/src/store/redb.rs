@@ -138,7 +138,8 @@ const ANSWER_SCAN_MAX: usize = 65_536;
 /// Settings of the store.
 #[derive(Debug, Clone)]
 pub struct RedbOptions {
-    /// Most operations per write transaction.
+    /// Most queued operations (all but CCRs, which are decided where they arrive) per
+    /// round of the writer.
     pub max_batch: usize,
     /// fsync every commit.
     pub durable: bool,
@@ -237,12 +238,11 @@ impl Leases {
     }
 }
 
-/// What the writer reads instead of the file: every account and every live session, as
-/// committed plus the changes of the batch being run, and the sweep's index of sessions by
-/// Tcc deadline. The file is written as before (it is what a restart reads), but a CCR reads
-/// no table: the `accounts` and `sessions` tables are read once, at open. A failed batch
-/// leaves this ahead of the file; it is then read again from the file before the next
-/// batch.
+/// What the store's operations read instead of the file: every account and every live
+/// session, with the changes not yet on the disk, and the sweep's index of sessions by Tcc
+/// deadline. The file is what a restart reads, but a CCR reads no table: the `accounts` and
+/// `sessions` tables are read once, at open. A failure leaves this ahead of the file
+/// (`stale`); it is then read again from the file before the next operation.
 #[derive(Default)]
 struct Mem {
     accounts: HashMap<String, Account>,
@@ -258,9 +258,8 @@ struct Mem {
     /// The stored answers of a fold being committed (still looked up here until it is).
     folding: Option<Arc<Answers>>,
     /// The number of the next batch written to the journal (the `journal` table or the
-    /// log); those before `journal_start` are folded into the tables.
+    /// log).
     journal_next: u64,
-    journal_start: u64,
     stale: bool,
     /// The last stored answer the sweep read; None: it starts at the beginning.
     answers_cursor: Option<(String, u32)>,
@@ -367,22 +366,17 @@ impl Mem {
                 rest = tail;
                 match change {
                     Change::Account(a) => mem.put_account(a),
-                    Change::Session(s) => {
-                        mem.put_session(s);
-                    }
-                    Change::SessionGone(sid) => {
-                        mem.delete_session(&sid);
-                    }
+                    Change::Session(s) => mem.put_session(s),
+                    Change::SessionGone(sid) => mem.delete_session(&sid),
                     Change::Answer(sid, n, stored) => mem.put_answer(sid, n, stored),
                 }
             }
         }
-        mem.journal_start = start.unwrap_or(0);
         // Past every number the log holds, read or not, so no record it still holds can
         // pass for a new one ([`wal`]).
         mem.journal_next = next
             .unwrap_or(0)
-            .max(mem.journal_start)
+            .max(start.unwrap_or(0))
             .max(newest_logged.map_or(0, |n| n + 1));
         Ok(mem)
     }
@@ -411,9 +405,8 @@ impl Mem {
         }
     }
 
-    /// A session written (new or changed); returns its reservation count and Tcc deadline
-    /// before, if it was live.
-    fn put_session(&mut self, s: Session) -> Option<(usize, UnixMillis)> {
+    /// A session written (new or changed).
+    fn put_session(&mut self, s: Session) {
         self.unfolded.touch();
         if !self.unfolded.sessions.contains(&s.id) {
             self.unfolded.sessions.insert(s.id.clone());
@@ -436,12 +429,13 @@ impl Mem {
                 self.sessions.insert(s.id.clone(), s);
             }
         }
-        old
     }
 
-    /// A session forgotten; returns it.
-    fn delete_session(&mut self, sid: &str) -> Option<Session> {
-        let s = self.sessions.remove(sid)?;
+    /// A session forgotten.
+    fn delete_session(&mut self, sid: &str) {
+        let Some(s) = self.sessions.remove(sid) else {
+            return;
+        };
         self.unfolded.touch();
         self.leases.remove(&s.id, s.lease_until);
         if let Some(ids) = self.by_account.get_mut(&s.account) {
@@ -453,8 +447,7 @@ impl Mem {
         self.reservations = self
             .reservations
             .saturating_sub(s.reservations.len() as u64);
-        self.unfolded.sessions.insert(s.id.clone());
-        Some(s)
+        self.unfolded.sessions.insert(s.id);
     }
 
     /// A stored answer (encoded [`StoredAnswer`]) of (Session-Id, CC-Request-Number).
@@ -992,10 +985,10 @@ struct State {
     mem: Mem,
     /// Log records not yet written.
     pending: Vec<u8>,
-    /// The buffer `pending` was before, written and emptied, for the next swap.
-    spare: Vec<u8>,
     /// The CCRs in them.
     pending_ops: usize,
+    /// The buffer `pending` was before, written and emptied, for the next swap.
+    spare: Vec<u8>,
     /// Answers waiting for the records up to theirs to be on the disk (with `durable`).
     waiting: Vec<Box<dyn Job>>,
     /// Every journal entry numbered below this is on the disk.
@@ -1663,7 +1656,7 @@ fn round(
 
     // To the disk, without the lock: the runtime's threads go on deciding CCRs meanwhile.
     let committed = txn.is_some() || fold.is_some() || entry.is_some();
-    let fold_started = Instant::now();
+    let mut fold_took = None;
     let result = (|| -> Result<(), StoreError> {
         if !records.is_empty() {
             // A durable fold below takes their changes to the disk as well.
@@ -1671,6 +1664,7 @@ fn round(
             wal.write_encoded(&records, sync).map_err(se)?;
         }
         if committed {
+            let fold_started = Instant::now();
             let mut txn = match txn {
                 Some(txn) => txn,
                 None => db.begin_write().map_err(se)?,
@@ -1690,20 +1684,22 @@ fn round(
                     .map_err(se)?;
             }
             txn.commit().map_err(se)?;
+            if fold.is_some() {
+                fold_took = Some(fold_started.elapsed());
+            }
         }
         Ok(())
     })();
-    if fold.is_some() && result.is_ok() {
-        crate::metrics::record_fold(fold_started.elapsed());
+    if let Some(took) = fold_took {
+        crate::metrics::record_fold(took);
     }
 
     let mut guard = lock(shared);
     let st = &mut *guard;
     match &result {
         Ok(()) => {
-            if let Some(f) = &fold {
+            if fold.is_some() {
                 st.mem.folding = None;
-                st.mem.journal_start = f.next;
             }
             if durable {
                 st.durable_next = st.durable_next.max(upto);

@@ -30,8 +30,6 @@ pub struct Wal {
     path: PathBuf,
     /// Where the next record is written.
     end: u64,
-    /// Encoding buffer of one record.
-    buf: Vec<u8>,
 }
 
 /// The records read at open: (seq, payload), in file order, seqs increasing.
@@ -69,26 +67,9 @@ impl Wal {
                 file,
                 path: path.to_path_buf(),
                 end,
-                buf: Vec::with_capacity(64 * 1024),
             },
             records,
         ))
-    }
-
-    /// The log's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Writes a record after the last one, and takes it to the disk when `sync`. On an
-    /// error the next record is written in its place.
-    pub fn write(&mut self, seq: u64, payload: &[u8], sync: bool) -> io::Result<()> {
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.clear();
-        encode(seq, payload, &mut buf);
-        let done = self.write_encoded(&buf, sync);
-        self.buf = buf;
-        done
     }
 
     /// Writes records encoded by [`encode`] after the last one, and takes them to the disk
@@ -98,17 +79,12 @@ impl Wal {
         let done = self
             .file
             .write_all_at(records, at)
-            .and_then(|()| if sync { self.sync() } else { Ok(()) });
+            .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
         match done {
             Ok(()) => self.end = at + records.len() as u64,
             Err(_) => self.end = at,
         }
         done
-    }
-
-    /// Takes what was written to the disk.
-    pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
     }
 
     /// The records written since the last [`Wal::restart`], read back from the file.
@@ -118,11 +94,6 @@ impl Wal {
             .unwrap_or(usize::MAX)
             .min(bytes.len());
         Ok(scan(&bytes[..end]).0)
-    }
-
-    /// Whether records were written since the last [`Wal::restart`].
-    pub fn is_empty(&self) -> bool {
-        self.end == 0
     }
 
     /// The next record goes to the start of the file: every record written so far is
@@ -183,18 +154,27 @@ fn scan(bytes: &[u8]) -> (Records, u64) {
 mod tests {
     use super::*;
 
+    fn write(wal: &mut Wal, seq: u64, payload: &[u8], sync: bool) {
+        let mut record = Vec::new();
+        encode(seq, payload, &mut record);
+        wal.write_encoded(&record, sync).unwrap();
+    }
+
     #[test]
     fn records_are_read_back_up_to_a_torn_or_older_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.wal");
         let (mut wal, records) = Wal::open(&path).unwrap();
-        assert!(records.is_empty() && wal.is_empty());
+        assert!(records.is_empty() && wal.records().unwrap().is_empty());
         assert_eq!(std::fs::metadata(&path).unwrap().len(), PREALLOCATED);
         for seq in 1..=5u64 {
-            wal.write(seq, &vec![seq as u8; 100 * seq as usize], false)
-                .unwrap();
+            write(
+                &mut wal,
+                seq,
+                &vec![seq as u8; 100 * seq as usize],
+                seq == 5,
+            );
         }
-        wal.sync().unwrap();
         drop(wal);
         let (mut wal, records) = Wal::open(&path).unwrap();
         assert_eq!(
@@ -205,13 +185,13 @@ mod tests {
 
         // A new round over the old one: the old records after it are older, not read.
         wal.restart();
-        wal.write(6, b"six", false).unwrap();
-        wal.write(7, b"seven", true).unwrap();
+        write(&mut wal, 6, b"six", false);
+        write(&mut wal, 7, b"seven", true);
         drop(wal);
         let (mut wal, records) = Wal::open(&path).unwrap();
         assert_eq!(records, vec![(6, b"six".to_vec()), (7, b"seven".to_vec())]);
         // Appending continues after them.
-        wal.write(8, b"eight", false).unwrap();
+        write(&mut wal, 8, b"eight", false);
         drop(wal);
         let (_, records) = Wal::open(&path).unwrap();
         assert_eq!(records.len(), 3);
