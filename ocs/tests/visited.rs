@@ -358,8 +358,8 @@ impl Net {
 
     /// Stops the visited OCS and starts it again on its data file, as after a crash; with
     /// `lose_lazy`, the writes it makes from then on without waiting for the disk are lost
-    /// (what a crash right after them leaves: redb keeps such a commit in the process until
-    /// a later durable one).
+    /// (what a crash right after them leaves: the writer holds such a record in memory for
+    /// a few milliseconds, and the disk gets it with a later durable write).
     async fn restart_vocs(mut self, lose_lazy: bool) -> Self {
         self.vocs.shutdown(Duration::from_secs(1)).await;
         let store = DurableVisitedStore::open(&self.vcfg).await.unwrap();

@@ -2,7 +2,7 @@
 //! ([`Mem`]) behind one lock ([`State`]) and written by one writer thread that commits
 //! concurrent operations together (group commit).
 //!
-//! **A CCR is decided where it arrives** ([`RedbStore::decide`]): on the runtime's thread,
+//! **A CCR is decided where it arrives** ([`RedbStore::inline`]): on the runtime's thread,
 //! under the lock, from memory — its changes made there and its journal entry (below)
 //! encoded as a log record into a pending buffer, in the order of the entries' numbers.
 //! Without `durable` it is answered at once; with it, once its record and every one
@@ -10,10 +10,11 @@
 //! writes them without it — one `pwrite` and, with `durable`, one `fdatasync` for all the
 //! CCRs decided meanwhile — then answers those waiting (one wake of the runtime per round).
 //! So no CCR crosses to another thread and back to be decided, and the lock is held for a
-//! decision, not for a disk write.
+//! decision, not for a disk write. The visited role's session records are written the
+//! same way (a journal entry each).
 //!
-//! **Every other operation** (provisioning, the operator's reads and changes, the sweep,
-//! the visited role's records) is queued for the writer, which runs the queued ones in
+//! **Every other operation** (provisioning, the operator's reads and changes, the sweep)
+//! is queued for the writer, which runs the queued ones in
 //! turn under the lock (each sees the effects of those before it), in one redb write
 //! transaction when one writes a table (its journal entry then in the `journal` table), and
 //! answers them after the commit. An operation reads first and writes after, so one that
@@ -24,7 +25,7 @@
 //! for anything not on the disk.
 //!
 //! Not every commit is durable: without `durable` none are, and with it a round of reads
-//! and lazy writes ([`RedbStore::put_visited_lazy`]) is not. A crash takes the redb file
+//! and lazy writes ([`RedbStore::put_visited_lazy`], written as without `durable`) is not. A crash takes the redb file
 //! back to its last durable commit, so the writer makes one at most `checkpoint_interval`
 //! after the first write that was not synced (with the round that finds it due, or alone
 //! when no request comes), folding the journal with it. Without `durable`, the writer puts
@@ -41,8 +42,10 @@
 //! - `answers`: (Session-Id, CC-Request-Number) → stored answer (with its expiry)
 //! - `meta`: the number of the first journal entry not folded; counters (sessions,
 //!   reservations) as of the last fold
-//! - `journal`: batch number → the changes of accounts, sessions and stored answers of a
-//!   batch committed through redb, not yet folded into their tables
+//! - `journal`: batch number → the changes of accounts, sessions, stored answers and
+//!   visited session records of a batch committed through redb, not yet folded into their
+//!   tables
+//! - `visited_sessions`: the PCEF's Session-Id → the visited role's session record
 //!
 //! The writer reads no table for a CCR: it keeps every account and live session in memory
 //! ([`Mem`]), read from the file at open, and writes each change to the file and to memory.
@@ -274,6 +277,8 @@ enum Change {
     Session(Session),
     SessionGone(String),
     Answer(String, u32, Vec<u8>),
+    Visited(String, Vec<u8>),
+    VisitedGone(String),
 }
 
 /// [`Change`] as written (the same encoding), without copies.
@@ -284,6 +289,9 @@ enum ChangeRef<'a> {
     SessionGone(&'a str),
     /// Session-Id, CC-Request-Number, the encoded [`StoredAnswer`].
     Answer(&'a str, u32, &'a [u8]),
+    /// The visited role's session record (the PCEF's Session-Id, the encoded record).
+    Visited(&'a str, &'a [u8]),
+    VisitedGone(&'a str),
 }
 
 /// Stored answers by (Session-Id, CC-Request-Number), encoded [`StoredAnswer`]s.
@@ -299,6 +307,10 @@ struct Unfolded {
     sessions: HashSet<String>,
     /// Sorted, so a fold inserts neighbours one after the other.
     answers: Answers,
+    /// The visited role's session records, encoded (None: removed). Memory keeps no
+    /// other copy: the visited store reads them once, at open, after the fold of the
+    /// journal.
+    visited: HashMap<String, Option<Vec<u8>>>,
     /// Changes since the last fold.
     changes: usize,
     /// When the first of them was made.
@@ -369,6 +381,8 @@ impl Mem {
                     Change::Session(s) => mem.put_session(s),
                     Change::SessionGone(sid) => mem.delete_session(&sid),
                     Change::Answer(sid, n, stored) => mem.put_answer(sid, n, stored),
+                    Change::Visited(id, record) => mem.put_visited(id, Some(record)),
+                    Change::VisitedGone(id) => mem.put_visited(id, None),
                 }
             }
         }
@@ -454,6 +468,12 @@ impl Mem {
     fn put_answer(&mut self, sid: String, n: u32, stored: Vec<u8>) {
         self.unfolded.touch();
         self.unfolded.answers.insert((sid, n), stored);
+    }
+
+    /// A visited session record written (or, None, removed).
+    fn put_visited(&mut self, id: String, record: Option<Vec<u8>>) {
+        self.unfolded.touch();
+        self.unfolded.visited.insert(id, record);
     }
 }
 
@@ -586,6 +606,16 @@ impl Tables<'_> {
     fn put_session(&mut self, s: Session) -> Result<(), StoreError> {
         self.journal(ChangeRef::Session(&s))?;
         self.mem.put_session(s);
+        Ok(())
+    }
+
+    /// Writes (or, None, removes) a visited session record.
+    fn put_visited(&mut self, id: String, record: Option<Vec<u8>>) -> Result<(), StoreError> {
+        self.journal(match &record {
+            Some(r) => ChangeRef::Visited(&id, r),
+            None => ChangeRef::VisitedGone(&id),
+        })?;
+        self.mem.put_visited(id, record);
         Ok(())
     }
 
@@ -1102,12 +1132,23 @@ impl RedbStore {
         })
     }
 
-    /// A CCR decided on the calling thread under the lock ([`State`]), its changes in memory
-    /// and its journal entry among the pending log records. Without `durable` it is
-    /// answered at once; with it, once every record up to its own is on the disk (also a
-    /// retransmission's or a refusal's, which may rest on a record not there yet). While
-    /// memory is stale, or once closed, it goes to the writer as any operation.
-    fn decide(&self, req: CcRequest, now: UnixMillis) -> StoreFuture<'_, Applied> {
+    /// A CCR decided on the calling thread ([`RedbStore::inline`]).
+    fn decide(&self, req: CcRequest, now: UnixMillis) -> StoreFuture<'static, Applied> {
+        self.inline(true, move |t, p| t.credit_control(p, &req, now))
+    }
+
+    /// An operation of memory and the journal only (a CCR, a visited session record) run
+    /// on the calling thread under the lock ([`State`]): its changes in memory and its
+    /// journal entry among the pending log records. With `sync` and `durable` it is
+    /// answered once every record up to its own is on the disk (also one that wrote
+    /// nothing — a retransmission's answer, a refusal — may rest on a record not there
+    /// yet); else at once. While memory is stale, or once closed, it goes to the writer as
+    /// any operation.
+    fn inline<T, F>(&self, sync: bool, op: F) -> StoreFuture<'static, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tables<'_>, &Policy) -> OpResult<T> + Send + 'static,
+    {
         let shared = &*self.shared;
         let mut guard = lock(shared);
         let st = &mut *guard;
@@ -1115,7 +1156,7 @@ impl RedbStore {
             Some(db) if !st.mem.stale => db,
             _ => {
                 drop(guard);
-                return self.submit(move |t, p| t.credit_control(p, &req, now));
+                return self.submit_with(sync, true, op);
             }
         };
         let mut t = Tables {
@@ -1126,13 +1167,13 @@ impl RedbStore {
             scratch: std::mem::take(&mut st.scratch),
             journal: std::mem::take(&mut st.journal),
         };
-        let decided = t.credit_control(&shared.policy, &req, now);
+        let ran = op(&mut t, &shared.policy);
         let (scratch, mut journal) = (
             std::mem::take(&mut t.scratch),
             std::mem::take(&mut t.journal),
         );
         drop(t);
-        let result = match decided {
+        let result = match ran {
             Ok(r) => r,
             Err(e) => {
                 // Storage failed, perhaps after memory changed: the writer reads it again.
@@ -1152,7 +1193,7 @@ impl RedbStore {
         }
         st.scratch = scratch;
         st.journal = journal;
-        if shared.options.durable && st.mem.journal_next > st.durable_next {
+        if sync && shared.options.durable && st.mem.journal_next > st.durable_next {
             let (reply, rx) = oneshot::channel();
             st.waiting.push(Box::new(Decided { result, reply }));
             wake(shared, st);
@@ -1190,68 +1231,72 @@ impl RedbStore {
         }
     }
 
-    /// The visited role: writes a session record whole, committed with the batch it joins.
-    pub fn put_visited<T: Serialize>(&self, id: String, record: &T) -> StoreFuture<'_, ()> {
-        self.write_visited(id, record, true)
+    /// The visited role: writes a session record whole, answered (with `durable`) once on
+    /// the disk. Like a CCR it is a journal entry, in the log: one `pwrite` and one
+    /// `fdatasync` shared with whatever else the round writes, not a redb commit.
+    pub fn put_visited<T: Serialize>(&self, id: String, record: &T) -> StoreFuture<'static, ()> {
+        self.write_visited(id, Some(record), true)
     }
 
-    /// The visited role: as [`RedbStore::put_visited`], answered once committed but without
-    /// waiting for the disk. A crash may lose it (redb keeps such a commit in the process
-    /// until a later durable one, which the writer makes within `checkpoint_interval`), so
-    /// it is only for a record whose durable predecessor lets the lost change be made again.
+    /// The visited role: as [`RedbStore::put_visited`], answered at once, without waiting
+    /// for the disk. A crash may lose it (the writer puts it in the log within
+    /// [`FLUSH_EVERY`], on the disk with the next durable round or checkpoint), so it is
+    /// only for a record whose durable predecessor lets the lost change be made again.
     ///
-    /// The write is queued when this is called, so a write of the same record queued later
-    /// cannot reach the file before it (one writer, first in first out); the future tells
-    /// how its commit went.
+    /// Its journal entry is numbered when this is called, so a write of the same record
+    /// made later cannot come before it, on the disk or at a restart; the future tells how
+    /// it went.
     pub fn put_visited_lazy<T: Serialize>(
         &self,
         id: String,
         record: &T,
     ) -> StoreFuture<'static, ()> {
-        self.write_visited(id, record, false)
+        self.write_visited(id, Some(record), false)
+    }
+
+    /// The visited role: forgets a session record.
+    pub fn remove_visited(&self, id: String) -> StoreFuture<'static, ()> {
+        self.write_visited::<()>(id, None, true)
     }
 
     fn write_visited<T: Serialize>(
         &self,
         id: String,
-        record: &T,
+        record: Option<&T>,
         sync: bool,
     ) -> StoreFuture<'static, ()> {
-        let bytes = enc(record);
-        self.submit_with(sync, true, move |t, _| {
-            let bytes = tryop!(bytes);
-            write_txn(t.db, &mut t.txn)?
-                .open_table(VISITED)
-                .map_err(se)?
-                .insert(id.as_str(), bytes.as_slice())
-                .map_err(se)?;
+        let record = record.map(enc).transpose();
+        self.inline(sync, move |t, _| {
+            let record = tryop!(record);
+            t.put_visited(id, record)?;
             Ok(Ok(()))
         })
     }
 
-    /// The visited role: forgets a session record.
-    pub fn remove_visited(&self, id: String) -> StoreFuture<'_, ()> {
-        self.submit(move |t, _| {
-            write_txn(t.db, &mut t.txn)?
-                .open_table(VISITED)
-                .map_err(se)?
-                .remove(id.as_str())
-                .map_err(se)?;
-            Ok(Ok(()))
-        })
-    }
-
-    /// The visited role: every session record, read once at start. A record that does not
-    /// decode is an error (a file written by an incompatible version), not skipped.
+    /// The visited role: every session record (read once, at start): the table's, with
+    /// the journal's not yet folded over them (the writer runs this between rounds, so
+    /// no fold is half done). A record that does not decode is an error (a file written by
+    /// an incompatible version), not skipped.
     pub fn visited_records<T: DeserializeOwned + Send + 'static>(&self) -> StoreFuture<'_, Vec<T>> {
         self.read(|t, _| {
-            let mut out = Vec::new();
-            let visited = write_txn(t.db, &mut t.txn)?
-                .open_table(VISITED)
-                .map_err(se)?;
+            let mut records: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+            // Only a fold writes the table, and none is under way: the last commit is
+            // what the batch sees.
+            let read = t.db.begin_read().map_err(se)?;
+            let visited = read.open_table(VISITED).map_err(se)?;
             for row in visited.iter().map_err(se)? {
-                let (_, v) = row.map_err(se)?;
-                out.push(tryop!(dec::<T>(v.value())));
+                let (k, v) = row.map_err(se)?;
+                records.insert(k.value().to_string(), v.value().to_vec());
+            }
+            for (id, record) in &t.mem.unfolded.visited {
+                match record {
+                    Some(r) => records.insert(id.clone(), r.clone()),
+                    None => records.remove(id),
+                };
+            }
+            let mut out = Vec::with_capacity(records.len());
+            for bytes in records.values() {
+                out.push(tryop!(dec::<T>(bytes)));
             }
             Ok(Ok(out))
         })
@@ -1360,6 +1405,7 @@ struct Fold {
     accounts: Encoded,
     sessions: Encoded,
     answers: Arc<Answers>,
+    visited: Encoded,
     /// Every journal entry below this number is in it.
     next: u64,
     sessions_count: u64,
@@ -1388,6 +1434,7 @@ impl Fold {
             accounts: encoded(unfolded.accounts, &mem.accounts)?,
             sessions: encoded(unfolded.sessions, &mem.sessions)?,
             answers,
+            visited: unfolded.visited.into_iter().collect(),
             next: mem.journal_next,
             sessions_count: mem.sessions.len() as u64,
             reservations: mem.reservations,
@@ -1397,7 +1444,11 @@ impl Fold {
     /// Writes it into `txn`, empties the `journal` table, and records where the journal now
     /// starts.
     fn write(&self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-        for (def, changed) in [(ACCOUNTS, &self.accounts), (SESSIONS, &self.sessions)] {
+        for (def, changed) in [
+            (ACCOUNTS, &self.accounts),
+            (SESSIONS, &self.sessions),
+            (VISITED, &self.visited),
+        ] {
             let mut table = txn.open_table(def).map_err(se)?;
             for (id, v) in changed {
                 match v {
@@ -1457,7 +1508,9 @@ fn writer(
         // a checkpoint, a fold or (without `durable`) a flush of the log is due.
         let (busy, due) = {
             let mut st = lock(&shared);
-            let busy = !st.waiting.is_empty() || (options.durable && !st.pending.is_empty());
+            // (Records pending without answers waiting are lazy ones: they wait as without
+            // `durable`.)
+            let busy = !st.waiting.is_empty();
             // With records pending it comes back for them within `FLUSH_EVERY` unwoken.
             st.writer_awake = busy || !st.pending.is_empty();
             let fold_at = st.mem.unfolded.since.map(|t| t + options.fold_interval);
@@ -1615,10 +1668,9 @@ fn round(
         }
     };
     let mut ops = decided_ops + jobs.len();
-    // A round of reads and lazy writes only goes without an fsync; CCRs waiting for the
-    // disk (a retransmission's answer among them, which has no record) need one.
-    let durable = (options.durable && (sync_jobs || !records.is_empty() || !decided.is_empty()))
-        || checkpoint;
+    // A round of reads and lazy writes only goes without an fsync; operations waiting for
+    // the disk (a retransmission's answer among them, which has no record) need one.
+    let durable = (options.durable && (sync_jobs || !decided.is_empty())) || checkpoint;
     jobs.append(&mut decided);
     let fold_due = checkpoint
         || st.mem.unfolded.since.is_some_and(|since| {
@@ -2160,6 +2212,55 @@ mod tests {
             RedbStore::close(&copy).await;
             RedbStore::close(&store).await;
         }
+    }
+
+    /// The visited role's records are journal entries in the log like a CCR's: a durable
+    /// write is read back after a crash — before and after folds, the latest write of a
+    /// record winning and a removed one staying removed — and a running store lists what
+    /// is not folded yet too.
+    #[tokio::test]
+    async fn visited_records_go_to_the_log_and_are_read_back_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = RedbOptions {
+            max_batch: 8,
+            durable: true,
+            fold_changes: 5,
+            fold_interval: Duration::from_secs(3600),
+            ..RedbOptions::default()
+        };
+        let path = dir.path().join("visited.redb");
+        let policy = Arc::new(Policy::from_config(&Config::demo()));
+        let store = RedbStore::open(&path, options.clone(), policy).unwrap();
+        for round in 0..4u32 {
+            for id in ["v1", "v2", "v3"] {
+                store
+                    .put_visited(id.into(), &format!("{id}/{round}"))
+                    .await
+                    .unwrap();
+            }
+        }
+        store.remove_visited("v2".into()).await.unwrap();
+        store
+            .put_visited("v4".into(), &"v4/0".to_string())
+            .await
+            .unwrap();
+        let expected = vec!["v1/3".to_string(), "v3/3".into(), "v4/0".into()];
+        assert_eq!(store.visited_records::<String>().await.unwrap(), expected);
+        let log = wal_path(&path);
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), wal::PREALLOCATED);
+        let copy = as_after_a_crash(&path, 0, &options);
+        assert_eq!(copy.visited_records::<String>().await.unwrap(), expected);
+        RedbStore::close(&copy).await;
+        RedbStore::close(&store).await;
+        // A clean close folds everything into the table.
+        let store = RedbStore::open(
+            &path,
+            options,
+            Arc::new(Policy::from_config(&Config::demo())),
+        )
+        .unwrap();
+        assert_eq!(store.visited_records::<String>().await.unwrap(), expected);
+        RedbStore::close(&store).await;
     }
 
     /// The lease index is not in the file: a session's Tcc still ends after a restart.

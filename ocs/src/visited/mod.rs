@@ -401,7 +401,7 @@ impl Agent {
     /// Writes what handling a PCEF request changed, before the answer goes out — except a
     /// lazy record, which a durable record written before already covers: it is handed to
     /// the store in a task that keeps the session's turn until the store has it (the durable
-    /// store queues it and answers before its commit), so the PCEF is answered without
+    /// store numbers its journal entry and answers at once), so the PCEF is answered without
     /// waiting for it and the session's next request reads it. If that write fails the
     /// durable record stands, as after a crash, and the request home it holds in doubt is
     /// settled again.

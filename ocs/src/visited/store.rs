@@ -151,9 +151,9 @@ pub trait VisitedStore: Send + Sync + 'static {
     /// Writes a session whole without waiting for it to be durable: a crash may lose it and
     /// leave the session as it was last [`VisitedStore::put`]. Only for a change that
     /// durable record lets the agent make again (a request home recorded as in doubt).
-    /// [`DurableVisitedStore`] takes it to the disk within `[store] checkpoint_interval`,
-    /// and answers before its commit: the write is ordered before the session's next one
-    /// when this future ends.
+    /// [`DurableVisitedStore`] takes it to the disk within `[store] checkpoint_interval`
+    /// and answers at once: the write is ordered before the session's next one when this
+    /// future ends.
     fn put_lazy(&self, session: VisitedSession) -> StoreFuture<'_, ()> {
         self.put(session)
     }
@@ -248,9 +248,10 @@ impl VisitedStore for MemoryVisitedStore {
     }
 }
 
-/// The embedded durable default: every session record written to a redb file (the home
-/// role's [`RedbStore`], its `visited_sessions` table, group committed with fsync when
-/// `[store] durable`) before the change is visible, and read back at start — so a visited
+/// The embedded durable default: every session record written to the home role's store
+/// ([`RedbStore`]: a journal entry in its log, group committed with an fdatasync when
+/// `[store] durable`, later folded into its `visited_sessions` table) before the change is
+/// visible, and read back at start — so a visited
 /// OCS that restarts (a crash included) keeps its sessions: the PCEF's next update is
 /// served, and the usage held locally still reaches home exactly once. Reads are served
 /// from memory.
@@ -283,21 +284,20 @@ impl VisitedStore for DurableVisitedStore {
             self.memory.put(s).await
         })
     }
-    /// Queues the record on the writer and keeps it in memory at once; nobody waits for
-    /// its commit. The writer takes its queue in order, so the session's next write cannot
-    /// reach the file before this one; the durable record written before covers a crash in
-    /// between, and a failed commit too (it is logged; the next write replaces the record
-    /// whole).
+    /// Numbers the record's journal entry and keeps it in memory at once; nobody waits for
+    /// the disk. The session's next write is numbered after it, so it cannot replace it;
+    /// the durable record written before covers a crash in between, and a failed write too
+    /// (it is logged; the next write replaces the record whole).
     fn put_lazy(&self, s: VisitedSession) -> StoreFuture<'_, ()> {
-        let committed = self.disk.put_visited_lazy(s.pcef_session.clone(), &s);
-        let id = s.pcef_session.clone();
-        tokio::spawn(async move {
-            if let Err(e) = committed.await {
-                tracing::warn!(session = %id, error = %e, "visited session not written after home's answer; its durable record stands");
+        let written = self.disk.put_visited_lazy(s.pcef_session.clone(), &s);
+        Box::pin(async move {
+            // Ready at once, unless the store's memory is being read again after a failure
+            // (the write then waits for the writer's turn).
+            if let Err(e) = written.await {
+                tracing::warn!(session = %s.pcef_session, error = %e, "visited session not written after home's answer; its durable record stands");
             }
-        });
-        let kept = self.memory.insert(s);
-        Box::pin(std::future::ready(kept))
+            self.memory.insert(s)
+        })
     }
     fn remove(&self, id: String) -> StoreFuture<'_, ()> {
         Box::pin(async move {
