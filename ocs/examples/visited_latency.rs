@@ -16,8 +16,9 @@
 //! client share the machine's CPUs, so work the visited node adds beside the hop competes
 //! with home's) and the ratios to the direct path.
 //!
-//! Two yardsticks measured in the same run tell what the extra path costs physically: the
-//! round trip of 64 bytes over a loopback TCP connection (the extra hop), and `fdatasync`
+//! Yardsticks measured in the same run tell what the extra path costs physically: the same
+//! requests through a bare relay agent (a diameter-node relay with nothing but the hop),
+//! the round trip of 64 bytes over a loopback TCP connection, and `fdatasync`
 //! latency in the data directory alone and with a second file flushed at the same time (the
 //! visited OCS's record and home's commit are flushed together; on one disk they contend).
 //! `VISITED_STORE_DIR` puts the visited OCS's file on another file system, as in a real
@@ -56,6 +57,26 @@ async fn client(peer: &str, realm: &str, addr: SocketAddr) -> anyhow::Result<Nod
     anyhow::ensure!(
         node.wait_peer(peer, Duration::from_secs(10)).await,
         "{peer} not open"
+    );
+    Ok(node)
+}
+
+/// A relay agent (RFC 6733 §2.8.1) listening on `addr` that forwards realm `home.test` to
+/// the home OCS at `home`: the Diameter hop with nothing else in it.
+async fn relay_agent(addr: SocketAddr, home: SocketAddr) -> anyhow::Result<Node> {
+    let mut c = NodeConfig::new("relay.visited.test", "visited.test");
+    c.local.applications.push(Application::relay());
+    c.agent = true;
+    c.listen.push(addr.into());
+    c.peers.push(PeerSpec::accept_only("pcef.visited.test"));
+    c.peers.push(PeerSpec::connect_tcp("ocs.home.test", home));
+    c.routes
+        .push(relay_route("home.test", None, &["ocs.home.test"]));
+    let node = Node::start(c).await?;
+    anyhow::ensure!(
+        node.wait_peer("ocs.home.test", Duration::from_secs(10))
+            .await,
+        "home not open from the relay"
     );
     Ok(node)
 }
@@ -304,8 +325,11 @@ async fn main() -> anyhow::Result<()> {
             .await,
         "home not open"
     );
+    let relay_addr = free_addr();
+    let relay = relay_agent(relay_addr, home_addr).await?;
     let direct = client("ocs.home.test", "home.test", home_addr).await?;
     let via = client("ocs.visited.test", "visited.test", vocs_addr).await?;
+    let relayed = client("relay.visited.test", "home.test", relay_addr).await?;
     println!(
         "{updates} CCR-U per series, 1 in flight, loopback; home store durable = {}",
         home_cfg.store.durable
@@ -319,6 +343,11 @@ async fn main() -> anyhow::Result<()> {
     // The direct path carries the same requests as the path through the visited OCS: a
     // CHANGEINLOCATION_CellId (34) into a new location area each time.
     let d = with_cpu(series(&direct, "home.test", "lat;direct", updates, |n| {
+        (Some(34), (n % 60000) as u16 + 2, 1)
+    }))
+    .await?;
+    // The same requests through a bare relay agent: the cost of one more hop alone.
+    let r = with_cpu(series(&relayed, "home.test", "lat;relay", updates, |n| {
         (Some(34), (n % 60000) as u16 + 2, 1)
     }))
     .await?;
@@ -336,6 +365,7 @@ async fn main() -> anyhow::Result<()> {
     let fs1 = fsync_latency(dir.path(), 1, 500)?;
     let fs2 = fsync_latency(dir.path(), 2, 500)?;
     let base = summary("direct to the home OCS", d, None);
+    summary("via a bare relay agent (yardstick)", r, Some(base));
     summary("via the visited OCS, sent home", h, Some(base));
     summary("via the visited OCS, answered there", l, Some(base));
     println!(
@@ -346,6 +376,8 @@ async fn main() -> anyhow::Result<()> {
     );
     direct.shutdown(Duration::from_secs(1)).await;
     via.shutdown(Duration::from_secs(1)).await;
+    relayed.shutdown(Duration::from_secs(1)).await;
+    relay.shutdown(Duration::from_secs(1)).await;
     vocs.shutdown(Duration::from_secs(1)).await;
     home.shutdown(Duration::from_secs(1)).await;
     if vpath.exists() {

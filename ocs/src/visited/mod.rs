@@ -421,12 +421,19 @@ impl Agent {
             return self.store.put(s).await;
         }
         let store = self.store.clone();
-        tokio::spawn(async move {
+        let mut written = Box::pin(async move {
             if let Err(e) = store.put_lazy(s).await {
                 tracing::warn!(session = %turn.id, error = %e, "visited session not written after home's answer; its durable record stands");
             }
             drop(turn);
         });
+        // The stores take a lazy write at once: polled here it is done, with no task
+        // spawned (a spawn can wake an idle runtime thread to run it: a wake-up per update
+        // on a machine where those are the dominant cost). One that waits gets a task.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if written.as_mut().poll(&mut cx).is_pending() {
+            tokio::spawn(written);
+        }
         Ok(())
     }
 
