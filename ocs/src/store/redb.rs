@@ -263,8 +263,9 @@ struct Mem {
     /// What changed since the journal was last folded into the tables: accounts and
     /// sessions (written, or removed when no longer in memory) and the stored answers.
     unfolded: Unfolded,
-    /// The stored answers of a fold being committed (still looked up here until it is).
-    folding: Option<Arc<Answers>>,
+    /// The stored answers and visited session records of a fold being committed (still
+    /// read here until it is).
+    folding: Option<Arc<Folding>>,
     /// The number of the next batch written to the journal (the `journal` table or the
     /// log).
     journal_next: u64,
@@ -640,7 +641,7 @@ impl Tables<'_> {
         if let Some(v) = self.mem.unfolded.answers.get(&key) {
             return Ok(Some(v.clone()));
         }
-        if let Some(v) = self.mem.folding.as_ref().and_then(|f| f.get(&key)) {
+        if let Some(v) = self.mem.folding.as_ref().and_then(|f| f.answers.get(&key)) {
             return Ok(Some(v.clone()));
         }
         Ok(read_table!(self, ANSWERS, (sid, n), |v: &[u8]| v.to_vec()))
@@ -1295,21 +1296,26 @@ impl RedbStore {
     }
 
     /// The visited role: every session record (read once, at start): the table's, with
-    /// the journal's not yet folded over them (the writer runs this between rounds, so
-    /// no fold is half done). A record that does not decode is an error (a file written by
-    /// an incompatible version), not skipped.
+    /// those of a fold being written and then those not folded over them. A record that
+    /// does not decode is an error (a file written by an incompatible version), not
+    /// skipped.
     pub fn visited_records<T: DeserializeOwned + Send + 'static>(&self) -> StoreFuture<'_, Vec<T>> {
         self.read(|t, _| {
             let mut records: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-            // Only a fold writes the table, and none is under way: the last commit is
-            // what the batch sees.
+            // Only a fold writes the table: what one being written holds is read from
+            // memory below, whether it is committed yet or not.
             let read = t.db.begin_read().map_err(se)?;
             let visited = read.open_table(VISITED).map_err(se)?;
             for row in visited.iter().map_err(se)? {
                 let (k, v) = row.map_err(se)?;
                 records.insert(k.value().to_string(), v.value().to_vec());
             }
-            for (id, record) in &t.mem.unfolded.visited {
+            let folding = t.mem.folding.as_ref().map(|f| &f.visited);
+            for (id, record) in folding
+                .into_iter()
+                .chain([&t.mem.unfolded.visited])
+                .flatten()
+            {
                 match record {
                     Some(r) => records.insert(id.clone(), r.clone()),
                     None => records.remove(id),
@@ -1419,14 +1425,20 @@ impl Replies {
     }
 }
 
+/// What memory holds nowhere else among a fold's contents: the stored answers, in key
+/// order, and the visited session records.
+struct Folding {
+    answers: Answers,
+    visited: HashMap<String, Option<Vec<u8>>>,
+}
+
 /// A fold of the journal into the tables ([`Fold::take`] under the lock, [`Fold::write`]
 /// without it): each changed account and session encoded as memory holds it (None: gone),
-/// and the stored answers in key order.
+/// the stored answers and the visited session records.
 struct Fold {
     accounts: Encoded,
     sessions: Encoded,
-    answers: Arc<Answers>,
-    visited: Encoded,
+    folding: Arc<Folding>,
     /// Every journal entry below this number is in it.
     next: u64,
     sessions_count: u64,
@@ -1434,8 +1446,8 @@ struct Fold {
 }
 
 impl Fold {
-    /// Takes what is unfolded out of `mem`; its answers stay visible as `mem.folding` until
-    /// the fold is committed.
+    /// Takes what is unfolded out of `mem`; its answers and visited records stay visible as
+    /// `mem.folding` until the fold is committed.
     fn take(mem: &mut Mem) -> Result<Self, StoreError> {
         let unfolded = std::mem::take(&mut mem.unfolded);
         fn encoded<V: Serialize>(
@@ -1449,13 +1461,15 @@ impl Fold {
                 })
                 .collect()
         }
-        let answers = Arc::new(unfolded.answers);
-        mem.folding = Some(answers.clone());
+        let folding = Arc::new(Folding {
+            answers: unfolded.answers,
+            visited: unfolded.visited,
+        });
+        mem.folding = Some(folding.clone());
         Ok(Self {
             accounts: encoded(unfolded.accounts, &mem.accounts)?,
             sessions: encoded(unfolded.sessions, &mem.sessions)?,
-            answers,
-            visited: unfolded.visited.into_iter().collect(),
+            folding,
             next: mem.journal_next,
             sessions_count: mem.sessions.len() as u64,
             reservations: mem.reservations,
@@ -1465,11 +1479,11 @@ impl Fold {
     /// Writes it into `txn`, empties the `journal` table, and records where the journal now
     /// starts.
     fn write(&self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-        for (def, changed) in [
-            (ACCOUNTS, &self.accounts),
-            (SESSIONS, &self.sessions),
-            (VISITED, &self.visited),
-        ] {
+        fn put_all<'a>(
+            txn: &redb::WriteTransaction,
+            def: TableDefinition<'_, &str, &[u8]>,
+            changed: impl Iterator<Item = (&'a String, &'a Option<Vec<u8>>)>,
+        ) -> Result<(), StoreError> {
             let mut table = txn.open_table(def).map_err(se)?;
             for (id, v) in changed {
                 match v {
@@ -1477,9 +1491,13 @@ impl Fold {
                     None => table.remove(id.as_str()).map_err(se)?,
                 };
             }
+            Ok(())
         }
+        put_all(txn, ACCOUNTS, self.accounts.iter().map(|(k, v)| (k, v)))?;
+        put_all(txn, SESSIONS, self.sessions.iter().map(|(k, v)| (k, v)))?;
+        put_all(txn, VISITED, self.folding.visited.iter())?;
         let mut answers = txn.open_table(ANSWERS).map_err(se)?;
-        for ((sid, n), stored) in self.answers.iter() {
+        for ((sid, n), stored) in self.folding.answers.iter() {
             answers
                 .insert((sid.as_str(), *n), stored.as_slice())
                 .map_err(se)?;
