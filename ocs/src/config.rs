@@ -667,7 +667,7 @@ mod tests {
                 .unwrap()
                 .redb_options()
                 .fold_changes,
-            8192
+            1024
         );
         let c = Config::parse(
             Path::new("x.toml"),
