@@ -667,7 +667,7 @@ mod tests {
                 .unwrap()
                 .redb_options()
                 .fold_changes,
-            1024
+            8192
         );
         let c = Config::parse(
             Path::new("x.toml"),

@@ -153,9 +153,7 @@ pub struct RedbOptions {
     pub durable: bool,
     /// The longest a commit made without an fsync waits for a durable commit.
     pub checkpoint_interval: Duration,
-    /// The journal is folded into the tables once it holds this many changes ... (A larger
-    /// fold costs less per change, fewer redb commits, but its flush holds up the log's
-    /// fsyncs on the same disk: BENCHMARKS.md, run 10.)
+    /// The journal is folded into the tables once it holds this many changes ...
     pub fold_changes: usize,
     /// ... or its oldest change is this old.
     pub fold_interval: Duration,
@@ -167,7 +165,7 @@ impl Default for RedbOptions {
             max_batch: 512,
             durable: true,
             checkpoint_interval: Duration::from_secs(1),
-            fold_changes: 1024,
+            fold_changes: 8192,
             fold_interval: Duration::from_secs(1),
         }
     }
