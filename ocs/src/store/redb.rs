@@ -263,9 +263,8 @@ struct Mem {
     /// What changed since the journal was last folded into the tables: accounts and
     /// sessions (written, or removed when no longer in memory) and the stored answers.
     unfolded: Unfolded,
-    /// The stored answers and visited session records of a fold being committed (still
-    /// read here until it is).
-    folding: Option<Arc<Folding>>,
+    /// The stored answers of a fold being committed (still looked up here until it is).
+    folding: Option<Arc<Answers>>,
     /// The number of the next batch written to the journal (the `journal` table or the
     /// log).
     journal_next: u64,
@@ -641,7 +640,7 @@ impl Tables<'_> {
         if let Some(v) = self.mem.unfolded.answers.get(&key) {
             return Ok(Some(v.clone()));
         }
-        if let Some(v) = self.mem.folding.as_ref().and_then(|f| f.answers.get(&key)) {
+        if let Some(v) = self.mem.folding.as_ref().and_then(|f| f.get(&key)) {
             return Ok(Some(v.clone()));
         }
         Ok(read_table!(self, ANSWERS, (sid, n), |v: &[u8]| v.to_vec()))
@@ -1296,26 +1295,21 @@ impl RedbStore {
     }
 
     /// The visited role: every session record (read once, at start): the table's, with
-    /// those of a fold being written and then those not folded over them. A record that
-    /// does not decode is an error (a file written by an incompatible version), not
-    /// skipped.
+    /// the journal's not yet folded over them (the writer runs this between rounds, so
+    /// no fold is half done). A record that does not decode is an error (a file written by
+    /// an incompatible version), not skipped.
     pub fn visited_records<T: DeserializeOwned + Send + 'static>(&self) -> StoreFuture<'_, Vec<T>> {
         self.read(|t, _| {
             let mut records: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-            // Only a fold writes the table: what one being written holds is read from
-            // memory below, whether it is committed yet or not.
+            // Only a fold writes the table, and none is under way: the last commit is
+            // what the batch sees.
             let read = t.db.begin_read().map_err(se)?;
             let visited = read.open_table(VISITED).map_err(se)?;
             for row in visited.iter().map_err(se)? {
                 let (k, v) = row.map_err(se)?;
                 records.insert(k.value().to_string(), v.value().to_vec());
             }
-            let folding = t.mem.folding.as_ref().map(|f| &f.visited);
-            for (id, record) in folding
-                .into_iter()
-                .chain([&t.mem.unfolded.visited])
-                .flatten()
-            {
+            for (id, record) in &t.mem.unfolded.visited {
                 match record {
                     Some(r) => records.insert(id.clone(), r.clone()),
                     None => records.remove(id),
@@ -1425,20 +1419,14 @@ impl Replies {
     }
 }
 
-/// What memory holds nowhere else among a fold's contents: the stored answers, in key
-/// order, and the visited session records.
-struct Folding {
-    answers: Answers,
-    visited: HashMap<String, Option<Vec<u8>>>,
-}
-
 /// A fold of the journal into the tables ([`Fold::take`] under the lock, [`Fold::write`]
 /// without it): each changed account and session encoded as memory holds it (None: gone),
-/// the stored answers and the visited session records.
+/// and the stored answers in key order.
 struct Fold {
     accounts: Encoded,
     sessions: Encoded,
-    folding: Arc<Folding>,
+    answers: Arc<Answers>,
+    visited: Encoded,
     /// Every journal entry below this number is in it.
     next: u64,
     sessions_count: u64,
@@ -1446,8 +1434,8 @@ struct Fold {
 }
 
 impl Fold {
-    /// Takes what is unfolded out of `mem`; its answers and visited records stay visible as
-    /// `mem.folding` until the fold is committed.
+    /// Takes what is unfolded out of `mem`; its answers stay visible as `mem.folding` until
+    /// the fold is committed.
     fn take(mem: &mut Mem) -> Result<Self, StoreError> {
         let unfolded = std::mem::take(&mut mem.unfolded);
         fn encoded<V: Serialize>(
@@ -1461,15 +1449,13 @@ impl Fold {
                 })
                 .collect()
         }
-        let folding = Arc::new(Folding {
-            answers: unfolded.answers,
-            visited: unfolded.visited,
-        });
-        mem.folding = Some(folding.clone());
+        let answers = Arc::new(unfolded.answers);
+        mem.folding = Some(answers.clone());
         Ok(Self {
             accounts: encoded(unfolded.accounts, &mem.accounts)?,
             sessions: encoded(unfolded.sessions, &mem.sessions)?,
-            folding,
+            answers,
+            visited: unfolded.visited.into_iter().collect(),
             next: mem.journal_next,
             sessions_count: mem.sessions.len() as u64,
             reservations: mem.reservations,
@@ -1479,11 +1465,11 @@ impl Fold {
     /// Writes it into `txn`, empties the `journal` table, and records where the journal now
     /// starts.
     fn write(&self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-        fn put_all<'a>(
-            txn: &redb::WriteTransaction,
-            def: TableDefinition<'_, &str, &[u8]>,
-            changed: impl Iterator<Item = (&'a String, &'a Option<Vec<u8>>)>,
-        ) -> Result<(), StoreError> {
+        for (def, changed) in [
+            (ACCOUNTS, &self.accounts),
+            (SESSIONS, &self.sessions),
+            (VISITED, &self.visited),
+        ] {
             let mut table = txn.open_table(def).map_err(se)?;
             for (id, v) in changed {
                 match v {
@@ -1491,13 +1477,9 @@ impl Fold {
                     None => table.remove(id.as_str()).map_err(se)?,
                 };
             }
-            Ok(())
         }
-        put_all(txn, ACCOUNTS, self.accounts.iter().map(|(k, v)| (k, v)))?;
-        put_all(txn, SESSIONS, self.sessions.iter().map(|(k, v)| (k, v)))?;
-        put_all(txn, VISITED, self.folding.visited.iter())?;
         let mut answers = txn.open_table(ANSWERS).map_err(se)?;
-        for ((sid, n), stored) in self.folding.answers.iter() {
+        for ((sid, n), stored) in self.answers.iter() {
             answers
                 .insert((sid.as_str(), *n), stored.as_slice())
                 .map_err(se)?;
