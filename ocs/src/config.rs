@@ -657,17 +657,17 @@ mod tests {
         }
         let c = Config::parse(
             Path::new("x.toml"),
-            &format!("{store}fold_changes = 2048\nfold_interval = 0.5\n"),
+            &format!("{store}fold_changes = 8192\nfold_interval = 0.5\n"),
         )
         .unwrap();
-        assert_eq!(c.redb_options().fold_changes, 2048);
+        assert_eq!(c.redb_options().fold_changes, 8192);
         assert_eq!(c.redb_options().fold_interval, Duration::from_millis(500));
         assert_eq!(
             Config::parse(Path::new("x.toml"), store)
                 .unwrap()
                 .redb_options()
                 .fold_changes,
-            8192
+            1024
         );
         let c = Config::parse(
             Path::new("x.toml"),

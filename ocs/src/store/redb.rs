@@ -1,6 +1,6 @@
-//! The embedded durable store: one redb file and its two logs ([`wal`]), kept in memory
+//! The embedded durable store: one redb file and its log ([`wal`]), kept in memory
 //! ([`Mem`]) behind one lock ([`State`]) and written by one writer thread that commits
-//! concurrent operations together (group commit), and a fold thread ([`folder`]).
+//! concurrent operations together (group commit).
 //!
 //! **A CCR is decided where it arrives** ([`RedbStore::inline`]): on the runtime's thread,
 //! under the lock, from memory — its changes made there and its journal entry (below)
@@ -28,7 +28,7 @@
 //! and lazy writes ([`RedbStore::put_visited_lazy`], written as without `durable`) is not. A crash takes the redb file
 //! back to its last durable commit, so the writer makes one at most `checkpoint_interval`
 //! after the first write that was not synced (with the round that finds it due, or alone
-//! when no request comes), with a fold of the journal. Without `durable`, the writer puts
+//! when no request comes), folding the journal with it. Without `durable`, the writer puts
 //! answered CCRs' records in the log within a few milliseconds ([`FLUSH_EVERY`]); a crash
 //! of the machine then loses at most the CCRs of the last interval, answered or not; a
 //! `kill -9` loses the redb commits of the interval and the records not yet written, not
@@ -61,23 +61,18 @@
 //! in the log (or, for an operation run in a redb transaction, the `journal` table). Once
 //! the journal holds `fold_changes` changes or its oldest is `fold_interval` old, the
 //! writer folds it into the tables ([`Fold`]): under the lock it takes what is unfolded
-//! and encodes each changed account and session once, however often it changed. The fold
-//! thread then writes them and the answers (in key order) in a durable redb transaction
-//! that removes the entries it covers from the `journal` table and records the number of
-//! the next entry as the first not folded — while the writer goes on: once the round that
-//! took the fold has put its records in the log, the other log takes the records from then
-//! on, from its start (what it held was folded, durably, by the fold before; the next fold
-//! waits for this one). So a fold, the larger the cheaper per change, does not hold the
-//! log up. Memory knows what is not folded yet ([`Unfolded`], and the fold being written):
-//! a retransmission's answer is looked up there first. At open the tables are read, then
-//! the journal's entries (from the table and both logs, by number, from the first not
-//! folded up to the first missing) over them; each change is a whole record, so a change
-//! older than what a fold wrote is overwritten by a later one. Then everything is folded,
-//! durably, and both logs start over; so they do after a fold the writer writes itself (to
-//! close, or after a fold of the thread failed: memory is then read again from the file
-//! and the logs, which still hold what that fold had). A clean close folds everything, so
-//! an older version (which does not read the logs) opens a cleanly closed file correctly,
-//! not a crashed one.
+//! and encodes each changed account and session once, however often it changed; without
+//! the lock it writes them and the answers (in key order) in a redb transaction that
+//! empties the `journal` table and records the number of the next entry as the first not
+//! folded. Memory knows what is not folded yet ([`Unfolded`], and the fold being written):
+//! a retransmission's answer is looked up there first. After a durable fold the log starts
+//! over from its beginning (every record in it is folded; those decided meanwhile are
+//! still pending). At open the tables are read, then the journal's entries (from the table
+//! and the log, by number, from the first not folded up to the first missing) over them;
+//! each change is a whole record, so a change older than what a fold wrote is overwritten
+//! by a later one. Then everything is folded, durably, and the log starts over. A clean
+//! close folds everything, so an older version (which does not read the log) opens a
+//! cleanly closed file correctly, not a crashed one.
 //!
 //! The sweep's index of sessions by Tcc deadline is not a table: every CCR moves a
 //! session's deadline, and the index follows from the sessions table, so the writer keeps
@@ -90,7 +85,7 @@
 //! seconds, and forgotten within about half that again. (An older version opening a file
 //! written by this one finds no `answer_expiry` entries and forgets none of its answers.)
 
-use super::wal::{self, Logs};
+use super::wal::{self, Wal};
 use super::{
     AccountChange, Applied, ChargingStore, Counts, SessionRef, StoreError, StoreFuture, SweepReport,
 };
@@ -165,7 +160,7 @@ impl Default for RedbOptions {
             max_batch: 512,
             durable: true,
             checkpoint_interval: Duration::from_secs(1),
-            fold_changes: 8192,
+            fold_changes: 1024,
             fold_interval: Duration::from_secs(1),
         }
     }
@@ -988,13 +983,11 @@ enum Msg {
     Close(oneshot::Sender<()>),
 }
 
-/// The two logs beside the data file `path`: `path` with `.wal` and `.wal2` added.
-pub fn wal_paths(path: &Path) -> [std::path::PathBuf; 2] {
-    [".wal", ".wal2"].map(|ext| {
-        let mut p = path.as_os_str().to_owned();
-        p.push(ext);
-        p.into()
-    })
+/// The log beside the data file `path`: `path` with `.wal` added.
+pub fn wal_path(path: &Path) -> std::path::PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".wal");
+    p.into()
 }
 
 /// The embedded store (see the module documentation).
@@ -1033,11 +1026,6 @@ struct State {
     /// False while the writer sleeps without a deadline (or is about to): the next CCR
     /// that needs it wakes it.
     writer_awake: bool,
-    /// A fold is being written beside the writer ([`folder`]).
-    fold_running: bool,
-    /// The last fold written beside the writer failed: memory is read again, and the next
-    /// fold is written by the writer itself, before either log starts over.
-    fold_failed: bool,
     /// Buffers a CCR reuses.
     scratch: Vec<u8>,
     journal: Vec<u8>,
@@ -1100,18 +1088,18 @@ impl RedbStore {
             u32::try_from(osi).unwrap_or(u32::MAX)
         };
         txn.commit().map_err(se)?;
-        let paths = wal_paths(path);
-        let (mut logs, records) =
-            Logs::open(&paths).map_err(|e| StoreError(format!("{}: {e}", paths[0].display())))?;
+        let log = wal_path(path);
+        let (mut wal, records) =
+            Wal::open(&log).map_err(|e| StoreError(format!("{}: {e}", log.display())))?;
         let mut mem = Mem::load(&db, records)?;
-        // What was read is folded, durably, and the logs start over.
+        // What was read is folded, durably, and the log starts over.
         let snapshot = Fold::take(&mut mem)?;
         let mut txn = db.begin_write().map_err(se)?;
         txn.set_durability(Durability::Immediate).map_err(se)?;
         snapshot.write(&txn)?;
         txn.commit().map_err(se)?;
         mem.folding = None;
-        logs.restart();
+        wal.restart();
         crate::metrics::set_sizes(mem.sessions.len() as u64, mem.reservations);
         let (tx, rx) = mpsc::channel();
         let db = Arc::new(db);
@@ -1125,8 +1113,6 @@ impl RedbStore {
                 pending_ops: 0,
                 waiting: Vec::new(),
                 writer_awake: true,
-                fold_running: false,
-                fold_failed: false,
                 scratch: Vec::with_capacity(1024),
                 journal: Vec::with_capacity(1024),
             }),
@@ -1135,17 +1121,10 @@ impl RedbStore {
             queue: tx,
         });
         let replies = Replies::new();
-        let (folds, folds_rx) = mpsc::channel();
-        let (for_folder, db_for_folder) = (shared.clone(), db.clone());
-        let folder = std::thread::Builder::new()
-            .name("ocs-fold".into())
-            .spawn(move || folder(db_for_folder, for_folder, folds_rx))
-            .map_err(se)?;
         let for_writer = shared.clone();
-        let beside = Beside { folds, folder };
         std::thread::Builder::new()
             .name("ocs-store".into())
-            .spawn(move || writer(db, logs, beside, for_writer, rx, replies))
+            .spawn(move || writer(db, wal, for_writer, rx, replies))
             .map_err(se)?;
         Ok(Self {
             shared,
@@ -1484,17 +1463,8 @@ impl Fold {
                 .insert((sid.as_str(), *n), stored.as_slice())
                 .map_err(se)?;
         }
-        // The entries it holds: later ones (an operation's, committed while this fold was
-        // written beside the writer) stay.
-        let mut journal = txn.open_table(JOURNAL).map_err(se)?;
-        let folded = journal
-            .range(..self.next)
-            .map_err(se)?
-            .map(|row| row.map(|(k, _)| k.value()).map_err(se))
-            .collect::<Result<Vec<u64>, StoreError>>()?;
-        for seq in folded {
-            journal.remove(seq).map_err(se)?;
-        }
+        txn.delete_table(JOURNAL).map_err(se)?;
+        txn.open_table(JOURNAL).map_err(se)?;
         let mut meta = txn.open_table(META).map_err(se)?;
         meta.insert(JOURNAL_START, self.next).map_err(se)?;
         // For the operator's tools (the writer counts from memory).
@@ -1504,46 +1474,10 @@ impl Fold {
     }
 }
 
-/// The fold thread: writes each fold it is given in a durable redb transaction while the
-/// writer goes on putting records in the other log. Its transaction holds no lock of
-/// [`State`] (an operation of the writer that begins one waits for it, under that lock);
-/// once committed, the fold's answers are no longer looked up in memory and the writer may
-/// start another. A failed fold makes memory read again from the file, whose logs still
-/// hold everything it had ([`State::fold_failed`]).
-fn folder(db: Arc<Database>, shared: Arc<Shared>, folds: mpsc::Receiver<Fold>) {
-    while let Ok(fold) = folds.recv() {
-        let started = Instant::now();
-        let written = db.begin_write().map_err(se).and_then(|mut txn| {
-            txn.set_durability(Durability::Immediate).map_err(se)?;
-            fold.write(&txn)?;
-            txn.commit().map_err(se)
-        });
-        crate::metrics::record_fold(started.elapsed());
-        let mut st = lock(&shared);
-        st.mem.folding = None;
-        st.fold_running = false;
-        if let Err(e) = written {
-            tracing::error!(error = %e, "folding the journal into the tables failed");
-            st.fold_failed = true;
-            st.mem.stale = true;
-        }
-        // The writer may be asleep waiting for this fold to end.
-        st.writer_awake = true;
-        let _ = shared.queue.send(Msg::Wake);
-    }
-}
-
-/// The writer's end of the fold thread.
-struct Beside {
-    folds: mpsc::Sender<Fold>,
-    folder: std::thread::JoinHandle<()>,
-}
-
 /// The writer thread: rounds ([`round`]) while work comes, asleep otherwise.
 fn writer(
     db: Arc<Database>,
-    mut logs: Logs,
-    beside: Beside,
+    mut wal: Wal,
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Msg>,
     replies: Replies,
@@ -1558,12 +1492,10 @@ fn writer(
     // durable commit, however many non-durable ones followed it.
     let mut checkpoint_due: Option<Instant> = None;
     let mut last = Vec::new();
-    let Beside { folds, folder } = beside;
     let mut run = |jobs, checkpoint_due: &mut Option<Instant>, closing| {
         round(
             &db,
-            &mut logs,
-            &folds,
+            &mut wal,
             &shared,
             jobs,
             checkpoint_due,
@@ -1581,10 +1513,7 @@ fn writer(
             let busy = !st.waiting.is_empty();
             // With records pending it comes back for them within `FLUSH_EVERY` unwoken.
             st.writer_awake = busy || !st.pending.is_empty();
-            // (While a fold is written, the next one waits for it; its end wakes us.)
-            let fold_at = (!st.fold_running)
-                .then(|| st.mem.unfolded.since.map(|t| t + options.fold_interval))
-                .flatten();
+            let fold_at = st.mem.unfolded.since.map(|t| t + options.fold_interval);
             let flush_at = (!st.pending.is_empty()).then(|| Instant::now() + FLUSH_EVERY);
             let due = [checkpoint_due, fold_at, flush_at]
                 .into_iter()
@@ -1629,17 +1558,7 @@ fn writer(
             jobs.push(j);
         }
     }
-    // The last fold is written here, after the one being written beside.
-    while lock(&shared).fold_running {
-        if let Ok(Msg::Job(j)) = rx.recv_timeout(Duration::from_millis(10)) {
-            jobs.push(j);
-        }
-    }
     run(jobs, &mut checkpoint_due, true);
-    drop(folds);
-    if folder.join().is_err() {
-        tracing::warn!("the fold thread panicked");
-    }
     match Arc::try_unwrap(db) {
         Ok(db) => {
             if let Err(e) = db.close() {
@@ -1657,14 +1576,9 @@ fn writer(
 /// One round of the writer: under the lock, the queued operations run and the CCRs'
 /// records waiting are taken (with a fold when one is due); then, without the lock, the
 /// records go to the log and the rest to a redb transaction; then everything is answered.
-/// A fold due is written beside ([`folder`]) once this round's records are in the log,
-/// which the other log then relieves; to close, or after such a fold failed, the round
-/// writes it itself, and both logs start over.
-#[allow(clippy::too_many_arguments)]
 fn round(
     db: &Database,
-    logs: &mut Logs,
-    folds: &mpsc::Sender<Fold>,
+    wal: &mut Wal,
     shared: &Shared,
     mut jobs: Vec<Box<dyn Job>>,
     checkpoint_due: &mut Option<Instant>,
@@ -1687,7 +1601,7 @@ fn round(
         let written = if records.is_empty() {
             Ok(())
         } else {
-            logs.write_encoded(&records, options.durable).map_err(se)
+            wal.write_encoded(&records, options.durable).map_err(se)
         };
         records.clear();
         if !decided.is_empty() {
@@ -1697,7 +1611,7 @@ fn round(
             ));
         }
         let read = written
-            .and_then(|()| logs.records().map_err(se))
+            .and_then(|()| wal.records().map_err(se))
             .and_then(|r| Mem::load(db, r));
         match read {
             Ok(m) => {
@@ -1754,35 +1668,28 @@ fn round(
         }
     };
     let mut ops = decided_ops + jobs.len();
+    // A round of reads and lazy writes only goes without an fsync; operations waiting for
+    // the disk (a retransmission's answer among them, which has no record) need one.
+    let durable = (options.durable && (sync_jobs || !decided.is_empty())) || checkpoint;
+    jobs.append(&mut decided);
     let fold_due = checkpoint
         || st.mem.unfolded.since.is_some_and(|since| {
             st.mem.unfolded.changes >= options.fold_changes
                 || started >= since + options.fold_interval
         });
-    // Written here to close or after a fold beside failed; else beside, unless one is.
-    let fold_here = fold_due && (closing || st.fold_failed) && !st.fold_running;
-    let fold_beside = fold_due && !fold_here && !st.fold_running && !st.fold_failed;
-    // A round of reads and lazy writes only goes without an fsync; operations waiting for
-    // the disk (a retransmission's answer among them, which has no record) need one, and
-    // so does a fold written here (both logs start over after it).
-    let durable =
-        (options.durable && (sync_jobs || !decided.is_empty())) || checkpoint || fold_here;
-    jobs.append(&mut decided);
     // The operations' journal entry: in the log when they wrote no table, else in the
-    // `journal` table with their transaction; none when a fold written here takes their
-    // changes (one written beside commits after this round, so it does not cover them).
+    // `journal` table with their transaction; none when a fold takes their changes.
     let mut entry = None;
     if !journal.is_empty() {
         let seq = st.mem.journal_next;
         st.mem.journal_next += 1;
-        if fold_here {
-        } else if txn.is_none() {
+        if txn.is_none() && !fold_due {
             wal::encode(seq, &journal, &mut records);
-        } else {
+        } else if !fold_due {
             entry = Some((seq, journal));
         }
     }
-    let taken = if fold_here || fold_beside {
+    let fold = if fold_due {
         match Fold::take(&mut st.mem) {
             Ok(f) => Some(f),
             Err(e) => {
@@ -1796,12 +1703,6 @@ fn round(
     } else {
         None
     };
-    let (fold, beside) = if fold_here {
-        (taken, None)
-    } else {
-        (None, taken)
-    };
-    st.fold_running |= beside.is_some();
     let upto = st.mem.journal_next;
     drop(guard);
 
@@ -1812,7 +1713,7 @@ fn round(
         if !records.is_empty() {
             // A durable fold below takes their changes to the disk as well.
             let sync = durable && fold.is_none();
-            logs.write_encoded(&records, sync).map_err(se)?;
+            wal.write_encoded(&records, sync).map_err(se)?;
         }
         if committed {
             let fold_started = Instant::now();
@@ -1852,26 +1753,14 @@ fn round(
             if fold.is_some() {
                 st.mem.folding = None;
             }
-            if let Some(f) = beside {
-                // Every record it folds is in the log taking records so far; the other
-                // log's were folded by the last fold, durably: it takes the next ones.
-                logs.switch();
-                if folds.send(f).is_err() {
-                    tracing::error!("the fold thread is gone");
-                    st.fold_running = false;
-                    st.fold_failed = true;
-                    st.mem.stale = true;
-                }
-            }
             if durable {
                 st.durable_next = st.durable_next.max(upto);
                 if committed {
                     *checkpoint_due = None;
                 }
                 if fold.is_some() {
-                    // Every record in the logs is in the tables, on the disk.
-                    logs.restart();
-                    st.fold_failed = false;
+                    // Every record in the log is in the tables, on the disk.
+                    wal.restart();
                 }
             } else if (committed && write_jobs) || !records.is_empty() || fold.is_some() {
                 checkpoint_due.get_or_insert(started + options.checkpoint_interval);
@@ -1879,9 +1768,6 @@ fn round(
         }
         Err(e) => {
             tracing::error!(error = %e, operations = ops, "store commit failed");
-            // The fold taken (if any) is not written: memory read again holds its changes
-            // as not folded.
-            st.fold_running &= beside.is_none();
             // The CCRs decided since were decided on what failed: they fail too.
             st.mem.stale = true;
             ops += st.pending_ops;
@@ -2150,7 +2036,7 @@ mod tests {
             assert_eq!(before, 10_000_000 - 157, "fold_changes {fold_changes}");
 
             // No close: the file as a kill -9 leaves it.
-            let copy = as_after_a_crash(&store, &path, n, &options).await;
+            let copy = as_after_a_crash(&path, n, &options);
             assert_eq!(
                 total(&copy.account("a".into()).await.unwrap().unwrap()),
                 before,
@@ -2177,25 +2063,10 @@ mod tests {
         }
     }
 
-    /// A copy of `store`'s files, opened, as a `kill -9` would leave them. The logs are
-    /// copied before the data file (a log starts over only once a fold of what it held is
-    /// committed, so the copy never misses records the copied tables lack), and once no
-    /// fold is being written: a copy is not an instant, and redb's file copied mid-commit
-    /// is no state a crash leaves.
-    async fn as_after_a_crash(
-        store: &RedbStore,
-        path: &Path,
-        n: usize,
-        options: &RedbOptions,
-    ) -> RedbStore {
-        while lock(&store.shared).fold_running {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+    fn as_after_a_crash(path: &Path, n: usize, options: &RedbOptions) -> RedbStore {
         let copy = path.with_extension(format!("copy{n}"));
-        for (from, to) in wal_paths(path).iter().zip(wal_paths(&copy)) {
-            std::fs::copy(from, to).unwrap();
-        }
         std::fs::copy(path, &copy).unwrap();
+        std::fs::copy(wal_path(path), wal_path(&copy)).unwrap();
         let policy = Arc::new(Policy::from_config(&Config::demo()));
         RedbStore::open(&copy, options.clone(), policy).unwrap()
     }
@@ -2224,13 +2095,13 @@ mod tests {
             let a = cc(ccr_u(number, used)).await.unwrap();
             assert_eq!(a.answer.result_code, rc::SUCCESS, "{number}");
         }
-        let log = &wal_paths(&path)[0];
-        assert_eq!(std::fs::metadata(log).unwrap().len(), wal::PREALLOCATED);
+        let log = wal_path(&path);
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), wal::PREALLOCATED);
         let total = |a: &Account| a.balances[&UnitKind::TotalOctets].total();
         let before = total(&store.account("a".into()).await.unwrap().unwrap());
         assert_eq!(before, 10_000_000 - used_total);
 
-        let copy = as_after_a_crash(&store, &path, 0, &options).await;
+        let copy = as_after_a_crash(&path, 0, &options);
         assert_eq!(
             total(&copy.account("a".into()).await.unwrap().unwrap()),
             before
@@ -2287,7 +2158,7 @@ mod tests {
             rc::SUCCESS
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let copy = as_after_a_crash(&store, &path, 0, &options).await;
+        let copy = as_after_a_crash(&path, 0, &options);
         let total = |a: &Account| a.balances[&UnitKind::TotalOctets].total();
         assert_eq!(
             total(&copy.account("a".into()).await.unwrap().unwrap()),
@@ -2324,7 +2195,7 @@ mod tests {
                 .put_visited_lazy("v".into(), &"lazy".to_string())
                 .await
                 .unwrap();
-            let copy = as_after_a_crash(&store, &path, 0, &options).await;
+            let copy = as_after_a_crash(&path, 0, &options);
             // (Only while the interval has not passed: a busy machine may have slept.)
             if !durable && written.elapsed() < interval / 2 {
                 // Not on the disk yet: redb keeps non-durable commits in the process.
@@ -2332,7 +2203,7 @@ mod tests {
             }
             RedbStore::close(&copy).await;
             tokio::time::sleep(interval * 3).await;
-            let copy = as_after_a_crash(&store, &path, 1, &options).await;
+            let copy = as_after_a_crash(&path, 1, &options);
             assert!(copy.account("a".into()).await.unwrap().is_some());
             assert_eq!(
                 copy.visited_records::<String>().await.unwrap(),
@@ -2375,9 +2246,9 @@ mod tests {
             .unwrap();
         let expected = vec!["v1/3".to_string(), "v3/3".into(), "v4/0".into()];
         assert_eq!(store.visited_records::<String>().await.unwrap(), expected);
-        let log = &wal_paths(&path)[0];
-        assert_eq!(std::fs::metadata(log).unwrap().len(), wal::PREALLOCATED);
-        let copy = as_after_a_crash(&store, &path, 0, &options).await;
+        let log = wal_path(&path);
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), wal::PREALLOCATED);
+        let copy = as_after_a_crash(&path, 0, &options);
         assert_eq!(copy.visited_records::<String>().await.unwrap(), expected);
         RedbStore::close(&copy).await;
         RedbStore::close(&store).await;

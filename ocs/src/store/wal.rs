@@ -10,9 +10,6 @@
 //! its checksum wrong) or older than the one before it — what follows is what an earlier
 //! round left, already folded.
 //!
-//! The store keeps two such files ([`Logs`]) and writes to one at a time, so that a fold of
-//! what one holds can run while the other takes the next records.
-//!
 //! The file is filled with zeros up to [`PREALLOCATED`] when created, so that a write
 //! inside it changes no file metadata and `fdatasync` has only the data to flush (appending
 //! to a growing file costs the file system a journal commit per sync as well).
@@ -151,58 +148,6 @@ fn scan(bytes: &[u8]) -> (Records, u64) {
         at = start + len as usize;
     }
     (records, at as u64)
-}
-
-/// The store's two logs, used in turn: one takes the records while what the other holds is
-/// folded into the tables beside the writer; the next fold starts the other one over.
-pub struct Logs {
-    logs: [Wal; 2],
-    /// The log taking records.
-    active: usize,
-}
-
-impl Logs {
-    /// Opens (or creates) both logs and reads their records, by number.
-    pub fn open(paths: &[PathBuf; 2]) -> io::Result<(Self, Records)> {
-        let (first, mut records) = Wal::open(&paths[0])?;
-        let (second, more) = Wal::open(&paths[1])?;
-        records.extend(more);
-        records.sort_by_key(|r| r.0);
-        let logs = Self {
-            logs: [first, second],
-            active: 0,
-        };
-        Ok((logs, records))
-    }
-
-    /// [`Wal::write_encoded`] on the log taking records.
-    pub fn write_encoded(&mut self, records: &[u8], sync: bool) -> io::Result<()> {
-        self.logs[self.active].write_encoded(records, sync)
-    }
-
-    /// The records written to both logs since each started over, by number.
-    pub fn records(&self) -> io::Result<Records> {
-        let mut records = self.logs[0].records()?;
-        records.extend(self.logs[1].records()?);
-        records.sort_by_key(|r| r.0);
-        Ok(records)
-    }
-
-    /// The other log takes the next records, from its start: everything it held is folded
-    /// into the tables by a durable commit.
-    pub fn switch(&mut self) {
-        self.active = 1 - self.active;
-        self.logs[self.active].restart();
-    }
-
-    /// Both logs start over: everything in them is folded into the tables by a durable
-    /// commit.
-    pub fn restart(&mut self) {
-        for log in &mut self.logs {
-            log.restart();
-        }
-        self.active = 0;
-    }
 }
 
 #[cfg(test)]
