@@ -2071,6 +2071,17 @@ mod tests {
         RedbStore::open(&copy, options.clone(), policy).unwrap()
     }
 
+    /// Durable, folding every `changes` changes and never by time.
+    fn durable_folding_every(changes: usize) -> RedbOptions {
+        RedbOptions {
+            max_batch: 8,
+            durable: true,
+            fold_changes: changes,
+            fold_interval: Duration::from_secs(3600),
+            ..RedbOptions::default()
+        }
+    }
+
     /// CCRs of a known subscriber go to the log, and the log starts over after each durable
     /// fold: it stays the size it was created with, and after a crash only its records not
     /// folded are read (the older ones after them are not), with the session indexes in
@@ -2078,13 +2089,7 @@ mod tests {
     #[tokio::test]
     async fn the_log_starts_over_after_a_fold_and_is_read_back_after_a_crash() {
         let dir = tempfile::tempdir().unwrap();
-        let options = RedbOptions {
-            max_batch: 8,
-            durable: true,
-            fold_changes: 7,
-            fold_interval: Duration::from_secs(3600),
-            ..RedbOptions::default()
-        };
+        let options = durable_folding_every(7);
         let (store, path, options, _) = store_with_account_and(dir.path(), options).await;
         let cc = |r: CcRequest| ChargingStore::credit_control(&store, r, 1_000);
         assert_eq!(cc(ccr_i()).await.unwrap().answer.result_code, rc::SUCCESS);
@@ -2221,13 +2226,7 @@ mod tests {
     #[tokio::test]
     async fn visited_records_go_to_the_log_and_are_read_back_after_a_crash() {
         let dir = tempfile::tempdir().unwrap();
-        let options = RedbOptions {
-            max_batch: 8,
-            durable: true,
-            fold_changes: 5,
-            fold_interval: Duration::from_secs(3600),
-            ..RedbOptions::default()
-        };
+        let options = durable_folding_every(5);
         let path = dir.path().join("visited.redb");
         let policy = Arc::new(Policy::from_config(&Config::demo()));
         let store = RedbStore::open(&path, options.clone(), policy).unwrap();
