@@ -13,27 +13,27 @@
 //! decision, not for a disk write. The visited role's session records are written the
 //! same way (a journal entry each).
 //!
-//! **Every other operation** (provisioning, the operator's reads and changes, the sweep)
-//! is queued for the writer, which runs the queued ones in
-//! turn under the lock (each sees the effects of those before it), in one redb write
-//! transaction when one writes a table (its journal entry then in the `journal` table), and
-//! answers them after the commit. An operation reads first and writes after, so one that
-//! fails leaves nothing behind; a failed write fails the round's operations and the CCRs
-//! decided after them, and memory is read again from the file. Each round is atomic on the
-//! disk: a log record is read back only when whole (checksummed), a redb commit is atomic.
-//! A `kill -9` at any moment leaves, with `durable`, every CCR answered; no answer was sent
-//! for anything not on the disk.
+//! **Every other operation** (provisioning, the operator's reads and changes, the sweep) is
+//! queued for the writer, which runs the queued ones in turn under the lock (each sees the
+//! effects of those before it), in one redb write transaction when one writes a table (its
+//! journal entry then in the `journal` table), and answers them after the commit. An
+//! operation reads first and writes after, so one that fails leaves nothing behind; a
+//! failed write fails the round's operations and the CCRs decided after them, and memory is
+//! read again from the file. Each round is atomic on the disk: a log record is read back
+//! only when whole (checksummed), a redb commit is atomic. A `kill -9` at any moment
+//! leaves, with `durable`, every CCR answered; no answer was sent for anything not on the
+//! disk.
 //!
 //! Not every commit is durable: without `durable` none are, and with it a round of reads
-//! and lazy writes ([`RedbStore::put_visited_lazy`], written as without `durable`) is not. A crash takes the redb file
-//! back to its last durable commit, so the writer makes one at most `checkpoint_interval`
-//! after the first write that was not synced (with the round that finds it due, or alone
-//! when no request comes), folding the journal with it. Without `durable`, the writer puts
-//! answered CCRs' records in the log within a few milliseconds ([`FLUSH_EVERY`]); a crash
-//! of the machine then loses at most the CCRs of the last interval, answered or not; a
-//! `kill -9` loses the redb commits of the interval and the records not yet written, not
-//! what was written to the log (the page cache outlives the process), and the journal is
-//! read back up to its first missing entry.
+//! and lazy writes ([`RedbStore::put_visited_lazy`], written as without `durable`) is not.
+//! A crash takes the redb file back to its last durable commit, so the writer makes one at
+//! most `checkpoint_interval` after the first write that was not synced (with the round
+//! that finds it due, or alone when no request comes), folding the journal with it. Without
+//! `durable`, the writer puts answered CCRs' records in the log within a few milliseconds
+//! ([`FLUSH_EVERY`]); a crash of the machine then loses at most the CCRs of the last
+//! interval, answered or not; a `kill -9` loses the redb commits of the interval and the
+//! records not yet written, not what was written to the log (the page cache outlives the
+//! process), and the journal is read back up to its first missing entry.
 //!
 //! Tables:
 //! - `accounts`: account id → account
@@ -559,7 +559,19 @@ macro_rules! tryop {
     };
 }
 
-impl Tables<'_> {
+impl<'t> Tables<'t> {
+    /// No transaction yet; `scratch` for encoding, `journal` (empty) for the batch's entry.
+    fn new(db: &'t Database, mem: &'t mut Mem, (scratch, journal): (Vec<u8>, Vec<u8>)) -> Self {
+        Self {
+            db,
+            mem,
+            txn: None,
+            read: None,
+            scratch,
+            journal,
+        }
+    }
+
     fn account_by_id(&self, id: &str) -> OpResult<Option<Account>> {
         Ok(Ok(self.mem.accounts.get(id).cloned()))
     }
@@ -949,8 +961,8 @@ where
     }
 }
 
-/// A CCR decided on a runtime thread ([`RedbStore::decide`]): its answer, sent once its
-/// log record is on the disk.
+/// An operation run on a runtime thread ([`RedbStore::inline`]: a CCR, a visited session
+/// record): its result, sent once its log record and every one before it is on the disk.
 struct Decided<T> {
     result: Result<T, StoreError>,
     reply: oneshot::Sender<Result<T, StoreError>>,
@@ -1159,14 +1171,11 @@ impl RedbStore {
                 return self.submit_with(sync, true, op);
             }
         };
-        let mut t = Tables {
-            db,
-            mem: &mut st.mem,
-            txn: None,
-            read: None,
-            scratch: std::mem::take(&mut st.scratch),
-            journal: std::mem::take(&mut st.journal),
-        };
+        let buffers = (
+            std::mem::take(&mut st.scratch),
+            std::mem::take(&mut st.journal),
+        );
+        let mut t = Tables::new(db, &mut st.mem, buffers);
         let ran = op(&mut t, &shared.policy);
         let (scratch, mut journal) = (
             std::mem::take(&mut t.scratch),
@@ -1633,14 +1642,7 @@ fn round(
     let sync_jobs = jobs.iter().any(|j| j.needs_sync());
     let write_jobs = jobs.iter().any(|j| j.writes());
     let ran = {
-        let mut t = Tables {
-            db,
-            mem: &mut st.mem,
-            txn: None,
-            read: None,
-            scratch: Vec::new(),
-            journal: Vec::new(),
-        };
+        let mut t = Tables::new(db, &mut st.mem, Default::default());
         let mut ran = Ok(());
         for job in jobs.iter_mut() {
             ran = job.run(&mut t, &shared.policy);
