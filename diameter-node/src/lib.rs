@@ -30,6 +30,8 @@
 //!   server) and [`config::load_config`], whose errors name the file, line and key.
 //! - [`capture`]: pcapng capture of every message sent and received.
 //! - [`metrics`]: Prometheus names, recording helpers and the HTTP endpoint.
+//! - [`task`]: running a future on the caller's task until it waits, then as a task of
+//!   its own spawned when it is woken (the node's handlers and forwards, and the servers').
 //! - [`busy_poll`]: opt-in polling through the gaps between messages instead of sleeping
 //!   (trades a CPU for the wake-up latency of a virtual machine).
 //!
@@ -87,4 +89,5 @@ pub mod metrics;
 pub mod node;
 pub mod peer;
 pub mod routing;
+pub mod task;
 pub mod transport;

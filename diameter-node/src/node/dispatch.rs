@@ -16,9 +16,7 @@ use diameter_codec::{
     ValidationLevel, Validator,
 };
 use futures::FutureExt;
-use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -363,8 +361,7 @@ impl Shared {
         //
         // A handler that answers at once (most do) finishes here, on the peer's task: one
         // task hand-off and wake-up fewer per request, and nothing boxed besides the
-        // handler's own future. One that waits goes on in a task of its own, which polls it
-        // again with a real waker.
+        // handler's own future (polled first with a waker that does nothing).
         let first = {
             let _entered = span.enter();
             std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -379,6 +376,8 @@ impl Shared {
         let outcome = match first {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(fut)) => {
+                // It waits (for a peer's answer, a store…): it goes on from the thread that
+                // wakes it (`crate::task`), polled once more here with that waker.
                 let peer = peer.to_string();
                 let msg = msg.clone();
                 let task = async move {
@@ -388,7 +387,7 @@ impl Shared {
                         shared.forward(&peer, key, &msg, f).await;
                     }
                 };
-                tokio::spawn(tracing::Instrument::instrument(task, span));
+                crate::task::run_here(Box::pin(tracing::Instrument::instrument(task, span)));
                 return;
             }
             Err(panic) => Err(panic),
@@ -404,18 +403,13 @@ impl Shared {
     }
 
     /// A proxy's forward: sent from here (the peer's task), unless it has to wait for a
-    /// connection, then in a task of its own.
+    /// connection, then as a task of its own once it can go on (`crate::task`).
     fn run_forward(&self, peer: &str, key: DupKey, msg: &Message, f: Forward, span: tracing::Span) {
         let shared = self.arc();
         let peer = peer.to_string();
         let msg = msg.clone();
         let task = async move { shared.forward(&peer, key, &msg, f).await };
-        let mut task: Pin<Box<dyn Future<Output = ()> + Send>> =
-            Box::pin(tracing::Instrument::instrument(task, span));
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        if task.as_mut().poll(&mut cx).is_pending() {
-            tokio::spawn(task);
-        }
+        crate::task::run_here(Box::pin(tracing::Instrument::instrument(task, span)));
     }
 
     /// A request its handler forwards at once to `next` ([`Handler::forward_at_once`]):
