@@ -376,8 +376,8 @@ struct Outcome {
 }
 
 enum Reply {
-    /// A CCA.
-    Cca(Box<CcAnswer>),
+    /// A CCA (shared with the session's answers kept for retransmissions).
+    Cca(Arc<CcAnswer>),
     /// A protocol error (E bit) with Error-Message.
     Error(ResultCode, String),
 }
@@ -408,32 +408,30 @@ impl Agent {
     async fn write(
         self: &Arc<Self>,
         id: &str,
-        o: &Outcome,
+        o: &mut Outcome,
         turn: SessionTurn,
     ) -> Result<(), StoreError> {
         if o.remove {
             return self.store.remove(id.to_string()).await;
         }
-        let Some(s) = &o.session else { return Ok(()) };
-        let mut s = s.clone();
+        let Some(mut s) = o.session.take() else {
+            return Ok(());
+        };
         s.pcef_at = crate::server::now_ms();
         if !o.lazy {
             return self.store.put(s).await;
         }
         let store = self.store.clone();
-        let mut written = Box::pin(async move {
+        let written = async move {
             if let Err(e) = store.put_lazy(s).await {
                 tracing::warn!(session = %turn.id, error = %e, "visited session not written after home's answer; its durable record stands");
             }
             drop(turn);
-        });
-        // The stores take a lazy write at once: polled here it is done, with no task
-        // spawned (a spawn can wake an idle runtime thread to run it: a wake-up per update
-        // on a machine where those are the dominant cost). One that waits gets a task.
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        if written.as_mut().poll(&mut cx).is_pending() {
-            tokio::spawn(written);
-        }
+        };
+        // The stores take a lazy write at once: done here, with no task spawned (a spawn
+        // can wake an idle runtime thread to run it: a wake-up per update on a machine where
+        // those are the dominant cost). One that waits goes on as a task of its own.
+        diameter_node::task::run_here(Box::pin(written));
         Ok(())
     }
 
@@ -507,7 +505,7 @@ impl Agent {
         let id = ccr.session_id.clone();
         let turn = self.turn(&id).await;
         let out = match self.handle(ccr, extras).await {
-            Ok(o) => match self.write(&id, &o, turn).await {
+            Ok(mut o) => match self.write(&id, &mut o, turn).await {
                 Ok(()) => Ok(o),
                 // Answering success would let the PCEF forget usage this node did not
                 // keep: it gets 5012 and sends the request again.
@@ -537,7 +535,7 @@ impl Agent {
         // A retransmission gets the answer it got (RFC 4006 §5.7, RFC 6733 §5.5.4).
         if let Some(a) = existing.as_ref().and_then(|s| s.answer(ccr.request_number)) {
             return Ok(Outcome {
-                answer: Reply::Cca(Box::new(a.clone())),
+                answer: Reply::Cca(a.clone()),
                 session: None,
                 remove: false,
                 lazy: false,
@@ -576,10 +574,11 @@ impl Agent {
             .find(|o| o.realm.eq_ignore_ascii_case(&s.operator))
     }
 
-    fn service_policy(&self, s: &VisitedSession, svc: ServiceKey) -> config::ServicePolicy {
+    fn service_policy(&self, s: &VisitedSession, svc: ServiceKey) -> &config::ServicePolicy {
+        static NONE: std::sync::LazyLock<config::ServicePolicy> =
+            std::sync::LazyLock::new(config::ServicePolicy::default);
         self.operator(s)
-            .map(|o| o.policy(svc.rating_group).clone())
-            .unwrap_or_default()
+            .map_or(&*NONE, |o| o.policy(svc.rating_group))
     }
 
     /// The request sent home, to `host`.
@@ -788,7 +787,7 @@ impl Agent {
         if home.result_code != rc::SUCCESS {
             // S315: the home refusal reaches the PCEF as it is.
             return Ok(Outcome {
-                answer: Reply::Cca(Box::new(pass_through(&ccr, home))),
+                answer: Reply::Cca(Arc::new(pass_through(&ccr, home))),
                 session: None,
                 remove: false,
                 lazy: false,
@@ -822,9 +821,10 @@ impl Agent {
         for m in &ccr.mscc {
             answer.mscc.push(self.rewrite(&mut s, m));
         }
+        let answer = Arc::new(answer);
         s.keep_answer(ccr.request_number, answer.clone());
         Ok(Outcome {
-            answer: Reply::Cca(Box::new(answer)),
+            answer: Reply::Cca(answer),
             session: Some(s),
             remove: false,
             lazy: false,
@@ -857,7 +857,7 @@ impl Agent {
             .await
         {
             Ok(home) => Ok(Outcome {
-                answer: Reply::Cca(Box::new(pass_through(&ccr, home))),
+                answer: Reply::Cca(Arc::new(pass_through(&ccr, home))),
                 session: None,
                 remove: false,
                 lazy: false,
@@ -891,7 +891,13 @@ impl Agent {
             };
         }
         let available = policy::remaining(&v.home.granted.unwrap_or_default(), &v.unreported);
-        let mut d = policy::apply(&v.home, &available, &policy, &self.cfg.default_triggers);
+        let mut d = policy::apply(
+            &v.home,
+            &available,
+            policy,
+            &self.cfg.default_triggers,
+            report,
+        );
         d.answer.service = m.service;
         if report {
             v.to_report = Some(d.clone());
@@ -1061,10 +1067,6 @@ impl Agent {
                 msccs.push(self.home_mscc(v, Some(Units::default())));
             }
         }
-        // The session as it stands if home never gets this request: the request home in
-        // doubt settled above stays settled, this request's usage is left out (the PCEF,
-        // answered 3002, reports it again).
-        let unsent = without_usage(&s, &ccr);
         // The record of this request and the request home go out together, so the PCEF
         // waits for one disk flush (this one, or home's), not two in a row: the record holds
         // this request's usage and the request home as in doubt, tagged with the PCEF's
@@ -1078,10 +1080,11 @@ impl Agent {
             pcef_number: Some(ccr.request_number),
         });
         pending.pcef_at = crate::server::now_ms();
-        let (recorded, sent) = tokio::join!(
+        let (sent, recorded) = alongside(
+            self.send_home(&s, RequestType::Update, &msccs, false),
             self.store.put(pending),
-            self.send_home(&s, RequestType::Update, &msccs, false)
-        );
+        )
+        .await;
         let answer = match sent {
             Ok(a) => a,
             Err(HomeDown(why, maybe_received)) => {
@@ -1090,6 +1093,10 @@ impl Agent {
                     msccs: msccs.clone(),
                     pcef_number: None,
                 });
+                // The session as it stands if home never got this request: the request
+                // home in doubt settled above stays settled, this request's usage is left
+                // out (the PCEF, answered 3002, reports it again).
+                let unsent = without_usage(&s, &ccr);
                 let mut out = self.home_down(unsent.clone(), s, &ccr, why, doubt);
                 // The pending record is replaced whatever the outcome.
                 out.session.get_or_insert(unsent);
@@ -1123,9 +1130,10 @@ impl Agent {
             }
             a
         };
+        let a = Arc::new(a);
         s.keep_answer(ccr.request_number, a.clone());
         Outcome {
-            answer: Reply::Cca(Box::new(a)),
+            answer: Reply::Cca(a),
             session: Some(s),
             remove: false,
             lazy,
@@ -1172,9 +1180,10 @@ impl Agent {
             a.mscc.push(self.rewrite(&mut s, m));
         }
         crate::metrics::record_local_reauth();
+        let a = Arc::new(a);
         s.keep_answer(ccr.request_number, a.clone());
         Outcome {
-            answer: Reply::Cca(Box::new(a)),
+            answer: Reply::Cca(a),
             session: Some(s),
             remove: false,
             lazy: false,
@@ -1367,7 +1376,7 @@ impl Agent {
             let mut a = CcAnswer::bare(ccr, answer.result_code);
             a.error_message = answer.error_message;
             Outcome {
-                answer: Reply::Cca(Box::new(a)),
+                answer: Reply::Cca(Arc::new(a)),
                 session: None,
                 remove: true,
                 lazy: false,
@@ -1415,12 +1424,44 @@ impl Agent {
     }
 }
 
+/// Waits for `home` (a request home) while `record` (the durable record of that request)
+/// is written: `home` is polled first, so the request leaves before the record's work
+/// begins; `record` is polled once to start it and then not again until home has answered,
+/// so a disk faster than home wakes nobody in between (a wake-up costs more than the
+/// poll on a machine with few CPUs). A store whose write needs polling to go on finishes
+/// it after home's answer.
+async fn alongside<A, B>(
+    home: impl Future<Output = A>,
+    mut record: crate::store::StoreFuture<'_, B>,
+) -> (A, Result<B, StoreError>) {
+    let mut home = std::pin::pin!(home);
+    let mut early = None;
+    let mut started = false;
+    let a = std::future::poll_fn(|cx| {
+        let a = home.as_mut().poll(cx);
+        if !started {
+            started = true;
+            let mut noop = std::task::Context::from_waker(std::task::Waker::noop());
+            if let std::task::Poll::Ready(b) = record.as_mut().poll(&mut noop) {
+                early = Some(b);
+            }
+        }
+        a
+    })
+    .await;
+    let b = match early {
+        Some(b) => b,
+        None => record.await,
+    };
+    (a, b)
+}
+
 /// A refusal answered by the visited OCS itself.
 fn refuse(ccr: &CcRequest, code: u32, why: &str) -> Outcome {
     let mut a = CcAnswer::bare(ccr, code);
     a.error_message = Some(why.to_string());
     Outcome {
-        answer: Reply::Cca(Box::new(a)),
+        answer: Reply::Cca(Arc::new(a)),
         session: None,
         remove: false,
         lazy: false,

@@ -117,24 +117,23 @@ fn clamp_threshold(th: Option<u32>, grant: Option<u64>) -> Option<u32> {
 pub struct VisitedDecision {
     /// The MSCC sent to the PCEF.
     pub answer: MsccAnswer,
-    /// What the policy changed, for Visited-Decision-Reason.
+    /// What the policy changed, for Visited-Decision-Reason (empty when home is not told).
     pub reason: String,
 }
 
-/// Applies `policy` to the home decision `home` of which `available` remains.
+/// Applies `policy` to the home decision `home` of which `available` remains: the MSCC the
+/// PCEF gets, and (`explain`) what changed, for Visited-Decision-Reason.
 pub fn apply(
     home: &MsccAnswer,
     available: &Units,
     policy: &ServicePolicy,
     defaults: &[i32],
+    explain: bool,
 ) -> VisitedDecision {
     let mut a = home.clone();
-    let mut why = Vec::new();
     let granted = cap_units(available, policy.grant_cap);
+    let capped = home.granted.is_some() && Some(granted) != home.granted;
     if home.granted.is_some() {
-        if Some(granted) != home.granted {
-            why.push(format!("grant capped at {}", policy.grant_cap.unwrap_or(0)));
-        }
         a.granted = Some(granted);
         let volume = granted
             .total_octets
@@ -145,19 +144,14 @@ pub fn apply(
         a.unit_threshold = clamp_threshold(home.unit_threshold, granted.service_specific);
     }
     a.triggers = merge_triggers(home.triggers.as_deref(), &policy.triggers, defaults);
-    if a.triggers != home.triggers {
-        why.push(format!(
-            "triggers {:?}",
-            a.triggers.clone().unwrap_or_default()
-        ));
-    }
     // The final units are the home grant's last ones: while part of it is held back, the
     // PCEF's grant is not final.
     let last = home.granted.is_none() || granted == *available;
+    let mut replaced = None;
     a.final_unit = match (&home.final_unit, policy.final_unit_action.replacement()) {
         (Some(_), _) if !last => None,
         (Some(_), Some(action)) => {
-            why.push(format!("final unit action {}", action.code()));
+            replaced = Some(action.code());
             Some(FinalUnit {
                 action: action.code(),
                 redirect: policy
@@ -169,14 +163,30 @@ pub fn apply(
         }
         (f, _) => f.clone(),
     };
-    VisitedDecision {
-        answer: a,
-        reason: if why.is_empty() {
+    // Built only when home is to be told: a few allocations per answer otherwise spent.
+    let reason = if explain {
+        let mut why = Vec::new();
+        if capped {
+            why.push(format!("grant capped at {}", policy.grant_cap.unwrap_or(0)));
+        }
+        if a.triggers != home.triggers {
+            why.push(format!(
+                "triggers {:?}",
+                a.triggers.clone().unwrap_or_default()
+            ));
+        }
+        if let Some(code) = replaced {
+            why.push(format!("final unit action {code}"));
+        }
+        if why.is_empty() {
             "home decision kept".into()
         } else {
             why.join("; ")
-        },
-    }
+        }
+    } else {
+        String::new()
+    };
+    VisitedDecision { answer: a, reason }
 }
 
 #[cfg(test)]
@@ -243,12 +253,12 @@ mod tests {
             }),
             ..ServicePolicy::default()
         };
-        let d = apply(&home, &home.granted.unwrap(), &p, &[]);
+        let d = apply(&home, &home.granted.unwrap(), &p, &[], true);
         assert_eq!(d.answer.granted.unwrap().total_octets, Some(300));
         assert_eq!(d.answer.volume_threshold, Some(150));
         assert!(d.answer.final_unit.is_none(), "700 still held: not final");
         let left = Units::of(crate::model::UnitKind::TotalOctets, 200);
-        let d = apply(&home, &left, &p, &[]);
+        let d = apply(&home, &left, &p, &[], true);
         assert_eq!(d.answer.final_unit.unwrap().action, 1);
     }
 }

@@ -12,7 +12,7 @@ use crate::store::redb::RedbStore;
 use crate::store::{StoreError, StoreFuture};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// One MSCC of a request sent home.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,8 +99,9 @@ pub struct VisitedSession {
     /// Per rating group.
     pub services: Vec<VisitedService>,
     /// The highest CC-Request-Number of the PCEF handled and the last answers by number,
-    /// for retransmissions.
-    pub answers: Vec<(u32, CcAnswer)>,
+    /// for retransmissions (shared: a session is copied several times per request, its
+    /// answers are not).
+    pub answers: Vec<(u32, Arc<CcAnswer>)>,
     /// What to do when home cannot be reached.
     pub failure_handling: FailureHandling,
     /// The PCEF's Origin-Host and Origin-Realm: where a re-auth request goes.
@@ -127,7 +128,7 @@ impl VisitedSession {
     }
 
     /// Remembers an answer for retransmissions.
-    pub fn keep_answer(&mut self, n: u32, a: CcAnswer) {
+    pub fn keep_answer(&mut self, n: u32, a: Arc<CcAnswer>) {
         self.answers.retain(|(k, _)| *k != n);
         self.answers.push((n, a));
         if self.answers.len() > KEPT_ANSWERS {
@@ -136,7 +137,7 @@ impl VisitedSession {
     }
 
     /// The stored answer to request `n`.
-    pub fn answer(&self, n: u32) -> Option<&CcAnswer> {
+    pub fn answer(&self, n: u32) -> Option<&Arc<CcAnswer>> {
         self.answers.iter().find(|(k, _)| *k == n).map(|(_, a)| a)
     }
 }
@@ -264,7 +265,7 @@ impl DurableVisitedStore {
     /// Opens (or creates) the data file of `[store]` and loads its sessions.
     pub async fn open(cfg: &crate::config::Config) -> Result<Self, StoreError> {
         let options = cfg.redb_options();
-        let policy = std::sync::Arc::new(Policy::from_config(cfg));
+        let policy = Arc::new(Policy::from_config(cfg));
         let disk = RedbStore::open(&cfg.store.path, options, policy)?;
         let memory = MemoryVisitedStore::default();
         for s in disk.visited_records::<VisitedSession>().await? {
@@ -278,9 +279,12 @@ impl VisitedStore for DurableVisitedStore {
     fn get(&self, id: String) -> StoreFuture<'_, Option<VisitedSession>> {
         self.memory.get(id)
     }
+    /// The record's journal entry is numbered when this is called (the write starts without
+    /// the future being polled); the future ends once it is on the disk.
     fn put(&self, s: VisitedSession) -> StoreFuture<'_, ()> {
+        let written = self.disk.put_visited(s.pcef_session.clone(), &s);
         Box::pin(async move {
-            self.disk.put_visited(s.pcef_session.clone(), &s).await?;
+            written.await?;
             self.memory.put(s).await
         })
     }
