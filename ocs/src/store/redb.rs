@@ -1038,6 +1038,8 @@ struct State {
     /// False while the writer sleeps without a deadline (or is about to): the next CCR
     /// that needs it wakes it.
     writer_awake: bool,
+    /// When the sleeping writer comes back by itself (a checkpoint, a fold or a flush due).
+    writer_due: Option<Instant>,
     /// Buffers a CCR reuses.
     scratch: Vec<u8>,
     journal: Vec<u8>,
@@ -1125,6 +1127,7 @@ impl RedbStore {
                 pending_ops: 0,
                 waiting: Vec::new(),
                 writer_awake: true,
+                writer_due: None,
                 scratch: Vec::with_capacity(1024),
                 journal: Vec::with_capacity(1024),
             }),
@@ -1212,8 +1215,9 @@ impl RedbStore {
                     .unwrap_or_else(|_| Err(StoreError("store writer stopped".into())))
             });
         }
-        // Answered now: the writer puts the record in the log within `FLUSH_EVERY`, woken
-        // if it sleeps without a deadline, and at once for a large backlog or a fold due.
+        // Answered now: the writer puts the record in the log within `FLUSH_EVERY` (a lazy
+        // one of a durable store: with its next round), woken if it sleeps without a
+        // deadline, and at once for a large backlog or a fold due.
         let crossed = |before: usize, after: usize, limit: usize| before < limit && after >= limit;
         if crossed(pending_before, st.pending.len(), PENDING_MAX)
             || crossed(
@@ -1225,7 +1229,18 @@ impl RedbStore {
             st.writer_awake = true;
             let _ = shared.queue.send(Msg::Wake);
         } else if st.pending.len() > pending_before {
-            wake(shared, st);
+            // A lazy record of a durable store rides with the writer's next round (another
+            // operation's, or the deadline it sleeps with, within `checkpoint_interval`): a
+            // crash that loses it loses nothing its durable predecessor cannot redo, and a
+            // wake-up per record costs more than the write.
+            let rides = shared.options.durable
+                && !sync
+                && st
+                    .writer_due
+                    .is_some_and(|d| d <= Instant::now() + shared.options.checkpoint_interval);
+            if !rides {
+                wake(shared, st);
+            }
         }
         drop(guard);
         Box::pin(std::future::ready(result))
@@ -1248,9 +1263,10 @@ impl RedbStore {
     }
 
     /// The visited role: as [`RedbStore::put_visited`], answered at once, without waiting
-    /// for the disk. A crash may lose it (the writer puts it in the log within
-    /// [`FLUSH_EVERY`], on the disk with the next durable round or checkpoint), so it is
-    /// only for a record whose durable predecessor lets the lost change be made again.
+    /// for the disk. A crash may lose it (the writer puts it in the log and on the disk with
+    /// its next round: another operation's, or a checkpoint or fold due, within
+    /// `checkpoint_interval`), so it is only for a record whose durable predecessor lets the
+    /// lost change be made again.
     ///
     /// Its journal entry is numbered when this is called, so a write of the same record
     /// made later cannot come before it, on the disk or at a restart; the future tells how
@@ -1528,6 +1544,7 @@ fn writer(
                 .into_iter()
                 .flatten()
                 .min();
+            st.writer_due = due;
             (busy, due)
         };
         let mut jobs = Vec::new();
