@@ -9,16 +9,22 @@
 //! `no-fsync` runs the home store without fsync, so the extra hop is not hidden in the
 //! fsync's spread.
 //!
-//! Three series of CCR-U, each on its own session: straight to the home OCS; through the
-//! visited OCS with a location-area change each time (sent home: one more hop); through the
-//! visited OCS with a RAT change each time (answered by the visited OCS alone). Prints
-//! p50/p90/p99/mean per series, the process's CPU time per update (all three nodes and the
-//! client share the machine's CPUs, so work the visited node adds beside the hop competes
-//! with home's) and the ratios to the direct path.
+//! Four series of CCR-U, each on its own session: straight to the home OCS; through a bare
+//! relay agent (a diameter-node relay with nothing but the hop: the yardstick of one more
+//! Diameter hop); through the visited OCS with a location-area change each time (sent home:
+//! one more hop); through the visited OCS with a RAT change each time (answered by the
+//! visited OCS alone). Each series runs once alone, for the process's CPU time per update
+//! (all nodes and the client share the machine's CPUs, so work the visited node adds beside
+//! the hop competes with home's), then all four run again in turns, one update of each per
+//! round, for the latencies: every series meets the same states of the machine, so their
+//! ratios do not depend on which one ran in a slow phase. Prints p50/p90/p99/mean per
+//! series, its CPU, and the ratios to the direct path.
 //!
-//! Yardsticks measured in the same run tell what the extra path costs physically: the same
-//! requests through a bare relay agent (a diameter-node relay with nothing but the hop),
-//! the round trip of 64 bytes over a loopback TCP connection, and `fdatasync`
+//! `VISITED_PROFILE=SERIES:N` (`direct`, `relay`, `home` or `local`) runs only N updates of
+//! one series and prints its CPU per update: the process to record with a profiler.
+//!
+//! Yardsticks measured in the same run tell what the extra path costs physically: the bare
+//! relay's series, the round trip of 64 bytes over a loopback TCP connection, and `fdatasync`
 //! latency in the data directory alone and with a second file flushed at the same time (the
 //! visited OCS's record and home's commit are flushed together; on one disk they contend).
 //! `VISITED_STORE_DIR` puts the visited OCS's file on another file system, as in a real
@@ -129,47 +135,58 @@ fn ccr(
     b
 }
 
-/// Runs one session of `updates` CCR-U; returns the round trips of the updates.
-async fn series(
-    node: &Node,
-    realm: &str,
-    session: &str,
-    updates: u32,
-    step: impl Fn(u32) -> (Option<i32>, u16, u8),
-) -> anyhow::Result<Vec<Duration>> {
-    let ok = |m: diameter_codec::Message| -> anyhow::Result<()> {
-        let rc: u32 = m.get(base::RESULT_CODE).and_then(Result::ok).unwrap_or(0);
-        anyhow::ensure!(rc == 2001, "Result-Code {rc}");
-        Ok(())
-    };
-    ok(node
-        .request(ccr(
-            session,
-            realm,
-            RequestType::Initial,
-            0,
-            0,
-            (None, 1, 1),
-        ))
-        .await?)?;
-    let mut out = Vec::with_capacity(updates as usize);
-    for n in 1..=updates {
-        let req = ccr(session, realm, RequestType::Update, n, 100, step(n));
+/// Where a series' requests go, and what each update reports (fired trigger, LAC, RAT).
+struct Path<'a> {
+    node: &'a Node,
+    realm: &'static str,
+    session: String,
+    step: fn(u32) -> (Option<i32>, u16, u8),
+}
+
+impl Path<'_> {
+    async fn send(&self, kind: RequestType, n: u32, used: u64) -> anyhow::Result<Duration> {
+        let fired = match kind {
+            RequestType::Update => (self.step)(n),
+            _ => (None, 1, 1),
+        };
+        let req = ccr(&self.session, self.realm, kind, n, used, fired);
         let t = Instant::now();
-        let m = node.request(req).await?;
-        out.push(t.elapsed());
-        ok(m)?;
+        let m = self.node.request(req).await?;
+        let took = t.elapsed();
+        let rc: u32 = m.get(base::RESULT_CODE).and_then(Result::ok).unwrap_or(0);
+        anyhow::ensure!(rc == 2001, "{}: Result-Code {rc}", self.session);
+        Ok(took)
     }
-    ok(node
-        .request(ccr(
-            session,
-            realm,
-            RequestType::Termination,
-            updates + 1,
-            100,
-            (None, 1, 1),
-        ))
-        .await?)?;
+}
+
+/// Opens a session on each path, sends `updates` CCR-U on each — one path after the other,
+/// or (`interleaved`) in turns, one update of each path per round, so that every path meets
+/// the same states of the machine — and closes them; returns each path's round trips.
+async fn series(
+    paths: &[Path<'_>],
+    updates: u32,
+    interleaved: bool,
+) -> anyhow::Result<Vec<Vec<Duration>>> {
+    for p in paths {
+        p.send(RequestType::Initial, 0, 0).await?;
+    }
+    let mut out = vec![Vec::with_capacity(updates as usize); paths.len()];
+    if interleaved {
+        for n in 1..=updates {
+            for (p, v) in paths.iter().zip(&mut out) {
+                v.push(p.send(RequestType::Update, n, 100).await?);
+            }
+        }
+    } else {
+        for (p, v) in paths.iter().zip(&mut out) {
+            for n in 1..=updates {
+                v.push(p.send(RequestType::Update, n, 100).await?);
+            }
+        }
+    }
+    for p in paths {
+        p.send(RequestType::Termination, updates + 1, 100).await?;
+    }
     Ok(out)
 }
 
@@ -334,40 +351,80 @@ async fn main() -> anyhow::Result<()> {
         "{updates} CCR-U per series, 1 in flight, loopback; home store durable = {}",
         home_cfg.store.durable
     );
-    // Warm-up.
-    series(&direct, "home.test", "warm;d", 200, |_| (None, 1, 1)).await?;
-    series(&via, "visited.test", "warm;v", 200, |n| {
-        (Some(33), n as u16 + 2, 1)
-    })
-    .await?;
     // The direct path carries the same requests as the path through the visited OCS: a
-    // CHANGEINLOCATION_CellId (34) into a new location area each time.
-    let d = with_cpu(series(&direct, "home.test", "lat;direct", updates, |n| {
-        (Some(34), (n % 60000) as u16 + 2, 1)
-    }))
-    .await?;
-    // The same requests through a bare relay agent: the cost of one more hop alone.
-    let r = with_cpu(series(&relayed, "home.test", "lat;relay", updates, |n| {
-        (Some(34), (n % 60000) as u16 + 2, 1)
-    }))
-    .await?;
-    // Home's LAC trigger fires: sent home.
-    let h = with_cpu(series(&via, "visited.test", "lat;home", updates, |n| {
-        (Some(34), (n % 60000) as u16 + 2, 1)
-    }))
-    .await?;
+    // CHANGEINLOCATION_CellId (34) into a new location area each time (home's LAC trigger
+    // fires: sent home). The bare relay carries them too: the cost of one more hop alone.
+    let new_area: fn(u32) -> (Option<i32>, u16, u8) = |n| (Some(34), (n % 60000) as u16 + 2, 1);
     // CHANGE_IN_RAT (4), not armed by home: answered by the visited OCS.
-    let l = with_cpu(series(&via, "visited.test", "lat;local", updates, |n| {
-        (Some(4), 1, if n % 2 == 0 { 1 } else { 5 })
-    }))
-    .await?;
+    let new_rat: fn(u32) -> (Option<i32>, u16, u8) =
+        |n| (Some(4), 1, if n % 2 == 0 { 1 } else { 5 });
+    let paths = |tag: &str| {
+        [
+            Path {
+                node: &direct,
+                realm: "home.test",
+                session: format!("{tag};direct"),
+                step: new_area,
+            },
+            Path {
+                node: &relayed,
+                realm: "home.test",
+                session: format!("{tag};relay"),
+                step: new_area,
+            },
+            Path {
+                node: &via,
+                realm: "visited.test",
+                session: format!("{tag};home"),
+                step: new_area,
+            },
+            Path {
+                node: &via,
+                realm: "visited.test",
+                session: format!("{tag};local"),
+                step: new_rat,
+            },
+        ]
+    };
+    series(&paths("warm"), 200, true).await?;
+    // VISITED_PROFILE=SERIES:N (direct, relay, home or local): only N updates of that
+    // series (for a profiler), and the process's CPU per update.
+    if let Ok(v) = std::env::var("VISITED_PROFILE") {
+        let (which, n) = v.split_once(':').unwrap_or(("home", v.as_str()));
+        let n: u32 = n.parse()?;
+        let path = paths("prof")
+            .into_iter()
+            .find(|p| p.session.ends_with(which))
+            .ok_or_else(|| anyhow::anyhow!("no series {which}"))?;
+        let (_, cpu) = with_cpu(series(std::slice::from_ref(&path), n, false)).await?;
+        println!(
+            "{which}: CPU {:.0} µs per update",
+            cpu.as_secs_f64() / f64::from(n) * 1e6
+        );
+        return Ok(());
+    }
+    // One series after the other, for the CPU each costs; then in turns, for latencies
+    // that all met the same machine.
+    let mut cpu = Vec::new();
+    for p in paths("cpu") {
+        let (_, c) = with_cpu(series(std::slice::from_ref(&p), updates, false)).await?;
+        cpu.push(c);
+    }
+    let lat = series(&paths("lat"), updates, true).await?;
     let rtt = loopback_rtt(3000).await?;
     let fs1 = fsync_latency(dir.path(), 1, 500)?;
     let fs2 = fsync_latency(dir.path(), 2, 500)?;
-    let base = summary("direct to the home OCS", d, None);
-    summary("via a bare relay agent (yardstick)", r, Some(base));
-    summary("via the visited OCS, sent home", h, Some(base));
-    summary("via the visited OCS, answered there", l, Some(base));
+    let names = [
+        "direct to the home OCS",
+        "via a bare relay agent (yardstick)",
+        "via the visited OCS, sent home",
+        "via the visited OCS, answered there",
+    ];
+    let mut base = None;
+    for ((name, v), c) in names.into_iter().zip(lat).zip(cpu) {
+        let p50 = summary(name, (v, c), base);
+        base.get_or_insert(p50);
+    }
     println!(
         "yardsticks: loopback TCP round trip p50 {:.0} µs p99 {:.0} µs; fdatasync in the home \
          store's directory p50 {:.0} µs p99 {:.0} µs alone, p50 {:.0} µs p99 {:.0} µs with a \
