@@ -348,8 +348,12 @@ async fn main() -> anyhow::Result<()> {
     let via = client("ocs.visited.test", "visited.test", vocs_addr).await?;
     let relayed = client("relay.visited.test", "home.test", relay_addr).await?;
     println!(
-        "{updates} CCR-U per series, 1 in flight, loopback; home store durable = {}",
-        home_cfg.store.durable
+        "{updates} CCR-U per series, 1 in flight, loopback; home store durable = {}; ports: \
+         home OCS {}, visited OCS {}, relay {} (scripts/hop-latency.py reads a capture of them)",
+        home_cfg.store.durable,
+        home_addr.port(),
+        vocs_addr.port(),
+        relay_addr.port()
     );
     // The direct path carries the same requests as the path through the visited OCS: a
     // CHANGEINLOCATION_CellId (34) into a new location area each time (home's LAC trigger
