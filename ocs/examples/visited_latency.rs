@@ -47,6 +47,8 @@ use std::time::{Duration, Instant};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const IMSI: &str = "001010000000001";
+/// The client behind the bare relay.
+const RELAYED_HOST: &str = "pcef-relayed.visited.test";
 
 fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -54,8 +56,12 @@ fn free_addr() -> SocketAddr {
         .expect("a free port")
 }
 
-async fn client(peer: &str, realm: &str, addr: SocketAddr) -> anyhow::Result<Node> {
-    let mut c = NodeConfig::new("pcef.visited.test", "visited.test");
+/// A Gy client `host` connected to `peer` at `addr`. Each path's client has a host of its
+/// own: the home OCS sees the direct and the relayed clients' requests, and detects
+/// duplicates by (Origin-Host, End-to-End Identifier) — two clients sharing a host would
+/// now and then number requests alike and get each other's stored answers.
+async fn client(host: &str, peer: &str, realm: &str, addr: SocketAddr) -> anyhow::Result<Node> {
+    let mut c = NodeConfig::new(host, "visited.test");
     c.local.applications.push(Application::auth(4));
     c.peers.push(PeerSpec::connect_tcp(peer, addr));
     c.routes.push(relay_route(realm, Some(4), &[peer]));
@@ -74,7 +80,7 @@ async fn relay_agent(addr: SocketAddr, home: SocketAddr) -> anyhow::Result<Node>
     c.local.applications.push(Application::relay());
     c.agent = true;
     c.listen.push(addr.into());
-    c.peers.push(PeerSpec::accept_only("pcef.visited.test"));
+    c.peers.push(PeerSpec::accept_only(RELAYED_HOST));
     c.peers.push(PeerSpec::connect_tcp("ocs.home.test", home));
     c.routes
         .push(relay_route("home.test", None, &["ocs.home.test"]));
@@ -89,6 +95,7 @@ async fn relay_agent(addr: SocketAddr, home: SocketAddr) -> anyhow::Result<Node>
 
 /// A CCR for rating group 1 with `used` octets, a fired trigger and the user's location.
 fn ccr(
+    origin: &str,
     session: &str,
     realm: &str,
     kind: RequestType,
@@ -98,7 +105,7 @@ fn ccr(
 ) -> MessageBuilder {
     let mut b = MessageBuilder::request(dcca::CMD_CREDIT_CONTROL, 4, true);
     b.push(base::SESSION_ID.with(session.to_string()));
-    b.push(base::ORIGIN_HOST.with("pcef.visited.test".to_string()));
+    b.push(base::ORIGIN_HOST.with(origin.to_string()));
     b.push(base::ORIGIN_REALM.with("visited.test".to_string()));
     b.push(base::DESTINATION_REALM.with(realm.to_string()));
     b.push(base::AUTH_APPLICATION_ID.with(4u32));
@@ -149,7 +156,8 @@ impl Path<'_> {
             RequestType::Update => (self.step)(n),
             _ => (None, 1, 1),
         };
-        let req = ccr(&self.session, self.realm, kind, n, used, fired);
+        let origin = self.node.identity().host.clone();
+        let req = ccr(&origin, &self.session, self.realm, kind, n, used, fired);
         let t = Instant::now();
         let m = self.node.request(req).await?;
         let took = t.elapsed();
@@ -344,9 +352,21 @@ async fn main() -> anyhow::Result<()> {
     );
     let relay_addr = free_addr();
     let relay = relay_agent(relay_addr, home_addr).await?;
-    let direct = client("ocs.home.test", "home.test", home_addr).await?;
-    let via = client("ocs.visited.test", "visited.test", vocs_addr).await?;
-    let relayed = client("relay.visited.test", "home.test", relay_addr).await?;
+    let direct = client(
+        "pcef-direct.visited.test",
+        "ocs.home.test",
+        "home.test",
+        home_addr,
+    )
+    .await?;
+    let via = client(
+        "pcef.visited.test",
+        "ocs.visited.test",
+        "visited.test",
+        vocs_addr,
+    )
+    .await?;
+    let relayed = client(RELAYED_HOST, "relay.visited.test", "home.test", relay_addr).await?;
     println!(
         "{updates} CCR-U per series, 1 in flight, loopback; home store durable = {}; ports: \
          home OCS {}, visited OCS {}, relay {} (scripts/hop-latency.py reads a capture of them)",
