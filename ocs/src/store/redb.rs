@@ -1040,6 +1040,9 @@ struct State {
     writer_awake: bool,
     /// When the sleeping writer comes back by itself (a checkpoint, a fold or a flush due).
     writer_due: Option<Instant>,
+    /// Lazy visited records ([`RedbStore::put_visited_lazy`]), run first by the next round:
+    /// any later write of the same record is sent after them.
+    deferred: Vec<Box<dyn Job>>,
     /// Buffers a CCR reuses.
     scratch: Vec<u8>,
     journal: Vec<u8>,
@@ -1128,6 +1131,7 @@ impl RedbStore {
                 waiting: Vec::new(),
                 writer_awake: true,
                 writer_due: None,
+                deferred: Vec::new(),
                 scratch: Vec::with_capacity(1024),
                 journal: Vec::with_capacity(1024),
             }),
@@ -1215,9 +1219,8 @@ impl RedbStore {
                     .unwrap_or_else(|_| Err(StoreError("store writer stopped".into())))
             });
         }
-        // Answered now: the writer puts the record in the log within `FLUSH_EVERY` (a lazy
-        // one of a durable store: with its next round), woken if it sleeps without a
-        // deadline, and at once for a large backlog or a fold due.
+        // Answered now: the writer puts the record in the log within `FLUSH_EVERY`, woken
+        // if it sleeps without a deadline, and at once for a large backlog or a fold due.
         let crossed = |before: usize, after: usize, limit: usize| before < limit && after >= limit;
         if crossed(pending_before, st.pending.len(), PENDING_MAX)
             || crossed(
@@ -1229,18 +1232,7 @@ impl RedbStore {
             st.writer_awake = true;
             let _ = shared.queue.send(Msg::Wake);
         } else if st.pending.len() > pending_before {
-            // A lazy record of a durable store rides with the writer's next round (another
-            // operation's, or the deadline it sleeps with, within `checkpoint_interval`): a
-            // crash that loses it loses nothing its durable predecessor cannot redo, and a
-            // wake-up per record costs more than the write.
-            let rides = shared.options.durable
-                && !sync
-                && st
-                    .writer_due
-                    .is_some_and(|d| d <= Instant::now() + shared.options.checkpoint_interval);
-            if !rides {
-                wake(shared, st);
-            }
+            wake(shared, st);
         }
         drop(guard);
         Box::pin(std::future::ready(result))
@@ -1257,43 +1249,59 @@ impl RedbStore {
 
     /// The visited role: writes a session record whole, answered (with `durable`) once on
     /// the disk. Like a CCR it is a journal entry, in the log: one `pwrite` and one
-    /// `fdatasync` shared with whatever else the round writes, not a redb commit.
-    pub fn put_visited<T: Serialize>(&self, id: String, record: &T) -> StoreFuture<'static, ()> {
-        self.write_visited(id, Some(record), true)
+    /// `fdatasync` shared with whatever else the round writes, not a redb commit. The
+    /// record is encoded on the writer thread, not the caller's.
+    ///
+    /// The visited role's writes ([`RedbStore::put_visited_lazy`] and
+    /// [`RedbStore::remove_visited`] too) are journaled in the order they are made.
+    pub fn put_visited<T>(&self, id: String, record: Arc<T>) -> StoreFuture<'static, ()>
+    where
+        T: Serialize + Send + Sync + 'static,
+    {
+        self.submit_with(true, true, move |t, _| {
+            let record = tryop!(enc(&*record));
+            t.put_visited(id, Some(record))?;
+            Ok(Ok(()))
+        })
     }
 
-    /// The visited role: as [`RedbStore::put_visited`], answered at once, without waiting
-    /// for the disk. A crash may lose it (the writer puts it in the log and on the disk with
-    /// its next round: another operation's, or a checkpoint or fold due, within
-    /// `checkpoint_interval`), so it is only for a record whose durable predecessor lets the
-    /// lost change be made again.
-    ///
-    /// Its journal entry is numbered when this is called, so a write of the same record
-    /// made later cannot come before it, on the disk or at a restart; the future tells how
-    /// it went.
-    pub fn put_visited_lazy<T: Serialize>(
-        &self,
-        id: String,
-        record: &T,
-    ) -> StoreFuture<'static, ()> {
-        self.write_visited(id, Some(record), false)
+    /// The visited role: as [`RedbStore::put_visited`], without waiting for it. A crash
+    /// may lose it: the writer takes it with its next round (another operation's, or a
+    /// checkpoint, fold or flush due, within `checkpoint_interval`; it is not woken for it
+    /// when it has such a deadline — a wake-up per record costs the caller more than the
+    /// write), so it is only for a record whose durable predecessor lets the lost change be
+    /// made again. A write that fails is logged; the record before it stands.
+    pub fn put_visited_lazy<T>(&self, id: String, record: Arc<T>)
+    where
+        T: Serialize + Send + Sync + 'static,
+    {
+        let (reply, _) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(Op {
+            sync: false,
+            writes: true,
+            f: Some(move |t: &mut Tables<'_>, _: &Policy| {
+                let record = tryop!(enc(&*record));
+                t.put_visited(id, Some(record))?;
+                Ok(Ok(()))
+            }),
+            result: None,
+            reply,
+        });
+        let shared = &*self.shared;
+        let mut st = lock(shared);
+        st.deferred.push(job);
+        let rides = st
+            .writer_due
+            .is_some_and(|d| d <= Instant::now() + shared.options.checkpoint_interval);
+        if !rides {
+            wake(shared, &mut st);
+        }
     }
 
     /// The visited role: forgets a session record.
     pub fn remove_visited(&self, id: String) -> StoreFuture<'static, ()> {
-        self.write_visited::<()>(id, None, true)
-    }
-
-    fn write_visited<T: Serialize>(
-        &self,
-        id: String,
-        record: Option<&T>,
-        sync: bool,
-    ) -> StoreFuture<'static, ()> {
-        let record = record.map(enc).transpose();
-        self.inline(sync, move |t, _| {
-            let record = tryop!(record);
-            t.put_visited(id, record)?;
+        self.submit_with(true, true, move |t, _| {
+            t.put_visited(id, None)?;
             Ok(Ok(()))
         })
     }
@@ -1537,9 +1545,10 @@ fn writer(
             // `durable`.)
             let busy = !st.waiting.is_empty();
             // With records pending it comes back for them within `FLUSH_EVERY` unwoken.
-            st.writer_awake = busy || !st.pending.is_empty();
+            let queued = !st.pending.is_empty() || !st.deferred.is_empty();
+            st.writer_awake = busy || queued;
             let fold_at = st.mem.unfolded.since.map(|t| t + options.fold_interval);
-            let flush_at = (!st.pending.is_empty()).then(|| Instant::now() + FLUSH_EVERY);
+            let flush_at = queued.then(|| Instant::now() + FLUSH_EVERY);
             let due = [checkpoint_due, fold_at, flush_at]
                 .into_iter()
                 .flatten()
@@ -1616,6 +1625,11 @@ fn round(
     let checkpoint = closing || checkpoint_due.is_some_and(|due| started >= due);
     let mut guard = lock(shared);
     let st = &mut *guard;
+    if !st.deferred.is_empty() {
+        let mut first = std::mem::take(&mut st.deferred);
+        first.append(&mut jobs);
+        jobs = first;
+    }
     // The CCRs decided since the last round: their records and (with `durable`) answers.
     let spare = std::mem::take(&mut st.spare);
     let mut records = std::mem::replace(&mut st.pending, spare);
@@ -2215,10 +2229,7 @@ mod tests {
             };
             let written = Instant::now();
             assert!(store.provision(account).await.unwrap());
-            store
-                .put_visited_lazy("v".into(), &"lazy".to_string())
-                .await
-                .unwrap();
+            store.put_visited_lazy("v".into(), Arc::new("lazy".to_string()));
             let copy = as_after_a_crash(&path, 0, &options);
             // (Only while the interval has not passed: a busy machine may have slept.)
             if !durable && written.elapsed() < interval / 2 {
@@ -2252,17 +2263,22 @@ mod tests {
         for round in 0..4u32 {
             for id in ["v1", "v2", "v3"] {
                 store
-                    .put_visited(id.into(), &format!("{id}/{round}"))
+                    .put_visited(id.into(), Arc::new(format!("{id}/{round}")))
                     .await
                     .unwrap();
             }
         }
+        // A lazy write is taken before any write made after it: the durable one after it
+        // carries it to the disk, and a later write of the same record replaces it.
+        store.put_visited_lazy("v3".into(), Arc::new("v3/lazy".to_string()));
+        store.put_visited_lazy("v2".into(), Arc::new("v2/lazy".to_string()));
         store.remove_visited("v2".into()).await.unwrap();
+        store.put_visited_lazy("v4".into(), Arc::new("v4/lazy".to_string()));
         store
-            .put_visited("v4".into(), &"v4/0".to_string())
+            .put_visited("v4".into(), Arc::new("v4/0".to_string()))
             .await
             .unwrap();
-        let expected = vec!["v1/3".to_string(), "v3/3".into(), "v4/0".into()];
+        let expected = vec!["v1/3".to_string(), "v3/lazy".into(), "v4/0".into()];
         assert_eq!(store.visited_records::<String>().await.unwrap(), expected);
         let log = wal_path(&path);
         assert_eq!(std::fs::metadata(&log).unwrap().len(), wal::PREALLOCATED);

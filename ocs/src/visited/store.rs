@@ -190,8 +190,9 @@ pub struct MemoryVisitedStore {
 
 #[derive(Default)]
 struct Maps {
-    /// By the PCEF's Session-Id.
-    sessions: HashMap<String, VisitedSession>,
+    /// By the PCEF's Session-Id (shared with the durable store's writer, which encodes
+    /// the record on its own thread).
+    sessions: HashMap<String, Arc<VisitedSession>>,
     /// The Session-Id towards home → the PCEF's.
     by_home: HashMap<String, String>,
 }
@@ -204,7 +205,7 @@ impl MemoryVisitedStore {
     }
 
     /// Keeps a session, replacing what was kept.
-    fn insert(&self, s: VisitedSession) -> Result<(), StoreError> {
+    fn insert(&self, s: Arc<VisitedSession>) -> Result<(), StoreError> {
         let mut m = self.map()?;
         m.by_home
             .insert(s.home_session.clone(), s.pcef_session.clone());
@@ -215,10 +216,10 @@ impl MemoryVisitedStore {
 
 impl VisitedStore for MemoryVisitedStore {
     fn get(&self, id: String) -> StoreFuture<'_, Option<VisitedSession>> {
-        Box::pin(async move { Ok(self.map()?.sessions.get(&id).cloned()) })
+        Box::pin(async move { Ok(self.map()?.sessions.get(&id).map(|s| (**s).clone())) })
     }
     fn put(&self, s: VisitedSession) -> StoreFuture<'_, ()> {
-        Box::pin(std::future::ready(self.insert(s)))
+        Box::pin(std::future::ready(self.insert(Arc::new(s))))
     }
     fn remove(&self, id: String) -> StoreFuture<'_, ()> {
         Box::pin(async move {
@@ -279,29 +280,25 @@ impl VisitedStore for DurableVisitedStore {
     fn get(&self, id: String) -> StoreFuture<'_, Option<VisitedSession>> {
         self.memory.get(id)
     }
-    /// The record's journal entry is numbered when this is called (the write starts without
+    /// The write is queued for the store's writer when this is called (it goes on without
     /// the future being polled); the future ends once it is on the disk.
     fn put(&self, s: VisitedSession) -> StoreFuture<'_, ()> {
-        let written = self.disk.put_visited(s.pcef_session.clone(), &s);
+        let s = Arc::new(s);
+        let written = self.disk.put_visited(s.pcef_session.clone(), s.clone());
         Box::pin(async move {
             written.await?;
-            self.memory.put(s).await
-        })
-    }
-    /// Numbers the record's journal entry and keeps it in memory at once; nobody waits for
-    /// the disk. The session's next write is numbered after it, so it cannot replace it;
-    /// the durable record written before covers a crash in between, and a failed write too
-    /// (it is logged; the next write replaces the record whole).
-    fn put_lazy(&self, s: VisitedSession) -> StoreFuture<'_, ()> {
-        let written = self.disk.put_visited_lazy(s.pcef_session.clone(), &s);
-        Box::pin(async move {
-            // Ready at once, unless the store's memory is being read again after a failure
-            // (the write then waits for the writer's turn).
-            if let Err(e) = written.await {
-                tracing::warn!(session = %s.pcef_session, error = %e, "visited session not written after home's answer; its durable record stands");
-            }
             self.memory.insert(s)
         })
+    }
+    /// Kept in memory and queued for the writer at once; nobody waits for the disk. The
+    /// session's next write is queued after it, so it cannot replace it; the durable record
+    /// written before covers a crash in between, and a failed write too (the writer logs
+    /// it; the next write replaces the record whole).
+    fn put_lazy(&self, s: VisitedSession) -> StoreFuture<'_, ()> {
+        let s = Arc::new(s);
+        self.disk
+            .put_visited_lazy(s.pcef_session.clone(), s.clone());
+        Box::pin(std::future::ready(self.memory.insert(s)))
     }
     fn remove(&self, id: String) -> StoreFuture<'_, ()> {
         Box::pin(async move {
