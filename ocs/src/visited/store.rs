@@ -206,10 +206,19 @@ impl MemoryVisitedStore {
 
     /// Keeps a session, replacing what was kept.
     fn insert(&self, s: Arc<VisitedSession>) -> Result<(), StoreError> {
-        let mut m = self.map()?;
-        m.by_home
-            .insert(s.home_session.clone(), s.pcef_session.clone());
-        m.sessions.insert(s.pcef_session.clone(), s);
+        let old = {
+            let mut m = self.map()?;
+            if m.by_home.get(&s.home_session) != Some(&s.pcef_session) {
+                m.by_home
+                    .insert(s.home_session.clone(), s.pcef_session.clone());
+            }
+            match m.sessions.get_mut(&s.pcef_session) {
+                Some(kept) => Some(std::mem::replace(kept, s)),
+                None => m.sessions.insert(s.pcef_session.clone(), s),
+            }
+        };
+        // The session replaced is freed outside the lock.
+        drop(old);
         Ok(())
     }
 }
