@@ -990,7 +990,6 @@ impl Agent {
         {
             return Ok(self.resume(s, ccr, d).await);
         }
-        let before = s.clone();
         if let Some(new) = x.uli.as_deref().and_then(Location::from_uli) {
             s.location = Some(match &s.location {
                 Some(old) => old.updated_by(&new),
@@ -1027,7 +1026,7 @@ impl Agent {
                     ..refuse(&ccr, rc::UNKNOWN_SESSION_ID, "session terminated")
                 });
             }
-            Err(HomeDown(why, _)) => return Ok(self.home_down(before, s, &ccr, why, None)),
+            Err(HomeDown(why, _)) => return Ok(self.home_down(s, &ccr, why, None)),
         }
         // S413: the rating groups concerned, and every one with usage or a decision home
         // has not heard of yet.
@@ -1097,7 +1096,8 @@ impl Agent {
                 // home in doubt settled above stays settled, this request's usage is left
                 // out (the PCEF, answered 3002, reports it again).
                 let unsent = without_usage(&s, &ccr);
-                let mut out = self.home_down(unsent.clone(), s, &ccr, why, doubt);
+                let doubt = doubt.map(|d| (d, unsent.clone()));
+                let mut out = self.home_down(s, &ccr, why, doubt);
                 // The pending record is replaced whatever the outcome.
                 out.session.get_or_insert(unsent);
                 return Ok(out);
@@ -1193,13 +1193,14 @@ impl Agent {
     /// Neither home OCS answered an update. CONTINUE: what the held home grant can serve is
     /// served from it; otherwise, and with TERMINATE or RETRY_AND_TERMINATE, nothing of the
     /// request is kept and the PCEF gets 3002 (its retransmission is tried home again).
+    ///
+    /// `doubt`: the request home that may have arrived, and the session to keep it in.
     fn home_down(
         &self,
-        before: VisitedSession,
         mut s: VisitedSession,
         ccr: &CcRequest,
         why: String,
-        doubt: Option<InDoubt>,
+        doubt: Option<(InDoubt, VisitedSession)>,
     ) -> Outcome {
         tracing::warn!(session = %ccr.session_id, %why, failure_handling = ?s.failure_handling, "no home OCS answered");
         if s.failure_handling == FailureHandling::Continue {
@@ -1215,19 +1216,18 @@ impl Agent {
                     })
             });
             if servable {
-                if doubt.is_some() {
-                    s.in_doubt = doubt;
+                if let Some((d, _)) = doubt {
+                    s.in_doubt = Some(d);
                 }
                 return self.absorb(s, ccr);
             }
         }
         let mut out = unreachable(why);
-        if let Some(d) = doubt {
+        if let Some((d, mut kept)) = doubt {
             // The PCEF's request is not kept (it gets 3002 and reports that usage again),
             // but the request home that may have arrived is, to be settled first.
-            let mut b = before;
-            b.in_doubt = Some(d);
-            out.session = Some(b);
+            kept.in_doubt = Some(d);
+            out.session = Some(kept);
         }
         out
     }
