@@ -383,31 +383,17 @@ async fn main() -> anyhow::Result<()> {
     let new_rat: fn(u32) -> (Option<i32>, u16, u8) =
         |n| (Some(4), 1, if n % 2 == 0 { 1 } else { 5 });
     let paths = |tag: &str| {
+        let path = |node, realm, name: &str, step| Path {
+            node,
+            realm,
+            session: format!("{tag};{name}"),
+            step,
+        };
         [
-            Path {
-                node: &direct,
-                realm: "home.test",
-                session: format!("{tag};direct"),
-                step: new_area,
-            },
-            Path {
-                node: &relayed,
-                realm: "home.test",
-                session: format!("{tag};relay"),
-                step: new_area,
-            },
-            Path {
-                node: &via,
-                realm: "visited.test",
-                session: format!("{tag};home"),
-                step: new_area,
-            },
-            Path {
-                node: &via,
-                realm: "visited.test",
-                session: format!("{tag};local"),
-                step: new_rat,
-            },
+            path(&direct, "home.test", "direct", new_area),
+            path(&relayed, "home.test", "relay", new_area),
+            path(&via, "visited.test", "home", new_area),
+            path(&via, "visited.test", "local", new_rat),
         ]
     };
     series(&paths("warm"), 200, true).await?;
