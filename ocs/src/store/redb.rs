@@ -10,8 +10,8 @@
 //! writes them without it — one `pwrite` and, with `durable`, one `fdatasync` for all the
 //! CCRs decided meanwhile — then answers those waiting (one wake of the runtime per round).
 //! So no CCR crosses to another thread and back to be decided, and the lock is held for a
-//! decision, not for a disk write. The visited role's session records are written the
-//! same way (a journal entry each).
+//! decision, not for a disk write. The visited role's session records are journal
+//! entries in the log too, encoded and written by the writer in the order they are made.
 //!
 //! **Every other operation** (provisioning, the operator's reads and changes, the sweep) is
 //! queued for the writer, which runs the queued ones in turn under the lock (each sees the
@@ -961,8 +961,8 @@ where
     }
 }
 
-/// An operation run on a runtime thread ([`RedbStore::inline`]: a CCR, a visited session
-/// record): its result, sent once its log record and every one before it is on the disk.
+/// A CCR decided on a runtime thread ([`RedbStore::inline`]): its result, sent once its
+/// log record and every one before it is on the disk.
 struct Decided<T> {
     result: Result<T, StoreError>,
     reply: oneshot::Sender<Result<T, StoreError>>,
@@ -1153,17 +1153,16 @@ impl RedbStore {
 
     /// A CCR decided on the calling thread ([`RedbStore::inline`]).
     fn decide(&self, req: CcRequest, now: UnixMillis) -> StoreFuture<'static, Applied> {
-        self.inline(true, move |t, p| t.credit_control(p, &req, now))
+        self.inline(move |t, p| t.credit_control(p, &req, now))
     }
 
-    /// An operation of memory and the journal only (a CCR, a visited session record) run
-    /// on the calling thread under the lock ([`State`]): its changes in memory and its
-    /// journal entry among the pending log records. With `sync` and `durable` it is
-    /// answered once every record up to its own is on the disk (also one that wrote
-    /// nothing — a retransmission's answer, a refusal — may rest on a record not there
-    /// yet); else at once. While memory is stale, or once closed, it goes to the writer as
-    /// any operation.
-    fn inline<T, F>(&self, sync: bool, op: F) -> StoreFuture<'static, T>
+    /// An operation of memory and the journal only (a CCR) run on the calling thread under
+    /// the lock ([`State`]): its changes in memory and its journal entry among the pending
+    /// log records. With `durable` it is answered once every record up to its own is on the
+    /// disk (also one that wrote nothing — a retransmission's answer, a refusal — may rest
+    /// on a record not there yet); without, at once. While memory is stale, or once closed,
+    /// it goes to the writer as any operation.
+    fn inline<T, F>(&self, op: F) -> StoreFuture<'static, T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Tables<'_>, &Policy) -> OpResult<T> + Send + 'static,
@@ -1175,7 +1174,7 @@ impl RedbStore {
             Some(db) if !st.mem.stale => db,
             _ => {
                 drop(guard);
-                return self.submit_with(sync, true, op);
+                return self.submit_with(true, true, op);
             }
         };
         let buffers = (
@@ -1209,7 +1208,7 @@ impl RedbStore {
         }
         st.scratch = scratch;
         st.journal = journal;
-        if sync && shared.options.durable && st.mem.journal_next > st.durable_next {
+        if shared.options.durable && st.mem.journal_next > st.durable_next {
             let (reply, rx) = oneshot::channel();
             st.waiting.push(Box::new(Decided { result, reply }));
             wake(shared, st);
@@ -1258,11 +1257,7 @@ impl RedbStore {
     where
         T: Serialize + Send + Sync + 'static,
     {
-        self.submit_with(true, true, move |t, _| {
-            let record = tryop!(enc(&*record));
-            t.put_visited(id, Some(record))?;
-            Ok(Ok(()))
-        })
+        self.submit_with(true, true, write_visited(id, Some(record)))
     }
 
     /// The visited role: as [`RedbStore::put_visited`], without waiting for it. A crash
@@ -1270,23 +1265,13 @@ impl RedbStore {
     /// checkpoint, fold or flush due, within `checkpoint_interval`; it is not woken for it
     /// when it has such a deadline — a wake-up per record costs the caller more than the
     /// write), so it is only for a record whose durable predecessor lets the lost change be
-    /// made again. A write that fails is logged; the record before it stands.
+    /// made again. If its round fails (the writer logs that), the record before it stands.
     pub fn put_visited_lazy<T>(&self, id: String, record: Arc<T>)
     where
         T: Serialize + Send + Sync + 'static,
     {
-        let (reply, _) = oneshot::channel();
-        let job: Box<dyn Job> = Box::new(Op {
-            sync: false,
-            writes: true,
-            f: Some(move |t: &mut Tables<'_>, _: &Policy| {
-                let record = tryop!(enc(&*record));
-                t.put_visited(id, Some(record))?;
-                Ok(Ok(()))
-            }),
-            result: None,
-            reply,
-        });
+        // Nobody waits for its answer.
+        let (job, _) = job(false, true, write_visited(id, Some(record)));
         let shared = &*self.shared;
         let mut st = lock(shared);
         st.deferred.push(job);
@@ -1300,10 +1285,7 @@ impl RedbStore {
 
     /// The visited role: forgets a session record.
     pub fn remove_visited(&self, id: String) -> StoreFuture<'static, ()> {
-        self.submit_with(true, true, move |t, _| {
-            t.put_visited(id, None)?;
-            Ok(Ok(()))
-        })
+        self.submit_with(true, true, write_visited::<()>(id, None))
     }
 
     /// The visited role: every session record (read once, at start): the table's, with
@@ -1357,14 +1339,7 @@ impl RedbStore {
         T: Send + 'static,
         F: FnOnce(&mut Tables<'_>, &Policy) -> OpResult<T> + Send + 'static,
     {
-        let (reply, rx) = oneshot::channel();
-        let job: Box<dyn Job> = Box::new(Op {
-            sync,
-            writes,
-            f: Some(f),
-            result: None,
-            reply,
-        });
+        let (job, rx) = job(sync, writes, f);
         let sent = self.shared.queue.send(Msg::Job(job)).is_ok();
         Box::pin(async move {
             if !sent {
@@ -1373,6 +1348,46 @@ impl RedbStore {
             rx.await
                 .unwrap_or_else(|_| Err(StoreError("store writer stopped".into())))
         })
+    }
+}
+
+/// A queued operation for the writer, and where its result comes.
+fn job<T, F>(
+    sync: bool,
+    writes: bool,
+    f: F,
+) -> (Box<dyn Job>, oneshot::Receiver<Result<T, StoreError>>)
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Tables<'_>, &Policy) -> OpResult<T> + Send + 'static,
+{
+    let (reply, rx) = oneshot::channel();
+    let job = Box::new(Op {
+        sync,
+        writes,
+        f: Some(f),
+        result: None,
+        reply,
+    });
+    (job, rx)
+}
+
+/// The writer's operation for a visited session record written (encoded there) or, None,
+/// removed.
+fn write_visited<T>(
+    id: String,
+    record: Option<Arc<T>>,
+) -> impl FnOnce(&mut Tables<'_>, &Policy) -> OpResult<()> + Send + 'static
+where
+    T: Serialize + Send + Sync + 'static,
+{
+    move |t, _| {
+        let record = match record {
+            Some(r) => Some(tryop!(enc(&*r))),
+            None => None,
+        };
+        t.put_visited(id, record)?;
+        Ok(Ok(()))
     }
 }
 

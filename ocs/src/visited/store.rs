@@ -301,8 +301,8 @@ impl VisitedStore for DurableVisitedStore {
     }
     /// Kept in memory and queued for the writer at once; nobody waits for the disk. The
     /// session's next write is queued after it, so it cannot replace it; the durable record
-    /// written before covers a crash in between, and a failed write too (the writer logs
-    /// it; the next write replaces the record whole).
+    /// written before covers a crash in between, and a failed write too (a failed round is
+    /// logged by the writer; the next write replaces the record whole).
     fn put_lazy(&self, s: VisitedSession) -> StoreFuture<'_, ()> {
         let s = Arc::new(s);
         self.disk
